@@ -1,0 +1,172 @@
+package bench
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/blas32"
+
+	"github.com/quantkit/quantkit/backend"
+)
+
+// GemmOptions selects what Gemm measures.
+type GemmOptions struct {
+	Sizes  []int    // M = N = K for each
+	DTypes []string // "fp32", "int8"
+	Timing Timing
+	// Baseline adds gonum's blas32 Sgemm (C = A·Bᵀ, the same layout) at
+	// each size, run on the host in the same process.
+	Baseline bool
+	// Progress, when set, is called before each measurement.
+	Progress func(done, total int, what string)
+}
+
+// GemmDTypes are the element types Gemm knows: fp32 is float32 in and
+// out; int8 is int8 in with exact int32 accumulators out.
+var GemmDTypes = []string{"fp32", "int8"}
+
+// Gemm measures C[n×n] = A[n×n]·B[n×n]ᵀ on b for each size and dtype, and
+// gonum's Sgemm beside it when asked.
+func Gemm(b backend.Backend, opt GemmOptions) (*Report, error) {
+	for _, dt := range opt.DTypes {
+		if dt != "fp32" && dt != "int8" {
+			return nil, fmt.Errorf("bench: unknown GEMM dtype %q (want fp32 or int8)", dt)
+		}
+	}
+	rep := &Report{Date: time.Now().UTC(), Machine: ThisMachine(), Device: b.Describe()}
+	total := len(opt.Sizes) * len(opt.DTypes)
+	if opt.Baseline {
+		total += len(opt.Sizes)
+	}
+	done := 0
+	step := func(what string) {
+		if opt.Progress != nil {
+			opt.Progress(done, total, what)
+		}
+		done++
+	}
+	for _, n := range opt.Sizes {
+		if n <= 0 {
+			return nil, fmt.Errorf("bench: GEMM size %d must be positive", n)
+		}
+		flops := 2 * float64(n) * float64(n) * float64(n)
+		var fp32Rate, baseRate float64
+		var rows []Result
+		if opt.Baseline {
+			step(fmt.Sprintf("gonum fp32 %d³", n))
+			sec, reps := gonumSgemm(n, opt.Timing)
+			baseRate = flops / sec
+			rows = append(rows, Result{Op: "gemm", Impl: "gonum", Device: "cpu", DType: "fp32", M: n, N: n, K: n, Seconds: sec, Reps: reps, OpsPerSecond: baseRate})
+		}
+		for _, dt := range opt.DTypes {
+			step(fmt.Sprintf("quantkit %s %d³", dt, n))
+			sec, reps, err := gemmOnce(b, dt, n, opt.Timing)
+			if err != nil {
+				return nil, fmt.Errorf("bench: %s GEMM %d³ on %s: %w", dt, n, b.Name(), err)
+			}
+			r := Result{Op: "gemm", Impl: "quantkit", Device: b.Name(), DType: dt, M: n, N: n, K: n, Seconds: sec, Reps: reps, OpsPerSecond: flops / sec}
+			if dt == "fp32" {
+				fp32Rate = r.OpsPerSecond
+			}
+			rows = append(rows, r)
+		}
+		for i := range rows {
+			r := &rows[i]
+			if r.Impl == "quantkit" && r.DType == "int8" && fp32Rate > 0 {
+				r.SpeedupOverFP32 = r.OpsPerSecond / fp32Rate
+			}
+			if r.Impl == "quantkit" && baseRate > 0 {
+				r.VsBaseline = r.OpsPerSecond / baseRate
+			}
+		}
+		rep.Results = append(rep.Results, rows...)
+	}
+	return rep, nil
+}
+
+func gemmOnce(b backend.Backend, dtype string, n int, t Timing) (sec float64, reps int, err error) {
+	rng := rand.New(rand.NewPCG(1, uint64(n)))
+	var bufs []backend.Buffer
+	defer func() {
+		for _, buf := range bufs {
+			b.Free(buf)
+		}
+	}()
+	alloc := func(dt backend.DType, host any) (backend.Buffer, error) {
+		buf, err := b.Alloc(dt, n*n)
+		if err != nil {
+			return nil, err
+		}
+		bufs = append(bufs, buf)
+		if host != nil {
+			err = b.Upload(buf, host)
+		}
+		return buf, err
+	}
+	var run func() error
+	switch dtype {
+	case "fp32":
+		ha, hb := randF32(rng, n*n), randF32(rng, n*n)
+		a, err1 := alloc(backend.F32, ha)
+		bb, err2 := alloc(backend.F32, hb)
+		c, err3 := alloc(backend.F32, nil)
+		if err := firstErr(err1, err2, err3); err != nil {
+			return 0, 0, err
+		}
+		run = func() error { return b.GemmF32(n, n, n, a, bb, c) }
+	case "int8":
+		ha, hb := randS8(rng, n*n), randS8(rng, n*n)
+		a, err1 := alloc(backend.S8, ha)
+		bb, err2 := alloc(backend.S8, hb)
+		c, err3 := alloc(backend.S32, nil)
+		if err := firstErr(err1, err2, err3); err != nil {
+			return 0, 0, err
+		}
+		run = func() error { return b.GemmS8(n, n, n, a, bb, c, nil) }
+	}
+	return t.Measure(func() error {
+		if err := run(); err != nil {
+			return err
+		}
+		return b.Synchronize()
+	})
+}
+
+func gonumSgemm(n int, t Timing) (sec float64, reps int) {
+	rng := rand.New(rand.NewPCG(1, uint64(n)))
+	a := blas32.General{Rows: n, Cols: n, Stride: n, Data: randF32(rng, n*n)}
+	b := blas32.General{Rows: n, Cols: n, Stride: n, Data: randF32(rng, n*n)}
+	c := blas32.General{Rows: n, Cols: n, Stride: n, Data: make([]float32, n*n)}
+	sec, reps, _ = t.Measure(func() error {
+		blas32.Gemm(blas.NoTrans, blas.Trans, 1, a, b, 0, c)
+		return nil
+	})
+	return sec, reps
+}
+
+func randF32(rng *rand.Rand, n int) []float32 {
+	x := make([]float32, n)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	return x
+}
+
+func randS8(rng *rand.Rand, n int) []int8 {
+	x := make([]int8, n)
+	for i := range x {
+		x[i] = int8(rng.IntN(256) - 128)
+	}
+	return x
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

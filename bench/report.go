@@ -1,0 +1,115 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Result is one measured kernel at one size.
+type Result struct {
+	Op     string `json:"op"`     // "gemm"
+	Impl   string `json:"impl"`   // "quantkit" or the baseline's name, e.g. "gonum"
+	Device string `json:"device"` // "cpu", "gpu:0"
+	DType  string `json:"dtype"`  // "fp32", "int8"
+	M      int    `json:"m"`
+	N      int    `json:"n"`
+	K      int    `json:"k"`
+	// Seconds is the median time of one call.
+	Seconds float64 `json:"seconds"`
+	Reps    int     `json:"reps"`
+	// OpsPerSecond counts a multiply and an add as two operations.
+	OpsPerSecond float64 `json:"ops_per_second"`
+	// SpeedupOverFP32 is this INT8 result's rate over quantkit's FP32 rate
+	// at the same size (0 for FP32 rows).
+	SpeedupOverFP32 float64 `json:"speedup_over_fp32,omitempty"`
+	// VsBaseline is this rate over the baseline's FP32 rate at the same
+	// size (0 for the baseline's own rows).
+	VsBaseline float64 `json:"vs_baseline,omitempty"`
+}
+
+// Machine describes where a report was measured.
+type Machine struct {
+	CPU     string `json:"cpu"`
+	Threads int    `json:"threads"`
+	GOOS    string `json:"goos"`
+	GOARCH  string `json:"goarch"`
+	Go      string `json:"go"`
+}
+
+// Report is the value every benchmark returns.
+type Report struct {
+	Date    time.Time `json:"date"`
+	Machine Machine   `json:"machine"`
+	Device  string    `json:"device"`
+	Results []Result  `json:"results"`
+}
+
+// ThisMachine describes the machine the process runs on.
+func ThisMachine() Machine {
+	return Machine{CPU: CPUModel(), Threads: runtime.GOMAXPROCS(0), GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, Go: runtime.Version()}
+}
+
+// CPUModel is the processor's name from /proc/cpuinfo, or GOARCH when the
+// file is not there.
+func CPUModel() string {
+	data, err := os.ReadFile("/proc/cpuinfo")
+	if err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				return strings.TrimSpace(v)
+			}
+		}
+	}
+	return runtime.GOARCH
+}
+
+// WriteJSON writes r indented.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// WriteTable writes r for people.
+func (r *Report) WriteTable(w io.Writer) error {
+	fmt.Fprintf(w, "%s, %d threads, %s/%s, %s\n", r.Machine.CPU, r.Machine.Threads, r.Machine.GOOS, r.Machine.GOARCH, r.Machine.Go)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "op\timpl\tdevice\tdtype\tM×N×K\ttime\trate\tINT8/FP32\tvs baseline\t")
+	for _, x := range r.Results {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d×%d×%d\t%s\t%s\t%s\t%s\t\n", x.Op, x.Impl, x.Device, x.DType, x.M, x.N, x.K,
+			formatSeconds(x.Seconds), formatRate(x.OpsPerSecond, x.DType), ratio(x.SpeedupOverFP32), ratio(x.VsBaseline))
+	}
+	return tw.Flush()
+}
+
+func ratio(v float64) string {
+	if v == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f×", v)
+}
+
+func formatSeconds(s float64) string {
+	switch {
+	case s >= 1:
+		return fmt.Sprintf("%.2f s", s)
+	case s >= 1e-3:
+		return fmt.Sprintf("%.2f ms", s*1e3)
+	default:
+		return fmt.Sprintf("%.1f µs", s*1e6)
+	}
+}
+
+func formatRate(opsPerSec float64, dtype string) string {
+	unit := "GFLOP/s"
+	if strings.HasPrefix(dtype, "int") {
+		unit = "GOP/s"
+	}
+	return fmt.Sprintf("%.1f %s", opsPerSec/1e9, unit)
+}
