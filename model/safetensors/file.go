@@ -1,0 +1,202 @@
+package safetensors
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+)
+
+// File is an open safetensors file.
+type File struct {
+	path     string
+	data     []byte // the whole file: a read-only mapping, or memory
+	mapped   bool
+	buf      []byte // the data buffer, data[offset:]
+	offset   int64  // where the data buffer starts in the file
+	tensors  []TensorInfo
+	index    map[string]int
+	metadata map[string]string
+}
+
+// testNoMmap makes Open read files into memory, so tests cover both paths.
+var testNoMmap bool
+
+// Open maps the safetensors file at path read-only and validates its
+// header; see the package documentation for what is checked. Errors name
+// the path and, where there is one, the tensor.
+func Open(path string) (*File, error) {
+	f, err := open(path)
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			return nil, fmt.Errorf("safetensors: %w", err) // already names the path
+		}
+		return nil, fmt.Errorf("safetensors: %s: %w", path, err)
+	}
+	return f, nil
+}
+
+func open(path string) (*File, error) {
+	osf, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer osf.Close() // a mapping outlives its descriptor
+	fi, err := osf.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, errors.New("not a regular file")
+	}
+	size := fi.Size()
+	if size < 8 {
+		return nil, fmt.Errorf("file size %d is smaller than the 8-byte header length", size)
+	}
+	// Check the header length before mapping or reading anything else.
+	var lenBuf [8]byte
+	if _, err := osf.ReadAt(lenBuf[:], 0); err != nil {
+		return nil, err
+	}
+	n := binary.LittleEndian.Uint64(lenBuf[:])
+	if n > MaxHeaderLen {
+		return nil, fmt.Errorf("header length %d exceeds the limit of %d", n, MaxHeaderLen)
+	}
+	if n > uint64(size-8) {
+		return nil, fmt.Errorf("header length %d exceeds file size %d", n, size)
+	}
+	if size > math.MaxInt {
+		return nil, fmt.Errorf("file size %d too large for this platform", size)
+	}
+	var data []byte
+	mapped := false
+	if !testNoMmap {
+		if b, err := mapFile(osf, int(size)); err == nil {
+			data, mapped = b, true
+		}
+	}
+	if !mapped {
+		data = make([]byte, size)
+		if _, err := io.ReadFull(io.NewSectionReader(osf, 0, size), data); err != nil {
+			return nil, err
+		}
+	}
+	f, err := newFile(path, data, mapped)
+	if err != nil && mapped {
+		unmapFile(data)
+	}
+	return f, err
+}
+
+// newFile validates a whole file held in data (a mapping if mapped).
+func newFile(path string, data []byte, mapped bool) (*File, error) {
+	if len(data) < 8 {
+		return nil, fmt.Errorf("file size %d is smaller than the 8-byte header length", len(data))
+	}
+	n := binary.LittleEndian.Uint64(data)
+	if n > MaxHeaderLen {
+		return nil, fmt.Errorf("header length %d exceeds the limit of %d", n, MaxHeaderLen)
+	}
+	if n > uint64(len(data)-8) {
+		return nil, fmt.Errorf("header length %d exceeds file size %d", n, len(data))
+	}
+	f := &File{path: path, data: data, mapped: mapped, offset: 8 + int64(n)}
+	f.buf = f.data[f.offset:]
+	h, err := parseHeader(f.data[8:f.offset], int64(len(f.buf)))
+	if err != nil {
+		return nil, err
+	}
+	f.tensors, f.metadata = h.tensors, h.metadata
+	f.index = make(map[string]int, len(f.tensors))
+	for i, t := range f.tensors {
+		f.index[t.Name] = i
+	}
+	return f, nil
+}
+
+// Close releases the mapping. Slices returned by Bytes must not be used
+// afterwards. Closing twice is harmless.
+func (f *File) Close() error {
+	data, mapped := f.data, f.mapped
+	f.data, f.buf, f.mapped = nil, nil, false
+	if mapped && data != nil {
+		if err := unmapFile(data); err != nil {
+			return fmt.Errorf("safetensors: %s: %w", f.path, err)
+		}
+	}
+	return nil
+}
+
+// Tensors returns the tensors sorted by data offset (the order of the data
+// on disk, which is the order to read them in).
+func (f *File) Tensors() []TensorInfo {
+	out := make([]TensorInfo, len(f.tensors))
+	for i, t := range f.tensors {
+		t.Shape = append([]int(nil), t.Shape...)
+		out[i] = t
+	}
+	return out
+}
+
+// Tensor returns the description of the named tensor.
+func (f *File) Tensor(name string) (TensorInfo, bool) {
+	i, ok := f.index[name]
+	if !ok {
+		return TensorInfo{}, false
+	}
+	t := f.tensors[i]
+	t.Shape = append([]int(nil), t.Shape...)
+	return t, true
+}
+
+// Metadata returns a copy of the header's __metadata__ (nil if absent).
+func (f *File) Metadata() map[string]string {
+	if f.metadata == nil {
+		return nil
+	}
+	md := make(map[string]string, len(f.metadata))
+	for k, v := range f.metadata {
+		md[k] = v
+	}
+	return md
+}
+
+// DataOffset is where the data buffer starts in the file: 8 plus the
+// header length. A tensor's bytes are at DataOffset()+Begin.
+func (f *File) DataOffset() int64 { return f.offset }
+
+// Mapped reports whether the file is memory-mapped (rather than read into
+// memory because mapping failed).
+func (f *File) Mapped() bool { return f.mapped }
+
+// Bytes returns the named tensor's raw little-endian data: a read-only view
+// into the file, valid until Close. Writing to it faults.
+func (f *File) Bytes(name string) ([]byte, error) {
+	i, ok := f.index[name]
+	if !ok {
+		return nil, fmt.Errorf("safetensors: %s: no tensor %q", f.path, name)
+	}
+	if f.data == nil {
+		return nil, fmt.Errorf("safetensors: %s: file is closed", f.path)
+	}
+	t := f.tensors[i]
+	return f.buf[t.Begin:t.End:t.End], nil
+}
+
+// Float32 returns the named tensor converted to float32: exact for F32,
+// F16, BF16 and integers up to 2^24 in magnitude, rounded to nearest even
+// otherwise (F64 beyond float32's range becomes ±Inf); BOOL gives 0 and 1.
+func (f *File) Float32(name string) ([]float32, error) {
+	b, err := f.Bytes(name)
+	if err != nil {
+		return nil, err
+	}
+	t := f.tensors[f.index[name]]
+	d := lookupDType(t.DType)
+	out := make([]float32, len(b)/d.size)
+	d.toFloat32(out, b)
+	return out, nil
+}
