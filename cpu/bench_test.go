@@ -1,0 +1,192 @@
+package cpu_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/blas32"
+
+	"github.com/quantkit/quantkit/backend"
+	"github.com/quantkit/quantkit/cpu"
+	"github.com/quantkit/quantkit/quant"
+)
+
+var gemmBenchSizes = []int{256, 512, 1024}
+
+func benchF32(n int) []float32 {
+	rnd := rand.New(rand.NewPCG(1, 1))
+	x := make([]float32, n)
+	for i := range x {
+		x[i] = float32(rnd.NormFloat64())
+	}
+	return x
+}
+
+func benchS8(n int) []int8 {
+	rnd := rand.New(rand.NewPCG(1, 1))
+	x := make([]int8, n)
+	for i := range x {
+		x[i] = int8(rnd.Uint32())
+	}
+	return x
+}
+
+// reportOps reports ops per second (ops per iteration) in G/s.
+func reportOps(b *testing.B, ops float64, unit string) {
+	b.ReportMetric(ops*float64(b.N)/b.Elapsed().Seconds()/1e9, unit)
+}
+
+func BenchmarkGemmF32(b *testing.B) {
+	for _, n := range gemmBenchSizes {
+		a, bt, c := benchF32(n*n), benchF32(n*n), make([]float32, n*n)
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			for b.Loop() {
+				cpu.GemmF32(n, n, n, a, bt, c)
+			}
+			reportOps(b, 2*float64(n)*float64(n)*float64(n), "GFLOP/s")
+		})
+	}
+}
+
+// BenchmarkGonumSgemm is the baseline for BenchmarkGemmF32: gonum's
+// Sgemm (assembly inner loops) computing the same A·Bᵀ.
+func BenchmarkGonumSgemm(b *testing.B) {
+	for _, n := range gemmBenchSizes {
+		g := func(d []float32) blas32.General { return blas32.General{Rows: n, Cols: n, Stride: n, Data: d} }
+		a, bt, c := g(benchF32(n*n)), g(benchF32(n*n)), g(make([]float32, n*n))
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			for b.Loop() {
+				blas32.Gemm(blas.NoTrans, blas.Trans, 1, a, bt, 0, c)
+			}
+			reportOps(b, 2*float64(n)*float64(n)*float64(n), "GFLOP/s")
+		})
+	}
+}
+
+func BenchmarkGemmS8(b *testing.B) {
+	for _, n := range gemmBenchSizes {
+		a, bt := benchS8(n*n), benchS8(n*n)
+		c32, c8 := make([]int32, n*n), make([]int8, n*n)
+		b.Run(fmt.Sprintf("s32/%d", n), func(b *testing.B) {
+			for b.Loop() {
+				cpu.GemmS8S32(n, n, n, a, bt, c32)
+			}
+			reportOps(b, 2*float64(n)*float64(n)*float64(n), "GOP/s")
+		})
+		// Scales that map the sums (about ±5e4 at n = 256) onto the int8
+		// codes, as calibration would, with a few saturating.
+		rs, cs := make([]float32, n), make([]float32, n)
+		for i := range rs {
+			rs[i] = 1e-2 / float32(n/256) * (1 + float32(i%7)/7)
+			cs[i] = 1e-2 * (1 + float32(i%5)/5)
+		}
+		ep := &backend.Epilogue{RowScale: rs, ColScale: cs, Bias: benchF32(n), ReLU: true, OutScale: 0.1}
+		b.Run(fmt.Sprintf("s8-epilogue/%d", n), func(b *testing.B) {
+			for b.Loop() {
+				if err := cpu.GemmS8(n, n, n, a, bt, c8, ep); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportOps(b, 2*float64(n)*float64(n)*float64(n), "GOP/s")
+		})
+	}
+}
+
+// elemBench is the element count of the streaming benchmarks: 16M
+// float32s, 64 MiB, well past the caches.
+const elemBench = 16 << 20
+
+// BenchmarkCopy is the baseline for the streaming kernels: copying the
+// same 64 MiB of float32s.
+func BenchmarkCopy(b *testing.B) {
+	x, y := benchF32(elemBench), make([]float32, elemBench)
+	b.Run("16M", func(b *testing.B) {
+		copy(y, x) // fault the pages in before timing
+		b.SetBytes(4 * elemBench)
+		for b.Loop() {
+			copy(y, x)
+		}
+	})
+}
+
+var benchSchemes = []string{"int8-sym-tensor", "uint8-asym-channel1", "int4-sym-group128", "int4-asym-channel"}
+
+func benchParams(b *testing.B, name string, x []float32) *quant.Params {
+	s, err := quant.ParseScheme(name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := quant.FitMinMax(s, x, []int{4096, elemBench / 4096})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+func BenchmarkQuantize(b *testing.B) {
+	x := benchF32(elemBench)
+	codes := make([]byte, elemBench)
+	for _, name := range benchSchemes {
+		p := benchParams(b, name, x)
+		c := codes[:p.Scheme.PackedLen(elemBench)]
+		b.Run(name+"/16M", func(b *testing.B) {
+			cpu.Quantize(c, x, p) // fault the pages in before timing
+			b.SetBytes(4 * elemBench)
+			for b.Loop() {
+				if err := cpu.Quantize(c, x, p); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkDequantize(b *testing.B) {
+	x, y := benchF32(elemBench), make([]float32, elemBench)
+	codes := make([]byte, elemBench)
+	for _, name := range benchSchemes {
+		p := benchParams(b, name, x)
+		c := codes[:p.Scheme.PackedLen(elemBench)]
+		if err := cpu.Quantize(c, x, p); err != nil {
+			b.Fatal(err)
+		}
+		b.Run(name+"/16M", func(b *testing.B) {
+			cpu.Dequantize(y, c, p) // fault the pages in before timing
+			b.SetBytes(4 * elemBench)
+			for b.Loop() {
+				if err := cpu.Dequantize(y, c, p); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkHistogramAbs(b *testing.B) {
+	x := benchF32(elemBench)
+	zeros := make([]float32, elemBench)
+	for _, in := range []struct {
+		name string
+		x    []float32
+	}{{"normal", x}, {"zeros", zeros}} {
+		counts := make([]int64, 2048)
+		b.Run(in.name+"/16M", func(b *testing.B) {
+			b.SetBytes(4 * elemBench)
+			for b.Loop() {
+				cpu.HistogramAbs(in.x, 0x1p-8, counts)
+			}
+		})
+	}
+}
+
+func BenchmarkAbsMax(b *testing.B) {
+	x := benchF32(elemBench)
+	b.Run("16M", func(b *testing.B) {
+		b.SetBytes(4 * elemBench)
+		for b.Loop() {
+			cpu.AbsMax(x)
+		}
+	})
+}

@@ -1,0 +1,114 @@
+package cpu
+
+const (
+	gemmF32KC = 256 // k-steps per block: seven rows of B take 7 KiB of L1
+	gemmMC    = 64  // rows of A per task: 64 KiB of float32 (kc steps) in L2
+
+	// gemmF32FewRows is the most rows of A for which k is not blocked.
+	gemmF32FewRows = 4
+
+	// gemmMinWork is the number of multiply-adds below which a GEMM is not
+	// worth another goroutine.
+	gemmMinWork = 1 << 17
+)
+
+// GemmF32 computes C[m×n] = A[m×k]·B[n×k]ᵀ in float32, with all three
+// matrices row-major and both operands K-contiguous. It is
+//
+//	for i := range m {
+//		for j := range n {
+//			var s float32
+//			for p := range k {
+//				s += a[i*k+p] * b[j*k+p]
+//			}
+//			c[i*n+j] = s
+//		}
+//	}
+//
+// except that the sum is formed in another order (blocks of gemmF32KC
+// steps, and fused multiply-adds where the compiler emits them, as with
+// GOAMD64=v3), so that it differs from that loop by rounding only. NaN and
+// Inf propagate as IEEE arithmetic says. GemmF32 panics unless
+// len(a) = m·k, len(b) = n·k and len(c) = m·n.
+//
+// Blocking: each task takes gemmMC rows of A and a range of column blocks
+// and, one block of gemmF32KC steps of k at a time, runs the 1×7
+// micro-kernel for every row against every block of seven rows of B, so
+// that those seven row pieces (7 KiB) stay in L1 while the rows of A (64
+// KiB, in L2) go by. When C has fewer than seven columns and more rows
+// than columns the roles of A and B swap (Cᵀ = B·Aᵀ), so that the kernel
+// runs full.
+func GemmF32(m, n, k int, a, b, c []float32) {
+	checkGemm("GemmF32", m, n, k, len(a), len(b), len(c))
+	switch {
+	case m == 0 || n == 0:
+	case k == 0:
+		clear(c)
+	case n < gemmF32NR && m > n:
+		gemmF32(n, m, k, b, a, c, 1, n)
+	default:
+		gemmF32(m, n, k, a, b, c, n, 1)
+	}
+}
+
+// gemmF32 computes c[i*rs+j*cs] = Σ_p a[i*k+p]·b[j*k+p] for i < m, j < n.
+func gemmF32(m, n, k int, a, b, c []float32, rs, cs int) {
+	np := ceilDiv(n, gemmF32NR)
+	w := workers(m*np, m*n*k, gemmMinWork)
+	mb, nb, ppb := gemmTasks(m, np, gemmMC, w)
+	parallelTasks(w, mb*nb, func(_, t int) {
+		i0 := t / nb * gemmMC
+		j0 := t % nb * ppb * gemmF32NR
+		gemmF32Block(i0, min(i0+gemmMC, m), j0, min(j0+ppb*gemmF32NR, n), k, a, b, c, rs, cs)
+	})
+}
+
+// gemmF32Block computes the block i ∈ [i0, i1), j ∈ [j0, j1) of
+// gemmF32, one block of k at a time, storing the first block's sums and
+// adding the others'.
+func gemmF32Block(i0, i1, j0, j1, k int, a, b, c []float32, rs, cs int) {
+	var t [gemmF32NR]float32
+	kc := gemmF32KC
+	if i1-i0 <= gemmF32FewRows {
+		kc = k // nothing to reuse the rows of B for: stream them whole
+	}
+	for k0 := 0; k0 < k; k0 += kc {
+		k1 := min(k0+kc, k)
+		first := k0 == 0
+		for j := j0; j < j1; j += gemmF32NR {
+			cols := min(gemmF32NR, j1-j)
+			bj := b[j*k+k0 : (j+cols-1)*k+k1]
+			for i := i0; i < i1; i++ {
+				ai := a[i*k+k0 : i*k+k1]
+				if cols == gemmF32NR {
+					gemmF32Kernel1x7(ai, bj, k, &t)
+				} else {
+					gemmF32KernelTail(ai, bj, k, cols, &t)
+				}
+				if cs == 1 && cols == gemmF32NR {
+					r := (*[gemmF32NR]float32)(c[i*rs+j:])
+					if first {
+						*r = t
+					} else {
+						r[0] += t[0]
+						r[1] += t[1]
+						r[2] += t[2]
+						r[3] += t[3]
+						r[4] += t[4]
+						r[5] += t[5]
+						r[6] += t[6]
+					}
+					continue
+				}
+				for q, v := range t[:cols] {
+					x := &c[i*rs+(j+q)*cs]
+					if first {
+						*x = v
+					} else {
+						*x += v
+					}
+				}
+			}
+		}
+	}
+}

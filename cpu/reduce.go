@@ -1,0 +1,194 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+)
+
+const (
+	// reduceMinWork is the number of elements below which a reduction
+	// runs on one goroutine.
+	reduceMinWork = 1 << 16
+
+	expMask = 0x7f800000 // exponent bits of a float32: all set for Inf and NaN
+)
+
+// AbsMax is the largest |x| over the finite values of x, 0 when there are
+// none. It is
+//
+//	var m float32
+//	for _, v := range x {
+//		if a := abs(v); a <= math.MaxFloat32 && a > m { // skips NaN and ±Inf
+//			m = a
+//		}
+//	}
+//	return m
+//
+// exactly (the maximum does not depend on the order). It compares the bit
+// patterns of |v| as integers, which order as the values do.
+func AbsMax(x []float32) float32 {
+	w := workers(len(x), len(x), reduceMinWork)
+	part := make([]uint32, w)
+	parallelRange(w, len(x), 64, func(worker, lo, hi int) {
+		part[worker] = absMaxBits(x[lo:hi])
+	})
+	var m uint32
+	for _, p := range part {
+		m = max(m, p)
+	}
+	return math.Float32frombits(m)
+}
+
+// absMaxBits is the largest bit pattern of |v| below that of +Inf.
+func absMaxBits(x []float32) uint32 {
+	var m0, m1, m2, m3 uint32
+	for len(x) >= 4 {
+		b0 := math.Float32bits(x[0]) &^ (1 << 31)
+		b1 := math.Float32bits(x[1]) &^ (1 << 31)
+		b2 := math.Float32bits(x[2]) &^ (1 << 31)
+		b3 := math.Float32bits(x[3]) &^ (1 << 31)
+		if b0 >= expMask {
+			b0 = 0
+		}
+		if b1 >= expMask {
+			b1 = 0
+		}
+		if b2 >= expMask {
+			b2 = 0
+		}
+		if b3 >= expMask {
+			b3 = 0
+		}
+		m0, m1, m2, m3 = max(m0, b0), max(m1, b1), max(m2, b2), max(m3, b3)
+		x = x[4:]
+	}
+	for _, v := range x {
+		if b := math.Float32bits(v) &^ (1 << 31); b < expMask {
+			m0 = max(m0, b)
+		}
+	}
+	return max(m0, m1, m2, m3)
+}
+
+// HistogramAbs adds to counts the number of finite values of x in each
+// bin of width width over |x|, clamping bins past the end to the last one,
+// and returns the number of non-finite values it skipped. It is
+//
+//	for _, v := range x {
+//		if math.IsNaN(v) || math.IsInf(v, 0) {
+//			nonFinite++
+//			continue
+//		}
+//		bin := math.Floor(abs(v) / width)
+//		counts[int(min(bin, len(counts)-1))]++
+//	}
+//
+// with abs(v)/width computed as abs(v)·(1/width) in float32. width must be a
+// power of two in [2^-126, 2^127], so that 1/width is exact and so is the
+// product (a scaling by a power of two, rounded as the division would be
+// where it underflows or overflows): every backend bins identically.
+// HistogramAbs panics when width is not such a power of two or counts is
+// empty.
+//
+// Each worker counts into private histograms (four interleaved ones, so
+// that a run of equal values, such as many zeros, does not serialise on one
+// counter) merged at the end.
+func HistogramAbs(x []float32, width float32, counts []int64) (nonFinite int64) {
+	if err := checkHistogram(width, len(counts)); err != nil {
+		panic("cpu: HistogramAbs: " + err.Error())
+	}
+	nb := len(counts)
+	inv := 1 / width
+	w := workers(len(x), len(x), reduceMinWork)
+	type part struct {
+		counts    []int64
+		nonFinite int64
+	}
+	parts := make([]part, w)
+	parallelRange(w, len(x), 64, func(worker, lo, hi int) {
+		c, nf := histogramAbs(x[lo:hi], inv, nb)
+		parts[worker] = part{c, nf}
+	})
+	for _, p := range parts {
+		nonFinite += p.nonFinite
+		for i, v := range p.counts {
+			counts[i] += v
+		}
+	}
+	return nonFinite
+}
+
+// checkHistogram reports whether width is a power of two whose reciprocal
+// is a float32 and there is at least one bin.
+func checkHistogram(width float32, bins int) error {
+	frac, exp := math.Frexp(float64(width))
+	if frac != 0.5 || exp-1 < -126 || exp-1 > 127 {
+		return fmt.Errorf("bin width %g is not a power of two in [2^-126, 2^127]", width)
+	}
+	if bins == 0 {
+		return fmt.Errorf("no bins")
+	}
+	return nil
+}
+
+// histogramAbs counts x into nb bins of width 1/inv and returns the counts
+// and the number of non-finite values.
+func histogramAbs(x []float32, inv float32, nb int) ([]int64, int64) {
+	last, limit := nb-1, float64(nb)
+	binOf := func(b uint32) int {
+		v := float64(math.Float32frombits(b) * inv)
+		if v >= limit { // also +Inf, where the product overflows
+			return last
+		}
+		return int(v)
+	}
+	var nonFinite int64
+	if nb > 1<<14 || len(x) < 4*nb {
+		// Few values per bin: one histogram.
+		c := make([]int64, nb)
+		for _, v := range x {
+			b := math.Float32bits(v) &^ (1 << 31)
+			if b >= expMask {
+				nonFinite++
+				continue
+			}
+			c[binOf(b)]++
+		}
+		return c, nonFinite
+	}
+	c := make([]int64, 4*nb)
+	c0, c1, c2, c3 := c[:nb], c[nb:2*nb], c[2*nb:3*nb], c[3*nb:]
+	for len(x) >= 4 {
+		b0 := math.Float32bits(x[0]) &^ (1 << 31)
+		b1 := math.Float32bits(x[1]) &^ (1 << 31)
+		b2 := math.Float32bits(x[2]) &^ (1 << 31)
+		b3 := math.Float32bits(x[3]) &^ (1 << 31)
+		x = x[4:]
+		if b0|b1|b2|b3 >= expMask && (b0 >= expMask || b1 >= expMask || b2 >= expMask || b3 >= expMask) {
+			for _, b := range [4]uint32{b0, b1, b2, b3} {
+				if b >= expMask {
+					nonFinite++
+				} else {
+					c0[binOf(b)]++
+				}
+			}
+			continue
+		}
+		c0[binOf(b0)]++
+		c1[binOf(b1)]++
+		c2[binOf(b2)]++
+		c3[binOf(b3)]++
+	}
+	for _, v := range x {
+		b := math.Float32bits(v) &^ (1 << 31)
+		if b >= expMask {
+			nonFinite++
+			continue
+		}
+		c0[binOf(b)]++
+	}
+	for i := range c0 {
+		c0[i] += c1[i] + c2[i] + c3[i]
+	}
+	return c0, nonFinite
+}
