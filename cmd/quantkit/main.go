@@ -1,0 +1,69 @@
+// Command quantkit quantizes AI models (FP32 → INT8/INT4): calibration,
+// kernels on the CPU and GPU, and benchmarks.
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/debug"
+
+	"github.com/urfave/cli/v2"
+
+	_ "github.com/quantkit/quantkit/cpu" // registers the cpu backend
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = ""
+
+func versionString() string {
+	v := version
+	rev := ""
+	if info, ok := debug.ReadBuildInfo(); ok {
+		if v == "" && info.Main.Version != "" && info.Main.Version != "(devel)" {
+			v = info.Main.Version
+		}
+		for _, s := range info.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				rev = s.Value[:12]
+			}
+		}
+	}
+	if v == "" {
+		v = "dev"
+	}
+	if rev != "" {
+		v += " (" + rev + ")"
+	}
+	return fmt.Sprintf("quantkit %s %s %s/%s", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:  "quantkit",
+		Usage: "quantize AI models (FP32 → INT8/INT4): calibrate, run INT8 kernels, benchmark",
+		Description: "quantkit computes quantization parameters from activation samples (max, percentile,\n" +
+			"entropy/KL as TensorRT does it, MSE), runs FP32 and INT8 kernels on the CPU (and GPU in\n" +
+			"the CUDA build), and measures them against the strongest baseline in the same run.",
+		Version:              versionString(),
+		HideVersion:          true,
+		Commands:             []*cli.Command{versionCommand, devicesCommand, calibrateCommand, benchCommand},
+		EnableBashCompletion: true,
+	}
+}
+
+var versionCommand = &cli.Command{
+	Name:  "version",
+	Usage: "print the version",
+	Action: func(c *cli.Context) error {
+		fmt.Fprintln(c.App.Writer, versionString())
+		return nil
+	},
+}
+
+func main() {
+	if err := newApp().Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "quantkit:", err)
+		os.Exit(1)
+	}
+}
