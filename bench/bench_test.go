@@ -1,0 +1,88 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/quantkit/quantkit/cpu"
+)
+
+func TestMedian(t *testing.T) {
+	cases := []struct {
+		in   []float64
+		want float64
+	}{{nil, 0}, {[]float64{3}, 3}, {[]float64{5, 1, 3}, 3}, {[]float64{4, 1, 3, 2}, 2.5}}
+	for _, c := range cases {
+		if got := Median(append([]float64(nil), c.in...)); got != c.want {
+			t.Errorf("Median(%v) = %g, want %g", c.in, got, c.want)
+		}
+	}
+}
+
+func TestMeasure(t *testing.T) {
+	calls := 0
+	tm := Timing{MinTime: 20 * time.Millisecond, MinReps: 3, MaxReps: 50}
+	med, reps, err := tm.Measure(func() error {
+		calls++
+		time.Sleep(2 * time.Millisecond)
+		return nil
+	})
+	if err != nil || calls != reps+1 || reps < 3 || reps > 50 {
+		t.Fatalf("reps %d, calls %d (one warm-up), err %v", reps, calls, err)
+	}
+	if med < 0.002 || med > 0.05 {
+		t.Errorf("median %g s for a 2 ms call", med)
+	}
+	boom := errors.New("boom")
+	if _, _, err := tm.Measure(func() error { return boom }); !errors.Is(err, boom) {
+		t.Errorf("error not returned: %v", err)
+	}
+}
+
+func TestGemmReport(t *testing.T) {
+	var steps []string
+	rep, err := Gemm(cpu.New(), GemmOptions{Sizes: []int{16, 33}, DTypes: GemmDTypes, Baseline: true,
+		Timing:   Timing{MinTime: time.Millisecond, MinReps: 2, MaxReps: 5},
+		Progress: func(done, total int, what string) { steps = append(steps, what) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Results) != 6 || len(steps) != 6 {
+		t.Fatalf("%d results, %d progress steps; want 6 each", len(rep.Results), len(steps))
+	}
+	for _, r := range rep.Results {
+		if r.Seconds <= 0 || r.Reps < 2 {
+			t.Errorf("%+v", r)
+		}
+		flops := 2 * float64(r.M) * float64(r.N) * float64(r.K)
+		if d := r.OpsPerSecond*r.Seconds/flops - 1; d > 1e-9 || d < -1e-9 {
+			t.Errorf("%s %s %d: rate %g inconsistent with time %g", r.Impl, r.DType, r.M, r.OpsPerSecond, r.Seconds)
+		}
+		switch {
+		case r.Impl == "gonum" && (r.VsBaseline != 0 || r.SpeedupOverFP32 != 0):
+			t.Errorf("baseline row has ratios: %+v", r)
+		case r.Impl == "quantkit" && r.VsBaseline <= 0:
+			t.Errorf("no ratio to the baseline: %+v", r)
+		case r.DType == "int8" && r.SpeedupOverFP32 <= 0:
+			t.Errorf("no INT8/FP32 ratio: %+v", r)
+		}
+	}
+	var table, js bytes.Buffer
+	if err := rep.WriteTable(&table); err != nil || !strings.Contains(table.String(), "33×33×33") {
+		t.Errorf("table: %v\n%s", err, table.String())
+	}
+	if err := rep.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil || len(back.Results) != 6 || back.Results[1] != rep.Results[1] {
+		t.Errorf("JSON round trip: %v", err)
+	}
+	if _, err := Gemm(cpu.New(), GemmOptions{Sizes: []int{8}, DTypes: []string{"fp16"}}); err == nil {
+		t.Error("unknown dtype accepted")
+	}
+}
