@@ -166,3 +166,17 @@ type Backend interface {
 	Synchronize() error
 	Close() error
 }
+
+// DeviceTimer is implemented by backends that time work on the device
+// itself (CUDA events), which is more precise than the host's clock for
+// kernels of microseconds. Elapsed runs fn (which queues work) between two
+// device timestamps and returns the seconds between them.
+type DeviceTimer interface {
+	Elapsed(fn func() error) (seconds float64, err error)
+}
+
+// MemoryInfo is implemented by backends with memory of their own, so that
+// callers can split work larger than what is free into chunks.
+type MemoryInfo interface {
+	MemInfo() (free, total uint64, err error)
+}

@@ -98,3 +98,22 @@ func Open(device string) (b Backend, fellBack error, err error) {
 		return b, nil, err
 	}
 }
+
+// ChunkLen is how many of n elements of elemSize bytes to process at once
+// on b: all of them, unless b reports (MemoryInfo) less free memory than
+// they need with room to spare, in which case a half of what is free.
+func ChunkLen(b Backend, n, elemSize int) int {
+	mi, ok := b.(MemoryInfo)
+	if !ok || n == 0 {
+		return max(n, 1)
+	}
+	free, _, err := mi.MemInfo()
+	if err != nil || free == 0 {
+		return max(n, 1)
+	}
+	limit := free / 2 / uint64(elemSize)
+	if uint64(n) <= limit {
+		return n
+	}
+	return max(int(limit), 1)
+}

@@ -14,8 +14,6 @@ import (
 )
 
 var (
-	deviceFlag = &cli.StringFlag{Name: "device", Value: "auto", Usage: "where to compute: auto, cpu, gpu or gpu:N (auto uses a GPU when this build has one and it works)"}
-
 	benchSizesFlag    = &cli.StringFlag{Name: "sizes", Value: "256,512,1024", Usage: "comma-separated GEMM sizes; each runs M = N = K"}
 	benchDTypesFlag   = &cli.StringFlag{Name: "dtypes", Value: "fp32,int8", Usage: "comma-separated element types: fp32 (float32), int8 (int8 in, int32 out)"}
 	benchJSONFlag     = &cli.BoolFlag{Name: "json", Usage: "print the report as JSON"}
@@ -50,19 +48,6 @@ func parseSizes(s string) ([]int, error) {
 	return sizes, nil
 }
 
-// openBackend opens --device, saying on stderr when auto fell back to the
-// CPU for a reason worth knowing.
-func openBackend(c *cli.Context) (backend.Backend, error) {
-	b, fellBack, err := backend.Open(c.String(deviceFlag.Name))
-	if err != nil {
-		return nil, fmt.Errorf("--device %s: %w", c.String(deviceFlag.Name), err)
-	}
-	if fellBack != nil && !strings.Contains(fellBack.Error(), "no gpu backend in this build") {
-		fmt.Fprintf(os.Stderr, "quantkit: GPU not used (%v); running on the CPU\n", fellBack)
-	}
-	return b, nil
-}
-
 // progressLine returns a progress callback that rewrites one line on
 // stderr when it is a terminal, and nil otherwise.
 func progressLine(enabled bool) (func(done, total int, what string), func()) {
@@ -85,18 +70,18 @@ func runBenchGemm(c *cli.Context) error {
 	for _, d := range strings.Split(c.String(benchDTypesFlag.Name), ",") {
 		dtypes = append(dtypes, strings.TrimSpace(d))
 	}
-	b, err := openBackend(c)
-	if err != nil {
-		return err
-	}
-	defer b.Close()
 	asJSON := c.Bool(benchJSONFlag.Name)
-	progress, clear := progressLine(!asJSON)
 	timing := bench.DefaultTiming
 	timing.MinTime = c.Duration(benchMinTimeFlag.Name)
-	rep, err := bench.Gemm(b, bench.GemmOptions{Sizes: sizes, DTypes: dtypes, Timing: timing,
-		Baseline: c.Bool(benchBaselineFlag.Name), Progress: progress})
-	clear()
+	var rep *bench.Report
+	err = onDevice(c, func(b backend.Backend) error {
+		progress, clear := progressLine(!asJSON)
+		defer clear()
+		var err error
+		rep, err = bench.Gemm(b, bench.GemmOptions{Sizes: sizes, DTypes: dtypes, Timing: timing,
+			Baseline: c.Bool(benchBaselineFlag.Name), Progress: progress})
+		return err
+	})
 	if err != nil {
 		return err
 	}

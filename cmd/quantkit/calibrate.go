@@ -97,25 +97,26 @@ func runCalibrate(c *cli.Context) error {
 	if bins < 1 {
 		return fmt.Errorf("calibrate: --bins %d must be positive", bins)
 	}
-	b, err := openBackend(c)
+	var acts map[string]*activation
+	err := onDevice(c, func(b backend.Backend) error {
+		acts = map[string]*activation{}
+		get := func(name string) *activation {
+			a := acts[name]
+			if a == nil {
+				a = &activation{name: name, hist: quant.NewHistogram(bins)}
+				acts[name] = a
+			}
+			return a
+		}
+		for _, path := range c.Args().Slice() {
+			if err := readSamples(b, path, c.String(calibTensorFlag.Name), get); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
-		return err
-	}
-	defer b.Close()
-
-	acts := map[string]*activation{}
-	get := func(name string) *activation {
-		a := acts[name]
-		if a == nil {
-			a = &activation{name: name, hist: quant.NewHistogram(bins)}
-			acts[name] = a
-		}
-		return a
-	}
-	for _, path := range c.Args().Slice() {
-		if err := readSamples(b, path, c.String(calibTensorFlag.Name), get); err != nil {
-			return fmt.Errorf("calibrate: %w", err)
-		}
+		return fmt.Errorf("calibrate: %w", err)
 	}
 
 	names := make([]string, 0, len(acts))
@@ -164,12 +165,14 @@ func runCalibrate(c *cli.Context) error {
 }
 
 // readSamples feeds the tensors of one file into their histograms, on b.
+// Errors about the file are marked errBadInput; errors of the device are
+// not, so that --device auto can finish the job on the CPU.
 func readSamples(b backend.Backend, path, only string, get func(string) *activation) error {
 	switch {
 	case strings.HasSuffix(path, ".hist.json"):
 		hs, err := loadHistograms(path)
 		if err != nil {
-			return err
+			return badInput(err)
 		}
 		for _, name := range sortedKeys(hs) {
 			if only != "" && name != only {
@@ -178,27 +181,30 @@ func readSamples(b backend.Backend, path, only string, get func(string) *activat
 			a := get(name)
 			a.files = append(a.files, path)
 			if err := a.hist.Merge(hs[name]); err != nil {
-				return fmt.Errorf("%s: tensor %q: %w", path, name, err)
+				return badInput(fmt.Errorf("%s: tensor %q: %w", path, name, err))
 			}
 		}
 		return nil
 	case strings.HasSuffix(path, ".npy"):
 		arr, err := npy.ReadFile(path)
 		if err != nil {
-			return err
+			return badInput(err)
 		}
 		x, err := arr.Float32()
 		if err != nil {
-			return fmt.Errorf("%s: %w", path, err)
+			return badInput(fmt.Errorf("%s: %w", path, err))
 		}
 		name := strings.TrimSuffix(filepath.Base(path), ".npy")
 		a := get(name)
 		a.files = append(a.files, path)
-		return addSamples(b, a.hist, x)
+		if err := addSamples(b, a.hist, x); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		return nil
 	case strings.HasSuffix(path, ".safetensors"):
 		f, err := safetensors.Open(path)
 		if err != nil {
-			return err
+			return badInput(err)
 		}
 		defer f.Close()
 		found := false
@@ -208,14 +214,14 @@ func readSamples(b backend.Backend, path, only string, get func(string) *activat
 			}
 			if !isFloatDType(t.DType) {
 				if only != "" {
-					return fmt.Errorf("%s: tensor %q is %s, not a float tensor", path, t.Name, t.DType)
+					return badInput(fmt.Errorf("%s: tensor %q is %s, not a float tensor", path, t.Name, t.DType))
 				}
 				continue
 			}
 			found = true
 			x, err := f.Float32(t.Name)
 			if err != nil {
-				return err
+				return badInput(err)
 			}
 			a := get(t.Name)
 			a.files = append(a.files, path)
@@ -225,16 +231,16 @@ func readSamples(b backend.Backend, path, only string, get func(string) *activat
 		}
 		if !found {
 			if only != "" {
-				return fmt.Errorf("%s: no tensor named %q", path, only)
+				return badInput(fmt.Errorf("%s: no tensor named %q", path, only))
 			}
-			return fmt.Errorf("%s: no float tensors", path)
+			return badInput(fmt.Errorf("%s: no float tensors", path))
 		}
 		return nil
 	}
 	if _, err := os.Stat(path); err != nil {
-		return err
+		return badInput(err)
 	}
-	return fmt.Errorf("%s: unknown format (want .npy, .safetensors or .hist.json)", path)
+	return badInput(fmt.Errorf("%s: unknown format (want .npy, .safetensors or .hist.json)", path))
 }
 
 func isFloatDType(dt string) bool {
@@ -246,11 +252,21 @@ func isFloatDType(dt string) bool {
 }
 
 // addSamples bins x on the backend: its abs-max first, so the histogram
-// can grow, then its counts straight into the histogram's bins.
+// can grow, then its counts straight into the histogram's bins. Samples
+// larger than the device's free memory go in chunks, each one batch.
 func addSamples(b backend.Backend, h *quant.Histogram, x []float32) error {
-	if len(x) == 0 {
-		return nil
+	chunk := backend.ChunkLen(b, len(x), 4)
+	for len(x) > 0 {
+		n := min(chunk, len(x))
+		if err := addChunk(b, h, x[:n]); err != nil {
+			return err
+		}
+		x = x[n:]
 	}
+	return nil
+}
+
+func addChunk(b backend.Backend, h *quant.Histogram, x []float32) error {
 	buf, err := b.Alloc(backend.F32, len(x))
 	if err != nil {
 		return err

@@ -62,7 +62,9 @@ var versionCommand = &cli.Command{
 }
 
 func main() {
-	if err := newApp().Run(os.Args); err != nil {
+	app := newApp()
+	handOver(app, os.Args)
+	if err := app.Run(os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, "quantkit:", err)
 		os.Exit(1)
 	}

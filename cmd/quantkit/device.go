@@ -1,0 +1,71 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/quantkit/quantkit/backend"
+	"github.com/quantkit/quantkit/gpu/preflight"
+)
+
+var deviceFlag = &cli.StringFlag{
+	Name:  "device",
+	Value: "auto",
+	Usage: "where to compute: auto, cpu, gpu or gpu:N (auto: the GPU when there is a usable one, else the CPU; " +
+		"work that fails on the GPU is finished on the CPU with a warning)",
+}
+
+// onDevice opens the backend --device names and runs job on it. With
+// --device auto, a job that fails on the GPU (out of memory, a failed
+// launch) is run again on the CPU, with a warning, instead of being lost.
+func onDevice(c *cli.Context, job func(b backend.Backend) error) error {
+	spec := c.String(deviceFlag.Name)
+	b, fellBack, err := backend.Open(spec)
+	if err != nil {
+		if strings.HasPrefix(spec, "gpu") && !cudaBuild {
+			return fmt.Errorf("--device %s: this quantkit is the CPU build; build the GPU one with `make cuda` "+
+				"(build/quantkit-cuda, which this one hands GPU work to when it sits beside it)", spec)
+		}
+		return fmt.Errorf("--device %s: %w", spec, err)
+	}
+	if fellBack != nil {
+		if why := os.Getenv(preflight.HandoverEnv); why != "" {
+			warnf("GPU not used (%s); running on the CPU", why)
+		} else if cudaBuild {
+			warnf("GPU not used (%v); running on the CPU", fellBack)
+		}
+	}
+	err = job(b)
+	b.Close()
+	if err == nil || spec != "auto" || b.Name() == "cpu" || errors.Is(err, errBadInput) {
+		return err
+	}
+	warnf("%v\nquantkit: finishing on the CPU", err)
+	cpu, _, cerr := backend.Open("cpu")
+	if cerr != nil {
+		return errors.Join(err, cerr)
+	}
+	defer cpu.Close()
+	return job(cpu)
+}
+
+// errBadInput marks errors about the user's input, which another device
+// would not fix.
+var errBadInput = errors.New("bad input")
+
+func warnf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "quantkit: "+format+"\n", args...)
+}
+
+// inputError marks an error as errBadInput.
+type inputError struct{ err error }
+
+func (e inputError) Error() string        { return e.err.Error() }
+func (e inputError) Unwrap() error        { return e.err }
+func (e inputError) Is(target error) bool { return target == errBadInput }
+
+func badInput(err error) error { return inputError{err} }
