@@ -86,3 +86,31 @@ func TestGemmReport(t *testing.T) {
 		t.Error("unknown dtype accepted")
 	}
 }
+
+func TestMemoryReport(t *testing.T) {
+	rep, err := Memory(cpu.New(), MemoryOptions{Sizes: []int{1000, 4097}, Ops: MemoryOpNames(),
+		Timing: Timing{MinTime: time.Millisecond, MinReps: 2, MaxReps: 5}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Results) != 2*len(MemoryOps) {
+		t.Fatalf("%d results", len(rep.Results))
+	}
+	for i, r := range rep.Results {
+		op := MemoryOps[i%len(MemoryOps)]
+		if r.Op != op.Name || r.Seconds <= 0 {
+			t.Fatalf("result %d: %+v", i, r)
+		}
+		if d := r.BytesPerSecond*r.Seconds/(op.BytesPerElem*float64(r.Elements)) - 1; d > 1e-9 || d < -1e-9 {
+			t.Errorf("%s: %g B/s inconsistent with %g s for %d elements", r.Op, r.BytesPerSecond, r.Seconds, r.Elements)
+		}
+	}
+	var table bytes.Buffer
+	rep.WriteTable(&table)
+	if !strings.Contains(table.String(), "GB/s") || !strings.Contains(table.String(), "quantize-int4-g128") {
+		t.Errorf("table:\n%s", table.String())
+	}
+	if _, err := Memory(cpu.New(), MemoryOptions{Sizes: []int{8}, Ops: []string{"transpose"}}); err == nil {
+		t.Error("unknown op accepted")
+	}
+}

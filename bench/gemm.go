@@ -126,6 +126,16 @@ func gemmOnce(b backend.Backend, dtype string, n int, t Timing) (sec float64, re
 		}
 		run = func() error { return b.GemmS8(n, n, n, a, bb, c, nil) }
 	}
+	return measureOn(b, t, run)
+}
+
+// measureOn times run (which queues work on b) with the device's own
+// timer when b has one (CUDA events), and otherwise with the host clock
+// around run and a synchronize.
+func measureOn(b backend.Backend, t Timing, run func() error) (sec float64, reps int, err error) {
+	if dt, ok := b.(backend.DeviceTimer); ok {
+		return t.MeasureTimed(func() (float64, error) { return dt.Elapsed(run) })
+	}
 	return t.Measure(func() error {
 		if err := run(); err != nil {
 			return err

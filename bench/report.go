@@ -13,18 +13,23 @@ import (
 
 // Result is one measured kernel at one size.
 type Result struct {
-	Op     string `json:"op"`     // "gemm"
-	Impl   string `json:"impl"`   // "quantkit" or the baseline's name, e.g. "gonum"
-	Device string `json:"device"` // "cpu", "gpu:0"
-	DType  string `json:"dtype"`  // "fp32", "int8"
-	M      int    `json:"m"`
-	N      int    `json:"n"`
-	K      int    `json:"k"`
+	Op     string `json:"op"`          // "gemm"
+	Impl   string `json:"impl"`        // "quantkit" or the baseline's name, e.g. "gonum"
+	Device string `json:"device"`      // "cpu", "gpu:0"
+	DType  string `json:"dtype"`       // "fp32", "int8"
+	M      int    `json:"m,omitempty"` // GEMM sizes
+	N      int    `json:"n,omitempty"`
+	K      int    `json:"k,omitempty"`
+	// Elements is the size of a memory-bound kernel's input.
+	Elements int `json:"elements,omitempty"`
 	// Seconds is the median time of one call.
 	Seconds float64 `json:"seconds"`
 	Reps    int     `json:"reps"`
 	// OpsPerSecond counts a multiply and an add as two operations.
-	OpsPerSecond float64 `json:"ops_per_second"`
+	OpsPerSecond float64 `json:"ops_per_second,omitempty"`
+	// BytesPerSecond is bytes read plus bytes written per second, for
+	// memory-bound kernels.
+	BytesPerSecond float64 `json:"bytes_per_second,omitempty"`
 	// SpeedupOverFP32 is this INT8 result's rate over quantkit's FP32 rate
 	// at the same size (0 for FP32 rows).
 	SpeedupOverFP32 float64 `json:"speedup_over_fp32,omitempty"`
@@ -80,10 +85,14 @@ func (r *Report) WriteJSON(w io.Writer) error {
 func (r *Report) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "%s, %d threads, %s/%s, %s\n", r.Machine.CPU, r.Machine.Threads, r.Machine.GOOS, r.Machine.GOARCH, r.Machine.Go)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "op\timpl\tdevice\tdtype\tM×N×K\ttime\trate\tINT8/FP32\tvs baseline\t")
+	fmt.Fprintln(tw, "op\timpl\tdevice\tdtype\tsize\ttime\trate\tINT8/FP32\tvs baseline\t")
 	for _, x := range r.Results {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d×%d×%d\t%s\t%s\t%s\t%s\t\n", x.Op, x.Impl, x.Device, x.DType, x.M, x.N, x.K,
-			formatSeconds(x.Seconds), formatRate(x.OpsPerSecond, x.DType), ratio(x.SpeedupOverFP32), ratio(x.VsBaseline))
+		size, rate := fmt.Sprintf("%d×%d×%d", x.M, x.N, x.K), formatRate(x.OpsPerSecond, x.DType)
+		if x.Elements > 0 {
+			size, rate = fmt.Sprint(x.Elements), fmt.Sprintf("%.1f GB/s", x.BytesPerSecond/1e9)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", x.Op, x.Impl, x.Device, x.DType, size,
+			formatSeconds(x.Seconds), rate, ratio(x.SpeedupOverFP32), ratio(x.VsBaseline))
 	}
 	return tw.Flush()
 }

@@ -18,17 +18,27 @@ var DefaultTiming = Timing{MinTime: 500 * time.Millisecond, MinReps: 3, MaxReps:
 // Measure calls fn once to warm up, then repeatedly, and returns the median
 // time of one call and the number of timed calls.
 func (t Timing) Measure(fn func() error) (median float64, reps int, err error) {
-	if err := fn(); err != nil {
+	return t.MeasureTimed(func() (float64, error) {
+		t0 := time.Now()
+		err := fn()
+		return time.Since(t0).Seconds(), err
+	})
+}
+
+// MeasureTimed is Measure for a fn that times itself (with a device's
+// clock, say) and returns the seconds of its call.
+func (t Timing) MeasureTimed(fn func() (float64, error)) (median float64, reps int, err error) {
+	if _, err := fn(); err != nil {
 		return 0, 0, err
 	}
 	var times []float64
 	start := time.Now()
 	for len(times) < t.MaxReps && (len(times) < t.MinReps || time.Since(start) < t.MinTime) {
-		t0 := time.Now()
-		if err := fn(); err != nil {
+		sec, err := fn()
+		if err != nil {
 			return 0, 0, err
 		}
-		times = append(times, time.Since(t0).Seconds())
+		times = append(times, sec)
 	}
 	return Median(times), len(times), nil
 }

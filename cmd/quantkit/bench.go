@@ -33,7 +33,49 @@ var benchCommand = &cli.Command{
 			"writes exact int32 accumulators.",
 		Flags:  []cli.Flag{deviceFlag, benchSizesFlag, benchDTypesFlag, benchBaselineFlag, benchMinTimeFlag, benchJSONFlag},
 		Action: runBenchGemm,
+	}, {
+		Name:  "quantize",
+		Usage: "quantize (int8 per tensor, int4 per group of 128) and dequantize of float32 arrays",
+		Description: "GB/s counts the bytes read plus the bytes written (float32 values and packed codes),\n" +
+			"so that it compares directly with the copy bandwidth of the device.",
+		Flags:  []cli.Flag{deviceFlag, benchElemsFlag, benchMinTimeFlag, benchJSONFlag},
+		Action: runBenchMemory("quantize-int8", "quantize-int4-g128", "dequantize-int8"),
+	}, {
+		Name:        "histogram",
+		Usage:       "the calibration kernels: abs-max and the 2048-bin |x| histogram",
+		Description: "GB/s counts the float32 bytes read.",
+		Flags:       []cli.Flag{deviceFlag, benchElemsFlag, benchMinTimeFlag, benchJSONFlag},
+		Action:      runBenchMemory("absmax", "histogram"),
 	}},
+}
+
+var benchElemsFlag = &cli.StringFlag{Name: "sizes", Value: "1048576,16777216", Usage: "comma-separated element counts"}
+
+func runBenchMemory(ops ...string) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		sizes, err := parseSizes(c.String(benchElemsFlag.Name))
+		if err != nil {
+			return err
+		}
+		asJSON := c.Bool(benchJSONFlag.Name)
+		timing := bench.DefaultTiming
+		timing.MinTime = c.Duration(benchMinTimeFlag.Name)
+		var rep *bench.Report
+		err = onDevice(c, func(b backend.Backend) error {
+			progress, clear := progressLine(!asJSON)
+			defer clear()
+			var err error
+			rep, err = bench.Memory(b, bench.MemoryOptions{Sizes: sizes, Ops: ops, Timing: timing, Progress: progress})
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return rep.WriteJSON(c.App.Writer)
+		}
+		return rep.WriteTable(c.App.Writer)
+	}
 }
 
 func parseSizes(s string) ([]int, error) {

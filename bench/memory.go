@@ -1,0 +1,161 @@
+package bench
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/quantkit/quantkit/backend"
+	"github.com/quantkit/quantkit/quant"
+)
+
+// MemoryOps are the memory-bound kernels Memory knows, each with the bytes
+// it reads and writes per element (float32 values, packed codes).
+var MemoryOps = []memoryOp{
+	{"absmax", 4},
+	{"histogram", 4},
+	{"quantize-int8", 4 + 1},
+	{"quantize-int4-g128", 4 + 0.5},
+	{"dequantize-int8", 1 + 4},
+}
+
+type memoryOp struct {
+	Name         string
+	BytesPerElem float64
+}
+
+// MemoryOpNames lists the names of MemoryOps.
+func MemoryOpNames() []string {
+	var ns []string
+	for _, op := range MemoryOps {
+		ns = append(ns, op.Name)
+	}
+	return ns
+}
+
+// MemoryOptions selects what Memory measures.
+type MemoryOptions struct {
+	Sizes    []int // elements
+	Ops      []string
+	Timing   Timing
+	Progress func(done, total int, what string)
+}
+
+// Memory measures the memory-bound kernels on b over Gaussian data of each
+// size. Rates are in bytes read plus bytes written per second, so they
+// compare directly with a copy's (which reads and writes each byte once).
+func Memory(b backend.Backend, opt MemoryOptions) (*Report, error) {
+	ops := make([]memoryOp, 0, len(opt.Ops))
+	for _, name := range opt.Ops {
+		found := false
+		for _, op := range MemoryOps {
+			if op.Name == name {
+				ops, found = append(ops, op), true
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("bench: unknown memory op %q (want one of %v)", name, MemoryOpNames())
+		}
+	}
+	rep := &Report{Date: time.Now().UTC(), Machine: ThisMachine(), Device: b.Describe()}
+	done, total := 0, len(opt.Sizes)*len(ops)
+	for _, n := range opt.Sizes {
+		if n <= 0 {
+			return nil, fmt.Errorf("bench: size %d must be positive", n)
+		}
+		env, err := newMemoryEnv(b, n)
+		if err != nil {
+			return nil, fmt.Errorf("bench: %d elements on %s: %w", n, b.Name(), err)
+		}
+		for _, op := range ops {
+			if opt.Progress != nil {
+				opt.Progress(done, total, fmt.Sprintf("%s %d", op.Name, n))
+			}
+			done++
+			sec, reps, err := measureOn(b, opt.Timing, env.run(op.Name))
+			if err != nil {
+				env.free()
+				return nil, fmt.Errorf("bench: %s of %d elements on %s: %w", op.Name, n, b.Name(), err)
+			}
+			bytes := op.BytesPerElem * float64(n)
+			rep.Results = append(rep.Results, Result{Op: op.Name, Impl: "quantkit", Device: b.Name(), DType: "fp32",
+				Elements: n, Seconds: sec, Reps: reps, BytesPerSecond: bytes / sec})
+		}
+		env.free()
+	}
+	return rep, nil
+}
+
+// memoryEnv holds one size's buffers on the device.
+type memoryEnv struct {
+	b            backend.Backend
+	x, y, c8, c4 backend.Buffer
+	p8, p4       *quant.Params
+	counts       []int64
+	width        float32
+	bufs         []backend.Buffer
+}
+
+func newMemoryEnv(b backend.Backend, n int) (e *memoryEnv, err error) {
+	e = &memoryEnv{b: b, counts: make([]int64, quant.DefaultBins)}
+	defer func() {
+		if err != nil {
+			e.free()
+		}
+	}()
+	alloc := func(dt backend.DType, n int) backend.Buffer {
+		if err != nil {
+			return nil
+		}
+		var buf backend.Buffer
+		buf, err = b.Alloc(dt, n)
+		e.bufs = append(e.bufs, buf)
+		return buf
+	}
+	e.x, e.y = alloc(backend.F32, n), alloc(backend.F32, n)
+	e.c8, e.c4 = alloc(backend.U8, n), alloc(backend.U8, (n+1)/2)
+	if err != nil {
+		return nil, err
+	}
+	host := randF32(rand.New(rand.NewPCG(2, uint64(n))), n)
+	if err = b.Upload(e.x, host); err != nil {
+		return nil, err
+	}
+	if e.p8, err = quant.FitMinMax(quant.Int8PerTensor, host, []int{n}); err != nil {
+		return nil, err
+	}
+	g := quant.Scheme{Bits: 4, Signed: true, Symmetric: true, Granularity: quant.PerGroup, GroupSize: 128}
+	if e.p4, err = quant.FitMinMax(g, host, []int{n}); err != nil {
+		return nil, err
+	}
+	h := quant.NewHistogram(quant.DefaultBins)
+	h.Add(host)
+	e.width = float32(h.Width())
+	return e, nil
+}
+
+func (e *memoryEnv) run(op string) func() error {
+	b := e.b
+	switch op {
+	case "absmax":
+		return func() error { _, err := b.AbsMax(e.x); return err }
+	case "histogram":
+		return func() error { _, err := b.HistogramAbs(e.x, e.width, e.counts); return err }
+	case "quantize-int8":
+		return func() error { return b.Quantize(e.c8, e.x, e.p8) }
+	case "quantize-int4-g128":
+		return func() error { return b.Quantize(e.c4, e.x, e.p4) }
+	case "dequantize-int8":
+		return func() error { return b.Dequantize(e.y, e.c8, e.p8) }
+	}
+	panic("bench: memory op " + op)
+}
+
+func (e *memoryEnv) free() {
+	for _, buf := range e.bufs {
+		if buf != nil {
+			e.b.Free(buf)
+		}
+	}
+	e.bufs = nil
+}
