@@ -1,0 +1,36 @@
+// Package gpu is the CUDA backend of quantkit: a backend.Backend, registered
+// as "gpu", that runs the kernels of package cuda (embedded PTX, compiled by
+// the driver for the GPU at hand) through gorgonia.org/cu.
+//
+// Everything but this comment is built with the cuda build tag only:
+// gorgonia.org/cu links libcuda and exits the process from its init when
+// CUDA cannot start, so the default build leaves it out and this package
+// is empty there. (One test, constants_test.go, runs in the default build:
+// it checks the launch constants of kernels.go against cuda/*.cuh as
+// text.)
+//
+// # Threads
+//
+// Open starts one goroutine per device that locks its OS thread, makes the
+// device's primary context current, loads the kernels and creates a
+// stream. Every CUDA call runs on that goroutine; the methods of Backend
+// send it closures and wait for them.
+//
+// # Memory
+//
+// A Buffer is a device pointer, a type, a length and an element offset
+// into its allocation: Slice makes views without copying. Upload and
+// Download copy synchronously. Scratch buffers (padded GEMM operands,
+// epilogue and quantization parameters, reduction results) live as long
+// as the Backend and grow as needed; parameter vectors are uploaded only
+// when they change.
+//
+// # GEMM alignment
+//
+// The INT8 tensor-core GEMM reads rows of A and B in 16-byte pieces, so it
+// needs K a multiple of 16 and both operands 16-byte aligned. GemmS8 pads
+// other operands into scratch buffers (pad_rows_s8, zero-filled to K
+// rounded up to 16; the zeros add nothing to the sums) and copies
+// misaligned views; the kernel's dynamic shared memory limit is raised at
+// Open when it needs more than 48 KiB.
+package gpu
