@@ -82,9 +82,13 @@ ptx-check: ptx
 	@git diff --exit-code --stat -- cuda/ptx || { echo "cuda/ptx is stale: run make ptx and commit"; exit 1; }
 	@test -z "$$(git status --porcelain -- cuda/ptx)" || { echo "cuda/ptx has uncommitted files: run make ptx and commit"; git status --short -- cuda/ptx; exit 1; }
 
-# ptxas: registers and no spills for sm_80 and sm_90; IMMA in the INT8 GEMM.
+# ptxas: registers and no spills for sm_80 and sm_90; IMMA in the INT8 GEMM;
+# and the CPU emulation of the INT8 GEMM's index math and pipeline.
 cuda-check:
 	./scripts/cuda-check.sh
+	@mkdir -p build
+	g++ -std=c++17 -O2 -ffp-contract=off -o build/gemm_s8_sim cuda/tools/gemm_s8_sim.cpp
+	./build/gemm_s8_sim | tail -1
 
 vet-cuda:
 	$(GO) vet -tags cuda ./...
