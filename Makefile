@@ -88,7 +88,8 @@ cuda-check:
 	./scripts/cuda-check.sh
 	@mkdir -p build
 	g++ -std=c++17 -O2 -ffp-contract=off -o build/gemm_s8_sim cuda/tools/gemm_s8_sim.cpp
-	./build/gemm_s8_sim | tail -1
+	@./build/gemm_s8_sim > build/gemm_s8_sim.log || { tail -20 build/gemm_s8_sim.log; exit 1; }
+	@tail -1 build/gemm_s8_sim.log
 
 vet-cuda:
 	$(GO) vet -tags cuda ./...
