@@ -1,5 +1,8 @@
 // Shared device helpers for the FP32 kernels (gemm_f32, reduce, quantize).
-// Header-only; every helper is static __device__ __forceinline__.
+// Header-only; helpers are static __device__ __forceinline__, except those
+// holding a static __shared__ variable: internal linkage would give that
+// variable a name hashed from the build path, and the committed PTX must
+// be the same wherever `make ptx` runs.
 #pragma once
 
 #include <stdint.h>
@@ -56,7 +59,7 @@ static __device__ __forceinline__ float4 ldg_f4(const float4* p) { return __ldg(
 // Block-wide reduction helpers. blockDim.x must be a multiple of 32 and at
 // most 1024; every thread of the block must call them (they synchronize).
 // The result is valid in thread 0.
-static __device__ __forceinline__ unsigned int block_reduce_max_u32(unsigned int v) {
+__device__ __forceinline__ unsigned int block_reduce_max_u32(unsigned int v) {
     __shared__ unsigned int warp_vals[32];
     v = __reduce_max_sync(FULL_WARP_MASK, v);
     const unsigned lane = threadIdx.x & 31u, warp = threadIdx.x >> 5;
@@ -70,7 +73,7 @@ static __device__ __forceinline__ unsigned int block_reduce_max_u32(unsigned int
     return v;
 }
 
-static __device__ __forceinline__ unsigned long long block_reduce_sum_u64(unsigned long long v) {
+__device__ __forceinline__ unsigned long long block_reduce_sum_u64(unsigned long long v) {
     __shared__ unsigned long long warp_sums[32];
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_WARP_MASK, v, o);
