@@ -42,6 +42,12 @@ import (
 var Reason = check()
 
 func check() string {
+	// Number CUDA devices as NVML and nvidia-smi do (by PCI bus), not
+	// fastest first, so that gpu:N and the telemetry of GPU N are the same
+	// card. It must be set before the first cuInit, which is below.
+	if os.Getenv("CUDA_DEVICE_ORDER") == "" {
+		os.Setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+	}
 	var count C.int
 	var name *C.char
 	switch r := C.probe(&count, &name); {

@@ -24,8 +24,8 @@ echo "gpu tests: exit $rc (log: $OUT/gpu-test.log)"
 echo "== timings: quantkit =="
 Q="$B/quantkit-cuda"
 timeout 150 "$Q" bench gemm --device gpu --sizes 1024,2048,4096,8192 --baseline=false --min-time 300ms --json >"$OUT/ours-gemm.json" || status=1
-timeout 60 "$Q" bench quantize --device gpu --sizes 16777216,268435456 --min-time 200ms --json >"$OUT/ours-quantize.json" || status=1
-timeout 60 "$Q" bench histogram --device gpu --sizes 16777216,268435456 --min-time 200ms --json >"$OUT/ours-histogram.json" || status=1
+timeout 60 "$Q" bench quantize --device gpu --elements 16777216,268435456 --min-time 200ms --json >"$OUT/ours-quantize.json" || status=1
+timeout 60 "$Q" bench histogram --device gpu --elements 16777216,268435456 --min-time 200ms --json >"$OUT/ours-histogram.json" || status=1
 
 echo "== timings: PyTorch peers, and the table =="
 timeout 150 python3 "$B/gpu_check.py" --out "$OUT/gpu-check.json" "$OUT"/ours-*.json || status=1
