@@ -11,6 +11,7 @@ import (
 	"gorgonia.org/cu"
 
 	"github.com/quantkit/quantkit/backend"
+	_ "github.com/quantkit/quantkit/gpu/preflight" // explains a missing GPU before cu's init exits
 )
 
 func init() {
