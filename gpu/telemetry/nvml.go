@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 )
@@ -117,3 +118,34 @@ func (x nvmlDevice) Utilization() (gpu, mem int, err error) {
 	u, ret := x.d.GetUtilizationRates()
 	return int(u.Gpu), int(u.Memory), check(ret)
 }
+
+// ThrottleReasons reads the current clock event reasons. NVML renamed
+// "throttle reasons" to "clock event reasons" in driver 535 and may drop
+// the old name one day; calling a symbol the loaded library lacks would
+// crash, so both are looked up first.
+func (x nvmlDevice) ThrottleReasons() ([]string, error) {
+	mask, ret := uint64(0), nvml.ERROR_FUNCTION_NOT_FOUND
+	sym := clockReasonSymbols()
+	if sym.event {
+		mask, ret = x.d.GetCurrentClocksEventReasons()
+	}
+	if sym.throttle && (ret == nvml.ERROR_FUNCTION_NOT_FOUND || ret == nvml.ERROR_NOT_SUPPORTED) {
+		mask, ret = x.d.GetCurrentClocksThrottleReasons()
+	}
+	if ret == nvml.ERROR_FUNCTION_NOT_FOUND {
+		return nil, ErrNotSupported
+	}
+	if err := check(ret); err != nil {
+		return nil, err
+	}
+	return DecodeThrottleReasons(mask), nil
+}
+
+// clockReasonSymbols says which of the two names the loaded NVML exports.
+// It is only called on devices, so after a successful Init.
+var clockReasonSymbols = sync.OnceValue(func() (s struct{ event, throttle bool }) {
+	lib := nvml.Extensions()
+	s.event = lib.LookupSymbol("nvmlDeviceGetCurrentClocksEventReasons") == nil
+	s.throttle = lib.LookupSymbol("nvmlDeviceGetCurrentClocksThrottleReasons") == nil
+	return s
+})

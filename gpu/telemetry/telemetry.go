@@ -1,5 +1,6 @@
 // Package telemetry reads NVIDIA GPU state through NVML: names, memory,
-// power, energy, clocks, temperature and utilization. It needs no CUDA and
+// power, energy, clocks, temperature, utilization and clock throttle
+// reasons. It needs no CUDA and
 // no build tag: NVML is loaded at run time, and a machine without a driver
 // gets a clear error instead of a crash.
 //
@@ -36,6 +37,10 @@ type Device interface {
 	Temperature() (celsius int, err error)
 	Clocks() (smMHz, memMHz int, err error)
 	Utilization() (gpuPct, memPct int, err error)
+	// ThrottleReasons names the reasons the clocks are held down now
+	// (ThrottleReasonNames: "sw_power_cap", "hw_thermal_slowdown", ...);
+	// empty when the clocks run free.
+	ThrottleReasons() ([]string, error)
 }
 
 // ErrNotSupported says a device does not report a field.
@@ -57,6 +62,7 @@ type GPU struct {
 	MemClockMHz   int      `json:"mem_clock_mhz"`
 	UtilGPUPct    int      `json:"util_gpu_pct"`
 	UtilMemoryPct int      `json:"util_mem_pct"`
+	Throttle      []string `json:"throttle,omitempty"`
 	Missing       []string `json:"missing,omitempty"`
 }
 
@@ -114,5 +120,7 @@ func ReadDevice(index int, d Device) GPU {
 	miss("clocks", err)
 	g.UtilGPUPct, g.UtilMemoryPct, err = d.Utilization()
 	miss("utilization", err)
+	g.Throttle, err = d.ThrottleReasons()
+	miss("throttle", err)
 	return g
 }
