@@ -2,13 +2,18 @@ package bench
 
 import (
 	"bytes"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/quantkit/quantkit/cpu"
+	"github.com/quantkit/quantkit/energy"
 )
 
 func TestMedian(t *testing.T) {
@@ -112,5 +117,83 @@ func TestMemoryReport(t *testing.T) {
 	}
 	if _, err := Memory(cpu.New(), MemoryOptions{Sizes: []int{8}, Ops: []string{"transpose"}}); err == nil {
 		t.Error("unknown op accepted")
+	}
+}
+
+func TestEnergyColumnsCSVAndPlot(t *testing.T) {
+	src := energy.NewFakeSource("fake gpu").Constant(100)
+	eo := &EnergyOptions{Source: src, IdleW: 40, Window: energy.Options{MinWindow: 30 * time.Millisecond, Interval: 5 * time.Millisecond, KeepSamples: true}}
+	timing := Timing{MinTime: time.Millisecond, MinReps: 2, MaxReps: 5}
+	rep, err := Gemm(cpu.New(), GemmOptions{Sizes: []int{24, 40}, DTypes: GemmDTypes, Timing: timing, Energy: eo})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem, err := Memory(cpu.New(), MemoryOptions{Sizes: []int{5000}, Ops: []string{"histogram"}, Timing: timing, Energy: eo})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep.Merge(mem)
+	var fp32 *EnergyResult
+	for _, r := range rep.Results {
+		e := r.Energy
+		if e == nil {
+			t.Fatalf("%s %s: no energy", r.Op, r.DType)
+		}
+		// A constant 100 W source: the window's energy is 100 W times its
+		// length, 40 W of it idle.
+		if d := e.AvgPowerW/100 - 1; d > 0.02 || d < -0.02 {
+			t.Errorf("%s: average power %g W, want 100", r.DType, e.AvgPowerW)
+		}
+		perCall := 100 * e.WindowSeconds / float64(e.Calls)
+		if d := e.JoulesPerCall/perCall - 1; d > 1e-3 || d < -1e-3 { // the counter and the window clock are read apart
+			t.Errorf("%s: %g J/call, want %g", r.DType, e.JoulesPerCall, perCall)
+		}
+		if d := e.NetJoulesPerCall/(perCall*0.6) - 1; d > 0.02 || d < -0.02 {
+			t.Errorf("%s: net %g J/call, want 60%% of %g", r.DType, e.NetJoulesPerCall, perCall)
+		}
+		if r.Op == "gemm" {
+			ops := 2 * float64(r.M*r.N*r.K)
+			if d := e.OpsPerJoule*e.JoulesPerCall/ops - 1; d > 1e-9 || d < -1e-9 {
+				t.Errorf("%s: %g ops/J inconsistent", r.DType, e.OpsPerJoule)
+			}
+			switch r.DType {
+			case "fp32":
+				fp32 = e
+			case "int8":
+				if want := e.JoulesPerCall / fp32.JoulesPerCall; e.EnergyRatioVsFP32 != want {
+					t.Errorf("INT8/FP32 energy %g, want %g", e.EnergyRatioVsFP32, want)
+				}
+			}
+		}
+	}
+	var table, csvOut bytes.Buffer
+	rep.WriteTable(&table)
+	if !strings.Contains(table.String(), "GOP/J") || !strings.Contains(table.String(), "fake gpu") {
+		t.Errorf("table lacks energy:\n%s", table.String())
+	}
+	if err := rep.WriteCSV(&csvOut); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(&csvOut).ReadAll()
+	if err != nil || len(rows) != 1+len(rep.Results) || !slices.Equal(rows[0], CSVHeader) {
+		t.Fatalf("CSV: %v, %d rows, header %v", err, len(rows), rows[0])
+	}
+	for _, row := range rows[1:] {
+		if len(row) != len(CSVHeader) || row[slices.Index(CSVHeader, "energy_source")] != "fake gpu" {
+			t.Errorf("CSV row %v", row)
+		}
+	}
+	dir := t.TempDir()
+	for _, name := range []string{"r.png", "r.svg"} {
+		path := filepath.Join(dir, name)
+		if err := rep.Plot(path); err != nil {
+			t.Fatal(err)
+		}
+		if st, err := os.Stat(path); err != nil || st.Size() < 1000 {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if err := rep.Plot(filepath.Join(dir, "r.pdf")); err == nil {
+		t.Error("a .pdf plot was accepted")
 	}
 }

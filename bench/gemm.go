@@ -19,6 +19,8 @@ type GemmOptions struct {
 	// Baseline adds gonum's blas32 Sgemm (C = A·Bᵀ, the same layout) at
 	// each size, run on the host in the same process.
 	Baseline bool
+	// Energy, when set, measures each kernel's energy too.
+	Energy *EnergyOptions
 	// Progress, when set, is called before each measurement.
 	Progress func(done, total int, what string)
 }
@@ -62,20 +64,29 @@ func Gemm(b backend.Backend, opt GemmOptions) (*Report, error) {
 		}
 		for _, dt := range opt.DTypes {
 			step(fmt.Sprintf("quantkit %s %d³", dt, n))
-			sec, reps, err := gemmOnce(b, dt, n, opt.Timing)
+			sec, reps, e, err := gemmOnce(b, dt, n, opt.Timing, opt.Energy)
 			if err != nil {
 				return nil, fmt.Errorf("bench: %s GEMM %d³ on %s: %w", dt, n, b.Name(), err)
 			}
-			r := Result{Op: "gemm", Impl: "quantkit", Device: b.Name(), DType: dt, M: n, N: n, K: n, Seconds: sec, Reps: reps, OpsPerSecond: flops / sec}
+			r := Result{Op: "gemm", Impl: "quantkit", Device: b.Name(), DType: dt, M: n, N: n, K: n, Seconds: sec, Reps: reps, OpsPerSecond: flops / sec, Energy: e}
 			if dt == "fp32" {
 				fp32Rate = r.OpsPerSecond
 			}
 			rows = append(rows, r)
 		}
+		var fp32Energy *EnergyResult
+		for _, r := range rows {
+			if r.Impl == "quantkit" && r.DType == "fp32" {
+				fp32Energy = r.Energy
+			}
+		}
 		for i := range rows {
 			r := &rows[i]
 			if r.Impl == "quantkit" && r.DType == "int8" && fp32Rate > 0 {
 				r.SpeedupOverFP32 = r.OpsPerSecond / fp32Rate
+			}
+			if r.DType == "int8" && r.Energy != nil && fp32Energy != nil && fp32Energy.JoulesPerCall > 0 {
+				r.Energy.EnergyRatioVsFP32 = r.Energy.JoulesPerCall / fp32Energy.JoulesPerCall
 			}
 			if r.Impl == "quantkit" && baseRate > 0 {
 				r.VsBaseline = r.OpsPerSecond / baseRate
@@ -86,7 +97,7 @@ func Gemm(b backend.Backend, opt GemmOptions) (*Report, error) {
 	return rep, nil
 }
 
-func gemmOnce(b backend.Backend, dtype string, n int, t Timing) (sec float64, reps int, err error) {
+func gemmOnce(b backend.Backend, dtype string, n int, t Timing, eo *EnergyOptions) (sec float64, reps int, e *EnergyResult, err error) {
 	rng := rand.New(rand.NewPCG(1, uint64(n)))
 	var bufs []backend.Buffer
 	defer func() {
@@ -113,7 +124,7 @@ func gemmOnce(b backend.Backend, dtype string, n int, t Timing) (sec float64, re
 		bb, err2 := alloc(backend.F32, hb)
 		c, err3 := alloc(backend.F32, nil)
 		if err := firstErr(err1, err2, err3); err != nil {
-			return 0, 0, err
+			return 0, 0, nil, err
 		}
 		run = func() error { return b.GemmF32(n, n, n, a, bb, c) }
 	case "int8":
@@ -122,11 +133,11 @@ func gemmOnce(b backend.Backend, dtype string, n int, t Timing) (sec float64, re
 		bb, err2 := alloc(backend.S8, hb)
 		c, err3 := alloc(backend.S32, nil)
 		if err := firstErr(err1, err2, err3); err != nil {
-			return 0, 0, err
+			return 0, 0, nil, err
 		}
 		run = func() error { return b.GemmS8(n, n, n, a, bb, c, nil) }
 	}
-	return measureOn(b, t, run)
+	return measureKernel(b, t, eo, run, 2*float64(n)*float64(n)*float64(n))
 }
 
 // measureOn times run (which queues work on b) with the device's own

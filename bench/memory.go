@@ -38,6 +38,7 @@ type MemoryOptions struct {
 	Sizes    []int // elements
 	Ops      []string
 	Timing   Timing
+	Energy   *EnergyOptions
 	Progress func(done, total int, what string)
 }
 
@@ -72,14 +73,14 @@ func Memory(b backend.Backend, opt MemoryOptions) (*Report, error) {
 				opt.Progress(done, total, fmt.Sprintf("%s %d", op.Name, n))
 			}
 			done++
-			sec, reps, err := measureOn(b, opt.Timing, env.run(op.Name))
+			bytes := op.BytesPerElem * float64(n)
+			sec, reps, e, err := measureKernel(b, opt.Timing, opt.Energy, env.run(op.Name), bytes)
 			if err != nil {
 				env.free()
 				return nil, fmt.Errorf("bench: %s of %d elements on %s: %w", op.Name, n, b.Name(), err)
 			}
-			bytes := op.BytesPerElem * float64(n)
 			rep.Results = append(rep.Results, Result{Op: op.Name, Impl: "quantkit", Device: b.Name(), DType: "fp32",
-				Elements: n, Seconds: sec, Reps: reps, BytesPerSecond: bytes / sec})
+				Elements: n, Seconds: sec, Reps: reps, BytesPerSecond: bytes / sec, Energy: e})
 		}
 		env.free()
 	}

@@ -1,11 +1,13 @@
 package bench
 
 import (
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -36,6 +38,8 @@ type Result struct {
 	// VsBaseline is this rate over the baseline's FP32 rate at the same
 	// size (0 for the baseline's own rows).
 	VsBaseline float64 `json:"vs_baseline,omitempty"`
+	// Energy is set when the run measured energy.
+	Energy *EnergyResult `json:"energy,omitempty"`
 }
 
 // Machine describes where a report was measured.
@@ -53,6 +57,8 @@ type Report struct {
 	Machine Machine   `json:"machine"`
 	Device  string    `json:"device"`
 	Results []Result  `json:"results"`
+	// EnergyNote says why energy was not measured when it was asked for.
+	EnergyNote string `json:"energy_note,omitempty"`
 }
 
 // ThisMachine describes the machine the process runs on.
@@ -81,20 +87,106 @@ func (r *Report) WriteJSON(w io.Writer) error {
 	return enc.Encode(r)
 }
 
-// WriteTable writes r for people.
+// WriteTable writes r for people, with energy columns when it has any.
 func (r *Report) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "%s, %d threads, %s/%s, %s\n", r.Machine.CPU, r.Machine.Threads, r.Machine.GOOS, r.Machine.GOARCH, r.Machine.Go)
+	if r.Device != "" {
+		fmt.Fprintf(w, "device: %s\n", r.Device)
+	}
+	withEnergy := false
+	for _, x := range r.Results {
+		withEnergy = withEnergy || x.Energy != nil
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "op\timpl\tdevice\tdtype\tsize\ttime\trate\tINT8/FP32\tvs baseline\t")
+	fmt.Fprint(tw, "op\timpl\tdevice\tdtype\tsize\ttime\trate\tINT8/FP32\tvs baseline\t")
+	if withEnergy {
+		fmt.Fprint(tw, "power\tJ/call\tnet J/call\tper joule\tINT8/FP32 J\t")
+	}
+	fmt.Fprintln(tw)
 	for _, x := range r.Results {
 		size, rate := fmt.Sprintf("%d×%d×%d", x.M, x.N, x.K), formatRate(x.OpsPerSecond, x.DType)
 		if x.Elements > 0 {
 			size, rate = fmt.Sprint(x.Elements), fmt.Sprintf("%.1f GB/s", x.BytesPerSecond/1e9)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", x.Op, x.Impl, x.Device, x.DType, size,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t", x.Op, x.Impl, x.Device, x.DType, size,
 			formatSeconds(x.Seconds), rate, ratio(x.SpeedupOverFP32), ratio(x.VsBaseline))
+		if e := x.Energy; e != nil {
+			unit := "GOP/J"
+			if x.Elements > 0 {
+				unit = "GB/J"
+			}
+			fmt.Fprintf(tw, "%.1f W\t%.3g\t%.3g\t%.3g %s\t%s\t", e.AvgPowerW, e.JoulesPerCall, e.NetJoulesPerCall,
+				e.OpsPerJoule/1e9, unit, ratio(e.EnergyRatioVsFP32))
+		} else if withEnergy {
+			fmt.Fprint(tw, "-\t-\t-\t-\t-\t")
+		}
+		fmt.Fprintln(tw)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	notes := map[string]bool{}
+	for _, x := range r.Results {
+		if e := x.Energy; e != nil {
+			note := fmt.Sprintf("energy: %s, %s, idle %.1f W", e.Source, e.Method, e.IdleW)
+			if e.Note != "" {
+				note += " (" + e.Note + ")"
+			}
+			if !notes[note] {
+				notes[note] = true
+				fmt.Fprintln(w, note)
+			}
+		}
+	}
+	if r.EnergyNote != "" {
+		fmt.Fprintln(w, "energy not measured:", strings.TrimPrefix(r.EnergyNote, "energy: "))
+	}
+	return nil
+}
+
+// CSVHeader is the header row of WriteCSV: one row per result, energy
+// columns empty when not measured.
+var CSVHeader = []string{"op", "impl", "device", "dtype", "m", "n", "k", "elements", "seconds", "reps",
+	"ops_per_second", "bytes_per_second", "speedup_over_fp32", "vs_baseline",
+	"energy_source", "energy_method", "avg_power_w", "peak_power_w", "idle_w", "joules_per_call",
+	"net_joules_per_call", "ops_per_joule", "net_ops_per_joule", "energy_ratio_vs_fp32", "peak_memory_bytes"}
+
+// WriteCSV writes r as CSV for spreadsheets, with the CSVHeader columns.
+func (r *Report) WriteCSV(w io.Writer) error {
+	cw := csv.NewWriter(w)
+	cw.Write(CSVHeader)
+	g := func(v float64) string {
+		if v == 0 {
+			return ""
+		}
+		return strconv.FormatFloat(v, 'g', 6, 64)
+	}
+	i := func(v int) string {
+		if v == 0 {
+			return ""
+		}
+		return strconv.Itoa(v)
+	}
+	for _, x := range r.Results {
+		row := []string{x.Op, x.Impl, x.Device, x.DType, i(x.M), i(x.N), i(x.K), i(x.Elements), g(x.Seconds), i(x.Reps),
+			g(x.OpsPerSecond), g(x.BytesPerSecond), g(x.SpeedupOverFP32), g(x.VsBaseline)}
+		if e := x.Energy; e != nil {
+			row = append(row, e.Source, string(e.Method), g(e.AvgPowerW), g(e.PeakPowerW), g(e.IdleW), g(e.JoulesPerCall),
+				g(e.NetJoulesPerCall), g(e.OpsPerJoule), g(e.NetOpsPerJoule), g(e.EnergyRatioVsFP32),
+				strconv.FormatUint(e.PeakMemoryBytes, 10))
+		} else {
+			row = append(row, make([]string, len(CSVHeader)-len(row))...)
+		}
+		cw.Write(row)
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// Merge appends o's results to r (reports of one run: gemm, quantize,
+// histogram).
+func (r *Report) Merge(o *Report) {
+	r.Results = append(r.Results, o.Results...)
 }
 
 func ratio(v float64) string {

@@ -5,25 +5,56 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
-	"golang.org/x/term"
 
 	"github.com/quantkit/quantkit/backend"
 	"github.com/quantkit/quantkit/bench"
+	"github.com/quantkit/quantkit/energy"
+	"github.com/quantkit/quantkit/gpu/telemetry"
+	"github.com/quantkit/quantkit/internal/atomicfile"
 )
 
 var (
 	benchSizesFlag    = &cli.StringFlag{Name: "sizes", Value: "256,512,1024", Usage: "comma-separated GEMM sizes; each runs M = N = K"}
-	benchDTypesFlag   = &cli.StringFlag{Name: "dtypes", Value: "fp32,int8", Usage: "comma-separated element types: fp32 (float32), int8 (int8 in, int32 out)"}
-	benchJSONFlag     = &cli.BoolFlag{Name: "json", Usage: "print the report as JSON"}
-	benchBaselineFlag = &cli.BoolFlag{Name: "baseline", Value: true, Usage: "also measure gonum's Sgemm (same A·Bᵀ layout) in the same run"}
-	benchMinTimeFlag  = &cli.DurationFlag{Name: "min-time", Value: bench.DefaultTiming.MinTime, Usage: "measure each kernel at least this long (after one warm-up call)"}
+	benchElemsFlag    = &cli.StringFlag{Name: "elements", Value: "1048576,16777216", Usage: "comma-separated element counts for the memory-bound kernels"}
+	benchDTypesFlag   = &cli.StringFlag{Name: "dtypes", Value: "fp32,int8", Usage: "comma-separated GEMM element types: fp32 (float32), int8 (int8 in, int32 out)"}
+	benchBaselineFlag = &cli.BoolFlag{Name: "baseline", Value: true, Usage: "also measure gonum's Sgemm (same A·Bᵀ layout) on the CPU in the same run"}
+	benchMinTimeFlag  = &cli.DurationFlag{Name: "min-time", Value: bench.DefaultTiming.MinTime, Usage: "time each kernel for at least this long (after one warm-up call)"}
+
+	benchJSONFlag = &cli.BoolFlag{Name: "json", Usage: "print the report as JSON (no progress bar)"}
+	benchCSVFlag  = &cli.StringFlag{Name: "csv", Usage: "also write the report as CSV to `FILE` (columns: see README)"}
+	benchPlotFlag = &cli.StringFlag{Name: "plot", Usage: "also draw throughput (and energy) against size to `FILE`.png or .svg"}
+
+	benchEnergyFlag    = &cli.BoolFlag{Name: "energy", Usage: "also measure energy: each kernel repeated over a window between two readings of the device's energy counter (NVML on a GPU, RAPL on the CPU)"}
+	benchMinWindowFlag = &cli.DurationFlag{Name: "min-window", Value: 2 * time.Second, Usage: "with --energy: the shortest measured window per kernel"}
+	benchIntervalFlag  = &cli.DurationFlag{Name: "interval", Value: 100 * time.Millisecond, Usage: "with --energy: power sampling period, for the peak and the curve"}
+	benchIdleFlag      = &cli.DurationFlag{Name: "idle", Value: 2 * time.Second, Usage: "with --energy: how long to measure idle power before the run"}
 )
+
+// benchOutputFlags are the flags every bench subcommand has.
+var benchOutputFlags = []cli.Flag{deviceFlag, benchMinTimeFlag, benchEnergyFlag, benchMinWindowFlag, benchIntervalFlag,
+	benchIdleFlag, benchJSONFlag, benchCSVFlag, benchPlotFlag}
+
+func flags(fs ...[]cli.Flag) []cli.Flag {
+	var all []cli.Flag
+	for _, f := range fs {
+		all = append(all, f...)
+	}
+	return all
+}
 
 var benchCommand = &cli.Command{
 	Name:  "bench",
-	Usage: "measure quantkit's kernels against baselines",
+	Usage: "measure quantkit's kernels (time, throughput, energy) against baselines",
+	Description: "Every kernel is timed as the median of repeated calls after a warm-up (CUDA events\n" +
+		"on a GPU). With --energy each kernel then runs again for at least --min-window\n" +
+		"between two readings of the device's energy counter (NVML's total energy on a\n" +
+		"GPU, RAPL on the CPU; sampled power integrated where there is no counter, and\n" +
+		"said so), after the idle power has been measured for --idle: the report gives\n" +
+		"average and peak power, joules per call (gross and idle-subtracted), operations\n" +
+		"per joule and INT8's energy per operation over FP32's.",
 	Subcommands: []*cli.Command{{
 		Name:  "gemm",
 		Usage: "FP32 and INT8 GEMM, C = A·Bᵀ with M = N = K, against gonum's Sgemm",
@@ -31,45 +62,113 @@ var benchCommand = &cli.Command{
 			"multiply-add counting as two operations), INT8's speed-up over FP32, and each\n" +
 			"rate over gonum's Sgemm measured in the same run. INT8 takes int8 A and B and\n" +
 			"writes exact int32 accumulators.",
-		Flags:  []cli.Flag{deviceFlag, benchSizesFlag, benchDTypesFlag, benchBaselineFlag, benchMinTimeFlag, benchJSONFlag},
-		Action: runBenchGemm,
+		Flags:  flags([]cli.Flag{benchSizesFlag, benchDTypesFlag, benchBaselineFlag}, benchOutputFlags),
+		Action: runBench("gemm"),
 	}, {
 		Name:  "quantize",
 		Usage: "quantize (int8 per tensor, int4 per group of 128) and dequantize of float32 arrays",
 		Description: "GB/s counts the bytes read plus the bytes written (float32 values and packed codes),\n" +
 			"so that it compares directly with the copy bandwidth of the device.",
-		Flags:  []cli.Flag{deviceFlag, benchElemsFlag, benchMinTimeFlag, benchJSONFlag},
-		Action: runBenchMemory("quantize-int8", "quantize-int4-g128", "dequantize-int8"),
+		Flags:  flags([]cli.Flag{benchElemsFlag}, benchOutputFlags),
+		Action: runBench("quantize"),
 	}, {
 		Name:        "histogram",
 		Usage:       "the calibration kernels: abs-max and the 2048-bin |x| histogram",
 		Description: "GB/s counts the float32 bytes read.",
-		Flags:       []cli.Flag{deviceFlag, benchElemsFlag, benchMinTimeFlag, benchJSONFlag},
-		Action:      runBenchMemory("absmax", "histogram"),
+		Flags:       flags([]cli.Flag{benchElemsFlag}, benchOutputFlags),
+		Action:      runBench("histogram"),
+	}, {
+		Name:   "all",
+		Usage:  "gemm, quantize and histogram in one report",
+		Flags:  flags([]cli.Flag{benchSizesFlag, benchElemsFlag, benchDTypesFlag, benchBaselineFlag}, benchOutputFlags),
+		Action: runBench("gemm", "quantize", "histogram"),
 	}},
 }
 
-var benchElemsFlag = &cli.StringFlag{Name: "sizes", Value: "1048576,16777216", Usage: "comma-separated element counts"}
+var memoryOps = map[string][]string{
+	"quantize":  {"quantize-int8", "quantize-int4-g128", "dequantize-int8"},
+	"histogram": {"absmax", "histogram"},
+}
 
-func runBenchMemory(ops ...string) cli.ActionFunc {
+func parseSizes(flag, s string) ([]int, error) {
+	var sizes []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("--%s: %q is not a positive integer", flag, f)
+		}
+		sizes = append(sizes, n)
+	}
+	return sizes, nil
+}
+
+func runBench(parts ...string) cli.ActionFunc {
 	return func(c *cli.Context) error {
-		sizes, err := parseSizes(c.String(benchElemsFlag.Name))
-		if err != nil {
-			return err
+		var sizes, elems []int
+		var err error
+		if hasFlag(c, benchSizesFlag) {
+			if sizes, err = parseSizes(benchSizesFlag.Name, c.String(benchSizesFlag.Name)); err != nil {
+				return err
+			}
+		}
+		if hasFlag(c, benchElemsFlag) {
+			if elems, err = parseSizes(benchElemsFlag.Name, c.String(benchElemsFlag.Name)); err != nil {
+				return err
+			}
+		}
+		var dtypes []string
+		for _, d := range strings.Split(c.String(benchDTypesFlag.Name), ",") {
+			dtypes = append(dtypes, strings.TrimSpace(d))
 		}
 		asJSON := c.Bool(benchJSONFlag.Name)
 		timing := bench.DefaultTiming
 		timing.MinTime = c.Duration(benchMinTimeFlag.Name)
 		var rep *bench.Report
 		err = onDevice(c, func(b backend.Backend) error {
+			var eo *bench.EnergyOptions
+			var note string
+			if c.Bool(benchEnergyFlag.Name) {
+				var done func()
+				eo, note, done = energyFor(c, b)
+				defer done()
+			}
 			progress, clear := progressLine(!asJSON)
 			defer clear()
-			var err error
-			rep, err = bench.Memory(b, bench.MemoryOptions{Sizes: sizes, Ops: ops, Timing: timing, Progress: progress})
-			return err
+			rep = nil
+			for _, part := range parts {
+				var r *bench.Report
+				var err error
+				if part == "gemm" {
+					r, err = bench.Gemm(b, bench.GemmOptions{Sizes: sizes, DTypes: dtypes, Timing: timing,
+						Baseline: c.Bool(benchBaselineFlag.Name), Energy: eo, Progress: progress})
+				} else {
+					r, err = bench.Memory(b, bench.MemoryOptions{Sizes: elems, Ops: memoryOps[part], Timing: timing,
+						Energy: eo, Progress: progress})
+				}
+				if err != nil {
+					return err
+				}
+				if rep == nil {
+					rep = r
+				} else {
+					rep.Merge(r)
+				}
+			}
+			rep.EnergyNote = note
+			return nil
 		})
 		if err != nil {
 			return err
+		}
+		if path := c.String(benchCSVFlag.Name); path != "" {
+			if err := atomicfile.Write(path, 0o644, func(f *os.File) error { return rep.WriteCSV(f) }); err != nil {
+				return fmt.Errorf("--csv: %w", err)
+			}
+		}
+		if path := c.String(benchPlotFlag.Name); path != "" {
+			if err := rep.Plot(path); err != nil {
+				return fmt.Errorf("--plot: %w", err)
+			}
 		}
 		if asJSON {
 			return rep.WriteJSON(c.App.Writer)
@@ -78,57 +177,76 @@ func runBenchMemory(ops ...string) cli.ActionFunc {
 	}
 }
 
-func parseSizes(s string) ([]int, error) {
-	var sizes []int
-	for _, f := range strings.Split(s, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n <= 0 {
-			return nil, fmt.Errorf("--sizes: %q is not a positive integer", f)
+// hasFlag reports whether the running command defines f.
+func hasFlag(c *cli.Context, f cli.Flag) bool {
+	for _, g := range c.Command.Flags {
+		if g == f {
+			return true
 		}
-		sizes = append(sizes, n)
 	}
-	return sizes, nil
+	return false
 }
 
-// progressLine returns a progress callback that rewrites one line on
-// stderr when it is a terminal, and nil otherwise.
+// energyFor picks the energy source of b's device (the GPU's NVML counter,
+// the CPU packages' RAPL counters) and measures its idle power. When there
+// is none it returns nil and the reason. done releases the source.
+func energyFor(c *cli.Context, b backend.Backend) (eo *bench.EnergyOptions, note string, done func()) {
+	done = func() {}
+	var src energy.Source
+	if idx, ok := strings.CutPrefix(b.Name(), "gpu:"); ok {
+		sys, err := telemetry.Open()
+		if err != nil {
+			return nil, err.Error(), done
+		}
+		done = func() { sys.Close() }
+		srcs, err := energy.GPUSources(sys)
+		i, _ := strconv.Atoi(idx)
+		if err != nil || i >= len(srcs) {
+			return nil, fmt.Sprintf("no NVML source for %s (%d GPUs: %v)", b.Name(), len(srcs), err), done
+		}
+		src = srcs[i]
+	} else {
+		srcs, err := energy.RAPLSources(energy.RAPLRoot)
+		if err != nil {
+			return nil, err.Error(), done
+		}
+		src = energy.Combine(srcs...)
+	}
+	interval := c.Duration(benchIntervalFlag.Name)
+	eo = &bench.EnergyOptions{Source: src, Window: energy.Options{MinWindow: c.Duration(benchMinWindowFlag.Name), Interval: interval, KeepSamples: true}}
+	if d := c.Duration(benchIdleFlag.Name); d > 0 {
+		if !isJSON(c) {
+			fmt.Fprintf(os.Stderr, "measuring the idle power of %s for %v\n", src.Name(), d)
+		}
+		idle, err := energy.IdlePower(src, d, interval)
+		if err != nil {
+			return eo, fmt.Sprintf("idle power of %s not measured: %v", src.Name(), err), done
+		}
+		eo.IdleW = idle
+	}
+	return eo, "", done
+}
+
+func isJSON(c *cli.Context) bool { return c.Bool(benchJSONFlag.Name) }
+
+// progressLine returns a progress bar on stderr, when it is a terminal and
+// enabled, and a function that clears it.
 func progressLine(enabled bool) (func(done, total int, what string), func()) {
-	if !enabled || !term.IsTerminal(int(os.Stderr.Fd())) {
+	if !enabled || !isTerminal(os.Stderr) {
 		return nil, func() {}
 	}
+	start := time.Now()
 	return func(done, total int, what string) {
-			fmt.Fprintf(os.Stderr, "\r\033[K[%d/%d] %s", done+1, total, what)
+			const width = 24
+			fill := width * done / max(total, 1)
+			eta := ""
+			if done > 0 {
+				left := time.Duration(float64(time.Since(start)) / float64(done) * float64(total-done))
+				eta = " ETA " + left.Round(time.Second).String()
+			}
+			fmt.Fprintf(os.Stderr, "\r\033[K[%s%s] %d/%d %s%s", strings.Repeat("█", fill), strings.Repeat("·", width-fill),
+				done, total, what, eta)
 		}, func() {
 			fmt.Fprint(os.Stderr, "\r\033[K")
 		}
-}
-
-func runBenchGemm(c *cli.Context) error {
-	sizes, err := parseSizes(c.String(benchSizesFlag.Name))
-	if err != nil {
-		return err
-	}
-	var dtypes []string
-	for _, d := range strings.Split(c.String(benchDTypesFlag.Name), ",") {
-		dtypes = append(dtypes, strings.TrimSpace(d))
-	}
-	asJSON := c.Bool(benchJSONFlag.Name)
-	timing := bench.DefaultTiming
-	timing.MinTime = c.Duration(benchMinTimeFlag.Name)
-	var rep *bench.Report
-	err = onDevice(c, func(b backend.Backend) error {
-		progress, clear := progressLine(!asJSON)
-		defer clear()
-		var err error
-		rep, err = bench.Gemm(b, bench.GemmOptions{Sizes: sizes, DTypes: dtypes, Timing: timing,
-			Baseline: c.Bool(benchBaselineFlag.Name), Progress: progress})
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	if asJSON {
-		return rep.WriteJSON(c.App.Writer)
-	}
-	return rep.WriteTable(c.App.Writer)
 }

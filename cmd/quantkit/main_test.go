@@ -270,3 +270,34 @@ func TestBenchGemmJSON(t *testing.T) {
 		t.Error("--device tpu accepted")
 	}
 }
+
+func TestBenchAllCSVPlot(t *testing.T) {
+	dir := t.TempDir()
+	csvPath, plotPath := filepath.Join(dir, "r.csv"), filepath.Join(dir, "r.svg")
+	out, err := run(t, "bench", "all", "--device", "cpu", "--sizes", "16", "--elements", "1000", "--min-time", "1ms",
+		"--baseline=false", "--csv", csvPath, "--plot", plotPath)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, op := range []string{"gemm", "quantize-int8", "quantize-int4-g128", "dequantize-int8", "absmax", "histogram"} {
+		if !strings.Contains(out, op) {
+			t.Errorf("bench all lacks %s:\n%s", op, out)
+		}
+	}
+	data, err := os.ReadFile(csvPath)
+	if err != nil || strings.Count(string(data), "\n") != 1+2+5 {
+		t.Errorf("CSV (%v):\n%s", err, data)
+	}
+	if st, err := os.Stat(plotPath); err != nil || st.Size() == 0 {
+		t.Errorf("plot: %v", err)
+	}
+	// Without RAPL or NVML the energy columns are absent and the table says why.
+	out, err = run(t, "bench", "histogram", "--device", "cpu", "--elements", "1000", "--min-time", "1ms", "--energy",
+		"--min-window", "20ms", "--idle", "0")
+	if err != nil {
+		t.Fatalf("--energy: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "energy") {
+		t.Errorf("--energy output says nothing about energy:\n%s", out)
+	}
+}
