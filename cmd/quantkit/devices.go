@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -87,6 +88,11 @@ func devicesReport() DevicesReport {
 		return r
 	}
 	defer sys.Close()
+	return addGPUs(r, sys)
+}
+
+// addGPUs adds the telemetry of sys's GPUs to r.
+func addGPUs(r DevicesReport, sys telemetry.System) DevicesReport {
 	snap, err := telemetry.Read(sys)
 	if err != nil {
 		r.GPUError = err.Error()
@@ -116,13 +122,26 @@ func writeDevices(w io.Writer, r DevicesReport) {
 	if r.GPU != nil && len(r.GPU.GPUs) > 0 {
 		fmt.Fprintf(w, "NVIDIA driver %s, CUDA %s\n", r.GPU.Driver, r.GPU.CUDA)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "GPU\tname\tmemory used/total\tpower/limit\ttemp\tSM/mem clock\tutil")
+		fmt.Fprintln(tw, "GPU\tname\tmemory used/total\tpower/limit\tenergy counter\ttemp\tSM/mem clock\tutil\tthrottle")
 		for _, g := range r.GPU.GPUs {
-			fmt.Fprintf(tw, "%d\t%s\t%.1f/%.1f GiB\t%.0f/%.0f W\t%d °C\t%d/%d MHz\t%d %%\n", g.Index, g.Name,
-				float64(g.MemoryUsed)/(1<<30), float64(g.MemoryTotal)/(1<<30), g.PowerW, g.PowerLimitW,
-				g.TemperatureC, g.SMClockMHz, g.MemClockMHz, g.UtilGPUPct)
+			energy := fmt.Sprintf("%.1f kJ", g.EnergyJ/1e3)
+			if slices.Contains(g.Missing, "energy") {
+				energy = "none"
+			}
+			throttle := strings.Join(g.Throttle, ",")
+			if throttle == "" {
+				throttle = "-"
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%.1f/%.1f GiB\t%.0f/%.0f W\t%s\t%d °C\t%d/%d MHz\t%d %%\t%s\n", g.Index, g.Name,
+				float64(g.MemoryUsed)/(1<<30), float64(g.MemoryTotal)/(1<<30), g.PowerW, g.PowerLimitW, energy,
+				g.TemperatureC, g.SMClockMHz, g.MemClockMHz, g.UtilGPUPct, throttle)
 		}
 		tw.Flush()
+		for _, g := range r.GPU.GPUs {
+			if len(g.Missing) > 0 {
+				fmt.Fprintf(w, "GPU %d does not report: %s\n", g.Index, strings.Join(g.Missing, ", "))
+			}
+		}
 	}
 	if r.GPUError != "" {
 		fmt.Fprintln(w, r.GPUError)
