@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -47,7 +48,7 @@ func newApp() *cli.App {
 			"the CUDA build), and measures them against the strongest baseline in the same run.",
 		Version:              versionString(),
 		HideVersion:          true,
-		Commands:             []*cli.Command{versionCommand, devicesCommand, calibrateCommand, benchCommand},
+		Commands:             []*cli.Command{versionCommand, devicesCommand, calibrateCommand, benchCommand, profileCommand},
 		EnableBashCompletion: true,
 	}
 }
@@ -65,7 +66,13 @@ func main() {
 	app := newApp()
 	handOver(app, os.Args)
 	if err := app.Run(os.Args); err != nil {
+		code := 1
+		if st, ok := errors.AsType[*exitStatus](err); ok {
+			if code = st.Code; st.Err == nil {
+				os.Exit(code) // the status says it all (profile: the command's own)
+			}
+		}
 		fmt.Fprintln(os.Stderr, "quantkit:", err)
-		os.Exit(1)
+		os.Exit(code)
 	}
 }

@@ -1,0 +1,361 @@
+package proc
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The test binary doubles as a supervisor process for the tests that need
+// one of their own (a new session with a terminal, or one to kill).
+const helperEnv = "PROC_TEST_HELPER"
+
+func TestMain(m *testing.M) {
+	switch os.Getenv(helperEnv) {
+	case "":
+		os.Exit(m.Run())
+	case "terminal":
+		helperTerminal()
+	case "orphan":
+		helperOrphan()
+	}
+	os.Exit(0)
+}
+
+func mustStart(t *testing.T, opt Options, args ...string) *Process {
+	t.Helper()
+	p, err := Start(args, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestExitCodes(t *testing.T) {
+	for _, tc := range []struct {
+		script string
+		code   int
+		sig    string
+	}{
+		{"exit 0", 0, ""},
+		{"exit 7", 7, ""},
+		{"kill -KILL $$", 137, "SIGKILL"},
+		{"kill -TERM $$", 143, "SIGTERM"},
+	} {
+		p := mustStart(t, Options{}, "sh", "-c", tc.script)
+		st, err := p.Wait()
+		if err != nil || st.Code != tc.code || st.SignalName() != tc.sig {
+			t.Errorf("%q: status %v (code %d, signal %q), %v; want code %d, signal %q",
+				tc.script, st, st.Code, st.SignalName(), err, tc.code, tc.sig)
+		}
+		if st.End.Before(st.Start) || st.Start.IsZero() {
+			t.Errorf("%q: start %v, end %v", tc.script, st.Start, st.End)
+		}
+	}
+}
+
+func TestStartErrors(t *testing.T) {
+	dir := t.TempDir()
+	notExec := filepath.Join(dir, "job.sh")
+	if err := os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		code int
+	}{
+		{"quantkit-no-such-command", 127},
+		{filepath.Join(dir, "missing"), 127},
+		{notExec, 126},
+	} {
+		_, err := Start([]string{tc.name}, Options{})
+		var se *StartError
+		if !errors.As(err, &se) || se.Code != tc.code || !strings.Contains(err.Error(), tc.name) {
+			t.Errorf("%s: %v; want a StartError with code %d naming it", tc.name, err, tc.code)
+		}
+		_, err = LookPath(tc.name)
+		if !errors.As(err, &se) || se.Code != tc.code {
+			t.Errorf("LookPath(%s): %v; want code %d", tc.name, err, tc.code)
+		}
+	}
+}
+
+func TestPassthrough(t *testing.T) {
+	var out, errOut bytes.Buffer
+	p := mustStart(t, Options{Stdin: strings.NewReader("in\x00put\n"), Stdout: &out, Stderr: &errOut},
+		"sh", "-c", `cat; printf 'to stderr\r\n' >&2`)
+	if st, err := p.Wait(); err != nil || st.Code != 0 {
+		t.Fatal(st, err)
+	}
+	if out.String() != "in\x00put\n" || errOut.String() != "to stderr\r\n" {
+		t.Errorf("stdout %q, stderr %q", out.String(), errOut.String())
+	}
+}
+
+// readyWriter closes ready the first time "ready\n" has been written. (It
+// does not embed bytes.Buffer, whose ReadFrom io.Copy would use instead of
+// Write.)
+type readyWriter struct {
+	buf   bytes.Buffer
+	ready chan struct{}
+}
+
+func (w *readyWriter) Write(b []byte) (int, error) {
+	n, err := w.buf.Write(b)
+	if w.ready != nil && strings.Contains(w.buf.String(), "ready\n") {
+		close(w.ready)
+		w.ready = nil
+	}
+	return n, err
+}
+
+func (w *readyWriter) String() string { return w.buf.String() }
+
+// A signal reaches the whole group: the shell runs its trap, and the
+// background sleep dies too instead of holding the output pipe for 5 s.
+func TestSignalGroup(t *testing.T) {
+	ready := make(chan struct{})
+	out := &readyWriter{ready: ready}
+	p := mustStart(t, Options{Stdout: out},
+		"sh", "-c", `trap 'echo got TERM; exit 42' TERM; echo ready; sleep 5 & wait`)
+	<-ready
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	st, err := p.Wait()
+	if err != nil || st.Code != 42 || st.Signal != 0 {
+		t.Fatalf("status %v, %v; want exit status 42", st, err)
+	}
+	if got := strings.Count(out.String(), "got TERM"); got != 1 {
+		t.Errorf("the trap ran %d times:\n%s", got, out.String())
+	}
+	if d := st.Duration(); d > 3*time.Second {
+		t.Errorf("took %v: the group's sleep was not signalled", d)
+	}
+	if err := p.Signal(syscall.SIGTERM); !errors.Is(err, ErrExited) {
+		t.Errorf("Signal after exit: %v, want ErrExited", err)
+	}
+}
+
+// Exited closes when the command exits, before a process it left behind
+// closes the output pipe; Wait still collects that output.
+func TestExitedBeforeOutputDrained(t *testing.T) {
+	var out bytes.Buffer
+	p := mustStart(t, Options{Stdout: &out}, "sh", "-c", `(sleep 0.3; echo late) & exit 3`)
+	select {
+	case <-p.Exited():
+	case <-time.After(5 * time.Second):
+		t.Fatal("Exited not closed")
+	}
+	st, err := p.Wait()
+	if err != nil || st.Code != 3 {
+		t.Fatal(st, err)
+	}
+	if d := st.Duration(); d > 250*time.Millisecond {
+		t.Errorf("exit seen after %v, want at once", d)
+	}
+	if out.String() != "late\n" {
+		t.Errorf("output %q", out.String())
+	}
+}
+
+func procState(pid int) byte {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0 // gone
+	}
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
+		return s[i+2]
+	}
+	return '?'
+}
+
+func helperOrphan() {
+	p, err := Start([]string{"sleep", "30"}, Options{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Printf("pid %d\n", p.Pid())
+	p.Wait()
+}
+
+// Killing the supervisor kills the command (Pdeathsig).
+func TestNoOrphanWhenSupervisorKilled(t *testing.T) {
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), helperEnv+"=orphan")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	line, _ := bufio.NewReader(stdout).ReadString('\n')
+	if _, err := fmt.Sscanf(line, "pid %d", &pid); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("helper said %q", line)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		st := procState(pid)
+		if st == 0 || st == 'Z' || st == 'X' {
+			return
+		}
+		if time.Now().After(deadline) {
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("the command (pid %d, state %c) outlived its supervisor", pid, st)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// helperTerminal supervises a shell script on its controlling terminal and
+// reports its status and how many SIGINTs the supervisor itself received.
+func helperTerminal() {
+	ints := make(chan os.Signal, 8)
+	signal.Notify(ints, syscall.SIGINT)
+	p, err := Start([]string{"sh", "-c", `trap 'echo got INT; exit 3' INT; echo ready; while :; do sleep 0.05; done`},
+		Options{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Terminal: true})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Printf("pid %d\n", p.Pid())
+	st, err := p.Wait()
+	time.Sleep(20 * time.Millisecond) // let a stray SIGINT arrive
+	fg, _ := unix.IoctlGetInt(0, unix.TIOCGPGRP)
+	fmt.Printf("status %d, supervisor got %d SIGINT, terminal back %v, %v\n", st.Code, len(ints), fg == unix.Getpgrp(), err)
+}
+
+func openPTY(t *testing.T) (master, slave *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminal: %v", err)
+	}
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		m.Close()
+		t.Skipf("unlockpt: %v", err)
+	}
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		m.Close()
+		t.Skipf("ptsname: %v", err)
+	}
+	s, err := os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		m.Close()
+		t.Skipf("opening the pty: %v", err)
+	}
+	return m, s
+}
+
+// On a terminal, the command holds it: Ctrl-C reaches the command exactly
+// once and the supervisor not at all; Ctrl-Z stops the command, and (the
+// helper's group being orphaned, so that it cannot stop itself) the command
+// is continued with the terminal; the supervisor takes the terminal back at
+// the end.
+func TestTerminalCtrlZCtrlC(t *testing.T) {
+	master, slave := openPTY(t)
+	defer master.Close()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), helperEnv+"=terminal")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	slave.Close()
+	defer cmd.Wait()
+	defer cmd.Process.Kill()
+
+	lines := make(chan string, 16)
+	var all strings.Builder
+	go func() {
+		sc := bufio.NewScanner(master) // ends with EIO when the helper is gone
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	next := func(prefix string) string {
+		t.Helper()
+		timeout := time.After(5 * time.Second)
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("terminal closed before %q:\n%s", prefix, all.String())
+				}
+				all.WriteString(l + "\n")
+				if strings.HasPrefix(l, prefix) {
+					return l
+				}
+			case <-timeout:
+				t.Fatalf("no %q on the terminal:\n%s", prefix, all.String())
+			}
+		}
+	}
+	// The helper prints "pid N" and the command "ready", in either order.
+	var pid int
+	for ready := false; pid == 0 || !ready; {
+		switch l := next(""); {
+		case strings.HasPrefix(l, "pid "):
+			fmt.Sscanf(l, "pid %d", &pid)
+		case strings.HasPrefix(l, "ready"):
+			ready = true
+		}
+	}
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(3 * time.Second); !ok(); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: timed out (state %c)", what, procState(pid))
+			}
+		}
+	}
+	fgIs := func(pgid int) func() bool {
+		return func() bool {
+			fg, err := unix.IoctlGetInt(int(master.Fd()), unix.TIOCGPGRP)
+			return err == nil && fg == pgid
+		}
+	}
+	waitFor("command in the foreground", fgIs(pid))
+
+	// Ctrl-Z: the stopped state lasts only until the supervisor continues
+	// the command (stopGrace), and some sandboxes report it late or not at
+	// all, so this part runs only when asked for.
+	if os.Getenv("QUANTKIT_TEST_CTRLZ") != "" {
+		master.Write([]byte{0x1a}) // Ctrl-Z
+		waitFor("command stopped", func() bool { return procState(pid) == 'T' })
+		waitFor("command continued", func() bool { return procState(pid) != 'T' })
+		waitFor("command in the foreground again", fgIs(pid))
+	}
+
+	master.Write([]byte{0x03}) // Ctrl-C
+	end := next("status ")
+	if got := strings.Count(all.String(), "got INT"); got != 1 {
+		t.Errorf("the command's trap ran %d times, want 1:\n%s", got, all.String())
+	}
+	if want := "status 3, supervisor got 0 SIGINT, terminal back true, <nil>"; end != want {
+		t.Errorf("helper: %q, want %q", end, want)
+	}
+}
