@@ -13,6 +13,7 @@ package backend
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/quantkit/quantkit/quant"
 )
@@ -179,4 +180,34 @@ type DeviceTimer interface {
 // callers can split work larger than what is free into chunks.
 type MemoryInfo interface {
 	MemInfo() (free, total uint64, err error)
+}
+
+// CheckGemm reports whether m, n and k are valid GEMM dimensions that
+// agree with operands of la, lb and lc elements (A is m×k, B n×k, C m×n).
+func CheckGemm(m, n, k, la, lb, lc int) error {
+	if m < 0 || n < 0 || k < 0 {
+		return fmt.Errorf("negative dimension in m=%d n=%d k=%d", m, n, k)
+	}
+	mk, ok1 := mulOK(m, k)
+	nk, ok2 := mulOK(n, k)
+	mn, ok3 := mulOK(m, n)
+	if !ok1 || !ok2 || !ok3 {
+		return fmt.Errorf("m=%d n=%d k=%d overflows", m, n, k)
+	}
+	switch {
+	case la != mk:
+		return fmt.Errorf("A has %d elements, want m·k = %d·%d = %d", la, m, k, mk)
+	case lb != nk:
+		return fmt.Errorf("B has %d elements, want n·k = %d·%d = %d", lb, n, k, nk)
+	case lc != mn:
+		return fmt.Errorf("C has %d elements, want m·n = %d·%d = %d", lc, m, n, mn)
+	}
+	return nil
+}
+
+func mulOK(a, b int) (int, bool) {
+	if a != 0 && b > math.MaxInt/a {
+		return 0, false
+	}
+	return a * b, true
 }

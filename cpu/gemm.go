@@ -1,9 +1,9 @@
 package cpu
 
 import (
-	"fmt"
-	"math"
 	"sync"
+
+	"github.com/quantkit/quantkit/backend"
 )
 
 // pool recycles scratch slices (packed GEMM panels) between calls. Slices
@@ -45,32 +45,5 @@ func checkGemm(fn string, m, n, k, la, lb, lc int) {
 	}
 }
 
-// gemmDimsError reports whether dimensions and slice lengths of a GEMM
-// agree.
-func gemmDimsError(m, n, k, la, lb, lc int) error {
-	if m < 0 || n < 0 || k < 0 {
-		return fmt.Errorf("negative dimension in m=%d n=%d k=%d", m, n, k)
-	}
-	mk, ok1 := mulOK(m, k)
-	nk, ok2 := mulOK(n, k)
-	mn, ok3 := mulOK(m, n)
-	if !ok1 || !ok2 || !ok3 {
-		return fmt.Errorf("m=%d n=%d k=%d overflows", m, n, k)
-	}
-	switch {
-	case la != mk:
-		return fmt.Errorf("A has %d elements, want m·k = %d·%d = %d", la, m, k, mk)
-	case lb != nk:
-		return fmt.Errorf("B has %d elements, want n·k = %d·%d = %d", lb, n, k, nk)
-	case lc != mn:
-		return fmt.Errorf("C has %d elements, want m·n = %d·%d = %d", lc, m, n, mn)
-	}
-	return nil
-}
-
-func mulOK(a, b int) (int, bool) {
-	if a != 0 && b > math.MaxInt/a {
-		return 0, false
-	}
-	return a * b, true
-}
+// gemmDimsError is backend.CheckGemm.
+func gemmDimsError(m, n, k, la, lb, lc int) error { return backend.CheckGemm(m, n, k, la, lb, lc) }

@@ -213,35 +213,11 @@ func (b *Backend) gemmOperand(s *scratch, src cu.DevicePtr, rows, k, kp int, nam
 	return p, nil
 }
 
-// gemmDimsError reports whether the dimensions of a GEMM are valid, agree
-// with the lengths of its operands and fit the kernels' int parameters.
+// gemmDimsError is backend.CheckGemm, and the dimensions must fit the
+// kernels' int parameters.
 func gemmDimsError(m, n, k, la, lb, lc int) error {
-	if m < 0 || n < 0 || k < 0 {
-		return fmt.Errorf("negative dimension in m=%d n=%d k=%d", m, n, k)
-	}
 	if m > math.MaxInt32 || n > math.MaxInt32 || k > math.MaxInt32 {
 		return fmt.Errorf("m=%d n=%d k=%d: a dimension exceeds the kernels' 32-bit sizes", m, n, k)
 	}
-	mk, ok1 := mulOK(m, k)
-	nk, ok2 := mulOK(n, k)
-	mn, ok3 := mulOK(m, n)
-	if !ok1 || !ok2 || !ok3 {
-		return fmt.Errorf("m=%d n=%d k=%d overflows", m, n, k)
-	}
-	switch {
-	case la != mk:
-		return fmt.Errorf("A has %d elements, want m·k = %d·%d = %d", la, m, k, mk)
-	case lb != nk:
-		return fmt.Errorf("B has %d elements, want n·k = %d·%d = %d", lb, n, k, nk)
-	case lc != mn:
-		return fmt.Errorf("C has %d elements, want m·n = %d·%d = %d", lc, m, n, mn)
-	}
-	return nil
-}
-
-func mulOK(a, b int) (int, bool) {
-	if a != 0 && b > math.MaxInt/a {
-		return 0, false
-	}
-	return a * b, true
+	return backend.CheckGemm(m, n, k, la, lb, lc)
 }
