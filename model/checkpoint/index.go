@@ -1,0 +1,205 @@
+package checkpoint
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/quantkit/quantkit/internal/atomicfile"
+)
+
+// File names Hugging Face uses.
+const (
+	SingleFileName = "model.safetensors"
+	IndexFileName  = "model.safetensors.index.json"
+	ConfigFileName = "config.json"
+)
+
+// MaxIndexLen bounds the size of an index file Open reads.
+const MaxIndexLen = 64 << 20
+
+// ShardName is the name of shard i (from 0) of n: model.safetensors when n
+// is 1, model-0000{i+1}-of-0000{n}.safetensors otherwise.
+func ShardName(i, n int) string {
+	if n == 1 {
+		return SingleFileName
+	}
+	return fmt.Sprintf("model-%05d-of-%05d.safetensors", i+1, n)
+}
+
+// Index is a parsed model.safetensors.index.json.
+type Index struct {
+	// Metadata is the "metadata" object, total_size among its keys; nil
+	// when absent.
+	Metadata map[string]json.RawMessage
+	// WeightMap maps each tensor name to the name of its shard file,
+	// relative to the index's directory.
+	WeightMap map[string]string
+}
+
+// TotalSize is metadata.total_size, and whether it is present and an
+// integer.
+func (ix *Index) TotalSize() (int64, bool) {
+	raw, ok := ix.Metadata["total_size"]
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(string(raw), 10, 64)
+	return n, err == nil
+}
+
+// ReadIndex reads and parses the index file at path. It fails on anything
+// but one JSON object, on a duplicate key in it, its metadata or its
+// weight_map, on a missing or empty weight_map, and on a weight_map value
+// that is not a string. Errors name path.
+func ReadIndex(path string) (*Index, error) {
+	data, err := readLimited(path, MaxIndexLen)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: %w", err)
+	}
+	ix, err := parseIndex(data)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: %s: %w", path, err)
+	}
+	return ix, nil
+}
+
+// readLimited reads a whole file that must not exceed limit bytes.
+func readLimited(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s: larger than the limit of %d bytes", path, limit)
+	}
+	return data, nil
+}
+
+func parseIndex(data []byte) (*Index, error) {
+	top, err := objectMembers(data)
+	if err != nil {
+		return nil, err
+	}
+	ix := &Index{}
+	for _, m := range top {
+		switch m.key {
+		case "metadata":
+			if string(m.value) == "null" {
+				continue
+			}
+			md, err := objectMembers(m.value)
+			if err != nil {
+				return nil, fmt.Errorf("metadata: %w", err)
+			}
+			ix.Metadata = make(map[string]json.RawMessage, len(md))
+			for _, e := range md {
+				ix.Metadata[e.key] = e.value
+			}
+		case "weight_map":
+			wm, err := objectMembers(m.value)
+			if err != nil {
+				return nil, fmt.Errorf("weight_map: %w", err)
+			}
+			ix.WeightMap = make(map[string]string, len(wm))
+			for _, e := range wm {
+				var shard string
+				if err := json.Unmarshal(e.value, &shard); err != nil {
+					return nil, fmt.Errorf("weight_map: tensor %q: shard %s is not a string", e.key, e.value)
+				}
+				ix.WeightMap[e.key] = shard
+			}
+		}
+	}
+	if ix.WeightMap == nil {
+		return nil, errors.New("no weight_map")
+	}
+	if len(ix.WeightMap) == 0 {
+		return nil, errors.New("weight_map is empty")
+	}
+	return ix, nil
+}
+
+type member struct {
+	key   string
+	value json.RawMessage
+}
+
+// objectMembers splits a JSON object into its members, in order, and fails
+// on anything else, on a duplicate key (which encoding/json would resolve
+// silently) and on data after the object.
+func objectMembers(data []byte) ([]member, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, fmt.Errorf("not valid JSON: %w", err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, errors.New("not a JSON object")
+	}
+	var members []member
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, fmt.Errorf("not valid JSON: %w", err)
+		}
+		key := tok.(string) // inside an object, dec.Token gives keys as strings
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, fmt.Errorf("key %q: not valid JSON: %w", key, err)
+		}
+		if seen[key] {
+			return nil, fmt.Errorf("key %q appears twice", key)
+		}
+		seen[key] = true
+		members = append(members, member{key, raw})
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, fmt.Errorf("not valid JSON: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("data after the JSON object")
+	}
+	return members, nil
+}
+
+// WriteIndex writes dir/model.safetensors.index.json atomically, as
+// transformers does: {"metadata": {"total_size": totalSize}, "weight_map":
+// {...}} with the tensor names sorted, two-space indentation and a final
+// newline.
+func WriteIndex(dir string, weightMap map[string]string, totalSize int64) error {
+	if err := writeIndex(dir, weightMap, totalSize); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	return nil
+}
+
+func writeIndex(dir string, weightMap map[string]string, totalSize int64) error {
+	var ix struct {
+		Metadata struct {
+			TotalSize int64 `json:"total_size"`
+		} `json:"metadata"`
+		WeightMap map[string]string `json:"weight_map"` // encoding/json sorts the keys
+	}
+	ix.Metadata.TotalSize = totalSize
+	ix.WeightMap = weightMap
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(ix); err != nil {
+		return fmt.Errorf("%s: %w", IndexFileName, err)
+	}
+	return atomicfile.WriteFile(filepath.Join(dir, IndexFileName), b.Bytes(), 0o644)
+}

@@ -1,0 +1,305 @@
+package ctensors
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+
+	"github.com/quantkit/quantkit/quant"
+)
+
+// configKey is the config.json key that holds the quantization config.
+const configKey = "quantization_config"
+
+// strategies maps quant's granularities to compressed-tensors' strategy
+// names, one row each.
+var strategies = []struct {
+	g    quant.Granularity
+	name string
+}{
+	{quant.PerTensor, "tensor"},
+	{quant.PerChannel, "channel"},
+	{quant.PerGroup, "group"},
+}
+
+func granularityOf(name string) (quant.Granularity, bool) {
+	for _, row := range strategies {
+		if row.name == name {
+			return row.g, true
+		}
+	}
+	return 0, false
+}
+
+func strategyName(g quant.Granularity) string {
+	for _, row := range strategies {
+		if row.g == g {
+			return row.name
+		}
+	}
+	return ""
+}
+
+// QuantizationConfig is the "quantization_config" object of config.json for
+// weights quantized under s and written in format f, with one config group
+// that targets every Linear layer except the modules in ignore (module
+// names such as "lm_head", not tensor names). Its keys are exactly:
+//
+//	quant_method: "compressed-tensors", format: f,
+//	quantization_status: "compressed",
+//	config_groups: {group_0: {targets: ["Linear"],
+//	    weights: {num_bits, type: "int", symmetric, strategy,
+//	              group_size (null unless group), dynamic: false,
+//	              observer: "minmax"},
+//	    input_activations: null, output_activations: null}},
+//	ignore, kv_cache_scheme: null, global_compression_ratio: null
+func QuantizationConfig(s quant.Scheme, f Format, ignore []string) (map[string]any, error) {
+	if _, err := newLayout("", []int{0, 0}, s, f, "F32"); err != nil {
+		return nil, fmt.Errorf("ctensors: %w", err)
+	}
+	var groupSize any // null
+	if s.Granularity == quant.PerGroup {
+		groupSize = s.GroupSize
+	}
+	ign := append([]string{}, ignore...) // [] rather than null
+	return map[string]any{
+		"quant_method":        "compressed-tensors",
+		"format":              string(f),
+		"quantization_status": "compressed",
+		"config_groups": map[string]any{
+			"group_0": map[string]any{
+				"targets": []string{"Linear"},
+				"weights": map[string]any{
+					"num_bits":   s.Bits,
+					"type":       "int",
+					"symmetric":  s.Symmetric,
+					"strategy":   strategyName(s.Granularity),
+					"group_size": groupSize,
+					"dynamic":    false,
+					"observer":   "minmax",
+				},
+				"input_activations":  nil,
+				"output_activations": nil,
+			},
+		},
+		"ignore":                   ign,
+		"kv_cache_scheme":          nil,
+		"global_compression_ratio": nil,
+	}, nil
+}
+
+// UpdateConfig returns config.json with its "quantization_config" set to
+// qc (replaced where it was, appended otherwise), or removed when qc is
+// nil. Every other key is kept, in its order, with its numbers and strings
+// exactly as written (no float round trip); the layout is re-indented with
+// two spaces and a final newline, as Hugging Face writes config.json.
+func UpdateConfig(configJSON []byte, qc map[string]any) ([]byte, error) {
+	members, err := objectMembers(configJSON)
+	if err != nil {
+		return nil, fmt.Errorf("ctensors: config.json: %w", err)
+	}
+	var value json.RawMessage
+	if qc != nil {
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(qc); err != nil {
+			return nil, fmt.Errorf("ctensors: quantization_config: %w", err)
+		}
+		value = bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+	}
+	i := slices.IndexFunc(members, func(m member) bool { return m.key == configKey })
+	switch {
+	case qc == nil && i >= 0:
+		members = slices.Delete(members, i, i+1)
+	case qc == nil:
+	case i >= 0:
+		members[i].value = value
+	default:
+		members = append(members, member{configKey, value})
+	}
+	var compact bytes.Buffer
+	compact.WriteByte('{')
+	for i, m := range members {
+		if i > 0 {
+			compact.WriteByte(',')
+		}
+		enc := json.NewEncoder(&compact)
+		enc.SetEscapeHTML(false)
+		enc.Encode(m.key) // cannot fail for a string; its newline is JSON space
+		compact.WriteByte(':')
+		compact.Write(m.value)
+	}
+	compact.WriteByte('}')
+	var out bytes.Buffer
+	if err := json.Indent(&out, compact.Bytes(), "", "  "); err != nil {
+		return nil, fmt.Errorf("ctensors: config.json: %w", err)
+	}
+	out.WriteByte('\n')
+	return out.Bytes(), nil
+}
+
+type member struct {
+	key   string
+	value json.RawMessage
+}
+
+// objectMembers splits a JSON object into its members, in order, and fails
+// on anything else, on a duplicate key (which encoding/json would resolve
+// silently) and on data after the object.
+func objectMembers(data []byte) ([]member, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, fmt.Errorf("not valid JSON: %w", err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, fmt.Errorf("not a JSON object")
+	}
+	var members []member
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, fmt.Errorf("not valid JSON: %w", err)
+		}
+		key := tok.(string) // inside an object, dec.Token gives keys as strings
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, fmt.Errorf("key %q: not valid JSON: %w", key, err)
+		}
+		if seen[key] {
+			return nil, fmt.Errorf("key %q appears twice", key)
+		}
+		seen[key] = true
+		members = append(members, member{key, raw})
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, fmt.Errorf("not valid JSON: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("data after the JSON object")
+	}
+	return members, nil
+}
+
+// Config is what ReadConfig reads back from a quantization_config.
+type Config struct {
+	Scheme  quant.Scheme
+	Format  Format
+	Targets []string // module types or names the scheme applies to
+	Ignore  []string // modules left unquantized
+}
+
+// ReadConfig reads the quantization_config of config.json: one written by
+// QuantizationConfig, or by llm-compressor with a single config group of
+// integer weights. ok is false when config.json has none. Missing weight
+// arguments take compressed-tensors' defaults (8 bits, int, symmetric,
+// strategy from group_size). Activation quantization settings are ignored:
+// they do not change how the weights are stored.
+func ReadConfig(configJSON []byte) (c Config, ok bool, err error) {
+	c, ok, err = readConfig(configJSON)
+	if err != nil {
+		err = fmt.Errorf("ctensors: config.json: %w", err)
+	}
+	return c, ok, err
+}
+
+func readConfig(configJSON []byte) (Config, bool, error) {
+	members, err := objectMembers(configJSON)
+	if err != nil {
+		return Config{}, false, err
+	}
+	i := slices.IndexFunc(members, func(m member) bool { return m.key == configKey })
+	if i < 0 || string(members[i].value) == "null" {
+		return Config{}, false, nil
+	}
+	var qc struct {
+		QuantMethod  string `json:"quant_method"`
+		Format       string `json:"format"`
+		Status       string `json:"quantization_status"`
+		ConfigGroups map[string]struct {
+			Targets []string `json:"targets"`
+			Format  *string  `json:"format"`
+			Weights *struct {
+				NumBits   *int            `json:"num_bits"`
+				Type      *string         `json:"type"`
+				Symmetric *bool           `json:"symmetric"`
+				Strategy  *string         `json:"strategy"`
+				GroupSize *int            `json:"group_size"`
+				Dynamic   json.RawMessage `json:"dynamic"`
+			} `json:"weights"`
+		} `json:"config_groups"`
+		Ignore []string `json:"ignore"`
+	}
+	if err := json.Unmarshal(members[i].value, &qc); err != nil {
+		return Config{}, false, fmt.Errorf("%s: %w", configKey, err)
+	}
+	if qc.QuantMethod != "compressed-tensors" {
+		return Config{}, false, fmt.Errorf("%s: quant_method %q is not compressed-tensors", configKey, qc.QuantMethod)
+	}
+	if qc.Status != "" && qc.Status != "compressed" {
+		return Config{}, false, fmt.Errorf("%s: quantization_status %q: weights are not stored compressed", configKey, qc.Status)
+	}
+	if len(qc.ConfigGroups) != 1 {
+		return Config{}, false, fmt.Errorf("%s: %d config groups, only one is supported", configKey, len(qc.ConfigGroups))
+	}
+	c := Config{Format: Format(qc.Format), Ignore: qc.Ignore}
+	for name, g := range qc.ConfigGroups {
+		if g.Format != nil {
+			if c.Format != "" && c.Format != Format(*g.Format) {
+				return Config{}, false, fmt.Errorf("%s: %s: format %q disagrees with format %q", configKey, name, *g.Format, c.Format)
+			}
+			c.Format = Format(*g.Format)
+		}
+		w := g.Weights
+		if w == nil {
+			return Config{}, false, fmt.Errorf("%s: %s quantizes no weights", configKey, name)
+		}
+		c.Targets = g.Targets
+		s := quant.Scheme{Bits: 8, Signed: true, Symmetric: true}
+		if w.NumBits != nil {
+			s.Bits = *w.NumBits
+		}
+		if w.Type != nil && *w.Type != "int" {
+			return Config{}, false, fmt.Errorf("%s: %s: weight type %q is not int", configKey, name, *w.Type)
+		}
+		if w.Symmetric != nil {
+			s.Symmetric = *w.Symmetric
+		}
+		if d := string(w.Dynamic); d != "" && d != "false" && d != "null" {
+			return Config{}, false, fmt.Errorf("%s: %s: dynamic weights (%s) have no stored scales", configKey, name, d)
+		}
+		strategy := "tensor"
+		switch {
+		case w.Strategy != nil:
+			strategy = *w.Strategy
+		case w.GroupSize != nil && *w.GroupSize > 0:
+			strategy = "group"
+		case w.GroupSize != nil && *w.GroupSize == -1:
+			strategy = "channel"
+		}
+		g, ok := granularityOf(strategy)
+		if !ok {
+			return Config{}, false, fmt.Errorf("%s: %s: strategy %q not supported (tensor, channel or group)", configKey, name, strategy)
+		}
+		s.Granularity = g
+		if s.Granularity == quant.PerGroup {
+			if w.GroupSize == nil {
+				return Config{}, false, fmt.Errorf("%s: %s: group strategy without group_size", configKey, name)
+			}
+			s.GroupSize = *w.GroupSize
+		}
+		if err := s.Validate(); err != nil {
+			return Config{}, false, fmt.Errorf("%s: %s: %w", configKey, name, err)
+		}
+		c.Scheme = s
+	}
+	if _, err := c.Format.packed(); err != nil {
+		return Config{}, false, fmt.Errorf("%s: %w", configKey, err)
+	}
+	return c, true, nil
+}
