@@ -1,0 +1,128 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestGen(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ckpt")
+	out, err := run(t, "gen", "--like", "llama", "--params", "1M", "--seed", "3", "-o", dir)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{"wrote " + dir, "75 tensors", "1016896", "model.safetensors", "config.json", "F32, seed 3"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	first, err := os.ReadFile(filepath.Join(dir, "model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A non-empty directory needs --force; then the same seed gives the same bytes.
+	if out, err := run(t, "gen", "--params", "1M", "--seed", "3", "-o", dir); err == nil || !strings.Contains(err.Error(), "--force") {
+		t.Fatalf("non-empty directory accepted (%v):\n%s", err, out)
+	}
+	out, err = run(t, "gen", "--params", "1M", "--seed", "3", "-o", dir, "--force", "--json")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var rep GenReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out)
+	}
+	if rep.Tensors != 75 || rep.Params != 1016896 || rep.Bytes != 4*1016896 || rep.Config.Hidden != 64 || len(rep.Files) != 2 || rep.Seconds <= 0 {
+		t.Errorf("report %+v", rep)
+	}
+	again, _ := os.ReadFile(filepath.Join(dir, "model.safetensors"))
+	if !bytes.Equal(first, again) {
+		t.Error("the same seed gave different bytes")
+	}
+
+	// Sharded, in half precision: inspect reads the shards through the index.
+	sharded := t.TempDir()
+	out, err = run(t, "gen", "--params", "1M", "--dtype", "BF16", "--shard-size", "0.5MB", "-o", sharded)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !strings.Contains(out, "model-00001-of-00004.safetensors") || !strings.Contains(out, "model.safetensors.index.json") {
+		t.Errorf("sharded output:\n%s", out)
+	}
+	out, err = run(t, "inspect", "--json", sharded)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var ins InspectReport
+	if err := json.Unmarshal([]byte(out), &ins); err != nil {
+		t.Fatal(err)
+	}
+	if len(ins.Files) != 4 || ins.Total.Tensors != 75 || ins.Total.Params != 1016896 || ins.Total.Bytes != 2*1016896 || ins.DTypes[0].DType != "BF16" {
+		t.Errorf("inspect of the shards: %d files, total %+v, dtypes %+v", len(ins.Files), ins.Total, ins.DTypes)
+	}
+}
+
+func TestGenBadFlags(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	os.WriteFile(file, nil, 0o644)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--params", "abc"}, "--params"},
+		{[]string{"--params", "0"}, "--params"},
+		{[]string{"--params", "1X"}, "--params"},
+		{[]string{"--params", "1M", "--dtype", "f8"}, "F8"},
+		{[]string{"--params", "1M", "--like", "gpt2"}, "llama"},
+		{[]string{"--params", "1M", "--shard-size", "5 parsecs"}, "--shard-size"},
+		{[]string{"--params", "1M", "--shard-size", "0"}, "--shard-size"},
+		{[]string{"--params", "1M", "-o", file}, "not a directory"},
+	} {
+		args := append([]string{"gen", "-o", filepath.Join(dir, "out")}, tc.args...)
+		if out, err := run(t, args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: err %v, want one mentioning %q\n%s", tc.args, err, tc.want, out)
+		}
+	}
+	if _, err := run(t, "gen", "--params", "1M"); err == nil {
+		t.Error("no -o accepted")
+	}
+}
+
+func TestParseCountSize(t *testing.T) {
+	for s, want := range map[string]int64{"1000": 1000, "10K": 10_000, "1.5B": 1_500_000_000, "7b": 7_000_000_000, "500M": 500_000_000, "1e6": 1_000_000} {
+		if got, err := parseCount(s); err != nil || got != want {
+			t.Errorf("parseCount(%q) = %d, %v; want %d", s, got, err, want)
+		}
+	}
+	for _, s := range []string{"", "B", "-1M", "NaN", "1e20"} {
+		if _, err := parseCount(s); err == nil {
+			t.Errorf("parseCount(%q) accepted", s)
+		}
+	}
+	for s, want := range map[string]int64{"5GB": 5e9, "500mb": 5e8, "2GiB": 2 << 30, "1048576": 1 << 20, "10 KiB": 10240, "1.5G": 1.5e9, "7B": 7} {
+		if got, err := parseSize(s); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", s, got, err, want)
+		}
+	}
+	for _, s := range []string{"", "GB", "-5GB", "5 parsecs", "1e30"} {
+		if _, err := parseSize(s); err == nil {
+			t.Errorf("parseSize(%q) accepted", s)
+		}
+	}
+	for n, want := range map[int64]string{999: "999 B", 4067584: "4.07 MB", 1000: "1 kB", 999_999: "1 MB"} {
+		if got := formatBytes(n); got != want {
+			t.Errorf("formatBytes(%d) = %q, want %q", n, got, want)
+		}
+	}
+	for n, want := range map[int64]string{12: "12", 1016896: "1.02M", 6738415616: "6.74B"} {
+		if got := formatCount(n); got != want {
+			t.Errorf("formatCount(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
