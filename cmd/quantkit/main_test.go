@@ -35,7 +35,7 @@ func TestVersionAndHelp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, cmd := range []string{"devices", "calibrate", "bench", "version"} {
+	for _, cmd := range []string{"devices", "calibrate", "bench", "profile", "gen", "inspect", "version"} {
 		if !strings.Contains(out, cmd) {
 			t.Errorf("--help does not list %s:\n%s", cmd, out)
 		}
