@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/quantkit/quantkit/model/checkpoint"
+	"github.com/quantkit/quantkit/model/plan"
 )
 
 var inspectJSONFlag = &cli.BoolFlag{Name: "json", Usage: "print the JSON report described below instead of tables"}
@@ -107,26 +108,9 @@ var sizeFormats = []sizeFormat{
 }
 
 // keepReason says why a tensor stays in its dtype under the default rule
-// (see the command's description), or "" if it is quantized.
-func keepReason(name, dtype string, shape []int) string {
-	switch {
-	case !isFloatDType(dtype):
-		return "not floating-point"
-	case len(shape) != 2:
-		return fmt.Sprintf("%d-D", len(shape))
-	case !strings.HasSuffix(name, ".weight"):
-		return "not a .weight"
-	}
-	for _, part := range strings.Split(name, ".") {
-		switch {
-		case strings.Contains(part, "embed") || part == "wte" || part == "wpe":
-			return "embedding"
-		case part == "lm_head":
-			return "lm_head"
-		}
-	}
-	return ""
-}
+// (see the command's description), or "" if it is quantized: the rule of
+// package plan, which quantize follows too.
+func keepReason(name, dtype string, shape []int) string { return plan.KeepReason(name, dtype, shape) }
 
 func runInspect(c *cli.Context) error {
 	if c.NArg() != 1 {

@@ -237,6 +237,14 @@ func (c *Checkpoint) Bytes(name string) ([]byte, error) {
 	return c.shards[i].Bytes(name)
 }
 
+// Release lets the named tensor's pages leave resident memory, as
+// safetensors.File.Release.
+func (c *Checkpoint) Release(name string) {
+	if i, ok := c.where[name]; ok {
+		c.shards[i].Release(name)
+	}
+}
+
 // Float32 returns the named tensor converted to float32, as
 // safetensors.File.Float32.
 func (c *Checkpoint) Float32(name string) ([]float32, error) {

@@ -186,6 +186,20 @@ func (f *File) Bytes(name string) ([]byte, error) {
 	return f.buf[t.Begin:t.End:t.End], nil
 }
 
+// Release lets the pages of the named tensor leave the process's resident
+// memory: a checkpoint streamed tensor by tensor then holds only the tensors
+// in flight, not every page it has read. Views from Bytes stay valid (their
+// pages come back from the page cache on access). It does nothing when the
+// file is not mapped.
+func (f *File) Release(name string) {
+	i, ok := f.index[name]
+	if !ok || !f.mapped || f.data == nil {
+		return
+	}
+	t := f.tensors[i]
+	releasePages(f.data, f.offset+t.Begin, f.offset+t.End)
+}
+
 // Float32 returns the named tensor converted to float32: exact for F32,
 // F16, BF16 and integers up to 2^24 in magnitude, rounded to nearest even
 // otherwise (F64 beyond float32's range becomes ±Inf); BOOL gives 0 and 1.

@@ -1,0 +1,204 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/quantkit/quantkit/internal/atomicfile"
+	"github.com/quantkit/quantkit/model/checkpoint"
+	"github.com/quantkit/quantkit/model/plan"
+	"github.com/quantkit/quantkit/model/safetensors"
+)
+
+var (
+	mergeOutFlag   = &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the merged checkpoint to directory `OUT`"}
+	mergeForceFlag = &cli.BoolFlag{Name: "force", Usage: "replace OUT if it exists"}
+)
+
+var mergeCommand = &cli.Command{
+	Name:      "merge",
+	Usage:     "join the parts of `quantize --shard I/N` runs into one checkpoint",
+	ArgsUsage: "PART... -o OUT",
+	Description: "Each PART is a part directory (OUT/part-I-of-N of a quantize --shard run) or a parts\n" +
+		"directory holding them. All N parts of the same plan (the same input, flags and quantkit:\n" +
+		"part.json's plan_hash) must be there, once each. The tensors are written in the order one\n" +
+		"unsharded run writes them, with the same shard size (the\n" +
+		"parts' --shard-size unless --shard-size is given), config.json and side files, so the\n" +
+		"result equals that run's output tensor for tensor. OUT is written atomically.",
+	Flags:  []cli.Flag{mergeOutFlag, mergeForceFlag, quantSizeFlag},
+	Action: runMerge,
+}
+
+// partFile is the name of a part's description.
+const partFile = "part.json"
+
+// PartInfo is part.json: which part of which plan a directory holds, and
+// what the whole plan writes.
+type PartInfo struct {
+	PlanHash string      `json:"plan_hash"`
+	Index    int         `json:"index"`
+	Count    int         `json:"count"`
+	Format   plan.Format `json:"format"`
+	// ShardSize is the run's --shard-size, which merge uses unless told.
+	ShardSize int64    `json:"shard_size"`
+	Tensors   []string `json:"tensors"` // every output tensor of the whole plan, in order
+}
+
+func writePartInfo(dir string, p *plan.Plan, j *quantizeJob) error {
+	info := PartInfo{PlanHash: p.Hash(), Index: j.shard.Index, Count: j.shard.Count, Format: p.Format, ShardSize: j.shardSize}
+	for _, t := range p.SafetensorsInfos(p.All()) {
+		info.Tensors = append(info.Tensors, t.Name)
+	}
+	b, err := json.MarshalIndent(info, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(filepath.Join(dir, partFile), append(b, '\n'), 0o644)
+}
+
+func readPartInfo(dir string) (*PartInfo, error) {
+	b, err := os.ReadFile(filepath.Join(dir, partFile))
+	if err != nil {
+		return nil, err
+	}
+	var info PartInfo
+	if err := json.Unmarshal(b, &info); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, partFile), err)
+	}
+	return &info, nil
+}
+
+func runMerge(c *cli.Context) error {
+	if err := merge(c); err != nil {
+		return fmt.Errorf("merge: %w", err)
+	}
+	return nil
+}
+
+// partDirs expands the arguments: a directory with part.json is a part,
+// one without is searched for part-*-of-* directories.
+func partDirs(args []string) ([]string, error) {
+	var dirs []string
+	for _, a := range args {
+		if _, err := os.Stat(filepath.Join(a, partFile)); err == nil {
+			dirs = append(dirs, a)
+			continue
+		}
+		m, _ := filepath.Glob(filepath.Join(a, "part-*-of-*"))
+		if len(m) == 0 {
+			return nil, fmt.Errorf("%s: not a part (no %s) and holds no part-*-of-* directories", a, partFile)
+		}
+		dirs = append(dirs, m...)
+	}
+	return dirs, nil
+}
+
+func merge(c *cli.Context) error {
+	args, err := interspersed(c)
+	if err != nil {
+		return badInput(err)
+	}
+	if len(args) == 0 || c.String(mergeOutFlag.Name) == "" {
+		return badInput(errors.New("give the part directories and the output: merge PART... -o OUT"))
+	}
+	out := c.String(mergeOutFlag.Name)
+	shardSize, err := parseSize(c.String(quantSizeFlag.Name))
+	if err != nil || shardSize <= 0 {
+		return badInput(fmt.Errorf("--shard-size: must be a positive size: %q", c.String(quantSizeFlag.Name)))
+	}
+	dirs, err := partDirs(args)
+	if err != nil {
+		return badInput(err)
+	}
+	var first *PartInfo
+	parts := map[int]*checkpoint.Checkpoint{}
+	defer func() {
+		for _, ck := range parts {
+			ck.Close()
+		}
+	}()
+	var dir0 string
+	for _, d := range dirs {
+		info, err := readPartInfo(d)
+		if err != nil {
+			return badInput(err)
+		}
+		if first == nil {
+			first = info
+		}
+		switch {
+		case info.PlanHash != first.PlanHash || info.Count != first.Count:
+			return badInput(fmt.Errorf("%s is part %d/%d of plan %s, not of plan %s (%d parts) like %s", d, info.Index, info.Count, info.PlanHash, first.PlanHash, first.Count, dirs[0]))
+		case parts[info.Index] != nil:
+			return badInput(fmt.Errorf("part %d/%d given twice (%s)", info.Index, info.Count, d))
+		}
+		ck, err := checkpoint.Open(d)
+		if err != nil {
+			return badInput(err)
+		}
+		parts[info.Index] = ck
+		if info.Index == 0 {
+			dir0 = d
+		}
+	}
+	for i := range first.Count {
+		if parts[i] == nil {
+			return badInput(fmt.Errorf("part %d of %d (of plan %s) is missing", i, first.Count, first.PlanHash))
+		}
+	}
+	if !c.IsSet(quantSizeFlag.Name) && first.ShardSize > 0 {
+		shardSize = first.ShardSize
+	}
+	if _, err := os.Lstat(out); err == nil && !c.Bool(mergeForceFlag.Name) {
+		return badInput(fmt.Errorf("%s exists; --force replaces it", out))
+	}
+	where := map[string]*checkpoint.Checkpoint{}
+	var infos []safetensors.TensorInfo
+	for _, name := range first.Tensors {
+		for _, ck := range parts {
+			if t, ok := ck.Tensor(name); ok {
+				where[name] = ck
+				infos = append(infos, t)
+				break
+			}
+		}
+		if where[name] == nil {
+			return badInput(fmt.Errorf("no part holds tensor %q", name))
+		}
+	}
+	tmp, err := tempDirBeside(out)
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	w, err := checkpoint.Create(tmp, infos, shardSize, parts[0].Metadata())
+	if err != nil {
+		return err
+	}
+	for _, name := range first.Tensors {
+		b, err := where[name].Bytes(name)
+		if err == nil {
+			err = w.WriteTensor(name, b)
+		}
+		if err != nil {
+			w.Abort()
+			return err
+		}
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	if err := parts[0].CopySideFiles(tmp); err != nil {
+		return err
+	}
+	if err := replaceDir(out, tmp); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.Writer, "merged %d parts of plan %s (%s from %s) into %s: %d tensors\n", first.Count, first.PlanHash, first.Format, dir0, out, len(infos))
+	return nil
+}

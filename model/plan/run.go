@@ -1,0 +1,334 @@
+package plan
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"runtime"
+	"sync"
+
+	"github.com/quantkit/quantkit/cpu"
+	"github.com/quantkit/quantkit/model/ctensors"
+	"github.com/quantkit/quantkit/model/gguf"
+	"github.com/quantkit/quantkit/quant"
+)
+
+// ErrNonFinite is the error of a weight with NaN or ±Inf values when
+// RunOptions.AllowNonFinite is not set.
+var ErrNonFinite = errors.New("weight has non-finite values")
+
+// Source is where Run reads input tensors; *checkpoint.Checkpoint is one.
+type Source interface {
+	Float32(name string) ([]float32, error)
+	Bytes(name string) ([]byte, error)
+}
+
+// release lets a source that maps its files (*checkpoint.Checkpoint) drop
+// the pages of a tensor that has been read, so that memory holds the
+// tensors in flight and not all that was read.
+func release(src Source, name string) {
+	if r, ok := src.(interface{ Release(name string) }); ok {
+		r.Release(name)
+	}
+}
+
+// Sink is where Run writes output tensors, in plan order;
+// *checkpoint.Writer and *gguf.Writer are sinks.
+type Sink interface {
+	WriteTensor(name string, data []byte) error
+}
+
+// QuantizeFunc writes the codes of x into codes, exactly as quant.Quantize:
+// cpu.Quantize, or a backend's Quantize through device buffers.
+type QuantizeFunc func(codes []byte, x []float32, p *quant.Params) error
+
+// RunOptions tune Run.
+type RunOptions struct {
+	Workers        int          // items processed at once; 0 means GOMAXPROCS
+	AllowNonFinite bool         // quantize weights with NaN/Inf (see the package documentation)
+	Quantize       QuantizeFunc // nil means cpu.Quantize
+	// Progress, if not nil, is called from Run's writing goroutine after
+	// each item is written.
+	Progress func(item int, bytesDone int64, itemsDone int)
+}
+
+// Stats measure one processed item.
+type Stats struct {
+	Item      int
+	SQNR      float64 // dB of the dequantized weight against the input; +Inf for kept items
+	NonFinite int     // NaN and ±Inf values replaced (AllowNonFinite)
+}
+
+// encoded is the result of one item.
+type encoded struct {
+	tensors [][]byte // parallel to the item's Outputs
+	stats   Stats
+}
+
+// Run processes the given items of p (indices into p.Items, in the order
+// they are written), reading from src and writing each item's outputs to
+// sink in that order. It returns the stats of every item, in the same
+// order, or the first error (naming the tensor), after which the sink has
+// been partly written and must be aborted by the caller.
+func Run(ctx context.Context, p *Plan, items []int, src Source, sink Sink, opt RunOptions) ([]Stats, error) {
+	row, err := lookupFormat(p.Format)
+	if err != nil {
+		return nil, err
+	}
+	if opt.Quantize == nil {
+		opt.Quantize = cpu.Quantize
+	}
+	workers := opt.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	stats := make([]Stats, len(items))
+	var bytesDone int64
+	err = Ordered(ctx, len(items), workers, func(i int) (encoded, error) {
+		it := &p.Items[items[i]]
+		r, err := process(row, p.Scheme, it, src, opt)
+		if err != nil {
+			return r, fmt.Errorf("tensor %q: %w", it.Name, err)
+		}
+		r.stats.Item = items[i]
+		return r, nil
+	}, func(i int, r encoded) error {
+		it := &p.Items[items[i]]
+		for j, o := range it.Outputs {
+			if err := sink.WriteTensor(o.Name, r.tensors[j]); err != nil {
+				return err
+			}
+		}
+		release(src, it.Name) // a kept tensor's view is written now
+		stats[i] = r.stats
+		bytesDone += it.BytesIn
+		if opt.Progress != nil {
+			opt.Progress(items[i], bytesDone, i+1)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return stats, nil
+}
+
+// Ordered runs do(i) for i in [0, n) on up to workers goroutines and calls
+// emit(i, result) on the calling goroutine in order of i. At most workers+1
+// results exist at once, being computed or waiting for emit: an index is
+// started only when fewer are in flight. It stops at the first error or
+// when ctx is done.
+func Ordered[R any](ctx context.Context, n, workers int, do func(i int) (R, error), emit func(i int, r R) error) error {
+	if workers < 1 {
+		workers = 1
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	type result struct {
+		i   int
+		r   R
+		err error
+	}
+	tokens := make(chan struct{}, workers+1) // one per item in flight
+	next := make(chan int)
+	results := make(chan result, workers+1)
+	var wg sync.WaitGroup
+	go func() { // dispatcher
+		defer close(next)
+		for i := range n {
+			select {
+			case tokens <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case next <- i:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				r, err := do(i)
+				select {
+				case results <- result{i, r, err}:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	// On return, stop the dispatcher and wait for the workers, so that no
+	// do(i) is still reading when the caller closes its source.
+	defer func() { cancel(); wg.Wait() }()
+	pending := map[int]result{}
+	for want := 0; want < n; {
+		res, ok := pending[want]
+		if !ok {
+			select {
+			case res = <-results:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			if res.err != nil {
+				return res.err
+			}
+			pending[res.i] = res
+			continue
+		}
+		delete(pending, want)
+		if err := emit(want, res.r); err != nil {
+			return err
+		}
+		<-tokens
+		want++
+	}
+	return nil
+}
+
+// process reads, quantizes, encodes and measures one item.
+func process(row *format, s quant.Scheme, it *Item, src Source, opt RunOptions) (encoded, error) {
+	if it.Action == Keep {
+		return keep(row, it, src)
+	}
+	x, err := src.Float32(it.Name)
+	if err != nil {
+		return encoded{}, err
+	}
+	release(src, it.Name) // x is a copy
+	nonFinite := sanitize(x, opt.AllowNonFinite)
+	if nonFinite > 0 && !opt.AllowNonFinite {
+		return encoded{}, fmt.Errorf("%w: %d NaN or infinite values (--allow-nonfinite quantizes them: NaN as 0, ±Inf saturated)", ErrNonFinite, nonFinite)
+	}
+	y := make([]float32, len(x)) // dequantized, for the SQNR
+	var tensors [][]byte
+	if row.isGGUF {
+		tensors, err = encodeGGUF(row.gguf, it, x, y)
+	} else {
+		tensors, err = encodeInt(row.name, s, it, x, y, opt.Quantize)
+	}
+	if err != nil {
+		return encoded{}, err
+	}
+	return encoded{tensors: tensors, stats: Stats{SQNR: quant.SQNR(x, y), NonFinite: nonFinite}}, nil
+}
+
+// sanitize counts the NaN and ±Inf values of x and, when fix is set,
+// replaces NaN with 0 and ±Inf with ± the largest finite |x|.
+func sanitize(x []float32, fix bool) int {
+	n := 0
+	var amax float32
+	for _, v := range x {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			n++
+		} else if a := float32(math.Abs(float64(v))); a > amax {
+			amax = a
+		}
+	}
+	if n == 0 || !fix {
+		return n
+	}
+	for i, v := range x {
+		switch {
+		case math.IsNaN(float64(v)):
+			x[i] = 0
+		case math.IsInf(float64(v), 1):
+			x[i] = amax
+		case math.IsInf(float64(v), -1):
+			x[i] = -amax
+		}
+	}
+	return n
+}
+
+// keep copies a kept tensor: byte for byte, or converted to F32 for a GGUF
+// output that has no type for it.
+func keep(row *format, it *Item, src Source) (encoded, error) {
+	st := Stats{SQNR: math.Inf(1)}
+	if it.Outputs[0].Bytes != it.BytesIn {
+		x, err := src.Float32(it.Name)
+		if err != nil {
+			return encoded{}, err
+		}
+		b := make([]byte, 4*len(x))
+		for i, v := range x {
+			binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(v))
+		}
+		return encoded{tensors: [][]byte{b}, stats: st}, nil
+	}
+	b, err := src.Bytes(it.Name)
+	if err != nil {
+		return encoded{}, err
+	}
+	return encoded{tensors: [][]byte{b}, stats: st}, nil
+}
+
+// encodeInt quantizes x under s for the compressed-tensors and safetensors
+// formats, writing the dequantized values into y.
+func encodeInt(f Format, s quant.Scheme, it *Item, x, y []float32, qf QuantizeFunc) ([][]byte, error) {
+	p, err := quant.FitMinMax(s, x, it.Shape)
+	if err != nil {
+		return nil, err
+	}
+	if it.ScaleDType != "F32" {
+		if err := ctensors.RoundScales(p, it.ScaleDType); err != nil {
+			return nil, err
+		}
+	}
+	codes := make([]byte, s.PackedLen(len(x)))
+	if err := qf(codes, x, p); err != nil {
+		return nil, err
+	}
+	if err := quant.Dequantize(y, codes, p); err != nil {
+		return nil, err
+	}
+	if f == CompressedTensors {
+		ts, err := ctensors.EncodeWeight(it.Name, codes, p, ctensors.DefaultFormat(s), it.ScaleDType)
+		if err != nil {
+			return nil, err
+		}
+		out := make([][]byte, len(ts))
+		for i, t := range ts {
+			if t.Name != it.Outputs[i].Name {
+				return nil, fmt.Errorf("encoded tensor %q where the plan has %q", t.Name, it.Outputs[i].Name)
+			}
+			out[i] = t.Data
+		}
+		return out, nil
+	}
+	scales := make([]byte, 4*len(p.Scales))
+	for i, v := range p.Scales {
+		binary.LittleEndian.PutUint32(scales[4*i:], math.Float32bits(v))
+	}
+	out := [][]byte{codes, scales}
+	if !s.Symmetric {
+		zp := make([]byte, 4*len(p.ZeroPoints))
+		for i, v := range p.ZeroPoints {
+			binary.LittleEndian.PutUint32(zp[4*i:], uint32(v))
+		}
+		out = append(out, zp)
+	}
+	return out, nil
+}
+
+// encodeGGUF quantizes x into GGUF blocks of type t, writing the
+// dequantized values into y.
+func encodeGGUF(t gguf.Type, it *Item, x, y []float32) ([][]byte, error) {
+	b := make([]byte, it.Outputs[0].Bytes)
+	switch t {
+	case gguf.TypeQ8_0:
+		gguf.QuantizeQ8_0(b, x)
+		gguf.DequantizeQ8_0(y, b)
+	case gguf.TypeQ4_0:
+		gguf.QuantizeQ4_0(b, x)
+		gguf.DequantizeQ4_0(y, b)
+	default:
+		return nil, fmt.Errorf("GGUF type %s not supported", t)
+	}
+	return [][]byte{b}, nil
+}
