@@ -1,6 +1,8 @@
 package checkpoint
 
 import (
+	"github.com/quantkit/quantkit/internal/jsonobj"
+
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -158,7 +160,7 @@ func (c *Checkpoint) readConfig() error {
 	if err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
-	if _, err := objectMembers(data); err != nil {
+	if _, err := jsonobj.Members(data); err != nil {
 		return fmt.Errorf("checkpoint: %s: %w", path, err)
 	}
 	c.config = data

@@ -1,6 +1,8 @@
 package checkpoint
 
 import (
+	"github.com/quantkit/quantkit/internal/jsonobj"
+
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -87,37 +89,37 @@ func readLimited(path string, limit int64) ([]byte, error) {
 }
 
 func parseIndex(data []byte) (*Index, error) {
-	top, err := objectMembers(data)
+	top, err := jsonobj.Members(data)
 	if err != nil {
 		return nil, err
 	}
 	ix := &Index{}
 	for _, m := range top {
-		switch m.key {
+		switch m.Key {
 		case "metadata":
-			if string(m.value) == "null" {
+			if string(m.Value) == "null" {
 				continue
 			}
-			md, err := objectMembers(m.value)
+			md, err := jsonobj.Members(m.Value)
 			if err != nil {
 				return nil, fmt.Errorf("metadata: %w", err)
 			}
 			ix.Metadata = make(map[string]json.RawMessage, len(md))
 			for _, e := range md {
-				ix.Metadata[e.key] = e.value
+				ix.Metadata[e.Key] = e.Value
 			}
 		case "weight_map":
-			wm, err := objectMembers(m.value)
+			wm, err := jsonobj.Members(m.Value)
 			if err != nil {
 				return nil, fmt.Errorf("weight_map: %w", err)
 			}
 			ix.WeightMap = make(map[string]string, len(wm))
 			for _, e := range wm {
 				var shard string
-				if err := json.Unmarshal(e.value, &shard); err != nil {
-					return nil, fmt.Errorf("weight_map: tensor %q: shard %s is not a string", e.key, e.value)
+				if err := json.Unmarshal(e.Value, &shard); err != nil {
+					return nil, fmt.Errorf("weight_map: tensor %q: shard %s is not a string", e.Key, e.Value)
 				}
-				ix.WeightMap[e.key] = shard
+				ix.WeightMap[e.Key] = shard
 			}
 		}
 	}
@@ -128,50 +130,6 @@ func parseIndex(data []byte) (*Index, error) {
 		return nil, errors.New("weight_map is empty")
 	}
 	return ix, nil
-}
-
-type member struct {
-	key   string
-	value json.RawMessage
-}
-
-// objectMembers splits a JSON object into its members, in order, and fails
-// on anything else, on a duplicate key (which encoding/json would resolve
-// silently) and on data after the object.
-func objectMembers(data []byte) ([]member, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, fmt.Errorf("not valid JSON: %w", err)
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return nil, errors.New("not a JSON object")
-	}
-	var members []member
-	seen := map[string]bool{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, fmt.Errorf("not valid JSON: %w", err)
-		}
-		key := tok.(string) // inside an object, dec.Token gives keys as strings
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return nil, fmt.Errorf("key %q: not valid JSON: %w", key, err)
-		}
-		if seen[key] {
-			return nil, fmt.Errorf("key %q appears twice", key)
-		}
-		seen[key] = true
-		members = append(members, member{key, raw})
-	}
-	if _, err := dec.Token(); err != nil {
-		return nil, fmt.Errorf("not valid JSON: %w", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("data after the JSON object")
-	}
-	return members, nil
 }
 
 // WriteIndex writes dir/model.safetensors.index.json atomically, as

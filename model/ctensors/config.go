@@ -1,11 +1,11 @@
 package ctensors
 
 import (
+	"github.com/quantkit/quantkit/internal/jsonobj"
+
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"slices"
 
 	"github.com/quantkit/quantkit/quant"
@@ -97,7 +97,7 @@ func QuantizationConfig(s quant.Scheme, f Format, ignore []string) (map[string]a
 // exactly as written (no float round trip); the layout is re-indented with
 // two spaces and a final newline, as Hugging Face writes config.json.
 func UpdateConfig(configJSON []byte, qc map[string]any) ([]byte, error) {
-	members, err := objectMembers(configJSON)
+	members, err := jsonobj.Members(configJSON)
 	if err != nil {
 		return nil, fmt.Errorf("ctensors: config.json: %w", err)
 	}
@@ -111,15 +111,15 @@ func UpdateConfig(configJSON []byte, qc map[string]any) ([]byte, error) {
 		}
 		value = bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 	}
-	i := slices.IndexFunc(members, func(m member) bool { return m.key == configKey })
+	i := slices.IndexFunc(members, func(m jsonobj.Member) bool { return m.Key == configKey })
 	switch {
 	case qc == nil && i >= 0:
 		members = slices.Delete(members, i, i+1)
 	case qc == nil:
 	case i >= 0:
-		members[i].value = value
+		members[i].Value = value
 	default:
-		members = append(members, member{configKey, value})
+		members = append(members, jsonobj.Member{Key: configKey, Value: value})
 	}
 	var compact bytes.Buffer
 	compact.WriteByte('{')
@@ -129,9 +129,9 @@ func UpdateConfig(configJSON []byte, qc map[string]any) ([]byte, error) {
 		}
 		enc := json.NewEncoder(&compact)
 		enc.SetEscapeHTML(false)
-		enc.Encode(m.key) // cannot fail for a string; its newline is JSON space
+		enc.Encode(m.Key) // cannot fail for a string; its newline is JSON space
 		compact.WriteByte(':')
-		compact.Write(m.value)
+		compact.Write(m.Value)
 	}
 	compact.WriteByte('}')
 	var out bytes.Buffer
@@ -140,50 +140,6 @@ func UpdateConfig(configJSON []byte, qc map[string]any) ([]byte, error) {
 	}
 	out.WriteByte('\n')
 	return out.Bytes(), nil
-}
-
-type member struct {
-	key   string
-	value json.RawMessage
-}
-
-// objectMembers splits a JSON object into its members, in order, and fails
-// on anything else, on a duplicate key (which encoding/json would resolve
-// silently) and on data after the object.
-func objectMembers(data []byte) ([]member, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, fmt.Errorf("not valid JSON: %w", err)
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return nil, fmt.Errorf("not a JSON object")
-	}
-	var members []member
-	seen := map[string]bool{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, fmt.Errorf("not valid JSON: %w", err)
-		}
-		key := tok.(string) // inside an object, dec.Token gives keys as strings
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return nil, fmt.Errorf("key %q: not valid JSON: %w", key, err)
-		}
-		if seen[key] {
-			return nil, fmt.Errorf("key %q appears twice", key)
-		}
-		seen[key] = true
-		members = append(members, member{key, raw})
-	}
-	if _, err := dec.Token(); err != nil {
-		return nil, fmt.Errorf("not valid JSON: %w", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("data after the JSON object")
-	}
-	return members, nil
 }
 
 // Config is what ReadConfig reads back from a quantization_config.
@@ -209,12 +165,12 @@ func ReadConfig(configJSON []byte) (c Config, ok bool, err error) {
 }
 
 func readConfig(configJSON []byte) (Config, bool, error) {
-	members, err := objectMembers(configJSON)
+	members, err := jsonobj.Members(configJSON)
 	if err != nil {
 		return Config{}, false, err
 	}
-	i := slices.IndexFunc(members, func(m member) bool { return m.key == configKey })
-	if i < 0 || string(members[i].value) == "null" {
+	i := slices.IndexFunc(members, func(m jsonobj.Member) bool { return m.Key == configKey })
+	if i < 0 || string(members[i].Value) == "null" {
 		return Config{}, false, nil
 	}
 	var qc struct {
@@ -235,7 +191,7 @@ func readConfig(configJSON []byte) (Config, bool, error) {
 		} `json:"config_groups"`
 		Ignore []string `json:"ignore"`
 	}
-	if err := json.Unmarshal(members[i].value, &qc); err != nil {
+	if err := json.Unmarshal(members[i].Value, &qc); err != nil {
 		return Config{}, false, fmt.Errorf("%s: %w", configKey, err)
 	}
 	if qc.QuantMethod != "compressed-tensors" {
