@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 
 	"github.com/urfave/cli/v2"
 
@@ -62,17 +63,45 @@ var versionCommand = &cli.Command{
 	},
 }
 
-func main() {
+func main() { os.Exit(mainStatus()) }
+
+// mainStatus runs the command line and returns the exit status, so that
+// deferred work (a CPU profile) finishes before the process exits.
+func mainStatus() int {
 	app := newApp()
 	handOver(app, os.Args)
-	if err := app.Run(os.Args); err != nil {
-		code := 1
-		if st, ok := errors.AsType[*exitStatus](err); ok {
-			if code = st.Code; st.Err == nil {
-				os.Exit(code) // the status says it all (profile: the command's own)
-			}
+	// QUANTKIT_CPUPROFILE=FILE writes a CPU profile of the run (go tool pprof).
+	if path := os.Getenv("QUANTKIT_CPUPROFILE"); path != "" {
+		stop, err := startCPUProfile(path)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "quantkit:", err)
+			return 1
+		}
+		defer stop()
+	}
+	err := app.Run(os.Args)
+	if err == nil {
+		return 0
+	}
+	if st, ok := errors.AsType[*exitStatus](err); ok {
+		if st.Err == nil {
+			return st.Code // the status says it all (profile: the command's own)
 		}
 		fmt.Fprintln(os.Stderr, "quantkit:", err)
-		os.Exit(code)
+		return st.Code
 	}
+	fmt.Fprintln(os.Stderr, "quantkit:", err)
+	return 1
+}
+
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("QUANTKIT_CPUPROFILE: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("QUANTKIT_CPUPROFILE: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }

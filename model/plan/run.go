@@ -284,7 +284,7 @@ func encodeInt(f Format, s quant.Scheme, it *Item, x, y []float32, qf QuantizeFu
 	if err := qf(codes, x, p); err != nil {
 		return nil, err
 	}
-	if err := quant.Dequantize(y, codes, p); err != nil {
+	if err := cpu.Dequantize(y, codes, p); err != nil {
 		return nil, err
 	}
 	if f == CompressedTensors {

@@ -1,6 +1,8 @@
 package safetensors
 
 import (
+	"unsafe"
+
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -24,11 +26,7 @@ var dtypes = []dtype{
 			dst[i] = float32(math.Float64frombits(binary.LittleEndian.Uint64(src[8*i:])))
 		}
 	}},
-	{"F32", 4, func(dst []float32, src []byte) {
-		for i := range dst {
-			dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(src[4*i:]))
-		}
-	}},
+	{"F32", 4, decodeF32},
 	{"F16", 2, func(dst []float32, src []byte) { half.DecodeFloat16(dst, src, binary.LittleEndian) }},
 	{"BF16", 2, func(dst []float32, src []byte) { half.DecodeBFloat16(dst, src, binary.LittleEndian) }},
 	{"I8", 1, func(dst []float32, src []byte) {
@@ -107,4 +105,23 @@ func DecodeFloat32(dst []float32, src []byte, dtype string) error {
 	}
 	d.toFloat32(dst, src)
 	return nil
+}
+
+// littleEndianHost is true where float32 in memory is laid out as in a
+// safetensors file.
+var littleEndianHost = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
+
+// decodeF32 is
+//
+//	for i := range dst { dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(src[4*i:])) }
+//
+// as one memory copy on little-endian hosts.
+func decodeF32(dst []float32, src []byte) {
+	if littleEndianHost && len(dst) > 0 {
+		copy(unsafe.Slice((*byte)(unsafe.Pointer(&dst[0])), 4*len(dst)), src)
+		return
+	}
+	for i := range dst {
+		dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(src[4*i:]))
+	}
 }
