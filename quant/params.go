@@ -241,12 +241,17 @@ func FitMinMax(s Scheme, x []float32, shape []int) (*Params, error) {
 	hi := make([]float32, len(p.Scales))
 	p.Runs(func(start, end, k int) {
 		mn, mx := lo[k], hi[k]
+		// mn ≤ 0 ≤ mx throughout (the range always holds 0), so a value
+		// moves at most one bound; NaN fails every comparison and ±Inf the
+		// finiteness test that follows a successful one.
 		for _, v := range x[start:end] {
-			if v-v != 0 { // NaN or Inf
-				continue
+			if v < mn {
+				if v >= -math.MaxFloat32 {
+					mn = v
+				}
+			} else if v > mx && v <= math.MaxFloat32 {
+				mx = v
 			}
-			mn = min(mn, v)
-			mx = max(mx, v)
 		}
 		lo[k], hi[k] = mn, mx
 	})

@@ -414,3 +414,21 @@ func TestParamsErrors(t *testing.T) {
 		t.Error("NumElements: overflow not reported")
 	}
 }
+
+// FitMinMax ignores NaN and ±Inf and always includes 0 in the range.
+func TestFitMinMaxSkipsNonFinite(t *testing.T) {
+	nan, inf := float32(math.NaN()), float32(math.Inf(1))
+	s := Scheme{Bits: 8, Signed: true, Symmetric: false, Granularity: PerTensor}
+	p, err := FitMinMax(s, []float32{nan, inf, -inf, 2, -3, nan}, []int{6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantScale, wantZP := s.ScaleZeroPoint(-3, 2)
+	if p.Scales[0] != wantScale || p.ZeroPoints[0] != wantZP {
+		t.Errorf("scale %g zp %d, want %g %d (range [-3, 2])", p.Scales[0], p.ZeroPoints[0], wantScale, wantZP)
+	}
+	p, _ = FitMinMax(s, []float32{-inf, 5, 7}, []int{3}) // all positive: the range starts at 0
+	if ws, wz := s.ScaleZeroPoint(0, 7); p.Scales[0] != ws || p.ZeroPoints[0] != wz {
+		t.Errorf("positive data: scale %g zp %d, want %g %d", p.Scales[0], p.ZeroPoints[0], ws, wz)
+	}
+}

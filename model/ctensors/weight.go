@@ -129,7 +129,11 @@ func encodeWeight(name string, codes []byte, p *quant.Params, f Format, scaleDTy
 	}
 	code := func(i int) int32 { return quant.Code(codes, s.Bits, true, i) }
 	if l.packed {
-		packRows(ts[0].Data, code, l.out, l.in, s.Bits)
+		if packedWordsAligned(l.in, s.Bits) {
+			packAligned(ts[0].Data, codes, s.Bits)
+		} else {
+			packRows(ts[0].Data, code, l.out, l.in, s.Bits)
+		}
 		binary.LittleEndian.PutUint64(ts[1].Data, uint64(l.out))
 		binary.LittleEndian.PutUint64(ts[1].Data[8:], uint64(l.in))
 	} else {
@@ -162,6 +166,25 @@ func encodeWeight(name string, codes []byte, p *quant.Params, f Format, scaleDTy
 		}
 	}
 	return ts, nil
+}
+
+// packedWordsAligned reports whether rows of cols codes fill whole int32
+// words, so that quant's packed codes map onto the words byte for byte.
+func packedWordsAligned(cols, bits int) bool { return cols%(32/bits) == 0 }
+
+// packAligned is packRows over quant's packed signed codes when every row
+// fills whole words: a word is four bytes of codes, in order, with each
+// code offset by 2^(bits-1), which for a two's-complement field is
+// flipping its top bit (quant stores 4-bit codes low nibble first, as a
+// word holds them).
+func packAligned(dst, codes []byte, bits int) {
+	flip := byte(0x80)
+	if bits == 4 {
+		flip = 0x88
+	}
+	for i, b := range codes {
+		dst[i] = b ^ flip
+	}
 }
 
 // packRows packs the rows×cols matrix of codes at(r*cols+c) into rows of

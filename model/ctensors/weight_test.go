@@ -568,3 +568,23 @@ func TestDefaultFormat(t *testing.T) {
 		t.Error("DefaultFormat")
 	}
 }
+
+// packAligned must give exactly packRows' words where rows fill whole words.
+func TestPackAlignedMatchesPackRows(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(3, 3))
+	for _, bits := range []int{4, 8} {
+		s := quant.Scheme{Bits: bits, Signed: true, Symmetric: true}
+		rows, cols := 7, 64
+		codes := make([]byte, s.PackedLen(rows*cols))
+		for i := range rows * cols {
+			quant.PutCode(codes, bits, i, int32(rnd.IntN(int(2*s.QMax()+2)))-s.QMax()-1)
+		}
+		want := make([]byte, len(codes))
+		packRows(want, func(i int) int32 { return quant.Code(codes, bits, true, i) }, rows, cols, bits)
+		got := make([]byte, len(codes))
+		packAligned(got, codes, bits)
+		if !bytes.Equal(got, want) {
+			t.Errorf("%d bits: packAligned differs from packRows", bits)
+		}
+	}
+}
