@@ -1,6 +1,8 @@
 package safetensors
 
 import (
+	"unsafe"
+
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -19,6 +21,10 @@ type File struct {
 	tensors  []TensorInfo
 	index    map[string]int
 	metadata map[string]string
+	// osf stays open beside a mapping so that Float32 can read F32
+	// tensors with pread, a kernel copy from the page cache, instead of
+	// faulting in every page of the mapping; nil when the file was read.
+	osf *os.File
 }
 
 // testNoMmap makes Open read files into memory, so tests cover both paths.
@@ -85,10 +91,18 @@ func open(path string) (*File, error) {
 		}
 	}
 	f, err := newFile(path, data, mapped)
-	if err != nil && mapped {
-		unmapFile(data)
+	if err != nil {
+		if mapped {
+			unmapFile(data)
+		}
+		return nil, err
 	}
-	return f, err
+	if mapped {
+		if f.osf, err = os.Open(path); err != nil {
+			f.osf = nil // Float32 reads through the mapping instead
+		}
+	}
+	return f, nil
 }
 
 // newFile validates a whole file held in data (a mapping if mapped).
@@ -122,6 +136,10 @@ func newFile(path string, data []byte, mapped bool) (*File, error) {
 func (f *File) Close() error {
 	data, mapped := f.data, f.mapped
 	f.data, f.buf, f.mapped = nil, nil, false
+	if f.osf != nil {
+		f.osf.Close()
+		f.osf = nil
+	}
 	if mapped && data != nil {
 		if err := unmapFile(data); err != nil {
 			return fmt.Errorf("safetensors: %s: %w", f.path, err)
@@ -211,6 +229,12 @@ func (f *File) Float32(name string) ([]float32, error) {
 	t := f.tensors[f.index[name]]
 	d := lookupDType(t.DType)
 	out := make([]float32, len(b)/d.size)
+	if t.DType == "F32" && littleEndianHost && f.osf != nil && len(out) > 0 {
+		dst := unsafe.Slice((*byte)(unsafe.Pointer(&out[0])), len(b))
+		if _, err := f.osf.ReadAt(dst, f.offset+t.Begin); err == nil {
+			return out, nil
+		}
+	}
 	d.toFloat32(out, b)
 	return out, nil
 }
