@@ -211,3 +211,17 @@ func mulOK(a, b int) (int, bool) {
 	}
 	return a * b, true
 }
+
+// CheckHistogram reports whether HistogramAbs can bin with width into bins
+// counters: width must be a power of two whose reciprocal is a float32
+// (2^-126 to 2^127, as quant.Histogram chooses it) and there must be a bin.
+func CheckHistogram(width float32, bins int) error {
+	frac, exp := math.Frexp(float64(width))
+	if frac != 0.5 || exp-1 < -126 || exp-1 > 127 {
+		return fmt.Errorf("bin width %g is not a power of two in [2^-126, 2^127]", width)
+	}
+	if bins == 0 {
+		return fmt.Errorf("no bins")
+	}
+	return nil
+}

@@ -274,7 +274,7 @@ func (*Backend) HistogramAbs(x backend.Buffer, width float32, counts []int64) (i
 	if err != nil {
 		return 0, err
 	}
-	if err := checkHistogram(width, len(counts)); err != nil {
+	if err := backend.CheckHistogram(width, len(counts)); err != nil {
 		return 0, fmt.Errorf("cpu: HistogramAbs: %w", err)
 	}
 	return HistogramAbs(xb.f32, width, counts), nil

@@ -1,8 +1,9 @@
 package cpu
 
 import (
-	"fmt"
 	"math"
+
+	"github.com/quantkit/quantkit/backend"
 )
 
 const (
@@ -94,7 +95,7 @@ func absMaxBits(x []float32) uint32 {
 // that a run of equal values, such as many zeros, does not serialise on one
 // counter) merged at the end.
 func HistogramAbs(x []float32, width float32, counts []int64) (nonFinite int64) {
-	if err := checkHistogram(width, len(counts)); err != nil {
+	if err := backend.CheckHistogram(width, len(counts)); err != nil {
 		panic("cpu: HistogramAbs: " + err.Error())
 	}
 	nb := len(counts)
@@ -116,19 +117,6 @@ func HistogramAbs(x []float32, width float32, counts []int64) (nonFinite int64) 
 		}
 	}
 	return nonFinite
-}
-
-// checkHistogram reports whether width is a power of two whose reciprocal
-// is a float32 and there is at least one bin.
-func checkHistogram(width float32, bins int) error {
-	frac, exp := math.Frexp(float64(width))
-	if frac != 0.5 || exp-1 < -126 || exp-1 > 127 {
-		return fmt.Errorf("bin width %g is not a power of two in [2^-126, 2^127]", width)
-	}
-	if bins == 0 {
-		return fmt.Errorf("no bins")
-	}
-	return nil
 }
 
 // histogramAbs counts x into nb bins of width 1/inv and returns the counts

@@ -58,7 +58,7 @@ func (b *Backend) HistogramAbs(x backend.Buffer, width float32, counts []int64) 
 	if err != nil {
 		return 0, err
 	}
-	if err := checkHistogram(width, len(counts)); err != nil {
+	if err := backend.CheckHistogram(width, len(counts)); err != nil {
 		return 0, b.errorf("HistogramAbs: %w", err)
 	}
 	bins := len(counts)
@@ -101,17 +101,4 @@ func (b *Backend) HistogramAbs(x backend.Buffer, width float32, counts []int64) 
 		counts[i] += int64(c)
 	}
 	return int64(dev[bins]), nil
-}
-
-// checkHistogram reports whether width is a power of two whose reciprocal
-// is a float32 and there is at least one bin, as the CPU backend requires.
-func checkHistogram(width float32, bins int) error {
-	frac, exp := math.Frexp(float64(width))
-	if frac != 0.5 || exp-1 < -126 || exp-1 > 127 {
-		return fmt.Errorf("bin width %g is not a power of two in [2^-126, 2^127]", width)
-	}
-	if bins == 0 {
-		return fmt.Errorf("no bins")
-	}
-	return nil
 }

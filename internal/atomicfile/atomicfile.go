@@ -5,10 +5,78 @@
 package atomicfile
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 )
+
+// File is a temporary file beside its destination, which it replaces on
+// Commit. Errors from its methods name the temporary file; callers add the
+// destination's context.
+type File struct {
+	*os.File
+	path string
+	done bool
+}
+
+// Create starts a temporary file that Commit renames to path. It keeps the
+// permissions of an existing file at path (0644 otherwise) and refuses to
+// replace anything but a regular file.
+func Create(path string) (*File, error) {
+	perm := os.FileMode(0o644)
+	if fi, err := os.Stat(path); err == nil {
+		if !fi.Mode().IsRegular() {
+			return nil, errors.New("not a regular file")
+		}
+		perm = fi.Mode().Perm()
+	}
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, err
+	}
+	return &File{File: f, path: path}, nil
+}
+
+// Commit syncs and closes the temporary file and renames it to the
+// destination; on any failure it removes it. A second call does nothing.
+func (f *File) Commit() error {
+	if f.done {
+		return nil
+	}
+	f.done = true
+	err := f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), f.path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
+}
+
+// Abort closes and removes the temporary file, leaving the destination as
+// it was. It is harmless after Commit or Abort.
+func (f *File) Abort() {
+	if f.done {
+		return
+	}
+	f.done = true
+	f.Close()
+	os.Remove(f.Name())
+}
 
 // WriteFile is os.WriteFile made atomic.
 func WriteFile(path string, data []byte, perm os.FileMode) error {
@@ -19,37 +87,22 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 }
 
 // Write creates a temporary file beside path, lets fill write it, and
-// renames it to path when fill and the sync succeed; otherwise it removes
-// the temporary file and returns the error, prefixed with path.
-func Write(path string, perm os.FileMode, fill func(f *os.File) error) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+// renames it to path with permissions perm when fill and the sync succeed;
+// otherwise it removes the temporary file and returns the error, prefixed
+// with path.
+func Write(path string, perm os.FileMode, fill func(f *os.File) error) error {
+	f, err := Create(path)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err = fill(f); err != nil {
+	if err = fill(f.File); err == nil {
+		err = f.Chmod(perm)
+	}
+	if err != nil {
+		f.Abort()
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	if err = f.Chmod(perm); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if err = os.Rename(tmp, path); err != nil {
+	if err := f.Commit(); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return nil

@@ -1,14 +1,14 @@
 package gguf
 
 import (
+	"github.com/quantkit/quantkit/internal/atomicfile"
+
 	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"math"
-	"os"
-	"path/filepath"
 	"sort"
 )
 
@@ -68,11 +68,11 @@ func infosOf(tensors []Tensor) []TensorInfo {
 // and every later call returns the same error. A Writer is not safe for
 // concurrent use.
 type Writer struct {
-	path    string        // "" for NewWriter
-	f       *os.File      // the temporary file; nil for NewWriter
-	bw      *bufio.Writer // over f; nil for NewWriter
-	out     io.Writer     // where bytes go: bw, or the caller's writer
-	tensors []TensorInfo  // in file order, offsets filled in
+	path    string           // "" for NewWriter
+	f       *atomicfile.File // the temporary file; nil for NewWriter
+	bw      *bufio.Writer    // over f; nil for NewWriter
+	out     io.Writer        // where bytes go: bw, or the caller's writer
+	tensors []TensorInfo     // in file order, offsets filled in
 	index   map[string]int
 	align   int64
 	total   int64 // data section size, padding included
@@ -96,22 +96,11 @@ func Create(path string, meta []KV, tensors []TensorInfo) (*Writer, error) {
 	if err != nil {
 		return nil, w.errorf("%w", err)
 	}
-	perm := os.FileMode(0o644)
-	if fi, err := os.Stat(path); err == nil {
-		if !fi.Mode().IsRegular() {
-			return nil, w.errorf("not a regular file")
-		}
-		perm = fi.Mode().Perm()
-	}
-	w.f, err = os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
+	if w.f, err = atomicfile.Create(path); err != nil {
 		return nil, w.errorf("%w", err)
 	}
 	w.bw = bufio.NewWriterSize(w.f, 1<<20)
 	w.out = w.bw
-	if err := w.f.Chmod(perm); err != nil {
-		return nil, w.fail(err)
-	}
 	if _, err := w.bw.Write(hdr); err != nil {
 		return nil, w.fail(err)
 	}
@@ -153,8 +142,7 @@ func (w *Writer) fail(err error) error {
 	if !w.done {
 		w.done = true
 		if w.f != nil {
-			w.f.Close()
-			os.Remove(w.f.Name())
+			w.f.Abort()
 		}
 	}
 	return w.err
@@ -440,17 +428,8 @@ func (w *Writer) Close() error {
 	if err := w.bw.Flush(); err != nil {
 		return w.fail(err)
 	}
-	if err := w.f.Sync(); err != nil {
-		return w.fail(err)
-	}
 	w.done = true
-	if err := w.f.Close(); err != nil {
-		os.Remove(w.f.Name())
-		w.err = w.errorf("%w", err)
-		return w.err
-	}
-	if err := os.Rename(w.f.Name(), w.path); err != nil {
-		os.Remove(w.f.Name())
+	if err := w.f.Commit(); err != nil {
 		w.err = w.errorf("%w", err)
 		return w.err
 	}

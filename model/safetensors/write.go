@@ -1,6 +1,8 @@
 package safetensors
 
 import (
+	"github.com/quantkit/quantkit/internal/atomicfile"
+
 	"bufio"
 	"bytes"
 	"encoding/binary"
@@ -9,8 +11,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -74,13 +74,13 @@ func infosOf(tensors []Tensor) []TensorInfo {
 // gone and every later call returns the same error. A Writer is not safe
 // for concurrent use.
 type Writer struct {
-	path    string        // "" for NewWriter
-	f       *os.File      // the temporary file; nil for NewWriter
-	bw      *bufio.Writer // over f; nil for NewWriter
-	out     io.Writer     // where data goes: bw, or the caller's writer
-	tensors []TensorInfo  // in file order, offsets filled in
-	total   int64         // data buffer size
-	written int64         // data bytes written so far
+	path    string           // "" for NewWriter
+	f       *atomicfile.File // the temporary file; nil for NewWriter
+	bw      *bufio.Writer    // over f; nil for NewWriter
+	out     io.Writer        // where data goes: bw, or the caller's writer
+	tensors []TensorInfo     // in file order, offsets filled in
+	total   int64            // data buffer size
+	written int64            // data bytes written so far
 	index   map[string]int
 	err     error // sticky
 	done    bool
@@ -95,22 +95,11 @@ func Create(path string, tensors []TensorInfo, metadata map[string]string) (*Wri
 	if err != nil {
 		return nil, w.errorf("%w", err)
 	}
-	perm := os.FileMode(0o644)
-	if fi, err := os.Stat(path); err == nil {
-		if !fi.Mode().IsRegular() {
-			return nil, w.errorf("not a regular file")
-		}
-		perm = fi.Mode().Perm()
-	}
-	w.f, err = os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
+	if w.f, err = atomicfile.Create(path); err != nil {
 		return nil, w.errorf("%w", err)
 	}
 	w.bw = bufio.NewWriterSize(w.f, 1<<20)
 	w.out = w.bw
-	if err := w.f.Chmod(perm); err != nil {
-		return nil, w.fail(err)
-	}
 	if _, err := w.bw.Write(hdr); err != nil {
 		return nil, w.fail(err)
 	}
@@ -146,8 +135,7 @@ func (w *Writer) fail(err error) error {
 	if !w.done {
 		w.done = true
 		if w.f != nil {
-			w.f.Close()
-			os.Remove(w.f.Name())
+			w.f.Abort()
 		}
 	}
 	return w.err
@@ -329,17 +317,8 @@ func (w *Writer) Close() error {
 	if err := w.bw.Flush(); err != nil {
 		return w.fail(err)
 	}
-	if err := w.f.Sync(); err != nil {
-		return w.fail(err)
-	}
 	w.done = true
-	if err := w.f.Close(); err != nil {
-		os.Remove(w.f.Name())
-		w.err = w.errorf("%w", err)
-		return w.err
-	}
-	if err := os.Rename(w.f.Name(), w.path); err != nil {
-		os.Remove(w.f.Name())
+	if err := w.f.Commit(); err != nil {
 		w.err = w.errorf("%w", err)
 		return w.err
 	}
