@@ -86,18 +86,21 @@ func dequantize(c *cli.Context) error {
 	if err != nil {
 		return badInput(err)
 	}
-	if _, err := os.Lstat(out); err == nil && !c.Bool(dequantForceFlag.Name) {
-		return badInput(fmt.Errorf("%s exists; --force replaces it", out))
+	infos := make([]safetensors.TensorInfo, len(items))
+	var need int64
+	for i, it := range items {
+		infos[i] = it.info
+		size, _ := safetensors.DTypeSize(it.info.DType)
+		need += it.info.Len() * int64(size)
+	}
+	if err := checkOutput(out, c.Bool(dequantForceFlag.Name), need); err != nil {
+		return err
 	}
 	tmp, err := tempDirBeside(out)
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	infos := make([]safetensors.TensorInfo, len(items))
-	for i, it := range items {
-		infos[i] = it.info
-	}
 	meta := maps.Clone(ck.Metadata())
 	for _, k := range []string{plan.MetaFormat, plan.MetaScheme, plan.MetaTensors} {
 		delete(meta, k)
@@ -132,7 +135,7 @@ func dequantize(c *cli.Context) error {
 	}
 	if err != nil {
 		w.Abort()
-		return err
+		return noSpace(out, need, err)
 	}
 	if cfg := ck.Config(); cfg != nil {
 		cfg, err := ctensors.UpdateConfig(cfg, nil)

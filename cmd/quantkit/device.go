@@ -3,8 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strings"
+	"syscall"
 
 	"github.com/urfave/cli/v2"
 
@@ -21,7 +23,9 @@ var deviceFlag = &cli.StringFlag{
 
 // onDevice opens the backend --device names and runs job on it. With
 // --device auto, a job that fails on the GPU (out of memory, a failed
-// launch) is run again on the CPU, with a warning, instead of being lost.
+// launch) is run again on the CPU, with a warning, instead of being lost;
+// one that failed for a reason another device would not change (bad
+// input, a full disk, any file error) is not.
 func onDevice(c *cli.Context, job func(b backend.Backend) error) error {
 	spec := c.String(deviceFlag.Name)
 	b, fellBack, err := backend.Open(spec)
@@ -41,7 +45,7 @@ func onDevice(c *cli.Context, job func(b backend.Backend) error) error {
 	}
 	err = job(b)
 	b.Close()
-	if err == nil || spec != "auto" || b.Name() == "cpu" || errors.Is(err, errBadInput) {
+	if err == nil || spec != "auto" || b.Name() == "cpu" || !deviceMightFix(err) {
 		return err
 	}
 	warnf("%v\nquantkit: finishing on the CPU", err)
@@ -51,6 +55,18 @@ func onDevice(c *cli.Context, job func(b backend.Backend) error) error {
 	}
 	defer cpu.Close()
 	return job(cpu)
+}
+
+// deviceMightFix reports whether running again on another device could
+// end err: not for bad input, nor for errors of files and the operating
+// system (a full disk, a read error), which would happen again.
+func deviceMightFix(err error) bool {
+	var pe *fs.PathError
+	var le *os.LinkError
+	var se *os.SyscallError
+	var errno syscall.Errno
+	return !errors.Is(err, errBadInput) && !errors.As(err, &pe) && !errors.As(err, &le) &&
+		!errors.As(err, &se) && !errors.As(err, &errno)
 }
 
 // errBadInput marks errors about the user's input, which another device

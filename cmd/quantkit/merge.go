@@ -154,11 +154,9 @@ func merge(c *cli.Context) error {
 	if !c.IsSet(quantSizeFlag.Name) && first.ShardSize > 0 {
 		shardSize = first.ShardSize
 	}
-	if _, err := os.Lstat(out); err == nil && !c.Bool(mergeForceFlag.Name) {
-		return badInput(fmt.Errorf("%s exists; --force replaces it", out))
-	}
 	where := map[string]*checkpoint.Checkpoint{}
 	var infos []safetensors.TensorInfo
+	var need int64
 	for _, name := range first.Tensors {
 		for _, ck := range parts {
 			if t, ok := ck.Tensor(name); ok {
@@ -170,6 +168,10 @@ func merge(c *cli.Context) error {
 		if where[name] == nil {
 			return badInput(fmt.Errorf("no part holds tensor %q", name))
 		}
+		need += infos[len(infos)-1].End - infos[len(infos)-1].Begin
+	}
+	if err := checkOutput(out, c.Bool(mergeForceFlag.Name), need); err != nil {
+		return err
 	}
 	tmp, err := tempDirBeside(out)
 	if err != nil {
@@ -187,11 +189,11 @@ func merge(c *cli.Context) error {
 		}
 		if err != nil {
 			w.Abort()
-			return err
+			return noSpace(out, need, err)
 		}
 	}
 	if err := w.Close(); err != nil {
-		return err
+		return noSpace(out, need, err)
 	}
 	if err := parts[0].CopySideFiles(tmp); err != nil {
 		return err

@@ -305,8 +305,8 @@ func quantize(c *cli.Context, j *quantizeJob) error {
 	if j.dry {
 		return finishReport(c, rep, true)
 	}
-	if _, err := os.Lstat(final); err == nil && !j.force {
-		return badInput(fmt.Errorf("%s exists; --force replaces it", final))
+	if err := checkOutput(final, j.force, rep.Totals.BytesOut); err != nil {
+		return err
 	}
 	var stats []plan.Stats
 	start := time.Now()
@@ -328,7 +328,7 @@ func quantize(c *cli.Context, j *quantizeJob) error {
 		if errors.Is(err, plan.ErrNonFinite) {
 			err = badInput(err)
 		}
-		return err
+		return noSpace(final, rep.Totals.BytesOut, err)
 	})
 	if err != nil {
 		return err
