@@ -165,6 +165,7 @@ type quantizeJob struct {
 	shardSize      int64
 	force, dry     bool
 	allowNonFinite bool
+	quiet          bool // no progress bar
 }
 
 func parseQuantizeFlags(c *cli.Context) (*quantizeJob, error) {
@@ -283,14 +284,24 @@ func runQuantize(c *cli.Context) error {
 }
 
 func quantize(c *cli.Context, j *quantizeJob) error {
+	rep, err := quantizeCheckpoint(c, j)
+	if err != nil {
+		return err
+	}
+	return finishReport(c, rep, j.dry)
+}
+
+// quantizeCheckpoint runs the job (or, for a dry run, only plans it) and
+// returns its report without printing it.
+func quantizeCheckpoint(c *cli.Context, j *quantizeJob) (*QuantizeReport, error) {
 	ck, err := checkpoint.Open(j.in)
 	if err != nil {
-		return badInput(err)
+		return nil, badInput(err)
 	}
 	defer ck.Close()
 	p, err := plan.Build(ck.Tensors(), j.opt)
 	if err != nil {
-		return badInput(err)
+		return nil, badInput(err)
 	}
 	items := p.All()
 	final := j.out
@@ -303,10 +314,10 @@ func quantize(c *cli.Context, j *quantizeJob) error {
 	}
 	rep := newQuantizeReport(j, p, items, final)
 	if j.dry {
-		return finishReport(c, rep, true)
+		return rep, nil
 	}
 	if err := checkOutput(final, j.force, rep.Totals.BytesOut); err != nil {
-		return err
+		return nil, err
 	}
 	var stats []plan.Stats
 	start := time.Now()
@@ -314,7 +325,7 @@ func quantize(c *cli.Context, j *quantizeJob) error {
 		rep.Device = b.Name()
 		start = time.Now()
 		opt := plan.RunOptions{Workers: j.workers, AllowNonFinite: j.allowNonFinite, Quantize: backendQuantize(b)}
-		progress, clear := quantizeProgress(p.BytesIn, len(items))
+		progress, clear := quantizeProgress(p.BytesIn, len(items), j.quiet)
 		defer clear()
 		if progress != nil {
 			opt.Progress = func(item int, done int64, n int) { progress(done, n, p.Items[item].Name) }
@@ -331,14 +342,14 @@ func quantize(c *cli.Context, j *quantizeJob) error {
 		return noSpace(final, rep.Totals.BytesOut, err)
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	rep.Seconds = time.Since(start).Seconds()
 	if rep.Seconds > 0 {
 		rep.GBPerSecond = float64(rep.Totals.BytesIn) / rep.Seconds / 1e9
 	}
 	rep.addStats(stats)
-	return finishReport(c, rep, false)
+	return rep, nil
 }
 
 // backendQuantize quantizes on b: cpu.Quantize directly on the CPU, else
@@ -512,8 +523,8 @@ func writeGGUF(ck *checkpoint.Checkpoint, p *plan.Plan, final string, opt plan.R
 
 // quantizeProgress is a progress bar of bytes and tensors with an ETA on
 // stderr, when it is a terminal.
-func quantizeProgress(total int64, tensors int) (func(done int64, n int, name string), func()) {
-	if !isTerminal(os.Stderr) {
+func quantizeProgress(total int64, tensors int, quiet bool) (func(done int64, n int, name string), func()) {
+	if quiet || !isTerminal(os.Stderr) {
 		return nil, func() {}
 	}
 	start := time.Now()
