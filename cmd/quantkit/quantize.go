@@ -35,7 +35,7 @@ var (
 	quantGranFlag   = &cli.StringFlag{Name: "granularity", Usage: "channel, tensor or group:N (default channel for int8, group:128 for int4)"}
 	quantSymFlag    = &cli.BoolFlag{Name: "symmetric", Usage: "symmetric quantization, zero point 0 (the default)"}
 	quantAsymFlag   = &cli.BoolFlag{Name: "asymmetric", Usage: "asymmetric quantization, with zero points"}
-	quantFormatFlag = &cli.StringFlag{Name: "format", Value: string(plan.CompressedTensors), Usage: "compressed-tensors, safetensors, gguf-q8_0 or gguf-q4_0"}
+	quantFormatFlag = &cli.StringFlag{Name: "format", Value: string(plan.CompressedTensors), Usage: "compressed-tensors, compressed-tensors-packed (int8 too pack-quantized, as vLLM loads weight-only int8), safetensors, gguf-q8_0 or gguf-q4_0"}
 	quantInclFlag   = &cli.StringFlag{Name: "include", Usage: "quantize exactly the 2-D floating-point tensors whose names match `REGEX` (replaces the default rule)"}
 	quantExclFlag   = &cli.StringFlag{Name: "exclude", Usage: "keep the tensors whose names match `REGEX`"}
 	quantWorkFlag   = &cli.IntFlag{Name: "workers", Usage: "tensors processed at once (default: the number of CPUs)"}
@@ -66,6 +66,9 @@ var quantizeCommand = &cli.Command{
 		"                      W_packed + W_shape (pack-quantized, int4), W_scale (in the weight's\n" +
 		"                      dtype when F16/BF16, else F32), W_zero_point when asymmetric;\n" +
 		"                      config.json gets quantization_config (ignore: kept Linear layers).\n" +
+		"  compressed-tensors-packed  the same with int8 too pack-quantized (W_packed, four codes\n" +
+		"                      an int32): the form vLLM loads for weight-only int8, which it reads\n" +
+		"                      int-quantized only as W8A8 (with quantized activations).\n" +
 		"  safetensors         quant's raw layout: W (I8 codes, or U8 packed two 4-bit codes a byte,\n" +
 		"                      low nibble first), W.scale F32, W.zero_point I32 when asymmetric;\n" +
 		"                      __metadata__ quantkit.format = quantkit-raw, quantkit.scheme and\n" +
@@ -427,13 +430,13 @@ func writeCheckpointDir(ck *checkpoint.Checkpoint, p *plan.Plan, items []int, j 
 func writeConfig(ck *checkpoint.Checkpoint, p *plan.Plan, dir string) error {
 	cfg := ck.Config()
 	if cfg == nil {
-		if p.Format != plan.CompressedTensors {
+		if _, ok := plan.CTFormat(p.Format, p.Scheme); !ok {
 			return nil
 		}
 		cfg = []byte("{}")
 	}
-	if p.Format == plan.CompressedTensors {
-		qc, err := ctensors.QuantizationConfig(p.Scheme, ctensors.DefaultFormat(p.Scheme), p.Ignore())
+	if ct, ok := plan.CTFormat(p.Format, p.Scheme); ok {
+		qc, err := ctensors.QuantizationConfig(p.Scheme, ct, p.Ignore())
 		if err != nil {
 			return err
 		}

@@ -58,6 +58,7 @@ func TestQuantizeRoundTrip(t *testing.T) {
 	}{
 		{"int8-channel", []string{"--scheme", "int8"}, []string{w, w + "_scale"}, 28},
 		{"int4-group32", []string{"--scheme", "int4", "--granularity", "group:32"}, []string{w + "_packed", w + "_shape", w + "_scale"}, 13},
+		{"int8-channel-packed", []string{"--format", "compressed-tensors-packed"}, []string{w + "_packed", w + "_shape", w + "_scale"}, 28},
 		{"int8-asym-tensor-raw", []string{"--format", "safetensors", "--asymmetric", "--granularity", "tensor"}, []string{w, w + ".scale", w + ".zero_point"}, 15},
 		{"int4-group128-raw", []string{"--format", "safetensors", "--scheme", "int4"}, []string{w, w + ".scale"}, 9},
 	} {
@@ -78,6 +79,13 @@ func TestQuantizeRoundTrip(t *testing.T) {
 				cfg, ok, err := ctensors.ReadConfig(q.Config())
 				if err != nil || !ok || cfg.Ignore[0] != "lm_head" || len(cfg.Ignore) != 1 {
 					t.Fatalf("quantization_config: %+v %v %v", cfg, ok, err)
+				}
+				want := ctensors.IntQuantized
+				if strings.Contains(c.name, "packed") || strings.HasPrefix(c.name, "int4") {
+					want = ctensors.PackQuantized
+				}
+				if cfg.Format != want {
+					t.Errorf("quantization_config format %s, want %s", cfg.Format, want)
 				}
 			}
 			var r QuantizeReport

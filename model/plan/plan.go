@@ -21,6 +21,10 @@ type Format string
 // The output formats, one row each in formats.
 const (
 	CompressedTensors Format = "compressed-tensors"
+	// CompressedTensorsPacked is compressed-tensors with every scheme
+	// pack-quantized, int8 included: the form vLLM loads for weight-only
+	// int8 (it reads int-quantized int8 only as W8A8).
+	CompressedTensorsPacked Format = "compressed-tensors-packed"
 	Safetensors       Format = "safetensors"
 	GGUFQ8_0          Format = "gguf-q8_0"
 	GGUFQ4_0          Format = "gguf-q4_0"
@@ -150,10 +154,14 @@ type format struct {
 	keep func(shape []int) string
 	// outputs describes what a quantized weight becomes.
 	outputs func(it *Item, s quant.Scheme) ([]Output, error)
+	// ct is the compressed-tensors format of a scheme, nil for the formats
+	// that are not compressed-tensors.
+	ct func(s quant.Scheme) ctensors.Format
 }
 
 var formats = []format{
-	{name: CompressedTensors, outputs: ctOutputs},
+	{name: CompressedTensors, outputs: ctOutputs(ctensors.DefaultFormat), ct: ctensors.DefaultFormat},
+	{name: CompressedTensorsPacked, outputs: ctOutputs(packQuantized), ct: packQuantized},
 	{name: Safetensors, outputs: rawOutputs},
 	{name: GGUFQ8_0, gguf: gguf.TypeQ8_0, isGGUF: true, keep: ggufKeep(gguf.TypeQ8_0), outputs: ggufOutputs(gguf.TypeQ8_0)},
 	{name: GGUFQ4_0, gguf: gguf.TypeQ4_0, isGGUF: true, keep: ggufKeep(gguf.TypeQ4_0), outputs: ggufOutputs(gguf.TypeQ4_0)},
@@ -202,13 +210,27 @@ func infosToOutputs(infos []safetensors.TensorInfo) []Output {
 	return out
 }
 
-func ctOutputs(it *Item, s quant.Scheme) ([]Output, error) {
-	it.ScaleDType = ctScaleDType(it.DType)
-	infos, err := ctensors.Infos(it.Name, it.Shape, s, ctensors.DefaultFormat(s), it.ScaleDType)
-	if err != nil {
-		return nil, err
+func packQuantized(quant.Scheme) ctensors.Format { return ctensors.PackQuantized }
+
+// CTFormat is the compressed-tensors format that f writes for scheme s;
+// ok is false when f is not a compressed-tensors format.
+func CTFormat(f Format, s quant.Scheme) (ct ctensors.Format, ok bool) {
+	row, err := lookupFormat(f)
+	if err != nil || row.ct == nil {
+		return "", false
 	}
-	return infosToOutputs(infos), nil
+	return row.ct(s), true
+}
+
+func ctOutputs(ct func(quant.Scheme) ctensors.Format) func(it *Item, s quant.Scheme) ([]Output, error) {
+	return func(it *Item, s quant.Scheme) ([]Output, error) {
+		it.ScaleDType = ctScaleDType(it.DType)
+		infos, err := ctensors.Infos(it.Name, it.Shape, s, ct(s), it.ScaleDType)
+		if err != nil {
+			return nil, err
+		}
+		return infosToOutputs(infos), nil
+	}
 }
 
 func rawOutputs(it *Item, s quant.Scheme) ([]Output, error) {

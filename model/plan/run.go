@@ -287,8 +287,8 @@ func encodeInt(f Format, s quant.Scheme, it *Item, x, y []float32, qf QuantizeFu
 	if err := cpu.Dequantize(y, codes, p); err != nil {
 		return nil, err
 	}
-	if f == CompressedTensors {
-		ts, err := ctensors.EncodeWeight(it.Name, codes, p, ctensors.DefaultFormat(s), it.ScaleDType)
+	if ct, ok := CTFormat(f, s); ok {
+		ts, err := ctensors.EncodeWeight(it.Name, codes, p, ct, it.ScaleDType)
 		if err != nil {
 			return nil, err
 		}
