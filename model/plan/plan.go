@@ -25,9 +25,9 @@ const (
 	// pack-quantized, int8 included: the form vLLM loads for weight-only
 	// int8 (it reads int-quantized int8 only as W8A8).
 	CompressedTensorsPacked Format = "compressed-tensors-packed"
-	Safetensors       Format = "safetensors"
-	GGUFQ8_0          Format = "gguf-q8_0"
-	GGUFQ4_0          Format = "gguf-q4_0"
+	Safetensors             Format = "safetensors"
+	GGUFQ8_0                Format = "gguf-q8_0"
+	GGUFQ4_0                Format = "gguf-q4_0"
 )
 
 // Action is what happens to one tensor.
