@@ -1,0 +1,535 @@
+package nn
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+
+	"github.com/quantkit/quantkit/backend"
+	"github.com/quantkit/quantkit/quant"
+)
+
+// Int8Engine runs a quantized Net (one with Quant set, by PTQ or QAT) in
+// integer arithmetic on a backend:
+//
+//   - the float input is quantized once with the parameters of the first
+//     Conv2D or Dense input and laid out NHWC;
+//   - each Conv2D is an int8 im2col (padding cells hold the zero point's
+//     code, which stands for 0) and one backend.GemmS8 against the
+//     layer's weight codes, packed K-contiguous in (kh, kw, c) order; each
+//     Dense is one GemmS8, its weight columns permuted once so that it
+//     reads the NHWC codes in the NCHW order of the model's Flatten;
+//   - the GEMM accumulates in int32 and its epilogue adds the zero-point
+//     correction −za·Σ_k Wq[o,k], scales by sa·sw[o], adds the float
+//     bias, applies a following ReLU and requantizes to the int8
+//     parameters of the next Conv2D/Dense input; MaxPool, ReLU and Flatten
+//     in between work on the codes, which they commute with;
+//   - the last Conv2D/Dense writes float32 (the logits), given back in
+//     NCHW order, after which only ReLU, Flatten and Softmax may follow.
+//
+// Nothing is emulated in float between layers. An Int8Engine is not safe
+// for concurrent use.
+type Int8Engine struct {
+	be     backend.Backend
+	in     trainShape // one sample of the input, NCHW
+	inAct  ActQuant
+	steps  []*int8Step
+	outLen int
+	cap    int // batch the buffers hold
+	codes  []int8
+
+	// trace, when set (by tests), sees each step's output: codes, or
+	// float32 for the last GEMM and what follows it.
+	trace func(step int, layer int, codes []int8, f32 []float32)
+}
+
+type int8Kind int
+
+const (
+	int8Conv int8Kind = iota
+	int8Dense
+	int8Pool
+	int8ReLU
+	int8Flatten
+	int8Softmax
+)
+
+// int8Step is one operation of the engine.
+type int8Step struct {
+	kind    int8Kind
+	layer   int
+	conv    *Conv2D
+	pool    *MaxPool
+	in, out trainShape // per sample; NHWC storage of C×H×W
+	zp      int32      // zero point of the codes entering
+	final   bool       // GEMM with float32 output; float steps after it
+	m1      int        // GEMM rows per sample
+	k, n    int        // GEMM depth and columns
+	ep      backend.Epilogue
+	w       backend.Buffer // weight codes, n×k
+	a, c    int8Buf        // GEMM operand and result
+	host    []int8         // output of a step on codes
+	f32     []float32      // output of a float step
+}
+
+// int8Buf is a backend buffer and the host slice it is read and written
+// through: the buffer's own memory on backends that expose it (cpu), a
+// copy moved by Upload and Download elsewhere.
+type int8Buf struct {
+	buf    backend.Buffer
+	host   any // []int8 or []float32
+	direct bool
+}
+
+func int8Alloc(be backend.Backend, dt backend.DType, n int) (int8Buf, error) {
+	b, err := be.Alloc(dt, n)
+	if err != nil {
+		return int8Buf{}, err
+	}
+	if d, ok := b.(interface{ Data() any }); ok {
+		return int8Buf{buf: b, host: d.Data(), direct: true}, nil
+	}
+	var h any
+	switch dt {
+	case backend.S8:
+		h = make([]int8, n)
+	default:
+		h = make([]float32, n)
+	}
+	return int8Buf{buf: b, host: h}, nil
+}
+
+func (b *int8Buf) push(be backend.Backend, n int) error {
+	if b.direct {
+		return nil
+	}
+	switch h := b.host.(type) {
+	case []int8:
+		return be.Upload(b.buf.Slice(0, n), h[:n])
+	case []float32:
+		return be.Upload(b.buf.Slice(0, n), h[:n])
+	}
+	return nil
+}
+
+func (b *int8Buf) pull(be backend.Backend, n int) error {
+	if b.direct {
+		return nil
+	}
+	switch h := b.host.(type) {
+	case []int8:
+		return be.Download(h[:n], b.buf.Slice(0, n))
+	case []float32:
+		return be.Download(h[:n], b.buf.Slice(0, n))
+	}
+	return nil
+}
+
+func (b *int8Buf) free(be backend.Backend) {
+	if b.buf != nil {
+		be.Free(b.buf)
+		b.buf, b.host = nil, nil
+	}
+}
+
+// int8MaxBatch is the most samples one pass of the engine takes; Forward
+// splits larger batches.
+const int8MaxBatch = 256
+
+// NewInt8Engine prepares net, which must be quantized (Quant set), to run
+// on be: weight codes are computed, packed and uploaded once.
+func NewInt8Engine(be backend.Backend, net *Net) (*Int8Engine, error) {
+	shapes, err := trainShapes(net)
+	if err != nil {
+		return nil, err
+	}
+	q := net.Quant
+	if q == nil {
+		return nil, errors.New("nn: integer inference of a float net (calibrate it first)")
+	}
+	if q.WeightBits != 8 && q.WeightBits != 4 {
+		return nil, fmt.Errorf("nn: %d-bit weights not supported (8 or 4)", q.WeightBits)
+	}
+	if len(q.Act) < len(net.Layers) || len(q.WeightScale) < len(net.Layers) {
+		return nil, fmt.Errorf("nn: quantization holds %d activation and %d weight entries for %d layers",
+			len(q.Act), len(q.WeightScale), len(net.Layers))
+	}
+	var weighted []int
+	for i, l := range net.Layers {
+		if calibQuantized(l) {
+			weighted = append(weighted, i)
+			a := q.Act[i]
+			if !(a.Scale > 0) || a.Scale-a.Scale != 0 || a.ZeroPoint < -128 || a.ZeroPoint > 127 {
+				return nil, fmt.Errorf("nn: layer %d: input quantization scale %g, zero point %d", i, a.Scale, a.ZeroPoint)
+			}
+		}
+	}
+	if len(weighted) == 0 {
+		return nil, errors.New("nn: integer inference of a net without Conv2D or Dense layers")
+	}
+	e := &Int8Engine{be: be, in: shapes[0], inAct: q.Act[weighted[0]], outLen: shapes[len(shapes)-1].size()}
+	fail := func(err error) (*Int8Engine, error) { e.Close(); return nil, err }
+
+	zp := e.inAct.ZeroPoint
+	phys := shapes[0] // the C×H×W the NHWC storage holds
+	final := false
+	next := 0 // index into weighted of the next GEMM
+	for i := 0; i < len(net.Layers); i++ {
+		l := net.Layers[i]
+		st := &int8Step{layer: i, in: phys, out: phys, zp: zp, final: final}
+		switch l := l.(type) {
+		case *Conv2D, *Dense:
+			sa, za := q.Act[i].Scale, q.Act[i].ZeroPoint
+			if za != zp {
+				return fail(fmt.Errorf("nn: layer %d: codes of zero point %d enter a layer quantized with %d", i, zp, za))
+			}
+			w, outC := calibWeights(l)
+			sw := q.WeightScale[i]
+			if len(sw) != outC {
+				return fail(fmt.Errorf("nn: layer %d: %d weight scales for %d output channels", i, len(sw), outC))
+			}
+			codes := calibWeightCodes(w, sw, q.WeightBits)
+			var b []int8
+			switch l := l.(type) {
+			case *Conv2D:
+				if phys != shapes[i] {
+					return fail(fmt.Errorf("nn: layer %d: convolution after a Flatten", i))
+				}
+				st.kind, st.conv = int8Conv, l
+				st.out = shapes[i+1]
+				st.m1 = st.out.H * st.out.W
+				st.k, st.n = l.KH*l.KW*l.InC, l.OutC
+				b = make([]int8, st.n*st.k)
+				for o := range l.OutC {
+					for c := range l.InC {
+						for u := range l.KH {
+							for v := range l.KW {
+								b[o*st.k+(u*l.KW+v)*l.InC+c] = codes[((o*l.InC+c)*l.KH+u)*l.KW+v]
+							}
+						}
+					}
+				}
+				st.ep.Bias = l.B
+			case *Dense:
+				st.kind = int8Dense
+				st.out = trainShape{l.Out, 1, 1}
+				st.m1, st.k, st.n = 1, l.In, l.Out
+				b = make([]int8, st.n*st.k)
+				P := phys
+				for o := range l.Out {
+					for c := range P.C {
+						for h := range P.H {
+							for x := range P.W {
+								b[o*st.k+(h*P.W+x)*P.C+c] = codes[o*l.In+(c*P.H+h)*P.W+x]
+							}
+						}
+					}
+				}
+				st.ep.Bias = l.B
+			}
+			st.ep.ColScale = make([]float32, st.n)
+			st.ep.ColOffset = make([]int32, st.n)
+			for o := range st.n {
+				st.ep.ColScale[o] = sa * sw[o]
+				var s int32
+				for _, v := range b[o*st.k : (o+1)*st.k] {
+					s += int32(v)
+				}
+				st.ep.ColOffset[o] = -za * s
+			}
+			if i+1 < len(net.Layers) {
+				if _, ok := net.Layers[i+1].(*ReLU); ok {
+					st.ep.ReLU = true
+					i++ // fused
+				}
+			}
+			next++
+			if next < len(weighted) {
+				a := q.Act[weighted[next]]
+				st.ep.OutScale, st.ep.OutZeroPoint = a.Scale, a.ZeroPoint
+				zp = a.ZeroPoint
+			} else {
+				st.final, final = true, true
+			}
+			wb, err := be.Alloc(backend.S8, len(b))
+			if err == nil {
+				err = be.Upload(wb, b)
+			}
+			if err != nil {
+				return fail(fmt.Errorf("nn: layer %d: weights on %s: %w", i, be.Name(), err))
+			}
+			st.w = wb
+			phys = st.out
+		case *MaxPool:
+			if final {
+				return fail(fmt.Errorf("nn: layer %d: max pool after the last weighted layer is not supported", i))
+			}
+			if phys != shapes[i] {
+				return fail(fmt.Errorf("nn: layer %d: max pool after a Flatten", i))
+			}
+			st.kind, st.pool, st.out = int8Pool, l, shapes[i+1]
+			phys = st.out
+		case *ReLU:
+			st.kind = int8ReLU
+		case *Flatten:
+			st.kind = int8Flatten
+		case *Softmax:
+			if !final {
+				return fail(fmt.Errorf("nn: layer %d: softmax before the last weighted layer", i))
+			}
+			st.kind = int8Softmax
+		}
+		e.steps = append(e.steps, st)
+	}
+	return e, nil
+}
+
+// OutLen is the number of outputs per sample.
+func (e *Int8Engine) OutLen() int { return e.outLen }
+
+// Close frees the engine's backend memory.
+func (e *Int8Engine) Close() error {
+	for _, st := range e.steps {
+		if st.w != nil {
+			e.be.Free(st.w)
+			st.w = nil
+		}
+		st.a.free(e.be)
+		st.c.free(e.be)
+	}
+	e.cap = 0
+	return nil
+}
+
+// grow makes the buffers hold batch samples.
+func (e *Int8Engine) grow(batch int) error {
+	if batch <= e.cap {
+		return nil
+	}
+	e.codes = make([]int8, batch*e.in.size())
+	for _, st := range e.steps {
+		st.a.free(e.be)
+		st.c.free(e.be)
+		st.host, st.f32 = nil, nil
+		var err error
+		switch st.kind {
+		case int8Conv, int8Dense:
+			m := batch * st.m1
+			if st.a, err = int8Alloc(e.be, backend.S8, m*st.k); err != nil {
+				return err
+			}
+			dt := backend.S8
+			if st.final {
+				dt = backend.F32
+			}
+			if st.c, err = int8Alloc(e.be, dt, m*st.n); err != nil {
+				return err
+			}
+		default:
+			if st.final {
+				st.f32 = make([]float32, batch*st.out.size())
+			} else {
+				st.host = make([]int8, batch*st.out.size())
+			}
+		}
+	}
+	e.cap = batch
+	return nil
+}
+
+// Forward runs batch samples x (NCHW float32, batch times the net's input
+// size, already scaled as the net expects) and writes batch·OutLen()
+// outputs into out.
+func (e *Int8Engine) Forward(x []float32, batch int, out []float32) error {
+	if batch < 0 || len(x) != batch*e.in.size() || len(out) != batch*e.outLen {
+		return fmt.Errorf("nn: integer forward of %d samples: %d inputs (want %d) and %d outputs (want %d)",
+			batch, len(x), batch*e.in.size(), len(out), batch*e.outLen)
+	}
+	for b0 := 0; b0 < batch; b0 += int8MaxBatch {
+		nb := min(int8MaxBatch, batch-b0)
+		if err := e.forward(x[b0*e.in.size():(b0+nb)*e.in.size()], nb, out[b0*e.outLen:(b0+nb)*e.outLen]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (e *Int8Engine) forward(x []float32, nb int, out []float32) error {
+	if err := e.grow(nb); err != nil {
+		return fmt.Errorf("nn: integer forward on %s: %w", e.be.Name(), err)
+	}
+	// Quantize NCHW floats into NHWC codes.
+	in := e.in
+	hw := in.H * in.W
+	codes := e.codes[:nb*in.size()]
+	s, z := e.inAct.Scale, e.inAct.ZeroPoint
+	int8Parallel(nb, in.size(), func(n0, n1 int) {
+		for n := n0; n < n1; n++ {
+			xs, cs := x[n*in.size():(n+1)*in.size()], codes[n*in.size():(n+1)*in.size()]
+			for c := range in.C {
+				for p, v := range xs[c*hw : (c+1)*hw] {
+					cs[p*in.C+c] = int8(quant.QuantizeValue(v, s, z, -128, 127))
+				}
+			}
+		}
+	})
+	var f32 []float32
+	for si, st := range e.steps {
+		switch st.kind {
+		case int8Conv, int8Dense:
+			m := nb * st.m1
+			a := st.a.host.([]int8)[:m*st.k]
+			if st.kind == int8Conv {
+				int8Im2col(a, codes, nb, st)
+			} else {
+				copy(a, codes)
+			}
+			if err := st.a.push(e.be, m*st.k); err != nil {
+				return fmt.Errorf("nn: layer %d: %w", st.layer, err)
+			}
+			if err := e.be.GemmS8(m, st.n, st.k, st.a.buf.Slice(0, m*st.k), st.w, st.c.buf.Slice(0, m*st.n), &st.ep); err != nil {
+				return fmt.Errorf("nn: layer %d: %w", st.layer, err)
+			}
+			if err := st.c.pull(e.be, m*st.n); err != nil {
+				return fmt.Errorf("nn: layer %d: %w", st.layer, err)
+			}
+			if st.final {
+				f32 = st.c.host.([]float32)[:m*st.n]
+			} else {
+				codes = st.c.host.([]int8)[:m*st.n]
+			}
+		case int8Pool:
+			dst := st.host[:nb*st.out.size()]
+			int8MaxPool(dst, codes, nb, st)
+			codes = dst
+		case int8ReLU:
+			if st.final {
+				for k, v := range f32 {
+					f32[k] = max(v, 0)
+				}
+				break
+			}
+			dst := st.host[:len(codes)]
+			for k, v := range codes {
+				dst[k] = max(v, int8(st.zp))
+			}
+			codes = dst
+		case int8Flatten:
+		case int8Softmax:
+			n1 := st.in.size()
+			for n := range nb {
+				trainSoftmax(f32[n*n1:(n+1)*n1], f32[n*n1:(n+1)*n1])
+			}
+		}
+		if e.trace != nil {
+			if f32 != nil {
+				e.trace(si, st.layer, nil, f32)
+			} else {
+				e.trace(si, st.layer, codes, nil)
+			}
+		}
+	}
+	// The float output is NHWC; give it back in NCHW order.
+	last := e.steps[len(e.steps)-1].out
+	if last.C == 1 || last.H*last.W == 1 {
+		copy(out, f32)
+		return nil
+	}
+	hw = last.H * last.W
+	for n := range nb {
+		src, dst := f32[n*last.size():(n+1)*last.size()], out[n*last.size():(n+1)*last.size()]
+		for p := range hw {
+			for c := range last.C {
+				dst[c*hw+p] = src[p*last.C+c]
+			}
+		}
+	}
+	return nil
+}
+
+// int8Im2col writes the im2col matrix of the NHWC codes x (nb samples)
+// into a: row (n, oh, ow) holds the window at that output in (kh, kw, c)
+// order, with the zero point's code where the window leaves the image.
+func int8Im2col(a, x []int8, nb int, st *int8Step) {
+	l, in, out := st.conv, st.in, st.out
+	C, K := in.C, st.k
+	pad := int8(st.zp)
+	int8Parallel(nb, st.m1*K, func(n0, n1 int) {
+		for n := n0; n < n1; n++ {
+			xn := x[n*in.size() : (n+1)*in.size()]
+			for oh := range out.H {
+				for ow := range out.W {
+					row := a[((n*out.H+oh)*out.W+ow)*K:][:K]
+					iw0 := ow*l.StrideW - l.PadL
+					v0, v1 := max(0, -iw0), min(l.KW, in.W-iw0) // kernel columns inside
+					for u := range l.KH {
+						r := row[u*l.KW*C : (u+1)*l.KW*C]
+						ih := oh*l.StrideH + u - l.PadT
+						if ih < 0 || ih >= in.H || v0 >= v1 {
+							int8Fill(r, pad)
+							continue
+						}
+						int8Fill(r[:v0*C], pad)
+						copy(r[v0*C:v1*C], xn[(ih*in.W+iw0+v0)*C:(ih*in.W+iw0+v1)*C])
+						int8Fill(r[v1*C:], pad)
+					}
+				}
+			}
+		}
+	})
+}
+
+func int8Fill(s []int8, v int8) {
+	for i := range s {
+		s[i] = v
+	}
+}
+
+// int8MaxPool is the window maximum of NHWC codes; padding is never
+// chosen.
+func int8MaxPool(dst, x []int8, nb int, st *int8Step) {
+	l, in, out := st.pool, st.in, st.out
+	C := in.C
+	int8Parallel(nb, out.size()*l.KH*l.KW, func(n0, n1 int) {
+		for n := n0; n < n1; n++ {
+			xn, yn := x[n*in.size():(n+1)*in.size()], dst[n*out.size():(n+1)*out.size()]
+			for oh := range out.H {
+				h0, h1 := max(0, oh*l.StrideH-l.PadT), min(in.H, oh*l.StrideH-l.PadT+l.KH)
+				for ow := range out.W {
+					w0, w1 := max(0, ow*l.StrideW-l.PadL), min(in.W, ow*l.StrideW-l.PadL+l.KW)
+					y := yn[(oh*out.W+ow)*C:][:C]
+					int8Fill(y, -128)
+					for ih := h0; ih < h1; ih++ {
+						for iw := w0; iw < w1; iw++ {
+							xs := xn[(ih*in.W+iw)*C:][:C]
+							for c, v := range xs {
+								y[c] = max(y[c], v)
+							}
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+// int8Parallel runs fn over [0, n) in contiguous pieces on up to
+// GOMAXPROCS goroutines when the work (per item) makes it worth it.
+func int8Parallel(n, per int, fn func(lo, hi int)) {
+	w := min(runtime.GOMAXPROCS(0), n, max(1, n*per/(1<<15)))
+	if w <= 1 {
+		fn(0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	for k := range w {
+		lo, hi := n*k/w, n*(k+1)/w
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn(lo, hi)
+		}()
+	}
+	wg.Wait()
+}

@@ -1,0 +1,466 @@
+package nn
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/quantkit/quantkit/cpu"
+	"github.com/quantkit/quantkit/quant"
+)
+
+// testNet is a small CNN exercising padding (asymmetric too), strides,
+// a ReLU after a pool (on codes, not fused), Flatten order and a Dense
+// head: [2,9,8] → conv 3×3 (3) → ReLU → pool 2 → conv 3×3/2 (4) → pool
+// 2/1 → ReLU → flatten → dense 5.
+func testNet(rng *rand.Rand) *Net {
+	rnd := func(n int, s float64) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(rng.NormFloat64() * s)
+		}
+		return v
+	}
+	c1 := &Conv2D{Name: "c1", InC: 2, OutC: 3, KH: 3, KW: 3, StrideH: 1, StrideW: 1, PadT: 1, PadL: 1, PadB: 1, PadR: 1,
+		W: rnd(3*2*9, 0.4), B: rnd(3, 0.1)}
+	c2 := &Conv2D{Name: "c2", InC: 3, OutC: 4, KH: 3, KW: 3, StrideH: 2, StrideW: 2, PadT: 1, PadL: 0, PadB: 1, PadR: 2,
+		W: rnd(4*3*9, 0.4), B: rnd(4, 0.1)}
+	// c2's input 3×4×4 → out H (4+2−3)/2+1 = 2, W (4+2−3)/2+1 = 2.
+	d := &Dense{Name: "d", In: 4, Out: 5, W: rnd(5*4, 0.5), B: rnd(5, 0.1)}
+	return &Net{
+		Input:      []int{2, 9, 8},
+		Layers:     []Layer{c1, &ReLU{}, &MaxPool{KH: 2, KW: 2, StrideH: 2, StrideW: 2}, c2, &MaxPool{KH: 2, KW: 2, StrideH: 1, StrideW: 1}, &ReLU{}, &Flatten{}, d},
+		InputScale: 1,
+	}
+}
+
+// testNet2 has a wider spatial Dense input (so Flatten order matters)
+// and a non-negative input: [1,6,6] → conv 3×3 (3, pad 1) → ReLU →
+// flatten → dense 4 → ReLU → dense 3.
+func testNet2(rng *rand.Rand) *Net {
+	rnd := func(n int, s float64) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(rng.NormFloat64() * s)
+		}
+		return v
+	}
+	c := &Conv2D{InC: 1, OutC: 3, KH: 3, KW: 3, StrideH: 1, StrideW: 1, PadT: 1, PadL: 1, PadB: 1, PadR: 1, W: rnd(27, 0.05), B: rnd(3, 0.1)}
+	d1 := &Dense{In: 108, Out: 4, W: rnd(432, 0.1), B: rnd(4, 0.1)}
+	d2 := &Dense{In: 4, Out: 3, W: rnd(12, 0.5), B: rnd(3, 0.1)}
+	return &Net{Input: []int{1, 6, 6}, Layers: []Layer{c, &ReLU{}, &Flatten{}, d1, &ReLU{}, d2}, InputScale: 1}
+}
+
+// testSamples are n random inputs: normal (signed) or pixels 0..255.
+func testSamples(net *Net, n int, pixels bool, seed uint64) *Samples {
+	size := 1
+	for _, d := range net.Input {
+		size *= d
+	}
+	rng := rand.New(rand.NewPCG(seed, 7))
+	x := make([]float32, n*size)
+	labels := make([]uint8, n)
+	for i := range x {
+		if pixels {
+			x[i] = float32(rng.IntN(256))
+		} else {
+			x[i] = float32(rng.NormFloat64())
+		}
+	}
+	for i := range labels {
+		labels[i] = uint8(rng.IntN(3))
+	}
+	return &Samples{N: n, Labels: labels, Fill: func(dst []float32, idx []int) {
+		for k, i := range idx {
+			copy(dst[k*size:(k+1)*size], x[i*size:(i+1)*size])
+		}
+	}}
+}
+
+func testInputs(s *Samples, size int) []float32 {
+	x := make([]float32, s.N*size)
+	idx := make([]int, s.N)
+	for i := range idx {
+		idx[i] = i
+	}
+	s.Fill(x, idx)
+	return x
+}
+
+func TestPTQDoesNotModifyNet(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	net := testNet(rng)
+	ref := calibClone(net)
+	st, err := CollectActStats(net, testSamples(net, 40, false, 1), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range quant.CalibratorNames() {
+		if _, err := PTQ(net, st, PTQOptions{Method: m, WeightBits: 4}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, l := range net.Layers {
+		w, _ := calibWeights(l)
+		rw, _ := calibWeights(ref.Layers[i])
+		for k := range w {
+			if w[k] != rw[k] {
+				t.Fatalf("layer %d weight %d changed", i, k)
+			}
+		}
+	}
+	if net.Quant != nil {
+		t.Fatal("PTQ set the float net's Quant")
+	}
+}
+
+func TestPTQParams(t *testing.T) {
+	rng := rand.New(rand.NewPCG(2, 2))
+	net := testNet2(rng)
+	st, err := CollectActStats(net, testSamples(net, 64, true, 2), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := PTQ(net, st, PTQOptions{Method: "max", WeightBits: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Raw pixels reach 255 (64·36 uniform draws): scale 1, zero point −128, exact.
+	if a := q.Quant.Act[0]; a.Scale != 1 || a.ZeroPoint != -128 {
+		t.Errorf("input quantization %+v, want scale 1 zero point −128", a)
+	}
+	// The dense input follows a ReLU: non-negative, asymmetric, amax = max.
+	if a := q.Quant.Act[3]; a.ZeroPoint != -128 || math.Abs(float64(a.Scale)-float64(st.Max[3])/255) > 1e-6*float64(st.Max[3]) {
+		t.Errorf("dense input quantization %+v for max %g", a, st.Max[3])
+	}
+	// Weight scales: max |w| per row / 127.
+	d := net.Layers[3].(*Dense)
+	for o := range d.Out {
+		var m float64
+		for _, v := range d.W[o*d.In : (o+1)*d.In] {
+			m = math.Max(m, math.Abs(float64(v)))
+		}
+		if got := q.Quant.WeightScale[3][o]; got != float32(m/127) {
+			t.Errorf("row %d scale %g, want %g", o, got, m/127)
+		}
+	}
+	if q.Quant.WeightScale[1] != nil || q.Quant.Act[1].Scale != 0 {
+		t.Error("the ReLU got quantization parameters")
+	}
+	if got, want := WeightBytes(q), 3*9+3*8+4*108+4*8+3*4+3*8; got != want {
+		t.Errorf("WeightBytes = %d, want %d", got, want)
+	}
+	q4, _ := PTQ(net, st, PTQOptions{Method: "max", WeightBits: 4})
+	if got, want := WeightBytes(q4), 3*5+3*8+4*54+4*8+3*2+3*8; got != want {
+		t.Errorf("int4 WeightBytes = %d, want %d", got, want)
+	}
+}
+
+// int8Ref is the naive integer reference of one engine step on NHWC
+// codes: the window sums Σ(qa−za)·qw in int64 over the cells inside the
+// image, then the epilogue exactly as backend.Epilogue states it, in
+// float32. It also returns, for every output, the same value computed
+// in float64 (for the simulation test).
+func int8Ref(t *testing.T, e *Int8Engine, st *int8Step, in []int8, nb int, net *Net) (codes []int8, f32 []float32, y64 []float64) {
+	q := net.Quant
+	outN := nb * st.out.size()
+	switch st.kind {
+	case int8Pool:
+		codes = make([]int8, outN)
+		l := st.pool
+		for n := range nb {
+			for c := range st.in.C {
+				for oh := range st.out.H {
+					for ow := range st.out.W {
+						best := -1000
+						for u := range l.KH {
+							for v := range l.KW {
+								ih, iw := oh*l.StrideH+u-l.PadT, ow*l.StrideW+v-l.PadL
+								if ih >= 0 && ih < st.in.H && iw >= 0 && iw < st.in.W {
+									best = max(best, int(in[n*st.in.size()+(ih*st.in.W+iw)*st.in.C+c]))
+								}
+							}
+						}
+						codes[n*st.out.size()+(oh*st.out.W+ow)*st.in.C+c] = int8(best)
+					}
+				}
+			}
+		}
+		return codes, nil, nil
+	case int8ReLU:
+		codes = make([]int8, len(in))
+		for k, v := range in {
+			codes[k] = max(v, int8(st.zp))
+		}
+		return codes, nil, nil
+	case int8Flatten:
+		return in, nil, nil
+	}
+	i := st.layer
+	sa, za := q.Act[i].Scale, q.Act[i].ZeroPoint
+	sw := q.WeightScale[i]
+	qmax := int32(1)<<(q.WeightBits-1) - 1
+	wq := func(w float32, o int) int64 { return int64(quant.QuantizeValue(w, sw[o], 0, -qmax, qmax)) }
+	acc := make([]int64, nb*st.m1*st.n) // NHWC
+	var bias []float32
+	switch l := net.Layers[i].(type) {
+	case *Conv2D:
+		bias = l.B
+		for n := range nb {
+			for o := range l.OutC {
+				for oh := range st.out.H {
+					for ow := range st.out.W {
+						var s int64
+						for c := range l.InC {
+							for u := range l.KH {
+								for v := range l.KW {
+									ih, iw := oh*l.StrideH+u-l.PadT, ow*l.StrideW+v-l.PadL
+									if ih < 0 || ih >= st.in.H || iw < 0 || iw >= st.in.W {
+										continue
+									}
+									a := int64(in[n*st.in.size()+(ih*st.in.W+iw)*st.in.C+c]) - int64(za)
+									s += a * wq(l.W[((o*l.InC+c)*l.KH+u)*l.KW+v], o)
+								}
+							}
+						}
+						acc[((n*st.out.H+oh)*st.out.W+ow)*l.OutC+o] = s
+					}
+				}
+			}
+		}
+	case *Dense:
+		bias = l.B
+		P := st.in
+		for n := range nb {
+			for o := range l.Out {
+				var s int64
+				for c := range P.C {
+					for h := range P.H {
+						for x := range P.W {
+							a := int64(in[n*P.size()+(h*P.W+x)*P.C+c]) - int64(za)
+							s += a * wq(l.W[o*l.In+(c*P.H+h)*P.W+x], o)
+						}
+					}
+				}
+				acc[n*l.Out+o] = s
+			}
+		}
+	}
+	y64 = make([]float64, len(acc))
+	if st.final {
+		f32 = make([]float32, len(acc))
+	} else {
+		codes = make([]int8, len(acc))
+	}
+	for k, s := range acc {
+		o := k % st.n
+		y := float32(float32(s) * float32(sa*sw[o])) // as ColScale = sa·sw[o]
+		y = float32(y + bias[o])
+		yd := float64(s)*float64(sa)*float64(sw[o]) + float64(bias[o])
+		if st.ep.ReLU {
+			y, yd = max(y, 0), math.Max(yd, 0)
+		}
+		y64[k] = yd
+		if st.final {
+			f32[k] = y
+		} else {
+			codes[k] = int8(quant.QuantizeValue(y, st.ep.OutScale, st.ep.OutZeroPoint, -128, 127))
+		}
+	}
+	return codes, f32, y64
+}
+
+// runTraced runs the engine on x and returns each step's input and
+// output (codes or float32).
+func runTraced(t *testing.T, e *Int8Engine, x []float32, nb int) (ins, outs [][]int8, fouts [][]float32, logits []float32) {
+	ins = make([][]int8, len(e.steps))
+	outs = make([][]int8, len(e.steps))
+	fouts = make([][]float32, len(e.steps))
+	e.trace = func(si, _ int, codes []int8, f []float32) {
+		outs[si] = append([]int8(nil), codes...)
+		fouts[si] = append([]float32(nil), f...)
+	}
+	defer func() { e.trace = nil }()
+	logits = make([]float32, nb*e.OutLen())
+	if err := e.Forward(x, nb, logits); err != nil {
+		t.Fatal(err)
+	}
+	// The input codes, quantized independently: NCHW → NHWC.
+	in := e.in
+	q0 := make([]int8, nb*in.size())
+	for n := range nb {
+		for c := range in.C {
+			for p := range in.H * in.W {
+				q0[n*in.size()+p*in.C+c] = int8(quant.QuantizeValue(x[n*in.size()+c*in.H*in.W+p], e.inAct.Scale, e.inAct.ZeroPoint, -128, 127))
+			}
+		}
+	}
+	ins[0] = q0
+	for si := 1; si < len(e.steps); si++ {
+		ins[si] = outs[si-1]
+	}
+	return ins, outs, fouts, logits
+}
+
+// TestInt8EngineExact checks every step of the integer engine on small
+// nets, 4- and 8-bit weights and every calibrator, against the naive
+// integer reference: codes and float outputs equal to the bit.
+func TestInt8EngineExact(t *testing.T) {
+	be := cpu.New()
+	for ni, mk := range []func(*rand.Rand) *Net{testNet, testNet2} {
+		rng := rand.New(rand.NewPCG(uint64(ni)+3, 3))
+		net := mk(rng)
+		data := testSamples(net, 37, ni == 1, uint64(ni))
+		st, err := CollectActStats(net, data, 0, 256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := testInputs(data, data.N*0+trainShapesMust(t, net)[0].size())
+		for _, bits := range []int{8, 4} {
+			for _, m := range quant.CalibratorNames() {
+				q, err := PTQ(net, st, PTQOptions{Method: m, WeightBits: bits})
+				if err != nil {
+					t.Fatal(err)
+				}
+				e, err := NewInt8Engine(be, q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ins, outs, fouts, logits := runTraced(t, e, x, data.N)
+				for si, s := range e.steps {
+					codes, f32, _ := int8Ref(t, e, s, ins[si], data.N, q)
+					if f32 != nil && !s.final {
+						t.Fatalf("step %d float", si)
+					}
+					if s.final && s.kind <= int8Dense {
+						for k := range f32 {
+							if f32[k] != fouts[si][k] {
+								t.Fatalf("net %d, %s int%d, step %d (layer %d): float output %d = %g, reference %g", ni, m, bits, si, s.layer, k, fouts[si][k], f32[k])
+							}
+						}
+						continue
+					}
+					if codes == nil {
+						continue
+					}
+					if len(codes) != len(outs[si]) {
+						t.Fatalf("step %d: %d codes, reference %d", si, len(outs[si]), len(codes))
+					}
+					for k := range codes {
+						if codes[k] != outs[si][k] {
+							t.Fatalf("net %d, %s int%d, step %d (layer %d): code %d = %d, reference %d", ni, m, bits, si, s.layer, k, outs[si][k], codes[k])
+						}
+					}
+				}
+				// Forward in odd batch sizes gives the same logits.
+				one := make([]float32, e.OutLen())
+				for _, n := range []int{0, 5, data.N - 1} {
+					if err := e.Forward(x[n*e.in.size():(n+1)*e.in.size()], 1, one); err != nil {
+						t.Fatal(err)
+					}
+					for k, v := range one {
+						if v != logits[n*e.OutLen()+k] {
+							t.Fatalf("sample %d alone: logit %d = %g, in the batch %g", n, k, v, logits[n*e.OutLen()+k])
+						}
+					}
+				}
+				e.Close()
+			}
+		}
+	}
+}
+
+// TestInt8EngineFloatSimulation checks the engine against a float64
+// simulation of the same quantized arithmetic (dequantize, float64
+// convolution, requantize): given the same input codes, every output
+// code agrees unless the float64 value lies within 1e-5 of a rounding
+// boundary (then it may differ by one), and the logits agree within the
+// rounding of three float32 operations, 1e-6·(|Σ| + |bias|).
+func TestInt8EngineFloatSimulation(t *testing.T) {
+	be := cpu.New()
+	rng := rand.New(rand.NewPCG(9, 9))
+	net := testNet(rng)
+	data := testSamples(net, 64, false, 9)
+	st, err := CollectActStats(net, data, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := testInputs(data, trainShapesMust(t, net)[0].size())
+	q, err := PTQ(net, st, PTQOptions{Method: "entropy"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewInt8Engine(be, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ins, outs, fouts, _ := runTraced(t, e, x, data.N)
+	near := 0
+	for si, s := range e.steps {
+		if s.kind > int8Dense {
+			continue
+		}
+		_, _, y64 := int8Ref(t, e, s, ins[si], data.N, q)
+		for k, y := range y64 {
+			if s.final {
+				b := math.Abs(float64(s.ep.Bias[k%s.n]))
+				if d := math.Abs(float64(fouts[si][k]) - y); d > 1e-6*(math.Abs(y)+2*b)+1e-30 {
+					t.Fatalf("step %d logit %d = %g, float64 %g", si, k, fouts[si][k], y)
+				}
+				continue
+			}
+			r := y/float64(s.ep.OutScale) + float64(s.ep.OutZeroPoint)
+			want := math.Max(-128, math.Min(127, math.RoundToEven(r)))
+			got := float64(outs[si][k])
+			if frac := math.Abs(r - math.Floor(r) - 0.5); frac < 1e-5 {
+				near++
+				if math.Abs(got-want) > 1 {
+					t.Fatalf("step %d code %d = %v, float64 %v (near a boundary)", si, k, got, want)
+				}
+				continue
+			}
+			if got != want {
+				t.Fatalf("step %d code %d = %v, float64 simulation %v (%v)", si, k, got, want, r)
+			}
+		}
+	}
+	t.Logf("%d values near a rounding boundary", near)
+}
+
+func trainShapesMust(t *testing.T, net *Net) []trainShape {
+	s, err := trainShapes(net)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestInt8EngineErrors(t *testing.T) {
+	be := cpu.New()
+	rng := rand.New(rand.NewPCG(4, 4))
+	net := testNet(rng)
+	if _, err := NewInt8Engine(be, net); err == nil {
+		t.Error("float net accepted")
+	}
+	st, _ := CollectActStats(net, testSamples(net, 8, false, 4), 0, 0)
+	q, _ := PTQ(net, st, PTQOptions{Method: "max"})
+	q.Quant.Act[3].Scale = 0
+	if _, err := NewInt8Engine(be, q); err == nil {
+		t.Error("zero activation scale accepted")
+	}
+	q, _ = PTQ(net, st, PTQOptions{Method: "max"})
+	e, err := NewInt8Engine(be, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Forward(make([]float32, 10), 1, make([]float32, 5)); err == nil {
+		t.Error("short input accepted")
+	}
+	if _, err := PTQ(net, st, PTQOptions{Method: "nope"}); err == nil {
+		t.Error("unknown calibrator accepted")
+	}
+	if _, err := PTQ(net, st, PTQOptions{Method: "max", WeightBits: 3}); err == nil {
+		t.Error("3-bit weights accepted")
+	}
+}
