@@ -44,6 +44,7 @@ func GemmF32(m, n, k int, a, b, c []float32) {
 	case m == 0 || n == 0:
 	case k == 0:
 		clear(c)
+	case gemmF32SIMD(m, n, k, a, b, c):
 	case n < gemmF32NR && m > n:
 		gemmF32(n, m, k, b, a, c, 1, n)
 	default:

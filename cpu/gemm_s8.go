@@ -175,6 +175,9 @@ func gemmS8(m, n, k int, a, b []int8, out *s8Out) {
 		gemmS8Direct(m, n, k, a, b, out)
 		return
 	}
+	if gemmS8SIMD(m, n, k, a, b, out) {
+		return
+	}
 	if n < gemmS8NR && m > n {
 		out.swap = true
 		m, n, a, b = n, m, b, a

@@ -1,0 +1,318 @@
+// Command gemm generates the amd64 GEMM micro-kernels of package cpu:
+// cpu/gemm_amd64.s and its declarations, cpu/gemm_stubs_amd64.go.
+//
+// Run it from cpu/_gen with `go run ./gemm` (make asm). Each kernel
+// multiplies a packed panel of mr rows of A by a packed panel of nr rows
+// of B over kc steps of k, with every sum of the mr×nr tile in a vector
+// register, and stores the tile into C (or adds it to C) at the end: C is
+// read and written once per call, A and B are each read once.
+//
+// All kernels use fixed registers: the tile takes nearly the whole vector
+// register file, so there is nothing for an allocator to decide.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	. "github.com/mmcloughlin/avo/build"
+	"github.com/mmcloughlin/avo/ir"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+var (
+	zmm = []VecPhysical{Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z8, Z9, Z10, Z11, Z12, Z13, Z14, Z15,
+		Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23, Z24, Z25, Z26, Z27, Z28, Z29, Z30, Z31}
+	ymm = []VecPhysical{Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7, Y8, Y9, Y10, Y11, Y12, Y13, Y14, Y15}
+)
+
+func main() {
+	if len(os.Args) == 1 {
+		os.Args = append(os.Args, "-out", "../gemm_amd64.s", "-stubs", "../gemm_stubs_amd64.go", "-pkg", "cpu")
+	}
+	ConstraintExpr("!noasm,!gccgo,!safe")
+
+	f32Kernel("gemmF32Kernel14x32AVX512", 14, 2, zmm)
+	f32Kernel("gemmF32Kernel6x16AVX2", 6, 2, ymm)
+	s8Kernel("gemmS8Kernel14x32AVX512VNNI", 14, 2, zmm, dotVNNI512)
+	s8Kernel("gemmS8Kernel6x16AVXVNNI", 6, 2, ymm, dotVNNI256)
+	s8Kernel("gemmS8Kernel6x16AVX2", 6, 2, ymm, dotAVX2)
+
+	Generate()
+}
+
+// Fixed general-purpose registers of every kernel.
+var (
+	rA   = RAX // packed A: mr values (or groups) per step
+	rB   = RBX // packed B: nr values (or groups) per step
+	rK   = RCX // steps left
+	rC   = RDI // C, row by row
+	rLDC = RSI // row stride of C in bytes
+	rAcc = R8  // accumulate into C (1) or store (0)
+)
+
+// header loads the arguments common to every kernel.
+func header(elem int) {
+	Load(Param("kc"), rK)
+	Load(Param("a"), rA)
+	Load(Param("b"), rB)
+	Load(Param("c"), rC)
+	Load(Param("ldc"), rLDC)
+	SHLQ(U8(log2(elem)), rLDC)
+	Load(Param("accumulate"), rAcc)
+}
+
+func log2(x int) int {
+	n := 0
+	for 1<<n < x {
+		n++
+	}
+	return n
+}
+
+// f32Kernel emits an mr×(nv vectors) float32 kernel. Per step p it loads
+// nv vectors of B, broadcasts each of the mr values of A and issues mr·nv
+// fused multiply-adds into the tile.
+func f32Kernel(name string, mr, nv int, v []VecPhysical) {
+	w := int(v[0].Size()) / 4 // float32 lanes
+	nr := nv * w
+	TEXT(name, NOSPLIT, "func(kc int, a, b, c *float32, ldc int, accumulate bool)")
+	Pragma("noescape")
+	Doc(fmt.Sprintf("%s is, for a panel a of %d rows of A (a[p*%d+r] = A[r, p]) and a panel b", name, mr, mr),
+		fmt.Sprintf("of %d rows of B (b[p*%d+j] = B[j, p]), with fused multiply-adds,", nr, nr),
+		"",
+		fmt.Sprintf("\tfor r := range %d {", mr),
+		fmt.Sprintf("\t\tfor j := range %d {", nr),
+		"\t\t\tvar s float32",
+		"\t\t\tfor p := range kc {",
+		fmt.Sprintf("\t\t\t\ts += a[p*%d+r] * b[p*%d+j]", mr, nr),
+		"\t\t\t}",
+		"\t\t\tif accumulate {",
+		"\t\t\t\tc[r*ldc+j] += s",
+		"\t\t\t} else {",
+		"\t\t\t\tc[r*ldc+j] = s",
+		"\t\t\t}",
+		"\t\t}",
+		"\t}",
+		"",
+		"kc must be at least 1.")
+	acc, bv, tv := tile(mr, nv, v)
+	header(4)
+	for _, r := range acc {
+		VXORPS(r, r, r)
+	}
+	Label(name + "_loop")
+	for j, r := range bv {
+		VMOVUPS(Mem{Base: rB, Disp: j * int(r.Size())}, r)
+	}
+	for i := range mr {
+		t := tv[i%len(tv)]
+		VBROADCASTSS(Mem{Base: rA, Disp: 4 * i}, t)
+		for j := range nv {
+			VFMADD231PS(bv[j], t, acc[i*nv+j])
+		}
+	}
+	ADDQ(U32(4*mr), rA)
+	ADDQ(U32(4*nr), rB)
+	DECQ(rK)
+	JNZ(LabelRef(name + "_loop"))
+	storeTile(name, mr, nv, acc, VADDPS, func(src, dst Op) { VMOVUPS(src, dst) })
+}
+
+// tile assigns the registers of an mr×nv tile: accumulators first, then
+// nv for B, then what is left (at least one) for broadcasts of A.
+func tile(mr, nv int, v []VecPhysical) (acc, bv, tv []VecPhysical) {
+	n := mr * nv
+	if n+nv+1 > len(v) {
+		panic("tile does not fit the register file")
+	}
+	return v[:n], v[n : n+nv], v[n+nv:]
+}
+
+// storeTile writes the tile to C, adding what C holds when accumulate is
+// set.
+func storeTile(name string, mr, nv int, acc []VecPhysical, add func(...Op), mov func(src, dst Op)) {
+	size := int(acc[0].Size())
+	TESTQ(rAcc, rAcc)
+	JZ(LabelRef(name + "_store"))
+	for i := range mr {
+		for j := range nv {
+			m := Mem{Base: rC, Disp: j * size}
+			add(m, acc[i*nv+j], acc[i*nv+j])
+			mov(acc[i*nv+j], m)
+		}
+		ADDQ(rLDC, rC)
+	}
+	VZEROUPPER()
+	RET()
+	Label(name + "_store")
+	for i := range mr {
+		for j := range nv {
+			mov(acc[i*nv+j], Mem{Base: rC, Disp: j * size})
+		}
+		ADDQ(rLDC, rC)
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// A dot emits acc += the products of one broadcast word of A (signed) with
+// one vector of B, and says how many steps of k a word holds.
+type dot struct {
+	steps int
+	emit  func(a, b, acc, tmp VecPhysical)
+	doc   []string
+}
+
+// dotVNNI512 is VPDPBUSD on 512-bit registers: each 32-bit lane adds four
+// products of unsigned bytes of B by signed bytes of A, without
+// saturation. Go's assembler knows the EVEX form; avo v0.5.0 does not, so
+// the instruction is built by hand.
+var dotVNNI512 = dot{
+	steps: 4,
+	emit: func(a, b, acc, _ VecPhysical) {
+		Instruction(&ir.Instruction{
+			Opcode: "VPDPBUSD", Operands: []Op{a, b, acc},
+			Inputs: []Op{a, b, acc}, Outputs: []Op{acc}, ISA: []string{"AVX512_VNNI"},
+		})
+	},
+	doc: []string{"VPDPBUSD (AVX-512 VNNI) on 512-bit registers"},
+}
+
+// dotVNNI256 is the VEX-encoded VPDPBUSD of AVX-VNNI, which neither avo
+// nor Go's assembler knows (Go assembles VPDPBUSD on Y registers as EVEX,
+// which needs AVX-512 VL): it is emitted as bytes, for fixed registers.
+var dotVNNI256 = dot{
+	steps: 4,
+	emit: func(a, b, acc, _ VecPhysical) {
+		for _, x := range vexVPDPBUSD(int(acc.PhysicalIndex()), int(b.PhysicalIndex()), int(a.PhysicalIndex())) {
+			Instruction(&ir.Instruction{Opcode: "BYTE", Operands: []Op{U8(x)}, ISA: []string{"AVX_VNNI"}})
+		}
+	},
+	doc: []string{"VPDPBUSD (AVX-VNNI, VEX-encoded) on 256-bit registers"},
+}
+
+// vexVPDPBUSD encodes VPDPBUSD ymm(dst), ymm(src1), ymm(src2) in Intel
+// operand order (VEX.256.66.0F38.W0 50 /r): dst += Σ u8(src1)·s8(src2).
+func vexVPDPBUSD(dst, src1, src2 int) []byte {
+	inv := func(b int) byte { return byte(^b & 1) }
+	return []byte{
+		0xC4,
+		inv(dst>>3)<<7 | 1<<6 | inv(src2>>3)<<5 | 0x02, // R̄ X̄ B̄, map 0F38
+		0<<7 | byte(^src1&15)<<3 | 1<<2 | 0x01,         // W0, v̄v̄v̄v̄, L=256, pp=66
+		0x50,
+		0xC0 | byte(dst&7)<<3 | byte(src2&7),
+	}
+}
+
+// dotAVX2 is VPMADDWD on sign-extended int16 pairs (AVX2): each 32-bit lane
+// gets two products, which cannot saturate (|a·b| ≤ 2^14), added with
+// VPADDD. (VPMADDUBSW would take bytes directly, but its int16 pair sums
+// saturate.)
+var dotAVX2 = dot{
+	steps: 2,
+	emit: func(a, b, acc, tmp VecPhysical) {
+		VPMADDWD(b, a, tmp)
+		VPADDD(tmp, acc, acc)
+	},
+	doc: []string{"VPMADDWD and VPADDD (AVX2) on int16 pairs"},
+}
+
+// s8Kernel emits an mr×(nv vectors) int32 kernel over words of d.steps
+// steps of k.
+func s8Kernel(name string, mr, nv int, v []VecPhysical, d dot) {
+	w := int(v[0].Size()) / 4 // int32 lanes
+	nr := nv * w
+	if d.steps == 4 {
+		TEXT(name, NOSPLIT, "func(kc int, a, b *uint32, c *int32, ldc int, accumulate bool)")
+		Pragma("noescape")
+		Doc(fmt.Sprintf("%s is, with %s, for a panel a of %d rows of A", name, d.doc[0], mr),
+			fmt.Sprintf("and a panel b of %d rows of B in words of four steps of k, a[g*%d+r] holding", nr, mr),
+			fmt.Sprintf("the int8s A[r, 4g..4g+3] and b[g*%d+j] the uint8s B[j, 4g..4g+3]+128,", nr),
+			"",
+			fmt.Sprintf("\tfor r := range %d {", mr),
+			fmt.Sprintf("\t\tfor j := range %d {", nr),
+			"\t\t\tvar s int32",
+			"\t\t\tfor g := range kc {",
+			"\t\t\t\tfor t := range 4 {",
+			fmt.Sprintf("\t\t\t\t\ts += int32(int8(a[g*%d+r]>>(8*t))) * int32(uint8(b[g*%d+j]>>(8*t)))", mr, nr),
+			"\t\t\t\t}",
+			"\t\t\t}",
+			"\t\t\tif accumulate {",
+			"\t\t\t\tc[r*ldc+j] += s",
+			"\t\t\t} else {",
+			"\t\t\t\tc[r*ldc+j] = s",
+			"\t\t\t}",
+			"\t\t}",
+			"\t}",
+			"",
+			"in int32 arithmetic that wraps, for kc ≥ 1. The caller subtracts 128·Σ A[r, ·]",
+			"to undo the offset of B.")
+	} else {
+		TEXT(name, NOSPLIT, "func(kc int, a, b *int16, c *int32, ldc int, accumulate bool)")
+		Pragma("noescape")
+		Doc(fmt.Sprintf("%s is, with %s, for a panel a of %d rows of A", name, d.doc[0], mr),
+			fmt.Sprintf("and a panel b of %d rows of B, in int16 pairs along k (a[(g*%d+r)*2+t] = A[r, 2g+t],", nr, mr),
+			fmt.Sprintf("b[(g*%d+j)*2+t] = B[j, 2g+t]),", nr),
+			"",
+			fmt.Sprintf("\tfor r := range %d {", mr),
+			fmt.Sprintf("\t\tfor j := range %d {", nr),
+			"\t\t\tvar s int32",
+			"\t\t\tfor g := range kc {",
+			"\t\t\t\tfor t := range 2 {",
+			fmt.Sprintf("\t\t\t\t\ts += int32(a[(g*%d+r)*2+t]) * int32(b[(g*%d+j)*2+t])", mr, nr),
+			"\t\t\t\t}",
+			"\t\t\t}",
+			"\t\t\tif accumulate {",
+			"\t\t\t\tc[r*ldc+j] += s",
+			"\t\t\t} else {",
+			"\t\t\t\tc[r*ldc+j] = s",
+			"\t\t\t}",
+			"\t\t}",
+			"\t}",
+			"",
+			"in int32 arithmetic that wraps, for kc ≥ 1; the int16s must lie in [-128, 128].")
+	}
+	acc, bv, tv := tile(mr, nv, v)
+	if d.steps == 2 && len(tv) < 2 {
+		panic("the AVX2 dot needs a temporary")
+	}
+	header(4)
+	for _, r := range acc {
+		if r.Size() == 64 {
+			VPXORD(r, r, r)
+		} else {
+			VPXOR(r, r, r)
+		}
+	}
+	Label(name + "_loop")
+	for j, r := range bv {
+		movdqu(Mem{Base: rB, Disp: j * int(r.Size())}, r)
+	}
+	for i := range mr {
+		t := tv[0]
+		if d.steps == 4 {
+			t = tv[i%len(tv)]
+		}
+		VPBROADCASTD(Mem{Base: rA, Disp: 4 * i}, t)
+		for j := range nv {
+			d.emit(t, bv[j], acc[i*nv+j], tv[len(tv)-1])
+		}
+	}
+	ADDQ(U32(4*mr), rA)
+	ADDQ(U32(4*nr), rB)
+	DECQ(rK)
+	JNZ(LabelRef(name + "_loop"))
+	storeTile(name, mr, nv, acc, VPADDD, movdqu)
+}
+
+// movdqu is VMOVDQU, or VMOVDQU32 on 512-bit registers, which have no
+// VMOVDQU.
+func movdqu(src, dst Op) {
+	if IsZMM(src) || IsZMM(dst) {
+		VMOVDQU32(src, dst)
+	} else {
+		VMOVDQU(src, dst)
+	}
+}
