@@ -183,8 +183,14 @@ func (l *qLayout) quantize(codes []byte, x []float32, lo, hi int) {
 //	for i, v := range x {
 //		dst[i] = byte(quant.QuantizeValue(v, sc, zp, qmin, qmax))
 //	}
+//
+// The assembly kernel, where there is one, does the whole blocks of 32.
 func quantize8(dst []byte, x []float32, sc float32, zp int32, qmin, qmax float64) {
 	dst = dst[:len(x)]
+	if n := len(x) &^ 31; use.AVX2FMA && n > 0 {
+		quantize8AVX2(dst[:n], x[:n], sc, zp, int32(qmin), int32(qmax))
+		dst, x = dst[n:], x[n:]
+	}
 	for i, v := range x {
 		dst[i] = byte(quantizeValue(v, sc, zp, qmin, qmax))
 	}
@@ -204,6 +210,10 @@ func quantize4(codes []byte, x []float32, s, e int, sc float32, zp int32, qmin, 
 	}
 	pairs := codes[i>>1 : e>>1]
 	xs := x[i : i+2*len(pairs)]
+	if n := len(xs) &^ 31; use.AVX2FMA && n > 0 {
+		quantize4AVX2(pairs[:n/2], xs[:n], sc, zp, int32(qmin), int32(qmax))
+		pairs, xs = pairs[n/2:], xs[n:]
+	}
 	for p := range pairs {
 		q0 := quantizeValue(xs[2*p], sc, zp, qmin, qmax)
 		q1 := quantizeValue(xs[2*p+1], sc, zp, qmin, qmax)
@@ -222,6 +232,10 @@ func (l *qLayout) quantize8Elementwise(codes []byte, x []float32, lo, hi int) {
 		end := min(i+c-j, hi)
 		scs, zps := l.scales[j:j+end-i], l.zeroPoints[j:j+end-i]
 		xs, dst := x[i:end], codes[i:end]
+		if n := len(xs) &^ 31; use.AVX2FMA && n > 0 {
+			quantize8VecAVX2(dst[:n], xs[:n], scs[:n], zps[:n], int32(l.qmin), int32(l.qmax))
+			scs, zps, xs, dst = scs[n:], zps[n:], xs[n:], dst[n:]
+		}
 		for t, v := range xs {
 			dst[t] = byte(quantizeValue(v, scs[t], zps[t], l.qmin, l.qmax))
 		}
@@ -230,6 +244,9 @@ func (l *qLayout) quantize8Elementwise(codes []byte, x []float32, lo, hi int) {
 }
 
 func (l *qLayout) quantize4Elementwise(codes []byte, x []float32, lo, hi int) {
+	if lo >= hi {
+		return // also no channels: a zero-length last axis
+	}
 	c := l.channels
 	j := lo % c
 	next := func() (float32, int32) {
@@ -240,12 +257,23 @@ func (l *qLayout) quantize4Elementwise(codes []byte, x []float32, lo, hi int) {
 		return sc, zp
 	}
 	i := lo
-	for ; i+1 < hi; i += 2 {
+	for i+1 < hi {
+		// Whole blocks of 32 inside one row of channels go to the
+		// assembly kernel; i stays even.
+		if n := min(c-j, hi-i) &^ 31; use.AVX2FMA && n > 0 {
+			quantize4VecAVX2(codes[i>>1:(i+n)>>1], x[i:i+n], l.scales[j:j+n], l.zeroPoints[j:j+n], int32(l.qmin), int32(l.qmax))
+			i, j = i+n, j+n
+			if j == c {
+				j = 0
+			}
+			continue
+		}
 		sc0, zp0 := next()
 		sc1, zp1 := next()
 		q0 := quantizeValue(x[i], sc0, zp0, l.qmin, l.qmax)
 		q1 := quantizeValue(x[i+1], sc1, zp1, l.qmin, l.qmax)
 		codes[i>>1] = byte(q0)&0x0F | byte(q1)<<4
+		i += 2
 	}
 	if i < hi {
 		sc, zp := next()
@@ -279,8 +307,18 @@ func (l *qLayout) dequantize(x []float32, codes []byte, lo, hi int) {
 //
 // with code(c) = int32(int8(c)) when signed and int32(c) otherwise. Long
 // runs go through a table of the 256 values, computed by the same formula.
+//
+// The assembly kernel, where there is one, does the whole blocks of 32.
 func dequantize8(x []float32, codes []byte, signed bool, sc float32, zp int32) {
 	codes = codes[:len(x)]
+	if n := len(x) &^ 31; use.AVX2FMA && n > 0 {
+		if signed {
+			dequantize8SAVX2(x[:n], codes[:n], sc, zp)
+		} else {
+			dequantize8UAVX2(x[:n], codes[:n], sc, zp)
+		}
+		x, codes = x[n:], codes[n:]
+	}
 	if len(x) >= 1024 {
 		var t [256]float32
 		for c := range t {
@@ -336,6 +374,15 @@ func dequantize4(x []float32, codes []byte, s, e int, signed bool, sc float32, z
 	}
 	pairs := codes[i>>1 : e>>1]
 	xs := x[i : i+2*len(pairs)]
+	if n := len(xs) &^ 31; use.AVX2FMA && n > 0 {
+		// Signed nibbles are (n^8) - 8; flip is xored into every byte.
+		sub, flip := zp, uint32(0)
+		if signed {
+			sub, flip = zp+8, 0x88888888
+		}
+		dequantize4AVX2(xs[:n], pairs[:n/2], sc, sub, flip)
+		pairs, xs = pairs[n/2:], xs[n:]
+	}
 	if len(pairs) >= 1024 {
 		var t [256][2]float32
 		for c := range t {

@@ -41,8 +41,13 @@ func AbsMax(x []float32) float32 {
 }
 
 // absMaxBits is the largest bit pattern of |v| below that of +Inf.
+// The assembly kernel, where there is one, does the whole blocks of 32.
 func absMaxBits(x []float32) uint32 {
 	var m0, m1, m2, m3 uint32
+	if n := len(x) &^ 31; use.AVX2FMA && n > 0 {
+		m0 = absMaxAVX2(x[:n])
+		x = x[n:]
+	}
 	for len(x) >= 4 {
 		b0 := math.Float32bits(x[0]) &^ (1 << 31)
 		b1 := math.Float32bits(x[1]) &^ (1 << 31)
@@ -131,6 +136,9 @@ func histogramAbs(x []float32, inv float32, nb int) ([]int64, int64) {
 		return int(v)
 	}
 	var nonFinite int64
+	if use.AVX2FMA && nb <= 1<<14 && len(x) >= 8*nb {
+		return histogramAbsAVX2(x, inv, nb)
+	}
 	if nb > 1<<14 || len(x) < 4*nb {
 		// Few values per bin: one histogram.
 		c := make([]int64, nb)
@@ -179,4 +187,28 @@ func histogramAbs(x []float32, inv float32, nb int) ([]int64, int64) {
 		c0[i] += c1[i] + c2[i] + c3[i]
 	}
 	return c0, nonFinite
+}
+
+// histogramAbsAVX2 is histogramAbs with the bins of the whole blocks of 8
+// computed and counted by the assembly kernel, into eight interleaved
+// histograms with a bin past the last for the non-finite values. nb is at
+// most 2^14, so that nb and nb-1 are exact in float32.
+func histogramAbsAVX2(x []float32, inv float32, nb int) ([]int64, int64) {
+	sub := make([]int64, 8*(nb+1))
+	n := len(x) &^ 7
+	histogramAVX2(x[:n], inv, float32(nb-1), int32(nb), sub)
+	c := make([]int64, nb)
+	for i := range c {
+		s := sub[8*i : 8*i+8]
+		c[i] = s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7]
+	}
+	var nonFinite int64
+	for _, v := range sub[8*nb:] {
+		nonFinite += v
+	}
+	rest, nf := histogramAbs(x[n:], inv, nb)
+	for i, v := range rest {
+		c[i] += v
+	}
+	return c, nonFinite + nf
 }

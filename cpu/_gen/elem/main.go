@@ -1,0 +1,375 @@
+// Command elem generates the AVX2 element-wise kernels of package cpu:
+// quantization and dequantization of float32 to 8- and 4-bit codes, the
+// largest finite |x| and the bin indices of the |x| histogram. Each kernel
+// handles whole blocks of 32 (histogram: 8) elements; the Go code in
+// package cpu does the remainder and every case the kernels leave out.
+//
+//	cd cpu/_gen && go run ./elem -out ../elem_amd64.s -stubs ../elem_stubs_amd64.go -pkg cpu
+//
+// Every kernel computes exactly what its pure-Go twin in package cpu
+// computes, bit for bit; the comments below say why each step is exact.
+package main
+
+import (
+	"fmt"
+
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+func main() {
+	ConstraintExpr("!noasm,!gccgo,!safe")
+
+	consts()
+	for _, bits := range []int{8, 4} {
+		quantize(bits, false)
+		quantize(bits, true)
+	}
+	dequantize8(false)
+	dequantize8(true)
+	dequantize4()
+	absMax()
+	histogram()
+
+	Generate()
+}
+
+// Constant vectors, read from memory by the kernels to leave registers
+// for the data.
+var (
+	packPerm   Mem // dword order that undoes the lane interleaving of VPACK*
+	lowBytes   Mem // 0x00FF in every word
+	lowNibble  Mem // 0x000F in every word
+	highNibble Mem // 0x00F0 in every word
+	nibbleMask Mem // 0x0F in every byte
+	laneIndex  Mem // 0, 1, ..., 7
+	clampLimit Mem // 512.0 in every float
+	negLimit   Mem // -512.0 in every float
+	absMask    Mem // 0x7FFFFFFF in every dword
+	maxFinite  Mem // 0x7F7FFFFF in every dword: the bits of MaxFloat32
+)
+
+func vector32(name string, v func(i int) uint32) Mem {
+	m := GLOBL(name, RODATA|NOPTR)
+	for i := range 8 {
+		DATA(4*i, U32(v(i)))
+	}
+	return m
+}
+
+func splat(name string, v uint32) Mem {
+	return vector32(name, func(int) uint32 { return v })
+}
+
+func consts() {
+	perm := []uint32{0, 4, 1, 5, 2, 6, 3, 7}
+	packPerm = vector32("elemPackPerm", func(i int) uint32 { return perm[i] })
+	lowBytes = splat("elemLowBytes", 0x00FF00FF)
+	lowNibble = splat("elemLowNibble", 0x000F000F)
+	highNibble = splat("elemHighNibble", 0x00F000F0)
+	nibbleMask = splat("elemNibbleMask", 0x0F0F0F0F)
+	laneIndex = vector32("elemLaneIndex", func(i int) uint32 { return uint32(i) })
+	clampLimit = splat("elemClampLimit", 0x44000000) // 512.0
+	negLimit = splat("elemNegLimit", 0xC4000000)     // -512.0
+	absMask = splat("elemAbsMask", 0x7FFFFFFF)
+	maxFinite = splat("elemMaxFinite", 0x7F7FFFFF)
+}
+
+// broadcastF32 loads a float32 argument into every lane of a new register.
+func broadcastF32(name string) VecVirtual {
+	x := XMM()
+	Load(Param(name), x)
+	y := YMM()
+	VBROADCASTSS(x, y)
+	return y
+}
+
+// broadcastI32 loads an int32 argument into every lane of a new register.
+func broadcastI32(name string) VecVirtual {
+	r := GP32()
+	Load(Param(name), r)
+	x := XMM()
+	VMOVD(r, x)
+	y := YMM()
+	VPBROADCASTD(x, y)
+	return y
+}
+
+func quantize(bits int, vec bool) {
+	name := fmt.Sprintf("quantize%dAVX2", bits)
+	sig := "func(dst []byte, x []float32, sc float32, zp, qmin, qmax int32)"
+	if vec {
+		name = fmt.Sprintf("quantize%dVecAVX2", bits)
+		sig = "func(dst []byte, x []float32, sc []float32, zp []int32, qmin, qmax int32)"
+	}
+	TEXT(name, NOSPLIT, sig)
+	if vec {
+		Doc(name + " is quantize" + fmt.Sprint(bits) + "Vec on len(x)/32 blocks of 32 elements: element i under sc[i] and zp[i].")
+	} else {
+		Doc(name + " is quantize" + fmt.Sprint(bits) + " on len(x)/32 blocks of 32 elements.")
+	}
+	dst := Mem{Base: Load(Param("dst").Base(), GP64())}
+	x := Mem{Base: Load(Param("x").Base(), GP64())}
+	n := Load(Param("x").Len(), GP64())
+	var scV, zpV VecVirtual
+	var sc, zp Mem
+	if vec {
+		sc = Mem{Base: Load(Param("sc").Base(), GP64())}
+		zp = Mem{Base: Load(Param("zp").Base(), GP64())}
+	} else {
+		scV = broadcastF32("sc")
+		zpV = broadcastI32("zp")
+	}
+	qmin, qmax := broadcastI32("qmin"), broadcastI32("qmax")
+	perm := YMM()
+	VMOVDQU(packPerm, perm)
+	SHRQ(U8(5), n)
+	JZ(LabelRef("done"))
+
+	Label("loop")
+	var q [4]VecVirtual
+	for j := range q {
+		v := YMM()
+		VMOVUPS(x.Offset(32*j), v)
+		// x/scale: VDIVPS rounds as float32 division does.
+		if vec {
+			VDIVPS(sc.Offset(32*j), v, v)
+		} else {
+			VDIVPS(scV, v, v)
+		}
+		// NaN to 0, which lands on the zero point below.
+		nan := YMM()
+		VCMPPS(U8(3), v, v, nan)
+		VANDNPS(v, nan, v)
+		// Clamp to ±512, past every code range plus zero point; ±Inf
+		// and huge quotients saturate as QuantizeValue's do. Clamping to
+		// integers commutes with rounding.
+		VMAXPS(negLimit, v, v)
+		VMINPS(clampLimit, v, v)
+		// Round half to even (mode 0), then an exact conversion.
+		VROUNDPS(U8(0), v, v)
+		q[j] = YMM()
+		VCVTTPS2DQ(v, q[j])
+		if vec {
+			VPADDD(zp.Offset(32*j), q[j], q[j])
+		} else {
+			VPADDD(zpV, q[j], q[j])
+		}
+		VPMAXSD(qmin, q[j], q[j])
+		VPMINSD(qmax, q[j], q[j])
+	}
+	// Codes lie in [-128, 255]: the words of VPACKSSDW hold them exactly.
+	a, b := YMM(), YMM()
+	VPACKSSDW(q[1], q[0], a)
+	VPACKSSDW(q[3], q[2], b)
+	if bits == 8 {
+		// The low byte of every word, through an unsigned pack.
+		VPAND(lowBytes, a, a)
+		VPAND(lowBytes, b, b)
+		VPACKUSWB(b, a, a)
+		VPERMD(a, perm, a)
+		VMOVDQU(a, dst)
+	} else {
+		// 4-bit codes lie in [-8, 15]: a signed pack keeps them. Then
+		// the pair of bytes of each word becomes one byte, the even
+		// element in the low nibble.
+		VPACKSSWB(b, a, a)
+		VPERMD(a, perm, a)
+		t := YMM()
+		VPSRLW(U8(4), a, t)
+		VPAND(highNibble, t, t)
+		VPAND(lowNibble, a, a)
+		VPOR(t, a, a)
+		VPACKUSWB(a, a, a)
+		VPERMQ(U8(0x08), a, a)
+		VMOVDQU(a.AsX(), dst)
+	}
+	ADDQ(U32(32*4), x.Base)
+	if vec {
+		ADDQ(U32(32*4), sc.Base)
+		ADDQ(U32(32*4), zp.Base)
+	}
+	ADDQ(U32(32*bits/8), dst.Base)
+	DECQ(n)
+	JNZ(LabelRef("loop"))
+
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
+// dequantize8 writes float32(code - zp) * sc, code the sign- or
+// zero-extended byte: the difference is a small integer that VCVTDQ2PS
+// converts exactly, and VMULPS rounds as a float32 product does.
+func dequantize8(signed bool) {
+	name, ext := "dequantize8UAVX2", VPMOVZXBD
+	if signed {
+		name, ext = "dequantize8SAVX2", VPMOVSXBD
+	}
+	TEXT(name, NOSPLIT, "func(x []float32, codes []byte, sc float32, zp int32)")
+	Doc(name + " is dequantize8 on len(x)/32 blocks of 32 elements.")
+	x := Mem{Base: Load(Param("x").Base(), GP64())}
+	c := Mem{Base: Load(Param("codes").Base(), GP64())}
+	n := Load(Param("x").Len(), GP64())
+	scV, zpV := broadcastF32("sc"), broadcastI32("zp")
+	SHRQ(U8(5), n)
+	JZ(LabelRef("done"))
+	Label("loop")
+	for j := range 4 {
+		v := YMM()
+		ext(c.Offset(8*j), v)
+		VPSUBD(zpV, v, v)
+		VCVTDQ2PS(v, v)
+		VMULPS(scV, v, v)
+		VMOVUPS(v, x.Offset(32*j))
+	}
+	ADDQ(U32(32), c.Base)
+	ADDQ(U32(32*4), x.Base)
+	DECQ(n)
+	JNZ(LabelRef("loop"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
+// dequantize4 is dequantize8 on nibbles, the even element in the low one.
+// Signed nibbles are n^8 - 8: the caller passes flip = 0x88888888 (xored
+// into every byte) and sub = zp + 8 for them, 0 and zp otherwise.
+func dequantize4() {
+	TEXT("dequantize4AVX2", NOSPLIT, "func(x []float32, codes []byte, sc float32, sub int32, flip uint32)")
+	Doc("dequantize4AVX2 is dequantize4 on len(x)/32 blocks of 32 elements: element i is",
+		"float32(int32(nibble(i) ^ flip&15) - sub) * sc, with flip 0 or 0x88888888.")
+	x := Mem{Base: Load(Param("x").Base(), GP64())}
+	c := Mem{Base: Load(Param("codes").Base(), GP64())}
+	n := Load(Param("x").Len(), GP64())
+	scV, subV, flip := broadcastF32("sc"), broadcastI32("sub"), broadcastI32("flip")
+	SHRQ(U8(5), n)
+	JZ(LabelRef("done"))
+	Label("loop")
+	b := XMM()
+	VPXOR(c, flip.AsX(), b)
+	lo, hi := XMM(), XMM()
+	VPAND(nibbleMask, b, lo)
+	VPSRLW(U8(4), b, hi)
+	VPAND(nibbleMask, hi, hi)
+	e := [2]VecVirtual{XMM(), XMM()}
+	VPUNPCKLBW(hi, lo, e[0])
+	VPUNPCKHBW(hi, lo, e[1])
+	for j := range 4 {
+		src := e[j/2]
+		if j%2 == 1 {
+			t := XMM()
+			VPSRLDQ(U8(8), src, t)
+			src = t
+		}
+		v := YMM()
+		VPMOVZXBD(src, v)
+		VPSUBD(subV, v, v)
+		VCVTDQ2PS(v, v)
+		VMULPS(scV, v, v)
+		VMOVUPS(v, x.Offset(32*j))
+	}
+	ADDQ(U32(16), c.Base)
+	ADDQ(U32(32*4), x.Base)
+	DECQ(n)
+	JNZ(LabelRef("loop"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
+// absMax keeps the largest bit pattern of |x| not above that of
+// MaxFloat32: the patterns of non-negative floats order as their values.
+func absMax() {
+	TEXT("absMaxAVX2", NOSPLIT, "func(x []float32) uint32")
+	Doc("absMaxAVX2 is absMaxBits on len(x)/32 blocks of 32 elements.")
+	x := Mem{Base: Load(Param("x").Base(), GP64())}
+	n := Load(Param("x").Len(), GP64())
+	var acc [4]VecVirtual
+	for j := range acc {
+		acc[j] = YMM()
+		VPXOR(acc[j], acc[j], acc[j])
+	}
+	mask, lim := YMM(), YMM()
+	VMOVDQU(absMask, mask)
+	VMOVDQU(maxFinite, lim)
+	SHRQ(U8(5), n)
+	JZ(LabelRef("reduce"))
+	Label("loop")
+	for j := range acc {
+		b, nf := YMM(), YMM()
+		VPAND(x.Offset(32*j), mask, b)
+		VPCMPGTD(lim, b, nf) // b > bits of MaxFloat32: Inf or NaN
+		VPANDN(b, nf, b)
+		VPMAXUD(b, acc[j], acc[j])
+	}
+	ADDQ(U32(32*4), x.Base)
+	DECQ(n)
+	JNZ(LabelRef("loop"))
+	Label("reduce")
+	VPMAXUD(acc[1], acc[0], acc[0])
+	VPMAXUD(acc[3], acc[2], acc[2])
+	VPMAXUD(acc[2], acc[0], acc[0])
+	h := XMM()
+	VEXTRACTI128(U8(1), acc[0], h)
+	VPMAXUD(h, acc[0].AsX(), h)
+	t := XMM()
+	VPSHUFD(U8(0x4E), h, t)
+	VPMAXUD(t, h, h)
+	VPSHUFD(U8(0xB1), h, t)
+	VPMAXUD(t, h, h)
+	r := GP32()
+	VMOVD(h, r)
+	Store(r, ReturnIndex(0))
+	VZEROUPPER()
+	RET()
+}
+
+// histogram adds one to counts[bin*8 + i%8] for each element i, bin =
+// floor(min(|x|·inv, last)) for finite x and nb for the others. With inv
+// an exact power of two the product is |x|/width rounded as the division
+// would be; last = nb-1 and nb are exact in float32 (the caller checks),
+// so the clamp gives the last bin exactly when the product reaches nb-1,
+// and truncation of a non-negative float is floor. The eight interleaved
+// sub-histograms keep runs of equal values from serialising on one
+// counter.
+func histogram() {
+	TEXT("histogramAVX2", NOSPLIT, "func(x []float32, inv, last float32, nb int32, counts []int64)")
+	Doc("histogramAVX2 counts len(x)/8 blocks of 8 elements into counts, eight interleaved",
+		"histograms of nb+1 bins, the last for non-finite values: element i goes to",
+		"counts[8*bin + i%8].")
+	x := Mem{Base: Load(Param("x").Base(), GP64())}
+	counts := Load(Param("counts").Base(), GP64())
+	n := Load(Param("x").Len(), GP64())
+	inv, last, nb := broadcastF32("inv"), broadcastF32("last"), broadcastI32("nb")
+	mask, lim, lane := YMM(), YMM(), YMM()
+	VMOVDQU(absMask, mask)
+	VMOVDQU(maxFinite, lim)
+	VMOVDQU(laneIndex, lane)
+	buf := AllocLocal(32)
+	SHRQ(U8(3), n)
+	JZ(LabelRef("done"))
+	Label("loop")
+	b, nf, p, idx := YMM(), YMM(), YMM(), YMM()
+	VPAND(x, mask, b)
+	VPCMPGTD(lim, b, nf)
+	VMULPS(inv, b, p)
+	VMINPS(last, p, p)
+	VCVTTPS2DQ(p, idx)
+	VPBLENDVB(nf, nb, idx, idx)
+	VPSLLD(U8(3), idx, idx)
+	VPADDD(lane, idx, idx)
+	VMOVDQU(idx, buf)
+	for j := range 8 {
+		r := GP32()
+		MOVL(buf.Offset(4*j), r)
+		INCQ(Mem{Base: counts, Index: r.As64(), Scale: 8})
+	}
+	ADDQ(U32(32), x.Base)
+	DECQ(n)
+	JNZ(LabelRef("loop"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}

@@ -1,0 +1,74 @@
+//go:build !amd64 || noasm || gccgo || safe
+
+package cpu
+
+import "math"
+
+// The element-wise kernels of elem_amd64.s in Go, for builds without the
+// assembly. They are never called there (use.AVX2FMA is false), but
+// compute what the assembly computes: whole blocks of 32 elements
+// (histogramAVX2: 8), the rest left to the caller.
+
+func quantize8AVX2(dst []byte, x []float32, sc float32, zp, qmin, qmax int32) {
+	x = x[:len(x)&^31]
+	quantize8(dst[:len(x)], x, sc, zp, float64(qmin), float64(qmax))
+}
+
+func quantize8VecAVX2(dst []byte, x []float32, sc []float32, zp []int32, qmin, qmax int32) {
+	for i, v := range x[:len(x)&^31] {
+		dst[i] = byte(quantizeValue(v, sc[i], zp[i], float64(qmin), float64(qmax)))
+	}
+}
+
+func quantize4AVX2(dst []byte, x []float32, sc float32, zp, qmin, qmax int32) {
+	n := len(x) &^ 31
+	quantize4(dst[:n/2], x[:n], 0, n, sc, zp, float64(qmin), float64(qmax))
+}
+
+func quantize4VecAVX2(dst []byte, x []float32, sc []float32, zp []int32, qmin, qmax int32) {
+	for p := range (len(x) &^ 31) / 2 {
+		q0 := quantizeValue(x[2*p], sc[2*p], zp[2*p], float64(qmin), float64(qmax))
+		q1 := quantizeValue(x[2*p+1], sc[2*p+1], zp[2*p+1], float64(qmin), float64(qmax))
+		dst[p] = byte(q0)&0x0F | byte(q1)<<4
+	}
+}
+
+func dequantize8SAVX2(x []float32, codes []byte, sc float32, zp int32) {
+	for i := range len(x) &^ 31 {
+		x[i] = float32(int32(int8(codes[i]))-zp) * sc
+	}
+}
+
+func dequantize8UAVX2(x []float32, codes []byte, sc float32, zp int32) {
+	for i := range len(x) &^ 31 {
+		x[i] = float32(int32(codes[i])-zp) * sc
+	}
+}
+
+func dequantize4AVX2(x []float32, codes []byte, sc float32, sub int32, flip uint32) {
+	for p := range (len(x) &^ 31) / 2 {
+		c := codes[p] ^ byte(flip)
+		x[2*p] = float32(int32(c&0x0F)-sub) * sc
+		x[2*p+1] = float32(int32(c>>4)-sub) * sc
+	}
+}
+
+func absMaxAVX2(x []float32) uint32 {
+	var m uint32
+	for _, v := range x[:len(x)&^31] {
+		if b := math.Float32bits(v) &^ (1 << 31); b < expMask {
+			m = max(m, b)
+		}
+	}
+	return m
+}
+
+func histogramAVX2(x []float32, inv, last float32, nb int32, counts []int64) {
+	for i, v := range x[:len(x)&^7] {
+		bin := int(nb)
+		if b := math.Float32bits(v) &^ (1 << 31); b < expMask {
+			bin = int(min(math.Float32frombits(b)*inv, last))
+		}
+		counts[8*bin+i%8]++
+	}
+}
