@@ -16,7 +16,7 @@ const (
 	MaxFileSize  = 1 << 30 // bytes; protobuf itself cannot exceed 2 GiB
 	MaxNodes     = 1 << 20 // nodes, initializers, inputs, outputs, value_infos, each
 	MaxNodeItems = 1 << 12 // inputs, outputs and attributes of one node, each
-	MaxOpsets    = 1 << 10 // opset_import entries
+	MaxOpsets    = 1 << 10 // opset_import entries, metadata_props entries
 	MaxRank      = 32      // dims of a tensor or shape
 	MaxElements  = 1 << 40 // elements of one tensor (its data must be in the file too)
 )
@@ -81,6 +81,26 @@ func Decode(data []byte) (*Model, error) {
 			var b []byte
 			if b, err = f.bytes("graph"); err == nil {
 				m.Graph, err = decodeGraph(b, "graph")
+			}
+		case 14:
+			if len(m.Metadata) >= MaxOpsets {
+				return fmt.Errorf("metadata_props: more than %d entries", MaxOpsets)
+			}
+			p := fmt.Sprintf("metadata_props[%d]", len(m.Metadata))
+			var b []byte
+			if b, err = f.bytes(p); err == nil {
+				var kv KeyValue
+				err = walk(b, p, func(f *field) error {
+					var err error
+					switch f.num {
+					case 1:
+						kv.Key, err = f.string("key")
+					case 2:
+						kv.Value, err = f.string("value")
+					}
+					return err
+				})
+				m.Metadata = append(m.Metadata, kv)
 			}
 		case 8:
 			if len(m.OpsetImport) >= MaxOpsets {

@@ -7,7 +7,7 @@
 // The wire format is decoded with google.golang.org/protobuf/encoding/protowire
 // against the field numbers of onnx.proto, with explicit limits on file
 // size, counts and rank (see the Max constants). Fields this package does
-// not model (doc strings, metadata, sparse initializers, graph-valued
+// not model (doc strings, sparse initializers, graph-valued
 // attributes, training information, local functions) are skipped when
 // reading and absent when writing. Groups, which onnx.proto never uses, are
 // rejected, so nesting is bounded by the message structure itself.

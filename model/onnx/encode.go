@@ -61,6 +61,12 @@ func Encode(m *Model) ([]byte, error) {
 		ob = appendInt(ob, 2, o.Version)
 		b = appendMessage(b, 8, ob)
 	}
+	for _, kv := range m.Metadata {
+		var kb []byte
+		kb = appendString(kb, 1, kv.Key)
+		kb = appendString(kb, 2, kv.Value)
+		b = appendMessage(b, 14, kb)
+	}
 	return b, nil
 }
 

@@ -13,6 +13,24 @@ type Model struct {
 	Domain          string
 	ModelVersion    int64
 	Graph           *Graph
+	// Metadata is metadata_props, in file order.
+	Metadata []KeyValue
+}
+
+// KeyValue is a StringStringEntryProto.
+type KeyValue struct {
+	Key, Value string
+}
+
+// MetadataValue returns the value of the metadata entry key and whether
+// there is one.
+func (m *Model) MetadataValue(key string) (string, bool) {
+	for _, kv := range m.Metadata {
+		if kv.Key == key {
+			return kv.Value, true
+		}
+	}
+	return "", false
 }
 
 // OperatorSet is an OperatorSetIdProto: the operators of Domain ("" or

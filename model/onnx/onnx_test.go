@@ -80,6 +80,7 @@ func fullModel() *Model {
 		ProducerVersion: "1.0",
 		Domain:          "org.example",
 		ModelVersion:    -3,
+		Metadata:        []KeyValue{{"a", "1"}, {"", ""}, {"a", "2"}},
 		Graph: &Graph{
 			Name: "g",
 			Node: []*Node{
