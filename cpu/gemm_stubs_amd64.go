@@ -4,8 +4,9 @@
 
 package cpu
 
-// gemmF32Kernel14x32AVX512 is, for a panel a of 14 rows of A (a[p*14+r] = A[r, p]) and a panel b
-// of 32 rows of B (b[p*32+j] = B[j, p]), with fused multiply-adds,
+// gemmF32Kernel14x32AVX512 is, for 14 rows of A where they lie (a[r*lda+p] = A[r, p]) and a
+// panel b of 32 rows of B interleaved along k (b[p*32+j] = B[j, p]), with fused
+// multiply-adds,
 //
 //	for r := range 14 {
 //		for j := range 32 {
@@ -24,10 +25,11 @@ package cpu
 // kc must be at least 1.
 //
 //go:noescape
-func gemmF32Kernel14x32AVX512(kc int, a *float32, b *float32, c *float32, ldc int, accumulate bool)
+func gemmF32Kernel14x32AVX512(kc int, a *float32, lda int, b *float32, c *float32, ldc int, accumulate bool)
 
-// gemmF32Kernel6x16AVX2 is, for a panel a of 6 rows of A (a[p*6+r] = A[r, p]) and a panel b
-// of 16 rows of B (b[p*16+j] = B[j, p]), with fused multiply-adds,
+// gemmF32Kernel6x16AVX2 is, for 6 rows of A where they lie (a[r*lda+p] = A[r, p]) and a
+// panel b of 16 rows of B interleaved along k (b[p*16+j] = B[j, p]), with fused
+// multiply-adds,
 //
 //	for r := range 6 {
 //		for j := range 16 {
@@ -46,18 +48,18 @@ func gemmF32Kernel14x32AVX512(kc int, a *float32, b *float32, c *float32, ldc in
 // kc must be at least 1.
 //
 //go:noescape
-func gemmF32Kernel6x16AVX2(kc int, a *float32, b *float32, c *float32, ldc int, accumulate bool)
+func gemmF32Kernel6x16AVX2(kc int, a *float32, lda int, b *float32, c *float32, ldc int, accumulate bool)
 
-// gemmS8Kernel14x32AVX512VNNI is, with VPDPBUSD (AVX-512 VNNI) on 512-bit registers, for a panel a of 14 rows of A
-// and a panel b of 32 rows of B in words of four steps of k, a[g*14+r] holding
-// the int8s A[r, 4g..4g+3] and b[g*32+j] the uint8s B[j, 4g..4g+3]+128,
+// gemmS8Kernel14x32AVX512VNNI is, with VPDPBUSD (AVX-512 VNNI) on 512-bit registers, for 14 rows of A
+// where they lie (a[r*lda+p] = A[r, p]) and a panel b of 32 rows of B in words
+// of four steps of k, b[g*32+j] holding the uint8s B[j, 4g..4g+3]+128,
 //
 //	for r := range 14 {
 //		for j := range 32 {
 //			var s int32
 //			for g := range kc {
 //				for t := range 4 {
-//					s += int32(int8(a[g*14+r]>>(8*t))) * int32(uint8(b[g*32+j]>>(8*t)))
+//					s += int32(a[r*lda+4*g+t]) * int32(uint8(b[g*32+j]>>(8*t)))
 //				}
 //			}
 //			if accumulate {
@@ -72,18 +74,18 @@ func gemmF32Kernel6x16AVX2(kc int, a *float32, b *float32, c *float32, ldc int, 
 // to undo the offset of B.
 //
 //go:noescape
-func gemmS8Kernel14x32AVX512VNNI(kc int, a *uint32, b *uint32, c *int32, ldc int, accumulate bool)
+func gemmS8Kernel14x32AVX512VNNI(kc int, a *int8, lda int, b *uint32, c *int32, ldc int, accumulate bool)
 
-// gemmS8Kernel6x16AVXVNNI is, with VPDPBUSD (AVX-VNNI, VEX-encoded) on 256-bit registers, for a panel a of 6 rows of A
-// and a panel b of 16 rows of B in words of four steps of k, a[g*6+r] holding
-// the int8s A[r, 4g..4g+3] and b[g*16+j] the uint8s B[j, 4g..4g+3]+128,
+// gemmS8Kernel6x16AVXVNNI is, with VPDPBUSD (AVX-VNNI, VEX-encoded) on 256-bit registers, for 6 rows of A
+// where they lie (a[r*lda+p] = A[r, p]) and a panel b of 16 rows of B in words
+// of four steps of k, b[g*16+j] holding the uint8s B[j, 4g..4g+3]+128,
 //
 //	for r := range 6 {
 //		for j := range 16 {
 //			var s int32
 //			for g := range kc {
 //				for t := range 4 {
-//					s += int32(int8(a[g*6+r]>>(8*t))) * int32(uint8(b[g*16+j]>>(8*t)))
+//					s += int32(a[r*lda+4*g+t]) * int32(uint8(b[g*16+j]>>(8*t)))
 //				}
 //			}
 //			if accumulate {
@@ -98,7 +100,7 @@ func gemmS8Kernel14x32AVX512VNNI(kc int, a *uint32, b *uint32, c *int32, ldc int
 // to undo the offset of B.
 //
 //go:noescape
-func gemmS8Kernel6x16AVXVNNI(kc int, a *uint32, b *uint32, c *int32, ldc int, accumulate bool)
+func gemmS8Kernel6x16AVXVNNI(kc int, a *int8, lda int, b *uint32, c *int32, ldc int, accumulate bool)
 
 // gemmS8Kernel6x16AVX2 is, with VPMADDWD and VPADDD (AVX2) on int16 pairs, for a panel a of 6 rows of A
 // and a panel b of 16 rows of B, in int16 pairs along k (a[(g*6+r)*2+t] = A[r, 2g+t],

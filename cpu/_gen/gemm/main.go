@@ -44,23 +44,62 @@ func main() {
 
 // Fixed general-purpose registers of every kernel.
 var (
-	rA   = RAX // packed A: mr values (or groups) per step
-	rB   = RBX // packed B: nr values (or groups) per step
+	rA   = RAX // A: row 0 of the panel, or the packed panel
+	rA9  = R13 // A: row 9 of the panel
+	rLDA = R9  // row stride of A in bytes
+	rLD3 = R10 // 3·rLDA
+	rLD5 = R11 // 5·rLDA
+	rLD7 = R12 // 7·rLDA
+	rB   = RBX // packed B: nr values (or words) per step
 	rK   = RCX // steps left
 	rC   = RDI // C, row by row
 	rLDC = RSI // row stride of C in bytes
 	rAcc = R8  // accumulate into C (1) or store (0)
 )
 
-// header loads the arguments common to every kernel.
-func header(elem int) {
+// header loads the arguments common to every kernel; with lda, A is read
+// where it lies, a row every lda elements of elem bytes.
+func header(lda bool, elem int) {
 	Load(Param("kc"), rK)
 	Load(Param("a"), rA)
+	if lda {
+		Load(Param("lda"), rLDA)
+		if elem > 1 {
+			SHLQ(U8(log2(elem)), rLDA)
+		}
+		LEAQ(Mem{Base: rLDA, Index: rLDA, Scale: 2}, rLD3)
+		LEAQ(Mem{Base: rLDA, Index: rLDA, Scale: 4}, rLD5)
+		LEAQ(Mem{Base: rLD3, Index: rLDA, Scale: 4}, rLD7)
+		LEAQ(Mem{Base: rA, Index: rLDA, Scale: 8}, rA9)
+		ADDQ(rLDA, rA9)
+	}
 	Load(Param("b"), rB)
 	Load(Param("c"), rC)
 	Load(Param("ldc"), rLDC)
-	SHLQ(U8(log2(elem)), rLDC)
+	SHLQ(U8(2), rLDC)
 	Load(Param("accumulate"), rAcc)
+}
+
+// rowA addresses element 0 of row r (< 14) of A read in place, with the
+// registers header sets: every row is a base plus a scaled index.
+func rowA(r int) Mem {
+	switch r {
+	case 0:
+		return Mem{Base: rA}
+	case 1, 2, 4, 8:
+		return Mem{Base: rA, Index: rLDA, Scale: uint8(r)}
+	case 3, 6, 12:
+		return Mem{Base: rA, Index: rLD3, Scale: uint8(r / 3)}
+	case 5:
+		return Mem{Base: rA, Index: rLD5, Scale: 1}
+	case 7:
+		return Mem{Base: rA, Index: rLD7, Scale: 1}
+	case 9:
+		return Mem{Base: rA9}
+	case 10, 11, 13:
+		return Mem{Base: rA9, Index: rLDA, Scale: uint8(r - 9)}
+	}
+	panic("row out of range")
 }
 
 func log2(x int) int {
@@ -77,10 +116,11 @@ func log2(x int) int {
 func f32Kernel(name string, mr, nv int, v []VecPhysical) {
 	w := int(v[0].Size()) / 4 // float32 lanes
 	nr := nv * w
-	TEXT(name, NOSPLIT, "func(kc int, a, b, c *float32, ldc int, accumulate bool)")
+	TEXT(name, NOSPLIT, "func(kc int, a *float32, lda int, b, c *float32, ldc int, accumulate bool)")
 	Pragma("noescape")
-	Doc(fmt.Sprintf("%s is, for a panel a of %d rows of A (a[p*%d+r] = A[r, p]) and a panel b", name, mr, mr),
-		fmt.Sprintf("of %d rows of B (b[p*%d+j] = B[j, p]), with fused multiply-adds,", nr, nr),
+	Doc(fmt.Sprintf("%s is, for %d rows of A where they lie (a[r*lda+p] = A[r, p]) and a", name, mr),
+		fmt.Sprintf("panel b of %d rows of B interleaved along k (b[p*%d+j] = B[j, p]), with fused", nr, nr),
+		"multiply-adds,",
 		"",
 		fmt.Sprintf("\tfor r := range %d {", mr),
 		fmt.Sprintf("\t\tfor j := range %d {", nr),
@@ -98,7 +138,7 @@ func f32Kernel(name string, mr, nv int, v []VecPhysical) {
 		"",
 		"kc must be at least 1.")
 	acc, bv, tv := tile(mr, nv, v)
-	header(4)
+	header(true, 4)
 	for _, r := range acc {
 		VXORPS(r, r, r)
 	}
@@ -108,12 +148,13 @@ func f32Kernel(name string, mr, nv int, v []VecPhysical) {
 	}
 	for i := range mr {
 		t := tv[i%len(tv)]
-		VBROADCASTSS(Mem{Base: rA, Disp: 4 * i}, t)
+		VBROADCASTSS(rowA(i), t)
 		for j := range nv {
 			VFMADD231PS(bv[j], t, acc[i*nv+j])
 		}
 	}
-	ADDQ(U32(4*mr), rA)
+	ADDQ(U8(4), rA)
+	ADDQ(U8(4), rA9)
 	ADDQ(U32(4*nr), rB)
 	DECQ(rK)
 	JNZ(LabelRef(name + "_loop"))
@@ -225,18 +266,18 @@ func s8Kernel(name string, mr, nv int, v []VecPhysical, d dot) {
 	w := int(v[0].Size()) / 4 // int32 lanes
 	nr := nv * w
 	if d.steps == 4 {
-		TEXT(name, NOSPLIT, "func(kc int, a, b *uint32, c *int32, ldc int, accumulate bool)")
+		TEXT(name, NOSPLIT, "func(kc int, a *int8, lda int, b *uint32, c *int32, ldc int, accumulate bool)")
 		Pragma("noescape")
-		Doc(fmt.Sprintf("%s is, with %s, for a panel a of %d rows of A", name, d.doc[0], mr),
-			fmt.Sprintf("and a panel b of %d rows of B in words of four steps of k, a[g*%d+r] holding", nr, mr),
-			fmt.Sprintf("the int8s A[r, 4g..4g+3] and b[g*%d+j] the uint8s B[j, 4g..4g+3]+128,", nr),
+		Doc(fmt.Sprintf("%s is, with %s, for %d rows of A", name, d.doc[0], mr),
+			"where they lie (a[r*lda+p] = A[r, p]) and a panel b of "+fmt.Sprint(nr)+" rows of B in words",
+			fmt.Sprintf("of four steps of k, b[g*%d+j] holding the uint8s B[j, 4g..4g+3]+128,", nr),
 			"",
 			fmt.Sprintf("\tfor r := range %d {", mr),
 			fmt.Sprintf("\t\tfor j := range %d {", nr),
 			"\t\t\tvar s int32",
 			"\t\t\tfor g := range kc {",
 			"\t\t\t\tfor t := range 4 {",
-			fmt.Sprintf("\t\t\t\t\ts += int32(int8(a[g*%d+r]>>(8*t))) * int32(uint8(b[g*%d+j]>>(8*t)))", mr, nr),
+			fmt.Sprintf("\t\t\t\t\ts += int32(a[r*lda+4*g+t]) * int32(uint8(b[g*%d+j]>>(8*t)))", nr),
 			"\t\t\t\t}",
 			"\t\t\t}",
 			"\t\t\tif accumulate {",
@@ -278,7 +319,8 @@ func s8Kernel(name string, mr, nv int, v []VecPhysical, d dot) {
 	if d.steps == 2 && len(tv) < 2 {
 		panic("the AVX2 dot needs a temporary")
 	}
-	header(4)
+	inPlace := d.steps == 4
+	header(inPlace, 1)
 	for _, r := range acc {
 		if r.Size() == 64 {
 			VPXORD(r, r, r)
@@ -295,12 +337,21 @@ func s8Kernel(name string, mr, nv int, v []VecPhysical, d dot) {
 		if d.steps == 4 {
 			t = tv[i%len(tv)]
 		}
-		VPBROADCASTD(Mem{Base: rA, Disp: 4 * i}, t)
+		if inPlace {
+			VPBROADCASTD(rowA(i), t)
+		} else {
+			VPBROADCASTD(Mem{Base: rA, Disp: 4 * i}, t)
+		}
 		for j := range nv {
 			d.emit(t, bv[j], acc[i*nv+j], tv[len(tv)-1])
 		}
 	}
-	ADDQ(U32(4*mr), rA)
+	if inPlace {
+		ADDQ(U8(4), rA)
+		ADDQ(U8(4), rA9)
+	} else {
+		ADDQ(U32(4*mr), rA)
+	}
 	ADDQ(U32(4*nr), rB)
 	DECQ(rK)
 	JNZ(LabelRef(name + "_loop"))
