@@ -1,0 +1,142 @@
+package main
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/quantkit/quantkit/model/onnx"
+)
+
+const mnistModel = "../../model/onnx/testdata/mnist-cnn.onnx"
+
+// writeIDX writes a t10k set of n images of h×w (pixel i of image k is
+// (k+i)%256) with labels k%classes into dir.
+func writeIDX(t *testing.T, dir string, n, h, w, classes int) {
+	t.Helper()
+	img := binary.BigEndian.AppendUint32(nil, 0x803)
+	for _, d := range []int{n, h, w} {
+		img = binary.BigEndian.AppendUint32(img, uint32(d))
+	}
+	for k := range n {
+		for i := range h * w {
+			img = append(img, byte(k+i))
+		}
+	}
+	lab := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil, 0x801), uint32(n))
+	for k := range n {
+		lab = append(lab, byte(k%classes))
+	}
+	if err := os.WriteFile(filepath.Join(dir, "t10k-images-idx3-ubyte"), img, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "t10k-labels-idx1-ubyte"), lab, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// On a directory of idx files, the JSON report holds the model, the data
+// and a count that the plain output repeats.
+func TestEvalDir(t *testing.T) {
+	dir := t.TempDir()
+	writeIDX(t, dir, 37, 28, 28, 10)
+	out, err := run(t, "eval", "--model", mnistModel, "--data", dir, "--batch", "16", "--device", "cpu", "--json")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var r EvalReport
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out)
+	}
+	if r.Total != 37 || r.Params != 5994 || len(r.Layers) != 8 || r.Device != "cpu" || r.Quantized != nil ||
+		r.Correct < 0 || r.Correct > 37 || r.Accuracy != float64(r.Correct)/37 || r.InputScale != 1 {
+		t.Errorf("report %+v", r)
+	}
+	// The same run in batches of one and in text.
+	text, err := run(t, "eval", "--model", mnistModel, "--data", dir, "--batch", "1", "--device", "cpu")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, text)
+	}
+	if want := "(" + itoa(r.Correct) + " / 37)"; !strings.Contains(text, want) || !strings.Contains(text, "dense 256→10") {
+		t.Errorf("text output lacks %q:\n%s", want, text)
+	}
+}
+
+func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
+
+// The real MNIST test set, where it can be found or fetched.
+func TestEvalMNIST(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	out, err := run(t, "eval", "--model", mnistModel, "--data", "mnist", "--device", "cpu", "--json")
+	if err != nil {
+		if strings.Contains(err.Error(), "not found") {
+			t.Skipf("MNIST unreachable here: %v", err)
+		}
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var r EvalReport
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Correct != 9891 || r.Total != 10000 {
+		t.Errorf("%d / %d, want 9891 / 10000", r.Correct, r.Total)
+	}
+}
+
+func TestEvalErrors(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	os.Mkdir(data, 0o755)
+	writeIDX(t, data, 3, 28, 28, 10)
+	small := filepath.Join(dir, "small")
+	os.Mkdir(small, 0o755)
+	writeIDX(t, small, 3, 5, 4, 10)
+	many := filepath.Join(dir, "many")
+	os.Mkdir(many, 0o755)
+	writeIDX(t, many, 13, 28, 28, 12)
+
+	model, err := os.ReadFile(mnistModel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	truncated := write("cut.onnx", model[:len(model)-3000])
+	text := write("notes.onnx", []byte("this is not a model\n"))
+	m, _ := onnx.Read(mnistModel)
+	m.Graph.Node[3].OpType = "LeakyRelu"
+	b, _ := onnx.Encode(m)
+	unsupported := write("leaky.onnx", b)
+
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--model", truncated, "--data", data}, "cut.onnx"},
+		{[]string{"--model", text, "--data", data}, "notes.onnx: not an ONNX model"},
+		{[]string{"--model", filepath.Join(dir, "none.onnx"), "--data", data}, "none.onnx"},
+		{[]string{"--model", unsupported, "--data", data}, `unsupported operator "LeakyRelu"`},
+		{[]string{"--model", mnistModel, "--data", small}, "takes inputs of shape [1 28 28], but small holds images of 1×5×4"},
+		{[]string{"--model", mnistModel, "--data", many}, "gives outputs of shape [10], but many has labels up to 11"},
+		{[]string{"--model", mnistModel, "--data", filepath.Join(dir, "nowhere")}, "nowhere"},
+		{[]string{"--model", mnistModel, "--data", data, "--split", "val"}, "split"},
+		{[]string{"--model", mnistModel, "--data", data, "--batch", "0"}, "--batch"},
+		{[]string{"--model", mnistModel, "--data", data, "--input-scale", "-1"}, "--input-scale"},
+	}
+	for _, c := range cases {
+		out, err := run(t, append([]string{"eval", "--device", "cpu"}, c.args...)...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("eval %v: %v; want an error containing %q\n%s", c.args, err, c.want, out)
+		}
+	}
+}
