@@ -56,6 +56,26 @@ fuzz:
 clean:
 	rm -rf build
 
+# --- amd64 assembly ---------------------------------------------------------
+
+.PHONY: asm asm-check test-noasm
+
+# Regenerates the committed assembly of package cpu: every generator in
+# cpu/_gen (a module of its own, so that avo is no dependency of quantkit)
+# writes its .s file and Go declarations.
+asm:
+	@cd cpu/_gen && for d in */; do echo "go run ./$$d"; $(GO) run ./$$d || exit 1; done
+
+# Fails when the committed assembly is not what the generators write.
+asm-check: asm
+	@git diff --exit-code --stat -- 'cpu/*_amd64.s' 'cpu/*_stubs_amd64.go' || { echo "cpu assembly is stale: run make asm and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- 'cpu/*_amd64.s' 'cpu/*_stubs_amd64.go')" || { echo "cpu assembly has uncommitted files: run make asm and commit"; exit 1; }
+
+# The tests of the kernels and backends with the pure-Go kernels only (the
+# assembly is left out of the build).
+test-noasm:
+	$(GO) test -count=1 -tags noasm ./cpu/... ./backend/...
+
 # --- CUDA -----------------------------------------------------------------
 
 # Installs nvcc, ptxas and the CUDA headers from Debian's non-free component
