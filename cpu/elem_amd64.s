@@ -109,73 +109,73 @@ GLOBL elemMaxFinite<>(SB), RODATA|NOPTR, $32
 TEXT ·quantize8AVX2(SB), NOSPLIT, $0-64
 	MOVQ         dst_base+0(FP), AX
 	MOVQ         x_base+24(FP), CX
-	MOVQ         x_len+32(FP), DX
-	MOVSS        sc+48(FP), X0
-	VBROADCASTSS X0, Y0
-	MOVL         zp+52(FP), BX
-	VMOVD        BX, X1
+	MOVL         qmin+56(FP), DX
+	VMOVD        DX, X0
+	VPBROADCASTD X0, Y0
+	MOVL         qmax+60(FP), DX
+	VMOVD        DX, X1
 	VPBROADCASTD X1, Y1
-	MOVL         qmin+56(FP), BX
-	VMOVD        BX, X2
-	VPBROADCASTD X2, Y2
-	MOVL         qmax+60(FP), BX
-	VMOVD        BX, X3
-	VPBROADCASTD X3, Y3
-	VMOVDQU      elemPackPerm<>+0(SB), Y4
+	VMOVDQU      elemPackPerm<>+0(SB), Y2
+	MOVSS        sc+48(FP), X3
+	VBROADCASTSS X3, Y3
+	MOVL         zp+52(FP), DX
+	VMOVD        DX, X4
+	VPBROADCASTD X4, Y4
+	MOVQ         x_len+32(FP), DX
 	SHRQ         $0x05, DX
 	JZ           done
 
 loop:
 	VMOVUPS    (CX), Y5
-	VDIVPS     Y0, Y5, Y5
+	VDIVPS     Y3, Y5, Y5
 	VCMPPS     $0x03, Y5, Y5, Y6
 	VANDNPS    Y5, Y6, Y5
 	VMAXPS     elemNegLimit<>+0(SB), Y5, Y5
 	VMINPS     elemClampLimit<>+0(SB), Y5, Y5
 	VROUNDPS   $0x00, Y5, Y5
 	VCVTTPS2DQ Y5, Y5
-	VPADDD     Y1, Y5, Y5
-	VPMAXSD    Y2, Y5, Y5
-	VPMINSD    Y3, Y5, Y5
+	VPADDD     Y4, Y5, Y5
+	VPMAXSD    Y0, Y5, Y5
+	VPMINSD    Y1, Y5, Y5
 	VMOVUPS    32(CX), Y6
-	VDIVPS     Y0, Y6, Y6
+	VDIVPS     Y3, Y6, Y6
 	VCMPPS     $0x03, Y6, Y6, Y7
 	VANDNPS    Y6, Y7, Y6
 	VMAXPS     elemNegLimit<>+0(SB), Y6, Y6
 	VMINPS     elemClampLimit<>+0(SB), Y6, Y6
 	VROUNDPS   $0x00, Y6, Y6
 	VCVTTPS2DQ Y6, Y6
-	VPADDD     Y1, Y6, Y6
-	VPMAXSD    Y2, Y6, Y6
-	VPMINSD    Y3, Y6, Y6
+	VPADDD     Y4, Y6, Y6
+	VPMAXSD    Y0, Y6, Y6
+	VPMINSD    Y1, Y6, Y6
 	VMOVUPS    64(CX), Y7
-	VDIVPS     Y0, Y7, Y7
+	VDIVPS     Y3, Y7, Y7
 	VCMPPS     $0x03, Y7, Y7, Y8
 	VANDNPS    Y7, Y8, Y7
 	VMAXPS     elemNegLimit<>+0(SB), Y7, Y7
 	VMINPS     elemClampLimit<>+0(SB), Y7, Y7
 	VROUNDPS   $0x00, Y7, Y7
 	VCVTTPS2DQ Y7, Y7
-	VPADDD     Y1, Y7, Y7
-	VPMAXSD    Y2, Y7, Y7
-	VPMINSD    Y3, Y7, Y7
+	VPADDD     Y4, Y7, Y7
+	VPMAXSD    Y0, Y7, Y7
+	VPMINSD    Y1, Y7, Y7
 	VMOVUPS    96(CX), Y8
-	VDIVPS     Y0, Y8, Y8
+	VDIVPS     Y3, Y8, Y8
 	VCMPPS     $0x03, Y8, Y8, Y9
 	VANDNPS    Y8, Y9, Y8
 	VMAXPS     elemNegLimit<>+0(SB), Y8, Y8
 	VMINPS     elemClampLimit<>+0(SB), Y8, Y8
 	VROUNDPS   $0x00, Y8, Y8
 	VCVTTPS2DQ Y8, Y8
-	VPADDD     Y1, Y8, Y8
-	VPMAXSD    Y2, Y8, Y8
-	VPMINSD    Y3, Y8, Y8
+	VPADDD     Y4, Y8, Y8
+	VPMAXSD    Y0, Y8, Y8
+	VPMINSD    Y1, Y8, Y8
 	VPACKSSDW  Y6, Y5, Y5
 	VPACKSSDW  Y8, Y7, Y6
 	VPAND      elemLowBytes<>+0(SB), Y5, Y5
 	VPAND      elemLowBytes<>+0(SB), Y6, Y6
 	VPACKUSWB  Y6, Y5, Y5
-	VPERMD     Y5, Y4, Y5
+	VPERMD     Y5, Y2, Y5
 	VMOVDQU    Y5, (AX)
 	ADDQ       $0x00000080, CX
 	ADDQ       $0x00000020, AX
@@ -191,62 +191,62 @@ done:
 TEXT ·quantize8VecAVX2(SB), NOSPLIT, $0-104
 	MOVQ         dst_base+0(FP), AX
 	MOVQ         x_base+24(FP), CX
-	MOVQ         x_len+32(FP), DX
-	MOVQ         sc_base+48(FP), BX
-	MOVQ         zp_base+72(FP), SI
-	MOVL         qmin+96(FP), DI
-	VMOVD        DI, X0
+	MOVQ         sc_base+48(FP), DX
+	MOVQ         zp_base+72(FP), BX
+	MOVL         qmin+96(FP), SI
+	VMOVD        SI, X0
 	VPBROADCASTD X0, Y0
-	MOVL         qmax+100(FP), DI
-	VMOVD        DI, X1
+	MOVL         qmax+100(FP), SI
+	VMOVD        SI, X1
 	VPBROADCASTD X1, Y1
 	VMOVDQU      elemPackPerm<>+0(SB), Y2
-	SHRQ         $0x05, DX
+	MOVQ         x_len+32(FP), SI
+	SHRQ         $0x05, SI
 	JZ           done
 
 loop:
 	VMOVUPS    (CX), Y3
-	VDIVPS     (BX), Y3, Y3
+	VDIVPS     (DX), Y3, Y3
 	VCMPPS     $0x03, Y3, Y3, Y4
 	VANDNPS    Y3, Y4, Y3
 	VMAXPS     elemNegLimit<>+0(SB), Y3, Y3
 	VMINPS     elemClampLimit<>+0(SB), Y3, Y3
 	VROUNDPS   $0x00, Y3, Y3
 	VCVTTPS2DQ Y3, Y3
-	VPADDD     (SI), Y3, Y3
+	VPADDD     (BX), Y3, Y3
 	VPMAXSD    Y0, Y3, Y3
 	VPMINSD    Y1, Y3, Y3
 	VMOVUPS    32(CX), Y4
-	VDIVPS     32(BX), Y4, Y4
+	VDIVPS     32(DX), Y4, Y4
 	VCMPPS     $0x03, Y4, Y4, Y5
 	VANDNPS    Y4, Y5, Y4
 	VMAXPS     elemNegLimit<>+0(SB), Y4, Y4
 	VMINPS     elemClampLimit<>+0(SB), Y4, Y4
 	VROUNDPS   $0x00, Y4, Y4
 	VCVTTPS2DQ Y4, Y4
-	VPADDD     32(SI), Y4, Y4
+	VPADDD     32(BX), Y4, Y4
 	VPMAXSD    Y0, Y4, Y4
 	VPMINSD    Y1, Y4, Y4
 	VMOVUPS    64(CX), Y5
-	VDIVPS     64(BX), Y5, Y5
+	VDIVPS     64(DX), Y5, Y5
 	VCMPPS     $0x03, Y5, Y5, Y6
 	VANDNPS    Y5, Y6, Y5
 	VMAXPS     elemNegLimit<>+0(SB), Y5, Y5
 	VMINPS     elemClampLimit<>+0(SB), Y5, Y5
 	VROUNDPS   $0x00, Y5, Y5
 	VCVTTPS2DQ Y5, Y5
-	VPADDD     64(SI), Y5, Y5
+	VPADDD     64(BX), Y5, Y5
 	VPMAXSD    Y0, Y5, Y5
 	VPMINSD    Y1, Y5, Y5
 	VMOVUPS    96(CX), Y6
-	VDIVPS     96(BX), Y6, Y6
+	VDIVPS     96(DX), Y6, Y6
 	VCMPPS     $0x03, Y6, Y6, Y7
 	VANDNPS    Y6, Y7, Y6
 	VMAXPS     elemNegLimit<>+0(SB), Y6, Y6
 	VMINPS     elemClampLimit<>+0(SB), Y6, Y6
 	VROUNDPS   $0x00, Y6, Y6
 	VCVTTPS2DQ Y6, Y6
-	VPADDD     96(SI), Y6, Y6
+	VPADDD     96(BX), Y6, Y6
 	VPMAXSD    Y0, Y6, Y6
 	VPMINSD    Y1, Y6, Y6
 	VPACKSSDW  Y4, Y3, Y3
@@ -257,11 +257,101 @@ loop:
 	VPERMD     Y3, Y2, Y3
 	VMOVDQU    Y3, (AX)
 	ADDQ       $0x00000080, CX
+	ADDQ       $0x00000080, DX
 	ADDQ       $0x00000080, BX
-	ADDQ       $0x00000080, SI
 	ADDQ       $0x00000020, AX
-	DECQ       DX
+	DECQ       SI
 	JNZ        loop
+
+done:
+	VZEROUPPER
+	RET
+
+// func quantize8GroupsAVX2(dst []byte, x []float32, sc []float32, zp []int32, group int, qmin int32, qmax int32)
+// Requires: AVX, AVX2
+TEXT ·quantize8GroupsAVX2(SB), NOSPLIT, $0-112
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVQ         sc_base+48(FP), DX
+	MOVQ         zp_base+72(FP), BX
+	MOVL         qmin+104(FP), SI
+	VMOVD        SI, X0
+	VPBROADCASTD X0, Y0
+	MOVL         qmax+108(FP), SI
+	VMOVD        SI, X1
+	VPBROADCASTD X1, Y1
+	VMOVDQU      elemPackPerm<>+0(SB), Y2
+	MOVQ         sc_len+56(FP), SI
+	MOVQ         group+96(FP), DI
+	SHRQ         $0x05, DI
+	TESTQ        SI, SI
+	JZ           done
+
+group:
+	VBROADCASTSS (DX), Y3
+	VPBROADCASTD (BX), Y4
+	MOVQ         DI, R8
+
+loop:
+	VMOVUPS    (CX), Y5
+	VDIVPS     Y3, Y5, Y5
+	VCMPPS     $0x03, Y5, Y5, Y6
+	VANDNPS    Y5, Y6, Y5
+	VMAXPS     elemNegLimit<>+0(SB), Y5, Y5
+	VMINPS     elemClampLimit<>+0(SB), Y5, Y5
+	VROUNDPS   $0x00, Y5, Y5
+	VCVTTPS2DQ Y5, Y5
+	VPADDD     Y4, Y5, Y5
+	VPMAXSD    Y0, Y5, Y5
+	VPMINSD    Y1, Y5, Y5
+	VMOVUPS    32(CX), Y6
+	VDIVPS     Y3, Y6, Y6
+	VCMPPS     $0x03, Y6, Y6, Y7
+	VANDNPS    Y6, Y7, Y6
+	VMAXPS     elemNegLimit<>+0(SB), Y6, Y6
+	VMINPS     elemClampLimit<>+0(SB), Y6, Y6
+	VROUNDPS   $0x00, Y6, Y6
+	VCVTTPS2DQ Y6, Y6
+	VPADDD     Y4, Y6, Y6
+	VPMAXSD    Y0, Y6, Y6
+	VPMINSD    Y1, Y6, Y6
+	VMOVUPS    64(CX), Y7
+	VDIVPS     Y3, Y7, Y7
+	VCMPPS     $0x03, Y7, Y7, Y8
+	VANDNPS    Y7, Y8, Y7
+	VMAXPS     elemNegLimit<>+0(SB), Y7, Y7
+	VMINPS     elemClampLimit<>+0(SB), Y7, Y7
+	VROUNDPS   $0x00, Y7, Y7
+	VCVTTPS2DQ Y7, Y7
+	VPADDD     Y4, Y7, Y7
+	VPMAXSD    Y0, Y7, Y7
+	VPMINSD    Y1, Y7, Y7
+	VMOVUPS    96(CX), Y8
+	VDIVPS     Y3, Y8, Y8
+	VCMPPS     $0x03, Y8, Y8, Y9
+	VANDNPS    Y8, Y9, Y8
+	VMAXPS     elemNegLimit<>+0(SB), Y8, Y8
+	VMINPS     elemClampLimit<>+0(SB), Y8, Y8
+	VROUNDPS   $0x00, Y8, Y8
+	VCVTTPS2DQ Y8, Y8
+	VPADDD     Y4, Y8, Y8
+	VPMAXSD    Y0, Y8, Y8
+	VPMINSD    Y1, Y8, Y8
+	VPACKSSDW  Y6, Y5, Y5
+	VPACKSSDW  Y8, Y7, Y6
+	VPAND      elemLowBytes<>+0(SB), Y5, Y5
+	VPAND      elemLowBytes<>+0(SB), Y6, Y6
+	VPACKUSWB  Y6, Y5, Y5
+	VPERMD     Y5, Y2, Y5
+	VMOVDQU    Y5, (AX)
+	ADDQ       $0x00000080, CX
+	ADDQ       $0x00000020, AX
+	DECQ       R8
+	JNZ        loop
+	ADDQ       $0x00000004, DX
+	ADDQ       $0x00000004, BX
+	DECQ       SI
+	JNZ        group
 
 done:
 	VZEROUPPER
@@ -272,71 +362,71 @@ done:
 TEXT ·quantize4AVX2(SB), NOSPLIT, $0-64
 	MOVQ         dst_base+0(FP), AX
 	MOVQ         x_base+24(FP), CX
-	MOVQ         x_len+32(FP), DX
-	MOVSS        sc+48(FP), X0
-	VBROADCASTSS X0, Y0
-	MOVL         zp+52(FP), BX
-	VMOVD        BX, X1
+	MOVL         qmin+56(FP), DX
+	VMOVD        DX, X0
+	VPBROADCASTD X0, Y0
+	MOVL         qmax+60(FP), DX
+	VMOVD        DX, X1
 	VPBROADCASTD X1, Y1
-	MOVL         qmin+56(FP), BX
-	VMOVD        BX, X2
-	VPBROADCASTD X2, Y2
-	MOVL         qmax+60(FP), BX
-	VMOVD        BX, X3
-	VPBROADCASTD X3, Y3
-	VMOVDQU      elemPackPerm<>+0(SB), Y4
+	VMOVDQU      elemPackPerm<>+0(SB), Y2
+	MOVSS        sc+48(FP), X3
+	VBROADCASTSS X3, Y3
+	MOVL         zp+52(FP), DX
+	VMOVD        DX, X4
+	VPBROADCASTD X4, Y4
+	MOVQ         x_len+32(FP), DX
 	SHRQ         $0x05, DX
 	JZ           done
 
 loop:
 	VMOVUPS    (CX), Y5
-	VDIVPS     Y0, Y5, Y5
+	VDIVPS     Y3, Y5, Y5
 	VCMPPS     $0x03, Y5, Y5, Y6
 	VANDNPS    Y5, Y6, Y5
 	VMAXPS     elemNegLimit<>+0(SB), Y5, Y5
 	VMINPS     elemClampLimit<>+0(SB), Y5, Y5
 	VROUNDPS   $0x00, Y5, Y5
 	VCVTTPS2DQ Y5, Y5
-	VPADDD     Y1, Y5, Y5
-	VPMAXSD    Y2, Y5, Y5
-	VPMINSD    Y3, Y5, Y5
+	VPADDD     Y4, Y5, Y5
+	VPMAXSD    Y0, Y5, Y5
+	VPMINSD    Y1, Y5, Y5
 	VMOVUPS    32(CX), Y6
-	VDIVPS     Y0, Y6, Y6
+	VDIVPS     Y3, Y6, Y6
 	VCMPPS     $0x03, Y6, Y6, Y7
 	VANDNPS    Y6, Y7, Y6
 	VMAXPS     elemNegLimit<>+0(SB), Y6, Y6
 	VMINPS     elemClampLimit<>+0(SB), Y6, Y6
 	VROUNDPS   $0x00, Y6, Y6
 	VCVTTPS2DQ Y6, Y6
-	VPADDD     Y1, Y6, Y6
-	VPMAXSD    Y2, Y6, Y6
-	VPMINSD    Y3, Y6, Y6
+	VPADDD     Y4, Y6, Y6
+	VPMAXSD    Y0, Y6, Y6
+	VPMINSD    Y1, Y6, Y6
 	VMOVUPS    64(CX), Y7
-	VDIVPS     Y0, Y7, Y7
+	VDIVPS     Y3, Y7, Y7
 	VCMPPS     $0x03, Y7, Y7, Y8
 	VANDNPS    Y7, Y8, Y7
 	VMAXPS     elemNegLimit<>+0(SB), Y7, Y7
 	VMINPS     elemClampLimit<>+0(SB), Y7, Y7
 	VROUNDPS   $0x00, Y7, Y7
 	VCVTTPS2DQ Y7, Y7
-	VPADDD     Y1, Y7, Y7
-	VPMAXSD    Y2, Y7, Y7
-	VPMINSD    Y3, Y7, Y7
+	VPADDD     Y4, Y7, Y7
+	VPMAXSD    Y0, Y7, Y7
+	VPMINSD    Y1, Y7, Y7
 	VMOVUPS    96(CX), Y8
-	VDIVPS     Y0, Y8, Y8
+	VDIVPS     Y3, Y8, Y8
 	VCMPPS     $0x03, Y8, Y8, Y9
 	VANDNPS    Y8, Y9, Y8
 	VMAXPS     elemNegLimit<>+0(SB), Y8, Y8
 	VMINPS     elemClampLimit<>+0(SB), Y8, Y8
 	VROUNDPS   $0x00, Y8, Y8
 	VCVTTPS2DQ Y8, Y8
-	VPADDD     Y1, Y8, Y8
-	VPMAXSD    Y2, Y8, Y8
-	VPMINSD    Y3, Y8, Y8
+	VPADDD     Y4, Y8, Y8
+	VPMAXSD    Y0, Y8, Y8
+	VPMINSD    Y1, Y8, Y8
 	VPACKSSDW  Y6, Y5, Y5
 	VPACKSSDW  Y8, Y7, Y6
 	VPACKSSWB  Y6, Y5, Y5
-	VPERMD     Y5, Y4, Y5
+	VPERMD     Y5, Y2, Y5
 	VPSRLW     $0x04, Y5, Y6
 	VPAND      elemHighNibble<>+0(SB), Y6, Y6
 	VPAND      elemLowNibble<>+0(SB), Y5, Y5
@@ -358,62 +448,62 @@ done:
 TEXT ·quantize4VecAVX2(SB), NOSPLIT, $0-104
 	MOVQ         dst_base+0(FP), AX
 	MOVQ         x_base+24(FP), CX
-	MOVQ         x_len+32(FP), DX
-	MOVQ         sc_base+48(FP), BX
-	MOVQ         zp_base+72(FP), SI
-	MOVL         qmin+96(FP), DI
-	VMOVD        DI, X0
+	MOVQ         sc_base+48(FP), DX
+	MOVQ         zp_base+72(FP), BX
+	MOVL         qmin+96(FP), SI
+	VMOVD        SI, X0
 	VPBROADCASTD X0, Y0
-	MOVL         qmax+100(FP), DI
-	VMOVD        DI, X1
+	MOVL         qmax+100(FP), SI
+	VMOVD        SI, X1
 	VPBROADCASTD X1, Y1
 	VMOVDQU      elemPackPerm<>+0(SB), Y2
-	SHRQ         $0x05, DX
+	MOVQ         x_len+32(FP), SI
+	SHRQ         $0x05, SI
 	JZ           done
 
 loop:
 	VMOVUPS    (CX), Y3
-	VDIVPS     (BX), Y3, Y3
+	VDIVPS     (DX), Y3, Y3
 	VCMPPS     $0x03, Y3, Y3, Y4
 	VANDNPS    Y3, Y4, Y3
 	VMAXPS     elemNegLimit<>+0(SB), Y3, Y3
 	VMINPS     elemClampLimit<>+0(SB), Y3, Y3
 	VROUNDPS   $0x00, Y3, Y3
 	VCVTTPS2DQ Y3, Y3
-	VPADDD     (SI), Y3, Y3
+	VPADDD     (BX), Y3, Y3
 	VPMAXSD    Y0, Y3, Y3
 	VPMINSD    Y1, Y3, Y3
 	VMOVUPS    32(CX), Y4
-	VDIVPS     32(BX), Y4, Y4
+	VDIVPS     32(DX), Y4, Y4
 	VCMPPS     $0x03, Y4, Y4, Y5
 	VANDNPS    Y4, Y5, Y4
 	VMAXPS     elemNegLimit<>+0(SB), Y4, Y4
 	VMINPS     elemClampLimit<>+0(SB), Y4, Y4
 	VROUNDPS   $0x00, Y4, Y4
 	VCVTTPS2DQ Y4, Y4
-	VPADDD     32(SI), Y4, Y4
+	VPADDD     32(BX), Y4, Y4
 	VPMAXSD    Y0, Y4, Y4
 	VPMINSD    Y1, Y4, Y4
 	VMOVUPS    64(CX), Y5
-	VDIVPS     64(BX), Y5, Y5
+	VDIVPS     64(DX), Y5, Y5
 	VCMPPS     $0x03, Y5, Y5, Y6
 	VANDNPS    Y5, Y6, Y5
 	VMAXPS     elemNegLimit<>+0(SB), Y5, Y5
 	VMINPS     elemClampLimit<>+0(SB), Y5, Y5
 	VROUNDPS   $0x00, Y5, Y5
 	VCVTTPS2DQ Y5, Y5
-	VPADDD     64(SI), Y5, Y5
+	VPADDD     64(BX), Y5, Y5
 	VPMAXSD    Y0, Y5, Y5
 	VPMINSD    Y1, Y5, Y5
 	VMOVUPS    96(CX), Y6
-	VDIVPS     96(BX), Y6, Y6
+	VDIVPS     96(DX), Y6, Y6
 	VCMPPS     $0x03, Y6, Y6, Y7
 	VANDNPS    Y6, Y7, Y6
 	VMAXPS     elemNegLimit<>+0(SB), Y6, Y6
 	VMINPS     elemClampLimit<>+0(SB), Y6, Y6
 	VROUNDPS   $0x00, Y6, Y6
 	VCVTTPS2DQ Y6, Y6
-	VPADDD     96(SI), Y6, Y6
+	VPADDD     96(BX), Y6, Y6
 	VPMAXSD    Y0, Y6, Y6
 	VPMINSD    Y1, Y6, Y6
 	VPACKSSDW  Y4, Y3, Y3
@@ -428,11 +518,105 @@ loop:
 	VPERMQ     $0x08, Y3, Y3
 	VMOVDQU    X3, (AX)
 	ADDQ       $0x00000080, CX
+	ADDQ       $0x00000080, DX
 	ADDQ       $0x00000080, BX
-	ADDQ       $0x00000080, SI
 	ADDQ       $0x00000010, AX
-	DECQ       DX
+	DECQ       SI
 	JNZ        loop
+
+done:
+	VZEROUPPER
+	RET
+
+// func quantize4GroupsAVX2(dst []byte, x []float32, sc []float32, zp []int32, group int, qmin int32, qmax int32)
+// Requires: AVX, AVX2
+TEXT ·quantize4GroupsAVX2(SB), NOSPLIT, $0-112
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVQ         sc_base+48(FP), DX
+	MOVQ         zp_base+72(FP), BX
+	MOVL         qmin+104(FP), SI
+	VMOVD        SI, X0
+	VPBROADCASTD X0, Y0
+	MOVL         qmax+108(FP), SI
+	VMOVD        SI, X1
+	VPBROADCASTD X1, Y1
+	VMOVDQU      elemPackPerm<>+0(SB), Y2
+	MOVQ         sc_len+56(FP), SI
+	MOVQ         group+96(FP), DI
+	SHRQ         $0x05, DI
+	TESTQ        SI, SI
+	JZ           done
+
+group:
+	VBROADCASTSS (DX), Y3
+	VPBROADCASTD (BX), Y4
+	MOVQ         DI, R8
+
+loop:
+	VMOVUPS    (CX), Y5
+	VDIVPS     Y3, Y5, Y5
+	VCMPPS     $0x03, Y5, Y5, Y6
+	VANDNPS    Y5, Y6, Y5
+	VMAXPS     elemNegLimit<>+0(SB), Y5, Y5
+	VMINPS     elemClampLimit<>+0(SB), Y5, Y5
+	VROUNDPS   $0x00, Y5, Y5
+	VCVTTPS2DQ Y5, Y5
+	VPADDD     Y4, Y5, Y5
+	VPMAXSD    Y0, Y5, Y5
+	VPMINSD    Y1, Y5, Y5
+	VMOVUPS    32(CX), Y6
+	VDIVPS     Y3, Y6, Y6
+	VCMPPS     $0x03, Y6, Y6, Y7
+	VANDNPS    Y6, Y7, Y6
+	VMAXPS     elemNegLimit<>+0(SB), Y6, Y6
+	VMINPS     elemClampLimit<>+0(SB), Y6, Y6
+	VROUNDPS   $0x00, Y6, Y6
+	VCVTTPS2DQ Y6, Y6
+	VPADDD     Y4, Y6, Y6
+	VPMAXSD    Y0, Y6, Y6
+	VPMINSD    Y1, Y6, Y6
+	VMOVUPS    64(CX), Y7
+	VDIVPS     Y3, Y7, Y7
+	VCMPPS     $0x03, Y7, Y7, Y8
+	VANDNPS    Y7, Y8, Y7
+	VMAXPS     elemNegLimit<>+0(SB), Y7, Y7
+	VMINPS     elemClampLimit<>+0(SB), Y7, Y7
+	VROUNDPS   $0x00, Y7, Y7
+	VCVTTPS2DQ Y7, Y7
+	VPADDD     Y4, Y7, Y7
+	VPMAXSD    Y0, Y7, Y7
+	VPMINSD    Y1, Y7, Y7
+	VMOVUPS    96(CX), Y8
+	VDIVPS     Y3, Y8, Y8
+	VCMPPS     $0x03, Y8, Y8, Y9
+	VANDNPS    Y8, Y9, Y8
+	VMAXPS     elemNegLimit<>+0(SB), Y8, Y8
+	VMINPS     elemClampLimit<>+0(SB), Y8, Y8
+	VROUNDPS   $0x00, Y8, Y8
+	VCVTTPS2DQ Y8, Y8
+	VPADDD     Y4, Y8, Y8
+	VPMAXSD    Y0, Y8, Y8
+	VPMINSD    Y1, Y8, Y8
+	VPACKSSDW  Y6, Y5, Y5
+	VPACKSSDW  Y8, Y7, Y6
+	VPACKSSWB  Y6, Y5, Y5
+	VPERMD     Y5, Y2, Y5
+	VPSRLW     $0x04, Y5, Y6
+	VPAND      elemHighNibble<>+0(SB), Y6, Y6
+	VPAND      elemLowNibble<>+0(SB), Y5, Y5
+	VPOR       Y6, Y5, Y5
+	VPACKUSWB  Y5, Y5, Y5
+	VPERMQ     $0x08, Y5, Y5
+	VMOVDQU    X5, (AX)
+	ADDQ       $0x00000080, CX
+	ADDQ       $0x00000010, AX
+	DECQ       R8
+	JNZ        loop
+	ADDQ       $0x00000004, DX
+	ADDQ       $0x00000004, BX
+	DECQ       SI
+	JNZ        group
 
 done:
 	VZEROUPPER
@@ -631,9 +815,9 @@ reduce:
 	VZEROUPPER
 	RET
 
-// func histogramAVX2(x []float32, inv float32, last float32, nb int32, counts []int64)
+// func histogramAVX2(x []float32, inv float32, last float32, nb int32, counts []uint32)
 // Requires: AVX, AVX2, SSE
-TEXT ·histogramAVX2(SB), NOSPLIT, $32-64
+TEXT ·histogramAVX2(SB), NOSPLIT, $0-64
 	MOVQ         x_base+0(FP), AX
 	MOVQ         counts_base+40(FP), CX
 	MOVQ         x_len+8(FP), DX
@@ -651,34 +835,38 @@ TEXT ·histogramAVX2(SB), NOSPLIT, $32-64
 	JZ           done
 
 loop:
-	VPAND      (AX), Y3, Y6
-	VPCMPGTD   Y4, Y6, Y7
-	VMULPS     Y0, Y6, Y6
-	VMINPS     Y1, Y6, Y6
-	VCVTTPS2DQ Y6, Y6
-	VPBLENDVB  Y7, Y2, Y6, Y6
-	VPSLLD     $0x03, Y6, Y6
-	VPADDD     Y5, Y6, Y6
-	VMOVDQU    Y6, (SP)
-	MOVL       (SP), BX
-	INCQ       (CX)(BX*8)
-	MOVL       4(SP), BX
-	INCQ       (CX)(BX*8)
-	MOVL       8(SP), BX
-	INCQ       (CX)(BX*8)
-	MOVL       12(SP), BX
-	INCQ       (CX)(BX*8)
-	MOVL       16(SP), BX
-	INCQ       (CX)(BX*8)
-	MOVL       20(SP), BX
-	INCQ       (CX)(BX*8)
-	MOVL       24(SP), BX
-	INCQ       (CX)(BX*8)
-	MOVL       28(SP), BX
-	INCQ       (CX)(BX*8)
-	ADDQ       $0x00000020, AX
-	DECQ       DX
-	JNZ        loop
+	VPAND        (AX), Y3, Y6
+	VPCMPGTD     Y4, Y6, Y7
+	VMULPS       Y0, Y6, Y6
+	VMINPS       Y1, Y6, Y6
+	VCVTTPS2DQ   Y6, Y6
+	VPBLENDVB    Y7, Y2, Y6, Y6
+	VPSLLD       $0x03, Y6, Y6
+	VPADDD       Y5, Y6, Y6
+	VEXTRACTI128 $0x01, Y6, X7
+	VMOVQ        X6, BX
+	MOVL         BX, SI
+	SHRQ         $0x20, BX
+	INCL         (CX)(SI*4)
+	INCL         (CX)(BX*4)
+	VPEXTRQ      $0x01, X6, BX
+	MOVL         BX, SI
+	SHRQ         $0x20, BX
+	INCL         (CX)(SI*4)
+	INCL         (CX)(BX*4)
+	VMOVQ        X7, BX
+	MOVL         BX, SI
+	SHRQ         $0x20, BX
+	INCL         (CX)(SI*4)
+	INCL         (CX)(BX*4)
+	VPEXTRQ      $0x01, X7, BX
+	MOVL         BX, SI
+	SHRQ         $0x20, BX
+	INCL         (CX)(SI*4)
+	INCL         (CX)(BX*4)
+	ADDQ         $0x00000020, AX
+	DECQ         DX
+	JNZ          loop
 
 done:
 	VZEROUPPER

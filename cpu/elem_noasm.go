@@ -33,6 +33,18 @@ func quantize4VecAVX2(dst []byte, x []float32, sc []float32, zp []int32, qmin, q
 	}
 }
 
+func quantize8GroupsAVX2(dst []byte, x []float32, sc []float32, zp []int32, group int, qmin, qmax int32) {
+	for g := range sc {
+		quantize8(dst[g*group:(g+1)*group], x[g*group:(g+1)*group], sc[g], zp[g], float64(qmin), float64(qmax))
+	}
+}
+
+func quantize4GroupsAVX2(dst []byte, x []float32, sc []float32, zp []int32, group int, qmin, qmax int32) {
+	for g := range sc {
+		quantize4(dst, x, g*group, (g+1)*group, sc[g], zp[g], float64(qmin), float64(qmax))
+	}
+}
+
 func dequantize8SAVX2(x []float32, codes []byte, sc float32, zp int32) {
 	for i := range len(x) &^ 31 {
 		x[i] = float32(int32(int8(codes[i]))-zp) * sc
@@ -63,7 +75,7 @@ func absMaxAVX2(x []float32) uint32 {
 	return m
 }
 
-func histogramAVX2(x []float32, inv, last float32, nb int32, counts []int64) {
+func histogramAVX2(x []float32, inv, last float32, nb int32, counts []uint32) {
 	for i, v := range x[:len(x)&^7] {
 		bin := int(nb)
 		if b := math.Float32bits(v) &^ (1 << 31); b < expMask {

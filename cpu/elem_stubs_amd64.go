@@ -7,14 +7,20 @@ package cpu
 // quantize8AVX2 is quantize8 on len(x)/32 blocks of 32 elements.
 func quantize8AVX2(dst []byte, x []float32, sc float32, zp int32, qmin int32, qmax int32)
 
-// quantize8VecAVX2 is quantize8Vec on len(x)/32 blocks of 32 elements: element i under sc[i] and zp[i].
+// quantize8VecAVX2 quantizes len(x)/32 blocks of 32 elements, element i under sc[i] and zp[i].
 func quantize8VecAVX2(dst []byte, x []float32, sc []float32, zp []int32, qmin int32, qmax int32)
+
+// quantize8GroupsAVX2 quantizes len(sc) groups of group elements (a multiple of 32), group g under sc[g] and zp[g].
+func quantize8GroupsAVX2(dst []byte, x []float32, sc []float32, zp []int32, group int, qmin int32, qmax int32)
 
 // quantize4AVX2 is quantize4 on len(x)/32 blocks of 32 elements.
 func quantize4AVX2(dst []byte, x []float32, sc float32, zp int32, qmin int32, qmax int32)
 
-// quantize4VecAVX2 is quantize4Vec on len(x)/32 blocks of 32 elements: element i under sc[i] and zp[i].
+// quantize4VecAVX2 quantizes len(x)/32 blocks of 32 elements, element i under sc[i] and zp[i].
 func quantize4VecAVX2(dst []byte, x []float32, sc []float32, zp []int32, qmin int32, qmax int32)
+
+// quantize4GroupsAVX2 quantizes len(sc) groups of group elements (a multiple of 32), group g under sc[g] and zp[g].
+func quantize4GroupsAVX2(dst []byte, x []float32, sc []float32, zp []int32, group int, qmin int32, qmax int32)
 
 // dequantize8UAVX2 is dequantize8 on len(x)/32 blocks of 32 elements.
 func dequantize8UAVX2(x []float32, codes []byte, sc float32, zp int32)
@@ -32,4 +38,4 @@ func absMaxAVX2(x []float32) uint32
 // histogramAVX2 counts len(x)/8 blocks of 8 elements into counts, eight interleaved
 // histograms of nb+1 bins, the last for non-finite values: element i goes to
 // counts[8*bin + i%8].
-func histogramAVX2(x []float32, inv float32, last float32, nb int32, counts []int64)
+func histogramAVX2(x []float32, inv float32, last float32, nb int32, counts []uint32)

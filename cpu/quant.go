@@ -167,6 +167,11 @@ func (l *qLayout) quantize(codes []byte, x []float32, lo, hi int) {
 		return
 	}
 	for i := lo; i < hi; {
+		if n := l.wholeGroups(i, hi); n > 0 {
+			l.quantizeGroups(codes, x, i, i+n)
+			i += n
+			continue
+		}
 		end, k := l.run(i, hi)
 		sc, zp := l.scales[k], l.zeroPoints[k]
 		if l.bits == 8 {
@@ -175,6 +180,33 @@ func (l *qLayout) quantize(codes []byte, x []float32, lo, hi int) {
 			quantize4(codes, x, i, end, sc, zp, l.qmin, l.qmax)
 		}
 		i = end
+	}
+}
+
+// wholeGroups is the number of elements from i (at most hi) that make
+// whole groups of one row for the assembly group kernels: 0 unless the
+// kernels run, groups are whole blocks of 32 and i starts a group (and a
+// byte, for 4-bit codes).
+func (l *qLayout) wholeGroups(i, hi int) int {
+	if !use.AVX2FMA || l.gran != quant.PerGroup || l.group%32 != 0 || (l.bits == 4 && i&1 == 1) {
+		return 0
+	}
+	c := i % l.cols
+	if c%l.group != 0 {
+		return 0
+	}
+	return min(l.cols-c, hi-i) / l.group * l.group
+}
+
+// quantizeGroups codes the whole groups [s, e) of one row.
+func (l *qLayout) quantizeGroups(codes []byte, x []float32, s, e int) {
+	k := s/l.cols*l.perRow + s%l.cols/l.group
+	m := (e - s) / l.group
+	scs, zps := l.scales[k:k+m], l.zeroPoints[k:k+m]
+	if l.bits == 8 {
+		quantize8GroupsAVX2(codes[s:e], x[s:e], scs, zps, l.group, int32(l.qmin), int32(l.qmax))
+	} else {
+		quantize4GroupsAVX2(codes[s>>1:e>>1], x[s:e], scs, zps, l.group, int32(l.qmin), int32(l.qmax))
 	}
 }
 

@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"math"
+	"sync"
 
 	"github.com/quantkit/quantkit/backend"
 )
@@ -191,24 +192,45 @@ func histogramAbs(x []float32, inv float32, nb int) ([]int64, int64) {
 
 // histogramAbsAVX2 is histogramAbs with the bins of the whole blocks of 8
 // computed and counted by the assembly kernel, into eight interleaved
-// histograms with a bin past the last for the non-finite values. nb is at
-// most 2^14, so that nb and nb-1 are exact in float32.
+// 32-bit histograms with a bin past the last for the non-finite values,
+// reused through subHistograms. nb is at most 2^14, so that nb and nb-1 are
+// exact in float32.
 func histogramAbsAVX2(x []float32, inv float32, nb int) ([]int64, int64) {
-	sub := make([]int64, 8*(nb+1))
-	n := len(x) &^ 7
-	histogramAVX2(x[:n], inv, float32(nb-1), int32(nb), sub)
+	sp := subHistograms.Get().(*[]uint32)
+	if cap(*sp) < 8*(nb+1) {
+		*sp = make([]uint32, 8*(nb+1))
+	}
+	sub := (*sp)[:8*(nb+1)]
 	c := make([]int64, nb)
-	for i := range c {
-		s := sub[8*i : 8*i+8]
-		c[i] = s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7]
-	}
 	var nonFinite int64
-	for _, v := range sub[8*nb:] {
-		nonFinite += v
+	n := len(x) &^ 7
+	for lo := 0; lo < n; {
+		// At most 2^33 elements a call: a counter sees one in eight.
+		hi := min(n, lo+1<<33)
+		clear(sub)
+		histogramAVX2(x[lo:hi], inv, float32(nb-1), int32(nb), sub)
+		for i := range c {
+			s := sub[8*i : 8*i+8]
+			c[i] += int64(s[0]) + int64(s[1]) + int64(s[2]) + int64(s[3]) +
+				int64(s[4]) + int64(s[5]) + int64(s[6]) + int64(s[7])
+		}
+		for _, v := range sub[8*nb:] {
+			nonFinite += int64(v)
+		}
+		lo = hi
 	}
-	rest, nf := histogramAbs(x[n:], inv, nb)
-	for i, v := range rest {
-		c[i] += v
+	subHistograms.Put(sp)
+	for _, v := range x[n:] {
+		b := math.Float32bits(v) &^ (1 << 31)
+		if b >= expMask {
+			nonFinite++
+			continue
+		}
+		bin := float64(math.Float32frombits(b) * inv)
+		c[min(int(min(bin, float64(nb-1))), nb-1)]++
 	}
-	return c, nonFinite + nf
+	return c, nonFinite
 }
+
+// subHistograms holds the counters of histogramAbsAVX2 between calls.
+var subHistograms = sync.Pool{New: func() any { return new([]uint32) }}

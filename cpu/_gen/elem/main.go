@@ -23,8 +23,9 @@ func main() {
 
 	consts()
 	for _, bits := range []int{8, 4} {
-		quantize(bits, false)
-		quantize(bits, true)
+		quantize(bits, perRun)
+		quantize(bits, perElement)
+		quantize(bits, perGroup)
 	}
 	dequantize8(false)
 	dequantize8(true)
@@ -96,36 +97,63 @@ func broadcastI32(name string) VecVirtual {
 	return y
 }
 
-func quantize(bits int, vec bool) {
+// Ways a quantize kernel takes its scales and zero points.
+const (
+	perRun     = iota // one of each for all of x
+	perElement        // sc[i] and zp[i] for element i
+	perGroup          // sc[g] and zp[g] for the g-th run of group elements
+)
+
+func quantize(bits, mode int) {
 	name := fmt.Sprintf("quantize%dAVX2", bits)
 	sig := "func(dst []byte, x []float32, sc float32, zp, qmin, qmax int32)"
-	if vec {
+	doc := fmt.Sprintf("%s is quantize%d on len(x)/32 blocks of 32 elements.", name, bits)
+	switch mode {
+	case perElement:
 		name = fmt.Sprintf("quantize%dVecAVX2", bits)
 		sig = "func(dst []byte, x []float32, sc []float32, zp []int32, qmin, qmax int32)"
+		doc = name + " quantizes len(x)/32 blocks of 32 elements, element i under sc[i] and zp[i]."
+	case perGroup:
+		name = fmt.Sprintf("quantize%dGroupsAVX2", bits)
+		sig = "func(dst []byte, x []float32, sc []float32, zp []int32, group int, qmin, qmax int32)"
+		doc = name + " quantizes len(sc) groups of group elements (a multiple of 32), group g under sc[g] and zp[g]."
 	}
 	TEXT(name, NOSPLIT, sig)
-	if vec {
-		Doc(name + " is quantize" + fmt.Sprint(bits) + "Vec on len(x)/32 blocks of 32 elements: element i under sc[i] and zp[i].")
-	} else {
-		Doc(name + " is quantize" + fmt.Sprint(bits) + " on len(x)/32 blocks of 32 elements.")
-	}
+	Doc(doc)
 	dst := Mem{Base: Load(Param("dst").Base(), GP64())}
 	x := Mem{Base: Load(Param("x").Base(), GP64())}
-	n := Load(Param("x").Len(), GP64())
-	var scV, zpV VecVirtual
 	var sc, zp Mem
-	if vec {
+	if mode != perRun {
 		sc = Mem{Base: Load(Param("sc").Base(), GP64())}
 		zp = Mem{Base: Load(Param("zp").Base(), GP64())}
-	} else {
-		scV = broadcastF32("sc")
-		zpV = broadcastI32("zp")
 	}
 	qmin, qmax := broadcastI32("qmin"), broadcastI32("qmax")
 	perm := YMM()
 	VMOVDQU(packPerm, perm)
-	SHRQ(U8(5), n)
-	JZ(LabelRef("done"))
+	scV, zpV := YMM(), YMM()
+	var n, groups, blocks Register
+	switch mode {
+	case perRun:
+		scV, zpV = broadcastF32("sc"), broadcastI32("zp")
+		n = Load(Param("x").Len(), GP64())
+		SHRQ(U8(5), n)
+		JZ(LabelRef("done"))
+	case perElement:
+		n = Load(Param("x").Len(), GP64())
+		SHRQ(U8(5), n)
+		JZ(LabelRef("done"))
+	case perGroup:
+		groups = Load(Param("sc").Len(), GP64())
+		blocks = Load(Param("group"), GP64())
+		SHRQ(U8(5), blocks)
+		TESTQ(groups, groups)
+		JZ(LabelRef("done"))
+		Label("group")
+		VBROADCASTSS(sc, scV)
+		VPBROADCASTD(zp, zpV)
+		n = GP64()
+		MOVQ(blocks, n)
+	}
 
 	Label("loop")
 	var q [4]VecVirtual
@@ -133,7 +161,7 @@ func quantize(bits int, vec bool) {
 		v := YMM()
 		VMOVUPS(x.Offset(32*j), v)
 		// x/scale: VDIVPS rounds as float32 division does.
-		if vec {
+		if mode == perElement {
 			VDIVPS(sc.Offset(32*j), v, v)
 		} else {
 			VDIVPS(scV, v, v)
@@ -151,7 +179,7 @@ func quantize(bits int, vec bool) {
 		VROUNDPS(U8(0), v, v)
 		q[j] = YMM()
 		VCVTTPS2DQ(v, q[j])
-		if vec {
+		if mode == perElement {
 			VPADDD(zp.Offset(32*j), q[j], q[j])
 		} else {
 			VPADDD(zpV, q[j], q[j])
@@ -186,13 +214,19 @@ func quantize(bits int, vec bool) {
 		VMOVDQU(a.AsX(), dst)
 	}
 	ADDQ(U32(32*4), x.Base)
-	if vec {
+	if mode == perElement {
 		ADDQ(U32(32*4), sc.Base)
 		ADDQ(U32(32*4), zp.Base)
 	}
 	ADDQ(U32(32*bits/8), dst.Base)
 	DECQ(n)
 	JNZ(LabelRef("loop"))
+	if mode == perGroup {
+		ADDQ(U32(4), sc.Base)
+		ADDQ(U32(4), zp.Base)
+		DECQ(groups)
+		JNZ(LabelRef("group"))
+	}
 
 	Label("done")
 	VZEROUPPER()
@@ -333,9 +367,10 @@ func absMax() {
 // so the clamp gives the last bin exactly when the product reaches nb-1,
 // and truncation of a non-negative float is floor. The eight interleaved
 // sub-histograms keep runs of equal values from serialising on one
-// counter.
+// counter; their counters are 32-bit, to keep the touched bins in the L1
+// cache, so the caller passes at most 2^33 elements at a time.
 func histogram() {
-	TEXT("histogramAVX2", NOSPLIT, "func(x []float32, inv, last float32, nb int32, counts []int64)")
+	TEXT("histogramAVX2", NOSPLIT, "func(x []float32, inv, last float32, nb int32, counts []uint32)")
 	Doc("histogramAVX2 counts len(x)/8 blocks of 8 elements into counts, eight interleaved",
 		"histograms of nb+1 bins, the last for non-finite values: element i goes to",
 		"counts[8*bin + i%8].")
@@ -347,7 +382,6 @@ func histogram() {
 	VMOVDQU(absMask, mask)
 	VMOVDQU(maxFinite, lim)
 	VMOVDQU(laneIndex, lane)
-	buf := AllocLocal(32)
 	SHRQ(U8(3), n)
 	JZ(LabelRef("done"))
 	Label("loop")
@@ -360,11 +394,25 @@ func histogram() {
 	VPBLENDVB(nf, nb, idx, idx)
 	VPSLLD(U8(3), idx, idx)
 	VPADDD(lane, idx, idx)
-	VMOVDQU(idx, buf)
-	for j := range 8 {
-		r := GP32()
-		MOVL(buf.Offset(4*j), r)
-		INCQ(Mem{Base: counts, Index: r.As64(), Scale: 8})
+	// Indices to general registers through VMOVQ and VPEXTRQ: a
+	// store and narrower reloads would stall store-to-load forwarding.
+	h := XMM()
+	VEXTRACTI128(U8(1), idx, h)
+	for j := range 4 {
+		src := idx.AsX()
+		if j >= 2 {
+			src = h
+		}
+		pair, lo := GP64(), GP32()
+		if j%2 == 0 {
+			VMOVQ(src, pair)
+		} else {
+			VPEXTRQ(U8(1), src, pair)
+		}
+		MOVL(pair.As32(), lo)
+		SHRQ(U8(32), pair)
+		INCL(Mem{Base: counts, Index: lo.As64(), Scale: 4})
+		INCL(Mem{Base: counts, Index: pair, Scale: 4})
 	}
 	ADDQ(U32(32), x.Base)
 	DECQ(n)
