@@ -316,3 +316,13 @@ func WeightBytes(net *Net) int {
 	}
 	return total
 }
+
+// IOLen is the number of values of one sample of net's input and of its
+// output, or an error when the layers do not chain.
+func IOLen(net *Net) (in, out int, err error) {
+	s, err := trainShapes(net)
+	if err != nil {
+		return 0, 0, err
+	}
+	return s[0].size(), s[len(s)-1].size(), nil
+}

@@ -1,0 +1,53 @@
+package nn
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"github.com/quantkit/quantkit/cpu"
+)
+
+// benchMNISTShaped is a net of the MNIST CNN's shape (conv 5×5 8 pad 2,
+// pool 2, conv 5×5 16 pad 2, pool 3, dense 256→10) with random weights.
+func benchMNISTShaped() *Net {
+	rng := rand.New(rand.NewPCG(1, 2))
+	rnd := func(n int, s float64) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(rng.NormFloat64() * s)
+		}
+		return v
+	}
+	c1 := &Conv2D{InC: 1, OutC: 8, KH: 5, KW: 5, StrideH: 1, StrideW: 1, PadT: 2, PadL: 2, PadB: 2, PadR: 2, W: rnd(200, 0.01), B: rnd(8, 0.1)}
+	c2 := &Conv2D{InC: 8, OutC: 16, KH: 5, KW: 5, StrideH: 1, StrideW: 1, PadT: 2, PadL: 2, PadB: 2, PadR: 2, W: rnd(3200, 0.05), B: rnd(16, 0.1)}
+	d := &Dense{In: 256, Out: 10, W: rnd(2560, 0.05), B: rnd(10, 0.1)}
+	return &Net{Input: []int{1, 28, 28}, InputScale: 1, Layers: []Layer{
+		c1, &ReLU{}, &MaxPool{KH: 2, KW: 2, StrideH: 2, StrideW: 2},
+		c2, &ReLU{}, &MaxPool{KH: 3, KW: 3, StrideH: 3, StrideW: 3}, &Flatten{}, d}}
+}
+
+func benchInt8(b *testing.B, batch int) {
+	net := benchMNISTShaped()
+	data := testSamples(net, 256, true, 1)
+	st, err := CollectActStats(net, data, 0, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	q, _ := PTQ(net, st, PTQOptions{Method: "max"})
+	e, err := NewInt8Engine(cpu.New(), q)
+	if err != nil {
+		b.Fatal(err)
+	}
+	x := testInputs(data, 784)[:batch*784]
+	out := make([]float32, batch*10)
+	b.ResetTimer()
+	for range b.N {
+		if err := e.Forward(x, batch, out); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "images/s")
+}
+
+func BenchmarkInt8MNISTShapedBatch1(b *testing.B)   { benchInt8(b, 1) }
+func BenchmarkInt8MNISTShapedBatch256(b *testing.B) { benchInt8(b, 256) }
