@@ -536,17 +536,29 @@ func demoPlot(rep *DemoReport, path string) error {
 	acc.Title.Text = "Top-1 accuracy against model size"
 	acc.X.Label.Text = "weight bytes"
 	acc.Y.Label.Text = "top-1 %"
+	// Rows at the same point (calibrators that agree) share one label.
 	var pts plotter.XYs
+	var names [][]string
 	var labels []string
 	for _, r := range rep.Rows {
-		pts = append(pts, plotter.XY{X: float64(r.WeightBytes), Y: r.Top1})
 		labels = append(labels, r.Name)
+		p := plotter.XY{X: float64(r.WeightBytes), Y: r.Top1}
+		k := slices.Index(pts, p)
+		if k < 0 {
+			pts, names = append(pts, p), append(names, nil)
+			k = len(pts) - 1
+		}
+		names[k] = append(names[k], r.Name)
+	}
+	var text []string
+	for _, n := range names {
+		text = append(text, demoJoinNames(n))
 	}
 	sc, err := plotter.NewScatter(pts)
 	if err != nil {
 		return err
 	}
-	lb, err := plotter.NewLabels(plotter.XYLabels{XYs: pts, Labels: labels})
+	lb, err := plotter.NewLabels(plotter.XYLabels{XYs: pts, Labels: text})
 	if err != nil {
 		return err
 	}
@@ -626,4 +638,21 @@ func demoGPUEnergySource(device string) (energy.Source, string, error) {
 		return nil, "", fmt.Errorf("no NVML energy counter for %s (%d GPUs: %v)", device, len(srcs), err)
 	}
 	return srcs[i], srcs[i].Name(), nil
+}
+
+// demoJoinNames joins row names that share a point: "PTQ int8 max",
+// "PTQ int8 mse" become "PTQ int8 max, mse".
+func demoJoinNames(names []string) string {
+	if len(names) == 1 {
+		return names[0]
+	}
+	prefix := names[0][:strings.LastIndexByte(names[0], ' ')+1]
+	out := names[0]
+	for _, n := range names[1:] {
+		if prefix != "" && strings.HasPrefix(n, prefix) {
+			n = n[len(prefix):]
+		}
+		out += ", " + n
+	}
+	return out
 }
