@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/quantkit/quantkit/dataset"
-	"github.com/quantkit/quantkit/nn"
 )
 
 func skipWithoutMNIST(t *testing.T) {
