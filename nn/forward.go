@@ -11,6 +11,11 @@ import (
 	"github.com/quantkit/quantkit/quant"
 )
 
+// MaxSampleSize is the most values one sample's tensor may have between
+// layers (64 Mi); larger networks are refused rather than run out of
+// memory.
+const MaxSampleSize = 1 << 26
+
 // f32Shape is one sample's tensor between layers, C×H×W; a feature vector
 // is F×1×1.
 type f32Shape struct{ C, H, W int }
@@ -67,6 +72,9 @@ func chainShapes(net *Net) ([]f32Shape, error) {
 		default:
 			return nil, fmt.Errorf("nn: layer %d: unsupported layer %T", i, l)
 		}
+		if int64(s.C)*int64(s.H)*int64(s.W) > MaxSampleSize {
+			return nil, fmt.Errorf("nn: layer %d: output of %dx%dx%d exceeds the limit of %d values per sample", i, s.C, s.H, s.W, MaxSampleSize)
+		}
 		shapes = append(shapes, s)
 	}
 	return shapes, nil
@@ -107,6 +115,7 @@ type FloatEngine struct {
 	act    []ActQuant // fake-quantization before layer i; nil for a float net
 	outLen int
 	cap    int
+	batch  int       // samples per pass
 	x      []float32 // fake-quantized input
 }
 
@@ -228,6 +237,16 @@ func NewFloatEngine(be backend.Backend, net *Net) (*FloatEngine, error) {
 		}
 		e.steps = append(e.steps, st)
 	}
+	// As many samples per pass as keep the largest buffer under
+	// MaxSampleSize values, up to f32MaxBatch.
+	per := shapes[0].size()
+	for _, st := range e.steps {
+		if st.m1*st.k > 4*MaxSampleSize {
+			return fail(fmt.Errorf("nn: layer %d: an im2col of %d×%d per sample exceeds the limit of %d values", st.layer, st.m1, st.k, 4*MaxSampleSize))
+		}
+		per = max(per, st.m1*st.k, st.m1*st.n, st.out.size())
+	}
+	e.batch = max(1, min(f32MaxBatch, MaxSampleSize/per))
 	return e, nil
 }
 
@@ -362,8 +381,8 @@ func (e *FloatEngine) Forward(x []float32, batch int, out []float32) error {
 		return fmt.Errorf("nn: forward of %d samples: %d inputs (want %d) and %d outputs (want %d)",
 			batch, len(x), batch*in, len(out), batch*e.outLen)
 	}
-	for b0 := 0; b0 < batch; b0 += f32MaxBatch {
-		nb := min(f32MaxBatch, batch-b0)
+	for b0 := 0; b0 < batch; b0 += e.batch {
+		nb := min(e.batch, batch-b0)
 		if err := e.forward(x[b0*in:(b0+nb)*in], nb, out[b0*e.outLen:(b0+nb)*e.outLen]); err != nil {
 			return err
 		}

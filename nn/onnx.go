@@ -134,11 +134,16 @@ func (l *lowering) run() error {
 	if !in.HasShape || (len(in.Shape) != 4 && len(in.Shape) != 2) {
 		return fmt.Errorf("input %q has shape %v: want [N,C,H,W] or [N,F] with known C, H, W, F", in.Name, in.Shape)
 	}
+	size := int64(1)
 	for _, d := range in.Shape[1:] {
-		if d.Param != "" || d.Value <= 0 || d.Value > 1<<24 {
+		if d.Param != "" || d.Value <= 0 || d.Value > MaxSampleSize {
 			return fmt.Errorf("input %q has shape %v: want known sizes after the batch dimension", in.Name, in.Shape)
 		}
+		size *= d.Value
 		l.shape = append(l.shape, int(d.Value))
+	}
+	if size > MaxSampleSize {
+		return fmt.Errorf("input %q has shape %v: more than %d values per sample", in.Name, in.Shape, MaxSampleSize)
 	}
 	l.net.Input = slices.Clone(l.shape)
 	l.net.InputName = in.Name
@@ -340,6 +345,9 @@ func (l *lowering) layer(n *onnx.Node, ly Layer, out []int) error {
 // fold evaluates a node whose inputs are all constants.
 func (l *lowering) fold(n *onnx.Node) error {
 	out := n.Output[0]
+	if n.OpType != "Constant" && n.Input[0] == "" {
+		return fmt.Errorf("%s: no first input", n.Describe())
+	}
 	switch n.OpType {
 	case "Constant":
 		a := n.Attr("value")
@@ -728,7 +736,7 @@ func (l *lowering) flatten(n *onnx.Node) error {
 			return fmt.Errorf("%s: axis %d: only flattening all but the batch dimension (axis 1) is supported", n.Describe(), axis)
 		}
 	} else {
-		if len(n.Input) != 2 {
+		if len(n.Input) != 2 || n.Input[1] == "" {
 			return fmt.Errorf("%s: Reshape wants 2 inputs", n.Describe())
 		}
 		target, err := l.consts[n.Input[1]].Int64()
