@@ -58,10 +58,10 @@ DATA elemLaneIndex<>+0(SB)/4, $0x00000000
 DATA elemLaneIndex<>+4(SB)/4, $0x00000001
 DATA elemLaneIndex<>+8(SB)/4, $0x00000002
 DATA elemLaneIndex<>+12(SB)/4, $0x00000003
-DATA elemLaneIndex<>+16(SB)/4, $0x00000004
-DATA elemLaneIndex<>+20(SB)/4, $0x00000005
-DATA elemLaneIndex<>+24(SB)/4, $0x00000006
-DATA elemLaneIndex<>+28(SB)/4, $0x00000007
+DATA elemLaneIndex<>+16(SB)/4, $0x00000000
+DATA elemLaneIndex<>+20(SB)/4, $0x00000001
+DATA elemLaneIndex<>+24(SB)/4, $0x00000002
+DATA elemLaneIndex<>+28(SB)/4, $0x00000003
 GLOBL elemLaneIndex<>(SB), RODATA|NOPTR, $32
 
 DATA elemClampLimit<>+0(SB)/4, $0x44000000
@@ -817,7 +817,7 @@ reduce:
 
 // func histogramAVX2(x []float32, inv float32, last float32, nb int32, counts []uint32)
 // Requires: AVX, AVX2, SSE
-TEXT ·histogramAVX2(SB), NOSPLIT, $0-64
+TEXT ·histogramAVX2(SB), NOSPLIT, $512-64
 	MOVQ         x_base+0(FP), AX
 	MOVQ         counts_base+40(FP), CX
 	MOVQ         x_len+8(FP), DX
@@ -831,42 +831,413 @@ TEXT ·histogramAVX2(SB), NOSPLIT, $0-64
 	VMOVDQU      elemAbsMask<>+0(SB), Y3
 	VMOVDQU      elemMaxFinite<>+0(SB), Y4
 	VMOVDQU      elemLaneIndex<>+0(SB), Y5
-	SHRQ         $0x03, DX
+	SHRQ         $0x07, DX
 	JZ           done
 
-loop:
-	VPAND        (AX), Y3, Y6
-	VPCMPGTD     Y4, Y6, Y7
-	VMULPS       Y0, Y6, Y6
-	VMINPS       Y1, Y6, Y6
-	VCVTTPS2DQ   Y6, Y6
-	VPBLENDVB    Y7, Y2, Y6, Y6
-	VPSLLD       $0x03, Y6, Y6
-	VPADDD       Y5, Y6, Y6
-	VEXTRACTI128 $0x01, Y6, X7
-	VMOVQ        X6, BX
-	MOVL         BX, SI
-	SHRQ         $0x20, BX
-	INCL         (CX)(SI*4)
-	INCL         (CX)(BX*4)
-	VPEXTRQ      $0x01, X6, BX
-	MOVL         BX, SI
-	SHRQ         $0x20, BX
-	INCL         (CX)(SI*4)
-	INCL         (CX)(BX*4)
-	VMOVQ        X7, BX
-	MOVL         BX, SI
-	SHRQ         $0x20, BX
-	INCL         (CX)(SI*4)
-	INCL         (CX)(BX*4)
-	VPEXTRQ      $0x01, X7, BX
-	MOVL         BX, SI
-	SHRQ         $0x20, BX
-	INCL         (CX)(SI*4)
-	INCL         (CX)(BX*4)
-	ADDQ         $0x00000020, AX
-	DECQ         DX
-	JNZ          loop
+block:
+	VPAND      (AX), Y3, Y6
+	VPCMPGTD   Y4, Y6, Y7
+	VMULPS     Y0, Y6, Y6
+	VMINPS     Y1, Y6, Y6
+	VCVTTPS2DQ Y6, Y6
+	VPBLENDVB  Y7, Y2, Y6, Y6
+	VPSLLD     $0x02, Y6, Y6
+	VPADDD     Y5, Y6, Y6
+	VMOVDQU    Y6, (SP)
+	VPAND      32(AX), Y3, Y6
+	VPCMPGTD   Y4, Y6, Y7
+	VMULPS     Y0, Y6, Y6
+	VMINPS     Y1, Y6, Y6
+	VCVTTPS2DQ Y6, Y6
+	VPBLENDVB  Y7, Y2, Y6, Y6
+	VPSLLD     $0x02, Y6, Y6
+	VPADDD     Y5, Y6, Y6
+	VMOVDQU    Y6, 32(SP)
+	VPAND      64(AX), Y3, Y6
+	VPCMPGTD   Y4, Y6, Y7
+	VMULPS     Y0, Y6, Y6
+	VMINPS     Y1, Y6, Y6
+	VCVTTPS2DQ Y6, Y6
+	VPBLENDVB  Y7, Y2, Y6, Y6
+	VPSLLD     $0x02, Y6, Y6
+	VPADDD     Y5, Y6, Y6
+	VMOVDQU    Y6, 64(SP)
+	VPAND      96(AX), Y3, Y6
+	VPCMPGTD   Y4, Y6, Y7
+	VMULPS     Y0, Y6, Y6
+	VMINPS     Y1, Y6, Y6
+	VCVTTPS2DQ Y6, Y6
+	VPBLENDVB  Y7, Y2, Y6, Y6
+	VPSLLD     $0x02, Y6, Y6
+	VPADDD     Y5, Y6, Y6
+	VMOVDQU    Y6, 96(SP)
+	VPAND      128(AX), Y3, Y6
+	VPCMPGTD   Y4, Y6, Y7
+	VMULPS     Y0, Y6, Y6
+	VMINPS     Y1, Y6, Y6
+	VCVTTPS2DQ Y6, Y6
+	VPBLENDVB  Y7, Y2, Y6, Y6
+	VPSLLD     $0x02, Y6, Y6
+	VPADDD     Y5, Y6, Y6
+	VMOVDQU    Y6, 128(SP)
+	VPAND      160(AX), Y3, Y6
+	VPCMPGTD   Y4, Y6, Y7
+	VMULPS     Y0, Y6, Y6
+	VMINPS     Y1, Y6, Y6
+	VCVTTPS2DQ Y6, Y6
+	VPBLENDVB  Y7, Y2, Y6, Y6
+	VPSLLD     $0x02, Y6, Y6
+	VPADDD     Y5, Y6, Y6
+	VMOVDQU    Y6, 160(SP)
+	VPAND      192(AX), Y3, Y6
+	VPCMPGTD   Y4, Y6, Y7
+	VMULPS     Y0, Y6, Y6
+	VMINPS     Y1, Y6, Y6
+	VCVTTPS2DQ Y6, Y6
+	VPBLENDVB  Y7, Y2, Y6, Y6
+	VPSLLD     $0x02, Y6, Y6
+	VPADDD     Y5, Y6, Y6
+	VMOVDQU    Y6, 192(SP)
+	VPAND      224(AX), Y3, Y6
+	VPCMPGTD   Y4, Y6, Y7
+	VMULPS     Y0, Y6, Y6
+	VMINPS     Y1, Y6, Y6
+	VCVTTPS2DQ Y6, Y6
+	VPBLENDVB  Y7, Y2, Y6, Y6
+	VPSLLD     $0x02, Y6, Y6
+	VPADDD     Y5, Y6, Y6
+	VMOVDQU    Y6, 224(SP)
+	VPAND      256(AX), Y3, Y6
+	VPCMPGTD   Y4, Y6, Y7
+	VMULPS     Y0, Y6, Y6
+	VMINPS     Y1, Y6, Y6
+	VCVTTPS2DQ Y6, Y6
+	VPBLENDVB  Y7, Y2, Y6, Y6
+	VPSLLD     $0x02, Y6, Y6
+	VPADDD     Y5, Y6, Y6
+	VMOVDQU    Y6, 256(SP)
+	VPAND      288(AX), Y3, Y6
+	VPCMPGTD   Y4, Y6, Y7
+	VMULPS     Y0, Y6, Y6
+	VMINPS     Y1, Y6, Y6
+	VCVTTPS2DQ Y6, Y6
+	VPBLENDVB  Y7, Y2, Y6, Y6
+	VPSLLD     $0x02, Y6, Y6
+	VPADDD     Y5, Y6, Y6
+	VMOVDQU    Y6, 288(SP)
+	VPAND      320(AX), Y3, Y6
+	VPCMPGTD   Y4, Y6, Y7
+	VMULPS     Y0, Y6, Y6
+	VMINPS     Y1, Y6, Y6
+	VCVTTPS2DQ Y6, Y6
+	VPBLENDVB  Y7, Y2, Y6, Y6
+	VPSLLD     $0x02, Y6, Y6
+	VPADDD     Y5, Y6, Y6
+	VMOVDQU    Y6, 320(SP)
+	VPAND      352(AX), Y3, Y6
+	VPCMPGTD   Y4, Y6, Y7
+	VMULPS     Y0, Y6, Y6
+	VMINPS     Y1, Y6, Y6
+	VCVTTPS2DQ Y6, Y6
+	VPBLENDVB  Y7, Y2, Y6, Y6
+	VPSLLD     $0x02, Y6, Y6
+	VPADDD     Y5, Y6, Y6
+	VMOVDQU    Y6, 352(SP)
+	VPAND      384(AX), Y3, Y6
+	VPCMPGTD   Y4, Y6, Y7
+	VMULPS     Y0, Y6, Y6
+	VMINPS     Y1, Y6, Y6
+	VCVTTPS2DQ Y6, Y6
+	VPBLENDVB  Y7, Y2, Y6, Y6
+	VPSLLD     $0x02, Y6, Y6
+	VPADDD     Y5, Y6, Y6
+	VMOVDQU    Y6, 384(SP)
+	VPAND      416(AX), Y3, Y6
+	VPCMPGTD   Y4, Y6, Y7
+	VMULPS     Y0, Y6, Y6
+	VMINPS     Y1, Y6, Y6
+	VCVTTPS2DQ Y6, Y6
+	VPBLENDVB  Y7, Y2, Y6, Y6
+	VPSLLD     $0x02, Y6, Y6
+	VPADDD     Y5, Y6, Y6
+	VMOVDQU    Y6, 416(SP)
+	VPAND      448(AX), Y3, Y6
+	VPCMPGTD   Y4, Y6, Y7
+	VMULPS     Y0, Y6, Y6
+	VMINPS     Y1, Y6, Y6
+	VCVTTPS2DQ Y6, Y6
+	VPBLENDVB  Y7, Y2, Y6, Y6
+	VPSLLD     $0x02, Y6, Y6
+	VPADDD     Y5, Y6, Y6
+	VMOVDQU    Y6, 448(SP)
+	VPAND      480(AX), Y3, Y6
+	VPCMPGTD   Y4, Y6, Y7
+	VMULPS     Y0, Y6, Y6
+	VMINPS     Y1, Y6, Y6
+	VCVTTPS2DQ Y6, Y6
+	VPBLENDVB  Y7, Y2, Y6, Y6
+	VPSLLD     $0x02, Y6, Y6
+	VPADDD     Y5, Y6, Y6
+	VMOVDQU    Y6, 480(SP)
+	MOVL       (SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       4(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       8(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       12(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       16(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       20(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       24(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       28(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       32(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       36(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       40(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       44(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       48(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       52(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       56(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       60(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       64(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       68(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       72(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       76(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       80(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       84(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       88(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       92(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       96(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       100(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       104(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       108(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       112(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       116(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       120(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       124(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       128(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       132(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       136(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       140(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       144(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       148(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       152(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       156(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       160(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       164(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       168(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       172(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       176(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       180(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       184(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       188(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       192(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       196(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       200(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       204(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       208(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       212(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       216(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       220(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       224(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       228(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       232(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       236(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       240(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       244(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       248(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       252(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       256(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       260(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       264(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       268(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       272(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       276(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       280(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       284(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       288(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       292(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       296(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       300(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       304(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       308(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       312(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       316(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       320(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       324(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       328(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       332(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       336(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       340(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       344(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       348(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       352(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       356(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       360(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       364(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       368(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       372(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       376(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       380(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       384(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       388(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       392(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       396(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       400(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       404(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       408(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       412(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       416(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       420(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       424(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       428(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       432(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       436(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       440(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       444(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       448(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       452(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       456(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       460(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       464(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       468(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       472(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       476(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       480(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       484(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       488(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       492(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       496(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       500(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       504(SP), BX
+	INCL       (CX)(BX*4)
+	MOVL       508(SP), BX
+	INCL       (CX)(BX*4)
+	ADDQ       $0x00000200, AX
+	DECQ       DX
+	JNZ        block
 
 done:
 	VZEROUPPER

@@ -7,7 +7,7 @@ import "math"
 // The element-wise kernels of elem_amd64.s in Go, for builds without the
 // assembly. They are never called there (use.AVX2FMA is false), but
 // compute what the assembly computes: whole blocks of 32 elements
-// (histogramAVX2: 8), the rest left to the caller.
+// (histogramAVX2: 128), the rest left to the caller.
 
 func quantize8AVX2(dst []byte, x []float32, sc float32, zp, qmin, qmax int32) {
 	x = x[:len(x)&^31]
@@ -76,11 +76,11 @@ func absMaxAVX2(x []float32) uint32 {
 }
 
 func histogramAVX2(x []float32, inv, last float32, nb int32, counts []uint32) {
-	for i, v := range x[:len(x)&^7] {
+	for i, v := range x[:len(x)&^127] {
 		bin := int(nb)
 		if b := math.Float32bits(v) &^ (1 << 31); b < expMask {
 			bin = int(min(math.Float32frombits(b)*inv, last))
 		}
-		counts[8*bin+i%8]++
+		counts[4*bin+i%4]++
 	}
 }

@@ -35,7 +35,7 @@ func dequantize4AVX2(x []float32, codes []byte, sc float32, sub int32, flip uint
 // absMaxAVX2 is absMaxBits on len(x)/32 blocks of 32 elements.
 func absMaxAVX2(x []float32) uint32
 
-// histogramAVX2 counts len(x)/8 blocks of 8 elements into counts, eight interleaved
+// histogramAVX2 counts len(x)/128 blocks of 128 elements into counts, four interleaved
 // histograms of nb+1 bins, the last for non-finite values: element i goes to
-// counts[8*bin + i%8].
+// counts[4*bin + i%4].
 func histogramAVX2(x []float32, inv float32, last float32, nb int32, counts []uint32)

@@ -137,7 +137,7 @@ func histogramAbs(x []float32, inv float32, nb int) ([]int64, int64) {
 		return int(v)
 	}
 	var nonFinite int64
-	if use.AVX2FMA && nb <= 1<<14 && len(x) >= 8*nb {
+	if use.AVX2FMA && nb <= 1<<14 && len(x) >= max(4*nb, 128) {
 		return histogramAbsAVX2(x, inv, nb)
 	}
 	if nb > 1<<14 || len(x) < 4*nb {
@@ -190,31 +190,30 @@ func histogramAbs(x []float32, inv float32, nb int) ([]int64, int64) {
 	return c0, nonFinite
 }
 
-// histogramAbsAVX2 is histogramAbs with the bins of the whole blocks of 8
-// computed and counted by the assembly kernel, into eight interleaved
-// 32-bit histograms with a bin past the last for the non-finite values,
-// reused through subHistograms. nb is at most 2^14, so that nb and nb-1 are
-// exact in float32.
+// histogramAbsAVX2 is histogramAbs with the whole blocks of 128 elements
+// binned and counted by the assembly kernel, into four interleaved 32-bit
+// histograms with a bin past the last for the non-finite values, reused
+// through subHistograms. nb is at most 2^14, so that nb and nb-1 are exact
+// in float32.
 func histogramAbsAVX2(x []float32, inv float32, nb int) ([]int64, int64) {
 	sp := subHistograms.Get().(*[]uint32)
-	if cap(*sp) < 8*(nb+1) {
-		*sp = make([]uint32, 8*(nb+1))
+	if cap(*sp) < 4*(nb+1) {
+		*sp = make([]uint32, 4*(nb+1))
 	}
-	sub := (*sp)[:8*(nb+1)]
+	sub := (*sp)[:4*(nb+1)]
 	c := make([]int64, nb)
 	var nonFinite int64
-	n := len(x) &^ 7
+	n := len(x) &^ 127
 	for lo := 0; lo < n; {
-		// At most 2^33 elements a call: a counter sees one in eight.
+		// At most 2^33 elements a call: a counter sees one in four.
 		hi := min(n, lo+1<<33)
 		clear(sub)
 		histogramAVX2(x[lo:hi], inv, float32(nb-1), int32(nb), sub)
 		for i := range c {
-			s := sub[8*i : 8*i+8]
-			c[i] += int64(s[0]) + int64(s[1]) + int64(s[2]) + int64(s[3]) +
-				int64(s[4]) + int64(s[5]) + int64(s[6]) + int64(s[7])
+			s := sub[4*i : 4*i+4]
+			c[i] += int64(s[0]) + int64(s[1]) + int64(s[2]) + int64(s[3])
 		}
-		for _, v := range sub[8*nb:] {
+		for _, v := range sub[4*nb:] {
 			nonFinite += int64(v)
 		}
 		lo = hi
@@ -226,8 +225,7 @@ func histogramAbsAVX2(x []float32, inv float32, nb int) ([]int64, int64) {
 			nonFinite++
 			continue
 		}
-		bin := float64(math.Float32frombits(b) * inv)
-		c[min(int(min(bin, float64(nb-1))), nb-1)]++
+		c[int(min(float64(math.Float32frombits(b)*inv), float64(nb-1)))]++
 	}
 	return c, nonFinite
 }

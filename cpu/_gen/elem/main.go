@@ -1,7 +1,7 @@
 // Command elem generates the AVX2 element-wise kernels of package cpu:
 // quantization and dequantization of float32 to 8- and 4-bit codes, the
 // largest finite |x| and the bin indices of the |x| histogram. Each kernel
-// handles whole blocks of 32 (histogram: 8) elements; the Go code in
+// handles whole blocks of 32 (histogram: 128) elements; the Go code in
 // package cpu does the remainder and every case the kernels leave out.
 //
 //	cd cpu/_gen && go run ./elem -out ../elem_amd64.s -stubs ../elem_stubs_amd64.go -pkg cpu
@@ -44,7 +44,7 @@ var (
 	lowNibble  Mem // 0x000F in every word
 	highNibble Mem // 0x00F0 in every word
 	nibbleMask Mem // 0x0F in every byte
-	laneIndex  Mem // 0, 1, ..., 7
+	laneIndex  Mem // 0, 1, 2, 3, 0, 1, 2, 3
 	clampLimit Mem // 512.0 in every float
 	negLimit   Mem // -512.0 in every float
 	absMask    Mem // 0x7FFFFFFF in every dword
@@ -70,7 +70,7 @@ func consts() {
 	lowNibble = splat("elemLowNibble", 0x000F000F)
 	highNibble = splat("elemHighNibble", 0x00F000F0)
 	nibbleMask = splat("elemNibbleMask", 0x0F0F0F0F)
-	laneIndex = vector32("elemLaneIndex", func(i int) uint32 { return uint32(i) })
+	laneIndex = vector32("elemLaneIndex", func(i int) uint32 { return uint32(i % 4) })
 	clampLimit = splat("elemClampLimit", 0x44000000) // 512.0
 	negLimit = splat("elemNegLimit", 0xC4000000)     // -512.0
 	absMask = splat("elemAbsMask", 0x7FFFFFFF)
@@ -360,20 +360,27 @@ func absMax() {
 	RET()
 }
 
-// histogram adds one to counts[bin*8 + i%8] for each element i, bin =
+// histogram adds one to counts[4*bin + i%4] for each element i, bin =
 // floor(min(|x|·inv, last)) for finite x and nb for the others. With inv
 // an exact power of two the product is |x|/width rounded as the division
 // would be; last = nb-1 and nb are exact in float32 (the caller checks),
 // so the clamp gives the last bin exactly when the product reaches nb-1,
-// and truncation of a non-negative float is floor. The eight interleaved
-// sub-histograms keep runs of equal values from serialising on one
-// counter; their counters are 32-bit, to keep the touched bins in the L1
-// cache, so the caller passes at most 2^33 elements at a time.
+// and truncation of a non-negative float is floor.
+//
+// It works in blocks of 128: first the counter indices of the block, into
+// a buffer on the stack, then the increments, whose addresses are loads
+// from that buffer, ready long before the increments issue (computed
+// addresses held the increments back behind the vector arithmetic). The
+// four interleaved sub-histograms keep runs of equal values from
+// serialising on one counter, with a small enough footprint (16 bytes a
+// bin) to stay in the L1 cache; their counters are 32-bit, so the caller
+// passes at most 2^33 elements at a time.
 func histogram() {
+	const block = 128 // a larger buffer passes the NOSPLIT stack limit
 	TEXT("histogramAVX2", NOSPLIT, "func(x []float32, inv, last float32, nb int32, counts []uint32)")
-	Doc("histogramAVX2 counts len(x)/8 blocks of 8 elements into counts, eight interleaved",
+	Doc("histogramAVX2 counts len(x)/128 blocks of 128 elements into counts, four interleaved",
 		"histograms of nb+1 bins, the last for non-finite values: element i goes to",
-		"counts[8*bin + i%8].")
+		"counts[4*bin + i%4].")
 	x := Mem{Base: Load(Param("x").Base(), GP64())}
 	counts := Load(Param("counts").Base(), GP64())
 	n := Load(Param("x").Len(), GP64())
@@ -382,41 +389,30 @@ func histogram() {
 	VMOVDQU(absMask, mask)
 	VMOVDQU(maxFinite, lim)
 	VMOVDQU(laneIndex, lane)
-	SHRQ(U8(3), n)
+	buf := AllocLocal(4 * block)
+	SHRQ(U8(7), n)
 	JZ(LabelRef("done"))
-	Label("loop")
-	b, nf, p, idx := YMM(), YMM(), YMM(), YMM()
-	VPAND(x, mask, b)
-	VPCMPGTD(lim, b, nf)
-	VMULPS(inv, b, p)
-	VMINPS(last, p, p)
-	VCVTTPS2DQ(p, idx)
-	VPBLENDVB(nf, nb, idx, idx)
-	VPSLLD(U8(3), idx, idx)
-	VPADDD(lane, idx, idx)
-	// Indices to general registers through VMOVQ and VPEXTRQ: a
-	// store and narrower reloads would stall store-to-load forwarding.
-	h := XMM()
-	VEXTRACTI128(U8(1), idx, h)
-	for j := range 4 {
-		src := idx.AsX()
-		if j >= 2 {
-			src = h
-		}
-		pair, lo := GP64(), GP32()
-		if j%2 == 0 {
-			VMOVQ(src, pair)
-		} else {
-			VPEXTRQ(U8(1), src, pair)
-		}
-		MOVL(pair.As32(), lo)
-		SHRQ(U8(32), pair)
-		INCL(Mem{Base: counts, Index: lo.As64(), Scale: 4})
-		INCL(Mem{Base: counts, Index: pair, Scale: 4})
+	Label("block")
+	for j := range block / 8 {
+		b, nf, p, idx := YMM(), YMM(), YMM(), YMM()
+		VPAND(x.Offset(32*j), mask, b)
+		VPCMPGTD(lim, b, nf) // b > bits of MaxFloat32: Inf or NaN
+		VMULPS(inv, b, p)
+		VMINPS(last, p, p)
+		VCVTTPS2DQ(p, idx)
+		VPBLENDVB(nf, nb, idx, idx)
+		VPSLLD(U8(2), idx, idx)
+		VPADDD(lane, idx, idx)
+		VMOVDQU(idx, buf.Offset(32*j))
 	}
-	ADDQ(U32(32), x.Base)
+	for j := range block {
+		r := GP32()
+		MOVL(buf.Offset(4*j), r)
+		INCL(Mem{Base: counts, Index: r.As64(), Scale: 4})
+	}
+	ADDQ(U32(4*block), x.Base)
 	DECQ(n)
-	JNZ(LabelRef("loop"))
+	JNZ(LabelRef("block"))
 	Label("done")
 	VZEROUPPER()
 	RET()
