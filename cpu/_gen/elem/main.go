@@ -4,7 +4,7 @@
 // handles whole blocks of 32 (histogram: 128) elements; the Go code in
 // package cpu does the remainder and every case the kernels leave out.
 //
-//	cd cpu/_gen && go run ./elem -out ../elem_amd64.s -stubs ../elem_stubs_amd64.go -pkg cpu
+//	cd cpu/_gen && go run ./elem    # or make asm
 //
 // Every kernel computes exactly what its pure-Go twin in package cpu
 // computes, bit for bit; the comments below say why each step is exact.
@@ -12,6 +12,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
@@ -19,6 +20,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) == 1 {
+		os.Args = append(os.Args, "-out", "../elem_amd64.s", "-stubs", "../elem_stubs_amd64.go", "-pkg", "cpu")
+	}
 	ConstraintExpr("!noasm,!gccgo,!safe")
 
 	consts()
