@@ -38,6 +38,17 @@ test: fmt-check vet
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./cpu/ ./quant/
 
+# quantkit's CPU GEMMs beside OpenBLAS sgemm and gonum, and the streaming
+# kernels beside a memmove, in one run on 2 threads (cgo, build tag openblas:
+# not part of make test). Installs Debian's libopenblas-dev when missing.
+OPENBLAS_FLAGS ?= -threads 2 -sizes 1024,2048
+.PHONY: bench-openblas
+bench-openblas:
+	@dpkg -s libopenblas-dev >/dev/null 2>&1 || { \
+		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get install -y libopenblas-dev || { $$SUDO apt-get update && $$SUDO apt-get install -y libopenblas-dev; }; }
+	$(GO) run -tags openblas ./bench/openblas $(OPENBLAS_FLAGS)
+
 fmt:
 	gofmt -w $$($(GO) list -f '{{.Dir}}' ./...)
 
