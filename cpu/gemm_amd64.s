@@ -5,50 +5,93 @@
 #include "textflag.h"
 
 // func gemmF32Kernel14x32AVX512(kc int, a *float32, lda int, b *float32, c *float32, ldc int, accumulate bool)
-// Requires: AVX, AVX512DQ, AVX512F
+// Requires: AVX, AVX512DQ, AVX512F, MMX+
 TEXT ·gemmF32Kernel14x32AVX512(SB), NOSPLIT, $0-49
-	MOVQ    kc+0(FP), CX
-	MOVQ    a+8(FP), AX
-	MOVQ    lda+16(FP), R9
-	SHLQ    $0x02, R9
-	LEAQ    (R9)(R9*2), R10
-	LEAQ    (R9)(R9*4), R11
-	LEAQ    (R10)(R9*4), R12
-	LEAQ    (AX)(R9*8), R13
-	ADDQ    R9, R13
-	MOVQ    b+24(FP), BX
-	MOVQ    c+32(FP), DI
-	MOVQ    ldc+40(FP), SI
-	SHLQ    $0x02, SI
-	MOVBQZX accumulate+48(FP), R8
-	VXORPS  Z0, Z0, Z0
-	VXORPS  Z1, Z1, Z1
-	VXORPS  Z2, Z2, Z2
-	VXORPS  Z3, Z3, Z3
-	VXORPS  Z4, Z4, Z4
-	VXORPS  Z5, Z5, Z5
-	VXORPS  Z6, Z6, Z6
-	VXORPS  Z7, Z7, Z7
-	VXORPS  Z8, Z8, Z8
-	VXORPS  Z9, Z9, Z9
-	VXORPS  Z10, Z10, Z10
-	VXORPS  Z11, Z11, Z11
-	VXORPS  Z12, Z12, Z12
-	VXORPS  Z13, Z13, Z13
-	VXORPS  Z14, Z14, Z14
-	VXORPS  Z15, Z15, Z15
-	VXORPS  Z16, Z16, Z16
-	VXORPS  Z17, Z17, Z17
-	VXORPS  Z18, Z18, Z18
-	VXORPS  Z19, Z19, Z19
-	VXORPS  Z20, Z20, Z20
-	VXORPS  Z21, Z21, Z21
-	VXORPS  Z22, Z22, Z22
-	VXORPS  Z23, Z23, Z23
-	VXORPS  Z24, Z24, Z24
-	VXORPS  Z25, Z25, Z25
-	VXORPS  Z26, Z26, Z26
-	VXORPS  Z27, Z27, Z27
+	MOVQ       kc+0(FP), CX
+	MOVQ       a+8(FP), AX
+	MOVQ       lda+16(FP), R9
+	SHLQ       $0x02, R9
+	LEAQ       (R9)(R9*2), R10
+	LEAQ       (R9)(R9*4), R11
+	LEAQ       (R10)(R9*4), R12
+	LEAQ       (AX)(R9*8), R13
+	ADDQ       R9, R13
+	MOVQ       b+24(FP), BX
+	MOVQ       c+32(FP), DI
+	MOVQ       ldc+40(FP), SI
+	SHLQ       $0x02, SI
+	MOVBQZX    accumulate+48(FP), R8
+	MOVQ       DI, DX
+	PREFETCHT0 (DX)
+	PREFETCHT0 64(DX)
+	ADDQ       SI, DX
+	PREFETCHT0 (DX)
+	PREFETCHT0 64(DX)
+	ADDQ       SI, DX
+	PREFETCHT0 (DX)
+	PREFETCHT0 64(DX)
+	ADDQ       SI, DX
+	PREFETCHT0 (DX)
+	PREFETCHT0 64(DX)
+	ADDQ       SI, DX
+	PREFETCHT0 (DX)
+	PREFETCHT0 64(DX)
+	ADDQ       SI, DX
+	PREFETCHT0 (DX)
+	PREFETCHT0 64(DX)
+	ADDQ       SI, DX
+	PREFETCHT0 (DX)
+	PREFETCHT0 64(DX)
+	ADDQ       SI, DX
+	PREFETCHT0 (DX)
+	PREFETCHT0 64(DX)
+	ADDQ       SI, DX
+	PREFETCHT0 (DX)
+	PREFETCHT0 64(DX)
+	ADDQ       SI, DX
+	PREFETCHT0 (DX)
+	PREFETCHT0 64(DX)
+	ADDQ       SI, DX
+	PREFETCHT0 (DX)
+	PREFETCHT0 64(DX)
+	ADDQ       SI, DX
+	PREFETCHT0 (DX)
+	PREFETCHT0 64(DX)
+	ADDQ       SI, DX
+	PREFETCHT0 (DX)
+	PREFETCHT0 64(DX)
+	ADDQ       SI, DX
+	PREFETCHT0 (DX)
+	PREFETCHT0 64(DX)
+	ADDQ       SI, DX
+	VXORPS     Z0, Z0, Z0
+	VXORPS     Z1, Z1, Z1
+	VXORPS     Z2, Z2, Z2
+	VXORPS     Z3, Z3, Z3
+	VXORPS     Z4, Z4, Z4
+	VXORPS     Z5, Z5, Z5
+	VXORPS     Z6, Z6, Z6
+	VXORPS     Z7, Z7, Z7
+	VXORPS     Z8, Z8, Z8
+	VXORPS     Z9, Z9, Z9
+	VXORPS     Z10, Z10, Z10
+	VXORPS     Z11, Z11, Z11
+	VXORPS     Z12, Z12, Z12
+	VXORPS     Z13, Z13, Z13
+	VXORPS     Z14, Z14, Z14
+	VXORPS     Z15, Z15, Z15
+	VXORPS     Z16, Z16, Z16
+	VXORPS     Z17, Z17, Z17
+	VXORPS     Z18, Z18, Z18
+	VXORPS     Z19, Z19, Z19
+	VXORPS     Z20, Z20, Z20
+	VXORPS     Z21, Z21, Z21
+	VXORPS     Z22, Z22, Z22
+	VXORPS     Z23, Z23, Z23
+	VXORPS     Z24, Z24, Z24
+	VXORPS     Z25, Z25, Z25
+	VXORPS     Z26, Z26, Z26
+	VXORPS     Z27, Z27, Z27
 
 gemmF32Kernel14x32AVX512_loop:
 	VMOVUPS      (BX), Z28
@@ -222,34 +265,47 @@ gemmF32Kernel14x32AVX512_store:
 	RET
 
 // func gemmF32Kernel6x16AVX2(kc int, a *float32, lda int, b *float32, c *float32, ldc int, accumulate bool)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·gemmF32Kernel6x16AVX2(SB), NOSPLIT, $0-49
-	MOVQ    kc+0(FP), CX
-	MOVQ    a+8(FP), AX
-	MOVQ    lda+16(FP), R9
-	SHLQ    $0x02, R9
-	LEAQ    (R9)(R9*2), R10
-	LEAQ    (R9)(R9*4), R11
-	LEAQ    (R10)(R9*4), R12
-	LEAQ    (AX)(R9*8), R13
-	ADDQ    R9, R13
-	MOVQ    b+24(FP), BX
-	MOVQ    c+32(FP), DI
-	MOVQ    ldc+40(FP), SI
-	SHLQ    $0x02, SI
-	MOVBQZX accumulate+48(FP), R8
-	VXORPS  Y0, Y0, Y0
-	VXORPS  Y1, Y1, Y1
-	VXORPS  Y2, Y2, Y2
-	VXORPS  Y3, Y3, Y3
-	VXORPS  Y4, Y4, Y4
-	VXORPS  Y5, Y5, Y5
-	VXORPS  Y6, Y6, Y6
-	VXORPS  Y7, Y7, Y7
-	VXORPS  Y8, Y8, Y8
-	VXORPS  Y9, Y9, Y9
-	VXORPS  Y10, Y10, Y10
-	VXORPS  Y11, Y11, Y11
+	MOVQ       kc+0(FP), CX
+	MOVQ       a+8(FP), AX
+	MOVQ       lda+16(FP), R9
+	SHLQ       $0x02, R9
+	LEAQ       (R9)(R9*2), R10
+	LEAQ       (R9)(R9*4), R11
+	LEAQ       (R10)(R9*4), R12
+	LEAQ       (AX)(R9*8), R13
+	ADDQ       R9, R13
+	MOVQ       b+24(FP), BX
+	MOVQ       c+32(FP), DI
+	MOVQ       ldc+40(FP), SI
+	SHLQ       $0x02, SI
+	MOVBQZX    accumulate+48(FP), R8
+	MOVQ       DI, DX
+	PREFETCHT0 (DX)
+	ADDQ       SI, DX
+	PREFETCHT0 (DX)
+	ADDQ       SI, DX
+	PREFETCHT0 (DX)
+	ADDQ       SI, DX
+	PREFETCHT0 (DX)
+	ADDQ       SI, DX
+	PREFETCHT0 (DX)
+	ADDQ       SI, DX
+	PREFETCHT0 (DX)
+	ADDQ       SI, DX
+	VXORPS     Y0, Y0, Y0
+	VXORPS     Y1, Y1, Y1
+	VXORPS     Y2, Y2, Y2
+	VXORPS     Y3, Y3, Y3
+	VXORPS     Y4, Y4, Y4
+	VXORPS     Y5, Y5, Y5
+	VXORPS     Y6, Y6, Y6
+	VXORPS     Y7, Y7, Y7
+	VXORPS     Y8, Y8, Y8
+	VXORPS     Y9, Y9, Y9
+	VXORPS     Y10, Y10, Y10
+	VXORPS     Y11, Y11, Y11
 
 gemmF32Kernel6x16AVX2_loop:
 	VMOVUPS      (BX), Y12
@@ -824,5 +880,93 @@ gemmS8Kernel6x16AVX2_store:
 	VMOVDQU Y10, (DI)
 	VMOVDQU Y11, 32(DI)
 	ADDQ    SI, DI
+	VZEROUPPER
+	RET
+
+// func packWords32AVX512(kg int, src *byte, ld int, dst *uint32, flip uint32)
+// Requires: AVX, AVX512F
+TEXT ·packWords32AVX512(SB), NOSPLIT, $0-36
+	MOVQ         kg+0(FP), CX
+	MOVQ         src+8(FP), SI
+	MOVQ         ld+16(FP), DX
+	MOVQ         dst+24(FP), DI
+	MOVL         flip+32(FP), AX
+	VPBROADCASTD AX, Z1
+	VPBROADCASTD DX, Z0
+	VPMULLD      packIota<>+0(SB), Z0, Z0
+	MOVQ         DX, R8
+	SHLQ         $0x04, R8
+	ADDQ         SI, R8
+
+packWords32AVX512_loop:
+	KXNORW     K1, K1, K1
+	KXNORW     K2, K2, K2
+	VPGATHERDD (SI)(Z0*1), K1, Z2
+	VPGATHERDD (R8)(Z0*1), K2, Z3
+	VPXORD     Z1, Z2, Z2
+	VPXORD     Z1, Z3, Z3
+	VMOVDQU32  Z2, (DI)
+	VMOVDQU32  Z3, 64(DI)
+	ADDQ       $0x04, SI
+	ADDQ       $0x04, R8
+	ADDQ       $0x80, DI
+	DECQ       CX
+	JNZ        packWords32AVX512_loop
+	VZEROUPPER
+	RET
+
+DATA packIota<>+0(SB)/4, $0x00000000
+DATA packIota<>+4(SB)/4, $0x00000001
+DATA packIota<>+8(SB)/4, $0x00000002
+DATA packIota<>+12(SB)/4, $0x00000003
+DATA packIota<>+16(SB)/4, $0x00000004
+DATA packIota<>+20(SB)/4, $0x00000005
+DATA packIota<>+24(SB)/4, $0x00000006
+DATA packIota<>+28(SB)/4, $0x00000007
+DATA packIota<>+32(SB)/4, $0x00000008
+DATA packIota<>+36(SB)/4, $0x00000009
+DATA packIota<>+40(SB)/4, $0x0000000a
+DATA packIota<>+44(SB)/4, $0x0000000b
+DATA packIota<>+48(SB)/4, $0x0000000c
+DATA packIota<>+52(SB)/4, $0x0000000d
+DATA packIota<>+56(SB)/4, $0x0000000e
+DATA packIota<>+60(SB)/4, $0x0000000f
+GLOBL packIota<>(SB), RODATA|NOPTR, $64
+
+// func sumS8AVX512VNNI(x *int8, blocks int) int32
+// Requires: AVX, AVX2, AVX512F, AVX512_VNNI
+TEXT ·sumS8AVX512VNNI(SB), NOSPLIT, $0-20
+	MOVQ         x+0(FP), SI
+	MOVQ         blocks+8(FP), CX
+	MOVL         $0x01010101, AX
+	VPBROADCASTD AX, Z0
+	VPXORD       Z1, Z1, Z1
+	VPXORD       Z2, Z2, Z2
+	TESTQ        $0x00000001, CX
+	JZ           sumS8AVX512VNNI_pairs
+	VPDPBUSD     (SI), Z0, Z1
+	ADDQ         $0x40, SI
+	DECQ         CX
+	JZ           sumS8AVX512VNNI_reduce
+
+sumS8AVX512VNNI_pairs:
+	VPDPBUSD (SI), Z0, Z1
+	VPDPBUSD 64(SI), Z0, Z2
+	ADDQ     $0x80, SI
+	SUBQ     $0x02, CX
+	JNZ      sumS8AVX512VNNI_pairs
+
+sumS8AVX512VNNI_reduce:
+	VPADDD        Z2, Z1, Z1
+	VEXTRACTI64X4 $0x01, Z1, Y2
+	VPADDD        Y2, Y1, Y1
+	VEXTRACTI128  $0x01, Y1, X2
+	VPADDD        X2, X1, X1
+	VPSHUFD       $0x4e, X1, X2
+	VPADDD        X2, X1, X1
+	VPSHUFD       $0xb1, X1, X2
+	VPADDD        X2, X1, X1
+	VMOVD         X1, AX
+	MOVL          AX, ret+16(FP)
 	VZEROUPPER
 	RET

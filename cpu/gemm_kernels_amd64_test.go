@@ -172,6 +172,9 @@ func TestSumS8(t *testing.T) {
 			if got := sumS8(x); got != want {
 				t.Fatalf("sumS8 of %d: %d, want %d", n, got, want)
 			}
+			if got := sumS8Go(x); got != want {
+				t.Fatalf("sumS8Go of %d: %d, want %d", n, got, want)
+			}
 		}
 	}
 }

@@ -166,6 +166,10 @@ func gemmF32SIMD(m, n, k int, a, b, c []float32) bool {
 // cache set.
 func packF32(dst, src []float32, rows, k, r0, mr int) {
 	dst = dst[:mr*k]
+	if mr == 32 && use.AVX512 && r0+mr <= rows && 31*4*k < 1<<31 {
+		packWords32AVX512(k, (*byte)(unsafe.Pointer(&src[r0*k])), 4*k, (*uint32)(unsafe.Pointer(&dst[0])), 0)
+		return
+	}
 	live := min(mr, max(rows-r0, 0))
 	for p0 := 0; p0 < k; p0 += packBlock {
 		p1 := min(p0+packBlock, k)
@@ -375,6 +379,15 @@ func packS8Words(dst []uint32, src []int8, rows, k, r0, mr int) {
 	kg := ceilDiv(k, 4)
 	dst = dst[:mr*kg]
 	s := int8Bytes(src)
+	if full := k / 4; mr == 32 && use.AVX512 && r0+mr <= rows && full > 0 && 31*k < 1<<31 {
+		packWords32AVX512(full, &s[r0*k], k, &dst[0], 0x80808080)
+		if full < kg {
+			for r := range mr {
+				dst[full*mr+r] = lastWord(s[(r0+r)*k+4*full : (r0+r+1)*k])
+			}
+		}
+		return
+	}
 	live := min(mr, max(rows-r0, 0))
 	// Blocks of 16 words, as in packF32.
 	for g0 := 0; g0 < kg; g0 += packBlock {
@@ -386,11 +399,8 @@ func packS8Words(dst []uint32, src []int8, rows, k, r0, mr int) {
 			for g := g0; g < full; g++ {
 				blk[(g-g0)*mr+r] = binary.LittleEndian.Uint32(row[4*g:]) ^ 0x80808080
 			}
-			if full < g1 { // the last, partial word
-				var t [4]byte
-				n := copy(t[:], row[4*full:])
-				flip := uint32(0x80808080) >> (8 * (4 - n))
-				blk[(full-g0)*mr+r] = binary.LittleEndian.Uint32(t[:]) ^ flip
+			if full < g1 {
+				blk[(full-g0)*mr+r] = lastWord(row[4*full:])
 			}
 		}
 		if live < mr {
@@ -401,8 +411,25 @@ func packS8Words(dst []uint32, src []int8, rows, k, r0, mr int) {
 	}
 }
 
+// lastWord packs the last, partial word of a row of B (1 to 3 bytes) as
+// packS8Words does: the bytes plus 128, then zeros.
+func lastWord(b []byte) uint32 {
+	var t [4]byte
+	n := copy(t[:], b)
+	return binary.LittleEndian.Uint32(t[:]) ^ uint32(0x80808080)>>(8*(4-n))
+}
+
 // sumS8 is Σ x[p] in int32 arithmetic, which wraps.
 func sumS8(x []int8) int32 {
+	if use.AVX512VNNI && len(x) >= 64 {
+		n := len(x) / 64 * 64
+		return sumS8AVX512VNNI(&x[0], n/64) + sumS8Go(x[n:])
+	}
+	return sumS8Go(x)
+}
+
+// sumS8Go is sumS8 in Go.
+func sumS8Go(x []int8) int32 {
 	s := int8Bytes(x)
 	// Eight bytes at a time with their sign bits flipped (x+128, as
 	// unsigned numbers), in four 16-bit lanes that take 128 words before

@@ -126,3 +126,22 @@ func gemmS8Kernel6x16AVXVNNI(kc int, a *int8, lda int, b *uint32, c *int32, ldc 
 //
 //go:noescape
 func gemmS8Kernel6x16AVX2(kc int, a *int16, b *int16, c *int32, ldc int, accumulate bool)
+
+// packWords32AVX512 is, for 32 rows of 4-byte words at a stride of ld bytes,
+//
+//	for g := range kg {
+//		for j := range 32 {
+//			dst[g*32+j] = *(*uint32)(src[j*ld+4*g:]) ^ flip
+//		}
+//	}
+//
+// kg must be at least 1 and 31·ld below 2^31.
+//
+//go:noescape
+func packWords32AVX512(kg int, src *byte, ld int, dst *uint32, flip uint32)
+
+// sumS8AVX512VNNI is Σ x[p] for p < 64·blocks (blocks ≥ 1), in int32
+// arithmetic, which wraps.
+//
+//go:noescape
+func sumS8AVX512VNNI(x *int8, blocks int) int32

@@ -38,6 +38,8 @@ func main() {
 	s8Kernel("gemmS8Kernel14x32AVX512VNNI", 14, 2, zmm, dotVNNI512)
 	s8Kernel("gemmS8Kernel6x16AVXVNNI", 6, 2, ymm, dotVNNI256)
 	s8Kernel("gemmS8Kernel6x16AVX2", 6, 2, ymm, dotAVX2)
+	packWords32()
+	sumS8VNNI()
 
 	Generate()
 }
@@ -139,6 +141,15 @@ func f32Kernel(name string, mr, nv int, v []VecPhysical) {
 		"kc must be at least 1.")
 	acc, bv, tv := tile(mr, nv, v)
 	header(true, 4)
+	// C is read (or written) only after the loop: ask for its lines now,
+	// so that they arrive while the loop runs.
+	MOVQ(rC, RDX)
+	for range mr {
+		for l := 0; l < nr*4; l += 64 {
+			PREFETCHT0(Mem{Base: RDX, Disp: l})
+		}
+		ADDQ(rLDC, RDX)
+	}
 	for _, r := range acc {
 		VXORPS(r, r, r)
 	}
@@ -366,4 +377,105 @@ func movdqu(src, dst Op) {
 	} else {
 		VMOVDQU(src, dst)
 	}
+}
+
+// packWords32 emits the packing of a 32-row panel of B for the AVX-512
+// kernels: 4-byte words (float32s, or four int8 steps of k) gathered
+// from 32 rows, a column of them per step, 16 at a time with VPGATHERDD.
+func packWords32() {
+	TEXT("packWords32AVX512", NOSPLIT, "func(kg int, src *byte, ld int, dst *uint32, flip uint32)")
+	Pragma("noescape")
+	Doc("packWords32AVX512 is, for 32 rows of 4-byte words at a stride of ld bytes,",
+		"",
+		"\tfor g := range kg {",
+		"\t\tfor j := range 32 {",
+		"\t\t\tdst[g*32+j] = *(*uint32)(src[j*ld+4*g:]) ^ flip",
+		"\t\t}",
+		"\t}",
+		"",
+		"kg must be at least 1 and 31·ld below 2^31.")
+	src, src16, dst, k, ld := RSI, R8, RDI, RCX, RDX
+	Load(Param("kg"), k)
+	Load(Param("src"), src)
+	Load(Param("ld"), ld)
+	Load(Param("dst"), dst)
+	Load(Param("flip"), EAX)
+	idx, flip, lo, hi := Z0, Z1, Z2, Z3
+	VPBROADCASTD(EAX, flip)
+	VPBROADCASTD(EDX, idx)
+	iota := GLOBL("packIota", RODATA|NOPTR)
+	for i := range 16 {
+		DATA(4*i, U32(i))
+	}
+	VPMULLD(iota, idx, idx) // row offsets 0, ld, …, 15·ld
+	MOVQ(ld, src16)
+	SHLQ(U8(4), src16)
+	ADDQ(src, src16)
+	Label("packWords32AVX512_loop")
+	KXNORW(K1, K1, K1)
+	KXNORW(K2, K2, K2)
+	VPGATHERDD(Mem{Base: src, Index: idx, Scale: 1}, K1, lo)
+	VPGATHERDD(Mem{Base: src16, Index: idx, Scale: 1}, K2, hi)
+	VPXORD(flip, lo, lo)
+	VPXORD(flip, hi, hi)
+	VMOVDQU32(lo, Mem{Base: dst})
+	VMOVDQU32(hi, Mem{Base: dst, Disp: 64})
+	ADDQ(U8(4), src)
+	ADDQ(U8(4), src16)
+	ADDQ(U8(128), dst)
+	DECQ(k)
+	JNZ(LabelRef("packWords32AVX512_loop"))
+	VZEROUPPER()
+	RET()
+}
+
+// sumS8VNNI emits the sum of 64-byte blocks of int8s with VPDPBUSD
+// against bytes of 1, for the offset correction of the int8 GEMM.
+func sumS8VNNI() {
+	TEXT("sumS8AVX512VNNI", NOSPLIT, "func(x *int8, blocks int) int32")
+	Pragma("noescape")
+	Doc("sumS8AVX512VNNI is Σ x[p] for p < 64·blocks (blocks ≥ 1), in int32",
+		"arithmetic, which wraps.")
+	x, n := RSI, RCX
+	Load(Param("x"), x)
+	Load(Param("blocks"), n)
+	ones, acc0, acc1 := Z0, Z1, Z2
+	MOVL(U32(0x01010101), EAX)
+	VPBROADCASTD(EAX, ones)
+	VPXORD(acc0, acc0, acc0)
+	VPXORD(acc1, acc1, acc1)
+	vnni := func(m Mem, acc VecPhysical) {
+		Instruction(&ir.Instruction{
+			Opcode: "VPDPBUSD", Operands: []Op{m, ones, acc},
+			Inputs: []Op{m, ones, acc}, Outputs: []Op{acc}, ISA: []string{"AVX512_VNNI"},
+		})
+	}
+	// Two blocks per step into two sums, so that each waits on the other
+	// half as often.
+	TESTQ(U32(1), n)
+	JZ(LabelRef("sumS8AVX512VNNI_pairs"))
+	vnni(Mem{Base: x}, acc0)
+	ADDQ(U8(64), x)
+	DECQ(n)
+	JZ(LabelRef("sumS8AVX512VNNI_reduce"))
+	Label("sumS8AVX512VNNI_pairs")
+	vnni(Mem{Base: x}, acc0)
+	vnni(Mem{Base: x, Disp: 64}, acc1)
+	ADDQ(U8(128), x)
+	SUBQ(U8(2), n)
+	JNZ(LabelRef("sumS8AVX512VNNI_pairs"))
+	Label("sumS8AVX512VNNI_reduce")
+	VPADDD(acc1, acc0, acc0)
+	VEXTRACTI64X4(U8(1), acc0, Y2)
+	VPADDD(Y2, Y1, Y1)
+	VEXTRACTI128(U8(1), Y1, X2)
+	VPADDD(X2, X1, X1)
+	VPSHUFD(U8(0x4e), X1, X2)
+	VPADDD(X2, X1, X1)
+	VPSHUFD(U8(0xb1), X1, X2)
+	VPADDD(X2, X1, X1)
+	VMOVD(X1, EAX)
+	Store(EAX, ReturnIndex(0))
+	VZEROUPPER()
+	RET()
 }
