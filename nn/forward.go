@@ -140,6 +140,7 @@ type f32Step struct {
 	k, n    int // GEMM depth and columns
 	bias    []float32
 	relu    bool           // a following ReLU is fused
+	chunk   int            // samples per GEMM call
 	w       backend.Buffer // weights, n×k
 	a, c    f32Buf         // GEMM operand and result
 	host    []float32      // the step's NCHW output
@@ -351,16 +352,28 @@ func (e *FloatEngine) grow(batch int) error {
 	if batch <= e.cap {
 		return nil
 	}
+	direct := false
+	if b, err := e.be.Alloc(backend.F32, 1); err == nil {
+		_, direct = b.(interface{ Data() any })
+		e.be.Free(b)
+	}
 	for _, st := range e.steps {
 		st.a.free(e.be)
 		st.c.free(e.be)
 		st.host = make([]float32, batch*st.out.size())
 		if st.kind == f32Conv || st.kind == f32Dense {
+			// On the host, GEMMs of a few samples whose im2col stays in
+			// the L2 cache (about 1 MB); elsewhere one per batch, to
+			// keep the transfers few.
+			st.chunk = batch
+			if direct {
+				st.chunk = max(1, min(batch, (1<<18)/(st.m1*st.k)))
+			}
 			var err error
-			if st.a, err = f32Alloc(e.be, batch*st.m1*st.k); err != nil {
+			if st.a, err = f32Alloc(e.be, st.chunk*st.m1*st.k); err != nil {
 				return err
 			}
-			if st.c, err = f32Alloc(e.be, batch*st.m1*st.n); err != nil {
+			if st.c, err = f32Alloc(e.be, st.chunk*st.m1*st.n); err != nil {
 				return err
 			}
 		}
@@ -413,45 +426,12 @@ func (e *FloatEngine) forward(x []float32, nb int, out []float32) error {
 		dst := st.host[:nb*st.out.size()]
 		switch st.kind {
 		case f32Conv, f32Dense:
-			m := nb * st.m1
-			a := st.a.host[:m*st.k]
-			if st.kind == f32Conv {
-				f32Im2col(a, cur, nb, st)
-			} else {
-				copy(a, cur)
-			}
-			if !st.a.direct {
-				if err := e.be.Upload(st.a.buf.Slice(0, m*st.k), a); err != nil {
-					return fmt.Errorf("nn: layer %d: %w", st.layer, err)
+			for n0 := 0; n0 < nb; n0 += st.chunk {
+				n1 := min(nb, n0+st.chunk)
+				if err := e.gemm(st, cur[n0*st.in.size():n1*st.in.size()], n1-n0, dst[n0*st.out.size():n1*st.out.size()]); err != nil {
+					return err
 				}
 			}
-			if err := e.be.GemmF32(m, st.n, st.k, st.a.buf.Slice(0, m*st.k), st.w, st.c.buf.Slice(0, m*st.n)); err != nil {
-				return fmt.Errorf("nn: layer %d: %w", st.layer, err)
-			}
-			c := st.c.host[:m*st.n]
-			if !st.c.direct {
-				if err := e.be.Download(c, st.c.buf.Slice(0, m*st.n)); err != nil {
-					return fmt.Errorf("nn: layer %d: %w", st.layer, err)
-				}
-			}
-			// C is [n][pixel][channel]; lay it back as NCHW with the bias.
-			hw, ch := st.m1, st.n
-			f32Parallel(nb, hw*ch, func(n0, n1 int) {
-				for n := n0; n < n1; n++ {
-					cn, yn := c[n*hw*ch:(n+1)*hw*ch], dst[n*hw*ch:(n+1)*hw*ch]
-					for o := range ch {
-						b := st.bias[o]
-						yo := yn[o*hw : (o+1)*hw]
-						for p := range yo {
-							v := cn[p*ch+o] + b
-							if st.relu {
-								v = max(v, 0)
-							}
-							yo[p] = v
-						}
-					}
-				}
-			})
 		case f32Pool:
 			f32MaxPool(dst, cur, nb, st)
 		case f32ReLU:
@@ -475,6 +455,50 @@ func (e *FloatEngine) forward(x []float32, nb int, out []float32) error {
 	return nil
 }
 
+// gemm runs a Conv2D or Dense step on nb samples x into dst.
+func (e *FloatEngine) gemm(st *f32Step, x []float32, nb int, dst []float32) error {
+	m := nb * st.m1
+	a := st.a.host[:m*st.k]
+	if st.kind == f32Conv {
+		f32Im2col(a, x, nb, st)
+	} else {
+		copy(a, x)
+	}
+	if !st.a.direct {
+		if err := e.be.Upload(st.a.buf.Slice(0, m*st.k), a); err != nil {
+			return fmt.Errorf("nn: layer %d: %w", st.layer, err)
+		}
+	}
+	if err := e.be.GemmF32(m, st.n, st.k, st.a.buf.Slice(0, m*st.k), st.w, st.c.buf.Slice(0, m*st.n)); err != nil {
+		return fmt.Errorf("nn: layer %d: %w", st.layer, err)
+	}
+	c := st.c.host[:m*st.n]
+	if !st.c.direct {
+		if err := e.be.Download(c, st.c.buf.Slice(0, m*st.n)); err != nil {
+			return fmt.Errorf("nn: layer %d: %w", st.layer, err)
+		}
+	}
+	// C is [n][pixel][channel]; lay it back as NCHW with the bias.
+	hw, ch := st.m1, st.n
+	f32Parallel(nb, hw*ch, func(n0, n1 int) {
+		for n := n0; n < n1; n++ {
+			cn, yn := c[n*hw*ch:(n+1)*hw*ch], dst[n*hw*ch:(n+1)*hw*ch]
+			for o := range ch {
+				b := st.bias[o]
+				yo := yn[o*hw : (o+1)*hw]
+				for p := range yo {
+					v := cn[p*ch+o] + b
+					if st.relu {
+						v = max(v, 0)
+					}
+					yo[p] = v
+				}
+			}
+		}
+	})
+	return nil
+}
+
 // f32Im2col writes the im2col matrix of the NCHW x (nb samples) into a:
 // row (n, oh, ow) holds the window at that output in (c, kh, kw) order,
 // with 0 where the window leaves the image.
@@ -488,24 +512,31 @@ func f32Im2col(a, x []float32, nb int, st *f32Step) {
 				for ow := range out.W {
 					row := a[((n*out.H+oh)*out.W+ow)*K:][:K]
 					k := 0
+					w0 := ow*l.StrideW - l.PadL
+					inside := w0 >= 0 && w0+l.KW <= in.W
 					for c := range in.C {
 						xc := xn[c*in.H*in.W : (c+1)*in.H*in.W]
 						for u := range l.KH {
 							ih := oh*l.StrideH + u - l.PadT
-							if ih < 0 || ih >= in.H {
-								clear(row[k : k+l.KW])
-								k += l.KW
-								continue
-							}
-							xr := xc[ih*in.W : (ih+1)*in.W]
-							for v := range l.KW {
-								iw := ow*l.StrideW + v - l.PadL
-								if iw < 0 || iw >= in.W {
-									row[k] = 0
-								} else {
-									row[k] = xr[iw]
+							dst := row[k : k+l.KW]
+							k += l.KW
+							switch {
+							case ih < 0 || ih >= in.H:
+								clear(dst)
+							case inside:
+								src := xc[ih*in.W+w0:][:len(dst)]
+								for v := range dst {
+									dst[v] = src[v]
 								}
-								k++
+							default:
+								xr := xc[ih*in.W : (ih+1)*in.W]
+								for v := range dst {
+									if iw := w0 + v; iw >= 0 && iw < in.W {
+										dst[v] = xr[iw]
+									} else {
+										dst[v] = 0
+									}
+								}
 							}
 						}
 					}

@@ -281,3 +281,50 @@ func TestArgmax(t *testing.T) {
 		}
 	}
 }
+
+// A convolution whose im2col for one sample fills the cache-sized chunk:
+// every sample is a GEMM call of its own.
+func TestFloatEngineChunks(t *testing.T) {
+	rng := rand.New(rand.NewPCG(10, 10))
+	c := &Conv2D{InC: 4, OutC: 3, KH: 3, KW: 3, StrideH: 1, StrideW: 1, PadT: 1, PadL: 1, PadB: 1, PadR: 1,
+		W: randSlice(rng, 3*4*9, 0.5), B: randSlice(rng, 3, 0.1)}
+	net := &Net{Input: []int{4, 64, 64}, Layers: []Layer{c, &ReLU{}}}
+	e, err := NewFloatEngine(cpu.New(), net)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.grow(3)
+	if st := e.steps[0]; st.chunk != 1 {
+		t.Fatalf("chunk %d, want 1", st.chunk)
+	}
+	e.Close()
+	checkAgainstNaive(t, net, []int{3}, 1e-5)
+}
+
+// BenchmarkFloatEngineMNIST is the float engine on the MNIST model, 256
+// images per call.
+func BenchmarkFloatEngineMNIST(b *testing.B) {
+	net, err := LoadONNX(mnistONNX)
+	if err != nil {
+		b.Fatal(err)
+	}
+	e, err := NewFloatEngine(cpu.New(), net)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	const batch = 256
+	rng := rand.New(rand.NewPCG(1, 1))
+	x := make([]float32, batch*784)
+	for i := range x {
+		x[i] = float32(rng.IntN(256))
+	}
+	out := make([]float32, batch*10)
+	b.ResetTimer()
+	for range b.N {
+		if err := e.Forward(x, batch, out); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "images/s")
+}
