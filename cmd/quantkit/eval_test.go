@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/quantkit/quantkit/model/onnx"
+	"github.com/quantkit/quantkit/nn"
 )
 
 const mnistModel = "../../model/onnx/testdata/mnist-cnn.onnx"
@@ -137,6 +138,72 @@ func TestEvalErrors(t *testing.T) {
 		out, err := run(t, append([]string{"eval", "--device", "cpu"}, c.args...)...)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("eval %v: %v; want an error containing %q\n%s", c.args, err, c.want, out)
+		}
+	}
+}
+
+// A quantized model in QDQ form: the MNIST model with 8-bit per-channel
+// weights and its input quantized exactly (pixels 0..255 as codes
+// −128..127).
+func TestEvalQDQ(t *testing.T) {
+	net, err := nn.LoadONNX(mnistModel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := &nn.Quant{WeightBits: 8, WeightScale: make([][]float32, len(net.Layers)), Act: make([]nn.ActQuant, len(net.Layers)+1), Method: "max"}
+	for i, l := range net.Layers {
+		var w []float32
+		var outC int
+		switch l := l.(type) {
+		case *nn.Conv2D:
+			w, outC = l.W, l.OutC
+		case *nn.Dense:
+			w, outC = l.W, l.Out
+		default:
+			continue
+		}
+		s := make([]float32, outC)
+		k := len(w) / outC
+		for o := range s {
+			for _, v := range w[o*k : (o+1)*k] {
+				s[o] = max(s[o], v/127, -v/127)
+			}
+		}
+		q.WeightScale[i] = s
+	}
+	q.Act[0] = nn.ActQuant{Scale: 1, ZeroPoint: -128}
+	net.Quant = q
+	dir := t.TempDir()
+	path := filepath.Join(dir, "mnist-int8.onnx")
+	if err := nn.SaveONNX(net, path); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "data")
+	os.Mkdir(data, 0o755)
+	writeIDX(t, data, 20, 28, 28, 10)
+	sets := []string{data}
+	if !testing.Short() {
+		sets = append(sets, "mnist")
+	}
+	for _, set := range sets {
+		out, err := run(t, "eval", "--model", path, "--data", set, "--device", "cpu", "--json")
+		if err != nil {
+			if set == "mnist" && strings.Contains(err.Error(), "not found") {
+				t.Skipf("MNIST unreachable here: %v", err)
+			}
+			t.Fatalf("%v\n%s", err, out)
+		}
+		var r EvalReport
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Quantized == nil || r.Quantized.WeightBits != 8 || r.Quantized.Activations != 1 || r.Quantized.Method != "max" || r.Params != 5994 {
+			t.Errorf("report %+v, quantized %+v", r, r.Quantized)
+		}
+		t.Logf("%s: %d / %d", set, r.Correct, r.Total)
+		// 8-bit weights cost the MNIST model little.
+		if set == "mnist" && (r.Total != 10000 || r.Correct < 9870) {
+			t.Errorf("MNIST: %d / %d", r.Correct, r.Total)
 		}
 	}
 }
