@@ -81,6 +81,9 @@ var mnistSHA256 = map[string]string{
 // FashionDir is where Debian's dataset-fashion-mnist installs the files.
 const FashionDir = "/usr/share/datasets/fashion-mnist"
 
+// fashionDir is FashionDir, which tests change.
+var fashionDir = FashionDir
+
 // Limits of what a file may declare.
 const (
 	MaxImages = 1 << 24 // images in one file
@@ -205,10 +208,10 @@ func locate(name, prefix string) (string, error) {
 		}
 		tried = append(tried, fmt.Sprintf("Go module %s@%s: %v", mnistModule, mnistVersion, err))
 	case "fashion-mnist":
-		if has(FashionDir) {
-			return FashionDir, nil
+		if has(fashionDir) {
+			return fashionDir, nil
 		}
-		tried = append(tried, fmt.Sprintf("%s: missing (install the Debian package dataset-fashion-mnist)", FashionDir))
+		tried = append(tried, fmt.Sprintf("%s: missing (install the Debian package dataset-fashion-mnist)", fashionDir))
 	}
 	return "", fmt.Errorf("dataset: %s not found:\n  %s\nput the idx files in $%s/%s, or pass their directory",
 		name, strings.Join(tried, "\n  "), Env, name)

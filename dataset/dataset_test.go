@@ -151,9 +151,8 @@ func TestEnvFirst(t *testing.T) {
 		t.Errorf("label 12: %v", err)
 	}
 	// Nothing there, nothing installed: the error says where it looked.
-	if _, err := os.Stat(FashionDir); err == nil {
-		t.Skip(FashionDir + " exists")
-	}
+	defer func(d string) { fashionDir = d }(fashionDir)
+	fashionDir = filepath.Join(t.TempDir(), "none")
 	t.Setenv(Env, t.TempDir())
 	_, err = Load("fashion-mnist", "train")
 	if err == nil || !strings.Contains(err.Error(), "dataset-fashion-mnist") || !strings.Contains(err.Error(), Env) {
@@ -196,5 +195,24 @@ func TestVerifyMNIST(t *testing.T) {
 	small(t, dir, "t10k", 3, true)
 	if err := verifyMNIST(dir, "t10k"); err == nil || !strings.Contains(err.Error(), "SHA-256") {
 		t.Errorf("files other than MNIST's pass the pinned hashes: %v", err)
+	}
+}
+
+// Fashion-MNIST from the Debian package, where it is installed.
+func TestFashionMNIST(t *testing.T) {
+	t.Setenv(Env, "")
+	s, err := Load("fashion-mnist", "test")
+	if err != nil {
+		t.Skipf("Fashion-MNIST not installed here (Debian package dataset-fashion-mnist): %v", err)
+	}
+	var count [10]int
+	for _, l := range s.Labels {
+		count[l]++
+	}
+	if s.N != 10000 || s.H != 28 || s.W != 28 || count != [10]int{1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000} || s.Labels[0] != 9 {
+		t.Errorf("%d images of %dx%d, label counts %v, first label %d", s.N, s.H, s.W, count, s.Labels[0])
+	}
+	if !strings.HasPrefix(s.ImageFile, FashionDir) {
+		t.Errorf("read from %s", s.ImageFile)
 	}
 }
