@@ -13,7 +13,9 @@ import (
 	"github.com/quantkit/quantkit/quant"
 )
 
-var gemmBenchSizes = []int{256, 512, 1024}
+// gemmBenchSizes are m = n = k of the GEMM benchmarks, whose names end
+// in the size.
+var gemmBenchSizes = []int{256, 512, 1024, 2048}
 
 func benchF32(n int) []float32 {
 	rnd := rand.New(rand.NewPCG(1, 1))
@@ -38,7 +40,16 @@ func reportOps(b *testing.B, ops float64, unit string) {
 	b.ReportMetric(ops*float64(b.N)/b.Elapsed().Seconds()/1e9, unit)
 }
 
-func BenchmarkGemmF32(b *testing.B) {
+// BenchmarkGemmF32 runs the fastest kernels the processor supports
+// (cpu.Features), BenchmarkGemmF32Generic the pure-Go ones.
+func BenchmarkGemmF32(b *testing.B) { benchGemmF32(b) }
+
+func BenchmarkGemmF32Generic(b *testing.B) {
+	defer cpu.ForceGeneric(true)()
+	benchGemmF32(b)
+}
+
+func benchGemmF32(b *testing.B) {
 	for _, n := range gemmBenchSizes {
 		a, bt, c := benchF32(n*n), benchF32(n*n), make([]float32, n*n)
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
@@ -65,7 +76,16 @@ func BenchmarkGonumSgemm(b *testing.B) {
 	}
 }
 
-func BenchmarkGemmS8(b *testing.B) {
+// BenchmarkGemmS8 runs the fastest kernels the processor supports,
+// BenchmarkGemmS8Generic the pure-Go ones.
+func BenchmarkGemmS8(b *testing.B) { benchGemmS8(b) }
+
+func BenchmarkGemmS8Generic(b *testing.B) {
+	defer cpu.ForceGeneric(true)()
+	benchGemmS8(b)
+}
+
+func benchGemmS8(b *testing.B) {
 	for _, n := range gemmBenchSizes {
 		a, bt := benchS8(n*n), benchS8(n*n)
 		c32, c8 := make([]int32, n*n), make([]int8, n*n)

@@ -25,17 +25,19 @@ const (
 //		}
 //	}
 //
-// except that the sum is formed in another order (blocks of gemmF32KC
-// steps, and fused multiply-adds where the compiler emits them, as with
-// GOAMD64=v3), so that it differs from that loop by rounding only. NaN and
-// Inf propagate as IEEE arithmetic says. GemmF32 panics unless
-// len(a) = m·k, len(b) = n·k and len(c) = m·n.
+// except that the sum is formed in another order (blocks of k steps;
+// fused multiply-adds in the SIMD kernels, and in the Go ones where the
+// compiler emits them, as with GOAMD64=v3), so that it differs from that
+// loop by rounding only. NaN and Inf propagate as IEEE arithmetic says.
+// GemmF32 panics unless len(a) = m·k, len(b) = n·k and len(c) = m·n.
 //
-// Blocking: each task takes gemmMC rows of A and a range of column blocks
-// and, one block of gemmF32KC steps of k at a time, runs the 1×7
-// micro-kernel for every row against every block of seven rows of B, so
-// that those seven row pieces (7 KiB) stay in L1 while the rows of A (64
-// KiB, in L2) go by. When C has fewer than seven columns and more rows
+// On amd64 with AVX2 or AVX-512 it runs the SIMD kernels (see the package
+// documentation and gemm_simd_amd64.go) unless m or n is at most
+// gemmF32FewRows. Otherwise, in Go: each task takes gemmMC rows of A and
+// a range of column blocks and, one block of gemmF32KC steps of k at a
+// time, runs the 1×7 micro-kernel for every row against every block of
+// seven rows of B, so that those seven row pieces (7 KiB) stay in L1
+// while the rows of A (64 KiB, in L2) go by. When C has fewer than seven columns and more rows
 // than columns the roles of A and B swap (Cᵀ = B·Aᵀ), so that the kernel
 // runs full.
 func GemmF32(m, n, k int, a, b, c []float32) {

@@ -25,9 +25,10 @@ var poolS8B pool[s8Panel]
 //		}
 //	}
 //
-// to the bit, wrapping as that loop does. The sum never wraps when
-// k < 131072: |s| ≤ k·128·128 < 2^31. GemmS8S32 panics unless
-// len(a) = m·k, len(b) = n·k and len(c) = m·n.
+// to the bit, wrapping as that loop does, on the SIMD kernels (amd64) as
+// on the Go ones. The sum never wraps when k < 131072:
+// |s| ≤ k·128·128 < 2^31. GemmS8S32 panics unless len(a) = m·k,
+// len(b) = n·k and len(c) = m·n.
 func GemmS8S32(m, n, k int, a, b []int8, c []int32) {
 	checkGemm("GemmS8S32", m, n, k, len(a), len(b), len(c))
 	gemmS8(m, n, k, a, b, &s8Out{n: n, s32: c})

@@ -2,10 +2,13 @@ package cpu
 
 // Micro-kernels: the innermost loops of the GEMMs.
 //
-// These are the generic Go versions. An assembly version takes the same
-// arguments and replaces a kernel through a pair of files with negated
-// build tags (a stubs file declaring the assembly and a noasm file
-// forwarding to the functions here), as gonum's internal/asm does.
+// These are the generic Go versions, which every processor can run; on
+// amd64 the SIMD kernels of gemm_amd64.s (declared in
+// gemm_stubs_amd64.go, driven from gemm_simd_amd64.go, whose twin
+// gemm_simd_generic.go says "no SIMD" under the opposite build tags)
+// take over where the processor has AVX2 or AVX-512. Their blocking
+// differs (packed panels of B, whole tiles in vector registers), so they
+// are not drop-in replacements of the functions here.
 //
 // A kernel computes one row of its left operand against a block of rows
 // of its right operand, both K-contiguous. The float32 kernel reads the
