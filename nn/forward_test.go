@@ -3,8 +3,10 @@ package nn
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
+	"github.com/quantkit/quantkit/backend"
 	"github.com/quantkit/quantkit/cpu"
 	"github.com/quantkit/quantkit/quant"
 )
@@ -327,4 +329,58 @@ func BenchmarkFloatEngineMNIST(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "images/s")
+}
+
+// copyingBackend is the cpu backend with buffers whose memory the host
+// cannot reach, as a GPU's: the engine must Upload and Download.
+type copyingBackend struct {
+	backend.Backend
+	uploads, downloads int
+}
+
+type hiddenBuffer struct{ b backend.Buffer }
+
+func (h hiddenBuffer) DType() backend.DType { return h.b.DType() }
+func (h hiddenBuffer) Len() int             { return h.b.Len() }
+func (h hiddenBuffer) Slice(off, n int) backend.Buffer {
+	return hiddenBuffer{h.b.Slice(off, n)}
+}
+
+func (c *copyingBackend) Alloc(dt backend.DType, n int) (backend.Buffer, error) {
+	b, err := c.Backend.Alloc(dt, n)
+	return hiddenBuffer{b}, err
+}
+func (c *copyingBackend) Free(b backend.Buffer) error { return c.Backend.Free(b.(hiddenBuffer).b) }
+func (c *copyingBackend) Upload(dst backend.Buffer, src any) error {
+	c.uploads++
+	return c.Backend.Upload(dst.(hiddenBuffer).b, src)
+}
+func (c *copyingBackend) Download(dst any, src backend.Buffer) error {
+	c.downloads++
+	return c.Backend.Download(dst, src.(hiddenBuffer).b)
+}
+func (c *copyingBackend) GemmF32(m, n, k int, a, b, cc backend.Buffer) error {
+	return c.Backend.GemmF32(m, n, k, a.(hiddenBuffer).b, b.(hiddenBuffer).b, cc.(hiddenBuffer).b)
+}
+
+func TestFloatEngineCopyingBackend(t *testing.T) {
+	net := oddNet(rand.New(rand.NewPCG(11, 11)), true)
+	be := &copyingBackend{Backend: cpu.New()}
+	rng := rand.New(rand.NewPCG(12, 12))
+	x := randSlice(rng, 6*3*9*8, 1)
+	want, err := net.Forward(cpu.New(), x, 6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := net.Forward(be, x, 6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) {
+		t.Error("outputs differ from the cpu backend's")
+	}
+	// Weights of 3 layers, and one GEMM per layer for the whole batch.
+	if be.uploads != 3+3 || be.downloads != 3 {
+		t.Errorf("%d uploads, %d downloads; want 6 and 3", be.uploads, be.downloads)
+	}
 }
