@@ -3,6 +3,7 @@ package nn
 import (
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"sync"
 
@@ -64,6 +65,8 @@ type int8Step struct {
 	in, out trainShape // per sample; NHWC storage of C×H×W
 	zp      int32      // zero point of the codes entering
 	final   bool       // GEMM with float32 output; float steps after it
+	s32     bool       // GEMM with int32 output, requantized by the max pool after it
+	from    *int8Step  // for a max pool of int32 sums: the GEMM whose epilogue it applies
 	m1      int        // GEMM rows per sample
 	k, n    int        // GEMM depth and columns
 	ep      backend.Epilogue
@@ -132,6 +135,11 @@ func (b *int8Buf) free(be backend.Backend) {
 		b.buf, b.host = nil, nil
 	}
 }
+
+// int8FusePool makes a GEMM followed by a max pool write int32 sums and
+// the pool requantize its maxima (tests turn it off to check the
+// requantizing epilogue of the backend on every output).
+var int8FusePool = true
 
 // int8MaxBatch is the most samples one pass of the engine takes; Forward
 // splits larger batches.
@@ -252,6 +260,15 @@ func NewInt8Engine(be backend.Backend, net *Net) (*Int8Engine, error) {
 			} else {
 				st.final, final = true, true
 			}
+			if int8FusePool && !st.final && i+1 < len(net.Layers) {
+				if _, ok := net.Layers[i+1].(*MaxPool); ok {
+					// Requantize after the pool, on a fraction of the sums:
+					// the epilogue is monotone in the sum (ColScale > 0),
+					// so max then requantize gives exactly the codes of
+					// requantize then max.
+					st.s32 = true
+				}
+			}
 			wb, err := be.Alloc(backend.S8, len(b))
 			if err == nil {
 				err = be.Upload(wb, b)
@@ -269,6 +286,9 @@ func NewInt8Engine(be backend.Backend, net *Net) (*Int8Engine, error) {
 				return fail(fmt.Errorf("nn: layer %d: max pool after a Flatten", i))
 			}
 			st.kind, st.pool, st.out = int8Pool, l, shapes[i+1]
+			if n := len(e.steps); n > 0 && e.steps[n-1].s32 {
+				st.from = e.steps[n-1]
+			}
 			phys = st.out
 		case *ReLU:
 			st.kind = int8ReLU
@@ -320,8 +340,11 @@ func (e *Int8Engine) grow(batch int) error {
 				return err
 			}
 			dt := backend.S8
-			if st.final {
+			switch {
+			case st.final:
 				dt = backend.F32
+			case st.s32:
+				dt = backend.S32
 			}
 			if st.c, err = int8Alloc(e.be, dt, m*st.n); err != nil {
 				return err
@@ -375,6 +398,7 @@ func (e *Int8Engine) forward(x []float32, nb int, out []float32) error {
 		}
 	})
 	var f32 []float32
+	var sums []int32
 	for si, st := range e.steps {
 		switch st.kind {
 		case int8Conv, int8Dense:
@@ -388,20 +412,32 @@ func (e *Int8Engine) forward(x []float32, nb int, out []float32) error {
 			if err := st.a.push(e.be, m*st.k); err != nil {
 				return fmt.Errorf("nn: layer %d: %w", st.layer, err)
 			}
-			if err := e.be.GemmS8(m, st.n, st.k, st.a.buf.Slice(0, m*st.k), st.w, st.c.buf.Slice(0, m*st.n), &st.ep); err != nil {
+			ep := &st.ep
+			if st.s32 {
+				ep = &backend.Epilogue{ColOffset: st.ep.ColOffset}
+			}
+			if err := e.be.GemmS8(m, st.n, st.k, st.a.buf.Slice(0, m*st.k), st.w, st.c.buf.Slice(0, m*st.n), ep); err != nil {
 				return fmt.Errorf("nn: layer %d: %w", st.layer, err)
 			}
 			if err := st.c.pull(e.be, m*st.n); err != nil {
 				return fmt.Errorf("nn: layer %d: %w", st.layer, err)
 			}
-			if st.final {
+			switch {
+			case st.final:
 				f32 = st.c.host.([]float32)[:m*st.n]
-			} else {
+			case st.s32:
+				sums = st.c.host.([]int32)[:m*st.n]
+				codes = nil
+			default:
 				codes = st.c.host.([]int8)[:m*st.n]
 			}
 		case int8Pool:
 			dst := st.host[:nb*st.out.size()]
-			int8MaxPool(dst, codes, nb, st)
+			if st.from != nil {
+				int8MaxPoolRequant(dst, sums, nb, st)
+			} else {
+				int8MaxPool(dst, codes, nb, st)
+			}
 			codes = dst
 		case int8ReLU:
 			if st.final {
@@ -422,7 +458,7 @@ func (e *Int8Engine) forward(x []float32, nb int, out []float32) error {
 				trainSoftmax(f32[n*n1:(n+1)*n1], f32[n*n1:(n+1)*n1])
 			}
 		}
-		if e.trace != nil {
+		if e.trace != nil && !st.s32 {
 			if f32 != nil {
 				e.trace(si, st.layer, nil, f32)
 			} else {
@@ -454,25 +490,44 @@ func (e *Int8Engine) forward(x []float32, nb int, out []float32) error {
 func int8Im2col(a, x []int8, nb int, st *int8Step) {
 	l, in, out := st.conv, st.in, st.out
 	C, K := in.C, st.k
+	seg := l.KW * C // one kernel row of one window
 	pad := int8(st.zp)
 	int8Parallel(nb, st.m1*K, func(n0, n1 int) {
 		for n := n0; n < n1; n++ {
 			xn := x[n*in.size() : (n+1)*in.size()]
 			for oh := range out.H {
-				for ow := range out.W {
-					row := a[((n*out.H+oh)*out.W+ow)*K:][:K]
-					iw0 := ow*l.StrideW - l.PadL
-					v0, v1 := max(0, -iw0), min(l.KW, in.W-iw0) // kernel columns inside
-					for u := range l.KH {
-						r := row[u*l.KW*C : (u+1)*l.KW*C]
-						ih := oh*l.StrideH + u - l.PadT
-						if ih < 0 || ih >= in.H || v0 >= v1 {
-							int8Fill(r, pad)
+				rows := a[(n*out.H+oh)*out.W*K:][:out.W*K]
+				for u := range l.KH {
+					ih := oh*l.StrideH + u - l.PadT
+					if ih < 0 || ih >= in.H {
+						for ow := range out.W {
+							int8Fill(rows[ow*K+u*seg:][:seg], pad)
+						}
+						continue
+					}
+					xr := xn[ih*in.W*C : (ih+1)*in.W*C]
+					for ow := range out.W {
+						dst := rows[ow*K+u*seg:][:seg]
+						iw0 := ow*l.StrideW - l.PadL
+						if iw0 >= 0 && iw0+l.KW <= in.W { // inside: one run
+							src := xr[iw0*C:][:len(dst)]
+							if len(dst) <= 16 { // a call to memmove costs more
+								for j, v := range src {
+									dst[j] = v
+								}
+							} else {
+								copy(dst, src)
+							}
 							continue
 						}
-						int8Fill(r[:v0*C], pad)
-						copy(r[v0*C:v1*C], xn[(ih*in.W+iw0+v0)*C:(ih*in.W+iw0+v1)*C])
-						int8Fill(r[v1*C:], pad)
+						v0, v1 := max(0, -iw0), min(l.KW, in.W-iw0) // kernel columns inside
+						if v0 >= v1 {
+							int8Fill(dst, pad)
+							continue
+						}
+						int8Fill(dst[:v0*C], pad)
+						copy(dst[v0*C:v1*C], xr[(iw0+v0)*C:(iw0+v1)*C])
+						int8Fill(dst[v1*C:], pad)
 					}
 				}
 			}
@@ -507,6 +562,47 @@ func int8MaxPool(dst, x []int8, nb int, st *int8Step) {
 								y[c] = max(y[c], v)
 							}
 						}
+					}
+				}
+			}
+		}
+	})
+}
+
+// int8MaxPoolRequant is the window maximum of the int32 sums of the GEMM
+// st.from (NHWC, zero-point correction included), each maximum then put
+// through that GEMM's epilogue: scale, bias, ReLU, requantization, as
+// backend.Epilogue states it.
+func int8MaxPoolRequant(dst []int8, x []int32, nb int, st *int8Step) {
+	l, in, out := st.pool, st.in, st.out
+	C := in.C
+	ep := &st.from.ep
+	int8Parallel(nb, out.size()*l.KH*l.KW, func(n0, n1 int) {
+		m := make([]int32, C)
+		for n := n0; n < n1; n++ {
+			xn, yn := x[n*in.size():(n+1)*in.size()], dst[n*out.size():(n+1)*out.size()]
+			for oh := range out.H {
+				h0, h1 := max(0, oh*l.StrideH-l.PadT), min(in.H, oh*l.StrideH-l.PadT+l.KH)
+				for ow := range out.W {
+					w0, w1 := max(0, ow*l.StrideW-l.PadL), min(in.W, ow*l.StrideW-l.PadL+l.KW)
+					for c := range m {
+						m[c] = math.MinInt32
+					}
+					for ih := h0; ih < h1; ih++ {
+						for iw := w0; iw < w1; iw++ {
+							xs := xn[(ih*in.W+iw)*C:][:C]
+							for c, v := range xs {
+								m[c] = max(m[c], v)
+							}
+						}
+					}
+					y := yn[(oh*out.W+ow)*C:][:C]
+					for c, a := range m {
+						v := float32(float32(a)*ep.ColScale[c]) + ep.Bias[c]
+						if ep.ReLU {
+							v = max(v, 0)
+						}
+						y[c] = int8(quant.QuantizeValue(v, ep.OutScale, ep.OutZeroPoint, -128, 127))
 					}
 				}
 			}

@@ -1,10 +1,13 @@
 package nn
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 
 	"github.com/quantkit/quantkit/cpu"
+	"github.com/quantkit/quantkit/model/onnx"
+	"github.com/quantkit/quantkit/nn/mnistcnn"
 )
 
 // benchMNISTShaped is a net of the MNIST CNN's shape (conv 5×5 8 pad 2,
@@ -51,3 +54,67 @@ func benchInt8(b *testing.B, batch int) {
 
 func BenchmarkInt8MNISTShapedBatch1(b *testing.B)   { benchInt8(b, 1) }
 func BenchmarkInt8MNISTShapedBatch256(b *testing.B) { benchInt8(b, 256) }
+
+// benchMNIST is the ONNX model zoo MNIST CNN with int8 PTQ (max
+// calibrator on 256 pixel images of uniform noise: the timing does not
+// depend on the ranges) and a batch of inputs.
+func benchMNIST(b *testing.B) (*Net, *Net, []float32) {
+	m, err := onnx.Decode(mnistcnn.ONNX)
+	if err != nil {
+		b.Fatal(err)
+	}
+	net, err := FromONNX(m)
+	if err != nil {
+		b.Fatal(err)
+	}
+	data := testSamples(net, 256, true, 1)
+	st, err := CollectActStats(net, data, 0, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	q, err := PTQ(net, st, PTQOptions{Method: "max"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return net, q, testInputs(data, 784)
+}
+
+func benchForward(b *testing.B, e interface {
+	Forward(x []float32, batch int, out []float32) error
+}, x []float32, batch int) {
+	out := make([]float32, batch*10)
+	if err := e.Forward(x[:batch*784], batch, out); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for range b.N {
+		if err := e.Forward(x[:batch*784], batch, out); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "images/s")
+}
+
+// BenchmarkMNIST compares float32 inference (FloatEngine) with integer
+// inference (Int8Engine) of the MNIST CNN on the CPU at batch 1 and 256.
+func BenchmarkMNIST(b *testing.B) {
+	net, q, x := benchMNIST(b)
+	for _, batch := range []int{1, 256} {
+		b.Run(fmt.Sprintf("FP32/batch=%d", batch), func(b *testing.B) {
+			e, err := NewFloatEngine(cpu.New(), net)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer e.Close()
+			benchForward(b, e, x, batch)
+		})
+		b.Run(fmt.Sprintf("INT8/batch=%d", batch), func(b *testing.B) {
+			e, err := NewInt8Engine(cpu.New(), q)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer e.Close()
+			benchForward(b, e, x, batch)
+		})
+	}
+}

@@ -316,57 +316,75 @@ func TestInt8EngineExact(t *testing.T) {
 			t.Fatal(err)
 		}
 		x := testInputs(data, data.N*0+trainShapesMust(t, net)[0].size())
-		for _, bits := range []int{8, 4} {
-			for _, m := range quant.CalibratorNames() {
-				q, err := PTQ(net, st, PTQOptions{Method: m, WeightBits: bits})
-				if err != nil {
-					t.Fatal(err)
-				}
-				e, err := NewInt8Engine(be, q)
-				if err != nil {
-					t.Fatal(err)
-				}
-				ins, outs, fouts, logits := runTraced(t, e, x, data.N)
-				for si, s := range e.steps {
-					codes, f32, _ := int8Ref(t, e, s, ins[si], data.N, q)
-					if f32 != nil && !s.final {
-						t.Fatalf("step %d float", si)
-					}
-					if s.final && s.kind <= int8Dense {
-						for k := range f32 {
-							if f32[k] != fouts[si][k] {
-								t.Fatalf("net %d, %s int%d, step %d (layer %d): float output %d = %g, reference %g", ni, m, bits, si, s.layer, k, fouts[si][k], f32[k])
-							}
-						}
-						continue
-					}
-					if codes == nil {
-						continue
-					}
-					if len(codes) != len(outs[si]) {
-						t.Fatalf("step %d: %d codes, reference %d", si, len(outs[si]), len(codes))
-					}
-					for k := range codes {
-						if codes[k] != outs[si][k] {
-							t.Fatalf("net %d, %s int%d, step %d (layer %d): code %d = %d, reference %d", ni, m, bits, si, s.layer, k, outs[si][k], codes[k])
-						}
-					}
-				}
-				// Forward in odd batch sizes gives the same logits.
-				one := make([]float32, e.OutLen())
-				for _, n := range []int{0, 5, data.N - 1} {
-					if err := e.Forward(x[n*e.in.size():(n+1)*e.in.size()], 1, one); err != nil {
+		for _, fuse := range []bool{true, false} {
+			int8FusePool = fuse
+			for _, bits := range []int{8, 4} {
+				for _, m := range quant.CalibratorNames() {
+					q, err := PTQ(net, st, PTQOptions{Method: m, WeightBits: bits})
+					if err != nil {
 						t.Fatal(err)
 					}
-					for k, v := range one {
-						if v != logits[n*e.OutLen()+k] {
-							t.Fatalf("sample %d alone: logit %d = %g, in the batch %g", n, k, v, logits[n*e.OutLen()+k])
+					e, err := NewInt8Engine(be, q)
+					if err != nil {
+						t.Fatal(err)
+					}
+					ins, outs, fouts, logits := runTraced(t, e, x, data.N)
+					var prev []int8 // the reference output of an int32 GEMM step
+					fused := 0
+					for si, s := range e.steps {
+						in := ins[si]
+						if in == nil {
+							in = prev
+						}
+						codes, f32, _ := int8Ref(t, e, s, in, data.N, q)
+						if s.s32 {
+							prev = codes
+							fused++
+							continue
+						}
+						if f32 != nil && !s.final {
+							t.Fatalf("step %d float", si)
+						}
+						if s.final && s.kind <= int8Dense {
+							for k := range f32 {
+								if f32[k] != fouts[si][k] {
+									t.Fatalf("net %d, %s int%d, step %d (layer %d): float output %d = %g, reference %g", ni, m, bits, si, s.layer, k, fouts[si][k], f32[k])
+								}
+							}
+							continue
+						}
+						if codes == nil {
+							continue
+						}
+						if len(codes) != len(outs[si]) {
+							t.Fatalf("step %d: %d codes, reference %d", si, len(outs[si]), len(codes))
+						}
+						for k := range codes {
+							if codes[k] != outs[si][k] {
+								t.Fatalf("net %d, %s int%d, step %d (layer %d): code %d = %d, reference %d", ni, m, bits, si, s.layer, k, outs[si][k], codes[k])
+							}
 						}
 					}
+					// Forward in odd batch sizes gives the same logits.
+					one := make([]float32, e.OutLen())
+					for _, n := range []int{0, 5, data.N - 1} {
+						if err := e.Forward(x[n*e.in.size():(n+1)*e.in.size()], 1, one); err != nil {
+							t.Fatal(err)
+						}
+						for k, v := range one {
+							if v != logits[n*e.OutLen()+k] {
+								t.Fatalf("sample %d alone: logit %d = %g, in the batch %g", n, k, v, logits[n*e.OutLen()+k])
+							}
+						}
+					}
+					e.Close()
+					if ni == 0 && fuse != (fused > 0) { // testNet has a pool after a conv
+						t.Fatalf("fuse %v: %d GEMMs with int32 output", fuse, fused)
+					}
 				}
-				e.Close()
 			}
 		}
+		int8FusePool = true
 	}
 }
 
@@ -390,6 +408,8 @@ func TestInt8EngineFloatSimulation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	int8FusePool = false // every GEMM requantizes in its epilogue
+	defer func() { int8FusePool = true }()
 	e, err := NewInt8Engine(be, q)
 	if err != nil {
 		t.Fatal(err)
