@@ -60,4 +60,3 @@ func TestDemoSmall(t *testing.T) {
 		t.Errorf("plot: %v", err)
 	}
 }
-
