@@ -666,6 +666,49 @@ done:
 	VZEROUPPER
 	RET
 
+// func dequantize8UVecAVX2(x []float32, codes []byte, sc []float32, zp []int32)
+// Requires: AVX, AVX2
+TEXT ·dequantize8UVecAVX2(SB), NOSPLIT, $0-96
+	MOVQ x_base+0(FP), AX
+	MOVQ codes_base+24(FP), CX
+	MOVQ x_len+8(FP), DX
+	MOVQ sc_base+48(FP), BX
+	MOVQ zp_base+72(FP), SI
+	SHRQ $0x05, DX
+	JZ   done
+
+loop:
+	VPMOVZXBD (CX), Y0
+	VPSUBD    (SI), Y0, Y0
+	VCVTDQ2PS Y0, Y0
+	VMULPS    (BX), Y0, Y0
+	VMOVUPS   Y0, (AX)
+	VPMOVZXBD 8(CX), Y0
+	VPSUBD    32(SI), Y0, Y0
+	VCVTDQ2PS Y0, Y0
+	VMULPS    32(BX), Y0, Y0
+	VMOVUPS   Y0, 32(AX)
+	VPMOVZXBD 16(CX), Y0
+	VPSUBD    64(SI), Y0, Y0
+	VCVTDQ2PS Y0, Y0
+	VMULPS    64(BX), Y0, Y0
+	VMOVUPS   Y0, 64(AX)
+	VPMOVZXBD 24(CX), Y0
+	VPSUBD    96(SI), Y0, Y0
+	VCVTDQ2PS Y0, Y0
+	VMULPS    96(BX), Y0, Y0
+	VMOVUPS   Y0, 96(AX)
+	ADDQ      $0x00000020, CX
+	ADDQ      $0x00000080, AX
+	ADDQ      $0x00000080, BX
+	ADDQ      $0x00000080, SI
+	DECQ      DX
+	JNZ       loop
+
+done:
+	VZEROUPPER
+	RET
+
 // func dequantize8SAVX2(x []float32, codes []byte, sc float32, zp int32)
 // Requires: AVX, AVX2, SSE
 TEXT ·dequantize8SAVX2(SB), NOSPLIT, $0-56
@@ -703,6 +746,49 @@ loop:
 	VMOVUPS   Y2, 96(AX)
 	ADDQ      $0x00000020, CX
 	ADDQ      $0x00000080, AX
+	DECQ      DX
+	JNZ       loop
+
+done:
+	VZEROUPPER
+	RET
+
+// func dequantize8SVecAVX2(x []float32, codes []byte, sc []float32, zp []int32)
+// Requires: AVX, AVX2
+TEXT ·dequantize8SVecAVX2(SB), NOSPLIT, $0-96
+	MOVQ x_base+0(FP), AX
+	MOVQ codes_base+24(FP), CX
+	MOVQ x_len+8(FP), DX
+	MOVQ sc_base+48(FP), BX
+	MOVQ zp_base+72(FP), SI
+	SHRQ $0x05, DX
+	JZ   done
+
+loop:
+	VPMOVSXBD (CX), Y0
+	VPSUBD    (SI), Y0, Y0
+	VCVTDQ2PS Y0, Y0
+	VMULPS    (BX), Y0, Y0
+	VMOVUPS   Y0, (AX)
+	VPMOVSXBD 8(CX), Y0
+	VPSUBD    32(SI), Y0, Y0
+	VCVTDQ2PS Y0, Y0
+	VMULPS    32(BX), Y0, Y0
+	VMOVUPS   Y0, 32(AX)
+	VPMOVSXBD 16(CX), Y0
+	VPSUBD    64(SI), Y0, Y0
+	VCVTDQ2PS Y0, Y0
+	VMULPS    64(BX), Y0, Y0
+	VMOVUPS   Y0, 64(AX)
+	VPMOVSXBD 24(CX), Y0
+	VPSUBD    96(SI), Y0, Y0
+	VCVTDQ2PS Y0, Y0
+	VMULPS    96(BX), Y0, Y0
+	VMOVUPS   Y0, 96(AX)
+	ADDQ      $0x00000020, CX
+	ADDQ      $0x00000080, AX
+	ADDQ      $0x00000080, BX
+	ADDQ      $0x00000080, SI
 	DECQ      DX
 	JNZ       loop
 

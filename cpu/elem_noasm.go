@@ -57,6 +57,18 @@ func dequantize8UAVX2(x []float32, codes []byte, sc float32, zp int32) {
 	}
 }
 
+func dequantize8SVecAVX2(x []float32, codes []byte, sc []float32, zp []int32) {
+	for i := range len(x) &^ 31 {
+		x[i] = float32(int32(int8(codes[i]))-zp[i]) * sc[i]
+	}
+}
+
+func dequantize8UVecAVX2(x []float32, codes []byte, sc []float32, zp []int32) {
+	for i := range len(x) &^ 31 {
+		x[i] = float32(int32(codes[i])-zp[i]) * sc[i]
+	}
+}
+
 func dequantize4AVX2(x []float32, codes []byte, sc float32, sub int32, flip uint32) {
 	for p := range (len(x) &^ 31) / 2 {
 		c := codes[p] ^ byte(flip)

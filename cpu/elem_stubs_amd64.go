@@ -25,8 +25,14 @@ func quantize4GroupsAVX2(dst []byte, x []float32, sc []float32, zp []int32, grou
 // dequantize8UAVX2 is dequantize8 on len(x)/32 blocks of 32 elements.
 func dequantize8UAVX2(x []float32, codes []byte, sc float32, zp int32)
 
+// dequantize8UVecAVX2 dequantizes len(x)/32 blocks of 32 elements, element i under sc[i] and zp[i].
+func dequantize8UVecAVX2(x []float32, codes []byte, sc []float32, zp []int32)
+
 // dequantize8SAVX2 is dequantize8 on len(x)/32 blocks of 32 elements.
 func dequantize8SAVX2(x []float32, codes []byte, sc float32, zp int32)
+
+// dequantize8SVecAVX2 dequantizes len(x)/32 blocks of 32 elements, element i under sc[i] and zp[i].
+func dequantize8SVecAVX2(x []float32, codes []byte, sc []float32, zp []int32)
 
 // dequantize4AVX2 is dequantize4 on len(x)/32 blocks of 32 elements: element i is
 // float32(int32(nibble(i) ^ flip&15) - sub) * sc, with flip 0 or 0x88888888.

@@ -441,6 +441,15 @@ func (l *qLayout) dequantizeElementwise(x []float32, codes []byte, lo, hi int) {
 		end := min(i+c-j, hi)
 		scs, zps := l.scales[j:j+end-i], l.zeroPoints[j:j+end-i]
 		xs := x[i:end]
+		if n := len(xs) &^ 31; use.AVX2FMA && l.bits == 8 && n > 0 {
+			if l.signed {
+				dequantize8SVecAVX2(xs[:n], codes[i:i+n], scs[:n], zps[:n])
+			} else {
+				dequantize8UVecAVX2(xs[:n], codes[i:i+n], scs[:n], zps[:n])
+			}
+			i += n
+			scs, zps, xs = scs[n:], zps[n:], xs[n:]
+		}
 		switch {
 		case l.bits == 8 && l.signed:
 			cs := codes[i:end][:len(xs)]

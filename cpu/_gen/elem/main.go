@@ -31,8 +31,10 @@ func main() {
 		quantize(bits, perElement)
 		quantize(bits, perGroup)
 	}
-	dequantize8(false)
-	dequantize8(true)
+	for _, signed := range []bool{false, true} {
+		dequantize8(signed, false)
+		dequantize8(signed, true)
+	}
 	dequantize4()
 	absMax()
 	histogram()
@@ -240,30 +242,55 @@ func quantize(bits, mode int) {
 // dequantize8 writes float32(code - zp) * sc, code the sign- or
 // zero-extended byte: the difference is a small integer that VCVTDQ2PS
 // converts exactly, and VMULPS rounds as a float32 product does.
-func dequantize8(signed bool) {
-	name, ext := "dequantize8UAVX2", VPMOVZXBD
+func dequantize8(signed, vec bool) {
+	name, ext := "dequantize8U", VPMOVZXBD
 	if signed {
-		name, ext = "dequantize8SAVX2", VPMOVSXBD
+		name, ext = "dequantize8S", VPMOVSXBD
 	}
-	TEXT(name, NOSPLIT, "func(x []float32, codes []byte, sc float32, zp int32)")
-	Doc(name + " is dequantize8 on len(x)/32 blocks of 32 elements.")
+	sig := "func(x []float32, codes []byte, sc float32, zp int32)"
+	doc := name + "AVX2 is dequantize8 on len(x)/32 blocks of 32 elements."
+	if vec {
+		name += "Vec"
+		sig = "func(x []float32, codes []byte, sc []float32, zp []int32)"
+		doc = name + "AVX2 dequantizes len(x)/32 blocks of 32 elements, element i under sc[i] and zp[i]."
+	}
+	name += "AVX2"
+	TEXT(name, NOSPLIT, sig)
+	Doc(doc)
 	x := Mem{Base: Load(Param("x").Base(), GP64())}
 	c := Mem{Base: Load(Param("codes").Base(), GP64())}
 	n := Load(Param("x").Len(), GP64())
-	scV, zpV := broadcastF32("sc"), broadcastI32("zp")
+	var scV, zpV VecVirtual
+	var sc, zp Mem
+	if vec {
+		sc = Mem{Base: Load(Param("sc").Base(), GP64())}
+		zp = Mem{Base: Load(Param("zp").Base(), GP64())}
+	} else {
+		scV, zpV = broadcastF32("sc"), broadcastI32("zp")
+	}
 	SHRQ(U8(5), n)
 	JZ(LabelRef("done"))
 	Label("loop")
 	for j := range 4 {
 		v := YMM()
 		ext(c.Offset(8*j), v)
-		VPSUBD(zpV, v, v)
-		VCVTDQ2PS(v, v)
-		VMULPS(scV, v, v)
+		if vec {
+			VPSUBD(zp.Offset(32*j), v, v)
+			VCVTDQ2PS(v, v)
+			VMULPS(sc.Offset(32*j), v, v)
+		} else {
+			VPSUBD(zpV, v, v)
+			VCVTDQ2PS(v, v)
+			VMULPS(scV, v, v)
+		}
 		VMOVUPS(v, x.Offset(32*j))
 	}
 	ADDQ(U32(32), c.Base)
 	ADDQ(U32(32*4), x.Base)
+	if vec {
+		ADDQ(U32(32*4), sc.Base)
+		ADDQ(U32(32*4), zp.Base)
+	}
 	DECQ(n)
 	JNZ(LabelRef("loop"))
 	Label("done")
