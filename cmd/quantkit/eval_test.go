@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/quantkit/quantkit/cpu"
+	"github.com/quantkit/quantkit/dataset"
 	"github.com/quantkit/quantkit/model/onnx"
 	"github.com/quantkit/quantkit/nn"
 )
@@ -205,5 +207,92 @@ func TestEvalQDQ(t *testing.T) {
 		if set == "mnist" && (r.Total != 10000 || r.Correct < 9870) {
 			t.Errorf("MNIST: %d / %d", r.Correct, r.Total)
 		}
+	}
+}
+
+// --engine int8 on a QDQ model with every Conv and Dense input quantized
+// (ranges from the float model's activations on the data), and on a float
+// model (an error).
+func TestEvalInt8Engine(t *testing.T) {
+	net, err := nn.LoadONNX(mnistModel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	os.Mkdir(data, 0o755)
+	writeIDX(t, data, 20, 28, 28, 10)
+	set, err := dataset.Load(data, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := make([]float32, set.N*784)
+	idx := make([]int, set.N)
+	for i := range idx {
+		idx[i] = i
+	}
+	set.Input(x, idx, 1)
+	q := &nn.Quant{WeightBits: 8, WeightScale: make([][]float32, len(net.Layers)), Act: make([]nn.ActQuant, len(net.Layers)+1)}
+	for i, l := range net.Layers {
+		var w []float32
+		var outC int
+		switch l := l.(type) {
+		case *nn.Conv2D:
+			w, outC = l.W, l.OutC
+		case *nn.Dense:
+			w, outC = l.W, l.Out
+		default:
+			continue
+		}
+		s := make([]float32, outC)
+		k := len(w) / outC
+		for o := range s {
+			for _, v := range w[o*k : (o+1)*k] {
+				s[o] = max(s[o], v/127, -v/127)
+			}
+		}
+		q.WeightScale[i] = s
+		// The input of layer i: the float net cut before it.
+		var amax float32 = 255
+		if i > 0 {
+			head := &nn.Net{Input: net.Input, Layers: net.Layers[:i]}
+			y, err := head.Forward(cpu.New(), x, set.N)
+			if err != nil {
+				t.Fatal(err)
+			}
+			amax = 0
+			for _, v := range y {
+				amax = max(amax, v)
+			}
+		}
+		q.Act[i] = nn.ActQuant{Scale: amax / 255, ZeroPoint: -128}
+	}
+	net.Quant = q
+	path := filepath.Join(dir, "mnist-w8a8.onnx")
+	if err := nn.SaveONNX(net, path); err != nil {
+		t.Fatal(err)
+	}
+	var reps [2]EvalReport
+	for k, engine := range []string{"float", "int8"} {
+		out, err := run(t, "eval", "--model", path, "--data", data, "--device", "cpu", "--engine", engine, "--json")
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", engine, err, out)
+		}
+		if err := json.Unmarshal([]byte(out), &reps[k]); err != nil {
+			t.Fatal(err)
+		}
+		if reps[k].Engine != engine || reps[k].Total != 20 || reps[k].Quantized == nil || reps[k].Quantized.Activations != 3 {
+			t.Errorf("%s: %+v", engine, reps[k])
+		}
+	}
+	// Integer arithmetic and its float emulation differ by rounding only.
+	if d := reps[0].Correct - reps[1].Correct; d < -2 || d > 2 {
+		t.Errorf("float %d, int8 %d correct of 20", reps[0].Correct, reps[1].Correct)
+	}
+	if _, err := run(t, "eval", "--model", mnistModel, "--data", data, "--engine", "int8"); err == nil || !strings.Contains(err.Error(), "is a float model") {
+		t.Errorf("int8 engine on a float model: %v", err)
+	}
+	if _, err := run(t, "eval", "--model", mnistModel, "--data", data, "--engine", "fp16"); err == nil || !strings.Contains(err.Error(), "--engine") {
+		t.Errorf("--engine fp16: %v", err)
 	}
 }
