@@ -36,6 +36,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -163,6 +164,20 @@ func run(threads int, sizeList string, elems, reps int) error {
 	if err := measure("copy", "memmove (copy)", "Go runtime", func() error { copy(y, x); return nil }); err != nil {
 		return err
 	}
+	// The same copy split over the threads, for scale: the ratios are
+	// against the single memmove above, as BenchmarkCopy in package cpu.
+	if err := measure("copy-threads", fmt.Sprintf("memmove (copy), %d goroutines", threads), "Go runtime", func() error {
+		var wg sync.WaitGroup
+		chunk := (elems + threads - 1) / threads
+		for lo := 0; lo < elems; lo += chunk {
+			hi := min(lo+chunk, elems)
+			wg.Go(func() { copy(y[lo:hi], x[lo:hi]) })
+		}
+		wg.Wait()
+		return nil
+	}); err != nil {
+		return err
+	}
 	params := map[string]*quant.Params{}
 	for _, name := range []string{"int8-sym-tensor", "int4-sym-group128"} {
 		s, err := quant.ParseScheme(name)
@@ -176,7 +191,7 @@ func run(threads int, sizeList string, elems, reps int) error {
 		params[name] = p
 	}
 	for _, generic := range []bool{false, true} {
-		path := "quantkit " + cpu.Features()
+		path := "quantkit AVX2"
 		suffix := ""
 		if generic {
 			path, suffix = "quantkit generic", "/generic"
