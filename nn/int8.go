@@ -81,7 +81,7 @@ type int8Step struct {
 // copy moved by Upload and Download elsewhere.
 type int8Buf struct {
 	buf    backend.Buffer
-	host   any // []int8 or []float32
+	host   any // []int8, []int32 or []float32
 	direct bool
 }
 
@@ -97,6 +97,8 @@ func int8Alloc(be backend.Backend, dt backend.DType, n int) (int8Buf, error) {
 	switch dt {
 	case backend.S8:
 		h = make([]int8, n)
+	case backend.S32:
+		h = make([]int32, n)
 	default:
 		h = make([]float32, n)
 	}
@@ -110,6 +112,8 @@ func (b *int8Buf) push(be backend.Backend, n int) error {
 	switch h := b.host.(type) {
 	case []int8:
 		return be.Upload(b.buf.Slice(0, n), h[:n])
+	case []int32:
+		return be.Upload(b.buf.Slice(0, n), h[:n])
 	case []float32:
 		return be.Upload(b.buf.Slice(0, n), h[:n])
 	}
@@ -122,6 +126,8 @@ func (b *int8Buf) pull(be backend.Backend, n int) error {
 	}
 	switch h := b.host.(type) {
 	case []int8:
+		return be.Download(h[:n], b.buf.Slice(0, n))
+	case []int32:
 		return be.Download(h[:n], b.buf.Slice(0, n))
 	case []float32:
 		return be.Download(h[:n], b.buf.Slice(0, n))

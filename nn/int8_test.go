@@ -3,8 +3,10 @@ package nn
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
+	"github.com/quantkit/quantkit/backend"
 	"github.com/quantkit/quantkit/cpu"
 	"github.com/quantkit/quantkit/quant"
 )
@@ -482,5 +484,58 @@ func TestInt8EngineErrors(t *testing.T) {
 	}
 	if _, err := PTQ(net, st, PTQOptions{Method: "max", WeightBits: 3}); err == nil {
 		t.Error("3-bit weights accepted")
+	}
+}
+
+// int8CopyingBackend adds GemmS8 to copyingBackend (forward_test.go):
+// the cpu backend behind buffers the host cannot reach, as a GPU's.
+type int8CopyingBackend struct{ *copyingBackend }
+
+func (c int8CopyingBackend) GemmS8(m, n, k int, a, b, cc backend.Buffer, ep *backend.Epilogue) error {
+	return c.Backend.GemmS8(m, n, k, a.(hiddenBuffer).b, b.(hiddenBuffer).b, cc.(hiddenBuffer).b, ep)
+}
+
+// TestInt8EngineCopyingBackend runs the engine where every operand must
+// be uploaded and every result downloaded: the same logits as on the cpu
+// backend, to the bit.
+func TestInt8EngineCopyingBackend(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 13))
+	for ni, net := range []*Net{testNet(rng), testNet2(rng)} {
+		data := testSamples(net, 300, ni == 1, 13)
+		st, err := CollectActStats(net, data, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := PTQ(net, st, PTQOptions{Method: "mse", WeightBits: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := testInputs(data, trainShapesMust(t, net)[0].size())
+		ref, err := NewInt8Engine(cpu.New(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		be := int8CopyingBackend{&copyingBackend{Backend: cpu.New()}}
+		e, err := NewInt8Engine(be, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, nb := range []int{1, 300} { // 300: two passes of int8MaxBatch
+			want, got := make([]float32, nb*ref.OutLen()), make([]float32, nb*ref.OutLen())
+			if err := ref.Forward(x[:nb*ref.in.size()], nb, want); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.Forward(x[:nb*ref.in.size()], nb, got); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("net %d, batch %d: outputs differ from the cpu backend's", ni, nb)
+			}
+		}
+		if be.uploads == 0 || be.downloads == 0 {
+			t.Errorf("%d uploads, %d downloads", be.uploads, be.downloads)
+		}
+		e.Close()
+		ref.Close()
 	}
 }
