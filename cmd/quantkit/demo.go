@@ -460,13 +460,13 @@ func demoEnergySource(be backend.Backend) (src energy.Source, name, note string)
 	if strings.HasPrefix(be.Name(), "gpu") {
 		s, n, err := demoGPUEnergySource(be.Name())
 		if err != nil {
-			return nil, "", "energy n/a: " + err.Error()
+			return nil, "", "J/image n/a: " + err.Error()
 		}
 		return s, n, ""
 	}
 	srcs, err := energy.RAPLSources(energy.RAPLRoot)
 	if err != nil {
-		return nil, "", "energy n/a: " + err.Error()
+		return nil, "", "J/image n/a: " + err.Error()
 	}
 	s := energy.Combine(srcs...)
 	return s, s.Name(), ""
