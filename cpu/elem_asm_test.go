@@ -353,3 +353,68 @@ func TestElemPathsNamed(t *testing.T) {
 		t.Log(p.name, fmt.Sprintf("%+v", p.isa))
 	}
 }
+
+// FuzzElemKernels compares the assembly with the generic path on arbitrary
+// float32 bit patterns: Quantize under a scheme, scale and zero point the
+// input picks, AbsMax and HistogramAbs. Inputs are capped at 4096 values.
+func FuzzElemKernels(f *testing.F) {
+	f.Add([]byte{0, 0, 0xC0, 0x7F, 0, 0, 0x80, 0xFF, 0, 0, 0, 0x80}, uint8(0), float32(0.5), int8(3))
+	f.Add(make([]byte, 4*257), uint8(5), float32(1e-30), int8(-1))
+	schemes := []string{"int8-sym-tensor", "uint8-asym-tensor", "int4-sym-group32", "uint4-asym-tensor", "int8-asym-group64", "int4-asym-channel1"}
+	f.Fuzz(func(t *testing.T, data []byte, which uint8, sc float32, zp int8) {
+		if !hw.AVX2FMA {
+			t.Skip("no assembly on this processor")
+		}
+		n := min(len(data)/4, 4096)
+		x := make([]float32, n)
+		for i := range x {
+			x[i] = math.Float32frombits(uint32(data[4*i]) | uint32(data[4*i+1])<<8 | uint32(data[4*i+2])<<16 | uint32(data[4*i+3])<<24)
+		}
+		s, err := quant.ParseScheme(schemes[int(which)%len(schemes)])
+		if err != nil {
+			t.Fatal(err)
+		}
+		cols := 64
+		shape := []int{n}
+		if s.Granularity != quant.PerTensor {
+			if n%cols != 0 {
+				return
+			}
+			shape = []int{n / cols, cols}
+		}
+		p, err := quant.NewParams(s, shape)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !(sc > 0) || math.IsInf(float64(sc), 0) {
+			sc = 1
+		}
+		for k := range p.Scales {
+			p.Scales[k] = sc
+			if !s.Symmetric {
+				p.ZeroPoints[k] = s.QMin() + int32(uint8(zp))%(s.QMax()-s.QMin()+1)
+			}
+		}
+		run := func(generic bool) ([]byte, float32, []int64, int64) {
+			defer ForceGeneric(generic)()
+			codes := make([]byte, s.PackedLen(n))
+			if err := Quantize(codes, x, p); err != nil {
+				t.Fatal(err)
+			}
+			counts := make([]int64, 1+int(which)%64)
+			nf := HistogramAbs(x, 0x1p-4, counts)
+			return codes, AbsMax(x), counts, nf
+		}
+		c1, m1, h1, nf1 := run(false)
+		c0, m0, h0, nf0 := run(true)
+		if string(c1) != string(c0) {
+			t.Errorf("%v: Quantize differs between the paths", s)
+		}
+		if math.Float32bits(m1) != math.Float32bits(m0) {
+			t.Errorf("AbsMax %v, generic %v", m1, m0)
+		}
+		if nf1 != nf0 || fmt.Sprint(h1) != fmt.Sprint(h0) {
+			t.Errorf("HistogramAbs %v (%d non-finite), generic %v (%d)", h1, nf1, h0, nf0)
+		}
+	})
+}
