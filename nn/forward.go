@@ -94,13 +94,23 @@ func OutputShape(net *Net) ([]int, error) {
 	return []int{s.C, s.H, s.W}, nil
 }
 
-// FloatEngine runs a Net in float32 on a backend: each Conv2D is an
-// im2col (rows = output pixels, columns in the weight's (c, kh, kw) order)
-// times the weights as stored, [OutC][InC·KH·KW], by one backend.GemmF32
-// per batch; each Dense one GemmF32 against [Out][In]. Bias and a
-// following ReLU are applied as the result is laid back into NCHW. Pools,
-// ReLU and Softmax run on the host, in parallel over samples. Buffers are
-// kept between calls.
+// FloatEngine runs a Net in float32 on a backend. Between layers it keeps
+// activations NHWC (channels innermost), so that:
+//
+//   - each Conv2D is an im2col whose rows (one per output pixel) are
+//     KH runs of KW·InC contiguous values, times the weights repacked once
+//     to [OutC][KH·KW·InC], by backend.GemmF32 (C = A·Bᵀ, both operands
+//     K-contiguous); the result, [pixel][OutC], is already NHWC and only
+//     gets the bias (and a following ReLU) added;
+//   - each Dense is one GemmF32 against [Out][In], its columns permuted
+//     once to read the NHWC values in the NCHW order of the model's
+//     Flatten;
+//   - MaxPool takes maxima over contiguous channel vectors; ReLU and
+//     Softmax work in place.
+//
+// Inputs are NCHW and outputs are given back NCHW. On the host the GEMMs
+// run over chunks of samples whose im2col fits the L2 cache; on other
+// backends one per batch. Buffers are kept between calls.
 //
 // For a quantized Net (Quant set) it runs the network as the QDQ graph
 // ExportQDQ writes it does: weights fake-quantized per output channel
@@ -116,7 +126,9 @@ type FloatEngine struct {
 	outLen int
 	cap    int
 	batch  int       // samples per pass
-	x      []float32 // fake-quantized input
+	layers int       // of the net
+	x      []float32 // the input, NHWC and fake-quantized as needed
+	out    []float32 // the output back in NCHW order
 }
 
 type f32Kind int
@@ -143,7 +155,7 @@ type f32Step struct {
 	chunk   int            // samples per GEMM call
 	w       backend.Buffer // weights, n×k
 	a, c    f32Buf         // GEMM operand and result
-	host    []float32      // the step's NCHW output
+	host    []float32      // the step's NHWC output
 }
 
 // f32Buf is a backend buffer and the host slice it is read and written
@@ -186,7 +198,7 @@ func NewFloatEngine(be backend.Backend, net *Net) (*FloatEngine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &FloatEngine{be: be, shapes: shapes, outLen: shapes[len(shapes)-1].size()}
+	e := &FloatEngine{be: be, shapes: shapes, outLen: shapes[len(shapes)-1].size(), layers: len(net.Layers)}
 	q := net.Quant
 	if q != nil {
 		if err := checkQuant(net); err != nil {
@@ -214,12 +226,16 @@ func NewFloatEngine(be backend.Backend, net *Net) (*FloatEngine, error) {
 		case *Flatten:
 			st.kind = f32Flatten
 		case *Softmax:
+			if st.in.H != 1 || st.in.W != 1 {
+				return fail(fmt.Errorf("nn: layer %d: softmax of a %dx%dx%d tensor (want a vector)", i, st.in.C, st.in.H, st.in.W))
+			}
 			st.kind = f32Softmax
 		}
 		if w != nil {
 			if q != nil && q.WeightScale[i] != nil {
 				w = FakeQuantWeights(w, q.WeightScale[i], q.WeightBits)
 			}
+			w = nhwcWeights(net.Layers[i], w, shapes[i], flattenedFrom(net, shapes, i))
 			if st.w, err = be.Alloc(backend.F32, len(w)); err == nil {
 				err = be.Upload(st.w, w)
 			}
@@ -249,6 +265,55 @@ func NewFloatEngine(be backend.Backend, net *Net) (*FloatEngine, error) {
 	}
 	e.batch = max(1, min(f32MaxBatch, MaxSampleSize/per))
 	return e, nil
+}
+
+// flattenedFrom returns the [C,H,W] shape whose NHWC values a Dense at
+// layer i reads as its input vector (after a Flatten), or a vector shape
+// when no permutation is needed.
+func flattenedFrom(net *Net, shapes []f32Shape, i int) f32Shape {
+	for j := i - 1; j >= 0; j-- {
+		if _, ok := net.Layers[j].(*Flatten); ok {
+			return shapes[j]
+		}
+		if _, ok := net.Layers[j].(*Dense); ok {
+			break
+		}
+	}
+	return f32Shape{shapes[i].size(), 1, 1}
+}
+
+// nhwcWeights repacks the weights w of a Conv2D to [OutC][KH][KW][InC],
+// and permutes the columns of a Dense that reads the NHWC values of a
+// flattened [C,H,W] tensor src into NCHW order.
+func nhwcWeights(l Layer, w []float32, in, src f32Shape) []float32 {
+	out := make([]float32, len(w))
+	switch l := l.(type) {
+	case *Conv2D:
+		k := l.InC * l.KH * l.KW
+		for o := range l.OutC {
+			for c := range l.InC {
+				for u := range l.KH {
+					for v := range l.KW {
+						out[o*k+(u*l.KW+v)*l.InC+c] = w[((o*l.InC+c)*l.KH+u)*l.KW+v]
+					}
+				}
+			}
+		}
+	case *Dense:
+		if src.C == 1 || src.H*src.W == 1 {
+			copy(out, w)
+			break
+		}
+		hw := src.H * src.W
+		for o := range l.Out {
+			for c := range src.C {
+				for p := range hw {
+					out[o*l.In+p*src.C+c] = w[o*l.In+c*hw+p]
+				}
+			}
+		}
+	}
+	return out
 }
 
 // checkQuant reports whether net.Quant fits net.
@@ -378,9 +443,8 @@ func (e *FloatEngine) grow(batch int) error {
 			}
 		}
 	}
-	if e.act != nil {
-		e.x = make([]float32, batch*e.shapes[0].size())
-	}
+	e.x = make([]float32, batch*e.shapes[0].size())
+	e.out = make([]float32, batch*e.outLen)
 	e.cap = batch
 	return nil
 }
@@ -407,21 +471,18 @@ func (e *FloatEngine) forward(x []float32, nb int, out []float32) error {
 	if err := e.grow(nb); err != nil {
 		return fmt.Errorf("nn: forward on %s: %w", e.be.Name(), err)
 	}
-	cur := x
+	// NCHW in, NHWC between layers.
+	in := e.shapes[0]
+	cur := e.x[:nb*in.size()]
+	nchwToNHWC(cur, x, nb, in)
 	for _, st := range e.steps {
 		if e.actQuantized(st.layer) {
-			var dst []float32
-			if st.layer == 0 {
-				dst = e.x[:len(cur)]
-			} else {
-				dst = cur // a step's own output: change it in place
-			}
-			copy(dst, cur)
+			// cur is the engine's own buffer (the input's copy or a
+			// step's output): change it in place.
 			f32Parallel(nb, st.in.size(), func(n0, n1 int) {
 				sz := st.in.size()
-				fakeQuant(dst[n0*sz:n1*sz], e.act[st.layer])
+				fakeQuant(cur[n0*sz:n1*sz], e.act[st.layer])
 			})
-			cur = dst
 		}
 		dst := st.host[:nb*st.out.size()]
 		switch st.kind {
@@ -439,7 +500,7 @@ func (e *FloatEngine) forward(x []float32, nb int, out []float32) error {
 				dst[i] = max(v, 0)
 			}
 		case f32Flatten:
-			copy(dst, cur)
+			copy(dst, cur) // NHWC order; the next Dense's columns follow it
 		case f32Softmax:
 			k := st.in.size()
 			for n := range nb {
@@ -448,11 +509,46 @@ func (e *FloatEngine) forward(x []float32, nb int, out []float32) error {
 		}
 		cur = dst
 	}
-	if a := len(e.steps); e.actQuantized(a) {
-		fakeQuant(cur, e.act[a])
+	if e.actQuantized(e.layers) {
+		fakeQuant(cur, e.act[e.layers])
 	}
-	copy(out, cur)
+	last := e.shapes[len(e.shapes)-1]
+	if last.C == 1 || last.H*last.W == 1 {
+		copy(out, cur)
+		return nil
+	}
+	nhwcToNCHW(out, cur, nb, last)
 	return nil
+}
+
+// nchwToNHWC copies nb samples of shape s from NCHW src into NHWC dst.
+func nchwToNHWC(dst, src []float32, nb int, s f32Shape) {
+	if s.C == 1 || s.H*s.W == 1 {
+		copy(dst, src)
+		return
+	}
+	hw := s.H * s.W
+	for n := range nb {
+		d, x := dst[n*s.size():(n+1)*s.size()], src[n*s.size():(n+1)*s.size()]
+		for c := range s.C {
+			for p, v := range x[c*hw : (c+1)*hw] {
+				d[p*s.C+c] = v
+			}
+		}
+	}
+}
+
+// nhwcToNCHW copies nb samples of shape s from NHWC src into NCHW dst.
+func nhwcToNCHW(dst, src []float32, nb int, s f32Shape) {
+	hw := s.H * s.W
+	for n := range nb {
+		d, x := dst[n*s.size():(n+1)*s.size()], src[n*s.size():(n+1)*s.size()]
+		for p := range hw {
+			for c := range s.C {
+				d[c*hw+p] = x[p*s.C+c]
+			}
+		}
+	}
 }
 
 // gemm runs a Conv2D or Dense step on nb samples x into dst.
@@ -478,64 +574,61 @@ func (e *FloatEngine) gemm(st *f32Step, x []float32, nb int, dst []float32) erro
 			return fmt.Errorf("nn: layer %d: %w", st.layer, err)
 		}
 	}
-	// C is [n][pixel][channel]; lay it back as NCHW with the bias.
-	hw, ch := st.m1, st.n
-	f32Parallel(nb, hw*ch, func(n0, n1 int) {
-		for n := n0; n < n1; n++ {
-			cn, yn := c[n*hw*ch:(n+1)*hw*ch], dst[n*hw*ch:(n+1)*hw*ch]
-			for o := range ch {
-				b := st.bias[o]
-				yo := yn[o*hw : (o+1)*hw]
-				for p := range yo {
-					v := cn[p*ch+o] + b
-					if st.relu {
-						v = max(v, 0)
-					}
-					yo[p] = v
+	// C is [sample][pixel][channel], NHWC already: add the bias.
+	ch := st.n
+	f32Parallel(m, ch, func(r0, r1 int) {
+		for r := r0; r < r1; r++ {
+			y, cr := dst[r*ch:(r+1)*ch], c[r*ch:(r+1)*ch]
+			for o, b := range st.bias[:ch] {
+				v := cr[o] + b
+				if st.relu {
+					v = max(v, 0)
 				}
+				y[o] = v
 			}
 		}
 	})
 	return nil
 }
 
-// f32Im2col writes the im2col matrix of the NCHW x (nb samples) into a:
-// row (n, oh, ow) holds the window at that output in (c, kh, kw) order,
+// f32Im2col writes the im2col matrix of the NHWC x (nb samples) into a:
+// row (n, oh, ow) holds the window at that output in (kh, kw, c) order,
 // with 0 where the window leaves the image.
 func f32Im2col(a, x []float32, nb int, st *f32Step) {
 	l, in, out := st.conv, st.in, st.out
-	K := st.k
+	K, C := st.k, in.C
+	run := l.KW * C // one kernel row of the window
 	f32Parallel(nb, st.m1*K, func(n0, n1 int) {
 		for n := n0; n < n1; n++ {
 			xn := x[n*in.size() : (n+1)*in.size()]
 			for oh := range out.H {
 				for ow := range out.W {
 					row := a[((n*out.H+oh)*out.W+ow)*K:][:K]
-					k := 0
 					w0 := ow*l.StrideW - l.PadL
 					inside := w0 >= 0 && w0+l.KW <= in.W
-					for c := range in.C {
-						xc := xn[c*in.H*in.W : (c+1)*in.H*in.W]
-						for u := range l.KH {
-							ih := oh*l.StrideH + u - l.PadT
-							dst := row[k : k+l.KW]
-							k += l.KW
-							switch {
-							case ih < 0 || ih >= in.H:
-								clear(dst)
-							case inside:
-								src := xc[ih*in.W+w0:][:len(dst)]
-								for v := range dst {
-									dst[v] = src[v]
-								}
-							default:
-								xr := xc[ih*in.W : (ih+1)*in.W]
-								for v := range dst {
-									if iw := w0 + v; iw >= 0 && iw < in.W {
-										dst[v] = xr[iw]
-									} else {
-										dst[v] = 0
-									}
+					for u := range l.KH {
+						dst := row[u*run : (u+1)*run]
+						ih := oh*l.StrideH + u - l.PadT
+						switch {
+						case ih < 0 || ih >= in.H:
+							clear(dst)
+						case inside && run <= 16:
+							// Short runs (a channel or two): a loop beats
+							// memmove's call.
+							src := xn[(ih*in.W+w0)*C:][:len(dst)]
+							for j := range dst {
+								dst[j] = src[j]
+							}
+						case inside:
+							copy(dst, xn[(ih*in.W+w0)*C:])
+						default:
+							xr := xn[ih*in.W*C : (ih+1)*in.W*C]
+							for v := range l.KW {
+								d := dst[v*C : (v+1)*C]
+								if iw := w0 + v; iw >= 0 && iw < in.W {
+									copy(d, xr[iw*C:])
+								} else {
+									clear(d)
 								}
 							}
 						}
@@ -546,27 +639,34 @@ func f32Im2col(a, x []float32, nb int, st *f32Step) {
 	})
 }
 
-// f32MaxPool is the window maximum of NCHW x into dst; cells outside the
-// image are never chosen.
+// f32MaxPool is the window maximum of NHWC x into dst; cells outside the
+// image are never chosen, and a NaN in a window is its maximum.
 func f32MaxPool(dst, x []float32, nb int, st *f32Step) {
 	p, in, out := st.pool, st.in, st.out
-	f32Parallel(nb*in.C, out.H*out.W*p.KH*p.KW, func(c0, c1 int) {
-		for nc := c0; nc < c1; nc++ {
-			xc := x[nc*in.H*in.W : (nc+1)*in.H*in.W]
-			yc := dst[nc*out.H*out.W : (nc+1)*out.H*out.W]
-			for oh := range out.H {
-				h0, h1 := max(oh*p.StrideH-p.PadT, 0), min(oh*p.StrideH-p.PadT+p.KH, in.H)
-				for ow := range out.W {
-					w0, w1 := max(ow*p.StrideW-p.PadL, 0), min(ow*p.StrideW-p.PadL+p.KW, in.W)
-					m := float32(math.Inf(-1))
-					for h := h0; h < h1; h++ {
-						for _, v := range xc[h*in.W+w0 : h*in.W+w1] {
-							if v > m || v != v {
-								m = v
+	C := in.C
+	f32Parallel(nb*out.H, out.W*p.KH*p.KW*C, func(r0, r1 int) {
+		for r := r0; r < r1; r++ {
+			n, oh := r/out.H, r%out.H
+			xn := x[n*in.size() : (n+1)*in.size()]
+			h0, h1 := max(oh*p.StrideH-p.PadT, 0), min(oh*p.StrideH-p.PadT+p.KH, in.H)
+			for ow := range out.W {
+				y := dst[((n*out.H+oh)*out.W+ow)*C:][:C]
+				w0, w1 := max(ow*p.StrideW-p.PadL, 0), min(ow*p.StrideW-p.PadL+p.KW, in.W)
+				first := true
+				for h := h0; h < h1; h++ {
+					for w := w0; w < w1; w++ {
+						v := xn[(h*in.W+w)*C:][:C]
+						if first {
+							copy(y, v)
+							first = false
+							continue
+						}
+						for c, xv := range v {
+							if xv > y[c] || xv != xv {
+								y[c] = xv
 							}
 						}
 					}
-					yc[oh*out.W+ow] = m
 				}
 			}
 		}

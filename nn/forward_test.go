@@ -226,9 +226,16 @@ func TestFloatEngineFakeQuant(t *testing.T) {
 			}
 			q.WeightScale[i] = s
 		}
-		// Only the input is quantized, so that the float32 engine and the
-		// float64 reference see the very same codes.
+		// The input and the output are quantized: the float32 engine and
+		// the float64 reference see the very same input codes, and the
+		// output step (0.25) is far coarser than their difference. The
+		// output's follows a ReLU fused into the Dense before it.
 		q.Act[0] = ActQuant{Scale: 0.05, ZeroPoint: 3}
+		q.Act[len(net.Layers)] = ActQuant{Scale: 0.25, ZeroPoint: -100}
+		net.Layers = append(net.Layers, &ReLU{})
+		q.WeightScale = append(q.WeightScale, nil)
+		q.Act = append(q.Act, q.Act[len(q.Act)-1])
+		q.Act[len(q.Act)-2] = ActQuant{}
 		net.Quant = q
 		checkAgainstNaive(t, net, []int{4}, 1e-5)
 		// The fake quantization changes the output.
