@@ -3,6 +3,7 @@ package nn
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -226,5 +227,58 @@ func TestLowerErrors(t *testing.T) {
 	m.Graph.Input = append(m.Graph.Input, &onnx.ValueInfo{Name: "x2", ElemType: onnx.DataFloat, HasShape: true, Shape: []onnx.Dim{{Value: 1}}})
 	if _, err := FromONNX(m); err == nil || !strings.Contains(err.Error(), "only networks with one input") {
 		t.Errorf("two inputs: %v", err)
+	}
+}
+
+// The QDQ form ONNX Runtime's quantizer writes by default: uint8
+// activations, int8 per-channel weights, int32 biases through
+// DequantizeLinear.
+func TestLowerQDQUint8Activations(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 13))
+	codes := make([]int8, 2*1*3*3)
+	for i := range codes {
+		codes[i] = int8(rng.IntN(255) - 127)
+	}
+	ws := []float32{0.01, 0.02}
+	sa, za := float32(0.05), uint8(7)
+	bias := []int64{1000, -300}
+	bs := []float32{sa * ws[0], sa * ws[1]}
+	bt := &onnx.Tensor{Name: "b_q", Dims: []int64{2}, DataType: onnx.DataInt32, Int32Data: []int32{1000, -300}}
+	m := graph(13, []int64{1, 5, 5}, []*onnx.Tensor{
+		onnx.NewFloat("sa", nil, []float32{sa}), onnx.NewUint8("za", nil, []uint8{za}),
+		onnx.NewInt8("w_q", []int64{2, 1, 3, 3}, codes), onnx.NewFloat("ws", []int64{2}, ws), onnx.NewInt8("wz", []int64{2}, []int8{0, 0}),
+		bt, onnx.NewFloat("bs", []int64{2}, bs),
+		onnx.NewFloat("so", nil, []float32{0.1}),
+	},
+		node("QuantizeLinear", "q0", []string{"x", "sa", "za"}, "xq"),
+		node("DequantizeLinear", "dq0", []string{"xq", "sa", "za"}, "xd"),
+		node("DequantizeLinear", "wdq", []string{"w_q", "ws", "wz"}, "w", onnx.IntAttr("axis", 0)),
+		node("DequantizeLinear", "bdq", []string{"b_q", "bs"}, "b", onnx.IntAttr("axis", 0)),
+		node("Conv", "conv", []string{"xd", "w", "b"}, "c"),
+		node("Relu", "relu", []string{"c"}, "r"),
+		node("QuantizeLinear", "q1", []string{"r", "so"}, "rq"), // zero point omitted: uint8 0
+		node("DequantizeLinear", "dq1", []string{"rq", "so"}, "y"))
+	net := lower(t, m)
+	q := net.Quant
+	if q == nil || q.WeightBits != 8 || !slices.Equal(q.WeightScale[0], ws) {
+		t.Fatalf("quant %+v", q)
+	}
+	if q.Act[0] != (ActQuant{Scale: sa, ZeroPoint: int32(za) - 128}) || q.Act[2] != (ActQuant{Scale: 0.1, ZeroPoint: -128}) {
+		t.Errorf("activations %v", q.Act)
+	}
+	conv := net.Layers[0].(*Conv2D)
+	for o := range 2 {
+		if conv.B[o] != float32(bias[o])*bs[o] {
+			t.Errorf("bias %d: %g, want %g", o, conv.B[o], float32(bias[o])*bs[o])
+		}
+	}
+	// The uint8 quantization and its int8 image agree everywhere.
+	for x := float32(-2); x < 15; x += 0.0137 {
+		u := float32(min(max(math.RoundToEven(float64(x/sa))+float64(za), 0), 255)-float64(za)) * sa
+		v := []float32{x}
+		fakeQuant(v, q.Act[0])
+		if u != v[0] {
+			t.Fatalf("x = %g: uint8 gives %g, int8 %g", x, u, v[0])
+		}
 	}
 }

@@ -833,21 +833,36 @@ func (l *lowering) qdqParams(n *onnx.Node) ([]float32, []int64, onnx.DataType, e
 	return s, zp, zdt, nil
 }
 
-func (l *lowering) quantizeLinear(n *onnx.Node) error {
+// actParams reads the per-tensor parameters of a QuantizeLinear or
+// DequantizeLinear on an activation as int8 ones: uint8 codes (ONNX
+// Runtime's default for activations) are the int8 codes plus 128, so
+// (s, z) over 0..255 is exactly (s, z−128) over −128..127.
+func (l *lowering) actParams(n *onnx.Node) (ActQuant, error) {
 	s, zp, zdt, err := l.qdqParams(n)
+	if err != nil {
+		return ActQuant{}, err
+	}
+	if len(s) != 1 {
+		return ActQuant{}, fmt.Errorf("%s: per-channel activation quantization is not supported", n.Describe())
+	}
+	switch zdt {
+	case onnx.DataInt8:
+		return ActQuant{Scale: s[0], ZeroPoint: int32(zp[0])}, nil
+	case onnx.DataUint8:
+		return ActQuant{Scale: s[0], ZeroPoint: int32(zp[0]) - 128}, nil
+	}
+	return ActQuant{}, fmt.Errorf("%s: activations quantized to %s: only INT8 and UINT8 are supported", n.Describe(), zdt)
+}
+
+func (l *lowering) quantizeLinear(n *onnx.Node) error {
+	a, err := l.actParams(n)
 	if err != nil {
 		return err
 	}
-	if len(s) != 1 {
-		return fmt.Errorf("%s: per-channel activation quantization is not supported", n.Describe())
+	if l.pending != nil && *l.pending != a {
+		return fmt.Errorf("%s: quantizes a tensor quantized with other parameters already", n.Describe())
 	}
-	if zdt != onnx.DataInt8 {
-		return fmt.Errorf("%s: activations quantized to %s: only INT8 is supported", n.Describe(), zdt)
-	}
-	if l.pending != nil {
-		return fmt.Errorf("%s: quantizes a tensor twice", n.Describe())
-	}
-	l.pending = &ActQuant{Scale: s[0], ZeroPoint: int32(zp[0])}
+	l.pending = &a
 	l.qcodes, l.quantized = true, true
 	l.cur = n.Output[0]
 	return nil
@@ -857,11 +872,11 @@ func (l *lowering) dequantizeLinear(n *onnx.Node) error {
 	if !l.qcodes {
 		return fmt.Errorf("%s: dequantizes a computed tensor that no QuantizeLinear produced", n.Describe())
 	}
-	s, zp, _, err := l.qdqParams(n)
+	a, err := l.actParams(n)
 	if err != nil {
 		return err
 	}
-	if len(s) != 1 || s[0] != l.pending.Scale || int32(zp[0]) != l.pending.ZeroPoint {
+	if a != *l.pending {
 		return fmt.Errorf("%s: parameters differ from the QuantizeLinear before it", n.Describe())
 	}
 	l.qcodes = false
@@ -869,13 +884,13 @@ func (l *lowering) dequantizeLinear(n *onnx.Node) error {
 	return nil
 }
 
-// dequantizeWeight evaluates DequantizeLinear of an INT8 constant: the
-// float weight, and its codes and scales for Quant.
+// dequantizeWeight evaluates DequantizeLinear of an integer constant. An
+// INT8 one with zero points 0 is a weight quantized as Quant describes
+// it: its codes and scales are kept for the layer that reads it. Others
+// (INT32 biases, UINT8 or asymmetric weights) just become their float
+// values.
 func (l *lowering) dequantizeWeight(n *onnx.Node) error {
 	src := l.consts[n.Input[0]]
-	if src.DataType != onnx.DataInt8 {
-		return fmt.Errorf("%s: dequantizing a %s constant: only INT8 weights are supported", n.Describe(), src.DataType)
-	}
 	codes, err := src.Int64()
 	if err != nil {
 		return fmt.Errorf("%s: %w", n.Describe(), err)
@@ -884,10 +899,9 @@ func (l *lowering) dequantizeWeight(n *onnx.Node) error {
 	if err != nil {
 		return err
 	}
+	symmetric := src.DataType == onnx.DataInt8
 	for _, z := range zp {
-		if z != 0 {
-			return fmt.Errorf("%s: weight zero point %d: only symmetric weights (zero point 0) are supported", n.Describe(), z)
-		}
+		symmetric = symmetric && z == 0
 	}
 	axis64, err := n.AttrInt("axis", 1)
 	if err != nil {
@@ -902,24 +916,27 @@ func (l *lowering) dequantizeWeight(n *onnx.Node) error {
 	if len(s) == 1 {
 		w.axis = -1 // per tensor
 		for i, c := range codes {
-			vals[i] = float32(c) * s[0]
+			vals[i] = float32(c-zp[0]) * s[0]
 		}
 	} else {
 		if axis64 < 0 || axis64 >= rank || src.Dims[axis64] != int64(len(s)) {
-			return fmt.Errorf("%s: %d scales along axis %d of a weight of shape %v", n.Describe(), len(s), axis64, src.Dims)
+			return fmt.Errorf("%s: %d scales along axis %d of a constant of shape %v", n.Describe(), len(s), axis64, src.Dims)
 		}
 		inner := 1
 		for _, d := range src.Dims[axis64+1:] {
 			inner *= int(d)
 		}
 		for i, c := range codes {
-			vals[i] = float32(c) * s[(i/inner)%len(s)]
+			ch := (i / inner) % len(s)
+			vals[i] = float32(c-zp[ch]) * s[ch]
 		}
 	}
 	out := onnx.NewFloat(n.Output[0], slices.Clone(src.Dims), vals)
 	l.consts[out.Name] = out
-	l.wcodes[out.Name] = w
-	l.quantized = true
+	if symmetric {
+		l.wcodes[out.Name] = w
+		l.quantized = true
+	}
 	return nil
 }
 
