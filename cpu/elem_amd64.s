@@ -357,6 +357,234 @@ done:
 	VZEROUPPER
 	RET
 
+// func quantize8AVX512(dst []byte, x []float32, sc float32, zp int32, qmin int32, qmax int32)
+// Requires: AVX, AVX512F, SSE
+TEXT ·quantize8AVX512(SB), NOSPLIT, $0-64
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVL         qmin+56(FP), DX
+	VPBROADCASTD DX, Z0
+	MOVL         qmax+60(FP), DX
+	VPBROADCASTD DX, Z1
+	VBROADCASTSS elemClampLimit<>+0(SB), Z2
+	VBROADCASTSS elemNegLimit<>+0(SB), Z3
+	MOVSS        sc+48(FP), X4
+	VBROADCASTSS X4, Z4
+	MOVL         zp+52(FP), DX
+	VPBROADCASTD DX, Z5
+	MOVQ         x_len+32(FP), DX
+	SHRQ         $0x06, DX
+	JZ           done
+
+loop:
+	VMOVUPS            (CX), Z6
+	VDIVPS             Z4, Z6, Z6
+	VCMPPS             $0x07, Z6, Z6, K1
+	VMAXPS             Z3, Z6, Z6
+	VMINPS             Z2, Z6, Z6
+	VCVTPS2DQ.RN_SAE.Z Z6, K1, Z6
+	VPADDD             Z5, Z6, Z6
+	VPMAXSD            Z0, Z6, Z6
+	VPMINSD            Z1, Z6, Z6
+	VPMOVDB            Z6, X6
+	VMOVDQU            X6, (AX)
+	VMOVUPS            64(CX), Z6
+	VDIVPS             Z4, Z6, Z6
+	VCMPPS             $0x07, Z6, Z6, K1
+	VMAXPS             Z3, Z6, Z6
+	VMINPS             Z2, Z6, Z6
+	VCVTPS2DQ.RN_SAE.Z Z6, K1, Z6
+	VPADDD             Z5, Z6, Z6
+	VPMAXSD            Z0, Z6, Z6
+	VPMINSD            Z1, Z6, Z6
+	VPMOVDB            Z6, X6
+	VMOVDQU            X6, 16(AX)
+	VMOVUPS            128(CX), Z6
+	VDIVPS             Z4, Z6, Z6
+	VCMPPS             $0x07, Z6, Z6, K1
+	VMAXPS             Z3, Z6, Z6
+	VMINPS             Z2, Z6, Z6
+	VCVTPS2DQ.RN_SAE.Z Z6, K1, Z6
+	VPADDD             Z5, Z6, Z6
+	VPMAXSD            Z0, Z6, Z6
+	VPMINSD            Z1, Z6, Z6
+	VPMOVDB            Z6, X6
+	VMOVDQU            X6, 32(AX)
+	VMOVUPS            192(CX), Z6
+	VDIVPS             Z4, Z6, Z6
+	VCMPPS             $0x07, Z6, Z6, K1
+	VMAXPS             Z3, Z6, Z6
+	VMINPS             Z2, Z6, Z6
+	VCVTPS2DQ.RN_SAE.Z Z6, K1, Z6
+	VPADDD             Z5, Z6, Z6
+	VPMAXSD            Z0, Z6, Z6
+	VPMINSD            Z1, Z6, Z6
+	VPMOVDB            Z6, X6
+	VMOVDQU            X6, 48(AX)
+	ADDQ               $0x00000100, CX
+	ADDQ               $0x00000040, AX
+	DECQ               DX
+	JNZ                loop
+
+done:
+	VZEROUPPER
+	RET
+
+// func quantize8VecAVX512(dst []byte, x []float32, sc []float32, zp []int32, qmin int32, qmax int32)
+// Requires: AVX, AVX512F
+TEXT ·quantize8VecAVX512(SB), NOSPLIT, $0-104
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVQ         sc_base+48(FP), DX
+	MOVQ         zp_base+72(FP), BX
+	MOVL         qmin+96(FP), SI
+	VPBROADCASTD SI, Z0
+	MOVL         qmax+100(FP), SI
+	VPBROADCASTD SI, Z1
+	VBROADCASTSS elemClampLimit<>+0(SB), Z2
+	VBROADCASTSS elemNegLimit<>+0(SB), Z3
+	MOVQ         x_len+32(FP), SI
+	SHRQ         $0x06, SI
+	JZ           done
+
+loop:
+	VMOVUPS            (CX), Z4
+	VDIVPS             (DX), Z4, Z4
+	VCMPPS             $0x07, Z4, Z4, K1
+	VMAXPS             Z3, Z4, Z4
+	VMINPS             Z2, Z4, Z4
+	VCVTPS2DQ.RN_SAE.Z Z4, K1, Z4
+	VPADDD             (BX), Z4, Z4
+	VPMAXSD            Z0, Z4, Z4
+	VPMINSD            Z1, Z4, Z4
+	VPMOVDB            Z4, X4
+	VMOVDQU            X4, (AX)
+	VMOVUPS            64(CX), Z4
+	VDIVPS             64(DX), Z4, Z4
+	VCMPPS             $0x07, Z4, Z4, K1
+	VMAXPS             Z3, Z4, Z4
+	VMINPS             Z2, Z4, Z4
+	VCVTPS2DQ.RN_SAE.Z Z4, K1, Z4
+	VPADDD             64(BX), Z4, Z4
+	VPMAXSD            Z0, Z4, Z4
+	VPMINSD            Z1, Z4, Z4
+	VPMOVDB            Z4, X4
+	VMOVDQU            X4, 16(AX)
+	VMOVUPS            128(CX), Z4
+	VDIVPS             128(DX), Z4, Z4
+	VCMPPS             $0x07, Z4, Z4, K1
+	VMAXPS             Z3, Z4, Z4
+	VMINPS             Z2, Z4, Z4
+	VCVTPS2DQ.RN_SAE.Z Z4, K1, Z4
+	VPADDD             128(BX), Z4, Z4
+	VPMAXSD            Z0, Z4, Z4
+	VPMINSD            Z1, Z4, Z4
+	VPMOVDB            Z4, X4
+	VMOVDQU            X4, 32(AX)
+	VMOVUPS            192(CX), Z4
+	VDIVPS             192(DX), Z4, Z4
+	VCMPPS             $0x07, Z4, Z4, K1
+	VMAXPS             Z3, Z4, Z4
+	VMINPS             Z2, Z4, Z4
+	VCVTPS2DQ.RN_SAE.Z Z4, K1, Z4
+	VPADDD             192(BX), Z4, Z4
+	VPMAXSD            Z0, Z4, Z4
+	VPMINSD            Z1, Z4, Z4
+	VPMOVDB            Z4, X4
+	VMOVDQU            X4, 48(AX)
+	ADDQ               $0x00000100, CX
+	ADDQ               $0x00000100, DX
+	ADDQ               $0x00000100, BX
+	ADDQ               $0x00000040, AX
+	DECQ               SI
+	JNZ                loop
+
+done:
+	VZEROUPPER
+	RET
+
+// func quantize8GroupsAVX512(dst []byte, x []float32, sc []float32, zp []int32, group int, qmin int32, qmax int32)
+// Requires: AVX, AVX512F
+TEXT ·quantize8GroupsAVX512(SB), NOSPLIT, $0-112
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVQ         sc_base+48(FP), DX
+	MOVQ         zp_base+72(FP), BX
+	MOVL         qmin+104(FP), SI
+	VPBROADCASTD SI, Z0
+	MOVL         qmax+108(FP), SI
+	VPBROADCASTD SI, Z1
+	VBROADCASTSS elemClampLimit<>+0(SB), Z2
+	VBROADCASTSS elemNegLimit<>+0(SB), Z3
+	MOVQ         sc_len+56(FP), SI
+	MOVQ         group+96(FP), DI
+	SHRQ         $0x06, DI
+	TESTQ        SI, SI
+	JZ           done
+
+group:
+	VBROADCASTSS (DX), Z4
+	VPBROADCASTD (BX), Z5
+	MOVQ         DI, R8
+
+loop:
+	VMOVUPS            (CX), Z6
+	VDIVPS             Z4, Z6, Z6
+	VCMPPS             $0x07, Z6, Z6, K1
+	VMAXPS             Z3, Z6, Z6
+	VMINPS             Z2, Z6, Z6
+	VCVTPS2DQ.RN_SAE.Z Z6, K1, Z6
+	VPADDD             Z5, Z6, Z6
+	VPMAXSD            Z0, Z6, Z6
+	VPMINSD            Z1, Z6, Z6
+	VPMOVDB            Z6, X6
+	VMOVDQU            X6, (AX)
+	VMOVUPS            64(CX), Z6
+	VDIVPS             Z4, Z6, Z6
+	VCMPPS             $0x07, Z6, Z6, K1
+	VMAXPS             Z3, Z6, Z6
+	VMINPS             Z2, Z6, Z6
+	VCVTPS2DQ.RN_SAE.Z Z6, K1, Z6
+	VPADDD             Z5, Z6, Z6
+	VPMAXSD            Z0, Z6, Z6
+	VPMINSD            Z1, Z6, Z6
+	VPMOVDB            Z6, X6
+	VMOVDQU            X6, 16(AX)
+	VMOVUPS            128(CX), Z6
+	VDIVPS             Z4, Z6, Z6
+	VCMPPS             $0x07, Z6, Z6, K1
+	VMAXPS             Z3, Z6, Z6
+	VMINPS             Z2, Z6, Z6
+	VCVTPS2DQ.RN_SAE.Z Z6, K1, Z6
+	VPADDD             Z5, Z6, Z6
+	VPMAXSD            Z0, Z6, Z6
+	VPMINSD            Z1, Z6, Z6
+	VPMOVDB            Z6, X6
+	VMOVDQU            X6, 32(AX)
+	VMOVUPS            192(CX), Z6
+	VDIVPS             Z4, Z6, Z6
+	VCMPPS             $0x07, Z6, Z6, K1
+	VMAXPS             Z3, Z6, Z6
+	VMINPS             Z2, Z6, Z6
+	VCVTPS2DQ.RN_SAE.Z Z6, K1, Z6
+	VPADDD             Z5, Z6, Z6
+	VPMAXSD            Z0, Z6, Z6
+	VPMINSD            Z1, Z6, Z6
+	VPMOVDB            Z6, X6
+	VMOVDQU            X6, 48(AX)
+	ADDQ               $0x00000100, CX
+	ADDQ               $0x00000040, AX
+	DECQ               R8
+	JNZ                loop
+	ADDQ               $0x00000004, DX
+	ADDQ               $0x00000004, BX
+	DECQ               SI
+	JNZ                group
+
+done:
+	VZEROUPPER
+	RET
+
 // func quantize4AVX2(dst []byte, x []float32, sc float32, zp int32, qmin int32, qmax int32)
 // Requires: AVX, AVX2, SSE
 TEXT ·quantize4AVX2(SB), NOSPLIT, $0-64
@@ -617,6 +845,252 @@ loop:
 	ADDQ       $0x00000004, BX
 	DECQ       SI
 	JNZ        group
+
+done:
+	VZEROUPPER
+	RET
+
+// func quantize4AVX512(dst []byte, x []float32, sc float32, zp int32, qmin int32, qmax int32)
+// Requires: AVX, AVX512BW, AVX512F, SSE
+TEXT ·quantize4AVX512(SB), NOSPLIT, $0-64
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVL         qmin+56(FP), DX
+	VPBROADCASTD DX, Z0
+	MOVL         qmax+60(FP), DX
+	VPBROADCASTD DX, Z1
+	VBROADCASTSS elemClampLimit<>+0(SB), Z2
+	VBROADCASTSS elemNegLimit<>+0(SB), Z3
+	VBROADCASTSS elemHighNibble<>+0(SB), Z4
+	VBROADCASTSS elemLowNibble<>+0(SB), Z5
+	MOVSS        sc+48(FP), X6
+	VBROADCASTSS X6, Z6
+	MOVL         zp+52(FP), DX
+	VPBROADCASTD DX, Z7
+	MOVQ         x_len+32(FP), DX
+	SHRQ         $0x06, DX
+	JZ           done
+
+loop:
+	VMOVUPS            (CX), Z8
+	VDIVPS             Z6, Z8, Z8
+	VCMPPS             $0x07, Z8, Z8, K1
+	VMAXPS             Z3, Z8, Z8
+	VMINPS             Z2, Z8, Z8
+	VCVTPS2DQ.RN_SAE.Z Z8, K1, Z8
+	VPADDD             Z7, Z8, Z8
+	VPMAXSD            Z0, Z8, Z8
+	VPMINSD            Z1, Z8, Z8
+	VPMOVDB            Z8, X9
+	VMOVUPS            64(CX), Z8
+	VDIVPS             Z6, Z8, Z8
+	VCMPPS             $0x07, Z8, Z8, K1
+	VMAXPS             Z3, Z8, Z8
+	VMINPS             Z2, Z8, Z8
+	VCVTPS2DQ.RN_SAE.Z Z8, K1, Z8
+	VPADDD             Z7, Z8, Z8
+	VPMAXSD            Z0, Z8, Z8
+	VPMINSD            Z1, Z8, Z8
+	VPMOVDB            Z8, X8
+	VMOVUPS            128(CX), Z10
+	VDIVPS             Z6, Z10, Z10
+	VCMPPS             $0x07, Z10, Z10, K1
+	VMAXPS             Z3, Z10, Z10
+	VMINPS             Z2, Z10, Z10
+	VCVTPS2DQ.RN_SAE.Z Z10, K1, Z10
+	VPADDD             Z7, Z10, Z10
+	VPMAXSD            Z0, Z10, Z10
+	VPMINSD            Z1, Z10, Z10
+	VPMOVDB            Z10, X10
+	VMOVUPS            192(CX), Z11
+	VDIVPS             Z6, Z11, Z11
+	VCMPPS             $0x07, Z11, Z11, K1
+	VMAXPS             Z3, Z11, Z11
+	VMINPS             Z2, Z11, Z11
+	VCVTPS2DQ.RN_SAE.Z Z11, K1, Z11
+	VPADDD             Z7, Z11, Z11
+	VPMAXSD            Z0, Z11, Z11
+	VPMINSD            Z1, Z11, Z11
+	VPMOVDB            Z11, X11
+	VINSERTI32X4       $0x01, X8, Z9, Z8
+	VINSERTI32X4       $0x02, X10, Z8, Z8
+	VINSERTI32X4       $0x03, X11, Z8, Z8
+	VPSRLW             $0x04, Z8, Z10
+	VPANDD             Z4, Z10, Z10
+	VPANDD             Z5, Z8, Z8
+	VPORD              Z10, Z8, Z8
+	VPMOVWB            Z8, (AX)
+	ADDQ               $0x00000100, CX
+	ADDQ               $0x00000020, AX
+	DECQ               DX
+	JNZ                loop
+
+done:
+	VZEROUPPER
+	RET
+
+// func quantize4VecAVX512(dst []byte, x []float32, sc []float32, zp []int32, qmin int32, qmax int32)
+// Requires: AVX, AVX512BW, AVX512F
+TEXT ·quantize4VecAVX512(SB), NOSPLIT, $0-104
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVQ         sc_base+48(FP), DX
+	MOVQ         zp_base+72(FP), BX
+	MOVL         qmin+96(FP), SI
+	VPBROADCASTD SI, Z0
+	MOVL         qmax+100(FP), SI
+	VPBROADCASTD SI, Z1
+	VBROADCASTSS elemClampLimit<>+0(SB), Z2
+	VBROADCASTSS elemNegLimit<>+0(SB), Z3
+	VBROADCASTSS elemHighNibble<>+0(SB), Z4
+	VBROADCASTSS elemLowNibble<>+0(SB), Z5
+	MOVQ         x_len+32(FP), SI
+	SHRQ         $0x06, SI
+	JZ           done
+
+loop:
+	VMOVUPS            (CX), Z6
+	VDIVPS             (DX), Z6, Z6
+	VCMPPS             $0x07, Z6, Z6, K1
+	VMAXPS             Z3, Z6, Z6
+	VMINPS             Z2, Z6, Z6
+	VCVTPS2DQ.RN_SAE.Z Z6, K1, Z6
+	VPADDD             (BX), Z6, Z6
+	VPMAXSD            Z0, Z6, Z6
+	VPMINSD            Z1, Z6, Z6
+	VPMOVDB            Z6, X7
+	VMOVUPS            64(CX), Z6
+	VDIVPS             64(DX), Z6, Z6
+	VCMPPS             $0x07, Z6, Z6, K1
+	VMAXPS             Z3, Z6, Z6
+	VMINPS             Z2, Z6, Z6
+	VCVTPS2DQ.RN_SAE.Z Z6, K1, Z6
+	VPADDD             64(BX), Z6, Z6
+	VPMAXSD            Z0, Z6, Z6
+	VPMINSD            Z1, Z6, Z6
+	VPMOVDB            Z6, X6
+	VMOVUPS            128(CX), Z8
+	VDIVPS             128(DX), Z8, Z8
+	VCMPPS             $0x07, Z8, Z8, K1
+	VMAXPS             Z3, Z8, Z8
+	VMINPS             Z2, Z8, Z8
+	VCVTPS2DQ.RN_SAE.Z Z8, K1, Z8
+	VPADDD             128(BX), Z8, Z8
+	VPMAXSD            Z0, Z8, Z8
+	VPMINSD            Z1, Z8, Z8
+	VPMOVDB            Z8, X8
+	VMOVUPS            192(CX), Z9
+	VDIVPS             192(DX), Z9, Z9
+	VCMPPS             $0x07, Z9, Z9, K1
+	VMAXPS             Z3, Z9, Z9
+	VMINPS             Z2, Z9, Z9
+	VCVTPS2DQ.RN_SAE.Z Z9, K1, Z9
+	VPADDD             192(BX), Z9, Z9
+	VPMAXSD            Z0, Z9, Z9
+	VPMINSD            Z1, Z9, Z9
+	VPMOVDB            Z9, X9
+	VINSERTI32X4       $0x01, X6, Z7, Z6
+	VINSERTI32X4       $0x02, X8, Z6, Z6
+	VINSERTI32X4       $0x03, X9, Z6, Z6
+	VPSRLW             $0x04, Z6, Z8
+	VPANDD             Z4, Z8, Z8
+	VPANDD             Z5, Z6, Z6
+	VPORD              Z8, Z6, Z6
+	VPMOVWB            Z6, (AX)
+	ADDQ               $0x00000100, CX
+	ADDQ               $0x00000100, DX
+	ADDQ               $0x00000100, BX
+	ADDQ               $0x00000020, AX
+	DECQ               SI
+	JNZ                loop
+
+done:
+	VZEROUPPER
+	RET
+
+// func quantize4GroupsAVX512(dst []byte, x []float32, sc []float32, zp []int32, group int, qmin int32, qmax int32)
+// Requires: AVX, AVX512BW, AVX512F
+TEXT ·quantize4GroupsAVX512(SB), NOSPLIT, $0-112
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVQ         sc_base+48(FP), DX
+	MOVQ         zp_base+72(FP), BX
+	MOVL         qmin+104(FP), SI
+	VPBROADCASTD SI, Z0
+	MOVL         qmax+108(FP), SI
+	VPBROADCASTD SI, Z1
+	VBROADCASTSS elemClampLimit<>+0(SB), Z2
+	VBROADCASTSS elemNegLimit<>+0(SB), Z3
+	VBROADCASTSS elemHighNibble<>+0(SB), Z4
+	VBROADCASTSS elemLowNibble<>+0(SB), Z5
+	MOVQ         sc_len+56(FP), SI
+	MOVQ         group+96(FP), DI
+	SHRQ         $0x06, DI
+	TESTQ        SI, SI
+	JZ           done
+
+group:
+	VBROADCASTSS (DX), Z6
+	VPBROADCASTD (BX), Z7
+	MOVQ         DI, R8
+
+loop:
+	VMOVUPS            (CX), Z8
+	VDIVPS             Z6, Z8, Z8
+	VCMPPS             $0x07, Z8, Z8, K1
+	VMAXPS             Z3, Z8, Z8
+	VMINPS             Z2, Z8, Z8
+	VCVTPS2DQ.RN_SAE.Z Z8, K1, Z8
+	VPADDD             Z7, Z8, Z8
+	VPMAXSD            Z0, Z8, Z8
+	VPMINSD            Z1, Z8, Z8
+	VPMOVDB            Z8, X9
+	VMOVUPS            64(CX), Z8
+	VDIVPS             Z6, Z8, Z8
+	VCMPPS             $0x07, Z8, Z8, K1
+	VMAXPS             Z3, Z8, Z8
+	VMINPS             Z2, Z8, Z8
+	VCVTPS2DQ.RN_SAE.Z Z8, K1, Z8
+	VPADDD             Z7, Z8, Z8
+	VPMAXSD            Z0, Z8, Z8
+	VPMINSD            Z1, Z8, Z8
+	VPMOVDB            Z8, X8
+	VMOVUPS            128(CX), Z10
+	VDIVPS             Z6, Z10, Z10
+	VCMPPS             $0x07, Z10, Z10, K1
+	VMAXPS             Z3, Z10, Z10
+	VMINPS             Z2, Z10, Z10
+	VCVTPS2DQ.RN_SAE.Z Z10, K1, Z10
+	VPADDD             Z7, Z10, Z10
+	VPMAXSD            Z0, Z10, Z10
+	VPMINSD            Z1, Z10, Z10
+	VPMOVDB            Z10, X10
+	VMOVUPS            192(CX), Z11
+	VDIVPS             Z6, Z11, Z11
+	VCMPPS             $0x07, Z11, Z11, K1
+	VMAXPS             Z3, Z11, Z11
+	VMINPS             Z2, Z11, Z11
+	VCVTPS2DQ.RN_SAE.Z Z11, K1, Z11
+	VPADDD             Z7, Z11, Z11
+	VPMAXSD            Z0, Z11, Z11
+	VPMINSD            Z1, Z11, Z11
+	VPMOVDB            Z11, X11
+	VINSERTI32X4       $0x01, X8, Z9, Z8
+	VINSERTI32X4       $0x02, X10, Z8, Z8
+	VINSERTI32X4       $0x03, X11, Z8, Z8
+	VPSRLW             $0x04, Z8, Z10
+	VPANDD             Z4, Z10, Z10
+	VPANDD             Z5, Z8, Z8
+	VPORD              Z10, Z8, Z8
+	VPMOVWB            Z8, (AX)
+	ADDQ               $0x00000100, CX
+	ADDQ               $0x00000020, AX
+	DECQ               R8
+	JNZ                loop
+	ADDQ               $0x00000004, DX
+	ADDQ               $0x00000004, BX
+	DECQ               SI
+	JNZ                group
 
 done:
 	VZEROUPPER

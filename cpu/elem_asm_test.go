@@ -12,8 +12,8 @@ import (
 // The element-wise kernels (elem_amd64.s and their Go twins) against
 // package quant and naive loops, on every path this processor has.
 
-// elemPaths are the kernel choices to test: the pure-Go one always, the
-// assembly where the processor has it.
+// elemPaths are the kernel choices to test: the pure-Go one always, AVX2
+// alone and everything the processor has, where it has them.
 func elemPaths() []struct {
 	name string
 	isa  isa
@@ -26,7 +26,13 @@ func elemPaths() []struct {
 		ps = append(ps, struct {
 			name string
 			isa  isa
-		}{"asm", hw})
+		}{"avx2", isa{AVX2FMA: true}})
+	}
+	if hw.AVX512 {
+		ps = append(ps, struct {
+			name string
+			isa  isa
+		}{"avx512", hw})
 	}
 	return ps
 }
@@ -83,7 +89,7 @@ var elemSchemes = []string{
 	"int4-sym-tensor", "int4-asym-tensor", "uint4-asym-tensor",
 	"int8-sym-channel", "uint8-asym-channel", "int4-asym-channel",
 	"int8-asym-channel1", "uint8-asym-channel1", "int4-sym-channel1", "uint4-asym-channel1",
-	"int8-sym-group32", "uint8-asym-group32", "int4-sym-group32", "uint4-asym-group128", "int4-asym-group64",
+	"int8-sym-group32", "uint8-asym-group32", "int8-asym-group128", "int4-sym-group32", "uint4-asym-group128", "int4-asym-group64",
 }
 
 // elemShape gives a shape of n elements for s: two dimensions where the

@@ -7,7 +7,7 @@ import "math"
 // The element-wise kernels of elem_amd64.s in Go, for builds without the
 // assembly. They are never called there (use.AVX2FMA is false), but
 // compute what the assembly computes: whole blocks of 32 elements
-// (histogramAVX2: 128), the rest left to the caller.
+// (*AVX512: 64, histogramAVX2: 128), the rest left to the caller.
 
 func quantize8AVX2(dst []byte, x []float32, sc float32, zp, qmin, qmax int32) {
 	x = x[:len(x)&^31]
@@ -43,6 +43,30 @@ func quantize4GroupsAVX2(dst []byte, x []float32, sc []float32, zp []int32, grou
 	for g := range sc {
 		quantize4(dst, x, g*group, (g+1)*group, sc[g], zp[g], float64(qmin), float64(qmax))
 	}
+}
+
+func quantize8AVX512(dst []byte, x []float32, sc float32, zp, qmin, qmax int32) {
+	quantize8AVX2(dst, x[:len(x)&^63], sc, zp, qmin, qmax)
+}
+
+func quantize4AVX512(dst []byte, x []float32, sc float32, zp, qmin, qmax int32) {
+	quantize4AVX2(dst, x[:len(x)&^63], sc, zp, qmin, qmax)
+}
+
+func quantize8VecAVX512(dst []byte, x []float32, sc []float32, zp []int32, qmin, qmax int32) {
+	quantize8VecAVX2(dst, x[:len(x)&^63], sc, zp, qmin, qmax)
+}
+
+func quantize4VecAVX512(dst []byte, x []float32, sc []float32, zp []int32, qmin, qmax int32) {
+	quantize4VecAVX2(dst, x[:len(x)&^63], sc, zp, qmin, qmax)
+}
+
+func quantize8GroupsAVX512(dst []byte, x []float32, sc []float32, zp []int32, group int, qmin, qmax int32) {
+	quantize8GroupsAVX2(dst, x, sc, zp, group, qmin, qmax)
+}
+
+func quantize4GroupsAVX512(dst []byte, x []float32, sc []float32, zp []int32, group int, qmin, qmax int32) {
+	quantize4GroupsAVX2(dst, x, sc, zp, group, qmin, qmax)
 }
 
 func dequantize8SAVX2(x []float32, codes []byte, sc float32, zp int32) {

@@ -13,6 +13,15 @@ func quantize8VecAVX2(dst []byte, x []float32, sc []float32, zp []int32, qmin in
 // quantize8GroupsAVX2 quantizes len(sc) groups of group elements (a multiple of 32), group g under sc[g] and zp[g].
 func quantize8GroupsAVX2(dst []byte, x []float32, sc []float32, zp []int32, group int, qmin int32, qmax int32)
 
+// quantize8AVX512 is quantize8 on len(x)/64 blocks of 64 elements.
+func quantize8AVX512(dst []byte, x []float32, sc float32, zp int32, qmin int32, qmax int32)
+
+// quantize8VecAVX512 quantizes len(x)/64 blocks of 64 elements, element i under sc[i] and zp[i].
+func quantize8VecAVX512(dst []byte, x []float32, sc []float32, zp []int32, qmin int32, qmax int32)
+
+// quantize8GroupsAVX512 quantizes len(sc) groups of group elements (a multiple of 64), group g under sc[g] and zp[g].
+func quantize8GroupsAVX512(dst []byte, x []float32, sc []float32, zp []int32, group int, qmin int32, qmax int32)
+
 // quantize4AVX2 is quantize4 on len(x)/32 blocks of 32 elements.
 func quantize4AVX2(dst []byte, x []float32, sc float32, zp int32, qmin int32, qmax int32)
 
@@ -21,6 +30,15 @@ func quantize4VecAVX2(dst []byte, x []float32, sc []float32, zp []int32, qmin in
 
 // quantize4GroupsAVX2 quantizes len(sc) groups of group elements (a multiple of 32), group g under sc[g] and zp[g].
 func quantize4GroupsAVX2(dst []byte, x []float32, sc []float32, zp []int32, group int, qmin int32, qmax int32)
+
+// quantize4AVX512 is quantize4 on len(x)/64 blocks of 64 elements.
+func quantize4AVX512(dst []byte, x []float32, sc float32, zp int32, qmin int32, qmax int32)
+
+// quantize4VecAVX512 quantizes len(x)/64 blocks of 64 elements, element i under sc[i] and zp[i].
+func quantize4VecAVX512(dst []byte, x []float32, sc []float32, zp []int32, qmin int32, qmax int32)
+
+// quantize4GroupsAVX512 quantizes len(sc) groups of group elements (a multiple of 64), group g under sc[g] and zp[g].
+func quantize4GroupsAVX512(dst []byte, x []float32, sc []float32, zp []int32, group int, qmin int32, qmax int32)
 
 // dequantize8UAVX2 is dequantize8 on len(x)/32 blocks of 32 elements.
 func dequantize8UAVX2(x []float32, codes []byte, sc float32, zp int32)

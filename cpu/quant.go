@@ -204,9 +204,9 @@ func (l *qLayout) quantizeGroups(codes []byte, x []float32, s, e int) {
 	m := (e - s) / l.group
 	scs, zps := l.scales[k:k+m], l.zeroPoints[k:k+m]
 	if l.bits == 8 {
-		quantize8GroupsAVX2(codes[s:e], x[s:e], scs, zps, l.group, int32(l.qmin), int32(l.qmax))
+		quantizeGroupsAsm(8, codes[s:e], x[s:e], scs, zps, l.group, int32(l.qmin), int32(l.qmax))
 	} else {
-		quantize4GroupsAVX2(codes[s>>1:e>>1], x[s:e], scs, zps, l.group, int32(l.qmin), int32(l.qmax))
+		quantizeGroupsAsm(4, codes[s>>1:e>>1], x[s:e], scs, zps, l.group, int32(l.qmin), int32(l.qmax))
 	}
 }
 
@@ -216,13 +216,11 @@ func (l *qLayout) quantizeGroups(codes []byte, x []float32, s, e int) {
 //		dst[i] = byte(quant.QuantizeValue(v, sc, zp, qmin, qmax))
 //	}
 //
-// The assembly kernel, where there is one, does the whole blocks of 32.
+// The assembly kernels, where there are some, do the whole blocks of 32.
 func quantize8(dst []byte, x []float32, sc float32, zp int32, qmin, qmax float64) {
 	dst = dst[:len(x)]
-	if n := len(x) &^ 31; use.AVX2FMA && n > 0 {
-		quantize8AVX2(dst[:n], x[:n], sc, zp, int32(qmin), int32(qmax))
-		dst, x = dst[n:], x[n:]
-	}
+	n := quantize8Asm(dst, x, sc, zp, int32(qmin), int32(qmax))
+	dst, x = dst[n:], x[n:]
 	for i, v := range x {
 		dst[i] = byte(quantizeValue(v, sc, zp, qmin, qmax))
 	}
@@ -242,10 +240,8 @@ func quantize4(codes []byte, x []float32, s, e int, sc float32, zp int32, qmin, 
 	}
 	pairs := codes[i>>1 : e>>1]
 	xs := x[i : i+2*len(pairs)]
-	if n := len(xs) &^ 31; use.AVX2FMA && n > 0 {
-		quantize4AVX2(pairs[:n/2], xs[:n], sc, zp, int32(qmin), int32(qmax))
-		pairs, xs = pairs[n/2:], xs[n:]
-	}
+	n := quantize4Asm(pairs, xs, sc, zp, int32(qmin), int32(qmax))
+	pairs, xs = pairs[n/2:], xs[n:]
 	for p := range pairs {
 		q0 := quantizeValue(xs[2*p], sc, zp, qmin, qmax)
 		q1 := quantizeValue(xs[2*p+1], sc, zp, qmin, qmax)
@@ -264,10 +260,8 @@ func (l *qLayout) quantize8Elementwise(codes []byte, x []float32, lo, hi int) {
 		end := min(i+c-j, hi)
 		scs, zps := l.scales[j:j+end-i], l.zeroPoints[j:j+end-i]
 		xs, dst := x[i:end], codes[i:end]
-		if n := len(xs) &^ 31; use.AVX2FMA && n > 0 {
-			quantize8VecAVX2(dst[:n], xs[:n], scs[:n], zps[:n], int32(l.qmin), int32(l.qmax))
-			scs, zps, xs, dst = scs[n:], zps[n:], xs[n:], dst[n:]
-		}
+		n := quantize8VecAsm(dst, xs, scs, zps, int32(l.qmin), int32(l.qmax))
+		scs, zps, xs, dst = scs[n:], zps[n:], xs[n:], dst[n:]
 		for t, v := range xs {
 			dst[t] = byte(quantizeValue(v, scs[t], zps[t], l.qmin, l.qmax))
 		}
@@ -291,9 +285,9 @@ func (l *qLayout) quantize4Elementwise(codes []byte, x []float32, lo, hi int) {
 	i := lo
 	for i+1 < hi {
 		// Whole blocks of 32 inside one row of channels go to the
-		// assembly kernel; i stays even.
-		if n := min(c-j, hi-i) &^ 31; use.AVX2FMA && n > 0 {
-			quantize4VecAVX2(codes[i>>1:(i+n)>>1], x[i:i+n], l.scales[j:j+n], l.zeroPoints[j:j+n], int32(l.qmin), int32(l.qmax))
+		// assembly kernels; i stays even.
+		m := min(c-j, hi-i) &^ 1
+		if n := quantize4VecAsm(codes[i>>1:], x[i:i+m], l.scales[j:j+m], l.zeroPoints[j:j+m], int32(l.qmin), int32(l.qmax)); n > 0 {
 			i, j = i+n, j+n
 			if j == c {
 				j = 0

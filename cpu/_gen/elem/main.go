@@ -30,6 +30,9 @@ func main() {
 		quantize(bits, perRun)
 		quantize(bits, perElement)
 		quantize(bits, perGroup)
+		quantize512(bits, perRun)
+		quantize512(bits, perElement)
+		quantize512(bits, perGroup)
 	}
 	for _, signed := range []bool{false, true} {
 		dequantize8(signed, false)
@@ -225,6 +228,141 @@ func quantize(bits, mode int) {
 		ADDQ(U32(32*4), zp.Base)
 	}
 	ADDQ(U32(32*bits/8), dst.Base)
+	DECQ(n)
+	JNZ(LabelRef("loop"))
+	if mode == perGroup {
+		ADDQ(U32(4), sc.Base)
+		ADDQ(U32(4), zp.Base)
+		DECQ(groups)
+		JNZ(LabelRef("group"))
+	}
+
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
+// quantize512 is quantize on 512-bit registers, 64 elements a step. The
+// conversion rounds half to even by its embedded rounding ({rn-sae}, not
+// MXCSR) and zeroes the NaN lanes through the mask of ordered lanes;
+// VPMOVDB keeps the low byte of each code.
+func quantize512(bits, mode int) {
+	name := fmt.Sprintf("quantize%dAVX512", bits)
+	sig := "func(dst []byte, x []float32, sc float32, zp, qmin, qmax int32)"
+	doc := fmt.Sprintf("%s is quantize%d on len(x)/64 blocks of 64 elements.", name, bits)
+	switch mode {
+	case perElement:
+		name = fmt.Sprintf("quantize%dVecAVX512", bits)
+		sig = "func(dst []byte, x []float32, sc []float32, zp []int32, qmin, qmax int32)"
+		doc = name + " quantizes len(x)/64 blocks of 64 elements, element i under sc[i] and zp[i]."
+	case perGroup:
+		name = fmt.Sprintf("quantize%dGroupsAVX512", bits)
+		sig = "func(dst []byte, x []float32, sc []float32, zp []int32, group int, qmin, qmax int32)"
+		doc = name + " quantizes len(sc) groups of group elements (a multiple of 64), group g under sc[g] and zp[g]."
+	}
+	TEXT(name, NOSPLIT, sig)
+	Doc(doc)
+	dst := Mem{Base: Load(Param("dst").Base(), GP64())}
+	x := Mem{Base: Load(Param("x").Base(), GP64())}
+	var sc, zp Mem
+	if mode != perRun {
+		sc = Mem{Base: Load(Param("sc").Base(), GP64())}
+		zp = Mem{Base: Load(Param("zp").Base(), GP64())}
+	}
+	bcast := func(name string) VecVirtual {
+		r := GP32()
+		Load(Param(name), r)
+		z := ZMM()
+		VPBROADCASTD(r, z)
+		return z
+	}
+	qmin, qmax := bcast("qmin"), bcast("qmax")
+	lim, neg := ZMM(), ZMM()
+	VBROADCASTSS(clampLimit, lim)
+	VBROADCASTSS(negLimit, neg)
+	var nib, lowN VecVirtual
+	if bits == 4 {
+		nib, lowN = ZMM(), ZMM()
+		VBROADCASTSS(highNibble, nib)
+		VBROADCASTSS(lowNibble, lowN)
+	}
+	scV, zpV := ZMM(), ZMM()
+	var n, groups, blocks Register
+	switch mode {
+	case perRun:
+		f := XMM()
+		Load(Param("sc"), f)
+		VBROADCASTSS(f, scV)
+		zpV = bcast("zp")
+		n = Load(Param("x").Len(), GP64())
+		SHRQ(U8(6), n)
+		JZ(LabelRef("done"))
+	case perElement:
+		n = Load(Param("x").Len(), GP64())
+		SHRQ(U8(6), n)
+		JZ(LabelRef("done"))
+	case perGroup:
+		groups = Load(Param("sc").Len(), GP64())
+		blocks = Load(Param("group"), GP64())
+		SHRQ(U8(6), blocks)
+		TESTQ(groups, groups)
+		JZ(LabelRef("done"))
+		Label("group")
+		VBROADCASTSS(sc, scV)
+		VPBROADCASTD(zp, zpV)
+		n = GP64()
+		MOVQ(blocks, n)
+	}
+
+	Label("loop")
+	var b [4]VecVirtual // the 16 code bytes of each quarter
+	for j := range b {
+		v := ZMM()
+		VMOVUPS(x.Offset(64*j), v)
+		if mode == perElement {
+			VDIVPS(sc.Offset(64*j), v, v)
+		} else {
+			VDIVPS(scV, v, v)
+		}
+		ord := K()
+		VCMPPS(U8(7), v, v, ord) // not NaN
+		VMAXPS(neg, v, v)
+		VMINPS(lim, v, v)
+		q := ZMM()
+		VCVTPS2DQ_RN_SAE_Z(v, ord, q)
+		if mode == perElement {
+			VPADDD(zp.Offset(64*j), q, q)
+		} else {
+			VPADDD(zpV, q, q)
+		}
+		VPMAXSD(qmin, q, q)
+		VPMINSD(qmax, q, q)
+		b[j] = XMM()
+		VPMOVDB(q, b[j])
+		if bits == 8 {
+			VMOVDQU(b[j], dst.Offset(16*j))
+		}
+	}
+	if bits == 4 {
+		// 64 code bytes in one register, then each word's pair of
+		// bytes into one byte, the even element in the low nibble.
+		a := ZMM()
+		VINSERTI32X4(U8(1), b[1], b[0].AsZ(), a)
+		VINSERTI32X4(U8(2), b[2], a, a)
+		VINSERTI32X4(U8(3), b[3], a, a)
+		t := ZMM()
+		VPSRLW(U8(4), a, t)
+		VPANDD(nib, t, t)
+		VPANDD(lowN, a, a)
+		VPORD(t, a, a)
+		VPMOVWB(a, dst)
+	}
+	ADDQ(U32(64*4), x.Base)
+	if mode == perElement {
+		ADDQ(U32(64*4), sc.Base)
+		ADDQ(U32(64*4), zp.Base)
+	}
+	ADDQ(U32(64*bits/8), dst.Base)
 	DECQ(n)
 	JNZ(LabelRef("loop"))
 	if mode == perGroup {
