@@ -3,6 +3,7 @@ package nn
 import (
 	"math"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -279,6 +280,52 @@ func TestLowerQDQUint8Activations(t *testing.T) {
 		fakeQuant(v, q.Act[0])
 		if u != v[0] {
 			t.Fatalf("x = %g: uint8 gives %g, int8 %g", x, u, v[0])
+		}
+	}
+}
+
+// Weights left in float and quantized in the graph (QuantizeLinear →
+// DequantizeLinear on an initializer), as exports of fake-quantized
+// models have them: the same net as with INT8 initializers.
+func TestLowerQuantizedFloatWeights(t *testing.T) {
+	net := quantized(8)
+	m, err := ExportQDQ(net)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := m.Graph
+	// Replace each weight's codes by the float weight and a QuantizeLinear.
+	var nodes []*onnx.Node
+	for _, n := range g.Node {
+		if n.OpType == "DequantizeLinear" && strings.HasSuffix(n.Input[0], ".weight_quantized") {
+			codes := g.InitializerByName(n.Input[0])
+			scales, _ := g.InitializerByName(n.Input[1]).Float32()
+			c, _ := codes.Float32()
+			k := len(c) / len(scales)
+			w := make([]float32, len(c))
+			for i := range c {
+				w[i] = c[i] * scales[i/k] * 1.0001 // off the grid, rounds back
+			}
+			f := onnx.NewFloat(n.Input[0]+"_float", codes.Dims, w)
+			g.Initializer = append(g.Initializer, f)
+			nodes = append(nodes, &onnx.Node{OpType: "QuantizeLinear", Input: []string{f.Name, n.Input[1], n.Input[2]},
+				Output: []string{n.Input[0] + "_q"}, Attribute: []*onnx.Attribute{onnx.IntAttr("axis", 0)}})
+			n.Input[0] += "_q"
+		}
+		nodes = append(nodes, n)
+	}
+	g.Node = nodes
+	got := lower(t, m)
+	if got.Quant == nil || !reflect.DeepEqual(got.Quant.WeightScale, net.Quant.WeightScale) {
+		t.Fatalf("weight scales %v", got.Quant)
+	}
+	for i, l := range net.Layers {
+		if w, _ := weightsOf(l); w != nil {
+			gw, _ := weightsOf(got.Layers[i])
+			s := net.Quant.WeightScale[i]
+			if !slices.Equal(WeightCodes(gw, s, 8), WeightCodes(w, s, 8)) {
+				t.Errorf("layer %d: codes differ", i)
+			}
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/quantkit/quantkit/model/onnx"
+	"github.com/quantkit/quantkit/quant"
 )
 
 // Metadata keys the exporters write (metadata_props) and FromONNX reads.
@@ -43,7 +44,8 @@ func LoadONNX(path string) (*Net, error) {
 //	Identity, Dropout                              → nothing
 //
 // Nodes whose inputs are all constants (initializers, Constant nodes) are
-// evaluated at load time: Reshape, Identity, Constant, DequantizeLinear.
+// evaluated at load time: Reshape, Identity, Constant, QuantizeLinear,
+// DequantizeLinear.
 // Initializers may also be listed as graph inputs; the one input that is
 // not an initializer is the image, [N,C,H,W] or [N,F] with any N.
 //
@@ -382,6 +384,8 @@ func (l *lowering) fold(n *onnx.Node) error {
 		}
 	case "DequantizeLinear":
 		return l.dequantizeWeight(n)
+	case "QuantizeLinear":
+		return l.quantizeConst(n)
 	default:
 		return fmt.Errorf("%s: evaluating %q on constants at load time is not supported", n.Describe(), n.OpType)
 	}
@@ -940,8 +944,68 @@ func (l *lowering) dequantizeWeight(n *onnx.Node) error {
 	return nil
 }
 
+// quantizeConst evaluates QuantizeLinear of a float constant (weights
+// that an exporter of fake-quantized models leaves in float, quantized in
+// the graph): the codes, INT8 or UINT8 as the zero point says.
+func (l *lowering) quantizeConst(n *onnx.Node) error {
+	src := l.consts[n.Input[0]]
+	x, err := src.Float32()
+	if err != nil {
+		return fmt.Errorf("%s: %w", n.Describe(), err)
+	}
+	s, zp, zdt, err := l.qdqParams(n)
+	if err != nil {
+		return err
+	}
+	lo, hi := int32(-128), int32(127)
+	if zdt == onnx.DataUint8 {
+		lo, hi = 0, 255
+	} else if zdt != onnx.DataInt8 {
+		return fmt.Errorf("%s: quantizing to %s: only INT8 and UINT8 are supported", n.Describe(), zdt)
+	}
+	ch := func(int) int { return 0 }
+	if len(s) > 1 {
+		axis, err := n.AttrInt("axis", 1)
+		if err != nil {
+			return err
+		}
+		rank := int64(len(src.Dims))
+		if axis < 0 {
+			axis += rank
+		}
+		if axis < 0 || axis >= rank || src.Dims[axis] != int64(len(s)) {
+			return fmt.Errorf("%s: %d scales along axis %d of a constant of shape %v", n.Describe(), len(s), axis, src.Dims)
+		}
+		inner := 1
+		for _, d := range src.Dims[axis+1:] {
+			inner *= int(d)
+		}
+		ch = func(i int) int { return (i / inner) % len(s) }
+	}
+	codes := make([]int32, len(x))
+	for i, v := range x {
+		c := ch(i)
+		codes[i] = quant.QuantizeValue(v, s[c], int32(zp[c]), lo, hi)
+	}
+	dims := slices.Clone(src.Dims)
+	if zdt == onnx.DataUint8 {
+		u := make([]uint8, len(codes))
+		for i, c := range codes {
+			u[i] = uint8(c)
+		}
+		l.consts[n.Output[0]] = onnx.NewUint8(n.Output[0], dims, u)
+	} else {
+		q := make([]int8, len(codes))
+		for i, c := range codes {
+			q[i] = int8(c)
+		}
+		l.consts[n.Output[0]] = onnx.NewInt8(n.Output[0], dims, q)
+	}
+	return nil
+}
+
 // Describe is a one-line summary of each layer, for reports:
-// "conv 1→8 5x5 s1 p2,2,2,2".
+// "conv 1→8 5x5 stride 1x1 pads 2,2,2,2", "dense 256→10".
 func Describe(l Layer) string {
 	switch l := l.(type) {
 	case *Conv2D:
