@@ -128,20 +128,21 @@ func (o *s8Out) finish(r, s0 int, acc []int32) {
 		}
 		return
 	}
+	if !o.swap {
+		o.finishRow(r, s0, acc)
+		return
+	}
 	rs, cs, bias := o.rowScale, o.colScale, o.bias
 	for q, v := range acc {
-		i, j := r, s0+q
-		if o.swap {
-			i, j = j, i
-		}
+		i, j := s0+q, r
 		y := float32(v)
-		if rs != nil {
+		if len(rs) > 0 {
 			y = float32(y * rs[min(i, len(rs)-1)])
 		}
-		if cs != nil {
+		if len(cs) > 0 {
 			y = float32(y * cs[min(j, len(cs)-1)])
 		}
-		if bias != nil {
+		if len(bias) > 0 {
 			y = float32(y + bias[j])
 		}
 		if o.relu {
@@ -153,6 +154,60 @@ func (o *s8Out) finish(r, s0 int, acc []int32) {
 			// quantizeValue is quant.QuantizeValue, inlined.
 			o.s8[i*n+j] = int8(quantizeValue(y, o.outScale, o.outZeroPoint, -128, 127))
 		}
+	}
+}
+
+// finishRow is finish for row i of C, columns [j0, j0+len(acc)), after
+// the column offsets: the same arithmetic, with what is constant along
+// the row (its scale, a scale for all columns) taken out of the loop and
+// the loop split by output type.
+func (o *s8Out) finishRow(i, j0 int, acc []int32) {
+	n := len(acc)
+	rowScale, hasRow := float32(1), len(o.rowScale) > 0
+	if hasRow {
+		rowScale = o.rowScale[min(i, len(o.rowScale)-1)]
+	}
+	var colScales []float32
+	colScale, hasCol := float32(1), len(o.colScale) > 0
+	if len(o.colScale) > 1 {
+		colScales = o.colScale[j0 : j0+n]
+	} else if hasCol {
+		colScale = o.colScale[0]
+	}
+	var bias []float32
+	if len(o.bias) > 0 {
+		bias = o.bias[j0 : j0+n]
+	}
+	y := func(q int, v int32) float32 {
+		y := float32(v)
+		if hasRow {
+			y = float32(y * rowScale)
+		}
+		if colScales != nil {
+			y = float32(y * colScales[q])
+		} else if hasCol {
+			y = float32(y * colScale)
+		}
+		if bias != nil {
+			y = float32(y + bias[q])
+		}
+		if o.relu {
+			y = max(y, 0)
+		}
+		return y
+	}
+	if o.f32 != nil {
+		dst := o.f32[i*o.n+j0:][:n]
+		for q, v := range acc {
+			dst[q] = y(q, v)
+		}
+		return
+	}
+	dst := o.s8[i*o.n+j0:][:n]
+	scale, zp := o.outScale, o.outZeroPoint
+	for q, v := range acc {
+		// quantizeValue is quant.QuantizeValue, inlined.
+		dst[q] = int8(quantizeValue(y(q, v), scale, zp, -128, 127))
 	}
 }
 
