@@ -40,7 +40,8 @@ type ActStats struct {
 	N        int // samples
 }
 
-// Merge adds the statistics of o, collected on the same net, to s.
+// Merge adds the statistics of o, collected on the same net, to s. The
+// histograms merge exactly (see quant.Histogram.Merge).
 func (s *ActStats) Merge(o *ActStats) error {
 	if len(o.Hist) != len(s.Hist) {
 		return fmt.Errorf("nn: merge statistics of %d and %d layers", len(s.Hist), len(o.Hist))
@@ -49,6 +50,8 @@ func (s *ActStats) Merge(o *ActStats) error {
 		if (h == nil) != (s.Hist[i] == nil) {
 			return fmt.Errorf("nn: merge statistics: layer %d is calibrated in one and not the other", i)
 		}
+	}
+	for i, h := range o.Hist {
 		if h == nil {
 			continue
 		}

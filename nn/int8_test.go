@@ -539,3 +539,60 @@ func TestInt8EngineCopyingBackend(t *testing.T) {
 		ref.Close()
 	}
 }
+
+// TestActStatsMerge checks that statistics of two halves of the
+// calibration set merge into those of the whole: the same counts, ranges
+// and max-calibrated parameters.
+func TestActStatsMerge(t *testing.T) {
+	rng := rand.New(rand.NewPCG(14, 14))
+	net := testNet(rng)
+	data := testSamples(net, 100, false, 14)
+	all, err := CollectActStats(net, data, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	half := func(lo int) *Samples {
+		return &Samples{N: 50, Fill: func(dst []float32, idx []int) {
+			m := make([]int, len(idx))
+			for k, i := range idx {
+				m[k] = lo + i
+			}
+			data.Fill(dst, m)
+		}}
+	}
+	a, err := CollectActStats(net, half(0), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := CollectActStats(net, half(50), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Merge(b); err != nil {
+		t.Fatal(err)
+	}
+	if a.N != 100 {
+		t.Errorf("merged N = %d", a.N)
+	}
+	for i, h := range all.Hist {
+		if h == nil {
+			if a.Hist[i] != nil {
+				t.Errorf("layer %d has a histogram", i)
+			}
+			continue
+		}
+		if a.Hist[i].Total() != h.Total() || a.Hist[i].Max() != h.Max() || a.Min[i] != all.Min[i] || a.Max[i] != all.Max[i] {
+			t.Errorf("layer %d: merged %d values, max %g, range [%g, %g]; whole %d, %g, [%g, %g]", i,
+				a.Hist[i].Total(), a.Hist[i].Max(), a.Min[i], a.Max[i], h.Total(), h.Max(), all.Min[i], all.Max[i])
+		}
+	}
+	qa, _ := PTQ(net, a, PTQOptions{Method: "max"})
+	qw, _ := PTQ(net, all, PTQOptions{Method: "max"})
+	if !slices.Equal(qa.Quant.Act, qw.Quant.Act) {
+		t.Errorf("max calibration of merged statistics %v, of the whole %v", qa.Quant.Act, qw.Quant.Act)
+	}
+	other, _ := CollectActStats(testNet2(rng), testSamples(testNet2(rng), 10, true, 1), 0, 0)
+	if err := a.Merge(other); err == nil {
+		t.Error("statistics of another net merged")
+	}
+}
