@@ -191,7 +191,7 @@ func run(threads int, sizeList string, elems, reps int) error {
 		params[name] = p
 	}
 	for _, generic := range []bool{false, true} {
-		path := "quantkit AVX2"
+		path := "quantkit asm"
 		suffix := ""
 		if generic {
 			path, suffix = "quantkit generic", "/generic"
