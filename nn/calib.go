@@ -246,17 +246,6 @@ func calibWeightScales(w []float32, outC, bits int) []float32 {
 	return s
 }
 
-// calibWeightCodes quantizes w row by row with scales into [−qmax, qmax].
-func calibWeightCodes(w []float32, scales []float32, bits int) []int8 {
-	qmax := int32(1)<<(bits-1) - 1
-	k := len(w) / len(scales)
-	c := make([]int8, len(w))
-	for i, v := range w {
-		c[i] = int8(quant.QuantizeValue(v, scales[i/k], 0, -qmax, qmax))
-	}
-	return c
-}
-
 // calibClone copies net, its layers and their weights; Quant is copied
 // too when set.
 func calibClone(net *Net) *Net {

@@ -203,7 +203,7 @@ func NewInt8Engine(be backend.Backend, net *Net) (*Int8Engine, error) {
 			if len(sw) != outC {
 				return fail(fmt.Errorf("nn: layer %d: %d weight scales for %d output channels", i, len(sw), outC))
 			}
-			codes := calibWeightCodes(w, sw, q.WeightBits)
+			codes := WeightCodes(w, sw, q.WeightBits)
 			var b []int8
 			switch l := l.(type) {
 			case *Conv2D:
