@@ -23,7 +23,9 @@ const quantMinWork = 1 << 15
 //	})
 //
 // (with the high nibble of the last byte of an odd count of 4-bit codes
-// zeroed), split over the cores in chunks of whole bytes. codes must hold
+// zeroed), split over the cores in chunks of whole bytes, with the long
+// runs in AVX-512 or AVX2 assembly where the processor has it (the same
+// codes: see elem_asm_test.go). codes must hold
 // p.Scheme.PackedLen(len(x)) bytes. It returns an error when p is invalid
 // or the lengths disagree with it.
 func Quantize(codes []byte, x []float32, p *quant.Params) error {
@@ -48,7 +50,9 @@ func Quantize(codes []byte, x []float32, p *quant.Params) error {
 //		}
 //	})
 //
-// split over the cores. It returns an error when p is invalid or the
+// split over the cores, with the long runs of 8-bit codes and of 4-bit
+// codes per tensor, channel or group in AVX2 assembly where the processor
+// has it (bit-identical). It returns an error when p is invalid or the
 // lengths disagree with it.
 func Dequantize(x []float32, codes []byte, p *quant.Params) error {
 	l, err := newQLayout("Dequantize", p, len(x), len(codes))

@@ -27,7 +27,8 @@ const (
 //	return m
 //
 // exactly (the maximum does not depend on the order). It compares the bit
-// patterns of |v| as integers, which order as the values do.
+// patterns of |v| as integers, which order as the values do, in AVX2
+// assembly where the processor has it.
 func AbsMax(x []float32) float32 {
 	w := workers(len(x), len(x), reduceMinWork)
 	part := make([]uint32, w)
@@ -99,7 +100,8 @@ func absMaxBits(x []float32) uint32 {
 //
 // Each worker counts into private histograms (four interleaved ones, so
 // that a run of equal values, such as many zeros, does not serialise on one
-// counter) merged at the end.
+// counter) merged at the end. Where the processor has AVX2, assembly bins
+// and counts blocks of 128 values (histogramAbsAVX2) for up to 2^14 bins.
 func HistogramAbs(x []float32, width float32, counts []int64) (nonFinite int64) {
 	if err := backend.CheckHistogram(width, len(counts)); err != nil {
 		panic("cpu: HistogramAbs: " + err.Error())
