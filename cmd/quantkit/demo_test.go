@@ -2,12 +2,15 @@ package main
 
 import (
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/quantkit/quantkit/dataset"
+	"github.com/quantkit/quantkit/energy"
 )
 
 func skipWithoutMNIST(t *testing.T) {
@@ -58,5 +61,34 @@ func TestDemoSmall(t *testing.T) {
 	}
 	if st, err := os.Stat(png); err != nil || st.Size() < 1000 {
 		t.Errorf("plot: %v", err)
+	}
+}
+
+// fakeForward advances a fake clock by a fixed time per call.
+type fakeForward struct {
+	now *time.Time
+	per time.Duration
+}
+
+func (f fakeForward) Forward([]float32, int, []float32) error { *f.now = f.now.Add(f.per); return nil }
+func (f fakeForward) Close() error                            { return nil }
+
+// TestDemoEnergy measures a forward pass of 2 ms at a constant 10 W on
+// a fake counter: 0.02 J per batch of 256.
+func TestDemoEnergy(t *testing.T) {
+	net, _, err := demoLoadNet("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1000, 0)
+	src := energy.NewFakeSource("fake").Constant(10)
+	src.Start, src.Now = now, func() time.Time { return now }
+	set := &dataset.Set{Name: "tiny", N: 1, C: 1, H: 28, W: 28, Classes: 10, Pixels: make([]uint8, 784), Labels: []uint8{3}}
+	j, err := demoEnergy(src, fakeForward{&now, 2 * time.Millisecond}, net, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 10 * 0.002 / 256; math.Abs(j-want) > 1e-9*want {
+		t.Errorf("%g J per image, want %g", j, want)
 	}
 }
