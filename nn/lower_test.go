@@ -1,6 +1,7 @@
 package nn
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"reflect"
@@ -218,6 +219,11 @@ func TestLowerErrors(t *testing.T) {
 	m.Graph.Input[0].HasShape = false
 	if _, err := FromONNX(m); err == nil || !strings.Contains(err.Error(), `input "x" has shape`) {
 		t.Errorf("no input shape: %v", err)
+	}
+	// [N,H,W] is one channel.
+	m = graph(13, []int64{5, 4}, nil, node("Flatten", "f", []string{"x"}, "y"))
+	if net, err := FromONNX(m); err != nil || fmt.Sprint(net.Input) != "[1 5 4]" || len(net.Layers) != 1 {
+		t.Errorf("[N,H,W] input: %v", err)
 	}
 	m = graph(13, []int64{4}, nil, node("Relu", "r", []string{"x"}, "y"))
 	m.Graph.Output[0].Name = "x2"

@@ -133,8 +133,8 @@ func (l *lowering) run() error {
 	if in.ElemType != onnx.DataFloat {
 		return fmt.Errorf("input %q is %s, want FLOAT", in.Name, in.ElemType)
 	}
-	if !in.HasShape || (len(in.Shape) != 4 && len(in.Shape) != 2) {
-		return fmt.Errorf("input %q has shape %v: want [N,C,H,W] or [N,F] with known C, H, W, F", in.Name, in.Shape)
+	if !in.HasShape || len(in.Shape) < 2 || len(in.Shape) > 4 {
+		return fmt.Errorf("input %q has shape %v: want [N,C,H,W], [N,H,W] or [N,F] with known C, H, W, F", in.Name, in.Shape)
 	}
 	size := int64(1)
 	for _, d := range in.Shape[1:] {
@@ -146,6 +146,9 @@ func (l *lowering) run() error {
 	}
 	if size > MaxSampleSize {
 		return fmt.Errorf("input %q has shape %v: more than %d values per sample", in.Name, in.Shape, MaxSampleSize)
+	}
+	if len(l.shape) == 2 {
+		l.shape = []int{1, l.shape[0], l.shape[1]} // [N,H,W]: one channel, same layout
 	}
 	l.net.Input = slices.Clone(l.shape)
 	l.net.InputName = in.Name
