@@ -17,6 +17,12 @@ type Forwarder interface {
 // s.N) through f, batch at a time, with pixels times scale, and returns how
 // many the largest output (the first, on ties) classifies as labelled.
 func Accuracy(f Forwarder, s *dataset.Set, scale float32, n, batch int) (correct, total int, err error) {
+	return AccuracyProgress(f, s, scale, n, batch, nil)
+}
+
+// AccuracyProgress is Accuracy calling progress (when not nil) after each
+// batch with the samples done and the total.
+func AccuracyProgress(f Forwarder, s *dataset.Set, scale float32, n, batch int, progress func(done, total int)) (correct, total int, err error) {
 	if n <= 0 || n > s.N {
 		n = s.N
 	}
@@ -45,6 +51,9 @@ func Accuracy(f Forwarder, s *dataset.Set, scale float32, n, batch int) (correct
 			if Argmax(out[i*k:(i+1)*k]) == int(s.Labels[b0+i]) {
 				correct++
 			}
+		}
+		if progress != nil {
+			progress(b0+nb, n)
 		}
 	}
 	return correct, n, nil

@@ -8,6 +8,7 @@ import (
 
 	"github.com/quantkit/quantkit/backend"
 	"github.com/quantkit/quantkit/cpu"
+	"github.com/quantkit/quantkit/dataset"
 	"github.com/quantkit/quantkit/quant"
 )
 
@@ -389,5 +390,29 @@ func TestFloatEngineCopyingBackend(t *testing.T) {
 	// Weights of 3 layers, and one GEMM per layer for the whole batch.
 	if be.uploads != 3+3 || be.downloads != 3 {
 		t.Errorf("%d uploads, %d downloads; want 6 and 3", be.uploads, be.downloads)
+	}
+}
+
+func TestAccuracyProgress(t *testing.T) {
+	s := &dataset.Set{Name: "t", N: 5, C: 1, H: 1, W: 2, Classes: 2, Pixels: []uint8{0, 9, 9, 0, 1, 2, 2, 1, 5, 5}, Labels: []uint8{1, 0, 1, 0, 1}}
+	// Dense identity: the class is the larger pixel (the first on ties).
+	net := &Net{Input: []int{1, 1, 2}, Layers: []Layer{&Flatten{}, &Dense{In: 2, Out: 2, W: []float32{1, 0, 0, 1}, B: []float32{0, 0}}}}
+	e, err := NewFloatEngine(cpu.New(), net)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	var calls [][2]int
+	correct, total, err := AccuracyProgress(e, s, 1, 0, 2, func(done, n int) { calls = append(calls, [2]int{done, n}) })
+	// Samples: 0<9 → 1 ✓, 9>0 → 0 ✓, 1<2 → 1 ✓, 2>1 → 0 ✓, tie → 0 ✗.
+	if err != nil || correct != 4 || total != 5 || len(calls) != 3 || calls[2] != [2]int{5, 5} || calls[0] != [2]int{2, 5} {
+		t.Errorf("%d / %d, %v, progress %v", correct, total, err, calls)
+	}
+	if c, n, _ := Accuracy(e, s, 1, 3, 0); c != 3 || n != 3 {
+		t.Errorf("limit 3: %d / %d", c, n)
+	}
+	s.Classes = 3
+	if _, _, err := Accuracy(e, s, 1, 0, 2); err == nil {
+		t.Error("a set with more classes than outputs")
 	}
 }

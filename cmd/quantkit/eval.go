@@ -151,7 +151,13 @@ func runEval(c *cli.Context) error {
 		defer e.Close()
 		rep.Device = be.Name()
 		start := time.Now()
-		correct, total, err := nn.Accuracy(e, set, scale, c.Int(evalLimitFlag.Name), c.Int(evalBatchFlag.Name))
+		bar, clear := progressLine(!c.Bool(evalJSONFlag.Name))
+		var progress func(done, total int)
+		if bar != nil {
+			progress = func(done, total int) { bar(done, total, "images") }
+		}
+		correct, total, err := nn.AccuracyProgress(e, set, scale, c.Int(evalLimitFlag.Name), c.Int(evalBatchFlag.Name), progress)
+		clear()
 		if err != nil {
 			return err
 		}
