@@ -621,6 +621,11 @@ func demoLoadNet(path string) (*nn.Net, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
+	if net.Quant != nil {
+		// A QDQ model: its dequantized weights stand for the float model.
+		warnf("%s is quantized (%d-bit weights); its dequantized weights serve as the float model", path, net.Quant.WeightBits)
+		net.Quant = nil
+	}
 	return net, filepath.Base(path), nil
 }
 
