@@ -114,6 +114,38 @@ func benchGemmS8(b *testing.B) {
 	}
 }
 
+// BenchmarkGemmThin runs GEMMs with one side of one or four rows (a
+// matrix-vector product and a small batch) against a 4096×4096 matrix, on
+// the fastest kernels and on the generic ones.
+func BenchmarkGemmThin(b *testing.B) {
+	const n, k = 4096, 4096
+	bf, b8 := benchF32(n*k), benchS8(n*k)
+	for _, m := range []int{1, 4} {
+		af, a8 := benchF32(m*k), benchS8(m*k)
+		cf, c32 := make([]float32, m*n), make([]int32, m*n)
+		for _, generic := range []bool{false, true} {
+			kind := "simd"
+			if generic {
+				kind = "generic"
+			}
+			b.Run(fmt.Sprintf("f32/%s/%dx%dx%d", kind, m, n, k), func(b *testing.B) {
+				defer cpu.ForceGeneric(generic)()
+				for b.Loop() {
+					cpu.GemmF32(m, n, k, af, bf, cf)
+				}
+				reportOps(b, 2*float64(m*n*k), "GFLOP/s")
+			})
+			b.Run(fmt.Sprintf("s32/%s/%dx%dx%d", kind, m, n, k), func(b *testing.B) {
+				defer cpu.ForceGeneric(generic)()
+				for b.Loop() {
+					cpu.GemmS8S32(m, n, k, a8, b8, c32)
+				}
+				reportOps(b, 2*float64(m*n*k), "GOP/s")
+			})
+		}
+	}
+}
+
 // elemBench is the element count of the streaming benchmarks: 16M
 // float32s, 64 MiB, well past the caches.
 const elemBench = 16 << 20

@@ -22,6 +22,10 @@
 //
 // B is packed once into panels of 16 or 32 rows interleaved along k (with
 // VPGATHERDD on AVX-512); A is read where it lies, its values broadcast.
+// GEMMs with at most four rows on one side (matrix-vector products and
+// their like) pack nothing: with AVX-512 (VNNI for int8) the dot kernels
+// read both operands in place, a vector along k at a time, m×4 sums
+// reduced across their lanes at the end.
 // Tasks of about 168 rows of A and a range of panels run in parallel,
 // each one block of k at a time so that the block of B stays in L1 while
 // the rows of A stream from L2. VPDPBUSD multiplies unsigned bytes by
@@ -36,9 +40,7 @@
 // always tested), the GEMMs run their pure-Go twins: they block over rows
 // of A and k and run a register-blocked micro-kernel, one row of A
 // against several rows of B (kernels.go): gemmF32Kernel1x7 for float32,
-// gemmS8Kernel1x14 for int8. GEMMs with at most four rows on one side
-// run the Go kernels on every processor: packing B would cost more than
-// the SIMD kernels save.
+// gemmS8Kernel1x14 for int8.
 //
 // The generic int8 GEMM is exact too. It packs two rows of B into one
 // float64 (b0 + b1·2^26), so that one float64 multiply and add accumulate

@@ -45,6 +45,11 @@ func gemmSizes(rnd *rand.Rand, random int) [][3]int {
 	}
 	// Several blocks of k, and a k that is not a multiple of 4 or 64.
 	s = append(s, [3]int{33, 70, 4099}, [3]int{15, 17, 4099}, [3]int{70, 65, 2053})
+	// One side of at most four rows (the dot kernels), with k around
+	// their vectors of 16 and 64.
+	for _, k := range []int{1, 15, 16, 17, 63, 64, 65, 128, 1000, 4099} {
+		s = append(s, [3]int{1 + k%4, 37, k}, [3]int{61, 1 + k%3, k})
+	}
 	return s
 }
 
@@ -102,7 +107,7 @@ func TestGemmS8Extremes(t *testing.T) {
 	}
 	forKernels(t, func(t *testing.T) {
 		for _, f := range fills {
-			for _, sz := range [][3]int{{17, 33, 4099}, {14, 32, 4096}, {6, 16, 2}, {65, 70, 255}, {5, 40, 1}} {
+			for _, sz := range [][3]int{{17, 33, 4099}, {14, 32, 4096}, {6, 16, 2}, {65, 70, 255}, {5, 40, 1}, {1, 33, 4099}, {9, 4, 200}} {
 				m, n, k := sz[0], sz[1], sz[2]
 				a, b := make([]int8, m*k), make([]int8, n*k)
 				for i := range a {
@@ -126,19 +131,21 @@ func TestGemmS8KernelsWrap(t *testing.T) {
 		t.Skip("long k")
 	}
 	const k = 140001 // 140001·2^14 > 2^31, and not a multiple of 4
-	m, n := 15, 33
-	a, b := make([]int8, m*k), make([]int8, n*k)
-	for i := range a {
-		a[i] = -128
+	for _, mn := range [][2]int{{15, 33}, {2, 7}} {
+		m, n := mn[0], mn[1]
+		a, b := make([]int8, m*k), make([]int8, n*k)
+		for i := range a {
+			a[i] = -128
+		}
+		for i := range b {
+			b[i] = [...]int8{-128, 127, -128, 1}[i/k%4]
+		}
+		forKernels(t, func(t *testing.T) {
+			c := make([]int32, m*n)
+			cpu.GemmS8S32(m, n, k, a, b, c)
+			checkS8(t, m, n, k, a, b, c)
+		})
 	}
-	for i := range b {
-		b[i] = [...]int8{-128, 127, -128, 1}[i/k%4]
-	}
-	forKernels(t, func(t *testing.T) {
-		c := make([]int32, m*n)
-		cpu.GemmS8S32(m, n, k, a, b, c)
-		checkS8(t, m, n, k, a, b, c)
-	})
 }
 
 // TestGemmS8KernelsEpilogue holds every epilogue and output type of the
@@ -146,7 +153,7 @@ func TestGemmS8KernelsWrap(t *testing.T) {
 // holds those to the documented arithmetic).
 func TestGemmS8KernelsEpilogue(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(2, 2))
-	sizes := [][3]int{{5, 5, 9}, {6, 16, 8}, {14, 32, 64}, {33, 7, 100}, {70, 45, 257}, {100, 3, 33}}
+	sizes := [][3]int{{5, 5, 9}, {6, 16, 8}, {14, 32, 64}, {33, 7, 100}, {70, 45, 257}, {100, 3, 33}, {2, 50, 70}, {45, 4, 130}}
 	eps := func(m, n, k int) []*backend.Epilogue {
 		rs, cs, bias, off := make([]float32, m), make([]float32, n), make([]float32, n), make([]int32, n)
 		for i := range rs {

@@ -228,7 +228,9 @@ func gemmS8(m, n, k int, a, b []int8, out *s8Out) {
 			out.swap = true
 			m, n, a, b = n, m, b, a
 		}
-		gemmS8Direct(m, n, k, a, b, out)
+		if !gemmS8Thin(m, n, k, a, b, out) {
+			gemmS8Direct(m, n, k, a, b, out)
+		}
 		return
 	}
 	if gemmS8SIMD(m, n, k, a, b, out) {

@@ -115,14 +115,20 @@ func simdTasks(mp, np, mr, w int) (rowsPer, colsPer, mb, nb int) {
 var poolF32Pack pool[float32]
 
 // gemmF32SIMD computes gemmF32 with the SIMD kernels and reports true, or
-// does nothing and reports false when there are none or the GEMM is too
-// thin (a side of at most gemmF32FewRows) for packing to pay.
+// does nothing and reports false when there are none. GEMMs with a side
+// of at most gemmF32FewRows run the dot kernels (gemmF32Thin) or none.
 func gemmF32SIMD(m, n, k int, a, b, c []float32) bool {
 	kern := f32Kernel()
-	if kern == nil || min(m, n) <= gemmF32FewRows || k == 0 {
+	if kern == nil || k == 0 {
 		return false
 	}
 	rs, cs := n, 1
+	if min(m, n) <= gemmF32FewRows {
+		if n < m {
+			return gemmF32Thin(n, m, k, b, a, c, 1, n)
+		}
+		return gemmF32Thin(m, n, k, a, b, c, rs, cs)
+	}
 	if n < kern.nr && m > n { // Cᵀ = B·Aᵀ fills the tiles better
 		m, n, a, b = n, m, b, a
 		rs, cs = 1, m
@@ -476,4 +482,98 @@ func packS8Pairs(dst []int16, src []int8, rows, k, r0, mr int) {
 			d[g*mr*2], d[g*mr*2+1] = int16(row[2*g]), 0
 		}
 	}
+}
+
+// GEMMs with at most four rows on one side (matrix-vector products and
+// their like) read both operands where they lie, vectors along k, with
+// the dot kernels: packing the long side would cost more than the
+// product. They need AVX-512 (VNNI for int8); elsewhere the Go kernels
+// run them.
+
+var (
+	f32Dot = [...]func(kv int, tail uint64, a *float32, lda int, b *float32, ldb int, c *float32){
+		nil, gemmF32Dot1x4AVX512, gemmF32Dot2x4AVX512, gemmF32Dot3x4AVX512, gemmF32Dot4x4AVX512,
+	}
+	s8Dot = [...]func(kv int, tail uint64, a *int8, lda int, b *int8, ldb int, c *int32){
+		nil, gemmS8Dot1x4AVX512VNNI, gemmS8Dot2x4AVX512VNNI, gemmS8Dot3x4AVX512VNNI, gemmS8Dot4x4AVX512VNNI,
+	}
+)
+
+// gemmDotNR is the rows of B per dot kernel call.
+const gemmDotNR = 4
+
+// gemmF32Thin computes c[i*rs+j*cs] = Σ_p a[i*k+p]·b[j*k+p] for i < m ≤ 4,
+// j < n, with the dot kernels, and reports true, or reports false when
+// they cannot run.
+func gemmF32Thin(m, n, k int, a, b, c []float32, rs, cs int) bool {
+	if !use.AVX512 || m < 1 || m >= len(f32Dot) || k == 0 {
+		return false
+	}
+	fn := f32Dot[m]
+	kv, tail := k/16, uint64(1)<<(k%16)-1
+	blocks := ceilDiv(n, gemmDotNR)
+	var last []float32 // the last, partial block of B, zero-padded
+	if n%gemmDotNR != 0 {
+		last = make([]float32, gemmDotNR*k)
+		copy(last, b[(blocks-1)*gemmDotNR*k:])
+	}
+	w := workers(blocks, m*n*k, gemmMinWork)
+	parallelRange(w, blocks, 1, func(_, lo, hi int) {
+		var t [4 * gemmDotNR]float32
+		for jb := lo; jb < hi; jb++ {
+			j := jb * gemmDotNR
+			pb := b[j*k:]
+			if j+gemmDotNR > n {
+				pb = last
+			}
+			fn(kv, tail, &a[0], k, &pb[0], k, &t[0])
+			for r := range m {
+				for q := range min(gemmDotNR, n-j) {
+					c[r*rs+(j+q)*cs] = t[r*gemmDotNR+q]
+				}
+			}
+		}
+	})
+	return true
+}
+
+// gemmS8Thin computes gemmS8Direct (m ≤ 4) with the dot kernels and
+// reports true, or reports false when they cannot run.
+func gemmS8Thin(m, n, k int, a, b []int8, out *s8Out) bool {
+	if !use.AVX512VNNI || m < 1 || m >= len(s8Dot) || k == 0 {
+		return false
+	}
+	fn := s8Dot[m]
+	kv, tail := k/64, uint64(1)<<(k%64)-1
+	var comp [4]int32
+	for r := range m {
+		comp[r] = -128 * sumS8(a[r*k:(r+1)*k])
+	}
+	blocks := ceilDiv(n, gemmDotNR)
+	var last []int8
+	if n%gemmDotNR != 0 {
+		last = make([]int8, gemmDotNR*k)
+		copy(last, b[(blocks-1)*gemmDotNR*k:])
+	}
+	w := workers(blocks, m*n*k, gemmMinWork)
+	parallelRange(w, blocks, 1, func(_, lo, hi int) {
+		var t [4 * gemmDotNR]int32
+		for jb := lo; jb < hi; jb++ {
+			j := jb * gemmDotNR
+			pb := b[j*k:]
+			if j+gemmDotNR > n {
+				pb = last
+			}
+			fn(kv, tail, &a[0], k, &pb[0], k, &t[0])
+			cols := min(gemmDotNR, n-j)
+			for r := range m {
+				row := t[r*gemmDotNR : r*gemmDotNR+cols]
+				for q := range row {
+					row[q] += comp[r]
+				}
+				out.finish(r, j, row)
+			}
+		}
+	})
+	return true
 }

@@ -8,4 +8,6 @@ func gemmF32SIMD(m, n, k int, a, b, c []float32) bool { return false }
 
 func gemmS8SIMD(m, n, k int, a, b []int8, out *s8Out) bool { return false }
 
+func gemmS8Thin(m, n, k int, a, b []int8, out *s8Out) bool { return false }
+
 func gemmKernels() string { return "f32 generic 1x7, int8 generic 1x14" }
