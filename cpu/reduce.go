@@ -207,8 +207,7 @@ func histogramAbsAVX2(x []float32, inv float32, nb int) ([]int64, int64) {
 	var nonFinite int64
 	n := len(x) &^ 127
 	for lo := 0; lo < n; {
-		// At most 2^33 elements a call: a counter sees one in four.
-		hi := min(n, lo+1<<33)
+		hi := lo + min(n-lo, histCallMax)
 		clear(sub)
 		histogramAVX2(x[lo:hi], inv, float32(nb-1), int32(nb), sub)
 		for i := range c {
@@ -231,6 +230,10 @@ func histogramAbsAVX2(x []float32, inv float32, nb int) ([]int64, int64) {
 	}
 	return c, nonFinite
 }
+
+// histCallMax is the most elements one histogramAVX2 call counts: a 32-bit
+// counter sees at most one in four.
+const histCallMax = int(min(1<<33, uint64(math.MaxInt)))
 
 // subHistograms holds the counters of histogramAbsAVX2 between calls.
 var subHistograms = sync.Pool{New: func() any { return new([]uint32) }}
