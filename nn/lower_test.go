@@ -220,6 +220,17 @@ func TestLowerErrors(t *testing.T) {
 	if _, err := FromONNX(m); err == nil || !strings.Contains(err.Error(), `input "x" has shape`) {
 		t.Errorf("no input shape: %v", err)
 	}
+	// A declared shape that the lowering does not reach.
+	m = graph(13, []int64{1, 5, 5}, []*onnx.Tensor{W}, conv())
+	m.Graph.ValueInfo = []*onnx.ValueInfo{{Name: "c", ElemType: onnx.DataFloat, HasShape: true,
+		Shape: []onnx.Dim{{Value: 1}, {Value: 2}, {Value: 5}, {Value: 5}}}}
+	if _, err := FromONNX(m); err == nil || !strings.Contains(err.Error(), `Conv node "conv1": output "c" has shape [2 3 3] per sample here, but the model declares [1 2 5 5]`) {
+		t.Errorf("declared shape: %v", err)
+	}
+	m.Graph.ValueInfo[0].Shape = []onnx.Dim{{Param: "N"}, {Value: 2}, {Value: 3}, {}}
+	if _, err := FromONNX(m); err != nil {
+		t.Errorf("declared shape with an unknown size: %v", err)
+	}
 	// [N,H,W] is one channel.
 	m = graph(13, []int64{5, 4}, nil, node("Flatten", "f", []string{"x"}, "y"))
 	if net, err := FromONNX(m); err != nil || fmt.Sprint(net.Input) != "[1 5 4]" || len(net.Layers) != 1 {

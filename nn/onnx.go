@@ -95,6 +95,8 @@ type lowering struct {
 	net     *Net
 	opset   int64
 
+	declared map[string]*onnx.ValueInfo // value_info and outputs by name
+
 	cur   string // the tensor the chain has reached
 	shape []int  // its shape per sample: [C,H,W] or [F]
 	last  Layer  // the layer that produced cur, if nothing since changed it
@@ -330,7 +332,44 @@ func (l *lowering) node(n *onnx.Node) error {
 	default:
 		return fmt.Errorf("%s: unsupported operator %q (supported: Conv, Add, BatchNormalization, MatMul, Gemm, Relu, MaxPool, Reshape, Flatten, Softmax, Identity, Dropout, QuantizeLinear, DequantizeLinear)", n.Describe(), n.OpType)
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return l.checkDeclared(n)
+}
+
+// checkDeclared compares the shape the chain has reached with the one the
+// model declares for that tensor (value_info or the graph output), where
+// it declares one with known sizes; the batch dimension is not compared.
+func (l *lowering) checkDeclared(n *onnx.Node) error {
+	if l.declared == nil {
+		l.declared = map[string]*onnx.ValueInfo{}
+		for _, list := range [][]*onnx.ValueInfo{l.g.ValueInfo, l.g.Output} {
+			for _, v := range list {
+				if v.HasShape {
+					l.declared[v.Name] = v
+				}
+			}
+		}
+	}
+	v := l.declared[l.cur]
+	if v == nil || !v.HasShape || len(v.Shape) < 2 {
+		return nil
+	}
+	got := slices.Clone(l.shape)
+	want := v.Shape[1:]
+	if len(got) == len(want)+1 && got[0] == 1 {
+		got = got[1:] // an [N,H,W] tensor held as one channel
+	}
+	if len(got) != len(want) {
+		return fmt.Errorf("%s: output %q has %d dimensions per sample here, but the model declares shape %v", n.Describe(), l.cur, len(got), v.Shape)
+	}
+	for i, d := range want {
+		if d.Param == "" && d.Value > 0 && d.Value != int64(got[i]) {
+			return fmt.Errorf("%s: output %q has shape %v per sample here, but the model declares %v", n.Describe(), l.cur, got, v.Shape)
+		}
+	}
+	return nil
 }
 
 // layer appends ly, which maps the chain's tensor to the node's output of
