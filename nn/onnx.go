@@ -143,11 +143,10 @@ func (l *lowering) run() error {
 		if d.Param != "" || d.Value <= 0 || d.Value > MaxSampleSize {
 			return fmt.Errorf("input %q has shape %v: want known sizes after the batch dimension", in.Name, in.Shape)
 		}
-		size *= d.Value
+		if size *= d.Value; size > MaxSampleSize {
+			return fmt.Errorf("input %q has shape %v: more than %d values per sample", in.Name, in.Shape, MaxSampleSize)
+		}
 		l.shape = append(l.shape, int(d.Value))
-	}
-	if size > MaxSampleSize {
-		return fmt.Errorf("input %q has shape %v: more than %d values per sample", in.Name, in.Shape, MaxSampleSize)
 	}
 	if len(l.shape) == 2 {
 		l.shape = []int{1, l.shape[0], l.shape[1]} // [N,H,W]: one channel, same layout
@@ -170,14 +169,11 @@ func (l *lowering) run() error {
 		}
 		return fmt.Errorf("output %q is not the end of the chain of layers (which is %q)", out, l.cur)
 	}
-	if l.pending != nil || l.qcodes {
-		// A trailing Q/DQ pair on the output: keep it as the output's.
-		if l.pending != nil {
-			l.act[len(l.net.Layers)] = *l.pending
-		}
-		if l.qcodes {
-			return errors.New("the graph ends in QuantizeLinear codes, not float values")
-		}
+	if l.qcodes {
+		return errors.New("the graph ends in QuantizeLinear codes, not float values")
+	}
+	if l.pending != nil {
+		l.act[len(l.net.Layers)] = *l.pending // a Q/DQ pair on the output
 	}
 	l.net.OutputName = l.cur
 	if len(l.net.Layers) == 0 {
