@@ -72,12 +72,24 @@ func chainShapes(net *Net) ([]f32Shape, error) {
 		default:
 			return nil, fmt.Errorf("nn: layer %d: unsupported layer %T", i, l)
 		}
-		if int64(s.C)*int64(s.H)*int64(s.W) > MaxSampleSize {
+		if !sizeWithin(s, MaxSampleSize) {
 			return nil, fmt.Errorf("nn: layer %d: output of %dx%dx%d exceeds the limit of %d values per sample", i, s.C, s.H, s.W, MaxSampleSize)
 		}
 		shapes = append(shapes, s)
 	}
 	return shapes, nil
+}
+
+// sizeWithin reports whether C·H·W ≤ limit, without overflowing.
+func sizeWithin(s f32Shape, limit int64) bool {
+	n := int64(1)
+	for _, d := range []int{s.C, s.H, s.W} {
+		if d <= 0 || int64(d) > limit/n {
+			return false
+		}
+		n *= int64(d)
+	}
+	return true
 }
 
 // OutputShape is the shape of one sample of net's output: [C,H,W], or [F]

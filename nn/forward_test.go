@@ -416,3 +416,15 @@ func TestAccuracyProgress(t *testing.T) {
 		t.Error("a set with more classes than outputs")
 	}
 }
+
+func TestSizeWithin(t *testing.T) {
+	for _, c := range []struct {
+		s    f32Shape
+		want bool
+	}{{f32Shape{8, 28, 28}, true}, {f32Shape{1 << 26, 1, 1}, true}, {f32Shape{1<<26 + 1, 1, 1}, false},
+		{f32Shape{1 << 28, 1 << 26, 1 << 26}, false}, {f32Shape{1 << 40, 1 << 40, 1}, false}, {f32Shape{0, 1, 1}, false}} {
+		if got := sizeWithin(c.s, MaxSampleSize); got != c.want {
+			t.Errorf("sizeWithin(%v) = %v", c.s, got)
+		}
+	}
+}
