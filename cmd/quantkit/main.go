@@ -49,7 +49,7 @@ func newApp() *cli.App {
 			"the CUDA build), and measures them against the strongest baseline in the same run.",
 		Version:              versionString(),
 		HideVersion:          true,
-		Commands:             []*cli.Command{versionCommand, devicesCommand, calibrateCommand, benchCommand, profileCommand, genCommand, inspectCommand, quantizeCommand, dequantizeCommand, mergeCommand, demoCommand, qatCommand},
+		Commands:             []*cli.Command{versionCommand, devicesCommand, calibrateCommand, benchCommand, profileCommand, genCommand, inspectCommand, quantizeCommand, dequantizeCommand, mergeCommand, demoCommand, qatCommand, evalCommand},
 		EnableBashCompletion: true,
 	}
 }
