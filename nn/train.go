@@ -6,6 +6,8 @@ import (
 	"math"
 	"runtime"
 	"sync"
+
+	"github.com/quantkit/quantkit/quant"
 )
 
 // Samples is a labelled set of inputs for calibration and training.
@@ -443,11 +445,7 @@ func (t *trainTape) backward(net *Net, shapes []trainShape, p trainParams, top i
 		}
 		if needDX {
 			if m := t.mask[i]; m != nil && t.actFQ(net, i) {
-				for k, ok := range m {
-					if !ok {
-						dx[k] = 0
-					}
-				}
+				quant.FakeQuantBackward(dx, dx, m) // the straight-through estimator; lengths agree
 			}
 		}
 	}

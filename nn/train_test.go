@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/quantkit/quantkit/cpu"
+	"github.com/quantkit/quantkit/quant"
 )
 
 // ref64Forward is the float64 reference of a float net on one sample:
@@ -305,4 +306,70 @@ func argmax(v []float32) int {
 		}
 	}
 	return best
+}
+
+// TestSTEMasksClippedActivations checks the straight-through estimator in
+// the backward pass: the gradient reaching a fake-quantized input is the
+// unmasked gradient where the value was inside the clip range and zero
+// where it was clipped.
+func TestSTEMasksClippedActivations(t *testing.T) {
+	rng := rand.New(rand.NewPCG(8, 8))
+	net := testNet(rng)
+	shapes := trainShapesMust(t, net)
+	data := testSamples(net, 1, false, 8)
+	x := testInputs(data, shapes[0].size())
+	st, err := CollectActStats(net, data, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := PTQ(net, st, PTQOptions{Method: "max"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Quant.Act[3].Scale /= 4 // clip three quarters of conv2's input range
+	act, err := qatActParams(q, shapes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fq := func(layer int, v []float32, mask []bool) { quant.FakeQuant(v, mask, v, act[layer]) }
+	p := trainParamsOf(q)
+	grads := func() [][]float32 {
+		gw, gb := make([][]float32, len(p.W)), make([][]float32, len(p.W))
+		for i, w := range p.W {
+			if w != nil {
+				gw[i], gb[i] = make([]float32, len(w)), make([]float32, len(p.B[i]))
+			}
+		}
+		return append(gw, gb...)
+	}
+	// The gradient reaching conv2's input, with and without the estimator.
+	run := func(mask bool) []float32 {
+		tape := newTrainTape(shapes)
+		tape.forward(q, shapes, p, x, fq)
+		tape.fq = mask
+		top := trainLogitsLayer(q)
+		trainCrossEntropy(tape.grad[top], tape.acts[top], 1, 1)
+		g := grads()
+		tape.backward(q, shapes, p, top, g[:len(p.W)], g[len(p.W):])
+		return append([]float32(nil), tape.grad[3]...)
+	}
+	masked, plain := run(true), run(false)
+	tape := newTrainTape(shapes)
+	tape.forward(q, shapes, p, x, fq)
+	clipped, passed := 0, 0
+	for k, in := range tape.mask[3] {
+		switch {
+		case !in && masked[k] != 0:
+			t.Fatalf("clipped input %d got gradient %g", k, masked[k])
+		case in && masked[k] != plain[k]:
+			t.Fatalf("input %d in range: gradient %g, want %g", k, masked[k], plain[k])
+		case !in && plain[k] != 0:
+			clipped++
+		case in && plain[k] != 0:
+			passed++
+		}
+	}
+	if clipped == 0 || passed == 0 {
+		t.Fatalf("%d gradients stopped, %d passed: the test does not exercise the estimator", clipped, passed)
+	}
 }
