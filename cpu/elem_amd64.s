@@ -1377,7 +1377,7 @@ reduce:
 
 // func histogramAVX2(x []float32, inv float32, last float32, nb int32, counts []uint32)
 // Requires: AVX, AVX2, SSE
-TEXT ·histogramAVX2(SB), NOSPLIT, $512-64
+TEXT ·histogramAVX2(SB), NOSPLIT, $528-64
 	MOVQ         x_base+0(FP), AX
 	MOVQ         counts_base+40(FP), CX
 	MOVQ         x_len+8(FP), DX
@@ -1395,409 +1395,633 @@ TEXT ·histogramAVX2(SB), NOSPLIT, $512-64
 	JZ           done
 
 block:
-	VPAND      (AX), Y3, Y6
-	VPCMPGTD   Y4, Y6, Y7
-	VMULPS     Y0, Y6, Y6
-	VMINPS     Y1, Y6, Y6
-	VCVTTPS2DQ Y6, Y6
-	VPBLENDVB  Y7, Y2, Y6, Y6
-	VPSLLD     $0x02, Y6, Y6
-	VPADDD     Y5, Y6, Y6
-	VMOVDQU    Y6, (SP)
-	VPAND      32(AX), Y3, Y6
-	VPCMPGTD   Y4, Y6, Y7
-	VMULPS     Y0, Y6, Y6
-	VMINPS     Y1, Y6, Y6
-	VCVTTPS2DQ Y6, Y6
-	VPBLENDVB  Y7, Y2, Y6, Y6
-	VPSLLD     $0x02, Y6, Y6
-	VPADDD     Y5, Y6, Y6
-	VMOVDQU    Y6, 32(SP)
-	VPAND      64(AX), Y3, Y6
-	VPCMPGTD   Y4, Y6, Y7
-	VMULPS     Y0, Y6, Y6
-	VMINPS     Y1, Y6, Y6
-	VCVTTPS2DQ Y6, Y6
-	VPBLENDVB  Y7, Y2, Y6, Y6
-	VPSLLD     $0x02, Y6, Y6
-	VPADDD     Y5, Y6, Y6
-	VMOVDQU    Y6, 64(SP)
-	VPAND      96(AX), Y3, Y6
-	VPCMPGTD   Y4, Y6, Y7
-	VMULPS     Y0, Y6, Y6
-	VMINPS     Y1, Y6, Y6
-	VCVTTPS2DQ Y6, Y6
-	VPBLENDVB  Y7, Y2, Y6, Y6
-	VPSLLD     $0x02, Y6, Y6
-	VPADDD     Y5, Y6, Y6
-	VMOVDQU    Y6, 96(SP)
-	VPAND      128(AX), Y3, Y6
-	VPCMPGTD   Y4, Y6, Y7
-	VMULPS     Y0, Y6, Y6
-	VMINPS     Y1, Y6, Y6
-	VCVTTPS2DQ Y6, Y6
-	VPBLENDVB  Y7, Y2, Y6, Y6
-	VPSLLD     $0x02, Y6, Y6
-	VPADDD     Y5, Y6, Y6
-	VMOVDQU    Y6, 128(SP)
-	VPAND      160(AX), Y3, Y6
-	VPCMPGTD   Y4, Y6, Y7
-	VMULPS     Y0, Y6, Y6
-	VMINPS     Y1, Y6, Y6
-	VCVTTPS2DQ Y6, Y6
-	VPBLENDVB  Y7, Y2, Y6, Y6
-	VPSLLD     $0x02, Y6, Y6
-	VPADDD     Y5, Y6, Y6
-	VMOVDQU    Y6, 160(SP)
-	VPAND      192(AX), Y3, Y6
-	VPCMPGTD   Y4, Y6, Y7
-	VMULPS     Y0, Y6, Y6
-	VMINPS     Y1, Y6, Y6
-	VCVTTPS2DQ Y6, Y6
-	VPBLENDVB  Y7, Y2, Y6, Y6
-	VPSLLD     $0x02, Y6, Y6
-	VPADDD     Y5, Y6, Y6
-	VMOVDQU    Y6, 192(SP)
-	VPAND      224(AX), Y3, Y6
-	VPCMPGTD   Y4, Y6, Y7
-	VMULPS     Y0, Y6, Y6
-	VMINPS     Y1, Y6, Y6
-	VCVTTPS2DQ Y6, Y6
-	VPBLENDVB  Y7, Y2, Y6, Y6
-	VPSLLD     $0x02, Y6, Y6
-	VPADDD     Y5, Y6, Y6
-	VMOVDQU    Y6, 224(SP)
-	VPAND      256(AX), Y3, Y6
-	VPCMPGTD   Y4, Y6, Y7
-	VMULPS     Y0, Y6, Y6
-	VMINPS     Y1, Y6, Y6
-	VCVTTPS2DQ Y6, Y6
-	VPBLENDVB  Y7, Y2, Y6, Y6
-	VPSLLD     $0x02, Y6, Y6
-	VPADDD     Y5, Y6, Y6
-	VMOVDQU    Y6, 256(SP)
-	VPAND      288(AX), Y3, Y6
-	VPCMPGTD   Y4, Y6, Y7
-	VMULPS     Y0, Y6, Y6
-	VMINPS     Y1, Y6, Y6
-	VCVTTPS2DQ Y6, Y6
-	VPBLENDVB  Y7, Y2, Y6, Y6
-	VPSLLD     $0x02, Y6, Y6
-	VPADDD     Y5, Y6, Y6
-	VMOVDQU    Y6, 288(SP)
-	VPAND      320(AX), Y3, Y6
-	VPCMPGTD   Y4, Y6, Y7
-	VMULPS     Y0, Y6, Y6
-	VMINPS     Y1, Y6, Y6
-	VCVTTPS2DQ Y6, Y6
-	VPBLENDVB  Y7, Y2, Y6, Y6
-	VPSLLD     $0x02, Y6, Y6
-	VPADDD     Y5, Y6, Y6
-	VMOVDQU    Y6, 320(SP)
-	VPAND      352(AX), Y3, Y6
-	VPCMPGTD   Y4, Y6, Y7
-	VMULPS     Y0, Y6, Y6
-	VMINPS     Y1, Y6, Y6
-	VCVTTPS2DQ Y6, Y6
-	VPBLENDVB  Y7, Y2, Y6, Y6
-	VPSLLD     $0x02, Y6, Y6
-	VPADDD     Y5, Y6, Y6
-	VMOVDQU    Y6, 352(SP)
-	VPAND      384(AX), Y3, Y6
-	VPCMPGTD   Y4, Y6, Y7
-	VMULPS     Y0, Y6, Y6
-	VMINPS     Y1, Y6, Y6
-	VCVTTPS2DQ Y6, Y6
-	VPBLENDVB  Y7, Y2, Y6, Y6
-	VPSLLD     $0x02, Y6, Y6
-	VPADDD     Y5, Y6, Y6
-	VMOVDQU    Y6, 384(SP)
-	VPAND      416(AX), Y3, Y6
-	VPCMPGTD   Y4, Y6, Y7
-	VMULPS     Y0, Y6, Y6
-	VMINPS     Y1, Y6, Y6
-	VCVTTPS2DQ Y6, Y6
-	VPBLENDVB  Y7, Y2, Y6, Y6
-	VPSLLD     $0x02, Y6, Y6
-	VPADDD     Y5, Y6, Y6
-	VMOVDQU    Y6, 416(SP)
-	VPAND      448(AX), Y3, Y6
-	VPCMPGTD   Y4, Y6, Y7
-	VMULPS     Y0, Y6, Y6
-	VMINPS     Y1, Y6, Y6
-	VCVTTPS2DQ Y6, Y6
-	VPBLENDVB  Y7, Y2, Y6, Y6
-	VPSLLD     $0x02, Y6, Y6
-	VPADDD     Y5, Y6, Y6
-	VMOVDQU    Y6, 448(SP)
-	VPAND      480(AX), Y3, Y6
-	VPCMPGTD   Y4, Y6, Y7
-	VMULPS     Y0, Y6, Y6
-	VMINPS     Y1, Y6, Y6
-	VCVTTPS2DQ Y6, Y6
-	VPBLENDVB  Y7, Y2, Y6, Y6
-	VPSLLD     $0x02, Y6, Y6
-	VPADDD     Y5, Y6, Y6
-	VMOVDQU    Y6, 480(SP)
-	MOVL       (SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       4(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       8(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       12(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       16(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       20(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       24(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       28(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       32(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       36(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       40(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       44(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       48(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       52(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       56(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       60(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       64(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       68(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       72(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       76(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       80(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       84(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       88(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       92(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       96(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       100(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       104(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       108(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       112(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       116(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       120(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       124(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       128(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       132(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       136(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       140(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       144(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       148(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       152(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       156(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       160(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       164(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       168(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       172(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       176(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       180(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       184(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       188(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       192(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       196(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       200(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       204(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       208(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       212(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       216(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       220(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       224(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       228(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       232(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       236(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       240(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       244(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       248(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       252(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       256(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       260(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       264(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       268(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       272(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       276(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       280(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       284(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       288(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       292(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       296(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       300(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       304(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       308(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       312(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       316(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       320(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       324(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       328(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       332(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       336(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       340(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       344(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       348(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       352(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       356(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       360(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       364(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       368(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       372(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       376(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       380(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       384(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       388(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       392(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       396(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       400(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       404(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       408(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       412(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       416(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       420(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       424(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       428(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       432(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       436(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       440(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       444(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       448(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       452(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       456(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       460(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       464(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       468(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       472(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       476(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       480(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       484(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       488(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       492(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       496(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       500(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       504(SP), BX
-	INCL       (CX)(BX*4)
-	MOVL       508(SP), BX
-	INCL       (CX)(BX*4)
-	ADDQ       $0x00000200, AX
-	DECQ       DX
-	JNZ        block
+	VPAND        (AX), Y3, Y6
+	VPCMPGTD     Y4, Y6, Y7
+	VMULPS       Y0, Y6, Y6
+	VMINPS       Y1, Y6, Y6
+	VCVTTPS2DQ   Y6, Y6
+	VPBLENDVB    Y7, Y2, Y6, Y6
+	VPBROADCASTD X6, Y7
+	VPCMPEQD     Y7, Y6, Y7
+	VPMOVMSKB    Y7, BX
+	CMPL         BX, $0xffffffff
+	SETEQ        512(SP)
+	VPSLLD       $0x02, Y6, Y6
+	VPADDD       Y5, Y6, Y6
+	VMOVDQU      Y6, (SP)
+	VPAND        32(AX), Y3, Y6
+	VPCMPGTD     Y4, Y6, Y7
+	VMULPS       Y0, Y6, Y6
+	VMINPS       Y1, Y6, Y6
+	VCVTTPS2DQ   Y6, Y6
+	VPBLENDVB    Y7, Y2, Y6, Y6
+	VPBROADCASTD X6, Y7
+	VPCMPEQD     Y7, Y6, Y7
+	VPMOVMSKB    Y7, BX
+	CMPL         BX, $0xffffffff
+	SETEQ        513(SP)
+	VPSLLD       $0x02, Y6, Y6
+	VPADDD       Y5, Y6, Y6
+	VMOVDQU      Y6, 32(SP)
+	VPAND        64(AX), Y3, Y6
+	VPCMPGTD     Y4, Y6, Y7
+	VMULPS       Y0, Y6, Y6
+	VMINPS       Y1, Y6, Y6
+	VCVTTPS2DQ   Y6, Y6
+	VPBLENDVB    Y7, Y2, Y6, Y6
+	VPBROADCASTD X6, Y7
+	VPCMPEQD     Y7, Y6, Y7
+	VPMOVMSKB    Y7, BX
+	CMPL         BX, $0xffffffff
+	SETEQ        514(SP)
+	VPSLLD       $0x02, Y6, Y6
+	VPADDD       Y5, Y6, Y6
+	VMOVDQU      Y6, 64(SP)
+	VPAND        96(AX), Y3, Y6
+	VPCMPGTD     Y4, Y6, Y7
+	VMULPS       Y0, Y6, Y6
+	VMINPS       Y1, Y6, Y6
+	VCVTTPS2DQ   Y6, Y6
+	VPBLENDVB    Y7, Y2, Y6, Y6
+	VPBROADCASTD X6, Y7
+	VPCMPEQD     Y7, Y6, Y7
+	VPMOVMSKB    Y7, BX
+	CMPL         BX, $0xffffffff
+	SETEQ        515(SP)
+	VPSLLD       $0x02, Y6, Y6
+	VPADDD       Y5, Y6, Y6
+	VMOVDQU      Y6, 96(SP)
+	VPAND        128(AX), Y3, Y6
+	VPCMPGTD     Y4, Y6, Y7
+	VMULPS       Y0, Y6, Y6
+	VMINPS       Y1, Y6, Y6
+	VCVTTPS2DQ   Y6, Y6
+	VPBLENDVB    Y7, Y2, Y6, Y6
+	VPBROADCASTD X6, Y7
+	VPCMPEQD     Y7, Y6, Y7
+	VPMOVMSKB    Y7, BX
+	CMPL         BX, $0xffffffff
+	SETEQ        516(SP)
+	VPSLLD       $0x02, Y6, Y6
+	VPADDD       Y5, Y6, Y6
+	VMOVDQU      Y6, 128(SP)
+	VPAND        160(AX), Y3, Y6
+	VPCMPGTD     Y4, Y6, Y7
+	VMULPS       Y0, Y6, Y6
+	VMINPS       Y1, Y6, Y6
+	VCVTTPS2DQ   Y6, Y6
+	VPBLENDVB    Y7, Y2, Y6, Y6
+	VPBROADCASTD X6, Y7
+	VPCMPEQD     Y7, Y6, Y7
+	VPMOVMSKB    Y7, BX
+	CMPL         BX, $0xffffffff
+	SETEQ        517(SP)
+	VPSLLD       $0x02, Y6, Y6
+	VPADDD       Y5, Y6, Y6
+	VMOVDQU      Y6, 160(SP)
+	VPAND        192(AX), Y3, Y6
+	VPCMPGTD     Y4, Y6, Y7
+	VMULPS       Y0, Y6, Y6
+	VMINPS       Y1, Y6, Y6
+	VCVTTPS2DQ   Y6, Y6
+	VPBLENDVB    Y7, Y2, Y6, Y6
+	VPBROADCASTD X6, Y7
+	VPCMPEQD     Y7, Y6, Y7
+	VPMOVMSKB    Y7, BX
+	CMPL         BX, $0xffffffff
+	SETEQ        518(SP)
+	VPSLLD       $0x02, Y6, Y6
+	VPADDD       Y5, Y6, Y6
+	VMOVDQU      Y6, 192(SP)
+	VPAND        224(AX), Y3, Y6
+	VPCMPGTD     Y4, Y6, Y7
+	VMULPS       Y0, Y6, Y6
+	VMINPS       Y1, Y6, Y6
+	VCVTTPS2DQ   Y6, Y6
+	VPBLENDVB    Y7, Y2, Y6, Y6
+	VPBROADCASTD X6, Y7
+	VPCMPEQD     Y7, Y6, Y7
+	VPMOVMSKB    Y7, BX
+	CMPL         BX, $0xffffffff
+	SETEQ        519(SP)
+	VPSLLD       $0x02, Y6, Y6
+	VPADDD       Y5, Y6, Y6
+	VMOVDQU      Y6, 224(SP)
+	VPAND        256(AX), Y3, Y6
+	VPCMPGTD     Y4, Y6, Y7
+	VMULPS       Y0, Y6, Y6
+	VMINPS       Y1, Y6, Y6
+	VCVTTPS2DQ   Y6, Y6
+	VPBLENDVB    Y7, Y2, Y6, Y6
+	VPBROADCASTD X6, Y7
+	VPCMPEQD     Y7, Y6, Y7
+	VPMOVMSKB    Y7, BX
+	CMPL         BX, $0xffffffff
+	SETEQ        520(SP)
+	VPSLLD       $0x02, Y6, Y6
+	VPADDD       Y5, Y6, Y6
+	VMOVDQU      Y6, 256(SP)
+	VPAND        288(AX), Y3, Y6
+	VPCMPGTD     Y4, Y6, Y7
+	VMULPS       Y0, Y6, Y6
+	VMINPS       Y1, Y6, Y6
+	VCVTTPS2DQ   Y6, Y6
+	VPBLENDVB    Y7, Y2, Y6, Y6
+	VPBROADCASTD X6, Y7
+	VPCMPEQD     Y7, Y6, Y7
+	VPMOVMSKB    Y7, BX
+	CMPL         BX, $0xffffffff
+	SETEQ        521(SP)
+	VPSLLD       $0x02, Y6, Y6
+	VPADDD       Y5, Y6, Y6
+	VMOVDQU      Y6, 288(SP)
+	VPAND        320(AX), Y3, Y6
+	VPCMPGTD     Y4, Y6, Y7
+	VMULPS       Y0, Y6, Y6
+	VMINPS       Y1, Y6, Y6
+	VCVTTPS2DQ   Y6, Y6
+	VPBLENDVB    Y7, Y2, Y6, Y6
+	VPBROADCASTD X6, Y7
+	VPCMPEQD     Y7, Y6, Y7
+	VPMOVMSKB    Y7, BX
+	CMPL         BX, $0xffffffff
+	SETEQ        522(SP)
+	VPSLLD       $0x02, Y6, Y6
+	VPADDD       Y5, Y6, Y6
+	VMOVDQU      Y6, 320(SP)
+	VPAND        352(AX), Y3, Y6
+	VPCMPGTD     Y4, Y6, Y7
+	VMULPS       Y0, Y6, Y6
+	VMINPS       Y1, Y6, Y6
+	VCVTTPS2DQ   Y6, Y6
+	VPBLENDVB    Y7, Y2, Y6, Y6
+	VPBROADCASTD X6, Y7
+	VPCMPEQD     Y7, Y6, Y7
+	VPMOVMSKB    Y7, BX
+	CMPL         BX, $0xffffffff
+	SETEQ        523(SP)
+	VPSLLD       $0x02, Y6, Y6
+	VPADDD       Y5, Y6, Y6
+	VMOVDQU      Y6, 352(SP)
+	VPAND        384(AX), Y3, Y6
+	VPCMPGTD     Y4, Y6, Y7
+	VMULPS       Y0, Y6, Y6
+	VMINPS       Y1, Y6, Y6
+	VCVTTPS2DQ   Y6, Y6
+	VPBLENDVB    Y7, Y2, Y6, Y6
+	VPBROADCASTD X6, Y7
+	VPCMPEQD     Y7, Y6, Y7
+	VPMOVMSKB    Y7, BX
+	CMPL         BX, $0xffffffff
+	SETEQ        524(SP)
+	VPSLLD       $0x02, Y6, Y6
+	VPADDD       Y5, Y6, Y6
+	VMOVDQU      Y6, 384(SP)
+	VPAND        416(AX), Y3, Y6
+	VPCMPGTD     Y4, Y6, Y7
+	VMULPS       Y0, Y6, Y6
+	VMINPS       Y1, Y6, Y6
+	VCVTTPS2DQ   Y6, Y6
+	VPBLENDVB    Y7, Y2, Y6, Y6
+	VPBROADCASTD X6, Y7
+	VPCMPEQD     Y7, Y6, Y7
+	VPMOVMSKB    Y7, BX
+	CMPL         BX, $0xffffffff
+	SETEQ        525(SP)
+	VPSLLD       $0x02, Y6, Y6
+	VPADDD       Y5, Y6, Y6
+	VMOVDQU      Y6, 416(SP)
+	VPAND        448(AX), Y3, Y6
+	VPCMPGTD     Y4, Y6, Y7
+	VMULPS       Y0, Y6, Y6
+	VMINPS       Y1, Y6, Y6
+	VCVTTPS2DQ   Y6, Y6
+	VPBLENDVB    Y7, Y2, Y6, Y6
+	VPBROADCASTD X6, Y7
+	VPCMPEQD     Y7, Y6, Y7
+	VPMOVMSKB    Y7, BX
+	CMPL         BX, $0xffffffff
+	SETEQ        526(SP)
+	VPSLLD       $0x02, Y6, Y6
+	VPADDD       Y5, Y6, Y6
+	VMOVDQU      Y6, 448(SP)
+	VPAND        480(AX), Y3, Y6
+	VPCMPGTD     Y4, Y6, Y7
+	VMULPS       Y0, Y6, Y6
+	VMINPS       Y1, Y6, Y6
+	VCVTTPS2DQ   Y6, Y6
+	VPBLENDVB    Y7, Y2, Y6, Y6
+	VPBROADCASTD X6, Y7
+	VPCMPEQD     Y7, Y6, Y7
+	VPMOVMSKB    Y7, BX
+	CMPL         BX, $0xffffffff
+	SETEQ        527(SP)
+	VPSLLD       $0x02, Y6, Y6
+	VPADDD       Y5, Y6, Y6
+	VMOVDQU      Y6, 480(SP)
+	CMPB         512(SP), $0x00
+	JNE          same0
+	MOVL         (SP), BX
+	INCL         (CX)(BX*4)
+	MOVL         4(SP), BX
+	INCL         (CX)(BX*4)
+	MOVL         8(SP), BX
+	INCL         (CX)(BX*4)
+	MOVL         12(SP), BX
+	INCL         (CX)(BX*4)
+	MOVL         16(SP), BX
+	INCL         (CX)(BX*4)
+	MOVL         20(SP), BX
+	INCL         (CX)(BX*4)
+	MOVL         24(SP), BX
+	INCL         (CX)(BX*4)
+	MOVL         28(SP), BX
+	INCL         (CX)(BX*4)
+	JMP          next0
+
+same0:
+	MOVL (SP), BX
+	ADDL $0x08, (CX)(BX*4)
+
+next0:
+	CMPB 513(SP), $0x00
+	JNE  same1
+	MOVL 32(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 36(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 40(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 44(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 48(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 52(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 56(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 60(SP), BX
+	INCL (CX)(BX*4)
+	JMP  next1
+
+same1:
+	MOVL 32(SP), BX
+	ADDL $0x08, (CX)(BX*4)
+
+next1:
+	CMPB 514(SP), $0x00
+	JNE  same2
+	MOVL 64(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 68(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 72(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 76(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 80(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 84(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 88(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 92(SP), BX
+	INCL (CX)(BX*4)
+	JMP  next2
+
+same2:
+	MOVL 64(SP), BX
+	ADDL $0x08, (CX)(BX*4)
+
+next2:
+	CMPB 515(SP), $0x00
+	JNE  same3
+	MOVL 96(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 100(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 104(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 108(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 112(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 116(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 120(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 124(SP), BX
+	INCL (CX)(BX*4)
+	JMP  next3
+
+same3:
+	MOVL 96(SP), BX
+	ADDL $0x08, (CX)(BX*4)
+
+next3:
+	CMPB 516(SP), $0x00
+	JNE  same4
+	MOVL 128(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 132(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 136(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 140(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 144(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 148(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 152(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 156(SP), BX
+	INCL (CX)(BX*4)
+	JMP  next4
+
+same4:
+	MOVL 128(SP), BX
+	ADDL $0x08, (CX)(BX*4)
+
+next4:
+	CMPB 517(SP), $0x00
+	JNE  same5
+	MOVL 160(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 164(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 168(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 172(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 176(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 180(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 184(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 188(SP), BX
+	INCL (CX)(BX*4)
+	JMP  next5
+
+same5:
+	MOVL 160(SP), BX
+	ADDL $0x08, (CX)(BX*4)
+
+next5:
+	CMPB 518(SP), $0x00
+	JNE  same6
+	MOVL 192(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 196(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 200(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 204(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 208(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 212(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 216(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 220(SP), BX
+	INCL (CX)(BX*4)
+	JMP  next6
+
+same6:
+	MOVL 192(SP), BX
+	ADDL $0x08, (CX)(BX*4)
+
+next6:
+	CMPB 519(SP), $0x00
+	JNE  same7
+	MOVL 224(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 228(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 232(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 236(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 240(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 244(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 248(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 252(SP), BX
+	INCL (CX)(BX*4)
+	JMP  next7
+
+same7:
+	MOVL 224(SP), BX
+	ADDL $0x08, (CX)(BX*4)
+
+next7:
+	CMPB 520(SP), $0x00
+	JNE  same8
+	MOVL 256(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 260(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 264(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 268(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 272(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 276(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 280(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 284(SP), BX
+	INCL (CX)(BX*4)
+	JMP  next8
+
+same8:
+	MOVL 256(SP), BX
+	ADDL $0x08, (CX)(BX*4)
+
+next8:
+	CMPB 521(SP), $0x00
+	JNE  same9
+	MOVL 288(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 292(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 296(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 300(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 304(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 308(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 312(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 316(SP), BX
+	INCL (CX)(BX*4)
+	JMP  next9
+
+same9:
+	MOVL 288(SP), BX
+	ADDL $0x08, (CX)(BX*4)
+
+next9:
+	CMPB 522(SP), $0x00
+	JNE  same10
+	MOVL 320(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 324(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 328(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 332(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 336(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 340(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 344(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 348(SP), BX
+	INCL (CX)(BX*4)
+	JMP  next10
+
+same10:
+	MOVL 320(SP), BX
+	ADDL $0x08, (CX)(BX*4)
+
+next10:
+	CMPB 523(SP), $0x00
+	JNE  same11
+	MOVL 352(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 356(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 360(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 364(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 368(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 372(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 376(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 380(SP), BX
+	INCL (CX)(BX*4)
+	JMP  next11
+
+same11:
+	MOVL 352(SP), BX
+	ADDL $0x08, (CX)(BX*4)
+
+next11:
+	CMPB 524(SP), $0x00
+	JNE  same12
+	MOVL 384(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 388(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 392(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 396(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 400(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 404(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 408(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 412(SP), BX
+	INCL (CX)(BX*4)
+	JMP  next12
+
+same12:
+	MOVL 384(SP), BX
+	ADDL $0x08, (CX)(BX*4)
+
+next12:
+	CMPB 525(SP), $0x00
+	JNE  same13
+	MOVL 416(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 420(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 424(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 428(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 432(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 436(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 440(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 444(SP), BX
+	INCL (CX)(BX*4)
+	JMP  next13
+
+same13:
+	MOVL 416(SP), BX
+	ADDL $0x08, (CX)(BX*4)
+
+next13:
+	CMPB 526(SP), $0x00
+	JNE  same14
+	MOVL 448(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 452(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 456(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 460(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 464(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 468(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 472(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 476(SP), BX
+	INCL (CX)(BX*4)
+	JMP  next14
+
+same14:
+	MOVL 448(SP), BX
+	ADDL $0x08, (CX)(BX*4)
+
+next14:
+	CMPB 527(SP), $0x00
+	JNE  same15
+	MOVL 480(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 484(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 488(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 492(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 496(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 500(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 504(SP), BX
+	INCL (CX)(BX*4)
+	MOVL 508(SP), BX
+	INCL (CX)(BX*4)
+	JMP  next15
+
+same15:
+	MOVL 480(SP), BX
+	ADDL $0x08, (CX)(BX*4)
+
+next15:
+	ADDQ $0x00000200, AX
+	DECQ DX
+	JNZ  block
 
 done:
 	VZEROUPPER

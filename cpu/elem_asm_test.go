@@ -323,8 +323,15 @@ func TestHistogramAbsKernels(t *testing.T) {
 					off := rnd.IntN(4)
 					x := make([]float32, n+off)[off:]
 					adversarial(rnd, x, width*float32(rnd.IntN(nb+2)))
-					if n > 1000 && rnd.IntN(3) == 0 {
-						clear(x[:n/2]) // a long run of one bin
+					if n > 1000 {
+						// Long runs of one bin: zeros, NaN, values past the
+						// last bin, and one in the middle.
+						runs := []float32{0, float32(math.NaN()), math.MaxFloat32, width * float32(nb/2)}
+						for r, v := range runs {
+							for i := r * n / 8; i < (r+1)*n/8; i++ {
+								x[i] = v
+							}
+						}
 					}
 					want := make([]int64, nb)
 					var wantNF int64

@@ -61,5 +61,5 @@ func absMaxAVX2(x []float32) uint32
 
 // histogramAVX2 counts len(x)/128 blocks of 128 elements into counts, four interleaved
 // histograms of nb+1 bins, the last for non-finite values: element i goes to
-// counts[4*bin + i%4].
+// counts[4*bin + i%4], or eight elements of one bin all to counts[4*bin].
 func histogramAVX2(x []float32, inv float32, last float32, nb int32, counts []uint32)

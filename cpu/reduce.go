@@ -231,9 +231,9 @@ func histogramAbsAVX2(x []float32, inv float32, nb int) ([]int64, int64) {
 	return c, nonFinite
 }
 
-// histCallMax is the most elements one histogramAVX2 call counts: a 32-bit
-// counter sees at most one in four.
-const histCallMax = int(min(1<<33, uint64(math.MaxInt)))
+// histCallMax is the most elements one histogramAVX2 call counts, all of
+// which one 32-bit counter may see.
+const histCallMax = int(min(1<<32-128, uint64(math.MaxInt)))
 
 // subHistograms holds the counters of histogramAbsAVX2 between calls.
 var subHistograms = sync.Pool{New: func() any { return new([]uint32) }}

@@ -542,14 +542,16 @@ func absMax() {
 // addresses held the increments back behind the vector arithmetic). The
 // four interleaved sub-histograms keep runs of equal values from
 // serialising on one counter, with a small enough footprint (16 bytes a
-// bin) to stay in the L1 cache; their counters are 32-bit, so the caller
-// passes at most 2^33 elements at a time.
+// bin) to stay in the L1 cache. Eight values of one bin (a run of zeros,
+// say) take one addition of 8 instead of eight increments. As one counter
+// may then count every element, the caller passes fewer than 2^32
+// elements at a time.
 func histogram() {
 	const block = 128 // a larger buffer passes the NOSPLIT stack limit
 	TEXT("histogramAVX2", NOSPLIT, "func(x []float32, inv, last float32, nb int32, counts []uint32)")
 	Doc("histogramAVX2 counts len(x)/128 blocks of 128 elements into counts, four interleaved",
 		"histograms of nb+1 bins, the last for non-finite values: element i goes to",
-		"counts[4*bin + i%4].")
+		"counts[4*bin + i%4], or eight elements of one bin all to counts[4*bin].")
 	x := Mem{Base: Load(Param("x").Base(), GP64())}
 	counts := Load(Param("counts").Base(), GP64())
 	n := Load(Param("x").Len(), GP64())
@@ -559,6 +561,7 @@ func histogram() {
 	VMOVDQU(maxFinite, lim)
 	VMOVDQU(laneIndex, lane)
 	buf := AllocLocal(4 * block)
+	same := AllocLocal(block / 8) // 1 where the 8 values of a vector share a bin
 	SHRQ(U8(7), n)
 	JZ(LabelRef("done"))
 	Label("block")
@@ -570,14 +573,32 @@ func histogram() {
 		VMINPS(last, p, p)
 		VCVTTPS2DQ(p, idx)
 		VPBLENDVB(nf, nb, idx, idx)
+		first, eq := YMM(), YMM()
+		VPBROADCASTD(idx.AsX(), first)
+		VPCMPEQD(first, idx, eq)
+		m := GP32()
+		VPMOVMSKB(eq, m)
+		CMPL(m, U32(0xFFFFFFFF))
+		SETEQ(same.Offset(j))
 		VPSLLD(U8(2), idx, idx)
 		VPADDD(lane, idx, idx)
 		VMOVDQU(idx, buf.Offset(32*j))
 	}
-	for j := range block {
+	for j := range block / 8 {
+		one, next := fmt.Sprintf("same%d", j), fmt.Sprintf("next%d", j)
+		CMPB(same.Offset(j), U8(0))
+		JNE(LabelRef(one))
+		for k := range 8 {
+			r := GP32()
+			MOVL(buf.Offset(32*j+4*k), r)
+			INCL(Mem{Base: counts, Index: r.As64(), Scale: 4})
+		}
+		JMP(LabelRef(next))
+		Label(one)
 		r := GP32()
-		MOVL(buf.Offset(4*j), r)
-		INCL(Mem{Base: counts, Index: r.As64(), Scale: 4})
+		MOVL(buf.Offset(32*j), r)
+		ADDL(U8(8), Mem{Base: counts, Index: r.As64(), Scale: 4})
+		Label(next)
 	}
 	ADDQ(U32(4*block), x.Base)
 	DECQ(n)
