@@ -75,28 +75,9 @@ func correct(t *testing.T, q *nn.Net, test *dataset.Set) int {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	x := make([]float32, test.N*784)
-	idx := make([]int, test.N)
-	for i := range idx {
-		idx[i] = i
-	}
-	test.Input(x, idx, q.InputScale)
-	out := make([]float32, test.N*e.OutLen())
-	if err := e.Forward(x, test.N, out); err != nil {
+	n, _, err := nn.Accuracy(e, test, q.InputScale, 0, 256)
+	if err != nil {
 		t.Fatal(err)
-	}
-	n := 0
-	for i := range test.N {
-		o := out[i*10 : (i+1)*10]
-		best := 0
-		for k := range o {
-			if o[k] > o[best] {
-				best = k
-			}
-		}
-		if best == int(test.Labels[i]) {
-			n++
-		}
 	}
 	return n
 }
