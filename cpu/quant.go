@@ -290,13 +290,15 @@ func (l *qLayout) quantize4Elementwise(codes []byte, x []float32, lo, hi int) {
 	for i+1 < hi {
 		// Whole blocks of 32 inside one row of channels go to the
 		// assembly kernels; i stays even.
-		m := min(c-j, hi-i) &^ 1
-		if n := quantize4VecAsm(codes[i>>1:], x[i:i+m], l.scales[j:j+m], l.zeroPoints[j:j+m], int32(l.qmin), int32(l.qmax)); n > 0 {
-			i, j = i+n, j+n
-			if j == c {
-				j = 0
+		if m := min(c-j, hi-i) &^ 1; m >= 32 {
+			n := quantize4VecAsm(codes[i>>1:], x[i:i+m], l.scales[j:j+m], l.zeroPoints[j:j+m], int32(l.qmin), int32(l.qmax))
+			if n > 0 {
+				i, j = i+n, j+n
+				if j == c {
+					j = 0
+				}
+				continue
 			}
-			continue
 		}
 		sc0, zp0 := next()
 		sc1, zp1 := next()
