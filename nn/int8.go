@@ -203,6 +203,11 @@ func NewInt8Engine(be backend.Backend, net *Net) (*Int8Engine, error) {
 			if len(sw) != outC {
 				return fail(fmt.Errorf("nn: layer %d: %d weight scales for %d output channels", i, len(sw), outC))
 			}
+			for o, v := range sw {
+				if !(v > 0) || v-v != 0 {
+					return fail(fmt.Errorf("nn: layer %d: weight scale %d is %g, want finite and positive", i, o, v))
+				}
+			}
 			codes := WeightCodes(w, sw, q.WeightBits)
 			var b []int8
 			switch l := l.(type) {

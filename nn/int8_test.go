@@ -472,6 +472,15 @@ func TestInt8EngineErrors(t *testing.T) {
 		t.Error("zero activation scale accepted")
 	}
 	q, _ = PTQ(net, st, PTQOptions{Method: "max"})
+	q.Quant.WeightScale[3][1] = float32(math.NaN())
+	if _, err := NewInt8Engine(be, q); err == nil {
+		t.Error("NaN weight scale accepted")
+	}
+	q.Quant.WeightScale[3][1] = -1
+	if _, err := NewInt8Engine(be, q); err == nil {
+		t.Error("negative weight scale accepted")
+	}
+	q, _ = PTQ(net, st, PTQOptions{Method: "max"})
 	e, err := NewInt8Engine(be, q)
 	if err != nil {
 		t.Fatal(err)
