@@ -8,7 +8,6 @@ import (
 	"sync"
 
 	"github.com/quantkit/quantkit/backend"
-	"github.com/quantkit/quantkit/quant"
 )
 
 // Int8Engine runs a quantized Net (one with Quant set, by PTQ or QAT) in
@@ -403,7 +402,7 @@ func (e *Int8Engine) forward(x []float32, nb int, out []float32) error {
 			xs, cs := x[n*in.size():(n+1)*in.size()], codes[n*in.size():(n+1)*in.size()]
 			for c := range in.C {
 				for p, v := range xs[c*hw : (c+1)*hw] {
-					cs[p*in.C+c] = int8(quant.QuantizeValue(v, s, z, -128, 127))
+					cs[p*in.C+c] = int8Quantize(v, s, z)
 				}
 			}
 		}
@@ -613,12 +612,32 @@ func int8MaxPoolRequant(dst []int8, x []int32, nb int, st *int8Step) {
 						if ep.ReLU {
 							v = max(v, 0)
 						}
-						y[c] = int8(quant.QuantizeValue(v, ep.OutScale, ep.OutZeroPoint, -128, 127))
+						y[c] = int8Quantize(v, ep.OutScale, ep.OutZeroPoint)
 					}
 				}
 			}
 		}
 	})
+}
+
+// int8Quantize is int8(quant.QuantizeValue(x, scale, zp, -128, 127)) to
+// the bit, without the float64 rounding routine (a function call without
+// SSE4.1): x/scale in float32 as there, then rounding half to even by
+// adding and subtracting 1.5·2^23 in float32, which is exact for
+// |v| < 2^22; larger values clip anyway.
+func int8Quantize(x, scale float32, zp int32) int8 {
+	v := x / scale
+	switch {
+	case v != v:
+		return int8(zp)
+	case v >= 512:
+		return 127
+	case v <= -512:
+		return -128
+	}
+	const magic = 0x1.8p23
+	q := int32(float32(float32(v+magic)-magic)) + zp
+	return int8(min(max(q, -128), 127))
 }
 
 // int8Parallel runs fn over [0, n) in contiguous pieces on up to

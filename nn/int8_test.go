@@ -605,3 +605,29 @@ func TestActStatsMerge(t *testing.T) {
 		t.Error("statistics of another net merged")
 	}
 }
+
+// TestInt8Quantize compares the engine's quantizer with quant's on ties,
+// both sides of every clip, non-finite and random values.
+func TestInt8Quantize(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 15))
+	scales := []float32{1, 0.5, 3.7492673, 1e-3, 1e-30, 7e20}
+	var xs []float32
+	for k := -300; k <= 300; k++ {
+		xs = append(xs, float32(k), float32(k)+0.5, float32(k)-0.5, float32(k)+0.49999997, math.Nextafter32(float32(k)+0.5, 1e9))
+	}
+	xs = append(xs, float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)), 0, float32(math.Copysign(0, -1)),
+		math.MaxFloat32, -math.MaxFloat32, math.SmallestNonzeroFloat32, 0x1p22, -0x1p22, 0x1p23+1)
+	for range 100000 {
+		xs = append(xs, float32(rng.NormFloat64()*200))
+	}
+	for _, s := range scales {
+		for _, z := range []int32{0, -128, 5, 127} {
+			for _, x := range xs {
+				xv := x * s
+				if got, want := int8Quantize(xv, s, z), int8(quant.QuantizeValue(xv, s, z, -128, 127)); got != want {
+					t.Fatalf("int8Quantize(%g, %g, %d) = %d, quant %d", xv, s, z, got, want)
+				}
+			}
+		}
+	}
+}
