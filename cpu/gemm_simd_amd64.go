@@ -171,11 +171,11 @@ func gemmF32SIMD(m, n, k int, a, b, c []float32) bool {
 // the rows, reads at a stride of a power of two would fall into one
 // cache set.
 func packF32(dst, src []float32, rows, k, r0, mr int) {
+	// (packWords32AVX512 would gather the same words, but rows of float32
+	// are long: at a stride of a multiple of 4 KiB the 32 lines a gather
+	// loop keeps in use fall into one L1 set, and it ran at half the speed
+	// of this loop, which uses each line as soon as it is loaded.)
 	dst = dst[:mr*k]
-	if mr == 32 && use.AVX512 && r0+mr <= rows && 31*4*k < 1<<31 {
-		packWords32AVX512(k, (*byte)(unsafe.Pointer(&src[r0*k])), 4*k, (*uint32)(unsafe.Pointer(&dst[0])), 0)
-		return
-	}
 	live := min(mr, max(rows-r0, 0))
 	for p0 := 0; p0 < k; p0 += packBlock {
 		p1 := min(p0+packBlock, k)
