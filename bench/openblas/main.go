@@ -50,7 +50,7 @@ import (
 func main() {
 	threads := flag.Int("threads", 2, "threads for every library (OpenBLAS, quantkit, gonum through GOMAXPROCS)")
 	sizes := flag.String("sizes", "1024,2048", "comma-separated m = n = k of the GEMMs")
-	elems := flag.Int("elems", 16<<20, "float32 elements of the streaming kernels")
+	elems := flag.Int("elems", 16<<20, "float32 elements of the streaming kernels, a multiple of 4096")
 	reps := flag.Int("reps", 5, "timed repetitions of each kernel; the best is reported")
 	flag.Parse()
 	if err := run(*threads, *sizes, *elems, *reps); err != nil {
@@ -91,8 +91,8 @@ func run(threads int, sizeList string, elems, reps int) error {
 		}
 		sizes = append(sizes, n)
 	}
-	if elems < 1024 {
-		return fmt.Errorf("-elems %d: want at least 1024", elems)
+	if elems < 4096 || elems%4096 != 0 {
+		return fmt.Errorf("-elems %d: want a positive multiple of 4096 (rows of 4096 for the group scheme)", elems)
 	}
 	runtime.GOMAXPROCS(threads)
 	cpu.SetThreads(threads)
