@@ -109,14 +109,17 @@ func HistogramAbs(x []float32, width float32, counts []int64) (nonFinite int64) 
 	nb := len(counts)
 	inv := 1 / width
 	w := workers(len(x), len(x), reduceMinWork)
+	if w == 1 {
+		return histogramAbs(x, inv, counts)
+	}
 	type part struct {
 		counts    []int64
 		nonFinite int64
 	}
 	parts := make([]part, w)
 	parallelRange(w, len(x), 64, func(worker, lo, hi int) {
-		c, nf := histogramAbs(x[lo:hi], inv, nb)
-		parts[worker] = part{c, nf}
+		c := make([]int64, nb)
+		parts[worker] = part{c, histogramAbs(x[lo:hi], inv, c)}
 	})
 	for _, p := range parts {
 		nonFinite += p.nonFinite
@@ -127,9 +130,10 @@ func HistogramAbs(x []float32, width float32, counts []int64) (nonFinite int64) 
 	return nonFinite
 }
 
-// histogramAbs counts x into nb bins of width 1/inv and returns the counts
-// and the number of non-finite values.
-func histogramAbs(x []float32, inv float32, nb int) ([]int64, int64) {
+// histogramAbs adds the counts of x in len(c) bins of width 1/inv to c and
+// returns the number of non-finite values.
+func histogramAbs(x []float32, inv float32, c []int64) int64 {
+	nb := len(c)
 	last, limit := nb-1, float64(nb)
 	binOf := func(b uint32) int {
 		v := float64(math.Float32frombits(b) * inv)
@@ -140,11 +144,10 @@ func histogramAbs(x []float32, inv float32, nb int) ([]int64, int64) {
 	}
 	var nonFinite int64
 	if use.AVX2FMA && nb <= 1<<14 && len(x) >= max(4*nb, 128) {
-		return histogramAbsAVX2(x, inv, nb)
+		return histogramAbsAVX2(x, inv, c)
 	}
 	if nb > 1<<14 || len(x) < 4*nb {
 		// Few values per bin: one histogram.
-		c := make([]int64, nb)
 		for _, v := range x {
 			b := math.Float32bits(v) &^ (1 << 31)
 			if b >= expMask {
@@ -153,10 +156,10 @@ func histogramAbs(x []float32, inv float32, nb int) ([]int64, int64) {
 			}
 			c[binOf(b)]++
 		}
-		return c, nonFinite
+		return nonFinite
 	}
-	c := make([]int64, 4*nb)
-	c0, c1, c2, c3 := c[:nb], c[nb:2*nb], c[2*nb:3*nb], c[3*nb:]
+	more := make([]int64, 3*nb)
+	c0, c1, c2, c3 := c, more[:nb], more[nb:2*nb], more[2*nb:]
 	for len(x) >= 4 {
 		b0 := math.Float32bits(x[0]) &^ (1 << 31)
 		b1 := math.Float32bits(x[1]) &^ (1 << 31)
@@ -189,7 +192,7 @@ func histogramAbs(x []float32, inv float32, nb int) ([]int64, int64) {
 	for i := range c0 {
 		c0[i] += c1[i] + c2[i] + c3[i]
 	}
-	return c0, nonFinite
+	return nonFinite
 }
 
 // histogramAbsAVX2 is histogramAbs with the whole blocks of 128 elements
@@ -197,13 +200,13 @@ func histogramAbs(x []float32, inv float32, nb int) ([]int64, int64) {
 // histograms with a bin past the last for the non-finite values, reused
 // through subHistograms. nb is at most 2^14, so that nb and nb-1 are exact
 // in float32.
-func histogramAbsAVX2(x []float32, inv float32, nb int) ([]int64, int64) {
+func histogramAbsAVX2(x []float32, inv float32, c []int64) int64 {
+	nb := len(c)
 	sp := subHistograms.Get().(*[]uint32)
 	if cap(*sp) < 4*(nb+1) {
 		*sp = make([]uint32, 4*(nb+1))
 	}
 	sub := (*sp)[:4*(nb+1)]
-	c := make([]int64, nb)
 	var nonFinite int64
 	n := len(x) &^ 127
 	for lo := 0; lo < n; {
@@ -228,7 +231,7 @@ func histogramAbsAVX2(x []float32, inv float32, nb int) ([]int64, int64) {
 		}
 		c[int(min(float64(math.Float32frombits(b)*inv), float64(nb-1)))]++
 	}
-	return c, nonFinite
+	return nonFinite
 }
 
 // histCallMax is the most elements one histogramAVX2 call counts, all of
