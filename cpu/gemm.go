@@ -19,6 +19,12 @@ func (p *pool[T]) get(n int) []T {
 
 func (p *pool[T]) put(s []T) { p.p.Put(&s) }
 
+// GemmKernels names the micro-kernels the GEMMs run now, as chosen from
+// the processor's extensions (see Features and ForceGeneric): for example
+// "f32 avx512 14x32, int8 avx512-vnni 14x32", or
+// "f32 generic 1x7, int8 generic 1x14".
+func GemmKernels() string { return gemmKernels() }
+
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
 // gemmTasks splits an m×n output into a grid of tasks of at most mc rows

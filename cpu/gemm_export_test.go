@@ -42,6 +42,3 @@ func (f isa) subsetOf(g isa) bool {
 	return (!f.AVX2FMA || g.AVX2FMA) && (!f.AVX512 || g.AVX512) &&
 		(!f.AVX512VNNI || g.AVX512VNNI) && (!f.AVXVNNI || g.AVXVNNI)
 }
-
-// GemmKernels is gemmKernels, for tests.
-var GemmKernels = gemmKernels

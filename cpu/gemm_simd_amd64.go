@@ -86,7 +86,7 @@ func s8Kernel() *s8Kern {
 	return nil
 }
 
-// gemmKernels names the GEMM micro-kernels in use, for Describe.
+// gemmKernels is GemmKernels.
 func gemmKernels() string {
 	f, s := "generic 1x7", "generic 1x14"
 	if k := f32Kernel(); k != nil {
