@@ -1,11 +1,13 @@
 package nn
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
 	"runtime"
 	"sync"
+	"unsafe"
 
 	"github.com/quantkit/quantkit/backend"
 )
@@ -36,7 +38,8 @@ type Int8Engine struct {
 	inAct  ActQuant
 	steps  []*int8Step
 	outLen int
-	cap    int // batch the buffers hold
+	cap    int  // batch the buffers hold
+	host   bool // the backend's buffers are host memory
 	codes  []int8
 
 	// trace, when set (by tests), sees each step's output: codes, or
@@ -147,8 +150,11 @@ func (b *int8Buf) free(be backend.Backend) {
 var int8FusePool = true
 
 // int8MaxBatch is the most samples one pass of the engine takes; Forward
-// splits larger batches.
-const int8MaxBatch = 256
+// splits larger batches. On backends whose memory is the host's, passes
+// take int8HostBatch samples (or fewer), so that each layer's im2col
+// matrix and results stay in cache between the steps that write and read
+// them.
+var int8MaxBatch, int8HostBatch = 256, 16
 
 // NewInt8Engine prepares net, which must be quantized (Quant set), to run
 // on be: weight codes are computed, packed and uploaded once.
@@ -182,6 +188,10 @@ func NewInt8Engine(be backend.Backend, net *Net) (*Int8Engine, error) {
 		return nil, errors.New("nn: integer inference of a net without Conv2D or Dense layers")
 	}
 	e := &Int8Engine{be: be, in: shapes[0], inAct: q.Act[weighted[0]], outLen: shapes[len(shapes)-1].size()}
+	if probe, err := int8Alloc(be, backend.S8, 1); err == nil {
+		e.host = probe.direct
+		probe.free(be)
+	}
 	fail := func(err error) (*Int8Engine, error) { e.Close(); return nil, err }
 
 	zp := e.inAct.ZeroPoint
@@ -379,8 +389,12 @@ func (e *Int8Engine) Forward(x []float32, batch int, out []float32) error {
 		return fmt.Errorf("nn: integer forward of %d samples: %d inputs (want %d) and %d outputs (want %d)",
 			batch, len(x), batch*e.in.size(), len(out), batch*e.outLen)
 	}
-	for b0 := 0; b0 < batch; b0 += int8MaxBatch {
-		nb := min(int8MaxBatch, batch-b0)
+	pass := int8MaxBatch
+	if e.host {
+		pass = int8HostBatch
+	}
+	for b0 := 0; b0 < batch; b0 += pass {
+		nb := min(pass, batch-b0)
 		if err := e.forward(x[b0*e.in.size():(b0+nb)*e.in.size()], nb, out[b0*e.outLen:(b0+nb)*e.outLen]); err != nil {
 			return err
 		}
@@ -497,52 +511,66 @@ func (e *Int8Engine) forward(x []float32, nb int, out []float32) error {
 // int8Im2col writes the im2col matrix of the NHWC codes x (nb samples)
 // into a: row (n, oh, ow) holds the window at that output in (kh, kw, c)
 // order, with the zero point's code where the window leaves the image.
+//
+// Rows are written in order, one kernel row (KW·C codes) at a time. A
+// kernel row inside the image shorter than 8 codes moves as one 8-byte
+// word whose spill into the next kernel row is overwritten when that is
+// written (never past the sample's last row, nor reading past x); rows of
+// a multiple of 8 codes move word by word.
 func int8Im2col(a, x []int8, nb int, st *int8Step) {
 	l, in, out := st.conv, st.in, st.out
 	C, K := in.C, st.k
 	seg := l.KW * C // one kernel row of one window
 	pad := int8(st.zp)
+	ab, xb := int8Bytes(a), int8Bytes(x)
+	wide, words := seg < 8, seg%8 == 0
 	int8Parallel(nb, st.m1*K, func(n0, n1 int) {
 		for n := n0; n < n1; n++ {
-			xn := x[n*in.size() : (n+1)*in.size()]
+			xo, ao := n*in.size(), n*st.m1*K
+			end := ao + st.m1*K // the end of this sample's rows
 			for oh := range out.H {
-				rows := a[(n*out.H+oh)*out.W*K:][:out.W*K]
-				for u := range l.KH {
-					ih := oh*l.StrideH + u - l.PadT
-					if ih < 0 || ih >= in.H {
-						for ow := range out.W {
-							int8Fill(rows[ow*K+u*seg:][:seg], pad)
+				for ow := range out.W {
+					row := ao + (oh*out.W+ow)*K
+					iw0 := ow*l.StrideW - l.PadL
+					v0, v1 := max(0, -iw0), min(l.KW, in.W-iw0) // kernel columns inside
+					for u := range l.KH {
+						d := row + u*seg
+						ih := oh*l.StrideH + u - l.PadT
+						if ih < 0 || ih >= in.H || v0 >= v1 {
+							int8Fill(a[d:d+seg], pad)
+							continue
 						}
-						continue
-					}
-					xr := xn[ih*in.W*C : (ih+1)*in.W*C]
-					for ow := range out.W {
-						dst := rows[ow*K+u*seg:][:seg]
-						iw0 := ow*l.StrideW - l.PadL
-						if iw0 >= 0 && iw0+l.KW <= in.W { // inside: one run
-							src := xr[iw0*C:][:len(dst)]
-							if len(dst) <= 16 { // a call to memmove costs more
-								for j, v := range src {
-									dst[j] = v
+						if v0 == 0 && v1 == l.KW { // inside the image
+							src := xo + (ih*in.W+iw0)*C
+							switch {
+							case wide && d+8 <= end && src+8 <= len(xb):
+								binary.LittleEndian.PutUint64(ab[d:], binary.LittleEndian.Uint64(xb[src:]))
+							case words:
+								for j := 0; j < seg; j += 8 {
+									binary.LittleEndian.PutUint64(ab[d+j:], binary.LittleEndian.Uint64(xb[src+j:]))
 								}
-							} else {
-								copy(dst, src)
+							default:
+								copy(a[d:d+seg], x[src:src+seg])
 							}
 							continue
 						}
-						v0, v1 := max(0, -iw0), min(l.KW, in.W-iw0) // kernel columns inside
-						if v0 >= v1 {
-							int8Fill(dst, pad)
-							continue
-						}
-						int8Fill(dst[:v0*C], pad)
-						copy(dst[v0*C:v1*C], xr[(iw0+v0)*C:(iw0+v1)*C])
-						int8Fill(dst[v1*C:], pad)
+						src := xo + (ih*in.W+iw0+v0)*C
+						int8Fill(a[d:d+v0*C], pad)
+						copy(a[d+v0*C:d+v1*C], x[src:src+(v1-v0)*C])
+						int8Fill(a[d+v1*C:d+seg], pad)
 					}
 				}
 			}
 		}
 	})
+}
+
+// int8Bytes is s as bytes, the same memory.
+func int8Bytes(s []int8) []byte {
+	if len(s) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(s))), len(s))
 }
 
 func int8Fill(s []int8, v int8) {
