@@ -41,10 +41,10 @@ bench:
 # quantkit's CPU GEMMs beside OpenBLAS sgemm and gonum, and the streaming
 # kernels beside a memmove, in one run on 2 threads (cgo, build tag openblas:
 # not part of make test). Installs Debian's libopenblas-dev when missing.
-# Debian's OpenBLAS 0.3.21 runs AVX2 (Haswell) kernels on AMD Zen 4/5, and
-# some machines force them through OPENBLAS_CORETYPE; on processors with
-# AVX-512 its SkylakeX kernels are faster, so OPENBLAS_CORE=auto picks them
-# there (OPENBLAS_CORE=Haswell, say, picks another).
+# OpenBLAS picks its kernels for the processor itself (OPENBLAS_CORE=auto)
+# even where the environment forces others through OPENBLAS_CORETYPE (some
+# machines force Haswell, its AVX2 kernels, at half the speed of its AVX-512
+# ones on AMD Zen 5); OPENBLAS_CORE=Haswell, say, forces a core type.
 OPENBLAS_FLAGS ?= -threads 2 -sizes 1024,2048
 OPENBLAS_CORE  ?= auto
 .PHONY: bench-openblas
@@ -52,10 +52,9 @@ bench-openblas:
 	@dpkg -s libopenblas-dev >/dev/null 2>&1 || { \
 		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 		$$SUDO apt-get install -y libopenblas-dev || { $$SUDO apt-get update && $$SUDO apt-get install -y libopenblas-dev; }; }
-	@ct=$(OPENBLAS_CORE); if [ "$$ct" = auto ]; then \
-		ct=$$(grep -qw avx512bw /proc/cpuinfo && grep -qw avx512vl /proc/cpuinfo && echo SkylakeX || echo "$$OPENBLAS_CORETYPE"); fi; \
-	echo "$${ct:+OPENBLAS_CORETYPE=$$ct }$(GO) run -tags openblas ./bench/openblas $(OPENBLAS_FLAGS)"; \
-	env $${ct:+OPENBLAS_CORETYPE=$$ct} $(GO) run -tags openblas ./bench/openblas $(OPENBLAS_FLAGS)
+	@if [ "$(OPENBLAS_CORE)" = auto ]; then set -- -u OPENBLAS_CORETYPE; else set -- OPENBLAS_CORETYPE=$(OPENBLAS_CORE); fi; \
+	echo "env $$* $(GO) run -tags openblas ./bench/openblas $(OPENBLAS_FLAGS)"; \
+	env "$$@" $(GO) run -tags openblas ./bench/openblas $(OPENBLAS_FLAGS)
 
 fmt:
 	gofmt -w $$($(GO) list -f '{{.Dir}}' ./...)
