@@ -53,6 +53,26 @@ func testNet2(rng *rand.Rand) *Net {
 	return &Net{Input: []int{1, 6, 6}, Layers: []Layer{c, &ReLU{}, &Flatten{}, d1, &ReLU{}, d2}, InputScale: 1}
 }
 
+// testNet3 has kernel rows of exactly 8 codes (4 channels × 2), moved
+// word by word, and a strided one of 8 again: [4,5,6] → conv 2×2 (4,
+// pads 1,0,0,1) → ReLU → pool 2 → conv 2×1 stride 2 (3) → flatten →
+// dense 2.
+func testNet3(rng *rand.Rand) *Net {
+	rnd := func(n int, s float64) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(rng.NormFloat64() * s)
+		}
+		return v
+	}
+	c1 := &Conv2D{InC: 4, OutC: 4, KH: 2, KW: 2, StrideH: 1, StrideW: 1, PadT: 1, PadR: 1, W: rnd(64, 0.3), B: rnd(4, 0.1)}
+	// c1: 5+1−2+1 = 5 rows, 6+1−2+1 = 6 columns; pool → 2×3.
+	c2 := &Conv2D{InC: 4, OutC: 3, KH: 2, KW: 1, StrideH: 2, StrideW: 2, W: rnd(24, 0.3), B: rnd(3, 0.1)}
+	// c2: (2−2)/2+1 = 1 row, (3−1)/2+1 = 2 columns.
+	d := &Dense{In: 6, Out: 2, W: rnd(12, 0.5), B: rnd(2, 0.1)}
+	return &Net{Input: []int{4, 5, 6}, InputScale: 1, Layers: []Layer{c1, &ReLU{}, &MaxPool{KH: 2, KW: 2, StrideH: 2, StrideW: 2}, c2, &Flatten{}, d}}
+}
+
 // testSamples are n random inputs: normal (signed) or pixels 0..255.
 func testSamples(net *Net, n int, pixels bool, seed uint64) *Samples {
 	size := 1
@@ -311,7 +331,7 @@ func runTraced(t *testing.T, e *Int8Engine, x []float32, nb int) (ins, outs [][]
 // integer reference: codes and float outputs equal to the bit.
 func TestInt8EngineExact(t *testing.T) {
 	be := cpu.New()
-	for ni, mk := range []func(*rand.Rand) *Net{testNet, testNet2} {
+	for ni, mk := range []func(*rand.Rand) *Net{testNet, testNet2, testNet3} {
 		rng := rand.New(rand.NewPCG(uint64(ni)+3, 3))
 		net := mk(rng)
 		data := testSamples(net, 37, ni == 1, uint64(ni))
