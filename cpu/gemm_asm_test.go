@@ -45,6 +45,8 @@ func gemmSizes(rnd *rand.Rand, random int) [][3]int {
 	}
 	// Several blocks of k, and a k that is not a multiple of 4 or 64.
 	s = append(s, [3]int{33, 70, 4099}, [3]int{15, 17, 4099}, [3]int{70, 65, 2053})
+	// Rows a multiple of 4 KiB long (the float32 GEMM copies A then).
+	s = append(s, [3]int{43, 70, 2048}, [3]int{15, 33, 1024}, [3]int{200, 40, 1024})
 	// One side of at most four rows (the dot kernels), with k around
 	// their vectors of 16 and 64.
 	for _, k := range []int{1, 15, 16, 17, 63, 64, 65, 128, 1000, 4099} {

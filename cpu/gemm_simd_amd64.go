@@ -152,10 +152,16 @@ func gemmF32SIMD(m, n, k int, a, b, c []float32) bool {
 		copy(last, a[(mp-1)*mr*k:])
 	}
 
+	// Rows of A a multiple of 4 KiB apart share their L1 sets (the 14 the
+	// kernel reads at once would fill one): those are copied, a block of
+	// k at a time, to rows 1 KiB apart. Measured on an AMD EPYC (Zen 5),
+	// 1024³ and 2048³ ran 5-7% faster; at 512³ (2 KiB rows) the copy cost
+	// 2-4%.
+	copyA := 4*k%4096 == 0
 	rowsPer, colsPer, mb, nb := simdTasks(mp, np, mr, w)
 	parallelTasks(w, mb*nb, func(_, t int) {
 		ip0, jp0 := t/nb*rowsPer, t%nb*colsPer
-		gemmF32SIMDBlock(kern, ip0, min(ip0+rowsPer, mp), jp0, min(jp0+colsPer, np), m, n, k, a, last, bp, c, rs, cs)
+		gemmF32SIMDBlock(kern, ip0, min(ip0+rowsPer, mp), jp0, min(jp0+colsPer, np), m, n, k, a, last, bp, c, rs, cs, copyA)
 	})
 	return true
 }
@@ -202,13 +208,29 @@ const packBlock = 16
 // row-major C straight from the kernel, the others through a tile
 // buffer.
 //
-// last, when not nil, is the last row panel of A, padded.
-func gemmF32SIMDBlock(kern *f32Kern, ip0, ip1, jp0, jp1, m, n, k int, a, last, bp, c []float32, rs, cs int) {
+// last, when not nil, is the last row panel of A, padded. With copyA the
+// rows of A are read from a copy of the block, kc values a row.
+func gemmF32SIMDBlock(kern *f32Kern, ip0, ip1, jp0, jp1, m, n, k int, a, last, bp, c []float32, rs, cs int, copyA bool) {
 	mr, nr := kern.mr, kern.nr
 	var tile [gemmTileMax]float32
+	var blk []float32
+	if copyA {
+		blk = poolF32Pack.get((ip1 - ip0) * mr * min(gemmF32SIMDKC, k))
+		defer poolF32Pack.put(blk)
+	}
 	for k0 := 0; k0 < k; k0 += gemmF32SIMDKC {
 		kc := min(gemmF32SIMDKC, k-k0)
 		acc := k0 > 0
+		if copyA {
+			for r := range (ip1 - ip0) * mr {
+				d := blk[r*kc : (r+1)*kc]
+				if i := ip0*mr + r; i < m {
+					copy(d, a[i*k+k0:])
+				} else {
+					clear(d)
+				}
+			}
+		}
 		for jp := jp0; jp < jp1; jp++ {
 			j := jp * nr
 			cols := min(nr, n-j)
@@ -216,15 +238,18 @@ func gemmF32SIMDBlock(kern *f32Kern, ip0, ip1, jp0, jp1, m, n, k int, a, last, b
 			for ip := ip0; ip < ip1; ip++ {
 				i := ip * mr
 				rows := min(mr, m-i)
-				pa := a[i*k:]
+				pa, lda, off := a[i*k:], k, k0
 				if rows < mr {
 					pa = last
 				}
+				if copyA {
+					pa, lda, off = blk[(ip-ip0)*mr*kc:], kc, 0
+				}
 				if cs == 1 && rows == mr && cols == nr {
-					kern.fn(kc, &pa[k0], k, pb, &c[i*rs+j], rs, acc)
+					kern.fn(kc, &pa[off], lda, pb, &c[i*rs+j], rs, acc)
 					continue
 				}
-				kern.fn(kc, &pa[k0], k, pb, &tile[0], nr, false)
+				kern.fn(kc, &pa[off], lda, pb, &tile[0], nr, false)
 				for r := range rows {
 					for q, v := range tile[r*nr : r*nr+cols] {
 						x := &c[(i+r)*rs+(j+q)*cs]
