@@ -53,10 +53,9 @@ func testNet2(rng *rand.Rand) *Net {
 	return &Net{Input: []int{1, 6, 6}, Layers: []Layer{c, &ReLU{}, &Flatten{}, d1, &ReLU{}, d2}, InputScale: 1}
 }
 
-// testNet3 has kernel rows of exactly 8 codes (4 channels × 2), moved
-// word by word, and a strided one of 8 again: [4,5,6] → conv 2×2 (4,
-// pads 1,0,0,1) → ReLU → pool 2 → conv 2×1 stride 2 (3) → flatten →
-// dense 2.
+// testNet3 has kernel rows of whole 8-code words, moved word by word:
+// [4,5,6] → conv 2×4 (4, pads 1,1,0,1: rows of 16 codes) → ReLU → pool 2
+// → conv 2×2 (3: rows of 8 codes) → flatten → dense 2.
 func testNet3(rng *rand.Rand) *Net {
 	rnd := func(n int, s float64) []float32 {
 		v := make([]float32, n)
@@ -65,11 +64,10 @@ func testNet3(rng *rand.Rand) *Net {
 		}
 		return v
 	}
-	c1 := &Conv2D{InC: 4, OutC: 4, KH: 2, KW: 2, StrideH: 1, StrideW: 1, PadT: 1, PadR: 1, W: rnd(64, 0.3), B: rnd(4, 0.1)}
-	// c1: 5+1−2+1 = 5 rows, 6+1−2+1 = 6 columns; pool → 2×3.
-	c2 := &Conv2D{InC: 4, OutC: 3, KH: 2, KW: 1, StrideH: 2, StrideW: 2, W: rnd(24, 0.3), B: rnd(3, 0.1)}
-	// c2: (2−2)/2+1 = 1 row, (3−1)/2+1 = 2 columns.
-	d := &Dense{In: 6, Out: 2, W: rnd(12, 0.5), B: rnd(2, 0.1)}
+	c1 := &Conv2D{InC: 4, OutC: 4, KH: 2, KW: 4, StrideH: 1, StrideW: 1, PadT: 1, PadL: 1, PadR: 1, W: rnd(128, 0.3), B: rnd(4, 0.1)}
+	// c1: 5+1−2+1 = 5 rows, 6+2−4+1 = 5 columns; pool → 2×2.
+	c2 := &Conv2D{InC: 4, OutC: 3, KH: 2, KW: 2, StrideH: 1, StrideW: 1, W: rnd(48, 0.3), B: rnd(3, 0.1)}
+	d := &Dense{In: 3, Out: 2, W: rnd(6, 0.5), B: rnd(2, 0.1)}
 	return &Net{Input: []int{4, 5, 6}, InputScale: 1, Layers: []Layer{c1, &ReLU{}, &MaxPool{KH: 2, KW: 2, StrideH: 2, StrideW: 2}, c2, &Flatten{}, d}}
 }
 
