@@ -361,12 +361,6 @@ func TestHistogramAbsKernels(t *testing.T) {
 	})
 }
 
-func TestElemPathsNamed(t *testing.T) {
-	for _, p := range elemPaths() {
-		t.Log(p.name, fmt.Sprintf("%+v", p.isa))
-	}
-}
-
 // FuzzElemKernels compares the assembly with the generic path on arbitrary
 // float32 bit patterns: Quantize under a scheme, scale and zero point the
 // input picks, AbsMax and HistogramAbs. Inputs are capped at 4096 values.
