@@ -1,8 +1,9 @@
-// Command elem generates the AVX2 element-wise kernels of package cpu:
-// quantization and dequantization of float32 to 8- and 4-bit codes, the
-// largest finite |x| and the bin indices of the |x| histogram. Each kernel
-// handles whole blocks of 32 (histogram: 128) elements; the Go code in
-// package cpu does the remainder and every case the kernels leave out.
+// Command elem generates the element-wise kernels of package cpu:
+// quantization (AVX2 and AVX-512) and dequantization (AVX2) of float32 to
+// 8- and 4-bit codes, the largest finite |x| and the histogram of |x|
+// (AVX2). Each kernel handles whole blocks of 32 elements (AVX-512: 64,
+// histogram: 128); the Go code in package cpu (elem.go, quant.go,
+// reduce.go) does the remainder and every case the kernels leave out.
 //
 //	cd cpu/_gen && go run ./elem    # or make asm
 //
