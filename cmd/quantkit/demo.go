@@ -562,6 +562,7 @@ func demoPlot(rep *DemoReport, path string) error {
 	if err != nil {
 		return err
 	}
+	lb.Offset = vg.Point{X: vg.Points(5), Y: vg.Points(-3)}
 	acc.Add(sc, lb)
 	lo, hi := math.Inf(1), math.Inf(-1)
 	for _, p := range pts {
