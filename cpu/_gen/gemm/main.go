@@ -1,14 +1,24 @@
 // Command gemm generates the amd64 GEMM micro-kernels of package cpu:
 // cpu/gemm_amd64.s and its declarations, cpu/gemm_stubs_amd64.go.
 //
-// Run it from cpu/_gen with `go run ./gemm` (make asm). Each kernel
-// multiplies a packed panel of mr rows of A by a packed panel of nr rows
-// of B over kc steps of k, with every sum of the mr×nr tile in a vector
-// register, and stores the tile into C (or adds it to C) at the end: C is
-// read and written once per call, A and B are each read once.
+// Run it from cpu/_gen with `go run ./gemm` (make asm; make asm-check
+// fails when the committed files differ from what it writes).
 //
-// All kernels use fixed registers: the tile takes nearly the whole vector
-// register file, so there is nothing for an allocator to decide.
+// The tile kernels multiply mr rows of A, read where they lie (or, for
+// the AVX2 int8 kernel, packed in int16 pairs), by a panel of nr rows of
+// B packed along k, over kc steps, with every sum of the mr×nr tile in a
+// vector register, and store the tile into C (or add it to C) at the end:
+// C is read and written once per call, A and B are each read once. The
+// dot kernels, for GEMMs with at most four rows on one side, take vectors
+// along k from both operands in place and reduce each sum across its
+// lanes at the end. packWords32AVX512 packs B for the AVX-512 int8
+// kernel, sumS8AVX512VNNI sums rows of A for its offset correction.
+//
+// Every kernel uses fixed registers: the tile takes nearly the whole
+// vector register file, so there is nothing for an allocator to decide.
+// Instructions avo v0.5.0 does not know are built as ir.Instructions:
+// VPDPBUSD in its EVEX form (which Go's assembler knows), and in its VEX
+// form (AVX-VNNI, which Go's assembler does not know either) as bytes.
 package main
 
 import (
