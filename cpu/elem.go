@@ -67,6 +67,20 @@ func quantize4VecAsm(pairs []byte, x, sc []float32, zp []int32, qmin, qmax int32
 // multiple of 32), group g under sc[g] and zp[g], into dst (packed two
 // codes a byte when bits is 4). The caller checks use.AVX2FMA.
 func quantizeGroupsAsm(bits int, dst []byte, x, sc []float32, zp []int32, group int, qmin, qmax int32) {
+	if use.AVX512 && group == 32 {
+		// Two groups a step of 64; an odd last group goes to AVX2.
+		m := len(sc) &^ 1
+		e := m * 32
+		if bits == 8 {
+			quantize8Groups32AVX512(dst[:e], x[:e], sc[:m], zp[:m], qmin, qmax)
+		} else {
+			quantize4Groups32AVX512(dst[:e/2], x[:e], sc[:m], zp[:m], qmin, qmax)
+		}
+		dst, x, sc, zp = dst[e*bits/8:], x[e:], sc[m:], zp[m:]
+		if len(sc) == 0 {
+			return
+		}
+	}
 	wide := use.AVX512 && group%64 == 0
 	switch {
 	case bits == 8 && wide:

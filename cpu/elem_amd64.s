@@ -585,6 +585,83 @@ done:
 	VZEROUPPER
 	RET
 
+// func quantize8Groups32AVX512(dst []byte, x []float32, sc []float32, zp []int32, qmin int32, qmax int32)
+// Requires: AVX, AVX512F
+TEXT ·quantize8Groups32AVX512(SB), NOSPLIT, $0-104
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVQ         sc_base+48(FP), DX
+	MOVQ         zp_base+72(FP), BX
+	MOVL         qmin+96(FP), SI
+	VPBROADCASTD SI, Z0
+	MOVL         qmax+100(FP), SI
+	VPBROADCASTD SI, Z1
+	VBROADCASTSS elemClampLimit<>+0(SB), Z2
+	VBROADCASTSS elemNegLimit<>+0(SB), Z3
+	MOVQ         sc_len+56(FP), SI
+	SHRQ         $0x01, SI
+	JZ           done
+
+loop:
+	VBROADCASTSS       (DX), Z4
+	VPBROADCASTD       (BX), Z5
+	VBROADCASTSS       4(DX), Z6
+	VPBROADCASTD       4(BX), Z7
+	VMOVUPS            (CX), Z8
+	VDIVPS             Z4, Z8, Z8
+	VCMPPS             $0x07, Z8, Z8, K1
+	VMAXPS             Z3, Z8, Z8
+	VMINPS             Z2, Z8, Z8
+	VCVTPS2DQ.RN_SAE.Z Z8, K1, Z8
+	VPADDD             Z5, Z8, Z8
+	VPMAXSD            Z0, Z8, Z8
+	VPMINSD            Z1, Z8, Z8
+	VPMOVDB            Z8, X8
+	VMOVDQU            X8, (AX)
+	VMOVUPS            64(CX), Z8
+	VDIVPS             Z4, Z8, Z8
+	VCMPPS             $0x07, Z8, Z8, K1
+	VMAXPS             Z3, Z8, Z8
+	VMINPS             Z2, Z8, Z8
+	VCVTPS2DQ.RN_SAE.Z Z8, K1, Z4
+	VPADDD             Z5, Z4, Z4
+	VPMAXSD            Z0, Z4, Z4
+	VPMINSD            Z1, Z4, Z4
+	VPMOVDB            Z4, X4
+	VMOVDQU            X4, 16(AX)
+	VMOVUPS            128(CX), Z4
+	VDIVPS             Z6, Z4, Z4
+	VCMPPS             $0x07, Z4, Z4, K1
+	VMAXPS             Z3, Z4, Z4
+	VMINPS             Z2, Z4, Z4
+	VCVTPS2DQ.RN_SAE.Z Z4, K1, Z4
+	VPADDD             Z7, Z4, Z4
+	VPMAXSD            Z0, Z4, Z4
+	VPMINSD            Z1, Z4, Z4
+	VPMOVDB            Z4, X4
+	VMOVDQU            X4, 32(AX)
+	VMOVUPS            192(CX), Z4
+	VDIVPS             Z6, Z4, Z4
+	VCMPPS             $0x07, Z4, Z4, K1
+	VMAXPS             Z3, Z4, Z4
+	VMINPS             Z2, Z4, Z4
+	VCVTPS2DQ.RN_SAE.Z Z4, K1, Z4
+	VPADDD             Z7, Z4, Z4
+	VPMAXSD            Z0, Z4, Z4
+	VPMINSD            Z1, Z4, Z4
+	VPMOVDB            Z4, X4
+	VMOVDQU            X4, 48(AX)
+	ADDQ               $0x00000100, CX
+	ADDQ               $0x00000008, DX
+	ADDQ               $0x00000008, BX
+	ADDQ               $0x00000040, AX
+	DECQ               SI
+	JNZ                loop
+
+done:
+	VZEROUPPER
+	RET
+
 // func quantize4AVX2(dst []byte, x []float32, sc float32, zp int32, qmin int32, qmax int32)
 // Requires: AVX, AVX2, SSE
 TEXT ·quantize4AVX2(SB), NOSPLIT, $0-64
@@ -1091,6 +1168,89 @@ loop:
 	ADDQ               $0x00000004, BX
 	DECQ               SI
 	JNZ                group
+
+done:
+	VZEROUPPER
+	RET
+
+// func quantize4Groups32AVX512(dst []byte, x []float32, sc []float32, zp []int32, qmin int32, qmax int32)
+// Requires: AVX, AVX512BW, AVX512F
+TEXT ·quantize4Groups32AVX512(SB), NOSPLIT, $0-104
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVQ         sc_base+48(FP), DX
+	MOVQ         zp_base+72(FP), BX
+	MOVL         qmin+96(FP), SI
+	VPBROADCASTD SI, Z0
+	MOVL         qmax+100(FP), SI
+	VPBROADCASTD SI, Z1
+	VBROADCASTSS elemClampLimit<>+0(SB), Z2
+	VBROADCASTSS elemNegLimit<>+0(SB), Z3
+	VBROADCASTSS elemHighNibble<>+0(SB), Z4
+	VBROADCASTSS elemLowNibble<>+0(SB), Z5
+	MOVQ         sc_len+56(FP), SI
+	SHRQ         $0x01, SI
+	JZ           done
+
+loop:
+	VBROADCASTSS       (DX), Z6
+	VPBROADCASTD       (BX), Z7
+	VBROADCASTSS       4(DX), Z8
+	VPBROADCASTD       4(BX), Z9
+	VMOVUPS            (CX), Z10
+	VDIVPS             Z6, Z10, Z10
+	VCMPPS             $0x07, Z10, Z10, K1
+	VMAXPS             Z3, Z10, Z10
+	VMINPS             Z2, Z10, Z10
+	VCVTPS2DQ.RN_SAE.Z Z10, K1, Z10
+	VPADDD             Z7, Z10, Z10
+	VPMAXSD            Z0, Z10, Z10
+	VPMINSD            Z1, Z10, Z10
+	VPMOVDB            Z10, X11
+	VMOVUPS            64(CX), Z10
+	VDIVPS             Z6, Z10, Z10
+	VCMPPS             $0x07, Z10, Z10, K1
+	VMAXPS             Z3, Z10, Z10
+	VMINPS             Z2, Z10, Z10
+	VCVTPS2DQ.RN_SAE.Z Z10, K1, Z6
+	VPADDD             Z7, Z6, Z6
+	VPMAXSD            Z0, Z6, Z6
+	VPMINSD            Z1, Z6, Z6
+	VPMOVDB            Z6, X6
+	VMOVUPS            128(CX), Z7
+	VDIVPS             Z8, Z7, Z7
+	VCMPPS             $0x07, Z7, Z7, K1
+	VMAXPS             Z3, Z7, Z7
+	VMINPS             Z2, Z7, Z7
+	VCVTPS2DQ.RN_SAE.Z Z7, K1, Z7
+	VPADDD             Z9, Z7, Z7
+	VPMAXSD            Z0, Z7, Z7
+	VPMINSD            Z1, Z7, Z7
+	VPMOVDB            Z7, X7
+	VMOVUPS            192(CX), Z10
+	VDIVPS             Z8, Z10, Z10
+	VCMPPS             $0x07, Z10, Z10, K1
+	VMAXPS             Z3, Z10, Z10
+	VMINPS             Z2, Z10, Z10
+	VCVTPS2DQ.RN_SAE.Z Z10, K1, Z8
+	VPADDD             Z9, Z8, Z8
+	VPMAXSD            Z0, Z8, Z8
+	VPMINSD            Z1, Z8, Z8
+	VPMOVDB            Z8, X8
+	VINSERTI32X4       $0x01, X6, Z11, Z6
+	VINSERTI32X4       $0x02, X7, Z6, Z6
+	VINSERTI32X4       $0x03, X8, Z6, Z6
+	VPSRLW             $0x04, Z6, Z7
+	VPANDD             Z4, Z7, Z7
+	VPANDD             Z5, Z6, Z6
+	VPORD              Z7, Z6, Z6
+	VPMOVWB            Z6, (AX)
+	ADDQ               $0x00000100, CX
+	ADDQ               $0x00000008, DX
+	ADDQ               $0x00000008, BX
+	ADDQ               $0x00000020, AX
+	DECQ               SI
+	JNZ                loop
 
 done:
 	VZEROUPPER

@@ -69,6 +69,14 @@ func quantize4GroupsAVX512(dst []byte, x []float32, sc []float32, zp []int32, gr
 	quantize4GroupsAVX2(dst, x, sc, zp, group, qmin, qmax)
 }
 
+func quantize8Groups32AVX512(dst []byte, x []float32, sc []float32, zp []int32, qmin, qmax int32) {
+	quantize8GroupsAVX2(dst, x, sc[:len(sc)&^1], zp, 32, qmin, qmax)
+}
+
+func quantize4Groups32AVX512(dst []byte, x []float32, sc []float32, zp []int32, qmin, qmax int32) {
+	quantize4GroupsAVX2(dst, x, sc[:len(sc)&^1], zp, 32, qmin, qmax)
+}
+
 func dequantize8SAVX2(x []float32, codes []byte, sc float32, zp int32) {
 	for i := range len(x) &^ 31 {
 		x[i] = float32(int32(int8(codes[i]))-zp) * sc

@@ -22,6 +22,9 @@ func quantize8VecAVX512(dst []byte, x []float32, sc []float32, zp []int32, qmin 
 // quantize8GroupsAVX512 quantizes len(sc) groups of group elements (a multiple of 64), group g under sc[g] and zp[g].
 func quantize8GroupsAVX512(dst []byte, x []float32, sc []float32, zp []int32, group int, qmin int32, qmax int32)
 
+// quantize8Groups32AVX512 quantizes len(sc)/2 pairs of groups of 32 elements, group g under sc[g] and zp[g].
+func quantize8Groups32AVX512(dst []byte, x []float32, sc []float32, zp []int32, qmin int32, qmax int32)
+
 // quantize4AVX2 is quantize4 on len(x)/32 blocks of 32 elements.
 func quantize4AVX2(dst []byte, x []float32, sc float32, zp int32, qmin int32, qmax int32)
 
@@ -39,6 +42,9 @@ func quantize4VecAVX512(dst []byte, x []float32, sc []float32, zp []int32, qmin 
 
 // quantize4GroupsAVX512 quantizes len(sc) groups of group elements (a multiple of 64), group g under sc[g] and zp[g].
 func quantize4GroupsAVX512(dst []byte, x []float32, sc []float32, zp []int32, group int, qmin int32, qmax int32)
+
+// quantize4Groups32AVX512 quantizes len(sc)/2 pairs of groups of 32 elements, group g under sc[g] and zp[g].
+func quantize4Groups32AVX512(dst []byte, x []float32, sc []float32, zp []int32, qmin int32, qmax int32)
 
 // dequantize8UAVX2 is dequantize8 on len(x)/32 blocks of 32 elements.
 func dequantize8UAVX2(x []float32, codes []byte, sc float32, zp int32)

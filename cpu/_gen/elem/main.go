@@ -34,6 +34,7 @@ func main() {
 		quantize512(bits, perRun)
 		quantize512(bits, perElement)
 		quantize512(bits, perGroup)
+		quantize512(bits, perGroup32)
 	}
 	for _, signed := range []bool{false, true} {
 		dequantize8(signed, false)
@@ -112,6 +113,7 @@ const (
 	perRun     = iota // one of each for all of x
 	perElement        // sc[i] and zp[i] for element i
 	perGroup          // sc[g] and zp[g] for the g-th run of group elements
+	perGroup32        // perGroup with groups of 32, two in each step of 64 (AVX-512)
 )
 
 func quantize(bits, mode int) {
@@ -260,6 +262,10 @@ func quantize512(bits, mode int) {
 		name = fmt.Sprintf("quantize%dGroupsAVX512", bits)
 		sig = "func(dst []byte, x []float32, sc []float32, zp []int32, group int, qmin, qmax int32)"
 		doc = name + " quantizes len(sc) groups of group elements (a multiple of 64), group g under sc[g] and zp[g]."
+	case perGroup32:
+		name = fmt.Sprintf("quantize%dGroups32AVX512", bits)
+		sig = "func(dst []byte, x []float32, sc []float32, zp []int32, qmin, qmax int32)"
+		doc = name + " quantizes len(sc)/2 pairs of groups of 32 elements, group g under sc[g] and zp[g]."
 	}
 	TEXT(name, NOSPLIT, sig)
 	Doc(doc)
@@ -288,8 +294,14 @@ func quantize512(bits, mode int) {
 		VBROADCASTSS(lowNibble, lowN)
 	}
 	scV, zpV := ZMM(), ZMM()
+	var scV2, zpV2 VecVirtual // the second group of a step (perGroup32)
 	var n, groups, blocks Register
 	switch mode {
+	case perGroup32:
+		scV2, zpV2 = ZMM(), ZMM()
+		n = Load(Param("sc").Len(), GP64())
+		SHRQ(U8(1), n)
+		JZ(LabelRef("done"))
 	case perRun:
 		f := XMM()
 		Load(Param("sc"), f)
@@ -315,15 +327,29 @@ func quantize512(bits, mode int) {
 		MOVQ(blocks, n)
 	}
 
+	if mode != perGroup32 {
+		scV2, zpV2 = scV, zpV
+	}
+
 	Label("loop")
+	if mode == perGroup32 {
+		VBROADCASTSS(sc, scV)
+		VPBROADCASTD(zp, zpV)
+		VBROADCASTSS(sc.Offset(4), scV2)
+		VPBROADCASTD(zp.Offset(4), zpV2)
+	}
 	var b [4]VecVirtual // the 16 code bytes of each quarter
 	for j := range b {
+		scJ, zpJ := scV, zpV
+		if j >= 2 {
+			scJ, zpJ = scV2, zpV2
+		}
 		v := ZMM()
 		VMOVUPS(x.Offset(64*j), v)
 		if mode == perElement {
 			VDIVPS(sc.Offset(64*j), v, v)
 		} else {
-			VDIVPS(scV, v, v)
+			VDIVPS(scJ, v, v)
 		}
 		ord := K()
 		VCMPPS(U8(7), v, v, ord) // not NaN
@@ -334,7 +360,7 @@ func quantize512(bits, mode int) {
 		if mode == perElement {
 			VPADDD(zp.Offset(64*j), q, q)
 		} else {
-			VPADDD(zpV, q, q)
+			VPADDD(zpJ, q, q)
 		}
 		VPMAXSD(qmin, q, q)
 		VPMINSD(qmax, q, q)
@@ -359,9 +385,13 @@ func quantize512(bits, mode int) {
 		VPMOVWB(a, dst)
 	}
 	ADDQ(U32(64*4), x.Base)
-	if mode == perElement {
+	switch mode {
+	case perElement:
 		ADDQ(U32(64*4), sc.Base)
 		ADDQ(U32(64*4), zp.Base)
+	case perGroup32:
+		ADDQ(U32(8), sc.Base)
+		ADDQ(U32(8), zp.Base)
 	}
 	ADDQ(U32(64*bits/8), dst.Base)
 	DECQ(n)
