@@ -616,7 +616,11 @@ func int8MaxPoolRequant(dst []int8, x []int32, nb int, st *int8Step) {
 	C := in.C
 	ep := &st.from.ep
 	int8Parallel(nb, out.size()*l.KH*l.KW, func(n0, n1 int) {
-		m := make([]int32, C)
+		var small [64]int32
+		m := small[:min(C, len(small))]
+		if C > len(small) {
+			m = make([]int32, C)
+		}
 		for n := n0; n < n1; n++ {
 			xn, yn := x[n*in.size():(n+1)*in.size()], dst[n*out.size():(n+1)*out.size()]
 			for oh := range out.H {
