@@ -71,6 +71,22 @@ func testNet3(rng *rand.Rand) *Net {
 	return &Net{Input: []int{4, 5, 6}, InputScale: 1, Layers: []Layer{c1, &ReLU{}, &MaxPool{KH: 2, KW: 2, StrideH: 2, StrideW: 2}, c2, &Flatten{}, d}}
 }
 
+// testNet4 has more channels (70) before a pool than the pooled
+// requantization keeps on its stack: [3,4,4] → conv 1×1 (70) → ReLU →
+// pool 2 → flatten → dense 3.
+func testNet4(rng *rand.Rand) *Net {
+	rnd := func(n int, s float64) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(rng.NormFloat64() * s)
+		}
+		return v
+	}
+	c := &Conv2D{InC: 3, OutC: 70, KH: 1, KW: 1, StrideH: 1, StrideW: 1, W: rnd(210, 0.5), B: rnd(70, 0.1)}
+	d := &Dense{In: 280, Out: 3, W: rnd(840, 0.1), B: rnd(3, 0.1)}
+	return &Net{Input: []int{3, 4, 4}, InputScale: 1, Layers: []Layer{c, &ReLU{}, &MaxPool{KH: 2, KW: 2, StrideH: 2, StrideW: 2}, &Flatten{}, d}}
+}
+
 // testSamples are n random inputs: normal (signed) or pixels 0..255.
 func testSamples(net *Net, n int, pixels bool, seed uint64) *Samples {
 	size := 1
@@ -329,7 +345,7 @@ func runTraced(t *testing.T, e *Int8Engine, x []float32, nb int) (ins, outs [][]
 // integer reference: codes and float outputs equal to the bit.
 func TestInt8EngineExact(t *testing.T) {
 	be := cpu.New()
-	for ni, mk := range []func(*rand.Rand) *Net{testNet, testNet2, testNet3} {
+	for ni, mk := range []func(*rand.Rand) *Net{testNet, testNet2, testNet3, testNet4} {
 		rng := rand.New(rand.NewPCG(uint64(ni)+3, 3))
 		net := mk(rng)
 		data := testSamples(net, 37, ni == 1, uint64(ni))
