@@ -1485,6 +1485,177 @@ done:
 	VZEROUPPER
 	RET
 
+// func dequantize8UGroupsAVX2(x []float32, codes []byte, sc []float32, zp []int32, group int)
+// Requires: AVX, AVX2
+TEXT ·dequantize8UGroupsAVX2(SB), NOSPLIT, $0-104
+	MOVQ  x_base+0(FP), AX
+	MOVQ  codes_base+24(FP), CX
+	MOVQ  sc_base+48(FP), DX
+	MOVQ  zp_base+72(FP), BX
+	MOVQ  sc_len+56(FP), SI
+	MOVQ  group+96(FP), DI
+	SHRQ  $0x05, DI
+	TESTQ SI, SI
+	JZ    done
+
+group:
+	VBROADCASTSS (DX), Y0
+	VPBROADCASTD (BX), Y1
+	MOVQ         DI, R8
+
+loop:
+	VPMOVZXBD (CX), Y2
+	VPSUBD    Y1, Y2, Y2
+	VCVTDQ2PS Y2, Y2
+	VMULPS    Y0, Y2, Y2
+	VMOVUPS   Y2, (AX)
+	VPMOVZXBD 8(CX), Y2
+	VPSUBD    Y1, Y2, Y2
+	VCVTDQ2PS Y2, Y2
+	VMULPS    Y0, Y2, Y2
+	VMOVUPS   Y2, 32(AX)
+	VPMOVZXBD 16(CX), Y2
+	VPSUBD    Y1, Y2, Y2
+	VCVTDQ2PS Y2, Y2
+	VMULPS    Y0, Y2, Y2
+	VMOVUPS   Y2, 64(AX)
+	VPMOVZXBD 24(CX), Y2
+	VPSUBD    Y1, Y2, Y2
+	VCVTDQ2PS Y2, Y2
+	VMULPS    Y0, Y2, Y2
+	VMOVUPS   Y2, 96(AX)
+	ADDQ      $0x00000020, CX
+	ADDQ      $0x00000080, AX
+	DECQ      R8
+	JNZ       loop
+	ADDQ      $0x00000004, DX
+	ADDQ      $0x00000004, BX
+	DECQ      SI
+	JNZ       group
+
+done:
+	VZEROUPPER
+	RET
+
+// func dequantize8SGroupsAVX2(x []float32, codes []byte, sc []float32, zp []int32, group int)
+// Requires: AVX, AVX2
+TEXT ·dequantize8SGroupsAVX2(SB), NOSPLIT, $0-104
+	MOVQ  x_base+0(FP), AX
+	MOVQ  codes_base+24(FP), CX
+	MOVQ  sc_base+48(FP), DX
+	MOVQ  zp_base+72(FP), BX
+	MOVQ  sc_len+56(FP), SI
+	MOVQ  group+96(FP), DI
+	SHRQ  $0x05, DI
+	TESTQ SI, SI
+	JZ    done
+
+group:
+	VBROADCASTSS (DX), Y0
+	VPBROADCASTD (BX), Y1
+	MOVQ         DI, R8
+
+loop:
+	VPMOVSXBD (CX), Y2
+	VPSUBD    Y1, Y2, Y2
+	VCVTDQ2PS Y2, Y2
+	VMULPS    Y0, Y2, Y2
+	VMOVUPS   Y2, (AX)
+	VPMOVSXBD 8(CX), Y2
+	VPSUBD    Y1, Y2, Y2
+	VCVTDQ2PS Y2, Y2
+	VMULPS    Y0, Y2, Y2
+	VMOVUPS   Y2, 32(AX)
+	VPMOVSXBD 16(CX), Y2
+	VPSUBD    Y1, Y2, Y2
+	VCVTDQ2PS Y2, Y2
+	VMULPS    Y0, Y2, Y2
+	VMOVUPS   Y2, 64(AX)
+	VPMOVSXBD 24(CX), Y2
+	VPSUBD    Y1, Y2, Y2
+	VCVTDQ2PS Y2, Y2
+	VMULPS    Y0, Y2, Y2
+	VMOVUPS   Y2, 96(AX)
+	ADDQ      $0x00000020, CX
+	ADDQ      $0x00000080, AX
+	DECQ      R8
+	JNZ       loop
+	ADDQ      $0x00000004, DX
+	ADDQ      $0x00000004, BX
+	DECQ      SI
+	JNZ       group
+
+done:
+	VZEROUPPER
+	RET
+
+// func dequantize4GroupsAVX2(x []float32, codes []byte, sc []float32, zp []int32, group int, off int32, flip uint32)
+// Requires: AVX, AVX2
+TEXT ·dequantize4GroupsAVX2(SB), NOSPLIT, $0-112
+	MOVQ         x_base+0(FP), AX
+	MOVQ         codes_base+24(FP), CX
+	MOVQ         sc_base+48(FP), DX
+	MOVQ         zp_base+72(FP), BX
+	MOVQ         sc_len+56(FP), SI
+	MOVQ         group+96(FP), DI
+	SHRQ         $0x05, DI
+	MOVL         off+104(FP), R8
+	VMOVD        R8, X0
+	VPBROADCASTD X0, Y0
+	MOVL         flip+108(FP), R8
+	VMOVD        R8, X1
+	VPBROADCASTD X1, Y1
+	TESTQ        SI, SI
+	JZ           done
+
+group:
+	VBROADCASTSS (DX), Y2
+	VPBROADCASTD (BX), Y3
+	VPADDD       Y0, Y3, Y3
+	MOVQ         DI, R8
+
+loop:
+	VPXOR      (CX), X1, X4
+	VPAND      elemNibbleMask<>+0(SB), X4, X5
+	VPSRLW     $0x04, X4, X4
+	VPAND      elemNibbleMask<>+0(SB), X4, X4
+	VPUNPCKLBW X4, X5, X6
+	VPUNPCKHBW X4, X5, X4
+	VPMOVZXBD  X6, Y5
+	VPSUBD     Y3, Y5, Y5
+	VCVTDQ2PS  Y5, Y5
+	VMULPS     Y2, Y5, Y5
+	VMOVUPS    Y5, (AX)
+	VPSRLDQ    $0x08, X6, X5
+	VPMOVZXBD  X5, Y5
+	VPSUBD     Y3, Y5, Y5
+	VCVTDQ2PS  Y5, Y5
+	VMULPS     Y2, Y5, Y5
+	VMOVUPS    Y5, 32(AX)
+	VPMOVZXBD  X4, Y5
+	VPSUBD     Y3, Y5, Y5
+	VCVTDQ2PS  Y5, Y5
+	VMULPS     Y2, Y5, Y5
+	VMOVUPS    Y5, 64(AX)
+	VPSRLDQ    $0x08, X4, X4
+	VPMOVZXBD  X4, Y4
+	VPSUBD     Y3, Y4, Y4
+	VCVTDQ2PS  Y4, Y4
+	VMULPS     Y2, Y4, Y4
+	VMOVUPS    Y4, 96(AX)
+	ADDQ       $0x00000010, CX
+	ADDQ       $0x00000080, AX
+	DECQ       R8
+	JNZ        loop
+	ADDQ       $0x00000004, DX
+	ADDQ       $0x00000004, BX
+	DECQ       SI
+	JNZ        group
+
+done:
+	VZEROUPPER
+	RET
+
 // func absMaxAVX2(x []float32) uint32
 // Requires: AVX, AVX2
 TEXT ·absMaxAVX2(SB), NOSPLIT, $0-28

@@ -101,6 +101,24 @@ func dequantize8UVecAVX2(x []float32, codes []byte, sc []float32, zp []int32) {
 	}
 }
 
+func dequantize8SGroupsAVX2(x []float32, codes []byte, sc []float32, zp []int32, group int) {
+	for g := range sc {
+		dequantize8SAVX2(x[g*group:(g+1)*group], codes[g*group:], sc[g], zp[g])
+	}
+}
+
+func dequantize8UGroupsAVX2(x []float32, codes []byte, sc []float32, zp []int32, group int) {
+	for g := range sc {
+		dequantize8UAVX2(x[g*group:(g+1)*group], codes[g*group:], sc[g], zp[g])
+	}
+}
+
+func dequantize4GroupsAVX2(x []float32, codes []byte, sc []float32, zp []int32, group int, off int32, flip uint32) {
+	for g := range sc {
+		dequantize4AVX2(x[g*group:(g+1)*group], codes[g*group/2:], sc[g], zp[g]+off, flip)
+	}
+}
+
 func dequantize4AVX2(x []float32, codes []byte, sc float32, sub int32, flip uint32) {
 	for p := range (len(x) &^ 31) / 2 {
 		c := codes[p] ^ byte(flip)

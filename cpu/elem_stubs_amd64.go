@@ -62,6 +62,18 @@ func dequantize8SVecAVX2(x []float32, codes []byte, sc []float32, zp []int32)
 // float32(int32(nibble(i) ^ flip&15) - sub) * sc, with flip 0 or 0x88888888.
 func dequantize4AVX2(x []float32, codes []byte, sc float32, sub int32, flip uint32)
 
+// dequantize8UGroupsAVX2 dequantizes len(sc) groups of group elements (a multiple of 32),
+// group g under sc[g] and zp[g].
+func dequantize8UGroupsAVX2(x []float32, codes []byte, sc []float32, zp []int32, group int)
+
+// dequantize8SGroupsAVX2 dequantizes len(sc) groups of group elements (a multiple of 32),
+// group g under sc[g] and zp[g].
+func dequantize8SGroupsAVX2(x []float32, codes []byte, sc []float32, zp []int32, group int)
+
+// dequantize4GroupsAVX2 dequantizes len(sc) groups of group elements (a multiple of 32),
+// group g under sc[g] and zp[g] + off, the codes xored with flip (in every byte).
+func dequantize4GroupsAVX2(x []float32, codes []byte, sc []float32, zp []int32, group int, off int32, flip uint32)
+
 // absMaxAVX2 is absMaxBits on len(x)/32 blocks of 32 elements.
 func absMaxAVX2(x []float32) uint32
 

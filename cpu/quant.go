@@ -188,9 +188,9 @@ func (l *qLayout) quantize(codes []byte, x []float32, lo, hi int) {
 }
 
 // wholeGroups is the number of elements from i (at most hi) that make
-// whole groups of one row for the assembly group kernels: 0 unless the
-// kernels run, groups are whole blocks of 32 and i starts a group (and a
-// byte, for 4-bit codes).
+// whole groups of one row for the assembly group kernels (quantize and
+// dequantize): 0 unless the kernels run, groups are whole blocks of 32 and
+// i starts a group (and a byte, for 4-bit codes).
 func (l *qLayout) wholeGroups(i, hi int) int {
 	if !use.AVX2FMA || l.gran != quant.PerGroup || l.group%32 != 0 || (l.bits == 4 && i&1 == 1) {
 		return 0
@@ -211,6 +211,24 @@ func (l *qLayout) quantizeGroups(codes []byte, x []float32, s, e int) {
 		quantizeGroupsAsm(8, codes[s:e], x[s:e], scs, zps, l.group, int32(l.qmin), int32(l.qmax))
 	} else {
 		quantizeGroupsAsm(4, codes[s>>1:e>>1], x[s:e], scs, zps, l.group, int32(l.qmin), int32(l.qmax))
+	}
+}
+
+// dequantizeGroups writes the whole groups [s, e) of one row.
+func (l *qLayout) dequantizeGroups(x []float32, codes []byte, s, e int) {
+	k := s/l.cols*l.perRow + s%l.cols/l.group
+	m := (e - s) / l.group
+	scs, zps := l.scales[k:k+m], l.zeroPoints[k:k+m]
+	switch {
+	case l.bits == 8 && l.signed:
+		dequantize8SGroupsAVX2(x[s:e], codes[s:e], scs, zps, l.group)
+	case l.bits == 8:
+		dequantize8UGroupsAVX2(x[s:e], codes[s:e], scs, zps, l.group)
+	case l.signed:
+		// Signed nibbles are (n^8) - 8, as in dequantize4.
+		dequantize4GroupsAVX2(x[s:e], codes[s>>1:e>>1], scs, zps, l.group, 8, 0x88888888)
+	default:
+		dequantize4GroupsAVX2(x[s:e], codes[s>>1:e>>1], scs, zps, l.group, 0, 0)
 	}
 }
 
@@ -320,6 +338,11 @@ func (l *qLayout) dequantize(x []float32, codes []byte, lo, hi int) {
 		return
 	}
 	for i := lo; i < hi; {
+		if n := l.wholeGroups(i, hi); n > 0 {
+			l.dequantizeGroups(x, codes, i, i+n)
+			i += n
+			continue
+		}
 		end, k := l.run(i, hi)
 		sc, zp := l.scales[k], l.zeroPoints[k]
 		if l.bits == 8 {

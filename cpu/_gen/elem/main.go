@@ -41,6 +41,9 @@ func main() {
 		dequantize8(signed, true)
 	}
 	dequantize4()
+	dequantizeGroups(8, false)
+	dequantizeGroups(8, true)
+	dequantizeGroups(4, false)
 	absMax()
 	histogram()
 
@@ -508,6 +511,97 @@ func dequantize4() {
 	ADDQ(U32(32*4), x.Base)
 	DECQ(n)
 	JNZ(LabelRef("loop"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
+// dequantizeGroups is dequantize8 and dequantize4 for whole groups (a
+// multiple of 32 elements), each under its own scale and zero point:
+// signed 4-bit codes are flipped (n^8) and offset by 8 as in dequantize4.
+func dequantizeGroups(bits int, signed bool) {
+	name := fmt.Sprintf("dequantize%dGroupsAVX2", bits)
+	sig := "func(x []float32, codes []byte, sc []float32, zp []int32, group int, off int32, flip uint32)"
+	doc := []string{name + " dequantizes len(sc) groups of group elements (a multiple of 32),",
+		"group g under sc[g] and zp[g] + off, the codes xored with flip (in every byte)."}
+	ext := VPMOVZXBD
+	if bits == 8 {
+		name = "dequantize8UGroupsAVX2"
+		if signed {
+			name, ext = "dequantize8SGroupsAVX2", VPMOVSXBD
+		}
+		sig = "func(x []float32, codes []byte, sc []float32, zp []int32, group int)"
+		doc = []string{name + " dequantizes len(sc) groups of group elements (a multiple of 32),",
+			"group g under sc[g] and zp[g]."}
+	}
+	TEXT(name, NOSPLIT, sig)
+	Doc(doc...)
+	x := Mem{Base: Load(Param("x").Base(), GP64())}
+	c := Mem{Base: Load(Param("codes").Base(), GP64())}
+	sc := Mem{Base: Load(Param("sc").Base(), GP64())}
+	zp := Mem{Base: Load(Param("zp").Base(), GP64())}
+	groups := Load(Param("sc").Len(), GP64())
+	blocks := Load(Param("group"), GP64())
+	SHRQ(U8(5), blocks)
+	var off, flip VecVirtual
+	if bits == 4 {
+		off, flip = broadcastI32("off"), broadcastI32("flip")
+	}
+	scV, subV := YMM(), YMM()
+	TESTQ(groups, groups)
+	JZ(LabelRef("done"))
+	Label("group")
+	VBROADCASTSS(sc, scV)
+	VPBROADCASTD(zp, subV)
+	if bits == 4 {
+		VPADDD(off, subV, subV)
+	}
+	n := GP64()
+	MOVQ(blocks, n)
+	Label("loop")
+	if bits == 8 {
+		for j := range 4 {
+			v := YMM()
+			ext(c.Offset(8*j), v)
+			VPSUBD(subV, v, v)
+			VCVTDQ2PS(v, v)
+			VMULPS(scV, v, v)
+			VMOVUPS(v, x.Offset(32*j))
+		}
+		ADDQ(U32(32), c.Base)
+	} else {
+		b := XMM()
+		VPXOR(c, flip.AsX(), b)
+		lo, hi := XMM(), XMM()
+		VPAND(nibbleMask, b, lo)
+		VPSRLW(U8(4), b, hi)
+		VPAND(nibbleMask, hi, hi)
+		e := [2]VecVirtual{XMM(), XMM()}
+		VPUNPCKLBW(hi, lo, e[0])
+		VPUNPCKHBW(hi, lo, e[1])
+		for j := range 4 {
+			src := e[j/2]
+			if j%2 == 1 {
+				t := XMM()
+				VPSRLDQ(U8(8), src, t)
+				src = t
+			}
+			v := YMM()
+			VPMOVZXBD(src, v)
+			VPSUBD(subV, v, v)
+			VCVTDQ2PS(v, v)
+			VMULPS(scV, v, v)
+			VMOVUPS(v, x.Offset(32*j))
+		}
+		ADDQ(U32(16), c.Base)
+	}
+	ADDQ(U32(32*4), x.Base)
+	DECQ(n)
+	JNZ(LabelRef("loop"))
+	ADDQ(U32(4), sc.Base)
+	ADDQ(U32(4), zp.Base)
+	DECQ(groups)
+	JNZ(LabelRef("group"))
 	Label("done")
 	VZEROUPPER()
 	RET()
