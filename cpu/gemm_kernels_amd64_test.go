@@ -3,8 +3,10 @@
 package cpu
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 )
 
@@ -176,5 +178,44 @@ func TestSumS8(t *testing.T) {
 				t.Fatalf("sumS8Go of %d: %d, want %d", n, got, want)
 			}
 		}
+	}
+}
+
+// BenchmarkGemmMicroKernel times each micro-kernel alone on panels of 256
+// steps that stay in L1, one goroutine: the peak its GEMM approaches.
+func BenchmarkGemmMicroKernel(b *testing.B) {
+	const kc = 256
+	for _, k := range []*f32Kern{&f32AVX512, &f32AVX2} {
+		b.Run(fmt.Sprintf("f32/%s", strings.ReplaceAll(k.name, " ", "-")), func(b *testing.B) {
+			if (k == &f32AVX512 && !hw.AVX512) || !hw.AVX2FMA {
+				b.Skip("not supported here")
+			}
+			a, p, c := make([]float32, k.mr*kc), make([]float32, k.nr*kc), make([]float32, k.mr*k.nr)
+			for b.Loop() {
+				k.fn(kc, &a[0], kc, &p[0], &c[0], k.nr, true)
+			}
+			b.ReportMetric(float64(2*k.mr*k.nr*kc)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+	for _, k := range []*s8Kern{&s8AVX512VNNI, &s8AVXVNNI, &s8AVX2} {
+		b.Run(fmt.Sprintf("s8/%s", strings.ReplaceAll(k.name, " ", "-")), func(b *testing.B) {
+			if (k == &s8AVX512VNNI && !hw.AVX512VNNI) || (k == &s8AVXVNNI && !hw.AVXVNNI) || !hw.AVX2FMA {
+				b.Skip("not supported here")
+			}
+			a, p, c := make([]int8, 4*k.mr*kc), make([]uint32, k.nr*kc), make([]int32, k.mr*k.nr)
+			a16, p16 := make([]int16, 2*k.mr*kc), make([]int16, 2*k.nr*kc)
+			steps := 4
+			if k.fn2 != nil {
+				steps = 2
+			}
+			for b.Loop() {
+				if k.fn4 != nil {
+					k.fn4(kc, &a[0], 4*kc, &p[0], &c[0], k.nr, true)
+				} else {
+					k.fn2(kc, &a16[0], &p16[0], &c[0], k.nr, true)
+				}
+			}
+			b.ReportMetric(float64(2*k.mr*k.nr*kc*steps)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GOP/s")
+		})
 	}
 }
