@@ -390,50 +390,51 @@ gemmF32Kernel6x16AVX2_store:
 	VZEROUPPER
 	RET
 
-// func gemmS8Kernel14x32AVX512VNNI(kc int, a *int8, lda int, b *uint32, c *int32, ldc int, accumulate bool)
+// func gemmS8Kernel14x32AVX512VNNI(kc int, a *int8, lda int, b *uint32, c *int32, ldc int, accumulate bool, init *int32)
 // Requires: AVX, AVX512F, AVX512_VNNI
-TEXT ·gemmS8Kernel14x32AVX512VNNI(SB), NOSPLIT, $0-49
-	MOVQ    kc+0(FP), CX
-	MOVQ    a+8(FP), AX
-	MOVQ    lda+16(FP), R9
-	LEAQ    (R9)(R9*2), R10
-	LEAQ    (R9)(R9*4), R11
-	LEAQ    (R10)(R9*4), R12
-	LEAQ    (AX)(R9*8), R13
-	ADDQ    R9, R13
-	MOVQ    b+24(FP), BX
-	MOVQ    c+32(FP), DI
-	MOVQ    ldc+40(FP), SI
-	SHLQ    $0x02, SI
-	MOVBQZX accumulate+48(FP), R8
-	VPXORD  Z0, Z0, Z0
-	VPXORD  Z1, Z1, Z1
-	VPXORD  Z2, Z2, Z2
-	VPXORD  Z3, Z3, Z3
-	VPXORD  Z4, Z4, Z4
-	VPXORD  Z5, Z5, Z5
-	VPXORD  Z6, Z6, Z6
-	VPXORD  Z7, Z7, Z7
-	VPXORD  Z8, Z8, Z8
-	VPXORD  Z9, Z9, Z9
-	VPXORD  Z10, Z10, Z10
-	VPXORD  Z11, Z11, Z11
-	VPXORD  Z12, Z12, Z12
-	VPXORD  Z13, Z13, Z13
-	VPXORD  Z14, Z14, Z14
-	VPXORD  Z15, Z15, Z15
-	VPXORD  Z16, Z16, Z16
-	VPXORD  Z17, Z17, Z17
-	VPXORD  Z18, Z18, Z18
-	VPXORD  Z19, Z19, Z19
-	VPXORD  Z20, Z20, Z20
-	VPXORD  Z21, Z21, Z21
-	VPXORD  Z22, Z22, Z22
-	VPXORD  Z23, Z23, Z23
-	VPXORD  Z24, Z24, Z24
-	VPXORD  Z25, Z25, Z25
-	VPXORD  Z26, Z26, Z26
-	VPXORD  Z27, Z27, Z27
+TEXT ·gemmS8Kernel14x32AVX512VNNI(SB), NOSPLIT, $0-64
+	MOVQ         kc+0(FP), CX
+	MOVQ         a+8(FP), AX
+	MOVQ         lda+16(FP), R9
+	LEAQ         (R9)(R9*2), R10
+	LEAQ         (R9)(R9*4), R11
+	LEAQ         (R10)(R9*4), R12
+	LEAQ         (AX)(R9*8), R13
+	ADDQ         R9, R13
+	MOVQ         b+24(FP), BX
+	MOVQ         c+32(FP), DI
+	MOVQ         ldc+40(FP), SI
+	SHLQ         $0x02, SI
+	MOVBQZX      accumulate+48(FP), R8
+	MOVQ         init+56(FP), DX
+	VPBROADCASTD (DX), Z0
+	VPBROADCASTD (DX), Z1
+	VPBROADCASTD 4(DX), Z2
+	VPBROADCASTD 4(DX), Z3
+	VPBROADCASTD 8(DX), Z4
+	VPBROADCASTD 8(DX), Z5
+	VPBROADCASTD 12(DX), Z6
+	VPBROADCASTD 12(DX), Z7
+	VPBROADCASTD 16(DX), Z8
+	VPBROADCASTD 16(DX), Z9
+	VPBROADCASTD 20(DX), Z10
+	VPBROADCASTD 20(DX), Z11
+	VPBROADCASTD 24(DX), Z12
+	VPBROADCASTD 24(DX), Z13
+	VPBROADCASTD 28(DX), Z14
+	VPBROADCASTD 28(DX), Z15
+	VPBROADCASTD 32(DX), Z16
+	VPBROADCASTD 32(DX), Z17
+	VPBROADCASTD 36(DX), Z18
+	VPBROADCASTD 36(DX), Z19
+	VPBROADCASTD 40(DX), Z20
+	VPBROADCASTD 40(DX), Z21
+	VPBROADCASTD 44(DX), Z22
+	VPBROADCASTD 44(DX), Z23
+	VPBROADCASTD 48(DX), Z24
+	VPBROADCASTD 48(DX), Z25
+	VPBROADCASTD 52(DX), Z26
+	VPBROADCASTD 52(DX), Z27
 
 gemmS8Kernel14x32AVX512VNNI_loop:
 	VMOVDQU32    (BX), Z28
@@ -606,34 +607,35 @@ gemmS8Kernel14x32AVX512VNNI_store:
 	VZEROUPPER
 	RET
 
-// func gemmS8Kernel6x16AVXVNNI(kc int, a *int8, lda int, b *uint32, c *int32, ldc int, accumulate bool)
+// func gemmS8Kernel6x16AVXVNNI(kc int, a *int8, lda int, b *uint32, c *int32, ldc int, accumulate bool, init *int32)
 // Requires: AVX, AVX2, AVX_VNNI
-TEXT ·gemmS8Kernel6x16AVXVNNI(SB), NOSPLIT, $0-49
-	MOVQ    kc+0(FP), CX
-	MOVQ    a+8(FP), AX
-	MOVQ    lda+16(FP), R9
-	LEAQ    (R9)(R9*2), R10
-	LEAQ    (R9)(R9*4), R11
-	LEAQ    (R10)(R9*4), R12
-	LEAQ    (AX)(R9*8), R13
-	ADDQ    R9, R13
-	MOVQ    b+24(FP), BX
-	MOVQ    c+32(FP), DI
-	MOVQ    ldc+40(FP), SI
-	SHLQ    $0x02, SI
-	MOVBQZX accumulate+48(FP), R8
-	VPXOR   Y0, Y0, Y0
-	VPXOR   Y1, Y1, Y1
-	VPXOR   Y2, Y2, Y2
-	VPXOR   Y3, Y3, Y3
-	VPXOR   Y4, Y4, Y4
-	VPXOR   Y5, Y5, Y5
-	VPXOR   Y6, Y6, Y6
-	VPXOR   Y7, Y7, Y7
-	VPXOR   Y8, Y8, Y8
-	VPXOR   Y9, Y9, Y9
-	VPXOR   Y10, Y10, Y10
-	VPXOR   Y11, Y11, Y11
+TEXT ·gemmS8Kernel6x16AVXVNNI(SB), NOSPLIT, $0-64
+	MOVQ         kc+0(FP), CX
+	MOVQ         a+8(FP), AX
+	MOVQ         lda+16(FP), R9
+	LEAQ         (R9)(R9*2), R10
+	LEAQ         (R9)(R9*4), R11
+	LEAQ         (R10)(R9*4), R12
+	LEAQ         (AX)(R9*8), R13
+	ADDQ         R9, R13
+	MOVQ         b+24(FP), BX
+	MOVQ         c+32(FP), DI
+	MOVQ         ldc+40(FP), SI
+	SHLQ         $0x02, SI
+	MOVBQZX      accumulate+48(FP), R8
+	MOVQ         init+56(FP), DX
+	VPBROADCASTD (DX), Y0
+	VPBROADCASTD (DX), Y1
+	VPBROADCASTD 4(DX), Y2
+	VPBROADCASTD 4(DX), Y3
+	VPBROADCASTD 8(DX), Y4
+	VPBROADCASTD 8(DX), Y5
+	VPBROADCASTD 12(DX), Y6
+	VPBROADCASTD 12(DX), Y7
+	VPBROADCASTD 16(DX), Y8
+	VPBROADCASTD 16(DX), Y9
+	VPBROADCASTD 20(DX), Y10
+	VPBROADCASTD 20(DX), Y11
 
 gemmS8Kernel6x16AVXVNNI_loop:
 	VMOVDQU      (BX), Y12

@@ -118,8 +118,14 @@ func TestS8MicroKernels(t *testing.T) {
 						c[i] = int32(i*2654435761) >> 2
 					}
 					want := append([]int32(nil), c...)
+					// Starting values per row (the offset correction the
+					// driver passes), extreme in some rows.
+					var init [14]int32
+					for r := range init {
+						init[r] = [...]int32{0, -1 << 31, 1<<31 - 1, 12345}[r%4] - int32(r)
+					}
 					if steps == 4 {
-						k.fn4(kc, &a[0], lda, &bw[0], &c[0], ldc, acc)
+						k.fn4(kc, &a[0], lda, &bw[0], &c[0], ldc, acc, &init[0])
 					} else {
 						k.fn2(kc, &a16[0], &b16[0], &c[0], ldc, acc)
 					}
@@ -134,7 +140,7 @@ func TestS8MicroKernels(t *testing.T) {
 								s += int32(a[r*lda+p]) * int32(b[j*steps*kc+p])
 							}
 							if steps == 4 {
-								s += 128 * sumA // the offset the caller removes
+								s += 128*sumA + init[r] // the offset and the start
 							}
 							if acc {
 								s += want[r*ldc+j]
@@ -203,6 +209,7 @@ func BenchmarkGemmMicroKernel(b *testing.B) {
 				b.Skip("not supported here")
 			}
 			a, p, c := make([]int8, 4*k.mr*kc), make([]uint32, k.nr*kc), make([]int32, k.mr*k.nr)
+			var init [14]int32
 			a16, p16 := make([]int16, 2*k.mr*kc), make([]int16, 2*k.nr*kc)
 			steps := 4
 			if k.fn2 != nil {
@@ -210,7 +217,7 @@ func BenchmarkGemmMicroKernel(b *testing.B) {
 			}
 			for b.Loop() {
 				if k.fn4 != nil {
-					k.fn4(kc, &a[0], 4*kc, &p[0], &c[0], k.nr, true)
+					k.fn4(kc, &a[0], 4*kc, &p[0], &c[0], k.nr, true, &init[0])
 				} else {
 					k.fn2(kc, &a16[0], &p16[0], &c[0], k.nr, true)
 				}

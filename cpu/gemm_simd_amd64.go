@@ -69,7 +69,7 @@ func f32Kernel() *f32Kern {
 type s8Kern struct {
 	name   string
 	mr, nr int
-	fn4    func(kc int, a *int8, lda int, b *uint32, c *int32, ldc int, accumulate bool)
+	fn4    func(kc int, a *int8, lda int, b *uint32, c *int32, ldc int, accumulate bool, init *int32)
 	fn2    func(kc int, a, b *int16, c *int32, ldc int, accumulate bool)
 }
 
@@ -299,9 +299,10 @@ func gemmS8SIMD(m, n, k int, a, b []int8, out *s8Out) bool {
 	if kern.fn4 != nil {
 		kg := ceilDiv(k, 4)
 		bp := poolU32Pack.get(np * nr * kg)
-		comp := poolS32.get(m)
+		comp := poolS32.get(mp * mr)
 		defer poolU32Pack.put(bp)
 		defer poolS32.put(comp)
+		clear(comp[m:])
 		parallelRange(w, np, 1, func(_, lo, hi int) {
 			for jp := lo; jp < hi; jp++ {
 				packS8Words(bp[jp*nr*kg:(jp+1)*nr*kg], b, n, k, jp*nr, nr)
@@ -325,25 +326,41 @@ func gemmS8SIMD(m, n, k int, a, b []int8, out *s8Out) bool {
 				copy(last[r*4*kg:], a[((mp-1)*mr+r)*k:][:k])
 			}
 		}
+		// Whole tiles of a plain int32 C are written by the kernel where
+		// they lie; the others go through tiles and the epilogue. The
+		// kernel starts each sum from comp (the offset correction) in the
+		// first block of k, from zero in the others.
+		direct := out.s32 != nil && out.colOffset == nil && !out.swap
+		var zeros [14]int32
 		parallelTasks(w, mb*nb, func(_, t int) {
 			ip0, jp0 := t/nb*rowsPer, t%nb*colsPer
 			ip1, jp1 := min(ip0+rowsPer, mp), min(jp0+colsPer, np)
 			tiles := poolS32.get((ip1 - ip0) * mr * nr)
 			defer poolS32.put(tiles)
 			for jp := jp0; jp < jp1; jp++ {
+				j := jp * nr
+				full := direct && j+nr <= n
 				for g0 := 0; g0 < kg; g0 += gemmS8SIMDKC {
 					kc := min(gemmS8SIMDKC, kg-g0)
 					pb := &bp[(jp*kg+g0)*nr]
 					for ip := ip0; ip < ip1; ip++ {
-						tile := &tiles[(ip-ip0)*mr*nr]
+						i := ip * mr
+						init := &zeros[0]
+						if g0 == 0 {
+							init = &comp[i]
+						}
+						c, ldc := &tiles[(ip-ip0)*mr*nr], nr
+						if full && i+mr <= m {
+							c, ldc = &out.s32[i*n+j], n
+						}
 						if last != nil && ip == mp-1 {
-							kern.fn4(kc, &last[4*g0], 4*kg, pb, tile, nr, g0 > 0)
+							kern.fn4(kc, &last[4*g0], 4*kg, pb, c, ldc, g0 > 0, init)
 						} else {
-							kern.fn4(kc, &a[ip*mr*lda+4*g0], lda, pb, tile, nr, g0 > 0)
+							kern.fn4(kc, &a[i*lda+4*g0], lda, pb, c, ldc, g0 > 0, init)
 						}
 					}
 				}
-				finishTiles(out, tiles, comp, ip0, ip1, jp, m, n, mr, nr)
+				finishTiles(out, tiles, ip0, ip1, jp, m, n, mr, nr, full)
 			}
 		})
 		return true
@@ -375,28 +392,25 @@ func gemmS8SIMD(m, n, k int, a, b []int8, out *s8Out) bool {
 					kern.fn2(kc, &ap[(ip*kp+g0)*mr*2], pb, &tiles[(ip-ip0)*mr*nr], nr, g0 > 0)
 				}
 			}
-			finishTiles(out, tiles, nil, ip0, ip1, jp, m, n, mr, nr)
+			finishTiles(out, tiles, ip0, ip1, jp, m, n, mr, nr, false)
 		}
 	})
 	return true
 }
 
 // finishTiles writes the tiles of row panels [ip0, ip1) in column panel
-// jp through the epilogue, adding comp[i] (when not nil) to row i of C.
-func finishTiles(out *s8Out, tiles, comp []int32, ip0, ip1, jp, m, n, mr, nr int) {
+// jp through the epilogue, except, when written says the kernel stored
+// whole tiles in C, those.
+func finishTiles(out *s8Out, tiles []int32, ip0, ip1, jp, m, n, mr, nr int, written bool) {
 	j := jp * nr
 	cols := min(nr, n-j)
 	for ip := ip0; ip < ip1; ip++ {
 		i := ip * mr
+		if written && i+mr <= m {
+			continue
+		}
 		for r := range min(mr, m-i) {
-			row := tiles[((ip-ip0)*mr+r)*nr:][:cols]
-			if comp != nil {
-				d := comp[i+r]
-				for q := range row {
-					row[q] += d
-				}
-			}
-			out.finish(i+r, j, row)
+			out.finish(i+r, j, tiles[((ip-ip0)*mr+r)*nr:][:cols])
 		}
 	}
 }

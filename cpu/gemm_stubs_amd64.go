@@ -56,7 +56,7 @@ func gemmF32Kernel6x16AVX2(kc int, a *float32, lda int, b *float32, c *float32, 
 //
 //	for r := range 14 {
 //		for j := range 32 {
-//			var s int32
+//			s := init[r]
 //			for g := range kc {
 //				for t := range 4 {
 //					s += int32(a[r*lda+4*g+t]) * int32(uint8(b[g*32+j]>>(8*t)))
@@ -70,11 +70,11 @@ func gemmF32Kernel6x16AVX2(kc int, a *float32, lda int, b *float32, c *float32, 
 //		}
 //	}
 //
-// in int32 arithmetic that wraps, for kc ≥ 1. The caller subtracts 128·Σ A[r, ·]
-// to undo the offset of B.
+// in int32 arithmetic that wraps, for kc ≥ 1. init holds a value per row for the
+// sums to start from: −128·Σ A[r, ·] undoes the offset of B.
 //
 //go:noescape
-func gemmS8Kernel14x32AVX512VNNI(kc int, a *int8, lda int, b *uint32, c *int32, ldc int, accumulate bool)
+func gemmS8Kernel14x32AVX512VNNI(kc int, a *int8, lda int, b *uint32, c *int32, ldc int, accumulate bool, init *int32)
 
 // gemmS8Kernel6x16AVXVNNI is, with VPDPBUSD (AVX-VNNI, VEX-encoded) on 256-bit registers, for 6 rows of A
 // where they lie (a[r*lda+p] = A[r, p]) and a panel b of 16 rows of B in words
@@ -82,7 +82,7 @@ func gemmS8Kernel14x32AVX512VNNI(kc int, a *int8, lda int, b *uint32, c *int32, 
 //
 //	for r := range 6 {
 //		for j := range 16 {
-//			var s int32
+//			s := init[r]
 //			for g := range kc {
 //				for t := range 4 {
 //					s += int32(a[r*lda+4*g+t]) * int32(uint8(b[g*16+j]>>(8*t)))
@@ -96,11 +96,11 @@ func gemmS8Kernel14x32AVX512VNNI(kc int, a *int8, lda int, b *uint32, c *int32, 
 //		}
 //	}
 //
-// in int32 arithmetic that wraps, for kc ≥ 1. The caller subtracts 128·Σ A[r, ·]
-// to undo the offset of B.
+// in int32 arithmetic that wraps, for kc ≥ 1. init holds a value per row for the
+// sums to start from: −128·Σ A[r, ·] undoes the offset of B.
 //
 //go:noescape
-func gemmS8Kernel6x16AVXVNNI(kc int, a *int8, lda int, b *uint32, c *int32, ldc int, accumulate bool)
+func gemmS8Kernel6x16AVXVNNI(kc int, a *int8, lda int, b *uint32, c *int32, ldc int, accumulate bool, init *int32)
 
 // gemmS8Kernel6x16AVX2 is, with VPMADDWD and VPADDD (AVX2) on int16 pairs, for a panel a of 6 rows of A
 // and a panel b of 16 rows of B, in int16 pairs along k (a[(g*6+r)*2+t] = A[r, 2g+t],

@@ -291,7 +291,7 @@ func s8Kernel(name string, mr, nv int, v []VecPhysical, d dot) {
 	w := int(v[0].Size()) / 4 // int32 lanes
 	nr := nv * w
 	if d.steps == 4 {
-		TEXT(name, NOSPLIT, "func(kc int, a *int8, lda int, b *uint32, c *int32, ldc int, accumulate bool)")
+		TEXT(name, NOSPLIT, "func(kc int, a *int8, lda int, b *uint32, c *int32, ldc int, accumulate bool, init *int32)")
 		Pragma("noescape")
 		Doc(fmt.Sprintf("%s is, with %s, for %d rows of A", name, d.doc[0], mr),
 			"where they lie (a[r*lda+p] = A[r, p]) and a panel b of "+fmt.Sprint(nr)+" rows of B in words",
@@ -299,7 +299,7 @@ func s8Kernel(name string, mr, nv int, v []VecPhysical, d dot) {
 			"",
 			fmt.Sprintf("\tfor r := range %d {", mr),
 			fmt.Sprintf("\t\tfor j := range %d {", nr),
-			"\t\t\tvar s int32",
+			"\t\t\ts := init[r]",
 			"\t\t\tfor g := range kc {",
 			"\t\t\t\tfor t := range 4 {",
 			fmt.Sprintf("\t\t\t\t\ts += int32(a[r*lda+4*g+t]) * int32(uint8(b[g*%d+j]>>(8*t)))", nr),
@@ -313,8 +313,8 @@ func s8Kernel(name string, mr, nv int, v []VecPhysical, d dot) {
 			"\t\t}",
 			"\t}",
 			"",
-			"in int32 arithmetic that wraps, for kc ≥ 1. The caller subtracts 128·Σ A[r, ·]",
-			"to undo the offset of B.")
+			"in int32 arithmetic that wraps, for kc ≥ 1. init holds a value per row for the",
+			"sums to start from: −128·Σ A[r, ·] undoes the offset of B.")
 	} else {
 		TEXT(name, NOSPLIT, "func(kc int, a, b *int16, c *int32, ldc int, accumulate bool)")
 		Pragma("noescape")
@@ -346,11 +346,20 @@ func s8Kernel(name string, mr, nv int, v []VecPhysical, d dot) {
 	}
 	inPlace := d.steps == 4
 	header(inPlace, 1)
-	for _, r := range acc {
-		if r.Size() == 64 {
-			VPXORD(r, r, r)
-		} else {
-			VPXOR(r, r, r)
+	if inPlace {
+		Load(Param("init"), RDX)
+		for i := range mr {
+			for j := range nv {
+				VPBROADCASTD(Mem{Base: RDX, Disp: 4 * i}, acc[i*nv+j])
+			}
+		}
+	} else {
+		for _, r := range acc {
+			if r.Size() == 64 {
+				VPXORD(r, r, r)
+			} else {
+				VPXOR(r, r, r)
+			}
 		}
 	}
 	Label(name + "_loop")
