@@ -321,3 +321,29 @@ func TestGemmKernelsNamed(t *testing.T) {
 		t.Errorf("with ForceGeneric, GemmKernels() = %q", got)
 	}
 }
+
+// TestGemmKernelsParallel runs GEMMs large enough for the SIMD paths to
+// split over three goroutines (the smaller ones above run on one), with
+// partial panels on both sides.
+func TestGemmKernelsParallel(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(6, 6))
+	prev := cpu.SetThreads(3)
+	defer cpu.SetThreads(prev)
+	// Tiles, and the dot kernels with the short side first and second.
+	for _, sz := range [][3]int{{321, 301, 600}, {3, 1001, 4100}, {2000, 3, 2100}} {
+		m, n, k := sz[0], sz[1], sz[2]
+		name := fmt.Sprintf("%dx%dx%d", m, n, k)
+		af, bf := randF32(rnd, m*k), randF32(rnd, n*k)
+		a8, b8 := randS8(rnd, m*k), randS8(rnd, n*k)
+		forKernels(t, func(t *testing.T) {
+			cf, check := guarded(m*n, float32(3.5))
+			cpu.GemmF32(m, n, k, af, bf, cf)
+			check(t, name)
+			checkF32(t, name, m, n, k, af, bf, cf)
+			c32, check32 := guarded[int32](m*n, 77)
+			cpu.GemmS8S32(m, n, k, a8, b8, c32)
+			check32(t, name)
+			checkS8(t, m, n, k, a8, b8, c32)
+		})
+	}
+}
