@@ -246,7 +246,8 @@ func run(threads int, sizeList string, elems, reps int) error {
 		{"absmax", "absmax"},
 		{"histogram", "histogram"},
 	} {
-		fmt.Printf("| %s / memmove | %.2f (generic %.2f) |\n", k.name, stream[k.key]/cp, stream[k.key+"/generic"]/cp)
+		fmt.Printf("| %s / memmove | %.2f (generic %.2f; to the copy on %d goroutines %.2f) |\n",
+			k.name, stream[k.key]/cp, stream[k.key+"/generic"]/cp, threads, stream[k.key]/stream["copy-threads"])
 	}
 	return nil
 }
