@@ -23,9 +23,9 @@ const (
 	// gemmF32SIMDMC and gemmF32SIMDKC are about the rows of A per task and
 	// the k-steps per block of the float32 kernels: 336 rows of 512 steps
 	// are 672 KiB, inside L2; the 32-wide piece of B takes 64 KiB, from L1
-	// and L2. Measured on an AMD EPYC (Zen 5, 1 MiB of L2, 48 KiB of L1),
-	// one thread, against 168 and 256: the same at 512³, 1-7% faster at
-	// 1024³ and 2048³.
+	// and L2. Measured on an AMD EPYC ("Turin", Zen 5: 1 MiB of L2, 48 KiB
+	// of L1), one thread, against 168 and 256: the same at 512³, 1-7%
+	// faster at 1024³ and 2048³.
 	gemmF32SIMDMC = 336
 	gemmF32SIMDKC = 512
 
@@ -168,9 +168,9 @@ func gemmF32SIMD(m, n, k int, a, b, c []float32) bool {
 
 	// Rows of A a multiple of 4 KiB apart share their L1 sets (the 14 the
 	// kernel reads at once would fill one): those are copied, a block of
-	// k at a time, to rows 1 KiB apart. Measured on an AMD EPYC (Zen 5),
-	// 1024³ and 2048³ ran 5-7% faster; at 512³ (2 KiB rows) the copy cost
-	// 2-4%.
+	// k at a time, to rows of the block's length (2 KiB). Measured on an
+	// AMD EPYC ("Turin", Zen 5) with blocks of 256 steps, 1024³ and 2048³
+	// ran 5-7% faster; at 512³ (2 KiB rows) the copy cost 2-4%.
 	copyA := 4*k%4096 == 0
 	rowsPer, colsPer, mb, nb := simdTasks(mp, np, mr, gemmF32SIMDMC, w)
 	parallelTasks(w, mb*nb, func(_, t int) {
