@@ -347,3 +347,28 @@ func TestGemmKernelsParallel(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkGemmKernelSets runs the 1024³ GEMMs on each kernel set the
+// processor supports (as a processor with fewer extensions would).
+func BenchmarkGemmKernelSets(b *testing.B) {
+	const n = 1024
+	rnd := rand.New(rand.NewPCG(1, 1))
+	af, bf, cf := randF32(rnd, n*n), randF32(rnd, n*n), make([]float32, n*n)
+	a8, b8, c32 := randS8(rnd, n*n), randS8(rnd, n*n), make([]int32, n*n)
+	for _, set := range cpu.KernelSets() {
+		b.Run(fmt.Sprintf("%s/f32/%d", set, n), func(b *testing.B) {
+			defer cpu.UseKernelSet(set)()
+			for b.Loop() {
+				cpu.GemmF32(n, n, n, af, bf, cf)
+			}
+			b.ReportMetric(2*n*n*n*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+		b.Run(fmt.Sprintf("%s/s32/%d", set, n), func(b *testing.B) {
+			defer cpu.UseKernelSet(set)()
+			for b.Loop() {
+				cpu.GemmS8S32(n, n, n, a8, b8, c32)
+			}
+			b.ReportMetric(2*n*n*n*float64(b.N)/b.Elapsed().Seconds()/1e9, "GOP/s")
+		})
+	}
+}
