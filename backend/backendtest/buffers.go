@@ -15,7 +15,7 @@ func testBuffers(t *testing.T, b backend.Backend) {
 	})
 	t.Run("s8", func(t *testing.T) { testBufferType(t, b, func(i int) int8 { return int8(i*37 - 128) }) })
 	t.Run("u8", func(t *testing.T) { testBufferType(t, b, func(i int) uint8 { return uint8(i*53 + 7) }) })
-	t.Run("s32", func(t *testing.T) { testBufferType(t, b, func(i int) int32 { return int32(i*2654435761 + 1) }) })
+	t.Run("s32", func(t *testing.T) { testBufferType(t, b, func(i int) int32 { return int32(uint32(i)*2654435761 + 1) }) })
 
 	t.Run("errors", func(t *testing.T) {
 		f, err := b.Alloc(backend.F32, 10)
