@@ -20,20 +20,24 @@
 //	         AVX-VNNI: 6×16 tile, VPDPBUSD on YMM (VEX-encoded)
 //	         AVX2: 6×16 tile, VPMADDWD on int16 pairs
 //
-// B is packed once into panels of 16 or 32 rows interleaved along k (with
-// VPGATHERDD on AVX-512); A is read where it lies, its values broadcast.
-// GEMMs with at most four rows on one side (matrix-vector products and
-// their like) pack nothing: with AVX-512 (VNNI for int8) the dot kernels
-// read both operands in place, a vector along k at a time, m×4 sums
-// reduced across their lanes at the end.
-// Tasks of about 168 rows of A and a range of panels run in parallel,
-// each one block of k at a time so that the block of B stays in L1 while
-// the rows of A stream from L2. VPDPBUSD multiplies unsigned bytes by
-// signed ones, so B is packed as B+128 and each sum corrected by
-// −128·Σ_p A[i, p] (summed with VPDPBUSD against ones where AVX-512
-// VNNI is there): the int8 result
-// is exact, and wraps exactly as int32 accumulation does. VPMADDUBSW,
-// whose int16 pair sums saturate (255·−128·2 < −2^15), is not used.
+// B is packed once into panels of 16 or 32 rows interleaved along k (the
+// int8 words with VPGATHERDD on AVX-512); A is read where it lies, its
+// values broadcast (copied a block at a time when its rows are a multiple
+// of 4 KiB apart, which would crowd one L1 set). Tasks of a few hundred
+// rows of A and a range of panels run in parallel, each one block of k at
+// a time, so that the block of B stays near the core while the rows of A
+// stream from L2; whole tiles of C are written by the kernels where they
+// lie. GEMMs with at most four rows on one side (matrix-vector products
+// and their like) pack nothing: with AVX-512 (VNNI for int8) the dot
+// kernels read both operands in place, a vector along k at a time, m×4
+// sums reduced across their lanes at the end.
+//
+// VPDPBUSD multiplies unsigned bytes by signed ones, so B is packed (or
+// loaded) as B+128 and each sum corrected by −128·Σ_p A[i, p] (summed
+// with VPDPBUSD against ones where AVX-512 VNNI is there; the tile
+// kernels start their sums from it): the int8 result is exact, and wraps
+// exactly as int32 accumulation does. VPMADDUBSW, whose
+// int16 pair sums saturate (255·−128·2 < −2^15), is not used.
 //
 // Elsewhere, under the noasm build tag, when QUANTKIT_NOASM is set, or
 // with ForceGeneric(true) (which the tests use, so that both paths are
