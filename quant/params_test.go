@@ -432,3 +432,30 @@ func TestFitMinMaxSkipsNonFinite(t *testing.T) {
 		t.Errorf("positive data: scale %g zp %d, want %g %d", p.Scales[0], p.ZeroPoints[0], ws, wz)
 	}
 }
+
+// paramsValid against the plain comparisons it replaces, on every edge of
+// the float32 and int32 ranges.
+func TestParamsValid(t *testing.T) {
+	scales := []float32{1, 0x1p-149, 0x1p-126, math.MaxFloat32, 0, float32(math.Copysign(0, -1)), -1,
+		float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()), -math.MaxFloat32}
+	zps := []int32{0, 1, -1, 7, 8, -8, -9, 127, 128, -128, -129, 255, 256, math.MaxInt32, math.MinInt32}
+	for _, r := range [][2]int32{{-8, 7}, {0, 15}, {-128, 127}, {0, 255}, {-7, 7}} {
+		for _, sym := range []bool{false, true} {
+			for _, sc := range scales {
+				for _, zp := range zps {
+					lo, hi := r[0], r[1]
+					if sym {
+						lo, hi = 0, 0
+					}
+					want := sc > 0 && !math.IsInf(float64(sc), 0) && zp >= lo && zp <= hi
+					// One bad pair among good ones, at each end.
+					s := []float32{1, sc, 2}
+					z := []int32{lo, zp, hi}
+					if got := paramsValid(s, z, r[0], r[1], sym); got != want {
+						t.Errorf("range %v sym %v: scale %g zero point %d: valid %v, want %v", r, sym, sc, zp, got, want)
+					}
+				}
+			}
+		}
+	}
+}
