@@ -103,6 +103,15 @@ func benchGemmS8(b *testing.B) {
 			cs[i] = 1e-2 * (1 + float32(i%5)/5)
 		}
 		ep := &backend.Epilogue{RowScale: rs, ColScale: cs, Bias: benchF32(n), ReLU: true, OutScale: 0.1}
+		cf := make([]float32, n*n)
+		b.Run(fmt.Sprintf("f32-epilogue/%d", n), func(b *testing.B) {
+			for b.Loop() {
+				if err := cpu.GemmS8(n, n, n, a, bt, cf, ep); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportOps(b, 2*float64(n)*float64(n)*float64(n), "GOP/s")
+		})
 		b.Run(fmt.Sprintf("s8-epilogue/%d", n), func(b *testing.B) {
 			for b.Loop() {
 				if err := cpu.GemmS8(n, n, n, a, bt, c8, ep); err != nil {

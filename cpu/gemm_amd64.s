@@ -973,6 +973,147 @@ sumS8AVX512VNNI_reduce:
 	VZEROUPPER
 	RET
 
+// func epilogueF32AVX512(full int, tail uint16, acc *int32, dst *float32, rowScale float32, colScales *float32, colScale float32, bias *float32, mode int)
+// Requires: AVX, AVX512F
+TEXT ·epilogueF32AVX512(SB), NOSPLIT, $0-72
+	MOVQ         full+0(FP), CX
+	MOVWQZX      tail+8(FP), DX
+	MOVQ         acc+16(FP), SI
+	MOVQ         dst+24(FP), DI
+	MOVQ         colScales+40(FP), R8
+	MOVQ         bias+56(FP), R9
+	MOVQ         mode+64(FP), R10
+	VBROADCASTSS rowScale+32(FP), Z1
+	VBROADCASTSS colScale+48(FP), Z2
+	KMOVW        DX, K1
+	CMPQ         R10, $0x00
+	JNE          epilogueF32AVX512_mode0_next
+	TESTQ        CX, CX
+	JZ           epilogueF32AVX512_mode0_tail
+
+epilogueF32AVX512_mode0_loop:
+	VMOVDQU32 (SI), Z0
+	VCVTDQ2PS Z0, Z0
+	VMULPS    Z1, Z0, Z0
+	VMULPS    Z2, Z0, Z0
+	VMOVUPS   Z0, (DI)
+	ADDQ      $0x40, SI
+	ADDQ      $0x40, DI
+	DECQ      CX
+	JNZ       epilogueF32AVX512_mode0_loop
+
+epilogueF32AVX512_mode0_tail:
+	TESTQ       DX, DX
+	JZ          epilogueF32AVX512_done
+	VMOVDQU32.Z (SI), K1, Z0
+	VCVTDQ2PS   Z0, Z0
+	VMULPS      Z1, Z0, Z0
+	VMULPS      Z2, Z0, Z0
+	VMOVUPS     Z0, K1, (DI)
+	JMP         epilogueF32AVX512_done
+
+epilogueF32AVX512_mode0_next:
+	CMPQ  R10, $0x01
+	JNE   epilogueF32AVX512_mode1_next
+	TESTQ CX, CX
+	JZ    epilogueF32AVX512_mode1_tail
+
+epilogueF32AVX512_mode1_loop:
+	VMOVDQU32 (SI), Z0
+	VCVTDQ2PS Z0, Z0
+	VMULPS    Z1, Z0, Z0
+	VMOVUPS   (R8), Z3
+	VMULPS    Z3, Z0, Z0
+	VMOVUPS   Z0, (DI)
+	ADDQ      $0x40, SI
+	ADDQ      $0x40, DI
+	ADDQ      $0x40, R8
+	DECQ      CX
+	JNZ       epilogueF32AVX512_mode1_loop
+
+epilogueF32AVX512_mode1_tail:
+	TESTQ       DX, DX
+	JZ          epilogueF32AVX512_done
+	VMOVDQU32.Z (SI), K1, Z0
+	VCVTDQ2PS   Z0, Z0
+	VMULPS      Z1, Z0, Z0
+	VMOVUPS.Z   (R8), K1, Z3
+	VMULPS      Z3, Z0, Z0
+	VMOVUPS     Z0, K1, (DI)
+	JMP         epilogueF32AVX512_done
+
+epilogueF32AVX512_mode1_next:
+	CMPQ  R10, $0x02
+	JNE   epilogueF32AVX512_mode2_next
+	TESTQ CX, CX
+	JZ    epilogueF32AVX512_mode2_tail
+
+epilogueF32AVX512_mode2_loop:
+	VMOVDQU32 (SI), Z0
+	VCVTDQ2PS Z0, Z0
+	VMULPS    Z1, Z0, Z0
+	VMULPS    Z2, Z0, Z0
+	VMOVUPS   (R9), Z4
+	VADDPS    Z4, Z0, Z0
+	VMOVUPS   Z0, (DI)
+	ADDQ      $0x40, SI
+	ADDQ      $0x40, DI
+	ADDQ      $0x40, R9
+	DECQ      CX
+	JNZ       epilogueF32AVX512_mode2_loop
+
+epilogueF32AVX512_mode2_tail:
+	TESTQ       DX, DX
+	JZ          epilogueF32AVX512_done
+	VMOVDQU32.Z (SI), K1, Z0
+	VCVTDQ2PS   Z0, Z0
+	VMULPS      Z1, Z0, Z0
+	VMULPS      Z2, Z0, Z0
+	VMOVUPS.Z   (R9), K1, Z4
+	VADDPS      Z4, Z0, Z0
+	VMOVUPS     Z0, K1, (DI)
+	JMP         epilogueF32AVX512_done
+
+epilogueF32AVX512_mode2_next:
+	CMPQ  R10, $0x03
+	JNE   epilogueF32AVX512_mode3_next
+	TESTQ CX, CX
+	JZ    epilogueF32AVX512_mode3_tail
+
+epilogueF32AVX512_mode3_loop:
+	VMOVDQU32 (SI), Z0
+	VCVTDQ2PS Z0, Z0
+	VMULPS    Z1, Z0, Z0
+	VMOVUPS   (R8), Z3
+	VMULPS    Z3, Z0, Z0
+	VMOVUPS   (R9), Z4
+	VADDPS    Z4, Z0, Z0
+	VMOVUPS   Z0, (DI)
+	ADDQ      $0x40, SI
+	ADDQ      $0x40, DI
+	ADDQ      $0x40, R8
+	ADDQ      $0x40, R9
+	DECQ      CX
+	JNZ       epilogueF32AVX512_mode3_loop
+
+epilogueF32AVX512_mode3_tail:
+	TESTQ       DX, DX
+	JZ          epilogueF32AVX512_done
+	VMOVDQU32.Z (SI), K1, Z0
+	VCVTDQ2PS   Z0, Z0
+	VMULPS      Z1, Z0, Z0
+	VMOVUPS.Z   (R8), K1, Z3
+	VMULPS      Z3, Z0, Z0
+	VMOVUPS.Z   (R9), K1, Z4
+	VADDPS      Z4, Z0, Z0
+	VMOVUPS     Z0, K1, (DI)
+	JMP         epilogueF32AVX512_done
+
+epilogueF32AVX512_mode3_next:
+epilogueF32AVX512_done:
+	VZEROUPPER
+	RET
+
 // func gemmF32Dot1x4AVX512(kv int, tail uint64, a *float32, lda int, b *float32, ldb int, c *float32)
 // Requires: AVX, AVX512F, AVX512VL
 TEXT ·gemmF32Dot1x4AVX512(SB), NOSPLIT, $0-56

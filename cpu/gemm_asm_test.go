@@ -166,12 +166,30 @@ func TestGemmS8KernelsEpilogue(t *testing.T) {
 			bias[j] = float32(rnd.NormFloat64())
 			off[j] = int32(rnd.IntN(1<<20)) - 1<<19
 		}
+		// Adversarial values: infinities, NaN (whose sign and payload the
+		// outputs must keep as the Go loop does), zeros of both signs,
+		// subnormals, huge scales, offsets that wrap.
+		specials := []float32{float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()),
+			-float32(math.NaN()), 0x1p-149, -3e38, 0, float32(math.Copysign(0, -1)), -1, 1e-3}
+		ars, acs, abias, aoff := make([]float32, m), make([]float32, n), make([]float32, n), make([]int32, n)
+		for i := range ars {
+			ars[i] = specials[(i*7)%len(specials)]
+		}
+		for j := range acs {
+			acs[j] = specials[(j*3+1)%len(specials)]
+			abias[j] = specials[(j*5+2)%len(specials)]
+			aoff[j] = [...]int32{math.MaxInt32, math.MinInt32, -1, 0}[j%4]
+		}
 		return []*backend.Epilogue{
 			nil,
 			{ColOffset: off},
 			{RowScale: rs, ColScale: cs, Bias: bias, ReLU: true, OutScale: 0.05, OutZeroPoint: 3},
 			{ColOffset: off, RowScale: rs[:1], ColScale: cs[:1], OutScale: 0.2},
 			{RowScale: rs, Bias: bias, OutScale: 1e-3, OutZeroPoint: -128},
+			{ColScale: cs, OutScale: 7},
+			{ColOffset: aoff, RowScale: ars, ColScale: acs, Bias: abias, ReLU: true, OutScale: 0.5, OutZeroPoint: 100},
+			{ColOffset: aoff, RowScale: ars, ColScale: acs, Bias: abias, OutScale: 1e-30, OutZeroPoint: -7},
+			{RowScale: ars, ColScale: acs[:1], OutScale: 3e38},
 		}
 	}
 	forKernels(t, func(t *testing.T) {

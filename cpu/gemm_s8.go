@@ -198,6 +198,16 @@ func (o *s8Out) finishRow(i, j0 int, acc []int32) {
 	}
 	if o.f32 != nil {
 		dst := o.f32[i*o.n+j0:][:n]
+		// The SIMD epilogue (amd64) does all but the ReLU, which is then
+		// the same Go max as below.
+		if epilogueF32SIMD(dst, acc, rowScale, colScales, colScale, bias) {
+			if o.relu {
+				for q, v := range dst {
+					dst[q] = max(v, 0)
+				}
+			}
+			return
+		}
 		for q, v := range acc {
 			dst[q] = y(q, v)
 		}
@@ -205,9 +215,30 @@ func (o *s8Out) finishRow(i, j0 int, acc []int32) {
 	}
 	dst := o.s8[i*o.n+j0:][:n]
 	scale, zp := o.outScale, o.outZeroPoint
-	for q, v := range acc {
-		// quantizeValue is quant.QuantizeValue, inlined.
-		dst[q] = int8(quantizeValue(y(q, v), scale, zp, -128, 127))
+	var buf [64]float32
+	for q0 := 0; q0 < n; q0 += len(buf) {
+		q1 := min(q0+len(buf), n)
+		ys := buf[:q1-q0]
+		var cs, bs []float32
+		if colScales != nil {
+			cs = colScales[q0:q1]
+		}
+		if bias != nil {
+			bs = bias[q0:q1]
+		}
+		if !epilogueF32SIMD(ys, acc[q0:q1], rowScale, cs, colScale, bs) {
+			for q, v := range acc[q0:q1] {
+				// quantizeValue is quant.QuantizeValue, inlined.
+				dst[q0+q] = int8(quantizeValue(y(q0+q, v), scale, zp, -128, 127))
+			}
+			continue
+		}
+		for q, v := range ys {
+			if o.relu {
+				v = max(v, 0)
+			}
+			dst[q0+q] = int8(quantizeValue(v, scale, zp, -128, 127))
+		}
 	}
 }
 

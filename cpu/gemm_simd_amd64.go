@@ -630,3 +630,32 @@ func gemmS8Thin(m, n, k int, a, b []int8, out *s8Out) bool {
 	})
 	return true
 }
+
+// epilogueF32SIMD computes, for outputs q < len(acc),
+//
+//	dst[q] = float32(float32(float32(float32(acc[q])*rowScale)*cs[q])+bias[q])
+//
+// where cs[q] is colScales[q], or colScale when colScales is nil, and the
+// bias is left out when bias is nil, with AVX-512, and reports true; or,
+// without AVX-512, reports false. A scale of 1 stands for none: it
+// changes no value (float32 of an int32 is never NaN). It is the
+// float32 part of s8Out.finishRow, bit for bit.
+func epilogueF32SIMD(dst []float32, acc []int32, rowScale float32, colScales []float32, colScale float32, bias []float32) bool {
+	n := len(acc)
+	if !use.AVX512 || n == 0 {
+		return false
+	}
+	dst = dst[:n]
+	mode := 0
+	var cp, bp *float32
+	if colScales != nil {
+		mode |= 1
+		cp = &colScales[:n][0]
+	}
+	if bias != nil {
+		mode |= 2
+		bp = &bias[:n][0]
+	}
+	epilogueF32AVX512(n/16, uint16(1)<<(n%16)-1, &acc[0], &dst[0], rowScale, cp, colScale, bp, mode)
+	return true
+}

@@ -11,3 +11,7 @@ func gemmS8SIMD(m, n, k int, a, b []int8, out *s8Out) bool { return false }
 func gemmS8Thin(m, n, k int, a, b []int8, out *s8Out) bool { return false }
 
 func gemmKernels() string { return "f32 generic 1x7, int8 generic 1x14" }
+
+func epilogueF32SIMD(dst []float32, acc []int32, rowScale float32, colScales []float32, colScale float32, bias []float32) bool {
+	return false
+}

@@ -50,6 +50,7 @@ func main() {
 	s8Kernel("gemmS8Kernel6x16AVX2", 6, 2, ymm, dotAVX2)
 	packWords32()
 	sumS8VNNI()
+	epilogueF32()
 	for m := 1; m <= 4; m++ {
 		dotKernel(fmt.Sprintf("gemmF32Dot%dx4AVX512", m), m, false)
 		dotKernel(fmt.Sprintf("gemmS8Dot%dx4AVX512VNNI", m), m, true)
@@ -682,6 +683,113 @@ func dotKernel(name string, m int, s8 bool) {
 			VMOVSS(x, Mem{Base: c, Disp: 4 * i})
 		}
 	}
+	VZEROUPPER()
+	RET()
+}
+
+// epilogueF32 emits the float32 part of the int8 GEMM's epilogue for a
+// row of C, 16 outputs a step: conversion, the row and column scales and
+// the bias, each rounded to float32 as the Go loop does (no fused
+// multiply-add). ReLU and the int8 requantization stay in Go.
+func epilogueF32() {
+	name := "epilogueF32AVX512"
+	TEXT(name, NOSPLIT, "func(full int, tail uint16, acc *int32, dst *float32, rowScale float32, colScales *float32, colScale float32, bias *float32, mode int)")
+	Pragma("noescape")
+	Doc(name+" is, for n = 16·full plus the bits set in tail (the low ones),",
+		"",
+		"\tfor q := range n {",
+		"\t\ty := float32(acc[q])",
+		"\t\ty = float32(y * rowScale)",
+		"\t\tif mode&1 != 0 {",
+		"\t\t\ty = float32(y * colScales[q])",
+		"\t\t} else {",
+		"\t\t\ty = float32(y * colScale)",
+		"\t\t}",
+		"\t\tif mode&2 != 0 {",
+		"\t\t\ty = float32(y + bias[q])",
+		"\t\t}",
+		"\t\tdst[q] = y",
+		"\t}",
+		"",
+		"A scale of 1 changes nothing (y is never NaN), so none is passed as 1.")
+	full, tail, acc, dst, cols, bias, mode := RCX, RDX, RSI, RDI, R8, R9, R10
+	Load(Param("full"), full)
+	Load(Param("tail"), tail)
+	Load(Param("acc"), acc)
+	Load(Param("dst"), dst)
+	Load(Param("colScales"), cols)
+	Load(Param("bias"), bias)
+	Load(Param("mode"), mode)
+	rowS, colS := Z1, Z2
+	for _, p := range []struct {
+		name string
+		reg  VecPhysical
+	}{{"rowScale", rowS}, {"colScale", colS}} {
+		b, err := Param(p.name).Resolve()
+		if err != nil {
+			panic(err)
+		}
+		VBROADCASTSS(b.Addr, p.reg)
+	}
+	KMOVW(EDX, K1)
+	for m := range 4 {
+		variant := fmt.Sprintf("%s_mode%d", name, m)
+		CMPQ(mode, U8(m))
+		JNE(LabelRef(variant + "_next"))
+		step := func(masked bool) {
+			if masked {
+				VMOVDQU32_Z(Mem{Base: acc}, K1, Z0)
+			} else {
+				VMOVDQU32(Mem{Base: acc}, Z0)
+			}
+			VCVTDQ2PS(Z0, Z0)
+			VMULPS(rowS, Z0, Z0)
+			if m&1 != 0 {
+				if masked {
+					VMOVUPS_Z(Mem{Base: cols}, K1, Z3)
+				} else {
+					VMOVUPS(Mem{Base: cols}, Z3)
+				}
+				VMULPS(Z3, Z0, Z0)
+			} else {
+				VMULPS(colS, Z0, Z0)
+			}
+			if m&2 != 0 {
+				if masked {
+					VMOVUPS_Z(Mem{Base: bias}, K1, Z4)
+				} else {
+					VMOVUPS(Mem{Base: bias}, Z4)
+				}
+				VADDPS(Z4, Z0, Z0)
+			}
+			if masked {
+				VMOVUPS(Z0, K1, Mem{Base: dst})
+			} else {
+				VMOVUPS(Z0, Mem{Base: dst})
+			}
+		}
+		TESTQ(full, full)
+		JZ(LabelRef(variant + "_tail"))
+		Label(variant + "_loop")
+		step(false)
+		ADDQ(U8(64), acc)
+		ADDQ(U8(64), dst)
+		if m&1 != 0 {
+			ADDQ(U8(64), cols)
+		}
+		if m&2 != 0 {
+			ADDQ(U8(64), bias)
+		}
+		DECQ(full)
+		JNZ(LabelRef(variant + "_loop"))
+		Label(variant + "_tail")
+		TESTQ(tail, tail)
+		JZ(LabelRef(name + "_done"))
+		step(true)
+		JMP(LabelRef(name + "_done"))
+		Label(variant + "_next")
+	}
+	Label(name + "_done")
 	VZEROUPPER()
 	RET()
 }
