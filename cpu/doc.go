@@ -37,7 +37,10 @@
 // with VPDPBUSD against ones where AVX-512 VNNI is there; the tile
 // kernels start their sums from it): the int8 result is exact, and wraps
 // exactly as int32 accumulation does. VPMADDUBSW, whose
-// int16 pair sums saturate (255·−128·2 < −2^15), is not used.
+// int16 pair sums saturate (255·−128·2 < −2^15), is not used. The
+// float32 part of GemmS8's epilogue (conversion, scales, bias) runs with
+// AVX-512 too, in the same float32 operations as the Go loop, so bit for
+// bit; ReLU and requantization stay Go.
 //
 // Elsewhere, under the noasm build tag, when QUANTKIT_NOASM is set, or
 // with ForceGeneric(true) (which the tests use, so that both paths are
