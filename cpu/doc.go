@@ -40,7 +40,8 @@
 // int16 pair sums saturate (255·−128·2 < −2^15), is not used. The
 // float32 part of GemmS8's epilogue (conversion, scales, bias) runs with
 // AVX-512 too, in the same float32 operations as the Go loop, so bit for
-// bit; ReLU and requantization stay Go.
+// bit (but for which NaN survives where two meet, which the Go loop does
+// not fix either); ReLU and requantization stay Go.
 //
 // Elsewhere, under the noasm build tag, when QUANTKIT_NOASM is set, or
 // with ForceGeneric(true) (which the tests use, so that both paths are

@@ -639,7 +639,9 @@ func gemmS8Thin(m, n, k int, a, b []int8, out *s8Out) bool {
 // bias is left out when bias is nil, with AVX-512, and reports true; or,
 // without AVX-512, reports false. A scale of 1 stands for none: it
 // changes no value (float32 of an int32 is never NaN). It is the
-// float32 part of s8Out.finishRow, bit for bit.
+// float32 part of s8Out.finishRow, bit for bit but for which NaN survives
+// where two NaNs meet (the compiler may order a Go addition's operands
+// either way).
 func epilogueF32SIMD(dst []float32, acc []int32, rowScale float32, colScales []float32, colScale float32, bias []float32) bool {
 	n := len(acc)
 	if !use.AVX512 || n == 0 {
