@@ -257,6 +257,16 @@ func (c *Checkpoint) Float32(name string) ([]float32, error) {
 	return c.shards[i].Float32(name)
 }
 
+// Float32Into is Float32 into dst's memory where it fits, as
+// safetensors.File.Float32Into.
+func (c *Checkpoint) Float32Into(name string, dst []float32) ([]float32, error) {
+	i, ok := c.where[name]
+	if !ok {
+		return nil, fmt.Errorf("checkpoint: %s: no tensor %q", c.dir, name)
+	}
+	return c.shards[i].Float32Into(name, dst)
+}
+
 // Metadata returns a copy of the __metadata__ of the first shard
 // (transformers writes the same, {"format": "pt"}, into every shard).
 func (c *Checkpoint) Metadata() map[string]string {

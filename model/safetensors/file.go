@@ -222,13 +222,25 @@ func (f *File) Release(name string) {
 // F16, BF16 and integers up to 2^24 in magnitude, rounded to nearest even
 // otherwise (F64 beyond float32's range becomes ±Inf); BOOL gives 0 and 1.
 func (f *File) Float32(name string) ([]float32, error) {
+	return f.Float32Into(name, nil)
+}
+
+// Float32Into is Float32 writing into dst when its capacity holds the
+// tensor (a new slice otherwise), so that a loop over tensors reuses one
+// buffer instead of allocating, and clearing, one per tensor.
+func (f *File) Float32Into(name string, dst []float32) ([]float32, error) {
 	b, err := f.Bytes(name)
 	if err != nil {
 		return nil, err
 	}
 	t := f.tensors[f.index[name]]
 	d := lookupDType(t.DType)
-	out := make([]float32, len(b)/d.size)
+	n := len(b) / d.size
+	out := dst[:0]
+	if cap(out) < n {
+		out = make([]float32, n)
+	}
+	out = out[:n]
 	if t.DType == "F32" && littleEndianHost && f.osf != nil && len(out) > 0 {
 		dst := unsafe.Slice((*byte)(unsafe.Pointer(&out[0])), len(b))
 		if _, err := f.osf.ReadAt(dst, f.offset+t.Begin); err == nil {

@@ -130,6 +130,23 @@ func TestRoundTripAllDTypes(t *testing.T) {
 			if err != nil || !slices.Equal(vals, want[src.Name]) {
 				t.Errorf("Float32(%q) = %v, %v; want %v", src.Name, vals, err, want[src.Name])
 			}
+			// Float32Into fills a buffer that holds the tensor, whatever it
+			// held, and allocates past one that does not.
+			buf := make([]float32, len(vals)+3)
+			for k := range buf {
+				buf[k] = 7
+			}
+			into, err := f.Float32Into(src.Name, buf)
+			if err != nil || !slices.Equal(into, want[src.Name]) || len(into) > 0 && &into[0] != &buf[0] {
+				t.Errorf("Float32Into(%q, big buffer) = %v, %v; want %v in the buffer", src.Name, into, err, want[src.Name])
+			}
+			if len(vals) > 0 {
+				small := make([]float32, len(vals)-1)
+				into, err = f.Float32Into(src.Name, small)
+				if err != nil || !slices.Equal(into, want[src.Name]) || len(small) > 0 && &into[0] == &small[0] {
+					t.Errorf("Float32Into(%q, small buffer) = %v, %v; want %v", src.Name, into, err, want[src.Name])
+				}
+			}
 			if info.Len() != int64(len(want[src.Name])) {
 				t.Errorf("%s: Len() = %d", src.Name, info.Len())
 			}
