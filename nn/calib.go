@@ -81,7 +81,7 @@ func CollectActStats(net *Net, data *Samples, n, bins int) (*ActStats, error) {
 	if err := data.check(false); err != nil {
 		return nil, err
 	}
-	shapes, err := trainShapes(net)
+	shapes, err := chainShapes(net)
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +159,7 @@ func PTQ(net *Net, st *ActStats, opt PTQOptions) (*Net, error) {
 	if opt.WeightBits != 8 && opt.WeightBits != 4 {
 		return nil, fmt.Errorf("nn: %d-bit weights not supported (8 or 4)", opt.WeightBits)
 	}
-	if _, err := trainShapes(net); err != nil {
+	if _, err := chainShapes(net); err != nil {
 		return nil, err
 	}
 	if st == nil || len(st.Hist) != len(net.Layers) {
@@ -189,7 +189,7 @@ func PTQ(net *Net, st *ActStats, opt PTQOptions) (*Net, error) {
 			return nil, fmt.Errorf("nn: layer %d: %w", i, err)
 		}
 		q.Quant.Act[i] = calibActQuant(amax, nonNeg)
-		w, outC := calibWeights(l)
+		w, outC := weightsOf(l)
 		q.Quant.WeightScale[i] = calibWeightScales(w, outC, opt.WeightBits)
 	}
 	return q, nil
@@ -208,18 +208,6 @@ func calibActQuant(amax float32, nonNeg bool) ActQuant {
 	}
 	s, z := quant.Int8PerTensor.ScaleZeroPoint(-amax, amax)
 	return ActQuant{Scale: s, ZeroPoint: z}
-}
-
-// calibWeights returns the weights of a Conv2D or Dense layer and its
-// number of output channels (rows).
-func calibWeights(l Layer) ([]float32, int) {
-	switch l := l.(type) {
-	case *Conv2D:
-		return l.W, l.OutC
-	case *Dense:
-		return l.W, l.Out
-	}
-	return nil, 0
 }
 
 // calibWeightScheme is the weight scheme of the given width: signed,
@@ -294,7 +282,7 @@ func calibClone(net *Net) *Net {
 func WeightBytes(net *Net) int {
 	total := 0
 	for i, l := range net.Layers {
-		w, outC := calibWeights(l)
+		w, outC := weightsOf(l)
 		if w == nil {
 			continue
 		}
@@ -312,7 +300,7 @@ func WeightBytes(net *Net) int {
 // IOLen is the number of values of one sample of net's input and of its
 // output, or an error when the layers do not chain.
 func IOLen(net *Net) (in, out int, err error) {
-	s, err := trainShapes(net)
+	s, err := chainShapes(net)
 	if err != nil {
 		return 0, 0, err
 	}

@@ -145,7 +145,7 @@ func (x *exporter) weight(i int, base string, w []float32, dims []int64) string 
 	return out
 }
 
-func (x *exporter) model(shapes []f32Shape) (*onnx.Model, error) {
+func (x *exporter) model(shapes []sampleShape) (*onnx.Model, error) {
 	net := x.net
 	inName, outName := net.InputName, net.OutputName
 	if inName == "" {

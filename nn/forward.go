@@ -16,24 +16,24 @@ import (
 // memory.
 const MaxSampleSize = 1 << 26
 
-// f32Shape is one sample's tensor between layers, C×H×W; a feature vector
+// sampleShape is one sample's tensor between layers, C×H×W; a feature vector
 // is F×1×1.
-type f32Shape struct{ C, H, W int }
+type sampleShape struct{ C, H, W int }
 
-func (s f32Shape) size() int { return s.C * s.H * s.W }
+func (s sampleShape) size() int { return s.C * s.H * s.W }
 
 // chainShapes checks that the layers of net chain and returns the shape
 // entering each layer and, last, the output's (len(Layers)+1 shapes).
-func chainShapes(net *Net) ([]f32Shape, error) {
+func chainShapes(net *Net) ([]sampleShape, error) {
 	if net == nil {
 		return nil, errors.New("nn: nil net")
 	}
-	var s f32Shape
+	var s sampleShape
 	switch len(net.Input) {
 	case 3:
-		s = f32Shape{net.Input[0], net.Input[1], net.Input[2]}
+		s = sampleShape{net.Input[0], net.Input[1], net.Input[2]}
 	case 1:
-		s = f32Shape{net.Input[0], 1, 1}
+		s = sampleShape{net.Input[0], 1, 1}
 	default:
 		return nil, fmt.Errorf("nn: input shape %v: want [C,H,W] or [F]", net.Input)
 	}
@@ -41,7 +41,7 @@ func chainShapes(net *Net) ([]f32Shape, error) {
 		return nil, fmt.Errorf("nn: input shape %v", net.Input)
 	}
 	out := func(in, k, stride, a, b int) int { return (in+a+b-k)/stride + 1 }
-	shapes := []f32Shape{s}
+	shapes := []sampleShape{s}
 	for i, l := range net.Layers {
 		switch l := l.(type) {
 		case *Conv2D:
@@ -51,13 +51,13 @@ func chainShapes(net *Net) ([]f32Shape, error) {
 				return nil, fmt.Errorf("nn: layer %d (conv %s): %d→%d channels, kernel %dx%d, stride %dx%d, %d weights, %d biases on an input of %dx%dx%d",
 					i, l.Name, l.InC, l.OutC, l.KH, l.KW, l.StrideH, l.StrideW, len(l.W), len(l.B), s.C, s.H, s.W)
 			}
-			s = f32Shape{l.OutC, out(s.H, l.KH, l.StrideH, l.PadT, l.PadB), out(s.W, l.KW, l.StrideW, l.PadL, l.PadR)}
+			s = sampleShape{l.OutC, out(s.H, l.KH, l.StrideH, l.PadT, l.PadB), out(s.W, l.KW, l.StrideW, l.PadL, l.PadR)}
 		case *Dense:
 			if l.In != s.size() || l.Out <= 0 || len(l.W) != l.In*l.Out || len(l.B) != l.Out {
 				return nil, fmt.Errorf("nn: layer %d (dense %s): %d→%d with %d weights and %d biases on an input of %d values",
 					i, l.Name, l.In, l.Out, len(l.W), len(l.B), s.size())
 			}
-			s = f32Shape{l.Out, 1, 1}
+			s = sampleShape{l.Out, 1, 1}
 		case *MaxPool:
 			if l.KH <= 0 || l.KW <= 0 || l.StrideH <= 0 || l.StrideW <= 0 || min(l.PadT, l.PadL, l.PadB, l.PadR) < 0 ||
 				l.PadT >= l.KH || l.PadB >= l.KH || l.PadL >= l.KW || l.PadR >= l.KW ||
@@ -65,9 +65,9 @@ func chainShapes(net *Net) ([]f32Shape, error) {
 				return nil, fmt.Errorf("nn: layer %d (max pool): kernel %dx%d, stride %dx%d, pads %d,%d,%d,%d on %dx%d",
 					i, l.KH, l.KW, l.StrideH, l.StrideW, l.PadT, l.PadL, l.PadB, l.PadR, s.H, s.W)
 			}
-			s = f32Shape{s.C, out(s.H, l.KH, l.StrideH, l.PadT, l.PadB), out(s.W, l.KW, l.StrideW, l.PadL, l.PadR)}
+			s = sampleShape{s.C, out(s.H, l.KH, l.StrideH, l.PadT, l.PadB), out(s.W, l.KW, l.StrideW, l.PadL, l.PadR)}
 		case *Flatten:
-			s = f32Shape{s.size(), 1, 1}
+			s = sampleShape{s.size(), 1, 1}
 		case *ReLU, *Softmax:
 		default:
 			return nil, fmt.Errorf("nn: layer %d: unsupported layer %T", i, l)
@@ -81,7 +81,7 @@ func chainShapes(net *Net) ([]f32Shape, error) {
 }
 
 // sizeWithin reports whether C·H·W ≤ limit, without overflowing.
-func sizeWithin(s f32Shape, limit int64) bool {
+func sizeWithin(s sampleShape, limit int64) bool {
 	n := int64(1)
 	for _, d := range []int{s.C, s.H, s.W} {
 		if d <= 0 || int64(d) > limit/n {
@@ -132,7 +132,7 @@ func OutputShape(net *Net) ([]int, error) {
 // float rounding. A FloatEngine is not safe for concurrent use.
 type FloatEngine struct {
 	be     backend.Backend
-	shapes []f32Shape
+	shapes []sampleShape
 	steps  []*f32Step
 	act    []ActQuant // fake-quantization before layer i; nil for a float net
 	outLen int
@@ -159,7 +159,7 @@ type f32Step struct {
 	layer   int
 	conv    *Conv2D
 	pool    *MaxPool
-	in, out f32Shape
+	in, out sampleShape
 	m1      int // GEMM rows per sample
 	k, n    int // GEMM depth and columns
 	bias    []float32
@@ -282,7 +282,7 @@ func NewFloatEngine(be backend.Backend, net *Net) (*FloatEngine, error) {
 // flattenedFrom returns the [C,H,W] shape whose NHWC values a Dense at
 // layer i reads as its input vector (after a Flatten), or a vector shape
 // when no permutation is needed.
-func flattenedFrom(net *Net, shapes []f32Shape, i int) f32Shape {
+func flattenedFrom(net *Net, shapes []sampleShape, i int) sampleShape {
 	for j := i - 1; j >= 0; j-- {
 		if _, ok := net.Layers[j].(*Flatten); ok {
 			return shapes[j]
@@ -291,13 +291,13 @@ func flattenedFrom(net *Net, shapes []f32Shape, i int) f32Shape {
 			break
 		}
 	}
-	return f32Shape{shapes[i].size(), 1, 1}
+	return sampleShape{shapes[i].size(), 1, 1}
 }
 
 // nhwcWeights repacks the weights w of a Conv2D to [OutC][KH][KW][InC],
 // and permutes the columns of a Dense that reads the NHWC values of a
 // flattened [C,H,W] tensor src into NCHW order.
-func nhwcWeights(l Layer, w []float32, in, src f32Shape) []float32 {
+func nhwcWeights(l Layer, w []float32, in, src sampleShape) []float32 {
 	out := make([]float32, len(w))
 	switch l := l.(type) {
 	case *Conv2D:
@@ -534,7 +534,7 @@ func (e *FloatEngine) forward(x []float32, nb int, out []float32) error {
 }
 
 // nchwToNHWC copies nb samples of shape s from NCHW src into NHWC dst.
-func nchwToNHWC(dst, src []float32, nb int, s f32Shape) {
+func nchwToNHWC(dst, src []float32, nb int, s sampleShape) {
 	if s.C == 1 || s.H*s.W == 1 {
 		copy(dst, src)
 		return
@@ -551,7 +551,7 @@ func nchwToNHWC(dst, src []float32, nb int, s f32Shape) {
 }
 
 // nhwcToNCHW copies nb samples of shape s from NHWC src into NCHW dst.
-func nhwcToNCHW(dst, src []float32, nb int, s f32Shape) {
+func nhwcToNCHW(dst, src []float32, nb int, s sampleShape) {
 	hw := s.H * s.W
 	for n := range nb {
 		d, x := dst[n*s.size():(n+1)*s.size()], src[n*s.size():(n+1)*s.size()]

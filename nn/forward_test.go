@@ -419,10 +419,10 @@ func TestAccuracyProgress(t *testing.T) {
 
 func TestSizeWithin(t *testing.T) {
 	for _, c := range []struct {
-		s    f32Shape
+		s    sampleShape
 		want bool
-	}{{f32Shape{8, 28, 28}, true}, {f32Shape{1 << 26, 1, 1}, true}, {f32Shape{1<<26 + 1, 1, 1}, false},
-		{f32Shape{1 << 28, 1 << 26, 1 << 26}, false}, {f32Shape{1 << 40, 1 << 40, 1}, false}, {f32Shape{0, 1, 1}, false}} {
+	}{{sampleShape{8, 28, 28}, true}, {sampleShape{1 << 26, 1, 1}, true}, {sampleShape{1<<26 + 1, 1, 1}, false},
+		{sampleShape{1 << 28, 1 << 26, 1 << 26}, false}, {sampleShape{1 << 40, 1 << 40, 1}, false}, {sampleShape{0, 1, 1}, false}} {
 		if got := sizeWithin(c.s, MaxSampleSize); got != c.want {
 			t.Errorf("sizeWithin(%v) = %v", c.s, got)
 		}

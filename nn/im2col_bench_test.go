@@ -7,8 +7,8 @@ import (
 
 func im2colStep(inC, h, w, k, pad, outC int) *f32Step {
 	c := &Conv2D{InC: inC, OutC: outC, KH: k, KW: k, StrideH: 1, StrideW: 1, PadT: pad, PadL: pad, PadB: pad, PadR: pad}
-	in := f32Shape{inC, h, w}
-	out := f32Shape{outC, h + 2*pad - k + 1, w + 2*pad - k + 1}
+	in := sampleShape{inC, h, w}
+	out := sampleShape{outC, h + 2*pad - k + 1, w + 2*pad - k + 1}
 	return &f32Step{kind: f32Conv, conv: c, in: in, out: out, m1: out.H * out.W, k: inC * k * k, n: outC}
 }
 

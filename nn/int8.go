@@ -34,7 +34,7 @@ import (
 // for concurrent use.
 type Int8Engine struct {
 	be     backend.Backend
-	in     trainShape // one sample of the input, NCHW
+	in     sampleShape // one sample of the input, NCHW
 	inAct  ActQuant
 	steps  []*int8Step
 	outLen int
@@ -64,13 +64,13 @@ type int8Step struct {
 	layer   int
 	conv    *Conv2D
 	pool    *MaxPool
-	in, out trainShape // per sample; NHWC storage of C×H×W
-	zp      int32      // zero point of the codes entering
-	final   bool       // GEMM with float32 output; float steps after it
-	s32     bool       // GEMM with int32 output, requantized by the max pool after it
-	from    *int8Step  // for a max pool of int32 sums: the GEMM whose epilogue it applies
-	m1      int        // GEMM rows per sample
-	k, n    int        // GEMM depth and columns
+	in, out sampleShape // per sample; NHWC storage of C×H×W
+	zp      int32       // zero point of the codes entering
+	final   bool        // GEMM with float32 output; float steps after it
+	s32     bool        // GEMM with int32 output, requantized by the max pool after it
+	from    *int8Step   // for a max pool of int32 sums: the GEMM whose epilogue it applies
+	m1      int         // GEMM rows per sample
+	k, n    int         // GEMM depth and columns
 	ep      backend.Epilogue
 	w       backend.Buffer // weight codes, n×k
 	a, c    int8Buf        // GEMM operand and result
@@ -159,7 +159,7 @@ var int8MaxBatch, int8HostBatch = 256, 16
 // NewInt8Engine prepares net, which must be quantized (Quant set), to run
 // on be: weight codes are computed, packed and uploaded once.
 func NewInt8Engine(be backend.Backend, net *Net) (*Int8Engine, error) {
-	shapes, err := trainShapes(net)
+	shapes, err := chainShapes(net)
 	if err != nil {
 		return nil, err
 	}
@@ -207,7 +207,7 @@ func NewInt8Engine(be backend.Backend, net *Net) (*Int8Engine, error) {
 			if za != zp {
 				return fail(fmt.Errorf("nn: layer %d: codes of zero point %d enter a layer quantized with %d", i, zp, za))
 			}
-			w, outC := calibWeights(l)
+			w, outC := weightsOf(l)
 			sw := q.WeightScale[i]
 			if len(sw) != outC {
 				return fail(fmt.Errorf("nn: layer %d: %d weight scales for %d output channels", i, len(sw), outC))
@@ -241,7 +241,7 @@ func NewInt8Engine(be backend.Backend, net *Net) (*Int8Engine, error) {
 				st.ep.Bias = l.B
 			case *Dense:
 				st.kind = int8Dense
-				st.out = trainShape{l.Out, 1, 1}
+				st.out = sampleShape{l.Out, 1, 1}
 				st.m1, st.k, st.n = 1, l.In, l.Out
 				b = make([]int8, st.n*st.k)
 				P := phys

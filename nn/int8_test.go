@@ -137,8 +137,8 @@ func TestPTQDoesNotModifyNet(t *testing.T) {
 		}
 	}
 	for i, l := range net.Layers {
-		w, _ := calibWeights(l)
-		rw, _ := calibWeights(ref.Layers[i])
+		w, _ := weightsOf(l)
+		rw, _ := weightsOf(ref.Layers[i])
 		for k := range w {
 			if w[k] != rw[k] {
 				t.Fatalf("layer %d weight %d changed", i, k)
@@ -486,8 +486,8 @@ func TestInt8EngineFloatSimulation(t *testing.T) {
 	t.Logf("%d values near a rounding boundary", near)
 }
 
-func trainShapesMust(t *testing.T, net *Net) []trainShape {
-	s, err := trainShapes(net)
+func trainShapesMust(t *testing.T, net *Net) []sampleShape {
+	s, err := chainShapes(net)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,7 +49,7 @@ func QAT(q *Net, data *Samples, opt QATOptions) (*Net, error) {
 	if err := data.check(true); err != nil {
 		return nil, err
 	}
-	shapes, err := trainShapes(q)
+	shapes, err := chainShapes(q)
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +90,7 @@ func QAT(q *Net, data *Samples, opt QATOptions) (*Net, error) {
 		if w == nil {
 			continue
 		}
-		_, outC := calibWeights(net.Layers[i])
+		_, outC := weightsOf(net.Layers[i])
 		fq.W[i] = make([]float32, len(w))
 		if wparams[i], err = quant.NewParams(calibWeightScheme(opt.WeightBits), []int{outC, len(w) / outC}); err != nil {
 			return nil, err
@@ -142,7 +142,7 @@ func QAT(q *Net, data *Samples, opt QATOptions) (*Net, error) {
 				if w == nil {
 					continue
 				}
-				_, outC := calibWeights(net.Layers[i])
+				_, outC := weightsOf(net.Layers[i])
 				copy(wparams[i].Scales, calibWeightScales(w, outC, opt.WeightBits))
 				if err := quant.FakeQuant(fq.W[i], nil, w, wparams[i]); err != nil {
 					return nil, fmt.Errorf("nn: layer %d weights: %w", i, err)
@@ -189,7 +189,7 @@ func QAT(q *Net, data *Samples, opt QATOptions) (*Net, error) {
 	}
 	for i, w := range p.W {
 		if w != nil {
-			_, outC := calibWeights(net.Layers[i])
+			_, outC := weightsOf(net.Layers[i])
 			net.Quant.WeightScale[i] = calibWeightScales(w, outC, opt.WeightBits)
 		}
 	}
@@ -201,7 +201,7 @@ func QAT(q *Net, data *Samples, opt QATOptions) (*Net, error) {
 // qatActParams are the fake-quant parameters of the tensor entering each
 // Conv2D and Dense layer: per tensor, int8 codes in [−128, 127], from
 // net.Quant.Act.
-func qatActParams(net *Net, shapes []trainShape) ([]*quant.Params, error) {
+func qatActParams(net *Net, shapes []sampleShape) ([]*quant.Params, error) {
 	ps := make([]*quant.Params, len(net.Layers))
 	for i, l := range net.Layers {
 		if !calibQuantized(l) {
@@ -272,7 +272,7 @@ func (a *qatAdam) step(p trainParams, gw, gb [][]float32, lr float64) {
 // reference float inference for tests and for nets the backend engines
 // do not take.
 func trainForwardBatch(net *Net, x []float32, nb int, out []float32) error {
-	shapes, err := trainShapes(net)
+	shapes, err := chainShapes(net)
 	if err != nil {
 		return err
 	}

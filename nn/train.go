@@ -32,79 +32,9 @@ func (s *Samples) check(needLabels bool) error {
 	return nil
 }
 
-// trainShape is the shape of one sample's tensor between layers, C×H×W;
-// a feature vector is C×1×1.
-type trainShape struct{ C, H, W int }
-
-func (s trainShape) size() int { return s.C * s.H * s.W }
-
-// trainOutSize is ONNX's output length floor((in+pads−k)/stride)+1.
-func trainOutSize(in, k, stride, padA, padB int) int {
-	return (in+padA+padB-k)/stride + 1
-}
-
-// trainShapes checks that the layers of net chain and returns the shape
-// entering each layer and, last, the output's (len(Layers)+1 shapes).
-func trainShapes(net *Net) ([]trainShape, error) {
-	if net == nil {
-		return nil, errors.New("nn: nil net")
-	}
-	var s trainShape
-	switch len(net.Input) {
-	case 3:
-		s = trainShape{net.Input[0], net.Input[1], net.Input[2]}
-	case 1:
-		s = trainShape{net.Input[0], 1, 1}
-	default:
-		return nil, fmt.Errorf("nn: input shape %v: want [C,H,W] or [F]", net.Input)
-	}
-	if s.C <= 0 || s.H <= 0 || s.W <= 0 {
-		return nil, fmt.Errorf("nn: input shape %v", net.Input)
-	}
-	shapes := []trainShape{s}
-	for i, l := range net.Layers {
-		switch l := l.(type) {
-		case *Conv2D:
-			if l.InC != s.C || l.OutC <= 0 || l.KH <= 0 || l.KW <= 0 || l.StrideH <= 0 || l.StrideW <= 0 ||
-				l.PadT < 0 || l.PadL < 0 || l.PadB < 0 || l.PadR < 0 {
-				return nil, fmt.Errorf("nn: layer %d (conv %s): %d→%d channels, kernel %dx%d, stride %dx%d on input %dx%dx%d",
-					i, l.Name, l.InC, l.OutC, l.KH, l.KW, l.StrideH, l.StrideW, s.C, s.H, s.W)
-			}
-			if len(l.W) != l.OutC*l.InC*l.KH*l.KW || len(l.B) != l.OutC {
-				return nil, fmt.Errorf("nn: layer %d (conv %s): %d weights and %d biases for %dx%dx%dx%d",
-					i, l.Name, len(l.W), len(l.B), l.OutC, l.InC, l.KH, l.KW)
-			}
-			s = trainShape{l.OutC, trainOutSize(s.H, l.KH, l.StrideH, l.PadT, l.PadB), trainOutSize(s.W, l.KW, l.StrideW, l.PadL, l.PadR)}
-		case *Dense:
-			if l.In != s.size() || l.Out <= 0 || len(l.W) != l.In*l.Out || len(l.B) != l.Out {
-				return nil, fmt.Errorf("nn: layer %d (dense %s): %d→%d with %d weights and %d biases on an input of %d values",
-					i, l.Name, l.In, l.Out, len(l.W), len(l.B), s.size())
-			}
-			s = trainShape{l.Out, 1, 1}
-		case *MaxPool:
-			if l.KH <= 0 || l.KW <= 0 || l.StrideH <= 0 || l.StrideW <= 0 || l.PadT < 0 || l.PadL < 0 || l.PadB < 0 || l.PadR < 0 ||
-				l.PadT >= l.KH || l.PadB >= l.KH || l.PadL >= l.KW || l.PadR >= l.KW {
-				return nil, fmt.Errorf("nn: layer %d (max pool): kernel %dx%d, stride %dx%d, pads %d,%d,%d,%d",
-					i, l.KH, l.KW, l.StrideH, l.StrideW, l.PadT, l.PadL, l.PadB, l.PadR)
-			}
-			s = trainShape{s.C, trainOutSize(s.H, l.KH, l.StrideH, l.PadT, l.PadB), trainOutSize(s.W, l.KW, l.StrideW, l.PadL, l.PadR)}
-		case *Flatten:
-			s = trainShape{s.size(), 1, 1}
-		case *ReLU, *Softmax:
-		default:
-			return nil, fmt.Errorf("nn: layer %d: unsupported layer %T", i, l)
-		}
-		if s.H <= 0 || s.W <= 0 {
-			return nil, fmt.Errorf("nn: layer %d: output %dx%dx%d is empty", i, s.C, s.H, s.W)
-		}
-		shapes = append(shapes, s)
-	}
-	return shapes, nil
-}
-
 // trainConvForward is y = conv(x) with weights w and biases b, one sample,
 // by direct loops (rows of the output are axpys over rows of the input).
-func trainConvForward(l *Conv2D, w, b, x []float32, in, out trainShape, y []float32) {
+func trainConvForward(l *Conv2D, w, b, x []float32, in, out sampleShape, y []float32) {
 	ohw := out.H * out.W
 	for o := range l.OutC {
 		yo := y[o*ohw : (o+1)*ohw]
@@ -164,7 +94,7 @@ func trainConvCols(v, stride, pad, inW, outW int) (j0, j1 int) {
 
 // trainConvBackward adds to dx (when not nil), dw and db the gradients of
 // the loss given dy for one sample.
-func trainConvBackward(l *Conv2D, w, x []float32, in, out trainShape, dy, dx, dw, db []float32) {
+func trainConvBackward(l *Conv2D, w, x []float32, in, out sampleShape, dy, dx, dw, db []float32) {
 	ohw := out.H * out.W
 	for o := range l.OutC {
 		dyo := dy[o*ohw : (o+1)*ohw]
@@ -224,7 +154,7 @@ func trainConvBackward(l *Conv2D, w, x []float32, in, out trainShape, dy, dx, dw
 
 // trainMaxPoolForward writes the window maxima of x into y and the index
 // (into x) of each maximum into arg.
-func trainMaxPoolForward(l *MaxPool, x []float32, in, out trainShape, y []float32, arg []int32) {
+func trainMaxPoolForward(l *MaxPool, x []float32, in, out sampleShape, y []float32, arg []int32) {
 	for c := range in.C {
 		xc := x[c*in.H*in.W:]
 		for i := range out.H {
@@ -300,7 +230,7 @@ type trainTape struct {
 	fq   bool        // the last forward fake-quantized
 }
 
-func newTrainTape(shapes []trainShape) *trainTape {
+func newTrainTape(shapes []sampleShape) *trainTape {
 	t := &trainTape{
 		acts: make([][]float32, len(shapes)),
 		arg:  make([][]int32, len(shapes)),
@@ -324,7 +254,7 @@ type trainActFQ func(layer int, x []float32, mask []bool)
 // forward runs one sample x through net with parameters p, applying fq
 // (when not nil) to the input of every Conv2D and Dense. It returns the
 // output.
-func (t *trainTape) forward(net *Net, shapes []trainShape, p trainParams, x []float32, fq trainActFQ) []float32 {
+func (t *trainTape) forward(net *Net, shapes []sampleShape, p trainParams, x []float32, fq trainActFQ) []float32 {
 	copy(t.acts[0], x)
 	t.fq = fq != nil
 	for i, l := range net.Layers {
@@ -384,7 +314,7 @@ func trainLogitsLayer(net *Net) int {
 
 // backward propagates grad[top] (set by the caller) down to the first
 // layer, adding weight and bias gradients to gw, gb.
-func (t *trainTape) backward(net *Net, shapes []trainShape, p trainParams, top int, gw, gb [][]float32) {
+func (t *trainTape) backward(net *Net, shapes []sampleShape, p trainParams, top int, gw, gb [][]float32) {
 	for i := top - 1; i >= 0; i-- {
 		dy, dx := t.grad[i+1], t.grad[i]
 		needDX := i > 0

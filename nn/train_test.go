@@ -265,8 +265,8 @@ func TestQATDeterministicAndLearns(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, l := range a.Layers {
-		wa, _ := calibWeights(l)
-		wb, _ := calibWeights(b.Layers[i])
+		wa, _ := weightsOf(l)
+		wb, _ := weightsOf(b.Layers[i])
 		for k := range wa {
 			if wa[k] != wb[k] {
 				t.Fatalf("layer %d weight %d: %g on %d goroutines, %g on one", i, k, wa[k], prev, wb[k])
