@@ -43,10 +43,13 @@ func versionString() string {
 func newApp() *cli.App {
 	return &cli.App{
 		Name:  "quantkit",
-		Usage: "quantize AI models (FP32 → INT8/INT4): calibrate, run INT8 kernels, benchmark",
-		Description: "quantkit computes quantization parameters from activation samples (max, percentile,\n" +
-			"entropy/KL as TensorRT does it, MSE), runs FP32 and INT8 kernels on the CPU (and GPU in\n" +
-			"the CUDA build), and measures them against the strongest baseline in the same run.",
+		Usage: "quantize AI models (FP32 → INT8/INT4): checkpoints, PTQ and QAT, INT8 kernels, benchmarks",
+		Description: "quantkit quantizes checkpoints (safetensors, sharded or not, to compressed-tensors,\n" +
+			"safetensors or GGUF) in bounded memory; quantizes ONNX classifiers after training (PTQ,\n" +
+			"with max, percentile, entropy/KL as TensorRT does it, or MSE calibration) or during it\n" +
+			"(QAT) and runs them in integer arithmetic; and runs FP32 and INT8 kernels on the CPU (and\n" +
+			"the GPU in the CUDA build), measured against the strongest baseline in the same run.\n" +
+			"Start with `quantkit demo`.",
 		Version:              versionString(),
 		HideVersion:          true,
 		Commands:             []*cli.Command{versionCommand, devicesCommand, calibrateCommand, benchCommand, profileCommand, genCommand, inspectCommand, quantizeCommand, dequantizeCommand, mergeCommand, demoCommand, qatCommand, evalCommand},
