@@ -10,6 +10,7 @@ import (
 	"github.com/quantkit/quantkit/backend"
 	"github.com/quantkit/quantkit/backend/backendtest"
 	"github.com/quantkit/quantkit/cpu"
+	"github.com/quantkit/quantkit/quant"
 )
 
 // The tests here run every GEMM on every kernel set the processor
@@ -155,7 +156,7 @@ func TestGemmS8KernelsWrap(t *testing.T) {
 // holds those to the documented arithmetic).
 func TestGemmS8KernelsEpilogue(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(2, 2))
-	sizes := [][3]int{{5, 5, 9}, {6, 16, 8}, {14, 32, 64}, {33, 7, 100}, {70, 45, 257}, {100, 3, 33}, {2, 50, 70}, {45, 4, 130}}
+	sizes := [][3]int{{5, 5, 9}, {6, 16, 8}, {14, 32, 64}, {33, 7, 100}, {70, 45, 257}, {100, 3, 33}, {2, 50, 70}, {45, 4, 130}, {9, 161, 3}}
 	eps := func(m, n, k int) []*backend.Epilogue {
 		rs, cs, bias, off := make([]float32, m), make([]float32, n), make([]float32, n), make([]int32, n)
 		for i := range rs {
@@ -172,6 +173,10 @@ func TestGemmS8KernelsEpilogue(t *testing.T) {
 		specials := []float32{float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()),
 			-float32(math.NaN()), 0x1p-149, -3e38, 0, float32(math.Copysign(0, -1)), -1, 1e-3}
 		ars, acs, abias, aoff := make([]float32, m), make([]float32, n), make([]float32, n), make([]int32, n)
+		halves := make([]float32, n)
+		for j := range halves {
+			halves[j] = [...]float32{0.5, -0.5, 1.5, -1.5}[j%4]
+		}
 		for i := range ars {
 			ars[i] = specials[(i*7)%len(specials)]
 		}
@@ -190,6 +195,20 @@ func TestGemmS8KernelsEpilogue(t *testing.T) {
 			{ColOffset: aoff, RowScale: ars, ColScale: acs, Bias: abias, ReLU: true, OutScale: 0.5, OutZeroPoint: 100},
 			{ColOffset: aoff, RowScale: ars, ColScale: acs, Bias: abias, OutScale: 1e-30, OutZeroPoint: -7},
 			{RowScale: ars, ColScale: acs[:1], OutScale: 3e38},
+			// For the int8 output: quotients that are ties at .5 (odd sums
+			// over 2, sums plus a bias of ±0.5 or ±1.5 over 1), quotients
+			// that clamp, the zero points at both ends and outside the
+			// codes, specials with and without ReLU, a subnormal scale.
+			{OutScale: 2, OutZeroPoint: 127},
+			{OutScale: 2, OutZeroPoint: -128, ReLU: true},
+			{Bias: halves, OutScale: 1},
+			{Bias: halves, ReLU: true, OutScale: 1, OutZeroPoint: -1},
+			{ColOffset: off, RowScale: rs, ColScale: cs, Bias: bias, OutScale: 0.01, OutZeroPoint: 127},
+			{ColOffset: aoff, RowScale: ars, ColScale: acs, Bias: abias, OutScale: 0.5, OutZeroPoint: 127},
+			{ColOffset: aoff, RowScale: ars, ColScale: acs, Bias: abias, ReLU: true, OutScale: 2, OutZeroPoint: -128},
+			{RowScale: ars, ColScale: cs, Bias: abias, ReLU: true, OutScale: 0x1p-149},
+			{Bias: halves, OutScale: 1, OutZeroPoint: 300},
+			{ColScale: acs, ReLU: true, OutScale: 1, OutZeroPoint: -1000},
 		}
 	}
 	forKernels(t, func(t *testing.T) {
@@ -213,6 +232,19 @@ func TestGemmS8KernelsEpilogue(t *testing.T) {
 					}
 					if !sameBits(got, want) {
 						t.Fatalf("%dx%dx%d epilogue %d %T: differs from the generic kernels", m, n, k, e, got)
+					}
+					if got, ok := got.([]int8); ok && errGot == nil {
+						// The int8 codes are quant.QuantizeValue of the
+						// float32 outputs.
+						y := make([]float32, m*n)
+						if err := cpu.GemmS8(m, n, k, a, b, y, ep); err != nil {
+							t.Fatal(err)
+						}
+						for q, v := range y {
+							if w := int8(quant.QuantizeValue(v, ep.OutScale, ep.OutZeroPoint, -128, 127)); got[q] != w {
+								t.Fatalf("%dx%dx%d epilogue %d: C[%d] = %d from %v, want %d", m, n, k, e, q, got[q], v, w)
+							}
+						}
 					}
 				}
 			}
