@@ -1114,6 +1114,419 @@ epilogueF32AVX512_done:
 	VZEROUPPER
 	RET
 
+// func epilogueS8AVX512(full int, tail uint16, acc *int32, dst *int8, rowScale float32, colScales *float32, colScale float32, bias *float32, mode int, outScale float32, zeroPoint int32)
+// Requires: AVX, AVX512F
+TEXT ·epilogueS8AVX512(SB), NOSPLIT, $0-80
+	MOVQ         full+0(FP), CX
+	MOVWQZX      tail+8(FP), DX
+	MOVQ         acc+16(FP), SI
+	MOVQ         dst+24(FP), DI
+	MOVQ         colScales+40(FP), R8
+	MOVQ         bias+56(FP), R9
+	MOVQ         mode+64(FP), R10
+	VBROADCASTSS rowScale+32(FP), Z1
+	VBROADCASTSS colScale+48(FP), Z2
+	VBROADCASTSS outScale+72(FP), Z5
+	MOVL         zeroPoint+76(FP), AX
+	VPBROADCASTD AX, Z6
+	MOVL         $0xc3800000, AX
+	VPBROADCASTD AX, Z7
+	MOVL         $0x43800000, AX
+	VPBROADCASTD AX, Z8
+	MOVL         $0xffffff80, AX
+	VPBROADCASTD AX, Z9
+	MOVL         $0x0000007f, AX
+	VPBROADCASTD AX, Z10
+	VPXORD       Z11, Z11, Z11
+	KMOVW        DX, K1
+	CMPQ         R10, $0x00
+	JNE          epilogueS8AVX512_mode0_next
+	TESTQ        CX, CX
+	JZ           epilogueS8AVX512_mode0_tail
+
+epilogueS8AVX512_mode0_loop:
+	VMOVDQU32          (SI), Z0
+	VCVTDQ2PS          Z0, Z0
+	VMULPS             Z1, Z0, Z0
+	VMULPS             Z2, Z0, Z0
+	VCMPPS             $0x07, Z0, Z0, K2
+	VDIVPS             Z5, Z0, Z0
+	VMAXPS             Z7, Z0, Z0
+	VMINPS             Z8, Z0, Z0
+	VCVTPS2DQ.RN_SAE.Z Z0, K2, Z0
+	VPADDD             Z6, Z0, Z0
+	VPMAXSD            Z9, Z0, Z0
+	VPMINSD            Z10, Z0, Z0
+	VPMOVDB            Z0, (DI)
+	ADDQ               $0x40, SI
+	ADDQ               $0x10, DI
+	DECQ               CX
+	JNZ                epilogueS8AVX512_mode0_loop
+
+epilogueS8AVX512_mode0_tail:
+	TESTQ              DX, DX
+	JZ                 epilogueS8AVX512_done
+	VMOVDQU32.Z        (SI), K1, Z0
+	VCVTDQ2PS          Z0, Z0
+	VMULPS             Z1, Z0, Z0
+	VMULPS             Z2, Z0, Z0
+	VCMPPS             $0x07, Z0, Z0, K2
+	VDIVPS             Z5, Z0, Z0
+	VMAXPS             Z7, Z0, Z0
+	VMINPS             Z8, Z0, Z0
+	VCVTPS2DQ.RN_SAE.Z Z0, K2, Z0
+	VPADDD             Z6, Z0, Z0
+	VPMAXSD            Z9, Z0, Z0
+	VPMINSD            Z10, Z0, Z0
+	VPMOVDB            Z0, K1, (DI)
+	JMP                epilogueS8AVX512_done
+
+epilogueS8AVX512_mode0_next:
+	CMPQ  R10, $0x01
+	JNE   epilogueS8AVX512_mode1_next
+	TESTQ CX, CX
+	JZ    epilogueS8AVX512_mode1_tail
+
+epilogueS8AVX512_mode1_loop:
+	VMOVDQU32          (SI), Z0
+	VCVTDQ2PS          Z0, Z0
+	VMULPS             Z1, Z0, Z0
+	VMOVUPS            (R8), Z3
+	VMULPS             Z3, Z0, Z0
+	VCMPPS             $0x07, Z0, Z0, K2
+	VDIVPS             Z5, Z0, Z0
+	VMAXPS             Z7, Z0, Z0
+	VMINPS             Z8, Z0, Z0
+	VCVTPS2DQ.RN_SAE.Z Z0, K2, Z0
+	VPADDD             Z6, Z0, Z0
+	VPMAXSD            Z9, Z0, Z0
+	VPMINSD            Z10, Z0, Z0
+	VPMOVDB            Z0, (DI)
+	ADDQ               $0x40, SI
+	ADDQ               $0x10, DI
+	ADDQ               $0x40, R8
+	DECQ               CX
+	JNZ                epilogueS8AVX512_mode1_loop
+
+epilogueS8AVX512_mode1_tail:
+	TESTQ              DX, DX
+	JZ                 epilogueS8AVX512_done
+	VMOVDQU32.Z        (SI), K1, Z0
+	VCVTDQ2PS          Z0, Z0
+	VMULPS             Z1, Z0, Z0
+	VMOVUPS.Z          (R8), K1, Z3
+	VMULPS             Z3, Z0, Z0
+	VCMPPS             $0x07, Z0, Z0, K2
+	VDIVPS             Z5, Z0, Z0
+	VMAXPS             Z7, Z0, Z0
+	VMINPS             Z8, Z0, Z0
+	VCVTPS2DQ.RN_SAE.Z Z0, K2, Z0
+	VPADDD             Z6, Z0, Z0
+	VPMAXSD            Z9, Z0, Z0
+	VPMINSD            Z10, Z0, Z0
+	VPMOVDB            Z0, K1, (DI)
+	JMP                epilogueS8AVX512_done
+
+epilogueS8AVX512_mode1_next:
+	CMPQ  R10, $0x02
+	JNE   epilogueS8AVX512_mode2_next
+	TESTQ CX, CX
+	JZ    epilogueS8AVX512_mode2_tail
+
+epilogueS8AVX512_mode2_loop:
+	VMOVDQU32          (SI), Z0
+	VCVTDQ2PS          Z0, Z0
+	VMULPS             Z1, Z0, Z0
+	VMULPS             Z2, Z0, Z0
+	VMOVUPS            (R9), Z4
+	VADDPS             Z4, Z0, Z0
+	VCMPPS             $0x07, Z0, Z0, K2
+	VDIVPS             Z5, Z0, Z0
+	VMAXPS             Z7, Z0, Z0
+	VMINPS             Z8, Z0, Z0
+	VCVTPS2DQ.RN_SAE.Z Z0, K2, Z0
+	VPADDD             Z6, Z0, Z0
+	VPMAXSD            Z9, Z0, Z0
+	VPMINSD            Z10, Z0, Z0
+	VPMOVDB            Z0, (DI)
+	ADDQ               $0x40, SI
+	ADDQ               $0x10, DI
+	ADDQ               $0x40, R9
+	DECQ               CX
+	JNZ                epilogueS8AVX512_mode2_loop
+
+epilogueS8AVX512_mode2_tail:
+	TESTQ              DX, DX
+	JZ                 epilogueS8AVX512_done
+	VMOVDQU32.Z        (SI), K1, Z0
+	VCVTDQ2PS          Z0, Z0
+	VMULPS             Z1, Z0, Z0
+	VMULPS             Z2, Z0, Z0
+	VMOVUPS.Z          (R9), K1, Z4
+	VADDPS             Z4, Z0, Z0
+	VCMPPS             $0x07, Z0, Z0, K2
+	VDIVPS             Z5, Z0, Z0
+	VMAXPS             Z7, Z0, Z0
+	VMINPS             Z8, Z0, Z0
+	VCVTPS2DQ.RN_SAE.Z Z0, K2, Z0
+	VPADDD             Z6, Z0, Z0
+	VPMAXSD            Z9, Z0, Z0
+	VPMINSD            Z10, Z0, Z0
+	VPMOVDB            Z0, K1, (DI)
+	JMP                epilogueS8AVX512_done
+
+epilogueS8AVX512_mode2_next:
+	CMPQ  R10, $0x03
+	JNE   epilogueS8AVX512_mode3_next
+	TESTQ CX, CX
+	JZ    epilogueS8AVX512_mode3_tail
+
+epilogueS8AVX512_mode3_loop:
+	VMOVDQU32          (SI), Z0
+	VCVTDQ2PS          Z0, Z0
+	VMULPS             Z1, Z0, Z0
+	VMOVUPS            (R8), Z3
+	VMULPS             Z3, Z0, Z0
+	VMOVUPS            (R9), Z4
+	VADDPS             Z4, Z0, Z0
+	VCMPPS             $0x07, Z0, Z0, K2
+	VDIVPS             Z5, Z0, Z0
+	VMAXPS             Z7, Z0, Z0
+	VMINPS             Z8, Z0, Z0
+	VCVTPS2DQ.RN_SAE.Z Z0, K2, Z0
+	VPADDD             Z6, Z0, Z0
+	VPMAXSD            Z9, Z0, Z0
+	VPMINSD            Z10, Z0, Z0
+	VPMOVDB            Z0, (DI)
+	ADDQ               $0x40, SI
+	ADDQ               $0x10, DI
+	ADDQ               $0x40, R8
+	ADDQ               $0x40, R9
+	DECQ               CX
+	JNZ                epilogueS8AVX512_mode3_loop
+
+epilogueS8AVX512_mode3_tail:
+	TESTQ              DX, DX
+	JZ                 epilogueS8AVX512_done
+	VMOVDQU32.Z        (SI), K1, Z0
+	VCVTDQ2PS          Z0, Z0
+	VMULPS             Z1, Z0, Z0
+	VMOVUPS.Z          (R8), K1, Z3
+	VMULPS             Z3, Z0, Z0
+	VMOVUPS.Z          (R9), K1, Z4
+	VADDPS             Z4, Z0, Z0
+	VCMPPS             $0x07, Z0, Z0, K2
+	VDIVPS             Z5, Z0, Z0
+	VMAXPS             Z7, Z0, Z0
+	VMINPS             Z8, Z0, Z0
+	VCVTPS2DQ.RN_SAE.Z Z0, K2, Z0
+	VPADDD             Z6, Z0, Z0
+	VPMAXSD            Z9, Z0, Z0
+	VPMINSD            Z10, Z0, Z0
+	VPMOVDB            Z0, K1, (DI)
+	JMP                epilogueS8AVX512_done
+
+epilogueS8AVX512_mode3_next:
+	CMPQ  R10, $0x04
+	JNE   epilogueS8AVX512_mode4_next
+	TESTQ CX, CX
+	JZ    epilogueS8AVX512_mode4_tail
+
+epilogueS8AVX512_mode4_loop:
+	VMOVDQU32          (SI), Z0
+	VCVTDQ2PS          Z0, Z0
+	VMULPS             Z1, Z0, Z0
+	VMULPS             Z2, Z0, Z0
+	VCMPPS             $0x07, Z0, Z0, K2
+	VMAXPS             Z11, Z0, Z0
+	VDIVPS             Z5, Z0, Z0
+	VMAXPS             Z7, Z0, Z0
+	VMINPS             Z8, Z0, Z0
+	VCVTPS2DQ.RN_SAE.Z Z0, K2, Z0
+	VPADDD             Z6, Z0, Z0
+	VPMAXSD            Z9, Z0, Z0
+	VPMINSD            Z10, Z0, Z0
+	VPMOVDB            Z0, (DI)
+	ADDQ               $0x40, SI
+	ADDQ               $0x10, DI
+	DECQ               CX
+	JNZ                epilogueS8AVX512_mode4_loop
+
+epilogueS8AVX512_mode4_tail:
+	TESTQ              DX, DX
+	JZ                 epilogueS8AVX512_done
+	VMOVDQU32.Z        (SI), K1, Z0
+	VCVTDQ2PS          Z0, Z0
+	VMULPS             Z1, Z0, Z0
+	VMULPS             Z2, Z0, Z0
+	VCMPPS             $0x07, Z0, Z0, K2
+	VMAXPS             Z11, Z0, Z0
+	VDIVPS             Z5, Z0, Z0
+	VMAXPS             Z7, Z0, Z0
+	VMINPS             Z8, Z0, Z0
+	VCVTPS2DQ.RN_SAE.Z Z0, K2, Z0
+	VPADDD             Z6, Z0, Z0
+	VPMAXSD            Z9, Z0, Z0
+	VPMINSD            Z10, Z0, Z0
+	VPMOVDB            Z0, K1, (DI)
+	JMP                epilogueS8AVX512_done
+
+epilogueS8AVX512_mode4_next:
+	CMPQ  R10, $0x05
+	JNE   epilogueS8AVX512_mode5_next
+	TESTQ CX, CX
+	JZ    epilogueS8AVX512_mode5_tail
+
+epilogueS8AVX512_mode5_loop:
+	VMOVDQU32          (SI), Z0
+	VCVTDQ2PS          Z0, Z0
+	VMULPS             Z1, Z0, Z0
+	VMOVUPS            (R8), Z3
+	VMULPS             Z3, Z0, Z0
+	VCMPPS             $0x07, Z0, Z0, K2
+	VMAXPS             Z11, Z0, Z0
+	VDIVPS             Z5, Z0, Z0
+	VMAXPS             Z7, Z0, Z0
+	VMINPS             Z8, Z0, Z0
+	VCVTPS2DQ.RN_SAE.Z Z0, K2, Z0
+	VPADDD             Z6, Z0, Z0
+	VPMAXSD            Z9, Z0, Z0
+	VPMINSD            Z10, Z0, Z0
+	VPMOVDB            Z0, (DI)
+	ADDQ               $0x40, SI
+	ADDQ               $0x10, DI
+	ADDQ               $0x40, R8
+	DECQ               CX
+	JNZ                epilogueS8AVX512_mode5_loop
+
+epilogueS8AVX512_mode5_tail:
+	TESTQ              DX, DX
+	JZ                 epilogueS8AVX512_done
+	VMOVDQU32.Z        (SI), K1, Z0
+	VCVTDQ2PS          Z0, Z0
+	VMULPS             Z1, Z0, Z0
+	VMOVUPS.Z          (R8), K1, Z3
+	VMULPS             Z3, Z0, Z0
+	VCMPPS             $0x07, Z0, Z0, K2
+	VMAXPS             Z11, Z0, Z0
+	VDIVPS             Z5, Z0, Z0
+	VMAXPS             Z7, Z0, Z0
+	VMINPS             Z8, Z0, Z0
+	VCVTPS2DQ.RN_SAE.Z Z0, K2, Z0
+	VPADDD             Z6, Z0, Z0
+	VPMAXSD            Z9, Z0, Z0
+	VPMINSD            Z10, Z0, Z0
+	VPMOVDB            Z0, K1, (DI)
+	JMP                epilogueS8AVX512_done
+
+epilogueS8AVX512_mode5_next:
+	CMPQ  R10, $0x06
+	JNE   epilogueS8AVX512_mode6_next
+	TESTQ CX, CX
+	JZ    epilogueS8AVX512_mode6_tail
+
+epilogueS8AVX512_mode6_loop:
+	VMOVDQU32          (SI), Z0
+	VCVTDQ2PS          Z0, Z0
+	VMULPS             Z1, Z0, Z0
+	VMULPS             Z2, Z0, Z0
+	VMOVUPS            (R9), Z4
+	VADDPS             Z4, Z0, Z0
+	VCMPPS             $0x07, Z0, Z0, K2
+	VMAXPS             Z11, Z0, Z0
+	VDIVPS             Z5, Z0, Z0
+	VMAXPS             Z7, Z0, Z0
+	VMINPS             Z8, Z0, Z0
+	VCVTPS2DQ.RN_SAE.Z Z0, K2, Z0
+	VPADDD             Z6, Z0, Z0
+	VPMAXSD            Z9, Z0, Z0
+	VPMINSD            Z10, Z0, Z0
+	VPMOVDB            Z0, (DI)
+	ADDQ               $0x40, SI
+	ADDQ               $0x10, DI
+	ADDQ               $0x40, R9
+	DECQ               CX
+	JNZ                epilogueS8AVX512_mode6_loop
+
+epilogueS8AVX512_mode6_tail:
+	TESTQ              DX, DX
+	JZ                 epilogueS8AVX512_done
+	VMOVDQU32.Z        (SI), K1, Z0
+	VCVTDQ2PS          Z0, Z0
+	VMULPS             Z1, Z0, Z0
+	VMULPS             Z2, Z0, Z0
+	VMOVUPS.Z          (R9), K1, Z4
+	VADDPS             Z4, Z0, Z0
+	VCMPPS             $0x07, Z0, Z0, K2
+	VMAXPS             Z11, Z0, Z0
+	VDIVPS             Z5, Z0, Z0
+	VMAXPS             Z7, Z0, Z0
+	VMINPS             Z8, Z0, Z0
+	VCVTPS2DQ.RN_SAE.Z Z0, K2, Z0
+	VPADDD             Z6, Z0, Z0
+	VPMAXSD            Z9, Z0, Z0
+	VPMINSD            Z10, Z0, Z0
+	VPMOVDB            Z0, K1, (DI)
+	JMP                epilogueS8AVX512_done
+
+epilogueS8AVX512_mode6_next:
+	CMPQ  R10, $0x07
+	JNE   epilogueS8AVX512_mode7_next
+	TESTQ CX, CX
+	JZ    epilogueS8AVX512_mode7_tail
+
+epilogueS8AVX512_mode7_loop:
+	VMOVDQU32          (SI), Z0
+	VCVTDQ2PS          Z0, Z0
+	VMULPS             Z1, Z0, Z0
+	VMOVUPS            (R8), Z3
+	VMULPS             Z3, Z0, Z0
+	VMOVUPS            (R9), Z4
+	VADDPS             Z4, Z0, Z0
+	VCMPPS             $0x07, Z0, Z0, K2
+	VMAXPS             Z11, Z0, Z0
+	VDIVPS             Z5, Z0, Z0
+	VMAXPS             Z7, Z0, Z0
+	VMINPS             Z8, Z0, Z0
+	VCVTPS2DQ.RN_SAE.Z Z0, K2, Z0
+	VPADDD             Z6, Z0, Z0
+	VPMAXSD            Z9, Z0, Z0
+	VPMINSD            Z10, Z0, Z0
+	VPMOVDB            Z0, (DI)
+	ADDQ               $0x40, SI
+	ADDQ               $0x10, DI
+	ADDQ               $0x40, R8
+	ADDQ               $0x40, R9
+	DECQ               CX
+	JNZ                epilogueS8AVX512_mode7_loop
+
+epilogueS8AVX512_mode7_tail:
+	TESTQ              DX, DX
+	JZ                 epilogueS8AVX512_done
+	VMOVDQU32.Z        (SI), K1, Z0
+	VCVTDQ2PS          Z0, Z0
+	VMULPS             Z1, Z0, Z0
+	VMOVUPS.Z          (R8), K1, Z3
+	VMULPS             Z3, Z0, Z0
+	VMOVUPS.Z          (R9), K1, Z4
+	VADDPS             Z4, Z0, Z0
+	VCMPPS             $0x07, Z0, Z0, K2
+	VMAXPS             Z11, Z0, Z0
+	VDIVPS             Z5, Z0, Z0
+	VMAXPS             Z7, Z0, Z0
+	VMINPS             Z8, Z0, Z0
+	VCVTPS2DQ.RN_SAE.Z Z0, K2, Z0
+	VPADDD             Z6, Z0, Z0
+	VPMAXSD            Z9, Z0, Z0
+	VPMINSD            Z10, Z0, Z0
+	VPMOVDB            Z0, K1, (DI)
+	JMP                epilogueS8AVX512_done
+
+epilogueS8AVX512_mode7_next:
+epilogueS8AVX512_done:
+	VZEROUPPER
+	RET
+
 // func gemmF32Dot1x4AVX512(kv int, tail uint64, a *float32, lda int, b *float32, ldb int, c *float32)
 // Requires: AVX, AVX512F, AVX512VL
 TEXT ·gemmF32Dot1x4AVX512(SB), NOSPLIT, $0-56

@@ -215,6 +215,12 @@ func (o *s8Out) finishRow(i, j0 int, acc []int32) {
 	}
 	dst := o.s8[i*o.n+j0:][:n]
 	scale, zp := o.outScale, o.outZeroPoint
+	// The SIMD epilogue (amd64, AVX-512) does it all; elsewhere the SIMD
+	// float32 part (if any) runs on blocks of 64, and the ReLU and the
+	// requantization in Go.
+	if epilogueS8SIMD(dst, acc, rowScale, colScales, colScale, bias, o.relu, scale, zp) {
+		return
+	}
 	var buf [64]float32
 	for q0 := 0; q0 < n; q0 += len(buf) {
 		q1 := min(q0+len(buf), n)

@@ -15,3 +15,7 @@ func gemmKernels() string { return "f32 generic 1x7, int8 generic 1x14" }
 func epilogueF32SIMD(dst []float32, acc []int32, rowScale float32, colScales []float32, colScale float32, bias []float32) bool {
 	return false
 }
+
+func epilogueS8SIMD(dst []int8, acc []int32, rowScale float32, colScales []float32, colScale float32, bias []float32, relu bool, outScale float32, zeroPoint int32) bool {
+	return false
+}

@@ -167,6 +167,31 @@ func sumS8AVX512VNNI(x *int8, blocks int) int32
 //go:noescape
 func epilogueF32AVX512(full int, tail uint16, acc *int32, dst *float32, rowScale float32, colScales *float32, colScale float32, bias *float32, mode int)
 
+// epilogueS8AVX512 is, for n = 16·full plus the bits set in tail (the low ones),
+//
+//	for q := range n {
+//		y := float32(acc[q])
+//		y = float32(y * rowScale)
+//		if mode&1 != 0 {
+//			y = float32(y * colScales[q])
+//		} else {
+//			y = float32(y * colScale)
+//		}
+//		if mode&2 != 0 {
+//			y = float32(y + bias[q])
+//		}
+//		if mode&4 != 0 {
+//			y = max(y, 0)
+//		}
+//		dst[q] = int8(quant.QuantizeValue(y, outScale, zeroPoint, -128, 127))
+//	}
+//
+// with outScale finite and positive and zeroPoint in [-128, 127]. A
+// scale of 1 changes nothing (y is never NaN), so none is passed as 1.
+//
+//go:noescape
+func epilogueS8AVX512(full int, tail uint16, acc *int32, dst *int8, rowScale float32, colScales *float32, colScale float32, bias *float32, mode int, outScale float32, zeroPoint int32)
+
 // gemmF32Dot1x4AVX512 is, for 1 rows of A and 4 rows of B where they lie
 // (a[r*lda+p] = A[r, p], b[j*ldb+p] = B[j, p]) and k = 16·kv plus the bits set in
 // the mask tail (the low ones), with fused multiply-adds in another order,

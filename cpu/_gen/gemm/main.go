@@ -51,6 +51,7 @@ func main() {
 	packWords32()
 	sumS8VNNI()
 	epilogueF32()
+	epilogueS8()
 	for m := 1; m <= 4; m++ {
 		dotKernel(fmt.Sprintf("gemmF32Dot%dx4AVX512", m), m, false)
 		dotKernel(fmt.Sprintf("gemmS8Dot%dx4AVX512VNNI", m), m, true)
@@ -690,7 +691,8 @@ func dotKernel(name string, m int, s8 bool) {
 // epilogueF32 emits the float32 part of the int8 GEMM's epilogue for a
 // row of C, 16 outputs a step: conversion, the row and column scales and
 // the bias, each rounded to float32 as the Go loop does (no fused
-// multiply-add). ReLU and the int8 requantization stay in Go.
+// multiply-add). The ReLU of a float32 output stays in Go; epilogueS8
+// does the int8 output whole.
 func epilogueF32() {
 	name := "epilogueF32AVX512"
 	TEXT(name, NOSPLIT, "func(full int, tail uint16, acc *int32, dst *float32, rowScale float32, colScales *float32, colScale float32, bias *float32, mode int)")
@@ -774,6 +776,147 @@ func epilogueF32() {
 		step(false)
 		ADDQ(U8(64), acc)
 		ADDQ(U8(64), dst)
+		if m&1 != 0 {
+			ADDQ(U8(64), cols)
+		}
+		if m&2 != 0 {
+			ADDQ(U8(64), bias)
+		}
+		DECQ(full)
+		JNZ(LabelRef(variant + "_loop"))
+		Label(variant + "_tail")
+		TESTQ(tail, tail)
+		JZ(LabelRef(name + "_done"))
+		step(true)
+		JMP(LabelRef(name + "_done"))
+		Label(variant + "_next")
+	}
+	Label(name + "_done")
+	VZEROUPPER()
+	RET()
+}
+
+// epilogueS8 emits the whole epilogue of the int8 GEMM for a row of C
+// with int8 output, 16 outputs a step: the float32 part as epilogueF32,
+// the ReLU, and quant.QuantizeValue(y, outScale, zeroPoint, -128, 127)
+// bit for bit: the float32 division y/outScale (VDIVPS is correctly
+// rounded, as Go's division), rounding half to even, NaN to the zero
+// point, then the clamp. It needs a zero point in [-128, 127]: the
+// rounded quotient is clamped to [-256, 256] before its conversion (the
+// conversion of a larger value, or of ±Inf, is no number), which decides
+// no clamp differently, and the sum with the zero point cannot wrap.
+func epilogueS8() {
+	name := "epilogueS8AVX512"
+	TEXT(name, NOSPLIT, "func(full int, tail uint16, acc *int32, dst *int8, rowScale float32, colScales *float32, colScale float32, bias *float32, mode int, outScale float32, zeroPoint int32)")
+	Pragma("noescape")
+	Doc(name+" is, for n = 16·full plus the bits set in tail (the low ones),",
+		"",
+		"\tfor q := range n {",
+		"\t\ty := float32(acc[q])",
+		"\t\ty = float32(y * rowScale)",
+		"\t\tif mode&1 != 0 {",
+		"\t\t\ty = float32(y * colScales[q])",
+		"\t\t} else {",
+		"\t\t\ty = float32(y * colScale)",
+		"\t\t}",
+		"\t\tif mode&2 != 0 {",
+		"\t\t\ty = float32(y + bias[q])",
+		"\t\t}",
+		"\t\tif mode&4 != 0 {",
+		"\t\t\ty = max(y, 0)",
+		"\t\t}",
+		"\t\tdst[q] = int8(quant.QuantizeValue(y, outScale, zeroPoint, -128, 127))",
+		"\t}",
+		"",
+		"with outScale finite and positive and zeroPoint in [-128, 127]. A",
+		"scale of 1 changes nothing (y is never NaN), so none is passed as 1.")
+	full, tail, acc, dst, cols, bias, mode := RCX, RDX, RSI, RDI, R8, R9, R10
+	Load(Param("full"), full)
+	Load(Param("tail"), tail)
+	Load(Param("acc"), acc)
+	Load(Param("dst"), dst)
+	Load(Param("colScales"), cols)
+	Load(Param("bias"), bias)
+	Load(Param("mode"), mode)
+	rowS, colS, outS, zp := Z1, Z2, Z5, Z6
+	for _, p := range []struct {
+		name string
+		reg  VecPhysical
+	}{{"rowScale", rowS}, {"colScale", colS}, {"outScale", outS}} {
+		b, err := Param(p.name).Resolve()
+		if err != nil {
+			panic(err)
+		}
+		VBROADCASTSS(b.Addr, p.reg)
+	}
+	Load(Param("zeroPoint"), EAX)
+	VPBROADCASTD(EAX, zp)
+	// The constants: ∓256 (float32), -128 and 127 (int32), zero.
+	neg, lim, qmin, qmax, zero := Z7, Z8, Z9, Z10, Z11
+	for _, c := range []struct {
+		bits uint32
+		reg  VecPhysical
+	}{{0xc3800000, neg}, {0x43800000, lim}, {0xffffff80, qmin}, {0x7f, qmax}} {
+		MOVL(U32(c.bits), EAX)
+		VPBROADCASTD(EAX, c.reg)
+	}
+	VPXORD(zero, zero, zero)
+	KMOVW(EDX, K1)
+	for m := range 8 {
+		variant := fmt.Sprintf("%s_mode%d", name, m)
+		CMPQ(mode, U8(m))
+		JNE(LabelRef(variant + "_next"))
+		step := func(masked bool) {
+			if masked {
+				VMOVDQU32_Z(Mem{Base: acc}, K1, Z0)
+			} else {
+				VMOVDQU32(Mem{Base: acc}, Z0)
+			}
+			VCVTDQ2PS(Z0, Z0)
+			VMULPS(rowS, Z0, Z0)
+			if m&1 != 0 {
+				if masked {
+					VMOVUPS_Z(Mem{Base: cols}, K1, Z3)
+				} else {
+					VMOVUPS(Mem{Base: cols}, Z3)
+				}
+				VMULPS(Z3, Z0, Z0)
+			} else {
+				VMULPS(colS, Z0, Z0)
+			}
+			if m&2 != 0 {
+				if masked {
+					VMOVUPS_Z(Mem{Base: bias}, K1, Z4)
+				} else {
+					VMOVUPS(Mem{Base: bias}, Z4)
+				}
+				VADDPS(Z4, Z0, Z0)
+			}
+			// Lanes that are NaN here become the zero point; the ReLU's
+			// treatment of them does not matter.
+			VCMPPS(U8(7), Z0, Z0, K2) // not NaN
+			if m&4 != 0 {
+				VMAXPS(zero, Z0, Z0)
+			}
+			VDIVPS(outS, Z0, Z0)
+			VMAXPS(neg, Z0, Z0)
+			VMINPS(lim, Z0, Z0)
+			VCVTPS2DQ_RN_SAE_Z(Z0, K2, Z0) // half to even; NaN lanes 0
+			VPADDD(zp, Z0, Z0)
+			VPMAXSD(qmin, Z0, Z0)
+			VPMINSD(qmax, Z0, Z0)
+			if masked {
+				VPMOVDB(Z0, K1, Mem{Base: dst})
+			} else {
+				VPMOVDB(Z0, Mem{Base: dst})
+			}
+		}
+		TESTQ(full, full)
+		JZ(LabelRef(variant + "_tail"))
+		Label(variant + "_loop")
+		step(false)
+		ADDQ(U8(64), acc)
+		ADDQ(U8(16), dst)
 		if m&1 != 0 {
 			ADDQ(U8(64), cols)
 		}
