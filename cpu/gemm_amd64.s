@@ -1114,20 +1114,22 @@ epilogueF32AVX512_done:
 	VZEROUPPER
 	RET
 
-// func epilogueS8AVX512(full int, tail uint16, acc *int32, dst *int8, rowScale float32, colScales *float32, colScale float32, bias *float32, mode int, outScale float32, zeroPoint int32)
+// func epilogueS8AVX512(full int, tail uint16, acc *int32, dst *int8, rowScale float32, colScales *float32, colScale float32, bias *float32, lastScale float32, biasAll float32, mode int, outScale float32, zeroPoint int32)
 // Requires: AVX, AVX512F
-TEXT ·epilogueS8AVX512(SB), NOSPLIT, $0-80
+TEXT ·epilogueS8AVX512(SB), NOSPLIT, $0-88
 	MOVQ         full+0(FP), CX
 	MOVWQZX      tail+8(FP), DX
 	MOVQ         acc+16(FP), SI
 	MOVQ         dst+24(FP), DI
 	MOVQ         colScales+40(FP), R8
 	MOVQ         bias+56(FP), R9
-	MOVQ         mode+64(FP), R10
+	MOVQ         mode+72(FP), R10
 	VBROADCASTSS rowScale+32(FP), Z1
 	VBROADCASTSS colScale+48(FP), Z2
-	VBROADCASTSS outScale+72(FP), Z5
-	MOVL         zeroPoint+76(FP), AX
+	VBROADCASTSS outScale+80(FP), Z5
+	VBROADCASTSS lastScale+64(FP), Z12
+	VBROADCASTSS biasAll+68(FP), Z13
+	MOVL         zeroPoint+84(FP), AX
 	VPBROADCASTD AX, Z6
 	MOVL         $0xc3800000, AX
 	VPBROADCASTD AX, Z7
@@ -1149,6 +1151,8 @@ epilogueS8AVX512_mode0_loop:
 	VCVTDQ2PS          Z0, Z0
 	VMULPS             Z1, Z0, Z0
 	VMULPS             Z2, Z0, Z0
+	VMULPS             Z12, Z0, Z0
+	VADDPS             Z13, Z0, Z0
 	VCMPPS             $0x07, Z0, Z0, K2
 	VDIVPS             Z5, Z0, Z0
 	VMAXPS             Z7, Z0, Z0
@@ -1170,6 +1174,8 @@ epilogueS8AVX512_mode0_tail:
 	VCVTDQ2PS          Z0, Z0
 	VMULPS             Z1, Z0, Z0
 	VMULPS             Z2, Z0, Z0
+	VMULPS             Z12, Z0, Z0
+	VADDPS             Z13, Z0, Z0
 	VCMPPS             $0x07, Z0, Z0, K2
 	VDIVPS             Z5, Z0, Z0
 	VMAXPS             Z7, Z0, Z0
@@ -1193,6 +1199,8 @@ epilogueS8AVX512_mode1_loop:
 	VMULPS             Z1, Z0, Z0
 	VMOVUPS            (R8), Z3
 	VMULPS             Z3, Z0, Z0
+	VMULPS             Z12, Z0, Z0
+	VADDPS             Z13, Z0, Z0
 	VCMPPS             $0x07, Z0, Z0, K2
 	VDIVPS             Z5, Z0, Z0
 	VMAXPS             Z7, Z0, Z0
@@ -1216,6 +1224,8 @@ epilogueS8AVX512_mode1_tail:
 	VMULPS             Z1, Z0, Z0
 	VMOVUPS.Z          (R8), K1, Z3
 	VMULPS             Z3, Z0, Z0
+	VMULPS             Z12, Z0, Z0
+	VADDPS             Z13, Z0, Z0
 	VCMPPS             $0x07, Z0, Z0, K2
 	VDIVPS             Z5, Z0, Z0
 	VMAXPS             Z7, Z0, Z0
@@ -1238,6 +1248,7 @@ epilogueS8AVX512_mode2_loop:
 	VCVTDQ2PS          Z0, Z0
 	VMULPS             Z1, Z0, Z0
 	VMULPS             Z2, Z0, Z0
+	VMULPS             Z12, Z0, Z0
 	VMOVUPS            (R9), Z4
 	VADDPS             Z4, Z0, Z0
 	VCMPPS             $0x07, Z0, Z0, K2
@@ -1262,6 +1273,7 @@ epilogueS8AVX512_mode2_tail:
 	VCVTDQ2PS          Z0, Z0
 	VMULPS             Z1, Z0, Z0
 	VMULPS             Z2, Z0, Z0
+	VMULPS             Z12, Z0, Z0
 	VMOVUPS.Z          (R9), K1, Z4
 	VADDPS             Z4, Z0, Z0
 	VCMPPS             $0x07, Z0, Z0, K2
@@ -1287,6 +1299,7 @@ epilogueS8AVX512_mode3_loop:
 	VMULPS             Z1, Z0, Z0
 	VMOVUPS            (R8), Z3
 	VMULPS             Z3, Z0, Z0
+	VMULPS             Z12, Z0, Z0
 	VMOVUPS            (R9), Z4
 	VADDPS             Z4, Z0, Z0
 	VCMPPS             $0x07, Z0, Z0, K2
@@ -1313,6 +1326,7 @@ epilogueS8AVX512_mode3_tail:
 	VMULPS             Z1, Z0, Z0
 	VMOVUPS.Z          (R8), K1, Z3
 	VMULPS             Z3, Z0, Z0
+	VMULPS             Z12, Z0, Z0
 	VMOVUPS.Z          (R9), K1, Z4
 	VADDPS             Z4, Z0, Z0
 	VCMPPS             $0x07, Z0, Z0, K2
@@ -1337,6 +1351,8 @@ epilogueS8AVX512_mode4_loop:
 	VCVTDQ2PS          Z0, Z0
 	VMULPS             Z1, Z0, Z0
 	VMULPS             Z2, Z0, Z0
+	VMULPS             Z12, Z0, Z0
+	VADDPS             Z13, Z0, Z0
 	VCMPPS             $0x07, Z0, Z0, K2
 	VMAXPS             Z11, Z0, Z0
 	VDIVPS             Z5, Z0, Z0
@@ -1359,6 +1375,8 @@ epilogueS8AVX512_mode4_tail:
 	VCVTDQ2PS          Z0, Z0
 	VMULPS             Z1, Z0, Z0
 	VMULPS             Z2, Z0, Z0
+	VMULPS             Z12, Z0, Z0
+	VADDPS             Z13, Z0, Z0
 	VCMPPS             $0x07, Z0, Z0, K2
 	VMAXPS             Z11, Z0, Z0
 	VDIVPS             Z5, Z0, Z0
@@ -1383,6 +1401,8 @@ epilogueS8AVX512_mode5_loop:
 	VMULPS             Z1, Z0, Z0
 	VMOVUPS            (R8), Z3
 	VMULPS             Z3, Z0, Z0
+	VMULPS             Z12, Z0, Z0
+	VADDPS             Z13, Z0, Z0
 	VCMPPS             $0x07, Z0, Z0, K2
 	VMAXPS             Z11, Z0, Z0
 	VDIVPS             Z5, Z0, Z0
@@ -1407,6 +1427,8 @@ epilogueS8AVX512_mode5_tail:
 	VMULPS             Z1, Z0, Z0
 	VMOVUPS.Z          (R8), K1, Z3
 	VMULPS             Z3, Z0, Z0
+	VMULPS             Z12, Z0, Z0
+	VADDPS             Z13, Z0, Z0
 	VCMPPS             $0x07, Z0, Z0, K2
 	VMAXPS             Z11, Z0, Z0
 	VDIVPS             Z5, Z0, Z0
@@ -1430,6 +1452,7 @@ epilogueS8AVX512_mode6_loop:
 	VCVTDQ2PS          Z0, Z0
 	VMULPS             Z1, Z0, Z0
 	VMULPS             Z2, Z0, Z0
+	VMULPS             Z12, Z0, Z0
 	VMOVUPS            (R9), Z4
 	VADDPS             Z4, Z0, Z0
 	VCMPPS             $0x07, Z0, Z0, K2
@@ -1455,6 +1478,7 @@ epilogueS8AVX512_mode6_tail:
 	VCVTDQ2PS          Z0, Z0
 	VMULPS             Z1, Z0, Z0
 	VMULPS             Z2, Z0, Z0
+	VMULPS             Z12, Z0, Z0
 	VMOVUPS.Z          (R9), K1, Z4
 	VADDPS             Z4, Z0, Z0
 	VCMPPS             $0x07, Z0, Z0, K2
@@ -1481,6 +1505,7 @@ epilogueS8AVX512_mode7_loop:
 	VMULPS             Z1, Z0, Z0
 	VMOVUPS            (R8), Z3
 	VMULPS             Z3, Z0, Z0
+	VMULPS             Z12, Z0, Z0
 	VMOVUPS            (R9), Z4
 	VADDPS             Z4, Z0, Z0
 	VCMPPS             $0x07, Z0, Z0, K2
@@ -1508,6 +1533,7 @@ epilogueS8AVX512_mode7_tail:
 	VMULPS             Z1, Z0, Z0
 	VMOVUPS.Z          (R8), K1, Z3
 	VMULPS             Z3, Z0, Z0
+	VMULPS             Z12, Z0, Z0
 	VMOVUPS.Z          (R9), K1, Z4
 	VADDPS             Z4, Z0, Z0
 	VCMPPS             $0x07, Z0, Z0, K2

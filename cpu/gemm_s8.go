@@ -133,6 +133,9 @@ func (o *s8Out) finish(r, s0 int, acc []int32) {
 		return
 	}
 	rs, cs, bias := o.rowScale, o.colScale, o.bias
+	if o.s8 != nil && o.finishColumnS8(r, s0, acc) {
+		return
+	}
 	for q, v := range acc {
 		i, j := s0+q, r
 		y := float32(v)
@@ -155,6 +158,43 @@ func (o *s8Out) finish(r, s0 int, acc []int32) {
 			o.s8[i*n+j] = int8(quantizeValue(y, o.outScale, o.outZeroPoint, -128, 127))
 		}
 	}
+}
+
+// finishColumnS8 is finish, with int8 output, for column j of C, rows
+// [i0, i0+len(acc)), by the SIMD epilogue (amd64, AVX-512): a row scale
+// per output comes first, then the column's scale and bias, as in the Go
+// loop. It reports false where there is no SIMD epilogue.
+func (o *s8Out) finishColumnS8(j, i0 int, acc []int32) bool {
+	rowScale := float32(1)
+	var rowScales []float32
+	if len(o.rowScale) > 1 {
+		rowScales = o.rowScale[i0 : i0+len(acc)]
+	} else if len(o.rowScale) == 1 {
+		rowScale = o.rowScale[0]
+	}
+	colScale, bias := float32(1), float32(0)
+	if len(o.colScale) > 0 {
+		colScale = o.colScale[min(j, len(o.colScale)-1)]
+	}
+	if len(o.bias) > 0 {
+		bias = o.bias[j]
+	}
+	var buf [64]int8
+	for q0 := 0; q0 < len(acc); q0 += len(buf) {
+		q1 := min(q0+len(buf), len(acc))
+		var rs []float32
+		if rowScales != nil {
+			rs = rowScales[q0:q1]
+		}
+		codes := buf[:q1-q0]
+		if !epilogueS8SIMD(codes, acc[q0:q1], rowScale, rs, 1, nil, colScale, bias, o.relu, o.outScale, o.outZeroPoint) {
+			return false
+		}
+		for q, c := range codes {
+			o.s8[(i0+q0+q)*o.n+j] = c
+		}
+	}
+	return true
 }
 
 // finishRow is finish for row i of C, columns [j0, j0+len(acc)), after
@@ -218,7 +258,7 @@ func (o *s8Out) finishRow(i, j0 int, acc []int32) {
 	// The SIMD epilogue (amd64, AVX-512) does it all; elsewhere the SIMD
 	// float32 part (if any) runs on blocks of 64, and the ReLU and the
 	// requantization in Go.
-	if epilogueS8SIMD(dst, acc, rowScale, colScales, colScale, bias, o.relu, scale, zp) {
+	if epilogueS8SIMD(dst, acc, rowScale, colScales, colScale, bias, 1, 0, o.relu, scale, zp) {
 		return
 	}
 	var buf [64]float32

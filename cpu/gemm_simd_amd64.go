@@ -665,15 +665,19 @@ func epilogueF32SIMD(dst []float32, acc []int32, rowScale float32, colScales []f
 // epilogueS8SIMD computes, for outputs q < len(acc), with y the float32
 // value of epilogueF32SIMD,
 //
+//	y = float32(y * lastScale) + biasAll  // done only where they are not 1 and 0
 //	if relu { y = max(y, 0) }
 //	dst[q] = int8(quantizeValue(y, outScale, zeroPoint, -128, 127))
 //
-// with AVX-512, and reports true; or, without AVX-512 or for a zero point
-// outside [-128, 127] (which the kernel does not take), reports false.
-// outScale is finite and positive. It is the int8 part of
-// s8Out.finishRow, bit for bit: a NaN y gives the zero point whichever
-// NaN it is.
-func epilogueS8SIMD(dst []int8, acc []int32, rowScale float32, colScales []float32, colScale float32, bias []float32, relu bool, outScale float32, zeroPoint int32) bool {
+// (biasAll is added where bias is nil) with AVX-512, and reports true;
+// or, without AVX-512 or for a zero point outside [-128, 127] (which the
+// kernel does not take), reports false. outScale is finite and positive.
+// The last scale and the bias for all serve the transposed driver, whose
+// row scales are those of the columns here. It is the int8 part of
+// s8Out.finishRow and s8Out.finish, bit for bit: a scale of 1 and a bias
+// of 0 change no code, and a NaN y gives the zero point whichever NaN it
+// is.
+func epilogueS8SIMD(dst []int8, acc []int32, rowScale float32, colScales []float32, colScale float32, bias []float32, lastScale, biasAll float32, relu bool, outScale float32, zeroPoint int32) bool {
 	n := len(acc)
 	if !use.AVX512 || n == 0 || zeroPoint < -128 || zeroPoint > 127 {
 		return false
@@ -692,6 +696,6 @@ func epilogueS8SIMD(dst []int8, acc []int32, rowScale float32, colScales []float
 	if relu {
 		mode |= 4
 	}
-	epilogueS8AVX512(n/16, uint16(1)<<(n%16)-1, &acc[0], &dst[0], rowScale, cp, colScale, bp, mode, outScale, zeroPoint)
+	epilogueS8AVX512(n/16, uint16(1)<<(n%16)-1, &acc[0], &dst[0], rowScale, cp, colScale, bp, lastScale, biasAll, mode, outScale, zeroPoint)
 	return true
 }

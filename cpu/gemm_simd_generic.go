@@ -16,6 +16,6 @@ func epilogueF32SIMD(dst []float32, acc []int32, rowScale float32, colScales []f
 	return false
 }
 
-func epilogueS8SIMD(dst []int8, acc []int32, rowScale float32, colScales []float32, colScale float32, bias []float32, relu bool, outScale float32, zeroPoint int32) bool {
+func epilogueS8SIMD(dst []int8, acc []int32, rowScale float32, colScales []float32, colScale float32, bias []float32, lastScale, biasAll float32, relu bool, outScale float32, zeroPoint int32) bool {
 	return false
 }

@@ -177,8 +177,11 @@ func epilogueF32AVX512(full int, tail uint16, acc *int32, dst *float32, rowScale
 //		} else {
 //			y = float32(y * colScale)
 //		}
+//		y = float32(y * lastScale)
 //		if mode&2 != 0 {
 //			y = float32(y + bias[q])
+//		} else {
+//			y = float32(y + biasAll)
 //		}
 //		if mode&4 != 0 {
 //			y = max(y, 0)
@@ -187,10 +190,10 @@ func epilogueF32AVX512(full int, tail uint16, acc *int32, dst *float32, rowScale
 //	}
 //
 // with outScale finite and positive and zeroPoint in [-128, 127]. A
-// scale of 1 changes nothing (y is never NaN), so none is passed as 1.
+// scale of 1 and a bias of 0 change no code, so none is passed as 1 or 0.
 //
 //go:noescape
-func epilogueS8AVX512(full int, tail uint16, acc *int32, dst *int8, rowScale float32, colScales *float32, colScale float32, bias *float32, mode int, outScale float32, zeroPoint int32)
+func epilogueS8AVX512(full int, tail uint16, acc *int32, dst *int8, rowScale float32, colScales *float32, colScale float32, bias *float32, lastScale float32, biasAll float32, mode int, outScale float32, zeroPoint int32)
 
 // gemmF32Dot1x4AVX512 is, for 1 rows of A and 4 rows of B where they lie
 // (a[r*lda+p] = A[r, p], b[j*ldb+p] = B[j, p]) and k = 16·kv plus the bits set in

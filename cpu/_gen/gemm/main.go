@@ -805,9 +805,13 @@ func epilogueF32() {
 // rounded quotient is clamped to [-256, 256] before its conversion (the
 // conversion of a larger value, or of ±Inf, is no number), which decides
 // no clamp differently, and the sum with the zero point cannot wrap.
+// Two more steps serve the rows of a C the driver runs transposed, whose
+// row scales vary and column scale and bias do not: a last scale and a
+// bias for all outputs. A scale of 1 changes no value and leaves NaN a
+// NaN; adding a bias of 0 changes only -0 into +0: neither changes a code.
 func epilogueS8() {
 	name := "epilogueS8AVX512"
-	TEXT(name, NOSPLIT, "func(full int, tail uint16, acc *int32, dst *int8, rowScale float32, colScales *float32, colScale float32, bias *float32, mode int, outScale float32, zeroPoint int32)")
+	TEXT(name, NOSPLIT, "func(full int, tail uint16, acc *int32, dst *int8, rowScale float32, colScales *float32, colScale float32, bias *float32, lastScale float32, biasAll float32, mode int, outScale float32, zeroPoint int32)")
 	Pragma("noescape")
 	Doc(name+" is, for n = 16·full plus the bits set in tail (the low ones),",
 		"",
@@ -819,8 +823,11 @@ func epilogueS8() {
 		"\t\t} else {",
 		"\t\t\ty = float32(y * colScale)",
 		"\t\t}",
+		"\t\ty = float32(y * lastScale)",
 		"\t\tif mode&2 != 0 {",
 		"\t\t\ty = float32(y + bias[q])",
+		"\t\t} else {",
+		"\t\t\ty = float32(y + biasAll)",
 		"\t\t}",
 		"\t\tif mode&4 != 0 {",
 		"\t\t\ty = max(y, 0)",
@@ -829,7 +836,7 @@ func epilogueS8() {
 		"\t}",
 		"",
 		"with outScale finite and positive and zeroPoint in [-128, 127]. A",
-		"scale of 1 changes nothing (y is never NaN), so none is passed as 1.")
+		"scale of 1 and a bias of 0 change no code, so none is passed as 1 or 0.")
 	full, tail, acc, dst, cols, bias, mode := RCX, RDX, RSI, RDI, R8, R9, R10
 	Load(Param("full"), full)
 	Load(Param("tail"), tail)
@@ -842,7 +849,7 @@ func epilogueS8() {
 	for _, p := range []struct {
 		name string
 		reg  VecPhysical
-	}{{"rowScale", rowS}, {"colScale", colS}, {"outScale", outS}} {
+	}{{"rowScale", rowS}, {"colScale", colS}, {"outScale", outS}, {"lastScale", Z12}, {"biasAll", Z13}} {
 		b, err := Param(p.name).Resolve()
 		if err != nil {
 			panic(err)
@@ -884,6 +891,7 @@ func epilogueS8() {
 			} else {
 				VMULPS(colS, Z0, Z0)
 			}
+			VMULPS(Z12, Z0, Z0)
 			if m&2 != 0 {
 				if masked {
 					VMOVUPS_Z(Mem{Base: bias}, K1, Z4)
@@ -891,6 +899,8 @@ func epilogueS8() {
 					VMOVUPS(Mem{Base: bias}, Z4)
 				}
 				VADDPS(Z4, Z0, Z0)
+			} else {
+				VADDPS(Z13, Z0, Z0)
 			}
 			// Lanes that are NaN here become the zero point; the ReLU's
 			// treatment of them does not matter.
