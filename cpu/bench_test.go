@@ -123,6 +123,33 @@ func benchGemmS8(b *testing.B) {
 	}
 }
 
+// BenchmarkGemmS8Columns16 runs an int8 GEMM with int8 output and 16
+// columns, the shape of a small convolution as im2col lays it out (a
+// batch of 64 images of 28×28 positions, 8 channels of 5×5 in, 16 out):
+// C has too few columns for the kernels' tiles, so they run on Cᵀ and the
+// epilogue writes C a column at a time.
+func BenchmarkGemmS8Columns16(b *testing.B) {
+	const m, n, k = 64 * 28 * 28, 16, 8 * 5 * 5
+	a, bt := benchS8(m*k), benchS8(n*k)
+	rs, cs := make([]float32, m), make([]float32, n)
+	for i := range rs {
+		rs[i] = 1e-3 * (1 + float32(i%7)/7)
+	}
+	for j := range cs {
+		cs[j] = 1e-2 * (1 + float32(j%5)/5)
+	}
+	ep := &backend.Epilogue{RowScale: rs, ColScale: cs, Bias: benchF32(n), ReLU: true, OutScale: 0.02}
+	c := make([]int8, m*n)
+	b.Run(fmt.Sprintf("%dx%dx%d", m, n, k), func(b *testing.B) {
+		for b.Loop() {
+			if err := cpu.GemmS8(m, n, k, a, bt, c, ep); err != nil {
+				b.Fatal(err)
+			}
+		}
+		reportOps(b, 2*float64(m)*float64(n)*float64(k), "GOP/s")
+	})
+}
+
 // BenchmarkGemmThin runs GEMMs with one side of one or four rows (a
 // matrix-vector product and a small batch) against a 4096×4096 matrix, on
 // the fastest kernels and on the generic ones.
