@@ -688,6 +688,111 @@ func dotKernel(name string, m int, s8 bool) {
 	RET()
 }
 
+// epiRegs are the general registers every epilogue kernel loads: n =
+// 16·full + popcount(tail) outputs from acc to dst, with the column
+// scales at cols and the biases at bias when mode asks for them.
+type epiRegs struct{ full, tail, acc, dst, cols, bias, mode GPPhysical }
+
+// epilogueArgs loads the arguments both epilogue kernels share and
+// broadcasts the named float32 arguments into their vector registers.
+func epilogueArgs(scalars []epiScalar) epiRegs {
+	r := epiRegs{RCX, RDX, RSI, RDI, R8, R9, R10}
+	Load(Param("full"), r.full)
+	Load(Param("tail"), r.tail)
+	Load(Param("acc"), r.acc)
+	Load(Param("dst"), r.dst)
+	Load(Param("colScales"), r.cols)
+	Load(Param("bias"), r.bias)
+	Load(Param("mode"), r.mode)
+	for _, p := range scalars {
+		b, err := Param(p.name).Resolve()
+		if err != nil {
+			panic(err)
+		}
+		VBROADCASTSS(b.Addr, p.reg)
+	}
+	return r
+}
+
+// epiScalar is a float32 argument broadcast into a vector register.
+type epiScalar struct {
+	name string
+	reg  VecPhysical
+}
+
+// epilogueFloat emits the float32 part of one step into Z0: 16 int32
+// sums (masked by K1 in the tail) converted, times the row scale rowS,
+// times the column scales (mode&1) or colS, times last if not nil, plus
+// the biases (mode&2) or biasAll if not nil; each step rounded to
+// float32, no fused multiply-add.
+func epilogueFloat(r epiRegs, m int, masked bool, rowS, colS VecPhysical, last, biasAll VecPhysical) {
+	if masked {
+		VMOVDQU32_Z(Mem{Base: r.acc}, K1, Z0)
+	} else {
+		VMOVDQU32(Mem{Base: r.acc}, Z0)
+	}
+	VCVTDQ2PS(Z0, Z0)
+	VMULPS(rowS, Z0, Z0)
+	if m&1 != 0 {
+		if masked {
+			VMOVUPS_Z(Mem{Base: r.cols}, K1, Z3)
+		} else {
+			VMOVUPS(Mem{Base: r.cols}, Z3)
+		}
+		VMULPS(Z3, Z0, Z0)
+	} else {
+		VMULPS(colS, Z0, Z0)
+	}
+	if last != nil {
+		VMULPS(last, Z0, Z0)
+	}
+	if m&2 != 0 {
+		if masked {
+			VMOVUPS_Z(Mem{Base: r.bias}, K1, Z4)
+		} else {
+			VMOVUPS(Mem{Base: r.bias}, Z4)
+		}
+		VADDPS(Z4, Z0, Z0)
+	} else if biasAll != nil {
+		VADDPS(biasAll, Z0, Z0)
+	}
+}
+
+// epilogueModes emits, for each of modes values of the mode argument, a
+// loop of full unmasked steps and one masked step for the tail (K1 holds
+// tail), advancing dst by dstStep bytes a step, then the return.
+func epilogueModes(name string, modes int, r epiRegs, dstStep uint8, step func(m int, masked bool)) {
+	KMOVW(EDX, K1)
+	for m := range modes {
+		variant := fmt.Sprintf("%s_mode%d", name, m)
+		CMPQ(r.mode, U8(m))
+		JNE(LabelRef(variant + "_next"))
+		TESTQ(r.full, r.full)
+		JZ(LabelRef(variant + "_tail"))
+		Label(variant + "_loop")
+		step(m, false)
+		ADDQ(U8(64), r.acc)
+		ADDQ(U8(dstStep), r.dst)
+		if m&1 != 0 {
+			ADDQ(U8(64), r.cols)
+		}
+		if m&2 != 0 {
+			ADDQ(U8(64), r.bias)
+		}
+		DECQ(r.full)
+		JNZ(LabelRef(variant + "_loop"))
+		Label(variant + "_tail")
+		TESTQ(r.tail, r.tail)
+		JZ(LabelRef(name + "_done"))
+		step(m, true)
+		JMP(LabelRef(name + "_done"))
+		Label(variant + "_next")
+	}
+	Label(name + "_done")
+	VZEROUPPER()
+	RET()
+}
+
 // epilogueF32 emits the float32 part of the int8 GEMM's epilogue for a
 // row of C, 16 outputs a step: conversion, the row and column scales and
 // the bias, each rounded to float32 as the Go loop does (no fused
@@ -714,86 +819,16 @@ func epilogueF32() {
 		"\t}",
 		"",
 		"A scale of 1 changes nothing (y is never NaN), so none is passed as 1.")
-	full, tail, acc, dst, cols, bias, mode := RCX, RDX, RSI, RDI, R8, R9, R10
-	Load(Param("full"), full)
-	Load(Param("tail"), tail)
-	Load(Param("acc"), acc)
-	Load(Param("dst"), dst)
-	Load(Param("colScales"), cols)
-	Load(Param("bias"), bias)
-	Load(Param("mode"), mode)
 	rowS, colS := Z1, Z2
-	for _, p := range []struct {
-		name string
-		reg  VecPhysical
-	}{{"rowScale", rowS}, {"colScale", colS}} {
-		b, err := Param(p.name).Resolve()
-		if err != nil {
-			panic(err)
+	r := epilogueArgs([]epiScalar{{"rowScale", rowS}, {"colScale", colS}})
+	epilogueModes(name, 4, r, 64, func(m int, masked bool) {
+		epilogueFloat(r, m, masked, rowS, colS, nil, nil)
+		if masked {
+			VMOVUPS(Z0, K1, Mem{Base: r.dst})
+		} else {
+			VMOVUPS(Z0, Mem{Base: r.dst})
 		}
-		VBROADCASTSS(b.Addr, p.reg)
-	}
-	KMOVW(EDX, K1)
-	for m := range 4 {
-		variant := fmt.Sprintf("%s_mode%d", name, m)
-		CMPQ(mode, U8(m))
-		JNE(LabelRef(variant + "_next"))
-		step := func(masked bool) {
-			if masked {
-				VMOVDQU32_Z(Mem{Base: acc}, K1, Z0)
-			} else {
-				VMOVDQU32(Mem{Base: acc}, Z0)
-			}
-			VCVTDQ2PS(Z0, Z0)
-			VMULPS(rowS, Z0, Z0)
-			if m&1 != 0 {
-				if masked {
-					VMOVUPS_Z(Mem{Base: cols}, K1, Z3)
-				} else {
-					VMOVUPS(Mem{Base: cols}, Z3)
-				}
-				VMULPS(Z3, Z0, Z0)
-			} else {
-				VMULPS(colS, Z0, Z0)
-			}
-			if m&2 != 0 {
-				if masked {
-					VMOVUPS_Z(Mem{Base: bias}, K1, Z4)
-				} else {
-					VMOVUPS(Mem{Base: bias}, Z4)
-				}
-				VADDPS(Z4, Z0, Z0)
-			}
-			if masked {
-				VMOVUPS(Z0, K1, Mem{Base: dst})
-			} else {
-				VMOVUPS(Z0, Mem{Base: dst})
-			}
-		}
-		TESTQ(full, full)
-		JZ(LabelRef(variant + "_tail"))
-		Label(variant + "_loop")
-		step(false)
-		ADDQ(U8(64), acc)
-		ADDQ(U8(64), dst)
-		if m&1 != 0 {
-			ADDQ(U8(64), cols)
-		}
-		if m&2 != 0 {
-			ADDQ(U8(64), bias)
-		}
-		DECQ(full)
-		JNZ(LabelRef(variant + "_loop"))
-		Label(variant + "_tail")
-		TESTQ(tail, tail)
-		JZ(LabelRef(name + "_done"))
-		step(true)
-		JMP(LabelRef(name + "_done"))
-		Label(variant + "_next")
-	}
-	Label(name + "_done")
-	VZEROUPPER()
-	RET()
+	})
 }
 
 // epilogueS8 emits the whole epilogue of the int8 GEMM for a row of C
@@ -837,25 +872,8 @@ func epilogueS8() {
 		"",
 		"with outScale finite and positive and zeroPoint in [-128, 127]. A",
 		"scale of 1 and a bias of 0 change no code, so none is passed as 1 or 0.")
-	full, tail, acc, dst, cols, bias, mode := RCX, RDX, RSI, RDI, R8, R9, R10
-	Load(Param("full"), full)
-	Load(Param("tail"), tail)
-	Load(Param("acc"), acc)
-	Load(Param("dst"), dst)
-	Load(Param("colScales"), cols)
-	Load(Param("bias"), bias)
-	Load(Param("mode"), mode)
 	rowS, colS, outS, zp := Z1, Z2, Z5, Z6
-	for _, p := range []struct {
-		name string
-		reg  VecPhysical
-	}{{"rowScale", rowS}, {"colScale", colS}, {"outScale", outS}, {"lastScale", Z12}, {"biasAll", Z13}} {
-		b, err := Param(p.name).Resolve()
-		if err != nil {
-			panic(err)
-		}
-		VBROADCASTSS(b.Addr, p.reg)
-	}
+	r := epilogueArgs([]epiScalar{{"rowScale", rowS}, {"colScale", colS}, {"outScale", outS}, {"lastScale", Z12}, {"biasAll", Z13}})
 	Load(Param("zeroPoint"), EAX)
 	VPBROADCASTD(EAX, zp)
 	// The constants: ∓256 (float32), -128 and 127 (int32), zero.
@@ -868,81 +886,25 @@ func epilogueS8() {
 		VPBROADCASTD(EAX, c.reg)
 	}
 	VPXORD(zero, zero, zero)
-	KMOVW(EDX, K1)
-	for m := range 8 {
-		variant := fmt.Sprintf("%s_mode%d", name, m)
-		CMPQ(mode, U8(m))
-		JNE(LabelRef(variant + "_next"))
-		step := func(masked bool) {
-			if masked {
-				VMOVDQU32_Z(Mem{Base: acc}, K1, Z0)
-			} else {
-				VMOVDQU32(Mem{Base: acc}, Z0)
-			}
-			VCVTDQ2PS(Z0, Z0)
-			VMULPS(rowS, Z0, Z0)
-			if m&1 != 0 {
-				if masked {
-					VMOVUPS_Z(Mem{Base: cols}, K1, Z3)
-				} else {
-					VMOVUPS(Mem{Base: cols}, Z3)
-				}
-				VMULPS(Z3, Z0, Z0)
-			} else {
-				VMULPS(colS, Z0, Z0)
-			}
-			VMULPS(Z12, Z0, Z0)
-			if m&2 != 0 {
-				if masked {
-					VMOVUPS_Z(Mem{Base: bias}, K1, Z4)
-				} else {
-					VMOVUPS(Mem{Base: bias}, Z4)
-				}
-				VADDPS(Z4, Z0, Z0)
-			} else {
-				VADDPS(Z13, Z0, Z0)
-			}
-			// Lanes that are NaN here become the zero point; the ReLU's
-			// treatment of them does not matter.
-			VCMPPS(U8(7), Z0, Z0, K2) // not NaN
-			if m&4 != 0 {
-				VMAXPS(zero, Z0, Z0)
-			}
-			VDIVPS(outS, Z0, Z0)
-			VMAXPS(neg, Z0, Z0)
-			VMINPS(lim, Z0, Z0)
-			VCVTPS2DQ_RN_SAE_Z(Z0, K2, Z0) // half to even; NaN lanes 0
-			VPADDD(zp, Z0, Z0)
-			VPMAXSD(qmin, Z0, Z0)
-			VPMINSD(qmax, Z0, Z0)
-			if masked {
-				VPMOVDB(Z0, K1, Mem{Base: dst})
-			} else {
-				VPMOVDB(Z0, Mem{Base: dst})
-			}
+	epilogueModes(name, 8, r, 16, func(m int, masked bool) {
+		epilogueFloat(r, m, masked, rowS, colS, Z12, Z13)
+		// Lanes that are NaN here become the zero point; the ReLU's
+		// treatment of them does not matter.
+		VCMPPS(U8(7), Z0, Z0, K2) // not NaN
+		if m&4 != 0 {
+			VMAXPS(zero, Z0, Z0)
 		}
-		TESTQ(full, full)
-		JZ(LabelRef(variant + "_tail"))
-		Label(variant + "_loop")
-		step(false)
-		ADDQ(U8(64), acc)
-		ADDQ(U8(16), dst)
-		if m&1 != 0 {
-			ADDQ(U8(64), cols)
+		VDIVPS(outS, Z0, Z0)
+		VMAXPS(neg, Z0, Z0)
+		VMINPS(lim, Z0, Z0)
+		VCVTPS2DQ_RN_SAE_Z(Z0, K2, Z0) // half to even; NaN lanes 0
+		VPADDD(zp, Z0, Z0)
+		VPMAXSD(qmin, Z0, Z0)
+		VPMINSD(qmax, Z0, Z0)
+		if masked {
+			VPMOVDB(Z0, K1, Mem{Base: r.dst})
+		} else {
+			VPMOVDB(Z0, Mem{Base: r.dst})
 		}
-		if m&2 != 0 {
-			ADDQ(U8(64), bias)
-		}
-		DECQ(full)
-		JNZ(LabelRef(variant + "_loop"))
-		Label(variant + "_tail")
-		TESTQ(tail, tail)
-		JZ(LabelRef(name + "_done"))
-		step(true)
-		JMP(LabelRef(name + "_done"))
-		Label(variant + "_next")
-	}
-	Label(name + "_done")
-	VZEROUPPER()
-	RET()
+	})
 }
