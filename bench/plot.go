@@ -23,9 +23,8 @@ import (
 // work per joule against the size, one line per kernel and dtype (FP32
 // beside INT8).
 func (r *Report) Plot(path string) error {
-	ext := strings.ToLower(filepath.Ext(path))
-	if ext != ".png" && ext != ".svg" {
-		return fmt.Errorf("plot: %s: want a .png or .svg file", path)
+	if err := CheckPlotPath(path); err != nil {
+		return err
 	}
 	type panel struct {
 		title, x, y string
@@ -75,43 +74,68 @@ func (r *Report) Plot(path string) error {
 		}
 	}
 	w, h := vg.Length(cols)*5*vg.Inch, vg.Length(len(panels))*3.5*vg.Inch
+	return Figure(path, w, h, len(panels), cols, func(cell func(row, col int) draw.Canvas) error {
+		for i, row := range panels {
+			for j, pn := range row {
+				if pn == nil {
+					continue
+				}
+				p := plot.New()
+				p.Title.Text = pn.title
+				p.X.Label.Text = pn.x
+				p.Y.Label.Text = pn.y
+				p.X.Scale = plot.LogScale{}
+				p.X.Tick.Marker = sizeTicks(pn.series)
+				p.Legend.Top = true
+				p.Legend.Left = true
+				names := make([]string, 0, len(pn.series))
+				for n := range pn.series {
+					names = append(names, n)
+				}
+				sort.Strings(names)
+				var args []any
+				for _, n := range names {
+					pts := pn.series[n]
+					sort.Slice(pts, func(a, b int) bool { return pts[a].X < pts[b].X })
+					args = append(args, n, pts)
+				}
+				if err := plotutil.AddLinePoints(p, args...); err != nil {
+					return fmt.Errorf("plot: %s: %w", path, err)
+				}
+				p.Draw(cell(i, j))
+			}
+		}
+		return nil
+	})
+}
+
+// CheckPlotPath reports whether path names a file Figure can write: .png
+// or .svg. Callers check it before the work whose results they plot.
+func CheckPlotPath(path string) error {
+	ext := strings.ToLower(filepath.Ext(path))
+	if ext != ".png" && ext != ".svg" {
+		return fmt.Errorf("plot: %s: want a .png or .svg file", path)
+	}
+	return nil
+}
+
+// Figure draws a grid of rows×cols plots, w×h in all, into path (PNG or
+// SVG by its extension), written atomically: fill draws each plot into
+// cell(row, col).
+func Figure(path string, w, h vg.Length, rows, cols int, fill func(cell func(row, col int) draw.Canvas) error) error {
+	if err := CheckPlotPath(path); err != nil {
+		return err
+	}
 	var c vg.CanvasWriterTo
-	if ext == ".svg" {
+	if strings.ToLower(filepath.Ext(path)) == ".svg" {
 		c = vgsvg.New(w, h)
 	} else {
 		c = vgimg.PngCanvas{Canvas: vgimg.New(w, h)}
 	}
 	dc := draw.New(c)
-	tiles := draw.Tiles{Rows: len(panels), Cols: cols, PadX: vg.Inch / 4, PadY: vg.Inch / 4, PadTop: vg.Inch / 8, PadBottom: vg.Inch / 8, PadLeft: vg.Inch / 8, PadRight: vg.Inch / 8}
-	for i, row := range panels {
-		for j, pn := range row {
-			if pn == nil {
-				continue
-			}
-			p := plot.New()
-			p.Title.Text = pn.title
-			p.X.Label.Text = pn.x
-			p.Y.Label.Text = pn.y
-			p.X.Scale = plot.LogScale{}
-			p.X.Tick.Marker = sizeTicks(pn.series)
-			p.Legend.Top = true
-			p.Legend.Left = true
-			names := make([]string, 0, len(pn.series))
-			for n := range pn.series {
-				names = append(names, n)
-			}
-			sort.Strings(names)
-			var args []any
-			for _, n := range names {
-				pts := pn.series[n]
-				sort.Slice(pts, func(a, b int) bool { return pts[a].X < pts[b].X })
-				args = append(args, n, pts)
-			}
-			if err := plotutil.AddLinePoints(p, args...); err != nil {
-				return fmt.Errorf("plot: %s: %w", path, err)
-			}
-			p.Draw(tiles.At(dc, j, i))
-		}
+	tiles := draw.Tiles{Rows: rows, Cols: cols, PadX: vg.Inch / 4, PadY: vg.Inch / 4, PadTop: vg.Inch / 8, PadBottom: vg.Inch / 8, PadLeft: vg.Inch / 8, PadRight: vg.Inch / 8}
+	if err := fill(func(row, col int) draw.Canvas { return tiles.At(dc, col, row) }); err != nil {
+		return err
 	}
 	return atomicfile.Write(path, 0o644, func(f *os.File) error {
 		_, err := c.WriteTo(f)

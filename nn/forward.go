@@ -516,7 +516,7 @@ func (e *FloatEngine) forward(x []float32, nb int, out []float32) error {
 		case f32Softmax:
 			k := st.in.size()
 			for n := range nb {
-				f32SoftmaxRow(dst[n*k:(n+1)*k], cur[n*k:(n+1)*k])
+				softmaxRow(dst[n*k:(n+1)*k], cur[n*k:(n+1)*k])
 			}
 		}
 		cur = dst
@@ -685,8 +685,8 @@ func f32MaxPool(dst, x []float32, nb int, st *f32Step) {
 	})
 }
 
-// f32SoftmaxRow is y = exp(x − max x) / Σ exp(x − max x).
-func f32SoftmaxRow(y, x []float32) {
+// softmaxRow is y = exp(x − max x) / Σ exp(x − max x); y may be x.
+func softmaxRow(y, x []float32) {
 	m := float32(math.Inf(-1))
 	for _, v := range x {
 		m = max(m, v)

@@ -479,7 +479,7 @@ func (e *Int8Engine) forward(x []float32, nb int, out []float32) error {
 		case int8Softmax:
 			n1 := st.in.size()
 			for n := range nb {
-				trainSoftmax(f32[n*n1:(n+1)*n1], f32[n*n1:(n+1)*n1])
+				softmaxRow(f32[n*n1:(n+1)*n1], f32[n*n1:(n+1)*n1])
 			}
 		}
 		if e.trace != nil && !st.s32 {

@@ -183,23 +183,6 @@ func trainMaxPoolForward(l *MaxPool, x []float32, in, out sampleShape, y []float
 	}
 }
 
-// trainSoftmax writes the softmax of x into y (which may be x).
-func trainSoftmax(y, x []float32) {
-	m := float32(math.Inf(-1))
-	for _, v := range x {
-		m = max(m, v)
-	}
-	var s float64
-	for i, v := range x {
-		e := math.Exp(float64(v - m))
-		y[i] = float32(e)
-		s += e
-	}
-	for i := range y {
-		y[i] = float32(float64(y[i]) / s)
-	}
-}
-
 // trainParams are the values a forward pass uses for the weighted layers:
 // W[i], B[i] for Layers[i] (nil for the others). Fake quantization puts
 // quantized weights here in place of the layer's own.
@@ -293,7 +276,7 @@ func (t *trainTape) forward(net *Net, shapes []sampleShape, p trainParams, x []f
 		case *Flatten:
 			copy(out, in)
 		case *Softmax:
-			trainSoftmax(out, in)
+			softmaxRow(out, in)
 		}
 	}
 	return t.acts[len(net.Layers)]
@@ -393,7 +376,7 @@ func (t *trainTape) actFQ(net *Net, i int) bool {
 // trainCrossEntropy sets grad to the gradient of the softmax cross-entropy
 // of logits against label, scaled by scale, and returns the loss.
 func trainCrossEntropy(grad, logits []float32, label int, scale float32) float64 {
-	trainSoftmax(grad, logits)
+	softmaxRow(grad, logits)
 	loss := -math.Log(math.Max(float64(grad[label]), 1e-30))
 	for k := range grad {
 		grad[k] *= scale

@@ -20,10 +20,9 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
-	"gonum.org/v1/plot/vg/vgimg"
-	"gonum.org/v1/plot/vg/vgsvg"
 
 	"github.com/quantkit/quantkit/backend"
+	"github.com/quantkit/quantkit/bench"
 	"github.com/quantkit/quantkit/dataset"
 	"github.com/quantkit/quantkit/energy"
 	"github.com/quantkit/quantkit/gpu/telemetry"
@@ -528,9 +527,8 @@ func demoTable(w io.Writer, rep *DemoReport) {
 // demoPlot draws top-1 accuracy against weight bytes, and images/s at
 // batch 256, one bar per row.
 func demoPlot(rep *DemoReport, path string) error {
-	ext := strings.ToLower(filepath.Ext(path))
-	if ext != ".png" && ext != ".svg" {
-		return fmt.Errorf("plot: %s: want a .png or .svg file", path)
+	if err := bench.CheckPlotPath(path); err != nil {
+		return err
 	}
 	acc := plot.New()
 	acc.Title.Text = "Top-1 accuracy against model size"
@@ -587,20 +585,10 @@ func demoPlot(rep *DemoReport, path string) error {
 	thr.X.Tick.Label.Rotation = math.Pi / 4
 	thr.X.Tick.Label.XAlign = draw.XRight
 
-	w, h := 10*vg.Inch, 4*vg.Inch
-	var c vg.CanvasWriterTo
-	if ext == ".svg" {
-		c = vgsvg.New(w, h)
-	} else {
-		c = vgimg.PngCanvas{Canvas: vgimg.New(w, h)}
-	}
-	dc := draw.New(c)
-	tiles := draw.Tiles{Rows: 1, Cols: 2, PadX: vg.Inch / 4, PadY: vg.Inch / 4, PadTop: vg.Inch / 8, PadBottom: vg.Inch / 8, PadLeft: vg.Inch / 8, PadRight: vg.Inch / 8}
-	acc.Draw(tiles.At(dc, 0, 0))
-	thr.Draw(tiles.At(dc, 1, 0))
-	return atomicfile.Write(path, 0o644, func(f *os.File) error {
-		_, err := c.WriteTo(f)
-		return err
+	return bench.Figure(path, 10*vg.Inch, 4*vg.Inch, 1, 2, func(cell func(row, col int) draw.Canvas) error {
+		acc.Draw(cell(0, 0))
+		thr.Draw(cell(0, 1))
+		return nil
 	})
 }
 
