@@ -255,12 +255,9 @@ func clampScale(sc float64) float32 {
 // minimum and maximum of its finite values under each parameter index.
 // Non-finite values are ignored; a group with no finite value gets scale 1.
 func FitMinMax(s Scheme, x []float32, shape []int) (*Params, error) {
-	p, err := NewParams(s, shape)
+	p, err := paramsFor(s, x, shape)
 	if err != nil {
 		return nil, err
-	}
-	if len(x) != p.Len() {
-		return nil, fmt.Errorf("quant: %d values for shape %v (%d elements)", len(x), shape, p.Len())
 	}
 	lo := make([]float32, len(p.Scales))
 	hi := make([]float32, len(p.Scales))
@@ -282,6 +279,39 @@ func FitMinMax(s Scheme, x []float32, shape []int) (*Params, error) {
 	})
 	for k := range p.Scales {
 		p.Scales[k], p.ZeroPoints[k] = s.ScaleZeroPoint(lo[k], hi[k])
+	}
+	return p, nil
+}
+
+// FitAbsMax is FitMinMax for a symmetric scheme, to the bit, with the
+// reductions left to absMax, which must return the largest finite |v| of
+// its argument and 0 when there is none (cpu.AbsMax does, with SIMD): a
+// symmetric scale depends only on that, and the generic loop of
+// FitMinMax is several times slower than memory.
+func FitAbsMax(s Scheme, x []float32, shape []int, absMax func([]float32) float32) (*Params, error) {
+	if !s.Symmetric {
+		return nil, fmt.Errorf("quant: FitAbsMax of the asymmetric scheme %v", s)
+	}
+	p, err := paramsFor(s, x, shape)
+	if err != nil {
+		return nil, err
+	}
+	amax := make([]float32, len(p.Scales))
+	p.Runs(func(start, end, k int) { amax[k] = max(amax[k], absMax(x[start:end])) })
+	for k, a := range amax {
+		p.Scales[k], p.ZeroPoints[k] = s.ScaleZeroPoint(-a, a)
+	}
+	return p, nil
+}
+
+// paramsFor is NewParams for x, which must hold shape's elements.
+func paramsFor(s Scheme, x []float32, shape []int) (*Params, error) {
+	p, err := NewParams(s, shape)
+	if err != nil {
+		return nil, err
+	}
+	if len(x) != p.Len() {
+		return nil, fmt.Errorf("quant: %d values for shape %v (%d elements)", len(x), shape, p.Len())
 	}
 	return p, nil
 }

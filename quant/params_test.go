@@ -459,3 +459,52 @@ func TestParamsValid(t *testing.T) {
 		}
 	}
 }
+
+// FitAbsMax with a plain abs-max loop gives FitMinMax's parameters to the
+// bit, for every symmetric granularity, including a channel axis in the
+// middle (whose parameter indices recur along the outer axis) and values
+// that are NaN, infinite, subnormal or huge.
+func TestFitAbsMax(t *testing.T) {
+	absMax := func(x []float32) float32 {
+		var m float32
+		for _, v := range x {
+			if a := float32(math.Abs(float64(v))); a > m && a <= math.MaxFloat32 {
+				m = a
+			}
+		}
+		return m
+	}
+	specials := []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)), 0x1p-149, -math.MaxFloat32, 0}
+	rnd := rand.New(rand.NewPCG(7, 7))
+	for _, name := range []string{"int8-sym-tensor", "int8-sym-channel", "int8-sym-channel1", "int4-sym-channel2",
+		"int4-sym-group32", "int8-sym-group64", "uint8-sym-tensor"} {
+		s, err := ParseScheme(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, shape := range [][]int{{3, 5, 64}, {4, 6, 128}} {
+			n, _ := NumElements(shape)
+			for pattern := range 3 {
+				x := make([]float32, n)
+				for i := range x {
+					x[i] = float32(rnd.NormFloat64() * math.Exp(2*rnd.NormFloat64()))
+					if pattern == 1 && rnd.IntN(20) == 0 || pattern == 2 && i%64 < 50 {
+						x[i] = specials[rnd.IntN(len(specials))]
+					}
+				}
+				want, werr := FitMinMax(s, x, shape)
+				got, gerr := FitAbsMax(s, x, shape, absMax)
+				if werr != nil || gerr != nil {
+					t.Fatalf("%s %v: %v, %v", name, shape, gerr, werr)
+				}
+				if !slices.Equal(got.Scales, want.Scales) || !slices.Equal(got.ZeroPoints, want.ZeroPoints) {
+					t.Errorf("%s %v pattern %d: FitAbsMax differs from FitMinMax", name, shape, pattern)
+				}
+			}
+		}
+	}
+	s, _ := ParseScheme("int8-asym-channel")
+	if _, err := FitAbsMax(s, make([]float32, 8), []int{2, 4}, absMax); err == nil {
+		t.Error("FitAbsMax took an asymmetric scheme")
+	}
+}
