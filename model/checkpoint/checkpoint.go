@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/quantkit/quantkit/internal/atomicfile"
+	"github.com/quantkit/quantkit/internal/fault"
 	"github.com/quantkit/quantkit/model/safetensors"
 )
 
@@ -27,6 +28,7 @@ type Checkpoint struct {
 	index   *Index              // nil for a single file
 	names   []string            // shard file names relative to dir, sorted
 	shards  []*safetensors.File // parallel to names
+	stats   []os.FileInfo       // parallel to names: each shard when opened
 	where   map[string]int      // tensor name → shard
 	tensors []safetensors.TensorInfo
 	config  json.RawMessage // nil when there is no config.json
@@ -76,6 +78,10 @@ func openSingle(path string) (*Checkpoint, error) {
 		return nil, fmt.Errorf("checkpoint: %w", err)
 	}
 	c := &Checkpoint{dir: filepath.Dir(path), names: []string{filepath.Base(path)}, shards: []*safetensors.File{f}}
+	if err := c.statShards(); err != nil {
+		f.Close()
+		return nil, err
+	}
 	c.tensors = f.Tensors()
 	c.where = make(map[string]int, len(c.tensors))
 	for _, t := range c.tensors {
@@ -122,6 +128,9 @@ func (c *Checkpoint) openShards(indexPath string) error {
 		c.shards = append(c.shards, f)
 		byName[name] = i
 	}
+	if err := c.statShards(); err != nil {
+		return err
+	}
 	c.where = map[string]int{}
 	for i, f := range c.shards {
 		for _, t := range f.Tensors() {
@@ -148,6 +157,47 @@ func (c *Checkpoint) openShards(indexPath string) error {
 		}
 	}
 	return nil
+}
+
+// statShards records each shard file as it is when opened, for Changed.
+func (c *Checkpoint) statShards() error {
+	c.stats = c.stats[:0]
+	for _, name := range c.names {
+		fi, err := os.Stat(filepath.Join(c.dir, name))
+		if err != nil {
+			return fmt.Errorf("checkpoint: %w", err)
+		}
+		c.stats = append(c.stats, fi)
+	}
+	return nil
+}
+
+// Changed returns an error naming the first shard file that is no longer
+// what Open mapped (another size or modification time, or gone): the
+// tensors read from it may mix old and new data. Writers of a converted
+// checkpoint call it before they commit.
+func (c *Checkpoint) Changed() error {
+	for i, name := range c.names {
+		path := filepath.Join(c.dir, name)
+		fi, err := os.Stat(path)
+		if err != nil || fi.Size() != c.stats[i].Size() || !fi.ModTime().Equal(c.stats[i].ModTime()) || !os.SameFile(fi, c.stats[i]) {
+			return fmt.Errorf("checkpoint: %s changed or was truncated while reading; nothing was written from it", path)
+		}
+	}
+	return nil
+}
+
+// Explain turns err, when it comes from reading a shard's memory after
+// its file shrank (a fault caught by internal/fault, or EFAULT), into an
+// error naming the file that changed; other errors pass as they are.
+func (c *Checkpoint) Explain(err error) error {
+	if err == nil || !fault.Is(err) {
+		return err
+	}
+	if cerr := c.Changed(); cerr != nil {
+		return cerr
+	}
+	return fmt.Errorf("checkpoint: %s: %w", c.dir, err)
 }
 
 // readConfig reads config.json beside the weights, if there is one.
@@ -254,7 +304,12 @@ func (c *Checkpoint) Float32(name string) ([]float32, error) {
 	if !ok {
 		return nil, fmt.Errorf("checkpoint: %s: no tensor %q", c.dir, name)
 	}
-	return c.shards[i].Float32(name)
+	var x []float32
+	err := fault.Catch(func() (err error) {
+		x, err = c.shards[i].Float32(name)
+		return err
+	})
+	return x, c.Explain(err)
 }
 
 // Float32Into is Float32 into dst's memory where it fits, as
@@ -264,7 +319,12 @@ func (c *Checkpoint) Float32Into(name string, dst []float32) ([]float32, error) 
 	if !ok {
 		return nil, fmt.Errorf("checkpoint: %s: no tensor %q", c.dir, name)
 	}
-	return c.shards[i].Float32Into(name, dst)
+	var x []float32
+	err := fault.Catch(func() (err error) {
+		x, err = c.shards[i].Float32Into(name, dst)
+		return err
+	})
+	return x, c.Explain(err)
 }
 
 // Metadata returns a copy of the __metadata__ of the first shard
@@ -339,7 +399,7 @@ func (c *Checkpoint) CopySideFiles(dir string, except ...string) error {
 		if err != nil {
 			return fmt.Errorf("checkpoint: %w", err)
 		}
-		err = atomicfile.Write(filepath.Join(dir, name), 0o644, func(f *os.File) error {
+		err = atomicfile.Write(filepath.Join(dir, name), 0o666, func(f *os.File) error {
 			_, err := io.Copy(f, src)
 			return err
 		})

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 	"path/filepath"
 	"strconv"
 
@@ -71,13 +72,22 @@ func ReadIndex(path string) (*Index, error) {
 	return ix, nil
 }
 
-// readLimited reads a whole file that must not exceed limit bytes.
+// readLimited reads a whole regular file that must not exceed limit
+// bytes. It opens without blocking, so that a named pipe is refused
+// instead of waited on forever.
 func readLimited(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file (%s)", path, fileKind(fi.Mode()))
+	}
 	data, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
@@ -86,6 +96,21 @@ func readLimited(path string, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("%s: larger than the limit of %d bytes", path, limit)
 	}
 	return data, nil
+}
+
+// fileKind names the kind of a file that is not a regular one.
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	}
+	return m.Type().String()
 }
 
 func parseIndex(data []byte) (*Index, error) {
@@ -159,5 +184,5 @@ func writeIndex(dir string, weightMap map[string]string, totalSize int64) error 
 	if err := enc.Encode(ix); err != nil {
 		return fmt.Errorf("%s: %w", IndexFileName, err)
 	}
-	return atomicfile.WriteFile(filepath.Join(dir, IndexFileName), b.Bytes(), 0o644)
+	return atomicfile.WriteFile(filepath.Join(dir, IndexFileName), b.Bytes(), 0o666)
 }

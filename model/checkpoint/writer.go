@@ -97,7 +97,7 @@ func Create(dir string, tensors []safetensors.TensorInfo, maxShardBytes int64, m
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o777); err != nil {
 		return nil, fmt.Errorf("checkpoint: %w", err)
 	}
 	entries, err := os.ReadDir(dir)

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/quantkit/quantkit/cpu"
+	"github.com/quantkit/quantkit/internal/fault"
 	"github.com/quantkit/quantkit/model/ctensors"
 	"github.com/quantkit/quantkit/model/gguf"
 	"github.com/quantkit/quantkit/quant"
@@ -109,8 +110,18 @@ func Run(ctx context.Context, p *Plan, items []int, src Source, sink Sink, opt R
 		}
 		return nil
 	})
+	if ex, ok := src.(interface{ Explain(error) error }); ok {
+		err = ex.Explain(err)
+	}
 	if err != nil {
 		return nil, err
+	}
+	// A source rewritten in place while it was read gives no fault, but
+	// mixes old and new data.
+	if ch, ok := src.(interface{ Changed() error }); ok {
+		if err := ch.Changed(); err != nil {
+			return nil, err
+		}
 	}
 	return stats, nil
 }
@@ -119,7 +130,8 @@ func Run(ctx context.Context, p *Plan, items []int, src Source, sink Sink, opt R
 // emit(i, result) on the calling goroutine in order of i. At most workers+1
 // results exist at once, being computed or waiting for emit: an index is
 // started only when fewer are in flight. It stops at the first error or
-// when ctx is done.
+// when ctx is done. A memory fault in do or emit (a memory-mapped input
+// truncated meanwhile) is an error (a *fault.Error), not a crash.
 func Ordered[R any](ctx context.Context, n, workers int, do func(i int) (R, error), emit func(i int, r R) error) error {
 	if workers < 1 {
 		workers = 1
@@ -154,7 +166,11 @@ func Ordered[R any](ctx context.Context, n, workers int, do func(i int) (R, erro
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				r, err := do(i)
+				var r R
+				err := fault.Catch(func() (err error) {
+					r, err = do(i)
+					return err
+				})
 				select {
 				case results <- result{i, r, err}:
 				case <-ctx.Done():
@@ -182,7 +198,7 @@ func Ordered[R any](ctx context.Context, n, workers int, do func(i int) (R, erro
 			continue
 		}
 		delete(pending, want)
-		if err := emit(want, res.r); err != nil {
+		if err := fault.Catch(func() error { return emit(want, res.r) }); err != nil {
 			return err
 		}
 		<-tokens
