@@ -1,13 +1,13 @@
 package main
 
 import (
-	"context"
+	"cmp"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"math"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -26,7 +26,7 @@ import (
 
 var (
 	dequantOutFlag   = &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the float checkpoint to directory `OUT`"}
-	dequantDTypeFlag = &cli.StringFlag{Name: "dtype", Value: "f32", Usage: "dtype of the dequantized weights: f32, f16 or bf16"}
+	dequantDTypeFlag = &cli.StringFlag{Name: "dtype", Value: "auto", Usage: "dtype of the dequantized weights: auto (each weight's dtype before quantization: as quantkit's raw format records it, else config.json's torch_dtype, else f32), f32, f16 or bf16"}
 	dequantForceFlag = &cli.BoolFlag{Name: "force", Usage: "replace OUT if it exists"}
 )
 
@@ -39,8 +39,12 @@ var dequantizeCommand = &cli.Command{
 		"safetensors format (quantize --format safetensors). Every quantized weight W (with its\n" +
 		"W_scale, W_zero_point, W_packed, W_shape, or W.scale, W.zero_point) becomes one float\n" +
 		"tensor W in --dtype, at the place of its first tensor; other tensors are copied byte for\n" +
-		"byte. config.json is written without quantization_config; side files are copied. OUT is\n" +
-		"written atomically, as quantize writes it.",
+		"byte. By default (--dtype auto) a weight gets back the dtype it had before quantization:\n" +
+		"what quantkit's raw format records, else config.json's torch_dtype (BF16 in, BF16 out),\n" +
+		"else F32. Every quantized weight is dequantized or the run fails naming it: integer\n" +
+		"weights without their scales, or scales without their weights, are an error, never\n" +
+		"copied as they are. config.json is written without quantization_config; side files are\n" +
+		"copied. OUT is written atomically, as quantize writes it.",
 	Flags:  []cli.Flag{dequantOutFlag, dequantDTypeFlag, dequantForceFlag, quantSizeFlag, quantWorkFlag},
 	Action: runDequantize,
 }
@@ -69,8 +73,10 @@ func dequantize(c *cli.Context) error {
 	}
 	in := args[0]
 	dtype := strings.ToUpper(c.String(dequantDTypeFlag.Name))
-	if !slices.Contains([]string{"F32", "F16", "BF16"}, dtype) {
-		return badInput(fmt.Errorf("--dtype %s: not f32, f16 or bf16", c.String(dequantDTypeFlag.Name)))
+	if dtype == "AUTO" {
+		dtype = ""
+	} else if !slices.Contains(floatOutDTypes, dtype) {
+		return badInput(fmt.Errorf("--dtype %s: not auto, f32, f16 or bf16", c.String(dequantDTypeFlag.Name)))
 	}
 	shardSize, err := parseSize(c.String(quantSizeFlag.Name))
 	if err != nil || shardSize <= 0 {
@@ -93,14 +99,16 @@ func dequantize(c *cli.Context) error {
 		size, _ := safetensors.DTypeSize(it.info.DType)
 		need += it.info.Len() * int64(size)
 	}
-	if err := checkOutput(out, c.Bool(dequantForceFlag.Name), need); err != nil {
-		return err
-	}
-	tmp, err := tempDirBeside(out)
+	claim, err := claimOutput(c.App.ErrWriter, out, c.Bool(dequantForceFlag.Name), need, checkpointInputs(in, ck)...)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)
+	dir, err := atomicfile.TempDir(claim)
+	if err != nil {
+		return err
+	}
+	defer dir.Abort() // nothing once committed
+	tmp := dir.Path
 	meta := maps.Clone(ck.Metadata())
 	for _, k := range []string{plan.MetaFormat, plan.MetaScheme, plan.MetaTensors} {
 		delete(meta, k)
@@ -113,7 +121,7 @@ func dequantize(c *cli.Context) error {
 	if workers <= 0 {
 		workers = cpu.Threads()
 	}
-	err = plan.Ordered(context.Background(), len(items), workers, func(i int) ([]byte, error) {
+	err = plan.Ordered(c.Context, len(items), workers, func(i int) ([]byte, error) {
 		it := items[i]
 		if it.decode == nil {
 			return ck.Bytes(it.info.Name)
@@ -126,38 +134,85 @@ func dequantize(c *cli.Context) error {
 		if err := cpu.Dequantize(x, codes, p); err != nil {
 			return nil, fmt.Errorf("tensor %q: %w", it.info.Name, err)
 		}
-		return encodeFloats(x, dtype), nil
+		return encodeFloats(x, it.info.DType), nil
 	}, func(i int, b []byte) error {
+		defer afterWrite(out)
 		return w.WriteTensor(items[i].info.Name, b)
 	})
+	if err == nil {
+		err = ck.Changed()
+	}
 	if err == nil {
 		err = w.Close()
 	}
 	if err != nil {
 		w.Abort()
-		return noSpace(out, need, err)
+		return noSpace(out, need, ck.Explain(err))
 	}
 	if cfg := ck.Config(); cfg != nil {
 		cfg, err := ctensors.UpdateConfig(cfg, nil)
 		if err != nil {
 			return err
 		}
-		if err := atomicfile.WriteFile(filepath.Join(tmp, checkpoint.ConfigFileName), cfg, 0o644); err != nil {
+		if err := atomicfile.WriteFile(filepath.Join(tmp, checkpoint.ConfigFileName), cfg, 0o666); err != nil {
 			return err
 		}
 	}
 	if err := ck.CopySideFiles(tmp, checkpoint.ConfigFileName); err != nil {
 		return err
 	}
-	if err := replaceDir(out, tmp); err != nil {
+	if err := dir.Commit(); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.App.Writer, "%s → %s: %d tensors, %s\n", in, out, len(items), dtype)
+	dtypes := map[string]int{}
+	for _, it := range items {
+		if it.decode != nil {
+			dtypes[it.info.DType]++
+		}
+	}
+	var what []string
+	for _, dt := range slices.Sorted(maps.Keys(dtypes)) {
+		what = append(what, fmt.Sprintf("%d %s", dtypes[dt], dt))
+	}
+	fmt.Fprintf(c.App.Writer, "%s → %s: %d tensors, dequantized %s\n", in, out, len(items), strings.Join(what, ", "))
 	return nil
 }
 
-// dequantPlan lists the output tensors of dequantizing ck, in order.
+// floatOutDTypes are the dtypes dequantize writes.
+var floatOutDTypes = []string{"F32", "F16", "BF16"}
+
+// torchDType is the safetensors dtype of config.json's torch_dtype (or
+// dtype, as newer transformers write it) when it is one dequantize writes.
+func torchDType(cfg json.RawMessage) (string, bool) {
+	var c struct {
+		TorchDType string `json:"torch_dtype"`
+		DType      string `json:"dtype"`
+	}
+	if cfg == nil || json.Unmarshal(cfg, &c) != nil {
+		return "", false
+	}
+	dt, ok := map[string]string{"float32": "F32", "float16": "F16", "bfloat16": "BF16"}[strings.TrimPrefix(cmp.Or(c.TorchDType, c.DType), "torch.")]
+	return dt, ok
+}
+
+// dequantPlan lists the output tensors of dequantizing ck, in order. dtype
+// is that of every dequantized weight, or "" for each weight's own (see
+// the --dtype flag).
 func dequantPlan(ck *checkpoint.Checkpoint, dtype string) ([]dequantItem, error) {
+	fallback := "F32"
+	if dt, ok := torchDType(ck.Config()); ok {
+		fallback = dt
+	}
+	dtypeOf := func(orig string) string {
+		switch {
+		case dtype != "":
+			return dtype
+		case slices.Contains(floatOutDTypes, orig):
+			return orig
+		}
+		return fallback
+	}
+	origDType := map[string]string{} // quantized weight → its dtype before quantization, where recorded
 	tensors := ck.Tensors()
 	owner := map[string]string{} // tensor name → quantized weight it belongs to
 	shapes := map[string][]int{}
@@ -194,6 +249,7 @@ func dequantPlan(ck *checkpoint.Checkpoint, dtype string) ([]dequantItem, error)
 				owner[w+suffix] = w
 			}
 			shapes[w] = rt.Shape
+			origDType[w] = rt.DType
 		}
 		decode = func(w string) func() ([]byte, *quant.Params, error) {
 			return func() ([]byte, *quant.Params, error) { return rawDecode(ck, w, s, shapes[w]) }
@@ -204,6 +260,10 @@ func dequantPlan(ck *checkpoint.Checkpoint, dtype string) ([]dequantItem, error)
 	for _, t := range tensors {
 		w, ok := owner[t.Name]
 		if !ok {
+			if why, left := leftQuantized(t); left {
+				return nil, fmt.Errorf("%s: tensor %q %s, but nothing dequantizes it (its weight or scales are missing); "+
+					"the checkpoint is incomplete", ck.Dir(), t.Name, why)
+			}
 			items = append(items, dequantItem{info: safetensors.TensorInfo{Name: t.Name, DType: t.DType, Shape: t.Shape}})
 			continue
 		}
@@ -211,9 +271,24 @@ func dequantPlan(ck *checkpoint.Checkpoint, dtype string) ([]dequantItem, error)
 			continue
 		}
 		done[w] = true
-		items = append(items, dequantItem{info: safetensors.TensorInfo{Name: w, DType: dtype, Shape: shapes[w]}, decode: decode(w)})
+		items = append(items, dequantItem{info: safetensors.TensorInfo{Name: w, DType: dtypeOf(origDType[w]), Shape: shapes[w]}, decode: decode(w)})
 	}
 	return items, nil
+}
+
+// leftQuantized reports whether t, which no quantized weight of the
+// checkpoint claims, is part of one all the same: integer codes of a
+// weight, or the scales, zero points, packed codes or shape of one.
+func leftQuantized(t safetensors.TensorInfo) (why string, ok bool) {
+	for _, suffix := range []string{"_packed", "_scale", "_zero_point", "_shape", "_g_idx", plan.RawScale, plan.RawZeroPoint, ".qweight", ".qzeros", ".scales"} {
+		if strings.HasSuffix(t.Name, suffix) {
+			return "is named as part of a quantized weight", true
+		}
+	}
+	if strings.HasSuffix(t.Name, ".weight") && slices.Contains([]string{"I8", "U8", "I16", "I32", "U32", "I64"}, t.DType) {
+		return "holds " + t.DType + " codes", true
+	}
+	return "", false
 }
 
 // ctShape is the shape of compressed-tensors weight w: W's, or W_shape's

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/quantkit/quantkit/backend"
 	"github.com/quantkit/quantkit/gpu/preflight"
+	"github.com/quantkit/quantkit/internal/atomicfile"
 )
 
 var deviceFlag = &cli.StringFlag{
@@ -59,14 +61,16 @@ func onDevice(c *cli.Context, job func(b backend.Backend) error) error {
 
 // deviceMightFix reports whether running again on another device could
 // end err: not for bad input, nor for errors of files and the operating
-// system (a full disk, a read error), which would happen again.
+// system (a full disk, a read error, an output that appeared meanwhile),
+// which would happen again, nor for a run that was told to stop.
 func deviceMightFix(err error) bool {
 	var pe *fs.PathError
 	var le *os.LinkError
 	var se *os.SyscallError
 	var errno syscall.Errno
 	return !errors.Is(err, errBadInput) && !errors.As(err, &pe) && !errors.As(err, &le) &&
-		!errors.As(err, &se) && !errors.As(err, &errno)
+		!errors.As(err, &se) && !errors.As(err, &errno) && !errors.Is(err, fs.ErrExist) &&
+		!errors.Is(err, atomicfile.ErrChanged) && !errors.Is(err, context.Canceled)
 }
 
 // errBadInput marks errors about the user's input, which another device

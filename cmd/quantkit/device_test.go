@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/quantkit/quantkit/backend"
 	"github.com/quantkit/quantkit/cpu"
@@ -30,6 +31,15 @@ func (g flakyGPU) HistogramAbs(x backend.Buffer, width float32, counts []int64) 
 }
 
 func TestMain(m *testing.M) {
+	// QUANTKIT_TEST_MAIN=1 makes the test binary quantkit itself, with its
+	// arguments, for tests that signal or kill a real process.
+	if os.Getenv("QUANTKIT_TEST_MAIN") == "1" {
+		os.Args[0] = "quantkit"
+		if d, err := time.ParseDuration(os.Getenv("QUANTKIT_TEST_SLOW")); err == nil {
+			writeHook = func(string) { time.Sleep(d) } // a run long enough to signal
+		}
+		os.Exit(mainStatus())
+	}
 	backend.Register("gpu", func(int) (backend.Backend, error) { return flakyGPU{cpu.New()}, nil })
 	os.Exit(m.Run())
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/quantkit/quantkit/internal/atomicfile"
 	"github.com/quantkit/quantkit/model/synth"
 )
 
@@ -22,10 +22,10 @@ var (
 	genLikeFlag   = &cli.StringFlag{Name: "like", Value: "llama", Usage: "architecture to imitate: llama (the only one so far)"}
 	genParamsFlag = &cli.StringFlag{Name: "params", Value: "1B", Usage: "parameter budget, with an optional suffix K, M or B (1e3, 1e6, 1e9): 10M, 1.5B"}
 	genDTypeFlag  = &cli.StringFlag{Name: "dtype", Value: "f32", Usage: "element type: f32, f16 or bf16"}
-	genShardFlag  = &cli.StringFlag{Name: "shard-size", Usage: "split into shards of at most `SIZE` of tensor data (5GB, 500MB, 2GiB) with model.safetensors.index.json; default one model.safetensors"}
+	genShardFlag  = &cli.StringFlag{Name: "shard-size", Value: "5GB", Usage: "split into shards of at most `SIZE` of tensor data (5GB, 500MB, 2GiB) with model.safetensors.index.json, as Hugging Face does; one model.safetensors when it all fits"}
 	genSeedFlag   = &cli.Uint64Flag{Name: "seed", Usage: "seed of the weights: the same seed and shape give the same bytes"}
 	genOutFlag    = &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the checkpoint to `DIR`", Required: true}
-	genForceFlag  = &cli.BoolFlag{Name: "force", Usage: "write into DIR even if it is not empty (checkpoint files of an earlier run are replaced)"}
+	genForceFlag  = &cli.BoolFlag{Name: "force", Usage: "replace DIR if it exists (an empty DIR needs no --force)"}
 	genJSONFlag   = &cli.BoolFlag{Name: "json", Usage: "print a JSON report instead of text"}
 )
 
@@ -39,7 +39,11 @@ var genCommand = &cli.Command{
 		"(ν = 6) scaled to 1/√fan-in, a few input channels ×5–20, RMSNorm weights 1 ± 0.05.\n" +
 		"The data streams to disk block by block, so memory stays small whatever the size.\n" +
 		"Sizes are decimal (5GB = 5·10⁹ bytes, as Hugging Face's max_shard_size) unless\n" +
-		"written KiB, MiB, GiB, TiB.",
+		"written KiB, MiB, GiB, TiB.\n" +
+		"\n" +
+		"DIR is written as quantize writes its output: the space it needs is checked first, the\n" +
+		"files go into a temporary directory beside DIR, which becomes DIR only when complete; an\n" +
+		"existing DIR is refused unless --force (or empty), and Ctrl-C or SIGTERM leave nothing.",
 	Flags:  []cli.Flag{genLikeFlag, genParamsFlag, genDTypeFlag, genShardFlag, genSeedFlag, genOutFlag, genForceFlag, genJSONFlag},
 	Action: runGen,
 }
@@ -81,34 +85,37 @@ func runGen(c *cli.Context) error {
 		return fmt.Errorf("gen: --dtype: %w", err)
 	}
 	var opts synth.Options
-	if s := c.String(genShardFlag.Name); s != "" {
-		if opts.ShardSize, err = parseSize(s); err != nil {
-			return fmt.Errorf("gen: --shard-size: %w", err)
-		}
-		if opts.ShardSize == 0 {
-			return errors.New("gen: --shard-size must be positive")
-		}
+	if opts.ShardSize, err = parseSize(c.String(genShardFlag.Name)); err != nil || opts.ShardSize <= 0 {
+		return badInput(fmt.Errorf("gen: --shard-size: must be a positive size: %q", c.String(genShardFlag.Name)))
 	}
 	dir := c.String(genOutFlag.Name)
-	if err := checkOutputDir(dir, c.Bool(genForceFlag.Name)); err != nil {
-		return fmt.Errorf("gen: %w", err)
-	}
-	jsonOut := c.Bool(genJSONFlag.Name)
-	progress, clear := progressLine(!jsonOut)
-	if progress != nil {
-		last := int64(-1)
-		opts.Progress = func(written, total int64) {
-			if mb := written >> 20; mb != last {
-				last = mb
-				progress(int(mb), int(total>>20), "MiB")
-			}
-		}
-	}
-	start := time.Now()
-	res, err := synth.Write(dir, cfg, opts)
-	clear()
+	claim, err := claimOutput(c.App.ErrWriter, dir, c.Bool(genForceFlag.Name), cfg.Bytes())
 	if err != nil {
 		return fmt.Errorf("gen: %w", err)
+	}
+	tmp, err := atomicfile.TempDir(claim)
+	if err != nil {
+		return fmt.Errorf("gen: %w", err)
+	}
+	defer tmp.Abort() // nothing once committed
+	jsonOut := c.Bool(genJSONFlag.Name)
+	progress, clear := progressLine(!jsonOut)
+	last := int64(-1)
+	opts.Progress = func(written, total int64) {
+		if mb := written >> 20; mb != last && progress != nil {
+			last = mb
+			progress(int(mb), int(total>>20), "MiB")
+		}
+		afterWrite(dir)
+	}
+	start := time.Now()
+	res, err := synth.Write(tmp.Path, cfg, opts)
+	clear()
+	if err == nil {
+		err = tmp.Commit()
+	}
+	if err != nil {
+		return fmt.Errorf("gen: %w", noSpace(dir, cfg.Bytes(), err))
 	}
 	rep := GenReport{Dir: dir, Config: cfg, Tensors: res.Tensors, Params: res.Params, Bytes: res.Bytes, Elapsed: time.Since(start)}
 	rep.Seconds = rep.Elapsed.Seconds()
@@ -126,28 +133,6 @@ func runGen(c *cli.Context) error {
 		return enc.Encode(rep)
 	}
 	writeGenReport(c.App.Writer, rep)
-	return nil
-}
-
-// checkOutputDir refuses a path that is not a directory, and a non-empty
-// directory unless force.
-func checkOutputDir(dir string, force bool) error {
-	fi, err := os.Stat(dir)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		return nil
-	case err != nil:
-		return err
-	case !fi.IsDir():
-		return fmt.Errorf("%s exists and is not a directory", dir)
-	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return err
-	}
-	if len(entries) > 0 && !force {
-		return fmt.Errorf("%s is not empty (%d entries); use --force to write into it", dir, len(entries))
-	}
 	return nil
 }
 

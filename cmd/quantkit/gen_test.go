@@ -82,7 +82,7 @@ func TestGenBadFlags(t *testing.T) {
 		{[]string{"--params", "1M", "--like", "gpt2"}, "llama"},
 		{[]string{"--params", "1M", "--shard-size", "5 parsecs"}, "--shard-size"},
 		{[]string{"--params", "1M", "--shard-size", "0"}, "--shard-size"},
-		{[]string{"--params", "1M", "-o", file}, "not a directory"},
+		{[]string{"--params", "1M", "-o", file}, file + " exists; --force replaces it"},
 	} {
 		args := append([]string{"gen", "-o", filepath.Join(dir, "out")}, tc.args...)
 		if out, err := run(t, args...); err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -50,9 +50,10 @@ func newApp() *cli.App {
 			"(QAT) and runs them in integer arithmetic; and runs FP32 and INT8 kernels on the CPU (and\n" +
 			"the GPU in the CUDA build), measured against the strongest baseline in the same run.\n" +
 			"Start with `quantkit demo`.",
-		Version:              versionString(),
-		HideVersion:          true,
-		Commands:             []*cli.Command{versionCommand, devicesCommand, calibrateCommand, benchCommand, profileCommand, genCommand, inspectCommand, quantizeCommand, dequantizeCommand, mergeCommand, demoCommand, qatCommand, evalCommand},
+		Version:     versionString(),
+		HideVersion: true,
+		Commands: withInterrupts([]*cli.Command{versionCommand, devicesCommand, calibrateCommand, benchCommand, profileCommand, genCommand,
+			inspectCommand, quantizeCommand, dequantizeCommand, mergeCommand, demoCommand, qatCommand, evalCommand}, "profile"),
 		EnableBashCompletion: true,
 	}
 }

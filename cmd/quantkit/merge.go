@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/quantkit/quantkit/internal/atomicfile"
+	"github.com/quantkit/quantkit/internal/fault"
 	"github.com/quantkit/quantkit/model/checkpoint"
 	"github.com/quantkit/quantkit/model/plan"
 	"github.com/quantkit/quantkit/model/safetensors"
@@ -34,43 +34,12 @@ var mergeCommand = &cli.Command{
 	Action: runMerge,
 }
 
-// partFile is the name of a part's description.
-const partFile = "part.json"
-
-// PartInfo is part.json: which part of which plan a directory holds, and
-// what the whole plan writes.
-type PartInfo struct {
-	PlanHash string      `json:"plan_hash"`
-	Index    int         `json:"index"`
-	Count    int         `json:"count"`
-	Format   plan.Format `json:"format"`
-	// ShardSize is the run's --shard-size, which merge uses unless told.
-	ShardSize int64    `json:"shard_size"`
-	Tensors   []string `json:"tensors"` // every output tensor of the whole plan, in order
-}
-
 func writePartInfo(dir string, p *plan.Plan, j *quantizeJob) error {
-	info := PartInfo{PlanHash: p.Hash(), Index: j.shard.Index, Count: j.shard.Count, Format: p.Format, ShardSize: j.shardSize}
-	for _, t := range p.SafetensorsInfos(p.All()) {
-		info.Tensors = append(info.Tensors, t.Name)
-	}
-	b, err := json.MarshalIndent(info, "", "  ")
+	b, err := plan.NewPart(p, j.shard.Index, j.shard.Count, j.shardSize).Marshal()
 	if err != nil {
 		return err
 	}
-	return atomicfile.WriteFile(filepath.Join(dir, partFile), append(b, '\n'), 0o644)
-}
-
-func readPartInfo(dir string) (*PartInfo, error) {
-	b, err := os.ReadFile(filepath.Join(dir, partFile))
-	if err != nil {
-		return nil, err
-	}
-	var info PartInfo
-	if err := json.Unmarshal(b, &info); err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, partFile), err)
-	}
-	return &info, nil
+	return atomicfile.WriteFile(filepath.Join(dir, plan.PartFileName), b, 0o666)
 }
 
 func runMerge(c *cli.Context) error {
@@ -85,13 +54,13 @@ func runMerge(c *cli.Context) error {
 func partDirs(args []string) ([]string, error) {
 	var dirs []string
 	for _, a := range args {
-		if _, err := os.Stat(filepath.Join(a, partFile)); err == nil {
+		if _, err := os.Stat(filepath.Join(a, plan.PartFileName)); err == nil {
 			dirs = append(dirs, a)
 			continue
 		}
 		m, _ := filepath.Glob(filepath.Join(a, "part-*-of-*"))
 		if len(m) == 0 {
-			return nil, fmt.Errorf("%s: not a part (no %s) and holds no part-*-of-* directories", a, partFile)
+			return nil, fmt.Errorf("%s: not a part (no %s) and holds no part-*-of-* directories", a, plan.PartFileName)
 		}
 		dirs = append(dirs, m...)
 	}
@@ -115,7 +84,7 @@ func merge(c *cli.Context) error {
 	if err != nil {
 		return badInput(err)
 	}
-	var first *PartInfo
+	var first *plan.Part
 	parts := map[int]*checkpoint.Checkpoint{}
 	defer func() {
 		for _, ck := range parts {
@@ -123,8 +92,9 @@ func merge(c *cli.Context) error {
 		}
 	}()
 	var dir0 string
+	var inputs []string // every part's paths, which OUT must not hold
 	for _, d := range dirs {
-		info, err := readPartInfo(d)
+		info, err := plan.ReadPart(d)
 		if err != nil {
 			return badInput(err)
 		}
@@ -142,6 +112,7 @@ func merge(c *cli.Context) error {
 			return badInput(err)
 		}
 		parts[info.Index] = ck
+		inputs = append(inputs, checkpointInputs(d, ck)...)
 		if info.Index == 0 {
 			dir0 = d
 		}
@@ -170,26 +141,43 @@ func merge(c *cli.Context) error {
 		}
 		need += infos[len(infos)-1].End - infos[len(infos)-1].Begin
 	}
-	if err := checkOutput(out, c.Bool(mergeForceFlag.Name), need); err != nil {
-		return err
-	}
-	tmp, err := tempDirBeside(out)
+	claim, err := claimOutput(c.App.ErrWriter, out, c.Bool(mergeForceFlag.Name), need, inputs...)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)
+	dir, err := atomicfile.TempDir(claim)
+	if err != nil {
+		return err
+	}
+	defer dir.Abort() // nothing once committed
+	tmp := dir.Path
 	w, err := checkpoint.Create(tmp, infos, shardSize, parts[0].Metadata())
 	if err != nil {
 		return err
 	}
 	for _, name := range first.Tensors {
-		b, err := where[name].Bytes(name)
-		if err == nil {
-			err = w.WriteTensor(name, b)
+		afterWrite(out)
+		if err := c.Context.Err(); err != nil {
+			w.Abort()
+			return err
 		}
+		ck := where[name]
+		err := fault.Catch(func() error {
+			b, err := ck.Bytes(name)
+			if err == nil {
+				err = w.WriteTensor(name, b)
+			}
+			return err
+		})
 		if err != nil {
 			w.Abort()
-			return noSpace(out, need, err)
+			return noSpace(out, need, ck.Explain(err))
+		}
+	}
+	for _, ck := range parts {
+		if err := ck.Changed(); err != nil {
+			w.Abort()
+			return err
 		}
 	}
 	if err := w.Close(); err != nil {
@@ -198,7 +186,7 @@ func merge(c *cli.Context) error {
 	if err := parts[0].CopySideFiles(tmp); err != nil {
 		return err
 	}
-	if err := replaceDir(out, tmp); err != nil {
+	if err := dir.Commit(); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.App.Writer, "merged %d parts of plan %s (%s from %s) into %s: %d tensors\n", first.Count, first.PlanHash, first.Format, dir0, out, len(infos))

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -79,10 +80,16 @@ var quantizeCommand = &cli.Command{
 		"                      llama.cpp cannot run the file as a model; general.architecture comes\n" +
 		"                      from config.json's model_type. The scheme flags do not apply.\n" +
 		"\n" +
-		"OUT is written atomically: into a temporary directory beside it, renamed to OUT only when\n" +
-		"everything (shards, index, config.json, side files) is written, so a failed or interrupted\n" +
-		"run leaves no OUT (only, if killed, a .OUT.tmp-* directory). An existing OUT is refused\n" +
-		"unless --force.\n" +
+		"OUT is written atomically: into a temporary directory .OUT.tmp-PID-* beside it, moved to\n" +
+		"OUT only when everything (shards, index, config.json, side files) is written. An existing\n" +
+		"OUT is refused unless --force (an empty directory excepted); the final move never removes\n" +
+		"anything else: without --force it goes only into an absent name (a directory made at OUT\n" +
+		"meanwhile, or a second run's output, is kept and this run fails), with --force it replaces\n" +
+		"only what was at OUT when the run began. OUT may not be IN or hold it, even with --force.\n" +
+		"Ctrl-C, SIGTERM or SIGHUP stop the workers, remove the temporary output and exit with\n" +
+		"130, 143 or 129; after a SIGKILL the next run to the same OUT removes what was left and\n" +
+		"says so. An input truncated or rewritten during the run is an error naming it. A\n" +
+		"checkpoint that is quantized already is refused (dequantize it first).\n" +
 		"\n" +
 		"NaN/Inf: a weight to quantize that holds NaN or ±Inf is an error naming the tensor, unless\n" +
 		"--allow-nonfinite: then NaN becomes 0 and ±Inf the tensor's largest finite magnitude, and\n" +
@@ -178,6 +185,11 @@ func parseQuantizeFlags(c *cli.Context) (*quantizeJob, error) {
 	}
 	if len(args) != 1 || c.String(quantOutFlag.Name) == "" {
 		return nil, errors.New("give one input checkpoint and the output: quantize IN -o OUT")
+	}
+	if path := c.String(quantJSONFlag.Name); path != "" {
+		if err := checkOutputFile(quantJSONFlag.Name, path, true); err != nil {
+			return nil, err
+		}
 	}
 	j := &quantizeJob{in: args[0], out: c.String(quantOutFlag.Name), workers: c.Int(quantWorkFlag.Name),
 		force: c.Bool(quantForceFlag.Name), dry: c.Bool(quantDryFlag.Name), allowNonFinite: c.Bool(quantNonFinFlag.Name)}
@@ -302,6 +314,10 @@ func quantizeCheckpoint(c *cli.Context, j *quantizeJob) (*QuantizeReport, error)
 		return nil, badInput(err)
 	}
 	defer ck.Close()
+	if what, ok := plan.Quantized(ck.Config(), ck.Metadata(), ck.Tensors()); ok {
+		return nil, badInput(fmt.Errorf("%s is quantized already (%s): quantizing its codes and scales again would write a checkpoint "+
+			"that is neither; start from the float checkpoint, or dequantize it first (quantkit dequantize %s -o FLOAT)", j.in, what, j.in))
+	}
 	p, err := plan.Build(ck.Tensors(), j.opt)
 	if err != nil {
 		return nil, badInput(err)
@@ -319,7 +335,8 @@ func quantizeCheckpoint(c *cli.Context, j *quantizeJob) (*QuantizeReport, error)
 	if j.dry {
 		return rep, nil
 	}
-	if err := checkOutput(final, j.force, rep.Totals.BytesOut); err != nil {
+	claim, err := claimOutput(c.App.ErrWriter, final, j.force, rep.Totals.BytesOut, checkpointInputs(j.in, ck)...)
+	if err != nil {
 		return nil, err
 	}
 	var stats []plan.Stats
@@ -330,14 +347,17 @@ func quantizeCheckpoint(c *cli.Context, j *quantizeJob) (*QuantizeReport, error)
 		opt := plan.RunOptions{Workers: j.workers, AllowNonFinite: j.allowNonFinite, Quantize: backendQuantize(b)}
 		progress, clear := quantizeProgress(p.BytesIn, len(items), j.quiet)
 		defer clear()
-		if progress != nil {
-			opt.Progress = func(item int, done int64, n int) { progress(done, n, p.Items[item].Name) }
+		opt.Progress = func(item int, done int64, n int) {
+			if progress != nil {
+				progress(done, n, p.Items[item].Name)
+			}
+			afterWrite(final)
 		}
 		var err error
 		if plan.IsGGUF(p.Format) {
-			stats, err = writeGGUF(ck, p, final, opt)
+			stats, err = writeGGUF(c.Context, ck, p, claim, opt)
 		} else {
-			stats, err = writeCheckpointDir(ck, p, items, j, final, opt)
+			stats, err = writeCheckpointDir(c.Context, ck, p, items, j, claim, opt)
 		}
 		if errors.Is(err, plan.ErrNonFinite) {
 			err = badInput(err)
@@ -385,25 +405,26 @@ func backendQuantize(b backend.Backend) plan.QuantizeFunc {
 	}
 }
 
-// writeCheckpointDir writes the plan's items as a checkpoint directory
-// final, atomically: into a temporary directory beside it, renamed into
-// place at the end.
-func writeCheckpointDir(ck *checkpoint.Checkpoint, p *plan.Plan, items []int, j *quantizeJob, final string, opt plan.RunOptions) ([]plan.Stats, error) {
+// writeCheckpointDir writes the plan's items as the checkpoint directory
+// claim.Path, atomically: into a temporary directory beside it, moved into
+// place at the end (atomicfile.Claim.Install: never over anything but what
+// the claim may replace).
+func writeCheckpointDir(ctx context.Context, ck *checkpoint.Checkpoint, p *plan.Plan, items []int, j *quantizeJob, claim *atomicfile.Claim, opt plan.RunOptions) ([]plan.Stats, error) {
 	meta := p.RawMetadata()
 	if meta == nil {
 		meta = map[string]string{}
 	}
 	meta["quantkit.plan_hash"] = p.Hash()
-	tmp, err := tempDirBeside(final)
+	tmp, err := atomicfile.TempDir(claim)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(tmp) // gone once renamed
-	w, err := checkpoint.Create(tmp, p.SafetensorsInfos(items), j.shardSize, meta)
+	defer tmp.Abort() // nothing once committed
+	w, err := checkpoint.Create(tmp.Path, p.SafetensorsInfos(items), j.shardSize, meta)
 	if err != nil {
 		return nil, err
 	}
-	stats, err := plan.Run(context.Background(), p, items, ck, w, opt)
+	stats, err := plan.Run(ctx, p, items, ck, w, opt)
 	if err == nil {
 		err = w.Close()
 	}
@@ -411,18 +432,18 @@ func writeCheckpointDir(ck *checkpoint.Checkpoint, p *plan.Plan, items []int, j 
 		w.Abort()
 		return nil, err
 	}
-	if err := writeConfig(ck, p, tmp); err != nil {
+	if err := writeConfig(ck, p, tmp.Path); err != nil {
 		return nil, err
 	}
-	if err := ck.CopySideFiles(tmp, checkpoint.ConfigFileName); err != nil {
+	if err := ck.CopySideFiles(tmp.Path, checkpoint.ConfigFileName); err != nil {
 		return nil, err
 	}
 	if j.shard != nil {
-		if err := writePartInfo(tmp, p, j); err != nil {
+		if err := writePartInfo(tmp.Path, p, j); err != nil {
 			return nil, err
 		}
 	}
-	return stats, replaceDir(final, tmp)
+	return stats, tmp.Commit()
 }
 
 // writeConfig writes config.json into dir: the input's, with the
@@ -444,44 +465,12 @@ func writeConfig(ck *checkpoint.Checkpoint, p *plan.Plan, dir string) error {
 			return err
 		}
 	}
-	return atomicfile.WriteFile(filepath.Join(dir, checkpoint.ConfigFileName), cfg, 0o644)
+	return atomicfile.WriteFile(filepath.Join(dir, checkpoint.ConfigFileName), cfg, 0o666)
 }
 
-// tempDirBeside makes an empty directory beside path, for writing what
-// becomes path.
-func tempDirBeside(path string) (string, error) {
-	parent := filepath.Dir(filepath.Clean(path))
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return "", err
-	}
-	return os.MkdirTemp(parent, "."+filepath.Base(path)+".tmp-")
-}
-
-// replaceDir renames the directory tmp to final, replacing what final was
-// (moved aside first, removed after).
-func replaceDir(final, tmp string) error {
-	var old string
-	if _, err := os.Lstat(final); err == nil {
-		old = tmp + ".old"
-		if err := os.Rename(final, old); err != nil {
-			return err
-		}
-	}
-	if err := os.Rename(tmp, final); err != nil {
-		if old != "" {
-			os.Rename(old, final)
-		}
-		return err
-	}
-	if old != "" {
-		return os.RemoveAll(old)
-	}
-	return nil
-}
-
-// writeGGUF writes the plan as one GGUF file final (gguf.Create writes a
-// temporary file and renames it).
-func writeGGUF(ck *checkpoint.Checkpoint, p *plan.Plan, final string, opt plan.RunOptions) ([]plan.Stats, error) {
+// writeGGUF writes the plan as the GGUF file claim.Path, atomically.
+func writeGGUF(ctx context.Context, ck *checkpoint.Checkpoint, p *plan.Plan, claim *atomicfile.Claim, opt plan.RunOptions) ([]plan.Stats, error) {
+	final := claim.Path
 	if fi, err := os.Stat(final); err == nil && fi.IsDir() {
 		return nil, badInput(fmt.Errorf("%s is a directory; the gguf formats write one file", final))
 	}
@@ -506,19 +495,30 @@ func writeGGUF(ck *checkpoint.Checkpoint, p *plan.Plan, final string, opt plan.R
 		gguf.KV{Key: "general.file_type", Value: fileType},
 		gguf.KV{Key: "general.quantization_version", Value: uint32(2)},
 		gguf.KV{Key: "quantkit.plan_hash", Value: p.Hash()})
-	if err := os.MkdirAll(filepath.Dir(filepath.Clean(final)), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(final), 0o777); err != nil {
 		return nil, err
 	}
-	w, err := gguf.Create(final, meta, p.GGUFInfos(p.All()))
+	f, err := atomicfile.CreateFor(claim)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", final, err)
+	}
+	defer f.Abort() // nothing once committed
+	bw := bufio.NewWriterSize(f, 1<<20)
+	w, err := gguf.NewWriter(bw, meta, p.GGUFInfos(p.All()))
 	if err != nil {
 		return nil, err
 	}
-	stats, err := plan.Run(context.Background(), p, p.All(), ck, w, opt)
+	stats, err := plan.Run(ctx, p, p.All(), ck, w, opt)
 	if err == nil {
 		err = w.Close()
 	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err == nil {
+		err = f.Commit()
+	}
 	if err != nil {
-		w.Abort()
 		return nil, err
 	}
 	return stats, nil
@@ -606,27 +606,33 @@ func cmpFloat(a, b float64) int {
 	return 0
 }
 
-// finishReport writes the report: JSON to the --json file, and the plan
-// (dry run) or the summary for people.
+// finishReport writes the report: the plan (dry run) or the summary for
+// people, unless --json - puts the JSON on stdout instead, and then the
+// JSON to the --json file, so that a file that cannot be written costs
+// the table nothing.
 func finishReport(c *cli.Context, rep *QuantizeReport, plan bool) error {
-	if path := c.String(quantJSONFlag.Name); path != "" {
-		b, err := json.MarshalIndent(rep, "", "  ")
-		if err != nil {
-			return err
-		}
-		b = append(b, '\n')
-		if path == "-" {
-			_, err := c.App.Writer.Write(b)
-			return err
-		}
-		if err := atomicfile.WriteFile(path, b, 0o644); err != nil {
-			return err
+	path := c.String(quantJSONFlag.Name)
+	if path != "-" {
+		if plan {
+			writeQuantizePlan(c.App.Writer, rep)
+		} else {
+			writeQuantizeSummary(c.App.Writer, rep)
 		}
 	}
-	if plan {
-		writeQuantizePlan(c.App.Writer, rep)
-	} else {
-		writeQuantizeSummary(c.App.Writer, rep)
+	if path == "" {
+		return nil
+	}
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	if path == "-" {
+		_, err := c.App.Writer.Write(b)
+		return err
+	}
+	if err := atomicfile.WriteFile(path, b, 0o666); err != nil {
+		return fmt.Errorf("--json: %w", err)
 	}
 	return nil
 }

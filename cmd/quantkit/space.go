@@ -3,29 +3,72 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/quantkit/quantkit/internal/atomicfile"
+	"github.com/quantkit/quantkit/model/checkpoint"
 )
 
-// checkOutput is run by the commands that write a checkpoint (quantize,
-// dequantize, merge) before they write anything. It refuses an output
-// path that exists unless force is set, and an output that cannot fit: a
-// run that would stop with "no space left on device" after minutes of
-// work is refused at once, naming the space it needs and what is free.
-// need is the size of the tensor data to be written; headers and side
-// files are small beside it.
-func checkOutput(out string, force bool, need int64) error {
-	if _, err := os.Lstat(out); err == nil && !force {
-		return badInput(fmt.Errorf("%s exists; --force replaces it", out))
+// claimOutput is run by the commands that write a checkpoint (quantize,
+// dequantize, merge, gen) before they write anything. It refuses an output
+// path that exists unless force (an empty directory excepted: taking its
+// place loses nothing); an output that is one of the inputs or holds one
+// (with force it would be replaced, and the input with it); and an output
+// that cannot fit: a run that would stop with "no space left on device"
+// after minutes of work is refused at once, naming the space it needs and
+// what is free. need is the size of the tensor data to be written;
+// headers and side files are small beside it. It removes the temporaries
+// that killed runs left beside out, saying so on w. The claim it returns
+// is what the final rename may replace: what was at out now, and nothing
+// that appears there later.
+func claimOutput(w io.Writer, out string, force bool, need int64, inputs ...string) (*atomicfile.Claim, error) {
+	claim, err := atomicfile.NewClaim(out, force)
+	if errors.Is(err, atomicfile.ErrExists) {
+		return nil, badInput(fmt.Errorf("%s exists; --force replaces it", out))
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, in := range inputs {
+		if claim.Holds(in) {
+			return nil, badInput(fmt.Errorf("%s is the input %s or holds it: replacing it would destroy the input; write the output elsewhere", out, in))
+		}
+	}
+	for _, p := range claim.Stale {
+		fmt.Fprintf(w, "quantkit: removed %s, the unfinished output of a run that was killed\n", p)
 	}
 	dir := existingDir(filepath.Dir(filepath.Clean(out)))
 	free, ok := freeBytes(dir)
 	if ok && need > free {
-		return badInput(fmt.Errorf("%s: not enough space: the output needs %s, %s is free on the filesystem of %s",
+		return nil, badInput(fmt.Errorf("%s: not enough space: the output needs %s, %s is free on the filesystem of %s",
 			out, formatBytes(need), formatBytes(free), dir))
 	}
-	return nil
+	return claim, nil
+}
+
+// checkpointInputs are the paths a run reading ck depends on: the
+// argument it was opened from, its directory and its shard files.
+func checkpointInputs(arg string, ck *checkpoint.Checkpoint) []string {
+	in := []string{arg, ck.Dir()}
+	for _, f := range ck.Files() {
+		in = append(in, filepath.Join(ck.Dir(), f))
+	}
+	return in
+}
+
+// writeHook, when set, is called by quantize, dequantize, merge and gen
+// after each tensor (or block) they write, with the output's path. It is
+// nil but in tests, which use it to act during a run: make the output
+// appear, or slow the run down to signal it.
+var writeHook func(out string)
+
+func afterWrite(out string) {
+	if writeHook != nil {
+		writeHook(out)
+	}
 }
 
 // existingDir is dir or its nearest ancestor that exists.

@@ -67,7 +67,7 @@ func Write(dir string, cfg Config, opts Options) (Result, error) {
 	if opts.ShardSize < 0 {
 		return Result{}, fmt.Errorf("synth: shard size %d is negative", opts.ShardSize)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o777); err != nil {
 		return Result{}, fmt.Errorf("synth: %w", err)
 	}
 	g := newGenerator(cfg)
@@ -105,7 +105,7 @@ func Write(dir string, cfg Config, opts Options) (Result, error) {
 		}
 		res.Files = append(res.Files, checkpoint.IndexFileName)
 	}
-	if err := atomicfile.WriteFile(filepath.Join(dir, checkpoint.ConfigFileName), ConfigJSON(cfg), 0o644); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, checkpoint.ConfigFileName), ConfigJSON(cfg), 0o666); err != nil {
 		return Result{}, fmt.Errorf("synth: %w", err)
 	}
 	res.Files = append(res.Files, checkpoint.ConfigFileName)
