@@ -14,7 +14,12 @@
 //     package dataset-fashion-mnist puts it.
 //
 // Files are validated against their big-endian headers: magic number,
-// counts, and the exact size the header implies.
+// limits on counts and sides, the image and label counts against each
+// other, the exact size the header implies, and a gzip stream's checksum.
+// What a header declares never sizes an allocation by itself: an
+// uncompressed file must have the declared size before its body is
+// allocated, and a gzipped body is read into a buffer that grows only as
+// the data arrives. LoadLimit and LoadDirLimit read only the first images.
 package dataset
 
 import (
@@ -28,6 +33,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -92,7 +98,12 @@ const (
 
 // Load loads split "train" or "test" of the set called name: "mnist",
 // "fashion-mnist", or a directory holding the idx files.
-func Load(name, split string) (*Set, error) {
+func Load(name, split string) (*Set, error) { return LoadLimit(name, split, 0) }
+
+// LoadLimit is Load reading only the first limit images and labels (all of
+// them when limit ≤ 0): the rest of the files is neither decompressed nor
+// checked.
+func LoadLimit(name, split string, limit int) (*Set, error) {
 	prefix, err := splitPrefix(split)
 	if err != nil {
 		return nil, err
@@ -103,7 +114,7 @@ func Load(name, split string) (*Set, error) {
 		if err != nil {
 			return nil, err
 		}
-		s, err := LoadDir(dir, split)
+		s, err := LoadDirLimit(dir, split, limit)
 		if err != nil {
 			return nil, err
 		}
@@ -120,7 +131,7 @@ func Load(name, split string) (*Set, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("dataset: %s: not a directory (want one holding %s-images-idx3-ubyte[.gz] and %s-labels-idx1-ubyte[.gz])", name, prefix, prefix)
 	}
-	return LoadDir(name, split)
+	return LoadDirLimit(name, split, limit)
 }
 
 func splitPrefix(split string) (string, error) {
@@ -135,7 +146,12 @@ func splitPrefix(split string) (string, error) {
 
 // LoadDir loads split "train" or "test" from the idx files in dir. Classes
 // is one more than the largest label.
-func LoadDir(dir, split string) (*Set, error) {
+func LoadDir(dir, split string) (*Set, error) { return LoadDirLimit(dir, split, 0) }
+
+// LoadDirLimit is LoadDir reading only the first limit images and labels
+// (all of them when limit ≤ 0). Both headers are read and checked, and
+// their counts compared, before either body.
+func LoadDirLimit(dir, split string, limit int) (*Set, error) {
 	prefix, err := splitPrefix(split)
 	if err != nil {
 		return nil, err
@@ -148,18 +164,33 @@ func LoadDir(dir, split string) (*Set, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := readImages(imgPath)
+	img, closeImg, err := openIDX(imgPath, 3)
 	if err != nil {
 		return nil, err
 	}
-	labels, err := readLabels(lblPath)
+	defer closeImg()
+	lbl, closeLbl, err := openIDX(lblPath, 1)
 	if err != nil {
 		return nil, err
 	}
-	if len(labels) != s.N {
-		return nil, fmt.Errorf("dataset: %s holds %d labels but %s holds %d images", lblPath, len(labels), imgPath, s.N)
+	defer closeLbl()
+	if lbl.n != img.n {
+		return nil, fmt.Errorf("dataset: %s declares %d labels but %s declares %d images", lblPath, lbl.n, imgPath, img.n)
 	}
-	s.Labels = labels
+	if img.n == 0 {
+		// Nothing to train, calibrate or evaluate on: an accuracy of
+		// 0 / 0 would read as a result.
+		return nil, fmt.Errorf("dataset: %s holds no images", imgPath)
+	}
+	pixels, err := img.body(limit)
+	if err != nil {
+		return nil, err
+	}
+	labels, err := lbl.body(limit)
+	if err != nil {
+		return nil, err
+	}
+	s := &Set{N: len(labels), C: 1, H: img.dims[1], W: img.dims[2], Pixels: pixels, Labels: labels}
 	for _, l := range labels {
 		s.Classes = max(s.Classes, int(l)+1)
 	}
@@ -278,108 +309,193 @@ func verifyMNIST(dir, prefix string) error {
 	return nil
 }
 
-// openIDX opens an idx file, through gzip when it starts with the gzip
-// magic, and returns a reader of its content and the content's size when
-// it is known (-1 for gzip).
-func openIDX(path string) (io.Reader, int64, func(), error) {
+// How a body is read. A gzipped file's size says nothing of its content,
+// so its body is read into a buffer that starts at firstChunk bytes and
+// doubles only when full: whatever the header declares, reading costs at
+// most about four times the data the stream really holds.
+const (
+	firstChunk  = 64 << 10
+	maxTrailing = 1 << 20 // decompressed past the declared data, to tell extra data from a corrupt stream
+)
+
+// idxFile is an idx file of unsigned bytes whose header has been read and
+// checked; its body comes next.
+type idxFile struct {
+	path    string
+	r       io.Reader // the content after the header
+	gzipped bool
+	dims    []int
+	n, unit int    // records declared (dims[0]), and bytes in each
+	what    string // what the header declares: "60000 images of 28×28"
+}
+
+// openIDX opens the idx file at path, through gzip when it starts with the
+// gzip magic, and reads its header; closeFn closes the file.
+func openIDX(path string, rank int) (x *idxFile, closeFn func() error, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, 0, nil, fmt.Errorf("dataset: %w", err)
+		return nil, nil, fmt.Errorf("dataset: %w", err)
 	}
 	fi, err := f.Stat()
 	if err != nil {
-		f.Close()
-		return nil, 0, nil, fmt.Errorf("dataset: %w", err)
+		err = fmt.Errorf("dataset: %w", err)
+	} else {
+		x, err = readIDX(f, fi.Size(), path, rank)
 	}
-	br := bufio.NewReaderSize(f, 1<<16)
-	closeAll := func() { f.Close() }
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return x, f.Close, nil
+}
+
+// readIDX reads and checks the header of an idx file of unsigned bytes
+// with rank dims from src, which holds size bytes: the magic number, the
+// limits, and, unless the file is gzipped, that it holds exactly the data
+// the header declares.
+func readIDX(src io.Reader, size int64, path string, rank int) (*idxFile, error) {
+	br := bufio.NewReaderSize(src, 1<<16)
+	x := &idxFile{path: path, r: br}
 	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		zr, err := gzip.NewReader(br)
 		if err != nil {
-			f.Close()
-			return nil, 0, nil, fmt.Errorf("dataset: %s: gzip: %w", path, err)
+			return nil, fmt.Errorf("dataset: %s: %w", path, gzipError{err})
 		}
-		return zr, -1, closeAll, nil
+		x.r, x.gzipped = gzipReader{zr}, true
 	}
-	return br, fi.Size(), closeAll, nil
-}
-
-// readHeader reads an idx header of ubyte data with rank dims and returns
-// the dims.
-func readHeader(r io.Reader, path string, rank int) ([]int, error) {
 	head := make([]byte, 4+4*rank)
-	if _, err := io.ReadFull(r, head); err != nil {
-		return nil, fmt.Errorf("dataset: %s: header of %d bytes: %w", path, len(head), readErr(err))
+	if _, err := io.ReadFull(x.r, head); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, fmt.Errorf("dataset: %s: header of %d bytes: file too short", path, len(head))
+		}
+		return nil, fmt.Errorf("dataset: %s: header of %d bytes: %w", path, len(head), err)
 	}
 	magic := binary.BigEndian.Uint32(head)
 	if want := uint32(0x0800 | rank); magic != want {
 		return nil, fmt.Errorf("dataset: %s: magic number 0x%08x, want 0x%08x (idx, unsigned bytes, %d dimensions)", path, magic, want, rank)
 	}
-	dims := make([]int, rank)
-	for i := range dims {
-		dims[i] = int(binary.BigEndian.Uint32(head[4+4*i:]))
+	// Checked as uint32, so that no declared size overflows an int.
+	d := make([]uint32, rank)
+	for i := range d {
+		d[i] = binary.BigEndian.Uint32(head[4+4*i:])
 	}
-	return dims, nil
+	switch rank {
+	case 1:
+		if d[0] > MaxImages {
+			return nil, fmt.Errorf("dataset: %s: header says %d labels, more than the limit of %d", path, d[0], MaxImages)
+		}
+		x.what = fmt.Sprintf("%d labels", d[0])
+	case 3:
+		if d[0] > MaxImages || d[1] > MaxSide || d[2] > MaxSide || d[1] == 0 || d[2] == 0 {
+			return nil, fmt.Errorf("dataset: %s: header says %d images of %d×%d, outside the limits (%d images, sides 1..%d)", path, d[0], d[1], d[2], MaxImages, MaxSide)
+		}
+		x.what = fmt.Sprintf("%d images of %d×%d", d[0], d[1], d[2])
+	default:
+		panic("dataset: rank " + fmt.Sprint(rank))
+	}
+	x.dims = make([]int, rank)
+	x.unit = 1
+	for i, v := range d {
+		x.dims[i] = int(v)
+		if i > 0 {
+			x.unit *= int(v)
+		}
+	}
+	x.n = x.dims[0]
+	// At most 2^48 bytes (MaxImages·MaxSide²), which an int64 holds.
+	bodyLen := int64(x.n) * int64(x.unit)
+	if bodyLen > math.MaxInt-int64(len(head)) {
+		return nil, fmt.Errorf("dataset: %s: header declares %s (%d bytes), more than this machine can address", path, x.what, bodyLen)
+	}
+	if !x.gzipped && size != int64(len(head))+bodyLen {
+		return nil, fmt.Errorf("dataset: %s: header declares %s (%d bytes with the header) but the file has %d bytes", path, x.what, int64(len(head))+bodyLen, size)
+	}
+	return x, nil
 }
 
-func readErr(err error) error {
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return errors.New("file too short")
+// body reads the data of the first limit records (all of them when limit ≤
+// 0 or more than the header declares). Reading them all, it checks that
+// the data ends where the header says and, for gzip, that the stream ends
+// with its checksum; reading fewer, it stops there.
+func (x *idxFile) body(limit int) ([]byte, error) {
+	k := x.n
+	if limit > 0 && limit < k {
+		k = limit
 	}
-	return err
-}
-
-// readBody reads exactly n bytes after the header and checks that nothing
-// follows; size is the file's size when it is not compressed.
-func readBody(r io.Reader, size int64, headLen, n int, path, what string) ([]byte, error) {
-	if size >= 0 && size != int64(headLen+n) {
-		return nil, fmt.Errorf("dataset: %s: header says %s (%d bytes with the header) but the file has %d bytes", path, what, headLen+n, size)
+	want := k * x.unit
+	// An uncompressed file's size has been checked against the header.
+	first := want
+	if x.gzipped {
+		first = min(want, firstChunk)
 	}
-	buf := make([]byte, n)
-	if got, err := io.ReadFull(r, buf); err != nil {
-		return nil, fmt.Errorf("dataset: %s: header says %s but the data ends after %d of %d bytes (%v)", path, what, got, n, readErr(err))
+	buf := make([]byte, 0, first)
+	var end error // what came with the last byte of the data: nil, io.EOF or an error
+	for len(buf) < want {
+		if len(buf) == cap(buf) {
+			grown := make([]byte, len(buf), min(want, 2*cap(buf)))
+			copy(grown, buf)
+			buf = grown
+		}
+		m, err := x.r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+m]
+		switch {
+		case err == nil:
+		case len(buf) == want:
+			end = err
+		case err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF):
+			cut := ""
+			if x.gzipped && errors.Is(err, io.ErrUnexpectedEOF) {
+				cut = " (the gzip stream is cut short)"
+			}
+			return nil, fmt.Errorf("dataset: %s: header declares %s (%d bytes) but the data ends after %d bytes%s",
+				x.path, x.what, int64(x.n)*int64(x.unit), len(buf), cut)
+		default:
+			return nil, fmt.Errorf("dataset: %s: %w (after %d bytes of the header's %s)", x.path, err, len(buf), x.what)
+		}
 	}
-	if extra, err := r.Read(make([]byte, 1)); extra > 0 {
-		return nil, fmt.Errorf("dataset: %s: more data than the header's %s", path, what)
-	} else if err != nil && err != io.EOF {
-		return nil, fmt.Errorf("dataset: %s: %w", path, err)
+	if k < x.n {
+		return buf, nil
+	}
+	// Decompress a little past the declared data: a corrupt stream is
+	// reported as such, even where it decodes to more bytes.
+	var extra int64
+	err := end
+	if end == nil {
+		extra, err = io.Copy(io.Discard, io.LimitReader(x.r, maxTrailing))
+	}
+	switch {
+	case err == io.EOF:
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return nil, fmt.Errorf("dataset: %s: the gzip stream is cut short after the header's %s", x.path, x.what)
+	case err != nil:
+		return nil, fmt.Errorf("dataset: %s: %w (after the header's %s)", x.path, err, x.what)
+	case extra > 0:
+		return nil, fmt.Errorf("dataset: %s: more data than the header's %s", x.path, x.what)
 	}
 	return buf, nil
 }
 
-func readImages(path string) (*Set, error) {
-	r, size, closeFn, err := openIDX(path)
-	if err != nil {
-		return nil, err
+// gzipReader is a gzip stream whose errors, but io.EOF and
+// io.ErrUnexpectedEOF (the stream is cut short), say they come from gzip.
+type gzipReader struct{ *gzip.Reader }
+
+func (z gzipReader) Read(p []byte) (int, error) {
+	n, err := z.Reader.Read(p)
+	if err != nil && err != io.EOF && !errors.Is(err, io.ErrUnexpectedEOF) {
+		err = gzipError{err}
 	}
-	defer closeFn()
-	dims, err := readHeader(r, path, 3)
-	if err != nil {
-		return nil, err
-	}
-	n, h, w := dims[0], dims[1], dims[2]
-	if n > MaxImages || h > MaxSide || w > MaxSide || h == 0 || w == 0 {
-		return nil, fmt.Errorf("dataset: %s: header says %d images of %d×%d, outside the limits (%d images, sides 1..%d)", path, n, h, w, MaxImages, MaxSide)
-	}
-	pixels, err := readBody(r, size, 16, n*h*w, path, fmt.Sprintf("%d images of %d×%d", n, h, w))
-	if err != nil {
-		return nil, err
-	}
-	return &Set{N: n, C: 1, H: h, W: w, Pixels: pixels}, nil
+	return n, err
 }
 
-func readLabels(path string) ([]uint8, error) {
-	r, size, closeFn, err := openIDX(path)
-	if err != nil {
-		return nil, err
+// gzipError is an error of a gzip stream: "gzip: invalid checksum", "gzip:
+// flate: corrupt input before offset 18".
+type gzipError struct{ err error }
+
+func (e gzipError) Error() string {
+	if msg := e.err.Error(); strings.HasPrefix(msg, "gzip: ") {
+		return msg
 	}
-	defer closeFn()
-	dims, err := readHeader(r, path, 1)
-	if err != nil {
-		return nil, err
-	}
-	if dims[0] > MaxImages {
-		return nil, fmt.Errorf("dataset: %s: header says %d labels, more than the limit of %d", path, dims[0], MaxImages)
-	}
-	return readBody(r, size, 8, dims[0], path, fmt.Sprintf("%d labels", dims[0]))
+	return "gzip: " + e.err.Error()
 }
+
+func (e gzipError) Unwrap() error { return e.err }
