@@ -2,11 +2,16 @@ package main
 
 import (
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/quantkit/quantkit/internal/filetest"
+	"github.com/quantkit/quantkit/model/gguf"
+	"github.com/quantkit/quantkit/model/npy"
 	"github.com/quantkit/quantkit/model/safetensors"
 )
 
@@ -156,5 +161,160 @@ func TestInspectErrors(t *testing.T) {
 	}
 	if _, err := run(t, "inspect"); err == nil {
 		t.Error("no PATH accepted")
+	}
+}
+
+// writeTinyGGUF writes a small GGUF model: metadata of every kind inspect summarises, tensors of
+// three types.
+func writeTinyGGUF(t *testing.T, path string) {
+	t.Helper()
+	tokens := make([]string, 100)
+	for i := range tokens {
+		tokens[i] = string(rune('a' + i%26))
+	}
+	meta := []gguf.KV{
+		{Key: "general.architecture", Value: "llama"},
+		{Key: "general.name", Value: "tiny"},
+		{Key: "llama.block_count", Value: uint32(2)},
+		{Key: "llama.rope.freq_base", Value: float32(math.Inf(1))},
+		{Key: "tokenizer.ggml.tokens", Value: tokens},
+		{Key: "tokenizer.ggml.merges", Value: []any{[]uint8{1, 2}, []uint8{}}},
+	}
+	q8 := make([]byte, 2*34) // two Q8_0 blocks
+	tensors := []gguf.Tensor{
+		{Name: "token_embd.weight", Type: gguf.TypeF16, Dims: []int{4, 3}, Data: make([]byte, 24)},
+		{Name: "blk.0.attn_q.weight", Type: gguf.TypeQ8_0, Dims: []int{32, 2}, Data: q8},
+		{Name: "output_norm.weight", Type: gguf.TypeF32, Dims: []int{4}, Data: make([]byte, 16)},
+	}
+	if err := gguf.WriteFile(path, meta, tensors); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestInspectGGUF(t *testing.T) {
+	// Named .safetensors: the content says what it is.
+	for _, name := range []string{"tiny.gguf", "misnamed.safetensors"} {
+		path := filepath.Join(t.TempDir(), name)
+		writeTinyGGUF(t, path)
+		out, err := run(t, "inspect", "--json", path)
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", name, err, out)
+		}
+		var r GGUFReport
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatalf("not JSON: %v\n%s", err, out)
+		}
+		if r.Format != "gguf" || r.Path != path || r.Version != 3 || r.Alignment != 32 || len(r.Tensors) != 3 || len(r.Metadata) != 6 {
+			t.Fatalf("%s: %+v", name, r)
+		}
+		q := r.Tensors[1]
+		if q.Name != "blk.0.attn_q.weight" || q.Type != "Q8_0" || !slices.Equal(q.Shape, []int{2, 32}) || !slices.Equal(q.Dims, []int{32, 2}) || q.Params != 64 || q.Bytes != 68 {
+			t.Errorf("tensor %+v", q)
+		}
+		if r.Total != (GGUFTotal{"", 3, 12 + 64 + 4, 24 + 68 + 16}) || len(r.Types) != 3 || r.Types[0] != (GGUFTotal{"F16", 1, 12, 24}) {
+			t.Errorf("totals %+v %+v", r.Total, r.Types)
+		}
+		md := map[string]GGUFMetadata{}
+		for _, m := range r.Metadata {
+			md[m.Key] = m
+		}
+		if m := md["general.architecture"]; m.Type != "string" || m.Value != "llama" || m.Count != nil {
+			t.Errorf("general.architecture: %+v", m)
+		}
+		if m := md["llama.block_count"]; m.Type != "uint32" || m.Value != float64(2) {
+			t.Errorf("llama.block_count: %+v", m)
+		}
+		if m := md["llama.rope.freq_base"]; m.Value != "+Inf" {
+			t.Errorf("a float JSON cannot hold: %+v", m)
+		}
+		if m := md["tokenizer.ggml.tokens"]; m.Type != "array of string" || m.Count == nil || *m.Count != 100 || len(m.Value.([]any)) != ggufArrayHead {
+			t.Errorf("tokens: %+v", m)
+		}
+		if m := md["tokenizer.ggml.merges"]; m.Type != "array of array" || *m.Count != 2 || m.Value != nil {
+			t.Errorf("array of arrays: %+v", m)
+		}
+		out, err = run(t, "inspect", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range []string{"GGUF v3, 3 tensors", "general.architecture", "llama", `array of string  100 elements: "a", "b"`,
+			"blk.0.attn_q.weight", "Q8_0", "[2, 32]", "type  tensors"} {
+			if !strings.Contains(out, s) {
+				t.Errorf("table lacks %q:\n%s", s, out)
+			}
+		}
+	}
+}
+
+func TestInspectNPY(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "acts.npy")
+	if err := npy.WriteFile(path, make([]float32, 6), []int{2, 3}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, "inspect", "--json", path)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var r NPYReport
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out)
+	}
+	if r.Format != "npy" || r.Path != path || r.Version != 1 || r.DType != "<f4" || r.Type != "float32" || !slices.Equal(r.Shape, []int{2, 3}) || r.Elements != 6 || r.Bytes != 24 || r.DataOffset != 128 {
+		t.Errorf("%+v", r)
+	}
+	out, err = run(t, "inspect", path)
+	if err != nil || !strings.Contains(out, "<f4 (float32), shape (2, 3), 6 elements, 24 B") {
+		t.Errorf("%v\n%s", err, out)
+	}
+	// A damaged .npy gives npy's own error.
+	bad := filepath.Join(t.TempDir(), "bad.npy")
+	os.WriteFile(bad, []byte("\x93NUMPY\x01\x00\xff\xff{}"), 0o644)
+	if _, err := run(t, "inspect", bad); err == nil || !strings.Contains(err.Error(), "npy: "+bad+": header length 65535 exceeds file size") {
+		t.Errorf("damaged .npy: %v", err)
+	}
+}
+
+// Files of formats inspect does not read, or of none, get an error that
+// says what they are, not one from the safetensors reader.
+func TestInspectOtherFormats(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	onnx, err := os.ReadFile("../../model/onnx/testdata/mnist-cnn.onnx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ path, want string }{
+		{write("model.onnx", onnx), "model.onnx is an ONNX model; inspect reads safetensors, GGUF and .npy"},
+		{write("model", onnx), "model is an ONNX model; inspect reads"},
+		{write("pytorch_model.bin", []byte("PK\x03\x04\x14\x00\x00\x00")), "pytorch_model.bin is a PyTorch checkpoint; inspect reads"},
+		{write("config", []byte(`{"model_type": "llama"}`)), "config is a JSON file; inspect reads"},
+		{write("notes.txt", []byte("hello, world")), `notes.txt is not a safetensors, GGUF or .npy file (it starts with "hello, world")`},
+		{write("empty", nil), "empty is empty"},
+	} {
+		out, err := run(t, "inspect", tc.path)
+		if err == nil || !strings.HasPrefix(err.Error(), "inspect: "+filepath.Join(dir, tc.want)) {
+			t.Errorf("%s: %v, want %q\n%s", tc.path, err, tc.want, out)
+		}
+	}
+}
+
+// TestInspectSpecialFiles: a named pipe (whose plain open would block
+// until a writer came) and a device are refused at once.
+func TestInspectSpecialFiles(t *testing.T) {
+	special := map[string]string{filetest.NamedPipe(t, "x.gguf"): "a named pipe"}
+	if _, err := os.Stat("/dev/zero"); err == nil {
+		special["/dev/zero"] = "a character device"
+	}
+	for path, what := range special {
+		err := filetest.Within(t, path, func() error { _, err := run(t, "inspect", path); return err })
+		if want := path + ": not a regular file (" + what + ")"; err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", path, err, want)
+		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/quantkit/quantkit/internal/atomicfile"
 	"github.com/quantkit/quantkit/internal/fault"
+	"github.com/quantkit/quantkit/model/format"
 	"github.com/quantkit/quantkit/model/safetensors"
 )
 
@@ -385,7 +386,8 @@ func (c *Checkpoint) SideFiles() ([]string, error) {
 
 // CopySideFiles copies every side file except those named in except (such
 // as config.json, which a converter rewrites) into dir, each atomically,
-// with mode 0644.
+// with mode 0666 less the umask. A side file that is not a regular file
+// (a named pipe) is an error, not a wait.
 func (c *Checkpoint) CopySideFiles(dir string, except ...string) error {
 	names, err := c.SideFiles()
 	if err != nil {
@@ -395,7 +397,7 @@ func (c *Checkpoint) CopySideFiles(dir string, except ...string) error {
 		if slices.Contains(except, name) {
 			continue
 		}
-		src, err := os.Open(filepath.Join(c.dir, name))
+		src, _, err := format.Open(filepath.Join(c.dir, name))
 		if err != nil {
 			return fmt.Errorf("checkpoint: %w", err)
 		}

@@ -5,6 +5,7 @@ import (
 
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -13,6 +14,13 @@ import (
 
 // configKey is the config.json key that holds the quantization config.
 const configKey = "quantization_config"
+
+// MaxConfigDepth bounds how deep config.json may nest, counting its own
+// object as 1. Hugging Face configs nest 6 deep at most (a
+// quantization_config's observer_kwargs); the bound keeps UpdateConfig's
+// re-indented output, in which every line is indented two spaces a level,
+// within a small multiple of its input.
+const MaxConfigDepth = 16
 
 // strategies maps quant's granularities to compressed-tensors' strategy
 // names, one row each.
@@ -96,8 +104,10 @@ func QuantizationConfig(s quant.Scheme, f Format, ignore []string) (map[string]a
 // nil. Every other key is kept, in its order, with its numbers and strings
 // exactly as written (no float round trip); the layout is re-indented with
 // two spaces and a final newline, as Hugging Face writes config.json.
+// config.json must be one JSON object without duplicate keys, nested at
+// most MaxConfigDepth deep.
 func UpdateConfig(configJSON []byte, qc map[string]any) ([]byte, error) {
-	members, err := jsonobj.Members(configJSON)
+	members, err := splitObject(configJSON)
 	if err != nil {
 		return nil, fmt.Errorf("ctensors: config.json: %w", err)
 	}
@@ -121,25 +131,22 @@ func UpdateConfig(configJSON []byte, qc map[string]any) ([]byte, error) {
 	default:
 		members = append(members, jsonobj.Member{Key: configKey, Value: value})
 	}
-	var compact bytes.Buffer
-	compact.WriteByte('{')
+	n := 2
+	for _, m := range members {
+		n += len(m.Key) + 4 + len(m.Value) // quotes, ':' and ','
+	}
+	compact := make([]byte, 0, n)
+	compact = append(compact, '{')
 	for i, m := range members {
 		if i > 0 {
-			compact.WriteByte(',')
+			compact = append(compact, ',')
 		}
-		enc := json.NewEncoder(&compact)
-		enc.SetEscapeHTML(false)
-		enc.Encode(m.Key) // cannot fail for a string; its newline is JSON space
-		compact.WriteByte(':')
-		compact.Write(m.Value)
+		compact = appendQuoted(compact, m.Key)
+		compact = append(compact, ':')
+		compact = append(compact, m.Value...)
 	}
-	compact.WriteByte('}')
-	var out bytes.Buffer
-	if err := json.Indent(&out, compact.Bytes(), "", "  "); err != nil {
-		return nil, fmt.Errorf("ctensors: config.json: %w", err)
-	}
-	out.WriteByte('\n')
-	return out.Bytes(), nil
+	compact = append(compact, '}')
+	return indent(compact), nil
 }
 
 // Config is what ReadConfig reads back from a quantization_config.
@@ -165,7 +172,7 @@ func ReadConfig(configJSON []byte) (c Config, ok bool, err error) {
 }
 
 func readConfig(configJSON []byte) (Config, bool, error) {
-	members, err := jsonobj.Members(configJSON)
+	members, err := splitObject(configJSON)
 	if err != nil {
 		return Config{}, false, err
 	}
@@ -174,22 +181,11 @@ func readConfig(configJSON []byte) (Config, bool, error) {
 		return Config{}, false, nil
 	}
 	var qc struct {
-		QuantMethod  string `json:"quant_method"`
-		Format       string `json:"format"`
-		Status       string `json:"quantization_status"`
-		ConfigGroups map[string]struct {
-			Targets []string `json:"targets"`
-			Format  *string  `json:"format"`
-			Weights *struct {
-				NumBits   *int            `json:"num_bits"`
-				Type      *string         `json:"type"`
-				Symmetric *bool           `json:"symmetric"`
-				Strategy  *string         `json:"strategy"`
-				GroupSize *int            `json:"group_size"`
-				Dynamic   json.RawMessage `json:"dynamic"`
-			} `json:"weights"`
-		} `json:"config_groups"`
-		Ignore []string `json:"ignore"`
+		QuantMethod  string       `json:"quant_method"`
+		Format       string       `json:"format"`
+		Status       string       `json:"quantization_status"`
+		ConfigGroups configGroups `json:"config_groups"`
+		Ignore       stringList   `json:"ignore"`
 	}
 	if err := json.Unmarshal(members[i].Value, &qc); err != nil {
 		return Config{}, false, fmt.Errorf("%s: %w", configKey, err)
@@ -200,62 +196,129 @@ func readConfig(configJSON []byte) (Config, bool, error) {
 	if qc.Status != "" && qc.Status != "compressed" {
 		return Config{}, false, fmt.Errorf("%s: quantization_status %q: weights are not stored compressed", configKey, qc.Status)
 	}
-	if len(qc.ConfigGroups) != 1 {
-		return Config{}, false, fmt.Errorf("%s: %d config groups, only one is supported", configKey, len(qc.ConfigGroups))
+	if qc.ConfigGroups.n != 1 {
+		return Config{}, false, fmt.Errorf("%s: %d config groups, only one is supported", configKey, qc.ConfigGroups.n)
 	}
 	c := Config{Format: Format(qc.Format), Ignore: qc.Ignore}
-	for name, g := range qc.ConfigGroups {
-		if g.Format != nil {
-			if c.Format != "" && c.Format != Format(*g.Format) {
-				return Config{}, false, fmt.Errorf("%s: %s: format %q disagrees with format %q", configKey, name, *g.Format, c.Format)
-			}
-			c.Format = Format(*g.Format)
+	name, g := qc.ConfigGroups.name, qc.ConfigGroups.group
+	if g.Format != nil {
+		if c.Format != "" && c.Format != Format(*g.Format) {
+			return Config{}, false, fmt.Errorf("%s: %s: format %q disagrees with format %q", configKey, name, *g.Format, c.Format)
 		}
-		w := g.Weights
-		if w == nil {
-			return Config{}, false, fmt.Errorf("%s: %s quantizes no weights", configKey, name)
-		}
-		c.Targets = g.Targets
-		s := quant.Scheme{Bits: 8, Signed: true, Symmetric: true}
-		if w.NumBits != nil {
-			s.Bits = *w.NumBits
-		}
-		if w.Type != nil && *w.Type != "int" {
-			return Config{}, false, fmt.Errorf("%s: %s: weight type %q is not int", configKey, name, *w.Type)
-		}
-		if w.Symmetric != nil {
-			s.Symmetric = *w.Symmetric
-		}
-		if d := string(w.Dynamic); d != "" && d != "false" && d != "null" {
-			return Config{}, false, fmt.Errorf("%s: %s: dynamic weights (%s) have no stored scales", configKey, name, d)
-		}
-		strategy := "tensor"
-		switch {
-		case w.Strategy != nil:
-			strategy = *w.Strategy
-		case w.GroupSize != nil && *w.GroupSize > 0:
-			strategy = "group"
-		case w.GroupSize != nil && *w.GroupSize == -1:
-			strategy = "channel"
-		}
-		g, ok := granularityOf(strategy)
-		if !ok {
-			return Config{}, false, fmt.Errorf("%s: %s: strategy %q not supported (tensor, channel or group)", configKey, name, strategy)
-		}
-		s.Granularity = g
-		if s.Granularity == quant.PerGroup {
-			if w.GroupSize == nil {
-				return Config{}, false, fmt.Errorf("%s: %s: group strategy without group_size", configKey, name)
-			}
-			s.GroupSize = *w.GroupSize
-		}
-		if err := s.Validate(); err != nil {
-			return Config{}, false, fmt.Errorf("%s: %s: %w", configKey, name, err)
-		}
-		c.Scheme = s
+		c.Format = Format(*g.Format)
 	}
+	w := g.Weights
+	if w == nil {
+		return Config{}, false, fmt.Errorf("%s: %s quantizes no weights", configKey, name)
+	}
+	c.Targets = g.Targets
+	s := quant.Scheme{Bits: 8, Signed: true, Symmetric: true}
+	if w.NumBits != nil {
+		s.Bits = *w.NumBits
+	}
+	if w.Type != nil && *w.Type != "int" {
+		return Config{}, false, fmt.Errorf("%s: %s: weight type %q is not int", configKey, name, *w.Type)
+	}
+	if w.Symmetric != nil {
+		s.Symmetric = *w.Symmetric
+	}
+	if d := string(w.Dynamic); d != "" && d != "false" && d != "null" {
+		return Config{}, false, fmt.Errorf("%s: %s: dynamic weights (%s) have no stored scales", configKey, name, d)
+	}
+	strategy := "tensor"
+	switch {
+	case w.Strategy != nil:
+		strategy = *w.Strategy
+	case w.GroupSize != nil && *w.GroupSize > 0:
+		strategy = "group"
+	case w.GroupSize != nil && *w.GroupSize == -1:
+		strategy = "channel"
+	}
+	gran, ok := granularityOf(strategy)
+	if !ok {
+		return Config{}, false, fmt.Errorf("%s: %s: strategy %q not supported (tensor, channel or group)", configKey, name, strategy)
+	}
+	s.Granularity = gran
+	if s.Granularity == quant.PerGroup {
+		if w.GroupSize == nil {
+			return Config{}, false, fmt.Errorf("%s: %s: group strategy without group_size", configKey, name)
+		}
+		s.GroupSize = *w.GroupSize
+	}
+	if err := s.Validate(); err != nil {
+		return Config{}, false, fmt.Errorf("%s: %s: %w", configKey, name, err)
+	}
+	c.Scheme = s
 	if _, err := c.Format.packed(); err != nil {
 		return Config{}, false, fmt.Errorf("%s: %w", configKey, err)
 	}
 	return c, true, nil
+}
+
+// configGroup is what ReadConfig reads of a config group.
+type configGroup struct {
+	Targets stringList `json:"targets"`
+	Format  *string    `json:"format"`
+	Weights *struct {
+		NumBits   *int            `json:"num_bits"`
+		Type      *string         `json:"type"`
+		Symmetric *bool           `json:"symmetric"`
+		Strategy  *string         `json:"strategy"`
+		GroupSize *int            `json:"group_size"`
+		Dynamic   json.RawMessage `json:"dynamic"`
+	} `json:"weights"`
+}
+
+// configGroups is the config_groups object: only one group is supported,
+// so only the first is decoded, and the others counted.
+type configGroups struct {
+	n     int
+	name  string
+	group configGroup
+}
+
+func (g *configGroups) UnmarshalJSON(b []byte) error {
+	*g = configGroups{}
+	if string(b) == "null" {
+		return nil
+	}
+	if b[0] != '{' {
+		return errors.New("config_groups is not an object")
+	}
+	return eachMember(b, func(k, v []byte) error {
+		if g.n++; g.n > 1 {
+			return nil
+		}
+		g.name = unquote(k)
+		if err := json.Unmarshal(v, &g.group); err != nil {
+			return fmt.Errorf("config_groups: %s: %w", g.name, err)
+		}
+		return nil
+	})
+}
+
+// stringList is a JSON array of strings, decoded into a slice of exactly
+// its length (encoding/json grows one by copies).
+type stringList []string
+
+func (l *stringList) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		*l = nil
+		return nil
+	}
+	if b[0] != '[' {
+		return fmt.Errorf("%.20s is not an array of strings", b)
+	}
+	n := 0
+	eachElement(b, func([]byte) error { n++; return nil })
+	out := make([]string, 0, n)
+	err := eachElement(b, func(v []byte) error {
+		if v[0] != '"' {
+			return fmt.Errorf("element %d, %.20s, is not a string", len(out), v)
+		}
+		out = append(out, unquote(v))
+		return nil
+	})
+	*l = out
+	return err
 }

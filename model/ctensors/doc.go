@@ -66,5 +66,10 @@
 //
 // QuantizationConfig builds the "quantization_config" object and
 // UpdateConfig puts it into config.json, keeping every other key, in its
-// order and with its value byte for byte. ReadConfig reads it back.
+// order and with its value byte for byte. ReadConfig reads it back. Both
+// take config.json as untrusted: it must be one JSON object without
+// duplicate keys, nested at most MaxConfigDepth deep (which bounds the
+// growth of UpdateConfig's re-indented output), and they allocate a small
+// multiple of its size, not a value per token as encoding/json's Decoder
+// does.
 package ctensors

@@ -1,6 +1,9 @@
 // Package gguf reads and writes GGUF files, the model format of ggml,
 // llama.cpp and ollama.
 //
+// Open refuses a path that is not a regular file (a named pipe, a device)
+// at once.
+//
 // A file is, all little-endian:
 //
 //	"GGUF"  version uint32  tensor_count uint64  metadata_kv_count uint64

@@ -6,6 +6,8 @@ import (
 	"io"
 	"math"
 	"os"
+
+	"github.com/quantkit/quantkit/model/format"
 )
 
 // File is an open GGUF file.
@@ -37,18 +39,12 @@ func Open(path string) (*File, error) {
 }
 
 func open(path string) (*File, error) {
-	osf, err := os.Open(path)
+	// Not os.Open: it would wait forever for a writer on a named pipe.
+	osf, fi, err := format.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer osf.Close() // a mapping outlives its descriptor
-	fi, err := osf.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, errors.New("not a regular file")
-	}
 	size := fi.Size()
 	if size < headerMin {
 		// Read what there is, for the error message (wrong magic, version 1...).

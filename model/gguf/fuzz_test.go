@@ -8,10 +8,23 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/quantkit/quantkit/internal/alloctest"
+)
+
+// Parsing a header is held to allocating at most allocFactor times the
+// file's size plus allocSlack bytes, whatever counts and lengths it
+// declares: none is believed beyond what the rest of the file could hold,
+// and what is kept of each item (a metadata pair, a tensor info, an array
+// element) is a few times the bytes it takes in the file.
+const (
+	allocFactor = 16
+	allocSlack  = 16 << 10
 )
 
 // FuzzOpen parses arbitrary bytes as a file and checks that it never
-// panics, that every tensor it accepts
+// panics, that it allocates within the bound above, that every tensor it
+// accepts
 // can be read and, where its type converts, converted, and that writing
 // back what it accepted gives a file that parses to the same thing: the
 // metadata, tensor infos and data, and (since the writer is deterministic)
@@ -24,7 +37,11 @@ func FuzzOpen(f *testing.F) {
 	f.Add(gg(2, 0, 1).kv("a", ValueArray).u32(uint32(ValueArray)).u64(1).u32(uint32(ValueString)).u64(1).str("x").pad(32).b)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		const name = "fuzz.gguf"
-		file, err := newFile(name, data, false)
+		var file *File
+		var err error
+		if aerr := alloctest.Check("newFile", len(data), allocFactor, allocSlack, func() { file, err = newFile(name, data, false) }); aerr != nil {
+			t.Fatal(aerr)
+		}
 		if err != nil {
 			// Open adds "gguf: path: "; the message itself must say something
 			// and not repeat the prefix.
@@ -108,6 +125,47 @@ func TestSeedCorpus(t *testing.T) {
 		}
 		if err == nil {
 			f.Close()
+		}
+	}
+}
+
+// TestOpenAllocation gives newFile headers of many small items, and
+// headers whose counts claim all the file could hold: the allocation bound
+// of FuzzOpen holds for each.
+func TestOpenAllocation(t *testing.T) {
+	const n = 20000
+	files := map[string][]byte{}
+	b := gg(3, 0, n)
+	for i := range n {
+		b.kv(string([]byte{byte(i), byte(i >> 8)}), ValueUint32).u32(uint32(i))
+	}
+	files["pairs"] = b.pad(32).b
+	b = gg(3, n, 0)
+	for i := range n {
+		b.tensor(string([]byte{byte(i), byte(i >> 8)}), TypeF32, 0, 0)
+	}
+	files["tensors"] = b.pad(32).b
+	for _, et := range []ValueType{ValueArray, ValueString, ValueBool, ValueUint8} {
+		b = gg(3, 0, 1).kv("a", ValueArray).u32(uint32(et)).u64(n)
+		for range n {
+			switch et {
+			case ValueArray:
+				b.u32(uint32(ValueUint8)).u64(0)
+			case ValueString:
+				b.u64(0)
+			default:
+				b.bytes(0)
+			}
+		}
+		files["array of "+et.String()] = b.pad(32).b
+	}
+	// Counts as large as the rest of the file allows, then nothing valid.
+	files["claimed pairs"] = gg(3, 0, n).zeros(13 * n).b
+	files["claimed tensors"] = gg(3, n, 0).zeros(24 * n).b
+	files["claimed elements"] = gg(3, 0, 1).kv("a", ValueArray).u32(uint32(ValueArray)).u64(n).zeros(12 * n).b
+	for name, data := range files {
+		if err := alloctest.Check("newFile", len(data), allocFactor, allocSlack, func() { newFile(name, data, false) }); err != nil {
+			t.Errorf("%s: %v", name, err)
 		}
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/quantkit/quantkit/internal/filetest"
 )
 
 // small is a valid file by hand: two pairs, tensors "a" (F32 [2, 2]) at 0
@@ -325,4 +327,35 @@ func TestAccessorsCopy(t *testing.T) {
 	if ti, _ := f.Tensor("a"); !slices.Equal(ti.Dims, []int{2, 2}) {
 		t.Errorf("Dims changed through a returned TensorInfo: %v", ti.Dims)
 	}
+}
+
+// TestOpenSpecialFiles gives Open a named pipe, a device and a directory:
+// each must be refused at once with an error that names the path and says
+// what it is. Opening a named pipe for reading blocks until a writer comes,
+// so without the check Open would hang (filetest.Within fails the test then).
+func TestOpenSpecialFiles(t *testing.T) {
+	for _, tc := range specialFiles(t, "x.gguf") {
+		err := filetest.Within(t, tc.path, func() error {
+			f, err := Open(tc.path)
+			if err == nil {
+				f.Close()
+			}
+			return err
+		})
+		if want := tc.path + ": not a regular file (" + tc.what + ")"; err == nil || !strings.HasPrefix(err.Error(), "gguf: ") || !strings.Contains(err.Error(), want) {
+			t.Errorf("Open(%s) = %v, want an error saying %q", tc.path, err, want)
+		}
+	}
+}
+
+type specialFile struct{ path, what string }
+
+// specialFiles returns a named pipe called name, /dev/zero where there is
+// one, and a directory, each with what the error must call it.
+func specialFiles(t *testing.T, name string) []specialFile {
+	files := []specialFile{{filetest.NamedPipe(t, name), "a named pipe"}, {t.TempDir(), "a directory"}}
+	if _, err := os.Stat("/dev/zero"); err == nil {
+		files = append(files, specialFile{"/dev/zero", "a character device"})
+	}
+	return files
 }

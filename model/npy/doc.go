@@ -4,12 +4,18 @@
 //
 // # Reading
 //
-// Decode parses a whole file held in memory and ReadFile reads one from
-// disk. Versions 1.0, 2.0 and 3.0 are read. The header, a Python dict
-// literal, is parsed by a small parser of its own (strings in either quote
-// style, True/False, integers with Python 2's L suffix, tuples, lists,
-// nested dicts, trailing commas), never evaluated. The parser is defensive
-// and every limit is explicit:
+// Decode parses a whole file held in memory, ReadFile reads one from disk
+// and ReadHeader reads only its header (checking it as ReadFile does,
+// data size included). The paths given to ReadFile and ReadHeader must be
+// regular files: a named pipe or a device is refused at once, not read
+// (see model/format). Versions 1.0, 2.0 and 3.0 are read. The header, a
+// Python dict literal, is parsed by a small parser of its own (strings in
+// either quote style, True/False, integers with Python 2's L suffix,
+// tuples, lists, nested dicts, trailing commas), never evaluated. It keeps
+// only what a header needs (the three keys' values, at most 2·MaxDims
+// items), so that it allocates at most about twice the header's size
+// whatever the header holds. The parser is defensive and every limit is
+// explicit:
 //
 //   - the header is at most MaxHeaderLen bytes and must lie inside the file;
 //   - the dict holds exactly the keys 'descr', 'fortran_order' and 'shape',

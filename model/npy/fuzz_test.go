@@ -8,12 +8,24 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/quantkit/quantkit/internal/alloctest"
 )
 
-// FuzzDecode checks that Decode never panics, that whatever it accepts
-// converts to float32 with one value per element, and that writing an
-// accepted array and decoding it again gives the same array. The seed
-// corpus is in testdata/fuzz/FuzzDecode.
+// Decode is held to allocating at most allocFactor times its input plus
+// allocSlack bytes, whatever the header holds: it keeps only what it needs
+// of the header's literals (the dict's pairs and the shape's dimensions),
+// and no more of them than a valid header has.
+const (
+	allocFactor = 2
+	allocSlack  = 16 << 10
+)
+
+// FuzzDecode checks that Decode never panics, that it allocates within
+// the bound above, that whatever it accepts converts to float32 with one
+// value per element, and that writing an accepted array and decoding it
+// again gives the same array. The seed corpus is in
+// testdata/fuzz/FuzzDecode.
 func FuzzDecode(f *testing.F) {
 	for _, g := range numpyGolden {
 		f.Add([]byte(g.bytes))
@@ -22,7 +34,11 @@ func FuzzDecode(f *testing.F) {
 	f.Add(npyFile(3, "{\"descr\": \"|b1\", \"fortran_order\": False, \"shape\": (3,)}", []byte{0, 1, 0}))
 	f.Add(npyFile(1, "{'descr': [('x', '<f4')], 'fortran_order': False, 'shape': (1,), }", le32(1)))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		a, err := Decode(data)
+		var a *Array
+		var err error
+		if aerr := alloctest.Check("Decode", len(data), allocFactor, allocSlack, func() { a, err = Decode(data) }); aerr != nil {
+			t.Fatal(aerr)
+		}
 		if err != nil {
 			if a != nil {
 				t.Fatal("Decode returned an array and an error")
@@ -98,4 +114,35 @@ func readCorpus(t *testing.T, dir string) map[string][][]byte {
 		t.Fatalf("%s is empty", dir)
 	}
 	return out
+}
+
+// TestDecodeAllocation gives Decode headers that are long lists of
+// literals, which a parser building the whole tree would hold a value of
+// about 100 bytes for every 2 bytes of.
+func TestDecodeAllocation(t *testing.T) {
+	const n = 50000
+	f4 := func(shape string) string {
+		return "{'descr': '<f4', 'fortran_order': False, 'shape': " + shape + "}"
+	}
+	for name, header := range map[string]string{
+		"long shape":       f4("(" + strings.Repeat("1,", n) + ")"),
+		"structured":       "{'descr': [" + strings.Repeat("('', '<f4'),", n) + "]}",
+		"nested lists":     "{'descr': [" + strings.Repeat("[[0]],", n) + "]}",
+		"lists of 32":      "{'descr': [" + strings.Repeat("["+strings.Repeat("0,", 32)+"],", n/32) + "]}",
+		"deep":             "{'descr': " + strings.Repeat("[", 14) + strings.Repeat("0,", n) + strings.Repeat("]", 14) + "}",
+		"dict value":       "{'descr': {" + strings.Repeat("0:0,", n) + "}}",
+		"many keys":        "{" + strings.Repeat("'descr': 0,", n) + "}",
+		"escaped strings":  "{'descr': [" + strings.Repeat(`'\\n',`, n) + "]}",
+		"one long string":  "{'descr': '" + strings.Repeat(`\\`, n) + "'}",
+		"escape then text": "{'descr': '\\\\" + strings.Repeat("a", n) + "'}",
+	} {
+		data := npyFile(3, header, nil)
+		var err error
+		if aerr := alloctest.Check("Decode", len(data), allocFactor, allocSlack, func() { _, err = Decode(data) }); aerr != nil {
+			t.Errorf("%s: %v", name, aerr)
+		}
+		if err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
 }

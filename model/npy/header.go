@@ -3,6 +3,7 @@ package npy
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -11,6 +12,15 @@ import (
 // parser for the subset of Python literals such a repr can contain. It
 // never evaluates anything, bounds its recursion, and reports the byte
 // offset of what it did not understand.
+//
+// It allocates little whatever the header holds. parseHeader reads the
+// dict a pair at a time and stops at the first key that is not one of the
+// three numpy writes, or that repeats. Only the values of those keys are
+// kept (the items of a tuple or list, the value of a string), and no more
+// items in all than keepBudget, more than a valid header needs; the rest
+// of the header is checked and skipped, keeping only the kind and source
+// text of each value for messages. Strings without escapes are slices of
+// the header, and one with escapes is sized once.
 
 type pyKind int
 
@@ -30,21 +40,31 @@ func (k pyKind) String() string {
 
 // pyValue is one parsed literal.
 type pyValue struct {
-	kind  pyKind
-	str   string    // pyString
-	int   int64     // pyInt
-	bool  bool      // pyBool
-	items []pyValue // pyTuple, pyList; pyDict: keys and values alternate
-	text  string    // the source text, for messages
+	kind pyKind
+	str  string // pyString, where kept
+	int  int64  // pyInt
+	bool bool   // pyBool
+	// items are the items of a tuple or list, where kept, and n counts
+	// them (kept or not).
+	items []pyValue
+	n     int
+	text  string // the source text, for messages
 }
 
 // maxNesting bounds the depth of nested tuples, lists and dicts; a header
 // needs 2 (a dict holding a shape tuple), structured dtypes a few more.
 const maxNesting = 16
 
+// keepBudget bounds the items the parser keeps in all: a valid header
+// keeps the shape's at most MaxDims (and one per pair of parentheses
+// around it, "((2, 3))" being (2, 3)); another value that keeps any is an
+// error as soon as it is parsed.
+const keepBudget = 2 * MaxDims
+
 type pyParser struct {
-	s   string
-	pos int
+	s    string
+	pos  int
+	kept int // items kept so far, at most keepBudget
 }
 
 func (p *pyParser) errorf(format string, args ...any) error {
@@ -82,7 +102,11 @@ func (p *pyParser) describeNext() string {
 	return strconv.Quote(r)
 }
 
-func (p *pyParser) value(depth int) (pyValue, error) {
+// value parses a literal nested in depth tuples, lists and dicts. Unless
+// keep, it keeps neither the value of a string nor the items of a tuple or
+// list: their kinds and source text are all messages need. A dict's
+// content is never kept.
+func (p *pyParser) value(depth int, keep bool) (pyValue, error) {
 	if depth > maxNesting {
 		return pyValue{}, p.errorf("nested more than %d deep", maxNesting)
 	}
@@ -91,11 +115,11 @@ func (p *pyParser) value(depth int) (pyValue, error) {
 	var err error
 	switch c := p.peek(); {
 	case c == '\'' || c == '"':
-		v, err = p.string()
+		v, err = p.string(keep)
 	case c == '(':
-		v, err = p.sequence(depth, '(', ')', pyTuple)
+		v, err = p.sequence(depth, '(', ')', pyTuple, keep)
 	case c == '[':
-		v, err = p.sequence(depth, '[', ']', pyList)
+		v, err = p.sequence(depth, '[', ']', pyList, keep)
 	case c == '{':
 		v, err = p.dict(depth)
 	case c == '-' || c == '+' || (c >= '0' && c <= '9'):
@@ -112,10 +136,14 @@ func (p *pyParser) value(depth int) (pyValue, error) {
 	return v, nil
 }
 
-func (p *pyParser) string() (pyValue, error) {
+// string parses a string literal. Unless keep, it only checks it and
+// leaves str empty.
+func (p *pyParser) string(keep bool) (pyValue, error) {
 	quote := p.s[p.pos]
 	p.pos++
+	start := p.pos
 	var b strings.Builder
+	escaped := false // b holds the value so far: there was an escape
 	for {
 		if p.pos >= len(p.s) {
 			return pyValue{}, p.errorf("unterminated string")
@@ -124,7 +152,14 @@ func (p *pyParser) string() (pyValue, error) {
 		p.pos++
 		switch c {
 		case quote:
-			return pyValue{kind: pyString, str: b.String()}, nil
+			v := pyValue{kind: pyString}
+			switch {
+			case escaped:
+				v.str = b.String()
+			case keep:
+				v.str = p.s[start : p.pos-1]
+			}
+			return v, nil
 		case '\n':
 			return pyValue{}, p.errorf("newline in string")
 		case '\\':
@@ -135,19 +170,44 @@ func (p *pyParser) string() (pyValue, error) {
 			p.pos++
 			switch e {
 			case '\\', '\'', '"':
-				b.WriteByte(e)
 			case 'n':
-				b.WriteByte('\n')
+				e = '\n'
 			case 't':
-				b.WriteByte('\t')
+				e = '\t'
 			default:
 				p.pos -= 2
 				return pyValue{}, p.errorf("unsupported escape \\%c in string", e)
 			}
+			if keep && !escaped {
+				// The value is at most as long as the literal: size b
+				// once rather than let it grow by copies.
+				b.Grow(p.literalEnd(quote) - start)
+				b.WriteString(p.s[start : p.pos-2])
+				escaped = true
+			}
+			if escaped {
+				b.WriteByte(e)
+			}
 		default:
-			b.WriteByte(c)
+			if escaped {
+				b.WriteByte(c)
+			}
 		}
 	}
+}
+
+// literalEnd returns where the string literal that p.pos is in ends: at
+// its closing quote, or where the string is found to be unterminated.
+func (p *pyParser) literalEnd(quote byte) int {
+	for i := p.pos; i < len(p.s); i++ {
+		switch p.s[i] {
+		case quote, '\n':
+			return i
+		case '\\':
+			i++
+		}
+	}
+	return len(p.s)
 }
 
 func (p *pyParser) integer() (pyValue, error) {
@@ -198,22 +258,31 @@ func (p *pyParser) name() (pyValue, error) {
 	return pyValue{}, p.errorf("expected a value, found %s", p.describeNext())
 }
 
-// sequence parses a tuple or list. A parenthesised single value without a
-// comma is that value, as in Python: (3) is 3, (3,) is a tuple.
-func (p *pyParser) sequence(depth int, open, close byte, kind pyKind) (pyValue, error) {
+// sequence parses a tuple or list, keeping its items if keep (while the
+// budget lasts). A parenthesised single value without a comma is that
+// value, as in Python: (3) is 3, (3,) is a tuple.
+func (p *pyParser) sequence(depth int, open, close byte, kind pyKind, keep bool) (pyValue, error) {
 	p.pos++ // open
 	v := pyValue{kind: kind}
+	var first pyValue
 	comma := false
 	for {
 		if p.peek() == close {
 			p.pos++
 			break
 		}
-		item, err := p.value(depth + 1)
+		item, err := p.value(depth+1, keep && p.kept < keepBudget)
 		if err != nil {
 			return pyValue{}, err
 		}
-		v.items = append(v.items, item)
+		if v.n == 0 {
+			first = item
+		}
+		v.n++
+		if keep && p.kept < keepBudget {
+			v.items = append(v.items, item)
+			p.kept++
+		}
 		switch p.peek() {
 		case ',':
 			p.pos++
@@ -226,43 +295,58 @@ func (p *pyParser) sequence(depth int, open, close byte, kind pyKind) (pyValue, 
 		}
 		break
 	}
-	if kind == pyTuple && len(v.items) == 1 && !comma {
-		return v.items[0], nil
+	if kind == pyTuple && v.n == 1 && !comma {
+		return first, nil
 	}
 	return v, nil
 }
 
+// dict parses a dict nested in a header value, checking and skipping its
+// content.
 func (p *pyParser) dict(depth int) (pyValue, error) {
 	p.pos++ // {
-	v := pyValue{kind: pyDict}
 	for {
 		if p.peek() == '}' {
 			p.pos++
-			return v, nil
+			return pyValue{kind: pyDict}, nil
 		}
-		key, err := p.value(depth + 1)
-		if err != nil {
+		if _, err := p.key(depth); err != nil {
 			return pyValue{}, err
 		}
-		if p.peek() != ':' {
-			return pyValue{}, p.errorf("expected ':' after key %s, found %s", key.text, p.describeNext())
-		}
-		p.pos++
-		val, err := p.value(depth + 1)
-		if err != nil {
+		if _, err := p.value(depth+1, false); err != nil {
 			return pyValue{}, err
 		}
-		v.items = append(v.items, key, val)
-		switch p.peek() {
-		case ',':
-			p.pos++
-		case '}':
-			p.pos++
-			return v, nil
-		default:
-			return pyValue{}, p.errorf("expected ',' or '}', found %s", p.describeNext())
+		if done, err := p.next(); done || err != nil {
+			return pyValue{kind: pyDict}, err
 		}
 	}
+}
+
+// key parses a key of a dict nested in depth values, and the ':' after it.
+func (p *pyParser) key(depth int) (pyValue, error) {
+	k, err := p.value(depth+1, true)
+	if err != nil {
+		return pyValue{}, err
+	}
+	if p.peek() != ':' {
+		return pyValue{}, p.errorf("expected ':' after key %s, found %s", k.text, p.describeNext())
+	}
+	p.pos++
+	return k, nil
+}
+
+// next consumes what follows a pair of a dict: ',' (done is false) or '}'
+// (done is true).
+func (p *pyParser) next() (done bool, err error) {
+	switch p.peek() {
+	case ',':
+		p.pos++
+		return false, nil
+	case '}':
+		p.pos++
+		return true, nil
+	}
+	return false, p.errorf("expected ',' or '}', found %s", p.describeNext())
 }
 
 // header is the content of a .npy header dict.
@@ -279,24 +363,33 @@ func parseHeader(s string) (header, error) {
 	if p.peek() != '{' {
 		return header{}, p.errorf("expected '{', found %s", p.describeNext())
 	}
-	d, err := p.value(0)
-	if err != nil {
-		return header{}, err
-	}
-	if p.peek() != 0 {
-		return header{}, p.errorf("unexpected %s after the dict", p.describeNext())
-	}
+	p.pos++
 	var h header
-	seen := map[string]bool{}
-	for i := 0; i < len(d.items); i += 2 {
-		k, v := d.items[i], d.items[i+1]
+	var seen [3]bool // descr, fortran_order, shape
+	for {
+		if p.peek() == '}' {
+			p.pos++
+			break
+		}
+		k, err := p.key(0)
+		if err != nil {
+			return header{}, err
+		}
 		if k.kind != pyString {
 			return header{}, fmt.Errorf("header key %s is %v, not a string", k.text, k.kind)
 		}
-		if seen[k.str] {
+		i := slices.Index(headerKeys, k.str)
+		if i < 0 {
+			return header{}, fmt.Errorf("unexpected header key %q (want 'descr', 'fortran_order' and 'shape')", k.str)
+		}
+		if seen[i] {
 			return header{}, fmt.Errorf("header key %q appears twice", k.str)
 		}
-		seen[k.str] = true
+		seen[i] = true
+		v, err := p.value(1, true)
+		if err != nil {
+			return header{}, err
+		}
 		switch k.str {
 		case "descr":
 			switch v.kind {
@@ -316,24 +409,39 @@ func parseHeader(s string) (header, error) {
 			if h.shape, err = parseShape(v); err != nil {
 				return header{}, err
 			}
-		default:
-			return header{}, fmt.Errorf("unexpected header key %q (want 'descr', 'fortran_order' and 'shape')", k.str)
+		}
+		done, err := p.next()
+		if err != nil {
+			return header{}, err
+		}
+		if done {
+			break
 		}
 	}
-	for _, k := range []string{"descr", "fortran_order", "shape"} {
-		if !seen[k] {
+	if p.peek() != 0 {
+		return header{}, p.errorf("unexpected %s after the dict", p.describeNext())
+	}
+	for i, k := range headerKeys {
+		if !seen[i] {
 			return header{}, fmt.Errorf("header has no %q key", k)
 		}
 	}
 	return h, nil
 }
 
+// headerKeys are the keys of a header dict.
+var headerKeys = []string{"descr", "fortran_order", "shape"}
+
 func parseShape(v pyValue) ([]int, error) {
 	if v.kind != pyTuple {
 		return nil, fmt.Errorf("shape %s is %v, not a tuple", clip(v.text), v.kind)
 	}
-	if len(v.items) > MaxDims {
-		return nil, fmt.Errorf("shape has %d dimensions, more than the limit of %d", len(v.items), MaxDims)
+	if v.n > MaxDims {
+		return nil, fmt.Errorf("shape has %d dimensions, more than the limit of %d", v.n, MaxDims)
+	}
+	if v.n > len(v.items) {
+		// Not reached: the header's other values leave keepBudget enough.
+		return nil, fmt.Errorf("shape %s: nested too deep", clip(v.text))
 	}
 	shape := make([]int, len(v.items))
 	for i, d := range v.items {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/quantkit/quantkit/internal/filetest"
 	"github.com/quantkit/quantkit/internal/half"
 )
 
@@ -191,6 +192,9 @@ func TestDecodeHeaderVariants(t *testing.T) {
 		{`{'descr': '<f4', 'fortran_order': False, 'shape': (2L, 3L), }`, []int{2, 3}},
 		{`{'descr': 'f4', 'fortran_order': False, 'shape': (1, 6, 1), }`, []int{1, 6, 1}},
 		{`{'descr': '<f4', 'fortran_order': False, 'shape': (+6,), }`, []int{6}},
+		// Parentheses around a value are the value, as in Python.
+		{`{'descr': ('<f4'), 'fortran_order': (False), 'shape': ((((2, 3)))), }`, []int{2, 3}},
+		{"{'shape': " + strings.Repeat("(", 14) + "(1, 6)" + strings.Repeat(")", 14) + ", 'descr': '<f4', 'fortran_order': False}", []int{1, 6}},
 	} {
 		for _, header := range []string{numpyHeader(c.dict), c.dict, c.dict + "\n", "  " + c.dict + " \r\n"} {
 			a, err := Decode(npyFile(1, header, data))
@@ -312,7 +316,45 @@ func TestDecodeErrors(t *testing.T) {
 					t.Errorf("error %q does not contain %q", err, w)
 				}
 			}
+			// From a file, ReadFile and ReadHeader (which reads only the
+			// header) say the same, with the path.
+			path := filepath.Join(t.TempDir(), "x.npy")
+			if err := os.WriteFile(path, c.file, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			want := "npy: " + path + ": " + strings.TrimPrefix(err.Error(), "npy: ")
+			if _, err := ReadFile(path); err == nil || err.Error() != want {
+				t.Errorf("ReadFile: %v, want %s", err, want)
+			}
+			if _, err := ReadHeader(path); err == nil || err.Error() != want {
+				t.Errorf("ReadHeader: %v, want %s", err, want)
+			}
 		})
+	}
+}
+
+func TestReadHeader(t *testing.T) {
+	for i, g := range numpyGolden {
+		path := filepath.Join(t.TempDir(), "x.npy")
+		if err := os.WriteFile(path, []byte(g.bytes), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		a, err := Decode([]byte(g.bytes))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := ReadHeader(path)
+		if err != nil {
+			t.Fatalf("golden %d: %v", i, err)
+		}
+		off := int64(len(g.bytes) - len(a.Data))
+		dt, _, _ := parseDescr(a.DType)
+		if h.DType != a.DType || h.Type != dt.name || !slices.Equal(h.Shape, a.Shape) || h.Len() != a.Len() || h.DataOffset != off || h.DataLen != int64(len(a.Data)) || h.Version != int(g.bytes[6]) {
+			t.Errorf("golden %d: header %+v, array %s %v at %d", i, h, a.DType, a.Shape, off)
+		}
+	}
+	if _, err := ReadHeader(filepath.Join(t.TempDir(), "missing.npy")); err == nil || !os.IsNotExist(unwrapAll(err)) || !strings.Contains(err.Error(), "missing.npy") {
+		t.Errorf("ReadHeader of a missing file: %v", err)
 	}
 }
 
@@ -504,4 +546,36 @@ func BenchmarkFloat32_f2_65536(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestReadFileSpecialFiles gives ReadFile and ReadHeader a named pipe, a
+// device and a directory: each must be refused at once with an error that
+// names the path and says what it is. Opening a named pipe for reading
+// blocks until a writer comes, so without the check ReadFile would hang
+// (filetest.Within fails the test then); /dev/zero never ends, so ReadFile
+// would read until memory ran out.
+func TestReadFileSpecialFiles(t *testing.T) {
+	for _, tc := range specialFiles(t, "x.npy") {
+		for name, read := range map[string]func() error{
+			"ReadFile":   func() error { _, err := ReadFile(tc.path); return err },
+			"ReadHeader": func() error { _, err := ReadHeader(tc.path); return err },
+		} {
+			err := filetest.Within(t, tc.path, read)
+			if want := tc.path + ": not a regular file (" + tc.what + ")"; err == nil || !strings.HasPrefix(err.Error(), "npy: ") || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s(%s) = %v, want an error saying %q", name, tc.path, err, want)
+			}
+		}
+	}
+}
+
+type specialFile struct{ path, what string }
+
+// specialFiles returns a named pipe called name, /dev/zero where there is
+// one, and a directory, each with what the error must call it.
+func specialFiles(t *testing.T, name string) []specialFile {
+	files := []specialFile{{filetest.NamedPipe(t, name), "a named pipe"}, {t.TempDir(), "a directory"}}
+	if _, err := os.Stat("/dev/zero"); err == nil {
+		files = append(files, specialFile{"/dev/zero", "a character device"})
+	}
+	return files
 }

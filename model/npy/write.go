@@ -128,7 +128,7 @@ func WriteArray(path string, a *Array) error {
 	}
 	// Keep an existing file's permissions; refuse to replace a directory
 	// or device with a regular file.
-	perm := os.FileMode(0o644)
+	perm := os.FileMode(0o666)
 	if fi, err := os.Stat(path); err == nil {
 		if !fi.Mode().IsRegular() {
 			return fmt.Errorf("npy: %s: not a regular file", path)

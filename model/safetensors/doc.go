@@ -12,12 +12,14 @@
 //
 // # Reading
 //
-// Open maps the file read-only (or reads it into memory where mapping
+// Open refuses a path that is not a regular file (a named pipe, a device)
+// at once. It maps the file read-only (or reads it into memory where mapping
 // fails) and validates the whole header before returning, with explicit
 // limits: the header is at most MaxHeaderLen bytes and lies inside the
 // file; it is valid UTF-8 JSON holding one object, with no duplicate keys
-// at any level that is read (a json.Decoder walks the tokens, since
-// encoding/json's maps would keep the last duplicate silently); every
+// at any level that is read (a JSON parser of its own walks the header,
+// as strict as encoding/json, whose maps would keep the last duplicate
+// silently); every
 // dtype is one of F64 F32 F16 BF16 I8 U8 I16 I32 I64 BOOL; shapes have at
 // most MaxDims non-negative dimensions; each tensor's byte range lies in
 // the data buffer, has begin ≤ end, is exactly dtype size × elements long

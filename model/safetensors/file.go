@@ -9,6 +9,8 @@ import (
 	"io"
 	"math"
 	"os"
+
+	"github.com/quantkit/quantkit/model/format"
 )
 
 // File is an open safetensors file.
@@ -46,18 +48,12 @@ func Open(path string) (*File, error) {
 }
 
 func open(path string) (*File, error) {
-	osf, err := os.Open(path)
+	// Not os.Open: it would wait forever for a writer on a named pipe.
+	osf, fi, err := format.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer osf.Close() // a mapping outlives its descriptor
-	fi, err := osf.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, errors.New("not a regular file")
-	}
 	size := fi.Size()
 	if size < 8 {
 		return nil, fmt.Errorf("file size %d is smaller than the 8-byte header length", size)
@@ -98,7 +94,7 @@ func open(path string) (*File, error) {
 		return nil, err
 	}
 	if mapped {
-		if f.osf, err = os.Open(path); err != nil {
+		if f.osf, _, err = format.Open(path); err != nil {
 			f.osf = nil // Float32 reads through the mapping instead
 		}
 	}
@@ -123,11 +119,7 @@ func newFile(path string, data []byte, mapped bool) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	f.tensors, f.metadata = h.tensors, h.metadata
-	f.index = make(map[string]int, len(f.tensors))
-	for i, t := range f.tensors {
-		f.index[t.Name] = i
-	}
+	f.tensors, f.metadata, f.index = h.tensors, h.metadata, h.index
 	return f, nil
 }
 

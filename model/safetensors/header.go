@@ -1,15 +1,14 @@
 package safetensors
 
 import (
-	"bytes"
 	"cmp"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"slices"
 	"strconv"
+	"unicode"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -48,6 +47,428 @@ func (t TensorInfo) Len() int64 {
 type header struct {
 	tensors  []TensorInfo // sorted by Begin
 	metadata map[string]string
+	index    map[string]int // tensors by name, their index in tensors
+}
+
+// The header is read by a JSON parser of its own over the header's bytes
+// (encoding/json's Decoder, which walks tokens, allocates some 100 bytes a
+// token; its maps would keep the last of duplicate keys silently). It
+// checks all of the JSON, as strictly as encoding/json, and allocates only
+// what it keeps: tensor names, metadata, and a few words per tensor.
+// Field names, dtypes, numbers and whatever is read through (unknown
+// fields) are compared and checked in place.
+
+// maxDepth bounds the nesting of JSON values, as encoding/json does.
+const maxDepth = 10000
+
+// place says where in the header the parser is, for messages: "header",
+// `tensor "w"`, `tensor "w" shape`, `__metadata__["k"]`. It is a value, not
+// a string, so that the parser builds none until it reports an error.
+type place struct {
+	kind  placeKind
+	name  string // the tensor, or the metadata key
+	field string // the tensor's field
+}
+
+type placeKind int
+
+const (
+	inHeader placeKind = iota
+	inHeaderKey
+	inTensor
+	inMetadata
+	inMetadataValue
+)
+
+func (p place) String() string {
+	switch p.kind {
+	case inHeaderKey:
+		return "header key"
+	case inTensor:
+		if p.field != "" {
+			return fmt.Sprintf("tensor %q %s", p.name, p.field)
+		}
+		return fmt.Sprintf("tensor %q", p.name)
+	case inMetadata:
+		return metadataKey
+	case inMetadataValue:
+		return fmt.Sprintf("%s[%q]", metadataKey, p.name)
+	}
+	return "header"
+}
+
+// scanner reads JSON from a header's bytes.
+type scanner struct {
+	b     []byte
+	pos   int
+	depth int // of the objects and arrays pos is in
+}
+
+func (s *scanner) space() {
+	for s.pos < len(s.b) && isJSONSpace(rune(s.b[s.pos])) {
+		s.pos++
+	}
+}
+
+func (s *scanner) syntaxError(at place, format string, args ...any) error {
+	return fmt.Errorf("header is not valid JSON at byte %d, in %v: %s", s.pos, at, fmt.Sprintf(format, args...))
+}
+
+func (s *scanner) endsEarly(at place) error {
+	return fmt.Errorf("header JSON ends early, in %v", at)
+}
+
+// unexpected is the error for the byte at pos, which the JSON grammar does
+// not allow there (context says what was looked for), or for the end.
+func (s *scanner) unexpected(at place, context string) error {
+	if s.pos >= len(s.b) {
+		return s.endsEarly(at)
+	}
+	r, _ := utf8.DecodeRune(s.b[s.pos:])
+	return s.syntaxError(at, "invalid character %s %s", strconv.QuoteRune(r), context)
+}
+
+// begin returns the first byte of the value at pos, after white space: one
+// of { [ " t f n - and the digits.
+func (s *scanner) begin(at place) (byte, error) {
+	s.space()
+	if s.pos < len(s.b) {
+		switch c := s.b[s.pos]; c {
+		case '{', '[', '"', 't', 'f', 'n', '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+			return c, nil
+		}
+	}
+	return 0, s.unexpected(at, "looking for beginning of value")
+}
+
+// open reads the '{' or '[' that starts the value at pos; another value is
+// an error that says what it is.
+func (s *scanner) open(delim byte, at place) error {
+	c, err := s.begin(at)
+	if err != nil {
+		return err
+	}
+	if c != delim {
+		return s.wrongValue(at, fmt.Sprintf("'%c'", delim))
+	}
+	s.pos++
+	return nil
+}
+
+// wrongValue is the error for the value at pos, which is valid JSON but
+// not what the header needs there: "expected WANT, found VALUE".
+func (s *scanner) wrongValue(at place, want string) error {
+	c, err := s.begin(at)
+	if err != nil {
+		return err
+	}
+	var found string
+	switch c {
+	case '{', '[':
+		found = fmt.Sprintf("'%c'", c)
+	case '"':
+		v, err := s.string(at, true)
+		if err != nil {
+			return err
+		}
+		found = strconv.Quote(string(v))
+	case 't', 'f', 'n':
+		v, err := s.literal(at)
+		if err != nil {
+			return err
+		}
+		found = string(v)
+	default:
+		v, err := s.number(at)
+		if err != nil {
+			return err
+		}
+		found = string(v)
+	}
+	return fmt.Errorf("%v: expected %s, found %s", at, want, found)
+}
+
+// more is called before each member of an object or element of an array
+// whose opening delimiter has been read, n members or elements on: it
+// reads the ',' before the next one and reports true, or reads the closing
+// delimiter and reports false.
+func (s *scanner) more(close byte, n int, at place) (bool, error) {
+	s.space()
+	if s.pos < len(s.b) {
+		switch c := s.b[s.pos]; {
+		case c == close:
+			s.pos++
+			return false, nil
+		case n == 0:
+			return true, nil
+		case c == ',':
+			s.pos++
+			return true, nil
+		}
+	}
+	if close == '}' {
+		return false, s.unexpected(at, "after object key:value pair")
+	}
+	return false, s.unexpected(at, "after array element")
+}
+
+// key reads the key of an object's member and the ':' after it, and
+// returns the key's value (see string).
+func (s *scanner) key(at place) ([]byte, error) {
+	s.space()
+	if s.pos >= len(s.b) || s.b[s.pos] != '"' {
+		return nil, s.unexpected(at, "looking for beginning of object key string")
+	}
+	k, err := s.string(at, true)
+	if err != nil {
+		return nil, err
+	}
+	s.space()
+	if s.pos >= len(s.b) || s.b[s.pos] != ':' {
+		return nil, s.unexpected(at, "after object key")
+	}
+	s.pos++
+	return k, nil
+}
+
+// str reads the value at pos, which must be a string.
+func (s *scanner) str(at place) ([]byte, error) {
+	c, err := s.begin(at)
+	if err != nil {
+		return nil, err
+	}
+	if c != '"' {
+		return nil, s.wrongValue(at, "a string")
+	}
+	return s.string(at, true)
+}
+
+// string reads the string literal at pos and, if decode, returns its
+// value: a slice of the header where the literal has no escapes, or else
+// a new slice no longer than the literal. It decodes escapes as
+// encoding/json does (a lone surrogate becomes U+FFFD).
+func (s *scanner) string(at place, decode bool) ([]byte, error) {
+	s.pos++ // "
+	start := s.pos
+	var out []byte // the value, from the first escape on
+	for s.pos < len(s.b) {
+		c := s.b[s.pos]
+		switch {
+		case c == '"':
+			s.pos++
+			if out != nil {
+				return out, nil
+			}
+			return s.b[start : s.pos-1], nil
+		case c < 0x20:
+			return nil, s.syntaxError(at, "invalid character %s in string literal", strconv.QuoteRune(rune(c)))
+		case c != '\\':
+			if out != nil {
+				out = append(out, c)
+			}
+			s.pos++
+			continue
+		}
+		if decode && out == nil {
+			out = make([]byte, s.pos-start, s.literalEnd()-start)
+			copy(out, s.b[start:s.pos])
+		}
+		r, err := s.escape(at)
+		if err != nil {
+			return nil, err
+		}
+		if out != nil {
+			out = utf8.AppendRune(out, r)
+		}
+	}
+	return nil, s.endsEarly(at)
+}
+
+// literalEnd returns where the string literal that pos is in ends (at its
+// closing quote), or the end of the header.
+func (s *scanner) literalEnd() int {
+	for i := s.pos; i < len(s.b); i++ {
+		switch s.b[i] {
+		case '"':
+			return i
+		case '\\':
+			i++
+		}
+	}
+	return len(s.b)
+}
+
+// escape reads the escape sequence at pos and returns the rune it stands
+// for; a surrogate pair is one escape, a lone surrogate U+FFFD.
+func (s *scanner) escape(at place) (rune, error) {
+	s.pos++ // backslash
+	if s.pos >= len(s.b) {
+		return 0, s.endsEarly(at)
+	}
+	c := s.b[s.pos]
+	s.pos++
+	switch c {
+	case '"', '\\', '/':
+		return rune(c), nil
+	case 'b':
+		return '\b', nil
+	case 'f':
+		return '\f', nil
+	case 'n':
+		return '\n', nil
+	case 'r':
+		return '\r', nil
+	case 't':
+		return '\t', nil
+	case 'u':
+		r, err := s.hex4(at)
+		if err != nil || !utf16.IsSurrogate(r) {
+			return r, err
+		}
+		if s.pos+1 < len(s.b) && s.b[s.pos] == '\\' && s.b[s.pos+1] == 'u' {
+			save := s.pos
+			s.pos += 2
+			r2, err := s.hex4(at)
+			if err != nil {
+				return 0, err
+			}
+			if d := utf16.DecodeRune(r, r2); d != unicode.ReplacementChar {
+				return d, nil
+			}
+			s.pos = save // not a pair: the second escape stands alone
+		}
+		return unicode.ReplacementChar, nil
+	}
+	s.pos--
+	return 0, s.unexpected(at, "in string escape code")
+}
+
+func (s *scanner) hex4(at place) (rune, error) {
+	var r rune
+	for range 4 {
+		if s.pos >= len(s.b) {
+			return 0, s.endsEarly(at)
+		}
+		c := s.b[s.pos]
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c -= 'a' - 10
+		case 'A' <= c && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, s.unexpected(at, "in \\u hexadecimal character escape")
+		}
+		r = r<<4 | rune(c)
+		s.pos++
+	}
+	return r, nil
+}
+
+// number reads the number at pos and returns its text.
+func (s *scanner) number(at place) ([]byte, error) {
+	start := s.pos
+	if s.b[s.pos] == '-' {
+		s.pos++
+	}
+	digits := func(context string) error {
+		if s.pos >= len(s.b) || s.b[s.pos] < '0' || s.b[s.pos] > '9' {
+			return s.unexpected(at, context)
+		}
+		for s.pos < len(s.b) && '0' <= s.b[s.pos] && s.b[s.pos] <= '9' {
+			s.pos++
+		}
+		return nil
+	}
+	if s.pos < len(s.b) && s.b[s.pos] == '0' {
+		s.pos++ // no leading zeros
+	} else if err := digits("in numeric literal"); err != nil {
+		return nil, err
+	}
+	if s.pos < len(s.b) && s.b[s.pos] == '.' {
+		s.pos++
+		if err := digits("after decimal point in numeric literal"); err != nil {
+			return nil, err
+		}
+	}
+	if s.pos < len(s.b) && (s.b[s.pos] == 'e' || s.b[s.pos] == 'E') {
+		s.pos++
+		if s.pos < len(s.b) && (s.b[s.pos] == '+' || s.b[s.pos] == '-') {
+			s.pos++
+		}
+		if err := digits("in exponent of numeric literal"); err != nil {
+			return nil, err
+		}
+	}
+	return s.b[start:s.pos], nil
+}
+
+// literal reads true, false or null at pos.
+func (s *scanner) literal(at place) ([]byte, error) {
+	start := s.pos
+	var want string
+	switch s.b[s.pos] {
+	case 't':
+		want = "true"
+	case 'f':
+		want = "false"
+	default:
+		want = "null"
+	}
+	for i := range len(want) {
+		if s.pos >= len(s.b) || s.b[s.pos] != want[i] {
+			return nil, s.unexpected(at, "in literal "+want)
+		}
+		s.pos++
+	}
+	return s.b[start:s.pos], nil
+}
+
+// skip reads through the value at pos, checking it and keeping nothing.
+func (s *scanner) skip(at place) error {
+	c, err := s.begin(at)
+	if err != nil {
+		return err
+	}
+	switch c {
+	case '{', '[':
+		if s.depth++; s.depth > maxDepth {
+			return s.syntaxError(at, "exceeded max depth")
+		}
+		s.pos++
+		close := byte(']')
+		if c == '{' {
+			close = '}'
+		}
+		for n := 0; ; n++ {
+			more, err := s.more(close, n, at)
+			if err != nil {
+				return err
+			}
+			if !more {
+				break
+			}
+			if c == '{' {
+				if _, err := s.key(at); err != nil {
+					return err
+				}
+			}
+			if err := s.skip(at); err != nil {
+				return err
+			}
+		}
+		s.depth--
+		return nil
+	case '"':
+		_, err := s.string(at, false)
+		return err
+	case 't', 'f', 'n':
+		_, err := s.literal(at)
+		return err
+	}
+	_, err = s.number(at)
+	return err
 }
 
 // parseHeader parses the JSON header and validates every tensor against a
@@ -56,32 +477,43 @@ func parseHeader(text []byte, dataLen int64) (*header, error) {
 	if !utf8.Valid(text) {
 		return nil, errors.New("header is not valid UTF-8")
 	}
-	dec := json.NewDecoder(bytes.NewReader(text))
-	dec.UseNumber()
-	if err := expectDelim(dec, '{', "header"); err != nil {
+	// Values are read through (skip) only in a tensor's object, itself in
+	// the header's: two levels down, as encoding/json counts them.
+	s := &scanner{b: text, depth: 2}
+	top := place{kind: inHeader}
+	if err := s.open('{', top); err != nil {
 		return nil, err
 	}
-	h := &header{}
-	seen := map[string]bool{}
-	for dec.More() {
-		name, err := stringToken(dec, "header key")
+	h := &header{index: map[string]int{}}
+	seenMetadata := false
+	for n := 0; ; n++ {
+		more, err := s.more('}', n, top)
 		if err != nil {
 			return nil, err
 		}
-		if seen[name] {
-			if name == metadataKey {
+		if !more {
+			break
+		}
+		k, err := s.key(place{kind: inHeaderKey})
+		if err != nil {
+			return nil, err
+		}
+		if string(k) == metadataKey {
+			if seenMetadata {
 				return nil, fmt.Errorf("%s appears twice", metadataKey)
 			}
-			return nil, fmt.Errorf("tensor %q appears twice", name)
-		}
-		seen[name] = true
-		if name == metadataKey {
-			if h.metadata, err = parseMetadata(dec); err != nil {
+			seenMetadata = true
+			if h.metadata, err = s.metadata(); err != nil {
 				return nil, err
 			}
 			continue
 		}
-		t, err := parseTensorInfo(dec, name)
+		if _, dup := h.index[string(k)]; dup {
+			return nil, fmt.Errorf("tensor %q appears twice", k)
+		}
+		name := string(k)
+		h.index[name] = -1
+		t, err := s.tensorInfo(name)
 		if err != nil {
 			return nil, err
 		}
@@ -90,16 +522,16 @@ func parseHeader(text []byte, dataLen int64) (*header, error) {
 		}
 		h.tensors = append(h.tensors, t)
 	}
-	if err := expectDelim(dec, '}', "header"); err != nil {
-		return nil, err
-	}
 	// Only padding may follow the object.
-	rest := text[dec.InputOffset():]
-	if i := bytes.IndexFunc(rest, func(r rune) bool { return !isJSONSpace(r) }); i >= 0 {
-		return nil, fmt.Errorf("header has %q after its JSON object", clip(rest[i:]))
+	s.space()
+	if s.pos < len(text) {
+		return nil, fmt.Errorf("header has %q after its JSON object", clip(text[s.pos:]))
 	}
 	if err := sortAndCheckOverlaps(h.tensors); err != nil {
 		return nil, err
+	}
+	for i, t := range h.tensors {
+		h.index[t.Name] = i
 	}
 	return h, nil
 }
@@ -113,204 +545,191 @@ func clip(b []byte) string {
 	return string(b)
 }
 
-// jsonError turns the decoder's error into one that says where it was.
-func jsonError(dec *json.Decoder, err error, what string) error {
-	if err == io.EOF {
-		return fmt.Errorf("header JSON ends early, in %s", what)
-	}
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		return fmt.Errorf("header is not valid JSON at byte %d, in %s: %v", se.Offset, what, err)
-	}
-	return fmt.Errorf("header is not valid JSON at byte %d, in %s: %v", dec.InputOffset(), what, err)
-}
-
-func expectDelim(dec *json.Decoder, d json.Delim, what string) error {
-	tok, err := dec.Token()
+// metadata reads the value of __metadata__: an object of strings, or null
+// (as Rust's Option allows).
+func (s *scanner) metadata() (map[string]string, error) {
+	at := place{kind: inMetadata}
+	c, err := s.begin(at)
 	if err != nil {
-		return jsonError(dec, err, what)
-	}
-	if tok != d {
-		return fmt.Errorf("%s: expected '%v', found %s", what, d, describe(tok))
-	}
-	return nil
-}
-
-func stringToken(dec *json.Decoder, what string) (string, error) {
-	tok, err := dec.Token()
-	if err != nil {
-		return "", jsonError(dec, err, what)
-	}
-	s, ok := tok.(string)
-	if !ok {
-		return "", fmt.Errorf("%s: expected a string, found %s", what, describe(tok))
-	}
-	return s, nil
-}
-
-func describe(tok json.Token) string {
-	switch v := tok.(type) {
-	case json.Delim:
-		return fmt.Sprintf("'%v'", v)
-	case string:
-		return strconv.Quote(v)
-	case nil:
-		return "null"
-	}
-	return fmt.Sprint(tok)
-}
-
-// skipValue consumes one JSON value of any kind.
-func skipValue(dec *json.Decoder, what string) error {
-	depth := 0
-	for {
-		tok, err := dec.Token()
-		if err != nil {
-			return jsonError(dec, err, what)
-		}
-		if d, ok := tok.(json.Delim); ok {
-			if d == '{' || d == '[' {
-				depth++
-			} else {
-				depth--
-			}
-		}
-		if depth == 0 {
-			return nil
-		}
-	}
-}
-
-func parseMetadata(dec *json.Decoder) (map[string]string, error) {
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, jsonError(dec, err, metadataKey)
-	}
-	if tok == nil {
-		return nil, nil // "__metadata__": null, as Rust's Option allows
-	}
-	if tok != json.Delim('{') {
-		return nil, fmt.Errorf("%s: expected an object of strings, found %s", metadataKey, describe(tok))
-	}
-	md := map[string]string{}
-	for dec.More() {
-		k, err := stringToken(dec, metadataKey)
-		if err != nil {
-			return nil, err
-		}
-		if _, dup := md[k]; dup {
-			return nil, fmt.Errorf("%s: key %q appears twice", metadataKey, k)
-		}
-		v, err := stringToken(dec, fmt.Sprintf("%s[%q]", metadataKey, k))
-		if err != nil {
-			return nil, err
-		}
-		md[k] = v
-	}
-	if err := expectDelim(dec, '}', metadataKey); err != nil {
 		return nil, err
 	}
-	return md, nil
+	if c == 'n' {
+		_, err := s.literal(at) // null, or invalid JSON
+		return nil, err
+	}
+	if c != '{' {
+		return nil, s.wrongValue(at, "an object of strings")
+	}
+	s.pos++
+	md := map[string]string{}
+	for n := 0; ; n++ {
+		more, err := s.more('}', n, at)
+		if err != nil {
+			return nil, err
+		}
+		if !more {
+			return md, nil
+		}
+		k, err := s.key(at)
+		if err != nil {
+			return nil, err
+		}
+		if _, dup := md[string(k)]; dup {
+			return nil, fmt.Errorf("%s: key %q appears twice", metadataKey, k)
+		}
+		key := string(k)
+		v, err := s.str(place{kind: inMetadataValue, name: key})
+		if err != nil {
+			return nil, err
+		}
+		md[key] = string(v)
+	}
 }
 
-func parseTensorInfo(dec *json.Decoder, name string) (TensorInfo, error) {
-	where := fmt.Sprintf("tensor %q", name)
+// tensorInfo reads the object that describes tensor name.
+func (s *scanner) tensorInfo(name string) (TensorInfo, error) {
+	at := place{kind: inTensor, name: name}
 	t := TensorInfo{Name: name}
-	if err := expectDelim(dec, '{', where); err != nil {
+	if err := s.open('{', at); err != nil {
 		return t, err
 	}
-	seen := map[string]bool{}
-	for dec.More() {
-		key, err := stringToken(dec, where)
+	const (
+		seenDType = 1 << iota
+		seenShape
+		seenOffsets
+	)
+	seen := 0
+	var others map[string]bool // unknown fields, for duplicates
+	for n := 0; ; n++ {
+		more, err := s.more('}', n, at)
 		if err != nil {
 			return t, err
 		}
-		if seen[key] {
-			return t, fmt.Errorf("%s: key %q appears twice", where, key)
+		if !more {
+			break
 		}
-		seen[key] = true
-		switch key {
+		k, err := s.key(at)
+		if err != nil {
+			return t, err
+		}
+		bit := 0
+		switch string(k) {
 		case "dtype":
-			if t.DType, err = stringToken(dec, where+" dtype"); err != nil {
+			bit = seenDType
+		case "shape":
+			bit = seenShape
+		case "data_offsets":
+			bit = seenOffsets
+		default:
+			if others[string(k)] {
+				return t, fmt.Errorf("%v: key %q appears twice", at, k)
+			}
+			if others == nil {
+				others = map[string]bool{}
+			}
+			field := string(k)
+			others[field] = true
+			// Ignored, as the reference implementation ignores unknown fields.
+			if err := s.skip(place{kind: inTensor, name: name, field: field}); err != nil {
 				return t, err
 			}
-		case "shape":
-			dims, err := intArray(dec, where+" shape", MaxDims)
+			continue
+		}
+		if seen&bit != 0 {
+			return t, fmt.Errorf("%v: key %q appears twice", at, k)
+		}
+		seen |= bit
+		switch bit {
+		case seenDType:
+			v, err := s.str(place{kind: inTensor, name: name, field: "dtype"})
 			if err != nil {
 				return t, err
 			}
-			t.Shape = make([]int, len(dims))
-			for i, d := range dims {
+			if d := lookupDType(string(v)); d != nil {
+				t.DType = d.name // the table's string: nothing to allocate
+			} else {
+				t.DType = string(v)
+			}
+		case seenShape:
+			var dims [MaxDims]int64
+			nd, err := s.intArray(dims[:], place{kind: inTensor, name: name, field: "shape"})
+			if err != nil {
+				return t, err
+			}
+			t.Shape = make([]int, nd)
+			for i, d := range dims[:nd] {
 				if d > math.MaxInt {
-					return t, fmt.Errorf("%s: dimension %d is too large", where, d)
+					return t, fmt.Errorf("%v: dimension %d is too large", at, d)
 				}
 				t.Shape[i] = int(d)
 			}
-		case "data_offsets":
-			offs, err := intArray(dec, where+" data_offsets", 2)
+		case seenOffsets:
+			var offs [2]int64
+			no, err := s.intArray(offs[:], place{kind: inTensor, name: name, field: "data_offsets"})
 			if err != nil {
 				return t, err
 			}
-			if len(offs) != 2 {
-				return t, fmt.Errorf("%s: data_offsets has %d numbers, want 2", where, len(offs))
+			if no != 2 {
+				return t, fmt.Errorf("%v: data_offsets has %d numbers, want 2", at, no)
 			}
 			t.Begin, t.End = offs[0], offs[1]
-		default:
-			// Ignored, as the reference implementation ignores unknown fields.
-			if err := skipValue(dec, where+" "+key); err != nil {
-				return t, err
-			}
 		}
 	}
-	if err := expectDelim(dec, '}', where); err != nil {
-		return t, err
-	}
-	for _, k := range []string{"dtype", "shape", "data_offsets"} {
-		if !seen[k] {
-			return t, fmt.Errorf("%s has no %q", where, k)
+	for _, f := range []struct {
+		bit  int
+		name string
+	}{{seenDType, "dtype"}, {seenShape, "shape"}, {seenOffsets, "data_offsets"}} {
+		if seen&f.bit == 0 {
+			return t, fmt.Errorf("%v has no %q", at, f.name)
 		}
 	}
 	return t, nil
 }
 
-// intArray reads an array of at most max non-negative integers.
-func intArray(dec *json.Decoder, what string, max int) ([]int64, error) {
-	if err := expectDelim(dec, '[', what); err != nil {
-		return nil, err
+// intArray reads an array of at most len(dst) non-negative integers into
+// dst and returns how many there were.
+func (s *scanner) intArray(dst []int64, at place) (int, error) {
+	if err := s.open('[', at); err != nil {
+		return 0, err
 	}
-	var out []int64
-	for dec.More() {
-		if len(out) == max {
-			if max == MaxDims {
-				return nil, fmt.Errorf("%s has more than %d dimensions", what, max)
-			}
-			return nil, fmt.Errorf("%s has more than %d numbers", what, max)
-		}
-		tok, err := dec.Token()
+	for n := 0; ; n++ {
+		more, err := s.more(']', n, at)
 		if err != nil {
-			return nil, jsonError(dec, err, what)
+			return 0, err
 		}
-		num, ok := tok.(json.Number)
-		if !ok {
-			return nil, fmt.Errorf("%s: expected an integer, found %s", what, describe(tok))
+		if !more {
+			return n, nil
 		}
-		n, err := strconv.ParseInt(num.String(), 10, 64)
+		if n == len(dst) {
+			if at.field == "shape" {
+				return 0, fmt.Errorf("%v has more than %d dimensions", at, len(dst))
+			}
+			return 0, fmt.Errorf("%v has more than %d numbers", at, len(dst))
+		}
+		c, err := s.begin(at)
+		if err != nil {
+			return 0, err
+		}
+		if c != '-' && (c < '0' || c > '9') {
+			return 0, s.wrongValue(at, "an integer")
+		}
+		num, err := s.number(at)
+		if err != nil {
+			return 0, err
+		}
+		v, err := strconv.ParseInt(string(num), 10, 64)
 		switch {
-		case err != nil && errors.Is(err, strconv.ErrRange) && num.String()[0] != '-':
-			return nil, fmt.Errorf("%s: %s is too large", what, num)
+		case err != nil && errors.Is(err, strconv.ErrRange) && num[0] != '-':
+			return 0, fmt.Errorf("%v: %s is too large", at, num)
 		case err != nil && errors.Is(err, strconv.ErrRange):
-			return nil, fmt.Errorf("%s: %s is negative", what, num)
+			return 0, fmt.Errorf("%v: %s is negative", at, num)
 		case err != nil:
-			return nil, fmt.Errorf("%s: %s is not an integer", what, num)
-		case n < 0:
-			return nil, fmt.Errorf("%s: %s is negative", what, num)
+			return 0, fmt.Errorf("%v: %s is not an integer", at, num)
+		case v < 0:
+			return 0, fmt.Errorf("%v: %s is negative", at, num)
 		}
-		out = append(out, n)
+		dst[n] = v
 	}
-	if err := expectDelim(dec, ']', what); err != nil {
-		return nil, err
-	}
-	return out, nil
 }
 
 // byteSize returns the size in bytes of a tensor of dtype d and shape, or an

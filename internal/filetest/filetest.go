@@ -1,0 +1,45 @@
+// Package filetest holds helpers for tests of file readers: a named pipe
+// to give them, and a deadline so that a reader that blocks on one fails
+// its test instead of hanging it.
+package filetest
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// Timeout is how long Within waits before it calls a reader hung.
+const Timeout = 5 * time.Second
+
+// NamedPipe creates a named pipe (FIFO) called name in a temporary
+// directory and returns its path; it skips t where the platform has none.
+func NamedPipe(t testing.TB, name string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := mkfifo(path); err != nil {
+		t.Skipf("no named pipes here: %v", err)
+	}
+	return path
+}
+
+// Within runs read, which reads path, and returns its error; it fails t
+// when read has not returned after Timeout. A read blocked opening a
+// named pipe at path is then released by opening the pipe's other end,
+// so the goroutine does not outlive the test.
+func Within(t testing.TB, path string, read func() error) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- read() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(Timeout):
+		if w, err := os.OpenFile(path, os.O_WRONLY|nonblock, 0); err == nil {
+			w.Close()
+		}
+		t.Fatalf("reading %s did not return in %v (blocked on a named pipe?)", path, Timeout)
+		return nil
+	}
+}
