@@ -442,3 +442,195 @@ func TestCalibratorRegistry(t *testing.T) {
 		}
 	}
 }
+
+// forceParallelSearch makes the threshold searches run on the calling goroutine
+// only, or on several whatever their size, for the rest of the test.
+func forceParallelSearch(t *testing.T, parallel bool) {
+	old := parallelSearchWork
+	if parallel {
+		parallelSearchWork = 0
+	} else {
+		parallelSearchWork = math.MaxInt
+	}
+	t.Cleanup(func() { parallelSearchWork = old })
+}
+
+// adversarialHistograms are histograms the searches find hard: dense,
+// sparse, one far outlier (bins mostly empty), a spike at 0, runs of empty
+// bins at chunk edges, and huge counts.
+func adversarialHistograms(rng *rand.Rand) []*Histogram {
+	mk := func(counts []int64) *Histogram {
+		n := len(counts)
+		counts[n-1] = max(counts[n-1], 1)
+		return &Histogram{bins: n, width: 0.25, counts: counts, max: float32(float64(n)*0.25 - 0.1), total: sum64(counts)}
+	}
+	var hs []*Histogram
+	for trial := range 12 {
+		n := []int{128, 129, 255, 256, 300, 1000, 2500, 3000}[trial%8]
+		counts := make([]int64, n)
+		switch trial % 4 {
+		case 0: // dense
+			for i := range counts {
+				counts[i] = 1 + int64(rng.IntN(1000))
+			}
+		case 1: // sparse
+			for i := range counts {
+				if rng.IntN(10) == 0 {
+					counts[i] = int64(rng.IntN(50))
+				}
+			}
+		case 2: // a bell and one outlier far out
+			for i := range min(n, 200) {
+				counts[i] = int64(1e6 * math.Exp(-float64(i*i)/2000))
+			}
+		case 3: // ReLU spike at 0, large counts, empty runs
+			counts[0] = 1 << 36
+			for i := 1; i < n; i++ {
+				if (i/37)%2 == 0 {
+					counts[i] = 1<<30 + int64(rng.IntN(1<<20))
+				}
+			}
+		}
+		hs = append(hs, mk(counts))
+	}
+	hs = append(hs, histogramOf(relu(rand.New(rand.NewPCG(2, 2)))[:20000], DefaultBins))
+	return hs
+}
+
+// TestSearchParallelMatchesSerial checks that the threshold searches give
+// the same amax, bit for bit, on one goroutine and on several, and that the
+// entropy search is the reference's.
+func TestSearchParallelMatchesSerial(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	hs := adversarialHistograms(rng)
+	opts := []CalibOptions{{Bits: 8}, {Bits: 4}, {Bits: 8, Unsigned: true}}
+	amax := func(parallel bool) []float32 {
+		forceParallelSearch(t, parallel)
+		var out []float32
+		for _, h := range hs {
+			for _, o := range opts {
+				for _, m := range []string{"entropy", "mse"} {
+					a, err := mustCalibrator(t, m, o).Amax(h)
+					if err != nil {
+						t.Fatal(err)
+					}
+					out = append(out, a)
+				}
+			}
+		}
+		return out
+	}
+	serial, parallel := amax(false), amax(true)
+	for k := range serial {
+		if math.Float32bits(serial[k]) != math.Float32bits(parallel[k]) {
+			h, o := hs[k/(2*len(opts))], opts[k/2%len(opts)]
+			t.Errorf("histogram %d (%d bins) %+v %s: serial %g, parallel %g", k/(2*len(opts)), h.Bins(), o, []string{"entropy", "mse"}[k%2], serial[k], parallel[k])
+		}
+	}
+	for hi, h := range hs {
+		if h.Bins() > 1000 {
+			continue // the reference is slow
+		}
+		for oi, o := range opts {
+			i := entropyReference(t, h.Counts(), o.Bits, o.Unsigned)
+			if want := float32(min(h.Edge(i), float64(h.Max()))); parallel[(hi*len(opts)+oi)*2] != want {
+				t.Errorf("histogram %d %+v: entropy amax %g, reference %g", hi, o, parallel[(hi*len(opts)+oi)*2], want)
+			}
+		}
+	}
+}
+
+// TestThresholdSearchMatchesLoop compares thresholdSearch with the loop it
+// stands for, on costs full of ties, +Inf and NaN, on one goroutine and on
+// several.
+func TestThresholdSearchMatchesLoop(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	for trial := range 400 {
+		first := rng.IntN(5)
+		last := first - 1 + rng.IntN(2000)
+		costs := make([]float64, last+1)
+		pool := []float64{0, 1, 2, math.Inf(1), math.NaN()}[:2+rng.IntN(4)]
+		for i := range costs {
+			costs[i] = pool[rng.IntN(len(pool))]
+		}
+		lastTie := trial%2 == 0
+		want, best := -7, math.Inf(1)
+		for i := first; i <= last; i++ {
+			if c := costs[i]; c < best || lastTie && c == best {
+				best, want = c, i
+			}
+		}
+		for _, parallel := range []bool{false, true} {
+			forceParallelSearch(t, parallel)
+			done := -1
+			got := thresholdSearch(first, last, -7, lastTie, func(i int) int { return 1 + i%7 }, func(i int) float64 { return costs[i] },
+				func(d, total int) {
+					if d < done || d > total {
+						t.Fatalf("progress %d/%d after %d", d, total, done)
+					}
+					done = d
+				})
+			if got != want {
+				t.Fatalf("trial %d (parallel %v, lastTie %v, [%d, %d], costs %v): %d, loop %d", trial, parallel, lastTie, first, last, pool, got, want)
+			}
+		}
+	}
+}
+
+// TestCalibratorProgress checks that the O(Bins²) searches report progress
+// on the calling goroutine, in order, ending with done = total, and that
+// the others do not call it.
+func TestCalibratorProgress(t *testing.T) {
+	h := histogramOf(laplace(rand.New(rand.NewPCG(1, 1))), DefaultBins)
+	for _, parallel := range []bool{false, true} {
+		forceParallelSearch(t, parallel)
+		for _, m := range CalibratorNames() {
+			var calls, last, total int
+			cal := mustCalibrator(t, m, CalibOptions{Progress: func(done, tot int) {
+				if calls > 0 && (done < last || tot != total) {
+					t.Errorf("%s: progress %d/%d after %d/%d", m, done, tot, last, total)
+				}
+				calls++
+				last, total = done, tot
+			}})
+			want, _ := mustCalibrator(t, m, CalibOptions{}).Amax(h)
+			if got, err := cal.Amax(h); err != nil || got != want {
+				t.Errorf("%s with progress: %g, %v; without: %g", m, got, err, want)
+			}
+			switch m {
+			case "entropy", "mse":
+				if calls < 10 || last != total || total <= 0 {
+					t.Errorf("%s (parallel %v): %d progress calls, last %d/%d", m, parallel, calls, last, total)
+				}
+			default:
+				if calls != 0 {
+					t.Errorf("%s: %d progress calls", m, calls)
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkEntropy2048Bins and BenchmarkEntropy65536Bins time the entropy
+// search over the histogram of 1M Laplace samples.
+func BenchmarkEntropy2048Bins(b *testing.B)  { benchmarkSearch(b, "entropy", 2048) }
+func BenchmarkEntropy65536Bins(b *testing.B) { benchmarkSearch(b, "entropy", 65536) }
+func BenchmarkMSE2048Bins(b *testing.B)      { benchmarkSearch(b, "mse", 2048) }
+
+func benchmarkSearch(b *testing.B, method string, bins int) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	x := make([]float32, 1<<20)
+	for i := range x {
+		x[i] = float32(rng.ExpFloat64())
+	}
+	h := histogramOf(x, bins)
+	c, err := NewCalibrator(method, CalibOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := c.Amax(h); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

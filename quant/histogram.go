@@ -1,10 +1,15 @@
 package quant
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
+	"slices"
+	"strconv"
+	"strings"
 )
 
 // DefaultBins is the number of bins a histogram aims for on its first
@@ -201,10 +206,15 @@ func (h *Histogram) AddWith(absMax float32, fill func(width float32, counts []in
 // is commutative and associative, and merging the histograms of the shards
 // of some data gives the histogram of all the data in one Add whenever the
 // widths agree (always, when all were made with the same bins and took
-// one batch each).
+// one batch each). Merging past 2^63-1 values in all is an error, and
+// leaves h as it was.
 func (h *Histogram) Merge(o *Histogram) error {
 	if o == nil {
 		return errors.New("quant: histogram: merge with nil")
+	}
+	if h.total > math.MaxInt64-o.total || h.nonFinite > math.MaxInt64-o.nonFinite {
+		return fmt.Errorf("quant: histogram: merge overflows the counts (%d + %d finite values, %d + %d non-finite)",
+			h.total, o.total, h.nonFinite, o.nonFinite)
 	}
 	oc := o.counts
 	w := max(h.width, o.width)
@@ -318,41 +328,327 @@ func (h Histogram) MarshalJSON() ([]byte, error) {
 }
 
 // UnmarshalJSON reads what MarshalJSON writes, checking that it describes
-// a histogram Add could have made.
+// a histogram Add could have made: an object of exactly the five keys, each
+// once, with values of their types; bins in [1, MaxBins]; a width of 0 or a
+// power of two in [2^-126, 2^127]; non-negative counts whose sum fits an
+// int64, no more than MaxBins of them; and a max that lies in the last bin,
+// which is not empty (no finite values: no width, no max, no bins).
 func (h *Histogram) UnmarshalJSON(data []byte) error {
+	g, err := parseHistogram(data)
+	if err != nil {
+		return fmt.Errorf("quant: histogram: %w", err)
+	}
+	*h = *g
+	return nil
+}
+
+// histogramKeys are the keys of a histogram's JSON object, all required.
+var histogramKeys = [...]string{"bins", "width", "max", "non_finite", "counts"}
+
+// parseHistogram is UnmarshalJSON, with errors that do not name the
+// package. It walks the text itself rather than through encoding/json,
+// which would take a duplicate key silently, and allocates little more
+// than the counts, which are sized by the commas of their array, never by
+// anything the text declares.
+func parseHistogram(data []byte) (*Histogram, error) {
+	if !json.Valid(data) {
+		return nil, errors.New("not valid JSON")
+	}
+	c := jsonCursor{b: data}
+	if c.next() != '{' {
+		return nil, errors.New("not a JSON object")
+	}
 	var j histogramJSON
-	if err := json.Unmarshal(data, &j); err != nil {
-		return err
+	var bins int64
+	var seen [len(histogramKeys)]bool
+	c.i++
+	if c.next() == '}' {
+		c.i++
+	} else {
+		for {
+			key, val := c.key(), c.value()
+			k := slices.Index(histogramKeys[:], key)
+			if k < 0 {
+				return nil, fmt.Errorf("unknown key %q (want %s)", key, strings.Join(histogramKeys[:], ", "))
+			}
+			if seen[k] {
+				return nil, fmt.Errorf("key %q appears twice", key)
+			}
+			seen[k] = true
+			var err error
+			switch key {
+			case "bins":
+				bins, err = jsonInt(val)
+			case "width":
+				j.Width, err = jsonFloat(val, 64)
+			case "max":
+				var m float64
+				m, err = jsonFloat(val, 32)
+				j.Max = float32(m)
+			case "non_finite":
+				j.NonFinite, err = jsonInt(val)
+			case "counts":
+				j.Counts, err = jsonInts(val)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("%q: %w", key, err)
+			}
+			if c.next() == '}' {
+				c.i++
+				break
+			}
+			c.i++ // ','
+		}
 	}
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("quant: histogram: "+format, args...)
+	for k, ok := range seen {
+		if !ok {
+			return nil, fmt.Errorf("missing %q", histogramKeys[k])
+		}
 	}
+	j.Width += 0 // -0 → 0
+	j.Max += 0
 	switch {
-	case j.Bins < 1 || j.Bins > MaxBins:
-		return bad("bins %d outside [1, %d]", j.Bins, MaxBins)
-	case len(j.Counts) > MaxBins:
-		return bad("%d counts, more than %d", len(j.Counts), MaxBins)
+	case bins < 1 || bins > MaxBins:
+		return nil, fmt.Errorf("bins %d outside [1, %d]", bins, MaxBins)
 	case j.Width != 0 && (j.Width < minWidth || j.Width > maxWidth || math.Float64bits(j.Width)&(1<<52-1) != 0):
-		return bad("width %g is not a power of two in [2^-126, 2^127]", j.Width)
+		return nil, fmt.Errorf("width %g is not a power of two in [2^-126, 2^127]", j.Width)
 	case !(j.Max >= 0) || math.IsInf(float64(j.Max), 0):
-		return bad("max %g, want finite and non-negative", j.Max)
+		return nil, fmt.Errorf("max %g, want finite and non-negative", j.Max)
 	case j.Width == 0 && (j.Max != 0 || len(j.Counts) > 1):
-		return bad("no width but max %g and %d bins", j.Max, len(j.Counts))
+		return nil, fmt.Errorf("no width but max %g and %d bins", j.Max, len(j.Counts))
+	case j.Width != 0 && j.Max == 0:
+		return nil, fmt.Errorf("width %g but max 0", j.Width)
 	case j.Width != 0 && float64(j.Max) >= float64(len(j.Counts))*j.Width:
-		return bad("max %g past the last bin (%d bins of width %g)", j.Max, len(j.Counts), j.Width)
+		return nil, fmt.Errorf("max %g past the last bin (%d bins of width %g)", j.Max, len(j.Counts), j.Width)
 	case j.NonFinite < 0:
-		return bad("negative non-finite count %d", j.NonFinite)
+		return nil, fmt.Errorf("negative non-finite count %d", j.NonFinite)
 	}
 	var total int64
 	for i, c := range j.Counts {
 		if c < 0 || total > math.MaxInt64-c {
-			return bad("count %d in bin %d is negative or overflows the total", c, i)
+			return nil, fmt.Errorf("count %d in bin %d is negative or overflows the total", c, i)
 		}
 		total += c
 	}
 	if total == 0 {
+		if j.Width != 0 {
+			return nil, fmt.Errorf("width %g and max %g but no finite values", j.Width, j.Max)
+		}
 		j.Counts = nil
+	} else if j.Width != 0 {
+		// Add and Merge end the bins at the one holding max, which holds
+		// at least max itself.
+		last := int(float64(j.Max) / j.Width) // exact: width is a power of two
+		if len(j.Counts) != last+1 || j.Counts[last] == 0 {
+			return nil, fmt.Errorf("max %g is in bin %d of width %g, but the last non-empty bin of the %d is %d",
+				j.Max, last, j.Width, len(j.Counts), lastNonZero(j.Counts))
+		}
 	}
-	*h = Histogram{bins: j.Bins, width: j.Width, counts: j.Counts, max: j.Max, total: total, nonFinite: j.NonFinite}
-	return nil
+	return &Histogram{bins: int(bins), width: j.Width, counts: j.Counts, max: j.Max, total: total, nonFinite: j.NonFinite}, nil
+}
+
+// jsonCursor walks a JSON text that json.Valid accepted, so it need not
+// check the syntax again.
+type jsonCursor struct {
+	b []byte
+	i int
+}
+
+// next skips white space and returns the byte at the cursor, 0 at the end.
+func (c *jsonCursor) next() byte {
+	for c.i < len(c.b) && isJSONSpace(c.b[c.i]) {
+		c.i++
+	}
+	if c.i == len(c.b) {
+		return 0
+	}
+	return c.b[c.i]
+}
+
+func isJSONSpace(ch byte) bool { return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' }
+
+// value returns the text of the value at the cursor and moves past it.
+func (c *jsonCursor) value() []byte {
+	c.next()
+	start := c.i
+	switch c.b[c.i] {
+	case '"':
+		c.skipString()
+	case '{', '[':
+		depth := 0
+		for {
+			switch c.b[c.i] {
+			case '"':
+				c.skipString()
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+			}
+			c.i++
+			if depth == 0 {
+				break
+			}
+		}
+	default: // a number, true, false or null
+		for c.i < len(c.b) && !isJSONSpace(c.b[c.i]) && c.b[c.i] != ',' && c.b[c.i] != '}' && c.b[c.i] != ']' {
+			c.i++
+		}
+	}
+	return c.b[start:c.i]
+}
+
+func (c *jsonCursor) skipString() {
+	for c.i++; c.b[c.i] != '"'; c.i++ {
+		if c.b[c.i] == '\\' {
+			c.i++
+		}
+	}
+	c.i++
+}
+
+// key reads an object's key and the colon after it.
+func (c *jsonCursor) key() string {
+	raw := c.value()
+	c.next()
+	c.i++ // ':'
+	if !bytes.ContainsRune(raw, '\\') {
+		return string(raw[1 : len(raw)-1])
+	}
+	var k string
+	json.Unmarshal(raw, &k) // valid: the text is
+	return k
+}
+
+// clipText quotes a value's text for an error, cut to a readable length.
+func clipText(b []byte) string {
+	if len(b) > 24 {
+		return string(b[:24]) + "..."
+	}
+	return string(b)
+}
+
+// jsonInt parses an integer JSON number.
+func jsonInt(b []byte) (int64, error) {
+	v, err := strconv.ParseInt(string(b), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("want an integer of at most 64 bits, have %s", clipText(b))
+	}
+	return v, nil
+}
+
+// jsonFloat parses a JSON number that fits a float of bitSize bits.
+func jsonFloat(b []byte, bitSize int) (float64, error) {
+	if len(b) == 0 || b[0] != '-' && (b[0] < '0' || b[0] > '9') { // not a JSON number: true, "1", ...
+		return 0, fmt.Errorf("want a number, have %s", clipText(b))
+	}
+	v, err := strconv.ParseFloat(string(b), bitSize)
+	if err != nil {
+		return 0, fmt.Errorf("want a float%d, have %s", bitSize, clipText(b))
+	}
+	return v, nil
+}
+
+// jsonInts parses an array of integer JSON numbers, of at most MaxBins.
+// The slice is sized by the array's commas, so it takes at most 8 bytes
+// for each 2 bytes of text.
+func jsonInts(b []byte) ([]int64, error) {
+	if len(b) == 0 || b[0] != '[' {
+		return nil, fmt.Errorf("want an array of integers, have %s", clipText(b))
+	}
+	c := jsonCursor{b: b, i: 1}
+	if c.next() == ']' {
+		return []int64{}, nil
+	}
+	n := bytes.Count(b, []byte{','}) + 1
+	if n > MaxBins {
+		return nil, fmt.Errorf("more than %d counts", MaxBins)
+	}
+	out := make([]int64, 0, n)
+	for {
+		v, err := jsonInt(c.value())
+		if err != nil {
+			return nil, fmt.Errorf("element %d: %w", len(out), err)
+		}
+		out = append(out, v)
+		if c.next() == ']' {
+			return out, nil
+		}
+		c.i++ // ','
+	}
+}
+
+func lastNonZero(counts []int64) int {
+	for i := len(counts) - 1; i >= 0; i-- {
+		if counts[i] != 0 {
+			return i
+		}
+	}
+	return -1
+}
+
+// ReadHistograms reads a histogram file: one JSON object from tensor names
+// to histograms in MarshalJSON's form, as json.Marshal of a
+// map[string]*Histogram writes it (quantkit calibrate --save-histograms).
+// It returns the names in the file's order and the histograms by name.
+//
+// Beyond what UnmarshalJSON checks of each histogram, it rejects what
+// encoding/json would let pass: a tensor named twice (encoding/json keeps
+// the last) and data after the object; and a file of no histograms, an
+// empty tensor name, and anything but an object. Errors name the tensor.
+// It reads r as a stream and allocates at most a small multiple of the
+// file's size, whatever the file declares.
+func ReadHistograms(r io.Reader) (names []string, hs map[string]*Histogram, err error) {
+	fail := func(format string, args ...any) ([]string, map[string]*Histogram, error) {
+		return nil, nil, fmt.Errorf("quant: histogram file: "+format, args...)
+	}
+	dec := json.NewDecoder(r)
+	tok, err := dec.Token()
+	if err != nil {
+		return fail("not valid JSON: %w", err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return fail("not a JSON object of tensor names and histograms")
+	}
+	hs = map[string]*Histogram{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return fail("not valid JSON: %w", err)
+		}
+		name := tok.(string) // inside an object, Token gives keys as strings
+		if name == "" {
+			return fail("empty tensor name")
+		}
+		if _, dup := hs[name]; dup {
+			return fail("tensor %q appears twice", name)
+		}
+		var e histogramEntry
+		if err := dec.Decode(&e); err != nil {
+			return fail("tensor %q: %w", name, err)
+		}
+		hs[name] = e.h
+		names = append(names, name)
+	}
+	if _, err := dec.Token(); err != nil {
+		return fail("not valid JSON: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fail("data after the JSON object")
+	}
+	if len(names) == 0 {
+		return fail("no histograms")
+	}
+	return names, hs, nil
+}
+
+// histogramEntry decodes one histogram of a file in place, its errors
+// without the package's name, which ReadHistograms's errors carry.
+type histogramEntry struct{ h *Histogram }
+
+func (e *histogramEntry) UnmarshalJSON(data []byte) error {
+	h, err := parseHistogram(data)
+	e.h = h
+	return err
 }

@@ -377,6 +377,23 @@ func TestHistogramJSON(t *testing.T) {
 		`{"bins":8,"width":1,"max":1,"counts":[1,1],"non_finite":-2}`,
 		`{"bins":8,"width":1,"max":1,"counts":[9223372036854775807,1]}`,
 		`[1,2]`,
+		// Duplicate, unknown and missing keys, which encoding/json lets pass.
+		`{"bins":8,"width":1,"max":1,"counts":[0,1],"counts":[5,1],"non_finite":0}`,
+		`{"bins":8,"width":1,"max":1,"cuonts":[0,1],"non_finite":0}`,
+		`{"bins":8,"width":1,"max":1,"non_finite":0}`,
+		`{"bins":8,"width":1,"counts":[0,1],"non_finite":0}`,
+		`null`,
+		// Wrong types.
+		`{"bins":"8","width":1,"max":1,"counts":[0,1],"non_finite":0}`,
+		`{"bins":8,"width":1,"max":1,"counts":[0,1.5],"non_finite":0}`,
+		`{"bins":8,"width":1,"max":1,"counts":{"0":1},"non_finite":0}`,
+		`{"bins":8,"width":1,"max":1e39,"counts":[0,1],"non_finite":0}`,
+		// Counts Add could not have made: the bin of max empty, bins past
+		// it, a max or width without any finite value.
+		`{"bins":8,"width":1,"max":1,"counts":[1,0],"non_finite":0}`,
+		`{"bins":8,"width":1,"max":1,"counts":[0,1,0],"non_finite":0}`,
+		`{"bins":8,"width":1,"max":0.5,"counts":[0],"non_finite":0}`,
+		`{"bins":8,"width":1,"max":0,"counts":[],"non_finite":3}`,
 	} {
 		var h Histogram
 		err := json.Unmarshal([]byte(bad), &h)
@@ -384,6 +401,87 @@ func TestHistogramJSON(t *testing.T) {
 			t.Errorf("%s: no error", bad)
 		} else if strings.HasPrefix(bad, "{") && !strings.Contains(err.Error(), "quant: histogram") {
 			t.Errorf("%s: error %q lacks context", bad, err)
+		}
+	}
+}
+
+func TestHistogramMergeOverflow(t *testing.T) {
+	big := &Histogram{bins: 8, width: 1, counts: []int64{0, math.MaxInt64 - 1}, max: 1.5, total: math.MaxInt64 - 1}
+	one := &Histogram{bins: 8, width: 1, counts: []int64{0, 2}, max: 1, total: 2}
+	before := big.Clone()
+	if err := big.Merge(one); err == nil || !strings.Contains(err.Error(), "overflow") {
+		t.Errorf("merging past 2^63-1 values: %v, want an overflow error", err)
+	}
+	if !sameHistogram(big, before) {
+		t.Error("a failed merge changed the histogram")
+	}
+	nf := &Histogram{bins: 8, nonFinite: math.MaxInt64}
+	if err := nf.Merge(&Histogram{bins: 8, nonFinite: 1}); err == nil {
+		t.Error("merging past 2^63-1 non-finite values: no error")
+	}
+}
+
+// histFile is the text of a histogram file holding the given members.
+func histFile(members ...string) string { return "{" + strings.Join(members, ",") + "}" }
+
+const goodHist = `{"bins":8,"width":1,"max":1.5,"counts":[2,3],"non_finite":1}`
+
+func TestReadHistograms(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	want := map[string]*Histogram{"b": NewHistogram(300), "a": NewHistogram(77), "zeros": NewHistogram(5), "nan": NewHistogram(9)}
+	want["b"].Add(randomTensor(rng, 1000, true))
+	want["a"].Add(randomTensor(rng, 10, false))
+	want["zeros"].Add([]float32{0, 0})
+	want["nan"].Add([]float32{float32(math.NaN())})
+	data, err := json.MarshalIndent(want, "", " ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, got, err := ReadHistograms(strings.NewReader(string(data)))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, data)
+	}
+	if !slices.Equal(names, []string{"a", "b", "nan", "zeros"}) { // file order; json.Marshal sorts keys
+		t.Errorf("names %q", names)
+	}
+	for n, h := range want {
+		if !sameHistogram(got[n], h) {
+			t.Errorf("%s: round trip changed the histogram", n)
+		}
+	}
+	if _, _, err := ReadHistograms(strings.NewReader(histFile(`"x": ` + goodHist))); err != nil {
+		t.Errorf("one histogram: %v", err)
+	}
+
+	for _, c := range []struct{ in, want string }{
+		{histFile(`"act": `+goodHist, `"act": `+goodHist), `tensor "act" appears twice`},
+		{`{}`, "no histograms"},
+		{` { } `, "no histograms"},
+		{``, "not valid JSON"},
+		{`[]`, "not a JSON object"},
+		{`null`, "not a JSON object"},
+		{histFile(`"a": `+goodHist) + ` {}`, "data after"},
+		{histFile(`"a": `+goodHist) + `]`, "data after"},
+		{histFile(`"a": null`), `tensor "a"`},
+		{histFile(`"a": [1, 2]`), `tensor "a"`},
+		{histFile(`"a": 5`), `tensor "a"`},
+		{histFile(`"": ` + goodHist), "empty tensor name"},
+		{histFile(`"a": {"bins":8,"width":1,"max":1.5,"counts":[2,-3],"non_finite":0}`), `tensor "a": count -3`},
+		{histFile(`"a": {"bins":8,"width":1,"max":1.5,"counts":["2",3],"non_finite":0}`), `tensor "a"`},
+		{histFile(`"a": {"bins":1e12,"width":1,"max":1.5,"counts":[2,3],"non_finite":0}`), `tensor "a"`},
+		{histFile(`"a": {"bins":1000000000000,"width":1,"max":1.5,"counts":[2,3],"non_finite":0}`), `bins 1000000000000 outside`},
+		{histFile(`"a": {"bins":8,"width":1,"max":1.5,"counts":[2,3],"non_finite":0,"bins":9}`), `"bins" appears twice`},
+		{histFile(`"a": `+goodHist, `"b": {"bins":8,"width":1,"max":1.5,"counts":[2,3]}`), `tensor "b": missing "non_finite"`},
+		{histFile(`"a": {"bins":8,"width":1,"max":1.5,"counts":[2,3],"non_finite":0,"extra":1}`), `unknown key "extra"`},
+		{histFile(`"a": ` + goodHist + `,`), "not valid JSON"},
+		{`{"a": ` + goodHist, "not valid JSON"},
+	} {
+		names, hs, err := ReadHistograms(strings.NewReader(c.in))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want one saying %q", c.in, err, c.want)
+		}
+		if err != nil && (names != nil || hs != nil) {
+			t.Errorf("%s: returned histograms with an error", c.in)
 		}
 	}
 }
