@@ -21,15 +21,22 @@ const (
 
 // LoadONNX reads the ONNX file at path and lowers it with FromONNX.
 func LoadONNX(path string) (*Net, error) {
+	net, _, err := LoadONNXWith(path, ONNXOptions{})
+	return net, err
+}
+
+// LoadONNXWith reads the ONNX file at path and lowers it with
+// FromONNXWith. Errors name the file.
+func LoadONNXWith(path string, opt ONNXOptions) (*Net, []NonFinite, error) {
 	m, err := onnx.Read(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	net, err := FromONNX(m)
+	net, bad, err := FromONNXWith(m, opt)
 	if err != nil {
-		return nil, fmt.Errorf("nn: %s: %w", path, err)
+		return nil, nil, fmt.Errorf("nn: %s: %w", path, err)
 	}
-	return net, nil
+	return net, bad, nil
 }
 
 // FromONNX lowers an ONNX graph that is a chain of supported operators
@@ -54,10 +61,32 @@ func LoadONNX(path string) (*Net, error) {
 // writes) set Net.Quant: the weights become their dequantized values, their
 // codes' scales WeightScale, the pairs' parameters Act.
 //
+// Names the graph uses twice are an error (onnx.Graph.CheckNames), and
+// so are NaN and infinite values in the constants nodes read and in the
+// lowered weights (ErrNonFinite, naming the tensors); FromONNXWith can
+// allow those.
+//
 // Errors name the node; an operator outside the list is an error naming it.
 func FromONNX(m *onnx.Model) (*Net, error) {
+	net, _, err := FromONNXWith(m, ONNXOptions{})
+	return net, err
+}
+
+// FromONNXWith is FromONNX with options. It also returns the tensors with
+// NaN or infinite values that opt.AllowNonFinite let through.
+func FromONNXWith(m *onnx.Model, opt ONNXOptions) (*Net, []NonFinite, error) {
 	if m == nil || m.Graph == nil {
-		return nil, errors.New("no graph")
+		return nil, nil, errors.New("no graph")
+	}
+	if err := m.Graph.CheckNames(); err != nil {
+		return nil, nil, err
+	}
+	bad, err := constantsNonFinite(m.Graph)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(bad) > 0 && !opt.AllowNonFinite {
+		return nil, nil, nonFiniteError(bad)
 	}
 	l := &lowering{
 		g:       m.Graph,
@@ -68,15 +97,24 @@ func FromONNX(m *onnx.Model) (*Net, error) {
 		opset:   m.Opset(),
 	}
 	if err := l.run(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := l.meta(m); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if _, err := chainShapes(l.net); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return l.net, nil
+	// Values that only lowering made non-finite (folding a
+	// BatchNormalization with a negative variance, an overflowing Gemm
+	// alpha); where the constants were, the layers only repeat them.
+	if len(bad) == 0 {
+		bad = layersNonFinite(l.net)
+		if len(bad) > 0 && !opt.AllowNonFinite {
+			return nil, nil, nonFiniteError(bad)
+		}
+	}
+	return l.net, bad, nil
 }
 
 // lowerWeight is a weight given as DequantizeLinear of int8 codes: the
@@ -342,9 +380,16 @@ func (l *lowering) checkDeclared(n *onnx.Node) error {
 		l.declared = map[string]*onnx.ValueInfo{}
 		for _, list := range [][]*onnx.ValueInfo{l.g.ValueInfo, l.g.Output} {
 			for _, v := range list {
-				if v.HasShape {
-					l.declared[v.Name] = v
+				if !v.HasShape {
+					continue
 				}
+				// Declared twice (value_info and the output may both
+				// declare a tensor): not with two shapes, of which one
+				// would go unchecked.
+				if d, ok := l.declared[v.Name]; ok && !slices.Equal(d.Shape, v.Shape) {
+					return fmt.Errorf("%q is declared with two shapes, %v and %v", v.Name, d.Shape, v.Shape)
+				}
+				l.declared[v.Name] = v
 			}
 		}
 	}

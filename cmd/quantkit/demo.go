@@ -47,6 +47,9 @@ var (
 	demoEnergyFlag    = &cli.BoolFlag{Name: "energy", Category: "Output", Value: true, Usage: "measure joules per image at batch 256 where the device has an energy counter (RAPL, NVML)"}
 	demoJSONFlag      = &cli.StringFlag{Name: "json", Category: "Output", Usage: "also write the report as JSON to `FILE`"}
 	demoPlotFlag      = &cli.StringFlag{Name: "plot", Category: "Output", Usage: "also draw accuracy against size and throughput to `FILE`.png or .svg"}
+	// demoNonFiniteFlag serves qat too.
+	demoNonFiniteFlag = &cli.BoolFlag{Name: "allow-nonfinite", Category: "Model and data", Usage: "load a --model whose weights hold NaN or ±Inf " +
+		"(a warning names the tensors) instead of refusing it"}
 )
 
 var demoCommand = &cli.Command{
@@ -65,8 +68,11 @@ var demoCommand = &cli.Command{
 		"(packed codes, per-channel scales, float biases), median latency of one image\n" +
 		"(batch 1), images per second at batch 256, and joules per image at batch 256\n" +
 		"(gross, from the device's energy counter; n/a where there is none).\n" +
-		"Progress goes to stderr, the table to stdout. Every choice is seeded (--seed).",
-	Flags: []cli.Flag{demoModelFlag, demoDataFlag, demoTestFlag, demoValFlag, demoCalibFlag, demoEpochsFlag, demoQATImagesFlag,
+		"Progress goes to stderr, the table to stdout. Every choice is seeded (--seed).\n\n" +
+		"A --model with NaN or infinite weights is refused, naming the tensors, unless\n" +
+		"--allow-nonfinite. --json and --plot are checked before any work and written after\n" +
+		"the table is printed; one that cannot be written makes the exit status non-zero.",
+	Flags: []cli.Flag{demoModelFlag, demoNonFiniteFlag, demoDataFlag, demoTestFlag, demoValFlag, demoCalibFlag, demoEpochsFlag, demoQATImagesFlag,
 		demoLRFlag, demoSeedFlag, demoQAT8Flag, deviceFlag, demoEnergyFlag, demoJSONFlag, demoPlotFlag},
 	Action: runDemo,
 }
@@ -112,28 +118,53 @@ type DemoReport struct {
 }
 
 func runDemo(c *cli.Context) error {
-	return onDevice(c, func(be backend.Backend) error {
-		rep, err := demoRun(c, be)
-		if err != nil {
+	// The side outputs are checked before the minutes of work whose
+	// results they hold.
+	jsonPath, plotPath := c.String(demoJSONFlag.Name), c.String(demoPlotFlag.Name)
+	if c.IsSet(demoJSONFlag.Name) {
+		if err := checkOutputFile(demoJSONFlag.Name, jsonPath, false); err != nil {
 			return err
 		}
-		demoTable(c.App.Writer, rep)
-		if p := c.String(demoJSONFlag.Name); p != "" {
-			data, err := json.MarshalIndent(rep, "", "  ")
-			if err != nil {
-				return err
-			}
-			if err := atomicfile.WriteFile(p, append(data, '\n'), 0o644); err != nil {
-				return fmt.Errorf("demo: %w", err)
-			}
+	}
+	if c.IsSet(demoPlotFlag.Name) {
+		if err := checkOutputFile(demoPlotFlag.Name, plotPath, false, ".png", ".svg"); err != nil {
+			return err
 		}
-		if p := c.String(demoPlotFlag.Name); p != "" {
-			if err := demoPlot(rep, p); err != nil {
-				return fmt.Errorf("demo: %w", err)
-			}
-		}
-		return nil
+	}
+	var rep *DemoReport
+	err := onDevice(c, func(be backend.Backend) error {
+		var err error
+		rep, err = demoRun(c, be)
+		return err
 	})
+	if err != nil {
+		return err
+	}
+	return demoOutputs(c.App.Writer, rep, jsonPath, plotPath)
+}
+
+// demoOutputs prints the table to w, then writes the side outputs that
+// are named (not empty): the report as JSON to jsonPath, the plot to
+// plotPath. One that fails loses neither the table nor the other: their
+// errors are returned together at the end.
+func demoOutputs(w io.Writer, rep *DemoReport, jsonPath, plotPath string) error {
+	demoTable(w, rep)
+	var errs []error
+	if jsonPath != "" {
+		data, err := json.MarshalIndent(rep, "", "  ")
+		if err == nil {
+			err = atomicfile.WriteFile(jsonPath, append(data, '\n'), 0o666)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("demo: --json %s: %w", jsonPath, err))
+		}
+	}
+	if plotPath != "" {
+		if err := demoPlot(rep, plotPath); err != nil {
+			errs = append(errs, fmt.Errorf("demo: --plot %s: %w", plotPath, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // demoSet is a data set seen through a list of its indices.
@@ -156,7 +187,7 @@ func demoRun(c *cli.Context, be backend.Backend) (*DemoReport, error) {
 	start := time.Now()
 	logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
 	modelPath := c.String(demoModelFlag.Name)
-	net, modelName, err := demoLoadNet(modelPath)
+	net, modelName, err := demoLoadNet(modelPath, c.Bool(demoNonFiniteFlag.Name), c.App.ErrWriter)
 	if err != nil {
 		return nil, err
 	}
@@ -592,9 +623,9 @@ func demoPlot(rep *DemoReport, path string) error {
 	})
 }
 
-// demoLoadNet loads the ONNX model at path, or the built-in MNIST CNN
-// when path is empty, and says which.
-func demoLoadNet(path string) (*nn.Net, string, error) {
+// demoLoadNet loads the ONNX model at path (see loadModel), or the
+// built-in MNIST CNN when path is empty, and says which.
+func demoLoadNet(path string, allowNonFinite bool, warn io.Writer) (*nn.Net, string, error) {
 	if path == "" {
 		m, err := onnx.Decode(mnistcnn.ONNX)
 		if err != nil {
@@ -606,9 +637,9 @@ func demoLoadNet(path string) (*nn.Net, string, error) {
 		}
 		return net, "MNIST CNN (ONNX model zoo)", nil
 	}
-	net, err := nn.LoadONNX(path)
+	net, err := loadModel(path, allowNonFinite, warn)
 	if err != nil {
-		return nil, "", err
+		return nil, "", badInput(err)
 	}
 	if net.Quant != nil {
 		// A QDQ model: its dequantized weights stand for the float model.
@@ -616,6 +647,28 @@ func demoLoadNet(path string) (*nn.Net, string, error) {
 		net.Quant = nil
 	}
 	return net, filepath.Base(path), nil
+}
+
+// loadModel reads and lowers the ONNX model at path (the --model of demo,
+// qat and eval). NaN or infinite weights are an error naming the tensors
+// unless allowNonFinite (--allow-nonfinite), which loads the model and
+// writes a warning line naming them to warn.
+func loadModel(path string, allowNonFinite bool, warn io.Writer) (*nn.Net, error) {
+	net, bad, err := nn.LoadONNXWith(path, nn.ONNXOptions{AllowNonFinite: allowNonFinite})
+	if errors.Is(err, nn.ErrNonFinite) {
+		return nil, fmt.Errorf("%w (--allow-nonfinite loads the model anyway)", err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(bad) > 0 {
+		what := make([]string, len(bad))
+		for i, b := range bad {
+			what[i] = b.String()
+		}
+		fmt.Fprintf(warn, "quantkit: warning: --allow-nonfinite: %s has non-finite weights: %s\n", path, strings.Join(what, "; "))
+	}
+	return net, nil
 }
 
 // demoGPUEnergySource opens the NVML energy counter of device "gpu:N".

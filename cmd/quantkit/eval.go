@@ -30,6 +30,8 @@ var (
 	evalJSONFlag   = &cli.BoolFlag{Name: "json", Usage: "print the JSON report described below"}
 	evalEngineFlag = &cli.StringFlag{Name: "engine", Value: "float", Usage: "float (float32, quantized models with fake " +
 		"quantization) or int8 (a quantized model in integer arithmetic: int8 GEMMs with fused requantization)"}
+	evalNonFiniteFlag = &cli.BoolFlag{Name: "allow-nonfinite", Usage: "evaluate a model whose weights hold NaN or ±Inf " +
+		"(a warning names the tensors) instead of refusing it"}
 )
 
 var evalCommand = &cli.Command{
@@ -55,7 +57,7 @@ var evalCommand = &cli.Command{
 		"a float model), engine, data, split, image_file, label_file, device, correct, total,\n" +
 		"accuracy (0..1), seconds, images_per_second}.",
 	Flags: []cli.Flag{evalModelFlag, evalDataFlag, evalSplitFlag, deviceFlag, evalEngineFlag, evalBatchFlag, evalLimitFlag,
-		evalInputScaleFlag, evalJSONFlag},
+		evalInputScaleFlag, evalJSONFlag, evalNonFiniteFlag},
 	Action: runEval,
 }
 
@@ -95,13 +97,17 @@ func runEval(c *cli.Context) error {
 		return errors.New("eval: --batch must be positive and --limit not negative")
 	}
 	path := c.String(evalModelFlag.Name)
-	net, err := nn.LoadONNX(path)
+	net, err := loadModel(path, c.Bool(evalNonFiniteFlag.Name), c.App.ErrWriter)
 	if err != nil {
 		return badInput(fmt.Errorf("eval: %w", err))
 	}
-	set, err := dataset.Load(c.String(evalDataFlag.Name), c.String(evalSplitFlag.Name))
+	// Only the first --limit images are decompressed and decoded.
+	set, err := dataset.LoadLimit(c.String(evalDataFlag.Name), c.String(evalSplitFlag.Name), c.Int(evalLimitFlag.Name))
 	if err != nil {
 		return badInput(fmt.Errorf("eval: %w", err))
+	}
+	if set.N == 0 {
+		return badInput(fmt.Errorf("eval: data set %s (%s) holds no images", c.String(evalDataFlag.Name), set.ImageFile))
 	}
 	if err := checkFits(net, set, path); err != nil {
 		return badInput(err)

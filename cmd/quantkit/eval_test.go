@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/binary"
 	"encoding/json"
 	"os"
@@ -294,5 +296,59 @@ func TestEvalInt8Engine(t *testing.T) {
 	}
 	if _, err := run(t, "eval", "--model", mnistModel, "--data", data, "--engine", "fp16"); err == nil || !strings.Contains(err.Error(), "--engine") {
 		t.Errorf("--engine fp16: %v", err)
+	}
+}
+
+// A data set of no images is an error naming it, not 0 / 0.
+func TestEvalEmpty(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "empty")
+	os.Mkdir(dir, 0o755)
+	writeIDX(t, dir, 0, 28, 28, 10)
+	out, err := run(t, "eval", "--model", mnistModel, "--data", dir, "--device", "cpu")
+	if err == nil || !strings.Contains(err.Error(), "no images") || !strings.Contains(err.Error(), dir) {
+		t.Errorf("%v; want an error saying %s holds no images\n%s", err, dir, out)
+	}
+}
+
+// gzipCorruptAfter writes a t10k set whose headers declare 1000 images of
+// 28×28 and whose gzip streams hold the first n of them (and their
+// labels), then turn to garbage.
+func gzipCorruptAfter(t *testing.T, dir string, n int) {
+	t.Helper()
+	img := binary.BigEndian.AppendUint32(nil, 0x803)
+	for _, d := range []int{1000, 28, 28} {
+		img = binary.BigEndian.AppendUint32(img, uint32(d))
+	}
+	img = append(img, make([]byte, n*784)...)
+	lab := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil, 0x801), 1000)
+	lab = append(lab, make([]byte, n)...)
+	for name, b := range map[string][]byte{"t10k-images-idx3-ubyte.gz": img, "t10k-labels-idx1-ubyte.gz": lab} {
+		var buf bytes.Buffer
+		w := gzip.NewWriter(&buf)
+		w.Write(b)
+		w.Flush()
+		if err := os.WriteFile(filepath.Join(dir, name), append(buf.Bytes(), 0xff, 0xff, 0xff, 0xff), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// --limit N decompresses only the first N images: what follows them may
+// be anything. Without --limit the corrupt stream is reported as such.
+func TestEvalLimitReadsOnlyN(t *testing.T) {
+	dir := t.TempDir()
+	gzipCorruptAfter(t, dir, 5)
+	out, err := run(t, "eval", "--model", mnistModel, "--data", dir, "--limit", "5", "--device", "cpu", "--json")
+	if err != nil {
+		t.Fatalf("--limit 5: %v\n%s", err, out)
+	}
+	var r EvalReport
+	if err := json.Unmarshal([]byte(out), &r); err != nil || r.Total != 5 {
+		t.Errorf("--limit 5: %d images, %v\n%s", r.Total, err, out)
+	}
+	_, err = run(t, "eval", "--model", mnistModel, "--data", dir, "--device", "cpu")
+	if err == nil || !strings.Contains(err.Error(), "t10k-labels-idx1-ubyte.gz: gzip: flate: corrupt input") &&
+		!strings.Contains(err.Error(), "t10k-images-idx3-ubyte.gz: gzip: flate: corrupt input") {
+		t.Errorf("no --limit: %v; want the gzip error naming the file", err)
 	}
 }

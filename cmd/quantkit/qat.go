@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -39,8 +40,11 @@ var qatCommand = &cli.Command{
 		"FP32, of PTQ at the same bits and of the result (both in integer arithmetic), and\n" +
 		"writes the result: an .onnx file holds a QDQ graph (QuantizeLinear and\n" +
 		"DequantizeLinear around float operators, opset 13) that ONNX runtimes and\n" +
-		"`quantkit eval` run.",
-	Flags: []cli.Flag{qatModelFlag, qatDataFlag, qatBitsFlag, qatEpochsFlag, qatImagesFlag, qatMethodFlag, demoCalibFlag,
+		"`quantkit eval` run.\n\n" +
+		"-o is checked (directory, .onnx or .safetensors) before any work; the accuracies are\n" +
+		"printed before the file is written. A --model with NaN or infinite weights is\n" +
+		"refused, naming the tensors, unless --allow-nonfinite.",
+	Flags: []cli.Flag{qatModelFlag, demoNonFiniteFlag, qatDataFlag, qatBitsFlag, qatEpochsFlag, qatImagesFlag, qatMethodFlag, demoCalibFlag,
 		demoValFlag, demoLRFlag, demoSeedFlag, deviceFlag, qatOutFlag},
 	Action: runQAT,
 }
@@ -48,11 +52,11 @@ var qatCommand = &cli.Command{
 func runQAT(c *cli.Context) error {
 	out := c.String(qatOutFlag.Name)
 	if out == "" {
-		return errors.New("qat: no output file (-o FILE.onnx or FILE.safetensors)")
+		return badInput(errors.New("qat: no output file (-o FILE.onnx or FILE.safetensors)"))
 	}
-	ext := strings.ToLower(filepath.Ext(out))
-	if ext != ".onnx" && ext != ".safetensors" {
-		return fmt.Errorf("qat: %s: want a .onnx or .safetensors output", out)
+	// Checked before the work whose result it holds.
+	if err := checkOutputFile(qatOutFlag.Name, out, false, ".onnx", ".safetensors"); err != nil {
+		return err
 	}
 	bits := c.Int(qatBitsFlag.Name)
 	if bits != 4 && bits != 8 {
@@ -62,9 +66,11 @@ func runQAT(c *cli.Context) error {
 	if method != "best" && !containsString(quant.CalibratorNames(), method) {
 		return fmt.Errorf("qat: --method %q: want best or one of %s", method, strings.Join(quant.CalibratorNames(), ", "))
 	}
-	return onDevice(c, func(be backend.Backend) error {
+	var q *nn.Net
+	var result string
+	err := onDevice(c, func(be backend.Backend) error {
 		logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
-		net, name, err := demoLoadNet(c.String(qatModelFlag.Name))
+		net, name, err := demoLoadNet(c.String(qatModelFlag.Name), c.Bool(demoNonFiniteFlag.Name), c.App.ErrWriter)
 		if err != nil {
 			return err
 		}
@@ -159,7 +165,7 @@ func runQAT(c *cli.Context) error {
 			opt.Progress = func(step, steps int, loss float64) { bar(step, steps, fmt.Sprintf("loss %.4f", loss)) }
 		}
 		t0 := time.Now()
-		q, err := nn.QAT(ptq, demoSamples(train, fit, net.InputScale), opt)
+		q, err = nn.QAT(ptq, demoSamples(train, fit, net.InputScale), opt)
 		clear()
 		if err != nil {
 			return err
@@ -174,13 +180,25 @@ func runQAT(c *cli.Context) error {
 		}
 		logf("QAT int%d weights: top-1 %.2f %% (%+.2f points against FP32, %+.2f against PTQ), trained in %.1f s",
 			bits, qatAcc, qatAcc-fpAcc, qatAcc-ptqAcc, time.Since(t0).Seconds())
-		if err := qatSave(out, q); err != nil {
-			return err
-		}
-		fmt.Fprintf(c.App.Writer, "%s: int%d weights, int8 activations, QAT top-1 %.2f %% (FP32 %.2f %%, PTQ %.2f %%)\n",
-			out, bits, qatAcc, fpAcc, ptqAcc)
+		result = fmt.Sprintf("int%d weights, int8 activations: QAT top-1 %.2f %% (FP32 %.2f %%, PTQ %.2f %%)\n",
+			bits, qatAcc, fpAcc, ptqAcc)
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	return qatFinish(c.App.Writer, out, q, result)
+}
+
+// qatFinish prints the result line to w, then writes q to path: a write
+// that fails loses the accuracies to nothing, and its error is returned.
+func qatFinish(w io.Writer, path string, q *nn.Net, result string) error {
+	io.WriteString(w, result)
+	if err := qatSave(path, q); err != nil {
+		return fmt.Errorf("qat: writing %s: %w", path, err)
+	}
+	fmt.Fprintf(w, "wrote %s\n", path)
+	return nil
 }
 
 func containsString(list []string, s string) bool {

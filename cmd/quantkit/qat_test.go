@@ -61,3 +61,31 @@ func TestQATCommand(t *testing.T) {
 		t.Error("no output accepted")
 	}
 }
+
+// The result line is printed before the model is written, so that a
+// write that fails at the end (its directory removed meanwhile) loses
+// the accuracies to nothing; its error is still returned.
+func TestQATResultBeforeWrite(t *testing.T) {
+	net, _, err := demoLoadNet("", false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := &dataset.Set{Name: "tiny", N: 1, C: 1, H: 28, W: 28, Classes: 10, Pixels: make([]uint8, 784), Labels: []uint8{3}}
+	stats, err := nn.CollectActStats(net, demoSamples(set, []int{0}, 1), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := nn.PTQ(net, stats, nn.PTQOptions{Method: "max", WeightBits: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "gone", "q.onnx")
+	var out strings.Builder
+	err = qatFinish(&out, path, q, "int4 weights, int8 activations: QAT top-1 98.00 %\n")
+	if err == nil || !strings.Contains(err.Error(), path) {
+		t.Errorf("error %v does not name %s", err, path)
+	}
+	if !strings.Contains(out.String(), "QAT top-1 98.00 %") {
+		t.Errorf("result line lost: %q", out.String())
+	}
+}

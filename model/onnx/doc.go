@@ -11,6 +11,16 @@
 // attributes, training information, local functions) are skipped when
 // reading and absent when writing. Groups, which onnx.proto never uses, are
 // rejected, so nesting is bounded by the message structure itself.
+// Every repeated field is counted before its slice is allocated, so that
+// decoding allocates a bounded multiple of the input (FuzzRead holds it
+// to 40 times, plus fixed costs), whatever sizes the input declares.
+//
+// What onnx.proto requires and readers rely on is checked: nodes have an
+// op_type, initializers and values a name, and no name is used twice
+// where values are looked up by it (Graph.CheckNames: initializers, graph
+// inputs and outputs, node outputs, a node's attributes). Read opens only
+// regular files (model/format.Open), so a named pipe or a device given as
+// a model is an error, not a hang.
 //
 // Errors name the file and the field: "onnx: model.onnx:
 // graph.node[3] (conv1).attribute[0] (pads).ints: truncated varint".

@@ -17,7 +17,7 @@ func Write(path string, m *Model) error {
 	if err != nil {
 		return fmt.Errorf("onnx: %s: %w", path, err)
 	}
-	if err := atomicfile.WriteFile(path, data, 0o644); err != nil {
+	if err := atomicfile.WriteFile(path, data, 0o666); err != nil {
 		return fmt.Errorf("onnx: %w", err)
 	}
 	return nil
@@ -25,8 +25,9 @@ func Write(path string, m *Model) error {
 
 // Encode serializes m as a ModelProto, fields in field-number order as
 // onnx's own serializer writes them: tensor data packed, dims and attribute
-// lists unpacked (as onnx.proto declares them). It checks every tensor
-// first, so that what it writes Decode reads back.
+// lists unpacked (as onnx.proto declares them). It checks every tensor and
+// the names (Graph.CheckNames) first, so that what it writes Decode reads
+// back.
 func Encode(m *Model) ([]byte, error) {
 	if m.Graph == nil {
 		return nil, errors.New("model has no graph")
@@ -47,6 +48,9 @@ func Encode(m *Model) ([]byte, error) {
 				}
 			}
 		}
+	}
+	if err := m.Graph.CheckNames(); err != nil {
+		return nil, fmt.Errorf("graph.%w", err)
 	}
 	var b []byte
 	b = appendInt(b, 1, m.IRVersion)
