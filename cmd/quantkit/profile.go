@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -9,7 +10,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -33,10 +33,13 @@ var (
 		"power, clocks, temperature, memory used, utilization and throttle reasons"}
 	profileIdleFlag = &cli.DurationFlag{Name: "idle", Value: time.Second, Usage: "measure each source's idle power " +
 		"this long before starting the command (0: do not; no idle-subtracted energy is then reported)"}
-	profileCSVFlag = &cli.StringFlag{Name: "csv", Usage: "write the power curve to `FILE`: a header " +
+	profileCSVFlag = &cli.StringFlag{Name: "csv", Usage: "write the power curve to `FILE`.csv: a header " +
 		"(" + strings.Join(profileCSVHeader, ",") + "), then one row per sample and source"}
 	profileJSONFlag = &cli.BoolFlag{Name: "json", Usage: "print the report as JSON on stdout (after the command's " +
 		"own output) instead of a table on stderr"}
+	profileKillAfterFlag = &cli.DurationFlag{Name: "kill-after", Value: proc.DefaultKillAfter, Usage: "how long the " +
+		"command has to exit after a SIGTERM that quantkit passes on, and its processes after quantkit dies, before " +
+		"SIGKILL ends them"}
 )
 
 var profileCommand = &cli.Command{
@@ -61,17 +64,23 @@ var profileCommand = &cli.Command{
 		"\n" +
 		"Output: a table on stderr after the command ends, so that the command's stdout stays\n" +
 		"clean; --json prints the report as JSON on stdout instead. --csv writes the power curve,\n" +
-		"t_seconds counting from the command's start.\n" +
+		"t_seconds counting from the command's start: its path is checked before the command\n" +
+		"starts, and the file written after the report, which a failure to write it does not cost\n" +
+		"(quantkit then exits with the command's status, or 1).\n" +
 		"\n" +
 		"Signals: SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to quantkit are passed on to the\n" +
-		"command (to its process group); the report is printed after it exits. Run from a\n" +
-		"terminal, the command holds the terminal as if the shell had started it: Ctrl-C and\n" +
-		"Ctrl-\\ reach it once, straight from the terminal, and Ctrl-Z stops it (and quantkit).\n" +
-		"If quantkit is killed, so is the command.\n" +
+		"command (to its process group); the report is printed after it exits. A command still\n" +
+		"running --kill-after after a SIGTERM is killed (SIGKILL), with every process it started.\n" +
+		"Run from a terminal, the command holds the terminal as if the shell had started it:\n" +
+		"Ctrl-C and Ctrl-\\ reach it once, straight from the terminal, and Ctrl-Z stops it (and\n" +
+		"quantkit). The command's whole process tree dies with quantkit, even when quantkit is\n" +
+		"killed (SIGKILL): a small supervisor process sends it SIGTERM, then SIGKILL after\n" +
+		"--kill-after; processes the command leaves behind when it exits are ended the same way.\n" +
 		"\n" +
 		"Exit status: the command's; 128+N when signal N killed it, as a shell reports it; 127\n" +
 		"when the command is not found, 126 when it cannot be executed.",
-	Flags:  []cli.Flag{profileGPUFlag, profileIntervalFlag, profileIdleFlag, profileCSVFlag, profileJSONFlag},
+	Flags: []cli.Flag{profileGPUFlag, profileIntervalFlag, profileIdleFlag, profileCSVFlag, profileJSONFlag,
+		profileKillAfterFlag},
 	Action: runProfile,
 }
 
@@ -155,21 +164,25 @@ func (e *exitStatus) Unwrap() error { return e.Err }
 func runProfile(c *cli.Context) error {
 	args := c.Args().Slice()
 	if len(args) == 0 {
-		return fmt.Errorf("profile: no command to run\nusage: quantkit profile [--gpu N|all|none] [--interval 100ms] " +
-			"[--idle 1s] [--csv FILE] [--json] -- COMMAND [ARG...]")
+		return badInput(fmt.Errorf("profile: no command to run\nusage: quantkit profile [--gpu N|all|none] " +
+			"[--interval 100ms] [--idle 1s] [--kill-after 10s] [--csv FILE] [--json] -- COMMAND [ARG...]"))
 	}
 	interval, idle := c.Duration(profileIntervalFlag.Name), c.Duration(profileIdleFlag.Name)
 	if interval <= 0 {
-		return fmt.Errorf("profile: --interval %v: must be positive", interval)
+		return badInput(fmt.Errorf("profile: --interval %v: must be positive", interval))
 	}
 	if idle < 0 {
-		return fmt.Errorf("profile: --idle %v: must not be negative", idle)
+		return badInput(fmt.Errorf("profile: --idle %v: must not be negative", idle))
+	}
+	killAfter := c.Duration(profileKillAfterFlag.Name)
+	if killAfter <= 0 {
+		return badInput(fmt.Errorf("profile: --kill-after %v: must be positive", killAfter))
 	}
 	csvPath := c.String(profileCSVFlag.Name)
 	if csvPath != "" {
-		// Fail now rather than after a long job.
-		if st, err := os.Stat(filepath.Dir(csvPath)); err != nil || !st.IsDir() {
-			return fmt.Errorf("profile: --csv %s: no directory %s", csvPath, filepath.Dir(csvPath))
+		// Now rather than after a long job.
+		if err := checkOutputFile(profileCSVFlag.Name, csvPath, false, ".csv"); err != nil {
+			return fmt.Errorf("profile: %w", err)
 		}
 	}
 	if _, err := proc.LookPath(args[0]); err != nil {
@@ -187,37 +200,43 @@ func runProfile(c *cli.Context) error {
 
 	rep, curves, err := profile(profileJob{
 		// Hand the terminal over only when the command reads it as stdin.
-		Args: args, Sources: srcs, Interval: interval, Idle: idle, Terminal: c.App.Reader == os.Stdin && isTerminal(os.Stdin),
-		Stdin: c.App.Reader, Stdout: c.App.Writer, Stderr: stderr, Log: stderr,
+		Args: args, Sources: srcs, Interval: interval, Idle: idle, KillAfter: killAfter,
+		Terminal: c.App.Reader == os.Stdin && isTerminal(os.Stdin),
+		Stdin:    c.App.Reader, Stdout: c.App.Writer, Stderr: stderr, Log: stderr,
 	})
 	if err != nil {
 		return startFailure(err)
 	}
 	rep.Unavailable = unavailable
 
-	var csvErr error
-	if csvPath != "" {
-		var buf bytes.Buffer
-		if csvErr = writeProfileCSV(&buf, curves); csvErr == nil {
-			csvErr = atomicfile.WriteFile(csvPath, buf.Bytes(), 0o644)
-		}
-	}
+	// The report first: a side output that fails must not cost it.
+	var outErr error
 	if c.Bool(profileJSONFlag.Name) {
 		enc := json.NewEncoder(c.App.Writer)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(rep); err != nil {
-			return err
+			outErr = fmt.Errorf("profile: writing the report: %w", err)
 		}
 	} else {
 		writeProfileTable(stderr, rep)
 	}
+	if csvPath != "" {
+		var buf bytes.Buffer
+		err := writeProfileCSV(&buf, curves)
+		if err == nil {
+			err = atomicfile.WriteFile(csvPath, buf.Bytes(), 0o666)
+		}
+		if err != nil {
+			outErr = errors.Join(outErr, fmt.Errorf("profile: --csv: %w", err)) // err names the file
+		}
+	}
 	switch {
-	case csvErr != nil:
+	case outErr != nil:
 		code := rep.ExitCode
 		if code == 0 {
 			code = 1
 		}
-		return &exitStatus{Code: code, Err: fmt.Errorf("profile: --csv: %w", csvErr)}
+		return &exitStatus{Code: code, Err: outErr}
 	case rep.ExitCode != 0:
 		return &exitStatus{Code: rep.ExitCode}
 	}
@@ -292,6 +311,10 @@ type profileJob struct {
 	Sources  []energy.Source
 	Interval time.Duration
 	Idle     time.Duration // 0: idle power is not measured
+	// KillAfter is how long the command has to exit after a SIGTERM passed
+	// on to it before it and its tree are killed (SIGKILL), and the grace
+	// its tree gets when quantkit dies; 0: proc.DefaultKillAfter.
+	KillAfter time.Duration
 	// Stdin, Stdout and Stderr are the command's (see proc.Options).
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
@@ -358,12 +381,15 @@ func profile(job profileJob) (ProfileReport, []profileCurve, error) {
 		r.sampler = energy.StartSampler(r.src, job.Interval)
 		r.started = r.sampler.Started()
 	}
-	for _, r := range runs {
-		r.e0, r.err0 = r.src.Energy()
-		r.t0 = time.Now()
-	}
+	killAfter := cmp.Or(job.KillAfter, proc.DefaultKillAfter)
 	p, err := proc.Start(job.Args, proc.Options{
-		Stdin: job.Stdin, Stdout: job.Stdout, Stderr: job.Stderr, Terminal: job.Terminal,
+		Stdin: job.Stdin, Stdout: job.Stdout, Stderr: job.Stderr, Terminal: job.Terminal, KillAfter: killAfter,
+		Starting: func() {
+			for _, r := range runs {
+				r.e0, r.err0 = r.src.Energy()
+				r.t0 = time.Now()
+			}
+		},
 	})
 	if err != nil {
 		for _, r := range runs {
@@ -371,6 +397,7 @@ func profile(job profileJob) (ProfileReport, []profileCurve, error) {
 		}
 		return ProfileReport{}, nil, err
 	}
+	var escalate <-chan time.Time // after a SIGTERM: when to kill
 forward:
 	for {
 		select {
@@ -381,6 +408,19 @@ forward:
 			}
 			if err := p.Signal(s); err != nil && !errors.Is(err, proc.ErrExited) && job.Log != nil {
 				fmt.Fprintf(job.Log, "profile: passing %v on: %v\n", s, err)
+			}
+			if s == syscall.SIGTERM && escalate == nil {
+				t := time.NewTimer(killAfter)
+				defer t.Stop()
+				escalate = t.C
+			}
+		case <-escalate:
+			if job.Log != nil {
+				fmt.Fprintf(job.Log, "profile: %s still running %v after SIGTERM: killing it (SIGKILL)\n",
+					job.Args[0], killAfter)
+			}
+			if err := p.Kill(); err != nil && !errors.Is(err, proc.ErrExited) && job.Log != nil {
+				fmt.Fprintf(job.Log, "profile: killing %s: %v\n", job.Args[0], err)
 			}
 		case <-p.Exited():
 			break forward

@@ -5,8 +5,10 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -113,14 +115,16 @@ func (w *readyWriter) Write(b []byte) (int, error) {
 
 // A signal quantkit receives is passed on to the command, which runs its
 // trap once; the report follows with the command's status. (The shell runs
-// a trap only when its foreground command ends: hence `sleep & wait`.)
+// a trap only when its foreground command ends: hence `sleep & wait`; the
+// background job says it is ready, so that the signal does not arrive
+// while the shell forks it, when the child can lose it.)
 func TestProfileForwardsSignal(t *testing.T) {
 	ready := make(chan struct{})
 	out := &readyWriter{ready: ready}
 	var errOut bytes.Buffer
 	sigs := make(chan os.Signal, 1)
 	j := profileJob{
-		Args:     []string{"sh", "-c", `trap 'echo got TERM; exit 42' TERM; echo ready; sleep 5 & wait`},
+		Args:     []string{"sh", "-c", `trap 'echo got TERM; exit 42' TERM; sh -c 'echo ready; exec sleep 5' & wait`},
 		Sources:  []energy.Source{energy.NewFakeSource("fake").Constant(10)},
 		Interval: 10 * time.Millisecond, Stdout: out, Stderr: &errOut, Log: &errOut, Signals: sigs,
 	}
@@ -163,7 +167,7 @@ func TestProfileUsage(t *testing.T) {
 		t.Errorf("no command: %v", err)
 	}
 	for _, args := range [][]string{{"--interval", "0", "true"}, {"--idle", "-1s", "true"},
-		{"--csv", "/no/such/dir/x.csv", "true"}} {
+		{"--csv", "/no/such/dir/x.csv", "true"}, {"--kill-after", "0", "true"}} {
 		if _, _, err := runProfileCLI(t, nil, args...); err == nil {
 			t.Errorf("%q: no error", args)
 		}
@@ -172,7 +176,8 @@ func TestProfileUsage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"--gpu", "--idle", "--csv", "counter", "sampled-power", "idle power", "SIGTERM", "127"} {
+	for _, want := range []string{"--gpu", "--idle", "--csv", "--kill-after", "counter", "sampled-power", "idle power",
+		"SIGTERM", "SIGKILL", "127"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("profile --help does not mention %q:\n%s", want, out)
 		}
@@ -382,4 +387,240 @@ func TestShellQuote(t *testing.T) {
 	if want := `python train.py --lr=3e-4 'a b' 'it'\''s' ''`; got != want {
 		t.Errorf("%s, want %s", got, want)
 	}
+}
+
+// A bad --csv is refused before the command runs.
+func TestProfileCSVCheckedFirst(t *testing.T) {
+	dir := t.TempDir()
+	ran := filepath.Join(dir, "ran")
+	isDir := filepath.Join(dir, "curve.csv")
+	if err := os.Mkdir(isDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ path, want string }{
+		{"/nonexistent/x.csv", "--csv /nonexistent/x.csv: directory /nonexistent does not exist"},
+		{filepath.Join(dir, "curve.png"), "want a .csv file"},
+		{isDir, "is a directory"},
+	} {
+		_, _, err := runProfileCLI(t, nil, "--idle", "0", "--csv", tc.path, "--", "touch", ran)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, errBadInput) {
+			t.Errorf("--csv %s: error %v, want bad input saying %q", tc.path, err, tc.want)
+		}
+		if _, err := os.Stat(ran); err == nil {
+			t.Fatalf("--csv %s: the command ran", tc.path)
+		}
+	}
+}
+
+// A --csv that fails at the end (the command removed its directory) costs
+// neither the report nor the exit status: quantkit prints the report, then
+// fails naming --csv.
+func TestProfileReportKeptWhenCSVFails(t *testing.T) {
+	gone := filepath.Join(t.TempDir(), "gone")
+	if err := os.Mkdir(gone, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	csvPath := filepath.Join(gone, "curve.csv")
+	src := energy.NewFakeSource("fake").Constant(10)
+	stdout, _, err := runProfileCLI(t, []energy.Source{src}, "--idle", "0", "--interval", "10ms", "--csv", csvPath,
+		"--json", "--", "rmdir", gone)
+	st, ok := errors.AsType[*exitStatus](err)
+	if !ok || st.Code != 1 || !strings.Contains(err.Error(), "--csv: ") || !strings.Contains(err.Error(), csvPath) {
+		t.Fatalf("error %v, want exit status 1 naming --csv", err)
+	}
+	var rep ProfileReport
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil || rep.ExitCode != 0 || len(rep.Sources) != 1 {
+		t.Errorf("report lost (%v):\n%s", err, stdout)
+	}
+	if err := os.Mkdir(gone, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, err := runProfileCLI(t, nil, "--idle", "0", "--csv", csvPath, "--", "sh", "-c", `rmdir "$0"; exit 5`, gone)
+	if st, ok := errors.AsType[*exitStatus](err); !ok || st.Code != 5 || !strings.Contains(stderr, "exit status 5") ||
+		!strings.Contains(err.Error(), "--csv: ") {
+		t.Errorf("error %v, want the command's status 5, and the table:\n%s", err, stderr)
+	}
+}
+
+// A command that ignores the SIGTERM quantkit passes on is killed, with
+// what it started, --kill-after later.
+func TestProfileSIGTERMEscalates(t *testing.T) {
+	ready := make(chan struct{})
+	out := &readyWriter{ready: ready}
+	var errOut, log bytes.Buffer // apart: the command's stderr is copied while profile logs
+	sigs := make(chan os.Signal, 1)
+	j := profileJob{
+		Args:     []string{"sh", "-c", `trap '' TERM; sleep 30 & echo "$$ $!"; echo ready; wait`},
+		Interval: 10 * time.Millisecond, KillAfter: 300 * time.Millisecond,
+		Stdout: out, Stderr: &errOut, Log: &log, Signals: sigs,
+	}
+	type result struct {
+		rep ProfileReport
+		err error
+	}
+	done := make(chan result, 1)
+	start := time.Now()
+	go func() {
+		rep, _, err := profile(j)
+		done <- result{rep, err}
+	}()
+	<-ready
+	var shell, sleep int
+	fmt.Sscanf(out.buf.String(), "%d %d", &shell, &sleep)
+	sigs <- syscall.SIGTERM
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(5 * time.Second):
+		syscall.Kill(shell, syscall.SIGKILL)
+		syscall.Kill(sleep, syscall.SIGKILL)
+		t.Fatal("the command still runs 5 s after SIGTERM")
+	}
+	if r.err != nil || r.rep.ExitCode != 137 || r.rep.Signal != "SIGKILL" {
+		t.Errorf("exit code %d, signal %q, %v; want 137, SIGKILL", r.rep.ExitCode, r.rep.Signal, r.err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("took %v", d)
+	}
+	if !strings.Contains(log.String(), "still running 300ms after SIGTERM: killing it") {
+		t.Errorf("the log does not say why:\n%s", log.String())
+	}
+	waitGone(t, []int{sleep}, 2*time.Second)
+}
+
+// procStart is the start time of process pid (field 22 of /proc/PID/stat,
+// in clock ticks after boot), which with pid names one process; 0 when it
+// has exited (a zombie counts as exited).
+func procStart(pid int) uint64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 20 || f[0] == "Z" || f[0] == "X" {
+		return 0
+	}
+	n, _ := strconv.ParseUint(f[19], 10, 64)
+	return n
+}
+
+// waitGone fails the test unless every process in pids exits within d.
+func waitGone(t *testing.T, pids []int, d time.Duration) {
+	t.Helper()
+	starts := make([]uint64, len(pids))
+	for i, pid := range pids {
+		starts[i] = procStart(pid)
+	}
+	deadline := time.Now().Add(d)
+	for {
+		var left []string
+		for i, pid := range pids {
+			if s := procStart(pid); s != 0 && s == starts[i] {
+				cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+				left = append(left, fmt.Sprintf("%d (%s)", pid, strings.TrimSpace(strings.ReplaceAll(string(cmdline), "\x00", " "))))
+			}
+		}
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			for i, pid := range pids {
+				if procStart(pid) == starts[i] {
+					syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+			t.Fatalf("still running %v later: %s", d, strings.Join(left, ", "))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// profileTreeScript, run as `sh -c profileTreeScript sh FILE`, builds a
+// process tree of every shape that outlives a kill of the command or of its
+// process group, and writes each pid to FILE, one a line: the shell
+// (first), which ignores SIGTERM; a background sleep 31; a sleep that
+// ignores SIGTERM; one orphaned at once (its parent, a subshell, exits);
+// one in a session of its own ("none" where setsid(1) is missing).
+const profileTreeScript = `f=$1
+echo $$ >> "$f"
+sleep 31 & echo $! >> "$f"
+sh -c 'trap "" TERM; echo $$ >> "$0"; exec sleep 32' "$f" &
+(sleep 33 & echo $! >> "$f")
+if command -v setsid >/dev/null; then setsid sleep 34 & echo $! >> "$f"; else echo none >> "$f"; fi
+trap '' TERM
+wait`
+
+// SIGKILL of quantkit (this test binary, re-run as `quantkit profile`)
+// ends the profiled command's whole tree within --kill-after and a little.
+func TestProfileTreeDiesWithQuantkit(t *testing.T) {
+	if os.Getenv("QUANTKIT_PROFILE_TREE") != "" {
+		return // the child below runs TestProfileTreeChild instead
+	}
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "pids")
+	log, err := os.Create(filepath.Join(dir, "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestProfileTreeChild$", "-test.v")
+	cmd.Env = append(os.Environ(), "QUANTKIT_PROFILE_TREE="+pidFile)
+	cmd.Stdout, cmd.Stderr = log, log // files: nothing waits for the tree to close them
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for deadline := time.Now().Add(10 * time.Second); len(pids) < 5; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			out, _ := os.ReadFile(log.Name())
+			t.Fatalf("the tree did not start:\n%s", out)
+		}
+		b, _ := os.ReadFile(pidFile)
+		pids = pids[:0]
+		for _, l := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(l); err == nil {
+				pids = append(pids, pid)
+			} else {
+				pids = append(pids, 0) // no setsid
+			}
+		}
+	}
+	pids = slices.DeleteFunc(pids, func(pid int) bool { return pid == 0 })
+	// The shell's parent, when it is not quantkit: the supervisor, which
+	// must go too.
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pids[0])); err == nil {
+		s := string(b)
+		if f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]); len(f) > 1 {
+			if ppid, _ := strconv.Atoi(f[1]); ppid != cmd.Process.Pid && ppid > 1 {
+				pids = append(pids, ppid)
+			}
+		}
+	}
+	starts := make([]uint64, len(pids))
+	for i, pid := range pids {
+		starts[i] = procStart(pid)
+	}
+	t.Cleanup(func() {
+		for i, pid := range pids {
+			if procStart(pid) == starts[i] {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	cmd.Process.Kill()
+	cmd.Wait()
+	waitGone(t, pids, 5*time.Second)
+}
+
+func TestProfileTreeChild(t *testing.T) {
+	pidFile := os.Getenv("QUANTKIT_PROFILE_TREE")
+	if pidFile == "" {
+		t.Skip("run by TestProfileTreeDiesWithQuantkit")
+	}
+	_, stderr, err := runProfileCLI(t, nil, "--idle", "0", "--kill-after", "500ms", "--",
+		"sh", "-c", profileTreeScript, "sh", pidFile)
+	t.Fatalf("profile returned (%v) before being killed:\n%s", err, stderr)
 }

@@ -1,6 +1,8 @@
 package proc
 
 import (
+	"bufio"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +11,8 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -21,11 +25,15 @@ import (
 // output still being copied to a Stdout or Stderr that is not a file.
 const DefaultWaitDelay = 2 * time.Second
 
+// DefaultKillAfter is how long the command's processes get between SIGTERM
+// and SIGKILL when its tree is ended.
+const DefaultKillAfter = 10 * time.Second
+
 // Options say how to run a command.
 type Options struct {
 	// Stdin, Stdout and Stderr are the command's standard files; an
 	// *os.File is passed to it as it is (the command writes to it directly,
-	// unbuffered), anything else through a pipe (os/exec). nil: /dev/null.
+	// unbuffered), anything else through a pipe. nil: /dev/null.
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
 	// Terminal gives the command the controlling terminal while it runs,
@@ -37,6 +45,15 @@ type Options struct {
 	// (processes the command left behind may hold the pipes open). 0:
 	// DefaultWaitDelay.
 	WaitDelay time.Duration
+	// KillAfter is how long the processes of the command's tree get to
+	// exit after SIGTERM, when the tree is ended (this process died, or
+	// Wait returned with processes left), before SIGKILL. 0:
+	// DefaultKillAfter.
+	KillAfter time.Duration
+	// Starting, when set, is called once everything else is ready, just
+	// before the command is started: the moment for readings that must
+	// bracket the command alone (not its supervisor's start).
+	Starting func()
 }
 
 // StartError says a command could not be started.
@@ -90,15 +107,21 @@ func (s Status) String() string {
 
 // Process is a started command.
 type Process struct {
-	cmd    *exec.Cmd
 	pgid   int
 	tty    *terminal // nil when the command was not given the terminal
+	io     *stdio
 	start  time.Time
-	exited chan struct{} // closed when the command has exited (not yet reaped)
+	exited chan struct{} // closed when the command has exited
 
-	mu   sync.Mutex
-	gone bool // the command has exited: its group id may be reused, Signal does nothing
-	end  time.Time
+	mu       sync.Mutex
+	control  *os.File // the supervisor's control pipe; nil once closed
+	gone     bool     // the command has exited: Signal does nothing
+	end      time.Time
+	ws       syscall.WaitStatus
+	watchErr error // the supervisor ended without the command's status
+
+	waitOnce sync.Once
+	waitErr  error
 }
 
 // LookPath is the command a Start of name would run, or a *StartError.
@@ -123,55 +146,117 @@ func startError(name string, err error) *StartError {
 }
 
 // Start starts args[0] with arguments args[1:], found as a shell would find
-// it (exec.LookPath), in a process group of its own. A command that cannot
-// be started gives a *StartError.
+// it (exec.LookPath), in a process group of its own, under a supervisor
+// (see the package documentation). A command that cannot be started gives
+// a *StartError.
 func Start(args []string, opt Options) (*Process, error) {
 	if len(args) == 0 {
 		return nil, errors.New("proc: no command")
 	}
-	cmd := exec.Command(args[0], args[1:]...)
-	if cmd.Err != nil {
-		return nil, startError(args[0], cmd.Err)
+	path, err := LookPath(args[0])
+	if err != nil {
+		return nil, err
 	}
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = opt.Stdin, opt.Stdout, opt.Stderr
-	cmd.WaitDelay = opt.WaitDelay
-	if cmd.WaitDelay <= 0 {
-		cmd.WaitDelay = DefaultWaitDelay
+	killAfter := cmp.Or(opt.KillAfter, DefaultKillAfter)
+	if killAfter < 0 {
+		return nil, fmt.Errorf("proc: KillAfter %v is negative", killAfter)
 	}
-	attr := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	cmd.SysProcAttr = attr
-	p := &Process{cmd: cmd, exited: make(chan struct{})}
+	sio, err := newStdio(opt)
+	if err != nil {
+		return nil, err
+	}
+	p := &Process{io: sio, exited: make(chan struct{})}
+	statusR, statusW, err := os.Pipe()
+	if err != nil {
+		sio.abort()
+		return nil, fmt.Errorf("proc: %w", err)
+	}
+	watching := false
+	defer func() {
+		if !watching {
+			statusR.Close()
+		}
+	}()
+	controlR, controlW, err := os.Pipe()
+	if err != nil {
+		statusW.Close()
+		sio.abort()
+		return nil, fmt.Errorf("proc: %w", err)
+	}
+	files := []*os.File{sio.child[0], sio.child[1], sio.child[2], statusW, controlR}
+	ttyArg := "notty"
 	if opt.Terminal {
 		p.tty = foregroundTerminal()
 	}
 	if p.tty != nil {
-		// The child makes its group the foreground one before exec.
-		attr.Foreground, attr.Ctty = true, p.tty.fd
+		// The command makes its group the foreground one before exec.
+		files = append(files, p.tty.f)
+		ttyArg = "tty"
 		p.tty.handed = true
 	}
-
-	// Start from a locked OS thread that lives until the command exits:
-	// Pdeathsig fires when the creating thread ends, not the process.
-	started := make(chan error)
-	go func() {
-		runtime.LockOSThread()
-		err := cmd.Start()
-		started <- err
-		if err == nil {
-			<-p.exited
-		}
-		runtime.UnlockOSThread()
-	}()
-	if err := <-started; err != nil {
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, supervisorEnv+"=") })
+	env = append(env, supervisorEnv+"="+protocolVersion)
+	argv := append([]string{supervisorArg0, killAfter.String(), ttyArg, path}, args...)
+	// /proc/self/exe rather than os.Executable: it is this very program
+	// even when its file has since been replaced or removed.
+	sup, err := os.StartProcess("/proc/self/exe", argv, &os.ProcAttr{Env: env, Files: files,
+		Sys: &syscall.SysProcAttr{Setpgid: true}})
+	statusW.Close()
+	controlR.Close()
+	sio.started()
+	fail := func(err error) (*Process, error) {
+		controlW.Close()
+		sio.abort()
 		if p.tty != nil {
 			p.tty.takeBack() // a child that failed after taking the terminal
 			p.tty.close()
 		}
-		return nil, startError(args[0], err)
+		return nil, err
 	}
-	p.start = time.Now()
-	p.pgid = cmd.Process.Pid
-	go p.watch()
+	if err != nil {
+		return fail(fmt.Errorf("proc: starting the supervisor: %w", err))
+	}
+	go sup.Wait() // reaps it whenever it ends; no one needs its status
+	p.control = controlW
+
+	status := bufio.NewReader(statusR)
+	if line, err := status.ReadString('\n'); err != nil || line != "ready\n" {
+		return fail(fmt.Errorf("proc: the supervisor of %s did not start: %q", args[0], strings.TrimSpace(line)))
+	}
+	if opt.Starting != nil {
+		opt.Starting()
+	}
+	if _, err := io.WriteString(controlW, "start\n"); err != nil {
+		return fail(fmt.Errorf("proc: starting %s: %w", args[0], err))
+	}
+	line, err := status.ReadString('\n')
+	line = strings.TrimSuffix(line, "\n")
+	var pid, errno int
+	var started int64
+	var msg string
+	switch {
+	case err != nil:
+		return fail(fmt.Errorf("proc: the supervisor of %s ended before starting it", args[0]))
+	case strings.HasPrefix(line, "error "):
+		fmt.Sscanf(line, "error %d", &errno)
+		_, msg, _ = strings.Cut(strings.TrimPrefix(line, "error "), " ")
+		var cause error = syscall.Errno(errno)
+		if errno == 0 {
+			cause = errors.New(msg)
+		}
+		return fail(startError(args[0], cause))
+	default:
+		if _, err := fmt.Sscanf(line, "pid %d %d", &pid, &started); err != nil || pid <= 0 {
+			return fail(fmt.Errorf("proc: the supervisor of %s: %s", args[0], strings.TrimPrefix(line, "fail ")))
+		}
+	}
+	// The supervisor's clock readings: this process may hear of the start
+	// and the exit a little late.
+	p.start = monotonicTime(started)
+	p.pgid = pid
+	sio.copy()
+	watching = true
+	go p.watch(status, statusR)
 	return p, nil
 }
 
@@ -188,6 +273,12 @@ var ErrExited = errors.New("proc: process has exited")
 // Signal sends sig to the command's process group: the command and the
 // processes it started that have not left the group. Once the command has
 // exited it sends nothing and returns ErrExited.
+//
+// The signal is sent from here, not through the supervisor, so that it
+// arrives as soon as it would from a shell. The supervisor reaps the
+// command a few microseconds before this process hears of it: only in that
+// window, with the group then empty, could the group's id have been handed
+// out again, which takes the kernel's whole pid range to cycle.
 func (p *Process) Signal(sig os.Signal) error {
 	s, ok := sig.(syscall.Signal)
 	if !ok {
@@ -204,75 +295,117 @@ func (p *Process) Signal(sig os.Signal) error {
 	return nil
 }
 
+// Kill sends SIGKILL to the command's whole tree: its process group and
+// every process the command started, in whatever group or session,
+// including those it left behind when it exited.
+func (p *Process) Kill() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.gone {
+		syscall.Kill(-p.pgid, syscall.SIGKILL)
+	}
+	return p.tell("kill")
+}
+
+// tell sends the supervisor a control message; p.mu is held.
+func (p *Process) tell(msg string) error {
+	if p.control == nil {
+		return ErrExited
+	}
+	if _, err := io.WriteString(p.control, msg+"\n"); err != nil {
+		if errors.Is(err, syscall.EPIPE) {
+			return ErrExited // the supervisor is gone, and so is the tree
+		}
+		return fmt.Errorf("proc: telling the supervisor of %d: %w", p.pgid, err)
+	}
+	return nil
+}
+
+// release closes the control pipe: the supervisor then ends whatever is
+// left of the tree, SIGTERM and, after KillAfter, SIGKILL.
+func (p *Process) release() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.control != nil {
+		p.control.Close()
+		p.control = nil
+	}
+}
+
 // Wait waits for the command to exit and for its output to be copied, and
-// returns how it ended. The error is about the command's I/O (a pipe still
-// held open after WaitDelay, a failed write); the status is valid whenever
-// the command ran.
+// returns how it ended. Processes the command left behind are then ended
+// (SIGTERM, SIGKILL after KillAfter), as they would be when this process
+// exits. The error is about the command's I/O (a pipe still held open after
+// WaitDelay, a failed write) or its supervisor; the status is valid
+// whenever the command ran.
 func (p *Process) Wait() (Status, error) {
 	<-p.exited
-	err := p.cmd.Wait()
+	p.waitOnce.Do(func() {
+		err := p.io.wait()
+		p.release()
+		p.waitErr = errors.Join(p.watchErr, err)
+	})
 	st := Status{Start: p.start}
 	p.mu.Lock()
 	st.End = p.end
+	ws := p.ws
 	p.mu.Unlock()
-	ps := p.cmd.ProcessState
-	if ps == nil {
-		return st, err
-	}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		err = nil // the exit status, reported in st
-	}
-	ws, ok := ps.Sys().(syscall.WaitStatus)
-	switch {
-	case ok && ws.Signaled():
+	if ws.Signaled() {
 		st.Signal = ws.Signal()
 		st.Code = 128 + int(st.Signal)
 		st.CoreDumped = ws.CoreDump()
-	default:
-		st.Code = ps.ExitCode()
+	} else {
+		st.Code = ws.ExitStatus()
 	}
-	return st, err
+	return st, p.waitErr
 }
 
-// cldStopped is waitid's si_code for a child stopped by a signal.
-const cldStopped = 5
-
-// watch waits for the command to exit without reaping it (Wait does, and
-// copies the output), handling stops when it holds the terminal, and
-// closes p.exited.
-func (p *Process) watch() {
+// watch reads the supervisor's reports until the command has exited,
+// handling stops when it holds the terminal, and closes p.exited.
+func (p *Process) watch(status *bufio.Reader, f *os.File) {
+	defer f.Close()
 	var cont chan os.Signal
-	opts := unix.WEXITED | unix.WNOWAIT
 	if p.tty != nil {
 		cont = make(chan os.Signal, 1)
 		signal.Notify(cont, syscall.SIGCONT)
 		defer signal.Stop(cont)
-		opts |= unix.WSTOPPED
 	}
+	var ws syscall.WaitStatus
+	var watchErr error
+	end := time.Now()
 	for {
-		var info unix.Siginfo
-		err := unix.Waitid(unix.P_PID, p.pgid, &info, opts, nil)
-		if err == unix.EINTR {
-			continue
+		line, err := status.ReadString('\n')
+		if err != nil {
+			// The supervisor died (killed, say): the kernel killed the
+			// command (Pdeathsig); what is left of its group goes too.
+			syscall.Kill(-p.pgid, syscall.SIGKILL)
+			ws = syscall.WaitStatus(syscall.SIGKILL)
+			watchErr = fmt.Errorf("proc: the supervisor of process %d died", p.pgid)
+			end = time.Now()
+			break
 		}
-		if err == nil && info.Code == cldStopped {
-			// Consume the stop, so that the next waitid reports the next
-			// change.
-			unix.Waitid(unix.P_PID, p.pgid, &info, unix.WSTOPPED|unix.WNOHANG, nil)
+		if line == "stop\n" && p.tty != nil {
 			p.suspend(cont)
 			continue
 		}
-		break // exited; or an error, which Wait reports
+		var n uint32
+		var t int64
+		if _, err := fmt.Sscanf(line, "exit %d %d", &n, &t); err == nil {
+			ws, end = syscall.WaitStatus(n), monotonicTime(t)
+			break
+		}
 	}
 	p.mu.Lock()
-	p.gone, p.end = true, time.Now()
+	p.gone, p.end, p.ws, p.watchErr = true, end, ws, watchErr
 	p.mu.Unlock()
 	if p.tty != nil {
 		p.tty.takeBack()
 		p.tty.close()
 	}
 	close(p.exited)
+	// Keep reading, so that the supervisor's last reports do not block
+	// it, until it exits.
+	io.Copy(io.Discard, status)
 }
 
 // stopGrace is how long suspend waits for SIGCONT after stopping its own

@@ -30,6 +30,8 @@ func TestMain(m *testing.M) {
 		helperTerminal()
 	case "orphan":
 		helperOrphan()
+	case "tree":
+		helperTree()
 	}
 	os.Exit(0)
 }
@@ -125,11 +127,14 @@ func (w *readyWriter) String() string { return w.buf.String() }
 
 // A signal reaches the whole group: the shell runs its trap, and the
 // background sleep dies too instead of holding the output pipe for 5 s.
+// (The background job says it is ready, not the shell: a signal that
+// arrives while the shell is forking it can be lost in the child before it
+// drops the shell's trap, and the sleep would then survive it.)
 func TestSignalGroup(t *testing.T) {
 	ready := make(chan struct{})
 	out := &readyWriter{ready: ready}
 	p := mustStart(t, Options{Stdout: out},
-		"sh", "-c", `trap 'echo got TERM; exit 42' TERM; echo ready; sleep 5 & wait`)
+		"sh", "-c", `trap 'echo got TERM; exit 42' TERM; sh -c 'echo ready; exec sleep 5' & wait`)
 	<-ready
 	if err := p.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -225,6 +230,203 @@ func TestNoOrphanWhenSupervisorKilled(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// treeScript, run as `sh -c treeScript sh FILE`, builds a process tree of
+// every shape that outlives a kill of the command's process group or of
+// the command alone, and writes each process's pid to FILE, one a line
+// (treeLines in all; "none" where setsid(1) is missing): the shell itself,
+// first, which ignores SIGTERM; a background sleep; one that ignores
+// SIGTERM; one orphaned at once (its parent, a subshell, exits); one in a
+// session of its own (setsid).
+const treeScript = `f=$1
+echo $$ >> "$f"
+sleep 31 & echo $! >> "$f"
+sh -c 'trap "" TERM; echo $$ >> "$0"; exec sleep 32' "$f" &
+(sleep 33 & echo $! >> "$f")
+if command -v setsid >/dev/null; then setsid sleep 34 & echo $! >> "$f"; else echo none >> "$f"; fi
+trap '' TERM
+wait`
+
+const treeLines = 5
+
+// treeProcs waits until treeScript has written every pid to file, and
+// returns those processes, the shell first; they are killed when the test
+// ends.
+func treeProcs(t *testing.T, file string) []procStat {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, _ := os.ReadFile(file)
+		lines := strings.Fields(string(b))
+		if len(lines) >= treeLines {
+			var procs []procStat
+			for _, l := range lines {
+				pid, err := strconv.Atoi(l)
+				if err != nil {
+					continue // "none"
+				}
+				st, err := readStat(pid)
+				if err != nil {
+					t.Fatalf("process %d of the tree: %v", pid, err)
+				}
+				procs = append(procs, st)
+			}
+			t.Cleanup(func() {
+				for _, p := range procs {
+					p.signal(syscall.SIGKILL)
+				}
+			})
+			return procs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the tree wrote %q", b)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// alive reports whether p is still running: not exited, not a zombie, and
+// its pid not taken by another process.
+func alive(p procStat) bool {
+	st, err := readStat(p.pid)
+	return err == nil && st.start == p.start && st.state != 'Z' && st.state != 'X'
+}
+
+// assertGone fails the test unless every process in procs has exited
+// within d.
+func assertGone(t *testing.T, procs []procStat, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		var left []string
+		for _, p := range procs {
+			if alive(p) {
+				b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p.pid))
+				left = append(left, fmt.Sprintf("%d (%s)", p.pid, bytes.ReplaceAll(bytes.TrimRight(b, "\x00"), []byte{0}, []byte{' '})))
+			}
+		}
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still running %v later: %s", d, strings.Join(left, ", "))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// helperTree supervises treeScript with a short KillAfter, writing the
+// pids to the file that PROC_TEST_TREE names, and waits to be killed.
+func helperTree() {
+	p, err := Start([]string{"sh", "-c", treeScript, "sh", os.Getenv("PROC_TEST_TREE")},
+		Options{KillAfter: 500 * time.Millisecond})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	p.Wait()
+}
+
+// Killing the process that started the command (SIGKILL: nothing in it
+// runs) ends the command's whole tree: the processes that ignore SIGTERM
+// after KillAfter, the orphan and the one that left the session too. The
+// supervisor then exits.
+func TestNoOrphansWhenStarterKilled(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "pids")
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), helperEnv+"=tree", "PROC_TEST_TREE="+file)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	procs := treeProcs(t, file)
+	shell := procs[0]
+	if sup, err := readStat(shell.ppid); err == nil && sup.ppid == cmd.Process.Pid {
+		procs = append(procs, sup)
+	} else {
+		t.Logf("no supervisor between the helper and the command (%+v, %v)", sup, err)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	assertGone(t, procs, 5*time.Second)
+}
+
+// Kill ends the whole tree at once, SIGTERM ignored or not; the command's
+// status says SIGKILL.
+func TestKillEndsTree(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "pids")
+	p := mustStart(t, Options{KillAfter: time.Minute}, "sh", "-c", treeScript, "sh", file)
+	procs := treeProcs(t, file)
+	if err := p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := p.Wait()
+	if err != nil || st.Signal != syscall.SIGKILL || st.Code != 137 {
+		t.Errorf("status %v, %v; want killed by SIGKILL", st, err)
+	}
+	assertGone(t, procs, 2*time.Second)
+}
+
+// The processes the command leaves behind are ended once Wait has
+// returned, as they would be when the starter exits: SIGTERM, then SIGKILL
+// after KillAfter.
+func TestLeftoversEndedAfterWait(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "pids")
+	p := mustStart(t, Options{KillAfter: 300 * time.Millisecond}, "sh", "-c",
+		`sleep 31 & echo $! >> "$1"
+		sh -c 'trap "" TERM; echo $$ >> "$0"; exec sleep 32' "$1" &
+		while [ "$(wc -l < "$1")" -lt 2 ]; do sleep 0.01; done
+		exit 3`, "sh", file)
+	st, err := p.Wait()
+	if err != nil || st.Code != 3 {
+		t.Fatalf("status %v, %v", st, err)
+	}
+	var procs []procStat
+	b, _ := os.ReadFile(file)
+	for _, l := range strings.Fields(string(b)) {
+		pid, _ := strconv.Atoi(l)
+		if s, err := readStat(pid); err == nil {
+			procs = append(procs, s)
+		}
+	}
+	t.Cleanup(func() {
+		for _, p := range procs {
+			p.signal(syscall.SIGKILL)
+		}
+	})
+	assertGone(t, procs, 3*time.Second)
+}
+
+// The supervisor shrugs off the signals meant for the job (it sits in a
+// process group of its own, but a signal may be sent to it by pid), and
+// when it is killed all the same, the command dies with it and Wait says
+// so.
+func TestSupervisorKilled(t *testing.T) {
+	p := mustStart(t, Options{}, "sleep", "30")
+	st0, err := readStat(p.Pid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sup := st0.ppid
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGTSTP} {
+		syscall.Kill(sup, sig)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if s := procState(sup); s == 0 || s == 'Z' || s == 'T' {
+		t.Fatalf("the supervisor (state %c) did not shrug off the job's signals", s)
+	}
+	syscall.Kill(sup, syscall.SIGKILL)
+	select {
+	case <-p.Exited():
+	case <-time.After(3 * time.Second):
+		t.Fatal("the command outlived its supervisor")
+	}
+	st, err := p.Wait()
+	if err == nil || !strings.Contains(err.Error(), "supervisor") || st.Signal != syscall.SIGKILL {
+		t.Errorf("status %v, %v; want SIGKILL and an error about the supervisor", st, err)
+	}
+	assertGone(t, []procStat{st0}, 2*time.Second)
 }
 
 // helperTerminal supervises a shell script on its controlling terminal and
