@@ -137,7 +137,7 @@ func Figure(path string, w, h vg.Length, rows, cols int, fill func(cell func(row
 	if err := fill(func(row, col int) draw.Canvas { return tiles.At(dc, col, row) }); err != nil {
 		return err
 	}
-	return atomicfile.Write(path, 0o644, func(f *os.File) error {
+	return atomicfile.Write(path, 0o666, func(f *os.File) error {
 		_, err := c.WriteTo(f)
 		return err
 	})

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -24,7 +26,7 @@ var (
 	benchMinTimeFlag  = &cli.DurationFlag{Name: "min-time", Value: bench.DefaultTiming.MinTime, Usage: "time each kernel for at least this long (after one warm-up call)"}
 
 	benchJSONFlag = &cli.BoolFlag{Name: "json", Usage: "print the report as JSON (no progress bar)"}
-	benchCSVFlag  = &cli.StringFlag{Name: "csv", Usage: "also write the report as CSV to `FILE` (columns: see README)"}
+	benchCSVFlag  = &cli.StringFlag{Name: "csv", Usage: "also write the report as CSV to `FILE`.csv (columns: see README)"}
 	benchPlotFlag = &cli.StringFlag{Name: "plot", Usage: "also draw throughput (and energy) against size to `FILE`.png or .svg"}
 
 	benchEnergyFlag    = &cli.BoolFlag{Name: "energy", Usage: "also measure energy: each kernel repeated over a window between two readings of the device's energy counter (NVML on a GPU, RAPL on the CPU)"}
@@ -120,6 +122,21 @@ func runBench(parts ...string) cli.ActionFunc {
 		for _, d := range strings.Split(c.String(benchDTypesFlag.Name), ",") {
 			dtypes = append(dtypes, strings.TrimSpace(d))
 		}
+		// The side outputs now rather than after the work.
+		csvPath, plotPath := c.String(benchCSVFlag.Name), c.String(benchPlotFlag.Name)
+		if csvPath != "" {
+			if err := checkOutputFile(benchCSVFlag.Name, csvPath, false, ".csv"); err != nil {
+				return fmt.Errorf("bench %s: %w", c.Command.Name, err)
+			}
+		}
+		if plotPath != "" {
+			if err := bench.CheckPlotPath(plotPath); err != nil {
+				return badInput(fmt.Errorf("bench %s: --%s: %w", c.Command.Name, benchPlotFlag.Name, err))
+			}
+			if err := checkOutputFile(benchPlotFlag.Name, plotPath, false); err != nil {
+				return fmt.Errorf("bench %s: %w", c.Command.Name, err)
+			}
+		}
 		asJSON := c.Bool(benchJSONFlag.Name)
 		timing := bench.DefaultTiming
 		timing.MinTime = c.Duration(benchMinTimeFlag.Name)
@@ -160,21 +177,34 @@ func runBench(parts ...string) cli.ActionFunc {
 		if err != nil {
 			return err
 		}
-		if path := c.String(benchCSVFlag.Name); path != "" {
-			if err := atomicfile.Write(path, 0o644, func(f *os.File) error { return rep.WriteCSV(f) }); err != nil {
-				return fmt.Errorf("--csv: %w", err)
-			}
-		}
-		if path := c.String(benchPlotFlag.Name); path != "" {
-			if err := rep.Plot(path); err != nil {
-				return fmt.Errorf("--plot: %w", err)
-			}
-		}
-		if asJSON {
-			return rep.WriteJSON(c.App.Writer)
-		}
-		return rep.WriteTable(c.App.Writer)
+		return writeBenchReport(c.App.Writer, rep, asJSON, csvPath, plotPath)
 	}
+}
+
+// writeBenchReport prints rep (a table, or JSON), then writes the side
+// outputs that are asked for (csvPath, plotPath: "" for none). A side
+// output that fails costs neither the report nor the other side output:
+// its error is returned at the end.
+func writeBenchReport(w io.Writer, rep *bench.Report, asJSON bool, csvPath, plotPath string) error {
+	var errs []error
+	write := rep.WriteTable
+	if asJSON {
+		write = rep.WriteJSON
+	}
+	if err := write(w); err != nil {
+		errs = append(errs, fmt.Errorf("bench: writing the report: %w", err))
+	}
+	if csvPath != "" {
+		if err := atomicfile.Write(csvPath, 0o666, func(f *os.File) error { return rep.WriteCSV(f) }); err != nil {
+			errs = append(errs, fmt.Errorf("bench: --%s: %w", benchCSVFlag.Name, err)) // err names the file
+		}
+	}
+	if plotPath != "" {
+		if err := rep.Plot(plotPath); err != nil {
+			errs = append(errs, fmt.Errorf("bench: --%s: %w", benchPlotFlag.Name, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // hasFlag reports whether the running command defines f.

@@ -20,6 +20,7 @@ import (
 
 	"github.com/quantkit/quantkit/bench"
 	"github.com/quantkit/quantkit/cpu"
+	"github.com/quantkit/quantkit/internal/atomicfile"
 	"github.com/quantkit/quantkit/model/checkpoint"
 	"github.com/quantkit/quantkit/model/plan"
 	"github.com/quantkit/quantkit/model/synth"
@@ -106,6 +107,12 @@ func runBenchCheckpoint(c *cli.Context) error {
 		return fmt.Errorf("bench checkpoint: --workdir: %w", err)
 	}
 	defer os.RemoveAll(work)
+	// Gigabytes of scratch data: removed on Ctrl-C too.
+	untrack, err := atomicfile.Track(work)
+	if err != nil {
+		return fmt.Errorf("bench checkpoint: %w", err)
+	}
+	defer untrack()
 
 	rep := &CheckpointBench{Input: c.String(benchCkInputFlag.Name), Rounds: rounds}
 	if rep.Input == "" {
