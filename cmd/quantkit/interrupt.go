@@ -29,7 +29,7 @@ var stopSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP}
 // the workers of quantize, dequantize and merge; whatever temporary output
 // is left (atomicfile keeps the list) is removed; and quantkit exits with
 // 128 + the signal's number (130 for SIGINT, 143 for SIGTERM) and one line
-// saying so. A command that has not returned interruptGrace after the
+// saying so (main prints it). A command that has not returned interruptGrace after the
 // signal, or a second signal, makes quantkit remove the temporaries and
 // exit at once. Destinations are never touched: an output is either
 // complete and in place or absent.
@@ -51,7 +51,9 @@ func interruptible(action cli.ActionFunc) cli.ActionFunc {
 				return
 			}
 			got <- sig
-			fmt.Fprintf(os.Stderr, "\r\033[Kquantkit: %s: %s, stopping\n", c.Command.Name, signalName(sig))
+			if isTerminal(os.Stderr) {
+				fmt.Fprint(os.Stderr, "\r\033[K") // clear a progress bar
+			}
 			cancel()
 			select {
 			case <-sigs:
@@ -98,9 +100,9 @@ func signalStatus(sig os.Signal) int {
 // the command has removed its temporaries itself, or Cleanup did.
 func removedNote(removed []string) string {
 	if len(removed) == 0 {
-		return "the unfinished output was removed"
+		return "no unfinished output left behind"
 	}
-	return "the unfinished output was removed (" + strings.Join(removed, ", ") + ")"
+	return "removed the unfinished output (" + strings.Join(removed, ", ") + ")"
 }
 
 // withInterrupts returns copies of cmds (and of their subcommands) whose
