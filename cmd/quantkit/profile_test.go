@@ -19,6 +19,7 @@ import (
 
 	"github.com/quantkit/quantkit/energy"
 	"github.com/quantkit/quantkit/internal/proc"
+	"github.com/quantkit/quantkit/internal/proc/proctest"
 )
 
 // runProfileCLI runs `quantkit profile args...` with the command's stdout
@@ -536,21 +537,6 @@ func waitGone(t *testing.T, pids []int, d time.Duration) {
 	}
 }
 
-// profileTreeScript, run as `sh -c profileTreeScript sh FILE`, builds a
-// process tree of every shape that outlives a kill of the command or of its
-// process group, and writes each pid to FILE, one a line: the shell
-// (first), which ignores SIGTERM; a background sleep 31; a sleep that
-// ignores SIGTERM; one orphaned at once (its parent, a subshell, exits);
-// one in a session of its own ("none" where setsid(1) is missing).
-const profileTreeScript = `f=$1
-echo $$ >> "$f"
-sleep 31 & echo $! >> "$f"
-sh -c 'trap "" TERM; echo $$ >> "$0"; exec sleep 32' "$f" &
-(sleep 33 & echo $! >> "$f")
-if command -v setsid >/dev/null; then setsid sleep 34 & echo $! >> "$f"; else echo none >> "$f"; fi
-trap '' TERM
-wait`
-
 // SIGKILL of quantkit (this test binary, re-run as `quantkit profile`)
 // ends the profiled command's whole tree within --kill-after and a little.
 func TestProfileTreeDiesWithQuantkit(t *testing.T) {
@@ -621,6 +607,6 @@ func TestProfileTreeChild(t *testing.T) {
 		t.Skip("run by TestProfileTreeDiesWithQuantkit")
 	}
 	_, stderr, err := runProfileCLI(t, nil, "--idle", "0", "--kill-after", "500ms", "--",
-		"sh", "-c", profileTreeScript, "sh", pidFile)
+		"sh", "-c", proctest.TreeScript, "sh", pidFile)
 	t.Fatalf("profile returned (%v) before being killed:\n%s", err, stderr)
 }

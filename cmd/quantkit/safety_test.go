@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -84,18 +85,19 @@ func withWriteHook(t *testing.T, hook func(out string)) {
 	t.Cleanup(func() { writeHook = nil })
 }
 
+// onFirstWrite runs f once, after the first tensor the next run writes.
+func onFirstWrite(t *testing.T, f func()) {
+	var once sync.Once
+	withWriteHook(t, func(string) { once.Do(f) })
+}
+
 // Something made at OUT while a run writes is never removed or replaced:
 // the run fails saying so, and what appeared keeps its contents.
 func TestOutputAppearingDuringRunIsKept(t *testing.T) {
 	for name, args := range writers(t) {
 		root := t.TempDir()
 		out := filepath.Join(root, "out")
-		made := false
-		withWriteHook(t, func(string) {
-			if made {
-				return
-			}
-			made = true
+		onFirstWrite(t, func() {
 			if name == "quantize-gguf" {
 				os.WriteFile(out, []byte("notes"), 0o644)
 			} else {
@@ -103,7 +105,6 @@ func TestOutputAppearingDuringRunIsKept(t *testing.T) {
 				os.WriteFile(filepath.Join(out, "precious.txt"), []byte("notes"), 0o644)
 			}
 		})
-		before := ""
 		msg, err := run(t, args(out)...)
 		if err == nil || !strings.Contains(err.Error(), out+" appeared during the run and was left as it is") {
 			t.Errorf("%s: error %v, want one saying %s appeared\n%s", name, err, out, msg)
@@ -118,7 +119,6 @@ func TestOutputAppearingDuringRunIsKept(t *testing.T) {
 		if got := entries(t, root); len(got) != 1 {
 			t.Errorf("%s: %s holds %v, want only out", name, root, got)
 		}
-		_ = before
 	}
 }
 
@@ -130,12 +130,7 @@ func TestForceReplacesOnlyWhatExistedAtStart(t *testing.T) {
 		out := filepath.Join(root, "out")
 		mustRun(t, args(out)...)
 		mustRun(t, append(args(out), "--force")...) // replaces the first
-		swapped := false
-		withWriteHook(t, func(string) {
-			if swapped {
-				return
-			}
-			swapped = true
+		onFirstWrite(t, func() {
 			os.Rename(out, filepath.Join(root, "moved"))
 			os.WriteFile(out, []byte("notes"), 0o644)
 		})
@@ -162,13 +157,9 @@ func TestTwoRunsOneOutput(t *testing.T) {
 	other := filepath.Join(t.TempDir(), "other")
 	mustRun(t, w["quantize"](other)...)
 	want := treeSum(t, other)
-	first := true
-	withWriteHook(t, func(string) {
-		if first {
-			first = false
-			writeHook = nil
-			mustRun(t, w["quantize"](out)...) // finishes first
-		}
+	onFirstWrite(t, func() {
+		writeHook = nil
+		mustRun(t, w["quantize"](out)...) // finishes first
 	})
 	if _, err := run(t, w["quantize"](out)...); err == nil || !errors.Is(err, fs.ErrExist) {
 		t.Fatalf("second run to one output: %v", err)
@@ -365,12 +356,7 @@ func TestInputChangedDuringRun(t *testing.T) {
 			})
 			root := t.TempDir()
 			out := filepath.Join(root, "out")
-			done := false
-			withWriteHook(t, func(string) {
-				if done {
-					return
-				}
-				done = true
+			onFirstWrite(t, func() {
 				if how == "truncate" {
 					os.Truncate(shard, 4096)
 					return

@@ -13,9 +13,9 @@
 // (RENAME_EXCHANGE, then a check), and removes the old one after. What
 // appeared at the destination during the run is never removed.
 //
-// Temporaries of a process that was killed are found by the next Claim on
-// the same destination (their process is gone and their lock is free) and
-// removed. Cleanup removes this process's own, for a signal handler.
+// Temporaries of a process that was killed are found by the next Claim or
+// Create for the same destination (their process is gone and their lock is
+// free) and removed. Cleanup removes this process's own, for a signal handler.
 // Files and directories are created with the permissions of os.Create and
 // os.Mkdir: 0666 and 0777 less the umask.
 package atomicfile
@@ -104,6 +104,11 @@ func create(path string, perm os.FileMode, c *Claim) (*File, error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
+	}
+	if c == nil {
+		// What a killed writer of the same file left (a claim has done
+		// this already, and reported it).
+		RemoveStale(path)
 	}
 	f, err := os.CreateTemp(dir, tempPrefix(base)+"*")
 	if err != nil {

@@ -328,3 +328,15 @@ func TestPortableNoReplace(t *testing.T) {
 	}
 	onlyEntries(t, root, "b", "c", "d")
 }
+
+// A side output's temporary left by a killed process goes when the file
+// is next written.
+func TestCreateRemovesStaleTemporaries(t *testing.T) {
+	root := t.TempDir()
+	dead := filepath.Join(root, ".r.json.tmp-"+strconv.Itoa(deadPID(t))+"-1")
+	mustWrite(t, dead, "half")
+	if err := WriteFile(filepath.Join(root, "r.json"), []byte("{}"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	onlyEntries(t, root, "r.json")
+}

@@ -43,3 +43,18 @@ func Within(t testing.TB, path string, read func() error) error {
 		return nil
 	}
 }
+
+// Special is a file that is not a regular one, and what a reader's error
+// must call it.
+type Special struct{ Path, What string }
+
+// SpecialFiles returns a named pipe called name, /dev/zero where there is
+// one, and a directory: the inputs every reader must refuse at once.
+func SpecialFiles(t testing.TB, name string) []Special {
+	t.Helper()
+	files := []Special{{NamedPipe(t, name), "a named pipe"}, {t.TempDir(), "a directory"}}
+	if _, err := os.Stat("/dev/zero"); err == nil {
+		files = append(files, Special{"/dev/zero", "a character device"})
+	}
+	return files
+}

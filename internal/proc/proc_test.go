@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quantkit/quantkit/internal/proc/proctest"
 	"golang.org/x/sys/unix"
 )
 
@@ -232,25 +233,7 @@ func TestNoOrphanWhenSupervisorKilled(t *testing.T) {
 	}
 }
 
-// treeScript, run as `sh -c treeScript sh FILE`, builds a process tree of
-// every shape that outlives a kill of the command's process group or of
-// the command alone, and writes each process's pid to FILE, one a line
-// (treeLines in all; "none" where setsid(1) is missing): the shell itself,
-// first, which ignores SIGTERM; a background sleep; one that ignores
-// SIGTERM; one orphaned at once (its parent, a subshell, exits); one in a
-// session of its own (setsid).
-const treeScript = `f=$1
-echo $$ >> "$f"
-sleep 31 & echo $! >> "$f"
-sh -c 'trap "" TERM; echo $$ >> "$0"; exec sleep 32' "$f" &
-(sleep 33 & echo $! >> "$f")
-if command -v setsid >/dev/null; then setsid sleep 34 & echo $! >> "$f"; else echo none >> "$f"; fi
-trap '' TERM
-wait`
-
-const treeLines = 5
-
-// treeProcs waits until treeScript has written every pid to file, and
+// treeProcs waits until proctest.TreeScript has written every pid to file, and
 // returns those processes, the shell first; they are killed when the test
 // ends.
 func treeProcs(t *testing.T, file string) []procStat {
@@ -259,7 +242,7 @@ func treeProcs(t *testing.T, file string) []procStat {
 	for {
 		b, _ := os.ReadFile(file)
 		lines := strings.Fields(string(b))
-		if len(lines) >= treeLines {
+		if len(lines) >= proctest.TreeLines {
 			var procs []procStat
 			for _, l := range lines {
 				pid, err := strconv.Atoi(l)
@@ -316,10 +299,10 @@ func assertGone(t *testing.T, procs []procStat, d time.Duration) {
 	}
 }
 
-// helperTree supervises treeScript with a short KillAfter, writing the
+// helperTree supervises proctest.TreeScript with a short KillAfter, writing the
 // pids to the file that PROC_TEST_TREE names, and waits to be killed.
 func helperTree() {
-	p, err := Start([]string{"sh", "-c", treeScript, "sh", os.Getenv("PROC_TEST_TREE")},
+	p, err := Start([]string{"sh", "-c", proctest.TreeScript, "sh", os.Getenv("PROC_TEST_TREE")},
 		Options{KillAfter: 500 * time.Millisecond})
 	if err != nil {
 		fmt.Println(err)
@@ -356,7 +339,7 @@ func TestNoOrphansWhenStarterKilled(t *testing.T) {
 // status says SIGKILL.
 func TestKillEndsTree(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "pids")
-	p := mustStart(t, Options{KillAfter: time.Minute}, "sh", "-c", treeScript, "sh", file)
+	p := mustStart(t, Options{KillAfter: time.Minute}, "sh", "-c", proctest.TreeScript, "sh", file)
 	procs := treeProcs(t, file)
 	if err := p.Kill(); err != nil {
 		t.Fatal(err)

@@ -555,27 +555,15 @@ func BenchmarkFloat32_f2_65536(b *testing.B) {
 // (filetest.Within fails the test then); /dev/zero never ends, so ReadFile
 // would read until memory ran out.
 func TestReadFileSpecialFiles(t *testing.T) {
-	for _, tc := range specialFiles(t, "x.npy") {
+	for _, tc := range filetest.SpecialFiles(t, "x.npy") {
 		for name, read := range map[string]func() error{
-			"ReadFile":   func() error { _, err := ReadFile(tc.path); return err },
-			"ReadHeader": func() error { _, err := ReadHeader(tc.path); return err },
+			"ReadFile":   func() error { _, err := ReadFile(tc.Path); return err },
+			"ReadHeader": func() error { _, err := ReadHeader(tc.Path); return err },
 		} {
-			err := filetest.Within(t, tc.path, read)
-			if want := tc.path + ": not a regular file (" + tc.what + ")"; err == nil || !strings.HasPrefix(err.Error(), "npy: ") || !strings.Contains(err.Error(), want) {
-				t.Errorf("%s(%s) = %v, want an error saying %q", name, tc.path, err, want)
+			err := filetest.Within(t, tc.Path, read)
+			if want := tc.Path + ": not a regular file (" + tc.What + ")"; err == nil || !strings.HasPrefix(err.Error(), "npy: ") || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s(%s) = %v, want an error saying %q", name, tc.Path, err, want)
 			}
 		}
 	}
-}
-
-type specialFile struct{ path, what string }
-
-// specialFiles returns a named pipe called name, /dev/zero where there is
-// one, and a directory, each with what the error must call it.
-func specialFiles(t *testing.T, name string) []specialFile {
-	files := []specialFile{{filetest.NamedPipe(t, name), "a named pipe"}, {t.TempDir(), "a directory"}}
-	if _, err := os.Stat("/dev/zero"); err == nil {
-		files = append(files, specialFile{"/dev/zero", "a character device"})
-	}
-	return files
 }

@@ -628,28 +628,16 @@ func TestWriteStream(t *testing.T) {
 // what it is. Opening a named pipe for reading blocks until a writer comes,
 // so without the check Open would hang (filetest.Within fails the test then).
 func TestOpenSpecialFiles(t *testing.T) {
-	for _, tc := range specialFiles(t, "x.safetensors") {
-		err := filetest.Within(t, tc.path, func() error {
-			f, err := Open(tc.path)
+	for _, tc := range filetest.SpecialFiles(t, "x.safetensors") {
+		err := filetest.Within(t, tc.Path, func() error {
+			f, err := Open(tc.Path)
 			if err == nil {
 				f.Close()
 			}
 			return err
 		})
-		if want := tc.path + ": not a regular file (" + tc.what + ")"; err == nil || !strings.HasPrefix(err.Error(), "safetensors: ") || !strings.Contains(err.Error(), want) {
-			t.Errorf("Open(%s) = %v, want an error saying %q", tc.path, err, want)
+		if want := tc.Path + ": not a regular file (" + tc.What + ")"; err == nil || !strings.HasPrefix(err.Error(), "safetensors: ") || !strings.Contains(err.Error(), want) {
+			t.Errorf("Open(%s) = %v, want an error saying %q", tc.Path, err, want)
 		}
 	}
-}
-
-type specialFile struct{ path, what string }
-
-// specialFiles returns a named pipe called name, /dev/zero where there is
-// one, and a directory, each with what the error must call it.
-func specialFiles(t *testing.T, name string) []specialFile {
-	files := []specialFile{{filetest.NamedPipe(t, name), "a named pipe"}, {t.TempDir(), "a directory"}}
-	if _, err := os.Stat("/dev/zero"); err == nil {
-		files = append(files, specialFile{"/dev/zero", "a character device"})
-	}
-	return files
 }
