@@ -33,9 +33,16 @@ func claimOutput(w io.Writer, out string, force bool, need int64, inputs ...stri
 		return nil, err
 	}
 	for _, in := range inputs {
-		if claim.Holds(in) {
-			return nil, badInput(fmt.Errorf("%s is the input %s or holds it: replacing it would destroy the input; write the output elsewhere", out, in))
+		if !claim.Holds(in) {
+			continue
 		}
+		what := "holds the input " + in
+		if a, err := os.Stat(in); err == nil {
+			if b, err := os.Stat(out); err == nil && os.SameFile(a, b) {
+				what = "is the input"
+			}
+		}
+		return nil, badInput(fmt.Errorf("%s %s: replacing it would destroy the input; write the output elsewhere", out, what))
 	}
 	for _, p := range claim.Stale {
 		fmt.Fprintf(w, "quantkit: removed %s, the unfinished output of a run that was killed\n", p)
