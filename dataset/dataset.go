@@ -39,6 +39,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/quantkit/quantkit/model/format"
 )
 
 // Set is a labelled image set: N images of C×H×W pixels, NCHW, 0..255.
@@ -332,17 +334,11 @@ type idxFile struct {
 // openIDX opens the idx file at path, through gzip when it starts with the
 // gzip magic, and reads its header; closeFn closes the file.
 func openIDX(path string, rank int) (x *idxFile, closeFn func() error, err error) {
-	f, err := os.Open(path)
+	f, fi, err := format.Open(path) // a named pipe is refused, not waited on
 	if err != nil {
 		return nil, nil, fmt.Errorf("dataset: %w", err)
 	}
-	fi, err := f.Stat()
-	if err != nil {
-		err = fmt.Errorf("dataset: %w", err)
-	} else {
-		x, err = readIDX(f, fi.Size(), path, rank)
-	}
-	if err != nil {
+	if x, err = readIDX(f, fi.Size(), path, rank); err != nil {
 		f.Close()
 		return nil, nil, err
 	}

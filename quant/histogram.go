@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/quantkit/quantkit/internal/jsonobj"
 )
 
 // DefaultBins is the number of bins a histogram aims for on its first
@@ -346,58 +348,41 @@ func (h *Histogram) UnmarshalJSON(data []byte) error {
 var histogramKeys = [...]string{"bins", "width", "max", "non_finite", "counts"}
 
 // parseHistogram is UnmarshalJSON, with errors that do not name the
-// package. It walks the text itself rather than through encoding/json,
+// package. It reads the object with jsonobj rather than encoding/json,
 // which would take a duplicate key silently, and allocates little more
 // than the counts, which are sized by the commas of their array, never by
 // anything the text declares.
 func parseHistogram(data []byte) (*Histogram, error) {
-	if !json.Valid(data) {
-		return nil, errors.New("not valid JSON")
-	}
-	c := jsonCursor{b: data}
-	if c.next() != '{' {
-		return nil, errors.New("not a JSON object")
+	members, err := jsonobj.Members(data)
+	if err != nil {
+		return nil, err
 	}
 	var j histogramJSON
 	var bins int64
 	var seen [len(histogramKeys)]bool
-	c.i++
-	if c.next() == '}' {
-		c.i++
-	} else {
-		for {
-			key, val := c.key(), c.value()
-			k := slices.Index(histogramKeys[:], key)
-			if k < 0 {
-				return nil, fmt.Errorf("unknown key %q (want %s)", key, strings.Join(histogramKeys[:], ", "))
-			}
-			if seen[k] {
-				return nil, fmt.Errorf("key %q appears twice", key)
-			}
-			seen[k] = true
-			var err error
-			switch key {
-			case "bins":
-				bins, err = jsonInt(val)
-			case "width":
-				j.Width, err = jsonFloat(val, 64)
-			case "max":
-				var m float64
-				m, err = jsonFloat(val, 32)
-				j.Max = float32(m)
-			case "non_finite":
-				j.NonFinite, err = jsonInt(val)
-			case "counts":
-				j.Counts, err = jsonInts(val)
-			}
-			if err != nil {
-				return nil, fmt.Errorf("%q: %w", key, err)
-			}
-			if c.next() == '}' {
-				c.i++
-				break
-			}
-			c.i++ // ','
+	for _, m := range members {
+		k := slices.Index(histogramKeys[:], m.Key)
+		if k < 0 {
+			return nil, fmt.Errorf("unknown key %q (want %s)", m.Key, strings.Join(histogramKeys[:], ", "))
+		}
+		seen[k] = true
+		var err error
+		switch val := m.Value; m.Key {
+		case "bins":
+			bins, err = jsonInt(val)
+		case "width":
+			j.Width, err = jsonFloat(val, 64)
+		case "max":
+			var v float64
+			v, err = jsonFloat(val, 32)
+			j.Max = float32(v)
+		case "non_finite":
+			j.NonFinite, err = jsonInt(val)
+		case "counts":
+			j.Counts, err = jsonInts(val)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%q: %w", m.Key, err)
 		}
 	}
 	for k, ok := range seen {
@@ -447,80 +432,6 @@ func parseHistogram(data []byte) (*Histogram, error) {
 	return &Histogram{bins: int(bins), width: j.Width, counts: j.Counts, max: j.Max, total: total, nonFinite: j.NonFinite}, nil
 }
 
-// jsonCursor walks a JSON text that json.Valid accepted, so it need not
-// check the syntax again.
-type jsonCursor struct {
-	b []byte
-	i int
-}
-
-// next skips white space and returns the byte at the cursor, 0 at the end.
-func (c *jsonCursor) next() byte {
-	for c.i < len(c.b) && isJSONSpace(c.b[c.i]) {
-		c.i++
-	}
-	if c.i == len(c.b) {
-		return 0
-	}
-	return c.b[c.i]
-}
-
-func isJSONSpace(ch byte) bool { return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' }
-
-// value returns the text of the value at the cursor and moves past it.
-func (c *jsonCursor) value() []byte {
-	c.next()
-	start := c.i
-	switch c.b[c.i] {
-	case '"':
-		c.skipString()
-	case '{', '[':
-		depth := 0
-		for {
-			switch c.b[c.i] {
-			case '"':
-				c.skipString()
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-			}
-			c.i++
-			if depth == 0 {
-				break
-			}
-		}
-	default: // a number, true, false or null
-		for c.i < len(c.b) && !isJSONSpace(c.b[c.i]) && c.b[c.i] != ',' && c.b[c.i] != '}' && c.b[c.i] != ']' {
-			c.i++
-		}
-	}
-	return c.b[start:c.i]
-}
-
-func (c *jsonCursor) skipString() {
-	for c.i++; c.b[c.i] != '"'; c.i++ {
-		if c.b[c.i] == '\\' {
-			c.i++
-		}
-	}
-	c.i++
-}
-
-// key reads an object's key and the colon after it.
-func (c *jsonCursor) key() string {
-	raw := c.value()
-	c.next()
-	c.i++ // ':'
-	if !bytes.ContainsRune(raw, '\\') {
-		return string(raw[1 : len(raw)-1])
-	}
-	var k string
-	json.Unmarshal(raw, &k) // valid: the text is
-	return k
-}
-
 // clipText quotes a value's text for an error, cut to a readable length.
 func clipText(b []byte) string {
 	if len(b) > 24 {
@@ -557,26 +468,23 @@ func jsonInts(b []byte) ([]int64, error) {
 	if len(b) == 0 || b[0] != '[' {
 		return nil, fmt.Errorf("want an array of integers, have %s", clipText(b))
 	}
-	c := jsonCursor{b: b, i: 1}
-	if c.next() == ']' {
-		return []int64{}, nil
-	}
 	n := bytes.Count(b, []byte{','}) + 1
 	if n > MaxBins {
 		return nil, fmt.Errorf("more than %d counts", MaxBins)
 	}
 	out := make([]int64, 0, n)
-	for {
-		v, err := jsonInt(c.value())
+	err := jsonobj.EachElement(b, func(v []byte) error {
+		x, err := jsonInt(v)
 		if err != nil {
-			return nil, fmt.Errorf("element %d: %w", len(out), err)
+			return fmt.Errorf("element %d: %w", len(out), err)
 		}
-		out = append(out, v)
-		if c.next() == ']' {
-			return out, nil
-		}
-		c.i++ // ','
+		out = append(out, x)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	return out, nil
 }
 
 func lastNonZero(counts []int64) int {

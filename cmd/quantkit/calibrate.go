@@ -20,6 +20,7 @@ import (
 
 	"github.com/quantkit/quantkit/backend"
 	"github.com/quantkit/quantkit/internal/atomicfile"
+	"github.com/quantkit/quantkit/model/format"
 	"github.com/quantkit/quantkit/model/npy"
 	"github.com/quantkit/quantkit/model/safetensors"
 	"github.com/quantkit/quantkit/quant"
@@ -600,7 +601,7 @@ func saveHistograms(path string, names []string, acts map[string]*activation) er
 // loadHistograms reads a .hist.json file (quant.ReadHistograms); errors
 // name the file.
 func loadHistograms(path string) ([]string, map[string]*quant.Histogram, error) {
-	f, err := os.Open(path)
+	f, _, err := format.Open(path) // a named pipe is refused, not waited on
 	if err != nil {
 		return nil, nil, err
 	}

@@ -49,7 +49,7 @@ var (
 	demoPlotFlag      = &cli.StringFlag{Name: "plot", Category: "Output", Usage: "also draw accuracy against size and throughput to `FILE`.png or .svg"}
 	// demoNonFiniteFlag serves qat too.
 	demoNonFiniteFlag = &cli.BoolFlag{Name: "allow-nonfinite", Category: "Model and data", Usage: "load a --model whose weights hold NaN or ±Inf " +
-		"(a warning names the tensors) instead of refusing it"}
+		"as they are (they are not replaced, unlike quantize --allow-nonfinite; a warning names the tensors) instead of refusing it"}
 )
 
 var demoCommand = &cli.Command{

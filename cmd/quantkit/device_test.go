@@ -38,6 +38,9 @@ func TestMain(m *testing.M) {
 		if d, err := time.ParseDuration(os.Getenv("QUANTKIT_TEST_SLOW")); err == nil {
 			writeHook = func(string) { time.Sleep(d) } // a run long enough to signal
 		}
+		if d, err := time.ParseDuration(os.Getenv("QUANTKIT_TEST_GRACE")); err == nil {
+			interruptGrace = d // 0: the forced way out, with no command cleanup
+		}
 		os.Exit(mainStatus())
 	}
 	backend.Register("gpu", func(int) (backend.Backend, error) { return flakyGPU{cpu.New()}, nil })

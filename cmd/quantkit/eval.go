@@ -31,7 +31,7 @@ var (
 	evalEngineFlag = &cli.StringFlag{Name: "engine", Value: "float", Usage: "float (float32, quantized models with fake " +
 		"quantization) or int8 (a quantized model in integer arithmetic: int8 GEMMs with fused requantization)"}
 	evalNonFiniteFlag = &cli.BoolFlag{Name: "allow-nonfinite", Usage: "evaluate a model whose weights hold NaN or ±Inf " +
-		"(a warning names the tensors) instead of refusing it"}
+		"as they are (they are not replaced, unlike quantize --allow-nonfinite; a warning names the tensors) instead of refusing it"}
 )
 
 var evalCommand = &cli.Command{

@@ -62,7 +62,7 @@ func interruptible(action cli.ActionFunc) cli.ActionFunc {
 				return
 			}
 			removed := atomicfile.Cleanup()
-			fmt.Fprintf(os.Stderr, "quantkit: %s: %s; %s\n", c.Command.Name, signalName(sig), removedNote(removed))
+			fmt.Fprintf(os.Stderr, "quantkit: %s: %s; %s\n", commandPath(c), signalName(sig), removedNote(removed))
 			os.Exit(signalStatus(sig))
 		}()
 		c.Context = ctx
@@ -70,7 +70,7 @@ func interruptible(action cli.ActionFunc) cli.ActionFunc {
 		select {
 		case sig := <-got:
 			removed := atomicfile.Cleanup()
-			return &exitStatus{Code: signalStatus(sig), Err: fmt.Errorf("%s: %s; %s", c.Command.Name, signalName(sig), removedNote(removed))}
+			return &exitStatus{Code: signalStatus(sig), Err: fmt.Errorf("%s: %s; %s", commandPath(c), signalName(sig), removedNote(removed))}
 		default:
 			return err
 		}
@@ -121,4 +121,17 @@ func withInterrupts(cmds []*cli.Command, except ...string) []*cli.Command {
 		out[i] = &cp
 	}
 	return out
+}
+
+// commandPath is the command being run as the user typed it, without the
+// program's name: "quantize", "bench checkpoint".
+func commandPath(c *cli.Context) string {
+	var names []string
+	for _, ctx := range c.Lineage() {
+		if ctx.Command != nil && ctx.Command.Name != "" && ctx.Command.Name != ctx.App.Name {
+			names = append(names, ctx.Command.Name)
+		}
+	}
+	slices.Reverse(names)
+	return strings.Join(names, " ")
 }

@@ -520,8 +520,10 @@ func TestQuantizeJSONPath(t *testing.T) {
 }
 
 // bench checkpoint's scratch directory (gigabytes for its default input)
-// goes with Ctrl-C too.
+// goes with Ctrl-C too, even on the forced way out (no grace: quantkit
+// exits at once, the command's own clean-up never runs).
 func TestBenchCheckpointInterrupted(t *testing.T) {
+	t.Setenv("QUANTKIT_TEST_GRACE", "0")
 	in := synthModel(t)
 	work := t.TempDir()
 	cmd, msg := quantkitProcess(t, 50*time.Millisecond, "", "bench", "checkpoint", "--input", in, "--workdir", work, "--rounds", "3")

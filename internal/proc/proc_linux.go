@@ -372,7 +372,7 @@ func (p *Process) watch(status *bufio.Reader, f *os.File) {
 	}
 	var ws syscall.WaitStatus
 	var watchErr error
-	end := time.Now()
+	var end time.Time
 	for {
 		line, err := status.ReadString('\n')
 		if err != nil {

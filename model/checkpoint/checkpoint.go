@@ -207,7 +207,7 @@ func (c *Checkpoint) readConfig() error {
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	data, err := readLimited(path, MaxConfigLen)
+	data, err := format.ReadFile(path, MaxConfigLen)
 	if err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"path/filepath"
 	"strconv"
 
@@ -60,7 +59,7 @@ func (ix *Index) TotalSize() (int64, bool) {
 // weight_map, on a missing or empty weight_map, and on a weight_map value
 // that is not a string. Errors name path.
 func ReadIndex(path string) (*Index, error) {
-	data, err := readLimited(path, MaxIndexLen)
+	data, err := format.ReadFile(path, MaxIndexLen)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: %w", err)
 	}
@@ -69,24 +68,6 @@ func ReadIndex(path string) (*Index, error) {
 		return nil, fmt.Errorf("checkpoint: %s: %w", path, err)
 	}
 	return ix, nil
-}
-
-// readLimited reads a whole regular file that must not exceed limit
-// bytes; a named pipe or device is refused instead of waited on.
-func readLimited(path string, limit int64) ([]byte, error) {
-	f, _, err := format.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("%s: larger than the limit of %d bytes", path, limit)
-	}
-	return data, nil
 }
 
 func parseIndex(data []byte) (*Index, error) {

@@ -285,11 +285,11 @@ func (g *configGroups) UnmarshalJSON(b []byte) error {
 	if b[0] != '{' {
 		return errors.New("config_groups is not an object")
 	}
-	return eachMember(b, func(k, v []byte) error {
+	return jsonobj.EachMember(b, func(k string, v []byte) error {
 		if g.n++; g.n > 1 {
 			return nil
 		}
-		g.name = unquote(k)
+		g.name = k
 		if err := json.Unmarshal(v, &g.group); err != nil {
 			return fmt.Errorf("config_groups: %s: %w", g.name, err)
 		}
@@ -310,13 +310,13 @@ func (l *stringList) UnmarshalJSON(b []byte) error {
 		return fmt.Errorf("%.20s is not an array of strings", b)
 	}
 	n := 0
-	eachElement(b, func([]byte) error { n++; return nil })
+	jsonobj.EachElement(b, func([]byte) error { n++; return nil })
 	out := make([]string, 0, n)
-	err := eachElement(b, func(v []byte) error {
+	err := jsonobj.EachElement(b, func(v []byte) error {
 		if v[0] != '"' {
 			return fmt.Errorf("element %d, %.20s, is not a string", len(out), v)
 		}
-		out = append(out, unquote(v))
+		out = append(out, jsonobj.Unquote(v))
 		return nil
 	})
 	*l = out

@@ -3,6 +3,7 @@ package format
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 )
@@ -57,4 +58,26 @@ func Describe(m fs.FileMode) string {
 		return "a symbolic link"
 	}
 	return "an irregular file"
+}
+
+// ReadFile reads the whole regular file at path (Open), which must not
+// exceed limit bytes: a small side file (an index, config.json, part.json)
+// read whole, bounded before it is read. Errors name path.
+func ReadFile(path string, limit int64) ([]byte, error) {
+	f, fi, err := Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi.Size() > limit {
+		return nil, fmt.Errorf("%s: %d bytes, more than the limit of %d", path, fi.Size(), limit)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if int64(len(data)) > limit { // it grew
+		return nil, fmt.Errorf("%s: larger than the limit of %d bytes", path, limit)
+	}
+	return data, nil
 }

@@ -20,31 +20,22 @@ func (g *Graph) CheckNames() error {
 	if g == nil {
 		return nil
 	}
+	if d, a, b, ok := twice(len(g.Initializer), func(i int) string { return g.Initializer[i].Name }); ok {
+		return fmt.Errorf("initializer[%d]: name %q used twice (also initializer[%d])", b, d, a)
+	}
+	for _, list := range []struct {
+		kind string
+		vs   []*ValueInfo
+	}{{"input", g.Input}, {"output", g.Output}} {
+		if d, a, b, ok := twice(len(list.vs), func(i int) string { return list.vs[i].Name }); ok {
+			return fmt.Errorf("%s[%d]: name %q used twice (also %s[%d])", list.kind, b, d, list.kind, a)
+		}
+	}
 	inits := make([]string, len(g.Initializer))
 	for i, t := range g.Initializer {
 		inits[i] = t.Name
 	}
 	slices.Sort(inits)
-	if d, ok := firstDuplicate(inits); ok {
-		first := -1
-		for i, t := range g.Initializer {
-			if t.Name != d {
-				continue
-			}
-			if first >= 0 {
-				return fmt.Errorf("initializer[%d]: name %q used twice (also initializer[%d])", i, d, first)
-			}
-			first = i
-		}
-	}
-	for _, list := range []struct {
-		name string
-		vs   []*ValueInfo
-	}{{"input", g.Input}, {"output", g.Output}} {
-		if err := uniqueValueInfos(list.name, list.vs); err != nil {
-			return err
-		}
-	}
 
 	// What nodes define, initializers and inputs included.
 	n := len(g.Initializer) + len(g.Input)
@@ -70,30 +61,40 @@ func (g *Graph) CheckNames() error {
 		return nodeOutputTwice(g, d)
 	}
 
-	var attrs []string
 	for i, nd := range g.Node {
-		if len(nd.Attribute) < 2 {
-			continue
-		}
-		attrs = attrs[:0]
-		for _, a := range nd.Attribute {
-			attrs = append(attrs, a.Name)
-		}
-		slices.Sort(attrs)
-		if d, ok := firstDuplicate(attrs); ok {
-			first := -1
-			for j, a := range nd.Attribute {
-				if a.Name != d {
-					continue
-				}
-				if first >= 0 {
-					return fmt.Errorf("node[%d] (%s).attribute[%d]: name %q used twice (also attribute[%d])", i, nd.Describe(), j, d, first)
-				}
-				first = j
-			}
+		if d, a, b, ok := twice(len(nd.Attribute), func(j int) string { return nd.Attribute[j].Name }); ok {
+			return fmt.Errorf("node[%d] (%s).attribute[%d]: name %q used twice (also attribute[%d])", i, nd.Describe(), b, d, a)
 		}
 	}
 	return nil
+}
+
+// twice finds a name that the n items (name(i) for i in [0, n)) hold more
+// than once, the first in sorted order, and the positions of its first two
+// items.
+func twice(n int, name func(i int) string) (d string, first, second int, ok bool) {
+	if n < 2 {
+		return "", 0, 0, false
+	}
+	names := make([]string, n)
+	for i := range names {
+		names[i] = name(i)
+	}
+	slices.Sort(names)
+	if d, ok = firstDuplicate(names); !ok {
+		return "", 0, 0, false
+	}
+	first = -1
+	for i := range n {
+		if name(i) != d {
+			continue
+		}
+		if first >= 0 {
+			return d, first, i, true
+		}
+		first = i
+	}
+	return "", 0, 0, false // not reached: d is there twice
 }
 
 // firstDuplicate is the first name that sorted holds twice.
@@ -104,29 +105,6 @@ func firstDuplicate(sorted []string) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-func uniqueValueInfos(kind string, vs []*ValueInfo) error {
-	names := make([]string, len(vs))
-	for i, v := range vs {
-		names[i] = v.Name
-	}
-	slices.Sort(names)
-	d, ok := firstDuplicate(names)
-	if !ok {
-		return nil
-	}
-	first := -1
-	for i, v := range vs {
-		if v.Name != d {
-			continue
-		}
-		if first >= 0 {
-			return fmt.Errorf("%s[%d]: name %q used twice (also %s[%d])", kind, i, d, kind, first)
-		}
-		first = i
-	}
-	return nil
 }
 
 // nodeOutputTwice is the error for a name d defined twice, at least once

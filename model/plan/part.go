@@ -4,13 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 
 	"github.com/quantkit/quantkit/internal/jsonobj"
+	modelformat "github.com/quantkit/quantkit/model/format"
 )
 
 // PartFileName is the name of a part's description, part.json, in the
@@ -107,22 +106,9 @@ func ParsePart(data []byte) (*Part, error) {
 // file.
 func ReadPart(dir string) (*Part, error) {
 	path := filepath.Join(dir, PartFileName)
-	f, err := os.Open(path)
+	data, err := modelformat.ReadFile(path, MaxPartFileLen)
 	if err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err != nil {
-		return nil, err
-	} else if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: not a regular file", path)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, MaxPartFileLen+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if len(data) > MaxPartFileLen {
-		return nil, fmt.Errorf("%s: larger than the limit of %d bytes", path, MaxPartFileLen)
 	}
 	p, err := ParsePart(data)
 	if err != nil {
