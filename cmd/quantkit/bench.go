@@ -14,7 +14,6 @@ import (
 	"github.com/quantkit/quantkit/backend"
 	"github.com/quantkit/quantkit/bench"
 	"github.com/quantkit/quantkit/energy"
-	"github.com/quantkit/quantkit/gpu/telemetry"
 	"github.com/quantkit/quantkit/internal/atomicfile"
 )
 
@@ -221,26 +220,9 @@ func hasFlag(c *cli.Context, f cli.Flag) bool {
 // the CPU packages' RAPL counters) and measures its idle power. When there
 // is none it returns nil and the reason. done releases the source.
 func energyFor(c *cli.Context, b backend.Backend) (eo *bench.EnergyOptions, note string, done func()) {
-	done = func() {}
-	var src energy.Source
-	if idx, ok := strings.CutPrefix(b.Name(), "gpu:"); ok {
-		sys, err := telemetry.Open()
-		if err != nil {
-			return nil, err.Error(), done
-		}
-		done = func() { sys.Close() }
-		srcs, err := energy.GPUSources(sys)
-		i, _ := strconv.Atoi(idx)
-		if err != nil || i >= len(srcs) {
-			return nil, fmt.Sprintf("no NVML source for %s (%d GPUs: %v)", b.Name(), len(srcs), err), done
-		}
-		src = srcs[i]
-	} else {
-		srcs, err := energy.RAPLSources(energy.RAPLRoot)
-		if err != nil {
-			return nil, err.Error(), done
-		}
-		src = energy.Combine(srcs...)
+	src, done, err := energy.OpenDevice(b.Name())
+	if err != nil {
+		return nil, strings.TrimPrefix(err.Error(), "energy: "), done
 	}
 	interval := c.Duration(benchIntervalFlag.Name)
 	eo = &bench.EnergyOptions{Source: src, Window: energy.Options{MinWindow: c.Duration(benchMinWindowFlag.Name), Interval: interval, KeepSamples: true}}

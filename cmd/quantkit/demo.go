@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -25,7 +24,6 @@ import (
 	"github.com/quantkit/quantkit/bench"
 	"github.com/quantkit/quantkit/dataset"
 	"github.com/quantkit/quantkit/energy"
-	"github.com/quantkit/quantkit/gpu/telemetry"
 	"github.com/quantkit/quantkit/internal/atomicfile"
 	"github.com/quantkit/quantkit/model/onnx"
 	"github.com/quantkit/quantkit/nn"
@@ -487,18 +485,11 @@ func demoTime(f demoForward, net *nn.Net, test *dataset.Set) (latency, imagesPer
 // demoEnergySource opens the energy counter of be's device: RAPL for the
 // CPU, NVML for a GPU. It returns nil and why when there is none.
 func demoEnergySource(be backend.Backend) (src energy.Source, name, note string) {
-	if strings.HasPrefix(be.Name(), "gpu") {
-		s, n, err := demoGPUEnergySource(be.Name())
-		if err != nil {
-			return nil, "", "J/image n/a: " + err.Error()
-		}
-		return s, n, ""
-	}
-	srcs, err := energy.RAPLSources(energy.RAPLRoot)
+	// The source stays open for the life of the process.
+	s, _, err := energy.OpenDevice(be.Name())
 	if err != nil {
-		return nil, "", "J/image n/a: " + err.Error()
+		return nil, "", "J/image n/a: " + strings.TrimPrefix(err.Error(), "energy: ")
 	}
-	s := energy.Combine(srcs...)
 	return s, s.Name(), ""
 }
 
@@ -669,22 +660,6 @@ func loadModel(path string, allowNonFinite bool, warn io.Writer) (*nn.Net, error
 		fmt.Fprintf(warn, "quantkit: warning: --allow-nonfinite: %s has non-finite weights: %s\n", path, strings.Join(what, "; "))
 	}
 	return net, nil
-}
-
-// demoGPUEnergySource opens the NVML energy counter of device "gpu:N".
-// The telemetry session stays open for the life of the process.
-func demoGPUEnergySource(device string) (energy.Source, string, error) {
-	sys, err := telemetry.Open()
-	if err != nil {
-		return nil, "", err
-	}
-	srcs, err := energy.GPUSources(sys)
-	i, _ := strconv.Atoi(strings.TrimPrefix(device, "gpu:"))
-	if err != nil || i < 0 || i >= len(srcs) {
-		sys.Close()
-		return nil, "", fmt.Errorf("no NVML energy counter for %s (%d GPUs: %v)", device, len(srcs), err)
-	}
-	return srcs[i], srcs[i].Name(), nil
 }
 
 // demoJoinNames joins row names that share a point: "PTQ int8 max",

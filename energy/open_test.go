@@ -1,0 +1,69 @@
+package energy
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/quantkit/quantkit/gpu/telemetry"
+)
+
+func TestOpenDevice(t *testing.T) {
+	root := fakeRAPL(t, map[string]string{
+		"intel-rapl:0/name":                "package-0\n",
+		"intel-rapl:0/energy_uj":           "1000000\n",
+		"intel-rapl:0/max_energy_range_uj": "262143328850\n",
+		"intel-rapl:1/name":                "package-1\n",
+		"intel-rapl:1/energy_uj":           "2000000\n",
+		"intel-rapl:1/max_energy_range_uj": "262143328850\n",
+	})
+	joules := 0.0
+	fake := &telemetry.Fake{Devices: []*telemetry.FakeDevice{
+		{NameV: "A"},
+		{NameV: "B", EnergyFn: func() float64 { joules += 10; return joules }},
+	}}
+	nvml := func() (telemetry.System, error) { fake.Closed = false; return fake, nil }
+
+	src, done, err := openDevice("cpu", nvml, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j, err := src.Energy(); err != nil || j != 3 {
+		t.Errorf("cpu: both packages summed: got %v J, %v; want 3 J", j, err)
+	}
+	done()
+
+	src, done, err = openDevice("gpu:1", nvml, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(src.Name(), "gpu:1 B") {
+		t.Errorf("gpu:1 opened %q", src.Name())
+	}
+	if j, _ := src.Energy(); j != 10 {
+		t.Errorf("gpu:1 energy %v, want its own counter's 10", j)
+	}
+	if fake.Closed {
+		t.Error("NVML closed before the source was released")
+	}
+	done()
+	if !fake.Closed {
+		t.Error("close did not release NVML")
+	}
+
+	for _, dev := range []string{"gpu:2", "gpu:x", "tpu:0"} {
+		fake.Closed = true
+		if _, done, err := openDevice(dev, nvml, root); err == nil || done == nil {
+			t.Errorf("%s: opened, want an error and a non-nil close", dev)
+		} else if dev == "gpu:2" && !fake.Closed {
+			t.Error("gpu:2: NVML left open after failing")
+		}
+	}
+	down := errors.New("NVML: driver not loaded")
+	if _, _, err := openDevice("gpu:0", func() (telemetry.System, error) { return nil, down }, root); !errors.Is(err, down) {
+		t.Errorf("NVML failing: got %v, want its error", err)
+	}
+	if _, _, err := openDevice("cpu", nvml, t.TempDir()); err == nil {
+		t.Error("cpu without RAPL: opened")
+	}
+}
