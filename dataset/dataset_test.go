@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"encoding/binary"
 	"fmt"
+	"github.com/quantkit/quantkit/internal/testenv"
 	"io"
 	"os"
 	"path/filepath"
@@ -171,7 +172,7 @@ func TestMNIST(t *testing.T) {
 	t.Setenv(Env, "")
 	s, err := Load("mnist", "test")
 	if err != nil {
-		t.Skipf("MNIST unreachable here (no module cache or proxy): %v", err)
+		testenv.Missing(t, "MNIST unreachable here (no module cache or proxy): %v", err)
 	}
 	if s.N != 10000 || s.H != 28 || s.W != 28 || s.C != 1 || s.Classes != 10 {
 		t.Fatalf("%d images of %d×%d×%d, %d classes", s.N, s.C, s.H, s.W, s.Classes)

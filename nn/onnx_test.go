@@ -2,6 +2,7 @@ package nn
 
 import (
 	"fmt"
+	"github.com/quantkit/quantkit/internal/testenv"
 	"strings"
 	"testing"
 
@@ -41,7 +42,7 @@ func TestLowerMNIST(t *testing.T) {
 func TestMNISTAccuracy(t *testing.T) {
 	s, err := dataset.Load("mnist", "test")
 	if err != nil {
-		t.Skipf("MNIST test set unreachable here: %v", err)
+		testenv.Missing(t, "MNIST test set unreachable here: %v", err)
 	}
 	net, err := LoadONNX(mnistONNX)
 	if err != nil {

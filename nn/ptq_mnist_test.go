@@ -1,6 +1,7 @@
 package nn_test
 
 import (
+	"github.com/quantkit/quantkit/internal/testenv"
 	"math"
 	"math/rand/v2"
 	"sync"
@@ -47,7 +48,7 @@ func loadMNIST(t *testing.T) *mnistData {
 	t.Helper()
 	d, err := mnist()
 	if err != nil {
-		t.Skipf("MNIST model or data not available: %v", err)
+		testenv.Missing(t, "MNIST model or data not available: %v", err)
 	}
 	return d
 }
