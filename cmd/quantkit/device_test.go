@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -78,7 +79,7 @@ func TestUsesDevice(t *testing.T) {
 		"devices": false, "version": false, "--help": false, "": false,
 	}
 	for args, want := range cases {
-		if got := usesDevice(app, append([]string{"quantkit"}, strings.Fields(args)...)); got != want {
+		if got := resolve(app, append([]string{"quantkit"}, strings.Fields(args)...), io.Discard).usesDevice(); got != want {
 			t.Errorf("usesDevice(%q) = %v, want %v", args, got, want)
 		}
 	}

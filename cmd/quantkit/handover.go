@@ -3,6 +3,7 @@
 package main
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -20,10 +21,11 @@ const cudaBuild = false
 // computes on --device auto or gpu, NVML sees a GPU, and quantkit-cuda sits
 // beside this executable. It returns only when it does not hand over.
 func handOver(app *cli.App, args []string) {
-	if os.Getenv(preflight.HandoverEnv) != "" || !usesDevice(app, args) {
+	cl := resolve(app, args, io.Discard)
+	if os.Getenv(preflight.HandoverEnv) != "" || !cl.usesDevice() {
 		return
 	}
-	if dev, ok := preflight.DeviceArg(args[1:]); ok && dev == "cpu" {
+	if dev, ok := cl.device(); ok && dev == "cpu" {
 		return
 	}
 	self, err := os.Executable()

@@ -52,10 +52,54 @@ func newApp() *cli.App {
 			"Start with `quantkit demo`.",
 		Version:     versionString(),
 		HideVersion: true,
-		Commands: withInterrupts([]*cli.Command{versionCommand, devicesCommand, calibrateCommand, benchCommand, profileCommand, genCommand,
-			inspectCommand, quantizeCommand, dequantizeCommand, mergeCommand, demoCommand, qatCommand, evalCommand}, "profile"),
+		Commands: withUsageErrors(withInterrupts([]*cli.Command{versionCommand, devicesCommand, calibrateCommand, benchCommand, profileCommand, genCommand,
+			inspectCommand, quantizeCommand, dequantizeCommand, mergeCommand, demoCommand, qatCommand, evalCommand}, "profile")),
 		EnableBashCompletion: true,
+		Action:               noCommand,
+		OnUsageError:         onUsageError,
+		// Exit statuses are mainStatus's alone: urfave/cli would call
+		// os.Exit inside Run for its own errors ("No help topic").
+		ExitErrHandler: func(*cli.Context, error) {},
 	}
+}
+
+// exitUsage is the exit status of a command line that does not parse: an
+// unknown command or flag, a missing flag value, no command at all.
+const exitUsage = 2
+
+// usageError is a command line that does not parse.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func onUsageError(c *cli.Context, err error, _ bool) error {
+	path := commandPath(c)
+	if path == "" {
+		return usageError{fmt.Errorf("%w (quantkit --help says how)", err)}
+	}
+	return usageError{fmt.Errorf("%s: %w (quantkit %s --help says how)", path, err, path)}
+}
+
+// noCommand runs when the first argument names no command: the app's help
+// and a usage error.
+func noCommand(c *cli.Context) error {
+	if c.Args().Present() {
+		return usageError{fmt.Errorf("unknown command %q (quantkit help lists them)", c.Args().First())}
+	}
+	cli.ShowAppHelp(c)
+	return usageError{errors.New("no command given")}
+}
+
+// withUsageErrors makes a flag that does not parse, in cmds and their
+// subcommands, a usage error (exit status 2). cmds are changed in place:
+// withInterrupts has already copied them.
+func withUsageErrors(cmds []*cli.Command) []*cli.Command {
+	for _, cmd := range cmds {
+		cmd.OnUsageError = onUsageError
+		withUsageErrors(cmd.Subcommands)
+	}
+	return cmds
 }
 
 var versionCommand = &cli.Command{
@@ -83,9 +127,16 @@ func mainStatus() int {
 		}
 		defer stop()
 	}
-	err := app.Run(os.Args)
+	err := app.Run(resolve(app, os.Args, os.Stderr).Args)
 	if err == nil {
 		return 0
+	}
+	if _, ok := errors.AsType[cli.ExitCoder](err); ok {
+		err = usageError{err} // only urfave/cli's own: "help bogus"
+	}
+	if _, ok := errors.AsType[usageError](err); ok {
+		fmt.Fprintln(os.Stderr, "quantkit:", err)
+		return exitUsage
 	}
 	if st, ok := errors.AsType[*exitStatus](err); ok {
 		if st.Err == nil {

@@ -22,7 +22,7 @@ func run(t *testing.T, args ...string) (string, error) {
 	var out bytes.Buffer
 	app.Writer = &out
 	app.ErrWriter = &out
-	err := app.Run(append([]string{"quantkit"}, args...))
+	err := app.Run(resolve(app, append([]string{"quantkit"}, args...), &out).Args)
 	return out.String(), err
 }
 
