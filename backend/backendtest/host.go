@@ -74,7 +74,9 @@ func testHostBuffer(t *testing.T, b backend.Backend) {
 	t.Run("f32", func(t *testing.T) { hostBuffer(t, b, host, func(i int) float32 { return float32(i) + 0.5 }) })
 	t.Run("s8", func(t *testing.T) { hostBuffer(t, b, host, func(i int) int8 { return int8(i*37 - 128) }) })
 	t.Run("u8", func(t *testing.T) { hostBuffer(t, b, host, func(i int) uint8 { return uint8(i*53 + 7) }) })
-	t.Run("s32", func(t *testing.T) { hostBuffer(t, b, host, func(i int) int32 { return int32(uint32(i)*2654435761 + 1) }) })
+	t.Run("s32", func(t *testing.T) {
+		hostBuffer(t, b, host, func(i int) int32 { return int32(uint32(i)*2654435761 + 1) })
+	})
 
 	if host {
 		t.Run("results in place", func(t *testing.T) {
