@@ -8,6 +8,13 @@
 // buffer to catch writes out of bounds, and checks that inputs are left
 // untouched.
 //
+// Beyond the operations it holds backends to two contracts of memory:
+// Alloc returns zeros, even where the memory held garbage before it was
+// freed, and a backend's buffers are backend.HostBuffers for every type
+// or for none, and where they are, their slices are the buffers' memory.
+// The suite's own tests run it on backends that break each contract
+// and expect it to fail them.
+//
 // # What must match how
 //
 // Integer results must be exact: GemmS8 with int32 output against an
