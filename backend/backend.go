@@ -2,8 +2,10 @@
 // implements (the pure-Go cpu backend, the CUDA gpu backend), and a
 // registry through which commands open one by name.
 //
-// A backend owns its memory: callers allocate Buffers on it, upload host
-// slices, run operations, and download results. All matrices are row-major.
+// A backend owns its memory: callers allocate Buffers on it (zeroed), upload
+// host slices, run operations, and download results. Buffers that are host
+// memory (cpu's) are HostBuffers, which host code reads and writes in
+// place instead of copying. All matrices are row-major.
 // Both GEMM operands are K-contiguous, as tensor-core integer MMA needs and
 // as weights are stored ([out, in]): C[m×n] = A[m×k] · B[n×k]ᵀ.
 //
@@ -59,22 +61,6 @@ type Buffer interface {
 	Slice(off, n int) Buffer
 }
 
-// Op names an operation, for Supports.
-type Op int
-
-const (
-	OpGemmF32 Op = iota
-	OpGemmS8
-	OpAbsMax
-	OpHistogram
-	OpQuantize
-	OpDequantize
-)
-
-func (o Op) String() string {
-	return [...]string{"gemm-f32", "gemm-s8", "absmax", "histogram", "quantize", "dequantize"}[o]
-}
-
 // Epilogue says what GemmS8 does with the int32 accumulators. For each
 // output (i, j), with acc = Σ_k A[i,k]·B[j,k] computed exactly in int32:
 //
@@ -122,17 +108,26 @@ func (e *Epilogue) Check(m, n int) error {
 	return vec("Bias", len(e.Bias), n, false)
 }
 
-// Backend is a compute device.
+// Backend is a compute device. Every method is mandatory: a backend
+// implements every operation, and backendtest.Run checks them all. An
+// operation that only some devices implement enters as an optional
+// interface (as DeviceTimer and MemoryInfo do), which callers detect with
+// a type assertion and fall back from to a generic Go twin in this
+// package: the compiler, not a run-time flag, says what a backend can do.
 type Backend interface {
 	// Name is the device as --device spells it: "cpu", "gpu:0".
 	Name() string
 	// Describe is one line for people: model, cores or memory.
 	Describe() string
-	// Supports reports whether the backend implements op; callers fall back
-	// to another backend when it does not.
-	Supports(op Op) bool
-
+	// Alloc allocates n elements of type dt, all zero (+0.0 for F32).
+	// Every backend zeroes, so that no caller ever reads what an earlier
+	// buffer left in the memory: NaNs that poison an accumulator, or
+	// another tensor's values passing for results. It costs the CPU
+	// backend nothing extra (Go zeroes new slices) and the GPU backend one
+	// cuMemsetD8 queued behind the allocation, a pass at full memory
+	// bandwidth, small beside the upload or kernel that fills the buffer.
 	Alloc(dt DType, n int) (Buffer, error)
+	// Free releases a buffer from Alloc (not a view made by Slice).
 	Free(b Buffer) error
 	// Upload copies a host slice ([]float32, []int8, []uint8 or []int32,
 	// matching the buffer's type and length) into dst.

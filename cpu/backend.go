@@ -53,11 +53,6 @@ var cpuModel = sync.OnceValue(func() string {
 	return runtime.GOOS + "/" + runtime.GOARCH + " CPU"
 })
 
-// Supports reports true for every operation.
-func (*Backend) Supports(op backend.Op) bool {
-	return op >= backend.OpGemmF32 && op <= backend.OpDequantize
-}
-
 // Buffer is memory of the CPU backend: a Go slice of the buffer's type.
 type Buffer struct {
 	dt  backend.DType
@@ -67,7 +62,7 @@ type Buffer struct {
 	s32 []int32
 }
 
-var _ backend.Buffer = (*Buffer)(nil)
+var _ backend.HostBuffer = (*Buffer)(nil)
 
 // DType is the element type.
 func (b *Buffer) DType() backend.DType { return b.dt }
@@ -105,10 +100,27 @@ func (b *Buffer) Slice(off, n int) backend.Buffer {
 	return v
 }
 
-// Data is the slice the buffer is: a []float32, []int8, []uint8 or
-// []int32 sharing its memory, so that host code can use a CPU buffer
-// without copying.
-func (b *Buffer) Data() any {
+// F32 is the buffer's memory when it is F32, nil otherwise.
+func (b *Buffer) F32() []float32 { return b.f32 }
+
+// S8 is the buffer's memory when it is S8, nil otherwise.
+func (b *Buffer) S8() []int8 { return b.s8 }
+
+// U8 is the buffer's memory when it is U8, nil otherwise.
+func (b *Buffer) U8() []uint8 { return b.u8 }
+
+// S32 is the buffer's memory when it is S32, nil otherwise.
+func (b *Buffer) S32() []int32 { return b.s32 }
+
+// Data is the slice the buffer is, as an any.
+//
+// Deprecated: use backend.Host or the typed accessors of
+// backend.HostBuffer. Data stays only until nn stops duck-typing
+// interface{ Data() any }; then it goes.
+func (b *Buffer) Data() any { return b.data() }
+
+// data is the slice the buffer is, as GemmS8 takes its output.
+func (b *Buffer) data() any {
 	switch b.dt {
 	case backend.F32:
 		return b.f32
@@ -120,7 +132,7 @@ func (b *Buffer) Data() any {
 	return b.s32
 }
 
-// Alloc makes a zeroed buffer of n elements.
+// Alloc makes a buffer of n zeros (Go zeroes new slices).
 func (*Backend) Alloc(dt backend.DType, n int) (backend.Buffer, error) {
 	if n < 0 {
 		return nil, fmt.Errorf("cpu: Alloc of %d elements", n)
@@ -255,7 +267,7 @@ func (*Backend) GemmS8(m, n, k int, a, b, c backend.Buffer, ep *backend.Epilogue
 	if cb.dt == backend.U8 {
 		return errors.New("cpu: GemmS8: C is u8, want s32, f32 or s8")
 	}
-	return GemmS8(m, n, k, ab.s8, bb.s8, cb.Data(), ep)
+	return GemmS8(m, n, k, ab.s8, bb.s8, cb.data(), ep)
 }
 
 // AbsMax is the largest finite |x|; see the function AbsMax.

@@ -227,11 +227,6 @@ func (b *Backend) SMs() int { return b.sms }
 // the kernels (registers, spills), empty when it said nothing.
 func (b *Backend) JITLog() string { return b.jitInfo }
 
-// Supports reports true for every operation.
-func (b *Backend) Supports(op backend.Op) bool {
-	return op >= backend.OpGemmF32 && op <= backend.OpDequantize
-}
-
 // Synchronize waits for the queued work; an error of a kernel that failed
 // while running is reported here (or by the next operation that waits),
 // with the last kernel queued.

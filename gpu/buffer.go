@@ -95,9 +95,11 @@ func (b *Backend) typed(op, what string, buf backend.Buffer, dt backend.DType) (
 	return x, nil
 }
 
-// Alloc allocates n elements of type dt on the device. The memory is not
-// zeroed. When the device is out of memory the error says how much was
-// asked for and how much is free.
+// Alloc allocates n elements of type dt on the device, zeroed as
+// backend.Backend requires: a cuMemsetD8 queued on the stream, so that it
+// runs before any operation queued after Alloc returns (the driver hands
+// freed memory back with whatever it held). When the device is out of
+// memory the error says how much was asked for and how much is free.
 func (b *Backend) Alloc(dt backend.DType, n int) (backend.Buffer, error) {
 	if n < 0 {
 		return nil, b.errorf("Alloc of %d elements", n)
@@ -116,6 +118,10 @@ func (b *Backend) Alloc(dt backend.DType, n int) (backend.Buffer, error) {
 			p, err := b.memAlloc(a.bytes, fmt.Sprintf("Alloc of %d %v", n, dt))
 			if err != nil {
 				return err
+			}
+			if err := cu.MemsetD8Async(p, 0, a.bytes, b.stream); err != nil {
+				cu.MemFree(p)
+				return b.asyncErr(fmt.Sprintf("zeroing an Alloc of %d %v", n, dt), err)
 			}
 			a.ptr = p
 		}

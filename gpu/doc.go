@@ -19,8 +19,10 @@
 // # Memory
 //
 // A Buffer is a device pointer, a type, a length and an element offset
-// into its allocation: Slice makes views without copying. Upload and
-// Download copy synchronously. Scratch buffers (padded GEMM operands,
+// into its allocation: Slice makes views without copying. Alloc zeroes
+// the memory with a cuMemsetD8 queued on the stream; Buffers are not
+// backend.HostBuffers (the host cannot reach them). Upload and Download
+// copy synchronously. Scratch buffers (padded GEMM operands,
 // epilogue and quantization parameters, reduction results) live as long
 // as the Backend and grow as needed; parameter vectors are uploaded only
 // when they change.

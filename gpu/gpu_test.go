@@ -59,6 +59,17 @@ func TestRegistry(t *testing.T) {
 	if _, ok := bk.(backend.MemoryInfo); !ok {
 		t.Error("no MemoryInfo")
 	}
+	// Device memory is no host memory: callers must copy.
+	for _, dt := range []backend.DType{backend.F32, backend.S8, backend.U8, backend.S32} {
+		buf, err := bk.Alloc(dt, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := buf.(backend.HostBuffer); ok {
+			t.Errorf("a %v gpu buffer claims to be a backend.HostBuffer", dt)
+		}
+		bk.Free(buf)
+	}
 }
 
 func mustUpload[T float32 | int8 | uint8 | int32](t testing.TB, b *Backend, host []T) backend.Buffer {

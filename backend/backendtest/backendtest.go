@@ -8,6 +8,13 @@
 // buffer to catch writes out of bounds, and checks that inputs are left
 // untouched.
 //
+// Beyond the operations it holds backends to two contracts of memory:
+// Alloc returns zeros, even where the memory held garbage before it was
+// freed, and a backend's buffers are backend.HostBuffers for every type
+// or for none, and where they are, their slices are the buffers' memory.
+// The suite's own tests run it on backends that break each contract
+// and expect it to fail them.
+//
 // # What must match how
 //
 // Integer results must be exact: GemmS8 with int32 output against an
@@ -61,48 +68,24 @@ func EpilogueF32Bound(mag float64) float64 {
 	return 4*Unit*mag + 4*Subnormal
 }
 
-// Run runs the suite on b, one subtest per operation; operations b does not
-// Support are skipped.
+// Run runs the suite on b, one subtest per operation. Every operation of
+// backend.Backend is mandatory, so none is skipped.
 func Run(t *testing.T, b backend.Backend) {
 	t.Run("Buffers", func(t *testing.T) { testBuffers(t, b) })
-	ops := []struct {
-		op backend.Op
-		fn func(*testing.T, backend.Backend)
-	}{
-		{backend.OpGemmF32, testGemmF32},
-		{backend.OpGemmS8, testGemmS8},
-		{backend.OpAbsMax, testAbsMax},
-		{backend.OpHistogram, testHistogramAbs},
-		{backend.OpQuantize, testQuantize},
-		{backend.OpDequantize, testDequantize},
-	}
-	for _, o := range ops {
-		t.Run(o.op.String(), func(t *testing.T) {
-			if !b.Supports(o.op) {
-				t.Skipf("%s does not support %v", b.Name(), o.op)
-			}
-			o.fn(t, b)
-		})
-	}
+	t.Run("AllocZeroes", func(t *testing.T) { testAllocZeroes(t, b) })
+	t.Run("HostBuffer", func(t *testing.T) { testHostBuffer(t, b) })
+	t.Run("gemm-f32", func(t *testing.T) { testGemmF32(t, b) })
+	t.Run("gemm-s8", func(t *testing.T) { testGemmS8(t, b) })
+	t.Run("absmax", func(t *testing.T) { testAbsMax(t, b) })
+	t.Run("histogram", func(t *testing.T) { testHistogramAbs(t, b) })
+	t.Run("quantize", func(t *testing.T) { testQuantize(t, b) })
+	t.Run("dequantize", func(t *testing.T) { testDequantize(t, b) })
 }
 
 // elem is a host element type of a Buffer.
-type elem interface {
-	float32 | int8 | uint8 | int32
-}
+type elem = backend.Elem
 
-func dtypeOf[T elem]() backend.DType {
-	var z T
-	switch any(z).(type) {
-	case float32:
-		return backend.F32
-	case int8:
-		return backend.S8
-	case uint8:
-		return backend.U8
-	}
-	return backend.S32
-}
+func dtypeOf[T elem]() backend.DType { return backend.DTypeOf[T]() }
 
 // sentinel is the value guards and unwritten outputs hold: a NaN with a
 // payload, or a byte pattern, that no correct result reproduces by chance

@@ -4,9 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 
+	"github.com/quantkit/quantkit/internal/mmap"
 	"github.com/quantkit/quantkit/model/format"
 )
 
@@ -15,6 +15,7 @@ type File struct {
 	path    string
 	data    []byte // the whole file: a read-only mapping, or memory
 	mapped  bool
+	region  *mmap.Region // what holds data; nil when data is not from a file
 	hdr     *header
 	keys    map[string]int // metadata index by key
 	tensors map[string]int // tensor index by name
@@ -57,27 +58,22 @@ func open(path string) (*File, error) {
 		}
 		return nil, err
 	}
-	if size > math.MaxInt {
-		return nil, fmt.Errorf("file size %d too large for this platform", size)
+	var r *mmap.Region
+	if testNoMmap {
+		r, err = mmap.Read(osf, size)
+	} else {
+		r, err = mmap.Map(osf, size)
 	}
-	var data []byte
-	mapped := false
-	if !testNoMmap {
-		if b, err := mapFile(osf, int(size)); err == nil {
-			data, mapped = b, true
-		}
+	if err != nil {
+		return nil, err
 	}
-	if !mapped {
-		data = make([]byte, size)
-		if _, err := io.ReadFull(io.NewSectionReader(osf, 0, size), data); err != nil {
-			return nil, err
-		}
+	f, err := newFile(path, r.Bytes(), r.Mapped())
+	if err != nil {
+		r.Close()
+		return nil, err
 	}
-	f, err := newFile(path, data, mapped)
-	if err != nil && mapped {
-		unmapFile(data)
-	}
-	return f, err
+	f.region = r
+	return f, nil
 }
 
 // newFile validates a whole file held in data (a mapping if mapped).
@@ -101,10 +97,10 @@ func newFile(path string, data []byte, mapped bool) (*File, error) {
 // Close releases the mapping. Slices returned by Bytes must not be used
 // afterwards. Closing twice is harmless.
 func (f *File) Close() error {
-	data, mapped := f.data, f.mapped
-	f.data, f.mapped = nil, false
-	if mapped && data != nil {
-		if err := unmapFile(data); err != nil {
+	r := f.region
+	f.data, f.mapped, f.region = nil, false, nil
+	if r != nil {
+		if err := r.Close(); err != nil {
 			return fmt.Errorf("gguf: %s: %w", f.path, err)
 		}
 	}

@@ -1,15 +1,13 @@
 package safetensors
 
 import (
-	"unsafe"
-
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
-	"math"
 	"os"
+	"unsafe"
 
+	"github.com/quantkit/quantkit/internal/mmap"
 	"github.com/quantkit/quantkit/model/format"
 )
 
@@ -18,8 +16,9 @@ type File struct {
 	path     string
 	data     []byte // the whole file: a read-only mapping, or memory
 	mapped   bool
-	buf      []byte // the data buffer, data[offset:]
-	offset   int64  // where the data buffer starts in the file
+	region   *mmap.Region // what holds data; nil when data is not from a file
+	buf      []byte       // the data buffer, data[offset:]
+	offset   int64        // where the data buffer starts in the file
 	tensors  []TensorInfo
 	index    map[string]int
 	metadata map[string]string
@@ -70,30 +69,22 @@ func open(path string) (*File, error) {
 	if n > uint64(size-8) {
 		return nil, fmt.Errorf("header length %d exceeds file size %d", n, size)
 	}
-	if size > math.MaxInt {
-		return nil, fmt.Errorf("file size %d too large for this platform", size)
+	var r *mmap.Region
+	if testNoMmap {
+		r, err = mmap.Read(osf, size)
+	} else {
+		r, err = mmap.Map(osf, size)
 	}
-	var data []byte
-	mapped := false
-	if !testNoMmap {
-		if b, err := mapFile(osf, int(size)); err == nil {
-			data, mapped = b, true
-		}
-	}
-	if !mapped {
-		data = make([]byte, size)
-		if _, err := io.ReadFull(io.NewSectionReader(osf, 0, size), data); err != nil {
-			return nil, err
-		}
-	}
-	f, err := newFile(path, data, mapped)
 	if err != nil {
-		if mapped {
-			unmapFile(data)
-		}
 		return nil, err
 	}
-	if mapped {
+	f, err := newFile(path, r.Bytes(), r.Mapped())
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	f.region = r
+	if f.mapped {
 		if f.osf, _, err = format.Open(path); err != nil {
 			f.osf = nil // Float32 reads through the mapping instead
 		}
@@ -126,14 +117,14 @@ func newFile(path string, data []byte, mapped bool) (*File, error) {
 // Close releases the mapping. Slices returned by Bytes must not be used
 // afterwards. Closing twice is harmless.
 func (f *File) Close() error {
-	data, mapped := f.data, f.mapped
-	f.data, f.buf, f.mapped = nil, nil, false
+	r := f.region
+	f.data, f.buf, f.mapped, f.region = nil, nil, false, nil
 	if f.osf != nil {
 		f.osf.Close()
 		f.osf = nil
 	}
-	if mapped && data != nil {
-		if err := unmapFile(data); err != nil {
+	if r != nil {
+		if err := r.Close(); err != nil {
 			return fmt.Errorf("safetensors: %s: %w", f.path, err)
 		}
 	}
@@ -203,11 +194,11 @@ func (f *File) Bytes(name string) ([]byte, error) {
 // file is not mapped.
 func (f *File) Release(name string) {
 	i, ok := f.index[name]
-	if !ok || !f.mapped || f.data == nil {
+	if !ok || f.region == nil {
 		return
 	}
 	t := f.tensors[i]
-	releasePages(f.data, f.offset+t.Begin, f.offset+t.End)
+	f.region.Release(f.offset+t.Begin, f.offset+t.End)
 }
 
 // Float32 returns the named tensor converted to float32: exact for F32,
