@@ -35,6 +35,7 @@ run: build
 test: fmt-check vet
 	$(GO) test -count=1 ./...
 	$(GO) test -count=1 -race -short ./cpu/... ./quant/... ./backend/...
+	$(GO) test -count=1 -tags nommap ./internal/mmap
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./cpu/ ./quant/
