@@ -22,7 +22,7 @@ var (
 	calibPercentileFlag = &cli.Float64Flag{Name: "percentile", Value: 99.99, Usage: "percentile of |x| for --method percentile (and all), in (0, 100]"}
 	calibBitsFlag       = &cli.IntFlag{Name: "bits", Value: 8, Usage: "bits of the signed symmetric scheme the scale is for: 8 or 4"}
 	calibBinsFlag       = &cli.IntFlag{Name: "bins", Value: quant.DefaultBins, Usage: "histogram bins of each tensor's first batch, which fills half to all of them " +
-		"(later batches add bins of the same width; at most 1048576)"}
+		fmt.Sprintf("(later batches add bins of the same width; at most %d)", quant.MaxBins)}
 	calibTensorFlag     = &cli.StringFlag{Name: "tensor", Usage: "calibrate only the tensor of this name in .safetensors and .hist.json files (.npy files are read whatever their name)"}
 	calibJSONFlag       = &cli.BoolFlag{Name: "json", Usage: "print the results as a JSON array of {tensor, method, amax, scale, bits, values, non_finite, files} instead of the table"}
 	calibJSONOutFlag    = &cli.StringFlag{Name: "json-out", Usage: "also write the JSON array of --json to `FILE`"}
@@ -35,8 +35,8 @@ var calibrateCommand = &cli.Command{
 	Name:      "calibrate",
 	Usage:     "compute activation ranges and scales from samples",
 	ArgsUsage: "FILE...",
-	Description: "Reads activation samples from .npy files (float16/32/64, and integer and bool dtypes\n" +
-		"as their values; any shape, C order; the tensor is named after the file) and\n" +
+	Description: "Reads activation samples from .npy files (float16/32/64, int8-64, uint8-64 or bool,\n" +
+		"as model/npy reads them; any shape, C order; the tensor is named after the file) and\n" +
 		".safetensors files (every F64/F32/F16/BF16 tensor, or the one --tensor names), builds\n" +
 		"a histogram of |x| per tensor, and prints the amax and the scale (amax/qmax of the\n" +
 		"signed symmetric --bits scheme) that the chosen calibrator picks. Tensors of the same\n" +
@@ -88,7 +88,7 @@ func runCalibrate(c *cli.Context) error {
 	})
 	bars.stop()
 	if oe, ok := errors.AsType[*calibrate.OptionError](err); ok {
-		return fmt.Errorf("calibrate: --%s: %w", oe.Option, oe.Err)
+		return badInput(fmt.Errorf("calibrate: --%s: %w", oe.Option, oe.Err))
 	}
 	if _, ok := errors.AsType[*calibrate.NameError](err); ok {
 		return fmt.Errorf("calibrate: --%s: %w", calibTRTCacheFlag.Name, err)
