@@ -1,40 +1,33 @@
 package main
 
 import (
-	"encoding/binary"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"math"
-	"os"
 	"path/filepath"
-	"sort"
 	"strings"
-	"text/tabwriter"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/quantkit/quantkit/backend"
 	"github.com/quantkit/quantkit/internal/atomicfile"
-	"github.com/quantkit/quantkit/model/format"
-	"github.com/quantkit/quantkit/model/npy"
-	"github.com/quantkit/quantkit/model/safetensors"
+	"github.com/quantkit/quantkit/job/calibrate"
 	"github.com/quantkit/quantkit/quant"
 )
 
 var (
 	calibMethodFlag     = &cli.StringFlag{Name: "method", Value: "entropy", Usage: "calibrator: max, percentile, entropy, mse, or all (the four side by side)"}
-	calibPercentileFlag = &cli.Float64Flag{Name: "percentile", Value: 99.99, Usage: "percentile of |x| for --method percentile, in (0, 100]"}
+	calibPercentileFlag = &cli.Float64Flag{Name: "percentile", Value: 99.99, Usage: "percentile of |x| for --method percentile (and all), in (0, 100]"}
 	calibBitsFlag       = &cli.IntFlag{Name: "bits", Value: 8, Usage: "bits of the signed symmetric scheme the scale is for: 8 or 4"}
-	calibBinsFlag       = &cli.IntFlag{Name: "bins", Value: quant.DefaultBins, Usage: "histogram bins for the first batch of each tensor (later batches add bins of the same width)"}
-	calibTensorFlag     = &cli.StringFlag{Name: "tensor", Usage: "calibrate only the tensor of this name (in safetensors and .hist.json files)"}
-	calibJSONFlag       = &cli.BoolFlag{Name: "json", Usage: "print a JSON array of {tensor, method, amax, scale, ...}"}
-	calibTRTCacheFlag   = &cli.StringFlag{Name: "trt-cache", Usage: "also write a TensorRT calibration cache to `FILE` (the entropy scales with --method all); tensor names may not hold ':' or control characters"}
-	calibTRTVersionFlag = &cli.StringFlag{Name: "trt-version", Value: "8601", Usage: "TensorRT version in the cache's first line, TRT-<version>-EntropyCalibration2 (digits)"}
+	calibBinsFlag       = &cli.IntFlag{Name: "bins", Value: quant.DefaultBins, Usage: "histogram bins of each tensor's first batch, which fills half to all of them " +
+		fmt.Sprintf("(later batches add bins of the same width; at most %d)", quant.MaxBins)}
+	calibTensorFlag     = &cli.StringFlag{Name: "tensor", Usage: "calibrate only the tensor of this name in .safetensors and .hist.json files (.npy files are read whatever their name)"}
+	calibJSONFlag       = &cli.BoolFlag{Name: "json", Usage: "print the results as a JSON array of {tensor, method, amax, scale, bits, values, non_finite, files} instead of the table"}
+	calibJSONOutFlag    = &cli.StringFlag{Name: "json-out", Usage: "also write the JSON array of --json to `FILE`"}
+	calibTRTCacheFlag   = &cli.StringFlag{Name: "trt-cache", Usage: "also write a TensorRT calibration cache to `FILE` (the entropy scales with --method all); tensor names may not be empty, hold ':' or control characters, or start or end with white space"}
+	calibTRTVersionFlag = &cli.StringFlag{Name: "trt-version", Value: "8601", Usage: "TensorRT version in the first line of --trt-cache, TRT-<version>-EntropyCalibration2 (digits)"}
 	calibSaveHistFlag   = &cli.StringFlag{Name: "save-histograms", Usage: "write the merged |x| histograms to `FILE`, which must end in .hist.json, for merging with other machines' later"}
 )
 
@@ -42,55 +35,29 @@ var calibrateCommand = &cli.Command{
 	Name:      "calibrate",
 	Usage:     "compute activation ranges and scales from samples",
 	ArgsUsage: "FILE...",
-	Description: "Reads activation samples from .npy files (float16/32/64, any shape, C order; the\n" +
-		"tensor is named after the file) and .safetensors files (every float tensor, or\n" +
-		"the one --tensor names), builds a histogram of |x| per tensor, and prints the\n" +
-		"amax and the scale (amax/qmax of the signed symmetric --bits scheme) that the\n" +
-		"chosen calibrator picks. Tensors of the same name in several files are batches\n" +
-		"of one activation: their histograms merge exactly. Files ending in .hist.json,\n" +
-		"written by --save-histograms, merge in the same way, so calibration can be\n" +
-		"spread over machines. NaN and ±Inf are left out of the histograms and counted\n" +
-		"(a non-finite column), and float64 values beyond float32's range, which\n" +
-		"become ±Inf, are reported on stderr.\n\n" +
+	Description: "Reads activation samples from .npy files (float16/32/64, int8-64, uint8-64 or bool,\n" +
+		"as model/npy reads them; any shape, C order; the tensor is named after the file) and\n" +
+		".safetensors files (every F64/F32/F16/BF16 tensor, or the one --tensor names), builds\n" +
+		"a histogram of |x| per tensor, and prints the amax and the scale (amax/qmax of the\n" +
+		"signed symmetric --bits scheme) that the chosen calibrator picks. Tensors of the same\n" +
+		"name in several files are batches of one activation: their histograms merge exactly.\n" +
+		"Files ending in .hist.json, written by --save-histograms, merge in the same way, so\n" +
+		"calibration can be spread over machines. NaN and ±Inf are left out of the histograms\n" +
+		"and counted (a non-finite column), and float64 values beyond float32's range, which\n" +
+		"become ±Inf, are reported on stderr. The results are printed before the side outputs\n" +
+		"(--json-out, --save-histograms, --trt-cache) are written, whose paths are checked\n" +
+		"before any work.\n\n" +
 		"Calibrators: max (largest |x|), percentile (of |x|), entropy (TensorRT's\n" +
 		"KL-divergence threshold search), mse (least expected squared error).",
 	Flags: []cli.Flag{calibMethodFlag, calibPercentileFlag, calibBitsFlag, calibBinsFlag, calibTensorFlag,
-		deviceFlag, calibJSONFlag, calibTRTCacheFlag, calibTRTVersionFlag, calibSaveHistFlag},
+		deviceFlag, calibJSONFlag, calibJSONOutFlag, calibTRTCacheFlag, calibTRTVersionFlag, calibSaveHistFlag},
 	Action: runCalibrate,
 }
 
-// CalibResult is one row of `quantkit calibrate --json`.
-type CalibResult struct {
-	Tensor    string   `json:"tensor"`
-	Method    string   `json:"method"`
-	Amax      float32  `json:"amax"`
-	Scale     float32  `json:"scale"`
-	Bits      int      `json:"bits"`
-	Values    int64    `json:"values"`
-	NonFinite int64    `json:"non_finite,omitempty"`
-	Files     []string `json:"files"`
-}
-
-// activation gathers the batches of one tensor.
-type activation struct {
-	name  string
-	files []string
-	hist  *quant.Histogram
-	// overflow counts the finite float64 samples that became ±Inf in
-	// float32 (and so count as non-finite).
-	overflow int64
-}
-
-// calibJob is what the flags ask for, all checked before any work.
-type calibJob struct {
-	methods    []string
-	calibs     []quant.Calibrator
-	scheme     quant.Scheme
-	bits, bins int
-	only       string // --tensor
-	trtCache   string // "" for none
-	trtVersion string
-	saveHist   string // "" for none
+// calibOutputs are the files calibrate writes after the results: "" for
+// none.
+type calibOutputs struct {
+	jsonOut, trtCache, trtVersion, saveHist string
 }
 
 // writeCalibFile writes the side outputs; tests replace it to make one
@@ -101,230 +68,167 @@ func runCalibrate(c *cli.Context) error {
 	if c.NArg() == 0 {
 		return errors.New("calibrate: no input files (give .npy, .safetensors or .hist.json files)")
 	}
-	// A search reports to the bar of the tensor and method at hand.
-	var progress func(done, total int)
-	job, err := calibFlags(c, func(done, total int) {
-		if progress != nil {
-			progress(done, total)
-		}
-	})
+	opt, out, err := calibFlags(c)
 	if err != nil {
 		return fmt.Errorf("calibrate: %w", err)
 	}
-	paths := c.Args().Slice()
-	if job.trtCache != "" {
-		if err := checkTRTNames(paths, job.only); err != nil {
-			return fmt.Errorf("calibrate: %w", err)
-		}
-	}
-
-	var acts map[string]*activation
+	opt.Paths = c.Args().Slice()
+	opt.Warn = func(msg string) { fmt.Fprintf(c.App.ErrWriter, "quantkit: calibrate: warning: %s\n", msg) }
+	bars := &searchBars{enabled: !c.Bool(calibJSONFlag.Name)}
+	opt.Progress = bars.update
+	var rep *calibrate.Report
 	err = onDevice(c, func(b backend.Backend) error {
-		acts = map[string]*activation{}
-		get := func(path, name string) (*activation, error) {
-			if job.trtCache != "" {
-				if err := trtNameError(name); err != nil {
-					return nil, badInput(fmt.Errorf("%s: %w", path, err))
-				}
-			}
-			a := acts[name]
-			if a == nil {
-				a = &activation{name: name, hist: quant.NewHistogram(job.bins)}
-				acts[name] = a
-			}
-			a.files = append(a.files, path)
-			return a, nil
+		opt.Backend = b
+		var err error
+		rep, err = calibrate.Run(c.Context, opt)
+		if errors.Is(err, calibrate.ErrBadInput) {
+			return badInput(err) // not the device's fault: no retry on the CPU
 		}
-		for _, path := range paths {
-			if err := readSamples(b, path, job.only, get); err != nil {
-				return err
-			}
-		}
-		return nil
+		return err
 	})
+	bars.stop()
+	if oe, ok := errors.AsType[*calibrate.OptionError](err); ok {
+		return badInput(fmt.Errorf("calibrate: --%s: %w", oe.Option, oe.Err))
+	}
+	if _, ok := errors.AsType[*calibrate.NameError](err); ok {
+		return fmt.Errorf("calibrate: --%s: %w", calibTRTCacheFlag.Name, err)
+	}
 	if err != nil {
 		return fmt.Errorf("calibrate: %w", err)
-	}
-	if len(acts) == 0 {
-		return badInput(errors.New("calibrate: no tensors in the input files"))
-	}
-
-	names := sortedKeys(acts)
-	for _, n := range names {
-		if a := acts[n]; a.overflow > 0 {
-			fmt.Fprintf(c.App.ErrWriter, "quantkit: calibrate: warning: tensor %q (%s): %d finite float64 values are beyond float32's range and became ±Inf; they are left out as non-finite\n",
-				n, strings.Join(a.files, ", "), a.overflow)
-		}
-	}
-	showProgress := !c.Bool(calibJSONFlag.Name)
-	var results []CalibResult
-	for _, n := range names {
-		a := acts[n]
-		if a.hist.Total() == 0 {
-			return fmt.Errorf("calibrate: %s: tensor %q has no finite values", strings.Join(a.files, ", "), n)
-		}
-		for _, cal := range job.calibs {
-			var clearBar func()
-			progress, clearBar = searchProgress(showProgress, fmt.Sprintf("%s threshold of %s", cal.Name(), n))
-			amax, err := cal.Amax(a.hist)
-			clearBar()
-			progress = nil
-			if err != nil {
-				return fmt.Errorf("calibrate: %s: tensor %q: %s: %w", strings.Join(a.files, ", "), n, cal.Name(), err)
-			}
-			scale, _ := job.scheme.ScaleZeroPoint(-amax, amax)
-			results = append(results, CalibResult{Tensor: n, Method: cal.Name(), Amax: amax, Scale: scale, Bits: job.bits,
-				Values: a.hist.Total(), NonFinite: a.hist.NonFinite(), Files: a.files})
-		}
 	}
 
 	// The results first, so that a side output that fails loses nothing.
 	if c.Bool(calibJSONFlag.Name) {
-		enc := json.NewEncoder(c.App.Writer)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(results); err != nil {
+		data, err := reportJSON(rep.Results)
+		if err != nil {
 			return fmt.Errorf("calibrate: %w", err)
 		}
-	} else {
-		writeCalibTable(c.App.Writer, job.methods, results)
+		if _, err := c.App.Writer.Write(data); err != nil {
+			return fmt.Errorf("calibrate: %w", err)
+		}
+	} else if err := rep.WriteTable(c.App.Writer); err != nil {
+		return fmt.Errorf("calibrate: %w", err)
 	}
 	var errs []error
-	if job.saveHist != "" {
-		if err := saveHistograms(job.saveHist, names, acts); err != nil {
-			errs = append(errs, fmt.Errorf("calibrate: --save-histograms: %w", err))
+	side := func(flag, path string, write func(*bytes.Buffer) error) {
+		if path == "" {
+			return
+		}
+		var buf bytes.Buffer
+		err := write(&buf)
+		if err == nil {
+			err = writeCalibFile(path, buf.Bytes(), 0o666)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("calibrate: --%s: %w", flag, err))
 		}
 	}
-	if job.trtCache != "" {
-		method := job.methods[0]
-		if len(job.methods) > 1 {
-			method = "entropy"
-		}
-		if err := writeTRTCache(job.trtCache, job.trtVersion, method, results); err != nil {
-			errs = append(errs, fmt.Errorf("calibrate: --trt-cache: %w", err))
-		}
-	}
+	side(calibJSONOutFlag.Name, out.jsonOut, func(buf *bytes.Buffer) error {
+		data, err := reportJSON(rep.Results)
+		buf.Write(data)
+		return err
+	})
+	side(calibSaveHistFlag.Name, out.saveHist, func(buf *bytes.Buffer) error { return rep.WriteHistograms(buf) })
+	side(calibTRTCacheFlag.Name, out.trtCache, func(buf *bytes.Buffer) error { return rep.WriteTRTCache(buf, out.trtVersion) })
 	return errors.Join(errs...)
 }
 
-// calibFlags reads and checks the flags, the output paths included, so
-// that a mistake in any costs no work. progress is passed to the
-// calibrators.
-func calibFlags(c *cli.Context, progress func(done, total int)) (*calibJob, error) {
-	job := &calibJob{
-		methods:    []string{c.String(calibMethodFlag.Name)},
-		bits:       c.Int(calibBitsFlag.Name),
-		bins:       c.Int(calibBinsFlag.Name),
-		only:       c.String(calibTensorFlag.Name),
-		trtCache:   c.String(calibTRTCacheFlag.Name),
-		trtVersion: c.String(calibTRTVersionFlag.Name),
-		saveHist:   c.String(calibSaveHistFlag.Name),
+// calibFlags reads the flags into the options of the run and checks what
+// only the command line can get wrong (the output paths, values the
+// package would take for "the default"), so that a mistake costs no work;
+// calibrate.Run checks the rest before it reads any file.
+func calibFlags(c *cli.Context) (calibrate.Options, calibOutputs, error) {
+	opt := calibrate.Options{
+		Methods:    []string{c.String(calibMethodFlag.Name)},
+		Bits:       c.Int(calibBitsFlag.Name),
+		Percentile: c.Float64(calibPercentileFlag.Name),
+		Bins:       c.Int(calibBinsFlag.Name),
+		Tensor:     c.String(calibTensorFlag.Name),
+		TRTNames:   c.IsSet(calibTRTCacheFlag.Name),
 	}
-	if job.methods[0] == "all" {
-		job.methods = quant.CalibratorNames()
+	out := calibOutputs{trtVersion: c.String(calibTRTVersionFlag.Name)}
+	if opt.Methods[0] == "all" {
+		opt.Methods = quant.CalibratorNames()
 	}
-	// The flag's default is 99.99, so 0 here was asked for; quant would
-	// take it for "the default".
-	p := c.Float64(calibPercentileFlag.Name)
-	if !(p > 0 && p <= 100) {
-		return nil, fmt.Errorf("--percentile %g outside (0, 100]", p)
+	// The flags' defaults are 99.99 and 2048, so 0 here was asked for;
+	// the package would take it for "the default".
+	if p := opt.Percentile; !(p > 0 && p <= 100) {
+		return opt, out, badInput(fmt.Errorf("--percentile %g outside (0, 100]", p))
 	}
-	opt := quant.CalibOptions{Bits: job.bits, Percentile: p, Progress: progress}
-	for _, m := range job.methods {
-		cal, err := quant.NewCalibrator(m, opt)
-		if err != nil {
-			return nil, fmt.Errorf("--method: %w", err)
+	if opt.Bins < 1 {
+		return opt, out, badInput(fmt.Errorf("--bins %d must be positive", opt.Bins))
+	}
+	named := map[string]string{} // cleaned path → flag
+	for _, o := range []struct {
+		flag *cli.StringFlag
+		dst  *string
+	}{{calibJSONOutFlag, &out.jsonOut}, {calibSaveHistFlag, &out.saveHist}, {calibTRTCacheFlag, &out.trtCache}} {
+		if !c.IsSet(o.flag.Name) {
+			continue
 		}
-		job.calibs = append(job.calibs, cal)
-	}
-	job.scheme = quant.Scheme{Bits: job.bits, Signed: true, Symmetric: true}
-	if err := job.scheme.Validate(); err != nil {
-		return nil, fmt.Errorf("--bits: %w", err)
-	}
-	if job.bins < 1 {
-		return nil, fmt.Errorf("--bins %d must be positive", job.bins)
-	}
-	if c.IsSet(calibTRTCacheFlag.Name) {
-		if err := checkOutputFile(calibTRTCacheFlag.Name, job.trtCache, false); err != nil {
-			return nil, err
+		path := c.String(o.flag.Name)
+		if err := checkOutputFile(o.flag.Name, path, false); err != nil {
+			return opt, out, err
 		}
-		if v := job.trtVersion; v == "" || strings.Trim(v, "0123456789") != "" {
-			return nil, badInput(fmt.Errorf("--trt-version %q: want digits, as TensorRT writes them (8601 for 8.6.1)", v))
+		if other, ok := named[filepath.Clean(path)]; ok {
+			return opt, out, badInput(fmt.Errorf("--%s and --%s name the same file, %s", other, o.flag.Name, path))
 		}
-		if job.only != "" {
-			if err := trtNameError(job.only); err != nil {
-				return nil, badInput(fmt.Errorf("--tensor: %w", err))
-			}
-		}
+		named[filepath.Clean(path)] = o.flag.Name
+		*o.dst = path
 	}
-	if c.IsSet(calibSaveHistFlag.Name) {
-		if err := checkOutputFile(calibSaveHistFlag.Name, job.saveHist, false); err != nil {
-			return nil, err
-		}
-		// calibrate takes a file for histograms by this suffix only.
-		if !strings.HasSuffix(job.saveHist, ".hist.json") {
-			return nil, badInput(fmt.Errorf("--save-histograms %s: want a file ending in .hist.json, the name calibrate reads histograms from", job.saveHist))
+	// calibrate takes a file for histograms by this suffix only.
+	if out.saveHist != "" && !strings.HasSuffix(out.saveHist, calibrate.HistogramSuffix) {
+		return opt, out, badInput(fmt.Errorf("--%s %s: want a file ending in %s, the name calibrate reads histograms from",
+			calibSaveHistFlag.Name, out.saveHist, calibrate.HistogramSuffix))
+	}
+	if out.trtCache != "" {
+		if err := calibrate.CheckTRTVersion(out.trtVersion); err != nil {
+			return opt, out, badInput(fmt.Errorf("--%s: %w", calibTRTVersionFlag.Name, err))
 		}
 	}
-	if job.trtCache != "" && job.saveHist != "" && filepath.Clean(job.trtCache) == filepath.Clean(job.saveHist) {
-		return nil, badInput(fmt.Errorf("--trt-cache and --save-histograms name the same file, %s", job.trtCache))
-	}
-	return job, nil
+	return opt, out, nil
 }
 
-// trtNameError says why a TensorRT calibration cache cannot hold a tensor
-// name, or returns nil. The cache is a text file of "name: hex" lines, and
-// its readers split a line at its first ':' (onnxruntime), or at ": ",
-// after trimming white space (Python scripts): a name with a newline would
-// add lines, one with ':' would be cut short, and one with white space at
-// either end would lose it.
-func trtNameError(name string) error {
-	why := ""
-	switch {
-	case name == "":
-		why = "is empty"
-	case !utf8.ValidString(name):
-		why = "is not valid UTF-8"
-	case strings.ContainsRune(name, ':'):
-		why = "holds ':', where cache readers split the line"
-	case strings.ContainsFunc(name, unicode.IsControl):
-		why = "holds a control character (a newline would start a line of its own)"
-	case strings.TrimSpace(name) != name:
-		why = "starts or ends with white space, which cache readers trim"
-	default:
-		return nil
-	}
-	return fmt.Errorf("tensor %q: the name %s, so --trt-cache, a file of \"name: scale\" lines, cannot hold it", name, why)
+// reportJSON is v as a command prints it: indented, with '<' and '>' as
+// they are ("<f4", not "\u003cf4"), ending in a newline.
+func reportJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	err := enc.Encode(v)
+	return buf.Bytes(), err
 }
 
-// checkTRTNames checks, before any file is read, the names of the tensors
-// that the .npy and .safetensors files among paths hold: a file's name, or
-// a safetensors header. Files that cannot be opened are left to the read,
-// which reports them; .hist.json files are checked as they are read.
-func checkTRTNames(paths []string, only string) error {
-	for _, path := range paths {
-		switch {
-		case strings.HasSuffix(path, ".hist.json"):
-		case strings.HasSuffix(path, ".npy"):
-			if err := trtNameError(npyTensorName(path)); err != nil {
-				return badInput(fmt.Errorf("%s: %w", path, err))
-			}
-		case strings.HasSuffix(path, ".safetensors"):
-			f, err := safetensors.Open(path)
-			if err != nil {
-				continue
-			}
-			for _, t := range f.Tensors() {
-				if (only == "" || t.Name == only) && isFloatDType(t.DType) {
-					if err := trtNameError(t.Name); err != nil {
-						f.Close()
-						return badInput(fmt.Errorf("%s: %w", path, err))
-					}
-				}
-			}
-			f.Close()
-		}
+// searchBars draws the progress of calibrate.Run's threshold searches, a
+// bar of its own for each tensor and method (see searchProgress).
+type searchBars struct {
+	enabled bool
+	what    string
+	bar     func(done, total int)
+	clear   func()
+}
+
+func (s *searchBars) update(tensor, method string, done, total int) {
+	if what := method + " threshold of " + tensor; what != s.what || s.clear == nil {
+		s.stop()
+		s.what = what
+		s.bar, s.clear = searchProgress(s.enabled, what)
 	}
-	return nil
+	if s.bar != nil {
+		s.bar(done, total)
+	}
+	if done >= total { // a search's last call
+		s.stop()
+	}
+}
+
+// stop clears the bar drawn, if any.
+func (s *searchBars) stop() {
+	if s.clear != nil {
+		s.clear()
+	}
+	s.bar, s.clear, s.what = nil, nil, ""
 }
 
 // searchProgress returns the progress callback of one threshold search,
@@ -351,273 +255,4 @@ func searchProgress(enabled bool, what string) (func(done, total int), func()) {
 				clearBar()
 			}
 		}
-}
-
-func npyTensorName(path string) string { return strings.TrimSuffix(filepath.Base(path), ".npy") }
-
-// readSamples feeds the tensors of one file into their histograms, on b;
-// get returns the activation of a tensor, or an error when its name is
-// unusable. Errors about the file are marked errBadInput; errors of the
-// device are not, so that --device auto can finish the job on the CPU.
-func readSamples(b backend.Backend, path, only string, get func(path, name string) (*activation, error)) error {
-	switch {
-	case strings.HasSuffix(path, ".hist.json"):
-		names, hs, err := loadHistograms(path)
-		if err != nil {
-			return badInput(err)
-		}
-		found := false
-		for _, name := range names {
-			if only != "" && name != only {
-				continue
-			}
-			found = true
-			a, err := get(path, name)
-			if err != nil {
-				return err
-			}
-			if err := a.hist.Merge(hs[name]); err != nil {
-				return badInput(fmt.Errorf("%s: tensor %q: %w", path, name, err))
-			}
-		}
-		if !found {
-			return badInput(fmt.Errorf("%s: no tensor named %q", path, only))
-		}
-		return nil
-	case strings.HasSuffix(path, ".npy"):
-		arr, err := npy.ReadFile(path)
-		if err != nil {
-			return badInput(err)
-		}
-		x, err := arr.Float32()
-		if err != nil {
-			return badInput(fmt.Errorf("%s: %w", path, err))
-		}
-		a, err := get(path, npyTensorName(path))
-		if err != nil {
-			return err
-		}
-		if order, ok := npyFloat64Order(arr.DType); ok {
-			a.overflow += float64Overflows(arr.Data, order, x)
-		}
-		if err := addSamples(b, a.hist, x); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		return nil
-	case strings.HasSuffix(path, ".safetensors"):
-		f, err := safetensors.Open(path)
-		if err != nil {
-			return badInput(err)
-		}
-		defer f.Close()
-		found := false
-		for _, t := range f.Tensors() {
-			if only != "" && t.Name != only {
-				continue
-			}
-			if !isFloatDType(t.DType) {
-				if only != "" {
-					return badInput(fmt.Errorf("%s: tensor %q is %s, not a float tensor", path, t.Name, t.DType))
-				}
-				continue
-			}
-			found = true
-			x, err := f.Float32(t.Name)
-			if err != nil {
-				return badInput(err)
-			}
-			a, err := get(path, t.Name)
-			if err != nil {
-				return err
-			}
-			if t.DType == "F64" {
-				raw, err := f.Bytes(t.Name)
-				if err != nil {
-					return badInput(err)
-				}
-				a.overflow += float64Overflows(raw, binary.LittleEndian, x)
-			}
-			if err := addSamples(b, a.hist, x); err != nil {
-				return fmt.Errorf("%s: tensor %q: %w", path, t.Name, err)
-			}
-		}
-		if !found {
-			if only != "" {
-				return badInput(fmt.Errorf("%s: no tensor named %q", path, only))
-			}
-			return badInput(fmt.Errorf("%s: no float tensors", path))
-		}
-		return nil
-	}
-	if _, err := os.Stat(path); err != nil {
-		return badInput(err)
-	}
-	return badInput(fmt.Errorf("%s: unknown format (want .npy, .safetensors or .hist.json)", path))
-}
-
-// npyFloat64Order returns the byte order of a float64 .npy dtype such as
-// "<f8", and false for other dtypes.
-func npyFloat64Order(dtype string) (binary.ByteOrder, bool) {
-	switch dtype {
-	case "<f8":
-		return binary.LittleEndian, true
-	case ">f8":
-		return binary.BigEndian, true
-	case "=f8", "f8":
-		return binary.NativeEndian, true
-	}
-	return nil, false
-}
-
-// float64Overflows counts the finite float64 values of raw (in order)
-// that are ±Inf in x, their conversion to float32:
-//
-//	for i := range x { if x[i] is ±Inf && raw[i] is finite { n++ } }
-func float64Overflows(raw []byte, order binary.ByteOrder, x []float32) int64 {
-	var n int64
-	for i, v := range x {
-		if math.IsInf(float64(v), 0) && 8*i+8 <= len(raw) {
-			if d := math.Float64frombits(order.Uint64(raw[8*i:])); !math.IsInf(d, 0) && !math.IsNaN(d) {
-				n++
-			}
-		}
-	}
-	return n
-}
-
-func isFloatDType(dt string) bool {
-	switch dt {
-	case "F64", "F32", "F16", "BF16":
-		return true
-	}
-	return false
-}
-
-// addSamples bins x on the backend: its abs-max first, so the histogram
-// can grow, then its counts straight into the histogram's bins. Samples
-// larger than the device's free memory go in chunks, each one batch.
-func addSamples(b backend.Backend, h *quant.Histogram, x []float32) error {
-	chunk := backend.ChunkLen(b, len(x), 4)
-	for len(x) > 0 {
-		n := min(chunk, len(x))
-		if err := addChunk(b, h, x[:n]); err != nil {
-			return err
-		}
-		x = x[n:]
-	}
-	return nil
-}
-
-func addChunk(b backend.Backend, h *quant.Histogram, x []float32) error {
-	buf, err := b.Alloc(backend.F32, len(x))
-	if err != nil {
-		return err
-	}
-	defer b.Free(buf)
-	if err := b.Upload(buf, x); err != nil {
-		return err
-	}
-	amax, err := b.AbsMax(buf)
-	if err != nil {
-		return err
-	}
-	return h.AddWith(amax, func(width float32, counts []int64) (int64, error) {
-		return b.HistogramAbs(buf, width, counts)
-	})
-}
-
-// writeCalibTable prints the results, one row per tensor; a non-finite
-// column, the NaN and ±Inf values left out, shows when there were any.
-func writeCalibTable(w io.Writer, methods []string, results []CalibResult) {
-	nonFinite := false
-	for _, r := range results {
-		nonFinite = nonFinite || r.NonFinite > 0
-	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	head := "tensor\tvalues"
-	if nonFinite {
-		head += "\tnon-finite"
-	}
-	row := func(r CalibResult) {
-		fmt.Fprintf(tw, "%s\t%d", r.Tensor, r.Values)
-		if nonFinite {
-			fmt.Fprintf(tw, "\t%d", r.NonFinite)
-		}
-	}
-	if len(methods) == 1 {
-		fmt.Fprintln(tw, head+"\tmethod\tamax\tscale")
-		for _, r := range results {
-			row(r)
-			fmt.Fprintf(tw, "\t%s\t%.6g\t%.6g\n", r.Method, r.Amax, r.Scale)
-		}
-		tw.Flush()
-		return
-	}
-	fmt.Fprint(tw, head)
-	for _, m := range methods {
-		fmt.Fprintf(tw, "\t%s amax (scale)", m)
-	}
-	fmt.Fprintln(tw)
-	for i := 0; i < len(results); i += len(methods) {
-		row(results[i])
-		for _, r := range results[i : i+len(methods)] {
-			fmt.Fprintf(tw, "\t%.6g (%.4g)", r.Amax, r.Scale)
-		}
-		fmt.Fprintln(tw)
-	}
-	tw.Flush()
-}
-
-// writeTRTCache writes a TensorRT calibration cache: a header line, then
-// "name: hex" with the big-endian hex of the float32 scale's bits. Names
-// were checked as the tensors were read; they are checked again here, as
-// nothing else stands between a name and a corrupt cache.
-func writeTRTCache(path, version, method string, results []CalibResult) error {
-	var sb strings.Builder
-	fmt.Fprintf(&sb, "TRT-%s-EntropyCalibration2\n", version)
-	for _, r := range results {
-		if r.Method == method {
-			if err := trtNameError(r.Tensor); err != nil {
-				return fmt.Errorf("%s: %w", path, err)
-			}
-			fmt.Fprintf(&sb, "%s: %08x\n", r.Tensor, math.Float32bits(r.Scale))
-		}
-	}
-	return writeCalibFile(path, []byte(sb.String()), 0o666)
-}
-
-func saveHistograms(path string, names []string, acts map[string]*activation) error {
-	hs := make(map[string]*quant.Histogram, len(names))
-	for _, n := range names {
-		hs[n] = acts[n].hist
-	}
-	data, err := json.MarshalIndent(hs, "", " ")
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return writeCalibFile(path, append(data, '\n'), 0o666)
-}
-
-// loadHistograms reads a .hist.json file (quant.ReadHistograms); errors
-// name the file.
-func loadHistograms(path string) ([]string, map[string]*quant.Histogram, error) {
-	f, _, err := format.Open(path) // a named pipe is refused, not waited on
-	if err != nil {
-		return nil, nil, err
-	}
-	defer f.Close()
-	names, hs, err := quant.ReadHistograms(f)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return names, hs, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
 }

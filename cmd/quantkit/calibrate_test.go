@@ -1,18 +1,22 @@
 package main
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/quantkit/quantkit/cpu"
+	"github.com/quantkit/quantkit/job/calibrate"
 	"github.com/quantkit/quantkit/model/npy"
-	"github.com/quantkit/quantkit/model/safetensors"
 )
+
+// The pipeline is tested in job/calibrate; here, what the command line
+// adds: flags, outputs, errors and where they go.
 
 // writeTestFile writes data to name in dir and returns its path.
 func writeTestFile(t *testing.T, dir, name string, data []byte) string {
@@ -24,78 +28,54 @@ func writeTestFile(t *testing.T, dir, name string, data []byte) string {
 	return p
 }
 
-// npyF64 is a little-endian float64 .npy file of x.
-func npyF64(t *testing.T, x []float64) []byte {
+// actNPY writes n Gaussian samples to act.npy in a new directory.
+func actNPY(t *testing.T, n int) string {
 	t.Helper()
-	data := make([]byte, 8*len(x))
-	for i, v := range x {
-		binary.LittleEndian.PutUint64(data[8*i:], math.Float64bits(v))
-	}
-	dict := fmt.Sprintf("{'descr': '<f8', 'fortran_order': False, 'shape': (%d,), }", len(x))
-	h := []byte("\x93NUMPY\x01\x00")
-	dict += strings.Repeat(" ", (64-(10+len(dict)+1)%64)%64) + "\n"
-	h = append(h, byte(len(dict)), byte(len(dict)>>8))
-	return append(append(h, dict...), data...)
-}
-
-func f64Bytes(x []float64) []byte {
-	b := make([]byte, 8*len(x))
-	for i, v := range x {
-		binary.LittleEndian.PutUint64(b[8*i:], math.Float64bits(v))
-	}
-	return b
-}
-
-const calibHist = `{"bins":8,"width":1,"max":1.5,"counts":[2,3],"non_finite":0}`
-
-func TestCalibrateRejectsBadHistogramFiles(t *testing.T) {
-	dir := t.TempDir()
-	cases := []struct{ name, data, want string }{
-		{"dup.hist.json", `{"act": ` + calibHist + `, "act": ` + calibHist + `}`, `tensor "act" appears twice`},
-		{"empty.hist.json", `{}`, "no histograms"},
-		{"array.hist.json", `[]`, "not a JSON object"},
-		{"negative.hist.json", `{"act": {"bins":8,"width":1,"max":1.5,"counts":[2,-3],"non_finite":0}}`, `tensor "act": count -3`},
-		{"type.hist.json", `{"act": {"bins":8,"width":"1","max":1.5,"counts":[2,3],"non_finite":0}}`, `tensor "act": "width"`},
-		{"null.hist.json", `{"act": null}`, `tensor "act"`},
-		{"missing.hist.json", `{"act": {"bins":8,"width":1,"max":1.5,"non_finite":0}}`, `tensor "act": missing "counts"`},
-		{"trailing.hist.json", `{"act": ` + calibHist + `} {}`, "data after"},
-		{"phantom.hist.json", `{"act": {"bins":8,"width":1,"max":5,"counts":[2,3,0,0,0,0],"non_finite":0}}`, `tensor "act": max 5`},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			p := writeTestFile(t, dir, c.name, []byte(c.data))
-			out, err := run(t, "calibrate", "--device", "cpu", p)
-			if err == nil {
-				t.Fatalf("no error; printed:\n%s", out)
-			}
-			if !strings.Contains(err.Error(), c.name) || !strings.Contains(err.Error(), c.want) {
-				t.Errorf("error %q should name the file and say %q", err, c.want)
-			}
-			if !errors.Is(err, errBadInput) {
-				t.Errorf("error %q is not marked bad input", err)
-			}
-		})
-	}
-	// --tensor naming no tensor of a histogram file is an error, as for
-	// safetensors, not an empty run.
-	good := writeTestFile(t, dir, "good.hist.json", []byte(`{"act": `+calibHist+`}`))
-	if out, err := run(t, "calibrate", "--device", "cpu", "--tensor", "other", good); err == nil || !strings.Contains(err.Error(), `no tensor named "other"`) {
-		t.Errorf("--tensor other of a file without it: %v\n%s", err, out)
-	}
-	if out, err := run(t, "calibrate", "--device", "cpu", "--method", "max", good); err != nil || !strings.Contains(out, "act") {
-		t.Errorf("good file: %v\n%s", err, out)
-	}
-}
-
-func TestCalibratePercentileRange(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "act.npy")
-	if err := npy.WriteFile(p, gaussian(1000, 1), []int{1000}); err != nil {
+	if err := npy.WriteFile(p, gaussian(n, 1), []int{n}); err != nil {
 		t.Fatal(err)
 	}
-	for _, pc := range []string{"0", "-5", "100.5", "NaN", "-0"} {
-		out, err := run(t, "calibrate", "--device", "cpu", "--method", "percentile", "--percentile", pc, p)
-		if err == nil || !strings.Contains(err.Error(), "--percentile") || !strings.Contains(err.Error(), "(0, 100]") {
-			t.Errorf("--percentile %s: %v\n%s", pc, err, out)
+	return p
+}
+
+func TestCalibrateJSON(t *testing.T) {
+	p := actNPY(t, 1000)
+	rep, err := calibrate.Run(context.Background(), calibrate.Options{Paths: []string{p}, Methods: []string{"max", "mse"}, Backend: cpu.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// --json prints the package's results, the max one here.
+	want, _ := reportJSON(rep.Results[:1])
+	out, err := run(t, "calibrate", "--device", "cpu", "--method", "max", "--json", p)
+	if err != nil || out != string(want) {
+		t.Errorf("--json: %v, printed:\n%s\nwant:\n%s", err, out, want)
+	}
+	// --json-out writes them while the table goes to stdout.
+	jsonPath := filepath.Join(filepath.Dir(p), "r.json")
+	want, _ = reportJSON(rep.Results[1:2])
+	out, err = run(t, "calibrate", "--device", "cpu", "--method", "mse", "--json-out", jsonPath, p)
+	if got, rerr := os.ReadFile(jsonPath); err != nil || rerr != nil || string(got) != string(want) || !strings.HasPrefix(out, "tensor  values  method") {
+		t.Errorf("--json-out: %v %v, wrote:\n%s\nwant:\n%s\nprinted:\n%s", err, rerr, got, want, out)
+	}
+	// The old spelling, --json FILE, takes FILE for an input now.
+	if out, err := run(t, "calibrate", "--device", "cpu", "--json", jsonPath, p); err == nil || !strings.Contains(err.Error(), "unknown format") {
+		t.Errorf("--json FILE: %v\n%s", err, out)
+	}
+}
+
+// Zero values the package would take for its defaults are errors here:
+// the flags' defaults are not zero, so zero was asked for.
+func TestCalibrateFlagRanges(t *testing.T) {
+	p := actNPY(t, 1000)
+	for _, c := range []struct{ flag, value, want string }{
+		{"--percentile", "0", "(0, 100]"}, {"--percentile", "-5", "(0, 100]"}, {"--percentile", "100.5", "(0, 100]"},
+		{"--percentile", "NaN", "(0, 100]"}, {"--percentile", "-0", "(0, 100]"},
+		{"--bins", "0", "must be positive"}, {"--bins", "-3", "must be positive"},
+		{"--bits", "6", "8 or 4"}, {"--method", "bogus", "entropy"},
+	} {
+		out, err := run(t, "calibrate", "--device", "cpu", "--method", "percentile", c.flag, c.value, p)
+		if err == nil || !strings.HasPrefix(err.Error(), "calibrate: "+c.flag) || !strings.Contains(err.Error(), c.want) || !errors.Is(err, errBadInput) {
+			t.Errorf("%s %s: %v (want an error naming the flag and saying %q)\n%s", c.flag, c.value, err, c.want, out)
 		}
 	}
 	for _, pc := range []string{"100", "1e-9", "50"} {
@@ -105,125 +85,28 @@ func TestCalibratePercentileRange(t *testing.T) {
 	}
 }
 
-func TestCalibrateReportsNonFinite(t *testing.T) {
-	dir := t.TempDir()
-	nan, inf := float32(math.NaN()), float32(math.Inf(1))
-	x := gaussian(1000, 1)
-	x[3], x[10], x[20] = nan, inf, -inf
-	p := filepath.Join(dir, "act.npy")
-	if err := npy.WriteFile(p, x, []int{1000}); err != nil {
-		t.Fatal(err)
-	}
-	clean := filepath.Join(dir, "clean.npy")
-	if err := npy.WriteFile(clean, gaussian(100, 2), []int{100}); err != nil {
-		t.Fatal(err)
-	}
-	for _, method := range []string{"max", "all"} {
-		out, err := run(t, "calibrate", "--device", "cpu", "--method", method, p, clean)
-		if err != nil {
-			t.Fatalf("%v\n%s", err, out)
-		}
-		lines := strings.Split(strings.TrimSpace(out), "\n")
-		if len(lines) != 3 || !strings.Contains(lines[0], "non-finite") {
-			t.Fatalf("--method %s: table without a non-finite column:\n%s", method, out)
-		}
-		if f := strings.Fields(lines[1]); f[0] != "act" || f[1] != "997" || f[2] != "3" {
-			t.Errorf("--method %s: act row %q, want 997 values and 3 non-finite", method, lines[1])
-		}
-		if f := strings.Fields(lines[2]); f[0] != "clean" || f[2] != "0" {
-			t.Errorf("--method %s: clean row %q, want 0 non-finite", method, lines[2])
-		}
-	}
-	// Without non-finite values the table is as it was.
-	out, err := run(t, "calibrate", "--device", "cpu", "--method", "max", clean)
-	if err != nil || strings.Contains(out, "non-finite") {
-		t.Errorf("clean input: %v\n%s", err, out)
-	}
-}
-
-func TestCalibrateWarnsOfFloat64Overflow(t *testing.T) {
-	dir := t.TempDir()
-	x := []float64{1, -2, 1e300, -1e39, math.Inf(1), math.NaN(), 3e38, 0.5}
-	p := writeTestFile(t, dir, "wide.npy", npyF64(t, x))
-	st := filepath.Join(dir, "acts.safetensors")
-	if err := safetensors.WriteFile(st, []safetensors.Tensor{
-		{Name: "f64", DType: "F64", Shape: []int{len(x)}, Data: f64Bytes(x)},
-		{Name: "fine", DType: "F64", Shape: []int{3}, Data: f64Bytes([]float64{1, 2, math.Inf(-1)})},
-	}, nil); err != nil {
-		t.Fatal(err)
-	}
-	out, err := run(t, "calibrate", "--device", "cpu", "--method", "max", p, st)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
-	var warnings []string
-	for _, l := range strings.Split(out, "\n") {
-		if strings.Contains(l, "warning") {
-			warnings = append(warnings, l)
-		}
-	}
-	if len(warnings) != 2 {
-		t.Fatalf("%d warnings, want one per tensor with overflows (wide, f64):\n%s", len(warnings), out)
-	}
-	for i, want := range []string{`tensor "f64"`, `tensor "wide"`} {
-		if w := warnings[i]; !strings.Contains(w, want) || !strings.Contains(w, "2 finite float64 values") {
-			t.Errorf("warning %q should name %s and count 2 values", w, want)
-		}
-	}
-	// 1, -2, 3e38 and 0.5 are finite; 1e300, -1e39, +Inf and NaN are not.
-	for _, l := range strings.Split(out, "\n") {
-		if f := strings.Fields(l); len(f) > 2 && (f[0] == "wide" || f[0] == "f64") && (f[1] != "4" || f[2] != "4") {
-			t.Errorf("row %q, want 4 values and 4 non-finite", l)
-		}
-	}
-}
-
 func TestCalibrateTRTCacheRejectsBadNames(t *testing.T) {
 	dir := t.TempDir()
-	x := gaussian(100, 1)
-	st := filepath.Join(dir, "acts.safetensors")
-	if err := safetensors.WriteFile(st, []safetensors.Tensor{
-		{Name: "ok", DType: "F32", Shape: []int{100}, Data: f32Bytes(x)},
-		{Name: "evil\nother: 3f800000", DType: "F32", Shape: []int{100}, Data: f32Bytes(x)},
-	}, nil); err != nil {
-		t.Fatal(err)
-	}
 	colon := filepath.Join(dir, "conv:0.npy")
-	if err := npy.WriteFile(colon, x, []int{100}); err != nil {
+	if err := npy.WriteFile(colon, gaussian(100, 1), []int{100}); err != nil {
 		t.Fatal(err)
 	}
-	// A corrupt file first: the names are checked before any file is read.
 	corrupt := writeTestFile(t, dir, "corrupt.npy", []byte("not npy"))
-	hist := writeTestFile(t, dir, "h.hist.json", []byte(`{"a\rb": `+calibHist+`}`))
 	cache := filepath.Join(dir, "out.cache")
-	for _, c := range []struct {
-		args []string
-		want string
-	}{
-		{[]string{corrupt, st}, `"evil\nother: 3f800000"`},
-		{[]string{corrupt, colon}, `"conv:0"`},
-		{[]string{hist}, `"a\rb"`},
-		{[]string{"--tensor", "x: y", corrupt}, `"x: y"`},
-	} {
-		args := append([]string{"calibrate", "--device", "cpu", "--trt-cache", cache}, c.args...)
-		out, err := run(t, args...)
-		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "--trt-cache") {
-			t.Errorf("%q: %v (want an error naming tensor %s)\n%s", c.args, err, c.want, out)
+	for _, args := range [][]string{{corrupt, colon}, {"--tensor", "x: y", corrupt}} {
+		out, err := run(t, append([]string{"calibrate", "--device", "cpu", "--trt-cache", cache}, args...)...)
+		if err == nil || !strings.HasPrefix(err.Error(), "calibrate: --trt-cache: ") || !errors.Is(err, errBadInput) {
+			t.Errorf("%q: %v (want an error about --trt-cache)\n%s", args, err, out)
 		}
 		if _, err := os.Stat(cache); err == nil {
-			t.Fatalf("%q: the cache was written", c.args)
+			t.Fatalf("%q: the cache was written", args)
 		}
 	}
-	// Without --trt-cache such names are fine.
-	if out, err := run(t, "calibrate", "--device", "cpu", "--method", "max", st, colon); err != nil {
+	if out, err := run(t, "calibrate", "--device", "cpu", "--method", "max", colon); err != nil {
 		t.Errorf("without --trt-cache: %v\n%s", err, out)
 	}
-	// --trt-version goes into the first line too.
-	good := filepath.Join(dir, "good.npy")
-	if err := npy.WriteFile(good, x, []int{100}); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := run(t, "calibrate", "--device", "cpu", "--trt-cache", cache, "--trt-version", "86\nx: 1", good); err == nil || !strings.Contains(err.Error(), "--trt-version") {
+	if out, err := run(t, "calibrate", "--device", "cpu", "--trt-cache", cache, "--trt-version", "86\nx: 1", corrupt); err == nil ||
+		!strings.Contains(err.Error(), "--trt-version") || strings.Contains(err.Error(), "corrupt") {
 		t.Errorf("--trt-version with a newline: %v\n%s", err, out)
 	}
 }
@@ -240,7 +123,10 @@ func TestCalibrateChecksOutputsFirst(t *testing.T) {
 		{[]string{"--save-histograms", filepath.Join(dir, "nodir", "h.hist.json")}, "--save-histograms"},
 		{[]string{"--save-histograms", filepath.Join(dir, "h.json")}, ".hist.json"},
 		{[]string{"--save-histograms", ""}, "--save-histograms"},
+		{[]string{"--json-out", filepath.Join(dir, "nodir", "r.json")}, "--json-out"},
+		{[]string{"--json-out", ""}, "--json-out"},
 		{[]string{"--trt-cache", filepath.Join(dir, "x.hist.json"), "--save-histograms", filepath.Join(dir, "x.hist.json")}, "same file"},
+		{[]string{"--json-out", filepath.Join(dir, "x"), "--trt-cache", filepath.Join(dir, ".", "x")}, "same file"},
 	} {
 		args := append(append([]string{"calibrate", "--device", "cpu"}, c.args...), corrupt)
 		out, err := run(t, args...)
@@ -251,11 +137,8 @@ func TestCalibrateChecksOutputsFirst(t *testing.T) {
 }
 
 func TestCalibratePrintsTableWhenSideOutputFails(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "act.npy")
-	if err := npy.WriteFile(p, gaussian(1000, 1), []int{1000}); err != nil {
-		t.Fatal(err)
-	}
+	p := actNPY(t, 1000)
+	dir := filepath.Dir(p)
 	boom := errors.New("disk full")
 	old := writeCalibFile
 	writeCalibFile = func(path string, data []byte, perm os.FileMode) error {
@@ -265,9 +148,10 @@ func TestCalibratePrintsTableWhenSideOutputFails(t *testing.T) {
 		return old(path, data, perm)
 	}
 	t.Cleanup(func() { writeCalibFile = old })
-	hist := filepath.Join(dir, "h.hist.json")
+	hist, jsonPath := filepath.Join(dir, "h.hist.json"), filepath.Join(dir, "r.json")
 	for _, json := range []bool{false, true} {
-		args := []string{"calibrate", "--device", "cpu", "--method", "max", "--trt-cache", filepath.Join(dir, "x.cache"), "--save-histograms", hist, p}
+		args := []string{"calibrate", "--device", "cpu", "--method", "max", "--trt-cache", filepath.Join(dir, "x.cache"),
+			"--save-histograms", hist, "--json-out", jsonPath, p}
 		if json {
 			args = append(args[:len(args)-1], "--json", p)
 		}
@@ -278,9 +162,51 @@ func TestCalibratePrintsTableWhenSideOutputFails(t *testing.T) {
 		if !strings.Contains(out, `act`) || !strings.Contains(out, "max") {
 			t.Errorf("json %v: the results were not printed:\n%s", json, out)
 		}
-		if _, err := os.Stat(hist); err != nil {
-			t.Errorf("json %v: the other side output was not written: %v", json, err)
+		for _, f := range []string{hist, jsonPath} {
+			if _, err := os.Stat(f); err != nil {
+				t.Errorf("json %v: the other side outputs were not written: %v", json, err)
+			}
+			os.Remove(f)
 		}
-		os.Remove(hist)
+	}
+}
+
+// Warnings go to stderr, prefixed, one per tensor.
+func TestCalibrateWarnsOfFloat64Overflow(t *testing.T) {
+	x := []float64{1, -2, 1e300, -1e39, math.Inf(1), 0.5}
+	data := make([]byte, 8*len(x))
+	for i, v := range x {
+		binary.LittleEndian.PutUint64(data[8*i:], math.Float64bits(v))
+	}
+	var npyFile strings.Builder
+	if err := npy.Write(&npyFile, &npy.Array{DType: "<f8", Shape: []int{len(x)}, Data: data}); err != nil {
+		t.Fatal(err)
+	}
+	p := writeTestFile(t, t.TempDir(), "wide.npy", []byte(npyFile.String()))
+	app := newApp()
+	var stdout, stderr strings.Builder
+	app.Writer, app.ErrWriter = &stdout, &stderr
+	if err := app.Run([]string{"quantkit", "calibrate", "--device", "cpu", "--method", "max", p}); err != nil {
+		t.Fatal(err)
+	}
+	want := `quantkit: calibrate: warning: tensor "wide" (` + p + `): 2 finite float64 values are beyond float32's range`
+	if !strings.HasPrefix(stderr.String(), want) || strings.Count(stderr.String(), "\n") != 1 || strings.Contains(stdout.String(), "warning") {
+		t.Errorf("stderr:\n%s\nstdout:\n%s\nwant the warning %q on stderr", stderr.String(), stdout.String(), want)
+	}
+}
+
+// Usage strings say what the flags do; none shows a default that misleads.
+func TestCalibrateHelp(t *testing.T) {
+	out, err := run(t, "calibrate", "--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"--json-out FILE", "--trt-cache FILE", "--save-histograms FILE", "int8-64, uint8-64 or bool", "(default: 2048)"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("help lacks %q:\n%s", s, out)
+		}
+	}
+	if strings.Contains(out, "(default: 0)") || strings.Contains(out, `(default: "")`) {
+		t.Errorf("help shows an empty default:\n%s", out)
 	}
 }
