@@ -16,9 +16,10 @@ var (
 		"{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]"}
 	evalSplitFlag      = &cli.StringFlag{Name: "split", Value: "test", Usage: "test or train"}
 	evalBatchFlag      = &cli.IntFlag{Name: "batch", Value: 256, Usage: "images per forward pass"}
-	evalLimitFlag      = &cli.IntFlag{Name: "limit", Usage: "evaluate only the first `N` images (0: all)"}
+	evalLimitFlag      = &cli.IntFlag{Name: "limit", Usage: "evaluate only the first `N` images", DefaultText: "all"}
 	evalInputScaleFlag = &cli.Float64Flag{Name: "input-scale", Usage: "multiply pixels 0..255 by `X` before the model " +
-		"(default: what the model's metadata says, else 1, which the MNIST zoo model expects; 1/255 = 0.00392156862745098 for models trained on 0..1)"}
+		"(1 suits the MNIST zoo model; 1/255 = 0.00392156862745098 for models trained on 0..1)",
+		DefaultText: "what the model's metadata says, else 1"}
 	evalJSONFlag    = &cli.BoolFlag{Name: "json", Usage: "print the JSON report described below instead of the table"}
 	evalJSONOutFlag = &cli.StringFlag{Name: "json-out", Usage: "also write the JSON report to `FILE`"}
 	evalEngineFlag  = &cli.StringFlag{Name: "engine", Value: "float", Usage: "float (float32, quantized models with fake " +
