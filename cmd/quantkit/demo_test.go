@@ -11,89 +11,66 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quantkit/quantkit/dataset"
-	"github.com/quantkit/quantkit/energy"
+	"github.com/quantkit/quantkit/bench"
 	"github.com/quantkit/quantkit/internal/filetest"
+	"github.com/quantkit/quantkit/job/experiment"
 	"github.com/quantkit/quantkit/model/onnx"
 )
 
-func skipWithoutMNIST(t *testing.T) {
-	t.Helper()
-	if _, err := dataset.Load("mnist", "test"); err != nil {
-		t.Skipf("MNIST not available: %v", err)
-	}
+// quickTimings makes the demo's timings short for tests.
+func quickTimings(t *testing.T) {
+	q := bench.Timing{MinTime: time.Millisecond, MinReps: 1, MaxReps: 3}
+	demoTimings = &[2]bench.Timing{q, q}
+	t.Cleanup(func() { demoTimings = nil })
 }
 
-// TestDemoSmall runs the demo on a few images and checks the report's
-// rows, the table, the JSON and the plot.
-func TestDemoSmall(t *testing.T) {
-	skipWithoutMNIST(t)
+// demo's flags reach the job, and its report is rendered: --json prints
+// the JSON report alone on stdout (progress on stderr), --json-out writes
+// the same to a file, --plot draws; without --json the table goes to
+// stdout. A tiny data set keeps it quick; the pipeline's results are
+// tested in package experiment.
+func TestDemoCLI(t *testing.T) {
+	quickTimings(t)
 	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	if err := os.Mkdir(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeTrainTest(t, data, 40)
 	js, png := filepath.Join(dir, "demo.json"), filepath.Join(dir, "demo.png")
-	out, err := run(t, "demo", "--device", "cpu", "--test-images", "300", "--val-images", "300", "--calib", "64",
-		"--qat-images", "128", "--energy=false", "--json", js, "--plot", png)
+	out, log, err := expRun(t, "demo", "--device", "cpu", "--data", data, "--test-images", "30", "--val-images", "8", "--calib", "6",
+		"--qat-images", "16", "--epochs", "2", "--lr", "0.001", "--seed", "3", "--qat8", "--energy=false", "--json", "--json-out", js, "--plot", png)
 	if err != nil {
-		t.Fatalf("demo: %v\n%s", err, out)
+		t.Fatalf("demo: %v\n%s\n%s", err, out, log)
 	}
-	data, err := os.ReadFile(js)
-	if err != nil {
-		t.Fatal(err)
+	var rep experiment.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("stdout is not the JSON report: %v\n%s", err, out)
 	}
-	var rep DemoReport
-	if err := json.Unmarshal(data, &rep); err != nil {
-		t.Fatal(err)
+	if rep.TestImages != 30 || rep.ValImages != 8 || rep.CalibImages != 6 || rep.QATImages != 16 || rep.Epochs != 2 || rep.LR != 0.001 ||
+		rep.Seed != 3 || rep.Data != data || rep.Device != "cpu" || len(rep.Rows) != 8 || rep.Rows[7].Name != "QAT int8w" || rep.EnergySource != "" {
+		t.Errorf("report %+v", rep)
 	}
-	want := []string{"FP32", "PTQ int8 max", "PTQ int8 percentile", "PTQ int8 entropy", "PTQ int8 mse", "PTQ int4w ", "QAT int4w"}
-	if len(rep.Rows) != len(want) {
-		t.Fatalf("%d rows, want %d:\n%s", len(rep.Rows), len(want), out)
+	if !strings.Contains(log, "calibrating on 6 training images") {
+		t.Errorf("no progress on stderr:\n%s", log)
 	}
-	for i, r := range rep.Rows {
-		if !strings.HasPrefix(r.Name, want[i]) {
-			t.Errorf("row %d is %q, want %q", i, r.Name, want[i])
-		}
-		if r.Total != 300 || r.Top1 < 90 || r.ImagesPerS <= 0 || r.LatencyMs <= 0 || r.JPerImage != nil {
-			t.Errorf("row %+v", r)
-		}
-		if !strings.Contains(out, r.Name) {
-			t.Errorf("table lacks %q", r.Name)
-		}
-	}
-	// Sizes: 5,994 float32 parameters; int8 and int4 codes with float
-	// scales and biases.
-	if rep.Rows[0].WeightBytes != 4*5994 || rep.Rows[1].WeightBytes >= rep.Rows[0].WeightBytes/3 || rep.Rows[5].WeightBytes >= rep.Rows[1].WeightBytes {
-		t.Errorf("weight bytes %d, %d, %d", rep.Rows[0].WeightBytes, rep.Rows[1].WeightBytes, rep.Rows[5].WeightBytes)
+	if b, err := os.ReadFile(js); err != nil || string(b) != out {
+		t.Errorf("--json-out holds %q (%v), stdout %q", b, err, out)
 	}
 	if st, err := os.Stat(png); err != nil || st.Size() < 1000 {
 		t.Errorf("plot: %v", err)
 	}
-}
-
-// fakeForward advances a fake clock by a fixed time per call.
-type fakeForward struct {
-	now *time.Time
-	per time.Duration
-}
-
-func (f fakeForward) Forward([]float32, int, []float32) error { *f.now = f.now.Add(f.per); return nil }
-func (f fakeForward) Close() error                            { return nil }
-
-// TestDemoEnergy measures a forward pass of 2 ms at a constant 10 W on
-// a fake counter: 0.02 J per batch of 256.
-func TestDemoEnergy(t *testing.T) {
-	net, _, err := demoLoadNet("", false, nil)
+	out, _, err = expRun(t, "demo", "--device", "cpu", "--data", data, "--val-images", "8", "--calib", "6", "--qat-images", "16", "--energy=false")
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("demo: %v\n%s", err, out)
 	}
-	now := time.Unix(1000, 0)
-	src := energy.NewFakeSource("fake").Constant(10)
-	src.Start, src.Now = now, func() time.Time { return now }
-	set := &dataset.Set{Name: "tiny", N: 1, C: 1, H: 28, W: 28, Classes: 10, Pixels: make([]uint8, 784), Labels: []uint8{3}}
-	j, err := demoEnergy(src, fakeForward{&now, 2 * time.Millisecond}, net, set)
-	if err != nil {
-		t.Fatal(err)
+	for _, want := range []string{"(40 test images)", "PTQ: 6 calibration images; QAT: 1 epoch(s) over 16 images, lr 0.0001, seed 1", "PTQ int4w", "QAT int4w", "s in all"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
 	}
-	if want := 10 * 0.002 / 256; math.Abs(j-want) > 1e-9*want {
-		t.Errorf("%g J per image, want %g", j, want)
+	if _, _, err := expRun(t, "demo", "--device", "cpu", "--data", data, "--val-images", "0"); err == nil || !errors.Is(err, errBadInput) {
+		t.Errorf("--val-images 0: %v", err)
 	}
 }
 
@@ -154,6 +131,7 @@ func TestEvalQATDemoNonFiniteModel(t *testing.T) {
 	} {
 		out, err := run(t, append(args, "--device", "cpu")...)
 		if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), `initializer "Parameter5": 1 NaN of 200 values`) ||
+			!strings.Contains(err.Error(), "--allow-nonfinite loads the model anyway") ||
 			!strings.Contains(err.Error(), `initializer "Parameter88": 1 ±Inf of 16 values`) || strings.Contains(err.Error(), "no-such-data") {
 			t.Errorf("%s: %v\n%s", args[0], err, out)
 		}
@@ -166,7 +144,7 @@ func TestEvalQATDemoNonFiniteModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeTrainTest(t, data, 40)
-	warning := `--allow-nonfinite: ` + path + ` has non-finite weights: initializer "Parameter5": 1 NaN of 200 values; initializer "Parameter88": 1 ±Inf of 16 values`
+	warning := `quantkit: warning: ` + path + ` has non-finite weights, loaded as they are: initializer "Parameter5": 1 NaN of 200 values; initializer "Parameter88": 1 ±Inf of 16 values`
 	out, err := run(t, "eval", "--model", path, "--data", data, "--device", "cpu", "--allow-nonfinite")
 	if err != nil || !strings.Contains(out, warning) || !strings.Contains(out, "accuracy") {
 		t.Errorf("eval --allow-nonfinite: %v\n%s", err, out)
@@ -183,7 +161,7 @@ func TestEvalQATDemoNonFiniteModel(t *testing.T) {
 	q := filepath.Join(dir, "q.onnx")
 	out, err = run(t, "qat", "--model", inf, "--data", data, "--device", "cpu", "--allow-nonfinite",
 		"--images", "16", "--calib", "8", "--val-images", "8", "--method", "max", "-o", q)
-	warning = `--allow-nonfinite: ` + inf + ` has non-finite weights: initializer "Parameter194": 1 ±Inf of 10 values`
+	warning = `quantkit: warning: ` + inf + ` has non-finite weights, loaded as they are: initializer "Parameter194": 1 ±Inf of 10 values`
 	if err != nil || !strings.Contains(out, warning) || !strings.Contains(out, "QAT top-1") || !strings.Contains(out, "wrote "+q) {
 		t.Errorf("qat --allow-nonfinite: %v\n%s", err, out)
 	}
@@ -224,8 +202,10 @@ func TestQATDemoOutputPathsFirst(t *testing.T) {
 		{[]string{"qat", "-o", filepath.Join(nodir, "q.onnx")}, "--output " + filepath.Join(nodir, "q.onnx") + ": directory " + nodir + " does not exist"},
 		{[]string{"qat", "-o", filepath.Join(dir, "q.txt")}, "--output " + filepath.Join(dir, "q.txt") + ": want a .onnx or .safetensors file"},
 		{[]string{"qat", "-o", dir + "/"}, "--output"},
-		{[]string{"demo", "--json", filepath.Join(nodir, "r.json")}, "--json " + filepath.Join(nodir, "r.json") + ": directory " + nodir + " does not exist"},
-		{[]string{"demo", "--json", dir}, "--json " + dir + ": is a directory"},
+		{[]string{"qat", "-o", filepath.Join(dir, "q.onnx"), "--json-out", filepath.Join(nodir, "r.json")}, "--json-out " + filepath.Join(nodir, "r.json") + ": directory " + nodir + " does not exist"},
+		{[]string{"demo", "--json-out", filepath.Join(nodir, "r.json")}, "--json-out " + filepath.Join(nodir, "r.json") + ": directory " + nodir + " does not exist"},
+		{[]string{"demo", "--json-out", dir}, "--json-out " + dir + ": is a directory"},
+		{[]string{"eval", "--model", mnistModel, "--json-out", dir}, "--json-out " + dir + ": is a directory"},
 		{[]string{"demo", "--plot", filepath.Join(dir, "p.jpg")}, "--plot " + filepath.Join(dir, "p.jpg") + ": want a .png or .svg file"},
 		{[]string{"demo", "--plot", filepath.Join(nodir, "p.png")}, "--plot " + filepath.Join(nodir, "p.png") + ": directory " + nodir + " does not exist"},
 	} {
@@ -237,24 +217,31 @@ func TestQATDemoOutputPathsFirst(t *testing.T) {
 }
 
 // A side output that fails at the end (its directory removed meanwhile)
-// loses neither the table, printed first, nor the other side outputs;
+// loses neither the report, printed first, nor the other side outputs;
 // its error is still returned.
 func TestDemoSideOutputsAfterTable(t *testing.T) {
 	dir := t.TempDir()
-	rep := &DemoReport{Model: "m", Data: "d", Device: "cpu", TestImages: 10, Rows: []DemoRow{
+	rep := &experiment.Report{Model: "m", Data: "d", Device: "cpu", TestImages: 10, Rows: []experiment.Row{
 		{Name: "FP32", Method: "fp32", Top1: 90, WeightBytes: 400, ImagesPerS: 100},
 		{Name: "PTQ int8 max", Method: "ptq", Top1: 89, Delta: -1, WeightBytes: 100, ImagesPerS: 200},
 	}}
 	js, png := filepath.Join(dir, "gone", "r.json"), filepath.Join(dir, "p.png")
-	var out bytes.Buffer
-	err := demoOutputs(&out, rep, js, png)
-	if err == nil || !strings.Contains(err.Error(), js) {
-		t.Errorf("error %v does not name %s", err, js)
-	}
-	if !strings.Contains(out.String(), "PTQ int8 max") {
-		t.Errorf("table lost:\n%s", out.String())
-	}
-	if st, err := os.Stat(png); err != nil || st.Size() == 0 {
-		t.Errorf("plot not written after the JSON failed: %v", err)
+	for _, asJSON := range []bool{false, true} {
+		os.Remove(png)
+		var out bytes.Buffer
+		err := demoOutputs(&out, rep, asJSON, js, png)
+		if err == nil || !strings.Contains(err.Error(), js) {
+			t.Errorf("error %v does not name %s", err, js)
+		}
+		if !strings.Contains(out.String(), "PTQ int8 max") {
+			t.Errorf("report lost:\n%s", out.String())
+		}
+		var back experiment.Report
+		if err := json.Unmarshal(out.Bytes(), &back); (err == nil) != asJSON {
+			t.Errorf("--json %v: stdout parses as JSON: %v", asJSON, err)
+		}
+		if st, err := os.Stat(png); err != nil || st.Size() == 0 {
+			t.Errorf("plot not written after the JSON failed: %v", err)
+		}
 	}
 }

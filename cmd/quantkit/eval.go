@@ -1,21 +1,13 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"path/filepath"
-	"slices"
-	"strings"
-	"text/tabwriter"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/quantkit/quantkit/backend"
-	"github.com/quantkit/quantkit/dataset"
-	"github.com/quantkit/quantkit/nn"
+	"github.com/quantkit/quantkit/job/experiment"
 )
 
 var (
@@ -24,11 +16,13 @@ var (
 		"{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]"}
 	evalSplitFlag      = &cli.StringFlag{Name: "split", Value: "test", Usage: "test or train"}
 	evalBatchFlag      = &cli.IntFlag{Name: "batch", Value: 256, Usage: "images per forward pass"}
-	evalLimitFlag      = &cli.IntFlag{Name: "limit", Usage: "evaluate only the first `N` images (0: all)"}
+	evalLimitFlag      = &cli.IntFlag{Name: "limit", Usage: "evaluate only the first `N` images", DefaultText: "all"}
 	evalInputScaleFlag = &cli.Float64Flag{Name: "input-scale", Usage: "multiply pixels 0..255 by `X` before the model " +
-		"(default: what the model's metadata says, else 1, which the MNIST zoo model expects; 1/255 = 0.00392156862745098 for models trained on 0..1)"}
-	evalJSONFlag   = &cli.BoolFlag{Name: "json", Usage: "print the JSON report described below"}
-	evalEngineFlag = &cli.StringFlag{Name: "engine", Value: "float", Usage: "float (float32, quantized models with fake " +
+		"(1 suits the MNIST zoo model; 1/255 = 0.00392156862745098 for models trained on 0..1)",
+		DefaultText: "what the model's metadata says, else 1"}
+	evalJSONFlag    = &cli.BoolFlag{Name: "json", Usage: "print the JSON report described below instead of the table"}
+	evalJSONOutFlag = &cli.StringFlag{Name: "json-out", Usage: "also write the JSON report to `FILE`"}
+	evalEngineFlag  = &cli.StringFlag{Name: "engine", Value: "float", Usage: "float (float32, quantized models with fake " +
 		"quantization) or int8 (a quantized model in integer arithmetic: int8 GEMMs with fused requantization)"}
 	evalNonFiniteFlag = &cli.BoolFlag{Name: "allow-nonfinite", Usage: "evaluate a model whose weights hold NaN or ±Inf " +
 		"as they are (they are not replaced, unlike quantize --allow-nonfinite; a warning names the tensors) instead of refusing it"}
@@ -55,185 +49,62 @@ var evalCommand = &cli.Command{
 		"--json prints one object: {model, layers: [STRING], params, input: [INT],\n" +
 		"input_scale, quantized: {weight_bits, method, quantized_activations} (absent for\n" +
 		"a float model), engine, data, split, image_file, label_file, device, correct, total,\n" +
-		"accuracy (0..1), seconds, images_per_second}.",
+		"accuracy (0..1), seconds, images_per_second}; --json-out FILE writes it to FILE\n" +
+		"(checked before any work) as well as printing the table.",
 	Flags: []cli.Flag{evalModelFlag, evalDataFlag, evalSplitFlag, deviceFlag, evalEngineFlag, evalBatchFlag, evalLimitFlag,
-		evalInputScaleFlag, evalJSONFlag, evalNonFiniteFlag},
+		evalInputScaleFlag, evalJSONFlag, evalJSONOutFlag, evalNonFiniteFlag},
 	Action: runEval,
-}
-
-// EvalReport is what `quantkit eval --json` prints.
-type EvalReport struct {
-	Model           string     `json:"model"`
-	Layers          []string   `json:"layers"`
-	Params          int        `json:"params"`
-	Input           []int      `json:"input"`
-	InputScale      float32    `json:"input_scale"`
-	Quantized       *EvalQuant `json:"quantized,omitempty"`
-	Engine          string     `json:"engine"`
-	Data            string     `json:"data"`
-	Split           string     `json:"split"`
-	ImageFile       string     `json:"image_file"`
-	LabelFile       string     `json:"label_file"`
-	Device          string     `json:"device"`
-	Correct         int        `json:"correct"`
-	Total           int        `json:"total"`
-	Accuracy        float64    `json:"accuracy"`
-	Seconds         float64    `json:"seconds"`
-	ImagesPerSecond float64    `json:"images_per_second"`
-}
-
-// EvalQuant describes a quantized model.
-type EvalQuant struct {
-	WeightBits  int    `json:"weight_bits"`
-	Method      string `json:"method,omitempty"`
-	Activations int    `json:"quantized_activations"`
 }
 
 func runEval(c *cli.Context) error {
 	if c.NArg() > 0 {
-		return fmt.Errorf("eval: unexpected arguments %q (the model is given with --model)", c.Args().Slice())
+		return badInput(fmt.Errorf("eval: unexpected arguments %q (the model is given with --model)", c.Args().Slice()))
 	}
-	if c.Int(evalBatchFlag.Name) <= 0 || c.Int(evalLimitFlag.Name) < 0 {
-		return errors.New("eval: --batch must be positive and --limit not negative")
+	jsonPath := c.String(evalJSONOutFlag.Name)
+	if c.IsSet(evalJSONOutFlag.Name) {
+		if err := checkOutputFile(evalJSONOutFlag.Name, jsonPath, false); err != nil {
+			return err
+		}
 	}
-	path := c.String(evalModelFlag.Name)
-	net, err := loadModel(path, c.Bool(evalNonFiniteFlag.Name), c.App.ErrWriter)
-	if err != nil {
-		return badInput(fmt.Errorf("eval: %w", err))
+	opt := experiment.EvalOptions{Model: c.String(evalModelFlag.Name), AllowNonFinite: c.Bool(evalNonFiniteFlag.Name),
+		Data: c.String(evalDataFlag.Name), Split: c.String(evalSplitFlag.Name), Engine: c.String(evalEngineFlag.Name),
+		Batch: c.Int(evalBatchFlag.Name), Limit: c.Int(evalLimitFlag.Name), Warn: expWarn(c.App.ErrWriter)}
+	if opt.Batch <= 0 || opt.Limit < 0 {
+		return badInput(errors.New("eval: --batch must be positive and --limit not negative"))
 	}
-	// Only the first --limit images are decompressed and decoded.
-	set, err := dataset.LoadLimit(c.String(evalDataFlag.Name), c.String(evalSplitFlag.Name), c.Int(evalLimitFlag.Name))
-	if err != nil {
-		return badInput(fmt.Errorf("eval: %w", err))
+	if opt.Engine != "float" && opt.Engine != "int8" {
+		return badInput(fmt.Errorf("eval: --engine %q: want float or int8", opt.Engine))
 	}
-	if set.N == 0 {
-		return badInput(fmt.Errorf("eval: data set %s (%s) holds no images", c.String(evalDataFlag.Name), set.ImageFile))
-	}
-	if err := checkFits(net, set, path); err != nil {
-		return badInput(err)
-	}
-	engine := c.String(evalEngineFlag.Name)
-	switch {
-	case engine != "float" && engine != "int8":
-		return fmt.Errorf("eval: --engine %q: want float or int8", engine)
-	case engine == "int8" && net.Quant == nil:
-		return badInput(fmt.Errorf("eval: --engine int8: %s is a float model (no QuantizeLinear/DequantizeLinear)", path))
-	}
-	scale := net.InputScale
 	if c.IsSet(evalInputScaleFlag.Name) {
 		s := c.Float64(evalInputScaleFlag.Name)
 		if !(s > 0) || s > 1e30 {
-			return fmt.Errorf("eval: --input-scale %g: want a positive number", s)
+			return badInput(fmt.Errorf("eval: --input-scale %g: want a positive number", s))
 		}
-		scale = float32(s)
+		opt.InputScale = float32(s)
 	}
-	rep := EvalReport{Model: path, Params: nn.Params(net), Input: net.Input, InputScale: scale,
-		Engine: engine, Data: set.Name, Split: c.String(evalSplitFlag.Name), ImageFile: set.ImageFile, LabelFile: set.LabelFile}
-	for _, l := range net.Layers {
-		rep.Layers = append(rep.Layers, nn.Describe(l))
+	asJSON := c.Bool(evalJSONFlag.Name)
+	bar, clear := progressLine(!asJSON)
+	if bar != nil {
+		opt.Progress = func(done, total int) { bar(done, total, "images") }
 	}
-	if q := net.Quant; q != nil {
-		rep.Quantized = &EvalQuant{WeightBits: q.WeightBits, Method: q.Method}
-		for _, a := range q.Act {
-			if a.Scale != 0 {
-				rep.Quantized.Activations++
-			}
-		}
-	}
-	err = onDevice(c, func(be backend.Backend) error {
-		var e interface {
-			nn.Forwarder
-			Close() error
-		}
+	var rep *experiment.EvalReport
+	err := onDevice(c, func(be backend.Backend) error {
+		opt.Backend = be
 		var err error
-		if engine == "int8" {
-			e, err = nn.NewInt8Engine(be, net)
-		} else {
-			e, err = nn.NewFloatEngine(be, net)
-		}
-		if err != nil {
-			return err
-		}
-		defer e.Close()
-		rep.Device = be.Name()
-		start := time.Now()
-		bar, clear := progressLine(!c.Bool(evalJSONFlag.Name))
-		var progress func(done, total int)
-		if bar != nil {
-			progress = func(done, total int) { bar(done, total, "images") }
-		}
-		correct, total, err := nn.AccuracyProgress(e, set, scale, c.Int(evalLimitFlag.Name), c.Int(evalBatchFlag.Name), progress)
-		clear()
-		if err != nil {
-			return err
-		}
-		rep.Seconds = time.Since(start).Seconds()
-		rep.Correct, rep.Total = correct, total
-		return nil
+		rep, err = experiment.Eval(c.Context, opt)
+		return expJobErr(err)
 	})
+	clear()
 	if err != nil {
 		return fmt.Errorf("eval: %w", err)
 	}
-	if rep.Total > 0 {
-		rep.Accuracy = float64(rep.Correct) / float64(rep.Total)
-	}
-	if rep.Seconds > 0 {
-		rep.ImagesPerSecond = float64(rep.Total) / rep.Seconds
-	}
-	if c.Bool(evalJSONFlag.Name) {
-		enc := json.NewEncoder(c.App.Writer)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
-	}
-	printEval(c.App.Writer, &rep)
-	return nil
-}
-
-// checkFits reports whether the data set fits the model's input and
-// output.
-func checkFits(net *nn.Net, s *dataset.Set, path string) error {
-	img := []int{s.C, s.H, s.W}
-	if !slices.Equal(net.Input, img) && !slices.Equal(net.Input, []int{s.C * s.H * s.W}) {
-		return fmt.Errorf("eval: %s takes inputs of shape %v, but %s holds images of %d×%d×%d (%s)",
-			path, net.Input, s.Name, s.C, s.H, s.W, s.ImageFile)
-	}
-	out, err := nn.OutputShape(net)
-	if err != nil {
+	if err := expPrint(c.App.Writer, rep, asJSON); err != nil {
 		return err
 	}
-	if len(out) != 1 || out[0] < s.Classes {
-		return fmt.Errorf("eval: %s gives outputs of shape %v, but %s has labels up to %d (%s)",
-			path, out, s.Name, s.Classes-1, s.LabelFile)
+	if jsonPath != "" {
+		if err := expWriteJSON(jsonPath, rep); err != nil {
+			return fmt.Errorf("eval: --json-out %s: %w", jsonPath, err)
+		}
 	}
 	return nil
-}
-
-func printEval(w io.Writer, r *EvalReport) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	kind := "float32"
-	if q := r.Quantized; q != nil {
-		how := "evaluated with fake quantization"
-		if r.Engine == "int8" {
-			how = "evaluated in integer arithmetic"
-		}
-		kind = fmt.Sprintf("quantized: int%d weights per channel, %d int8 activation tensors (QDQ, %s)",
-			q.WeightBits, q.Activations, how)
-		if q.Method != "" {
-			kind += ", ranges by " + q.Method
-		}
-	}
-	dims := make([]string, len(r.Input))
-	for i, d := range r.Input {
-		dims[i] = fmt.Sprint(d)
-	}
-	fmt.Fprintf(tw, "model\t%s: %d layers, %d parameters, input %s, %s\n", filepath.Base(r.Model), len(r.Layers),
-		r.Params, strings.Join(dims, "×"), kind)
-	for i, l := range r.Layers {
-		fmt.Fprintf(tw, "\t  %d  %s\n", i, l)
-	}
-	fmt.Fprintf(tw, "data\t%s %s: %d images (%s), pixels × %g\n", r.Data, r.Split, r.Total, r.ImageFile, r.InputScale)
-	fmt.Fprintf(tw, "device\t%s\n", r.Device)
-	fmt.Fprintf(tw, "accuracy\t%.2f %% (%d / %d)\n", 100*r.Accuracy, r.Correct, r.Total)
-	fmt.Fprintf(tw, "speed\t%.0f images/s (%.2f s)\n", r.ImagesPerSecond, r.Seconds)
-	tw.Flush()
 }

@@ -4,29 +4,26 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"os"
-	"path/filepath"
+	"slices"
 	"strings"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/quantkit/quantkit/backend"
-	"github.com/quantkit/quantkit/dataset"
-	"github.com/quantkit/quantkit/model/onnx"
-	"github.com/quantkit/quantkit/nn"
+	"github.com/quantkit/quantkit/job/experiment"
 	"github.com/quantkit/quantkit/quant"
 )
 
 var (
-	qatModelFlag  = &cli.StringFlag{Name: "model", Category: "Model and data", Usage: "ONNX `FILE` of a CNN/MLP image classifier (default: the built-in MNIST CNN)"}
-	qatDataFlag   = &cli.StringFlag{Name: "data", Category: "Model and data", Value: "mnist", Usage: "labelled images: mnist, fashion-mnist, or a directory of idx files"}
-	qatBitsFlag   = &cli.IntFlag{Name: "bits", Category: "Quantization", Value: 4, Usage: "weight bits: 4 or 8 (activations are int8)"}
-	qatEpochsFlag = &cli.IntFlag{Name: "epochs", Category: "Quantization", Value: 1, Usage: "passes over the training images"}
-	qatImagesFlag = &cli.IntFlag{Name: "images", Category: "Quantization", Usage: "training images per epoch, a seeded random subset (0: all but the held-out ones)"}
-	qatMethodFlag = &cli.StringFlag{Name: "method", Category: "Quantization", Value: "best", Usage: "calibrator of the activation ranges: max, percentile, entropy, mse, or best (the one whose PTQ does best on the held-out images)"}
-	qatOutFlag    = &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Category: "Output", Usage: "write the quantized model to `FILE`: .onnx (QDQ) or .safetensors"}
+	qatModelFlag   = &cli.StringFlag{Name: "model", Category: "Model and data", Usage: "ONNX `FILE` of a CNN/MLP image classifier (default: the built-in MNIST CNN)"}
+	qatDataFlag    = &cli.StringFlag{Name: "data", Category: "Model and data", Value: "mnist", Usage: "labelled images: mnist, fashion-mnist, or a directory of idx files"}
+	qatBitsFlag    = &cli.IntFlag{Name: "bits", Category: "Quantization", Value: 4, Usage: "weight bits: 4 or 8 (activations are int8)"}
+	qatEpochsFlag  = &cli.IntFlag{Name: "epochs", Category: "Quantization", Value: 1, Usage: "passes over the training images"}
+	qatImagesFlag  = &cli.IntFlag{Name: "images", Category: "Quantization", Usage: "training images per epoch, a seeded random subset of those not held out", DefaultText: "all"}
+	qatMethodFlag  = &cli.StringFlag{Name: "method", Category: "Quantization", Value: "best", Usage: "calibrator of the activation ranges: max, percentile, entropy, mse, or best (the one whose PTQ does best on the held-out images)"}
+	qatOutFlag     = &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Category: "Output", Usage: "write the quantized model to `FILE`: .onnx (QDQ) or .safetensors"}
+	qatJSONFlag    = &cli.BoolFlag{Name: "json", Category: "Output", Usage: "print the report as JSON instead of the result line"}
+	qatJSONOutFlag = &cli.StringFlag{Name: "json-out", Category: "Output", Usage: "also write the report as JSON to `FILE`"}
 )
 
 var qatCommand = &cli.Command{
@@ -40,12 +37,14 @@ var qatCommand = &cli.Command{
 		"FP32, of PTQ at the same bits and of the result (both in integer arithmetic), and\n" +
 		"writes the result: an .onnx file holds a QDQ graph (QuantizeLinear and\n" +
 		"DequantizeLinear around float operators, opset 13) that ONNX runtimes and\n" +
-		"`quantkit eval` run.\n\n" +
-		"-o is checked (directory, .onnx or .safetensors) before any work; the accuracies are\n" +
-		"printed before the file is written. A --model with NaN or infinite weights is\n" +
-		"refused, naming the tensors, unless --allow-nonfinite.",
-	Flags: []cli.Flag{qatModelFlag, demoNonFiniteFlag, qatDataFlag, qatBitsFlag, qatEpochsFlag, qatImagesFlag, qatMethodFlag, demoCalibFlag,
-		demoValFlag, demoLRFlag, demoSeedFlag, deviceFlag, qatOutFlag},
+		"`quantkit eval` run. --val-images training images are held out from calibration\n" +
+		"and training (--method best chooses the calibrator on them; it needs at least one).\n\n" +
+		"-o and --json-out are checked (directory, extension) before any work; the report\n" +
+		"(the result line, or with --json the JSON report) is printed whether or not the\n" +
+		"model can be written. A --model with NaN or infinite weights is refused, naming\n" +
+		"the tensors, unless --allow-nonfinite.",
+	Flags: []cli.Flag{qatModelFlag, demoNonFiniteFlag, qatDataFlag, demoTestFlag, qatBitsFlag, qatEpochsFlag, qatImagesFlag, qatMethodFlag, demoCalibFlag,
+		demoValFlag, demoLRFlag, demoSeedFlag, deviceFlag, qatOutFlag, qatJSONFlag, qatJSONOutFlag},
 	Action: runQAT,
 }
 
@@ -54,171 +53,67 @@ func runQAT(c *cli.Context) error {
 	if out == "" {
 		return badInput(errors.New("qat: no output file (-o FILE.onnx or FILE.safetensors)"))
 	}
-	// Checked before the work whose result it holds.
+	// Checked before the work whose result they hold.
 	if err := checkOutputFile(qatOutFlag.Name, out, false, ".onnx", ".safetensors"); err != nil {
 		return err
 	}
+	jsonPath := c.String(qatJSONOutFlag.Name)
+	if c.IsSet(qatJSONOutFlag.Name) {
+		if err := checkOutputFile(qatJSONOutFlag.Name, jsonPath, false); err != nil {
+			return err
+		}
+	}
 	bits := c.Int(qatBitsFlag.Name)
 	if bits != 4 && bits != 8 {
-		return fmt.Errorf("qat: --bits %d: want 4 or 8", bits)
+		return badInput(fmt.Errorf("qat: --bits %d: want 4 or 8", bits))
 	}
 	method := c.String(qatMethodFlag.Name)
-	if method != "best" && !containsString(quant.CalibratorNames(), method) {
-		return fmt.Errorf("qat: --method %q: want best or one of %s", method, strings.Join(quant.CalibratorNames(), ", "))
+	if method != "best" && !slices.Contains(quant.CalibratorNames(), method) {
+		return badInput(fmt.Errorf("qat: --method %q: want best or one of %s", method, strings.Join(quant.CalibratorNames(), ", ")))
 	}
-	var q *nn.Net
-	var result string
+	opt := experiment.QATOptions{Common: expCommon(c, qatModelFlag, qatDataFlag), Bits: bits, Method: method}
+	opt.QATImages, opt.Epochs = c.Int(qatImagesFlag.Name), c.Int(qatEpochsFlag.Name)
+	progress, clear := expProgress(true)
+	opt.Progress = progress
+	var rep *experiment.QATReport
 	err := onDevice(c, func(be backend.Backend) error {
-		logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
-		net, name, err := demoLoadNet(c.String(qatModelFlag.Name), c.Bool(demoNonFiniteFlag.Name), c.App.ErrWriter)
-		if err != nil {
-			return err
-		}
-		inLen, outLen, err := nn.IOLen(net)
-		if err != nil {
-			return err
-		}
-		dataName := c.String(qatDataFlag.Name)
-		train, err := dataset.Load(dataName, "train")
-		if err != nil {
-			return err
-		}
-		test, err := dataset.Load(dataName, "test")
-		if err != nil {
-			return err
-		}
-		if train.C*train.H*train.W != inLen || train.Classes > outLen {
-			return fmt.Errorf("qat: %s (%dx%dx%d images, %d classes) does not fit %s (input %v, %d outputs)",
-				dataName, train.C, train.H, train.W, train.Classes, name, net.Input, outLen)
-		}
-		seed := c.Uint64(demoSeedFlag.Name)
-		perm := rand.New(rand.NewPCG(seed, 0xca1)).Perm(train.N)
-		nVal := min(max(c.Int(demoValFlag.Name), 1), train.N/2)
-		fit, val := perm[:train.N-nVal], perm[train.N-nVal:]
-		nCal := min(max(c.Int(demoCalibFlag.Name), 1), len(fit))
-		testIdx := make([]int, test.N)
-		for i := range testIdx {
-			testIdx[i] = i
-		}
-		testData := demoSamples(test, testIdx, net.InputScale)
-		accuracy := func(f demoForward, data *nn.Samples) (float64, error) {
-			n, err := demoAccuracy(f, data, inLen, outLen)
-			f.Close()
-			return 100 * float64(n) / float64(data.N), err
-		}
-
-		fp, err := nn.NewFloatEngine(be, net)
-		if err != nil {
-			return err
-		}
-		fpAcc, err := accuracy(fp, testData)
-		if err != nil {
-			return err
-		}
-		logf("%s: FP32 top-1 %.2f %% on %d %s test images", name, fpAcc, test.N, dataName)
-		logf("calibrating on %d training images", nCal)
-		stats, err := nn.CollectActStats(net, demoSamples(train, fit[:nCal], net.InputScale), 0, 0)
-		if err != nil {
-			return err
-		}
-		methods := []string{method}
-		if method == "best" {
-			methods = quant.CalibratorNames()
-		}
-		var ptq *nn.Net
-		bestAcc := -1.0
-		valData := demoSamples(train, val, net.InputScale)
-		for _, m := range methods {
-			q, err := nn.PTQ(net, stats, nn.PTQOptions{Method: m, WeightBits: bits})
-			if err != nil {
-				return err
-			}
-			acc := 0.0
-			if len(methods) > 1 {
-				e, err := nn.NewInt8Engine(be, q)
-				if err != nil {
-					return err
-				}
-				if acc, err = accuracy(e, valData); err != nil {
-					return err
-				}
-				logf("PTQ int%d weights, %-10s held-out top-1 %.2f %%", bits, m, acc)
-			}
-			if acc > bestAcc {
-				ptq, bestAcc = q, acc
-			}
-		}
-		e, err := nn.NewInt8Engine(be, ptq)
-		if err != nil {
-			return err
-		}
-		ptqAcc, err := accuracy(e, testData)
-		if err != nil {
-			return err
-		}
-		logf("PTQ int%d weights (%s): top-1 %.2f %%", bits, ptq.Quant.Method, ptqAcc)
-
-		opt := nn.QATOptions{WeightBits: bits, Epochs: c.Int(qatEpochsFlag.Name), Images: c.Int(qatImagesFlag.Name),
-			LR: c.Float64(demoLRFlag.Name), Seed: seed}
-		bar, clear := progressLine(true)
-		if bar != nil {
-			opt.Progress = func(step, steps int, loss float64) { bar(step, steps, fmt.Sprintf("loss %.4f", loss)) }
-		}
-		t0 := time.Now()
-		q, err = nn.QAT(ptq, demoSamples(train, fit, net.InputScale), opt)
-		clear()
-		if err != nil {
-			return err
-		}
-		e, err = nn.NewInt8Engine(be, q)
-		if err != nil {
-			return err
-		}
-		qatAcc, err := accuracy(e, testData)
-		if err != nil {
-			return err
-		}
-		logf("QAT int%d weights: top-1 %.2f %% (%+.2f points against FP32, %+.2f against PTQ), trained in %.1f s",
-			bits, qatAcc, qatAcc-fpAcc, qatAcc-ptqAcc, time.Since(t0).Seconds())
-		result = fmt.Sprintf("int%d weights, int8 activations: QAT top-1 %.2f %% (FP32 %.2f %%, PTQ %.2f %%)\n",
-			bits, qatAcc, fpAcc, ptqAcc)
-		return nil
+		opt.Backend = be
+		var err error
+		rep, err = experiment.QAT(c.Context, opt)
+		return expJobErr(err)
 	})
+	clear()
 	if err != nil {
+		return fmt.Errorf("qat: %w", err)
+	}
+	return qatOutputs(c.App.Writer, c.App.ErrWriter, rep, c.Bool(qatJSONFlag.Name), out, jsonPath)
+}
+
+// qatOutputs writes the model to path, then prints the report to w (the
+// result line, or JSON when asJSON) whether or not the model could be
+// written, says where it went (to w, or to log with JSON), and writes the
+// report to jsonPath when not empty. Errors are returned together at the
+// end.
+func qatOutputs(w, log io.Writer, rep *experiment.QATReport, asJSON bool, path, jsonPath string) error {
+	var errs []error
+	if err := experiment.SaveModel(path, rep.Net); err != nil {
+		errs = append(errs, fmt.Errorf("qat: writing %s: %w", path, err))
+	} else {
+		rep.Output = path
+	}
+	if err := expPrint(w, rep, asJSON); err != nil {
 		return err
 	}
-	return qatFinish(c.App.Writer, out, q, result)
-}
-
-// qatFinish prints the result line to w, then writes q to path: a write
-// that fails loses the accuracies to nothing, and its error is returned.
-func qatFinish(w io.Writer, path string, q *nn.Net, result string) error {
-	io.WriteString(w, result)
-	if err := qatSave(path, q); err != nil {
-		return fmt.Errorf("qat: writing %s: %w", path, err)
+	if rep.Output != "" {
+		if asJSON {
+			w = log
+		}
+		fmt.Fprintf(w, "wrote %s\n", path)
 	}
-	fmt.Fprintf(w, "wrote %s\n", path)
-	return nil
-}
-
-func containsString(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
+	if jsonPath != "" {
+		if err := expWriteJSON(jsonPath, rep); err != nil {
+			errs = append(errs, fmt.Errorf("qat: --json-out %s: %w", jsonPath, err))
 		}
 	}
-	return false
-}
-
-// qatSave writes q to path: a QDQ ONNX graph, or safetensors of its codes
-// and scales.
-func qatSave(path string, q *nn.Net) error {
-	if strings.EqualFold(filepath.Ext(path), ".safetensors") {
-		return nn.SaveSafetensors(q, path)
-	}
-	m, err := nn.ExportQDQ(q)
-	if err != nil {
-		return err
-	}
-	return onnx.Write(path, m)
+	return errors.Join(errs...)
 }

@@ -1,31 +1,50 @@
 package main
 
 import (
-	"fmt"
+	"encoding/json"
+	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/quantkit/quantkit/cpu"
 	"github.com/quantkit/quantkit/dataset"
+	"github.com/quantkit/quantkit/job/experiment"
 	"github.com/quantkit/quantkit/nn"
 )
 
-// TestQATCommand trains briefly, exports QDQ ONNX, and checks that the
-// file reads back into the same quantization.
+// qat's flags reach the job, the model is written where -o says, and the
+// report is rendered: the result line and "wrote" on stdout, or with
+// --json the JSON report alone on stdout (progress and "wrote" on
+// stderr), and with --json-out the same JSON in a file. A tiny data set
+// keeps it quick; the pipeline's results are tested in package
+// experiment.
 func TestQATCommand(t *testing.T) {
-	if testing.Short() {
-		t.Skip("evaluates the MNIST test set three times")
-	}
-	skipWithoutMNIST(t)
 	dir := t.TempDir()
-	path := filepath.Join(dir, "q4.onnx")
-	out, err := run(t, "qat", "--device", "cpu", "--bits", "4", "--images", "256", "--calib", "64", "--method", "max", "-o", path)
-	if err != nil {
-		t.Fatalf("qat: %v\n%s", err, out)
+	data := filepath.Join(dir, "data")
+	if err := os.Mkdir(data, 0o755); err != nil {
+		t.Fatal(err)
 	}
-	if !strings.Contains(out, "QAT top-1") {
-		t.Errorf("output: %s", out)
+	writeTrainTest(t, data, 40)
+	path, js := filepath.Join(dir, "q4.onnx"), filepath.Join(dir, "q.json")
+	out, log, err := expRun(t, "qat", "--device", "cpu", "--data", data, "--bits", "4", "--images", "16", "--calib", "8", "--val-images", "10",
+		"--test-images", "20", "--method", "max", "--epochs", "2", "--seed", "5", "-o", path, "--json", "--json-out", js)
+	if err != nil {
+		t.Fatalf("qat: %v\n%s\n%s", err, out, log)
+	}
+	var rep experiment.QATReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("stdout is not the JSON report: %v\n%s", err, out)
+	}
+	if rep.Bits != 4 || rep.Method != "max" || rep.QATImages != 16 || rep.CalibImages != 8 || rep.ValImages != 10 || rep.TestImages != 20 ||
+		rep.Epochs != 2 || rep.Seed != 5 || rep.Output != path {
+		t.Errorf("report %+v", rep)
+	}
+	if !strings.Contains(log, "wrote "+path) || !strings.Contains(log, "calibrating on 8 training images") {
+		t.Errorf("stderr:\n%s", log)
+	}
+	if b, err := os.ReadFile(js); err != nil || string(b) != out {
+		t.Errorf("--json-out holds %q (%v), stdout %q", b, err, out)
 	}
 	net, err := nn.LoadONNX(path)
 	if err != nil {
@@ -34,44 +53,33 @@ func TestQATCommand(t *testing.T) {
 	if net.Quant == nil || net.Quant.WeightBits != 4 {
 		t.Fatalf("read back %+v", net.Quant)
 	}
-	// The file runs in integer arithmetic to the accuracy qat printed.
-	test, err := dataset.Load("mnist", "test")
-	if err != nil {
-		t.Fatal(err)
+	st := filepath.Join(dir, "q8.safetensors")
+	out, _, err = expRun(t, "qat", "--device", "cpu", "--data", data, "--bits", "8", "--images", "8", "--val-images", "10", "-o", st)
+	if err != nil || !strings.Contains(out, "int8 weights, int8 activations: QAT top-1") || !strings.Contains(out, "wrote "+st) {
+		t.Errorf("qat --bits 8: %v\n%s", err, out)
 	}
-	e, err := nn.NewInt8Engine(cpu.New(), net)
-	if err != nil {
-		t.Fatal(err)
-	}
-	idx := make([]int, test.N)
-	for i := range idx {
-		idx[i] = i
-	}
-	n, err := demoAccuracy(e, demoSamples(test, idx, net.InputScale), 784, 10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := fmt.Sprintf("QAT top-1 %.2f %%", 100*float64(n)/float64(test.N)); !strings.Contains(out, want) {
-		t.Errorf("the exported model scores %d/%d; qat said:\n%s", n, test.N, out)
-	}
-	if _, err := run(t, "qat", "--bits", "3", "-o", path); err == nil {
-		t.Error("--bits 3 accepted")
-	}
-	if _, err := run(t, "qat", "--bits", "4"); err == nil {
-		t.Error("no output accepted")
+	for _, args := range [][]string{
+		{"--bits", "3", "-o", path},
+		{"--bits", "4"},
+		{"--method", "median", "-o", path},
+		{"--method", "best", "--val-images", "0", "-o", path},
+	} {
+		if _, err := run(t, append([]string{"qat", "--device", "cpu", "--data", data}, args...)...); err == nil || !errors.Is(err, errBadInput) {
+			t.Errorf("%q: %v, want a bad-input error", args, err)
+		}
 	}
 }
 
-// The result line is printed before the model is written, so that a
-// write that fails at the end (its directory removed meanwhile) loses
-// the accuracies to nothing; its error is still returned.
-func TestQATResultBeforeWrite(t *testing.T) {
-	net, _, err := demoLoadNet("", false, nil)
+// The report is printed even when the model cannot be written at the end
+// (its directory removed meanwhile), so the accuracies are not lost; the
+// write's error is returned and nothing says the model was written.
+func TestQATReportWhenWriteFails(t *testing.T) {
+	net, err := nn.LoadONNX(mnistModel)
 	if err != nil {
 		t.Fatal(err)
 	}
 	set := &dataset.Set{Name: "tiny", N: 1, C: 1, H: 28, W: 28, Classes: 10, Pixels: make([]uint8, 784), Labels: []uint8{3}}
-	stats, err := nn.CollectActStats(net, demoSamples(set, []int{0}, 1), 0, 0)
+	stats, err := nn.CollectActStats(net, &nn.Samples{N: 1, Labels: set.Labels, Fill: func(dst []float32, idx []int) { set.Input(dst, idx, 1) }}, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,12 +88,18 @@ func TestQATResultBeforeWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "gone", "q.onnx")
-	var out strings.Builder
-	err = qatFinish(&out, path, q, "int4 weights, int8 activations: QAT top-1 98.00 %\n")
-	if err == nil || !strings.Contains(err.Error(), path) {
-		t.Errorf("error %v does not name %s", err, path)
-	}
-	if !strings.Contains(out.String(), "QAT top-1 98.00 %") {
-		t.Errorf("result line lost: %q", out.String())
+	for _, asJSON := range []bool{false, true} {
+		rep := &experiment.QATReport{Bits: 4, QATTop1: 98, Net: q}
+		var out, log strings.Builder
+		err = qatOutputs(&out, &log, rep, asJSON, path, "")
+		if err == nil || !strings.Contains(err.Error(), path) {
+			t.Errorf("error %v does not name %s", err, path)
+		}
+		if want := "QAT top-1 98.00 %"; !asJSON && !strings.Contains(out.String(), want) || asJSON && !strings.Contains(out.String(), `"qat_top1_pct": 98`) {
+			t.Errorf("report lost: %q", out.String())
+		}
+		if strings.Contains(out.String()+log.String(), "wrote") || strings.Contains(out.String(), `"output"`) {
+			t.Errorf("claims the model was written: %q %q", out.String(), log.String())
+		}
 	}
 }
