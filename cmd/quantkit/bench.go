@@ -240,25 +240,3 @@ func energyFor(c *cli.Context, b backend.Backend) (eo *bench.EnergyOptions, note
 }
 
 func isJSON(c *cli.Context) bool { return c.Bool(benchJSONFlag.Name) }
-
-// progressLine returns a progress bar on stderr, when it is a terminal and
-// enabled, and a function that clears it.
-func progressLine(enabled bool) (func(done, total int, what string), func()) {
-	if !enabled || !isTerminal(os.Stderr) {
-		return nil, func() {}
-	}
-	start := time.Now()
-	return func(done, total int, what string) {
-			const width = 24
-			fill := width * done / max(total, 1)
-			eta := ""
-			if done > 0 {
-				left := time.Duration(float64(time.Since(start)) / float64(done) * float64(total-done))
-				eta = " ETA " + left.Round(time.Second).String()
-			}
-			fmt.Fprintf(os.Stderr, "\r\033[K[%s%s] %d/%d %s%s", strings.Repeat("█", fill), strings.Repeat("·", width-fill),
-				done, total, what, eta)
-		}, func() {
-			fmt.Fprint(os.Stderr, "\r\033[K")
-		}
-}
