@@ -1,13 +1,17 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"math"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/quantkit/quantkit/cpu"
+	"github.com/quantkit/quantkit/energy"
 )
 
 var quick = Timing{MinTime: time.Millisecond, MinReps: 2, MaxReps: 5}
@@ -45,6 +49,16 @@ func TestRunSuites(t *testing.T) {
 	if len(rep.Results) != 11 || !slices.Equal(ops, want) {
 		t.Errorf("%d results, ops %v; want 11, %v", len(rep.Results), ops, want)
 	}
+	// The machine line names what the CPU kernels dispatched to.
+	if !slices.Equal(rep.Machine.CPUFeatures, cpu.KernelFeatures()) {
+		t.Errorf("machine's CPU features %v, the kernels use %v", rep.Machine.CPUFeatures, cpu.KernelFeatures())
+	}
+	var table bytes.Buffer
+	rep.Machine.CPUFeatures = []string{"avx512", "avx2-fma"}
+	rep.WriteTable(&table)
+	if line, _, _ := strings.Cut(table.String(), "\n"); !strings.HasSuffix(line, ", CPU kernels: avx512 avx2-fma") {
+		t.Errorf("first line %q", line)
+	}
 }
 
 func TestRunRefuses(t *testing.T) {
@@ -76,5 +90,31 @@ func TestRunCancel(t *testing.T) {
 	o.Progress = func(int, int, string) { calls++; cancel() }
 	if _, err := Run(ctx, cpu.New(), o); !errors.Is(err, context.Canceled) || calls != 0 {
 		t.Errorf("memory kernels: error %v after %d cases, want context.Canceled before any", err, calls)
+	}
+}
+
+// NewEnergy measures the idle power first, and says so; a source without
+// power or counter leaves a note instead.
+func TestNewEnergy(t *testing.T) {
+	src := energy.NewFakeSource("fake").Constant(100)
+	var log bytes.Buffer
+	window := energy.Options{MinWindow: 50 * time.Millisecond, Interval: 5 * time.Millisecond}
+	eo, note := NewEnergy(src, window, 50*time.Millisecond, &log)
+	if note != "" || eo.Source != src || eo.Window != window || math.Abs(eo.IdleW-100) > 2 {
+		t.Errorf("idle %g W, note %q; want 100 W", eo.IdleW, note)
+	}
+	if !strings.Contains(log.String(), "measuring the idle power of fake for 50ms") {
+		t.Errorf("log %q", log.String())
+	}
+	if eo, note := NewEnergy(src, window, 0, nil); note != "" || eo.IdleW != 0 {
+		t.Errorf("idle 0: measured %g W (%q)", eo.IdleW, note)
+	}
+	dead := energy.NewFakeSource("dead") // neither counter nor power
+	if eo, note := NewEnergy(dead, window, time.Second, nil); eo == nil || eo.IdleW != 0 ||
+		!strings.Contains(note, "idle power of dead not measured") {
+		t.Errorf("dead source: %+v, note %q", eo, note)
+	}
+	if eo, note, done := OpenEnergy("tpu:0", window, 0, nil); eo != nil || note == "" || done == nil {
+		t.Errorf("tpu:0: %+v, note %q", eo, note)
 	}
 }

@@ -132,8 +132,10 @@ func runBench(suites ...string) cli.ActionFunc {
 		err = onDevice(c, func(b backend.Backend) error {
 			var note string
 			if c.Bool(benchEnergyFlag.Name) {
+				window := energy.Options{MinWindow: c.Duration(benchMinWindowFlag.Name),
+					Interval: c.Duration(benchIntervalFlag.Name), KeepSamples: true}
 				var done func()
-				o.Energy, note, done = energyFor(c, b)
+				o.Energy, note, done = bench.OpenEnergy(b.Name(), window, c.Duration(benchIdleFlag.Name), c.App.ErrWriter)
 				defer done()
 			}
 			bar := progress.Start(int64(o.Cases()), "cases")
@@ -221,25 +223,4 @@ func hasFlag(c *cli.Context, f cli.Flag) bool {
 		}
 	}
 	return false
-}
-
-// energyFor picks the energy source of b's device (the GPU's NVML counter,
-// the CPU packages' RAPL counters) and measures its idle power. When there
-// is none it returns nil and the reason. done releases the source.
-func energyFor(c *cli.Context, b backend.Backend) (eo *bench.EnergyOptions, note string, done func()) {
-	src, done, err := energy.OpenDevice(b.Name())
-	if err != nil {
-		return nil, strings.TrimPrefix(err.Error(), "energy: "), done
-	}
-	interval := c.Duration(benchIntervalFlag.Name)
-	eo = &bench.EnergyOptions{Source: src, Window: energy.Options{MinWindow: c.Duration(benchMinWindowFlag.Name), Interval: interval, KeepSamples: true}}
-	if d := c.Duration(benchIdleFlag.Name); d > 0 {
-		fmt.Fprintf(c.App.ErrWriter, "measuring the idle power of %s for %v\n", src.Name(), d)
-		idle, err := energy.IdlePower(src, d, interval)
-		if err != nil {
-			return eo, fmt.Sprintf("idle power of %s not measured: %v", src.Name(), err), done
-		}
-		eo.IdleW = idle
-	}
-	return eo, "", done
 }
