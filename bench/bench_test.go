@@ -2,9 +2,11 @@ package bench
 
 import (
 	"bytes"
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -48,9 +50,37 @@ func TestMeasure(t *testing.T) {
 	}
 }
 
+// MinTime is honoured however fast the kernel: the calls go on past Keep,
+// and the median comes from a uniform sample of all of them.
+func TestMeasureHonoursMinTime(t *testing.T) {
+	tm := Timing{MinTime: 30 * time.Millisecond, MinReps: 3, Keep: 1000}
+	calls := 0
+	start := time.Now()
+	// Call i takes (i mod 1001) µs by its own clock: the median over
+	// whole cycles is 500 µs; a sample of the first 1000 calls only would
+	// give 500.5 µs, of the last ones anything.
+	med, reps, err := tm.MeasureTimed(func() (float64, error) {
+		calls++
+		return float64(calls%1001) * 1e-6, nil
+	})
+	if err != nil || time.Since(start) < tm.MinTime || reps != calls-1 {
+		t.Fatalf("stopped after %v, %d reps of %d calls, %v: want at least %v", time.Since(start), reps, calls, err, tm.MinTime)
+	}
+	if reps < 10*tm.Keep {
+		t.Skipf("only %d calls in %v: too slow a machine to check the sampling", reps, tm.MinTime)
+	}
+	if math.Abs(med-500e-6) > 40e-6 { // the sample median's spread is about 1001/(2√1000) = 16 µs
+		t.Errorf("median %g s over %d calls, want 500 µs ± 40", med, reps)
+	}
+	tm = Timing{MinTime: time.Hour, MinReps: 3, MaxReps: 10}
+	if _, reps, _ := tm.MeasureTimed(func() (float64, error) { return 1, nil }); reps != 10 {
+		t.Errorf("MaxReps 10: %d reps", reps)
+	}
+}
+
 func TestGemmReport(t *testing.T) {
 	var steps []string
-	rep, err := Gemm(cpu.New(), GemmOptions{Sizes: []int{16, 33}, DTypes: GemmDTypes, Baseline: true,
+	rep, err := Gemm(context.Background(), cpu.New(), GemmOptions{Sizes: []int{16, 33}, DTypes: GemmDTypes, Baseline: true,
 		Timing:   Timing{MinTime: time.Millisecond, MinReps: 2, MaxReps: 5},
 		Progress: func(done, total int, what string) { steps = append(steps, what) }})
 	if err != nil {
@@ -87,13 +117,13 @@ func TestGemmReport(t *testing.T) {
 	if err := json.Unmarshal(js.Bytes(), &back); err != nil || len(back.Results) != 6 || back.Results[1] != rep.Results[1] {
 		t.Errorf("JSON round trip: %v", err)
 	}
-	if _, err := Gemm(cpu.New(), GemmOptions{Sizes: []int{8}, DTypes: []string{"fp16"}}); err == nil {
+	if _, err := Gemm(context.Background(), cpu.New(), GemmOptions{Sizes: []int{8}, DTypes: []string{"fp16"}}); err == nil {
 		t.Error("unknown dtype accepted")
 	}
 }
 
 func TestMemoryReport(t *testing.T) {
-	rep, err := Memory(cpu.New(), MemoryOptions{Sizes: []int{1000, 4097}, Ops: MemoryOpNames(),
+	rep, err := Memory(context.Background(), cpu.New(), MemoryOptions{Sizes: []int{1000, 4097}, Ops: MemoryOpNames(),
 		Timing: Timing{MinTime: time.Millisecond, MinReps: 2, MaxReps: 5}})
 	if err != nil {
 		t.Fatal(err)
@@ -115,7 +145,7 @@ func TestMemoryReport(t *testing.T) {
 	if !strings.Contains(table.String(), "GB/s") || !strings.Contains(table.String(), "quantize-int4-g128") {
 		t.Errorf("table:\n%s", table.String())
 	}
-	if _, err := Memory(cpu.New(), MemoryOptions{Sizes: []int{8}, Ops: []string{"transpose"}}); err == nil {
+	if _, err := Memory(context.Background(), cpu.New(), MemoryOptions{Sizes: []int{8}, Ops: []string{"transpose"}}); err == nil {
 		t.Error("unknown op accepted")
 	}
 }
@@ -124,11 +154,11 @@ func TestEnergyColumnsCSVAndPlot(t *testing.T) {
 	src := energy.NewFakeSource("fake gpu").Constant(100)
 	eo := &EnergyOptions{Source: src, IdleW: 40, Window: energy.Options{MinWindow: 30 * time.Millisecond, Interval: 5 * time.Millisecond, KeepSamples: true}}
 	timing := Timing{MinTime: time.Millisecond, MinReps: 2, MaxReps: 5}
-	rep, err := Gemm(cpu.New(), GemmOptions{Sizes: []int{24, 40}, DTypes: GemmDTypes, Timing: timing, Energy: eo})
+	rep, err := Gemm(context.Background(), cpu.New(), GemmOptions{Sizes: []int{24, 40}, DTypes: GemmDTypes, Timing: timing, Energy: eo})
 	if err != nil {
 		t.Fatal(err)
 	}
-	mem, err := Memory(cpu.New(), MemoryOptions{Sizes: []int{5000}, Ops: []string{"histogram"}, Timing: timing, Energy: eo})
+	mem, err := Memory(context.Background(), cpu.New(), MemoryOptions{Sizes: []int{5000}, Ops: []string{"histogram"}, Timing: timing, Energy: eo})
 	if err != nil {
 		t.Fatal(err)
 	}

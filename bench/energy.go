@@ -1,6 +1,11 @@
 package bench
 
 import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
 	"github.com/quantkit/quantkit/backend"
 	"github.com/quantkit/quantkit/energy"
 )
@@ -72,4 +77,37 @@ func measureKernel(b backend.Backend, t Timing, eo *EnergyOptions, run func() er
 		e.PeakMemoryBytes = max(e.PeakMemoryBytes, s.MemoryUsed)
 	}
 	return sec, reps, e, nil
+}
+
+// OpenEnergy prepares the energy measurement of the kernels of device (a
+// backend's name: "cpu", "gpu:N"): it opens the device's counter
+// (energy.OpenDevice) and measures its idle power for idle (0: not). When
+// the device has no counter it returns nil and the reason, for
+// Report.EnergyNote. close releases the source and is never nil.
+func OpenEnergy(device string, window energy.Options, idle time.Duration, log io.Writer) (eo *EnergyOptions, note string, close func()) {
+	src, close, err := energy.OpenDevice(device)
+	if err != nil {
+		return nil, strings.TrimPrefix(err.Error(), "energy: "), close
+	}
+	eo, note = NewEnergy(src, window, idle, log)
+	return eo, note, close
+}
+
+// NewEnergy is the energy measurement with src: its idle power measured
+// for idle first (0: not), which log, when set, is told of (it takes that
+// long). An idle power that cannot be measured leaves IdleW 0 and says why
+// in note.
+func NewEnergy(src energy.Source, window energy.Options, idle time.Duration, log io.Writer) (eo *EnergyOptions, note string) {
+	eo = &EnergyOptions{Source: src, Window: window}
+	if idle > 0 {
+		if log != nil {
+			fmt.Fprintf(log, "measuring the idle power of %s for %v\n", src.Name(), idle)
+		}
+		w, err := energy.IdlePower(src, idle, window.Interval)
+		if err != nil {
+			return eo, fmt.Sprintf("idle power of %s not measured: %v", src.Name(), err)
+		}
+		eo.IdleW = w
+	}
+	return eo, ""
 }

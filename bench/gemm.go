@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -30,8 +31,9 @@ type GemmOptions struct {
 var GemmDTypes = []string{"fp32", "int8"}
 
 // Gemm measures C[n×n] = A[n×n]·B[n×n]ᵀ on b for each size and dtype, and
-// gonum's Sgemm beside it when asked.
-func Gemm(b backend.Backend, opt GemmOptions) (*Report, error) {
+// gonum's Sgemm beside it when asked. Cancelling ctx stops it before the
+// next measurement, with ctx's error.
+func Gemm(ctx context.Context, b backend.Backend, opt GemmOptions) (*Report, error) {
 	for _, dt := range opt.DTypes {
 		if dt != "fp32" && dt != "int8" {
 			return nil, fmt.Errorf("bench: unknown GEMM dtype %q (want fp32 or int8)", dt)
@@ -43,11 +45,15 @@ func Gemm(b backend.Backend, opt GemmOptions) (*Report, error) {
 		total += len(opt.Sizes)
 	}
 	done := 0
-	step := func(what string) {
+	step := func(what string) error {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
 		if opt.Progress != nil {
 			opt.Progress(done, total, what)
 		}
 		done++
+		return nil
 	}
 	for _, n := range opt.Sizes {
 		if n <= 0 {
@@ -57,13 +63,17 @@ func Gemm(b backend.Backend, opt GemmOptions) (*Report, error) {
 		var fp32Rate, baseRate float64
 		var rows []Result
 		if opt.Baseline {
-			step(fmt.Sprintf("gonum fp32 %d³", n))
+			if err := step(fmt.Sprintf("gonum fp32 %d³", n)); err != nil {
+				return nil, err
+			}
 			sec, reps := gonumSgemm(n, opt.Timing)
 			baseRate = flops / sec
 			rows = append(rows, Result{Op: "gemm", Impl: "gonum", Device: "cpu", DType: "fp32", M: n, N: n, K: n, Seconds: sec, Reps: reps, OpsPerSecond: baseRate})
 		}
 		for _, dt := range opt.DTypes {
-			step(fmt.Sprintf("quantkit %s %d³", dt, n))
+			if err := step(fmt.Sprintf("quantkit %s %d³", dt, n)); err != nil {
+				return nil, err
+			}
 			sec, reps, e, err := gemmOnce(b, dt, n, opt.Timing, opt.Energy)
 			if err != nil {
 				return nil, fmt.Errorf("bench: %s GEMM %d³ on %s: %w", dt, n, b.Name(), err)

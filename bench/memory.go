@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -45,7 +46,8 @@ type MemoryOptions struct {
 // Memory measures the memory-bound kernels on b over Gaussian data of each
 // size. Rates are in bytes read plus bytes written per second, so they
 // compare directly with a copy's (which reads and writes each byte once).
-func Memory(b backend.Backend, opt MemoryOptions) (*Report, error) {
+// Cancelling ctx stops it before the next measurement, with ctx's error.
+func Memory(ctx context.Context, b backend.Backend, opt MemoryOptions) (*Report, error) {
 	ops := make([]memoryOp, 0, len(opt.Ops))
 	for _, name := range opt.Ops {
 		found := false
@@ -69,6 +71,10 @@ func Memory(b backend.Backend, opt MemoryOptions) (*Report, error) {
 			return nil, fmt.Errorf("bench: %d elements on %s: %w", n, b.Name(), err)
 		}
 		for _, op := range ops {
+			if err := ctx.Err(); err != nil {
+				env.free()
+				return nil, fmt.Errorf("bench: %w", err)
+			}
 			if opt.Progress != nil {
 				opt.Progress(done, total, fmt.Sprintf("%s %d", op.Name, n))
 			}

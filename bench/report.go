@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"runtime"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/quantkit/quantkit/cpu"
+	"github.com/quantkit/quantkit/internal/cpuinfo"
 )
 
 // Result is one measured kernel at one size.
@@ -44,11 +46,14 @@ type Result struct {
 
 // Machine describes where a report was measured.
 type Machine struct {
-	CPU     string `json:"cpu"`
-	Threads int    `json:"threads"`
-	GOOS    string `json:"goos"`
-	GOARCH  string `json:"goarch"`
-	Go      string `json:"go"`
+	CPU string `json:"cpu"`
+	// CPUFeatures are the SIMD extensions quantkit's CPU kernels used
+	// (cpu.KernelFeatures); empty: their pure-Go versions.
+	CPUFeatures []string `json:"cpu_features"`
+	Threads     int      `json:"threads"`
+	GOOS        string   `json:"goos"`
+	GOARCH      string   `json:"goarch"`
+	Go          string   `json:"go"`
 }
 
 // Report is the value every benchmark returns.
@@ -63,21 +68,8 @@ type Report struct {
 
 // ThisMachine describes the machine the process runs on.
 func ThisMachine() Machine {
-	return Machine{CPU: CPUModel(), Threads: runtime.GOMAXPROCS(0), GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, Go: runtime.Version()}
-}
-
-// CPUModel is the processor's name from /proc/cpuinfo, or GOARCH when the
-// file is not there.
-func CPUModel() string {
-	data, err := os.ReadFile("/proc/cpuinfo")
-	if err == nil {
-		for _, line := range strings.Split(string(data), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				return strings.TrimSpace(v)
-			}
-		}
-	}
-	return runtime.GOARCH
+	return Machine{CPU: cpuinfo.Read().Model, CPUFeatures: cpu.KernelFeatures(), Threads: runtime.GOMAXPROCS(0),
+		GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, Go: runtime.Version()}
 }
 
 // WriteJSON writes r indented.
@@ -89,7 +81,12 @@ func (r *Report) WriteJSON(w io.Writer) error {
 
 // WriteTable writes r for people, with energy columns when it has any.
 func (r *Report) WriteTable(w io.Writer) error {
-	fmt.Fprintf(w, "%s, %d threads, %s/%s, %s\n", r.Machine.CPU, r.Machine.Threads, r.Machine.GOOS, r.Machine.GOARCH, r.Machine.Go)
+	kernels := strings.Join(r.Machine.CPUFeatures, " ")
+	if kernels == "" {
+		kernels = "generic"
+	}
+	fmt.Fprintf(w, "%s, %d threads, %s/%s, %s, CPU kernels: %s\n", r.Machine.CPU, r.Machine.Threads, r.Machine.GOOS,
+		r.Machine.GOARCH, r.Machine.Go, kernels)
 	if r.Device != "" {
 		fmt.Fprintf(w, "device: %s\n", r.Device)
 	}

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"math/rand/v2"
 	"sort"
 	"time"
 )
@@ -9,11 +10,21 @@ import (
 type Timing struct {
 	MinTime time.Duration // measure at least this long (after warm-up)
 	MinReps int           // and at least this many calls
-	MaxReps int           // but no more than this many
+	MaxReps int           // but no more than this many calls; 0: no limit, MinTime decides
+	// Keep bounds the call times kept for the median: past it, a uniform
+	// random sample of Keep of them is kept (reservoir sampling, fixed
+	// seed), so that a long MinTime over a fast kernel takes bounded
+	// memory and every call still counts. 0: DefaultKeep.
+	Keep int
 }
 
+// DefaultKeep is the sample the median of a long measurement is taken
+// over: its quantile error (about 1/√Keep) is well below the noise of a
+// timed kernel.
+const DefaultKeep = 1 << 14
+
 // DefaultTiming suits CPU kernels from microseconds to seconds.
-var DefaultTiming = Timing{MinTime: 500 * time.Millisecond, MinReps: 3, MaxReps: 1000}
+var DefaultTiming = Timing{MinTime: 500 * time.Millisecond, MinReps: 3}
 
 // Measure calls fn once to warm up, then repeatedly, and returns the median
 // time of one call and the number of timed calls.
@@ -31,16 +42,26 @@ func (t Timing) MeasureTimed(fn func() (float64, error)) (median float64, reps i
 	if _, err := fn(); err != nil {
 		return 0, 0, err
 	}
+	keep := t.Keep
+	if keep <= 0 {
+		keep = DefaultKeep
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
 	var times []float64
 	start := time.Now()
-	for len(times) < t.MaxReps && (len(times) < t.MinReps || time.Since(start) < t.MinTime) {
+	for (t.MaxReps <= 0 || reps < t.MaxReps) && (reps < t.MinReps || time.Since(start) < t.MinTime) {
 		sec, err := fn()
 		if err != nil {
 			return 0, 0, err
 		}
-		times = append(times, sec)
+		reps++
+		if len(times) < keep {
+			times = append(times, sec)
+		} else if j := rng.IntN(reps); j < keep {
+			times[j] = sec // each of the reps calls is kept with probability keep/reps
+		}
 	}
-	return Median(times), len(times), nil
+	return Median(times), reps, nil
 }
 
 // Median of xs (the mean of the middle two for an even count); xs is

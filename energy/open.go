@@ -54,3 +54,63 @@ func openDevice(device string, openNVML func() (telemetry.System, error), raplRo
 	}
 	return srcs[i], func() { sys.Close() }, nil
 }
+
+// OpenSources opens every source a whole-machine measurement (quantkit
+// profile) reads: the GPUs gpu selects ("all", "none", or the index N NVML
+// gives one, as nvidia-smi numbers them) and the CPU packages (RAPL, one
+// source each). unavailable says, in words fit for a report, why sources
+// are missing (no driver, no GPU, RAPL unreadable); only a gpu that is
+// malformed or names a GPU NVML does not have is an error. close releases
+// what it opened and is never nil.
+func OpenSources(gpu string) (srcs []Source, close func(), unavailable []string, err error) {
+	return openSources(gpu, telemetry.Open, RAPLRoot)
+}
+
+func openSources(gpu string, openNVML func() (telemetry.System, error), raplRoot string) (
+	srcs []Source, close func(), unavailable []string, err error) {
+	close = func() {}
+	index := -1
+	switch gpu {
+	case "all", "none":
+	default:
+		n, err := strconv.Atoi(gpu)
+		if err != nil || n < 0 {
+			return nil, close, nil, fmt.Errorf("energy: GPU %q: want all, none or a GPU index", gpu)
+		}
+		index = n
+	}
+	if gpu != "none" {
+		sys, err := openNVML()
+		if err != nil {
+			unavailable = append(unavailable, err.Error())
+		} else {
+			close = func() { sys.Close() }
+			gpus, err := GPUSources(sys)
+			switch {
+			case err != nil:
+				unavailable = append(unavailable, strings.TrimPrefix(err.Error(), "energy: "))
+			case len(gpus) == 0:
+				unavailable = append(unavailable, "no NVIDIA GPU found (NVML: 0 devices)")
+			}
+			if index >= 0 && err == nil {
+				var picked []Source
+				for _, g := range gpus {
+					if name := g.Name(); name == "gpu:"+gpu || strings.HasPrefix(name, "gpu:"+gpu+" ") {
+						picked = append(picked, g)
+					}
+				}
+				if len(picked) == 0 {
+					close()
+					return nil, func() {}, nil, fmt.Errorf("energy: GPU %d: NVML sees %d GPUs", index, len(gpus))
+				}
+				gpus = picked
+			}
+			srcs = append(srcs, gpus...)
+		}
+	}
+	cpus, err := RAPLSources(raplRoot)
+	if err != nil {
+		unavailable = append(unavailable, strings.TrimPrefix(err.Error(), "energy: "))
+	}
+	return append(srcs, cpus...), close, unavailable, nil
+}

@@ -67,3 +67,70 @@ func TestOpenDevice(t *testing.T) {
 		t.Error("cpu without RAPL: opened")
 	}
 }
+
+func TestOpenSources(t *testing.T) {
+	root := fakeRAPL(t, map[string]string{
+		"intel-rapl:0/name":                "package-0\n",
+		"intel-rapl:0/energy_uj":           "1000000\n",
+		"intel-rapl:0/max_energy_range_uj": "262143328850\n",
+		"intel-rapl:1/name":                "package-1\n",
+		"intel-rapl:1/energy_uj":           "2000000\n",
+		"intel-rapl:1/max_energy_range_uj": "262143328850\n",
+	})
+	fake := &telemetry.Fake{Devices: []*telemetry.FakeDevice{{NameV: "A"}, {NameV: "B"}}}
+	opened := 0
+	nvml := func() (telemetry.System, error) { opened++; fake.Closed = false; return fake, nil }
+	names := func(srcs []Source) string {
+		var n []string
+		for _, s := range srcs {
+			n = append(n, strings.Fields(s.Name())[0]+" "+strings.Fields(s.Name())[1])
+		}
+		return strings.Join(n, ", ")
+	}
+	for _, tc := range []struct{ gpu, want string }{
+		{"all", "gpu:0 A, gpu:1 B, cpu package-0, cpu package-1"},
+		{"1", "gpu:1 B, cpu package-0, cpu package-1"},
+		{"0", "gpu:0 A, cpu package-0, cpu package-1"},
+	} {
+		srcs, done, unavailable, err := openSources(tc.gpu, nvml, root)
+		if err != nil || names(srcs) != tc.want || len(unavailable) != 0 {
+			t.Errorf("--gpu %s: %q, %q, %v; want %q", tc.gpu, names(srcs), unavailable, err, tc.want)
+		}
+		if fake.Closed {
+			t.Errorf("--gpu %s: NVML closed before close", tc.gpu)
+		}
+		done()
+		if !fake.Closed {
+			t.Errorf("--gpu %s: close left NVML open", tc.gpu)
+		}
+	}
+	opened = 0
+	srcs, done, _, err := openSources("none", nvml, root)
+	done()
+	if err != nil || names(srcs) != "cpu package-0, cpu package-1" || opened != 0 {
+		t.Errorf("--gpu none: %q, %v, NVML opened %d times", names(srcs), err, opened)
+	}
+	for _, gpu := range []string{"2", "x", "-1", ""} {
+		fake.Closed = true
+		srcs, done, _, err := openSources(gpu, nvml, root)
+		if err == nil || srcs != nil || done == nil {
+			t.Errorf("--gpu %q: %q, %v; want an error", gpu, names(srcs), err)
+		} else if !fake.Closed {
+			t.Errorf("--gpu %q: NVML left open after failing", gpu)
+		}
+	}
+
+	// What is missing is said, and the rest still opened.
+	down := errors.New("NVML: driver not loaded")
+	srcs, _, unavailable, err := openSources("all", func() (telemetry.System, error) { return nil, down }, root)
+	if err != nil || names(srcs) != "cpu package-0, cpu package-1" || len(unavailable) != 1 || unavailable[0] != down.Error() {
+		t.Errorf("no driver: %q, %q, %v", names(srcs), unavailable, err)
+	}
+	none := &telemetry.Fake{}
+	srcs, done, unavailable, err = openSources("all", func() (telemetry.System, error) { return none, nil }, t.TempDir())
+	done()
+	if err != nil || len(srcs) != 0 || len(unavailable) != 2 || unavailable[0] != "no NVIDIA GPU found (NVML: 0 devices)" ||
+		!strings.HasPrefix(unavailable[1], "CPU energy not available") {
+		t.Errorf("no GPU, no RAPL: %q, %q, %v", names(srcs), unavailable, err)
+	}
+}

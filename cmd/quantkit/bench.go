@@ -15,6 +15,8 @@ import (
 	"github.com/quantkit/quantkit/bench"
 	"github.com/quantkit/quantkit/energy"
 	"github.com/quantkit/quantkit/internal/atomicfile"
+	"github.com/quantkit/quantkit/internal/jsonout"
+	"github.com/quantkit/quantkit/internal/progress"
 )
 
 var (
@@ -22,11 +24,12 @@ var (
 	benchElemsFlag    = &cli.StringFlag{Name: "elements", Value: "1048576,16777216", Usage: "comma-separated element counts for the memory-bound kernels"}
 	benchDTypesFlag   = &cli.StringFlag{Name: "dtypes", Value: "fp32,int8", Usage: "comma-separated GEMM element types: fp32 (float32), int8 (int8 in, int32 out)"}
 	benchBaselineFlag = &cli.BoolFlag{Name: "baseline", Value: true, Usage: "also measure gonum's Sgemm (same A·Bᵀ layout) on the CPU in the same run"}
-	benchMinTimeFlag  = &cli.DurationFlag{Name: "min-time", Value: bench.DefaultTiming.MinTime, Usage: "time each kernel for at least this long (after one warm-up call)"}
+	benchMinTimeFlag  = &cli.DurationFlag{Name: "min-time", Value: bench.DefaultTiming.MinTime, Usage: "time each kernel for at least this long (after one warm-up call, and at least 3 calls), however many calls that takes"}
 
-	benchJSONFlag = &cli.BoolFlag{Name: "json", Usage: "print the report as JSON (no progress bar)"}
-	benchCSVFlag  = &cli.StringFlag{Name: "csv", Usage: "also write the report as CSV to `FILE`.csv (columns: see README)"}
-	benchPlotFlag = &cli.StringFlag{Name: "plot", Usage: "also draw throughput (and energy) against size to `FILE`.png or .svg"}
+	benchJSONFlag    = &cli.BoolFlag{Name: "json", Usage: "print the report as JSON on stdout instead of the table"}
+	benchJSONOutFlag = &cli.StringFlag{Name: "json-out", Usage: "also write the report as JSON to `FILE`.json (the table still goes to stdout)"}
+	benchCSVFlag     = &cli.StringFlag{Name: "csv", Usage: "also write the report as CSV to `FILE`.csv (columns: see README)"}
+	benchPlotFlag    = &cli.StringFlag{Name: "plot", Usage: "also draw throughput (and energy) against size to `FILE`.png or .svg"}
 
 	benchEnergyFlag    = &cli.BoolFlag{Name: "energy", Usage: "also measure energy: each kernel repeated over a window between two readings of the device's energy counter (NVML on a GPU, RAPL on the CPU)"}
 	benchMinWindowFlag = &cli.DurationFlag{Name: "min-window", Value: 2 * time.Second, Usage: "with --energy: the shortest measured window per kernel"}
@@ -36,7 +39,7 @@ var (
 
 // benchOutputFlags are the flags every bench subcommand has.
 var benchOutputFlags = []cli.Flag{deviceFlag, benchMinTimeFlag, benchEnergyFlag, benchMinWindowFlag, benchIntervalFlag,
-	benchIdleFlag, benchJSONFlag, benchCSVFlag, benchPlotFlag}
+	benchIdleFlag, benchJSONFlag, benchJSONOutFlag, benchCSVFlag, benchPlotFlag}
 
 func flags(fs ...[]cli.Flag) []cli.Flag {
 	var all []cli.Flag
@@ -86,11 +89,6 @@ var benchCommand = &cli.Command{
 	}, benchCheckpointCommand},
 }
 
-var memoryOps = map[string][]string{
-	"quantize":  {"quantize-int8", "quantize-int4-g128", "dequantize-int8"},
-	"histogram": {"absmax", "histogram"},
-}
-
 func parseSizes(flag, s string) ([]int, error) {
 	var sizes []int
 	for _, f := range strings.Split(s, ",") {
@@ -103,72 +101,49 @@ func parseSizes(flag, s string) ([]int, error) {
 	return sizes, nil
 }
 
-func runBench(parts ...string) cli.ActionFunc {
+func runBench(suites ...string) cli.ActionFunc {
 	return func(c *cli.Context) error {
-		var sizes, elems []int
+		o := bench.Options{Suites: suites, Baseline: c.Bool(benchBaselineFlag.Name), Timing: bench.DefaultTiming}
+		o.Timing.MinTime = c.Duration(benchMinTimeFlag.Name)
 		var err error
 		if hasFlag(c, benchSizesFlag) {
-			if sizes, err = parseSizes(benchSizesFlag.Name, c.String(benchSizesFlag.Name)); err != nil {
+			if o.Sizes, err = parseSizes(benchSizesFlag.Name, c.String(benchSizesFlag.Name)); err != nil {
 				return err
+			}
+		}
+		if hasFlag(c, benchDTypesFlag) {
+			for _, d := range strings.Split(c.String(benchDTypesFlag.Name), ",") {
+				o.DTypes = append(o.DTypes, strings.TrimSpace(d))
 			}
 		}
 		if hasFlag(c, benchElemsFlag) {
-			if elems, err = parseSizes(benchElemsFlag.Name, c.String(benchElemsFlag.Name)); err != nil {
+			if o.Elements, err = parseSizes(benchElemsFlag.Name, c.String(benchElemsFlag.Name)); err != nil {
 				return err
 			}
 		}
-		var dtypes []string
-		for _, d := range strings.Split(c.String(benchDTypesFlag.Name), ",") {
-			dtypes = append(dtypes, strings.TrimSpace(d))
-		}
 		// The side outputs now rather than after the work.
-		csvPath, plotPath := c.String(benchCSVFlag.Name), c.String(benchPlotFlag.Name)
-		if csvPath != "" {
-			if err := checkOutputFile(benchCSVFlag.Name, csvPath, false, ".csv"); err != nil {
-				return fmt.Errorf("bench %s: %w", c.Command.Name, err)
-			}
+		out := benchOutputs{json: c.Bool(benchJSONFlag.Name), jsonPath: c.String(benchJSONOutFlag.Name),
+			csvPath: c.String(benchCSVFlag.Name), plotPath: c.String(benchPlotFlag.Name)}
+		if err := out.check(); err != nil {
+			return fmt.Errorf("bench %s: %w", c.Command.Name, err)
 		}
-		if plotPath != "" {
-			if err := bench.CheckPlotPath(plotPath); err != nil {
-				return badInput(fmt.Errorf("bench %s: --%s: %w", c.Command.Name, benchPlotFlag.Name, err))
-			}
-			if err := checkOutputFile(benchPlotFlag.Name, plotPath, false); err != nil {
-				return fmt.Errorf("bench %s: %w", c.Command.Name, err)
-			}
-		}
-		asJSON := c.Bool(benchJSONFlag.Name)
-		timing := bench.DefaultTiming
-		timing.MinTime = c.Duration(benchMinTimeFlag.Name)
+
 		var rep *bench.Report
 		err = onDevice(c, func(b backend.Backend) error {
-			var eo *bench.EnergyOptions
 			var note string
 			if c.Bool(benchEnergyFlag.Name) {
+				window := energy.Options{MinWindow: c.Duration(benchMinWindowFlag.Name),
+					Interval: c.Duration(benchIntervalFlag.Name), KeepSamples: true}
 				var done func()
-				eo, note, done = energyFor(c, b)
+				o.Energy, note, done = bench.OpenEnergy(b.Name(), window, c.Duration(benchIdleFlag.Name), c.App.ErrWriter)
 				defer done()
 			}
-			progress, clear := progressLine(!asJSON)
-			defer clear()
-			rep = nil
-			for _, part := range parts {
-				var r *bench.Report
-				var err error
-				if part == "gemm" {
-					r, err = bench.Gemm(b, bench.GemmOptions{Sizes: sizes, DTypes: dtypes, Timing: timing,
-						Baseline: c.Bool(benchBaselineFlag.Name), Energy: eo, Progress: progress})
-				} else {
-					r, err = bench.Memory(b, bench.MemoryOptions{Sizes: elems, Ops: memoryOps[part], Timing: timing,
-						Energy: eo, Progress: progress})
-				}
-				if err != nil {
-					return err
-				}
-				if rep == nil {
-					rep = r
-				} else {
-					rep.Merge(r)
-				}
+			bar := progress.Start(int64(o.Cases()), "cases")
+			defer bar.Finish()
+			o.Progress = func(done, _ int, what string) { bar.Update(int64(done), what) }
+			var err error
+			if rep, err = bench.Run(c.Context, b, o); err != nil {
+				return err
 			}
 			rep.EnergyNote = note
 			return nil
@@ -176,30 +151,64 @@ func runBench(parts ...string) cli.ActionFunc {
 		if err != nil {
 			return err
 		}
-		return writeBenchReport(c.App.Writer, rep, asJSON, csvPath, plotPath)
+		return out.write(c.App.Writer, rep)
 	}
 }
 
-// writeBenchReport prints rep (a table, or JSON), then writes the side
-// outputs that are asked for (csvPath, plotPath: "" for none). A side
-// output that fails costs neither the report nor the other side output:
-// its error is returned at the end.
-func writeBenchReport(w io.Writer, rep *bench.Report, asJSON bool, csvPath, plotPath string) error {
+// benchOutputs are where a bench report goes: stdout (a table, or JSON),
+// and the side files asked for ("": none).
+type benchOutputs struct {
+	json                        bool
+	jsonPath, csvPath, plotPath string
+}
+
+// check refuses a side file's path before any work.
+func (o benchOutputs) check() error {
+	if o.jsonPath != "" {
+		if err := checkOutputFile(benchJSONOutFlag.Name, o.jsonPath, false, ".json"); err != nil {
+			return err
+		}
+	}
+	if o.csvPath != "" {
+		if err := checkOutputFile(benchCSVFlag.Name, o.csvPath, false, ".csv"); err != nil {
+			return err
+		}
+	}
+	if o.plotPath != "" {
+		if err := bench.CheckPlotPath(o.plotPath); err != nil {
+			return badInput(fmt.Errorf("--%s: %w", benchPlotFlag.Name, err))
+		}
+		if err := checkOutputFile(benchPlotFlag.Name, o.plotPath, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// write prints rep (a table, or JSON), then writes the side files. One
+// that fails costs neither the report nor the other side files: its error
+// is returned at the end.
+func (o benchOutputs) write(w io.Writer, rep *bench.Report) error {
 	var errs []error
 	write := rep.WriteTable
-	if asJSON {
+	if o.json {
 		write = rep.WriteJSON
 	}
 	if err := write(w); err != nil {
 		errs = append(errs, fmt.Errorf("bench: writing the report: %w", err))
 	}
-	if csvPath != "" {
-		if err := atomicfile.Write(csvPath, 0o666, func(f *os.File) error { return rep.WriteCSV(f) }); err != nil {
-			errs = append(errs, fmt.Errorf("bench: --%s: %w", benchCSVFlag.Name, err)) // err names the file
+	if o.jsonPath != "" {
+		if err := jsonout.WriteFile(o.jsonPath, rep); err != nil {
+			errs = append(errs, fmt.Errorf("bench: --%s: %w", benchJSONOutFlag.Name, err)) // err names the file
 		}
 	}
-	if plotPath != "" {
-		if err := rep.Plot(plotPath); err != nil {
+	if o.csvPath != "" {
+		if err := atomicfile.Write(o.csvPath, 0o666, func(f *os.File) error { return rep.WriteCSV(f) }); err != nil {
+			errs = append(errs, fmt.Errorf("bench: --%s: %w", benchCSVFlag.Name, err))
+		}
+	}
+	if o.plotPath != "" {
+		if err := rep.Plot(o.plotPath); err != nil {
 			errs = append(errs, fmt.Errorf("bench: --%s: %w", benchPlotFlag.Name, err))
 		}
 	}
@@ -214,51 +223,4 @@ func hasFlag(c *cli.Context, f cli.Flag) bool {
 		}
 	}
 	return false
-}
-
-// energyFor picks the energy source of b's device (the GPU's NVML counter,
-// the CPU packages' RAPL counters) and measures its idle power. When there
-// is none it returns nil and the reason. done releases the source.
-func energyFor(c *cli.Context, b backend.Backend) (eo *bench.EnergyOptions, note string, done func()) {
-	src, done, err := energy.OpenDevice(b.Name())
-	if err != nil {
-		return nil, strings.TrimPrefix(err.Error(), "energy: "), done
-	}
-	interval := c.Duration(benchIntervalFlag.Name)
-	eo = &bench.EnergyOptions{Source: src, Window: energy.Options{MinWindow: c.Duration(benchMinWindowFlag.Name), Interval: interval, KeepSamples: true}}
-	if d := c.Duration(benchIdleFlag.Name); d > 0 {
-		if !isJSON(c) {
-			fmt.Fprintf(os.Stderr, "measuring the idle power of %s for %v\n", src.Name(), d)
-		}
-		idle, err := energy.IdlePower(src, d, interval)
-		if err != nil {
-			return eo, fmt.Sprintf("idle power of %s not measured: %v", src.Name(), err), done
-		}
-		eo.IdleW = idle
-	}
-	return eo, "", done
-}
-
-func isJSON(c *cli.Context) bool { return c.Bool(benchJSONFlag.Name) }
-
-// progressLine returns a progress bar on stderr, when it is a terminal and
-// enabled, and a function that clears it.
-func progressLine(enabled bool) (func(done, total int, what string), func()) {
-	if !enabled || !isTerminal(os.Stderr) {
-		return nil, func() {}
-	}
-	start := time.Now()
-	return func(done, total int, what string) {
-			const width = 24
-			fill := width * done / max(total, 1)
-			eta := ""
-			if done > 0 {
-				left := time.Duration(float64(time.Since(start)) / float64(done) * float64(total-done))
-				eta = " ETA " + left.Round(time.Second).String()
-			}
-			fmt.Fprintf(os.Stderr, "\r\033[K[%s%s] %d/%d %s%s", strings.Repeat("█", fill), strings.Repeat("·", width-fill),
-				done, total, what, eta)
-		}, func() {
-			fmt.Fprint(os.Stderr, "\r\033[K")
-		}
 }

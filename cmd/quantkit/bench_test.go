@@ -1,12 +1,15 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/quantkit/quantkit/bench"
 )
 
 // benchSlow is a bench run that works for about two seconds (three kernels
@@ -32,6 +35,8 @@ func TestBenchOutputPathsCheckedFirst(t *testing.T) {
 		{[]string{"--plot", filepath.Join(dir, "p.jpg")}, "want a .png or .svg file"},
 		{[]string{"--plot", "/nonexistent/p.png"}, "--plot /nonexistent/p.png: directory /nonexistent does not exist"},
 		{[]string{"--json", "--csv", filepath.Join(dir, "ok.csv"), "--plot", filepath.Join(dir, "p")}, "--plot"},
+		{[]string{"--json-out", filepath.Join(dir, "r.txt")}, "want a .json file"},
+		{[]string{"--json-out", "/nonexistent/r.json"}, "--json-out /nonexistent/r.json: directory /nonexistent does not exist"},
 	} {
 		start := time.Now()
 		out, err := run(t, append(benchSlow, tc.args...)...)
@@ -89,4 +94,52 @@ func TestBenchTableKeptWhenSideOutputFails(t *testing.T) {
 		return
 	}
 	t.Fatal("the run never got past the checks before the directory was removed")
+}
+
+// --json prints the report as JSON instead of the table; --json-out writes
+// it to a file while the table goes to stdout.
+func TestBenchJSON(t *testing.T) {
+	quick := []string{"bench", "histogram", "--device", "cpu", "--elements", "1000,3000", "--min-time", "1ms"}
+	out, err := run(t, append(quick, "--json")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep bench.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("%v:\n%s", err, out)
+	}
+	if len(rep.Results) != 4 || rep.Results[0].Op != "absmax" || rep.Results[3].Elements != 3000 {
+		t.Errorf("results %+v, want absmax and histogram at 1000 and 3000 elements", rep.Results)
+	}
+	path := filepath.Join(t.TempDir(), "r.json")
+	out, err = run(t, append(quick, "--json-out", path)...)
+	if err != nil || !strings.Contains(out, "GB/s") {
+		t.Fatalf("--json-out: %v; stdout:\n%s", err, out)
+	}
+	b, err := os.ReadFile(path)
+	var file bench.Report
+	if err != nil || json.Unmarshal(b, &file) != nil || len(file.Results) != 4 {
+		t.Errorf("--json-out wrote %q (%v)", b, err)
+	}
+}
+
+// --min-time holds however fast the kernel: no cap of 1000 calls.
+func TestBenchMinTimeHonoured(t *testing.T) {
+	start := time.Now()
+	out, err := run(t, "bench", "histogram", "--device", "cpu", "--elements", "64", "--min-time", "300ms", "--json")
+	if took := time.Since(start); took < 600*time.Millisecond {
+		t.Errorf("two kernels timed in %v, want at least 300 ms each", took)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep bench.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.Results {
+		if r.Reps <= 1000 || r.Seconds > 0.3/1000 {
+			t.Errorf("%s: %d calls of %.3g s in 300 ms", r.Op, r.Reps, r.Seconds)
+		}
+	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"runtime"
@@ -10,22 +9,26 @@ import (
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
-	"golang.org/x/sys/cpu"
 
 	"github.com/quantkit/quantkit/backend"
-	"github.com/quantkit/quantkit/bench"
+	"github.com/quantkit/quantkit/cpu"
 	"github.com/quantkit/quantkit/gpu/telemetry"
+	"github.com/quantkit/quantkit/internal/cpuinfo"
+	"github.com/quantkit/quantkit/internal/jsonout"
 )
 
-var devicesJSONFlag = &cli.BoolFlag{Name: "json", Usage: "print JSON instead of a table"}
+var (
+	devicesJSONFlag    = &cli.BoolFlag{Name: "json", Usage: "print the report as JSON on stdout instead of the table"}
+	devicesJSONOutFlag = &cli.StringFlag{Name: "json-out", Usage: "also write the report as JSON to `FILE`.json (the table still goes to stdout)"}
+)
 
 var devicesCommand = &cli.Command{
 	Name:  "devices",
 	Usage: "list the CPU and NVIDIA GPUs quantkit can use",
-	Description: "Prints the CPU model, its cores and SIMD features, the compute backends in this\n" +
-		"build, and every NVIDIA GPU that NVML reports (name, memory, power, clocks). Without\n" +
-		"an NVIDIA driver it says so and still exits 0.",
-	Flags:  []cli.Flag{devicesJSONFlag},
+	Description: "Prints the CPU model, its cores, the SIMD extensions quantkit's CPU kernels use on it,\n" +
+		"the compute backends in this build, and every NVIDIA GPU that NVML reports (name,\n" +
+		"memory, power, clocks). Without an NVIDIA driver it says so and still exits 0.",
+	Flags:  []cli.Flag{devicesJSONFlag, devicesJSONOutFlag},
 	Action: runDevices,
 }
 
@@ -39,47 +42,23 @@ type DevicesReport struct {
 
 // CPUInfo describes the host processor.
 type CPUInfo struct {
-	Model    string   `json:"model"`
-	Threads  int      `json:"threads"`
-	Arch     string   `json:"arch"`
+	Model   string `json:"model"`
+	Cores   int    `json:"cores,omitempty"` // physical; 0: not known
+	Threads int    `json:"threads"`
+	Arch    string `json:"arch"`
+	// Features are the SIMD extensions the CPU kernels use on this
+	// machine (cpu.KernelFeatures); empty: their pure-Go versions.
 	Features []string `json:"features"`
-}
-
-func simdFeatures() []string {
-	var fs []string
-	add := func(ok bool, name string) {
-		if ok {
-			fs = append(fs, name)
-		}
-	}
-	switch runtime.GOARCH {
-	case "amd64", "386":
-		x := cpu.X86
-		add(x.HasSSE41, "sse4.1")
-		add(x.HasSSE42, "sse4.2")
-		add(x.HasAVX, "avx")
-		add(x.HasAVX2, "avx2")
-		add(x.HasFMA, "fma")
-		add(x.HasAVX512F, "avx512f")
-		add(x.HasAVX512BW, "avx512bw")
-		add(x.HasAVX512VL, "avx512vl")
-		add(x.HasAVX512VNNI, "avx512vnni")
-		add(x.HasAVX512BF16, "avx512bf16")
-		add(x.HasAVXVNNI, "avxvnni")
-	case "arm64":
-		a := cpu.ARM64
-		add(a.HasASIMD, "neon")
-		add(a.HasASIMDDP, "dotprod")
-		add(a.HasSVE, "sve")
-		add(a.HasSVE2, "sve2")
-		add(a.HasI8MM, "i8mm")
-	}
-	return fs
+	// ProcessorFeatures are those of the extensions the kernels know that
+	// the processor has: more than Features under QUANTKIT_NOASM.
+	ProcessorFeatures []string `json:"processor_features"`
 }
 
 func devicesReport() DevicesReport {
+	info := cpuinfo.Read()
 	r := DevicesReport{
-		CPU:      CPUInfo{Model: bench.CPUModel(), Threads: runtime.NumCPU(), Arch: runtime.GOARCH, Features: simdFeatures()},
+		CPU: CPUInfo{Model: info.Model, Cores: info.Cores, Threads: runtime.NumCPU(), Arch: runtime.GOARCH,
+			Features: cpu.KernelFeatures(), ProcessorFeatures: cpu.ProcessorFeatures()},
 		Backends: backend.Kinds(),
 	}
 	sys, err := telemetry.Open()
@@ -105,19 +84,43 @@ func addGPUs(r DevicesReport, sys telemetry.System) DevicesReport {
 }
 
 func runDevices(c *cli.Context) error {
+	jsonPath := c.String(devicesJSONOutFlag.Name)
+	if jsonPath != "" {
+		if err := checkOutputFile(devicesJSONOutFlag.Name, jsonPath, false, ".json"); err != nil {
+			return fmt.Errorf("devices: %w", err)
+		}
+	}
 	r := devicesReport()
 	if c.Bool(devicesJSONFlag.Name) {
-		enc := json.NewEncoder(c.App.Writer)
-		enc.SetIndent("", "  ")
-		return enc.Encode(r)
+		if err := jsonout.Write(c.App.Writer, r); err != nil {
+			return fmt.Errorf("devices: writing the report: %w", err)
+		}
+	} else {
+		writeDevices(c.App.Writer, r)
 	}
-	writeDevices(c.App.Writer, r)
+	if jsonPath != "" {
+		if err := jsonout.WriteFile(jsonPath, r); err != nil {
+			return fmt.Errorf("devices: --%s: %w", devicesJSONOutFlag.Name, err)
+		}
+	}
 	return nil
 }
 
 func writeDevices(w io.Writer, r DevicesReport) {
-	fmt.Fprintf(w, "CPU: %s (%d threads, %s)\n", r.CPU.Model, r.CPU.Threads, r.CPU.Arch)
-	fmt.Fprintf(w, "SIMD: %s\n", orNone(strings.Join(r.CPU.Features, " ")))
+	cores := ""
+	if r.CPU.Cores > 0 {
+		cores = fmt.Sprintf("%d cores, ", r.CPU.Cores)
+	}
+	fmt.Fprintf(w, "CPU: %s (%s%d threads, %s)\n", r.CPU.Model, cores, r.CPU.Threads, r.CPU.Arch)
+	simd := strings.Join(r.CPU.Features, " ")
+	if simd == "" {
+		simd = "none: the kernels run their pure-Go versions"
+	}
+	fmt.Fprintf(w, "SIMD kernels: %s\n", simd)
+	if !slices.Equal(r.CPU.Features, r.CPU.ProcessorFeatures) {
+		fmt.Fprintf(w, "  (the processor has %s; QUANTKIT_NOASM turns the assembly kernels off)\n",
+			strings.Join(r.CPU.ProcessorFeatures, " "))
+	}
 	fmt.Fprintf(w, "backends in this build: %s\n", strings.Join(r.Backends, ", "))
 	if r.GPU != nil && len(r.GPU.GPUs) > 0 {
 		fmt.Fprintf(w, "NVIDIA driver %s, CUDA %s\n", r.GPU.Driver, r.GPU.CUDA)
@@ -146,11 +149,4 @@ func writeDevices(w io.Writer, r DevicesReport) {
 	if r.GPUError != "" {
 		fmt.Fprintln(w, r.GPUError)
 	}
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "none detected"
-	}
-	return s
 }
