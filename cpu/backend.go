@@ -1,15 +1,11 @@
 package cpu
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"os"
-	"runtime"
-	"strings"
-	"sync"
 
 	"github.com/quantkit/quantkit/backend"
+	"github.com/quantkit/quantkit/internal/cpuinfo"
 	"github.com/quantkit/quantkit/quant"
 )
 
@@ -33,25 +29,8 @@ func (*Backend) Name() string { return "cpu" }
 // Describe names the processor (the model name of /proc/cpuinfo where
 // there is one) and the number of threads kernels use.
 func (*Backend) Describe() string {
-	return fmt.Sprintf("%s, %d threads", cpuModel(), Threads())
+	return fmt.Sprintf("%s, %d threads", cpuinfo.Read().Model, Threads())
 }
-
-var cpuModel = sync.OnceValue(func() string {
-	f, err := os.Open("/proc/cpuinfo")
-	if err == nil {
-		defer f.Close()
-		s := bufio.NewScanner(f)
-		for s.Scan() {
-			key, val, ok := strings.Cut(s.Text(), ":")
-			if ok && strings.TrimSpace(key) == "model name" {
-				if v := strings.TrimSpace(val); v != "" {
-					return v
-				}
-			}
-		}
-	}
-	return runtime.GOOS + "/" + runtime.GOARCH + " CPU"
-})
 
 // Buffer is memory of the CPU backend: a Go slice of the buffer's type.
 type Buffer struct {

@@ -49,21 +49,8 @@ func ForceGeneric(on bool) (restore func()) {
 // Features lists the extensions the kernels use now, for Describe and
 // bench reports: "avx512-vnni avx512 avx2-fma", or "generic".
 func Features() string {
-	var s []string
-	if use.AVX512VNNI {
-		s = append(s, "avx512-vnni")
+	if names := use.names(); len(names) > 0 {
+		return strings.Join(names, " ")
 	}
-	if use.AVXVNNI {
-		s = append(s, "avx-vnni")
-	}
-	if use.AVX512 {
-		s = append(s, "avx512")
-	}
-	if use.AVX2FMA {
-		s = append(s, "avx2-fma")
-	}
-	if len(s) == 0 {
-		return "generic"
-	}
-	return strings.Join(s, " ")
+	return "generic"
 }
