@@ -27,7 +27,12 @@ import (
 	"github.com/quantkit/quantkit/internal/atomicfile"
 	"github.com/quantkit/quantkit/model/onnx"
 	"github.com/quantkit/quantkit/nn"
+	"github.com/quantkit/quantkit/nn/calib"
+	"github.com/quantkit/quantkit/nn/float"
+	"github.com/quantkit/quantkit/nn/integer"
 	"github.com/quantkit/quantkit/nn/mnistcnn"
+	"github.com/quantkit/quantkit/nn/onnxnet"
+	"github.com/quantkit/quantkit/nn/qat"
 	"github.com/quantkit/quantkit/quant"
 )
 
@@ -282,7 +287,7 @@ func demoRun(c *cli.Context, be backend.Backend) (*DemoReport, error) {
 
 	// FP32.
 	logf("FP32 inference of %s on %s", modelName, be.Name())
-	fp, err := nn.NewFloatEngine(be, net)
+	fp, err := float.New(be, net)
 	if err != nil {
 		return nil, err
 	}
@@ -294,13 +299,13 @@ func demoRun(c *cli.Context, be backend.Backend) (*DemoReport, error) {
 
 	// PTQ: one pass of calibration statistics serves every calibrator.
 	logf("calibrating on %d training images", nCal)
-	stats, err := nn.CollectActStats(net, demoSamples(train, fit[:nCal], net.InputScale), 0, 0)
+	stats, err := calib.CollectActStats(net, demoSamples(train, fit[:nCal], net.InputScale), 0, 0)
 	if err != nil {
 		return nil, err
 	}
-	engine := func(q *nn.Net) (*nn.Int8Engine, error) { return nn.NewInt8Engine(be, q) }
+	engine := func(q *nn.Net) (*integer.Engine, error) { return integer.New(be, q) }
 	for _, m := range quant.CalibratorNames() {
-		q, err := nn.PTQ(net, stats, nn.PTQOptions{Method: m, WeightBits: 8})
+		q, err := calib.PTQ(net, stats, calib.PTQOptions{Method: m, WeightBits: 8})
 		if err != nil {
 			return nil, err
 		}
@@ -321,7 +326,7 @@ func demoRun(c *cli.Context, be backend.Backend) (*DemoReport, error) {
 		return nil, errors.New("demo: --val-images must be positive to choose the INT4 calibrator")
 	}
 	for _, m := range quant.CalibratorNames() {
-		q, err := nn.PTQ(net, stats, nn.PTQOptions{Method: m, WeightBits: 4})
+		q, err := calib.PTQ(net, stats, calib.PTQOptions{Method: m, WeightBits: 4})
 		if err != nil {
 			return nil, err
 		}
@@ -360,7 +365,7 @@ func demoRun(c *cli.Context, be backend.Backend) (*DemoReport, error) {
 	for _, bits := range bitsList {
 		from := ptq4
 		if bits == 8 {
-			if from, err = nn.PTQ(net, stats, nn.PTQOptions{Method: ptq4.Quant.Method, WeightBits: 8}); err != nil {
+			if from, err = calib.PTQ(net, stats, calib.PTQOptions{Method: ptq4.Quant.Method, WeightBits: 8}); err != nil {
 				return nil, err
 			}
 		}
@@ -368,7 +373,7 @@ func demoRun(c *cli.Context, be backend.Backend) (*DemoReport, error) {
 		logf("%s: %d epoch(s) over %d training images", name, rep.Epochs, rep.QATImages)
 		bar, clear := progressLine(true)
 		t0 := time.Now()
-		q, err := nn.QAT(from, fitData, nn.QATOptions{
+		q, err := qat.Train(from, fitData, qat.Options{
 			WeightBits: bits, Epochs: rep.Epochs, Images: rep.QATImages, LR: rep.LR, Seed: seed,
 			Progress: func(step, steps int, loss float64) {
 				if bar != nil {
@@ -622,7 +627,7 @@ func demoLoadNet(path string, allowNonFinite bool, warn io.Writer) (*nn.Net, str
 		if err != nil {
 			return nil, "", fmt.Errorf("built-in MNIST CNN: %w", err)
 		}
-		net, err := nn.FromONNX(m)
+		net, err := onnxnet.Lower(m)
 		if err != nil {
 			return nil, "", fmt.Errorf("built-in MNIST CNN: %w", err)
 		}
@@ -645,8 +650,8 @@ func demoLoadNet(path string, allowNonFinite bool, warn io.Writer) (*nn.Net, str
 // unless allowNonFinite (--allow-nonfinite), which loads the model and
 // writes a warning line naming them to warn.
 func loadModel(path string, allowNonFinite bool, warn io.Writer) (*nn.Net, error) {
-	net, bad, err := nn.LoadONNXWith(path, nn.ONNXOptions{AllowNonFinite: allowNonFinite})
-	if errors.Is(err, nn.ErrNonFinite) {
+	net, bad, err := onnxnet.LoadWith(path, onnxnet.Options{AllowNonFinite: allowNonFinite})
+	if errors.Is(err, onnxnet.ErrNonFinite) {
 		return nil, fmt.Errorf("%w (--allow-nonfinite loads the model anyway)", err)
 	}
 	if err != nil {

@@ -16,6 +16,8 @@ import (
 	"github.com/quantkit/quantkit/backend"
 	"github.com/quantkit/quantkit/dataset"
 	"github.com/quantkit/quantkit/nn"
+	"github.com/quantkit/quantkit/nn/float"
+	"github.com/quantkit/quantkit/nn/integer"
 )
 
 var (
@@ -147,9 +149,9 @@ func runEval(c *cli.Context) error {
 		}
 		var err error
 		if engine == "int8" {
-			e, err = nn.NewInt8Engine(be, net)
+			e, err = integer.New(be, net)
 		} else {
-			e, err = nn.NewFloatEngine(be, net)
+			e, err = float.New(be, net)
 		}
 		if err != nil {
 			return err
@@ -162,7 +164,8 @@ func runEval(c *cli.Context) error {
 		if bar != nil {
 			progress = func(done, total int) { bar(done, total, "images") }
 		}
-		correct, total, err := nn.AccuracyProgress(e, set, scale, c.Int(evalLimitFlag.Name), c.Int(evalBatchFlag.Name), progress)
+		samples := &nn.Samples{N: set.N, Labels: set.Labels, Fill: func(dst []float32, idx []int) { set.Input(dst, idx, scale) }}
+		correct, total, err := nn.AccuracyProgress(e, samples, c.Int(evalLimitFlag.Name), c.Int(evalBatchFlag.Name), progress)
 		clear()
 		if err != nil {
 			return err

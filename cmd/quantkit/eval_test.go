@@ -14,6 +14,8 @@ import (
 	"github.com/quantkit/quantkit/dataset"
 	"github.com/quantkit/quantkit/model/onnx"
 	"github.com/quantkit/quantkit/nn"
+	"github.com/quantkit/quantkit/nn/float"
+	"github.com/quantkit/quantkit/nn/onnxnet"
 )
 
 const mnistModel = "../../model/onnx/testdata/mnist-cnn.onnx"
@@ -150,7 +152,7 @@ func TestEvalErrors(t *testing.T) {
 // weights and its input quantized exactly (pixels 0..255 as codes
 // −128..127).
 func TestEvalQDQ(t *testing.T) {
-	net, err := nn.LoadONNX(mnistModel)
+	net, err := onnxnet.Load(mnistModel)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +181,7 @@ func TestEvalQDQ(t *testing.T) {
 	net.Quant = q
 	dir := t.TempDir()
 	path := filepath.Join(dir, "mnist-int8.onnx")
-	if err := nn.SaveONNX(net, path); err != nil {
+	if err := onnxnet.Save(net, path); err != nil {
 		t.Fatal(err)
 	}
 	data := filepath.Join(dir, "data")
@@ -216,7 +218,7 @@ func TestEvalQDQ(t *testing.T) {
 // (ranges from the float model's activations on the data), and on a float
 // model (an error).
 func TestEvalInt8Engine(t *testing.T) {
-	net, err := nn.LoadONNX(mnistModel)
+	net, err := onnxnet.Load(mnistModel)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,7 +260,7 @@ func TestEvalInt8Engine(t *testing.T) {
 		var amax float32 = 255
 		if i > 0 {
 			head := &nn.Net{Input: net.Input, Layers: net.Layers[:i]}
-			y, err := head.Forward(cpu.New(), x, set.N)
+			y, err := float.Forward(cpu.New(), head, x, set.N)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -271,7 +273,7 @@ func TestEvalInt8Engine(t *testing.T) {
 	}
 	net.Quant = q
 	path := filepath.Join(dir, "mnist-w8a8.onnx")
-	if err := nn.SaveONNX(net, path); err != nil {
+	if err := onnxnet.Save(net, path); err != nil {
 		t.Fatal(err)
 	}
 	var reps [2]EvalReport

@@ -16,6 +16,11 @@ import (
 	"github.com/quantkit/quantkit/dataset"
 	"github.com/quantkit/quantkit/model/onnx"
 	"github.com/quantkit/quantkit/nn"
+	"github.com/quantkit/quantkit/nn/calib"
+	"github.com/quantkit/quantkit/nn/float"
+	"github.com/quantkit/quantkit/nn/integer"
+	"github.com/quantkit/quantkit/nn/onnxnet"
+	"github.com/quantkit/quantkit/nn/qat"
 	"github.com/quantkit/quantkit/quant"
 )
 
@@ -107,7 +112,7 @@ func runQAT(c *cli.Context) error {
 			return 100 * float64(n) / float64(data.N), err
 		}
 
-		fp, err := nn.NewFloatEngine(be, net)
+		fp, err := float.New(be, net)
 		if err != nil {
 			return err
 		}
@@ -117,7 +122,7 @@ func runQAT(c *cli.Context) error {
 		}
 		logf("%s: FP32 top-1 %.2f %% on %d %s test images", name, fpAcc, test.N, dataName)
 		logf("calibrating on %d training images", nCal)
-		stats, err := nn.CollectActStats(net, demoSamples(train, fit[:nCal], net.InputScale), 0, 0)
+		stats, err := calib.CollectActStats(net, demoSamples(train, fit[:nCal], net.InputScale), 0, 0)
 		if err != nil {
 			return err
 		}
@@ -129,13 +134,13 @@ func runQAT(c *cli.Context) error {
 		bestAcc := -1.0
 		valData := demoSamples(train, val, net.InputScale)
 		for _, m := range methods {
-			q, err := nn.PTQ(net, stats, nn.PTQOptions{Method: m, WeightBits: bits})
+			q, err := calib.PTQ(net, stats, calib.PTQOptions{Method: m, WeightBits: bits})
 			if err != nil {
 				return err
 			}
 			acc := 0.0
 			if len(methods) > 1 {
-				e, err := nn.NewInt8Engine(be, q)
+				e, err := integer.New(be, q)
 				if err != nil {
 					return err
 				}
@@ -148,7 +153,7 @@ func runQAT(c *cli.Context) error {
 				ptq, bestAcc = q, acc
 			}
 		}
-		e, err := nn.NewInt8Engine(be, ptq)
+		e, err := integer.New(be, ptq)
 		if err != nil {
 			return err
 		}
@@ -158,19 +163,19 @@ func runQAT(c *cli.Context) error {
 		}
 		logf("PTQ int%d weights (%s): top-1 %.2f %%", bits, ptq.Quant.Method, ptqAcc)
 
-		opt := nn.QATOptions{WeightBits: bits, Epochs: c.Int(qatEpochsFlag.Name), Images: c.Int(qatImagesFlag.Name),
+		opt := qat.Options{WeightBits: bits, Epochs: c.Int(qatEpochsFlag.Name), Images: c.Int(qatImagesFlag.Name),
 			LR: c.Float64(demoLRFlag.Name), Seed: seed}
 		bar, clear := progressLine(true)
 		if bar != nil {
 			opt.Progress = func(step, steps int, loss float64) { bar(step, steps, fmt.Sprintf("loss %.4f", loss)) }
 		}
 		t0 := time.Now()
-		q, err = nn.QAT(ptq, demoSamples(train, fit, net.InputScale), opt)
+		q, err = qat.Train(ptq, demoSamples(train, fit, net.InputScale), opt)
 		clear()
 		if err != nil {
 			return err
 		}
-		e, err = nn.NewInt8Engine(be, q)
+		e, err = integer.New(be, q)
 		if err != nil {
 			return err
 		}
@@ -214,9 +219,9 @@ func containsString(list []string, s string) bool {
 // and scales.
 func qatSave(path string, q *nn.Net) error {
 	if strings.EqualFold(filepath.Ext(path), ".safetensors") {
-		return nn.SaveSafetensors(q, path)
+		return onnxnet.SaveSafetensors(q, path)
 	}
-	m, err := nn.ExportQDQ(q)
+	m, err := onnxnet.ExportQDQ(q)
 	if err != nil {
 		return err
 	}

@@ -8,7 +8,9 @@ import (
 
 	"github.com/quantkit/quantkit/cpu"
 	"github.com/quantkit/quantkit/dataset"
-	"github.com/quantkit/quantkit/nn"
+	"github.com/quantkit/quantkit/nn/calib"
+	"github.com/quantkit/quantkit/nn/integer"
+	"github.com/quantkit/quantkit/nn/onnxnet"
 )
 
 // TestQATCommand trains briefly, exports QDQ ONNX, and checks that the
@@ -27,7 +29,7 @@ func TestQATCommand(t *testing.T) {
 	if !strings.Contains(out, "QAT top-1") {
 		t.Errorf("output: %s", out)
 	}
-	net, err := nn.LoadONNX(path)
+	net, err := onnxnet.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +41,7 @@ func TestQATCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := nn.NewInt8Engine(cpu.New(), net)
+	e, err := integer.New(cpu.New(), net)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,11 +73,11 @@ func TestQATResultBeforeWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	set := &dataset.Set{Name: "tiny", N: 1, C: 1, H: 28, W: 28, Classes: 10, Pixels: make([]uint8, 784), Labels: []uint8{3}}
-	stats, err := nn.CollectActStats(net, demoSamples(set, []int{0}, 1), 0, 0)
+	stats, err := calib.CollectActStats(net, demoSamples(set, []int{0}, 1), 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	q, err := nn.PTQ(net, stats, nn.PTQOptions{Method: "max", WeightBits: 4})
+	q, err := calib.PTQ(net, stats, calib.PTQOptions{Method: "max", WeightBits: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
