@@ -112,7 +112,7 @@ type Quant struct {
 	// (nil for layers without weights).
 	WeightScale [][]float32
 	// Act[i] quantizes the tensor entering Layers[i]; Act[len(Layers)]
-	// the output. Calibrate sets the ones before each Conv2D and Dense;
+	// the output. calib.PTQ sets the ones before each Conv2D and Dense;
 	// integer engines may carry int8 codes through ReLU, MaxPool and
 	// Flatten, which commute with a monotone quantization.
 	Act []ActQuant

@@ -28,7 +28,7 @@ import (
 // backends one per batch. Buffers are kept between calls.
 //
 // For a quantized Net (Quant set) it runs the network as the QDQ graph
-// ExportQDQ writes it does: weights fake-quantized per output channel
+// onnxnet.ExportQDQ writes it does: weights fake-quantized per output channel
 // (codes·scale), and every activation that Quant.Act quantizes passed
 // through quantize→dequantize. That is what ONNX Runtime's reference
 // semantics of such a graph compute; integer kernels give the same up to
