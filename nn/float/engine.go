@@ -28,9 +28,9 @@ import (
 // backends one per batch. Buffers are kept between calls.
 //
 // For a quantized Net (Quant set) it runs the network as the QDQ graph
-// onnxnet.ExportQDQ writes it does: weights fake-quantized per output channel
-// (codes·scale), and every activation that Quant.Act quantizes passed
-// through quantize→dequantize. That is what ONNX Runtime's reference
+// that onnxnet.ExportQDQ writes it does: weights fake-quantized per
+// output channel (codes·scale), and every activation that Quant.Act
+// quantizes passed through quantize→dequantize. That is what ONNX Runtime's reference
 // semantics of such a graph compute; integer kernels give the same up to
 // float rounding. An Engine is not safe for concurrent use.
 type Engine struct {
