@@ -9,7 +9,7 @@ LDFLAGS := -X main.version=$(VERSION)
 export CGO_CFLAGS := -O2 -g -Wno-deprecated-declarations
 
 # Fuzz targets run by `make fuzz` (a fixed number of inputs each, as CI does).
-FUZZ       := ./model/npy:FuzzDecode ./model/safetensors:FuzzOpen ./model/gguf:FuzzOpen ./model/onnx:FuzzRead ./nn:FuzzFromONNX ./cpu:FuzzElemKernels \
+FUZZ       := ./model/npy:FuzzDecode ./model/safetensors:FuzzOpen ./model/gguf:FuzzOpen ./model/onnx:FuzzRead ./nn/onnxnet:FuzzLower ./cpu:FuzzElemKernels \
               ./dataset:FuzzReadIdx ./quant:FuzzReadHistograms ./model/ctensors:FuzzConfig ./model/plan:FuzzParsePart ./model/checkpoint:FuzzParseIndex
 FUZZ_INPUTS ?= 2000
 

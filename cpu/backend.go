@@ -91,13 +91,6 @@ func (b *Buffer) U8() []uint8 { return b.u8 }
 // S32 is the buffer's memory when it is S32, nil otherwise.
 func (b *Buffer) S32() []int32 { return b.s32 }
 
-// Data is the slice the buffer is, as an any.
-//
-// Deprecated: use backend.Host or the typed accessors of
-// backend.HostBuffer. Data stays only until nn stops duck-typing
-// interface{ Data() any }; then it goes.
-func (b *Buffer) Data() any { return b.data() }
-
 // data is the slice the buffer is, as GemmS8 takes its output.
 func (b *Buffer) data() any {
 	switch b.dt {

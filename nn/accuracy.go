@@ -1,39 +1,47 @@
 package nn
 
-import (
-	"fmt"
+import "fmt"
 
-	"github.com/quantkit/quantkit/dataset"
-)
-
-// Forwarder runs batches of samples: *FloatEngine and *Int8Engine.
+// Forwarder runs batches of samples: float.Engine and integer.Engine.
 type Forwarder interface {
-	// Forward writes batch·OutLen() outputs for batch NCHW samples x.
+	// Forward writes batch·OutLen() outputs for batch NCHW samples x
+	// (batch·InLen() values).
 	Forward(x []float32, batch int, out []float32) error
+	InLen() int
 	OutLen() int
 }
 
+// accuracyBatch is the batch Accuracy runs when given none: the float
+// engine's largest pass.
+const accuracyBatch = 128
+
 // Accuracy runs the first n samples of s (all of them when n ≤ 0 or n >
-// s.N) through f, batch at a time, with pixels times scale, and returns how
-// many the largest output (the first, on ties) classifies as labelled.
-func Accuracy(f Forwarder, s *dataset.Set, scale float32, n, batch int) (correct, total int, err error) {
-	return AccuracyProgress(f, s, scale, n, batch, nil)
+// s.N) through f, batch at a time, and returns how many the largest
+// output (the first, on ties) classifies as labelled. A label the
+// outputs cannot reach is an error, before any sample runs.
+func Accuracy(f Forwarder, s *Samples, n, batch int) (correct, total int, err error) {
+	return AccuracyProgress(f, s, n, batch, nil)
 }
 
 // AccuracyProgress is Accuracy calling progress (when not nil) after each
 // batch with the samples done and the total.
-func AccuracyProgress(f Forwarder, s *dataset.Set, scale float32, n, batch int, progress func(done, total int)) (correct, total int, err error) {
+func AccuracyProgress(f Forwarder, s *Samples, n, batch int, progress func(done, total int)) (correct, total int, err error) {
+	if err := s.Check(true); err != nil {
+		return 0, 0, err
+	}
 	if n <= 0 || n > s.N {
 		n = s.N
 	}
 	if batch <= 0 {
-		batch = f32MaxBatch
+		batch = accuracyBatch
 	}
 	k := f.OutLen()
-	if k < s.Classes {
-		return 0, 0, fmt.Errorf("the model has %d outputs but %s has labels up to %d", k, s.Name, s.Classes-1)
+	for i, l := range s.Labels[:n] {
+		if int(l) >= k {
+			return 0, 0, fmt.Errorf("nn: the model has %d outputs but sample %d is labelled %d", k, i, l)
+		}
 	}
-	size := s.C * s.H * s.W
+	size := f.InLen()
 	x := make([]float32, batch*size)
 	out := make([]float32, batch*k)
 	idx := make([]int, 0, batch)
@@ -43,7 +51,7 @@ func AccuracyProgress(f Forwarder, s *dataset.Set, scale float32, n, batch int, 
 		for i := range nb {
 			idx = append(idx, b0+i)
 		}
-		s.Input(x, idx, scale)
+		s.Fill(x[:nb*size], idx)
 		if err := f.Forward(x[:nb*size], nb, out[:nb*k]); err != nil {
 			return 0, 0, err
 		}

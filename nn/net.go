@@ -3,9 +3,18 @@
 // the quantization that post-training calibration or quantization-aware
 // training chose for them.
 //
-// A Net is the meeting point of everything else: model/onnx files are
-// lowered to a Net; float inference, training, calibration, integer
-// inference and the exporters all read one.
+// A Net is the meeting point of everything else, each in a package of
+// its own that imports this one:
+//
+//	nn/onnxnet  lowers model/onnx files to a Net and exports one (ONNX, QDQ, safetensors)
+//	nn/float    float32 inference (with the fake quantization of a quantized Net)
+//	nn/integer  integer inference of a quantized Net
+//	nn/calib    activation statistics and post-training quantization (PTQ)
+//	nn/qat      quantization-aware training (QAT)
+//
+// This package holds the graph and what they share: the layers, the
+// shapes between them, the weight quantization that Quant describes,
+// Samples, and Accuracy over any Forwarder.
 //
 // Layouts follow ONNX, so that lowering copies and export writes back
 // without permutations: images are NCHW, convolution weights
@@ -103,7 +112,7 @@ type Quant struct {
 	// (nil for layers without weights).
 	WeightScale [][]float32
 	// Act[i] quantizes the tensor entering Layers[i]; Act[len(Layers)]
-	// the output. Calibrate sets the ones before each Conv2D and Dense;
+	// the output. calib.PTQ sets the ones before each Conv2D and Dense;
 	// integer engines may carry int8 codes through ReLU, MaxPool and
 	// Flatten, which commute with a monotone quantization.
 	Act []ActQuant

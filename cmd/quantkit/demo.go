@@ -12,7 +12,7 @@ import (
 	"github.com/quantkit/quantkit/bench"
 	"github.com/quantkit/quantkit/internal/atomicfile"
 	"github.com/quantkit/quantkit/job/experiment"
-	"github.com/quantkit/quantkit/nn"
+	"github.com/quantkit/quantkit/nn/onnxnet"
 )
 
 var (
@@ -152,7 +152,7 @@ func expWarn(w io.Writer) func(string) {
 // also keeps --device auto from running them again on the CPU), and says
 // how to load a model with non-finite weights.
 func expJobErr(err error) error {
-	if errors.Is(err, nn.ErrNonFinite) {
+	if errors.Is(err, onnxnet.ErrNonFinite) {
 		err = fmt.Errorf("%w (--allow-nonfinite loads the model anyway)", err)
 	}
 	if errors.Is(err, experiment.ErrInput) {

@@ -11,6 +11,8 @@ import (
 	"github.com/quantkit/quantkit/dataset"
 	"github.com/quantkit/quantkit/job/experiment"
 	"github.com/quantkit/quantkit/nn"
+	"github.com/quantkit/quantkit/nn/calib"
+	"github.com/quantkit/quantkit/nn/onnxnet"
 )
 
 // qat's flags reach the job, the model is written where -o says, and the
@@ -46,7 +48,7 @@ func TestQATCommand(t *testing.T) {
 	if b, err := os.ReadFile(js); err != nil || string(b) != out {
 		t.Errorf("--json-out holds %q (%v), stdout %q", b, err, out)
 	}
-	net, err := nn.LoadONNX(path)
+	net, err := onnxnet.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,16 +76,16 @@ func TestQATCommand(t *testing.T) {
 // (its directory removed meanwhile), so the accuracies are not lost; the
 // write's error is returned and nothing says the model was written.
 func TestQATReportWhenWriteFails(t *testing.T) {
-	net, err := nn.LoadONNX(mnistModel)
+	net, err := onnxnet.Load(mnistModel)
 	if err != nil {
 		t.Fatal(err)
 	}
 	set := &dataset.Set{Name: "tiny", N: 1, C: 1, H: 28, W: 28, Classes: 10, Pixels: make([]uint8, 784), Labels: []uint8{3}}
-	stats, err := nn.CollectActStats(net, &nn.Samples{N: 1, Labels: set.Labels, Fill: func(dst []float32, idx []int) { set.Input(dst, idx, 1) }}, 0, 0)
+	stats, err := calib.CollectActStats(net, &nn.Samples{N: 1, Labels: set.Labels, Fill: func(dst []float32, idx []int) { set.Input(dst, idx, 1) }}, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	q, err := nn.PTQ(net, stats, nn.PTQOptions{Method: "max", WeightBits: 4})
+	q, err := calib.PTQ(net, stats, calib.PTQOptions{Method: "max", WeightBits: 4})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,11 @@ import (
 	"github.com/quantkit/quantkit/dataset"
 	"github.com/quantkit/quantkit/model/onnx"
 	"github.com/quantkit/quantkit/nn"
+	"github.com/quantkit/quantkit/nn/calib"
+	"github.com/quantkit/quantkit/nn/integer"
 	"github.com/quantkit/quantkit/nn/mnistcnn"
+	"github.com/quantkit/quantkit/nn/onnxnet"
+	"github.com/quantkit/quantkit/nn/qat"
 )
 
 // ErrInput marks errors about the caller's input: a model or data set
@@ -123,7 +127,7 @@ type setup struct {
 	fitData       *nn.Samples
 	nTest         int
 	qatImages     int
-	stats         *nn.ActStats
+	stats         *calib.ActStats
 }
 
 // prepare loads the model (before the data, so that a bad model is
@@ -184,7 +188,7 @@ func (c *Common) prepare(ctx context.Context) (*setup, error) {
 // images, which serve every calibrator.
 func (s *setup) calibrate() error {
 	s.c.logf("calibrating on %d training images", len(s.split.cal))
-	st, err := nn.CollectActStats(s.net, samples(s.train, s.split.cal, s.net.InputScale), 0, 0)
+	st, err := calib.CollectActStats(s.net, samples(s.train, s.split.cal, s.net.InputScale), 0, 0)
 	if err != nil {
 		return fmt.Errorf("calibrating: %w", err)
 	}
@@ -203,7 +207,7 @@ func (s *setup) top1(ctx context.Context, f forwarder, data *nn.Samples) (correc
 
 // engineTop1 runs q in integer arithmetic on data and closes the engine.
 func (s *setup) engineTop1(ctx context.Context, q *nn.Net, data *nn.Samples) (int, float64, error) {
-	e, err := nn.NewInt8Engine(s.be, q)
+	e, err := integer.New(s.be, q)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -223,7 +227,7 @@ func (s *setup) ptq(ctx context.Context, bits int, methods []string) (q *nn.Net,
 	}
 	best := -1
 	for _, m := range methods {
-		p, err := nn.PTQ(s.net, s.stats, nn.PTQOptions{Method: m, WeightBits: bits})
+		p, err := calib.PTQ(s.net, s.stats, calib.PTQOptions{Method: m, WeightBits: bits})
 		if err != nil {
 			return nil, nil, err
 		}
@@ -255,12 +259,12 @@ func (s *setup) qat(ctx context.Context, from *nn.Net, bits int) (*nn.Net, error
 	}
 	name := fmt.Sprintf("QAT int%dw", bits)
 	s.c.logf("%s: %d epoch(s) over %d training images", name, s.c.Epochs, s.qatImages)
-	opt := nn.QATOptions{WeightBits: bits, Epochs: s.c.Epochs, Images: s.qatImages, LR: s.c.LR, Seed: s.c.Seed}
+	opt := qat.Options{WeightBits: bits, Epochs: s.c.Epochs, Images: s.qatImages, LR: s.c.LR, Seed: s.c.Seed}
 	if p := s.c.Progress; p != nil {
 		opt.Progress = func(step, steps int, loss float64) { p(step, steps, fmt.Sprintf("loss %.4f", loss)) }
 	}
 	t0 := time.Now()
-	q, err := nn.QAT(from, s.fitData, opt)
+	q, err := qat.Train(from, s.fitData, opt)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
@@ -287,7 +291,7 @@ func loadFloat(path string, allowNonFinite bool, warnf func(string, ...any)) (*n
 		if err != nil {
 			return nil, "", fmt.Errorf("built-in MNIST CNN: %w", err)
 		}
-		net, err := nn.FromONNX(m)
+		net, err := onnxnet.Lower(m)
 		if err != nil {
 			return nil, "", fmt.Errorf("built-in MNIST CNN: %w", err)
 		}
@@ -305,10 +309,10 @@ func loadFloat(path string, allowNonFinite bool, warnf func(string, ...any)) (*n
 }
 
 // loadFile reads and lowers the ONNX model at path. NaN or infinite
-// weights are an error naming the tensors (it wraps nn.ErrNonFinite)
+// weights are an error naming the tensors (it wraps onnxnet.ErrNonFinite)
 // unless allowNonFinite, which loads the model and warns, naming them.
 func loadFile(path string, allowNonFinite bool, warnf func(string, ...any)) (*nn.Net, error) {
-	net, bad, err := nn.LoadONNXWith(path, nn.ONNXOptions{AllowNonFinite: allowNonFinite})
+	net, bad, err := onnxnet.LoadWith(path, onnxnet.Options{AllowNonFinite: allowNonFinite})
 	if err != nil {
 		return nil, badInput(err)
 	}
@@ -367,7 +371,7 @@ func firstN(n int) []int {
 	return idx
 }
 
-// forwarder runs batches of samples: *nn.FloatEngine, *nn.Int8Engine.
+// forwarder runs batches of samples: *float.Engine, *integer.Engine.
 type forwarder interface {
 	Forward(x []float32, batch int, out []float32) error
 }

@@ -8,6 +8,8 @@ import (
 
 	"github.com/quantkit/quantkit/backend"
 	"github.com/quantkit/quantkit/nn"
+	"github.com/quantkit/quantkit/nn/float"
+	"github.com/quantkit/quantkit/nn/integer"
 )
 
 // EvalOptions configure Eval.
@@ -135,9 +137,9 @@ func Eval(ctx context.Context, opt EvalOptions) (*EvalReport, error) {
 	}
 	var e engine
 	if opt.Engine == "int8" {
-		e, err = nn.NewInt8Engine(opt.Backend, net)
+		e, err = integer.New(opt.Backend, net)
 	} else {
-		e, err = nn.NewFloatEngine(opt.Backend, net)
+		e, err = float.New(opt.Backend, net)
 	}
 	if err != nil {
 		return nil, err

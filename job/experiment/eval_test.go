@@ -15,6 +15,8 @@ import (
 	"github.com/quantkit/quantkit/dataset"
 	"github.com/quantkit/quantkit/model/onnx"
 	"github.com/quantkit/quantkit/nn"
+	"github.com/quantkit/quantkit/nn/float"
+	"github.com/quantkit/quantkit/nn/onnxnet"
 )
 
 func evalOpt(model, data string) EvalOptions {
@@ -31,7 +33,7 @@ func TestEvalDir(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	net, err := nn.LoadONNX(mnistModel)
+	net, err := onnxnet.Load(mnistModel)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +159,7 @@ func perChannelScales(net *nn.Net) [][]float32 {
 // weights and its input quantized exactly (pixels 0..255 as codes
 // −128..127).
 func TestEvalQDQ(t *testing.T) {
-	net, err := nn.LoadONNX(mnistModel)
+	net, err := onnxnet.Load(mnistModel)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +167,7 @@ func TestEvalQDQ(t *testing.T) {
 	net.Quant.Act[0] = nn.ActQuant{Scale: 1, ZeroPoint: -128}
 	dir := t.TempDir()
 	path := filepath.Join(dir, "mnist-int8.onnx")
-	if err := nn.SaveONNX(net, path); err != nil {
+	if err := onnxnet.Save(net, path); err != nil {
 		t.Fatal(err)
 	}
 	data := filepath.Join(dir, "data")
@@ -197,7 +199,7 @@ func TestEvalQDQ(t *testing.T) {
 // quantized (ranges from the float model's activations on the data)
 // agrees with its float emulation but for rounding.
 func TestEvalInt8Engine(t *testing.T) {
-	net, err := nn.LoadONNX(mnistModel)
+	net, err := onnxnet.Load(mnistModel)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +220,7 @@ func TestEvalInt8Engine(t *testing.T) {
 		var amax float32 = 255
 		if i > 0 {
 			head := &nn.Net{Input: net.Input, Layers: net.Layers[:i]}
-			y, err := head.Forward(cpuBackend(), x, set.N)
+			y, err := float.Forward(cpuBackend(), head, x, set.N)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -231,7 +233,7 @@ func TestEvalInt8Engine(t *testing.T) {
 	}
 	net.Quant = q
 	path := filepath.Join(dir, "mnist-w8a8.onnx")
-	if err := nn.SaveONNX(net, path); err != nil {
+	if err := onnxnet.Save(net, path); err != nil {
 		t.Fatal(err)
 	}
 	var reps [2]*EvalReport
@@ -312,7 +314,7 @@ func TestEvalNonFinite(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = Eval(context.Background(), evalOpt(path, filepath.Join(dir, "no-such-data")))
-	if !errors.Is(err, nn.ErrNonFinite) || !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), `initializer "Parameter5": 1 NaN of 200 values`) {
+	if !errors.Is(err, onnxnet.ErrNonFinite) || !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), `initializer "Parameter5": 1 NaN of 200 values`) {
 		t.Errorf("%v", err)
 	}
 	writeIDX(t, dir, "t10k", 4, 28, 28, 10, 0)

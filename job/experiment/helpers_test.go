@@ -12,6 +12,8 @@ import (
 	"github.com/quantkit/quantkit/dataset"
 	"github.com/quantkit/quantkit/internal/testenv"
 	"github.com/quantkit/quantkit/nn"
+	"github.com/quantkit/quantkit/nn/float"
+	"github.com/quantkit/quantkit/nn/integer"
 )
 
 const mnistModel = "../../model/onnx/testdata/mnist-cnn.onnx"
@@ -80,7 +82,7 @@ func refCorrect(t *testing.T, net *nn.Net, s *dataset.Set, n int, int8 bool) int
 	}
 	var out []float32
 	if int8 {
-		e, err := nn.NewInt8Engine(cpuBackend(), net)
+		e, err := integer.New(cpuBackend(), net)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -91,7 +93,7 @@ func refCorrect(t *testing.T, net *nn.Net, s *dataset.Set, n int, int8 bool) int
 		}
 	} else {
 		var err error
-		if out, err = net.Forward(cpuBackend(), x, n); err != nil {
+		if out, err = float.Forward(cpuBackend(), net, x, n); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/quantkit/quantkit/model/onnx"
 	"github.com/quantkit/quantkit/nn"
+	"github.com/quantkit/quantkit/nn/float"
+	"github.com/quantkit/quantkit/nn/onnxnet"
 	"github.com/quantkit/quantkit/quant"
 )
 
@@ -81,7 +83,7 @@ func QAT(ctx context.Context, opt QATOptions) (*QATReport, error) {
 		CalibImages: len(s.split.cal), ValImages: len(s.split.val), QATImages: s.qatImages,
 		Epochs: c.Epochs, LR: c.LR, Seed: c.Seed, TestImages: s.nTest,
 	}
-	fp, err := nn.NewFloatEngine(s.be, s.net)
+	fp, err := float.New(s.be, s.net)
 	if err != nil {
 		return nil, err
 	}
@@ -123,9 +125,9 @@ func QAT(ctx context.Context, opt QATOptions) (*QATReport, error) {
 // or, for a .safetensors path, safetensors of its codes and scales.
 func SaveModel(path string, q *nn.Net) error {
 	if strings.EqualFold(filepath.Ext(path), ".safetensors") {
-		return nn.SaveSafetensors(q, path)
+		return onnxnet.SaveSafetensors(q, path)
 	}
-	m, err := nn.ExportQDQ(q)
+	m, err := onnxnet.ExportQDQ(q)
 	if err != nil {
 		return err
 	}

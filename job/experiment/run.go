@@ -10,6 +10,8 @@ import (
 	"github.com/quantkit/quantkit/dataset"
 	"github.com/quantkit/quantkit/energy"
 	"github.com/quantkit/quantkit/nn"
+	"github.com/quantkit/quantkit/nn/float"
+	"github.com/quantkit/quantkit/nn/integer"
 	"github.com/quantkit/quantkit/quant"
 )
 
@@ -149,10 +151,10 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 		rep.Rows = append(rep.Rows, row)
 		return nil
 	}
-	int8Engine := func(q *nn.Net) (engine, error) { return nn.NewInt8Engine(be, q) }
+	int8Engine := func(q *nn.Net) (engine, error) { return integer.New(be, q) }
 
 	c.logf("FP32 inference of %s on %s", s.name, be.Name())
-	fp, err := nn.NewFloatEngine(be, s.net)
+	fp, err := float.New(be, s.net)
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/quantkit/quantkit/bench"
 	"github.com/quantkit/quantkit/dataset"
 	"github.com/quantkit/quantkit/nn"
+	"github.com/quantkit/quantkit/nn/onnxnet"
 )
 
 // quick timings keep the tests short; the numbers are not checked.
@@ -143,7 +144,7 @@ func TestQATMNIST(t *testing.T) {
 	if err := SaveModel(path, rep.Net); err != nil {
 		t.Fatal(err)
 	}
-	back, err := nn.LoadONNX(path)
+	back, err := onnxnet.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}

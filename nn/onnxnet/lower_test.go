@@ -1,4 +1,4 @@
-package nn
+package onnxnet
 
 import (
 	"fmt"
@@ -11,6 +11,10 @@ import (
 
 	"github.com/quantkit/quantkit/cpu"
 	"github.com/quantkit/quantkit/model/onnx"
+	"github.com/quantkit/quantkit/nn"
+	"github.com/quantkit/quantkit/nn/float"
+	"github.com/quantkit/quantkit/nn/internal/nntest"
+	"github.com/quantkit/quantkit/quant"
 )
 
 // graph builds a model whose input x is [N, dims...] and whose output is
@@ -32,7 +36,7 @@ func node(op, name string, in []string, out string, attrs ...*onnx.Attribute) *o
 	return &onnx.Node{OpType: op, Name: name, Input: in, Output: []string{out}, Attribute: attrs}
 }
 
-func lower(t *testing.T, m *onnx.Model) *Net {
+func lower(t *testing.T, m *onnx.Model) *nn.Net {
 	t.Helper()
 	// Through the bytes, as a file would be.
 	b, err := onnx.Encode(m)
@@ -42,16 +46,16 @@ func lower(t *testing.T, m *onnx.Model) *Net {
 	if m, err = onnx.Decode(b); err != nil {
 		t.Fatal(err)
 	}
-	net, err := FromONNX(m)
+	net, err := Lower(m)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return net
 }
 
-func forward1(t *testing.T, net *Net, x []float32) []float32 {
+func forward1(t *testing.T, net *nn.Net, x []float32) []float32 {
 	t.Helper()
-	out, err := net.Forward(cpu.New(), x, 1)
+	out, err := float.Forward(cpu.New(), net, x, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,9 +67,9 @@ func close32(a, b float64) bool { return math.Abs(a-b) <= 1e-4*(1+math.Abs(b)) }
 // Gemm: y = alpha·x·Bᵀ + beta·C with transB, and MatMul + Add.
 func TestLowerDense(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	w := randSlice(rng, 4*3, 1) // [out 4][in 3]
-	c := randSlice(rng, 4, 1)
-	x := randSlice(rng, 3, 1)
+	w := nntest.RandSlice(rng, 4*3, 1) // [out 4][in 3]
+	c := nntest.RandSlice(rng, 4, 1)
+	x := nntest.RandSlice(rng, 3, 1)
 	want := make([]float64, 4)
 	for o := range 4 {
 		want[o] = 0.5 * float64(c[o])
@@ -86,7 +90,7 @@ func TestLowerDense(t *testing.T) {
 	}
 	mm := lower(t, graph(13, []int64{3}, []*onnx.Tensor{onnx.NewFloat("W", []int64{3, 4}, wt), onnx.NewFloat("C", []int64{4}, cb)},
 		node("MatMul", "mm", []string{"x", "W"}, "h"), node("Add", "bias", []string{"h", "C"}, "y")))
-	for _, net := range []*Net{gemm, mm} {
+	for _, net := range []*nn.Net{gemm, mm} {
 		if len(net.Layers) != 1 {
 			t.Fatalf("%d layers", len(net.Layers))
 		}
@@ -103,8 +107,8 @@ func TestLowerDense(t *testing.T) {
 // BatchNormalization: the fold gives the same as the two in float64.
 func TestLowerConvBatchNorm(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	w, b := randSlice(rng, 3*2*3*3, 0.5), randSlice(rng, 3, 0.2)
-	gamma, beta, mean := randSlice(rng, 3, 1), randSlice(rng, 3, 1), randSlice(rng, 3, 1)
+	w, b := nntest.RandSlice(rng, 3*2*3*3, 0.5), nntest.RandSlice(rng, 3, 0.2)
+	gamma, beta, mean := nntest.RandSlice(rng, 3, 1), nntest.RandSlice(rng, 3, 1), nntest.RandSlice(rng, 3, 1)
 	variance := []float32{0.5, 2, 0.01}
 	m := graph(13, []int64{2, 7, 6}, []*onnx.Tensor{
 		onnx.NewFloat("W", []int64{3, 2, 3, 3}, w), onnx.NewFloat("B", []int64{3}, b),
@@ -114,16 +118,16 @@ func TestLowerConvBatchNorm(t *testing.T) {
 		node("Conv", "conv", []string{"x", "W", "B"}, "c", onnx.StringAttr("auto_pad", "SAME_LOWER"), onnx.IntsAttr("strides", 2, 2)),
 		node("BatchNormalization", "bn", []string{"c", "g", "be", "m", "v"}, "y", onnx.FloatAttr("epsilon", 1e-3)))
 	net := lower(t, m)
-	conv := net.Layers[0].(*Conv2D)
+	conv := net.Layers[0].(*nn.Conv2D)
 	// Output ceil(7/2)=4 × ceil(6/2)=3; padding 2 rows (1+1) and 1
 	// column, the odd one at the start for SAME_LOWER.
 	if len(net.Layers) != 1 || conv.PadT != 1 || conv.PadB != 1 || conv.PadL != 1 || conv.PadR != 0 {
 		t.Fatalf("layers %d, pads %d %d %d %d", len(net.Layers), conv.PadT, conv.PadL, conv.PadB, conv.PadR)
 	}
-	x := randSlice(rng, 2*7*6, 1)
-	plain := &Net{Input: []int{2, 7, 6}, Layers: []Layer{&Conv2D{InC: 2, OutC: 3, KH: 3, KW: 3, StrideH: 2, StrideW: 2,
+	x := nntest.RandSlice(rng, 2*7*6, 1)
+	plain := &nn.Net{Input: []int{2, 7, 6}, Layers: []nn.Layer{&nn.Conv2D{InC: 2, OutC: 3, KH: 3, KW: 3, StrideH: 2, StrideW: 2,
 		PadT: 1, PadL: 1, PadB: 1, W: w, B: b}}}
-	ref := naiveForward(plain, x)
+	ref := nntest.NaiveForward(plain, x)
 	got := forward1(t, net, x)
 	if len(got) != 3*4*3 {
 		t.Fatalf("%d outputs", len(got))
@@ -141,7 +145,7 @@ func TestLowerConvBatchNorm(t *testing.T) {
 // and Softmax (opset 11: axis 1 by default).
 func TestLowerMisc(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
-	w := randSlice(rng, 2*3*2*5, 1) // stored as [2,3,2,5], used as [12,5]
+	w := nntest.RandSlice(rng, 2*3*2*5, 1) // stored as [2,3,2,5], used as [12,5]
 	shape := onnx.NewInt64("", []int64{2}, []int64{12, -1})
 	cn := node("Constant", "shape", nil, "s", onnx.TensorAttr("value", shape))
 	m := graph(11, []int64{3, 2, 2}, []*onnx.Tensor{onnx.NewFloat("W4", []int64{2, 3, 2, 5}, w)},
@@ -152,12 +156,12 @@ func TestLowerMisc(t *testing.T) {
 	net := lower(t, m)
 	var kinds []string
 	for _, l := range net.Layers {
-		kinds = append(kinds, Describe(l))
+		kinds = append(kinds, nn.Describe(l))
 	}
 	if strings.Join(kinds, ",") != "relu,flatten,dense 12→5,softmax" {
 		t.Errorf("layers %v", kinds)
 	}
-	x := randSlice(rng, 12, 1)
+	x := nntest.RandSlice(rng, 12, 1)
 	got := forward1(t, net, x)
 	var z [5]float64
 	var sum float64
@@ -209,7 +213,7 @@ func TestLowerErrors(t *testing.T) {
 		{"ceil mode", graph(13, []int64{1, 4, 4}, nil, node("MaxPool", "mp", []string{"x"}, "y", onnx.IntsAttr("kernel_shape", 2, 2), onnx.IntAttr("ceil_mode", 1))), "ceil_mode 1"},
 	}
 	for _, c := range cases {
-		_, err := FromONNX(c.m)
+		_, err := Lower(c.m)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v; want an error containing %q", c.name, err, c.want)
 		}
@@ -217,33 +221,33 @@ func TestLowerErrors(t *testing.T) {
 	// Inputs and outputs.
 	m := graph(13, []int64{4}, nil, node("Relu", "r", []string{"x"}, "y"))
 	m.Graph.Input[0].HasShape = false
-	if _, err := FromONNX(m); err == nil || !strings.Contains(err.Error(), `input "x" has shape`) {
+	if _, err := Lower(m); err == nil || !strings.Contains(err.Error(), `input "x" has shape`) {
 		t.Errorf("no input shape: %v", err)
 	}
 	// A declared shape that the lowering does not reach.
 	m = graph(13, []int64{1, 5, 5}, []*onnx.Tensor{W}, conv())
 	m.Graph.ValueInfo = []*onnx.ValueInfo{{Name: "c", ElemType: onnx.DataFloat, HasShape: true,
 		Shape: []onnx.Dim{{Value: 1}, {Value: 2}, {Value: 5}, {Value: 5}}}}
-	if _, err := FromONNX(m); err == nil || !strings.Contains(err.Error(), `Conv node "conv1": output "c" has shape [2 3 3] per sample here, but the model declares [1 2 5 5]`) {
+	if _, err := Lower(m); err == nil || !strings.Contains(err.Error(), `Conv node "conv1": output "c" has shape [2 3 3] per sample here, but the model declares [1 2 5 5]`) {
 		t.Errorf("declared shape: %v", err)
 	}
 	m.Graph.ValueInfo[0].Shape = []onnx.Dim{{Param: "N"}, {Value: 2}, {Value: 3}, {}}
-	if _, err := FromONNX(m); err != nil {
+	if _, err := Lower(m); err != nil {
 		t.Errorf("declared shape with an unknown size: %v", err)
 	}
 	// [N,H,W] is one channel.
 	m = graph(13, []int64{5, 4}, nil, node("Flatten", "f", []string{"x"}, "y"))
-	if net, err := FromONNX(m); err != nil || fmt.Sprint(net.Input) != "[1 5 4]" || len(net.Layers) != 1 {
+	if net, err := Lower(m); err != nil || fmt.Sprint(net.Input) != "[1 5 4]" || len(net.Layers) != 1 {
 		t.Errorf("[N,H,W] input: %v", err)
 	}
 	m = graph(13, []int64{4}, nil, node("Relu", "r", []string{"x"}, "y"))
 	m.Graph.Output[0].Name = "x2"
-	if _, err := FromONNX(m); err == nil || !strings.Contains(err.Error(), `output "x2" is not the end`) {
+	if _, err := Lower(m); err == nil || !strings.Contains(err.Error(), `output "x2" is not the end`) {
 		t.Errorf("wrong output: %v", err)
 	}
 	m = graph(13, []int64{4}, nil, node("Relu", "r", []string{"x"}, "y"))
 	m.Graph.Input = append(m.Graph.Input, &onnx.ValueInfo{Name: "x2", ElemType: onnx.DataFloat, HasShape: true, Shape: []onnx.Dim{{Value: 1}}})
-	if _, err := FromONNX(m); err == nil || !strings.Contains(err.Error(), "only networks with one input") {
+	if _, err := Lower(m); err == nil || !strings.Contains(err.Error(), "only networks with one input") {
 		t.Errorf("two inputs: %v", err)
 	}
 }
@@ -281,10 +285,10 @@ func TestLowerQDQUint8Activations(t *testing.T) {
 	if q == nil || q.WeightBits != 8 || !slices.Equal(q.WeightScale[0], ws) {
 		t.Fatalf("quant %+v", q)
 	}
-	if q.Act[0] != (ActQuant{Scale: sa, ZeroPoint: int32(za) - 128}) || q.Act[2] != (ActQuant{Scale: 0.1, ZeroPoint: -128}) {
+	if q.Act[0] != (nn.ActQuant{Scale: sa, ZeroPoint: int32(za) - 128}) || q.Act[2] != (nn.ActQuant{Scale: 0.1, ZeroPoint: -128}) {
 		t.Errorf("activations %v", q.Act)
 	}
-	conv := net.Layers[0].(*Conv2D)
+	conv := net.Layers[0].(*nn.Conv2D)
 	for o := range 2 {
 		if conv.B[o] != float32(bias[o])*bs[o] {
 			t.Errorf("bias %d: %g, want %g", o, conv.B[o], float32(bias[o])*bs[o])
@@ -293,10 +297,10 @@ func TestLowerQDQUint8Activations(t *testing.T) {
 	// The uint8 quantization and its int8 image agree everywhere.
 	for x := float32(-2); x < 15; x += 0.0137 {
 		u := float32(min(max(math.RoundToEven(float64(x/sa))+float64(za), 0), 255)-float64(za)) * sa
-		v := []float32{x}
-		fakeQuant(v, q.Act[0])
-		if u != v[0] {
-			t.Fatalf("x = %g: uint8 gives %g, int8 %g", x, u, v[0])
+		a := q.Act[0]
+		v := quant.DequantizeValue(quant.QuantizeValue(x, a.Scale, a.ZeroPoint, -128, 127), a.Scale, a.ZeroPoint)
+		if u != v {
+			t.Fatalf("x = %g: uint8 gives %g, int8 %g", x, u, v)
 		}
 	}
 }
@@ -337,10 +341,10 @@ func TestLowerQuantizedFloatWeights(t *testing.T) {
 		t.Fatalf("weight scales %v", got.Quant)
 	}
 	for i, l := range net.Layers {
-		if w, _ := weightsOf(l); w != nil {
-			gw, _ := weightsOf(got.Layers[i])
+		if w, _ := nn.Weights(l); w != nil {
+			gw, _ := nn.Weights(got.Layers[i])
 			s := net.Quant.WeightScale[i]
-			if !slices.Equal(WeightCodes(gw, s, 8), WeightCodes(w, s, 8)) {
+			if !slices.Equal(nn.WeightCodes(gw, s, 8), nn.WeightCodes(w, s, 8)) {
 				t.Errorf("layer %d: codes differ", i)
 			}
 		}

@@ -1,4 +1,4 @@
-package nn
+package onnxnet
 
 import (
 	"errors"
@@ -7,14 +7,15 @@ import (
 	"strings"
 
 	"github.com/quantkit/quantkit/model/onnx"
+	"github.com/quantkit/quantkit/nn"
 )
 
 // ErrNonFinite is the error of lowering a model whose constants hold NaN
-// or infinite values when ONNXOptions.AllowNonFinite is not set.
+// or infinite values when Options.AllowNonFinite is not set.
 var ErrNonFinite = errors.New("non-finite weights")
 
-// ONNXOptions are the options of FromONNXWith and LoadONNXWith.
-type ONNXOptions struct {
+// Options are the options of LowerWith and LoadWith.
+type Options struct {
 	// AllowNonFinite lowers a model whose constants (weights, biases,
 	// BatchNormalization parameters, scales: every floating-point
 	// initializer or Constant a node reads) or lowered weights hold NaN
@@ -120,7 +121,7 @@ func constantsNonFinite(g *onnx.Graph) ([]NonFinite, error) {
 
 // layersNonFinite lists the weights and biases of net's layers that hold
 // NaN or infinite values.
-func layersNonFinite(net *Net) []NonFinite {
+func layersNonFinite(net *nn.Net) []NonFinite {
 	var list []NonFinite
 	add := func(name, what string, v []float32) {
 		if nan, inf := countNonFinite(v); nan+inf > 0 {
@@ -129,10 +130,10 @@ func layersNonFinite(net *Net) []NonFinite {
 	}
 	for _, l := range net.Layers {
 		switch l := l.(type) {
-		case *Conv2D:
+		case *nn.Conv2D:
 			add(l.Name, "weights", l.W)
 			add(l.Name, "biases", l.B)
-		case *Dense:
+		case *nn.Dense:
 			add(l.Name, "weights", l.W)
 			add(l.Name, "biases", l.B)
 		}

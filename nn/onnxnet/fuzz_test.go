@@ -1,4 +1,4 @@
-package nn
+package onnxnet
 
 import (
 	"os"
@@ -7,13 +7,15 @@ import (
 
 	"github.com/quantkit/quantkit/cpu"
 	"github.com/quantkit/quantkit/model/onnx"
+	"github.com/quantkit/quantkit/nn/float"
+	"github.com/quantkit/quantkit/nn/internal/nntest"
 )
 
-// FuzzFromONNX lowers whatever the ONNX reader accepts: FromONNX must
+// FuzzLower lowers whatever the ONNX reader accepts: Lower must
 // never panic, and a net it returns must run (on one zero sample, when
 // small) without error.
-func FuzzFromONNX(f *testing.F) {
-	if b, err := os.ReadFile(mnistONNX); err == nil {
+func FuzzLower(f *testing.F) {
+	if b, err := os.ReadFile(nntest.MNISTONNX); err == nil {
 		f.Add(b)
 	}
 	for _, bits := range []int{8, 4} {
@@ -29,16 +31,16 @@ func FuzzFromONNX(f *testing.F) {
 		if err != nil {
 			return
 		}
-		net, err := FromONNX(m)
+		net, err := Lower(m)
 		if err != nil {
 			if strings.TrimSpace(err.Error()) == "" {
 				t.Fatal("empty error")
 			}
 			return
 		}
-		e, err := NewFloatEngine(be, net)
+		e, err := float.New(be, net)
 		if err != nil {
-			t.Fatalf("FromONNX gave a net the engine refuses: %v", err)
+			t.Fatalf("Lower gave a net the engine refuses: %v", err)
 		}
 		defer e.Close()
 		if e.InLen() > 1<<16 || e.OutLen() > 1<<16 {

@@ -1,4 +1,4 @@
-package nn
+package qat
 
 import (
 	"errors"
@@ -6,6 +6,8 @@ import (
 	"math"
 	"math/rand/v2"
 
+	"github.com/quantkit/quantkit/nn"
+	"github.com/quantkit/quantkit/nn/internal/tape"
 	"github.com/quantkit/quantkit/quant"
 )
 
@@ -25,8 +27,8 @@ import (
 // summed in a fixed order, and the samples are drawn from a generator
 // seeded by the caller, so a run is reproducible on any number of cores.
 
-// QATOptions configure QAT.
-type QATOptions struct {
+// Options configure Train.
+type Options struct {
 	WeightBits int     // 4 or 8; 0 keeps the calibrated net's
 	Epochs     int     // passes over the training images; default 1
 	Images     int     // training images, a seeded random subset of data; 0 or more than data.N: all
@@ -38,18 +40,18 @@ type QATOptions struct {
 	Progress func(step, steps int, loss float64)
 }
 
-// QAT returns a copy of the calibrated net q (from PTQ: its activation
+// Train returns a copy of the calibrated net q (from PTQ: its activation
 // parameters are used and kept) whose weights were fine-tuned on data
 // with fake quantization, with Quant set (Method "qat") for the integer
 // engine. q is not modified.
-func QAT(q *Net, data *Samples, opt QATOptions) (*Net, error) {
+func Train(q *nn.Net, data *nn.Samples, opt Options) (*nn.Net, error) {
 	if q == nil || q.Quant == nil {
 		return nil, errors.New("nn: QAT needs a calibrated net (PTQ gives its activation ranges)")
 	}
-	if err := data.check(true); err != nil {
+	if err := data.Check(true); err != nil {
 		return nil, err
 	}
-	shapes, err := chainShapes(q)
+	shapes, err := nn.Shapes(q)
 	if err != nil {
 		return nil, err
 	}
@@ -71,33 +73,33 @@ func QAT(q *Net, data *Samples, opt QATOptions) (*Net, error) {
 	if !(opt.LR > 0) || math.IsInf(opt.LR, 0) {
 		return nil, fmt.Errorf("nn: learning rate %g", opt.LR)
 	}
-	top := trainLogitsLayer(q)
-	classes := shapes[top].size()
+	top := tape.LogitsLayer(q)
+	classes := shapes[top].Size()
 	for i, l := range data.Labels[:data.N] {
 		if int(l) >= classes {
 			return nil, fmt.Errorf("nn: sample %d has label %d, the net has %d outputs", i, l, classes)
 		}
 	}
-	net := calibClone(q)
-	act, err := qatActParams(net, shapes)
+	net := q.Clone()
+	act, err := actParams(net, shapes)
 	if err != nil {
 		return nil, err
 	}
-	p := trainParamsOf(net) // float weights, trained
-	fq := trainParams{W: make([][]float32, len(net.Layers)), B: p.B}
+	p := tape.ParamsOf(net) // float weights, trained
+	fq := tape.Params{W: make([][]float32, len(net.Layers)), B: p.B}
 	wparams := make([]*quant.Params, len(net.Layers))
 	for i, w := range p.W {
 		if w == nil {
 			continue
 		}
-		_, outC := weightsOf(net.Layers[i])
+		_, outC := nn.Weights(net.Layers[i])
 		fq.W[i] = make([]float32, len(w))
-		if wparams[i], err = quant.NewParams(calibWeightScheme(opt.WeightBits), []int{outC, len(w) / outC}); err != nil {
+		if wparams[i], err = quant.NewParams(nn.WeightScheme(opt.WeightBits), []int{outC, len(w) / outC}); err != nil {
 			return nil, err
 		}
 	}
 	actFQ := func(layer int, x []float32, mask []bool) {
-		quant.FakeQuant(x, mask, x, act[layer]) // checked in qatActParams
+		quant.FakeQuant(x, mask, x, act[layer]) // checked in actParams
 	}
 
 	rng := rand.New(rand.NewPCG(opt.Seed, 0x9a7))
@@ -113,7 +115,7 @@ func QAT(q *Net, data *Samples, opt QATOptions) (*Net, error) {
 		gw, gb [][]float32
 		loss   float64
 	}
-	shards := make([]shardState, trainShards)
+	shards := make([]shardState, tape.Shards)
 	for s := range shards {
 		shards[s].gw = make([][]float32, len(p.W))
 		shards[s].gb = make([][]float32, len(p.W))
@@ -124,12 +126,12 @@ func QAT(q *Net, data *Samples, opt QATOptions) (*Net, error) {
 			}
 		}
 	}
-	tapes := make([]*trainTape, trainWorkers())
+	tapes := make([]*tape.Tape, tape.Workers())
 	for k := range tapes {
-		tapes[k] = newTrainTape(shapes)
+		tapes[k] = tape.New(shapes)
 	}
-	adam := newQATAdam(p)
-	in := shapes[0].size()
+	optim := newAdam(p)
+	in := shapes[0].Size()
 	x := make([]float32, opt.BatchSize*in)
 	done := 0
 	for range opt.Epochs {
@@ -142,15 +144,15 @@ func QAT(q *Net, data *Samples, opt QATOptions) (*Net, error) {
 				if w == nil {
 					continue
 				}
-				_, outC := weightsOf(net.Layers[i])
-				copy(wparams[i].Scales, calibWeightScales(w, outC, opt.WeightBits))
+				_, outC := nn.Weights(net.Layers[i])
+				copy(wparams[i].Scales, nn.WeightScales(w, outC, opt.WeightBits))
 				if err := quant.FakeQuant(fq.W[i], nil, w, wparams[i]); err != nil {
 					return nil, fmt.Errorf("nn: layer %d weights: %w", i, err)
 				}
 			}
-			per := (nb + trainShards - 1) / trainShards
+			per := (nb + tape.Shards - 1) / tape.Shards
 			scale := 1 / float32(nb)
-			trainParallel(trainShards, func(wk, s int) {
+			tape.Parallel(tape.Shards, func(wk, s int) {
 				t, sh := tapes[wk], &shards[s]
 				sh.loss = 0
 				for i := range sh.gw {
@@ -158,13 +160,13 @@ func QAT(q *Net, data *Samples, opt QATOptions) (*Net, error) {
 					clear(sh.gb[i])
 				}
 				for k := s * per; k < min((s+1)*per, nb); k++ {
-					t.forward(net, shapes, fq, x[k*in:(k+1)*in], actFQ)
-					sh.loss += trainCrossEntropy(t.grad[top], t.acts[top], int(data.Labels[idx[k]]), scale)
-					t.backward(net, shapes, fq, top, sh.gw, sh.gb)
+					t.Forward(net, shapes, fq, x[k*in:(k+1)*in], actFQ)
+					sh.loss += tape.CrossEntropy(t.Grad[top], t.Acts[top], int(data.Labels[idx[k]]), scale)
+					t.Backward(net, shapes, fq, top, sh.gw, sh.gb)
 				}
 			})
 			loss := 0.0
-			for s := 1; s < trainShards; s++ {
+			for s := 1; s < tape.Shards; s++ {
 				for i := range shards[0].gw {
 					for k, v := range shards[s].gw[i] {
 						shards[0].gw[i][k] += v
@@ -180,7 +182,7 @@ func QAT(q *Net, data *Samples, opt QATOptions) (*Net, error) {
 			if math.IsNaN(loss) || math.IsInf(loss, 0) {
 				return nil, fmt.Errorf("nn: QAT diverged at step %d (loss %g); lower the learning rate", done, loss)
 			}
-			adam.step(p, shards[0].gw, shards[0].gb, opt.LR)
+			optim.step(p, shards[0].gw, shards[0].gb, opt.LR)
 			done++
 			if opt.Progress != nil {
 				opt.Progress(done, total, loss/float64(nb))
@@ -189,8 +191,8 @@ func QAT(q *Net, data *Samples, opt QATOptions) (*Net, error) {
 	}
 	for i, w := range p.W {
 		if w != nil {
-			_, outC := weightsOf(net.Layers[i])
-			net.Quant.WeightScale[i] = calibWeightScales(w, outC, opt.WeightBits)
+			_, outC := nn.Weights(net.Layers[i])
+			net.Quant.WeightScale[i] = nn.WeightScales(w, outC, opt.WeightBits)
 		}
 	}
 	net.Quant.WeightBits = opt.WeightBits
@@ -198,20 +200,20 @@ func QAT(q *Net, data *Samples, opt QATOptions) (*Net, error) {
 	return net, nil
 }
 
-// qatActParams are the fake-quant parameters of the tensor entering each
+// actParams are the fake-quant parameters of the tensor entering each
 // Conv2D and Dense layer: per tensor, int8 codes in [−128, 127], from
 // net.Quant.Act.
-func qatActParams(net *Net, shapes []sampleShape) ([]*quant.Params, error) {
+func actParams(net *nn.Net, shapes []nn.Shape) ([]*quant.Params, error) {
 	ps := make([]*quant.Params, len(net.Layers))
 	for i, l := range net.Layers {
-		if !calibQuantized(l) {
+		if !nn.QuantizedInput(l) {
 			continue
 		}
 		if i >= len(net.Quant.Act) {
 			return nil, fmt.Errorf("nn: layer %d has no activation parameters", i)
 		}
 		a := net.Quant.Act[i]
-		p, err := quant.NewParams(calibActScheme, []int{shapes[i].size()})
+		p, err := quant.NewParams(nn.ActScheme(), []int{shapes[i].Size()})
 		if err != nil {
 			return nil, err
 		}
@@ -224,16 +226,16 @@ func qatActParams(net *Net, shapes []sampleShape) ([]*quant.Params, error) {
 	return ps, nil
 }
 
-// qatAdam is Adam (β1 0.9, β2 0.999, ε 1e-8) over the weights and biases.
-type qatAdam struct {
+// adam is Adam (β1 0.9, β2 0.999, ε 1e-8) over the weights and biases.
+type adam struct {
 	t          int
 	mw, vw     [][]float64
 	mb, vb     [][]float64
 	b1, b2, ep float64
 }
 
-func newQATAdam(p trainParams) *qatAdam {
-	a := &qatAdam{b1: 0.9, b2: 0.999, ep: 1e-8}
+func newAdam(p tape.Params) *adam {
+	a := &adam{b1: 0.9, b2: 0.999, ep: 1e-8}
 	for i, w := range p.W {
 		var mw, vw, mb, vb []float64
 		if w != nil {
@@ -246,7 +248,7 @@ func newQATAdam(p trainParams) *qatAdam {
 	return a
 }
 
-func (a *qatAdam) step(p trainParams, gw, gb [][]float32, lr float64) {
+func (a *adam) step(p tape.Params, gw, gb [][]float32, lr float64) {
 	a.t++
 	c1 := 1 - math.Pow(a.b1, float64(a.t))
 	c2 := 1 - math.Pow(a.b2, float64(a.t))
@@ -265,31 +267,4 @@ func (a *qatAdam) step(p trainParams, gw, gb [][]float32, lr float64) {
 		upd(w, gw[i], a.mw[i], a.vw[i])
 		upd(p.B[i], gb[i], a.mb[i], a.vb[i])
 	}
-}
-
-// trainForwardBatch runs nb samples of x through the float net with the
-// direct loops of training and writes the outputs into out; the
-// reference float inference for tests and for nets the backend engines
-// do not take.
-func trainForwardBatch(net *Net, x []float32, nb int, out []float32) error {
-	shapes, err := chainShapes(net)
-	if err != nil {
-		return err
-	}
-	in, on := shapes[0].size(), shapes[len(shapes)-1].size()
-	if len(x) != nb*in || len(out) != nb*on {
-		return fmt.Errorf("nn: forward of %d samples: %d inputs and %d outputs", nb, len(x), len(out))
-	}
-	p := trainParamsOf(net)
-	tapes := make([]*trainTape, trainWorkers())
-	for k := range tapes {
-		tapes[k] = newTrainTape(shapes)
-	}
-	per := (nb + trainShards - 1) / trainShards
-	trainParallel(trainShards, func(w, s int) {
-		for k := s * per; k < min((s+1)*per, nb); k++ {
-			copy(out[k*on:(k+1)*on], tapes[w].forward(net, shapes, p, x[k*in:(k+1)*in], nil))
-		}
-	})
-	return nil
 }

@@ -1,4 +1,4 @@
-package nn
+package onnxnet
 
 import (
 	"math/rand/v2"
@@ -11,17 +11,20 @@ import (
 	"github.com/quantkit/quantkit/cpu"
 	"github.com/quantkit/quantkit/model/onnx"
 	"github.com/quantkit/quantkit/model/safetensors"
+	"github.com/quantkit/quantkit/nn"
+	"github.com/quantkit/quantkit/nn/float"
+	"github.com/quantkit/quantkit/nn/internal/nntest"
 )
 
 // quantized returns oddNet with per-channel weight scales from the
 // weights' ranges and activation parameters before every layer that has
 // weights, before the first ReLU, and on the output.
-func quantized(bits int) *Net {
-	net := oddNet(rand.New(rand.NewPCG(7, 7)), false)
-	q := &Quant{WeightBits: bits, WeightScale: make([][]float32, len(net.Layers)), Act: make([]ActQuant, len(net.Layers)+1), Method: "max"}
+func quantized(bits int) *nn.Net {
+	net := nntest.OddNet(rand.New(rand.NewPCG(7, 7)), false)
+	q := &nn.Quant{WeightBits: bits, WeightScale: make([][]float32, len(net.Layers)), Act: make([]nn.ActQuant, len(net.Layers)+1), Method: "max"}
 	qmax := float32(int(1)<<(bits-1) - 1)
 	for i, l := range net.Layers {
-		w, outC := weightsOf(l)
+		w, outC := nn.Weights(l)
 		if w == nil {
 			continue
 		}
@@ -35,10 +38,10 @@ func quantized(bits int) *Net {
 			s[o] = m / qmax
 		}
 		q.WeightScale[i] = s
-		q.Act[i] = ActQuant{Scale: 0.02 * float32(i+1), ZeroPoint: int32(i) - 3}
+		q.Act[i] = nn.ActQuant{Scale: 0.02 * float32(i+1), ZeroPoint: int32(i) - 3}
 	}
-	q.Act[1] = ActQuant{Scale: 0.03, ZeroPoint: -128}
-	q.Act[len(net.Layers)] = ActQuant{Scale: 0.1, ZeroPoint: 5}
+	q.Act[1] = nn.ActQuant{Scale: 0.03, ZeroPoint: -128}
+	q.Act[len(net.Layers)] = nn.ActQuant{Scale: 0.1, ZeroPoint: 5}
 	net.Quant = q
 	net.InputScale = 1.0 / 255
 	net.InputName, net.OutputName = "image", "logits"
@@ -77,28 +80,28 @@ func TestExportQDQRoundTrip(t *testing.T) {
 			t.Fatalf("%d layers, want %d", len(got.Layers), len(net.Layers))
 		}
 		for i, l := range net.Layers {
-			if Describe(got.Layers[i]) != Describe(l) {
-				t.Errorf("layer %d: %s, want %s", i, Describe(got.Layers[i]), Describe(l))
+			if nn.Describe(got.Layers[i]) != nn.Describe(l) {
+				t.Errorf("layer %d: %s, want %s", i, nn.Describe(got.Layers[i]), nn.Describe(l))
 			}
-			w, _ := weightsOf(l)
+			w, _ := nn.Weights(l)
 			if w == nil {
 				continue
 			}
-			gw, _ := weightsOf(got.Layers[i])
+			gw, _ := nn.Weights(got.Layers[i])
 			if !slices.Equal(gq.WeightScale[i], q.WeightScale[i]) {
 				t.Errorf("layer %d: weight scales differ", i)
 			}
-			if !slices.Equal(WeightCodes(gw, gq.WeightScale[i], bits), WeightCodes(w, q.WeightScale[i], bits)) {
+			if !slices.Equal(nn.WeightCodes(gw, gq.WeightScale[i], bits), nn.WeightCodes(w, q.WeightScale[i], bits)) {
 				t.Errorf("layer %d: weight codes differ", i)
 			}
 		}
 		// The imported net computes exactly what the original does.
-		x := randSlice(rand.New(rand.NewPCG(8, 8)), 5*e2eIn(net), 2)
-		a, err := net.Forward(cpu.New(), x, 5)
+		x := nntest.RandSlice(rand.New(rand.NewPCG(8, 8)), 5*e2eIn(net), 2)
+		a, err := float.Forward(cpu.New(), net, x, 5)
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := got.Forward(cpu.New(), x, 5)
+		b, err := float.Forward(cpu.New(), got, x, 5)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -108,7 +111,7 @@ func TestExportQDQRoundTrip(t *testing.T) {
 	}
 }
 
-func e2eIn(net *Net) int {
+func e2eIn(net *nn.Net) int {
 	n := 1
 	for _, d := range net.Input {
 		n *= d
@@ -119,7 +122,7 @@ func e2eIn(net *Net) int {
 // checkQDQStructure checks what runtimes rely on: opset 13, IR 7, weights
 // only as initializers, INT8 codes with per-channel DequantizeLinear on
 // axis 0, scalar INT8 Q/DQ parameters on activations.
-func checkQDQStructure(t *testing.T, m *onnx.Model, net *Net) {
+func checkQDQStructure(t *testing.T, m *onnx.Model, net *nn.Net) {
 	t.Helper()
 	if m.IRVersion != 7 || m.Opset() != 13 || len(m.OpsetImport) != 1 {
 		t.Errorf("IR %d, opsets %v", m.IRVersion, m.OpsetImport)
@@ -187,12 +190,12 @@ func checkQDQStructure(t *testing.T, m *onnx.Model, net *Net) {
 
 // A float net written as ONNX (explicit pads) and lowered again computes
 // the same as the original (SAME_UPPER padding).
-func TestToONNXFloat(t *testing.T) {
-	net, err := LoadONNX(mnistONNX)
+func TestExportFloat(t *testing.T) {
+	net, err := Load(nntest.MNISTONNX)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := ToONNX(net)
+	m, err := Export(net)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,19 +208,19 @@ func TestToONNXFloat(t *testing.T) {
 		}
 	}
 	path := filepath.Join(t.TempDir(), "f.onnx")
-	if err := SaveONNX(net, path); err != nil {
+	if err := Save(net, path); err != nil {
 		t.Fatal(err)
 	}
-	again, err := LoadONNX(path)
+	again, err := Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again.Quant != nil || Params(again) != 5994 {
-		t.Errorf("quant %v, %d params", again.Quant, Params(again))
+	if again.Quant != nil || nn.Params(again) != 5994 {
+		t.Errorf("quant %v, %d params", again.Quant, nn.Params(again))
 	}
-	x := randSlice(rand.New(rand.NewPCG(9, 9)), 3*784, 100)
-	a, _ := net.Forward(cpu.New(), x, 3)
-	b, _ := again.Forward(cpu.New(), x, 3)
+	x := nntest.RandSlice(rand.New(rand.NewPCG(9, 9)), 3*784, 100)
+	a, _ := float.Forward(cpu.New(), net, x, 3)
+	b, _ := float.Forward(cpu.New(), again, x, 3)
 	if !slices.Equal(a, b) {
 		t.Error("the re-read model computes other outputs")
 	}
@@ -249,9 +252,9 @@ func TestSaveSafetensors(t *testing.T) {
 	if !slices.Equal(names, want) {
 		t.Errorf("tensors %v", names)
 	}
-	c1 := net.Layers[0].(*Conv2D)
+	c1 := net.Layers[0].(*nn.Conv2D)
 	codes, _ := f.Float32("c1.weight")
-	for i, c := range WeightCodes(c1.W, net.Quant.WeightScale[0], 4) {
+	for i, c := range nn.WeightCodes(c1.W, net.Quant.WeightScale[0], 4) {
 		if float32(c) != codes[i] || c < -7 || c > 7 {
 			t.Fatalf("c1.weight[%d] = %g, want %d", i, codes[i], c)
 		}

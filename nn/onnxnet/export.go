@@ -1,4 +1,4 @@
-package nn
+package onnxnet
 
 import (
 	"encoding/binary"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/quantkit/quantkit/model/onnx"
 	"github.com/quantkit/quantkit/model/safetensors"
+	"github.com/quantkit/quantkit/nn"
 )
 
 // The ONNX versions the exporters write: opset 13 is the first whose
@@ -20,17 +21,17 @@ const (
 	ExportIRVersion = 7
 )
 
-// ToONNX writes net as an ONNX graph of opset 13: Conv, Gemm (transB = 1,
+// Export writes net as an ONNX graph of opset 13: Conv, Gemm (transB = 1,
 // weights [Out][In] as stored), Relu, MaxPool, Flatten, Softmax, with
 // weights and biases as initializers that are not graph inputs. For a
 // quantized net it is ExportQDQ's graph.
-func ToONNX(net *Net) (*onnx.Model, error) {
-	shapes, err := chainShapes(net)
+func Export(net *nn.Net) (*onnx.Model, error) {
+	shapes, err := nn.Shapes(net)
 	if err != nil {
 		return nil, err
 	}
 	if net.Quant != nil {
-		if err := checkQuant(net); err != nil {
+		if err := nn.CheckQuant(net); err != nil {
 			return nil, err
 		}
 	}
@@ -52,18 +53,18 @@ func ToONNX(net *Net) (*onnx.Model, error) {
 //     int32 as some exporters do), as the integer engine keeps them.
 //
 // The model is opset 13, IR version 7; metadata_props record the input
-// scale, weight bits and calibration method, which FromONNX reads back.
-func ExportQDQ(net *Net) (*onnx.Model, error) {
+// scale, weight bits and calibration method, which Lower reads back.
+func ExportQDQ(net *nn.Net) (*onnx.Model, error) {
 	if net == nil || net.Quant == nil {
 		return nil, errors.New("nn: ExportQDQ of a float net (quantize it first)")
 	}
-	return ToONNX(net)
+	return Export(net)
 }
 
 // ImportQDQ lowers a QDQ model (as ExportQDQ writes it) to a quantized Net;
 // a model without quantization is an error.
-func ImportQDQ(m *onnx.Model) (*Net, error) {
-	net, err := FromONNX(m)
+func ImportQDQ(m *onnx.Model) (*nn.Net, error) {
+	net, err := Lower(m)
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +75,7 @@ func ImportQDQ(m *onnx.Model) (*Net, error) {
 }
 
 type exporter struct {
-	net   *Net
+	net   *nn.Net
 	g     onnx.Graph
 	names map[string]bool
 	n     int // tensors made
@@ -104,12 +105,12 @@ func (x *exporter) add(op, name string, in []string, out string, attrs ...*onnx.
 }
 
 // layerName is the base name of layer i's tensors and nodes.
-func layerName(net *Net, i int) string {
+func layerName(net *nn.Net, i int) string {
 	var name string
 	switch l := net.Layers[i].(type) {
-	case *Conv2D:
+	case *nn.Conv2D:
 		name = l.Name
-	case *Dense:
+	case *nn.Dense:
 		name = l.Name
 	}
 	if name == "" {
@@ -119,7 +120,7 @@ func layerName(net *Net, i int) string {
 }
 
 // qdq passes cur through a QuantizeLinear → DequantizeLinear pair with a.
-func (x *exporter) qdq(cur, base string, a ActQuant) string {
+func (x *exporter) qdq(cur, base string, a nn.ActQuant) string {
 	s := x.init(onnx.NewFloat(base+".scale", nil, []float32{a.Scale}))
 	z := x.init(onnx.NewInt8(base+".zero_point", nil, []int8{int8(a.ZeroPoint)}))
 	q, dq := x.unique(base+".quantized"), x.unique(base+".dequantized")
@@ -136,7 +137,7 @@ func (x *exporter) weight(i int, base string, w []float32, dims []int64) string 
 		return x.init(onnx.NewFloat(base+".weight", dims, w))
 	}
 	s := q.WeightScale[i]
-	codes := WeightCodes(w, s, q.WeightBits)
+	codes := nn.WeightCodes(w, s, q.WeightBits)
 	c := x.init(onnx.NewInt8(base+".weight_quantized", dims, codes))
 	sc := x.init(onnx.NewFloat(base+".weight_scale", []int64{int64(len(s))}, s))
 	z := x.init(onnx.NewInt8(base+".weight_zero_point", []int64{int64(len(s))}, make([]int8, len(s))))
@@ -145,7 +146,7 @@ func (x *exporter) weight(i int, base string, w []float32, dims []int64) string 
 	return out
 }
 
-func (x *exporter) model(shapes []sampleShape) (*onnx.Model, error) {
+func (x *exporter) model(shapes []nn.Shape) (*onnx.Model, error) {
 	net := x.net
 	inName, outName := net.InputName, net.OutputName
 	if inName == "" {
@@ -160,9 +161,9 @@ func (x *exporter) model(shapes []sampleShape) (*onnx.Model, error) {
 		in.Shape = append(in.Shape, onnx.Dim{Value: int64(d)})
 	}
 	x.g.Input = []*onnx.ValueInfo{in}
-	act := func(i int) (ActQuant, bool) {
+	act := func(i int) (nn.ActQuant, bool) {
 		if net.Quant == nil || net.Quant.Act[i].Scale == 0 {
-			return ActQuant{}, false
+			return nn.ActQuant{}, false
 		}
 		return net.Quant.Act[i], true
 	}
@@ -174,29 +175,29 @@ func (x *exporter) model(shapes []sampleShape) (*onnx.Model, error) {
 		}
 		out := x.unique(fmt.Sprintf("%s.output", base))
 		switch l := l.(type) {
-		case *Conv2D:
+		case *nn.Conv2D:
 			w := x.weight(i, base, l.W, []int64{int64(l.OutC), int64(l.InC), int64(l.KH), int64(l.KW)})
 			b := x.init(onnx.NewFloat(base+".bias", []int64{int64(l.OutC)}, l.B))
 			x.add("Conv", base, []string{cur, w, b}, out,
 				onnx.IntsAttr("kernel_shape", int64(l.KH), int64(l.KW)), onnx.IntsAttr("strides", int64(l.StrideH), int64(l.StrideW)),
 				onnx.IntsAttr("pads", int64(l.PadT), int64(l.PadL), int64(l.PadB), int64(l.PadR)),
 				onnx.IntsAttr("dilations", 1, 1), onnx.IntAttr("group", 1))
-		case *Dense:
+		case *nn.Dense:
 			if len(net.Input) != 1 && !afterFlatten(net, i) {
 				return nil, fmt.Errorf("nn: layer %d (dense %s) reads a [C,H,W] tensor without a Flatten before it", i, l.Name)
 			}
 			w := x.weight(i, base, l.W, []int64{int64(l.Out), int64(l.In)})
 			b := x.init(onnx.NewFloat(base+".bias", []int64{int64(l.Out)}, l.B))
 			x.add("Gemm", base, []string{cur, w, b}, out, onnx.IntAttr("transB", 1))
-		case *ReLU:
+		case *nn.ReLU:
 			x.add("Relu", fmt.Sprintf("relu%d", i), []string{cur}, out)
-		case *MaxPool:
+		case *nn.MaxPool:
 			x.add("MaxPool", fmt.Sprintf("maxpool%d", i), []string{cur}, out,
 				onnx.IntsAttr("kernel_shape", int64(l.KH), int64(l.KW)), onnx.IntsAttr("strides", int64(l.StrideH), int64(l.StrideW)),
 				onnx.IntsAttr("pads", int64(l.PadT), int64(l.PadL), int64(l.PadB), int64(l.PadR)))
-		case *Flatten:
+		case *nn.Flatten:
 			x.add("Flatten", fmt.Sprintf("flatten%d", i), []string{cur}, out, onnx.IntAttr("axis", 1))
-		case *Softmax:
+		case *nn.Softmax:
 			if s := shapes[i]; s.H != 1 || s.W != 1 {
 				return nil, fmt.Errorf("nn: layer %d: softmax of a [C,H,W] tensor", i)
 			}
@@ -239,19 +240,19 @@ func (x *exporter) model(shapes []sampleShape) (*onnx.Model, error) {
 }
 
 // afterFlatten reports whether a Flatten comes before layer i.
-func afterFlatten(net *Net, i int) bool {
+func afterFlatten(net *nn.Net, i int) bool {
 	for _, l := range net.Layers[:i] {
-		if _, ok := l.(*Flatten); ok {
+		if _, ok := l.(*nn.Flatten); ok {
 			return true
 		}
 	}
 	return false
 }
 
-// SaveONNX writes net to path (atomically): ExportQDQ's graph for a
+// Save writes net to path (atomically): ExportQDQ's graph for a
 // quantized net, a float graph otherwise.
-func SaveONNX(net *Net, path string) error {
-	m, err := ToONNX(net)
+func Save(net *nn.Net, path string) error {
+	m, err := Export(net)
 	if err != nil {
 		return fmt.Errorf("nn: %s: %w", path, err)
 	}
@@ -270,14 +271,14 @@ func SaveONNX(net *Net, path string) error {
 //
 // in layer order, with metadata weight_bits, method, input_scale and
 // layers (the NAMEs, comma-separated). 4-bit codes are stored one per int8.
-func SaveSafetensors(net *Net, path string) error {
+func SaveSafetensors(net *nn.Net, path string) error {
 	if net == nil || net.Quant == nil {
 		return fmt.Errorf("nn: %s: SaveSafetensors of a float net (quantize it first)", path)
 	}
-	if _, err := chainShapes(net); err != nil {
+	if _, err := nn.Shapes(net); err != nil {
 		return fmt.Errorf("nn: %s: %w", path, err)
 	}
-	if err := checkQuant(net); err != nil {
+	if err := nn.CheckQuant(net); err != nil {
 		return fmt.Errorf("nn: %s: %w", path, err)
 	}
 	q := net.Quant
@@ -292,7 +293,7 @@ func SaveSafetensors(net *Net, path string) error {
 	var names []string
 	seen := map[string]bool{}
 	for i, l := range net.Layers {
-		w, outC := weightsOf(l)
+		w, outC := nn.Weights(l)
 		if w == nil {
 			continue
 		}
@@ -308,12 +309,12 @@ func SaveSafetensors(net *Net, path string) error {
 		var shape []int
 		var bias []float32
 		switch l := l.(type) {
-		case *Conv2D:
+		case *nn.Conv2D:
 			shape, bias = []int{l.OutC, l.InC, l.KH, l.KW}, l.B
-		case *Dense:
+		case *nn.Dense:
 			shape, bias = []int{l.Out, l.In}, l.B
 		}
-		codes := WeightCodes(w, q.WeightScale[i], q.WeightBits)
+		codes := nn.WeightCodes(w, q.WeightScale[i], q.WeightBits)
 		cb := make([]byte, len(codes))
 		for j, c := range codes {
 			cb[j] = byte(c)

@@ -1,4 +1,4 @@
-package nn
+package onnxnet
 
 import (
 	"errors"
@@ -6,40 +6,40 @@ import (
 	"math"
 	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/quantkit/quantkit/model/onnx"
+	"github.com/quantkit/quantkit/nn"
 	"github.com/quantkit/quantkit/quant"
 )
 
-// Metadata keys the exporters write (metadata_props) and FromONNX reads.
+// Metadata keys the exporters write (metadata_props) and Lower reads.
 const (
 	MetaInputScale = "quantkit.input_scale" // Net.InputScale, as %g
 	MetaWeightBits = "quantkit.weight_bits" // Quant.WeightBits
 	MetaMethod     = "quantkit.method"      // Quant.Method
 )
 
-// LoadONNX reads the ONNX file at path and lowers it with FromONNX.
-func LoadONNX(path string) (*Net, error) {
-	net, _, err := LoadONNXWith(path, ONNXOptions{})
+// Load reads the ONNX file at path and lowers it with Lower.
+func Load(path string) (*nn.Net, error) {
+	net, _, err := LoadWith(path, Options{})
 	return net, err
 }
 
-// LoadONNXWith reads the ONNX file at path and lowers it with
-// FromONNXWith. Errors name the file.
-func LoadONNXWith(path string, opt ONNXOptions) (*Net, []NonFinite, error) {
+// LoadWith reads the ONNX file at path and lowers it with
+// LowerWith. Errors name the file.
+func LoadWith(path string, opt Options) (*nn.Net, []NonFinite, error) {
 	m, err := onnx.Read(path)
 	if err != nil {
 		return nil, nil, err
 	}
-	net, bad, err := FromONNXWith(m, opt)
+	net, bad, err := LowerWith(m, opt)
 	if err != nil {
 		return nil, nil, fmt.Errorf("nn: %s: %w", path, err)
 	}
 	return net, bad, nil
 }
 
-// FromONNX lowers an ONNX graph that is a chain of supported operators
+// Lower lowers an ONNX graph that is a chain of supported operators
 // into a Net:
 //
 //	Conv (group 1, dilation 1; pads or auto_pad)  → Conv2D
@@ -63,18 +63,18 @@ func LoadONNXWith(path string, opt ONNXOptions) (*Net, []NonFinite, error) {
 //
 // Names the graph uses twice are an error (onnx.Graph.CheckNames), and
 // so are NaN and infinite values in the constants nodes read and in the
-// lowered weights (ErrNonFinite, naming the tensors); FromONNXWith can
+// lowered weights (ErrNonFinite, naming the tensors); LowerWith can
 // allow those.
 //
 // Errors name the node; an operator outside the list is an error naming it.
-func FromONNX(m *onnx.Model) (*Net, error) {
-	net, _, err := FromONNXWith(m, ONNXOptions{})
+func Lower(m *onnx.Model) (*nn.Net, error) {
+	net, _, err := LowerWith(m, Options{})
 	return net, err
 }
 
-// FromONNXWith is FromONNX with options. It also returns the tensors with
+// LowerWith is Lower with options. It also returns the tensors with
 // NaN or infinite values that opt.AllowNonFinite let through.
-func FromONNXWith(m *onnx.Model, opt ONNXOptions) (*Net, []NonFinite, error) {
+func LowerWith(m *onnx.Model, opt Options) (*nn.Net, []NonFinite, error) {
 	if m == nil || m.Graph == nil {
 		return nil, nil, errors.New("no graph")
 	}
@@ -93,7 +93,7 @@ func FromONNXWith(m *onnx.Model, opt ONNXOptions) (*Net, []NonFinite, error) {
 		consts:  map[string]*onnx.Tensor{},
 		wcodes:  map[string]*lowerWeight{},
 		outputs: map[string]bool{},
-		net:     &Net{InputScale: 1},
+		net:     &nn.Net{InputScale: 1},
 		opset:   m.Opset(),
 	}
 	if err := l.run(); err != nil {
@@ -102,7 +102,7 @@ func FromONNXWith(m *onnx.Model, opt ONNXOptions) (*Net, []NonFinite, error) {
 	if err := l.meta(m); err != nil {
 		return nil, nil, err
 	}
-	if _, err := chainShapes(l.net); err != nil {
+	if _, err := nn.Shapes(l.net); err != nil {
 		return nil, nil, err
 	}
 	// Values that only lowering made non-finite (folding a
@@ -130,22 +130,22 @@ type lowering struct {
 	consts  map[string]*onnx.Tensor
 	wcodes  map[string]*lowerWeight
 	outputs map[string]bool
-	net     *Net
+	net     *nn.Net
 	opset   int64
 
 	declared map[string]*onnx.ValueInfo // value_info and outputs by name
 
-	cur   string // the tensor the chain has reached
-	shape []int  // its shape per sample: [C,H,W] or [F]
-	last  Layer  // the layer that produced cur, if nothing since changed it
+	cur   string   // the tensor the chain has reached
+	shape []int    // its shape per sample: [C,H,W] or [F]
+	last  nn.Layer // the layer that produced cur, if nothing since changed it
 
 	// pending is the quantization of cur set by a QuantizeLinear →
 	// DequantizeLinear pair, for the next Conv2D or Dense.
-	pending   *ActQuant
+	pending   *nn.ActQuant
 	qcodes    bool // cur holds QuantizeLinear codes
 	quantized bool // some weight or activation was quantized
 	wscale    map[int][]float32
-	act       map[int]ActQuant
+	act       map[int]nn.ActQuant
 }
 
 func (l *lowering) run() error {
@@ -155,7 +155,7 @@ func (l *lowering) run() error {
 		}
 		l.consts[t.Name] = t
 	}
-	l.wscale, l.act = map[int][]float32{}, map[int]ActQuant{}
+	l.wscale, l.act = map[int][]float32{}, map[int]nn.ActQuant{}
 	// The image input: the one graph input that is not an initializer.
 	var in *onnx.ValueInfo
 	for _, v := range l.g.Input {
@@ -178,11 +178,11 @@ func (l *lowering) run() error {
 	}
 	size := int64(1)
 	for _, d := range in.Shape[1:] {
-		if d.Param != "" || d.Value <= 0 || d.Value > MaxSampleSize {
+		if d.Param != "" || d.Value <= 0 || d.Value > nn.MaxSampleSize {
 			return fmt.Errorf("input %q has shape %v: want known sizes after the batch dimension", in.Name, in.Shape)
 		}
-		if size *= d.Value; size > MaxSampleSize {
-			return fmt.Errorf("input %q has shape %v: more than %d values per sample", in.Name, in.Shape, MaxSampleSize)
+		if size *= d.Value; size > nn.MaxSampleSize {
+			return fmt.Errorf("input %q has shape %v: more than %d values per sample", in.Name, in.Shape, nn.MaxSampleSize)
 		}
 		l.shape = append(l.shape, int(d.Value))
 	}
@@ -218,7 +218,7 @@ func (l *lowering) run() error {
 		return errors.New("the graph has no layers")
 	}
 	if l.quantized {
-		q := &Quant{WeightScale: make([][]float32, len(l.net.Layers)), Act: make([]ActQuant, len(l.net.Layers)+1)}
+		q := &nn.Quant{WeightScale: make([][]float32, len(l.net.Layers)), Act: make([]nn.ActQuant, len(l.net.Layers)+1)}
 		for i := range l.net.Layers {
 			q.WeightScale[i] = l.wscale[i]
 		}
@@ -350,7 +350,7 @@ func (l *lowering) node(n *onnx.Node) error {
 	case "MatMul", "Gemm":
 		err = l.dense(n)
 	case "Relu":
-		err = l.layer(n, &ReLU{}, l.shape)
+		err = l.layer(n, &nn.ReLU{}, l.shape)
 	case "MaxPool":
 		err = l.maxPool(n)
 	case "Reshape", "Flatten":
@@ -415,7 +415,7 @@ func (l *lowering) checkDeclared(n *onnx.Node) error {
 
 // layer appends ly, which maps the chain's tensor to the node's output of
 // shape out.
-func (l *lowering) layer(n *onnx.Node, ly Layer, out []int) error {
+func (l *lowering) layer(n *onnx.Node, ly nn.Layer, out []int) error {
 	// A Q/DQ pair quantizes the tensor entering this layer (ReLU, MaxPool
 	// and Flatten commute with it, so it may stand before them too).
 	if l.pending != nil {
@@ -596,7 +596,7 @@ func (l *lowering) conv(n *onnx.Node) error {
 	if kh != int(wd[2]) || kw != int(wd[3]) {
 		return fmt.Errorf("%s: kernel_shape %dx%d but the weight is %v", n.Describe(), kh, kw, wd)
 	}
-	conv := &Conv2D{Name: n.Name, InC: c, OutC: int(wd[0]), KH: kh, KW: kw, StrideH: sh, StrideW: sw,
+	conv := &nn.Conv2D{Name: n.Name, InC: c, OutC: int(wd[0]), KH: kh, KW: kw, StrideH: sh, StrideW: sw,
 		PadT: pt, PadL: pl, PadB: pb, PadR: pr, W: w, B: make([]float32, wd[0])}
 	if conv.Name == "" {
 		conv.Name = n.Input[1]
@@ -651,7 +651,7 @@ func (l *lowering) add(n *onnx.Node) error {
 		dims = dims[1:]
 	}
 	switch ly := l.last.(type) {
-	case *Conv2D:
+	case *nn.Conv2D:
 		perChannel := len(dims) == 3 && dims[0] == int64(ly.OutC) && dims[1] == 1 && dims[2] == 1
 		if len(v) == 1 || perChannel {
 			for o := range ly.B {
@@ -660,7 +660,7 @@ func (l *lowering) add(n *onnx.Node) error {
 			l.cur = n.Output[0]
 			return nil
 		}
-	case *Dense:
+	case *nn.Dense:
 		if len(v) == 1 || (len(dims) == 1 && dims[0] == int64(ly.Out)) {
 			for o := range ly.B {
 				ly.B[o] += v[min(o, len(v)-1)]
@@ -675,7 +675,7 @@ func (l *lowering) add(n *onnx.Node) error {
 }
 
 func (l *lowering) batchNorm(n *onnx.Node) error {
-	conv, ok := l.last.(*Conv2D)
+	conv, ok := l.last.(*nn.Conv2D)
 	if !ok {
 		return fmt.Errorf("%s: BatchNormalization is supported only right after Conv (folded into it)", n.Describe())
 	}
@@ -748,7 +748,7 @@ func (l *lowering) dense(n *onnx.Node) error {
 		return fmt.Errorf("%s: weight of shape %v (transB %d) on %d input features", n.Describe(), bd, transB, in)
 	}
 	out := int(outDim)
-	d := &Dense{Name: n.Name, In: in, Out: out, W: make([]float32, in*out), B: make([]float32, out)}
+	d := &nn.Dense{Name: n.Name, In: in, Out: out, W: make([]float32, in*out), B: make([]float32, out)}
 	if d.Name == "" {
 		d.Name = n.Input[1]
 	}
@@ -803,7 +803,7 @@ func (l *lowering) maxPool(n *onnx.Node) error {
 	if h+pt+pb < kh || w+pl+pr < kw {
 		return fmt.Errorf("%s: kernel %dx%d larger than the padded input %dx%d", n.Describe(), kh, kw, h+pt+pb, w+pl+pr)
 	}
-	p := &MaxPool{KH: kh, KW: kw, StrideH: sh, StrideW: sw, PadT: pt, PadL: pl, PadB: pb, PadR: pr}
+	p := &nn.MaxPool{KH: kh, KW: kw, StrideH: sh, StrideW: sw, PadT: pt, PadL: pl, PadB: pb, PadR: pr}
 	return l.layer(n, p, []int{c, (h+pt+pb-kh)/sh + 1, (w+pl+pr-kw)/sw + 1})
 }
 
@@ -864,7 +864,7 @@ func (l *lowering) flatten(n *onnx.Node) error {
 		l.cur = n.Output[0]
 		return nil
 	}
-	return l.layer(n, &Flatten{}, []int{size})
+	return l.layer(n, &nn.Flatten{}, []int{size})
 }
 
 func toInt64(s []int) []int64 {
@@ -887,7 +887,7 @@ func (l *lowering) softmax(n *onnx.Node) error {
 	if len(l.shape) != 1 || (axis != 1 && axis != -1) {
 		return fmt.Errorf("%s: softmax over axis %d of a sample of shape %v: only the last axis of [N, features] is supported", n.Describe(), axis, l.shape)
 	}
-	return l.layer(n, &Softmax{}, l.shape)
+	return l.layer(n, &nn.Softmax{}, l.shape)
 }
 
 // qdqParams reads the scale and zero point of a QuantizeLinear or
@@ -924,21 +924,21 @@ func (l *lowering) qdqParams(n *onnx.Node) ([]float32, []int64, onnx.DataType, e
 // DequantizeLinear on an activation as int8 ones: uint8 codes (ONNX
 // Runtime's default for activations) are the int8 codes plus 128, so
 // (s, z) over 0..255 is exactly (s, z−128) over −128..127.
-func (l *lowering) actParams(n *onnx.Node) (ActQuant, error) {
+func (l *lowering) actParams(n *onnx.Node) (nn.ActQuant, error) {
 	s, zp, zdt, err := l.qdqParams(n)
 	if err != nil {
-		return ActQuant{}, err
+		return nn.ActQuant{}, err
 	}
 	if len(s) != 1 {
-		return ActQuant{}, fmt.Errorf("%s: per-channel activation quantization is not supported", n.Describe())
+		return nn.ActQuant{}, fmt.Errorf("%s: per-channel activation quantization is not supported", n.Describe())
 	}
 	switch zdt {
 	case onnx.DataInt8:
-		return ActQuant{Scale: s[0], ZeroPoint: int32(zp[0])}, nil
+		return nn.ActQuant{Scale: s[0], ZeroPoint: int32(zp[0])}, nil
 	case onnx.DataUint8:
-		return ActQuant{Scale: s[0], ZeroPoint: int32(zp[0]) - 128}, nil
+		return nn.ActQuant{Scale: s[0], ZeroPoint: int32(zp[0]) - 128}, nil
 	}
-	return ActQuant{}, fmt.Errorf("%s: activations quantized to %s: only INT8 and UINT8 are supported", n.Describe(), zdt)
+	return nn.ActQuant{}, fmt.Errorf("%s: activations quantized to %s: only INT8 and UINT8 are supported", n.Describe(), zdt)
 }
 
 func (l *lowering) quantizeLinear(n *onnx.Node) error {
@@ -1085,38 +1085,4 @@ func (l *lowering) quantizeConst(n *onnx.Node) error {
 		l.consts[n.Output[0]] = onnx.NewInt8(n.Output[0], dims, q)
 	}
 	return nil
-}
-
-// Describe is a one-line summary of each layer, for reports:
-// "conv 1→8 5x5 stride 1x1 pads 2,2,2,2", "dense 256→10".
-func Describe(l Layer) string {
-	switch l := l.(type) {
-	case *Conv2D:
-		return fmt.Sprintf("conv %d→%d %dx%d stride %dx%d pads %d,%d,%d,%d", l.InC, l.OutC, l.KH, l.KW, l.StrideH, l.StrideW, l.PadT, l.PadL, l.PadB, l.PadR)
-	case *Dense:
-		return fmt.Sprintf("dense %d→%d", l.In, l.Out)
-	case *ReLU:
-		return "relu"
-	case *MaxPool:
-		return fmt.Sprintf("maxpool %dx%d stride %dx%d", l.KH, l.KW, l.StrideH, l.StrideW)
-	case *Flatten:
-		return "flatten"
-	case *Softmax:
-		return "softmax"
-	}
-	return strings.ToLower(fmt.Sprintf("%T", l))
-}
-
-// Params is the number of weights and biases of net.
-func Params(net *Net) int {
-	n := 0
-	for _, l := range net.Layers {
-		switch l := l.(type) {
-		case *Conv2D:
-			n += len(l.W) + len(l.B)
-		case *Dense:
-			n += len(l.W) + len(l.B)
-		}
-	}
-	return n
 }

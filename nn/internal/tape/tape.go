@@ -1,40 +1,25 @@
-package nn
+// Package tape runs one sample at a time through an nn.Net by direct
+// loops, forward (optionally fake-quantizing the input of every Conv2D
+// and Dense) and backward, keeping what the backward pass needs: the
+// float reference that training (nn/qat) and calibration (nn/calib)
+// share. Batches are split into a fixed number of shards (Shards) so
+// that sums do not depend on the number of cores.
+package tape
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"runtime"
 	"sync"
 
+	"github.com/quantkit/quantkit/nn"
+	"github.com/quantkit/quantkit/nn/internal/kernel"
 	"github.com/quantkit/quantkit/quant"
 )
 
-// Samples is a labelled set of inputs for calibration and training.
-// Fill writes the samples idx, one after the other, into dst in the net's
-// input layout and scale (for a dataset.Set s:
-// s.Input(dst, idx, net.InputScale)). Labels may be nil for calibration.
-type Samples struct {
-	N      int
-	Labels []uint8
-	Fill   func(dst []float32, idx []int)
-}
-
-func (s *Samples) check(needLabels bool) error {
-	switch {
-	case s == nil || s.Fill == nil:
-		return errors.New("nn: no samples")
-	case s.N <= 0:
-		return fmt.Errorf("nn: %d samples", s.N)
-	case needLabels && len(s.Labels) < s.N:
-		return fmt.Errorf("nn: %d labels for %d samples", len(s.Labels), s.N)
-	}
-	return nil
-}
-
-// trainConvForward is y = conv(x) with weights w and biases b, one sample,
+// convForward is y = conv(x) with weights w and biases b, one sample,
 // by direct loops (rows of the output are axpys over rows of the input).
-func trainConvForward(l *Conv2D, w, b, x []float32, in, out sampleShape, y []float32) {
+func convForward(l *nn.Conv2D, w, b, x []float32, in, out nn.Shape, y []float32) {
 	ohw := out.H * out.W
 	for o := range l.OutC {
 		yo := y[o*ohw : (o+1)*ohw]
@@ -49,7 +34,7 @@ func trainConvForward(l *Conv2D, w, b, x []float32, in, out sampleShape, y []flo
 					if wv == 0 {
 						continue
 					}
-					j0, j1 := trainConvCols(v, l.StrideW, l.PadL, in.W, out.W)
+					j0, j1 := convCols(v, l.StrideW, l.PadL, in.W, out.W)
 					for i := range out.H {
 						ih := i*l.StrideH + u - l.PadT
 						if ih < 0 || ih >= in.H {
@@ -76,9 +61,9 @@ func trainConvForward(l *Conv2D, w, b, x []float32, in, out sampleShape, y []flo
 	}
 }
 
-// trainConvCols is the range [j0, j1) of output columns whose input column
+// convCols is the range [j0, j1) of output columns whose input column
 // j·stride+v−pad lies inside [0, inW).
-func trainConvCols(v, stride, pad, inW, outW int) (j0, j1 int) {
+func convCols(v, stride, pad, inW, outW int) (j0, j1 int) {
 	// j·stride ≥ pad−v and j·stride ≤ inW−1+pad−v.
 	lo := pad - v
 	if lo > 0 {
@@ -92,9 +77,9 @@ func trainConvCols(v, stride, pad, inW, outW int) (j0, j1 int) {
 	return j0, max(j1, j0)
 }
 
-// trainConvBackward adds to dx (when not nil), dw and db the gradients of
+// convBackward adds to dx (when not nil), dw and db the gradients of
 // the loss given dy for one sample.
-func trainConvBackward(l *Conv2D, w, x []float32, in, out sampleShape, dy, dx, dw, db []float32) {
+func convBackward(l *nn.Conv2D, w, x []float32, in, out nn.Shape, dy, dx, dw, db []float32) {
 	ohw := out.H * out.W
 	for o := range l.OutC {
 		dyo := dy[o*ohw : (o+1)*ohw]
@@ -113,7 +98,7 @@ func trainConvBackward(l *Conv2D, w, x []float32, in, out sampleShape, dy, dx, d
 				for v := range l.KW {
 					wi := ((o*l.InC+c)*l.KH+u)*l.KW + v
 					wv := w[wi]
-					j0, j1 := trainConvCols(v, l.StrideW, l.PadL, in.W, out.W)
+					j0, j1 := convCols(v, l.StrideW, l.PadL, in.W, out.W)
 					var sw float32
 					for i := range out.H {
 						ih := i*l.StrideH + u - l.PadT
@@ -152,9 +137,9 @@ func trainConvBackward(l *Conv2D, w, x []float32, in, out sampleShape, dy, dx, d
 	}
 }
 
-// trainMaxPoolForward writes the window maxima of x into y and the index
+// maxPoolForward writes the window maxima of x into y and the index
 // (into x) of each maximum into arg.
-func trainMaxPoolForward(l *MaxPool, x []float32, in, out sampleShape, y []float32, arg []int32) {
+func maxPoolForward(l *nn.MaxPool, x []float32, in, out nn.Shape, y []float32, arg []int32) {
 	for c := range in.C {
 		xc := x[c*in.H*in.W:]
 		for i := range out.H {
@@ -183,80 +168,82 @@ func trainMaxPoolForward(l *MaxPool, x []float32, in, out sampleShape, y []float
 	}
 }
 
-// trainParams are the values a forward pass uses for the weighted layers:
+// Params are the values a forward pass uses for the weighted layers:
 // W[i], B[i] for Layers[i] (nil for the others). Fake quantization puts
 // quantized weights here in place of the layer's own.
-type trainParams struct {
+type Params struct {
 	W, B [][]float32
 }
 
-func trainParamsOf(net *Net) trainParams {
-	p := trainParams{W: make([][]float32, len(net.Layers)), B: make([][]float32, len(net.Layers))}
+// ParamsOf are the layers' own weights and biases.
+func ParamsOf(net *nn.Net) Params {
+	p := Params{W: make([][]float32, len(net.Layers)), B: make([][]float32, len(net.Layers))}
 	for i, l := range net.Layers {
 		switch l := l.(type) {
-		case *Conv2D:
+		case *nn.Conv2D:
 			p.W[i], p.B[i] = l.W, l.B
-		case *Dense:
+		case *nn.Dense:
 			p.W[i], p.B[i] = l.W, l.B
 		}
 	}
 	return p
 }
 
-// trainTape holds one sample's activations for the backward pass, and
+// Tape holds one sample's activations for the backward pass, and
 // its gradients.
-type trainTape struct {
-	acts [][]float32 // acts[i] enters Layers[i]; acts[len] is the output
+type Tape struct {
+	Acts [][]float32 // Acts[i] enters Layers[i]; Acts[len] is the output
 	arg  [][]int32   // max pool argmax
-	mask [][]bool    // fake quant ranges of acts[i] (nil without)
-	grad [][]float32 // gradient with respect to acts[i]
-	fq   bool        // the last forward fake-quantized
+	Mask [][]bool    // fake quant ranges of Acts[i] (nil without)
+	Grad [][]float32 // gradient with respect to Acts[i]
+	FQ   bool        // the last forward fake-quantized
 }
 
-func newTrainTape(shapes []sampleShape) *trainTape {
-	t := &trainTape{
-		acts: make([][]float32, len(shapes)),
+// New is a tape for a net whose tensors have the shapes given (nn.Shapes).
+func New(shapes []nn.Shape) *Tape {
+	t := &Tape{
+		Acts: make([][]float32, len(shapes)),
 		arg:  make([][]int32, len(shapes)),
-		mask: make([][]bool, len(shapes)),
-		grad: make([][]float32, len(shapes)),
+		Mask: make([][]bool, len(shapes)),
+		Grad: make([][]float32, len(shapes)),
 	}
 	for i, s := range shapes {
-		t.acts[i] = make([]float32, s.size())
-		t.grad[i] = make([]float32, s.size())
+		t.Acts[i] = make([]float32, s.Size())
+		t.Grad[i] = make([]float32, s.Size())
 		if i > 0 {
-			t.arg[i-1] = make([]int32, s.size())
+			t.arg[i-1] = make([]int32, s.Size())
 		}
 	}
 	return t
 }
 
-// trainActFQ fake-quantizes the tensor entering a layer in place,
+// ActFQ fake-quantizes the tensor entering a layer in place,
 // recording where the straight-through estimator passes gradients.
-type trainActFQ func(layer int, x []float32, mask []bool)
+type ActFQ func(layer int, x []float32, mask []bool)
 
-// forward runs one sample x through net with parameters p, applying fq
+// Forward runs one sample x through net with parameters p, applying fq
 // (when not nil) to the input of every Conv2D and Dense. It returns the
 // output.
-func (t *trainTape) forward(net *Net, shapes []sampleShape, p trainParams, x []float32, fq trainActFQ) []float32 {
-	copy(t.acts[0], x)
-	t.fq = fq != nil
+func (t *Tape) Forward(net *nn.Net, shapes []nn.Shape, p Params, x []float32, fq ActFQ) []float32 {
+	copy(t.Acts[0], x)
+	t.FQ = fq != nil
 	for i, l := range net.Layers {
-		in, out := t.acts[i], t.acts[i+1]
+		in, out := t.Acts[i], t.Acts[i+1]
 		switch l := l.(type) {
-		case *Conv2D:
+		case *nn.Conv2D:
 			if fq != nil {
-				if t.mask[i] == nil {
-					t.mask[i] = make([]bool, len(in))
+				if t.Mask[i] == nil {
+					t.Mask[i] = make([]bool, len(in))
 				}
-				fq(i, in, t.mask[i])
+				fq(i, in, t.Mask[i])
 			}
-			trainConvForward(l, p.W[i], p.B[i], in, shapes[i], shapes[i+1], out)
-		case *Dense:
+			convForward(l, p.W[i], p.B[i], in, shapes[i], shapes[i+1], out)
+		case *nn.Dense:
 			if fq != nil {
-				if t.mask[i] == nil {
-					t.mask[i] = make([]bool, len(in))
+				if t.Mask[i] == nil {
+					t.Mask[i] = make([]bool, len(in))
 				}
-				fq(i, in, t.mask[i])
+				fq(i, in, t.Mask[i])
 			}
 			w := p.W[i]
 			for o := range l.Out {
@@ -267,27 +254,27 @@ func (t *trainTape) forward(net *Net, shapes []sampleShape, p trainParams, x []f
 				}
 				out[o] = s + p.B[i][o]
 			}
-		case *ReLU:
+		case *nn.ReLU:
 			for k, v := range in {
 				out[k] = max(v, 0)
 			}
-		case *MaxPool:
-			trainMaxPoolForward(l, in, shapes[i], shapes[i+1], out, t.arg[i])
-		case *Flatten:
+		case *nn.MaxPool:
+			maxPoolForward(l, in, shapes[i], shapes[i+1], out, t.arg[i])
+		case *nn.Flatten:
 			copy(out, in)
-		case *Softmax:
-			softmaxRow(out, in)
+		case *nn.Softmax:
+			kernel.Softmax(out, in)
 		}
 	}
-	return t.acts[len(net.Layers)]
+	return t.Acts[len(net.Layers)]
 }
 
-// trainLogitsLayer is the number of layers before a trailing Softmax:
+// LogitsLayer is the number of layers before a trailing Softmax:
 // training takes the cross-entropy of the tensor they output.
-func trainLogitsLayer(net *Net) int {
+func LogitsLayer(net *nn.Net) int {
 	n := len(net.Layers)
 	for n > 0 {
-		if _, ok := net.Layers[n-1].(*Softmax); !ok {
+		if _, ok := net.Layers[n-1].(*nn.Softmax); !ok {
 			break
 		}
 		n--
@@ -295,25 +282,25 @@ func trainLogitsLayer(net *Net) int {
 	return n
 }
 
-// backward propagates grad[top] (set by the caller) down to the first
+// Backward propagates Grad[top] (set by the caller) down to the first
 // layer, adding weight and bias gradients to gw, gb.
-func (t *trainTape) backward(net *Net, shapes []sampleShape, p trainParams, top int, gw, gb [][]float32) {
+func (t *Tape) Backward(net *nn.Net, shapes []nn.Shape, p Params, top int, gw, gb [][]float32) {
 	for i := top - 1; i >= 0; i-- {
-		dy, dx := t.grad[i+1], t.grad[i]
+		dy, dx := t.Grad[i+1], t.Grad[i]
 		needDX := i > 0
 		switch l := net.Layers[i].(type) {
-		case *Conv2D:
+		case *nn.Conv2D:
 			var d []float32
 			if needDX {
 				clear(dx)
 				d = dx
 			}
-			trainConvBackward(l, p.W[i], t.acts[i], shapes[i], shapes[i+1], dy, d, gw[i], gb[i])
-		case *Dense:
+			convBackward(l, p.W[i], t.Acts[i], shapes[i], shapes[i+1], dy, d, gw[i], gb[i])
+		case *nn.Dense:
 			if needDX {
 				clear(dx)
 			}
-			in, w := t.acts[i], p.W[i]
+			in, w := t.Acts[i], p.W[i]
 			for o, g := range dy[:l.Out] {
 				gb[i][o] += g
 				if g == 0 {
@@ -330,8 +317,8 @@ func (t *trainTape) backward(net *Net, shapes []sampleShape, p trainParams, top 
 					}
 				}
 			}
-		case *ReLU:
-			y := t.acts[i+1]
+		case *nn.ReLU:
+			y := t.Acts[i+1]
 			for k, g := range dy {
 				if y[k] > 0 {
 					dx[k] = g
@@ -339,15 +326,15 @@ func (t *trainTape) backward(net *Net, shapes []sampleShape, p trainParams, top 
 					dx[k] = 0
 				}
 			}
-		case *MaxPool:
+		case *nn.MaxPool:
 			clear(dx)
 			for k, g := range dy {
 				dx[t.arg[i][k]] += g
 			}
-		case *Flatten:
+		case *nn.Flatten:
 			copy(dx, dy)
-		case *Softmax: // only inside the net; a trailing one is skipped
-			y := t.acts[i+1]
+		case *nn.Softmax: // only inside the net; a trailing one is skipped
+			y := t.Acts[i+1]
 			var s float32
 			for k, g := range dy {
 				s += g * y[k]
@@ -357,7 +344,7 @@ func (t *trainTape) backward(net *Net, shapes []sampleShape, p trainParams, top 
 			}
 		}
 		if needDX {
-			if m := t.mask[i]; m != nil && t.actFQ(net, i) {
+			if m := t.Mask[i]; m != nil && t.actFQ(net, i) {
 				quant.FakeQuantBackward(dx, dx, m) // the straight-through estimator; lengths agree
 			}
 		}
@@ -365,18 +352,18 @@ func (t *trainTape) backward(net *Net, shapes []sampleShape, p trainParams, top 
 }
 
 // actFQ reports whether the input of layer i was fake-quantized.
-func (t *trainTape) actFQ(net *Net, i int) bool {
+func (t *Tape) actFQ(net *nn.Net, i int) bool {
 	switch net.Layers[i].(type) {
-	case *Conv2D, *Dense:
-		return t.fq && t.mask[i] != nil
+	case *nn.Conv2D, *nn.Dense:
+		return t.FQ && t.Mask[i] != nil
 	}
 	return false
 }
 
-// trainCrossEntropy sets grad to the gradient of the softmax cross-entropy
+// CrossEntropy sets grad to the gradient of the softmax cross-entropy
 // of logits against label, scaled by scale, and returns the loss.
-func trainCrossEntropy(grad, logits []float32, label int, scale float32) float64 {
-	softmaxRow(grad, logits)
+func CrossEntropy(grad, logits []float32, label int, scale float32) float64 {
+	kernel.Softmax(grad, logits)
 	loss := -math.Log(math.Max(float64(grad[label]), 1e-30))
 	for k := range grad {
 		grad[k] *= scale
@@ -385,17 +372,17 @@ func trainCrossEntropy(grad, logits []float32, label int, scale float32) float64
 	return loss
 }
 
-// trainShards is the number of pieces a mini-batch is split into, each
+// Shards is the number of pieces a mini-batch is split into, each
 // summed in order by one goroutine and then added in shard order, so that
 // results do not depend on the number of cores.
-const trainShards = 8
+const Shards = 8
 
-// trainWorkers is how many goroutines run shards.
-func trainWorkers() int { return max(1, min(runtime.GOMAXPROCS(0), trainShards)) }
+// Workers is how many goroutines run shards.
+func Workers() int { return max(1, min(runtime.GOMAXPROCS(0), Shards)) }
 
-// trainParallel runs fn(worker, shard) for shards 0..n-1 on the workers.
-func trainParallel(n int, fn func(worker, shard int)) {
-	w := min(trainWorkers(), n)
+// Parallel runs fn(worker, shard) for shards 0..n-1 on the workers.
+func Parallel(n int, fn func(worker, shard int)) {
+	w := min(Workers(), n)
 	var wg sync.WaitGroup
 	for k := range w {
 		wg.Add(1)
@@ -407,4 +394,31 @@ func trainParallel(n int, fn func(worker, shard int)) {
 		}()
 	}
 	wg.Wait()
+}
+
+// ForwardBatch runs nb samples of x through the float net with the
+// direct loops of training and writes the outputs into out; the
+// reference float inference for tests and for nets the backend engines
+// do not take.
+func ForwardBatch(net *nn.Net, x []float32, nb int, out []float32) error {
+	shapes, err := nn.Shapes(net)
+	if err != nil {
+		return err
+	}
+	in, on := shapes[0].Size(), shapes[len(shapes)-1].Size()
+	if len(x) != nb*in || len(out) != nb*on {
+		return fmt.Errorf("nn: forward of %d samples: %d inputs and %d outputs", nb, len(x), len(out))
+	}
+	p := ParamsOf(net)
+	tapes := make([]*Tape, Workers())
+	for k := range tapes {
+		tapes[k] = New(shapes)
+	}
+	per := (nb + Shards - 1) / Shards
+	Parallel(Shards, func(w, s int) {
+		for k := s * per; k < min((s+1)*per, nb); k++ {
+			copy(out[k*on:(k+1)*on], tapes[w].Forward(net, shapes, p, x[k*in:(k+1)*in], nil))
+		}
+	})
+	return nil
 }

@@ -1,25 +1,26 @@
-package nn
+package onnxnet
 
 import (
 	"fmt"
-	"github.com/quantkit/quantkit/internal/testenv"
 	"strings"
 	"testing"
 
 	"github.com/quantkit/quantkit/cpu"
 	"github.com/quantkit/quantkit/dataset"
+	"github.com/quantkit/quantkit/internal/testenv"
+	"github.com/quantkit/quantkit/nn"
+	"github.com/quantkit/quantkit/nn/float"
+	"github.com/quantkit/quantkit/nn/internal/nntest"
 )
 
-const mnistONNX = "../model/onnx/testdata/mnist-cnn.onnx"
-
 func TestLowerMNIST(t *testing.T) {
-	net, err := LoadONNX(mnistONNX)
+	net, err := Load(nntest.MNISTONNX)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var got []string
 	for _, l := range net.Layers {
-		got = append(got, Describe(l))
+		got = append(got, nn.Describe(l))
 	}
 	want := []string{
 		"conv 1→8 5x5 stride 1x1 pads 2,2,2,2", "relu", "maxpool 2x2 stride 2x2",
@@ -29,7 +30,7 @@ func TestLowerMNIST(t *testing.T) {
 	if strings.Join(got, "; ") != strings.Join(want, "; ") {
 		t.Errorf("layers:\n got %q\nwant %q", got, want)
 	}
-	if p := Params(net); p != 5994 {
+	if p := nn.Params(net); p != 5994 {
 		t.Errorf("%d parameters, want 5994", p)
 	}
 	if fmt.Sprint(net.Input) != "[1 28 28]" || net.InputName != "Input3" || net.OutputName != "Plus214_Output_0" || net.InputScale != 1 || net.Quant != nil {
@@ -44,16 +45,16 @@ func TestMNISTAccuracy(t *testing.T) {
 	if err != nil {
 		testenv.Missing(t, "MNIST test set unreachable here: %v", err)
 	}
-	net, err := LoadONNX(mnistONNX)
+	net, err := Load(nntest.MNISTONNX)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := NewFloatEngine(cpu.New(), net)
+	e, err := float.New(cpu.New(), net)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	correct, total, err := Accuracy(e, s, net.InputScale, 0, 250)
+	correct, total, err := nn.Accuracy(e, nntest.SetSamples(s, nil, net.InputScale), 0, 250)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,18 +1,18 @@
-package nn
+package integer
 
 import (
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
-	"runtime"
-	"sync"
 	"unsafe"
 
 	"github.com/quantkit/quantkit/backend"
+	"github.com/quantkit/quantkit/nn"
+	"github.com/quantkit/quantkit/nn/internal/kernel"
 )
 
-// Int8Engine runs a quantized Net (one with Quant set, by PTQ or QAT) in
+// Engine runs a quantized Net (one with Quant set, by PTQ or QAT) in
 // integer arithmetic on a backend:
 //
 //   - the float input is quantized once with the parameters of the first
@@ -30,13 +30,13 @@ import (
 //   - the last Conv2D/Dense writes float32 (the logits), given back in
 //     NCHW order, after which only ReLU, Flatten and Softmax may follow.
 //
-// Nothing is emulated in float between layers. An Int8Engine is not safe
+// Nothing is emulated in float between layers. An Engine is not safe
 // for concurrent use.
-type Int8Engine struct {
+type Engine struct {
 	be     backend.Backend
-	in     sampleShape // one sample of the input, NCHW
-	inAct  ActQuant
-	steps  []*int8Step
+	in     nn.Shape // one sample of the input, NCHW
+	inAct  nn.ActQuant
+	steps  []*step
 	outLen int
 	cap    int  // batch the buffers hold
 	host   bool // the backend's buffers are host memory
@@ -47,53 +47,62 @@ type Int8Engine struct {
 	trace func(step int, layer int, codes []int8, f32 []float32)
 }
 
-type int8Kind int
+type stepKind int
 
 const (
-	int8Conv int8Kind = iota
-	int8Dense
-	int8Pool
-	int8ReLU
-	int8Flatten
-	int8Softmax
+	conv stepKind = iota
+	dense
+	pool
+	relu
+	flatten
+	softmax
 )
 
-// int8Step is one operation of the engine.
-type int8Step struct {
-	kind    int8Kind
+// step is one operation of the engine.
+type step struct {
+	kind    stepKind
 	layer   int
-	conv    *Conv2D
-	pool    *MaxPool
-	in, out sampleShape // per sample; NHWC storage of C×H×W
-	zp      int32       // zero point of the codes entering
-	final   bool        // GEMM with float32 output; float steps after it
-	s32     bool        // GEMM with int32 output, requantized by the max pool after it
-	from    *int8Step   // for a max pool of int32 sums: the GEMM whose epilogue it applies
-	m1      int         // GEMM rows per sample
-	k, n    int         // GEMM depth and columns
+	conv    *nn.Conv2D
+	pool    *nn.MaxPool
+	in, out nn.Shape // per sample; NHWC storage of C×H×W
+	zp      int32    // zero point of the codes entering
+	final   bool     // GEMM with float32 output; float steps after it
+	s32     bool     // GEMM with int32 output, requantized by the max pool after it
+	from    *step    // for a max pool of int32 sums: the GEMM whose epilogue it applies
+	m1      int      // GEMM rows per sample
+	k, n    int      // GEMM depth and columns
 	ep      backend.Epilogue
 	w       backend.Buffer // weight codes, n×k
-	a, c    int8Buf        // GEMM operand and result
+	a, c    buffer         // GEMM operand and result
 	host    []int8         // output of a step on codes
 	f32     []float32      // output of a float step
 }
 
-// int8Buf is a backend buffer and the host slice it is read and written
+// buffer is a backend buffer and the host slice it is read and written
 // through: the buffer's own memory on backends that expose it (cpu), a
 // copy moved by Upload and Download elsewhere.
-type int8Buf struct {
+type buffer struct {
 	buf    backend.Buffer
 	host   any // []int8, []int32 or []float32
 	direct bool
 }
 
-func int8Alloc(be backend.Backend, dt backend.DType, n int) (int8Buf, error) {
+func alloc(be backend.Backend, dt backend.DType, n int) (buffer, error) {
 	b, err := be.Alloc(dt, n)
 	if err != nil {
-		return int8Buf{}, err
+		return buffer{}, err
 	}
-	if d, ok := b.(interface{ Data() any }); ok {
-		return int8Buf{buf: b, host: d.Data(), direct: true}, nil
+	if hb, ok := b.(backend.HostBuffer); ok {
+		var h any
+		switch dt {
+		case backend.S8:
+			h = hb.S8()
+		case backend.S32:
+			h = hb.S32()
+		default:
+			h = hb.F32()
+		}
+		return buffer{buf: b, host: h, direct: true}, nil
 	}
 	var h any
 	switch dt {
@@ -104,10 +113,10 @@ func int8Alloc(be backend.Backend, dt backend.DType, n int) (int8Buf, error) {
 	default:
 		h = make([]float32, n)
 	}
-	return int8Buf{buf: b, host: h}, nil
+	return buffer{buf: b, host: h}, nil
 }
 
-func (b *int8Buf) push(be backend.Backend, n int) error {
+func (b *buffer) push(be backend.Backend, n int) error {
 	if b.direct {
 		return nil
 	}
@@ -122,7 +131,7 @@ func (b *int8Buf) push(be backend.Backend, n int) error {
 	return nil
 }
 
-func (b *int8Buf) pull(be backend.Backend, n int) error {
+func (b *buffer) pull(be backend.Backend, n int) error {
 	if b.direct {
 		return nil
 	}
@@ -137,29 +146,29 @@ func (b *int8Buf) pull(be backend.Backend, n int) error {
 	return nil
 }
 
-func (b *int8Buf) free(be backend.Backend) {
+func (b *buffer) free(be backend.Backend) {
 	if b.buf != nil {
 		be.Free(b.buf)
 		b.buf, b.host = nil, nil
 	}
 }
 
-// int8FusePool makes a GEMM followed by a max pool write int32 sums and
+// fusePool makes a GEMM followed by a max pool write int32 sums and
 // the pool requantize its maxima (tests turn it off to check the
 // requantizing epilogue of the backend on every output).
-var int8FusePool = true
+var fusePool = true
 
-// int8MaxBatch is the most samples one pass of the engine takes; Forward
+// maxBatch is the most samples one pass of the engine takes; Forward
 // splits larger batches. On backends whose memory is the host's, passes
-// take int8HostBatch samples (or fewer), so that each layer's im2col
+// take hostBatch samples (or fewer), so that each layer's im2col
 // matrix and results stay in cache between the steps that write and read
 // them.
-var int8MaxBatch, int8HostBatch = 256, 16
+var maxBatch, hostBatch = 256, 16
 
-// NewInt8Engine prepares net, which must be quantized (Quant set), to run
+// New prepares net, which must be quantized (Quant set), to run
 // on be: weight codes are computed, packed and uploaded once.
-func NewInt8Engine(be backend.Backend, net *Net) (*Int8Engine, error) {
-	shapes, err := chainShapes(net)
+func New(be backend.Backend, net *nn.Net) (*Engine, error) {
+	shapes, err := nn.Shapes(net)
 	if err != nil {
 		return nil, err
 	}
@@ -176,7 +185,7 @@ func NewInt8Engine(be backend.Backend, net *Net) (*Int8Engine, error) {
 	}
 	var weighted []int
 	for i, l := range net.Layers {
-		if calibQuantized(l) {
+		if nn.QuantizedInput(l) {
 			weighted = append(weighted, i)
 			a := q.Act[i]
 			if !(a.Scale > 0) || a.Scale-a.Scale != 0 || a.ZeroPoint < -128 || a.ZeroPoint > 127 {
@@ -187,12 +196,12 @@ func NewInt8Engine(be backend.Backend, net *Net) (*Int8Engine, error) {
 	if len(weighted) == 0 {
 		return nil, errors.New("nn: integer inference of a net without Conv2D or Dense layers")
 	}
-	e := &Int8Engine{be: be, in: shapes[0], inAct: q.Act[weighted[0]], outLen: shapes[len(shapes)-1].size()}
-	if probe, err := int8Alloc(be, backend.S8, 1); err == nil {
+	e := &Engine{be: be, in: shapes[0], inAct: q.Act[weighted[0]], outLen: shapes[len(shapes)-1].Size()}
+	if probe, err := alloc(be, backend.S8, 1); err == nil {
 		e.host = probe.direct
 		probe.free(be)
 	}
-	fail := func(err error) (*Int8Engine, error) { e.Close(); return nil, err }
+	fail := func(err error) (*Engine, error) { e.Close(); return nil, err }
 
 	zp := e.inAct.ZeroPoint
 	phys := shapes[0] // the C×H×W the NHWC storage holds
@@ -200,14 +209,14 @@ func NewInt8Engine(be backend.Backend, net *Net) (*Int8Engine, error) {
 	next := 0 // index into weighted of the next GEMM
 	for i := 0; i < len(net.Layers); i++ {
 		l := net.Layers[i]
-		st := &int8Step{layer: i, in: phys, out: phys, zp: zp, final: final}
+		st := &step{layer: i, in: phys, out: phys, zp: zp, final: final}
 		switch l := l.(type) {
-		case *Conv2D, *Dense:
+		case *nn.Conv2D, *nn.Dense:
 			sa, za := q.Act[i].Scale, q.Act[i].ZeroPoint
 			if za != zp {
 				return fail(fmt.Errorf("nn: layer %d: codes of zero point %d enter a layer quantized with %d", i, zp, za))
 			}
-			w, outC := weightsOf(l)
+			w, outC := nn.Weights(l)
 			sw := q.WeightScale[i]
 			if len(sw) != outC {
 				return fail(fmt.Errorf("nn: layer %d: %d weight scales for %d output channels", i, len(sw), outC))
@@ -217,14 +226,14 @@ func NewInt8Engine(be backend.Backend, net *Net) (*Int8Engine, error) {
 					return fail(fmt.Errorf("nn: layer %d: weight scale %d is %g, want finite and positive", i, o, v))
 				}
 			}
-			codes := WeightCodes(w, sw, q.WeightBits)
+			codes := nn.WeightCodes(w, sw, q.WeightBits)
 			var b []int8
 			switch l := l.(type) {
-			case *Conv2D:
+			case *nn.Conv2D:
 				if phys != shapes[i] {
 					return fail(fmt.Errorf("nn: layer %d: convolution after a Flatten", i))
 				}
-				st.kind, st.conv = int8Conv, l
+				st.kind, st.conv = conv, l
 				st.out = shapes[i+1]
 				st.m1 = st.out.H * st.out.W
 				st.k, st.n = l.KH*l.KW*l.InC, l.OutC
@@ -239,9 +248,9 @@ func NewInt8Engine(be backend.Backend, net *Net) (*Int8Engine, error) {
 					}
 				}
 				st.ep.Bias = l.B
-			case *Dense:
-				st.kind = int8Dense
-				st.out = sampleShape{l.Out, 1, 1}
+			case *nn.Dense:
+				st.kind = dense
+				st.out = nn.Shape{C: l.Out, H: 1, W: 1}
 				st.m1, st.k, st.n = 1, l.In, l.Out
 				b = make([]int8, st.n*st.k)
 				P := phys
@@ -267,7 +276,7 @@ func NewInt8Engine(be backend.Backend, net *Net) (*Int8Engine, error) {
 				st.ep.ColOffset[o] = -za * s
 			}
 			if i+1 < len(net.Layers) {
-				if _, ok := net.Layers[i+1].(*ReLU); ok {
+				if _, ok := net.Layers[i+1].(*nn.ReLU); ok {
 					st.ep.ReLU = true
 					i++ // fused
 				}
@@ -280,8 +289,8 @@ func NewInt8Engine(be backend.Backend, net *Net) (*Int8Engine, error) {
 			} else {
 				st.final, final = true, true
 			}
-			if int8FusePool && !st.final && i+1 < len(net.Layers) {
-				if _, ok := net.Layers[i+1].(*MaxPool); ok {
+			if fusePool && !st.final && i+1 < len(net.Layers) {
+				if _, ok := net.Layers[i+1].(*nn.MaxPool); ok {
 					// Requantize after the pool, on a fraction of the sums:
 					// the epilogue is monotone in the sum (ColScale > 0),
 					// so max then requantize gives exactly the codes of
@@ -298,27 +307,27 @@ func NewInt8Engine(be backend.Backend, net *Net) (*Int8Engine, error) {
 			}
 			st.w = wb
 			phys = st.out
-		case *MaxPool:
+		case *nn.MaxPool:
 			if final {
 				return fail(fmt.Errorf("nn: layer %d: max pool after the last weighted layer is not supported", i))
 			}
 			if phys != shapes[i] {
 				return fail(fmt.Errorf("nn: layer %d: max pool after a Flatten", i))
 			}
-			st.kind, st.pool, st.out = int8Pool, l, shapes[i+1]
+			st.kind, st.pool, st.out = pool, l, shapes[i+1]
 			if n := len(e.steps); n > 0 && e.steps[n-1].s32 {
 				st.from = e.steps[n-1]
 			}
 			phys = st.out
-		case *ReLU:
-			st.kind = int8ReLU
-		case *Flatten:
-			st.kind = int8Flatten
-		case *Softmax:
+		case *nn.ReLU:
+			st.kind = relu
+		case *nn.Flatten:
+			st.kind = flatten
+		case *nn.Softmax:
 			if !final {
 				return fail(fmt.Errorf("nn: layer %d: softmax before the last weighted layer", i))
 			}
-			st.kind = int8Softmax
+			st.kind = softmax
 		}
 		e.steps = append(e.steps, st)
 	}
@@ -326,10 +335,13 @@ func NewInt8Engine(be backend.Backend, net *Net) (*Int8Engine, error) {
 }
 
 // OutLen is the number of outputs per sample.
-func (e *Int8Engine) OutLen() int { return e.outLen }
+func (e *Engine) OutLen() int { return e.outLen }
+
+// InLen is the number of inputs per sample.
+func (e *Engine) InLen() int { return e.in.Size() }
 
 // Close frees the engine's backend memory.
-func (e *Int8Engine) Close() error {
+func (e *Engine) Close() error {
 	for _, st := range e.steps {
 		if st.w != nil {
 			e.be.Free(st.w)
@@ -343,20 +355,20 @@ func (e *Int8Engine) Close() error {
 }
 
 // grow makes the buffers hold batch samples.
-func (e *Int8Engine) grow(batch int) error {
+func (e *Engine) grow(batch int) error {
 	if batch <= e.cap {
 		return nil
 	}
-	e.codes = make([]int8, batch*e.in.size())
+	e.codes = make([]int8, batch*e.in.Size())
 	for _, st := range e.steps {
 		st.a.free(e.be)
 		st.c.free(e.be)
 		st.host, st.f32 = nil, nil
 		var err error
 		switch st.kind {
-		case int8Conv, int8Dense:
+		case conv, dense:
 			m := batch * st.m1
-			if st.a, err = int8Alloc(e.be, backend.S8, m*st.k); err != nil {
+			if st.a, err = alloc(e.be, backend.S8, m*st.k); err != nil {
 				return err
 			}
 			dt := backend.S8
@@ -366,14 +378,14 @@ func (e *Int8Engine) grow(batch int) error {
 			case st.s32:
 				dt = backend.S32
 			}
-			if st.c, err = int8Alloc(e.be, dt, m*st.n); err != nil {
+			if st.c, err = alloc(e.be, dt, m*st.n); err != nil {
 				return err
 			}
 		default:
 			if st.final {
-				st.f32 = make([]float32, batch*st.out.size())
+				st.f32 = make([]float32, batch*st.out.Size())
 			} else {
-				st.host = make([]int8, batch*st.out.size())
+				st.host = make([]int8, batch*st.out.Size())
 			}
 		}
 	}
@@ -384,39 +396,39 @@ func (e *Int8Engine) grow(batch int) error {
 // Forward runs batch samples x (NCHW float32, batch times the net's input
 // size, already scaled as the net expects) and writes batch·OutLen()
 // outputs into out.
-func (e *Int8Engine) Forward(x []float32, batch int, out []float32) error {
-	if batch < 0 || len(x) != batch*e.in.size() || len(out) != batch*e.outLen {
+func (e *Engine) Forward(x []float32, batch int, out []float32) error {
+	if batch < 0 || len(x) != batch*e.in.Size() || len(out) != batch*e.outLen {
 		return fmt.Errorf("nn: integer forward of %d samples: %d inputs (want %d) and %d outputs (want %d)",
-			batch, len(x), batch*e.in.size(), len(out), batch*e.outLen)
+			batch, len(x), batch*e.in.Size(), len(out), batch*e.outLen)
 	}
-	pass := int8MaxBatch
+	pass := maxBatch
 	if e.host {
-		pass = int8HostBatch
+		pass = hostBatch
 	}
 	for b0 := 0; b0 < batch; b0 += pass {
 		nb := min(pass, batch-b0)
-		if err := e.forward(x[b0*e.in.size():(b0+nb)*e.in.size()], nb, out[b0*e.outLen:(b0+nb)*e.outLen]); err != nil {
+		if err := e.forward(x[b0*e.in.Size():(b0+nb)*e.in.Size()], nb, out[b0*e.outLen:(b0+nb)*e.outLen]); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (e *Int8Engine) forward(x []float32, nb int, out []float32) error {
+func (e *Engine) forward(x []float32, nb int, out []float32) error {
 	if err := e.grow(nb); err != nil {
 		return fmt.Errorf("nn: integer forward on %s: %w", e.be.Name(), err)
 	}
 	// Quantize NCHW floats into NHWC codes.
 	in := e.in
 	hw := in.H * in.W
-	codes := e.codes[:nb*in.size()]
+	codes := e.codes[:nb*in.Size()]
 	s, z := e.inAct.Scale, e.inAct.ZeroPoint
-	int8Parallel(nb, in.size(), func(n0, n1 int) {
+	kernel.ParallelFor(nb, in.Size(), func(n0, n1 int) {
 		for n := n0; n < n1; n++ {
-			xs, cs := x[n*in.size():(n+1)*in.size()], codes[n*in.size():(n+1)*in.size()]
+			xs, cs := x[n*in.Size():(n+1)*in.Size()], codes[n*in.Size():(n+1)*in.Size()]
 			for c := range in.C {
 				for p, v := range xs[c*hw : (c+1)*hw] {
-					cs[p*in.C+c] = int8Quantize(v, s, z)
+					cs[p*in.C+c] = quantize(v, s, z)
 				}
 			}
 		}
@@ -425,11 +437,11 @@ func (e *Int8Engine) forward(x []float32, nb int, out []float32) error {
 	var sums []int32
 	for si, st := range e.steps {
 		switch st.kind {
-		case int8Conv, int8Dense:
+		case conv, dense:
 			m := nb * st.m1
 			a := st.a.host.([]int8)[:m*st.k]
-			if st.kind == int8Conv {
-				int8Im2col(a, codes, nb, st)
+			if st.kind == conv {
+				im2col(a, codes, nb, st)
 			} else {
 				copy(a, codes)
 			}
@@ -455,15 +467,15 @@ func (e *Int8Engine) forward(x []float32, nb int, out []float32) error {
 			default:
 				codes = st.c.host.([]int8)[:m*st.n]
 			}
-		case int8Pool:
-			dst := st.host[:nb*st.out.size()]
+		case pool:
+			dst := st.host[:nb*st.out.Size()]
 			if st.from != nil {
-				int8MaxPoolRequant(dst, sums, nb, st)
+				maxPoolRequant(dst, sums, nb, st)
 			} else {
-				int8MaxPool(dst, codes, nb, st)
+				maxPool(dst, codes, nb, st)
 			}
 			codes = dst
-		case int8ReLU:
+		case relu:
 			if st.final {
 				for k, v := range f32 {
 					f32[k] = max(v, 0)
@@ -475,11 +487,11 @@ func (e *Int8Engine) forward(x []float32, nb int, out []float32) error {
 				dst[k] = max(v, int8(st.zp))
 			}
 			codes = dst
-		case int8Flatten:
-		case int8Softmax:
-			n1 := st.in.size()
+		case flatten:
+		case softmax:
+			n1 := st.in.Size()
 			for n := range nb {
-				softmaxRow(f32[n*n1:(n+1)*n1], f32[n*n1:(n+1)*n1])
+				kernel.Softmax(f32[n*n1:(n+1)*n1], f32[n*n1:(n+1)*n1])
 			}
 		}
 		if e.trace != nil && !st.s32 {
@@ -498,7 +510,7 @@ func (e *Int8Engine) forward(x []float32, nb int, out []float32) error {
 	}
 	hw = last.H * last.W
 	for n := range nb {
-		src, dst := f32[n*last.size():(n+1)*last.size()], out[n*last.size():(n+1)*last.size()]
+		src, dst := f32[n*last.Size():(n+1)*last.Size()], out[n*last.Size():(n+1)*last.Size()]
 		for p := range hw {
 			for c := range last.C {
 				dst[c*hw+p] = src[p*last.C+c]
@@ -508,7 +520,7 @@ func (e *Int8Engine) forward(x []float32, nb int, out []float32) error {
 	return nil
 }
 
-// int8Im2col writes the im2col matrix of the NHWC codes x (nb samples)
+// im2col writes the im2col matrix of the NHWC codes x (nb samples)
 // into a: row (n, oh, ow) holds the window at that output in (kh, kw, c)
 // order, with the zero point's code where the window leaves the image.
 //
@@ -517,16 +529,16 @@ func (e *Int8Engine) forward(x []float32, nb int, out []float32) error {
 // word whose spill into the next kernel row is overwritten when that is
 // written (never past the sample's last row, nor reading past x); rows of
 // a multiple of 8 codes move word by word.
-func int8Im2col(a, x []int8, nb int, st *int8Step) {
+func im2col(a, x []int8, nb int, st *step) {
 	l, in, out := st.conv, st.in, st.out
 	C, K := in.C, st.k
 	seg := l.KW * C // one kernel row of one window
 	pad := int8(st.zp)
-	ab, xb := int8Bytes(a), int8Bytes(x)
+	ab, xb := asBytes(a), asBytes(x)
 	wide, words := seg < 8, seg%8 == 0
-	int8Parallel(nb, st.m1*K, func(n0, n1 int) {
+	kernel.ParallelFor(nb, st.m1*K, func(n0, n1 int) {
 		for n := n0; n < n1; n++ {
-			xo, ao := n*in.size(), n*st.m1*K
+			xo, ao := n*in.Size(), n*st.m1*K
 			end := ao + st.m1*K // the end of this sample's rows
 			for oh := range out.H {
 				for ow := range out.W {
@@ -537,7 +549,7 @@ func int8Im2col(a, x []int8, nb int, st *int8Step) {
 						d := row + u*seg
 						ih := oh*l.StrideH + u - l.PadT
 						if ih < 0 || ih >= in.H || v0 >= v1 {
-							int8Fill(a[d:d+seg], pad)
+							fill(a[d:d+seg], pad)
 							continue
 						}
 						if v0 == 0 && v1 == l.KW { // inside the image
@@ -555,9 +567,9 @@ func int8Im2col(a, x []int8, nb int, st *int8Step) {
 							continue
 						}
 						src := xo + (ih*in.W+iw0+v0)*C
-						int8Fill(a[d:d+v0*C], pad)
+						fill(a[d:d+v0*C], pad)
 						copy(a[d+v0*C:d+v1*C], x[src:src+(v1-v0)*C])
-						int8Fill(a[d+v1*C:d+seg], pad)
+						fill(a[d+v1*C:d+seg], pad)
 					}
 				}
 			}
@@ -565,34 +577,34 @@ func int8Im2col(a, x []int8, nb int, st *int8Step) {
 	})
 }
 
-// int8Bytes is s as bytes, the same memory.
-func int8Bytes(s []int8) []byte {
+// asBytes is s as bytes, the same memory.
+func asBytes(s []int8) []byte {
 	if len(s) == 0 {
 		return nil
 	}
 	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(s))), len(s))
 }
 
-func int8Fill(s []int8, v int8) {
+func fill(s []int8, v int8) {
 	for i := range s {
 		s[i] = v
 	}
 }
 
-// int8MaxPool is the window maximum of NHWC codes; padding is never
+// maxPool is the window maximum of NHWC codes; padding is never
 // chosen.
-func int8MaxPool(dst, x []int8, nb int, st *int8Step) {
+func maxPool(dst, x []int8, nb int, st *step) {
 	l, in, out := st.pool, st.in, st.out
 	C := in.C
-	int8Parallel(nb, out.size()*l.KH*l.KW, func(n0, n1 int) {
+	kernel.ParallelFor(nb, out.Size()*l.KH*l.KW, func(n0, n1 int) {
 		for n := n0; n < n1; n++ {
-			xn, yn := x[n*in.size():(n+1)*in.size()], dst[n*out.size():(n+1)*out.size()]
+			xn, yn := x[n*in.Size():(n+1)*in.Size()], dst[n*out.Size():(n+1)*out.Size()]
 			for oh := range out.H {
 				h0, h1 := max(0, oh*l.StrideH-l.PadT), min(in.H, oh*l.StrideH-l.PadT+l.KH)
 				for ow := range out.W {
 					w0, w1 := max(0, ow*l.StrideW-l.PadL), min(in.W, ow*l.StrideW-l.PadL+l.KW)
 					y := yn[(oh*out.W+ow)*C:][:C]
-					int8Fill(y, -128)
+					fill(y, -128)
 					for ih := h0; ih < h1; ih++ {
 						for iw := w0; iw < w1; iw++ {
 							xs := xn[(ih*in.W+iw)*C:][:C]
@@ -607,22 +619,22 @@ func int8MaxPool(dst, x []int8, nb int, st *int8Step) {
 	})
 }
 
-// int8MaxPoolRequant is the window maximum of the int32 sums of the GEMM
+// maxPoolRequant is the window maximum of the int32 sums of the GEMM
 // st.from (NHWC, zero-point correction included), each maximum then put
 // through that GEMM's epilogue: scale, bias, ReLU, requantization, as
 // backend.Epilogue states it.
-func int8MaxPoolRequant(dst []int8, x []int32, nb int, st *int8Step) {
+func maxPoolRequant(dst []int8, x []int32, nb int, st *step) {
 	l, in, out := st.pool, st.in, st.out
 	C := in.C
 	ep := &st.from.ep
-	int8Parallel(nb, out.size()*l.KH*l.KW, func(n0, n1 int) {
+	kernel.ParallelFor(nb, out.Size()*l.KH*l.KW, func(n0, n1 int) {
 		var small [64]int32
 		m := small[:min(C, len(small))]
 		if C > len(small) {
 			m = make([]int32, C)
 		}
 		for n := n0; n < n1; n++ {
-			xn, yn := x[n*in.size():(n+1)*in.size()], dst[n*out.size():(n+1)*out.size()]
+			xn, yn := x[n*in.Size():(n+1)*in.Size()], dst[n*out.Size():(n+1)*out.Size()]
 			for oh := range out.H {
 				h0, h1 := max(0, oh*l.StrideH-l.PadT), min(in.H, oh*l.StrideH-l.PadT+l.KH)
 				for ow := range out.W {
@@ -644,7 +656,7 @@ func int8MaxPoolRequant(dst []int8, x []int32, nb int, st *int8Step) {
 						if ep.ReLU {
 							v = max(v, 0)
 						}
-						y[c] = int8Quantize(v, ep.OutScale, ep.OutZeroPoint)
+						y[c] = quantize(v, ep.OutScale, ep.OutZeroPoint)
 					}
 				}
 			}
@@ -652,12 +664,12 @@ func int8MaxPoolRequant(dst []int8, x []int32, nb int, st *int8Step) {
 	})
 }
 
-// int8Quantize is int8(quant.QuantizeValue(x, scale, zp, -128, 127)) to
+// quantize is int8(quant.QuantizeValue(x, scale, zp, -128, 127)) to
 // the bit, without the float64 rounding routine (a function call without
 // SSE4.1): x/scale in float32 as there, then rounding half to even by
 // adding and subtracting 1.5·2^23 in float32, which is exact for
 // |v| < 2^22; larger values clip anyway.
-func int8Quantize(x, scale float32, zp int32) int8 {
+func quantize(x, scale float32, zp int32) int8 {
 	v := x / scale
 	switch {
 	case v != v:
@@ -670,24 +682,4 @@ func int8Quantize(x, scale float32, zp int32) int8 {
 	const magic = 0x1.8p23
 	q := int32(float32(float32(v+magic)-magic)) + zp
 	return int8(min(max(q, -128), 127))
-}
-
-// int8Parallel runs fn over [0, n) in contiguous pieces on up to
-// GOMAXPROCS goroutines when the work (per item) makes it worth it.
-func int8Parallel(n, per int, fn func(lo, hi int)) {
-	w := min(runtime.GOMAXPROCS(0), n, max(1, n*per/(1<<15)))
-	if w <= 1 {
-		fn(0, n)
-		return
-	}
-	var wg sync.WaitGroup
-	for k := range w {
-		lo, hi := n*k/w, n*(k+1)/w
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			fn(lo, hi)
-		}()
-	}
-	wg.Wait()
 }
