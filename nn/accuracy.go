@@ -67,12 +67,13 @@ func AccuracyProgress(f Forwarder, s *Samples, n, batch int, progress func(done,
 	return correct, n, nil
 }
 
-// Argmax is the index of the largest value of v, the first on ties; NaNs
-// are never chosen unless all are NaN (then 0).
+// Argmax is the index of the largest value of v, the first on ties. NaNs
+// are never chosen: it is -1 when v is empty or all NaN, so an output that
+// is all NaN never matches a label.
 func Argmax(v []float32) int {
-	best := 0
+	best := -1
 	for i, x := range v {
-		if x > v[best] || v[best] != v[best] {
+		if x == x && (best < 0 || x > v[best]) {
 			best = i
 		}
 	}

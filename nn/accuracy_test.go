@@ -10,7 +10,8 @@ func TestArgmax(t *testing.T) {
 	for _, c := range []struct {
 		v    []float32
 		want int
-	}{{[]float32{1, 3, 3, 2}, 1}, {[]float32{nan, 1, 2}, 2}, {[]float32{1, nan, 0}, 0}, {[]float32{-5}, 0}} {
+	}{{[]float32{1, 3, 3, 2}, 1}, {[]float32{nan, 1, 2}, 2}, {[]float32{1, nan, 0}, 0}, {[]float32{-5}, 0},
+		{[]float32{nan, nan, nan}, -1}, {nil, -1}, {[]float32{nan, -1, -2}, 1}} {
 		if got := Argmax(c.v); got != c.want {
 			t.Errorf("Argmax(%v) = %d, want %d", c.v, got, c.want)
 		}
@@ -59,6 +60,13 @@ func TestAccuracyProgress(t *testing.T) {
 	// Only the samples counted need labels the outputs reach.
 	if c, n, err := Accuracy(f, s, 4, 2); err != nil || c != 4 || n != 4 {
 		t.Errorf("limit 4: %d / %d, %v", c, n, err)
+	}
+	// An output that is all NaN matches no label, the last one included.
+	nan := float32(math.NaN())
+	s.Labels[4] = 1
+	pixels[8], pixels[9] = nan, nan
+	if c, n, err := Accuracy(f, s, 0, 2); err != nil || c != 4 || n != 5 {
+		t.Errorf("an all-NaN output: %d / %d, %v; want 4 / 5", c, n, err)
 	}
 	s.Labels = nil
 	if _, _, err := Accuracy(f, s, 0, 2); err == nil {
