@@ -5,13 +5,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/quantkit/quantkit/job/quantize"
 )
 
 func TestBenchCheckpoint(t *testing.T) {
 	in := synthModel(t)
 	work := t.TempDir()
 	out := mustRun(t, "bench", "checkpoint", "--input", in, "--rounds", "2", "--workdir", work, "--json")
-	var r CheckpointBench
+	var r quantize.BenchReport
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
@@ -22,8 +24,8 @@ func TestBenchCheckpoint(t *testing.T) {
 	for i, scheme := range []string{"int8", "int4"} {
 		row := r.Rows[i]
 		dir := filepath.Join(t.TempDir(), "q")
-		var q QuantizeReport
-		if err := json.Unmarshal([]byte(mustRun(t, "quantize", in, "-o", dir, "--scheme", scheme, "--json", "-")), &q); err != nil {
+		var q quantize.Report
+		if err := json.Unmarshal([]byte(mustRun(t, "quantize", in, "-o", dir, "--scheme", scheme, "--json")), &q); err != nil {
 			t.Fatal(err)
 		}
 		if row.BytesOut != q.Totals.BytesOut || row.Scheme != q.Scheme {

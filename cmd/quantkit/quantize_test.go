@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/quantkit/quantkit/job/quantize"
 	"github.com/quantkit/quantkit/model/checkpoint"
 	"github.com/quantkit/quantkit/model/ctensors"
 	"github.com/quantkit/quantkit/model/gguf"
@@ -65,7 +66,7 @@ func TestQuantizeRoundTrip(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
 			out, deq, rep := filepath.Join(dir, "q"), filepath.Join(dir, "d"), filepath.Join(dir, "r.json")
-			mustRun(t, append([]string{"quantize", in, "-o", out, "--json", rep}, c.args...)...)
+			mustRun(t, append([]string{"quantize", in, "-o", out, "--json-out", rep}, c.args...)...)
 			q := openCk(t, out)
 			for _, name := range c.tensors {
 				if _, ok := q.Tensor(name); !ok {
@@ -88,7 +89,7 @@ func TestQuantizeRoundTrip(t *testing.T) {
 					t.Errorf("quantization_config format %s, want %s", cfg.Format, want)
 				}
 			}
-			var r QuantizeReport
+			var r quantize.Report
 			b, _ := os.ReadFile(rep)
 			if err := json.Unmarshal(b, &r); err != nil || r.Totals.Quantized != 56 || r.Totals.Kept != 19 || r.SQNR == nil {
 				t.Fatalf("report: %v %+v", err, r.Totals)

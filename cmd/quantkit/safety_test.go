@@ -494,25 +494,25 @@ func TestDequantizeRestoresDTypes(t *testing.T) {
 	}
 }
 
-// quantize --json FILE: a path that cannot be written is refused before
-// any work; one that fails at the end still leaves the summary printed.
+// --json-out FILE: a path that cannot be written is refused before any
+// work; one that fails at the end still leaves the summary printed.
 func TestQuantizeJSONPath(t *testing.T) {
 	in := synthModel(t)
 	dir := t.TempDir()
 	out := filepath.Join(dir, "q")
 	for _, bad := range []string{filepath.Join(dir, "nodir", "r.json"), dir} {
-		msg, err := run(t, "quantize", in, "-o", out, "--json", bad)
-		if err == nil || !strings.Contains(err.Error(), "--json "+bad) || !errors.Is(err, errBadInput) {
-			t.Errorf("--json %s: error %v\n%s", bad, err, msg)
+		msg, err := run(t, "quantize", in, "-o", out, "--json-out", bad)
+		if err == nil || !strings.Contains(err.Error(), "--json-out "+bad) || !errors.Is(err, errBadInput) {
+			t.Errorf("--json-out %s: error %v\n%s", bad, err, msg)
 		}
 		emptyDir(t, dir)
 	}
 	side := filepath.Join(t.TempDir(), "reports")
 	os.Mkdir(side, 0o755)
 	withWriteHook(t, func(string) { os.RemoveAll(side) })
-	msg, err := run(t, "quantize", in, "-o", out, "--json", filepath.Join(side, "r.json"))
-	if err == nil || !strings.Contains(err.Error(), "--json") || !strings.Contains(msg, "SQNR: min") {
-		t.Errorf("--json failing at the end: error %v, want it with the summary printed\n%s", err, msg)
+	msg, err := run(t, "quantize", in, "-o", out, "--json-out", filepath.Join(side, "r.json"))
+	if err == nil || !strings.Contains(err.Error(), "--json-out") || !strings.Contains(msg, "SQNR: min") {
+		t.Errorf("--json-out failing at the end: error %v, want it with the summary printed\n%s", err, msg)
 	}
 	if _, err := os.Stat(filepath.Join(out, "model.safetensors")); err != nil {
 		t.Errorf("the checkpoint was not kept: %v", err)
