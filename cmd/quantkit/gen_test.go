@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,3 +95,23 @@ func TestGenBadFlags(t *testing.T) {
 	}
 }
 
+// --params is met within 5% (synth.LlamaLike's rule, tested there for
+// every budget), down to the smallest budget gen takes.
+func TestGenParamsBudget(t *testing.T) {
+	dir := t.TempDir()
+	side := filepath.Join(t.TempDir(), "g.json")
+	out, err := run(t, "gen", "--params", "1K", "-o", filepath.Join(dir, "g"), "--json-out", side)
+	if err != nil || !strings.Contains(out, "wrote ") {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var rep GenReport
+	if b, err := os.ReadFile(side); err != nil || json.Unmarshal(b, &rep) != nil {
+		t.Fatalf("--json-out: %v", err)
+	}
+	if rep.Params < 950 || rep.Params > 1050 || rep.Bytes != 4*rep.Params {
+		t.Errorf("--params 1K gave %d parameters", rep.Params)
+	}
+	if _, err := run(t, "gen", "--params", "999", "-o", filepath.Join(dir, "h")); err == nil || !strings.Contains(err.Error(), "1000") || !errors.Is(err, errBadInput) {
+		t.Errorf("--params 999: %v", err)
+	}
+}
