@@ -1,13 +1,10 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -15,6 +12,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/quantkit/quantkit/internal/atomicfile"
+	"github.com/quantkit/quantkit/internal/output"
+	"github.com/quantkit/quantkit/internal/units"
 	"github.com/quantkit/quantkit/model/synth"
 )
 
@@ -26,7 +25,6 @@ var (
 	genSeedFlag   = &cli.Uint64Flag{Name: "seed", Usage: "seed of the weights: the same seed and shape give the same bytes"}
 	genOutFlag    = &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the checkpoint to `DIR`", Required: true}
 	genForceFlag  = &cli.BoolFlag{Name: "force", Usage: "replace DIR if it exists (an empty DIR needs no --force)"}
-	genJSONFlag   = &cli.BoolFlag{Name: "json", Usage: "print a JSON report instead of text"}
 )
 
 var genCommand = &cli.Command{
@@ -44,7 +42,7 @@ var genCommand = &cli.Command{
 		"DIR is written as quantize writes its output: the space it needs is checked first, the\n" +
 		"files go into a temporary directory beside DIR, which becomes DIR only when complete; an\n" +
 		"existing DIR is refused unless --force (or empty), and Ctrl-C or SIGTERM leave nothing.",
-	Flags:  []cli.Flag{genLikeFlag, genParamsFlag, genDTypeFlag, genShardFlag, genSeedFlag, genOutFlag, genForceFlag, genJSONFlag},
+	Flags:  []cli.Flag{genLikeFlag, genParamsFlag, genDTypeFlag, genShardFlag, genSeedFlag, genOutFlag, genForceFlag, ckptJSONFlag, ckptJSONOutFlag},
 	Action: runGen,
 }
 
@@ -76,7 +74,13 @@ func runGen(c *cli.Context) error {
 	}
 	params, err := parseCount(c.String(genParamsFlag.Name))
 	if err != nil {
-		return fmt.Errorf("gen: --params: %w", err)
+		return badInput(fmt.Errorf("gen: --params: %w", err))
+	}
+	if params < synth.MinParams {
+		return badInput(fmt.Errorf("gen: --params %s: the smallest checkpoint gen writes has %d parameters", c.String(genParamsFlag.Name), synth.MinParams))
+	}
+	if err := checkJSONOut(c); err != nil {
+		return fmt.Errorf("gen: %w", err)
 	}
 	cfg := synth.LlamaLike(params)
 	cfg.DType = strings.ToUpper(c.String(genDTypeFlag.Name))
@@ -89,22 +93,22 @@ func runGen(c *cli.Context) error {
 		return badInput(fmt.Errorf("gen: --shard-size: must be a positive size: %q", c.String(genShardFlag.Name)))
 	}
 	dir := c.String(genOutFlag.Name)
-	claim, err := claimOutput(c.App.ErrWriter, dir, c.Bool(genForceFlag.Name), cfg.Bytes())
+	claim, err := output.Claim(c.App.ErrWriter, dir, c.Bool(genForceFlag.Name), cfg.Bytes())
 	if err != nil {
-		return fmt.Errorf("gen: %w", err)
+		return fmt.Errorf("gen: %w", jobError(err))
 	}
 	tmp, err := atomicfile.TempDir(claim)
 	if err != nil {
 		return fmt.Errorf("gen: %w", err)
 	}
 	defer tmp.Abort() // nothing once committed
-	jsonOut := c.Bool(genJSONFlag.Name)
-	progress, clear := progressLine(!jsonOut)
+	progress, clear := progressLine(!c.Bool(ckptJSONFlag.Name))
 	last := int64(-1)
 	opts.Progress = func(written, total int64) {
-		if mb := written >> 20; mb != last && progress != nil {
+		// MB, as the report's sizes (formatBytes) and --shard-size's.
+		if mb := written / 1e6; mb != last && progress != nil {
 			last = mb
-			progress(int(mb), int(total>>20), "MiB")
+			progress(int(mb), int(total/1e6), "MB")
 		}
 		afterWrite(dir)
 	}
@@ -115,7 +119,7 @@ func runGen(c *cli.Context) error {
 		err = tmp.Commit()
 	}
 	if err != nil {
-		return fmt.Errorf("gen: %w", noSpace(dir, cfg.Bytes(), err))
+		return fmt.Errorf("gen: %w", output.NoSpace(dir, cfg.Bytes(), err))
 	}
 	rep := GenReport{Dir: dir, Config: cfg, Tensors: res.Tensors, Params: res.Params, Bytes: res.Bytes, Elapsed: time.Since(start)}
 	rep.Seconds = rep.Elapsed.Seconds()
@@ -127,12 +131,9 @@ func runGen(c *cli.Context) error {
 		}
 		rep.Files = append(rep.Files, GenFile{f, fi.Size()})
 	}
-	if jsonOut {
-		enc := json.NewEncoder(c.App.Writer)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+	if err := ckptReport(c, rep, func(w io.Writer) { writeGenReport(w, rep) }); err != nil {
+		return fmt.Errorf("gen: %w", err)
 	}
-	writeGenReport(c.App.Writer, rep)
 	return nil
 }
 
@@ -149,84 +150,14 @@ func writeGenReport(w io.Writer, r GenReport) {
 	tw.Flush()
 }
 
-// parseCount parses a count with an optional suffix K, M or B (or k, m,
-// b): 1000, 1.5B, 10M.
-func parseCount(s string) (int64, error) {
-	num, mul := strings.TrimSpace(s), 1.0
-	if n := len(num); n > 0 {
-		switch num[n-1] {
-		case 'K', 'k':
-			mul = 1e3
-		case 'M', 'm':
-			mul = 1e6
-		case 'B', 'b':
-			mul = 1e9
-		}
-		if mul != 1 {
-			num = num[:n-1]
-		}
-	}
-	v, err := strconv.ParseFloat(num, 64)
-	if err != nil || v*mul < 1 || v*mul > 1e15 || math.IsNaN(v) {
-		return 0, fmt.Errorf("%q is not a count between 1 and 1e15 (a number with an optional suffix K, M or B)", s)
-	}
-	return int64(math.Round(v * mul)), nil
-}
+// parseCount parses a count with an optional suffix K, M or B: 1.5B.
+func parseCount(s string) (int64, error) { return units.ParseCount(s) }
 
-// sizeUnits are the suffixes parseSize accepts, longest first so that
-// "GiB" is not read as "B".
-var sizeUnits = []struct {
-	suffix string
-	mul    float64
-}{
-	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
-	{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12},
-	{"K", 1e3}, {"M", 1e6}, {"G", 1e9}, {"T", 1e12},
-	{"B", 1},
-}
-
-// parseSize parses a size in bytes with an optional unit, decimal (KB MB
-// GB TB, or K M G T) or binary (KiB MiB GiB TiB), case-insensitive: 5GB,
-// 500MB, 2GiB, 1048576.
-func parseSize(s string) (int64, error) {
-	num, mul := strings.TrimSpace(s), 1.0
-	for _, u := range sizeUnits {
-		if len(num) > len(u.suffix) && strings.EqualFold(num[len(num)-len(u.suffix):], u.suffix) {
-			num, mul = strings.TrimSpace(num[:len(num)-len(u.suffix)]), u.mul
-			break
-		}
-	}
-	v, err := strconv.ParseFloat(num, 64)
-	if err != nil || v < 0 || v*mul > 1<<62 || math.IsNaN(v) {
-		return 0, fmt.Errorf("%q is not a size (a number of bytes with an optional unit: 500MB, 5GB, 2GiB)", s)
-	}
-	return int64(v * mul), nil
-}
+// parseSize parses a size in bytes with an optional unit: 5GB, 2GiB.
+func parseSize(s string) (int64, error) { return units.ParseSize(s) }
 
 // formatBytes writes n bytes with a decimal unit: 4.07 MB.
-func formatBytes(n int64) string {
-	const units = "kMGTPE"
-	if n < 1000 {
-		return fmt.Sprintf("%d B", n)
-	}
-	v, i := float64(n)/1000, 0
-	for v >= 999.5 && i < len(units)-1 {
-		v /= 1000
-		i++
-	}
-	return fmt.Sprintf("%.3g %cB", v, units[i])
-}
+func formatBytes(n int64) string { return units.FormatBytes(n) }
 
 // formatCount writes a count with a suffix K, M, B or T: 1.10B.
-func formatCount(n int64) string {
-	const units = "KMBT"
-	if n < 1000 {
-		return strconv.FormatInt(n, 10)
-	}
-	v, i := float64(n)/1000, 0
-	for v >= 999.5 && i < len(units)-1 {
-		v /= 1000
-		i++
-	}
-	return fmt.Sprintf("%.3g%c", v, units[i])
-}
+func formatCount(n int64) string { return units.FormatCount(n) }

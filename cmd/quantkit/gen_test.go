@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,35 +95,23 @@ func TestGenBadFlags(t *testing.T) {
 	}
 }
 
-func TestParseCountSize(t *testing.T) {
-	for s, want := range map[string]int64{"1000": 1000, "10K": 10_000, "1.5B": 1_500_000_000, "7b": 7_000_000_000, "500M": 500_000_000, "1e6": 1_000_000} {
-		if got, err := parseCount(s); err != nil || got != want {
-			t.Errorf("parseCount(%q) = %d, %v; want %d", s, got, err, want)
-		}
+// --params is met within 5% (synth.LlamaLike's rule, tested there for
+// every budget), down to the smallest budget gen takes.
+func TestGenParamsBudget(t *testing.T) {
+	dir := t.TempDir()
+	side := filepath.Join(t.TempDir(), "g.json")
+	out, err := run(t, "gen", "--params", "1K", "-o", filepath.Join(dir, "g"), "--json-out", side)
+	if err != nil || !strings.Contains(out, "wrote ") {
+		t.Fatalf("%v\n%s", err, out)
 	}
-	for _, s := range []string{"", "B", "-1M", "NaN", "1e20"} {
-		if _, err := parseCount(s); err == nil {
-			t.Errorf("parseCount(%q) accepted", s)
-		}
+	var rep GenReport
+	if b, err := os.ReadFile(side); err != nil || json.Unmarshal(b, &rep) != nil {
+		t.Fatalf("--json-out: %v", err)
 	}
-	for s, want := range map[string]int64{"5GB": 5e9, "500mb": 5e8, "2GiB": 2 << 30, "1048576": 1 << 20, "10 KiB": 10240, "1.5G": 1.5e9, "7B": 7} {
-		if got, err := parseSize(s); err != nil || got != want {
-			t.Errorf("parseSize(%q) = %d, %v; want %d", s, got, err, want)
-		}
+	if rep.Params < 950 || rep.Params > 1050 || rep.Bytes != 4*rep.Params {
+		t.Errorf("--params 1K gave %d parameters", rep.Params)
 	}
-	for _, s := range []string{"", "GB", "-5GB", "5 parsecs", "1e30"} {
-		if _, err := parseSize(s); err == nil {
-			t.Errorf("parseSize(%q) accepted", s)
-		}
-	}
-	for n, want := range map[int64]string{999: "999 B", 4067584: "4.07 MB", 1000: "1 kB", 999_999: "1 MB"} {
-		if got := formatBytes(n); got != want {
-			t.Errorf("formatBytes(%d) = %q, want %q", n, got, want)
-		}
-	}
-	for n, want := range map[int64]string{12: "12", 1016896: "1.02M", 6738415616: "6.74B"} {
-		if got := formatCount(n); got != want {
-			t.Errorf("formatCount(%d) = %q, want %q", n, got, want)
-		}
+	if _, err := run(t, "gen", "--params", "999", "-o", filepath.Join(dir, "h")); err == nil || !strings.Contains(err.Error(), "1000") || !errors.Is(err, errBadInput) {
+		t.Errorf("--params 999: %v", err)
 	}
 }

@@ -1,31 +1,20 @@
 package main
 
 import (
-	"bufio"
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/quantkit/quantkit/backend"
-	"github.com/quantkit/quantkit/cpu"
-	"github.com/quantkit/quantkit/internal/atomicfile"
-	"github.com/quantkit/quantkit/model/checkpoint"
-	"github.com/quantkit/quantkit/model/ctensors"
-	"github.com/quantkit/quantkit/model/gguf"
+	"github.com/quantkit/quantkit/job/quantize"
 	"github.com/quantkit/quantkit/model/plan"
 	"github.com/quantkit/quantkit/quant"
 )
@@ -33,15 +22,13 @@ import (
 var (
 	quantOutFlag    = &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the quantized model to `OUT` (a directory; a .gguf file for the gguf formats)"}
 	quantSchemeFlag = &cli.StringFlag{Name: "scheme", Value: "int8", Usage: "int8 or int4"}
-	quantGranFlag   = &cli.StringFlag{Name: "granularity", Usage: "channel, tensor or group:N (default channel for int8, group:128 for int4)"}
-	quantSymFlag    = &cli.BoolFlag{Name: "symmetric", Usage: "symmetric quantization, zero point 0 (the default)"}
+	quantGranFlag   = &cli.StringFlag{Name: "granularity", Usage: "channel, tensor or group:N", DefaultText: "channel for int8, group:128 for int4"}
+	quantSymFlag    = &cli.BoolFlag{Name: "symmetric", Usage: "symmetric quantization, zero point 0 (the default)", DisableDefaultText: true}
 	quantAsymFlag   = &cli.BoolFlag{Name: "asymmetric", Usage: "asymmetric quantization, with zero points"}
 	quantFormatFlag = &cli.StringFlag{Name: "format", Value: string(plan.CompressedTensors), Usage: "compressed-tensors, compressed-tensors-packed (int8 too pack-quantized, as vLLM loads weight-only int8), safetensors, gguf-q8_0 or gguf-q4_0"}
 	quantInclFlag   = &cli.StringFlag{Name: "include", Usage: "quantize exactly the 2-D floating-point tensors whose names match `REGEX` (replaces the default rule)"}
 	quantExclFlag   = &cli.StringFlag{Name: "exclude", Usage: "keep the tensors whose names match `REGEX`"}
-	quantWorkFlag   = &cli.IntFlag{Name: "workers", Usage: "tensors processed at once (default: the number of CPUs)"}
 	quantDryFlag    = &cli.BoolFlag{Name: "dry-run", Usage: "print the plan, sizes and memory estimate; write nothing"}
-	quantJSONFlag   = &cli.StringFlag{Name: "json", Usage: "also write the report as JSON to `FILE` (- for stdout, instead of the summary)"}
 	quantForceFlag  = &cli.BoolFlag{Name: "force", Usage: "replace OUT if it exists"}
 	quantSizeFlag   = &cli.StringFlag{Name: "shard-size", Value: "5GB", Usage: "output shards of at most `SIZE` of tensor data (5GB, 500MB, 2GiB)"}
 	quantShardFlag  = &cli.StringFlag{Name: "shard", Usage: "quantize only part `I/N` (I in 0..N-1) into OUT/part-I-of-N; join the parts with merge"}
@@ -57,7 +44,7 @@ var quantizeCommand = &cli.Command{
 		"floating-point *.weight is quantized except embeddings and lm_head, as llm-compressor does\n" +
 		"(see `quantkit inspect`); norms, biases, embeddings and lm_head keep their dtype, byte for\n" +
 		"byte. --include replaces that rule, --exclude keeps what it matches. Then the tensors are\n" +
-		"streamed: read one at a time (memory-mapped), min-max fitted, quantized on --device by\n" +
+		"streamed: read one at a time (memory-mapped), min-max fitted, quantized on the CPU by\n" +
 		"--workers workers at once, measured (SQNR of the dequantized weight against the original)\n" +
 		"and written in plan order. At most workers+1 tensors are in flight, so memory is about\n" +
 		"workers+1 of the largest tensors × (8 bytes a parameter + their output), not the model.\n" +
@@ -78,7 +65,8 @@ var quantizeCommand = &cli.Command{
 		"                      32 (a weight whose rows are not a multiple of 32 stays F32), the rest\n" +
 		"                      in their dtype. Tensor names stay Hugging Face's (not llama.cpp's), so\n" +
 		"                      llama.cpp cannot run the file as a model; general.architecture comes\n" +
-		"                      from config.json's model_type. The scheme flags do not apply.\n" +
+		"                      from config.json's model_type. --scheme, --granularity,\n" +
+		"                      --symmetric, --asymmetric and --shard-size do not apply (refused).\n" +
 		"\n" +
 		"OUT is written atomically: into a temporary directory .OUT.tmp-PID-* beside it, moved to\n" +
 		"OUT only when everything (shards, index, config.json, side files) is written. An existing\n" +
@@ -99,86 +87,51 @@ var quantizeCommand = &cli.Command{
 		"OUT/part-I-of-N, with part.json holding the plan hash; `quantkit merge OUT/part-*` joins the\n" +
 		"N parts into the checkpoint one run would write. Not for the gguf formats.\n" +
 		"\n" +
-		"--json FILE writes {input, output, format, scheme, device, workers, dry_run, shard: {index,\n" +
-		"count} | null, plan_hash, tensors: [{name, dtype, shape, action: quantize|keep, reason,\n" +
+		"Checkpoint quantization runs on the CPU, on every core (--device gpu is refused): it is\n" +
+		"memory-bound, each weight read, scaled, rounded and written once, and a GPU would add\n" +
+		"PCIe copies to a job bounded by memory and disk bandwidth.\n" +
+		"\n" +
+		"--json prints, instead of the table, and --json-out FILE writes, beside it, {input,\n" +
+		"output, format, scheme, device, workers, dry_run, shard: {index, count} | null, plan_hash,\n" +
+		"tensors: [{name, dtype, shape, action: quantize|keep, reason,\n" +
 		"scheme, scale_dtype, outputs: [{name, dtype, shape, bytes}], bytes_in, bytes_out, sqnr_db\n" +
 		"(null when exact or not run), nonfinite}], totals: {tensors, quantized, kept, bytes_in,\n" +
 		"bytes_out, ratio}, memory_estimate, seconds, gb_per_s, sqnr: {min_db, mean_db, worst:\n" +
 		"[{name, sqnr_db}]} | null}.",
 	Flags: []cli.Flag{quantOutFlag, quantSchemeFlag, quantGranFlag, quantSymFlag, quantAsymFlag, quantFormatFlag,
-		quantInclFlag, quantExclFlag, deviceFlag, quantWorkFlag, quantDryFlag, quantJSONFlag, quantForceFlag,
+		quantInclFlag, quantExclFlag, ckptDeviceFlag, ckptWorkFlag, quantDryFlag, ckptJSONFlag, ckptJSONOutFlag, quantForceFlag,
 		quantSizeFlag, quantShardFlag, quantNonFinFlag},
 	Action: runQuantize,
 }
 
-// QuantizeReport is what quantize measures; --json writes it.
-type QuantizeReport struct {
-	Input          string            `json:"input"`
-	Output         string            `json:"output"`
-	Format         plan.Format       `json:"format"`
-	Scheme         string            `json:"scheme,omitempty"`
-	Device         string            `json:"device,omitempty"`
-	Workers        int               `json:"workers"`
-	DryRun         bool              `json:"dry_run"`
-	Shard          *ShardSpec        `json:"shard"`
-	PlanHash       string            `json:"plan_hash"`
-	Tensors        []QuantizedTensor `json:"tensors"`
-	Totals         QuantizeTotals    `json:"totals"`
-	MemoryEstimate int64             `json:"memory_estimate"`
-	Seconds        float64           `json:"seconds"`
-	GBPerSecond    float64           `json:"gb_per_s"`
-	SQNR           *SQNRSummary      `json:"sqnr"`
+func runQuantize(c *cli.Context) error {
+	opt, err := parseQuantizeFlags(c)
+	if err != nil {
+		return badInput(fmt.Errorf("quantize: %w", err))
+	}
+	var rep *quantize.Report
+	if c.Bool(quantDryFlag.Name) {
+		rep, err = quantize.DryRun(*opt)
+	} else {
+		progress, clear := ckptProgress(false)
+		opt.Progress = progress
+		rep, err = quantize.Run(c.Context, *opt)
+		clear()
+	}
+	if err != nil {
+		return fmt.Errorf("quantize: %w", jobError(err))
+	}
+	table := func(w io.Writer) { writeQuantizeSummary(w, rep) }
+	if rep.DryRun {
+		table = func(w io.Writer) { writeQuantizePlan(w, rep) }
+	}
+	if err := ckptReport(c, rep, table); err != nil {
+		return fmt.Errorf("quantize: %w", err)
+	}
+	return nil
 }
 
-// ShardSpec is part Index of Count.
-type ShardSpec struct {
-	Index int `json:"index"`
-	Count int `json:"count"`
-}
-
-// QuantizedTensor is one plan item and, after a run, its measurements.
-type QuantizedTensor struct {
-	plan.Item
-	SQNR      *float64 `json:"sqnr_db"` // nil when kept, exact or not run
-	NonFinite int      `json:"nonfinite,omitempty"`
-}
-
-// QuantizeTotals sum the tensors of the report.
-type QuantizeTotals struct {
-	Tensors   int     `json:"tensors"`
-	Quantized int     `json:"quantized"`
-	Kept      int     `json:"kept"`
-	BytesIn   int64   `json:"bytes_in"`
-	BytesOut  int64   `json:"bytes_out"`
-	Ratio     float64 `json:"ratio"`
-}
-
-// SQNRSummary summarises the quantized tensors' SQNR.
-type SQNRSummary struct {
-	MinDB  float64      `json:"min_db"`
-	MeanDB float64      `json:"mean_db"`
-	Worst  []TensorSQNR `json:"worst"` // the 5 lowest, lowest first
-}
-
-// TensorSQNR is one tensor's SQNR.
-type TensorSQNR struct {
-	Name string  `json:"name"`
-	DB   float64 `json:"sqnr_db"`
-}
-
-// quantizeJob is everything runQuantize parsed from the command line.
-type quantizeJob struct {
-	in, out        string
-	opt            plan.Options
-	workers        int
-	shard          *ShardSpec
-	shardSize      int64
-	force, dry     bool
-	allowNonFinite bool
-	quiet          bool // no progress bar
-}
-
-func parseQuantizeFlags(c *cli.Context) (*quantizeJob, error) {
+func parseQuantizeFlags(c *cli.Context) (*quantize.Options, error) {
 	args, err := interspersed(c)
 	if err != nil {
 		return nil, err
@@ -186,29 +139,40 @@ func parseQuantizeFlags(c *cli.Context) (*quantizeJob, error) {
 	if len(args) != 1 || c.String(quantOutFlag.Name) == "" {
 		return nil, errors.New("give one input checkpoint and the output: quantize IN -o OUT")
 	}
-	if path := c.String(quantJSONFlag.Name); path != "" {
-		if err := checkOutputFile(quantJSONFlag.Name, path, true); err != nil {
-			return nil, err
+	if err := checkCPUDevice(c); err != nil {
+		return nil, err
+	}
+	if err := checkJSONOut(c); err != nil {
+		return nil, err
+	}
+	opt := &quantize.Options{Input: args[0], Output: c.String(quantOutFlag.Name), Workers: c.Int(ckptWorkFlag.Name),
+		Force: c.Bool(quantForceFlag.Name), AllowNonFinite: c.Bool(quantNonFinFlag.Name), Log: c.App.ErrWriter}
+	opt.Plan.Format = plan.Format(c.String(quantFormatFlag.Name))
+	if !slices.Contains(plan.FormatNames(), string(opt.Plan.Format)) {
+		return nil, fmt.Errorf("--format %s: not one of %s", opt.Plan.Format, strings.Join(plan.FormatNames(), ", "))
+	}
+	if plan.IsGGUF(opt.Plan.Format) {
+		// GGUF's blocks fix the scheme: flags that choose one would be
+		// ignored without a word.
+		for _, f := range []cli.Flag{quantSchemeFlag, quantGranFlag, quantSymFlag, quantAsymFlag, quantSizeFlag, quantShardFlag} {
+			if name := f.Names()[0]; c.IsSet(name) {
+				return nil, fmt.Errorf("--%s does not apply to --format %s, which quantizes in blocks of 32 with a scale each "+
+					"(Q8_0/Q4_0) into one file: drop --%s, or choose compressed-tensors or safetensors", name, opt.Plan.Format, name)
+			}
 		}
 	}
-	j := &quantizeJob{in: args[0], out: c.String(quantOutFlag.Name), workers: c.Int(quantWorkFlag.Name),
-		force: c.Bool(quantForceFlag.Name), dry: c.Bool(quantDryFlag.Name), allowNonFinite: c.Bool(quantNonFinFlag.Name)}
-	j.opt.Format = plan.Format(c.String(quantFormatFlag.Name))
-	if !slices.Contains(plan.FormatNames(), string(j.opt.Format)) {
-		return nil, fmt.Errorf("--format %s: not one of %s", j.opt.Format, strings.Join(plan.FormatNames(), ", "))
+	if c.Bool(quantSymFlag.Name) && c.Bool(quantAsymFlag.Name) {
+		return nil, errors.New("--symmetric and --asymmetric exclude each other")
 	}
 	s, err := parseSchemeFlags(c.String(quantSchemeFlag.Name), c.String(quantGranFlag.Name), c.Bool(quantAsymFlag.Name))
 	if err != nil {
 		return nil, err
 	}
-	if c.Bool(quantSymFlag.Name) && c.Bool(quantAsymFlag.Name) {
-		return nil, errors.New("--symmetric and --asymmetric exclude each other")
-	}
-	j.opt.Scheme = s
+	opt.Plan.Scheme = s
 	for _, f := range []struct {
 		flag *cli.StringFlag
 		dst  **regexp.Regexp
-	}{{quantInclFlag, &j.opt.Include}, {quantExclFlag, &j.opt.Exclude}} {
+	}{{quantInclFlag, &opt.Plan.Include}, {quantExclFlag, &opt.Plan.Exclude}} {
 		if v := c.String(f.flag.Name); v != "" {
 			re, err := regexp.Compile(v)
 			if err != nil {
@@ -217,21 +181,27 @@ func parseQuantizeFlags(c *cli.Context) (*quantizeJob, error) {
 			*f.dst = re
 		}
 	}
-	if j.workers < 0 {
+	if opt.Workers < 0 {
 		return nil, errors.New("--workers must be positive")
 	}
-	if j.shardSize, err = parseSize(c.String(quantSizeFlag.Name)); err != nil || j.shardSize <= 0 {
-		return nil, fmt.Errorf("--shard-size: must be a positive size: %q", c.String(quantSizeFlag.Name))
+	if opt.ShardSize, err = parseShardSize(c, quantSizeFlag); err != nil {
+		return nil, err
 	}
 	if v := c.String(quantShardFlag.Name); v != "" {
-		if j.shard, err = parseShard(v); err != nil {
+		if opt.Shard, err = parseShard(v); err != nil {
 			return nil, err
 		}
-		if plan.IsGGUF(j.opt.Format) {
-			return nil, errors.New("--shard is not supported for the gguf formats")
-		}
 	}
-	return j, nil
+	return opt, nil
+}
+
+// parseShardSize parses a --shard-size flag: a positive size.
+func parseShardSize(c *cli.Context, f *cli.StringFlag) (int64, error) {
+	n, err := parseSize(c.String(f.Name))
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("--%s: must be a positive size: %q", f.Name, c.String(f.Name))
+	}
+	return n, nil
 }
 
 // parseSchemeFlags turns --scheme, --granularity and --asymmetric into a
@@ -272,256 +242,14 @@ func parseSchemeFlags(scheme, gran string, asym bool) (quant.Scheme, error) {
 	return s, nil
 }
 
-func parseShard(v string) (*ShardSpec, error) {
+func parseShard(v string) (*quantize.ShardSpec, error) {
 	a, b, ok := strings.Cut(v, "/")
 	i, err1 := strconv.Atoi(a)
 	n, err2 := strconv.Atoi(b)
 	if !ok || err1 != nil || err2 != nil || n < 1 || i < 0 || i >= n {
 		return nil, fmt.Errorf("--shard %s: not I/N with 0 <= I < N", v)
 	}
-	return &ShardSpec{Index: i, Count: n}, nil
-}
-
-// partDir is the directory of part i of n inside a parts directory.
-func partDir(parts string, s *ShardSpec) string {
-	return filepath.Join(parts, fmt.Sprintf("part-%d-of-%d", s.Index, s.Count))
-}
-
-func runQuantize(c *cli.Context) error {
-	j, err := parseQuantizeFlags(c)
-	if err != nil {
-		return badInput(fmt.Errorf("quantize: %w", err))
-	}
-	if err := quantize(c, j); err != nil {
-		return fmt.Errorf("quantize: %w", err)
-	}
-	return nil
-}
-
-func quantize(c *cli.Context, j *quantizeJob) error {
-	rep, err := quantizeCheckpoint(c, j)
-	if err != nil {
-		return err
-	}
-	return finishReport(c, rep, j.dry)
-}
-
-// quantizeCheckpoint runs the job (or, for a dry run, only plans it) and
-// returns its report without printing it.
-func quantizeCheckpoint(c *cli.Context, j *quantizeJob) (*QuantizeReport, error) {
-	ck, err := checkpoint.Open(j.in)
-	if err != nil {
-		return nil, badInput(err)
-	}
-	defer ck.Close()
-	if what, ok := plan.Quantized(ck.Config(), ck.Metadata(), ck.Tensors()); ok {
-		return nil, badInput(fmt.Errorf("%s is quantized already (%s): quantizing its codes and scales again would write a checkpoint "+
-			"that is neither; start from the float checkpoint, or dequantize it first (quantkit dequantize %s -o FLOAT)", j.in, what, j.in))
-	}
-	p, err := plan.Build(ck.Tensors(), j.opt)
-	if err != nil {
-		return nil, badInput(err)
-	}
-	items := p.All()
-	final := j.out
-	if j.shard != nil {
-		items = p.Part(j.shard.Index, j.shard.Count)
-		final = partDir(j.out, j.shard)
-	}
-	if j.workers == 0 {
-		j.workers = cpu.Threads()
-	}
-	rep := newQuantizeReport(j, p, items, final)
-	if j.dry {
-		return rep, nil
-	}
-	claim, err := claimOutput(c.App.ErrWriter, final, j.force, rep.Totals.BytesOut, checkpointInputs(j.in, ck)...)
-	if err != nil {
-		return nil, err
-	}
-	var stats []plan.Stats
-	start := time.Now()
-	err = onDevice(c, func(b backend.Backend) error {
-		rep.Device = b.Name()
-		start = time.Now()
-		opt := plan.RunOptions{Workers: j.workers, AllowNonFinite: j.allowNonFinite, Quantize: backendQuantize(b)}
-		progress, clear := quantizeProgress(p.BytesIn, len(items), j.quiet)
-		defer clear()
-		opt.Progress = func(item int, done int64, n int) {
-			if progress != nil {
-				progress(done, n, p.Items[item].Name)
-			}
-			afterWrite(final)
-		}
-		var err error
-		if plan.IsGGUF(p.Format) {
-			stats, err = writeGGUF(c.Context, ck, p, claim, opt)
-		} else {
-			stats, err = writeCheckpointDir(c.Context, ck, p, items, j, claim, opt)
-		}
-		if errors.Is(err, plan.ErrNonFinite) {
-			err = badInput(err)
-		}
-		return noSpace(final, rep.Totals.BytesOut, err)
-	})
-	if err != nil {
-		return nil, err
-	}
-	rep.Seconds = time.Since(start).Seconds()
-	if rep.Seconds > 0 {
-		rep.GBPerSecond = float64(rep.Totals.BytesIn) / rep.Seconds / 1e9
-	}
-	rep.addStats(stats)
-	return rep, nil
-}
-
-// backendQuantize quantizes on b: cpu.Quantize directly on the CPU, else
-// through device buffers, one tensor at a time (workers take turns).
-func backendQuantize(b backend.Backend) plan.QuantizeFunc {
-	if b.Name() == "cpu" {
-		return cpu.Quantize
-	}
-	var mu sync.Mutex
-	return func(codes []byte, x []float32, p *quant.Params) error {
-		mu.Lock()
-		defer mu.Unlock()
-		xb, err := b.Alloc(backend.F32, len(x))
-		if err != nil {
-			return err
-		}
-		defer b.Free(xb)
-		cb, err := b.Alloc(backend.U8, len(codes))
-		if err != nil {
-			return err
-		}
-		defer b.Free(cb)
-		if err := b.Upload(xb, x); err != nil {
-			return err
-		}
-		if err := b.Quantize(cb, xb, p); err != nil {
-			return err
-		}
-		return b.Download(codes, cb)
-	}
-}
-
-// writeCheckpointDir writes the plan's items as the checkpoint directory
-// claim.Path, atomically: into a temporary directory beside it, moved into
-// place at the end (atomicfile.Claim.Install: never over anything but what
-// the claim may replace).
-func writeCheckpointDir(ctx context.Context, ck *checkpoint.Checkpoint, p *plan.Plan, items []int, j *quantizeJob, claim *atomicfile.Claim, opt plan.RunOptions) ([]plan.Stats, error) {
-	meta := p.RawMetadata()
-	if meta == nil {
-		meta = map[string]string{}
-	}
-	meta["quantkit.plan_hash"] = p.Hash()
-	tmp, err := atomicfile.TempDir(claim)
-	if err != nil {
-		return nil, err
-	}
-	defer tmp.Abort() // nothing once committed
-	w, err := checkpoint.Create(tmp.Path, p.SafetensorsInfos(items), j.shardSize, meta)
-	if err != nil {
-		return nil, err
-	}
-	stats, err := plan.Run(ctx, p, items, ck, w, opt)
-	if err == nil {
-		err = w.Close()
-	}
-	if err != nil {
-		w.Abort()
-		return nil, err
-	}
-	if err := writeConfig(ck, p, tmp.Path); err != nil {
-		return nil, err
-	}
-	if err := ck.CopySideFiles(tmp.Path, checkpoint.ConfigFileName); err != nil {
-		return nil, err
-	}
-	if j.shard != nil {
-		if err := writePartInfo(tmp.Path, p, j); err != nil {
-			return nil, err
-		}
-	}
-	return stats, tmp.Commit()
-}
-
-// writeConfig writes config.json into dir: the input's, with the
-// quantization_config of compressed-tensors.
-func writeConfig(ck *checkpoint.Checkpoint, p *plan.Plan, dir string) error {
-	cfg := ck.Config()
-	if cfg == nil {
-		if _, ok := plan.CTFormat(p.Format, p.Scheme); !ok {
-			return nil
-		}
-		cfg = []byte("{}")
-	}
-	if ct, ok := plan.CTFormat(p.Format, p.Scheme); ok {
-		qc, err := ctensors.QuantizationConfig(p.Scheme, ct, p.Ignore())
-		if err != nil {
-			return err
-		}
-		if cfg, err = ctensors.UpdateConfig(cfg, qc); err != nil {
-			return err
-		}
-	}
-	return atomicfile.WriteFile(filepath.Join(dir, checkpoint.ConfigFileName), cfg, 0o666)
-}
-
-// writeGGUF writes the plan as the GGUF file claim.Path, atomically.
-func writeGGUF(ctx context.Context, ck *checkpoint.Checkpoint, p *plan.Plan, claim *atomicfile.Claim, opt plan.RunOptions) ([]plan.Stats, error) {
-	final := claim.Path
-	if fi, err := os.Stat(final); err == nil && fi.IsDir() {
-		return nil, badInput(fmt.Errorf("%s is a directory; the gguf formats write one file", final))
-	}
-	var cfg struct {
-		ModelType string `json:"model_type"`
-		Name      string `json:"_name_or_path"`
-	}
-	if raw := ck.Config(); raw != nil {
-		json.Unmarshal(raw, &cfg)
-	}
-	name := cfg.Name
-	if name == "" {
-		name = filepath.Base(ck.Dir())
-	}
-	fileType := map[plan.Format]uint32{plan.GGUFQ8_0: 7, plan.GGUFQ4_0: 2}[p.Format] // llama_ftype MOSTLY_Q8_0, MOSTLY_Q4_0
-	meta := []gguf.KV{}
-	if cfg.ModelType != "" {
-		meta = append(meta, gguf.KV{Key: "general.architecture", Value: cfg.ModelType})
-	}
-	meta = append(meta,
-		gguf.KV{Key: "general.name", Value: name},
-		gguf.KV{Key: "general.file_type", Value: fileType},
-		gguf.KV{Key: "general.quantization_version", Value: uint32(2)},
-		gguf.KV{Key: "quantkit.plan_hash", Value: p.Hash()})
-	if err := os.MkdirAll(filepath.Dir(final), 0o777); err != nil {
-		return nil, err
-	}
-	f, err := atomicfile.CreateFor(claim)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", final, err)
-	}
-	defer f.Abort() // nothing once committed
-	bw := bufio.NewWriterSize(f, 1<<20)
-	w, err := gguf.NewWriter(bw, meta, p.GGUFInfos(p.All()))
-	if err != nil {
-		return nil, err
-	}
-	stats, err := plan.Run(ctx, p, p.All(), ck, w, opt)
-	if err == nil {
-		err = w.Close()
-	}
-	if err == nil {
-		err = bw.Flush()
-	}
-	if err == nil {
-		err = f.Commit()
-	}
-	if err != nil {
-		return nil, err
-	}
-	return stats, nil
+	return &quantize.ShardSpec{Index: i, Count: n}, nil
 }
 
 // quantizeProgress is a progress bar of bytes and tensors with an ETA on
@@ -546,103 +274,12 @@ func quantizeProgress(total int64, tensors int, quiet bool) (func(done int64, n 
 		}
 }
 
-func newQuantizeReport(j *quantizeJob, p *plan.Plan, items []int, final string) *QuantizeReport {
-	rep := &QuantizeReport{Input: j.in, Output: final, Format: p.Format, Workers: j.workers, DryRun: j.dry,
-		Shard: j.shard, PlanHash: p.Hash(), Tensors: []QuantizedTensor{}}
-	if !plan.IsGGUF(p.Format) {
-		rep.Scheme = p.Scheme.String()
-	}
-	var sub plan.Plan
-	for _, k := range items {
-		it := p.Items[k]
-		rep.Tensors = append(rep.Tensors, QuantizedTensor{Item: it})
-		sub.Items = append(sub.Items, it)
-		t := &rep.Totals
-		t.Tensors++
-		if it.Action == plan.Quantize {
-			t.Quantized++
-		} else {
-			t.Kept++
-		}
-		t.BytesIn += it.BytesIn
-		t.BytesOut += it.BytesOut
-	}
-	if rep.Totals.BytesIn > 0 {
-		rep.Totals.Ratio = float64(rep.Totals.BytesOut) / float64(rep.Totals.BytesIn)
-	}
-	rep.MemoryEstimate = sub.MemoryEstimate(j.workers)
-	return rep
-}
-
-// addStats records a run's measurements, in the order of rep.Tensors.
-func (rep *QuantizeReport) addStats(stats []plan.Stats) {
-	var all []TensorSQNR
-	var sum float64
-	for i, st := range stats {
-		t := &rep.Tensors[i]
-		t.NonFinite = st.NonFinite
-		if t.Action != plan.Quantize || math.IsInf(st.SQNR, 0) || math.IsNaN(st.SQNR) {
-			continue
-		}
-		v := st.SQNR
-		t.SQNR = &v
-		all = append(all, TensorSQNR{t.Name, v})
-		sum += v
-	}
-	if len(all) == 0 {
-		return
-	}
-	slices.SortStableFunc(all, func(a, b TensorSQNR) int { return cmpFloat(a.DB, b.DB) })
-	rep.SQNR = &SQNRSummary{MinDB: all[0].DB, MeanDB: sum / float64(len(all)), Worst: all[:min(5, len(all))]}
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-// finishReport writes the report: the plan (dry run) or the summary for
-// people, unless --json - puts the JSON on stdout instead, and then the
-// JSON to the --json file, so that a file that cannot be written costs
-// the table nothing.
-func finishReport(c *cli.Context, rep *QuantizeReport, plan bool) error {
-	path := c.String(quantJSONFlag.Name)
-	if path != "-" {
-		if plan {
-			writeQuantizePlan(c.App.Writer, rep)
-		} else {
-			writeQuantizeSummary(c.App.Writer, rep)
-		}
-	}
-	if path == "" {
-		return nil
-	}
-	b, err := json.MarshalIndent(rep, "", "  ")
-	if err != nil {
-		return err
-	}
-	b = append(b, '\n')
-	if path == "-" {
-		_, err := c.App.Writer.Write(b)
-		return err
-	}
-	if err := atomicfile.WriteFile(path, b, 0o666); err != nil {
-		return fmt.Errorf("--json: %w", err)
-	}
-	return nil
-}
-
-func writeQuantizePlan(w io.Writer, r *QuantizeReport) {
+func writeQuantizePlan(w io.Writer, r *quantize.Report) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "tensor\taction\tscheme / reason\tbytes in → out")
 	for _, t := range r.Tensors {
 		what := t.Scheme
-		if t.Action == "keep" {
+		if t.Action == plan.Keep {
 			what = t.Reason
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s → %s\n", t.Name, t.Action, what, formatBytes(t.BytesIn), formatBytes(t.BytesOut))
@@ -658,7 +295,7 @@ func writeQuantizePlan(w io.Writer, r *QuantizeReport) {
 	fmt.Fprintln(w, "dry run: nothing written")
 }
 
-func writeQuantizeSummary(w io.Writer, r *QuantizeReport) {
+func writeQuantizeSummary(w io.Writer, r *quantize.Report) {
 	fmt.Fprintf(w, "%s → %s (%s", r.Input, r.Output, r.Format)
 	if r.Scheme != "" {
 		fmt.Fprintf(w, ", %s", r.Scheme)

@@ -1,21 +1,23 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/quantkit/quantkit/job/quantize"
 	"github.com/quantkit/quantkit/model/checkpoint"
-	"github.com/quantkit/quantkit/model/ctensors"
-	"github.com/quantkit/quantkit/model/gguf"
 	"github.com/quantkit/quantkit/model/safetensors"
 	"github.com/quantkit/quantkit/model/synth"
-	"github.com/quantkit/quantkit/quant"
 )
+
+// The pipelines' own tests are job/quantize's; these check the command
+// lines: flags into options, refusals, rendering, exit codes.
 
 // synthModel writes the 1M-parameter Llama-like checkpoint once per test.
 func synthModel(t *testing.T) string {
@@ -46,131 +48,127 @@ func openCk(t *testing.T, path string) *checkpoint.Checkpoint {
 	return ck
 }
 
-func TestQuantizeRoundTrip(t *testing.T) {
-	in := synthModel(t)
-	src := openCk(t, in)
-	const w = "model.layers.0.mlp.down_proj.weight"
-	for _, c := range []struct {
-		name    string
-		args    []string
-		tensors []string // beside w: the tensors w becomes
-		minSQNR float64  // of every dequantized weight, dB
-	}{
-		{"int8-channel", []string{"--scheme", "int8"}, []string{w, w + "_scale"}, 28},
-		{"int4-group32", []string{"--scheme", "int4", "--granularity", "group:32"}, []string{w + "_packed", w + "_shape", w + "_scale"}, 13},
-		{"int8-channel-packed", []string{"--format", "compressed-tensors-packed"}, []string{w + "_packed", w + "_shape", w + "_scale"}, 28},
-		{"int8-asym-tensor-raw", []string{"--format", "safetensors", "--asymmetric", "--granularity", "tensor"}, []string{w, w + ".scale", w + ".zero_point"}, 15},
-		{"int4-group128-raw", []string{"--format", "safetensors", "--scheme", "int4"}, []string{w, w + ".scale"}, 9},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			dir := t.TempDir()
-			out, deq, rep := filepath.Join(dir, "q"), filepath.Join(dir, "d"), filepath.Join(dir, "r.json")
-			mustRun(t, append([]string{"quantize", in, "-o", out, "--json", rep}, c.args...)...)
-			q := openCk(t, out)
-			for _, name := range c.tensors {
-				if _, ok := q.Tensor(name); !ok {
-					t.Errorf("no tensor %s in the output", name)
-				}
-			}
-			if _, ok := q.Tensor(w + "_zero_point"); ok {
-				t.Errorf("symmetric scheme wrote a zero point")
-			}
-			if !strings.HasSuffix(c.name, "raw") {
-				cfg, ok, err := ctensors.ReadConfig(q.Config())
-				if err != nil || !ok || cfg.Ignore[0] != "lm_head" || len(cfg.Ignore) != 1 {
-					t.Fatalf("quantization_config: %+v %v %v", cfg, ok, err)
-				}
-				want := ctensors.IntQuantized
-				if strings.Contains(c.name, "packed") || strings.HasPrefix(c.name, "int4") {
-					want = ctensors.PackQuantized
-				}
-				if cfg.Format != want {
-					t.Errorf("quantization_config format %s, want %s", cfg.Format, want)
-				}
-			}
-			var r QuantizeReport
-			b, _ := os.ReadFile(rep)
-			if err := json.Unmarshal(b, &r); err != nil || r.Totals.Quantized != 56 || r.Totals.Kept != 19 || r.SQNR == nil {
-				t.Fatalf("report: %v %+v", err, r.Totals)
-			}
-			mustRun(t, "dequantize", out, "-o", deq)
-			d := openCk(t, deq)
-			if len(d.Tensors()) != len(src.Tensors()) {
-				t.Fatalf("%d tensors dequantized, want %d", len(d.Tensors()), len(src.Tensors()))
-			}
-			if _, ok, _ := ctensors.ReadConfig(d.Config()); ok {
-				t.Error("dequantized config.json keeps quantization_config")
-			}
-			worst := math.Inf(1)
-			for i, st := range r.Tensors {
-				ti := src.Tensors()[i]
-				if st.Name != ti.Name {
-					t.Fatalf("report tensor %d is %s, want %s", i, st.Name, ti.Name)
-				}
-				if st.Action == "keep" {
-					a, _ := src.Bytes(ti.Name)
-					b, _ := d.Bytes(ti.Name)
-					if !bytes.Equal(a, b) {
-						t.Errorf("kept %s changed", ti.Name)
-					}
-					continue
-				}
-				x, _ := src.Float32(ti.Name)
-				y, err := d.Float32(ti.Name)
-				if err != nil {
-					t.Fatal(err)
-				}
-				s := quant.SQNR(x, y)
-				if math.Abs(s-*st.SQNR) > 1e-6 {
-					t.Errorf("%s: SQNR %.3f after dequantize, %.3f reported", ti.Name, s, *st.SQNR)
-				}
-				worst = min(worst, s)
-			}
-			t.Logf("%s: worst SQNR %.1f dB, mean %.1f dB, %d → %d bytes", c.name, worst, r.SQNR.MeanDB, r.Totals.BytesIn, r.Totals.BytesOut)
-			if worst < c.minSQNR {
-				t.Errorf("worst SQNR %.1f dB < %.0f", worst, c.minSQNR)
-			}
-		})
-	}
-}
-
-func TestQuantizeRefusals(t *testing.T) {
+// The flags reach the job: --json prints the report alone, --json-out
+// writes the same beside the table, --dry-run prints the plan.
+func TestQuantizeFlagsAndReports(t *testing.T) {
 	in := synthModel(t)
 	dir := t.TempDir()
-	out := filepath.Join(dir, "q")
-	// --dry-run writes nothing, not even the parent.
-	text := mustRun(t, "quantize", in, "-o", filepath.Join(dir, "sub", "q"), "--dry-run")
-	if !strings.Contains(text, "nothing written") || !strings.Contains(text, "memory:") {
-		t.Errorf("dry run output:\n%s", text)
+	out, side := filepath.Join(dir, "q"), filepath.Join(dir, "r.json")
+	text := mustRun(t, "quantize", in, "-o", out, "--scheme", "int4", "--granularity", "group:32", "--asymmetric", "--format", "safetensors",
+		"--workers", "3", "--exclude", "down_proj", "--shard-size", "1MB", "--json")
+	var r quantize.Report
+	if err := json.Unmarshal([]byte(text), &r); err != nil {
+		t.Fatalf("--json printed more than the report: %v\n%s", err, text)
 	}
-	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
-		t.Errorf("--dry-run wrote %v", entries)
+	if r.Scheme != "int4-asym-group32" || r.Format != "safetensors" || r.Workers != 3 || r.Device != "cpu" || r.Totals.Quantized != 48 || r.Output != out {
+		t.Errorf("report %+v, totals %+v", r, r.Totals)
 	}
-	// An existing OUT needs --force.
-	mustRun(t, "quantize", in, "-o", out)
-	if _, err := run(t, "quantize", in, "-o", out); err == nil || !strings.Contains(err.Error(), "--force") {
-		t.Errorf("existing OUT: %v", err)
+	if len(openCk(t, out).Files()) < 2 {
+		t.Error("--shard-size 1MB did not split the output")
 	}
-	mustRun(t, "quantize", in, "-o", out, "--force", "--scheme", "int4")
-	if cfg, _, _ := ctensors.ReadConfig(openCk(t, out).Config()); cfg.Scheme != quant.Int4PerGroup128 {
-		t.Errorf("--force did not replace OUT: %+v", cfg)
+	table := mustRun(t, "quantize", in, "-o", out, "--force", "--json-out", side)
+	var r2 quantize.Report
+	if b, err := os.ReadFile(side); err != nil || json.Unmarshal(b, &r2) != nil || r2.Scheme != "int8-sym-channel" || r2.Workers < 1 {
+		t.Errorf("--json-out: %v %+v", err, r2)
 	}
-	// A truncated input is an error naming the file, leaving nothing.
-	bad := filepath.Join(dir, "bad")
-	os.Mkdir(bad, 0o755)
-	data, _ := os.ReadFile(filepath.Join(in, "model.safetensors"))
-	os.WriteFile(filepath.Join(bad, "model.safetensors"), data[:len(data)/2], 0o644)
-	_, err := run(t, "quantize", bad, "-o", filepath.Join(dir, "q2"))
-	if err == nil || !strings.Contains(err.Error(), "model.safetensors") {
-		t.Errorf("truncated input: %v", err)
+	for _, want := range []string{") on cpu, ", "SQNR: min", "kept unquantized (19)"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("table lacks %q:\n%s", want, table)
+		}
 	}
-	entries, _ := os.ReadDir(dir)
-	if len(entries) != 2 { // bad and q
-		t.Errorf("left behind: %v", entries)
+	plan := mustRun(t, "quantize", in, "-o", filepath.Join(dir, "dry"), "--dry-run")
+	if !strings.Contains(plan, "nothing written") || !strings.Contains(plan, "memory:") || !regexp.MustCompile(`lm_head.weight +keep +lm_head`).MatchString(plan) {
+		t.Errorf("dry run output:\n%s", plan)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "dry")); err == nil {
+		t.Error("--dry-run wrote its output")
 	}
 }
 
-func TestQuantizeNaN(t *testing.T) {
+// Flags the job would ignore, or cannot honour, are refused before any
+// work, naming them.
+func TestCheckpointFlagRefusals(t *testing.T) {
+	in := synthModel(t)
+	q := filepath.Join(t.TempDir(), "q")
+	mustRun(t, "quantize", in, "-o", q)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"quantize", in, "-o", out, "--format", "gguf-q8_0", "--scheme", "int4"}, []string{"--scheme", "--format gguf-q8_0"}},
+		{[]string{"quantize", in, "-o", out, "--format", "gguf-q4_0", "--granularity", "tensor"}, []string{"--granularity", "--format gguf-q4_0"}},
+		{[]string{"quantize", in, "-o", out, "--format", "gguf-q8_0", "--asymmetric"}, []string{"--asymmetric", "gguf-q8_0"}},
+		{[]string{"quantize", in, "-o", out, "--format", "gguf-q8_0", "--symmetric"}, []string{"--symmetric", "gguf-q8_0"}},
+		{[]string{"quantize", in, "-o", out, "--format", "gguf-q8_0", "--shard-size", "1GB"}, []string{"--shard-size", "gguf-q8_0"}},
+		{[]string{"quantize", in, "-o", out, "--symmetric", "--asymmetric"}, []string{"exclude each other"}},
+		{[]string{"quantize", in, "-o", out, "--format", "onnx"}, []string{"--format onnx"}},
+		{[]string{"quantize", in, "-o", out, "--shard", "2/2"}, []string{"--shard 2/2"}},
+		{[]string{"quantize", in, "-o", out, "--workers", "-1"}, []string{"--workers"}},
+		{[]string{"quantize", in, "-o", out, "--device", "gpu"}, []string{"--device gpu", "runs on the CPU because it is memory-bound"}},
+		{[]string{"quantize", in, "-o", out, "--device", "gpu:1"}, []string{"--device gpu:1", "memory-bound"}},
+		{[]string{"quantize", in, "-o", out, "--device", "tpu"}, []string{"--device tpu: not cpu or auto"}},
+		{[]string{"dequantize", q, "-o", out, "--device", "gpu"}, []string{"memory-bound"}},
+		{[]string{"dequantize", q, "-o", out, "--dtype", "i8"}, []string{"--dtype i8"}},
+		{[]string{"merge", q, "-o", out, "--device", "gpu"}, []string{"memory-bound"}},
+		{[]string{"merge", q, "-o", out, "--shard-size", "0"}, []string{"--shard-size"}},
+		{[]string{"bench", "checkpoint", "--input", in, "--device", "gpu:0"}, []string{"memory-bound"}},
+		{[]string{"bench", "checkpoint", "--input", in, "--format", "gguf-q8_0", "--schemes", "int4"}, []string{"--schemes", "gguf-q8_0"}},
+		{[]string{"bench", "checkpoint", "--input", in, "--rounds", "0"}, []string{"--rounds"}},
+	} {
+		msg, err := run(t, tc.args...)
+		for _, want := range tc.want {
+			if err == nil || !strings.Contains(err.Error(), want) || !errors.Is(err, errBadInput) {
+				t.Errorf("%v: error %v, want a bad-input error saying %q\n%s", tc.args[3:], err, want, msg)
+			}
+		}
+		emptyDir(t, dir)
+	}
+	// cpu and auto are the same.
+	mustRun(t, "quantize", in, "-o", out, "--device", "auto", "--format", "gguf-q8_0")
+	mustRun(t, "dequantize", q, "-o", filepath.Join(dir, "d"), "--device", "cpu")
+}
+
+// The checkpoint commands run on the CPU binary: they do not carry the
+// --device of the commands that hand over to quantkit-cuda.
+func TestCheckpointCommandsStayOnCPU(t *testing.T) {
+	app := newApp()
+	for _, args := range []string{"quantize in -o out", "dequantize q -o out", "merge parts -o out", "bench checkpoint", "gen -o g"} {
+		if usesDevice(app, append([]string{"quantkit"}, strings.Fields(args)...)) {
+			t.Errorf("usesDevice(%q) is true: it would hand over to the CUDA build", args)
+		}
+	}
+}
+
+// Help says what is true: no default for a flag that has none to show.
+func TestCheckpointHelp(t *testing.T) {
+	for _, tc := range []struct {
+		cmd        []string
+		want, lack []string
+	}{
+		{[]string{"quantize"}, []string{"(default: one per core)", "zero point 0 (the default)\n", "(default: channel for int8, group:128 for int4)", "--json-out FILE"},
+			[]string{"(default: 0)", "(the default) (default: false)"}},
+		{[]string{"merge"}, []string{"(default: the parts' --shard-size)"}, []string{`(default: "5GB")`}},
+		{[]string{"dequantize"}, []string{"(default: one per core)", "--json-out FILE"}, []string{"(default: 0)"}},
+		{[]string{"bench", "checkpoint"}, []string{"(default: one per core)", "--json-out FILE"}, []string{"(default: 0)"}},
+		{[]string{"gen"}, []string{"--json-out FILE"}, nil},
+	} {
+		out := mustRun(t, append(tc.cmd, "--help")...)
+		for _, w := range tc.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("%v --help lacks %q:\n%s", tc.cmd, w, out)
+			}
+		}
+		for _, l := range tc.lack {
+			if strings.Contains(out, l) {
+				t.Errorf("%v --help says %q:\n%s", tc.cmd, l, out)
+			}
+		}
+	}
+}
+
+func TestQuantizeNaNReported(t *testing.T) {
 	dir := t.TempDir()
 	x := make([]float32, 64*64)
 	for i := range x {
@@ -181,17 +179,15 @@ func TestQuantizeNaN(t *testing.T) {
 	in := filepath.Join(dir, "in.safetensors")
 	b := make([]byte, 4*len(x))
 	for i, v := range x {
-		putF32(b[4*i:], v)
+		u := math.Float32bits(v)
+		b[4*i], b[4*i+1], b[4*i+2], b[4*i+3] = byte(u), byte(u>>8), byte(u>>16), byte(u>>24)
 	}
 	if err := safetensors.WriteFile(in, []safetensors.Tensor{{Name: "layer.q_proj.weight", DType: "F32", Shape: []int{64, 64}, Data: b}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	_, err := run(t, "quantize", in, "-o", filepath.Join(dir, "q"))
-	if err == nil || !strings.Contains(err.Error(), `"layer.q_proj.weight"`) || !strings.Contains(err.Error(), "--allow-nonfinite") {
+	if err == nil || !strings.Contains(err.Error(), `"layer.q_proj.weight"`) || !strings.Contains(err.Error(), "--allow-nonfinite") || !errors.Is(err, errBadInput) {
 		t.Fatalf("NaN weight: %v", err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "q")); err == nil {
-		t.Error("failed run left OUT")
 	}
 	text := mustRun(t, "quantize", in, "-o", filepath.Join(dir, "q"), "--allow-nonfinite")
 	if !strings.Contains(text, "layer.q_proj.weight: 2 NaN/Inf") {
@@ -199,92 +195,31 @@ func TestQuantizeNaN(t *testing.T) {
 	}
 }
 
-func putF32(b []byte, v float32) {
-	u := math.Float32bits(v)
-	b[0], b[1], b[2], b[3] = byte(u), byte(u>>8), byte(u>>16), byte(u>>24)
-}
-
-func TestQuantizeGGUF(t *testing.T) {
-	in := synthModel(t)
-	src := openCk(t, in)
-	out := filepath.Join(t.TempDir(), "m.gguf")
-	mustRun(t, "quantize", in, "-o", out, "--format", "gguf-q8_0")
-	f, err := gguf.Open(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if a, _ := f.String("general.architecture"); a != "llama" {
-		t.Errorf("general.architecture %q", a)
-	}
-	if len(f.Tensors()) != len(src.Tensors()) {
-		t.Fatalf("%d tensors, want %d", len(f.Tensors()), len(src.Tensors()))
-	}
-	var quantized int
-	for _, ti := range src.Tensors() {
-		g, ok := f.Tensor(ti.Name)
-		if !ok {
-			t.Fatalf("no %s", ti.Name)
-		}
-		got, _ := f.Bytes(ti.Name)
-		if keepReason(ti.Name, ti.DType, ti.Shape) != "" {
-			want, _ := src.Bytes(ti.Name)
-			if g.Type != gguf.TypeF32 || !bytes.Equal(got, want) {
-				t.Errorf("kept %s: %s, changed %v", ti.Name, g.Type, !bytes.Equal(got, want))
-			}
-			continue
-		}
-		quantized++
-		x, _ := src.Float32(ti.Name)
-		want := make([]byte, len(x)/32*34)
-		gguf.QuantizeQ8_0(want, x)
-		if g.Type != gguf.TypeQ8_0 || !bytes.Equal(got, want) || g.Dims[0] != ti.Shape[1] {
-			t.Errorf("%s: %s %v, blocks equal %v", ti.Name, g.Type, g.Dims, bytes.Equal(got, want))
-		}
-	}
-	if quantized != 56 {
-		t.Errorf("%d quantized", quantized)
-	}
-}
-
-func TestQuantizeShardMerge(t *testing.T) {
+// dequantize and merge print their line, or their JSON.
+func TestDequantizeMergeReports(t *testing.T) {
 	in := synthModel(t)
 	dir := t.TempDir()
-	one, parts, merged := filepath.Join(dir, "one"), filepath.Join(dir, "parts"), filepath.Join(dir, "merged")
-	args := []string{"--scheme", "int4", "--granularity", "group:32", "--shard-size", "1MB"}
-	mustRun(t, append([]string{"quantize", in, "-o", one}, args...)...)
-	mustRun(t, append([]string{"quantize", in, "-o", parts, "--shard", "1/2"}, args...)...)
-	if _, err := run(t, "merge", parts, "-o", merged); err == nil || !strings.Contains(err.Error(), "part 0 of 2") {
-		t.Errorf("merge without part 0: %v", err)
+	q, parts := filepath.Join(dir, "q"), filepath.Join(dir, "parts")
+	mustRun(t, "quantize", in, "-o", q, "--scheme", "int4")
+	out := mustRun(t, "dequantize", q, "-o", filepath.Join(dir, "d"), "--dtype", "bf16")
+	if !strings.Contains(out, q+" → "+filepath.Join(dir, "d")+": 75 tensors, dequantized 56 BF16") {
+		t.Errorf("dequantize printed %q", out)
 	}
-	// A part of another plan is refused.
-	other := filepath.Join(dir, "other")
-	mustRun(t, "quantize", in, "-o", other, "--shard", "0/2")
-	if _, err := run(t, "merge", filepath.Join(parts, "part-1-of-2"), filepath.Join(other, "part-0-of-2"), "-o", merged); err == nil || !strings.Contains(err.Error(), "plan") {
-		t.Errorf("merge of two plans: %v", err)
+	var d quantize.DequantizeReport
+	if err := json.Unmarshal([]byte(mustRun(t, "dequantize", q, "-o", filepath.Join(dir, "d2"), "--json")), &d); err != nil || d.Dequantized["F32"] != 56 {
+		t.Errorf("dequantize --json: %v %+v", err, d)
 	}
-	mustRun(t, append([]string{"quantize", in, "-o", parts, "--shard", "0/2"}, args...)...)
-	mustRun(t, "merge", parts, "-o", merged)
-	a, b := openCk(t, one), openCk(t, merged)
-	if len(a.Files()) < 2 || !slicesEqual(a.Files(), b.Files()) {
-		t.Errorf("files %v, merged %v", a.Files(), b.Files())
+	mustRun(t, "quantize", in, "-o", parts, "--shard", "0/2")
+	mustRun(t, "quantize", in, "-o", parts, "--shard", "1/2", "--workers", "1")
+	out = mustRun(t, "merge", parts, "-o", filepath.Join(dir, "m"))
+	if !strings.Contains(out, "merged 2 parts of plan ") || !strings.Contains(out, "from "+filepath.Join(parts, "part-0-of-2")) {
+		t.Errorf("merge printed %q", out)
 	}
-	at, bt := a.Tensors(), b.Tensors()
-	if len(at) != len(bt) {
-		t.Fatalf("%d tensors, merged %d", len(at), len(bt))
+	var m quantize.MergeReport
+	if err := json.Unmarshal([]byte(mustRun(t, "merge", parts, "-o", filepath.Join(dir, "m2"), "--json", "--shard-size", "1MB")), &m); err != nil || m.ShardSize != 1e6 || m.Tensors != 131 {
+		t.Errorf("merge --json: %v %+v", err, m)
 	}
-	for i := range at {
-		x, _ := a.Bytes(at[i].Name)
-		y, _ := b.Bytes(bt[i].Name)
-		if at[i].Name != bt[i].Name || at[i].DType != bt[i].DType || !bytes.Equal(x, y) {
-			t.Errorf("tensor %d: %s, merged %s", i, at[i].Name, bt[i].Name)
-		}
+	if _, err := run(t, "merge", in, "-o", filepath.Join(dir, "m3")); err == nil || !errors.Is(err, errBadInput) || !strings.Contains(err.Error(), "not a part") {
+		t.Errorf("merge of a non-part: %v", err)
 	}
-	if !bytes.Equal(a.Config(), b.Config()) {
-		t.Error("config.json differs")
-	}
-}
-
-func slicesEqual(a, b []string) bool {
-	return strings.Join(a, "\x00") == strings.Join(b, "\x00")
 }

@@ -15,8 +15,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/quantkit/quantkit/model/safetensors"
 )
 
 // treeSum is a digest of every file under root (names, modes and
@@ -379,140 +377,25 @@ func TestInputChangedDuringRun(t *testing.T) {
 	}
 }
 
-// A quantized checkpoint given to quantize is refused, whatever its
-// format, instead of written out again mislabelled.
-func TestRequantizeRefused(t *testing.T) {
-	in := synthModel(t)
-	dir := t.TempDir()
-	for _, tc := range []struct {
-		args []string
-		want string
-	}{
-		{[]string{"--scheme", "int4"}, `quant_method "compressed-tensors", format "pack-quantized"`},
-		{[]string{"--scheme", "int8"}, `quant_method "compressed-tensors", format "int-quantized"`},
-		{[]string{"--format", "safetensors"}, `quantkit.format = "quantkit-raw"`},
-	} {
-		q := filepath.Join(dir, strings.Join(tc.args, ""))
-		mustRun(t, append([]string{"quantize", in, "-o", q}, tc.args...)...)
-		for _, format := range []string{"compressed-tensors", "gguf-q8_0"} {
-			out := filepath.Join(t.TempDir(), "again")
-			msg, err := run(t, "quantize", q, "-o", out, "--format", format)
-			if err == nil || !errors.Is(err, errBadInput) || !strings.Contains(err.Error(), q+" is quantized already") || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("%v then %s: error %v, want a refusal saying %s\n%s", tc.args, format, err, tc.want, msg)
-			}
-			if _, err := os.Lstat(out); err == nil {
-				t.Errorf("%v then %s: wrote %s", tc.args, format, out)
-			}
-		}
-	}
-}
-
-// dropTensor rewrites the checkpoint file path without the named tensor.
-func dropTensor(t *testing.T, path, name string) {
-	t.Helper()
-	f, err := safetensors.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var keep []safetensors.Tensor
-	for _, ti := range f.Tensors() {
-		if ti.Name == name {
-			continue
-		}
-		b, err := f.Bytes(ti.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keep = append(keep, safetensors.Tensor{Name: ti.Name, DType: ti.DType, Shape: ti.Shape, Data: bytes.Clone(b)})
-	}
-	meta := f.Metadata()
-	f.Close()
-	if err := safetensors.WriteFile(path, keep, meta); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// Every quantized weight is dequantized, or the run fails naming it: a
-// weight whose scale is missing is never copied as its codes.
-func TestDequantizeIncompleteRefused(t *testing.T) {
-	in := synthModel(t)
-	const w = "model.layers.1.mlp.up_proj.weight"
-	for _, tc := range []struct {
-		args []string
-		drop string
-	}{
-		{[]string{"--scheme", "int8"}, w + "_scale"},
-		{[]string{"--scheme", "int4"}, w + "_scale"},
-		{[]string{"--scheme", "int4"}, w + "_packed"},
-		{[]string{"--format", "safetensors"}, w + ".scale"},
-		{[]string{"--format", "safetensors", "--scheme", "int4", "--asymmetric"}, w + ".zero_point"},
-	} {
-		q := filepath.Join(t.TempDir(), "q")
-		mustRun(t, append([]string{"quantize", in, "-o", q}, tc.args...)...)
-		dropTensor(t, filepath.Join(q, "model.safetensors"), tc.drop)
-		dir := t.TempDir()
-		msg, err := run(t, "dequantize", q, "-o", filepath.Join(dir, "back"))
-		if err == nil || !errors.Is(err, errBadInput) || !strings.Contains(err.Error(), "model.layers.1.mlp.up_proj.weight") {
-			t.Errorf("%v without %s: error %v, want one naming the weight\n%s", tc.args, tc.drop, err, msg)
-		}
-		emptyDir(t, dir)
-	}
-}
-
-// dequantize gives back float tensors only, in the dtype the weights had
-// (raw format: recorded per weight; compressed-tensors: torch_dtype).
-func TestDequantizeRestoresDTypes(t *testing.T) {
-	for _, dtype := range []string{"bf16", "f16", "f32"} {
-		in := filepath.Join(t.TempDir(), "in")
-		mustRun(t, "gen", "--params", "1M", "--dtype", dtype, "-o", in, "--shard-size", "1MB")
-		want := strings.ToUpper(dtype)
-		for _, args := range [][]string{
-			{"--scheme", "int8"},
-			{"--scheme", "int4"},
-			{"--format", "compressed-tensors-packed"},
-			{"--format", "safetensors"},
-			{"--format", "safetensors", "--scheme", "int4", "--asymmetric"},
-		} {
-			q := filepath.Join(t.TempDir(), "q")
-			mustRun(t, append([]string{"quantize", in, "-o", q, "--shard-size", "1MB"}, args...)...)
-			back := filepath.Join(t.TempDir(), "back")
-			mustRun(t, "dequantize", q, "-o", back)
-			orig, got := openCk(t, in), openCk(t, back)
-			if len(got.Tensors()) != len(orig.Tensors()) {
-				t.Errorf("%s %v: %d tensors back, %d in", dtype, args, len(got.Tensors()), len(orig.Tensors()))
-			}
-			for _, ti := range got.Tensors() {
-				o, ok := orig.Tensor(ti.Name)
-				if !ok || ti.DType != want || o.DType != want {
-					t.Errorf("%s %v: tensor %s %s back (in the input: %v %s)", dtype, args, ti.Name, ti.DType, ok, o.DType)
-				}
-			}
-			if got.Metadata()["quantkit.format"] != "" {
-				t.Errorf("%s %v: raw metadata kept: %v", dtype, args, got.Metadata())
-			}
-		}
-	}
-}
-
-// quantize --json FILE: a path that cannot be written is refused before
-// any work; one that fails at the end still leaves the summary printed.
+// --json-out FILE: a path that cannot be written is refused before any
+// work; one that fails at the end still leaves the summary printed.
 func TestQuantizeJSONPath(t *testing.T) {
 	in := synthModel(t)
 	dir := t.TempDir()
 	out := filepath.Join(dir, "q")
 	for _, bad := range []string{filepath.Join(dir, "nodir", "r.json"), dir} {
-		msg, err := run(t, "quantize", in, "-o", out, "--json", bad)
-		if err == nil || !strings.Contains(err.Error(), "--json "+bad) || !errors.Is(err, errBadInput) {
-			t.Errorf("--json %s: error %v\n%s", bad, err, msg)
+		msg, err := run(t, "quantize", in, "-o", out, "--json-out", bad)
+		if err == nil || !strings.Contains(err.Error(), "--json-out "+bad) || !errors.Is(err, errBadInput) {
+			t.Errorf("--json-out %s: error %v\n%s", bad, err, msg)
 		}
 		emptyDir(t, dir)
 	}
 	side := filepath.Join(t.TempDir(), "reports")
 	os.Mkdir(side, 0o755)
 	withWriteHook(t, func(string) { os.RemoveAll(side) })
-	msg, err := run(t, "quantize", in, "-o", out, "--json", filepath.Join(side, "r.json"))
-	if err == nil || !strings.Contains(err.Error(), "--json") || !strings.Contains(msg, "SQNR: min") {
-		t.Errorf("--json failing at the end: error %v, want it with the summary printed\n%s", err, msg)
+	msg, err := run(t, "quantize", in, "-o", out, "--json-out", filepath.Join(side, "r.json"))
+	if err == nil || !strings.Contains(err.Error(), "--json-out") || !strings.Contains(msg, "SQNR: min") {
+		t.Errorf("--json-out failing at the end: error %v, want it with the summary printed\n%s", err, msg)
 	}
 	if _, err := os.Stat(filepath.Join(out, "model.safetensors")); err != nil {
 		t.Errorf("the checkpoint was not kept: %v", err)

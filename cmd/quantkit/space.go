@@ -1,69 +1,109 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"syscall"
+	"strings"
+
+	"github.com/urfave/cli/v2"
 
 	"github.com/quantkit/quantkit/internal/atomicfile"
-	"github.com/quantkit/quantkit/model/checkpoint"
+	"github.com/quantkit/quantkit/internal/inputerr"
+	"github.com/quantkit/quantkit/job/quantize"
 )
 
-// claimOutput is run by the commands that write a checkpoint (quantize,
-// dequantize, merge, gen) before they write anything. It refuses an output
-// path that exists unless force (an empty directory excepted: taking its
-// place loses nothing); an output that is one of the inputs or holds one
-// (with force it would be replaced, and the input with it); and an output
-// that cannot fit: a run that would stop with "no space left on device"
-// after minutes of work is refused at once, naming the space it needs and
-// what is free. need is the size of the tensor data to be written;
-// headers and side files are small beside it. It removes the temporaries
-// that killed runs left beside out, saying so on w. The claim it returns
-// is what the final rename may replace: what was at out now, and nothing
-// that appears there later.
-func claimOutput(w io.Writer, out string, force bool, need int64, inputs ...string) (*atomicfile.Claim, error) {
-	claim, err := atomicfile.NewClaim(out, force)
-	if errors.Is(err, atomicfile.ErrExists) {
-		return nil, badInput(fmt.Errorf("%s exists; --force replaces it", out))
+// What the commands that write checkpoints (quantize, dequantize, merge,
+// gen, bench checkpoint) share on the command line: the claim of the
+// output and the free-space check are package output's, the work is
+// package quantize's.
+
+var (
+	// ckptDeviceFlag is --device of the checkpoint jobs, which run on the
+	// CPU. It is not deviceFlag, so usesDevice does not hand these
+	// commands over to the CUDA build.
+	ckptDeviceFlag = &cli.StringFlag{Name: "device", Value: "cpu", Usage: "cpu or auto, which is the same: checkpoint " +
+		"jobs run on the CPU, on every core (they are memory-bound; gpu is refused)"}
+	ckptWorkFlag    = &cli.IntFlag{Name: "workers", Usage: "tensors processed at once", DefaultText: "one per core"}
+	ckptJSONFlag    = &cli.BoolFlag{Name: "json", Usage: "print the report as JSON instead of the table"}
+	ckptJSONOutFlag = &cli.StringFlag{Name: "json-out", Usage: "also write the report as JSON to `FILE`"}
+)
+
+// checkCPUDevice accepts --device cpu and auto, and refuses the GPU with
+// the reason.
+func checkCPUDevice(c *cli.Context) error {
+	switch d := c.String(ckptDeviceFlag.Name); {
+	case d == "cpu" || d == "auto":
+		return nil
+	case strings.HasPrefix(d, "gpu"):
+		return badInput(fmt.Errorf("--device %s: checkpoint quantization runs on the CPU because it is memory-bound: each "+
+			"weight is read, scaled, rounded and written once, and a GPU would add PCIe copies to a job bounded by memory "+
+			"and disk bandwidth (it would pay only with the whole per-tensor chain on the device, pinned memory and "+
+			"overlapped copies); use --device cpu", d))
+	default:
+		return badInput(fmt.Errorf("--device %s: not cpu or auto", d))
 	}
-	if err != nil {
-		return nil, err
-	}
-	for _, in := range inputs {
-		if !claim.Holds(in) {
-			continue
-		}
-		what := "holds the input " + in
-		if a, err := os.Stat(in); err == nil {
-			if b, err := os.Stat(out); err == nil && os.SameFile(a, b) {
-				what = "is the input"
-			}
-		}
-		return nil, badInput(fmt.Errorf("%s %s: replacing it would destroy the input; write the output elsewhere", out, what))
-	}
-	for _, p := range claim.Stale {
-		fmt.Fprintf(w, "quantkit: removed %s, the unfinished output of a run that was killed\n", p)
-	}
-	dir := existingDir(filepath.Dir(filepath.Clean(out)))
-	free, ok := freeBytes(dir)
-	if ok && need > free {
-		return nil, badInput(fmt.Errorf("%s: not enough space: the output needs %s, %s is free on the filesystem of %s",
-			out, formatBytes(need), formatBytes(free), dir))
-	}
-	return claim, nil
 }
 
-// checkpointInputs are the paths a run reading ck depends on: the
-// argument it was opened from, its directory and its shard files.
-func checkpointInputs(arg string, ck *checkpoint.Checkpoint) []string {
-	in := []string{arg, ck.Dir()}
-	for _, f := range ck.Files() {
-		in = append(in, filepath.Join(ck.Dir(), f))
+// checkJSONOut checks --json-out's path before any work.
+func checkJSONOut(c *cli.Context) error {
+	if !c.IsSet(ckptJSONOutFlag.Name) {
+		return nil
 	}
-	return in
+	return checkOutputFile(ckptJSONOutFlag.Name, c.String(ckptJSONOutFlag.Name), false)
+}
+
+// ckptReport renders a job's report: the table for people (table), or
+// with --json the JSON instead; then, with --json-out, the JSON to that
+// file, so that a file that cannot be written costs the table nothing.
+func ckptReport(c *cli.Context, rep any, table func(io.Writer)) error {
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	if c.Bool(ckptJSONFlag.Name) {
+		if _, err := c.App.Writer.Write(b); err != nil {
+			return err
+		}
+	} else {
+		table(c.App.Writer)
+	}
+	if path := c.String(ckptJSONOutFlag.Name); path != "" {
+		if err := atomicfile.WriteFile(path, b, 0o666); err != nil {
+			return fmt.Errorf("--json-out: %w", err)
+		}
+	}
+	return nil
+}
+
+// ckptProgress is the Progress of a job: quantizeProgress's bar (unless
+// quiet), and afterWrite.
+func ckptProgress(quiet bool) (progress func(quantize.Progress), clear func()) {
+	var bar func(done int64, n int, name string)
+	clearBar := func() {}
+	started := false
+	return func(p quantize.Progress) {
+			if !started {
+				started = true
+				bar, clearBar = quantizeProgress(p.BytesTotal, p.TensorsTotal, quiet)
+			}
+			if bar != nil {
+				bar(p.BytesDone, p.TensorsDone, p.Tensor)
+			}
+			afterWrite(p.Output)
+		}, func() {
+			clearBar()
+		}
+}
+
+// jobError marks the errors a job marked as the input's as errBadInput.
+func jobError(err error) error {
+	if inputerr.Is(err) && !errors.Is(err, errBadInput) {
+		return badInput(err)
+	}
+	return err
 }
 
 // writeHook, when set, is called by quantize, dequantize, merge and gen
@@ -76,37 +116,4 @@ func afterWrite(out string) {
 	if writeHook != nil {
 		writeHook(out)
 	}
-}
-
-// existingDir is dir or its nearest ancestor that exists.
-func existingDir(dir string) string {
-	for {
-		if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return dir
-		}
-		dir = parent
-	}
-}
-
-// freeBytes is the space an unprivileged user may still write on the
-// filesystem of dir; ok is false where that cannot be known. Tests replace
-// it to reach the error of a disk that fills during a run.
-var freeBytes = statfsFree
-
-// noSpace rewrites an error of a full disk while writing out into one that
-// says so plainly; the caller has already removed the partial output.
-func noSpace(out string, need int64, err error) error {
-	if !errors.Is(err, syscall.ENOSPC) && !errors.Is(err, syscall.EDQUOT) {
-		return err
-	}
-	what := "no space left on device"
-	if errors.Is(err, syscall.EDQUOT) {
-		what = "disk quota exceeded"
-	}
-	return fmt.Errorf("%s: %s while writing the output (%s in all); nothing was kept: %w",
-		out, what, formatBytes(need), err)
 }

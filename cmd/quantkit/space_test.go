@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/quantkit/quantkit/internal/output"
 )
 
 // emptyDir fails the test unless dir holds nothing: no output, no
@@ -22,9 +24,9 @@ func emptyDir(t *testing.T, dir string) {
 }
 
 func withFreeBytes(t *testing.T, fn func(string) (int64, bool)) {
-	prev := freeBytes
-	freeBytes = fn
-	t.Cleanup(func() { freeBytes = prev })
+	prev := output.FreeBytes
+	output.FreeBytes = fn
+	t.Cleanup(func() { output.FreeBytes = prev })
 }
 
 // A disk that cannot hold the output is refused before anything is

@@ -47,7 +47,11 @@
 // # Running it
 //
 // Run processes the items of a plan with N workers and hands the results
-// to a Sink in plan order (an ordered writer). Every item is read on its
+// to a Sink in plan order (an ordered writer). The loops over whole
+// tensors (abs-max, quantize, dequantize) are RunOptions.Kernels, which
+// the job picks (the cpu package's, SIMD on every core) and which must
+// equal ReferenceKernels, package quant's loops, bit for bit: plan
+// imports no backend. Every item is read on its
 // own (one tensor as float32), fitted (quant.FitMinMax), quantized,
 // encoded and measured (SQNR of its dequantized values against the
 // input). At most N+1 items are in flight at once, from being read to

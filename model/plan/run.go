@@ -9,7 +9,6 @@ import (
 	"runtime"
 	"sync"
 
-	"github.com/quantkit/quantkit/cpu"
 	"github.com/quantkit/quantkit/internal/fault"
 	"github.com/quantkit/quantkit/model/ctensors"
 	"github.com/quantkit/quantkit/model/gguf"
@@ -41,15 +40,60 @@ type Sink interface {
 	WriteTensor(name string, data []byte) error
 }
 
-// QuantizeFunc writes the codes of x into codes, exactly as quant.Quantize:
-// cpu.Quantize, or a backend's Quantize through device buffers.
-type QuantizeFunc func(codes []byte, x []float32, p *quant.Params) error
+// Kernels are the loops over a whole tensor that Run spends its time in.
+// Each must compute exactly what its reference does (ReferenceKernels):
+// the output files do not depend on which kernels wrote them. The job
+// that runs a plan picks them (the cpu package has SIMD ones, spread over
+// the cores); plan itself knows no device.
+type Kernels interface {
+	// AbsMax is the largest finite |v| of x, 0 when there is none.
+	AbsMax(x []float32) float32
+	// Quantize writes the codes of x under p, as quant.Quantize.
+	Quantize(codes []byte, x []float32, p *quant.Params) error
+	// Dequantize writes the values of codes under p, as quant.Dequantize.
+	Dequantize(x []float32, codes []byte, p *quant.Params) error
+}
+
+// ReferenceKernels are the plain loops of package quant, one goroutine
+// each: the kernels every faster set is compared with.
+type ReferenceKernels struct{}
+
+// AbsMax is
+//
+//	var m float32
+//	for _, v := range x {
+//		if a := abs(v); a <= math.MaxFloat32 && a > m { // skips NaN and ±Inf
+//			m = a
+//		}
+//	}
+//	return m
+func (ReferenceKernels) AbsMax(x []float32) float32 {
+	var m float32
+	for _, v := range x {
+		if a := float32(math.Abs(float64(v))); a <= math.MaxFloat32 && a > m {
+			m = a
+		}
+	}
+	return m
+}
+
+// Quantize is quant.Quantize.
+func (ReferenceKernels) Quantize(codes []byte, x []float32, p *quant.Params) error {
+	return quant.Quantize(codes, x, p)
+}
+
+// Dequantize is quant.Dequantize.
+func (ReferenceKernels) Dequantize(x []float32, codes []byte, p *quant.Params) error {
+	return quant.Dequantize(x, codes, p)
+}
 
 // RunOptions tune Run.
 type RunOptions struct {
-	Workers        int          // items processed at once; 0 means GOMAXPROCS
-	AllowNonFinite bool         // quantize weights with NaN/Inf (see the package documentation)
-	Quantize       QuantizeFunc // nil means cpu.Quantize
+	Workers        int  // items processed at once; 0 means GOMAXPROCS
+	AllowNonFinite bool // quantize weights with NaN/Inf (see the package documentation)
+	// Kernels do the per-tensor loops; nil means ReferenceKernels (slow:
+	// a job passes the cpu package's).
+	Kernels Kernels
 	// Progress, if not nil, is called from Run's writing goroutine after
 	// each item is written.
 	Progress func(item int, bytesDone int64, itemsDone int)
@@ -78,8 +122,8 @@ func Run(ctx context.Context, p *Plan, items []int, src Source, sink Sink, opt R
 	if err != nil {
 		return nil, err
 	}
-	if opt.Quantize == nil {
-		opt.Quantize = cpu.Quantize
+	if opt.Kernels == nil {
+		opt.Kernels = ReferenceKernels{}
 	}
 	workers := opt.Workers
 	if workers <= 0 {
@@ -235,7 +279,7 @@ func process(row *format, s quant.Scheme, it *Item, src Source, opt RunOptions) 
 	if row.isGGUF {
 		tensors, err = encodeGGUF(row.gguf, it, x, y)
 	} else {
-		tensors, err = encodeInt(row.name, s, it, x, y, opt.Quantize)
+		tensors, err = encodeInt(row.name, s, it, x, y, opt.Kernels)
 	}
 	if err != nil {
 		return encoded{}, err
@@ -341,20 +385,20 @@ func keep(row *format, it *Item, src Source) (encoded, error) {
 }
 
 // fitMinMax is quant.FitMinMax, to the bit; symmetric schemes take their
-// scales from cpu.AbsMax (SIMD, at memory speed) through quant.FitAbsMax,
-// where FitMinMax's generic loop took a quarter of a checkpoint's
-// quantization time.
-func fitMinMax(s quant.Scheme, x []float32, shape []int) (*quant.Params, error) {
+// scales from k.AbsMax (the cpu package's runs at memory speed) through
+// quant.FitAbsMax, where FitMinMax's generic loop took a quarter of a
+// checkpoint's quantization time.
+func fitMinMax(k Kernels, s quant.Scheme, x []float32, shape []int) (*quant.Params, error) {
 	if s.Symmetric {
-		return quant.FitAbsMax(s, x, shape, cpu.AbsMax)
+		return quant.FitAbsMax(s, x, shape, k.AbsMax)
 	}
 	return quant.FitMinMax(s, x, shape)
 }
 
 // encodeInt quantizes x under s for the compressed-tensors and safetensors
 // formats, writing the dequantized values into y.
-func encodeInt(f Format, s quant.Scheme, it *Item, x, y []float32, qf QuantizeFunc) ([][]byte, error) {
-	p, err := fitMinMax(s, x, it.Shape)
+func encodeInt(f Format, s quant.Scheme, it *Item, x, y []float32, k Kernels) ([][]byte, error) {
+	p, err := fitMinMax(k, s, x, it.Shape)
 	if err != nil {
 		return nil, err
 	}
@@ -364,10 +408,10 @@ func encodeInt(f Format, s quant.Scheme, it *Item, x, y []float32, qf QuantizeFu
 		}
 	}
 	codes := make([]byte, s.PackedLen(len(x)))
-	if err := qf(codes, x, p); err != nil {
+	if err := k.Quantize(codes, x, p); err != nil {
 		return nil, err
 	}
-	if err := cpu.Dequantize(y, codes, p); err != nil {
+	if err := k.Dequantize(y, codes, p); err != nil {
 		return nil, err
 	}
 	if ct, ok := CTFormat(f, s); ok {

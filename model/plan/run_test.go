@@ -41,7 +41,7 @@ func TestFitMinMaxMatchesQuant(t *testing.T) {
 				n, _ := quant.NumElements(shape)
 				x := adversarial(rnd, n, pattern)
 				want, werr := quant.FitMinMax(s, x, shape)
-				got, gerr := fitMinMax(s, x, shape)
+				got, gerr := fitMinMax(ReferenceKernels{}, s, x, shape)
 				if (werr == nil) != (gerr == nil) {
 					t.Fatalf("%s %v: errors %v and %v", name, shape, gerr, werr)
 				}

@@ -199,25 +199,64 @@ func (s Shape) Config() Config {
 		KVHeads: s.KVHeads, Vocab: s.Vocab, DType: "F32"}
 }
 
-// LlamaLike returns an F32 Config, seed 0, of about params parameters,
-// with the widths of a real Llama-family model: the row of Shapes nearest
-// params by ratio, as it is if its count is within a factor 1.25 of
-// params, else with the number of layers (at least 1) that brings the count
-// nearest params.
+// MinParams is the smallest budget LlamaLike meets within 5%.
+const MinParams = 1000
+
+// LlamaLike returns an F32 Config, seed 0, of params parameters within 5%
+// when params is at least MinParams, with the widths of a real
+// Llama-family model where the budget allows:
+//
+//   - the row of Shapes nearest params by ratio, as it is, if its count is
+//     within 5% of params;
+//   - else the nearest row of which one layer fits the budget (for budgets
+//     below all of them, a tiny shape: hidden a power of two, intermediate
+//     4×hidden, heads of 16), with the number of layers that brings the
+//     count nearest params;
+//   - and if that still misses by more than 2% (a deep layer is a big step
+//     when there are few), the vocabulary takes up the difference: it
+//     changes only the embedding and lm_head, which quantization keeps.
 func LlamaLike(params int64) Config {
 	params = max(params, 1)
+	dist := func(n int64) float64 { return math.Abs(math.Log(float64(n) / float64(params))) }
 	best, bestDist := Shapes[0].Config(), math.Inf(1)
 	for _, s := range Shapes {
-		c := s.Config()
-		if d := math.Abs(math.Log(float64(c.Params()) / float64(params))); d < bestDist {
-			best, bestDist = c, d
+		if c := s.Config(); dist(c.Params()) < bestDist {
+			best, bestDist = c, dist(c.Params())
 		}
 	}
-	if bestDist <= math.Log(1.25) {
+	if bestDist <= math.Log(1.05) {
 		return best
 	}
-	h, kv, in, v := int64(best.Hidden), int64(best.KVDim()), int64(best.Intermediate), int64(best.Vocab)
-	fixed, per := 2*v*h+h, best.perLayer(h, kv, in)
-	best.Layers = int(max(1, min(1<<24, math.Round(float64(params-fixed)/float64(per)))))
-	return best
+	c, fits := tinyShape(params), false
+	for _, s := range Shapes {
+		one := s.Config()
+		one.Layers = 1
+		if one.Params() <= params && (!fits || dist(s.Config().Params()) < dist(c.Params())) {
+			c, fits = s.Config(), true
+		}
+	}
+	h, kv, in, v := int64(c.Hidden), int64(c.KVDim()), int64(c.Intermediate), int64(c.Vocab)
+	fixed, per := 2*v*h+h, c.perLayer(h, kv, in)
+	c.Layers = int(max(1, min(1<<24, math.Round(float64(params-fixed)/float64(per)))))
+	if math.Abs(float64(c.Params()-params)) > float64(params)/50 {
+		rest := params - (c.Params() - 2*v*h) // the budget less all but the embeddings
+		c.Vocab = int(max(1, min(1<<24, math.Round(float64(rest)/float64(2*h)))))
+	}
+	return c
+}
+
+// tinyShape is the shape of budgets below one layer of every row: hidden
+// the largest power of two up to 64 whose two layers with a vocabulary of
+// 16×hidden fit params (1 if none does), intermediate 4×hidden, a head
+// per 16 of hidden, half as many key/value heads.
+func tinyShape(params int64) Config {
+	shape := func(h int) Config {
+		heads := max(1, h/16)
+		return Config{Layers: 2, Hidden: h, Intermediate: 4 * h, Heads: heads, KVHeads: max(1, heads/2), Vocab: 16 * h, DType: "F32"}
+	}
+	h := 64
+	for h > 1 && shape(h).Params() > params {
+		h /= 2
+	}
+	return shape(h)
 }

@@ -82,9 +82,14 @@
 //	405B   Llama-3.1-405B          16384  53248    126   128    8 128256    406B
 //
 // The row nearest the budget (by ratio) is taken as it is when its count
-// is within a factor 1.25 of the budget; otherwise its widths are kept and
-// the number of layers is chosen to bring the count nearest the budget
-// (at least one layer, so the smallest checkpoint it gives is one layer of
-// the 1M row, 0.59M parameters). In float32 a parameter is 4 bytes: the
-// 360M row is a 1.6 GB checkpoint, 1B is 4.4 GB, 7B is 27 GB.
+// is within 5% of the budget. Otherwise the nearest row of which one
+// layer fits keeps its widths and gets the number of layers that brings
+// the count nearest the budget, and when that still misses by more than
+// 2%, its vocabulary takes up the rest (changing only the embedding and
+// lm_head, which quantization keeps). Budgets below one layer of every
+// row get a tiny shape (hidden a power of two up to 64). So every budget
+// from MinParams (1000) up is met within 5%: 200M gives 200M (41 layers
+// of the 135M row), 1B 982M (14 layers of the 1B row), 1K 996. In
+// float32 a parameter is 4 bytes: the 360M row is a 1.6 GB checkpoint,
+// 1B 3.9 GB, 7B 27 GB.
 package synth

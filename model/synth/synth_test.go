@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -82,22 +83,36 @@ func TestParamsOfRealModels(t *testing.T) {
 }
 
 func TestLlamaLike(t *testing.T) {
-	if c := LlamaLike(1e9); c.Hidden != 2048 || c.Intermediate != 8192 || c.Layers != 16 || c.Heads != 32 || c.KVHeads != 8 || c.Vocab != 32000 {
-		t.Errorf("1B: %+v", c)
-	}
+	// A row within 5% of the budget is the real model's shape, unchanged.
 	if c := LlamaLike(7e9); c.Hidden != 4096 || c.Intermediate != 11008 || c.Layers != 32 || c.Heads != 32 || c.KVHeads != 32 || c.Vocab != 32000 {
 		t.Errorf("7B: %+v", c)
 	}
-	for _, budget := range []int64{1e6, 1e7, 1e8, 2e9, 5e10} {
+	if c := LlamaLike(1e6); c != Shapes[0].Config() {
+		t.Errorf("1M: %+v", c)
+	}
+	// Else the row's widths with fewer or more layers.
+	if c := LlamaLike(1e9); c.Hidden != 2048 || c.Intermediate != 8192 || c.Layers != 14 || c.Heads != 32 || c.KVHeads != 8 || c.Vocab != 32000 {
+		t.Errorf("1B: %+v", c)
+	}
+	if c := LlamaLike(200e6); c.Hidden != 576 || c.Layers != 41 || c.Vocab != 49152 {
+		t.Errorf("200M: %+v", c)
+	}
+	// Every budget from MinParams up is met within 5%, by a valid config.
+	rnd := rand.New(rand.NewPCG(3, 3))
+	budgets := []int64{MinParams, 1001, 1500, 4000, 10_000, 100_000, 586_000, 600_000, 1e6, 3e6, 1e7, 45e6, 1e8, 150e6, 200e6, 550e6, 1e9, 2e9, 5e10, 1e12, 1e15}
+	for range 300 {
+		budgets = append(budgets, int64(math.Exp(rnd.Float64()*math.Log(1e13/MinParams)))*MinParams)
+	}
+	for _, budget := range budgets {
 		c := LlamaLike(budget)
 		if err := c.Validate(); err != nil {
-			t.Fatalf("%d: %v", budget, err)
+			t.Fatalf("LlamaLike(%d) = %+v: %v", budget, c, err)
 		}
-		if r := float64(c.Params()) / float64(budget); r < 0.8 || r > 1.25 {
-			t.Errorf("LlamaLike(%d) has %d params", budget, c.Params())
+		if r := float64(c.Params()) / float64(budget); r < 0.95 || r > 1.05 {
+			t.Errorf("LlamaLike(%d) has %d params (%+v)", budget, c.Params(), c)
 		}
 	}
-	if c := LlamaLike(1); c.Layers != 1 || c.Validate() != nil {
+	if c := LlamaLike(1); c.Validate() != nil {
 		t.Errorf("LlamaLike(1) = %+v", c)
 	}
 }

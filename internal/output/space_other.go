@@ -1,5 +1,5 @@
 //go:build !unix
 
-package main
+package output
 
 func statfsFree(string) (int64, bool) { return 0, false }

@@ -1,0 +1,21 @@
+// Package quantize holds the checkpoint jobs: Run quantizes a checkpoint
+// (DryRun plans it without writing), Dequantize turns a quantized one back
+// into floats, Merge joins the parts of sharded runs, and Bench measures
+// Run against the I/O it cannot avoid. Each takes an Options value and
+// returns a report with JSON tags; the quantkit command only parses flags
+// into the options and renders the report.
+//
+// The jobs run on the CPU, on every core: quantizing a checkpoint reads
+// and writes each byte once and does little arithmetic on it (a scale per
+// row or group, a rounding per weight), so it is bounded by memory and
+// disk bandwidth. A GPU would add a copy over PCIe each way to a job that
+// waits on memory already; it could pay only with the whole per-tensor
+// chain (fit, quantize, dequantize for the SQNR, encode) on the device,
+// pinned host buffers and copies overlapped with the disk.
+//
+// The per-tensor work is model/plan's (plan.Run, with the cpu package's
+// kernels); this package opens the input, claims the output (package
+// output: existing outputs, outputs that hold the input, free space), and
+// writes everything into a temporary that becomes the output only when
+// complete. Errors about the user's input are marked with inputerr.
+package quantize

@@ -1,0 +1,197 @@
+package quantize
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/quantkit/quantkit/internal/atomicfile"
+	"github.com/quantkit/quantkit/internal/fault"
+	"github.com/quantkit/quantkit/internal/inputerr"
+	"github.com/quantkit/quantkit/internal/output"
+	"github.com/quantkit/quantkit/model/checkpoint"
+	"github.com/quantkit/quantkit/model/plan"
+	"github.com/quantkit/quantkit/model/safetensors"
+)
+
+// MergeOptions say which parts Merge joins, and where to.
+type MergeOptions struct {
+	// Parts are part directories (OUT/part-I-of-N of a sharded Run) or
+	// parts directories holding them.
+	Parts []string
+	// Output is the checkpoint directory to write.
+	Output string
+	// ShardSize is the most tensor data an output file holds; 0 means the
+	// parts' own (their runs' ShardSize), so that the result equals one
+	// unsharded run's output.
+	ShardSize int64
+	// Force replaces what is at Output (never a part).
+	Force bool
+	// Progress, if not nil, is called after each tensor is written.
+	Progress func(Progress)
+	// Log receives notes for the user; nil discards them.
+	Log io.Writer
+}
+
+// MergeReport says what Merge joined.
+type MergeReport struct {
+	Output    string      `json:"output"`
+	PlanHash  string      `json:"plan_hash"`
+	Format    plan.Format `json:"format"`
+	Parts     []string    `json:"parts"` // the part directories, part 0 first
+	Tensors   int         `json:"tensors"`
+	Bytes     int64       `json:"bytes"` // tensor data written
+	ShardSize int64       `json:"shard_size"`
+	Seconds   float64     `json:"seconds"`
+}
+
+// PartDirs expands Merge's arguments: a directory with part.json is a
+// part, one without is searched for part-*-of-* directories.
+func PartDirs(args []string) ([]string, error) {
+	var dirs []string
+	for _, a := range args {
+		if _, err := os.Stat(filepath.Join(a, plan.PartFileName)); err == nil {
+			dirs = append(dirs, a)
+			continue
+		}
+		m, _ := filepath.Glob(filepath.Join(a, "part-*-of-*"))
+		if len(m) == 0 {
+			return nil, inputerr.Mark(fmt.Errorf("%s: not a part (no %s) and holds no part-*-of-* directories", a, plan.PartFileName))
+		}
+		dirs = append(dirs, m...)
+	}
+	return dirs, nil
+}
+
+// Merge joins the N parts of one plan (each once: the same plan hash in
+// every part.json) into the checkpoint one unsharded run writes: the
+// tensors in plan order, the same shard size, config.json and side files.
+// The output is written atomically, as Run writes it.
+func Merge(ctx context.Context, opt MergeOptions) (*MergeReport, error) {
+	if len(opt.Parts) == 0 {
+		return nil, inputerr.Mark(fmt.Errorf("no parts to merge"))
+	}
+	if opt.ShardSize < 0 {
+		return nil, inputerr.Mark(fmt.Errorf("shard size %d is negative", opt.ShardSize))
+	}
+	start := time.Now()
+	dirs, err := PartDirs(opt.Parts)
+	if err != nil {
+		return nil, err
+	}
+	var first *plan.Part
+	parts := map[int]*checkpoint.Checkpoint{}
+	dirOf := map[int]string{}
+	defer func() {
+		for _, ck := range parts {
+			ck.Close()
+		}
+	}()
+	var inputs []string // every part's paths, which the output must not hold
+	for _, d := range dirs {
+		info, err := plan.ReadPart(d)
+		if err != nil {
+			return nil, inputerr.Mark(err)
+		}
+		if first == nil {
+			first = info
+		}
+		switch {
+		case info.PlanHash != first.PlanHash || info.Count != first.Count:
+			return nil, inputerr.Mark(fmt.Errorf("%s is part %d/%d of plan %s, not of plan %s (%d parts) like %s",
+				d, info.Index, info.Count, info.PlanHash, first.PlanHash, first.Count, dirs[0]))
+		case parts[info.Index] != nil:
+			return nil, inputerr.Mark(fmt.Errorf("part %d/%d given twice (%s)", info.Index, info.Count, d))
+		}
+		ck, err := checkpoint.Open(d)
+		if err != nil {
+			return nil, inputerr.Mark(err)
+		}
+		parts[info.Index], dirOf[info.Index] = ck, d
+		inputs = append(inputs, output.CheckpointInputs(d, ck)...)
+	}
+	rep := &MergeReport{Output: opt.Output, PlanHash: first.PlanHash, Format: first.Format, ShardSize: opt.ShardSize}
+	for i := range first.Count {
+		if parts[i] == nil {
+			return nil, inputerr.Mark(fmt.Errorf("part %d of %d (of plan %s) is missing", i, first.Count, first.PlanHash))
+		}
+		rep.Parts = append(rep.Parts, dirOf[i])
+	}
+	if rep.ShardSize == 0 {
+		rep.ShardSize = cmp.Or(first.ShardSize, DefaultShardSize)
+	}
+	where := map[string]*checkpoint.Checkpoint{}
+	var infos []safetensors.TensorInfo
+	for _, name := range first.Tensors {
+		for _, ck := range parts {
+			if t, ok := ck.Tensor(name); ok {
+				where[name] = ck
+				infos = append(infos, t)
+				break
+			}
+		}
+		if where[name] == nil {
+			return nil, inputerr.Mark(fmt.Errorf("no part holds tensor %q", name))
+		}
+		rep.Bytes += infos[len(infos)-1].End - infos[len(infos)-1].Begin
+	}
+	rep.Tensors = len(infos)
+	out, need := opt.Output, rep.Bytes
+	claim, err := output.Claim(opt.Log, out, opt.Force, need, inputs...)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := atomicfile.TempDir(claim)
+	if err != nil {
+		return nil, err
+	}
+	defer dir.Abort() // nothing once committed
+	w, err := checkpoint.Create(dir.Path, infos, rep.ShardSize, parts[0].Metadata())
+	if err != nil {
+		return nil, err
+	}
+	var done int64
+	for i, name := range first.Tensors {
+		if err := ctx.Err(); err != nil {
+			w.Abort()
+			return nil, err
+		}
+		ck := where[name]
+		err := fault.Catch(func() error {
+			b, err := ck.Bytes(name)
+			if err == nil {
+				err = w.WriteTensor(name, b)
+			}
+			done += int64(len(b))
+			return err
+		})
+		if err != nil {
+			w.Abort()
+			return nil, output.NoSpace(out, need, ck.Explain(err))
+		}
+		if opt.Progress != nil {
+			opt.Progress(Progress{Output: out, Tensor: name, BytesDone: done, BytesTotal: need, TensorsDone: i + 1, TensorsTotal: len(infos)})
+		}
+	}
+	for _, ck := range parts {
+		if err := ck.Changed(); err != nil {
+			w.Abort()
+			return nil, err
+		}
+	}
+	if err := w.Close(); err != nil {
+		return nil, output.NoSpace(out, need, err)
+	}
+	if err := parts[0].CopySideFiles(dir.Path); err != nil {
+		return nil, err
+	}
+	if err := dir.Commit(); err != nil {
+		return nil, err
+	}
+	rep.Seconds = time.Since(start).Seconds()
+	return rep, nil
+}
