@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -135,7 +136,7 @@ func TestCheckpointFlagRefusals(t *testing.T) {
 func TestCheckpointCommandsStayOnCPU(t *testing.T) {
 	app := newApp()
 	for _, args := range []string{"quantize in -o out", "dequantize q -o out", "merge parts -o out", "bench checkpoint", "gen -o g"} {
-		if usesDevice(app, append([]string{"quantkit"}, strings.Fields(args)...)) {
+		if resolve(app, append([]string{"quantkit"}, strings.Fields(args)...), io.Discard).usesDevice() {
 			t.Errorf("usesDevice(%q) is true: it would hand over to the CUDA build", args)
 		}
 	}
