@@ -9,6 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/quantkit/quantkit/internal/units"
 	"github.com/quantkit/quantkit/job/quantize"
 	"github.com/quantkit/quantkit/model/plan"
 	"github.com/quantkit/quantkit/quant"
@@ -54,7 +55,7 @@ func runBenchCheckpoint(c *cli.Context) error {
 	rep, err := quantize.Bench(c.Context, *opt)
 	clear()
 	if err != nil {
-		return fmt.Errorf("bench checkpoint: %w", jobError(err))
+		return fmt.Errorf("bench checkpoint: %w", err)
 	}
 	if err := ckptReport(c, rep, func(w io.Writer) { writeCheckpointBench(w, rep) }); err != nil {
 		return fmt.Errorf("bench checkpoint: %w", err)
@@ -95,7 +96,7 @@ func parseBenchCheckpointFlags(c *cli.Context) (*quantize.BenchOptions, error) {
 		}
 	}
 	if opt.Input == "" {
-		n, err := parseCount(c.String(benchCkParamsFlag.Name))
+		n, err := units.ParseCount(c.String(benchCkParamsFlag.Name))
 		if err != nil {
 			return nil, fmt.Errorf("--params: %w", err)
 		}
@@ -105,14 +106,14 @@ func parseBenchCheckpointFlags(c *cli.Context) (*quantize.BenchOptions, error) {
 }
 
 func writeCheckpointBench(w io.Writer, r *quantize.BenchReport) {
-	fmt.Fprintf(w, "input: %s (%s params, %d tensors, %s; largest tensor %s)\n", r.Input, formatCount(r.Params), r.Tensors,
-		formatBytes(r.BytesIn), formatBytes(r.LargestTensor))
+	fmt.Fprintf(w, "input: %s (%s params, %d tensors, %s; largest tensor %s)\n", r.Input, units.FormatCount(r.Params), r.Tensors,
+		units.FormatBytes(r.BytesIn), units.FormatBytes(r.LargestTensor))
 	fmt.Fprintf(w, "device %s, %d workers, medians of %d interleaved rounds\n\n", r.Device, r.Workers, r.Rounds)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scheme\tformat\toutput\tread+write\tquantize\tspeed vs read+write\tGB/s in\tpeak RSS\t÷ largest tensor\t")
 	for _, row := range r.Rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f s\t%.2f s\t%.2f×\t%.2f\t%s\t%.2f\t\n", row.Scheme, row.Format, formatBytes(row.BytesOut),
-			row.BaselineMedian, row.QuantizeMedian, row.SpeedVsBaseline, row.QuantizeGBps, formatBytes(row.QuantizePeakRSS), row.RSSOverLargest)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f s\t%.2f s\t%.2f×\t%.2f\t%s\t%.2f\t\n", row.Scheme, row.Format, units.FormatBytes(row.BytesOut),
+			row.BaselineMedian, row.QuantizeMedian, row.SpeedVsBaseline, row.QuantizeGBps, units.FormatBytes(row.QuantizePeakRSS), row.RSSOverLargest)
 	}
 	tw.Flush()
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/quantkit/quantkit/bench"
+	"github.com/quantkit/quantkit/internal/inputerr"
 )
 
 // benchSlow is a bench run that works for about two seconds (three kernels
@@ -41,7 +42,7 @@ func TestBenchOutputPathsCheckedFirst(t *testing.T) {
 		start := time.Now()
 		out, err := run(t, append(benchSlow, tc.args...)...)
 		took := time.Since(start)
-		if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, errBadInput) {
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, inputerr.ErrInput) {
 			t.Errorf("%q: error %v, want bad input saying %q", tc.args, err, tc.want)
 		}
 		if took > time.Second || out != "" {
@@ -78,7 +79,7 @@ func TestBenchTableKeptWhenSideOutputFails(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := <-done
-		if r.err != nil && errors.Is(r.err, errBadInput) {
+		if r.err != nil && errors.Is(r.err, inputerr.ErrInput) {
 			t.Logf("attempt %d: the directory went before the check: %v", attempt, r.err)
 			continue
 		}

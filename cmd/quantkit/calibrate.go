@@ -13,6 +13,7 @@ import (
 
 	"github.com/quantkit/quantkit/backend"
 	"github.com/quantkit/quantkit/internal/atomicfile"
+	"github.com/quantkit/quantkit/internal/inputerr"
 	"github.com/quantkit/quantkit/job/calibrate"
 	"github.com/quantkit/quantkit/quant"
 )
@@ -81,7 +82,7 @@ func runCalibrate(c *cli.Context) error {
 		opt.Backend = b
 		var err error
 		rep, err = calibrate.Run(c.Context, opt)
-		if errors.Is(err, calibrate.ErrBadInput) {
+		if errors.Is(err, inputerr.ErrInput) {
 			return badInput(err) // not the device's fault: no retry on the CPU
 		}
 		return err

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/quantkit/quantkit/cpu"
+	"github.com/quantkit/quantkit/internal/inputerr"
 	"github.com/quantkit/quantkit/job/calibrate"
 	"github.com/quantkit/quantkit/model/npy"
 )
@@ -74,7 +75,7 @@ func TestCalibrateFlagRanges(t *testing.T) {
 		{"--bits", "6", "8 or 4"}, {"--method", "bogus", "entropy"},
 	} {
 		out, err := run(t, "calibrate", "--device", "cpu", "--method", "percentile", c.flag, c.value, p)
-		if err == nil || !strings.HasPrefix(err.Error(), "calibrate: "+c.flag) || !strings.Contains(err.Error(), c.want) || !errors.Is(err, errBadInput) {
+		if err == nil || !strings.HasPrefix(err.Error(), "calibrate: "+c.flag) || !strings.Contains(err.Error(), c.want) || !errors.Is(err, inputerr.ErrInput) {
 			t.Errorf("%s %s: %v (want an error naming the flag and saying %q)\n%s", c.flag, c.value, err, c.want, out)
 		}
 	}
@@ -95,7 +96,7 @@ func TestCalibrateTRTCacheRejectsBadNames(t *testing.T) {
 	cache := filepath.Join(dir, "out.cache")
 	for _, args := range [][]string{{corrupt, colon}, {"--tensor", "x: y", corrupt}} {
 		out, err := run(t, append([]string{"calibrate", "--device", "cpu", "--trt-cache", cache}, args...)...)
-		if err == nil || !strings.HasPrefix(err.Error(), "calibrate: --trt-cache: ") || !errors.Is(err, errBadInput) {
+		if err == nil || !strings.HasPrefix(err.Error(), "calibrate: --trt-cache: ") || !errors.Is(err, inputerr.ErrInput) {
 			t.Errorf("%q: %v (want an error about --trt-cache)\n%s", args, err, out)
 		}
 		if _, err := os.Stat(cache); err == nil {

@@ -148,15 +148,10 @@ func expWarn(w io.Writer) func(string) {
 	return func(msg string) { fmt.Fprintf(w, "quantkit: warning: %s\n", msg) }
 }
 
-// expJobErr marks the job's errors about the user's input as such (which
-// also keeps --device auto from running them again on the CPU), and says
-// how to load a model with non-finite weights.
+// expJobErr says how to load a model with non-finite weights.
 func expJobErr(err error) error {
 	if errors.Is(err, onnxnet.ErrNonFinite) {
 		err = fmt.Errorf("%w (--allow-nonfinite loads the model anyway)", err)
-	}
-	if errors.Is(err, experiment.ErrInput) {
-		return badInput(err)
 	}
 	return err
 }

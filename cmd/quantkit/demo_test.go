@@ -13,6 +13,7 @@ import (
 
 	"github.com/quantkit/quantkit/bench"
 	"github.com/quantkit/quantkit/internal/filetest"
+	"github.com/quantkit/quantkit/internal/inputerr"
 	"github.com/quantkit/quantkit/job/experiment"
 	"github.com/quantkit/quantkit/model/onnx"
 )
@@ -69,7 +70,7 @@ func TestDemoCLI(t *testing.T) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
 	}
-	if _, _, err := expRun(t, "demo", "--device", "cpu", "--data", data, "--val-images", "0"); err == nil || !errors.Is(err, errBadInput) {
+	if _, _, err := expRun(t, "demo", "--device", "cpu", "--data", data, "--val-images", "0"); err == nil || !errors.Is(err, inputerr.ErrInput) {
 		t.Errorf("--val-images 0: %v", err)
 	}
 }
@@ -135,7 +136,7 @@ func TestEvalQATDemoNonFiniteModel(t *testing.T) {
 			!strings.Contains(err.Error(), `initializer "Parameter88": 1 ±Inf of 16 values`) || strings.Contains(err.Error(), "no-such-data") {
 			t.Errorf("%s: %v\n%s", args[0], err, out)
 		}
-		if !errors.Is(err, errBadInput) {
+		if !errors.Is(err, inputerr.ErrInput) {
 			t.Errorf("%s: %v is not marked as bad input", args[0], err)
 		}
 	}

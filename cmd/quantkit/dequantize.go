@@ -51,7 +51,7 @@ func runDequantize(c *cli.Context) error {
 	rep, err := quantize.Dequantize(c.Context, *opt)
 	clear()
 	if err != nil {
-		return fmt.Errorf("dequantize: %w", jobError(err))
+		return fmt.Errorf("dequantize: %w", err)
 	}
 	if err := ckptReport(c, rep, func(w io.Writer) { writeDequantizeReport(w, rep) }); err != nil {
 		return fmt.Errorf("dequantize: %w", err)

@@ -14,6 +14,7 @@ import (
 	"github.com/quantkit/quantkit/backend"
 	"github.com/quantkit/quantkit/gpu/preflight"
 	"github.com/quantkit/quantkit/internal/atomicfile"
+	"github.com/quantkit/quantkit/internal/inputerr"
 )
 
 var deviceFlag = &cli.StringFlag{
@@ -68,24 +69,15 @@ func deviceMightFix(err error) bool {
 	var le *os.LinkError
 	var se *os.SyscallError
 	var errno syscall.Errno
-	return !errors.Is(err, errBadInput) && !errors.As(err, &pe) && !errors.As(err, &le) &&
+	return !errors.Is(err, inputerr.ErrInput) && !errors.As(err, &pe) && !errors.As(err, &le) &&
 		!errors.As(err, &se) && !errors.As(err, &errno) && !errors.Is(err, fs.ErrExist) &&
 		!errors.Is(err, atomicfile.ErrChanged) && !errors.Is(err, context.Canceled)
 }
-
-// errBadInput marks errors about the user's input, which another device
-// would not fix.
-var errBadInput = errors.New("bad input")
 
 func warnf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "quantkit: "+format+"\n", args...)
 }
 
-// inputError marks an error as errBadInput.
-type inputError struct{ err error }
-
-func (e inputError) Error() string        { return e.err.Error() }
-func (e inputError) Unwrap() error        { return e.err }
-func (e inputError) Is(target error) bool { return target == errBadInput }
-
-func badInput(err error) error { return inputError{err} }
+// badInput marks err as the user's input's fault (inputerr), which
+// another device would not fix.
+func badInput(err error) error { return inputerr.Mark(err) }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/quantkit/quantkit/backend"
 	"github.com/quantkit/quantkit/cpu"
+	"github.com/quantkit/quantkit/internal/inputerr"
 	"github.com/quantkit/quantkit/model/npy"
 )
 
@@ -67,7 +68,7 @@ func TestAutoFinishesOnCPU(t *testing.T) {
 		t.Fatalf("--device auto did not finish on the CPU: %v\n%s\nwant\n%s", err, got, want)
 	}
 	// Bad input is not retried: the error is the file's.
-	if _, err := run(t, "calibrate", "--device", "auto", path+".missing.npy"); !errors.Is(err, errBadInput) {
+	if _, err := run(t, "calibrate", "--device", "auto", path+".missing.npy"); !errors.Is(err, inputerr.ErrInput) {
 		t.Errorf("missing file: %v is not marked bad input", err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/quantkit/quantkit/cpu"
 	"github.com/quantkit/quantkit/gpu/telemetry"
 	"github.com/quantkit/quantkit/internal/cpuinfo"
+	"github.com/quantkit/quantkit/internal/inputerr"
 )
 
 func TestDevicesTable(t *testing.T) {
@@ -76,7 +77,7 @@ func TestDevicesJSON(t *testing.T) {
 	if err != nil || json.Unmarshal(b, &f) != nil || f.CPU.Model != r.CPU.Model {
 		t.Errorf("--json-out wrote %q (%v)", b, err)
 	}
-	if _, err := run(t, "devices", "--json-out", filepath.Join(t.TempDir(), "d.txt")); !errors.Is(err, errBadInput) {
+	if _, err := run(t, "devices", "--json-out", filepath.Join(t.TempDir(), "d.txt")); !errors.Is(err, inputerr.ErrInput) {
 		t.Errorf("--json-out d.txt: %v, want bad input", err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/quantkit/quantkit/internal/inputerr"
 	"github.com/quantkit/quantkit/job/experiment"
 )
 
@@ -115,7 +116,7 @@ func TestEvalErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		out, err := run(t, append([]string{"eval", "--device", "cpu"}, c.args...)...)
-		if err == nil || !strings.Contains(err.Error(), c.want) || !errors.Is(err, errBadInput) {
+		if err == nil || !strings.Contains(err.Error(), c.want) || !errors.Is(err, inputerr.ErrInput) {
 			t.Errorf("eval %v: %v; want a bad-input error containing %q\n%s", c.args, err, c.want, out)
 		}
 	}

@@ -72,7 +72,7 @@ func runGen(c *cli.Context) error {
 	if like := c.String(genLikeFlag.Name); !strings.EqualFold(like, "llama") {
 		return fmt.Errorf("gen: --like %q: only llama is supported", like)
 	}
-	params, err := parseCount(c.String(genParamsFlag.Name))
+	params, err := units.ParseCount(c.String(genParamsFlag.Name))
 	if err != nil {
 		return badInput(fmt.Errorf("gen: --params: %w", err))
 	}
@@ -89,13 +89,13 @@ func runGen(c *cli.Context) error {
 		return fmt.Errorf("gen: --dtype: %w", err)
 	}
 	var opts synth.Options
-	if opts.ShardSize, err = parseSize(c.String(genShardFlag.Name)); err != nil || opts.ShardSize <= 0 {
+	if opts.ShardSize, err = units.ParseSize(c.String(genShardFlag.Name)); err != nil || opts.ShardSize <= 0 {
 		return badInput(fmt.Errorf("gen: --shard-size: must be a positive size: %q", c.String(genShardFlag.Name)))
 	}
 	dir := c.String(genOutFlag.Name)
 	claim, err := output.Claim(c.App.ErrWriter, dir, c.Bool(genForceFlag.Name), cfg.Bytes())
 	if err != nil {
-		return fmt.Errorf("gen: %w", jobError(err))
+		return fmt.Errorf("gen: %w", err)
 	}
 	tmp, err := atomicfile.TempDir(claim)
 	if err != nil {
@@ -139,25 +139,13 @@ func runGen(c *cli.Context) error {
 
 func writeGenReport(w io.Writer, r GenReport) {
 	c := r.Config
-	fmt.Fprintf(w, "wrote %s in %s (%s/s)\n", r.Dir, r.Elapsed.Round(time.Millisecond), formatBytes(int64(r.Rate)))
+	fmt.Fprintf(w, "wrote %s in %s (%s/s)\n", r.Dir, r.Elapsed.Round(time.Millisecond), units.FormatBytes(int64(r.Rate)))
 	fmt.Fprintf(w, "  llama-like: %d layers, hidden %d, intermediate %d, %d heads (%d kv), vocab %d, %s, seed %d\n",
 		c.Layers, c.Hidden, c.Intermediate, c.Heads, c.KVHeads, c.Vocab, c.DType, c.Seed)
-	fmt.Fprintf(w, "  %d tensors, %s parameters (%d), %s of tensor data\n", r.Tensors, formatCount(r.Params), r.Params, formatBytes(r.Bytes))
+	fmt.Fprintf(w, "  %d tensors, %s parameters (%d), %s of tensor data\n", r.Tensors, units.FormatCount(r.Params), r.Params, units.FormatBytes(r.Bytes))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, f := range r.Files {
-		fmt.Fprintf(tw, "  %s\t%s\n", f.Name, formatBytes(f.Bytes))
+		fmt.Fprintf(tw, "  %s\t%s\n", f.Name, units.FormatBytes(f.Bytes))
 	}
 	tw.Flush()
 }
-
-// parseCount parses a count with an optional suffix K, M or B: 1.5B.
-func parseCount(s string) (int64, error) { return units.ParseCount(s) }
-
-// parseSize parses a size in bytes with an optional unit: 5GB, 2GiB.
-func parseSize(s string) (int64, error) { return units.ParseSize(s) }
-
-// formatBytes writes n bytes with a decimal unit: 4.07 MB.
-func formatBytes(n int64) string { return units.FormatBytes(n) }
-
-// formatCount writes a count with a suffix K, M, B or T: 1.10B.
-func formatCount(n int64) string { return units.FormatCount(n) }

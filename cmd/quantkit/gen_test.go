@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/quantkit/quantkit/internal/inputerr"
 )
 
 func TestGen(t *testing.T) {
@@ -111,7 +113,7 @@ func TestGenParamsBudget(t *testing.T) {
 	if rep.Params < 950 || rep.Params > 1050 || rep.Bytes != 4*rep.Params {
 		t.Errorf("--params 1K gave %d parameters", rep.Params)
 	}
-	if _, err := run(t, "gen", "--params", "999", "-o", filepath.Join(dir, "h")); err == nil || !strings.Contains(err.Error(), "1000") || !errors.Is(err, errBadInput) {
+	if _, err := run(t, "gen", "--params", "999", "-o", filepath.Join(dir, "h")); err == nil || !strings.Contains(err.Error(), "1000") || !errors.Is(err, inputerr.ErrInput) {
 		t.Errorf("--params 999: %v", err)
 	}
 }

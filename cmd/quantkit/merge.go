@@ -42,7 +42,7 @@ func runMerge(c *cli.Context) error {
 	rep, err := quantize.Merge(c.Context, *opt)
 	clear()
 	if err != nil {
-		return fmt.Errorf("merge: %w", jobError(err))
+		return fmt.Errorf("merge: %w", err)
 	}
 	if err := ckptReport(c, rep, func(w io.Writer) { writeMergeReport(w, rep) }); err != nil {
 		return fmt.Errorf("merge: %w", err)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/quantkit/quantkit/energy"
 	"github.com/quantkit/quantkit/energy/profile"
+	"github.com/quantkit/quantkit/internal/inputerr"
 	"github.com/quantkit/quantkit/internal/proc/proctest"
 )
 
@@ -225,7 +226,7 @@ func TestProfileOutputsCheckedFirst(t *testing.T) {
 		{"--json-out", "/nonexistent/r.json", "directory /nonexistent does not exist"},
 	} {
 		_, _, err := runProfileCLI(t, nil, "--idle", "0", tc.flag, tc.path, "--", "touch", ran)
-		if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, errBadInput) {
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, inputerr.ErrInput) {
 			t.Errorf("%s %s: error %v, want bad input saying %q", tc.flag, tc.path, err, tc.want)
 		}
 		if _, err := os.Stat(ran); err == nil {

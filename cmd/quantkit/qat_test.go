@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/quantkit/quantkit/dataset"
+	"github.com/quantkit/quantkit/internal/inputerr"
 	"github.com/quantkit/quantkit/job/experiment"
 	"github.com/quantkit/quantkit/nn"
 	"github.com/quantkit/quantkit/nn/calib"
@@ -66,7 +67,7 @@ func TestQATCommand(t *testing.T) {
 		{"--method", "median", "-o", path},
 		{"--method", "best", "--val-images", "0", "-o", path},
 	} {
-		if _, err := run(t, append([]string{"qat", "--device", "cpu", "--data", data}, args...)...); err == nil || !errors.Is(err, errBadInput) {
+		if _, err := run(t, append([]string{"qat", "--device", "cpu", "--data", data}, args...)...); err == nil || !errors.Is(err, inputerr.ErrInput) {
 			t.Errorf("%q: %v, want a bad-input error", args, err)
 		}
 	}

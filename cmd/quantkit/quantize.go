@@ -14,6 +14,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/quantkit/quantkit/internal/units"
 	"github.com/quantkit/quantkit/job/quantize"
 	"github.com/quantkit/quantkit/model/plan"
 	"github.com/quantkit/quantkit/quant"
@@ -119,7 +120,7 @@ func runQuantize(c *cli.Context) error {
 		clear()
 	}
 	if err != nil {
-		return fmt.Errorf("quantize: %w", jobError(err))
+		return fmt.Errorf("quantize: %w", err)
 	}
 	table := func(w io.Writer) { writeQuantizeSummary(w, rep) }
 	if rep.DryRun {
@@ -197,7 +198,7 @@ func parseQuantizeFlags(c *cli.Context) (*quantize.Options, error) {
 
 // parseShardSize parses a --shard-size flag: a positive size.
 func parseShardSize(c *cli.Context, f *cli.StringFlag) (int64, error) {
-	n, err := parseSize(c.String(f.Name))
+	n, err := units.ParseSize(c.String(f.Name))
 	if err != nil || n <= 0 {
 		return 0, fmt.Errorf("--%s: must be a positive size: %q", f.Name, c.String(f.Name))
 	}
@@ -268,7 +269,7 @@ func quantizeProgress(total int64, tensors int, quiet bool) (func(done int64, n 
 				eta = " ETA " + left.Round(time.Second).String()
 			}
 			fmt.Fprintf(os.Stderr, "\r\033[K[%s%s] %s/%s, %d/%d tensors%s %s", strings.Repeat("█", fill), strings.Repeat("·", width-fill),
-				formatBytes(done), formatBytes(total), n, tensors, eta, name)
+				units.FormatBytes(done), units.FormatBytes(total), n, tensors, eta, name)
 		}, func() {
 			fmt.Fprint(os.Stderr, "\r\033[K")
 		}
@@ -282,7 +283,7 @@ func writeQuantizePlan(w io.Writer, r *quantize.Report) {
 		if t.Action == plan.Keep {
 			what = t.Reason
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s → %s\n", t.Name, t.Action, what, formatBytes(t.BytesIn), formatBytes(t.BytesOut))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s → %s\n", t.Name, t.Action, what, units.FormatBytes(t.BytesIn), units.FormatBytes(t.BytesOut))
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\n%s → %s (%s", r.Input, r.Output, r.Format)
@@ -290,8 +291,8 @@ func writeQuantizePlan(w io.Writer, r *quantize.Report) {
 		fmt.Fprintf(w, ", %s", r.Scheme)
 	}
 	fmt.Fprintf(w, "): %d tensors, %d quantized, %d kept; %s → %s (ratio %.3f)\n", r.Totals.Tensors, r.Totals.Quantized, r.Totals.Kept,
-		formatBytes(r.Totals.BytesIn), formatBytes(r.Totals.BytesOut), r.Totals.Ratio)
-	fmt.Fprintf(w, "memory: about %s for tensor data with %d workers (workers+1 largest tensors in flight)\n", formatBytes(r.MemoryEstimate), r.Workers)
+		units.FormatBytes(r.Totals.BytesIn), units.FormatBytes(r.Totals.BytesOut), r.Totals.Ratio)
+	fmt.Fprintf(w, "memory: about %s for tensor data with %d workers (workers+1 largest tensors in flight)\n", units.FormatBytes(r.MemoryEstimate), r.Workers)
 	fmt.Fprintln(w, "dry run: nothing written")
 }
 
@@ -301,7 +302,7 @@ func writeQuantizeSummary(w io.Writer, r *quantize.Report) {
 		fmt.Fprintf(w, ", %s", r.Scheme)
 	}
 	fmt.Fprintf(w, ") on %s, %d workers\n", r.Device, r.Workers)
-	fmt.Fprintf(w, "size: %s → %s (ratio %.3f), %d tensors quantized, %d kept\n", formatBytes(r.Totals.BytesIn), formatBytes(r.Totals.BytesOut),
+	fmt.Fprintf(w, "size: %s → %s (ratio %.3f), %d tensors quantized, %d kept\n", units.FormatBytes(r.Totals.BytesIn), units.FormatBytes(r.Totals.BytesOut),
 		r.Totals.Ratio, r.Totals.Quantized, r.Totals.Kept)
 	fmt.Fprintf(w, "time: %.2f s, %.3f GB/s\n", r.Seconds, r.GBPerSecond)
 	if r.SQNR != nil {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/quantkit/quantkit/internal/inputerr"
 	"github.com/quantkit/quantkit/job/quantize"
 	"github.com/quantkit/quantkit/model/checkpoint"
 	"github.com/quantkit/quantkit/model/safetensors"
@@ -120,7 +121,7 @@ func TestCheckpointFlagRefusals(t *testing.T) {
 	} {
 		msg, err := run(t, tc.args...)
 		for _, want := range tc.want {
-			if err == nil || !strings.Contains(err.Error(), want) || !errors.Is(err, errBadInput) {
+			if err == nil || !strings.Contains(err.Error(), want) || !errors.Is(err, inputerr.ErrInput) {
 				t.Errorf("%v: error %v, want a bad-input error saying %q\n%s", tc.args[3:], err, want, msg)
 			}
 		}
@@ -187,7 +188,7 @@ func TestQuantizeNaNReported(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := run(t, "quantize", in, "-o", filepath.Join(dir, "q"))
-	if err == nil || !strings.Contains(err.Error(), `"layer.q_proj.weight"`) || !strings.Contains(err.Error(), "--allow-nonfinite") || !errors.Is(err, errBadInput) {
+	if err == nil || !strings.Contains(err.Error(), `"layer.q_proj.weight"`) || !strings.Contains(err.Error(), "--allow-nonfinite") || !errors.Is(err, inputerr.ErrInput) {
 		t.Fatalf("NaN weight: %v", err)
 	}
 	text := mustRun(t, "quantize", in, "-o", filepath.Join(dir, "q"), "--allow-nonfinite")
@@ -220,7 +221,7 @@ func TestDequantizeMergeReports(t *testing.T) {
 	if err := json.Unmarshal([]byte(mustRun(t, "merge", parts, "-o", filepath.Join(dir, "m2"), "--json", "--shard-size", "1MB")), &m); err != nil || m.ShardSize != 1e6 || m.Tensors != 131 {
 		t.Errorf("merge --json: %v %+v", err, m)
 	}
-	if _, err := run(t, "merge", in, "-o", filepath.Join(dir, "m3")); err == nil || !errors.Is(err, errBadInput) || !strings.Contains(err.Error(), "not a part") {
+	if _, err := run(t, "merge", in, "-o", filepath.Join(dir, "m3")); err == nil || !errors.Is(err, inputerr.ErrInput) || !strings.Contains(err.Error(), "not a part") {
 		t.Errorf("merge of a non-part: %v", err)
 	}
 }

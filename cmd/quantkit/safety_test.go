@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/quantkit/quantkit/internal/inputerr"
 )
 
 // treeSum is a digest of every file under root (names, modes and
@@ -194,7 +196,7 @@ func TestOutputIsInputRefused(t *testing.T) {
 		{"merge", filepath.Join(parts, "part-0-of-2"), filepath.Join(parts, "part-1-of-2"), "-o", filepath.Join(parts, "part-1-of-2"), "--force"},
 	} {
 		msg, err := run(t, args...)
-		if err == nil || !strings.Contains(err.Error(), "replacing it would destroy the input") || !errors.Is(err, errBadInput) {
+		if err == nil || !strings.Contains(err.Error(), "replacing it would destroy the input") || !errors.Is(err, inputerr.ErrInput) {
 			t.Errorf("%v: error %v, want a refusal\n%s", args, err, msg)
 		}
 	}
@@ -385,7 +387,7 @@ func TestQuantizeJSONPath(t *testing.T) {
 	out := filepath.Join(dir, "q")
 	for _, bad := range []string{filepath.Join(dir, "nodir", "r.json"), dir} {
 		msg, err := run(t, "quantize", in, "-o", out, "--json-out", bad)
-		if err == nil || !strings.Contains(err.Error(), "--json-out "+bad) || !errors.Is(err, errBadInput) {
+		if err == nil || !strings.Contains(err.Error(), "--json-out "+bad) || !errors.Is(err, inputerr.ErrInput) {
 			t.Errorf("--json-out %s: error %v\n%s", bad, err, msg)
 		}
 		emptyDir(t, dir)

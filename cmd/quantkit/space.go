@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -10,7 +9,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/quantkit/quantkit/internal/atomicfile"
-	"github.com/quantkit/quantkit/internal/inputerr"
 	"github.com/quantkit/quantkit/job/quantize"
 )
 
@@ -96,14 +94,6 @@ func ckptProgress(quiet bool) (progress func(quantize.Progress), clear func()) {
 		}, func() {
 			clearBar()
 		}
-}
-
-// jobError marks the errors a job marked as the input's as errBadInput.
-func jobError(err error) error {
-	if inputerr.Is(err) && !errors.Is(err, errBadInput) {
-		return badInput(err)
-	}
-	return err
 }
 
 // writeHook, when set, is called by quantize, dequantize, merge and gen

@@ -28,6 +28,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/quantkit/quantkit/internal/units"
 	"golang.org/x/term"
 )
 
@@ -198,12 +199,12 @@ func (b *Bar) line(now time.Time) string {
 	}
 	elapsed := now.Sub(b.start)
 	if b.unit == Bytes {
-		s.WriteString(FormatBytes(done))
+		s.WriteString(units.FormatBytes(done))
 		if total > 0 {
-			s.WriteString("/" + FormatBytes(total))
+			s.WriteString("/" + units.FormatBytes(total))
 		}
 		if sec := elapsed.Seconds(); sec >= 0.5 && done > 0 {
-			s.WriteString(" " + FormatBytes(int64(float64(done)/sec)) + "/s")
+			s.WriteString(" " + units.FormatBytes(int64(float64(done)/sec)) + "/s")
 		}
 	} else {
 		fmt.Fprintf(&s, "%d", done)
@@ -235,21 +236,6 @@ func ETA(elapsed time.Duration, done, total int64) (left time.Duration, ok bool)
 	}
 	left = time.Duration(float64(elapsed) / float64(done) * float64(total-done))
 	return left.Round(time.Second), true
-}
-
-// FormatBytes is n in decimal units with up to three significant digits:
-// 999 B, 1.5 kB, 12.3 MB, 4 GB.
-func FormatBytes(n int64) string {
-	const units = "kMGTPE"
-	if n < 1000 {
-		return fmt.Sprintf("%d B", n)
-	}
-	v, i := float64(n)/1000, 0
-	for v >= 999.5 && i < len(units)-1 {
-		v /= 1000
-		i++
-	}
-	return fmt.Sprintf("%.3g %cB", v, units[i])
 }
 
 // truncate cuts s to at most n runes (each drawn in one column here),

@@ -201,15 +201,6 @@ func TestETA(t *testing.T) {
 	}
 }
 
-func TestFormatBytes(t *testing.T) {
-	for n, want := range map[int64]string{0: "0 B", 999: "999 B", 1000: "1 kB", 1500: "1.5 kB", 12_345_678: "12.3 MB",
-		999_500: "1 MB", 4e9: "4 GB"} {
-		if got := FormatBytes(n); got != want {
-			t.Errorf("FormatBytes(%d) = %q, want %q", n, got, want)
-		}
-	}
-}
-
 // Off a terminal, Start gives nil: go test's stderr is a pipe or a file.
 func TestStartOffTerminal(t *testing.T) {
 	if b := Start(10, "items"); b != nil {

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/quantkit/quantkit/backend"
+	"github.com/quantkit/quantkit/internal/inputerr"
 	"github.com/quantkit/quantkit/quant"
 )
 
@@ -90,23 +91,14 @@ type Result struct {
 	Files     []string `json:"files"`
 }
 
-// ErrBadInput is matched (errors.Is) by the errors of Run that are about
-// its input or options, which running again on another device would not
+// badInput marks an error as being about Run's input or options
+// (inputerr.ErrInput), which running again on another device would not
 // change.
-var ErrBadInput = errors.New("bad input")
-
-// inputError marks an error as ErrBadInput.
-type inputError struct{ err error }
-
-func (e inputError) Error() string        { return e.err.Error() }
-func (e inputError) Unwrap() error        { return e.err }
-func (e inputError) Is(target error) bool { return target == ErrBadInput }
-
-func badInput(err error) error { return inputError{err} }
+func badInput(err error) error { return inputerr.Mark(err) }
 
 // OptionError is an error in the field of Options named Option, in lower
 // case ("method", "bits", "percentile", "bins"), so that a
-// command line can name its flag instead. It matches ErrBadInput.
+// command line can name its flag instead. It matches inputerr.ErrInput.
 type OptionError struct {
 	Option string
 	Err    error
@@ -114,7 +106,7 @@ type OptionError struct {
 
 func (e *OptionError) Error() string        { return e.Option + ": " + e.Err.Error() }
 func (e *OptionError) Unwrap() error        { return e.Err }
-func (e *OptionError) Is(target error) bool { return target == ErrBadInput }
+func (e *OptionError) Is(target error) bool { return target == inputerr.ErrInput }
 
 // Run reads the samples of opt.Paths into one histogram per tensor and
 // calibrates each with every method. The options are checked before any

@@ -16,6 +16,7 @@ import (
 
 	"github.com/quantkit/quantkit/backend"
 	"github.com/quantkit/quantkit/cpu"
+	"github.com/quantkit/quantkit/internal/inputerr"
 	"github.com/quantkit/quantkit/model/npy"
 	"github.com/quantkit/quantkit/model/safetensors"
 	"github.com/quantkit/quantkit/quant"
@@ -211,7 +212,7 @@ func TestWriteTRTCache(t *testing.T) {
 	}
 	for _, v := range []string{"", "8.6", "86\nx: 1", "v8"} {
 		buf.Reset()
-		if err := rep.WriteTRTCache(&buf, v); err == nil || !errors.Is(err, ErrBadInput) || buf.Len() != 0 {
+		if err := rep.WriteTRTCache(&buf, v); err == nil || !errors.Is(err, inputerr.ErrInput) || buf.Len() != 0 {
 			t.Errorf("version %q: %v, wrote %q", v, err, buf.String())
 		}
 	}
@@ -254,7 +255,7 @@ func TestTensorOption(t *testing.T) {
 		{st, "labels", `tensor "labels" is I64, not a float tensor`},
 		{ints, "", "no float tensors"},
 	} {
-		if _, err := run(t, Options{Paths: []string{c.path}, Tensor: c.only}); err == nil || !strings.Contains(err.Error(), c.want) || !errors.Is(err, ErrBadInput) {
+		if _, err := run(t, Options{Paths: []string{c.path}, Tensor: c.only}); err == nil || !strings.Contains(err.Error(), c.want) || !errors.Is(err, inputerr.ErrInput) {
 			t.Errorf("%s, tensor %q: %v, want %q", c.path, c.only, err, c.want)
 		}
 	}
@@ -277,7 +278,7 @@ func TestBadHistogramFiles(t *testing.T) {
 	} {
 		p := writeFile(t, dir, c.name, []byte(c.data))
 		_, err := run(t, Options{Paths: []string{p}})
-		if err == nil || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), c.want) || !errors.Is(err, ErrBadInput) {
+		if err == nil || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), c.want) || !errors.Is(err, inputerr.ErrInput) {
 			t.Errorf("%s: %v, want a bad-input error naming the file and saying %q", c.name, err, c.want)
 		}
 	}
@@ -315,11 +316,11 @@ func TestBadInput(t *testing.T) {
 		{writeFile(t, dir, "bad.safetensors", []byte{200, 0, 0, 0, 0, 0, 0, 0, '{'}), "bad.safetensors"},
 	} {
 		_, err := run(t, Options{Paths: []string{c.path}})
-		if err == nil || !strings.Contains(err.Error(), filepath.Base(c.path)) || !strings.Contains(err.Error(), c.want) || !errors.Is(err, ErrBadInput) {
+		if err == nil || !strings.Contains(err.Error(), filepath.Base(c.path)) || !strings.Contains(err.Error(), c.want) || !errors.Is(err, inputerr.ErrInput) {
 			t.Errorf("%s: %v, want a bad-input error naming the file and saying %q", c.path, err, c.want)
 		}
 	}
-	if _, err := run(t, Options{}); err == nil || !errors.Is(err, ErrBadInput) {
+	if _, err := run(t, Options{}); err == nil || !errors.Is(err, inputerr.ErrInput) {
 		t.Errorf("no inputs: %v", err)
 	}
 }
@@ -342,11 +343,11 @@ func TestOptionErrors(t *testing.T) {
 		c.opt.Paths = []string{missing}
 		_, err := run(t, c.opt)
 		var oe *OptionError
-		if !errors.As(err, &oe) || oe.Option != c.option || !errors.Is(err, ErrBadInput) || strings.Contains(err.Error(), "missing.npy") {
+		if !errors.As(err, &oe) || oe.Option != c.option || !errors.Is(err, inputerr.ErrInput) || strings.Contains(err.Error(), "missing.npy") {
 			t.Errorf("%+v: %v, want an error in option %s", c.opt, err, c.option)
 		}
 	}
-	if _, err := Run(context.Background(), Options{Paths: []string{missing}}); err == nil || errors.Is(err, ErrBadInput) {
+	if _, err := Run(context.Background(), Options{Paths: []string{missing}}); err == nil || errors.Is(err, inputerr.ErrInput) {
 		t.Errorf("no backend: %v", err)
 	}
 }
@@ -474,7 +475,7 @@ func TestTRTNames(t *testing.T) {
 	} {
 		_, err := run(t, Options{Paths: c.paths, Tensor: c.only, TRTNames: true})
 		var ne *NameError
-		if !errors.As(err, &ne) || ne.Name != c.name || !errors.Is(err, ErrBadInput) {
+		if !errors.As(err, &ne) || ne.Name != c.name || !errors.Is(err, inputerr.ErrInput) {
 			t.Errorf("%q: %v, want a NameError for %q", c.paths, err, c.name)
 		}
 	}

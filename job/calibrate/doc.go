@@ -16,6 +16,6 @@
 //
 // Errors name the file and the tensor. Errors about the input (a damaged
 // file, a tensor without finite values, an option out of range) match
-// ErrBadInput, so that a caller that retries failed work on another device
+// inputerr.ErrInput, so that a caller that retries failed work on another device
 // knows not to; errors of the backend do not.
 package calibrate

@@ -10,6 +10,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/quantkit/quantkit/internal/inputerr"
 	"github.com/quantkit/quantkit/model/plan"
 	"github.com/quantkit/quantkit/model/safetensors"
 	"github.com/quantkit/quantkit/quant"
@@ -144,7 +145,7 @@ func TRTNameError(name string) error {
 }
 
 // NameError is a tensor name that a TensorRT calibration cache cannot
-// hold. It matches ErrBadInput.
+// hold. It matches inputerr.ErrInput.
 type NameError struct {
 	Name string
 	Why  string // "holds ':', where cache readers split the line"
@@ -154,7 +155,7 @@ func (e *NameError) Error() string {
 	return fmt.Sprintf("tensor %q: the name %s, so a TensorRT calibration cache, a file of \"name: scale\" lines, cannot hold it", e.Name, e.Why)
 }
 
-func (e *NameError) Is(target error) bool { return target == ErrBadInput }
+func (e *NameError) Is(target error) bool { return target == inputerr.ErrInput }
 
 // checkTRTNames checks, before any file is read, the names of the tensors
 // that the .npy and .safetensors files among paths hold: a file's name, or

@@ -49,7 +49,7 @@ func (r *reader) get(path, name string) (*Tensor, error) {
 func npyTensorName(path string) string { return strings.TrimSuffix(filepath.Base(path), ".npy") }
 
 // read feeds the tensors of one file into their histograms. Errors about
-// the file are marked ErrBadInput; errors of the backend are not.
+// the file are marked inputerr.ErrInput; errors of the backend are not.
 func (r *reader) read(ctx context.Context, path string) error {
 	only := r.opt.Tensor
 	switch {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/quantkit/quantkit/backend"
 	"github.com/quantkit/quantkit/dataset"
+	"github.com/quantkit/quantkit/internal/inputerr"
 	"github.com/quantkit/quantkit/model/onnx"
 	"github.com/quantkit/quantkit/nn"
 	"github.com/quantkit/quantkit/nn/calib"
@@ -22,18 +23,10 @@ import (
 	"github.com/quantkit/quantkit/nn/qat"
 )
 
-// ErrInput marks errors about the caller's input: a model or data set
-// that cannot be read or does not fit, options out of range. Running
-// again on another device would not change them.
-var ErrInput = errors.New("bad input")
-
-type inputError struct{ err error }
-
-func (e inputError) Error() string        { return e.err.Error() }
-func (e inputError) Unwrap() error        { return e.err }
-func (e inputError) Is(target error) bool { return target == ErrInput }
-
-func badInput(err error) error { return inputError{err} }
+// badInput marks errors about the caller's input (inputerr.ErrInput): a
+// model or data set that cannot be read or does not fit, options out of
+// range. Running again on another device would not change them.
+func badInput(err error) error { return inputerr.Mark(err) }
 
 // Common are the options Run and QAT share: the model, the data, how the
 // training images are used, QAT's hyperparameters, and where progress

@@ -12,6 +12,7 @@ import (
 
 	"github.com/quantkit/quantkit/dataset"
 	"github.com/quantkit/quantkit/energy"
+	"github.com/quantkit/quantkit/internal/inputerr"
 	"github.com/quantkit/quantkit/nn"
 )
 
@@ -215,7 +216,7 @@ func TestCheckFits(t *testing.T) {
 			}
 			continue
 		}
-		if err == nil || !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), c.want) {
+		if err == nil || !errors.Is(err, inputerr.ErrInput) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want a bad-input error containing %q", c.s.Name, err, c.want)
 		}
 	}

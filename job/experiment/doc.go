@@ -23,7 +23,7 @@
 // terminal: progress lines go to Common.Log, warnings to Common.Warn and
 // progress bars to Common.Progress. Errors about the caller's input (a
 // model or data set that cannot be read or does not fit, options out of
-// range) satisfy errors.Is(err, ErrInput); running again on another
+// range) satisfy errors.Is(err, inputerr.ErrInput); running again on another
 // device would not change them.
 //
 // Reports carry JSON tags and render themselves: WriteTable for people,

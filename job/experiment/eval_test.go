@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/quantkit/quantkit/dataset"
+	"github.com/quantkit/quantkit/internal/inputerr"
 	"github.com/quantkit/quantkit/model/onnx"
 	"github.com/quantkit/quantkit/nn"
 	"github.com/quantkit/quantkit/nn/float"
@@ -122,7 +123,7 @@ func TestEvalInputErrors(t *testing.T) {
 		{EvalOptions{Backend: cpuBackend(), Model: mnistModel, Data: data, InputScale: -1}, "input scale -1"},
 	} {
 		_, err := Eval(context.Background(), c.opt)
-		if err == nil || !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), c.want) {
+		if err == nil || !errors.Is(err, inputerr.ErrInput) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: %v; want a bad-input error containing %q", c.opt, err, c.want)
 		}
 	}
@@ -314,7 +315,7 @@ func TestEvalNonFinite(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = Eval(context.Background(), evalOpt(path, filepath.Join(dir, "no-such-data")))
-	if !errors.Is(err, onnxnet.ErrNonFinite) || !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), `initializer "Parameter5": 1 NaN of 200 values`) {
+	if !errors.Is(err, onnxnet.ErrNonFinite) || !errors.Is(err, inputerr.ErrInput) || !strings.Contains(err.Error(), `initializer "Parameter5": 1 NaN of 200 values`) {
 		t.Errorf("%v", err)
 	}
 	writeIDX(t, dir, "t10k", 4, 28, 28, 10, 0)

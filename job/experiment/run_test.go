@@ -12,6 +12,7 @@ import (
 
 	"github.com/quantkit/quantkit/bench"
 	"github.com/quantkit/quantkit/dataset"
+	"github.com/quantkit/quantkit/internal/inputerr"
 	"github.com/quantkit/quantkit/nn"
 	"github.com/quantkit/quantkit/nn/onnxnet"
 )
@@ -91,7 +92,7 @@ func TestRunTinySets(t *testing.T) {
 			Latency: quick, Throughput: quick}
 	}
 	_, err := Run(context.Background(), opt(tinyData(t, 1, 4)))
-	if !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), "no held-out images") {
+	if !errors.Is(err, inputerr.ErrInput) || !strings.Contains(err.Error(), "no held-out images") {
 		t.Errorf("one training image: %v", err)
 	}
 	rep, err := Run(context.Background(), opt(tinyData(t, 3, 4)))
@@ -103,7 +104,7 @@ func TestRunTinySets(t *testing.T) {
 	}
 	o := opt(tinyData(t, 3, 4))
 	o.ValImages = 0
-	if _, err := Run(context.Background(), o); !errors.Is(err, ErrInput) {
+	if _, err := Run(context.Background(), o); !errors.Is(err, inputerr.ErrInput) {
 		t.Errorf("no held-out images asked for: %v", err)
 	}
 }
@@ -183,7 +184,7 @@ func TestQATChoiceAndTinySets(t *testing.T) {
 		}
 	}
 	opt.ValImages = 0
-	if _, err := QAT(context.Background(), opt); !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), "no held-out images") {
+	if _, err := QAT(context.Background(), opt); !errors.Is(err, inputerr.ErrInput) || !strings.Contains(err.Error(), "no held-out images") {
 		t.Errorf("best without held-out images: %v", err)
 	}
 	opt.Method = "max"
@@ -197,7 +198,7 @@ func TestQATChoiceAndTinySets(t *testing.T) {
 	}
 	for _, bad := range []QATOptions{{Bits: 3, Method: "max"}, {Bits: 4, Method: "median"}} {
 		bad.Common = opt.Common
-		if _, err := QAT(context.Background(), bad); !errors.Is(err, ErrInput) {
+		if _, err := QAT(context.Background(), bad); !errors.Is(err, inputerr.ErrInput) {
 			t.Errorf("%+v: %v", bad, err)
 		}
 	}

@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"text/tabwriter"
 
-	"github.com/quantkit/quantkit/internal/human"
+	"github.com/quantkit/quantkit/internal/units"
 	"github.com/quantkit/quantkit/model/checkpoint"
 	"github.com/quantkit/quantkit/model/plan"
 )
@@ -148,7 +148,7 @@ func (r CheckpointReport) WriteText(w io.Writer) error {
 		files = fmt.Sprintf("%d files", len(r.Files))
 	}
 	fmt.Fprintf(w, "%s: %d tensors in %s, %s parameters, %s of tensor data\n\n",
-		r.Path, r.Total.Tensors, files, human.Count(r.Total.Params), human.Bytes(r.Total.Bytes))
+		r.Path, r.Total.Tensors, files, units.FormatCount(r.Total.Params), units.FormatBytes(r.Total.Bytes))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "tensor\tdtype\tshape\tparams\tbytes\tquantized")
 	for _, t := range r.Tensors {
@@ -156,7 +156,7 @@ func (r CheckpointReport) WriteText(w io.Writer) error {
 		if !t.Quantize {
 			q = "no: " + t.KeepReason
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, t.DType, formatShape(t.Shape), human.Count(t.Params), human.Bytes(t.Bytes), q)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, t.DType, formatShape(t.Shape), units.FormatCount(t.Params), units.FormatBytes(t.Bytes), q)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -165,10 +165,10 @@ func (r CheckpointReport) WriteText(w io.Writer) error {
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "dtype\ttensors\tparams\tbytes")
 	for _, d := range r.DTypes {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", d.DType, d.Tensors, human.Count(d.Params), human.Bytes(d.Bytes))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", d.DType, d.Tensors, units.FormatCount(d.Params), units.FormatBytes(d.Bytes))
 	}
 	if len(r.DTypes) > 1 {
-		fmt.Fprintf(tw, "all\t%d\t%s\t%s\n", r.Total.Tensors, human.Count(r.Total.Params), human.Bytes(r.Total.Bytes))
+		fmt.Fprintf(tw, "all\t%d\t%s\t%s\n", r.Total.Tensors, units.FormatCount(r.Total.Params), units.FormatBytes(r.Total.Bytes))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -178,11 +178,11 @@ func (r CheckpointReport) WriteText(w io.Writer) error {
 	fmt.Fprintln(tw, "estimate\tquantized\tcodes\tscales\tkept\ttotal\tratio")
 	for _, e := range r.Estimates {
 		if e.Format == "original" {
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t%s\t%s\t%.3f\n", e.Format, human.Bytes(e.KeptBytes), human.Bytes(e.Bytes), e.Ratio)
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t%s\t%s\t%.3f\n", e.Format, units.FormatBytes(e.KeptBytes), units.FormatBytes(e.Bytes), e.Ratio)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%d tensors, %s params\t%s\t%s\t%s\t%s\t%.3f\n", e.Format, e.QuantizedTensors, human.Count(e.QuantizedParams),
-			human.Bytes(e.CodeBytes), human.Bytes(e.ScaleBytes), human.Bytes(e.KeptBytes), human.Bytes(e.Bytes), e.Ratio)
+		fmt.Fprintf(tw, "%s\t%d tensors, %s params\t%s\t%s\t%s\t%s\t%.3f\n", e.Format, e.QuantizedTensors, units.FormatCount(e.QuantizedParams),
+			units.FormatBytes(e.CodeBytes), units.FormatBytes(e.ScaleBytes), units.FormatBytes(e.KeptBytes), units.FormatBytes(e.Bytes), e.Ratio)
 	}
 	return tw.Flush()
 }

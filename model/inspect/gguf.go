@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"text/tabwriter"
 
-	"github.com/quantkit/quantkit/internal/human"
+	"github.com/quantkit/quantkit/internal/units"
 	"github.com/quantkit/quantkit/model/gguf"
 )
 
@@ -170,7 +170,7 @@ func formatValue(m GGUFMetadata) string {
 // tensors, the totals by type.
 func (r GGUFReport) WriteText(w io.Writer) error {
 	fmt.Fprintf(w, "%s: GGUF v%d, %d tensors, %s parameters, %s of tensor data, %d metadata keys\n\n",
-		r.Path, r.Version, r.Total.Tensors, human.Count(r.Total.Params), human.Bytes(r.Total.Bytes), len(r.Metadata))
+		r.Path, r.Version, r.Total.Tensors, units.FormatCount(r.Total.Params), units.FormatBytes(r.Total.Bytes), len(r.Metadata))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "key\ttype\tvalue")
 	for _, m := range r.Metadata {
@@ -183,7 +183,7 @@ func (r GGUFReport) WriteText(w io.Writer) error {
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "tensor\ttype\tshape\tparams\tbytes")
 	for _, t := range r.Tensors {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.Name, t.Type, formatShape(t.Shape), human.Count(t.Params), human.Bytes(t.Bytes))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.Name, t.Type, formatShape(t.Shape), units.FormatCount(t.Params), units.FormatBytes(t.Bytes))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -192,10 +192,10 @@ func (r GGUFReport) WriteText(w io.Writer) error {
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "type\ttensors\tparams\tbytes")
 	for _, d := range r.Types {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", d.Type, d.Tensors, human.Count(d.Params), human.Bytes(d.Bytes))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", d.Type, d.Tensors, units.FormatCount(d.Params), units.FormatBytes(d.Bytes))
 	}
 	if len(r.Types) > 1 {
-		fmt.Fprintf(tw, "all\t%d\t%s\t%s\n", r.Total.Tensors, human.Count(r.Total.Params), human.Bytes(r.Total.Bytes))
+		fmt.Fprintf(tw, "all\t%d\t%s\t%s\n", r.Total.Tensors, units.FormatCount(r.Total.Params), units.FormatBytes(r.Total.Bytes))
 	}
 	return tw.Flush()
 }

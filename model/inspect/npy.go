@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/quantkit/quantkit/internal/human"
+	"github.com/quantkit/quantkit/internal/units"
 	"github.com/quantkit/quantkit/model/npy"
 )
 
@@ -40,6 +40,6 @@ func (r NPYReport) WriteText(w io.Writer) error {
 		shape = shape[:len(shape)-1] + ",)"
 	}
 	_, err := fmt.Fprintf(w, "%s: NumPy .npy v%d.0, %s (%s), shape %s, %d elements, %s of data\n",
-		r.Path, r.Version, r.DType, r.Type, shape, r.Elements, human.Bytes(r.Bytes))
+		r.Path, r.Version, r.DType, r.Type, shape, r.Elements, units.FormatBytes(r.Bytes))
 	return err
 }
