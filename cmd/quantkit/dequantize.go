@@ -60,10 +60,7 @@ func runDequantize(c *cli.Context) error {
 }
 
 func parseDequantizeFlags(c *cli.Context) (*quantize.DequantizeOptions, error) {
-	args, err := interspersed(c)
-	if err != nil {
-		return nil, err
-	}
+	args := c.Args().Slice()
 	if len(args) != 1 || c.String(dequantOutFlag.Name) == "" {
 		return nil, errors.New("give one input checkpoint and the output: dequantize IN -o OUT")
 	}
@@ -84,6 +81,7 @@ func parseDequantizeFlags(c *cli.Context) (*quantize.DequantizeOptions, error) {
 	if opt.Workers < 0 {
 		return nil, errors.New("--workers must be positive")
 	}
+	var err error
 	if opt.ShardSize, err = parseShardSize(c, quantSizeFlag); err != nil {
 		return nil, err
 	}

@@ -51,10 +51,7 @@ func runMerge(c *cli.Context) error {
 }
 
 func parseMergeFlags(c *cli.Context) (*quantize.MergeOptions, error) {
-	args, err := interspersed(c)
-	if err != nil {
-		return nil, err
-	}
+	args := c.Args().Slice()
 	if len(args) == 0 || c.String(mergeOutFlag.Name) == "" {
 		return nil, errors.New("give the part directories and the output: merge PART... -o OUT")
 	}
@@ -66,6 +63,7 @@ func parseMergeFlags(c *cli.Context) (*quantize.MergeOptions, error) {
 	}
 	opt := &quantize.MergeOptions{Parts: args, Output: c.String(mergeOutFlag.Name), Force: c.Bool(mergeForceFlag.Name), Log: c.App.ErrWriter}
 	if c.IsSet(mergeSizeFlag.Name) {
+		var err error
 		if opt.ShardSize, err = parseShardSize(c, mergeSizeFlag); err != nil {
 			return nil, err
 		}

@@ -133,10 +133,7 @@ func runQuantize(c *cli.Context) error {
 }
 
 func parseQuantizeFlags(c *cli.Context) (*quantize.Options, error) {
-	args, err := interspersed(c)
-	if err != nil {
-		return nil, err
-	}
+	args := c.Args().Slice()
 	if len(args) != 1 || c.String(quantOutFlag.Name) == "" {
 		return nil, errors.New("give one input checkpoint and the output: quantize IN -o OUT")
 	}
@@ -326,46 +323,4 @@ func writeQuantizeSummary(w io.Writer, r *quantize.Report) {
 	if len(nonFinite) > 0 {
 		fmt.Fprintf(w, "non-finite values (--allow-nonfinite):\n%s\n", strings.Join(nonFinite, "\n"))
 	}
-}
-
-// interspersed returns the command's positional arguments, parsing flags
-// that follow them (urfave/cli stops at the first argument, but
-// `quantize IN -o OUT` is the natural order).
-func interspersed(c *cli.Context) ([]string, error) {
-	var args []string
-	rest := c.Args().Slice()
-	for i := 0; i < len(rest); i++ {
-		a := rest[i]
-		if a == "--" {
-			return append(args, rest[i+1:]...), nil
-		}
-		if len(a) < 2 || a[0] != '-' {
-			args = append(args, a)
-			continue
-		}
-		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		var flag cli.Flag
-		for _, f := range c.Command.Flags {
-			if slices.Contains(f.Names(), name) {
-				flag = f
-			}
-		}
-		if flag == nil {
-			return nil, fmt.Errorf("flag provided but not defined: %s", a)
-		}
-		if _, isBool := flag.(*cli.BoolFlag); isBool && !hasValue {
-			value, hasValue = "true", true
-		}
-		if !hasValue {
-			if i+1 == len(rest) {
-				return nil, fmt.Errorf("flag needs an argument: %s", a)
-			}
-			i++
-			value = rest[i]
-		}
-		if err := c.Set(flag.Names()[0], value); err != nil {
-			return nil, fmt.Errorf("%s: %w", a, err)
-		}
-	}
-	return args, nil
 }
