@@ -1,10 +1,7 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"io"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -14,8 +11,6 @@ import (
 	"github.com/quantkit/quantkit/backend"
 	"github.com/quantkit/quantkit/bench"
 	"github.com/quantkit/quantkit/energy"
-	"github.com/quantkit/quantkit/internal/atomicfile"
-	"github.com/quantkit/quantkit/internal/jsonout"
 	"github.com/quantkit/quantkit/internal/progress"
 )
 
@@ -26,10 +21,8 @@ var (
 	benchBaselineFlag = &cli.BoolFlag{Name: "baseline", Value: true, Usage: "also measure gonum's Sgemm (same A·Bᵀ layout) on the CPU in the same run"}
 	benchMinTimeFlag  = &cli.DurationFlag{Name: "min-time", Value: bench.DefaultTiming.MinTime, Usage: "time each kernel for at least this long (after one warm-up call, and at least 3 calls), however many calls that takes"}
 
-	benchJSONFlag    = &cli.BoolFlag{Name: "json", Usage: "print the report as JSON on stdout instead of the table"}
-	benchJSONOutFlag = &cli.StringFlag{Name: "json-out", Usage: "also write the report as JSON to `FILE`.json (the table still goes to stdout)"}
-	benchCSVFlag     = &cli.StringFlag{Name: "csv", Usage: "also write the report as CSV to `FILE`.csv (columns: see README)"}
-	benchPlotFlag    = &cli.StringFlag{Name: "plot", Usage: "also draw throughput (and energy) against size to `FILE`.png or .svg"}
+	benchCSVFlag  = &cli.StringFlag{Name: "csv", Usage: "also write the report as CSV to `FILE`.csv (columns: see README)"}
+	benchPlotFlag = &cli.StringFlag{Name: "plot", Usage: "also draw throughput (and energy) against size to `FILE`.png or .svg"}
 
 	benchEnergyFlag    = &cli.BoolFlag{Name: "energy", Usage: "also measure energy: each kernel repeated over a window between two readings of the device's energy counter (NVML on a GPU, RAPL on the CPU)"}
 	benchMinWindowFlag = &cli.DurationFlag{Name: "min-window", Value: 2 * time.Second, Usage: "with --energy: the shortest measured window per kernel"}
@@ -39,7 +32,7 @@ var (
 
 // benchOutputFlags are the flags every bench subcommand has.
 var benchOutputFlags = []cli.Flag{deviceFlag, benchMinTimeFlag, benchEnergyFlag, benchMinWindowFlag, benchIntervalFlag,
-	benchIdleFlag, benchJSONFlag, benchJSONOutFlag, benchCSVFlag, benchPlotFlag}
+	benchIdleFlag, jsonFlag, jsonOutFlag, benchCSVFlag, benchPlotFlag}
 
 func flags(fs ...[]cli.Flag) []cli.Flag {
 	var all []cli.Flag
@@ -122,9 +115,7 @@ func runBench(suites ...string) cli.ActionFunc {
 			}
 		}
 		// The side outputs now rather than after the work.
-		out := benchOutputs{json: c.Bool(benchJSONFlag.Name), jsonPath: c.String(benchJSONOutFlag.Name),
-			csvPath: c.String(benchCSVFlag.Name), plotPath: c.String(benchPlotFlag.Name)}
-		if err := out.check(); err != nil {
+		if err := checkBenchOutputs(c); err != nil {
 			return fmt.Errorf("bench %s: %w", c.Command.Name, err)
 		}
 
@@ -151,68 +142,40 @@ func runBench(suites ...string) cli.ActionFunc {
 		if err != nil {
 			return err
 		}
-		return out.write(c.App.Writer, rep)
+		if err := writeBenchReport(c, rep); err != nil {
+			return fmt.Errorf("bench %s: %w", c.Command.Name, err)
+		}
+		return nil
 	}
 }
 
-// benchOutputs are where a bench report goes: stdout (a table, or JSON),
-// and the side files asked for ("": none).
-type benchOutputs struct {
-	json                        bool
-	jsonPath, csvPath, plotPath string
-}
-
-// check refuses a side file's path before any work.
-func (o benchOutputs) check() error {
-	if o.jsonPath != "" {
-		if err := checkOutputFile(benchJSONOutFlag.Name, o.jsonPath, false, ".json"); err != nil {
+// checkBenchOutputs refuses a side file's path before any work.
+func checkBenchOutputs(c *cli.Context) error {
+	if err := checkJSONOut(c); err != nil {
+		return err
+	}
+	if path := c.String(benchCSVFlag.Name); path != "" {
+		if err := checkOutputFile(benchCSVFlag.Name, path, false, ".csv"); err != nil {
 			return err
 		}
 	}
-	if o.csvPath != "" {
-		if err := checkOutputFile(benchCSVFlag.Name, o.csvPath, false, ".csv"); err != nil {
-			return err
-		}
-	}
-	if o.plotPath != "" {
-		if err := bench.CheckPlotPath(o.plotPath); err != nil {
+	if path := c.String(benchPlotFlag.Name); path != "" {
+		if err := bench.CheckPlotPath(path); err != nil {
 			return badInput(fmt.Errorf("--%s: %w", benchPlotFlag.Name, err))
 		}
-		if err := checkOutputFile(benchPlotFlag.Name, o.plotPath, false); err != nil {
-			return err
-		}
+		return checkOutputFile(benchPlotFlag.Name, path, false)
 	}
 	return nil
 }
 
-// write prints rep (a table, or JSON), then writes the side files. One
-// that fails costs neither the report nor the other side files: its error
-// is returned at the end.
-func (o benchOutputs) write(w io.Writer, rep *bench.Report) error {
-	var errs []error
-	write := rep.WriteTable
-	if o.json {
-		write = rep.WriteJSON
+// writeBenchReport prints rep, then writes the side files.
+func writeBenchReport(c *cli.Context, rep *bench.Report) error {
+	if err := printReport(c, rep, rep.WriteTable); err != nil {
+		return fmt.Errorf("writing the report: %w", err)
 	}
-	if err := write(w); err != nil {
-		errs = append(errs, fmt.Errorf("bench: writing the report: %w", err))
-	}
-	if o.jsonPath != "" {
-		if err := jsonout.WriteFile(o.jsonPath, rep); err != nil {
-			errs = append(errs, fmt.Errorf("bench: --%s: %w", benchJSONOutFlag.Name, err)) // err names the file
-		}
-	}
-	if o.csvPath != "" {
-		if err := atomicfile.Write(o.csvPath, 0o666, func(f *os.File) error { return rep.WriteCSV(f) }); err != nil {
-			errs = append(errs, fmt.Errorf("bench: --%s: %w", benchCSVFlag.Name, err))
-		}
-	}
-	if o.plotPath != "" {
-		if err := rep.Plot(o.plotPath); err != nil {
-			errs = append(errs, fmt.Errorf("bench: --%s: %w", benchPlotFlag.Name, err))
-		}
-	}
-	return errors.Join(errs...)
+	return writeSideOutputs(jsonOut(c, rep),
+		sideOutput{flag: benchCSVFlag.Name, path: c.String(benchCSVFlag.Name), write: rep.WriteCSV},
+		sideOutput{flag: benchPlotFlag.Name, path: c.String(benchPlotFlag.Name), save: rep.Plot})
 }
 
 // hasFlag reports whether the running command defines f.

@@ -36,7 +36,7 @@ var benchCheckpointCommand = &cli.Command{
 		"else sampled) and compared with the largest tensor, which bounds what streaming can do.\n" +
 		"It runs on the CPU, as quantize.",
 	Flags: []cli.Flag{benchCkInputFlag, benchCkParamsFlag, benchCkSchemesFlag, benchCkFormatFlag, benchCkRoundsFlag,
-		benchCkWorkdirFlag, ckptWorkFlag, ckptDeviceFlag, ckptJSONFlag, ckptJSONOutFlag},
+		benchCkWorkdirFlag, ckptWorkFlag, ckptDeviceFlag, jsonFlag, jsonOutFlag},
 	Action: runBenchCheckpoint,
 }
 
@@ -45,7 +45,7 @@ func runBenchCheckpoint(c *cli.Context) error {
 	if err != nil {
 		return badInput(fmt.Errorf("bench checkpoint: %w", err))
 	}
-	progress, clear := progressLine(!c.Bool(ckptJSONFlag.Name))
+	progress, clear := progressLine(!c.Bool(jsonFlag.Name))
 	opt.Progress = func(done, total int, what string) {
 		if progress != nil {
 			progress(done, total, what)
@@ -57,7 +57,7 @@ func runBenchCheckpoint(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("bench checkpoint: %w", err)
 	}
-	if err := ckptReport(c, rep, func(w io.Writer) { writeCheckpointBench(w, rep) }); err != nil {
+	if err := report(c, rep, func(w io.Writer) error { writeCheckpointBench(w, rep); return nil }); err != nil {
 		return fmt.Errorf("bench checkpoint: %w", err)
 	}
 	return nil

@@ -1,10 +1,9 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 	"strings"
 	"time"
@@ -12,7 +11,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/quantkit/quantkit/backend"
-	"github.com/quantkit/quantkit/internal/atomicfile"
 	"github.com/quantkit/quantkit/internal/inputerr"
 	"github.com/quantkit/quantkit/job/calibrate"
 	"github.com/quantkit/quantkit/quant"
@@ -25,8 +23,6 @@ var (
 	calibBinsFlag       = &cli.IntFlag{Name: "bins", Value: quant.DefaultBins, Usage: "histogram bins of each tensor's first batch, which fills half to all of them " +
 		fmt.Sprintf("(later batches add bins of the same width; at most %d)", quant.MaxBins)}
 	calibTensorFlag     = &cli.StringFlag{Name: "tensor", Usage: "calibrate only the tensor of this name in .safetensors and .hist.json files (.npy files are read whatever their name)"}
-	calibJSONFlag       = &cli.BoolFlag{Name: "json", Usage: "print the results as a JSON array of {tensor, method, amax, scale, bits, values, non_finite, files} instead of the table"}
-	calibJSONOutFlag    = &cli.StringFlag{Name: "json-out", Usage: "also write the JSON array of --json to `FILE`"}
 	calibTRTCacheFlag   = &cli.StringFlag{Name: "trt-cache", Usage: "also write a TensorRT calibration cache to `FILE` (the entropy scales with --method all); tensor names may not be empty, hold ':' or control characters, or start or end with white space"}
 	calibTRTVersionFlag = &cli.StringFlag{Name: "trt-version", Value: "8601", Usage: "TensorRT version in the first line of --trt-cache, TRT-<version>-EntropyCalibration2 (digits)"}
 	calibSaveHistFlag   = &cli.StringFlag{Name: "save-histograms", Usage: "write the merged |x| histograms to `FILE`, which must end in .hist.json, for merging with other machines' later"}
@@ -51,7 +47,7 @@ var calibrateCommand = &cli.Command{
 		"Calibrators: max (largest |x|), percentile (of |x|), entropy (TensorRT's\n" +
 		"KL-divergence threshold search), mse (least expected squared error).",
 	Flags: []cli.Flag{calibMethodFlag, calibPercentileFlag, calibBitsFlag, calibBinsFlag, calibTensorFlag,
-		deviceFlag, calibJSONFlag, calibJSONOutFlag, calibTRTCacheFlag, calibTRTVersionFlag, calibSaveHistFlag},
+		deviceFlag, jsonFlag, jsonOutFlag, calibTRTCacheFlag, calibTRTVersionFlag, calibSaveHistFlag},
 	Action: runCalibrate,
 }
 
@@ -60,10 +56,6 @@ var calibrateCommand = &cli.Command{
 type calibOutputs struct {
 	jsonOut, trtCache, trtVersion, saveHist string
 }
-
-// writeCalibFile writes the side outputs; tests replace it to make one
-// fail.
-var writeCalibFile = atomicfile.WriteFile
 
 func runCalibrate(c *cli.Context) error {
 	if c.NArg() == 0 {
@@ -75,7 +67,7 @@ func runCalibrate(c *cli.Context) error {
 	}
 	opt.Paths = c.Args().Slice()
 	opt.Warn = func(msg string) { fmt.Fprintf(c.App.ErrWriter, "quantkit: calibrate: warning: %s\n", msg) }
-	bars := &searchBars{enabled: !c.Bool(calibJSONFlag.Name)}
+	bars := &searchBars{enabled: !c.Bool(jsonFlag.Name)}
 	opt.Progress = bars.update
 	var rep *calibrate.Report
 	err = onDevice(c, func(b backend.Backend) error {
@@ -99,39 +91,18 @@ func runCalibrate(c *cli.Context) error {
 	}
 
 	// The results first, so that a side output that fails loses nothing.
-	if c.Bool(calibJSONFlag.Name) {
-		data, err := reportJSON(rep.Results)
-		if err != nil {
-			return fmt.Errorf("calibrate: %w", err)
-		}
-		if _, err := c.App.Writer.Write(data); err != nil {
-			return fmt.Errorf("calibrate: %w", err)
-		}
-	} else if err := rep.WriteTable(c.App.Writer); err != nil {
+	// The JSON report is the array of results: {tensor, method, amax,
+	// scale, bits, values, non_finite, files}.
+	if err := printReport(c, rep.Results, rep.WriteTable); err != nil {
 		return fmt.Errorf("calibrate: %w", err)
 	}
-	var errs []error
-	side := func(flag, path string, write func(*bytes.Buffer) error) {
-		if path == "" {
-			return
-		}
-		var buf bytes.Buffer
-		err := write(&buf)
-		if err == nil {
-			err = writeCalibFile(path, buf.Bytes(), 0o666)
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("calibrate: --%s: %w", flag, err))
-		}
+	if err := writeSideOutputs(jsonOut(c, rep.Results),
+		sideOutput{flag: calibSaveHistFlag.Name, path: out.saveHist, write: rep.WriteHistograms},
+		sideOutput{flag: calibTRTCacheFlag.Name, path: out.trtCache, write: func(w io.Writer) error { return rep.WriteTRTCache(w, out.trtVersion) }},
+	); err != nil {
+		return fmt.Errorf("calibrate: %w", err)
 	}
-	side(calibJSONOutFlag.Name, out.jsonOut, func(buf *bytes.Buffer) error {
-		data, err := reportJSON(rep.Results)
-		buf.Write(data)
-		return err
-	})
-	side(calibSaveHistFlag.Name, out.saveHist, func(buf *bytes.Buffer) error { return rep.WriteHistograms(buf) })
-	side(calibTRTCacheFlag.Name, out.trtCache, func(buf *bytes.Buffer) error { return rep.WriteTRTCache(buf, out.trtVersion) })
-	return errors.Join(errs...)
+	return nil
 }
 
 // calibFlags reads the flags into the options of the run and checks what
@@ -163,7 +134,7 @@ func calibFlags(c *cli.Context) (calibrate.Options, calibOutputs, error) {
 	for _, o := range []struct {
 		flag *cli.StringFlag
 		dst  *string
-	}{{calibJSONOutFlag, &out.jsonOut}, {calibSaveHistFlag, &out.saveHist}, {calibTRTCacheFlag, &out.trtCache}} {
+	}{{jsonOutFlag, &out.jsonOut}, {calibSaveHistFlag, &out.saveHist}, {calibTRTCacheFlag, &out.trtCache}} {
 		if !c.IsSet(o.flag.Name) {
 			continue
 		}
@@ -188,17 +159,6 @@ func calibFlags(c *cli.Context) (calibrate.Options, calibOutputs, error) {
 		}
 	}
 	return opt, out, nil
-}
-
-// reportJSON is v as a command prints it: indented, with '<' and '>' as
-// they are ("<f4", not "\u003cf4"), ending in a newline.
-func reportJSON(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetIndent("", "  ")
-	enc.SetEscapeHTML(false)
-	err := enc.Encode(v)
-	return buf.Bytes(), err
 }
 
 // searchBars draws the progress of calibrate.Run's threshold searches, a

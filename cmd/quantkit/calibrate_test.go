@@ -46,14 +46,14 @@ func TestCalibrateJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	// --json prints the package's results, the max one here.
-	want, _ := reportJSON(rep.Results[:1])
+	want := jsonText(t, rep.Results[:1])
 	out, err := run(t, "calibrate", "--device", "cpu", "--method", "max", "--json", p)
 	if err != nil || out != string(want) {
 		t.Errorf("--json: %v, printed:\n%s\nwant:\n%s", err, out, want)
 	}
 	// --json-out writes them while the table goes to stdout.
 	jsonPath := filepath.Join(filepath.Dir(p), "r.json")
-	want, _ = reportJSON(rep.Results[1:2])
+	want = jsonText(t, rep.Results[1:2])
 	out, err = run(t, "calibrate", "--device", "cpu", "--method", "mse", "--json-out", jsonPath, p)
 	if got, rerr := os.ReadFile(jsonPath); err != nil || rerr != nil || string(got) != string(want) || !strings.HasPrefix(out, "tensor  values  method") {
 		t.Errorf("--json-out: %v %v, wrote:\n%s\nwant:\n%s\nprinted:\n%s", err, rerr, got, want, out)
@@ -141,14 +141,14 @@ func TestCalibratePrintsTableWhenSideOutputFails(t *testing.T) {
 	p := actNPY(t, 1000)
 	dir := filepath.Dir(p)
 	boom := errors.New("disk full")
-	old := writeCalibFile
-	writeCalibFile = func(path string, data []byte, perm os.FileMode) error {
+	old := writeSideFile
+	writeSideFile = func(path string, data []byte, perm os.FileMode) error {
 		if strings.HasSuffix(path, ".cache") {
 			return boom
 		}
 		return old(path, data, perm)
 	}
-	t.Cleanup(func() { writeCalibFile = old })
+	t.Cleanup(func() { writeSideFile = old })
 	hist, jsonPath := filepath.Join(dir, "h.hist.json"), filepath.Join(dir, "r.json")
 	for _, json := range []bool{false, true} {
 		args := []string{"calibrate", "--device", "cpu", "--method", "max", "--trt-cache", filepath.Join(dir, "x.cache"),

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/quantkit/quantkit/backend"
 	"github.com/quantkit/quantkit/bench"
-	"github.com/quantkit/quantkit/internal/atomicfile"
 	"github.com/quantkit/quantkit/job/experiment"
 	"github.com/quantkit/quantkit/nn/onnxnet"
 )
@@ -29,8 +27,6 @@ var (
 	demoValFlag  = &cli.IntFlag{Name: "val-images", Category: "Model and data", Value: 5000, Usage: "training images held out " +
 		"from calibration and QAT to choose the calibrator on (at most half of them)"}
 	demoEnergyFlag    = &cli.BoolFlag{Name: "energy", Category: "Output", Value: true, Usage: "measure joules per image at batch 256 where the device has an energy counter (RAPL, NVML)"}
-	demoJSONFlag      = &cli.BoolFlag{Name: "json", Category: "Output", Usage: "print the report as JSON instead of the table"}
-	demoJSONOutFlag   = &cli.StringFlag{Name: "json-out", Category: "Output", Usage: "also write the report as JSON to `FILE`"}
 	demoPlotFlag      = &cli.StringFlag{Name: "plot", Category: "Output", Usage: "also draw accuracy against size and throughput to `FILE`.png or .svg"}
 	demoNonFiniteFlag = &cli.BoolFlag{Name: "allow-nonfinite", Category: "Model and data", Usage: "load a --model whose weights hold NaN or ±Inf " +
 		"as they are (they are not replaced, unlike quantize --allow-nonfinite; a warning names the tensors) instead of refusing it"}
@@ -58,7 +54,7 @@ var demoCommand = &cli.Command{
 		"--allow-nonfinite. --json-out and --plot are checked before any work and written\n" +
 		"after the report is printed; one that cannot be written makes the exit status non-zero.",
 	Flags: []cli.Flag{demoModelFlag, demoNonFiniteFlag, demoDataFlag, demoTestFlag, demoValFlag, demoCalibFlag, demoEpochsFlag, demoQATImagesFlag,
-		demoLRFlag, demoSeedFlag, demoQAT8Flag, deviceFlag, demoEnergyFlag, demoJSONFlag, demoJSONOutFlag, demoPlotFlag},
+		demoLRFlag, demoSeedFlag, demoQAT8Flag, deviceFlag, demoEnergyFlag, jsonFlag, jsonOutFlag, demoPlotFlag},
 	Action: runDemo,
 }
 
@@ -68,11 +64,9 @@ var demoTimings *[2]bench.Timing
 func runDemo(c *cli.Context) error {
 	// The side outputs are checked before the minutes of work whose
 	// results they hold.
-	jsonPath, plotPath := c.String(demoJSONOutFlag.Name), c.String(demoPlotFlag.Name)
-	if c.IsSet(demoJSONOutFlag.Name) {
-		if err := checkOutputFile(demoJSONOutFlag.Name, jsonPath, false); err != nil {
-			return err
-		}
+	plotPath := c.String(demoPlotFlag.Name)
+	if err := checkJSONOut(c); err != nil {
+		return err
 	}
 	if c.IsSet(demoPlotFlag.Name) {
 		if err := checkOutputFile(demoPlotFlag.Name, plotPath, false, ".png", ".svg"); err != nil {
@@ -98,40 +92,17 @@ func runDemo(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	return demoOutputs(c.App.Writer, rep, c.Bool(demoJSONFlag.Name), jsonPath, plotPath)
-}
-
-// demoOutputs prints the report to w (the table, or JSON when asJSON),
-// then writes the side outputs that are named (not empty): the report as
-// JSON to jsonPath, the plot to plotPath. One that fails loses neither
-// the report nor the other: their errors are returned together at the
-// end.
-func demoOutputs(w io.Writer, rep *experiment.Report, asJSON bool, jsonPath, plotPath string) error {
-	if err := expPrint(w, rep, asJSON); err != nil {
+	if err := printReport(c, rep, rep.WriteTable); err != nil {
 		return err
 	}
-	var errs []error
-	if jsonPath != "" {
-		if err := expWriteJSON(jsonPath, rep); err != nil {
-			errs = append(errs, fmt.Errorf("demo: --json-out %s: %w", jsonPath, err))
-		}
+	if err := writeSideOutputs(jsonOut(c, rep), sideOutput{flag: demoPlotFlag.Name, path: plotPath, save: rep.Plot}); err != nil {
+		return fmt.Errorf("demo: %w", err)
 	}
-	if plotPath != "" {
-		if err := rep.Plot(plotPath); err != nil {
-			errs = append(errs, fmt.Errorf("demo: --plot %s: %w", plotPath, err))
-		}
-	}
-	return errors.Join(errs...)
+	return nil
 }
 
 // The helpers below serve demo, qat and eval, whose jobs are in package
 // experiment.
-
-// expReport is a report of package experiment.
-type expReport interface {
-	WriteTable(io.Writer) error
-	WriteJSON(io.Writer) error
-}
 
 // expCommon reads the options demo and qat share.
 func expCommon(c *cli.Context, model, data *cli.StringFlag) experiment.Common {
@@ -180,21 +151,4 @@ func expProgress(enabled bool) (progress func(done, total int, what string), cle
 		}, func() {
 			clearBar()
 		}
-}
-
-// expPrint prints rep to w: JSON when asJSON, else the table.
-func expPrint(w io.Writer, rep expReport, asJSON bool) error {
-	if asJSON {
-		return rep.WriteJSON(w)
-	}
-	return rep.WriteTable(w)
-}
-
-// expWriteJSON writes rep as JSON to path, atomically.
-func expWriteJSON(path string, rep expReport) error {
-	var b bytes.Buffer
-	if err := rep.WriteJSON(&b); err != nil {
-		return err
-	}
-	return atomicfile.WriteFile(path, b.Bytes(), 0o666)
 }

@@ -37,7 +37,7 @@ var dequantizeCommand = &cli.Command{
 		"--json prints, instead of the line for people, and --json-out FILE writes {input, output,\n" +
 		"device, tensors, dequantized: {DTYPE: count}, copied, bytes_out, seconds}.",
 	Flags: []cli.Flag{dequantOutFlag, dequantDTypeFlag, dequantForceFlag, quantSizeFlag, ckptWorkFlag, ckptDeviceFlag,
-		ckptJSONFlag, ckptJSONOutFlag},
+		jsonFlag, jsonOutFlag},
 	Action: runDequantize,
 }
 
@@ -53,7 +53,7 @@ func runDequantize(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("dequantize: %w", err)
 	}
-	if err := ckptReport(c, rep, func(w io.Writer) { writeDequantizeReport(w, rep) }); err != nil {
+	if err := report(c, rep, func(w io.Writer) error { writeDequantizeReport(w, rep); return nil }); err != nil {
 		return fmt.Errorf("dequantize: %w", err)
 	}
 	return nil

@@ -14,12 +14,6 @@ import (
 	"github.com/quantkit/quantkit/cpu"
 	"github.com/quantkit/quantkit/gpu/telemetry"
 	"github.com/quantkit/quantkit/internal/cpuinfo"
-	"github.com/quantkit/quantkit/internal/jsonout"
-)
-
-var (
-	devicesJSONFlag    = &cli.BoolFlag{Name: "json", Usage: "print the report as JSON on stdout instead of the table"}
-	devicesJSONOutFlag = &cli.StringFlag{Name: "json-out", Usage: "also write the report as JSON to `FILE`.json (the table still goes to stdout)"}
 )
 
 var devicesCommand = &cli.Command{
@@ -28,7 +22,7 @@ var devicesCommand = &cli.Command{
 	Description: "Prints the CPU model, its cores, the SIMD extensions quantkit's CPU kernels use on it,\n" +
 		"the compute backends in this build, and every NVIDIA GPU that NVML reports (name,\n" +
 		"memory, power, clocks). Without an NVIDIA driver it says so and still exits 0.",
-	Flags:  []cli.Flag{devicesJSONFlag, devicesJSONOutFlag},
+	Flags:  []cli.Flag{jsonFlag, jsonOutFlag},
 	Action: runDevices,
 }
 
@@ -84,24 +78,12 @@ func addGPUs(r DevicesReport, sys telemetry.System) DevicesReport {
 }
 
 func runDevices(c *cli.Context) error {
-	jsonPath := c.String(devicesJSONOutFlag.Name)
-	if jsonPath != "" {
-		if err := checkOutputFile(devicesJSONOutFlag.Name, jsonPath, false, ".json"); err != nil {
-			return fmt.Errorf("devices: %w", err)
-		}
+	if err := checkJSONOut(c); err != nil {
+		return fmt.Errorf("devices: %w", err)
 	}
 	r := devicesReport()
-	if c.Bool(devicesJSONFlag.Name) {
-		if err := jsonout.Write(c.App.Writer, r); err != nil {
-			return fmt.Errorf("devices: writing the report: %w", err)
-		}
-	} else {
-		writeDevices(c.App.Writer, r)
-	}
-	if jsonPath != "" {
-		if err := jsonout.WriteFile(jsonPath, r); err != nil {
-			return fmt.Errorf("devices: --%s: %w", devicesJSONOutFlag.Name, err)
-		}
+	if err := report(c, r, func(w io.Writer) error { writeDevices(w, r); return nil }); err != nil {
+		return fmt.Errorf("devices: %w", err)
 	}
 	return nil
 }

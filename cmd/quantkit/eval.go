@@ -20,9 +20,7 @@ var (
 	evalInputScaleFlag = &cli.Float64Flag{Name: "input-scale", Usage: "multiply pixels 0..255 by `X` before the model " +
 		"(1 suits the MNIST zoo model; 1/255 = 0.00392156862745098 for models trained on 0..1)",
 		DefaultText: "what the model's metadata says, else 1"}
-	evalJSONFlag    = &cli.BoolFlag{Name: "json", Usage: "print the JSON report described below instead of the table"}
-	evalJSONOutFlag = &cli.StringFlag{Name: "json-out", Usage: "also write the JSON report to `FILE`"}
-	evalEngineFlag  = &cli.StringFlag{Name: "engine", Value: "float", Usage: "float (float32, quantized models with fake " +
+	evalEngineFlag = &cli.StringFlag{Name: "engine", Value: "float", Usage: "float (float32, quantized models with fake " +
 		"quantization) or int8 (a quantized model in integer arithmetic: int8 GEMMs with fused requantization)"}
 	evalNonFiniteFlag = &cli.BoolFlag{Name: "allow-nonfinite", Usage: "evaluate a model whose weights hold NaN or ±Inf " +
 		"as they are (they are not replaced, unlike quantize --allow-nonfinite; a warning names the tensors) instead of refusing it"}
@@ -52,7 +50,7 @@ var evalCommand = &cli.Command{
 		"accuracy (0..1), seconds, images_per_second}; --json-out FILE writes it to FILE\n" +
 		"(checked before any work) as well as printing the table.",
 	Flags: []cli.Flag{evalModelFlag, evalDataFlag, evalSplitFlag, deviceFlag, evalEngineFlag, evalBatchFlag, evalLimitFlag,
-		evalInputScaleFlag, evalJSONFlag, evalJSONOutFlag, evalNonFiniteFlag},
+		evalInputScaleFlag, jsonFlag, jsonOutFlag, evalNonFiniteFlag},
 	Action: runEval,
 }
 
@@ -60,11 +58,8 @@ func runEval(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return badInput(fmt.Errorf("eval: unexpected arguments %q (the model is given with --model)", c.Args().Slice()))
 	}
-	jsonPath := c.String(evalJSONOutFlag.Name)
-	if c.IsSet(evalJSONOutFlag.Name) {
-		if err := checkOutputFile(evalJSONOutFlag.Name, jsonPath, false); err != nil {
-			return err
-		}
+	if err := checkJSONOut(c); err != nil {
+		return err
 	}
 	opt := experiment.EvalOptions{Model: c.String(evalModelFlag.Name), AllowNonFinite: c.Bool(evalNonFiniteFlag.Name),
 		Data: c.String(evalDataFlag.Name), Split: c.String(evalSplitFlag.Name), Engine: c.String(evalEngineFlag.Name),
@@ -82,8 +77,7 @@ func runEval(c *cli.Context) error {
 		}
 		opt.InputScale = float32(s)
 	}
-	asJSON := c.Bool(evalJSONFlag.Name)
-	bar, clear := progressLine(!asJSON)
+	bar, clear := progressLine(!c.Bool(jsonFlag.Name))
 	if bar != nil {
 		opt.Progress = func(done, total int) { bar(done, total, "images") }
 	}
@@ -98,13 +92,8 @@ func runEval(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("eval: %w", err)
 	}
-	if err := expPrint(c.App.Writer, rep, asJSON); err != nil {
-		return err
-	}
-	if jsonPath != "" {
-		if err := expWriteJSON(jsonPath, rep); err != nil {
-			return fmt.Errorf("eval: --json-out %s: %w", jsonPath, err)
-		}
+	if err := report(c, rep, rep.WriteTable); err != nil {
+		return fmt.Errorf("eval: %w", err)
 	}
 	return nil
 }

@@ -42,7 +42,7 @@ var genCommand = &cli.Command{
 		"DIR is written as quantize writes its output: the space it needs is checked first, the\n" +
 		"files go into a temporary directory beside DIR, which becomes DIR only when complete; an\n" +
 		"existing DIR is refused unless --force (or empty), and Ctrl-C or SIGTERM leave nothing.",
-	Flags:  []cli.Flag{genLikeFlag, genParamsFlag, genDTypeFlag, genShardFlag, genSeedFlag, genOutFlag, genForceFlag, ckptJSONFlag, ckptJSONOutFlag},
+	Flags:  []cli.Flag{genLikeFlag, genParamsFlag, genDTypeFlag, genShardFlag, genSeedFlag, genOutFlag, genForceFlag, jsonFlag, jsonOutFlag},
 	Action: runGen,
 }
 
@@ -102,7 +102,7 @@ func runGen(c *cli.Context) error {
 		return fmt.Errorf("gen: %w", err)
 	}
 	defer tmp.Abort() // nothing once committed
-	progress, clear := progressLine(!c.Bool(ckptJSONFlag.Name))
+	progress, clear := progressLine(!c.Bool(jsonFlag.Name))
 	last := int64(-1)
 	opts.Progress = func(written, total int64) {
 		// MB, as the report's sizes (formatBytes) and --shard-size's.
@@ -131,7 +131,7 @@ func runGen(c *cli.Context) error {
 		}
 		rep.Files = append(rep.Files, GenFile{f, fi.Size()})
 	}
-	if err := ckptReport(c, rep, func(w io.Writer) { writeGenReport(w, rep) }); err != nil {
+	if err := report(c, rep, func(w io.Writer) error { writeGenReport(w, rep); return nil }); err != nil {
 		return fmt.Errorf("gen: %w", err)
 	}
 	return nil

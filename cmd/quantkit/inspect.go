@@ -9,11 +9,6 @@ import (
 	"github.com/quantkit/quantkit/model/inspect"
 )
 
-var (
-	inspectJSONFlag    = &cli.BoolFlag{Name: "json", Usage: "print the JSON report described above instead of the tables"}
-	inspectJSONOutFlag = &cli.StringFlag{Name: "json-out", Usage: "also write the JSON report described above to `FILE`"}
-)
-
 var inspectCommand = &cli.Command{
 	Name:      "inspect",
 	Usage:     "list the tensors of a checkpoint, GGUF or .npy file, and estimate a checkpoint's size quantized",
@@ -57,7 +52,7 @@ var inspectCommand = &cli.Command{
 		"hold is a string (\"NaN\", \"+Inf\", \"-Inf\"). For .npy: {format: \"npy\", path, version,\n" +
 		"dtype (as the file gives it: \"<f4\"), type (numpy's name: \"float32\"), shape: [INT],\n" +
 		"elements, bytes, data_offset}. Sizes are tensor data in bytes, without file headers.",
-	Flags:  []cli.Flag{inspectJSONFlag, inspectJSONOutFlag},
+	Flags:  []cli.Flag{jsonFlag, jsonOutFlag},
 	Action: runInspect,
 }
 
@@ -65,32 +60,15 @@ func runInspect(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return errors.New("inspect: give one PATH: a .safetensors, GGUF or .npy file, or a checkpoint directory")
 	}
-	jsonOut := c.String(inspectJSONOutFlag.Name)
-	if c.IsSet(inspectJSONOutFlag.Name) {
-		if err := checkOutputFile(inspectJSONOutFlag.Name, jsonOut, false); err != nil {
-			return fmt.Errorf("inspect: %w", err)
-		}
+	if err := checkJSONOut(c); err != nil {
+		return fmt.Errorf("inspect: %w", err)
 	}
 	rep, err := inspect.Path(c.Args().First())
 	if err != nil {
 		return fmt.Errorf("inspect: %w", err)
 	}
-	data, err := reportJSON(rep)
-	if err != nil {
+	if err := report(c, rep, rep.WriteText); err != nil {
 		return fmt.Errorf("inspect: %w", err)
-	}
-	if c.Bool(inspectJSONFlag.Name) {
-		_, err = c.App.Writer.Write(data)
-	} else {
-		err = rep.WriteText(c.App.Writer)
-	}
-	if err != nil {
-		return fmt.Errorf("inspect: %w", err)
-	}
-	if jsonOut != "" {
-		if err := writeCalibFile(jsonOut, data, 0o666); err != nil {
-			return fmt.Errorf("inspect: --%s: %w", inspectJSONOutFlag.Name, err)
-		}
 	}
 	return nil
 }

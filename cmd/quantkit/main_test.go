@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/quantkit/quantkit/internal/jsonout"
 	"github.com/quantkit/quantkit/model/npy"
 	"github.com/quantkit/quantkit/model/safetensors"
 	"github.com/quantkit/quantkit/quant"
@@ -300,4 +301,14 @@ func TestBenchAllCSVPlot(t *testing.T) {
 	if !strings.Contains(out, "energy") {
 		t.Errorf("--energy output says nothing about energy:\n%s", out)
 	}
+}
+
+// jsonText is v as --json prints it.
+func jsonText(t *testing.T, v any) string {
+	t.Helper()
+	var b bytes.Buffer
+	if err := jsonout.Write(&b, v); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
 }

@@ -28,7 +28,7 @@ var mergeCommand = &cli.Command{
 		"output tensor for tensor. OUT is written atomically.\n" +
 		"--json prints, instead of the line for people, and --json-out FILE writes {output,\n" +
 		"plan_hash, format, parts: [DIR], tensors, bytes, shard_size, seconds}.",
-	Flags:  []cli.Flag{mergeOutFlag, mergeForceFlag, mergeSizeFlag, ckptDeviceFlag, ckptJSONFlag, ckptJSONOutFlag},
+	Flags:  []cli.Flag{mergeOutFlag, mergeForceFlag, mergeSizeFlag, ckptDeviceFlag, jsonFlag, jsonOutFlag},
 	Action: runMerge,
 }
 
@@ -44,7 +44,7 @@ func runMerge(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("merge: %w", err)
 	}
-	if err := ckptReport(c, rep, func(w io.Writer) { writeMergeReport(w, rep) }); err != nil {
+	if err := report(c, rep, func(w io.Writer) error { writeMergeReport(w, rep); return nil }); err != nil {
 		return fmt.Errorf("merge: %w", err)
 	}
 	return nil

@@ -14,7 +14,6 @@ import (
 
 	"github.com/quantkit/quantkit/energy"
 	"github.com/quantkit/quantkit/energy/profile"
-	"github.com/quantkit/quantkit/internal/atomicfile"
 	"github.com/quantkit/quantkit/internal/jsonout"
 	"github.com/quantkit/quantkit/internal/proc"
 )
@@ -28,10 +27,6 @@ var (
 		"this long before starting the command (0: do not; no idle-subtracted energy is then reported)"}
 	profileCSVFlag = &cli.StringFlag{Name: "csv", Usage: "write the power curve to `FILE`.csv: a header " +
 		"(" + strings.Join(profile.CSVHeader, ",") + "), then one row per sample and source"}
-	profileJSONFlag = &cli.BoolFlag{Name: "json", Usage: "print the report as JSON on stdout (after the command's " +
-		"own output) instead of a table on stderr"}
-	profileJSONOutFlag = &cli.StringFlag{Name: "json-out", Usage: "also write the report as JSON to `FILE`.json " +
-		"(the table still goes to stderr)"}
 	profileKillAfterFlag = &cli.DurationFlag{Name: "kill-after", Value: proc.DefaultKillAfter, Usage: "how long the " +
 		"command has to exit after a SIGTERM that quantkit passes on, and its processes after quantkit dies, before " +
 		"SIGKILL ends them"}
@@ -75,8 +70,8 @@ var profileCommand = &cli.Command{
 		"\n" +
 		"Exit status: the command's; 128+N when signal N killed it, as a shell reports it; 127\n" +
 		"when the command is not found, 126 when it cannot be executed.",
-	Flags: []cli.Flag{profileGPUFlag, profileIntervalFlag, profileIdleFlag, profileCSVFlag, profileJSONFlag,
-		profileJSONOutFlag, profileKillAfterFlag},
+	Flags: []cli.Flag{profileGPUFlag, profileIntervalFlag, profileIdleFlag, profileCSVFlag, jsonFlag,
+		jsonOutFlag, profileKillAfterFlag},
 	Action: runProfile,
 }
 
@@ -119,16 +114,14 @@ func runProfile(c *cli.Context) error {
 		return badInput(fmt.Errorf("profile: --kill-after %v: must be positive", killAfter))
 	}
 	// The side outputs' paths now rather than after a long job.
-	csvPath, jsonPath := c.String(profileCSVFlag.Name), c.String(profileJSONOutFlag.Name)
+	csvPath := c.String(profileCSVFlag.Name)
 	if csvPath != "" {
 		if err := checkOutputFile(profileCSVFlag.Name, csvPath, false, ".csv"); err != nil {
 			return fmt.Errorf("profile: %w", err)
 		}
 	}
-	if jsonPath != "" {
-		if err := checkOutputFile(profileJSONOutFlag.Name, jsonPath, false, ".json"); err != nil {
-			return fmt.Errorf("profile: %w", err)
-		}
+	if err := checkJSONOut(c); err != nil {
+		return fmt.Errorf("profile: %w", err)
 	}
 	if _, err := proc.LookPath(args[0]); err != nil {
 		return startFailure(err)
@@ -153,25 +146,18 @@ func runProfile(c *cli.Context) error {
 		return startFailure(err)
 	}
 
-	// The report first: a side output that fails must not cost it.
+	// The report first (the table on stderr: stdout is the command's), so
+	// that a side output that fails does not cost it.
 	var outErr error
-	if c.Bool(profileJSONFlag.Name) {
-		if err := jsonout.Write(c.App.Writer, rep); err != nil {
-			outErr = fmt.Errorf("profile: writing the report: %w", err)
-		}
+	if c.Bool(jsonFlag.Name) {
+		outErr = jsonout.Write(c.App.Writer, rep)
 	} else {
 		writeProfileTable(stderr, rep)
 	}
-	if jsonPath != "" {
-		if err := jsonout.WriteFile(jsonPath, rep); err != nil {
-			outErr = errors.Join(outErr, fmt.Errorf("profile: --%s: %w", profileJSONOutFlag.Name, err)) // err names the file
-		}
-	}
-	if csvPath != "" {
-		err := atomicfile.Write(csvPath, 0o666, func(f *os.File) error { return profile.WriteCSV(f, rep.Curves) })
-		if err != nil {
-			outErr = errors.Join(outErr, fmt.Errorf("profile: --%s: %w", profileCSVFlag.Name, err))
-		}
+	outErr = errors.Join(outErr, writeSideOutputs(jsonOut(c, rep), sideOutput{flag: profileCSVFlag.Name, path: csvPath,
+		write: func(w io.Writer) error { return profile.WriteCSV(w, rep.Curves) }}))
+	if outErr != nil {
+		outErr = fmt.Errorf("profile: %w", outErr)
 	}
 	switch {
 	case outErr != nil:

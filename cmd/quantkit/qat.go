@@ -10,20 +10,19 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/quantkit/quantkit/backend"
+	"github.com/quantkit/quantkit/internal/jsonout"
 	"github.com/quantkit/quantkit/job/experiment"
 	"github.com/quantkit/quantkit/quant"
 )
 
 var (
-	qatModelFlag   = &cli.StringFlag{Name: "model", Category: "Model and data", Usage: "ONNX `FILE` of a CNN/MLP image classifier (default: the built-in MNIST CNN)"}
-	qatDataFlag    = &cli.StringFlag{Name: "data", Category: "Model and data", Value: "mnist", Usage: "labelled images: mnist, fashion-mnist, or a directory of idx files"}
-	qatBitsFlag    = &cli.IntFlag{Name: "bits", Category: "Quantization", Value: 4, Usage: "weight bits: 4 or 8 (activations are int8)"}
-	qatEpochsFlag  = &cli.IntFlag{Name: "epochs", Category: "Quantization", Value: 1, Usage: "passes over the training images"}
-	qatImagesFlag  = &cli.IntFlag{Name: "images", Category: "Quantization", Usage: "training images per epoch, a seeded random subset of those not held out", DefaultText: "all"}
-	qatMethodFlag  = &cli.StringFlag{Name: "method", Category: "Quantization", Value: "best", Usage: "calibrator of the activation ranges: max, percentile, entropy, mse, or best (the one whose PTQ does best on the held-out images)"}
-	qatOutFlag     = &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Category: "Output", Usage: "write the quantized model to `FILE`: .onnx (QDQ) or .safetensors"}
-	qatJSONFlag    = &cli.BoolFlag{Name: "json", Category: "Output", Usage: "print the report as JSON instead of the result line"}
-	qatJSONOutFlag = &cli.StringFlag{Name: "json-out", Category: "Output", Usage: "also write the report as JSON to `FILE`"}
+	qatModelFlag  = &cli.StringFlag{Name: "model", Category: "Model and data", Usage: "ONNX `FILE` of a CNN/MLP image classifier (default: the built-in MNIST CNN)"}
+	qatDataFlag   = &cli.StringFlag{Name: "data", Category: "Model and data", Value: "mnist", Usage: "labelled images: mnist, fashion-mnist, or a directory of idx files"}
+	qatBitsFlag   = &cli.IntFlag{Name: "bits", Category: "Quantization", Value: 4, Usage: "weight bits: 4 or 8 (activations are int8)"}
+	qatEpochsFlag = &cli.IntFlag{Name: "epochs", Category: "Quantization", Value: 1, Usage: "passes over the training images"}
+	qatImagesFlag = &cli.IntFlag{Name: "images", Category: "Quantization", Usage: "training images per epoch, a seeded random subset of those not held out", DefaultText: "all"}
+	qatMethodFlag = &cli.StringFlag{Name: "method", Category: "Quantization", Value: "best", Usage: "calibrator of the activation ranges: max, percentile, entropy, mse, or best (the one whose PTQ does best on the held-out images)"}
+	qatOutFlag    = &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Category: "Output", Usage: "write the quantized model to `FILE`: .onnx (QDQ) or .safetensors"}
 )
 
 var qatCommand = &cli.Command{
@@ -44,7 +43,7 @@ var qatCommand = &cli.Command{
 		"model can be written. A --model with NaN or infinite weights is refused, naming\n" +
 		"the tensors, unless --allow-nonfinite.",
 	Flags: []cli.Flag{qatModelFlag, demoNonFiniteFlag, qatDataFlag, demoTestFlag, qatBitsFlag, qatEpochsFlag, qatImagesFlag, qatMethodFlag, demoCalibFlag,
-		demoValFlag, demoLRFlag, demoSeedFlag, deviceFlag, qatOutFlag, qatJSONFlag, qatJSONOutFlag},
+		demoValFlag, demoLRFlag, demoSeedFlag, deviceFlag, qatOutFlag, jsonFlag, jsonOutFlag},
 	Action: runQAT,
 }
 
@@ -57,11 +56,8 @@ func runQAT(c *cli.Context) error {
 	if err := checkOutputFile(qatOutFlag.Name, out, false, ".onnx", ".safetensors"); err != nil {
 		return err
 	}
-	jsonPath := c.String(qatJSONOutFlag.Name)
-	if c.IsSet(qatJSONOutFlag.Name) {
-		if err := checkOutputFile(qatJSONOutFlag.Name, jsonPath, false); err != nil {
-			return err
-		}
+	if err := checkJSONOut(c); err != nil {
+		return err
 	}
 	bits := c.Int(qatBitsFlag.Name)
 	if bits != 4 && bits != 8 {
@@ -86,7 +82,7 @@ func runQAT(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("qat: %w", err)
 	}
-	return qatOutputs(c.App.Writer, c.App.ErrWriter, rep, c.Bool(qatJSONFlag.Name), out, jsonPath)
+	return qatOutputs(c.App.Writer, c.App.ErrWriter, rep, c.Bool(jsonFlag.Name), out, c.String(jsonOutFlag.Name))
 }
 
 // qatOutputs writes the model to path, then prints the report to w (the
@@ -101,7 +97,11 @@ func qatOutputs(w, log io.Writer, rep *experiment.QATReport, asJSON bool, path, 
 	} else {
 		rep.Output = path
 	}
-	if err := expPrint(w, rep, asJSON); err != nil {
+	print := rep.WriteTable
+	if asJSON {
+		print = func(w io.Writer) error { return jsonout.Write(w, rep) }
+	}
+	if err := print(w); err != nil {
 		return err
 	}
 	if rep.Output != "" {
@@ -110,10 +110,9 @@ func qatOutputs(w, log io.Writer, rep *experiment.QATReport, asJSON bool, path, 
 		}
 		fmt.Fprintf(w, "wrote %s\n", path)
 	}
-	if jsonPath != "" {
-		if err := expWriteJSON(jsonPath, rep); err != nil {
-			errs = append(errs, fmt.Errorf("qat: --json-out %s: %w", jsonPath, err))
-		}
+	if err := writeSideOutputs(sideOutput{flag: jsonOutFlag.Name, path: jsonPath,
+		write: func(w io.Writer) error { return jsonout.Write(w, rep) }}); err != nil {
+		errs = append(errs, fmt.Errorf("qat: %w", err))
 	}
 	return errors.Join(errs...)
 }

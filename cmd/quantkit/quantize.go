@@ -100,7 +100,7 @@ var quantizeCommand = &cli.Command{
 		"bytes_out, ratio}, memory_estimate, seconds, gb_per_s, sqnr: {min_db, mean_db, worst:\n" +
 		"[{name, sqnr_db}]} | null}.",
 	Flags: []cli.Flag{quantOutFlag, quantSchemeFlag, quantGranFlag, quantSymFlag, quantAsymFlag, quantFormatFlag,
-		quantInclFlag, quantExclFlag, ckptDeviceFlag, ckptWorkFlag, quantDryFlag, ckptJSONFlag, ckptJSONOutFlag, quantForceFlag,
+		quantInclFlag, quantExclFlag, ckptDeviceFlag, ckptWorkFlag, quantDryFlag, jsonFlag, jsonOutFlag, quantForceFlag,
 		quantSizeFlag, quantShardFlag, quantNonFinFlag},
 	Action: runQuantize,
 }
@@ -122,11 +122,11 @@ func runQuantize(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("quantize: %w", err)
 	}
-	table := func(w io.Writer) { writeQuantizeSummary(w, rep) }
+	table := writeQuantizeSummary
 	if rep.DryRun {
-		table = func(w io.Writer) { writeQuantizePlan(w, rep) }
+		table = writeQuantizePlan
 	}
-	if err := ckptReport(c, rep, table); err != nil {
+	if err := report(c, rep, func(w io.Writer) error { table(w, rep); return nil }); err != nil {
 		return fmt.Errorf("quantize: %w", err)
 	}
 	return nil

@@ -1,14 +1,11 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/quantkit/quantkit/internal/atomicfile"
 	"github.com/quantkit/quantkit/job/quantize"
 )
 
@@ -23,9 +20,7 @@ var (
 	// commands over to the CUDA build.
 	ckptDeviceFlag = &cli.StringFlag{Name: "device", Value: "cpu", Usage: "cpu or auto, which is the same: checkpoint " +
 		"jobs run on the CPU, on every core (they are memory-bound; gpu is refused)"}
-	ckptWorkFlag    = &cli.IntFlag{Name: "workers", Usage: "tensors processed at once", DefaultText: "one per core"}
-	ckptJSONFlag    = &cli.BoolFlag{Name: "json", Usage: "print the report as JSON instead of the table"}
-	ckptJSONOutFlag = &cli.StringFlag{Name: "json-out", Usage: "also write the report as JSON to `FILE`"}
+	ckptWorkFlag = &cli.IntFlag{Name: "workers", Usage: "tensors processed at once", DefaultText: "one per core"}
 )
 
 // checkCPUDevice accepts --device cpu and auto, and refuses the GPU with
@@ -42,38 +37,6 @@ func checkCPUDevice(c *cli.Context) error {
 	default:
 		return badInput(fmt.Errorf("--device %s: not cpu or auto", d))
 	}
-}
-
-// checkJSONOut checks --json-out's path before any work.
-func checkJSONOut(c *cli.Context) error {
-	if !c.IsSet(ckptJSONOutFlag.Name) {
-		return nil
-	}
-	return checkOutputFile(ckptJSONOutFlag.Name, c.String(ckptJSONOutFlag.Name), false)
-}
-
-// ckptReport renders a job's report: the table for people (table), or
-// with --json the JSON instead; then, with --json-out, the JSON to that
-// file, so that a file that cannot be written costs the table nothing.
-func ckptReport(c *cli.Context, rep any, table func(io.Writer)) error {
-	b, err := json.MarshalIndent(rep, "", "  ")
-	if err != nil {
-		return err
-	}
-	b = append(b, '\n')
-	if c.Bool(ckptJSONFlag.Name) {
-		if _, err := c.App.Writer.Write(b); err != nil {
-			return err
-		}
-	} else {
-		table(c.App.Writer)
-	}
-	if path := c.String(ckptJSONOutFlag.Name); path != "" {
-		if err := atomicfile.WriteFile(path, b, 0o666); err != nil {
-			return fmt.Errorf("--json-out: %w", err)
-		}
-	}
-	return nil
 }
 
 // ckptProgress is the Progress of a job: quantizeProgress's bar (unless

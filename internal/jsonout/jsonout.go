@@ -16,6 +16,7 @@ import (
 func Write(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // "<f4" as it is, not "\u003cf4"
 	return enc.Encode(v)
 }
 

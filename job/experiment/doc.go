@@ -26,6 +26,6 @@
 // range) satisfy errors.Is(err, inputerr.ErrInput); running again on another
 // device would not change them.
 //
-// Reports carry JSON tags and render themselves: WriteTable for people,
-// WriteJSON for scripts, and Report.Plot for a picture.
+// Reports carry JSON tags for scripts and render themselves for people:
+// WriteTable, and Report.Plot for a picture.
 package experiment

@@ -1,7 +1,6 @@
 package experiment
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -17,21 +16,6 @@ import (
 
 	"github.com/quantkit/quantkit/bench"
 )
-
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
-// WriteJSON writes r indented.
-func (r *Report) WriteJSON(w io.Writer) error { return writeJSON(w, r) }
-
-// WriteJSON writes r indented.
-func (r *QATReport) WriteJSON(w io.Writer) error { return writeJSON(w, r) }
-
-// WriteJSON writes r indented.
-func (r *EvalReport) WriteJSON(w io.Writer) error { return writeJSON(w, r) }
 
 // WriteTable writes r for people: what ran, one line per row, the energy
 // note and the time taken.
