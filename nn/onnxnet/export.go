@@ -78,7 +78,6 @@ type exporter struct {
 	net   *nn.Net
 	g     onnx.Graph
 	names map[string]bool
-	n     int // tensors made
 }
 
 // unique returns name, or name with a number added when it is taken.
@@ -206,7 +205,7 @@ func (x *exporter) model(shapes []nn.Shape) (*onnx.Model, error) {
 		cur = out
 	}
 	if a, ok := act(len(net.Layers)); ok {
-		cur = x.qdq(cur, "output", a)
+		x.qdq(cur, "output", a) // its last node is renamed the output below
 	}
 	// The last node writes the output's name.
 	last := x.g.Node[len(x.g.Node)-1]
