@@ -88,7 +88,7 @@ func parseBenchCheckpointFlags(c *cli.Context) (*quantize.BenchOptions, error) {
 		opt.Schemes = []quant.Scheme{quant.Int8PerChannel} // unused by the format: one row
 	} else {
 		for _, name := range strings.Split(c.String(benchCkSchemesFlag.Name), ",") {
-			s, err := parseSchemeFlags(strings.TrimSpace(name), "", false)
+			s, err := parseScheme(strings.TrimSpace(name), "", false)
 			if err != nil {
 				return nil, fmt.Errorf("--schemes: %w", err)
 			}

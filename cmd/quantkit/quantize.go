@@ -7,7 +7,6 @@ import (
 	"os"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -162,7 +161,7 @@ func parseQuantizeFlags(c *cli.Context) (*quantize.Options, error) {
 	if c.Bool(quantSymFlag.Name) && c.Bool(quantAsymFlag.Name) {
 		return nil, errors.New("--symmetric and --asymmetric exclude each other")
 	}
-	s, err := parseSchemeFlags(c.String(quantSchemeFlag.Name), c.String(quantGranFlag.Name), c.Bool(quantAsymFlag.Name))
+	s, err := parseScheme(c.String(quantSchemeFlag.Name), c.String(quantGranFlag.Name), c.Bool(quantAsymFlag.Name))
 	if err != nil {
 		return nil, err
 	}
@@ -186,8 +185,8 @@ func parseQuantizeFlags(c *cli.Context) (*quantize.Options, error) {
 		return nil, err
 	}
 	if v := c.String(quantShardFlag.Name); v != "" {
-		if opt.Shard, err = parseShard(v); err != nil {
-			return nil, err
+		if opt.Shard, err = quantize.ParseShard(v); err != nil {
+			return nil, fmt.Errorf("--shard: %w", err)
 		}
 	}
 	return opt, nil
@@ -202,52 +201,14 @@ func parseShardSize(c *cli.Context, f *cli.StringFlag) (int64, error) {
 	return n, nil
 }
 
-// parseSchemeFlags turns --scheme, --granularity and --asymmetric into a
-// quant scheme.
-func parseSchemeFlags(scheme, gran string, asym bool) (quant.Scheme, error) {
-	s := quant.Scheme{Signed: true, Symmetric: !asym}
-	switch scheme {
-	case "int8":
-		s.Bits = 8
-	case "int4":
-		s.Bits = 4
-	default:
-		return s, fmt.Errorf("--scheme %s: not int8 or int4", scheme)
+// parseScheme is quant.ParseSchemeParts with its errors naming the flag
+// (--scheme or --granularity) of the part refused.
+func parseScheme(typ, gran string, asym bool) (quant.Scheme, error) {
+	s, err := quant.ParseSchemeParts(typ, gran, !asym)
+	if se := (*quant.SchemeError)(nil); errors.As(err, &se) {
+		return s, fmt.Errorf("--%s %s: %w", se.Part, se.Value, se.Err)
 	}
-	if gran == "" {
-		gran = "channel"
-		if s.Bits == 4 {
-			gran = "group:128"
-		}
-	}
-	switch {
-	case gran == "channel":
-		s.Granularity = quant.PerChannel
-	case gran == "tensor":
-		s.Granularity = quant.PerTensor
-	case strings.HasPrefix(gran, "group:"):
-		n, err := strconv.Atoi(strings.TrimPrefix(gran, "group:"))
-		if err != nil || n < 1 {
-			return s, fmt.Errorf("--granularity %s: the group size must be a positive integer", gran)
-		}
-		s.Granularity, s.GroupSize = quant.PerGroup, n
-	default:
-		return s, fmt.Errorf("--granularity %s: not channel, tensor or group:N", gran)
-	}
-	if err := s.Validate(); err != nil {
-		return s, fmt.Errorf("scheme %s: %w", s, err)
-	}
-	return s, nil
-}
-
-func parseShard(v string) (*quantize.ShardSpec, error) {
-	a, b, ok := strings.Cut(v, "/")
-	i, err1 := strconv.Atoi(a)
-	n, err2 := strconv.Atoi(b)
-	if !ok || err1 != nil || err2 != nil || n < 1 || i < 0 || i >= n {
-		return nil, fmt.Errorf("--shard %s: not I/N with 0 <= I < N", v)
-	}
-	return &quantize.ShardSpec{Index: i, Count: n}, nil
+	return s, err
 }
 
 // quantizeProgress is a progress bar of bytes and tensors with an ETA on
