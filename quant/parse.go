@@ -52,6 +52,8 @@ type SchemeError struct {
 	Err   error  // why
 }
 
-func (e *SchemeError) Error() string { return "quant: " + e.Part + " " + e.Value + ": " + e.Err.Error() }
+func (e *SchemeError) Error() string {
+	return "quant: " + e.Part + " " + e.Value + ": " + e.Err.Error()
+}
 
 func (e *SchemeError) Unwrap() error { return e.Err }
