@@ -3,13 +3,9 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"regexp"
 	"slices"
 	"strings"
-	"text/tabwriter"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -113,19 +109,15 @@ func runQuantize(c *cli.Context) error {
 	if c.Bool(quantDryFlag.Name) {
 		rep, err = quantize.DryRun(*opt)
 	} else {
-		progress, clear := ckptProgress(false)
-		opt.Progress = progress
+		var done func()
+		opt.Progress, done = tensorProgress()
 		rep, err = quantize.Run(c.Context, *opt)
-		clear()
+		done()
+	}
+	if err == nil {
+		err = report(c, rep, rep.WriteTable)
 	}
 	if err != nil {
-		return fmt.Errorf("quantize: %w", err)
-	}
-	table := writeQuantizeSummary
-	if rep.DryRun {
-		table = writeQuantizePlan
-	}
-	if err := report(c, rep, func(w io.Writer) error { table(w, rep); return nil }); err != nil {
 		return fmt.Errorf("quantize: %w", err)
 	}
 	return nil
@@ -209,79 +201,4 @@ func parseScheme(typ, gran string, asym bool) (quant.Scheme, error) {
 		return s, fmt.Errorf("--%s %s: %w", se.Part, se.Value, se.Err)
 	}
 	return s, err
-}
-
-// quantizeProgress is a progress bar of bytes and tensors with an ETA on
-// stderr, when it is a terminal.
-func quantizeProgress(total int64, tensors int, quiet bool) (func(done int64, n int, name string), func()) {
-	if quiet || !isTerminal(os.Stderr) {
-		return nil, func() {}
-	}
-	start := time.Now()
-	return func(done int64, n int, name string) {
-			const width = 24
-			fill := int(width * done / max(total, 1))
-			eta := ""
-			if done > 0 {
-				left := time.Duration(float64(time.Since(start)) / float64(done) * float64(total-done))
-				eta = " ETA " + left.Round(time.Second).String()
-			}
-			fmt.Fprintf(os.Stderr, "\r\033[K[%s%s] %s/%s, %d/%d tensors%s %s", strings.Repeat("█", fill), strings.Repeat("·", width-fill),
-				units.FormatBytes(done), units.FormatBytes(total), n, tensors, eta, name)
-		}, func() {
-			fmt.Fprint(os.Stderr, "\r\033[K")
-		}
-}
-
-func writeQuantizePlan(w io.Writer, r *quantize.Report) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "tensor\taction\tscheme / reason\tbytes in → out")
-	for _, t := range r.Tensors {
-		what := t.Scheme
-		if t.Action == plan.Keep {
-			what = t.Reason
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s → %s\n", t.Name, t.Action, what, units.FormatBytes(t.BytesIn), units.FormatBytes(t.BytesOut))
-	}
-	tw.Flush()
-	fmt.Fprintf(w, "\n%s → %s (%s", r.Input, r.Output, r.Format)
-	if r.Scheme != "" {
-		fmt.Fprintf(w, ", %s", r.Scheme)
-	}
-	fmt.Fprintf(w, "): %d tensors, %d quantized, %d kept; %s → %s (ratio %.3f)\n", r.Totals.Tensors, r.Totals.Quantized, r.Totals.Kept,
-		units.FormatBytes(r.Totals.BytesIn), units.FormatBytes(r.Totals.BytesOut), r.Totals.Ratio)
-	fmt.Fprintf(w, "memory: about %s for tensor data with %d workers (workers+1 largest tensors in flight)\n", units.FormatBytes(r.MemoryEstimate), r.Workers)
-	fmt.Fprintln(w, "dry run: nothing written")
-}
-
-func writeQuantizeSummary(w io.Writer, r *quantize.Report) {
-	fmt.Fprintf(w, "%s → %s (%s", r.Input, r.Output, r.Format)
-	if r.Scheme != "" {
-		fmt.Fprintf(w, ", %s", r.Scheme)
-	}
-	fmt.Fprintf(w, ") on %s, %d workers\n", r.Device, r.Workers)
-	fmt.Fprintf(w, "size: %s → %s (ratio %.3f), %d tensors quantized, %d kept\n", units.FormatBytes(r.Totals.BytesIn), units.FormatBytes(r.Totals.BytesOut),
-		r.Totals.Ratio, r.Totals.Quantized, r.Totals.Kept)
-	fmt.Fprintf(w, "time: %.2f s, %.3f GB/s\n", r.Seconds, r.GBPerSecond)
-	if r.SQNR != nil {
-		fmt.Fprintf(w, "SQNR: min %.1f dB, mean %.1f dB; worst:\n", r.SQNR.MinDB, r.SQNR.MeanDB)
-		for _, t := range r.SQNR.Worst {
-			fmt.Fprintf(w, "  %-50s %.1f dB\n", t.Name, t.DB)
-		}
-	}
-	var kept, nonFinite []string
-	for _, t := range r.Tensors {
-		if t.Action == plan.Keep {
-			kept = append(kept, fmt.Sprintf("  %s: %s", t.Name, t.Reason))
-		}
-		if t.NonFinite > 0 {
-			nonFinite = append(nonFinite, fmt.Sprintf("  %s: %d NaN/Inf values quantized as 0 / saturated", t.Name, t.NonFinite))
-		}
-	}
-	if len(kept) > 0 {
-		fmt.Fprintf(w, "kept unquantized (%d):\n%s\n", len(kept), strings.Join(kept, "\n"))
-	}
-	if len(nonFinite) > 0 {
-		fmt.Fprintf(w, "non-finite values (--allow-nonfinite):\n%s\n", strings.Join(nonFinite, "\n"))
-	}
 }
