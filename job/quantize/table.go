@@ -14,12 +14,30 @@ import (
 
 // The reports' tables for people; their JSON is for scripts.
 
+// errWriter passes writes to w until one fails, and keeps that error: a
+// table is written with plain Fprintf calls and returns it once.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(p []byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	n, err := e.w.Write(p)
+	e.err = err
+	return n, err
+}
+
 // WriteTable writes r for people: for a dry run the plan (a row per
 // tensor, the totals and the memory estimate), else the summary of the
 // run (sizes, speed, SQNR, the tensors kept and those with NaN or Inf).
-func (r *Report) WriteTable(w io.Writer) error {
+func (r *Report) WriteTable(out io.Writer) error {
+	w := &errWriter{w: out}
 	if r.DryRun {
-		return r.writePlan(w)
+		r.writePlan(w)
+		return w.err
 	}
 	fmt.Fprintf(w, "%s → %s (%s", r.Input, r.Output, r.Format)
 	if r.Scheme != "" {
@@ -47,15 +65,14 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if len(kept) > 0 {
 		fmt.Fprintf(w, "kept unquantized (%d):\n%s\n", len(kept), strings.Join(kept, "\n"))
 	}
-	var err error
 	if len(nonFinite) > 0 {
-		_, err = fmt.Fprintf(w, "non-finite values (--allow-nonfinite):\n%s\n", strings.Join(nonFinite, "\n"))
+		fmt.Fprintf(w, "non-finite values (--allow-nonfinite):\n%s\n", strings.Join(nonFinite, "\n"))
 	}
-	return err
+	return w.err
 }
 
 // writePlan writes a dry run's plan.
-func (r *Report) writePlan(w io.Writer) error {
+func (r *Report) writePlan(w *errWriter) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "tensor\taction\tscheme / reason\tbytes in → out")
 	for _, t := range r.Tensors {
@@ -65,9 +82,7 @@ func (r *Report) writePlan(w io.Writer) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s → %s\n", t.Name, t.Action, what, units.FormatBytes(t.BytesIn), units.FormatBytes(t.BytesOut))
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
+	tw.Flush()
 	fmt.Fprintf(w, "\n%s → %s (%s", r.Input, r.Output, r.Format)
 	if r.Scheme != "" {
 		fmt.Fprintf(w, ", %s", r.Scheme)
@@ -75,8 +90,7 @@ func (r *Report) writePlan(w io.Writer) error {
 	fmt.Fprintf(w, "): %d tensors, %d quantized, %d kept; %s → %s (ratio %.3f)\n", r.Totals.Tensors, r.Totals.Quantized, r.Totals.Kept,
 		units.FormatBytes(r.Totals.BytesIn), units.FormatBytes(r.Totals.BytesOut), r.Totals.Ratio)
 	fmt.Fprintf(w, "memory: about %s for tensor data with %d workers (workers+1 largest tensors in flight)\n", units.FormatBytes(r.MemoryEstimate), r.Workers)
-	_, err := fmt.Fprintln(w, "dry run: nothing written")
-	return err
+	fmt.Fprintln(w, "dry run: nothing written")
 }
 
 // WriteTable writes r's line: what was dequantized to which dtype.
@@ -97,7 +111,8 @@ func (r *MergeReport) WriteTable(w io.Writer) error {
 
 // WriteTable writes r for people: the input, then a row per scheme with
 // the medians against the baseline and the peak RSS.
-func (r *BenchReport) WriteTable(w io.Writer) error {
+func (r *BenchReport) WriteTable(out io.Writer) error {
+	w := &errWriter{w: out}
 	fmt.Fprintf(w, "input: %s (%s params, %d tensors, %s; largest tensor %s)\n", r.Input, units.FormatCount(r.Params), r.Tensors,
 		units.FormatBytes(r.BytesIn), units.FormatBytes(r.LargestTensor))
 	fmt.Fprintf(w, "device %s, %d workers, medians of %d interleaved rounds\n\n", r.Device, r.Workers, r.Rounds)
@@ -107,5 +122,6 @@ func (r *BenchReport) WriteTable(w io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f s\t%.2f s\t%.2f×\t%.2f\t%s\t%.2f\t\n", row.Scheme, row.Format, units.FormatBytes(row.BytesOut),
 			row.BaselineMedian, row.QuantizeMedian, row.SpeedVsBaseline, row.QuantizeGBps, units.FormatBytes(row.QuantizePeakRSS), row.RSSOverLargest)
 	}
-	return tw.Flush()
+	tw.Flush()
+	return w.err
 }
