@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/quantkit/quantkit/internal/inputerr"
+	"github.com/quantkit/quantkit/job/quantize"
 )
 
 func TestGen(t *testing.T) {
@@ -36,7 +37,7 @@ func TestGen(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	var rep GenReport
+	var rep quantize.GenerateReport
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("not JSON: %v\n%s", err, out)
 	}
@@ -106,7 +107,7 @@ func TestGenParamsBudget(t *testing.T) {
 	if err != nil || !strings.Contains(out, "wrote ") {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	var rep GenReport
+	var rep quantize.GenerateReport
 	if b, err := os.ReadFile(side); err != nil || json.Unmarshal(b, &rep) != nil {
 		t.Fatalf("--json-out: %v", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/quantkit/quantkit/internal/units"
 	"github.com/quantkit/quantkit/model/plan"
@@ -121,6 +122,23 @@ func (r *BenchReport) WriteTable(out io.Writer) error {
 	for _, row := range r.Rows {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f s\t%.2f s\t%.2f×\t%.2f\t%s\t%.2f\t\n", row.Scheme, row.Format, units.FormatBytes(row.BytesOut),
 			row.BaselineMedian, row.QuantizeMedian, row.SpeedVsBaseline, row.QuantizeGBps, units.FormatBytes(row.QuantizePeakRSS), row.RSSOverLargest)
+	}
+	tw.Flush()
+	return w.err
+}
+
+// WriteTable writes r for people: where, how fast, the shape, the counts
+// and a line per file.
+func (r *GenerateReport) WriteTable(out io.Writer) error {
+	w := &errWriter{w: out}
+	c := r.Config
+	fmt.Fprintf(w, "wrote %s in %s (%s/s)\n", r.Dir, r.Elapsed.Round(time.Millisecond), units.FormatBytes(int64(r.Rate)))
+	fmt.Fprintf(w, "  llama-like: %d layers, hidden %d, intermediate %d, %d heads (%d kv), vocab %d, %s, seed %d\n",
+		c.Layers, c.Hidden, c.Intermediate, c.Heads, c.KVHeads, c.Vocab, c.DType, c.Seed)
+	fmt.Fprintf(w, "  %d tensors, %s parameters (%d), %s of tensor data\n", r.Tensors, units.FormatCount(r.Params), r.Params, units.FormatBytes(r.Bytes))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, f := range r.Files {
+		fmt.Fprintf(tw, "  %s\t%s\n", f.Name, units.FormatBytes(f.Bytes))
 	}
 	tw.Flush()
 	return w.err

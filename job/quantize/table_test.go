@@ -5,8 +5,10 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/quantkit/quantkit/model/plan"
+	"github.com/quantkit/quantkit/model/synth"
 )
 
 var errFull = errors.New("full")
@@ -45,6 +47,10 @@ func TestWriteTable(t *testing.T) {
 			{Scheme: "int8-sym-channel", Format: "compressed-tensors", BytesOut: 1_200_000, BaselineMedian: 0.5, QuantizeMedian: 0.25, SpeedVsBaseline: 2, QuantizeGBps: 16.27, QuantizePeakRSS: 3_000_000, RSSOverLargest: 11.44},
 			{Scheme: "int4-sym-group128", Format: "compressed-tensors", BytesOut: 700_000, BaselineMedian: 0.4, QuantizeMedian: 1.6, SpeedVsBaseline: 0.25, QuantizeGBps: 2.54, QuantizePeakRSS: 12_500_000, RSSOverLargest: 47.68},
 		}}
+	gen := &GenerateReport{Dir: "g", Config: synth.Config{Layers: 2, Hidden: 64, Intermediate: 256, Heads: 4, KVHeads: 2, Vocab: 1024, DType: "BF16", Seed: 3},
+		Files: []GeneratedFile{{"model-00001-of-00002.safetensors", 1_500_000}, {"model-00002-of-00002.safetensors", 540_000},
+			{"model.safetensors.index.json", 6100}, {"config.json", 612}},
+		Tensors: 75, Params: 1016896, Bytes: 2 * 1016896, Rate: 3_290_000, Elapsed: 1234567 * time.Microsecond}
 	for _, tc := range []struct {
 		name string
 		r    interface{ WriteTable(io.Writer) error }
@@ -71,6 +77,14 @@ dry run: nothing written
 		{"dequantize", &DequantizeReport{Input: "q", Output: "d", Tensors: 75, Dequantized: map[string]int{"F32": 2, "BF16": 54}}, `q → d: 75 tensors, dequantized 54 BF16, 2 F32
 `},
 		{"merge", &MergeReport{Output: "m", PlanHash: "abc123", Format: plan.Safetensors, Parts: []string{"p/part-0-of-2", "p/part-1-of-2"}, Tensors: 131}, `merged 2 parts of plan abc123 (safetensors from p/part-0-of-2) into m: 131 tensors
+`},
+		{"generate", gen, `wrote g in 1.235s (3.29 MB/s)
+  llama-like: 2 layers, hidden 64, intermediate 256, 4 heads (2 kv), vocab 1024, BF16, seed 3
+  75 tensors, 1.02M parameters (1016896), 2.03 MB of tensor data
+  model-00001-of-00002.safetensors  1.5 MB
+  model-00002-of-00002.safetensors  540 kB
+  model.safetensors.index.json      6.1 kB
+  config.json                       612 B
 `},
 		{"bench", bench, `input: ck (1.02M params, 75 tensors, 4.07 MB; largest tensor 262 kB)
 device cpu, 2 workers, medians of 3 interleaved rounds
