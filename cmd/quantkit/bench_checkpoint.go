@@ -3,12 +3,11 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/quantkit/quantkit/internal/progress"
 	"github.com/quantkit/quantkit/internal/units"
 	"github.com/quantkit/quantkit/job/quantize"
 	"github.com/quantkit/quantkit/model/plan"
@@ -45,19 +44,21 @@ func runBenchCheckpoint(c *cli.Context) error {
 	if err != nil {
 		return badInput(fmt.Errorf("bench checkpoint: %w", err))
 	}
-	progress, clear := progressLine(!c.Bool(jsonFlag.Name))
+	var bar *progress.Bar // nil draws nothing
+	if !c.Bool(jsonFlag.Name) {
+		bar = progress.Start(0, "")
+	}
 	opt.Progress = func(done, total int, what string) {
-		if progress != nil {
-			progress(done, total, what)
-		}
+		bar.SetTotal(int64(total))
+		bar.Update(int64(done), what)
 	}
 	opt.Tensor = func(p quantize.Progress) { afterWrite(p.Output) }
 	rep, err := quantize.Bench(c.Context, *opt)
-	clear()
-	if err != nil {
-		return fmt.Errorf("bench checkpoint: %w", err)
+	bar.Finish()
+	if err == nil {
+		err = report(c, rep, rep.WriteTable)
 	}
-	if err := report(c, rep, func(w io.Writer) error { writeCheckpointBench(w, rep); return nil }); err != nil {
+	if err != nil {
 		return fmt.Errorf("bench checkpoint: %w", err)
 	}
 	return nil
@@ -88,7 +89,7 @@ func parseBenchCheckpointFlags(c *cli.Context) (*quantize.BenchOptions, error) {
 		opt.Schemes = []quant.Scheme{quant.Int8PerChannel} // unused by the format: one row
 	} else {
 		for _, name := range strings.Split(c.String(benchCkSchemesFlag.Name), ",") {
-			s, err := parseSchemeFlags(strings.TrimSpace(name), "", false)
+			s, err := parseScheme(strings.TrimSpace(name), "", false)
 			if err != nil {
 				return nil, fmt.Errorf("--schemes: %w", err)
 			}
@@ -103,17 +104,4 @@ func parseBenchCheckpointFlags(c *cli.Context) (*quantize.BenchOptions, error) {
 		opt.Params = n
 	}
 	return opt, nil
-}
-
-func writeCheckpointBench(w io.Writer, r *quantize.BenchReport) {
-	fmt.Fprintf(w, "input: %s (%s params, %d tensors, %s; largest tensor %s)\n", r.Input, units.FormatCount(r.Params), r.Tensors,
-		units.FormatBytes(r.BytesIn), units.FormatBytes(r.LargestTensor))
-	fmt.Fprintf(w, "device %s, %d workers, medians of %d interleaved rounds\n\n", r.Device, r.Workers, r.Rounds)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scheme\tformat\toutput\tread+write\tquantize\tspeed vs read+write\tGB/s in\tpeak RSS\t÷ largest tensor\t")
-	for _, row := range r.Rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f s\t%.2f s\t%.2f×\t%.2f\t%s\t%.2f\t\n", row.Scheme, row.Format, units.FormatBytes(row.BytesOut),
-			row.BaselineMedian, row.QuantizeMedian, row.SpeedVsBaseline, row.QuantizeGBps, units.FormatBytes(row.QuantizePeakRSS), row.RSSOverLargest)
-	}
-	tw.Flush()
 }

@@ -3,8 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
-	"maps"
 	"slices"
 	"strings"
 
@@ -46,14 +44,14 @@ func runDequantize(c *cli.Context) error {
 	if err != nil {
 		return badInput(fmt.Errorf("dequantize: %w", err))
 	}
-	progress, clear := ckptProgress(false)
-	opt.Progress = progress
+	var done func()
+	opt.Progress, done = tensorProgress()
 	rep, err := quantize.Dequantize(c.Context, *opt)
-	clear()
-	if err != nil {
-		return fmt.Errorf("dequantize: %w", err)
+	done()
+	if err == nil {
+		err = report(c, rep, rep.WriteTable)
 	}
-	if err := report(c, rep, func(w io.Writer) error { writeDequantizeReport(w, rep); return nil }); err != nil {
+	if err != nil {
 		return fmt.Errorf("dequantize: %w", err)
 	}
 	return nil
@@ -86,12 +84,4 @@ func parseDequantizeFlags(c *cli.Context) (*quantize.DequantizeOptions, error) {
 		return nil, err
 	}
 	return opt, nil
-}
-
-func writeDequantizeReport(w io.Writer, r *quantize.DequantizeReport) {
-	var what []string
-	for _, dt := range slices.Sorted(maps.Keys(r.Dequantized)) {
-		what = append(what, fmt.Sprintf("%d %s", r.Dequantized[dt], dt))
-	}
-	fmt.Fprintf(w, "%s → %s: %d tensors, dequantized %s\n", r.Input, r.Output, r.Tensors, strings.Join(what, ", "))
 }

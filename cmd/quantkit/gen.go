@@ -2,18 +2,13 @@ package main
 
 import (
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
 	"strings"
-	"text/tabwriter"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/quantkit/quantkit/internal/atomicfile"
-	"github.com/quantkit/quantkit/internal/output"
+	"github.com/quantkit/quantkit/internal/progress"
 	"github.com/quantkit/quantkit/internal/units"
+	"github.com/quantkit/quantkit/job/quantize"
 	"github.com/quantkit/quantkit/model/synth"
 )
 
@@ -46,106 +41,55 @@ var genCommand = &cli.Command{
 	Action: runGen,
 }
 
-// GenReport is what `quantkit gen --json` prints.
-type GenReport struct {
-	Dir     string        `json:"dir"`
-	Config  synth.Config  `json:"config"`
-	Files   []GenFile     `json:"files"`
-	Tensors int           `json:"tensors"`
-	Params  int64         `json:"params"`
-	Bytes   int64         `json:"bytes"` // tensor data, without headers
-	Seconds float64       `json:"seconds"`
-	Rate    float64       `json:"bytes_per_second"`
-	Elapsed time.Duration `json:"-"`
-}
-
-// GenFile is one file gen wrote.
-type GenFile struct {
-	Name  string `json:"name"`
-	Bytes int64  `json:"bytes"`
-}
-
 func runGen(c *cli.Context) error {
-	if c.NArg() > 0 {
-		return fmt.Errorf("gen: unexpected arguments %q (the output directory goes after -o)", c.Args().Slice())
-	}
-	if like := c.String(genLikeFlag.Name); !strings.EqualFold(like, "llama") {
-		return fmt.Errorf("gen: --like %q: only llama is supported", like)
-	}
-	params, err := units.ParseCount(c.String(genParamsFlag.Name))
+	opt, err := parseGenFlags(c)
 	if err != nil {
-		return badInput(fmt.Errorf("gen: --params: %w", err))
+		return badInput(fmt.Errorf("gen: %w", err))
 	}
-	if params < synth.MinParams {
-		return badInput(fmt.Errorf("gen: --params %s: the smallest checkpoint gen writes has %d parameters", c.String(genParamsFlag.Name), synth.MinParams))
+	var bar *progress.Bar // nil draws nothing
+	if !c.Bool(jsonFlag.Name) {
+		bar = progress.Start(opt.Config.Bytes(), progress.Bytes)
 	}
-	if err := checkJSONOut(c); err != nil {
-		return fmt.Errorf("gen: %w", err)
+	opt.Progress = func(written, _ int64) {
+		bar.Update(written, "")
+		afterWrite(opt.Output)
 	}
-	cfg := synth.LlamaLike(params)
-	cfg.DType = strings.ToUpper(c.String(genDTypeFlag.Name))
-	cfg.Seed = c.Uint64(genSeedFlag.Name)
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("gen: --dtype: %w", err)
-	}
-	var opts synth.Options
-	if opts.ShardSize, err = units.ParseSize(c.String(genShardFlag.Name)); err != nil || opts.ShardSize <= 0 {
-		return badInput(fmt.Errorf("gen: --shard-size: must be a positive size: %q", c.String(genShardFlag.Name)))
-	}
-	dir := c.String(genOutFlag.Name)
-	claim, err := output.Claim(c.App.ErrWriter, dir, c.Bool(genForceFlag.Name), cfg.Bytes())
-	if err != nil {
-		return fmt.Errorf("gen: %w", err)
-	}
-	tmp, err := atomicfile.TempDir(claim)
-	if err != nil {
-		return fmt.Errorf("gen: %w", err)
-	}
-	defer tmp.Abort() // nothing once committed
-	progress, clear := progressLine(!c.Bool(jsonFlag.Name))
-	last := int64(-1)
-	opts.Progress = func(written, total int64) {
-		// MB, as the report's sizes (formatBytes) and --shard-size's.
-		if mb := written / 1e6; mb != last && progress != nil {
-			last = mb
-			progress(int(mb), int(total/1e6), "MB")
-		}
-		afterWrite(dir)
-	}
-	start := time.Now()
-	res, err := synth.Write(tmp.Path, cfg, opts)
-	clear()
+	rep, err := quantize.Generate(c.Context, *opt)
+	bar.Finish()
 	if err == nil {
-		err = tmp.Commit()
+		err = report(c, rep, rep.WriteTable)
 	}
 	if err != nil {
-		return fmt.Errorf("gen: %w", output.NoSpace(dir, cfg.Bytes(), err))
-	}
-	rep := GenReport{Dir: dir, Config: cfg, Tensors: res.Tensors, Params: res.Params, Bytes: res.Bytes, Elapsed: time.Since(start)}
-	rep.Seconds = rep.Elapsed.Seconds()
-	rep.Rate = float64(rep.Bytes) / max(rep.Seconds, 1e-9)
-	for _, f := range res.Files {
-		fi, err := os.Stat(filepath.Join(dir, f))
-		if err != nil {
-			return fmt.Errorf("gen: %w", err)
-		}
-		rep.Files = append(rep.Files, GenFile{f, fi.Size()})
-	}
-	if err := report(c, rep, func(w io.Writer) error { writeGenReport(w, rep); return nil }); err != nil {
 		return fmt.Errorf("gen: %w", err)
 	}
 	return nil
 }
 
-func writeGenReport(w io.Writer, r GenReport) {
-	c := r.Config
-	fmt.Fprintf(w, "wrote %s in %s (%s/s)\n", r.Dir, r.Elapsed.Round(time.Millisecond), units.FormatBytes(int64(r.Rate)))
-	fmt.Fprintf(w, "  llama-like: %d layers, hidden %d, intermediate %d, %d heads (%d kv), vocab %d, %s, seed %d\n",
-		c.Layers, c.Hidden, c.Intermediate, c.Heads, c.KVHeads, c.Vocab, c.DType, c.Seed)
-	fmt.Fprintf(w, "  %d tensors, %s parameters (%d), %s of tensor data\n", r.Tensors, units.FormatCount(r.Params), r.Params, units.FormatBytes(r.Bytes))
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	for _, f := range r.Files {
-		fmt.Fprintf(tw, "  %s\t%s\n", f.Name, units.FormatBytes(f.Bytes))
+func parseGenFlags(c *cli.Context) (*quantize.GenerateOptions, error) {
+	if c.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q (the output directory goes after -o)", c.Args().Slice())
 	}
-	tw.Flush()
+	if like := c.String(genLikeFlag.Name); !strings.EqualFold(like, "llama") {
+		return nil, fmt.Errorf("--like %q: only llama is supported", like)
+	}
+	params, err := units.ParseCount(c.String(genParamsFlag.Name))
+	if err != nil {
+		return nil, fmt.Errorf("--params: %w", err)
+	}
+	if params < synth.MinParams {
+		return nil, fmt.Errorf("--params %s: the smallest checkpoint gen writes has %d parameters", c.String(genParamsFlag.Name), synth.MinParams)
+	}
+	if err := checkJSONOut(c); err != nil {
+		return nil, err
+	}
+	opt := &quantize.GenerateOptions{Output: c.String(genOutFlag.Name), Config: synth.LlamaLike(params), Force: c.Bool(genForceFlag.Name), Log: c.App.ErrWriter}
+	opt.Config.DType = strings.ToUpper(c.String(genDTypeFlag.Name))
+	opt.Config.Seed = c.Uint64(genSeedFlag.Name)
+	if err := opt.Config.Validate(); err != nil {
+		return nil, fmt.Errorf("--dtype: %w", err)
+	}
+	if opt.ShardSize, err = parseShardSize(c, genShardFlag); err != nil {
+		return nil, err
+	}
+	return opt, nil
 }

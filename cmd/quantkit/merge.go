@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 
 	"github.com/urfave/cli/v2"
 
@@ -37,14 +36,14 @@ func runMerge(c *cli.Context) error {
 	if err != nil {
 		return badInput(fmt.Errorf("merge: %w", err))
 	}
-	progress, clear := ckptProgress(false)
-	opt.Progress = progress
+	var done func()
+	opt.Progress, done = tensorProgress()
 	rep, err := quantize.Merge(c.Context, *opt)
-	clear()
-	if err != nil {
-		return fmt.Errorf("merge: %w", err)
+	done()
+	if err == nil {
+		err = report(c, rep, rep.WriteTable)
 	}
-	if err := report(c, rep, func(w io.Writer) error { writeMergeReport(w, rep); return nil }); err != nil {
+	if err != nil {
 		return fmt.Errorf("merge: %w", err)
 	}
 	return nil
@@ -69,8 +68,4 @@ func parseMergeFlags(c *cli.Context) (*quantize.MergeOptions, error) {
 		}
 	}
 	return opt, nil
-}
-
-func writeMergeReport(w io.Writer, r *quantize.MergeReport) {
-	fmt.Fprintf(w, "merged %d parts of plan %s (%s from %s) into %s: %d tensors\n", len(r.Parts), r.PlanHash, r.Format, r.Parts[0], r.Output, r.Tensors)
 }

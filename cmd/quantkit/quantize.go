@@ -3,14 +3,9 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
-	"text/tabwriter"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -114,19 +109,15 @@ func runQuantize(c *cli.Context) error {
 	if c.Bool(quantDryFlag.Name) {
 		rep, err = quantize.DryRun(*opt)
 	} else {
-		progress, clear := ckptProgress(false)
-		opt.Progress = progress
+		var done func()
+		opt.Progress, done = tensorProgress()
 		rep, err = quantize.Run(c.Context, *opt)
-		clear()
+		done()
+	}
+	if err == nil {
+		err = report(c, rep, rep.WriteTable)
 	}
 	if err != nil {
-		return fmt.Errorf("quantize: %w", err)
-	}
-	table := writeQuantizeSummary
-	if rep.DryRun {
-		table = writeQuantizePlan
-	}
-	if err := report(c, rep, func(w io.Writer) error { table(w, rep); return nil }); err != nil {
 		return fmt.Errorf("quantize: %w", err)
 	}
 	return nil
@@ -162,7 +153,7 @@ func parseQuantizeFlags(c *cli.Context) (*quantize.Options, error) {
 	if c.Bool(quantSymFlag.Name) && c.Bool(quantAsymFlag.Name) {
 		return nil, errors.New("--symmetric and --asymmetric exclude each other")
 	}
-	s, err := parseSchemeFlags(c.String(quantSchemeFlag.Name), c.String(quantGranFlag.Name), c.Bool(quantAsymFlag.Name))
+	s, err := parseScheme(c.String(quantSchemeFlag.Name), c.String(quantGranFlag.Name), c.Bool(quantAsymFlag.Name))
 	if err != nil {
 		return nil, err
 	}
@@ -186,8 +177,8 @@ func parseQuantizeFlags(c *cli.Context) (*quantize.Options, error) {
 		return nil, err
 	}
 	if v := c.String(quantShardFlag.Name); v != "" {
-		if opt.Shard, err = parseShard(v); err != nil {
-			return nil, err
+		if opt.Shard, err = quantize.ParseShard(v); err != nil {
+			return nil, fmt.Errorf("--shard: %w", err)
 		}
 	}
 	return opt, nil
@@ -202,125 +193,12 @@ func parseShardSize(c *cli.Context, f *cli.StringFlag) (int64, error) {
 	return n, nil
 }
 
-// parseSchemeFlags turns --scheme, --granularity and --asymmetric into a
-// quant scheme.
-func parseSchemeFlags(scheme, gran string, asym bool) (quant.Scheme, error) {
-	s := quant.Scheme{Signed: true, Symmetric: !asym}
-	switch scheme {
-	case "int8":
-		s.Bits = 8
-	case "int4":
-		s.Bits = 4
-	default:
-		return s, fmt.Errorf("--scheme %s: not int8 or int4", scheme)
+// parseScheme is quant.ParseSchemeParts with its errors naming the flag
+// (--scheme or --granularity) of the part refused.
+func parseScheme(typ, gran string, asym bool) (quant.Scheme, error) {
+	s, err := quant.ParseSchemeParts(typ, gran, !asym)
+	if se := (*quant.SchemeError)(nil); errors.As(err, &se) {
+		return s, fmt.Errorf("--%s %s: %w", se.Part, se.Value, se.Err)
 	}
-	if gran == "" {
-		gran = "channel"
-		if s.Bits == 4 {
-			gran = "group:128"
-		}
-	}
-	switch {
-	case gran == "channel":
-		s.Granularity = quant.PerChannel
-	case gran == "tensor":
-		s.Granularity = quant.PerTensor
-	case strings.HasPrefix(gran, "group:"):
-		n, err := strconv.Atoi(strings.TrimPrefix(gran, "group:"))
-		if err != nil || n < 1 {
-			return s, fmt.Errorf("--granularity %s: the group size must be a positive integer", gran)
-		}
-		s.Granularity, s.GroupSize = quant.PerGroup, n
-	default:
-		return s, fmt.Errorf("--granularity %s: not channel, tensor or group:N", gran)
-	}
-	if err := s.Validate(); err != nil {
-		return s, fmt.Errorf("scheme %s: %w", s, err)
-	}
-	return s, nil
-}
-
-func parseShard(v string) (*quantize.ShardSpec, error) {
-	a, b, ok := strings.Cut(v, "/")
-	i, err1 := strconv.Atoi(a)
-	n, err2 := strconv.Atoi(b)
-	if !ok || err1 != nil || err2 != nil || n < 1 || i < 0 || i >= n {
-		return nil, fmt.Errorf("--shard %s: not I/N with 0 <= I < N", v)
-	}
-	return &quantize.ShardSpec{Index: i, Count: n}, nil
-}
-
-// quantizeProgress is a progress bar of bytes and tensors with an ETA on
-// stderr, when it is a terminal.
-func quantizeProgress(total int64, tensors int, quiet bool) (func(done int64, n int, name string), func()) {
-	if quiet || !isTerminal(os.Stderr) {
-		return nil, func() {}
-	}
-	start := time.Now()
-	return func(done int64, n int, name string) {
-			const width = 24
-			fill := int(width * done / max(total, 1))
-			eta := ""
-			if done > 0 {
-				left := time.Duration(float64(time.Since(start)) / float64(done) * float64(total-done))
-				eta = " ETA " + left.Round(time.Second).String()
-			}
-			fmt.Fprintf(os.Stderr, "\r\033[K[%s%s] %s/%s, %d/%d tensors%s %s", strings.Repeat("█", fill), strings.Repeat("·", width-fill),
-				units.FormatBytes(done), units.FormatBytes(total), n, tensors, eta, name)
-		}, func() {
-			fmt.Fprint(os.Stderr, "\r\033[K")
-		}
-}
-
-func writeQuantizePlan(w io.Writer, r *quantize.Report) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "tensor\taction\tscheme / reason\tbytes in → out")
-	for _, t := range r.Tensors {
-		what := t.Scheme
-		if t.Action == plan.Keep {
-			what = t.Reason
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s → %s\n", t.Name, t.Action, what, units.FormatBytes(t.BytesIn), units.FormatBytes(t.BytesOut))
-	}
-	tw.Flush()
-	fmt.Fprintf(w, "\n%s → %s (%s", r.Input, r.Output, r.Format)
-	if r.Scheme != "" {
-		fmt.Fprintf(w, ", %s", r.Scheme)
-	}
-	fmt.Fprintf(w, "): %d tensors, %d quantized, %d kept; %s → %s (ratio %.3f)\n", r.Totals.Tensors, r.Totals.Quantized, r.Totals.Kept,
-		units.FormatBytes(r.Totals.BytesIn), units.FormatBytes(r.Totals.BytesOut), r.Totals.Ratio)
-	fmt.Fprintf(w, "memory: about %s for tensor data with %d workers (workers+1 largest tensors in flight)\n", units.FormatBytes(r.MemoryEstimate), r.Workers)
-	fmt.Fprintln(w, "dry run: nothing written")
-}
-
-func writeQuantizeSummary(w io.Writer, r *quantize.Report) {
-	fmt.Fprintf(w, "%s → %s (%s", r.Input, r.Output, r.Format)
-	if r.Scheme != "" {
-		fmt.Fprintf(w, ", %s", r.Scheme)
-	}
-	fmt.Fprintf(w, ") on %s, %d workers\n", r.Device, r.Workers)
-	fmt.Fprintf(w, "size: %s → %s (ratio %.3f), %d tensors quantized, %d kept\n", units.FormatBytes(r.Totals.BytesIn), units.FormatBytes(r.Totals.BytesOut),
-		r.Totals.Ratio, r.Totals.Quantized, r.Totals.Kept)
-	fmt.Fprintf(w, "time: %.2f s, %.3f GB/s\n", r.Seconds, r.GBPerSecond)
-	if r.SQNR != nil {
-		fmt.Fprintf(w, "SQNR: min %.1f dB, mean %.1f dB; worst:\n", r.SQNR.MinDB, r.SQNR.MeanDB)
-		for _, t := range r.SQNR.Worst {
-			fmt.Fprintf(w, "  %-50s %.1f dB\n", t.Name, t.DB)
-		}
-	}
-	var kept, nonFinite []string
-	for _, t := range r.Tensors {
-		if t.Action == plan.Keep {
-			kept = append(kept, fmt.Sprintf("  %s: %s", t.Name, t.Reason))
-		}
-		if t.NonFinite > 0 {
-			nonFinite = append(nonFinite, fmt.Sprintf("  %s: %d NaN/Inf values quantized as 0 / saturated", t.Name, t.NonFinite))
-		}
-	}
-	if len(kept) > 0 {
-		fmt.Fprintf(w, "kept unquantized (%d):\n%s\n", len(kept), strings.Join(kept, "\n"))
-	}
-	if len(nonFinite) > 0 {
-		fmt.Fprintf(w, "non-finite values (--allow-nonfinite):\n%s\n", strings.Join(nonFinite, "\n"))
-	}
+	return s, err
 }

@@ -106,7 +106,7 @@ func TestCheckpointFlagRefusals(t *testing.T) {
 		{[]string{"quantize", in, "-o", out, "--format", "gguf-q8_0", "--shard-size", "1GB"}, []string{"--shard-size", "gguf-q8_0"}},
 		{[]string{"quantize", in, "-o", out, "--symmetric", "--asymmetric"}, []string{"exclude each other"}},
 		{[]string{"quantize", in, "-o", out, "--format", "onnx"}, []string{"--format onnx"}},
-		{[]string{"quantize", in, "-o", out, "--shard", "2/2"}, []string{"--shard 2/2"}},
+		{[]string{"quantize", in, "-o", out, "--shard", "2/2"}, []string{"--shard", `"2/2"`}},
 		{[]string{"quantize", in, "-o", out, "--workers", "-1"}, []string{"--workers"}},
 		{[]string{"quantize", in, "-o", out, "--device", "gpu"}, []string{"--device gpu", "runs on the CPU because it is memory-bound"}},
 		{[]string{"quantize", in, "-o", out, "--device", "gpu:1"}, []string{"--device gpu:1", "memory-bound"}},

@@ -6,6 +6,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/quantkit/quantkit/internal/progress"
 	"github.com/quantkit/quantkit/job/quantize"
 )
 
@@ -39,24 +40,16 @@ func checkCPUDevice(c *cli.Context) error {
 	}
 }
 
-// ckptProgress is the Progress of a job: quantizeProgress's bar (unless
-// quiet), and afterWrite.
-func ckptProgress(quiet bool) (progress func(quantize.Progress), clear func()) {
-	var bar func(done int64, n int, name string)
-	clearBar := func() {}
-	started := false
+// tensorProgress is the Progress of a checkpoint job: a bar of the input's
+// bytes on stderr, when it is a terminal, labelled with the tensor; and
+// afterWrite. done clears the bar.
+func tensorProgress() (update func(quantize.Progress), done func()) {
+	bar := progress.Start(0, progress.Bytes)
 	return func(p quantize.Progress) {
-			if !started {
-				started = true
-				bar, clearBar = quantizeProgress(p.BytesTotal, p.TensorsTotal, quiet)
-			}
-			if bar != nil {
-				bar(p.BytesDone, p.TensorsDone, p.Tensor)
-			}
-			afterWrite(p.Output)
-		}, func() {
-			clearBar()
-		}
+		bar.SetTotal(p.BytesTotal)
+		bar.Update(p.BytesDone, fmt.Sprintf("%d/%d tensors %s", p.TensorsDone, p.TensorsTotal, p.Tensor))
+		afterWrite(p.Output)
+	}, bar.Finish
 }
 
 // writeHook, when set, is called by quantize, dequantize, merge and gen

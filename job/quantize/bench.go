@@ -125,11 +125,11 @@ func Bench(ctx context.Context, opt BenchOptions) (*BenchReport, error) {
 	}
 	if rep.Input == "" {
 		rep.Input = filepath.Join(work, "input")
-		var so synth.Options
+		gen := GenerateOptions{Output: rep.Input, Config: synth.LlamaLike(opt.Params)}
 		if opt.Progress != nil {
-			so.Progress = func(written, total int64) { opt.Progress(int(written>>20), int(total>>20), "MiB of input generated") }
+			gen.Progress = func(written, total int64) { opt.Progress(int(written>>20), int(total>>20), "MiB of input generated") }
 		}
-		if _, err := synth.Write(rep.Input, synth.LlamaLike(opt.Params), so); err != nil {
+		if _, err := Generate(ctx, gen); err != nil {
 			return nil, fmt.Errorf("generating the input: %w", err)
 		}
 		rep.Generated = true

@@ -1,9 +1,12 @@
 // Package quantize holds the checkpoint jobs: Run quantizes a checkpoint
 // (DryRun plans it without writing), Dequantize turns a quantized one back
-// into floats, Merge joins the parts of sharded runs, and Bench measures
-// Run against the I/O it cannot avoid. Each takes an Options value and
-// returns a report with JSON tags; the quantkit command only parses flags
-// into the options and renders the report.
+// into floats, Merge joins the parts of sharded runs, Generate writes a
+// synthetic Llama-like checkpoint (model/synth) as Run writes its output,
+// and Bench measures Run against the I/O it cannot avoid. Each takes an
+// Options value and returns a report with JSON tags and a WriteTable
+// method for people; the quantkit command only parses flags into the
+// options (with ParseShard and quant.ParseSchemeParts) and prints the
+// report, as a table or as JSON.
 //
 // The jobs run on the CPU, on every core: quantizing a checkpoint reads
 // and writes each byte once and does little arithmetic on it (a scale per

@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/quantkit/quantkit/cpu"
@@ -100,6 +102,17 @@ type Report struct {
 type ShardSpec struct {
 	Index int `json:"index"`
 	Count int `json:"count"`
+}
+
+// ParseShard reads a part as "I/N", with 0 <= I < N.
+func ParseShard(text string) (*ShardSpec, error) {
+	a, b, ok := strings.Cut(text, "/")
+	i, err1 := strconv.Atoi(a)
+	n, err2 := strconv.Atoi(b)
+	if !ok || err1 != nil || err2 != nil || n < 1 || i < 0 || i >= n {
+		return nil, inputerr.Mark(fmt.Errorf("%q is not I/N with 0 <= I < N", text))
+	}
+	return &ShardSpec{Index: i, Count: n}, nil
 }
 
 // Dir is the directory of this part inside a parts directory.

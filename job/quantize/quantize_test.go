@@ -436,3 +436,16 @@ func entries(t *testing.T, dir string) []string {
 	}
 	return names
 }
+
+func TestParseShard(t *testing.T) {
+	for text, want := range map[string]ShardSpec{"0/1": {0, 1}, "2/3": {2, 3}, "0/16": {0, 16}} {
+		if s, err := ParseShard(text); err != nil || *s != want {
+			t.Errorf("ParseShard(%q) = %v, %v; want %v", text, s, err, want)
+		}
+	}
+	for _, text := range []string{"", "1", "2/2", "3/2", "-1/2", "0/0", "a/2", "1/b", "1/2/3", " 1/2"} {
+		if s, err := ParseShard(text); err == nil || !errors.Is(err, inputerr.ErrInput) || !strings.Contains(err.Error(), "I/N") {
+			t.Errorf("ParseShard(%q) = %v, %v; want an input error", text, s, err)
+		}
+	}
+}

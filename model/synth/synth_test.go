@@ -2,8 +2,10 @@ package synth
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -443,6 +445,32 @@ func TestWriteFailureLeavesNothing(t *testing.T) {
 	}
 	if _, err := Write(filepath.Join(dir, second, "x", "\x00"), cfg, Options{}); err == nil {
 		t.Error("bad directory accepted")
+	}
+}
+
+// A cancelled write stops between blocks and leaves nothing, not even the
+// shards it completed.
+func TestWriteContextCancelled(t *testing.T) {
+	dir := t.TempDir()
+	cfg := LlamaLike(1_000_000)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	calls := 0
+	opts := Options{ShardSize: cfg.Bytes() / 4, Progress: func(written, total int64) {
+		calls++
+		if written > total/2 {
+			cancel()
+		}
+	}}
+	_, err := WriteContext(ctx, dir, cfg, opts)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	if want := len(cfg.Tensors()); calls >= want {
+		t.Errorf("%d blocks written of at least %d: the write did not stop", calls, want)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("left behind: %v", entries)
 	}
 }
 

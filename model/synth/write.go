@@ -1,6 +1,7 @@
 package synth
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -61,6 +62,12 @@ type block struct {
 // did not write (model.safetensors, the index, model-*-of-*.safetensors),
 // which loaders would otherwise pick up.
 func Write(dir string, cfg Config, opts Options) (Result, error) {
+	return WriteContext(context.Background(), dir, cfg, opts)
+}
+
+// WriteContext is Write that stops when ctx is done, between two blocks
+// of data, removing what it wrote as any failed Write does.
+func WriteContext(ctx context.Context, dir string, cfg Config, opts Options) (Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return Result{}, err
 	}
@@ -96,7 +103,7 @@ func Write(dir string, cfg Config, opts Options) (Result, error) {
 			}
 		}
 	}()
-	if err := writeData(dir, names, shards, g, esize, opts, &res); err != nil {
+	if err := writeData(ctx, dir, names, shards, g, esize, opts, &res); err != nil {
 		return Result{}, err
 	}
 	if len(plan) > 1 {
@@ -115,7 +122,7 @@ func Write(dir string, cfg Config, opts Options) (Result, error) {
 
 // writeData generates blocks of rows on opts.Workers goroutines and writes
 // them in order, shard after shard.
-func writeData(dir string, names []string, shards []int, g *generator, esize int, opts Options, res *Result) error {
+func writeData(ctx context.Context, dir string, names []string, shards []int, g *generator, esize int, opts Options, res *Result) error {
 	workers := opts.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
@@ -209,6 +216,9 @@ func writeData(dir string, names []string, shards []int, g *generator, esize int
 		return nil
 	}
 	for b := range ordered {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("synth: %w", err)
+		}
 		if b.shard != cur {
 			if err := finish(); err != nil {
 				return err
