@@ -73,6 +73,23 @@ type usageError struct{ err error }
 func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
 
+// exitStatus makes quantkit exit with Code, printing Err (when set) as any
+// error. It is not a cli.ExitCoder, whose handling calls os.Exit inside
+// app.Run (and so inside tests); main handles it.
+type exitStatus struct {
+	Code int
+	Err  error
+}
+
+func (e *exitStatus) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("exit status %d", e.Code)
+	}
+	return e.Err.Error()
+}
+
+func (e *exitStatus) Unwrap() error { return e.Err }
+
 func onUsageError(c *cli.Context, err error, _ bool) error {
 	path := commandPath(c)
 	if path == "" {
