@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/quantkit/quantkit/internal/jsonout"
+	"github.com/quantkit/quantkit/job/devices"
 	"github.com/quantkit/quantkit/model/npy"
 	"github.com/quantkit/quantkit/model/safetensors"
 	"github.com/quantkit/quantkit/quant"
@@ -59,7 +60,7 @@ func TestDevices(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var r DevicesReport
+	var r devices.Report
 	if err := json.Unmarshal([]byte(out), &r); err != nil || r.CPU.Threads < 1 {
 		t.Fatalf("devices --json: %v\n%s", err, out)
 	}

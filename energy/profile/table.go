@@ -1,6 +1,7 @@
 package profile
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"regexp"
@@ -12,17 +13,17 @@ import (
 // row per source (energy, power, idle power, net energy, peak memory and
 // mean utilization where the source has them), then the sources' notes.
 func (r Report) WriteTable(w io.Writer) error {
-	ew := &errWriter{w: w}
+	var b bytes.Buffer // written in one call, whose error is the table's
 	status := fmt.Sprintf("exit status %d", r.ExitCode)
 	if r.Signal != "" {
 		status = fmt.Sprintf("killed by %s (exit status %d)", r.Signal, r.ExitCode)
 	}
-	fmt.Fprintf(ew, "profile: %s: %s after %.3f s\n", shellQuote(r.Command), status, r.Seconds)
+	fmt.Fprintf(&b, "profile: %s: %s after %.3f s\n", shellQuote(r.Command), status, r.Seconds)
 	if len(r.Sources) == 0 {
-		fmt.Fprintln(ew, "profile: no energy source measured")
-		return ew.err
+		fmt.Fprintln(&b, "profile: no energy source measured")
+		return write(w, &b)
 	}
-	tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', 0)
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "source\tmethod\tseconds\tenergy\tavg/peak power\tidle power\tnet energy\tpeak memory\tmean util\tsamples")
 	for _, s := range r.Sources {
 		secs, energyCol, power := "-", "-", "-"
@@ -49,26 +50,16 @@ func (r Report) WriteTable(w io.Writer) error {
 	tw.Flush()
 	for _, s := range r.Sources {
 		if s.Note != "" {
-			fmt.Fprintf(ew, "  %s: %s\n", s.Name, s.Note)
+			fmt.Fprintf(&b, "  %s: %s\n", s.Name, s.Note)
 		}
 	}
-	return ew.err
+	return write(w, &b)
 }
 
-// errWriter keeps the first error of w's writes and writes nothing after
-// it, so that a table is written without checking every line.
-type errWriter struct {
-	w   io.Writer
-	err error
-}
-
-func (e *errWriter) Write(p []byte) (int, error) {
-	if e.err != nil {
-		return 0, e.err
-	}
-	n, err := e.w.Write(p)
-	e.err = err
-	return n, err
+// write writes b to w in one call.
+func write(w io.Writer, b *bytes.Buffer) error {
+	_, err := w.Write(b.Bytes())
+	return err
 }
 
 var shellSafe = regexp.MustCompile(`^[A-Za-z0-9_@%+=:,./-]+$`)

@@ -48,7 +48,7 @@ func (f *failWriter) Write(p []byte) (int, error) {
 	return 0, errors.New("disk full")
 }
 
-// A failed write is returned, and nothing is written after it.
+// The table is written in one call, whose error is returned.
 func TestWriteTableError(t *testing.T) {
 	w := &failWriter{}
 	err := Report{Command: []string{"x"}, Sources: []SourceReport{{Name: "a", Note: "n"}}}.WriteTable(w)
