@@ -12,6 +12,7 @@ import (
 
 	"github.com/quantkit/quantkit/backend"
 	"github.com/quantkit/quantkit/internal/inputerr"
+	"github.com/quantkit/quantkit/internal/progress"
 	"github.com/quantkit/quantkit/job/calibrate"
 	"github.com/quantkit/quantkit/quant"
 )
@@ -67,8 +68,13 @@ func runCalibrate(c *cli.Context) error {
 	}
 	opt.Paths = c.Args().Slice()
 	opt.Warn = func(msg string) { fmt.Fprintf(c.App.ErrWriter, "quantkit: calibrate: warning: %s\n", msg) }
-	bars := &searchBars{enabled: !c.Bool(jsonFlag.Name)}
-	opt.Progress = bars.update
+	var bars *progress.Steps
+	if !c.Bool(jsonFlag.Name) {
+		// A bar for each threshold search that runs a second (most take
+		// milliseconds); its units are the search's own.
+		bars = progress.NewSteps(progress.Options{Unit: progress.Percent, Delay: time.Second})
+		opt.Progress = bars.Update
+	}
 	var rep *calibrate.Report
 	err = onDevice(c, func(b backend.Backend) error {
 		opt.Backend = b
@@ -79,7 +85,7 @@ func runCalibrate(c *cli.Context) error {
 		}
 		return err
 	})
-	bars.stop()
+	bars.Finish()
 	if oe, ok := errors.AsType[*calibrate.OptionError](err); ok {
 		return badInput(fmt.Errorf("calibrate: --%s: %w", oe.Option, oe.Err))
 	}
@@ -159,61 +165,4 @@ func calibFlags(c *cli.Context) (calibrate.Options, calibOutputs, error) {
 		}
 	}
 	return opt, out, nil
-}
-
-// searchBars draws the progress of calibrate.Run's threshold searches, a
-// bar of its own for each tensor and method (see searchProgress).
-type searchBars struct {
-	enabled bool
-	what    string
-	bar     func(done, total int)
-	clear   func()
-}
-
-func (s *searchBars) update(tensor, method string, done, total int) {
-	if what := method + " threshold of " + tensor; what != s.what || s.clear == nil {
-		s.stop()
-		s.what = what
-		s.bar, s.clear = searchProgress(s.enabled, what)
-	}
-	if s.bar != nil {
-		s.bar(done, total)
-	}
-	if done >= total { // a search's last call
-		s.stop()
-	}
-}
-
-// stop clears the bar drawn, if any.
-func (s *searchBars) stop() {
-	if s.clear != nil {
-		s.clear()
-	}
-	s.bar, s.clear, s.what = nil, nil, ""
-}
-
-// searchProgress returns the progress callback of one threshold search,
-// which draws a bar on stderr when enabled and stderr is a terminal, once
-// the search has run a second (most take milliseconds) and then at most
-// ten times a second; and a function that clears the bar.
-func searchProgress(enabled bool, what string) (func(done, total int), func()) {
-	bar, clearBar := progressLine(enabled)
-	if bar == nil {
-		return nil, clearBar
-	}
-	start := time.Now()
-	var last time.Time
-	drawn := false
-	return func(done, total int) {
-			now := time.Now()
-			if now.Sub(start) < time.Second || now.Sub(last) < 100*time.Millisecond {
-				return
-			}
-			last, drawn = now, true
-			bar(int(int64(done)*100/int64(max(total, 1))), 100, what) // in percent: the units are the search's own
-		}, func() {
-			if drawn {
-				clearBar()
-			}
-		}
 }

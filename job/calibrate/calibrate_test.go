@@ -547,7 +547,7 @@ func TestCancelled(t *testing.T) {
 	}
 }
 
-// Each search reports its tensor and method, from 0 to its total; max and
+// Each search reports its method and tensor, from 0 to its total; max and
 // percentile do not search.
 func TestProgress(t *testing.T) {
 	dir := t.TempDir()
@@ -558,8 +558,8 @@ func TestProgress(t *testing.T) {
 		done, total int
 	}
 	var calls []call
-	_, err := run(t, Options{Paths: []string{b, a}, Methods: quant.CalibratorNames(), Progress: func(tensor, method string, done, total int) {
-		calls = append(calls, call{method + " " + tensor, done, total})
+	_, err := run(t, Options{Paths: []string{b, a}, Methods: quant.CalibratorNames(), Progress: func(done, total int, what string) {
+		calls = append(calls, call{what, done, total})
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -578,7 +578,7 @@ func TestProgress(t *testing.T) {
 			}
 		}
 	}
-	if want := []string{"entropy a", "mse a", "entropy b", "mse b"}; !slices.Equal(order, want) {
+	if want := []string{"entropy threshold of a", "mse threshold of a", "entropy threshold of b", "mse threshold of b"}; !slices.Equal(order, want) {
 		t.Errorf("searches %q, want %q", order, want)
 	}
 }
