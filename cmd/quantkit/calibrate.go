@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -52,17 +51,11 @@ var calibrateCommand = &cli.Command{
 	Action: runCalibrate,
 }
 
-// calibOutputs are the files calibrate writes after the results: "" for
-// none.
-type calibOutputs struct {
-	jsonOut, trtCache, trtVersion, saveHist string
-}
-
 func runCalibrate(c *cli.Context) error {
 	if c.NArg() == 0 {
 		return errors.New("calibrate: no input files (give .npy, .safetensors or .hist.json files)")
 	}
-	opt, out, err := calibFlags(c)
+	opt, err := calibFlags(c)
 	if err != nil {
 		return fmt.Errorf("calibrate: %w", err)
 	}
@@ -103,8 +96,10 @@ func runCalibrate(c *cli.Context) error {
 		return fmt.Errorf("calibrate: %w", err)
 	}
 	if err := writeSideOutputs(jsonOut(c, rep.Results),
-		sideOutput{flag: calibSaveHistFlag.Name, path: out.saveHist, write: rep.WriteHistograms},
-		sideOutput{flag: calibTRTCacheFlag.Name, path: out.trtCache, write: func(w io.Writer) error { return rep.WriteTRTCache(w, out.trtVersion) }},
+		sideOutput{flag: calibSaveHistFlag.Name, path: c.String(calibSaveHistFlag.Name), write: rep.WriteHistograms},
+		sideOutput{flag: calibTRTCacheFlag.Name, path: c.String(calibTRTCacheFlag.Name), write: func(w io.Writer) error {
+			return rep.WriteTRTCache(w, c.String(calibTRTVersionFlag.Name))
+		}},
 	); err != nil {
 		return fmt.Errorf("calibrate: %w", err)
 	}
@@ -115,7 +110,7 @@ func runCalibrate(c *cli.Context) error {
 // only the command line can get wrong (the output paths, values the
 // package would take for "the default"), so that a mistake costs no work;
 // calibrate.Run checks the rest before it reads any file.
-func calibFlags(c *cli.Context) (calibrate.Options, calibOutputs, error) {
+func calibFlags(c *cli.Context) (calibrate.Options, error) {
 	opt := calibrate.Options{
 		Methods:    []string{c.String(calibMethodFlag.Name)},
 		Bits:       c.Int(calibBitsFlag.Name),
@@ -124,45 +119,43 @@ func calibFlags(c *cli.Context) (calibrate.Options, calibOutputs, error) {
 		Tensor:     c.String(calibTensorFlag.Name),
 		TRTNames:   c.IsSet(calibTRTCacheFlag.Name),
 	}
-	out := calibOutputs{trtVersion: c.String(calibTRTVersionFlag.Name)}
 	if opt.Methods[0] == "all" {
 		opt.Methods = quant.CalibratorNames()
 	}
 	// The flags' defaults are 99.99 and 2048, so 0 here was asked for;
 	// the package would take it for "the default".
 	if p := opt.Percentile; !(p > 0 && p <= 100) {
-		return opt, out, badInput(fmt.Errorf("--percentile %g outside (0, 100]", p))
+		return opt, badInput(fmt.Errorf("--percentile %g outside (0, 100]", p))
 	}
 	if opt.Bins < 1 {
-		return opt, out, badInput(fmt.Errorf("--bins %d must be positive", opt.Bins))
+		return opt, badInput(fmt.Errorf("--bins %d must be positive", opt.Bins))
+	}
+	if err := checkJSONOut(c); err != nil {
+		return opt, err
 	}
 	named := map[string]string{} // cleaned path → flag
-	for _, o := range []struct {
-		flag *cli.StringFlag
-		dst  *string
-	}{{jsonOutFlag, &out.jsonOut}, {calibSaveHistFlag, &out.saveHist}, {calibTRTCacheFlag, &out.trtCache}} {
-		if !c.IsSet(o.flag.Name) {
+	for _, f := range []*cli.StringFlag{jsonOutFlag, calibSaveHistFlag, calibTRTCacheFlag} {
+		if !c.IsSet(f.Name) {
 			continue
 		}
-		path := c.String(o.flag.Name)
-		if err := checkOutputFile(o.flag.Name, path, false); err != nil {
-			return opt, out, err
+		path := c.String(f.Name)
+		if err := checkOutputFile(f.Name, path, false); err != nil {
+			return opt, err
 		}
 		if other, ok := named[filepath.Clean(path)]; ok {
-			return opt, out, badInput(fmt.Errorf("--%s and --%s name the same file, %s", other, o.flag.Name, path))
+			return opt, badInput(fmt.Errorf("--%s and --%s name the same file, %s", other, f.Name, path))
 		}
-		named[filepath.Clean(path)] = o.flag.Name
-		*o.dst = path
+		named[filepath.Clean(path)] = f.Name
 	}
-	// calibrate takes a file for histograms by this suffix only.
-	if out.saveHist != "" && !strings.HasSuffix(out.saveHist, calibrate.HistogramSuffix) {
-		return opt, out, badInput(fmt.Errorf("--%s %s: want a file ending in %s, the name calibrate reads histograms from",
-			calibSaveHistFlag.Name, out.saveHist, calibrate.HistogramSuffix))
-	}
-	if out.trtCache != "" {
-		if err := calibrate.CheckTRTVersion(out.trtVersion); err != nil {
-			return opt, out, badInput(fmt.Errorf("--%s: %w", calibTRTVersionFlag.Name, err))
+	if c.IsSet(calibSaveHistFlag.Name) {
+		if err := calibrate.CheckHistogramPath(c.String(calibSaveHistFlag.Name)); err != nil {
+			return opt, fmt.Errorf("--%s %w", calibSaveHistFlag.Name, err)
 		}
 	}
-	return opt, out, nil
+	if c.IsSet(calibTRTCacheFlag.Name) {
+		if err := calibrate.CheckTRTVersion(c.String(calibTRTVersionFlag.Name)); err != nil {
+			return opt, fmt.Errorf("--%s: %w", calibTRTVersionFlag.Name, err)
+		}
+	}
+	return opt, nil
 }

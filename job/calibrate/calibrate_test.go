@@ -613,3 +613,15 @@ func TestWriteTable(t *testing.T) {
 		t.Errorf("two methods:\n%s\nwant:\n%s", buf.String(), want)
 	}
 }
+
+// Only a name Run reads histograms from passes.
+func TestCheckHistogramPath(t *testing.T) {
+	if err := CheckHistogramPath("dir/act.hist.json"); err != nil {
+		t.Errorf("act.hist.json: %v", err)
+	}
+	for _, p := range []string{"act.json", "act.hist.JSON", "act.hist.json.bak", ""} {
+		if err := CheckHistogramPath(p); !errors.Is(err, inputerr.ErrInput) || !strings.Contains(err.Error(), HistogramSuffix) {
+			t.Errorf("%q: %v, want bad input naming %s", p, err, HistogramSuffix)
+		}
+	}
+}
