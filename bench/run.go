@@ -3,8 +3,14 @@ package bench
 import (
 	"context"
 	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
 
 	"github.com/quantkit/quantkit/backend"
+	"github.com/quantkit/quantkit/energy"
+	"github.com/quantkit/quantkit/internal/inputerr"
 )
 
 // Suites are the kernel families Run knows, in the order it runs them.
@@ -27,6 +33,11 @@ type Options struct {
 	Timing   Timing
 	// Energy, when set, measures each kernel's energy too.
 	Energy *EnergyOptions
+	// MeasureEnergy, when set and Energy is not, has Run measure the
+	// energy of the backend it runs on: it opens the device's counter and
+	// measures its idle power (OpenEnergy), or says in Report.EnergyNote
+	// why there is none.
+	MeasureEnergy *EnergySetup
 	// Progress, when set, is called before each measurement with the
 	// cases done and the cases of the whole run.
 	Progress func(done, total int, what string)
@@ -53,16 +64,59 @@ func (o Options) suiteCases(suite string) int {
 	return n
 }
 
-// Run measures o.Suites on b, in one report. Cancelling ctx stops it
-// before the next measurement, with ctx's error.
-func Run(ctx context.Context, b backend.Backend, o Options) (*Report, error) {
+// EnergySetup is how Run measures energy when it opens the counter
+// itself (Options.MeasureEnergy).
+type EnergySetup struct {
+	Window energy.Options
+	Idle   time.Duration // how long to measure idle power first; 0: not
+	Log    io.Writer     // told of the idle measurement; nil: not
+}
+
+// Check reports what Run would refuse in o, before it measures anything:
+// no suite or an unknown one, a suite without sizes, a size that is not
+// positive, an unknown GEMM dtype. Its errors match inputerr.ErrInput.
+func (o Options) Check() error {
 	if len(o.Suites) == 0 {
-		return nil, fmt.Errorf("bench: no suite (want some of %v)", Suites)
+		return inputerr.Mark(fmt.Errorf("bench: no suite (want some of %v)", Suites))
 	}
 	for _, s := range o.Suites {
-		if _, ok := suiteOps[s]; !ok && s != "gemm" {
-			return nil, fmt.Errorf("bench: unknown suite %q (want one of %v)", s, Suites)
+		sizes, what := o.Elements, "element count"
+		if s == "gemm" {
+			sizes, what = o.Sizes, "GEMM size"
+		} else if _, ok := suiteOps[s]; !ok {
+			return inputerr.Mark(fmt.Errorf("bench: unknown suite %q (want one of %v)", s, Suites))
 		}
+		if len(sizes) == 0 {
+			return inputerr.Mark(fmt.Errorf("bench: %s: no %ss", s, what))
+		}
+		for _, n := range sizes {
+			if n <= 0 {
+				return inputerr.Mark(fmt.Errorf("bench: %s %d must be positive", what, n))
+			}
+		}
+		if s == "gemm" {
+			for _, dt := range o.DTypes {
+				if !slices.Contains(GemmDTypes, dt) {
+					return inputerr.Mark(fmt.Errorf("bench: unknown GEMM dtype %q (want one of %s)", dt, strings.Join(GemmDTypes, ", ")))
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// Run measures o.Suites on b, in one report. The options are checked
+// (Check) before anything is measured. Cancelling ctx stops it before the
+// next measurement, with ctx's error.
+func Run(ctx context.Context, b backend.Backend, o Options) (*Report, error) {
+	if err := o.Check(); err != nil {
+		return nil, err
+	}
+	var note string
+	if m := o.MeasureEnergy; m != nil && o.Energy == nil {
+		var done func()
+		o.Energy, note, done = OpenEnergy(b.Name(), m.Window, m.Idle, m.Log)
+		defer done()
 	}
 	total, base := o.Cases(), 0
 	var rep *Report
@@ -91,5 +145,6 @@ func Run(ctx context.Context, b backend.Backend, o Options) (*Report, error) {
 			rep.Merge(r)
 		}
 	}
+	rep.EnergyNote = note
 	return rep, nil
 }

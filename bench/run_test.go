@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/quantkit/quantkit/cpu"
 	"github.com/quantkit/quantkit/energy"
+	"github.com/quantkit/quantkit/internal/inputerr"
 )
 
 var quick = Timing{MinTime: time.Millisecond, MinReps: 2, MaxReps: 5}
@@ -61,11 +63,60 @@ func TestRunSuites(t *testing.T) {
 	}
 }
 
+// Run refuses bad options before it measures anything, as Check does, as
+// bad input.
 func TestRunRefuses(t *testing.T) {
-	for _, suites := range [][]string{nil, {"gemm", "transpose"}} {
-		if _, err := Run(context.Background(), cpu.New(), Options{Suites: suites, Timing: quick}); err == nil {
-			t.Errorf("suites %q: no error", suites)
+	good := Options{Suites: []string{"gemm", "histogram"}, Sizes: []int{8}, Elements: []int{100},
+		DTypes: []string{"fp32"}, Timing: quick}
+	for _, tc := range []struct {
+		name string
+		edit func(*Options)
+		want string
+	}{
+		{"no suite", func(o *Options) { o.Suites = nil }, "no suite"},
+		{"unknown suite", func(o *Options) { o.Suites = []string{"gemm", "transpose"} }, `unknown suite "transpose"`},
+		{"no sizes", func(o *Options) { o.Sizes = nil }, "gemm: no GEMM sizes"},
+		{"no elements", func(o *Options) { o.Elements = nil }, "histogram: no element counts"},
+		{"size 0 after a good one", func(o *Options) { o.Sizes = []int{8, 0} }, "GEMM size 0 must be positive"},
+		{"negative elements", func(o *Options) { o.Elements = []int{-1} }, "element count -1 must be positive"},
+		{"dtype", func(o *Options) { o.DTypes = []string{"fp32", "fp8"} }, `unknown GEMM dtype "fp8"`},
+	} {
+		o := good
+		tc.edit(&o)
+		o.Progress = func(int, int, string) { t.Errorf("%s: measured", tc.name) }
+		err := o.Check()
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, inputerr.ErrInput) {
+			t.Errorf("%s: Check: %v, want bad input saying %q", tc.name, err, tc.want)
 		}
+		if _, rerr := Run(context.Background(), cpu.New(), o); rerr == nil || rerr.Error() != fmt.Sprint(err) {
+			t.Errorf("%s: Run: %v, want Check's error", tc.name, rerr)
+		}
+	}
+	// Sizes of a suite not run are not looked at.
+	o := good
+	o.Suites, o.Sizes, o.DTypes = []string{"histogram"}, nil, []string{""}
+	if err := o.Check(); err != nil {
+		t.Errorf("histogram without GEMM options: %v", err)
+	}
+}
+
+// With MeasureEnergy, Run opens the counter of the device it runs on:
+// every result has its energy, or the report says why none has.
+func TestRunMeasureEnergy(t *testing.T) {
+	o := Options{Suites: []string{"histogram"}, Elements: []int{1000}, Timing: quick,
+		MeasureEnergy: &EnergySetup{Window: energy.Options{MinWindow: 20 * time.Millisecond, Interval: 5 * time.Millisecond}}}
+	rep, err := Run(context.Background(), cpu.New(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.Results {
+		if (r.Energy == nil) == (rep.EnergyNote == "") {
+			t.Errorf("%s: energy %+v, note %q: want one of them", r.Op, r.Energy, rep.EnergyNote)
+		}
+	}
+	if rep, err := Run(context.Background(), cpu.New(), Options{Suites: o.Suites, Elements: o.Elements, Timing: quick}); err != nil ||
+		rep.EnergyNote != "" || rep.Results[0].Energy != nil {
+		t.Errorf("without MeasureEnergy: %v, note %q", err, rep.EnergyNote)
 	}
 }
 

@@ -82,62 +82,39 @@ var benchCommand = &cli.Command{
 	}, benchCheckpointCommand},
 }
 
-func parseSizes(flag, s string) ([]int, error) {
-	var sizes []int
-	for _, f := range strings.Split(s, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n <= 0 {
-			return nil, fmt.Errorf("--%s: %q is not a positive integer", flag, f)
-		}
-		sizes = append(sizes, n)
-	}
-	return sizes, nil
-}
-
 func runBench(suites ...string) cli.ActionFunc {
 	return func(c *cli.Context) error {
-		o := bench.Options{Suites: suites, Baseline: c.Bool(benchBaselineFlag.Name), Timing: bench.DefaultTiming}
+		o := bench.Options{Suites: suites, Baseline: c.Bool(benchBaselineFlag.Name), Timing: bench.DefaultTiming,
+			DTypes: list(c, benchDTypesFlag)}
 		o.Timing.MinTime = c.Duration(benchMinTimeFlag.Name)
 		var err error
-		if hasFlag(c, benchSizesFlag) {
-			if o.Sizes, err = parseSizes(benchSizesFlag.Name, c.String(benchSizesFlag.Name)); err != nil {
-				return err
-			}
+		if o.Sizes, err = intList(c, benchSizesFlag); err != nil {
+			return err
 		}
-		if hasFlag(c, benchDTypesFlag) {
-			for _, d := range strings.Split(c.String(benchDTypesFlag.Name), ",") {
-				o.DTypes = append(o.DTypes, strings.TrimSpace(d))
-			}
+		if o.Elements, err = intList(c, benchElemsFlag); err != nil {
+			return err
 		}
-		if hasFlag(c, benchElemsFlag) {
-			if o.Elements, err = parseSizes(benchElemsFlag.Name, c.String(benchElemsFlag.Name)); err != nil {
-				return err
-			}
+		if c.Bool(benchEnergyFlag.Name) {
+			o.MeasureEnergy = &bench.EnergySetup{Idle: c.Duration(benchIdleFlag.Name), Log: c.App.ErrWriter,
+				Window: energy.Options{MinWindow: c.Duration(benchMinWindowFlag.Name),
+					Interval: c.Duration(benchIntervalFlag.Name), KeepSamples: true}}
 		}
-		// The side outputs now rather than after the work.
+		// The options and the side outputs now rather than after the work.
+		if err := o.Check(); err != nil {
+			return err
+		}
 		if err := checkBenchOutputs(c); err != nil {
 			return fmt.Errorf("bench %s: %w", c.Command.Name, err)
 		}
 
 		var rep *bench.Report
 		err = onDevice(c, func(b backend.Backend) error {
-			var note string
-			if c.Bool(benchEnergyFlag.Name) {
-				window := energy.Options{MinWindow: c.Duration(benchMinWindowFlag.Name),
-					Interval: c.Duration(benchIntervalFlag.Name), KeepSamples: true}
-				var done func()
-				o.Energy, note, done = bench.OpenEnergy(b.Name(), window, c.Duration(benchIdleFlag.Name), c.App.ErrWriter)
-				defer done()
-			}
 			bar := progress.Start(int64(o.Cases()), "cases")
 			defer bar.Finish()
 			o.Progress = func(done, _ int, what string) { bar.Update(int64(done), what) }
 			var err error
-			if rep, err = bench.Run(c.Context, b, o); err != nil {
-				return err
-			}
-			rep.EnergyNote = note
-			return nil
+			rep, err = bench.Run(c.Context, b, o)
+			return err
 		})
 		if err != nil {
 			return err
@@ -178,12 +155,28 @@ func writeBenchReport(c *cli.Context, rep *bench.Report) error {
 		sideOutput{flag: benchPlotFlag.Name, path: c.String(benchPlotFlag.Name), save: rep.Plot})
 }
 
-// hasFlag reports whether the running command defines f.
-func hasFlag(c *cli.Context, f cli.Flag) bool {
-	for _, g := range c.Command.Flags {
-		if g == f {
-			return true
-		}
+// list is the comma-separated values of the string flag f, trimmed; none
+// when it is empty or not a flag of the command.
+func list(c *cli.Context, f *cli.StringFlag) []string {
+	if c.String(f.Name) == "" {
+		return nil
 	}
-	return false
+	vs := strings.Split(c.String(f.Name), ",")
+	for i := range vs {
+		vs[i] = strings.TrimSpace(vs[i])
+	}
+	return vs
+}
+
+// intList is list's values as integers.
+func intList(c *cli.Context, f *cli.StringFlag) ([]int, error) {
+	var ns []int
+	for _, v := range list(c, f) {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return nil, badInput(fmt.Errorf("--%s: %q is not an integer", f.Name, v))
+		}
+		ns = append(ns, n)
+	}
+	return ns, nil
 }

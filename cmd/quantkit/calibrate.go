@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/quantkit/quantkit/backend"
 	"github.com/quantkit/quantkit/internal/inputerr"
+	"github.com/quantkit/quantkit/internal/progress"
 	"github.com/quantkit/quantkit/job/calibrate"
 	"github.com/quantkit/quantkit/quant"
 )
@@ -51,24 +51,23 @@ var calibrateCommand = &cli.Command{
 	Action: runCalibrate,
 }
 
-// calibOutputs are the files calibrate writes after the results: "" for
-// none.
-type calibOutputs struct {
-	jsonOut, trtCache, trtVersion, saveHist string
-}
-
 func runCalibrate(c *cli.Context) error {
 	if c.NArg() == 0 {
 		return errors.New("calibrate: no input files (give .npy, .safetensors or .hist.json files)")
 	}
-	opt, out, err := calibFlags(c)
+	opt, err := calibFlags(c)
 	if err != nil {
 		return fmt.Errorf("calibrate: %w", err)
 	}
 	opt.Paths = c.Args().Slice()
 	opt.Warn = func(msg string) { fmt.Fprintf(c.App.ErrWriter, "quantkit: calibrate: warning: %s\n", msg) }
-	bars := &searchBars{enabled: !c.Bool(jsonFlag.Name)}
-	opt.Progress = bars.update
+	var bars *progress.Steps
+	if !c.Bool(jsonFlag.Name) {
+		// A bar for each threshold search that runs a second (most take
+		// milliseconds); its units are the search's own.
+		bars = progress.NewSteps(progress.Options{Unit: progress.Percent, Delay: time.Second})
+		opt.Progress = bars.Update
+	}
 	var rep *calibrate.Report
 	err = onDevice(c, func(b backend.Backend) error {
 		opt.Backend = b
@@ -79,7 +78,7 @@ func runCalibrate(c *cli.Context) error {
 		}
 		return err
 	})
-	bars.stop()
+	bars.Finish()
 	if oe, ok := errors.AsType[*calibrate.OptionError](err); ok {
 		return badInput(fmt.Errorf("calibrate: --%s: %w", oe.Option, oe.Err))
 	}
@@ -97,8 +96,10 @@ func runCalibrate(c *cli.Context) error {
 		return fmt.Errorf("calibrate: %w", err)
 	}
 	if err := writeSideOutputs(jsonOut(c, rep.Results),
-		sideOutput{flag: calibSaveHistFlag.Name, path: out.saveHist, write: rep.WriteHistograms},
-		sideOutput{flag: calibTRTCacheFlag.Name, path: out.trtCache, write: func(w io.Writer) error { return rep.WriteTRTCache(w, out.trtVersion) }},
+		sideOutput{flag: calibSaveHistFlag.Name, path: c.String(calibSaveHistFlag.Name), write: rep.WriteHistograms},
+		sideOutput{flag: calibTRTCacheFlag.Name, path: c.String(calibTRTCacheFlag.Name), write: func(w io.Writer) error {
+			return rep.WriteTRTCache(w, c.String(calibTRTVersionFlag.Name))
+		}},
 	); err != nil {
 		return fmt.Errorf("calibrate: %w", err)
 	}
@@ -109,7 +110,7 @@ func runCalibrate(c *cli.Context) error {
 // only the command line can get wrong (the output paths, values the
 // package would take for "the default"), so that a mistake costs no work;
 // calibrate.Run checks the rest before it reads any file.
-func calibFlags(c *cli.Context) (calibrate.Options, calibOutputs, error) {
+func calibFlags(c *cli.Context) (calibrate.Options, error) {
 	opt := calibrate.Options{
 		Methods:    []string{c.String(calibMethodFlag.Name)},
 		Bits:       c.Int(calibBitsFlag.Name),
@@ -118,102 +119,43 @@ func calibFlags(c *cli.Context) (calibrate.Options, calibOutputs, error) {
 		Tensor:     c.String(calibTensorFlag.Name),
 		TRTNames:   c.IsSet(calibTRTCacheFlag.Name),
 	}
-	out := calibOutputs{trtVersion: c.String(calibTRTVersionFlag.Name)}
 	if opt.Methods[0] == "all" {
 		opt.Methods = quant.CalibratorNames()
 	}
 	// The flags' defaults are 99.99 and 2048, so 0 here was asked for;
 	// the package would take it for "the default".
 	if p := opt.Percentile; !(p > 0 && p <= 100) {
-		return opt, out, badInput(fmt.Errorf("--percentile %g outside (0, 100]", p))
+		return opt, badInput(fmt.Errorf("--percentile %g outside (0, 100]", p))
 	}
 	if opt.Bins < 1 {
-		return opt, out, badInput(fmt.Errorf("--bins %d must be positive", opt.Bins))
+		return opt, badInput(fmt.Errorf("--bins %d must be positive", opt.Bins))
+	}
+	if err := checkJSONOut(c); err != nil {
+		return opt, err
 	}
 	named := map[string]string{} // cleaned path → flag
-	for _, o := range []struct {
-		flag *cli.StringFlag
-		dst  *string
-	}{{jsonOutFlag, &out.jsonOut}, {calibSaveHistFlag, &out.saveHist}, {calibTRTCacheFlag, &out.trtCache}} {
-		if !c.IsSet(o.flag.Name) {
+	for _, f := range []*cli.StringFlag{jsonOutFlag, calibSaveHistFlag, calibTRTCacheFlag} {
+		if !c.IsSet(f.Name) {
 			continue
 		}
-		path := c.String(o.flag.Name)
-		if err := checkOutputFile(o.flag.Name, path, false); err != nil {
-			return opt, out, err
+		path := c.String(f.Name)
+		if err := checkOutputFile(f.Name, path, false); err != nil {
+			return opt, err
 		}
 		if other, ok := named[filepath.Clean(path)]; ok {
-			return opt, out, badInput(fmt.Errorf("--%s and --%s name the same file, %s", other, o.flag.Name, path))
+			return opt, badInput(fmt.Errorf("--%s and --%s name the same file, %s", other, f.Name, path))
 		}
-		named[filepath.Clean(path)] = o.flag.Name
-		*o.dst = path
+		named[filepath.Clean(path)] = f.Name
 	}
-	// calibrate takes a file for histograms by this suffix only.
-	if out.saveHist != "" && !strings.HasSuffix(out.saveHist, calibrate.HistogramSuffix) {
-		return opt, out, badInput(fmt.Errorf("--%s %s: want a file ending in %s, the name calibrate reads histograms from",
-			calibSaveHistFlag.Name, out.saveHist, calibrate.HistogramSuffix))
-	}
-	if out.trtCache != "" {
-		if err := calibrate.CheckTRTVersion(out.trtVersion); err != nil {
-			return opt, out, badInput(fmt.Errorf("--%s: %w", calibTRTVersionFlag.Name, err))
+	if c.IsSet(calibSaveHistFlag.Name) {
+		if err := calibrate.CheckHistogramPath(c.String(calibSaveHistFlag.Name)); err != nil {
+			return opt, fmt.Errorf("--%s %w", calibSaveHistFlag.Name, err)
 		}
 	}
-	return opt, out, nil
-}
-
-// searchBars draws the progress of calibrate.Run's threshold searches, a
-// bar of its own for each tensor and method (see searchProgress).
-type searchBars struct {
-	enabled bool
-	what    string
-	bar     func(done, total int)
-	clear   func()
-}
-
-func (s *searchBars) update(tensor, method string, done, total int) {
-	if what := method + " threshold of " + tensor; what != s.what || s.clear == nil {
-		s.stop()
-		s.what = what
-		s.bar, s.clear = searchProgress(s.enabled, what)
-	}
-	if s.bar != nil {
-		s.bar(done, total)
-	}
-	if done >= total { // a search's last call
-		s.stop()
-	}
-}
-
-// stop clears the bar drawn, if any.
-func (s *searchBars) stop() {
-	if s.clear != nil {
-		s.clear()
-	}
-	s.bar, s.clear, s.what = nil, nil, ""
-}
-
-// searchProgress returns the progress callback of one threshold search,
-// which draws a bar on stderr when enabled and stderr is a terminal, once
-// the search has run a second (most take milliseconds) and then at most
-// ten times a second; and a function that clears the bar.
-func searchProgress(enabled bool, what string) (func(done, total int), func()) {
-	bar, clearBar := progressLine(enabled)
-	if bar == nil {
-		return nil, clearBar
-	}
-	start := time.Now()
-	var last time.Time
-	drawn := false
-	return func(done, total int) {
-			now := time.Now()
-			if now.Sub(start) < time.Second || now.Sub(last) < 100*time.Millisecond {
-				return
-			}
-			last, drawn = now, true
-			bar(int(int64(done)*100/int64(max(total, 1))), 100, what) // in percent: the units are the search's own
-		}, func() {
-			if drawn {
-				clearBar()
-			}
+	if c.IsSet(calibTRTCacheFlag.Name) {
+		if err := calibrate.CheckTRTVersion(c.String(calibTRTVersionFlag.Name)); err != nil {
+			return opt, fmt.Errorf("--%s: %w", calibTRTVersionFlag.Name, err)
 		}
+	}
+	return opt, nil
 }

@@ -127,7 +127,8 @@ func TestCalibrateChecksOutputsFirst(t *testing.T) {
 		{[]string{"--json-out", filepath.Join(dir, "nodir", "r.json")}, "--json-out"},
 		{[]string{"--json-out", ""}, "--json-out"},
 		{[]string{"--trt-cache", filepath.Join(dir, "x.hist.json"), "--save-histograms", filepath.Join(dir, "x.hist.json")}, "same file"},
-		{[]string{"--json-out", filepath.Join(dir, "x"), "--trt-cache", filepath.Join(dir, ".", "x")}, "same file"},
+		{[]string{"--json-out", filepath.Join(dir, "x.json"), "--trt-cache", filepath.Join(dir, ".", "x.json")}, "same file"},
+		{[]string{"--json-out", filepath.Join(dir, "x")}, "want a .json file"},
 	} {
 		args := append(append([]string{"calibrate", "--device", "cpu"}, c.args...), corrupt)
 		out, err := run(t, args...)

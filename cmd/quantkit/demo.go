@@ -9,6 +9,7 @@ import (
 
 	"github.com/quantkit/quantkit/backend"
 	"github.com/quantkit/quantkit/bench"
+	"github.com/quantkit/quantkit/internal/progress"
 	"github.com/quantkit/quantkit/job/experiment"
 	"github.com/quantkit/quantkit/nn/onnxnet"
 )
@@ -79,8 +80,8 @@ func runDemo(c *cli.Context) error {
 	if demoTimings != nil {
 		opt.Latency, opt.Throughput = demoTimings[0], demoTimings[1]
 	}
-	progress, clear := expProgress(true)
-	opt.Progress = progress
+	steps := progress.NewSteps(progress.Options{}) // QAT's, a bar each
+	opt.Progress = steps.Update
 	var rep *experiment.Report
 	err := onDevice(c, func(be backend.Backend) error {
 		opt.Backend = be
@@ -88,7 +89,7 @@ func runDemo(c *cli.Context) error {
 		rep, err = experiment.Run(c.Context, opt)
 		return expJobErr(err)
 	})
-	clear()
+	steps.Finish()
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
@@ -125,30 +126,4 @@ func expJobErr(err error) error {
 		err = fmt.Errorf("%w (--allow-nonfinite loads the model anyway)", err)
 	}
 	return err
-}
-
-// expProgress is a progress bar on stderr (see progressLine) for steps
-// that report their end (done == total): each step gets a bar of its own.
-// clear clears the bar of a step that did not end.
-func expProgress(enabled bool) (progress func(done, total int, what string), clear func()) {
-	var bar func(done, total int, what string)
-	clearBar := func() {}
-	return func(done, total int, what string) {
-			if !enabled {
-				return
-			}
-			if bar == nil {
-				if bar, clearBar = progressLine(true); bar == nil {
-					enabled = false // not a terminal
-					return
-				}
-			}
-			bar(done, total, what)
-			if done >= total {
-				clearBar()
-				bar, clearBar = nil, func() {}
-			}
-		}, func() {
-			clearBar()
-		}
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/quantkit/quantkit/backend"
+	"github.com/quantkit/quantkit/internal/progress"
 	"github.com/quantkit/quantkit/job/experiment"
 )
 
@@ -77,9 +78,10 @@ func runEval(c *cli.Context) error {
 		}
 		opt.InputScale = float32(s)
 	}
-	bar, clear := progressLine(!c.Bool(jsonFlag.Name))
-	if bar != nil {
-		opt.Progress = func(done, total int) { bar(done, total, "images") }
+	var bar *progress.Steps
+	if !c.Bool(jsonFlag.Name) {
+		bar = progress.NewSteps(progress.Options{Unit: "images"})
+		opt.Progress = func(done, total int) { bar.Update(done, total, "") }
 	}
 	var rep *experiment.EvalReport
 	err := onDevice(c, func(be backend.Backend) error {
@@ -88,7 +90,7 @@ func runEval(c *cli.Context) error {
 		rep, err = experiment.Eval(c.Context, opt)
 		return expJobErr(err)
 	})
-	clear()
+	bar.Finish()
 	if err != nil {
 		return fmt.Errorf("eval: %w", err)
 	}

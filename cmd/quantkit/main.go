@@ -6,39 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
-	"runtime/debug"
 	"runtime/pprof"
 
 	"github.com/urfave/cli/v2"
 
 	_ "github.com/quantkit/quantkit/cpu" // registers the cpu backend
+	"github.com/quantkit/quantkit/internal/buildinfo"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = ""
-
-func versionString() string {
-	v := version
-	rev := ""
-	if info, ok := debug.ReadBuildInfo(); ok {
-		if v == "" && info.Main.Version != "" && info.Main.Version != "(devel)" {
-			v = info.Main.Version
-		}
-		for _, s := range info.Settings {
-			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-				rev = s.Value[:12]
-			}
-		}
-	}
-	if v == "" {
-		v = "dev"
-	}
-	if rev != "" {
-		v += " (" + rev + ")"
-	}
-	return fmt.Sprintf("quantkit %s %s %s/%s", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-}
 
 func newApp() *cli.App {
 	return &cli.App{
@@ -50,7 +27,7 @@ func newApp() *cli.App {
 			"(QAT) and runs them in integer arithmetic; and runs FP32 and INT8 kernels on the CPU (and\n" +
 			"the GPU in the CUDA build), measured against the strongest baseline in the same run.\n" +
 			"Start with `quantkit demo`.",
-		Version:     versionString(),
+		Version:     buildinfo.String(version),
 		HideVersion: true,
 		Commands: withUsageErrors(withInterrupts([]*cli.Command{versionCommand, devicesCommand, calibrateCommand, benchCommand, profileCommand, genCommand,
 			inspectCommand, quantizeCommand, dequantizeCommand, mergeCommand, demoCommand, qatCommand, evalCommand}, "profile")),
@@ -72,6 +49,23 @@ type usageError struct{ err error }
 
 func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
+
+// exitStatus makes quantkit exit with Code, printing Err (when set) as any
+// error. It is not a cli.ExitCoder, whose handling calls os.Exit inside
+// app.Run (and so inside tests); main handles it.
+type exitStatus struct {
+	Code int
+	Err  error
+}
+
+func (e *exitStatus) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("exit status %d", e.Code)
+	}
+	return e.Err.Error()
+}
+
+func (e *exitStatus) Unwrap() error { return e.Err }
 
 func onUsageError(c *cli.Context, err error, _ bool) error {
 	path := commandPath(c)
@@ -106,7 +100,7 @@ var versionCommand = &cli.Command{
 	Name:  "version",
 	Usage: "print the version",
 	Action: func(c *cli.Context) error {
-		fmt.Fprintln(c.App.Writer, versionString())
+		fmt.Fprintln(c.App.Writer, buildinfo.String(version))
 		return nil
 	},
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -10,7 +11,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/quantkit/quantkit/internal/inputerr"
 	"github.com/quantkit/quantkit/internal/jsonout"
+	"github.com/quantkit/quantkit/job/devices"
 	"github.com/quantkit/quantkit/model/npy"
 	"github.com/quantkit/quantkit/model/safetensors"
 	"github.com/quantkit/quantkit/quant"
@@ -59,7 +62,7 @@ func TestDevices(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var r DevicesReport
+	var r devices.Report
 	if err := json.Unmarshal([]byte(out), &r); err != nil || r.CPU.Threads < 1 {
 		t.Fatalf("devices --json: %v\n%s", err, out)
 	}
@@ -264,8 +267,16 @@ func TestBenchGemmJSON(t *testing.T) {
 			t.Errorf("bad result %+v", r)
 		}
 	}
-	if _, err := run(t, "bench", "gemm", "--device", "cpu", "--sizes", "0"); err == nil {
-		t.Error("size 0 accepted")
+	for _, tc := range []struct{ flag, value, want string }{
+		{"--sizes", "0", "GEMM size 0 must be positive"},
+		{"--sizes", "64, x", `--sizes: "x" is not an integer`},
+		{"--sizes", "", "gemm: no GEMM sizes"},
+		{"--dtypes", "fp32,fp8", `unknown GEMM dtype "fp8"`},
+	} {
+		_, err := run(t, "bench", "gemm", "--device", "cpu", tc.flag, tc.value)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, inputerr.ErrInput) {
+			t.Errorf("%s %q: %v, want bad input saying %q", tc.flag, tc.value, err, tc.want)
+		}
 	}
 	if _, err := run(t, "bench", "gemm", "--device", "tpu"); err == nil {
 		t.Error("--device tpu accepted")

@@ -5,16 +5,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"regexp"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/quantkit/quantkit/energy"
 	"github.com/quantkit/quantkit/energy/profile"
-	"github.com/quantkit/quantkit/internal/jsonout"
 	"github.com/quantkit/quantkit/internal/proc"
 )
 
@@ -75,23 +72,6 @@ var profileCommand = &cli.Command{
 	Action: runProfile,
 }
 
-// exitStatus makes quantkit exit with Code, printing Err (when set) as any
-// error. It is not a cli.ExitCoder, whose handling calls os.Exit inside
-// app.Run (and so inside tests); main handles it.
-type exitStatus struct {
-	Code int
-	Err  error
-}
-
-func (e *exitStatus) Error() string {
-	if e.Err == nil {
-		return fmt.Sprintf("exit status %d", e.Code)
-	}
-	return e.Err.Error()
-}
-
-func (e *exitStatus) Unwrap() error { return e.Err }
-
 // openEnergySources opens what --gpu selects and the CPU packages; tests
 // replace it with fakes.
 var openEnergySources = energy.OpenSources
@@ -148,12 +128,7 @@ func runProfile(c *cli.Context) error {
 
 	// The report first (the table on stderr: stdout is the command's), so
 	// that a side output that fails does not cost it.
-	var outErr error
-	if c.Bool(jsonFlag.Name) {
-		outErr = jsonout.Write(c.App.Writer, rep)
-	} else {
-		writeProfileTable(stderr, rep)
-	}
+	outErr := printReport(c, rep, func(io.Writer) error { return rep.WriteTable(stderr) })
 	outErr = errors.Join(outErr, writeSideOutputs(jsonOut(c, rep), sideOutput{flag: profileCSVFlag.Name, path: csvPath,
 		write: func(w io.Writer) error { return profile.WriteCSV(w, rep.Curves) }}))
 	if outErr != nil {
@@ -180,62 +155,4 @@ func startFailure(err error) error {
 		return &exitStatus{Code: se.Code, Err: fmt.Errorf("profile: %w", err)}
 	}
 	return err
-}
-
-// writeProfileTable writes the report for people.
-func writeProfileTable(w io.Writer, r profile.Report) {
-	status := fmt.Sprintf("exit status %d", r.ExitCode)
-	if r.Signal != "" {
-		status = fmt.Sprintf("killed by %s (exit status %d)", r.Signal, r.ExitCode)
-	}
-	fmt.Fprintf(w, "profile: %s: %s after %.3f s\n", shellQuote(r.Command), status, r.Seconds)
-	if len(r.Sources) == 0 {
-		fmt.Fprintln(w, "profile: no energy source measured")
-		return
-	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "source\tmethod\tseconds\tenergy\tavg/peak power\tidle power\tnet energy\tpeak memory\tmean util\tsamples")
-	for _, s := range r.Sources {
-		secs, energyCol, power := "-", "-", "-"
-		if s.Method != profile.MethodNone {
-			secs = fmt.Sprintf("%.3f", s.Seconds)
-			energyCol = fmt.Sprintf("%.1f J (%.4f Wh)", s.EnergyJ, s.EnergyWh)
-			power = fmt.Sprintf("%.1f/%.1f W", s.AvgPowerW, s.PeakPowerW)
-		}
-		idle, net := "-", "-"
-		if s.IdleW != nil {
-			idle = fmt.Sprintf("%.1f W", *s.IdleW)
-		}
-		if s.NetEnergyJ != nil {
-			net = fmt.Sprintf("%.1f J", *s.NetEnergyJ)
-		}
-		mem, util := "-", "-"
-		if s.PeakMemoryBytes > 0 { // a source with state (a GPU), not RAPL
-			mem = fmt.Sprintf("%.2f GiB", float64(s.PeakMemoryBytes)/(1<<30))
-			util = fmt.Sprintf("%.0f %%", s.MeanUtilPct)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", s.Name, s.Method, secs, energyCol, power,
-			idle, net, mem, util, s.Samples)
-	}
-	tw.Flush()
-	for _, s := range r.Sources {
-		if s.Note != "" {
-			fmt.Fprintf(w, "  %s: %s\n", s.Name, s.Note)
-		}
-	}
-}
-
-var shellSafe = regexp.MustCompile(`^[A-Za-z0-9_@%+=:,./-]+$`)
-
-// shellQuote is args as one would type them in a POSIX shell.
-func shellQuote(args []string) string {
-	q := make([]string, len(args))
-	for i, a := range args {
-		if shellSafe.MatchString(a) {
-			q[i] = a
-		} else {
-			q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
-		}
-	}
-	return strings.Join(q, " ")
 }

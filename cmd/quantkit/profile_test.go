@@ -147,25 +147,6 @@ func TestProfileJSONOut(t *testing.T) {
 	}
 }
 
-func TestProfileTable(t *testing.T) {
-	idle, net := 40.0, 420.0
-	var out bytes.Buffer
-	writeProfileTable(&out, profile.Report{Command: []string{"python", "train.py", "a b"}, ExitCode: 137,
-		Signal: "SIGKILL", Seconds: 2, Sources: []profile.SourceReport{
-			{Name: "gpu:0 H100", Method: energy.Counter, Seconds: 2, EnergyJ: 500, EnergyWh: 500.0 / 3600,
-				IdleW: &idle, NetEnergyJ: &net, AvgPowerW: 250, PeakPowerW: 300, PeakMemoryBytes: 3 << 30,
-				MeanUtilPct: 80, Samples: 21},
-			{Name: "cpu package-0 (RAPL)", Method: profile.MethodNone, Samples: 2, Note: "no energy counter"},
-		}})
-	for _, want := range []string{"profile: python train.py 'a b': killed by SIGKILL (exit status 137) after 2.000 s",
-		"500.0 J (0.1389 Wh)", "250.0/300.0 W", "40.0 W", "420.0 J", "3.00 GiB", "80 %",
-		"cpu package-0 (RAPL)  none", "  cpu package-0 (RAPL): no energy counter"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("table lacks %q:\n%s", want, out.String())
-		}
-	}
-}
-
 // --csv writes the curve of every source measured.
 func TestProfileCSV(t *testing.T) {
 	a := energy.NewFakeSource("gpu:0 fake").Constant(100)
@@ -200,13 +181,6 @@ func TestProfileCSV(t *testing.T) {
 		if s.Samples < 5 || perSource[s.Name] != s.Samples {
 			t.Errorf("%s: %d rows for %d samples", s.Name, perSource[s.Name], s.Samples)
 		}
-	}
-}
-
-func TestShellQuote(t *testing.T) {
-	got := shellQuote([]string{"python", "train.py", "--lr=3e-4", "a b", "it's", ""})
-	if want := `python train.py --lr=3e-4 'a b' 'it'\''s' ''`; got != want {
-		t.Errorf("%s, want %s", got, want)
 	}
 }
 

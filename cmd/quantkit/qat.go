@@ -11,6 +11,7 @@ import (
 
 	"github.com/quantkit/quantkit/backend"
 	"github.com/quantkit/quantkit/internal/jsonout"
+	"github.com/quantkit/quantkit/internal/progress"
 	"github.com/quantkit/quantkit/job/experiment"
 	"github.com/quantkit/quantkit/quant"
 )
@@ -69,8 +70,8 @@ func runQAT(c *cli.Context) error {
 	}
 	opt := experiment.QATOptions{Common: expCommon(c, qatModelFlag, qatDataFlag), Bits: bits, Method: method}
 	opt.QATImages, opt.Epochs = c.Int(qatImagesFlag.Name), c.Int(qatEpochsFlag.Name)
-	progress, clear := expProgress(true)
-	opt.Progress = progress
+	steps := progress.NewSteps(progress.Options{}) // QAT's, a bar each
+	opt.Progress = steps.Update
 	var rep *experiment.QATReport
 	err := onDevice(c, func(be backend.Backend) error {
 		opt.Backend = be
@@ -78,7 +79,7 @@ func runQAT(c *cli.Context) error {
 		rep, err = experiment.QAT(c.Context, opt)
 		return expJobErr(err)
 	})
-	clear()
+	steps.Finish()
 	if err != nil {
 		return fmt.Errorf("qat: %w", err)
 	}

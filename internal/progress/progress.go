@@ -8,6 +8,10 @@
 //		bar.Add(n, name)
 //	}
 //
+// Work in steps, reported as the jobs' Progress callbacks report it (done
+// of total and a label, a step ending at done == total), draws a bar per
+// step through Steps.
+//
 // A bar draws only on a terminal: Start returns nil when stderr is not one
 // (a pipe, a file, a CI log), and every method of a nil *Bar does nothing,
 // so callers need no condition of their own. Redraws are limited to ten a
@@ -37,13 +41,18 @@ import (
 // count ("3/12 cases").
 const Bytes = "bytes"
 
+// Percent is the unit of a bar whose counts mean nothing to a reader (the
+// steps of a search, in units of its own): it shows the share done and no
+// count.
+const Percent = "percent"
+
 // Interval is the shortest time between two redraws.
 const Interval = 100 * time.Millisecond
 
 // Options describe a bar; Start covers the common case.
 type Options struct {
 	Total int64  // the work, in Unit; 0: not known yet (SetTotal)
-	Unit  string // Bytes, or a plural noun: "cases", "items", "images"
+	Unit  string // Bytes, Percent, or a plural noun: "cases", "items", "images"
 	// Delay shows nothing until the work has run this long, so that work
 	// which ends quickly leaves no trace.
 	Delay time.Duration
@@ -195,25 +204,34 @@ func (b *Bar) line(now time.Time) string {
 	if total > 0 {
 		frac := min(max(float64(done)/float64(total), 0), 1)
 		fill := int(frac * cells)
-		fmt.Fprintf(&s, "[%s%s] %3.0f%% ", strings.Repeat("█", fill), strings.Repeat("·", cells-fill), 100*frac)
+		fmt.Fprintf(&s, "[%s%s] %3.0f%%", strings.Repeat("█", fill), strings.Repeat("·", cells-fill), 100*frac)
 	}
 	elapsed := now.Sub(b.start)
-	if b.unit == Bytes {
-		s.WriteString(units.FormatBytes(done))
+	var count strings.Builder
+	switch {
+	case b.unit == Bytes:
+		count.WriteString(units.FormatBytes(done))
 		if total > 0 {
-			s.WriteString("/" + units.FormatBytes(total))
+			count.WriteString("/" + units.FormatBytes(total))
 		}
 		if sec := elapsed.Seconds(); sec >= 0.5 && done > 0 {
-			s.WriteString(" " + units.FormatBytes(int64(float64(done)/sec)) + "/s")
+			count.WriteString(" " + units.FormatBytes(int64(float64(done)/sec)) + "/s")
 		}
-	} else {
-		fmt.Fprintf(&s, "%d", done)
+	case b.unit == Percent && total > 0: // the share says it all
+	default:
+		fmt.Fprintf(&count, "%d", done)
 		if total > 0 {
-			fmt.Fprintf(&s, "/%d", total)
+			fmt.Fprintf(&count, "/%d", total)
 		}
-		if b.unit != "" {
-			s.WriteString(" " + b.unit)
+		if b.unit != "" && b.unit != Percent {
+			count.WriteString(" " + b.unit)
 		}
+	}
+	if count.Len() > 0 {
+		if s.Len() > 0 {
+			s.WriteString(" ")
+		}
+		s.WriteString(count.String())
 	}
 	if eta, ok := ETA(elapsed, done, total); ok {
 		s.WriteString(" ETA " + eta.String())

@@ -46,10 +46,11 @@ type Options struct {
 	// its free memory go in chunks.
 	Backend backend.Backend
 	// Progress, when not nil, is called by the O(bins²) threshold searches
-	// (entropy, mse) with the tensor and method searched and the work done
-	// of the total, from the goroutine that called Run: first with done =
-	// 0, last with done = total. Other methods do not call it.
-	Progress func(tensor, method string, done, total int)
+	// (entropy, mse) with the work done of the total and the search's
+	// name ("entropy threshold of conv1.out"), from the goroutine that
+	// called Run: first with done = 0, last with done = total, a search at
+	// a time. Other methods do not call it.
+	Progress func(done, total int, what string)
 	// Warn, when not nil, receives the warnings of the run, one sentence
 	// each (a tensor whose float64 samples overflowed float32).
 	Warn func(msg string)
@@ -117,10 +118,10 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 		return nil, errors.New("calibrate: no backend")
 	}
 	// A search reports to the progress of the tensor and method at hand.
-	var tensor, method string
+	var search string
 	var progress func(done, total int)
 	if opt.Progress != nil {
-		progress = func(done, total int) { opt.Progress(tensor, method, done, total) }
+		progress = func(done, total int) { opt.Progress(done, total, search) }
 	}
 	bits := cmp.Or(opt.Bits, 8)
 	scheme := quant.Scheme{Bits: bits, Signed: true, Symmetric: true}
@@ -195,7 +196,7 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
-			tensor, method = a.Name, cal.Name()
+			search = cal.Name() + " threshold of " + a.Name
 			amax, err := cal.Amax(a.Histogram)
 			if err != nil {
 				return nil, fmt.Errorf("%s: tensor %q: %s: %w", strings.Join(a.Files, ", "), a.Name, cal.Name(), err)

@@ -547,7 +547,7 @@ func TestCancelled(t *testing.T) {
 	}
 }
 
-// Each search reports its tensor and method, from 0 to its total; max and
+// Each search reports its method and tensor, from 0 to its total; max and
 // percentile do not search.
 func TestProgress(t *testing.T) {
 	dir := t.TempDir()
@@ -558,8 +558,8 @@ func TestProgress(t *testing.T) {
 		done, total int
 	}
 	var calls []call
-	_, err := run(t, Options{Paths: []string{b, a}, Methods: quant.CalibratorNames(), Progress: func(tensor, method string, done, total int) {
-		calls = append(calls, call{method + " " + tensor, done, total})
+	_, err := run(t, Options{Paths: []string{b, a}, Methods: quant.CalibratorNames(), Progress: func(done, total int, what string) {
+		calls = append(calls, call{what, done, total})
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -578,7 +578,7 @@ func TestProgress(t *testing.T) {
 			}
 		}
 	}
-	if want := []string{"entropy a", "mse a", "entropy b", "mse b"}; !slices.Equal(order, want) {
+	if want := []string{"entropy threshold of a", "mse threshold of a", "entropy threshold of b", "mse threshold of b"}; !slices.Equal(order, want) {
 		t.Errorf("searches %q, want %q", order, want)
 	}
 }
@@ -611,5 +611,17 @@ func TestWriteTable(t *testing.T) {
 		"a       10      3           2 (0.01575)       1 (0.007874)\n"
 	if buf.String() != want {
 		t.Errorf("two methods:\n%s\nwant:\n%s", buf.String(), want)
+	}
+}
+
+// Only a name Run reads histograms from passes.
+func TestCheckHistogramPath(t *testing.T) {
+	if err := CheckHistogramPath("dir/act.hist.json"); err != nil {
+		t.Errorf("act.hist.json: %v", err)
+	}
+	for _, p := range []string{"act.json", "act.hist.JSON", "act.hist.json.bak", ""} {
+		if err := CheckHistogramPath(p); !errors.Is(err, inputerr.ErrInput) || !strings.Contains(err.Error(), HistogramSuffix) {
+			t.Errorf("%q: %v, want bad input naming %s", p, err, HistogramSuffix)
+		}
 	}
 }

@@ -109,6 +109,16 @@ func (r *Report) WriteTRTCache(w io.Writer, version string) error {
 	return err
 }
 
+// CheckHistogramPath says why Run would not read path back as saved
+// histograms (its name must end in HistogramSuffix), or returns nil: a
+// caller checks it before writing WriteHistograms there.
+func CheckHistogramPath(path string) error {
+	if !strings.HasSuffix(path, HistogramSuffix) {
+		return badInput(fmt.Errorf("%s: want a file ending in %s, the name calibrate reads histograms from", path, HistogramSuffix))
+	}
+	return nil
+}
+
 // CheckTRTVersion says why version cannot be the version in a TensorRT
 // calibration cache's first line, or returns nil: it must be digits, as
 // TensorRT writes it.
