@@ -17,7 +17,7 @@ import (
 
 var (
 	// ckptDeviceFlag is --device of the checkpoint jobs, which run on the
-	// CPU. It is not deviceFlag, so usesDevice does not hand these
+	// CPU. It is not deviceFlag, so commandLine.usesDevice does not hand these
 	// commands over to the CUDA build.
 	ckptDeviceFlag = &cli.StringFlag{Name: "device", Value: "cpu", Usage: "cpu or auto, which is the same: checkpoint " +
 		"jobs run on the CPU, on every core (they are memory-bound; gpu is refused)"}
