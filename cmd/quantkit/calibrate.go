@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -60,6 +61,13 @@ func runCalibrate(c *cli.Context) error {
 		return fmt.Errorf("calibrate: %w", err)
 	}
 	opt.Paths = c.Args().Slice()
+	for _, p := range opt.Paths {
+		// --json took a FILE in the past; it is a switch now.
+		if strings.HasSuffix(p, ".json") && !strings.HasSuffix(p, calibrate.HistogramSuffix) {
+			return badInput(fmt.Errorf("calibrate: %s is not an input (.npy, .safetensors or .hist.json); "+
+				"to write the JSON report to a file, use --json-out %s", p, p))
+		}
+	}
 	opt.Warn = func(msg string) { fmt.Fprintf(c.App.ErrWriter, "quantkit: calibrate: warning: %s\n", msg) }
 	var bars *progress.Steps
 	if !c.Bool(jsonFlag.Name) {

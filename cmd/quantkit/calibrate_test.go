@@ -58,8 +58,10 @@ func TestCalibrateJSON(t *testing.T) {
 	if got, rerr := os.ReadFile(jsonPath); err != nil || rerr != nil || string(got) != string(want) || !strings.HasPrefix(out, "tensor  values  method") {
 		t.Errorf("--json-out: %v %v, wrote:\n%s\nwant:\n%s\nprinted:\n%s", err, rerr, got, want, out)
 	}
-	// The old spelling, --json FILE, takes FILE for an input now.
-	if out, err := run(t, "calibrate", "--device", "cpu", "--json", jsonPath, p); err == nil || !strings.Contains(err.Error(), "unknown format") {
+	// The old spelling, --json FILE, is refused before any work, saying
+	// what to write instead.
+	if out, err := run(t, "calibrate", "--device", "cpu", "--json", jsonPath, p); err == nil ||
+		!strings.Contains(err.Error(), "use --json-out "+jsonPath) || !errors.Is(err, inputerr.ErrInput) || out != "" {
 		t.Errorf("--json FILE: %v\n%s", err, out)
 	}
 }
