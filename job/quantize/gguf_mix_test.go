@@ -37,7 +37,7 @@ func fileDigest(t *testing.T, path string) string {
 // llama_model_quantize (libllama of node-llama-cpp 3.21.1, llama.cpp
 // release v0.4.0, called as llama-quantize calls it, 2 threads) wrote from
 // stories260K.gguf and from synthLlama's file, for each mix, plain and
-// --pure.
+// --pure (model/ggufmix/testdata/mixref/lq.c made them).
 var llamaQuantizeDigests = map[string]string{
 	"stories260K Q8_0":      "ff8701a45da28293b7af11a695ab33575b692e9b109a2eae6238c906c31415da",
 	"stories260K Q8_0 pure": "ff8701a45da28293b7af11a695ab33575b692e9b109a2eae6238c906c31415da",
