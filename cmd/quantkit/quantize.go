@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -11,6 +13,8 @@ import (
 
 	"github.com/quantkit/quantkit/internal/units"
 	"github.com/quantkit/quantkit/job/quantize"
+	"github.com/quantkit/quantkit/model/gguf"
+	"github.com/quantkit/quantkit/model/ggufmix"
 	"github.com/quantkit/quantkit/model/plan"
 	"github.com/quantkit/quantkit/quant"
 )
@@ -21,7 +25,9 @@ var (
 	quantGranFlag   = &cli.StringFlag{Name: "granularity", Usage: "channel, tensor or group:N", DefaultText: "channel for int8, group:128 for int4"}
 	quantSymFlag    = &cli.BoolFlag{Name: "symmetric", Usage: "symmetric quantization, zero point 0 (the default)", DisableDefaultText: true}
 	quantAsymFlag   = &cli.BoolFlag{Name: "asymmetric", Usage: "asymmetric quantization, with zero points"}
-	quantFormatFlag = &cli.StringFlag{Name: "format", Value: string(plan.CompressedTensors), Usage: "compressed-tensors, compressed-tensors-packed (int8 too pack-quantized, as vLLM loads weight-only int8), safetensors, gguf-q8_0 or gguf-q4_0"}
+	quantFormatFlag = &cli.StringFlag{Name: "format", Value: string(plan.CompressedTensors), Usage: "compressed-tensors, compressed-tensors-packed (int8 too pack-quantized, as vLLM loads weight-only int8), safetensors, gguf (a GGUF input to one of llama-quantize's --type mixes), gguf-q8_0 or gguf-q4_0"}
+	quantTypeFlag   = &cli.StringFlag{Name: "type", Usage: "with --format gguf: llama-quantize's `TYPE`: " + strings.Join(ggufmix.Names(), ", ") + " (Q4_K, Q5_K: the _M mixes)"}
+	quantPureFlag   = &cli.BoolFlag{Name: "pure", Usage: "with --format gguf: every quantized tensor gets TYPE's base type, as llama-quantize --pure (rows that are not whole blocks still fall back)"}
 	quantInclFlag   = &cli.StringFlag{Name: "include", Usage: "quantize exactly the 2-D floating-point tensors whose names match `REGEX` (replaces the default rule)"}
 	quantExclFlag   = &cli.StringFlag{Name: "exclude", Usage: "keep the tensors whose names match `REGEX`"}
 	quantDryFlag    = &cli.BoolFlag{Name: "dry-run", Usage: "print the plan, sizes and memory estimate; write nothing"}
@@ -35,7 +41,9 @@ var quantizeCommand = &cli.Command{
 	Name:      "quantize",
 	Usage:     "quantize a checkpoint's Linear weights to int8 or int4 (compressed-tensors, safetensors or GGUF)",
 	ArgsUsage: "IN -o OUT",
-	Description: "IN is a .safetensors file, a model.safetensors.index.json or a directory holding either.\n" +
+	Description: "IN is a .safetensors file, a model.safetensors.index.json or a directory holding either;\n" +
+		"or, with --format gguf --type TYPE, a .gguf file (see GGUF below).\n" +
+		"\n" +
 		"The plan is made first from the headers alone (--dry-run prints it): by default every 2-D\n" +
 		"floating-point *.weight is quantized except embeddings and lm_head, as llm-compressor does\n" +
 		"(see `quantkit inspect`); norms, biases, embeddings and lm_head keep their dtype, byte for\n" +
@@ -63,6 +71,25 @@ var quantizeCommand = &cli.Command{
 		"                      llama.cpp cannot run the file as a model; general.architecture comes\n" +
 		"                      from config.json's model_type. --scheme, --granularity,\n" +
 		"                      --symmetric, --asymmetric and --shard-size do not apply (refused).\n" +
+		"\n" +
+		"GGUF (--format gguf --type TYPE [--pure]): IN is an F32, F16 or BF16 .gguf file (from\n" +
+		"llama.cpp's convert_hf_to_gguf.py, say) and OUT the .gguf file llama-quantize IN OUT TYPE\n" +
+		"would write, with llama-quantize's per-tensor rules (llama.cpp release v0.4.0, as bundled\n" +
+		"with node-llama-cpp 3.21.1): only weights of 2 or more dimensions are quantized (norms,\n" +
+		"1-D tensors, the expert router and positional tables are copied); output.weight gets Q6_K\n" +
+		"(Q8_0 in Q8_0); in Q4_K_M and Q5_K_M attn_v and ffn_down get Q6_K in the layers\n" +
+		"use_more_bits picks (the first and last eighth, every third between), Q4_K_S gives Q5_K to\n" +
+		"the first 4 attn_v and the first eighth of ffn_down; a type whose blocks do not divide a\n" +
+		"tensor's rows falls back (Q4_K to Q5_0, Q5_K to Q5_1, Q6_K to Q8_0, then F16). --pure\n" +
+		"skips the rules but not the fallbacks. Every key-value (tokenizer included) is carried\n" +
+		"over, general.file_type and general.quantization_version (2) are set, the tensors are\n" +
+		"written in llama-quantize's order (by layer, then name), aligned to general.alignment (32\n" +
+		"by default): for the mixes whose types quantkit encodes, the file is byte for byte\n" +
+		"llama-quantize's. --dry-run prints each tensor's type and why. Types this build cannot\n" +
+		"encode yet (" + strings.Join(unencodable(), ", ") + ") are refused before anything is written.\n" +
+		"Quantized input tensors (requantizing) and NaN/Inf in a tensor to convert are refused.\n" +
+		"A Hugging Face checkpoint with --format gguf is refused for now (HF→GGUF conversion: not\n" +
+		"yet); convert it with convert_hf_to_gguf.py first.\n" +
 		"\n" +
 		"OUT is written atomically: into a temporary directory .OUT.tmp-PID-* beside it, moved to\n" +
 		"OUT only when everything (shards, index, config.json, side files) is written. An existing\n" +
@@ -93,14 +120,21 @@ var quantizeCommand = &cli.Command{
 		"scheme, scale_dtype, outputs: [{name, dtype, shape, bytes}], bytes_in, bytes_out, sqnr_db\n" +
 		"(null when exact or not run), nonfinite}], totals: {tensors, quantized, kept, bytes_in,\n" +
 		"bytes_out, ratio}, memory_estimate, seconds, gb_per_s, sqnr: {min_db, mean_db, worst:\n" +
-		"[{name, sqnr_db}]} | null}.",
+		"[{name, sqnr_db}]} | null}. With --format gguf: {input, output, type, file_type, pure, device,\n" +
+		"workers, dry_run, tensors: [{name, dims (ggml order: row length first), input_type,\n" +
+		"output_type, action: quantize|convert|copy, reason, fallback, bytes_in, bytes_out}], totals:\n" +
+		"{tensors, quantized, converted, copied, fallbacks, elements, bytes_in, bytes_out,\n" +
+		"bits_per_weight, ratio}, unsupported: [types this build cannot encode], seconds, gb_per_s}.",
 	Flags: []cli.Flag{quantOutFlag, quantSchemeFlag, quantGranFlag, quantSymFlag, quantAsymFlag, quantFormatFlag,
 		quantInclFlag, quantExclFlag, ckptDeviceFlag, ckptWorkFlag, quantDryFlag, jsonFlag, jsonOutFlag, quantForceFlag,
-		quantSizeFlag, quantShardFlag, quantNonFinFlag},
+		quantSizeFlag, quantShardFlag, quantNonFinFlag, quantTypeFlag, quantPureFlag},
 	Action: runQuantize,
 }
 
 func runQuantize(c *cli.Context) error {
+	if c.String(quantFormatFlag.Name) == ggufFormat {
+		return runQuantizeGGUF(c)
+	}
 	opt, err := parseQuantizeFlags(c)
 	if err != nil {
 		return badInput(fmt.Errorf("quantize: %w", err))
@@ -133,6 +167,14 @@ func parseQuantizeFlags(c *cli.Context) (*quantize.Options, error) {
 	}
 	if err := checkJSONOut(c); err != nil {
 		return nil, err
+	}
+	for _, f := range []cli.Flag{quantTypeFlag, quantPureFlag} {
+		if name := f.Names()[0]; c.IsSet(name) {
+			return nil, fmt.Errorf("--%s applies to --format gguf only (a GGUF input to llama-quantize's types)", name)
+		}
+	}
+	if isGGUFFile(args[0]) {
+		return nil, fmt.Errorf("%s is a GGUF file: quantize it with --format gguf --type TYPE (%s)", args[0], strings.Join(ggufmix.Names(), ", "))
 	}
 	opt := &quantize.Options{Input: args[0], Output: c.String(quantOutFlag.Name), Workers: c.Int(ckptWorkFlag.Name),
 		Force: c.Bool(quantForceFlag.Name), AllowNonFinite: c.Bool(quantNonFinFlag.Name), Log: c.App.ErrWriter}
@@ -201,4 +243,105 @@ func parseScheme(typ, gran string, asym bool) (quant.Scheme, error) {
 		return s, fmt.Errorf("--%s %s: %w", se.Part, se.Value, se.Err)
 	}
 	return s, err
+}
+
+// ggufFormat is --format gguf: a GGUF file to one of llama-quantize's
+// types (job/quantize's RunGGUF).
+const ggufFormat = "gguf"
+
+// runQuantizeGGUF is quantize --format gguf.
+func runQuantizeGGUF(c *cli.Context) error {
+	opt, err := parseQuantizeGGUFFlags(c)
+	if err != nil {
+		return badInput(fmt.Errorf("quantize: %w", err))
+	}
+	var rep *quantize.GGUFReport
+	if c.Bool(quantDryFlag.Name) {
+		rep, err = quantize.PlanGGUF(*opt)
+	} else {
+		var done func()
+		opt.Progress, done = tensorProgress()
+		rep, err = quantize.RunGGUF(c.Context, *opt)
+		done()
+	}
+	if err == nil {
+		err = report(c, rep, rep.WriteTable)
+	}
+	if err != nil {
+		return fmt.Errorf("quantize: %w", err)
+	}
+	return nil
+}
+
+func parseQuantizeGGUFFlags(c *cli.Context) (*quantize.GGUFOptions, error) {
+	args := c.Args().Slice()
+	if len(args) != 1 || c.String(quantOutFlag.Name) == "" {
+		return nil, errors.New("give one input and the output: quantize IN.gguf -o OUT.gguf --format gguf --type TYPE")
+	}
+	if err := checkCPUDevice(c); err != nil {
+		return nil, err
+	}
+	if err := checkJSONOut(c); err != nil {
+		return nil, err
+	}
+	for _, f := range []cli.Flag{quantSchemeFlag, quantGranFlag, quantSymFlag, quantAsymFlag, quantSizeFlag, quantShardFlag,
+		quantInclFlag, quantExclFlag, quantNonFinFlag} {
+		if name := f.Names()[0]; c.IsSet(name) {
+			return nil, fmt.Errorf("--%s does not apply to --format gguf, whose --type chooses every tensor's type as llama-quantize does: drop --%s", name, name)
+		}
+	}
+	in := args[0]
+	if !isGGUFFile(in) {
+		if fi, err := os.Stat(in); err != nil {
+			return nil, err
+		} else if fi.IsDir() || strings.HasSuffix(in, ".safetensors") || strings.HasSuffix(in, ".json") {
+			return nil, fmt.Errorf("%s: HF→GGUF conversion: not yet; convert it with llama.cpp's convert_hf_to_gguf.py and quantize that, "+
+				"or use --format gguf-q8_0|gguf-q4_0 (Hugging Face tensor names)", in)
+		}
+		return nil, fmt.Errorf("%s is not a GGUF file (no GGUF magic)", in)
+	}
+	if !c.IsSet(quantTypeFlag.Name) {
+		return nil, fmt.Errorf("--format gguf needs --type: %s", strings.Join(ggufmix.Names(), ", "))
+	}
+	mix, err := ggufmix.ParseMix(c.String(quantTypeFlag.Name))
+	if err != nil {
+		return nil, fmt.Errorf("--type: %w", err)
+	}
+	if c.Int(ckptWorkFlag.Name) < 0 {
+		return nil, errors.New("--workers must be positive")
+	}
+	return &quantize.GGUFOptions{Input: in, Output: c.String(quantOutFlag.Name), Mix: mix, Pure: c.Bool(quantPureFlag.Name),
+		Workers: c.Int(ckptWorkFlag.Name), Force: c.Bool(quantForceFlag.Name), Log: c.App.ErrWriter}, nil
+}
+
+// isGGUFFile reports whether path is a regular file that starts with
+// GGUF's magic.
+func isGGUFFile(path string) bool {
+	fi, err := os.Stat(path)
+	if err != nil || !fi.Mode().IsRegular() {
+		return false
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var magic [4]byte
+	_, err = io.ReadFull(f, magic[:])
+	return err == nil && string(magic[:]) == "GGUF"
+}
+
+// unencodable lists the base and fallback types of llama-quantize's mixes
+// that this build of model/gguf cannot encode yet, for the help text.
+func unencodable() []string {
+	var out []string
+	for _, t := range []gguf.Type{gguf.TypeQ4_1, gguf.TypeQ5_0, gguf.TypeQ5_1, gguf.TypeQ4_K, gguf.TypeQ5_K, gguf.TypeQ6_K} {
+		if !t.CanEncode() {
+			out = append(out, t.String())
+		}
+	}
+	if len(out) == 0 {
+		return []string{"none"}
+	}
+	return out
 }

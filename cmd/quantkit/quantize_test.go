@@ -225,3 +225,54 @@ func TestDequantizeMergeReports(t *testing.T) {
 		t.Errorf("merge of a non-part: %v", err)
 	}
 }
+
+// --format gguf: a GGUF file to llama-quantize's types; --dry-run prints
+// each tensor's type and why, --json the report; refusals name the flag.
+func TestQuantizeGGUF(t *testing.T) {
+	in := "../../testdata/llm/stories260K/stories260K.gguf"
+	dir := t.TempDir()
+	out := filepath.Join(dir, "q.gguf")
+	plan := mustRun(t, "quantize", in, "-o", out, "--format", "gguf", "--type", "q4_k_m", "--dry-run")
+	for _, want := range []string{"blk.2.attn_v.weight", "use_more_bits", "172 columns", "general.file_type 15", "dry run: nothing written"} {
+		if !strings.Contains(plan, want) {
+			t.Errorf("dry run lacks %q:\n%s", want, plan)
+		}
+	}
+	text := mustRun(t, "quantize", in, "-o", out, "--format", "gguf", "--type", "Q8_0", "--workers", "2", "--json")
+	var r quantize.GGUFReport
+	if err := json.Unmarshal([]byte(text), &r); err != nil {
+		t.Fatalf("--json: %v\n%s", err, text)
+	}
+	if r.Mix != "Q8_0" || r.FileType != 7 || r.Workers != 2 || r.Totals.Tensors != 48 || r.Device != "cpu" {
+		t.Errorf("report %+v", r)
+	}
+	if fi, err := os.Stat(out); err != nil || fi.Size() != 379168 {
+		t.Errorf("output: %v", err)
+	}
+	mustRun(t, "quantize", in, "-o", out, "--format", "gguf", "--type", "Q4_0", "--pure", "--force")
+	hf := "../../testdata/llm/stories260K/hf"
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"quantize", in, "-o", out, "--format", "gguf"}, "--format gguf needs --type"},
+		{[]string{"quantize", in, "-o", out, "--format", "gguf", "--type", "Q3_K_M"}, `--type: unknown type "Q3_K_M"`},
+		{[]string{"quantize", in, "-o", out, "--format", "gguf", "--type", "Q8_0", "--scheme", "int4"}, "--scheme does not apply to --format gguf"},
+		{[]string{"quantize", in, "-o", out, "--format", "gguf", "--type", "Q8_0", "--allow-nonfinite"}, "--allow-nonfinite does not apply"},
+		{[]string{"quantize", in, "-o", out, "--type", "Q8_0"}, "--type applies to --format gguf only"},
+		{[]string{"quantize", in, "-o", out, "--format", "gguf-q8_0"}, "is a GGUF file: quantize it with --format gguf --type"},
+		{[]string{"quantize", hf, "-o", out, "--format", "gguf", "--type", "Q8_0"}, "HF→GGUF conversion: not yet"},
+		{[]string{"quantize", in, "-o", out, "--format", "gguf", "--type", "Q8_0"}, "exists; --force replaces it"},
+	} {
+		msg, err := run(t, tc.args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, inputerr.ErrInput) {
+			t.Errorf("%v: error %v, want a bad-input error saying %q\n%s", tc.args[3:], err, tc.want, msg)
+		}
+	}
+	help := mustRun(t, "quantize", "--help")
+	for _, want := range []string{"--format gguf --type TYPE", "use_more_bits", "Q4_K_M", "--pure"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("help lacks %q", want)
+		}
+	}
+}

@@ -2,7 +2,9 @@
 // (DryRun plans it without writing), Dequantize turns a quantized one back
 // into floats, Merge joins the parts of sharded runs, Generate writes a
 // synthetic Llama-like checkpoint (model/synth) as Run writes its output,
-// and Bench measures Run against the I/O it cannot avoid. Each takes an
+// and Bench measures Run against the I/O it cannot avoid. RunGGUF (PlanGGUF
+// for a dry run) writes a GGUF file as llama-quantize does, to one of its
+// mixes (model/ggufmix), from a GGUF file or any GGUFSource. Each takes an
 // Options value and returns a report with JSON tags and a WriteTable
 // method for people; the quantkit command only parses flags into the
 // options (with ParseShard and quant.ParseSchemeParts) and prints the

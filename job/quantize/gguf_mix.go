@@ -1,0 +1,548 @@
+package quantize
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/quantkit/quantkit/cpu"
+	"github.com/quantkit/quantkit/internal/atomicfile"
+	"github.com/quantkit/quantkit/internal/inputerr"
+	"github.com/quantkit/quantkit/internal/output"
+	"github.com/quantkit/quantkit/model/gguf"
+	"github.com/quantkit/quantkit/model/ggufmix"
+)
+
+// GGUFQuantizationVersion is general.quantization_version as llama-quantize
+// writes it (GGML_QNT_VERSION).
+const GGUFQuantizationVersion = 2
+
+// ggufChunkElems is how many elements a GGUF job converts at once (a
+// block of whole rows, at least one): 4 MiB of float32.
+const ggufChunkElems = 1 << 20
+
+// GGUFOptions say what RunGGUF writes: a model quantized to one of
+// llama-quantize's mixes, as llama-quantize writes it.
+type GGUFOptions struct {
+	// Input is the GGUF file to read, when Source is nil; with Source, it
+	// only names the input in the report.
+	Input string
+	// Source, if not nil, supplies the tensors and metadata instead of
+	// the file Input (a Hugging Face checkpoint under llama.cpp's names,
+	// for example). RunGGUF and PlanGGUF do not close it.
+	Source GGUFSource
+	// Output is the .gguf file to write.
+	Output string
+	// Mix is the llama-quantize type (ggufmix.ParseMix).
+	Mix ggufmix.Mix
+	// Pure gives every quantized tensor the mix's base type, as
+	// llama-quantize's --pure.
+	Pure bool
+	// Workers is the number of blocks of rows converted at once; 0 means
+	// one per core.
+	Workers int
+	// Force replaces what is at Output (never the input).
+	Force bool
+	// Progress, if not nil, is called after each tensor is written.
+	Progress func(Progress)
+	// Log receives notes for the user; nil discards them.
+	Log io.Writer
+}
+
+// GGUFReport is what a GGUF job plans and measures; its JSON is the
+// --json output of the command.
+type GGUFReport struct {
+	Input    string `json:"input"`
+	Output   string `json:"output"`
+	Mix      string `json:"type"`
+	FileType uint32 `json:"file_type"`
+	Pure     bool   `json:"pure"`
+	Device   string `json:"device,omitempty"` // "cpu" after a run; empty for a dry run
+	Workers  int    `json:"workers"`
+	DryRun   bool   `json:"dry_run"`
+	// Tensors are in the order they are written: llama-quantize's (see
+	// ggufmix.Order).
+	Tensors []GGUFTensor `json:"tensors"`
+	Totals  GGUFTotals   `json:"totals"`
+	// Unsupported lists the output types this build cannot encode yet; a
+	// run is refused while it is not empty.
+	Unsupported []string `json:"unsupported"`
+	Seconds     float64  `json:"seconds"`
+	GBPerSecond float64  `json:"gb_per_s"`
+}
+
+// GGUFTensor is one tensor of a GGUF job.
+type GGUFTensor struct {
+	Name string `json:"name"`
+	// Dims are in ggml order (row length first), as llama.cpp prints them.
+	Dims       []int  `json:"dims"`
+	InputType  string `json:"input_type"`
+	OutputType string `json:"output_type"`
+	// Action is "quantize" (to a block type), "convert" (to another
+	// float type) or "copy" (the type is kept: the bytes are copied).
+	Action   string `json:"action"`
+	Reason   string `json:"reason"`
+	Fallback bool   `json:"fallback"`
+	BytesIn  int64  `json:"bytes_in"`
+	BytesOut int64  `json:"bytes_out"`
+}
+
+// GGUFTotals sum the tensors of a GGUF report.
+type GGUFTotals struct {
+	Tensors   int   `json:"tensors"`
+	Quantized int   `json:"quantized"`
+	Converted int   `json:"converted"`
+	Copied    int   `json:"copied"`
+	Fallbacks int   `json:"fallbacks"`
+	Elements  int64 `json:"elements"`
+	BytesIn   int64 `json:"bytes_in"`
+	BytesOut  int64 `json:"bytes_out"`
+	// BitsPerWeight is 8·BytesOut/Elements, as llama-quantize reports it.
+	BitsPerWeight float64 `json:"bits_per_weight"`
+	Ratio         float64 `json:"ratio"`
+}
+
+// ggufJob is a planned GGUF job.
+type ggufJob struct {
+	src    GGUFSource
+	raw    RawGGUFSource // src, if it gives raw bytes
+	owned  bool          // src was opened here
+	meta   gguf.Metadata
+	infos  []gguf.TensorInfo // output tensors, in output order
+	inputs []gguf.TensorInfo // the same tensors as the source has them
+	rep    *GGUFReport
+}
+
+// PlanGGUF chooses every tensor's type and reports it, with the sizes,
+// writing nothing: llama-quantize's --dry-run.
+func PlanGGUF(opt GGUFOptions) (*GGUFReport, error) {
+	j, err := planGGUF(opt)
+	if err != nil {
+		return nil, err
+	}
+	j.close()
+	j.rep.DryRun = true
+	return j.rep, nil
+}
+
+// RunGGUF writes opt.Source (or the GGUF file opt.Input) quantized to
+// opt.Mix as the GGUF file opt.Output, as llama-quantize does: the
+// metadata carried over in order, general.quantization_version and
+// general.file_type set (moved to the end, as llama.cpp's gguf_set_val
+// does), split keys removed; the tensors in llama-quantize's order, each
+// of the type ggufmix.Choose gives it, aligned to general.alignment (32
+// by default). The conversion runs on every core, a few blocks of rows in
+// flight. The file is written atomically (see package output for what an
+// existing Output may be) and the run stops when ctx is done, leaving
+// nothing. A mix whose types this build cannot encode, a quantized input
+// tensor that would change type, and NaN or ±Inf in a tensor to convert
+// are refused, before anything is written for the first two.
+func RunGGUF(ctx context.Context, opt GGUFOptions) (*GGUFReport, error) {
+	j, err := planGGUF(opt)
+	if err != nil {
+		return nil, err
+	}
+	defer j.close()
+	rep := j.rep
+	if len(rep.Unsupported) > 0 {
+		var which []string
+		for _, t := range rep.Tensors {
+			if slices.Contains(rep.Unsupported, t.OutputType) && len(which) < 3 {
+				which = append(which, t.Name+" → "+t.OutputType)
+			}
+		}
+		return nil, inputerr.Mark(fmt.Errorf("%s to %s: this build cannot encode %s yet (%s); nothing was written",
+			rep.Input, rep.Mix, strings.Join(rep.Unsupported, ", "), strings.Join(which, ", ")))
+	}
+	final := rep.Output
+	if fi, err := os.Stat(final); err == nil && fi.IsDir() {
+		return nil, inputerr.Mark(fmt.Errorf("%s is a directory; a GGUF output is one file", final))
+	}
+	claim, err := output.Claim(opt.Log, final, opt.Force, rep.Totals.BytesOut, j.src.Paths()...)
+	if err != nil {
+		return nil, err
+	}
+	rep.Device = Device
+	start := time.Now()
+	if err := j.write(ctx, claim, opt.Progress); err != nil {
+		return nil, output.NoSpace(final, rep.Totals.BytesOut, err)
+	}
+	rep.Seconds = time.Since(start).Seconds()
+	if rep.Seconds > 0 {
+		rep.GBPerSecond = float64(rep.Totals.BytesIn) / rep.Seconds / 1e9
+	}
+	return rep, nil
+}
+
+func (j *ggufJob) close() {
+	if j.owned {
+		j.src.Close()
+	}
+}
+
+// convertible are the input types a tensor can be converted from, as
+// llama-quantize converts them (F32 as it is, F16 and BF16 widened).
+func convertible(t gguf.Type) bool {
+	return t == gguf.TypeF32 || t == gguf.TypeF16 || t == gguf.TypeBF16
+}
+
+// planGGUF opens the source and chooses the types.
+func planGGUF(opt GGUFOptions) (*ggufJob, error) {
+	if opt.Workers < 0 {
+		return nil, inputerr.Mark(fmt.Errorf("%d workers", opt.Workers))
+	}
+	if !opt.Mix.Valid() {
+		return nil, inputerr.Mark(fmt.Errorf("unknown type %v", opt.Mix))
+	}
+	if opt.Output == "" {
+		return nil, inputerr.Mark(errors.New("no output file"))
+	}
+	j := &ggufJob{src: opt.Source}
+	if j.src == nil {
+		f, err := OpenGGUFSource(opt.Input)
+		if err != nil {
+			return nil, inputerr.Mark(err)
+		}
+		j.src, j.owned = f, true
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			j.close()
+		}
+	}()
+	j.raw, _ = j.src.(RawGGUFSource)
+	in := j.src.Metadata()
+	model, err := ggufmix.ModelFromMetadata(in)
+	if err != nil {
+		return nil, inputerr.Mark(fmt.Errorf("%s: %w", opt.Input, err))
+	}
+	tensors := j.src.Tensors()
+	mt := make([]ggufmix.Tensor, len(tensors))
+	names := make([]string, len(tensors))
+	for i, t := range tensors {
+		mt[i] = ggufmix.Tensor{Name: t.Name, Type: t.Type, Dims: t.Dims}
+		names[i] = t.Name
+	}
+	choices, err := ggufmix.Choose(opt.Mix, mt, model, opt.Pure)
+	if err != nil {
+		return nil, inputerr.Mark(fmt.Errorf("%s: %w", opt.Input, err))
+	}
+	workers := opt.Workers
+	if workers == 0 {
+		workers = cpu.Threads()
+	}
+	rep := &GGUFReport{Input: opt.Input, Output: opt.Output, Mix: opt.Mix.String(), FileType: opt.Mix.FileType(),
+		Pure: opt.Pure, Workers: workers, Tensors: []GGUFTensor{}, Unsupported: []string{}}
+	for _, i := range ggufmix.Order(names) {
+		t, c := tensors[i], choices[i]
+		// ggml writes ggml_n_dims dimensions: trailing 1s dropped.
+		dims := slices.Clone(t.Dims[:min(len(t.Dims), ggufmix.NDims(t.Dims))])
+		if len(dims) == 0 {
+			dims = []int{1}
+		}
+		out := gguf.TensorInfo{Name: t.Name, Type: c.Type, Dims: dims}
+		bin, err1 := sizeOf(t.Type, t.Dims)
+		bout, err2 := sizeOf(c.Type, dims)
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, inputerr.Mark(fmt.Errorf("%s: tensor %q: %w", opt.Input, t.Name, err))
+		}
+		rt := GGUFTensor{Name: t.Name, Dims: slices.Clone(dims), InputType: t.Type.String(), OutputType: c.Type.String(),
+			Reason: c.Reason, Fallback: c.Fallback, BytesIn: bin, BytesOut: bout}
+		tot := &rep.Totals
+		switch {
+		case c.Type == t.Type:
+			rt.Action = "copy"
+			tot.Copied++
+			if j.raw == nil && !convertible(t.Type) {
+				return nil, inputerr.Mark(fmt.Errorf("%s: tensor %q: %v data cannot be copied from this source", opt.Input, t.Name, t.Type))
+			}
+		case !convertible(t.Type):
+			return nil, inputerr.Mark(fmt.Errorf("%s: tensor %q is %v: only F32, F16 and BF16 tensors are converted (llama-quantize, too, "+
+				"refuses to requantize without --allow-requantize); start from the F32, F16 or BF16 file", opt.Input, t.Name, t.Type))
+		case isBlockType(c.Type):
+			rt.Action = "quantize"
+			tot.Quantized++
+		default:
+			rt.Action = "convert"
+			tot.Converted++
+		}
+		if rt.Action != "copy" && !c.Type.CanEncode() && !slices.Contains(rep.Unsupported, c.Type.String()) {
+			rep.Unsupported = append(rep.Unsupported, c.Type.String())
+		}
+		if c.Fallback {
+			tot.Fallbacks++
+		}
+		tot.Tensors++
+		tot.Elements += t.Len()
+		tot.BytesIn += bin
+		tot.BytesOut += bout
+		rep.Tensors = append(rep.Tensors, rt)
+		j.infos = append(j.infos, out)
+		j.inputs = append(j.inputs, t)
+	}
+	if rep.Totals.BytesIn > 0 {
+		rep.Totals.Ratio = float64(rep.Totals.BytesOut) / float64(rep.Totals.BytesIn)
+	}
+	if rep.Totals.Elements > 0 {
+		rep.Totals.BitsPerWeight = 8 * float64(rep.Totals.BytesOut) / float64(rep.Totals.Elements)
+	}
+	j.meta = ggufMetadata(in, opt.Mix)
+	j.rep = rep
+	ok = true
+	return j, nil
+}
+
+func isBlockType(t gguf.Type) bool {
+	return t != gguf.TypeF32 && t != gguf.TypeF16 && t != gguf.TypeBF16 && t.BlockSize() > 1
+}
+
+// sizeOf is the size in bytes of a tensor of type t and dims.
+func sizeOf(t gguf.Type, dims []int) (int64, error) {
+	n := int64(1)
+	for _, d := range dims[min(1, len(dims)):] {
+		if d < 0 || (d > 0 && n > math.MaxInt64/int64(d)) {
+			return 0, fmt.Errorf("dimensions %v overflow", dims)
+		}
+		n *= int64(d)
+	}
+	cols := int64(1)
+	if len(dims) > 0 {
+		cols = int64(dims[0])
+	}
+	row, err := t.RowSize(cols)
+	if err != nil {
+		return 0, err
+	}
+	if n > 0 && row > math.MaxInt64/n {
+		return 0, fmt.Errorf("dimensions %v overflow", dims)
+	}
+	return row * n, nil
+}
+
+// ggufMetadata is what llama-quantize writes: the input's pairs in order
+// (gguf_set_kv), less the split keys, with general.quantization_version
+// and then general.file_type set, each removed and appended as
+// gguf_set_val_u32 does.
+func ggufMetadata(in gguf.Metadata, mix ggufmix.Mix) gguf.Metadata {
+	drop := map[string]bool{"general.quantization_version": true, "general.file_type": true,
+		"split.no": true, "split.count": true, "split.tensors.count": true}
+	var out gguf.Metadata
+	for _, kv := range in {
+		if !drop[kv.Key] {
+			out = append(out, kv)
+		}
+	}
+	return append(out,
+		gguf.KV{Key: "general.quantization_version", Value: uint32(GGUFQuantizationVersion)},
+		gguf.KV{Key: "general.file_type", Value: mix.FileType()})
+}
+
+// ggufChunk is a block of whole rows of one output tensor.
+type ggufChunk struct {
+	tensor      int // index into j.infos
+	first, rows int64
+	last        bool // the tensor's last chunk
+	done        chan ggufResult
+}
+
+type ggufResult struct {
+	data []byte
+	buf  *[]byte // to give back to the pool after writing; nil for a view
+	err  error
+}
+
+// chunks splits the output tensors into blocks of whole rows.
+func (j *ggufJob) chunks() []*ggufChunk {
+	var out []*ggufChunk
+	for i, t := range j.infos {
+		cols := max(1, rowLen(t))
+		rows := t.Len() / cols
+		if t.Len() == 0 {
+			rows = 0
+		}
+		if t.Type == j.inputs[i].Type && j.raw != nil {
+			// Copied in one piece, a view of the source.
+			out = append(out, &ggufChunk{tensor: i, rows: rows, last: true})
+			continue
+		}
+		per := max(1, ggufChunkElems/cols)
+		if rows == 0 {
+			out = append(out, &ggufChunk{tensor: i, last: true})
+		}
+		for r := int64(0); r < rows; r += per {
+			out = append(out, &ggufChunk{tensor: i, first: r, rows: min(per, rows-r), last: r+per >= rows})
+		}
+	}
+	for _, c := range out {
+		c.done = make(chan ggufResult, 1)
+	}
+	return out
+}
+
+// write converts and writes every tensor into the file claim.Path.
+func (j *ggufJob) write(ctx context.Context, claim *atomicfile.Claim, progress func(Progress)) error {
+	final := claim.Path
+	if err := os.MkdirAll(filepath.Dir(final), 0o777); err != nil {
+		return err
+	}
+	f, err := atomicfile.CreateFor(claim)
+	if err != nil {
+		return fmt.Errorf("%s: %w", final, err)
+	}
+	defer f.Abort() // nothing once committed
+	bw := bufio.NewWriterSize(f, 1<<20)
+	w, err := gguf.NewWriter(bw, j.meta, j.infos)
+	if err != nil {
+		return fmt.Errorf("%s: %w", final, err)
+	}
+	if err := j.convert(ctx, w, final, progress); err != nil {
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	return f.Commit()
+}
+
+// convert runs the chunks through the workers and writes their results in
+// order. At most 2·workers chunks are in flight, so memory is bounded by
+// the chunk size, not by the tensors.
+func (j *ggufJob) convert(ctx context.Context, w *gguf.Writer, final string, progress func(Progress)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	chunks := j.chunks()
+	workers := j.rep.Workers
+	slots := make(chan struct{}, 2*workers)
+	work := make(chan *ggufChunk)
+	order := make(chan *ggufChunk, 2*workers)
+	go func() { // the producer: chunks in order, as slots free up
+		defer close(work)
+		defer close(order)
+		for _, c := range chunks {
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			order <- c
+			select {
+			case work <- c:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	var pool sync.Pool
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var fbuf []float32
+			for c := range work {
+				c.done <- j.convertChunk(c, &fbuf, &pool)
+			}
+		}()
+	}
+	defer wg.Wait()
+	defer cancel() // before wg.Wait: the workers stop taking chunks
+	var done int64
+	tensorsDone := 0
+	for c := range order {
+		var r ggufResult
+		select {
+		case r = <-c.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if r.err != nil {
+			return r.err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if _, err := w.Write(r.data); err != nil {
+			return err
+		}
+		if r.buf != nil {
+			pool.Put(r.buf)
+		}
+		<-slots
+		if c.last {
+			t := j.rep.Tensors[c.tensor]
+			done += t.BytesIn
+			tensorsDone++
+			if progress != nil {
+				progress(Progress{Output: final, Tensor: t.Name, BytesDone: done, BytesTotal: j.rep.Totals.BytesIn,
+					TensorsDone: tensorsDone, TensorsTotal: len(j.infos)})
+			}
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if tensorsDone != len(j.infos) {
+		return fmt.Errorf("%s: %d of %d tensors written", final, tensorsDone, len(j.infos))
+	}
+	return nil
+}
+
+// convertChunk reads a chunk's rows as float32 and encodes them in the
+// output type, or gives the tensor's bytes for a copy.
+func (j *ggufJob) convertChunk(c *ggufChunk, fbuf *[]float32, pool *sync.Pool) ggufResult {
+	in, out := j.inputs[c.tensor], j.infos[c.tensor]
+	if in.Type == out.Type && j.raw != nil {
+		b, err := j.raw.Bytes(in.Name)
+		if err == nil && int64(len(b)) != j.rep.Tensors[c.tensor].BytesOut {
+			err = fmt.Errorf("%s: tensor %q holds %d bytes, its type and dimensions call for %d", j.rep.Input, in.Name, len(b), j.rep.Tensors[c.tensor].BytesOut)
+		}
+		return ggufResult{data: b, err: err}
+	}
+	cols := rowLen(out)
+	n := c.rows * cols
+	if int64(cap(*fbuf)) < n {
+		*fbuf = make([]float32, n)
+	}
+	src := (*fbuf)[:n]
+	if err := j.src.ReadFloat32(in.Name, c.first, src); err != nil {
+		return ggufResult{err: err}
+	}
+	if out.Type != gguf.TypeF32 || in.Type != gguf.TypeF32 {
+		for k, v := range src {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				row := c.first + int64(k)/cols
+				return ggufResult{err: inputerr.Mark(fmt.Errorf("%s: tensor %q: row %d holds %v: llama.cpp rejects the %v data that would make; "+
+					"fix the input", j.rep.Input, in.Name, row, v, out.Type))}
+			}
+		}
+	}
+	size, err := out.Type.RowSize(n)
+	if err != nil {
+		return ggufResult{err: fmt.Errorf("tensor %q: %w", in.Name, err)}
+	}
+	bp, _ := pool.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	if int64(cap(*bp)) < size {
+		*bp = make([]byte, size)
+	}
+	dst := (*bp)[:size]
+	if err := gguf.EncodeFloat32(dst, src, out.Type); err != nil {
+		return ggufResult{err: fmt.Errorf("tensor %q: %w", in.Name, err)}
+	}
+	return ggufResult{data: dst, buf: bp}
+}
