@@ -2,6 +2,7 @@ package llamacpp
 
 import (
 	"bytes"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -73,7 +74,8 @@ func parseObject(file string, data []byte) (jsonObject, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	if err := dec.Decode(&obj); err != nil || obj == nil {
-		if err == nil {
+		var typeErr *json.UnmarshalTypeError
+		if err == nil || errors.As(err, &typeErr) {
 			err = fmt.Errorf("not a JSON object")
 		}
 		return nil, fmt.Errorf("%s: %w", file, err)

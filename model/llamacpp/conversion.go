@@ -263,7 +263,8 @@ func Plan(dir string, opts Options) (*Conversion, error) {
 	}
 	v, err := ParseVocab(tokData, tcData, h)
 	if err != nil {
-		return nil, fmt.Errorf("llamacpp: %s: %w", dir, err)
+		// ParseVocab's errors start with the file's name.
+		return nil, fmt.Errorf("llamacpp: %s%c%w", dir, filepath.Separator, err)
 	}
 	if v.ChatTemplate == "" {
 		tmpl, err := side(ChatTemplateFile, "")
@@ -289,8 +290,12 @@ func Plan(dir string, opts Options) (*Conversion, error) {
 	}
 	c := &Conversion{Input: dir, Hyper: h, Vocab: v, fromHF: true, ck: ck}
 	if err := c.planTensors(); err != nil {
+		where := dir
+		if files := ck.Files(); len(files) == 1 {
+			where = filepath.Join(dir, files[0])
+		}
 		ck.Close()
-		return nil, fmt.Errorf("llamacpp: %s: %w", dir, err)
+		return nil, fmt.Errorf("llamacpp: %s: %w", where, err)
 	}
 	c.meta = hfMetadata(h, v, gen, modelName(opts.Name, h, dir))
 	return c, nil
