@@ -58,7 +58,11 @@
 // model-00001-of-0000N.safetensors of at most Options.ShardSize bytes of
 // tensor data with a model.safetensors.index.json as Hugging Face writes
 // them (planned, named and indexed by package checkpoint, whose Open reads
-// the result), and writes a config.json. Blocks of rows are generated in parallel
+// the result), and writes a config.json and, for vocabularies of at least
+// 259 tokens, a tokenizer.json and tokenizer_config.json: a
+// SentencePiece-style tokenizer as Llama 2's (<unk>, <s>, </s>, the 256
+// byte tokens, then filler tokens made by merges of printable ASCII and
+// "▁"), so that generated checkpoints convert to GGUF. Blocks of rows are generated in parallel
 // and written in order, so memory stays bounded by a few blocks per worker
 // (a few MiB each) whatever the checkpoint's size.
 //

@@ -37,7 +37,7 @@ type Options struct {
 
 // Result says what Write wrote.
 type Result struct {
-	Files   []string // names in the directory, in the order written: data files, index, config.json
+	Files   []string // names in the directory, in the order written: data files, index, config.json, tokenizer files
 	Tensors int
 	Params  int64
 	Bytes   int64 // tensor data bytes, without headers
@@ -56,7 +56,9 @@ type block struct {
 
 // Write writes the checkpoint cfg describes to dir, creating dir if needed:
 // model.safetensors (or, when opts.ShardSize splits it, shards named by
-// checkpoint.ShardName and model.safetensors.index.json) and config.json. Each file appears complete or
+// checkpoint.ShardName and model.safetensors.index.json), config.json and,
+// for vocabularies of MinTokenizerVocab tokens or more, tokenizer.json and
+// tokenizer_config.json (TokenizerJSON). Each file appears complete or
 // not at all; if Write fails, it removes the files it has completed.
 // After success it removes checkpoint files of an earlier run that this one
 // did not write (model.safetensors, the index, model-*-of-*.safetensors),
@@ -116,6 +118,17 @@ func WriteContext(ctx context.Context, dir string, cfg Config, opts Options) (Re
 		return Result{}, fmt.Errorf("synth: %w", err)
 	}
 	res.Files = append(res.Files, checkpoint.ConfigFileName)
+	if tok := TokenizerJSON(cfg); tok != nil {
+		for _, f := range []struct {
+			name string
+			data []byte
+		}{{TokenizerFileName, tok}, {TokenizerConfigFileName, TokenizerConfigJSON(cfg)}} {
+			if err := atomicfile.WriteFile(filepath.Join(dir, f.name), f.data, 0o666); err != nil {
+				return Result{}, fmt.Errorf("synth: %w", err)
+			}
+			res.Files = append(res.Files, f.name)
+		}
+	}
 	ok = true
 	return res, removeStale(dir, res.Files)
 }
@@ -253,7 +266,8 @@ func writeData(ctx context.Context, dir string, names []string, shards []int, g 
 	return finish()
 }
 
-// removeStale removes checkpoint files in dir that are not in keep.
+// removeStale removes checkpoint files in dir that are not in keep, and
+// the tokenizer files of an earlier run with a vocabulary that had one.
 func removeStale(dir string, keep []string) error {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -265,7 +279,8 @@ func removeStale(dir string, keep []string) error {
 	}
 	for _, e := range entries {
 		n := e.Name()
-		if kept[n] || e.IsDir() || !(n == checkpoint.SingleFileName || n == checkpoint.IndexFileName || shardPattern.MatchString(n)) {
+		if kept[n] || e.IsDir() || !(n == checkpoint.SingleFileName || n == checkpoint.IndexFileName || shardPattern.MatchString(n) ||
+			n == TokenizerFileName || n == TokenizerConfigFileName) {
 			continue
 		}
 		if err := os.Remove(filepath.Join(dir, n)); err != nil {
