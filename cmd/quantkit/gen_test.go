@@ -36,7 +36,7 @@ func TestGen(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("not JSON: %v\n%s", err, out)
 	}
-	if rep.Tensors != 75 || rep.Params != 1016896 || rep.Bytes != 4*1016896 || rep.Config.Hidden != 64 || len(rep.Files) != 2 || rep.Seconds <= 0 {
+	if rep.Tensors != 75 || rep.Params != 1016896 || rep.Bytes != 4*1016896 || rep.Config.Hidden != 64 || len(rep.Files) != 4 || rep.Seconds <= 0 {
 		t.Errorf("report %+v", rep)
 	}
 

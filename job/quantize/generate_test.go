@@ -68,10 +68,10 @@ func TestGenerate(t *testing.T) {
 	if _, err := Generate(context.Background(), GenerateOptions{Output: out, Config: cfg}); err == nil || !errors.Is(err, inputerr.ErrInput) || !strings.Contains(err.Error(), "--force") {
 		t.Errorf("existing output: %v", err)
 	}
-	if rep, err := Generate(context.Background(), GenerateOptions{Output: out, Config: cfg, Force: true}); err != nil || len(rep.Files) != 2 {
+	if rep, err := Generate(context.Background(), GenerateOptions{Output: out, Config: cfg, Force: true}); err != nil || len(rep.Files) != 4 {
 		t.Errorf("--force: %v %+v", err, rep)
 	}
-	if got := entries(t, out); len(got) != 2 {
+	if got := entries(t, out); len(got) != 4 {
 		t.Errorf("after Force %s holds %v", out, got)
 	}
 
