@@ -33,10 +33,26 @@ for tool in node npm git gcc; do
 	command -v "$tool" >/dev/null || die "$tool is not installed (apt-get install nodejs npm git gcc)"
 done
 
-# Removes the temporary directories of this run when it stops early.
+# Removes the temporary directories of this run when it stops early, and
+# those that a killed run left (older than an hour: a run beside this one
+# may be filling its own).
 tmps=()
 cleanup() { local d; for d in "${tmps[@]}"; do rm -rf "$d"; done; }
 trap cleanup EXIT
+trap "exit 130" INT
+trap "exit 143" TERM
+find "$cache" -maxdepth 1 -type d \( -name '.node-llama-cpp-*.??????' -o -name '.llama.cpp-*.??????' \) \
+	-mmin +60 -exec rm -rf {} + 2>/dev/null || true
+find "$cache" -mindepth 2 -maxdepth 2 -type d -path "$cache/harness-llama.cpp-*/.*.??????" \
+	-mmin +60 -exec rm -rf {} + 2>/dev/null || true
+
+# place moves the finished temporary directory $1 to $2; when a run beside
+# this one got there first, its copy stands and ours goes.
+place() {
+	mv -T "$1" "$2" 2>/dev/null && return
+	[ -f "$2/.complete" ] || die "cannot move $1 to $2 (remove $2 and rerun)"
+	rm -rf "$1"
+}
 
 # --- 1. node-llama-cpp and its prebuilt llama.cpp ---------------------------
 pkg="$cache/node-llama-cpp-$NLC_VERSION"
@@ -53,7 +69,7 @@ if [ ! -f "$pkg/.complete" ]; then
 	[ -d "$tmp/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64" ] ||
 		die "node-llama-cpp@$NLC_VERSION installed without @node-llama-cpp/linux-x64 (its prebuilt CPU binaries)"
 	touch "$tmp/.complete"
-	mv -T "$tmp" "$pkg"
+	place "$tmp" "$pkg"
 	log "installed in $(($(date +%s) - start)) s"
 fi
 nm="$pkg/node_modules"
@@ -79,14 +95,13 @@ version=$release-$commit
 # --- 2. the llama.cpp source, for llama.h ----------------------------------
 src="$cache/llama.cpp-$version"
 if [ ! -f "$src/.complete" ]; then
-	[ ! -e "$src" ] || rm -rf "$src"
 	tmp=$(mktemp -d "$cache/.llama.cpp-$version.XXXXXX")
 	tmps+=("$tmp")
 	log "cloning llama.cpp $version from $bundle"
 	git -c advice.detachedHead=false clone --quiet "$bundle" "$tmp" >&2 || die "git clone $bundle failed"
 	[ -f "$tmp/include/llama.h" ] || die "llama.cpp $version from $bundle has no include/llama.h"
 	touch "$tmp/.complete"
-	mv -T "$tmp" "$src"
+	place "$tmp" "$src"
 fi
 
 # --- 3. harnesses, built against that release -------------------------------
@@ -103,8 +118,7 @@ if [ ! -f "$hout/.complete" ]; then
 		die "gcc $here/quantize.c failed against $src/include/llama.h"
 	cp "$here/probs.mjs" "$tmp/probs.mjs"
 	touch "$tmp/.complete"
-	rm -rf "$hout"
-	mv -T "$tmp" "$hout"
+	place "$tmp" "$hout"
 fi
 
 cat <<ENV
