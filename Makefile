@@ -44,19 +44,14 @@ bench:
 # scripts/integration/setup-llamacpp.sh installs node-llama-cpp@3.21.1
 # (llama.cpp's prebuilt CPU libraries and its source, about 730 MB from npm)
 # once into QUANTKIT_CACHE, keyed by version, builds the harnesses there and
-# prints their environment; then the tests with build tag integration
-# (./integration/...) run build/quantkit against llama_model_quantize and
-# llama.cpp's next-token probabilities. In CI (CI set) a missing piece
-# fails; elsewhere it skips with a message.
+# prints their environment; then scripts/integration/run.sh runs the tests
+# with build tag integration, in the packages that have them, against
+# build/quantkit. In CI (CI set) a missing piece fails; elsewhere it skips
+# with a message.
 QUANTKIT_CACHE ?= $(HOME)/.cache/quantkit
 .PHONY: integration
 integration: build
-	@env=$$(QUANTKIT_CACHE="$(QUANTKIT_CACHE)" ./scripts/integration/setup-llamacpp.sh) || exit 1; \
-	echo "$$env"; eval "$$env"; \
-	echo "$(GO) vet -tags integration ./integration/..."; \
-	$(GO) vet -tags integration ./integration/... || exit 1; \
-	echo "QUANTKIT_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -tags integration ./integration/..."; \
-	QUANTKIT_BIN="$(CURDIR)/$(BIN)" $(GO) test -count=1 -tags integration ./integration/...
+	QUANTKIT_CACHE="$(QUANTKIT_CACHE)" QUANTKIT_BIN="$(CURDIR)/$(BIN)" GO="$(GO)" ./scripts/integration/run.sh
 
 # quantkit's CPU GEMMs beside OpenBLAS sgemm and gonum, and the streaming
 # kernels beside a memmove, in one run on 2 threads (cgo, build tag openblas:
