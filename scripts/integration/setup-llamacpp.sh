@@ -62,10 +62,13 @@ if [ ! -f "$pkg/.complete" ]; then
 	tmps+=("$tmp")
 	log "installing node-llama-cpp@$NLC_VERSION into $pkg (about 730 MB, once)"
 	start=$(date +%s)
+	# npm's own cache goes with the install (the tarballs would hold another
+	# 400 MB in ~/.npm that nothing reads again: this cache is the cache).
 	(cd "$tmp" && echo '{"name":"quantkit-llamacpp","private":true}' >package.json &&
 		npm i -E "node-llama-cpp@$NLC_VERSION" --node-llama-cpp-postinstall=skip \
-			--no-audit --no-fund --loglevel=error >&2) ||
+			--cache "$tmp/.npm-cache" --no-audit --no-fund --loglevel=error >&2) ||
 		die "npm i -E node-llama-cpp@$NLC_VERSION failed"
+	rm -rf "$tmp/.npm-cache"
 	[ -d "$tmp/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64" ] ||
 		die "node-llama-cpp@$NLC_VERSION installed without @node-llama-cpp/linux-x64 (its prebuilt CPU binaries)"
 	touch "$tmp/.complete"
