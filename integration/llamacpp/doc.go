@@ -1,10 +1,10 @@
 // Package llamacpp holds quantkit's checks against the real llama.cpp, the
 // independent reference for its GGUF output (issue 15). They are tests
-// with the build tag integration, run by `make integration`, which first
-// runs scripts/integration/setup-llamacpp.sh (through scripts/integration/run.sh,
-// which then runs every package's integration-tagged tests): it installs llama.cpp's
-// prebuilt CPU libraries and source (the npm package node-llama-cpp) into a
-// cache outside the clone, builds two harnesses against them and prints the
+// with the build tag integration, run by `make integration`
+// (scripts/integration/run.sh), which first runs
+// scripts/integration/setup-llamacpp.sh: it installs llama.cpp's prebuilt
+// CPU libraries and source (the npm package node-llama-cpp) into a cache
+// outside the clone, builds two harnesses against them and prints the
 // environment the tests read:
 //
 //	QUANTKIT_LLAMACPP_QUANTIZE      llama_model_quantize(in, out, &params), by llama-quantize's type names
