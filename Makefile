@@ -40,6 +40,19 @@ test: fmt-check vet
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./cpu/ ./quant/
 
+# The checks against the real llama.cpp (issue 15), not part of make test:
+# scripts/integration/setup-llamacpp.sh installs node-llama-cpp@3.21.1
+# (llama.cpp's prebuilt CPU libraries and its source, about 730 MB from npm)
+# once into QUANTKIT_CACHE, keyed by version, builds the harnesses there and
+# prints their environment; then scripts/integration/run.sh runs the tests
+# with build tag integration, in the packages that have them, against
+# build/quantkit. In CI (CI set) a missing piece fails; elsewhere it skips
+# with a message.
+QUANTKIT_CACHE ?= $(HOME)/.cache/quantkit
+.PHONY: integration
+integration: build
+	QUANTKIT_CACHE="$(QUANTKIT_CACHE)" QUANTKIT_BIN="$(CURDIR)/$(BIN)" GO="$(GO)" ./scripts/integration/run.sh
+
 # quantkit's CPU GEMMs beside OpenBLAS sgemm and gonum, and the streaming
 # kernels beside a memmove, in one run on 2 threads (cgo, build tag openblas:
 # not part of make test). Installs Debian's libopenblas-dev when missing.
