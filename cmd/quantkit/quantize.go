@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -73,8 +74,13 @@ var quantizeCommand = &cli.Command{
 		"                      --symmetric, --asymmetric and --shard-size do not apply (refused).\n" +
 		"\n" +
 		"GGUF (--format gguf --type TYPE [--pure]): IN is an F32, F16 or BF16 .gguf file (from\n" +
-		"llama.cpp's convert_hf_to_gguf.py, say) and OUT the .gguf file llama-quantize IN OUT TYPE\n" +
-		"would write, with llama-quantize's per-tensor rules (llama.cpp release v0.4.0, as bundled\n" +
+		"llama.cpp's convert_hf_to_gguf.py, say), or a Hugging Face Llama-family checkpoint\n" +
+		"(LlamaForCausalLM, MistralForCausalLM: Llama 2/3, Mistral, TinyLlama, SmolLM) with its\n" +
+		"config.json, tokenizer.json and tokenizer_config.json, converted as convert_hf_to_gguf.py\n" +
+		"does (llama.cpp's tensor names, the Q/K row permutation, norms in F32, tied embeddings\n" +
+		"without output.weight, the hyperparameters and the tokenizer) at its own precision, in the\n" +
+		"same pass; a checkpoint it cannot convert is refused up front, naming what is missing.\n" +
+		"OUT is the .gguf file llama-quantize IN OUT TYPE would write, with llama-quantize's per-tensor rules (llama.cpp release v0.4.0, as bundled\n" +
 		"with node-llama-cpp 3.21.1): only weights of 2 or more dimensions are quantized (norms,\n" +
 		"1-D tensors, the expert router and positional tables are copied); output.weight gets Q6_K\n" +
 		"(Q8_0 in Q8_0); in Q4_K_M and Q5_K_M attn_v and ffn_down get Q6_K in the layers\n" +
@@ -88,8 +94,6 @@ var quantizeCommand = &cli.Command{
 		"llama-quantize's. --dry-run prints each tensor's type and why. Types this build cannot\n" +
 		"encode yet (" + strings.Join(unencodable(), ", ") + ") are refused before anything is written.\n" +
 		"Quantized input tensors (requantizing) and NaN/Inf in a tensor to convert are refused.\n" +
-		"A Hugging Face checkpoint with --format gguf is refused for now (HF→GGUF conversion: not\n" +
-		"yet); convert it with convert_hf_to_gguf.py first.\n" +
 		"\n" +
 		"OUT is written atomically: into a temporary directory .OUT.tmp-PID-* beside it, moved to\n" +
 		"OUT only when everything (shards, index, config.json, side files) is written. An existing\n" +
@@ -255,6 +259,9 @@ func runQuantizeGGUF(c *cli.Context) error {
 	if err != nil {
 		return badInput(fmt.Errorf("quantize: %w", err))
 	}
+	if opt.Source != nil {
+		defer opt.Source.Close()
+	}
 	var rep *quantize.GGUFReport
 	if c.Bool(quantDryFlag.Name) {
 		rep, err = quantize.PlanGGUF(*opt)
@@ -276,7 +283,7 @@ func runQuantizeGGUF(c *cli.Context) error {
 func parseQuantizeGGUFFlags(c *cli.Context) (*quantize.GGUFOptions, error) {
 	args := c.Args().Slice()
 	if len(args) != 1 || c.String(quantOutFlag.Name) == "" {
-		return nil, errors.New("give one input and the output: quantize IN.gguf -o OUT.gguf --format gguf --type TYPE")
+		return nil, errors.New("give one input and the output: quantize IN -o OUT.gguf --format gguf --type TYPE")
 	}
 	if err := checkCPUDevice(c); err != nil {
 		return nil, err
@@ -291,14 +298,19 @@ func parseQuantizeGGUFFlags(c *cli.Context) (*quantize.GGUFOptions, error) {
 		}
 	}
 	in := args[0]
+	var hf string // the Hugging Face checkpoint's directory, when IN is one
 	if !isGGUFFile(in) {
-		if fi, err := os.Stat(in); err != nil {
+		fi, err := os.Stat(in)
+		switch {
+		case err != nil:
 			return nil, err
-		} else if fi.IsDir() || strings.HasSuffix(in, ".safetensors") || strings.HasSuffix(in, ".json") {
-			return nil, fmt.Errorf("%s: HF→GGUF conversion: not yet; convert it with llama.cpp's convert_hf_to_gguf.py and quantize that, "+
-				"or use --format gguf-q8_0|gguf-q4_0 (Hugging Face tensor names)", in)
+		case fi.IsDir():
+			hf = in
+		case strings.HasSuffix(in, ".safetensors") || strings.HasSuffix(in, ".json"):
+			hf = filepath.Dir(in) // config.json and the tokenizer sit beside it
+		default:
+			return nil, fmt.Errorf("%s is neither a GGUF file (no GGUF magic) nor a Hugging Face checkpoint", in)
 		}
-		return nil, fmt.Errorf("%s is not a GGUF file (no GGUF magic)", in)
 	}
 	if !c.IsSet(quantTypeFlag.Name) {
 		return nil, fmt.Errorf("--format gguf needs --type: %s", strings.Join(ggufmix.Names(), ", "))
@@ -310,8 +322,16 @@ func parseQuantizeGGUFFlags(c *cli.Context) (*quantize.GGUFOptions, error) {
 	if c.Int(ckptWorkFlag.Name) < 0 {
 		return nil, errors.New("--workers must be positive")
 	}
-	return &quantize.GGUFOptions{Input: in, Output: c.String(quantOutFlag.Name), Mix: mix, Pure: c.Bool(quantPureFlag.Name),
-		Workers: c.Int(ckptWorkFlag.Name), Force: c.Bool(quantForceFlag.Name), Log: c.App.ErrWriter}, nil
+	opt := &quantize.GGUFOptions{Input: in, Output: c.String(quantOutFlag.Name), Mix: mix, Pure: c.Bool(quantPureFlag.Name),
+		Workers: c.Int(ckptWorkFlag.Name), Force: c.Bool(quantForceFlag.Name), Log: c.App.ErrWriter}
+	if hf != "" {
+		src, err := quantize.OpenHFSource(hf)
+		if err != nil {
+			return nil, err
+		}
+		opt.Source = src
+	}
+	return opt, nil
 }
 
 // isGGUFFile reports whether path is a regular file that starts with

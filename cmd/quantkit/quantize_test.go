@@ -14,6 +14,7 @@ import (
 	"github.com/quantkit/quantkit/internal/inputerr"
 	"github.com/quantkit/quantkit/job/quantize"
 	"github.com/quantkit/quantkit/model/checkpoint"
+	"github.com/quantkit/quantkit/model/gguf"
 	"github.com/quantkit/quantkit/model/safetensors"
 	"github.com/quantkit/quantkit/model/synth"
 )
@@ -261,7 +262,7 @@ func TestQuantizeGGUF(t *testing.T) {
 		{[]string{"quantize", in, "-o", out, "--format", "gguf", "--type", "Q8_0", "--allow-nonfinite"}, "--allow-nonfinite does not apply"},
 		{[]string{"quantize", in, "-o", out, "--type", "Q8_0"}, "--type applies to --format gguf only"},
 		{[]string{"quantize", in, "-o", out, "--format", "gguf-q8_0"}, "is a GGUF file: quantize it with --format gguf --type"},
-		{[]string{"quantize", hf, "-o", out, "--format", "gguf", "--type", "Q8_0"}, "HF→GGUF conversion: not yet"},
+		{[]string{"quantize", filepath.Join(hf, "tokenizer.json"), "-o", out, "--format", "gguf", "--type", "Q8_0"}, "exists; --force replaces it"},
 		{[]string{"quantize", in, "-o", out, "--format", "gguf", "--type", "Q8_0"}, "exists; --force replaces it"},
 	} {
 		msg, err := run(t, tc.args...)
@@ -269,6 +270,40 @@ func TestQuantizeGGUF(t *testing.T) {
 			t.Errorf("%v: error %v, want a bad-input error saying %q\n%s", tc.args[3:], err, tc.want, msg)
 		}
 	}
+	// A Hugging Face checkpoint converts and quantizes in one run: llama.cpp's
+	// names, the mix's file type; one missing its tokenizer is refused.
+	conv := filepath.Join(t.TempDir(), "stories-q8.gguf")
+	mustRun(t, "quantize", hf, "-o", conv, "--format", "gguf", "--type", "Q8_0")
+	f, err := gguf.Open(conv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	arch, _ := gguf.Get[string](f.Metadata(), "general.architecture")
+	ft, _ := gguf.Get[uint32](f.Metadata(), "general.file_type")
+	q, okq := f.Tensor("blk.0.attn_q.weight")
+	_, okEmb := f.Tensor("token_embd.weight")
+	f.Close()
+	if arch != "llama" || ft != 7 || !okq || !okEmb || q.Type != gguf.TypeQ8_0 {
+		t.Errorf("converted file: architecture %q, file type %d, attn_q %v %v, token_embd %v", arch, ft, okq, q.Type, okEmb)
+	}
+	bare := t.TempDir()
+	for _, name := range []string{"config.json", "model.safetensors"} {
+		data, err := os.ReadFile(filepath.Join(hf, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(bare, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	noTok := filepath.Join(t.TempDir(), "x.gguf")
+	if _, err := run(t, "quantize", bare, "-o", noTok, "--format", "gguf", "--type", "Q8_0"); err == nil || !strings.Contains(err.Error(), "tokenizer.json") {
+		t.Errorf("no tokenizer: %v", err)
+	}
+	if _, err := os.Stat(noTok); err == nil {
+		t.Error("a refused conversion wrote its output")
+	}
+
 	help := mustRun(t, "quantize", "--help")
 	for _, want := range []string{"--format gguf --type TYPE", "use_more_bits", "Q4_K_M", "--pure"} {
 		if !strings.Contains(help, want) {

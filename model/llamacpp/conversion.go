@@ -183,6 +183,19 @@ func (c *Conversion) Release(t *Tensor) {
 	}
 }
 
+// Files are the paths of the files c reads: the Hugging Face
+// checkpoint's directory and its shards, or the GGUF file.
+func (c *Conversion) Files() []string {
+	if c.ck == nil {
+		return []string{c.Input}
+	}
+	files := []string{c.Input, c.ck.Dir()}
+	for _, f := range c.ck.Files() {
+		files = append(files, filepath.Join(c.ck.Dir(), f))
+	}
+	return files
+}
+
 // Close closes the input.
 func (c *Conversion) Close() error {
 	var err error
