@@ -65,7 +65,7 @@ func QuantizeQ8_0(dst []byte, x []float32) {
 		if d != 0 {
 			id = 1 / d
 		}
-		binary.LittleEndian.PutUint16(yb, half.Float32ToFloat16(d))
+		binary.LittleEndian.PutUint16(yb, fp16(d))
 		for j, v := range xb {
 			x0 := float32(v * id) // the conversion forbids fusing into a later operation
 			yb[2+j] = byte(int8(math.Round(float64(x0))))
@@ -120,7 +120,7 @@ func QuantizeQ4_0(dst []byte, x []float32) {
 		if d != 0 {
 			id = 1 / d
 		}
-		binary.LittleEndian.PutUint16(yb, half.Float32ToFloat16(d))
+		binary.LittleEndian.PutUint16(yb, fp16(d))
 		for j := range QK4_0 / 2 {
 			x0 := float32(xb[j] * id)
 			x1 := float32(xb[QK4_0/2+j] * id)

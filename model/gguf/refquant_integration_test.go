@@ -16,12 +16,18 @@ import (
 	"github.com/quantkit/quantkit/internal/testenv"
 )
 
+// ggmlRef runs llama.cpp's own conversions.
+type ggmlRef struct {
+	quantize   func(typ Type, n int, x []float32) []byte
+	dequantize func(typ Type, n int, b []byte) []float32
+}
+
 // refQuantizer builds integration/refquant (a C program that calls
-// llama.cpp's ggml_quantize_chunk through dlopen) and returns a function
-// that quantizes rows of n values with it. The library comes from
-// QUANTKIT_LLAMACPP_LIB_DIR, the folder of node-llama-cpp's prebuilt
+// llama.cpp's ggml_quantize_chunk and the types' to_float through dlopen)
+// and returns functions that run it on rows of n values. The library comes
+// from QUANTKIT_LLAMACPP_LIB_DIR, the folder of node-llama-cpp's prebuilt
 // libggml-base.so (node_modules/@node-llama-cpp/linux-x64/bins/linux-x64).
-func refQuantizer(t *testing.T) func(typ Type, n int, x []float32) []byte {
+func refQuantizer(t *testing.T) *ggmlRef {
 	t.Helper()
 	dir := os.Getenv("QUANTKIT_LLAMACPP_LIB_DIR")
 	if dir == "" {
@@ -46,21 +52,36 @@ func refQuantizer(t *testing.T) func(typ Type, n int, x []float32) []byte {
 	if out, err := exec.Command(cc, "-O2", "-Wall", "-o", bin, src, "-ldl").CombinedOutput(); err != nil {
 		t.Fatalf("building %s: %v\n%s", src, err, out)
 	}
-	return func(typ Type, n int, x []float32) []byte {
+	run := func(in []byte, args ...string) []byte {
 		t.Helper()
-		in := make([]byte, 4*len(x))
-		for i, v := range x {
-			binary.LittleEndian.PutUint32(in[4*i:], math.Float32bits(v))
-		}
-		cmd := exec.Command(bin, lib, strconv.Itoa(int(typ)), strconv.Itoa(n))
+		cmd := exec.Command(bin, args...)
 		cmd.Stdin = bytes.NewReader(in)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		out, err := cmd.Output()
 		if err != nil {
-			t.Fatalf("refquant %v %d: %v\n%s", typ, n, err, stderr.Bytes())
+			t.Fatalf("refquant %v: %v\n%s", args, err, stderr.Bytes())
 		}
 		return out
+	}
+	return &ggmlRef{
+		quantize: func(typ Type, n int, x []float32) []byte {
+			t.Helper()
+			in := make([]byte, 4*len(x))
+			for i, v := range x {
+				binary.LittleEndian.PutUint32(in[4*i:], math.Float32bits(v))
+			}
+			return run(in, lib, strconv.Itoa(int(typ)), strconv.Itoa(n))
+		},
+		dequantize: func(typ Type, n int, b []byte) []float32 {
+			t.Helper()
+			out := run(b, "-d", lib, strconv.Itoa(int(typ)), strconv.Itoa(n))
+			y := make([]float32, len(out)/4)
+			for i := range y {
+				y[i] = math.Float32frombits(binary.LittleEndian.Uint32(out[4*i:]))
+			}
+			return y
+		},
 	}
 }
 
@@ -80,7 +101,7 @@ func TestEncodeMatchesGGML(t *testing.T) {
 			for _, n := range []int{256, 512, 4096} {
 				set := adversarialRows(n, uint64(n))
 				r := rand.New(rand.NewPCG(uint64(n), 3))
-				for k := range 64 {
+				for k := range 1 << 16 / n * 16 {
 					x := make([]float32, n)
 					s := math.Exp(r.NormFloat64() * 3)
 					for i := range x {
@@ -108,13 +129,13 @@ func TestEncodeNonFiniteMatchesGGML(t *testing.T) {
 // compareWithGGML quantizes rows (of n values each) both ways and reports
 // the first differing byte of each row that differs; it returns the number
 // of rows that agree.
-func compareWithGGML(t *testing.T, ref func(Type, int, []float32) []byte, typ Type, n int, rows []namedRow) int {
+func compareWithGGML(t *testing.T, ref *ggmlRef, typ Type, n int, rows []namedRow) int {
 	t.Helper()
 	all := make([]float32, 0, n*len(rows))
 	for _, r := range rows {
 		all = append(all, r.x...)
 	}
-	want := ref(typ, n, all)
+	want := ref.quantize(typ, n, all)
 	size, err := typ.RowSize(int64(n))
 	if err != nil {
 		t.Fatal(err)
@@ -145,4 +166,46 @@ func firstDiff(a, b []byte) int {
 		}
 	}
 	return -1
+}
+
+// TestDecodeMatchesGGML converts blocks to float32 with DecodeFloat32 and
+// with ggml's to_float (dequantize_row_*, ggml_fp16_to_fp32_row,
+// ggml_bf16_to_fp32_row) and wants the same bits: blocks ggml quantized
+// from the adversarial rows, and random bytes (any scale, any code, NaN
+// and Inf scales and values included).
+func TestDecodeMatchesGGML(t *testing.T) {
+	ref := refQuantizer(t)
+	const n = 4096
+	for _, typ := range refTypes {
+		t.Run(typ.String(), func(t *testing.T) {
+			var x []float32
+			for _, r := range adversarialRows(n, 11) {
+				x = append(x, r.x...)
+			}
+			q := ref.quantize(typ, n, x)
+			r := rand.New(rand.NewPCG(5, uint64(typ)))
+			random := make([]byte, len(q))
+			for i := range random {
+				random[i] = byte(r.Uint32())
+			}
+			q = append(q, random...)
+			want := ref.dequantize(typ, n, q)
+			got := make([]float32, len(want))
+			if err := DecodeFloat32(got, q, typ); err != nil {
+				t.Fatal(err)
+			}
+			bad := 0
+			for i := range got {
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+					if bad++; bad <= 5 {
+						t.Errorf("%v element %d (row %d): %#08x, ggml %#08x", typ, i, i/n, math.Float32bits(got[i]), math.Float32bits(want[i]))
+					}
+				}
+			}
+			if bad > 0 {
+				t.Fatalf("%v: %d of %d values differ", typ, bad, len(got))
+			}
+			t.Logf("%v: %d values (%d rows) bit-identical to ggml's to_float", typ, len(got), len(got)/n)
+		})
+	}
 }

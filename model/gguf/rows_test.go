@@ -164,9 +164,26 @@ func nonFiniteRows(n int) []namedRow {
 		x[at] = v
 		return x
 	}
+	nans := make([]float32, n)
+	for i := range nans {
+		// Quiet and signaling NaNs of both signs with assorted payloads,
+		// between ordinary values.
+		bits := []uint32{0x7fc00000, 0xffc00000, 0x7f800001, 0xff800001, 0x7f810000, 0x7fbfffff, 0xffff0000, 0x7fc0ffff}
+		if i%2 == 0 {
+			nans[i] = math.Float32frombits(bits[i/2%len(bits)])
+		} else {
+			nans[i] = float32(r.NormFloat64())
+		}
+	}
 	return []namedRow{
 		{"+Inf", row(float32(math.Inf(1)), 3)},
 		{"-Inf", row(float32(math.Inf(-1)), 40)},
 		{"NaN", row(float32(math.NaN()), 100)},
+		{"Inf of both signs", func() []float32 {
+			x := row(float32(math.Inf(1)), 7)
+			x[200] = float32(math.Inf(-1))
+			return x
+		}()},
+		{"NaN payloads", nans},
 	}
 }

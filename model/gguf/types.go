@@ -239,8 +239,19 @@ func encodeF32(dst []byte, src []float32) {
 	}
 }
 
-func decodeF16(dst []float32, src []byte)  { half.DecodeFloat16(dst, src, binary.LittleEndian) }
 func decodeBF16(dst []float32, src []byte) { half.DecodeBFloat16(dst, src, binary.LittleEndian) }
+
+// decodeF16 is ggml's ggml_fp16_to_fp32_row: exact, and a NaN keeps its
+// payload but comes back quiet (ggml's conversion ends in a multiplication,
+// which quiets a signaling NaN; internal/half keeps it signaling).
+func decodeF16(dst []float32, src []byte) {
+	half.DecodeFloat16(dst, src, binary.LittleEndian)
+	for i, v := range dst {
+		if v != v {
+			dst[i] = math.Float32frombits(math.Float32bits(v) | 0x400000)
+		}
+	}
+}
 
 // encodeF16 is ggml's ggml_fp32_to_fp16_row (what ggml_quantize_chunk does
 // for F16): round to nearest, ties to even, and every NaN to the quiet NaN
