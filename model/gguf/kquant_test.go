@@ -517,3 +517,29 @@ func benchDequant(b *testing.B, typ Type) {
 		}
 	}
 }
+
+// roundfInt8's fast path agrees with roundf (transcribed in quant_test.go)
+// on every half-integer and its float32 neighbours up to ±300, and on
+// random values.
+func TestRoundfInt8(t *testing.T) {
+	check := func(f float32) {
+		if got, want := roundfInt8(f), int8(int32(roundf(f))); got != want {
+			t.Fatalf("roundfInt8(%g) = %d, roundf %d", f, got, want)
+		}
+	}
+	for k := -600; k <= 600; k++ {
+		h := float32(k) / 2
+		check(h)
+		check(math.Nextafter32(h, float32(math.Inf(1))))
+		check(math.Nextafter32(h, float32(math.Inf(-1))))
+	}
+	r := rand.New(rand.NewPCG(8, 8))
+	for range 1 << 16 {
+		check(float32(r.NormFloat64() * 100))
+	}
+	for _, f := range []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)), 1e10, -1e10, 0x1p22, -0x1p22} {
+		if got, want := roundfInt8(f), cInt8(float32(math.Round(float64(f)))); got != want {
+			t.Errorf("roundfInt8(%g) = %d, want %d", f, got, want)
+		}
+	}
+}

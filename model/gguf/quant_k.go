@@ -233,14 +233,13 @@ func (s *kScratch) makeQKX2(x *[32]float32, L *[32]uint8, nmax int32, rmin, rdel
 	havePrev := false
 	for is := 0; is <= nstep; is++ {
 		iscale = (float32(rmin+float32(rdelta*float32(is))) + float32(nmax)) / rng
-		same := havePrev
+		var changed uint8
 		for i := range 32 {
 			l := uint8(max(0, min(nmax, nearestInt(float32(iscale*xm[i])))))
-			if l != laux[i] {
-				same = false
-			}
+			changed |= l ^ laux[i]
 			laux[i] = l
 		}
+		same := havePrev && changed == 0
 		havePrev = true
 		if same {
 			// The same codes give the same sums and the same error,
@@ -314,7 +313,6 @@ type q6Scratch struct {
 	L      [QK_K]int8
 	scales [QK_K / 16]float32
 	w, wx  [16]float32
-	lcur   [16]int8
 }
 
 func (s *q6Scratch) quantize(x *[QK_K]float32, y []byte) {
@@ -372,15 +370,21 @@ func (s *q6Scratch) quantize(x *[QK_K]float32, y []byte) {
 // weights x², 19 trial scales around −32/max. It returns the scale and
 // leaves the codes (0..63) in L. It computes what ggml computes, in the
 // same float32 order, with x²·x precomputed per element (ggml's w*x[i]*l
-// groups as (w·x)·l) and the final codes kept from the accepted trial
-// instead of recomputed.
+// groups as (w·x)·l), and the codes only of the trial that wins (each
+// acceptance overwrites them in ggml): the trials themselves need only
+// the two sums.
 func (s *q6Scratch) makeQX(x *[16]float32, L *[16]int8) float32 {
 	const nmax = 32
 	var vmax, amax float32
+	finite := true
 	for _, v := range x {
-		if ax := abs32(v); ax > amax {
+		ax := abs32(v)
+		if ax > amax {
 			amax = ax
 			vmax = v
+		}
+		if !(ax <= math.MaxFloat32) {
+			finite = false
 		}
 	}
 	if amax < groupMaxEps {
@@ -393,40 +397,81 @@ func (s *q6Scratch) makeQX(x *[16]float32, L *[16]int8) float32 {
 		wx[i] = float32(w[i] * v)
 	}
 	iscale := -nmax / vmax
-	var sumLX, sumL2 float32
-	for i, v := range x {
-		l := max(-nmax, min(nmax-1, nearestInt(float32(iscale*v))))
-		L[i] = int8(l + nmax)
-		fl := float32(l)
-		sumLX += float32(wx[i] * fl)
-		sumL2 += float32(float32(w[i]*fl) * fl)
-	}
+	sumLX, sumL2 := q6SumsAny(x, w, wx, iscale)
 	var scale float32
 	if sumL2 != 0 {
 		scale = sumLX / sumL2
 	}
 	best := float32(scale * sumLX)
-	cur := &s.lcur
-	for is := -9; is <= 9; is++ {
-		if is == 0 {
-			continue
-		}
-		iscale = -(nmax + float32(0.1*float32(is))) / vmax
-		sumLX, sumL2 = 0, 0
-		for i, v := range x {
-			l := max(-nmax, min(nmax-1, nearestInt(float32(iscale*v))))
-			cur[i] = int8(l + nmax)
-			fl := float32(l)
-			sumLX += float32(wx[i] * fl)
-			sumL2 += float32(float32(w[i]*fl) * fl)
-		}
+	bestIscale := iscale
+	try := func(iscale, sumLX, sumL2 float32) {
 		if sumL2 > 0 && float32(sumLX*sumLX) > float32(best*sumL2) {
-			*L = *cur
+			bestIscale = iscale
 			scale = sumLX / sumL2
 			best = float32(scale * sumLX)
 		}
 	}
+	for k := 0; k < len(q6Trials); k += 2 {
+		// Two trials side by side: independent sums, compared in ggml's
+		// order.
+		a, b := q6Trials[k], q6Trials[k+1]
+		ia := -(nmax + float32(0.1*float32(a))) / vmax
+		ib := -(nmax + float32(0.1*float32(b))) / vmax
+		var lxa, l2a, lxb, l2b float32
+		if finite {
+			lxa, l2a, lxb, l2b = q6SumsFinite2(x, w, wx, ia, ib)
+		} else {
+			lxa, l2a = q6SumsAny(x, w, wx, ia)
+			lxb, l2b = q6SumsAny(x, w, wx, ib)
+		}
+		try(ia, lxa, l2a)
+		try(ib, lxb, l2b)
+	}
+	for i, v := range x {
+		l := max(-nmax, min(nmax-1, nearestInt(float32(bestIscale*v))))
+		L[i] = int8(l + nmax)
+	}
 	return scale
+}
+
+// q6Lo and q6Hi are the bits of 12582912−32 and 12582912+31, the clamped
+// codes of q6SumsFinite2.
+var q6Lo, q6Hi = math.Float32bits(12582912 - 32), math.Float32bits(12582912 + 31)
+
+// q6Trials are make_qx_quants' trials is = −9..9 but 0.
+var q6Trials = [18]int{-9, -8, -7, -6, -5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6, 7, 8, 9}
+
+// q6SumsAny returns make_qx_quants' sums Σ(w·x)·l and Σ(w·l)·l for the
+// codes l = clamp(nearest_int(iscale·x)) of one trial, for any input.
+func q6SumsAny(x, w, wx *[16]float32, iscale float32) (sumLX, sumL2 float32) {
+	const nmax = 32
+	for i, v := range x {
+		fl := float32(max(-nmax, min(nmax-1, nearestInt(float32(iscale*v)))))
+		sumLX += float32(wx[i] * fl)
+		sumL2 += float32(float32(w[i]*fl) * fl)
+	}
+	return sumLX, sumL2
+}
+
+// q6SumsFinite2 is q6SumsAny for two trials at once and finite x, where
+// |iscale·x| ≤ 33 (iscale is about −32/max x): adding and subtracting
+// 1.5·2^23 rounds to the nearest integer as nearest_int does, without
+// leaving float32, and the four sums are independent chains of additions.
+func q6SumsFinite2(x, w, wx *[16]float32, ia, ib float32) (lxa, l2a, lxb, l2b float32) {
+	const nmax = 32
+	for i, v := range x {
+		// r = 12582912 + l lies in [2^23, 2^24), where the bits of a
+		// float32 grow with its value: clamp l there, without branches.
+		ra := min(q6Hi, max(q6Lo, math.Float32bits(float32(ia*v)+12582912)))
+		rb := min(q6Hi, max(q6Lo, math.Float32bits(float32(ib*v)+12582912)))
+		fa := math.Float32frombits(ra) - 12582912
+		fb := math.Float32frombits(rb) - 12582912
+		lxa += float32(wx[i] * fa)
+		l2a += float32(float32(w[i]*fa) * fa)
+		lxb += float32(wx[i] * fb)
+		l2b += float32(float32(w[i]*fb) * fb)
+	}
+	return lxa, l2a, lxb, l2b
 }
 
 // DequantizeQ4_K converts len(dst) values, a whole number of super-blocks,
