@@ -26,20 +26,30 @@
 //
 // Tensor types are ggml's (enum ggml_type), described by one table with a
 // row per type: name, elements per block, bytes per block and, where this
-// package implements them, conversions to and from float32 (F32, F16, BF16,
-// Q8_0 and Q4_0 both ways; I8, I16, I32, I64 and F64 to float32). Every
-// type ggml still writes to files has a row, so files of any of them open
-// and their raw bytes can be read and copied; ids ggml has removed (4, 5,
-// 31–33, 36–38) and unknown ids are rejected.
+// package implements them, conversions to and from float32 (F32, F16,
+// BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K both ways; I8,
+// I16, I32, I64 and F64 to float32). Every type ggml still writes to files
+// has a row, so files of any of them open and their raw bytes can be read
+// and copied; ids ggml has removed (4, 5, 31–33, 36–38) and unknown ids
+// are rejected.
 //
-// QuantizeQ8_0 and QuantizeQ4_0 are transcriptions of ggml's reference
-// quantizers (quantize_row_q8_0_ref, quantize_row_q4_0_ref), bit for bit:
-// float32 arithmetic without fused multiply-adds, roundf's ties away from
-// zero for Q8_0, the (int8_t)(x·id + 8.5f) truncation for Q4_0, and the
-// scale rounded to float16 to nearest, ties to even. Like ggml's, they
-// give unspecified codes for NaN and ±Inf inputs, and blocks whose largest
-// magnitude is so small (below about 1e-36) that the scale is a float32
-// subnormal quantize poorly.
+// The quantizers (QuantizeQ4_0 … QuantizeQ6_K, and EncodeFloat32) give the
+// bytes of ggml's reference quantizers (quantize_row_*_ref, what
+// ggml_quantize_chunk and llama-quantize use without an importance
+// matrix), bit for bit: float32 arithmetic in C's order with every product
+// rounded before it is added (no fused multiply-adds on any platform),
+// roundf's ties away from zero for Q8_0, the (int8_t)(x·id + 8.5f)-style
+// truncations of Q4_0/Q4_1/Q5_0/Q5_1, nearest_int's round-to-even trick
+// and make_qkx2_quants/make_qx_quants' trial scales for the K-quants, and
+// scales rounded to float16 to nearest, ties to even. F16 and BF16 round
+// to nearest even as ggml does; NaNs become ggml's quiet NaNs (F16: 0x7e00
+// with the sign; BF16: the top bits with the quiet bit set). The
+// dequantizers are ggml's dequantize_row_* in the same float32 order.
+// Inputs with NaN or ±Inf give ggml's codes too (meaningless, but the
+// same bytes), and blocks whose largest magnitude is so small (below
+// about 1e-36) that a scale is a float32 subnormal quantize poorly, as in
+// ggml. integration/refquant and the integration-tagged tests check all
+// of this against llama.cpp's own libggml-base.so.
 //
 // # Reading
 //

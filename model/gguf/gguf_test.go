@@ -144,6 +144,14 @@ func allTensors() ([]Tensor, map[string][]float32) {
 	for i := range q4k {
 		q4k[i] = byte(i * 7)
 	}
+	binary.LittleEndian.PutUint16(q4k, 0x3c00) // finite d and dmin
+	binary.LittleEndian.PutUint16(q4k[2:], 0x3800)
+	q4kf := make([]float32, 256)
+	DequantizeQ4_K(q4kf, q4k)
+	q3k := make([]byte, 110)
+	for i := range q3k {
+		q3k[i] = byte(i * 5)
+	}
 	ts := []Tensor{
 		{"f32", TypeF32, []int{3, 2}, f32bytes(1, 2, 3, 4, 5, -6)},
 		{"f16", TypeF16, []int{3}, []byte{0x00, 0x3c, 0xff, 0x7b, 0x01, 0x80}},
@@ -154,6 +162,7 @@ func allTensors() ([]Tensor, map[string][]float32) {
 		{"i32", TypeI32, []int{2}, []byte{0, 0xff, 0xff, 0xff, 7, 0, 0, 0}},
 		{"scalar", TypeF32, []int{}, f32bytes(42)},
 		{"q4_k", TypeQ4_K, []int{256}, q4k},
+		{"q3_k", TypeQ3_K, []int{256}, q3k},
 	}
 	want := map[string][]float32{
 		"f32":    {1, 2, 3, 4, 5, -6},
@@ -164,6 +173,7 @@ func allTensors() ([]Tensor, map[string][]float32) {
 		"q4_0":   q4f[:64],
 		"i32":    {-256, 7},
 		"scalar": {42},
+		"q4_k":   q4kf,
 	}
 	return ts, want
 }

@@ -120,8 +120,13 @@ func TestOpenAccepts(t *testing.T) {
 		{"empty name and key", data(gg(3, 1, 1).kv("", ValueBool).bytes(1).tensor("", TypeI8, 0, 1).pad(32), 1), nil},
 		{"63-byte name", data(gg(3, 1, 0).tensor(strings.Repeat("n", 63), TypeI8, 0, 1).pad(32), 1), nil},
 		{"K-quant", data(gg(3, 1, 0).tensor("k", TypeQ6_K, 0, 512).pad(32), 420), func(t *testing.T, f *File) {
-			if _, err := f.Float32("k"); err == nil || !strings.Contains(err.Error(), `tensor "k": conversion of Q6_K to float32 not supported`) {
-				t.Errorf("Float32 of Q6_K: %v", err)
+			if v, err := f.Float32("k"); err != nil || len(v) != 512 {
+				t.Errorf("Float32 of Q6_K: %d values, %v", len(v), err)
+			}
+		}},
+		{"unconverted K-quant", data(gg(3, 1, 0).tensor("k", TypeQ3_K, 0, 512).pad(32), 220), func(t *testing.T, f *File) {
+			if _, err := f.Float32("k"); err == nil || !strings.Contains(err.Error(), `tensor "k": conversion of Q3_K to float32 not supported`) {
+				t.Errorf("Float32 of Q3_K: %v", err)
 			}
 		}},
 		{"nested arrays 8 deep", gg(3, 0, 1).kv("deep", ValueArray).

@@ -69,16 +69,16 @@ var types = [...]typeTraits{
 	TypeF32:     {"F32", 1, 4, decodeF32, encodeF32},
 	TypeF16:     {"F16", 1, 2, decodeF16, encodeF16},
 	TypeQ4_0:    {"Q4_0", QK4_0, blockQ4_0Size, DequantizeQ4_0, QuantizeQ4_0},
-	TypeQ4_1:    {"Q4_1", 32, 20, nil, nil},
-	TypeQ5_0:    {"Q5_0", 32, 22, nil, nil},
-	TypeQ5_1:    {"Q5_1", 32, 24, nil, nil},
+	TypeQ4_1:    {"Q4_1", QK4_1, blockQ4_1Size, DequantizeQ4_1, QuantizeQ4_1},
+	TypeQ5_0:    {"Q5_0", QK5_0, blockQ5_0Size, DequantizeQ5_0, QuantizeQ5_0},
+	TypeQ5_1:    {"Q5_1", QK5_1, blockQ5_1Size, DequantizeQ5_1, QuantizeQ5_1},
 	TypeQ8_0:    {"Q8_0", QK8_0, blockQ8_0Size, DequantizeQ8_0, QuantizeQ8_0},
 	TypeQ8_1:    {"Q8_1", 32, 36, nil, nil},
 	TypeQ2_K:    {"Q2_K", 256, 84, nil, nil},
 	TypeQ3_K:    {"Q3_K", 256, 110, nil, nil},
-	TypeQ4_K:    {"Q4_K", 256, 144, nil, nil},
-	TypeQ5_K:    {"Q5_K", 256, 176, nil, nil},
-	TypeQ6_K:    {"Q6_K", 256, 210, nil, nil},
+	TypeQ4_K:    {"Q4_K", QK_K, blockQ4_KSize, DequantizeQ4_K, QuantizeQ4_K},
+	TypeQ5_K:    {"Q5_K", QK_K, blockQ5_KSize, DequantizeQ5_K, QuantizeQ5_K},
+	TypeQ6_K:    {"Q6_K", QK_K, blockQ6_KSize, DequantizeQ6_K, QuantizeQ6_K},
 	TypeQ8_K:    {"Q8_K", 256, 292, nil, nil},
 	TypeIQ2_XXS: {"IQ2_XXS", 256, 66, nil, nil},
 	TypeIQ2_XS:  {"IQ2_XS", 256, 74, nil, nil},
@@ -239,10 +239,48 @@ func encodeF32(dst []byte, src []float32) {
 	}
 }
 
-func decodeF16(dst []float32, src []byte)  { half.DecodeFloat16(dst, src, binary.LittleEndian) }
-func encodeF16(dst []byte, src []float32)  { half.EncodeFloat16(dst, src, binary.LittleEndian) }
 func decodeBF16(dst []float32, src []byte) { half.DecodeBFloat16(dst, src, binary.LittleEndian) }
-func encodeBF16(dst []byte, src []float32) { half.EncodeBFloat16(dst, src, binary.LittleEndian) }
+
+// decodeF16 is ggml's ggml_fp16_to_fp32_row: exact, and a NaN keeps its
+// payload but comes back quiet (ggml's conversion ends in a multiplication,
+// which quiets a signaling NaN; internal/half keeps it signaling).
+func decodeF16(dst []float32, src []byte) {
+	half.DecodeFloat16(dst, src, binary.LittleEndian)
+	for i, v := range dst {
+		if v != v {
+			dst[i] = math.Float32frombits(math.Float32bits(v) | 0x400000)
+		}
+	}
+}
+
+// encodeF16 is ggml's ggml_fp32_to_fp16_row (what ggml_quantize_chunk does
+// for F16): round to nearest, ties to even, and every NaN to the quiet NaN
+// 0x7e00 with its sign.
+func encodeF16(dst []byte, src []float32) {
+	_ = dst[:2*len(src)]
+	for i, v := range src {
+		binary.LittleEndian.PutUint16(dst[2*i:], fp16(v))
+	}
+}
+
+// encodeBF16 is ggml's ggml_fp32_to_bf16_row_ref (ggml_compute_fp32_to_bf16):
+// round to nearest, ties to even, by adding 0x7fff plus the lowest kept bit
+// (which carries into Inf past the largest finite value), and a NaN keeps
+// its top bits with the quiet bit forced on. internal/half differs only
+// there: it sets the quiet bit only when the kept payload would be zero.
+func encodeBF16(dst []byte, src []float32) {
+	_ = dst[:2*len(src)]
+	for i, v := range src {
+		u := math.Float32bits(v)
+		var h uint16
+		if u&0x7fffffff > 0x7f800000 {
+			h = uint16(u>>16) | 64
+		} else {
+			h = uint16((u + 0x7fff + (u>>16)&1) >> 16)
+		}
+		binary.LittleEndian.PutUint16(dst[2*i:], h)
+	}
+}
 
 func decodeI8(dst []float32, src []byte) {
 	for i := range dst {

@@ -1,0 +1,572 @@
+package gguf
+
+import (
+	"encoding/binary"
+	"math"
+)
+
+// Block layouts of ggml-common.h for the K-quants: super-blocks of QK_K
+// weights.
+const (
+	// QK_K is the number of weights in a K-quant super-block.
+	QK_K = 256
+	// A Q4_K block is float16 d, float16 dmin, 12 bytes holding eight
+	// 6-bit scales and eight 6-bit mins (get_scale_min_k4's packing), then
+	// 128 bytes of nibbles: for each 64 weights, byte l holds weight l in
+	// its low nibble and weight l+32 in its high one. Sub-block j (32
+	// weights) is x ≈ d·sc[j]·q − dmin·m[j].
+	blockQ4_KSize = 2 + 2 + 12 + QK_K/2
+	// A Q5_K block is Q4_K's header, then 32 bytes qh (bit 2k of byte l
+	// is the fifth bit of weight 64k+l, bit 2k+1 that of weight 64k+l+32),
+	// then the low nibbles as in Q4_K.
+	blockQ5_KSize = 2 + 2 + 12 + QK_K/8 + QK_K/2
+	// A Q6_K block is 128 bytes ql (low 4 bits), 64 bytes qh (high 2
+	// bits), sixteen int8 scales, then float16 d; sub-block j (16 weights)
+	// is x ≈ d·sc[j]·(q−32).
+	blockQ6_KSize = QK_K/2 + QK_K/4 + QK_K/16 + 2
+)
+
+// groupMaxEps is ggml's GROUP_MAX_EPS: a group whose largest magnitude is
+// below it quantizes to zeros.
+const groupMaxEps = float32(1e-15)
+
+// nearestInt is ggml's nearest_int: adding 1.5·2^23 leaves the rounded
+// value (to nearest, ties to even) in the low mantissa bits. ggml asserts
+// |f| ≤ 4194303 only in debug builds; outside that range, and for NaN, the
+// result is whatever the bits give, reproduced here too. The conversion
+// float32(f) keeps a caller's product from fusing into the addition.
+func nearestInt(f float32) int32 {
+	v := float32(f) + 12582912
+	return int32(math.Float32bits(v)&0x007fffff) - 0x00400000
+}
+
+// QuantizeQ4_K quantizes x, a whole number of super-blocks of QK_K values,
+// into the first len(x)/QK_K·144 bytes of dst, as ggml's
+// quantize_row_q4_K_ref does (the path llama-quantize takes without an
+// importance matrix), bit for bit: each sub-block of 32 gets a scale and a
+// minimum from make_qkx2_quants (weights |x|+rms, 21 trial scales), those
+// are quantized to 6 bits against the super-block's largest, and the
+// weights are requantized to 4 bits with the rounded scales. It panics if
+// len(x) is not a multiple of QK_K or dst is too short.
+func QuantizeQ4_K(dst []byte, x []float32) {
+	nb := blocks("QuantizeQ4_K", len(x), QK_K, len(dst), blockQ4_KSize)
+	var s kScratch
+	for i := range nb {
+		xb := (*[QK_K]float32)(x[i*QK_K:])
+		yb := dst[i*blockQ4_KSize : (i+1)*blockQ4_KSize]
+		s.scalesMins(xb, yb[:16], 15, -1, 0.1, 20)
+		q := yb[16:]
+		for j := 0; j < QK_K; j += 64 {
+			for l := range 32 {
+				q[l] = s.L[j+l] | s.L[j+l+32]<<4
+			}
+			q = q[32:]
+		}
+	}
+}
+
+// QuantizeQ5_K quantizes x, a whole number of super-blocks of QK_K values,
+// into the first len(x)/QK_K·176 bytes of dst, as ggml's
+// quantize_row_q5_K_ref does, bit for bit: as Q4_K with 5-bit weights
+// (make_qkx2_quants with 16 trial scales). It panics if len(x) is not a
+// multiple of QK_K or dst is too short.
+func QuantizeQ5_K(dst []byte, x []float32) {
+	nb := blocks("QuantizeQ5_K", len(x), QK_K, len(dst), blockQ5_KSize)
+	var s kScratch
+	for i := range nb {
+		xb := (*[QK_K]float32)(x[i*QK_K:])
+		yb := dst[i*blockQ5_KSize : (i+1)*blockQ5_KSize]
+		s.scalesMins(xb, yb[:16], 31, -0.5, 0.1, 15)
+		qh := yb[16 : 16+QK_K/8]
+		ql := yb[16+QK_K/8:]
+		clear(qh)
+		m1, m2 := uint8(1), uint8(2)
+		for n := 0; n < QK_K; n += 64 {
+			for j := range 32 {
+				l1 := s.L[n+j]
+				if l1 > 15 {
+					l1 -= 16
+					qh[j] |= m1
+				}
+				l2 := s.L[n+j+32]
+				if l2 > 15 {
+					l2 -= 16
+					qh[j] |= m2
+				}
+				ql[j] = l1 | l2<<4
+			}
+			m1 <<= 2
+			m2 <<= 2
+			ql = ql[32:]
+		}
+	}
+}
+
+// kScratch is the per-call working memory of the Q4_K and Q5_K quantizers,
+// kept off the heap.
+type kScratch struct {
+	L            [QK_K]uint8
+	scales, mins [QK_K / 32]float32
+	weights, xm  [32]float32
+	laux         [32]uint8
+	errTable     [32]float32
+}
+
+// scalesMins is the part quantize_row_q4_K_ref and quantize_row_q5_K_ref
+// share: it writes d, dmin and the 12 bytes of packed scales and mins to
+// hdr (16 bytes) and leaves the weights' codes, 0..nmax, in s.L.
+func (s *kScratch) scalesMins(x *[QK_K]float32, hdr []byte, nmax int32, rmin, rdelta float32, nstep int) {
+	var maxScale, maxMin float32 // scales and mins are never negative
+	for j := range QK_K / 32 {
+		xs := (*[32]float32)(x[32*j:])
+		var sumX2 float32
+		for _, v := range xs {
+			sumX2 += float32(v * v)
+		}
+		avX := float32(math.Sqrt(float64(sumX2 / 32))) // sqrtf: correctly rounded either way
+		for l, v := range xs {
+			s.weights[l] = avX + abs32(v)
+		}
+		s.scales[j], s.mins[j] = s.makeQKX2(xs, (*[32]uint8)(s.L[32*j:]), nmax, rmin, rdelta, nstep)
+		if s.scales[j] > maxScale {
+			maxScale = s.scales[j]
+		}
+		if s.mins[j] > maxMin {
+			maxMin = s.mins[j]
+		}
+	}
+	var invScale, invMin float32
+	if maxScale > 0 {
+		invScale = 63 / maxScale
+	}
+	if maxMin > 0 {
+		invMin = 63 / maxMin
+	}
+	sc := hdr[4:16]
+	for j := range QK_K / 32 {
+		ls := min(63, uint8(nearestInt(float32(invScale*s.scales[j]))))
+		lm := min(63, uint8(nearestInt(float32(invMin*s.mins[j]))))
+		if j < 4 {
+			sc[j] = ls
+			sc[j+4] = lm
+		} else {
+			sc[j+4] = ls&0xf | (lm&0xf)<<4
+			sc[j-4] |= ls >> 4 << 6
+			sc[j] |= lm >> 4 << 6
+		}
+	}
+	dBits, dminBits := fp16(maxScale/63), fp16(maxMin/63)
+	binary.LittleEndian.PutUint16(hdr[0:], dBits)
+	binary.LittleEndian.PutUint16(hdr[2:], dminBits)
+	d16, dmin16 := fp32(dBits), fp32(dminBits)
+	for j := range QK_K / 32 {
+		scj, mj := scaleMinK4(j, sc)
+		d := float32(d16 * float32(scj))
+		if d == 0 {
+			continue // keep make_qkx2_quants' codes, as ggml does
+		}
+		dm := float32(dmin16 * float32(mj))
+		L := (*[32]uint8)(s.L[32*j:])
+		for ii, v := range x[32*j : 32*j+32] {
+			l := nearestInt((v + dm) / d)
+			L[ii] = uint8(max(0, min(nmax, l)))
+		}
+	}
+}
+
+// scaleMinK4 is ggml's get_scale_min_k4: the 6-bit scale and minimum of
+// sub-block j from the 12 packed bytes q.
+func scaleMinK4(j int, q []byte) (d, m uint8) {
+	if j < 4 {
+		return q[j] & 63, q[j+4] & 63
+	}
+	return q[j+4]&0xf | q[j-4]>>6<<4, q[j+4]>>4 | q[j]>>6<<4
+}
+
+// makeQKX2 is ggml's make_qkx2_quants for n = 32 with the weights in
+// s.weights and use_mad false: it returns the scale and the negated
+// minimum (ggml's *the_min) and leaves the codes in L. It computes what
+// ggml computes, in the same float32 order; what it saves is work whose
+// result is known: x[i]−min once per minimum (ggml's trials use the
+// minimum of the best trial so far), the error terms from a table of the
+// nmax+1 reconstructed levels, and the sums and error of a trial whose
+// codes equal the previous trial's (they depend on the codes alone, and
+// that error was either rejected or is the best already).
+func (s *kScratch) makeQKX2(x *[32]float32, L *[32]uint8, nmax int32, rmin, rdelta float32, nstep int) (scale, theMin float32) {
+	w := &s.weights
+	vmin, vmax := x[0], x[0]
+	sumW := w[0]
+	sumX := float32(sumW * x[0])
+	for i := 1; i < 32; i++ {
+		if x[i] < vmin {
+			vmin = x[i]
+		}
+		if x[i] > vmax {
+			vmax = x[i]
+		}
+		sumW += w[i]
+		sumX += float32(w[i] * x[i])
+	}
+	if vmin > 0 {
+		vmin = 0
+	}
+	if vmax == vmin {
+		*L = [32]uint8{}
+		return 0, -vmin
+	}
+	rng := vmax - vmin
+	iscale := float32(nmax) / rng
+	scale = 1 / iscale
+	xm := &s.xm
+	for i := range xm {
+		xm[i] = x[i] - vmin
+	}
+	var bestError float32
+	for i := range 32 {
+		l := max(0, min(nmax, nearestInt(float32(iscale*xm[i]))))
+		L[i] = uint8(l)
+		diff := float32(float32(scale*float32(l))+vmin) - x[i]
+		diff = float32(diff * diff)
+		bestError += float32(w[i] * diff)
+	}
+	laux := &s.laux
+	havePrev := false
+	for is := 0; is <= nstep; is++ {
+		iscale = (float32(rmin+float32(rdelta*float32(is))) + float32(nmax)) / rng
+		var changed uint8
+		for i := range 32 {
+			l := uint8(max(0, min(nmax, nearestInt(float32(iscale*xm[i])))))
+			changed |= l ^ laux[i]
+			laux[i] = l
+		}
+		same := havePrev && changed == 0
+		havePrev = true
+		if same {
+			// The same codes give the same sums and the same error,
+			// which was either rejected or became best_error: no gain.
+			continue
+		}
+		var sumL, sumL2, sumXL float32
+		for i := range 32 {
+			fl := float32(laux[i])
+			wl := float32(w[i] * fl)
+			sumL += wl
+			sumL2 += float32(wl * fl)
+			sumXL += float32(wl * x[i])
+		}
+		D := float32(sumW*sumL2) - float32(sumL*sumL)
+		if !(D > 0) {
+			continue
+		}
+		thisScale := (float32(sumW*sumXL) - float32(sumX*sumL)) / D
+		thisMin := (float32(sumL2*sumX) - float32(sumL*sumXL)) / D
+		if thisMin > 0 {
+			thisMin = 0
+			thisScale = sumXL / sumL2
+		}
+		tbl := &s.errTable
+		for k := range nmax + 1 {
+			tbl[k] = float32(thisScale*float32(k)) + thisMin
+		}
+		var curError float32
+		for i := range 32 {
+			diff := tbl[laux[i]] - x[i]
+			diff = float32(diff * diff)
+			curError += float32(w[i] * diff)
+		}
+		if curError < bestError {
+			*L = *laux
+			bestError = curError
+			scale = thisScale
+			// ggml's later trials use the new min, in x[i]−min and in
+			// the range max−min.
+			vmin = thisMin
+			rng = vmax - vmin
+			for i := range xm {
+				xm[i] = x[i] - vmin
+			}
+		}
+	}
+	return scale, -vmin
+}
+
+// QuantizeQ6_K quantizes x, a whole number of super-blocks of QK_K values,
+// into the first len(x)/QK_K·210 bytes of dst, as ggml's
+// quantize_row_q6_K_ref does, bit for bit: each sub-block of 16 gets a
+// signed scale from make_qx_quants (weights x², 19 trial scales), the
+// scales are quantized to int8 against the super-block's largest
+// magnitude (which maps to −128, clamped to 127), and the weights are
+// requantized to 6 bits with the rounded scales. It panics if len(x) is
+// not a multiple of QK_K or dst is too short.
+func QuantizeQ6_K(dst []byte, x []float32) {
+	nb := blocks("QuantizeQ6_K", len(x), QK_K, len(dst), blockQ6_KSize)
+	var s q6Scratch
+	for i := range nb {
+		xb := (*[QK_K]float32)(x[i*QK_K:])
+		yb := dst[i*blockQ6_KSize : (i+1)*blockQ6_KSize]
+		s.quantize(xb, yb)
+	}
+}
+
+// q6Scratch is the working memory of QuantizeQ6_K.
+type q6Scratch struct {
+	L      [QK_K]int8
+	scales [QK_K / 16]float32
+	w, wx  [16]float32
+}
+
+func (s *q6Scratch) quantize(x *[QK_K]float32, y []byte) {
+	var maxScale, maxAbsScale float32
+	for ib := range QK_K / 16 {
+		scale := s.makeQX((*[16]float32)(x[16*ib:]), (*[16]int8)(s.L[16*ib:]))
+		s.scales[ib] = scale
+		if a := abs32(scale); a > maxAbsScale {
+			maxAbsScale = a
+			maxScale = scale
+		}
+	}
+	if maxAbsScale < groupMaxEps {
+		clear(y[:blockQ6_KSize])
+		binary.LittleEndian.PutUint16(y[blockQ6_KSize-2:], fp16(0))
+		return
+	}
+	iscale := -128 / maxScale
+	dBits := fp16(1 / iscale)
+	binary.LittleEndian.PutUint16(y[blockQ6_KSize-2:], dBits)
+	sc := y[QK_K/2+QK_K/4 : QK_K/2+QK_K/4+QK_K/16]
+	for ib := range QK_K / 16 {
+		sc[ib] = byte(int8(min(127, nearestInt(float32(iscale*s.scales[ib])))))
+	}
+	d16 := fp32(dBits)
+	for j := range QK_K / 16 {
+		d := float32(d16 * float32(int8(sc[j])))
+		if d == 0 {
+			continue
+		}
+		for ii, v := range x[16*j : 16*j+16] {
+			l := nearestInt(v / d)
+			s.L[16*j+ii] = int8(max(-32, min(31, l)) + 32)
+		}
+	}
+	ql := y[:QK_K/2]
+	qh := y[QK_K/2 : QK_K/2+QK_K/4]
+	L := &s.L
+	for j := 0; j < QK_K; j += 128 {
+		for l := range 32 {
+			q1 := uint8(L[j+l]) & 0xf
+			q2 := uint8(L[j+l+32]) & 0xf
+			q3 := uint8(L[j+l+64]) & 0xf
+			q4 := uint8(L[j+l+96]) & 0xf
+			ql[l] = q1 | q3<<4
+			ql[l+32] = q2 | q4<<4
+			qh[l] = uint8(L[j+l]>>4) | uint8(L[j+l+32]>>4)<<2 | uint8(L[j+l+64]>>4)<<4 | uint8(L[j+l+96]>>4)<<6
+		}
+		ql = ql[64:]
+		qh = qh[32:]
+	}
+}
+
+// makeQX is ggml's make_qx_quants(16, 32, x, L, 1, NULL), the Q6_K case:
+// weights x², 19 trial scales around −32/max. It returns the scale and
+// leaves the codes (0..63) in L. It computes what ggml computes, in the
+// same float32 order, with x²·x precomputed per element (ggml's w*x[i]*l
+// groups as (w·x)·l), and the codes only of the trial that wins (each
+// acceptance overwrites them in ggml): the trials themselves need only
+// the two sums.
+func (s *q6Scratch) makeQX(x *[16]float32, L *[16]int8) float32 {
+	const nmax = 32
+	var vmax, amax float32
+	finite := true
+	for _, v := range x {
+		ax := abs32(v)
+		if ax > amax {
+			amax = ax
+			vmax = v
+		}
+		if !(ax <= math.MaxFloat32) {
+			finite = false
+		}
+	}
+	if amax < groupMaxEps {
+		*L = [16]int8{}
+		return 0
+	}
+	w, wx := &s.w, &s.wx
+	for i, v := range x {
+		w[i] = float32(v * v)
+		wx[i] = float32(w[i] * v)
+	}
+	iscale := -nmax / vmax
+	sumLX, sumL2 := q6SumsAny(x, w, wx, iscale)
+	var scale float32
+	if sumL2 != 0 {
+		scale = sumLX / sumL2
+	}
+	best := float32(scale * sumLX)
+	bestIscale := iscale
+	try := func(iscale, sumLX, sumL2 float32) {
+		if sumL2 > 0 && float32(sumLX*sumLX) > float32(best*sumL2) {
+			bestIscale = iscale
+			scale = sumLX / sumL2
+			best = float32(scale * sumLX)
+		}
+	}
+	for k := 0; k < len(q6Trials); k += 2 {
+		// Two trials side by side: independent sums, compared in ggml's
+		// order.
+		a, b := q6Trials[k], q6Trials[k+1]
+		ia := -(nmax + float32(0.1*float32(a))) / vmax
+		ib := -(nmax + float32(0.1*float32(b))) / vmax
+		var lxa, l2a, lxb, l2b float32
+		if finite {
+			lxa, l2a, lxb, l2b = q6SumsFinite2(x, w, wx, ia, ib)
+		} else {
+			lxa, l2a = q6SumsAny(x, w, wx, ia)
+			lxb, l2b = q6SumsAny(x, w, wx, ib)
+		}
+		try(ia, lxa, l2a)
+		try(ib, lxb, l2b)
+	}
+	for i, v := range x {
+		l := max(-nmax, min(nmax-1, nearestInt(float32(bestIscale*v))))
+		L[i] = int8(l + nmax)
+	}
+	return scale
+}
+
+// q6Lo and q6Hi are the bits of 12582912−32 and 12582912+31, the clamped
+// codes of q6SumsFinite2.
+var q6Lo, q6Hi = math.Float32bits(12582912 - 32), math.Float32bits(12582912 + 31)
+
+// q6Trials are make_qx_quants' trials is = −9..9 but 0.
+var q6Trials = [18]int{-9, -8, -7, -6, -5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6, 7, 8, 9}
+
+// q6SumsAny returns make_qx_quants' sums Σ(w·x)·l and Σ(w·l)·l for the
+// codes l = clamp(nearest_int(iscale·x)) of one trial, for any input.
+func q6SumsAny(x, w, wx *[16]float32, iscale float32) (sumLX, sumL2 float32) {
+	const nmax = 32
+	for i, v := range x {
+		fl := float32(max(-nmax, min(nmax-1, nearestInt(float32(iscale*v)))))
+		sumLX += float32(wx[i] * fl)
+		sumL2 += float32(float32(w[i]*fl) * fl)
+	}
+	return sumLX, sumL2
+}
+
+// q6SumsFinite2 is q6SumsAny for two trials at once and finite x, where
+// |iscale·x| ≤ 33 (iscale is about −32/max x): adding and subtracting
+// 1.5·2^23 rounds to the nearest integer as nearest_int does, without
+// leaving float32, and the four sums are independent chains of additions.
+func q6SumsFinite2(x, w, wx *[16]float32, ia, ib float32) (lxa, l2a, lxb, l2b float32) {
+	const nmax = 32
+	for i, v := range x {
+		// r = 12582912 + l lies in [2^23, 2^24), where the bits of a
+		// float32 grow with its value: clamp l there, without branches.
+		ra := min(q6Hi, max(q6Lo, math.Float32bits(float32(ia*v)+12582912)))
+		rb := min(q6Hi, max(q6Lo, math.Float32bits(float32(ib*v)+12582912)))
+		fa := math.Float32frombits(ra) - 12582912
+		fb := math.Float32frombits(rb) - 12582912
+		lxa += float32(wx[i] * fa)
+		l2a += float32(float32(w[i]*fa) * fa)
+		lxb += float32(wx[i] * fb)
+		l2b += float32(float32(w[i]*fb) * fb)
+	}
+	return lxa, l2a, lxb, l2b
+}
+
+// DequantizeQ4_K converts len(dst) values, a whole number of super-blocks,
+// from Q4_K blocks in src, as ggml's dequantize_row_q4_K: weight l of
+// sub-block j is (d·sc[j])·q − dmin·m[j]. It panics if len(dst) is not a
+// multiple of QK_K or src is too short.
+func DequantizeQ4_K(dst []float32, src []byte) {
+	nb := blocks("DequantizeQ4_K", len(dst), QK_K, len(src), blockQ4_KSize)
+	for i := range nb {
+		b := src[i*blockQ4_KSize : (i+1)*blockQ4_KSize]
+		d := fp32(binary.LittleEndian.Uint16(b[0:]))
+		dmin := fp32(binary.LittleEndian.Uint16(b[2:]))
+		sc := b[4:16]
+		q := b[16:]
+		y := dst[i*QK_K : (i+1)*QK_K]
+		for j, is := 0, 0; j < QK_K; j, is = j+64, is+2 {
+			s1, m1 := scaleMinK4(is, sc)
+			d1, dm1 := float32(d*float32(s1)), float32(dmin*float32(m1))
+			s2, m2 := scaleMinK4(is+1, sc)
+			d2, dm2 := float32(d*float32(s2)), float32(dmin*float32(m2))
+			for l := range 32 {
+				y[j+l] = float32(d1*float32(q[l]&0xf)) - dm1
+				y[j+32+l] = float32(d2*float32(q[l]>>4)) - dm2
+			}
+			q = q[32:]
+		}
+	}
+}
+
+// DequantizeQ5_K converts len(dst) values, a whole number of super-blocks,
+// from Q5_K blocks in src, as ggml's dequantize_row_q5_K: as Q4_K with the
+// fifth bits from qh. It panics if len(dst) is not a multiple of QK_K or
+// src is too short.
+func DequantizeQ5_K(dst []float32, src []byte) {
+	nb := blocks("DequantizeQ5_K", len(dst), QK_K, len(src), blockQ5_KSize)
+	for i := range nb {
+		b := src[i*blockQ5_KSize : (i+1)*blockQ5_KSize]
+		d := fp32(binary.LittleEndian.Uint16(b[0:]))
+		dmin := fp32(binary.LittleEndian.Uint16(b[2:]))
+		sc := b[4:16]
+		qh := b[16 : 16+QK_K/8]
+		ql := b[16+QK_K/8:]
+		y := dst[i*QK_K : (i+1)*QK_K]
+		u1, u2 := uint8(1), uint8(2)
+		for j, is := 0, 0; j < QK_K; j, is = j+64, is+2 {
+			s1, m1 := scaleMinK4(is, sc)
+			d1, dm1 := float32(d*float32(s1)), float32(dmin*float32(m1))
+			s2, m2 := scaleMinK4(is+1, sc)
+			d2, dm2 := float32(d*float32(s2)), float32(dmin*float32(m2))
+			for l := range 32 {
+				q1, q2 := ql[l]&0xf, ql[l]>>4
+				if qh[l]&u1 != 0 {
+					q1 += 16
+				}
+				if qh[l]&u2 != 0 {
+					q2 += 16
+				}
+				y[j+l] = float32(d1*float32(q1)) - dm1
+				y[j+32+l] = float32(d2*float32(q2)) - dm2
+			}
+			ql = ql[32:]
+			u1 <<= 2
+			u2 <<= 2
+		}
+	}
+}
+
+// DequantizeQ6_K converts len(dst) values, a whole number of super-blocks,
+// from Q6_K blocks in src, as ggml's dequantize_row_q6_K: weight l of
+// sub-block j is (d·sc[j])·(q−32). It panics if len(dst) is not a multiple
+// of QK_K or src is too short.
+func DequantizeQ6_K(dst []float32, src []byte) {
+	nb := blocks("DequantizeQ6_K", len(dst), QK_K, len(src), blockQ6_KSize)
+	for i := range nb {
+		b := src[i*blockQ6_KSize : (i+1)*blockQ6_KSize]
+		d := fp32(binary.LittleEndian.Uint16(b[blockQ6_KSize-2:]))
+		ql := b[:QK_K/2]
+		qh := b[QK_K/2 : QK_K/2+QK_K/4]
+		sc := b[QK_K/2+QK_K/4 : QK_K/2+QK_K/4+QK_K/16]
+		y := dst[i*QK_K : (i+1)*QK_K]
+		for n := 0; n < QK_K; n += 128 {
+			for l := range 32 {
+				is := l / 16
+				q1 := int8(ql[l]&0xf|(qh[l]>>0&3)<<4) - 32
+				q2 := int8(ql[l+32]&0xf|(qh[l]>>2&3)<<4) - 32
+				q3 := int8(ql[l]>>4|(qh[l]>>4&3)<<4) - 32
+				q4 := int8(ql[l+32]>>4|(qh[l]>>6&3)<<4) - 32
+				y[n+l] = float32(d*float32(int8(sc[is]))) * float32(q1)
+				y[n+l+32] = float32(d*float32(int8(sc[is+2]))) * float32(q2)
+				y[n+l+64] = float32(d*float32(int8(sc[is+4]))) * float32(q3)
+				y[n+l+96] = float32(d*float32(int8(sc[is+6]))) * float32(q4)
+			}
+			ql = ql[64:]
+			qh = qh[32:]
+			sc = sc[8:]
+		}
+	}
+}
