@@ -15,11 +15,11 @@ import (
 
 // GGUFReport describes a GGUF file.
 type GGUFReport struct {
-	Format     string         `json:"format"` // "gguf"
-	Path       string         `json:"path"`
-	Version    uint32         `json:"version"`
-	Alignment  int            `json:"alignment"`
-	DataOffset int64          `json:"data_offset"`
+	Format     string `json:"format"` // "gguf"
+	Path       string `json:"path"`
+	Version    uint32 `json:"version"`
+	Alignment  int    `json:"alignment"`
+	DataOffset int64  `json:"data_offset"`
 	// FileType is general.file_type (llama.cpp's llama_ftype), nil when
 	// the file has none; FileTypeName is its name in llama.cpp's enum
 	// without the LLAMA_FTYPE_ prefix ("MOSTLY_Q4_K_M", "ALL_F32"), as
@@ -27,9 +27,9 @@ type GGUFReport struct {
 	FileType     *int64         `json:"file_type"`
 	FileTypeName string         `json:"file_type_name,omitempty"`
 	Metadata     []GGUFMetadata `json:"metadata"`
-	Tensors    []GGUFTensor   `json:"tensors"`
-	Types      []GGUFTotal    `json:"types"`
-	Total      GGUFTotal      `json:"total"`
+	Tensors      []GGUFTensor   `json:"tensors"`
+	Types        []GGUFTotal    `json:"types"`
+	Total        GGUFTotal      `json:"total"`
 }
 
 // GGUFMetadata is one metadata pair: an array is summarised by its length
