@@ -1,10 +1,8 @@
 package quantize
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -13,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/quantkit/quantkit/internal/inputerr"
+	"github.com/quantkit/quantkit/internal/output"
 	"github.com/quantkit/quantkit/model/gguf"
 	"github.com/quantkit/quantkit/model/ggufmix"
 	"github.com/quantkit/quantkit/model/plan"
@@ -355,7 +354,26 @@ func TestGGUFPlanHash(t *testing.T) {
 	if h := hash(a, ggufmix.Q4_K_M, false, "y.gguf", 3); h != base {
 		t.Errorf("another output and worker count: plan %s, was %s", h, base)
 	}
-	if !bytes.Equal(data[:4], []byte("GGUF")) {
-		t.Fatal(fmt.Sprintf("%q", data[:4]))
+}
+
+// TestGGUFShardMergeSpace: a part and a merge that cannot fit are refused
+// before anything is written, naming the space they need.
+func TestGGUFShardMergeSpace(t *testing.T) {
+	dir := t.TempDir()
+	parts, out := filepath.Join(dir, "parts"), filepath.Join(dir, "out.gguf")
+	opt := GGUFOptions{Input: stories260K, Mix: ggufmix.Q8_0, Workers: 2}
+	shardAll(t, opt, parts, 2)
+	prev := output.FreeBytes
+	output.FreeBytes = func(string) (int64, bool) { return 1000, true }
+	t.Cleanup(func() { output.FreeBytes = prev })
+	if _, err := Merge(context.Background(), MergeOptions{Parts: []string{parts}, Output: out}); err == nil || !strings.Contains(err.Error(), "not enough space") || !inputerr.Is(err) {
+		t.Errorf("merge: %v", err)
+	}
+	opt.Output, opt.Shard = filepath.Join(dir, "more"), &ShardSpec{0, 2}
+	if _, err := RunGGUF(context.Background(), opt); err == nil || !strings.Contains(err.Error(), "not enough space") {
+		t.Errorf("part: %v", err)
+	}
+	if got := entries(t, dir); !slices.Equal(got, []string{"parts"}) {
+		t.Errorf("written: %v", got)
 	}
 }
