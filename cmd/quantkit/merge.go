@@ -10,14 +10,14 @@ import (
 )
 
 var (
-	mergeOutFlag   = &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the merged checkpoint to directory `OUT`"}
+	mergeOutFlag   = &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the merged checkpoint to directory `OUT` (a .gguf file for the parts of quantize --format gguf --shard)"}
 	mergeForceFlag = &cli.BoolFlag{Name: "force", Usage: "replace OUT if it exists"}
 	mergeSizeFlag  = &cli.StringFlag{Name: "shard-size", Usage: "output shards of at most `SIZE` of tensor data (5GB, 500MB, 2GiB)", DefaultText: "the parts' --shard-size"}
 )
 
 var mergeCommand = &cli.Command{
 	Name:      "merge",
-	Usage:     "join the parts of `quantize --shard I/N` runs into one checkpoint",
+	Usage:     "join the parts of `quantize --shard I/N` runs into one checkpoint or GGUF file",
 	ArgsUsage: "PART... -o OUT",
 	Description: "Each PART is a part directory (OUT/part-I-of-N of a quantize --shard run) or a parts\n" +
 		"directory holding them. All N parts of the same plan (the same input, flags and quantkit:\n" +
@@ -25,6 +25,9 @@ var mergeCommand = &cli.Command{
 		"unsharded run writes them, with the same shard size (the parts' --shard-size unless\n" +
 		"--shard-size is given), config.json and side files, so the result equals that run's\n" +
 		"output tensor for tensor. OUT is written atomically.\n" +
+		"Parts of quantize --format gguf --shard (part.gguf beside part.json) are joined into the one\n" +
+		".gguf file OUT that the same quantize without --shard writes, byte for byte: the metadata,\n" +
+		"the tensors in its order, each from the part part.json gives it (--shard-size is refused).\n" +
 		"--json prints, instead of the line for people, and --json-out FILE writes {output,\n" +
 		"plan_hash, format, parts: [DIR], tensors, bytes, shard_size, seconds}.",
 	Flags:  []cli.Flag{mergeOutFlag, mergeForceFlag, mergeSizeFlag, ckptDeviceFlag, jsonFlag, jsonOutFlag},

@@ -16,17 +16,18 @@ import (
 	"github.com/quantkit/quantkit/job/quantize"
 	"github.com/quantkit/quantkit/model/gguf"
 	"github.com/quantkit/quantkit/model/ggufmix"
+	"github.com/quantkit/quantkit/model/llamacpp"
 	"github.com/quantkit/quantkit/model/plan"
 	"github.com/quantkit/quantkit/quant"
 )
 
 var (
-	quantOutFlag    = &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the quantized model to `OUT` (a directory; a .gguf file for the gguf formats)"}
+	quantOutFlag    = &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the quantized model to `OUT` (a directory; a .gguf file for the gguf formats; with --shard, the parts directory)"}
 	quantSchemeFlag = &cli.StringFlag{Name: "scheme", Value: "int8", Usage: "int8 or int4"}
 	quantGranFlag   = &cli.StringFlag{Name: "granularity", Usage: "channel, tensor or group:N", DefaultText: "channel for int8, group:128 for int4"}
 	quantSymFlag    = &cli.BoolFlag{Name: "symmetric", Usage: "symmetric quantization, zero point 0 (the default)", DisableDefaultText: true}
 	quantAsymFlag   = &cli.BoolFlag{Name: "asymmetric", Usage: "asymmetric quantization, with zero points"}
-	quantFormatFlag = &cli.StringFlag{Name: "format", Value: string(plan.CompressedTensors), Usage: "compressed-tensors, compressed-tensors-packed (int8 too pack-quantized, as vLLM loads weight-only int8), safetensors, gguf (a GGUF input to one of llama-quantize's --type mixes), gguf-q8_0 or gguf-q4_0"}
+	quantFormatFlag = &cli.StringFlag{Name: "format", Value: string(plan.CompressedTensors), Usage: "compressed-tensors, compressed-tensors-packed (int8 too pack-quantized, as vLLM loads weight-only int8), safetensors, gguf (a GGUF file llama.cpp runs, from a GGUF or a Llama-family checkpoint, with one of llama-quantize's --type mixes), gguf-q8_0 or gguf-q4_0 (Hugging Face names: a tensor container for other tools, not a model llama.cpp runs)"}
 	quantTypeFlag   = &cli.StringFlag{Name: "type", Usage: "with --format gguf: llama-quantize's `TYPE`: " + strings.Join(ggufmix.Names(), ", ") + " (Q4_K, Q5_K: the _M mixes)"}
 	quantPureFlag   = &cli.BoolFlag{Name: "pure", Usage: "with --format gguf: every quantized tensor gets TYPE's base type, as llama-quantize --pure (rows that are not whole blocks still fall back)"}
 	quantInclFlag   = &cli.StringFlag{Name: "include", Usage: "quantize exactly the 2-D floating-point tensors whose names match `REGEX` (replaces the default rule)"}
@@ -34,7 +35,7 @@ var (
 	quantDryFlag    = &cli.BoolFlag{Name: "dry-run", Usage: "print the plan, sizes and memory estimate; write nothing"}
 	quantForceFlag  = &cli.BoolFlag{Name: "force", Usage: "replace OUT if it exists"}
 	quantSizeFlag   = &cli.StringFlag{Name: "shard-size", Value: "5GB", Usage: "output shards of at most `SIZE` of tensor data (5GB, 500MB, 2GiB)"}
-	quantShardFlag  = &cli.StringFlag{Name: "shard", Usage: "quantize only part `I/N` (I in 0..N-1) into OUT/part-I-of-N; join the parts with merge"}
+	quantShardFlag  = &cli.StringFlag{Name: "shard", Usage: "quantize only part `I/N` (I in 0..N-1) into OUT/part-I-of-N; join the parts with merge (not for gguf-q8_0, gguf-q4_0)"}
 	quantNonFinFlag = &cli.BoolFlag{Name: "allow-nonfinite", Usage: "quantize weights with NaN/Inf (NaN as 0, ±Inf saturated to the largest finite magnitude) instead of failing"}
 )
 
@@ -66,12 +67,16 @@ var quantizeCommand = &cli.Command{
 		"                      low nibble first), W.scale F32, W.zero_point I32 when asymmetric;\n" +
 		"                      __metadata__ quantkit.format = quantkit-raw, quantkit.scheme and\n" +
 		"                      quantkit.tensors (each W's original shape and dtype).\n" +
-		"  gguf-q8_0, gguf-q4_0  one GGUF file OUT: 2-D quantized weights as Q8_0/Q4_0 blocks of\n" +
-		"                      32 (a weight whose rows are not a multiple of 32 stays F32), the rest\n" +
-		"                      in their dtype. Tensor names stay Hugging Face's (not llama.cpp's), so\n" +
-		"                      llama.cpp cannot run the file as a model; general.architecture comes\n" +
-		"                      from config.json's model_type. --scheme, --granularity,\n" +
-		"                      --symmetric, --asymmetric and --shard-size do not apply (refused).\n" +
+		"  gguf-q8_0, gguf-q4_0  a tensor container for other tools, not a model llama.cpp runs: one\n" +
+		"                      GGUF file OUT of any architecture's checkpoint, 2-D quantized weights\n" +
+		"                      as Q8_0/Q4_0 blocks of 32 (a weight whose rows are not a multiple of\n" +
+		"                      32 stays F32), the rest in their dtype, under Hugging Face's tensor\n" +
+		"                      names, without llama.cpp's metadata or tokenizer (general.architecture\n" +
+		"                      is config.json's model_type). For a file llama.cpp, ollama or LM Studio\n" +
+		"                      run, use --format gguf --type Q8_0 (or Q4_0, Q4_K_M, ...): quantize says\n" +
+		"                      so when IN is a checkpoint that --format gguf converts. --scheme,\n" +
+		"                      --granularity, --symmetric, --asymmetric, --shard-size and --shard do\n" +
+		"                      not apply (refused).\n" +
 		"\n" +
 		"GGUF (--format gguf --type TYPE [--pure]): IN is an F32, F16 or BF16 .gguf file (from\n" +
 		"llama.cpp's convert_hf_to_gguf.py, say), or a Hugging Face Llama-family checkpoint\n" +
@@ -112,7 +117,13 @@ var quantizeCommand = &cli.Command{
 		"\n" +
 		"--shard I/N quantizes plan items I, I+N, I+2N, … (item k goes to part k mod N) into\n" +
 		"OUT/part-I-of-N, with part.json holding the plan hash; `quantkit merge OUT/part-*` joins the\n" +
-		"N parts into the checkpoint one run would write. Not for the gguf formats.\n" +
+		"N parts into the checkpoint one run would write. With --format gguf, OUT is the parts\n" +
+		"directory and the tensors are balanced by bytes: the largest first, each to the part with\n" +
+		"the fewest bytes so far (every N-th tensor would give one part every FFN matrix of a Llama\n" +
+		"and another only norms); OUT/part-I-of-N holds part.gguf (the metadata and the part's\n" +
+		"tensors) and part.json (the plan hash, of the input's header and first and last rows, the\n" +
+		"type, --pure and every tensor's type and part), and `quantkit merge OUT/part-* -o F.gguf`\n" +
+		"writes the file one run would write, byte for byte. Not for gguf-q8_0 and gguf-q4_0.\n" +
 		"\n" +
 		"Checkpoint quantization runs on the CPU, on every core (--device gpu is refused): it is\n" +
 		"memory-bound, each weight read, scaled, rounded and written once, and a GPU would add\n" +
@@ -125,7 +136,7 @@ var quantizeCommand = &cli.Command{
 		"(null when exact or not run), nonfinite}], totals: {tensors, quantized, kept, bytes_in,\n" +
 		"bytes_out, ratio}, memory_estimate, seconds, gb_per_s, sqnr: {min_db, mean_db, worst:\n" +
 		"[{name, sqnr_db}]} | null}. With --format gguf: {input, output, type, file_type, pure, device,\n" +
-		"workers, dry_run, tensors: [{name, dims (ggml order: row length first), input_type,\n" +
+		"workers, dry_run, shard: {index, count} | null, plan_hash, tensors (a part's only, with --shard): [{name, dims (ggml order: row length first), input_type,\n" +
 		"output_type, action: quantize|convert|copy, reason, fallback, bytes_in, bytes_out}], totals:\n" +
 		"{tensors, quantized, converted, copied, fallbacks, elements, bytes_in, bytes_out,\n" +
 		"bits_per_weight, ratio}, unsupported: [types this build cannot encode], seconds, gb_per_s}.",
@@ -143,6 +154,7 @@ func runQuantize(c *cli.Context) error {
 	if err != nil {
 		return badInput(fmt.Errorf("quantize: %w", err))
 	}
+	noteLlamaGGUF(c.App.ErrWriter, opt.Input, opt.Plan.Format)
 	var rep *quantize.Report
 	if c.Bool(quantDryFlag.Name) {
 		rep, err = quantize.DryRun(*opt)
@@ -272,10 +284,24 @@ func runQuantizeGGUF(c *cli.Context) error {
 		done()
 	}
 	if err == nil {
-		err = report(c, rep, rep.WriteTable)
+		err = report(c, rep, func(w io.Writer) error { return writeGGUFTable(w, rep) })
 	}
 	if err != nil {
 		return fmt.Errorf("quantize: %w", err)
+	}
+	return nil
+}
+
+// writeGGUFTable is the report's table and, for a part, which part of
+// which plan it is and how to join the parts.
+func writeGGUFTable(w io.Writer, rep *quantize.GGUFReport) error {
+	if err := rep.WriteTable(w); err != nil {
+		return err
+	}
+	if s := rep.Shard; s != nil {
+		_, err := fmt.Fprintf(w, "part %d of %d of plan %s; when all are written: quantkit merge %s -o OUT.gguf\n",
+			s.Index, s.Count, rep.PlanHash, filepath.Join(filepath.Dir(rep.Output), "part-*"))
+		return err
 	}
 	return nil
 }
@@ -291,7 +317,7 @@ func parseQuantizeGGUFFlags(c *cli.Context) (*quantize.GGUFOptions, error) {
 	if err := checkJSONOut(c); err != nil {
 		return nil, err
 	}
-	for _, f := range []cli.Flag{quantSchemeFlag, quantGranFlag, quantSymFlag, quantAsymFlag, quantSizeFlag, quantShardFlag,
+	for _, f := range []cli.Flag{quantSchemeFlag, quantGranFlag, quantSymFlag, quantAsymFlag, quantSizeFlag,
 		quantInclFlag, quantExclFlag, quantNonFinFlag} {
 		if name := f.Names()[0]; c.IsSet(name) {
 			return nil, fmt.Errorf("--%s does not apply to --format gguf, whose --type chooses every tensor's type as llama-quantize does: drop --%s", name, name)
@@ -324,6 +350,11 @@ func parseQuantizeGGUFFlags(c *cli.Context) (*quantize.GGUFOptions, error) {
 	}
 	opt := &quantize.GGUFOptions{Input: in, Output: c.String(quantOutFlag.Name), Mix: mix, Pure: c.Bool(quantPureFlag.Name),
 		Workers: c.Int(ckptWorkFlag.Name), Force: c.Bool(quantForceFlag.Name), Log: c.App.ErrWriter}
+	if v := c.String(quantShardFlag.Name); v != "" {
+		if opt.Shard, err = quantize.ParseShard(v); err != nil {
+			return nil, fmt.Errorf("--shard: %w", err)
+		}
+	}
 	if hf != "" {
 		src, err := quantize.OpenHFSource(hf)
 		if err != nil {
@@ -332,6 +363,33 @@ func parseQuantizeGGUFFlags(c *cli.Context) (*quantize.GGUFOptions, error) {
 		opt.Source = src
 	}
 	return opt, nil
+}
+
+// ggufMixOf is the --type of --format gguf that writes, for llama.cpp,
+// what --format gguf-q8_0 or gguf-q4_0 writes for other tools.
+var ggufMixOf = map[plan.Format]string{plan.GGUFQ8_0: "Q8_0", plan.GGUFQ4_0: "Q4_0"}
+
+// noteLlamaGGUF tells the user of --format gguf-q8_0 or gguf-q4_0 whose
+// input --format gguf can convert (llamacpp.Plan succeeds) that this
+// writes Hugging Face names that llama.cpp cannot run, and what would.
+func noteLlamaGGUF(log io.Writer, in string, f plan.Format) {
+	typ, ok := ggufMixOf[f]
+	if !ok || log == nil {
+		return
+	}
+	dir := in
+	if fi, err := os.Stat(in); err != nil {
+		return
+	} else if !fi.IsDir() {
+		dir = filepath.Dir(in)
+	}
+	conv, err := llamacpp.Plan(dir, llamacpp.Options{})
+	if err != nil {
+		return
+	}
+	conv.Close()
+	fmt.Fprintf(log, "quantkit: note: %s is a Llama-family checkpoint: --format %s writes Hugging Face tensor names, a container for other tools "+
+		"that llama.cpp cannot run; for a file llama.cpp, ollama or LM Studio run, use --format gguf --type %s\n", in, f, typ)
 }
 
 // isGGUFFile reports whether path is a regular file that starts with

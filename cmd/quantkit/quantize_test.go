@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -306,6 +307,86 @@ func TestQuantizeGGUF(t *testing.T) {
 
 	help := mustRun(t, "quantize", "--help")
 	for _, want := range []string{"--format gguf --type TYPE", "use_more_bits", "Q4_K_M", "--pure"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("help lacks %q", want)
+		}
+	}
+}
+
+// quantize --format gguf --shard I/N writes parts that merge joins into
+// the file one run writes, byte for byte; --json carries the shard and
+// the plan hash; the gguf-q8_0 format is refused --shard.
+func TestQuantizeGGUFShardMerge(t *testing.T) {
+	in := "../../testdata/llm/stories260K/stories260K.gguf"
+	dir := t.TempDir()
+	one, parts, merged := filepath.Join(dir, "one.gguf"), filepath.Join(dir, "parts"), filepath.Join(dir, "merged.gguf")
+	mustRun(t, "quantize", in, "-o", one, "--format", "gguf", "--type", "Q8_0")
+	text := mustRun(t, "quantize", in, "-o", parts, "--format", "gguf", "--type", "Q8_0", "--shard", "1/2", "--json")
+	var r quantize.GGUFReport
+	if err := json.Unmarshal([]byte(text), &r); err != nil {
+		t.Fatalf("--json: %v\n%s", err, text)
+	}
+	if r.Shard == nil || r.Shard.Index != 1 || r.Shard.Count != 2 || r.PlanHash == "" || r.Output != filepath.Join(parts, "part-1-of-2") || r.Totals.Tensors >= 48 {
+		t.Errorf("part report %+v", r)
+	}
+	table := mustRun(t, "quantize", in, "-o", parts, "--format", "gguf", "--type", "Q8_0", "--shard", "0/2")
+	if want := "part 0 of 2 of plan " + r.PlanHash + "; when all are written: quantkit merge " + filepath.Join(parts, "part-*"); !strings.Contains(table, want) {
+		t.Errorf("part table lacks %q:\n%s", want, table)
+	}
+	out := mustRun(t, "merge", filepath.Join(parts, "part-1-of-2"), filepath.Join(parts, "part-0-of-2"), "-o", merged)
+	if !strings.Contains(out, "merged 2 parts of plan "+r.PlanHash+" (gguf from "+filepath.Join(parts, "part-0-of-2")) {
+		t.Errorf("merge printed %q", out)
+	}
+	a, err1 := os.ReadFile(one)
+	b, err2 := os.ReadFile(merged)
+	if err1 != nil || err2 != nil || !bytes.Equal(a, b) {
+		t.Errorf("merged file differs from one run's (%d and %d bytes): %v %v", len(b), len(a), err1, err2)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"merge", parts, "-o", filepath.Join(dir, "m2.gguf"), "--shard-size", "1MB"}, "--shard-size does not apply to GGUF parts"},
+		{[]string{"merge", filepath.Join(parts, "part-0-of-2"), "-o", filepath.Join(dir, "m3.gguf")}, "part 1 of 2 (of plan " + r.PlanHash + ") is missing"},
+		{[]string{"quantize", in, "-o", parts, "--format", "gguf", "--type", "Q8_0", "--shard", "2/2"}, "--shard"},
+		{[]string{"quantize", "../../testdata/llm/stories260K/hf", "-o", parts, "--format", "gguf-q8_0", "--shard", "0/2"}, "--shard does not apply to --format gguf-q8_0"},
+	} {
+		msg, err := run(t, tc.args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, inputerr.ErrInput) {
+			t.Errorf("%v: error %v, want a bad-input error saying %q\n%s", tc.args, err, tc.want, msg)
+		}
+	}
+}
+
+// --format gguf-q8_0 of a checkpoint --format gguf converts says once
+// that llama.cpp cannot run what it writes and what would; of one it
+// cannot convert (no tokenizer), it says nothing.
+func TestQuantizeGGUFQ8NotesLlama(t *testing.T) {
+	hf := "../../testdata/llm/stories260K/hf"
+	dir := t.TempDir()
+	out := mustRun(t, "quantize", hf, "-o", filepath.Join(dir, "a.gguf"), "--format", "gguf-q8_0")
+	if n := strings.Count(out, "note:"); n != 1 || !strings.Contains(out, "llama.cpp cannot run") || !strings.Contains(out, "--format gguf --type Q8_0") {
+		t.Errorf("%d notes:\n%s", n, out)
+	}
+	out = mustRun(t, "quantize", filepath.Join(hf, "model.safetensors"), "-o", filepath.Join(dir, "b.gguf"), "--format", "gguf-q4_0", "--dry-run")
+	if !strings.Contains(out, "--format gguf --type Q4_0") {
+		t.Errorf("gguf-q4_0 of model.safetensors, dry run:\n%s", out)
+	}
+	bare := t.TempDir()
+	for _, name := range []string{"config.json", "model.safetensors"} {
+		data, err := os.ReadFile(filepath.Join(hf, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(bare, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out := mustRun(t, "quantize", bare, "-o", filepath.Join(dir, "c.gguf"), "--format", "gguf-q8_0"); strings.Contains(out, "note:") {
+		t.Errorf("a note for a checkpoint --format gguf refuses:\n%s", out)
+	}
+	help := mustRun(t, "quantize", "--help")
+	for _, want := range []string{"a tensor container for other tools, not a model llama.cpp runs", "balanced by bytes"} {
 		if !strings.Contains(help, want) {
 			t.Errorf("help lacks %q", want)
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/quantkit/quantkit/internal/output"
 	"github.com/quantkit/quantkit/model/gguf"
 	"github.com/quantkit/quantkit/model/ggufmix"
+	"github.com/quantkit/quantkit/model/plan"
 )
 
 // GGUFQuantizationVersion is general.quantization_version as llama-quantize
@@ -40,7 +41,8 @@ type GGUFOptions struct {
 	// the file Input (a Hugging Face checkpoint under llama.cpp's names,
 	// for example). RunGGUF and PlanGGUF do not close it.
 	Source GGUFSource
-	// Output is the .gguf file to write.
+	// Output is the .gguf file to write; with Shard, the parts directory
+	// that part-I-of-N goes into.
 	Output string
 	// Mix is the llama-quantize type (ggufmix.ParseMix).
 	Mix ggufmix.Mix
@@ -52,6 +54,11 @@ type GGUFOptions struct {
 	Workers int
 	// Force replaces what is at Output (never the input).
 	Force bool
+	// Shard, if not nil, writes only that part's share of the tensors
+	// (GGUFPartOf) into Shard.Dir(Output): a GGUF file of those tensors,
+	// GGUFPartFile, and part.json (GGUFPart); MergeGGUF joins the parts
+	// into the file one unsharded run writes.
+	Shard *ShardSpec
 	// Progress, if not nil, is called after each tensor is written.
 	Progress func(Progress)
 	// Log receives notes for the user; nil discards them.
@@ -69,8 +76,13 @@ type GGUFReport struct {
 	Device   string `json:"device,omitempty"` // "cpu" after a run; empty for a dry run
 	Workers  int    `json:"workers"`
 	DryRun   bool   `json:"dry_run"`
+	// Shard is the part written, nil for the whole file.
+	Shard *ShardSpec `json:"shard"`
+	// PlanHash identifies the whole plan (GGUFPlanHash): parts of one
+	// plan carry it in part.json, and merge joins only parts that agree.
+	PlanHash string `json:"plan_hash"`
 	// Tensors are in the order they are written: llama-quantize's (see
-	// ggufmix.Order).
+	// ggufmix.Order); for a shard, only the part's.
 	Tensors []GGUFTensor `json:"tensors"`
 	Totals  GGUFTotals   `json:"totals"`
 	// Unsupported lists the output types this build cannot encode yet; a
@@ -120,6 +132,11 @@ type ggufJob struct {
 	infos  []gguf.TensorInfo // output tensors, in output order
 	inputs []gguf.TensorInfo // the same tensors as the source has them
 	rep    *GGUFReport
+	opt    GGUFOptions
+	// all are every output tensor of the plan, in output order, and
+	// partOf the part each goes to (GGUFPartOf), when sharded.
+	all    []gguf.TensorInfo
+	partOf []int
 }
 
 // PlanGGUF chooses every tensor's type and reports it, with the sizes,
@@ -132,6 +149,44 @@ func PlanGGUF(opt GGUFOptions) (*GGUFReport, error) {
 	j.close()
 	j.rep.DryRun = true
 	return j.rep, nil
+}
+
+// ggufTensorElems is the number of elements of a tensor of the report.
+func ggufTensorElems(t GGUFTensor) int64 {
+	n := int64(1)
+	for _, d := range t.Dims {
+		n *= int64(d)
+	}
+	return n
+}
+
+// total sums rep.Tensors into rep.Totals.
+func (rep *GGUFReport) total() {
+	tot := GGUFTotals{}
+	for _, t := range rep.Tensors {
+		switch t.Action {
+		case "copy":
+			tot.Copied++
+		case "quantize":
+			tot.Quantized++
+		default:
+			tot.Converted++
+		}
+		if t.Fallback {
+			tot.Fallbacks++
+		}
+		tot.Tensors++
+		tot.Elements += ggufTensorElems(t)
+		tot.BytesIn += t.BytesIn
+		tot.BytesOut += t.BytesOut
+	}
+	if tot.BytesIn > 0 {
+		tot.Ratio = float64(tot.BytesOut) / float64(tot.BytesIn)
+	}
+	if tot.Elements > 0 {
+		tot.BitsPerWeight = 8 * float64(tot.BytesOut) / float64(tot.Elements)
+	}
+	rep.Totals = tot
 }
 
 // RunGGUF writes opt.Source (or the GGUF file opt.Input) quantized to
@@ -164,7 +219,7 @@ func RunGGUF(ctx context.Context, opt GGUFOptions) (*GGUFReport, error) {
 			rep.Input, rep.Mix, strings.Join(rep.Unsupported, ", "), strings.Join(which, ", ")))
 	}
 	final := rep.Output
-	if fi, err := os.Stat(final); err == nil && fi.IsDir() {
+	if fi, err := os.Stat(final); err == nil && fi.IsDir() && opt.Shard == nil {
 		return nil, inputerr.Mark(fmt.Errorf("%s is a directory; a GGUF output is one file", final))
 	}
 	claim, err := output.Claim(opt.Log, final, opt.Force, rep.Totals.BytesOut, j.src.Paths()...)
@@ -173,7 +228,12 @@ func RunGGUF(ctx context.Context, opt GGUFOptions) (*GGUFReport, error) {
 	}
 	rep.Device = Device
 	start := time.Now()
-	if err := j.write(ctx, claim, opt.Progress); err != nil {
+	if opt.Shard != nil {
+		err = j.writePart(ctx, claim, opt.Progress)
+	} else {
+		err = j.write(ctx, claim, opt.Progress)
+	}
+	if err != nil {
 		return nil, output.NoSpace(final, rep.Totals.BytesOut, err)
 	}
 	rep.Seconds = time.Since(start).Seconds()
@@ -206,7 +266,10 @@ func planGGUF(opt GGUFOptions) (*ggufJob, error) {
 	if opt.Output == "" {
 		return nil, inputerr.Mark(errors.New("no output file"))
 	}
-	j := &ggufJob{src: opt.Source}
+	if s := opt.Shard; s != nil && (s.Count < 1 || s.Count > plan.MaxParts || s.Index < 0 || s.Index >= s.Count) {
+		return nil, inputerr.Mark(fmt.Errorf("shard %d/%d: not I/N with 0 <= I < N <= %d", s.Index, s.Count, plan.MaxParts))
+	}
+	j := &ggufJob{src: opt.Source, opt: opt}
 	if j.src == nil {
 		f, err := OpenGGUFSource(opt.Input)
 		if err != nil {
@@ -242,7 +305,7 @@ func planGGUF(opt GGUFOptions) (*ggufJob, error) {
 		workers = cpu.Threads()
 	}
 	rep := &GGUFReport{Input: opt.Input, Output: opt.Output, Mix: opt.Mix.String(), FileType: opt.Mix.FileType(),
-		Pure: opt.Pure, Workers: workers, Tensors: []GGUFTensor{}, Unsupported: []string{}}
+		Pure: opt.Pure, Workers: workers, Shard: opt.Shard, Tensors: []GGUFTensor{}, Unsupported: []string{}}
 	for _, i := range ggufmix.Order(names) {
 		t, c := tensors[i], choices[i]
 		// ggml writes ggml_n_dims dimensions: trailing 1s dropped.
@@ -258,11 +321,9 @@ func planGGUF(opt GGUFOptions) (*ggufJob, error) {
 		}
 		rt := GGUFTensor{Name: t.Name, Dims: slices.Clone(dims), InputType: t.Type.String(), OutputType: c.Type.String(),
 			Reason: c.Reason, Fallback: c.Fallback, BytesIn: bin, BytesOut: bout}
-		tot := &rep.Totals
 		switch {
 		case c.Type == t.Type:
 			rt.Action = "copy"
-			tot.Copied++
 			if j.raw == nil && !convertible(t.Type) {
 				return nil, inputerr.Mark(fmt.Errorf("%s: tensor %q: %v data cannot be copied from this source", opt.Input, t.Name, t.Type))
 			}
@@ -271,33 +332,25 @@ func planGGUF(opt GGUFOptions) (*ggufJob, error) {
 				"refuses to requantize without --allow-requantize); start from the F32, F16 or BF16 file", opt.Input, t.Name, t.Type))
 		case isBlockType(c.Type):
 			rt.Action = "quantize"
-			tot.Quantized++
 		default:
 			rt.Action = "convert"
-			tot.Converted++
 		}
 		if rt.Action != "copy" && !c.Type.CanEncode() && !slices.Contains(rep.Unsupported, c.Type.String()) {
 			rep.Unsupported = append(rep.Unsupported, c.Type.String())
 		}
-		if c.Fallback {
-			tot.Fallbacks++
-		}
-		tot.Tensors++
-		tot.Elements += t.Len()
-		tot.BytesIn += bin
-		tot.BytesOut += bout
 		rep.Tensors = append(rep.Tensors, rt)
 		j.infos = append(j.infos, out)
 		j.inputs = append(j.inputs, t)
 	}
-	if rep.Totals.BytesIn > 0 {
-		rep.Totals.Ratio = float64(rep.Totals.BytesOut) / float64(rep.Totals.BytesIn)
-	}
-	if rep.Totals.Elements > 0 {
-		rep.Totals.BitsPerWeight = 8 * float64(rep.Totals.BytesOut) / float64(rep.Totals.Elements)
-	}
 	j.meta = ggufMetadata(in, opt.Mix)
 	j.rep = rep
+	if rep.PlanHash, err = j.planHash(); err != nil {
+		return nil, err
+	}
+	if s := opt.Shard; s != nil {
+		j.restrict(s)
+	}
+	rep.total()
 	ok = true
 	return j, nil
 }
@@ -400,21 +453,27 @@ func (j *ggufJob) write(ctx context.Context, claim *atomicfile.Claim, progress f
 		return fmt.Errorf("%s: %w", final, err)
 	}
 	defer f.Abort() // nothing once committed
-	bw := bufio.NewWriterSize(f, 1<<20)
+	if err := j.writeTo(ctx, f, final, progress); err != nil {
+		return err
+	}
+	return f.Commit()
+}
+
+// writeTo writes the GGUF file (header, then every tensor converted) to
+// out; name is the path that progress reports and errors name.
+func (j *ggufJob) writeTo(ctx context.Context, out io.Writer, name string, progress func(Progress)) error {
+	bw := bufio.NewWriterSize(out, 1<<20)
 	w, err := gguf.NewWriter(bw, j.meta, j.infos)
 	if err != nil {
-		return fmt.Errorf("%s: %w", final, err)
+		return fmt.Errorf("%s: %w", name, err)
 	}
-	if err := j.convert(ctx, w, final, progress); err != nil {
+	if err := j.convert(ctx, w, name, progress); err != nil {
 		return err
 	}
 	if err := w.Close(); err != nil {
 		return err
 	}
-	if err := bw.Flush(); err != nil {
-		return err
-	}
-	return f.Commit()
+	return bw.Flush()
 }
 
 // convert runs the chunks through the workers and writes their results in

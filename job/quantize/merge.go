@@ -23,7 +23,8 @@ type MergeOptions struct {
 	// Parts are part directories (OUT/part-I-of-N of a sharded Run) or
 	// parts directories holding them.
 	Parts []string
-	// Output is the checkpoint directory to write.
+	// Output is the checkpoint directory to write; for GGUF parts, the
+	// .gguf file.
 	Output string
 	// ShardSize is the most tensor data an output file holds; 0 means the
 	// parts' own (their runs' ShardSize), so that the result equals one
@@ -70,7 +71,10 @@ func PartDirs(args []string) ([]string, error) {
 // Merge joins the N parts of one plan (each once: the same plan hash in
 // every part.json) into the checkpoint one unsharded run writes: the
 // tensors in plan order, the same shard size, config.json and side files.
-// The output is written atomically, as Run writes it.
+// Parts of a sharded RunGGUF (part.json of format "gguf") are joined into
+// the one .gguf file an unsharded RunGGUF writes, byte for byte, at
+// Output (a file; ShardSize must be 0). The output is written atomically,
+// as Run writes it.
 func Merge(ctx context.Context, opt MergeOptions) (*MergeReport, error) {
 	if len(opt.Parts) == 0 {
 		return nil, inputerr.Mark(fmt.Errorf("no parts to merge"))
@@ -82,6 +86,14 @@ func Merge(ctx context.Context, opt MergeOptions) (*MergeReport, error) {
 	dirs, err := PartDirs(opt.Parts)
 	if err != nil {
 		return nil, err
+	}
+	if isGGUFPart(dirs[0]) {
+		return mergeGGUF(ctx, opt, dirs, start)
+	}
+	for _, d := range dirs[1:] {
+		if isGGUFPart(d) {
+			return nil, inputerr.Mark(fmt.Errorf("%s is a GGUF part but %s is a checkpoint part: merge the parts of one run", d, dirs[0]))
+		}
 	}
 	var first *plan.Part
 	parts := map[int]*checkpoint.Checkpoint{}

@@ -10,19 +10,26 @@ import (
 
 	"github.com/quantkit/quantkit/internal/units"
 	"github.com/quantkit/quantkit/model/gguf"
+	"github.com/quantkit/quantkit/model/ggufmix"
 )
 
 // GGUFReport describes a GGUF file.
 type GGUFReport struct {
-	Format     string         `json:"format"` // "gguf"
-	Path       string         `json:"path"`
-	Version    uint32         `json:"version"`
-	Alignment  int            `json:"alignment"`
-	DataOffset int64          `json:"data_offset"`
-	Metadata   []GGUFMetadata `json:"metadata"`
-	Tensors    []GGUFTensor   `json:"tensors"`
-	Types      []GGUFTotal    `json:"types"`
-	Total      GGUFTotal      `json:"total"`
+	Format     string `json:"format"` // "gguf"
+	Path       string `json:"path"`
+	Version    uint32 `json:"version"`
+	Alignment  int    `json:"alignment"`
+	DataOffset int64  `json:"data_offset"`
+	// FileType is general.file_type (llama.cpp's llama_ftype), nil when
+	// the file has none; FileTypeName is its name in llama.cpp's enum
+	// without the LLAMA_FTYPE_ prefix ("MOSTLY_Q4_K_M", "ALL_F32"), as
+	// far as model/ggufmix knows it, else "file type N".
+	FileType     *int64         `json:"file_type"`
+	FileTypeName string         `json:"file_type_name,omitempty"`
+	Metadata     []GGUFMetadata `json:"metadata"`
+	Tensors      []GGUFTensor   `json:"tensors"`
+	Types        []GGUFTotal    `json:"types"`
+	Total        GGUFTotal      `json:"total"`
 }
 
 // GGUFMetadata is one metadata pair: an array is summarised by its length
@@ -52,6 +59,31 @@ type GGUFTotal struct {
 	Tensors int    `json:"tensors"`
 	Params  int64  `json:"params"`
 	Bytes   int64  `json:"bytes"`
+	// BitsPerWeight is 8·Bytes/Params (0 without parameters): for all
+	// tensors, the figure llama.cpp prints as the model's BPW.
+	BitsPerWeight float64 `json:"bits_per_weight"`
+}
+
+// setBPW sets t.BitsPerWeight from its bytes and parameters.
+func (t *GGUFTotal) setBPW() {
+	if t.Params > 0 {
+		t.BitsPerWeight = 8 * float64(t.Bytes) / float64(t.Params)
+	}
+}
+
+// FileTypeName is the name of general.file_type ft in llama.cpp's enum
+// llama_ftype, without the LLAMA_FTYPE_ prefix: "ALL_F32" for 0,
+// "MOSTLY_" and the llama-quantize type for the mixes model/ggufmix
+// knows ("MOSTLY_Q4_K_M"), "file type N" for others.
+func FileTypeName(ft int64) string {
+	m := ggufmix.Mix(ft)
+	switch {
+	case ft < 0 || ft > math.MaxUint32 || !m.Valid():
+		return fmt.Sprintf("file type %d", ft)
+	case m == ggufmix.F32:
+		return "ALL_F32"
+	}
+	return "MOSTLY_" + m.String()
 }
 
 // ggufArrayHead is how many elements of an array the report shows.
@@ -69,6 +101,9 @@ func GGUF(path string) (GGUFReport, error) {
 	for _, kv := range f.Metadata() {
 		rep.Metadata = append(rep.Metadata, summarise(kv))
 	}
+	if ft, ok := f.Int("general.file_type"); ok {
+		rep.FileType, rep.FileTypeName = &ft, FileTypeName(ft)
+	}
 	byType := map[string]*GGUFTotal{}
 	for _, t := range f.Tensors() {
 		gt := GGUFTensor{Name: t.Name, Type: t.Type.String(), Shape: t.Shape(), Dims: t.Dims, Params: t.Len(), Bytes: t.Size, Offset: t.Offset}
@@ -85,8 +120,10 @@ func GGUF(path string) (GGUFReport, error) {
 		}
 	}
 	for _, k := range sortedKeys(byType) {
+		byType[k].setBPW()
 		rep.Types = append(rep.Types, *byType[k])
 	}
+	rep.Total.setBPW()
 	return rep, nil
 }
 
@@ -169,8 +206,12 @@ func formatValue(m GGUFMetadata) string {
 // WriteText writes a summary line and three tables: the metadata, the
 // tensors, the totals by type.
 func (r GGUFReport) WriteText(w io.Writer) error {
-	fmt.Fprintf(w, "%s: GGUF v%d, %d tensors, %s parameters, %s of tensor data, %d metadata keys\n\n",
-		r.Path, r.Version, r.Total.Tensors, units.FormatCount(r.Total.Params), units.FormatBytes(r.Total.Bytes), len(r.Metadata))
+	fmt.Fprintf(w, "%s: GGUF v%d, %d tensors, %s parameters, %s of tensor data (%.2f bits per weight), %d metadata keys\n",
+		r.Path, r.Version, r.Total.Tensors, units.FormatCount(r.Total.Params), units.FormatBytes(r.Total.Bytes), r.Total.BitsPerWeight, len(r.Metadata))
+	if r.FileType != nil {
+		fmt.Fprintf(w, "file type: %s (general.file_type %d)\n", r.FileTypeName, *r.FileType)
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "key\ttype\tvalue")
 	for _, m := range r.Metadata {
@@ -190,12 +231,12 @@ func (r GGUFReport) WriteText(w io.Writer) error {
 	}
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "type\ttensors\tparams\tbytes")
+	fmt.Fprintln(tw, "type\ttensors\tparams\tbytes\tbits/weight")
 	for _, d := range r.Types {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", d.Type, d.Tensors, units.FormatCount(d.Params), units.FormatBytes(d.Bytes))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%.2f\n", d.Type, d.Tensors, units.FormatCount(d.Params), units.FormatBytes(d.Bytes), d.BitsPerWeight)
 	}
 	if len(r.Types) > 1 {
-		fmt.Fprintf(tw, "all\t%d\t%s\t%s\n", r.Total.Tensors, units.FormatCount(r.Total.Params), units.FormatBytes(r.Total.Bytes))
+		fmt.Fprintf(tw, "all\t%d\t%s\t%s\t%.2f\n", r.Total.Tensors, units.FormatCount(r.Total.Params), units.FormatBytes(r.Total.Bytes), r.Total.BitsPerWeight)
 	}
 	return tw.Flush()
 }

@@ -3,6 +3,7 @@ package inspect
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -267,7 +268,8 @@ func TestGGUF(t *testing.T) {
 		if q.Name != "blk.0.attn_q.weight" || q.Type != "Q8_0" || !slices.Equal(q.Shape, []int{2, 32}) || !slices.Equal(q.Dims, []int{32, 2}) || q.Params != 64 || q.Bytes != 68 {
 			t.Errorf("tensor %+v", q)
 		}
-		if r.Total != (GGUFTotal{"", 3, 12 + 64 + 4, 24 + 68 + 16}) || len(r.Types) != 3 || r.Types[0] != (GGUFTotal{"F16", 1, 12, 24}) {
+		if r.Total != (GGUFTotal{"", 3, 12 + 64 + 4, 24 + 68 + 16, 8 * 108.0 / 80}) || len(r.Types) != 3 || r.Types[0] != (GGUFTotal{"F16", 1, 12, 24, 16}) ||
+			r.Types[1] != (GGUFTotal{"F32", 1, 4, 16, 32}) || r.Types[2] != (GGUFTotal{"Q8_0", 1, 64, 68, 8.5}) || r.FileType != nil || r.FileTypeName != "" {
 			t.Errorf("totals %+v %+v", r.Total, r.Types)
 		}
 		// The JSON form, as a script reads it.
@@ -313,7 +315,7 @@ func TestGGUF(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, s := range []string{"GGUF v3, 3 tensors", "general.architecture", `"llama"`, `array of string   100 elements: "a", "b"`, `"h", …`,
-			"blk.0.attn_q.weight", "Q8_0", "[2, 32]", "type  tensors", "all   3"} {
+			"blk.0.attn_q.weight", "Q8_0", "[2, 32]", "type  tensors", "all   3", "(10.80 bits per weight)", "bits/weight", "68 B   8.50"} {
 			if !strings.Contains(text.String(), s) {
 				t.Errorf("text lacks %q:\n%s", s, text.String())
 			}
@@ -395,5 +397,72 @@ func TestPathSpecialFiles(t *testing.T) {
 		if want := path + ": not a regular file (" + what + ")"; err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want %q", path, err, want)
 		}
+	}
+}
+
+// TestGGUFFileType: general.file_type by llama.cpp's name, whatever
+// integer type holds it, and bits per weight from ggml's block sizes
+// (Q4_K: 144 bytes a block of 256, 4.5 bits; Q6_K: 210 bytes, 6.5625).
+func TestGGUFFileType(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		value any
+		ft    int64
+		name  string
+	}{
+		{uint32(15), 15, "MOSTLY_Q4_K_M"},
+		{int32(0), 0, "ALL_F32"},
+		{uint32(7), 7, "MOSTLY_Q8_0"},
+		{uint32(32), 32, "MOSTLY_BF16"},
+		{uint32(12), 12, "file type 12"}, // Q3_K_M: not a mix quantkit writes
+	} {
+		path := filepath.Join(dir, tc.name+".gguf")
+		meta := []gguf.KV{{Key: "general.architecture", Value: "llama"}, {Key: "general.file_type", Value: tc.value}}
+		tensors := []gguf.Tensor{
+			{Name: "blk.0.attn_q.weight", Type: gguf.TypeQ4_K, Dims: []int{256, 4}, Data: make([]byte, 4*144)},
+			{Name: "blk.0.attn_v.weight", Type: gguf.TypeQ6_K, Dims: []int{256, 2}, Data: make([]byte, 2*210)},
+			{Name: "blk.0.attn_k.weight", Type: gguf.TypeQ4_K, Dims: []int{256, 2}, Data: make([]byte, 2*144)},
+		}
+		if err := gguf.WriteFile(path, meta, tensors); err != nil {
+			t.Fatal(err)
+		}
+		r, err := GGUF(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.FileType == nil || *r.FileType != tc.ft || r.FileTypeName != tc.name {
+			t.Errorf("%v: file type %v %q, want %d %q", tc.value, r.FileType, r.FileTypeName, tc.ft, tc.name)
+		}
+		want := []GGUFTotal{{"Q4_K", 2, 1536, 864, 4.5}, {"Q6_K", 1, 512, 420, 6.5625}}
+		if !slices.Equal(r.Types, want) || r.Total != (GGUFTotal{"", 3, 2048, 1284, 8 * 1284.0 / 2048}) {
+			t.Errorf("types %+v, total %+v", r.Types, r.Total)
+		}
+		data, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range []string{fmt.Sprintf(`"file_type":%d,"file_type_name":%q`, tc.ft, tc.name), `"bits_per_weight":6.5625`, `"bits_per_weight":5.015625`} {
+			if !strings.Contains(string(data), s) {
+				t.Errorf("JSON lacks %s:\n%s", s, data)
+			}
+		}
+		var text bytes.Buffer
+		if err := r.WriteText(&text); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range []string{fmt.Sprintf("file type: %s (general.file_type %d)", tc.name, tc.ft), "(5.02 bits per weight)", "4.50\n", "6.56\n"} {
+			if !strings.Contains(text.String(), s) {
+				t.Errorf("text lacks %q:\n%s", s, text.String())
+			}
+		}
+	}
+	// The real model, all F32, as llama.cpp's tools converted it from
+	// llama2.c, has no general.file_type.
+	r, err := GGUF("../../testdata/llm/stories260K/stories260K.gguf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.FileType != nil || r.FileTypeName != "" || r.Total.BitsPerWeight != 32 {
+		t.Errorf("stories260K: file type %v %q, %g bits per weight", r.FileType, r.FileTypeName, r.Total.BitsPerWeight)
 	}
 }
