@@ -72,11 +72,13 @@ func writers(t *testing.T) map[string]func(out string) []string {
 	mustRun(t, "quantize", in, "-o", parts, "--shard", "0/2")
 	mustRun(t, "quantize", in, "-o", parts, "--shard", "1/2")
 	return map[string]func(string) []string{
-		"quantize":      func(out string) []string { return []string{"quantize", in, "-o", out} },
-		"quantize-gguf": func(out string) []string { return []string{"quantize", in, "-o", out, "--format", "gguf-q8_0"} },
-		"dequantize":    func(out string) []string { return []string{"dequantize", q, "-o", out} },
-		"merge":         func(out string) []string { return []string{"merge", parts, "-o", out} },
-		"gen":           func(out string) []string { return []string{"gen", "--params", "1M", "-o", out} },
+		"quantize": func(out string) []string { return []string{"quantize", in, "-o", out} },
+		"quantize-gguf": func(out string) []string {
+			return []string{"quantize", in, "-o", out, "--format", "gguf", "--type", "Q8_0"}
+		},
+		"dequantize": func(out string) []string { return []string{"dequantize", q, "-o", out} },
+		"merge":      func(out string) []string { return []string{"merge", parts, "-o", out} },
+		"gen":        func(out string) []string { return []string{"gen", "--params", "1M", "-o", out} },
 	}
 }
 
