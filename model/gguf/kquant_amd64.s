@@ -34,29 +34,128 @@ DATA kqQ6Hi<>+24(SB)/4, $0x4b40001f
 DATA kqQ6Hi<>+28(SB)/4, $0x4b40001f
 GLOBL kqQ6Hi<>(SB), RODATA|NOPTR, $32
 
-// func kTrialsAVX2(xm *[32]float32, x *[32]float32, w *[32]float32, iscale *[24]float32, hi uint32, sumL *[24]float32, sumL2 *[24]float32, sumXL *[24]float32)
+// func kTrialsAVX2(groups int, xm *[32]float32, x *[32]float32, w *[32]float32, iscale *[24]float32, hi uint32, sumL *[24]float32, sumL2 *[24]float32, sumXL *[24]float32)
 // Requires: AVX, AVX2
-TEXT ·kTrialsAVX2(SB), NOSPLIT, $32-64
-	MOVL         hi+32(FP), AX
+TEXT ·kTrialsAVX2(SB), NOSPLIT, $32-72
+	MOVL         hi+40(FP), AX
 	VMOVD        AX, X0
 	VPBROADCASTD X0, Y0
 	VMOVDQU      Y0, (SP)
-	MOVQ         xm+0(FP), AX
-	MOVQ         x+8(FP), CX
-	MOVQ         w+16(FP), DX
-	MOVQ         iscale+24(FP), BX
-	VXORPS       Y0, Y0, Y0
-	VXORPS       Y1, Y1, Y1
-	VXORPS       Y2, Y2, Y2
-	VXORPS       Y3, Y3, Y3
-	VXORPS       Y4, Y4, Y4
-	VXORPS       Y5, Y5, Y5
-	VXORPS       Y6, Y6, Y6
-	VXORPS       Y7, Y7, Y7
-	VXORPS       Y8, Y8, Y8
-	XORQ         SI, SI
+	MOVQ         groups+0(FP), AX
+	CMPQ         AX, $0x01
+	JE           g1
+	CMPQ         AX, $0x02
+	JE           g2
+	JMP          g3
 
-loop:
+g1:
+	MOVQ   xm+8(FP), AX
+	MOVQ   x+16(FP), CX
+	MOVQ   w+24(FP), DX
+	MOVQ   iscale+32(FP), BX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	XORQ   SI, SI
+
+loop1:
+	VBROADCASTSS (AX)(SI*4), Y3
+	VBROADCASTSS (CX)(SI*4), Y4
+	VBROADCASTSS (DX)(SI*4), Y5
+	VMULPS       (BX), Y3, Y3
+	VADDPS       kqMagic<>+0(SB), Y3, Y3
+	VPMAXSD      kqMagic<>+0(SB), Y3, Y3
+	VPMINSD      (SP), Y3, Y3
+	VSUBPS       kqMagic<>+0(SB), Y3, Y3
+	VMULPS       Y3, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VMULPS       Y5, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y2, Y2
+	INCQ         SI
+	CMPQ         SI, $0x20
+	JNE          loop1
+	MOVQ         sumL+48(FP), AX
+	VMOVUPS      Y0, (AX)
+	MOVQ         sumL2+56(FP), AX
+	VMOVUPS      Y1, (AX)
+	MOVQ         sumXL+64(FP), AX
+	VMOVUPS      Y2, (AX)
+	VZEROUPPER
+	RET
+
+g2:
+	MOVQ   xm+8(FP), AX
+	MOVQ   x+16(FP), CX
+	MOVQ   w+24(FP), DX
+	MOVQ   iscale+32(FP), BX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	XORQ   SI, SI
+
+loop2:
+	VBROADCASTSS (AX)(SI*4), Y6
+	VBROADCASTSS (CX)(SI*4), Y7
+	VBROADCASTSS (DX)(SI*4), Y8
+	VMULPS       (BX), Y6, Y9
+	VADDPS       kqMagic<>+0(SB), Y9, Y9
+	VPMAXSD      kqMagic<>+0(SB), Y9, Y9
+	VPMINSD      (SP), Y9, Y9
+	VSUBPS       kqMagic<>+0(SB), Y9, Y9
+	VMULPS       Y9, Y8, Y10
+	VADDPS       Y10, Y0, Y0
+	VMULPS       Y10, Y9, Y9
+	VADDPS       Y9, Y1, Y1
+	VMULPS       Y7, Y10, Y10
+	VADDPS       Y10, Y2, Y2
+	VMULPS       32(BX), Y6, Y6
+	VADDPS       kqMagic<>+0(SB), Y6, Y6
+	VPMAXSD      kqMagic<>+0(SB), Y6, Y6
+	VPMINSD      (SP), Y6, Y6
+	VSUBPS       kqMagic<>+0(SB), Y6, Y6
+	VMULPS       Y6, Y8, Y8
+	VADDPS       Y8, Y3, Y3
+	VMULPS       Y8, Y6, Y6
+	VADDPS       Y6, Y4, Y4
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y5, Y5
+	INCQ         SI
+	CMPQ         SI, $0x20
+	JNE          loop2
+	MOVQ         sumL+48(FP), AX
+	VMOVUPS      Y0, (AX)
+	VMOVUPS      Y3, 32(AX)
+	MOVQ         sumL2+56(FP), AX
+	VMOVUPS      Y1, (AX)
+	VMOVUPS      Y4, 32(AX)
+	MOVQ         sumXL+64(FP), AX
+	VMOVUPS      Y2, (AX)
+	VMOVUPS      Y5, 32(AX)
+	VZEROUPPER
+	RET
+
+g3:
+	MOVQ   xm+8(FP), AX
+	MOVQ   x+16(FP), CX
+	MOVQ   w+24(FP), DX
+	MOVQ   iscale+32(FP), BX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	XORQ   SI, SI
+
+loop3:
 	VBROADCASTSS (AX)(SI*4), Y9
 	VBROADCASTSS (CX)(SI*4), Y10
 	VBROADCASTSS (DX)(SI*4), Y11
@@ -95,41 +194,128 @@ loop:
 	VADDPS       Y11, Y8, Y8
 	INCQ         SI
 	CMPQ         SI, $0x20
-	JNE          loop
-	MOVQ         sumL+40(FP), AX
+	JNE          loop3
+	MOVQ         sumL+48(FP), AX
 	VMOVUPS      Y0, (AX)
 	VMOVUPS      Y3, 32(AX)
 	VMOVUPS      Y6, 64(AX)
-	MOVQ         sumL2+48(FP), AX
+	MOVQ         sumL2+56(FP), AX
 	VMOVUPS      Y1, (AX)
 	VMOVUPS      Y4, 32(AX)
 	VMOVUPS      Y7, 64(AX)
-	MOVQ         sumXL+56(FP), AX
+	MOVQ         sumXL+64(FP), AX
 	VMOVUPS      Y2, (AX)
 	VMOVUPS      Y5, 32(AX)
 	VMOVUPS      Y8, 64(AX)
 	VZEROUPPER
 	RET
 
-// func kErrsAVX2(xm *[32]float32, x *[32]float32, w *[32]float32, iscale *[24]float32, scale *[24]float32, vmin *[24]float32, hi uint32, err *[24]float32)
+// func kErrsAVX2(groups int, xm *[32]float32, x *[32]float32, w *[32]float32, iscale *[24]float32, scale *[24]float32, vmin *[24]float32, hi uint32, err *[24]float32)
 // Requires: AVX, AVX2
-TEXT ·kErrsAVX2(SB), NOSPLIT, $32-64
-	MOVL         hi+48(FP), AX
+TEXT ·kErrsAVX2(SB), NOSPLIT, $32-72
+	MOVL         hi+56(FP), AX
 	VMOVD        AX, X0
 	VPBROADCASTD X0, Y0
 	VMOVDQU      Y0, (SP)
-	MOVQ         xm+0(FP), AX
-	MOVQ         x+8(FP), CX
-	MOVQ         w+16(FP), DX
-	MOVQ         iscale+24(FP), BX
-	MOVQ         scale+32(FP), SI
-	MOVQ         vmin+40(FP), DI
-	VXORPS       Y0, Y0, Y0
-	VXORPS       Y1, Y1, Y1
-	VXORPS       Y2, Y2, Y2
-	XORQ         R8, R8
+	MOVQ         groups+0(FP), AX
+	CMPQ         AX, $0x01
+	JE           g1
+	CMPQ         AX, $0x02
+	JE           g2
+	JMP          g3
 
-loop:
+g1:
+	MOVQ   xm+8(FP), AX
+	MOVQ   x+16(FP), CX
+	MOVQ   w+24(FP), DX
+	MOVQ   iscale+32(FP), BX
+	MOVQ   scale+40(FP), SI
+	MOVQ   vmin+48(FP), DI
+	VXORPS Y0, Y0, Y0
+	XORQ   R8, R8
+
+loop1:
+	VBROADCASTSS (AX)(R8*4), Y1
+	VBROADCASTSS (CX)(R8*4), Y2
+	VBROADCASTSS (DX)(R8*4), Y3
+	VMULPS       (BX), Y1, Y1
+	VADDPS       kqMagic<>+0(SB), Y1, Y1
+	VPMAXSD      kqMagic<>+0(SB), Y1, Y1
+	VPMINSD      (SP), Y1, Y1
+	VSUBPS       kqMagic<>+0(SB), Y1, Y1
+	VMULPS       (SI), Y1, Y1
+	VADDPS       (DI), Y1, Y1
+	VSUBPS       Y2, Y1, Y1
+	VMULPS       Y1, Y1, Y1
+	VMULPS       Y1, Y3, Y1
+	VADDPS       Y1, Y0, Y0
+	INCQ         R8
+	CMPQ         R8, $0x20
+	JNE          loop1
+	MOVQ         err+64(FP), AX
+	VMOVUPS      Y0, (AX)
+	VZEROUPPER
+	RET
+
+g2:
+	MOVQ   xm+8(FP), AX
+	MOVQ   x+16(FP), CX
+	MOVQ   w+24(FP), DX
+	MOVQ   iscale+32(FP), BX
+	MOVQ   scale+40(FP), SI
+	MOVQ   vmin+48(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	XORQ   R8, R8
+
+loop2:
+	VBROADCASTSS (AX)(R8*4), Y2
+	VBROADCASTSS (CX)(R8*4), Y3
+	VBROADCASTSS (DX)(R8*4), Y4
+	VMULPS       (BX), Y2, Y5
+	VADDPS       kqMagic<>+0(SB), Y5, Y5
+	VPMAXSD      kqMagic<>+0(SB), Y5, Y5
+	VPMINSD      (SP), Y5, Y5
+	VSUBPS       kqMagic<>+0(SB), Y5, Y5
+	VMULPS       (SI), Y5, Y5
+	VADDPS       (DI), Y5, Y5
+	VSUBPS       Y3, Y5, Y5
+	VMULPS       Y5, Y5, Y5
+	VMULPS       Y5, Y4, Y5
+	VADDPS       Y5, Y0, Y0
+	VMULPS       32(BX), Y2, Y2
+	VADDPS       kqMagic<>+0(SB), Y2, Y2
+	VPMAXSD      kqMagic<>+0(SB), Y2, Y2
+	VPMINSD      (SP), Y2, Y2
+	VSUBPS       kqMagic<>+0(SB), Y2, Y2
+	VMULPS       32(SI), Y2, Y2
+	VADDPS       32(DI), Y2, Y2
+	VSUBPS       Y3, Y2, Y2
+	VMULPS       Y2, Y2, Y2
+	VMULPS       Y2, Y4, Y2
+	VADDPS       Y2, Y1, Y1
+	INCQ         R8
+	CMPQ         R8, $0x20
+	JNE          loop2
+	MOVQ         err+64(FP), AX
+	VMOVUPS      Y0, (AX)
+	VMOVUPS      Y1, 32(AX)
+	VZEROUPPER
+	RET
+
+g3:
+	MOVQ   xm+8(FP), AX
+	MOVQ   x+16(FP), CX
+	MOVQ   w+24(FP), DX
+	MOVQ   iscale+32(FP), BX
+	MOVQ   scale+40(FP), SI
+	MOVQ   vmin+48(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	XORQ   R8, R8
+
+loop3:
 	VBROADCASTSS (AX)(R8*4), Y3
 	VBROADCASTSS (CX)(R8*4), Y4
 	VBROADCASTSS (DX)(R8*4), Y5
@@ -168,8 +354,8 @@ loop:
 	VADDPS       Y3, Y2, Y2
 	INCQ         R8
 	CMPQ         R8, $0x20
-	JNE          loop
-	MOVQ         err+56(FP), AX
+	JNE          loop3
+	MOVQ         err+64(FP), AX
 	VMOVUPS      Y0, (AX)
 	VMOVUPS      Y1, 32(AX)
 	VMOVUPS      Y2, 64(AX)

@@ -7,7 +7,7 @@ import "math"
 // scales (Q4_K), make_qx_quants 19 (Q6_K).
 const kLanes = 24
 
-// kTrialsGo is, for each of the first n trials t, make_qkx2_quants' sums
+// kTrialsGo is, for each of the first n trials t (kTrialsAVX2: 8·groups), make_qkx2_quants' sums
 // over the codes l = max(0, min(nmax, nearest_int(iscale[t]·xm[i]))):
 //
 //	sumL[t] = Σ w·l,  sumL2[t] = Σ (w·l)·l,  sumXL[t] = Σ (w·l)·x
@@ -70,7 +70,7 @@ func kBitsOK(maxIscale, maxXm float32) bool {
 // otherwise.
 func kTrials(bitsOK bool, n int, xm, x, w *[32]float32, iscale *[kLanes]float32, hi uint32, sumL, sumL2, sumXL *[kLanes]float32) {
 	if bitsOK && useAVX2 {
-		kTrialsAVX2(xm, x, w, iscale, hi, sumL, sumL2, sumXL)
+		kTrialsAVX2((n+7)/8, xm, x, w, iscale, hi, sumL, sumL2, sumXL)
 		return
 	}
 	kTrialsGo(n, xm, x, w, iscale, hi, sumL, sumL2, sumXL)
@@ -79,7 +79,7 @@ func kTrials(bitsOK bool, n int, xm, x, w *[32]float32, iscale *[kLanes]float32,
 // kErrs is kTrials for the errors.
 func kErrs(bitsOK bool, n int, xm, x, w *[32]float32, iscale, scale, vmin *[kLanes]float32, hi uint32, err *[kLanes]float32) {
 	if bitsOK && useAVX2 {
-		kErrsAVX2(xm, x, w, iscale, scale, vmin, hi, err)
+		kErrsAVX2((n+7)/8, xm, x, w, iscale, scale, vmin, hi, err)
 		return
 	}
 	kErrsGo(n, xm, x, w, iscale, scale, vmin, hi, err)

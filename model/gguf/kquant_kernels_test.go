@@ -36,10 +36,11 @@ func TestTrialKernelsMatchGo(t *testing.T) {
 		}
 		hi := math.Float32bits(12582912 + float32(nmax))
 		var a, b [6][kLanes]float32
-		kTrialsAVX2(&xm, &x, &w, &is, hi, &a[0], &a[1], &a[2])
-		kTrialsGo(kLanes, &xm, &x, &w, &is, hi, &b[0], &b[1], &b[2])
-		kErrsAVX2(&xm, &x, &w, &is, &sc, &mn, hi, &a[3])
-		kErrsGo(kLanes, &xm, &x, &w, &is, &sc, &mn, hi, &b[3])
+		groups := 1 + trial%3
+		kTrialsAVX2(groups, &xm, &x, &w, &is, hi, &a[0], &a[1], &a[2])
+		kTrialsGo(8*groups, &xm, &x, &w, &is, hi, &b[0], &b[1], &b[2])
+		kErrsAVX2(groups, &xm, &x, &w, &is, &sc, &mn, hi, &a[3])
+		kErrsGo(8*groups, &xm, &x, &w, &is, &sc, &mn, hi, &b[3])
 		var x16, w16, wx16 [16]float32
 		for i := range x16 {
 			x16[i] = x[i]

@@ -7,12 +7,12 @@ package gguf
 
 var useAVX2 = false
 
-func kTrialsAVX2(xm, x, w *[32]float32, iscale *[kLanes]float32, hi uint32, sumL, sumL2, sumXL *[kLanes]float32) {
-	kTrialsGo(kLanes, xm, x, w, iscale, hi, sumL, sumL2, sumXL)
+func kTrialsAVX2(groups int, xm, x, w *[32]float32, iscale *[kLanes]float32, hi uint32, sumL, sumL2, sumXL *[kLanes]float32) {
+	kTrialsGo(8*groups, xm, x, w, iscale, hi, sumL, sumL2, sumXL)
 }
 
-func kErrsAVX2(xm, x, w *[32]float32, iscale, scale, vmin *[kLanes]float32, hi uint32, err *[kLanes]float32) {
-	kErrsGo(kLanes, xm, x, w, iscale, scale, vmin, hi, err)
+func kErrsAVX2(groups int, xm, x, w *[32]float32, iscale, scale, vmin *[kLanes]float32, hi uint32, err *[kLanes]float32) {
+	kErrsGo(8*groups, xm, x, w, iscale, scale, vmin, hi, err)
 }
 
 func q6TrialsAVX2(x, w, wx *[16]float32, iscale *[kLanes]float32, sumLX, sumL2 *[kLanes]float32) {

@@ -4,15 +4,15 @@
 
 package gguf
 
-// kTrialsAVX2 is kTrialsGo: for each trial t, the sums Σw·l, Σ(w·l)·l and Σ(w·l)·x of make_qkx2_quants over the codes l of xm under iscale[t].
+// kTrialsAVX2 is kTrialsGo: for each trial t, the sums Σw·l, Σ(w·l)·l and Σ(w·l)·x of make_qkx2_quants over the codes l of xm under iscale[t], for the first 8·groups trials.
 //
 //go:noescape
-func kTrialsAVX2(xm *[32]float32, x *[32]float32, w *[32]float32, iscale *[24]float32, hi uint32, sumL *[24]float32, sumL2 *[24]float32, sumXL *[24]float32)
+func kTrialsAVX2(groups int, xm *[32]float32, x *[32]float32, w *[32]float32, iscale *[24]float32, hi uint32, sumL *[24]float32, sumL2 *[24]float32, sumXL *[24]float32)
 
-// kErrsAVX2 is kErrsGo: for each trial t, make_qkx2_quants' error Σw·(scale[t]·l+vmin[t]−x)² over the codes l of xm under iscale[t].
+// kErrsAVX2 is kErrsGo: for each trial t, make_qkx2_quants' error Σw·(scale[t]·l+vmin[t]−x)² over the codes l of xm under iscale[t], for the first 8·groups trials.
 //
 //go:noescape
-func kErrsAVX2(xm *[32]float32, x *[32]float32, w *[32]float32, iscale *[24]float32, scale *[24]float32, vmin *[24]float32, hi uint32, err *[24]float32)
+func kErrsAVX2(groups int, xm *[32]float32, x *[32]float32, w *[32]float32, iscale *[24]float32, scale *[24]float32, vmin *[24]float32, hi uint32, err *[24]float32)
 
 // q6TrialsAVX2 is q6TrialsGo: for each trial t, make_qx_quants' sums Σ(w·x)·l and Σ(w·l)·l over the codes l, in [-32, 31], of x under iscale[t].
 //

@@ -15,6 +15,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 
 	. "github.com/mmcloughlin/avo/build"
@@ -61,6 +62,17 @@ func code(t VecVirtual, lo, hi Mem) {
 	VSUBPS(magicV, t, t)
 }
 
+// groupsSwitch jumps to label g1, g2 or g3 by the argument groups (g3
+// for anything but 1 and 2).
+func groupsSwitch() {
+	g := Load(Param("groups"), GP64())
+	CMPQ(g, U8(1))
+	JE(LabelRef("g1"))
+	CMPQ(g, U8(2))
+	JE(LabelRef("g2"))
+	JMP(LabelRef("g3"))
+}
+
 // hiLocal broadcasts the uint32 argument name into a 32-byte stack slot,
 // for use as a memory operand.
 func hiLocal(name string) Mem {
@@ -75,16 +87,24 @@ func hiLocal(name string) Mem {
 }
 
 func kTrials() {
-	TEXT("kTrialsAVX2", NOSPLIT, "func(xm, x, w *[32]float32, iscale *[24]float32, hi uint32, sumL, sumL2, sumXL *[24]float32)")
+	TEXT("kTrialsAVX2", NOSPLIT, "func(groups int, xm, x, w *[32]float32, iscale *[24]float32, hi uint32, sumL, sumL2, sumXL *[24]float32)")
 	Pragma("noescape")
-	Doc("kTrialsAVX2 is kTrialsGo: for each trial t, the sums Σw·l, Σ(w·l)·l and Σ(w·l)·x of make_qkx2_quants over the codes l of xm under iscale[t].")
+	Doc("kTrialsAVX2 is kTrialsGo: for each trial t, the sums Σw·l, Σ(w·l)·l and Σ(w·l)·x of make_qkx2_quants over the codes l of xm under iscale[t], for the first 8·groups trials.")
 	hi := hiLocal("hi")
+	groupsSwitch()
+	for _, G := range []int{1, 2, 3} {
+		kTrialsBody(G, hi)
+	}
+}
+
+func kTrialsBody(G int, hi Mem) {
+	Label(fmt.Sprintf("g%d", G))
 	xm := Load(Param("xm"), GP64())
 	x := Load(Param("x"), GP64())
 	w := Load(Param("w"), GP64())
 	is := Mem{Base: Load(Param("iscale"), GP64())}
-	var sl, sl2, sxl [3]VecVirtual
-	for g := range 3 {
+	sl, sl2, sxl := make([]VecVirtual, G), make([]VecVirtual, G), make([]VecVirtual, G)
+	for g := range G {
 		sl[g], sl2[g], sxl[g] = YMM(), YMM(), YMM()
 		VXORPS(sl[g], sl[g], sl[g])
 		VXORPS(sl2[g], sl2[g], sl2[g])
@@ -92,12 +112,12 @@ func kTrials() {
 	}
 	i := GP64()
 	XORQ(i, i)
-	Label("loop")
+	Label(fmt.Sprintf("loop%d", G))
 	xmB, xB, wB := YMM(), YMM(), YMM()
 	VBROADCASTSS(Mem{Base: xm, Index: i, Scale: 4}, xmB)
 	VBROADCASTSS(Mem{Base: x, Index: i, Scale: 4}, xB)
 	VBROADCASTSS(Mem{Base: w, Index: i, Scale: 4}, wB)
-	for g := range 3 {
+	for g := range G {
 		t, u := YMM(), YMM()
 		VMULPS(is.Offset(32*g), xmB, t) // iscale·(x−min)
 		code(t, magicV, hi)             // l in [0, nmax]
@@ -110,11 +130,11 @@ func kTrials() {
 	}
 	INCQ(i)
 	CMPQ(i, U8(32))
-	JNE(LabelRef("loop"))
+	JNE(LabelRef(fmt.Sprintf("loop%d", G)))
 	for k, name := range []string{"sumL", "sumL2", "sumXL"} {
 		p := Load(Param(name), GP64())
-		acc := [][3]VecVirtual{sl, sl2, sxl}[k]
-		for g := range 3 {
+		acc := [][]VecVirtual{sl, sl2, sxl}[k]
+		for g := range G {
 			VMOVUPS(acc[g], Mem{Base: p, Disp: 32 * g})
 		}
 	}
@@ -123,29 +143,37 @@ func kTrials() {
 }
 
 func kErrs() {
-	TEXT("kErrsAVX2", NOSPLIT, "func(xm, x, w *[32]float32, iscale, scale, vmin *[24]float32, hi uint32, err *[24]float32)")
+	TEXT("kErrsAVX2", NOSPLIT, "func(groups int, xm, x, w *[32]float32, iscale, scale, vmin *[24]float32, hi uint32, err *[24]float32)")
 	Pragma("noescape")
-	Doc("kErrsAVX2 is kErrsGo: for each trial t, make_qkx2_quants' error Σw·(scale[t]·l+vmin[t]−x)² over the codes l of xm under iscale[t].")
+	Doc("kErrsAVX2 is kErrsGo: for each trial t, make_qkx2_quants' error Σw·(scale[t]·l+vmin[t]−x)² over the codes l of xm under iscale[t], for the first 8·groups trials.")
 	hi := hiLocal("hi")
+	groupsSwitch()
+	for _, G := range []int{1, 2, 3} {
+		kErrsBody(G, hi)
+	}
+}
+
+func kErrsBody(G int, hi Mem) {
+	Label(fmt.Sprintf("g%d", G))
 	xm := Load(Param("xm"), GP64())
 	x := Load(Param("x"), GP64())
 	w := Load(Param("w"), GP64())
 	is := Mem{Base: Load(Param("iscale"), GP64())}
 	sc := Mem{Base: Load(Param("scale"), GP64())}
 	mn := Mem{Base: Load(Param("vmin"), GP64())}
-	var acc [3]VecVirtual
-	for g := range 3 {
+	acc := make([]VecVirtual, G)
+	for g := range G {
 		acc[g] = YMM()
 		VXORPS(acc[g], acc[g], acc[g])
 	}
 	i := GP64()
 	XORQ(i, i)
-	Label("loop")
+	Label(fmt.Sprintf("loop%d", G))
 	xmB, xB, wB := YMM(), YMM(), YMM()
 	VBROADCASTSS(Mem{Base: xm, Index: i, Scale: 4}, xmB)
 	VBROADCASTSS(Mem{Base: x, Index: i, Scale: 4}, xB)
 	VBROADCASTSS(Mem{Base: w, Index: i, Scale: 4}, wB)
-	for g := range 3 {
+	for g := range G {
 		t := YMM()
 		VMULPS(is.Offset(32*g), xmB, t)
 		code(t, magicV, hi)
@@ -158,9 +186,9 @@ func kErrs() {
 	}
 	INCQ(i)
 	CMPQ(i, U8(32))
-	JNE(LabelRef("loop"))
+	JNE(LabelRef(fmt.Sprintf("loop%d", G)))
 	p := Load(Param("err"), GP64())
-	for g := range 3 {
+	for g := range G {
 		VMOVUPS(acc[g], Mem{Base: p, Disp: 32 * g})
 	}
 	VZEROUPPER()
