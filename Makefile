@@ -94,7 +94,8 @@ clean:
 
 .PHONY: asm asm-check test-noasm
 
-# Regenerates the committed assembly of package cpu: every generator in
+# Regenerates the committed assembly of packages cpu and model/gguf
+# (cpu/_gen/kquant): every generator in
 # cpu/_gen (a module of its own, so that avo is no dependency of quantkit)
 # writes its .s file and Go declarations.
 asm:
@@ -102,13 +103,13 @@ asm:
 
 # Fails when the committed assembly is not what the generators write.
 asm-check: asm
-	@git diff --exit-code --stat -- 'cpu/*_amd64.s' 'cpu/*_stubs_amd64.go' || { echo "cpu assembly is stale: run make asm and commit"; exit 1; }
-	@test -z "$$(git status --porcelain -- 'cpu/*_amd64.s' 'cpu/*_stubs_amd64.go')" || { echo "cpu assembly has uncommitted files: run make asm and commit"; exit 1; }
+	@git diff --exit-code --stat -- 'cpu/*_amd64.s' 'cpu/*_stubs_amd64.go' 'model/gguf/*_amd64.s' 'model/gguf/*_stubs_amd64.go' || { echo "cpu assembly is stale: run make asm and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- 'cpu/*_amd64.s' 'cpu/*_stubs_amd64.go' 'model/gguf/*_amd64.s' 'model/gguf/*_stubs_amd64.go')" || { echo "cpu assembly has uncommitted files: run make asm and commit"; exit 1; }
 
 # The tests of the kernels and backends with the pure-Go kernels only (the
 # assembly is left out of the build).
 test-noasm:
-	$(GO) test -count=1 -tags noasm ./cpu/... ./backend/...
+	$(GO) test -count=1 -tags noasm ./cpu/... ./backend/... ./model/gguf/
 
 # --- CUDA -----------------------------------------------------------------
 

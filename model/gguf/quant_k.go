@@ -108,8 +108,11 @@ type kScratch struct {
 	L            [QK_K]uint8
 	scales, mins [QK_K / 32]float32
 	weights, xm  [32]float32
-	laux         [32]uint8
-	errTable     [32]float32
+	iscale       [kLanes]float32 // the trials' inverse scales
+	sumL, sumL2  [kLanes]float32 // and their sums,
+	sumXL        [kLanes]float32
+	scale, vmin  [kLanes]float32 // least-squares scales and minimums
+	err          [kLanes]float32 // and errors
 }
 
 // scalesMins is the part quantize_row_q4_K_ref and quantize_row_q5_K_ref
@@ -186,12 +189,13 @@ func scaleMinK4(j int, q []byte) (d, m uint8) {
 // makeQKX2 is ggml's make_qkx2_quants for n = 32 with the weights in
 // s.weights and use_mad false: it returns the scale and the negated
 // minimum (ggml's *the_min) and leaves the codes in L. It computes what
-// ggml computes, in the same float32 order; what it saves is work whose
-// result is known: x[i]−min once per minimum (ggml's trials use the
-// minimum of the best trial so far), the error terms from a table of the
-// nmax+1 reconstructed levels, and the sums and error of a trial whose
-// codes equal the previous trial's (they depend on the codes alone, and
-// that error was either rejected or is the best already).
+// ggml computes, each sum in ggml's float32 order, but not in ggml's
+// sequence: ggml's trial scales depend on each other only through the
+// minimum, which changes when a trial wins, so the trials from the next
+// one on are evaluated at once (kTrials, kErrs: on AVX2 one trial in each
+// lane) and the first that improves on the best error wins; the trials
+// after it are evaluated again with its minimum. The codes are computed
+// once, for the winner.
 func (s *kScratch) makeQKX2(x *[32]float32, L *[32]uint8, nmax int32, rmin, rdelta float32, nstep int) (scale, theMin float32) {
 	w := &s.weights
 	vmin, vmax := x[0], x[0]
@@ -214,80 +218,99 @@ func (s *kScratch) makeQKX2(x *[32]float32, L *[32]uint8, nmax int32, rmin, rdel
 		*L = [32]uint8{}
 		return 0, -vmin
 	}
+	fmax := float32(nmax)
+	hi := math.Float32bits(12582912 + fmax)
 	rng := vmax - vmin
-	iscale := float32(nmax) / rng
+	iscale := fmax / rng
 	scale = 1 / iscale
 	xm := &s.xm
-	for i := range xm {
-		xm[i] = x[i] - vmin
-	}
+	maxXm := kShift(xm, x, vmin)
 	var bestError float32
 	for i := range 32 {
 		l := max(0, min(nmax, nearestInt(float32(iscale*xm[i]))))
-		L[i] = uint8(l)
 		diff := float32(float32(scale*float32(l))+vmin) - x[i]
 		diff = float32(diff * diff)
 		bestError += float32(w[i] * diff)
 	}
-	laux := &s.laux
-	havePrev := false
-	for is := 0; is <= nstep; is++ {
-		iscale = (float32(rmin+float32(rdelta*float32(is))) + float32(nmax)) / rng
-		var changed uint8
-		for i := range 32 {
-			l := uint8(max(0, min(nmax, nearestInt(float32(iscale*xm[i])))))
-			changed |= l ^ laux[i]
-			laux[i] = l
+	// The winner's codes are those of bestIscale·(x − bestShift).
+	bestIscale, bestShift := iscale, vmin
+	for from := 0; from <= nstep; {
+		n := nstep + 1 - from
+		var maxIs float32
+		for k := range s.iscale {
+			var v float32
+			if k < n {
+				v = (float32(rmin+float32(rdelta*float32(from+k))) + fmax) / rng
+			}
+			s.iscale[k] = v
+			maxIs = max(maxIs, abs32(v)) // NaN stays NaN
 		}
-		same := havePrev && changed == 0
-		havePrev = true
-		if same {
-			// The same codes give the same sums and the same error,
-			// which was either rejected or became best_error: no gain.
-			continue
-		}
-		var sumL, sumL2, sumXL float32
-		for i := range 32 {
-			fl := float32(laux[i])
-			wl := float32(w[i] * fl)
-			sumL += wl
-			sumL2 += float32(wl * fl)
-			sumXL += float32(wl * x[i])
-		}
-		D := float32(sumW*sumL2) - float32(sumL*sumL)
-		if !(D > 0) {
-			continue
-		}
-		thisScale := (float32(sumW*sumXL) - float32(sumX*sumL)) / D
-		thisMin := (float32(sumL2*sumX) - float32(sumL*sumXL)) / D
-		if thisMin > 0 {
-			thisMin = 0
-			thisScale = sumXL / sumL2
-		}
-		tbl := &s.errTable
-		for k := range nmax + 1 {
-			tbl[k] = float32(thisScale*float32(k)) + thisMin
-		}
-		var curError float32
-		for i := range 32 {
-			diff := tbl[laux[i]] - x[i]
-			diff = float32(diff * diff)
-			curError += float32(w[i] * diff)
-		}
-		if curError < bestError {
-			*L = *laux
-			bestError = curError
-			scale = thisScale
-			// ggml's later trials use the new min, in x[i]−min and in
-			// the range max−min.
-			vmin = thisMin
-			rng = vmax - vmin
-			for i := range xm {
-				xm[i] = x[i] - vmin
+		ok := kBitsOK(maxIs, maxXm)
+		kTrials(ok, n, xm, x, w, &s.iscale, hi, &s.sumL, &s.sumL2, &s.sumXL)
+		var valid uint32
+		for k := range n {
+			var good bool
+			s.scale[k], s.vmin[k], good = kScaleMin(sumW, sumX, s.sumL[k], s.sumL2[k], s.sumXL[k])
+			if good {
+				valid |= 1 << k
 			}
 		}
+		if valid == 0 {
+			break
+		}
+		kErrs(ok, n, xm, x, w, &s.iscale, &s.scale, &s.vmin, hi, &s.err)
+		win := -1
+		for k := range n {
+			if valid>>k&1 != 0 && s.err[k] < bestError {
+				win = k
+				break
+			}
+		}
+		if win < 0 {
+			break
+		}
+		bestError = s.err[win]
+		scale = s.scale[win]
+		bestIscale, bestShift = s.iscale[win], vmin
+		// ggml's later trials use the new min, in x[i]−min and in the
+		// range max−min.
+		vmin = s.vmin[win]
+		rng = vmax - vmin
+		maxXm = kShift(xm, x, vmin)
+		from += win + 1
+	}
+	for i, v := range x {
+		L[i] = uint8(max(0, min(nmax, nearestInt(float32(bestIscale*float32(v-bestShift))))))
 	}
 	return scale, -vmin
+}
+
+// kShift sets xm[i] = x[i] − vmin and returns the largest |xm[i]|, or NaN
+// if any is NaN.
+func kShift(xm, x *[32]float32, vmin float32) float32 {
+	var m float32
+	for i, v := range x {
+		d := v - vmin
+		xm[i] = d
+		m = max(m, abs32(d)) // NaN stays NaN
+	}
+	return m
+}
+
+// kScaleMin is make_qkx2_quants' least-squares scale and minimum of one
+// trial from its sums; ok is false where ggml skips the trial (D ≤ 0).
+func kScaleMin(sumW, sumX, sumL, sumL2, sumXL float32) (scale, vmin float32, ok bool) {
+	D := float32(sumW*sumL2) - float32(sumL*sumL)
+	if !(D > 0) {
+		return 0, 0, false
+	}
+	scale = (float32(sumW*sumXL) - float32(sumX*sumL)) / D
+	vmin = (float32(sumL2*sumX) - float32(sumL*sumXL)) / D
+	if vmin > 0 {
+		vmin = 0
+		scale = sumXL / sumL2
+	}
+	return scale, vmin, true
 }
 
 // QuantizeQ6_K quantizes x, a whole number of super-blocks of QK_K values,
@@ -310,9 +333,10 @@ func QuantizeQ6_K(dst []byte, x []float32) {
 
 // q6Scratch is the working memory of QuantizeQ6_K.
 type q6Scratch struct {
-	L      [QK_K]int8
-	scales [QK_K / 16]float32
-	w, wx  [16]float32
+	L                    [QK_K]int8
+	scales               [QK_K / 16]float32
+	w, wx                [16]float32
+	iscale, sumLX, sumL2 [kLanes]float32 // the trials of makeQX
 }
 
 func (s *q6Scratch) quantize(x *[QK_K]float32, y []byte) {
@@ -368,11 +392,12 @@ func (s *q6Scratch) quantize(x *[QK_K]float32, y []byte) {
 
 // makeQX is ggml's make_qx_quants(16, 32, x, L, 1, NULL), the Q6_K case:
 // weights x², 19 trial scales around −32/max. It returns the scale and
-// leaves the codes (0..63) in L. It computes what ggml computes, in the
-// same float32 order, with x²·x precomputed per element (ggml's w*x[i]*l
-// groups as (w·x)·l), and the codes only of the trial that wins (each
-// acceptance overwrites them in ggml): the trials themselves need only
-// the two sums.
+// leaves the codes (0..63) in L. It computes what ggml computes, each sum
+// in ggml's float32 order, with x²·x precomputed per element (ggml's
+// w*x[i]*l groups as (w·x)·l): the trials' sums do not depend on each
+// other, so all 19 are evaluated at once (q6TrialsAll: on AVX2 one trial
+// in each lane) and compared in ggml's order, and the codes are computed
+// once, for the winner (each acceptance overwrites them in ggml).
 func (s *q6Scratch) makeQX(x *[16]float32, L *[16]int8) float32 {
 	const nmax = 32
 	var vmax, amax float32
@@ -396,36 +421,27 @@ func (s *q6Scratch) makeQX(x *[16]float32, L *[16]int8) float32 {
 		w[i] = float32(v * v)
 		wx[i] = float32(w[i] * v)
 	}
-	iscale := -nmax / vmax
-	sumLX, sumL2 := q6SumsAny(x, w, wx, iscale)
+	// Lane 0 is the first guess, lanes 1..18 the trials, in ggml's order.
+	is := &s.iscale
+	is[0] = -nmax / vmax
+	for k, t := range q6Trials {
+		is[k+1] = -(nmax + float32(0.1*float32(t))) / vmax
+	}
+	q6TrialsAll(finite, len(q6Trials)+1, x, w, wx, is, &s.sumLX, &s.sumL2)
+	sumLX, sumL2 := s.sumLX[0], s.sumL2[0]
 	var scale float32
 	if sumL2 != 0 {
 		scale = sumLX / sumL2
 	}
 	best := float32(scale * sumLX)
-	bestIscale := iscale
-	try := func(iscale, sumLX, sumL2 float32) {
+	bestIscale := is[0]
+	for k := 1; k <= len(q6Trials); k++ {
+		sumLX, sumL2 := s.sumLX[k], s.sumL2[k]
 		if sumL2 > 0 && float32(sumLX*sumLX) > float32(best*sumL2) {
-			bestIscale = iscale
+			bestIscale = is[k]
 			scale = sumLX / sumL2
 			best = float32(scale * sumLX)
 		}
-	}
-	for k := 0; k < len(q6Trials); k += 2 {
-		// Two trials side by side: independent sums, compared in ggml's
-		// order.
-		a, b := q6Trials[k], q6Trials[k+1]
-		ia := -(nmax + float32(0.1*float32(a))) / vmax
-		ib := -(nmax + float32(0.1*float32(b))) / vmax
-		var lxa, l2a, lxb, l2b float32
-		if finite {
-			lxa, l2a, lxb, l2b = q6SumsFinite2(x, w, wx, ia, ib)
-		} else {
-			lxa, l2a = q6SumsAny(x, w, wx, ia)
-			lxb, l2b = q6SumsAny(x, w, wx, ib)
-		}
-		try(ia, lxa, l2a)
-		try(ib, lxb, l2b)
 	}
 	for i, v := range x {
 		l := max(-nmax, min(nmax-1, nearestInt(float32(bestIscale*v))))
@@ -433,10 +449,6 @@ func (s *q6Scratch) makeQX(x *[16]float32, L *[16]int8) float32 {
 	}
 	return scale
 }
-
-// q6Lo and q6Hi are the bits of 12582912−32 and 12582912+31, the clamped
-// codes of q6SumsFinite2.
-var q6Lo, q6Hi = math.Float32bits(12582912 - 32), math.Float32bits(12582912 + 31)
 
 // q6Trials are make_qx_quants' trials is = −9..9 but 0.
 var q6Trials = [18]int{-9, -8, -7, -6, -5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6, 7, 8, 9}
@@ -451,27 +463,6 @@ func q6SumsAny(x, w, wx *[16]float32, iscale float32) (sumLX, sumL2 float32) {
 		sumL2 += float32(float32(w[i]*fl) * fl)
 	}
 	return sumLX, sumL2
-}
-
-// q6SumsFinite2 is q6SumsAny for two trials at once and finite x, where
-// |iscale·x| ≤ 33 (iscale is about −32/max x): adding and subtracting
-// 1.5·2^23 rounds to the nearest integer as nearest_int does, without
-// leaving float32, and the four sums are independent chains of additions.
-func q6SumsFinite2(x, w, wx *[16]float32, ia, ib float32) (lxa, l2a, lxb, l2b float32) {
-	const nmax = 32
-	for i, v := range x {
-		// r = 12582912 + l lies in [2^23, 2^24), where the bits of a
-		// float32 grow with its value: clamp l there, without branches.
-		ra := min(q6Hi, max(q6Lo, math.Float32bits(float32(ia*v)+12582912)))
-		rb := min(q6Hi, max(q6Lo, math.Float32bits(float32(ib*v)+12582912)))
-		fa := math.Float32frombits(ra) - 12582912
-		fb := math.Float32frombits(rb) - 12582912
-		lxa += float32(wx[i] * fa)
-		l2a += float32(float32(w[i]*fa) * fa)
-		lxb += float32(wx[i] * fb)
-		l2b += float32(float32(w[i]*fb) * fb)
-	}
-	return lxa, l2a, lxb, l2b
 }
 
 // DequantizeQ4_K converts len(dst) values, a whole number of super-blocks,
