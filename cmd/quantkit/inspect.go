@@ -34,8 +34,9 @@ var inspectCommand = &cli.Command{
 		"others (embeddings, lm_head, norms, biases, integer tensors) keep their dtype.\n" +
 		"\n" +
 		"For GGUF, prints the metadata (key, type, value; arrays as their length and first\n" +
-		"elements), every tensor (name, ggml type, shape outermost first, parameters, bytes) and\n" +
-		"the totals by type. For .npy, prints the dtype, shape, elements and bytes.\n" +
+		"elements), the file type (general.file_type, as llama.cpp names it: MOSTLY_Q4_K_M),\n" +
+		"every tensor (name, ggml type, shape outermost first, parameters, bytes) and the totals\n" +
+		"by type with bits per weight. For .npy, prints the dtype, shape, elements and bytes.\n" +
 		"\n" +
 		"--json prints one object instead of the tables; --json-out FILE writes it to FILE and\n" +
 		"prints the tables. For safetensors: {format: \"safetensors\", path, files: [FILE], tensors:\n" +
@@ -47,7 +48,8 @@ var inspectCommand = &cli.Command{
 		"version, alignment, data_offset, metadata: [{key, type (\"uint32\", \"string\", \"array of\n" +
 		"string\"...), value, count (arrays only)}], tensors: [{name, type, shape: [INT] (outermost\n" +
 		"first), dims: [INT] (ggml order, innermost first), params, bytes, offset}], types:\n" +
-		"[{type, tensors, params, bytes}], total: {tensors, params, bytes}}, where an array's\n" +
+		"[{type, tensors, params, bytes, bits_per_weight}], total: {tensors, params, bytes,\n" +
+		"bits_per_weight}, file_type (null when absent), file_type_name}, where an array's\n" +
 		"value is its first 8 elements (absent for an array of arrays) and a float JSON cannot\n" +
 		"hold is a string (\"NaN\", \"+Inf\", \"-Inf\"). For .npy: {format: \"npy\", path, version,\n" +
 		"dtype (as the file gives it: \"<f4\"), type (numpy's name: \"float32\"), shape: [INT],\n" +
