@@ -344,7 +344,9 @@ func TestBenchGGUFErrors(t *testing.T) {
 		{"no rounds", func(o *BenchGGUFOptions) { o.Rounds = 0 }, []string{"rounds"}},
 		{"unknown type", func(o *BenchGGUFOptions) { o.Types = []string{"Q8_0", "Q3_X"} }, []string{"Q3_X"}},
 		{"type twice", func(o *BenchGGUFOptions) { o.Types = []string{"Q8_0", "q8_0"} }, []string{"twice"}},
-		{"not GGUF", func(o *BenchGGUFOptions) { o.Input = filepath.Join("..", "..", "testdata", "llm", "stories260K", "hf", "config.json") },
+		{"not GGUF", func(o *BenchGGUFOptions) {
+			o.Input = filepath.Join("..", "..", "testdata", "llm", "stories260K", "hf", "config.json")
+		},
 			[]string{"config.json", "not a GGUF file"}},
 		{"no input", func(o *BenchGGUFOptions) { o.Input = "" }, []string{"no input"}},
 	} {
