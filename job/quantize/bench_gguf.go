@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -126,6 +127,12 @@ type BenchGGUFTool struct {
 	SyncSeconds []float64 `json:"sync_seconds"`
 	CPUSeconds  []float64 `json:"cpu_seconds"`
 	PeakRSS     []int64   `json:"peak_rss_bytes"`
+	// Per round, the largest anonymous (heap, stacks) and file-backed
+	// (mapped files: the input, when a tool maps it) parts of the resident
+	// set seen in /proc/PID/status, sampled every 10 ms: what the peak is
+	// made of. Zero where there is no /proc.
+	SampledAnon []int64 `json:"sampled_peak_anon_bytes"`
+	SampledFile []int64 `json:"sampled_peak_file_bytes"`
 	// Medians over the rounds (SyncedSeconds: of Seconds+SyncSeconds), the
 	// input's MB (1e6 bytes) per median second, and the largest peak RSS.
 	MedianSeconds       float64 `json:"median_seconds"`
@@ -133,6 +140,8 @@ type BenchGGUFTool struct {
 	MedianCPUSeconds    float64 `json:"median_cpu_seconds"`
 	MBPerSecond         float64 `json:"mb_per_s"`
 	MaxPeakRSS          int64   `json:"max_peak_rss_bytes"`
+	MaxSampledAnon      int64   `json:"max_sampled_anon_bytes"`
+	MaxSampledFile      int64   `json:"max_sampled_file_bytes"`
 }
 
 // BenchGGUF quantizes one GGUF with quantkit and with llama.cpp's
@@ -236,6 +245,8 @@ func BenchGGUF(ctx context.Context, opt BenchGGUFOptions) (*BenchGGUFReport, err
 				t.SyncSeconds = append(t.SyncSeconds, res.syncSeconds)
 				t.CPUSeconds = append(t.CPUSeconds, res.cpuSeconds)
 				t.PeakRSS = append(t.PeakRSS, res.peakRSS)
+				t.SampledAnon = append(t.SampledAnon, res.anon)
+				t.SampledFile = append(t.SampledFile, res.file)
 			}
 			diff, err := compareFiles(llOut, qkOut)
 			if err != nil {
@@ -333,6 +344,7 @@ type measuredRun struct {
 	seconds, syncSeconds, cpuSeconds float64
 	peakRSS, bytesOut                int64
 	floor                            int64 // this process's peak when it started the tool
+	anon, file                       int64 // sampled peaks of RssAnon and RssFile
 }
 
 // runMeasured runs args with env, which writes out, then syncs out.
@@ -352,6 +364,7 @@ func runMeasured(ctx context.Context, args, env []string, out string) (measuredR
 	m.seconds = st.seconds
 	m.cpuSeconds = (st.state.UserTime() + st.state.SystemTime()).Seconds()
 	m.peakRSS = maxRSS(st.state)
+	m.anon, m.file = st.anon, st.file
 	start := time.Now()
 	f, err := os.Open(out)
 	if err != nil {
@@ -371,8 +384,9 @@ func runMeasured(ctx context.Context, args, env []string, out string) (measuredR
 }
 
 type childStatus struct {
-	seconds float64
-	state   *os.ProcessState
+	seconds    float64
+	state      *os.ProcessState
+	anon, file int64 // the largest RssAnon and RssFile sampled
 }
 
 // runChild runs args with env and waits for it: its wall time and its
@@ -384,8 +398,31 @@ func runChild(ctx context.Context, args, env []string) (childStatus, error) {
 	tail := &tailWriter{max: 4 << 10}
 	cmd.Stdout, cmd.Stderr = tail, tail
 	start := time.Now()
-	err := cmd.Run()
-	st := childStatus{seconds: time.Since(start).Seconds(), state: cmd.ProcessState}
+	err := cmd.Start()
+	var st childStatus
+	if err == nil {
+		done := make(chan struct{})
+		sampled := make(chan struct{})
+		go func() { // until Wait reaps it, the pid is the child's (a zombie at worst)
+			defer close(sampled)
+			status := fmt.Sprintf("/proc/%d/status", cmd.Process.Pid)
+			tick := time.NewTicker(10 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				anon, file := rssParts(status)
+				st.anon, st.file = max(st.anon, anon), max(st.file, file)
+				select {
+				case <-done:
+					return
+				case <-tick.C:
+				}
+			}
+		}()
+		err = cmd.Wait()
+		close(done)
+		<-sampled
+	}
+	st.seconds, st.state = time.Since(start).Seconds(), cmd.ProcessState
 	if err != nil {
 		if ctx.Err() != nil {
 			return st, ctx.Err()
@@ -397,6 +434,31 @@ func runChild(ctx context.Context, args, env []string) (childStatus, error) {
 		return st, errors.New(msg)
 	}
 	return st, nil
+}
+
+// rssParts reads RssAnon and RssFile, in bytes, from a /proc/PID/status
+// file; zeros where it cannot.
+func rssParts(path string) (anon, file int64) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || (k != "RssAnon" && k != "RssFile") {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		if err != nil {
+			continue
+		}
+		if k == "RssAnon" {
+			anon = n << 10
+		} else {
+			file = n << 10
+		}
+	}
+	return anon, file
 }
 
 // maxRSS is a finished process's peak resident set in bytes (ru_maxrss:
@@ -526,9 +588,9 @@ func (t *BenchGGUFTool) summarize(bytesIn int64) {
 	if t.MedianSeconds > 0 {
 		t.MBPerSecond = float64(bytesIn) / 1e6 / t.MedianSeconds
 	}
-	for _, r := range t.PeakRSS {
-		t.MaxPeakRSS = max(t.MaxPeakRSS, r)
-	}
+	t.MaxPeakRSS = slices.Max(append(t.PeakRSS, 0))
+	t.MaxSampledAnon = slices.Max(append(t.SampledAnon, 0))
+	t.MaxSampledFile = slices.Max(append(t.SampledFile, 0))
 }
 
 // loadAverage is /proc/loadavg's 1, 5 and 15 minute load averages; zeros
@@ -567,7 +629,7 @@ func (r *BenchGGUFReport) WriteTable(out io.Writer) error {
 	fmt.Fprintf(w, "machine: %s, %d CPUs; load average %.2f %.2f %.2f before, %.2f %.2f %.2f after\n\n", r.CPU, r.CPUs,
 		r.LoadBefore[0], r.LoadBefore[1], r.LoadBefore[2], r.LoadAfter[0], r.LoadAfter[1], r.LoadAfter[2])
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "type\ttool\tseconds\tevery round\t+ fsync\tMB/s in\tCPU s\tpeak RSS\toutput\t")
+	fmt.Fprintln(tw, "type\ttool\tseconds\tevery round\t+ fsync\tMB/s in\tCPU s\tpeak RSS\tanon / mapped file\toutput\t")
 	for _, row := range r.Rows {
 		for i, t := range []struct {
 			name string
@@ -585,18 +647,20 @@ func (r *BenchGGUFReport) WriteTable(out io.Writer) error {
 			if t.t.MaxPeakRSS <= r.RSSFloor {
 				rss = "≤ " + rss + " (floor)"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%.2f\t%s\t%.2f\t%.1f\t%.2f\t%s\t%s\t\n", typ, t.name, t.t.MedianSeconds, strings.Join(rounds, " "),
-				t.t.MedianSyncedSeconds, t.t.MBPerSecond, t.t.MedianCPUSeconds, rss, units.FormatBytes(t.t.BytesOut))
+			fmt.Fprintf(tw, "%s\t%s\t%.2f\t%s\t%.2f\t%.1f\t%.2f\t%s\t%s / %s\t%s\t\n", typ, t.name, t.t.MedianSeconds, strings.Join(rounds, " "),
+				t.t.MedianSyncedSeconds, t.t.MBPerSecond, t.t.MedianCPUSeconds, rss, units.FormatBytes(t.t.MaxSampledAnon),
+				units.FormatBytes(t.t.MaxSampledFile), units.FormatBytes(t.t.BytesOut))
 		}
 		same := "byte-identical"
 		if !row.Identical {
 			same = "DIFFERENT: " + row.Difference
 		}
-		fmt.Fprintf(tw, "\tquantkit ÷ llama\t%.2f×\t\t%.2f×\t\t\t%.2f×\t%s\t\n", row.TimeRatio, row.SyncedTimeRatio, row.RSSRatio, same)
+		fmt.Fprintf(tw, "\tquantkit ÷ llama\t%.2f×\t\t%.2f×\t\t\t%.2f×\t\t%s\t\n", row.TimeRatio, row.SyncedTimeRatio, row.RSSRatio, same)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\npeak RSS: wait4's ru_maxrss of each process, the largest of its rounds; a child's starts at\n"+
-		"its parent's peak, here at most %s (the floor)\n", units.FormatBytes(r.RSSFloor))
+		"its parent's peak, here at most %s (the floor). anon / mapped file: the largest RssAnon and\n"+
+		"RssFile seen, sampled every 10 ms (mapped file pages are the page cache's, shared and reclaimable)\n", units.FormatBytes(r.RSSFloor))
 	return w.err
 }
 

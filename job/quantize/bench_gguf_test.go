@@ -265,6 +265,15 @@ func TestBenchGGUF(t *testing.T) {
 			if want := float64(rep.BytesIn) / 1e6 / tt.MedianSeconds; tt.MBPerSecond != want {
 				t.Errorf("%s %s: %v MB/s, want %v", row.Type, tool.name, tt.MBPerSecond, want)
 			}
+			if len(tt.SampledAnon) != 3 || len(tt.SampledFile) != 3 {
+				t.Fatalf("%s %s: sampled %v %v", row.Type, tool.name, tt.SampledAnon, tt.SampledFile)
+			}
+			for k := range 3 { // each part of the resident set is at most its peak
+				if tt.SampledAnon[k] > tt.PeakRSS[k] || tt.SampledFile[k] > tt.PeakRSS[k] {
+					t.Errorf("%s %s round %d: sampled anon %d, file %d, peak %d", row.Type, tool.name, k,
+						tt.SampledAnon[k], tt.SampledFile[k], tt.PeakRSS[k])
+				}
+			}
 			if tt.MaxPeakRSS != slices.Max(tt.PeakRSS) || tt.BytesOut <= 0 {
 				t.Errorf("%s %s: peak %d of %v, %d bytes out", row.Type, tool.name, tt.MaxPeakRSS, tt.PeakRSS, tt.BytesOut)
 			}
