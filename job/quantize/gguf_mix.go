@@ -541,6 +541,9 @@ func (j *ggufJob) convert(ctx context.Context, w *gguf.Writer, final string, pro
 		}
 		<-slots
 		if c.last {
+			if r, ok := j.src.(releaser); ok {
+				r.Release(j.inputs[c.tensor].Name) // every chunk of it is written
+			}
 			t := j.rep.Tensors[c.tensor]
 			done += t.BytesIn
 			tensorsDone++

@@ -476,6 +476,7 @@ func mergeGGUF(ctx context.Context, opt MergeOptions, dirs []string, start time.
 				err = w.WriteTensor(t.Name, b)
 			}
 			done += int64(len(b))
+			p.f.Release(t.Name) // copied: its pages may go
 			return err
 		})
 		if fe := (*fault.Error)(nil); errors.As(err, &fe) {

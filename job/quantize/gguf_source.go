@@ -39,6 +39,13 @@ type RawGGUFSource interface {
 	Bytes(name string) ([]byte, error)
 }
 
+// releaser is a source that can let a tensor's input pages go once it has
+// been written (a memory-mapped file), so that a pass over a large model
+// holds only the tensors in flight, as llama-quantize does.
+type releaser interface {
+	Release(name string)
+}
+
 // GGUFFile is a GGUF file as a RawGGUFSource.
 type GGUFFile struct {
 	path  string
@@ -74,6 +81,9 @@ func (s *GGUFFile) Paths() []string { return []string{s.path} }
 
 // Close closes the file.
 func (s *GGUFFile) Close() error { return s.f.Close() }
+
+// Release lets the named tensor's pages leave resident memory.
+func (s *GGUFFile) Release(name string) { s.f.Release(name) }
 
 // Bytes returns the tensor's data: a view into the mapped file.
 func (s *GGUFFile) Bytes(name string) ([]byte, error) { return s.f.Bytes(name) }

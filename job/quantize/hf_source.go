@@ -68,5 +68,12 @@ func (s *HFSource) ReadFloat32(name string, first int64, dst []float32) error {
 // not be or hold.
 func (s *HFSource) Paths() []string { return s.c.Files() }
 
+// Release lets the named tensor's input pages leave resident memory.
+func (s *HFSource) Release(name string) {
+	if t, ok := s.byGG[name]; ok {
+		s.c.Release(t)
+	}
+}
+
 // Close closes the checkpoint.
 func (s *HFSource) Close() error { return s.c.Close() }

@@ -200,6 +200,21 @@ func (f *File) Bytes(name string) ([]byte, error) {
 	return f.data[begin:end:end], nil
 }
 
+// Release lets the pages of the named tensor leave the process's resident
+// memory (madvise MADV_DONTNEED on the whole pages of its data), once it
+// has been read: a pass over a large file then holds only the tensors in
+// flight. Reading the tensor again faults its pages back in from the
+// file. It does nothing for a file read into memory.
+func (f *File) Release(name string) {
+	i, ok := f.tensors[name]
+	if !ok || f.region == nil {
+		return
+	}
+	t := f.hdr.tensors[i]
+	begin := int64(f.hdr.dataOffset + t.Offset)
+	f.region.Release(begin, begin+int64(t.Size))
+}
+
 // Float32 returns the named tensor converted to float32, in memory order
 // (Dims[0] fastest): exact for F32, F16, BF16 and integers up to 2^24 in
 // magnitude; Q8_0 and Q4_0 dequantized as ggml does. Other types fail.

@@ -352,3 +352,25 @@ func TestOpenSpecialFiles(t *testing.T) {
 		}
 	}
 }
+
+// Release drops a tensor's pages, not its data: read again, the bytes are
+// the same; an unknown name does nothing.
+func TestReleaseKeepsData(t *testing.T) {
+	f, err := Open("../../testdata/llm/stories260K/stories260K.gguf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, ti := range f.Tensors() {
+		b, err := f.Bytes(ti.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := bytes.Clone(b)
+		f.Release(ti.Name)
+		if !bytes.Equal(b, before) {
+			t.Fatalf("%s changed after Release", ti.Name)
+		}
+	}
+	f.Release("no such tensor")
+}
