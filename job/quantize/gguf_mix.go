@@ -16,6 +16,7 @@ import (
 
 	"github.com/quantkit/quantkit/cpu"
 	"github.com/quantkit/quantkit/internal/atomicfile"
+	"github.com/quantkit/quantkit/internal/fault"
 	"github.com/quantkit/quantkit/internal/inputerr"
 	"github.com/quantkit/quantkit/internal/output"
 	"github.com/quantkit/quantkit/model/gguf"
@@ -456,6 +457,11 @@ func (j *ggufJob) write(ctx context.Context, claim *atomicfile.Claim, progress f
 	if err := j.writeTo(ctx, f, final, progress); err != nil {
 		return err
 	}
+	if ch, ok := j.src.(changer); ok {
+		if err := ch.Changed(); err != nil {
+			return err
+		}
+	}
 	return f.Commit()
 }
 
@@ -533,7 +539,15 @@ func (j *ggufJob) convert(ctx context.Context, w *gguf.Writer, final string, pro
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if _, err := w.Write(r.data); err != nil {
+		// A copy's data is a view of the mapped input, read here.
+		if err := fault.Catch(func() error { _, err := w.Write(r.data); return err }); err != nil {
+			if fault.Is(err) {
+				if ch, ok := j.src.(changer); ok {
+					if cerr := ch.Changed(); cerr != nil {
+						return cerr
+					}
+				}
+			}
 			return err
 		}
 		if r.buf != nil {

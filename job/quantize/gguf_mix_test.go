@@ -13,7 +13,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/quantkit/quantkit/internal/half"
 	"github.com/quantkit/quantkit/internal/inputerr"
@@ -447,5 +449,41 @@ func TestGGUFFromSource(t *testing.T) {
 	}
 	if ti, _ := f.Tensor("blk.0.ffn_down.weight"); ti.Type != gguf.TypeQ8_0 || maxErr > 0.05 {
 		t.Errorf("ffn_down: %v, max error %g", ti.Type, maxErr)
+	}
+}
+
+// A GGUF input rewritten or truncated while it is read ends the run with an
+// error naming it (no crash from the mapping), and nothing is written.
+func TestGGUFInputChangedDuringRun(t *testing.T) {
+	data, err := os.ReadFile(stories260K)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, how := range []string{"rewrite", "truncate"} {
+		dir := t.TempDir()
+		in := filepath.Join(dir, "in.gguf")
+		if err := os.WriteFile(in, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(dir, "out.gguf")
+		var once sync.Once
+		opt := GGUFOptions{Input: in, Output: out, Mix: ggufmix.Q8_0, Workers: 1, Progress: func(Progress) {
+			once.Do(func() {
+				if how == "truncate" {
+					os.Truncate(in, int64(len(data))/2)
+					return
+				}
+				os.WriteFile(in, data, 0o644)
+				later := time.Now().Add(time.Second)
+				os.Chtimes(in, later, later)
+			})
+		}}
+		_, err := RunGGUF(context.Background(), opt)
+		if err == nil || !strings.Contains(err.Error(), in+" changed or was truncated while reading") {
+			t.Errorf("%s: error %v, want one naming %s", how, err, in)
+		}
+		if _, err := os.Stat(out); err == nil {
+			t.Errorf("%s: output written", how)
+		}
 	}
 }

@@ -248,6 +248,11 @@ func (j *ggufJob) writePart(ctx context.Context, claim *atomicfile.Claim, progre
 	if err := atomicfile.WriteFile(filepath.Join(tmp.Path, plan.PartFileName), b, 0o666); err != nil {
 		return err
 	}
+	if ch, ok := j.src.(changer); ok {
+		if err := ch.Changed(); err != nil {
+			return err
+		}
+	}
 	return tmp.Commit()
 }
 

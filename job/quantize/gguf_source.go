@@ -2,7 +2,9 @@ package quantize
 
 import (
 	"fmt"
+	"os"
 
+	"github.com/quantkit/quantkit/internal/fault"
 	"github.com/quantkit/quantkit/model/gguf"
 )
 
@@ -46,10 +48,18 @@ type releaser interface {
 	Release(name string)
 }
 
+// changer is a source that can tell whether its files changed since it
+// opened them: RunGGUF asks before it commits, so that an output never
+// mixes old and new input data.
+type changer interface {
+	Changed() error
+}
+
 // GGUFFile is a GGUF file as a RawGGUFSource.
 type GGUFFile struct {
 	path  string
 	f     *gguf.File
+	stat  os.FileInfo // the file as opened, for Changed
 	infos map[string]gguf.TensorInfo
 }
 
@@ -60,7 +70,12 @@ func OpenGGUFSource(path string) (*GGUFFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &GGUFFile{path: path, f: f, infos: map[string]gguf.TensorInfo{}}
+	st, err := os.Stat(path)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	s := &GGUFFile{path: path, f: f, stat: st, infos: map[string]gguf.TensorInfo{}}
 	for _, t := range f.Tensors() {
 		s.infos[t.Name] = t
 	}
@@ -84,6 +99,28 @@ func (s *GGUFFile) Close() error { return s.f.Close() }
 
 // Release lets the named tensor's pages leave resident memory.
 func (s *GGUFFile) Release(name string) { s.f.Release(name) }
+
+// Changed returns an error naming the file when it is no longer what was
+// opened (another size or modification time, or gone).
+func (s *GGUFFile) Changed() error {
+	fi, err := os.Stat(s.path)
+	if err != nil || fi.Size() != s.stat.Size() || !fi.ModTime().Equal(s.stat.ModTime()) || !os.SameFile(fi, s.stat) {
+		return fmt.Errorf("%s changed or was truncated while reading; nothing was written from it", s.path)
+	}
+	return nil
+}
+
+// explain turns a fault reading the mapped file (it shrank) into an error
+// naming the file.
+func (s *GGUFFile) explain(err error) error {
+	if err != nil && fault.Is(err) {
+		if cerr := s.Changed(); cerr != nil {
+			return cerr
+		}
+		return fmt.Errorf("%s: %w", s.path, err)
+	}
+	return err
+}
 
 // Bytes returns the tensor's data: a view into the mapped file.
 func (s *GGUFFile) Bytes(name string) ([]byte, error) { return s.f.Bytes(name) }
@@ -110,10 +147,11 @@ func (s *GGUFFile) ReadFloat32(name string, first int64, dst []float32) error {
 	if first < 0 || int64(len(dst))%cols != 0 || (first+n)*row > int64(len(b)) {
 		return fmt.Errorf("%s: tensor %q: rows %d to %d are out of range", s.path, name, first, first+n)
 	}
-	if err := gguf.DecodeFloat32(dst, b[first*row:(first+n)*row], t.Type); err != nil {
+	err = fault.Catch(func() error { return gguf.DecodeFloat32(dst, b[first*row:(first+n)*row], t.Type) })
+	if err != nil && !fault.Is(err) {
 		return fmt.Errorf("%s: tensor %q: %w", s.path, name, err)
 	}
-	return nil
+	return s.explain(err)
 }
 
 // rowLen is the length of a tensor's rows, Dims[0] (1 for a scalar).

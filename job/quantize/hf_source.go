@@ -75,5 +75,9 @@ func (s *HFSource) Release(name string) {
 	}
 }
 
+// Changed returns an error naming the first shard that is no longer what
+// was opened.
+func (s *HFSource) Changed() error { return s.c.Changed() }
+
 // Close closes the checkpoint.
 func (s *HFSource) Close() error { return s.c.Close() }

@@ -196,6 +196,16 @@ func (c *Conversion) Files() []string {
 	return files
 }
 
+// Changed returns an error naming the first input file that is no longer
+// what was opened (checkpoint.Checkpoint.Changed); nil for a GGUF input,
+// whose reader checks its own.
+func (c *Conversion) Changed() error {
+	if c.ck != nil {
+		return c.ck.Changed()
+	}
+	return nil
+}
+
 // Close closes the input.
 func (c *Conversion) Close() error {
 	var err error
