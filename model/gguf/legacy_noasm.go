@@ -8,6 +8,9 @@ package gguf
 
 var hasF16C = false
 
+// noasmBuild says the kernels' names run their pure-Go twins.
+const noasmBuild = true
+
 func quantizeQ8_0AVX2(dst []byte, x []float32) int { return quantizeQ8_0Go(dst, x) }
 
 func quantizeQ4_0AVX2(dst []byte, x []float32) int { return quantizeQ4_0Go(dst, x) }
