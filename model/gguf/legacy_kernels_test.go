@@ -258,6 +258,31 @@ func TestLegacyQuantKernelsMatchGo(t *testing.T) {
 // likewise, with max = -8 (d = id = 1), around every point where
 // x + 8.5 crosses an integer.
 func TestLegacyQuantRounding(t *testing.T) {
+	x8, x4 := roundingRows()
+	withKernels(t, func(t *testing.T) {
+		for _, c := range []struct {
+			name string
+			x    []float32
+			q    func([]byte, []float32)
+			size int
+			ref  func([]float32) []byte
+		}{
+			{"Q8_0", x8, QuantizeQ8_0, blockQ8_0Size, refQuantizeRowQ8_0},
+			{"Q4_0", x4, QuantizeQ4_0, blockQ4_0Size, refQuantizeRowQ4_0},
+		} {
+			want := c.ref(c.x)
+			got := make([]byte, len(want))
+			c.q(got, c.x)
+			if i := firstDiffBytes(got, want); i >= 0 {
+				b := i / c.size
+				t.Errorf("%s: block %d, byte %d: %#02x, transcription %#02x; block %v", c.name, b, i%c.size, got[i], want[i], c.x[b*32:(b+1)*32])
+			}
+		}
+	})
+}
+
+// roundingRows returns the Q8_0 and Q4_0 rows of TestLegacyQuantRounding.
+func roundingRows() (x8, x4 []float32) {
 	var vals []float32
 	for b := math.Float32bits(0.25); b < math.Float32bits(2); b++ {
 		vals = append(vals, math.Float32frombits(b))
@@ -295,27 +320,7 @@ func TestLegacyQuantRounding(t *testing.T) {
 		}
 		return x
 	}
-	x8, x4 := rows(vals, 127), rows(q4, -8)
-	withKernels(t, func(t *testing.T) {
-		for _, c := range []struct {
-			name string
-			x    []float32
-			q    func([]byte, []float32)
-			size int
-			ref  func([]float32) []byte
-		}{
-			{"Q8_0", x8, QuantizeQ8_0, blockQ8_0Size, refQuantizeRowQ8_0},
-			{"Q4_0", x4, QuantizeQ4_0, blockQ4_0Size, refQuantizeRowQ4_0},
-		} {
-			want := c.ref(c.x)
-			got := make([]byte, len(want))
-			c.q(got, c.x)
-			if i := firstDiffBytes(got, want); i >= 0 {
-				b := i / c.size
-				t.Errorf("%s: block %d, byte %d: %#02x, transcription %#02x; block %v", c.name, b, i%c.size, got[i], want[i], c.x[b*32:(b+1)*32])
-			}
-		}
-	})
+	return rows(vals, 127), rows(q4, -8)
 }
 
 // halfBitsValues are float32 values whose high bits run through every
