@@ -50,25 +50,27 @@ func abs32(v float32) float32 { return math.Float32frombits(math.Float32bits(v) 
 // multiple of QK8_0 or dst is too short.
 func QuantizeQ8_0(dst []byte, x []float32) {
 	nb := blocks("QuantizeQ8_0", len(x), QK8_0, len(dst), blockQ8_0Size)
-	for i := range nb {
-		xb := x[i*QK8_0 : (i+1)*QK8_0]
-		yb := dst[i*blockQ8_0Size : (i+1)*blockQ8_0Size]
-		var amax float32
-		for _, v := range xb {
-			// C's MAX(amax, fabsf(v)): a > b ? a : b, NaN handling included.
-			if a := abs32(v); !(amax > a) {
-				amax = a
-			}
+	runBlocks(dst[:nb*blockQ8_0Size], x[:nb*QK8_0], blockQ8_0Size, quantizeQ8_0AVX2, quantizeQ8_0Block)
+}
+
+// quantizeQ8_0Block quantizes one block, xb, into yb (QuantizeQ8_0).
+func quantizeQ8_0Block(yb []byte, xb []float32) {
+	xb, yb = xb[:QK8_0], yb[:blockQ8_0Size]
+	var amax float32
+	for _, v := range xb {
+		// C's MAX(amax, fabsf(v)): a > b ? a : b, NaN handling included.
+		if a := abs32(v); !(amax > a) {
+			amax = a
 		}
-		d := amax / 127
-		var id float32
-		if d != 0 {
-			id = 1 / d
-		}
-		binary.LittleEndian.PutUint16(yb, fp16(d))
-		for j, v := range xb {
-			yb[2+j] = byte(roundfInt8(float32(v * id)))
-		}
+	}
+	d := amax / 127
+	var id float32
+	if d != 0 {
+		id = 1 / d
+	}
+	binary.LittleEndian.PutUint16(yb, fp16(d))
+	for j, v := range xb {
+		yb[2+j] = byte(roundfInt8(float32(v * id)))
 	}
 }
 
@@ -119,28 +121,30 @@ func DequantizeQ8_0(dst []float32, src []byte) {
 // not a multiple of QK4_0 or dst is too short.
 func QuantizeQ4_0(dst []byte, x []float32) {
 	nb := blocks("QuantizeQ4_0", len(x), QK4_0, len(dst), blockQ4_0Size)
-	for i := range nb {
-		xb := x[i*QK4_0 : (i+1)*QK4_0]
-		yb := dst[i*blockQ4_0Size : (i+1)*blockQ4_0Size]
-		var amax, vmax float32
-		for _, v := range xb {
-			if a := abs32(v); amax < a {
-				amax, vmax = a, v
-			}
+	runBlocks(dst[:nb*blockQ4_0Size], x[:nb*QK4_0], blockQ4_0Size, quantizeQ4_0AVX2, quantizeQ4_0Block)
+}
+
+// quantizeQ4_0Block quantizes one block, xb, into yb (QuantizeQ4_0).
+func quantizeQ4_0Block(yb []byte, xb []float32) {
+	xb, yb = xb[:QK4_0], yb[:blockQ4_0Size]
+	var amax, vmax float32
+	for _, v := range xb {
+		if a := abs32(v); amax < a {
+			amax, vmax = a, v
 		}
-		d := vmax / -8
-		var id float32
-		if d != 0 {
-			id = 1 / d
-		}
-		binary.LittleEndian.PutUint16(yb, fp16(d))
-		for j := range QK4_0 / 2 {
-			x0 := float32(xb[j] * id)
-			x1 := float32(xb[QK4_0/2+j] * id)
-			xi0 := uint8(min(15, int8(x0+8.5)))
-			xi1 := uint8(min(15, int8(x1+8.5)))
-			yb[2+j] = xi0 | xi1<<4
-		}
+	}
+	d := vmax / -8
+	var id float32
+	if d != 0 {
+		id = 1 / d
+	}
+	binary.LittleEndian.PutUint16(yb, fp16(d))
+	for j := range QK4_0 / 2 {
+		x0 := float32(xb[j] * id)
+		x1 := float32(xb[QK4_0/2+j] * id)
+		xi0 := uint8(min(15, int8(x0+8.5)))
+		xi1 := uint8(min(15, int8(x1+8.5)))
+		yb[2+j] = xi0 | xi1<<4
 	}
 }
 

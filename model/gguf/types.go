@@ -258,9 +258,12 @@ func decodeF16(dst []float32, src []byte) {
 // 0x7e00 with its sign.
 func encodeF16(dst []byte, src []float32) {
 	_ = dst[:2*len(src)]
-	for i, v := range src {
-		binary.LittleEndian.PutUint16(dst[2*i:], fp16(v))
+	n := 0
+	if legacyKernels() {
+		encodeF16AVX2(dst, src)
+		n = len(src) &^ 7
 	}
+	encodeF16Go(dst[2*n:], src[n:])
 }
 
 // encodeBF16 is ggml's ggml_fp32_to_bf16_row_ref (ggml_compute_fp32_to_bf16):
@@ -270,16 +273,12 @@ func encodeF16(dst []byte, src []float32) {
 // there: it sets the quiet bit only when the kept payload would be zero.
 func encodeBF16(dst []byte, src []float32) {
 	_ = dst[:2*len(src)]
-	for i, v := range src {
-		u := math.Float32bits(v)
-		var h uint16
-		if u&0x7fffffff > 0x7f800000 {
-			h = uint16(u>>16) | 64
-		} else {
-			h = uint16((u + 0x7fff + (u>>16)&1) >> 16)
-		}
-		binary.LittleEndian.PutUint16(dst[2*i:], h)
+	n := 0
+	if legacyKernels() {
+		encodeBF16AVX2(dst, src)
+		n = len(src) &^ 15
 	}
+	encodeBF16Go(dst[2*n:], src[n:])
 }
 
 func decodeI8(dst []float32, src []byte) {
