@@ -7,7 +7,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/quantkit/quantkit/internal/progress"
 	"github.com/quantkit/quantkit/internal/units"
 	"github.com/quantkit/quantkit/job/quantize"
 	"github.com/quantkit/quantkit/model/plan"
@@ -44,17 +43,11 @@ func runBenchCheckpoint(c *cli.Context) error {
 	if err != nil {
 		return badInput(fmt.Errorf("bench checkpoint: %w", err))
 	}
-	var bar *progress.Bar // nil draws nothing
-	if !c.Bool(jsonFlag.Name) {
-		bar = progress.Start(0, "")
-	}
-	opt.Progress = func(done, total int, what string) {
-		bar.SetTotal(int64(total))
-		bar.Update(int64(done), what)
-	}
+	var finish func()
+	opt.Progress, finish = stepBar(c)
 	opt.Tensor = func(p quantize.Progress) { afterWrite(p.Output) }
 	rep, err := quantize.Bench(c.Context, *opt)
-	bar.Finish()
+	finish()
 	if err == nil {
 		err = report(c, rep, rep.WriteTable)
 	}

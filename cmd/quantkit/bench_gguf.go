@@ -8,7 +8,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/quantkit/quantkit/internal/buildinfo"
-	"github.com/quantkit/quantkit/internal/progress"
 	"github.com/quantkit/quantkit/internal/units"
 	"github.com/quantkit/quantkit/job/quantize"
 )
@@ -56,16 +55,10 @@ func runBenchGGUF(c *cli.Context) error {
 	if err != nil {
 		return badInput(fmt.Errorf("bench gguf: %w", err))
 	}
-	var bar *progress.Bar // nil draws nothing
-	if !c.Bool(jsonFlag.Name) {
-		bar = progress.Start(0, "")
-	}
-	opt.Progress = func(done, total int, what string) {
-		bar.SetTotal(int64(total))
-		bar.Update(int64(done), what)
-	}
+	var finish func()
+	opt.Progress, finish = stepBar(c)
 	rep, err := quantize.BenchGGUF(c.Context, *opt)
-	bar.Finish()
+	finish()
 	if err == nil {
 		err = report(c, rep, rep.WriteTable)
 	}

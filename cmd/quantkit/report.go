@@ -10,6 +10,7 @@ import (
 
 	"github.com/quantkit/quantkit/internal/atomicfile"
 	"github.com/quantkit/quantkit/internal/jsonout"
+	"github.com/quantkit/quantkit/internal/progress"
 )
 
 // One convention for every command with a report: the table for people on
@@ -90,4 +91,18 @@ func report(c *cli.Context, v any, table func(io.Writer) error) error {
 		return err
 	}
 	return writeSideOutputs(jsonOut(c, v))
+}
+
+// stepBar is a progress bar on stderr for a job that reports its steps as
+// done of total with a label, none with --json (and none off a terminal);
+// finish clears it.
+func stepBar(c *cli.Context) (update func(done, total int, what string), finish func()) {
+	var bar *progress.Bar // nil draws nothing
+	if !c.Bool(jsonFlag.Name) {
+		bar = progress.Start(0, "")
+	}
+	return func(done, total int, what string) {
+		bar.SetTotal(int64(total))
+		bar.Update(int64(done), what)
+	}, bar.Finish
 }
