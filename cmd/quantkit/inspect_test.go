@@ -9,15 +9,11 @@ import (
 
 	"github.com/quantkit/quantkit/model/inspect"
 	"github.com/quantkit/quantkit/model/npy"
-	"github.com/quantkit/quantkit/model/plan"
 )
 
 // InspectReport is what gen_test.go reads `inspect --json` of a checkpoint
 // into.
 type InspectReport = inspect.CheckpointReport
-
-// keepReason is the rule quantize_test.go checks quantize against.
-func keepReason(name, dtype string, shape []int) string { return plan.KeepReason(name, dtype, shape) }
 
 // The report itself is tested in model/inspect; here, what the command
 // line adds: --json, --json-out, the text, errors and their prefix.

@@ -494,7 +494,8 @@ func mergeGGUF(ctx context.Context, opt MergeOptions, dirs []string, start time.
 			opt.Progress(Progress{Output: out, Tensor: t.Name, BytesDone: done, BytesTotal: need, TensorsDone: i + 1, TensorsTotal: len(infos)})
 		}
 	}
-	if err := w.Close(); err == nil {
+	err = w.Close()
+	if err == nil {
 		err = bw.Flush()
 	}
 	if err != nil {

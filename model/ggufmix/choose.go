@@ -342,7 +342,7 @@ func (s *state) choose(t Tensor, pure bool) (Choice, error) {
 	if !quantized(base) {
 		return Choice{Type: base, Quantized: true, Reason: fmt.Sprintf("%s: the mix's type", base)}, nil
 	}
-	typ, reason := base, fmt.Sprintf("%s: the mix's type", base)
+	typ, reason := base, ""
 	if pure {
 		reason = fmt.Sprintf("%s: --pure", base)
 	} else {
