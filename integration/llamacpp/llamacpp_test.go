@@ -240,3 +240,45 @@ func top(vocab []string, p []float64, n int) string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+// TestHFToMixInOnePass: a Hugging Face checkpoint quantized by quantkit in
+// one pass (conversion and mix together) is byte for byte what
+// llama_model_quantize makes of quantkit's F32 conversion of it, for
+// llama-quantize's mixes; and llama.cpp runs it, its predictions close to
+// the F32 model's (the same most likely next token at most positions).
+func TestHFToMixInOnePass(t *testing.T) {
+	hf := filepath.Join(stories260K, "hf")
+	f32 := filepath.Join(t.TempDir(), "stories260K-f32.gguf")
+	quantkitQuantize(t, hf, f32, "F32")
+	ref := llamaProbs(t, f32)
+	for _, typ := range []string{"Q8_0", "Q4_K_M", "Q5_K_M", "Q6_K", "Q4_0"} {
+		t.Run(typ, func(t *testing.T) {
+			want := filepath.Join(t.TempDir(), "llama.cpp.gguf")
+			got := filepath.Join(t.TempDir(), "quantkit.gguf")
+			llamaQuantize(t, f32, want, typ, false)
+			quantkitQuantize(t, hf, got, typ)
+			diffs, err := diffGGUF(want, got)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(diffs) > 0 {
+				t.Errorf("quantkit quantize hf --type %s differs from llama_model_quantize of its F32 conversion:\n  %s",
+					typ, strings.Join(diffs, "\n  "))
+			}
+			p := llamaProbs(t, got)
+			same := 0
+			for i := range p.Probs {
+				if argmax(p.Probs[i]) == argmax(ref.Probs[i]) {
+					same++
+				}
+				if kl := klDivergence(ref.Probs[i], p.Probs[i]); math.IsNaN(kl) || math.IsInf(kl, 0) {
+					t.Errorf("position %d: KL to the F32 model is %v", i, kl)
+				}
+			}
+			if 2*same < len(p.Probs) {
+				t.Errorf("%s: the most likely next token agrees with F32 at %d of %d positions", typ, same, len(p.Probs))
+			}
+			t.Logf("%s: top-1 agrees with F32 at %d of %d positions", typ, same, len(p.Probs))
+		})
+	}
+}
