@@ -10,7 +10,8 @@ export CGO_CFLAGS := -O2 -g -Wno-deprecated-declarations
 
 # Fuzz targets run by `make fuzz` (a fixed number of inputs each, as CI does).
 FUZZ       := ./model/npy:FuzzDecode ./model/safetensors:FuzzOpen ./model/gguf:FuzzOpen ./model/onnx:FuzzRead ./nn/onnxnet:FuzzLower ./cpu:FuzzElemKernels \
-              ./dataset:FuzzReadIdx ./quant:FuzzReadHistograms ./model/ctensors:FuzzConfig ./model/plan:FuzzParsePart ./model/checkpoint:FuzzParseIndex
+              ./dataset:FuzzReadIdx ./quant:FuzzReadHistograms ./model/ctensors:FuzzConfig ./model/plan:FuzzParsePart ./model/checkpoint:FuzzParseIndex \
+              ./model/llamacpp:FuzzParse ./job/quantize:FuzzParseGGUFPart
 FUZZ_INPUTS ?= 2000
 
 # CUDA: kernels in cuda/*.cu, PTX in cuda/ptx (committed), nvcc from CUDA 11.8+.

@@ -377,3 +377,24 @@ func TestGGUFShardMergeSpace(t *testing.T) {
 		t.Errorf("written: %v", got)
 	}
 }
+
+// FuzzParseGGUFPart: part.json of a GGUF part is refused or parsed, never
+// a panic, and what parses marshals back to what parses the same.
+func FuzzParseGGUFPart(f *testing.F) {
+	f.Add([]byte(`{"plan_hash":"ab","index":0,"count":1,"format":"gguf","type":"Q8_0","pure":false,"tensors":[]}`))
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"tensors":[{"name":"a","type":"F32","dims":[1],"part":0}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := ParseGGUFPart(data)
+		if err != nil {
+			return
+		}
+		b, err := p.Marshal()
+		if err != nil {
+			t.Fatalf("accepted part does not marshal: %v", err)
+		}
+		if _, err := ParseGGUFPart(b); err != nil {
+			t.Fatalf("a part's own marshalling is refused: %v\n%s", err, b)
+		}
+	})
+}
