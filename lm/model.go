@@ -1,0 +1,175 @@
+package lm
+
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/quantkit/quantkit/backend"
+)
+
+// Config are the hyperparameters the forward pass needs.
+type Config struct {
+	Hidden       int     // hidden_size
+	Intermediate int     // intermediate_size of the SwiGLU MLP
+	Layers       int     // num_hidden_layers
+	Heads        int     // num_attention_heads
+	KVHeads      int     // num_key_value_heads; Heads is a multiple
+	HeadDim      int     // head_dim (even)
+	Vocab        int     // vocab_size
+	RMSNormEps   float64 // rms_norm_eps
+	RopeTheta    float64 // rope_theta
+	BOS, EOS     int     // bos_token_id and eos_token_id, -1 where unknown
+}
+
+// Validate checks that the sizes are positive and consistent.
+func (c Config) Validate() error {
+	switch {
+	case c.Hidden <= 0 || c.Intermediate <= 0 || c.Layers <= 0 || c.Heads <= 0 || c.KVHeads <= 0 || c.HeadDim <= 0 || c.Vocab <= 0:
+		return fmt.Errorf("lm: sizes must be positive: %+v", c)
+	case c.Heads%c.KVHeads != 0:
+		return fmt.Errorf("lm: %d heads are not a multiple of %d key/value heads", c.Heads, c.KVHeads)
+	case c.HeadDim%2 != 0:
+		return fmt.Errorf("lm: head dim %d is odd: RoPE rotates pairs", c.HeadDim)
+	case !(c.RMSNormEps >= 0) || !(c.RopeTheta > 0):
+		return fmt.Errorf("lm: rms_norm_eps %g or rope_theta %g out of range", c.RMSNormEps, c.RopeTheta)
+	}
+	return nil
+}
+
+// QDim is Heads·HeadDim, the rows of q_proj.
+func (c Config) QDim() int { return c.Heads * c.HeadDim }
+
+// KVDim is KVHeads·HeadDim, the rows of k_proj and v_proj.
+func (c Config) KVDim() int { return c.KVHeads * c.HeadDim }
+
+// Layer holds one decoder layer's weights, row-major [out, in] as Hugging
+// Face stores them. Q and K rows are in the rotate-half RoPE layout. The
+// biases are nil when the checkpoint has none (attention_bias false).
+type Layer struct {
+	AttnNorm []float32 // input_layernorm [Hidden]
+	Q        []float32 // q_proj [QDim, Hidden]
+	K, V     []float32 // k_proj, v_proj [KVDim, Hidden]
+	O        []float32 // o_proj [Hidden, QDim]
+	QBias    []float32 // [QDim] or nil
+	KBias    []float32 // [KVDim] or nil
+	VBias    []float32 // [KVDim] or nil
+	OBias    []float32 // [Hidden] or nil
+	MLPNorm  []float32 // post_attention_layernorm [Hidden]
+	Gate, Up []float32 // gate_proj, up_proj [Intermediate, Hidden]
+	Down     []float32 // down_proj [Hidden, Intermediate]
+}
+
+// Weights are a model's tensors in float32.
+type Weights struct {
+	Embed  []float32 // embed_tokens [Vocab, Hidden]
+	Layers []Layer
+	Norm   []float32 // final norm [Hidden]
+	// LMHead is lm_head [Vocab, Hidden]; nil means tied to Embed.
+	LMHead []float32
+}
+
+// Validate checks every tensor's length against c.
+func (w *Weights) Validate(c Config) error {
+	check := func(name string, x []float32, n int, optional bool) error {
+		if optional && x == nil {
+			return nil
+		}
+		if len(x) != n {
+			return fmt.Errorf("lm: %s has %d elements, want %d", name, len(x), n)
+		}
+		return nil
+	}
+	h, q, kv, ff := c.Hidden, c.QDim(), c.KVDim(), c.Intermediate
+	if err := errors.Join(
+		check("embedding", w.Embed, c.Vocab*h, false),
+		check("final norm", w.Norm, h, false),
+		check("lm_head", w.LMHead, c.Vocab*h, true),
+	); err != nil {
+		return err
+	}
+	if len(w.Layers) != c.Layers {
+		return fmt.Errorf("lm: %d layers, want %d", len(w.Layers), c.Layers)
+	}
+	for i := range w.Layers {
+		l := &w.Layers[i]
+		if err := errors.Join(
+			check("attention norm", l.AttnNorm, h, false),
+			check("q", l.Q, q*h, false), check("k", l.K, kv*h, false), check("v", l.V, kv*h, false),
+			check("o", l.O, h*q, false),
+			check("q bias", l.QBias, q, true), check("k bias", l.KBias, kv, true),
+			check("v bias", l.VBias, kv, true), check("o bias", l.OBias, h, true),
+			check("mlp norm", l.MLPNorm, h, false),
+			check("gate", l.Gate, ff*h, false), check("up", l.Up, ff*h, false), check("down", l.Down, h*ff, false),
+		); err != nil {
+			return fmt.Errorf("layer %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// Model is a decoder ready to run on a backend. Its methods may be called
+// concurrently with different Caches.
+type Model struct {
+	Config  Config
+	Weights *Weights
+
+	b      backend.Backend
+	layers []deviceLayer
+	head   backend.Buffer // lm_head (or the embedding when tied)
+	// invFreq[i] = theta^(-2i/HeadDim), the RoPE frequency of pair i.
+	invFreq []float64
+}
+
+type deviceLayer struct {
+	q, k, v, o, gate, up, down backend.Buffer
+}
+
+// New uploads w's matrices to b and returns the model. The host copies in w
+// stay where they are (norms, biases and the embedding are read on the host).
+func New(b backend.Backend, c Config, w *Weights) (*Model, error) {
+	if b == nil {
+		return nil, errors.New("lm: no backend")
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	if err := w.Validate(c); err != nil {
+		return nil, err
+	}
+	m := &Model{Config: c, Weights: w, b: b, layers: make([]deviceLayer, c.Layers)}
+	up := func(x []float32) (backend.Buffer, error) {
+		buf, err := b.Alloc(backend.F32, len(x))
+		if err != nil {
+			return nil, fmt.Errorf("lm: %w", err)
+		}
+		if err := b.Upload(buf, x); err != nil {
+			return nil, fmt.Errorf("lm: %w", err)
+		}
+		return buf, nil
+	}
+	var err error
+	for i := range w.Layers {
+		l, d := &w.Layers[i], &m.layers[i]
+		for _, p := range []struct {
+			dst *backend.Buffer
+			src []float32
+		}{{&d.q, l.Q}, {&d.k, l.K}, {&d.v, l.V}, {&d.o, l.O}, {&d.gate, l.Gate}, {&d.up, l.Up}, {&d.down, l.Down}} {
+			if *p.dst, err = up(p.src); err != nil {
+				return nil, err
+			}
+		}
+	}
+	head := w.LMHead
+	if head == nil {
+		head = w.Embed
+	}
+	if m.head, err = up(head); err != nil {
+		return nil, err
+	}
+	m.invFreq = make([]float64, c.HeadDim/2)
+	for i := range m.invFreq {
+		m.invFreq[i] = 1 / math.Pow(c.RopeTheta, float64(2*i)/float64(c.HeadDim))
+	}
+	return m, nil
+}
