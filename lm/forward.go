@@ -1,6 +1,7 @@
 package lm
 
 import (
+	"errors"
 	"fmt"
 	"math"
 
@@ -290,4 +291,17 @@ func argmax(x []float32) int {
 		}
 	}
 	return best
+}
+
+// Close frees the cache's scratch buffers on the backend; the cache may be
+// used again afterwards (it allocates them anew).
+func (c *Cache) Close() error {
+	var errs []error
+	for _, b := range []*backend.Buffer{&c.in, &c.out} {
+		if *b != nil {
+			errs = append(errs, c.m.b.Free(*b))
+			*b = nil
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -192,7 +192,8 @@ func LoadGGUF(b backend.Backend, path string) (*Model, error) {
 // LoadLlama2C reads a llama2.c checkpoint (run.c's format: a header of 7
 // int32, dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size (negative
 // for an untied classifier) and seq_len, then the float32 weights in run.c's
-// order) and uploads it to b. Its q and k rows are in the interleaved RoPE
+// order) and uploads it to b. llama2.c fixes rms_norm_eps 1e-5, rope_theta
+// 10000, BOS 1 and EOS 2. Its q and k rows are in the interleaved RoPE
 // layout, as llama.cpp's, and are put back in Hugging Face's order.
 func LoadLlama2C(b backend.Backend, path string) (*Model, error) {
 	data, err := os.ReadFile(path)

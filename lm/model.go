@@ -173,3 +173,22 @@ func New(b backend.Backend, c Config, w *Weights) (*Model, error) {
 	}
 	return m, nil
 }
+
+// Close frees the model's buffers on its backend. The model must not be used
+// afterwards.
+func (m *Model) Close() error {
+	var errs []error
+	free := func(b backend.Buffer) {
+		if b != nil {
+			errs = append(errs, m.b.Free(b))
+		}
+	}
+	for _, d := range m.layers {
+		for _, b := range []backend.Buffer{d.q, d.k, d.v, d.o, d.gate, d.up, d.down} {
+			free(b)
+		}
+	}
+	free(m.head)
+	m.layers, m.head = nil, nil
+	return errors.Join(errs...)
+}
