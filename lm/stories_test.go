@@ -2,6 +2,8 @@ package lm
 
 import (
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -103,5 +105,30 @@ func TestStoriesGreedy(t *testing.T) {
 		if !strings.HasPrefix(text, want) {
 			t.Errorf("%s: greedy from BOS gives %q, want it to start %q", name, text, want)
 		}
+	}
+}
+
+func TestLoadRefusesBrokenFiles(t *testing.T) {
+	data, err := os.ReadFile(stories + "stories260K.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for name, d := range map[string][]byte{"short.bin": data[:len(data)/2], "header.bin": data[:20]} {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, d, 0o666); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := LoadLlama2C(cpu.New(), p); err == nil {
+			t.Errorf("%s: a truncated llama2.c checkpoint loaded", name)
+		} else {
+			t.Log(err)
+		}
+	}
+	if _, err := LoadGGUF(cpu.New(), stories+"stories260K.bin"); err == nil {
+		t.Error("a llama2.c file loaded as GGUF")
+	}
+	if _, err := LoadHF(cpu.New(), dir); err == nil {
+		t.Error("a folder without safetensors loaded")
 	}
 }
