@@ -519,10 +519,12 @@ func testLMErrors(t *testing.T, b backend.Backend) {
 	r := &backend.Rotary{Heads: 1, Dim: 4, Freqs: freqs}
 	a := &backend.Attention{Tokens: 1, Heads: 4, KVHeads: 2, Dim: 2, Start: 1}
 	calls := map[string]func() error{
-		"RMSNorm wrong weight":   func() error { return backend.RMSNorm(b, f(6), f(6), f(2), 2, 3, 1e-5) },
-		"RMSNorm zero cols":      func() error { return backend.RMSNorm(b, f(0), f(0), f(0), 2, 0, 1e-5) },
-		"RMSNorm s32 input":      func() error { return backend.RMSNorm(b, f(4), s, f(4), 1, 4, 1e-5) },
-		"RoPE odd dim":           func() error { return backend.RoPE(b, f(3), f(3), &backend.Rotary{Heads: 1, Dim: 3, Freqs: freqs[:1]}, []int32{0}) },
+		"RMSNorm wrong weight": func() error { return backend.RMSNorm(b, f(6), f(6), f(2), 2, 3, 1e-5) },
+		"RMSNorm zero cols":    func() error { return backend.RMSNorm(b, f(0), f(0), f(0), 2, 0, 1e-5) },
+		"RMSNorm s32 input":    func() error { return backend.RMSNorm(b, f(4), s, f(4), 1, 4, 1e-5) },
+		"RoPE odd dim": func() error {
+			return backend.RoPE(b, f(3), f(3), &backend.Rotary{Heads: 1, Dim: 3, Freqs: freqs[:1]}, []int32{0})
+		},
 		"RoPE wrong rows":        func() error { return backend.RoPE(b, f(4), f(4), r, []int32{0, 1}) },
 		"RoPE negative position": func() error { return backend.RoPE(b, f(4), f(4), r, []int32{-1}) },
 		"SwiGLU lengths":         func() error { return backend.SwiGLU(b, f(3), f(3), f(4)) },
@@ -530,8 +532,10 @@ func testLMErrors(t *testing.T, b backend.Backend) {
 		"Softmax limit past end": func() error { return backend.Softmax(b, f(4), f(4), 2, 2, []int32{1, 3}) },
 		"Embed id past vocab":    func() error { return backend.Embed(b, f(2), f(6), []int32{3}, 2) },
 		"Embed negative id":      func() error { return backend.Embed(b, f(2), f(6), []int32{-1}, 2) },
-		"Attend GQA uneven":      func() error { return backend.Attend(b, f(6), f(6), f(8), f(8), &backend.Attention{Tokens: 1, Heads: 3, KVHeads: 2, Dim: 2}) },
-		"Attend short cache":     func() error { return backend.Attend(b, f(8), f(8), f(4), f(4), a) },
+		"Attend GQA uneven": func() error {
+			return backend.Attend(b, f(6), f(6), f(8), f(8), &backend.Attention{Tokens: 1, Heads: 3, KVHeads: 2, Dim: 2})
+		},
+		"Attend short cache": func() error { return backend.Attend(b, f(8), f(8), f(4), f(4), a) },
 	}
 	if lm, ok := b.(backend.LMOps); ok {
 		calls["method RMSNorm wrong weight"] = func() error { return lm.RMSNorm(f(6), f(6), f(2), 2, 3, 1e-5) }
