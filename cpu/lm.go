@@ -1,0 +1,117 @@
+package cpu
+
+import (
+	"fmt"
+
+	"github.com/quantkit/quantkit/backend"
+)
+
+// The CPU backend runs the operations of backend.LMOps with the generic
+// Go twins of package backend on its buffers' memory. Attention shares its
+// (token, head) pairs among threads; the others are single passes over
+// memory and run on the caller's goroutine.
+
+var _ backend.LMOps = (*Backend)(nil)
+
+// f32s returns the memory of F32 cpu buffers, in order.
+func f32s(op string, bufs ...backend.Buffer) ([][]float32, error) {
+	out := make([][]float32, len(bufs))
+	for i, b := range bufs {
+		cb, err := buf(op, fmt.Sprintf("operand %d", i+1), b, backend.F32)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = cb.f32
+	}
+	return out, nil
+}
+
+// RMSNorm is backend.RMSNormF32 on cpu buffers; dst may be x.
+func (*Backend) RMSNorm(dst, x, weight backend.Buffer, rows, cols int, eps float32) error {
+	s, err := f32s("RMSNorm", dst, x, weight)
+	if err != nil {
+		return err
+	}
+	if err := backend.CheckRMSNorm(len(s[0]), len(s[1]), len(s[2]), rows, cols); err != nil {
+		return fmt.Errorf("cpu: %w", err)
+	}
+	backend.RMSNormF32(s[0], s[1], s[2], rows, cols, eps)
+	return nil
+}
+
+// RoPE is backend.RoPEF32 on cpu buffers; dst may be x.
+func (*Backend) RoPE(dst, x backend.Buffer, r *backend.Rotary, pos []int32) error {
+	s, err := f32s("RoPE", dst, x)
+	if err != nil {
+		return err
+	}
+	if err := backend.CheckRoPE(len(s[0]), len(s[1]), r, pos); err != nil {
+		return fmt.Errorf("cpu: %w", err)
+	}
+	backend.RoPEF32(s[0], s[1], r, pos)
+	return nil
+}
+
+// SwiGLU is backend.SwiGLUF32 on cpu buffers; dst may be gate or up.
+func (*Backend) SwiGLU(dst, gate, up backend.Buffer) error {
+	s, err := f32s("SwiGLU", dst, gate, up)
+	if err != nil {
+		return err
+	}
+	if err := backend.CheckSwiGLU(len(s[0]), len(s[1]), len(s[2])); err != nil {
+		return fmt.Errorf("cpu: %w", err)
+	}
+	backend.SwiGLUF32(s[0], s[1], s[2])
+	return nil
+}
+
+// Softmax is backend.SoftmaxF32 on cpu buffers; dst may be x.
+func (*Backend) Softmax(dst, x backend.Buffer, rows, cols int, limit []int32) error {
+	s, err := f32s("Softmax", dst, x)
+	if err != nil {
+		return err
+	}
+	if err := backend.CheckSoftmax(len(s[0]), len(s[1]), rows, cols, limit); err != nil {
+		return fmt.Errorf("cpu: %w", err)
+	}
+	backend.SoftmaxF32(s[0], s[1], rows, cols, limit)
+	return nil
+}
+
+// Embed is backend.EmbedF32 on cpu buffers.
+func (*Backend) Embed(dst, table backend.Buffer, ids []int32, dim int) error {
+	s, err := f32s("Embed", dst, table)
+	if err != nil {
+		return err
+	}
+	if err := backend.CheckEmbed(len(s[0]), len(s[1]), ids, dim); err != nil {
+		return fmt.Errorf("cpu: %w", err)
+	}
+	backend.EmbedF32(s[0], s[1], ids, dim)
+	return nil
+}
+
+// Attend is backend.AttentionF32 on cpu buffers, its (token, head) pairs
+// shared among Threads() goroutines; each pair is computed exactly as the
+// twin computes it, so the result does not depend on the thread count.
+func (*Backend) Attend(out, q, k, v backend.Buffer, a *backend.Attention) error {
+	s, err := f32s("Attend", out, q, k, v)
+	if err != nil {
+		return err
+	}
+	if err := a.Check(len(s[1]), len(s[0]), len(s[2]), len(s[3])); err != nil {
+		return fmt.Errorf("cpu: %w", err)
+	}
+	pairs := a.Tokens * a.Heads
+	// Work per pair: two passes over up to Start+Tokens cached rows of Dim.
+	work := 2 * (a.Start + a.Tokens) * a.Dim
+	w := workers(pairs, pairs*work, 1<<15)
+	scratch := make([][]float32, w)
+	for i := range scratch {
+		scratch[i] = make([]float32, a.Start+a.Tokens)
+	}
+	parallelTasks(w, pairs, func(worker, th int) {
+		backend.AttentionRangeF32(s[0], s[1], s[2], s[3], a, th, th+1, scratch[worker])
+	})
+	return nil
+}
