@@ -9,7 +9,6 @@ import (
 	"github.com/quantkit/quantkit/internal/testenv"
 )
 
-
 // gpt2Path is GPT-2's tokenizer.json from the shared data (see
 // /work/shared/DATA.md); the test ends through testenv.Missing without it.
 func gpt2Path(t *testing.T) string {

@@ -79,13 +79,13 @@ type Tokenizer struct {
 	prefix, suffix []int // ids Encode puts around the text
 
 	// Decoding.
-	decodeMeta     bool // "▁" decodes to " "
-	decodeBytes    bool // "<0xNN>" decodes to its byte
-	decodeByteLvl  bool // GPT-2 byte-level decoding
-	stripLeading   int  // spaces removed from the start of the decoded text
-	stripAfterBOS  bool // llama2.c: a piece's leading space right after BOS goes
-	cleanUpSpaces  bool // transformers' clean_up_tokenization
-	encoders       sync.Pool
+	decodeMeta    bool // "▁" decodes to " "
+	decodeBytes   bool // "<0xNN>" decodes to its byte
+	decodeByteLvl bool // GPT-2 byte-level decoding
+	stripLeading  int  // spaces removed from the start of the decoded text
+	stripAfterBOS bool // llama2.c: a piece's leading space right after BOS goes
+	cleanUpSpaces bool // transformers' clean_up_tokenization
+	encoders      sync.Pool
 }
 
 // Name is the file the tokenizer was read from.
