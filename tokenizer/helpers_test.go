@@ -11,7 +11,7 @@ import (
 
 // gpt2Path is GPT-2's tokenizer.json from the shared data (see
 // /work/shared/DATA.md); the test ends through testenv.Missing without it.
-func gpt2Path(t *testing.T) string {
+func gpt2Path(t testing.TB) string {
 	t.Helper()
 	p := os.Getenv("QUANTKIT_GPT2_TOKENIZER")
 	if p == "" {
@@ -27,7 +27,7 @@ func gpt2Path(t *testing.T) string {
 // replaced by Split(pattern) + ByteLevel(use_regex false), as Llama 3 and
 // Qwen2 ship, a BOS template, and two added tokens (one not special), in a
 // temporary folder of its own, and returns its path.
-func writeVariant(t *testing.T, src, pattern string) string {
+func writeVariant(t testing.TB, src, pattern string) string {
 	t.Helper()
 	b, err := os.ReadFile(src)
 	if err != nil {

@@ -294,6 +294,7 @@ func Parse(name string, tokenizerJSON, configJSONText []byte) (*Tokenizer, error
 		}
 		t.kind = SentencePiece
 		t.spaceRune = '▁'
+		t.setSpaceSplits()
 	}
 
 	decs, err := components(f.Decoder)
@@ -518,6 +519,7 @@ func ParseLlama2C(name string, data []byte) (*Tokenizer, error) {
 			}
 		}
 	}
+	t.setSpaceSplits()
 	return t, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"sync"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // Kind is the form of a tokenizer.
@@ -69,6 +70,10 @@ type Tokenizer struct {
 	prependUnless bool // not when the segment already starts with "▁" (Metaspace)
 	replaceSpace  bool // " " becomes "▁"
 	spaceRune     rune // what " " becomes: '▁', or ' ' for llama2.c
+	spaceID       int32
+	// spaceSplits: no token has the space rune after something else, so
+	// no merge crosses the start of a run of spaces.
+	spaceSplits bool
 
 	// Byte-level pre-tokenization.
 	split          splitter
@@ -212,11 +217,45 @@ func (t *Tokenizer) encodeSegment(e *encoder, out []int, s string, atStart bool)
 		}
 		syms = t.appendRune(syms, r)
 	}
-	syms = e.m.apply(syms, t.merges)
-	for _, id := range syms {
+	e.syms = syms
+	if !t.spaceSplits {
+		for _, id := range e.m.apply(syms, t.merges) {
+			out = append(out, int(id))
+		}
+		return out
+	}
+	// Merges cannot cross the start of a run of spaces (see spaceSplits),
+	// so each run-and-word is merged, and cached, on its own.
+	for i := 0; i < len(syms); {
+		j := i + 1
+		for j < len(syms) && (syms[j] != t.spaceID || syms[j-1] == t.spaceID) {
+			j++
+		}
+		out = e.mergeCached(out, syms[i:j], t.merges)
+		i = j
+	}
+	return out
+}
+
+// mergeCached appends the merged ids of the symbols chunk, through the
+// cache, keyed by the symbols' bytes.
+func (e *encoder) mergeCached(out []int, chunk []int32, merges map[uint64]merge) []int {
+	key := unsafe.String((*byte)(unsafe.Pointer(&chunk[0])), 4*len(chunk))
+	if ids, ok := e.cache[key]; ok {
+		for _, id := range ids {
+			out = append(out, int(id))
+		}
+		return out
+	}
+	key = strings.Clone(key)
+	merged := e.m.apply(chunk, merges)
+	if len(e.cache) >= maxCache {
+		clear(e.cache)
+	}
+	e.cache[key] = append([]int32(nil), merged...)
+	for _, id := range merged {
 		out = append(out, int(id))
 	}
-	e.syms = syms
 	return out
 }
 
@@ -381,4 +420,20 @@ func byteToken(p string) (byte, bool) {
 	hi, ok1 := h(p[3])
 	lo, ok2 := h(p[4])
 	return hi<<4 | lo, ok1 && ok2
+}
+
+// setSpaceSplits decides spaceSplits once the vocabulary and spaceRune are
+// known.
+func (t *Tokenizer) setSpaceSplits() {
+	id, ok := t.runeIDs[t.spaceRune]
+	if !ok {
+		return
+	}
+	sp := string(t.spaceRune)
+	for _, m := range t.merges {
+		if strings.Contains(strings.TrimLeft(t.pieces[m.id], sp), sp) {
+			return
+		}
+	}
+	t.spaceID, t.spaceSplits = id, true
 }

@@ -231,3 +231,33 @@ func TestLossyUTF8(t *testing.T) {
 		}
 	}
 }
+
+// The per-word merge with its cache (spaceSplits) equals one merge over
+// the whole text, its slow twin.
+func TestSpaceSplitsMatchesWholeMerge(t *testing.T) {
+	fast, err := LoadFile(storiesJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow, _ := LoadFile(storiesJSON)
+	slow.spaceSplits = false
+	l2, err := LoadLlama2C("../testdata/llm/stories260K/tok512.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2slow, _ := LoadLlama2C("../testdata/llm/stories260K/tok512.bin")
+	l2slow.spaceSplits = false
+	if !fast.spaceSplits || !l2.spaceSplits {
+		t.Fatal("stories260K's vocabularies should allow splitting at spaces")
+	}
+	texts := roundTripTexts()
+	texts = append(texts, strings.Repeat("the  big   dog ", 500))
+	for _, s := range texts {
+		if a, b := fast.Encode(s), slow.Encode(s); !slices.Equal(a, b) {
+			t.Errorf("%q: split %v, whole %v", s, a, b)
+		}
+		if a, b := l2.Encode(s), l2slow.Encode(s); !slices.Equal(a, b) {
+			t.Errorf("llama2.c %q: split %v, whole %v", s, a, b)
+		}
+	}
+}
