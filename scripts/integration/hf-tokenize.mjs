@@ -1,0 +1,39 @@
+// hf-tokenize.mjs: the token ids that Hugging Face's own tokenizer gives
+// for some texts, as JSON, for the tokenizer package's integration test.
+//
+// usage: node hf-tokenize.mjs TOKENIZER.json TEXTS.json
+//
+// TEXTS.json is a JSON array of strings. The tokenizer_config.json beside
+// TOKENIZER.json is read if present. For each text it prints
+//
+//   {"ids": [...],      encode(text) (add_special_tokens: true)
+//    "plain": [...],    encode(text, {add_special_tokens: false})
+//    "decoded": "..."}  decode(ids) ("" for no ids, which decode refuses)
+//
+// as one JSON array on stdout. The tokenizer is @huggingface/tokenizers
+// (pure JS, offline), from $QUANTKIT_HFTOKENIZERS_NODE_MODULES.
+import {readFileSync, existsSync} from "node:fs";
+import {join, dirname} from "node:path";
+import {pathToFileURL} from "node:url";
+
+const [tokPath, textsPath] = process.argv.slice(2);
+if (!tokPath || !textsPath || process.argv.length > 4) {
+    process.stderr.write("usage: node hf-tokenize.mjs TOKENIZER.json TEXTS.json\n");
+    process.exit(2);
+}
+const nm = process.env.QUANTKIT_HFTOKENIZERS_NODE_MODULES;
+if (!nm) {
+    process.stderr.write("hf-tokenize.mjs: set QUANTKIT_HFTOKENIZERS_NODE_MODULES to a node_modules with @huggingface/tokenizers\n");
+    process.exit(2);
+}
+const {Tokenizer} = await import(pathToFileURL(join(nm, "@huggingface/tokenizers/dist/tokenizers.mjs")).href);
+const cfgPath = join(dirname(tokPath), "tokenizer_config.json");
+const cfg = existsSync(cfgPath) ? JSON.parse(readFileSync(cfgPath, "utf8")) : {};
+const tok = new Tokenizer(JSON.parse(readFileSync(tokPath, "utf8")), cfg);
+const texts = JSON.parse(readFileSync(textsPath, "utf8"));
+const out = texts.map((text) => {
+    const ids = tok.encode(text).ids;
+    const plain = tok.encode(text, {add_special_tokens: false}).ids;
+    return {ids, plain, decoded: ids.length ? tok.decode(ids) : ""};
+});
+process.stdout.write(JSON.stringify(out) + "\n");

@@ -1,0 +1,138 @@
+//go:build integration
+
+package tokenizer
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/quantkit/quantkit/internal/testenv"
+)
+
+// hfResult is one text's answer from scripts/integration/hf-tokenize.mjs.
+type hfResult struct {
+	IDs     []int  `json:"ids"`
+	Plain   []int  `json:"plain"`
+	Decoded string `json:"decoded"`
+}
+
+// hfTokenize runs @huggingface/tokenizers (from
+// $QUANTKIT_HFTOKENIZERS_NODE_MODULES) on texts.
+func hfTokenize(t *testing.T, tokPath string, texts []string) []hfResult {
+	t.Helper()
+	nm := os.Getenv("QUANTKIT_HFTOKENIZERS_NODE_MODULES")
+	if nm == "" {
+		testenv.Missing(t, "QUANTKIT_HFTOKENIZERS_NODE_MODULES is not set (npm i @huggingface/tokenizers@0.2.0)")
+	}
+	if _, err := os.Stat(filepath.Join(nm, "@huggingface", "tokenizers")); err != nil {
+		testenv.Missing(t, "@huggingface/tokenizers: %v", err)
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		testenv.Missing(t, "node: %v", err)
+	}
+	b, _ := json.Marshal(texts)
+	tf := filepath.Join(t.TempDir(), "texts.json")
+	if err := os.WriteFile(tf, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(node, "../scripts/integration/hf-tokenize.mjs", tokPath, tf)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("hf-tokenize.mjs: %v", err)
+	}
+	var res []hfResult
+	if err := json.Unmarshal(out, &res); err != nil || len(res) != len(texts) {
+		t.Fatalf("hf-tokenize.mjs: %d results for %d texts: %v", len(res), len(texts), err)
+	}
+	return res
+}
+
+// integrationTexts are short varied texts and some real English: the
+// repository's own documents, split into paragraphs and taken whole.
+func integrationTexts(t *testing.T) []string {
+	texts := append([]string(nil), variedTexts...)
+	var all strings.Builder
+	for _, f := range []string{"../README.md", "doc.go", "pretok.go"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all.Write(b)
+		texts = append(texts, strings.Split(string(b), "\n\n")...)
+	}
+	return append(texts, all.String())
+}
+
+func compareHF(t *testing.T, tk *Tokenizer, tokPath string, texts []string, checkDecode bool) {
+	res := hfTokenize(t, tokPath, texts)
+	bad := 0
+	for i, s := range texts {
+		got, plain := tk.Encode(s), tk.EncodeWith(s, false)
+		ok := slices.Equal(got, res[i].IDs) && slices.Equal(plain, res[i].Plain)
+		if checkDecode && len(got) > 0 && tk.Decode(got) != res[i].Decoded {
+			ok = false
+			t.Errorf("text %d %.60q: Decode %.80q, reference %.80q", i, s, tk.Decode(got), res[i].Decoded)
+		}
+		if !ok {
+			bad++
+			if bad <= 5 {
+				t.Errorf("text %d %.60q:\n got %v\nwant %v\n plain got %v\n plain want %v", i, s, head(got), head(res[i].IDs), head(plain), head(res[i].Plain))
+			}
+		}
+	}
+	t.Logf("%s: %d texts (%d bytes) compared, %d differ", tokPath, len(texts), totalLen(texts), bad)
+}
+
+func head(ids []int) []int {
+	if len(ids) > 40 {
+		return ids[:40]
+	}
+	return ids
+}
+
+func totalLen(texts []string) (n int) {
+	for _, s := range texts {
+		n += len(s)
+	}
+	return n
+}
+
+func TestHFReferenceStories260K(t *testing.T) {
+	p := "../testdata/llm/stories260K/hf/tokenizer.json"
+	tk, err := LoadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	compareHF(t, tk, p, integrationTexts(t), true)
+}
+
+func TestHFReferenceGPT2(t *testing.T) {
+	p := gpt2Path(t)
+	tk, err := LoadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	compareHF(t, tk, p, integrationTexts(t), true)
+}
+
+// TestHFReferenceGeneratedPatterns runs GPT-2's vocabulary and merges under
+// Llama 3's and Qwen2's pre-tokenizers (a Split regex then ByteLevel
+// without its own regex), with added tokens that are special and not.
+func TestHFReferenceGeneratedPatterns(t *testing.T) {
+	src := gpt2Path(t)
+	for _, pat := range []string{llama3Pattern, qwen2Pattern} {
+		p := writeVariant(t, src, pat)
+		tk, err := LoadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		compareHF(t, tk, p, integrationTexts(t), true)
+	}
+}
