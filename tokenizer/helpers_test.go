@@ -9,13 +9,13 @@ import (
 	"github.com/quantkit/quantkit/internal/testenv"
 )
 
-// gpt2Path is GPT-2's tokenizer.json from the shared data (see
-// /work/shared/DATA.md); the test ends through testenv.Missing without it.
+// gpt2Path is GPT-2's tokenizer.json, committed in testdata/tokenizers/gpt2
+// ($QUANTKIT_GPT2_TOKENIZER overrides it).
 func gpt2Path(t testing.TB) string {
 	t.Helper()
 	p := os.Getenv("QUANTKIT_GPT2_TOKENIZER")
 	if p == "" {
-		p = "/work/shared/data/tokenizers/gpt2/tokenizer.json"
+		p = "../testdata/tokenizers/gpt2/tokenizer.json"
 	}
 	if _, err := os.Stat(p); err != nil {
 		testenv.Missing(t, "GPT-2 tokenizer.json: %v", err)

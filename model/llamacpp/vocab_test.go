@@ -7,8 +7,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/quantkit/quantkit/internal/testenv"
 )
 
 func readFile(t *testing.T, path string) []byte {
@@ -114,32 +112,8 @@ func TestGPT2Mini(t *testing.T) {
 	checkGPT2(t, "testdata/gpt2-mini", 560) // config.json's vocabulary larger than the tokenizer's
 }
 
-// findShared looks for the project's shared data directory above the
-// working directory.
-func findShared(rel string) (string, bool) {
-	dir, err := filepath.Abs(".")
-	if err != nil {
-		return "", false
-	}
-	for {
-		p := filepath.Join(dir, "shared", "data", rel)
-		if _, err := os.Stat(p); err == nil {
-			return p, true
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", false
-		}
-		dir = parent
-	}
-}
-
 func TestGPT2Real(t *testing.T) {
-	dir, ok := findShared("tokenizers/gpt2")
-	if !ok {
-		testenv.Missing(t, "GPT-2's tokenizer (shared/data/tokenizers/gpt2) not found above %s", ".")
-	}
-	checkGPT2(t, dir, 50257)
+	checkGPT2(t, "../../testdata/tokenizers/gpt2", 50257)
 }
 
 // editTokenizer returns the mini GPT-2 tokenizer.json edited.

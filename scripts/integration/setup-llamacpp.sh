@@ -12,6 +12,9 @@
 #   QUANTKIT_LLAMACPP_QUANTIZE      a C harness around llama_model_quantize
 #   QUANTKIT_LLAMACPP_PROBS         a node script printing next-token probabilities
 #   QUANTKIT_LLAMACPP_VERSION       the llama.cpp release and commit those are
+#   QUANTKIT_HFTOKENIZERS_NODE_MODULES  node_modules holding @huggingface/tokenizers
+#                                   (the reference the tokenizer package is checked
+#                                   against)
 #
 # llama.cpp comes from the npm package node-llama-cpp, whose linux-x64
 # optional dependency ships the binaries (the npm registry is reachable from
@@ -23,6 +26,7 @@
 set -euo pipefail
 
 NLC_VERSION=3.21.1
+HFT_VERSION=0.2.0
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${QUANTKIT_CACHE:-$HOME/.cache/quantkit}
 mkdir -p "$cache"
@@ -43,6 +47,7 @@ trap "exit 130" INT
 trap "exit 143" TERM
 find "$cache" -maxdepth 1 -type d \( -name '.node-llama-cpp-*.??????' -o -name '.llama.cpp-*.??????' \) \
 	-mmin +60 -exec rm -rf {} + 2>/dev/null || true
+find "$cache" -maxdepth 1 -type d -name '.hf-tokenizers-*.??????' -mmin +60 -exec rm -rf {} + 2>/dev/null || true
 find "$cache" -mindepth 2 -maxdepth 2 -type d -path "$cache/harness-llama.cpp-*/.*.??????" \
 	-mmin +60 -exec rm -rf {} + 2>/dev/null || true
 
@@ -124,7 +129,24 @@ if [ ! -f "$hout/.complete" ]; then
 	place "$tmp" "$hout"
 fi
 
+# --- 4. @huggingface/tokenizers (pure JS) -----------------------------------
+hft="$cache/hf-tokenizers-$HFT_VERSION"
+if [ ! -f "$hft/.complete" ]; then
+	[ ! -e "$hft" ] || die "$hft exists but is incomplete (no .complete): remove it and rerun"
+	tmp=$(mktemp -d "$cache/.hf-tokenizers-$HFT_VERSION.XXXXXX")
+	tmps+=("$tmp")
+	log "installing @huggingface/tokenizers@$HFT_VERSION into $hft (once)"
+	(cd "$tmp" && echo '{"name":"quantkit-hf-tokenizers","private":true}' >package.json &&
+		npm i -E "@huggingface/tokenizers@$HFT_VERSION" \
+			--cache "$tmp/.npm-cache" --no-audit --no-fund --loglevel=error >&2) ||
+		die "npm i -E @huggingface/tokenizers@$HFT_VERSION failed"
+	rm -rf "$tmp/.npm-cache"
+	touch "$tmp/.complete"
+	place "$tmp" "$hft"
+fi
+
 cat <<ENV
+export QUANTKIT_HFTOKENIZERS_NODE_MODULES=$hft/node_modules
 export QUANTKIT_LLAMACPP_VERSION=$version
 export QUANTKIT_LLAMACPP_NODE_MODULES=$nm
 export QUANTKIT_LLAMACPP_LIB_DIR=$lib
