@@ -1,5 +1,9 @@
 // Package llamacpp holds quantkit's checks against the real llama.cpp, the
-// independent reference for its GGUF output (issue 15). They are tests
+// independent reference for its GGUF output (conversion, types, mixes,
+// whole files) and for package lm's forward pass (next-token
+// distributions on stories260K in F32 and quantized, within stated KL
+// bounds; decode speed beside llama.cpp's, logged only, through
+// scripts/integration/decode-speed.mjs). They are tests
 // with the build tag integration, run by `make integration`
 // (scripts/integration/run.sh), which first runs
 // scripts/integration/setup-llamacpp.sh: it installs llama.cpp's prebuilt
