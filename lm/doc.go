@@ -17,6 +17,16 @@
 //
 // with grouped-query causal attention (Heads/KVHeads query heads share each
 // key/value head), a final RMSNorm and the lm_head (the embedding when the
-// head is tied). The matrix products run on a backend.Backend's GemmF32; the
-// other operations are small private Go loops for now.
+// head is tied).
+//
+// The whole pass runs on a backend.Backend: New uploads every tensor once,
+// a Cache holds the KV cache ([capacity, KVHeads, HeadDim] per layer, as
+// backend.Attention reads it) and the activations in the backend's buffers,
+// and each operation is one backend call: GemmF32 for the matrix products,
+// backend.Embed, RMSNorm, RoPE (rotate-half, frequencies from
+// backend.RoPEFreqs), Attend and SwiGLU for the rest, backend.Add for the
+// biases and the residual connections. The token ids go in as Embed's host
+// argument and the logits come out with one Download; nothing else crosses
+// between host and device. ForwardLast computes the logits of the last
+// token only, as generation needs.
 package lm
