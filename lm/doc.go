@@ -10,6 +10,12 @@
 // and taking the interleaved q/k rows of the last two back to Hugging Face's
 // order (llamacpp.UnpermuteQK), so that one forward pass serves all three.
 //
+// LoadHF also reads quantkit's own outputs: compressed-tensors checkpoints
+// (int-quantized int8, pack-quantized int4 and int8) and quantkit's raw
+// safetensors format. For now their weights are dequantized to float32 at
+// load, so memory and GEMMs are float32 as for a float checkpoint; keeping
+// them quantized in memory, with int8 GEMMs, is still to do.
+//
 // The layer, as transformers' modeling_llama computes it:
 //
 //	h   = x + o(attn(rope(q(rms(x))), rope(k(rms(x))), v(rms(x))))
