@@ -33,6 +33,8 @@ type LMOps interface {
 	Embed(dst, table Buffer, ids []int32, dim int) error
 	// Attend is AttentionF32 on buffers.
 	Attend(out, q, k, v Buffer, a *Attention) error
+	// Add is AddF32 on buffers; dst may be x, or y when as long as x.
+	Add(dst, x, y Buffer) error
 }
 
 // Rotary describes rotary position embeddings over rows of Heads heads of

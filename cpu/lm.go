@@ -115,3 +115,17 @@ func (*Backend) Attend(out, q, k, v backend.Buffer, a *backend.Attention) error 
 	})
 	return nil
 }
+
+// Add is backend.AddF32 on cpu buffers; dst may be x, or y when it is as
+// long as x.
+func (*Backend) Add(dst, x, y backend.Buffer) error {
+	s, err := f32s("Add", dst, x, y)
+	if err != nil {
+		return err
+	}
+	if err := backend.CheckAdd(len(s[0]), len(s[1]), len(s[2])); err != nil {
+		return fmt.Errorf("cpu: %w", err)
+	}
+	backend.AddF32(s[0], s[1], s[2])
+	return nil
+}

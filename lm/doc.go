@@ -10,6 +10,12 @@
 // and taking the interleaved q/k rows of the last two back to Hugging Face's
 // order (llamacpp.UnpermuteQK), so that one forward pass serves all three.
 //
+// LoadHF also reads quantkit's own outputs: compressed-tensors checkpoints
+// (int-quantized int8, pack-quantized int4 and int8) and quantkit's raw
+// safetensors format. For now their weights are dequantized to float32 at
+// load, so memory and GEMMs are float32 as for a float checkpoint; keeping
+// them quantized in memory, with int8 GEMMs, is still to do.
+//
 // The layer, as transformers' modeling_llama computes it:
 //
 //	h   = x + o(attn(rope(q(rms(x))), rope(k(rms(x))), v(rms(x))))
@@ -17,6 +23,16 @@
 //
 // with grouped-query causal attention (Heads/KVHeads query heads share each
 // key/value head), a final RMSNorm and the lm_head (the embedding when the
-// head is tied). The matrix products run on a backend.Backend's GemmF32; the
-// other operations are small private Go loops for now.
+// head is tied).
+//
+// The whole pass runs on a backend.Backend: New uploads every tensor once,
+// a Cache holds the KV cache ([capacity, KVHeads, HeadDim] per layer, as
+// backend.Attention reads it) and the activations in the backend's buffers,
+// and each operation is one backend call: GemmF32 for the matrix products,
+// backend.Embed, RMSNorm, RoPE (rotate-half, frequencies from
+// backend.RoPEFreqs), Attend and SwiGLU for the rest, backend.Add for the
+// biases and the residual connections. The token ids go in as Embed's host
+// argument and the logits come out with one Download; nothing else crosses
+// between host and device. ForwardLast computes the logits of the last
+// token only, as generation needs.
 package lm

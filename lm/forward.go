@@ -3,36 +3,45 @@ package lm
 import (
 	"errors"
 	"fmt"
-	"math"
 
 	"github.com/quantkit/quantkit/backend"
 )
 
-// Cache is the key/value cache of one sequence: the rotated keys and the
-// values of every position processed so far, per layer, and scratch memory
-// for the matrix products. A Cache belongs to one Model and one goroutine.
+// Cache is the key/value cache of one sequence on the model's backend: the
+// rotated keys and the values of every position processed so far, per
+// layer ([capacity, KVHeads, HeadDim], as backend.Attention reads them),
+// and the activations of the forward pass. It grows as needed. A Cache
+// belongs to one Model and one goroutine.
 type Cache struct {
 	m    *Model
-	k, v [][]float32 // per layer, [Len][KVDim]
+	k, v []backend.Buffer // per layer, capacity·KVDim
+	cap  int              // positions k and v hold
 	n    int
 
-	in, out backend.Buffer // scratch on the backend, grown as needed
+	// Activations, grown as needed: x the residual stream [T, Hidden],
+	// xn its norm, q [T, QDim], att [T, QDim], proj [T, Hidden], gate and
+	// up [T, Intermediate], logits [T, Vocab].
+	x, xn, q, att, proj, gate, up, logits backend.Buffer
 }
 
 // NewCache returns an empty cache for m.
 func (m *Model) NewCache() *Cache {
-	return &Cache{m: m, k: make([][]float32, m.Config.Layers), v: make([][]float32, m.Config.Layers)}
+	return &Cache{m: m, k: make([]backend.Buffer, m.Config.Layers), v: make([]backend.Buffer, m.Config.Layers)}
 }
 
 // Len is the number of positions in the cache: the position of the next token.
 func (c *Cache) Len() int { return c.n }
 
 // Reset empties the cache, keeping its memory.
-func (c *Cache) Reset() {
-	for i := range c.k {
-		c.k[i], c.v[i] = c.k[i][:0], c.v[i][:0]
+func (c *Cache) Reset() { c.n = 0 }
+
+// Truncate drops the positions from n on, keeping its memory: the next
+// token goes to position n. It panics unless 0 ≤ n ≤ Len().
+func (c *Cache) Truncate(n int) {
+	if n < 0 || n > c.n {
+		panic(fmt.Sprintf("lm: truncating a cache of %d positions to %d", c.n, n))
 	}
-	c.n = 0
+	c.n = n
 }
 
 // Forward runs tokens through the model at positions Len(), Len()+1, …,
@@ -40,6 +49,20 @@ func (c *Cache) Reset() {
 // [len(tokens)][Vocab] row-major. Processing a prompt at once or a token at a
 // time gives the same logits, to float32 rounding.
 func (m *Model) Forward(c *Cache, tokens []int) ([]float32, error) {
+	return m.forward(c, tokens, false)
+}
+
+// ForwardLast is Forward returning only the last token's logits [Vocab],
+// as generation needs: the final norm and the lm_head, the largest matrix
+// product of a small model, run on one row instead of len(tokens).
+func (m *Model) ForwardLast(c *Cache, tokens []int) ([]float32, error) {
+	return m.forward(c, tokens, true)
+}
+
+// forward is the decoder on the backend. Every operation is a backend
+// call on its buffers: the token ids go in (as Embed's host ids) and the
+// logits come out, nothing else crosses.
+func (m *Model) forward(c *Cache, tokens []int, last bool) ([]float32, error) {
 	if c == nil || c.m != m {
 		return nil, fmt.Errorf("lm: the cache belongs to another model")
 	}
@@ -48,238 +71,167 @@ func (m *Model) Forward(c *Cache, tokens []int) ([]float32, error) {
 	if T == 0 {
 		return nil, nil
 	}
-	x := make([]float32, T*H)
+	ids := make([]int32, T)
+	pos := make([]int32, T)
 	for t, id := range tokens {
 		if id < 0 || id >= cfg.Vocab {
 			return nil, fmt.Errorf("lm: token %d out of range [0, %d)", id, cfg.Vocab)
 		}
-		copy(x[t*H:(t+1)*H], m.Weights.Embed[id*H:(id+1)*H])
+		ids[t], pos[t] = int32(id), int32(c.n+t)
 	}
-	qd, kvd, ff := cfg.QDim(), cfg.KVDim(), cfg.Intermediate
-	xn := make([]float32, T*H)
-	q := make([]float32, T*qd)
-	k := make([]float32, T*kvd)
-	v := make([]float32, T*kvd)
-	att := make([]float32, T*qd)
-	proj := make([]float32, T*H)
-	gate := make([]float32, T*ff)
-	up := make([]float32, T*ff)
-	eps := float32(cfg.RMSNormEps)
-	pos0 := c.n
-	for li := range m.Weights.Layers {
-		l, d := &m.Weights.Layers[li], &m.layers[li]
-		rmsNorm(xn, x, l.AttnNorm, H, eps)
-		for _, p := range []struct {
-			dst  []float32
-			w    backend.Buffer
-			bias []float32
-		}{{q, d.q, l.QBias}, {k, d.k, l.KBias}, {v, d.v, l.VBias}} {
-			n := len(p.dst) / T
-			if err := c.matmul(p.dst, xn, p.w, T, n, H); err != nil {
-				return nil, err
-			}
-			addBias(p.dst, p.bias)
-		}
-		m.rope(q, cfg.Heads, pos0)
-		m.rope(k, cfg.KVHeads, pos0)
-		c.k[li] = append(c.k[li], k...)
-		c.v[li] = append(c.v[li], v...)
-		attention(att, q, c.k[li], c.v[li], T, pos0, cfg.Heads, cfg.KVHeads, cfg.HeadDim)
-		if err := c.matmul(proj, att, d.o, T, H, qd); err != nil {
-			return nil, err
-		}
-		addBias(proj, l.OBias)
-		add(x, proj)
-
-		rmsNorm(xn, x, l.MLPNorm, H, eps)
-		if err := c.matmul(gate, xn, d.gate, T, ff, H); err != nil {
-			return nil, err
-		}
-		if err := c.matmul(up, xn, d.up, T, ff, H); err != nil {
-			return nil, err
-		}
-		swiGLU(gate, up)
-		if err := c.matmul(proj, gate, d.down, T, H, ff); err != nil {
-			return nil, err
-		}
-		add(x, proj)
+	if c.n+T > 1<<31-1 {
+		return nil, fmt.Errorf("lm: position %d past int32", c.n+T)
 	}
-	c.n += T
-	rmsNorm(xn, x, m.Weights.Norm, H, eps)
-	logits := make([]float32, T*cfg.Vocab)
-	if err := c.matmul(logits, xn, m.head, T, cfg.Vocab, H); err != nil {
+	rows := T
+	if last {
+		rows = 1
+	}
+	if err := c.reserve(c.n+T, T, rows); err != nil {
 		return nil, err
 	}
-	return logits, nil
+	qd, kvd, ff := cfg.QDim(), cfg.KVDim(), cfg.Intermediate
+	x, xn := c.x.Slice(0, T*H), c.xn.Slice(0, T*H)
+	q, att, proj := c.q.Slice(0, T*qd), c.att.Slice(0, T*qd), c.proj.Slice(0, T*H)
+	gate, up := c.gate.Slice(0, T*ff), c.up.Slice(0, T*ff)
+	b, eps := m.b, float32(cfg.RMSNormEps)
+	// The backend functions return errors that name the operation; run
+	// stops at the first.
+	var err error
+	run := func(f func() error) {
+		if err == nil {
+			err = f()
+		}
+	}
+	gemm := func(m, n, k int, a, w, out backend.Buffer) {
+		run(func() error { return b.GemmF32(m, n, k, a, w, out) })
+	}
+	bias := func(x, bias backend.Buffer) {
+		if bias != nil {
+			run(func() error { return backend.Add(b, x, x, bias) })
+		}
+	}
+	run(func() error { return backend.Embed(b, x, m.embed, ids, H) })
+	att1 := &backend.Attention{Tokens: T, Heads: cfg.Heads, KVHeads: cfg.KVHeads, Dim: cfg.HeadDim, Start: c.n}
+	for li := range m.layers {
+		d := &m.layers[li]
+		k, v := c.k[li].Slice(c.n*kvd, T*kvd), c.v[li].Slice(c.n*kvd, T*kvd)
+		run(func() error { return backend.RMSNorm(b, xn, x, d.attnNorm, T, H, eps) })
+		gemm(T, qd, H, xn, d.q, q)
+		bias(q, d.qBias)
+		gemm(T, kvd, H, xn, d.k, k)
+		bias(k, d.kBias)
+		gemm(T, kvd, H, xn, d.v, v)
+		bias(v, d.vBias)
+		run(func() error { return backend.RoPE(b, q, q, m.ropeQ, pos) })
+		run(func() error { return backend.RoPE(b, k, k, m.ropeK, pos) })
+		run(func() error { return backend.Attend(b, att, q, c.k[li], c.v[li], att1) })
+		gemm(T, H, qd, att, d.o, proj)
+		bias(proj, d.oBias)
+		run(func() error { return backend.Add(b, x, x, proj) })
+
+		run(func() error { return backend.RMSNorm(b, xn, x, d.mlpNorm, T, H, eps) })
+		gemm(T, ff, H, xn, d.gate, gate)
+		gemm(T, ff, H, xn, d.up, up)
+		run(func() error { return backend.SwiGLU(b, gate, gate, up) })
+		gemm(T, H, ff, gate, d.down, proj)
+		run(func() error { return backend.Add(b, x, x, proj) })
+	}
+	if last {
+		x, xn = x.Slice((T-1)*H, H), xn.Slice(0, H)
+	}
+	logits := c.logits.Slice(0, rows*cfg.Vocab)
+	run(func() error { return backend.RMSNorm(b, xn, x, m.norm, rows, H, eps) })
+	gemm(rows, cfg.Vocab, H, xn, m.head, logits)
+	out := make([]float32, rows*cfg.Vocab)
+	run(func() error { return b.Download(out, logits) })
+	if err != nil {
+		return nil, fmt.Errorf("lm: %w", err)
+	}
+	c.n += T
+	return out, nil
+}
+
+// reserve makes the cache hold positions positions and activations for
+// tokens tokens with logits for rows of them.
+func (c *Cache) reserve(positions, tokens, rows int) error {
+	m := c.m
+	b, cfg := m.b, m.Config
+	if positions > c.cap {
+		// Grow by doubling; the cached positions move on the device, as
+		// rows that Embed copies.
+		capacity := max(positions, 2*c.cap, 16)
+		kvd := cfg.KVDim()
+		ids := make([]int32, c.n)
+		for i := range ids {
+			ids[i] = int32(i)
+		}
+		for _, kv := range [][]backend.Buffer{c.k, c.v} {
+			for li, old := range kv {
+				nb, err := b.Alloc(backend.F32, capacity*kvd)
+				if err != nil {
+					return fmt.Errorf("lm: %w", err)
+				}
+				if old != nil {
+					if c.n > 0 {
+						if err := backend.Embed(b, nb.Slice(0, c.n*kvd), old, ids, kvd); err != nil {
+							return errors.Join(fmt.Errorf("lm: %w", err), b.Free(nb))
+						}
+					}
+					if err := b.Free(old); err != nil {
+						return errors.Join(fmt.Errorf("lm: %w", err), b.Free(nb))
+					}
+				}
+				kv[li] = nb
+			}
+		}
+		c.cap = capacity
+	}
+	H, qd, ff := cfg.Hidden, cfg.QDim(), cfg.Intermediate
+	for _, s := range []struct {
+		buf *backend.Buffer
+		n   int
+	}{
+		{&c.x, tokens * H}, {&c.xn, tokens * H}, {&c.q, tokens * qd}, {&c.att, tokens * qd},
+		{&c.proj, tokens * H}, {&c.gate, tokens * ff}, {&c.up, tokens * ff}, {&c.logits, rows * cfg.Vocab},
+	} {
+		if *s.buf != nil && (*s.buf).Len() >= s.n {
+			continue
+		}
+		nb, err := b.Alloc(backend.F32, s.n)
+		if err != nil {
+			return fmt.Errorf("lm: %w", err)
+		}
+		if *s.buf != nil {
+			if err := b.Free(*s.buf); err != nil {
+				return errors.Join(fmt.Errorf("lm: %w", err), b.Free(nb))
+			}
+		}
+		*s.buf = nb
+	}
+	return nil
 }
 
 // Greedy appends n tokens to prompt, each the argmax of the logits after the
 // tokens before it, stopping early after EOS. It returns the new tokens.
 func (m *Model) Greedy(prompt []int, n int) ([]int, error) {
 	c := m.NewCache()
-	logits, err := m.Forward(c, prompt)
+	defer c.Close()
+	logits, err := m.ForwardLast(c, prompt)
 	if err != nil {
 		return nil, err
 	}
 	var out []int
-	V := m.Config.Vocab
 	for len(out) < n {
-		next := argmax(logits[len(logits)-V:])
+		next := argmax(logits)
 		out = append(out, next)
 		if next == m.Config.EOS {
 			break
 		}
-		if logits, err = m.Forward(c, []int{next}); err != nil {
+		if logits, err = m.ForwardLast(c, []int{next}); err != nil {
 			return out, err
 		}
 	}
 	return out, nil
-}
-
-// matmul is dst[m×n] = x[m×k]·w[n×k]ᵀ on the backend, through the cache's
-// scratch buffers.
-func (c *Cache) matmul(dst, x []float32, w backend.Buffer, m, n, k int) error {
-	b := c.m.b
-	grow := func(buf *backend.Buffer, n int) (backend.Buffer, error) {
-		if *buf == nil || (*buf).Len() < n {
-			nb, err := b.Alloc(backend.F32, n)
-			if err != nil {
-				return nil, fmt.Errorf("lm: %w", err)
-			}
-			if *buf != nil {
-				if err := b.Free(*buf); err != nil {
-					return nil, fmt.Errorf("lm: %w", err)
-				}
-			}
-			*buf = nb
-		}
-		return (*buf).Slice(0, n), nil
-	}
-	in, err := grow(&c.in, m*k)
-	if err != nil {
-		return err
-	}
-	out, err := grow(&c.out, m*n)
-	if err != nil {
-		return err
-	}
-	if err := b.Upload(in, x[:m*k]); err != nil {
-		return fmt.Errorf("lm: %w", err)
-	}
-	if err := b.GemmF32(m, n, k, in, w, out); err != nil {
-		return fmt.Errorf("lm: %w", err)
-	}
-	if err := b.Download(dst[:m*n], out); err != nil {
-		return fmt.Errorf("lm: %w", err)
-	}
-	return nil
-}
-
-// rmsNorm is, for each row of n elements,
-// dst[i] = x[i] / sqrt(mean(x²) + eps) * w[i].
-func rmsNorm(dst, x, w []float32, n int, eps float32) {
-	for r := 0; r < len(x); r += n {
-		row := x[r : r+n]
-		var ss float64
-		for _, v := range row {
-			ss += float64(v) * float64(v)
-		}
-		inv := float32(1 / math.Sqrt(ss/float64(n)+float64(eps)))
-		for i, v := range row {
-			dst[r+i] = v * inv * w[i]
-		}
-	}
-}
-
-// addBias is x[r·n+i] += bias[i] over the rows; nothing when bias is nil.
-func addBias(x, bias []float32) {
-	if bias == nil {
-		return
-	}
-	for r := 0; r < len(x); r += len(bias) {
-		for i, b := range bias {
-			x[r+i] += b
-		}
-	}
-}
-
-// add is for i := range x { x[i] += y[i] }.
-func add(x, y []float32) {
-	for i := range x {
-		x[i] += y[i]
-	}
-}
-
-// swiGLU is for i := range g { g[i] = silu(g[i]) * u[i] }.
-func swiGLU(g, u []float32) {
-	for i, x := range g {
-		g[i] = x / (1 + float32(math.Exp(float64(-x)))) * u[i]
-	}
-}
-
-// rope rotates, in place, each head of x ([T][heads·HeadDim], token t at
-// position pos0+t) in the rotate-half layout: element i of a head pairs with
-// element i+d/2, rotated by angle pos·invFreq[i].
-func (m *Model) rope(x []float32, heads, pos0 int) {
-	d := m.Config.HeadDim
-	half := d / 2
-	row := heads * d
-	for t := 0; t*row < len(x); t++ {
-		pos := float64(pos0 + t)
-		for i, f := range m.invFreq {
-			s, c := math.Sincos(pos * f)
-			sin, cos := float32(s), float32(c)
-			for h := 0; h < heads; h++ {
-				o := t*row + h*d
-				a, b := x[o+i], x[o+i+half]
-				x[o+i] = a*cos - b*sin
-				x[o+i+half] = b*cos + a*sin
-			}
-		}
-	}
-}
-
-// attention is grouped-query causal attention of the T queries in q (token t
-// at position pos0+t) over the keys and values of positions 0…pos0+t in
-// keys and vals ([pos][kvHeads·d]), written to out ([T][heads·d]).
-func attention(out, q, keys, vals []float32, T, pos0, heads, kvHeads, d int) {
-	group := heads / kvHeads
-	kvRow := kvHeads * d
-	scale := float32(1 / math.Sqrt(float64(d)))
-	scores := make([]float32, pos0+T)
-	for t := 0; t < T; t++ {
-		n := pos0 + t + 1
-		for h := 0; h < heads; h++ {
-			qh := q[(t*heads+h)*d : (t*heads+h+1)*d]
-			kvo := (h / group) * d
-			maxS := float32(math.Inf(-1))
-			for p := 0; p < n; p++ {
-				kh := keys[p*kvRow+kvo : p*kvRow+kvo+d]
-				var s float32
-				for i, qv := range qh {
-					s += qv * kh[i]
-				}
-				s *= scale
-				scores[p] = s
-				maxS = max(maxS, s)
-			}
-			var sum float32
-			for p := 0; p < n; p++ {
-				e := float32(math.Exp(float64(scores[p] - maxS)))
-				scores[p] = e
-				sum += e
-			}
-			oh := out[(t*heads+h)*d : (t*heads+h+1)*d]
-			clear(oh)
-			for p := 0; p < n; p++ {
-				w := scores[p] / sum
-				vh := vals[p*kvRow+kvo : p*kvRow+kvo+d]
-				for i, vv := range vh {
-					oh[i] += w * vv
-				}
-			}
-		}
-	}
 }
 
 // argmax is the index of the largest element, the first among equals.
@@ -293,15 +245,23 @@ func argmax(x []float32) int {
 	return best
 }
 
-// Close frees the cache's scratch buffers on the backend; the cache may be
-// used again afterwards (it allocates them anew).
+// Close frees the cache's buffers on the backend and empties it; the cache
+// may be used again afterwards (it allocates them anew).
 func (c *Cache) Close() error {
 	var errs []error
-	for _, b := range []*backend.Buffer{&c.in, &c.out} {
+	free := func(b *backend.Buffer) {
 		if *b != nil {
 			errs = append(errs, c.m.b.Free(*b))
 			*b = nil
 		}
 	}
+	for i := range c.k {
+		free(&c.k[i])
+		free(&c.v[i])
+	}
+	for _, b := range []*backend.Buffer{&c.x, &c.xn, &c.q, &c.att, &c.proj, &c.gate, &c.up, &c.logits} {
+		free(b)
+	}
+	c.cap, c.n = 0, 0
 	return errors.Join(errs...)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/quantkit/quantkit/backend"
 	"github.com/quantkit/quantkit/model/checkpoint"
+	"github.com/quantkit/quantkit/model/ctensors"
 	"github.com/quantkit/quantkit/model/gguf"
 	"github.com/quantkit/quantkit/model/llamacpp"
 )
@@ -16,6 +17,13 @@ import (
 // LoadHF reads a Hugging Face LlamaForCausalLM or MistralForCausalLM
 // checkpoint (a folder of safetensors in F32, F16 or BF16 with its
 // config.json, or the path checkpoint.Open takes) and uploads it to b.
+//
+// It also reads what `quantkit quantize` writes: compressed-tensors
+// checkpoints (int-quantized and pack-quantized) and quantkit's raw
+// safetensors format. Their quantized weights are dequantized to float32
+// at load (quant.Dequantize), so the model computes exactly what the float
+// model computes on the dequantized weights, with float32 memory and
+// GEMMs; keeping them quantized in memory is not done yet.
 func LoadHF(b backend.Backend, path string) (*Model, error) {
 	ck, err := checkpoint.Open(path)
 	if err != nil {
@@ -25,6 +33,13 @@ func LoadHF(b backend.Backend, path string) (*Model, error) {
 	raw := ck.Config()
 	if raw == nil {
 		return nil, fmt.Errorf("lm: %s: no config.json", ck.Dir())
+	}
+	if _, quant, err := ctensors.ReadConfig(raw); err == nil && quant {
+		// The quantization_config says how the weights are stored, which
+		// quantizedWeights reads; the hyperparameters are the rest.
+		if raw, err = ctensors.UpdateConfig(raw, nil); err != nil {
+			return nil, fmt.Errorf("lm: %s: %w", ck.Dir(), err)
+		}
 	}
 	h, err := llamacpp.ParseConfig("config.json", raw)
 	if err != nil {
@@ -41,9 +56,17 @@ func LoadHF(b backend.Backend, path string) (*Model, error) {
 		Heads: h.Heads, KVHeads: h.KVHeads, HeadDim: h.HeadDim, Vocab: h.Vocab,
 		RMSNormEps: h.RMSNormEps, RopeTheta: h.RopeTheta, BOS: h.BOS, EOS: h.EOS,
 	}
+	quantized, err := quantizedWeights(ck)
+	if err != nil {
+		return nil, fmt.Errorf("lm: %s: %w", ck.Dir(), err)
+	}
 	var errs []error
 	get := func(name string) []float32 {
-		x, err := ck.Float32(name)
+		read := func() ([]float32, error) { return ck.Float32(name) }
+		if dq, ok := quantized[name]; ok {
+			read = dq
+		}
+		x, err := read()
 		if err != nil {
 			errs = append(errs, err)
 		}

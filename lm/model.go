@@ -3,7 +3,6 @@ package lm
 import (
 	"errors"
 	"fmt"
-	"math"
 
 	"github.com/quantkit/quantkit/backend"
 )
@@ -108,25 +107,33 @@ func (w *Weights) Validate(c Config) error {
 	return nil
 }
 
-// Model is a decoder ready to run on a backend. Its methods may be called
-// concurrently with different Caches.
+// Model is a decoder ready to run on a backend: every tensor of Weights
+// lives in a buffer of the backend. Its methods may be called concurrently
+// with different Caches.
 type Model struct {
-	Config  Config
+	Config Config
+	// Weights are the host tensors New uploaded; the model keeps them for
+	// callers (tests, exporters) and does not read them again.
 	Weights *Weights
 
 	b      backend.Backend
+	embed  backend.Buffer
 	layers []deviceLayer
-	head   backend.Buffer // lm_head (or the embedding when tied)
-	// invFreq[i] = theta^(-2i/HeadDim), the RoPE frequency of pair i.
-	invFreq []float64
+	norm   backend.Buffer
+	head   backend.Buffer // lm_head, or embed when tied
+	// ropeQ and ropeK rotate q and k rows (Hugging Face's rotate-half
+	// layout) with backend.RoPEFreqs' frequencies.
+	ropeQ, ropeK *backend.Rotary
 }
 
 type deviceLayer struct {
+	attnNorm, mlpNorm          backend.Buffer
 	q, k, v, o, gate, up, down backend.Buffer
+	qBias, kBias, vBias, oBias backend.Buffer // nil when absent
 }
 
-// New uploads w's matrices to b and returns the model. The host copies in w
-// stay where they are (norms, biases and the embedding are read on the host).
+// New uploads every tensor of w to b and returns the model. w stays as it
+// is; the forward pass reads only the backend's copies.
 func New(b backend.Backend, c Config, w *Weights) (*Model, error) {
 	if b == nil {
 		return nil, errors.New("lm: no backend")
@@ -137,39 +144,48 @@ func New(b backend.Backend, c Config, w *Weights) (*Model, error) {
 	if err := w.Validate(c); err != nil {
 		return nil, err
 	}
-	m := &Model{Config: c, Weights: w, b: b, layers: make([]deviceLayer, c.Layers)}
-	up := func(x []float32) (backend.Buffer, error) {
-		buf, err := b.Alloc(backend.F32, len(x))
-		if err != nil {
-			return nil, fmt.Errorf("lm: %w", err)
-		}
-		if err := b.Upload(buf, x); err != nil {
-			return nil, fmt.Errorf("lm: %w", err)
-		}
-		return buf, nil
+	freqs, err := backend.RoPEFreqs(float32(c.RopeTheta), c.HeadDim, nil)
+	if err != nil {
+		return nil, fmt.Errorf("lm: %w", err)
 	}
-	var err error
-	for i := range w.Layers {
-		l, d := &w.Layers[i], &m.layers[i]
-		for _, p := range []struct {
-			dst *backend.Buffer
-			src []float32
-		}{{&d.q, l.Q}, {&d.k, l.K}, {&d.v, l.V}, {&d.o, l.O}, {&d.gate, l.Gate}, {&d.up, l.Up}, {&d.down, l.Down}} {
-			if *p.dst, err = up(p.src); err != nil {
-				return nil, err
+	m := &Model{
+		Config: c, Weights: w, b: b, layers: make([]deviceLayer, c.Layers),
+		ropeQ: &backend.Rotary{Heads: c.Heads, Dim: c.HeadDim, Freqs: freqs},
+		ropeK: &backend.Rotary{Heads: c.KVHeads, Dim: c.HeadDim, Freqs: freqs},
+	}
+	var errs []error
+	up := func(x []float32) backend.Buffer {
+		if x == nil || len(errs) > 0 {
+			return nil
+		}
+		buf, err := b.Alloc(backend.F32, len(x))
+		if err == nil {
+			if err = b.Upload(buf, x); err != nil {
+				errs = append(errs, b.Free(buf))
 			}
 		}
+		if err != nil {
+			errs = append(errs, err)
+			return nil
+		}
+		return buf
 	}
-	head := w.LMHead
-	if head == nil {
-		head = w.Embed
+	m.embed, m.norm = up(w.Embed), up(w.Norm)
+	m.head = m.embed
+	if w.LMHead != nil {
+		m.head = up(w.LMHead)
 	}
-	if m.head, err = up(head); err != nil {
-		return nil, err
+	for i := range w.Layers {
+		l := &w.Layers[i]
+		m.layers[i] = deviceLayer{
+			attnNorm: up(l.AttnNorm), mlpNorm: up(l.MLPNorm),
+			q: up(l.Q), k: up(l.K), v: up(l.V), o: up(l.O),
+			gate: up(l.Gate), up: up(l.Up), down: up(l.Down),
+			qBias: up(l.QBias), kBias: up(l.KBias), vBias: up(l.VBias), oBias: up(l.OBias),
+		}
 	}
-	m.invFreq = make([]float64, c.HeadDim/2)
-	for i := range m.invFreq {
-		m.invFreq[i] = 1 / math.Pow(c.RopeTheta, float64(2*i)/float64(c.HeadDim))
+	if err := errors.Join(errs...); err != nil {
+		return nil, errors.Join(fmt.Errorf("lm: %w", err), m.Close())
 	}
 	return m, nil
 }
@@ -184,11 +200,15 @@ func (m *Model) Close() error {
 		}
 	}
 	for _, d := range m.layers {
-		for _, b := range []backend.Buffer{d.q, d.k, d.v, d.o, d.gate, d.up, d.down} {
+		for _, b := range []backend.Buffer{d.attnNorm, d.mlpNorm, d.q, d.k, d.v, d.o, d.gate, d.up, d.down, d.qBias, d.kBias, d.vBias, d.oBias} {
 			free(b)
 		}
 	}
-	free(m.head)
-	m.layers, m.head = nil, nil
+	if m.head != m.embed {
+		free(m.head)
+	}
+	free(m.embed)
+	free(m.norm)
+	m.layers, m.head, m.embed, m.norm = nil, nil, nil, nil
 	return errors.Join(errs...)
 }

@@ -31,6 +31,7 @@ func RunLM(t *testing.T, b backend.Backend) {
 	t.Run("softmax", func(t *testing.T) { testSoftmax(t, b) })
 	t.Run("embed", func(t *testing.T) { testEmbed(t, b) })
 	t.Run("attention", func(t *testing.T) { testAttention(t, b) })
+	t.Run("add", func(t *testing.T) { testAdd(t, b) })
 	t.Run("errors", func(t *testing.T) { testLMErrors(t, b) })
 }
 
@@ -536,6 +537,9 @@ func testLMErrors(t *testing.T, b backend.Backend) {
 			return backend.Attend(b, f(6), f(6), f(8), f(8), &backend.Attention{Tokens: 1, Heads: 3, KVHeads: 2, Dim: 2})
 		},
 		"Attend short cache": func() error { return backend.Attend(b, f(8), f(8), f(4), f(4), a) },
+		"Add y not dividing": func() error { return backend.Add(b, f(6), f(6), f(4)) },
+		"Add empty y":        func() error { return backend.Add(b, f(6), f(6), f(0)) },
+		"Add dst length":     func() error { return backend.Add(b, f(4), f(6), f(6)) },
 	}
 	if lm, ok := b.(backend.LMOps); ok {
 		calls["method RMSNorm wrong weight"] = func() error { return lm.RMSNorm(f(6), f(6), f(2), 2, 3, 1e-5) }
@@ -544,6 +548,7 @@ func testLMErrors(t *testing.T, b backend.Backend) {
 		calls["method Softmax limit past end"] = func() error { return lm.Softmax(f(4), f(4), 2, 2, []int32{1, 3}) }
 		calls["method Embed id past vocab"] = func() error { return lm.Embed(f(2), f(6), []int32{3}, 2) }
 		calls["method Attend short cache"] = func() error { return lm.Attend(f(8), f(8), f(4), f(4), a) }
+		calls["method Add y not dividing"] = func() error { return lm.Add(f(6), f(6), f(4)) }
 	}
 	for what, fn := range calls {
 		mustFail(t, what, fn)

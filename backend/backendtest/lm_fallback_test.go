@@ -55,3 +55,4 @@ func (opaque) SwiGLU()  {}
 func (opaque) Softmax() {}
 func (opaque) Embed()   {}
 func (opaque) Attend()  {}
+func (opaque) Add()     {}
