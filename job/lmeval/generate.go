@@ -43,8 +43,8 @@ type GenerateOptions struct {
 // GenerateReport is what Generate did.
 type GenerateReport struct {
 	PromptTokens int    `json:"prompt_tokens"`
-	Tokens       []int  `json:"tokens"` // the generated ids
-	Text         string `json:"text"`   // the generated text
+	Tokens       []int  `json:"tokens"`      // the generated ids
+	Text         string `json:"text"`        // the generated text
 	StopReason   string `json:"stop_reason"` // "eos", "length" or "context"
 	// Prefill is the forward pass over the prompt; decode the one-token
 	// passes after it.
