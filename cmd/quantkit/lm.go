@@ -1,0 +1,260 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/quantkit/quantkit/backend"
+	"github.com/quantkit/quantkit/internal/jsonout"
+	"github.com/quantkit/quantkit/job/lmeval"
+)
+
+var (
+	lmTokenizerFlag = &cli.StringFlag{Name: "tokenizer", Usage: "the tokenizer: a folder with tokenizer.json, a tokenizer.json or llama2.c's tokenizer.bin (needed for a llama2.c .bin model; default: the model's own)"}
+	lmPromptFlag    = &cli.StringFlag{Name: "prompt", Aliases: []string{"p"}, Usage: "the text to continue (empty: start from BOS)"}
+	lmNFlag         = &cli.IntFlag{Name: "n", Value: 128, Usage: "generate at most `N` tokens (fewer at EOS or the model's context)"}
+	lmTempFlag      = &cli.Float64Flag{Name: "temp", Usage: "sampling temperature; 0 is greedy"}
+	lmTopPFlag      = &cli.Float64Flag{Name: "top-p", Value: 1, Usage: "sample from the most likely tokens whose probabilities add up to `P`"}
+	lmSeedFlag      = &cli.Uint64Flag{Name: "seed", Usage: "seed of the sampler"}
+	lmTextFlag      = &cli.StringFlag{Name: "text", Usage: "the text itself (or give a FILE argument)"}
+	lmIDsFlag       = &cli.BoolFlag{Name: "ids", Usage: "print only the ids, space-separated"}
+	lmDecodeFlag    = &cli.StringFlag{Name: "decode", Usage: "decode `IDS` (space- or comma-separated; special tokens left out) instead of encoding"}
+	lmEvalTextFlag  = &cli.StringFlag{Name: "text", Usage: "the text `FILE` to measure on", Required: true}
+	lmCtxFlag       = &cli.IntFlag{Name: "ctx", Value: 512, Usage: "window length in tokens (the second half of each window is scored)"}
+	lmRefFlag       = &cli.StringFlag{Name: "ref", Usage: "reference `MODEL`: report each model's KL divergence from it and top-1 agreement"}
+)
+
+var lmCommand = &cli.Command{
+	Name:  "lm",
+	Usage: "run language models: generate text, tokenize, measure perplexity and KL divergence",
+	Description: "MODEL is a Hugging Face folder (config.json, safetensors, tokenizer.json), a .gguf file\n" +
+		"(its SentencePiece vocabulary is read from the metadata) or a llama2.c .bin checkpoint\n" +
+		"(give its tokenizer.bin with --tokenizer).",
+	Subcommands: []*cli.Command{
+		{
+			Name: "generate", Usage: "continue a prompt, streaming the text to stdout", ArgsUsage: "MODEL",
+			Description: "Greedy by default; --temp T samples from softmax(logits/T), restricted by --top-p.\n" +
+				"The prompt and the text stream to stdout, the timings (prompt and generation\n" +
+				"tokens/s apart) to stderr at the end; --json prints the report instead.",
+			Flags:  []cli.Flag{lmPromptFlag, lmNFlag, lmTempFlag, lmTopPFlag, lmSeedFlag, lmTokenizerFlag, deviceFlag, jsonFlag},
+			Action: runLMGenerate,
+		},
+		{
+			Name: "tokenize", Usage: "show the tokens of a text (or decode ids)", ArgsUsage: "MODEL [FILE]",
+			Flags:  []cli.Flag{lmTextFlag, lmIDsFlag, lmDecodeFlag, lmTokenizerFlag, jsonFlag},
+			Action: runLMTokenize,
+		},
+		{
+			Name: "eval", Usage: "perplexity of models on a text and their KL divergence from a reference", ArgsUsage: "MODEL...",
+			Description: "As llama-perplexity: the text is cut into windows of --ctx tokens, each starts with BOS\n" +
+				"and is run from an empty cache, and the second half of each is scored. With --ref,\n" +
+				"each model's next-token distributions are compared with the reference's: mean, 99th\n" +
+				"percentile and max of KL(ref‖model), and how often their top tokens agree.",
+			Flags:  []cli.Flag{lmEvalTextFlag, lmCtxFlag, lmRefFlag, lmTokenizerFlag, deviceFlag, jsonFlag, jsonOutFlag},
+			Action: runLMEval,
+		},
+	},
+}
+
+func oneModel(c *cli.Context, what string) (string, error) {
+	if c.NArg() != 1 {
+		return "", badInput(fmt.Errorf("lm %s: want one MODEL argument, got %d", what, c.NArg()))
+	}
+	return c.Args().First(), nil
+}
+
+func runLMGenerate(c *cli.Context) error {
+	path, err := oneModel(c, "generate")
+	if err != nil {
+		return err
+	}
+	return onDevice(c, func(b backend.Backend) error {
+		l, err := lmeval.Open(b, path, c.String(lmTokenizerFlag.Name))
+		if err != nil {
+			return fmt.Errorf("lm generate: %w", err)
+		}
+		defer l.Close()
+		if l.Tokenizer == nil {
+			return badInput(fmt.Errorf("lm generate: %s has no tokenizer: give one with --tokenizer", path))
+		}
+		js := c.Bool(jsonFlag.Name)
+		out := c.App.Writer
+		opt := lmeval.GenerateOptions{Model: l.Model, Tokenizer: l.Tokenizer, Prompt: c.String(lmPromptFlag.Name), N: c.Int(lmNFlag.Name),
+			Temp: c.Float64(lmTempFlag.Name), TopP: c.Float64(lmTopPFlag.Name), Seed: c.Uint64(lmSeedFlag.Name), Context: l.Context}
+		if !js {
+			io.WriteString(out, opt.Prompt)
+			opt.OnToken = func(s string) { io.WriteString(out, s) }
+		}
+		rep, err := lmeval.Generate(c.Context, opt)
+		if err != nil {
+			if !js {
+				fmt.Fprintln(out)
+			}
+			return fmt.Errorf("lm generate: %w", err)
+		}
+		if js {
+			return jsonout.Write(out, rep)
+		}
+		fmt.Fprintln(out)
+		return rep.WriteTable(c.App.ErrWriter)
+	})
+}
+
+func runLMTokenize(c *cli.Context) error {
+	if c.NArg() < 1 || c.NArg() > 2 {
+		return badInput(fmt.Errorf("lm tokenize: want MODEL and an optional FILE, got %d arguments", c.NArg()))
+	}
+	tokPath := c.String(lmTokenizerFlag.Name)
+	if tokPath == "" {
+		tokPath = c.Args().First()
+		if strings.HasSuffix(strings.ToLower(tokPath), ".gguf") {
+			t, err := lmeval.GGUFTokenizer(tokPath)
+			if err != nil {
+				return fmt.Errorf("lm tokenize: %w", err)
+			}
+			return tokenize(c, t)
+		}
+		if st, err := os.Stat(tokPath); err == nil && !st.IsDir() {
+			return badInput(fmt.Errorf("lm tokenize: %s: give the tokenizer of a llama2.c model with --tokenizer", tokPath))
+		}
+	}
+	t, err := lmeval.LoadTokenizer(tokPath)
+	if err != nil {
+		return fmt.Errorf("lm tokenize: %w", err)
+	}
+	return tokenize(c, t)
+}
+
+type tokenizeReport struct {
+	IDs    []int    `json:"ids"`
+	Pieces []string `json:"pieces"`
+	Text   string   `json:"text"`
+}
+
+func tokenize(c *cli.Context, t interface {
+	Encode(string) []int
+	DecodeSkipSpecial([]int) string
+	Piece(int) string
+	VocabSize() int
+}) error {
+	var rep tokenizeReport
+	if c.IsSet(lmDecodeFlag.Name) {
+		for _, f := range strings.FieldsFunc(c.String(lmDecodeFlag.Name), func(r rune) bool { return r == ',' || r == ' ' || r == '\n' || r == '\t' }) {
+			id, err := strconv.Atoi(f)
+			if err != nil || id < 0 || id >= t.VocabSize() {
+				return badInput(fmt.Errorf("lm tokenize: --decode: %q is not a token id in [0, %d)", f, t.VocabSize()))
+			}
+			rep.IDs = append(rep.IDs, id)
+		}
+		rep.Text = t.DecodeSkipSpecial(rep.IDs)
+	} else {
+		switch {
+		case c.IsSet(lmTextFlag.Name) && c.NArg() == 2:
+			return badInput(fmt.Errorf("lm tokenize: give --text or a FILE, not both"))
+		case c.IsSet(lmTextFlag.Name):
+			rep.Text = c.String(lmTextFlag.Name)
+		case c.NArg() == 2:
+			data, err := os.ReadFile(c.Args().Get(1))
+			if err != nil {
+				return badInput(fmt.Errorf("lm tokenize: %w", err))
+			}
+			rep.Text = string(data)
+		default:
+			return badInput(fmt.Errorf("lm tokenize: give --text TEXT, a FILE or --decode IDS"))
+		}
+		rep.IDs = t.Encode(rep.Text)
+	}
+	for _, id := range rep.IDs {
+		rep.Pieces = append(rep.Pieces, t.Piece(id))
+	}
+	if c.Bool(jsonFlag.Name) {
+		return jsonout.Write(c.App.Writer, rep)
+	}
+	w := c.App.Writer
+	if c.IsSet(lmDecodeFlag.Name) {
+		_, err := fmt.Fprintln(w, rep.Text)
+		return err
+	}
+	if c.Bool(lmIDsFlag.Name) {
+		s := make([]string, len(rep.IDs))
+		for i, id := range rep.IDs {
+			s[i] = strconv.Itoa(id)
+		}
+		_, err := fmt.Fprintln(w, strings.Join(s, " "))
+		return err
+	}
+	for i, id := range rep.IDs {
+		fmt.Fprintf(w, "%6d  %q\n", id, rep.Pieces[i])
+	}
+	_, err := fmt.Fprintf(w, "%d tokens\n", len(rep.IDs))
+	return err
+}
+
+func runLMEval(c *cli.Context) error {
+	if c.NArg() == 0 {
+		return badInput(fmt.Errorf("lm eval: name at least one MODEL"))
+	}
+	if err := checkJSONOut(c); err != nil {
+		return badInput(fmt.Errorf("lm eval: %w", err))
+	}
+	textPath := c.String(lmEvalTextFlag.Name)
+	data, err := os.ReadFile(textPath)
+	if err != nil {
+		return badInput(fmt.Errorf("lm eval: --text: %w", err))
+	}
+	if strings.TrimSpace(string(data)) == "" {
+		return badInput(fmt.Errorf("lm eval: --text %s: the file is empty", textPath))
+	}
+	return onDevice(c, func(b backend.Backend) error {
+		var opt lmeval.EvalOptions
+		open := func(path string) (*lmeval.Loaded, error) {
+			l, err := lmeval.Open(b, path, c.String(lmTokenizerFlag.Name))
+			if err != nil {
+				return nil, fmt.Errorf("lm eval: %w", err)
+			}
+			if opt.Tokenizer == nil && l.Tokenizer != nil {
+				opt.Tokenizer = l.Tokenizer
+			}
+			return l, nil
+		}
+		var loaded []*lmeval.Loaded
+		defer func() {
+			for _, l := range loaded {
+				l.Close()
+			}
+		}()
+		if ref := c.String(lmRefFlag.Name); ref != "" {
+			l, err := open(ref)
+			if err != nil {
+				return err
+			}
+			loaded = append(loaded, l)
+			opt.Ref = &lmeval.NamedModel{Name: ref, Model: l.Model}
+		}
+		for _, p := range c.Args().Slice() {
+			l, err := open(p)
+			if err != nil {
+				return err
+			}
+			loaded = append(loaded, l)
+			opt.Models = append(opt.Models, lmeval.NamedModel{Name: p, Model: l.Model})
+		}
+		if opt.Tokenizer == nil {
+			return badInput(fmt.Errorf("lm eval: no model has a tokenizer: give one with --tokenizer"))
+		}
+		opt.Text, opt.Ctx = string(data), c.Int(lmCtxFlag.Name)
+		update, finish := stepBar(c)
+		opt.Progress = update
+		rep, err := lmeval.Eval(c.Context, opt)
+		finish()
+		if err != nil {
+			return fmt.Errorf("lm eval: %w", err)
+		}
+		return report(c, rep, rep.WriteTable)
+	})
+}

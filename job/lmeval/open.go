@@ -1,0 +1,208 @@
+package lmeval
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/quantkit/quantkit/backend"
+	"github.com/quantkit/quantkit/internal/inputerr"
+	"github.com/quantkit/quantkit/lm"
+	"github.com/quantkit/quantkit/model/gguf"
+	"github.com/quantkit/quantkit/tokenizer"
+)
+
+// Loaded is a model opened by Open.
+type Loaded struct {
+	Path   string
+	Format string // "hf", "gguf" or "llama2.c"
+	Model  *lm.Model
+	// Tokenizer is nil when none was found (a llama2.c checkpoint without
+	// a tokenizer path).
+	Tokenizer *tokenizer.Tokenizer
+	// Context is the longest sequence the model was trained on
+	// (max_position_embeddings, llama.context_length, llama2.c's seq_len),
+	// 0 where the file does not say.
+	Context int
+}
+
+// Close frees the model.
+func (l *Loaded) Close() error { return l.Model.Close() }
+
+// Open loads the model at path on b: a Hugging Face folder (config.json and
+// safetensors; tokenizer.json beside them), a GGUF file (.gguf; the
+// tokenizer from its tokenizer.ggml.* metadata, see GGUFTokenizer) or a
+// llama2.c checkpoint (.bin; no tokenizer of its own). tokenizerPath, when
+// not empty, overrides the tokenizer: a folder with tokenizer.json, a
+// tokenizer.json file or a llama2.c tokenizer.bin.
+func Open(b backend.Backend, path, tokenizerPath string) (*Loaded, error) {
+	l := &Loaded{Path: path}
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, inputerr.Mark(err)
+	}
+	switch {
+	case st.IsDir():
+		l.Format = "hf"
+		if l.Model, err = lm.LoadHF(b, path); err != nil {
+			return nil, err
+		}
+		l.Context = hfContext(path)
+		if tokenizerPath == "" {
+			if _, err := os.Stat(filepath.Join(path, "tokenizer.json")); err == nil {
+				if l.Tokenizer, err = tokenizer.Load(path); err != nil {
+					l.Model.Close()
+					return nil, err
+				}
+			}
+		}
+	case strings.EqualFold(filepath.Ext(path), ".gguf"):
+		l.Format = "gguf"
+		if l.Model, err = lm.LoadGGUF(b, path); err != nil {
+			return nil, err
+		}
+		var terr error
+		l.Context, terr = ggufContext(path)
+		if terr == nil && tokenizerPath == "" {
+			l.Tokenizer, terr = GGUFTokenizer(path)
+		}
+		if terr != nil {
+			l.Model.Close()
+			return nil, terr
+		}
+	case strings.EqualFold(filepath.Ext(path), ".bin"):
+		l.Format = "llama2.c"
+		if l.Model, err = lm.LoadLlama2C(b, path); err != nil {
+			return nil, err
+		}
+		l.Context = llama2cContext(path)
+	default:
+		return nil, inputerr.Mark(fmt.Errorf("%s: unknown model format: want a Hugging Face folder, a .gguf file or a llama2.c .bin checkpoint", path))
+	}
+	if tokenizerPath != "" {
+		if l.Tokenizer, err = LoadTokenizer(tokenizerPath); err != nil {
+			l.Model.Close()
+			return nil, err
+		}
+	}
+	if l.Tokenizer != nil && l.Tokenizer.VocabSize() > l.Model.Config.Vocab {
+		l.Model.Close()
+		return nil, inputerr.Mark(fmt.Errorf("%s: the tokenizer has %d tokens, the model %d", path, l.Tokenizer.VocabSize(), l.Model.Config.Vocab))
+	}
+	return l, nil
+}
+
+// LoadTokenizer reads a tokenizer: a folder with tokenizer.json (and
+// tokenizer_config.json), a tokenizer.json file, or llama2.c's
+// tokenizer.bin (any other file).
+func LoadTokenizer(path string) (*tokenizer.Tokenizer, error) {
+	st, err := os.Stat(path)
+	switch {
+	case err != nil:
+		return nil, inputerr.Mark(err)
+	case st.IsDir():
+		return tokenizer.Load(path)
+	case strings.EqualFold(filepath.Ext(path), ".json"):
+		return tokenizer.LoadFile(path)
+	}
+	return tokenizer.LoadLlama2C(path)
+}
+
+func hfContext(dir string) int {
+	data, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return 0
+	}
+	var c struct {
+		N int `json:"max_position_embeddings"`
+	}
+	json.Unmarshal(data, &c)
+	return c.N
+}
+
+func ggufContext(path string) (int, error) {
+	f, err := gguf.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	arch, _ := f.String("general.architecture")
+	n, _ := f.Int(arch + ".context_length")
+	return int(n), nil
+}
+
+func llama2cContext(path string) int {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	var hd [7]int32
+	if binary.Read(f, binary.LittleEndian, &hd) != nil || hd[6] < 0 {
+		return 0
+	}
+	return int(hd[6])
+}
+
+// GGUFTokenizer builds the tokenizer of a GGUF file from its metadata. Only
+// SentencePiece vocabularies (tokenizer.ggml.model "llama") are supported
+// for now, and only those in llama2.c's layout (<unk>, BOS, EOS, then the
+// 256 byte tokens <0x00>…<0xFF>), as Llama 1/2, Mistral and llama2.c's
+// models have: the pieces (▁ read as a space) and scores become a llama2.c
+// tokenizer.bin, which tokenizer.ParseLlama2C reads. Other vocabularies
+// are refused with an error that says to pass the tokenizer's folder.
+func GGUFTokenizer(path string) (*tokenizer.Tokenizer, error) {
+	f, err := gguf.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fail := func(why string) error {
+		return inputerr.Mark(fmt.Errorf("%s: %s; pass the model's tokenizer (a folder with tokenizer.json) with --tokenizer", path, why))
+	}
+	kind, _ := f.String("tokenizer.ggml.model")
+	if kind != "llama" {
+		return nil, fail(fmt.Sprintf("tokenizer.ggml.model %q is not supported yet (only \"llama\", SentencePiece)", kind))
+	}
+	pieces, ok := f.Strings("tokenizer.ggml.tokens")
+	if !ok {
+		return nil, fail("no tokenizer.ggml.tokens")
+	}
+	v, _ := f.Value("tokenizer.ggml.scores")
+	scores, ok := v.([]float32)
+	if !ok || len(scores) != len(pieces) {
+		return nil, fail("no tokenizer.ggml.scores of one float32 per token")
+	}
+	bos, okB := f.Int("tokenizer.ggml.bos_token_id")
+	eos, okE := f.Int("tokenizer.ggml.eos_token_id")
+	if (okB && bos != 1) || (okE && eos != 2) || len(pieces) < 259 || pieces[3] != "<0x00>" || pieces[258] != "<0xFF>" {
+		return nil, fail("the vocabulary is not in llama2.c's layout (<unk>, BOS 1, EOS 2, bytes 3–258)")
+	}
+	var buf bytes.Buffer
+	maxLen := 1
+	for _, p := range pieces {
+		maxLen = max(maxLen, len(strings.ReplaceAll(p, "▁", " ")))
+	}
+	binary.Write(&buf, binary.LittleEndian, int32(maxLen))
+	for i, p := range pieces {
+		p = strings.ReplaceAll(p, "▁", " ")
+		s := scores[i]
+		if math.IsNaN(float64(s)) {
+			return nil, fail(fmt.Sprintf("token %d has a NaN score", i))
+		}
+		binary.Write(&buf, binary.LittleEndian, s)
+		binary.Write(&buf, binary.LittleEndian, int32(len(p)))
+		buf.WriteString(p)
+	}
+	t, err := tokenizer.ParseLlama2C(path, buf.Bytes())
+	if err != nil {
+		return nil, errors.Join(fail("its vocabulary does not make a tokenizer"), err)
+	}
+	return t, nil
+}
