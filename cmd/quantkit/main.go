@@ -20,12 +20,15 @@ var version = ""
 func newApp() *cli.App {
 	return &cli.App{
 		Name:  "quantkit",
-		Usage: "quantize AI models (FP32 → INT8/INT4): checkpoints, PTQ and QAT, INT8 kernels, benchmarks",
-		Description: "quantkit quantizes checkpoints (safetensors, sharded or not, to compressed-tensors,\n" +
-			"safetensors or GGUF) in bounded memory; quantizes ONNX classifiers after training (PTQ,\n" +
-			"with max, percentile, entropy/KL as TensorRT does it, or MSE calibration) or during it\n" +
-			"(QAT) and runs them in integer arithmetic; and runs FP32 and INT8 kernels on the CPU (and\n" +
-			"the GPU in the CUDA build), measured against the strongest baseline in the same run.\n" +
+		Usage: "quantize AI models (FP32 → INT8/INT4): checkpoints, GGUF for llama.cpp, LLM eval, PTQ and QAT, kernels, benchmarks",
+		Description: "quantkit quantizes checkpoints (safetensors, sharded or not, to compressed-tensors or\n" +
+			"safetensors) in bounded memory; writes the GGUF files llama.cpp runs (from Hugging Face\n" +
+			"Llama-family checkpoints or F16 GGUF, llama-quantize's mixes, byte for byte); runs language\n" +
+			"models to measure what quantization cost them (quantkit lm: perplexity, KL against the\n" +
+			"original); quantizes ONNX classifiers after training (PTQ, with max, percentile,\n" +
+			"entropy/KL as TensorRT does it, or MSE calibration) or during it (QAT) and runs them in\n" +
+			"integer arithmetic; and runs FP32 and INT8 kernels on the CPU (and the GPU in the CUDA\n" +
+			"build), measured against the strongest baseline in the same run.\n" +
 			"Start with `quantkit demo`.",
 		Version:     buildinfo.String(version),
 		HideVersion: true,
