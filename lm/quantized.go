@@ -1,9 +1,6 @@
 package lm
 
 import (
-	"encoding/binary"
-	"fmt"
-
 	"github.com/quantkit/quantkit/model/checkpoint"
 	"github.com/quantkit/quantkit/model/ctensors"
 	"github.com/quantkit/quantkit/model/plan"
@@ -53,41 +50,7 @@ func quantizedWeights(ck *checkpoint.Checkpoint) (map[string]func() ([]float32, 
 		return out, err
 	}
 	for w, rt := range raw {
-		out[w] = dequant(func() ([]byte, *quant.Params, error) { return rawDecode(ck, w, s, rt.Shape) })
+		out[w] = dequant(func() ([]byte, *quant.Params, error) { return plan.DecodeRaw(ck, w, s, rt.Shape) })
 	}
 	return out, nil
-}
-
-// rawDecode reads weight w of quantkit's raw safetensors format: its
-// packed codes, its float32 scales (w+plan.RawScale) and, for asymmetric
-// schemes, its int32 zero points (w+plan.RawZeroPoint).
-func rawDecode(ck *checkpoint.Checkpoint, w string, s quant.Scheme, shape []int) ([]byte, *quant.Params, error) {
-	codes, err := ck.Bytes(w)
-	if err != nil {
-		return nil, nil, err
-	}
-	scales, err := ck.Float32(w + plan.RawScale)
-	if err != nil {
-		return nil, nil, err
-	}
-	p := &quant.Params{Scheme: s, Shape: shape, Scales: scales, ZeroPoints: make([]int32, len(scales))}
-	if !s.Symmetric {
-		zb, err := ck.Bytes(w + plan.RawZeroPoint)
-		if err != nil {
-			return nil, nil, err
-		}
-		if len(zb) != 4*len(scales) {
-			return nil, nil, fmt.Errorf("%s: %d zero-point bytes for %d scales", w, len(zb), len(scales))
-		}
-		for i := range p.ZeroPoints {
-			p.ZeroPoints[i] = int32(binary.LittleEndian.Uint32(zb[4*i:]))
-		}
-	}
-	if err := p.Check(); err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", w, err)
-	}
-	if n := p.Len(); len(codes) != s.PackedLen(n) {
-		return nil, nil, fmt.Errorf("%s: %d code bytes, want %d", w, len(codes), s.PackedLen(n))
-	}
-	return codes, p, nil
 }

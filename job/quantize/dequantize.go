@@ -262,7 +262,7 @@ func dequantPlan(ck *checkpoint.Checkpoint, dtype string) ([]dequantItem, error)
 			origDType[w] = rt.DType
 		}
 		decode = func(w string) func() ([]byte, *quant.Params, error) {
-			return func() ([]byte, *quant.Params, error) { return rawDecode(ck, w, s, shapes[w]) }
+			return func() ([]byte, *quant.Params, error) { return plan.DecodeRaw(ck, w, s, shapes[w]) }
 		}
 	}
 	var items []dequantItem
@@ -316,38 +316,6 @@ func ctShape(ck *checkpoint.Checkpoint, w string) ([]int, error) {
 		shape[i] = int(v)
 	}
 	return shape, nil
-}
-
-// rawDecode reads weight w of quantkit's raw safetensors format.
-func rawDecode(ck *checkpoint.Checkpoint, w string, s quant.Scheme, shape []int) ([]byte, *quant.Params, error) {
-	codes, err := ck.Bytes(w)
-	if err != nil {
-		return nil, nil, err
-	}
-	scales, err := ck.Float32(w + plan.RawScale)
-	if err != nil {
-		return nil, nil, err
-	}
-	p := &quant.Params{Scheme: s, Shape: shape, Scales: scales, ZeroPoints: make([]int32, len(scales))}
-	if !s.Symmetric {
-		zb, err := ck.Bytes(w + plan.RawZeroPoint)
-		if err != nil {
-			return nil, nil, err
-		}
-		if len(zb) != 4*len(scales) {
-			return nil, nil, fmt.Errorf("%d zero-point bytes for %d scales", len(zb), len(scales))
-		}
-		for i := range p.ZeroPoints {
-			p.ZeroPoints[i] = int32(binary.LittleEndian.Uint32(zb[4*i:]))
-		}
-	}
-	if err := p.Check(); err != nil {
-		return nil, nil, err
-	}
-	if n := p.Len(); len(codes) != s.PackedLen(n) {
-		return nil, nil, fmt.Errorf("%d code bytes, want %d", len(codes), s.PackedLen(n))
-	}
-	return codes, p, nil
 }
 
 // encodeFloats encodes x as little-endian dtype (F32, F16 or BF16; F32
