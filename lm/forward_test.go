@@ -11,8 +11,19 @@ import (
 
 // naiveForward is the decoder in float64 with plain loops, written from
 // transformers' modeling_llama and sharing no code with the package: the
-// logits of every token of tokens, processed as one causal sequence.
+// logits of every token of tokens, processed as one causal sequence. RoPE
+// has the unscaled frequencies θ^(-2i/d); c.RopeFactors is not read.
 func naiveForward(c Config, w *Weights, tokens []int) [][]float64 {
+	inv := make([]float64, c.HeadDim/2)
+	for i := range inv {
+		inv[i] = math.Pow(c.RopeTheta, -float64(2*i)/float64(c.HeadDim))
+	}
+	return naiveForwardFreqs(c, w, tokens, inv)
+}
+
+// naiveForwardFreqs is naiveForward with RoPE's inverse frequencies given
+// (HeadDim/2 of them).
+func naiveForwardFreqs(c Config, w *Weights, tokens []int, invFreq []float64) [][]float64 {
 	H, d := c.Hidden, c.HeadDim
 	f := func(x []float32, i int) float64 { return float64(x[i]) }
 	matvec := func(wt []float32, x []float64, rows int, bias []float32) []float64 {
@@ -45,7 +56,7 @@ func naiveForward(c Config, w *Weights, tokens []int) [][]float64 {
 	// rotate-half RoPE on one head vector
 	rot := func(v []float64, pos int) {
 		for i := 0; i < d/2; i++ {
-			th := float64(pos) * math.Pow(c.RopeTheta, -float64(2*i)/float64(d))
+			th := float64(pos) * invFreq[i]
 			a, b := v[i], v[i+d/2]
 			v[i] = a*math.Cos(th) - b*math.Sin(th)
 			v[i+d/2] = b*math.Cos(th) + a*math.Sin(th)

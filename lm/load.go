@@ -14,9 +14,13 @@ import (
 	"github.com/quantkit/quantkit/model/llamacpp"
 )
 
-// LoadHF reads a Hugging Face LlamaForCausalLM or MistralForCausalLM
-// checkpoint (a folder of safetensors in F32, F16 or BF16 with its
-// config.json, or the path checkpoint.Open takes) and uploads it to b.
+// LoadHF reads a Hugging Face LlamaForCausalLM, MistralForCausalLM or
+// Qwen2ForCausalLM checkpoint (a folder of safetensors in F32, F16 or BF16
+// with its config.json, or the path checkpoint.Open takes) and uploads it
+// to b. Qwen2's q, k and v biases are read; its use_sliding_window true is
+// refused. rope_scaling "llama3" (Llama 3.1 and later) is applied as
+// per-frequency factors (Config.RopeFactors); linear and yarn scaling are
+// refused.
 //
 // It also reads what `quantkit quantize` writes: compressed-tensors
 // checkpoints (int-quantized and pack-quantized) and quantkit's raw
@@ -41,12 +45,17 @@ func LoadHF(b backend.Backend, path string) (*Model, error) {
 			return nil, fmt.Errorf("lm: %s: %w", ck.Dir(), err)
 		}
 	}
-	h, err := llamacpp.ParseConfig("config.json", raw)
+	h, err := llamacpp.ParseConfigWith("config.json", raw, llamacpp.ParseOptions{Qwen2: true})
 	if err != nil {
 		return nil, fmt.Errorf("lm: %s: %w", ck.Dir(), err)
 	}
-	if h.Rope.Type != "" {
-		return nil, fmt.Errorf("lm: %s: rope_scaling %q is not supported yet", ck.Dir(), h.Rope.Type)
+	var factors []float32
+	switch h.Rope.Type {
+	case "":
+	case "llama3":
+		factors = llamacpp.Llama3RopeFactors(h)
+	default:
+		return nil, fmt.Errorf("lm: %s: rope_scaling %q is not supported yet (llama3 is)", ck.Dir(), h.Rope.Type)
 	}
 	if h.MLPBias {
 		return nil, fmt.Errorf("lm: %s: mlp_bias is not supported yet", ck.Dir())
@@ -55,6 +64,7 @@ func LoadHF(b backend.Backend, path string) (*Model, error) {
 		Hidden: h.Hidden, Intermediate: h.Intermediate, Layers: h.Layers,
 		Heads: h.Heads, KVHeads: h.KVHeads, HeadDim: h.HeadDim, Vocab: h.Vocab,
 		RMSNormEps: h.RMSNormEps, RopeTheta: h.RopeTheta, BOS: h.BOS, EOS: h.EOS,
+		RopeFactors: factors,
 	}
 	quantized, err := quantizedWeights(ck)
 	if err != nil {
@@ -89,9 +99,12 @@ func LoadHF(b backend.Backend, path string) (*Model, error) {
 			Up:       get(p + "mlp.up_proj.weight"),
 			Down:     get(p + "mlp.down_proj.weight"),
 		}
-		if h.AttnBias {
+		if h.AttnBias || h.QKVBias {
 			l.QBias, l.KBias = get(p+"self_attn.q_proj.bias"), get(p+"self_attn.k_proj.bias")
-			l.VBias, l.OBias = get(p+"self_attn.v_proj.bias"), get(p+"self_attn.o_proj.bias")
+			l.VBias = get(p + "self_attn.v_proj.bias")
+		}
+		if h.AttnBias {
+			l.OBias = get(p + "self_attn.o_proj.bias")
 		}
 		w.Layers = append(w.Layers, l)
 	}
@@ -105,7 +118,9 @@ func LoadHF(b backend.Backend, path string) (*Model, error) {
 // Mistral) whose tensors gguf.DecodeFloat32 converts (F32, F16, BF16, Q8_0,
 // Q4_0, K-quants, …), dequantized to float32, and uploads it to b. The q
 // and k rows, which llama.cpp keeps in the interleaved RoPE layout, are put
-// back in Hugging Face's order (llamacpp.UnpermuteQK).
+// back in Hugging Face's order (llamacpp.UnpermuteQK). A rope_freqs.weight
+// tensor (Llama 3's "llama3" RoPE scaling) becomes Config.RopeFactors;
+// llama.rope.scaling.type linear or yarn is refused.
 func LoadGGUF(b backend.Backend, path string) (*Model, error) {
 	f, err := gguf.Open(path)
 	if err != nil {
@@ -154,6 +169,9 @@ func LoadGGUF(b backend.Backend, path string) (*Model, error) {
 	if rd := num("rope.dimension_count", c.HeadDim); rd != c.HeadDim {
 		return nil, fmt.Errorf("lm: %s: partial RoPE (%d of %d) is not supported", path, rd, c.HeadDim)
 	}
+	if st, _ := f.String("llama.rope.scaling.type"); st != "" && st != "none" {
+		return nil, fmt.Errorf("lm: %s: rope scaling %q is not supported yet (rope_freqs.weight is)", path, st)
+	}
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("%w (%s)", err, path)
 	}
@@ -191,6 +209,9 @@ func LoadGGUF(b backend.Backend, path string) (*Model, error) {
 	w := &Weights{Embed: get("token_embd.weight"), Norm: get("output_norm.weight")}
 	if _, ok := f.Tensor("output.weight"); ok {
 		w.LMHead = get("output.weight")
+	}
+	if _, ok := f.Tensor(llamacpp.NameRopeFreqs + ".weight"); ok {
+		c.RopeFactors = get(llamacpp.NameRopeFreqs + ".weight")
 	}
 	for i := range c.Layers {
 		p := fmt.Sprintf("blk.%d.", i)

@@ -3,6 +3,7 @@ package lm
 import (
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/quantkit/quantkit/backend"
 )
@@ -19,6 +20,11 @@ type Config struct {
 	RMSNormEps   float64 // rms_norm_eps
 	RopeTheta    float64 // rope_theta
 	BOS, EOS     int     // bos_token_id and eos_token_id, -1 where unknown
+	// RopeFactors, when not nil, are HeadDim/2 divisors of the RoPE
+	// frequencies in llama.cpp's rope_freqs convention (frequency i is
+	// θ^(-2i/d)/RopeFactors[i]): Llama 3's "llama3" rope_scaling, as
+	// llamacpp.Llama3RopeFactors computes them.
+	RopeFactors []float32
 }
 
 // Validate checks that the sizes are positive and consistent.
@@ -32,6 +38,13 @@ func (c Config) Validate() error {
 		return fmt.Errorf("lm: head dim %d is odd: RoPE rotates pairs", c.HeadDim)
 	case !(c.RMSNormEps >= 0) || !(c.RopeTheta > 0):
 		return fmt.Errorf("lm: rms_norm_eps %g or rope_theta %g out of range", c.RMSNormEps, c.RopeTheta)
+	case c.RopeFactors != nil && len(c.RopeFactors) != c.HeadDim/2:
+		return fmt.Errorf("lm: %d RoPE frequency factors for head dim %d, want %d", len(c.RopeFactors), c.HeadDim, c.HeadDim/2)
+	}
+	for i, f := range c.RopeFactors {
+		if !(f > 0) || math.IsInf(float64(f), 0) {
+			return fmt.Errorf("lm: RoPE frequency factor %d is %g, not positive and finite", i, f)
+		}
 	}
 	return nil
 }
@@ -144,7 +157,7 @@ func New(b backend.Backend, c Config, w *Weights) (*Model, error) {
 	if err := w.Validate(c); err != nil {
 		return nil, err
 	}
-	freqs, err := backend.RoPEFreqs(float32(c.RopeTheta), c.HeadDim, nil)
+	freqs, err := backend.RoPEFreqs(float32(c.RopeTheta), c.HeadDim, c.RopeFactors)
 	if err != nil {
 		return nil, fmt.Errorf("lm: %w", err)
 	}

@@ -23,7 +23,7 @@ var Architectures = map[string]string{
 // convert_hf_to_gguf.py sees them through AutoConfig.
 type Hyper struct {
 	Architecture string // architectures[0]: LlamaForCausalLM
-	ModelType    string // llama or mistral
+	ModelType    string // llama, mistral, or qwen2 (ParseOptions.Qwen2)
 	NameOrPath   string // _name_or_path, "" if absent
 
 	Hidden       int // hidden_size
@@ -41,6 +41,9 @@ type Hyper struct {
 	Tied         bool // tie_word_embeddings
 	AttnBias     bool // attention_bias: q, k, v and o projections have biases
 	MLPBias      bool // mlp_bias: gate, up and down projections have biases
+	// QKVBias is set for qwen2, whose q, k and v projections (not o) have
+	// biases.
+	QKVBias bool
 
 	// BOS, EOS and Pad are bos_token_id, eos_token_id and pad_token_id,
 	// -1 where absent or not a single id.
@@ -182,18 +185,36 @@ func (o jsonObject) tokenID(key string) int {
 // divide, SiLU, a RoPE scaling llama.cpp implements for llama, no
 // quantization and no nested text_config.
 func ParseConfig(file string, data []byte) (*Hyper, error) {
+	return ParseConfigWith(file, data, ParseOptions{})
+}
+
+// ParseOptions widen what ParseConfigWith accepts. The zero value is
+// ParseConfig: what the conversion to llama.cpp's llama architecture takes.
+type ParseOptions struct {
+	// Qwen2 accepts Qwen2ForCausalLM (model_type qwen2), which llama.cpp
+	// loads as its own qwen2 architecture, not as llama, so the conversion
+	// refuses it; lm runs it. Its q, k and v projections have biases
+	// (Hyper.QKVBias); use_sliding_window true is refused (the window is
+	// not implemented), and sliding_window and max_window_layers are
+	// otherwise ignored. Defaults are Qwen2Config's: rms_norm_eps 1e-6,
+	// max_position_embeddings 32768.
+	Qwen2 bool
+}
+
+// ParseConfigWith is ParseConfig with options.
+func ParseConfigWith(file string, data []byte, opts ParseOptions) (*Hyper, error) {
 	obj, err := parseObject(file, data)
 	if err != nil {
 		return nil, err
 	}
-	h, err := parseHyper(obj)
+	h, err := parseHyper(obj, opts)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	return h, nil
 }
 
-func parseHyper(o jsonObject) (*Hyper, error) {
+func parseHyper(o jsonObject, opts ParseOptions) (*Hyper, error) {
 	h := &Hyper{}
 	var archs []string
 	if ok, err := o.decode("architectures", &archs); err != nil {
@@ -203,6 +224,9 @@ func parseHyper(o jsonObject) (*Hyper, error) {
 	}
 	h.Architecture = archs[0]
 	wantType, ok := Architectures[h.Architecture]
+	if opts.Qwen2 && h.Architecture == "Qwen2ForCausalLM" {
+		wantType, ok = "qwen2", true
+	}
 	if !ok {
 		return nil, fmt.Errorf("architecture %s is not one this converter handles (it takes %s, which llama.cpp loads as llama)", h.Architecture, archList())
 	}
@@ -241,8 +265,11 @@ func parseHyper(o jsonObject) (*Hyper, error) {
 		return nil, fmt.Errorf("%s", strings.Join(errs, "; "))
 	}
 	defContext := 2048
-	if h.ModelType == "mistral" {
+	switch h.ModelType {
+	case "mistral":
 		defContext = 4096 * 32
+	case "qwen2":
+		defContext = 32768
 	}
 	need(&h.KVHeads, "num_key_value_heads", h.Heads, false)
 	h.HasHeadDim = o.present("head_dim")
@@ -270,11 +297,24 @@ func parseHyper(o jsonObject) (*Hyper, error) {
 	if h.Tied, err = o.boolKey("tie_word_embeddings", false); err != nil {
 		return nil, err
 	}
-	if h.AttnBias, err = o.boolKey("attention_bias", false); err != nil {
-		return nil, err
-	}
-	if h.MLPBias, err = o.boolKey("mlp_bias", false); err != nil {
-		return nil, err
+	if h.ModelType == "qwen2" {
+		// Qwen2Attention fixes the biases; attention_bias and mlp_bias
+		// are not Qwen2Config keys.
+		h.QKVBias = true
+		var sliding bool
+		if sliding, err = o.boolKey("use_sliding_window", false); err != nil {
+			return nil, err
+		}
+		if sliding {
+			return nil, fmt.Errorf("use_sliding_window is true: sliding-window attention is not implemented (only full causal attention)")
+		}
+	} else {
+		if h.AttnBias, err = o.boolKey("attention_bias", false); err != nil {
+			return nil, err
+		}
+		if h.MLPBias, err = o.boolKey("mlp_bias", false); err != nil {
+			return nil, err
+		}
 	}
 	act := "silu"
 	if _, err := o.decode("hidden_act", &act); err != nil {

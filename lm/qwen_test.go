@@ -1,0 +1,318 @@
+package lm
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/quantkit/quantkit/backend"
+	"github.com/quantkit/quantkit/cpu"
+	"github.com/quantkit/quantkit/model/llamacpp"
+	"github.com/quantkit/quantkit/model/safetensors"
+)
+
+// llama3InvFreq transcribes transformers' _compute_llama3_parameters
+// (modeling_rope_utils.py) in float64, step for step: the default inverse
+// frequencies θ^(-2i/d), divided by factor where the wavelength exceeds
+// original_max_position_embeddings/low_freq_factor, and smoothed between
+// that and the unscaled frequency where it lies between the two bounds.
+func llama3InvFreq(theta float64, d int, factor, low, high float64, orig int) []float64 {
+	old := float64(orig)
+	lowWavelen, highWavelen := old/low, old/high
+	out := make([]float64, d/2)
+	for i := range out {
+		invFreq := 1 / math.Pow(theta, float64(2*i)/float64(d))
+		wavelen := 2 * math.Pi / invFreq
+		llama := invFreq
+		if wavelen > lowWavelen {
+			llama = invFreq / factor
+		}
+		smooth := (old/wavelen - low) / (high - low)
+		smoothed := (1-smooth)*llama/factor + smooth*llama
+		if !(wavelen < highWavelen) && !(wavelen > lowWavelen) {
+			llama = smoothed
+		}
+		out[i] = llama
+	}
+	return out
+}
+
+// TestLlama3Frequencies holds llamacpp.Llama3RopeFactors through
+// backend.RoPEFreqs to transformers' llama3 frequencies, for Llama 3.1's
+// own parameters and for the small ones the forward test uses.
+func TestLlama3Frequencies(t *testing.T) {
+	for _, tc := range []struct {
+		theta                      float64
+		d                          int
+		factor, low, high          float64
+		orig                       int
+		wantLow, wantMid, wantHigh bool
+	}{
+		{500000, 128, 8, 1, 4, 8192, true, true, true},
+		{10000, 16, 8, 1, 4, 32, true, true, true},
+		{1e6, 64, 32, 1, 32, 4096, true, true, true},
+	} {
+		h := &llamacpp.Hyper{HeadDim: tc.d, RopeTheta: tc.theta, Rope: llamacpp.RopeScaling{
+			Type: "llama3", Factor: tc.factor, LowFreqFactor: tc.low, HighFreqFactor: tc.high, OrigContext: tc.orig}}
+		got, err := backend.RoPEFreqs(float32(tc.theta), tc.d, llamacpp.Llama3RopeFactors(h))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := llama3InvFreq(tc.theta, tc.d, tc.factor, tc.low, tc.high, tc.orig)
+		var low, mid, high bool
+		for i := range want {
+			plain := math.Pow(tc.theta, -float64(2*i)/float64(tc.d))
+			switch r := want[i] / plain; {
+			case r == 1:
+				high = true
+			case math.Abs(r-1/tc.factor) < 1e-12:
+				low = true
+			default:
+				mid = true
+			}
+			if e := math.Abs(float64(got[i])-want[i]) / want[i]; e > 4e-7 {
+				t.Errorf("θ %g d %d: frequency %d is %g, transformers' %g (relative error %.2g)", tc.theta, tc.d, i, got[i], want[i], e)
+			}
+		}
+		if low != tc.wantLow || mid != tc.wantMid || high != tc.wantHigh {
+			t.Errorf("θ %g d %d: bands low %v mid %v high %v, the test means to cover all three", tc.theta, tc.d, low, mid, high)
+		}
+	}
+}
+
+// writeHF writes config (as config.json) and w as a float32 safetensors
+// checkpoint in Hugging Face's names into a new directory. o_proj gets no
+// bias when oBias is false even if w has one.
+func writeHF(t *testing.T, config map[string]any, c Config, w *Weights) string {
+	t.Helper()
+	dir := t.TempDir()
+	cfg, err := json.Marshal(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var ts []safetensors.Tensor
+	add := func(name string, x []float32, shape ...int) {
+		if x == nil {
+			return
+		}
+		data := make([]byte, 4*len(x))
+		for i, v := range x {
+			binary.LittleEndian.PutUint32(data[4*i:], math.Float32bits(v))
+		}
+		ts = append(ts, safetensors.Tensor{Name: name, DType: "F32", Shape: shape, Data: data})
+	}
+	H, q, kv, ff := c.Hidden, c.QDim(), c.KVDim(), c.Intermediate
+	add("model.embed_tokens.weight", w.Embed, c.Vocab, H)
+	add("model.norm.weight", w.Norm, H)
+	add("lm_head.weight", w.LMHead, c.Vocab, H)
+	for i, l := range w.Layers {
+		p := fmt.Sprintf("model.layers.%d.", i)
+		add(p+"input_layernorm.weight", l.AttnNorm, H)
+		add(p+"post_attention_layernorm.weight", l.MLPNorm, H)
+		add(p+"self_attn.q_proj.weight", l.Q, q, H)
+		add(p+"self_attn.k_proj.weight", l.K, kv, H)
+		add(p+"self_attn.v_proj.weight", l.V, kv, H)
+		add(p+"self_attn.o_proj.weight", l.O, H, q)
+		add(p+"self_attn.q_proj.bias", l.QBias, q)
+		add(p+"self_attn.k_proj.bias", l.KBias, kv)
+		add(p+"self_attn.v_proj.bias", l.VBias, kv)
+		add(p+"self_attn.o_proj.bias", l.OBias, H)
+		add(p+"mlp.gate_proj.weight", l.Gate, ff, H)
+		add(p+"mlp.up_proj.weight", l.Up, ff, H)
+		add(p+"mlp.down_proj.weight", l.Down, H, ff)
+	}
+	if err := safetensors.WriteFile(filepath.Join(dir, "model.safetensors"), ts, map[string]string{"format": "pt"}); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// hfConfig is a config.json for c.
+func hfConfig(arch, modelType string, c Config, tied bool) map[string]any {
+	return map[string]any{
+		"architectures": []string{arch}, "model_type": modelType,
+		"hidden_size": c.Hidden, "intermediate_size": c.Intermediate, "num_hidden_layers": c.Layers,
+		"num_attention_heads": c.Heads, "num_key_value_heads": c.KVHeads, "head_dim": c.HeadDim,
+		"vocab_size": c.Vocab, "rms_norm_eps": c.RMSNormEps, "rope_theta": c.RopeTheta,
+		"tie_word_embeddings": tied, "hidden_act": "silu", "bos_token_id": c.BOS, "eos_token_id": c.EOS,
+	}
+}
+
+// checkAgainst runs tokens through m at once and in two pieces through the
+// cache and compares every logit with naiveForwardFreqs' float64 logits.
+func checkAgainst(t *testing.T, m *Model, want [][]float64, tokens []int) {
+	t.Helper()
+	V := m.Config.Vocab
+	check := func(how string, t0 int, got []float32) {
+		t.Helper()
+		worst, scale := 0.0, 0.0
+		for i, g := range got {
+			wv := want[t0+i/V][i%V]
+			worst = math.Max(worst, math.Abs(float64(g)-wv))
+			scale = math.Max(scale, math.Abs(wv))
+		}
+		t.Logf("%s: max |logit - float64| = %.3g (logits up to %.3g)", how, worst, scale)
+		if worst > 1e-4*math.Max(1, scale) {
+			t.Errorf("%s: max logit difference %g exceeds float32 tolerance", how, worst)
+		}
+	}
+	all, err := m.Forward(m.NewCache(), tokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("prompt at once", 0, all)
+	c := m.NewCache()
+	split := len(tokens) - 3
+	l, err := m.Forward(c, tokens[:split])
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("first part", 0, l)
+	l, err = m.Forward(c, tokens[split:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("rest through the cache", split, l)
+}
+
+func randomTokens(r *rand.Rand, n, vocab int) []int {
+	tokens := make([]int, n)
+	for i := range tokens {
+		tokens[i] = r.IntN(vocab)
+	}
+	return tokens
+}
+
+// TestLoadQwen2 writes random Qwen2ForCausalLM checkpoints (q, k and v
+// biases, no o bias, a large rope_theta, the sliding-window keys with the
+// window off; tied and untied) and checks LoadHF's logits against the
+// float64 reference.
+func TestLoadQwen2(t *testing.T) {
+	r := rand.New(rand.NewPCG(16, 1))
+	for _, tied := range []bool{true, false} {
+		t.Run(fmt.Sprintf("tied%v", tied), func(t *testing.T) {
+			c := Config{Hidden: 24, Intermediate: 40, Layers: 2, Heads: 6, KVHeads: 2, HeadDim: 4, Vocab: 45,
+				RMSNormEps: 1e-6, RopeTheta: 1e6, BOS: -1, EOS: 7}
+			w := randomModel(r, c, tied, true)
+			for i := range w.Layers {
+				w.Layers[i].OBias = nil
+			}
+			cfg := hfConfig("Qwen2ForCausalLM", "qwen2", c, tied)
+			cfg["bos_token_id"] = nil
+			cfg["use_sliding_window"], cfg["sliding_window"], cfg["max_window_layers"] = false, 4, 1
+			cfg["max_position_embeddings"] = 32
+			m, err := LoadHF(cpu.New(), writeHF(t, cfg, c, w))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			if got := m.Config; got.Vocab != c.Vocab || got.RopeTheta != 1e6 || got.BOS != -1 || got.EOS != 7 || got.RopeFactors != nil {
+				t.Errorf("config %+v", got)
+			}
+			if l := m.Weights.Layers[0]; l.QBias == nil || l.KBias == nil || l.VBias == nil || l.OBias != nil {
+				t.Error("biases: want q, k and v, and no o")
+			}
+			if (m.Weights.LMHead == nil) != tied {
+				t.Errorf("tied %v but lm_head loaded: %v", tied, m.Weights.LMHead != nil)
+			}
+			tokens := randomTokens(r, 11, c.Vocab)
+			checkAgainst(t, m, naiveForward(c, w, tokens), tokens)
+		})
+	}
+}
+
+// TestLoadLlama3RopeScaling loads a random Llama-3-style checkpoint with
+// rope_scaling llama3 whose three frequency bands are all populated and
+// runs it past original_max_position_embeddings, against the float64
+// reference with transformers' llama3 frequencies. It also checks that
+// the scaling matters there: the unscaled reference differs.
+func TestLoadLlama3RopeScaling(t *testing.T) {
+	r := rand.New(rand.NewPCG(16, 2))
+	c := Config{Hidden: 32, Intermediate: 48, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 16, Vocab: 41,
+		RMSNormEps: 1e-5, RopeTheta: 10000, BOS: 1, EOS: 2}
+	const orig = 32
+	w := randomModel(r, c, false, false)
+	cfg := hfConfig("LlamaForCausalLM", "llama", c, false)
+	cfg["max_position_embeddings"] = 8 * orig
+	cfg["rope_scaling"] = map[string]any{"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+		"high_freq_factor": 4.0, "original_max_position_embeddings": orig}
+	m, err := LoadHF(cpu.New(), writeHF(t, cfg, c, w))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if len(m.Config.RopeFactors) != c.HeadDim/2 {
+		t.Fatalf("RopeFactors %v", m.Config.RopeFactors)
+	}
+	tokens := randomTokens(r, orig+12, c.Vocab)
+	inv := llama3InvFreq(c.RopeTheta, c.HeadDim, 8, 1, 4, orig)
+	want := naiveForwardFreqs(c, w, tokens, inv)
+	checkAgainst(t, m, want, tokens)
+
+	plain := naiveForward(c, w, tokens)
+	diff := 0.0
+	for i := range plain[len(plain)-1] {
+		diff = math.Max(diff, math.Abs(plain[len(plain)-1][i]-want[len(want)-1][i]))
+	}
+	t.Logf("unscaled RoPE moves the last logits by up to %.3g", diff)
+	if diff < 1e-2 {
+		t.Errorf("the llama3 scaling changes the last logits by only %g: the test does not see it", diff)
+	}
+}
+
+// TestLoadHFRefuses checks the refusals: Qwen2 with sliding-window
+// attention on, RoPE scalings not implemented, and an unknown rope_type.
+// ParseConfig, which the GGUF conversion uses, still refuses qwen2.
+func TestLoadHFRefuses(t *testing.T) {
+	c := Config{Hidden: 8, Intermediate: 8, Layers: 1, Heads: 2, KVHeads: 2, HeadDim: 4, Vocab: 5,
+		RMSNormEps: 1e-6, RopeTheta: 1e6, BOS: -1, EOS: -1}
+	w := randomModel(rand.New(rand.NewPCG(16, 3)), c, true, true)
+	w.Layers[0].OBias = nil
+	for _, tc := range []struct {
+		name, arch, typ string
+		edit            func(map[string]any)
+		want            string
+	}{
+		{"sliding window", "Qwen2ForCausalLM", "qwen2", func(m map[string]any) { m["use_sliding_window"] = true }, "use_sliding_window"},
+		{"unknown rope_type", "Qwen2ForCausalLM", "qwen2", func(m map[string]any) {
+			m["rope_scaling"] = map[string]any{"rope_type": "dynamic", "factor": 2.0}
+		}, `"dynamic"`},
+		{"linear", "LlamaForCausalLM", "llama", func(m map[string]any) {
+			m["rope_scaling"] = map[string]any{"rope_type": "linear", "factor": 2.0}
+		}, `"linear" is not supported`},
+		{"yarn", "LlamaForCausalLM", "llama", func(m map[string]any) {
+			m["rope_scaling"] = map[string]any{"rope_type": "yarn", "factor": 2.0, "original_max_position_embeddings": 8}
+		}, `"yarn" is not supported`},
+		{"qwen2 model_type mismatch", "Qwen2ForCausalLM", "llama", func(map[string]any) {}, "model_type"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := hfConfig(tc.arch, tc.typ, c, true)
+			tc.edit(cfg)
+			m, err := LoadHF(cpu.New(), writeHF(t, cfg, c, w))
+			if err == nil {
+				m.Close()
+				t.Fatal("loaded")
+			}
+			t.Log(err)
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not mention %s", err, tc.want)
+			}
+		})
+	}
+	data, _ := json.Marshal(hfConfig("Qwen2ForCausalLM", "qwen2", c, true))
+	if _, err := llamacpp.ParseConfig("config.json", data); err == nil {
+		t.Error("ParseConfig (the GGUF conversion's) accepts qwen2")
+	}
+	if h, err := llamacpp.ParseConfigWith("config.json", data, llamacpp.ParseOptions{Qwen2: true}); err != nil || !h.QKVBias || h.AttnBias || h.Context != 32768 {
+		t.Errorf("ParseConfigWith qwen2: %+v, %v", h, err)
+	}
+}
