@@ -1,5 +1,6 @@
 // Package lm runs Llama-family decoders (Hugging Face's LlamaForCausalLM;
-// Mistral is the same network) in float32: the forward pass over a prompt or
+// Mistral is the same network, and Qwen2ForCausalLM adds biases to q, k and
+// v) in float32: the forward pass over a prompt or
 // one token at a time through a KV cache, and greedy generation.
 //
 // A Model is a Config and the Weights in Hugging Face's layout (row-major
@@ -21,9 +22,11 @@
 //	h   = x + o(attn(rope(q(rms(x))), rope(k(rms(x))), v(rms(x))))
 //	out = h + down(silu(gate(rms(h))) ⊙ up(rms(h)))
 //
-// with grouped-query causal attention (Heads/KVHeads query heads share each
-// key/value head), a final RMSNorm and the lm_head (the embedding when the
-// head is tied).
+// with RoPE frequencies θ^(-2i/d), divided per frequency by
+// Config.RopeFactors where Llama 3's "llama3" rope_scaling (or a GGUF
+// file's rope_freqs.weight) sets them, grouped-query causal attention
+// (Heads/KVHeads query heads share each key/value head), a final RMSNorm
+// and the lm_head (the embedding when the head is tied).
 //
 // The whole pass runs on a backend.Backend: New uploads every tensor once,
 // a Cache holds the KV cache ([capacity, KVHeads, HeadDim] per layer, as

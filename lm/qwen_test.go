@@ -13,6 +13,7 @@ import (
 
 	"github.com/quantkit/quantkit/backend"
 	"github.com/quantkit/quantkit/cpu"
+	"github.com/quantkit/quantkit/model/gguf"
 	"github.com/quantkit/quantkit/model/llamacpp"
 	"github.com/quantkit/quantkit/model/safetensors"
 )
@@ -314,5 +315,98 @@ func TestLoadHFRefuses(t *testing.T) {
 	}
 	if h, err := llamacpp.ParseConfigWith("config.json", data, llamacpp.ParseOptions{Qwen2: true}); err != nil || !h.QKVBias || h.AttnBias || h.Context != 32768 {
 		t.Errorf("ParseConfigWith qwen2: %+v, %v", h, err)
+	}
+}
+
+// writeGGUF writes c and w as an F32 GGUF file of architecture llama, q and
+// k rows permuted to llama.cpp's layout, with factors as rope_freqs.weight
+// when not nil and extra metadata appended.
+func writeGGUF(t *testing.T, c Config, w *Weights, factors []float32, extra ...gguf.KV) string {
+	t.Helper()
+	meta := []gguf.KV{
+		{Key: gguf.KeyArchitecture, Value: "llama"},
+		{Key: "llama.embedding_length", Value: uint32(c.Hidden)},
+		{Key: "llama.feed_forward_length", Value: uint32(c.Intermediate)},
+		{Key: "llama.block_count", Value: uint32(c.Layers)},
+		{Key: "llama.attention.head_count", Value: uint32(c.Heads)},
+		{Key: "llama.attention.head_count_kv", Value: uint32(c.KVHeads)},
+		{Key: "llama.attention.key_length", Value: uint32(c.HeadDim)},
+		{Key: "llama.rope.dimension_count", Value: uint32(c.HeadDim)},
+		{Key: "llama.attention.layer_norm_rms_epsilon", Value: float32(c.RMSNormEps)},
+		{Key: "llama.rope.freq_base", Value: float32(c.RopeTheta)},
+	}
+	meta = append(meta, extra...)
+	var ts []gguf.Tensor
+	add := func(name string, x []float32, shape ...int) {
+		if x == nil {
+			return
+		}
+		data := make([]byte, 4*len(x))
+		for i, v := range x {
+			binary.LittleEndian.PutUint32(data[4*i:], math.Float32bits(v))
+		}
+		dims := make([]int, len(shape))
+		for i := range shape {
+			dims[i] = shape[len(shape)-1-i]
+		}
+		ts = append(ts, gguf.Tensor{Name: name, Type: gguf.TypeF32, Dims: dims, Data: data})
+	}
+	permute := func(x []float32, heads int) []float32 {
+		dst := make([]float32, len(x))
+		llamacpp.PermuteQK(dst, x, heads*c.HeadDim, heads)
+		return dst
+	}
+	H, q, kv, ff := c.Hidden, c.QDim(), c.KVDim(), c.Intermediate
+	add("token_embd.weight", w.Embed, c.Vocab, H)
+	add("output_norm.weight", w.Norm, H)
+	add("output.weight", w.LMHead, c.Vocab, H)
+	add("rope_freqs.weight", factors, c.HeadDim/2)
+	for i, l := range w.Layers {
+		p := fmt.Sprintf("blk.%d.", i)
+		add(p+"attn_norm.weight", l.AttnNorm, H)
+		add(p+"ffn_norm.weight", l.MLPNorm, H)
+		add(p+"attn_q.weight", permute(l.Q, c.Heads), q, H)
+		add(p+"attn_k.weight", permute(l.K, c.KVHeads), kv, H)
+		add(p+"attn_v.weight", l.V, kv, H)
+		add(p+"attn_output.weight", l.O, H, q)
+		add(p+"ffn_gate.weight", l.Gate, ff, H)
+		add(p+"ffn_up.weight", l.Up, ff, H)
+		add(p+"ffn_down.weight", l.Down, H, ff)
+	}
+	path := filepath.Join(t.TempDir(), "model.gguf")
+	if err := gguf.WriteFile(path, meta, ts); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestLoadGGUFRopeFreqs loads a GGUF file with rope_freqs.weight (as
+// convert_hf_to_gguf.py writes Llama 3.1's scaling, here from
+// llamacpp.Llama3RopeFactors) past original_max_position_embeddings,
+// against the float64 reference with transformers' llama3 frequencies, and
+// checks that rope.scaling.type linear is refused.
+func TestLoadGGUFRopeFreqs(t *testing.T) {
+	r := rand.New(rand.NewPCG(16, 4))
+	c := Config{Hidden: 32, Intermediate: 48, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 16, Vocab: 41,
+		RMSNormEps: 1e-5, RopeTheta: 10000, BOS: -1, EOS: -1}
+	const orig = 32
+	w := randomModel(r, c, true, false)
+	h := &llamacpp.Hyper{HeadDim: c.HeadDim, RopeTheta: c.RopeTheta, Rope: llamacpp.RopeScaling{
+		Type: "llama3", Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OrigContext: orig}}
+	m, err := LoadGGUF(cpu.New(), writeGGUF(t, c, w, llamacpp.Llama3RopeFactors(h)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if len(m.Config.RopeFactors) != c.HeadDim/2 {
+		t.Fatalf("RopeFactors %v", m.Config.RopeFactors)
+	}
+	tokens := randomTokens(r, orig+12, c.Vocab)
+	checkAgainst(t, m, naiveForwardFreqs(c, w, tokens, llama3InvFreq(c.RopeTheta, c.HeadDim, 8, 1, 4, orig)), tokens)
+
+	_, err = LoadGGUF(cpu.New(), writeGGUF(t, c, w, nil,
+		gguf.KV{Key: "llama.rope.scaling.type", Value: "linear"}, gguf.KV{Key: "llama.rope.scaling.factor", Value: float32(2)}))
+	if err == nil || !strings.Contains(err.Error(), `"linear"`) {
+		t.Errorf("rope.scaling.type linear: %v", err)
 	}
 }
