@@ -128,3 +128,45 @@ func TestFromGGUFRefusals(t *testing.T) {
 		}
 	}
 }
+
+// DecodeSkipSpecial of llama2.c's, the GGUF's and tokenizer.json's
+// stories260K tokenizers gives what @huggingface/tokenizers' decode with
+// skip_special_tokens gives (these wants are its output): the first
+// leading space goes whether or not a skipped BOS preceded it, and only
+// that one.
+func TestDecodeSkipSpecialAsHF(t *testing.T) {
+	l2, err := LoadLlama2C("../testdata/llm/stories260K/tok512.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hf, err := LoadFile(storiesJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := gguf.Open("../testdata/llm/stories260K/stories260K.gguf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	g, err := FromGGUF("stories260K.gguf", f.Metadata())
+	if err != nil {
+		t.Fatal(err)
+	}
+	once := []int{403, 407, 261, 378} // "▁Once", "▁upon", "▁a", "▁time"
+	for _, c := range []struct {
+		ids  []int
+		want string
+	}{
+		{slices.Concat([]int{1}, once), "Once upon a time"},
+		{once, "Once upon a time"},
+		{slices.Concat([]int{1}, once, []int{2, 1}, once), "Once upon a time Once upon a time"},
+		{slices.Concat([]int{2}, once), "Once upon a time"},
+		{slices.Concat([]int{0}, once), "Once upon a time"},
+	} {
+		for name, tk := range map[string]*Tokenizer{"llama2.c": l2, "tokenizer.json": hf, "gguf": g} {
+			if got := tk.DecodeSkipSpecial(c.ids); got != c.want {
+				t.Errorf("%s: DecodeSkipSpecial(%v) = %q, want %q", name, c.ids, got, c.want)
+			}
+		}
+	}
+}
