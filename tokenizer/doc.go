@@ -11,6 +11,9 @@
 //     to printable characters as GPT-2 does, and merges apply per piece.
 //   - llama2.c's tokenizer.bin: pieces with scores, merged greedily by the
 //     highest score, as llama2.c's encode does.
+//   - A GGUF file's tokenizer.ggml.* keys (FromGGUF): "llama" vocabularies
+//     merged by score as llama.cpp's SPM tokenizer does, "gpt2" ones as
+//     byte-level BPE with the pre-tokenizer tokenizer.ggml.pre names.
 //
 // Added tokens (such as "<s>" or "<|endoftext|>") are matched in the raw
 // text before anything else, as the Hugging Face library does. Encode adds

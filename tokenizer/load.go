@@ -195,7 +195,7 @@ func Parse(name string, tokenizerJSON, configJSONText []byte) (*Tokenizer, error
 		t.addedBy[a.Content[0]] = append(t.addedBy[a.Content[0]], k)
 	}
 	for _, ks := range t.addedBy {
-		sort.SliceStable(ks, func(i, j int) bool { return len(t.added[ks[i]].Content) > len(t.added[ks[j]].Content) })
+		sortLongestFirst(t.added, ks)
 	}
 	for s, id := range m.Vocab {
 		if r := []rune(s); len(r) == 1 {
@@ -419,18 +419,32 @@ func (t *Tokenizer) parseMerges(raw []json.RawMessage) error {
 		} else {
 			return fmt.Errorf("merge %d %s is neither \"a b\" nor [\"a\", \"b\"]", rank, r)
 		}
-		ia, ok1 := t.vocab[a]
-		ib, ok2 := t.vocab[b]
-		ic, ok3 := t.vocab[a+b]
-		if !ok1 || !ok2 || !ok3 {
-			return fmt.Errorf("merge %d (%q, %q): a token is not in the vocabulary", rank, a, b)
-		}
-		k := pairKey(ia, ib)
-		if _, dup := t.merges[k]; !dup {
-			t.merges[k] = merge{int32(rank), ic}
+		if err := t.addMerge(rank, a, b); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// addMerge adds the merge of rank (a, b), unless the pair has one already.
+func (t *Tokenizer) addMerge(rank int, a, b string) error {
+	ia, ok1 := t.vocab[a]
+	ib, ok2 := t.vocab[b]
+	ic, ok3 := t.vocab[a+b]
+	if !ok1 || !ok2 || !ok3 {
+		return fmt.Errorf("merge %d (%q, %q): a token is not in the vocabulary", rank, a, b)
+	}
+	k := pairKey(ia, ib)
+	if _, dup := t.merges[k]; !dup {
+		t.merges[k] = merge{int32(rank), ic}
+	}
+	return nil
+}
+
+// sortLongestFirst orders the added tokens ks (indices into added) longest
+// first, for leftmost-longest matching.
+func sortLongestFirst(added []AddedToken, ks []int) {
+	sort.SliceStable(ks, func(i, j int) bool { return len(added[ks[i]].Content) > len(added[ks[j]].Content) })
 }
 
 // LoadLlama2C reads llama2.c's tokenizer.bin: an int32 max token length,
@@ -496,29 +510,7 @@ func ParseLlama2C(name string, data []byte) (*Tokenizer, error) {
 	for b := range 256 {
 		t.byteIDs[b] = int32(b + 3)
 	}
-	// llama2.c merges the adjacent pair whose concatenation is in the
-	// vocabulary with the highest score, leftmost among equals: a merge
-	// table with ranks ordered by score (equal scores, equal ranks) and the
-	// heap's leftmost tie-break do the same.
-	distinct := slices.Clone(scores)
-	slices.SortFunc(distinct, func(a, b float32) int { return -cmpF(a, b) })
-	distinct = slices.Compact(distinct)
-	rankOf := make(map[float32]int32, len(distinct))
-	for i, s := range distinct {
-		rankOf[s] = int32(i)
-	}
-	for id, p := range pieces {
-		if t.vocab[p] != int32(id) {
-			continue
-		}
-		for k := 1; k < len(p); k++ {
-			a, ok1 := t.vocab[p[:k]]
-			b, ok2 := t.vocab[p[k:]]
-			if ok1 && ok2 {
-				t.merges[pairKey(a, b)] = merge{rankOf[scores[id]], int32(id)}
-			}
-		}
-	}
+	t.scoreMerges(scores, func(int) bool { return true })
 	t.setSpaceSplits()
 	return t, nil
 }
@@ -531,4 +523,32 @@ func cmpF(a, b float32) int {
 		return 1
 	}
 	return 0
+}
+
+// scoreMerges fills the merge table from the pieces' scores, as
+// SentencePiece-by-score encoders (llama2.c, llama.cpp's SPM) merge: the
+// adjacent pair whose concatenation is a token (one that result allows)
+// with the highest score, leftmost among equals. Ranks ordered by score
+// (equal scores, equal ranks) and the heap's leftmost tie-break do the
+// same.
+func (t *Tokenizer) scoreMerges(scores []float32, result func(id int) bool) {
+	distinct := slices.Clone(scores)
+	slices.SortFunc(distinct, func(a, b float32) int { return -cmpF(a, b) })
+	distinct = slices.Compact(distinct)
+	rankOf := make(map[float32]int32, len(distinct))
+	for i, s := range distinct {
+		rankOf[s] = int32(i)
+	}
+	for id, p := range t.pieces {
+		if t.vocab[p] != int32(id) || !result(id) {
+			continue
+		}
+		for k := 1; k < len(p); k++ {
+			a, ok1 := t.vocab[p[:k]]
+			b, ok2 := t.vocab[p[k:]]
+			if ok1 && ok2 {
+				t.merges[pairKey(a, b)] = merge{rankOf[scores[id]], int32(id)}
+			}
+		}
+	}
 }

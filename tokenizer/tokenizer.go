@@ -329,7 +329,11 @@ func (t *Tokenizer) encodeByteLevel(e *encoder, out []int, s string) []int {
 // library's decode. Ids out of range are left out.
 func (t *Tokenizer) Decode(ids []int) string { return t.decode(ids, false) }
 
-// DecodeSkipSpecial is Decode leaving out special tokens.
+// DecodeSkipSpecial is Decode leaving out special tokens, as the Hugging
+// Face library's decode with skip_special_tokens. For llama2.c's and
+// GGUF's SentencePiece tokenizers it strips the text's first leading space
+// as a Llama tokenizer.json's decoder does, whether or not a BOS preceded
+// it: [BOS, "▁Once"] and ["▁Once"] both decode to "Once".
 func (t *Tokenizer) DecodeSkipSpecial(ids []int) string { return t.decode(ids, true) }
 
 func (t *Tokenizer) decode(ids []int, skipSpecial bool) string {
@@ -350,6 +354,14 @@ func (t *Tokenizer) decode(ids []int, skipSpecial bool) string {
 	}
 	var raw []byte // byte-level bytes
 	prevBOS := false
+	// A piece's leading space right after BOS goes (llama2.c's decode),
+	// except when special tokens are skipped: then, as the Hugging Face
+	// library's Strip or Metaspace decoder does on what is left, the text's
+	// first leading space goes.
+	afterBOS, strip := t.stripAfterBOS, t.stripLeading
+	if skipSpecial && afterBOS {
+		afterBOS, strip = false, max(strip, 1)
+	}
 	for _, id := range ids {
 		if id < 0 || id >= len(t.pieces) || (skipSpecial && t.special[id]) {
 			continue
@@ -365,8 +377,12 @@ func (t *Tokenizer) decode(ids []int, skipSpecial bool) string {
 			}
 			continue
 		}
-		if t.stripAfterBOS && prevBOS {
-			p = strings.TrimPrefix(p, " ")
+		if afterBOS && prevBOS {
+			if q := strings.TrimPrefix(p, " "); q != p || !t.decodeMeta {
+				p = q
+			} else {
+				p = strings.TrimPrefix(p, metaspace)
+			}
 		}
 		prevBOS = int32(id) == t.bos
 		if t.decodeBytes {
@@ -386,7 +402,7 @@ func (t *Tokenizer) decode(ids []int, skipSpecial bool) string {
 	if t.decodeByteLvl {
 		out = lossyUTF8(raw)
 	}
-	for k := 0; k < t.stripLeading && strings.HasPrefix(out, " "); k++ {
+	for k := 0; k < strip && strings.HasPrefix(out, " "); k++ {
 		out = out[1:]
 	}
 	if t.cleanUpSpaces {

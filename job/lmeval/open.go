@@ -1,12 +1,9 @@
 package lmeval
 
 import (
-	"bytes"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -150,59 +147,20 @@ func llama2cContext(path string) int {
 	return int(hd[6])
 }
 
-// GGUFTokenizer builds the tokenizer of a GGUF file from its metadata. Only
-// SentencePiece vocabularies (tokenizer.ggml.model "llama") are supported
-// for now, and only those in llama2.c's layout (<unk>, BOS, EOS, then the
-// 256 byte tokens <0x00>…<0xFF>), as Llama 1/2, Mistral and llama2.c's
-// models have: the pieces (▁ read as a space) and scores become a llama2.c
-// tokenizer.bin, which tokenizer.ParseLlama2C reads. Other vocabularies
-// are refused with an error that says to pass the tokenizer's folder.
+// GGUFTokenizer builds the tokenizer of a GGUF file from its
+// tokenizer.ggml.* metadata with tokenizer.FromGGUF: SentencePiece
+// ("llama") and byte-level BPE ("gpt2" with a pre-tokenizer it knows).
+// Other vocabularies are refused with an error that says to pass the
+// tokenizer's folder.
 func GGUFTokenizer(path string) (*tokenizer.Tokenizer, error) {
 	f, err := gguf.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	fail := func(why string) error {
-		return inputerr.Mark(fmt.Errorf("%s: %s; pass the model's tokenizer (a folder with tokenizer.json) with --tokenizer", path, why))
-	}
-	kind, _ := f.String("tokenizer.ggml.model")
-	if kind != "llama" {
-		return nil, fail(fmt.Sprintf("tokenizer.ggml.model %q is not supported yet (only \"llama\", SentencePiece)", kind))
-	}
-	pieces, ok := f.Strings("tokenizer.ggml.tokens")
-	if !ok {
-		return nil, fail("no tokenizer.ggml.tokens")
-	}
-	v, _ := f.Value("tokenizer.ggml.scores")
-	scores, ok := v.([]float32)
-	if !ok || len(scores) != len(pieces) {
-		return nil, fail("no tokenizer.ggml.scores of one float32 per token")
-	}
-	bos, okB := f.Int("tokenizer.ggml.bos_token_id")
-	eos, okE := f.Int("tokenizer.ggml.eos_token_id")
-	if (okB && bos != 1) || (okE && eos != 2) || len(pieces) < 259 || pieces[3] != "<0x00>" || pieces[258] != "<0xFF>" {
-		return nil, fail("the vocabulary is not in llama2.c's layout (<unk>, BOS 1, EOS 2, bytes 3–258)")
-	}
-	var buf bytes.Buffer
-	maxLen := 1
-	for _, p := range pieces {
-		maxLen = max(maxLen, len(strings.ReplaceAll(p, "▁", " ")))
-	}
-	binary.Write(&buf, binary.LittleEndian, int32(maxLen))
-	for i, p := range pieces {
-		p = strings.ReplaceAll(p, "▁", " ")
-		s := scores[i]
-		if math.IsNaN(float64(s)) {
-			return nil, fail(fmt.Sprintf("token %d has a NaN score", i))
-		}
-		binary.Write(&buf, binary.LittleEndian, s)
-		binary.Write(&buf, binary.LittleEndian, int32(len(p)))
-		buf.WriteString(p)
-	}
-	t, err := tokenizer.ParseLlama2C(path, buf.Bytes())
+	t, err := tokenizer.FromGGUF(path, f.Metadata())
 	if err != nil {
-		return nil, errors.Join(fail("its vocabulary does not make a tokenizer"), err)
+		return nil, inputerr.Mark(fmt.Errorf("%w; pass the model's tokenizer (a folder with tokenizer.json) with --tokenizer", err))
 	}
 	return t, nil
 }
