@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"slices"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/quantkit/quantkit/internal/units"
+	"github.com/quantkit/quantkit/job/lmeval"
 	"github.com/quantkit/quantkit/job/quantize"
 	"github.com/quantkit/quantkit/model/ggufmix"
 	"github.com/quantkit/quantkit/model/plan"
@@ -119,6 +121,14 @@ var quantizeCommand = &cli.Command{
 		"type, --pure and every tensor's type and part), and `quantkit merge OUT/part-* -o F.gguf`\n" +
 		"writes the file one run would write, byte for byte. Not for gguf-q8_0 and gguf-q4_0.\n" +
 		"\n" +
+		"--eval FILE measures, once OUT is written, what quantizing cost on the text in FILE, as\n" +
+		"`quantkit lm eval --ref IN OUT --text FILE` does: OUT's perplexity and the mean, 99th\n" +
+		"percentile and max of KL(IN‖OUT) and top-1 agreement, in windows of --eval-ctx tokens\n" +
+		"(512, or the model's context when shorter), on the CPU. IN must be a model lm runs (a\n" +
+		"Llama-family checkpoint with config.json and tokenizer.json, or a llama GGUF); FILE, IN and\n" +
+		"the window are checked before quantizing. Not with --dry-run, --shard, gguf-q8_0 or gguf-q4_0\n" +
+		"(Hugging Face names lm cannot load). The report gains eval (lm eval's JSON report).\n" +
+		"\n" +
 		"Checkpoint quantization runs on the CPU, on every core (--device gpu is refused): it is\n" +
 		"memory-bound, each weight read, scaled, rounded and written once, and a GPU would add\n" +
 		"PCIe copies to a job bounded by memory and disk bandwidth.\n" +
@@ -136,7 +146,7 @@ var quantizeCommand = &cli.Command{
 		"bits_per_weight, ratio}, unsupported: [types this build cannot encode], seconds, gb_per_s}.",
 	Flags: []cli.Flag{quantOutFlag, quantSchemeFlag, quantGranFlag, quantSymFlag, quantAsymFlag, quantFormatFlag,
 		quantInclFlag, quantExclFlag, ckptDeviceFlag, ckptWorkFlag, quantDryFlag, jsonFlag, jsonOutFlag, quantForceFlag,
-		quantSizeFlag, quantShardFlag, quantNonFinFlag, quantTypeFlag, quantPureFlag},
+		quantSizeFlag, quantShardFlag, quantNonFinFlag, quantTypeFlag, quantPureFlag, quantEvalFlag, quantEvalCtxFlag},
 	Action: runQuantize,
 }
 
@@ -145,6 +155,10 @@ func runQuantize(c *cli.Context) error {
 		return runQuantizeGGUF(c)
 	}
 	opt, err := parseQuantizeFlags(c)
+	if err != nil {
+		return badInput(fmt.Errorf("quantize: %w", err))
+	}
+	ev, err := parseQuantEval(c, opt.Input, string(opt.Plan.Format))
 	if err != nil {
 		return badInput(fmt.Errorf("quantize: %w", err))
 	}
@@ -158,7 +172,21 @@ func runQuantize(c *cli.Context) error {
 		rep, err = quantize.Run(c.Context, *opt)
 		done()
 	}
-	if err == nil {
+	switch {
+	case err != nil:
+	case ev != nil:
+		var er *lmeval.EvalReport
+		if er, err = ev.run(c, rep.Output); err != nil {
+			err = evalFailed(rep.Output, err)
+			break
+		}
+		err = report(c, quantizeEvalReport{rep, er}, func(w io.Writer) error {
+			if err := rep.WriteTable(w); err != nil {
+				return err
+			}
+			return writeEvalTable(w, ev.file, er)
+		})
+	default:
 		err = report(c, rep, rep.WriteTable)
 	}
 	if err != nil {

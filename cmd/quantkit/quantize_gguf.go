@@ -10,6 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/quantkit/quantkit/job/lmeval"
 	"github.com/quantkit/quantkit/job/quantize"
 	"github.com/quantkit/quantkit/model/format"
 	"github.com/quantkit/quantkit/model/ggufmix"
@@ -29,6 +30,10 @@ func runQuantizeGGUF(c *cli.Context) error {
 	if opt.Source != nil {
 		defer opt.Source.Close()
 	}
+	ev, err := parseQuantEval(c, opt.Input, ggufFormat)
+	if err != nil {
+		return badInput(fmt.Errorf("quantize: %w", err))
+	}
 	var rep *quantize.GGUFReport
 	if c.Bool(quantDryFlag.Name) {
 		rep, err = quantize.PlanGGUF(*opt)
@@ -38,7 +43,21 @@ func runQuantizeGGUF(c *cli.Context) error {
 		rep, err = quantize.RunGGUF(c.Context, *opt)
 		done()
 	}
-	if err == nil {
+	switch {
+	case err != nil:
+	case ev != nil:
+		var er *lmeval.EvalReport
+		if er, err = ev.run(c, rep.Output); err != nil {
+			err = evalFailed(rep.Output, err)
+			break
+		}
+		err = report(c, quantizeGGUFEvalReport{rep, er}, func(w io.Writer) error {
+			if err := writeGGUFTable(w, rep); err != nil {
+				return err
+			}
+			return writeEvalTable(w, ev.file, er)
+		})
+	default:
 		err = report(c, rep, func(w io.Writer) error { return writeGGUFTable(w, rep) })
 	}
 	if err != nil {
