@@ -35,6 +35,8 @@ type LMOps interface {
 	Attend(out, q, k, v Buffer, a *Attention) error
 	// Add is AddF32 on buffers; dst may be x, or y when as long as x.
 	Add(dst, x, y Buffer) error
+	// QuantizeRows is QuantizeRowsS8 on buffers (codes S8).
+	QuantizeRows(codes, scales, x Buffer, rows, cols int) error
 }
 
 // Rotary describes rotary position embeddings over rows of Heads heads of

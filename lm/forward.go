@@ -22,6 +22,9 @@ type Cache struct {
 	// xn its norm, q [T, QDim], att [T, QDim], proj [T, Hidden], gate and
 	// up [T, Intermediate], logits [T, Vocab].
 	x, xn, q, att, proj, gate, up, logits backend.Buffer
+	// For int8 projections: a8 the activation codes [T, max(Hidden,
+	// QDim, Intermediate)] (S8), as their per-token scales [T] (F32).
+	a8, as backend.Buffer
 }
 
 // NewCache returns an empty cache for m.
@@ -105,6 +108,15 @@ func (m *Model) forward(c *Cache, tokens []int, last bool) ([]float32, error) {
 	gemm := func(m, n, k int, a, w, out backend.Buffer) {
 		run(func() error { return b.GemmF32(m, n, k, a, w, out) })
 	}
+	// proj runs projection j of Int8Layer.list: W8A8 when it is int8,
+	// else the float32 GEMM on w.
+	proj8 := func(d *deviceLayer, j, m, n, k int, a, w, out backend.Buffer) {
+		if d.i8[j].codes == nil {
+			gemm(m, n, k, a, w, out)
+			return
+		}
+		run(func() error { return gemmW8A8(b, m, n, k, a, &d.i8[j], out, c.a8, c.as) })
+	}
 	bias := func(x, bias backend.Buffer) {
 		if bias != nil {
 			run(func() error { return backend.Add(b, x, x, bias) })
@@ -116,24 +128,24 @@ func (m *Model) forward(c *Cache, tokens []int, last bool) ([]float32, error) {
 		d := &m.layers[li]
 		k, v := c.k[li].Slice(c.n*kvd, T*kvd), c.v[li].Slice(c.n*kvd, T*kvd)
 		run(func() error { return backend.RMSNorm(b, xn, x, d.attnNorm, T, H, eps) })
-		gemm(T, qd, H, xn, d.q, q)
+		proj8(d, 0, T, qd, H, xn, d.q, q)
 		bias(q, d.qBias)
-		gemm(T, kvd, H, xn, d.k, k)
+		proj8(d, 1, T, kvd, H, xn, d.k, k)
 		bias(k, d.kBias)
-		gemm(T, kvd, H, xn, d.v, v)
+		proj8(d, 2, T, kvd, H, xn, d.v, v)
 		bias(v, d.vBias)
 		run(func() error { return backend.RoPE(b, q, q, m.ropeQ, pos) })
 		run(func() error { return backend.RoPE(b, k, k, m.ropeK, pos) })
 		run(func() error { return backend.Attend(b, att, q, c.k[li], c.v[li], att1) })
-		gemm(T, H, qd, att, d.o, proj)
+		proj8(d, 3, T, H, qd, att, d.o, proj)
 		bias(proj, d.oBias)
 		run(func() error { return backend.Add(b, x, x, proj) })
 
 		run(func() error { return backend.RMSNorm(b, xn, x, d.mlpNorm, T, H, eps) })
-		gemm(T, ff, H, xn, d.gate, gate)
-		gemm(T, ff, H, xn, d.up, up)
+		proj8(d, 4, T, ff, H, xn, d.gate, gate)
+		proj8(d, 5, T, ff, H, xn, d.up, up)
 		run(func() error { return backend.SwiGLU(b, gate, gate, up) })
-		gemm(T, H, ff, gate, d.down, proj)
+		proj8(d, 6, T, H, ff, gate, d.down, proj)
 		run(func() error { return backend.Add(b, x, x, proj) })
 	}
 	if last {
@@ -208,6 +220,9 @@ func (c *Cache) reserve(positions, tokens, rows int) error {
 		}
 		*s.buf = nb
 	}
+	if m.int8 {
+		return c.reserveInt8(tokens*max(H, qd, ff), tokens)
+	}
 	return nil
 }
 
@@ -259,7 +274,7 @@ func (c *Cache) Close() error {
 		free(&c.k[i])
 		free(&c.v[i])
 	}
-	for _, b := range []*backend.Buffer{&c.x, &c.xn, &c.q, &c.att, &c.proj, &c.gate, &c.up, &c.logits} {
+	for _, b := range []*backend.Buffer{&c.x, &c.xn, &c.q, &c.att, &c.proj, &c.gate, &c.up, &c.logits, &c.a8, &c.as} {
 		free(b)
 	}
 	c.cap, c.n = 0, 0

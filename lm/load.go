@@ -27,8 +27,16 @@ import (
 // safetensors format. Their quantized weights are dequantized to float32
 // at load (quant.Dequantize), so the model computes exactly what the float
 // model computes on the dequantized weights, with float32 memory and
-// GEMMs; keeping them quantized in memory is not done yet.
+// GEMMs. LoadHFWith with LoadOptions.Int8 keeps int8 per-channel
+// projections quantized instead (W8A8).
 func LoadHF(b backend.Backend, path string) (*Model, error) {
+	return LoadHFWith(b, path, LoadOptions{})
+}
+
+// LoadHFWith is LoadHF with options: with opt.Int8, the projections
+// (q, k, v, o, gate, up, down) of an int8 symmetric per-channel checkpoint
+// stay int8 on the backend (S8 buffers) and run as W8A8 (Int8Layer).
+func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (*Model, error) {
 	ck, err := checkpoint.Open(path)
 	if err != nil {
 		return nil, err
@@ -73,14 +81,39 @@ func LoadHF(b backend.Backend, path string) (*Model, error) {
 	var errs []error
 	get := func(name string) []float32 {
 		read := func() ([]float32, error) { return ck.Float32(name) }
-		if dq, ok := quantized[name]; ok {
-			read = dq
+		if dec, ok := quantized[name]; ok {
+			read = func() ([]float32, error) {
+				codes, p, err := dec()
+				if err != nil {
+					return nil, err
+				}
+				return dequantize(codes, p)
+			}
 		}
 		x, err := read()
 		if err != nil {
 			errs = append(errs, err)
 		}
 		return x
+	}
+	// proj reads a projection into *f, or into *i8 when it stays int8.
+	proj := func(name string, f *[]float32, i8 **Int8Weight) {
+		if dec, ok := quantized[name]; ok && opt.Int8 {
+			codes, p, err := dec()
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			if w := asInt8(codes, p); w != nil {
+				*i8 = w
+				return
+			}
+			if *f, err = dequantize(codes, p); err != nil {
+				errs = append(errs, err)
+			}
+			return
+		}
+		*f = get(name)
 	}
 	w := &Weights{Embed: get("model.embed_tokens.weight"), Norm: get("model.norm.weight")}
 	if !h.Tied {
@@ -90,14 +123,18 @@ func LoadHF(b backend.Backend, path string) (*Model, error) {
 		p := fmt.Sprintf("model.layers.%d.", i)
 		l := Layer{
 			AttnNorm: get(p + "input_layernorm.weight"),
-			Q:        get(p + "self_attn.q_proj.weight"),
-			K:        get(p + "self_attn.k_proj.weight"),
-			V:        get(p + "self_attn.v_proj.weight"),
-			O:        get(p + "self_attn.o_proj.weight"),
 			MLPNorm:  get(p + "post_attention_layernorm.weight"),
-			Gate:     get(p + "mlp.gate_proj.weight"),
-			Up:       get(p + "mlp.up_proj.weight"),
-			Down:     get(p + "mlp.down_proj.weight"),
+		}
+		i8 := &Int8Layer{}
+		proj(p+"self_attn.q_proj.weight", &l.Q, &i8.Q)
+		proj(p+"self_attn.k_proj.weight", &l.K, &i8.K)
+		proj(p+"self_attn.v_proj.weight", &l.V, &i8.V)
+		proj(p+"self_attn.o_proj.weight", &l.O, &i8.O)
+		proj(p+"mlp.gate_proj.weight", &l.Gate, &i8.Gate)
+		proj(p+"mlp.up_proj.weight", &l.Up, &i8.Up)
+		proj(p+"mlp.down_proj.weight", &l.Down, &i8.Down)
+		if *i8 != (Int8Layer{}) {
+			l.Int8 = i8
 		}
 		if h.AttnBias || h.QKVBias {
 			l.QBias, l.KBias = get(p+"self_attn.q_proj.bias"), get(p+"self_attn.k_proj.bias")

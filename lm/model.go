@@ -70,6 +70,10 @@ type Layer struct {
 	MLPNorm  []float32 // post_attention_layernorm [Hidden]
 	Gate, Up []float32 // gate_proj, up_proj [Intermediate, Hidden]
 	Down     []float32 // down_proj [Hidden, Intermediate]
+	// Int8 holds the projections kept as int8 codes (LoadOptions.Int8);
+	// a projection set there has its float32 field above nil. nil when
+	// every projection is float32.
+	Int8 *Int8Layer
 }
 
 // Weights are a model's tensors in float32.
@@ -107,12 +111,12 @@ func (w *Weights) Validate(c Config) error {
 		l := &w.Layers[i]
 		if err := errors.Join(
 			check("attention norm", l.AttnNorm, h, false),
-			check("q", l.Q, q*h, false), check("k", l.K, kv*h, false), check("v", l.V, kv*h, false),
-			check("o", l.O, h*q, false),
+			checkProj(l, "q", l.Q, q, h, 0), checkProj(l, "k", l.K, kv, h, 1), checkProj(l, "v", l.V, kv, h, 2),
+			checkProj(l, "o", l.O, h, q, 3),
 			check("q bias", l.QBias, q, true), check("k bias", l.KBias, kv, true),
 			check("v bias", l.VBias, kv, true), check("o bias", l.OBias, h, true),
 			check("mlp norm", l.MLPNorm, h, false),
-			check("gate", l.Gate, ff*h, false), check("up", l.Up, ff*h, false), check("down", l.Down, h*ff, false),
+			checkProj(l, "gate", l.Gate, ff, h, 4), checkProj(l, "up", l.Up, ff, h, 5), checkProj(l, "down", l.Down, h, ff, 6),
 		); err != nil {
 			return fmt.Errorf("layer %d: %w", i, err)
 		}
@@ -137,11 +141,16 @@ type Model struct {
 	// ropeQ and ropeK rotate q and k rows (Hugging Face's rotate-half
 	// layout) with backend.RoPEFreqs' frequencies.
 	ropeQ, ropeK *backend.Rotary
+	// int8 is set when some projection is int8 (W8A8).
+	int8 bool
 }
 
 type deviceLayer struct {
 	attnNorm, mlpNorm          backend.Buffer
 	q, k, v, o, gate, up, down backend.Buffer
+	// i8 holds the int8 projections in the order of Int8Layer.list (q,
+	// k, v, o, gate, up, down); an entry with nil codes is float32.
+	i8                         [7]int8Buffer
 	qBias, kBias, vBias, oBias backend.Buffer // nil when absent
 }
 
@@ -196,6 +205,16 @@ func New(b backend.Backend, c Config, w *Weights) (*Model, error) {
 			gate: up(l.Gate), up: up(l.Up), down: up(l.Down),
 			qBias: up(l.QBias), kBias: up(l.KBias), vBias: up(l.VBias), oBias: up(l.OBias),
 		}
+		if l.Int8 != nil {
+			for j, w := range l.Int8.list() {
+				if w != nil && len(errs) == 0 {
+					if m.layers[i].i8[j], err = uploadInt8(b, w); err != nil {
+						errs = append(errs, err)
+					}
+					m.int8 = true
+				}
+			}
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, errors.Join(fmt.Errorf("lm: %w", err), m.Close())
@@ -213,6 +232,9 @@ func (m *Model) Close() error {
 		}
 	}
 	for _, d := range m.layers {
+		for _, w := range d.i8 {
+			free(w.codes)
+		}
 		for _, b := range []backend.Buffer{d.attnNorm, d.mlpNorm, d.q, d.k, d.v, d.o, d.gate, d.up, d.down, d.qBias, d.kBias, d.vBias, d.oBias} {
 			free(b)
 		}

@@ -11,28 +11,11 @@ import (
 // compressed-tensors checkpoint (config.json's quantization_config; int-
 // and pack-quantized, as `quantkit quantize` writes them) or of quantkit's
 // raw safetensors format (plan.RawFormat metadata). It returns, for each
-// weight name, a function giving its float32 values, dequantized with
-// quant.Dequantize; the map is empty for a float checkpoint.
-//
-// The weights are dequantized at load: the model holds and multiplies
-// float32 matrices, exactly the float model run on the dequantized
-// weights. Keeping them quantized in memory, with int8 GEMMs, is the next
-// step.
-func quantizedWeights(ck *checkpoint.Checkpoint) (map[string]func() ([]float32, error), error) {
-	out := map[string]func() ([]float32, error){}
-	dequant := func(decode func() ([]byte, *quant.Params, error)) func() ([]float32, error) {
-		return func() ([]float32, error) {
-			codes, p, err := decode()
-			if err != nil {
-				return nil, err
-			}
-			x := make([]float32, p.Len())
-			if err := quant.Dequantize(x, codes, p); err != nil {
-				return nil, err
-			}
-			return x, nil
-		}
-	}
+// weight name, a function giving its codes and quant.Params; the map is
+// empty for a float checkpoint. LoadHF dequantizes them (dequantize);
+// LoadHFWith with Int8 keeps int8 per-channel ones as codes (asInt8).
+func quantizedWeights(ck *checkpoint.Checkpoint) (map[string]func() ([]byte, *quant.Params, error), error) {
+	out := map[string]func() ([]byte, *quant.Params, error){}
 	if cfg := ck.Config(); cfg != nil {
 		cc, ok, err := ctensors.ReadConfig(cfg)
 		if err != nil {
@@ -40,7 +23,7 @@ func quantizedWeights(ck *checkpoint.Checkpoint) (map[string]func() ([]float32, 
 		}
 		if ok {
 			for _, w := range ctensors.QuantizedWeights(ck.Tensors()) {
-				out[w] = dequant(func() ([]byte, *quant.Params, error) { return ctensors.DecodeWeight(w, cc.Scheme, ck) })
+				out[w] = func() ([]byte, *quant.Params, error) { return ctensors.DecodeWeight(w, cc.Scheme, ck) }
 			}
 			return out, nil
 		}
@@ -50,7 +33,16 @@ func quantizedWeights(ck *checkpoint.Checkpoint) (map[string]func() ([]float32, 
 		return out, err
 	}
 	for w, rt := range raw {
-		out[w] = dequant(func() ([]byte, *quant.Params, error) { return plan.DecodeRaw(ck, w, s, rt.Shape) })
+		out[w] = func() ([]byte, *quant.Params, error) { return plan.DecodeRaw(ck, w, s, rt.Shape) }
 	}
 	return out, nil
+}
+
+// dequantize is quant.Dequantize of codes to a new float32 slice.
+func dequantize(codes []byte, p *quant.Params) ([]float32, error) {
+	x := make([]float32, p.Len())
+	if err := quant.Dequantize(x, codes, p); err != nil {
+		return nil, err
+	}
+	return x, nil
 }

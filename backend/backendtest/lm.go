@@ -32,6 +32,7 @@ func RunLM(t *testing.T, b backend.Backend) {
 	t.Run("embed", func(t *testing.T) { testEmbed(t, b) })
 	t.Run("attention", func(t *testing.T) { testAttention(t, b) })
 	t.Run("add", func(t *testing.T) { testAdd(t, b) })
+	t.Run("quantize-rows", func(t *testing.T) { testQuantizeRows(t, b) })
 	t.Run("errors", func(t *testing.T) { testLMErrors(t, b) })
 }
 

@@ -49,10 +49,11 @@ func (o opaque) Download(dst any, src backend.Buffer) error {
 
 // The LMOps methods of the embedded cpu backend are hidden, so that
 // callers fall back.
-func (opaque) RMSNorm() {}
-func (opaque) RoPE()    {}
-func (opaque) SwiGLU()  {}
-func (opaque) Softmax() {}
-func (opaque) Embed()   {}
-func (opaque) Attend()  {}
-func (opaque) Add()     {}
+func (opaque) RMSNorm()      {}
+func (opaque) RoPE()         {}
+func (opaque) SwiGLU()       {}
+func (opaque) Softmax()      {}
+func (opaque) Embed()        {}
+func (opaque) Attend()       {}
+func (opaque) Add()          {}
+func (opaque) QuantizeRows() {}

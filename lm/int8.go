@@ -1,0 +1,158 @@
+package lm
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/quantkit/quantkit/backend"
+	"github.com/quantkit/quantkit/quant"
+)
+
+// Int8Weight is a linear weight [out, in] kept as int8 codes with one
+// float32 scale per output row (int8 symmetric per-channel, axis 0): the
+// weight it stands for is float32(Codes[o·in+i])·Scales[o], exactly what
+// quant.Dequantize gives.
+type Int8Weight struct {
+	Codes  []int8
+	Scales []float32
+}
+
+// Int8Layer holds a layer's int8 projections; nil entries are float32.
+//
+// An int8 projection runs as W8A8: each token row x of the input is
+// quantized on the backend by backend.QuantizeRows (scale s_x =
+// max|x|/127, codes x/s_x rounded half to even and clamped to [-127,
+// 127]), and backend.GemmS8 computes, with exact int32 accumulators acc,
+//
+//	y[t,o] = float32(float32(acc[t,o])·s_x[t])·Scales[o]
+//
+// (Epilogue.RowScale = s_x, ColScale = Scales). A bias is then added by
+// backend.Add as on the float path.
+type Int8Layer struct {
+	Q, K, V, O, Gate, Up, Down *Int8Weight
+}
+
+func (l *Int8Layer) list() [7]*Int8Weight {
+	return [7]*Int8Weight{l.Q, l.K, l.V, l.O, l.Gate, l.Up, l.Down}
+}
+
+// checkProj checks projection j of layer l ([out, in]): float32 of out·in
+// values, or int8 with out·in codes and out scales.
+func checkProj(l *Layer, name string, x []float32, out, in, j int) error {
+	if l.Int8 != nil {
+		if w := l.Int8.list()[j]; w != nil {
+			if x != nil {
+				return fmt.Errorf("lm: %s is both float32 and int8", name)
+			}
+			if len(w.Codes) != out*in || len(w.Scales) != out {
+				return fmt.Errorf("lm: int8 %s has %d codes and %d scales, want %d and %d", name, len(w.Codes), len(w.Scales), out*in, out)
+			}
+			return nil
+		}
+	}
+	if len(x) != out*in {
+		return fmt.Errorf("lm: %s has %d elements, want %d", name, len(x), out*in)
+	}
+	return nil
+}
+
+// int8Buffer is an Int8Weight on the backend: the codes in an S8 buffer
+// [out, in], the scales on the host, where GemmS8's Epilogue reads them.
+type int8Buffer struct {
+	codes  backend.Buffer
+	scales []float32
+}
+
+func uploadInt8(b backend.Backend, w *Int8Weight) (int8Buffer, error) {
+	buf, err := b.Alloc(backend.S8, len(w.Codes))
+	if err != nil {
+		return int8Buffer{}, err
+	}
+	if err := b.Upload(buf, w.Codes); err != nil {
+		return int8Buffer{}, errors.Join(err, b.Free(buf))
+	}
+	return int8Buffer{codes: buf, scales: w.Scales}, nil
+}
+
+// gemmW8A8 computes out [m, n] = a [m, k] times w [n, k] transposed as
+// W8A8 (see Int8Layer), with a8 and as the cache's scratch for the codes
+// and scales of a.
+//
+// Epilogue.RowScale is a host slice, so the m per-token scales that
+// QuantizeRows writes on the backend are read back: none on a backend of
+// host memory (cpu), and otherwise a Download of m float32 values (4·m
+// bytes and a synchronization per projection). Passing a device buffer to
+// the epilogue instead would change the Backend interface; this keeps the
+// change to one LMOps method.
+func gemmW8A8(b backend.Backend, m, n, k int, a backend.Buffer, w *int8Buffer, out, a8, as backend.Buffer) error {
+	codes, scales := a8.Slice(0, m*k), as.Slice(0, m)
+	if err := backend.QuantizeRows(b, codes, scales, a, m, k); err != nil {
+		return err
+	}
+	rs, ok := backend.Host[float32](scales)
+	if ok {
+		if err := b.Synchronize(); err != nil {
+			return err
+		}
+	} else {
+		rs = make([]float32, m)
+		if err := b.Download(rs, scales); err != nil {
+			return err
+		}
+	}
+	return b.GemmS8(m, n, k, codes, w.codes, out, &backend.Epilogue{RowScale: rs, ColScale: w.scales})
+}
+
+// reserveInt8 makes the W8A8 scratch hold codes codes and scales scales.
+func (c *Cache) reserveInt8(codes, scales int) error {
+	b := c.m.b
+	for _, s := range []struct {
+		buf *backend.Buffer
+		dt  backend.DType
+		n   int
+	}{{&c.a8, backend.S8, codes}, {&c.as, backend.F32, scales}} {
+		if *s.buf != nil && (*s.buf).Len() >= s.n {
+			continue
+		}
+		nb, err := b.Alloc(s.dt, s.n)
+		if err != nil {
+			return fmt.Errorf("lm: %w", err)
+		}
+		if *s.buf != nil {
+			if err := b.Free(*s.buf); err != nil {
+				return errors.Join(fmt.Errorf("lm: %w", err), b.Free(nb))
+			}
+		}
+		*s.buf = nb
+	}
+	return nil
+}
+
+// LoadOptions change how LoadHFWith loads a checkpoint.
+type LoadOptions struct {
+	// Int8 keeps the projection weights of an int8 symmetric per-channel
+	// (axis 0) quantized checkpoint as int8 codes on the backend and runs
+	// them as W8A8 (Int8Layer). Other weights, and every weight of other
+	// checkpoints, are dequantized to float32 as by LoadHF.
+	Int8 bool
+}
+
+// asInt8 returns the codes of a quantized 2-D weight when its scheme is
+// int8 symmetric per-channel along axis 0, else nil.
+func asInt8(codes []byte, p *quant.Params) *Int8Weight {
+	s := p.Scheme
+	if s.Bits != 8 || !s.Signed || !s.Symmetric || s.Granularity != quant.PerChannel || s.Axis != 0 ||
+		len(p.Shape) != 2 || len(p.Scales) != p.Shape[0] || len(codes) != p.Shape[0]*p.Shape[1] {
+		return nil
+	}
+	for _, z := range p.ZeroPoints {
+		if z != 0 {
+			return nil
+		}
+	}
+	w := &Int8Weight{Codes: make([]int8, len(codes)), Scales: p.Scales}
+	for i, c := range codes {
+		w.Codes[i] = int8(c)
+	}
+	return w
+}
