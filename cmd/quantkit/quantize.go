@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"regexp"
 	"slices"
 	"strings"
@@ -172,22 +171,9 @@ func runQuantize(c *cli.Context) error {
 		rep, err = quantize.Run(c.Context, *opt)
 		done()
 	}
-	switch {
-	case err != nil:
-	case ev != nil:
-		var er *lmeval.EvalReport
-		if er, err = ev.run(c, rep.Output); err != nil {
-			err = evalFailed(rep.Output, err)
-			break
-		}
-		err = report(c, quantizeEvalReport{rep, er}, func(w io.Writer) error {
-			if err := rep.WriteTable(w); err != nil {
-				return err
-			}
-			return writeEvalTable(w, ev.file, er)
-		})
-	default:
-		err = report(c, rep, rep.WriteTable)
+	if err == nil {
+		err = reportQuantized(c, ev, rep.Output, rep, rep.WriteTable,
+			func(er *lmeval.EvalReport) any { return quantizeEvalReport{rep, er} })
 	}
 	if err != nil {
 		return fmt.Errorf("quantize: %w", err)

@@ -183,6 +183,26 @@ func writeEvalTable(w io.Writer, file string, rep *lmeval.EvalReport) error {
 	return rep.WriteTable(w)
 }
 
+// reportQuantized renders a quantize run's report, rep with its table; with
+// --eval (ev not nil) it first evaluates out against the input, then adds
+// the evaluation after the table and, through withEval, to the JSON.
+func reportQuantized(c *cli.Context, ev *quantEval, out string, rep any, table func(io.Writer) error,
+	withEval func(*lmeval.EvalReport) any) error {
+	if ev == nil {
+		return report(c, rep, table)
+	}
+	er, err := ev.run(c, out)
+	if err != nil {
+		return evalFailed(out, err)
+	}
+	return report(c, withEval(er), func(w io.Writer) error {
+		if err := table(w); err != nil {
+			return err
+		}
+		return writeEvalTable(w, ev.file, er)
+	})
+}
+
 // quantizeEvalReport is quantize's JSON report with --eval: the job's
 // report with an "eval" field (job/lmeval's report). The job's report types
 // know nothing of language models; this command joins the two.

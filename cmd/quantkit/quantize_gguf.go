@@ -43,22 +43,9 @@ func runQuantizeGGUF(c *cli.Context) error {
 		rep, err = quantize.RunGGUF(c.Context, *opt)
 		done()
 	}
-	switch {
-	case err != nil:
-	case ev != nil:
-		var er *lmeval.EvalReport
-		if er, err = ev.run(c, rep.Output); err != nil {
-			err = evalFailed(rep.Output, err)
-			break
-		}
-		err = report(c, quantizeGGUFEvalReport{rep, er}, func(w io.Writer) error {
-			if err := writeGGUFTable(w, rep); err != nil {
-				return err
-			}
-			return writeEvalTable(w, ev.file, er)
-		})
-	default:
-		err = report(c, rep, func(w io.Writer) error { return writeGGUFTable(w, rep) })
+	if err == nil {
+		err = reportQuantized(c, ev, rep.Output, rep, func(w io.Writer) error { return writeGGUFTable(w, rep) },
+			func(er *lmeval.EvalReport) any { return quantizeGGUFEvalReport{rep, er} })
 	}
 	if err != nil {
 		return fmt.Errorf("quantize: %w", err)
