@@ -134,14 +134,20 @@ type nextTokenProbs struct {
 // position of prompt (CPU, F32 KV cache, no flash attention).
 func llamaProbs(t *testing.T, model string) nextTokenProbs {
 	t.Helper()
+	return llamaProbsOf(t, model, prompt)
+}
+
+// llamaProbsOf is llamaProbs over tokens instead of prompt.
+func llamaProbsOf(t *testing.T, model string, tokens []int) nextTokenProbs {
+	t.Helper()
 	script := envFile(t, "QUANTKIT_LLAMACPP_PROBS")
 	envFile(t, "QUANTKIT_LLAMACPP_NODE_MODULES")
 	node, err := exec.LookPath("node")
 	if err != nil {
 		testenv.Missing(t, "node is not installed (apt-get install nodejs): %v", err)
 	}
-	tokens, _ := json.Marshal(prompt)
-	out, err := runErr(node, script, model, string(tokens))
+	arg, _ := json.Marshal(tokens)
+	out, err := runErr(node, script, model, string(arg))
 	if err != nil {
 		t.Fatalf("llama.cpp (node-llama-cpp) could not evaluate %s: %v", model, err)
 	}
@@ -149,8 +155,8 @@ func llamaProbs(t *testing.T, model string) nextTokenProbs {
 	if err := json.Unmarshal(out, &p); err != nil {
 		t.Fatalf("%s %s: output is not the expected JSON: %v\n%s", script, model, err, tail(string(out)))
 	}
-	if len(p.Probs) != len(prompt) {
-		t.Fatalf("%s %s: %d rows of probabilities for %d prompt tokens", script, model, len(p.Probs), len(prompt))
+	if len(p.Probs) != len(tokens) {
+		t.Fatalf("%s %s: %d rows of probabilities for %d tokens", script, model, len(p.Probs), len(tokens))
 	}
 	for i, row := range p.Probs {
 		if len(row) != p.NVocab {

@@ -35,35 +35,6 @@ var lmTokens = func() []int {
 	return ts
 }()
 
-// llamaProbsOf is llamaProbs over tokens instead of prompt.
-func llamaProbsOf(t *testing.T, model string, tokens []int) nextTokenProbs {
-	t.Helper()
-	script := envFile(t, "QUANTKIT_LLAMACPP_PROBS")
-	envFile(t, "QUANTKIT_LLAMACPP_NODE_MODULES")
-	node, err := exec.LookPath("node")
-	if err != nil {
-		testenv.Missing(t, "node is not installed (apt-get install nodejs): %v", err)
-	}
-	arg, _ := json.Marshal(tokens)
-	out, err := runErr(node, script, model, string(arg))
-	if err != nil {
-		t.Fatalf("llama.cpp (node-llama-cpp) could not evaluate %s: %v", model, err)
-	}
-	var p nextTokenProbs
-	if err := json.Unmarshal(out, &p); err != nil {
-		t.Fatalf("%s %s: output is not the expected JSON: %v\n%s", script, model, err, tail(string(out)))
-	}
-	if len(p.Probs) != len(tokens) {
-		t.Fatalf("%s %s: %d rows of probabilities for %d tokens", script, model, len(p.Probs), len(tokens))
-	}
-	for i, row := range p.Probs {
-		if len(row) != p.NVocab {
-			t.Fatalf("%s %s: position %d has %d probabilities, nVocab %d", script, model, i, len(row), p.NVocab)
-		}
-	}
-	return p
-}
-
 // lmProbs runs tokens through m in one Forward call and returns the softmax
 // of each position's logits, computed in float64.
 func lmProbs(t *testing.T, m *lm.Model, tokens []int) [][]float64 {
