@@ -487,3 +487,42 @@ func TestGGUFInputChangedDuringRun(t *testing.T) {
 		}
 	}
 }
+
+// countingSource is a GGUF file source that records which tensors RunGGUF
+// lets go, and when.
+type countingSource struct {
+	*GGUFFile
+	mu       sync.Mutex
+	released []string
+}
+
+func (s *countingSource) Release(name string) {
+	s.mu.Lock()
+	s.released = append(s.released, name)
+	s.mu.Unlock()
+	s.GGUFFile.Release(name)
+}
+
+// RunGGUF lets each tensor's input pages go once it is written, every
+// tensor once, in output order: the bounded memory that matched
+// llama-quantize's peak RSS rests on it.
+func TestGGUFReleasesEachTensorOnce(t *testing.T) {
+	f, err := OpenGGUFSource(stories260K)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &countingSource{GGUFFile: f}
+	defer src.Close()
+	out := filepath.Join(t.TempDir(), "out.gguf")
+	rep, err := RunGGUF(context.Background(), GGUFOptions{Input: stories260K, Source: src, Output: out, Mix: ggufmix.Q8_0, Workers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, tn := range rep.Tensors {
+		want = append(want, tn.Name)
+	}
+	if !slices.Equal(src.released, want) {
+		t.Errorf("released %v\nwant every tensor once, in output order: %v", src.released, want)
+	}
+}
