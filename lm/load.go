@@ -2,10 +2,12 @@ package lm
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 
 	"github.com/quantkit/quantkit/backend"
 	"github.com/quantkit/quantkit/model/checkpoint"
@@ -33,6 +35,59 @@ func LoadHF(b backend.Backend, path string) (*Model, error) {
 	return LoadHFWith(b, path, LoadOptions{})
 }
 
+// ReadHFConfig reads the config.json of the Hugging Face checkpoint in dir
+// as LoadHF does (the architectures and options it accepts; a
+// quantization_config aside), without reading any weight. context is
+// max_position_embeddings.
+func ReadHFConfig(dir string) (c Config, context int, err error) {
+	raw, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return Config{}, 0, fmt.Errorf("lm: %s: no config.json: %w", dir, err)
+	}
+	c, h, err := parseHFConfig(dir, raw)
+	if err != nil {
+		return Config{}, 0, err
+	}
+	return c, h.Context, nil
+}
+
+// parseHFConfig turns the config.json raw of the checkpoint in dir into a
+// Config, refusing what LoadHF cannot run.
+func parseHFConfig(dir string, raw json.RawMessage) (Config, *llamacpp.Hyper, error) {
+	if raw == nil {
+		return Config{}, nil, fmt.Errorf("lm: %s: no config.json", dir)
+	}
+	if _, quant, err := ctensors.ReadConfig(raw); err == nil && quant {
+		// The quantization_config says how the weights are stored, which
+		// quantizedWeights reads; the hyperparameters are the rest.
+		var err error
+		if raw, err = ctensors.UpdateConfig(raw, nil); err != nil {
+			return Config{}, nil, fmt.Errorf("lm: %s: %w", dir, err)
+		}
+	}
+	h, err := llamacpp.ParseConfigWith("config.json", raw, llamacpp.ParseOptions{Qwen2: true})
+	if err != nil {
+		return Config{}, nil, fmt.Errorf("lm: %s: %w", dir, err)
+	}
+	var factors []float32
+	switch h.Rope.Type {
+	case "":
+	case "llama3":
+		factors = llamacpp.Llama3RopeFactors(h)
+	default:
+		return Config{}, nil, fmt.Errorf("lm: %s: rope_scaling %q is not supported yet (llama3 is)", dir, h.Rope.Type)
+	}
+	if h.MLPBias {
+		return Config{}, nil, fmt.Errorf("lm: %s: mlp_bias is not supported yet", dir)
+	}
+	return Config{
+		Hidden: h.Hidden, Intermediate: h.Intermediate, Layers: h.Layers,
+		Heads: h.Heads, KVHeads: h.KVHeads, HeadDim: h.HeadDim, Vocab: h.Vocab,
+		RMSNormEps: h.RMSNormEps, RopeTheta: h.RopeTheta, BOS: h.BOS, EOS: h.EOS,
+		RopeFactors: factors,
+	}, h, nil
+}
+
 // LoadHFWith is LoadHF with options: with opt.Int8, the projections
 // (q, k, v, o, gate, up, down) of an int8 symmetric per-channel checkpoint
 // stay int8 on the backend (S8 buffers) and run as W8A8 (Int8Layer).
@@ -42,37 +97,9 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (*Model, error)
 		return nil, err
 	}
 	defer ck.Close()
-	raw := ck.Config()
-	if raw == nil {
-		return nil, fmt.Errorf("lm: %s: no config.json", ck.Dir())
-	}
-	if _, quant, err := ctensors.ReadConfig(raw); err == nil && quant {
-		// The quantization_config says how the weights are stored, which
-		// quantizedWeights reads; the hyperparameters are the rest.
-		if raw, err = ctensors.UpdateConfig(raw, nil); err != nil {
-			return nil, fmt.Errorf("lm: %s: %w", ck.Dir(), err)
-		}
-	}
-	h, err := llamacpp.ParseConfigWith("config.json", raw, llamacpp.ParseOptions{Qwen2: true})
+	c, h, err := parseHFConfig(ck.Dir(), ck.Config())
 	if err != nil {
-		return nil, fmt.Errorf("lm: %s: %w", ck.Dir(), err)
-	}
-	var factors []float32
-	switch h.Rope.Type {
-	case "":
-	case "llama3":
-		factors = llamacpp.Llama3RopeFactors(h)
-	default:
-		return nil, fmt.Errorf("lm: %s: rope_scaling %q is not supported yet (llama3 is)", ck.Dir(), h.Rope.Type)
-	}
-	if h.MLPBias {
-		return nil, fmt.Errorf("lm: %s: mlp_bias is not supported yet", ck.Dir())
-	}
-	c := Config{
-		Hidden: h.Hidden, Intermediate: h.Intermediate, Layers: h.Layers,
-		Heads: h.Heads, KVHeads: h.KVHeads, HeadDim: h.HeadDim, Vocab: h.Vocab,
-		RMSNormEps: h.RMSNormEps, RopeTheta: h.RopeTheta, BOS: h.BOS, EOS: h.EOS,
-		RopeFactors: factors,
+		return nil, err
 	}
 	quantized, err := quantizedWeights(ck)
 	if err != nil {

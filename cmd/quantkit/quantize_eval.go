@@ -13,8 +13,6 @@ import (
 	"github.com/quantkit/quantkit/backend"
 	"github.com/quantkit/quantkit/job/lmeval"
 	"github.com/quantkit/quantkit/job/quantize"
-	"github.com/quantkit/quantkit/model/gguf"
-	"github.com/quantkit/quantkit/model/llamacpp"
 	"github.com/quantkit/quantkit/model/plan"
 	"github.com/quantkit/quantkit/tokenizer"
 )
@@ -97,43 +95,16 @@ func parseQuantEval(c *cli.Context, in, format string) (*quantEval, error) {
 // evalReference sets e.orig from IN and returns its tokenizer and context
 // length (0 when unknown), refusing an IN that lm would not load.
 func evalReference(e *quantEval, in string) (*tokenizer.Tokenizer, int, error) {
-	if isGGUFFile(in) {
-		if !strings.EqualFold(filepath.Ext(in), ".gguf") {
-			return nil, 0, fmt.Errorf("%s: lm loads GGUF files named *.gguf", in)
-		}
-		f, err := gguf.Open(in)
-		if err != nil {
-			return nil, 0, err
-		}
-		defer f.Close()
-		if arch, _ := f.String("general.architecture"); arch != "llama" {
-			return nil, 0, fmt.Errorf("%s: architecture %q: lm runs llama", in, arch)
-		}
-		n, _ := f.Int("llama.context_length")
-		tok, err := lmeval.GGUFTokenizer(in)
-		e.orig = in
-		return tok, int(n), err
+	ref := in
+	if st, err := os.Stat(in); err == nil && !st.IsDir() && !isGGUFFile(in) {
+		ref = filepath.Dir(in) // a .safetensors or its index: config.json and the tokenizer sit beside it
 	}
-	dir := in
-	if fi, err := os.Stat(in); err != nil {
+	tok, n, err := lmeval.Probe(ref, "")
+	if err != nil {
 		return nil, 0, err
-	} else if !fi.IsDir() {
-		dir = filepath.Dir(in) // a .safetensors or its index: config.json and the tokenizer sit beside it
 	}
-	raw, err := os.ReadFile(filepath.Join(dir, "config.json"))
-	if err != nil {
-		return nil, 0, fmt.Errorf("%s: lm needs config.json: %w", dir, err)
-	}
-	h, err := llamacpp.ParseConfig(filepath.Join(dir, "config.json"), raw)
-	if err != nil {
-		return nil, 0, fmt.Errorf("lm runs Llama-family checkpoints: %w", err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "tokenizer.json")); err != nil {
-		return nil, 0, fmt.Errorf("%s: no tokenizer.json to read the text with", dir)
-	}
-	tok, err := lmeval.LoadTokenizer(dir)
-	e.orig = dir
-	return tok, h.Context, err
+	e.orig = ref
+	return tok, n, nil
 }
 
 // run measures out (the model quantize wrote) against the reference on the

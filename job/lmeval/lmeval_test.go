@@ -4,12 +4,16 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
 
+	"github.com/quantkit/quantkit/backend"
 	"github.com/quantkit/quantkit/cpu"
+	"github.com/quantkit/quantkit/internal/inputerr"
 	"github.com/quantkit/quantkit/lm"
 )
 
@@ -376,5 +380,45 @@ func TestOpenRefusals(t *testing.T) {
 	defer l.Close()
 	if l.Tokenizer == nil || l.Format != "llama2.c" || l.Context != 512 {
 		t.Errorf("llama2.c: %+v", l)
+	}
+}
+
+// Probe says, without loading weights, what Open says of a model: the same
+// tokenizer and context, and the same refusals.
+func TestProbeAgreesWithOpen(t *testing.T) {
+	b, _, err := backend.Open("cpu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	const text = "Once upon a time, Lily saw a big dog."
+	for _, path := range []string{stories + "hf", stories + "stories260K.gguf"} {
+		tok, n, err := Probe(path, "")
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		l, err := Open(b, path, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != l.Context || !slices.Equal(tok.Encode(text), l.Tokenizer.Encode(text)) {
+			t.Errorf("%s: Probe gives context %d and %v, Open %d and %v", path, n, tok.Encode(text), l.Context, l.Tokenizer.Encode(text))
+		}
+		l.Close()
+	}
+	bare := t.TempDir()
+	data, err := os.ReadFile(stories + "hf/config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(bare, "config.json"), data, 0o644)
+	for _, c := range []struct{ path, want string }{
+		{bare, "no tokenizer.json"},
+		{stories + "stories260K.bin", "no tokenizer of its own"},
+		{stories + "README.md", "unknown model format"},
+	} {
+		if _, _, err := Probe(c.path, ""); err == nil || !strings.Contains(err.Error(), c.want) || !inputerr.Is(err) {
+			t.Errorf("%s: %v, want a bad-input error saying %q", c.path, err, c.want)
+		}
 	}
 }

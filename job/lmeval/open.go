@@ -95,6 +95,64 @@ func Open(b backend.Backend, path, tokenizerPath string) (*Loaded, error) {
 	return l, nil
 }
 
+// Probe checks, without reading any weight, what Open would refuse of the
+// model at path before it loads one (its format, a config lm runs, a GGUF
+// architecture, a tokenizer), and returns the tokenizer Open would use
+// (tokenizerPath overriding, as in Open) and the context length (0 where
+// the file does not say). A caller checks this before it spends work on a
+// model it will then evaluate.
+func Probe(path, tokenizerPath string) (*tokenizer.Tokenizer, int, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, 0, inputerr.Mark(err)
+	}
+	var tok *tokenizer.Tokenizer
+	context := 0
+	switch {
+	case st.IsDir():
+		if _, context, err = lm.ReadHFConfig(path); err != nil {
+			return nil, 0, inputerr.Mark(fmt.Errorf("lm runs Llama-family checkpoints: %w", err))
+		}
+		if tokenizerPath == "" {
+			if _, err := os.Stat(filepath.Join(path, "tokenizer.json")); err != nil {
+				return nil, 0, inputerr.Mark(fmt.Errorf("%s: no tokenizer.json to read the text with", path))
+			}
+			tokenizerPath = path
+		}
+	case strings.EqualFold(filepath.Ext(path), ".gguf"):
+		f, err := gguf.Open(path)
+		if err != nil {
+			return nil, 0, inputerr.Mark(err)
+		}
+		arch, _ := f.String("general.architecture")
+		f.Close()
+		if arch != "llama" {
+			return nil, 0, inputerr.Mark(fmt.Errorf("%s: architecture %q: lm runs llama GGUF files", path, arch))
+		}
+		if context, err = ggufContext(path); err != nil {
+			return nil, 0, inputerr.Mark(err)
+		}
+		if tokenizerPath == "" {
+			if tok, err = GGUFTokenizer(path); err != nil {
+				return nil, 0, err
+			}
+		}
+	case strings.EqualFold(filepath.Ext(path), ".bin"):
+		context = llama2cContext(path)
+		if tokenizerPath == "" {
+			return nil, 0, inputerr.Mark(fmt.Errorf("%s: a llama2.c checkpoint has no tokenizer of its own: give its tokenizer.bin", path))
+		}
+	default:
+		return nil, 0, inputerr.Mark(fmt.Errorf("%s: unknown model format: want a Hugging Face folder, a .gguf file or a llama2.c .bin checkpoint", path))
+	}
+	if tokenizerPath != "" {
+		if tok, err = LoadTokenizer(tokenizerPath); err != nil {
+			return nil, 0, err
+		}
+	}
+	return tok, context, nil
+}
+
 // LoadTokenizer reads a tokenizer: a folder with tokenizer.json (and
 // tokenizer_config.json), a tokenizer.json file, or llama2.c's
 // tokenizer.bin (any other file).
