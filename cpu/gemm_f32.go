@@ -42,22 +42,29 @@ const (
 // runs full.
 func GemmF32(m, n, k int, a, b, c []float32) {
 	checkGemm("GemmF32", m, n, k, len(a), len(b), len(c))
+	gemmF32On(Threads(), m, n, k, a, b, c)
+}
+
+// gemmF32On is GemmF32 on thr goroutines at most (the caller's among
+// them): 1 runs it on the caller's alone, for callers that parallelize
+// around it.
+func gemmF32On(thr, m, n, k int, a, b, c []float32) {
 	switch {
 	case m == 0 || n == 0:
 	case k == 0:
 		clear(c)
-	case gemmF32SIMD(m, n, k, a, b, c):
+	case gemmF32SIMD(thr, m, n, k, a, b, c):
 	case n < gemmF32NR && m > n:
-		gemmF32(n, m, k, b, a, c, 1, n)
+		gemmF32(thr, n, m, k, b, a, c, 1, n)
 	default:
-		gemmF32(m, n, k, a, b, c, n, 1)
+		gemmF32(thr, m, n, k, a, b, c, n, 1)
 	}
 }
 
 // gemmF32 computes c[i*rs+j*cs] = Σ_p a[i*k+p]·b[j*k+p] for i < m, j < n.
-func gemmF32(m, n, k int, a, b, c []float32, rs, cs int) {
+func gemmF32(thr, m, n, k int, a, b, c []float32, rs, cs int) {
 	np := ceilDiv(n, gemmF32NR)
-	w := workers(m*np, m*n*k, gemmMinWork)
+	w := workersOf(thr, m*np, m*n*k, gemmMinWork)
 	mb, nb, ppb := gemmTasks(m, np, gemmMC, w)
 	parallelTasks(w, mb*nb, func(_, t int) {
 		i0 := t / nb * gemmMC

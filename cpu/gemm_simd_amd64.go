@@ -131,7 +131,7 @@ var poolF32Pack pool[float32]
 // gemmF32SIMD computes gemmF32 with the SIMD kernels and reports true, or
 // does nothing and reports false when there are none. GEMMs with a side
 // of at most gemmF32FewRows run the dot kernels (gemmF32Thin) or none.
-func gemmF32SIMD(m, n, k int, a, b, c []float32) bool {
+func gemmF32SIMD(thr, m, n, k int, a, b, c []float32) bool {
 	kern := f32Kernel()
 	if kern == nil || k == 0 {
 		return false
@@ -139,9 +139,9 @@ func gemmF32SIMD(m, n, k int, a, b, c []float32) bool {
 	rs, cs := n, 1
 	if min(m, n) <= gemmF32FewRows {
 		if n < m {
-			return gemmF32Thin(n, m, k, b, a, c, 1, n)
+			return gemmF32Thin(thr, n, m, k, b, a, c, 1, n)
 		}
-		return gemmF32Thin(m, n, k, a, b, c, rs, cs)
+		return gemmF32Thin(thr, m, n, k, a, b, c, rs, cs)
 	}
 	if n < kern.nr && m > n { // Cᵀ = B·Aᵀ fills the tiles better
 		m, n, a, b = n, m, b, a
@@ -149,7 +149,7 @@ func gemmF32SIMD(m, n, k int, a, b, c []float32) bool {
 	}
 	mr, nr := kern.mr, kern.nr
 	mp, np := ceilDiv(m, mr), ceilDiv(n, nr)
-	w := workers(mp*np, m*n*k, gemmSIMDMinWork)
+	w := workersOf(thr, mp*np, m*n*k, gemmSIMDMinWork)
 
 	bp := poolF32Pack.get(np * nr * k)
 	defer poolF32Pack.put(bp)
@@ -558,7 +558,7 @@ const gemmDotNR = 4
 // gemmF32Thin computes c[i*rs+j*cs] = Σ_p a[i*k+p]·b[j*k+p] for i < m ≤ 4,
 // j < n, with the dot kernels, and reports true, or reports false when
 // they cannot run.
-func gemmF32Thin(m, n, k int, a, b, c []float32, rs, cs int) bool {
+func gemmF32Thin(thr, m, n, k int, a, b, c []float32, rs, cs int) bool {
 	if !use.AVX512 || m < 1 || m >= len(f32Dot) || k == 0 {
 		return false
 	}
@@ -570,7 +570,7 @@ func gemmF32Thin(m, n, k int, a, b, c []float32, rs, cs int) bool {
 		last = make([]float32, gemmDotNR*k)
 		copy(last, b[(blocks-1)*gemmDotNR*k:])
 	}
-	w := workers(blocks, m*n*k, gemmThinMinWork)
+	w := workersOf(thr, blocks, m*n*k, gemmThinMinWork)
 	parallelRange(w, blocks, 1, func(_, lo, hi int) {
 		var t [4 * gemmDotNR]float32
 		for jb := lo; jb < hi; jb++ {

@@ -4,7 +4,7 @@ package cpu
 
 // Without the amd64 assembly every GEMM runs the generic kernels.
 
-func gemmF32SIMD(m, n, k int, a, b, c []float32) bool { return false }
+func gemmF32SIMD(thr, m, n, k int, a, b, c []float32) bool { return false }
 
 func gemmS8SIMD(m, n, k int, a, b []int8, out *s8Out) bool { return false }
 

@@ -28,7 +28,12 @@ func Threads() int {
 // workers is how many goroutines to use for tasks tasks, each about work
 // elementary operations, so that each goroutine gets at least minWork.
 func workers(tasks, work, minWork int) int {
-	w := min(Threads(), tasks)
+	return workersOf(Threads(), tasks, work, minWork)
+}
+
+// workersOf is workers with threads goroutines at most.
+func workersOf(threads, tasks, work, minWork int) int {
+	w := min(threads, tasks)
 	if per := work / max(minWork, 1); per < w {
 		w = per
 	}

@@ -80,6 +80,7 @@ func Run(t *testing.T, b backend.Backend) {
 	t.Run("histogram", func(t *testing.T) { testHistogramAbs(t, b) })
 	t.Run("quantize", func(t *testing.T) { testQuantize(t, b) })
 	t.Run("dequantize", func(t *testing.T) { testDequantize(t, b) })
+	t.Run("gemm-packed", func(t *testing.T) { RunGemmPacked(t, b) })
 	t.Run("lm", func(t *testing.T) { RunLM(t, b) })
 }
 

@@ -23,6 +23,39 @@ func TestLMFallback(t *testing.T) {
 	t.Run("device", func(t *testing.T) { backendtest.RunLM(t, opaque{cpu.New()}) })
 }
 
+// TestPackedFallback runs RunGemmPacked on backends without PackedGemmer,
+// in host memory and not, and on one whose GemmPacked reads the wrong
+// rows, which the suite must fail (in a child process, as TestMutantsFail
+// runs its mutants).
+func TestPackedFallback(t *testing.T) {
+	t.Run("host", func(t *testing.T) { backendtest.RunGemmPacked(t, struct{ backend.Backend }{cpu.New()}) })
+	t.Run("device", func(t *testing.T) { backendtest.RunGemmPacked(t, opaque{cpu.New()}) })
+}
+
+// shifted multiplies by the packed rows one place on, as a kernel with a
+// wrong row stride would.
+type shifted struct{ *cpu.Backend }
+
+func (s shifted) GemmPacked(m int, a backend.Buffer, w *backend.Packed, c backend.Buffer) error {
+	if w.N < 2 {
+		return s.Backend.GemmPacked(m, a, w, c)
+	}
+	rb, _ := w.Format.RowBytes(w.K)
+	v := *w
+	v.Data = w.Data.Slice(rb, (w.N-1)*rb)
+	v.N = w.N - 1
+	cs := make([]float32, m*v.N)
+	cb, _ := s.Backend.Wrap(cs)
+	if err := s.Backend.GemmPacked(m, a, &v, cb); err != nil {
+		return err
+	}
+	out, _ := backend.Host[float32](c)
+	for i := range m {
+		copy(out[i*w.N:i*w.N+v.N], cs[i*v.N:(i+1)*v.N])
+	}
+	return nil
+}
+
 // opaque is the cpu backend with buffers that hide their host memory, as
 // device memory does; it has only what RunLM uses.
 type opaque struct{ *cpu.Backend }
@@ -57,3 +90,8 @@ func (opaque) Embed()        {}
 func (opaque) Attend()       {}
 func (opaque) Add()          {}
 func (opaque) QuantizeRows() {}
+
+// And so are the packed GEMM and the wrapping of host memory.
+func (opaque) GemmPacked() {}
+func (opaque) Packs()      {}
+func (opaque) Wrap()       {}

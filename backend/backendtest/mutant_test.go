@@ -26,7 +26,8 @@ func TestMutantsFail(t *testing.T) {
 	for _, c := range []struct{ mutant, subtest, want string }{
 		{"dirty", "AllocZeroes", "Alloc left"},
 		{"copying", "HostBuffer", "after writing through the host slice"},
-		{"clean", "AllocZeroes|HostBuffer", ""},
+		{"clean", "AllocZeroes|HostBuffer|gemm-packed", ""},
+		{"shifted", "gemm-packed", "C[0,1] ="},
 	} {
 		t.Run(c.mutant, func(t *testing.T) {
 			cmd := exec.Command(os.Args[0], "-test.run=^TestMutant$/^("+c.subtest+")$", "-test.v")
@@ -60,6 +61,8 @@ func TestMutant(t *testing.T) {
 		b = copying{cpu.New()}
 	case "clean":
 		b = cpu.New()
+	case "shifted":
+		b = shifted{cpu.New()}
 	}
 	backendtest.Run(t, b)
 }

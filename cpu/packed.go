@@ -1,0 +1,113 @@
+package cpu
+
+import (
+	"fmt"
+
+	"github.com/quantkit/quantkit/backend"
+)
+
+// packedTileBytes is the float32 size of the tile of decoded weight rows
+// one task holds: it stays in L2 while the rows of A go by.
+const packedTileBytes = 1 << 20
+
+// Packs reports true: the CPU runs every PackedFormat, decoding tiles of
+// rows with the format's own DecodeRows.
+func (*Backend) Packs(backend.PackedFormat) bool { return true }
+
+// GemmPacked is c = a·Wᵀ for a packed W; see the function GemmPacked.
+func (*Backend) GemmPacked(m int, a backend.Buffer, w *backend.Packed, c backend.Buffer) error {
+	ab, err := buf("GemmPacked", "A", a, backend.F32)
+	if err != nil {
+		return err
+	}
+	db, err := buf("GemmPacked", "W", w.Data, backend.U8)
+	if err != nil {
+		return err
+	}
+	cb, err := buf("GemmPacked", "C", c, backend.F32)
+	if err != nil {
+		return err
+	}
+	rb, err := w.Format.RowBytes(w.K)
+	if err != nil {
+		return fmt.Errorf("cpu: GemmPacked: %v: %w", w.Format, err)
+	}
+	if ab.Len() != m*w.K || db.Len() != w.N*rb || cb.Len() != m*w.N {
+		return fmt.Errorf("cpu: GemmPacked: A %d, W %d bytes, C %d elements for m=%d n=%d k=%d", ab.Len(), db.Len(), cb.Len(), m, w.N, w.K)
+	}
+	GemmPacked(m, w.N, w.K, ab.f32, w.Format, db.u8, cb.f32)
+	return nil
+}
+
+// Wrap makes a buffer of the host slice x without copying it
+// (backend.HostWrapper): the model loaders hand weights they read or
+// mapped to the backend this way, so that they are in memory once.
+func (*Backend) Wrap(x any) (backend.Buffer, error) {
+	switch x := x.(type) {
+	case []float32:
+		return &Buffer{dt: backend.F32, f32: x}, nil
+	case []int8:
+		return &Buffer{dt: backend.S8, s8: x}, nil
+	case []uint8:
+		return &Buffer{dt: backend.U8, u8: x}, nil
+	case []int32:
+		return &Buffer{dt: backend.S32, s32: x}, nil
+	}
+	return nil, fmt.Errorf("cpu: Wrap of %T, want a []float32, []int8, []uint8 or []int32", x)
+}
+
+var (
+	_ backend.PackedGemmer = (*Backend)(nil)
+	_ backend.HostWrapper  = (*Backend)(nil)
+)
+
+// GemmPacked computes c [m, n] = a [m, k] · Wᵀ, where W [n, k] is data in
+// format f (backend.GemmPackedF32, which it equals up to the order of the
+// sums), without a float copy of W: each task decodes a tile of rows of W
+// (packedTileBytes of float32, so that it stays in L2, at most a share of
+// n that keeps every thread busy) into a buffer of its own with
+// f.DecodeRows, multiplies a by it with the single-threaded GEMM kernels,
+// and scatters the m×rows result into c. The packed bytes are read once,
+// which is what a memory-bound decode step needs; the decoding is
+// amortized over the m rows of a.
+func GemmPacked(m, n, k int, a []float32, f backend.PackedFormat, data []byte, c []float32) {
+	rb, err := f.RowBytes(k)
+	if err != nil {
+		panic(fmt.Sprintf("cpu: GemmPacked: %v", err))
+	}
+	if len(a) != m*k || len(data) != n*rb || len(c) != m*n {
+		panic(fmt.Sprintf("cpu: GemmPacked: lengths %d, %d, %d for m=%d n=%d k=%d, %d bytes a row", len(a), len(data), len(c), m, n, k, rb))
+	}
+	if m == 0 || n == 0 {
+		return
+	}
+	// The work of a tile: m·rows·k multiply-adds and rows·k decodes.
+	thr := workers(n, (m+1)*n*k, gemmMinWork)
+	tr := max(1, min(packedTileBytes/(4*max(k, 1)), 256))
+	if thr > 1 {
+		tr = min(tr, ceilDiv(n, 2*thr)) // two tiles a thread at least
+	}
+	tr = max(tr, 1)
+	tiles := ceilDiv(n, tr)
+	scratch := make([][]float32, thr)
+	parallelTasks(thr, tiles, func(worker, t int) {
+		j0 := t * tr
+		rows := min(tr, n-j0)
+		s := scratch[worker]
+		if s == nil {
+			s = poolF32Pack.get(tr*k + m*tr)
+			scratch[worker] = s
+		}
+		wt, ct := s[:rows*k], s[tr*k:tr*k+m*rows]
+		f.DecodeRows(wt, data[j0*rb:(j0+rows)*rb], k)
+		gemmF32On(1, m, rows, k, a, wt, ct)
+		for i := range m {
+			copy(c[i*n+j0:i*n+j0+rows], ct[i*rows:(i+1)*rows])
+		}
+	})
+	for _, s := range scratch {
+		if s != nil {
+			poolF32Pack.put(s)
+		}
+	}
+}
