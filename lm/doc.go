@@ -13,9 +13,21 @@
 //
 // LoadHF also reads quantkit's own outputs: compressed-tensors checkpoints
 // (int-quantized int8, pack-quantized int4 and int8) and quantkit's raw
-// safetensors format. For now their weights are dequantized to float32 at
-// load, so memory and GEMMs are float32 as for a float checkpoint; keeping
-// them quantized in memory, with int8 GEMMs, is still to do.
+// safetensors format.
+//
+// Weights stay in memory in the form the file has them: quantized
+// matrices as rows of codes with their scales (PackedWeight in
+// quant.RowFormat), a GGUF file's matrices in their own block types (Q8_0,
+// Q4_K, F16, …, used in place in the file's mapping), F16/BF16 matrices in
+// 16 bits. backend.GemmPacked multiplies by them, decoding a tile of rows
+// at a time on the CPU, so no float32 copy of a weight is ever made and a
+// decode step reads each packed byte once; the result is what the float
+// model on the dequantized weights computes, up to the order of float32
+// sums. LoadOptions.Float32 widens everything to float32 at load instead,
+// and LoadOptions.Int8 runs an int8 per-channel checkpoint as W8A8
+// (activations quantized per token, integer GEMMs). On a backend of host
+// memory (cpu) the model uses the loaded slices in place
+// (backend.HostWrapper): every weight is in memory once.
 //
 // The layer, as transformers' modeling_llama computes it:
 //
@@ -28,10 +40,11 @@
 // (Heads/KVHeads query heads share each key/value head), a final RMSNorm
 // and the lm_head (the embedding when the head is tied).
 //
-// The whole pass runs on a backend.Backend: New uploads every tensor once,
+// The whole pass runs on a backend.Backend: New places every tensor once,
 // a Cache holds the KV cache ([capacity, KVHeads, HeadDim] per layer, as
 // backend.Attention reads it) and the activations in the backend's buffers,
-// and each operation is one backend call: GemmF32 for the matrix products,
+// and each operation is one backend call: GemmF32, GemmPacked or GemmS8
+// for the matrix products,
 // backend.Embed, RMSNorm, RoPE (rotate-half, frequencies from
 // backend.RoPEFreqs), Attend and SwiGLU for the rest, backend.Add for the
 // biases and the residual connections. The token ids go in as Embed's host

@@ -108,21 +108,28 @@ func (m *Model) forward(c *Cache, tokens []int, last bool) ([]float32, error) {
 	gemm := func(m, n, k int, a, w, out backend.Buffer) {
 		run(func() error { return b.GemmF32(m, n, k, a, w, out) })
 	}
-	// proj runs projection j of Int8Layer.list: W8A8 when it is int8,
-	// else the float32 GEMM on w.
+	// proj8 runs projection j of Int8Layer.list: W8A8 when it is int8,
+	// the packed GEMM when it is packed, else the float32 GEMM on w.
 	proj8 := func(d *deviceLayer, j, m, n, k int, a, w, out backend.Buffer) {
-		if d.i8[j].codes == nil {
+		switch {
+		case d.i8[j].codes != nil:
+			run(func() error { return gemmW8A8(b, m, n, k, a, &d.i8[j], out, c.a8, c.as) })
+		case d.pk[j] != nil:
+			run(func() error { return backend.GemmPacked(b, m, a, d.pk[j], out) })
+		default:
 			gemm(m, n, k, a, w, out)
-			return
 		}
-		run(func() error { return gemmW8A8(b, m, n, k, a, &d.i8[j], out, c.a8, c.as) })
 	}
 	bias := func(x, bias backend.Buffer) {
 		if bias != nil {
 			run(func() error { return backend.Add(b, x, x, bias) })
 		}
 	}
-	run(func() error { return backend.Embed(b, x, m.embed, ids, H) })
+	if m.embedPacked != nil {
+		run(func() error { return embedPacked(b, x, m.embedPacked, ids, H) })
+	} else {
+		run(func() error { return backend.Embed(b, x, m.embed, ids, H) })
+	}
 	att1 := &backend.Attention{Tokens: T, Heads: cfg.Heads, KVHeads: cfg.KVHeads, Dim: cfg.HeadDim, Start: c.n}
 	for li := range m.layers {
 		d := &m.layers[li]
@@ -153,7 +160,11 @@ func (m *Model) forward(c *Cache, tokens []int, last bool) ([]float32, error) {
 	}
 	logits := c.logits.Slice(0, rows*cfg.Vocab)
 	run(func() error { return backend.RMSNorm(b, xn, x, m.norm, rows, H, eps) })
-	gemm(rows, cfg.Vocab, H, xn, m.head, logits)
+	if m.headPacked != nil {
+		run(func() error { return backend.GemmPacked(b, rows, xn, m.headPacked, logits) })
+	} else {
+		gemm(rows, cfg.Vocab, H, xn, m.head, logits)
+	}
 	out := make([]float32, rows*cfg.Vocab)
 	run(func() error { return b.Download(out, logits) })
 	if err != nil {

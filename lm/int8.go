@@ -37,8 +37,16 @@ func (l *Int8Layer) list() [7]*Int8Weight {
 }
 
 // checkProj checks projection j of layer l ([out, in]): float32 of out·in
-// values, or int8 with out·in codes and out scales.
+// values, int8 with out·in codes and out scales, or packed rows.
 func checkProj(l *Layer, name string, x []float32, out, in, j int) error {
+	if l.Packed != nil {
+		if w := l.Packed.list()[j]; w != nil {
+			if x != nil || l.Int8 != nil && l.Int8.list()[j] != nil {
+				return fmt.Errorf("lm: %s is packed and also float32 or int8", name)
+			}
+			return w.check(name, out, in)
+		}
+	}
 	if l.Int8 != nil {
 		if w := l.Int8.list()[j]; w != nil {
 			if x != nil {
@@ -63,15 +71,14 @@ type int8Buffer struct {
 	scales []float32
 }
 
-func uploadInt8(b backend.Backend, w *Int8Weight) (int8Buffer, error) {
-	buf, err := b.Alloc(backend.S8, len(w.Codes))
+// placeInt8 puts w's codes on b (backend.Place: in place on a backend
+// of host memory); owned says whether the buffer is to be freed.
+func placeInt8(b backend.Backend, w *Int8Weight) (int8Buffer, bool, error) {
+	buf, owned, err := backend.Place(b, w.Codes)
 	if err != nil {
-		return int8Buffer{}, err
+		return int8Buffer{}, false, err
 	}
-	if err := b.Upload(buf, w.Codes); err != nil {
-		return int8Buffer{}, errors.Join(err, b.Free(buf))
-	}
-	return int8Buffer{codes: buf, scales: w.Scales}, nil
+	return int8Buffer{codes: buf, scales: w.Scales}, owned, nil
 }
 
 // gemmW8A8 computes out [m, n] = a [m, k] times w [n, k] transposed as
@@ -128,13 +135,21 @@ func (c *Cache) reserveInt8(codes, scales int) error {
 	return nil
 }
 
-// LoadOptions change how LoadHFWith loads a checkpoint.
+// LoadOptions change how LoadHFWith and LoadGGUFWith load a model. The
+// zero value keeps every weight in the form it has in the file: float32
+// as float32, quantized (quantkit's int8/int4 codes, GGUF block types) and
+// 16-bit (F16, BF16) weights packed (PackedWeight), multiplied by
+// backend.GemmPacked, which computes exactly what the same model
+// dequantized to float32 computes, up to the order of float32 sums.
 type LoadOptions struct {
 	// Int8 keeps the projection weights of an int8 symmetric per-channel
 	// (axis 0) quantized checkpoint as int8 codes on the backend and runs
-	// them as W8A8 (Int8Layer). Other weights, and every weight of other
-	// checkpoints, are dequantized to float32 as by LoadHF.
+	// them as W8A8 (Int8Layer): activations quantized per token, integer
+	// GEMMs. Other weights load as without it.
 	Int8 bool
+	// Float32 converts every weight to float32 at load, as a float model:
+	// 4 bytes a weight, and the float32 GEMM.
+	Float32 bool
 }
 
 // asInt8 returns the codes of a quantized 2-D weight when its scheme is

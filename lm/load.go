@@ -8,12 +8,14 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/quantkit/quantkit/backend"
 	"github.com/quantkit/quantkit/model/checkpoint"
 	"github.com/quantkit/quantkit/model/ctensors"
 	"github.com/quantkit/quantkit/model/gguf"
 	"github.com/quantkit/quantkit/model/llamacpp"
+	"github.com/quantkit/quantkit/quant"
 )
 
 // LoadHF reads a Hugging Face LlamaForCausalLM, MistralForCausalLM or
@@ -26,11 +28,12 @@ import (
 //
 // It also reads what `quantkit quantize` writes: compressed-tensors
 // checkpoints (int-quantized and pack-quantized) and quantkit's raw
-// safetensors format. Their quantized weights are dequantized to float32
-// at load (quant.Dequantize), so the model computes exactly what the float
-// model computes on the dequantized weights, with float32 memory and
-// GEMMs. LoadHFWith with LoadOptions.Int8 keeps int8 per-channel
-// projections quantized instead (W8A8).
+// safetensors format. Their quantized matrices stay quantized in memory
+// (PackedWeight rows; those in a layout without one, per-channel along
+// axis 1, are dequantized), and so do F16/BF16 matrices in 16 bits, so the
+// model computes what the float model computes on the dequantized weights
+// with a fraction of its memory. LoadHFWith takes LoadOptions to widen
+// everything to float32 or to run int8 per-channel projections as W8A8.
 func LoadHF(b backend.Backend, path string) (*Model, error) {
 	return LoadHFWith(b, path, LoadOptions{})
 }
@@ -88,15 +91,24 @@ func parseHFConfig(dir string, raw json.RawMessage) (Config, *llamacpp.Hyper, er
 	}, h, nil
 }
 
-// LoadHFWith is LoadHF with options: with opt.Int8, the projections
-// (q, k, v, o, gate, up, down) of an int8 symmetric per-channel checkpoint
-// stay int8 on the backend (S8 buffers) and run as W8A8 (Int8Layer).
-func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (*Model, error) {
+// LoadHFWith is LoadHF with options (LoadOptions): by default the
+// quantized projections stay quantized in memory (PackedWeight rows of
+// codes and scales, multiplied by backend.GemmPacked), and F16/BF16 ones
+// stay 16-bit; Int8 runs int8 per-channel projections as W8A8; Float32
+// converts everything to float32 at load.
+func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, err error) {
 	ck, err := checkpoint.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	defer ck.Close()
+	// The model may keep 16-bit weights in the checkpoint's mapping: then
+	// it closes the checkpoint itself.
+	mapped := false
+	defer func() {
+		if !mapped || err != nil {
+			ck.Close()
+		}
+	}()
 	c, h, err := parseHFConfig(ck.Dir(), ck.Config())
 	if err != nil {
 		return nil, err
@@ -123,28 +135,59 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (*Model, error)
 		}
 		return x
 	}
-	// proj reads a projection into *f, or into *i8 when it stays int8.
-	proj := func(name string, f *[]float32, i8 **Int8Weight) {
-		if dec, ok := quantized[name]; ok && opt.Int8 {
+	// matrix reads a weight matrix: packed where it is quantized in a
+	// row layout or 16-bit and b multiplies by its format, as int8 codes
+	// where opt.Int8 asks for W8A8 and i8 is not nil, else float32.
+	matrix := func(name string, rows, cols int, f *[]float32, pk **PackedWeight, i8 **Int8Weight) {
+		if info, ok := ck.Tensor(name); ok && !slices.Equal(info.Shape, []int{rows, cols}) {
+			if _, q := quantized[name]; !q { // stored as codes: the decoder checks the shape
+				errs = append(errs, fmt.Errorf("%s: %s has shape %v, want [%d %d]", ck.Dir(), name, info.Shape, rows, cols))
+				return
+			}
+		}
+		if dec, ok := quantized[name]; ok && !opt.Float32 {
 			codes, p, err := dec()
 			if err != nil {
 				errs = append(errs, err)
 				return
 			}
-			if w := asInt8(codes, p); w != nil {
-				*i8 = w
+			if !slices.Equal(p.Shape, []int{rows, cols}) {
+				errs = append(errs, fmt.Errorf("%s: %s has shape %v, want [%d %d]", ck.Dir(), name, p.Shape, rows, cols))
+				return
+			}
+			if opt.Int8 && i8 != nil {
+				if w := asInt8(codes, p); w != nil {
+					*i8 = w
+					return
+				}
+			}
+			if rf, rows, err := quant.PackRows(codes, p); err == nil && backend.Packs(b, rf) {
+				*pk = &PackedWeight{Format: rf, Data: rows}
 				return
 			}
 			if *f, err = dequantize(codes, p); err != nil {
-				errs = append(errs, err)
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
 			}
 			return
 		}
+		if info, ok := ck.Tensor(name); ok && !opt.Float32 {
+			if t, ok := map[string]gguf.Type{"F16": gguf.TypeF16, "BF16": gguf.TypeBF16}[info.DType]; ok && backend.Packs(b, t) {
+				data, err := ck.Bytes(name)
+				if err != nil {
+					errs = append(errs, err)
+					return
+				}
+				*pk, mapped = &PackedWeight{Format: t, Data: data}, true
+				return
+			}
+		}
 		*f = get(name)
 	}
-	w := &Weights{Embed: get("model.embed_tokens.weight"), Norm: get("model.norm.weight")}
+	H, qd, kvd, ff := c.Hidden, c.QDim(), c.KVDim(), c.Intermediate
+	w := &Weights{Norm: get("model.norm.weight")}
+	matrix("model.embed_tokens.weight", c.Vocab, H, &w.Embed, &w.EmbedPacked, nil)
 	if !h.Tied {
-		w.LMHead = get("lm_head.weight")
+		matrix("lm_head.weight", c.Vocab, H, &w.LMHead, &w.LMHeadPacked, nil)
 	}
 	for i := range h.Layers {
 		p := fmt.Sprintf("model.layers.%d.", i)
@@ -152,16 +195,19 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (*Model, error)
 			AttnNorm: get(p + "input_layernorm.weight"),
 			MLPNorm:  get(p + "post_attention_layernorm.weight"),
 		}
-		i8 := &Int8Layer{}
-		proj(p+"self_attn.q_proj.weight", &l.Q, &i8.Q)
-		proj(p+"self_attn.k_proj.weight", &l.K, &i8.K)
-		proj(p+"self_attn.v_proj.weight", &l.V, &i8.V)
-		proj(p+"self_attn.o_proj.weight", &l.O, &i8.O)
-		proj(p+"mlp.gate_proj.weight", &l.Gate, &i8.Gate)
-		proj(p+"mlp.up_proj.weight", &l.Up, &i8.Up)
-		proj(p+"mlp.down_proj.weight", &l.Down, &i8.Down)
+		i8, pk := &Int8Layer{}, &PackedLayer{}
+		matrix(p+"self_attn.q_proj.weight", qd, H, &l.Q, &pk.Q, &i8.Q)
+		matrix(p+"self_attn.k_proj.weight", kvd, H, &l.K, &pk.K, &i8.K)
+		matrix(p+"self_attn.v_proj.weight", kvd, H, &l.V, &pk.V, &i8.V)
+		matrix(p+"self_attn.o_proj.weight", H, qd, &l.O, &pk.O, &i8.O)
+		matrix(p+"mlp.gate_proj.weight", ff, H, &l.Gate, &pk.Gate, &i8.Gate)
+		matrix(p+"mlp.up_proj.weight", ff, H, &l.Up, &pk.Up, &i8.Up)
+		matrix(p+"mlp.down_proj.weight", H, ff, &l.Down, &pk.Down, &i8.Down)
 		if *i8 != (Int8Layer{}) {
 			l.Int8 = i8
+		}
+		if *pk != (PackedLayer{}) {
+			l.Packed = pk
 		}
 		if h.AttnBias || h.QKVBias {
 			l.QBias, l.KBias = get(p+"self_attn.q_proj.bias"), get(p+"self_attn.k_proj.bias")
@@ -175,22 +221,40 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (*Model, error)
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("lm: %w", err)
 	}
-	return New(b, c, w)
+	m, err = New(b, c, w)
+	if err == nil && mapped {
+		m.closers = append(m.closers, ck.Close)
+	}
+	return m, err
 }
 
 // LoadGGUF reads a llama.cpp GGUF file of architecture llama (Llama and
 // Mistral) whose tensors gguf.DecodeFloat32 converts (F32, F16, BF16, Q8_0,
-// Q4_0, K-quants, …), dequantized to float32, and uploads it to b. The q
+// Q4_0, K-quants, …) and puts it on b: the matrices in their own block type
+// (PackedWeight with gguf.Type as the format, used in place in the file's
+// mapping, which the model keeps until Close), the rest in float32. The q
 // and k rows, which llama.cpp keeps in the interleaved RoPE layout, are put
-// back in Hugging Face's order (llamacpp.UnpermuteQK). A rope_freqs.weight
+// back in Hugging Face's order (llamacpp.UnpermuteQK; whole encoded rows
+// for packed ones, which makes them the only copies). A rope_freqs.weight
 // tensor (Llama 3's "llama3" RoPE scaling) becomes Config.RopeFactors;
 // llama.rope.scaling.type linear or yarn is refused.
 func LoadGGUF(b backend.Backend, path string) (*Model, error) {
+	return LoadGGUFWith(b, path, LoadOptions{})
+}
+
+// LoadGGUFWith is LoadGGUF with options: Float32 dequantizes every tensor
+// to float32 at load (Int8 does not apply to GGUF files).
+func LoadGGUFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, err error) {
 	f, err := gguf.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
+	mapped := false
+	defer func() {
+		if !mapped || err != nil {
+			f.Close()
+		}
+	}()
 	arch, _ := f.String("general.architecture")
 	if arch != "llama" {
 		return nil, fmt.Errorf("lm: %s: architecture %q, want llama", path, arch)
@@ -257,44 +321,82 @@ func LoadGGUF(b backend.Backend, path string) (*Model, error) {
 		}
 		return dst
 	}
-	unpermute := func(x []float32, heads int) []float32 {
-		if x == nil {
-			return nil
+	// matrix reads the weight name [rows, cols] into *pk, in its own
+	// block type, unless it is F32 or opt.Float32 asks for float32 (or b
+	// does not multiply by the type): then into *x. heads > 0 marks q and
+	// k, whose rows go back to Hugging Face's order.
+	matrix := func(name string, rows, cols, heads int, x *[]float32, pk **PackedWeight) {
+		info, ok := f.Tensor(name)
+		if !ok {
+			errs = append(errs, fmt.Errorf("%s: no tensor %s", path, name))
+			return
 		}
-		rows := heads * c.HeadDim
-		if err := llamacpp.CheckQK(rows, heads); err != nil || len(x)%rows != 0 {
-			errs = append(errs, fmt.Errorf("%s: q/k of %d elements in %d heads: %v", path, len(x), heads, err))
-			return x
+		if len(info.Dims) != 2 || info.Dims[0] != cols || info.Dims[1] != rows {
+			errs = append(errs, fmt.Errorf("%s: %s has dims %v, want [%d %d] (ggml order)", path, name, info.Dims, cols, rows))
+			return
 		}
-		dst := make([]float32, len(x))
-		llamacpp.UnpermuteQK(dst, x, rows, heads)
-		return dst
+		if heads > 0 {
+			if err := llamacpp.CheckQK(rows, heads); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %s: %v", path, name, err))
+				return
+			}
+		}
+		if info.Type == gguf.TypeF32 || opt.Float32 || !info.Type.CanDecode() || !backend.Packs(b, info.Type) {
+			*x = get(name)
+			if heads > 0 && *x != nil {
+				dst := make([]float32, len(*x))
+				llamacpp.UnpermuteQK(dst, *x, rows, heads)
+				*x = dst
+			}
+			return
+		}
+		data, err := f.Bytes(name)
+		if err != nil {
+			errs = append(errs, err)
+			return
+		}
+		if heads > 0 {
+			dst := make([]byte, len(data))
+			llamacpp.UnpermuteQKBytes(dst, data, rows, heads)
+			data = dst
+		} else {
+			mapped = true
+		}
+		*pk = &PackedWeight{Format: info.Type, Data: data}
 	}
-	w := &Weights{Embed: get("token_embd.weight"), Norm: get("output_norm.weight")}
+	H, qd, kvd, ff := c.Hidden, c.QDim(), c.KVDim(), c.Intermediate
+	w := &Weights{Norm: get("output_norm.weight")}
+	matrix("token_embd.weight", c.Vocab, H, 0, &w.Embed, &w.EmbedPacked)
 	if _, ok := f.Tensor("output.weight"); ok {
-		w.LMHead = get("output.weight")
+		matrix("output.weight", c.Vocab, H, 0, &w.LMHead, &w.LMHeadPacked)
 	}
 	if _, ok := f.Tensor(llamacpp.NameRopeFreqs + ".weight"); ok {
 		c.RopeFactors = get(llamacpp.NameRopeFreqs + ".weight")
 	}
 	for i := range c.Layers {
 		p := fmt.Sprintf("blk.%d.", i)
-		w.Layers = append(w.Layers, Layer{
-			AttnNorm: get(p + "attn_norm.weight"),
-			Q:        unpermute(get(p+"attn_q.weight"), c.Heads),
-			K:        unpermute(get(p+"attn_k.weight"), c.KVHeads),
-			V:        get(p + "attn_v.weight"),
-			O:        get(p + "attn_output.weight"),
-			MLPNorm:  get(p + "ffn_norm.weight"),
-			Gate:     get(p + "ffn_gate.weight"),
-			Up:       get(p + "ffn_up.weight"),
-			Down:     get(p + "ffn_down.weight"),
-		})
+		l := Layer{AttnNorm: get(p + "attn_norm.weight"), MLPNorm: get(p + "ffn_norm.weight")}
+		pk := &PackedLayer{}
+		matrix(p+"attn_q.weight", qd, H, c.Heads, &l.Q, &pk.Q)
+		matrix(p+"attn_k.weight", kvd, H, c.KVHeads, &l.K, &pk.K)
+		matrix(p+"attn_v.weight", kvd, H, 0, &l.V, &pk.V)
+		matrix(p+"attn_output.weight", H, qd, 0, &l.O, &pk.O)
+		matrix(p+"ffn_gate.weight", ff, H, 0, &l.Gate, &pk.Gate)
+		matrix(p+"ffn_up.weight", ff, H, 0, &l.Up, &pk.Up)
+		matrix(p+"ffn_down.weight", H, ff, 0, &l.Down, &pk.Down)
+		if *pk != (PackedLayer{}) {
+			l.Packed = pk
+		}
+		w.Layers = append(w.Layers, l)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("lm: %w", err)
 	}
-	return New(b, c, w)
+	m, err = New(b, c, w)
+	if err == nil && mapped {
+		m.closers = append(m.closers, f.Close)
+	}
+	return m, err
 }
 
 // LoadLlama2C reads a llama2.c checkpoint (run.c's format: a header of 7

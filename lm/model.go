@@ -74,15 +74,24 @@ type Layer struct {
 	// a projection set there has its float32 field above nil. nil when
 	// every projection is float32.
 	Int8 *Int8Layer
+	// Packed holds the projections kept in a block format (quantized
+	// checkpoints by default); a projection set there has its float32
+	// field nil. nil when there are none.
+	Packed *PackedLayer
 }
 
-// Weights are a model's tensors in float32.
+// Weights are a model's tensors: float32, or packed (PackedWeight) or
+// int8 (Int8Weight) where a quantized checkpoint keeps them so.
 type Weights struct {
 	Embed  []float32 // embed_tokens [Vocab, Hidden]
 	Layers []Layer
 	Norm   []float32 // final norm [Hidden]
-	// LMHead is lm_head [Vocab, Hidden]; nil means tied to Embed.
+	// LMHead is lm_head [Vocab, Hidden]; nil (and LMHeadPacked nil)
+	// means tied to the embedding.
 	LMHead []float32
+	// EmbedPacked and LMHeadPacked are the embedding and lm_head in a
+	// block format, set instead of Embed and LMHead.
+	EmbedPacked, LMHeadPacked *PackedWeight
 }
 
 // Validate checks every tensor's length against c.
@@ -97,10 +106,19 @@ func (w *Weights) Validate(c Config) error {
 		return nil
 	}
 	h, q, kv, ff := c.Hidden, c.QDim(), c.KVDim(), c.Intermediate
+	table := func(name string, x []float32, p *PackedWeight, optional bool) error {
+		switch {
+		case x != nil && p != nil:
+			return fmt.Errorf("lm: %s is both float32 and packed", name)
+		case p != nil:
+			return p.check(name, c.Vocab, h)
+		}
+		return check(name, x, c.Vocab*h, optional)
+	}
 	if err := errors.Join(
-		check("embedding", w.Embed, c.Vocab*h, false),
+		table("embedding", w.Embed, w.EmbedPacked, false),
 		check("final norm", w.Norm, h, false),
-		check("lm_head", w.LMHead, c.Vocab*h, true),
+		table("lm_head", w.LMHead, w.LMHeadPacked, true),
 	); err != nil {
 		return err
 	}
@@ -129,15 +147,25 @@ func (w *Weights) Validate(c Config) error {
 // with different Caches.
 type Model struct {
 	Config Config
-	// Weights are the host tensors New uploaded; the model keeps them for
-	// callers (tests, exporters) and does not read them again.
+	// Weights are the host tensors New placed on the backend: on a
+	// backend of host memory (cpu) the very memory the model computes
+	// with, elsewhere host copies it keeps for callers (tests,
+	// exporters) and does not read again.
 	Weights *Weights
 
 	b      backend.Backend
-	embed  backend.Buffer
+	embed  backend.Buffer // nil when the table is packed (embedPacked)
 	layers []deviceLayer
 	norm   backend.Buffer
-	head   backend.Buffer // lm_head, or embed when tied
+	head   backend.Buffer // lm_head, or embed when tied; nil when packed
+	// embedPacked is the packed embedding table, looked up on the host;
+	// headPacked the packed lm_head (or embedding, when tied).
+	embedPacked *PackedWeight
+	headPacked  *backend.Packed
+	// owned are the buffers New allocated (Close frees them); closers
+	// release what the weights are mapped from, after them.
+	owned   []backend.Buffer
+	closers []func() error
 	// ropeQ and ropeK rotate q and k rows (Hugging Face's rotate-half
 	// layout) with backend.RoPEFreqs' frequencies.
 	ropeQ, ropeK *backend.Rotary
@@ -150,12 +178,16 @@ type deviceLayer struct {
 	q, k, v, o, gate, up, down backend.Buffer
 	// i8 holds the int8 projections in the order of Int8Layer.list (q,
 	// k, v, o, gate, up, down); an entry with nil codes is float32.
-	i8                         [7]int8Buffer
+	i8 [7]int8Buffer
+	// pk holds the packed projections in the same order; nil entries
+	// are float32 or int8.
+	pk                         [7]*backend.Packed
 	qBias, kBias, vBias, oBias backend.Buffer // nil when absent
 }
 
-// New uploads every tensor of w to b and returns the model. w stays as it
-// is; the forward pass reads only the backend's copies.
+// New places every tensor of w on b (backend.Place: in place on a backend
+// of host memory, else uploaded) and returns the model. w stays as it is;
+// the model never writes it.
 func New(b backend.Backend, c Config, w *Weights) (*Model, error) {
 	if b == nil {
 		return nil, errors.New("lm: no backend")
@@ -176,27 +208,53 @@ func New(b backend.Backend, c Config, w *Weights) (*Model, error) {
 		ropeK: &backend.Rotary{Heads: c.KVHeads, Dim: c.HeadDim, Freqs: freqs},
 	}
 	var errs []error
-	up := func(x []float32) backend.Buffer {
-		if x == nil || len(errs) > 0 {
+	// put places a host tensor on b: in place where b's buffers are host
+	// memory, else uploaded to a buffer Close frees.
+	put := func(x any) backend.Buffer {
+		if len(errs) > 0 {
 			return nil
 		}
-		buf, err := b.Alloc(backend.F32, len(x))
-		if err == nil {
-			if err = b.Upload(buf, x); err != nil {
-				errs = append(errs, b.Free(buf))
-			}
-		}
+		buf, owned, err := backend.Place(b, x)
 		if err != nil {
 			errs = append(errs, err)
 			return nil
 		}
+		if owned {
+			m.owned = append(m.owned, buf)
+		}
 		return buf
 	}
-	m.embed, m.norm = up(w.Embed), up(w.Norm)
-	m.head = m.embed
-	if w.LMHead != nil {
-		m.head = up(w.LMHead)
+	up := func(x []float32) backend.Buffer {
+		if x == nil {
+			return nil
+		}
+		return put(x)
 	}
+	// packed places a packed weight [rows, cols], or keeps it nil.
+	packed := func(w *PackedWeight, rows, cols int) *backend.Packed {
+		if w == nil {
+			return nil
+		}
+		data := put(w.Data)
+		if data == nil {
+			return nil
+		}
+		return &backend.Packed{N: rows, K: cols, Format: w.Format, Data: data}
+	}
+	h, qd, kvd, ff := c.Hidden, c.QDim(), c.KVDim(), c.Intermediate
+	m.embed, m.norm = up(w.Embed), up(w.Norm)
+	m.embedPacked = w.EmbedPacked
+	switch {
+	case w.LMHead != nil:
+		m.head = up(w.LMHead)
+	case w.LMHeadPacked != nil:
+		m.headPacked = packed(w.LMHeadPacked, c.Vocab, h)
+	case w.EmbedPacked != nil:
+		m.headPacked = packed(w.EmbedPacked, c.Vocab, h)
+	default:
+		m.head = m.embed
+	}
+	shapes := [7][2]int{{qd, h}, {kvd, h}, {kvd, h}, {h, qd}, {ff, h}, {ff, h}, {h, ff}}
 	for i := range w.Layers {
 		l := &w.Layers[i]
 		m.layers[i] = deviceLayer{
@@ -208,11 +266,22 @@ func New(b backend.Backend, c Config, w *Weights) (*Model, error) {
 		if l.Int8 != nil {
 			for j, w := range l.Int8.list() {
 				if w != nil && len(errs) == 0 {
-					if m.layers[i].i8[j], err = uploadInt8(b, w); err != nil {
+					ib, owned, err := placeInt8(b, w)
+					if err != nil {
 						errs = append(errs, err)
+						continue
 					}
+					if owned {
+						m.owned = append(m.owned, ib.codes)
+					}
+					m.layers[i].i8[j] = ib
 					m.int8 = true
 				}
+			}
+		}
+		if l.Packed != nil {
+			for j, w := range l.Packed.list() {
+				m.layers[i].pk[j] = packed(w, shapes[j][0], shapes[j][1])
 			}
 		}
 	}
@@ -222,28 +291,17 @@ func New(b backend.Backend, c Config, w *Weights) (*Model, error) {
 	return m, nil
 }
 
-// Close frees the model's buffers on its backend. The model must not be used
-// afterwards.
+// Close frees the model's buffers on its backend and releases what its
+// weights are mapped from. The model must not be used afterwards.
 func (m *Model) Close() error {
 	var errs []error
-	free := func(b backend.Buffer) {
-		if b != nil {
-			errs = append(errs, m.b.Free(b))
-		}
+	for _, b := range m.owned {
+		errs = append(errs, m.b.Free(b))
 	}
-	for _, d := range m.layers {
-		for _, w := range d.i8 {
-			free(w.codes)
-		}
-		for _, b := range []backend.Buffer{d.attnNorm, d.mlpNorm, d.q, d.k, d.v, d.o, d.gate, d.up, d.down, d.qBias, d.kBias, d.vBias, d.oBias} {
-			free(b)
-		}
+	for _, c := range m.closers {
+		errs = append(errs, c())
 	}
-	if m.head != m.embed {
-		free(m.head)
-	}
-	free(m.embed)
-	free(m.norm)
-	m.layers, m.head, m.embed, m.norm = nil, nil, nil, nil
+	m.layers, m.head, m.embed, m.norm, m.headPacked, m.embedPacked = nil, nil, nil, nil, nil, nil
+	m.owned, m.closers = nil, nil
 	return errors.Join(errs...)
 }

@@ -53,6 +53,14 @@ func TestGGUFQ8_0(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for i, l := range q.Weights.Layers {
+		if l.Packed == nil || l.Packed.Q == nil || l.Q != nil {
+			t.Fatalf("layer %d: Q8_0 matrices not kept in their blocks", i)
+		}
+	}
+	if q.Weights.EmbedPacked == nil || q.Weights.Embed != nil {
+		t.Fatal("the Q8_0 embedding was not kept in its blocks")
+	}
 	round := func(x []float32, cols int) []float32 {
 		if x == nil || cols%32 != 0 {
 			return x

@@ -39,10 +39,14 @@ func TestLoadQuantized(t *testing.T) {
 		// top1 is the least number of positions, of 12, whose argmax
 		// must stay the float model's (measured: all for int8).
 		top1 int
+		// size bounds the weights' memory as a fraction of the float
+		// model's: the projections stay packed (the embedding, 512×64,
+		// is a float32 third of this small model).
+		size float64
 	}{
-		{"int8-channel-int-quantized", "int8-sym-channel", plan.CompressedTensors, 0.5, 12},
-		{"int4-group32-pack-quantized", "int4-sym-group32", plan.CompressedTensors, 6, 6},
-		{"int8-channel-raw", "int8-sym-channel", plan.Safetensors, 0.5, 12},
+		{"int8-channel-int-quantized", "int8-sym-channel", plan.CompressedTensors, 0.5, 12, 0.40},
+		{"int4-group32-pack-quantized", "int4-sym-group32", plan.CompressedTensors, 6, 6, 0.32},
+		{"int8-channel-raw", "int8-sym-channel", plan.Safetensors, 0.5, 12, 0.40},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, err := quant.ParseScheme(tc.scheme)
@@ -69,6 +73,19 @@ func TestLoadQuantized(t *testing.T) {
 			md, err := LoadHF(b, deq)
 			if err != nil {
 				t.Fatal(err)
+			}
+			for i, l := range mq.Weights.Layers {
+				if l.Packed == nil || l.Packed.Q == nil || l.Packed.Down == nil || l.Q != nil || l.Down != nil {
+					t.Fatalf("layer %d: the projections are not kept packed", i)
+				}
+			}
+			if l := md.Weights.Layers[0]; l.Packed != nil || l.Q == nil {
+				t.Fatal("the dequantized checkpoint did not load as float32")
+			}
+			ratio := float64(mq.Weights.WeightBytes()) / float64(md.Weights.WeightBytes())
+			t.Logf("weights: %d bytes, %.2f of the float model's", mq.Weights.WeightBytes(), ratio)
+			if ratio > tc.size {
+				t.Errorf("the weights take %.2f of the float model's memory, want at most %.2f", ratio, tc.size)
 			}
 			got, err := mq.Forward(mq.NewCache(), storiesTokens)
 			if err != nil {

@@ -21,9 +21,16 @@ func TestPackRowsDecodesAsDequantize(t *testing.T) {
 		{Scheme{Bits: 8, Granularity: PerChannel}, 5, 40, 40}, // uint8 asymmetric
 		{Int8PerTensor, 3, 64, 64},
 		{Scheme{Bits: 4, Signed: true, Symmetric: true, Granularity: PerGroup, GroupSize: 32}, 6, 96, 32},
-		{Scheme{Bits: 4, Granularity: PerGroup, GroupSize: 16}, 4, 64, 16},                // uint4 asymmetric
-		{Scheme{Bits: 4, Signed: true, Granularity: PerChannel}, 3, 22, 22},              // int4 asymmetric, per channel
+		{Scheme{Bits: 4, Granularity: PerGroup, GroupSize: 16}, 4, 64, 16},  // uint4 asymmetric
+		{Scheme{Bits: 4, Signed: true, Granularity: PerChannel}, 3, 22, 22}, // int4 asymmetric, per channel
 		{Scheme{Bits: 8, Signed: true, Symmetric: true, Granularity: PerGroup, GroupSize: 8}, 2, 24, 8},
+		// Groups that do not divide the rows (stories260K's down_proj is
+		// 172 wide): a shorter last block; odd rows start mid-byte.
+		{Scheme{Bits: 4, Signed: true, Symmetric: true, Granularity: PerGroup, GroupSize: 32}, 4, 48, 32},
+		{Scheme{Bits: 4, Granularity: PerGroup, GroupSize: 16}, 3, 41, 16},
+		{Scheme{Bits: 4, Signed: true, Symmetric: true, Granularity: PerChannel}, 3, 21, 22},
+		{Scheme{Bits: 8, Granularity: PerGroup, GroupSize: 32}, 2, 70, 32},
+		{Scheme{Bits: 4, Signed: true, Symmetric: true, Granularity: PerGroup, GroupSize: 128}, 3, 37, 38},
 	} {
 		x := make([]float32, c.rows*c.cols)
 		for i := range x {
@@ -78,7 +85,7 @@ func TestPackRowsRefusesOtherLayouts(t *testing.T) {
 		want  string
 	}{
 		{Scheme{Bits: 8, Signed: true, Symmetric: true, Granularity: PerChannel, Axis: 1}, []int{4, 8}, "no row layout"},
-		{Scheme{Bits: 4, Signed: true, Symmetric: true, Granularity: PerGroup, GroupSize: 32}, []int{4, 48}, "no row layout"},
+		{Scheme{Bits: 4, Signed: true, Symmetric: true, Granularity: PerGroup, GroupSize: 5}, []int{4, 20}, "odd"},
 		{Int8PerChannel, []int{2, 3, 4}, "3-D"},
 	} {
 		p, err := NewParams(c.s, c.shape)
@@ -96,7 +103,10 @@ func TestPackRowsRefusesOtherLayouts(t *testing.T) {
 			t.Errorf("%v on %v: %v, want an error with %q", c.s, c.shape, err, c.want)
 		}
 	}
-	if _, err := (RowFormat{Bits: 4, Group: 32, Symmetric: true}).RowBytes(48); err == nil {
-		t.Error("a row of 48 values in blocks of 32 was accepted")
+	if _, err := (RowFormat{Bits: 4, Group: 31, Symmetric: true}).RowBytes(62); err == nil {
+		t.Error("4-bit blocks of 31 values were accepted")
+	}
+	if n, err := (RowFormat{Bits: 4, Group: 32, Symmetric: true}).RowBytes(41); err != nil || n != 4+16+4+5 {
+		t.Errorf("RowBytes(41) of int4 g32: %d, %v; want 29", n, err)
 	}
 }

@@ -50,6 +50,12 @@ func PermuteQKBytes(dst, src []byte, rows, heads int) {
 	permuteRows(dst, src, rows, heads, false)
 }
 
+// UnpermuteQKBytes is UnpermuteQK on raw rows of any encoding, as
+// PermuteQKBytes is PermuteQK.
+func UnpermuteQKBytes(dst, src []byte, rows, heads int) {
+	permuteRows(dst, src, rows, heads, true)
+}
+
 func permuteRows[T any](dst, src []T, rows, heads int, inverse bool) {
 	if err := CheckQK(rows, heads); err != nil {
 		panic("llamacpp: " + err.Error())

@@ -79,6 +79,11 @@ func TestPermuteQKAgainstNumpyTranscription(t *testing.T) {
 				t.Fatalf("%+v: PermuteQKBytes differs from PermuteQK at byte %d", tc, i)
 			}
 		}
+		rawBack := make([]byte, len(raw))
+		UnpermuteQKBytes(rawBack, rawOut, tc.rows, tc.heads)
+		if !slices.Equal(rawBack, raw) {
+			t.Fatalf("%+v: UnpermuteQKBytes(PermuteQKBytes(x)) != x", tc)
+		}
 	}
 }
 
