@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/quantkit/quantkit/backend"
 	"github.com/quantkit/quantkit/model/checkpoint"
@@ -145,6 +146,12 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, err 
 				return
 			}
 		}
+		if _, ok := quantized[name]; ok {
+			// The model holds its own copy of what it reads from the
+			// mapping (codes, scales): the pages go, so that resident
+			// memory is the model's, not the file's twice.
+			defer releasePrefix(ck, name)
+		}
 		if dec, ok := quantized[name]; ok && !opt.Float32 {
 			codes, p, err := dec()
 			if err != nil {
@@ -226,6 +233,17 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, err 
 		m.closers = append(m.closers, ck.Close)
 	}
 	return m, err
+}
+
+// releasePrefix releases the pages of every tensor of ck whose name
+// begins with name: a quantized weight's codes, scales and zero points
+// (name.weight_packed, name.weight_scale, ...).
+func releasePrefix(ck *checkpoint.Checkpoint, name string) {
+	for _, t := range ck.Tensors() {
+		if strings.HasPrefix(t.Name, name) {
+			ck.Release(t.Name)
+		}
+	}
 }
 
 // LoadGGUF reads a llama.cpp GGUF file of architecture llama (Llama and
