@@ -27,7 +27,16 @@ var (
 	lmEvalTextFlag  = &cli.StringFlag{Name: "text", Usage: "the text `FILE` to measure on", Required: true}
 	lmCtxFlag       = &cli.IntFlag{Name: "ctx", Value: 512, Usage: "window length in tokens (the second half of each window is scored)"}
 	lmRefFlag       = &cli.StringFlag{Name: "ref", Usage: "reference `MODEL`: report each model's KL divergence from it and top-1 agreement"}
+	lmW8A8Flag      = &cli.BoolFlag{Name: "w8a8", Usage: "run an int8 per-channel checkpoint (quantkit quantize --scheme int8) as W8A8: the weights stay int8, each token's activations are quantized to int8 with one scale per token, and the matrix products are integer GEMMs; refused for a model without int8 per-channel weights (a float or int4 checkpoint, a GGUF or llama2.c file)"}
+	lmEvalW8A8Flag  = &cli.BoolFlag{Name: "w8a8", Usage: "run each MODEL that is an int8 per-channel checkpoint as W8A8 (int8 weights, activations quantized to int8 per token, integer GEMMs; named \"MODEL (w8a8)\" in the report); the other MODELs and the --ref run as without the flag; refused when no MODEL has int8 per-channel weights"}
 )
+
+// w8a8Help says what --w8a8 does, for the commands' descriptions.
+const w8a8Help = "With --w8a8, an int8 per-channel checkpoint (what quantize --scheme int8 writes) runs as\n" +
+	"W8A8: its projections stay int8 in memory, each token's activations are quantized to int8\n" +
+	"(scale max|x|/127, rounded half to even) and the products are int8 GEMMs with int32\n" +
+	"accumulators, scaled back per token and per output channel. Without it, quantized weights\n" +
+	"are dequantized and run in float32."
 
 var lmCommand = &cli.Command{
 	Name:  "lm",
@@ -40,8 +49,8 @@ var lmCommand = &cli.Command{
 			Name: "generate", Usage: "continue a prompt, streaming the text to stdout", ArgsUsage: "MODEL",
 			Description: "Greedy by default; --temp T samples from softmax(logits/T), restricted by --top-p.\n" +
 				"The prompt and the text stream to stdout, the timings (prompt and generation\n" +
-				"tokens/s apart) to stderr at the end; --json prints the report instead.",
-			Flags:  []cli.Flag{lmPromptFlag, lmNFlag, lmTempFlag, lmTopPFlag, lmSeedFlag, lmTokenizerFlag, deviceFlag, jsonFlag},
+				"tokens/s apart) to stderr at the end; --json prints the report instead.\n" + w8a8Help,
+			Flags:  []cli.Flag{lmPromptFlag, lmNFlag, lmTempFlag, lmTopPFlag, lmSeedFlag, lmTokenizerFlag, lmW8A8Flag, deviceFlag, jsonFlag},
 			Action: runLMGenerate,
 		},
 		{
@@ -54,8 +63,11 @@ var lmCommand = &cli.Command{
 			Description: "As llama-perplexity: the text is cut into windows of --ctx tokens, each starts with BOS\n" +
 				"and is run from an empty cache, and the second half of each is scored. With --ref,\n" +
 				"each model's next-token distributions are compared with the reference's: mean, 99th\n" +
-				"percentile and max of KL(ref‖model), and how often their top tokens agree.",
-			Flags:  []cli.Flag{lmEvalTextFlag, lmCtxFlag, lmRefFlag, lmTokenizerFlag, deviceFlag, jsonFlag, jsonOutFlag},
+				"percentile and max of KL(ref‖model), and how often their top tokens agree.\n" + w8a8Help + "\n" +
+				"In lm eval, --w8a8 applies to each MODEL that has int8 per-channel weights (named\n" +
+				"\"MODEL (w8a8)\"); the others and the --ref run as without it, so that one table compares\n" +
+				"the original with its W8A8 and other quantizations.",
+			Flags:  []cli.Flag{lmEvalTextFlag, lmCtxFlag, lmRefFlag, lmTokenizerFlag, lmEvalW8A8Flag, deviceFlag, jsonFlag, jsonOutFlag},
 			Action: runLMEval,
 		},
 	},
@@ -74,7 +86,11 @@ func runLMGenerate(c *cli.Context) error {
 		return err
 	}
 	return onDevice(c, func(b backend.Backend) error {
-		l, err := lmeval.Open(b, path, c.String(lmTokenizerFlag.Name))
+		open := lmeval.OpenOptions{Tokenizer: c.String(lmTokenizerFlag.Name)}
+		if c.Bool(lmW8A8Flag.Name) {
+			open.W8A8 = lmeval.W8A8Required
+		}
+		l, err := lmeval.OpenWith(b, path, open)
 		if err != nil {
 			return fmt.Errorf("lm generate: %w", err)
 		}
@@ -212,8 +228,8 @@ func runLMEval(c *cli.Context) error {
 	}
 	return onDevice(c, func(b backend.Backend) error {
 		var opt lmeval.EvalOptions
-		open := func(path string) (*lmeval.Loaded, error) {
-			l, err := lmeval.Open(b, path, c.String(lmTokenizerFlag.Name))
+		open := func(path string, w8a8 lmeval.W8A8Mode) (*lmeval.Loaded, error) {
+			l, err := lmeval.OpenWith(b, path, lmeval.OpenOptions{Tokenizer: c.String(lmTokenizerFlag.Name), W8A8: w8a8})
 			if err != nil {
 				return nil, fmt.Errorf("lm eval: %w", err)
 			}
@@ -229,20 +245,31 @@ func runLMEval(c *cli.Context) error {
 			}
 		}()
 		if ref := c.String(lmRefFlag.Name); ref != "" {
-			l, err := open(ref)
+			l, err := open(ref, lmeval.W8A8Off)
 			if err != nil {
 				return err
 			}
 			loaded = append(loaded, l)
 			opt.Ref = &lmeval.NamedModel{Name: ref, Model: l.Model}
 		}
+		w8a8, anyW8A8 := lmeval.W8A8Off, false
+		if c.Bool(lmEvalW8A8Flag.Name) {
+			w8a8 = lmeval.W8A8WhereInt8
+		}
 		for _, p := range c.Args().Slice() {
-			l, err := open(p)
+			l, err := open(p, w8a8)
 			if err != nil {
 				return err
 			}
 			loaded = append(loaded, l)
-			opt.Models = append(opt.Models, lmeval.NamedModel{Name: p, Model: l.Model})
+			name := p
+			if l.W8A8 {
+				name, anyW8A8 = p+" (w8a8)", true
+			}
+			opt.Models = append(opt.Models, lmeval.NamedModel{Name: name, Model: l.Model})
+		}
+		if w8a8 != lmeval.W8A8Off && !anyW8A8 {
+			return badInput(fmt.Errorf("lm eval: --w8a8: %w in any MODEL (%s); W8A8 runs the int8 per-channel checkpoints quantize --scheme int8 writes", lmeval.ErrNoInt8, strings.Join(c.Args().Slice(), ", ")))
 		}
 		if opt.Tokenizer == nil {
 			return badInput(fmt.Errorf("lm eval: no model has a tokenizer: give one with --tokenizer"))

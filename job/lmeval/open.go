@@ -27,6 +27,9 @@ type Loaded struct {
 	// (max_position_embeddings, llama.context_length, llama2.c's seq_len),
 	// 0 where the file does not say.
 	Context int
+	// W8A8 is set when the model's int8 projections run as W8A8 (see
+	// W8A8Mode).
+	W8A8 bool
 }
 
 // Close frees the model.
@@ -39,15 +42,25 @@ func (l *Loaded) Close() error { return l.Model.Close() }
 // not empty, overrides the tokenizer: a folder with tokenizer.json, a
 // tokenizer.json file or a llama2.c tokenizer.bin.
 func Open(b backend.Backend, path, tokenizerPath string) (*Loaded, error) {
+	return OpenWith(b, path, OpenOptions{Tokenizer: tokenizerPath})
+}
+
+// OpenWith is Open with options: opt.Tokenizer is Open's tokenizerPath,
+// opt.W8A8 says whether int8 projections run as W8A8 (see W8A8Mode).
+func OpenWith(b backend.Backend, path string, opt OpenOptions) (*Loaded, error) {
+	tokenizerPath := opt.Tokenizer
 	l := &Loaded{Path: path}
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, inputerr.Mark(err)
 	}
+	if err := opt.W8A8.refuse(path, st.IsDir()); err != nil {
+		return nil, err
+	}
 	switch {
 	case st.IsDir():
 		l.Format = "hf"
-		if l.Model, err = lm.LoadHF(b, path); err != nil {
+		if l.Model, l.W8A8, err = opt.W8A8.loadHF(b, path); err != nil {
 			return nil, err
 		}
 		l.Context = hfContext(path)
