@@ -19,10 +19,11 @@ import (
 // LoadHF reads a Hugging Face LlamaForCausalLM, MistralForCausalLM or
 // Qwen2ForCausalLM checkpoint (a folder of safetensors in F32, F16 or BF16
 // with its config.json, or the path checkpoint.Open takes) and uploads it
-// to b. Qwen2's q, k and v biases are read; its use_sliding_window true is
-// refused. rope_scaling "llama3" (Llama 3.1 and later) is applied as
-// per-frequency factors (Config.RopeFactors); linear and yarn scaling are
-// refused.
+// to b. Qwen2's q, k and v biases are read; Mistral's and Qwen2's
+// sliding windows are applied per layer as transformers applies them
+// (Config.SlidingWindow). rope_scaling "llama3" (Llama 3.1 and later) is
+// applied as per-frequency factors (Config.RopeFactors); linear, dynamic
+// and yarn as Config.Rope; longrope is refused.
 //
 // It also reads what `quantkit quantize` writes: compressed-tensors
 // checkpoints (int-quantized and pack-quantized) and quantkit's raw
@@ -65,17 +66,13 @@ func parseHFConfig(dir string, raw json.RawMessage) (Config, *llamacpp.Hyper, er
 			return Config{}, nil, fmt.Errorf("lm: %s: %w", dir, err)
 		}
 	}
-	h, err := llamacpp.ParseConfigWith("config.json", raw, llamacpp.ParseOptions{Qwen2: true})
+	h, err := llamacpp.ParseConfigWith("config.json", raw, llamacpp.ParseOptions{Qwen2: true, Dynamic: true})
 	if err != nil {
 		return Config{}, nil, fmt.Errorf("lm: %s: %w", dir, err)
 	}
-	var factors []float32
-	switch h.Rope.Type {
-	case "":
-	case "llama3":
-		factors = llamacpp.Llama3RopeFactors(h)
-	default:
-		return Config{}, nil, fmt.Errorf("lm: %s: rope_scaling %q is not supported yet (llama3 is)", dir, h.Rope.Type)
+	factors, rope, err := ropeFromHyper(h)
+	if err != nil {
+		return Config{}, nil, fmt.Errorf("lm: %s: %w", dir, err)
 	}
 	if h.MLPBias {
 		return Config{}, nil, fmt.Errorf("lm: %s: mlp_bias is not supported yet", dir)
@@ -85,6 +82,7 @@ func parseHFConfig(dir string, raw json.RawMessage) (Config, *llamacpp.Hyper, er
 		Heads: h.Heads, KVHeads: h.KVHeads, HeadDim: h.HeadDim, Vocab: h.Vocab,
 		RMSNormEps: h.RMSNormEps, RopeTheta: h.RopeTheta, BOS: h.BOS, EOS: h.EOS,
 		RopeFactors: factors,
+		Rope:        rope, SlidingWindow: h.SlidingWindow, WindowLayers: h.WindowLayers,
 	}, h, nil
 }
 
@@ -179,12 +177,15 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (*Model, error)
 }
 
 // LoadGGUF reads a llama.cpp GGUF file of architecture llama (Llama and
-// Mistral) whose tensors gguf.DecodeFloat32 converts (F32, F16, BF16, Q8_0,
-// Q4_0, K-quants, …), dequantized to float32, and uploads it to b. The q
-// and k rows, which llama.cpp keeps in the interleaved RoPE layout, are put
-// back in Hugging Face's order (llamacpp.UnpermuteQK). A rope_freqs.weight
-// tensor (Llama 3's "llama3" RoPE scaling) becomes Config.RopeFactors;
-// llama.rope.scaling.type linear or yarn is refused.
+// Mistral) or qwen2 whose tensors gguf.DecodeFloat32 converts (F32, F16,
+// BF16, Q8_0, Q4_0, K-quants, …), dequantized to float32, and uploads it
+// to b. For llama, the q and k rows (and biases), which llama.cpp keeps in
+// the interleaved RoPE layout, are put back in Hugging Face's order
+// (llamacpp.UnpermuteQK); qwen2 (llama.cpp's NEOX rope type) keeps Hugging
+// Face's order already. The q, k, v and o biases are read where present
+// (Qwen2's q, k and v). A rope_freqs.weight tensor (Llama 3's "llama3"
+// RoPE scaling) becomes Config.RopeFactors; rope.scaling.type linear and
+// yarn become Config.Rope (ggufRope).
 func LoadGGUF(b backend.Backend, path string) (*Model, error) {
 	f, err := gguf.Open(path)
 	if err != nil {
@@ -192,18 +193,18 @@ func LoadGGUF(b backend.Backend, path string) (*Model, error) {
 	}
 	defer f.Close()
 	arch, _ := f.String("general.architecture")
-	if arch != "llama" {
-		return nil, fmt.Errorf("lm: %s: architecture %q, want llama", path, arch)
+	if arch != "llama" && arch != "qwen2" {
+		return nil, fmt.Errorf("lm: %s: architecture %q, want llama or qwen2", path, arch)
 	}
 	md := f.Metadata()
 	num := func(key string, def int) int {
-		if v, ok := f.Int("llama." + key); ok {
+		if v, ok := f.Int(arch + "." + key); ok {
 			return int(v)
 		}
 		return def
 	}
 	flt := func(key string, def float64) float64 {
-		if v, ok := md.Float32("llama." + key); ok {
+		if v, ok := md.Float32(arch + "." + key); ok {
 			return float64(v)
 		}
 		return def
@@ -233,8 +234,8 @@ func LoadGGUF(b backend.Backend, path string) (*Model, error) {
 	if rd := num("rope.dimension_count", c.HeadDim); rd != c.HeadDim {
 		return nil, fmt.Errorf("lm: %s: partial RoPE (%d of %d) is not supported", path, rd, c.HeadDim)
 	}
-	if st, _ := f.String("llama.rope.scaling.type"); st != "" && st != "none" {
-		return nil, fmt.Errorf("lm: %s: rope scaling %q is not supported yet (rope_freqs.weight is)", path, st)
+	if c.Rope, err = ggufRope(f, arch, path, num("context_length", 0)); err != nil {
+		return nil, err
 	}
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("%w (%s)", err, path)
@@ -258,8 +259,8 @@ func LoadGGUF(b backend.Backend, path string) (*Model, error) {
 		return dst
 	}
 	unpermute := func(x []float32, heads int) []float32 {
-		if x == nil {
-			return nil
+		if x == nil || arch != "llama" {
+			return x
 		}
 		rows := heads * c.HeadDim
 		if err := llamacpp.CheckQK(rows, heads); err != nil || len(x)%rows != 0 {
@@ -277,9 +278,26 @@ func LoadGGUF(b backend.Backend, path string) (*Model, error) {
 	if _, ok := f.Tensor(llamacpp.NameRopeFreqs + ".weight"); ok {
 		c.RopeFactors = get(llamacpp.NameRopeFreqs + ".weight")
 	}
+	if _, ok := f.Tensor("blk.0.attn_qkv.weight"); ok {
+		return nil, fmt.Errorf("lm: %s: fused blk.N.attn_qkv tensors are not supported (separate attn_q, attn_k and attn_v are)", path)
+	}
+	if _, ok := f.Tensor("output.bias"); ok {
+		return nil, fmt.Errorf("lm: %s: output.bias (an lm_head bias) is not supported", path)
+	}
+	// optional reads a tensor that may be absent (a bias).
+	optional := func(name string) []float32 {
+		if _, ok := f.Tensor(name); !ok {
+			return nil
+		}
+		return get(name)
+	}
 	for i := range c.Layers {
 		p := fmt.Sprintf("blk.%d.", i)
 		w.Layers = append(w.Layers, Layer{
+			QBias:    unpermute(optional(p+"attn_q.bias"), c.Heads),
+			KBias:    unpermute(optional(p+"attn_k.bias"), c.KVHeads),
+			VBias:    optional(p + "attn_v.bias"),
+			OBias:    optional(p + "attn_output.bias"),
 			AttnNorm: get(p + "attn_norm.weight"),
 			Q:        unpermute(get(p+"attn_q.weight"), c.Heads),
 			K:        unpermute(get(p+"attn_k.weight"), c.KVHeads),
