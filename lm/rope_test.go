@@ -48,15 +48,14 @@ func dynamicInvFreq(base float64, dim int, factor float64, maxPos, seqLen int) [
 // yarnRef holds _compute_yarn_parameters' inputs (nil pointers are keys
 // absent from rope_scaling).
 type yarnRef struct {
-	base                        float64
-	dim                         int
-	factor                      float64
-	orig                        int
-	attentionFactor             *float64
-	mscale, mscaleAllDim        *float64
-	betaFast, betaSlow          float64 // 0: absent
-	truncate                    bool
-	wantRamp, wantInterp, wantX bool // bands the case means to cover
+	base                 float64
+	dim                  int
+	factor               float64
+	orig                 int
+	attentionFactor      *float64
+	mscale, mscaleAllDim *float64
+	betaFast, betaSlow   float64 // 0: absent
+	truncate             bool
 }
 
 // yarnInvFreq returns (inv_freq, attention_factor).
