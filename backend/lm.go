@@ -51,10 +51,24 @@ type Rotary struct {
 	Interleaved bool
 	// Freqs are the Dim/2 inverse frequencies, from RoPEFreqs.
 	Freqs []float32
+	// Scale multiplies cos and sin, each rounded to float32 before the
+	// rotation, as transformers multiplies its cos/sin tables by the
+	// rotary embedding's attention_scaling (YaRN's mscale, for example
+	// 0.1·ln(factor)+1); rotating q and k both by it scales the attention
+	// scores by Scale². 0 means 1 (no scaling).
+	Scale float32
+}
+
+// scale is the effective cos/sin multiplier.
+func (r *Rotary) scale() float32 {
+	if r.Scale != 0 {
+		return r.Scale
+	}
+	return 1
 }
 
 // Check reports whether r is valid: Dim even and positive, Heads
-// positive, Dim/2 frequencies.
+// positive, Dim/2 frequencies, Scale 0 or positive and finite.
 func (r *Rotary) Check() error {
 	switch {
 	case r == nil:
@@ -63,6 +77,8 @@ func (r *Rotary) Check() error {
 		return fmt.Errorf("rope: %d heads of dimension %d: want a positive count and a positive even dimension", r.Heads, r.Dim)
 	case len(r.Freqs) != r.Dim/2:
 		return fmt.Errorf("rope: %d frequencies for dimension %d, want %d", len(r.Freqs), r.Dim, r.Dim/2)
+	case r.Scale < 0 || math.IsInf(float64(r.Scale), 0) || r.Scale != r.Scale:
+		return fmt.Errorf("rope: cos/sin scale %g is not positive and finite", r.Scale)
 	}
 	return nil
 }
@@ -118,16 +134,33 @@ func RoPEFreqs(theta float32, d int, factors []float32) ([]float32, error) {
 //	q, out: [Tokens, Heads, Dim]
 //	k, v:   [capacity, KVHeads, Dim], capacity ≥ Start+Tokens
 //
-// Token t sits at position Start+t and attends to cache positions
-// 0..Start+t inclusive (which must already hold its own key and value);
-// query head h reads KV head h/(Heads/KVHeads). Cache positions past
-// Start+Tokens-1 are never read.
+// Token t sits at position p = Start+t and attends to cache positions
+// lo..p inclusive, lo = 0 or, with a Window, max(0, p-Window+1) (the
+// cache must already hold its own key and value); query head h reads KV
+// head h/(Heads/KVHeads). Cache positions past Start+Tokens-1 are never
+// read, nor, with a window, those before lo.
 type Attention struct {
 	Tokens, Heads, KVHeads, Dim int
 	Start                       int
 	// Scale multiplies the scores; 0 means float32(1/√Dim), as
 	// transformers' head_dim**-0.5.
 	Scale float32
+	// Window, when positive, limits each query to the Window most recent
+	// positions, its own included: a query at position p attends to keys
+	// at positions j with p-Window < j ≤ p, transformers' sliding-window
+	// causal mask (masking_utils.sliding_window_overlay: kv_idx > q_idx -
+	// sliding_window, and causal kv_idx ≤ q_idx), as Mistral's and
+	// Qwen2's sliding_window. Window 1 attends to itself only. 0 means no
+	// window (full causal attention).
+	Window int
+}
+
+// first is the first cache position that the query at position p reads.
+func (a *Attention) first(p int) int {
+	if a.Window > 0 && p >= a.Window {
+		return p - a.Window + 1
+	}
+	return 0
 }
 
 // scale is the effective scale.
@@ -146,6 +179,9 @@ func (a *Attention) Check(lq, lout, lk, lv int) error {
 	}
 	if a.Tokens < 0 || a.Heads <= 0 || a.KVHeads <= 0 || a.Dim <= 0 || a.Start < 0 {
 		return fmt.Errorf("attention: %d tokens at %d, %d heads, %d KV heads, dimension %d", a.Tokens, a.Start, a.Heads, a.KVHeads, a.Dim)
+	}
+	if a.Window < 0 {
+		return fmt.Errorf("attention: window %d is negative", a.Window)
 	}
 	if a.Heads%a.KVHeads != 0 {
 		return fmt.Errorf("attention: %d heads do not share %d KV heads evenly", a.Heads, a.KVHeads)
@@ -288,6 +324,9 @@ func RMSNormF32(dst, x, weight []float32, rows, cols int, eps float32) {
 //
 //	angle := float32(pos[t]) * r.Freqs[i]          // float32
 //	c, s := cos(angle), sin(angle)                 // rounded to float32
+//	if r.Scale != 0 {
+//		c, s = c*r.Scale, s*r.Scale                // float32, each rounded
+//	}
 //	a, b := x[t,h,i], x[t,h,i+Dim/2]               // interleaved: x[t,h,2i], x[t,h,2i+1]
 //	dst[a's place] = a*c - b*s                     // float32, each product rounded
 //	dst[b's place] = b*c + a*s
@@ -301,6 +340,7 @@ func RoPEF32(dst, x []float32, r *Rotary, pos []int32) {
 		panic(err)
 	}
 	d, half := r.Dim, r.Dim/2
+	scale := r.scale()
 	for t, p := range pos {
 		for h := range r.Heads {
 			off := (t*r.Heads + h) * d
@@ -309,6 +349,9 @@ func RoPEF32(dst, x []float32, r *Rotary, pos []int32) {
 				angle := float32(p) * f
 				c := float32(math.Cos(float64(angle)))
 				s := float32(math.Sin(float64(angle)))
+				if scale != 1 {
+					c, s = c*scale, s*scale
+				}
 				ia, ib := i, i+half
 				if r.Interleaved {
 					ia, ib = 2*i, 2*i+1
@@ -409,17 +452,19 @@ func EmbedF32(dst, table []float32, ids []int32, dim int) {
 
 // AttentionF32 is causal grouped-query attention (see Attention for the
 // layouts): for each token t and head h, with kh = h/(Heads/KVHeads),
-// n = Start+t+1 and scale = a.Scale or float32(1/√Dim),
+// p = Start+t, lo = 0, or max(0, p-Window+1) when Window > 0, and scale
+// = a.Scale or float32(1/√Dim),
 //
-//	for j := range n {
+//	for j := lo; j <= p; j++ {
 //		s[j] = scale * Σ_i q[t,h,i]·k[j,kh,i]        // float32 dot, left to right
 //	}
-//	p := softmax(s)                                 // as SoftmaxF32
-//	out[t,h,i] = Σ_j p[j]·v[j,kh,i]                 // float32, j ascending
+//	w := softmax(s[lo:p+1])                         // as SoftmaxF32
+//	out[t,h,i] = Σ_j w[j]·v[j,kh,i]                 // float32, j ascending from lo
 //
 // as transformers' eager attention computes it for float32 models
-// (matmul, scaling, causal mask, softmax in float32, matmul). It panics
-// when the operands do not fit (Attention.Check).
+// (matmul, scaling, causal or sliding-window mask, softmax in float32,
+// matmul): masked positions get probability exactly 0 there too. It
+// panics when the operands do not fit (Attention.Check).
 func AttentionF32(out, q, k, v []float32, a *Attention) {
 	if err := a.Check(len(q), len(out), len(k), len(v)); err != nil {
 		panic(err)
@@ -441,24 +486,27 @@ func AttentionRangeF32(out, q, k, v []float32, a *Attention, from, to int, score
 	for th := from; th < to; th++ {
 		t, h := th/a.Heads, th%a.Heads
 		kh := h / group
-		n := a.Start + t + 1
+		p := a.Start + t
+		lo := a.first(p)
 		qs := q[th*d : (th+1)*d]
-		s := scores[:n]
-		for j := range s {
+		s := scores[:p+1-lo]
+		for js := range s {
+			j := lo + js
 			ks := k[j*kvStride+kh*d : j*kvStride+(kh+1)*d]
 			var dot float32
 			for i, qv := range qs {
 				dot += float32(qv * ks[i])
 			}
-			s[j] = scale * dot
+			s[js] = scale * dot
 		}
 		softmaxRow(s, s)
 		os := out[th*d : (th+1)*d]
 		clear(os)
-		for j, p := range s {
+		for js, w := range s {
+			j := lo + js
 			vs := v[j*kvStride+kh*d : j*kvStride+(kh+1)*d]
 			for i, vv := range vs {
-				os[i] += float32(p * vv)
+				os[i] += float32(w * vv)
 			}
 		}
 	}

@@ -50,7 +50,16 @@ func (c *Cache) Truncate(n int) {
 // Forward runs tokens through the model at positions Len(), Len()+1, …,
 // appends their keys and values to the cache and returns the logits,
 // [len(tokens)][Vocab] row-major. Processing a prompt at once or a token at a
-// time gives the same logits, to float32 rounding.
+// time gives the same logits, to float32 rounding, except with dynamic NTK
+// rope scaling (Config.Rope "dynamic"): there, as in transformers, one call
+// rotates its queries and keys with the frequencies of its sequence length
+// Len()+len(tokens) once that exceeds max_position_embeddings, and the keys
+// already in the cache keep the rotation they were stored with (transformers
+// recomputes inv_freq in the forward pass and its cache holds rotated keys,
+// so a token-by-token generation gives there what it gives here). One
+// difference: transformers keeps the largest length seen in the module, so
+// after a longer sequence a shorter one above max_position_embeddings still
+// uses the longer one's frequencies; here every call uses its own length.
 func (m *Model) Forward(c *Cache, tokens []int) ([]float32, error) {
 	return m.forward(c, tokens, false)
 }
@@ -130,8 +139,17 @@ func (m *Model) forward(c *Cache, tokens []int, last bool) ([]float32, error) {
 	} else {
 		run(func() error { return backend.Embed(b, x, m.embed, ids, H) })
 	}
-	att1 := &backend.Attention{Tokens: T, Heads: cfg.Heads, KVHeads: cfg.KVHeads, Dim: cfg.HeadDim, Start: c.n}
+	ropeQ, ropeK := m.ropeQ, m.ropeK
+	if r := cfg.Rope; r.Type == "dynamic" && c.n+T > r.Context {
+		freqs, scale, err := cfg.ropeTable(c.n + T)
+		if err != nil {
+			return nil, err
+		}
+		ropeQ = &backend.Rotary{Heads: cfg.Heads, Dim: cfg.HeadDim, Freqs: freqs, Scale: scale}
+		ropeK = &backend.Rotary{Heads: cfg.KVHeads, Dim: cfg.HeadDim, Freqs: freqs, Scale: scale}
+	}
 	for li := range m.layers {
+		att1 := &backend.Attention{Tokens: T, Heads: cfg.Heads, KVHeads: cfg.KVHeads, Dim: cfg.HeadDim, Start: c.n, Window: cfg.window(li)}
 		d := &m.layers[li]
 		k, v := c.k[li].Slice(c.n*kvd, T*kvd), c.v[li].Slice(c.n*kvd, T*kvd)
 		run(func() error { return backend.RMSNorm(b, xn, x, d.attnNorm, T, H, eps) })
@@ -141,8 +159,8 @@ func (m *Model) forward(c *Cache, tokens []int, last bool) ([]float32, error) {
 		bias(k, d.kBias)
 		proj8(d, 2, T, kvd, H, xn, d.v, v)
 		bias(v, d.vBias)
-		run(func() error { return backend.RoPE(b, q, q, m.ropeQ, pos) })
-		run(func() error { return backend.RoPE(b, k, k, m.ropeK, pos) })
+		run(func() error { return backend.RoPE(b, q, q, ropeQ, pos) })
+		run(func() error { return backend.RoPE(b, k, k, ropeK, pos) })
 		run(func() error { return backend.Attend(b, att, q, c.k[li], c.v[li], att1) })
 		proj8(d, 3, T, H, qd, att, d.o, proj)
 		bias(proj, d.oBias)

@@ -24,7 +24,31 @@ func naiveForward(c Config, w *Weights, tokens []int) [][]float64 {
 // naiveForwardFreqs is naiveForward with RoPE's inverse frequencies given
 // (HeadDim/2 of them).
 func naiveForwardFreqs(c Config, w *Weights, tokens []int, invFreq []float64) [][]float64 {
+	return naiveForwardWith(c, w, tokens, naiveOptions{freqs: func(int) []float64 { return invFreq }})
+}
+
+// naiveOptions are what naiveForwardWith takes beyond the weights.
+type naiveOptions struct {
+	// freqs gives the inverse frequencies that rotate the query and key
+	// of position pos (transformers' dynamic NTK computes them per forward
+	// pass, so a key cached earlier keeps older ones).
+	freqs func(pos int) []float64
+	// mscale multiplies cos and sin (transformers' attention_scaling); 0
+	// means 1.
+	mscale float64
+	// window gives layer li's sliding window, 0 for none: a query at p
+	// sees keys j with p-window < j ≤ p (transformers' mask functions).
+	window func(li int) int
+}
+
+// naiveForwardWith is the float64 decoder with RoPE frequencies, a cos/sin
+// scale and sliding windows as o says.
+func naiveForwardWith(c Config, w *Weights, tokens []int, o naiveOptions) [][]float64 {
 	H, d := c.Hidden, c.HeadDim
+	mscale := o.mscale
+	if mscale == 0 {
+		mscale = 1
+	}
 	f := func(x []float32, i int) float64 { return float64(x[i]) }
 	matvec := func(wt []float32, x []float64, rows int, bias []float32) []float64 {
 		cols := len(x)
@@ -55,11 +79,13 @@ func naiveForwardFreqs(c Config, w *Weights, tokens []int, invFreq []float64) []
 	}
 	// rotate-half RoPE on one head vector
 	rot := func(v []float64, pos int) {
+		invFreq := o.freqs(pos)
 		for i := 0; i < d/2; i++ {
 			th := float64(pos) * invFreq[i]
 			a, b := v[i], v[i+d/2]
-			v[i] = a*math.Cos(th) - b*math.Sin(th)
-			v[i+d/2] = b*math.Cos(th) + a*math.Sin(th)
+			cs, sn := mscale*math.Cos(th), mscale*math.Sin(th)
+			v[i] = a*cs - b*sn
+			v[i+d/2] = b*cs + a*sn
 		}
 	}
 	T := len(tokens)
@@ -70,7 +96,13 @@ func naiveForwardFreqs(c Config, w *Weights, tokens []int, invFreq []float64) []
 			xs[t][i] = f(w.Embed, id*H+i)
 		}
 	}
-	for _, l := range w.Layers {
+	for li, l := range w.Layers {
+		window := 0
+		if o.window != nil {
+			window = o.window(li)
+		}
+		// visible is the attention mask: causal, and within the window.
+		visible := func(q, k int) bool { return k <= q && (window == 0 || k > q-window) }
 		qs, ks, vs := make([][]float64, T), make([][]float64, T), make([][]float64, T)
 		for t := range T {
 			xn := norm(xs[t], l.AttnNorm)
@@ -91,6 +123,9 @@ func naiveForwardFreqs(c Config, w *Weights, tokens []int, invFreq []float64) []
 				sc := make([]float64, t+1)
 				mx := math.Inf(-1)
 				for p := 0; p <= t; p++ {
+					if !visible(t, p) {
+						continue
+					}
 					s := 0.0
 					for i := 0; i < d; i++ {
 						s += qs[t][h*d+i] * ks[p][g*d+i]
@@ -100,6 +135,10 @@ func naiveForwardFreqs(c Config, w *Weights, tokens []int, invFreq []float64) []
 				}
 				sum := 0.0
 				for p := range sc {
+					if !visible(t, p) {
+						sc[p] = 0 // exp(-inf)
+						continue
+					}
 					sc[p] = math.Exp(sc[p] - mx)
 					sum += sc[p]
 				}
@@ -246,4 +285,86 @@ func TestNewRefusesBadShapes(t *testing.T) {
 	if _, err := New(cpu.New(), c, w); err == nil {
 		t.Error("a short down_proj accepted")
 	}
+}
+
+// TestForwardSlidingWindow runs random configurations with a sliding
+// window shorter than the prompt, on every layer and on some, against the
+// float64 forward with transformers' sliding-window mask, at once, token
+// by token and through the cache; and checks that the window matters.
+func TestForwardSlidingWindow(t *testing.T) {
+	r := rand.New(rand.NewPCG(17, 1))
+	for _, tc := range []struct {
+		window int
+		layers []bool
+	}{{4, nil}, {3, []bool{false, true, true}}, {1, []bool{true, false, false}}} {
+		c := Config{Hidden: 24, Intermediate: 33, Layers: 3, Heads: 6, KVHeads: 2, HeadDim: 6, Vocab: 50,
+			RMSNormEps: 1e-5, RopeTheta: 10000, BOS: 1, EOS: -1, SlidingWindow: tc.window, WindowLayers: tc.layers}
+		t.Run(fmt.Sprintf("window%d_layers%v", tc.window, tc.layers), func(t *testing.T) {
+			w := randomModel(r, c, false, true)
+			m, err := New(cpu.New(), c, w)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			tokens := randomTokens(r, 13, c.Vocab)
+			inv := make([]float64, c.HeadDim/2)
+			for i := range inv {
+				inv[i] = math.Pow(c.RopeTheta, -float64(2*i)/float64(c.HeadDim))
+			}
+			opts := naiveOptions{freqs: func(int) []float64 { return inv }, window: func(li int) int {
+				if tc.layers == nil || tc.layers[li] {
+					return tc.window
+				}
+				return 0
+			}}
+			want := naiveForwardWith(c, w, tokens, opts)
+			checkAgainst(t, m, want, tokens)
+			checkTokenByToken(t, m, want, tokens)
+			if d := maxLastDiff(want, naiveForward(c, w, tokens)); d < 1e-2 {
+				t.Errorf("the window changes the last logits by only %g: the test does not see it", d)
+			}
+		})
+	}
+	c := Config{Hidden: 8, Intermediate: 8, Layers: 2, Heads: 2, KVHeads: 2, HeadDim: 4, Vocab: 5, RopeTheta: 1e4}
+	w := randomModel(r, c, true, false)
+	for _, bad := range []Config{{SlidingWindow: -1}, {SlidingWindow: 2, WindowLayers: []bool{true}}} {
+		cc := c
+		cc.SlidingWindow, cc.WindowLayers = bad.SlidingWindow, bad.WindowLayers
+		if _, err := New(cpu.New(), cc, w); err == nil {
+			t.Errorf("window %d over layers %v accepted", bad.SlidingWindow, bad.WindowLayers)
+		}
+	}
+}
+
+// checkTokenByToken feeds tokens one at a time through one cache and
+// compares each token's logits with want.
+func checkTokenByToken(t *testing.T, m *Model, want [][]float64, tokens []int) {
+	t.Helper()
+	c := m.NewCache()
+	defer c.Close()
+	worst, scale := 0.0, 0.0
+	for i, id := range tokens {
+		l, err := m.Forward(c, []int{id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j, g := range l {
+			worst = math.Max(worst, math.Abs(float64(g)-want[i][j]))
+			scale = math.Max(scale, math.Abs(want[i][j]))
+		}
+	}
+	t.Logf("token by token: max |logit - float64| = %.3g (logits up to %.3g)", worst, scale)
+	if worst > 1e-4*math.Max(1, scale) {
+		t.Errorf("token by token: max logit difference %g exceeds float32 tolerance", worst)
+	}
+}
+
+// maxLastDiff is the largest difference between the last tokens' logits.
+func maxLastDiff(a, b [][]float64) float64 {
+	d := 0.0
+	la, lb := a[len(a)-1], b[len(b)-1]
+	for i := range la {
+		d = math.Max(d, math.Abs(la[i]-lb[i]))
+	}
+	return d
 }

@@ -22,10 +22,11 @@ import (
 // LoadHF reads a Hugging Face LlamaForCausalLM, MistralForCausalLM or
 // Qwen2ForCausalLM checkpoint (a folder of safetensors in F32, F16 or BF16
 // with its config.json, or the path checkpoint.Open takes) and uploads it
-// to b. Qwen2's q, k and v biases are read; its use_sliding_window true is
-// refused. rope_scaling "llama3" (Llama 3.1 and later) is applied as
-// per-frequency factors (Config.RopeFactors); linear and yarn scaling are
-// refused.
+// to b. Qwen2's q, k and v biases are read; Mistral's and Qwen2's
+// sliding windows are applied per layer as transformers applies them
+// (Config.SlidingWindow). rope_scaling "llama3" (Llama 3.1 and later) is
+// applied as per-frequency factors (Config.RopeFactors); linear, dynamic
+// and yarn as Config.Rope; longrope is refused.
 //
 // It also reads what `quantkit quantize` writes: compressed-tensors
 // checkpoints (int-quantized and pack-quantized) and quantkit's raw
@@ -69,17 +70,13 @@ func parseHFConfig(dir string, raw json.RawMessage) (Config, *llamacpp.Hyper, er
 			return Config{}, nil, fmt.Errorf("lm: %s: %w", dir, err)
 		}
 	}
-	h, err := llamacpp.ParseConfigWith("config.json", raw, llamacpp.ParseOptions{Qwen2: true})
+	h, err := llamacpp.ParseConfigWith("config.json", raw, llamacpp.ParseOptions{Qwen2: true, Dynamic: true})
 	if err != nil {
 		return Config{}, nil, fmt.Errorf("lm: %s: %w", dir, err)
 	}
-	var factors []float32
-	switch h.Rope.Type {
-	case "":
-	case "llama3":
-		factors = llamacpp.Llama3RopeFactors(h)
-	default:
-		return Config{}, nil, fmt.Errorf("lm: %s: rope_scaling %q is not supported yet (llama3 is)", dir, h.Rope.Type)
+	factors, rope, err := ropeFromHyper(h)
+	if err != nil {
+		return Config{}, nil, fmt.Errorf("lm: %s: %w", dir, err)
 	}
 	if h.MLPBias {
 		return Config{}, nil, fmt.Errorf("lm: %s: mlp_bias is not supported yet", dir)
@@ -89,6 +86,7 @@ func parseHFConfig(dir string, raw json.RawMessage) (Config, *llamacpp.Hyper, er
 		Heads: h.Heads, KVHeads: h.KVHeads, HeadDim: h.HeadDim, Vocab: h.Vocab,
 		RMSNormEps: h.RMSNormEps, RopeTheta: h.RopeTheta, BOS: h.BOS, EOS: h.EOS,
 		RopeFactors: factors,
+		Rope:        rope, SlidingWindow: h.SlidingWindow, WindowLayers: h.WindowLayers,
 	}, h, nil
 }
 
@@ -113,6 +111,9 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, err 
 	c, h, err := parseHFConfig(ck.Dir(), ck.Config())
 	if err != nil {
 		return nil, err
+	}
+	if err := c.Validate(); err != nil { // before any weight is read
+		return nil, fmt.Errorf("%w (%s)", err, ck.Dir())
 	}
 	quantized, err := quantizedWeights(ck)
 	if err != nil {
@@ -247,15 +248,18 @@ func releasePrefix(ck *checkpoint.Checkpoint, name string) {
 }
 
 // LoadGGUF reads a llama.cpp GGUF file of architecture llama (Llama and
-// Mistral) whose tensors gguf.DecodeFloat32 converts (F32, F16, BF16, Q8_0,
-// Q4_0, K-quants, …) and puts it on b: the matrices in their own block type
-// (PackedWeight with gguf.Type as the format, used in place in the file's
-// mapping, which the model keeps until Close), the rest in float32. The q
-// and k rows, which llama.cpp keeps in the interleaved RoPE layout, are put
-// back in Hugging Face's order (llamacpp.UnpermuteQK; whole encoded rows
-// for packed ones, which makes them the only copies). A rope_freqs.weight
-// tensor (Llama 3's "llama3" RoPE scaling) becomes Config.RopeFactors;
-// llama.rope.scaling.type linear or yarn is refused.
+// Mistral) or qwen2 whose tensors gguf.DecodeFloat32 converts (F32, F16,
+// BF16, Q8_0, Q4_0, K-quants, …) and puts it on b: the matrices in their
+// own block type (PackedWeight with gguf.Type as the format, used in place
+// in the file's mapping, which the model keeps until Close), the rest in
+// float32. For llama, the q and k rows (and biases), which llama.cpp keeps
+// in the interleaved RoPE layout, are put back in Hugging Face's order
+// (llamacpp.UnpermuteQK; whole encoded rows for packed ones, which makes
+// them the only copies); qwen2 (llama.cpp's NEOX rope type) keeps Hugging
+// Face's order already. The q, k, v and o biases are read where present
+// (Qwen2's q, k and v). A rope_freqs.weight tensor (Llama 3's "llama3"
+// RoPE scaling) becomes Config.RopeFactors; rope.scaling.type linear and
+// yarn become Config.Rope (ggufRope).
 func LoadGGUF(b backend.Backend, path string) (*Model, error) {
 	return LoadGGUFWith(b, path, LoadOptions{})
 }
@@ -274,18 +278,18 @@ func LoadGGUFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, er
 		}
 	}()
 	arch, _ := f.String("general.architecture")
-	if arch != "llama" {
-		return nil, fmt.Errorf("lm: %s: architecture %q, want llama", path, arch)
+	if arch != "llama" && arch != "qwen2" {
+		return nil, fmt.Errorf("lm: %s: architecture %q, want llama or qwen2", path, arch)
 	}
 	md := f.Metadata()
 	num := func(key string, def int) int {
-		if v, ok := f.Int("llama." + key); ok {
+		if v, ok := f.Int(arch + "." + key); ok {
 			return int(v)
 		}
 		return def
 	}
 	flt := func(key string, def float64) float64 {
-		if v, ok := md.Float32("llama." + key); ok {
+		if v, ok := md.Float32(arch + "." + key); ok {
 			return float64(v)
 		}
 		return def
@@ -315,8 +319,8 @@ func LoadGGUFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, er
 	if rd := num("rope.dimension_count", c.HeadDim); rd != c.HeadDim {
 		return nil, fmt.Errorf("lm: %s: partial RoPE (%d of %d) is not supported", path, rd, c.HeadDim)
 	}
-	if st, _ := f.String("llama.rope.scaling.type"); st != "" && st != "none" {
-		return nil, fmt.Errorf("lm: %s: rope scaling %q is not supported yet (rope_freqs.weight is)", path, st)
+	if c.Rope, err = ggufRope(f, arch, path, num("context_length", 0)); err != nil {
+		return nil, err
 	}
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("%w (%s)", err, path)
@@ -339,10 +343,12 @@ func LoadGGUFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, er
 		}
 		return dst
 	}
+	// llama keeps q and k rows in the interleaved RoPE layout.
+	permuted := arch == "llama"
 	// matrix reads the weight name [rows, cols] into *pk, in its own
 	// block type, unless it is F32 or opt.Float32 asks for float32 (or b
 	// does not multiply by the type): then into *x. heads > 0 marks q and
-	// k, whose rows go back to Hugging Face's order.
+	// k, whose rows go back to Hugging Face's order in a llama file.
 	matrix := func(name string, rows, cols, heads int, x *[]float32, pk **PackedWeight) {
 		info, ok := f.Tensor(name)
 		if !ok {
@@ -352,6 +358,9 @@ func LoadGGUFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, er
 		if len(info.Dims) != 2 || info.Dims[0] != cols || info.Dims[1] != rows {
 			errs = append(errs, fmt.Errorf("%s: %s has dims %v, want [%d %d] (ggml order)", path, name, info.Dims, cols, rows))
 			return
+		}
+		if !permuted {
+			heads = 0
 		}
 		if heads > 0 {
 			if err := llamacpp.CheckQK(rows, heads); err != nil {
@@ -382,6 +391,30 @@ func LoadGGUFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, er
 		}
 		*pk = &PackedWeight{Format: info.Type, Data: data}
 	}
+	// bias reads an optional bias of rows values (q and k ones
+	// unpermuted as their rows are).
+	bias := func(name string, rows, heads int) []float32 {
+		if _, ok := f.Tensor(name); !ok {
+			return nil
+		}
+		x := get(name)
+		if x == nil || !permuted || heads == 0 {
+			return x
+		}
+		if err := llamacpp.CheckQK(rows, heads); err != nil || len(x) != rows {
+			errs = append(errs, fmt.Errorf("%s: %s of %d values in %d heads: %v", path, name, len(x), heads, err))
+			return x
+		}
+		dst := make([]float32, len(x))
+		llamacpp.UnpermuteQK(dst, x, rows, heads)
+		return dst
+	}
+	if _, ok := f.Tensor("blk.0.attn_qkv.weight"); ok {
+		return nil, fmt.Errorf("lm: %s: fused blk.N.attn_qkv tensors are not supported (separate attn_q, attn_k and attn_v are)", path)
+	}
+	if _, ok := f.Tensor("output.bias"); ok {
+		return nil, fmt.Errorf("lm: %s: output.bias (an lm_head bias) is not supported", path)
+	}
 	H, qd, kvd, ff := c.Hidden, c.QDim(), c.KVDim(), c.Intermediate
 	w := &Weights{Norm: get("output_norm.weight")}
 	matrix("token_embd.weight", c.Vocab, H, 0, &w.Embed, &w.EmbedPacked)
@@ -393,7 +426,11 @@ func LoadGGUFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, er
 	}
 	for i := range c.Layers {
 		p := fmt.Sprintf("blk.%d.", i)
-		l := Layer{AttnNorm: get(p + "attn_norm.weight"), MLPNorm: get(p + "ffn_norm.weight")}
+		l := Layer{
+			AttnNorm: get(p + "attn_norm.weight"), MLPNorm: get(p + "ffn_norm.weight"),
+			QBias: bias(p+"attn_q.bias", qd, c.Heads), KBias: bias(p+"attn_k.bias", kvd, c.KVHeads),
+			VBias: bias(p+"attn_v.bias", kvd, 0), OBias: bias(p+"attn_output.bias", H, 0),
+		}
 		pk := &PackedLayer{}
 		matrix(p+"attn_q.weight", qd, H, c.Heads, &l.Q, &pk.Q)
 		matrix(p+"attn_k.weight", kvd, H, c.KVHeads, &l.K, &pk.K)

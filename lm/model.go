@@ -25,6 +25,18 @@ type Config struct {
 	// θ^(-2i/d)/RopeFactors[i]): Llama 3's "llama3" rope_scaling, as
 	// llamacpp.Llama3RopeFactors computes them.
 	RopeFactors []float32
+
+	// Beyond the base Llama (lm/rope.go).
+	//
+	// Rope is a rope_scaling of type linear, dynamic or yarn; the zero
+	// value is none.
+	Rope RopeScaling
+	// SlidingWindow, when positive, limits the attention of the layers
+	// that WindowLayers names (every layer when nil) to the
+	// SlidingWindow most recent positions (backend.Attention.Window):
+	// Mistral's and Qwen2's sliding_window.
+	SlidingWindow int
+	WindowLayers  []bool
 }
 
 // Validate checks that the sizes are positive and consistent.
@@ -46,7 +58,7 @@ func (c Config) Validate() error {
 			return fmt.Errorf("lm: RoPE frequency factor %d is %g, not positive and finite", i, f)
 		}
 	}
-	return nil
+	return c.validateExtensions()
 }
 
 // QDim is Heads·HeadDim, the rows of q_proj.
@@ -198,14 +210,14 @@ func New(b backend.Backend, c Config, w *Weights) (*Model, error) {
 	if err := w.Validate(c); err != nil {
 		return nil, err
 	}
-	freqs, err := backend.RoPEFreqs(float32(c.RopeTheta), c.HeadDim, c.RopeFactors)
+	freqs, scale, err := c.ropeTable(0)
 	if err != nil {
-		return nil, fmt.Errorf("lm: %w", err)
+		return nil, err
 	}
 	m := &Model{
 		Config: c, Weights: w, b: b, layers: make([]deviceLayer, c.Layers),
-		ropeQ: &backend.Rotary{Heads: c.Heads, Dim: c.HeadDim, Freqs: freqs},
-		ropeK: &backend.Rotary{Heads: c.KVHeads, Dim: c.HeadDim, Freqs: freqs},
+		ropeQ: &backend.Rotary{Heads: c.Heads, Dim: c.HeadDim, Freqs: freqs, Scale: scale},
+		ropeK: &backend.Rotary{Heads: c.KVHeads, Dim: c.HeadDim, Freqs: freqs, Scale: scale},
 	}
 	var errs []error
 	// put places a host tensor on b: in place where b's buffers are host

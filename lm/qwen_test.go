@@ -270,9 +270,10 @@ func TestLoadLlama3RopeScaling(t *testing.T) {
 	}
 }
 
-// TestLoadHFRefuses checks the refusals: Qwen2 with sliding-window
-// attention on, RoPE scalings not implemented, and an unknown rope_type.
-// ParseConfig, which the GGUF conversion uses, still refuses qwen2.
+// TestLoadHFRefuses checks the refusals: sliding_attention layers without
+// a window, LongRoPE, an unknown rope_type, a model_type mismatch.
+// ParseConfig, which the GGUF conversion uses, still refuses qwen2 and
+// dynamic RoPE.
 func TestLoadHFRefuses(t *testing.T) {
 	c := Config{Hidden: 8, Intermediate: 8, Layers: 1, Heads: 2, KVHeads: 2, HeadDim: 4, Vocab: 5,
 		RMSNormEps: 1e-6, RopeTheta: 1e6, BOS: -1, EOS: -1}
@@ -283,16 +284,25 @@ func TestLoadHFRefuses(t *testing.T) {
 		edit            func(map[string]any)
 		want            string
 	}{
-		{"sliding window", "Qwen2ForCausalLM", "qwen2", func(m map[string]any) { m["use_sliding_window"] = true }, "use_sliding_window"},
+		{"sliding layers without a window", "Qwen2ForCausalLM", "qwen2", func(m map[string]any) {
+			m["use_sliding_window"], m["layer_types"] = false, []string{"sliding_attention"}
+		}, "no sliding_window"},
+		{"unknown layer type", "Qwen2ForCausalLM", "qwen2", func(m map[string]any) {
+			m["use_sliding_window"], m["layer_types"] = true, []string{"chunked_attention"}
+		}, `"chunked_attention"`},
 		{"unknown rope_type", "Qwen2ForCausalLM", "qwen2", func(m map[string]any) {
+			m["rope_scaling"] = map[string]any{"rope_type": "ntk-by-parts", "factor": 2.0}
+		}, `"ntk-by-parts"`},
+		{"longrope", "LlamaForCausalLM", "llama", func(m map[string]any) {
+			m["rope_scaling"] = map[string]any{"rope_type": "longrope", "short_factor": []float64{1, 1}, "long_factor": []float64{2, 2}}
+		}, `"longrope" (LongRoPE`},
+		{"su", "LlamaForCausalLM", "llama", func(m map[string]any) {
+			m["rope_scaling"] = map[string]any{"type": "su", "short_factor": []float64{1, 1}, "long_factor": []float64{2, 2}}
+		}, `"su" (LongRoPE`},
+		{"dynamic on head_dim 2", "LlamaForCausalLM", "llama", func(m map[string]any) {
 			m["rope_scaling"] = map[string]any{"rope_type": "dynamic", "factor": 2.0}
-		}, `"dynamic"`},
-		{"linear", "LlamaForCausalLM", "llama", func(m map[string]any) {
-			m["rope_scaling"] = map[string]any{"rope_type": "linear", "factor": 2.0}
-		}, `"linear" is not supported`},
-		{"yarn", "LlamaForCausalLM", "llama", func(m map[string]any) {
-			m["rope_scaling"] = map[string]any{"rope_type": "yarn", "factor": 2.0, "original_max_position_embeddings": 8}
-		}, `"yarn" is not supported`},
+			m["head_dim"] = 2
+		}, "head_dim > 2"},
 		{"qwen2 model_type mismatch", "Qwen2ForCausalLM", "llama", func(map[string]any) {}, "model_type"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -316,24 +326,90 @@ func TestLoadHFRefuses(t *testing.T) {
 	if h, err := llamacpp.ParseConfigWith("config.json", data, llamacpp.ParseOptions{Qwen2: true}); err != nil || !h.QKVBias || h.AttnBias || h.Context != 32768 {
 		t.Errorf("ParseConfigWith qwen2: %+v, %v", h, err)
 	}
+	cfg := hfConfig("LlamaForCausalLM", "llama", c, true)
+	cfg["rope_scaling"] = map[string]any{"rope_type": "dynamic", "factor": 2.0}
+	data, _ = json.Marshal(cfg)
+	if _, err := llamacpp.ParseConfig("config.json", data); err == nil || !strings.Contains(err.Error(), `"dynamic"`) {
+		t.Errorf("ParseConfig (the GGUF conversion's) on dynamic RoPE: %v", err)
+	}
+}
+
+// TestSlidingWindowConfig checks which layers get which window from
+// config.json, as transformers' MistralConfig and Qwen2Config decide.
+func TestSlidingWindowConfig(t *testing.T) {
+	c := Config{Hidden: 8, Intermediate: 8, Layers: 4, Heads: 2, KVHeads: 2, HeadDim: 4, Vocab: 5,
+		RMSNormEps: 1e-6, RopeTheta: 1e6, BOS: -1, EOS: -1}
+	for _, tc := range []struct {
+		name, arch, typ string
+		edit            func(map[string]any)
+		want            []int // per layer
+	}{
+		{"mistral default 4096", "MistralForCausalLM", "mistral", func(map[string]any) {}, []int{4096, 4096, 4096, 4096}},
+		{"mistral null", "MistralForCausalLM", "mistral", func(m map[string]any) { m["sliding_window"] = nil }, []int{0, 0, 0, 0}},
+		{"mistral 3", "MistralForCausalLM", "mistral", func(m map[string]any) { m["sliding_window"] = 3 }, []int{3, 3, 3, 3}},
+		{"llama none", "LlamaForCausalLM", "llama", func(m map[string]any) { m["sliding_window"] = 3 }, []int{0, 0, 0, 0}},
+		{"qwen2 off", "Qwen2ForCausalLM", "qwen2", func(m map[string]any) { m["sliding_window"], m["max_window_layers"] = 3, 1 }, []int{0, 0, 0, 0}},
+		{"qwen2 max_window_layers", "Qwen2ForCausalLM", "qwen2", func(m map[string]any) {
+			m["use_sliding_window"], m["sliding_window"], m["max_window_layers"] = true, 3, 1
+		}, []int{0, 3, 3, 3}},
+		{"qwen2 default 28 layers", "Qwen2ForCausalLM", "qwen2", func(m map[string]any) { m["use_sliding_window"] = true }, []int{0, 0, 0, 0}},
+		{"qwen2 default window", "Qwen2ForCausalLM", "qwen2", func(m map[string]any) {
+			m["use_sliding_window"], m["max_window_layers"] = true, 2
+		}, []int{0, 0, 4096, 4096}},
+		{"qwen2 layer_types", "Qwen2ForCausalLM", "qwen2", func(m map[string]any) {
+			m["use_sliding_window"], m["sliding_window"], m["max_window_layers"] = true, 5, 0
+			m["layer_types"] = []string{"sliding_attention", "full_attention", "sliding_attention", "full_attention"}
+		}, []int{5, 0, 5, 0}},
+		{"qwen2 null window", "Qwen2ForCausalLM", "qwen2", func(m map[string]any) {
+			m["use_sliding_window"], m["sliding_window"], m["max_window_layers"] = true, nil, 0
+		}, []int{0, 0, 0, 0}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := hfConfig(tc.arch, tc.typ, c, true)
+			tc.edit(cfg)
+			dir := t.TempDir()
+			data, _ := json.Marshal(cfg)
+			if err := os.WriteFile(filepath.Join(dir, "config.json"), data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			got, _, err := ReadHFConfig(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for li, want := range tc.want {
+				if w := got.window(li); w != want {
+					t.Errorf("layer %d: window %d, want %d", li, w, want)
+				}
+			}
+		})
+	}
 }
 
 // writeGGUF writes c and w as an F32 GGUF file of architecture llama, q and
 // k rows permuted to llama.cpp's layout, with factors as rope_freqs.weight
 // when not nil and extra metadata appended.
 func writeGGUF(t *testing.T, c Config, w *Weights, factors []float32, extra ...gguf.KV) string {
+	return writeGGUFArch(t, "llama", c, w, factors, extra...)
+}
+
+// writeGGUFArch is writeGGUF for architecture arch, llama or qwen2 (whose
+// q and k rows llama.cpp keeps in Hugging Face's order, its rope type
+// being NEOX), with w's biases as blk.N.attn_{q,k,v,output}.bias (q and k
+// permuted for llama, as convert_hf_to_gguf.py permutes them).
+func writeGGUFArch(t *testing.T, arch string, c Config, w *Weights, factors []float32, extra ...gguf.KV) string {
 	t.Helper()
+	a := arch + "."
 	meta := []gguf.KV{
-		{Key: gguf.KeyArchitecture, Value: "llama"},
-		{Key: "llama.embedding_length", Value: uint32(c.Hidden)},
-		{Key: "llama.feed_forward_length", Value: uint32(c.Intermediate)},
-		{Key: "llama.block_count", Value: uint32(c.Layers)},
-		{Key: "llama.attention.head_count", Value: uint32(c.Heads)},
-		{Key: "llama.attention.head_count_kv", Value: uint32(c.KVHeads)},
-		{Key: "llama.attention.key_length", Value: uint32(c.HeadDim)},
-		{Key: "llama.rope.dimension_count", Value: uint32(c.HeadDim)},
-		{Key: "llama.attention.layer_norm_rms_epsilon", Value: float32(c.RMSNormEps)},
-		{Key: "llama.rope.freq_base", Value: float32(c.RopeTheta)},
+		{Key: gguf.KeyArchitecture, Value: arch},
+		{Key: a + "embedding_length", Value: uint32(c.Hidden)},
+		{Key: a + "feed_forward_length", Value: uint32(c.Intermediate)},
+		{Key: a + "block_count", Value: uint32(c.Layers)},
+		{Key: a + "attention.head_count", Value: uint32(c.Heads)},
+		{Key: a + "attention.head_count_kv", Value: uint32(c.KVHeads)},
+		{Key: a + "attention.key_length", Value: uint32(c.HeadDim)},
+		{Key: a + "rope.dimension_count", Value: uint32(c.HeadDim)},
+		{Key: a + "attention.layer_norm_rms_epsilon", Value: float32(c.RMSNormEps)},
+		{Key: a + "rope.freq_base", Value: float32(c.RopeTheta)},
 	}
 	meta = append(meta, extra...)
 	var ts []gguf.Tensor
@@ -352,6 +428,9 @@ func writeGGUF(t *testing.T, c Config, w *Weights, factors []float32, extra ...g
 		ts = append(ts, gguf.Tensor{Name: name, Type: gguf.TypeF32, Dims: dims, Data: data})
 	}
 	permute := func(x []float32, heads int) []float32 {
+		if x == nil || arch != "llama" {
+			return x
+		}
 		dst := make([]float32, len(x))
 		llamacpp.PermuteQK(dst, x, heads*c.HeadDim, heads)
 		return dst
@@ -372,6 +451,10 @@ func writeGGUF(t *testing.T, c Config, w *Weights, factors []float32, extra ...g
 		add(p+"ffn_gate.weight", l.Gate, ff, H)
 		add(p+"ffn_up.weight", l.Up, ff, H)
 		add(p+"ffn_down.weight", l.Down, H, ff)
+		add(p+"attn_q.bias", permute(l.QBias, c.Heads), q)
+		add(p+"attn_k.bias", permute(l.KBias, c.KVHeads), kv)
+		add(p+"attn_v.bias", l.VBias, kv)
+		add(p+"attn_output.bias", l.OBias, H)
 	}
 	path := filepath.Join(t.TempDir(), "model.gguf")
 	if err := gguf.WriteFile(path, meta, ts); err != nil {
@@ -383,8 +466,8 @@ func writeGGUF(t *testing.T, c Config, w *Weights, factors []float32, extra ...g
 // TestLoadGGUFRopeFreqs loads a GGUF file with rope_freqs.weight (as
 // convert_hf_to_gguf.py writes Llama 3.1's scaling, here from
 // llamacpp.Llama3RopeFactors) past original_max_position_embeddings,
-// against the float64 reference with transformers' llama3 frequencies, and
-// checks that rope.scaling.type linear is refused.
+// against the float64 reference with transformers' llama3 frequencies
+// (rope.scaling.type linear and yarn: TestLoadGGUFRopeScaling).
 func TestLoadGGUFRopeFreqs(t *testing.T) {
 	r := rand.New(rand.NewPCG(16, 4))
 	c := Config{Hidden: 32, Intermediate: 48, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 16, Vocab: 41,
@@ -403,10 +486,61 @@ func TestLoadGGUFRopeFreqs(t *testing.T) {
 	}
 	tokens := randomTokens(r, orig+12, c.Vocab)
 	checkAgainst(t, m, naiveForwardFreqs(c, w, tokens, llama3InvFreq(c.RopeTheta, c.HeadDim, 8, 1, 4, orig)), tokens)
+}
 
-	_, err = LoadGGUF(cpu.New(), writeGGUF(t, c, w, nil,
-		gguf.KV{Key: "llama.rope.scaling.type", Value: "linear"}, gguf.KV{Key: "llama.rope.scaling.factor", Value: float32(2)}))
-	if err == nil || !strings.Contains(err.Error(), `"linear"`) {
-		t.Errorf("rope.scaling.type linear: %v", err)
+// TestLoadGGUFQwen2 writes a random Qwen2 checkpoint both as a Hugging
+// Face folder and as a GGUF file of llama.cpp's qwen2 architecture (q, k
+// and v biases, rows not permuted) and checks that LoadGGUF gives LoadHF's
+// logits and the float64 reference's; and that a llama GGUF with biases
+// (permuted as llama.cpp keeps them) loads them in Hugging Face's order.
+func TestLoadGGUFQwen2(t *testing.T) {
+	r := rand.New(rand.NewPCG(17, 4))
+	c := Config{Hidden: 24, Intermediate: 40, Layers: 2, Heads: 6, KVHeads: 2, HeadDim: 4, Vocab: 45,
+		RMSNormEps: 1e-6, RopeTheta: 1e6, BOS: -1, EOS: -1}
+	for _, tied := range []bool{true, false} {
+		t.Run(fmt.Sprintf("tied%v", tied), func(t *testing.T) {
+			w := randomModel(r, c, tied, true)
+			for i := range w.Layers {
+				w.Layers[i].OBias = nil
+			}
+			hf, err := LoadHF(cpu.New(), writeHF(t, hfConfig("Qwen2ForCausalLM", "qwen2", c, tied), c, w))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer hf.Close()
+			g, err := LoadGGUF(cpu.New(), writeGGUFArch(t, "qwen2", c, w, nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer g.Close()
+			if l := g.Weights.Layers[0]; l.QBias == nil || l.KBias == nil || l.VBias == nil || l.OBias != nil {
+				t.Error("biases: want q, k and v, and no o")
+			}
+			tokens := randomTokens(r, 11, c.Vocab)
+			checkAgainst(t, g, naiveForward(c, w, tokens), tokens)
+			a, err := hf.Forward(hf.NewCache(), tokens)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := g.Forward(g.NewCache(), tokens)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range a {
+				if a[i] != b[i] {
+					t.Fatalf("logit %d: HF %g, GGUF %g", i, a[i], b[i])
+				}
+			}
+		})
 	}
+	t.Run("llama-biases", func(t *testing.T) {
+		w := randomModel(r, c, false, true)
+		m, err := LoadGGUF(cpu.New(), writeGGUF(t, c, w, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		tokens := randomTokens(r, 9, c.Vocab)
+		checkAgainst(t, m, naiveForward(c, w, tokens), tokens)
+	})
 }

@@ -1,6 +1,7 @@
 package backendtest
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -195,14 +196,22 @@ func testRoPE(t *testing.T, b backend.Backend) {
 			t.Fatal(err)
 		}
 		for _, interleaved := range []bool{false, true} {
-			r := &backend.Rotary{Heads: c.heads, Dim: c.d, Interleaved: interleaved, Freqs: freqs}
+			// A cos/sin scale (YaRN's mscale) on the scaled cases.
+			var scale float32
+			if c.scaled {
+				scale = 1.2079442
+			}
+			r := &backend.Rotary{Heads: c.heads, Dim: c.d, Interleaved: interleaved, Freqs: freqs, Scale: scale}
 			name := sizeName(len(pos), c.heads, c.d)
 			if interleaved {
 				name += "-interleaved"
 			}
+			if scale != 0 {
+				name += "-mscale"
+			}
 			t.Run(name, func(t *testing.T) {
 				x := lmValues(rnd, len(pos)*c.heads*c.d, 1)
-				want, bound := refRoPE(x, pos, c.heads, c.d, freqs, interleaved)
+				want, bound := refRoPE(x, pos, c.heads, c.d, freqs, interleaved, scale)
 				xb := upload(t, b, x)
 				out := newOutput[float32](t, b, len(x))
 				if err := backend.RoPE(b, out.mid, xb, r, pos); err != nil {
@@ -222,10 +231,15 @@ func testRoPE(t *testing.T, b backend.Backend) {
 
 // refRoPE rotates in float64 by the specified angle, float32(float32(pos)
 // ·freq) (the float64 product of two float32s is exact, so converting it
-// rounds once), with the bound 8·Unit·(|a|+|b|) + 4·Subnormal: the
-// roundings of cos, sin, two products and a sum, and a device's cosf and
-// sinf a few ulps from correct.
-func refRoPE(x []float32, pos []int32, heads, d int, freqs []float32, interleaved bool) (want, bound []float64) {
+// rounds once), and multiplies by scale (1 when 0), with the bound
+// 10·Unit·scale·(|a|+|b|) + 4·Subnormal: the roundings of cos, sin, their
+// scaling, two products and a sum, and a device's cosf and sinf a few
+// ulps from correct.
+func refRoPE(x []float32, pos []int32, heads, d int, freqs []float32, interleaved bool, scale32 float32) (want, bound []float64) {
+	scale := 1.0
+	if scale32 != 0 {
+		scale = float64(scale32)
+	}
 	want, bound = make([]float64, len(x)), make([]float64, len(x))
 	for t, p := range pos {
 		for h := range heads {
@@ -237,9 +251,10 @@ func refRoPE(x []float32, pos []int32, heads, d int, freqs []float32, interleave
 					ia, ib = base+2*i, base+2*i+1
 				}
 				a, bb := float64(x[ia]), float64(x[ib])
-				want[ia] = a*math.Cos(angle) - bb*math.Sin(angle)
-				want[ib] = a*math.Sin(angle) + bb*math.Cos(angle)
-				e := 8*Unit*(math.Abs(a)+math.Abs(bb)) + 4*Subnormal
+				c, s := scale*math.Cos(angle), scale*math.Sin(angle)
+				want[ia] = a*c - bb*s
+				want[ib] = a*s + bb*c
+				e := 10*Unit*scale*(math.Abs(a)+math.Abs(bb)) + 4*Subnormal
 				bound[ia], bound[ib] = e, e
 			}
 		}
@@ -412,19 +427,31 @@ func testAttention(t *testing.T, b backend.Backend) {
 		tokens, heads, kvHeads, d, start, spare int
 		qScale                                  float64
 		scale                                   float32
+		window                                  int
 	}{
-		{1, 1, 1, 1, 0, 0, 1, 0},
-		{3, 4, 4, 8, 0, 2, 1, 0},   // GQA ratio 1 (multi-head)
-		{4, 6, 3, 6, 5, 1, 1, 0},   // ratio 2
-		{5, 8, 2, 10, 2, 3, 1, 0},  // ratio 4
-		{2, 8, 1, 64, 37, 4, 1, 0}, // ratio 8
-		{7, 16, 4, 17, 0, 0, 1, 0}, // odd head dimension
-		{3, 4, 2, 16, 20, 5, 30, 0},
-		{2, 4, 1, 12, 11, 0, 1, 0.5},
-		{2, 2, 1, 4, 100000, 3, 1, 0}, // far positions
+		{1, 1, 1, 1, 0, 0, 1, 0, 0},
+		{3, 4, 4, 8, 0, 2, 1, 0, 0},   // GQA ratio 1 (multi-head)
+		{4, 6, 3, 6, 5, 1, 1, 0, 0},   // ratio 2
+		{5, 8, 2, 10, 2, 3, 1, 0, 0},  // ratio 4
+		{2, 8, 1, 64, 37, 4, 1, 0, 0}, // ratio 8
+		{7, 16, 4, 17, 0, 0, 1, 0, 0}, // odd head dimension
+		{3, 4, 2, 16, 20, 5, 30, 0, 0},
+		{2, 4, 1, 12, 11, 0, 1, 0.5, 0},
+		{2, 2, 1, 4, 100000, 3, 1, 0, 0}, // far positions
+		// Sliding windows: shorter than the prompt, than the cache, of
+		// one position, and longer than everything (no effect).
+		{9, 4, 2, 8, 0, 1, 1, 0, 4},
+		{5, 6, 3, 6, 7, 2, 1, 0, 3},
+		{4, 2, 1, 4, 3, 0, 1, 0, 1},
+		{3, 4, 4, 5, 2, 1, 1, 0, 100},
+		{2, 2, 1, 4, 100000, 3, 1, 0, 4096},
 	} {
-		a := &backend.Attention{Tokens: c.tokens, Heads: c.heads, KVHeads: c.kvHeads, Dim: c.d, Start: c.start, Scale: c.scale}
-		t.Run(sizeName(c.tokens, c.heads, c.kvHeads, c.d, c.start), func(t *testing.T) {
+		a := &backend.Attention{Tokens: c.tokens, Heads: c.heads, KVHeads: c.kvHeads, Dim: c.d, Start: c.start, Scale: c.scale, Window: c.window}
+		name := sizeName(c.tokens, c.heads, c.kvHeads, c.d, c.start)
+		if c.window > 0 {
+			name += fmt.Sprintf("-window%d", c.window)
+		}
+		t.Run(name, func(t *testing.T) {
 			capacity := c.start + c.tokens + c.spare
 			row := c.kvHeads * c.d
 			q := randNormF32(rnd, c.tokens*c.heads*c.d, c.qScale)
@@ -441,7 +468,14 @@ func testAttention(t *testing.T, b backend.Backend) {
 			for i := (c.start + c.tokens) * row; i < len(k); i++ {
 				k[i], v[i] = float32(math.NaN()), float32(math.NaN())
 			}
-			want, bound := refAttention(q, k, v, c.tokens, c.heads, c.kvHeads, c.d, c.start, c.scale)
+			// With a window, the positions before every query's window
+			// are NaN: they must not be read.
+			if c.window > 0 {
+				for i := 0; i < (c.start-c.window+1)*row; i++ {
+					k[i], v[i] = float32(math.NaN()), float32(math.NaN())
+				}
+			}
+			want, bound := refAttention(q, k, v, c.tokens, c.heads, c.kvHeads, c.d, c.start, c.scale, c.window)
 			qb, kb, vb := upload(t, b, q), upload(t, b, k), upload(t, b, v)
 			out := newOutput[float32](t, b, len(q))
 			if err := backend.Attend(b, out.mid, qb, kb, vb, a); err != nil {
@@ -456,7 +490,9 @@ func testAttention(t *testing.T, b backend.Backend) {
 }
 
 // refAttention is causal grouped-query attention in float64, scale being
-// float32(1/√d) when 0. Its bound, for each output, is
+// float32(1/√d) when 0; with window > 0 the query at position p sees the
+// keys at j with p-window < j ≤ p (transformers' sliding-window causal
+// mask). Its bound, for each output, is
 //
 //	Unit·(2(d+2)·A + 2·D + 2n + 16)·Σ_j p_j|v_j| + FlushBound·max_j|v_j|
 //
@@ -464,7 +500,7 @@ func testAttention(t *testing.T, b backend.Backend) {
 // by (d+2)·Unit of it, and a score's error moves p_j and the normaliser),
 // D the largest |s_j − max s| (its subtraction rounds), and n the number
 // of positions summed.
-func refAttention(q, k, v []float32, tokens, heads, kvHeads, d, start int, scale32 float32) (want, bound []float64) {
+func refAttention(q, k, v []float32, tokens, heads, kvHeads, d, start int, scale32 float32, window int) (want, bound []float64) {
 	if scale32 == 0 {
 		scale32 = float32(1 / math.Sqrt(float64(d)))
 	}
@@ -472,32 +508,40 @@ func refAttention(q, k, v []float32, tokens, heads, kvHeads, d, start int, scale
 	want, bound = make([]float64, len(q)), make([]float64, len(q))
 	row := kvHeads * d
 	for t := range tokens {
+		pos := start + t
+		// The keys query pos sees, as transformers' mask functions say it.
+		var seen []int
+		for j := 0; j <= pos; j++ {
+			if window <= 0 || j > pos-window {
+				seen = append(seen, j)
+			}
+		}
+		n := len(seen)
 		for h := range heads {
 			kh := h * kvHeads / heads
-			n := start + t + 1
 			qs := q[(t*heads+h)*d : (t*heads+h+1)*d]
 			s := make([]float64, n)
 			maxA, m := 0.0, math.Inf(-1)
-			for j := range n {
+			for js, j := range seen {
 				dot, abs := 0.0, 0.0
 				for i := range d {
 					p := float64(qs[i]) * float64(k[j*row+kh*d+i])
 					dot += p
 					abs += math.Abs(p)
 				}
-				s[j] = scale * dot
+				s[js] = scale * dot
 				maxA = math.Max(maxA, scale*abs)
-				m = math.Max(m, s[j])
+				m = math.Max(m, s[js])
 			}
 			sum, maxD := 0.0, 0.0
-			for j := range n {
-				sum += math.Exp(s[j] - m)
-				maxD = math.Max(maxD, m-s[j])
+			for js := range seen {
+				sum += math.Exp(s[js] - m)
+				maxD = math.Max(maxD, m-s[js])
 			}
 			for i := range d {
 				o, mag, vmax := 0.0, 0.0, 0.0
-				for j := range n {
-					p := math.Exp(s[j]-m) / sum
+				for js, j := range seen {
+					p := math.Exp(s[js]-m) / sum
 					vv := float64(v[j*row+kh*d+i])
 					o += p * vv
 					mag += p * math.Abs(vv)
@@ -538,6 +582,12 @@ func testLMErrors(t *testing.T, b backend.Backend) {
 			return backend.Attend(b, f(6), f(6), f(8), f(8), &backend.Attention{Tokens: 1, Heads: 3, KVHeads: 2, Dim: 2})
 		},
 		"Attend short cache": func() error { return backend.Attend(b, f(8), f(8), f(4), f(4), a) },
+		"Attend negative window": func() error {
+			return backend.Attend(b, f(8), f(8), f(8), f(8), &backend.Attention{Tokens: 1, Heads: 4, KVHeads: 2, Dim: 2, Start: 1, Window: -1})
+		},
+		"RoPE negative scale": func() error {
+			return backend.RoPE(b, f(4), f(4), &backend.Rotary{Heads: 1, Dim: 4, Freqs: freqs, Scale: -1}, []int32{0})
+		},
 		"Add y not dividing": func() error { return backend.Add(b, f(6), f(6), f(4)) },
 		"Add empty y":        func() error { return backend.Add(b, f(6), f(6), f(0)) },
 		"Add dst length":     func() error { return backend.Add(b, f(4), f(6), f(6)) },
@@ -549,6 +599,12 @@ func testLMErrors(t *testing.T, b backend.Backend) {
 		calls["method Softmax limit past end"] = func() error { return lm.Softmax(f(4), f(4), 2, 2, []int32{1, 3}) }
 		calls["method Embed id past vocab"] = func() error { return lm.Embed(f(2), f(6), []int32{3}, 2) }
 		calls["method Attend short cache"] = func() error { return lm.Attend(f(8), f(8), f(4), f(4), a) }
+		calls["method Attend negative window"] = func() error {
+			return lm.Attend(f(8), f(8), f(8), f(8), &backend.Attention{Tokens: 1, Heads: 4, KVHeads: 2, Dim: 2, Start: 1, Window: -1})
+		}
+		calls["method RoPE NaN scale"] = func() error {
+			return lm.RoPE(f(4), f(4), &backend.Rotary{Heads: 1, Dim: 4, Freqs: freqs, Scale: float32(math.NaN())}, []int32{0})
+		}
 		calls["method Add y not dividing"] = func() error { return lm.Add(f(6), f(6), f(4)) }
 	}
 	for what, fn := range calls {

@@ -44,6 +44,17 @@ type Hyper struct {
 	// QKVBias is set for qwen2, whose q, k and v projections (not o) have
 	// biases.
 	QKVBias bool
+	// SlidingWindow is the attention window of the layers WindowLayers
+	// names, 0 for none: Mistral's sliding_window (MistralConfig's
+	// default 4096 where config.json leaves it out, none where it is
+	// null), Qwen2's sliding_window where use_sliding_window is true.
+	// llama.cpp's llama architecture has no window: the conversion
+	// ignores it, as convert_hf_to_gguf.py does.
+	SlidingWindow int
+	// WindowLayers says which layers use SlidingWindow; nil means all.
+	// Qwen2's are layer_types' "sliding_attention" layers, by default
+	// those from max_window_layers on (Qwen2Config).
+	WindowLayers []bool
 
 	// BOS, EOS and Pad are bos_token_id, eos_token_id and pad_token_id,
 	// -1 where absent or not a single id.
@@ -52,13 +63,16 @@ type Hyper struct {
 
 // RopeScaling is config.json's rope_scaling (rope_parameters in newer
 // transformers), reduced to what llama.cpp carries for the llama
-// architecture.
+// architecture, and what transformers' dynamic NTK and YaRN read.
 type RopeScaling struct {
-	// Type is "" (none, or "default"), "linear", "yarn" or "llama3".
+	// Type is "" (none, or "default"), "linear", "yarn", "llama3", or
+	// "dynamic" (ParseOptions.Dynamic).
 	Type string
 	// Factor is factor (linear, yarn, llama3).
 	Factor float64
-	// OrigContext is original_max_position_embeddings (yarn, llama3).
+	// OrigContext is original_max_position_embeddings (yarn, llama3);
+	// for yarn, max_position_embeddings where absent, as transformers
+	// reads it.
 	OrigContext int
 	// LowFreqFactor and HighFreqFactor are llama3's low_freq_factor and
 	// high_freq_factor.
@@ -66,6 +80,13 @@ type RopeScaling struct {
 	// Yarn's optional parameters, NaN where absent: extrapolation_factor,
 	// attention_factor (or attn_factor), beta_fast, beta_slow.
 	YarnExtFactor, YarnAttnFactor, YarnBetaFast, YarnBetaSlow float64
+	// YaRN's mscale and mscale_all_dim, NaN where absent: with both set
+	// (and no attention_factor) transformers' attention factor is
+	// get_mscale(factor, mscale)/get_mscale(factor, mscale_all_dim).
+	YarnMscale, YarnMscaleAllDim float64
+	// YarnNoTruncate is YaRN's truncate false: the correction range is
+	// not rounded to whole dimensions (transformers' default rounds).
+	YarnNoTruncate bool
 }
 
 // jsonObject is a JSON object whose values are decoded on demand.
@@ -194,11 +215,15 @@ type ParseOptions struct {
 	// Qwen2 accepts Qwen2ForCausalLM (model_type qwen2), which llama.cpp
 	// loads as its own qwen2 architecture, not as llama, so the conversion
 	// refuses it; lm runs it. Its q, k and v projections have biases
-	// (Hyper.QKVBias); use_sliding_window true is refused (the window is
-	// not implemented), and sliding_window and max_window_layers are
-	// otherwise ignored. Defaults are Qwen2Config's: rms_norm_eps 1e-6,
+	// (Hyper.QKVBias); with use_sliding_window, sliding_window,
+	// max_window_layers and layer_types give Hyper.SlidingWindow and
+	// Hyper.WindowLayers as Qwen2Config does. Defaults are Qwen2Config's: rms_norm_eps 1e-6,
 	// max_position_embeddings 32768.
 	Qwen2 bool
+	// Dynamic accepts rope_scaling type "dynamic" (transformers' dynamic
+	// NTK, whose frequencies depend on the sequence length), which
+	// llama.cpp cannot carry, so the conversion refuses it; lm runs it.
+	Dynamic bool
 }
 
 // ParseConfigWith is ParseConfig with options.
@@ -301,12 +326,8 @@ func parseHyper(o jsonObject, opts ParseOptions) (*Hyper, error) {
 		// Qwen2Attention fixes the biases; attention_bias and mlp_bias
 		// are not Qwen2Config keys.
 		h.QKVBias = true
-		var sliding bool
-		if sliding, err = o.boolKey("use_sliding_window", false); err != nil {
+		if err := h.parseQwen2Window(o); err != nil {
 			return nil, err
-		}
-		if sliding {
-			return nil, fmt.Errorf("use_sliding_window is true: sliding-window attention is not implemented (only full causal attention)")
 		}
 	} else {
 		if h.AttnBias, err = o.boolKey("attention_bias", false); err != nil {
@@ -323,7 +344,15 @@ func parseHyper(o jsonObject, opts ParseOptions) (*Hyper, error) {
 	if act != "silu" {
 		return nil, fmt.Errorf("hidden_act is %q: llama.cpp's llama architecture computes SiLU", act)
 	}
-	if err := h.parseRope(o); err != nil {
+	if h.ModelType == "mistral" {
+		// MistralConfig's sliding_window defaults to 4096; null is none.
+		if _, ok := o["sliding_window"]; ok && !o.present("sliding_window") {
+			h.SlidingWindow = 0
+		} else if h.SlidingWindow, err = o.intKey("sliding_window", 4096, false); err != nil {
+			return nil, err
+		}
+	}
+	if err := h.parseRope(o, opts); err != nil {
 		return nil, err
 	}
 	h.BOS, h.EOS, h.Pad = o.tokenID("bos_token_id"), o.tokenID("eos_token_id"), o.tokenID("pad_token_id")
@@ -339,8 +368,61 @@ func archList() string {
 	return strings.Join(names, " and ")
 }
 
+// parseQwen2Window reads Qwen2's sliding-window keys as Qwen2Config does:
+// sliding_window (default 4096) counts only with use_sliding_window, and
+// the layers that use it are layer_types' "sliding_attention" ones, by
+// default those from max_window_layers (default 28) on. layer_types that
+// name sliding layers without a window are refused, as transformers'
+// create_sliding_window_causal_mask refuses them.
+func (h *Hyper) parseQwen2Window(o jsonObject) error {
+	use, err := o.boolKey("use_sliding_window", false)
+	if err != nil {
+		return err
+	}
+	window := 0
+	if _, set := o["sliding_window"]; use && (!set || o.present("sliding_window")) {
+		if window, err = o.intKey("sliding_window", 4096, false); err != nil {
+			return err
+		}
+	}
+	maxWindow, err := o.intKey("max_window_layers", 28, true)
+	if err != nil {
+		return err
+	}
+	layers := make([]bool, h.Layers)
+	var types []string
+	if ok, err := o.decode("layer_types", &types); err != nil {
+		return fmt.Errorf("layer_types is %s, not a list of names", clip(o["layer_types"]))
+	} else if ok {
+		if len(types) != h.Layers {
+			return fmt.Errorf("layer_types has %d entries for %d layers", len(types), h.Layers)
+		}
+		for i, t := range types {
+			switch t {
+			case "full_attention":
+			case "sliding_attention":
+				layers[i] = true
+			default:
+				return fmt.Errorf("layer_types[%d] is %q, not full_attention or sliding_attention", i, t)
+			}
+		}
+	} else {
+		for i := range layers {
+			layers[i] = window > 0 && i >= maxWindow
+		}
+	}
+	sliding := slices.Contains(layers, true)
+	if sliding && window == 0 {
+		return fmt.Errorf("layer_types names sliding_attention layers, but there is no sliding_window (use_sliding_window is %v)", use)
+	}
+	if sliding {
+		h.SlidingWindow, h.WindowLayers = window, layers
+	}
+	return nil
+}
+
 // parseRope reads rope_theta and rope_scaling (or rope_parameters).
-func (h *Hyper) parseRope(o jsonObject) error {
+func (h *Hyper) parseRope(o jsonObject, opts ParseOptions) error {
 	key := "rope_scaling"
 	if o.present("rope_parameters") {
 		key = "rope_parameters"
@@ -370,7 +452,8 @@ func (h *Hyper) parseRope(o jsonObject) error {
 			return fmt.Errorf("%s: %w", key, err)
 		}
 	}
-	r := RopeScaling{YarnExtFactor: math.NaN(), YarnAttnFactor: math.NaN(), YarnBetaFast: math.NaN(), YarnBetaSlow: math.NaN()}
+	r := RopeScaling{YarnExtFactor: math.NaN(), YarnAttnFactor: math.NaN(), YarnBetaFast: math.NaN(), YarnBetaSlow: math.NaN(),
+		YarnMscale: math.NaN(), YarnMscaleAllDim: math.NaN()}
 	wrap := func(err error) error { return fmt.Errorf("%s (%s): %w", key, typ, err) }
 	switch strings.ToLower(typ) {
 	case "", "default":
@@ -381,19 +464,33 @@ func (h *Hyper) parseRope(o jsonObject) error {
 		if r.Factor, err = rp.floatKey("factor", math.NaN()); err != nil || math.IsNaN(r.Factor) {
 			return wrap(fmt.Errorf("factor is missing"))
 		}
+	case "dynamic":
+		if !opts.Dynamic {
+			return fmt.Errorf("%s: RoPE scaling type \"dynamic\" (dynamic NTK, frequencies that change with the sequence length) cannot be carried into llama.cpp's llama architecture", key)
+		}
+		r.Type = "dynamic"
+		if r.Factor, err = rp.floatKey("factor", math.NaN()); err != nil || math.IsNaN(r.Factor) {
+			return wrap(fmt.Errorf("factor is missing"))
+		}
 	case "yarn":
 		r.Type = "yarn"
 		if r.Factor, err = rp.floatKey("factor", math.NaN()); err != nil || math.IsNaN(r.Factor) {
 			return wrap(fmt.Errorf("factor is missing"))
 		}
-		if r.OrigContext, err = rp.intKey("original_max_position_embeddings", -1, false); err != nil {
+		if r.OrigContext, err = rp.intKey("original_max_position_embeddings", h.Context, false); err != nil {
 			return wrap(err)
 		}
+		trunc, err := rp.boolKey("truncate", true)
+		if err != nil {
+			return wrap(err)
+		}
+		r.YarnNoTruncate = !trunc
 		for _, f := range []struct {
 			p    *float64
 			keys []string
 		}{{&r.YarnExtFactor, []string{"extrapolation_factor"}}, {&r.YarnAttnFactor, []string{"attention_factor", "attn_factor"}},
-			{&r.YarnBetaFast, []string{"beta_fast"}}, {&r.YarnBetaSlow, []string{"beta_slow"}}} {
+			{&r.YarnBetaFast, []string{"beta_fast"}}, {&r.YarnBetaSlow, []string{"beta_slow"}},
+			{&r.YarnMscale, []string{"mscale"}}, {&r.YarnMscaleAllDim, []string{"mscale_all_dim"}}} {
 			for _, k := range f.keys {
 				if rp.present(k) {
 					if *f.p, err = rp.floatKey(k, math.NaN()); err != nil {
@@ -421,6 +518,8 @@ func (h *Hyper) parseRope(o jsonObject) error {
 		if r.LowFreqFactor == r.HighFreqFactor {
 			return wrap(fmt.Errorf("low_freq_factor equals high_freq_factor (%v)", r.LowFreqFactor))
 		}
+	case "longrope", "su":
+		return fmt.Errorf("%s: RoPE scaling type %q (LongRoPE, Phi-3's short and long factors chosen by sequence length) is not supported (linear, yarn and llama3 are)", key, typ)
 	default:
 		return fmt.Errorf("%s: RoPE scaling type %q is not carried into llama.cpp's llama architecture by this converter (it carries linear, yarn and llama3)", key, typ)
 	}
