@@ -28,6 +28,7 @@ var (
 	lmCtxFlag       = &cli.IntFlag{Name: "ctx", Value: 512, Usage: "window length in tokens (the second half of each window is scored)"}
 	lmRefFlag       = &cli.StringFlag{Name: "ref", Usage: "reference `MODEL`: report each model's KL divergence from it and top-1 agreement"}
 	lmW8A8Flag      = &cli.BoolFlag{Name: "w8a8", Usage: "run an int8 per-channel checkpoint (quantkit quantize --scheme int8) as W8A8: the weights stay int8, each token's activations are quantized to int8 with one scale per token, and the matrix products are integer GEMMs; refused for a model without int8 per-channel weights (a float or int4 checkpoint, a GGUF or llama2.c file)"}
+	lmFloat32Flag   = &cli.BoolFlag{Name: "float32", Usage: "widen every weight to float32 at load (4 bytes a weight, the float32 GEMMs): the float model on the dequantized weights; by default quantized and 16-bit weights stay packed in memory and are decoded a tile at a time inside the matrix products"}
 	lmEvalW8A8Flag  = &cli.BoolFlag{Name: "w8a8", Usage: "run each MODEL that is an int8 per-channel checkpoint as W8A8 (int8 weights, activations quantized to int8 per token, integer GEMMs; named \"MODEL (w8a8)\" in the report); the other MODELs and the --ref run as without the flag; refused when no MODEL has int8 per-channel weights"}
 )
 
@@ -36,7 +37,9 @@ const w8a8Help = "With --w8a8, an int8 per-channel checkpoint (what quantize --s
 	"W8A8: its projections stay int8 in memory, each token's activations are quantized to int8\n" +
 	"(scale max|x|/127, rounded half to even) and the products are int8 GEMMs with int32\n" +
 	"accumulators, scaled back per token and per output channel. Without it, quantized weights\n" +
-	"are dequantized and run in float32."
+	"stay packed in memory (int8/int4 codes with their scales, GGUF blocks, F16/BF16) and the\n" +
+	"matrix products decode them a tile at a time against float32 activations (weight-only:\n" +
+	"what the float model on the dequantized weights computes); --float32 widens them at load."
 
 var lmCommand = &cli.Command{
 	Name:  "lm",
@@ -50,7 +53,7 @@ var lmCommand = &cli.Command{
 			Description: "Greedy by default; --temp T samples from softmax(logits/T), restricted by --top-p.\n" +
 				"The prompt and the text stream to stdout, the timings (prompt and generation\n" +
 				"tokens/s apart) to stderr at the end; --json prints the report instead.\n" + w8a8Help,
-			Flags:  []cli.Flag{lmPromptFlag, lmNFlag, lmTempFlag, lmTopPFlag, lmSeedFlag, lmTokenizerFlag, lmW8A8Flag, deviceFlag, jsonFlag},
+			Flags:  []cli.Flag{lmPromptFlag, lmNFlag, lmTempFlag, lmTopPFlag, lmSeedFlag, lmTokenizerFlag, lmW8A8Flag, lmFloat32Flag, deviceFlag, jsonFlag},
 			Action: runLMGenerate,
 		},
 		{
@@ -67,7 +70,7 @@ var lmCommand = &cli.Command{
 				"In lm eval, --w8a8 applies to each MODEL that has int8 per-channel weights (named\n" +
 				"\"MODEL (w8a8)\"); the others and the --ref run as without it, so that one table compares\n" +
 				"the original with its W8A8 and other quantizations.",
-			Flags:  []cli.Flag{lmEvalTextFlag, lmCtxFlag, lmRefFlag, lmTokenizerFlag, lmEvalW8A8Flag, deviceFlag, jsonFlag, jsonOutFlag},
+			Flags:  []cli.Flag{lmEvalTextFlag, lmCtxFlag, lmRefFlag, lmTokenizerFlag, lmEvalW8A8Flag, lmFloat32Flag, deviceFlag, jsonFlag, jsonOutFlag},
 			Action: runLMEval,
 		},
 	},
@@ -86,7 +89,7 @@ func runLMGenerate(c *cli.Context) error {
 		return err
 	}
 	return onDevice(c, func(b backend.Backend) error {
-		open := lmeval.OpenOptions{Tokenizer: c.String(lmTokenizerFlag.Name)}
+		open := lmeval.OpenOptions{Tokenizer: c.String(lmTokenizerFlag.Name), Float32: c.Bool(lmFloat32Flag.Name)}
 		if c.Bool(lmW8A8Flag.Name) {
 			open.W8A8 = lmeval.W8A8Required
 		}
@@ -218,6 +221,9 @@ func runLMEval(c *cli.Context) error {
 	if err := checkJSONOut(c); err != nil {
 		return badInput(fmt.Errorf("lm eval: %w", err))
 	}
+	if c.Bool(lmFloat32Flag.Name) && c.Bool(lmEvalW8A8Flag.Name) {
+		return usageError{fmt.Errorf("lm eval: --float32 and --w8a8 exclude each other")}
+	}
 	textPath := c.String(lmEvalTextFlag.Name)
 	data, err := os.ReadFile(textPath)
 	if err != nil {
@@ -229,7 +235,7 @@ func runLMEval(c *cli.Context) error {
 	return onDevice(c, func(b backend.Backend) error {
 		var opt lmeval.EvalOptions
 		open := func(path string, w8a8 lmeval.W8A8Mode) (*lmeval.Loaded, error) {
-			l, err := lmeval.OpenWith(b, path, lmeval.OpenOptions{Tokenizer: c.String(lmTokenizerFlag.Name), W8A8: w8a8})
+			l, err := lmeval.OpenWith(b, path, lmeval.OpenOptions{Tokenizer: c.String(lmTokenizerFlag.Name), W8A8: w8a8, Float32: c.Bool(lmFloat32Flag.Name)})
 			if err != nil {
 				return nil, fmt.Errorf("lm eval: %w", err)
 			}

@@ -46,7 +46,9 @@ func Open(b backend.Backend, path, tokenizerPath string) (*Loaded, error) {
 }
 
 // OpenWith is Open with options: opt.Tokenizer is Open's tokenizerPath,
-// opt.W8A8 says whether int8 projections run as W8A8 (see W8A8Mode).
+// opt.W8A8 says whether int8 projections run as W8A8 (see W8A8Mode),
+// opt.Float32 whether weights are widened to float32 at load (by default
+// quantized and 16-bit weights stay packed, lm.LoadOptions).
 func OpenWith(b backend.Backend, path string, opt OpenOptions) (*Loaded, error) {
 	tokenizerPath := opt.Tokenizer
 	l := &Loaded{Path: path}
@@ -57,10 +59,13 @@ func OpenWith(b backend.Backend, path string, opt OpenOptions) (*Loaded, error) 
 	if err := opt.W8A8.refuse(path, st.IsDir()); err != nil {
 		return nil, err
 	}
+	if opt.Float32 && opt.W8A8 != W8A8Off {
+		return nil, inputerr.Mark(fmt.Errorf("%s: float32 weights and W8A8 exclude each other", path))
+	}
 	switch {
 	case st.IsDir():
 		l.Format = "hf"
-		if l.Model, l.W8A8, err = opt.W8A8.loadHF(b, path); err != nil {
+		if l.Model, l.W8A8, err = opt.W8A8.loadHF(b, path, opt.Float32); err != nil {
 			return nil, err
 		}
 		l.Context = hfContext(path)
@@ -74,7 +79,7 @@ func OpenWith(b backend.Backend, path string, opt OpenOptions) (*Loaded, error) 
 		}
 	case strings.EqualFold(filepath.Ext(path), ".gguf"):
 		l.Format = "gguf"
-		if l.Model, err = lm.LoadGGUF(b, path); err != nil {
+		if l.Model, err = lm.LoadGGUFWith(b, path, lm.LoadOptions{Float32: opt.Float32}); err != nil {
 			return nil, err
 		}
 		var terr error

@@ -18,8 +18,13 @@ type OpenOptions struct {
 	// tokenizer.bin.
 	Tokenizer string
 	// W8A8 says whether the int8 projections of a quantized checkpoint run
-	// as W8A8; the zero value dequantizes them to float32, as Open does.
+	// as W8A8; the zero value keeps quantized weights packed in memory and
+	// runs them weight-only (activations in float32), as Open does.
 	W8A8 W8A8Mode
+	// Float32 widens every weight to float32 at load (lm.LoadOptions):
+	// the float model on the dequantized weights, with float32 memory
+	// and GEMMs. It does not combine with W8A8.
+	Float32 bool
 }
 
 // W8A8Mode says when OpenWith runs a model's projections as W8A8: the
@@ -35,7 +40,8 @@ type OpenOptions struct {
 type W8A8Mode int
 
 const (
-	// W8A8Off dequantizes quantized weights to float32 (Open's way).
+	// W8A8Off runs quantized weights weight-only, kept packed (Open's
+	// way).
 	W8A8Off W8A8Mode = iota
 	// W8A8Required runs the int8 projections as W8A8 and refuses a model
 	// that has none with an error that wraps ErrNoInt8 and names it.
@@ -73,9 +79,9 @@ func noInt8(path, what string) error {
 
 // loadHF loads the Hugging Face checkpoint at path, its int8 per-channel
 // projections kept int8 unless w is W8A8Off; w8a8 says whether some are.
-func (w W8A8Mode) loadHF(b backend.Backend, path string) (m *lm.Model, w8a8 bool, err error) {
+func (w W8A8Mode) loadHF(b backend.Backend, path string, float32 bool) (m *lm.Model, w8a8 bool, err error) {
 	if w == W8A8Off {
-		m, err = lm.LoadHF(b, path)
+		m, err = lm.LoadHFWith(b, path, lm.LoadOptions{Float32: float32})
 		return m, false, err
 	}
 	// LoadHFWith with Int8 loads a checkpoint without int8 per-channel

@@ -111,3 +111,48 @@ func TestOpenW8A8(t *testing.T) {
 		t.Errorf("README.md: %v", err)
 	}
 }
+
+// TestOpenFloat32 opens stories260K quantized int8 per channel packed (the
+// default) and widened to float32 (OpenOptions.Float32): the weights are
+// kept as they are asked, the logits agree, and Float32 with W8A8 is
+// refused as bad input.
+func TestOpenFloat32(t *testing.T) {
+	b := cpu.New()
+	q8 := quantizeStories(t, quant.Int8PerChannel)
+	packed, err := OpenWith(b, q8, OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer packed.Close()
+	wide, err := OpenWith(b, q8, OpenOptions{Float32: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wide.Close()
+	if l := packed.Model.Weights.Layers[0]; l.Packed == nil || l.Q != nil {
+		t.Error("the default did not keep the int8 weights packed")
+	}
+	if l := wide.Model.Weights.Layers[0]; l.Packed != nil || l.Q == nil {
+		t.Error("Float32 did not widen the weights")
+	}
+	toks := packed.Tokenizer.EncodeWith(storiesText, false)[:48]
+	lp, err := packed.Model.Forward(packed.Model.NewCache(), toks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lw, err := wide.Model.Forward(wide.Model.NewCache(), toks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	worst := 0.0
+	for i := range lp {
+		worst = math.Max(worst, math.Abs(float64(lp[i]-lw[i])))
+	}
+	if worst > 1e-4 {
+		t.Errorf("packed and widened logits differ by %g", worst)
+	}
+	_, err = OpenWith(b, q8, OpenOptions{Float32: true, W8A8: W8A8Required})
+	if err == nil || !inputerr.Is(err) {
+		t.Errorf("Float32 with W8A8: %v, want a bad-input refusal", err)
+	}
+}
