@@ -204,7 +204,9 @@ LM_HD double lm_kernel_cos(double x) {
 
 // The largest |angle| lm_sincos reduces correctly: the quadrant count must be
 // an exact integer in double. RoPE's angles are pos·freq < 2^31·freq.
+#define LM_ROPE_MAX_ANGLE_LOG2 50
 #define LM_ROPE_MAX_ANGLE 0x1p50
+static_assert(LM_ROPE_MAX_ANGLE == (double)(1ull << LM_ROPE_MAX_ANGLE_LOG2), "LM_ROPE_MAX_ANGLE");
 
 // cos and sin of a float32 angle in double, without the CUDA library's
 // Payne-Hanek path (it needs a local-memory array): x = n·π/2 + r with π/2
