@@ -139,13 +139,17 @@ ptx-check: ptx
 	@test -z "$$(git status --porcelain -- cuda/ptx)" || { echo "cuda/ptx has uncommitted files: run make ptx and commit"; git status --short -- cuda/ptx; exit 1; }
 
 # ptxas: registers and no spills for sm_80 and sm_90; IMMA in the INT8 GEMM;
-# and the CPU emulation of the INT8 GEMM's index math and pipeline.
+# and the CPU emulations: the INT8 GEMM's index math and pipeline, and the
+# LM kernels' bodies (lm.cuh) run thread by thread with checked memory.
 cuda-check:
 	./scripts/cuda-check.sh
 	@mkdir -p build
 	g++ -std=c++17 -O2 -ffp-contract=off -o build/gemm_s8_sim cuda/tools/gemm_s8_sim.cpp
 	@./build/gemm_s8_sim > build/gemm_s8_sim.log || { tail -20 build/gemm_s8_sim.log; exit 1; }
 	@tail -1 build/gemm_s8_sim.log
+	g++ -std=c++17 -O2 -ffp-contract=off -Wall -Wextra -Werror -o build/lm_sim cuda/tools/lm_sim.cpp
+	@./build/lm_sim > build/lm_sim.log || { tail -35 build/lm_sim.log; exit 1; }
+	@tail -1 build/lm_sim.log
 
 vet-cuda:
 	$(GO) vet -tags cuda ./...

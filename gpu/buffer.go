@@ -280,11 +280,12 @@ type scratchBuffers struct {
 	colOffset, rowScale, colScale, bias scratch
 	scales, zeroPoints                  scratch
 	reduce                              scratch
+	lmIDs, lmPos, lmLimit, lmFreqs      scratch // lm.go's host vectors
 }
 
 func (s *scratchBuffers) all() []*scratch {
 	return []*scratch{&s.padA, &s.padB, &s.colOffset, &s.rowScale, &s.colScale, &s.bias,
-		&s.scales, &s.zeroPoints, &s.reduce}
+		&s.scales, &s.zeroPoints, &s.reduce, &s.lmIDs, &s.lmPos, &s.lmLimit, &s.lmFreqs}
 }
 
 // free releases every scratch buffer; the stream must be idle.

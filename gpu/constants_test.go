@@ -21,13 +21,15 @@ var mirrored = []string{
 	"ABSMAX_THREADS", "ABSMAX_BLOCKS_PER_SM", "ABSMAX_ELEMS_PER_BLOCK",
 	"HIST_THREADS", "HIST_BLOCKS_PER_SM", "HIST_ELEMS_PER_BLOCK", "HIST_SMEM_MAX_BINS",
 	"QUANT_THREADS", "QUANT_VEC", "QUANT_BLOCKS_PER_SM",
+	"LM_ROW_THREADS", "LM_ROPE_THREADS", "LM_ROPE_CHUNK", "LM_ELEM_THREADS", "LM_ELEM_BLOCKS_PER_SM",
+	"LM_EMBED_THREADS", "LM_ATTN_THREADS", "LM_ATTN_CHUNK", "LM_ATTN_MAX_DIM", "LM_ROPE_MAX_ANGLE_LOG2",
 }
 
 func TestLaunchConstants(t *testing.T) {
 	// Header #defines: NAME value // comment.
 	hdr := map[string]string{}
 	defRE := regexp.MustCompile(`^#define\s+([A-Z0-9_]+)\s+([^/]+?)\s*(//.*)?$`)
-	for _, f := range []string{"gemm_s8.cuh", "gemm_f32.cuh", "reduce.cuh", "common.cuh"} {
+	for _, f := range []string{"gemm_s8.cuh", "gemm_f32.cuh", "reduce.cuh", "common.cuh", "lm.cuh"} {
 		readLines(t, filepath.Join("..", "cuda", f), func(line string) {
 			if m := defRE.FindStringSubmatch(line); m != nil {
 				hdr[m[1]] = m[2]

@@ -65,6 +65,26 @@ const (
 	strideThreads = 256
 	strideWaves   = 4
 
+	// cuda/lm.cuh: rmsnorm_f32, softmax_f32 and quantize_rows_s8 run one
+	// block of LM_ROW_THREADS per row; rope_f32 a grid (rows,
+	// ceil((dim/2)/LM_ROPE_CHUNK)) of LM_ROPE_THREADS; swiglu_f32 and
+	// add_f32 are grid-stride, LM_ELEM_THREADS threads on
+	// clamp(ceil(n/LM_ELEM_THREADS), 1, LM_ELEM_BLOCKS_PER_SM·SMs) blocks;
+	// embed_f32 one block of LM_EMBED_THREADS per token; attend_f32 one
+	// block of LM_ATTN_THREADS per (token, head) with (2·dim +
+	// LM_ATTN_CHUNK)·4 bytes of dynamic shared memory, dim at most
+	// LM_ATTN_MAX_DIM. rope_f32's angles stay below 2^LM_ROPE_MAX_ANGLE_LOG2.
+	lmRowThreads       = 256  // LM_ROW_THREADS
+	lmRopeThreads      = 128  // LM_ROPE_THREADS
+	lmRopeChunk        = 64   // LM_ROPE_CHUNK
+	lmElemThreads      = 256  // LM_ELEM_THREADS
+	lmElemBlocksPerSM  = 8    // LM_ELEM_BLOCKS_PER_SM
+	lmEmbedThreads     = 256  // LM_EMBED_THREADS
+	lmAttnThreads      = 128  // LM_ATTN_THREADS
+	lmAttnChunk        = 128  // LM_ATTN_CHUNK
+	lmAttnMaxDim       = 4096 // LM_ATTN_MAX_DIM
+	lmRopeMaxAngleLog2 = 50   // LM_ROPE_MAX_ANGLE_LOG2
+
 	// defaultSmemLimit is the dynamic shared memory a launch may ask for
 	// without raising CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES.
 	defaultSmemLimit = 48 << 10
@@ -82,6 +102,15 @@ type kernels struct {
 	histGlobal kernel
 	quantize   kernel
 	dequantize kernel
+	// cuda/lm.cu: the operations of backend.LMOps (lm.go).
+	rmsNorm      kernel
+	rope         kernel
+	swiGLU       kernel
+	softmax      kernel
+	embed        kernel
+	add          kernel
+	quantizeRows kernel
+	attend       kernel
 }
 
 // kernel is one function of a loaded module.
@@ -110,6 +139,14 @@ func (k *kernels) modules() []struct {
 	k.histGlobal = kernel{name: "hist_abs_f32_global"}
 	k.quantize = kernel{name: "quantize_f32"}
 	k.dequantize = kernel{name: "dequantize_f32"}
+	k.rmsNorm = kernel{name: "rmsnorm_f32"}
+	k.rope = kernel{name: "rope_f32"}
+	k.swiGLU = kernel{name: "swiglu_f32"}
+	k.softmax = kernel{name: "softmax_f32"}
+	k.embed = kernel{name: "embed_f32"}
+	k.add = kernel{name: "add_f32"}
+	k.quantizeRows = kernel{name: "quantize_rows_s8"}
+	k.attend = kernel{name: "attend_f32", smem: (2*lmAttnMaxDim + lmAttnChunk) * 4}
 	return []struct {
 		file  string
 		funcs []*kernel
@@ -118,6 +155,7 @@ func (k *kernels) modules() []struct {
 		{"gemm_f32", []*kernel{&k.gemmF32}},
 		{"reduce", []*kernel{&k.absMax, &k.hist, &k.histGlobal}},
 		{"quantize", []*kernel{&k.quantize, &k.dequantize}},
+		{"lm", []*kernel{&k.rmsNorm, &k.rope, &k.swiGLU, &k.softmax, &k.embed, &k.add, &k.quantizeRows, &k.attend}},
 	}
 }
 
