@@ -113,9 +113,12 @@ func (b *Backend) RoPE(dst, x backend.Buffer, r *backend.Rotary, pos []int32) er
 	if a := float64(float32(maxPos) * maxFreq); a >= math.Ldexp(1, lmRopeMaxAngleLog2) && !math.IsInf(a, 0) {
 		return b.errorf("RoPE: angle %g (position %d) exceeds the kernel's range of 2^%d", a, maxPos, lmRopeMaxAngleLog2)
 	}
-	// TODO(rope-scale): pass r.Scale here once backend.Rotary has it
-	// (a multiplier of cos and sin, 1 by default); rope_f32 already takes it.
-	const mscale = float32(1)
+	// r.Scale multiplies cos and sin once each is rounded to float32 (0
+	// means 1), as RoPEF32 does.
+	mscale := r.Scale
+	if mscale == 0 {
+		mscale = 1
+	}
 	return b.do(func() error {
 		pp, err := b.vector(&b.scratch.lmPos, asBytes(pos), "the positions")
 		if err != nil {
@@ -244,10 +247,9 @@ func (b *Backend) Attend(out, q, k, v backend.Buffer, a *backend.Attention) erro
 	if scale == 0 {
 		scale = float32(1 / math.Sqrt(float64(a.Dim)))
 	}
-	// TODO(attention-window): pass a.Window here once backend.Attention
-	// has it (0 = none; token t then sees the last Window positions up to
-	// its own); attend_f32 already takes it.
-	const window = 0
+	// a.Window: 0 is none; token t sees the last Window positions up to
+	// its own (keys p-Window < j ≤ p), as AttentionF32.
+	window := a.Window
 	return b.do(func() error {
 		return b.launch(&b.k.attend, a.Tokens*a.Heads, 1, lmAttnThreads, (2*a.Dim+lmAttnChunk)*4,
 			fmt.Sprintf("tokens=%d heads=%d kv_heads=%d dim=%d start=%d", a.Tokens, a.Heads, a.KVHeads, a.Dim, a.Start),
