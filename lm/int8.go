@@ -150,6 +150,18 @@ type LoadOptions struct {
 	// Float32 converts every weight to float32 at load, as a float model:
 	// 4 bytes a weight, and the float32 GEMM.
 	Float32 bool
+	// Quantize, when not nil, quantizes the projections (q, k, v, o,
+	// gate, up, down) that a Hugging Face checkpoint stores in float
+	// with this scheme at load, round-to-nearest with min-max scales
+	// (quant.FitMinMax, as `quantkit quantize` does): a float model run
+	// as int8 or int4 without writing a checkpoint first. They stay
+	// packed (with Int8 and an int8 per-channel scheme, W8A8).
+	Quantize *quant.Scheme
+	// BF16 rounds the float matrices of a Hugging Face checkpoint
+	// (embedding, lm_head and the projections Quantize leaves) to
+	// bfloat16 at load and keeps them packed in 16 bits: a float32
+	// checkpoint run as a BF16 one.
+	BF16 bool
 }
 
 // asInt8 returns the codes of a quantized 2-D weight when its scheme is

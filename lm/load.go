@@ -115,6 +115,9 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, err 
 	if err := c.Validate(); err != nil { // before any weight is read
 		return nil, fmt.Errorf("%w (%s)", err, ck.Dir())
 	}
+	if opt.Float32 && (opt.BF16 || opt.Quantize != nil || opt.Int8) {
+		return nil, fmt.Errorf("lm: %s: Float32 excludes BF16, Quantize and Int8", ck.Dir())
+	}
 	quantized, err := quantizedWeights(ck)
 	if err != nil {
 		return nil, fmt.Errorf("lm: %s: %w", ck.Dir(), err)
@@ -178,6 +181,26 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, err 
 			}
 			return
 		}
+		if opt.Quantize != nil && i8 != nil {
+			x := get(name)
+			if x == nil {
+				return
+			}
+			if err := quantizeInto(b, name, x, rows, cols, *opt.Quantize, opt.Int8, f, pk, i8); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", ck.Dir(), err))
+			}
+			return
+		}
+		if opt.BF16 && backend.Packs(b, gguf.TypeBF16) {
+			if x := get(name); x != nil {
+				data := make([]byte, 2*len(x))
+				if err := gguf.EncodeFloat32(data, x, gguf.TypeBF16); err != nil {
+					errs = append(errs, fmt.Errorf("%s: %s: %w", ck.Dir(), name, err))
+				}
+				*pk = &PackedWeight{Format: gguf.TypeBF16, Data: data}
+			}
+			return
+		}
 		if info, ok := ck.Tensor(name); ok && !opt.Float32 {
 			if t, ok := map[string]gguf.Type{"F16": gguf.TypeF16, "BF16": gguf.TypeBF16}[info.DType]; ok && backend.Packs(b, t) {
 				data, err := ck.Bytes(name)
@@ -236,6 +259,35 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, err 
 	return m, err
 }
 
+// quantizeInto quantizes the float weight x [rows, cols] with s, by
+// round-to-nearest with min-max scales (quant.FitMinMax), into *i8 when
+// int8 asks for W8A8 and s is int8 symmetric per channel, else into *pk
+// (packed rows; *f, dequantized, where the layout has no rows or b does
+// not multiply by them).
+func quantizeInto(b backend.Backend, name string, x []float32, rows, cols int, s quant.Scheme, int8 bool,
+	f *[]float32, pk **PackedWeight, i8 **Int8Weight) error {
+	p, err := quant.FitMinMax(s, x, []int{rows, cols})
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	codes := make([]byte, s.PackedLen(len(x)))
+	if err := quant.Quantize(codes, x, p); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	if int8 {
+		if w := asInt8(codes, p); w != nil {
+			*i8 = w
+			return nil
+		}
+	}
+	if rf, data, err := quant.PackRows(codes, p); err == nil && backend.Packs(b, rf) {
+		*pk = &PackedWeight{Format: rf, Data: data}
+		return nil
+	}
+	*f, err = dequantize(codes, p)
+	return err
+}
+
 // releasePrefix releases the pages of every tensor of ck whose name
 // begins with name: a quantized weight's codes, scales and zero points
 // (name.weight_packed, name.weight_scale, ...).
@@ -265,8 +317,12 @@ func LoadGGUF(b backend.Backend, path string) (*Model, error) {
 }
 
 // LoadGGUFWith is LoadGGUF with options: Float32 dequantizes every tensor
-// to float32 at load (Int8 does not apply to GGUF files).
+// to float32 at load (Int8, BF16 and Quantize are refused: they apply to
+// Hugging Face checkpoints).
 func LoadGGUFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, err error) {
+	if opt.Int8 || opt.BF16 || opt.Quantize != nil {
+		return nil, fmt.Errorf("lm: %s: a GGUF file runs in its own types: Int8, BF16 and Quantize apply to Hugging Face checkpoints", path)
+	}
 	f, err := gguf.Open(path)
 	if err != nil {
 		return nil, err

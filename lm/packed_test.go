@@ -1,15 +1,19 @@
 package lm
 
 import (
+	"context"
 	"math"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/quantkit/quantkit/cpu"
+	"github.com/quantkit/quantkit/job/quantize"
 	"github.com/quantkit/quantkit/model/checkpoint"
 	"github.com/quantkit/quantkit/model/gguf"
+	"github.com/quantkit/quantkit/model/plan"
 	"github.com/quantkit/quantkit/model/safetensors"
+	"github.com/quantkit/quantkit/quant"
 )
 
 // TestSixteenBitStaysPacked writes stories260K in F16 and BF16 and checks
@@ -84,6 +88,86 @@ func TestSixteenBitStaysPacked(t *testing.T) {
 			if worst > 1e-4 {
 				t.Errorf("packed %s logits differ from the widened model's by %g", c.dtype, worst)
 			}
+			if c.typ == gguf.TypeBF16 {
+				// The float32 checkpoint rounded to BF16 at load is this one.
+				m, err := LoadHFWith(b, stories+"hf", LoadOptions{BF16: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer m.Close()
+				lb, err := m.Forward(m.NewCache(), storiesTokens)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := range lb {
+					if lb[i] != got[i] {
+						t.Fatalf("LoadOptions.BF16: logit %d is %g, the BF16 checkpoint's %g", i, lb[i], got[i])
+					}
+				}
+			}
 		})
+	}
+}
+
+// TestQuantizeAtLoad checks LoadOptions.Quantize and BF16 against the
+// checkpoints `quantkit quantize` writes: quantizing stories260K's float
+// projections at load gives exactly the logits of the int8 per-channel
+// and int4 group-32 checkpoints of the same model (quantize rounds to
+// nearest with min-max scales, as FitMinMax does), as packed rows or as
+// W8A8; BF16 gives those of the BF16 checkpoint.
+func TestQuantizeAtLoad(t *testing.T) {
+	b := cpu.New()
+	logits := func(m *Model) []float32 {
+		t.Helper()
+		defer m.Close()
+		l, err := m.Forward(m.NewCache(), storiesTokens)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	same := func(what string, got, want []float32) {
+		t.Helper()
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("%s: logit %d is %g, want %g", what, i, got[i], want[i])
+			}
+		}
+	}
+	for _, c := range []struct {
+		scheme string
+		int8   bool
+	}{{"int8-sym-channel", false}, {"int8-sym-channel", true}, {"int4-sym-group32", false}, {"int4-asym-group64", false}} {
+		s, err := quant.ParseScheme(c.scheme)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := filepath.Join(t.TempDir(), "q")
+		if _, err := quantize.Run(context.Background(), quantize.Options{Input: stories + "hf", Output: dir,
+			Plan: plan.Options{Format: plan.CompressedTensors, Scheme: s}}); err != nil {
+			t.Fatal(err)
+		}
+		ck, err := LoadHFWith(b, dir, LoadOptions{Int8: c.int8})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := LoadHFWith(b, stories+"hf", LoadOptions{Quantize: &s, Int8: c.int8})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := m.Weights.Layers[0]
+		if c.int8 && (l.Int8 == nil || l.Int8.Q == nil) || !c.int8 && (l.Packed == nil || l.Packed.Q == nil) || l.Q != nil {
+			t.Fatalf("%s (W8A8 %v): the projections were not quantized", c.scheme, c.int8)
+		}
+		if m.Weights.Embed == nil {
+			t.Errorf("%s: the embedding was quantized too", c.scheme)
+		}
+		same(c.scheme, logits(m), logits(ck))
+	}
+	if _, err := LoadHFWith(b, stories+"hf", LoadOptions{Float32: true, BF16: true}); err == nil {
+		t.Error("Float32 with BF16 was accepted")
+	}
+	if _, err := LoadGGUFWith(b, stories+"stories260K.gguf", LoadOptions{BF16: true}); err == nil {
+		t.Error("BF16 on a GGUF file was accepted")
 	}
 }
