@@ -157,10 +157,10 @@ type LoadOptions struct {
 	// as int8 or int4 without writing a checkpoint first. They stay
 	// packed (with Int8 and an int8 per-channel scheme, W8A8).
 	Quantize *quant.Scheme
-	// BF16 rounds the float matrices of a Hugging Face checkpoint
-	// (embedding, lm_head and the projections Quantize leaves) to
-	// bfloat16 at load and keeps them packed in 16 bits: a float32
-	// checkpoint run as a BF16 one.
+	// BF16 rounds the float tensors of a Hugging Face checkpoint to
+	// bfloat16 at load and keeps its matrices (embedding, lm_head and the
+	// projections Quantize leaves) packed in 16 bits: a float32
+	// checkpoint run exactly as its BF16 conversion.
 	BF16 bool
 }
 

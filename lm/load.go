@@ -138,6 +138,16 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, err 
 		if err != nil {
 			errs = append(errs, err)
 		}
+		if opt.BF16 && x != nil {
+			// Norms and biases too, as a bfloat16 checkpoint has them.
+			data := make([]byte, 2*len(x))
+			if err := gguf.EncodeFloat32(data, x, gguf.TypeBF16); err == nil {
+				err = gguf.DecodeFloat32(x, data, gguf.TypeBF16)
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			}
+		}
 		return x
 	}
 	// matrix reads a weight matrix: packed where it is quantized in a
