@@ -22,6 +22,9 @@ type Cache struct {
 	// xn its norm, q [T, QDim], att [T, QDim], proj [T, Hidden], gate and
 	// up [T, Intermediate], logits [T, Vocab].
 	x, xn, q, att, proj, gate, up, logits backend.Buffer
+	// kt and vt are a batch's keys and values [T, KVDim] before they go to
+	// each sequence's cache (ForwardBatch).
+	kt, vt backend.Buffer
 	// For int8 projections: a8 the activation codes [T, max(Hidden,
 	// QDim, Intermediate)] (S8), as their per-token scales [T] (F32).
 	a8, as backend.Buffer
@@ -61,45 +64,99 @@ func (c *Cache) Truncate(n int) {
 // after a longer sequence a shorter one above max_position_embeddings still
 // uses the longer one's frequencies; here every call uses its own length.
 func (m *Model) Forward(c *Cache, tokens []int) ([]float32, error) {
-	return m.forward(c, tokens, false)
+	return m.forward([]segment{{c, tokens}}, false)
 }
 
 // ForwardLast is Forward returning only the last token's logits [Vocab],
 // as generation needs: the final norm and the lm_head, the largest matrix
 // product of a small model, run on one row instead of len(tokens).
 func (m *Model) ForwardLast(c *Cache, tokens []int) ([]float32, error) {
-	return m.forward(c, tokens, true)
+	return m.forward([]segment{{c, tokens}}, true)
 }
 
-// forward is the decoder on the backend. Every operation is a backend
-// call on its buffers: the token ids go in (as Embed's host ids) and the
-// logits come out, nothing else crosses.
-func (m *Model) forward(c *Cache, tokens []int, last bool) ([]float32, error) {
-	if c == nil || c.m != m {
-		return nil, fmt.Errorf("lm: the cache belongs to another model")
+// ForwardBatch runs one token of each of len(cs) sequences in one pass:
+// tokens[i] at position cs[i].Len() of the sequence whose cache is cs[i].
+// The projections and the lm_head are GEMMs of len(cs) rows (the weights
+// are read once for the whole batch, which is what makes batched decoding
+// faster than one sequence at a time); attention runs for each sequence
+// over its own cache. It returns the logits, [len(cs)][Vocab] row-major,
+// and appends each token's keys and values to its cache: the same as
+// ForwardLast(cs[i], tokens[i:i+1]) for every i, to float32 rounding. The
+// caches must be distinct. Dynamic RoPE scaling past the context is
+// refused (each sequence would need frequencies of its own length).
+func (m *Model) ForwardBatch(cs []*Cache, tokens []int) ([]float32, error) {
+	if len(cs) != len(tokens) {
+		return nil, fmt.Errorf("lm: %d caches for %d tokens", len(cs), len(tokens))
 	}
+	segs := make([]segment, len(cs))
+	for i, c := range cs {
+		segs[i] = segment{c, tokens[i : i+1]}
+	}
+	return m.forward(segs, true)
+}
+
+// segment is tokens of one sequence, at the positions after its cache's.
+type segment struct {
+	c      *Cache
+	tokens []int
+}
+
+// forward is the decoder on the backend, over the tokens of one or more
+// sequences (segments) at once. Every operation is a backend call on its
+// buffers: the token ids go in (as Embed's host ids) and the logits come
+// out, nothing else crosses. The first segment's cache holds the
+// activations of the whole pass. With last, only the last token of each
+// segment gets logits.
+func (m *Model) forward(segs []segment, last bool) ([]float32, error) {
 	cfg := m.Config
-	T, H := len(tokens), cfg.Hidden
+	H := cfg.Hidden
+	T := 0
+	seen := map[*Cache]bool{}
+	for _, s := range segs {
+		if s.c == nil || s.c.m != m {
+			return nil, fmt.Errorf("lm: the cache belongs to another model")
+		}
+		if seen[s.c] {
+			return nil, fmt.Errorf("lm: one cache given twice in a batch")
+		}
+		seen[s.c] = true
+		if s.c.n+len(s.tokens) > 1<<31-1 {
+			return nil, fmt.Errorf("lm: position %d past int32", s.c.n+len(s.tokens))
+		}
+		T += len(s.tokens)
+	}
 	if T == 0 {
 		return nil, nil
 	}
-	ids := make([]int32, T)
-	pos := make([]int32, T)
-	for t, id := range tokens {
-		if id < 0 || id >= cfg.Vocab {
-			return nil, fmt.Errorf("lm: token %d out of range [0, %d)", id, cfg.Vocab)
+	// ids and positions of every token; first[s] is segment s's first row.
+	ids, pos := make([]int32, 0, T), make([]int32, 0, T)
+	first := make([]int, len(segs))
+	rowsOf := make([]int32, 0, len(segs)) // each segment's last row
+	for i, s := range segs {
+		first[i] = len(ids)
+		for t, id := range s.tokens {
+			if id < 0 || id >= cfg.Vocab {
+				return nil, fmt.Errorf("lm: token %d out of range [0, %d)", id, cfg.Vocab)
+			}
+			ids, pos = append(ids, int32(id)), append(pos, int32(s.c.n+t))
 		}
-		ids[t], pos[t] = int32(id), int32(c.n+t)
-	}
-	if c.n+T > 1<<31-1 {
-		return nil, fmt.Errorf("lm: position %d past int32", c.n+T)
+		if len(s.tokens) > 0 {
+			rowsOf = append(rowsOf, int32(len(ids)-1))
+		}
 	}
 	rows := T
 	if last {
-		rows = 1
+		rows = len(rowsOf)
 	}
-	if err := c.reserve(c.n+T, T, rows); err != nil {
+	batch := len(segs) > 1
+	c := segs[0].c // holds the activations
+	if err := c.reserve(c.n+len(segs[0].tokens), T, rows, batch); err != nil {
 		return nil, err
+	}
+	for _, s := range segs[1:] {
+		if err := s.c.reserve(s.c.n+len(s.tokens), 0, 0, false); err != nil {
+			return nil, err
+		}
 	}
 	qd, kvd, ff := cfg.QDim(), cfg.KVDim(), cfg.Intermediate
 	x, xn := c.x.Slice(0, T*H), c.xn.Slice(0, T*H)
@@ -140,18 +197,31 @@ func (m *Model) forward(c *Cache, tokens []int, last bool) ([]float32, error) {
 		run(func() error { return backend.Embed(b, x, m.embed, ids, H) })
 	}
 	ropeQ, ropeK := m.ropeQ, m.ropeK
-	if r := cfg.Rope; r.Type == "dynamic" && c.n+T > r.Context {
-		freqs, scale, err := cfg.ropeTable(c.n + T)
-		if err != nil {
-			return nil, err
+	if r := cfg.Rope; r.Type == "dynamic" {
+		n := segs[0].c.n + len(segs[0].tokens)
+		for _, s := range segs[1:] {
+			if s.c.n+len(s.tokens) > r.Context || n > r.Context {
+				return nil, fmt.Errorf("lm: dynamic RoPE past the context in a batch: run the sequences one at a time")
+			}
 		}
-		ropeQ = &backend.Rotary{Heads: cfg.Heads, Dim: cfg.HeadDim, Freqs: freqs, Scale: scale}
-		ropeK = &backend.Rotary{Heads: cfg.KVHeads, Dim: cfg.HeadDim, Freqs: freqs, Scale: scale}
+		if n > r.Context {
+			freqs, scale, err := cfg.ropeTable(n)
+			if err != nil {
+				return nil, err
+			}
+			ropeQ = &backend.Rotary{Heads: cfg.Heads, Dim: cfg.HeadDim, Freqs: freqs, Scale: scale}
+			ropeK = &backend.Rotary{Heads: cfg.KVHeads, Dim: cfg.HeadDim, Freqs: freqs, Scale: scale}
+		}
 	}
 	for li := range m.layers {
-		att1 := &backend.Attention{Tokens: T, Heads: cfg.Heads, KVHeads: cfg.KVHeads, Dim: cfg.HeadDim, Start: c.n, Window: cfg.window(li)}
 		d := &m.layers[li]
+		// One sequence writes its keys and values straight into its
+		// cache; a batch writes them to scratch rows, then into each
+		// sequence's cache.
 		k, v := c.k[li].Slice(c.n*kvd, T*kvd), c.v[li].Slice(c.n*kvd, T*kvd)
+		if batch {
+			k, v = c.kt.Slice(0, T*kvd), c.vt.Slice(0, T*kvd)
+		}
 		run(func() error { return backend.RMSNorm(b, xn, x, d.attnNorm, T, H, eps) })
 		proj8(d, 0, T, qd, H, xn, d.q, q)
 		bias(q, d.qBias)
@@ -161,7 +231,24 @@ func (m *Model) forward(c *Cache, tokens []int, last bool) ([]float32, error) {
 		bias(v, d.vBias)
 		run(func() error { return backend.RoPE(b, q, q, ropeQ, pos) })
 		run(func() error { return backend.RoPE(b, k, k, ropeK, pos) })
-		run(func() error { return backend.Attend(b, att, q, c.k[li], c.v[li], att1) })
+		for i, s := range segs {
+			n, off := len(s.tokens), first[i]
+			if n == 0 {
+				continue
+			}
+			if batch {
+				rowIDs := make([]int32, n)
+				for t := range rowIDs {
+					rowIDs[t] = int32(off + t)
+				}
+				run(func() error { return backend.Embed(b, s.c.k[li].Slice(s.c.n*kvd, n*kvd), k, rowIDs, kvd) })
+				run(func() error { return backend.Embed(b, s.c.v[li].Slice(s.c.n*kvd, n*kvd), v, rowIDs, kvd) })
+			}
+			a := &backend.Attention{Tokens: n, Heads: cfg.Heads, KVHeads: cfg.KVHeads, Dim: cfg.HeadDim, Start: s.c.n, Window: cfg.window(li)}
+			run(func() error {
+				return backend.Attend(b, att.Slice(off*qd, n*qd), q.Slice(off*qd, n*qd), s.c.k[li], s.c.v[li], a)
+			})
+		}
 		proj8(d, 3, T, H, qd, att, d.o, proj)
 		bias(proj, d.oBias)
 		run(func() error { return backend.Add(b, x, x, proj) })
@@ -173,8 +260,14 @@ func (m *Model) forward(c *Cache, tokens []int, last bool) ([]float32, error) {
 		proj8(d, 6, T, H, ff, gate, d.down, proj)
 		run(func() error { return backend.Add(b, x, x, proj) })
 	}
-	if last {
+	switch {
+	case rows == T:
+	case len(segs) == 1:
 		x, xn = x.Slice((T-1)*H, H), xn.Slice(0, H)
+	default:
+		// The last row of each segment, gathered.
+		run(func() error { return backend.Embed(b, proj.Slice(0, rows*H), x, rowsOf, H) })
+		x, xn = proj.Slice(0, rows*H), xn.Slice(0, rows*H)
 	}
 	logits := c.logits.Slice(0, rows*cfg.Vocab)
 	run(func() error { return backend.RMSNorm(b, xn, x, m.norm, rows, H, eps) })
@@ -188,13 +281,16 @@ func (m *Model) forward(c *Cache, tokens []int, last bool) ([]float32, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lm: %w", err)
 	}
-	c.n += T
+	for _, s := range segs {
+		s.c.n += len(s.tokens)
+	}
 	return out, nil
 }
 
 // reserve makes the cache hold positions positions and activations for
-// tokens tokens with logits for rows of them.
-func (c *Cache) reserve(positions, tokens, rows int) error {
+// tokens tokens with logits for rows of them (none when tokens is 0), and
+// with batch scratch rows for their keys and values.
+func (c *Cache) reserve(positions, tokens, rows int, batch bool) error {
 	m := c.m
 	b, cfg := m.b, m.Config
 	if positions > c.cap {
@@ -227,14 +323,25 @@ func (c *Cache) reserve(positions, tokens, rows int) error {
 		}
 		c.cap = capacity
 	}
+	if tokens == 0 {
+		return nil
+	}
 	H, qd, ff := cfg.Hidden, cfg.QDim(), cfg.Intermediate
+	kvt := 0
+	if batch {
+		kvt = tokens * cfg.KVDim()
+	}
 	for _, s := range []struct {
 		buf *backend.Buffer
 		n   int
 	}{
 		{&c.x, tokens * H}, {&c.xn, tokens * H}, {&c.q, tokens * qd}, {&c.att, tokens * qd},
 		{&c.proj, tokens * H}, {&c.gate, tokens * ff}, {&c.up, tokens * ff}, {&c.logits, rows * cfg.Vocab},
+		{&c.kt, kvt}, {&c.vt, kvt},
 	} {
+		if s.n == 0 {
+			continue
+		}
 		if *s.buf != nil && (*s.buf).Len() >= s.n {
 			continue
 		}
@@ -303,7 +410,7 @@ func (c *Cache) Close() error {
 		free(&c.k[i])
 		free(&c.v[i])
 	}
-	for _, b := range []*backend.Buffer{&c.x, &c.xn, &c.q, &c.att, &c.proj, &c.gate, &c.up, &c.logits, &c.a8, &c.as} {
+	for _, b := range []*backend.Buffer{&c.x, &c.xn, &c.q, &c.att, &c.proj, &c.gate, &c.up, &c.logits, &c.kt, &c.vt, &c.a8, &c.as} {
 		free(b)
 	}
 	c.cap, c.n = 0, 0
