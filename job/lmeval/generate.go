@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/quantkit/quantkit/internal/inputerr"
+	"github.com/quantkit/quantkit/internal/units"
 	"github.com/quantkit/quantkit/lm"
 	"github.com/quantkit/quantkit/tokenizer"
 )
@@ -53,12 +54,15 @@ type GenerateReport struct {
 	DecodeTokens           int     `json:"decode_tokens"`
 	DecodeSeconds          float64 `json:"decode_seconds"`
 	DecodeTokensPerSecond  float64 `json:"decode_tokens_per_second"`
+	// WeightBytes is the memory the model's weights take as it holds
+	// them (packed, int8 or float32: lm.Weights.WeightBytes).
+	WeightBytes int64 `json:"weight_bytes"`
 }
 
 // WriteTable writes the timings.
 func (r *GenerateReport) WriteTable(w io.Writer) error {
-	_, err := fmt.Fprintf(w, "prompt %d tokens in %.3f s (%.1f tokens/s); generated %d tokens, %d decode steps in %.3f s (%.1f tokens/s); stopped at %s\n",
-		r.PromptTokens, r.PrefillSeconds, r.PrefillTokensPerSecond, len(r.Tokens), r.DecodeTokens, r.DecodeSeconds, r.DecodeTokensPerSecond, r.StopReason)
+	_, err := fmt.Fprintf(w, "prompt %d tokens in %.3f s (%.1f tokens/s); generated %d tokens, %d decode steps in %.3f s (%.1f tokens/s); stopped at %s; weights %s in memory\n",
+		r.PromptTokens, r.PrefillSeconds, r.PrefillTokensPerSecond, len(r.Tokens), r.DecodeTokens, r.DecodeSeconds, r.DecodeTokensPerSecond, r.StopReason, units.FormatBytes(r.WeightBytes))
 	return err
 }
 
@@ -109,10 +113,10 @@ func Generate(ctx context.Context, opt GenerateOptions) (*GenerateReport, error)
 			eos[e] = true
 		}
 	}
-	rep := &GenerateReport{PromptTokens: len(prompt), StopReason: "length", Tokens: []int{}}
+	rep := &GenerateReport{PromptTokens: len(prompt), StopReason: "length", Tokens: []int{}, WeightBytes: m.Weights.WeightBytes()}
 	cache := m.NewCache()
 	start := time.Now()
-	logits, err := m.Forward(cache, prompt)
+	logits, err := m.ForwardLast(cache, prompt)
 	if err != nil {
 		return nil, err
 	}
