@@ -23,7 +23,7 @@ type hfResult struct {
 
 // hfTokenize runs @huggingface/tokenizers (from
 // $QUANTKIT_HFTOKENIZERS_NODE_MODULES) on texts.
-func hfTokenize(t *testing.T, tokPath string, texts []string) []hfResult {
+func hfTokenize(t *testing.T, tokPath string, texts []string, flags ...string) []hfResult {
 	t.Helper()
 	nm := os.Getenv("QUANTKIT_HFTOKENIZERS_NODE_MODULES")
 	if nm == "" {
@@ -41,7 +41,8 @@ func hfTokenize(t *testing.T, tokPath string, texts []string) []hfResult {
 	if err := os.WriteFile(tf, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(node, "../scripts/integration/hf-tokenize.mjs", tokPath, tf)
+	args := append(append([]string{"../scripts/integration/hf-tokenize.mjs"}, flags...), tokPath, tf)
+	cmd := exec.Command(node, args...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
@@ -134,5 +135,70 @@ func TestHFReferenceGeneratedPatterns(t *testing.T) {
 			t.Fatal(err)
 		}
 		compareHF(t, tk, p, integrationTexts(t), true)
+	}
+}
+
+// compareCorpus requires quantkit's ids (with BOS/EOS) and decoding of
+// every document of the real-text corpus to be @huggingface/tokenizers'.
+func compareCorpus(t *testing.T, tk *Tokenizer, tokPath string, docs []corpusDoc) {
+	t.Helper()
+	texts := make([]string, len(docs))
+	for i, d := range docs {
+		texts[i] = d.text
+	}
+	res := hfTokenize(t, tokPath, texts, "--no-plain")
+	bad, badDecode, tokens := 0, 0, 0
+	for i, d := range docs {
+		got := tk.Encode(d.text)
+		tokens += len(got)
+		if !slices.Equal(got, res[i].IDs) {
+			bad++
+			if bad <= 3 {
+				t.Errorf("%s (%d bytes): ids differ at %s", d.name, len(d.text), firstMismatch(tk, d.text, got, res[i].IDs))
+			}
+			continue
+		}
+		if dec := tk.Decode(got); len(got) > 0 && dec != res[i].Decoded {
+			badDecode++
+			if badDecode <= 3 {
+				k := 0
+				for k < len(dec) && k < len(res[i].Decoded) && dec[k] == res[i].Decoded[k] {
+					k++
+				}
+				t.Errorf("%s: Decode differs at byte %d: quantkit %q, reference %q", d.name, k,
+					dec[max(0, k-40):min(len(dec), k+40)], res[i].Decoded[max(0, k-40):min(len(res[i].Decoded), k+40)])
+			}
+		}
+	}
+	t.Logf("%s: %d documents (%d bytes, %d tokens) compared: ids differ in %d, decodings in %d",
+		tokPath, len(docs), totalLen(texts), tokens, bad, badDecode)
+}
+
+// TestHFReferenceRealCorpus: on the real-text corpus (corpus_test.go: some
+// megabytes of English, digits, Go source and multilingual text found on
+// this machine, fed whole, by paragraph and by line), quantkit and
+// @huggingface/tokenizers give the same ids and decodings with the shipped
+// tokenizers (stories260K's SentencePiece-style, GPT-2's byte-level) and
+// the generated ones (GPT-2's vocabulary under Llama 3's and Qwen2's
+// pre-tokenizers, with added tokens).
+func TestHFReferenceRealCorpus(t *testing.T) {
+	files := realCorpus(t)
+	logCorpus(t, files)
+	docs := corpusDocs(files)
+	src := gpt2Path(t)
+	for _, c := range []struct{ name, path string }{
+		{"stories260K", "../testdata/llm/stories260K/hf/tokenizer.json"},
+		{"gpt2", src},
+		{"llama3-pattern", writeVariant(t, src, llama3Pattern)},
+		{"qwen2-pattern", writeVariant(t, src, qwen2Pattern)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel() // most of the time is node's, one process each
+			tk, err := LoadFile(c.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			compareCorpus(t, tk, c.path, docs)
+		})
 	}
 }

@@ -1,7 +1,7 @@
 // hf-tokenize.mjs: the token ids that Hugging Face's own tokenizer gives
 // for some texts, as JSON, for the tokenizer package's integration test.
 //
-// usage: node hf-tokenize.mjs TOKENIZER.json TEXTS.json
+// usage: node hf-tokenize.mjs [--no-plain] TOKENIZER.json TEXTS.json
 //
 // TEXTS.json is a JSON array of strings. The tokenizer_config.json beside
 // TOKENIZER.json is read if present. For each text it prints
@@ -10,15 +10,20 @@
 //    "plain": [...],    encode(text, {add_special_tokens: false})
 //    "decoded": "..."}  decode(ids) ("" for no ids, which decode refuses)
 //
-// as one JSON array on stdout. The tokenizer is @huggingface/tokenizers
-// (pure JS, offline), from $QUANTKIT_HFTOKENIZERS_NODE_MODULES.
+// as one JSON array on stdout. With --no-plain, "plain" is left out (it
+// costs a second encode; the real-text corpus of some megabytes skips it).
+// The tokenizer is @huggingface/tokenizers (pure JS, offline), from
+// $QUANTKIT_HFTOKENIZERS_NODE_MODULES.
 import {readFileSync, existsSync} from "node:fs";
 import {join, dirname} from "node:path";
 import {pathToFileURL} from "node:url";
 
-const [tokPath, textsPath] = process.argv.slice(2);
-if (!tokPath || !textsPath || process.argv.length > 4) {
-    process.stderr.write("usage: node hf-tokenize.mjs TOKENIZER.json TEXTS.json\n");
+const args = process.argv.slice(2);
+const noPlain = args[0] === "--no-plain";
+if (noPlain) args.shift();
+const [tokPath, textsPath] = args;
+if (!tokPath || !textsPath || args.length > 2) {
+    process.stderr.write("usage: node hf-tokenize.mjs [--no-plain] TOKENIZER.json TEXTS.json\n");
     process.exit(2);
 }
 const nm = process.env.QUANTKIT_HFTOKENIZERS_NODE_MODULES;
@@ -33,7 +38,9 @@ const tok = new Tokenizer(JSON.parse(readFileSync(tokPath, "utf8")), cfg);
 const texts = JSON.parse(readFileSync(textsPath, "utf8"));
 const out = texts.map((text) => {
     const ids = tok.encode(text).ids;
+    const decoded = ids.length ? tok.decode(ids) : "";
+    if (noPlain) return {ids, decoded};
     const plain = tok.encode(text, {add_special_tokens: false}).ids;
-    return {ids, plain, decoded: ids.length ? tok.decode(ids) : ""};
+    return {ids, plain, decoded};
 });
 process.stdout.write(JSON.stringify(out) + "\n");
