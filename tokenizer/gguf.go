@@ -87,11 +87,10 @@ func FromGGUF(name string, meta gguf.Metadata) (*Tokenizer, error) {
 		return int32(v), nil
 	}
 	t := &Tokenizer{name: name, pieces: pieces, special: make([]bool, n), unk: -1,
-		vocab: make(map[string]int32, n), runeIDs: make(map[rune]int32), merges: make(map[uint64]merge)}
+		vocab: make(map[string]int32, n), runeIDs: make(map[rune]int32)}
 	for i := n - 1; i >= 0; i-- { // the first of equal pieces wins
 		t.vocab[pieces[i]] = int32(i)
 	}
-	t.addedBy = make(map[byte][]int)
 	for i, p := range pieces {
 		switch types[i] {
 		case ggufControl, ggufUnknown, ggufUserDefined:
@@ -161,7 +160,7 @@ func FromGGUF(name string, meta gguf.Metadata) (*Tokenizer, error) {
 	t.stripLeading, t.stripAfterBOS = 1, true
 	for i, p := range pieces {
 		if r := []rune(p); len(r) == 1 && types[i] == ggufNormal && t.vocab[p] == int32(i) {
-			t.runeIDs[r[0]] = int32(i)
+			t.setRuneID(r[0], int32(i))
 		}
 	}
 	for b := range 256 {
