@@ -37,9 +37,9 @@ var ggufSplits = map[string]splitter{
 //     adjacent pair whose concatenation is a normal token of the highest
 //     score merged first, leftmost among equals; characters with no token
 //     become their "<0xNN>" byte tokens. Decoding is that of a Llama
-//     tokenizer.json (▁ as space, bytes, the first leading space
-//     stripped); Decode also drops the space right after BOS, as llama2.c
-//     does.
+//     tokenizer.json of the same vocabulary (▁ as space, byte tokens,
+//     then the text's first leading space stripped): Decode of [BOS,
+//     "▁Once"] is "<s> Once", DecodeSkipSpecial's is "Once".
 //   - "gpt2": byte-level BPE with tokens and merges, split by the regex
 //     that tokenizer.ggml.pre names ("gpt-2", "llama-bpe", "qwen2"; others
 //     are refused).
@@ -157,7 +157,7 @@ func FromGGUF(name string, meta gguf.Metadata) (*Tokenizer, error) {
 	}
 	t.replaceSpace, t.spaceRune = true, '▁'
 	t.byteFallback, t.decodeBytes, t.decodeMeta = true, true, true
-	t.stripLeading, t.stripAfterBOS = 1, true
+	t.stripLeading = 1
 	for i, p := range pieces {
 		if r := []rune(p); len(r) == 1 && types[i] == ggufNormal && t.vocab[p] == int32(i) {
 			t.setRuneID(r[0], int32(i))

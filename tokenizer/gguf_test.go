@@ -1,6 +1,7 @@
 package tokenizer
 
 import (
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -48,9 +49,129 @@ func TestFromGGUFLlama(t *testing.T) {
 			t.Errorf("%q without BOS: GGUF %v, tokenizer.json %v", s, got, want)
 		}
 	}
-	// Decode keeps the special tokens and drops the space after BOS.
-	if got := g.Decode(g.Encode("Once upon a time")); got != "<s>Once upon a time" {
+	// Decode keeps the special tokens and the space after BOS, as the
+	// tokenizer.json's decoder does (@huggingface/tokenizers: "<s> Once
+	// upon a time").
+	if got := g.Decode(g.Encode("Once upon a time")); got != "<s> Once upon a time" {
 		t.Errorf("Decode with BOS: %q", got)
+	}
+}
+
+// storiesDecodeCases are id sequences of stories260K's vocabulary that
+// stress decoding: special tokens (<unk> 0, <s> 1, </s> 2) at the start,
+// in the middle and at the end, byte-fallback tokens (<0x00> 3 to <0xFF>
+// 258) making valid and invalid UTF-8, "▁" pieces and pieces with and
+// without a leading "▁"; then random sequences, from a fixed seed, drawn
+// so that each of those kinds is frequent.
+func storiesDecodeCases(n int, validBytesOnly bool) [][]int {
+	const bos, eos, unk, byte0 = 1, 2, 0, 3
+	b := func(s string) []int { // the byte tokens of s
+		ids := []int{}
+		for i := 0; i < len(s); i++ {
+			ids = append(ids, byte0+int(s[i]))
+		}
+		return ids
+	}
+	once := []int{403, 407, 261, 378} // "▁Once", "▁upon", "▁a", "▁time"
+	cases := [][]int{
+		{}, {bos}, {eos}, {unk}, {bos, eos},
+		slices.Concat([]int{bos}, once),
+		once,
+		slices.Concat([]int{bos}, once, []int{eos, bos}, once, []int{eos}),
+		slices.Concat([]int{bos, 410}, once), // "▁" after BOS
+		slices.Concat([]int{410, 410}, once), // two leading spaces
+		slices.Concat([]int{bos}, b(" "), once),
+		slices.Concat([]int{bos}, b("日本"), once),
+		slices.Concat(b("\n"), []int{bos}, once),
+		slices.Concat([]int{unk}, once, []int{unk, unk}),
+		slices.Concat([]int{bos, 300}, b("é"), []int{eos}), // "▁ha" then é
+	}
+	if !validBytesOnly {
+		cases = append(cases,
+			slices.Concat([]int{bos}, b("\xe6\x9a"), once),           // a truncated character
+			slices.Concat(b("\n\xc5\xc6\xc7"), []int{eos}),           // invalid after valid
+			slices.Concat([]int{bos}, b("\xff"), []int{bos}, b("a"))) // split by a special token
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range n {
+		ids := []int{}
+		for range rng.IntN(24) {
+			switch k := rng.IntN(10); {
+			case k == 0:
+				ids = append(ids, rng.IntN(3)) // a special token
+			case k <= 2 && validBytesOnly:
+				rs := []rune("a \n日é😀ж\t")
+				r := rs[rng.IntN(len(rs))]
+				ids = append(ids, b(string(r))...)
+			case k <= 2:
+				ids = append(ids, byte0+rng.IntN(256))
+			case k == 3:
+				ids = append(ids, 410) // "▁"
+			default:
+				ids = append(ids, 259+rng.IntN(512-259))
+			}
+		}
+		cases = append(cases, ids)
+	}
+	return cases
+}
+
+// TestFromGGUFDecodeAsTokenizerJSON: stories260K.gguf's tokenizer decodes
+// every sequence as the tokenizer.json of the same vocabulary does, with
+// and without skipping special tokens (tokenizer.json's decoding is checked
+// against @huggingface/tokenizers in TestHFReferenceDecode), and a few
+// sequences decode to what @huggingface/tokenizers gives.
+func TestFromGGUFDecodeAsTokenizerJSON(t *testing.T) {
+	f, err := gguf.Open("../testdata/llm/stories260K/stories260K.gguf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	g, err := FromGGUF("stories260K.gguf", f.Metadata())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hf, err := LoadFile(storiesJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := 0
+	for _, ids := range storiesDecodeCases(2000, false) {
+		if got, want := g.Decode(ids), hf.Decode(ids); got != want {
+			bad++
+			if bad <= 5 {
+				t.Errorf("Decode(%v): GGUF %q, tokenizer.json %q", ids, got, want)
+			}
+		}
+		if got, want := g.DecodeSkipSpecial(ids), hf.DecodeSkipSpecial(ids); got != want {
+			bad++
+			if bad <= 5 {
+				t.Errorf("DecodeSkipSpecial(%v): GGUF %q, tokenizer.json %q", ids, got, want)
+			}
+		}
+	}
+	// @huggingface/tokenizers 0.2.0's decode and decode with
+	// skip_special_tokens (scripts/integration/hf-tokenize.mjs --decode).
+	for _, c := range []struct {
+		ids         []int
+		plain, skip string
+	}{
+		{[]int{1, 403, 407}, "<s> Once upon", "Once upon"},
+		{[]int{1, 403, 2, 1, 403}, "<s> Once</s><s> Once", "Once Once"},
+		{[]int{403}, "Once", "Once"},
+		{[]int{3, 1, 35, 300}, "\x00<s>  ha", "\x00  ha"},
+		{[]int{1, 233, 154, 168, 403}, "<s>日 Once", "日 Once"},
+		{[]int{1, 410, 403}, "<s>  Once", " Once"},
+		{[]int{1}, "<s>", ""},
+	} {
+		for name, tk := range map[string]*Tokenizer{"gguf": g, "tokenizer.json": hf} {
+			if got := tk.Decode(c.ids); got != c.plain {
+				t.Errorf("%s: Decode(%v) = %q, @huggingface/tokenizers %q", name, c.ids, got, c.plain)
+			}
+			if got := tk.DecodeSkipSpecial(c.ids); got != c.skip {
+				t.Errorf("%s: DecodeSkipSpecial(%v) = %q, @huggingface/tokenizers %q", name, c.ids, got, c.skip)
+			}
+		}
 	}
 }
 

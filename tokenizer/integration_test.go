@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/quantkit/quantkit/internal/testenv"
+	"github.com/quantkit/quantkit/model/gguf"
 )
 
 // hfResult is one text's answer from scripts/integration/hf-tokenize.mjs.
@@ -201,4 +202,76 @@ func TestHFReferenceRealCorpus(t *testing.T) {
 			compareCorpus(t, tk, c.path, docs)
 		})
 	}
+}
+
+// TestHFReferenceDecode: stories260K's tokenizer.json and stories260K.gguf
+// decode id sequences (special tokens anywhere, byte-fallback tokens of
+// whole characters, "▁" and leading-space pieces) as @huggingface/
+// tokenizers does, with and without skip_special_tokens. Byte tokens that
+// are not valid UTF-8 are left out: there the JavaScript library differs
+// from the Rust one that this package follows (see DecodeSkipSpecial).
+func TestHFReferenceDecode(t *testing.T) {
+	p := "../testdata/llm/stories260K/hf/tokenizer.json"
+	hf, err := LoadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := gguf.Open("../testdata/llm/stories260K/stories260K.gguf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	g, err := FromGGUF("stories260K.gguf", f.Metadata())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := storiesDecodeCases(3000, true)
+	res := hfDecode(t, p, cases)
+	bad := 0
+	for i, ids := range cases {
+		for name, tk := range map[string]*Tokenizer{"tokenizer.json": hf, "gguf": g} {
+			if got := tk.Decode(ids); got != res[i].Decoded {
+				bad++
+				if bad <= 5 {
+					t.Errorf("%s: Decode(%v) = %q, reference %q", name, ids, got, res[i].Decoded)
+				}
+			}
+			if got := tk.DecodeSkipSpecial(ids); got != res[i].Skipped {
+				bad++
+				if bad <= 5 {
+					t.Errorf("%s: DecodeSkipSpecial(%v) = %q, reference %q", name, ids, got, res[i].Skipped)
+				}
+			}
+		}
+	}
+	t.Logf("%d id sequences decoded by both tokenizers, %d differences", len(cases), bad)
+}
+
+// hfDecode runs hf-tokenize.mjs --decode on id sequences.
+func hfDecode(t *testing.T, tokPath string, seqs [][]int) []struct{ Decoded, Skipped string } {
+	t.Helper()
+	nm := os.Getenv("QUANTKIT_HFTOKENIZERS_NODE_MODULES")
+	if nm == "" {
+		testenv.Missing(t, "QUANTKIT_HFTOKENIZERS_NODE_MODULES is not set (npm i @huggingface/tokenizers@0.2.0)")
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		testenv.Missing(t, "node: %v", err)
+	}
+	b, _ := json.Marshal(seqs)
+	tf := filepath.Join(t.TempDir(), "ids.json")
+	if err := os.WriteFile(tf, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(node, "../scripts/integration/hf-tokenize.mjs", "--decode", tokPath, tf)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("hf-tokenize.mjs --decode: %v", err)
+	}
+	var res []struct{ Decoded, Skipped string }
+	if err := json.Unmarshal(out, &res); err != nil || len(res) != len(seqs) {
+		t.Fatalf("hf-tokenize.mjs --decode: %d results for %d sequences: %v", len(res), len(seqs), err)
+	}
+	return res
 }

@@ -368,10 +368,17 @@ func (t *Tokenizer) encodeByteLevel(e *encoder, out []int, s string) []int {
 func (t *Tokenizer) Decode(ids []int) string { return t.decode(ids, false) }
 
 // DecodeSkipSpecial is Decode leaving out special tokens, as the Hugging
-// Face library's decode with skip_special_tokens. For llama2.c's and
-// GGUF's SentencePiece tokenizers it strips the text's first leading space
-// as a Llama tokenizer.json's decoder does, whether or not a BOS preceded
-// it: [BOS, "▁Once"] and ["▁Once"] both decode to "Once".
+// Face library's decode with skip_special_tokens. For SentencePiece
+// tokenizers (tokenizer.json, GGUF and llama2.c's) it strips the text's
+// first leading space as a Llama tokenizer.json's decoder does, whether or
+// not a BOS preceded it: [BOS, "▁Once"] and ["▁Once"] both decode to
+// "Once".
+//
+// Byte-fallback tokens ("<0xNN>") decode as the Hugging Face library (in
+// Rust, which transformers uses) does: each run of them as its bytes if
+// they are valid UTF-8, else as one U+FFFD per token. (@huggingface/
+// tokenizers in JavaScript gives one U+FFFD per ill-formed subpart
+// instead; the two agree on valid UTF-8.)
 func (t *Tokenizer) DecodeSkipSpecial(ids []int) string { return t.decode(ids, true) }
 
 func (t *Tokenizer) decode(ids []int, skipSpecial bool) string {
