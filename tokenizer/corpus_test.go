@@ -276,3 +276,11 @@ func firstMismatch(tk *Tokenizer, text string, got, want []int) string {
 	return fmt.Sprintf("token %d of %d (reference %d):\n   quantkit  %s\n   reference %s\n   text near byte %d: %q | %q",
 		k, len(got), len(want), pieces(got), pieces(want), at, text[lo:at], text[at:hi])
 }
+
+// head is the first 40 ids, for messages.
+func head(ids []int) []int {
+	if len(ids) > 40 {
+		return ids[:40]
+	}
+	return ids
+}

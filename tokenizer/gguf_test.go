@@ -1,12 +1,15 @@
 package tokenizer
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/quantkit/quantkit/model/gguf"
 	"github.com/quantkit/quantkit/model/llamacpp"
@@ -236,7 +239,8 @@ func TestFromGGUFRefusals(t *testing.T) {
 	for want, m := range map[string]gguf.Metadata{
 		`model "bert"`:        edit("tokenizer.ggml.model", "bert"),
 		`model ""`:            base[1:],
-		`pre "smollm"`:        edit("tokenizer.ggml.pre", "smollm"),
+		`pre "deepseek-llm"`:  edit("tokenizer.ggml.pre", "deepseek-llm"),
+		`pre "bailingmoe"`:    edit("tokenizer.ggml.pre", "bailingmoe"),
 		`pre "default"`:       edit("tokenizer.ggml.pre", "default"),
 		`("a", "c")`:          edit("tokenizer.ggml.merges", []string{"a c"}),
 		"bos_token_id 7":      edit("tokenizer.ggml.bos_token_id", uint32(7)),
@@ -289,5 +293,129 @@ func TestDecodeSkipSpecialAsHF(t *testing.T) {
 				t.Errorf("%s: DecodeSkipSpecial(%v) = %q, want %q", name, c.ids, got, c.want)
 			}
 		}
+	}
+}
+
+// smolLMReference is llama.cpp's split for tokenizer.ggml.pre "smollm",
+// from its two regexes with Go's regexp: `\p{N}` isolates each number
+// character, then on each stretch between them GPT-2's regex, whose
+// lookahead `\s+(?!\S)` Go lacks: a whitespace match of more than one
+// character that does not reach the stretch's end gives its last
+// character back. \s is spelled out as Unicode's White_Space.
+func smolLMReference(text string) []string {
+	const ws = `\t\n\v\f\r \x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}`
+	digit := regexp.MustCompile(`\p{N}`)
+	space := regexp.MustCompile(`^[` + ws + `]+$`)
+	gpt2 := regexp.MustCompile(`'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^` + ws + `\p{L}\p{N}]+|[` + ws + `]+`)
+	var pieces []string
+	stretch := func(s string) {
+		for s != "" {
+			loc := gpt2.FindStringIndex(s)
+			if loc == nil || loc[0] != 0 {
+				panic(fmt.Sprintf("regex leaves %q", s))
+			}
+			m := s[:loc[1]]
+			if space.MatchString(m) {
+				if _, w := utf8.DecodeLastRuneInString(m); len(m) < len(s) && len(m) > w {
+					m = m[:len(m)-w]
+				}
+			}
+			pieces = append(pieces, m)
+			s = s[len(m):]
+		}
+	}
+	prev := 0
+	for _, loc := range digit.FindAllStringIndex(text, -1) {
+		stretch(text[prev:loc[0]])
+		pieces = append(pieces, text[loc[0]:loc[1]])
+		prev = loc[1]
+	}
+	stretch(text[prev:])
+	return pieces
+}
+
+// A "gpt2" GGUF vocabulary with tokenizer.ggml.pre "smollm" (GPT-2's
+// vocabulary and merges, as quantkit's converter writes them) splits text
+// as llama.cpp's two regexes for it do (smolLMReference), and encodes each
+// piece as GPT-2's tokenizer.json encodes that piece alone.
+func TestFromGGUFSmolLM(t *testing.T) {
+	path := gpt2Path(t)
+	tj, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := llamacpp.ParseVocab(tj, nil, &llamacpp.Hyper{Vocab: 50257})
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := gguf.Metadata(v.KVs()).Clone()
+	found := false
+	for i := range meta {
+		if meta[i].Key == "tokenizer.ggml.pre" {
+			meta[i].Value, found = "smollm", true
+		}
+	}
+	if !found {
+		meta = append(meta, gguf.KV{Key: "tokenizer.ggml.pre", Value: "smollm"})
+	}
+	g, err := FromGGUF("smollm.gguf", meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hf, err := LoadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	texts := append(append([]string(nil), variedTexts...), roundTripTexts()...)
+	texts = append(texts, "a 12", "x  3y", "version 1.2.3 of 2024", "tab\t1\t22", "  \n 5  ", "1 2  3   4",
+		"١٢٣ عربي ٤", "ⅫⅣ roman ½ frac", "it's 5's 6'll", "9\u00a0\u00a0x", "end 7 ", "  ", "'s1'd")
+	for _, f := range []string{"pretok.go", "tokenizer.go", "../README.md"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		texts = append(texts, string(b))
+		texts = append(texts, strings.Split(string(b), "\n")...)
+	}
+	bad := 0
+	for _, s := range texts {
+		want := smolLMReference(s)
+		var got []string
+		for i := 0; i < len(s); {
+			j := g.split.next(s, i)
+			got = append(got, s[i:j])
+			i = j
+		}
+		if !slices.Equal(got, want) {
+			bad++
+			if bad <= 5 {
+				k := 0
+				for k < len(got) && k < len(want) && got[k] == want[k] {
+					k++
+				}
+				t.Errorf("%.60q: split differs at piece %d: %q, regexes %q", s, k, got[k:min(len(got), k+4)], want[k:min(len(want), k+4)])
+			}
+			continue
+		}
+		if strings.Contains(s, "<|endoftext|>") {
+			continue // an added token, matched before the split
+		}
+		var ids []int
+		for _, p := range want {
+			ids = append(ids, hf.EncodeWith(p, false)...)
+		}
+		if got := g.EncodeWith(s, false); !slices.Equal(got, ids) {
+			bad++
+			if bad <= 5 {
+				t.Errorf("%.60q: ids %v, piece by piece %v", s, head(got), head(ids))
+			}
+		}
+	}
+	if bad > 0 {
+		t.Errorf("%d of %d texts differ", bad, len(texts))
+	}
+	// Digits stand apart, even after a space: GPT-2's own split keeps " 12".
+	if got := g.Decode(g.EncodeWith("a 12", false)); got != "a 12" {
+		t.Errorf("round trip %q", got)
 	}
 }

@@ -92,13 +92,6 @@ func compareHF(t *testing.T, tk *Tokenizer, tokPath string, texts []string, chec
 	t.Logf("%s: %d texts (%d bytes) compared, %d differ", tokPath, len(texts), totalLen(texts), bad)
 }
 
-func head(ids []int) []int {
-	if len(ids) > 40 {
-		return ids[:40]
-	}
-	return ids
-}
-
 func totalLen(texts []string) (n int) {
 	for _, s := range texts {
 		n += len(s)
