@@ -70,6 +70,7 @@ func BenchmarkEncode4MB(b *testing.B) {
 // -cpu 1 (GOMAXPROCS=1) and read MB/cpu-s where the machine is busy.
 func BenchmarkEncodeCorpus(b *testing.B) {
 	files := realCorpus(b)
+	logCorpus(b, files)
 	n := 0
 	for _, f := range files {
 		n += len(f.text)

@@ -30,12 +30,6 @@ type corpusFile struct {
 	text string
 }
 
-// corpusDoc is one piece of text as a user would feed it.
-type corpusDoc struct {
-	name string // file, split and index, for messages
-	text string
-}
-
 const minCorpus = 4 << 20 // bytes
 
 var (
@@ -214,67 +208,6 @@ func logCorpus(t testing.TB, files []corpusFile) {
 		fmt.Fprintf(&sb, "\n  %9d  %s", byDir[k], k)
 	}
 	t.Log(sb.String())
-}
-
-// corpusText is the corpus's files joined, for the benchmark.
-func corpusText(files []corpusFile) string {
-	var sb strings.Builder
-	for _, f := range files {
-		sb.WriteString(f.text)
-	}
-	return sb.String()
-}
-
-// corpusDocs splits the files as a user feeds text: each file whole, each
-// paragraph (text between blank lines) and each non-empty line, all as
-// they are in the file (separators left out, other whitespace kept).
-func corpusDocs(files []corpusFile) []corpusDoc {
-	var docs []corpusDoc
-	for _, f := range files {
-		docs = append(docs, corpusDoc{f.name, f.text})
-		for i, p := range strings.Split(f.text, "\n\n") {
-			if strings.TrimSpace(p) != "" {
-				docs = append(docs, corpusDoc{fmt.Sprintf("%s paragraph %d", f.name, i), p})
-			}
-		}
-		for i, l := range strings.Split(f.text, "\n") {
-			if l != "" {
-				docs = append(docs, corpusDoc{fmt.Sprintf("%s line %d", f.name, i+1), l})
-			}
-		}
-	}
-	return docs
-}
-
-// firstMismatch describes where got and want, the ids of text, first
-// differ: the token index, the pieces around it on both sides, and the
-// text around that place.
-func firstMismatch(tk *Tokenizer, text string, got, want []int) string {
-	k := 0
-	for k < len(got) && k < len(want) && got[k] == want[k] {
-		k++
-	}
-	pieces := func(ids []int) string {
-		lo, hi := max(0, k-6), min(len(ids), k+6)
-		var ps []string
-		for i := lo; i < hi; i++ {
-			mark := ""
-			if i == k {
-				mark = ">>"
-			}
-			ps = append(ps, fmt.Sprintf("%s%d:%q", mark, ids[i], tk.Piece(ids[i])))
-		}
-		return strings.Join(ps, " ")
-	}
-	// Where in text the common prefix ends, from the length of its
-	// decoding (exact for byte-level, close for SentencePiece).
-	at := len(tk.DecodeSkipSpecial(got[:k]))
-	if at > len(text) {
-		at = len(text)
-	}
-	lo, hi := max(0, at-80), min(len(text), at+80)
-	return fmt.Sprintf("token %d of %d (reference %d):\n   quantkit  %s\n   reference %s\n   text near byte %d: %q | %q",
-		k, len(got), len(want), pieces(got), pieces(want), at, text[lo:at], text[at:hi])
 }
 
 // head is the first 40 ids, for messages.
