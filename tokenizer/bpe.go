@@ -74,13 +74,13 @@ type merger struct {
 // returns the merged symbols. It is O(n log n) in the number of symbols, so
 // a long SentencePiece text (which has no pre-tokenizer to split it) costs
 // no more per byte than a short word.
-func (m *merger) apply(syms []int32, merges map[uint64]merge) []int32 {
+func (m *merger) apply(syms []int32, merges *mergeTable) []int32 {
 	n := len(syms)
 	if n < 2 {
 		return syms
 	}
 	if n == 2 {
-		if mg, ok := merges[pairKey(syms[0], syms[1])]; ok {
+		if mg, ok := merges.get(pairKey(syms[0], syms[1])); ok {
 			syms[0] = mg.id
 			return syms[:1]
 		}
@@ -96,7 +96,7 @@ func (m *merger) apply(syms []int32, merges map[uint64]merge) []int32 {
 		prev[i] = int32(i - 1)
 		next[i] = int32(i + 1)
 		if i+1 < n {
-			if mg, ok := merges[pairKey(syms[i], syms[i+1])]; ok {
+			if mg, ok := merges.get(pairKey(syms[i], syms[i+1])); ok {
 				m.heap.push(candidate{mg.rank, int32(i)})
 			}
 		}
@@ -113,7 +113,7 @@ func (m *merger) apply(syms []int32, merges map[uint64]merge) []int32 {
 		if j < 0 {
 			continue
 		}
-		mg, ok := merges[pairKey(syms[i], syms[j])]
+		mg, ok := merges.get(pairKey(syms[i], syms[j]))
 		if !ok || mg.rank != c.rank {
 			continue // stale: the pair at i changed since this was pushed
 		}
@@ -123,12 +123,12 @@ func (m *merger) apply(syms []int32, merges map[uint64]merge) []int32 {
 		next[j] = dead
 		if k >= 0 {
 			prev[k] = i
-			if mg, ok := merges[pairKey(syms[i], syms[k])]; ok {
+			if mg, ok := merges.get(pairKey(syms[i], syms[k])); ok {
 				m.heap.push(candidate{mg.rank, i})
 			}
 		}
 		if p := prev[i]; p >= 0 {
-			if mg, ok := merges[pairKey(syms[p], syms[i])]; ok {
+			if mg, ok := merges.get(pairKey(syms[p], syms[i])); ok {
 				m.heap.push(candidate{mg.rank, p})
 			}
 		}
@@ -138,4 +138,94 @@ func (m *merger) apply(syms []int32, merges map[uint64]merge) []int32 {
 		out = append(out, syms[i])
 	}
 	return out
+}
+
+// mergeTable maps pairKey(a, b) to the merge of a and b: an open-addressing
+// hash table with linear probing, at most half full, each key beside its
+// merge so that a probe touches one cache line. BPE spends most of its time
+// looking pairs up; this is about twice as fast as a Go map with uint64
+// keys. The zero value is an empty table.
+type mergeTable struct {
+	slots []mergeSlot
+	n     int
+	shift uint // 64 - log2(len(slots))
+}
+
+type mergeSlot struct {
+	key uint64 // emptyKey where free
+	merge
+}
+
+// emptyKey is pairKey(-1, -1), which no pair of ids has.
+const emptyKey = ^uint64(0)
+
+func (m *mergeTable) slot(k uint64) int {
+	return int((k * 0x9E3779B97F4A7C15) >> m.shift)
+}
+
+// get is the merge of the pair k.
+func (m *mergeTable) get(k uint64) (merge, bool) {
+	if m.n == 0 {
+		return merge{}, false
+	}
+	mask := len(m.slots) - 1
+	for i := m.slot(k); ; i = (i + 1) & mask {
+		s := &m.slots[i]
+		if s.key == k {
+			return s.merge, true
+		}
+		if s.key == emptyKey {
+			return merge{}, false
+		}
+	}
+}
+
+// set puts the merge of the pair k, replacing one there.
+func (m *mergeTable) set(k uint64, v merge) {
+	if 2*(m.n+1) > len(m.slots) {
+		m.reserve(max(2*m.n, 8))
+	}
+	mask := len(m.slots) - 1
+	for i := m.slot(k); ; i = (i + 1) & mask {
+		s := &m.slots[i]
+		if s.key == k {
+			s.merge = v
+			return
+		}
+		if s.key == emptyKey {
+			*s = mergeSlot{k, v}
+			m.n++
+			return
+		}
+	}
+}
+
+// reserve makes room for n pairs without growing.
+func (m *mergeTable) reserve(n int) {
+	size, shift := 8, uint(61)
+	for size < 2*n {
+		size, shift = size*2, shift-1
+	}
+	if size <= len(m.slots) {
+		return
+	}
+	old := m.slots
+	m.slots, m.n, m.shift = make([]mergeSlot, size), 0, shift
+	for i := range m.slots {
+		m.slots[i].key = emptyKey
+	}
+	for _, s := range old {
+		if s.key != emptyKey {
+			m.set(s.key, s.merge)
+		}
+	}
+}
+
+// each calls f with every merge.
+func (m *mergeTable) each(f func(merge)) {
+	for _, s := range m.slots {
+		if s.key != emptyKey {
+			f(s.merge)
+		}
+	}
 }

@@ -17,15 +17,43 @@ const (
 	ggufByte        = 6
 )
 
-// ggufSplits maps tokenizer.ggml.pre, for a "gpt2" vocabulary, to the
-// pre-tokenizer regex llama.cpp uses for it, among those this package
-// scans.
-var ggufSplits = map[string]splitter{
-	"gpt-2":     splitGPT2,
-	"llama-bpe": splitLlama3,
-	"llama3":    splitLlama3,
-	"llama-v3":  splitLlama3,
-	"qwen2":     splitQwen2,
+// ggufPre is what llama.cpp does for a "gpt2" vocabulary's
+// tokenizer.ggml.pre, among what this package does: the regex split
+// (src/llama-vocab.cpp's regex_exprs for the name's pre type) and whether
+// a pre-token that is a whole token is taken as it is (ignore_merges).
+type ggufPre struct {
+	split        splitter
+	ignoreMerges bool
+}
+
+// ggufPres lists the names llama.cpp (v0.4.0 of node-llama-cpp 3.21.1)
+// maps to a pre type whose split this package has; names whose pre type
+// also adds a SEP token or drops BOS (jina-v1-en, jina-v2-code,
+// roberta-bpe, chatglm-bpe, glm4) are left out.
+var ggufPres = map[string]ggufPre{
+	// LLAMA_VOCAB_PRE_TYPE_GPT2, MPT, OLMO, JAIS, TRILLION, GRANITE_DOCLING:
+	// the GPT-2 regex.
+	"gpt-2": {split: splitGPT2}, "phi-2": {split: splitGPT2}, "jina-es": {split: splitGPT2},
+	"jina-de": {split: splitGPT2}, "gigachat": {split: splitGPT2}, "jina-v2-es": {split: splitGPT2},
+	"jina-v2-de": {split: splitGPT2}, "a.x-4.0": {split: splitGPT2}, "mellum": {split: splitGPT2},
+	"modern-bert": {split: splitGPT2}, "exaone4": {split: splitGPT2}, "mpt": {split: splitGPT2},
+	"olmo": {split: splitGPT2}, "jais": {split: splitGPT2}, "trillion": {split: splitGPT2},
+	"granite-docling": {split: splitGPT2},
+	// LLAMA3 (with ignore_merges), then DBRX and SMAUG (the same regex,
+	// without).
+	"llama3": {splitLlama3, true}, "llama-v3": {splitLlama3, true}, "llama-bpe": {splitLlama3, true},
+	"falcon3": {splitLlama3, true}, "falcon-h1": {splitLlama3, true}, "pixtral": {splitLlama3, true},
+	"midm-2.0": {splitLlama3, true}, "lfm2": {splitLlama3, true}, "jina-v5-nano": {splitLlama3, true},
+	"dbrx": {split: splitLlama3}, "smaug-bpe": {split: splitLlama3},
+	// QWEN2, STABLELM2, HUNYUAN, SOLAR_OPEN and GROK_2: the Qwen2 regex.
+	"qwen2": {split: splitQwen2}, "deepseek-r1-qwen": {split: splitQwen2}, "kormo": {split: splitQwen2},
+	"f2llmv2": {split: splitQwen2}, "megrez": {split: splitQwen2}, "stablelm2": {split: splitQwen2},
+	"hunyuan": {split: splitQwen2}, "solar-open": {split: splitQwen2}, "grok-2": {split: splitQwen2},
+	// SMOLLM, STARCODER, REFACT, COMMAND_R, CODESHELL, EXAONE, MINERVA,
+	// MELLUM2: `\p{N}` then the GPT-2 regex.
+	"smollm": {split: splitSmolLM}, "starcoder": {split: splitSmolLM}, "refact": {split: splitSmolLM},
+	"command-r": {split: splitSmolLM}, "codeshell": {split: splitSmolLM}, "exaone": {split: splitSmolLM},
+	"minerva-7b": {split: splitSmolLM}, "mellum2": {split: splitSmolLM},
 }
 
 // FromGGUF builds the tokenizer that a GGUF file's tokenizer.ggml.* keys
@@ -37,12 +65,13 @@ var ggufSplits = map[string]splitter{
 //     adjacent pair whose concatenation is a normal token of the highest
 //     score merged first, leftmost among equals; characters with no token
 //     become their "<0xNN>" byte tokens. Decoding is that of a Llama
-//     tokenizer.json (▁ as space, bytes, the first leading space
-//     stripped); Decode also drops the space right after BOS, as llama2.c
-//     does.
+//     tokenizer.json of the same vocabulary (▁ as space, byte tokens,
+//     then the text's first leading space stripped): Decode of [BOS,
+//     "▁Once"] is "<s> Once", DecodeSkipSpecial's is "Once".
 //   - "gpt2": byte-level BPE with tokens and merges, split by the regex
-//     that tokenizer.ggml.pre names ("gpt-2", "llama-bpe", "qwen2"; others
-//     are refused).
+//     that tokenizer.ggml.pre names as llama.cpp does (GPT-2's, Llama 3's,
+//     Qwen2's or SmolLM's, under the names of ggufPres; others are
+//     refused).
 //
 // Control, user-defined and unknown tokens are matched in the text before
 // anything else, as llama.cpp does with special tokens parsed; control and
@@ -87,11 +116,10 @@ func FromGGUF(name string, meta gguf.Metadata) (*Tokenizer, error) {
 		return int32(v), nil
 	}
 	t := &Tokenizer{name: name, pieces: pieces, special: make([]bool, n), unk: -1,
-		vocab: make(map[string]int32, n), runeIDs: make(map[rune]int32), merges: make(map[uint64]merge)}
+		vocab: make(map[string]int32, n), runeIDs: make(map[rune]int32)}
 	for i := n - 1; i >= 0; i-- { // the first of equal pieces wins
 		t.vocab[pieces[i]] = int32(i)
 	}
-	t.addedBy = make(map[byte][]int)
 	for i, p := range pieces {
 		switch types[i] {
 		case ggufControl, ggufUnknown, ggufUserDefined:
@@ -158,10 +186,10 @@ func FromGGUF(name string, meta gguf.Metadata) (*Tokenizer, error) {
 	}
 	t.replaceSpace, t.spaceRune = true, '▁'
 	t.byteFallback, t.decodeBytes, t.decodeMeta = true, true, true
-	t.stripLeading, t.stripAfterBOS = 1, true
+	t.stripLeading = 1
 	for i, p := range pieces {
 		if r := []rune(p); len(r) == 1 && types[i] == ggufNormal && t.vocab[p] == int32(i) {
-			t.runeIDs[r[0]] = int32(i)
+			t.setRuneID(r[0], int32(i))
 		}
 	}
 	for b := range 256 {
@@ -185,11 +213,11 @@ func (t *Tokenizer) ggufByteLevel(meta gguf.Metadata, fail func(string, ...any) 
 	t.kind = ByteLevel
 	t.decodeByteLvl = true
 	pre, _ := meta.String("tokenizer.ggml.pre")
-	sp, ok := ggufSplits[pre]
+	p, ok := ggufPres[pre]
 	if !ok {
-		return fail("tokenizer.ggml.pre %q is not supported (only \"gpt-2\", \"llama-bpe\" and \"qwen2\")", pre)
+		return fail("tokenizer.ggml.pre %q is not supported (only those whose split is GPT-2's, Llama 3's, Qwen2's or SmolLM's, such as \"gpt-2\", \"llama-bpe\", \"qwen2\" and \"smollm\")", pre)
 	}
-	t.split = sp
+	t.split, t.ignoreMerges = p.split, p.ignoreMerges
 	merges, ok := meta.Strings("tokenizer.ggml.merges")
 	if !ok || len(merges) == 0 {
 		return fail("a gpt2 vocabulary without tokenizer.ggml.merges")

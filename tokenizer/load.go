@@ -178,7 +178,6 @@ func Parse(name string, tokenizerJSON, configJSONText []byte) (*Tokenizer, error
 		t.pieces[id] = s
 		t.vocab[s] = int32(id)
 	}
-	t.addedBy = make(map[byte][]int)
 	for _, a := range f.AddedTokens {
 		if a.Content == "" {
 			return nil, fail("added token %d is empty", a.ID)
@@ -199,7 +198,7 @@ func Parse(name string, tokenizerJSON, configJSONText []byte) (*Tokenizer, error
 	}
 	for s, id := range m.Vocab {
 		if r := []rune(s); len(r) == 1 {
-			t.runeIDs[r[0]] = int32(id)
+			t.setRuneID(r[0], int32(id))
 		}
 	}
 	if m.UnkToken != nil {
@@ -403,7 +402,7 @@ func describe(c component) string {
 }
 
 func (t *Tokenizer) parseMerges(raw []json.RawMessage) error {
-	t.merges = make(map[uint64]merge, len(raw))
+	t.merges.reserve(len(raw))
 	for rank, r := range raw {
 		var a, b string
 		var s string
@@ -435,8 +434,8 @@ func (t *Tokenizer) addMerge(rank int, a, b string) error {
 		return fmt.Errorf("merge %d (%q, %q): a token is not in the vocabulary", rank, a, b)
 	}
 	k := pairKey(ia, ib)
-	if _, dup := t.merges[k]; !dup {
-		t.merges[k] = merge{int32(rank), ic}
+	if _, dup := t.merges.get(k); !dup {
+		t.merges.set(k, merge{int32(rank), ic})
 	}
 	return nil
 }
@@ -497,14 +496,14 @@ func ParseLlama2C(name string, data []byte) (*Tokenizer, error) {
 		return nil, fail("%d tokens: fewer than the 3 special and 256 byte tokens", len(pieces))
 	}
 	t := &Tokenizer{name: name, kind: Llama2C, pieces: pieces, special: make([]bool, len(pieces)),
-		vocab: make(map[string]int32, len(pieces)), runeIDs: make(map[rune]int32), merges: make(map[uint64]merge),
+		vocab: make(map[string]int32, len(pieces)), runeIDs: make(map[rune]int32),
 		unk: 0, bos: 1, eos: 2, prefix: []int{1}, byteFallback: true, prepend: true, spaceRune: ' ',
 		decodeBytes: true, stripAfterBOS: true}
 	t.special[0], t.special[1], t.special[2] = true, true, true
 	for i := len(pieces) - 1; i >= 0; i-- { // the first of equal pieces wins
 		t.vocab[pieces[i]] = int32(i)
 		if r := []rune(pieces[i]); len(r) == 1 && i >= 3 {
-			t.runeIDs[r[0]] = int32(i)
+			t.setRuneID(r[0], int32(i))
 		}
 	}
 	for b := range 256 {
@@ -547,7 +546,7 @@ func (t *Tokenizer) scoreMerges(scores []float32, result func(id int) bool) {
 			a, ok1 := t.vocab[p[:k]]
 			b, ok2 := t.vocab[p[k:]]
 			if ok1 && ok2 {
-				t.merges[pairKey(a, b)] = merge{rankOf[scores[id]], int32(id)}
+				t.merges.set(pairKey(a, b), merge{rankOf[scores[id]], int32(id)})
 			}
 		}
 	}

@@ -21,6 +21,13 @@ const (
 	splitGPT2            // gpt2Pattern
 	splitLlama3          // llama3Pattern (maxDigits 3)
 	splitQwen2           // qwen2Pattern (maxDigits 1)
+	// splitSmolLM is llama.cpp's split for SmolLM (and StarCoder,
+	// Command-R, ...): first `\p{N}`, each number character a piece of its
+	// own, then gpt2Pattern on each stretch between them, its lookahead
+	// `\s+(?!\S)` ending at the stretch's end. It has no tokenizer.json
+	// regex of its own (Hugging Face spells it Digits(individual_digits)
+	// then ByteLevel), so only FromGGUF uses it.
+	splitSmolLM
 )
 
 func patternSplitter(p string) (splitter, bool) {
@@ -110,14 +117,22 @@ func whitespace(s string, i int) int {
 
 // next returns the end of the pre-token that starts at i (i < len(s)).
 func (sp splitter) next(s string, i int) int {
-	if sp == splitGPT2 {
-		return nextGPT2(s, i)
+	switch sp {
+	case splitGPT2:
+		return nextGPT2(s, i, false)
+	case splitSmolLM:
+		if r, w := runeAt(s, i); isN(r) {
+			return i + w
+		}
+		return nextGPT2(s, i, true)
 	}
 	return nextLlama3(s, i, sp == splitQwen2)
 }
 
-// nextGPT2 is one match of gpt2Pattern at i.
-func nextGPT2(s string, i int) int {
+// nextGPT2 is one match of gpt2Pattern at i. If digitsApart, s[i] is no
+// number character and the match is that in the stretch of s up to the
+// next number character (as after splitSmolLM's first split).
+func nextGPT2(s string, i int, digitsApart bool) int {
 	if n := contraction(s, i, false); n > 0 {
 		return i + n
 	}
@@ -131,9 +146,20 @@ func nextGPT2(s string, i int) int {
 	case isL(r):
 		return span(s, j+w, isL)
 	case isN(r):
+		if digitsApart {
+			return j // " " before a digit: the stretch ends there
+		}
 		return span(s, j+w, isN)
 	case !isS(r):
 		return span(s, j+w, func(r rune) bool { return !isS(r) && !isL(r) && !isN(r) })
+	}
+	if digitsApart {
+		// The stretch ends where the whitespace does if a number follows
+		// it: the whole run is `\s+(?!\S)` at the stretch's end.
+		end := span(s, i, isS)
+		if r, w := runeAt(s, end); w > 0 && isN(r) {
+			return end
+		}
 	}
 	return whitespace(s, i)
 }

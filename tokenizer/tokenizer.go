@@ -49,19 +49,20 @@ type Tokenizer struct {
 	kind   Kind
 	pieces []string // by id
 	vocab  map[string]int32
-	merges map[uint64]merge
+	merges mergeTable
 
 	special []bool // by id
 	added   []AddedToken
 	// addedBy lists the added tokens by their first byte, longest first,
 	// so that matching is leftmost-longest as in the Hugging Face library.
-	addedBy map[byte][]int
+	addedBy [256][]int
 
 	unk          int32 // -1 if none
 	fuseUnk      bool
 	byteFallback bool
 	byteIDs      [256]int32 // "<0xNN>" ids when byteFallback
 	runeIDs      map[rune]int32
+	asciiIDs     [utf8.RuneSelf]int32 // runeIDs of ASCII, plus 1 (0: none)
 	ignoreMerges bool
 
 	// SentencePiece normalization.
@@ -90,7 +91,12 @@ type Tokenizer struct {
 	stripLeading  int  // spaces removed from the start of the decoded text
 	stripAfterBOS bool // llama2.c: a piece's leading space right after BOS goes
 	cleanUpSpaces bool // transformers' clean_up_tokenization
-	encoders      sync.Pool
+	// encoders is a free list of Encode's scratch, each with its cache of
+	// merged words. Not a sync.Pool: that drops its contents at every
+	// other garbage collection, and with them the caches, which on real
+	// text (many distinct words) roughly halved the speed.
+	encMu    sync.Mutex
+	encoders []*encoder
 }
 
 // Name is the file the tokenizer was read from.
@@ -149,11 +155,8 @@ func (t *Tokenizer) Encode(text string) []int {
 // EncodeWith is Encode, adding the BOS/EOS tokens only if addSpecial.
 // Added tokens in text are matched either way.
 func (t *Tokenizer) EncodeWith(text string, addSpecial bool) []int {
-	e, _ := t.encoders.Get().(*encoder)
-	if e == nil {
-		e = &encoder{cache: make(map[string][]int32)}
-	}
-	defer t.encoders.Put(e)
+	e := t.getEncoder()
+	defer t.putEncoder(e)
 	out := make([]int, 0, len(text)/3+4)
 	if addSpecial {
 		out = append(out, t.prefix...)
@@ -199,6 +202,29 @@ func (t *Tokenizer) EncodeWith(text string, addSpecial bool) []int {
 	return out
 }
 
+// maxEncoders bounds the free list: more goroutines than that encoding at
+// once make encoders that are dropped after use.
+const maxEncoders = 64
+
+func (t *Tokenizer) getEncoder() *encoder {
+	t.encMu.Lock()
+	defer t.encMu.Unlock()
+	if n := len(t.encoders); n > 0 {
+		e := t.encoders[n-1]
+		t.encoders = t.encoders[:n-1]
+		return e
+	}
+	return &encoder{cache: make(map[string][]int32)}
+}
+
+func (t *Tokenizer) putEncoder(e *encoder) {
+	t.encMu.Lock()
+	defer t.encMu.Unlock()
+	if len(t.encoders) < maxEncoders {
+		t.encoders = append(t.encoders, e)
+	}
+}
+
 // encodeSegment appends the ids of a text segment free of added tokens.
 func (t *Tokenizer) encodeSegment(e *encoder, out []int, s string, atStart bool) []int {
 	if s == "" {
@@ -219,7 +245,7 @@ func (t *Tokenizer) encodeSegment(e *encoder, out []int, s string, atStart bool)
 	}
 	e.syms = syms
 	if !t.spaceSplits {
-		for _, id := range e.m.apply(syms, t.merges) {
+		for _, id := range e.m.apply(syms, &t.merges) {
 			out = append(out, int(id))
 		}
 		return out
@@ -231,7 +257,7 @@ func (t *Tokenizer) encodeSegment(e *encoder, out []int, s string, atStart bool)
 		for j < len(syms) && (syms[j] != t.spaceID || syms[j-1] == t.spaceID) {
 			j++
 		}
-		out = e.mergeCached(out, syms[i:j], t.merges)
+		out = e.mergeCached(out, syms[i:j], &t.merges)
 		i = j
 	}
 	return out
@@ -239,7 +265,7 @@ func (t *Tokenizer) encodeSegment(e *encoder, out []int, s string, atStart bool)
 
 // mergeCached appends the merged ids of the symbols chunk, through the
 // cache, keyed by the symbols' bytes.
-func (e *encoder) mergeCached(out []int, chunk []int32, merges map[uint64]merge) []int {
+func (e *encoder) mergeCached(out []int, chunk []int32, merges *mergeTable) []int {
 	key := unsafe.String((*byte)(unsafe.Pointer(&chunk[0])), 4*len(chunk))
 	if ids, ok := e.cache[key]; ok {
 		for _, id := range ids {
@@ -259,10 +285,22 @@ func (e *encoder) mergeCached(out []int, chunk []int32, merges map[uint64]merge)
 	return out
 }
 
+// setRuneID records id as the token of the one-character piece r.
+func (t *Tokenizer) setRuneID(r rune, id int32) {
+	t.runeIDs[r] = id
+	if r >= 0 && r < utf8.RuneSelf {
+		t.asciiIDs[r] = id + 1
+	}
+}
+
 // appendRune appends the symbol of r: its token, else its bytes' fallback
 // tokens, else the unknown token (fused with an unknown before it).
 func (t *Tokenizer) appendRune(syms []int32, r rune) []int32 {
-	if id, ok := t.runeIDs[r]; ok {
+	if r < utf8.RuneSelf {
+		if id := t.asciiIDs[r]; id > 0 {
+			return append(syms, id-1)
+		}
+	} else if id, ok := t.runeIDs[r]; ok {
 		return append(syms, id)
 	}
 	if t.byteFallback {
@@ -312,7 +350,7 @@ func (t *Tokenizer) encodeByteLevel(e *encoder, out []int, s string) []int {
 				syms = append(syms[:0], id)
 			}
 		}
-		syms = e.m.apply(syms, t.merges)
+		syms = e.m.apply(syms, &t.merges)
 		e.syms = syms
 		if len(e.cache) >= maxCache {
 			clear(e.cache)
@@ -330,10 +368,17 @@ func (t *Tokenizer) encodeByteLevel(e *encoder, out []int, s string) []int {
 func (t *Tokenizer) Decode(ids []int) string { return t.decode(ids, false) }
 
 // DecodeSkipSpecial is Decode leaving out special tokens, as the Hugging
-// Face library's decode with skip_special_tokens. For llama2.c's and
-// GGUF's SentencePiece tokenizers it strips the text's first leading space
-// as a Llama tokenizer.json's decoder does, whether or not a BOS preceded
-// it: [BOS, "▁Once"] and ["▁Once"] both decode to "Once".
+// Face library's decode with skip_special_tokens. For SentencePiece
+// tokenizers (tokenizer.json, GGUF and llama2.c's) it strips the text's
+// first leading space as a Llama tokenizer.json's decoder does, whether or
+// not a BOS preceded it: [BOS, "▁Once"] and ["▁Once"] both decode to
+// "Once".
+//
+// Byte-fallback tokens ("<0xNN>") decode as the Hugging Face library (in
+// Rust, which transformers uses) does: each run of them as its bytes if
+// they are valid UTF-8, else as one U+FFFD per token. (@huggingface/
+// tokenizers in JavaScript gives one U+FFFD per ill-formed subpart
+// instead; the two agree on valid UTF-8.)
 func (t *Tokenizer) DecodeSkipSpecial(ids []int) string { return t.decode(ids, true) }
 
 func (t *Tokenizer) decode(ids []int, skipSpecial bool) string {
@@ -446,10 +491,13 @@ func (t *Tokenizer) setSpaceSplits() {
 		return
 	}
 	sp := string(t.spaceRune)
-	for _, m := range t.merges {
+	splits := true
+	t.merges.each(func(m merge) {
 		if strings.Contains(strings.TrimLeft(t.pieces[m.id], sp), sp) {
-			return
+			splits = false
 		}
+	})
+	if splits {
+		t.spaceID, t.spaceSplits = id, true
 	}
-	t.spaceID, t.spaceSplits = id, true
 }
