@@ -150,6 +150,24 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, err 
 		}
 		return x
 	}
+	// temp reads a float matrix that is converted rather than kept
+	// (quantized or rounded at load) into scratch memory reused from one
+	// matrix to the next, so that loading makes no float32 garbage of the
+	// model's size; the slice is valid until the next call.
+	var scratch []float32
+	var codeScratch []byte
+	temp := func(name string) []float32 {
+		if _, ok := quantized[name]; ok {
+			return get(name)
+		}
+		x, err := ck.Float32Into(name, scratch)
+		if err != nil {
+			errs = append(errs, err)
+			return nil
+		}
+		scratch = x
+		return x
+	}
 	// matrix reads a weight matrix: packed where it is quantized in a
 	// row layout or 16-bit and b multiplies by its format, as int8 codes
 	// where opt.Int8 asks for W8A8 and i8 is not nil, else float32.
@@ -192,17 +210,17 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, err 
 			return
 		}
 		if opt.Quantize != nil && i8 != nil {
-			x := get(name)
+			x := temp(name)
 			if x == nil {
 				return
 			}
-			if err := quantizeInto(b, name, x, rows, cols, *opt.Quantize, opt.Int8, f, pk, i8); err != nil {
+			if err := quantizeInto(b, name, x, rows, cols, *opt.Quantize, opt.Int8, &codeScratch, f, pk, i8); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", ck.Dir(), err))
 			}
 			return
 		}
 		if opt.BF16 && backend.Packs(b, gguf.TypeBF16) {
-			if x := get(name); x != nil {
+			if x := temp(name); x != nil {
 				data := make([]byte, 2*len(x))
 				if err := gguf.EncodeFloat32(data, x, gguf.TypeBF16); err != nil {
 					errs = append(errs, fmt.Errorf("%s: %s: %w", ck.Dir(), name, err))
@@ -273,14 +291,17 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, err 
 // round-to-nearest with min-max scales (quant.FitMinMax), into *i8 when
 // int8 asks for W8A8 and s is int8 symmetric per channel, else into *pk
 // (packed rows; *f, dequantized, where the layout has no rows or b does
-// not multiply by them).
+// not multiply by them). The codes go through *codeScratch, reused.
 func quantizeInto(b backend.Backend, name string, x []float32, rows, cols int, s quant.Scheme, int8 bool,
-	f *[]float32, pk **PackedWeight, i8 **Int8Weight) error {
+	codeScratch *[]byte, f *[]float32, pk **PackedWeight, i8 **Int8Weight) error {
 	p, err := quant.FitMinMax(s, x, []int{rows, cols})
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
-	codes := make([]byte, s.PackedLen(len(x)))
+	if n := s.PackedLen(len(x)); cap(*codeScratch) < n {
+		*codeScratch = make([]byte, n)
+	}
+	codes := (*codeScratch)[:s.PackedLen(len(x))]
 	if err := quant.Quantize(codes, x, p); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
