@@ -123,14 +123,18 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, err 
 		return nil, fmt.Errorf("lm: %s: %w", ck.Dir(), err)
 	}
 	var errs []error
+	// codeScratch holds a quantized weight's codes while they are
+	// converted (dequantized, packed, quantized), one weight at a time.
+	var codeScratch []byte
 	get := func(name string) []float32 {
 		read := func() ([]float32, error) { return ck.Float32(name) }
 		if dec, ok := quantized[name]; ok {
 			read = func() ([]float32, error) {
-				codes, p, err := dec()
+				codes, p, err := dec(codeScratch)
 				if err != nil {
 					return nil, err
 				}
+				codeScratch = codes
 				return dequantize(codes, p)
 			}
 		}
@@ -155,7 +159,6 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, err 
 	// matrix to the next, so that loading makes no float32 garbage of the
 	// model's size; the slice is valid until the next call.
 	var scratch []float32
-	var codeScratch []byte
 	temp := func(name string) []float32 {
 		if _, ok := quantized[name]; ok {
 			return get(name)
@@ -185,11 +188,12 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, err 
 			defer releasePrefix(ck, name)
 		}
 		if dec, ok := quantized[name]; ok && !opt.Float32 {
-			codes, p, err := dec()
+			codes, p, err := dec(codeScratch)
 			if err != nil {
 				errs = append(errs, err)
 				return
 			}
+			codeScratch = codes
 			if !slices.Equal(p.Shape, []int{rows, cols}) {
 				errs = append(errs, fmt.Errorf("%s: %s has shape %v, want [%d %d]", ck.Dir(), name, p.Shape, rows, cols))
 				return

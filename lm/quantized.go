@@ -7,15 +7,20 @@ import (
 	"github.com/quantkit/quantkit/quant"
 )
 
+// decoder gives a quantized weight's codes, in dst's memory where it
+// fits (the caller's scratch, reused from weight to weight), and its
+// parameters.
+type decoder func(dst []byte) ([]byte, *quant.Params, error)
+
 // quantizedWeights finds the quantized weights of ck: those of a
 // compressed-tensors checkpoint (config.json's quantization_config; int-
 // and pack-quantized, as `quantkit quantize` writes them) or of quantkit's
 // raw safetensors format (plan.RawFormat metadata). It returns, for each
-// weight name, a function giving its codes and quant.Params; the map is
+// weight name, a decoder of its codes and quant.Params; the map is
 // empty for a float checkpoint. LoadHF dequantizes them (dequantize);
 // LoadHFWith with Int8 keeps int8 per-channel ones as codes (asInt8).
-func quantizedWeights(ck *checkpoint.Checkpoint) (map[string]func() ([]byte, *quant.Params, error), error) {
-	out := map[string]func() ([]byte, *quant.Params, error){}
+func quantizedWeights(ck *checkpoint.Checkpoint) (map[string]decoder, error) {
+	out := map[string]decoder{}
 	if cfg := ck.Config(); cfg != nil {
 		cc, ok, err := ctensors.ReadConfig(cfg)
 		if err != nil {
@@ -23,7 +28,7 @@ func quantizedWeights(ck *checkpoint.Checkpoint) (map[string]func() ([]byte, *qu
 		}
 		if ok {
 			for _, w := range ctensors.QuantizedWeights(ck.Tensors()) {
-				out[w] = func() ([]byte, *quant.Params, error) { return ctensors.DecodeWeight(w, cc.Scheme, ck) }
+				out[w] = func(dst []byte) ([]byte, *quant.Params, error) { return ctensors.DecodeWeightInto(w, cc.Scheme, ck, dst) }
 			}
 			return out, nil
 		}
@@ -33,7 +38,7 @@ func quantizedWeights(ck *checkpoint.Checkpoint) (map[string]func() ([]byte, *qu
 		return out, err
 	}
 	for w, rt := range raw {
-		out[w] = func() ([]byte, *quant.Params, error) { return plan.DecodeRaw(ck, w, s, rt.Shape) }
+		out[w] = func([]byte) ([]byte, *quant.Params, error) { return plan.DecodeRaw(ck, w, s, rt.Shape) }
 	}
 	return out, nil
 }

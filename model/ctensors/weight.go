@@ -270,7 +270,14 @@ func (ts List) Bytes(name string) ([]byte, error) {
 // symmetric scheme. The parameters are checked with quant.Params.Check, so
 // that NaN, infinite or non-positive scales are rejected.
 func DecodeWeight(name string, s quant.Scheme, src Source) ([]byte, *quant.Params, error) {
-	codes, p, err := decodeWeight(name, s, src)
+	return DecodeWeightInto(name, s, src, nil)
+}
+
+// DecodeWeightInto is DecodeWeight writing the codes into dst's memory
+// when its capacity holds them (a new slice otherwise), so that a loader
+// decoding weight after weight reuses one buffer.
+func DecodeWeightInto(name string, s quant.Scheme, src Source, dst []byte) ([]byte, *quant.Params, error) {
+	codes, p, err := decodeWeight(name, s, src, dst)
 	if err != nil {
 		return nil, nil, fmt.Errorf("ctensors: %s: %w", name, err)
 	}
@@ -303,7 +310,7 @@ func tensor(src Source, name string, dtypes []string, shape []int) (safetensors.
 
 var floatDTypes = []string{"F32", "F16", "BF16", "F64"}
 
-func decodeWeight(name string, s quant.Scheme, src Source) ([]byte, *quant.Params, error) {
+func decodeWeight(name string, s quant.Scheme, src Source, dst []byte) ([]byte, *quant.Params, error) {
 	if _, ok := src.Tensor(name + suffixGIdx); ok {
 		return nil, nil, fmt.Errorf("activation reordering (%s) is not supported", name+suffixGIdx)
 	}
@@ -356,7 +363,14 @@ func decodeWeight(name string, s quant.Scheme, src Source) ([]byte, *quant.Param
 		return nil, nil, err
 	}
 	n := l.out * l.in
-	codes := make([]byte, s.PackedLen(n))
+	codes := dst[:0]
+	if cap(codes) < s.PackedLen(n) {
+		codes = make([]byte, s.PackedLen(n))
+	}
+	codes = codes[:s.PackedLen(n)]
+	if s.Bits == 4 && n%2 == 1 {
+		codes[len(codes)-1] = 0 // PutCode leaves the last byte's other half
+	}
 	if packed {
 		words := infos[0].Shape[1]
 		f := l.perWord()

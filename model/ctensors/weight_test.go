@@ -328,6 +328,15 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 							}
 						}
 						check(t, List(ts))
+						// Into a reused buffer full of other bytes: the same codes.
+						dirty := bytes.Repeat([]byte{0xA5}, len(codes)+3)
+						into, _, err := DecodeWeightInto("m.w", s, List(ts), dirty)
+						if err != nil {
+							t.Fatal(err)
+						}
+						if !bytes.Equal(into, codes) || len(codes) > 0 && &into[0] != &dirty[0] {
+							t.Errorf("DecodeWeightInto: codes % x (in the buffer given: %v), want % x", into, len(codes) > 0 && &into[0] == &dirty[0], codes)
+						}
 						// Through a file, so that *safetensors.File is a Source.
 						path := filepath.Join(dir, "w.safetensors")
 						if err := safetensors.WriteFile(path, ts, nil); err != nil {
