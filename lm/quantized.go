@@ -28,7 +28,9 @@ func quantizedWeights(ck *checkpoint.Checkpoint) (map[string]decoder, error) {
 		}
 		if ok {
 			for _, w := range ctensors.QuantizedWeights(ck.Tensors()) {
-				out[w] = func(dst []byte) ([]byte, *quant.Params, error) { return ctensors.DecodeWeightInto(w, cc.Scheme, ck, dst) }
+				out[w] = func(dst []byte) ([]byte, *quant.Params, error) {
+					return ctensors.DecodeWeightInto(w, cc.Scheme, ck, dst)
+				}
 			}
 			return out, nil
 		}
