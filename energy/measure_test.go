@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -105,8 +106,10 @@ func TestMeasureBatches(t *testing.T) {
 		t.Errorf("window %v s (batches took %v): shorter than %v", win.Seconds, elapsed, minWindow)
 	}
 	// About 50 calls per batch, 4 batches; a slow machine sleeps longer
-	// than asked and gets fewer calls per batch, so the bounds are wide.
-	if len(window) < 2 || len(window) > 20 || window[0] < 5 {
+	// than asked and gets fewer calls per batch (on a loaded machine the
+	// first batch, sized from the warm-up call, can be a few calls), so the
+	// bounds are wide: batching must have grown past single calls.
+	if len(window) < 2 || len(window) > 20 || slices.Max(window) < 5 {
 		t.Errorf("batches %v, want a few of about a quarter window each", window)
 	}
 	if len(win.Samples) < 3 {
