@@ -30,6 +30,10 @@ const (
 	pkHdrF16   = 2 // PK_HDR_F16
 )
 
+// pkMaxGroup is the largest group the kernels take: their block sizes
+// (group·bits/8 bytes) are 32-bit ints.
+const pkMaxGroup = 1 << 28
+
 // pkLayout is a packed format as the kernels take it.
 type pkLayout struct {
 	bits, group, kind int
@@ -43,7 +47,7 @@ type pkLayout struct {
 func packedLayout(f backend.PackedFormat) (pkLayout, bool) {
 	switch f := f.(type) {
 	case quant.RowFormat:
-		if (f.Bits != 8 && f.Bits != 4) || f.Group <= 0 || f.Group > math.MaxInt32 || (f.Bits == 4 && f.Group%2 != 0) {
+		if (f.Bits != 8 && f.Bits != 4) || f.Group <= 0 || f.Group > pkMaxGroup || (f.Bits == 4 && f.Group%2 != 0) {
 			return pkLayout{}, false
 		}
 		l := pkLayout{bits: f.Bits, group: f.Group, kind: pkHdrF32, signed: f.Signed}
