@@ -140,7 +140,8 @@ ptx-check: ptx
 
 # ptxas: registers and no spills for sm_80 and sm_90; IMMA in the INT8 GEMM;
 # and the CPU emulations: the INT8 GEMM's index math and pipeline, and the
-# LM kernels' bodies (lm.cuh) run thread by thread with checked memory.
+# LM kernels' bodies (lm.cuh) and the packed-weight GEMV/GEMM (packed.cuh)
+# run thread by thread with checked memory.
 cuda-check:
 	./scripts/cuda-check.sh
 	@mkdir -p build
@@ -150,6 +151,9 @@ cuda-check:
 	g++ -std=c++17 -O2 -ffp-contract=off -Wall -Wextra -Werror -o build/lm_sim cuda/tools/lm_sim.cpp
 	@./build/lm_sim > build/lm_sim.log || { tail -35 build/lm_sim.log; exit 1; }
 	@tail -1 build/lm_sim.log
+	g++ -std=c++17 -O2 -ffp-contract=off -Wall -Wextra -Werror -o build/packed_sim cuda/tools/packed_sim.cpp
+	@./build/packed_sim > build/packed_sim.log || { tail -35 build/packed_sim.log; exit 1; }
+	@tail -2 build/packed_sim.log
 
 vet-cuda:
 	$(GO) vet -tags cuda ./...

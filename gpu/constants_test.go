@@ -23,13 +23,15 @@ var mirrored = []string{
 	"QUANT_THREADS", "QUANT_VEC", "QUANT_BLOCKS_PER_SM",
 	"LM_ROW_THREADS", "LM_ROPE_THREADS", "LM_ROPE_CHUNK", "LM_ELEM_THREADS", "LM_ELEM_BLOCKS_PER_SM",
 	"LM_EMBED_THREADS", "LM_ATTN_THREADS", "LM_ATTN_CHUNK", "LM_ATTN_MAX_DIM", "LM_ROPE_MAX_ANGLE_LOG2",
+	"PK_GEMV_WARPS", "PK_GEMV_THREADS", "PK_GEMV_MAX_M", "PK_GEMM_BM", "PK_GEMM_BN", "PK_GEMM_THREADS",
+	"PK_HDR_F32", "PK_HDR_F32_ZP", "PK_HDR_F16",
 }
 
 func TestLaunchConstants(t *testing.T) {
 	// Header #defines: NAME value // comment.
 	hdr := map[string]string{}
 	defRE := regexp.MustCompile(`^#define\s+([A-Z0-9_]+)\s+([^/]+?)\s*(//.*)?$`)
-	for _, f := range []string{"gemm_s8.cuh", "gemm_f32.cuh", "reduce.cuh", "common.cuh", "lm.cuh"} {
+	for _, f := range []string{"gemm_s8.cuh", "gemm_f32.cuh", "reduce.cuh", "common.cuh", "lm.cuh", "packed.cuh"} {
 		readLines(t, filepath.Join("..", "cuda", f), func(line string) {
 			if m := defRE.FindStringSubmatch(line); m != nil {
 				hdr[m[1]] = m[2]
@@ -41,14 +43,16 @@ func TestLaunchConstants(t *testing.T) {
 	goDefs := map[string]string{}
 	goFor := map[string]string{} // header name → Go name
 	constRE := regexp.MustCompile(`^([a-zA-Z0-9_]+)\s*=\s*([^/]+?)\s*(?://\s*([A-Z0-9_]+)\b.*)?$`)
-	readLines(t, "kernels.go", func(line string) {
-		if m := constRE.FindStringSubmatch(line); m != nil {
-			goDefs[m[1]] = m[2]
-			if m[3] != "" {
-				goFor[m[3]] = m[1]
+	for _, f := range []string{"kernels.go", "packed.go"} {
+		readLines(t, f, func(line string) {
+			if m := constRE.FindStringSubmatch(line); m != nil {
+				goDefs[m[1]] = m[2]
+				if m[3] != "" {
+					goFor[m[3]] = m[1]
+				}
 			}
-		}
-	})
+		})
+	}
 	for _, name := range mirrored {
 		hv, ok := hdr[name]
 		if !ok {

@@ -85,6 +85,17 @@ const (
 	lmAttnMaxDim       = 4096 // LM_ATTN_MAX_DIM
 	lmRopeMaxAngleLog2 = 50   // LM_ROPE_MAX_ANGLE_LOG2
 
+	// cuda/packed.cuh: packed_gemv_8/_4 (m ≤ PK_GEMV_MAX_M) run a grid of
+	// ceil(n/PK_GEMV_WARPS) blocks of PK_GEMV_THREADS, a warp per output
+	// column; packed_gemm_8/_4 a grid (ceil(n/PK_GEMM_BN),
+	// ceil(m/PK_GEMM_BM)) of PK_GEMM_THREADS, static shared memory only.
+	pkGemvWarps   = 4                // PK_GEMV_WARPS
+	pkGemvThreads = pkGemvWarps * 32 // PK_GEMV_THREADS
+	pkGemvMaxM    = 8                // PK_GEMV_MAX_M
+	pkGemmBM      = 64               // PK_GEMM_BM
+	pkGemmBN      = 64               // PK_GEMM_BN
+	pkGemmThreads = 256              // PK_GEMM_THREADS
+
 	// defaultSmemLimit is the dynamic shared memory a launch may ask for
 	// without raising CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES.
 	defaultSmemLimit = 48 << 10
@@ -111,6 +122,11 @@ type kernels struct {
 	add          kernel
 	quantizeRows kernel
 	attend       kernel
+	// cuda/packed.cu: backend.PackedGemmer (packed.go).
+	packedGemv8 kernel
+	packedGemv4 kernel
+	packedGemm8 kernel
+	packedGemm4 kernel
 }
 
 // kernel is one function of a loaded module.
@@ -147,6 +163,10 @@ func (k *kernels) modules() []struct {
 	k.add = kernel{name: "add_f32"}
 	k.quantizeRows = kernel{name: "quantize_rows_s8"}
 	k.attend = kernel{name: "attend_f32", smem: (2*lmAttnMaxDim + lmAttnChunk) * 4}
+	k.packedGemv8 = kernel{name: "packed_gemv_8"}
+	k.packedGemv4 = kernel{name: "packed_gemv_4"}
+	k.packedGemm8 = kernel{name: "packed_gemm_8"}
+	k.packedGemm4 = kernel{name: "packed_gemm_4"}
 	return []struct {
 		file  string
 		funcs []*kernel
@@ -156,6 +176,7 @@ func (k *kernels) modules() []struct {
 		{"reduce", []*kernel{&k.absMax, &k.hist, &k.histGlobal}},
 		{"quantize", []*kernel{&k.quantize, &k.dequantize}},
 		{"lm", []*kernel{&k.rmsNorm, &k.rope, &k.swiGLU, &k.softmax, &k.embed, &k.add, &k.quantizeRows, &k.attend}},
+		{"packed", []*kernel{&k.packedGemv8, &k.packedGemv4, &k.packedGemm8, &k.packedGemm4}},
 	}
 }
 
