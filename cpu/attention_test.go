@@ -251,8 +251,8 @@ func TestAttendF32(t *testing.T) {
 		{Tokens: 33, Heads: 8, KVHeads: 2, Dim: 64},
 		{Tokens: 20, Heads: 8, KVHeads: 1, Dim: 128, Start: 30},
 		{Tokens: 3, Heads: 4, KVHeads: 2, Dim: 256, Start: 600},
-		{Tokens: 1, Heads: 6, KVHeads: 3, Dim: 17, Start: 2999},  // one token, thousands of keys
-		{Tokens: 40, Heads: 4, KVHeads: 2, Dim: 16, Window: 7},   // window shorter than a key block
+		{Tokens: 1, Heads: 6, KVHeads: 3, Dim: 17, Start: 2999}, // one token, thousands of keys
+		{Tokens: 40, Heads: 4, KVHeads: 2, Dim: 16, Window: 7},  // window shorter than a key block
 		{Tokens: 2, Heads: 2, KVHeads: 1, Dim: 64, Start: 1000, Window: 300},
 		{Tokens: 70, Heads: 2, KVHeads: 2, Dim: 32, Start: 5, Window: 1},
 		{Tokens: 4, Heads: 4, KVHeads: 1, Dim: 65, Start: 3, Scale: 0.5, Window: 1000},
