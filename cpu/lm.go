@@ -7,9 +7,10 @@ import (
 )
 
 // The CPU backend runs the operations of backend.LMOps with the generic
-// Go twins of package backend on its buffers' memory. Attention shares its
-// (token, head) pairs among threads; the others are single passes over
-// memory and run on the caller's goroutine.
+// Go twins of package backend on its buffers' memory, except attention,
+// which has kernels of its own (attention.go) and runs on Threads()
+// goroutines; the others are single passes over memory and run on the
+// caller's goroutine.
 
 var _ backend.LMOps = (*Backend)(nil)
 
@@ -91,9 +92,11 @@ func (*Backend) Embed(dst, table backend.Buffer, ids []int32, dim int) error {
 	return nil
 }
 
-// Attend is backend.AttentionF32 on cpu buffers, its (token, head) pairs
-// shared among Threads() goroutines; each pair is computed exactly as the
-// twin computes it, so the result does not depend on the thread count.
+// Attend is backend.AttentionF32 on cpu buffers, within the twin's error
+// bound rather than bit for bit: the vectorized, cache-blocked attention
+// of attention.go (online softmax over blocks of keys, shared among
+// Threads() goroutines by KV head and token block). A query's result
+// does not depend on the thread count.
 func (*Backend) Attend(out, q, k, v backend.Buffer, a *backend.Attention) error {
 	s, err := f32s("Attend", out, q, k, v)
 	if err != nil {
@@ -102,17 +105,7 @@ func (*Backend) Attend(out, q, k, v backend.Buffer, a *backend.Attention) error 
 	if err := a.Check(len(s[1]), len(s[0]), len(s[2]), len(s[3])); err != nil {
 		return fmt.Errorf("cpu: %w", err)
 	}
-	pairs := a.Tokens * a.Heads
-	// Work per pair: two passes over up to Start+Tokens cached rows of Dim.
-	work := 2 * (a.Start + a.Tokens) * a.Dim
-	w := workers(pairs, pairs*work, 1<<15)
-	scratch := make([][]float32, w)
-	for i := range scratch {
-		scratch[i] = make([]float32, a.Start+a.Tokens)
-	}
-	parallelTasks(w, pairs, func(worker, th int) {
-		backend.AttentionRangeF32(s[0], s[1], s[2], s[3], a, th, th+1, scratch[worker])
-	})
+	attendF32(s[0], s[1], s[2], s[3], a)
 	return nil
 }
 

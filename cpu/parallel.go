@@ -40,9 +40,93 @@ func workersOf(threads, tasks, work, minWork int) int {
 	return max(w, 1)
 }
 
-// parallelTasks runs fn(worker, task) for every task in [0, tasks) on w
-// goroutines (the caller's among them), handing out tasks in order
-// through an atomic counter so that uneven tasks balance.
+// The kernels' helper goroutines are started once and parked, not started
+// per call: a decode step makes dozens of parallel calls per token, and a
+// goroutine start and exit per helper per call cost more than the small
+// calls' work. A call offers its job to the parked helpers through a
+// buffered channel and then runs the job itself; a helper that takes the
+// offer claims tasks from the same atomic counter. The caller never waits
+// for a helper to arrive, only for tasks a helper has claimed to finish,
+// so a call whose helpers are all busy (nested calls, several goroutines
+// calling at once) runs on its own goroutine and cannot deadlock.
+
+// job is one parallelTasks call as helpers see it.
+type job struct {
+	fn     func(worker, task int)
+	tasks  int64
+	w      int64        // worker indices [0, w) exist
+	next   atomic.Int64 // next task to claim
+	joined atomic.Int64 // worker indices handed out (the caller's is 0)
+	wg     sync.WaitGroup
+}
+
+// run claims and runs tasks as worker until none is left.
+func (j *job) run(worker int) {
+	for {
+		t := j.next.Add(1) - 1
+		if t >= j.tasks {
+			return
+		}
+		j.fn(worker, int(t))
+		j.wg.Done()
+	}
+}
+
+// help runs j on a parked helper: it takes the next worker index, if one
+// is left, and claims tasks as the caller does.
+func (j *job) help() {
+	if j.next.Load() >= j.tasks {
+		return // a stale offer: the work is claimed already
+	}
+	worker := j.joined.Add(1)
+	if worker >= j.w {
+		return
+	}
+	j.run(int(worker))
+}
+
+// helpers holds the parked helpers.
+var helpers struct {
+	mu      sync.Mutex
+	started atomic.Int64 // helpers running
+	offers  chan *job    // buffered: offers wait here for a helper
+	size    int          // capacity of offers
+}
+
+// maxHelpers caps the parked helpers, and so the threads a call can use.
+const maxHelpers = 1024
+
+func init() {
+	helpers.offers = make(chan *job, maxHelpers)
+}
+
+// ensureHelpers starts helpers until n are parked or running.
+func ensureHelpers(n int) {
+	n = min(n, maxHelpers)
+	if int(helpers.started.Load()) >= n {
+		return
+	}
+	helpers.mu.Lock()
+	defer helpers.mu.Unlock()
+	for int(helpers.started.Load()) < n {
+		helpers.started.Add(1)
+		go helper()
+	}
+}
+
+// helper is a parked goroutine of the pool: it runs the jobs offered to it.
+func helper() {
+	for j := range helpers.offers {
+		j.help()
+	}
+}
+
+// parallelTasks runs fn(worker, task) for every task in [0, tasks) on up
+// to w goroutines (the caller's among them, as worker 0; helpers of the
+// pool as workers 1..w-1), handing out tasks in order through an atomic
+// counter so that uneven tasks balance. Calls may nest and run from
+// several goroutines at once: a call whose helpers are busy runs on the
+// caller's goroutine alone.
 func parallelTasks(w, tasks int, fn func(worker, task int)) {
 	if w <= 1 || tasks <= 1 {
 		for t := range tasks {
@@ -50,32 +134,24 @@ func parallelTasks(w, tasks int, fn func(worker, task int)) {
 		}
 		return
 	}
-	w = min(w, tasks)
-	var next atomic.Int64
-	run := func(worker int) {
-		for {
-			t := int(next.Add(1) - 1)
-			if t >= tasks {
-				return
-			}
-			fn(worker, t)
+	w = min(w, tasks, maxHelpers+1)
+	ensureHelpers(w - 1)
+	j := &job{fn: fn, tasks: int64(tasks), w: int64(w)}
+	j.wg.Add(tasks)
+	for range w - 1 {
+		select {
+		case helpers.offers <- j:
+		default: // every offer slot is full: the helpers are busy
 		}
 	}
-	var wg sync.WaitGroup
-	for i := 1; i < w; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			run(i)
-		}()
-	}
-	run(0)
-	wg.Wait()
+	j.run(0)
+	j.wg.Wait()
 }
 
-// parallelRange splits [0, n) into w contiguous chunks whose boundaries
-// are multiples of align (except n itself) and runs fn(worker, lo, hi) for
-// each on its own goroutine.
+// parallelRange splits [0, n) into at most w contiguous chunks whose
+// boundaries are multiples of align (except n itself) and runs
+// fn(worker, lo, hi) for each, chunk i as worker i, on the goroutines of
+// parallelTasks.
 func parallelRange(w, n, align int, fn func(worker, lo, hi int)) {
 	if w <= 1 || n <= align {
 		fn(0, 0, n)
@@ -84,14 +160,7 @@ func parallelRange(w, n, align int, fn func(worker, lo, hi int)) {
 	chunk := (n + w - 1) / w
 	chunk = (chunk + align - 1) / align * align
 	w = (n + chunk - 1) / chunk
-	var wg sync.WaitGroup
-	for i := 1; i < w; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			fn(i, i*chunk, min((i+1)*chunk, n))
-		}()
-	}
-	fn(0, 0, min(chunk, n))
-	wg.Wait()
+	parallelTasks(w, w, func(_, i int) {
+		fn(i, i*chunk, min((i+1)*chunk, n))
+	})
 }
