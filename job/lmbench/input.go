@@ -208,7 +208,7 @@ func floatLabel(p string, group int) string {
 	case "w4a16":
 		return fmt.Sprintf("w4a16 (int4 group %d)", group)
 	case "w8a8":
-		return "w8a8 (int8 per channel, int8 activations per token)"
+		return "w8a8 (int8 per channel and token)"
 	}
 	return p
 }
