@@ -15,7 +15,10 @@ import (
 
 	"github.com/quantkit/quantkit/energy"
 	"github.com/quantkit/quantkit/internal/inputerr"
+	"github.com/quantkit/quantkit/job/quantize"
+	"github.com/quantkit/quantkit/model/plan"
 	"github.com/quantkit/quantkit/model/synth"
+	"github.com/quantkit/quantkit/quant"
 )
 
 // TestMain hands the child processes Run starts (this test binary run
@@ -367,5 +370,42 @@ func TestPrompt(t *testing.T) {
 	}
 	if same {
 		t.Error("sequences 0 and 1 have the same prompt")
+	}
+}
+
+// TestQuantizedInput runs a checkpoint `quantkit quantize` wrote (int8 per
+// channel, compressed-tensors) as it is, and as W8A8: labelled by what it
+// holds, its projections int8 codes with a scale a row as the float
+// model's w8a16 has them.
+func TestQuantizedInput(t *testing.T) {
+	dir := writeTiny(t)
+	q := filepath.Join(t.TempDir(), "int8")
+	if _, err := quantize.Run(context.Background(), quantize.Options{Input: dir, Output: q,
+		Plan: plan.Options{Format: plan.CompressedTensors, Scheme: quant.Int8PerChannel}}); err != nil {
+		t.Fatal(err)
+	}
+	o := Options{Models: []string{q}, PromptLen: 6, Gen: 2, Batch: 1, Rounds: 1, InProcess: true}
+	rep, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Rows) != 1 || rep.Rows[0].Label != "int8 per channel (w8a16)" || rep.Rows[0].Precision != "w8a16" {
+		t.Fatalf("rows %+v, want one int8 per channel (w8a16)", rep.Rows)
+	}
+	o.Precisions = []string{"fp32", "w8a8"}
+	rep, err = Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Rows) != 1 || rep.Rows[0].Label != "int8 per channel (w8a8)" {
+		t.Fatalf("rows %+v, want one int8 per channel (w8a8)", rep.Rows)
+	}
+	checkRow(t, rep.Rows[0], o)
+	if want := wantWeightBytes(tiny, false, "w8a8", 0); rep.Rows[0].WeightBytes != want {
+		t.Errorf("%d weight bytes, want %d", rep.Rows[0].WeightBytes, want)
+	}
+	o.Precisions = []string{"w4a16"}
+	if _, err := Run(context.Background(), o); err == nil || !strings.Contains(err.Error(), "runs as w8a16 or w8a8") {
+		t.Errorf("w4a16 of an int8 checkpoint: %v", err)
 	}
 }
