@@ -79,7 +79,7 @@ var benchCommand = &cli.Command{
 		Usage:  "gemm, quantize and histogram in one report",
 		Flags:  flags([]cli.Flag{benchSizesFlag, benchElemsFlag, benchDTypesFlag, benchBaselineFlag}, benchOutputFlags),
 		Action: runBench("gemm", "quantize", "histogram"),
-	}, benchCheckpointCommand, benchGGUFCommand},
+	}, benchCheckpointCommand, benchGGUFCommand, benchLMCommand},
 }
 
 func runBench(suites ...string) cli.ActionFunc {
