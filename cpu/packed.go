@@ -6,6 +6,10 @@ import (
 	"github.com/quantkit/quantkit/backend"
 )
 
+// poolPackedTile recycles the tiles of decoded rows between calls (every
+// build: the SIMD GEMM's own pools exist on amd64 only).
+var poolPackedTile pool[float32]
+
 // packedTileBytes is the float32 size of the tile of decoded weight rows
 // one task holds: it stays in L2 while the rows of A go by.
 const packedTileBytes = 1 << 20
@@ -95,7 +99,7 @@ func GemmPacked(m, n, k int, a []float32, f backend.PackedFormat, data []byte, c
 		rows := min(tr, n-j0)
 		s := scratch[worker]
 		if s == nil {
-			s = poolF32Pack.get(tr*k + m*tr)
+			s = poolPackedTile.get(tr*k + m*tr)
 			scratch[worker] = s
 		}
 		wt, ct := s[:rows*k], s[tr*k:tr*k+m*rows]
@@ -107,7 +111,7 @@ func GemmPacked(m, n, k int, a []float32, f backend.PackedFormat, data []byte, c
 	})
 	for _, s := range scratch {
 		if s != nil {
-			poolF32Pack.put(s)
+			poolPackedTile.put(s)
 		}
 	}
 }
