@@ -149,7 +149,7 @@ func TestTinyEveryPrecision(t *testing.T) {
 	if want := r.DecodeTokensPerSecond.Median / rep.Rows[0].DecodeTokensPerSecond.Median; r.DecodeVsRef != want {
 		t.Errorf("w4a16 decode ratio %g, want %g", r.DecodeVsRef, want)
 	}
-	if !strings.Contains(rep.Isolation, "child process") || !strings.Contains(rep.BatchDecode, "loop") {
+	if !strings.Contains(rep.Isolation, "child process") || !strings.Contains(rep.BatchDecode, "ForwardBatch") {
 		t.Errorf("isolation %q, batch decode %q", rep.Isolation, rep.BatchDecode)
 	}
 	checkRenderings(t, rep)
