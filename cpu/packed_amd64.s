@@ -34,6 +34,42 @@ DATA pkEight<>+24(SB)/4, $0x00000008
 DATA pkEight<>+28(SB)/4, $0x00000008
 GLOBL pkEight<>(SB), RODATA|NOPTR, $32
 
+DATA pkNibblesU<>+0(SB)/4, $0x00000000
+DATA pkNibblesU<>+4(SB)/4, $0x00000001
+DATA pkNibblesU<>+8(SB)/4, $0x00000002
+DATA pkNibblesU<>+12(SB)/4, $0x00000003
+DATA pkNibblesU<>+16(SB)/4, $0x00000004
+DATA pkNibblesU<>+20(SB)/4, $0x00000005
+DATA pkNibblesU<>+24(SB)/4, $0x00000006
+DATA pkNibblesU<>+28(SB)/4, $0x00000007
+DATA pkNibblesU<>+32(SB)/4, $0x00000008
+DATA pkNibblesU<>+36(SB)/4, $0x00000009
+DATA pkNibblesU<>+40(SB)/4, $0x0000000a
+DATA pkNibblesU<>+44(SB)/4, $0x0000000b
+DATA pkNibblesU<>+48(SB)/4, $0x0000000c
+DATA pkNibblesU<>+52(SB)/4, $0x0000000d
+DATA pkNibblesU<>+56(SB)/4, $0x0000000e
+DATA pkNibblesU<>+60(SB)/4, $0x0000000f
+GLOBL pkNibblesU<>(SB), RODATA|NOPTR, $64
+
+DATA pkNibblesS<>+0(SB)/4, $0x00000000
+DATA pkNibblesS<>+4(SB)/4, $0x00000001
+DATA pkNibblesS<>+8(SB)/4, $0x00000002
+DATA pkNibblesS<>+12(SB)/4, $0x00000003
+DATA pkNibblesS<>+16(SB)/4, $0x00000004
+DATA pkNibblesS<>+20(SB)/4, $0x00000005
+DATA pkNibblesS<>+24(SB)/4, $0x00000006
+DATA pkNibblesS<>+28(SB)/4, $0x00000007
+DATA pkNibblesS<>+32(SB)/4, $0xfffffff8
+DATA pkNibblesS<>+36(SB)/4, $0xfffffff9
+DATA pkNibblesS<>+40(SB)/4, $0xfffffffa
+DATA pkNibblesS<>+44(SB)/4, $0xfffffffb
+DATA pkNibblesS<>+48(SB)/4, $0xfffffffc
+DATA pkNibblesS<>+52(SB)/4, $0xfffffffd
+DATA pkNibblesS<>+56(SB)/4, $0xfffffffe
+DATA pkNibblesS<>+60(SB)/4, $0xffffffff
+GLOBL pkNibblesS<>(SB), RODATA|NOPTR, $64
+
 // func packedDotRF8Sx1AVX2(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
 // Requires: AVX, AVX2, FMA3
 TEXT ·packedDotRF8Sx1AVX2(SB), NOSPLIT, $0-80
@@ -4389,6 +4425,3790 @@ blockdone:
 	ADDQ         rowBytes+24(FP), BX
 	DECQ         SI
 	JNZ          row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotRF8Sx1AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX512F
+TEXT ·packedDotRF8Sx1AVX512(SB), NOSPLIT, $0-80
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	MOVQ  w+16(FP), CX
+	MOVQ  rows+32(FP), DX
+	MOVQ  c+64(FP), BX
+	MOVQ  ldc+72(FP), SI
+	SHLQ  $0x02, SI
+	TESTQ DX, DX
+	JZ    done
+
+row:
+	MOVQ   CX, SI
+	MOVQ   AX, DI
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	MOVQ   blocks+48(FP), R8
+
+block:
+	VBROADCASTSS (SI), Z2
+	ADDQ         $0x04, SI
+	MOVQ         group+40(FP), R9
+	CMPQ         R8, $0x01
+	JNE          chunks
+	MOVQ         last+56(FP), R9
+
+chunks:
+	SHRQ $0x05, R9
+	JZ   blockdone
+
+chunk:
+	VPMOVSXBD   (SI), Z3
+	VPMOVSXBD   16(SI), Z4
+	VCVTDQ2PS   Z3, Z3
+	VMULPS      Z2, Z3, Z3
+	VCVTDQ2PS   Z4, Z4
+	VMULPS      Z2, Z4, Z4
+	VFMADD231PS (DI), Z3, Z0
+	VFMADD231PS 64(DI), Z4, Z1
+	ADDQ        $0x20, SI
+	ADDQ        $0x00000080, DI
+	DECQ        R9
+	JNZ         chunk
+
+blockdone:
+	DECQ          R8
+	JNZ           block
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y2
+	VADDPS        Y2, Y0, Y2
+	VEXTRACTF128  $0x01, Y2, X3
+	VADDPS        X3, X2, X3
+	VMOVHLPS      X3, X3, X2
+	VADDPS        X2, X3, X3
+	VMOVSHDUP     X3, X2
+	VADDSS        X2, X3, X3
+	VMOVSS        X3, (BX)
+	ADDQ          $0x04, BX
+	ADDQ          rowBytes+24(FP), CX
+	DECQ          DX
+	JNZ           row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotRF8Sx2AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX512F
+TEXT ·packedDotRF8Sx2AVX512(SB), NOSPLIT, $0-80
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	MOVQ  w+16(FP), DX
+	MOVQ  rows+32(FP), BX
+	MOVQ  c+64(FP), SI
+	MOVQ  ldc+72(FP), DI
+	SHLQ  $0x02, DI
+	TESTQ BX, BX
+	JZ    done
+
+row:
+	MOVQ   DX, R8
+	MOVQ   AX, R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	MOVQ   blocks+48(FP), R10
+
+block:
+	VBROADCASTSS (R8), Z4
+	ADDQ         $0x04, R8
+	MOVQ         group+40(FP), R11
+	CMPQ         R10, $0x01
+	JNE          chunks
+	MOVQ         last+56(FP), R11
+
+chunks:
+	SHRQ $0x05, R11
+	JZ   blockdone
+
+chunk:
+	VPMOVSXBD   (R8), Z5
+	VPMOVSXBD   16(R8), Z6
+	VCVTDQ2PS   Z5, Z5
+	VMULPS      Z4, Z5, Z5
+	VCVTDQ2PS   Z6, Z6
+	VMULPS      Z4, Z6, Z6
+	VFMADD231PS (R9), Z5, Z0
+	VFMADD231PS 64(R9), Z6, Z1
+	VFMADD231PS (R9)(CX*1), Z5, Z2
+	VFMADD231PS 64(R9)(CX*1), Z6, Z3
+	ADDQ        $0x20, R8
+	ADDQ        $0x00000080, R9
+	DECQ        R11
+	JNZ         chunk
+
+blockdone:
+	DECQ          R10
+	JNZ           block
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y4
+	VEXTRACTF128  $0x01, Y4, X5
+	VADDPS        X5, X4, X5
+	VMOVHLPS      X5, X5, X4
+	VADDPS        X4, X5, X5
+	VMOVSHDUP     X5, X4
+	VADDSS        X4, X5, X5
+	VMOVSS        X5, (SI)
+	VADDPS        Z3, Z2, Z2
+	VEXTRACTF64X4 $0x01, Z2, Y4
+	VADDPS        Y4, Y2, Y4
+	VEXTRACTF128  $0x01, Y4, X5
+	VADDPS        X5, X4, X5
+	VMOVHLPS      X5, X5, X4
+	VADDPS        X4, X5, X5
+	VMOVSHDUP     X5, X4
+	VADDSS        X4, X5, X5
+	VMOVSS        X5, (SI)(DI*1)
+	ADDQ          $0x04, SI
+	ADDQ          rowBytes+24(FP), DX
+	DECQ          BX
+	JNZ           row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotRF8Sx3AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX512F
+TEXT ·packedDotRF8Sx3AVX512(SB), NOSPLIT, $0-80
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	MOVQ  w+16(FP), DX
+	MOVQ  rows+32(FP), BX
+	MOVQ  c+64(FP), SI
+	MOVQ  ldc+72(FP), DI
+	SHLQ  $0x02, DI
+	TESTQ BX, BX
+	JZ    done
+
+row:
+	MOVQ   DX, R8
+	MOVQ   AX, R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	MOVQ   blocks+48(FP), R10
+
+block:
+	VBROADCASTSS (R8), Z6
+	ADDQ         $0x04, R8
+	MOVQ         group+40(FP), R11
+	CMPQ         R10, $0x01
+	JNE          chunks
+	MOVQ         last+56(FP), R11
+
+chunks:
+	SHRQ $0x05, R11
+	JZ   blockdone
+
+chunk:
+	VPMOVSXBD   (R8), Z7
+	VPMOVSXBD   16(R8), Z8
+	VCVTDQ2PS   Z7, Z7
+	VMULPS      Z6, Z7, Z7
+	VCVTDQ2PS   Z8, Z8
+	VMULPS      Z6, Z8, Z8
+	VFMADD231PS (R9), Z7, Z0
+	VFMADD231PS 64(R9), Z8, Z1
+	VFMADD231PS (R9)(CX*1), Z7, Z2
+	VFMADD231PS 64(R9)(CX*1), Z8, Z3
+	VFMADD231PS (R9)(CX*2), Z7, Z4
+	VFMADD231PS 64(R9)(CX*2), Z8, Z5
+	ADDQ        $0x20, R8
+	ADDQ        $0x00000080, R9
+	DECQ        R11
+	JNZ         chunk
+
+blockdone:
+	DECQ          R10
+	JNZ           block
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y6
+	VADDPS        Y6, Y0, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X7
+	VMOVHLPS      X7, X7, X6
+	VADDPS        X6, X7, X7
+	VMOVSHDUP     X7, X6
+	VADDSS        X6, X7, X7
+	VMOVSS        X7, (SI)
+	VADDPS        Z3, Z2, Z2
+	VEXTRACTF64X4 $0x01, Z2, Y6
+	VADDPS        Y6, Y2, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X7
+	VMOVHLPS      X7, X7, X6
+	VADDPS        X6, X7, X7
+	VMOVSHDUP     X7, X6
+	VADDSS        X6, X7, X7
+	VMOVSS        X7, (SI)(DI*1)
+	VADDPS        Z5, Z4, Z4
+	VEXTRACTF64X4 $0x01, Z4, Y6
+	VADDPS        Y6, Y4, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X7
+	VMOVHLPS      X7, X7, X6
+	VADDPS        X6, X7, X7
+	VMOVSHDUP     X7, X6
+	VADDSS        X6, X7, X7
+	VMOVSS        X7, (SI)(DI*2)
+	ADDQ          $0x04, SI
+	ADDQ          rowBytes+24(FP), DX
+	DECQ          BX
+	JNZ           row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotRF8Sx4AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX512F
+TEXT ·packedDotRF8Sx4AVX512(SB), NOSPLIT, $0-80
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	LEAQ  (CX)(CX*2), DX
+	MOVQ  w+16(FP), BX
+	MOVQ  rows+32(FP), SI
+	MOVQ  c+64(FP), DI
+	MOVQ  ldc+72(FP), R8
+	SHLQ  $0x02, R8
+	LEAQ  (R8)(R8*2), R9
+	TESTQ SI, SI
+	JZ    done
+
+row:
+	MOVQ   BX, R10
+	MOVQ   AX, R11
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	MOVQ   blocks+48(FP), R12
+
+block:
+	VBROADCASTSS (R10), Z8
+	ADDQ         $0x04, R10
+	MOVQ         group+40(FP), R13
+	CMPQ         R12, $0x01
+	JNE          chunks
+	MOVQ         last+56(FP), R13
+
+chunks:
+	SHRQ $0x05, R13
+	JZ   blockdone
+
+chunk:
+	VPMOVSXBD   (R10), Z9
+	VPMOVSXBD   16(R10), Z10
+	VCVTDQ2PS   Z9, Z9
+	VMULPS      Z8, Z9, Z9
+	VCVTDQ2PS   Z10, Z10
+	VMULPS      Z8, Z10, Z10
+	VFMADD231PS (R11), Z9, Z0
+	VFMADD231PS 64(R11), Z10, Z1
+	VFMADD231PS (R11)(CX*1), Z9, Z2
+	VFMADD231PS 64(R11)(CX*1), Z10, Z3
+	VFMADD231PS (R11)(CX*2), Z9, Z4
+	VFMADD231PS 64(R11)(CX*2), Z10, Z5
+	VFMADD231PS (R11)(DX*1), Z9, Z6
+	VFMADD231PS 64(R11)(DX*1), Z10, Z7
+	ADDQ        $0x20, R10
+	ADDQ        $0x00000080, R11
+	DECQ        R13
+	JNZ         chunk
+
+blockdone:
+	DECQ          R12
+	JNZ           block
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y8
+	VADDPS        Y8, Y0, Y8
+	VEXTRACTF128  $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (DI)
+	VADDPS        Z3, Z2, Z2
+	VEXTRACTF64X4 $0x01, Z2, Y8
+	VADDPS        Y8, Y2, Y8
+	VEXTRACTF128  $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (DI)(R8*1)
+	VADDPS        Z5, Z4, Z4
+	VEXTRACTF64X4 $0x01, Z4, Y8
+	VADDPS        Y8, Y4, Y8
+	VEXTRACTF128  $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (DI)(R8*2)
+	VADDPS        Z7, Z6, Z6
+	VEXTRACTF64X4 $0x01, Z6, Y8
+	VADDPS        Y8, Y6, Y8
+	VEXTRACTF128  $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (DI)(R9*1)
+	ADDQ          $0x04, DI
+	ADDQ          rowBytes+24(FP), BX
+	DECQ          SI
+	JNZ           row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotRF8Ux1AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX512F
+TEXT ·packedDotRF8Ux1AVX512(SB), NOSPLIT, $0-80
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	MOVQ  w+16(FP), CX
+	MOVQ  rows+32(FP), DX
+	MOVQ  c+64(FP), BX
+	MOVQ  ldc+72(FP), SI
+	SHLQ  $0x02, SI
+	TESTQ DX, DX
+	JZ    done
+
+row:
+	MOVQ   CX, SI
+	MOVQ   AX, DI
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	MOVQ   blocks+48(FP), R8
+
+block:
+	VBROADCASTSS (SI), Z2
+	ADDQ         $0x04, SI
+	MOVQ         group+40(FP), R9
+	CMPQ         R8, $0x01
+	JNE          chunks
+	MOVQ         last+56(FP), R9
+
+chunks:
+	SHRQ $0x05, R9
+	JZ   blockdone
+
+chunk:
+	VPMOVZXBD   (SI), Z3
+	VPMOVZXBD   16(SI), Z4
+	VCVTDQ2PS   Z3, Z3
+	VMULPS      Z2, Z3, Z3
+	VCVTDQ2PS   Z4, Z4
+	VMULPS      Z2, Z4, Z4
+	VFMADD231PS (DI), Z3, Z0
+	VFMADD231PS 64(DI), Z4, Z1
+	ADDQ        $0x20, SI
+	ADDQ        $0x00000080, DI
+	DECQ        R9
+	JNZ         chunk
+
+blockdone:
+	DECQ          R8
+	JNZ           block
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y2
+	VADDPS        Y2, Y0, Y2
+	VEXTRACTF128  $0x01, Y2, X3
+	VADDPS        X3, X2, X3
+	VMOVHLPS      X3, X3, X2
+	VADDPS        X2, X3, X3
+	VMOVSHDUP     X3, X2
+	VADDSS        X2, X3, X3
+	VMOVSS        X3, (BX)
+	ADDQ          $0x04, BX
+	ADDQ          rowBytes+24(FP), CX
+	DECQ          DX
+	JNZ           row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotRF8Ux2AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX512F
+TEXT ·packedDotRF8Ux2AVX512(SB), NOSPLIT, $0-80
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	MOVQ  w+16(FP), DX
+	MOVQ  rows+32(FP), BX
+	MOVQ  c+64(FP), SI
+	MOVQ  ldc+72(FP), DI
+	SHLQ  $0x02, DI
+	TESTQ BX, BX
+	JZ    done
+
+row:
+	MOVQ   DX, R8
+	MOVQ   AX, R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	MOVQ   blocks+48(FP), R10
+
+block:
+	VBROADCASTSS (R8), Z4
+	ADDQ         $0x04, R8
+	MOVQ         group+40(FP), R11
+	CMPQ         R10, $0x01
+	JNE          chunks
+	MOVQ         last+56(FP), R11
+
+chunks:
+	SHRQ $0x05, R11
+	JZ   blockdone
+
+chunk:
+	VPMOVZXBD   (R8), Z5
+	VPMOVZXBD   16(R8), Z6
+	VCVTDQ2PS   Z5, Z5
+	VMULPS      Z4, Z5, Z5
+	VCVTDQ2PS   Z6, Z6
+	VMULPS      Z4, Z6, Z6
+	VFMADD231PS (R9), Z5, Z0
+	VFMADD231PS 64(R9), Z6, Z1
+	VFMADD231PS (R9)(CX*1), Z5, Z2
+	VFMADD231PS 64(R9)(CX*1), Z6, Z3
+	ADDQ        $0x20, R8
+	ADDQ        $0x00000080, R9
+	DECQ        R11
+	JNZ         chunk
+
+blockdone:
+	DECQ          R10
+	JNZ           block
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y4
+	VEXTRACTF128  $0x01, Y4, X5
+	VADDPS        X5, X4, X5
+	VMOVHLPS      X5, X5, X4
+	VADDPS        X4, X5, X5
+	VMOVSHDUP     X5, X4
+	VADDSS        X4, X5, X5
+	VMOVSS        X5, (SI)
+	VADDPS        Z3, Z2, Z2
+	VEXTRACTF64X4 $0x01, Z2, Y4
+	VADDPS        Y4, Y2, Y4
+	VEXTRACTF128  $0x01, Y4, X5
+	VADDPS        X5, X4, X5
+	VMOVHLPS      X5, X5, X4
+	VADDPS        X4, X5, X5
+	VMOVSHDUP     X5, X4
+	VADDSS        X4, X5, X5
+	VMOVSS        X5, (SI)(DI*1)
+	ADDQ          $0x04, SI
+	ADDQ          rowBytes+24(FP), DX
+	DECQ          BX
+	JNZ           row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotRF8Ux3AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX512F
+TEXT ·packedDotRF8Ux3AVX512(SB), NOSPLIT, $0-80
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	MOVQ  w+16(FP), DX
+	MOVQ  rows+32(FP), BX
+	MOVQ  c+64(FP), SI
+	MOVQ  ldc+72(FP), DI
+	SHLQ  $0x02, DI
+	TESTQ BX, BX
+	JZ    done
+
+row:
+	MOVQ   DX, R8
+	MOVQ   AX, R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	MOVQ   blocks+48(FP), R10
+
+block:
+	VBROADCASTSS (R8), Z6
+	ADDQ         $0x04, R8
+	MOVQ         group+40(FP), R11
+	CMPQ         R10, $0x01
+	JNE          chunks
+	MOVQ         last+56(FP), R11
+
+chunks:
+	SHRQ $0x05, R11
+	JZ   blockdone
+
+chunk:
+	VPMOVZXBD   (R8), Z7
+	VPMOVZXBD   16(R8), Z8
+	VCVTDQ2PS   Z7, Z7
+	VMULPS      Z6, Z7, Z7
+	VCVTDQ2PS   Z8, Z8
+	VMULPS      Z6, Z8, Z8
+	VFMADD231PS (R9), Z7, Z0
+	VFMADD231PS 64(R9), Z8, Z1
+	VFMADD231PS (R9)(CX*1), Z7, Z2
+	VFMADD231PS 64(R9)(CX*1), Z8, Z3
+	VFMADD231PS (R9)(CX*2), Z7, Z4
+	VFMADD231PS 64(R9)(CX*2), Z8, Z5
+	ADDQ        $0x20, R8
+	ADDQ        $0x00000080, R9
+	DECQ        R11
+	JNZ         chunk
+
+blockdone:
+	DECQ          R10
+	JNZ           block
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y6
+	VADDPS        Y6, Y0, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X7
+	VMOVHLPS      X7, X7, X6
+	VADDPS        X6, X7, X7
+	VMOVSHDUP     X7, X6
+	VADDSS        X6, X7, X7
+	VMOVSS        X7, (SI)
+	VADDPS        Z3, Z2, Z2
+	VEXTRACTF64X4 $0x01, Z2, Y6
+	VADDPS        Y6, Y2, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X7
+	VMOVHLPS      X7, X7, X6
+	VADDPS        X6, X7, X7
+	VMOVSHDUP     X7, X6
+	VADDSS        X6, X7, X7
+	VMOVSS        X7, (SI)(DI*1)
+	VADDPS        Z5, Z4, Z4
+	VEXTRACTF64X4 $0x01, Z4, Y6
+	VADDPS        Y6, Y4, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X7
+	VMOVHLPS      X7, X7, X6
+	VADDPS        X6, X7, X7
+	VMOVSHDUP     X7, X6
+	VADDSS        X6, X7, X7
+	VMOVSS        X7, (SI)(DI*2)
+	ADDQ          $0x04, SI
+	ADDQ          rowBytes+24(FP), DX
+	DECQ          BX
+	JNZ           row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotRF8Ux4AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX512F
+TEXT ·packedDotRF8Ux4AVX512(SB), NOSPLIT, $0-80
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	LEAQ  (CX)(CX*2), DX
+	MOVQ  w+16(FP), BX
+	MOVQ  rows+32(FP), SI
+	MOVQ  c+64(FP), DI
+	MOVQ  ldc+72(FP), R8
+	SHLQ  $0x02, R8
+	LEAQ  (R8)(R8*2), R9
+	TESTQ SI, SI
+	JZ    done
+
+row:
+	MOVQ   BX, R10
+	MOVQ   AX, R11
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	MOVQ   blocks+48(FP), R12
+
+block:
+	VBROADCASTSS (R10), Z8
+	ADDQ         $0x04, R10
+	MOVQ         group+40(FP), R13
+	CMPQ         R12, $0x01
+	JNE          chunks
+	MOVQ         last+56(FP), R13
+
+chunks:
+	SHRQ $0x05, R13
+	JZ   blockdone
+
+chunk:
+	VPMOVZXBD   (R10), Z9
+	VPMOVZXBD   16(R10), Z10
+	VCVTDQ2PS   Z9, Z9
+	VMULPS      Z8, Z9, Z9
+	VCVTDQ2PS   Z10, Z10
+	VMULPS      Z8, Z10, Z10
+	VFMADD231PS (R11), Z9, Z0
+	VFMADD231PS 64(R11), Z10, Z1
+	VFMADD231PS (R11)(CX*1), Z9, Z2
+	VFMADD231PS 64(R11)(CX*1), Z10, Z3
+	VFMADD231PS (R11)(CX*2), Z9, Z4
+	VFMADD231PS 64(R11)(CX*2), Z10, Z5
+	VFMADD231PS (R11)(DX*1), Z9, Z6
+	VFMADD231PS 64(R11)(DX*1), Z10, Z7
+	ADDQ        $0x20, R10
+	ADDQ        $0x00000080, R11
+	DECQ        R13
+	JNZ         chunk
+
+blockdone:
+	DECQ          R12
+	JNZ           block
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y8
+	VADDPS        Y8, Y0, Y8
+	VEXTRACTF128  $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (DI)
+	VADDPS        Z3, Z2, Z2
+	VEXTRACTF64X4 $0x01, Z2, Y8
+	VADDPS        Y8, Y2, Y8
+	VEXTRACTF128  $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (DI)(R8*1)
+	VADDPS        Z5, Z4, Z4
+	VEXTRACTF64X4 $0x01, Z4, Y8
+	VADDPS        Y8, Y4, Y8
+	VEXTRACTF128  $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (DI)(R8*2)
+	VADDPS        Z7, Z6, Z6
+	VEXTRACTF64X4 $0x01, Z6, Y8
+	VADDPS        Y8, Y6, Y8
+	VEXTRACTF128  $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (DI)(R9*1)
+	ADDQ          $0x04, DI
+	ADDQ          rowBytes+24(FP), BX
+	DECQ          SI
+	JNZ           row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotRF8SZx1AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX512F
+TEXT ·packedDotRF8SZx1AVX512(SB), NOSPLIT, $0-80
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	MOVQ  w+16(FP), CX
+	MOVQ  rows+32(FP), DX
+	MOVQ  c+64(FP), BX
+	MOVQ  ldc+72(FP), SI
+	SHLQ  $0x02, SI
+	TESTQ DX, DX
+	JZ    done
+
+row:
+	MOVQ   CX, SI
+	MOVQ   AX, DI
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	MOVQ   blocks+48(FP), R8
+
+block:
+	VBROADCASTSS (SI), Z2
+	VPBROADCASTD 4(SI), Z3
+	ADDQ         $0x08, SI
+	MOVQ         group+40(FP), R9
+	CMPQ         R8, $0x01
+	JNE          chunks
+	MOVQ         last+56(FP), R9
+
+chunks:
+	SHRQ $0x05, R9
+	JZ   blockdone
+
+chunk:
+	VPMOVSXBD   (SI), Z4
+	VPMOVSXBD   16(SI), Z5
+	VPSUBD      Z3, Z4, Z4
+	VCVTDQ2PS   Z4, Z4
+	VMULPS      Z2, Z4, Z4
+	VPSUBD      Z3, Z5, Z5
+	VCVTDQ2PS   Z5, Z5
+	VMULPS      Z2, Z5, Z5
+	VFMADD231PS (DI), Z4, Z0
+	VFMADD231PS 64(DI), Z5, Z1
+	ADDQ        $0x20, SI
+	ADDQ        $0x00000080, DI
+	DECQ        R9
+	JNZ         chunk
+
+blockdone:
+	DECQ          R8
+	JNZ           block
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y2
+	VADDPS        Y2, Y0, Y2
+	VEXTRACTF128  $0x01, Y2, X3
+	VADDPS        X3, X2, X3
+	VMOVHLPS      X3, X3, X2
+	VADDPS        X2, X3, X3
+	VMOVSHDUP     X3, X2
+	VADDSS        X2, X3, X3
+	VMOVSS        X3, (BX)
+	ADDQ          $0x04, BX
+	ADDQ          rowBytes+24(FP), CX
+	DECQ          DX
+	JNZ           row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotRF8SZx2AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX512F
+TEXT ·packedDotRF8SZx2AVX512(SB), NOSPLIT, $0-80
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	MOVQ  w+16(FP), DX
+	MOVQ  rows+32(FP), BX
+	MOVQ  c+64(FP), SI
+	MOVQ  ldc+72(FP), DI
+	SHLQ  $0x02, DI
+	TESTQ BX, BX
+	JZ    done
+
+row:
+	MOVQ   DX, R8
+	MOVQ   AX, R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	MOVQ   blocks+48(FP), R10
+
+block:
+	VBROADCASTSS (R8), Z4
+	VPBROADCASTD 4(R8), Z5
+	ADDQ         $0x08, R8
+	MOVQ         group+40(FP), R11
+	CMPQ         R10, $0x01
+	JNE          chunks
+	MOVQ         last+56(FP), R11
+
+chunks:
+	SHRQ $0x05, R11
+	JZ   blockdone
+
+chunk:
+	VPMOVSXBD   (R8), Z6
+	VPMOVSXBD   16(R8), Z7
+	VPSUBD      Z5, Z6, Z6
+	VCVTDQ2PS   Z6, Z6
+	VMULPS      Z4, Z6, Z6
+	VPSUBD      Z5, Z7, Z7
+	VCVTDQ2PS   Z7, Z7
+	VMULPS      Z4, Z7, Z7
+	VFMADD231PS (R9), Z6, Z0
+	VFMADD231PS 64(R9), Z7, Z1
+	VFMADD231PS (R9)(CX*1), Z6, Z2
+	VFMADD231PS 64(R9)(CX*1), Z7, Z3
+	ADDQ        $0x20, R8
+	ADDQ        $0x00000080, R9
+	DECQ        R11
+	JNZ         chunk
+
+blockdone:
+	DECQ          R10
+	JNZ           block
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y4
+	VEXTRACTF128  $0x01, Y4, X5
+	VADDPS        X5, X4, X5
+	VMOVHLPS      X5, X5, X4
+	VADDPS        X4, X5, X5
+	VMOVSHDUP     X5, X4
+	VADDSS        X4, X5, X5
+	VMOVSS        X5, (SI)
+	VADDPS        Z3, Z2, Z2
+	VEXTRACTF64X4 $0x01, Z2, Y4
+	VADDPS        Y4, Y2, Y4
+	VEXTRACTF128  $0x01, Y4, X5
+	VADDPS        X5, X4, X5
+	VMOVHLPS      X5, X5, X4
+	VADDPS        X4, X5, X5
+	VMOVSHDUP     X5, X4
+	VADDSS        X4, X5, X5
+	VMOVSS        X5, (SI)(DI*1)
+	ADDQ          $0x04, SI
+	ADDQ          rowBytes+24(FP), DX
+	DECQ          BX
+	JNZ           row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotRF8SZx3AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX512F
+TEXT ·packedDotRF8SZx3AVX512(SB), NOSPLIT, $0-80
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	MOVQ  w+16(FP), DX
+	MOVQ  rows+32(FP), BX
+	MOVQ  c+64(FP), SI
+	MOVQ  ldc+72(FP), DI
+	SHLQ  $0x02, DI
+	TESTQ BX, BX
+	JZ    done
+
+row:
+	MOVQ   DX, R8
+	MOVQ   AX, R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	MOVQ   blocks+48(FP), R10
+
+block:
+	VBROADCASTSS (R8), Z6
+	VPBROADCASTD 4(R8), Z7
+	ADDQ         $0x08, R8
+	MOVQ         group+40(FP), R11
+	CMPQ         R10, $0x01
+	JNE          chunks
+	MOVQ         last+56(FP), R11
+
+chunks:
+	SHRQ $0x05, R11
+	JZ   blockdone
+
+chunk:
+	VPMOVSXBD   (R8), Z8
+	VPMOVSXBD   16(R8), Z9
+	VPSUBD      Z7, Z8, Z8
+	VCVTDQ2PS   Z8, Z8
+	VMULPS      Z6, Z8, Z8
+	VPSUBD      Z7, Z9, Z9
+	VCVTDQ2PS   Z9, Z9
+	VMULPS      Z6, Z9, Z9
+	VFMADD231PS (R9), Z8, Z0
+	VFMADD231PS 64(R9), Z9, Z1
+	VFMADD231PS (R9)(CX*1), Z8, Z2
+	VFMADD231PS 64(R9)(CX*1), Z9, Z3
+	VFMADD231PS (R9)(CX*2), Z8, Z4
+	VFMADD231PS 64(R9)(CX*2), Z9, Z5
+	ADDQ        $0x20, R8
+	ADDQ        $0x00000080, R9
+	DECQ        R11
+	JNZ         chunk
+
+blockdone:
+	DECQ          R10
+	JNZ           block
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y6
+	VADDPS        Y6, Y0, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X7
+	VMOVHLPS      X7, X7, X6
+	VADDPS        X6, X7, X7
+	VMOVSHDUP     X7, X6
+	VADDSS        X6, X7, X7
+	VMOVSS        X7, (SI)
+	VADDPS        Z3, Z2, Z2
+	VEXTRACTF64X4 $0x01, Z2, Y6
+	VADDPS        Y6, Y2, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X7
+	VMOVHLPS      X7, X7, X6
+	VADDPS        X6, X7, X7
+	VMOVSHDUP     X7, X6
+	VADDSS        X6, X7, X7
+	VMOVSS        X7, (SI)(DI*1)
+	VADDPS        Z5, Z4, Z4
+	VEXTRACTF64X4 $0x01, Z4, Y6
+	VADDPS        Y6, Y4, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X7
+	VMOVHLPS      X7, X7, X6
+	VADDPS        X6, X7, X7
+	VMOVSHDUP     X7, X6
+	VADDSS        X6, X7, X7
+	VMOVSS        X7, (SI)(DI*2)
+	ADDQ          $0x04, SI
+	ADDQ          rowBytes+24(FP), DX
+	DECQ          BX
+	JNZ           row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotRF8SZx4AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX512F
+TEXT ·packedDotRF8SZx4AVX512(SB), NOSPLIT, $0-80
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	LEAQ  (CX)(CX*2), DX
+	MOVQ  w+16(FP), BX
+	MOVQ  rows+32(FP), SI
+	MOVQ  c+64(FP), DI
+	MOVQ  ldc+72(FP), R8
+	SHLQ  $0x02, R8
+	LEAQ  (R8)(R8*2), R9
+	TESTQ SI, SI
+	JZ    done
+
+row:
+	MOVQ   BX, R10
+	MOVQ   AX, R11
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	MOVQ   blocks+48(FP), R12
+
+block:
+	VBROADCASTSS (R10), Z8
+	VPBROADCASTD 4(R10), Z9
+	ADDQ         $0x08, R10
+	MOVQ         group+40(FP), R13
+	CMPQ         R12, $0x01
+	JNE          chunks
+	MOVQ         last+56(FP), R13
+
+chunks:
+	SHRQ $0x05, R13
+	JZ   blockdone
+
+chunk:
+	VPMOVSXBD   (R10), Z10
+	VPMOVSXBD   16(R10), Z11
+	VPSUBD      Z9, Z10, Z10
+	VCVTDQ2PS   Z10, Z10
+	VMULPS      Z8, Z10, Z10
+	VPSUBD      Z9, Z11, Z11
+	VCVTDQ2PS   Z11, Z11
+	VMULPS      Z8, Z11, Z11
+	VFMADD231PS (R11), Z10, Z0
+	VFMADD231PS 64(R11), Z11, Z1
+	VFMADD231PS (R11)(CX*1), Z10, Z2
+	VFMADD231PS 64(R11)(CX*1), Z11, Z3
+	VFMADD231PS (R11)(CX*2), Z10, Z4
+	VFMADD231PS 64(R11)(CX*2), Z11, Z5
+	VFMADD231PS (R11)(DX*1), Z10, Z6
+	VFMADD231PS 64(R11)(DX*1), Z11, Z7
+	ADDQ        $0x20, R10
+	ADDQ        $0x00000080, R11
+	DECQ        R13
+	JNZ         chunk
+
+blockdone:
+	DECQ          R12
+	JNZ           block
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y8
+	VADDPS        Y8, Y0, Y8
+	VEXTRACTF128  $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (DI)
+	VADDPS        Z3, Z2, Z2
+	VEXTRACTF64X4 $0x01, Z2, Y8
+	VADDPS        Y8, Y2, Y8
+	VEXTRACTF128  $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (DI)(R8*1)
+	VADDPS        Z5, Z4, Z4
+	VEXTRACTF64X4 $0x01, Z4, Y8
+	VADDPS        Y8, Y4, Y8
+	VEXTRACTF128  $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (DI)(R8*2)
+	VADDPS        Z7, Z6, Z6
+	VEXTRACTF64X4 $0x01, Z6, Y8
+	VADDPS        Y8, Y6, Y8
+	VEXTRACTF128  $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (DI)(R9*1)
+	ADDQ          $0x04, DI
+	ADDQ          rowBytes+24(FP), BX
+	DECQ          SI
+	JNZ           row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotRF8UZx1AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX512F
+TEXT ·packedDotRF8UZx1AVX512(SB), NOSPLIT, $0-80
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	MOVQ  w+16(FP), CX
+	MOVQ  rows+32(FP), DX
+	MOVQ  c+64(FP), BX
+	MOVQ  ldc+72(FP), SI
+	SHLQ  $0x02, SI
+	TESTQ DX, DX
+	JZ    done
+
+row:
+	MOVQ   CX, SI
+	MOVQ   AX, DI
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	MOVQ   blocks+48(FP), R8
+
+block:
+	VBROADCASTSS (SI), Z2
+	VPBROADCASTD 4(SI), Z3
+	ADDQ         $0x08, SI
+	MOVQ         group+40(FP), R9
+	CMPQ         R8, $0x01
+	JNE          chunks
+	MOVQ         last+56(FP), R9
+
+chunks:
+	SHRQ $0x05, R9
+	JZ   blockdone
+
+chunk:
+	VPMOVZXBD   (SI), Z4
+	VPMOVZXBD   16(SI), Z5
+	VPSUBD      Z3, Z4, Z4
+	VCVTDQ2PS   Z4, Z4
+	VMULPS      Z2, Z4, Z4
+	VPSUBD      Z3, Z5, Z5
+	VCVTDQ2PS   Z5, Z5
+	VMULPS      Z2, Z5, Z5
+	VFMADD231PS (DI), Z4, Z0
+	VFMADD231PS 64(DI), Z5, Z1
+	ADDQ        $0x20, SI
+	ADDQ        $0x00000080, DI
+	DECQ        R9
+	JNZ         chunk
+
+blockdone:
+	DECQ          R8
+	JNZ           block
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y2
+	VADDPS        Y2, Y0, Y2
+	VEXTRACTF128  $0x01, Y2, X3
+	VADDPS        X3, X2, X3
+	VMOVHLPS      X3, X3, X2
+	VADDPS        X2, X3, X3
+	VMOVSHDUP     X3, X2
+	VADDSS        X2, X3, X3
+	VMOVSS        X3, (BX)
+	ADDQ          $0x04, BX
+	ADDQ          rowBytes+24(FP), CX
+	DECQ          DX
+	JNZ           row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotRF8UZx2AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX512F
+TEXT ·packedDotRF8UZx2AVX512(SB), NOSPLIT, $0-80
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	MOVQ  w+16(FP), DX
+	MOVQ  rows+32(FP), BX
+	MOVQ  c+64(FP), SI
+	MOVQ  ldc+72(FP), DI
+	SHLQ  $0x02, DI
+	TESTQ BX, BX
+	JZ    done
+
+row:
+	MOVQ   DX, R8
+	MOVQ   AX, R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	MOVQ   blocks+48(FP), R10
+
+block:
+	VBROADCASTSS (R8), Z4
+	VPBROADCASTD 4(R8), Z5
+	ADDQ         $0x08, R8
+	MOVQ         group+40(FP), R11
+	CMPQ         R10, $0x01
+	JNE          chunks
+	MOVQ         last+56(FP), R11
+
+chunks:
+	SHRQ $0x05, R11
+	JZ   blockdone
+
+chunk:
+	VPMOVZXBD   (R8), Z6
+	VPMOVZXBD   16(R8), Z7
+	VPSUBD      Z5, Z6, Z6
+	VCVTDQ2PS   Z6, Z6
+	VMULPS      Z4, Z6, Z6
+	VPSUBD      Z5, Z7, Z7
+	VCVTDQ2PS   Z7, Z7
+	VMULPS      Z4, Z7, Z7
+	VFMADD231PS (R9), Z6, Z0
+	VFMADD231PS 64(R9), Z7, Z1
+	VFMADD231PS (R9)(CX*1), Z6, Z2
+	VFMADD231PS 64(R9)(CX*1), Z7, Z3
+	ADDQ        $0x20, R8
+	ADDQ        $0x00000080, R9
+	DECQ        R11
+	JNZ         chunk
+
+blockdone:
+	DECQ          R10
+	JNZ           block
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y4
+	VEXTRACTF128  $0x01, Y4, X5
+	VADDPS        X5, X4, X5
+	VMOVHLPS      X5, X5, X4
+	VADDPS        X4, X5, X5
+	VMOVSHDUP     X5, X4
+	VADDSS        X4, X5, X5
+	VMOVSS        X5, (SI)
+	VADDPS        Z3, Z2, Z2
+	VEXTRACTF64X4 $0x01, Z2, Y4
+	VADDPS        Y4, Y2, Y4
+	VEXTRACTF128  $0x01, Y4, X5
+	VADDPS        X5, X4, X5
+	VMOVHLPS      X5, X5, X4
+	VADDPS        X4, X5, X5
+	VMOVSHDUP     X5, X4
+	VADDSS        X4, X5, X5
+	VMOVSS        X5, (SI)(DI*1)
+	ADDQ          $0x04, SI
+	ADDQ          rowBytes+24(FP), DX
+	DECQ          BX
+	JNZ           row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotRF8UZx3AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX512F
+TEXT ·packedDotRF8UZx3AVX512(SB), NOSPLIT, $0-80
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	MOVQ  w+16(FP), DX
+	MOVQ  rows+32(FP), BX
+	MOVQ  c+64(FP), SI
+	MOVQ  ldc+72(FP), DI
+	SHLQ  $0x02, DI
+	TESTQ BX, BX
+	JZ    done
+
+row:
+	MOVQ   DX, R8
+	MOVQ   AX, R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	MOVQ   blocks+48(FP), R10
+
+block:
+	VBROADCASTSS (R8), Z6
+	VPBROADCASTD 4(R8), Z7
+	ADDQ         $0x08, R8
+	MOVQ         group+40(FP), R11
+	CMPQ         R10, $0x01
+	JNE          chunks
+	MOVQ         last+56(FP), R11
+
+chunks:
+	SHRQ $0x05, R11
+	JZ   blockdone
+
+chunk:
+	VPMOVZXBD   (R8), Z8
+	VPMOVZXBD   16(R8), Z9
+	VPSUBD      Z7, Z8, Z8
+	VCVTDQ2PS   Z8, Z8
+	VMULPS      Z6, Z8, Z8
+	VPSUBD      Z7, Z9, Z9
+	VCVTDQ2PS   Z9, Z9
+	VMULPS      Z6, Z9, Z9
+	VFMADD231PS (R9), Z8, Z0
+	VFMADD231PS 64(R9), Z9, Z1
+	VFMADD231PS (R9)(CX*1), Z8, Z2
+	VFMADD231PS 64(R9)(CX*1), Z9, Z3
+	VFMADD231PS (R9)(CX*2), Z8, Z4
+	VFMADD231PS 64(R9)(CX*2), Z9, Z5
+	ADDQ        $0x20, R8
+	ADDQ        $0x00000080, R9
+	DECQ        R11
+	JNZ         chunk
+
+blockdone:
+	DECQ          R10
+	JNZ           block
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y6
+	VADDPS        Y6, Y0, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X7
+	VMOVHLPS      X7, X7, X6
+	VADDPS        X6, X7, X7
+	VMOVSHDUP     X7, X6
+	VADDSS        X6, X7, X7
+	VMOVSS        X7, (SI)
+	VADDPS        Z3, Z2, Z2
+	VEXTRACTF64X4 $0x01, Z2, Y6
+	VADDPS        Y6, Y2, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X7
+	VMOVHLPS      X7, X7, X6
+	VADDPS        X6, X7, X7
+	VMOVSHDUP     X7, X6
+	VADDSS        X6, X7, X7
+	VMOVSS        X7, (SI)(DI*1)
+	VADDPS        Z5, Z4, Z4
+	VEXTRACTF64X4 $0x01, Z4, Y6
+	VADDPS        Y6, Y4, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X7
+	VMOVHLPS      X7, X7, X6
+	VADDPS        X6, X7, X7
+	VMOVSHDUP     X7, X6
+	VADDSS        X6, X7, X7
+	VMOVSS        X7, (SI)(DI*2)
+	ADDQ          $0x04, SI
+	ADDQ          rowBytes+24(FP), DX
+	DECQ          BX
+	JNZ           row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotRF8UZx4AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX512F
+TEXT ·packedDotRF8UZx4AVX512(SB), NOSPLIT, $0-80
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	LEAQ  (CX)(CX*2), DX
+	MOVQ  w+16(FP), BX
+	MOVQ  rows+32(FP), SI
+	MOVQ  c+64(FP), DI
+	MOVQ  ldc+72(FP), R8
+	SHLQ  $0x02, R8
+	LEAQ  (R8)(R8*2), R9
+	TESTQ SI, SI
+	JZ    done
+
+row:
+	MOVQ   BX, R10
+	MOVQ   AX, R11
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	MOVQ   blocks+48(FP), R12
+
+block:
+	VBROADCASTSS (R10), Z8
+	VPBROADCASTD 4(R10), Z9
+	ADDQ         $0x08, R10
+	MOVQ         group+40(FP), R13
+	CMPQ         R12, $0x01
+	JNE          chunks
+	MOVQ         last+56(FP), R13
+
+chunks:
+	SHRQ $0x05, R13
+	JZ   blockdone
+
+chunk:
+	VPMOVZXBD   (R10), Z10
+	VPMOVZXBD   16(R10), Z11
+	VPSUBD      Z9, Z10, Z10
+	VCVTDQ2PS   Z10, Z10
+	VMULPS      Z8, Z10, Z10
+	VPSUBD      Z9, Z11, Z11
+	VCVTDQ2PS   Z11, Z11
+	VMULPS      Z8, Z11, Z11
+	VFMADD231PS (R11), Z10, Z0
+	VFMADD231PS 64(R11), Z11, Z1
+	VFMADD231PS (R11)(CX*1), Z10, Z2
+	VFMADD231PS 64(R11)(CX*1), Z11, Z3
+	VFMADD231PS (R11)(CX*2), Z10, Z4
+	VFMADD231PS 64(R11)(CX*2), Z11, Z5
+	VFMADD231PS (R11)(DX*1), Z10, Z6
+	VFMADD231PS 64(R11)(DX*1), Z11, Z7
+	ADDQ        $0x20, R10
+	ADDQ        $0x00000080, R11
+	DECQ        R13
+	JNZ         chunk
+
+blockdone:
+	DECQ          R12
+	JNZ           block
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y8
+	VADDPS        Y8, Y0, Y8
+	VEXTRACTF128  $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (DI)
+	VADDPS        Z3, Z2, Z2
+	VEXTRACTF64X4 $0x01, Z2, Y8
+	VADDPS        Y8, Y2, Y8
+	VEXTRACTF128  $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (DI)(R8*1)
+	VADDPS        Z5, Z4, Z4
+	VEXTRACTF64X4 $0x01, Z4, Y8
+	VADDPS        Y8, Y4, Y8
+	VEXTRACTF128  $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (DI)(R8*2)
+	VADDPS        Z7, Z6, Z6
+	VEXTRACTF64X4 $0x01, Z6, Y8
+	VADDPS        Y8, Y6, Y8
+	VEXTRACTF128  $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (DI)(R9*1)
+	ADDQ          $0x04, DI
+	ADDQ          rowBytes+24(FP), BX
+	DECQ          SI
+	JNZ           row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotRF4Sx1AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX512F
+TEXT ·packedDotRF4Sx1AVX512(SB), NOSPLIT, $0-80
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	MOVQ  w+16(FP), CX
+	MOVQ  rows+32(FP), DX
+	MOVQ  c+64(FP), BX
+	MOVQ  ldc+72(FP), SI
+	SHLQ  $0x02, SI
+	TESTQ DX, DX
+	JZ    done
+
+row:
+	MOVQ   CX, SI
+	MOVQ   AX, DI
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	MOVQ   blocks+48(FP), R8
+
+block:
+	VBROADCASTSS (SI), Z2
+	VMOVDQU32    pkNibblesS<>+0(SB), Z3
+	VCVTDQ2PS    Z3, Z3
+	VMULPS       Z2, Z3, Z3
+	ADDQ         $0x04, SI
+	MOVQ         group+40(FP), R9
+	CMPQ         R8, $0x01
+	JNE          chunks
+	MOVQ         last+56(FP), R9
+
+chunks:
+	SHRQ $0x05, R9
+	JZ   blockdone
+
+chunk:
+	VMOVDQU     (SI), X2
+	VPSRLW      $0x04, X2, X5
+	VPUNPCKHBW  X5, X2, X4
+	VPUNPCKLBW  X5, X2, X2
+	VPMOVZXBD   X2, Z2
+	VPMOVZXBD   X4, Z4
+	VPERMPS     Z3, Z2, Z2
+	VPERMPS     Z3, Z4, Z4
+	VFMADD231PS (DI), Z2, Z0
+	VFMADD231PS 64(DI), Z4, Z1
+	ADDQ        $0x10, SI
+	ADDQ        $0x00000080, DI
+	DECQ        R9
+	JNZ         chunk
+
+blockdone:
+	DECQ          R8
+	JNZ           block
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y2
+	VADDPS        Y2, Y0, Y2
+	VEXTRACTF128  $0x01, Y2, X3
+	VADDPS        X3, X2, X3
+	VMOVHLPS      X3, X3, X2
+	VADDPS        X2, X3, X3
+	VMOVSHDUP     X3, X2
+	VADDSS        X2, X3, X3
+	VMOVSS        X3, (BX)
+	ADDQ          $0x04, BX
+	ADDQ          rowBytes+24(FP), CX
+	DECQ          DX
+	JNZ           row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotRF4Sx2AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX512F
+TEXT ·packedDotRF4Sx2AVX512(SB), NOSPLIT, $0-80
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	MOVQ  w+16(FP), DX
+	MOVQ  rows+32(FP), BX
+	MOVQ  c+64(FP), SI
+	MOVQ  ldc+72(FP), DI
+	SHLQ  $0x02, DI
+	TESTQ BX, BX
+	JZ    done
+
+row:
+	MOVQ   DX, R8
+	MOVQ   AX, R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	MOVQ   blocks+48(FP), R10
+
+block:
+	VBROADCASTSS (R8), Z4
+	VMOVDQU32    pkNibblesS<>+0(SB), Z5
+	VCVTDQ2PS    Z5, Z5
+	VMULPS       Z4, Z5, Z5
+	ADDQ         $0x04, R8
+	MOVQ         group+40(FP), R11
+	CMPQ         R10, $0x01
+	JNE          chunks
+	MOVQ         last+56(FP), R11
+
+chunks:
+	SHRQ $0x05, R11
+	JZ   blockdone
+
+chunk:
+	VMOVDQU     (R8), X4
+	VPSRLW      $0x04, X4, X7
+	VPUNPCKHBW  X7, X4, X6
+	VPUNPCKLBW  X7, X4, X4
+	VPMOVZXBD   X4, Z4
+	VPMOVZXBD   X6, Z6
+	VPERMPS     Z5, Z4, Z4
+	VPERMPS     Z5, Z6, Z6
+	VFMADD231PS (R9), Z4, Z0
+	VFMADD231PS 64(R9), Z6, Z1
+	VFMADD231PS (R9)(CX*1), Z4, Z2
+	VFMADD231PS 64(R9)(CX*1), Z6, Z3
+	ADDQ        $0x10, R8
+	ADDQ        $0x00000080, R9
+	DECQ        R11
+	JNZ         chunk
+
+blockdone:
+	DECQ          R10
+	JNZ           block
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y4
+	VEXTRACTF128  $0x01, Y4, X5
+	VADDPS        X5, X4, X5
+	VMOVHLPS      X5, X5, X4
+	VADDPS        X4, X5, X5
+	VMOVSHDUP     X5, X4
+	VADDSS        X4, X5, X5
+	VMOVSS        X5, (SI)
+	VADDPS        Z3, Z2, Z2
+	VEXTRACTF64X4 $0x01, Z2, Y4
+	VADDPS        Y4, Y2, Y4
+	VEXTRACTF128  $0x01, Y4, X5
+	VADDPS        X5, X4, X5
+	VMOVHLPS      X5, X5, X4
+	VADDPS        X4, X5, X5
+	VMOVSHDUP     X5, X4
+	VADDSS        X4, X5, X5
+	VMOVSS        X5, (SI)(DI*1)
+	ADDQ          $0x04, SI
+	ADDQ          rowBytes+24(FP), DX
+	DECQ          BX
+	JNZ           row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotRF4Sx3AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX512F
+TEXT ·packedDotRF4Sx3AVX512(SB), NOSPLIT, $0-80
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	MOVQ  w+16(FP), DX
+	MOVQ  rows+32(FP), BX
+	MOVQ  c+64(FP), SI
+	MOVQ  ldc+72(FP), DI
+	SHLQ  $0x02, DI
+	TESTQ BX, BX
+	JZ    done
+
+row:
+	MOVQ   DX, R8
+	MOVQ   AX, R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	MOVQ   blocks+48(FP), R10
+
+block:
+	VBROADCASTSS (R8), Z6
+	VMOVDQU32    pkNibblesS<>+0(SB), Z7
+	VCVTDQ2PS    Z7, Z7
+	VMULPS       Z6, Z7, Z7
+	ADDQ         $0x04, R8
+	MOVQ         group+40(FP), R11
+	CMPQ         R10, $0x01
+	JNE          chunks
+	MOVQ         last+56(FP), R11
+
+chunks:
+	SHRQ $0x05, R11
+	JZ   blockdone
+
+chunk:
+	VMOVDQU     (R8), X6
+	VPSRLW      $0x04, X6, X9
+	VPUNPCKHBW  X9, X6, X8
+	VPUNPCKLBW  X9, X6, X6
+	VPMOVZXBD   X6, Z6
+	VPMOVZXBD   X8, Z8
+	VPERMPS     Z7, Z6, Z6
+	VPERMPS     Z7, Z8, Z8
+	VFMADD231PS (R9), Z6, Z0
+	VFMADD231PS 64(R9), Z8, Z1
+	VFMADD231PS (R9)(CX*1), Z6, Z2
+	VFMADD231PS 64(R9)(CX*1), Z8, Z3
+	VFMADD231PS (R9)(CX*2), Z6, Z4
+	VFMADD231PS 64(R9)(CX*2), Z8, Z5
+	ADDQ        $0x10, R8
+	ADDQ        $0x00000080, R9
+	DECQ        R11
+	JNZ         chunk
+
+blockdone:
+	DECQ          R10
+	JNZ           block
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y6
+	VADDPS        Y6, Y0, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X7
+	VMOVHLPS      X7, X7, X6
+	VADDPS        X6, X7, X7
+	VMOVSHDUP     X7, X6
+	VADDSS        X6, X7, X7
+	VMOVSS        X7, (SI)
+	VADDPS        Z3, Z2, Z2
+	VEXTRACTF64X4 $0x01, Z2, Y6
+	VADDPS        Y6, Y2, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X7
+	VMOVHLPS      X7, X7, X6
+	VADDPS        X6, X7, X7
+	VMOVSHDUP     X7, X6
+	VADDSS        X6, X7, X7
+	VMOVSS        X7, (SI)(DI*1)
+	VADDPS        Z5, Z4, Z4
+	VEXTRACTF64X4 $0x01, Z4, Y6
+	VADDPS        Y6, Y4, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X7
+	VMOVHLPS      X7, X7, X6
+	VADDPS        X6, X7, X7
+	VMOVSHDUP     X7, X6
+	VADDSS        X6, X7, X7
+	VMOVSS        X7, (SI)(DI*2)
+	ADDQ          $0x04, SI
+	ADDQ          rowBytes+24(FP), DX
+	DECQ          BX
+	JNZ           row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotRF4Sx4AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX512F
+TEXT ·packedDotRF4Sx4AVX512(SB), NOSPLIT, $0-80
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	LEAQ  (CX)(CX*2), DX
+	MOVQ  w+16(FP), BX
+	MOVQ  rows+32(FP), SI
+	MOVQ  c+64(FP), DI
+	MOVQ  ldc+72(FP), R8
+	SHLQ  $0x02, R8
+	LEAQ  (R8)(R8*2), R9
+	TESTQ SI, SI
+	JZ    done
+
+row:
+	MOVQ   BX, R10
+	MOVQ   AX, R11
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	MOVQ   blocks+48(FP), R12
+
+block:
+	VBROADCASTSS (R10), Z8
+	VMOVDQU32    pkNibblesS<>+0(SB), Z9
+	VCVTDQ2PS    Z9, Z9
+	VMULPS       Z8, Z9, Z9
+	ADDQ         $0x04, R10
+	MOVQ         group+40(FP), R13
+	CMPQ         R12, $0x01
+	JNE          chunks
+	MOVQ         last+56(FP), R13
+
+chunks:
+	SHRQ $0x05, R13
+	JZ   blockdone
+
+chunk:
+	VMOVDQU     (R10), X8
+	VPSRLW      $0x04, X8, X11
+	VPUNPCKHBW  X11, X8, X10
+	VPUNPCKLBW  X11, X8, X8
+	VPMOVZXBD   X8, Z8
+	VPMOVZXBD   X10, Z10
+	VPERMPS     Z9, Z8, Z8
+	VPERMPS     Z9, Z10, Z10
+	VFMADD231PS (R11), Z8, Z0
+	VFMADD231PS 64(R11), Z10, Z1
+	VFMADD231PS (R11)(CX*1), Z8, Z2
+	VFMADD231PS 64(R11)(CX*1), Z10, Z3
+	VFMADD231PS (R11)(CX*2), Z8, Z4
+	VFMADD231PS 64(R11)(CX*2), Z10, Z5
+	VFMADD231PS (R11)(DX*1), Z8, Z6
+	VFMADD231PS 64(R11)(DX*1), Z10, Z7
+	ADDQ        $0x10, R10
+	ADDQ        $0x00000080, R11
+	DECQ        R13
+	JNZ         chunk
+
+blockdone:
+	DECQ          R12
+	JNZ           block
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y8
+	VADDPS        Y8, Y0, Y8
+	VEXTRACTF128  $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (DI)
+	VADDPS        Z3, Z2, Z2
+	VEXTRACTF64X4 $0x01, Z2, Y8
+	VADDPS        Y8, Y2, Y8
+	VEXTRACTF128  $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (DI)(R8*1)
+	VADDPS        Z5, Z4, Z4
+	VEXTRACTF64X4 $0x01, Z4, Y8
+	VADDPS        Y8, Y4, Y8
+	VEXTRACTF128  $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (DI)(R8*2)
+	VADDPS        Z7, Z6, Z6
+	VEXTRACTF64X4 $0x01, Z6, Y8
+	VADDPS        Y8, Y6, Y8
+	VEXTRACTF128  $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (DI)(R9*1)
+	ADDQ          $0x04, DI
+	ADDQ          rowBytes+24(FP), BX
+	DECQ          SI
+	JNZ           row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotRF4Ux1AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX512F
+TEXT ·packedDotRF4Ux1AVX512(SB), NOSPLIT, $0-80
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	MOVQ  w+16(FP), CX
+	MOVQ  rows+32(FP), DX
+	MOVQ  c+64(FP), BX
+	MOVQ  ldc+72(FP), SI
+	SHLQ  $0x02, SI
+	TESTQ DX, DX
+	JZ    done
+
+row:
+	MOVQ   CX, SI
+	MOVQ   AX, DI
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	MOVQ   blocks+48(FP), R8
+
+block:
+	VBROADCASTSS (SI), Z2
+	VMOVDQU32    pkNibblesU<>+0(SB), Z3
+	VCVTDQ2PS    Z3, Z3
+	VMULPS       Z2, Z3, Z3
+	ADDQ         $0x04, SI
+	MOVQ         group+40(FP), R9
+	CMPQ         R8, $0x01
+	JNE          chunks
+	MOVQ         last+56(FP), R9
+
+chunks:
+	SHRQ $0x05, R9
+	JZ   blockdone
+
+chunk:
+	VMOVDQU     (SI), X2
+	VPSRLW      $0x04, X2, X5
+	VPUNPCKHBW  X5, X2, X4
+	VPUNPCKLBW  X5, X2, X2
+	VPMOVZXBD   X2, Z2
+	VPMOVZXBD   X4, Z4
+	VPERMPS     Z3, Z2, Z2
+	VPERMPS     Z3, Z4, Z4
+	VFMADD231PS (DI), Z2, Z0
+	VFMADD231PS 64(DI), Z4, Z1
+	ADDQ        $0x10, SI
+	ADDQ        $0x00000080, DI
+	DECQ        R9
+	JNZ         chunk
+
+blockdone:
+	DECQ          R8
+	JNZ           block
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y2
+	VADDPS        Y2, Y0, Y2
+	VEXTRACTF128  $0x01, Y2, X3
+	VADDPS        X3, X2, X3
+	VMOVHLPS      X3, X3, X2
+	VADDPS        X2, X3, X3
+	VMOVSHDUP     X3, X2
+	VADDSS        X2, X3, X3
+	VMOVSS        X3, (BX)
+	ADDQ          $0x04, BX
+	ADDQ          rowBytes+24(FP), CX
+	DECQ          DX
+	JNZ           row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotRF4Ux2AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX512F
+TEXT ·packedDotRF4Ux2AVX512(SB), NOSPLIT, $0-80
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	MOVQ  w+16(FP), DX
+	MOVQ  rows+32(FP), BX
+	MOVQ  c+64(FP), SI
+	MOVQ  ldc+72(FP), DI
+	SHLQ  $0x02, DI
+	TESTQ BX, BX
+	JZ    done
+
+row:
+	MOVQ   DX, R8
+	MOVQ   AX, R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	MOVQ   blocks+48(FP), R10
+
+block:
+	VBROADCASTSS (R8), Z4
+	VMOVDQU32    pkNibblesU<>+0(SB), Z5
+	VCVTDQ2PS    Z5, Z5
+	VMULPS       Z4, Z5, Z5
+	ADDQ         $0x04, R8
+	MOVQ         group+40(FP), R11
+	CMPQ         R10, $0x01
+	JNE          chunks
+	MOVQ         last+56(FP), R11
+
+chunks:
+	SHRQ $0x05, R11
+	JZ   blockdone
+
+chunk:
+	VMOVDQU     (R8), X4
+	VPSRLW      $0x04, X4, X7
+	VPUNPCKHBW  X7, X4, X6
+	VPUNPCKLBW  X7, X4, X4
+	VPMOVZXBD   X4, Z4
+	VPMOVZXBD   X6, Z6
+	VPERMPS     Z5, Z4, Z4
+	VPERMPS     Z5, Z6, Z6
+	VFMADD231PS (R9), Z4, Z0
+	VFMADD231PS 64(R9), Z6, Z1
+	VFMADD231PS (R9)(CX*1), Z4, Z2
+	VFMADD231PS 64(R9)(CX*1), Z6, Z3
+	ADDQ        $0x10, R8
+	ADDQ        $0x00000080, R9
+	DECQ        R11
+	JNZ         chunk
+
+blockdone:
+	DECQ          R10
+	JNZ           block
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y4
+	VEXTRACTF128  $0x01, Y4, X5
+	VADDPS        X5, X4, X5
+	VMOVHLPS      X5, X5, X4
+	VADDPS        X4, X5, X5
+	VMOVSHDUP     X5, X4
+	VADDSS        X4, X5, X5
+	VMOVSS        X5, (SI)
+	VADDPS        Z3, Z2, Z2
+	VEXTRACTF64X4 $0x01, Z2, Y4
+	VADDPS        Y4, Y2, Y4
+	VEXTRACTF128  $0x01, Y4, X5
+	VADDPS        X5, X4, X5
+	VMOVHLPS      X5, X5, X4
+	VADDPS        X4, X5, X5
+	VMOVSHDUP     X5, X4
+	VADDSS        X4, X5, X5
+	VMOVSS        X5, (SI)(DI*1)
+	ADDQ          $0x04, SI
+	ADDQ          rowBytes+24(FP), DX
+	DECQ          BX
+	JNZ           row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotRF4Ux3AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX512F
+TEXT ·packedDotRF4Ux3AVX512(SB), NOSPLIT, $0-80
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	MOVQ  w+16(FP), DX
+	MOVQ  rows+32(FP), BX
+	MOVQ  c+64(FP), SI
+	MOVQ  ldc+72(FP), DI
+	SHLQ  $0x02, DI
+	TESTQ BX, BX
+	JZ    done
+
+row:
+	MOVQ   DX, R8
+	MOVQ   AX, R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	MOVQ   blocks+48(FP), R10
+
+block:
+	VBROADCASTSS (R8), Z6
+	VMOVDQU32    pkNibblesU<>+0(SB), Z7
+	VCVTDQ2PS    Z7, Z7
+	VMULPS       Z6, Z7, Z7
+	ADDQ         $0x04, R8
+	MOVQ         group+40(FP), R11
+	CMPQ         R10, $0x01
+	JNE          chunks
+	MOVQ         last+56(FP), R11
+
+chunks:
+	SHRQ $0x05, R11
+	JZ   blockdone
+
+chunk:
+	VMOVDQU     (R8), X6
+	VPSRLW      $0x04, X6, X9
+	VPUNPCKHBW  X9, X6, X8
+	VPUNPCKLBW  X9, X6, X6
+	VPMOVZXBD   X6, Z6
+	VPMOVZXBD   X8, Z8
+	VPERMPS     Z7, Z6, Z6
+	VPERMPS     Z7, Z8, Z8
+	VFMADD231PS (R9), Z6, Z0
+	VFMADD231PS 64(R9), Z8, Z1
+	VFMADD231PS (R9)(CX*1), Z6, Z2
+	VFMADD231PS 64(R9)(CX*1), Z8, Z3
+	VFMADD231PS (R9)(CX*2), Z6, Z4
+	VFMADD231PS 64(R9)(CX*2), Z8, Z5
+	ADDQ        $0x10, R8
+	ADDQ        $0x00000080, R9
+	DECQ        R11
+	JNZ         chunk
+
+blockdone:
+	DECQ          R10
+	JNZ           block
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y6
+	VADDPS        Y6, Y0, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X7
+	VMOVHLPS      X7, X7, X6
+	VADDPS        X6, X7, X7
+	VMOVSHDUP     X7, X6
+	VADDSS        X6, X7, X7
+	VMOVSS        X7, (SI)
+	VADDPS        Z3, Z2, Z2
+	VEXTRACTF64X4 $0x01, Z2, Y6
+	VADDPS        Y6, Y2, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X7
+	VMOVHLPS      X7, X7, X6
+	VADDPS        X6, X7, X7
+	VMOVSHDUP     X7, X6
+	VADDSS        X6, X7, X7
+	VMOVSS        X7, (SI)(DI*1)
+	VADDPS        Z5, Z4, Z4
+	VEXTRACTF64X4 $0x01, Z4, Y6
+	VADDPS        Y6, Y4, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X7
+	VMOVHLPS      X7, X7, X6
+	VADDPS        X6, X7, X7
+	VMOVSHDUP     X7, X6
+	VADDSS        X6, X7, X7
+	VMOVSS        X7, (SI)(DI*2)
+	ADDQ          $0x04, SI
+	ADDQ          rowBytes+24(FP), DX
+	DECQ          BX
+	JNZ           row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotRF4Ux4AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX512F
+TEXT ·packedDotRF4Ux4AVX512(SB), NOSPLIT, $0-80
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	LEAQ  (CX)(CX*2), DX
+	MOVQ  w+16(FP), BX
+	MOVQ  rows+32(FP), SI
+	MOVQ  c+64(FP), DI
+	MOVQ  ldc+72(FP), R8
+	SHLQ  $0x02, R8
+	LEAQ  (R8)(R8*2), R9
+	TESTQ SI, SI
+	JZ    done
+
+row:
+	MOVQ   BX, R10
+	MOVQ   AX, R11
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	MOVQ   blocks+48(FP), R12
+
+block:
+	VBROADCASTSS (R10), Z8
+	VMOVDQU32    pkNibblesU<>+0(SB), Z9
+	VCVTDQ2PS    Z9, Z9
+	VMULPS       Z8, Z9, Z9
+	ADDQ         $0x04, R10
+	MOVQ         group+40(FP), R13
+	CMPQ         R12, $0x01
+	JNE          chunks
+	MOVQ         last+56(FP), R13
+
+chunks:
+	SHRQ $0x05, R13
+	JZ   blockdone
+
+chunk:
+	VMOVDQU     (R10), X8
+	VPSRLW      $0x04, X8, X11
+	VPUNPCKHBW  X11, X8, X10
+	VPUNPCKLBW  X11, X8, X8
+	VPMOVZXBD   X8, Z8
+	VPMOVZXBD   X10, Z10
+	VPERMPS     Z9, Z8, Z8
+	VPERMPS     Z9, Z10, Z10
+	VFMADD231PS (R11), Z8, Z0
+	VFMADD231PS 64(R11), Z10, Z1
+	VFMADD231PS (R11)(CX*1), Z8, Z2
+	VFMADD231PS 64(R11)(CX*1), Z10, Z3
+	VFMADD231PS (R11)(CX*2), Z8, Z4
+	VFMADD231PS 64(R11)(CX*2), Z10, Z5
+	VFMADD231PS (R11)(DX*1), Z8, Z6
+	VFMADD231PS 64(R11)(DX*1), Z10, Z7
+	ADDQ        $0x10, R10
+	ADDQ        $0x00000080, R11
+	DECQ        R13
+	JNZ         chunk
+
+blockdone:
+	DECQ          R12
+	JNZ           block
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y8
+	VADDPS        Y8, Y0, Y8
+	VEXTRACTF128  $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (DI)
+	VADDPS        Z3, Z2, Z2
+	VEXTRACTF64X4 $0x01, Z2, Y8
+	VADDPS        Y8, Y2, Y8
+	VEXTRACTF128  $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (DI)(R8*1)
+	VADDPS        Z5, Z4, Z4
+	VEXTRACTF64X4 $0x01, Z4, Y8
+	VADDPS        Y8, Y4, Y8
+	VEXTRACTF128  $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (DI)(R8*2)
+	VADDPS        Z7, Z6, Z6
+	VEXTRACTF64X4 $0x01, Z6, Y8
+	VADDPS        Y8, Y6, Y8
+	VEXTRACTF128  $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (DI)(R9*1)
+	ADDQ          $0x04, DI
+	ADDQ          rowBytes+24(FP), BX
+	DECQ          SI
+	JNZ           row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotRF4SZx1AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX512F
+TEXT ·packedDotRF4SZx1AVX512(SB), NOSPLIT, $0-80
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	MOVQ  w+16(FP), CX
+	MOVQ  rows+32(FP), DX
+	MOVQ  c+64(FP), BX
+	MOVQ  ldc+72(FP), SI
+	SHLQ  $0x02, SI
+	TESTQ DX, DX
+	JZ    done
+
+row:
+	MOVQ   CX, SI
+	MOVQ   AX, DI
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	MOVQ   blocks+48(FP), R8
+
+block:
+	VBROADCASTSS (SI), Z2
+	VPBROADCASTD 4(SI), Z3
+	VMOVDQU32    pkNibblesS<>+0(SB), Z4
+	VPSUBD       Z3, Z4, Z4
+	VCVTDQ2PS    Z4, Z4
+	VMULPS       Z2, Z4, Z4
+	ADDQ         $0x08, SI
+	MOVQ         group+40(FP), R9
+	CMPQ         R8, $0x01
+	JNE          chunks
+	MOVQ         last+56(FP), R9
+
+chunks:
+	SHRQ $0x05, R9
+	JZ   blockdone
+
+chunk:
+	VMOVDQU     (SI), X2
+	VPSRLW      $0x04, X2, X5
+	VPUNPCKHBW  X5, X2, X3
+	VPUNPCKLBW  X5, X2, X2
+	VPMOVZXBD   X2, Z2
+	VPMOVZXBD   X3, Z3
+	VPERMPS     Z4, Z2, Z2
+	VPERMPS     Z4, Z3, Z3
+	VFMADD231PS (DI), Z2, Z0
+	VFMADD231PS 64(DI), Z3, Z1
+	ADDQ        $0x10, SI
+	ADDQ        $0x00000080, DI
+	DECQ        R9
+	JNZ         chunk
+
+blockdone:
+	DECQ          R8
+	JNZ           block
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y2
+	VADDPS        Y2, Y0, Y2
+	VEXTRACTF128  $0x01, Y2, X3
+	VADDPS        X3, X2, X3
+	VMOVHLPS      X3, X3, X2
+	VADDPS        X2, X3, X3
+	VMOVSHDUP     X3, X2
+	VADDSS        X2, X3, X3
+	VMOVSS        X3, (BX)
+	ADDQ          $0x04, BX
+	ADDQ          rowBytes+24(FP), CX
+	DECQ          DX
+	JNZ           row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotRF4SZx2AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX512F
+TEXT ·packedDotRF4SZx2AVX512(SB), NOSPLIT, $0-80
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	MOVQ  w+16(FP), DX
+	MOVQ  rows+32(FP), BX
+	MOVQ  c+64(FP), SI
+	MOVQ  ldc+72(FP), DI
+	SHLQ  $0x02, DI
+	TESTQ BX, BX
+	JZ    done
+
+row:
+	MOVQ   DX, R8
+	MOVQ   AX, R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	MOVQ   blocks+48(FP), R10
+
+block:
+	VBROADCASTSS (R8), Z4
+	VPBROADCASTD 4(R8), Z5
+	VMOVDQU32    pkNibblesS<>+0(SB), Z6
+	VPSUBD       Z5, Z6, Z6
+	VCVTDQ2PS    Z6, Z6
+	VMULPS       Z4, Z6, Z6
+	ADDQ         $0x08, R8
+	MOVQ         group+40(FP), R11
+	CMPQ         R10, $0x01
+	JNE          chunks
+	MOVQ         last+56(FP), R11
+
+chunks:
+	SHRQ $0x05, R11
+	JZ   blockdone
+
+chunk:
+	VMOVDQU     (R8), X4
+	VPSRLW      $0x04, X4, X7
+	VPUNPCKHBW  X7, X4, X5
+	VPUNPCKLBW  X7, X4, X4
+	VPMOVZXBD   X4, Z4
+	VPMOVZXBD   X5, Z5
+	VPERMPS     Z6, Z4, Z4
+	VPERMPS     Z6, Z5, Z5
+	VFMADD231PS (R9), Z4, Z0
+	VFMADD231PS 64(R9), Z5, Z1
+	VFMADD231PS (R9)(CX*1), Z4, Z2
+	VFMADD231PS 64(R9)(CX*1), Z5, Z3
+	ADDQ        $0x10, R8
+	ADDQ        $0x00000080, R9
+	DECQ        R11
+	JNZ         chunk
+
+blockdone:
+	DECQ          R10
+	JNZ           block
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y4
+	VEXTRACTF128  $0x01, Y4, X5
+	VADDPS        X5, X4, X5
+	VMOVHLPS      X5, X5, X4
+	VADDPS        X4, X5, X5
+	VMOVSHDUP     X5, X4
+	VADDSS        X4, X5, X5
+	VMOVSS        X5, (SI)
+	VADDPS        Z3, Z2, Z2
+	VEXTRACTF64X4 $0x01, Z2, Y4
+	VADDPS        Y4, Y2, Y4
+	VEXTRACTF128  $0x01, Y4, X5
+	VADDPS        X5, X4, X5
+	VMOVHLPS      X5, X5, X4
+	VADDPS        X4, X5, X5
+	VMOVSHDUP     X5, X4
+	VADDSS        X4, X5, X5
+	VMOVSS        X5, (SI)(DI*1)
+	ADDQ          $0x04, SI
+	ADDQ          rowBytes+24(FP), DX
+	DECQ          BX
+	JNZ           row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotRF4SZx3AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX512F
+TEXT ·packedDotRF4SZx3AVX512(SB), NOSPLIT, $0-80
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	MOVQ  w+16(FP), DX
+	MOVQ  rows+32(FP), BX
+	MOVQ  c+64(FP), SI
+	MOVQ  ldc+72(FP), DI
+	SHLQ  $0x02, DI
+	TESTQ BX, BX
+	JZ    done
+
+row:
+	MOVQ   DX, R8
+	MOVQ   AX, R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	MOVQ   blocks+48(FP), R10
+
+block:
+	VBROADCASTSS (R8), Z6
+	VPBROADCASTD 4(R8), Z7
+	VMOVDQU32    pkNibblesS<>+0(SB), Z8
+	VPSUBD       Z7, Z8, Z8
+	VCVTDQ2PS    Z8, Z8
+	VMULPS       Z6, Z8, Z8
+	ADDQ         $0x08, R8
+	MOVQ         group+40(FP), R11
+	CMPQ         R10, $0x01
+	JNE          chunks
+	MOVQ         last+56(FP), R11
+
+chunks:
+	SHRQ $0x05, R11
+	JZ   blockdone
+
+chunk:
+	VMOVDQU     (R8), X6
+	VPSRLW      $0x04, X6, X9
+	VPUNPCKHBW  X9, X6, X7
+	VPUNPCKLBW  X9, X6, X6
+	VPMOVZXBD   X6, Z6
+	VPMOVZXBD   X7, Z7
+	VPERMPS     Z8, Z6, Z6
+	VPERMPS     Z8, Z7, Z7
+	VFMADD231PS (R9), Z6, Z0
+	VFMADD231PS 64(R9), Z7, Z1
+	VFMADD231PS (R9)(CX*1), Z6, Z2
+	VFMADD231PS 64(R9)(CX*1), Z7, Z3
+	VFMADD231PS (R9)(CX*2), Z6, Z4
+	VFMADD231PS 64(R9)(CX*2), Z7, Z5
+	ADDQ        $0x10, R8
+	ADDQ        $0x00000080, R9
+	DECQ        R11
+	JNZ         chunk
+
+blockdone:
+	DECQ          R10
+	JNZ           block
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y6
+	VADDPS        Y6, Y0, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X7
+	VMOVHLPS      X7, X7, X6
+	VADDPS        X6, X7, X7
+	VMOVSHDUP     X7, X6
+	VADDSS        X6, X7, X7
+	VMOVSS        X7, (SI)
+	VADDPS        Z3, Z2, Z2
+	VEXTRACTF64X4 $0x01, Z2, Y6
+	VADDPS        Y6, Y2, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X7
+	VMOVHLPS      X7, X7, X6
+	VADDPS        X6, X7, X7
+	VMOVSHDUP     X7, X6
+	VADDSS        X6, X7, X7
+	VMOVSS        X7, (SI)(DI*1)
+	VADDPS        Z5, Z4, Z4
+	VEXTRACTF64X4 $0x01, Z4, Y6
+	VADDPS        Y6, Y4, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X7
+	VMOVHLPS      X7, X7, X6
+	VADDPS        X6, X7, X7
+	VMOVSHDUP     X7, X6
+	VADDSS        X6, X7, X7
+	VMOVSS        X7, (SI)(DI*2)
+	ADDQ          $0x04, SI
+	ADDQ          rowBytes+24(FP), DX
+	DECQ          BX
+	JNZ           row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotRF4SZx4AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX512F
+TEXT ·packedDotRF4SZx4AVX512(SB), NOSPLIT, $0-80
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	LEAQ  (CX)(CX*2), DX
+	MOVQ  w+16(FP), BX
+	MOVQ  rows+32(FP), SI
+	MOVQ  c+64(FP), DI
+	MOVQ  ldc+72(FP), R8
+	SHLQ  $0x02, R8
+	LEAQ  (R8)(R8*2), R9
+	TESTQ SI, SI
+	JZ    done
+
+row:
+	MOVQ   BX, R10
+	MOVQ   AX, R11
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	MOVQ   blocks+48(FP), R12
+
+block:
+	VBROADCASTSS (R10), Z8
+	VPBROADCASTD 4(R10), Z9
+	VMOVDQU32    pkNibblesS<>+0(SB), Z10
+	VPSUBD       Z9, Z10, Z10
+	VCVTDQ2PS    Z10, Z10
+	VMULPS       Z8, Z10, Z10
+	ADDQ         $0x08, R10
+	MOVQ         group+40(FP), R13
+	CMPQ         R12, $0x01
+	JNE          chunks
+	MOVQ         last+56(FP), R13
+
+chunks:
+	SHRQ $0x05, R13
+	JZ   blockdone
+
+chunk:
+	VMOVDQU     (R10), X8
+	VPSRLW      $0x04, X8, X11
+	VPUNPCKHBW  X11, X8, X9
+	VPUNPCKLBW  X11, X8, X8
+	VPMOVZXBD   X8, Z8
+	VPMOVZXBD   X9, Z9
+	VPERMPS     Z10, Z8, Z8
+	VPERMPS     Z10, Z9, Z9
+	VFMADD231PS (R11), Z8, Z0
+	VFMADD231PS 64(R11), Z9, Z1
+	VFMADD231PS (R11)(CX*1), Z8, Z2
+	VFMADD231PS 64(R11)(CX*1), Z9, Z3
+	VFMADD231PS (R11)(CX*2), Z8, Z4
+	VFMADD231PS 64(R11)(CX*2), Z9, Z5
+	VFMADD231PS (R11)(DX*1), Z8, Z6
+	VFMADD231PS 64(R11)(DX*1), Z9, Z7
+	ADDQ        $0x10, R10
+	ADDQ        $0x00000080, R11
+	DECQ        R13
+	JNZ         chunk
+
+blockdone:
+	DECQ          R12
+	JNZ           block
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y8
+	VADDPS        Y8, Y0, Y8
+	VEXTRACTF128  $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (DI)
+	VADDPS        Z3, Z2, Z2
+	VEXTRACTF64X4 $0x01, Z2, Y8
+	VADDPS        Y8, Y2, Y8
+	VEXTRACTF128  $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (DI)(R8*1)
+	VADDPS        Z5, Z4, Z4
+	VEXTRACTF64X4 $0x01, Z4, Y8
+	VADDPS        Y8, Y4, Y8
+	VEXTRACTF128  $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (DI)(R8*2)
+	VADDPS        Z7, Z6, Z6
+	VEXTRACTF64X4 $0x01, Z6, Y8
+	VADDPS        Y8, Y6, Y8
+	VEXTRACTF128  $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (DI)(R9*1)
+	ADDQ          $0x04, DI
+	ADDQ          rowBytes+24(FP), BX
+	DECQ          SI
+	JNZ           row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotRF4UZx1AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX512F
+TEXT ·packedDotRF4UZx1AVX512(SB), NOSPLIT, $0-80
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	MOVQ  w+16(FP), CX
+	MOVQ  rows+32(FP), DX
+	MOVQ  c+64(FP), BX
+	MOVQ  ldc+72(FP), SI
+	SHLQ  $0x02, SI
+	TESTQ DX, DX
+	JZ    done
+
+row:
+	MOVQ   CX, SI
+	MOVQ   AX, DI
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	MOVQ   blocks+48(FP), R8
+
+block:
+	VBROADCASTSS (SI), Z2
+	VPBROADCASTD 4(SI), Z3
+	VMOVDQU32    pkNibblesU<>+0(SB), Z4
+	VPSUBD       Z3, Z4, Z4
+	VCVTDQ2PS    Z4, Z4
+	VMULPS       Z2, Z4, Z4
+	ADDQ         $0x08, SI
+	MOVQ         group+40(FP), R9
+	CMPQ         R8, $0x01
+	JNE          chunks
+	MOVQ         last+56(FP), R9
+
+chunks:
+	SHRQ $0x05, R9
+	JZ   blockdone
+
+chunk:
+	VMOVDQU     (SI), X2
+	VPSRLW      $0x04, X2, X5
+	VPUNPCKHBW  X5, X2, X3
+	VPUNPCKLBW  X5, X2, X2
+	VPMOVZXBD   X2, Z2
+	VPMOVZXBD   X3, Z3
+	VPERMPS     Z4, Z2, Z2
+	VPERMPS     Z4, Z3, Z3
+	VFMADD231PS (DI), Z2, Z0
+	VFMADD231PS 64(DI), Z3, Z1
+	ADDQ        $0x10, SI
+	ADDQ        $0x00000080, DI
+	DECQ        R9
+	JNZ         chunk
+
+blockdone:
+	DECQ          R8
+	JNZ           block
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y2
+	VADDPS        Y2, Y0, Y2
+	VEXTRACTF128  $0x01, Y2, X3
+	VADDPS        X3, X2, X3
+	VMOVHLPS      X3, X3, X2
+	VADDPS        X2, X3, X3
+	VMOVSHDUP     X3, X2
+	VADDSS        X2, X3, X3
+	VMOVSS        X3, (BX)
+	ADDQ          $0x04, BX
+	ADDQ          rowBytes+24(FP), CX
+	DECQ          DX
+	JNZ           row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotRF4UZx2AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX512F
+TEXT ·packedDotRF4UZx2AVX512(SB), NOSPLIT, $0-80
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	MOVQ  w+16(FP), DX
+	MOVQ  rows+32(FP), BX
+	MOVQ  c+64(FP), SI
+	MOVQ  ldc+72(FP), DI
+	SHLQ  $0x02, DI
+	TESTQ BX, BX
+	JZ    done
+
+row:
+	MOVQ   DX, R8
+	MOVQ   AX, R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	MOVQ   blocks+48(FP), R10
+
+block:
+	VBROADCASTSS (R8), Z4
+	VPBROADCASTD 4(R8), Z5
+	VMOVDQU32    pkNibblesU<>+0(SB), Z6
+	VPSUBD       Z5, Z6, Z6
+	VCVTDQ2PS    Z6, Z6
+	VMULPS       Z4, Z6, Z6
+	ADDQ         $0x08, R8
+	MOVQ         group+40(FP), R11
+	CMPQ         R10, $0x01
+	JNE          chunks
+	MOVQ         last+56(FP), R11
+
+chunks:
+	SHRQ $0x05, R11
+	JZ   blockdone
+
+chunk:
+	VMOVDQU     (R8), X4
+	VPSRLW      $0x04, X4, X7
+	VPUNPCKHBW  X7, X4, X5
+	VPUNPCKLBW  X7, X4, X4
+	VPMOVZXBD   X4, Z4
+	VPMOVZXBD   X5, Z5
+	VPERMPS     Z6, Z4, Z4
+	VPERMPS     Z6, Z5, Z5
+	VFMADD231PS (R9), Z4, Z0
+	VFMADD231PS 64(R9), Z5, Z1
+	VFMADD231PS (R9)(CX*1), Z4, Z2
+	VFMADD231PS 64(R9)(CX*1), Z5, Z3
+	ADDQ        $0x10, R8
+	ADDQ        $0x00000080, R9
+	DECQ        R11
+	JNZ         chunk
+
+blockdone:
+	DECQ          R10
+	JNZ           block
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y4
+	VEXTRACTF128  $0x01, Y4, X5
+	VADDPS        X5, X4, X5
+	VMOVHLPS      X5, X5, X4
+	VADDPS        X4, X5, X5
+	VMOVSHDUP     X5, X4
+	VADDSS        X4, X5, X5
+	VMOVSS        X5, (SI)
+	VADDPS        Z3, Z2, Z2
+	VEXTRACTF64X4 $0x01, Z2, Y4
+	VADDPS        Y4, Y2, Y4
+	VEXTRACTF128  $0x01, Y4, X5
+	VADDPS        X5, X4, X5
+	VMOVHLPS      X5, X5, X4
+	VADDPS        X4, X5, X5
+	VMOVSHDUP     X5, X4
+	VADDSS        X4, X5, X5
+	VMOVSS        X5, (SI)(DI*1)
+	ADDQ          $0x04, SI
+	ADDQ          rowBytes+24(FP), DX
+	DECQ          BX
+	JNZ           row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotRF4UZx3AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX512F
+TEXT ·packedDotRF4UZx3AVX512(SB), NOSPLIT, $0-80
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	MOVQ  w+16(FP), DX
+	MOVQ  rows+32(FP), BX
+	MOVQ  c+64(FP), SI
+	MOVQ  ldc+72(FP), DI
+	SHLQ  $0x02, DI
+	TESTQ BX, BX
+	JZ    done
+
+row:
+	MOVQ   DX, R8
+	MOVQ   AX, R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	MOVQ   blocks+48(FP), R10
+
+block:
+	VBROADCASTSS (R8), Z6
+	VPBROADCASTD 4(R8), Z7
+	VMOVDQU32    pkNibblesU<>+0(SB), Z8
+	VPSUBD       Z7, Z8, Z8
+	VCVTDQ2PS    Z8, Z8
+	VMULPS       Z6, Z8, Z8
+	ADDQ         $0x08, R8
+	MOVQ         group+40(FP), R11
+	CMPQ         R10, $0x01
+	JNE          chunks
+	MOVQ         last+56(FP), R11
+
+chunks:
+	SHRQ $0x05, R11
+	JZ   blockdone
+
+chunk:
+	VMOVDQU     (R8), X6
+	VPSRLW      $0x04, X6, X9
+	VPUNPCKHBW  X9, X6, X7
+	VPUNPCKLBW  X9, X6, X6
+	VPMOVZXBD   X6, Z6
+	VPMOVZXBD   X7, Z7
+	VPERMPS     Z8, Z6, Z6
+	VPERMPS     Z8, Z7, Z7
+	VFMADD231PS (R9), Z6, Z0
+	VFMADD231PS 64(R9), Z7, Z1
+	VFMADD231PS (R9)(CX*1), Z6, Z2
+	VFMADD231PS 64(R9)(CX*1), Z7, Z3
+	VFMADD231PS (R9)(CX*2), Z6, Z4
+	VFMADD231PS 64(R9)(CX*2), Z7, Z5
+	ADDQ        $0x10, R8
+	ADDQ        $0x00000080, R9
+	DECQ        R11
+	JNZ         chunk
+
+blockdone:
+	DECQ          R10
+	JNZ           block
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y6
+	VADDPS        Y6, Y0, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X7
+	VMOVHLPS      X7, X7, X6
+	VADDPS        X6, X7, X7
+	VMOVSHDUP     X7, X6
+	VADDSS        X6, X7, X7
+	VMOVSS        X7, (SI)
+	VADDPS        Z3, Z2, Z2
+	VEXTRACTF64X4 $0x01, Z2, Y6
+	VADDPS        Y6, Y2, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X7
+	VMOVHLPS      X7, X7, X6
+	VADDPS        X6, X7, X7
+	VMOVSHDUP     X7, X6
+	VADDSS        X6, X7, X7
+	VMOVSS        X7, (SI)(DI*1)
+	VADDPS        Z5, Z4, Z4
+	VEXTRACTF64X4 $0x01, Z4, Y6
+	VADDPS        Y6, Y4, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X7
+	VMOVHLPS      X7, X7, X6
+	VADDPS        X6, X7, X7
+	VMOVSHDUP     X7, X6
+	VADDSS        X6, X7, X7
+	VMOVSS        X7, (SI)(DI*2)
+	ADDQ          $0x04, SI
+	ADDQ          rowBytes+24(FP), DX
+	DECQ          BX
+	JNZ           row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotRF4UZx4AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX512F
+TEXT ·packedDotRF4UZx4AVX512(SB), NOSPLIT, $0-80
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	LEAQ  (CX)(CX*2), DX
+	MOVQ  w+16(FP), BX
+	MOVQ  rows+32(FP), SI
+	MOVQ  c+64(FP), DI
+	MOVQ  ldc+72(FP), R8
+	SHLQ  $0x02, R8
+	LEAQ  (R8)(R8*2), R9
+	TESTQ SI, SI
+	JZ    done
+
+row:
+	MOVQ   BX, R10
+	MOVQ   AX, R11
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	MOVQ   blocks+48(FP), R12
+
+block:
+	VBROADCASTSS (R10), Z8
+	VPBROADCASTD 4(R10), Z9
+	VMOVDQU32    pkNibblesU<>+0(SB), Z10
+	VPSUBD       Z9, Z10, Z10
+	VCVTDQ2PS    Z10, Z10
+	VMULPS       Z8, Z10, Z10
+	ADDQ         $0x08, R10
+	MOVQ         group+40(FP), R13
+	CMPQ         R12, $0x01
+	JNE          chunks
+	MOVQ         last+56(FP), R13
+
+chunks:
+	SHRQ $0x05, R13
+	JZ   blockdone
+
+chunk:
+	VMOVDQU     (R10), X8
+	VPSRLW      $0x04, X8, X11
+	VPUNPCKHBW  X11, X8, X9
+	VPUNPCKLBW  X11, X8, X8
+	VPMOVZXBD   X8, Z8
+	VPMOVZXBD   X9, Z9
+	VPERMPS     Z10, Z8, Z8
+	VPERMPS     Z10, Z9, Z9
+	VFMADD231PS (R11), Z8, Z0
+	VFMADD231PS 64(R11), Z9, Z1
+	VFMADD231PS (R11)(CX*1), Z8, Z2
+	VFMADD231PS 64(R11)(CX*1), Z9, Z3
+	VFMADD231PS (R11)(CX*2), Z8, Z4
+	VFMADD231PS 64(R11)(CX*2), Z9, Z5
+	VFMADD231PS (R11)(DX*1), Z8, Z6
+	VFMADD231PS 64(R11)(DX*1), Z9, Z7
+	ADDQ        $0x10, R10
+	ADDQ        $0x00000080, R11
+	DECQ        R13
+	JNZ         chunk
+
+blockdone:
+	DECQ          R12
+	JNZ           block
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y8
+	VADDPS        Y8, Y0, Y8
+	VEXTRACTF128  $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (DI)
+	VADDPS        Z3, Z2, Z2
+	VEXTRACTF64X4 $0x01, Z2, Y8
+	VADDPS        Y8, Y2, Y8
+	VEXTRACTF128  $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (DI)(R8*1)
+	VADDPS        Z5, Z4, Z4
+	VEXTRACTF64X4 $0x01, Z4, Y8
+	VADDPS        Y8, Y4, Y8
+	VEXTRACTF128  $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (DI)(R8*2)
+	VADDPS        Z7, Z6, Z6
+	VEXTRACTF64X4 $0x01, Z6, Y8
+	VADDPS        Y8, Y6, Y8
+	VEXTRACTF128  $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (DI)(R9*1)
+	ADDQ          $0x04, DI
+	ADDQ          rowBytes+24(FP), BX
+	DECQ          SI
+	JNZ           row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotQ8_0x1AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX512F, F16C
+TEXT ·packedDotQ8_0x1AVX512(SB), NOSPLIT, $0-80
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	MOVQ  w+16(FP), CX
+	MOVQ  rows+32(FP), DX
+	MOVQ  c+64(FP), BX
+	MOVQ  ldc+72(FP), SI
+	SHLQ  $0x02, SI
+	TESTQ DX, DX
+	JZ    done
+
+row:
+	MOVQ   CX, SI
+	MOVQ   AX, DI
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	MOVQ   blocks+48(FP), R8
+
+block:
+	MOVWLZX      (SI), R9
+	VMOVD        R9, X2
+	VCVTPH2PS    X2, X2
+	VBROADCASTSS X2, Z2
+	ADDQ         $0x02, SI
+	MOVQ         group+40(FP), R9
+	CMPQ         R8, $0x01
+	JNE          chunks
+	MOVQ         last+56(FP), R9
+
+chunks:
+	SHRQ $0x05, R9
+	JZ   blockdone
+
+chunk:
+	VPMOVSXBD   (SI), Z3
+	VPMOVSXBD   16(SI), Z4
+	VCVTDQ2PS   Z3, Z3
+	VMULPS      Z2, Z3, Z3
+	VCVTDQ2PS   Z4, Z4
+	VMULPS      Z2, Z4, Z4
+	VFMADD231PS (DI), Z3, Z0
+	VFMADD231PS 64(DI), Z4, Z1
+	ADDQ        $0x20, SI
+	ADDQ        $0x00000080, DI
+	DECQ        R9
+	JNZ         chunk
+
+blockdone:
+	DECQ          R8
+	JNZ           block
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y2
+	VADDPS        Y2, Y0, Y2
+	VEXTRACTF128  $0x01, Y2, X3
+	VADDPS        X3, X2, X3
+	VMOVHLPS      X3, X3, X2
+	VADDPS        X2, X3, X3
+	VMOVSHDUP     X3, X2
+	VADDSS        X2, X3, X3
+	VMOVSS        X3, (BX)
+	ADDQ          $0x04, BX
+	ADDQ          rowBytes+24(FP), CX
+	DECQ          DX
+	JNZ           row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotQ8_0x2AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX512F, F16C
+TEXT ·packedDotQ8_0x2AVX512(SB), NOSPLIT, $0-80
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	MOVQ  w+16(FP), DX
+	MOVQ  rows+32(FP), BX
+	MOVQ  c+64(FP), SI
+	MOVQ  ldc+72(FP), DI
+	SHLQ  $0x02, DI
+	TESTQ BX, BX
+	JZ    done
+
+row:
+	MOVQ   DX, R8
+	MOVQ   AX, R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	MOVQ   blocks+48(FP), R10
+
+block:
+	MOVWLZX      (R8), R11
+	VMOVD        R11, X4
+	VCVTPH2PS    X4, X4
+	VBROADCASTSS X4, Z4
+	ADDQ         $0x02, R8
+	MOVQ         group+40(FP), R11
+	CMPQ         R10, $0x01
+	JNE          chunks
+	MOVQ         last+56(FP), R11
+
+chunks:
+	SHRQ $0x05, R11
+	JZ   blockdone
+
+chunk:
+	VPMOVSXBD   (R8), Z5
+	VPMOVSXBD   16(R8), Z6
+	VCVTDQ2PS   Z5, Z5
+	VMULPS      Z4, Z5, Z5
+	VCVTDQ2PS   Z6, Z6
+	VMULPS      Z4, Z6, Z6
+	VFMADD231PS (R9), Z5, Z0
+	VFMADD231PS 64(R9), Z6, Z1
+	VFMADD231PS (R9)(CX*1), Z5, Z2
+	VFMADD231PS 64(R9)(CX*1), Z6, Z3
+	ADDQ        $0x20, R8
+	ADDQ        $0x00000080, R9
+	DECQ        R11
+	JNZ         chunk
+
+blockdone:
+	DECQ          R10
+	JNZ           block
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y4
+	VEXTRACTF128  $0x01, Y4, X5
+	VADDPS        X5, X4, X5
+	VMOVHLPS      X5, X5, X4
+	VADDPS        X4, X5, X5
+	VMOVSHDUP     X5, X4
+	VADDSS        X4, X5, X5
+	VMOVSS        X5, (SI)
+	VADDPS        Z3, Z2, Z2
+	VEXTRACTF64X4 $0x01, Z2, Y4
+	VADDPS        Y4, Y2, Y4
+	VEXTRACTF128  $0x01, Y4, X5
+	VADDPS        X5, X4, X5
+	VMOVHLPS      X5, X5, X4
+	VADDPS        X4, X5, X5
+	VMOVSHDUP     X5, X4
+	VADDSS        X4, X5, X5
+	VMOVSS        X5, (SI)(DI*1)
+	ADDQ          $0x04, SI
+	ADDQ          rowBytes+24(FP), DX
+	DECQ          BX
+	JNZ           row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotQ8_0x3AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX512F, F16C
+TEXT ·packedDotQ8_0x3AVX512(SB), NOSPLIT, $0-80
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	MOVQ  w+16(FP), DX
+	MOVQ  rows+32(FP), BX
+	MOVQ  c+64(FP), SI
+	MOVQ  ldc+72(FP), DI
+	SHLQ  $0x02, DI
+	TESTQ BX, BX
+	JZ    done
+
+row:
+	MOVQ   DX, R8
+	MOVQ   AX, R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	MOVQ   blocks+48(FP), R10
+
+block:
+	MOVWLZX      (R8), R11
+	VMOVD        R11, X6
+	VCVTPH2PS    X6, X6
+	VBROADCASTSS X6, Z6
+	ADDQ         $0x02, R8
+	MOVQ         group+40(FP), R11
+	CMPQ         R10, $0x01
+	JNE          chunks
+	MOVQ         last+56(FP), R11
+
+chunks:
+	SHRQ $0x05, R11
+	JZ   blockdone
+
+chunk:
+	VPMOVSXBD   (R8), Z7
+	VPMOVSXBD   16(R8), Z8
+	VCVTDQ2PS   Z7, Z7
+	VMULPS      Z6, Z7, Z7
+	VCVTDQ2PS   Z8, Z8
+	VMULPS      Z6, Z8, Z8
+	VFMADD231PS (R9), Z7, Z0
+	VFMADD231PS 64(R9), Z8, Z1
+	VFMADD231PS (R9)(CX*1), Z7, Z2
+	VFMADD231PS 64(R9)(CX*1), Z8, Z3
+	VFMADD231PS (R9)(CX*2), Z7, Z4
+	VFMADD231PS 64(R9)(CX*2), Z8, Z5
+	ADDQ        $0x20, R8
+	ADDQ        $0x00000080, R9
+	DECQ        R11
+	JNZ         chunk
+
+blockdone:
+	DECQ          R10
+	JNZ           block
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y6
+	VADDPS        Y6, Y0, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X7
+	VMOVHLPS      X7, X7, X6
+	VADDPS        X6, X7, X7
+	VMOVSHDUP     X7, X6
+	VADDSS        X6, X7, X7
+	VMOVSS        X7, (SI)
+	VADDPS        Z3, Z2, Z2
+	VEXTRACTF64X4 $0x01, Z2, Y6
+	VADDPS        Y6, Y2, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X7
+	VMOVHLPS      X7, X7, X6
+	VADDPS        X6, X7, X7
+	VMOVSHDUP     X7, X6
+	VADDSS        X6, X7, X7
+	VMOVSS        X7, (SI)(DI*1)
+	VADDPS        Z5, Z4, Z4
+	VEXTRACTF64X4 $0x01, Z4, Y6
+	VADDPS        Y6, Y4, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPS        X7, X6, X7
+	VMOVHLPS      X7, X7, X6
+	VADDPS        X6, X7, X7
+	VMOVSHDUP     X7, X6
+	VADDSS        X6, X7, X7
+	VMOVSS        X7, (SI)(DI*2)
+	ADDQ          $0x04, SI
+	ADDQ          rowBytes+24(FP), DX
+	DECQ          BX
+	JNZ           row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotQ8_0x4AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX512F, F16C
+TEXT ·packedDotQ8_0x4AVX512(SB), NOSPLIT, $0-80
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	LEAQ  (CX)(CX*2), DX
+	MOVQ  w+16(FP), BX
+	MOVQ  rows+32(FP), SI
+	MOVQ  c+64(FP), DI
+	MOVQ  ldc+72(FP), R8
+	SHLQ  $0x02, R8
+	LEAQ  (R8)(R8*2), R9
+	TESTQ SI, SI
+	JZ    done
+
+row:
+	MOVQ   BX, R10
+	MOVQ   AX, R11
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	MOVQ   blocks+48(FP), R12
+
+block:
+	MOVWLZX      (R10), R13
+	VMOVD        R13, X8
+	VCVTPH2PS    X8, X8
+	VBROADCASTSS X8, Z8
+	ADDQ         $0x02, R10
+	MOVQ         group+40(FP), R13
+	CMPQ         R12, $0x01
+	JNE          chunks
+	MOVQ         last+56(FP), R13
+
+chunks:
+	SHRQ $0x05, R13
+	JZ   blockdone
+
+chunk:
+	VPMOVSXBD   (R10), Z9
+	VPMOVSXBD   16(R10), Z10
+	VCVTDQ2PS   Z9, Z9
+	VMULPS      Z8, Z9, Z9
+	VCVTDQ2PS   Z10, Z10
+	VMULPS      Z8, Z10, Z10
+	VFMADD231PS (R11), Z9, Z0
+	VFMADD231PS 64(R11), Z10, Z1
+	VFMADD231PS (R11)(CX*1), Z9, Z2
+	VFMADD231PS 64(R11)(CX*1), Z10, Z3
+	VFMADD231PS (R11)(CX*2), Z9, Z4
+	VFMADD231PS 64(R11)(CX*2), Z10, Z5
+	VFMADD231PS (R11)(DX*1), Z9, Z6
+	VFMADD231PS 64(R11)(DX*1), Z10, Z7
+	ADDQ        $0x20, R10
+	ADDQ        $0x00000080, R11
+	DECQ        R13
+	JNZ         chunk
+
+blockdone:
+	DECQ          R12
+	JNZ           block
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y8
+	VADDPS        Y8, Y0, Y8
+	VEXTRACTF128  $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (DI)
+	VADDPS        Z3, Z2, Z2
+	VEXTRACTF64X4 $0x01, Z2, Y8
+	VADDPS        Y8, Y2, Y8
+	VEXTRACTF128  $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (DI)(R8*1)
+	VADDPS        Z5, Z4, Z4
+	VEXTRACTF64X4 $0x01, Z4, Y8
+	VADDPS        Y8, Y4, Y8
+	VEXTRACTF128  $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (DI)(R8*2)
+	VADDPS        Z7, Z6, Z6
+	VEXTRACTF64X4 $0x01, Z6, Y8
+	VADDPS        Y8, Y6, Y8
+	VEXTRACTF128  $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (DI)(R9*1)
+	ADDQ          $0x04, DI
+	ADDQ          rowBytes+24(FP), BX
+	DECQ          SI
+	JNZ           row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotQ4_0x1AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX512F, F16C
+TEXT ·packedDotQ4_0x1AVX512(SB), NOSPLIT, $0-80
+	MOVQ         a+0(FP), AX
+	MOVQ         lda+8(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         w+16(FP), CX
+	MOVQ         rows+32(FP), DX
+	MOVQ         c+64(FP), BX
+	MOVQ         ldc+72(FP), SI
+	SHLQ         $0x02, SI
+	TESTQ        DX, DX
+	JZ           done
+	VPBROADCASTD pkEight<>+0(SB), Z3
+
+row:
+	MOVQ   CX, SI
+	MOVQ   AX, DI
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	MOVQ   blocks+48(FP), R8
+
+block:
+	MOVWLZX      (SI), R9
+	VMOVD        R9, X2
+	VCVTPH2PS    X2, X2
+	VBROADCASTSS X2, Z2
+	VMOVDQU32    pkNibblesU<>+0(SB), Z4
+	VPSUBD       Z3, Z4, Z4
+	VCVTDQ2PS    Z4, Z4
+	VMULPS       Z2, Z4, Z4
+	ADDQ         $0x02, SI
+	MOVQ         group+40(FP), R9
+	CMPQ         R8, $0x01
+	JNE          chunks
+	MOVQ         last+56(FP), R9
+
+chunks:
+	SHRQ $0x05, R9
+	JZ   blockdone
+
+chunk:
+	VMOVDQU     (SI), X2
+	VPSRLW      $0x04, X2, X5
+	VPMOVZXBD   X2, Z2
+	VPMOVZXBD   X5, Z5
+	VPERMPS     Z4, Z2, Z2
+	VPERMPS     Z4, Z5, Z5
+	VFMADD231PS (DI), Z2, Z0
+	VFMADD231PS 64(DI), Z5, Z1
+	ADDQ        $0x10, SI
+	ADDQ        $0x00000080, DI
+	DECQ        R9
+	JNZ         chunk
+
+blockdone:
+	DECQ          R8
+	JNZ           block
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y2
+	VADDPS        Y2, Y0, Y2
+	VEXTRACTF128  $0x01, Y2, X4
+	VADDPS        X4, X2, X4
+	VMOVHLPS      X4, X4, X2
+	VADDPS        X2, X4, X4
+	VMOVSHDUP     X4, X2
+	VADDSS        X2, X4, X4
+	VMOVSS        X4, (BX)
+	ADDQ          $0x04, BX
+	ADDQ          rowBytes+24(FP), CX
+	DECQ          DX
+	JNZ           row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotQ4_0x2AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX512F, F16C
+TEXT ·packedDotQ4_0x2AVX512(SB), NOSPLIT, $0-80
+	MOVQ         a+0(FP), AX
+	MOVQ         lda+8(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         w+16(FP), DX
+	MOVQ         rows+32(FP), BX
+	MOVQ         c+64(FP), SI
+	MOVQ         ldc+72(FP), DI
+	SHLQ         $0x02, DI
+	TESTQ        BX, BX
+	JZ           done
+	VPBROADCASTD pkEight<>+0(SB), Z5
+
+row:
+	MOVQ   DX, R8
+	MOVQ   AX, R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	MOVQ   blocks+48(FP), R10
+
+block:
+	MOVWLZX      (R8), R11
+	VMOVD        R11, X4
+	VCVTPH2PS    X4, X4
+	VBROADCASTSS X4, Z4
+	VMOVDQU32    pkNibblesU<>+0(SB), Z6
+	VPSUBD       Z5, Z6, Z6
+	VCVTDQ2PS    Z6, Z6
+	VMULPS       Z4, Z6, Z6
+	ADDQ         $0x02, R8
+	MOVQ         group+40(FP), R11
+	CMPQ         R10, $0x01
+	JNE          chunks
+	MOVQ         last+56(FP), R11
+
+chunks:
+	SHRQ $0x05, R11
+	JZ   blockdone
+
+chunk:
+	VMOVDQU     (R8), X4
+	VPSRLW      $0x04, X4, X7
+	VPMOVZXBD   X4, Z4
+	VPMOVZXBD   X7, Z7
+	VPERMPS     Z6, Z4, Z4
+	VPERMPS     Z6, Z7, Z7
+	VFMADD231PS (R9), Z4, Z0
+	VFMADD231PS 64(R9), Z7, Z1
+	VFMADD231PS (R9)(CX*1), Z4, Z2
+	VFMADD231PS 64(R9)(CX*1), Z7, Z3
+	ADDQ        $0x10, R8
+	ADDQ        $0x00000080, R9
+	DECQ        R11
+	JNZ         chunk
+
+blockdone:
+	DECQ          R10
+	JNZ           block
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y4
+	VEXTRACTF128  $0x01, Y4, X6
+	VADDPS        X6, X4, X6
+	VMOVHLPS      X6, X6, X4
+	VADDPS        X4, X6, X6
+	VMOVSHDUP     X6, X4
+	VADDSS        X4, X6, X6
+	VMOVSS        X6, (SI)
+	VADDPS        Z3, Z2, Z2
+	VEXTRACTF64X4 $0x01, Z2, Y4
+	VADDPS        Y4, Y2, Y4
+	VEXTRACTF128  $0x01, Y4, X6
+	VADDPS        X6, X4, X6
+	VMOVHLPS      X6, X6, X4
+	VADDPS        X4, X6, X6
+	VMOVSHDUP     X6, X4
+	VADDSS        X4, X6, X6
+	VMOVSS        X6, (SI)(DI*1)
+	ADDQ          $0x04, SI
+	ADDQ          rowBytes+24(FP), DX
+	DECQ          BX
+	JNZ           row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotQ4_0x3AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX512F, F16C
+TEXT ·packedDotQ4_0x3AVX512(SB), NOSPLIT, $0-80
+	MOVQ         a+0(FP), AX
+	MOVQ         lda+8(FP), CX
+	SHLQ         $0x02, CX
+	MOVQ         w+16(FP), DX
+	MOVQ         rows+32(FP), BX
+	MOVQ         c+64(FP), SI
+	MOVQ         ldc+72(FP), DI
+	SHLQ         $0x02, DI
+	TESTQ        BX, BX
+	JZ           done
+	VPBROADCASTD pkEight<>+0(SB), Z7
+
+row:
+	MOVQ   DX, R8
+	MOVQ   AX, R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	MOVQ   blocks+48(FP), R10
+
+block:
+	MOVWLZX      (R8), R11
+	VMOVD        R11, X6
+	VCVTPH2PS    X6, X6
+	VBROADCASTSS X6, Z6
+	VMOVDQU32    pkNibblesU<>+0(SB), Z8
+	VPSUBD       Z7, Z8, Z8
+	VCVTDQ2PS    Z8, Z8
+	VMULPS       Z6, Z8, Z8
+	ADDQ         $0x02, R8
+	MOVQ         group+40(FP), R11
+	CMPQ         R10, $0x01
+	JNE          chunks
+	MOVQ         last+56(FP), R11
+
+chunks:
+	SHRQ $0x05, R11
+	JZ   blockdone
+
+chunk:
+	VMOVDQU     (R8), X6
+	VPSRLW      $0x04, X6, X9
+	VPMOVZXBD   X6, Z6
+	VPMOVZXBD   X9, Z9
+	VPERMPS     Z8, Z6, Z6
+	VPERMPS     Z8, Z9, Z9
+	VFMADD231PS (R9), Z6, Z0
+	VFMADD231PS 64(R9), Z9, Z1
+	VFMADD231PS (R9)(CX*1), Z6, Z2
+	VFMADD231PS 64(R9)(CX*1), Z9, Z3
+	VFMADD231PS (R9)(CX*2), Z6, Z4
+	VFMADD231PS 64(R9)(CX*2), Z9, Z5
+	ADDQ        $0x10, R8
+	ADDQ        $0x00000080, R9
+	DECQ        R11
+	JNZ         chunk
+
+blockdone:
+	DECQ          R10
+	JNZ           block
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y6
+	VADDPS        Y6, Y0, Y6
+	VEXTRACTF128  $0x01, Y6, X8
+	VADDPS        X8, X6, X8
+	VMOVHLPS      X8, X8, X6
+	VADDPS        X6, X8, X8
+	VMOVSHDUP     X8, X6
+	VADDSS        X6, X8, X8
+	VMOVSS        X8, (SI)
+	VADDPS        Z3, Z2, Z2
+	VEXTRACTF64X4 $0x01, Z2, Y6
+	VADDPS        Y6, Y2, Y6
+	VEXTRACTF128  $0x01, Y6, X8
+	VADDPS        X8, X6, X8
+	VMOVHLPS      X8, X8, X6
+	VADDPS        X6, X8, X8
+	VMOVSHDUP     X8, X6
+	VADDSS        X6, X8, X8
+	VMOVSS        X8, (SI)(DI*1)
+	VADDPS        Z5, Z4, Z4
+	VEXTRACTF64X4 $0x01, Z4, Y6
+	VADDPS        Y6, Y4, Y6
+	VEXTRACTF128  $0x01, Y6, X8
+	VADDPS        X8, X6, X8
+	VMOVHLPS      X8, X8, X6
+	VADDPS        X6, X8, X8
+	VMOVSHDUP     X8, X6
+	VADDSS        X6, X8, X8
+	VMOVSS        X8, (SI)(DI*2)
+	ADDQ          $0x04, SI
+	ADDQ          rowBytes+24(FP), DX
+	DECQ          BX
+	JNZ           row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotQ4_0x4AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX512F, F16C
+TEXT ·packedDotQ4_0x4AVX512(SB), NOSPLIT, $0-80
+	MOVQ         a+0(FP), AX
+	MOVQ         lda+8(FP), CX
+	SHLQ         $0x02, CX
+	LEAQ         (CX)(CX*2), DX
+	MOVQ         w+16(FP), BX
+	MOVQ         rows+32(FP), SI
+	MOVQ         c+64(FP), DI
+	MOVQ         ldc+72(FP), R8
+	SHLQ         $0x02, R8
+	LEAQ         (R8)(R8*2), R9
+	TESTQ        SI, SI
+	JZ           done
+	VPBROADCASTD pkEight<>+0(SB), Z9
+
+row:
+	MOVQ   BX, R10
+	MOVQ   AX, R11
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	MOVQ   blocks+48(FP), R12
+
+block:
+	MOVWLZX      (R10), R13
+	VMOVD        R13, X8
+	VCVTPH2PS    X8, X8
+	VBROADCASTSS X8, Z8
+	VMOVDQU32    pkNibblesU<>+0(SB), Z10
+	VPSUBD       Z9, Z10, Z10
+	VCVTDQ2PS    Z10, Z10
+	VMULPS       Z8, Z10, Z10
+	ADDQ         $0x02, R10
+	MOVQ         group+40(FP), R13
+	CMPQ         R12, $0x01
+	JNE          chunks
+	MOVQ         last+56(FP), R13
+
+chunks:
+	SHRQ $0x05, R13
+	JZ   blockdone
+
+chunk:
+	VMOVDQU     (R10), X8
+	VPSRLW      $0x04, X8, X11
+	VPMOVZXBD   X8, Z8
+	VPMOVZXBD   X11, Z11
+	VPERMPS     Z10, Z8, Z8
+	VPERMPS     Z10, Z11, Z11
+	VFMADD231PS (R11), Z8, Z0
+	VFMADD231PS 64(R11), Z11, Z1
+	VFMADD231PS (R11)(CX*1), Z8, Z2
+	VFMADD231PS 64(R11)(CX*1), Z11, Z3
+	VFMADD231PS (R11)(CX*2), Z8, Z4
+	VFMADD231PS 64(R11)(CX*2), Z11, Z5
+	VFMADD231PS (R11)(DX*1), Z8, Z6
+	VFMADD231PS 64(R11)(DX*1), Z11, Z7
+	ADDQ        $0x10, R10
+	ADDQ        $0x00000080, R11
+	DECQ        R13
+	JNZ         chunk
+
+blockdone:
+	DECQ          R12
+	JNZ           block
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y8
+	VADDPS        Y8, Y0, Y8
+	VEXTRACTF128  $0x01, Y8, X10
+	VADDPS        X10, X8, X10
+	VMOVHLPS      X10, X10, X8
+	VADDPS        X8, X10, X10
+	VMOVSHDUP     X10, X8
+	VADDSS        X8, X10, X10
+	VMOVSS        X10, (DI)
+	VADDPS        Z3, Z2, Z2
+	VEXTRACTF64X4 $0x01, Z2, Y8
+	VADDPS        Y8, Y2, Y8
+	VEXTRACTF128  $0x01, Y8, X10
+	VADDPS        X10, X8, X10
+	VMOVHLPS      X10, X10, X8
+	VADDPS        X8, X10, X10
+	VMOVSHDUP     X10, X8
+	VADDSS        X8, X10, X10
+	VMOVSS        X10, (DI)(R8*1)
+	VADDPS        Z5, Z4, Z4
+	VEXTRACTF64X4 $0x01, Z4, Y8
+	VADDPS        Y8, Y4, Y8
+	VEXTRACTF128  $0x01, Y8, X10
+	VADDPS        X10, X8, X10
+	VMOVHLPS      X10, X10, X8
+	VADDPS        X8, X10, X10
+	VMOVSHDUP     X10, X8
+	VADDSS        X8, X10, X10
+	VMOVSS        X10, (DI)(R8*2)
+	VADDPS        Z7, Z6, Z6
+	VEXTRACTF64X4 $0x01, Z6, Y8
+	VADDPS        Y8, Y6, Y8
+	VEXTRACTF128  $0x01, Y8, X10
+	VADDPS        X10, X8, X10
+	VMOVHLPS      X10, X10, X8
+	VADDPS        X8, X10, X10
+	VMOVSHDUP     X10, X8
+	VADDSS        X8, X10, X10
+	VMOVSS        X10, (DI)(R9*1)
+	ADDQ          $0x04, DI
+	ADDQ          rowBytes+24(FP), BX
+	DECQ          SI
+	JNZ           row
 
 done:
 	VZEROUPPER

@@ -203,3 +203,123 @@ func packedDotQ4_0x3AVX2(a *float32, lda int, w *byte, rowBytes int, rows int, g
 // packed Q4_0 row j (at w + j·rowBytes), for i < 4 and j < rows: blocks blocks,
 // the first blocks−1 of group elements, of the last its first last&^31.
 func packedDotQ4_0x4AVX2(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotRF8Sx1AVX512 is packedDotRF8Sx1AVX2 with AVX-512.
+func packedDotRF8Sx1AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotRF8Sx2AVX512 is packedDotRF8Sx2AVX2 with AVX-512.
+func packedDotRF8Sx2AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotRF8Sx3AVX512 is packedDotRF8Sx3AVX2 with AVX-512.
+func packedDotRF8Sx3AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotRF8Sx4AVX512 is packedDotRF8Sx4AVX2 with AVX-512.
+func packedDotRF8Sx4AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotRF8Ux1AVX512 is packedDotRF8Ux1AVX2 with AVX-512.
+func packedDotRF8Ux1AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotRF8Ux2AVX512 is packedDotRF8Ux2AVX2 with AVX-512.
+func packedDotRF8Ux2AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotRF8Ux3AVX512 is packedDotRF8Ux3AVX2 with AVX-512.
+func packedDotRF8Ux3AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotRF8Ux4AVX512 is packedDotRF8Ux4AVX2 with AVX-512.
+func packedDotRF8Ux4AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotRF8SZx1AVX512 is packedDotRF8SZx1AVX2 with AVX-512.
+func packedDotRF8SZx1AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotRF8SZx2AVX512 is packedDotRF8SZx2AVX2 with AVX-512.
+func packedDotRF8SZx2AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotRF8SZx3AVX512 is packedDotRF8SZx3AVX2 with AVX-512.
+func packedDotRF8SZx3AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotRF8SZx4AVX512 is packedDotRF8SZx4AVX2 with AVX-512.
+func packedDotRF8SZx4AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotRF8UZx1AVX512 is packedDotRF8UZx1AVX2 with AVX-512.
+func packedDotRF8UZx1AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotRF8UZx2AVX512 is packedDotRF8UZx2AVX2 with AVX-512.
+func packedDotRF8UZx2AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotRF8UZx3AVX512 is packedDotRF8UZx3AVX2 with AVX-512.
+func packedDotRF8UZx3AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotRF8UZx4AVX512 is packedDotRF8UZx4AVX2 with AVX-512.
+func packedDotRF8UZx4AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotRF4Sx1AVX512 is packedDotRF4Sx1AVX2 with AVX-512.
+func packedDotRF4Sx1AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotRF4Sx2AVX512 is packedDotRF4Sx2AVX2 with AVX-512.
+func packedDotRF4Sx2AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotRF4Sx3AVX512 is packedDotRF4Sx3AVX2 with AVX-512.
+func packedDotRF4Sx3AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotRF4Sx4AVX512 is packedDotRF4Sx4AVX2 with AVX-512.
+func packedDotRF4Sx4AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotRF4Ux1AVX512 is packedDotRF4Ux1AVX2 with AVX-512.
+func packedDotRF4Ux1AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotRF4Ux2AVX512 is packedDotRF4Ux2AVX2 with AVX-512.
+func packedDotRF4Ux2AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotRF4Ux3AVX512 is packedDotRF4Ux3AVX2 with AVX-512.
+func packedDotRF4Ux3AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotRF4Ux4AVX512 is packedDotRF4Ux4AVX2 with AVX-512.
+func packedDotRF4Ux4AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotRF4SZx1AVX512 is packedDotRF4SZx1AVX2 with AVX-512.
+func packedDotRF4SZx1AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotRF4SZx2AVX512 is packedDotRF4SZx2AVX2 with AVX-512.
+func packedDotRF4SZx2AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotRF4SZx3AVX512 is packedDotRF4SZx3AVX2 with AVX-512.
+func packedDotRF4SZx3AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotRF4SZx4AVX512 is packedDotRF4SZx4AVX2 with AVX-512.
+func packedDotRF4SZx4AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotRF4UZx1AVX512 is packedDotRF4UZx1AVX2 with AVX-512.
+func packedDotRF4UZx1AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotRF4UZx2AVX512 is packedDotRF4UZx2AVX2 with AVX-512.
+func packedDotRF4UZx2AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotRF4UZx3AVX512 is packedDotRF4UZx3AVX2 with AVX-512.
+func packedDotRF4UZx3AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotRF4UZx4AVX512 is packedDotRF4UZx4AVX2 with AVX-512.
+func packedDotRF4UZx4AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotQ8_0x1AVX512 is packedDotQ8_0x1AVX2 with AVX-512.
+func packedDotQ8_0x1AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotQ8_0x2AVX512 is packedDotQ8_0x2AVX2 with AVX-512.
+func packedDotQ8_0x2AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotQ8_0x3AVX512 is packedDotQ8_0x3AVX2 with AVX-512.
+func packedDotQ8_0x3AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotQ8_0x4AVX512 is packedDotQ8_0x4AVX2 with AVX-512.
+func packedDotQ8_0x4AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotQ4_0x1AVX512 is packedDotQ4_0x1AVX2 with AVX-512.
+func packedDotQ4_0x1AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotQ4_0x2AVX512 is packedDotQ4_0x2AVX2 with AVX-512.
+func packedDotQ4_0x2AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotQ4_0x3AVX512 is packedDotQ4_0x3AVX2 with AVX-512.
+func packedDotQ4_0x3AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotQ4_0x4AVX512 is packedDotQ4_0x4AVX2 with AVX-512.
+func packedDotQ4_0x4AVX512(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
