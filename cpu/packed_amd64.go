@@ -22,17 +22,3 @@ var packedKernels = [pkKinds][packedFusedRows]packedKernel{
 	pkQ8_0:  {packedDotQ8_0x1AVX2, packedDotQ8_0x2AVX2, packedDotQ8_0x3AVX2, packedDotQ8_0x4AVX2},
 	pkQ4_0:  {packedDotQ4_0x1AVX2, packedDotQ4_0x2AVX2, packedDotQ4_0x3AVX2, packedDotQ4_0x4AVX2},
 }
-
-// packedKernels512 are packedKernels on 512-bit registers.
-var packedKernels512 = [pkKinds][packedFusedRows]packedKernel{
-	pkRF8S:  {packedDotRF8Sx1AVX512, packedDotRF8Sx2AVX512, packedDotRF8Sx3AVX512, packedDotRF8Sx4AVX512},
-	pkRF8U:  {packedDotRF8Ux1AVX512, packedDotRF8Ux2AVX512, packedDotRF8Ux3AVX512, packedDotRF8Ux4AVX512},
-	pkRF8SZ: {packedDotRF8SZx1AVX512, packedDotRF8SZx2AVX512, packedDotRF8SZx3AVX512, packedDotRF8SZx4AVX512},
-	pkRF8UZ: {packedDotRF8UZx1AVX512, packedDotRF8UZx2AVX512, packedDotRF8UZx3AVX512, packedDotRF8UZx4AVX512},
-	pkRF4S:  {packedDotRF4Sx1AVX512, packedDotRF4Sx2AVX512, packedDotRF4Sx3AVX512, packedDotRF4Sx4AVX512},
-	pkRF4U:  {packedDotRF4Ux1AVX512, packedDotRF4Ux2AVX512, packedDotRF4Ux3AVX512, packedDotRF4Ux4AVX512},
-	pkRF4SZ: {packedDotRF4SZx1AVX512, packedDotRF4SZx2AVX512, packedDotRF4SZx3AVX512, packedDotRF4SZx4AVX512},
-	pkRF4UZ: {packedDotRF4UZx1AVX512, packedDotRF4UZx2AVX512, packedDotRF4UZx3AVX512, packedDotRF4UZx4AVX512},
-	pkQ8_0:  {packedDotQ8_0x1AVX512, packedDotQ8_0x2AVX512, packedDotQ8_0x3AVX512, packedDotQ8_0x4AVX512},
-	pkQ4_0:  {packedDotQ4_0x1AVX512, packedDotQ4_0x2AVX512, packedDotQ4_0x3AVX512, packedDotQ4_0x4AVX512},
-}

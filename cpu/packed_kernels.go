@@ -15,9 +15,7 @@ import (
 // code widened to float32 and multiplied by its block's scale in a
 // register, which gives exactly the value the format's DecodeRows writes,
 // then multiply-added with the float activations. packed_amd64.s (made by
-// _gen/packed) has them with AVX2 and FMA, and with AVX-512 (where 4-bit
-// codes index a table of their block's sixteen values); packedDotGo is
-// their Go twin.
+// _gen/packed) has them with AVX2 and FMA; packedDotGo is their Go twin.
 
 // packedFusedRows is the most rows of A the fused kernels take: each
 // call streams the whole weight, so past it the tile-decode GEMM, which
@@ -227,9 +225,6 @@ func packedKernelFor(l pkLayout, m int) packedKernel {
 	}
 	if pkFormats[l.kind].f16 && !hasF16C {
 		return nil
-	}
-	if use.AVX512 {
-		return packedKernels512[l.kind][m-1]
 	}
 	return packedKernels[l.kind][m-1]
 }

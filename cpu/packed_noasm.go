@@ -6,4 +6,4 @@ package cpu
 
 const hasF16C = false
 
-var packedKernels, packedKernels512 [pkKinds][packedFusedRows]packedKernel
+var packedKernels [pkKinds][packedFusedRows]packedKernel

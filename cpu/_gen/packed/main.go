@@ -73,17 +73,7 @@ var (
 	nibbleMask Mem // 0x0F in every byte
 	flip8      Mem // 0x08 in every byte
 	eight      Mem // 8 in every dword
-	qU         Mem // 0..15, sixteen dwords: the unsigned nibbles
-	qS         Mem // 0..7, −8..−1: the signed nibbles, by their bits
 )
-
-func vector32x16(name string, v func(i int) uint32) Mem {
-	m := GLOBL(name, RODATA|NOPTR)
-	for i := range 16 {
-		DATA(4*i, U32(v(i)))
-	}
-	return m
-}
 
 // paramMem is the memory of an argument, read where it lies.
 func paramMem(name string) Mem {
@@ -110,16 +100,9 @@ func main() {
 	nibbleMask = splat("pkNibbleMask", 0x0F0F0F0F)
 	flip8 = splat("pkFlip8", 0x08080808)
 	eight = splat("pkEight", 8)
-	qU = vector32x16("pkNibblesU", func(i int) uint32 { return uint32(i) })
-	qS = vector32x16("pkNibblesS", func(i int) uint32 { return uint32(int32(i<<28) >> 28) })
 	for _, s := range specs {
 		for m := 1; m <= 4; m++ {
 			dot(s, m)
-		}
-	}
-	for _, s := range specs {
-		for m := 1; m <= 4; m++ {
-			dot512(s, m)
 		}
 	}
 	Generate()
@@ -299,204 +282,6 @@ func dot(s spec, m int) {
 			x = x[:h]
 		}
 		y := x[0]
-		t := XMM()
-		VEXTRACTF128(U8(1), y, t)
-		VADDPS(t, y.AsX(), t)
-		u := XMM()
-		VMOVHLPS(t, t, u)
-		VADDPS(u, t, t)
-		VMOVSHDUP(t, u)
-		VADDSS(u, t, t)
-		var dst Mem
-		switch r {
-		case 0:
-			dst = Mem{Base: cp}
-		case 1:
-			dst = Mem{Base: cp, Index: ldc, Scale: 1}
-		case 2:
-			dst = Mem{Base: cp, Index: ldc, Scale: 2}
-		default:
-			dst = Mem{Base: cp, Index: ldc3, Scale: 1}
-		}
-		VMOVSS(t, dst)
-	}
-	ADDQ(U8(4), cp)
-	ADDQ(paramMem("rowBytes"), rowp)
-	DECQ(nrow)
-	JNZ(LabelRef("row"))
-
-	Label("done")
-	VZEROUPPER()
-	RET()
-}
-
-// dot512 generates packedDot<name>x<m>AVX512: dot on 512-bit registers,
-// a chunk of 32 elements in two. 4-bit codes decode through a table of
-// the block's sixteen values, float32(q − zero point)·scale computed as
-// above, that VPERMPS indexes by the low four bits of each dword: the
-// nibbles need no masking, and the values are the same.
-func dot512(s spec, m int) {
-	name := fmt.Sprintf("packedDot%sx%dAVX512", s.name, m)
-	TEXT(name, NOSPLIT, "func(a *float32, lda int, w *byte, rowBytes, rows, group, blocks, last int, c *float32, ldc int)")
-	Doc(fmt.Sprintf("%s is packedDot%sx%dAVX2 with AVX-512.", name, s.name, m))
-
-	ap0 := Load(Param("a"), GP64())
-	ld := Load(Param("lda"), GP64())
-	SHLQ(U8(2), ld)
-	var ld3 GPVirtual
-	if m == 4 {
-		ld3 = GP64()
-		LEAQ(Mem{Base: ld, Index: ld, Scale: 2}, ld3)
-	}
-	rowp := Load(Param("w"), GP64())
-	nrow := Load(Param("rows"), GP64())
-	cp := Load(Param("c"), GP64())
-	ldc := Load(Param("ldc"), GP64())
-	SHLQ(U8(2), ldc)
-	var ldc3 GPVirtual
-	if m == 4 {
-		ldc3 = GP64()
-		LEAQ(Mem{Base: ldc, Index: ldc, Scale: 2}, ldc3)
-	}
-	TESTQ(nrow, nrow)
-	JZ(LabelRef("done"))
-
-	arow := func(ap GPVirtual, r, d int) Mem {
-		switch r {
-		case 0:
-			return Mem{Base: ap, Disp: d}
-		case 1:
-			return Mem{Base: ap, Index: ld, Scale: 1, Disp: d}
-		case 2:
-			return Mem{Base: ap, Index: ld, Scale: 2, Disp: d}
-		}
-		return Mem{Base: ap, Index: ld3, Scale: 1, Disp: d}
-	}
-
-	const nacc = 2
-	acc := make([][]VecVirtual, m)
-	for r := range acc {
-		acc[r] = make([]VecVirtual, nacc)
-		for v := range acc[r] {
-			acc[r][v] = ZMM()
-		}
-	}
-	sc, zp := ZMM(), ZMM()
-	// 8-bit: zp is subtracted from the codes; 4-bit: tbl holds the values.
-	var tbl VecVirtual
-	if s.bits == 4 {
-		tbl = ZMM()
-	}
-	zpOff := s.off
-	if s.bits == 4 && !s.split {
-		zpOff = 0 // the table's codes are signed already
-	}
-	if !s.zp && zpOff != 0 {
-		VPBROADCASTD(eight, zp)
-	}
-	sub := s.zp || zpOff != 0
-
-	Label("row")
-	p, ap := GP64(), GP64()
-	MOVQ(rowp, p)
-	MOVQ(ap0, ap)
-	for r := range acc {
-		for _, x := range acc[r] {
-			VPXORD(x, x, x)
-		}
-	}
-	nb := Load(Param("blocks"), GP64())
-	nch := GP64()
-
-	Label("block")
-	if s.f16 {
-		MOVWLZX(Mem{Base: p}, nch.As32())
-		t := XMM()
-		VMOVD(nch.As32(), t)
-		VCVTPH2PS(t, t)
-		VBROADCASTSS(t, sc)
-	} else {
-		VBROADCASTSS(Mem{Base: p}, sc)
-	}
-	if s.zp {
-		VPBROADCASTD(Mem{Base: p, Disp: 4}, zp)
-	}
-	if s.bits == 4 {
-		q := qU
-		if s.signed {
-			q = qS
-		}
-		VMOVDQU32(q, tbl)
-		if sub {
-			VPSUBD(zp, tbl, tbl)
-		}
-		VCVTDQ2PS(tbl, tbl)
-		VMULPS(sc, tbl, tbl)
-	}
-	ADDQ(U8(s.hdr()), p)
-	Load(Param("group"), nch)
-	CMPQ(nb, U8(1))
-	JNE(LabelRef("chunks"))
-	Load(Param("last"), nch)
-	Label("chunks")
-	SHRQ(U8(5), nch)
-	JZ(LabelRef("blockdone"))
-
-	Label("chunk")
-	w := []VecVirtual{ZMM(), ZMM()}
-	switch {
-	case s.bits == 8 && s.signed:
-		VPMOVSXBD(Mem{Base: p}, w[0])
-		VPMOVSXBD(Mem{Base: p, Disp: 16}, w[1])
-	case s.bits == 8:
-		VPMOVZXBD(Mem{Base: p}, w[0])
-		VPMOVZXBD(Mem{Base: p, Disp: 16}, w[1])
-	case s.split:
-		x, h := XMM(), XMM()
-		VMOVDQU(Mem{Base: p}, x)
-		VPSRLW(U8(4), x, h)
-		VPMOVZXBD(x, w[0])
-		VPMOVZXBD(h, w[1])
-	default:
-		x, h, e := XMM(), XMM(), XMM()
-		VMOVDQU(Mem{Base: p}, x)
-		VPSRLW(U8(4), x, h)
-		VPUNPCKHBW(h, x, e)
-		VPUNPCKLBW(h, x, x)
-		VPMOVZXBD(x, w[0])
-		VPMOVZXBD(e, w[1])
-	}
-	for _, v := range w {
-		if s.bits == 4 {
-			VPERMPS(tbl, v, v)
-			continue
-		}
-		if sub {
-			VPSUBD(zp, v, v)
-		}
-		VCVTDQ2PS(v, v)
-		VMULPS(sc, v, v)
-	}
-	for r := range m {
-		for v := range w {
-			VFMADD231PS(arow(ap, r, 64*v), w[v], acc[r][v])
-		}
-	}
-	ADDQ(U8(32*s.bits/8), p)
-	ADDQ(U32(128), ap)
-	DECQ(nch)
-	JNZ(LabelRef("chunk"))
-
-	Label("blockdone")
-	DECQ(nb)
-	JNZ(LabelRef("block"))
-
-	for r := range m {
-		z := acc[r][0]
-		VADDPS(acc[r][1], z, z)
-		y := YMM()
-		VEXTRACTF64X4(U8(1), z, y)
-		VADDPS(y, z.AsY(), y)
 		t := XMM()
 		VEXTRACTF128(U8(1), y, t)
 		VADDPS(t, y.AsX(), t)
