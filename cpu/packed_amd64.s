@@ -24,16 +24,6 @@ DATA pkFlip8<>+24(SB)/4, $0x08080808
 DATA pkFlip8<>+28(SB)/4, $0x08080808
 GLOBL pkFlip8<>(SB), RODATA|NOPTR, $32
 
-DATA pkEight<>+0(SB)/4, $0x00000008
-DATA pkEight<>+4(SB)/4, $0x00000008
-DATA pkEight<>+8(SB)/4, $0x00000008
-DATA pkEight<>+12(SB)/4, $0x00000008
-DATA pkEight<>+16(SB)/4, $0x00000008
-DATA pkEight<>+20(SB)/4, $0x00000008
-DATA pkEight<>+24(SB)/4, $0x00000008
-DATA pkEight<>+28(SB)/4, $0x00000008
-GLOBL pkEight<>(SB), RODATA|NOPTR, $32
-
 // func packedDotRF8Sx1AVX2(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
 // Requires: AVX, AVX2, FMA3
 TEXT ·packedDotRF8Sx1AVX2(SB), NOSPLIT, $0-80
@@ -1669,17 +1659,16 @@ done:
 // func packedDotRF4Sx1AVX2(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
 // Requires: AVX, AVX2, FMA3
 TEXT ·packedDotRF4Sx1AVX2(SB), NOSPLIT, $0-80
-	MOVQ    a+0(FP), AX
-	MOVQ    lda+8(FP), CX
-	SHLQ    $0x02, CX
-	MOVQ    w+16(FP), CX
-	MOVQ    rows+32(FP), DX
-	MOVQ    c+64(FP), BX
-	MOVQ    ldc+72(FP), SI
-	SHLQ    $0x02, SI
-	TESTQ   DX, DX
-	JZ      done
-	VMOVDQU pkEight<>+0(SB), Y5
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	MOVQ  w+16(FP), CX
+	MOVQ  rows+32(FP), DX
+	MOVQ  c+64(FP), BX
+	MOVQ  ldc+72(FP), SI
+	SHLQ  $0x02, SI
+	TESTQ DX, DX
+	JZ    done
 
 row:
 	MOVQ   CX, SI
@@ -1703,40 +1692,38 @@ chunks:
 	JZ   blockdone
 
 chunk:
-	VMOVQ       (SI), X7
-	VPSRLW      $0x04, X7, X6
-	VPAND       pkNibbleMask<>+0(SB), X7, X7
+	VMOVQ       (SI), X6
+	VPSRLW      $0x04, X6, X5
 	VPAND       pkNibbleMask<>+0(SB), X6, X6
-	VPUNPCKLBW  X6, X7, X7
-	VPXOR       pkFlip8<>+0(SB), X7, X7
-	VPMOVZXBD   X7, Y6
-	VPSHUFD     $0xee, X7, X7
-	VPMOVZXBD   X7, Y7
-	VPSUBD      Y5, Y6, Y6
+	VPAND       pkNibbleMask<>+0(SB), X5, X5
+	VPUNPCKLBW  X5, X6, X6
+	VPXOR       pkFlip8<>+0(SB), X6, X6
+	VPSUBB      pkFlip8<>+0(SB), X6, X6
+	VPMOVSXBD   X6, Y5
+	VPSHUFD     $0xee, X6, X6
+	VPMOVSXBD   X6, Y6
+	VCVTDQ2PS   Y5, Y5
+	VMULPS      Y4, Y5, Y5
 	VCVTDQ2PS   Y6, Y6
 	VMULPS      Y4, Y6, Y6
-	VPSUBD      Y5, Y7, Y7
-	VCVTDQ2PS   Y7, Y7
-	VMULPS      Y4, Y7, Y7
-	VFMADD231PS (DI), Y6, Y0
-	VFMADD231PS 32(DI), Y7, Y1
-	VMOVQ       8(SI), X7
-	VPSRLW      $0x04, X7, X6
-	VPAND       pkNibbleMask<>+0(SB), X7, X7
+	VFMADD231PS (DI), Y5, Y0
+	VFMADD231PS 32(DI), Y6, Y1
+	VMOVQ       8(SI), X6
+	VPSRLW      $0x04, X6, X5
 	VPAND       pkNibbleMask<>+0(SB), X6, X6
-	VPUNPCKLBW  X6, X7, X7
-	VPXOR       pkFlip8<>+0(SB), X7, X7
-	VPMOVZXBD   X7, Y6
-	VPSHUFD     $0xee, X7, X7
-	VPMOVZXBD   X7, Y7
-	VPSUBD      Y5, Y6, Y6
+	VPAND       pkNibbleMask<>+0(SB), X5, X5
+	VPUNPCKLBW  X5, X6, X6
+	VPXOR       pkFlip8<>+0(SB), X6, X6
+	VPSUBB      pkFlip8<>+0(SB), X6, X6
+	VPMOVSXBD   X6, Y5
+	VPSHUFD     $0xee, X6, X6
+	VPMOVSXBD   X6, Y6
+	VCVTDQ2PS   Y5, Y5
+	VMULPS      Y4, Y5, Y5
 	VCVTDQ2PS   Y6, Y6
 	VMULPS      Y4, Y6, Y6
-	VPSUBD      Y5, Y7, Y7
-	VCVTDQ2PS   Y7, Y7
-	VMULPS      Y4, Y7, Y7
-	VFMADD231PS 64(DI), Y6, Y2
-	VFMADD231PS 96(DI), Y7, Y3
+	VFMADD231PS 64(DI), Y5, Y2
+	VFMADD231PS 96(DI), Y6, Y3
 	ADDQ        $0x10, SI
 	ADDQ        $0x00000080, DI
 	DECQ        R9
@@ -1767,17 +1754,16 @@ done:
 // func packedDotRF4Sx2AVX2(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
 // Requires: AVX, AVX2, FMA3
 TEXT ·packedDotRF4Sx2AVX2(SB), NOSPLIT, $0-80
-	MOVQ    a+0(FP), AX
-	MOVQ    lda+8(FP), CX
-	SHLQ    $0x02, CX
-	MOVQ    w+16(FP), DX
-	MOVQ    rows+32(FP), BX
-	MOVQ    c+64(FP), SI
-	MOVQ    ldc+72(FP), DI
-	SHLQ    $0x02, DI
-	TESTQ   BX, BX
-	JZ      done
-	VMOVDQU pkEight<>+0(SB), Y9
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	MOVQ  w+16(FP), DX
+	MOVQ  rows+32(FP), BX
+	MOVQ  c+64(FP), SI
+	MOVQ  ldc+72(FP), DI
+	SHLQ  $0x02, DI
+	TESTQ BX, BX
+	JZ    done
 
 row:
 	MOVQ   DX, R8
@@ -1805,44 +1791,42 @@ chunks:
 	JZ   blockdone
 
 chunk:
-	VMOVQ       (R8), X11
-	VPSRLW      $0x04, X11, X10
-	VPAND       pkNibbleMask<>+0(SB), X11, X11
+	VMOVQ       (R8), X10
+	VPSRLW      $0x04, X10, X9
 	VPAND       pkNibbleMask<>+0(SB), X10, X10
-	VPUNPCKLBW  X10, X11, X11
-	VPXOR       pkFlip8<>+0(SB), X11, X11
-	VPMOVZXBD   X11, Y10
-	VPSHUFD     $0xee, X11, X11
-	VPMOVZXBD   X11, Y11
-	VPSUBD      Y9, Y10, Y10
+	VPAND       pkNibbleMask<>+0(SB), X9, X9
+	VPUNPCKLBW  X9, X10, X10
+	VPXOR       pkFlip8<>+0(SB), X10, X10
+	VPSUBB      pkFlip8<>+0(SB), X10, X10
+	VPMOVSXBD   X10, Y9
+	VPSHUFD     $0xee, X10, X10
+	VPMOVSXBD   X10, Y10
+	VCVTDQ2PS   Y9, Y9
+	VMULPS      Y8, Y9, Y9
 	VCVTDQ2PS   Y10, Y10
 	VMULPS      Y8, Y10, Y10
-	VPSUBD      Y9, Y11, Y11
-	VCVTDQ2PS   Y11, Y11
-	VMULPS      Y8, Y11, Y11
-	VFMADD231PS (R9), Y10, Y0
-	VFMADD231PS 32(R9), Y11, Y1
-	VFMADD231PS (R9)(CX*1), Y10, Y4
-	VFMADD231PS 32(R9)(CX*1), Y11, Y5
-	VMOVQ       8(R8), X11
-	VPSRLW      $0x04, X11, X10
-	VPAND       pkNibbleMask<>+0(SB), X11, X11
+	VFMADD231PS (R9), Y9, Y0
+	VFMADD231PS 32(R9), Y10, Y1
+	VFMADD231PS (R9)(CX*1), Y9, Y4
+	VFMADD231PS 32(R9)(CX*1), Y10, Y5
+	VMOVQ       8(R8), X10
+	VPSRLW      $0x04, X10, X9
 	VPAND       pkNibbleMask<>+0(SB), X10, X10
-	VPUNPCKLBW  X10, X11, X11
-	VPXOR       pkFlip8<>+0(SB), X11, X11
-	VPMOVZXBD   X11, Y10
-	VPSHUFD     $0xee, X11, X11
-	VPMOVZXBD   X11, Y11
-	VPSUBD      Y9, Y10, Y10
+	VPAND       pkNibbleMask<>+0(SB), X9, X9
+	VPUNPCKLBW  X9, X10, X10
+	VPXOR       pkFlip8<>+0(SB), X10, X10
+	VPSUBB      pkFlip8<>+0(SB), X10, X10
+	VPMOVSXBD   X10, Y9
+	VPSHUFD     $0xee, X10, X10
+	VPMOVSXBD   X10, Y10
+	VCVTDQ2PS   Y9, Y9
+	VMULPS      Y8, Y9, Y9
 	VCVTDQ2PS   Y10, Y10
 	VMULPS      Y8, Y10, Y10
-	VPSUBD      Y9, Y11, Y11
-	VCVTDQ2PS   Y11, Y11
-	VMULPS      Y8, Y11, Y11
-	VFMADD231PS 64(R9), Y10, Y2
-	VFMADD231PS 96(R9), Y11, Y3
-	VFMADD231PS 64(R9)(CX*1), Y10, Y6
-	VFMADD231PS 96(R9)(CX*1), Y11, Y7
+	VFMADD231PS 64(R9), Y9, Y2
+	VFMADD231PS 96(R9), Y10, Y3
+	VFMADD231PS 64(R9)(CX*1), Y9, Y6
+	VFMADD231PS 96(R9)(CX*1), Y10, Y7
 	ADDQ        $0x10, R8
 	ADDQ        $0x00000080, R9
 	DECQ        R11
@@ -1883,17 +1867,16 @@ done:
 // func packedDotRF4Sx3AVX2(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
 // Requires: AVX, AVX2, FMA3
 TEXT ·packedDotRF4Sx3AVX2(SB), NOSPLIT, $0-80
-	MOVQ    a+0(FP), AX
-	MOVQ    lda+8(FP), CX
-	SHLQ    $0x02, CX
-	MOVQ    w+16(FP), DX
-	MOVQ    rows+32(FP), BX
-	MOVQ    c+64(FP), SI
-	MOVQ    ldc+72(FP), DI
-	SHLQ    $0x02, DI
-	TESTQ   BX, BX
-	JZ      done
-	VMOVDQU pkEight<>+0(SB), Y7
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	MOVQ  w+16(FP), DX
+	MOVQ  rows+32(FP), BX
+	MOVQ  c+64(FP), SI
+	MOVQ  ldc+72(FP), DI
+	SHLQ  $0x02, DI
+	TESTQ BX, BX
+	JZ    done
 
 row:
 	MOVQ   DX, R8
@@ -1919,48 +1902,46 @@ chunks:
 	JZ   blockdone
 
 chunk:
-	VMOVQ       (R8), X9
-	VPSRLW      $0x04, X9, X8
-	VPAND       pkNibbleMask<>+0(SB), X9, X9
+	VMOVQ       (R8), X8
+	VPSRLW      $0x04, X8, X7
 	VPAND       pkNibbleMask<>+0(SB), X8, X8
-	VPUNPCKLBW  X8, X9, X9
-	VPXOR       pkFlip8<>+0(SB), X9, X9
-	VPMOVZXBD   X9, Y8
-	VPSHUFD     $0xee, X9, X9
-	VPMOVZXBD   X9, Y9
-	VPSUBD      Y7, Y8, Y8
+	VPAND       pkNibbleMask<>+0(SB), X7, X7
+	VPUNPCKLBW  X7, X8, X8
+	VPXOR       pkFlip8<>+0(SB), X8, X8
+	VPSUBB      pkFlip8<>+0(SB), X8, X8
+	VPMOVSXBD   X8, Y7
+	VPSHUFD     $0xee, X8, X8
+	VPMOVSXBD   X8, Y8
+	VCVTDQ2PS   Y7, Y7
+	VMULPS      Y6, Y7, Y7
 	VCVTDQ2PS   Y8, Y8
 	VMULPS      Y6, Y8, Y8
-	VPSUBD      Y7, Y9, Y9
-	VCVTDQ2PS   Y9, Y9
-	VMULPS      Y6, Y9, Y9
-	VFMADD231PS (R9), Y8, Y0
-	VFMADD231PS 32(R9), Y9, Y1
-	VFMADD231PS (R9)(CX*1), Y8, Y2
-	VFMADD231PS 32(R9)(CX*1), Y9, Y3
-	VFMADD231PS (R9)(CX*2), Y8, Y4
-	VFMADD231PS 32(R9)(CX*2), Y9, Y5
-	VMOVQ       8(R8), X9
-	VPSRLW      $0x04, X9, X8
-	VPAND       pkNibbleMask<>+0(SB), X9, X9
+	VFMADD231PS (R9), Y7, Y0
+	VFMADD231PS 32(R9), Y8, Y1
+	VFMADD231PS (R9)(CX*1), Y7, Y2
+	VFMADD231PS 32(R9)(CX*1), Y8, Y3
+	VFMADD231PS (R9)(CX*2), Y7, Y4
+	VFMADD231PS 32(R9)(CX*2), Y8, Y5
+	VMOVQ       8(R8), X8
+	VPSRLW      $0x04, X8, X7
 	VPAND       pkNibbleMask<>+0(SB), X8, X8
-	VPUNPCKLBW  X8, X9, X9
-	VPXOR       pkFlip8<>+0(SB), X9, X9
-	VPMOVZXBD   X9, Y8
-	VPSHUFD     $0xee, X9, X9
-	VPMOVZXBD   X9, Y9
-	VPSUBD      Y7, Y8, Y8
+	VPAND       pkNibbleMask<>+0(SB), X7, X7
+	VPUNPCKLBW  X7, X8, X8
+	VPXOR       pkFlip8<>+0(SB), X8, X8
+	VPSUBB      pkFlip8<>+0(SB), X8, X8
+	VPMOVSXBD   X8, Y7
+	VPSHUFD     $0xee, X8, X8
+	VPMOVSXBD   X8, Y8
+	VCVTDQ2PS   Y7, Y7
+	VMULPS      Y6, Y7, Y7
 	VCVTDQ2PS   Y8, Y8
 	VMULPS      Y6, Y8, Y8
-	VPSUBD      Y7, Y9, Y9
-	VCVTDQ2PS   Y9, Y9
-	VMULPS      Y6, Y9, Y9
-	VFMADD231PS 64(R9), Y8, Y0
-	VFMADD231PS 96(R9), Y9, Y1
-	VFMADD231PS 64(R9)(CX*1), Y8, Y2
-	VFMADD231PS 96(R9)(CX*1), Y9, Y3
-	VFMADD231PS 64(R9)(CX*2), Y8, Y4
-	VFMADD231PS 96(R9)(CX*2), Y9, Y5
+	VFMADD231PS 64(R9), Y7, Y0
+	VFMADD231PS 96(R9), Y8, Y1
+	VFMADD231PS 64(R9)(CX*1), Y7, Y2
+	VFMADD231PS 96(R9)(CX*1), Y8, Y3
+	VFMADD231PS 64(R9)(CX*2), Y7, Y4
+	VFMADD231PS 96(R9)(CX*2), Y8, Y5
 	ADDQ        $0x10, R8
 	ADDQ        $0x00000080, R9
 	DECQ        R11
@@ -2005,19 +1986,18 @@ done:
 // func packedDotRF4Sx4AVX2(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
 // Requires: AVX, AVX2, FMA3
 TEXT ·packedDotRF4Sx4AVX2(SB), NOSPLIT, $0-80
-	MOVQ    a+0(FP), AX
-	MOVQ    lda+8(FP), CX
-	SHLQ    $0x02, CX
-	LEAQ    (CX)(CX*2), DX
-	MOVQ    w+16(FP), BX
-	MOVQ    rows+32(FP), SI
-	MOVQ    c+64(FP), DI
-	MOVQ    ldc+72(FP), R8
-	SHLQ    $0x02, R8
-	LEAQ    (R8)(R8*2), R9
-	TESTQ   SI, SI
-	JZ      done
-	VMOVDQU pkEight<>+0(SB), Y9
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	LEAQ  (CX)(CX*2), DX
+	MOVQ  w+16(FP), BX
+	MOVQ  rows+32(FP), SI
+	MOVQ  c+64(FP), DI
+	MOVQ  ldc+72(FP), R8
+	SHLQ  $0x02, R8
+	LEAQ  (R8)(R8*2), R9
+	TESTQ SI, SI
+	JZ    done
 
 row:
 	MOVQ   BX, R10
@@ -2045,52 +2025,50 @@ chunks:
 	JZ   blockdone
 
 chunk:
-	VMOVQ       (R10), X11
-	VPSRLW      $0x04, X11, X10
-	VPAND       pkNibbleMask<>+0(SB), X11, X11
+	VMOVQ       (R10), X10
+	VPSRLW      $0x04, X10, X9
 	VPAND       pkNibbleMask<>+0(SB), X10, X10
-	VPUNPCKLBW  X10, X11, X11
-	VPXOR       pkFlip8<>+0(SB), X11, X11
-	VPMOVZXBD   X11, Y10
-	VPSHUFD     $0xee, X11, X11
-	VPMOVZXBD   X11, Y11
-	VPSUBD      Y9, Y10, Y10
+	VPAND       pkNibbleMask<>+0(SB), X9, X9
+	VPUNPCKLBW  X9, X10, X10
+	VPXOR       pkFlip8<>+0(SB), X10, X10
+	VPSUBB      pkFlip8<>+0(SB), X10, X10
+	VPMOVSXBD   X10, Y9
+	VPSHUFD     $0xee, X10, X10
+	VPMOVSXBD   X10, Y10
+	VCVTDQ2PS   Y9, Y9
+	VMULPS      Y8, Y9, Y9
 	VCVTDQ2PS   Y10, Y10
 	VMULPS      Y8, Y10, Y10
-	VPSUBD      Y9, Y11, Y11
-	VCVTDQ2PS   Y11, Y11
-	VMULPS      Y8, Y11, Y11
-	VFMADD231PS (R11), Y10, Y0
-	VFMADD231PS 32(R11), Y11, Y1
-	VFMADD231PS (R11)(CX*1), Y10, Y2
-	VFMADD231PS 32(R11)(CX*1), Y11, Y3
-	VFMADD231PS (R11)(CX*2), Y10, Y4
-	VFMADD231PS 32(R11)(CX*2), Y11, Y5
-	VFMADD231PS (R11)(DX*1), Y10, Y6
-	VFMADD231PS 32(R11)(DX*1), Y11, Y7
-	VMOVQ       8(R10), X11
-	VPSRLW      $0x04, X11, X10
-	VPAND       pkNibbleMask<>+0(SB), X11, X11
+	VFMADD231PS (R11), Y9, Y0
+	VFMADD231PS 32(R11), Y10, Y1
+	VFMADD231PS (R11)(CX*1), Y9, Y2
+	VFMADD231PS 32(R11)(CX*1), Y10, Y3
+	VFMADD231PS (R11)(CX*2), Y9, Y4
+	VFMADD231PS 32(R11)(CX*2), Y10, Y5
+	VFMADD231PS (R11)(DX*1), Y9, Y6
+	VFMADD231PS 32(R11)(DX*1), Y10, Y7
+	VMOVQ       8(R10), X10
+	VPSRLW      $0x04, X10, X9
 	VPAND       pkNibbleMask<>+0(SB), X10, X10
-	VPUNPCKLBW  X10, X11, X11
-	VPXOR       pkFlip8<>+0(SB), X11, X11
-	VPMOVZXBD   X11, Y10
-	VPSHUFD     $0xee, X11, X11
-	VPMOVZXBD   X11, Y11
-	VPSUBD      Y9, Y10, Y10
+	VPAND       pkNibbleMask<>+0(SB), X9, X9
+	VPUNPCKLBW  X9, X10, X10
+	VPXOR       pkFlip8<>+0(SB), X10, X10
+	VPSUBB      pkFlip8<>+0(SB), X10, X10
+	VPMOVSXBD   X10, Y9
+	VPSHUFD     $0xee, X10, X10
+	VPMOVSXBD   X10, Y10
+	VCVTDQ2PS   Y9, Y9
+	VMULPS      Y8, Y9, Y9
 	VCVTDQ2PS   Y10, Y10
 	VMULPS      Y8, Y10, Y10
-	VPSUBD      Y9, Y11, Y11
-	VCVTDQ2PS   Y11, Y11
-	VMULPS      Y8, Y11, Y11
-	VFMADD231PS 64(R11), Y10, Y0
-	VFMADD231PS 96(R11), Y11, Y1
-	VFMADD231PS 64(R11)(CX*1), Y10, Y2
-	VFMADD231PS 96(R11)(CX*1), Y11, Y3
-	VFMADD231PS 64(R11)(CX*2), Y10, Y4
-	VFMADD231PS 96(R11)(CX*2), Y11, Y5
-	VFMADD231PS 64(R11)(DX*1), Y10, Y6
-	VFMADD231PS 96(R11)(DX*1), Y11, Y7
+	VFMADD231PS 64(R11), Y9, Y0
+	VFMADD231PS 96(R11), Y10, Y1
+	VFMADD231PS 64(R11)(CX*1), Y9, Y2
+	VFMADD231PS 96(R11)(CX*1), Y10, Y3
+	VFMADD231PS 64(R11)(CX*2), Y9, Y4
+	VFMADD231PS 96(R11)(CX*2), Y10, Y5
+	VFMADD231PS 64(R11)(DX*1), Y9, Y6
+	VFMADD231PS 96(R11)(DX*1), Y10, Y7
 	ADDQ        $0x10, R10
 	ADDQ        $0x00000080, R11
 	DECQ        R13
@@ -2612,7 +2590,6 @@ row:
 block:
 	VBROADCASTSS (SI), Y4
 	VPBROADCASTD 4(SI), Y5
-	VPADDD       pkEight<>+0(SB), Y5, Y5
 	ADDQ         $0x08, SI
 	MOVQ         group+40(FP), R9
 	CMPQ         R8, $0x01
@@ -2630,9 +2607,10 @@ chunk:
 	VPAND       pkNibbleMask<>+0(SB), X6, X6
 	VPUNPCKLBW  X6, X7, X7
 	VPXOR       pkFlip8<>+0(SB), X7, X7
-	VPMOVZXBD   X7, Y6
+	VPSUBB      pkFlip8<>+0(SB), X7, X7
+	VPMOVSXBD   X7, Y6
 	VPSHUFD     $0xee, X7, X7
-	VPMOVZXBD   X7, Y7
+	VPMOVSXBD   X7, Y7
 	VPSUBD      Y5, Y6, Y6
 	VCVTDQ2PS   Y6, Y6
 	VMULPS      Y4, Y6, Y6
@@ -2647,9 +2625,10 @@ chunk:
 	VPAND       pkNibbleMask<>+0(SB), X6, X6
 	VPUNPCKLBW  X6, X7, X7
 	VPXOR       pkFlip8<>+0(SB), X7, X7
-	VPMOVZXBD   X7, Y6
+	VPSUBB      pkFlip8<>+0(SB), X7, X7
+	VPMOVSXBD   X7, Y6
 	VPSHUFD     $0xee, X7, X7
-	VPMOVZXBD   X7, Y7
+	VPMOVSXBD   X7, Y7
 	VPSUBD      Y5, Y6, Y6
 	VCVTDQ2PS   Y6, Y6
 	VMULPS      Y4, Y6, Y6
@@ -2715,7 +2694,6 @@ row:
 block:
 	VBROADCASTSS (R8), Y8
 	VPBROADCASTD 4(R8), Y9
-	VPADDD       pkEight<>+0(SB), Y9, Y9
 	ADDQ         $0x08, R8
 	MOVQ         group+40(FP), R11
 	CMPQ         R10, $0x01
@@ -2733,9 +2711,10 @@ chunk:
 	VPAND       pkNibbleMask<>+0(SB), X10, X10
 	VPUNPCKLBW  X10, X11, X11
 	VPXOR       pkFlip8<>+0(SB), X11, X11
-	VPMOVZXBD   X11, Y10
+	VPSUBB      pkFlip8<>+0(SB), X11, X11
+	VPMOVSXBD   X11, Y10
 	VPSHUFD     $0xee, X11, X11
-	VPMOVZXBD   X11, Y11
+	VPMOVSXBD   X11, Y11
 	VPSUBD      Y9, Y10, Y10
 	VCVTDQ2PS   Y10, Y10
 	VMULPS      Y8, Y10, Y10
@@ -2752,9 +2731,10 @@ chunk:
 	VPAND       pkNibbleMask<>+0(SB), X10, X10
 	VPUNPCKLBW  X10, X11, X11
 	VPXOR       pkFlip8<>+0(SB), X11, X11
-	VPMOVZXBD   X11, Y10
+	VPSUBB      pkFlip8<>+0(SB), X11, X11
+	VPMOVSXBD   X11, Y10
 	VPSHUFD     $0xee, X11, X11
-	VPMOVZXBD   X11, Y11
+	VPMOVSXBD   X11, Y11
 	VPSUBD      Y9, Y10, Y10
 	VCVTDQ2PS   Y10, Y10
 	VMULPS      Y8, Y10, Y10
@@ -2830,7 +2810,6 @@ row:
 block:
 	VBROADCASTSS (R8), Y6
 	VPBROADCASTD 4(R8), Y7
-	VPADDD       pkEight<>+0(SB), Y7, Y7
 	ADDQ         $0x08, R8
 	MOVQ         group+40(FP), R11
 	CMPQ         R10, $0x01
@@ -2848,9 +2827,10 @@ chunk:
 	VPAND       pkNibbleMask<>+0(SB), X8, X8
 	VPUNPCKLBW  X8, X9, X9
 	VPXOR       pkFlip8<>+0(SB), X9, X9
-	VPMOVZXBD   X9, Y8
+	VPSUBB      pkFlip8<>+0(SB), X9, X9
+	VPMOVSXBD   X9, Y8
 	VPSHUFD     $0xee, X9, X9
-	VPMOVZXBD   X9, Y9
+	VPMOVSXBD   X9, Y9
 	VPSUBD      Y7, Y8, Y8
 	VCVTDQ2PS   Y8, Y8
 	VMULPS      Y6, Y8, Y8
@@ -2869,9 +2849,10 @@ chunk:
 	VPAND       pkNibbleMask<>+0(SB), X8, X8
 	VPUNPCKLBW  X8, X9, X9
 	VPXOR       pkFlip8<>+0(SB), X9, X9
-	VPMOVZXBD   X9, Y8
+	VPSUBB      pkFlip8<>+0(SB), X9, X9
+	VPMOVSXBD   X9, Y8
 	VPSHUFD     $0xee, X9, X9
-	VPMOVZXBD   X9, Y9
+	VPMOVSXBD   X9, Y9
 	VPSUBD      Y7, Y8, Y8
 	VCVTDQ2PS   Y8, Y8
 	VMULPS      Y6, Y8, Y8
@@ -2957,7 +2938,6 @@ row:
 block:
 	VBROADCASTSS (R10), Y8
 	VPBROADCASTD 4(R10), Y9
-	VPADDD       pkEight<>+0(SB), Y9, Y9
 	ADDQ         $0x08, R10
 	MOVQ         group+40(FP), R13
 	CMPQ         R12, $0x01
@@ -2975,9 +2955,10 @@ chunk:
 	VPAND       pkNibbleMask<>+0(SB), X10, X10
 	VPUNPCKLBW  X10, X11, X11
 	VPXOR       pkFlip8<>+0(SB), X11, X11
-	VPMOVZXBD   X11, Y10
+	VPSUBB      pkFlip8<>+0(SB), X11, X11
+	VPMOVSXBD   X11, Y10
 	VPSHUFD     $0xee, X11, X11
-	VPMOVZXBD   X11, Y11
+	VPMOVSXBD   X11, Y11
 	VPSUBD      Y9, Y10, Y10
 	VCVTDQ2PS   Y10, Y10
 	VMULPS      Y8, Y10, Y10
@@ -2998,9 +2979,10 @@ chunk:
 	VPAND       pkNibbleMask<>+0(SB), X10, X10
 	VPUNPCKLBW  X10, X11, X11
 	VPXOR       pkFlip8<>+0(SB), X11, X11
-	VPMOVZXBD   X11, Y10
+	VPSUBB      pkFlip8<>+0(SB), X11, X11
+	VPMOVSXBD   X11, Y10
 	VPSHUFD     $0xee, X11, X11
-	VPMOVZXBD   X11, Y11
+	VPMOVSXBD   X11, Y11
 	VPSUBD      Y9, Y10, Y10
 	VCVTDQ2PS   Y10, Y10
 	VMULPS      Y8, Y10, Y10
@@ -3943,17 +3925,16 @@ done:
 // func packedDotQ4_0x1AVX2(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
 // Requires: AVX, AVX2, F16C, FMA3
 TEXT ·packedDotQ4_0x1AVX2(SB), NOSPLIT, $0-80
-	MOVQ    a+0(FP), AX
-	MOVQ    lda+8(FP), CX
-	SHLQ    $0x02, CX
-	MOVQ    w+16(FP), CX
-	MOVQ    rows+32(FP), DX
-	MOVQ    c+64(FP), BX
-	MOVQ    ldc+72(FP), SI
-	SHLQ    $0x02, SI
-	TESTQ   DX, DX
-	JZ      done
-	VMOVDQU pkEight<>+0(SB), Y5
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	MOVQ  w+16(FP), CX
+	MOVQ  rows+32(FP), DX
+	MOVQ  c+64(FP), BX
+	MOVQ  ldc+72(FP), SI
+	SHLQ  $0x02, SI
+	TESTQ DX, DX
+	JZ    done
 
 row:
 	MOVQ   CX, SI
@@ -3980,32 +3961,30 @@ chunks:
 	JZ   blockdone
 
 chunk:
-	VMOVDQU     (SI), X8
-	VPAND       pkNibbleMask<>+0(SB), X8, X7
-	VPMOVZXBD   X7, Y6
-	VPSHUFD     $0xee, X7, X7
-	VPMOVZXBD   X7, Y7
-	VPSUBD      Y5, Y6, Y6
+	VMOVDQU     (SI), X7
+	VPAND       pkNibbleMask<>+0(SB), X7, X6
+	VPSUBB      pkFlip8<>+0(SB), X6, X6
+	VPMOVSXBD   X6, Y5
+	VPSHUFD     $0xee, X6, X6
+	VPMOVSXBD   X6, Y6
+	VCVTDQ2PS   Y5, Y5
+	VMULPS      Y4, Y5, Y5
 	VCVTDQ2PS   Y6, Y6
 	VMULPS      Y4, Y6, Y6
-	VPSUBD      Y5, Y7, Y7
-	VCVTDQ2PS   Y7, Y7
-	VMULPS      Y4, Y7, Y7
-	VFMADD231PS (DI), Y6, Y0
-	VFMADD231PS 32(DI), Y7, Y1
-	VPSRLW      $0x04, X8, X7
-	VPAND       pkNibbleMask<>+0(SB), X7, X7
-	VPMOVZXBD   X7, Y6
-	VPSHUFD     $0xee, X7, X7
-	VPMOVZXBD   X7, Y7
-	VPSUBD      Y5, Y6, Y6
+	VFMADD231PS (DI), Y5, Y0
+	VFMADD231PS 32(DI), Y6, Y1
+	VPSRLW      $0x04, X7, X6
+	VPAND       pkNibbleMask<>+0(SB), X6, X6
+	VPSUBB      pkFlip8<>+0(SB), X6, X6
+	VPMOVSXBD   X6, Y5
+	VPSHUFD     $0xee, X6, X6
+	VPMOVSXBD   X6, Y6
+	VCVTDQ2PS   Y5, Y5
+	VMULPS      Y4, Y5, Y5
 	VCVTDQ2PS   Y6, Y6
 	VMULPS      Y4, Y6, Y6
-	VPSUBD      Y5, Y7, Y7
-	VCVTDQ2PS   Y7, Y7
-	VMULPS      Y4, Y7, Y7
-	VFMADD231PS 64(DI), Y6, Y2
-	VFMADD231PS 96(DI), Y7, Y3
+	VFMADD231PS 64(DI), Y5, Y2
+	VFMADD231PS 96(DI), Y6, Y3
 	ADDQ        $0x10, SI
 	ADDQ        $0x00000080, DI
 	DECQ        R9
@@ -4036,17 +4015,16 @@ done:
 // func packedDotQ4_0x2AVX2(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
 // Requires: AVX, AVX2, F16C, FMA3
 TEXT ·packedDotQ4_0x2AVX2(SB), NOSPLIT, $0-80
-	MOVQ    a+0(FP), AX
-	MOVQ    lda+8(FP), CX
-	SHLQ    $0x02, CX
-	MOVQ    w+16(FP), DX
-	MOVQ    rows+32(FP), BX
-	MOVQ    c+64(FP), SI
-	MOVQ    ldc+72(FP), DI
-	SHLQ    $0x02, DI
-	TESTQ   BX, BX
-	JZ      done
-	VMOVDQU pkEight<>+0(SB), Y9
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	MOVQ  w+16(FP), DX
+	MOVQ  rows+32(FP), BX
+	MOVQ  c+64(FP), SI
+	MOVQ  ldc+72(FP), DI
+	SHLQ  $0x02, DI
+	TESTQ BX, BX
+	JZ    done
 
 row:
 	MOVQ   DX, R8
@@ -4077,36 +4055,34 @@ chunks:
 	JZ   blockdone
 
 chunk:
-	VMOVDQU     (R8), X12
-	VPAND       pkNibbleMask<>+0(SB), X12, X11
-	VPMOVZXBD   X11, Y10
-	VPSHUFD     $0xee, X11, X11
-	VPMOVZXBD   X11, Y11
-	VPSUBD      Y9, Y10, Y10
+	VMOVDQU     (R8), X11
+	VPAND       pkNibbleMask<>+0(SB), X11, X10
+	VPSUBB      pkFlip8<>+0(SB), X10, X10
+	VPMOVSXBD   X10, Y9
+	VPSHUFD     $0xee, X10, X10
+	VPMOVSXBD   X10, Y10
+	VCVTDQ2PS   Y9, Y9
+	VMULPS      Y8, Y9, Y9
 	VCVTDQ2PS   Y10, Y10
 	VMULPS      Y8, Y10, Y10
-	VPSUBD      Y9, Y11, Y11
-	VCVTDQ2PS   Y11, Y11
-	VMULPS      Y8, Y11, Y11
-	VFMADD231PS (R9), Y10, Y0
-	VFMADD231PS 32(R9), Y11, Y1
-	VFMADD231PS (R9)(CX*1), Y10, Y4
-	VFMADD231PS 32(R9)(CX*1), Y11, Y5
-	VPSRLW      $0x04, X12, X11
-	VPAND       pkNibbleMask<>+0(SB), X11, X11
-	VPMOVZXBD   X11, Y10
-	VPSHUFD     $0xee, X11, X11
-	VPMOVZXBD   X11, Y11
-	VPSUBD      Y9, Y10, Y10
+	VFMADD231PS (R9), Y9, Y0
+	VFMADD231PS 32(R9), Y10, Y1
+	VFMADD231PS (R9)(CX*1), Y9, Y4
+	VFMADD231PS 32(R9)(CX*1), Y10, Y5
+	VPSRLW      $0x04, X11, X10
+	VPAND       pkNibbleMask<>+0(SB), X10, X10
+	VPSUBB      pkFlip8<>+0(SB), X10, X10
+	VPMOVSXBD   X10, Y9
+	VPSHUFD     $0xee, X10, X10
+	VPMOVSXBD   X10, Y10
+	VCVTDQ2PS   Y9, Y9
+	VMULPS      Y8, Y9, Y9
 	VCVTDQ2PS   Y10, Y10
 	VMULPS      Y8, Y10, Y10
-	VPSUBD      Y9, Y11, Y11
-	VCVTDQ2PS   Y11, Y11
-	VMULPS      Y8, Y11, Y11
-	VFMADD231PS 64(R9), Y10, Y2
-	VFMADD231PS 96(R9), Y11, Y3
-	VFMADD231PS 64(R9)(CX*1), Y10, Y6
-	VFMADD231PS 96(R9)(CX*1), Y11, Y7
+	VFMADD231PS 64(R9), Y9, Y2
+	VFMADD231PS 96(R9), Y10, Y3
+	VFMADD231PS 64(R9)(CX*1), Y9, Y6
+	VFMADD231PS 96(R9)(CX*1), Y10, Y7
 	ADDQ        $0x10, R8
 	ADDQ        $0x00000080, R9
 	DECQ        R11
@@ -4147,17 +4123,16 @@ done:
 // func packedDotQ4_0x3AVX2(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
 // Requires: AVX, AVX2, F16C, FMA3
 TEXT ·packedDotQ4_0x3AVX2(SB), NOSPLIT, $0-80
-	MOVQ    a+0(FP), AX
-	MOVQ    lda+8(FP), CX
-	SHLQ    $0x02, CX
-	MOVQ    w+16(FP), DX
-	MOVQ    rows+32(FP), BX
-	MOVQ    c+64(FP), SI
-	MOVQ    ldc+72(FP), DI
-	SHLQ    $0x02, DI
-	TESTQ   BX, BX
-	JZ      done
-	VMOVDQU pkEight<>+0(SB), Y7
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	MOVQ  w+16(FP), DX
+	MOVQ  rows+32(FP), BX
+	MOVQ  c+64(FP), SI
+	MOVQ  ldc+72(FP), DI
+	SHLQ  $0x02, DI
+	TESTQ BX, BX
+	JZ    done
 
 row:
 	MOVQ   DX, R8
@@ -4186,40 +4161,38 @@ chunks:
 	JZ   blockdone
 
 chunk:
-	VMOVDQU     (R8), X10
-	VPAND       pkNibbleMask<>+0(SB), X10, X9
-	VPMOVZXBD   X9, Y8
-	VPSHUFD     $0xee, X9, X9
-	VPMOVZXBD   X9, Y9
-	VPSUBD      Y7, Y8, Y8
+	VMOVDQU     (R8), X9
+	VPAND       pkNibbleMask<>+0(SB), X9, X8
+	VPSUBB      pkFlip8<>+0(SB), X8, X8
+	VPMOVSXBD   X8, Y7
+	VPSHUFD     $0xee, X8, X8
+	VPMOVSXBD   X8, Y8
+	VCVTDQ2PS   Y7, Y7
+	VMULPS      Y6, Y7, Y7
 	VCVTDQ2PS   Y8, Y8
 	VMULPS      Y6, Y8, Y8
-	VPSUBD      Y7, Y9, Y9
-	VCVTDQ2PS   Y9, Y9
-	VMULPS      Y6, Y9, Y9
-	VFMADD231PS (R9), Y8, Y0
-	VFMADD231PS 32(R9), Y9, Y1
-	VFMADD231PS (R9)(CX*1), Y8, Y2
-	VFMADD231PS 32(R9)(CX*1), Y9, Y3
-	VFMADD231PS (R9)(CX*2), Y8, Y4
-	VFMADD231PS 32(R9)(CX*2), Y9, Y5
-	VPSRLW      $0x04, X10, X9
-	VPAND       pkNibbleMask<>+0(SB), X9, X9
-	VPMOVZXBD   X9, Y8
-	VPSHUFD     $0xee, X9, X9
-	VPMOVZXBD   X9, Y9
-	VPSUBD      Y7, Y8, Y8
+	VFMADD231PS (R9), Y7, Y0
+	VFMADD231PS 32(R9), Y8, Y1
+	VFMADD231PS (R9)(CX*1), Y7, Y2
+	VFMADD231PS 32(R9)(CX*1), Y8, Y3
+	VFMADD231PS (R9)(CX*2), Y7, Y4
+	VFMADD231PS 32(R9)(CX*2), Y8, Y5
+	VPSRLW      $0x04, X9, X8
+	VPAND       pkNibbleMask<>+0(SB), X8, X8
+	VPSUBB      pkFlip8<>+0(SB), X8, X8
+	VPMOVSXBD   X8, Y7
+	VPSHUFD     $0xee, X8, X8
+	VPMOVSXBD   X8, Y8
+	VCVTDQ2PS   Y7, Y7
+	VMULPS      Y6, Y7, Y7
 	VCVTDQ2PS   Y8, Y8
 	VMULPS      Y6, Y8, Y8
-	VPSUBD      Y7, Y9, Y9
-	VCVTDQ2PS   Y9, Y9
-	VMULPS      Y6, Y9, Y9
-	VFMADD231PS 64(R9), Y8, Y0
-	VFMADD231PS 96(R9), Y9, Y1
-	VFMADD231PS 64(R9)(CX*1), Y8, Y2
-	VFMADD231PS 96(R9)(CX*1), Y9, Y3
-	VFMADD231PS 64(R9)(CX*2), Y8, Y4
-	VFMADD231PS 96(R9)(CX*2), Y9, Y5
+	VFMADD231PS 64(R9), Y7, Y0
+	VFMADD231PS 96(R9), Y8, Y1
+	VFMADD231PS 64(R9)(CX*1), Y7, Y2
+	VFMADD231PS 96(R9)(CX*1), Y8, Y3
+	VFMADD231PS 64(R9)(CX*2), Y7, Y4
+	VFMADD231PS 96(R9)(CX*2), Y8, Y5
 	ADDQ        $0x10, R8
 	ADDQ        $0x00000080, R9
 	DECQ        R11
@@ -4264,19 +4237,18 @@ done:
 // func packedDotQ4_0x4AVX2(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
 // Requires: AVX, AVX2, F16C, FMA3
 TEXT ·packedDotQ4_0x4AVX2(SB), NOSPLIT, $0-80
-	MOVQ    a+0(FP), AX
-	MOVQ    lda+8(FP), CX
-	SHLQ    $0x02, CX
-	LEAQ    (CX)(CX*2), DX
-	MOVQ    w+16(FP), BX
-	MOVQ    rows+32(FP), SI
-	MOVQ    c+64(FP), DI
-	MOVQ    ldc+72(FP), R8
-	SHLQ    $0x02, R8
-	LEAQ    (R8)(R8*2), R9
-	TESTQ   SI, SI
-	JZ      done
-	VMOVDQU pkEight<>+0(SB), Y9
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	LEAQ  (CX)(CX*2), DX
+	MOVQ  w+16(FP), BX
+	MOVQ  rows+32(FP), SI
+	MOVQ  c+64(FP), DI
+	MOVQ  ldc+72(FP), R8
+	SHLQ  $0x02, R8
+	LEAQ  (R8)(R8*2), R9
+	TESTQ SI, SI
+	JZ    done
 
 row:
 	MOVQ   BX, R10
@@ -4307,44 +4279,42 @@ chunks:
 	JZ   blockdone
 
 chunk:
-	VMOVDQU     (R10), X12
-	VPAND       pkNibbleMask<>+0(SB), X12, X11
-	VPMOVZXBD   X11, Y10
-	VPSHUFD     $0xee, X11, X11
-	VPMOVZXBD   X11, Y11
-	VPSUBD      Y9, Y10, Y10
+	VMOVDQU     (R10), X11
+	VPAND       pkNibbleMask<>+0(SB), X11, X10
+	VPSUBB      pkFlip8<>+0(SB), X10, X10
+	VPMOVSXBD   X10, Y9
+	VPSHUFD     $0xee, X10, X10
+	VPMOVSXBD   X10, Y10
+	VCVTDQ2PS   Y9, Y9
+	VMULPS      Y8, Y9, Y9
 	VCVTDQ2PS   Y10, Y10
 	VMULPS      Y8, Y10, Y10
-	VPSUBD      Y9, Y11, Y11
-	VCVTDQ2PS   Y11, Y11
-	VMULPS      Y8, Y11, Y11
-	VFMADD231PS (R11), Y10, Y0
-	VFMADD231PS 32(R11), Y11, Y1
-	VFMADD231PS (R11)(CX*1), Y10, Y2
-	VFMADD231PS 32(R11)(CX*1), Y11, Y3
-	VFMADD231PS (R11)(CX*2), Y10, Y4
-	VFMADD231PS 32(R11)(CX*2), Y11, Y5
-	VFMADD231PS (R11)(DX*1), Y10, Y6
-	VFMADD231PS 32(R11)(DX*1), Y11, Y7
-	VPSRLW      $0x04, X12, X11
-	VPAND       pkNibbleMask<>+0(SB), X11, X11
-	VPMOVZXBD   X11, Y10
-	VPSHUFD     $0xee, X11, X11
-	VPMOVZXBD   X11, Y11
-	VPSUBD      Y9, Y10, Y10
+	VFMADD231PS (R11), Y9, Y0
+	VFMADD231PS 32(R11), Y10, Y1
+	VFMADD231PS (R11)(CX*1), Y9, Y2
+	VFMADD231PS 32(R11)(CX*1), Y10, Y3
+	VFMADD231PS (R11)(CX*2), Y9, Y4
+	VFMADD231PS 32(R11)(CX*2), Y10, Y5
+	VFMADD231PS (R11)(DX*1), Y9, Y6
+	VFMADD231PS 32(R11)(DX*1), Y10, Y7
+	VPSRLW      $0x04, X11, X10
+	VPAND       pkNibbleMask<>+0(SB), X10, X10
+	VPSUBB      pkFlip8<>+0(SB), X10, X10
+	VPMOVSXBD   X10, Y9
+	VPSHUFD     $0xee, X10, X10
+	VPMOVSXBD   X10, Y10
+	VCVTDQ2PS   Y9, Y9
+	VMULPS      Y8, Y9, Y9
 	VCVTDQ2PS   Y10, Y10
 	VMULPS      Y8, Y10, Y10
-	VPSUBD      Y9, Y11, Y11
-	VCVTDQ2PS   Y11, Y11
-	VMULPS      Y8, Y11, Y11
-	VFMADD231PS 64(R11), Y10, Y0
-	VFMADD231PS 96(R11), Y11, Y1
-	VFMADD231PS 64(R11)(CX*1), Y10, Y2
-	VFMADD231PS 96(R11)(CX*1), Y11, Y3
-	VFMADD231PS 64(R11)(CX*2), Y10, Y4
-	VFMADD231PS 96(R11)(CX*2), Y11, Y5
-	VFMADD231PS 64(R11)(DX*1), Y10, Y6
-	VFMADD231PS 96(R11)(DX*1), Y11, Y7
+	VFMADD231PS 64(R11), Y9, Y0
+	VFMADD231PS 96(R11), Y10, Y1
+	VFMADD231PS 64(R11)(CX*1), Y9, Y2
+	VFMADD231PS 96(R11)(CX*1), Y10, Y3
+	VFMADD231PS 64(R11)(CX*2), Y9, Y4
+	VFMADD231PS 96(R11)(CX*2), Y10, Y5
+	VFMADD231PS 64(R11)(DX*1), Y9, Y6
+	VFMADD231PS 96(R11)(DX*1), Y10, Y7
 	ADDQ        $0x10, R10
 	ADDQ        $0x00000080, R11
 	DECQ        R13

@@ -40,10 +40,9 @@ type spec struct {
 	name   string
 	bits   int
 	signed bool
-	zp     bool  // an int32 zero point follows the scale
-	f16    bool  // the scale is float16 (ggml), else float32
-	split  bool  // ggml Q4_0's nibble order
-	off    int32 // added to the zero point: 8 for signed nibbles (flipped to n^8) and Q4_0
+	zp     bool // an int32 zero point follows the scale
+	f16    bool // the scale is float16 (ggml), else float32
+	split  bool // ggml Q4_0's nibble order, codes q − 8
 }
 
 func (s spec) hdr() int {
@@ -61,18 +60,17 @@ var specs = []spec{
 	{name: "RF8U", bits: 8},
 	{name: "RF8SZ", bits: 8, signed: true, zp: true},
 	{name: "RF8UZ", bits: 8, zp: true},
-	{name: "RF4S", bits: 4, signed: true, off: 8},
+	{name: "RF4S", bits: 4, signed: true},
 	{name: "RF4U", bits: 4},
-	{name: "RF4SZ", bits: 4, signed: true, zp: true, off: 8},
+	{name: "RF4SZ", bits: 4, signed: true, zp: true},
 	{name: "RF4UZ", bits: 4, zp: true},
 	{name: "Q8_0", bits: 8, signed: true, f16: true},
-	{name: "Q4_0", bits: 4, f16: true, split: true, off: 8},
+	{name: "Q4_0", bits: 4, f16: true, split: true},
 }
 
 var (
 	nibbleMask Mem // 0x0F in every byte
-	flip8      Mem // 0x08 in every byte
-	eight      Mem // 8 in every dword
+	flip8      Mem // 0x08 in every byte: the sign of a nibble, and the 8 Q4_0 subtracts
 )
 
 // paramMem is the memory of an argument, read where it lies.
@@ -99,7 +97,6 @@ func main() {
 	ConstraintExpr("!noasm,!gccgo,!safe")
 	nibbleMask = splat("pkNibbleMask", 0x0F0F0F0F)
 	flip8 = splat("pkFlip8", 0x08080808)
-	eight = splat("pkEight", 8)
 	for _, s := range specs {
 		for m := 1; m <= 4; m++ {
 			dot(s, m)
@@ -163,10 +160,7 @@ func dot(s spec, m int) {
 		}
 	}
 	sc, zp := YMM(), YMM()
-	if !s.zp && s.off != 0 {
-		VMOVDQU(eight, zp)
-	}
-	sub := s.zp || s.off != 0
+	sub := s.zp
 
 	Label("row")
 	p, ap := GP64(), GP64()
@@ -192,9 +186,6 @@ func dot(s spec, m int) {
 	}
 	if s.zp {
 		VPBROADCASTD(Mem{Base: p, Disp: 4}, zp)
-		if s.off != 0 {
-			VPADDD(eight, zp, zp)
-		}
 	}
 	ADDQ(U8(s.hdr()), p)
 	// Chunks of 32 in this block: group's, or last's in the row's last.
@@ -231,6 +222,7 @@ func dot(s spec, m int) {
 					VPSRLW(U8(4), q, x)
 					VPAND(nibbleMask, x, x)
 				}
+				VPSUBB(flip8, x, x) // q − 8, a signed byte
 			} else {
 				// Eight bytes, sixteen codes, interleaved low, high.
 				hi := XMM()
@@ -240,13 +232,20 @@ func dot(s spec, m int) {
 				VPAND(nibbleMask, hi, hi)
 				VPUNPCKLBW(hi, x, x)
 				if s.signed {
-					// A signed nibble n is (n^8) − 8: the 8 is in zp.
+					// A signed nibble n is (n^8) − 8, a signed byte.
 					VPXOR(flip8, x, x)
+					VPSUBB(flip8, x, x)
 				}
 			}
-			VPMOVZXBD(x, w0)
-			VPSHUFD(U8(0xEE), x, x)
-			VPMOVZXBD(x, w1)
+			if s.signed || s.split {
+				VPMOVSXBD(x, w0)
+				VPSHUFD(U8(0xEE), x, x)
+				VPMOVSXBD(x, w1)
+			} else {
+				VPMOVZXBD(x, w0)
+				VPSHUFD(U8(0xEE), x, x)
+				VPMOVZXBD(x, w1)
+			}
 		}
 		for _, w := range []VecVirtual{w0, w1} {
 			if sub {
