@@ -10,6 +10,11 @@ import (
 // one task holds: it stays in L2 while the rows of A go by.
 const packedTileBytes = 1 << 20
 
+// poolPackedTile holds the tiles of decoded rows (and their products)
+// between calls; its own pool, as the SIMD GEMMs' packing pool is not in
+// every build.
+var poolPackedTile pool[float32]
+
 // Packs reports true: the CPU runs every PackedFormat, decoding tiles of
 // rows with the format's own DecodeRows.
 func (*Backend) Packs(backend.PackedFormat) bool { return true }
@@ -111,7 +116,7 @@ func GemmPacked(m, n, k int, a []float32, f backend.PackedFormat, data []byte, c
 		rows := min(tr, n-j0)
 		s := scratch[worker]
 		if s == nil {
-			s = poolF32Pack.get(tr*k + m*tr)
+			s = poolPackedTile.get(tr*k + m*tr)
 			scratch[worker] = s
 		}
 		wt, ct := s[:rows*k], s[tr*k:tr*k+m*rows]
@@ -123,7 +128,7 @@ func GemmPacked(m, n, k int, a []float32, f backend.PackedFormat, data []byte, c
 	})
 	for _, s := range scratch {
 		if s != nil {
-			poolF32Pack.put(s)
+			poolPackedTile.put(s)
 		}
 	}
 }
