@@ -17,6 +17,14 @@ import (
 //
 //	go test ./cpu -run - -bench GemmPacked -benchtime 20x
 func BenchmarkGemmPacked(b *testing.B) {
+	benchGemmPacked(b, [][3]int{{1, 2048, 2048}, {1, 11008, 4096}, {4, 2048, 2048}})
+}
+
+// BenchmarkGemmPackedPrefill runs a prefill step's shape (512 rows of A,
+// the tile-decode path) of the 150M-parameter model of quantkit gen.
+func BenchmarkGemmPackedPrefill(b *testing.B) { benchGemmPacked(b, [][3]int{{512, 1536, 576}}) }
+
+func benchGemmPacked(b *testing.B, packedBenchSizes [][3]int) {
 	formats := []backend.PackedFormat{
 		quant.RowFormat{Bits: 8, Signed: true, Symmetric: true}, // per channel: Group set to k
 		quant.RowFormat{Bits: 8, Symmetric: false},
@@ -25,7 +33,7 @@ func BenchmarkGemmPacked(b *testing.B) {
 		gguf.TypeQ8_0,
 		gguf.TypeQ4_0,
 	}
-	for _, sz := range [][3]int{{1, 2048, 2048}, {1, 11008, 4096}, {4, 2048, 2048}} {
+	for _, sz := range packedBenchSizes {
 		m, n, k := sz[0], sz[1], sz[2]
 		rnd := rand.New(rand.NewPCG(1, 1))
 		a := make([]float32, m*k)
