@@ -72,7 +72,7 @@ var (
 //
 // For at most packedFusedRows rows of a (a language model's decode step)
 // in a format with fused kernels (quant.RowFormat's int8/uint8/int4/uint4
-// with and without zero points, gguf Q8_0 and Q4_0), each thread takes a
+// with and without zero points, gguf Q8_0, Q4_0, F16 and BF16), each thread takes a
 // contiguous range of rows of W and computes their dot products with the
 // rows of a straight from the packed bytes (packed_kernels.go), so that
 // the weight streams through once at the width it is stored in.

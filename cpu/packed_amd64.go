@@ -21,4 +21,6 @@ var packedKernels = [pkKinds][packedFusedRows]packedKernel{
 	pkRF4UZ: {packedDotRF4UZx1AVX2, packedDotRF4UZx2AVX2, packedDotRF4UZx3AVX2, packedDotRF4UZx4AVX2},
 	pkQ8_0:  {packedDotQ8_0x1AVX2, packedDotQ8_0x2AVX2, packedDotQ8_0x3AVX2, packedDotQ8_0x4AVX2},
 	pkQ4_0:  {packedDotQ4_0x1AVX2, packedDotQ4_0x2AVX2, packedDotQ4_0x3AVX2, packedDotQ4_0x4AVX2},
+	pkF16:   {packedDotF16x1AVX2, packedDotF16x2AVX2, packedDotF16x3AVX2, packedDotF16x4AVX2},
+	pkBF16:  {packedDotBF16x1AVX2, packedDotBF16x2AVX2, packedDotBF16x3AVX2, packedDotBF16x4AVX2},
 }

@@ -32,6 +32,7 @@ func benchGemmPacked(b *testing.B, packedBenchSizes [][3]int) {
 		quant.RowFormat{Bits: 4, Symmetric: false, Group: 128},
 		gguf.TypeQ8_0,
 		gguf.TypeQ4_0,
+		gguf.TypeBF16,
 	}
 	for _, sz := range packedBenchSizes {
 		m, n, k := sz[0], sz[1], sz[2]

@@ -37,6 +37,8 @@ const (
 	pkRF4UZ               // uint4 with zero points
 	pkQ8_0                // ggml Q8_0
 	pkQ4_0                // ggml Q4_0
+	pkF16                 // float16, widened
+	pkBF16                // bfloat16, widened
 	pkKinds
 )
 
@@ -48,7 +50,8 @@ type pkFormat struct {
 	signed bool
 	zp     bool
 	f16    bool
-	split  bool // Q4_0: byte j of a block holds elements j (low nibble) and j+16
+	split  bool   // Q4_0: byte j of a block holds elements j (low nibble) and j+16
+	wide   string // "F16" or "BF16": 16-bit floats, one block a row without scale
 }
 
 var pkFormats = [pkKinds]pkFormat{
@@ -62,11 +65,15 @@ var pkFormats = [pkKinds]pkFormat{
 	pkRF4UZ: {name: "RF4UZ", bits: 4, zp: true},
 	pkQ8_0:  {name: "Q8_0", bits: 8, signed: true, f16: true},
 	pkQ4_0:  {name: "Q4_0", bits: 4, f16: true, split: true},
+	pkF16:   {name: "F16", bits: 16, wide: "F16"},
+	pkBF16:  {name: "BF16", bits: 16, wide: "BF16"},
 }
 
 // hdr is the size of a block's scale and zero point.
 func (p *pkFormat) hdr() int {
 	switch {
+	case p.wide != "":
+		return 0
 	case p.f16:
 		return 2
 	case p.zp:
@@ -106,6 +113,12 @@ func packedLayout(f backend.PackedFormat, k int) (pkLayout, bool) {
 		blocks := (k + f.Group - 1) / f.Group
 		return pkLayout{kind, f.Group, blocks, k - (blocks-1)*f.Group}, true
 	case gguf.Type:
+		switch f {
+		case gguf.TypeF16:
+			return pkLayout{pkF16, k, 1, k}, true
+		case gguf.TypeBF16:
+			return pkLayout{pkBF16, k, 1, k}, true
+		}
 		if k%32 != 0 {
 			return pkLayout{}, false
 		}
@@ -120,9 +133,25 @@ func packedLayout(f backend.PackedFormat, k int) (pkLayout, bool) {
 }
 
 // decodeBlock writes the len(dst) values of the block at blk (its
-// header first) in format p: float32(q − zero point)·scale, as the
-// formats' DecodeRows.
+// header first) in format p: float32(q − zero point)·scale, or the 16-bit
+// floats widened, as the formats' DecodeRows.
 func (p *pkFormat) decodeBlock(dst []float32, blk []byte) {
+	switch p.wide {
+	case "F16":
+		for i := range dst {
+			v := half.Float16ToFloat32(binary.LittleEndian.Uint16(blk[2*i:]))
+			if v != v {
+				v = math.Float32frombits(math.Float32bits(v) | 0x400000) // quiet, as ggml's
+			}
+			dst[i] = v
+		}
+		return
+	case "BF16":
+		for i := range dst {
+			dst[i] = half.BFloat16ToFloat32(binary.LittleEndian.Uint16(blk[2*i:]))
+		}
+		return
+	}
 	var sc float32
 	if p.f16 {
 		sc = half.Float16ToFloat32(binary.LittleEndian.Uint16(blk))
@@ -223,7 +252,7 @@ func packedKernelFor(l pkLayout, m int) packedKernel {
 	if !use.AVX2FMA || m < 1 || m > packedFusedRows || l.blocks > 1 && l.group%32 != 0 {
 		return nil
 	}
-	if pkFormats[l.kind].f16 && !hasF16C {
+	if p := &pkFormats[l.kind]; (p.f16 || p.wide == "F16") && !hasF16C {
 		return nil
 	}
 	return packedKernels[l.kind][m-1]

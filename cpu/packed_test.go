@@ -17,7 +17,8 @@ import (
 // packedDotGo) against a float64 product with the weights the format's
 // own DecodeRows gives, on packed rows of random bytes (every code, the
 // zero points at the ends of their range and random ones, scales from
-// tiny to huge, float16 scales of every exponent), for m = 1..4 and
+// tiny to huge, float16 scales of every exponent; float16 and bfloat16
+// weights of every exponent that cannot overflow), for m = 1..4 and
 // shapes around the chunks of 32: one block a row of k not a multiple of
 // 32, groups with a partial last block, k below one chunk, odd k at 4
 // bits.
@@ -50,6 +51,11 @@ func packedCases() []packedCase {
 			cs = append(cs, packedCase{t, k})
 		}
 	}
+	for _, t := range []gguf.Type{gguf.TypeF16, gguf.TypeBF16} {
+		for _, k := range []int{7, 32, 100, 2048} {
+			cs = append(cs, packedCase{t, k})
+		}
+	}
 	return cs
 }
 
@@ -67,6 +73,22 @@ func randPacked(rnd *rand.Rand, f backend.PackedFormat, n, k int) []byte {
 	}
 	switch f := f.(type) {
 	case gguf.Type:
+		if f == gguf.TypeF16 || f == gguf.TypeBF16 {
+			// Every finite float16 (subnormals too); bfloat16 of magnitudes
+			// 2^-60 to 2^40, so that no sum overflows.
+			for i := 0; i < len(data); i += 2 {
+				h := uint16(rnd.Uint32())
+				if f == gguf.TypeF16 {
+					for h&0x7C00 == 0x7C00 {
+						h = uint16(rnd.Uint32())
+					}
+				} else {
+					h = h&0x807F | uint16(127-60+rnd.IntN(100))<<7
+				}
+				binary.LittleEndian.PutUint16(data[i:], h)
+			}
+			return data
+		}
 		bb := 34
 		if f == gguf.TypeQ4_0 {
 			bb = 18
@@ -179,9 +201,23 @@ func TestPackedDotExact(t *testing.T) {
 		l, _ := packedLayout(f, k)
 		data := randPacked(rnd, f, n, k)
 		rb, _ := f.RowBytes(k)
-		// Scales 1 or 2 (float32 and float16 alike), zero points kept.
+		// Scales 1 or 2 (float32 and float16 alike), zero points kept;
+		// 16-bit floats small integers.
 		rf, isRF := f.(quant.RowFormat)
+		if p := &pkFormats[l.kind]; p.wide != "" {
+			for i := 0; i < len(data); i += 2 {
+				v := float32(rnd.IntN(9) - 4)
+				h := uint16(math.Float32bits(v) >> 16) // exact in bfloat16
+				if p.wide == "F16" {
+					h = map[float32]uint16{-4: 0xC400, -3: 0xC200, -2: 0xC000, -1: 0xBC00, 0: 0, 1: 0x3C00, 2: 0x4000, 3: 0x4200, 4: 0x4400}[v]
+				}
+				binary.LittleEndian.PutUint16(data[i:], h)
+			}
+		}
 		for r := range n {
+			if !isRF && pkFormats[l.kind].wide != "" {
+				break
+			}
 			row := data[r*rb : (r+1)*rb]
 			for b := 0; b < l.blocks; b++ {
 				cnt := l.group

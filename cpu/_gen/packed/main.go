@@ -19,6 +19,7 @@
 //	RF4S, RF4U, RF4SZ, RF4UZ  quant.RowFormat, 4-bit codes, element 2i in the low nibble of byte i
 //	Q8_0                      ggml: float16 d, 32 int8 codes
 //	Q4_0                      ggml: float16 d, 16 bytes; byte j holds elements j (low) and j+16 (high), value (q − 8)·d
+//	F16, BF16                 16-bit floats (one block a row, no scale), widened exactly (VCVTPH2PS quiets a NaN as ggml does)
 //
 // A kernel takes whole chunks of 32 elements: every block but a row's
 // last must be a whole number of them (group a multiple of 32), and of the
@@ -40,13 +41,16 @@ type spec struct {
 	name   string
 	bits   int
 	signed bool
-	zp     bool // an int32 zero point follows the scale
-	f16    bool // the scale is float16 (ggml), else float32
-	split  bool // ggml Q4_0's nibble order, codes q − 8
+	zp     bool   // an int32 zero point follows the scale
+	f16    bool   // the scale is float16 (ggml), else float32
+	split  bool   // ggml Q4_0's nibble order, codes q − 8
+	wide   string // "F16" or "BF16": 16-bit floats, no blocks, widened exactly
 }
 
 func (s spec) hdr() int {
 	switch {
+	case s.wide != "":
+		return 0
 	case s.f16:
 		return 2
 	case s.zp:
@@ -66,6 +70,8 @@ var specs = []spec{
 	{name: "RF4UZ", bits: 4, zp: true},
 	{name: "Q8_0", bits: 8, signed: true, f16: true},
 	{name: "Q4_0", bits: 4, f16: true, split: true},
+	{name: "F16", bits: 16, wide: "F16"},
+	{name: "BF16", bits: 16, wide: "BF16"},
 }
 
 var (
@@ -175,19 +181,23 @@ func dot(s spec, m int) {
 	nch := GP64()
 
 	Label("block")
-	if s.f16 {
+	switch {
+	case s.wide != "":
+	case s.f16:
 		MOVWLZX(Mem{Base: p}, nch.As32())
 		t := XMM()
 		VMOVD(nch.As32(), t)
 		VCVTPH2PS(t, t)
 		VBROADCASTSS(t, sc)
-	} else {
+	default:
 		VBROADCASTSS(Mem{Base: p}, sc)
 	}
 	if s.zp {
 		VPBROADCASTD(Mem{Base: p, Disp: 4}, zp)
 	}
-	ADDQ(U8(s.hdr()), p)
+	if s.hdr() > 0 {
+		ADDQ(U8(s.hdr()), p)
+	}
 	// Chunks of 32 in this block: group's, or last's in the row's last.
 	Load(Param("group"), nch)
 	CMPQ(nb, U8(1))
@@ -206,6 +216,15 @@ func dot(s spec, m int) {
 	}
 	for h := range 2 { // halves of 16 elements
 		switch {
+		case s.wide == "F16":
+			VCVTPH2PS(Mem{Base: p, Disp: 32 * h}, w0)
+			VCVTPH2PS(Mem{Base: p, Disp: 32*h + 16}, w1)
+		case s.wide == "BF16":
+			// A bfloat16 is the high half of its float32.
+			VPMOVZXWD(Mem{Base: p, Disp: 32 * h}, w0)
+			VPMOVZXWD(Mem{Base: p, Disp: 32*h + 16}, w1)
+			VPSLLD(U8(16), w0, w0)
+			VPSLLD(U8(16), w1, w1)
 		case s.bits == 8 && s.signed:
 			VPMOVSXBD(Mem{Base: p, Disp: 16 * h}, w0)
 			VPMOVSXBD(Mem{Base: p, Disp: 16*h + 8}, w1)
@@ -248,6 +267,9 @@ func dot(s spec, m int) {
 			}
 		}
 		for _, w := range []VecVirtual{w0, w1} {
+			if s.wide != "" {
+				break
+			}
 			if sub {
 				VPSUBD(zp, w, w)
 			}
@@ -261,7 +283,7 @@ func dot(s spec, m int) {
 			}
 		}
 	}
-	ADDQ(U8(32*s.bits/8), p)
+	ADDQ(U8(4*s.bits), p)
 	ADDQ(U32(128), ap)
 	DECQ(nch)
 	JNZ(LabelRef("chunk"))
