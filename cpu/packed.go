@@ -96,9 +96,15 @@ func GemmPacked(m, n, k int, a []float32, f backend.PackedFormat, data []byte, c
 		return
 	}
 	if l, ok := packedLayout(f, k); ok && m <= packedFusedRows {
+		var ak []float32
+		if l.evenOdd() && packedKernelFor(l, m) != nil {
+			ak = poolPackedTile.get(m * k)
+			defer poolPackedTile.put(ak)
+			packedEvenOdd(ak, a, m, k)
+		}
 		thr := workers(n, m*n*k, gemmMinWork)
 		parallelRange(thr, n, 8, func(_, lo, hi int) {
-			packedDot(l, m, n, k, a, data, rb, c, lo, hi)
+			packedDot(l, m, n, k, a, ak, data, rb, c, lo, hi)
 		})
 		return
 	}

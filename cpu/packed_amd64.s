@@ -14,6 +14,16 @@ DATA pkNibbleMask<>+24(SB)/4, $0x0f0f0f0f
 DATA pkNibbleMask<>+28(SB)/4, $0x0f0f0f0f
 GLOBL pkNibbleMask<>(SB), RODATA|NOPTR, $32
 
+DATA pkLowNibble<>+0(SB)/4, $0x0000000f
+DATA pkLowNibble<>+4(SB)/4, $0x0000000f
+DATA pkLowNibble<>+8(SB)/4, $0x0000000f
+DATA pkLowNibble<>+12(SB)/4, $0x0000000f
+DATA pkLowNibble<>+16(SB)/4, $0x0000000f
+DATA pkLowNibble<>+20(SB)/4, $0x0000000f
+DATA pkLowNibble<>+24(SB)/4, $0x0000000f
+DATA pkLowNibble<>+28(SB)/4, $0x0000000f
+GLOBL pkLowNibble<>(SB), RODATA|NOPTR, $32
+
 DATA pkFlip8<>+0(SB)/4, $0x08080808
 DATA pkFlip8<>+4(SB)/4, $0x08080808
 DATA pkFlip8<>+8(SB)/4, $0x08080808
@@ -1692,32 +1702,22 @@ chunks:
 	JZ   blockdone
 
 chunk:
-	VMOVQ       (SI), X6
-	VPSRLW      $0x04, X6, X5
-	VPAND       pkNibbleMask<>+0(SB), X6, X6
-	VPAND       pkNibbleMask<>+0(SB), X5, X5
-	VPUNPCKLBW  X5, X6, X6
-	VPXOR       pkFlip8<>+0(SB), X6, X6
-	VPSUBB      pkFlip8<>+0(SB), X6, X6
-	VPMOVSXBD   X6, Y5
-	VPSHUFD     $0xee, X6, X6
-	VPMOVSXBD   X6, Y6
+	VPMOVZXBD   (SI), Y6
+	VPSLLD      $0x1c, Y6, Y5
+	VPSRAD      $0x1c, Y5, Y5
+	VPSLLD      $0x18, Y6, Y6
+	VPSRAD      $0x1c, Y6, Y6
 	VCVTDQ2PS   Y5, Y5
 	VMULPS      Y4, Y5, Y5
 	VCVTDQ2PS   Y6, Y6
 	VMULPS      Y4, Y6, Y6
 	VFMADD231PS (DI), Y5, Y0
 	VFMADD231PS 32(DI), Y6, Y1
-	VMOVQ       8(SI), X6
-	VPSRLW      $0x04, X6, X5
-	VPAND       pkNibbleMask<>+0(SB), X6, X6
-	VPAND       pkNibbleMask<>+0(SB), X5, X5
-	VPUNPCKLBW  X5, X6, X6
-	VPXOR       pkFlip8<>+0(SB), X6, X6
-	VPSUBB      pkFlip8<>+0(SB), X6, X6
-	VPMOVSXBD   X6, Y5
-	VPSHUFD     $0xee, X6, X6
-	VPMOVSXBD   X6, Y6
+	VPMOVZXBD   8(SI), Y6
+	VPSLLD      $0x1c, Y6, Y5
+	VPSRAD      $0x1c, Y5, Y5
+	VPSLLD      $0x18, Y6, Y6
+	VPSRAD      $0x1c, Y6, Y6
 	VCVTDQ2PS   Y5, Y5
 	VMULPS      Y4, Y5, Y5
 	VCVTDQ2PS   Y6, Y6
@@ -1791,16 +1791,11 @@ chunks:
 	JZ   blockdone
 
 chunk:
-	VMOVQ       (R8), X10
-	VPSRLW      $0x04, X10, X9
-	VPAND       pkNibbleMask<>+0(SB), X10, X10
-	VPAND       pkNibbleMask<>+0(SB), X9, X9
-	VPUNPCKLBW  X9, X10, X10
-	VPXOR       pkFlip8<>+0(SB), X10, X10
-	VPSUBB      pkFlip8<>+0(SB), X10, X10
-	VPMOVSXBD   X10, Y9
-	VPSHUFD     $0xee, X10, X10
-	VPMOVSXBD   X10, Y10
+	VPMOVZXBD   (R8), Y10
+	VPSLLD      $0x1c, Y10, Y9
+	VPSRAD      $0x1c, Y9, Y9
+	VPSLLD      $0x18, Y10, Y10
+	VPSRAD      $0x1c, Y10, Y10
 	VCVTDQ2PS   Y9, Y9
 	VMULPS      Y8, Y9, Y9
 	VCVTDQ2PS   Y10, Y10
@@ -1809,16 +1804,11 @@ chunk:
 	VFMADD231PS 32(R9), Y10, Y1
 	VFMADD231PS (R9)(CX*1), Y9, Y4
 	VFMADD231PS 32(R9)(CX*1), Y10, Y5
-	VMOVQ       8(R8), X10
-	VPSRLW      $0x04, X10, X9
-	VPAND       pkNibbleMask<>+0(SB), X10, X10
-	VPAND       pkNibbleMask<>+0(SB), X9, X9
-	VPUNPCKLBW  X9, X10, X10
-	VPXOR       pkFlip8<>+0(SB), X10, X10
-	VPSUBB      pkFlip8<>+0(SB), X10, X10
-	VPMOVSXBD   X10, Y9
-	VPSHUFD     $0xee, X10, X10
-	VPMOVSXBD   X10, Y10
+	VPMOVZXBD   8(R8), Y10
+	VPSLLD      $0x1c, Y10, Y9
+	VPSRAD      $0x1c, Y9, Y9
+	VPSLLD      $0x18, Y10, Y10
+	VPSRAD      $0x1c, Y10, Y10
 	VCVTDQ2PS   Y9, Y9
 	VMULPS      Y8, Y9, Y9
 	VCVTDQ2PS   Y10, Y10
@@ -1902,16 +1892,11 @@ chunks:
 	JZ   blockdone
 
 chunk:
-	VMOVQ       (R8), X8
-	VPSRLW      $0x04, X8, X7
-	VPAND       pkNibbleMask<>+0(SB), X8, X8
-	VPAND       pkNibbleMask<>+0(SB), X7, X7
-	VPUNPCKLBW  X7, X8, X8
-	VPXOR       pkFlip8<>+0(SB), X8, X8
-	VPSUBB      pkFlip8<>+0(SB), X8, X8
-	VPMOVSXBD   X8, Y7
-	VPSHUFD     $0xee, X8, X8
-	VPMOVSXBD   X8, Y8
+	VPMOVZXBD   (R8), Y8
+	VPSLLD      $0x1c, Y8, Y7
+	VPSRAD      $0x1c, Y7, Y7
+	VPSLLD      $0x18, Y8, Y8
+	VPSRAD      $0x1c, Y8, Y8
 	VCVTDQ2PS   Y7, Y7
 	VMULPS      Y6, Y7, Y7
 	VCVTDQ2PS   Y8, Y8
@@ -1922,16 +1907,11 @@ chunk:
 	VFMADD231PS 32(R9)(CX*1), Y8, Y3
 	VFMADD231PS (R9)(CX*2), Y7, Y4
 	VFMADD231PS 32(R9)(CX*2), Y8, Y5
-	VMOVQ       8(R8), X8
-	VPSRLW      $0x04, X8, X7
-	VPAND       pkNibbleMask<>+0(SB), X8, X8
-	VPAND       pkNibbleMask<>+0(SB), X7, X7
-	VPUNPCKLBW  X7, X8, X8
-	VPXOR       pkFlip8<>+0(SB), X8, X8
-	VPSUBB      pkFlip8<>+0(SB), X8, X8
-	VPMOVSXBD   X8, Y7
-	VPSHUFD     $0xee, X8, X8
-	VPMOVSXBD   X8, Y8
+	VPMOVZXBD   8(R8), Y8
+	VPSLLD      $0x1c, Y8, Y7
+	VPSRAD      $0x1c, Y7, Y7
+	VPSLLD      $0x18, Y8, Y8
+	VPSRAD      $0x1c, Y8, Y8
 	VCVTDQ2PS   Y7, Y7
 	VMULPS      Y6, Y7, Y7
 	VCVTDQ2PS   Y8, Y8
@@ -2025,16 +2005,11 @@ chunks:
 	JZ   blockdone
 
 chunk:
-	VMOVQ       (R10), X10
-	VPSRLW      $0x04, X10, X9
-	VPAND       pkNibbleMask<>+0(SB), X10, X10
-	VPAND       pkNibbleMask<>+0(SB), X9, X9
-	VPUNPCKLBW  X9, X10, X10
-	VPXOR       pkFlip8<>+0(SB), X10, X10
-	VPSUBB      pkFlip8<>+0(SB), X10, X10
-	VPMOVSXBD   X10, Y9
-	VPSHUFD     $0xee, X10, X10
-	VPMOVSXBD   X10, Y10
+	VPMOVZXBD   (R10), Y10
+	VPSLLD      $0x1c, Y10, Y9
+	VPSRAD      $0x1c, Y9, Y9
+	VPSLLD      $0x18, Y10, Y10
+	VPSRAD      $0x1c, Y10, Y10
 	VCVTDQ2PS   Y9, Y9
 	VMULPS      Y8, Y9, Y9
 	VCVTDQ2PS   Y10, Y10
@@ -2047,16 +2022,11 @@ chunk:
 	VFMADD231PS 32(R11)(CX*2), Y10, Y5
 	VFMADD231PS (R11)(DX*1), Y9, Y6
 	VFMADD231PS 32(R11)(DX*1), Y10, Y7
-	VMOVQ       8(R10), X10
-	VPSRLW      $0x04, X10, X9
-	VPAND       pkNibbleMask<>+0(SB), X10, X10
-	VPAND       pkNibbleMask<>+0(SB), X9, X9
-	VPUNPCKLBW  X9, X10, X10
-	VPXOR       pkFlip8<>+0(SB), X10, X10
-	VPSUBB      pkFlip8<>+0(SB), X10, X10
-	VPMOVSXBD   X10, Y9
-	VPSHUFD     $0xee, X10, X10
-	VPMOVSXBD   X10, Y10
+	VPMOVZXBD   8(R10), Y10
+	VPSLLD      $0x1c, Y10, Y9
+	VPSRAD      $0x1c, Y9, Y9
+	VPSLLD      $0x18, Y10, Y10
+	VPSRAD      $0x1c, Y10, Y10
 	VCVTDQ2PS   Y9, Y9
 	VMULPS      Y8, Y9, Y9
 	VCVTDQ2PS   Y10, Y10
@@ -2154,28 +2124,18 @@ chunks:
 	JZ   blockdone
 
 chunk:
-	VMOVQ       (SI), X6
-	VPSRLW      $0x04, X6, X5
-	VPAND       pkNibbleMask<>+0(SB), X6, X6
-	VPAND       pkNibbleMask<>+0(SB), X5, X5
-	VPUNPCKLBW  X5, X6, X6
-	VPMOVZXBD   X6, Y5
-	VPSHUFD     $0xee, X6, X6
-	VPMOVZXBD   X6, Y6
+	VPMOVZXBD   (SI), Y6
+	VPAND       pkLowNibble<>+0(SB), Y6, Y5
+	VPSRLD      $0x04, Y6, Y6
 	VCVTDQ2PS   Y5, Y5
 	VMULPS      Y4, Y5, Y5
 	VCVTDQ2PS   Y6, Y6
 	VMULPS      Y4, Y6, Y6
 	VFMADD231PS (DI), Y5, Y0
 	VFMADD231PS 32(DI), Y6, Y1
-	VMOVQ       8(SI), X6
-	VPSRLW      $0x04, X6, X5
-	VPAND       pkNibbleMask<>+0(SB), X6, X6
-	VPAND       pkNibbleMask<>+0(SB), X5, X5
-	VPUNPCKLBW  X5, X6, X6
-	VPMOVZXBD   X6, Y5
-	VPSHUFD     $0xee, X6, X6
-	VPMOVZXBD   X6, Y6
+	VPMOVZXBD   8(SI), Y6
+	VPAND       pkLowNibble<>+0(SB), Y6, Y5
+	VPSRLD      $0x04, Y6, Y6
 	VCVTDQ2PS   Y5, Y5
 	VMULPS      Y4, Y5, Y5
 	VCVTDQ2PS   Y6, Y6
@@ -2249,14 +2209,9 @@ chunks:
 	JZ   blockdone
 
 chunk:
-	VMOVQ       (R8), X10
-	VPSRLW      $0x04, X10, X9
-	VPAND       pkNibbleMask<>+0(SB), X10, X10
-	VPAND       pkNibbleMask<>+0(SB), X9, X9
-	VPUNPCKLBW  X9, X10, X10
-	VPMOVZXBD   X10, Y9
-	VPSHUFD     $0xee, X10, X10
-	VPMOVZXBD   X10, Y10
+	VPMOVZXBD   (R8), Y10
+	VPAND       pkLowNibble<>+0(SB), Y10, Y9
+	VPSRLD      $0x04, Y10, Y10
 	VCVTDQ2PS   Y9, Y9
 	VMULPS      Y8, Y9, Y9
 	VCVTDQ2PS   Y10, Y10
@@ -2265,14 +2220,9 @@ chunk:
 	VFMADD231PS 32(R9), Y10, Y1
 	VFMADD231PS (R9)(CX*1), Y9, Y4
 	VFMADD231PS 32(R9)(CX*1), Y10, Y5
-	VMOVQ       8(R8), X10
-	VPSRLW      $0x04, X10, X9
-	VPAND       pkNibbleMask<>+0(SB), X10, X10
-	VPAND       pkNibbleMask<>+0(SB), X9, X9
-	VPUNPCKLBW  X9, X10, X10
-	VPMOVZXBD   X10, Y9
-	VPSHUFD     $0xee, X10, X10
-	VPMOVZXBD   X10, Y10
+	VPMOVZXBD   8(R8), Y10
+	VPAND       pkLowNibble<>+0(SB), Y10, Y9
+	VPSRLD      $0x04, Y10, Y10
 	VCVTDQ2PS   Y9, Y9
 	VMULPS      Y8, Y9, Y9
 	VCVTDQ2PS   Y10, Y10
@@ -2356,14 +2306,9 @@ chunks:
 	JZ   blockdone
 
 chunk:
-	VMOVQ       (R8), X8
-	VPSRLW      $0x04, X8, X7
-	VPAND       pkNibbleMask<>+0(SB), X8, X8
-	VPAND       pkNibbleMask<>+0(SB), X7, X7
-	VPUNPCKLBW  X7, X8, X8
-	VPMOVZXBD   X8, Y7
-	VPSHUFD     $0xee, X8, X8
-	VPMOVZXBD   X8, Y8
+	VPMOVZXBD   (R8), Y8
+	VPAND       pkLowNibble<>+0(SB), Y8, Y7
+	VPSRLD      $0x04, Y8, Y8
 	VCVTDQ2PS   Y7, Y7
 	VMULPS      Y6, Y7, Y7
 	VCVTDQ2PS   Y8, Y8
@@ -2374,14 +2319,9 @@ chunk:
 	VFMADD231PS 32(R9)(CX*1), Y8, Y3
 	VFMADD231PS (R9)(CX*2), Y7, Y4
 	VFMADD231PS 32(R9)(CX*2), Y8, Y5
-	VMOVQ       8(R8), X8
-	VPSRLW      $0x04, X8, X7
-	VPAND       pkNibbleMask<>+0(SB), X8, X8
-	VPAND       pkNibbleMask<>+0(SB), X7, X7
-	VPUNPCKLBW  X7, X8, X8
-	VPMOVZXBD   X8, Y7
-	VPSHUFD     $0xee, X8, X8
-	VPMOVZXBD   X8, Y8
+	VPMOVZXBD   8(R8), Y8
+	VPAND       pkLowNibble<>+0(SB), Y8, Y7
+	VPSRLD      $0x04, Y8, Y8
 	VCVTDQ2PS   Y7, Y7
 	VMULPS      Y6, Y7, Y7
 	VCVTDQ2PS   Y8, Y8
@@ -2475,14 +2415,9 @@ chunks:
 	JZ   blockdone
 
 chunk:
-	VMOVQ       (R10), X10
-	VPSRLW      $0x04, X10, X9
-	VPAND       pkNibbleMask<>+0(SB), X10, X10
-	VPAND       pkNibbleMask<>+0(SB), X9, X9
-	VPUNPCKLBW  X9, X10, X10
-	VPMOVZXBD   X10, Y9
-	VPSHUFD     $0xee, X10, X10
-	VPMOVZXBD   X10, Y10
+	VPMOVZXBD   (R10), Y10
+	VPAND       pkLowNibble<>+0(SB), Y10, Y9
+	VPSRLD      $0x04, Y10, Y10
 	VCVTDQ2PS   Y9, Y9
 	VMULPS      Y8, Y9, Y9
 	VCVTDQ2PS   Y10, Y10
@@ -2495,14 +2430,9 @@ chunk:
 	VFMADD231PS 32(R11)(CX*2), Y10, Y5
 	VFMADD231PS (R11)(DX*1), Y9, Y6
 	VFMADD231PS 32(R11)(DX*1), Y10, Y7
-	VMOVQ       8(R10), X10
-	VPSRLW      $0x04, X10, X9
-	VPAND       pkNibbleMask<>+0(SB), X10, X10
-	VPAND       pkNibbleMask<>+0(SB), X9, X9
-	VPUNPCKLBW  X9, X10, X10
-	VPMOVZXBD   X10, Y9
-	VPSHUFD     $0xee, X10, X10
-	VPMOVZXBD   X10, Y10
+	VPMOVZXBD   8(R10), Y10
+	VPAND       pkLowNibble<>+0(SB), Y10, Y9
+	VPSRLD      $0x04, Y10, Y10
 	VCVTDQ2PS   Y9, Y9
 	VMULPS      Y8, Y9, Y9
 	VCVTDQ2PS   Y10, Y10
@@ -2601,16 +2531,11 @@ chunks:
 	JZ   blockdone
 
 chunk:
-	VMOVQ       (SI), X7
-	VPSRLW      $0x04, X7, X6
-	VPAND       pkNibbleMask<>+0(SB), X7, X7
-	VPAND       pkNibbleMask<>+0(SB), X6, X6
-	VPUNPCKLBW  X6, X7, X7
-	VPXOR       pkFlip8<>+0(SB), X7, X7
-	VPSUBB      pkFlip8<>+0(SB), X7, X7
-	VPMOVSXBD   X7, Y6
-	VPSHUFD     $0xee, X7, X7
-	VPMOVSXBD   X7, Y7
+	VPMOVZXBD   (SI), Y7
+	VPSLLD      $0x1c, Y7, Y6
+	VPSRAD      $0x1c, Y6, Y6
+	VPSLLD      $0x18, Y7, Y7
+	VPSRAD      $0x1c, Y7, Y7
 	VPSUBD      Y5, Y6, Y6
 	VCVTDQ2PS   Y6, Y6
 	VMULPS      Y4, Y6, Y6
@@ -2619,16 +2544,11 @@ chunk:
 	VMULPS      Y4, Y7, Y7
 	VFMADD231PS (DI), Y6, Y0
 	VFMADD231PS 32(DI), Y7, Y1
-	VMOVQ       8(SI), X7
-	VPSRLW      $0x04, X7, X6
-	VPAND       pkNibbleMask<>+0(SB), X7, X7
-	VPAND       pkNibbleMask<>+0(SB), X6, X6
-	VPUNPCKLBW  X6, X7, X7
-	VPXOR       pkFlip8<>+0(SB), X7, X7
-	VPSUBB      pkFlip8<>+0(SB), X7, X7
-	VPMOVSXBD   X7, Y6
-	VPSHUFD     $0xee, X7, X7
-	VPMOVSXBD   X7, Y7
+	VPMOVZXBD   8(SI), Y7
+	VPSLLD      $0x1c, Y7, Y6
+	VPSRAD      $0x1c, Y6, Y6
+	VPSLLD      $0x18, Y7, Y7
+	VPSRAD      $0x1c, Y7, Y7
 	VPSUBD      Y5, Y6, Y6
 	VCVTDQ2PS   Y6, Y6
 	VMULPS      Y4, Y6, Y6
@@ -2705,16 +2625,11 @@ chunks:
 	JZ   blockdone
 
 chunk:
-	VMOVQ       (R8), X11
-	VPSRLW      $0x04, X11, X10
-	VPAND       pkNibbleMask<>+0(SB), X11, X11
-	VPAND       pkNibbleMask<>+0(SB), X10, X10
-	VPUNPCKLBW  X10, X11, X11
-	VPXOR       pkFlip8<>+0(SB), X11, X11
-	VPSUBB      pkFlip8<>+0(SB), X11, X11
-	VPMOVSXBD   X11, Y10
-	VPSHUFD     $0xee, X11, X11
-	VPMOVSXBD   X11, Y11
+	VPMOVZXBD   (R8), Y11
+	VPSLLD      $0x1c, Y11, Y10
+	VPSRAD      $0x1c, Y10, Y10
+	VPSLLD      $0x18, Y11, Y11
+	VPSRAD      $0x1c, Y11, Y11
 	VPSUBD      Y9, Y10, Y10
 	VCVTDQ2PS   Y10, Y10
 	VMULPS      Y8, Y10, Y10
@@ -2725,16 +2640,11 @@ chunk:
 	VFMADD231PS 32(R9), Y11, Y1
 	VFMADD231PS (R9)(CX*1), Y10, Y4
 	VFMADD231PS 32(R9)(CX*1), Y11, Y5
-	VMOVQ       8(R8), X11
-	VPSRLW      $0x04, X11, X10
-	VPAND       pkNibbleMask<>+0(SB), X11, X11
-	VPAND       pkNibbleMask<>+0(SB), X10, X10
-	VPUNPCKLBW  X10, X11, X11
-	VPXOR       pkFlip8<>+0(SB), X11, X11
-	VPSUBB      pkFlip8<>+0(SB), X11, X11
-	VPMOVSXBD   X11, Y10
-	VPSHUFD     $0xee, X11, X11
-	VPMOVSXBD   X11, Y11
+	VPMOVZXBD   8(R8), Y11
+	VPSLLD      $0x1c, Y11, Y10
+	VPSRAD      $0x1c, Y10, Y10
+	VPSLLD      $0x18, Y11, Y11
+	VPSRAD      $0x1c, Y11, Y11
 	VPSUBD      Y9, Y10, Y10
 	VCVTDQ2PS   Y10, Y10
 	VMULPS      Y8, Y10, Y10
@@ -2821,16 +2731,11 @@ chunks:
 	JZ   blockdone
 
 chunk:
-	VMOVQ       (R8), X9
-	VPSRLW      $0x04, X9, X8
-	VPAND       pkNibbleMask<>+0(SB), X9, X9
-	VPAND       pkNibbleMask<>+0(SB), X8, X8
-	VPUNPCKLBW  X8, X9, X9
-	VPXOR       pkFlip8<>+0(SB), X9, X9
-	VPSUBB      pkFlip8<>+0(SB), X9, X9
-	VPMOVSXBD   X9, Y8
-	VPSHUFD     $0xee, X9, X9
-	VPMOVSXBD   X9, Y9
+	VPMOVZXBD   (R8), Y9
+	VPSLLD      $0x1c, Y9, Y8
+	VPSRAD      $0x1c, Y8, Y8
+	VPSLLD      $0x18, Y9, Y9
+	VPSRAD      $0x1c, Y9, Y9
 	VPSUBD      Y7, Y8, Y8
 	VCVTDQ2PS   Y8, Y8
 	VMULPS      Y6, Y8, Y8
@@ -2843,16 +2748,11 @@ chunk:
 	VFMADD231PS 32(R9)(CX*1), Y9, Y3
 	VFMADD231PS (R9)(CX*2), Y8, Y4
 	VFMADD231PS 32(R9)(CX*2), Y9, Y5
-	VMOVQ       8(R8), X9
-	VPSRLW      $0x04, X9, X8
-	VPAND       pkNibbleMask<>+0(SB), X9, X9
-	VPAND       pkNibbleMask<>+0(SB), X8, X8
-	VPUNPCKLBW  X8, X9, X9
-	VPXOR       pkFlip8<>+0(SB), X9, X9
-	VPSUBB      pkFlip8<>+0(SB), X9, X9
-	VPMOVSXBD   X9, Y8
-	VPSHUFD     $0xee, X9, X9
-	VPMOVSXBD   X9, Y9
+	VPMOVZXBD   8(R8), Y9
+	VPSLLD      $0x1c, Y9, Y8
+	VPSRAD      $0x1c, Y8, Y8
+	VPSLLD      $0x18, Y9, Y9
+	VPSRAD      $0x1c, Y9, Y9
 	VPSUBD      Y7, Y8, Y8
 	VCVTDQ2PS   Y8, Y8
 	VMULPS      Y6, Y8, Y8
@@ -2949,16 +2849,11 @@ chunks:
 	JZ   blockdone
 
 chunk:
-	VMOVQ       (R10), X11
-	VPSRLW      $0x04, X11, X10
-	VPAND       pkNibbleMask<>+0(SB), X11, X11
-	VPAND       pkNibbleMask<>+0(SB), X10, X10
-	VPUNPCKLBW  X10, X11, X11
-	VPXOR       pkFlip8<>+0(SB), X11, X11
-	VPSUBB      pkFlip8<>+0(SB), X11, X11
-	VPMOVSXBD   X11, Y10
-	VPSHUFD     $0xee, X11, X11
-	VPMOVSXBD   X11, Y11
+	VPMOVZXBD   (R10), Y11
+	VPSLLD      $0x1c, Y11, Y10
+	VPSRAD      $0x1c, Y10, Y10
+	VPSLLD      $0x18, Y11, Y11
+	VPSRAD      $0x1c, Y11, Y11
 	VPSUBD      Y9, Y10, Y10
 	VCVTDQ2PS   Y10, Y10
 	VMULPS      Y8, Y10, Y10
@@ -2973,16 +2868,11 @@ chunk:
 	VFMADD231PS 32(R11)(CX*2), Y11, Y5
 	VFMADD231PS (R11)(DX*1), Y10, Y6
 	VFMADD231PS 32(R11)(DX*1), Y11, Y7
-	VMOVQ       8(R10), X11
-	VPSRLW      $0x04, X11, X10
-	VPAND       pkNibbleMask<>+0(SB), X11, X11
-	VPAND       pkNibbleMask<>+0(SB), X10, X10
-	VPUNPCKLBW  X10, X11, X11
-	VPXOR       pkFlip8<>+0(SB), X11, X11
-	VPSUBB      pkFlip8<>+0(SB), X11, X11
-	VPMOVSXBD   X11, Y10
-	VPSHUFD     $0xee, X11, X11
-	VPMOVSXBD   X11, Y11
+	VPMOVZXBD   8(R10), Y11
+	VPSLLD      $0x1c, Y11, Y10
+	VPSRAD      $0x1c, Y10, Y10
+	VPSLLD      $0x18, Y11, Y11
+	VPSRAD      $0x1c, Y11, Y11
 	VPSUBD      Y9, Y10, Y10
 	VCVTDQ2PS   Y10, Y10
 	VMULPS      Y8, Y10, Y10
@@ -3083,14 +2973,9 @@ chunks:
 	JZ   blockdone
 
 chunk:
-	VMOVQ       (SI), X7
-	VPSRLW      $0x04, X7, X6
-	VPAND       pkNibbleMask<>+0(SB), X7, X7
-	VPAND       pkNibbleMask<>+0(SB), X6, X6
-	VPUNPCKLBW  X6, X7, X7
-	VPMOVZXBD   X7, Y6
-	VPSHUFD     $0xee, X7, X7
-	VPMOVZXBD   X7, Y7
+	VPMOVZXBD   (SI), Y7
+	VPAND       pkLowNibble<>+0(SB), Y7, Y6
+	VPSRLD      $0x04, Y7, Y7
 	VPSUBD      Y5, Y6, Y6
 	VCVTDQ2PS   Y6, Y6
 	VMULPS      Y4, Y6, Y6
@@ -3099,14 +2984,9 @@ chunk:
 	VMULPS      Y4, Y7, Y7
 	VFMADD231PS (DI), Y6, Y0
 	VFMADD231PS 32(DI), Y7, Y1
-	VMOVQ       8(SI), X7
-	VPSRLW      $0x04, X7, X6
-	VPAND       pkNibbleMask<>+0(SB), X7, X7
-	VPAND       pkNibbleMask<>+0(SB), X6, X6
-	VPUNPCKLBW  X6, X7, X7
-	VPMOVZXBD   X7, Y6
-	VPSHUFD     $0xee, X7, X7
-	VPMOVZXBD   X7, Y7
+	VPMOVZXBD   8(SI), Y7
+	VPAND       pkLowNibble<>+0(SB), Y7, Y6
+	VPSRLD      $0x04, Y7, Y7
 	VPSUBD      Y5, Y6, Y6
 	VCVTDQ2PS   Y6, Y6
 	VMULPS      Y4, Y6, Y6
@@ -3183,14 +3063,9 @@ chunks:
 	JZ   blockdone
 
 chunk:
-	VMOVQ       (R8), X11
-	VPSRLW      $0x04, X11, X10
-	VPAND       pkNibbleMask<>+0(SB), X11, X11
-	VPAND       pkNibbleMask<>+0(SB), X10, X10
-	VPUNPCKLBW  X10, X11, X11
-	VPMOVZXBD   X11, Y10
-	VPSHUFD     $0xee, X11, X11
-	VPMOVZXBD   X11, Y11
+	VPMOVZXBD   (R8), Y11
+	VPAND       pkLowNibble<>+0(SB), Y11, Y10
+	VPSRLD      $0x04, Y11, Y11
 	VPSUBD      Y9, Y10, Y10
 	VCVTDQ2PS   Y10, Y10
 	VMULPS      Y8, Y10, Y10
@@ -3201,14 +3076,9 @@ chunk:
 	VFMADD231PS 32(R9), Y11, Y1
 	VFMADD231PS (R9)(CX*1), Y10, Y4
 	VFMADD231PS 32(R9)(CX*1), Y11, Y5
-	VMOVQ       8(R8), X11
-	VPSRLW      $0x04, X11, X10
-	VPAND       pkNibbleMask<>+0(SB), X11, X11
-	VPAND       pkNibbleMask<>+0(SB), X10, X10
-	VPUNPCKLBW  X10, X11, X11
-	VPMOVZXBD   X11, Y10
-	VPSHUFD     $0xee, X11, X11
-	VPMOVZXBD   X11, Y11
+	VPMOVZXBD   8(R8), Y11
+	VPAND       pkLowNibble<>+0(SB), Y11, Y10
+	VPSRLD      $0x04, Y11, Y11
 	VPSUBD      Y9, Y10, Y10
 	VCVTDQ2PS   Y10, Y10
 	VMULPS      Y8, Y10, Y10
@@ -3295,14 +3165,9 @@ chunks:
 	JZ   blockdone
 
 chunk:
-	VMOVQ       (R8), X9
-	VPSRLW      $0x04, X9, X8
-	VPAND       pkNibbleMask<>+0(SB), X9, X9
-	VPAND       pkNibbleMask<>+0(SB), X8, X8
-	VPUNPCKLBW  X8, X9, X9
-	VPMOVZXBD   X9, Y8
-	VPSHUFD     $0xee, X9, X9
-	VPMOVZXBD   X9, Y9
+	VPMOVZXBD   (R8), Y9
+	VPAND       pkLowNibble<>+0(SB), Y9, Y8
+	VPSRLD      $0x04, Y9, Y9
 	VPSUBD      Y7, Y8, Y8
 	VCVTDQ2PS   Y8, Y8
 	VMULPS      Y6, Y8, Y8
@@ -3315,14 +3180,9 @@ chunk:
 	VFMADD231PS 32(R9)(CX*1), Y9, Y3
 	VFMADD231PS (R9)(CX*2), Y8, Y4
 	VFMADD231PS 32(R9)(CX*2), Y9, Y5
-	VMOVQ       8(R8), X9
-	VPSRLW      $0x04, X9, X8
-	VPAND       pkNibbleMask<>+0(SB), X9, X9
-	VPAND       pkNibbleMask<>+0(SB), X8, X8
-	VPUNPCKLBW  X8, X9, X9
-	VPMOVZXBD   X9, Y8
-	VPSHUFD     $0xee, X9, X9
-	VPMOVZXBD   X9, Y9
+	VPMOVZXBD   8(R8), Y9
+	VPAND       pkLowNibble<>+0(SB), Y9, Y8
+	VPSRLD      $0x04, Y9, Y9
 	VPSUBD      Y7, Y8, Y8
 	VCVTDQ2PS   Y8, Y8
 	VMULPS      Y6, Y8, Y8
@@ -3419,14 +3279,9 @@ chunks:
 	JZ   blockdone
 
 chunk:
-	VMOVQ       (R10), X11
-	VPSRLW      $0x04, X11, X10
-	VPAND       pkNibbleMask<>+0(SB), X11, X11
-	VPAND       pkNibbleMask<>+0(SB), X10, X10
-	VPUNPCKLBW  X10, X11, X11
-	VPMOVZXBD   X11, Y10
-	VPSHUFD     $0xee, X11, X11
-	VPMOVZXBD   X11, Y11
+	VPMOVZXBD   (R10), Y11
+	VPAND       pkLowNibble<>+0(SB), Y11, Y10
+	VPSRLD      $0x04, Y11, Y11
 	VPSUBD      Y9, Y10, Y10
 	VCVTDQ2PS   Y10, Y10
 	VMULPS      Y8, Y10, Y10
@@ -3441,14 +3296,9 @@ chunk:
 	VFMADD231PS 32(R11)(CX*2), Y11, Y5
 	VFMADD231PS (R11)(DX*1), Y10, Y6
 	VFMADD231PS 32(R11)(DX*1), Y11, Y7
-	VMOVQ       8(R10), X11
-	VPSRLW      $0x04, X11, X10
-	VPAND       pkNibbleMask<>+0(SB), X11, X11
-	VPAND       pkNibbleMask<>+0(SB), X10, X10
-	VPUNPCKLBW  X10, X11, X11
-	VPMOVZXBD   X11, Y10
-	VPSHUFD     $0xee, X11, X11
-	VPMOVZXBD   X11, Y11
+	VPMOVZXBD   8(R10), Y11
+	VPAND       pkLowNibble<>+0(SB), Y11, Y10
+	VPSRLD      $0x04, Y11, Y11
 	VPSUBD      Y9, Y10, Y10
 	VCVTDQ2PS   Y10, Y10
 	VMULPS      Y8, Y10, Y10

@@ -261,10 +261,37 @@ func packedKernelFor(l pkLayout, m int) packedKernel {
 // packedKernel is the signature of the fused kernels (packed_amd64.s).
 type packedKernel func(a *float32, lda int, w *byte, rowBytes, rows, group, blocks, last int, c *float32, ldc int)
 
+// evenOdd reports whether the kernel for l takes its activations
+// through packedEvenOdd (the 4-bit quant.RowFormat ones).
+func (l pkLayout) evenOdd() bool {
+	p := &pkFormats[l.kind]
+	return p.bits == 4 && !p.split
+}
+
+// packedEvenOdd writes a [m, k] to dst with each whole run of sixteen
+// values of a row in the order of its even elements, then its odd ones:
+// the layout of the 4-bit kernels, which meet a byte's low nibble (an
+// even element) and its high one (the odd element after it) in two
+// registers.
+func packedEvenOdd(dst, a []float32, m, k int) {
+	for i := range m {
+		r, d := a[i*k:(i+1)*k], dst[i*k:(i+1)*k]
+		g := k &^ 15
+		for p := 0; p < g; p += 16 {
+			x, y := (*[16]float32)(r[p:]), (*[16]float32)(d[p:])
+			for t := range 8 {
+				y[t], y[8+t] = x[2*t], x[2*t+1]
+			}
+		}
+		copy(d[g:], r[g:])
+	}
+}
+
 // packedDot computes rows [j0, j1) of the fused product: c[i·n+j] for
 // i < m, with the assembly kernel where there is one (and the Go twin for
 // the values of the last block past its whole chunks), else the twin.
-func packedDot(l pkLayout, m, n, k int, a []float32, w []byte, rowBytes int, c []float32, j0, j1 int) {
+// ak is a through packedEvenOdd where l.evenOdd(), or nil to make it here.
+func packedDot(l pkLayout, m, n, k int, a, ak []float32, w []byte, rowBytes int, c []float32, j0, j1 int) {
 	rows := j1 - j0
 	if rows <= 0 {
 		return
@@ -275,9 +302,15 @@ func packedDot(l pkLayout, m, n, k int, a []float32, w []byte, rowBytes int, c [
 		packedDotGo(l, m, a, k, wr, rowBytes, rows, c[j0:], n)
 		return
 	}
-	_ = a[(m-1)*k+k-1]
+	if !l.evenOdd() {
+		ak = a
+	} else if ak == nil {
+		ak = make([]float32, m*k)
+		packedEvenOdd(ak, a, m, k)
+	}
+	_ = ak[(m-1)*k+k-1]
 	_ = c[(m-1)*n+j1-1]
-	kern(&a[0], k, &wr[0], rowBytes, rows, l.group, l.blocks, l.last, &c[j0], n)
+	kern(&ak[0], k, &wr[0], rowBytes, rows, l.group, l.blocks, l.last, &c[j0], n)
 	if from := l.last &^ 31; from < l.last {
 		packedTailGo(l, m, a, k, wr, rowBytes, rows, c[j0:], n, from)
 	}

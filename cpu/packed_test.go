@@ -176,8 +176,8 @@ func TestPackedDot(t *testing.T) {
 				kern := packedKernelFor(l, m)
 				clear(c)
 				// Rows [3, n): the kernels start anywhere in W and C.
-				packedDot(l, m, n, k, a, data, rb, c, 0, 3)
-				packedDot(l, m, n, k, a, data, rb, c, 3, n)
+				packedDot(l, m, n, k, a, nil, data, rb, c, 0, 3)
+				packedDot(l, m, n, k, a, nil, data, rb, c, 3, n)
 				restore()
 				checkPacked(t, name+" "+set, m, n, k, a, f, data, c)
 				if set != "generic" && kern == nil && (l.blocks == 1 || l.group%32 == 0) {
@@ -247,7 +247,7 @@ func TestPackedDotExact(t *testing.T) {
 			for _, set := range KernelSets() {
 				c := make([]float32, m*n)
 				restore := UseKernelSet(set)
-				packedDot(l, m, n, k, a, data, rb, c, 0, n)
+				packedDot(l, m, n, k, a, nil, data, rb, c, 0, n)
 				restore()
 				for i := range m {
 					for j := range n {

@@ -21,7 +21,10 @@
 //	Q4_0                      ggml: float16 d, 16 bytes; byte j holds elements j (low) and j+16 (high), value (q − 8)·d
 //	F16, BF16                 16-bit floats (one block a row, no scale), widened exactly (VCVTPH2PS quiets a NaN as ggml does)
 //
-// A kernel takes whole chunks of 32 elements: every block but a row's
+// The 4-bit quant.RowFormat kernels take the activations with each run of
+// sixteen in the order of its even elements, then its odd ones
+// (packedEvenOdd), which puts them beside the codes' low and high nibbles
+// without shuffles. A kernel takes whole chunks of 32 elements: every block but a row's
 // last must be a whole number of them (group a multiple of 32), and of the
 // last block (last elements) it does the first last&^31; the Go caller
 // adds the rest.
@@ -76,6 +79,7 @@ var specs = []spec{
 
 var (
 	nibbleMask Mem // 0x0F in every byte
+	lowNibble  Mem // 0x0F in every dword
 	flip8      Mem // 0x08 in every byte: the sign of a nibble, and the 8 Q4_0 subtracts
 )
 
@@ -102,6 +106,7 @@ func main() {
 	}
 	ConstraintExpr("!noasm,!gccgo,!safe")
 	nibbleMask = splat("pkNibbleMask", 0x0F0F0F0F)
+	lowNibble = splat("pkLowNibble", 0x0F)
 	flip8 = splat("pkFlip8", 0x08080808)
 	for _, s := range specs {
 		for m := 1; m <= 4; m++ {
@@ -231,39 +236,34 @@ func dot(s spec, m int) {
 		case s.bits == 8:
 			VPMOVZXBD(Mem{Base: p, Disp: 16 * h}, w0)
 			VPMOVZXBD(Mem{Base: p, Disp: 16*h + 8}, w1)
-		default:
+		case s.split:
+			// Low nibbles are elements 0..15, high ones 16..31.
 			x := XMM()
-			if s.split {
-				// Low nibbles are elements 0..15, high ones 16..31.
-				if h == 0 {
-					VPAND(nibbleMask, q, x)
-				} else {
-					VPSRLW(U8(4), q, x)
-					VPAND(nibbleMask, x, x)
-				}
-				VPSUBB(flip8, x, x) // q − 8, a signed byte
+			if h == 0 {
+				VPAND(nibbleMask, q, x)
 			} else {
-				// Eight bytes, sixteen codes, interleaved low, high.
-				hi := XMM()
-				VMOVQ(Mem{Base: p, Disp: 8 * h}, x)
-				VPSRLW(U8(4), x, hi)
+				VPSRLW(U8(4), q, x)
 				VPAND(nibbleMask, x, x)
-				VPAND(nibbleMask, hi, hi)
-				VPUNPCKLBW(hi, x, x)
-				if s.signed {
-					// A signed nibble n is (n^8) − 8, a signed byte.
-					VPXOR(flip8, x, x)
-					VPSUBB(flip8, x, x)
-				}
 			}
-			if s.signed || s.split {
-				VPMOVSXBD(x, w0)
-				VPSHUFD(U8(0xEE), x, x)
-				VPMOVSXBD(x, w1)
+			VPSUBB(flip8, x, x) // q − 8, a signed byte
+			VPMOVSXBD(x, w0)
+			VPSHUFD(U8(0xEE), x, x)
+			VPMOVSXBD(x, w1)
+		default:
+			// Eight bytes, one a dword: w0 gets the low nibbles (elements
+			// 0, 2, .., 14 of the sixteen), w1 the high ones (1, 3, ..,
+			// 15), which meet the activations in the order the caller
+			// lays them out in (evens, then odds, in each run of sixteen):
+			// no shuffle but the widening load.
+			VPMOVZXBD(Mem{Base: p, Disp: 8 * h}, w1)
+			if s.signed {
+				VPSLLD(U8(28), w1, w0)
+				VPSRAD(U8(28), w0, w0)
+				VPSLLD(U8(24), w1, w1)
+				VPSRAD(U8(28), w1, w1)
 			} else {
-				VPMOVZXBD(x, w0)
-				VPSHUFD(U8(0xEE), x, x)
-				VPMOVZXBD(x, w1)
+				VPAND(lowNibble, w1, w0)
+				VPSRLD(U8(4), w1, w1)
 			}
 		}
 		for _, w := range []VecVirtual{w0, w1} {
