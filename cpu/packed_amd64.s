@@ -4,16 +4,6 @@
 
 #include "textflag.h"
 
-DATA pkNibbleMask<>+0(SB)/4, $0x0f0f0f0f
-DATA pkNibbleMask<>+4(SB)/4, $0x0f0f0f0f
-DATA pkNibbleMask<>+8(SB)/4, $0x0f0f0f0f
-DATA pkNibbleMask<>+12(SB)/4, $0x0f0f0f0f
-DATA pkNibbleMask<>+16(SB)/4, $0x0f0f0f0f
-DATA pkNibbleMask<>+20(SB)/4, $0x0f0f0f0f
-DATA pkNibbleMask<>+24(SB)/4, $0x0f0f0f0f
-DATA pkNibbleMask<>+28(SB)/4, $0x0f0f0f0f
-GLOBL pkNibbleMask<>(SB), RODATA|NOPTR, $32
-
 DATA pkLowNibble<>+0(SB)/4, $0x0000000f
 DATA pkLowNibble<>+4(SB)/4, $0x0000000f
 DATA pkLowNibble<>+8(SB)/4, $0x0000000f
@@ -24,15 +14,15 @@ DATA pkLowNibble<>+24(SB)/4, $0x0000000f
 DATA pkLowNibble<>+28(SB)/4, $0x0000000f
 GLOBL pkLowNibble<>(SB), RODATA|NOPTR, $32
 
-DATA pkFlip8<>+0(SB)/4, $0x08080808
-DATA pkFlip8<>+4(SB)/4, $0x08080808
-DATA pkFlip8<>+8(SB)/4, $0x08080808
-DATA pkFlip8<>+12(SB)/4, $0x08080808
-DATA pkFlip8<>+16(SB)/4, $0x08080808
-DATA pkFlip8<>+20(SB)/4, $0x08080808
-DATA pkFlip8<>+24(SB)/4, $0x08080808
-DATA pkFlip8<>+28(SB)/4, $0x08080808
-GLOBL pkFlip8<>(SB), RODATA|NOPTR, $32
+DATA pkEight<>+0(SB)/4, $0x00000008
+DATA pkEight<>+4(SB)/4, $0x00000008
+DATA pkEight<>+8(SB)/4, $0x00000008
+DATA pkEight<>+12(SB)/4, $0x00000008
+DATA pkEight<>+16(SB)/4, $0x00000008
+DATA pkEight<>+20(SB)/4, $0x00000008
+DATA pkEight<>+24(SB)/4, $0x00000008
+DATA pkEight<>+28(SB)/4, $0x00000008
+GLOBL pkEight<>(SB), RODATA|NOPTR, $32
 
 // func packedDotRF8Sx1AVX2(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
 // Requires: AVX, AVX2, FMA3
@@ -3811,29 +3801,27 @@ chunks:
 	JZ   blockdone
 
 chunk:
-	VMOVDQU     (SI), X7
-	VPAND       pkNibbleMask<>+0(SB), X7, X6
-	VPSUBB      pkFlip8<>+0(SB), X6, X6
-	VPMOVSXBD   X6, Y5
-	VPSHUFD     $0xee, X6, X6
-	VPMOVSXBD   X6, Y6
+	VPMOVZXBD   (SI), Y6
+	VPAND       pkLowNibble<>+0(SB), Y6, Y5
+	VPSRLD      $0x04, Y6, Y6
+	VPSUBD      pkEight<>+0(SB), Y5, Y5
 	VCVTDQ2PS   Y5, Y5
 	VMULPS      Y4, Y5, Y5
+	VPSUBD      pkEight<>+0(SB), Y6, Y6
 	VCVTDQ2PS   Y6, Y6
 	VMULPS      Y4, Y6, Y6
 	VFMADD231PS (DI), Y5, Y0
-	VFMADD231PS 32(DI), Y6, Y1
-	VPSRLW      $0x04, X7, X6
-	VPAND       pkNibbleMask<>+0(SB), X6, X6
-	VPSUBB      pkFlip8<>+0(SB), X6, X6
-	VPMOVSXBD   X6, Y5
-	VPSHUFD     $0xee, X6, X6
-	VPMOVSXBD   X6, Y6
+	VFMADD231PS 64(DI), Y6, Y1
+	VPMOVZXBD   8(SI), Y6
+	VPAND       pkLowNibble<>+0(SB), Y6, Y5
+	VPSRLD      $0x04, Y6, Y6
+	VPSUBD      pkEight<>+0(SB), Y5, Y5
 	VCVTDQ2PS   Y5, Y5
 	VMULPS      Y4, Y5, Y5
+	VPSUBD      pkEight<>+0(SB), Y6, Y6
 	VCVTDQ2PS   Y6, Y6
 	VMULPS      Y4, Y6, Y6
-	VFMADD231PS 64(DI), Y5, Y2
+	VFMADD231PS 32(DI), Y5, Y2
 	VFMADD231PS 96(DI), Y6, Y3
 	ADDQ        $0x10, SI
 	ADDQ        $0x00000080, DI
@@ -3905,33 +3893,31 @@ chunks:
 	JZ   blockdone
 
 chunk:
-	VMOVDQU     (R8), X11
-	VPAND       pkNibbleMask<>+0(SB), X11, X10
-	VPSUBB      pkFlip8<>+0(SB), X10, X10
-	VPMOVSXBD   X10, Y9
-	VPSHUFD     $0xee, X10, X10
-	VPMOVSXBD   X10, Y10
+	VPMOVZXBD   (R8), Y10
+	VPAND       pkLowNibble<>+0(SB), Y10, Y9
+	VPSRLD      $0x04, Y10, Y10
+	VPSUBD      pkEight<>+0(SB), Y9, Y9
 	VCVTDQ2PS   Y9, Y9
 	VMULPS      Y8, Y9, Y9
+	VPSUBD      pkEight<>+0(SB), Y10, Y10
 	VCVTDQ2PS   Y10, Y10
 	VMULPS      Y8, Y10, Y10
 	VFMADD231PS (R9), Y9, Y0
-	VFMADD231PS 32(R9), Y10, Y1
+	VFMADD231PS 64(R9), Y10, Y1
 	VFMADD231PS (R9)(CX*1), Y9, Y4
-	VFMADD231PS 32(R9)(CX*1), Y10, Y5
-	VPSRLW      $0x04, X11, X10
-	VPAND       pkNibbleMask<>+0(SB), X10, X10
-	VPSUBB      pkFlip8<>+0(SB), X10, X10
-	VPMOVSXBD   X10, Y9
-	VPSHUFD     $0xee, X10, X10
-	VPMOVSXBD   X10, Y10
+	VFMADD231PS 64(R9)(CX*1), Y10, Y5
+	VPMOVZXBD   8(R8), Y10
+	VPAND       pkLowNibble<>+0(SB), Y10, Y9
+	VPSRLD      $0x04, Y10, Y10
+	VPSUBD      pkEight<>+0(SB), Y9, Y9
 	VCVTDQ2PS   Y9, Y9
 	VMULPS      Y8, Y9, Y9
+	VPSUBD      pkEight<>+0(SB), Y10, Y10
 	VCVTDQ2PS   Y10, Y10
 	VMULPS      Y8, Y10, Y10
-	VFMADD231PS 64(R9), Y9, Y2
+	VFMADD231PS 32(R9), Y9, Y2
 	VFMADD231PS 96(R9), Y10, Y3
-	VFMADD231PS 64(R9)(CX*1), Y9, Y6
+	VFMADD231PS 32(R9)(CX*1), Y9, Y6
 	VFMADD231PS 96(R9)(CX*1), Y10, Y7
 	ADDQ        $0x10, R8
 	ADDQ        $0x00000080, R9
@@ -4011,37 +3997,35 @@ chunks:
 	JZ   blockdone
 
 chunk:
-	VMOVDQU     (R8), X9
-	VPAND       pkNibbleMask<>+0(SB), X9, X8
-	VPSUBB      pkFlip8<>+0(SB), X8, X8
-	VPMOVSXBD   X8, Y7
-	VPSHUFD     $0xee, X8, X8
-	VPMOVSXBD   X8, Y8
+	VPMOVZXBD   (R8), Y8
+	VPAND       pkLowNibble<>+0(SB), Y8, Y7
+	VPSRLD      $0x04, Y8, Y8
+	VPSUBD      pkEight<>+0(SB), Y7, Y7
 	VCVTDQ2PS   Y7, Y7
 	VMULPS      Y6, Y7, Y7
+	VPSUBD      pkEight<>+0(SB), Y8, Y8
 	VCVTDQ2PS   Y8, Y8
 	VMULPS      Y6, Y8, Y8
 	VFMADD231PS (R9), Y7, Y0
-	VFMADD231PS 32(R9), Y8, Y1
+	VFMADD231PS 64(R9), Y8, Y1
 	VFMADD231PS (R9)(CX*1), Y7, Y2
-	VFMADD231PS 32(R9)(CX*1), Y8, Y3
+	VFMADD231PS 64(R9)(CX*1), Y8, Y3
 	VFMADD231PS (R9)(CX*2), Y7, Y4
-	VFMADD231PS 32(R9)(CX*2), Y8, Y5
-	VPSRLW      $0x04, X9, X8
-	VPAND       pkNibbleMask<>+0(SB), X8, X8
-	VPSUBB      pkFlip8<>+0(SB), X8, X8
-	VPMOVSXBD   X8, Y7
-	VPSHUFD     $0xee, X8, X8
-	VPMOVSXBD   X8, Y8
+	VFMADD231PS 64(R9)(CX*2), Y8, Y5
+	VPMOVZXBD   8(R8), Y8
+	VPAND       pkLowNibble<>+0(SB), Y8, Y7
+	VPSRLD      $0x04, Y8, Y8
+	VPSUBD      pkEight<>+0(SB), Y7, Y7
 	VCVTDQ2PS   Y7, Y7
 	VMULPS      Y6, Y7, Y7
+	VPSUBD      pkEight<>+0(SB), Y8, Y8
 	VCVTDQ2PS   Y8, Y8
 	VMULPS      Y6, Y8, Y8
-	VFMADD231PS 64(R9), Y7, Y0
+	VFMADD231PS 32(R9), Y7, Y0
 	VFMADD231PS 96(R9), Y8, Y1
-	VFMADD231PS 64(R9)(CX*1), Y7, Y2
+	VFMADD231PS 32(R9)(CX*1), Y7, Y2
 	VFMADD231PS 96(R9)(CX*1), Y8, Y3
-	VFMADD231PS 64(R9)(CX*2), Y7, Y4
+	VFMADD231PS 32(R9)(CX*2), Y7, Y4
 	VFMADD231PS 96(R9)(CX*2), Y8, Y5
 	ADDQ        $0x10, R8
 	ADDQ        $0x00000080, R9
@@ -4129,41 +4113,39 @@ chunks:
 	JZ   blockdone
 
 chunk:
-	VMOVDQU     (R10), X11
-	VPAND       pkNibbleMask<>+0(SB), X11, X10
-	VPSUBB      pkFlip8<>+0(SB), X10, X10
-	VPMOVSXBD   X10, Y9
-	VPSHUFD     $0xee, X10, X10
-	VPMOVSXBD   X10, Y10
+	VPMOVZXBD   (R10), Y10
+	VPAND       pkLowNibble<>+0(SB), Y10, Y9
+	VPSRLD      $0x04, Y10, Y10
+	VPSUBD      pkEight<>+0(SB), Y9, Y9
 	VCVTDQ2PS   Y9, Y9
 	VMULPS      Y8, Y9, Y9
+	VPSUBD      pkEight<>+0(SB), Y10, Y10
 	VCVTDQ2PS   Y10, Y10
 	VMULPS      Y8, Y10, Y10
 	VFMADD231PS (R11), Y9, Y0
-	VFMADD231PS 32(R11), Y10, Y1
+	VFMADD231PS 64(R11), Y10, Y1
 	VFMADD231PS (R11)(CX*1), Y9, Y2
-	VFMADD231PS 32(R11)(CX*1), Y10, Y3
+	VFMADD231PS 64(R11)(CX*1), Y10, Y3
 	VFMADD231PS (R11)(CX*2), Y9, Y4
-	VFMADD231PS 32(R11)(CX*2), Y10, Y5
+	VFMADD231PS 64(R11)(CX*2), Y10, Y5
 	VFMADD231PS (R11)(DX*1), Y9, Y6
-	VFMADD231PS 32(R11)(DX*1), Y10, Y7
-	VPSRLW      $0x04, X11, X10
-	VPAND       pkNibbleMask<>+0(SB), X10, X10
-	VPSUBB      pkFlip8<>+0(SB), X10, X10
-	VPMOVSXBD   X10, Y9
-	VPSHUFD     $0xee, X10, X10
-	VPMOVSXBD   X10, Y10
+	VFMADD231PS 64(R11)(DX*1), Y10, Y7
+	VPMOVZXBD   8(R10), Y10
+	VPAND       pkLowNibble<>+0(SB), Y10, Y9
+	VPSRLD      $0x04, Y10, Y10
+	VPSUBD      pkEight<>+0(SB), Y9, Y9
 	VCVTDQ2PS   Y9, Y9
 	VMULPS      Y8, Y9, Y9
+	VPSUBD      pkEight<>+0(SB), Y10, Y10
 	VCVTDQ2PS   Y10, Y10
 	VMULPS      Y8, Y10, Y10
-	VFMADD231PS 64(R11), Y9, Y0
+	VFMADD231PS 32(R11), Y9, Y0
 	VFMADD231PS 96(R11), Y10, Y1
-	VFMADD231PS 64(R11)(CX*1), Y9, Y2
+	VFMADD231PS 32(R11)(CX*1), Y9, Y2
 	VFMADD231PS 96(R11)(CX*1), Y10, Y3
-	VFMADD231PS 64(R11)(CX*2), Y9, Y4
+	VFMADD231PS 32(R11)(CX*2), Y9, Y4
 	VFMADD231PS 96(R11)(CX*2), Y10, Y5
-	VFMADD231PS 64(R11)(DX*1), Y9, Y6
+	VFMADD231PS 32(R11)(DX*1), Y9, Y6
 	VFMADD231PS 96(R11)(DX*1), Y10, Y7
 	ADDQ        $0x10, R10
 	ADDQ        $0x00000080, R11

@@ -78,9 +78,8 @@ var specs = []spec{
 }
 
 var (
-	nibbleMask Mem // 0x0F in every byte
-	lowNibble  Mem // 0x0F in every dword
-	flip8      Mem // 0x08 in every byte: the sign of a nibble, and the 8 Q4_0 subtracts
+	lowNibble Mem // 0x0F in every dword
+	eight     Mem // 8 in every dword
 )
 
 // paramMem is the memory of an argument, read where it lies.
@@ -105,9 +104,8 @@ func main() {
 		os.Args = append(os.Args, "-out", "../packed_amd64.s", "-stubs", "../packed_stubs_amd64.go", "-pkg", "cpu")
 	}
 	ConstraintExpr("!noasm,!gccgo,!safe")
-	nibbleMask = splat("pkNibbleMask", 0x0F0F0F0F)
 	lowNibble = splat("pkLowNibble", 0x0F)
-	flip8 = splat("pkFlip8", 0x08080808)
+	eight = splat("pkEight", 8)
 	for _, s := range specs {
 		for m := 1; m <= 4; m++ {
 			dot(s, m)
@@ -214,11 +212,6 @@ func dot(s spec, m int) {
 
 	Label("chunk")
 	w0, w1 := YMM(), YMM()
-	var q VecVirtual
-	if s.split {
-		q = XMM()
-		VMOVDQU(Mem{Base: p}, q)
-	}
 	for h := range 2 { // halves of 16 elements
 		switch {
 		case s.wide == "F16":
@@ -237,18 +230,11 @@ func dot(s spec, m int) {
 			VPMOVZXBD(Mem{Base: p, Disp: 16 * h}, w0)
 			VPMOVZXBD(Mem{Base: p, Disp: 16*h + 8}, w1)
 		case s.split:
-			// Low nibbles are elements 0..15, high ones 16..31.
-			x := XMM()
-			if h == 0 {
-				VPAND(nibbleMask, q, x)
-			} else {
-				VPSRLW(U8(4), q, x)
-				VPAND(nibbleMask, x, x)
-			}
-			VPSUBB(flip8, x, x) // q − 8, a signed byte
-			VPMOVSXBD(x, w0)
-			VPSHUFD(U8(0xEE), x, x)
-			VPMOVSXBD(x, w1)
+			// Byte j holds elements j (low nibble) and j+16 (high): eight
+			// bytes widened give w0 elements 8h.. and w1 elements 16+8h..
+			VPMOVZXBD(Mem{Base: p, Disp: 8 * h}, w1)
+			VPAND(lowNibble, w1, w0)
+			VPSRLD(U8(4), w1, w1)
 		default:
 			// Eight bytes, one a dword: w0 gets the low nibbles (elements
 			// 0, 2, .., 14 of the sixteen), w1 the high ones (1, 3, ..,
@@ -273,13 +259,20 @@ func dot(s spec, m int) {
 			if sub {
 				VPSUBD(zp, w, w)
 			}
+			if s.split {
+				VPSUBD(eight, w, w) // q − 8
+			}
 			VCVTDQ2PS(w, w)
 			VMULPS(sc, w, w)
 		}
 		for r := range m {
 			for v, w := range []VecVirtual{w0, w1} {
 				x := acc[r][(2*h+v)%nacc]
-				VFMADD231PS(arow(ap, r, 64*h+32*v), w, x)
+				off := 64*h + 32*v
+				if s.split {
+					off = 32*h + 64*v
+				}
+				VFMADD231PS(arow(ap, r, off), w, x)
 			}
 		}
 	}
