@@ -14,6 +14,11 @@ var poolPackedTile pool[float32]
 // one task holds: it stays in L2 while the rows of A go by.
 const packedTileBytes = 1 << 20
 
+// poolPackedTile holds the tiles of decoded rows (and their products)
+// between calls; its own pool, as the SIMD GEMMs' packing pool is not in
+// every build.
+var poolPackedTile pool[float32]
+
 // Packs reports true: the CPU runs every PackedFormat, decoding tiles of
 // rows with the format's own DecodeRows.
 func (*Backend) Packs(backend.PackedFormat) bool { return true }
@@ -67,10 +72,19 @@ var (
 
 // GemmPacked computes c [m, n] = a [m, k] · Wᵀ, where W [n, k] is data in
 // format f (backend.GemmPackedF32, which it equals up to the order of the
-// sums), without a float copy of W: each task decodes a tile of rows of W
+// sums), without a float copy of W.
+//
+// For at most packedFusedRows rows of a (a language model's decode step)
+// in a format with fused kernels (quant.RowFormat's int8/uint8/int4/uint4
+// with and without zero points, gguf Q8_0, Q4_0, F16 and BF16), each thread takes a
+// contiguous range of rows of W and computes their dot products with the
+// rows of a straight from the packed bytes (packed_kernels.go), so that
+// the weight streams through once at the width it is stored in.
+//
+// Otherwise (prefill, and the other formats) each task decodes a tile of rows of W
 // (packedTileBytes of float32, so that it stays in L2, at most a share of
 // n that keeps every thread busy) into a buffer of its own with
-// f.DecodeRows, multiplies a by it with the single-threaded GEMM kernels,
+// f.DecodeRows (SIMD for quant.RowFormat), multiplies a by it with the single-threaded GEMM kernels,
 // and scatters the m×rows result into c. The packed bytes are read once,
 // which is what a memory-bound decode step needs; the decoding is
 // amortized over the m rows of a.
@@ -83,6 +97,19 @@ func GemmPacked(m, n, k int, a []float32, f backend.PackedFormat, data []byte, c
 		panic(fmt.Sprintf("cpu: GemmPacked: lengths %d, %d, %d for m=%d n=%d k=%d, %d bytes a row", len(a), len(data), len(c), m, n, k, rb))
 	}
 	if m == 0 || n == 0 {
+		return
+	}
+	if l, ok := packedLayout(f, k); ok && m <= packedFusedRows {
+		var ak []float32
+		if l.evenOdd() && packedKernelFor(l, m) != nil {
+			ak = poolPackedTile.get(m * k)
+			defer poolPackedTile.put(ak)
+			packedEvenOdd(ak, a, m, k)
+		}
+		thr := workers(n, m*n*k, gemmMinWork)
+		parallelRange(thr, n, 8, func(_, lo, hi int) {
+			packedDot(l, m, n, k, a, ak, data, rb, c, lo, hi)
+		})
 		return
 	}
 	// The work of a tile: m·rows·k multiply-adds and rows·k decodes.
@@ -103,7 +130,7 @@ func GemmPacked(m, n, k int, a []float32, f backend.PackedFormat, data []byte, c
 			scratch[worker] = s
 		}
 		wt, ct := s[:rows*k], s[tr*k:tr*k+m*rows]
-		f.DecodeRows(wt, data[j0*rb:(j0+rows)*rb], k)
+		decodeRowsFast(f, wt, data[j0*rb:(j0+rows)*rb], k)
 		gemmF32On(1, m, rows, k, a, wt, ct)
 		for i := range m {
 			copy(c[i*n+j0:i*n+j0+rows], ct[i*rows:(i+1)*rows])
