@@ -6,10 +6,6 @@ import (
 	"github.com/quantkit/quantkit/backend"
 )
 
-// poolPackedTile recycles the tiles of decoded rows between calls (every
-// build: the SIMD GEMM's own pools exist on amd64 only).
-var poolPackedTile pool[float32]
-
 // packedTileBytes is the float32 size of the tile of decoded weight rows
 // one task holds: it stays in L2 while the rows of A go by.
 const packedTileBytes = 1 << 20
