@@ -3,6 +3,8 @@
 package gguf
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -91,4 +93,26 @@ func compareImportanceWithGGML(t *testing.T, ref *ggmlRef, typ Type, n int, rows
 		t.Errorf("%v, importance %q, rows of %d: %s", typ, imp.name, n, fmt.Sprintf("%d of %d rows differ", bad, len(rows)))
 	}
 	return ok
+}
+
+// TestImportanceGoldenFromGGML recomputes importanceGolden from llama.cpp's
+// own output and wants the committed digests (printing them, for a new
+// llama.cpp release).
+func TestImportanceGoldenFromGGML(t *testing.T) {
+	ref := refQuantizer(t)
+	x, sets := importanceGoldenRows()
+	for _, typ := range importanceTypes {
+		if !typ.UsesImportance() {
+			continue
+		}
+		h := sha256.New()
+		for _, imp := range sets {
+			h.Write(ref.quantizeImportance(typ, 512, x, imp.w))
+		}
+		got := hex.EncodeToString(h.Sum(nil))
+		t.Logf("Type%v: %q,", typ, got)
+		if importanceGolden[typ] != got {
+			t.Errorf("%v: ggml's digest is %s, importanceGolden has %q", typ, got, importanceGolden[typ])
+		}
+	}
 }
