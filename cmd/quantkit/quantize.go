@@ -35,6 +35,9 @@ var (
 	quantNonFinFlag = &cli.BoolFlag{Name: "allow-nonfinite", Usage: "quantize weights with NaN/Inf (NaN as 0, ±Inf saturated to the largest finite magnitude) instead of failing"}
 )
 
+// quantImatrixFlag is --imatrix (with --format gguf).
+var quantImatrixFlag = &cli.StringFlag{Name: "imatrix", Usage: "with --format gguf: quantize with llama.cpp's importance matrix `FILE` (llama-imatrix's .gguf or .dat), as llama-quantize --imatrix, byte for byte"}
+
 var quantizeCommand = &cli.Command{
 	Name:      "quantize",
 	Usage:     "quantize a checkpoint's Linear weights to int8 or int4 (compressed-tensors, safetensors or GGUF)",
@@ -145,7 +148,7 @@ var quantizeCommand = &cli.Command{
 		"bits_per_weight, ratio}, unsupported: [types this build cannot encode], seconds, gb_per_s}.",
 	Flags: []cli.Flag{quantOutFlag, quantSchemeFlag, quantGranFlag, quantSymFlag, quantAsymFlag, quantFormatFlag,
 		quantInclFlag, quantExclFlag, ckptDeviceFlag, ckptWorkFlag, quantDryFlag, jsonFlag, jsonOutFlag, quantForceFlag,
-		quantSizeFlag, quantShardFlag, quantNonFinFlag, quantTypeFlag, quantPureFlag, quantEvalFlag, quantEvalCtxFlag},
+		quantSizeFlag, quantShardFlag, quantNonFinFlag, quantTypeFlag, quantPureFlag, quantImatrixFlag, quantEvalFlag, quantEvalCtxFlag},
 	Action: runQuantize,
 }
 
@@ -192,7 +195,7 @@ func parseQuantizeFlags(c *cli.Context) (*quantize.Options, error) {
 	if err := checkJSONOut(c); err != nil {
 		return nil, err
 	}
-	for _, f := range []cli.Flag{quantTypeFlag, quantPureFlag} {
+	for _, f := range []cli.Flag{quantTypeFlag, quantPureFlag, quantImatrixFlag} {
 		if name := f.Names()[0]; c.IsSet(name) {
 			return nil, fmt.Errorf("--%s applies to --format gguf only (a GGUF input to llama-quantize's types)", name)
 		}

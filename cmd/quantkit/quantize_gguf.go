@@ -14,6 +14,7 @@ import (
 	"github.com/quantkit/quantkit/job/quantize"
 	"github.com/quantkit/quantkit/model/format"
 	"github.com/quantkit/quantkit/model/ggufmix"
+	"github.com/quantkit/quantkit/model/imatrix"
 	"github.com/quantkit/quantkit/model/llamacpp"
 	"github.com/quantkit/quantkit/model/plan"
 )
@@ -111,6 +112,12 @@ func parseQuantizeGGUFFlags(c *cli.Context) (*quantize.GGUFOptions, error) {
 	}
 	opt := &quantize.GGUFOptions{Input: in, Output: c.String(quantOutFlag.Name), Mix: mix, Pure: c.Bool(quantPureFlag.Name),
 		Workers: c.Int(ckptWorkFlag.Name), Force: c.Bool(quantForceFlag.Name), Log: c.App.ErrWriter}
+	if path := c.String(quantImatrixFlag.Name); path != "" {
+		if opt.Imatrix, err = imatrix.Read(path); err != nil {
+			return nil, err
+		}
+		opt.ImatrixFile = path
+	}
 	if v := c.String(quantShardFlag.Name); v != "" {
 		if opt.Shard, err = quantize.ParseShard(v); err != nil {
 			return nil, fmt.Errorf("--shard: %w", err)

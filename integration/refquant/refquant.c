@@ -1,14 +1,17 @@
 // refquant quantizes float32 rows with llama.cpp's own ggml_quantize_chunk,
 // for the byte-for-byte comparisons of model/gguf's integration tests.
 //
-//	refquant LIBGGMLBASE TYPE N_PER_ROW < rows.f32 > rows.q
+//	refquant [-w IMATRIX.f32] LIBGGMLBASE TYPE N_PER_ROW < rows.f32 > rows.q
 //	refquant -d LIBGGMLBASE TYPE N_PER_ROW < rows.q > rows.f32
 //
 // LIBGGMLBASE is the path of libggml-base.so (node-llama-cpp ships one),
 // TYPE the ggml_type id, N_PER_ROW the row length; stdin holds whole rows
 // of little-endian float32, and stdout gets ggml_quantize_chunk(TYPE, src,
 // dst, 0, nrows, N_PER_ROW, NULL): the reference quantizers
-// (quantize_row_*_ref) for every type this project writes. With -d it
+// (quantize_row_*_ref) for every type this project writes. With -w, the
+// file IMATRIX.f32 holds N_PER_ROW little-endian float32 importance values
+// passed as ggml_quantize_chunk's imatrix (the quantize_row_*_impl paths
+// llama-quantize takes with an importance matrix). With -d it
 // converts whole rows of TYPE back to float32 with the type's to_float
 // (dequantize_row_*), from ggml_get_type_traits. The library is opened
 // with dlopen so that building the harness needs no ggml headers.
@@ -55,8 +58,14 @@ int main(int argc, char **argv) {
 		argv++;
 		argc--;
 	}
+	const char *imatrix_file = NULL;
+	if (!dequantize && argc == 6 && strcmp(argv[1], "-w") == 0) {
+		imatrix_file = argv[2];
+		argv += 2;
+		argc -= 2;
+	}
 	if (argc != 4) {
-		fprintf(stderr, "usage: refquant [-d] LIBGGMLBASE TYPE N_PER_ROW < input > output\n");
+		fprintf(stderr, "usage: refquant [-d | -w IMATRIX.f32] LIBGGMLBASE TYPE N_PER_ROW < input > output\n");
 		return 2;
 	}
 	void *lib = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
@@ -114,7 +123,19 @@ int main(int argc, char **argv) {
 		fprintf(stderr, "refquant: out of memory\n");
 		return 1;
 	}
-	size_t got = quantize_chunk(type, src, dst, 0, nrows, n_per_row, NULL);
+	float *imatrix = NULL;
+	if (imatrix_file) {
+		FILE *f = fopen(imatrix_file, "rb");
+		size_t m = 0;
+		imatrix = f ? read_all(f, &m) : NULL;
+		if (!imatrix || m != sizeof(float) * (size_t)n_per_row) {
+			fprintf(stderr, "refquant: %s: want %lld float32 importance values, have %zu bytes\n", imatrix_file,
+			        (long long)n_per_row, m);
+			return 1;
+		}
+		fclose(f);
+	}
+	size_t got = quantize_chunk(type, src, dst, 0, nrows, n_per_row, imatrix);
 	if (got != out_size) {
 		fprintf(stderr, "refquant: ggml_quantize_chunk wrote %zu bytes, want %zu\n", got, out_size);
 		return 1;

@@ -21,6 +21,7 @@ import (
 	"github.com/quantkit/quantkit/internal/output"
 	"github.com/quantkit/quantkit/model/gguf"
 	"github.com/quantkit/quantkit/model/ggufmix"
+	"github.com/quantkit/quantkit/model/imatrix"
 	"github.com/quantkit/quantkit/model/plan"
 )
 
@@ -50,6 +51,19 @@ type GGUFOptions struct {
 	// Pure gives every quantized tensor the mix's base type, as
 	// llama-quantize's --pure.
 	Pure bool
+	// Imatrix, if not nil, is an importance matrix (imatrix.Read) that
+	// guides the quantizers, as llama-quantize --imatrix: each quantized
+	// tensor with an entry is quantized with its importance
+	// (gguf.EncodeRowsImportance), a tensor without one as without an
+	// imatrix; an entry whose size is not the tensor's row length times
+	// its experts is refused (token_embd's is ignored), as are non-finite
+	// values, a GGUF imatrix without its imatrix.* keys, and the Q4_0 and
+	// Q5_0 mixes (whose ffn_down rules change with an imatrix: not yet).
+	// The output records it as llama-quantize does (quantize.imatrix.*).
+	Imatrix *imatrix.File
+	// ImatrixFile is the imatrix's file name as the user gave it, recorded
+	// as quantize.imatrix.file.
+	ImatrixFile string
 	// Workers is the number of blocks of rows converted at once; 0 means
 	// one per core.
 	Workers int
@@ -105,8 +119,11 @@ type GGUFTensor struct {
 	Action   string `json:"action"`
 	Reason   string `json:"reason"`
 	Fallback bool   `json:"fallback"`
-	BytesIn  int64  `json:"bytes_in"`
-	BytesOut int64  `json:"bytes_out"`
+	// Importance says the tensor is quantized with an importance
+	// matrix entry (GGUFOptions.Imatrix).
+	Importance bool  `json:"importance,omitempty"`
+	BytesIn    int64 `json:"bytes_in"`
+	BytesOut   int64 `json:"bytes_out"`
 }
 
 // GGUFTotals sum the tensors of a GGUF report.
@@ -138,6 +155,9 @@ type ggufJob struct {
 	// partOf the part each goes to (GGUFPartOf), when sharded.
 	all    []gguf.TensorInfo
 	partOf []int
+	// importance holds each quantized tensor's importance (columns ×
+	// experts), by name; absent: quantized without.
+	importance map[string][]float32
 }
 
 // PlanGGUF chooses every tensor's type and reports it, with the sizes,
@@ -297,6 +317,10 @@ func planGGUF(opt GGUFOptions) (*ggufJob, error) {
 		mt[i] = ggufmix.Tensor{Name: t.Name, Type: t.Type, Dims: t.Dims}
 		names[i] = t.Name
 	}
+	if err := checkImatrix(opt); err != nil {
+		return nil, inputerr.Mark(err)
+	}
+	j.importance = map[string][]float32{}
 	choices, err := ggufmix.Choose(opt.Mix, mt, model, opt.Pure)
 	if err != nil {
 		return nil, inputerr.Mark(fmt.Errorf("%s: %w", opt.Input, err))
@@ -336,6 +360,16 @@ func planGGUF(opt GGUFOptions) (*ggufJob, error) {
 		default:
 			rt.Action = "convert"
 		}
+		if opt.Imatrix != nil && rt.Action == "quantize" {
+			w, err := tensorImportance(opt, t)
+			if err != nil {
+				return nil, inputerr.Mark(err)
+			}
+			if w != nil {
+				j.importance[t.Name] = w
+				rt.Importance = true
+			}
+		}
 		if rt.Action != "copy" && !c.Type.CanEncode() && !slices.Contains(rep.Unsupported, c.Type.String()) {
 			rep.Unsupported = append(rep.Unsupported, c.Type.String())
 		}
@@ -343,7 +377,7 @@ func planGGUF(opt GGUFOptions) (*ggufJob, error) {
 		j.infos = append(j.infos, out)
 		j.inputs = append(j.inputs, t)
 	}
-	j.meta = ggufMetadata(in, opt.Mix)
+	j.meta = ggufMetadata(in, opt.Mix, imatrixKVs(opt))
 	j.rep = rep
 	if rep.PlanHash, err = j.planHash(); err != nil {
 		return nil, err
@@ -387,18 +421,22 @@ func sizeOf(t gguf.Type, dims []int) (int64, error) {
 // (gguf_set_kv), less the split keys, with general.quantization_version
 // and then general.file_type set, each removed and appended as
 // gguf_set_val_u32 does.
-func ggufMetadata(in gguf.Metadata, mix ggufmix.Mix) gguf.Metadata {
+func ggufMetadata(in gguf.Metadata, mix ggufmix.Mix, extra []gguf.KV) gguf.Metadata {
 	drop := map[string]bool{"general.quantization_version": true, "general.file_type": true,
 		"split.no": true, "split.count": true, "split.tensors.count": true}
+	for _, kv := range extra {
+		drop[kv.Key] = true
+	}
 	var out gguf.Metadata
 	for _, kv := range in {
 		if !drop[kv.Key] {
 			out = append(out, kv)
 		}
 	}
-	return append(out,
+	out = append(out,
 		gguf.KV{Key: "general.quantization_version", Value: uint32(GGUFQuantizationVersion)},
 		gguf.KV{Key: "general.file_type", Value: mix.FileType()})
+	return append(out, extra...)
 }
 
 // ggufChunk is a block of whole rows of one output tensor.
@@ -617,7 +655,12 @@ func (j *ggufJob) convertChunk(c *ggufChunk, fbuf *[]float32, pool *sync.Pool) g
 		*bp = make([]byte, size)
 	}
 	dst := (*bp)[:size]
-	if err := gguf.EncodeFloat32(dst, src, out.Type); err != nil {
+	if w := j.importance[in.Name]; w != nil {
+		err = encodeWithImportance(dst, src, out, c.first, w)
+	} else {
+		err = gguf.EncodeFloat32(dst, src, out.Type)
+	}
+	if err != nil {
 		return ggufResult{err: fmt.Errorf("tensor %q: %w", in.Name, err)}
 	}
 	return ggufResult{data: dst, buf: bp}

@@ -131,6 +131,11 @@ func (j *ggufJob) planHash() (string, error) {
 		Pure   bool
 		Inputs []input
 	}{GGUFPartFormat, j.rep.Mix, j.rep.Pure, inputs})
+	for _, t := range j.inputs { // parts quantized with other importance differ
+		if w := j.importance[t.Name]; w != nil {
+			binary.Write(h, binary.LittleEndian, w)
+		}
+	}
 	var fbuf []float32
 	for _, t := range j.inputs {
 		if err := j.fingerprint(h, t, &fbuf); err != nil {

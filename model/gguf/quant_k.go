@@ -161,7 +161,16 @@ func (s *kScratch) scalesMins(x *[QK_K]float32, hdr []byte, nmax int32, rmin, rd
 	dBits, dminBits := fp16(maxScale/63), fp16(maxMin/63)
 	binary.LittleEndian.PutUint16(hdr[0:], dBits)
 	binary.LittleEndian.PutUint16(hdr[2:], dminBits)
-	d16, dmin16 := fp32(dBits), fp32(dminBits)
+	s.requantize(x, hdr, nmax)
+}
+
+// requantize recomputes the codes in s.L of every sub-block whose rounded
+// scale d·sc[j] is not zero from the header hdr (d, dmin, the packed
+// scales and mins), as the last step of ggml's Q4_K and Q5_K quantizers.
+func (s *kScratch) requantize(x *[QK_K]float32, hdr []byte, nmax int32) {
+	d16 := fp32(binary.LittleEndian.Uint16(hdr[0:]))
+	dmin16 := fp32(binary.LittleEndian.Uint16(hdr[2:]))
+	sc := hdr[4:16]
 	for j := range QK_K / 32 {
 		scj, mj := scaleMinK4(j, sc)
 		d := float32(d16 * float32(scj))
@@ -235,7 +244,8 @@ func (s *kScratch) makeQKX2(x *[32]float32, L *[32]uint8, nmax int32, rmin, rdel
 	// The winner's codes are those of bestIscale·(x − bestShift).
 	bestIscale, bestShift := iscale, vmin
 	for from := 0; from <= nstep; {
-		n := nstep + 1 - from
+		// At most kLanes trials at a time (make_qkx3_quants tries 37).
+		n := min(kLanes, nstep+1-from)
 		var maxIs float32
 		for k := range s.iscale {
 			var v float32
@@ -255,19 +265,19 @@ func (s *kScratch) makeQKX2(x *[32]float32, L *[32]uint8, nmax int32, rmin, rdel
 				valid |= 1 << k
 			}
 		}
-		if valid == 0 {
-			break
-		}
-		kErrs(ok, n, xm, x, w, &s.iscale, &s.scale, &s.vmin, hi, &s.err)
 		win := -1
-		for k := range n {
-			if valid>>k&1 != 0 && s.err[k] < bestError {
-				win = k
-				break
+		if valid != 0 {
+			kErrs(ok, n, xm, x, w, &s.iscale, &s.scale, &s.vmin, hi, &s.err)
+			for k := range n {
+				if valid>>k&1 != 0 && s.err[k] < bestError {
+					win = k
+					break
+				}
 			}
 		}
 		if win < 0 {
-			break
+			from += n // none of these won: the next ones, with the same minimum
+			continue
 		}
 		bestError = s.err[win]
 		scale = s.scale[win]
@@ -327,7 +337,7 @@ func QuantizeQ6_K(dst []byte, x []float32) {
 	for i := range nb {
 		xb := (*[QK_K]float32)(x[i*QK_K:])
 		yb := dst[i*blockQ6_KSize : (i+1)*blockQ6_KSize]
-		s.quantize(xb, yb)
+		s.quantize(xb, yb, nil)
 	}
 }
 
@@ -339,10 +349,17 @@ type q6Scratch struct {
 	iscale, sumLX, sumL2 [kLanes]float32 // the trials of makeQX
 }
 
-func (s *q6Scratch) quantize(x *[QK_K]float32, y []byte) {
+// quantize quantizes one super-block x into y; qw, nil or QK_K importance
+// weights, is quantize_row_q6_K_impl's quant_weights (make_qx_quants
+// weighs element i by qw[i] instead of x[i]²).
+func (s *q6Scratch) quantize(x *[QK_K]float32, y []byte, qw []float32) {
 	var maxScale, maxAbsScale float32
 	for ib := range QK_K / 16 {
-		scale := s.makeQX((*[16]float32)(x[16*ib:]), (*[16]int8)(s.L[16*ib:]))
+		var w *[16]float32
+		if qw != nil {
+			w = (*[16]float32)(qw[16*ib:])
+		}
+		scale := s.makeQX((*[16]float32)(x[16*ib:]), (*[16]int8)(s.L[16*ib:]), w)
 		s.scales[ib] = scale
 		if a := abs32(scale); a > maxAbsScale {
 			maxAbsScale = a
@@ -390,15 +407,16 @@ func (s *q6Scratch) quantize(x *[QK_K]float32, y []byte) {
 	}
 }
 
-// makeQX is ggml's make_qx_quants(16, 32, x, L, 1, NULL), the Q6_K case:
-// weights x², 19 trial scales around −32/max. It returns the scale and
+// makeQX is ggml's make_qx_quants(16, 32, x, L, 1, qw), the Q6_K case:
+// weights x² (or qw[i] where qw is not nil), 19 trial scales around
+// −32/max. It returns the scale and
 // leaves the codes (0..63) in L. It computes what ggml computes, each sum
 // in ggml's float32 order, with x²·x precomputed per element (ggml's
 // w*x[i]*l groups as (w·x)·l): the trials' sums do not depend on each
 // other, so all 19 are evaluated at once (q6TrialsAll: on AVX2 one trial
 // in each lane) and compared in ggml's order, and the codes are computed
 // once, for the winner (each acceptance overwrites them in ggml).
-func (s *q6Scratch) makeQX(x *[16]float32, L *[16]int8) float32 {
+func (s *q6Scratch) makeQX(x *[16]float32, L *[16]int8, qw *[16]float32) float32 {
 	const nmax = 32
 	var vmax, amax float32
 	finite := true
@@ -418,7 +436,11 @@ func (s *q6Scratch) makeQX(x *[16]float32, L *[16]int8) float32 {
 	}
 	w, wx := &s.w, &s.wx
 	for i, v := range x {
-		w[i] = float32(v * v)
+		if qw != nil {
+			w[i] = qw[i]
+		} else {
+			w[i] = float32(v * v)
+		}
 		wx[i] = float32(w[i] * v)
 	}
 	// Lane 0 is the first guess, lanes 1..18 the trials, in ggml's order.

@@ -20,6 +20,9 @@ import (
 type ggmlRef struct {
 	quantize   func(typ Type, n int, x []float32) []byte
 	dequantize func(typ Type, n int, b []byte) []float32
+	// quantizeImportance passes imatrix (n values) as
+	// ggml_quantize_chunk's importance matrix.
+	quantizeImportance func(typ Type, n int, x, imatrix []float32) []byte
 }
 
 // refQuantizer builds integration/refquant (a C program that calls
@@ -64,14 +67,25 @@ func refQuantizer(t *testing.T) *ggmlRef {
 		}
 		return out
 	}
+	f32 := func(x []float32) []byte {
+		b := make([]byte, 4*len(x))
+		for i, v := range x {
+			binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(v))
+		}
+		return b
+	}
+	imatrixFile := filepath.Join(t.TempDir(), "imatrix.f32")
 	return &ggmlRef{
 		quantize: func(typ Type, n int, x []float32) []byte {
 			t.Helper()
-			in := make([]byte, 4*len(x))
-			for i, v := range x {
-				binary.LittleEndian.PutUint32(in[4*i:], math.Float32bits(v))
+			return run(f32(x), lib, strconv.Itoa(int(typ)), strconv.Itoa(n))
+		},
+		quantizeImportance: func(typ Type, n int, x, imatrix []float32) []byte {
+			t.Helper()
+			if err := os.WriteFile(imatrixFile, f32(imatrix), 0o666); err != nil {
+				t.Fatal(err)
 			}
-			return run(in, lib, strconv.Itoa(int(typ)), strconv.Itoa(n))
+			return run(f32(x), "-w", imatrixFile, lib, strconv.Itoa(int(typ)), strconv.Itoa(n))
 		},
 		dequantize: func(typ Type, n int, b []byte) []float32 {
 			t.Helper()

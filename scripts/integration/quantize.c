@@ -7,7 +7,14 @@
 // the one library call, llama_model_quantize(in, out, &params).
 //
 // usage: llama-quantize-harness [--lib LIBLLAMA] [--nthread N] [--pure]
-//            [--leave-output-tensor] [--allow-requantize] IN.gguf OUT.gguf TYPE
+//            [--leave-output-tensor] [--allow-requantize] [--imatrix FILE.dat]
+//            IN.gguf OUT.gguf TYPE
+//
+// --imatrix reads an importance matrix in llama-imatrix's legacy .dat
+// format and passes it as tools/quantize does: each entry's values divided
+// by its ncall (kept where ncall <= 0), and the kv overrides
+// quantize.imatrix.file, .dataset (if any), .entries_count and
+// .chunks_count (if > 0).
 //
 // LIBLLAMA defaults to the libllama.so or libllama.v*.so in
 // $QUANTKIT_LLAMACPP_LIB_DIR. Exit status 0 on success, 1 when llama.cpp
@@ -83,8 +90,47 @@ static void *sym(void *h, const char *lib, const char *name) {
 	return p;
 }
 
+// loadImatrix reads a legacy .dat importance matrix into *data (entries,
+// then a NULL-named terminator), its chunk count and first dataset, as
+// common_imatrix_load_legacy and tools/quantize's load_imatrix do.
+static int loadImatrix(const char *path, struct llama_model_imatrix_data **data, int *nentries, int32_t *chunks,
+                       char *dataset, size_t dslen) {
+	FILE *f = fopen(path, "rb");
+	int32_t n = 0;
+	if (!f || fread(&n, 4, 1, f) != 1 || n < 1) return -1;
+	*data = calloc((size_t)n + 1, sizeof **data);
+	for (int32_t i = 0; i < n; i++) {
+		int32_t len = 0, ncall = 0, nval = 0;
+		if (fread(&len, 4, 1, f) != 1 || len < 0) return -1;
+		char *name = calloc((size_t)len + 1, 1);
+		if (fread(name, 1, (size_t)len, f) != (size_t)len) return -1;
+		if (fread(&ncall, 4, 1, f) != 1 || fread(&nval, 4, 1, f) != 1 || nval < 1) return -1;
+		float *v = malloc((size_t)nval * sizeof(float));
+		if (fread(v, sizeof(float), (size_t)nval, f) != (size_t)nval) return -1;
+		if (ncall > 0)
+			for (int32_t k = 0; k < nval; k++) v[k] = v[k] / (int64_t)ncall;
+		(*data)[i].name = name;
+		(*data)[i].data = v;
+		(*data)[i].size = (size_t)nval;
+	}
+	*nentries = n;
+	*chunks = 0;
+	dataset[0] = 0;
+	int32_t c = 0, len = 0;
+	if (fread(&c, 4, 1, f) == 1) {
+		*chunks = c;
+		if (fread(&len, 4, 1, f) == 1 && len > 0) {
+			char *ds = calloc((size_t)len + 1, 1);
+			if (fread(ds, 1, (size_t)len, f) == (size_t)len) snprintf(dataset, dslen, "%s", ds);
+			free(ds);
+		}
+	}
+	fclose(f);
+	return 0;
+}
+
 int main(int argc, char **argv) {
-	const char *lib = NULL;
+	const char *lib = NULL, *imatrixFile = NULL;
 	int nthread = 1, pure = 0, leaveOutput = 0, requant = 0;
 	int i = 1;
 	for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
@@ -100,6 +146,8 @@ int main(int argc, char **argv) {
 			leaveOutput = 1;
 		} else if (strcmp(argv[i], "--allow-requantize") == 0) {
 			requant = 1;
+		} else if (strcmp(argv[i], "--imatrix") == 0 && i + 1 < argc) {
+			imatrixFile = argv[++i];
 		} else {
 			usage();
 		}
@@ -140,6 +188,37 @@ int main(int argc, char **argv) {
 	p.pure = pure != 0;
 	p.quantize_output_tensor = !leaveOutput;
 	p.allow_requantize = requant != 0;
+	struct llama_model_kv_override kvo[5];
+	memset(kvo, 0, sizeof kvo);
+	if (imatrixFile) {
+		struct llama_model_imatrix_data *data = NULL;
+		int n = 0;
+		int32_t chunks = 0;
+		char dataset[128];
+		if (loadImatrix(imatrixFile, &data, &n, &chunks, dataset, sizeof dataset) != 0) {
+			fprintf(stderr, "%s: cannot read %s as a legacy .dat imatrix\n", prog, imatrixFile);
+			return 1;
+		}
+		p.imatrix = data;
+		int k = 0;
+		kvo[k].tag = LLAMA_KV_OVERRIDE_TYPE_STR;
+		strcpy(kvo[k].key, "quantize.imatrix.file");
+		snprintf(kvo[k++].val_str, 128, "%s", imatrixFile);
+		if (dataset[0]) {
+			kvo[k].tag = LLAMA_KV_OVERRIDE_TYPE_STR;
+			strcpy(kvo[k].key, "quantize.imatrix.dataset");
+			snprintf(kvo[k++].val_str, 128, "%s", dataset);
+		}
+		kvo[k].tag = LLAMA_KV_OVERRIDE_TYPE_INT;
+		strcpy(kvo[k].key, "quantize.imatrix.entries_count");
+		kvo[k++].val_i64 = n;
+		if (chunks > 0) {
+			kvo[k].tag = LLAMA_KV_OVERRIDE_TYPE_INT;
+			strcpy(kvo[k].key, "quantize.imatrix.chunks_count");
+			kvo[k++].val_i64 = chunks;
+		}
+		p.kv_overrides = kvo;
+	}
 	uint32_t rc = quantize(in, out, &p);
 	if (rc != 0) {
 		fprintf(stderr, "%s: llama_model_quantize(%s, %s, %s) failed: %u\n", prog, in, out, type, rc);
