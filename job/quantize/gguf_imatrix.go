@@ -5,7 +5,6 @@ import (
 	"math"
 
 	"github.com/quantkit/quantkit/model/gguf"
-	"github.com/quantkit/quantkit/model/ggufmix"
 )
 
 // checkImatrix refuses what llama-quantize refuses in an importance
@@ -32,10 +31,6 @@ func checkImatrix(opt GGUFOptions) error {
 				return fmt.Errorf("%s: entry %q: value %d is %v (llama-quantize refuses non-finite importance)", name, e.Name, i, v)
 			}
 		}
-	}
-	if opt.Mix == ggufmix.Q4_0 || opt.Mix == ggufmix.Q5_0 {
-		return fmt.Errorf("%s: --imatrix with %v: llama-quantize then gives ffn_down of the first layers %s, a rule this build does not have yet; use Q4_1, Q5_1 or a K mix",
-			name, opt.Mix, map[ggufmix.Mix]string{ggufmix.Q4_0: "Q4_1", ggufmix.Q5_0: "Q5_1"}[opt.Mix])
 	}
 	return nil
 }

@@ -57,8 +57,9 @@ type GGUFOptions struct {
 	// (gguf.EncodeRowsImportance), a tensor without one as without an
 	// imatrix; an entry whose size is not the tensor's row length times
 	// its experts is refused (token_embd's is ignored), as are non-finite
-	// values, a GGUF imatrix without its imatrix.* keys, and the Q4_0 and
-	// Q5_0 mixes (whose ffn_down rules change with an imatrix: not yet).
+	// values and a GGUF imatrix without its imatrix.* keys; with it the Q4_0
+	// and Q5_0 mixes make ffn_down of the first 1/8 of the layers Q4_1 and
+	// Q5_1, as llama-quantize does.
 	// The output records it as llama-quantize does (quantize.imatrix.*).
 	Imatrix *imatrix.File
 	// ImatrixFile is the imatrix's file name as the user gave it, recorded
@@ -321,6 +322,7 @@ func planGGUF(opt GGUFOptions) (*ggufJob, error) {
 		return nil, inputerr.Mark(err)
 	}
 	j.importance = map[string][]float32{}
+	model.Imatrix = opt.Imatrix != nil
 	choices, err := ggufmix.Choose(opt.Mix, mt, model, opt.Pure)
 	if err != nil {
 		return nil, inputerr.Mark(fmt.Errorf("%s: %w", opt.Input, err))

@@ -28,6 +28,9 @@ type Model struct {
 	Experts int
 	Heads   int
 	HeadsKV int
+	// Imatrix says that an importance matrix is given (llama-quantize's
+	// has_imatrix), which changes the Q4_0 and Q5_0 mixes' ffn_down.
+	Imatrix bool
 }
 
 // ModelFromMetadata reads Model from a GGUF file's metadata, as llama.cpp's
@@ -463,6 +466,11 @@ func (s *state) rule(t Tensor, base gguf.Type) (gguf.Type, string, error) {
 			set(gguf.TypeQ6_K, "ffn_down in layer %d of %d, a use_more_bits layer, in Q5_K_M", i, n)
 		case mix == Q4_K_S && !falcon && i < n/8:
 			set(gguf.TypeQ5_K, "ffn_down in layer %d of %d, the first 1/8, in Q4_K_S", i, n)
+		case (mix == Q4_0 || mix == Q5_0) && s.model.Imatrix && i < n/8:
+			// llama.cpp: "guard against craziness in the first few
+			// ffn_down layers", with an imatrix only.
+			t := map[Mix]gguf.Type{Q4_0: gguf.TypeQ4_1, Q5_0: gguf.TypeQ5_1}[mix]
+			set(t, "ffn_down in layer %d of %d, the first 1/8, in %s with an importance matrix", i, n, mix)
 		}
 		s.iFFNDown++
 	case cat == catAttnOutput:

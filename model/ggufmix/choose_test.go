@@ -353,3 +353,42 @@ func TestChooseErrors(t *testing.T) {
 		t.Errorf("an expert tensor past the last layer: %v", err)
 	}
 }
+
+// TestImatrixFFNDown: with an importance matrix the Q4_0 and Q5_0 mixes
+// give ffn_down of the first 1/8 of the layers (4 of Llama 2 7B's 32)
+// Q4_1 and Q5_1, as llama.cpp's llama_tensor_get_type; without one they
+// do not, and other mixes do not change.
+func TestImatrixFFNDown(t *testing.T) {
+	ts, m := llama7B()
+	for _, c := range []struct {
+		mix        Mix
+		imatrix    bool
+		first, low gguf.Type
+	}{
+		{Q4_0, true, gguf.TypeQ4_1, gguf.TypeQ4_0},
+		{Q5_0, true, gguf.TypeQ5_1, gguf.TypeQ5_0},
+		{Q4_0, false, gguf.TypeQ4_0, gguf.TypeQ4_0},
+		{Q8_0, true, gguf.TypeQ8_0, gguf.TypeQ8_0},
+	} {
+		mm := m
+		mm.Imatrix = c.imatrix
+		choices, err := Choose(c.mix, ts, mm, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, ch := range choices {
+			name := ts[i].Name
+			if !strings.HasSuffix(name, "ffn_down.weight") {
+				continue
+			}
+			l, _ := strconv.Atoi(strings.Split(name, ".")[1])
+			want := c.low
+			if l < 4 {
+				want = c.first
+			}
+			if ch.Type != want {
+				t.Errorf("%v, imatrix %v: %s is %v, want %v (%s)", c.mix, c.imatrix, name, ch.Type, want, ch.Reason)
+			}
+		}
+	}
+}
