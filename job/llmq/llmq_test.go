@@ -235,7 +235,7 @@ func generated(t *testing.T, m *lm.Model, tok *tokenizer.Tokenizer, seed uint64,
 	var b strings.Builder
 	for i := range n {
 		rep, err := lmeval.Generate(context.Background(), lmeval.GenerateOptions{Model: m, Tokenizer: tok,
-			Prompt: "Once upon a time", N: 400, Temp: 1, TopP: 0.95, Seed: seed + uint64(i)})
+			Prompt: "Once upon a time", N: 300, Temp: 1, TopP: 0.95, Seed: seed + uint64(i)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -258,7 +258,7 @@ func TestGPTQBeatsRTNOnStories(t *testing.T) {
 	defer ref.Close()
 	dir := t.TempDir()
 	calib := filepath.Join(dir, "calib.txt")
-	os.WriteFile(calib, []byte(generated(t, ref.Model, ref.Tokenizer, 100, 4)), 0o666)
+	os.WriteFile(calib, []byte(generated(t, ref.Model, ref.Tokenizer, 100, 3)), 0o666)
 	heldout := generated(t, ref.Model, ref.Tokenizer, 200, 3)
 	models := []lmeval.NamedModel{}
 	for _, m := range []Method{RTN, MSE, GPTQ} {
