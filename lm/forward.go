@@ -174,23 +174,6 @@ func (m *Model) forward(segs []segment, last bool) ([]float32, error) {
 	gemm := func(m, n, k int, a, w, out backend.Buffer) {
 		run(func() error { return b.GemmF32(m, n, k, a, w, out) })
 	}
-	// proj8 runs projection j of Int8Layer.list: W8A8 when it is int8,
-	// the packed GEMM when it is packed, else the float32 GEMM on w.
-	proj8 := func(d *deviceLayer, j, m, n, k int, a, w, out backend.Buffer) {
-		switch {
-		case d.i8[j].codes != nil:
-			run(func() error { return gemmW8A8(b, m, n, k, a, &d.i8[j], out, c.a8, c.as) })
-		case d.pk[j] != nil:
-			run(func() error { return backend.GemmPacked(b, m, a, d.pk[j], out) })
-		default:
-			gemm(m, n, k, a, w, out)
-		}
-	}
-	bias := func(x, bias backend.Buffer) {
-		if bias != nil {
-			run(func() error { return backend.Add(b, x, x, bias) })
-		}
-	}
 	if m.embedPacked != nil {
 		run(func() error { return embedPacked(b, x, m.embedPacked, ids, H) })
 	} else {
@@ -214,7 +197,6 @@ func (m *Model) forward(segs []segment, last bool) ([]float32, error) {
 		}
 	}
 	for li := range m.layers {
-		d := &m.layers[li]
 		// One sequence writes its keys and values straight into its
 		// cache; a batch writes them to scratch rows, then into each
 		// sequence's cache.
@@ -222,43 +204,34 @@ func (m *Model) forward(segs []segment, last bool) ([]float32, error) {
 		if batch {
 			k, v = c.kt.Slice(0, T*kvd), c.vt.Slice(0, T*kvd)
 		}
-		run(func() error { return backend.RMSNorm(b, xn, x, d.attnNorm, T, H, eps) })
-		proj8(d, 0, T, qd, H, xn, d.q, q)
-		bias(q, d.qBias)
-		proj8(d, 1, T, kvd, H, xn, d.k, k)
-		bias(k, d.kBias)
-		proj8(d, 2, T, kvd, H, xn, d.v, v)
-		bias(v, d.vBias)
-		run(func() error { return backend.RoPE(b, q, q, ropeQ, pos) })
-		run(func() error { return backend.RoPE(b, k, k, ropeK, pos) })
-		for i, s := range segs {
-			n, off := len(s.tokens), first[i]
-			if n == 0 {
-				continue
-			}
-			if batch {
-				rowIDs := make([]int32, n)
-				for t := range rowIDs {
-					rowIDs[t] = int32(off + t)
+		p := layerPass{b: b, cfg: cfg, li: li, T: T, pos: pos, ropeQ: ropeQ, ropeK: ropeK,
+			x: x, xn: xn, q: q, k: k, v: v, att: att, proj: proj, gate: gate, up: up, a8: c.a8, as: c.as}
+		p.attend = func() error {
+			for i, s := range segs {
+				n, off := len(s.tokens), first[i]
+				if n == 0 {
+					continue
 				}
-				run(func() error { return backend.Embed(b, s.c.k[li].Slice(s.c.n*kvd, n*kvd), k, rowIDs, kvd) })
-				run(func() error { return backend.Embed(b, s.c.v[li].Slice(s.c.n*kvd, n*kvd), v, rowIDs, kvd) })
+				if batch {
+					rowIDs := make([]int32, n)
+					for t := range rowIDs {
+						rowIDs[t] = int32(off + t)
+					}
+					if err := backend.Embed(b, s.c.k[li].Slice(s.c.n*kvd, n*kvd), k, rowIDs, kvd); err != nil {
+						return err
+					}
+					if err := backend.Embed(b, s.c.v[li].Slice(s.c.n*kvd, n*kvd), v, rowIDs, kvd); err != nil {
+						return err
+					}
+				}
+				a := &backend.Attention{Tokens: n, Heads: cfg.Heads, KVHeads: cfg.KVHeads, Dim: cfg.HeadDim, Start: s.c.n, Window: cfg.window(li)}
+				if err := backend.Attend(b, att.Slice(off*qd, n*qd), q.Slice(off*qd, n*qd), s.c.k[li], s.c.v[li], a); err != nil {
+					return err
+				}
 			}
-			a := &backend.Attention{Tokens: n, Heads: cfg.Heads, KVHeads: cfg.KVHeads, Dim: cfg.HeadDim, Start: s.c.n, Window: cfg.window(li)}
-			run(func() error {
-				return backend.Attend(b, att.Slice(off*qd, n*qd), q.Slice(off*qd, n*qd), s.c.k[li], s.c.v[li], a)
-			})
+			return nil
 		}
-		proj8(d, 3, T, H, qd, att, d.o, proj)
-		bias(proj, d.oBias)
-		run(func() error { return backend.Add(b, x, x, proj) })
-
-		run(func() error { return backend.RMSNorm(b, xn, x, d.mlpNorm, T, H, eps) })
-		proj8(d, 4, T, ff, H, xn, d.gate, gate)
-		proj8(d, 5, T, ff, H, xn, d.up, up)
-		run(func() error { return backend.SwiGLU(b, gate, gate, up) })
-		proj8(d, 6, T, H, ff, gate, d.down, proj)
-		run(func() error { return backend.Add(b, x, x, proj) })
+		run(func() error { return p.run(&m.layers[li]) })
 	}
 	switch {
 	case rows == T:
@@ -285,6 +258,85 @@ func (m *Model) forward(segs []segment, last bool) ([]float32, error) {
 		s.c.n += len(s.tokens)
 	}
 	return out, nil
+}
+
+// layerPass is one decoder layer over T rows of the residual stream x [T,
+// Hidden], in place: the body of Model.forward's loop, shared with Block.
+// k and v receive the rows' keys (rotated) and values; attend then fills
+// att from q and the caches of the rows' sequences. The other buffers are
+// scratch of T rows (a8 and as only with int8 projections). tap, when not
+// nil, receives the input rows of each projection as they are computed.
+type layerPass struct {
+	b                                   backend.Backend
+	cfg                                 Config
+	li, T                               int
+	pos                                 []int32
+	ropeQ, ropeK                        *backend.Rotary
+	x, xn, q, k, v, att, proj, gate, up backend.Buffer
+	a8, as                              backend.Buffer
+	attend                              func() error
+	tap                                 func(in LinearInput, rows backend.Buffer, n, cols int) error
+}
+
+// run computes the layer whose tensors are d.
+func (p *layerPass) run(d *deviceLayer) error {
+	b, cfg, T := p.b, p.cfg, p.T
+	H, qd, kvd, ff := cfg.Hidden, cfg.QDim(), cfg.KVDim(), cfg.Intermediate
+	eps := float32(cfg.RMSNormEps)
+	x, xn, q, k, v, att, proj, gate, up := p.x, p.xn, p.q, p.k, p.v, p.att, p.proj, p.gate, p.up
+	var err error
+	run := func(f func() error) {
+		if err == nil {
+			err = f()
+		}
+	}
+	// proj8 runs projection j of Int8Layer.list: W8A8 when it is int8,
+	// the packed GEMM when it is packed, else the float32 GEMM on w.
+	proj8 := func(j, m, n, k int, a, w, out backend.Buffer) {
+		switch {
+		case d.i8[j].codes != nil:
+			run(func() error { return gemmW8A8(b, m, n, k, a, &d.i8[j], out, p.a8, p.as) })
+		case d.pk[j] != nil:
+			run(func() error { return backend.GemmPacked(b, m, a, d.pk[j], out) })
+		default:
+			run(func() error { return b.GemmF32(m, n, k, a, w, out) })
+		}
+	}
+	bias := func(x, bias backend.Buffer) {
+		if bias != nil {
+			run(func() error { return backend.Add(b, x, x, bias) })
+		}
+	}
+	tap := func(in LinearInput, rows backend.Buffer, cols int) {
+		if p.tap != nil {
+			run(func() error { return p.tap(in, rows, T, cols) })
+		}
+	}
+	run(func() error { return backend.RMSNorm(b, xn, x, d.attnNorm, T, H, eps) })
+	tap(QKVInput, xn, H)
+	proj8(0, T, qd, H, xn, d.q, q)
+	bias(q, d.qBias)
+	proj8(1, T, kvd, H, xn, d.k, k)
+	bias(k, d.kBias)
+	proj8(2, T, kvd, H, xn, d.v, v)
+	bias(v, d.vBias)
+	run(func() error { return backend.RoPE(b, q, q, p.ropeQ, p.pos) })
+	run(func() error { return backend.RoPE(b, k, k, p.ropeK, p.pos) })
+	run(p.attend)
+	tap(OInput, att, qd)
+	proj8(3, T, H, qd, att, d.o, proj)
+	bias(proj, d.oBias)
+	run(func() error { return backend.Add(b, x, x, proj) })
+
+	run(func() error { return backend.RMSNorm(b, xn, x, d.mlpNorm, T, H, eps) })
+	tap(GateUpInput, xn, H)
+	proj8(4, T, ff, H, xn, d.gate, gate)
+	proj8(5, T, ff, H, xn, d.up, up)
+	run(func() error { return backend.SwiGLU(b, gate, gate, up) })
+	tap(DownInput, gate, ff)
+	proj8(6, T, H, ff, gate, d.down, proj)
+	run(func() error { return backend.Add(b, x, x, proj) })
+	return err
 }
 
 // reserve makes the cache hold positions positions and activations for

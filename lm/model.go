@@ -117,7 +117,7 @@ func (w *Weights) Validate(c Config) error {
 		}
 		return nil
 	}
-	h, q, kv, ff := c.Hidden, c.QDim(), c.KVDim(), c.Intermediate
+	h := c.Hidden
 	table := func(name string, x []float32, p *PackedWeight, optional bool) error {
 		switch {
 		case x != nil && p != nil:
@@ -138,20 +138,34 @@ func (w *Weights) Validate(c Config) error {
 		return fmt.Errorf("lm: %d layers, want %d", len(w.Layers), c.Layers)
 	}
 	for i := range w.Layers {
-		l := &w.Layers[i]
-		if err := errors.Join(
-			check("attention norm", l.AttnNorm, h, false),
-			checkProj(l, "q", l.Q, q, h, 0), checkProj(l, "k", l.K, kv, h, 1), checkProj(l, "v", l.V, kv, h, 2),
-			checkProj(l, "o", l.O, h, q, 3),
-			check("q bias", l.QBias, q, true), check("k bias", l.KBias, kv, true),
-			check("v bias", l.VBias, kv, true), check("o bias", l.OBias, h, true),
-			check("mlp norm", l.MLPNorm, h, false),
-			checkProj(l, "gate", l.Gate, ff, h, 4), checkProj(l, "up", l.Up, ff, h, 5), checkProj(l, "down", l.Down, h, ff, 6),
-		); err != nil {
+		if err := w.Layers[i].validate(c); err != nil {
 			return fmt.Errorf("layer %d: %w", i, err)
 		}
 	}
 	return nil
+}
+
+// validate checks the layer's tensor lengths against c.
+func (l *Layer) validate(c Config) error {
+	check := func(name string, x []float32, n int, optional bool) error {
+		if optional && x == nil {
+			return nil
+		}
+		if len(x) != n {
+			return fmt.Errorf("lm: %s has %d elements, want %d", name, len(x), n)
+		}
+		return nil
+	}
+	h, q, kv, ff := c.Hidden, c.QDim(), c.KVDim(), c.Intermediate
+	return errors.Join(
+		check("attention norm", l.AttnNorm, h, false),
+		checkProj(l, "q", l.Q, q, h, 0), checkProj(l, "k", l.K, kv, h, 1), checkProj(l, "v", l.V, kv, h, 2),
+		checkProj(l, "o", l.O, h, q, 3),
+		check("q bias", l.QBias, q, true), check("k bias", l.KBias, kv, true),
+		check("v bias", l.VBias, kv, true), check("o bias", l.OBias, h, true),
+		check("mlp norm", l.MLPNorm, h, false),
+		checkProj(l, "gate", l.Gate, ff, h, 4), checkProj(l, "up", l.Up, ff, h, 5), checkProj(l, "down", l.Down, h, ff, 6),
+	)
 }
 
 // Model is a decoder ready to run on a backend: every tensor of Weights

@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/quantkit/quantkit/internal/units"
+	"github.com/quantkit/quantkit/job/llmq"
 	"github.com/quantkit/quantkit/job/lmeval"
 	"github.com/quantkit/quantkit/job/quantize"
 	"github.com/quantkit/quantkit/model/ggufmix"
@@ -33,6 +34,15 @@ var (
 	quantSizeFlag   = &cli.StringFlag{Name: "shard-size", Value: "5GB", Usage: "output shards of at most `SIZE` of tensor data (5GB, 500MB, 2GiB)"}
 	quantShardFlag  = &cli.StringFlag{Name: "shard", Usage: "quantize only part `I/N` (I in 0..N-1) into OUT/part-I-of-N; join the parts with merge (not for gguf-q8_0, gguf-q4_0)"}
 	quantNonFinFlag = &cli.BoolFlag{Name: "allow-nonfinite", Usage: "quantize weights with NaN/Inf (NaN as 0, ±Inf saturated to the largest finite magnitude) instead of failing"}
+
+	// Calibrated quantization (job/llmq).
+	quantMethodFlag   = &cli.StringFlag{Name: "method", Value: "rtn", Usage: "rtn, mse or gptq (see CALIBRATED QUANTIZATION)"}
+	quantCalibFlag    = &cli.StringFlag{Name: "calib", Usage: "gptq's calibration data: `FILE` of plain text, JSONL with a \"text\" field, or .npy token ids (int32/int64)"}
+	quantCalibNFlag   = &cli.IntFlag{Name: "calib-samples", Value: llmq.DefaultSamples, Usage: "calibration sequences"}
+	quantCalibTFlag   = &cli.IntFlag{Name: "calib-len", Value: llmq.DefaultSeqLen, Usage: "tokens a calibration sequence"}
+	quantSeedFlag     = &cli.Uint64Flag{Name: "seed", Usage: "seed of the calibration windows", DefaultText: "0, the same windows every run"}
+	quantActOrderFlag = &cli.BoolFlag{Name: "actorder", Value: true, Usage: "gptq: process columns by descending Hessian diagonal (static groups; --actorder=false: in order)"}
+	quantUpdatedFlag  = &cli.BoolFlag{Name: "gptq-updated-scales", Usage: "gptq: fit group scales on the error-updated weights (the GPTQ paper) instead of the original ones (llm-compressor)"}
 )
 
 // quantImatrixFlag is --imatrix (with --format gguf).
@@ -145,14 +155,38 @@ var quantizeCommand = &cli.Command{
 		"workers, dry_run, shard: {index, count} | null, plan_hash, tensors (a part's only, with --shard): [{name, dims (ggml order: row length first), input_type,\n" +
 		"output_type, action: quantize|convert|copy, reason, fallback, bytes_in, bytes_out}], totals:\n" +
 		"{tensors, quantized, converted, copied, fallbacks, elements, bytes_in, bytes_out,\n" +
-		"bits_per_weight, ratio}, unsupported: [types this build cannot encode], seconds, gb_per_s}.",
+		"bits_per_weight, ratio}, unsupported: [types this build cannot encode], seconds, gb_per_s}.\n" +
+		"\n" +
+		"CALIBRATED QUANTIZATION (--method mse|gptq; rtn, the default, is everything above): IN is a float\n" +
+		"Llama, Mistral or Qwen2 checkpoint that `quantkit lm` runs; OUT is compressed-tensors (or\n" +
+		"compressed-tensors-packed) with a per-channel or per-group scheme, written as above. The\n" +
+		"model is processed layer by layer: only one layer's float weights are read at a time.\n" +
+		"  mse   data-free: each channel's or group's clipping ratio (1 down to 0.5, 51 steps) that\n" +
+		"        minimises the weight's squared round-trip error; never worse than rtn per channel.\n" +
+		"  gptq  GPTQ as llm-compressor runs it: --calib FILE is tokenized with IN's tokenizer (plain\n" +
+		"        text: one document; JSONL: one per line; each as BOS text EOS, concatenated) and\n" +
+		"        --calib-samples windows of --calib-len tokens are cut at offsets drawn with --seed\n" +
+		"        (a .npy [n, t] of ids: n rows drawn, each cut to --calib-len; [t]: a stream); text\n" +
+		"        shorter than one window is refused. The windows are embedded and run through each\n" +
+		"        layer, collecting H = 2/n·Σ xxᵀ per distinct projection input (q/k/v, o, gate/up,\n" +
+		"        down); each projection is quantized with 1 % dampening, float64 Cholesky of H⁻¹,\n" +
+		"        blocks of 128 columns, static activation order (--actorder) and min-max group\n" +
+		"        scales from the original weights (--gptq-updated-scales: from the updated ones);\n" +
+		"        a Hessian that is not positive definite falls back to rtn with a warning. The\n" +
+		"        quantized layer computes the next layer's inputs. Memory: one layer's weights, its\n" +
+		"        Hessians, the calibration activations and a chunk's scratch (--dry-run says how\n" +
+		"        much). Not with --include, --exclude, --shard, --allow-nonfinite or the gguf formats.",
 	Flags: []cli.Flag{quantOutFlag, quantSchemeFlag, quantGranFlag, quantSymFlag, quantAsymFlag, quantFormatFlag,
 		quantInclFlag, quantExclFlag, ckptDeviceFlag, ckptWorkFlag, quantDryFlag, jsonFlag, jsonOutFlag, quantForceFlag,
-		quantSizeFlag, quantShardFlag, quantNonFinFlag, quantTypeFlag, quantPureFlag, quantImatrixFlag, quantEvalFlag, quantEvalCtxFlag},
+		quantSizeFlag, quantShardFlag, quantNonFinFlag, quantTypeFlag, quantPureFlag, quantImatrixFlag, quantEvalFlag, quantEvalCtxFlag,
+		quantMethodFlag, quantCalibFlag, quantCalibNFlag, quantCalibTFlag, quantSeedFlag, quantActOrderFlag, quantUpdatedFlag},
 	Action: runQuantize,
 }
 
 func runQuantize(c *cli.Context) error {
+	if calibrated(c) {
+		return runQuantizeLLM(c)
+	}
 	if c.String(quantFormatFlag.Name) == ggufFormat {
 		return runQuantizeGGUF(c)
 	}
@@ -251,6 +285,80 @@ func parseQuantizeFlags(c *cli.Context) (*quantize.Options, error) {
 		}
 	}
 	return opt, nil
+}
+
+// calibrated reports whether the flags ask for job/llmq: a method other
+// than rtn, or any of its flags.
+func calibrated(c *cli.Context) bool {
+	if c.String(quantMethodFlag.Name) != string(llmq.RTN) {
+		return true
+	}
+	for _, f := range []cli.Flag{quantCalibFlag, quantCalibNFlag, quantCalibTFlag, quantSeedFlag, quantActOrderFlag, quantUpdatedFlag} {
+		if c.IsSet(f.Names()[0]) {
+			return true
+		}
+	}
+	return false
+}
+
+// runQuantizeLLM is --method mse|gptq: job/llmq's layer-by-layer pipeline.
+func runQuantizeLLM(c *cli.Context) error {
+	fail := func(err error) error { return badInput(fmt.Errorf("quantize: %w", err)) }
+	method := llmq.Method(c.String(quantMethodFlag.Name))
+	if !slices.Contains(llmq.Methods(), string(method)) {
+		return fail(fmt.Errorf("--method %s: not one of %s", method, strings.Join(llmq.Methods(), ", ")))
+	}
+	if f := c.String(quantFormatFlag.Name); f == ggufFormat || plan.IsGGUF(plan.Format(f)) || f == string(plan.Safetensors) {
+		return fail(fmt.Errorf("--method %s writes compressed-tensors (or compressed-tensors-packed), not --format %s", method, f))
+	}
+	for _, f := range []cli.Flag{quantInclFlag, quantExclFlag, quantShardFlag, quantNonFinFlag, ckptWorkFlag} {
+		if name := f.Names()[0]; c.IsSet(name) {
+			return fail(fmt.Errorf("--%s does not apply to --method %s", name, method))
+		}
+	}
+	if method != llmq.GPTQ {
+		for _, f := range []cli.Flag{quantCalibFlag, quantCalibNFlag, quantCalibTFlag, quantSeedFlag, quantActOrderFlag, quantUpdatedFlag} {
+			if name := f.Names()[0]; c.IsSet(name) {
+				return fail(fmt.Errorf("--%s applies to --method gptq; %s is data-free", name, method))
+			}
+		}
+	}
+	q, err := parseQuantizeFlags(c)
+	if err != nil {
+		return fail(err)
+	}
+	opt := llmq.Options{Input: q.Input, Output: q.Output, Format: q.Plan.Format, Scheme: q.Plan.Scheme, Method: method,
+		ShardSize: q.ShardSize, Force: q.Force, Log: c.App.ErrWriter}
+	if method == llmq.GPTQ {
+		opt.Calib = llmq.CalibOptions{Path: c.String(quantCalibFlag.Name), Samples: c.Int(quantCalibNFlag.Name),
+			SeqLen: c.Int(quantCalibTFlag.Name), Seed: c.Uint64(quantSeedFlag.Name)}
+		if opt.Calib.Samples <= 0 || opt.Calib.SeqLen <= 0 {
+			return fail(errors.New("--calib-samples and --calib-len must be positive"))
+		}
+		opt.GPTQ.ActOrder, opt.GPTQ.UpdatedScales = c.Bool(quantActOrderFlag.Name), c.Bool(quantUpdatedFlag.Name)
+	}
+	ev, err := parseQuantEval(c, opt.Input, string(opt.Format))
+	if err != nil {
+		return fail(err)
+	}
+	var rep *llmq.Report
+	if c.Bool(quantDryFlag.Name) {
+		rep, err = llmq.DryRun(opt)
+	} else {
+		rep, err = llmq.Run(c.Context, opt)
+	}
+	if err == nil {
+		err = reportQuantized(c, ev, rep.Output, rep, rep.WriteTable, func(er *lmeval.EvalReport) any {
+			return struct {
+				*llmq.Report
+				Eval *lmeval.EvalReport `json:"eval"`
+			}{rep, er}
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("quantize: %w", err)
+	}
+	return nil
 }
 
 // parseShardSize parses a --shard-size flag: a positive size.

@@ -282,7 +282,7 @@ func writeCheckpointDir(ctx context.Context, ck *checkpoint.Checkpoint, p *plan.
 		w.Abort()
 		return nil, err
 	}
-	if err := writeConfig(ck, p, tmp.Path); err != nil {
+	if err := WriteConfig(ck, p, tmp.Path); err != nil {
 		return nil, err
 	}
 	if err := ck.CopySideFiles(tmp.Path, checkpoint.ConfigFileName); err != nil {
@@ -300,9 +300,9 @@ func writeCheckpointDir(ctx context.Context, ck *checkpoint.Checkpoint, p *plan.
 	return stats, tmp.Commit()
 }
 
-// writeConfig writes config.json into dir: the input's, with the
+// WriteConfig writes config.json into dir: the input's, with the
 // quantization_config of compressed-tensors.
-func writeConfig(ck *checkpoint.Checkpoint, p *plan.Plan, dir string) error {
+func WriteConfig(ck *checkpoint.Checkpoint, p *plan.Plan, dir string) error {
 	cfg := ck.Config()
 	ct, isCT := plan.CTFormat(p.Format, p.Scheme)
 	if cfg == nil {

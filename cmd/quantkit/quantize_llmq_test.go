@@ -1,0 +1,62 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestQuantizeMethods runs --method mse and gptq on stories260K (gptq on
+// a short text, --json) and checks the refusals of flags that do not
+// apply.
+func TestQuantizeMethods(t *testing.T) {
+	dir := t.TempDir()
+	in := "../../testdata/llm/stories260K/hf"
+	text := filepath.Join(dir, "calib.txt")
+	os.WriteFile(text, []byte(strings.Repeat("Once upon a time, there was a little girl named Lily. She loved to play outside. ", 30)), 0o666)
+	out := mustRun(t, "quantize", in, "-o", filepath.Join(dir, "mse"), "--scheme", "int4", "--granularity", "group:32", "--method", "mse")
+	if !strings.Contains(out, "method mse") || !strings.Contains(out, "35 tensors quantized") {
+		t.Errorf("mse's report:\n%s", out)
+	}
+	out = mustRun(t, "quantize", in, "-o", filepath.Join(dir, "gptq"), "--scheme", "int4", "--granularity", "group:32", "--method", "gptq",
+		"--calib", text, "--calib-samples", "4", "--calib-len", "64", "--seed", "2", "--json")
+	var rep struct {
+		Method      string `json:"method"`
+		Calibration struct {
+			Samples int `json:"samples"`
+			SeqLen  int `json:"seq_len"`
+		} `json:"calibration"`
+		Tensors []struct{ Name string } `json:"tensors"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("%v:\n%s", err, out)
+	}
+	if rep.Method != "gptq" || rep.Calibration.Samples != 4 || rep.Calibration.SeqLen != 64 || len(rep.Tensors) != 35 {
+		t.Errorf("gptq's report: %+v", rep)
+	}
+	out = mustRun(t, "quantize", in, "-o", filepath.Join(dir, "dry"), "--method", "gptq", "--calib", text, "--dry-run")
+	if !strings.Contains(out, "dry run") || !strings.Contains(out, "memory estimate") {
+		t.Errorf("dry run:\n%s", out)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--method", "awq"}, "not one of rtn, mse, gptq"},
+		{[]string{"--method", "gptq", "--calib", text, "--format", "gguf-q4_0"}, "writes compressed-tensors"},
+		{[]string{"--method", "gptq", "--calib", text, "--format", "gguf", "--type", "Q4_0"}, "writes compressed-tensors"},
+		{[]string{"--method", "mse", "--calib", text}, "applies to --method gptq"},
+		{[]string{"--calib", text}, "applies to --method gptq"},
+		{[]string{"--method", "gptq"}, "needs calibration data"},
+		{[]string{"--method", "gptq", "--calib", text, "--shard", "0/2"}, "does not apply"},
+		{[]string{"--method", "gptq", "--calib", text, "--calib-len", "100000"}, "fewer than one sequence"},
+	} {
+		args := append([]string{"quantize", in, "-o", filepath.Join(dir, "x")}, tc.args...)
+		out, err := run(t, args...)
+		if err == nil || !strings.Contains(err.Error()+out, tc.want) {
+			t.Errorf("%v: %v\n%s\nwant an error saying %q", tc.args, err, out, tc.want)
+		}
+	}
+}

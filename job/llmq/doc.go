@@ -1,0 +1,32 @@
+// Package llmq is calibrated quantization of a language model's
+// checkpoint, layer by layer, as GPTQ and llm-compressor do it: Run reads
+// a float Hugging Face checkpoint that package lm runs (Llama, Mistral,
+// Qwen2) and writes a compressed-tensors checkpoint whose seven
+// projections per layer are quantized by a Method (rtn, mse or gptq), the
+// other tensors copied byte for byte; DryRun plans it and estimates its
+// memory. LoadCalibration reads the calibration set (text, JSONL or .npy
+// token ids, tokenized and windowed as its documentation says).
+//
+// The pipeline: the calibration ids are embedded (lm.Embed) into hidden
+// states [N, T, Hidden] that stay on the host. For each layer l in turn,
+// its float weights alone are read from the checkpoint (lm.ReadLayer), run
+// as an lm.Block on the hidden states with a tap that adds each
+// projection input's Gram matrix XᵀX (one GEMM on the backend) to its
+// Hessian (q/k/v share one, gate/up share one, o and down one each), the
+// seven projections are quantized, the layer's tensors are written (the
+// output is laid out as the plan says, with the tensors outside the layers
+// first and then layer after layer, through the same streaming, atomic
+// checkpoint writer and compressed-tensors encoder that `quantkit
+// quantize` uses), and the quantized layer (its dequantized weights) is run
+// on the hidden states to give layer l+1 its inputs. Memory is one layer's
+// float weights and its dequantized copy, the Hessians (float64), the
+// hidden states and one chunk of the block's activations (Memory), not
+// the model. The data-free methods (rtn, mse) skip the passes.
+//
+// rtn is quantkit quantize's min-max round to nearest (the pipeline's rtn
+// output is byte for byte quantize's); mse searches each channel's or
+// group's clipping ratio (quant/clip); gptq is quant/gptq's, with scales
+// fitted by min-max on the original weights (or on the updated ones,
+// gptq.Options.UpdatedScales). Scales are rounded to the checkpoint's
+// dtype (BF16, F16) before codes are chosen, as quantize rounds them.
+package llmq

@@ -1,0 +1,650 @@
+package llmq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/quantkit/quantkit/backend"
+	"github.com/quantkit/quantkit/cpu"
+	"github.com/quantkit/quantkit/internal/atomicfile"
+	"github.com/quantkit/quantkit/internal/inputerr"
+	"github.com/quantkit/quantkit/internal/output"
+	"github.com/quantkit/quantkit/job/lmeval"
+	"github.com/quantkit/quantkit/job/quantize"
+	"github.com/quantkit/quantkit/lm"
+	"github.com/quantkit/quantkit/model/checkpoint"
+	"github.com/quantkit/quantkit/model/ctensors"
+	"github.com/quantkit/quantkit/model/plan"
+	"github.com/quantkit/quantkit/quant"
+	"github.com/quantkit/quantkit/quant/clip"
+	"github.com/quantkit/quantkit/quant/gptq"
+)
+
+// Method is how a projection's weight is quantized.
+type Method string
+
+// The methods.
+const (
+	RTN  Method = "rtn"  // round to nearest, min-max scales (quantkit quantize's)
+	MSE  Method = "mse"  // round to nearest, scales from clip.FitMSE (data-free)
+	GPTQ Method = "gptq" // gptq.Quantize with the calibration inputs' Hessians
+)
+
+// Methods lists the methods.
+func Methods() []string { return []string{string(RTN), string(MSE), string(GPTQ)} }
+
+// NeedsData reports whether m runs the model on calibration data.
+func (m Method) NeedsData() bool { return m == GPTQ }
+
+// Options say what Run quantizes, how, and where to.
+type Options struct {
+	// Input is a float Hugging Face checkpoint lm runs (config.json and
+	// safetensors); Output the checkpoint directory to write.
+	Input, Output string
+	// Format is compressed-tensors or compressed-tensors-packed; Scheme
+	// per channel (axis 0) or per group.
+	Format plan.Format
+	Scheme quant.Scheme
+	Method Method
+	// Calib is the calibration set of the methods that need one.
+	Calib CalibOptions
+	// GPTQ's options (gptq.Options): ActOrder, UpdatedScales, Damp,
+	// BlockSize.
+	GPTQ gptq.Options
+	// Backend runs the layers and the Hessians' GEMMs; nil means the CPU.
+	Backend backend.Backend
+	// ShardSize is the most tensor data an output file holds; 0 means
+	// quantize.DefaultShardSize.
+	ShardSize int64
+	Force     bool
+	// Log receives warnings (a Cholesky fallen back to RTN) and notes;
+	// nil discards them.
+	Log io.Writer
+	// Progress, if not nil, is called after each layer is written.
+	Progress func(layer, layers int)
+}
+
+// Memory is the pipeline's memory estimate, in bytes.
+type Memory struct {
+	LayerWeights int64 `json:"layer_weights"` // one layer's float32 weights
+	Statistics   int64 `json:"statistics"`    // the Hessians (float64)
+	Activations  int64 `json:"activations"`   // the calibration hidden states [N, T, Hidden] float32
+	Scratch      int64 `json:"scratch"`       // one chunk's activations in the block, tap copies, Gram matrices
+	Embedding    int64 `json:"embedding"`     // the embedding table, read once before the first layer
+	Total        int64 `json:"total"`         // max(Embedding + Activations, the rest summed)
+}
+
+// TensorResult is one quantized projection.
+type TensorResult struct {
+	Name     string  `json:"name"`
+	SQNR     float64 `json:"sqnr_db"`  // of the dequantized weight against the float one
+	Fallback bool    `json:"fallback"` // GPTQ fell back to round-to-nearest
+}
+
+// Report is what Run measures; its JSON is the command's --json output.
+type Report struct {
+	Input        string          `json:"input"`
+	Output       string          `json:"output"`
+	Method       Method          `json:"method"`
+	Format       plan.Format     `json:"format"`
+	Scheme       string          `json:"scheme"`
+	Device       string          `json:"device"`
+	DryRun       bool            `json:"dry_run"`
+	Layers       int             `json:"layers"`
+	Calibration  *Calibration    `json:"calibration"` // nil for the data-free methods
+	GPTQ         *gptq.Options   `json:"gptq,omitempty"`
+	Memory       Memory          `json:"memory_estimate"`
+	Totals       quantize.Totals `json:"totals"`
+	Tensors      []TensorResult  `json:"tensors"`
+	Warnings     []string        `json:"warnings"`
+	Seconds      float64         `json:"seconds"`
+	ForwardSecs  float64         `json:"forward_seconds"`  // layer passes and statistics
+	QuantizeSecs float64         `json:"quantize_seconds"` // the methods' own work
+}
+
+// setup is what Run and DryRun prepare.
+type setup struct {
+	ck    *checkpoint.Checkpoint
+	cfg   lm.Config
+	p     *plan.Plan
+	ct    ctensors.Format
+	order []int       // plan items in writing order
+	layer map[int]int // plan item → its layer, for the layers' items
+	rep   *Report
+	calib *Calibration
+}
+
+// projNames are the projections' module names in lm.Layer's order.
+var projNames = [7]string{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"}
+
+// projInput is the lm.LinearInput each projection reads.
+var projInput = [7]lm.LinearInput{lm.QKVInput, lm.QKVInput, lm.QKVInput, lm.OInput, lm.GateUpInput, lm.GateUpInput, lm.DownInput}
+
+func prepare(opt Options) (*setup, error) {
+	switch opt.Method {
+	case RTN, MSE, GPTQ:
+	default:
+		return nil, inputerr.Mark(fmt.Errorf("method %q: not one of %s", opt.Method, strings.Join(Methods(), ", ")))
+	}
+	if !opt.Method.NeedsData() && opt.Calib.Path != "" {
+		return nil, inputerr.Mark(fmt.Errorf("method %s is data-free: it takes no calibration data", opt.Method))
+	}
+	if opt.Method.NeedsData() && opt.Calib.Path == "" {
+		return nil, inputerr.Mark(fmt.Errorf("method %s needs calibration data (--calib FILE)", opt.Method))
+	}
+	ct, ok := plan.CTFormat(opt.Format, opt.Scheme)
+	if !ok {
+		return nil, inputerr.Mark(fmt.Errorf("method %s writes compressed-tensors (compressed-tensors or compressed-tensors-packed), not %s", opt.Method, opt.Format))
+	}
+	s := opt.Scheme
+	if !(s.Granularity == quant.PerGroup || s.Granularity == quant.PerChannel && s.Axis == 0) {
+		return nil, inputerr.Mark(fmt.Errorf("method %s quantizes per output channel or per group, not %v", opt.Method, s))
+	}
+	ck, err := checkpoint.Open(opt.Input)
+	if err != nil {
+		return nil, inputerr.Mark(err)
+	}
+	fail := func(err error) (*setup, error) {
+		ck.Close()
+		return nil, err
+	}
+	if what, ok := plan.Quantized(ck.Config(), ck.Metadata(), ck.Tensors()); ok {
+		return fail(inputerr.Mark(fmt.Errorf("%s is quantized already (%s): start from the float checkpoint", opt.Input, what)))
+	}
+	cfg, _, err := lm.ReadHFConfig(ck.Dir())
+	if err != nil {
+		return fail(inputerr.Mark(fmt.Errorf("%w: calibrated quantization runs the model layer by layer, so it takes the models lm runs", err)))
+	}
+	if err := cfg.Validate(); err != nil {
+		return fail(inputerr.Mark(err))
+	}
+	p, err := plan.Build(ck.Tensors(), plan.Options{Format: opt.Format, Scheme: opt.Scheme})
+	if err != nil {
+		return fail(inputerr.Mark(err))
+	}
+	su := &setup{ck: ck, cfg: cfg, p: p, ct: ct, layer: map[int]int{}}
+	// Writing order: what is outside the layers first, then layer by layer.
+	byLayer := make([][]int, cfg.Layers)
+	for i, it := range p.Items {
+		l, ok := layerOf(it.Name)
+		if !ok || l >= cfg.Layers {
+			if it.Action == plan.Quantize {
+				return fail(inputerr.Mark(fmt.Errorf("%s: %s is quantized by the plan but is not a decoder layer's projection", opt.Input, it.Name)))
+			}
+			su.order = append(su.order, i)
+			continue
+		}
+		if it.Action == plan.Quantize && projIndex(it.Name) < 0 {
+			return fail(inputerr.Mark(fmt.Errorf("%s: %s is not one of a layer's 7 projections", opt.Input, it.Name)))
+		}
+		byLayer[l] = append(byLayer[l], i)
+		su.layer[i] = l
+	}
+	for _, items := range byLayer {
+		su.order = append(su.order, items...)
+	}
+	su.rep = newReport(opt, su)
+	return su, nil
+}
+
+// layerOf is the layer index of a tensor named model.layers.I.….
+func layerOf(name string) (int, bool) {
+	rest, ok := strings.CutPrefix(name, "model.layers.")
+	if !ok {
+		return 0, false
+	}
+	num, _, ok := strings.Cut(rest, ".")
+	if !ok {
+		return 0, false
+	}
+	l, err := strconv.Atoi(num)
+	return l, err == nil && l >= 0
+}
+
+// projIndex is the index in projNames of a layer tensor's projection
+// weight, or -1.
+func projIndex(name string) int {
+	for j, p := range projNames {
+		if strings.HasSuffix(name, "."+p+".weight") {
+			return j
+		}
+	}
+	return -1
+}
+
+func newReport(opt Options, su *setup) *Report {
+	rep := &Report{Input: opt.Input, Output: opt.Output, Method: opt.Method, Format: su.p.Format, Scheme: opt.Scheme.String(),
+		Device: "cpu", Layers: su.cfg.Layers, Tensors: []TensorResult{}, Warnings: []string{}}
+	if opt.Backend != nil {
+		rep.Device = opt.Backend.Name()
+	}
+	if opt.Method == GPTQ {
+		g := opt.GPTQ
+		rep.GPTQ = &g
+	}
+	t := &rep.Totals
+	for _, it := range su.p.Items {
+		t.Tensors++
+		if it.Action == plan.Quantize {
+			t.Quantized++
+		} else {
+			t.Kept++
+		}
+		t.BytesIn += it.BytesIn
+		t.BytesOut += it.BytesOut
+	}
+	if t.BytesIn > 0 {
+		t.Ratio = float64(t.BytesOut) / float64(t.BytesIn)
+	}
+	return rep
+}
+
+// estimate fills the report's memory estimate for n sequences of T tokens.
+func (su *setup) estimate(method Method, n, T int) {
+	c := su.cfg
+	H, qd, kvd, ff := int64(c.Hidden), int64(c.QDim()), int64(c.KVDim()), int64(c.Intermediate)
+	m := &su.rep.Memory
+	m.LayerWeights = 4 * (qd*H + 2*kvd*H + H*qd + 3*ff*H + 2*H + qd + 2*kvd + H)
+	m.Embedding = 4 * int64(c.Vocab) * H
+	if method.NeedsData() {
+		m.Statistics = 8 * (H*H + qd*qd + H*H + ff*ff)
+		rows := int64(min(n*T, max(T, lm.MaxBlockRows/T*T)))
+		m.Activations = 4 * int64(n) * int64(T) * H
+		widest := max(H, qd, ff)
+		// the block's scratch, the stats pass's copy of a chunk, the
+		// tap's copy and its transpose, one Gram matrix
+		m.Scratch = 4*rows*(3*H+2*qd+2*ff+2*kvd) + 4*rows*H + 8*rows*widest + 4*widest*widest
+	}
+	// The quantized copy of a layer (dequantized weights) and a
+	// method's float64 work matrix for the widest projection.
+	work := m.LayerWeights + 8*max(qd*H, ff*H)*2
+	m.Total = max(m.Embedding+m.Activations, m.LayerWeights+work+m.Statistics+m.Activations+m.Scratch)
+}
+
+// DryRun plans the run opt describes (the checkpoint's headers, the
+// calibration set's size) and returns its report with the memory
+// estimate, writing nothing and running nothing.
+func DryRun(opt Options) (*Report, error) {
+	su, err := prepare(opt)
+	if err != nil {
+		return nil, err
+	}
+	defer su.ck.Close()
+	n, T := opt.Calib.Samples, opt.Calib.SeqLen
+	if n == 0 {
+		n = DefaultSamples
+	}
+	if T == 0 {
+		T = DefaultSeqLen
+	}
+	su.estimate(opt.Method, n, T)
+	su.rep.DryRun = true
+	return su.rep, nil
+}
+
+// Run quantizes opt.Input into opt.Output layer by layer (see the package
+// documentation), atomically: into a temporary directory beside Output,
+// moved into place when complete. Errors about the input or the options
+// are marked inputerr.
+func Run(ctx context.Context, opt Options) (*Report, error) {
+	start := time.Now()
+	su, err := prepare(opt)
+	if err != nil {
+		return nil, err
+	}
+	defer su.ck.Close()
+	ck, cfg, rep := su.ck, su.cfg, su.rep
+	b := opt.Backend
+	if b == nil {
+		b = cpu.New()
+	}
+	if opt.Method.NeedsData() {
+		tok, err := lmeval.LoadTokenizer(ck.Dir())
+		if err != nil && !strings.EqualFold(extOf(opt.Calib.Path), ".npy") {
+			return nil, inputerr.Mark(fmt.Errorf("calibration text needs the model's tokenizer: %w", err))
+		}
+		if su.calib, err = LoadCalibration(opt.Calib, tok, cfg.BOS, cfg.EOS, cfg.Vocab); err != nil {
+			return nil, err
+		}
+		rep.Calibration = su.calib
+		su.estimate(opt.Method, su.calib.Samples, su.calib.SeqLen)
+	} else {
+		su.estimate(opt.Method, 0, 0)
+	}
+	claim, err := output.Claim(opt.Log, opt.Output, opt.Force, rep.Totals.BytesOut, output.CheckpointInputs(opt.Input, ck)...)
+	if err != nil {
+		return nil, err
+	}
+	if err := su.write(ctx, opt, b, claim); err != nil {
+		return nil, output.NoSpace(opt.Output, rep.Totals.BytesOut, err)
+	}
+	rep.Seconds = time.Since(start).Seconds()
+	return rep, nil
+}
+
+func extOf(path string) string {
+	if i := strings.LastIndexByte(path, '.'); i >= 0 {
+		return path[i:]
+	}
+	return ""
+}
+
+// write runs the pipeline into a temporary directory and commits it.
+func (su *setup) write(ctx context.Context, opt Options, b backend.Backend, claim *atomicfile.Claim) error {
+	ck, p, cfg := su.ck, su.p, su.cfg
+	tmp, err := atomicfile.TempDir(claim)
+	if err != nil {
+		return err
+	}
+	defer tmp.Abort() // nothing once committed
+	meta := map[string]string{"quantkit.plan_hash": p.Hash(), "quantkit.method": string(opt.Method)}
+	shard := opt.ShardSize
+	if shard == 0 {
+		shard = quantize.DefaultShardSize
+	}
+	w, err := checkpoint.Create(tmp.Path, p.SafetensorsInfos(su.order), shard, meta)
+	if err != nil {
+		return err
+	}
+	abort := func(err error) error {
+		w.Abort()
+		return err
+	}
+	// The tensors outside the layers, in the plan (kept: copied).
+	first := 0
+	for ; first < len(su.order); first++ {
+		if _, ok := su.layer[su.order[first]]; ok {
+			break
+		}
+		it := &p.Items[su.order[first]]
+		data, err := ck.Bytes(it.Name)
+		if err != nil {
+			return abort(err)
+		}
+		if err := w.WriteTensor(it.Outputs[0].Name, data); err != nil {
+			return abort(err)
+		}
+		ck.Release(it.Name)
+	}
+	// The calibration hidden states.
+	var x []float32
+	if su.calib != nil {
+		embed, err := ck.Float32("model.embed_tokens.weight")
+		if err != nil {
+			return abort(err)
+		}
+		x, err = lm.Embed(embed, cfg.Hidden, su.calib.IDs)
+		if err != nil {
+			return abort(fmt.Errorf("%s: %w", ck.Dir(), err))
+		}
+		ck.Release("model.embed_tokens.weight")
+	}
+	next := first
+	for l := range cfg.Layers {
+		if err := ctx.Err(); err != nil {
+			return abort(err)
+		}
+		var items []int
+		for ; next < len(su.order) && su.layer[su.order[next]] == l; next++ {
+			items = append(items, su.order[next])
+		}
+		if err := su.doLayer(opt, b, l, items, x, w); err != nil {
+			return abort(err)
+		}
+		if opt.Progress != nil {
+			opt.Progress(l+1, cfg.Layers)
+		}
+	}
+	if err := w.Close(); err != nil {
+		return abort(err)
+	}
+	if err := quantize.WriteConfig(ck, p, tmp.Path); err != nil {
+		return err
+	}
+	if err := ck.CopySideFiles(tmp.Path, checkpoint.ConfigFileName); err != nil {
+		return err
+	}
+	return tmp.Commit()
+}
+
+// doLayer collects layer l's statistics on x (when the method needs
+// them), quantizes its projections, writes its items and replaces x with
+// the quantized layer's outputs.
+func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x []float32, w *checkpoint.Writer) error {
+	ck, p, cfg, rep := su.ck, su.p, su.cfg, su.rep
+	t0 := time.Now()
+	layer, err := lm.ReadLayer(ck, cfg, l)
+	if err != nil {
+		return err
+	}
+	var hess [4]*gptq.Hessian
+	if su.calib != nil {
+		for in := range hess {
+			cols := cfg.Hidden
+			switch lm.LinearInput(in) {
+			case lm.OInput:
+				cols = cfg.QDim()
+			case lm.DownInput:
+				cols = cfg.Intermediate
+			}
+			hess[in] = gptq.NewHessian(cols)
+		}
+		if err := su.statistics(b, l, layer, x, hess); err != nil {
+			return err
+		}
+	}
+	rep.ForwardSecs += time.Since(t0).Seconds()
+	t1 := time.Now()
+	// Quantize the projections; q holds the dequantized weights.
+	q := *layer
+	weights := []*[]float32{&q.Q, &q.K, &q.V, &q.O, &q.Gate, &q.Up, &q.Down}
+	encoded := map[int][][]byte{}
+	for _, i := range items {
+		it := &p.Items[i]
+		j := projIndex(it.Name)
+		if it.Action != plan.Quantize || j < 0 {
+			continue
+		}
+		wt := *weights[j]
+		rows, cols := it.Shape[0], it.Shape[1]
+		codes, params, fallback, err := su.quantizeWeight(opt, it, wt, rows, cols, hess[projInput[j]])
+		if err != nil {
+			return fmt.Errorf("tensor %q: %w", it.Name, err)
+		}
+		if fallback {
+			msg := fmt.Sprintf("%s: the Hessian (or its inverse) is not positive definite: rounded to nearest; more or more varied calibration data, or a larger dampening, may help", it.Name)
+			rep.Warnings = append(rep.Warnings, msg)
+			if opt.Log != nil {
+				fmt.Fprintln(opt.Log, "quantkit: warning:", msg)
+			}
+		}
+		y := make([]float32, len(wt))
+		if err := quant.Dequantize(y, codes, params); err != nil {
+			return fmt.Errorf("tensor %q: %w", it.Name, err)
+		}
+		rep.Tensors = append(rep.Tensors, TensorResult{Name: it.Name, SQNR: quant.SQNR(wt, y), Fallback: fallback})
+		*weights[j] = y
+		ts, err := ctensors.EncodeWeight(it.Name, codes, params, su.ct, it.ScaleDType)
+		if err != nil {
+			return err
+		}
+		var out [][]byte
+		for k, t := range ts {
+			if t.Name != it.Outputs[k].Name {
+				return fmt.Errorf("encoded tensor %q where the plan has %q", t.Name, it.Outputs[k].Name)
+			}
+			out = append(out, t.Data)
+		}
+		encoded[i] = out
+	}
+	rep.QuantizeSecs += time.Since(t1).Seconds()
+	for _, i := range items {
+		it := &p.Items[i]
+		if out, ok := encoded[i]; ok {
+			for k, o := range it.Outputs {
+				if err := w.WriteTensor(o.Name, out[k]); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if it.Action == plan.Quantize {
+			return fmt.Errorf("tensor %q: quantized by the plan but not a projection the pipeline knows", it.Name)
+		}
+		data, err := ck.Bytes(it.Name)
+		if err != nil {
+			return err
+		}
+		if err := w.WriteTensor(it.Outputs[0].Name, data); err != nil {
+			return err
+		}
+	}
+	for _, name := range lm.LayerTensors(l) {
+		if _, ok := ck.Tensor(name); ok {
+			ck.Release(name)
+		}
+	}
+	// The next layer's inputs, from the quantized layer.
+	if su.calib != nil {
+		t2 := time.Now()
+		blk, err := lm.NewBlock(b, cfg, l, &q)
+		if err != nil {
+			return err
+		}
+		err = blk.Forward(x, su.calib.Samples, su.calib.SeqLen, nil)
+		if err := errors.Join(err, blk.Close()); err != nil {
+			return err
+		}
+		rep.ForwardSecs += time.Since(t2).Seconds()
+	}
+	return nil
+}
+
+// statistics runs the float layer on x (left as it is) with a tap that
+// adds each projection input's Gram matrix to its Hessian.
+func (su *setup) statistics(b backend.Backend, l int, layer *lm.Layer, x []float32, hess [4]*gptq.Hessian) error {
+	cfg, c := su.cfg, su.calib
+	blk, err := lm.NewBlock(b, cfg, l, layer)
+	if err != nil {
+		return err
+	}
+	per := max(1, lm.MaxBlockRows/c.SeqLen)
+	H := cfg.Hidden
+	scratch := make([]float32, 0, min(per, c.Samples)*c.SeqLen*H)
+	var xt []float32
+	tap := func(in lm.LinearInput, rows []float32, n, cols int) error {
+		if cap(xt) < n*cols {
+			xt = make([]float32, n*cols)
+		}
+		xt = xt[:n*cols]
+		for r := range n {
+			for j, v := range rows[r*cols : (r+1)*cols] {
+				xt[j*n+r] = v
+			}
+		}
+		g, err := gram(b, xt, cols, n)
+		if err != nil {
+			return err
+		}
+		return hess[in].AddGram(g, n)
+	}
+	for s0 := 0; s0 < c.Samples && err == nil; s0 += per {
+		k := min(per, c.Samples-s0)
+		scratch = append(scratch[:0], x[s0*c.SeqLen*H:(s0+k)*c.SeqLen*H]...)
+		err = blk.Forward(scratch, k, c.SeqLen, tap)
+	}
+	return errors.Join(err, blk.Close())
+}
+
+// gram is XᵀX [cols, cols] for xt = Xᵀ [cols, n], as one GEMM on b.
+func gram(b backend.Backend, xt []float32, cols, n int) ([]float32, error) {
+	a, err := b.Alloc(backend.F32, cols*n)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Free(a)
+	out, err := b.Alloc(backend.F32, cols*cols)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Free(out)
+	if err := b.Upload(a, xt); err != nil {
+		return nil, err
+	}
+	if err := b.GemmF32(cols, cols, n, a, a, out); err != nil {
+		return nil, err
+	}
+	g := make([]float32, cols*cols)
+	return g, b.Download(g, out)
+}
+
+// fitter is the scale fit of the method, rounding scales to the item's
+// scale dtype as the checkpoint stores them.
+func (su *setup) fitter(opt Options, it *plan.Item) gptq.Fit {
+	s := opt.Scheme
+	round := func(p *quant.Params) error {
+		if it.ScaleDType == "F32" {
+			return nil
+		}
+		return ctensors.RoundScales(p, it.ScaleDType)
+	}
+	if opt.Method == MSE {
+		rs := func(v float32) float32 {
+			if it.ScaleDType == "F32" {
+				return v
+			}
+			p := &quant.Params{Scales: []float32{v}}
+			if ctensors.RoundScales(p, it.ScaleDType) != nil {
+				return float32(math.NaN())
+			}
+			return p.Scales[0]
+		}
+		return func(x []float32, shape []int) (*quant.Params, error) {
+			return clip.FitMSE(s, x, shape, clip.Options{RoundScale: rs})
+		}
+	}
+	return func(x []float32, shape []int) (*quant.Params, error) {
+		p, err := quant.FitMinMax(s, x, shape)
+		if err != nil {
+			return nil, err
+		}
+		return p, round(p)
+	}
+}
+
+// quantizeWeight quantizes one projection with the method.
+func (su *setup) quantizeWeight(opt Options, it *plan.Item, wt []float32, rows, cols int, h *gptq.Hessian) (codes []byte, p *quant.Params, fallback bool, err error) {
+	if n := countNonFinite(wt); n > 0 {
+		return nil, nil, false, inputerr.Mark(fmt.Errorf("%w: %d NaN or infinite values", plan.ErrNonFinite, n))
+	}
+	fit := su.fitter(opt, it)
+	if opt.Method == GPTQ {
+		res, err := gptq.Quantize(wt, rows, cols, h, opt.Scheme, fit, opt.GPTQ)
+		if err != nil {
+			return nil, nil, false, err
+		}
+		return res.Codes, res.Params, res.Fallback, nil
+	}
+	p, err = fit(wt, []int{rows, cols})
+	if err != nil {
+		return nil, nil, false, err
+	}
+	codes = make([]byte, opt.Scheme.PackedLen(len(wt)))
+	return codes, p, false, quant.Quantize(codes, wt, p)
+}
+
+func countNonFinite(x []float32) int {
+	n := 0
+	for _, v := range x {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			n++
+		}
+	}
+	return n
+}
