@@ -145,7 +145,8 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, err 
 		if opt.BF16 && x != nil {
 			// Norms and biases too, as a bfloat16 checkpoint has them.
 			data := make([]byte, 2*len(x))
-			if err := gguf.EncodeFloat32(data, x, gguf.TypeBF16); err == nil {
+			err := gguf.EncodeFloat32(data, x, gguf.TypeBF16)
+			if err == nil {
 				err = gguf.DecodeFloat32(x, data, gguf.TypeBF16)
 			}
 			if err != nil {
