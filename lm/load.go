@@ -36,6 +36,12 @@ import (
 // model computes what the float model computes on the dequantized weights
 // with a fraction of its memory. LoadHFWith takes LoadOptions to widen
 // everything to float32 or to run int8 per-channel projections as W8A8.
+//
+// A compressed-tensors checkpoint whose quantization_config declares
+// dynamic per-token int8 input activations (llm-compressor's W8A8, what
+// `quantkit quantize --method smoothquant` and --w8a8 write) runs as W8A8
+// without being asked, as vLLM runs it: its int8 per-channel projections
+// load as with LoadOptions.Int8 (unless LoadOptions.Float32).
 func LoadHF(b backend.Backend, path string) (*Model, error) {
 	return LoadHFWith(b, path, LoadOptions{})
 }
@@ -90,6 +96,13 @@ func parseHFConfig(dir string, raw json.RawMessage) (Config, *llamacpp.Hyper, er
 	}, h, nil
 }
 
+// declaresW8A8 reports whether config.json's quantization_config quantizes
+// the inputs of the Linears to int8 per token at run time (W8A8).
+func declaresW8A8(config []byte) bool {
+	cc, ok, err := ctensors.ReadConfig(config)
+	return err == nil && ok && cc.InputActivations.IsDynamicTokenInt8()
+}
+
 // LoadHFWith is LoadHF with options (LoadOptions): by default the
 // quantized projections stay quantized in memory (PackedWeight rows of
 // codes and scales, multiplied by backend.GemmPacked), and F16/BF16 ones
@@ -117,6 +130,9 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, err 
 	}
 	if opt.Float32 && (opt.BF16 || opt.Quantize != nil || opt.Int8) {
 		return nil, fmt.Errorf("lm: %s: Float32 excludes BF16, Quantize and Int8", ck.Dir())
+	}
+	if !opt.Float32 && declaresW8A8(ck.Config()) {
+		opt.Int8 = true
 	}
 	quantized, err := quantizedWeights(ck)
 	if err != nil {

@@ -36,8 +36,10 @@ var (
 	quantNonFinFlag = &cli.BoolFlag{Name: "allow-nonfinite", Usage: "quantize weights with NaN/Inf (NaN as 0, ±Inf saturated to the largest finite magnitude) instead of failing"}
 
 	// Calibrated quantization (job/llmq).
-	quantMethodFlag   = &cli.StringFlag{Name: "method", Value: "rtn", Usage: "rtn, mse or gptq (see CALIBRATED QUANTIZATION)"}
-	quantCalibFlag    = &cli.StringFlag{Name: "calib", Usage: "gptq's calibration data: `FILE` of plain text, JSONL with a \"text\" field, or .npy token ids (int32/int64)"}
+	quantMethodFlag   = &cli.StringFlag{Name: "method", Value: "rtn", Usage: "rtn, mse, gptq, awq, awq+gptq, smoothquant or smoothquant+gptq (see CALIBRATED QUANTIZATION)"}
+	quantAlphaFlag    = &cli.Float64Flag{Name: "alpha", Value: llmq.DefaultAlpha, Usage: "smoothquant: migration strength α in (0, 1], s_j = max|X_j|^α / max|W_j|^(1−α)"}
+	quantW8A8Flag     = &cli.BoolFlag{Name: "w8a8", Usage: "write W8A8 as llm-compressor does: int8 per-channel weights with dynamic per-token int8 input activations in the quantization_config (vLLM and quantkit lm run it in int8); needs --scheme int8 --format compressed-tensors", DefaultText: "true for smoothquant with int8 per-channel weights, else false"}
+	quantCalibFlag    = &cli.StringFlag{Name: "calib", Usage: "the calibrated methods' data: `FILE` of plain text, JSONL with a \"text\" field, or .npy token ids (int32/int64)"}
 	quantCalibNFlag   = &cli.IntFlag{Name: "calib-samples", Value: llmq.DefaultSamples, Usage: "calibration sequences"}
 	quantCalibTFlag   = &cli.IntFlag{Name: "calib-len", Value: llmq.DefaultSeqLen, Usage: "tokens a calibration sequence"}
 	quantSeedFlag     = &cli.Uint64Flag{Name: "seed", Usage: "seed of the calibration windows", DefaultText: "0, the same windows every run"}
@@ -157,7 +159,7 @@ var quantizeCommand = &cli.Command{
 		"{tensors, quantized, converted, copied, fallbacks, elements, bytes_in, bytes_out,\n" +
 		"bits_per_weight, ratio}, unsupported: [types this build cannot encode], seconds, gb_per_s}.\n" +
 		"\n" +
-		"CALIBRATED QUANTIZATION (--method mse|gptq; rtn, the default, is everything above): IN is a float\n" +
+		"CALIBRATED QUANTIZATION (--method mse|gptq|awq|smoothquant…; rtn, the default, is everything above): IN is a float\n" +
 		"Llama, Mistral or Qwen2 checkpoint that `quantkit lm` runs; OUT is compressed-tensors (or\n" +
 		"compressed-tensors-packed) with a per-channel or per-group scheme, written as above. The\n" +
 		"model is processed layer by layer: only one layer's float weights are read at a time.\n" +
@@ -175,11 +177,24 @@ var quantizeCommand = &cli.Command{
 		"        a Hessian that is not positive definite falls back to rtn with a warning. The\n" +
 		"        quantized layer computes the next layer's inputs. Memory: one layer's weights, its\n" +
 		"        Hessians, the calibration activations and a chunk's scratch (--dry-run says how\n" +
-		"        much). Not with --include, --exclude, --shard, --allow-nonfinite or the gguf formats.",
+		"        much). Not with --include, --exclude, --shard, --allow-nonfinite or the gguf formats.\n" +
+		"  awq   AWQ (--calib as gptq): per input channel scales s = x̄^r / w̄^(1−r) (x̄ the mean |x|\n" +
+		"        over the calibration tokens, w̄ the mean |W| normalised by its group's max, as\n" +
+		"        AutoAWQ), r on a grid of 20 in [0, 1), with and without the weight term, chosen by\n" +
+		"        the output error of what consumes them (attention output for q/k/v, MLP output for\n" +
+		"        gate/up, down_proj's for down, o_proj's for o when there is no grouped attention)\n" +
+		"        on the first 4096 calibration tokens; folded into the norms, up_proj and v_proj,\n" +
+		"        so OUT is a plain checkpoint; then rtn (awq+gptq: then gptq).\n" +
+		"  smoothquant  s_j = max|X_j|^α / max|W_j|^(1−α) (--alpha) between input_layernorm and\n" +
+		"        q/k/v and between post_attention_layernorm and gate/up, folded into the norms;\n" +
+		"        then rtn (smoothquant+gptq: gptq). With the default --scheme int8 it writes W8A8\n" +
+		"        (--w8a8, also for rtn and gptq): quantization_config declares dynamic per-token\n" +
+		"        int8 activations, which vLLM and `quantkit lm` run with int8 GEMMs.",
 	Flags: []cli.Flag{quantOutFlag, quantSchemeFlag, quantGranFlag, quantSymFlag, quantAsymFlag, quantFormatFlag,
 		quantInclFlag, quantExclFlag, ckptDeviceFlag, ckptWorkFlag, quantDryFlag, jsonFlag, jsonOutFlag, quantForceFlag,
 		quantSizeFlag, quantShardFlag, quantNonFinFlag, quantTypeFlag, quantPureFlag, quantImatrixFlag, quantEvalFlag, quantEvalCtxFlag,
-		quantMethodFlag, quantCalibFlag, quantCalibNFlag, quantCalibTFlag, quantSeedFlag, quantActOrderFlag, quantUpdatedFlag},
+		quantMethodFlag, quantCalibFlag, quantCalibNFlag, quantCalibTFlag, quantSeedFlag, quantActOrderFlag, quantUpdatedFlag,
+		quantAlphaFlag, quantW8A8Flag},
 	Action: runQuantize,
 }
 
@@ -293,7 +308,7 @@ func calibrated(c *cli.Context) bool {
 	if c.String(quantMethodFlag.Name) != string(llmq.RTN) {
 		return true
 	}
-	for _, f := range []cli.Flag{quantCalibFlag, quantCalibNFlag, quantCalibTFlag, quantSeedFlag, quantActOrderFlag, quantUpdatedFlag} {
+	for _, f := range []cli.Flag{quantCalibFlag, quantCalibNFlag, quantCalibTFlag, quantSeedFlag, quantActOrderFlag, quantUpdatedFlag, quantAlphaFlag, quantW8A8Flag} {
 		if c.IsSet(f.Names()[0]) {
 			return true
 		}
@@ -316,10 +331,14 @@ func runQuantizeLLM(c *cli.Context) error {
 			return fail(fmt.Errorf("--%s does not apply to --method %s", name, method))
 		}
 	}
-	if method != llmq.GPTQ {
+	smoothQuant := method == llmq.SmoothQuant || method == llmq.SmoothQuantGPTQ
+	if c.IsSet(quantAlphaFlag.Name) && !smoothQuant {
+		return fail(fmt.Errorf("--alpha applies to --method smoothquant, not %s", method))
+	}
+	if !method.NeedsData() {
 		for _, f := range []cli.Flag{quantCalibFlag, quantCalibNFlag, quantCalibTFlag, quantSeedFlag, quantActOrderFlag, quantUpdatedFlag} {
 			if name := f.Names()[0]; c.IsSet(name) {
-				return fail(fmt.Errorf("--%s applies to --method gptq; %s is data-free", name, method))
+				return fail(fmt.Errorf("--%s applies to --method gptq, awq and smoothquant; %s is data-free", name, method))
 			}
 		}
 	}
@@ -328,8 +347,17 @@ func runQuantizeLLM(c *cli.Context) error {
 		return fail(err)
 	}
 	opt := llmq.Options{Input: q.Input, Output: q.Output, Format: q.Plan.Format, Scheme: q.Plan.Scheme, Method: method,
-		ShardSize: q.ShardSize, Force: q.Force, Log: c.App.ErrWriter}
-	if method == llmq.GPTQ {
+		ShardSize: q.ShardSize, Force: q.Force, Log: c.App.ErrWriter, W8A8: c.Bool(quantW8A8Flag.Name)}
+	if smoothQuant {
+		opt.Alpha = c.Float64(quantAlphaFlag.Name)
+		if a := opt.Alpha; !(a > 0 && a <= 1) {
+			return fail(fmt.Errorf("--alpha %g: not in (0, 1]", a))
+		}
+		if s := opt.Scheme; !c.IsSet(quantW8A8Flag.Name) {
+			opt.W8A8 = s.Bits == 8 && s.Symmetric && s.Granularity == quant.PerChannel && s.Axis == 0 && opt.Format == plan.CompressedTensors
+		}
+	}
+	if method.NeedsData() {
 		opt.Calib = llmq.CalibOptions{Path: c.String(quantCalibFlag.Name), Samples: c.Int(quantCalibNFlag.Name),
 			SeqLen: c.Int(quantCalibTFlag.Name), Seed: c.Uint64(quantSeedFlag.Name)}
 		if opt.Calib.Samples <= 0 || opt.Calib.SeqLen <= 0 {

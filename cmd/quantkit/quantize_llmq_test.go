@@ -36,6 +36,12 @@ func TestQuantizeMethods(t *testing.T) {
 	if rep.Method != "gptq" || rep.Calibration.Samples != 4 || rep.Calibration.SeqLen != 64 || len(rep.Tensors) != 35 {
 		t.Errorf("gptq's report: %+v", rep)
 	}
+	// smoothquant writes W8A8 by default: llm-compressor's activations.
+	mustRun(t, "quantize", in, "-o", filepath.Join(dir, "sq"), "--method", "smoothquant", "--calib", text, "--calib-samples", "4", "--calib-len", "64")
+	cfg, err := os.ReadFile(filepath.Join(dir, "sq", "config.json"))
+	if err != nil || !strings.Contains(string(cfg), `"input_activations": {`) || !strings.Contains(string(cfg), `"strategy": "token"`) {
+		t.Errorf("smoothquant's config.json (%v):\n%s", err, cfg)
+	}
 	out = mustRun(t, "quantize", in, "-o", filepath.Join(dir, "dry"), "--method", "gptq", "--calib", text, "--dry-run")
 	if !strings.Contains(out, "dry run") || !strings.Contains(out, "memory estimate") {
 		t.Errorf("dry run:\n%s", out)
@@ -44,7 +50,11 @@ func TestQuantizeMethods(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--method", "awq"}, "not one of rtn, mse, gptq"},
+		{[]string{"--method", "awq+mse"}, "not one of rtn, mse, gptq"},
+		{[]string{"--method", "awq"}, "needs calibration data"},
+		{[]string{"--method", "gptq", "--calib", text, "--alpha", "0.7"}, "--alpha applies to --method smoothquant"},
+		{[]string{"--method", "smoothquant", "--calib", text, "--alpha", "1.5"}, "not in (0, 1]"},
+		{[]string{"--w8a8", "--scheme", "int4"}, "int8 symmetric per-channel"},
 		{[]string{"--method", "gptq", "--calib", text, "--format", "gguf-q4_0"}, "writes compressed-tensors"},
 		{[]string{"--method", "gptq", "--calib", text, "--format", "gguf", "--type", "Q4_0"}, "writes compressed-tensors"},
 		{[]string{"--method", "mse", "--calib", text}, "applies to --method gptq"},

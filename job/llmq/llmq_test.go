@@ -195,7 +195,10 @@ func TestRefusals(t *testing.T) {
 		opt  Options
 		want string
 	}{
-		{Options{Method: "awq", Format: plan.CompressedTensors, Scheme: s}, "not one of"},
+		{Options{Method: "awq+mse", Format: plan.CompressedTensors, Scheme: s}, "not one of"},
+		{Options{Method: RTN, Format: plan.CompressedTensors, Scheme: s, W8A8: true}, "int8 symmetric per-channel"},
+		{Options{Method: SmoothQuant, Format: plan.CompressedTensors, Scheme: quant.Int8PerChannel, Alpha: 1.5, Calib: CalibOptions{Path: "x.txt"}}, "alpha"},
+		{Options{Method: AWQ, Format: plan.CompressedTensors, Scheme: s}, "needs calibration data"},
 		{Options{Method: GPTQ, Format: plan.GGUFQ4_0, Scheme: s, Calib: CalibOptions{Path: "x.txt"}}, "writes compressed-tensors"},
 		{Options{Method: GPTQ, Format: plan.Safetensors, Scheme: s, Calib: CalibOptions{Path: "x.txt"}}, "writes compressed-tensors"},
 		{Options{Method: GPTQ, Format: plan.CompressedTensors, Scheme: s}, "needs calibration data"},

@@ -34,13 +34,23 @@ const (
 	RTN  Method = "rtn"  // round to nearest, min-max scales (quantkit quantize's)
 	MSE  Method = "mse"  // round to nearest, scales from clip.FitMSE (data-free)
 	GPTQ Method = "gptq" // gptq.Quantize with the calibration inputs' Hessians
+	// AWQ scales input channels by AWQ's search (awq.go), then rtn.
+	AWQ     Method = "awq"
+	AWQGPTQ Method = "awq+gptq" // AWQ's scales, then gptq
+	// SmoothQuant migrates activation outliers into the weights
+	// (smoothquant.go), then rtn; with int8 per-channel weights and
+	// Options.W8A8, llm-compressor's W8A8.
+	SmoothQuant     Method = "smoothquant"
+	SmoothQuantGPTQ Method = "smoothquant+gptq" // SmoothQuant's scales, then gptq
 )
 
 // Methods lists the methods.
-func Methods() []string { return []string{string(RTN), string(MSE), string(GPTQ)} }
+func Methods() []string {
+	return []string{string(RTN), string(MSE), string(GPTQ), string(AWQ), string(AWQGPTQ), string(SmoothQuant), string(SmoothQuantGPTQ)}
+}
 
 // NeedsData reports whether m runs the model on calibration data.
-func (m Method) NeedsData() bool { return m == GPTQ }
+func (m Method) NeedsData() bool { return m != RTN && m != MSE }
 
 // Options say what Run quantizes, how, and where to.
 type Options struct {
@@ -57,6 +67,14 @@ type Options struct {
 	// GPTQ's options (gptq.Options): ActOrder, UpdatedScales, Damp,
 	// BlockSize.
 	GPTQ gptq.Options
+	// Alpha is SmoothQuant's migration strength in (0, 1]; 0 means
+	// DefaultAlpha.
+	Alpha float64
+	// W8A8 declares dynamic per-token int8 input activations in the
+	// quantization_config (ctensors.DynamicTokenInt8), as llm-compressor's
+	// W8A8 does: the scheme must be int8 symmetric per channel, the format
+	// compressed-tensors (int-quantized). vLLM and lm run it in int8.
+	W8A8 bool
 	// Backend runs the layers and the Hessians' GEMMs; nil means the CPU.
 	Backend backend.Backend
 	// ShardSize is the most tensor data an output file holds; 0 means
@@ -102,6 +120,8 @@ type Report struct {
 	Memory       Memory          `json:"memory_estimate"`
 	Totals       quantize.Totals `json:"totals"`
 	Tensors      []TensorResult  `json:"tensors"`
+	Smoothing    []Smoothing     `json:"smoothing,omitempty"` // AWQ's and SmoothQuant's choices
+	W8A8         bool            `json:"w8a8"`
 	Warnings     []string        `json:"warnings"`
 	Seconds      float64         `json:"seconds"`
 	ForwardSecs  float64         `json:"forward_seconds"`  // layer passes and statistics
@@ -128,7 +148,7 @@ var projInput = [7]lm.LinearInput{lm.QKVInput, lm.QKVInput, lm.QKVInput, lm.OInp
 
 func prepare(opt Options) (*setup, error) {
 	switch opt.Method {
-	case RTN, MSE, GPTQ:
+	case RTN, MSE, GPTQ, AWQ, AWQGPTQ, SmoothQuant, SmoothQuantGPTQ:
 	default:
 		return nil, inputerr.Mark(fmt.Errorf("method %q: not one of %s", opt.Method, strings.Join(Methods(), ", ")))
 	}
@@ -141,6 +161,12 @@ func prepare(opt Options) (*setup, error) {
 	ct, ok := plan.CTFormat(opt.Format, opt.Scheme)
 	if !ok {
 		return nil, inputerr.Mark(fmt.Errorf("method %s writes compressed-tensors (compressed-tensors or compressed-tensors-packed), not %s", opt.Method, opt.Format))
+	}
+	if err := checkW8A8(opt, ct); err != nil {
+		return nil, err
+	}
+	if a := opt.Alpha; !(a >= 0 && a <= 1) {
+		return nil, inputerr.Mark(fmt.Errorf("SmoothQuant's alpha %g is not in (0, 1]", a))
 	}
 	s := opt.Scheme
 	if !(s.Granularity == quant.PerGroup || s.Granularity == quant.PerChannel && s.Axis == 0) {
@@ -220,11 +246,11 @@ func projIndex(name string) int {
 
 func newReport(opt Options, su *setup) *Report {
 	rep := &Report{Input: opt.Input, Output: opt.Output, Method: opt.Method, Format: su.p.Format, Scheme: opt.Scheme.String(),
-		Device: "cpu", Layers: su.cfg.Layers, Tensors: []TensorResult{}, Warnings: []string{}}
+		Device: "cpu", Layers: su.cfg.Layers, Tensors: []TensorResult{}, Warnings: []string{}, W8A8: opt.W8A8}
 	if opt.Backend != nil {
 		rep.Device = opt.Backend.Name()
 	}
-	if opt.Method == GPTQ {
+	if opt.Method.usesGPTQ() {
 		g := opt.GPTQ
 		rep.GPTQ = &g
 	}
@@ -404,7 +430,7 @@ func (su *setup) write(ctx context.Context, opt Options, b backend.Backend, clai
 	if err := w.Close(); err != nil {
 		return abort(err)
 	}
-	if err := quantize.WriteConfig(ck, p, tmp.Path); err != nil {
+	if err := su.writeConfig(opt, tmp.Path); err != nil {
 		return err
 	}
 	if err := ck.CopySideFiles(tmp.Path, checkpoint.ConfigFileName); err != nil {
@@ -423,8 +449,16 @@ func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x [
 	if err != nil {
 		return err
 	}
+	// The smoothing methods rescale the layer (an equivalent float layer)
+	// before its statistics and quantization.
+	var changed map[string][]float32
+	if opt.Method.smooths() {
+		if changed, err = su.smooth(opt, b, l, layer, x, items); err != nil {
+			return err
+		}
+	}
 	var hess [4]*gptq.Hessian
-	if su.calib != nil {
+	if opt.Method.usesGPTQ() {
 		for in := range hess {
 			cols := cfg.Hidden
 			switch lm.LinearInput(in) {
@@ -498,6 +532,9 @@ func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x [
 			return fmt.Errorf("tensor %q: quantized by the plan but not a projection the pipeline knows", it.Name)
 		}
 		data, err := ck.Bytes(it.Name)
+		if v, ok := changed[it.Name]; ok && err == nil {
+			data, err = encodeAs(ck, it.Name, v)
+		}
 		if err != nil {
 			return err
 		}
@@ -624,7 +661,7 @@ func (su *setup) quantizeWeight(opt Options, it *plan.Item, wt []float32, rows, 
 		return nil, nil, false, inputerr.Mark(fmt.Errorf("%w: %d NaN or infinite values", plan.ErrNonFinite, n))
 	}
 	fit := su.fitter(opt, it)
-	if opt.Method == GPTQ {
+	if opt.Method.usesGPTQ() {
 		res, err := gptq.Quantize(wt, rows, cols, h, opt.Scheme, fit, opt.GPTQ)
 		if err != nil {
 			return nil, nil, false, err

@@ -155,14 +155,66 @@ type Config struct {
 	Format  Format
 	Targets []string // module types or names the scheme applies to
 	Ignore  []string // modules left unquantized
+	// InputActivations is the config group's input_activations, nil
+	// when null or absent (weight-only quantization).
+	InputActivations *Activations
+}
+
+// Activations is a config group's input_activations: how each targeted
+// Linear's input is quantized when the model runs (compressed-tensors'
+// QuantizationArgs, the keys that matter to the engine).
+type Activations struct {
+	Bits      int    // num_bits
+	Type      string // "int" or "float"
+	Symmetric bool
+	Strategy  string // "token", "tensor", "channel", "group"
+	GroupSize int    // 0 unless the group strategy
+	Dynamic   bool   // scales computed from each input at run time
+}
+
+// DynamicTokenInt8 is the input activations of llm-compressor's W8A8
+// scheme (compressed-tensors' INT8_W8A8 preset), which vLLM runs with
+// int8 GEMMs: one int8 symmetric scale per token, computed at run time.
+var DynamicTokenInt8 = Activations{Bits: 8, Type: "int", Symmetric: true, Strategy: "token", Dynamic: true}
+
+// SetInputActivations sets the input_activations of the config group of
+// qc, a quantization_config QuantizationConfig returned, to a, with the
+// keys llm-compressor writes: num_bits, type, symmetric, strategy,
+// group_size (null unless group), dynamic and observer (null when
+// dynamic, as the scales are not observed).
+func SetInputActivations(qc map[string]any, a Activations) error {
+	groups, _ := qc["config_groups"].(map[string]any)
+	g, _ := groups["group_0"].(map[string]any)
+	if g == nil {
+		return errors.New("ctensors: quantization_config has no config group group_0")
+	}
+	var groupSize, observer any // null
+	if a.Strategy == "group" {
+		groupSize = a.GroupSize
+	}
+	if !a.Dynamic {
+		observer = "minmax"
+	}
+	g["input_activations"] = map[string]any{
+		"num_bits":   a.Bits,
+		"type":       a.Type,
+		"symmetric":  a.Symmetric,
+		"strategy":   a.Strategy,
+		"group_size": groupSize,
+		"dynamic":    a.Dynamic,
+		"observer":   observer,
+	}
+	return nil
 }
 
 // ReadConfig reads the quantization_config of config.json: one written by
 // QuantizationConfig, or by llm-compressor with a single config group of
 // integer weights. ok is false when config.json has none. Missing weight
 // arguments take compressed-tensors' defaults (8 bits, int, symmetric,
-// strategy from group_size). Activation quantization settings are ignored:
-// they do not change how the weights are stored.
+// strategy from group_size). Activation quantization settings do not
+// change how the weights are stored; they are returned in
+// Config.InputActivations (missing arguments with compressed-tensors'
+// defaults: 8 bits, int, symmetric, strategy tensor, static).
 func ReadConfig(configJSON []byte) (c Config, ok bool, err error) {
 	c, ok, err = readConfig(configJSON)
 	if err != nil {
@@ -249,24 +301,61 @@ func readConfig(configJSON []byte) (Config, bool, error) {
 		return Config{}, false, fmt.Errorf("%s: %s: %w", configKey, name, err)
 	}
 	c.Scheme = s
+	if a := g.InputActivations; a != nil {
+		act := Activations{Bits: 8, Type: "int", Symmetric: true, Strategy: "tensor"}
+		if a.NumBits != nil {
+			act.Bits = *a.NumBits
+		}
+		if a.Type != nil {
+			act.Type = *a.Type
+		}
+		if a.Symmetric != nil {
+			act.Symmetric = *a.Symmetric
+		}
+		if a.Strategy != nil {
+			act.Strategy = *a.Strategy
+		}
+		if a.GroupSize != nil && *a.GroupSize > 0 {
+			act.GroupSize = *a.GroupSize
+		}
+		switch d := string(a.Dynamic); d {
+		case "true":
+			act.Dynamic = true
+		case "", "false", "null":
+		default: // "local" (per-tensor-group dynamic scales) and the like
+			return Config{}, false, fmt.Errorf("%s: %s: input_activations dynamic %s not supported (true or false)", configKey, name, d)
+		}
+		c.InputActivations = &act
+	}
 	if _, err := c.Format.packed(); err != nil {
 		return Config{}, false, fmt.Errorf("%s: %w", configKey, err)
 	}
 	return c, true, nil
 }
 
+// quantArgs is what ReadConfig reads of a QuantizationArgs object.
+type quantArgs struct {
+	NumBits   *int            `json:"num_bits"`
+	Type      *string         `json:"type"`
+	Symmetric *bool           `json:"symmetric"`
+	Strategy  *string         `json:"strategy"`
+	GroupSize *int            `json:"group_size"`
+	Dynamic   json.RawMessage `json:"dynamic"`
+}
+
 // configGroup is what ReadConfig reads of a config group.
 type configGroup struct {
-	Targets stringList `json:"targets"`
-	Format  *string    `json:"format"`
-	Weights *struct {
-		NumBits   *int            `json:"num_bits"`
-		Type      *string         `json:"type"`
-		Symmetric *bool           `json:"symmetric"`
-		Strategy  *string         `json:"strategy"`
-		GroupSize *int            `json:"group_size"`
-		Dynamic   json.RawMessage `json:"dynamic"`
-	} `json:"weights"`
+	Targets          stringList `json:"targets"`
+	Format           *string    `json:"format"`
+	Weights          *quantArgs `json:"weights"`
+	InputActivations *quantArgs `json:"input_activations"`
+}
+
+// IsDynamicTokenInt8 reports whether a is what DynamicTokenInt8 is:
+// int8 symmetric scales per token computed at run time, which the
+// engine runs as W8A8 with int8 weights per channel.
+func (a *Activations) IsDynamicTokenInt8() bool {
+	return a != nil && *a == DynamicTokenInt8
 }
 
 // configGroups is the config_groups object: only one group is supported,

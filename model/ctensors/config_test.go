@@ -2,6 +2,7 @@ package ctensors
 
 import (
 	"encoding/json"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -153,8 +154,15 @@ func TestReadConfig(t *testing.T) {
 	c, _, err = ReadConfig(wrap(`{"quant_method": "compressed-tensors", "format": "int-quantized",
 		"config_groups": {"g": {"targets": ["Linear"], "weights": {"num_bits": 8, "strategy": "channel"},
 			"input_activations": {"num_bits": 8, "strategy": "token", "dynamic": true}}}}`))
-	if err != nil || c.Scheme != quant.Int8PerChannel {
+	if err != nil || c.Scheme != quant.Int8PerChannel || !c.InputActivations.IsDynamicTokenInt8() {
 		t.Fatalf("W8A8 config: %+v %v", c, err)
+	}
+	// Static per-tensor activations are read, and are not W8A8's.
+	c, _, err = ReadConfig(wrap(`{"quant_method": "compressed-tensors", "format": "int-quantized",
+		"config_groups": {"g": {"targets": ["Linear"], "weights": {"num_bits": 8, "strategy": "channel"},
+			"input_activations": {"num_bits": 8, "symmetric": false}}}}`))
+	if want := (Activations{Bits: 8, Type: "int", Strategy: "tensor"}); err != nil || c.InputActivations == nil || *c.InputActivations != want || c.InputActivations.IsDynamicTokenInt8() {
+		t.Fatalf("static activations: %+v %v", c.InputActivations, err)
 	}
 	// Defaults: no strategy with a group size is the group strategy.
 	c, _, err = ReadConfig(wrap(`{"quant_method": "compressed-tensors", "format": "pack-quantized",
@@ -175,6 +183,7 @@ func TestReadConfig(t *testing.T) {
 		{`{"quant_method": "compressed-tensors", "format": "marlin-24", "config_groups": {"a": {"weights": {}}}}`, `format "marlin-24" not supported`},
 		{`{"quant_method": "compressed-tensors", "format": "int-quantized", "config_groups": {"a": {"format": "pack-quantized", "weights": {}}}}`, "disagrees"},
 		{`{"quant_method": 4}`, "cannot unmarshal"},
+		{`{"quant_method": "compressed-tensors", "format": "int-quantized", "config_groups": {"a": {"weights": {}, "input_activations": {"dynamic": "local"}}}}`, `input_activations dynamic "local" not supported`},
 	} {
 		if _, _, err := ReadConfig(wrap(bad.qc)); err == nil || !strings.HasPrefix(err.Error(), "ctensors: config.json: ") || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("ReadConfig(%s): %v, want %q", bad.qc, err, bad.want)
@@ -203,5 +212,49 @@ func TestConfigRoundTrip(t *testing.T) {
 				t.Errorf("%s %s: read back %+v %v %v", text, f, c, ok, err)
 			}
 		}
+	}
+}
+
+// A W8A8 quantization_config (SetInputActivations) reads back with
+// llm-compressor's dynamic per-token int8 activations, and its
+// input_activations object has the keys llm-compressor writes.
+func TestW8A8ConfigRoundTrip(t *testing.T) {
+	qc, err := QuantizationConfig(quant.Int8PerChannel, IntQuantized, []string{"lm_head"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := SetInputActivations(qc, DynamicTokenInt8); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := UpdateConfig([]byte(`{"model_type": "llama"}`), qc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, ok, err := ReadConfig(cfg)
+	if err != nil || !ok || c.Scheme != quant.Int8PerChannel || c.Format != IntQuantized || !c.InputActivations.IsDynamicTokenInt8() {
+		t.Fatalf("read back %+v %v %v from\n%s", c, ok, err, cfg)
+	}
+	var parsed struct {
+		QC struct {
+			Groups map[string]struct {
+				Act map[string]any `json:"input_activations"`
+			} `json:"config_groups"`
+		} `json:"quantization_config"`
+	}
+	if err := json.Unmarshal(cfg, &parsed); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"num_bits": 8.0, "type": "int", "symmetric": true, "strategy": "token", "group_size": nil, "dynamic": true, "observer": nil}
+	if got := parsed.QC.Groups["group_0"].Act; !reflect.DeepEqual(got, want) {
+		t.Errorf("input_activations %v, want %v", got, want)
+	}
+	// Weight-only: none.
+	qc, _ = QuantizationConfig(quant.Int8PerChannel, IntQuantized, nil)
+	cfg, _ = UpdateConfig([]byte(`{}`), qc)
+	if c, _, err := ReadConfig(cfg); err != nil || c.InputActivations != nil {
+		t.Errorf("weight-only config: activations %+v, %v", c.InputActivations, err)
+	}
+	if err := SetInputActivations(map[string]any{}, DynamicTokenInt8); err == nil {
+		t.Error("SetInputActivations took a map without a config group")
 	}
 }

@@ -1,0 +1,291 @@
+package llmq
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/quantkit/quantkit/backend"
+	"github.com/quantkit/quantkit/lm"
+)
+
+// AWQGrid is the number of ratios AWQ searches, r = i/AWQGrid for
+// i = 0…AWQGrid−1, each with the weight term (x̄^r/w̄^(1−r)) and without
+// it (x̄^r), as AutoAWQ's duo_scaling true and false.
+const AWQGrid = 20
+
+// AWQMaxRows bounds AWQ's search sample: the block outputs of each
+// candidate are computed on the first calibration sequences up to this
+// many tokens (at least one sequence); x̄ is taken over every token.
+const AWQMaxRows = 4096
+
+// AWQScales are AWQ's candidate scales for one ratio r, as AutoAWQ
+// computes them: s_j = max(x̄_j^r / (w̄_j^(1−r) + 1e-4), 1e-4), or
+// max(x̄_j^r, 1e-4) when xOnly, then divided by √(max s · min s); a
+// scale that is not finite and positive is 1. x̄ is the mean |x| of input
+// channel j over the calibration tokens, w̄ AWQWeightMean.
+func AWQScales(xMean, wMean []float64, r float64, xOnly bool) []float32 {
+	v := make([]float64, len(xMean))
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for j, x := range xMean {
+		s := math.Pow(x, r)
+		if !xOnly {
+			s /= math.Pow(wMean[j], 1-r) + 1e-4
+		}
+		v[j] = math.Max(s, 1e-4)
+		lo, hi = math.Min(lo, v[j]), math.Max(hi, v[j])
+	}
+	norm := math.Sqrt(lo * hi)
+	s := make([]float32, len(v))
+	for j, x := range v {
+		s[j] = float32(x / norm)
+		if !(s[j] > 0) || math.IsInf(float64(s[j]), 0) {
+			s[j] = 1
+		}
+	}
+	return s
+}
+
+// AWQWeightMean is AWQ's w̄ for Linears ws [rows, cols] sharing one
+// input: each weight's |W| divided by the largest |W| of its quantization
+// group (group consecutive columns of a row, the last one ragged; the
+// whole row when group ≤ 0) plus 1e-6, averaged per column over the rows
+// of every matrix.
+func AWQWeightMean(ws [][]float32, cols, group int) []float64 {
+	if group <= 0 || group > cols {
+		group = cols
+	}
+	sum := make([]float64, cols)
+	rows := 0
+	for _, w := range ws {
+		for r := 0; r < len(w)/cols; r++ {
+			row := w[r*cols : (r+1)*cols]
+			for g0 := 0; g0 < cols; g0 += group {
+				g := row[g0:min(g0+group, cols)]
+				mx := 0.0
+				for _, v := range g {
+					mx = math.Max(mx, math.Abs(float64(v)))
+				}
+				for j, v := range g {
+					sum[g0+j] += math.Abs(float64(v)) / (mx + 1e-6)
+				}
+			}
+			rows++
+		}
+	}
+	for j := range sum {
+		sum[j] /= float64(rows)
+	}
+	return sum
+}
+
+// awqSearch evaluates loss on each candidate, AWQScales for the AWQGrid
+// ratios with the weight term and then without it, and returns the
+// scales of the least loss (the first of equal ones), what was chosen
+// and the loss without scaling (x̄^0: s = 1).
+func awqSearch(xMean, wMean []float64, loss func(s []float32) (float64, error)) ([]float32, Smoothing, error) {
+	var best []float32
+	choice := Smoothing{Loss: math.Inf(1)}
+	for _, xOnly := range []bool{false, true} {
+		for i := range AWQGrid {
+			r := float64(i) / AWQGrid
+			s := AWQScales(xMean, wMean, r, xOnly)
+			l, err := loss(s)
+			if err != nil {
+				return nil, choice, err
+			}
+			if xOnly && i == 0 {
+				choice.RTNLoss = l
+			}
+			if l < choice.Loss {
+				best, choice.Loss, choice.Ratio, choice.XOnly = s, l, r, xOnly
+			}
+		}
+	}
+	if best == nil { // every loss NaN
+		return nil, choice, fmt.Errorf("AWQ: no candidate scale gives a finite output error")
+	}
+	return best, choice, nil
+}
+
+// awqLayer chooses AWQ's scales for layer li's four scalable inputs on
+// its float weights and the calibration hidden states x (seqs sequences
+// of T tokens, left as they are), then folds them in (the layer computes
+// the same function in float):
+//   - q/k/v, against input_layernorm: the loss is the attention output's
+//     error (the block run with the MLP's weights zero, whose output is
+//     x + attention(x)), as AutoAWQ inspects self_attn;
+//   - gate/up, against post_attention_layernorm: the MLP output's error
+//     (the block with the attention's weights zero, on x + attention(x));
+//   - down, against up_proj's rows: down_proj's output error;
+//   - o, against v_proj's rows (and bias), only when v's rows are o's
+//     columns (no grouped-query attention): o_proj's output error.
+//
+// The four searches see the original weights and inputs; each candidate
+// replaces the scaled Linears W by qdq(W·s)/s. group is the scheme's
+// group size (0 per channel), for w̄.
+func awqLayer(b backend.Backend, cfg lm.Config, li int, l *lm.Layer, x []float32, seqs, T, group int, qdq qdqFunc) ([]Smoothing, error) {
+	keep := max(1, min(seqs, AWQMaxRows/T))
+	st, err := collectInputs(b, cfg, li, l, x, seqs, T, keep)
+	if err != nil {
+		return nil, err
+	}
+	H, qd, kvd, ff := cfg.Hidden, cfg.QDim(), cfg.KVDim(), cfg.Intermediate
+	xs := x[:keep*T*H]
+	scaled := func(w []float32, rows, cols int, s []float32) ([]float32, error) {
+		q, err := qdq(scaleColumns(nil, w, cols, s), rows, cols)
+		if err != nil {
+			return nil, err
+		}
+		for i := range q {
+			q[i] /= s[i%cols]
+		}
+		return q, nil
+	}
+	var res []Smoothing
+	note := func(in string, c Smoothing) {
+		c.Layer, c.Input = li, in
+		res = append(res, c)
+	}
+
+	// q/k/v: the attention alone.
+	attn := *l
+	zff := make([]float32, ff*H)
+	attn.Gate, attn.Up, attn.Down = zff, zff, zff
+	refA, err := runBlock(b, cfg, li, &attn, xs, keep, T)
+	if err != nil {
+		return nil, err
+	}
+	sQKV, c, err := awqSearch(st.mean(lm.QKVInput), AWQWeightMean([][]float32{l.Q, l.K, l.V}, H, group), func(s []float32) (float64, error) {
+		a := attn
+		var err error
+		if a.Q, err = scaled(l.Q, qd, H, s); err != nil {
+			return 0, err
+		}
+		if a.K, err = scaled(l.K, kvd, H, s); err != nil {
+			return 0, err
+		}
+		if a.V, err = scaled(l.V, kvd, H, s); err != nil {
+			return 0, err
+		}
+		out, err := runBlock(b, cfg, li, &a, xs, keep, T)
+		return meanSquaredError(out, refA), err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("layer %d: q/k/v: %w", li, err)
+	}
+	note(lm.QKVInput.String(), c)
+
+	// gate/up: the MLP alone, on the residual stream after the attention.
+	mlp := *l
+	zq, zkv := make([]float32, qd*H), make([]float32, kvd*H)
+	mlp.Q, mlp.K, mlp.V, mlp.O = zq, zkv, zkv, zq
+	mlp.QBias, mlp.KBias, mlp.VBias, mlp.OBias = nil, nil, nil, nil
+	refM, err := runBlock(b, cfg, li, &mlp, refA, keep, T)
+	if err != nil {
+		return nil, err
+	}
+	sGU, c, err := awqSearch(st.mean(lm.GateUpInput), AWQWeightMean([][]float32{l.Gate, l.Up}, H, group), func(s []float32) (float64, error) {
+		m := mlp
+		var err error
+		if m.Gate, err = scaled(l.Gate, ff, H, s); err != nil {
+			return 0, err
+		}
+		if m.Up, err = scaled(l.Up, ff, H, s); err != nil {
+			return 0, err
+		}
+		out, err := runBlock(b, cfg, li, &m, refA, keep, T)
+		return meanSquaredError(out, refM), err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("layer %d: gate/up: %w", li, err)
+	}
+	note(lm.GateUpInput.String(), c)
+
+	// down and o: one Linear's output.
+	linear := func(in lm.LinearInput, w []float32, rows, cols int) ([]float32, error) {
+		xr := st.keep[in]
+		n := len(xr) / cols
+		ref, err := matmulT(b, xr, n, cols, w, rows)
+		if err != nil {
+			return nil, err
+		}
+		s, c, err := awqSearch(st.mean(in), AWQWeightMean([][]float32{w}, cols, group), func(s []float32) (float64, error) {
+			q, err := scaled(w, rows, cols, s)
+			if err != nil {
+				return 0, err
+			}
+			out, err := matmulT(b, xr, n, cols, q, rows)
+			return meanSquaredError(out, ref), err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("layer %d: %s: %w", li, in, err)
+		}
+		note(in.String(), c)
+		return s, nil
+	}
+	sDown, err := linear(lm.DownInput, l.Down, H, ff)
+	if err != nil {
+		return nil, err
+	}
+	var sO []float32
+	if qd == kvd {
+		if sO, err = linear(lm.OInput, l.O, H, qd); err != nil {
+			return nil, err
+		}
+	}
+
+	// Fold: the preceding norm or Linear divided, the scaled ones multiplied.
+	l.AttnNorm = divided(l.AttnNorm, sQKV)
+	l.Q, l.K, l.V = scaleColumns(nil, l.Q, H, sQKV), scaleColumns(nil, l.K, H, sQKV), scaleColumns(nil, l.V, H, sQKV)
+	l.MLPNorm = divided(l.MLPNorm, sGU)
+	l.Gate, l.Up = scaleColumns(nil, l.Gate, H, sGU), scaleColumns(nil, l.Up, H, sGU)
+	l.Up = divideRows(l.Up, H, sDown)
+	l.Down = scaleColumns(nil, l.Down, ff, sDown)
+	if sO != nil {
+		l.V = divideRows(l.V, H, sO)
+		if l.VBias != nil {
+			l.VBias = divided(l.VBias, sO)
+		}
+		l.O = scaleColumns(nil, l.O, qd, sO)
+	}
+	return res, nil
+}
+
+// meanSquaredError is Σ(a−b)²/len(a), in float64.
+func meanSquaredError(a, b []float32) float64 {
+	s := 0.0
+	for i, v := range a {
+		d := float64(v) - float64(b[i])
+		s += d * d
+	}
+	return s / float64(len(a))
+}
+
+// matmulT is x [n, k] · wᵀ (w [rows, k]) = [n, rows], on b.
+func matmulT(b backend.Backend, x []float32, n, k int, w []float32, rows int) ([]float32, error) {
+	var bufs [3]backend.Buffer
+	defer func() {
+		for _, buf := range bufs {
+			if buf != nil {
+				b.Free(buf)
+			}
+		}
+	}()
+	var err error
+	for i, size := range []int{n * k, rows * k, n * rows} {
+		if bufs[i], err = b.Alloc(backend.F32, size); err != nil {
+			return nil, err
+		}
+	}
+	if err := b.Upload(bufs[0], x); err != nil {
+		return nil, err
+	}
+	if err := b.Upload(bufs[1], w); err != nil {
+		return nil, err
+	}
+	if err := b.GemmF32(n, rows, k, bufs[0], bufs[1], bufs[2]); err != nil {
+		return nil, err
+	}
+	out := make([]float32, n*rows)
+	return out, b.Download(out, bufs[2])
+}

@@ -1,0 +1,222 @@
+package llmq
+
+import (
+	"math"
+	"testing"
+
+	"github.com/quantkit/quantkit/cpu"
+	"github.com/quantkit/quantkit/lm"
+)
+
+// bruteAWQ is AWQ's search written out in float64 for one input: x̄ and
+// w̄ from their definitions, the 2×AWQGrid candidates, and loss on each;
+// it returns every candidate's loss, in awqSearch's order.
+func bruteAWQ(xs [][]float64, ws [][]float32, cols int, loss func(s []float64) float64) []float64 {
+	xbar := make([]float64, cols)
+	for _, row := range xs {
+		for j, v := range row {
+			xbar[j] += math.Abs(v) / float64(len(xs))
+		}
+	}
+	wbar := make([]float64, cols)
+	rows := 0
+	for _, w := range ws {
+		for r := 0; r < len(w)/cols; r++ {
+			rows++
+			for j := range cols {
+				g0 := j / 16 * 16
+				mx := 0.0
+				for k := g0; k < min(g0+16, cols); k++ {
+					mx = math.Max(mx, math.Abs(float64(w[r*cols+k])))
+				}
+				wbar[j] += math.Abs(float64(w[r*cols+j])) / (mx + 1e-6)
+			}
+		}
+	}
+	var losses []float64
+	for _, xOnly := range []bool{false, true} {
+		for i := range 20 {
+			r := float64(i) / 20
+			s := make([]float64, cols)
+			lo, hi := math.Inf(1), 0.0
+			for j := range s {
+				s[j] = math.Pow(xbar[j], r)
+				if !xOnly {
+					s[j] /= math.Pow(wbar[j]/float64(rows), 1-r) + 1e-4
+				}
+				s[j] = math.Max(s[j], 1e-4)
+				lo, hi = math.Min(lo, s[j]), math.Max(hi, s[j])
+			}
+			for j := range s {
+				s[j] /= math.Sqrt(lo * hi)
+			}
+			losses = append(losses, loss(s))
+		}
+	}
+	return losses
+}
+
+// qdqScaled is naiveQDQ(W·s)/s.
+func qdqScaled(w []float32, rows, cols int, s []float64) []float32 {
+	ws := make([]float32, len(w))
+	for i, v := range w {
+		ws[i] = float32(float64(v) * s[i%cols])
+	}
+	q, _ := naiveQDQ(ws, rows, cols)
+	for i := range q {
+		q[i] = float32(float64(q[i]) / s[i%cols])
+	}
+	return q
+}
+
+// TestAWQAgainstBruteForce runs awqLayer on a small random layer (no
+// grouped attention, so all four searches run) and checks each choice
+// against a brute-force search over the same grid with the same losses
+// written in the test: x̄ from the norms computed here, the down input
+// as silu(gate)·up computed here, losses in float64 (the attention and
+// MLP outputs from lm.Block, the down and o outputs by plain loops).
+func TestAWQAgainstBruteForce(t *testing.T) {
+	b := cpu.New()
+	c := smallConfig(1, 4)
+	w := randomWeights(c, 5)
+	seqs, T := 3, 16
+	H, qd, ff := c.Hidden, c.QDim(), c.Intermediate
+	x, err := lm.Embed(w.Embed, H, randomIDs(7, seqs*T, c.Vocab))
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig := w.Layers[0]
+	layer := orig
+	got, err := awqLayer(b, c, 0, &layer, x, seqs, T, 16, naiveQDQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := func(l lm.Layer, in []float32, tap lm.Tap) []float32 {
+		blk, err := lm.NewBlock(b, c, 0, &l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer blk.Close()
+		out := append([]float32(nil), in...)
+		if err := blk.Forward(out, seqs, T, tap); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	mse := func(a, b []float32) float64 {
+		s := 0.0
+		for i := range a {
+			s += (float64(a[i]) - float64(b[i])) * (float64(a[i]) - float64(b[i]))
+		}
+		return s / float64(len(a))
+	}
+	rms := func(in []float32, norm []float32) [][]float64 {
+		var out [][]float64
+		for r := 0; r < len(in)/H; r++ {
+			row := in[r*H : (r+1)*H]
+			ss := 0.0
+			for _, v := range row {
+				ss += float64(v) * float64(v)
+			}
+			inv := 1 / math.Sqrt(ss/float64(H)+c.RMSNormEps)
+			o := make([]float64, H)
+			for j, v := range row {
+				o[j] = float64(v) * inv * float64(norm[j])
+			}
+			out = append(out, o)
+		}
+		return out
+	}
+	linear := func(xs [][]float64, w []float32, rows, cols int) []float32 {
+		out := make([]float32, 0, len(xs)*rows)
+		for _, row := range xs {
+			for o := range rows {
+				s := 0.0
+				for j, v := range row {
+					s += v * float64(w[o*cols+j])
+				}
+				out = append(out, float32(s))
+			}
+		}
+		return out
+	}
+	zero := func(n int) []float32 { return make([]float32, n) }
+	// q/k/v against the attention output.
+	attn := orig
+	attn.Gate, attn.Up, attn.Down = zero(ff*H), zero(ff*H), zero(ff*H)
+	refA := block(attn, x, nil)
+	want := map[string][]float64{}
+	want["q/k/v"] = bruteAWQ(rms(x, orig.AttnNorm), [][]float32{orig.Q, orig.K, orig.V}, H, func(s []float64) float64 {
+		a := attn
+		a.Q, a.K, a.V = qdqScaled(orig.Q, qd, H, s), qdqScaled(orig.K, qd, H, s), qdqScaled(orig.V, qd, H, s)
+		return mse(block(a, x, nil), refA)
+	})
+	// gate/up against the MLP output, on the residual after attention.
+	mlp := orig
+	mlp.Q, mlp.K, mlp.V, mlp.O = zero(qd*H), zero(qd*H), zero(qd*H), zero(qd*H)
+	mlp.QBias, mlp.KBias, mlp.VBias = nil, nil, nil
+	refM := block(mlp, refA, nil)
+	hn := rms(refA, orig.MLPNorm)
+	want["gate/up"] = bruteAWQ(hn, [][]float32{orig.Gate, orig.Up}, H, func(s []float64) float64 {
+		m := mlp
+		m.Gate, m.Up = qdqScaled(orig.Gate, ff, H, s), qdqScaled(orig.Up, ff, H, s)
+		return mse(block(m, refA, nil), refM)
+	})
+	// down against its output: its input silu(gate)·up, computed here.
+	g, u := linear(hn, orig.Gate, ff, H), linear(hn, orig.Up, ff, H)
+	var d [][]float64
+	for r := range hn {
+		row := make([]float64, ff)
+		for j := range row {
+			gv := float64(g[r*ff+j])
+			row[j] = gv / (1 + math.Exp(-gv)) * float64(u[r*ff+j])
+		}
+		d = append(d, row)
+	}
+	refD := linear(d, orig.Down, H, ff)
+	want["down"] = bruteAWQ(d, [][]float32{orig.Down}, ff, func(s []float64) float64 {
+		return mse(linear(d, qdqScaled(orig.Down, H, ff, s), H, ff), refD)
+	})
+	// o against its output: its input, the attention, from a tap.
+	var a [][]float64
+	block(orig, x, func(in lm.LinearInput, rows []float32, n, cols int) error {
+		if in == lm.OInput {
+			for r := range n {
+				row := make([]float64, cols)
+				for j := range row {
+					row[j] = float64(rows[r*cols+j])
+				}
+				a = append(a, row)
+			}
+		}
+		return nil
+	})
+	refO := linear(a, orig.O, H, qd)
+	want["o"] = bruteAWQ(a, [][]float32{orig.O}, qd, func(s []float64) float64 {
+		return mse(linear(a, qdqScaled(orig.O, H, qd, s), H, qd), refO)
+	})
+	if len(got) != 4 {
+		t.Fatalf("%d searches, want 4: %+v", len(got), got)
+	}
+	for _, ch := range got {
+		losses := want[ch.Input]
+		best := 0
+		for i, l := range losses {
+			if l < losses[best] {
+				best = i
+			}
+		}
+		idx := int(math.Round(ch.Ratio * 20))
+		if ch.XOnly {
+			idx += 20
+		}
+		t.Logf("%s: chose r %.2f x-only %v, loss %.4g; brute force: r %.2f x-only %v, loss %.4g (no scaling %.4g)",
+			ch.Input, ch.Ratio, ch.XOnly, ch.Loss, float64(best%20)/20, best >= 20, losses[best], losses[20])
+		if idx != best && losses[idx] > losses[best]*(1+1e-4) {
+			t.Errorf("%s: AWQ chose candidate %d (loss %.6g here), brute force %d (loss %.6g)", ch.Input, idx, losses[idx], best, losses[best])
+		}
+		if math.Abs(ch.Loss-losses[idx]) > 1e-3*losses[idx] || math.Abs(ch.RTNLoss-losses[20]) > 1e-3*losses[20] {
+			t.Errorf("%s: AWQ's losses %.6g (rtn %.6g), here %.6g (rtn %.6g)", ch.Input, ch.Loss, ch.RTNLoss, losses[idx], losses[20])
+		}
+	}
+}

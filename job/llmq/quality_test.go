@@ -1,0 +1,86 @@
+package llmq
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/quantkit/quantkit/cpu"
+	"github.com/quantkit/quantkit/job/lmeval"
+	"github.com/quantkit/quantkit/lm"
+	"github.com/quantkit/quantkit/model/plan"
+	"github.com/quantkit/quantkit/quant"
+)
+
+// TestSmoothingBeatsRTNOnStories quantizes stories260K, calibrated on
+// stories it generated (seeds 100…, sampled) and compared with the float
+// model on others (seeds 200…) as lm eval --ref does: int4 group 32 awq
+// must have a lower mean KL than rtn. rtn W8A8 and smoothquant W8A8 are
+// measured too, and both must load as W8A8 (int8 projections) from their
+// config alone.
+func TestSmoothingBeatsRTNOnStories(t *testing.T) {
+	b := cpu.New()
+	ref, err := lmeval.Open(b, stories, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	dir := t.TempDir()
+	calib := filepath.Join(dir, "calib.txt")
+	os.WriteFile(calib, []byte(generated(t, ref.Model, ref.Tokenizer, 100, 3)), 0o666)
+	heldout := generated(t, ref.Model, ref.Tokenizer, 200, 3)
+	cal := CalibOptions{Path: calib, Samples: 16, SeqLen: 128, Seed: 1}
+	runs := []struct {
+		name   string
+		method Method
+		scheme quant.Scheme
+		w8a8   bool
+	}{
+		{"rtn", RTN, int4g32(t), false},
+		{"awq", AWQ, int4g32(t), false},
+		{"rtn-w8a8", RTN, quant.Int8PerChannel, true},
+		{"smoothquant-w8a8", SmoothQuant, quant.Int8PerChannel, true},
+	}
+	models := []lmeval.NamedModel{}
+	for _, r := range runs {
+		opt := Options{Input: stories, Output: filepath.Join(dir, r.name), Format: plan.CompressedTensors, Scheme: r.scheme, Method: r.method, W8A8: r.w8a8}
+		if r.method.NeedsData() {
+			opt.Calib = cal
+		}
+		rep, err := Run(context.Background(), opt)
+		if err != nil {
+			t.Fatalf("%s: %v", r.name, err)
+		}
+		for _, s := range rep.Smoothing {
+			t.Logf("%s: layer %d %s: ratio %.2f x-only %v loss %.3g (rtn %.3g)", r.name, s.Layer, s.Input, s.Ratio, s.XOnly, s.Loss, s.RTNLoss)
+		}
+		m, err := lm.LoadHF(b, opt.Output)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		if got := m.Weights.Layers[0].Int8 != nil; got != r.w8a8 {
+			t.Errorf("%s: runs as W8A8 %v, want %v", r.name, got, r.w8a8)
+		}
+		models = append(models, lmeval.NamedModel{Name: r.name, Model: m})
+	}
+	er, err := lmeval.Eval(context.Background(), lmeval.EvalOptions{Models: models, Ref: &lmeval.NamedModel{Name: "float", Model: ref.Model},
+		Text: heldout, Tokenizer: ref.Tokenizer, Ctx: 128})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kl := map[string]float64{}
+	for _, m := range er.Models {
+		if m.KL != nil {
+			kl[m.Name] = m.KL.Mean
+			t.Logf("%s: perplexity %.4f, mean KL %.5f, top-1 %.3f", m.Name, m.Perplexity, m.KL.Mean, m.KL.Top1)
+		}
+	}
+	if !(kl["awq"] < kl["rtn"]) {
+		t.Errorf("int4 g32 mean KL: awq %g, rtn %g: want awq below", kl["awq"], kl["rtn"])
+	}
+	// SmoothQuant W8A8 is not asserted below plain W8A8: stories260K has
+	// no activation outliers to migrate, and at α 0.5 both stay near
+	// 0.0011 nats (smoothquant a few % above, measured on cpu).
+}

@@ -1,0 +1,275 @@
+package llmq
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"path/filepath"
+
+	"github.com/quantkit/quantkit/backend"
+	"github.com/quantkit/quantkit/internal/atomicfile"
+	"github.com/quantkit/quantkit/internal/inputerr"
+	"github.com/quantkit/quantkit/job/quantize"
+	"github.com/quantkit/quantkit/lm"
+	"github.com/quantkit/quantkit/model/checkpoint"
+	"github.com/quantkit/quantkit/model/ctensors"
+	"github.com/quantkit/quantkit/model/gguf"
+	"github.com/quantkit/quantkit/model/plan"
+	"github.com/quantkit/quantkit/quant"
+)
+
+// DefaultAlpha is SmoothQuant's migration strength when Options.Alpha is
+// 0, the paper's and llm-compressor's default.
+const DefaultAlpha = 0.5
+
+// usesGPTQ reports whether m quantizes with GPTQ (after its smoothing).
+func (m Method) usesGPTQ() bool { return m == GPTQ || m == AWQGPTQ || m == SmoothQuantGPTQ }
+
+// smooths reports whether m rescales a layer's input channels (AWQ,
+// SmoothQuant) before quantizing it.
+func (m Method) smooths() bool {
+	return m == AWQ || m == AWQGPTQ || m == SmoothQuant || m == SmoothQuantGPTQ
+}
+
+// Smoothing is what a smoothing method chose for one input of one layer.
+type Smoothing struct {
+	Layer int    `json:"layer"`
+	Input string `json:"input"` // the projections scaled: q/k/v, gate/up, down, o
+	// Ratio is AWQ's chosen r (scales x̄^r/w̄^(1−r), or x̄^r without the
+	// weight term when XOnly); SmoothQuant's α.
+	Ratio float64 `json:"ratio"`
+	XOnly bool    `json:"x_only,omitempty"`
+	// Loss and RTNLoss are AWQ's block output error (mean squared) with
+	// the chosen scales and with none (plain round to nearest).
+	Loss    float64 `json:"loss,omitempty"`
+	RTNLoss float64 `json:"rtn_loss,omitempty"`
+}
+
+// checkW8A8 refuses Options.W8A8 with a scheme or format that is not
+// llm-compressor's W8A8: int8 symmetric per-channel weights, int-quantized.
+func checkW8A8(opt Options, ct ctensors.Format) error {
+	if !opt.W8A8 {
+		return nil
+	}
+	s := opt.Scheme
+	if s.Bits != 8 || !s.Signed || !s.Symmetric || s.Granularity != quant.PerChannel || s.Axis != 0 || ct != ctensors.IntQuantized {
+		return inputerr.Mark(fmt.Errorf("W8A8 (dynamic per-token int8 activations) takes int8 symmetric per-channel weights in compressed-tensors int-quantized (--scheme int8 --format compressed-tensors), not %v in %s", s, ct))
+	}
+	return nil
+}
+
+// writeConfig writes config.json into dir: quantize.WriteConfig's, with
+// W8A8's input activations (ctensors.DynamicTokenInt8) when opt.W8A8.
+func (su *setup) writeConfig(opt Options, dir string) error {
+	if !opt.W8A8 {
+		return quantize.WriteConfig(su.ck, su.p, dir)
+	}
+	qc, err := ctensors.QuantizationConfig(su.p.Scheme, su.ct, su.p.Ignore())
+	if err != nil {
+		return err
+	}
+	if err := ctensors.SetInputActivations(qc, ctensors.DynamicTokenInt8); err != nil {
+		return err
+	}
+	cfg := su.ck.Config()
+	if cfg == nil {
+		cfg = []byte("{}")
+	}
+	if cfg, err = ctensors.UpdateConfig(cfg, qc); err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(filepath.Join(dir, checkpoint.ConfigFileName), cfg, 0o666)
+}
+
+// qdqFunc quantizes a [rows, cols] weight and returns it dequantized.
+type qdqFunc func(w []float32, rows, cols int) ([]float32, error)
+
+// smooth applies the method's smoothing to layer l (in place): the
+// layer's inputs are collected on x, the scales chosen and folded in.
+// It returns the checkpoint names of the kept tensors it changed (norms,
+// v_proj's bias) with their new values, to be written instead of the
+// input's.
+func (su *setup) smooth(opt Options, b backend.Backend, l int, layer *lm.Layer, x []float32, items []int) (map[string][]float32, error) {
+	var qdq qdqFunc
+	for _, i := range items {
+		if it := &su.p.Items[i]; it.Action == plan.Quantize && projIndex(it.Name) >= 0 {
+			fit := su.fitter(opt, it)
+			qdq = func(w []float32, rows, cols int) ([]float32, error) {
+				p, err := fit(w, []int{rows, cols})
+				if err != nil {
+					return nil, err
+				}
+				codes := make([]byte, opt.Scheme.PackedLen(len(w)))
+				if err := quant.Quantize(codes, w, p); err != nil {
+					return nil, err
+				}
+				y := make([]float32, len(w))
+				return y, quant.Dequantize(y, codes, p)
+			}
+			break
+		}
+	}
+	c := su.calib
+	var res []Smoothing
+	var err error
+	switch opt.Method {
+	case SmoothQuant, SmoothQuantGPTQ:
+		alpha := opt.Alpha
+		if alpha == 0 {
+			alpha = DefaultAlpha
+		}
+		res, err = smoothQuantLayer(b, su.cfg, l, layer, x, c.Samples, c.SeqLen, alpha)
+	default:
+		if qdq == nil {
+			return nil, fmt.Errorf("layer %d: AWQ: no projection of the layer is quantized", l)
+		}
+		group := 0
+		if opt.Scheme.Granularity == quant.PerGroup {
+			group = opt.Scheme.GroupSize
+		}
+		res, err = awqLayer(b, su.cfg, l, layer, x, c.Samples, c.SeqLen, group, qdq)
+	}
+	if err != nil {
+		return nil, err
+	}
+	su.rep.Smoothing = append(su.rep.Smoothing, res...)
+	names := lm.LayerTensors(l)
+	changed := map[string][]float32{names[0]: layer.AttnNorm, names[1]: layer.MLPNorm}
+	if layer.VBias != nil {
+		changed[names[11]] = layer.VBias
+	}
+	return changed, nil
+}
+
+// encodeAs encodes x in the dtype (F32, F16, BF16) of the checkpoint's
+// tensor name, to replace its bytes.
+func encodeAs(ck *checkpoint.Checkpoint, name string, x []float32) ([]byte, error) {
+	info, ok := ck.Tensor(name)
+	if !ok {
+		return nil, fmt.Errorf("tensor %q: not in %s", name, ck.Dir())
+	}
+	t, ok := map[string]gguf.Type{"F32": gguf.TypeF32, "F16": gguf.TypeF16, "BF16": gguf.TypeBF16}[info.DType]
+	if !ok {
+		return nil, fmt.Errorf("tensor %q: dtype %s: a smoothed tensor is written as F32, F16 or BF16", name, info.DType)
+	}
+	size, err := t.RowSize(int64(len(x)))
+	if err != nil {
+		return nil, err
+	}
+	data := make([]byte, size)
+	if err := gguf.EncodeFloat32(data, x, t); err != nil {
+		return nil, fmt.Errorf("tensor %q: %w", name, err)
+	}
+	return data, nil
+}
+
+// inputStats are what the smoothing methods collect of a layer's four
+// projection inputs (lm.LinearInput) on the calibration hidden states.
+type inputStats struct {
+	absMax [4][]float64 // max |x| per column
+	absSum [4][]float64 // Σ |x| per column
+	rows   int          // rows (tokens) seen
+	// keep holds the first keepSeqs sequences' rows of each input.
+	keep [4][]float32
+}
+
+// mean is Σ|x|/rows of input in, AWQ's x̄.
+func (st *inputStats) mean(in lm.LinearInput) []float64 {
+	m := make([]float64, len(st.absSum[in]))
+	for j, v := range st.absSum[in] {
+		m[j] = v / float64(st.rows)
+	}
+	return m
+}
+
+// collectInputs runs the float layer on x (seqs sequences of T tokens,
+// left as it is) with a tap that takes the maxima and sums of |x| per
+// column of every projection input, and keeps the rows of the first
+// keepSeqs sequences.
+func collectInputs(b backend.Backend, cfg lm.Config, li int, layer *lm.Layer, x []float32, seqs, T, keepSeqs int) (*inputStats, error) {
+	blk, err := lm.NewBlock(b, cfg, li, layer)
+	if err != nil {
+		return nil, err
+	}
+	H := cfg.Hidden
+	st := &inputStats{}
+	keepRows := 0 // of the current chunk
+	tap := func(in lm.LinearInput, rows []float32, n, cols int) error {
+		if st.absMax[in] == nil {
+			st.absMax[in], st.absSum[in] = make([]float64, cols), make([]float64, cols)
+		}
+		mx, sum := st.absMax[in], st.absSum[in]
+		for r := range n {
+			for j, v := range rows[r*cols : (r+1)*cols] {
+				a := math.Abs(float64(v))
+				sum[j] += a
+				if a > mx[j] || a != a { // NaN propagates: the scale guard sees it
+					mx[j] = a
+				}
+			}
+		}
+		if in == lm.QKVInput {
+			st.rows += n
+		}
+		st.keep[in] = append(st.keep[in], rows[:keepRows*cols]...)
+		return nil
+	}
+	per := max(1, lm.MaxBlockRows/T)
+	scratch := make([]float32, 0, min(per, seqs)*T*H)
+	for s0 := 0; s0 < seqs && err == nil; s0 += per {
+		k := min(per, seqs-s0)
+		keepRows = max(0, min(k, keepSeqs-s0)) * T
+		scratch = append(scratch[:0], x[s0*T*H:(s0+k)*T*H]...)
+		err = blk.Forward(scratch, k, T, tap)
+	}
+	if err := errors.Join(err, blk.Close()); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// runBlock is layer l's output on a copy of in (seqs sequences of T).
+func runBlock(b backend.Backend, cfg lm.Config, li int, l *lm.Layer, in []float32, seqs, T int) ([]float32, error) {
+	blk, err := lm.NewBlock(b, cfg, li, l)
+	if err != nil {
+		return nil, err
+	}
+	out := append([]float32(nil), in...)
+	err = blk.Forward(out, seqs, T, nil)
+	return out, errors.Join(err, blk.Close())
+}
+
+// scaleColumns multiplies column j of w [rows, cols] by s[j] (into a new
+// slice when out is nil).
+func scaleColumns(out, w []float32, cols int, s []float32) []float32 {
+	if out == nil {
+		out = make([]float32, len(w))
+	}
+	for r := 0; r < len(w)/cols; r++ {
+		row, o := w[r*cols:(r+1)*cols], out[r*cols:(r+1)*cols]
+		for j, v := range row {
+			o[j] = v * s[j]
+		}
+	}
+	return out
+}
+
+// divideRows is w [rows, cols] with row i divided by s[i], a new slice.
+func divideRows(w []float32, cols int, s []float32) []float32 {
+	out := make([]float32, len(w))
+	for i, si := range s {
+		for j := range cols {
+			out[i*cols+j] = w[i*cols+j] / si
+		}
+	}
+	return out
+}
+
+// divided is v[j]/s[j], a new slice (v may be the checkpoint's).
+func divided(v, s []float32) []float32 {
+	out := make([]float32, len(v))
+	for j := range v {
+		out[j] = v[j] / s[j]
+	}
+	return out
+}
