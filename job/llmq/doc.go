@@ -2,8 +2,10 @@
 // checkpoint, layer by layer, as GPTQ and llm-compressor do it: Run reads
 // a float Hugging Face checkpoint that package lm runs (Llama, Mistral,
 // Qwen2) and writes a compressed-tensors checkpoint whose seven
-// projections per layer are quantized by a Method (rtn, mse or gptq), the
-// other tensors copied byte for byte; DryRun plans it and estimates its
+// projections per layer are quantized by a Method (rtn, mse, gptq, awq,
+// awq+gptq, smoothquant, smoothquant+gptq), the other tensors copied byte
+// for byte (norms and biases a smoothing folded scales into written in
+// their own dtype); DryRun plans it and estimates its
 // memory. LoadCalibration reads the calibration set (text, JSONL or .npy
 // token ids, tokenized and windowed as its documentation says).
 //
@@ -29,4 +31,14 @@
 // fitted by min-max on the original weights (or on the updated ones,
 // gptq.Options.UpdatedScales). Scales are rounded to the checkpoint's
 // dtype (BF16, F16) before codes are chosen, as quantize rounds them.
+//
+// awq searches AutoAWQ's per-input-channel scales (a grid of ratios, with
+// and without the weight term, each scored by the output error of the
+// block that consumes the input) and smoothquant SmoothQuant's (max|X|^α /
+// max|W|^(1−α)); both fold their scales into the preceding norm (or
+// up_proj, v_proj) so the output stays a plain checkpoint, and compose with
+// gptq (awq+gptq, smoothquant+gptq). Options.W8A8 (smoothquant's default)
+// writes llm-compressor's W8A8: int8 per-channel weights and dynamic
+// per-token int8 input activations in the quantization_config, which lm
+// then runs in int8.
 package llmq

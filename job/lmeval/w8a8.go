@@ -41,7 +41,8 @@ type W8A8Mode int
 
 const (
 	// W8A8Off runs quantized weights weight-only, kept packed (Open's
-	// way).
+	// way), except a checkpoint whose config declares dynamic per-token
+	// int8 activations (llm-compressor's W8A8), which runs as W8A8.
 	W8A8Off W8A8Mode = iota
 	// W8A8Required runs the int8 projections as W8A8 and refuses a model
 	// that has none with an error that wraps ErrNoInt8 and names it.
@@ -81,8 +82,12 @@ func noInt8(path, what string) error {
 // projections kept int8 unless w is W8A8Off; w8a8 says whether some are.
 func (w W8A8Mode) loadHF(b backend.Backend, path string, float32 bool) (m *lm.Model, w8a8 bool, err error) {
 	if w == W8A8Off {
-		m, err = lm.LoadHFWith(b, path, lm.LoadOptions{Float32: float32})
-		return m, false, err
+		// A checkpoint whose config declares dynamic per-token int8
+		// activations (llm-compressor's W8A8) runs as W8A8 anyway.
+		if m, err = lm.LoadHFWith(b, path, lm.LoadOptions{Float32: float32}); err != nil {
+			return nil, false, err
+		}
+		return m, hasInt8(m), nil
 	}
 	// LoadHFWith with Int8 loads a checkpoint without int8 per-channel
 	// weights as LoadHF does: nothing to load again.
