@@ -26,6 +26,12 @@ const (
 // calibration text.
 func storiesText(t *testing.T, n int) string {
 	t.Helper()
+	return storiesTextSeeds(t, 1, n)
+}
+
+// storiesTextSeeds is storiesText with seeds from seed on.
+func storiesTextSeeds(t *testing.T, seed uint64, n int) string {
+	t.Helper()
 	ld, err := lmeval.Open(cpu.New(), storiesHF, "")
 	if err != nil {
 		t.Fatal(err)
@@ -34,7 +40,7 @@ func storiesText(t *testing.T, n int) string {
 	var b strings.Builder
 	for i := range n {
 		rep, err := lmeval.Generate(context.Background(), lmeval.GenerateOptions{Model: ld.Model, Tokenizer: ld.Tokenizer,
-			Prompt: "Once upon a time", N: 300, Temp: 1, TopP: 0.95, Seed: uint64(i + 1)})
+			Prompt: "Once upon a time", N: 300, Temp: 1, TopP: 0.95, Seed: seed + uint64(i)})
 		if err != nil {
 			t.Fatal(err)
 		}
