@@ -199,7 +199,7 @@ var quantizeCommand = &cli.Command{
 }
 
 func runQuantize(c *cli.Context) error {
-	if calibrated(c) {
+	if calibrated(c) && !ggufCalibrated(c) {
 		return runQuantizeLLM(c)
 	}
 	if c.String(quantFormatFlag.Name) == ggufFormat {

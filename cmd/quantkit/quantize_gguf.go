@@ -118,6 +118,9 @@ func parseQuantizeGGUFFlags(c *cli.Context) (*quantize.GGUFOptions, error) {
 		}
 		opt.ImatrixFile = path
 	}
+	if err := ggufCalibImatrix(c, opt, hf); err != nil {
+		return nil, err
+	}
 	if v := c.String(quantShardFlag.Name); v != "" {
 		if opt.Shard, err = quantize.ParseShard(v); err != nil {
 			return nil, fmt.Errorf("--shard: %w", err)

@@ -59,7 +59,8 @@ func tensorImportance(opt GGUFOptions, t gguf.TensorInfo) ([]float32, error) {
 }
 
 // imatrixKVs are the keys llama-quantize's tool adds when it has an
-// imatrix (as overrides, after general.file_type): the file name and the
+// imatrix (as overrides, after general.file_type): the file name (none
+// when ImatrixFile is empty: an imatrix computed on the fly) and the
 // first dataset (each cut to 127 bytes), the number of entries, and the
 // number of chunks where known.
 func imatrixKVs(opt GGUFOptions) []gguf.KV {
@@ -68,7 +69,10 @@ func imatrixKVs(opt GGUFOptions) []gguf.KV {
 		return nil
 	}
 	cut := func(s string) string { return s[:min(len(s), 127)] }
-	kvs := []gguf.KV{{Key: "quantize.imatrix.file", Value: cut(opt.ImatrixFile)}}
+	var kvs []gguf.KV
+	if opt.ImatrixFile != "" { // none for one computed on the fly (quantize --calib)
+		kvs = append(kvs, gguf.KV{Key: "quantize.imatrix.file", Value: cut(opt.ImatrixFile)})
+	}
 	if len(m.Datasets) > 0 {
 		kvs = append(kvs, gguf.KV{Key: "quantize.imatrix.dataset", Value: cut(m.Datasets[0])})
 	}

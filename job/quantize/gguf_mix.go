@@ -63,7 +63,9 @@ type GGUFOptions struct {
 	// The output records it as llama-quantize does (quantize.imatrix.*).
 	Imatrix *imatrix.File
 	// ImatrixFile is the imatrix's file name as the user gave it, recorded
-	// as quantize.imatrix.file.
+	// as quantize.imatrix.file; empty for one computed on the fly (by
+	// job/imatrix, quantize --calib), which records no file, only its
+	// dataset (the calibration file), entries and chunks.
 	ImatrixFile string
 	// Workers is the number of blocks of rows converted at once; 0 means
 	// one per core.

@@ -12,6 +12,11 @@ GO=${GO:-go}
 env=$(scripts/integration/setup-llamacpp.sh)
 echo "$env"
 eval "$env"
+# llama.cpp's own llama-imatrix (job/imatrix compares with it): one file
+# compiled against the prebuilt libraries, cached.
+env=$(scripts/integration/build-llamacpp-imatrix.sh)
+echo "$env"
+eval "$env"
 export QUANTKIT_BIN=${QUANTKIT_BIN:-$PWD/build/quantkit}
 
 list() { "$GO" list "$@" -f '{{.ImportPath}} {{.GoFiles}} {{.TestGoFiles}} {{.XTestGoFiles}}' ./...; }
