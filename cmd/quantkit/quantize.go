@@ -40,8 +40,8 @@ var (
 	quantAlphaFlag    = &cli.Float64Flag{Name: "alpha", Value: llmq.DefaultAlpha, Usage: "smoothquant: migration strength α in (0, 1], s_j = max|X_j|^α / max|W_j|^(1−α)"}
 	quantW8A8Flag     = &cli.BoolFlag{Name: "w8a8", Usage: "write W8A8 as llm-compressor does: int8 per-channel weights with dynamic per-token int8 input activations in the quantization_config (vLLM and quantkit lm run it in int8); needs --scheme int8 --format compressed-tensors", DefaultText: "true for smoothquant with int8 per-channel weights, else false"}
 	quantCalibFlag    = &cli.StringFlag{Name: "calib", Usage: "the calibrated methods' data: `FILE` of plain text, JSONL with a \"text\" field, or .npy token ids (int32/int64)"}
-	quantCalibNFlag   = &cli.IntFlag{Name: "calib-samples", Value: llmq.DefaultSamples, Usage: "calibration sequences"}
-	quantCalibTFlag   = &cli.IntFlag{Name: "calib-len", Value: llmq.DefaultSeqLen, Usage: "tokens a calibration sequence"}
+	quantCalibNFlag   = &cli.IntFlag{Name: "calib-samples", Value: llmq.DefaultSamples, Usage: "calibration sequences (with --format gguf: the most chunks the importance matrix reads)"}
+	quantCalibTFlag   = &cli.IntFlag{Name: "calib-len", Value: llmq.DefaultSeqLen, Usage: "tokens a calibration sequence (with --format gguf: the chunk size of the importance matrix, 512 when not given)"}
 	quantSeedFlag     = &cli.Uint64Flag{Name: "seed", Usage: "seed of the calibration windows", DefaultText: "0, the same windows every run"}
 	quantActOrderFlag = &cli.BoolFlag{Name: "actorder", Value: true, Usage: "gptq: process columns by descending Hessian diagonal (static groups; --actorder=false: in order)"}
 	quantUpdatedFlag  = &cli.BoolFlag{Name: "gptq-updated-scales", Usage: "gptq: fit group scales on the error-updated weights (the GPTQ paper) instead of the original ones (llm-compressor)"}
