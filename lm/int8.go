@@ -157,6 +157,12 @@ type LoadOptions struct {
 	// as int8 or int4 without writing a checkpoint first. They stay
 	// packed (with Int8 and an int8 per-channel scheme, W8A8).
 	Quantize *quant.Scheme
+	// QuantizeHead quantizes the lm_head too (the embedding, when the
+	// head is tied to it), with Quantize's scheme, kept packed
+	// (weight-only, also under Int8): as llama.cpp's Q8_0 and Q4_0
+	// quantize output.weight. Without it the head stays float, as
+	// llm-compressor leaves it.
+	QuantizeHead bool
 	// BF16 rounds the float tensors of a Hugging Face checkpoint to
 	// bfloat16 at load and keeps its matrices (embedding, lm_head and the
 	// projections Quantize leaves) packed in 16 bits: a float32

@@ -131,6 +131,9 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, err 
 	if opt.Float32 && (opt.BF16 || opt.Quantize != nil || opt.Int8) {
 		return nil, fmt.Errorf("lm: %s: Float32 excludes BF16, Quantize and Int8", ck.Dir())
 	}
+	if opt.QuantizeHead && opt.Quantize == nil {
+		return nil, fmt.Errorf("lm: %s: QuantizeHead without Quantize", ck.Dir())
+	}
 	if !opt.Float32 && declaresW8A8(ck.Config()) {
 		opt.Int8 = true
 	}
@@ -176,6 +179,8 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, err 
 	// matrix to the next, so that loading makes no float32 garbage of the
 	// model's size; the slice is valid until the next call.
 	var scratch []float32
+	// head names the lm_head matrix when QuantizeHead quantizes it.
+	head := map[string]bool{}
 	temp := func(name string) []float32 {
 		if _, ok := quantized[name]; ok {
 			return get(name)
@@ -230,12 +235,12 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, err 
 			}
 			return
 		}
-		if opt.Quantize != nil && i8 != nil {
+		if opt.Quantize != nil && (i8 != nil || head[name]) {
 			x := temp(name)
 			if x == nil {
 				return
 			}
-			if err := quantizeInto(b, name, x, rows, cols, *opt.Quantize, opt.Int8, &codeScratch, f, pk, i8); err != nil {
+			if err := quantizeInto(b, name, x, rows, cols, *opt.Quantize, opt.Int8 && i8 != nil, &codeScratch, f, pk, i8); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", ck.Dir(), err))
 			}
 			return
@@ -264,6 +269,10 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, err 
 		*f = get(name)
 	}
 	H, qd, kvd, ff := c.Hidden, c.QDim(), c.KVDim(), c.Intermediate
+	if opt.QuantizeHead {
+		// The matrix the head multiplies by: the embedding when tied.
+		head["lm_head.weight"], head["model.embed_tokens.weight"] = !h.Tied, h.Tied
+	}
 	w := &Weights{Norm: get("model.norm.weight")}
 	matrix("model.embed_tokens.weight", c.Vocab, H, &w.Embed, &w.EmbedPacked, nil)
 	if !h.Tied {

@@ -171,3 +171,55 @@ func TestQuantizeAtLoad(t *testing.T) {
 		t.Error("BF16 on a GGUF file was accepted")
 	}
 }
+
+// TestQuantizeHead: QuantizeHead packs the matrix the head multiplies by
+// (stories260K ties it to the embedding, a random model does not) with
+// the projections' scheme: the weights shrink, and the logits move (by
+// the head's rounding) but stay within 0.5 of the float head's, the argmax
+// kept.
+func TestQuantizeHead(t *testing.T) {
+	b := cpu.New()
+	s := quant.Int8PerChannel
+	plain, err := LoadHFWith(b, stories+"hf", LoadOptions{Quantize: &s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	hq, err := LoadHFWith(b, stories+"hf", LoadOptions{Quantize: &s, QuantizeHead: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hq.Close()
+	w := hq.Weights
+	if w.LMHead != nil || w.LMHeadPacked == nil && w.EmbedPacked == nil {
+		t.Fatal("the head was not quantized")
+	}
+	if hq.Weights.WeightBytes() >= plain.Weights.WeightBytes() {
+		t.Errorf("weights %d bytes with the head quantized, %d without", hq.Weights.WeightBytes(), plain.Weights.WeightBytes())
+	}
+	lp, err := plain.Forward(plain.NewCache(), storiesTokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lq, err := hq.Forward(hq.NewCache(), storiesTokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	worst, top := 0.0, 0
+	V := hq.Config.Vocab
+	for i := range lq {
+		worst = math.Max(worst, math.Abs(float64(lq[i]-lp[i])))
+	}
+	for i := range storiesTokens {
+		if argmax(lq[i*V:(i+1)*V]) == argmax(lp[i*V:(i+1)*V]) {
+			top++
+		}
+	}
+	t.Logf("int8 head: max logit difference %.3g, argmax the same at %d of %d", worst, top, len(storiesTokens))
+	if worst == 0 || worst > 0.5 || top < len(storiesTokens)-1 {
+		t.Errorf("int8 head: logits differ by %g, argmax the same at %d of %d", worst, top, len(storiesTokens))
+	}
+	if _, err := LoadHFWith(b, stories+"hf", LoadOptions{QuantizeHead: true}); err == nil {
+		t.Error("QuantizeHead without Quantize was accepted")
+	}
+}

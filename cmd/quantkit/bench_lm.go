@@ -24,6 +24,7 @@ func init() {
 var (
 	benchLMPrecisionsFlag = &cli.StringFlag{Name: "precisions", Usage: "comma-separated precisions of a float model, of " +
 		strings.Join(lmbench.Precisions, ",") + "; default all (a quantized MODEL runs as it is, or as those of these it holds)"}
+	benchLMHeadFlag      = &cli.BoolFlag{Name: "quantize-head", Usage: "at w8a16, w4a16 and w8a8 quantize the lm_head (the embedding when tied) too, as llama.cpp's Q8_0 and Q4_0 do; without it the head stays float32, as llm-compressor leaves it"}
 	benchLMGroupFlag     = &cli.IntFlag{Name: "group-size", Value: lmbench.DefaultGroupSize, Usage: "w4a16's group: int4 values sharing a scale"}
 	benchLMPromptFlag    = &cli.IntFlag{Name: "prompt-len", Value: 512, Usage: "tokens of the synthetic prompt (prefill, time to first token)"}
 	benchLMGenFlag       = &cli.IntFlag{Name: "gen", Value: 128, Usage: "tokens decoded after the prompt"}
@@ -73,7 +74,7 @@ var benchLMCommand = &cli.Command{
 		"`bench --energy`; the idle power is measured once for --idle before the run. J/token is the\n" +
 		"window's energy over its tokens, gross and with the idle power over the window subtracted.\n" +
 		"Where no counter can be read the report says why and measures the rest.",
-	Flags: []cli.Flag{benchLMPrecisionsFlag, benchLMGroupFlag, benchLMPromptFlag, benchLMGenFlag, benchLMBatchFlag,
+	Flags: []cli.Flag{benchLMPrecisionsFlag, benchLMGroupFlag, benchLMHeadFlag, benchLMPromptFlag, benchLMGenFlag, benchLMBatchFlag,
 		benchLMRoundsFlag, benchLMSeedFlag, benchLMThreadsFlag, benchLMDeviceFlag, benchLMInProcessFlag,
 		benchEnergyFlag, benchMinWindowFlag, benchIntervalFlag, benchIdleFlag, jsonFlag, jsonOutFlag, benchCSVFlag, benchPlotFlag},
 	Action: runBenchLM,
@@ -111,7 +112,7 @@ func parseBenchLMFlags(c *cli.Context) (*lmbench.Options, error) {
 		return nil, errors.New("no MODEL: give a Hugging Face folder, a .gguf file or a llama2.c .bin checkpoint")
 	}
 	opt := &lmbench.Options{Models: c.Args().Slice(), Precisions: list(c, benchLMPrecisionsFlag),
-		GroupSize: c.Int(benchLMGroupFlag.Name), PromptLen: c.Int(benchLMPromptFlag.Name), Gen: c.Int(benchLMGenFlag.Name),
+		GroupSize: c.Int(benchLMGroupFlag.Name), QuantizeHead: c.Bool(benchLMHeadFlag.Name), PromptLen: c.Int(benchLMPromptFlag.Name), Gen: c.Int(benchLMGenFlag.Name),
 		Batch: c.Int(benchLMBatchFlag.Name), Rounds: c.Int(benchLMRoundsFlag.Name), Seed: c.Uint64(benchLMSeedFlag.Name),
 		Threads: c.Int(benchLMThreadsFlag.Name), Device: c.String(benchLMDeviceFlag.Name), InProcess: c.Bool(benchLMInProcessFlag.Name)}
 	if c.IsSet(benchLMPrecisionsFlag.Name) && opt.Precisions == nil {

@@ -166,14 +166,18 @@ type precisionCase struct {
 // cases lists what Run measures of in: every precision of want (nil:
 // Precisions) for a float checkpoint; a fixed input as it is, or as each
 // precision of want it holds, refusing it when it holds none.
-func cases(in *input, want []string, group int) ([]precisionCase, error) {
+func cases(in *input, want []string, group int, head bool) ([]precisionCase, error) {
 	if in.float() {
 		if want == nil {
 			want = Precisions
 		}
 		var cs []precisionCase
 		for _, p := range want {
-			cs = append(cs, precisionCase{in: in, Precision: p, Label: floatLabel(p, group)})
+			l := floatLabel(p, group)
+			if head && strings.HasPrefix(p, "w") {
+				l = strings.TrimSuffix(l, ")") + ", lm_head too)"
+			}
+			cs = append(cs, precisionCase{in: in, Precision: p, Label: l})
 		}
 		return cs, nil
 	}

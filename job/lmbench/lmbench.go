@@ -24,6 +24,12 @@ type Options struct {
 	Precisions []string
 	// GroupSize is w4a16's group (0: DefaultGroupSize).
 	GroupSize int
+	// QuantizeHead quantizes the lm_head (the embedding when tied) too,
+	// with the precision's scheme, at w8a16, w4a16 and w8a8 of a float
+	// checkpoint (lm.LoadOptions.QuantizeHead): as llama.cpp's Q8_0 and
+	// Q4_0 do. Without it the head stays float32, as llm-compressor
+	// leaves it.
+	QuantizeHead bool
 	// PromptLen is the synthetic prompt's length (Prompt, seeded by
 	// Seed); Gen the tokens decoded after it; Batch the sequences decoded
 	// together (1: batch 1 only).
@@ -136,7 +142,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, inputerr.Mark(fmt.Errorf("%s: a prompt of %d tokens and %d generated take %d positions, past the model's context of %d",
 				path, o.PromptLen, o.Gen, n, in.Context))
 		}
-		cs, err := cases(in, o.Precisions, group)
+		cs, err := cases(in, o.Precisions, group, o.QuantizeHead)
 		if err != nil {
 			return nil, err
 		}
@@ -204,7 +210,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			if o.Progress != nil {
 				o.Progress(r*len(all)+k, total, fmt.Sprintf("round %d/%d: %s %s", r+1, o.Rounds, c.in.Path, c.Label))
 			}
-			j := &job{Path: c.in.Path, Format: c.in.Format, Float: c.in.float(), Precision: c.Precision, GroupSize: group,
+			j := &job{Path: c.in.Path, Format: c.in.Format, Float: c.in.float(), Precision: c.Precision, GroupSize: group, QuantizeHead: o.QuantizeHead,
 				PromptLen: o.PromptLen, Gen: o.Gen, Batch: o.Batch, Seed: o.Seed, Threads: o.Threads, Device: o.device(),
 				Energy: withEnergy, IdleW: idleW}
 			if e := o.Energy; e != nil {

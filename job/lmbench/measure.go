@@ -22,12 +22,14 @@ type job struct {
 	Float     bool   `json:"float"` // a float Hugging Face checkpoint
 	Precision string `json:"precision"`
 	GroupSize int    `json:"group_size"`
-	PromptLen int    `json:"prompt_len"`
-	Gen       int    `json:"gen"`
-	Batch     int    `json:"batch"`
-	Seed      uint64 `json:"seed"`
-	Threads   int    `json:"threads"`
-	Device    string `json:"device"`
+	// QuantizeHead quantizes lm_head too (Options.QuantizeHead).
+	QuantizeHead bool   `json:"quantize_head"`
+	PromptLen    int    `json:"prompt_len"`
+	Gen          int    `json:"gen"`
+	Batch        int    `json:"batch"`
+	Seed         uint64 `json:"seed"`
+	Threads      int    `json:"threads"`
+	Device       string `json:"device"`
 	// Energy asks for the energy windows: a child opens Device's counter
 	// itself; IdleW is the idle power measured once by Run.
 	Energy bool           `json:"energy"`
@@ -94,6 +96,9 @@ func load(b backend.Backend, j *job) (*lm.Model, error) {
 		return lm.LoadLlama2C(b, j.Path)
 	}
 	opt, err := loadOptions(j.Precision, j.GroupSize, j.Float)
+	if opt.Quantize != nil {
+		opt.QuantizeHead = j.QuantizeHead
+	}
 	if err != nil {
 		return nil, err
 	}
