@@ -16,6 +16,10 @@ const (
 	loadGGUF   = "gguf"    // lm.LoadGGUF: the GGUF file in its own block types
 	loadHF     = "hf"      // lm.LoadHFWith: a Hugging Face checkpoint, quantized weights packed (weight-only)
 	loadHFW8A8 = "hf-w8a8" // lm.LoadHFWith with Int8: an int8 per-channel checkpoint as W8A8
+	// loadGGUFFloat32 is lm.LoadGGUFWith with Float32: the GGUF file's
+	// weights dequantized to float32 at load, the reference its packed
+	// run should match (a diagnosis: `-child -load gguf-f32`).
+	loadGGUFFloat32 = "gguf-f32"
 )
 
 // sample is what one run of either engine reports: the time of each
@@ -63,8 +67,10 @@ func runChild(a childArgs) error {
 		m, err = lm.LoadHFWith(b, a.path, lm.LoadOptions{})
 	case loadHFW8A8:
 		m, err = lm.LoadHFWith(b, a.path, lm.LoadOptions{Int8: true})
+	case loadGGUFFloat32:
+		m, err = lm.LoadGGUFWith(b, a.path, lm.LoadOptions{Float32: true})
 	default:
-		return fmt.Errorf("-load %q: want %s, %s or %s", a.load, loadGGUF, loadHF, loadHFW8A8)
+		return fmt.Errorf("-load %q: want %s, %s, %s or %s", a.load, loadGGUF, loadHF, loadHFW8A8, loadGGUFFloat32)
 	}
 	if err != nil {
 		return err

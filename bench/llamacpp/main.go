@@ -95,7 +95,7 @@ func main() {
 	var o options
 	var child childArgs
 	isChild := flag.Bool("child", false, "internal: measure quantkit in this process (the parent runs it)")
-	flag.StringVar(&child.load, "load", "", "internal, with -child: gguf, hf or hf-w8a8")
+	flag.StringVar(&child.load, "load", "", "internal, with -child: gguf, hf, hf-w8a8 or gguf-f32 (the GGUF dequantized to float32 at load)")
 	flag.StringVar(&child.path, "path", "", "internal, with -child: the model file or checkpoint")
 	flag.StringVar(&child.promptFile, "prompt-file", "", "internal, with -child: the prompt's token ids")
 
