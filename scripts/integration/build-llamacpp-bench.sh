@@ -147,8 +147,8 @@ if [ ! -f "$hout/.complete" ]; then
 	tmp=$(mktemp -d "$lib/.harness-$hsum.XXXXXX")
 	tmps+=("$tmp")
 	gcc "${ccflags[@]}" -c -o "$tmp/llamabench.o" "$here/llamabench.c" >&2 || die "gcc $here/llamabench.c failed"
-	g++ -o "$tmp/llamabench" "$tmp/llamabench.o" "$lib/libllama.a" "$lib/libggml.a" \
-		"$lib/libggml-cpu.a" "$lib/libggml-base.a" -fopenmp -lpthread -lm >&2 ||
+	g++ -o "$tmp/llamabench" "$tmp/llamabench.o" "$lib/lib/libllama.a" "$lib/lib/libggml.a" \
+		"$lib/lib/libggml-cpu.a" "$lib/lib/libggml-base.a" -fopenmp -lpthread -lm >&2 ||
 		die "linking $here/llamabench.c against $lib failed"
 	touch "$tmp/.complete"
 	place "$tmp" "$hout"
