@@ -56,7 +56,7 @@
 // Q8_0/Q4_0, so an early difference is not an error; it is not asserted).
 //
 // -rounds rounds are run, the engines alternating which goes first, and
-// medians are reported. The machine line gives the CPU, threads, Go
+// medians are reported (with -best, also each side's fastest round). The machine line gives the CPU, threads, Go
 // version, quantkit's kernels, llama.cpp's version, build and features,
 // and the load average before and after: on a shared machine, numbers
 // taken under load are noisy and say so there.
@@ -88,7 +88,7 @@ type options struct {
 	threads, prompt, gen, agree    int
 	rounds, poll                   int
 	kv, precisions                 string
-	checkpoints                    bool
+	checkpoints, best              bool
 }
 
 func main() {
@@ -114,6 +114,7 @@ func main() {
 	flag.IntVar(&o.poll, "poll", 50, "llama.cpp's threadpool busy-wait level, 0-100, as llama-bench --poll (default 50, llama-bench's)")
 	flag.StringVar(&o.kv, "kv", "f16", "llama.cpp's KV cache type: f16 (llama-bench's default) or f32 (quantkit's)")
 	flag.StringVar(&o.precisions, "precisions", "f32,q8_0,q4_0", "llama.cpp types to compare: f32, q8_0, q4_0")
+	flag.BoolVar(&o.best, "best", false, "also print the table of each side's fastest round (on a shared machine, the least disturbed)")
 	flag.BoolVar(&o.checkpoints, "checkpoints", true, "also run quantkit's own int8/int4 checkpoints beside the GGUF files")
 	flag.Parse()
 	child.threads, child.prompt, child.gen, child.agree = o.threads, o.prompt, o.gen, o.agree
@@ -280,7 +281,11 @@ func run(o options) error {
 	fmt.Printf("model: %s (%d layers, hidden %d, vocab %d), %s; prompt %d tokens, %d decoded, batch 1, llama.cpp KV %s, flash attention off\n",
 		hf, cfg.Layers, cfg.Hidden, cfg.Vocab, llamaInfo.ModelDesc, o.prompt, o.gen, o.kv)
 	fmt.Printf("load average before %s, after %s; medians of %d interleaved rounds\n\n", loadBefore, loadavg(), o.rounds)
-	writeTable(os.Stdout, rows, o.prompt, o.gen)
+	writeTable(os.Stdout, rows, o.prompt, o.gen, median)
+	if o.best {
+		fmt.Printf("\nfastest of %d rounds:\n\n", o.rounds)
+		writeTable(os.Stdout, rows, o.prompt, o.gen, best)
+	}
 	return nil
 }
 

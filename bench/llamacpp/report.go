@@ -58,6 +58,15 @@ func readPrompt(path string, n, vocab int) ([]int, error) {
 	return ids, nil
 }
 
+// best is the largest rate (the fastest round); 0 for none.
+func best(x []float64) float64 {
+	b := 0.0
+	for _, v := range x {
+		b = max(b, v)
+	}
+	return b
+}
+
 // median is the middle value (the mean of the two middle ones for an
 // even count); 0 for none.
 func median(x []float64) float64 {
@@ -104,14 +113,16 @@ type row struct {
 	llama, qk []sample
 }
 
-// summary holds a row's medians.
+// summary holds a row's medians (or bests).
 type summary struct {
 	llamaPP, qkPP, llamaTG, qkTG float64 // tokens per second
 	llamaRSS, qkRSS              int64   // bytes, the largest over the rounds
 	same, of                     int     // greedy agreement of the first round
 }
 
-func summarize(r row, nPrompt, nGen int) summary {
+// summarize reduces a row's rounds with stat (median, or best for the
+// fastest round: the least disturbed on a shared machine).
+func summarize(r row, nPrompt, nGen int, stat func([]float64) float64) summary {
 	var s summary
 	collect := func(ss []sample) (pp, tg []float64, rss int64) {
 		for _, x := range ss {
@@ -123,8 +134,8 @@ func summarize(r row, nPrompt, nGen int) summary {
 	}
 	lpp, ltg, lrss := collect(r.llama)
 	qpp, qtg, qrss := collect(r.qk)
-	s.llamaPP, s.llamaTG, s.llamaRSS = median(lpp), median(ltg), lrss
-	s.qkPP, s.qkTG, s.qkRSS = median(qpp), median(qtg), qrss
+	s.llamaPP, s.llamaTG, s.llamaRSS = stat(lpp), stat(ltg), lrss
+	s.qkPP, s.qkTG, s.qkRSS = stat(qpp), stat(qtg), qrss
 	if len(r.llama) > 0 && len(r.qk) > 0 {
 		s.same, s.of = agreement(r.llama[0].Tokens, r.qk[0].Tokens)
 	}
@@ -158,14 +169,14 @@ func mib(b int64) string {
 }
 
 // writeTable prints the rows as a Markdown table: tokens per second
-// (medians over the rounds), quantkit's ratio to llama.cpp, peak RSS of
-// each side's process in MiB, and the greedy agreement.
-func writeTable(w io.Writer, rows []row, nPrompt, nGen int) {
+// (stat over the rounds: median or best), quantkit's ratio to llama.cpp,
+// peak RSS of each side's process in MiB, and the greedy agreement.
+func writeTable(w io.Writer, rows []row, nPrompt, nGen int, stat func([]float64) float64) {
 	fmt.Fprintf(w, "| precision | quantkit runs | llama.cpp pp%d t/s | quantkit pp%d t/s | ratio | llama.cpp tg%d t/s | quantkit tg%d t/s | ratio | llama.cpp RSS MiB | quantkit RSS MiB | greedy agree |\n",
 		nPrompt, nPrompt, nGen, nGen)
 	fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 	for _, r := range rows {
-		s := summarize(r, nPrompt, nGen)
+		s := summarize(r, nPrompt, nGen, stat)
 		agree := "–"
 		if s.of > 0 {
 			agree = fmt.Sprintf("%d/%d", s.same, s.of)

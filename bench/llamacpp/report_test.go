@@ -108,7 +108,8 @@ func TestTable(t *testing.T) {
 		{PrefillNS: []int64{1e9}, DecodeNS: []int64{2e9}, MaxRSS: 40 << 20},
 	}
 	var b strings.Builder
-	writeTable(&b, []row{{"Q8_0", "GGUF file", l, q}, {"F32", "GGUF file", nil, nil}}, 100, 10)
+	rows := []row{{"Q8_0", "GGUF file", l, q}, {"F32", "GGUF file", nil, nil}}
+	writeTable(&b, rows, 100, 10, median)
 	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
 	if len(lines) != 4 {
 		t.Fatalf("table has %d lines, want 4:\n%s", len(lines), b.String())
@@ -122,6 +123,12 @@ func TestTable(t *testing.T) {
 	}
 	if want := "| F32 | GGUF file | – | – | – | – | – | – | – | – | – |"; lines[3] != want {
 		t.Errorf("empty row\n%s\nwant\n%s", lines[3], want)
+	}
+	// The fastest rounds: llama.cpp 100 t/s, quantkit 400 t/s.
+	b.Reset()
+	writeTable(&b, rows, 100, 10, best)
+	if want := "| Q8_0 | GGUF file | 100 | 400 | 4.00× | 10.0 | 5.0 | 0.50× | 300 | 60 | 2/4 |"; !strings.Contains(b.String(), want) {
+		t.Errorf("best table\n%s\nlacks\n%s", b.String(), want)
 	}
 }
 
