@@ -72,6 +72,25 @@ bench-openblas:
 	echo "env $$* $(GO) run -tags openblas ./bench/openblas $(OPENBLAS_FLAGS)"; \
 	env "$$@" $(GO) run -tags openblas ./bench/openblas $(OPENBLAS_FLAGS)
 
+# The same Llama-shaped model through llama.cpp and through quantkit's lm on
+# the same threads, side by side with ratios (issue 17; not part of make
+# test). scripts/integration/build-llamacpp-bench.sh builds llama.cpp once
+# from the source setup-llamacpp.sh caches (CPU backend, native, Release;
+# cmake installed when missing) into QUANTKIT_CACHE, keyed by version,
+# compiler and CPU, with its timing harness; LLAMACPP_BUILD=prebuilt links
+# node-llama-cpp's prebuilt libraries instead (no long build). The model
+# (quantkit gen, 1B by default) and its GGUF and int8/int4 conversions are
+# made once into QUANTKIT_CACHE/bench-llamacpp. A quick run:
+#   make bench-llamacpp LLAMACPP_FLAGS='-params 150M -prompt 128 -gen 32'
+LLAMACPP_FLAGS ?= -params 1B -prompt 512 -gen 128 -threads 2 -rounds 3
+LLAMACPP_BUILD ?= native
+.PHONY: bench-llamacpp
+bench-llamacpp: build
+	@env=$$(QUANTKIT_CACHE="$(QUANTKIT_CACHE)" LLAMACPP_BUILD=$(LLAMACPP_BUILD) ./scripts/integration/build-llamacpp-bench.sh) && \
+	eval "$$env" && export QUANTKIT_CACHE="$(QUANTKIT_CACHE)" && \
+	echo "$(GO) run ./bench/llamacpp -quantkit $(BIN) $(LLAMACPP_FLAGS)" && \
+	$(GO) run ./bench/llamacpp -quantkit $(BIN) $(LLAMACPP_FLAGS)
+
 fmt:
 	gofmt -w $$($(GO) list -f '{{.Dir}}' ./...)
 
