@@ -28,7 +28,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 		p("calibration: %s: %s\n", c.Source, c.Selection)
 	}
 	if g := r.GPTQ; g != nil {
-		p("gptq: activation order %v, scales from the %s weights\n", g.ActOrder, map[bool]string{false: "original", true: "updated"}[g.UpdatedScales])
+		p("gptq: activation order %v, %s scales from the %s weights, sequential %v\n", g.ActOrder, r.Scales,
+			map[bool]string{false: "original", true: "updated"}[g.UpdatedScales], r.Sequential)
 	}
 	m := r.Memory
 	p("memory estimate: %s (one layer's float weights %s, statistics %s, calibration activations %s, scratch %s; embedding %s before the first layer)\n",
