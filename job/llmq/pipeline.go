@@ -119,8 +119,9 @@ type Report struct {
 	Tensors      []TensorResult  `json:"tensors"`
 	Warnings     []string        `json:"warnings"`
 	Seconds      float64         `json:"seconds"`
-	ForwardSecs  float64         `json:"forward_seconds"`  // layer passes and statistics
-	QuantizeSecs float64         `json:"quantize_seconds"` // the methods' own work
+	ForwardSecs  float64         `json:"forward_seconds"`  // the layer passes (calibration forward)
+	HessianSecs  float64         `json:"hessian_seconds"`  // the statistics: Gram matrices into the Hessians
+	QuantizeSecs float64         `json:"quantize_seconds"` // the methods' own work: factorisations and sweeps
 }
 
 // setup is what Run and DryRun prepare.
@@ -266,24 +267,31 @@ func newReport(opt Options, su *setup) *Report {
 }
 
 // estimate fills the report's memory estimate for n sequences of T tokens.
-func (su *setup) estimate(method Method, n, T int) {
+func (su *setup) estimate(method Method, seq bool, n, T int) {
 	c := su.cfg
 	H, qd, kvd, ff := int64(c.Hidden), int64(c.QDim()), int64(c.KVDim()), int64(c.Intermediate)
 	m := &su.rep.Memory
 	m.LayerWeights = 4 * (qd*H + 2*kvd*H + H*qd + 3*ff*H + 2*H + qd + 2*kvd + H)
 	m.Embedding = 4 * int64(c.Vocab) * H
 	if method.NeedsData() {
+		// The Hessians (float64) a stage holds at once; each is
+		// factorised in its own memory.
 		m.Statistics = 8 * (H*H + qd*qd + H*H + ff*ff)
-		rows := int64(min(n*T, max(T, lm.MaxBlockRows/T*T)))
+		if seq {
+			m.Statistics = 8 * max(H*H, qd*qd, ff*ff)
+		}
+		rows := int64(min(n*T, max(T, calibRows/T*T)))
 		m.Activations = 4 * int64(n) * int64(T) * H
 		widest := max(H, qd, ff)
 		// the block's scratch, the stats pass's copy of a chunk, the
-		// tap's copy and its transpose, one Gram matrix
-		m.Scratch = 4*rows*(3*H+2*qd+2*ff+2*kvd) + 4*rows*H + 8*rows*widest + 4*widest*widest
+		// tap's copy, its transpose and the backend's copy of it, one
+		// Gram block
+		m.Scratch = 4*rows*(3*H+2*qd+2*ff+2*kvd) + 4*rows*H + 12*rows*widest + 8*gramBlock*gramBlock
 	}
-	// The quantized copy of a layer (dequantized weights) and a
-	// method's float64 work matrix for the widest projection.
-	work := m.LayerWeights + 8*max(qd*H, ff*H)*2
+	// The quantized copy of a layer (dequantized weights) and a method's
+	// work for the widest projection (GPTQ's float64 weight and float32
+	// lazy update).
+	work := m.LayerWeights + 12*max(qd*H, ff*H)
 	m.Total = max(m.Embedding+m.Activations, m.LayerWeights+work+m.Statistics+m.Activations+m.Scratch)
 }
 
@@ -303,7 +311,7 @@ func DryRun(opt Options) (*Report, error) {
 	if T == 0 {
 		T = DefaultSeqLen
 	}
-	su.estimate(opt.Method, n, T)
+	su.estimate(opt.Method, opt.Sequential, n, T)
 	su.rep.DryRun = true
 	return su.rep, nil
 }
@@ -333,9 +341,9 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 			return nil, err
 		}
 		rep.Calibration = su.calib
-		su.estimate(opt.Method, su.calib.Samples, su.calib.SeqLen)
+		su.estimate(opt.Method, opt.Sequential, su.calib.Samples, su.calib.SeqLen)
 	} else {
-		su.estimate(opt.Method, 0, 0)
+		su.estimate(opt.Method, false, 0, 0)
 	}
 	claim, err := output.Claim(opt.Log, opt.Output, opt.Force, rep.Totals.BytesOut, output.CheckpointInputs(opt.Input, ck)...)
 	if err != nil {
@@ -414,8 +422,13 @@ func (su *setup) write(ctx context.Context, opt Options, b backend.Backend, clai
 		for ; next < len(su.order) && su.layer[su.order[next]] == l; next++ {
 			items = append(items, su.order[next])
 		}
+		f0, h0, q0 := su.rep.ForwardSecs, su.rep.HessianSecs, su.rep.QuantizeSecs
 		if err := su.doLayer(opt, b, l, items, x, w); err != nil {
 			return abort(err)
+		}
+		if opt.Log != nil && su.calib != nil {
+			fmt.Fprintf(opt.Log, "quantkit: layer %d/%d: layer passes %.2f s, Hessians %.2f s, quantizing %.2f s\n", l+1, cfg.Layers,
+				su.rep.ForwardSecs-f0, su.rep.HessianSecs-h0, su.rep.QuantizeSecs-q0)
 		}
 		if opt.Progress != nil {
 			opt.Progress(l+1, cfg.Layers)
@@ -477,12 +490,23 @@ func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x [
 				}
 				hess[in] = gptq.NewHessian(cols)
 			}
-			if err := su.statistics(b, l, &q, x, hess, stage[len(stage)-1]); err != nil {
+			hs, err := su.statistics(b, l, &q, x, hess, stage[len(stage)-1])
+			if err != nil {
 				return err
 			}
-			rep.ForwardSecs += time.Since(t0).Seconds()
+			rep.HessianSecs += hs
+			rep.ForwardSecs += time.Since(t0).Seconds() - hs
 		}
 		t1 := time.Now()
+		var fac [4]*gptq.Factor
+		for _, in := range stage {
+			if hess[in] != nil && opt.Method == GPTQ {
+				if fac[in], err = gptq.Factorize(hess[in], opt.GPTQ); err != nil {
+					return fmt.Errorf("layer %d: %s's Hessian: %w", l, in, err)
+				}
+				hess[in] = nil
+			}
+		}
 		var todo []int
 		for _, i := range items {
 			it := &p.Items[i]
@@ -496,7 +520,7 @@ func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x [
 			j := projIndex(it.Name)
 			wt := *weights[j]
 			rows, cols := it.Shape[0], it.Shape[1]
-			codes, params, fallback, err := su.quantizeWeight(opt, it, wt, rows, cols, hess[projInput[j]])
+			codes, params, fallback, err := su.quantizeWeight(opt, it, wt, rows, cols, fac[projInput[j]])
 			if err != nil {
 				return fmt.Errorf("tensor %q: %w", it.Name, err)
 			}
@@ -561,6 +585,7 @@ func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x [
 		if err != nil {
 			return err
 		}
+		blk.MaxRows = calibRows
 		err = blk.Forward(x, su.calib.Samples, su.calib.SeqLen, nil)
 		if err := errors.Join(err, blk.Close()); err != nil {
 			return err
@@ -570,6 +595,12 @@ func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x [
 	return nil
 }
 
+// calibRows is the most rows (tokens, whole sequences) the pipeline's
+// blocks run at once: enough for the GEMMs to run at full speed, few
+// enough that a chunk's activations (about 27·Hidden floats a row for a
+// Llama) stay small beside the calibration hidden states.
+const calibRows = 2048
+
 // errStatsDone stops a statistics pass once its last input is tapped:
 // the rest of the layer is not needed.
 var errStatsDone = errors.New("llmq: statistics collected")
@@ -577,18 +608,22 @@ var errStatsDone = errors.New("llmq: statistics collected")
 // statistics runs layer (left as it is) on x (left as it is) with a tap
 // that adds each projection input's Gram matrix to its Hessian (those
 // hess has), up to last, the last input it needs: the pass stops there.
-func (su *setup) statistics(b backend.Backend, l int, layer *lm.Layer, x []float32, hess [4]*gptq.Hessian, last lm.LinearInput) error {
+// It returns the seconds spent on the Hessians (the GEMMs and their sums).
+func (su *setup) statistics(b backend.Backend, l int, layer *lm.Layer, x []float32, hess [4]*gptq.Hessian, last lm.LinearInput) (hessSecs float64, err error) {
 	cfg, c := su.cfg, su.calib
 	blk, err := lm.NewBlock(b, cfg, l, layer)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	per := max(1, lm.MaxBlockRows/c.SeqLen)
+	blk.MaxRows = calibRows
+	per := max(1, calibRows/c.SeqLen)
 	H := cfg.Hidden
 	scratch := make([]float32, 0, min(per, c.Samples)*c.SeqLen*H)
 	var xt []float32
 	tap := func(in lm.LinearInput, rows []float32, n, cols int) error {
 		if hess[in] != nil {
+			t0 := time.Now()
+			defer func() { hessSecs += time.Since(t0).Seconds() }()
 			if cap(xt) < n*cols {
 				xt = make([]float32, n*cols)
 			}
@@ -598,11 +633,7 @@ func (su *setup) statistics(b backend.Backend, l int, layer *lm.Layer, x []float
 					xt[j*n+r] = v
 				}
 			}
-			g, err := gram(b, xt, cols, n)
-			if err != nil {
-				return err
-			}
-			if err := hess[in].AddGram(g, n); err != nil {
+			if err := addGram(b, hess[in], xt, cols, n); err != nil {
 				return err
 			}
 		}
@@ -618,29 +649,51 @@ func (su *setup) statistics(b backend.Backend, l int, layer *lm.Layer, x []float
 			err = nil
 		}
 	}
-	return errors.Join(err, blk.Close())
+	return hessSecs, errors.Join(err, blk.Close())
 }
 
-// gram is XᵀX [cols, cols] for xt = Xᵀ [cols, n], as one GEMM on b.
-func gram(b backend.Backend, xt []float32, cols, n int) ([]float32, error) {
+// gramBlock is the column block size of addGram's GEMMs.
+const gramBlock = 1024
+
+// addGram adds XᵀX to h for xt = Xᵀ [cols, n], as GEMMs on b: the blocks
+// of gramBlock columns on and above the diagonal only (XᵀX is
+// symmetric), each a float32 GEMM over the chunk's n rows (at most
+// calibRows: relative rounding about √n·2⁻²⁴, far below the 1 %
+// dampening), summed into h's float64 accumulators across chunks.
+func addGram(b backend.Backend, h *gptq.Hessian, xt []float32, cols, n int) error {
 	a, err := b.Alloc(backend.F32, cols*n)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer b.Free(a)
-	out, err := b.Alloc(backend.F32, cols*cols)
+	bk := min(cols, gramBlock)
+	out, err := b.Alloc(backend.F32, bk*bk)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer b.Free(out)
 	if err := b.Upload(a, xt); err != nil {
-		return nil, err
+		return err
 	}
-	if err := b.GemmF32(cols, cols, n, a, a, out); err != nil {
-		return nil, err
+	g := make([]float32, bk*bk)
+	for i0 := 0; i0 < cols; i0 += bk {
+		ni := min(bk, cols-i0)
+		for j0 := i0; j0 < cols; j0 += bk {
+			nj := min(bk, cols-j0)
+			o := out.Slice(0, ni*nj)
+			if err := b.GemmF32(ni, nj, n, a.Slice(i0*n, ni*n), a.Slice(j0*n, nj*n), o); err != nil {
+				return err
+			}
+			if err := b.Download(g[:ni*nj], o); err != nil {
+				return err
+			}
+			if err := h.AddGramBlock(g[:ni*nj], i0, ni, j0, nj); err != nil {
+				return err
+			}
+		}
 	}
-	g := make([]float32, cols*cols)
-	return g, b.Download(g, out)
+	h.Count(n)
+	return nil
 }
 
 // fitter is the scale fit of the method, rounding scales to the item's
@@ -678,13 +731,13 @@ func (su *setup) fitter(opt Options, it *plan.Item) gptq.Fit {
 }
 
 // quantizeWeight quantizes one projection with the method.
-func (su *setup) quantizeWeight(opt Options, it *plan.Item, wt []float32, rows, cols int, h *gptq.Hessian) (codes []byte, p *quant.Params, fallback bool, err error) {
+func (su *setup) quantizeWeight(opt Options, it *plan.Item, wt []float32, rows, cols int, f *gptq.Factor) (codes []byte, p *quant.Params, fallback bool, err error) {
 	if n := countNonFinite(wt); n > 0 {
 		return nil, nil, false, inputerr.Mark(fmt.Errorf("%w: %d NaN or infinite values", plan.ErrNonFinite, n))
 	}
 	fit := su.fitter(opt, it)
 	if opt.Method == GPTQ {
-		res, err := gptq.Quantize(wt, rows, cols, h, opt.Scheme, fit, opt.GPTQ)
+		res, err := gptq.QuantizeFactored(wt, rows, cols, f, opt.Scheme, fit, opt.GPTQ)
 		if err != nil {
 			return nil, nil, false, err
 		}

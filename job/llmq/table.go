@@ -38,7 +38,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if r.DryRun {
 		return err
 	}
-	p("time: %.2f s (layer passes and statistics %.2f s, quantizing %.2f s)\n", r.Seconds, r.ForwardSecs, r.QuantizeSecs)
+	p("time: %.2f s (layer passes %.2f s, Hessians %.2f s, quantizing %.2f s)\n", r.Seconds, r.ForwardSecs, r.HessianSecs, r.QuantizeSecs)
 	if len(r.Tensors) > 0 {
 		lo, sum, worst := math.Inf(1), 0.0, ""
 		for _, t := range r.Tensors {
