@@ -122,6 +122,14 @@ type Report struct {
 	ForwardSecs  float64         `json:"forward_seconds"`  // the layer passes (calibration forward)
 	HessianSecs  float64         `json:"hessian_seconds"`  // the statistics: Gram matrices into the Hessians
 	QuantizeSecs float64         `json:"quantize_seconds"` // the methods' own work: factorisations and sweeps
+	PerLayer     []LayerTime     `json:"per_layer,omitempty"`
+}
+
+// LayerTime is the seconds one layer took, split as Report's totals.
+type LayerTime struct {
+	Forward  float64 `json:"forward_seconds"`
+	Hessian  float64 `json:"hessian_seconds"`
+	Quantize float64 `json:"quantize_seconds"`
 }
 
 // setup is what Run and DryRun prepare.
@@ -426,10 +434,7 @@ func (su *setup) write(ctx context.Context, opt Options, b backend.Backend, clai
 		if err := su.doLayer(opt, b, l, items, x, w); err != nil {
 			return abort(err)
 		}
-		if opt.Log != nil && su.calib != nil {
-			fmt.Fprintf(opt.Log, "quantkit: layer %d/%d: layer passes %.2f s, Hessians %.2f s, quantizing %.2f s\n", l+1, cfg.Layers,
-				su.rep.ForwardSecs-f0, su.rep.HessianSecs-h0, su.rep.QuantizeSecs-q0)
-		}
+		su.rep.PerLayer = append(su.rep.PerLayer, LayerTime{Forward: su.rep.ForwardSecs - f0, Hessian: su.rep.HessianSecs - h0, Quantize: su.rep.QuantizeSecs - q0})
 		if opt.Progress != nil {
 			opt.Progress(l+1, cfg.Layers)
 		}
