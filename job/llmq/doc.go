@@ -9,6 +9,14 @@
 // memory. LoadCalibration reads the calibration set (text, JSONL or .npy
 // token ids, tokenized and windowed as its documentation says).
 //
+// On stories260K at int4 group 32 (calibration: stories the model
+// generated, seeds 1–256, 512 windows of 128 tokens; held out: seeds
+// 101–106 and 101–160, lm eval --ref at context 128), GPTQ's mean KL is
+// 0.61 of round-to-nearest's with min-max scales and 0.47–0.55 with the
+// clipping search, the default; dampening 0.1 or 0.001 instead of 0.01,
+// and the sequential update, change it by less than the two held-out
+// sets disagree.
+//
 // The pipeline: the calibration ids are embedded (lm.Embed) into hidden
 // states [N, T, Hidden] that stay on the host. For each layer l in turn,
 // its float weights alone are read from the checkpoint (lm.ReadLayer), run
@@ -28,8 +36,12 @@
 // rtn is quantkit quantize's min-max round to nearest (the pipeline's rtn
 // output is byte for byte quantize's); mse searches each channel's or
 // group's clipping ratio (quant/clip); gptq is quant/gptq's, with scales
-// fitted by min-max on the original weights (or on the updated ones,
-// gptq.Options.UpdatedScales). Scales are rounded to the checkpoint's
+// fitted by mse's clipping search (or min-max, Options.MinMaxScales) on
+// the original weights (or on the updated ones,
+// gptq.Options.UpdatedScales). With Options.Sequential a layer's
+// projections are quantized in four stages (q/k/v, o, gate/up, down),
+// each input's Hessian collected on the layer with the earlier stages
+// quantized, as llm-compressor's sequential update does. Scales are rounded to the checkpoint's
 // dtype (BF16, F16) before codes are chosen, as quantize rounds them.
 //
 // awq searches AutoAWQ's per-input-channel scales (a grid of ratios, with

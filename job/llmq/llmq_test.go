@@ -250,8 +250,10 @@ func generated(t *testing.T, m *lm.Model, tok *tokenizer.Tokenizer, seed uint64,
 // TestGPTQBeatsRTNOnStories quantizes stories260K to int4 group 32 with
 // rtn, mse and gptq, calibrating gptq on text the model generated (seeds
 // 100…), and compares each with the float model on other generated text
-// (seeds 200…) as lm eval --ref does: gptq's mean KL must be below rtn's,
-// and mse's too.
+// (seeds 200…) as lm eval --ref does: gptq's mean KL (scales by the
+// clipping search, the default; and with the sequential update) must be
+// below 0.75 of rtn's, and mse's below rtn's. (Measured: gptq 0.61,
+// sequential 0.54, mse 0.78 of rtn's.)
 func TestGPTQBeatsRTNOnStories(t *testing.T) {
 	b := cpu.New()
 	ref, err := lmeval.Open(b, stories, "")
@@ -264,8 +266,12 @@ func TestGPTQBeatsRTNOnStories(t *testing.T) {
 	os.WriteFile(calib, []byte(generated(t, ref.Model, ref.Tokenizer, 100, 3)), 0o666)
 	heldout := generated(t, ref.Model, ref.Tokenizer, 200, 3)
 	models := []lmeval.NamedModel{}
-	for _, m := range []Method{RTN, MSE, GPTQ} {
-		opt := Options{Input: stories, Output: filepath.Join(dir, string(m)), Format: plan.CompressedTensors, Scheme: int4g32(t), Method: m}
+	for _, name := range []string{"rtn", "mse", "gptq", "gptq-sequential"} {
+		m, seq := Method(name), false
+		if name == "gptq-sequential" {
+			m, seq = GPTQ, true
+		}
+		opt := Options{Input: stories, Output: filepath.Join(dir, name), Format: plan.CompressedTensors, Scheme: int4g32(t), Method: m, Sequential: seq}
 		if m == GPTQ {
 			opt.Calib = CalibOptions{Path: calib, Samples: 16, SeqLen: 128, Seed: 1}
 			opt.GPTQ.ActOrder = true
@@ -282,7 +288,7 @@ func TestGPTQBeatsRTNOnStories(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer q.Close()
-		models = append(models, lmeval.NamedModel{Name: string(m), Model: q.Model})
+		models = append(models, lmeval.NamedModel{Name: name, Model: q.Model})
 	}
 	er, err := lmeval.Eval(context.Background(), lmeval.EvalOptions{Models: models, Ref: &lmeval.NamedModel{Name: "float", Model: ref.Model},
 		Text: heldout, Tokenizer: ref.Tokenizer, Ctx: 128})
@@ -297,7 +303,13 @@ func TestGPTQBeatsRTNOnStories(t *testing.T) {
 		kl[m.Name] = m.KL.Mean
 		t.Logf("%s: perplexity %.4f, mean KL %.5f, top-1 %.3f", m.Name, m.Perplexity, m.KL.Mean, m.KL.Top1)
 	}
-	if !(kl["gptq"] < kl["rtn"]) || !(kl["mse"] < kl["rtn"]) {
-		t.Errorf("mean KL: gptq %g, mse %g, rtn %g: want gptq and mse below rtn", kl["gptq"], kl["mse"], kl["rtn"])
+	for name, v := range kl {
+		t.Logf("%s: mean KL %.3f of rtn's", name, v/kl["rtn"])
+	}
+	if !(kl["gptq"] < 0.75*kl["rtn"]) || !(kl["gptq-sequential"] < 0.75*kl["rtn"]) || !(kl["mse"] < kl["rtn"]) {
+		t.Errorf("mean KL: gptq %g, sequential %g, mse %g, rtn %g: want gptq below 0.75 rtn and mse below rtn", kl["gptq"], kl["gptq-sequential"], kl["mse"], kl["rtn"])
+	}
+	if kl["gptq"] == kl["gptq-sequential"] {
+		t.Error("the sequential update changed nothing")
 	}
 }

@@ -28,7 +28,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 		p("calibration: %s: %s\n", c.Source, c.Selection)
 	}
 	if g := r.GPTQ; g != nil {
-		p("gptq: activation order %v, scales from the %s weights\n", g.ActOrder, map[bool]string{false: "original", true: "updated"}[g.UpdatedScales])
+		p("gptq: activation order %v, %s scales from the %s weights, sequential %v\n", g.ActOrder, r.Scales,
+			map[bool]string{false: "original", true: "updated"}[g.UpdatedScales], r.Sequential)
 	}
 	m := r.Memory
 	p("memory estimate: %s (one layer's float weights %s, statistics %s, calibration activations %s, scratch %s; embedding %s before the first layer)\n",
@@ -37,7 +38,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if r.DryRun {
 		return err
 	}
-	p("time: %.2f s (layer passes and statistics %.2f s, quantizing %.2f s)\n", r.Seconds, r.ForwardSecs, r.QuantizeSecs)
+	p("time: %.2f s (layer passes %.2f s, Hessians %.2f s, quantizing %.2f s)\n", r.Seconds, r.ForwardSecs, r.HessianSecs, r.QuantizeSecs)
 	if len(r.Tensors) > 0 {
 		lo, sum, worst := math.Inf(1), 0.0, ""
 		for _, t := range r.Tensors {

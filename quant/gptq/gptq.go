@@ -36,12 +36,17 @@
 package gptq
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"slices"
+	"sync"
 
-	"gonum.org/v1/gonum/mat"
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/blas64"
+	"gonum.org/v1/gonum/lapack/lapack64"
 
+	"github.com/quantkit/quantkit/cpu"
 	"github.com/quantkit/quantkit/quant"
 )
 
@@ -99,6 +104,35 @@ func (h *Hessian) AddGram(g []float32, rows int) error {
 	return nil
 }
 
+// AddGramBlock adds to H's sum the block g = X[:, i0:i0+ni]ᵀ·X[:, j0:j0+nj]
+// [ni, nj] of a Gram matrix computed elsewhere, and, when the block is off
+// the diagonal (i0 ≠ j0), its transpose at (j0, i0): a caller computing
+// only the blocks with i0 ≤ j0 of a symmetric XᵀX does half the work of
+// AddGram's. The rows are counted by Count, once per X.
+func (h *Hessian) AddGramBlock(g []float32, i0, ni, j0, nj int) error {
+	d := h.Cols
+	if len(g) != ni*nj || i0 < 0 || j0 < 0 || i0+ni > d || j0+nj > d || ni < 0 || nj < 0 {
+		return fmt.Errorf("gptq: a Gram block [%d:%d, %d:%d] of %d values for %d columns", i0, i0+ni, j0, j0+nj, len(g), d)
+	}
+	for i := range ni {
+		row := h.sum[(i0+i)*d+j0 : (i0+i)*d+j0+nj]
+		for j, v := range g[i*nj : (i+1)*nj] {
+			row[j] += float64(v)
+		}
+	}
+	if i0 != j0 {
+		for i := range ni {
+			for j, v := range g[i*nj : (i+1)*nj] {
+				h.sum[(j0+j)*d+i0+i] += float64(v)
+			}
+		}
+	}
+	return nil
+}
+
+// Count adds rows to the number of inputs seen (with AddGramBlock).
+func (h *Hessian) Count(rows int) { h.N += int64(rows) }
+
 // mirror copies the upper triangle of sum to the lower.
 func (h *Hessian) mirror() {
 	d := h.Cols
@@ -150,16 +184,174 @@ type Result struct {
 	Loss float64
 }
 
+// Factor is what GPTQ needs of a Hessian, for every weight that reads
+// the same inputs (q/k/v share one, gate/up share one): the processing
+// order, the dead columns and U, the upper Cholesky factor of H⁻¹ (of H
+// dampened, in processing order).
+type Factor struct {
+	Cols int
+	perm []int     // position j processes original column perm[j]
+	dead []bool    // original column c is dead (H_cc was 0)
+	u    []float64 // U [Cols, Cols], upper; the lower triangle is zero
+	// Fallback is set when H was not positive definite (numerically): U
+	// is I, which is round-to-nearest.
+	Fallback bool
+}
+
+// Bytes is the memory f holds.
+func (f *Factor) Bytes() int64 { return int64(len(f.u))*8 + int64(f.Cols)*9 }
+
+// Factorize computes h's Factor under opt (ActOrder, Damp), consuming h:
+// U is computed in h's own memory, so that a Hessian of n columns costs n²
+// float64 once, and h must not be used afterwards. U comes from one
+// Cholesky factorisation and one triangular inverse in float64 (gonum's
+// LAPACK): with J the reversal, J·H·J = L·Lᵀ gives H⁻¹ = (J·L⁻¹·J)ᵀ·(J·L⁻¹·J),
+// and J·L⁻¹·J is upper with a positive diagonal, so it is the upper
+// Cholesky factor of H⁻¹ that torch's cholesky, cholesky_inverse,
+// cholesky(upper) chain computes in three factorisations.
+func Factorize(h *Hessian, opt Options) (*Factor, error) {
+	if h == nil || h.sum == nil {
+		return nil, errors.New("gptq: no Hessian (or one already factorised)")
+	}
+	damp := opt.Damp
+	if damp == 0 {
+		damp = 0.01
+	}
+	if !(damp >= 0) {
+		return nil, fmt.Errorf("gptq: dampening %g", damp)
+	}
+	n := h.Cols
+	H := h.sum
+	h.sum = nil
+	if h.N > 0 {
+		f := 2 / float64(h.N)
+		for i := range H {
+			H[i] *= f
+		}
+	} else {
+		clear(H)
+	}
+	f := &Factor{Cols: n, perm: make([]int, n), dead: make([]bool, n)}
+	for i := range f.perm {
+		f.perm[i] = i
+	}
+	if opt.ActOrder {
+		slices.SortStableFunc(f.perm, func(a, b int) int {
+			da, db := H[a*n+a], H[b*n+b]
+			switch {
+			case da > db:
+				return -1
+			case da < db:
+				return 1
+			}
+			return 0
+		})
+	}
+	var mean float64
+	for c := range n {
+		if H[c*n+c] == 0 { // dead input
+			H[c*n+c] = 1
+			f.dead[c] = true
+		}
+		mean += H[c*n+c]
+	}
+	mean /= float64(n)
+	for c := range n {
+		H[c*n+c] += damp * mean
+	}
+	// J·P·H·Pᵀ·J: the processing order reversed.
+	rev := make([]int, n)
+	for i := range rev {
+		rev[i] = f.perm[n-1-i]
+	}
+	permuteSym(H, n, rev)
+	tri, ok := lapack64.Potrf(blas64.Symmetric{N: n, Stride: n, Uplo: blas.Lower, Data: H})
+	ok = ok && lapack64.Trtri(tri)
+	// U = J·L⁻¹·J: L⁻¹ turned by half a turn; the upper triangle of H
+	// (what Potrf left of it) becomes U's lower triangle, cleared.
+	for i, j := 0, n*n-1; i < j; i, j = i+1, j-1 {
+		H[i], H[j] = H[j], H[i]
+	}
+	for i := range n {
+		clear(H[i*n : i*n+i])
+		for _, v := range H[i*n+i : (i+1)*n] {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				ok = false
+			}
+		}
+		if !(H[i*n+i] > 0) {
+			ok = false
+		}
+	}
+	if !ok {
+		f.Fallback = true
+		clear(H)
+		for j := range n {
+			H[j*n+j] = 1
+		}
+	}
+	f.u = H
+	return f, nil
+}
+
+// permuteSym replaces the symmetric n×n a with a[p[i], p[j]] at (i, j), in
+// place (one row of scratch).
+func permuteSym(a []float64, n int, p []int) {
+	tmp := make([]float64, n)
+	done := make([]bool, n)
+	for s := range n { // rows: row i ← row p[i], cycle by cycle
+		if done[s] {
+			continue
+		}
+		copy(tmp, a[s*n:(s+1)*n])
+		i := s
+		for {
+			done[i] = true
+			j := p[i]
+			if j == s {
+				copy(a[i*n:(i+1)*n], tmp)
+				break
+			}
+			copy(a[i*n:(i+1)*n], a[j*n:(j+1)*n])
+			i = j
+		}
+	}
+	for i := range n { // columns
+		row := a[i*n : (i+1)*n]
+		copy(tmp, row)
+		for j, c := range p {
+			row[j] = tmp[c]
+		}
+	}
+}
+
 // Quantize quantizes w [rows, cols] (row-major, Hugging Face's [out, in])
 // under s with the Hessian h of its inputs (h.Cols == cols), taking
 // scales from fit (see the package documentation). s must be per channel
-// along axis 0 or per group.
+// along axis 0 or per group. h is left as it is: Quantize factorises a
+// copy (Factorize and QuantizeFactored share one factorisation between
+// the weights that read the same inputs).
 func Quantize(w []float32, rows, cols int, h *Hessian, s quant.Scheme, fit Fit, opt Options) (*Result, error) {
+	if h == nil || h.Cols != cols || h.sum == nil {
+		return nil, fmt.Errorf("gptq: a Hessian of %d columns for a weight of %d", h.Cols, cols)
+	}
+	c := &Hessian{Cols: h.Cols, N: h.N, sum: slices.Clone(h.sum)}
+	f, err := Factorize(c, opt)
+	if err != nil {
+		return nil, err
+	}
+	return QuantizeFactored(w, rows, cols, f, s, fit, opt)
+}
+
+// QuantizeFactored is Quantize with the Factor of the inputs' Hessian,
+// made with the same ActOrder and Damp; f is left as it is, so weights
+// reading the same inputs may be quantized concurrently.
+func QuantizeFactored(w []float32, rows, cols int, f *Factor, s quant.Scheme, fit Fit, opt Options) (*Result, error) {
 	if len(w) != rows*cols || rows <= 0 || cols <= 0 {
 		return nil, fmt.Errorf("gptq: %d values are not a [%d, %d] weight", len(w), rows, cols)
 	}
-	if h == nil || h.Cols != cols {
-		return nil, fmt.Errorf("gptq: a Hessian of %d columns for a weight of %d", h.Cols, cols)
+	if f == nil || f.Cols != cols {
+		return nil, fmt.Errorf("gptq: a factorised Hessian of %d columns for a weight of %d", f.Cols, cols)
 	}
 	switch {
 	case s.Granularity == quant.PerChannel && s.Axis == 0:
@@ -170,13 +362,6 @@ func Quantize(w []float32, rows, cols int, h *Hessian, s quant.Scheme, fit Fit, 
 	bs := opt.BlockSize
 	if bs <= 0 {
 		bs = 128
-	}
-	damp := opt.Damp
-	if damp == 0 {
-		damp = 0.01
-	}
-	if !(damp >= 0) {
-		return nil, fmt.Errorf("gptq: dampening %g", damp)
 	}
 	group := cols // columns a parameter covers along a row
 	if s.Granularity == quant.PerGroup {
@@ -198,62 +383,17 @@ func Quantize(w []float32, rows, cols int, h *Hessian, s quant.Scheme, fit Fit, 
 	if len(p.Scales) != rows*perRow {
 		return nil, fmt.Errorf("gptq: %d parameters for %d rows of %d groups", len(p.Scales), rows, perRow)
 	}
-
-	H := h.Matrix()
-	// The permutation: position j processes original column perm[j].
-	perm := make([]int, cols)
-	for i := range perm {
-		perm[i] = i
-	}
-	if opt.ActOrder {
-		slices.SortStableFunc(perm, func(a, b int) int {
-			da, db := H[a*cols+a], H[b*cols+b]
-			switch {
-			case da > db:
-				return -1
-			case da < db:
-				return 1
-			}
-			return 0
-		})
-	}
-	// W and H in processing order, float64.
+	perm, U := f.perm, f.u
+	// W in processing order, float64, dead columns zero.
 	W := make([]float64, rows*cols)
 	for r := range rows {
 		for j, c := range perm {
-			W[r*cols+j] = float64(w[r*cols+c])
-		}
-	}
-	Hp := make([]float64, cols*cols)
-	for i, ci := range perm {
-		for j, cj := range perm {
-			Hp[i*cols+j] = H[ci*cols+cj]
-		}
-	}
-	H = Hp
-	var mean float64
-	for j := range cols {
-		if H[j*cols+j] == 0 { // dead input
-			H[j*cols+j] = 1
-			for r := range rows {
-				W[r*cols+j] = 0
+			if !f.dead[c] {
+				W[r*cols+j] = float64(w[r*cols+c])
 			}
 		}
-		mean += H[j*cols+j]
 	}
-	mean /= float64(cols)
-	for j := range cols {
-		H[j*cols+j] += damp * mean
-	}
-	U, ok := inverseCholeskyUpper(H, cols)
-	res := &Result{Params: p, Codes: make([]byte, s.PackedLen(rows*cols))}
-	if !ok {
-		res.Fallback = true
-		U = make([]float64, cols*cols)
-		for j := range cols {
-			U[j*cols+j] = 1
-		}
-	}
+	res := &Result{Params: p, Codes: make([]byte, s.PackedLen(rows*cols)), Fallback: f.Fallback}
 
 	// fitGroup fits group g's scales from W's columns of that group.
 	fitted := make([]bool, perRow)
@@ -288,7 +428,8 @@ func Quantize(w []float32, rows, cols int, h *Hessian, s quant.Scheme, fit Fit, 
 
 	qmin, qmax := s.QMin(), s.QMax()
 	W1 := make([]float64, rows*bs)
-	Err1 := make([]float64, rows*bs)
+	Err1 := make([]float32, rows*bs)
+	var ut, upd []float32 // the lazy update's operands
 	for i1 := 0; i1 < cols; i1 += bs {
 		i2 := min(i1+bs, cols)
 		n := i2 - i1
@@ -297,43 +438,77 @@ func Quantize(w []float32, rows, cols int, h *Hessian, s quant.Scheme, fit Fit, 
 		}
 		for i := range n {
 			j := i1 + i
-			c := perm[j]
-			g := c / group
+			g := perm[j] / group
 			if updated && !fitted[g] {
 				if err := fitGroup(g); err != nil {
 					return nil, err
 				}
 			}
-			d := U[j*cols+j]
-			for r := range rows {
-				k := r*perRow + g
-				sc, zp := p.Scales[k], p.ZeroPoints[k]
-				wv := W1[r*bs+i]
-				code := quant.QuantizeValue(float32(wv), sc, zp, qmin, qmax)
-				quant.PutCode(res.Codes, s.Bits, r*cols+c, code)
-				q := float64(quant.DequantizeValue(code, sc, zp))
-				e := (wv - q) / d
-				res.Loss += (wv - q) * (wv - q) / (d * d) / 2
-				Err1[r*bs+i] = e
+		}
+		// The block's columns, rows in parallel (each row is on its own).
+		var loss [2]float64
+		rowsOf := func(part, r0, r1 int) {
+			for r := r0; r < r1; r++ {
 				row := W1[r*bs : r*bs+n]
-				urow := U[j*cols+i1 : j*cols+i2]
-				for t := i + 1; t < n; t++ {
-					row[t] -= e * urow[t]
+				for i := range n {
+					j := i1 + i
+					c := perm[j]
+					k := r*perRow + c/group
+					sc, zp := p.Scales[k], p.ZeroPoints[k]
+					wv := row[i]
+					code := quant.QuantizeValue(float32(wv), sc, zp, qmin, qmax)
+					quant.PutCode(res.Codes, s.Bits, r*cols+c, code)
+					d := U[j*cols+j]
+					q := float64(quant.DequantizeValue(code, sc, zp))
+					e := (wv - q) / d
+					loss[part] += (wv - q) * (wv - q) / (d * d) / 2
+					Err1[r*bs+i] = float32(e)
+					urow := U[j*cols+j+1 : j*cols+i2]
+					tail := row[i+1 : n]
+					for t, u := range urow {
+						tail[t] -= e * u
+					}
 				}
 			}
 		}
-		// W[:, i2:] -= Err1 · U[i1:i2, i2:]
+		// PutCode packs several codes a byte: the halves split at a row that
+		// is a multiple of 8, so that no byte is written by both.
+		if half := rows / 2 &^ 7; rows*n*n >= 1<<16 && half > 0 {
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() { defer wg.Done(); rowsOf(1, half, rows) }()
+			rowsOf(0, 0, half)
+			wg.Wait()
+		} else {
+			rowsOf(0, 0, rows)
+		}
+		res.Loss += loss[0] + loss[1]
+		if i2 == cols {
+			break
+		}
+		// W[:, i2:] −= Err1 · U[i1:i2, i2:], a float32 GEMM (as the
+		// reference implementations run the whole sweep in float32) into
+		// the float64 W.
+		m := cols - i2
+		ut = slices.Grow(ut[:0], m*n)[:m*n]
+		for i := range n {
+			for t, u := range U[(i1+i)*cols+i2 : (i1+i+1)*cols] {
+				ut[t*n+i] = float32(u)
+			}
+		}
+		upd = slices.Grow(upd[:0], rows*m)[:rows*m]
+		e := Err1[:rows*bs]
+		if n < bs {
+			e = make([]float32, rows*n)
+			for r := range rows {
+				copy(e[r*n:(r+1)*n], Err1[r*bs:r*bs+n])
+			}
+		}
+		cpu.GemmF32(rows, m, n, e, ut, upd)
 		for r := range rows {
 			dst := W[r*cols+i2 : (r+1)*cols]
-			for i := range n {
-				e := Err1[r*bs+i]
-				if e == 0 {
-					continue
-				}
-				urow := U[(i1+i)*cols+i2 : (i1+i+1)*cols]
-				for t, u := range urow {
-					dst[t] -= e * u
-				}
+			for t, v := range upd[r*m : (r+1)*m] {
+				dst[t] -= float64(v)
 			}
 		}
 	}
@@ -341,41 +516,4 @@ func Quantize(w []float32, rows, cols int, h *Hessian, s quant.Scheme, fit Fit, 
 		return nil, err
 	}
 	return res, nil
-}
-
-// inverseCholeskyUpper returns the upper Cholesky factor U of H⁻¹ (H⁻¹ =
-// UᵀU) for the symmetric n×n H, computed as torch's cholesky,
-// cholesky_inverse, cholesky(upper) chain does; ok is false when H or H⁻¹
-// is not positive definite (numerically).
-func inverseCholeskyUpper(H []float64, n int) (U []float64, ok bool) {
-	var ch mat.Cholesky
-	if !ch.Factorize(mat.NewSymDense(n, H)) {
-		return nil, false
-	}
-	var inv mat.SymDense
-	if err := ch.InverseTo(&inv); err != nil {
-		return nil, false
-	}
-	var ch2 mat.Cholesky
-	if !ch2.Factorize(&inv) {
-		return nil, false
-	}
-	var u mat.TriDense
-	ch2.UTo(&u)
-	U = make([]float64, n*n)
-	for i := range n {
-		for j := i; j < n; j++ {
-			v := u.At(i, j)
-			if math.IsNaN(v) || math.IsInf(v, 0) {
-				return nil, false
-			}
-			U[i*n+j] = v
-		}
-	}
-	for i := range n {
-		if !(U[i*n+i] > 0) {
-			return nil, false
-		}
-	}
-	return U, true
 }

@@ -264,6 +264,8 @@ func TestAgainstReference(t *testing.T) {
 		{"int4-channel-default-block", int4c, 9, 150, 0, true, false, -1},
 		{"int8-channel", int8c, 7, 40, 16, false, false, 0},
 		{"uint4-asym-group", asym, 8, 48, 16, true, false, -1},
+		{"int4-group-rows-in-parallel", int4g, 40, 136, 64, true, false, 3},
+		{"uint4-asym-rows-in-parallel-updated", asym, 33, 100, 48, true, true, -1},
 	} {
 		x := correlated(r, 300, tc.cols, tc.dead)
 		w := randomWeight(r, tc.rows, tc.cols)
@@ -444,5 +446,54 @@ func TestFallback(t *testing.T) {
 	}
 	if _, err := Quantize(w, 4, 32, h, quant.Int8PerTensor, minmax(quant.Int8PerTensor), Options{}); err == nil {
 		t.Error("Quantize took a per-tensor scheme")
+	}
+}
+
+// TestFactorShared checks that a Factor serves several weights: Quantize
+// leaves its Hessian as it was, QuantizeFactored with one Factorize of it
+// gives Quantize's codes for two weights, and Factorize consumes the
+// Hessian it is given.
+func TestFactorShared(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 7))
+	s, _ := quant.ParseScheme("int4-sym-group16")
+	x := correlated(r, 200, 48, 2)
+	h := NewHessian(48)
+	if err := h.Add(x, 200); err != nil {
+		t.Fatal(err)
+	}
+	before := h.Matrix()
+	opt := Options{ActOrder: true, BlockSize: 16}
+	var want []*Result
+	ws := [][]float32{randomWeight(r, 20, 48), randomWeight(r, 9, 48)}
+	for _, w := range ws {
+		res, err := Quantize(w, len(w)/48, 48, h, s, minmax(s), opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, res)
+	}
+	after := h.Matrix()
+	for i := range before {
+		if before[i] != after[i] {
+			t.Fatalf("Quantize changed its Hessian at %d: %g → %g", i, before[i], after[i])
+		}
+	}
+	f, err := Factorize(h, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, w := range ws {
+		res, err := QuantizeFactored(w, len(w)/48, 48, f, s, minmax(s), opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range res.Codes {
+			if res.Codes[i] != want[k].Codes[i] {
+				t.Fatalf("weight %d: byte %d is %#x by QuantizeFactored, %#x by Quantize", k, i, res.Codes[i], want[k].Codes[i])
+			}
+		}
+	}
+	if _, err := Factorize(h, opt); err == nil {
+		t.Error("a Hessian was factorised twice")
 	}
 }
