@@ -458,6 +458,9 @@ func LoadGGUFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, er
 		if err := gguf.DecodeFloat32(dst, src, info.Type); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %s: %w", path, name, err))
 		}
+		// The model holds the float32 copy: the mapped pages go, so the
+		// tensor is not resident twice.
+		f.Release(name)
 		return dst
 	}
 	// llama keeps q and k rows in the interleaved RoPE layout.
@@ -503,6 +506,7 @@ func LoadGGUFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, er
 			dst := make([]byte, len(data))
 			llamacpp.UnpermuteQKBytes(dst, data, rows, heads)
 			data = dst
+			f.Release(name) // the reordered copy is the model's
 		} else {
 			mapped = true
 		}
