@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"slices"
 	"strings"
@@ -44,6 +45,9 @@ var (
 	quantCalibTFlag   = &cli.IntFlag{Name: "calib-len", Value: llmq.DefaultSeqLen, Usage: "tokens a calibration sequence (with --format gguf: the chunk size of the importance matrix, 512 when not given)"}
 	quantSeedFlag     = &cli.Uint64Flag{Name: "seed", Usage: "seed of the calibration windows", DefaultText: "0, the same windows every run"}
 	quantActOrderFlag = &cli.BoolFlag{Name: "actorder", Value: true, Usage: "gptq: process columns by descending Hessian diagonal (static groups; --actorder=false: in order)"}
+	quantGPTQScales   = &cli.StringFlag{Name: "gptq-scales", Value: "mse", Usage: "gptq: how group or channel scales are fitted: mse (the clipping search of --method mse, llm-compressor's mse observer) or minmax (llm-compressor's default observer)"}
+	quantGPTQSeq      = &cli.BoolFlag{Name: "gptq-sequential", Usage: "gptq: quantize a layer's projections in four stages (q/k/v, o, gate/up, down), each input's Hessian collected on the layer with the earlier stages quantized (llm-compressor's sequential update; 4 passes a layer)"}
+	quantGPTQDamp     = &cli.Float64Flag{Name: "gptq-damp", Value: 0.01, Usage: "gptq: dampening, the fraction of the Hessian's mean diagonal added to its diagonal"}
 	quantUpdatedFlag  = &cli.BoolFlag{Name: "gptq-updated-scales", Usage: "gptq: fit group scales on the error-updated weights (the GPTQ paper) instead of the original ones (llm-compressor)"}
 )
 
@@ -194,6 +198,7 @@ var quantizeCommand = &cli.Command{
 		quantInclFlag, quantExclFlag, ckptDeviceFlag, ckptWorkFlag, quantDryFlag, jsonFlag, jsonOutFlag, quantForceFlag,
 		quantSizeFlag, quantShardFlag, quantNonFinFlag, quantTypeFlag, quantPureFlag, quantImatrixFlag, quantEvalFlag, quantEvalCtxFlag,
 		quantMethodFlag, quantCalibFlag, quantCalibNFlag, quantCalibTFlag, quantSeedFlag, quantActOrderFlag, quantUpdatedFlag,
+		quantGPTQScales, quantGPTQSeq, quantGPTQDamp,
 		quantAlphaFlag, quantW8A8Flag},
 	Action: runQuantize,
 }
@@ -308,7 +313,7 @@ func calibrated(c *cli.Context) bool {
 	if c.String(quantMethodFlag.Name) != string(llmq.RTN) {
 		return true
 	}
-	for _, f := range []cli.Flag{quantCalibFlag, quantCalibNFlag, quantCalibTFlag, quantSeedFlag, quantActOrderFlag, quantUpdatedFlag, quantAlphaFlag, quantW8A8Flag} {
+	for _, f := range []cli.Flag{quantCalibFlag, quantCalibNFlag, quantCalibTFlag, quantSeedFlag, quantActOrderFlag, quantUpdatedFlag, quantAlphaFlag, quantW8A8Flag, quantGPTQScales, quantGPTQSeq, quantGPTQDamp} {
 		if c.IsSet(f.Names()[0]) {
 			return true
 		}
@@ -342,6 +347,18 @@ func runQuantizeLLM(c *cli.Context) error {
 			}
 		}
 	}
+	usesGPTQ := method == llmq.GPTQ || method == llmq.AWQGPTQ || method == llmq.SmoothQuantGPTQ
+	for _, f := range []cli.Flag{quantGPTQScales, quantGPTQSeq, quantGPTQDamp} {
+		if name := f.Names()[0]; c.IsSet(name) && !usesGPTQ {
+			return fail(fmt.Errorf("--%s applies to the gptq methods, not %s", name, method))
+		}
+	}
+	if sc := c.String(quantGPTQScales.Name); sc != "mse" && sc != "minmax" {
+		return fail(fmt.Errorf("--gptq-scales %s: mse or minmax", sc))
+	}
+	if d := c.Float64(quantGPTQDamp.Name); !(d > 0) || math.IsInf(d, 0) {
+		return fail(fmt.Errorf("--gptq-damp %g: not positive and finite", d))
+	}
 	q, err := parseQuantizeFlags(c)
 	if err != nil {
 		return fail(err)
@@ -364,6 +381,9 @@ func runQuantizeLLM(c *cli.Context) error {
 			return fail(errors.New("--calib-samples and --calib-len must be positive"))
 		}
 		opt.GPTQ.ActOrder, opt.GPTQ.UpdatedScales = c.Bool(quantActOrderFlag.Name), c.Bool(quantUpdatedFlag.Name)
+		opt.GPTQ.Damp = c.Float64(quantGPTQDamp.Name)
+		opt.MinMaxScales = c.String(quantGPTQScales.Name) == "minmax"
+		opt.Sequential = c.Bool(quantGPTQSeq.Name)
 	}
 	ev, err := parseQuantEval(c, opt.Input, string(opt.Format))
 	if err != nil {

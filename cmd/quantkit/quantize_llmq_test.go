@@ -62,6 +62,10 @@ func TestQuantizeMethods(t *testing.T) {
 		{[]string{"--method", "gptq"}, "needs calibration data"},
 		{[]string{"--method", "gptq", "--calib", text, "--shard", "0/2"}, "does not apply"},
 		{[]string{"--method", "gptq", "--calib", text, "--calib-len", "100000"}, "fewer than one sequence"},
+		{[]string{"--method", "gptq", "--calib", text, "--gptq-scales", "max"}, "mse or minmax"},
+		{[]string{"--method", "gptq", "--calib", text, "--gptq-damp", "0"}, "not positive"},
+		{[]string{"--method", "awq", "--calib", text, "--gptq-sequential"}, "applies to the gptq methods"},
+		{[]string{"--method", "mse", "--gptq-scales", "minmax"}, "applies to the gptq methods"},
 	} {
 		args := append([]string{"quantize", in, "-o", filepath.Join(dir, "x")}, tc.args...)
 		out, err := run(t, args...)
