@@ -53,6 +53,7 @@ func gemmF32On(thr, m, n, k int, a, b, c []float32) {
 	case m == 0 || n == 0:
 	case k == 0:
 		clear(c)
+	case !use.AVX512 && gemmF32Few(thr, m, n, k, a, b, c):
 	case gemmF32SIMD(thr, m, n, k, a, b, c):
 	case n < gemmF32NR && m > n:
 		gemmF32(thr, n, m, k, b, a, c, 1, n)

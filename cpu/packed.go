@@ -2,8 +2,10 @@ package cpu
 
 import (
 	"fmt"
+	"unsafe"
 
 	"github.com/quantkit/quantkit/backend"
+	"github.com/quantkit/quantkit/model/gguf"
 )
 
 // packedTileBytes is the float32 size of the tile of decoded weight rows
@@ -137,4 +139,24 @@ func GemmPacked(m, n, k int, a []float32, f backend.PackedFormat, data []byte, c
 			poolPackedTile.put(s)
 		}
 	}
+}
+
+// gemmF32Few computes GemmF32 for m ≤ packedFusedRows rows of A with the
+// fused kernels, B's rows read as packed F32 rows, and reports true; it
+// reports false when there is no kernel for it. It is the decode step's
+// product (one token's activations by a float32 weight) on processors
+// without the AVX-512 dot kernels, where the generic 1×7 kernel would run.
+func gemmF32Few(thr, m, n, k int, a, b, c []float32) bool {
+	if m > packedFusedRows || k == 0 || n == 0 {
+		return false
+	}
+	l, ok := packedLayout(gguf.TypeF32, k)
+	if !ok || packedKernelFor(l, m) == nil {
+		return false
+	}
+	w := unsafe.Slice((*byte)(unsafe.Pointer(&b[0])), 4*len(b))
+	parallelRange(workersOf(thr, n, m*n*k, gemmMinWork), n, 8, func(_, lo, hi int) {
+		packedDot(l, m, n, k, a, nil, w, 4*k, c, lo, hi)
+	})
+	return true
 }

@@ -23,4 +23,5 @@ var packedKernels = [pkKinds][packedFusedRows]packedKernel{
 	pkQ4_0:  {packedDotQ4_0x1AVX2, packedDotQ4_0x2AVX2, packedDotQ4_0x3AVX2, packedDotQ4_0x4AVX2},
 	pkF16:   {packedDotF16x1AVX2, packedDotF16x2AVX2, packedDotF16x3AVX2, packedDotF16x4AVX2},
 	pkBF16:  {packedDotBF16x1AVX2, packedDotBF16x2AVX2, packedDotBF16x3AVX2, packedDotBF16x4AVX2},
+	pkF32:   {packedDotF32x1AVX2, packedDotF32x2AVX2, packedDotF32x3AVX2, packedDotF32x4AVX2},
 }

@@ -4927,3 +4927,361 @@ blockdone:
 done:
 	VZEROUPPER
 	RET
+
+// func packedDotF32x1AVX2(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, FMA3
+TEXT ·packedDotF32x1AVX2(SB), NOSPLIT, $0-80
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	MOVQ  w+16(FP), CX
+	MOVQ  rows+32(FP), DX
+	MOVQ  c+64(FP), BX
+	MOVQ  ldc+72(FP), SI
+	SHLQ  $0x02, SI
+	TESTQ DX, DX
+	JZ    done
+
+row:
+	MOVQ   CX, SI
+	MOVQ   AX, DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	MOVQ   blocks+48(FP), R8
+
+block:
+	MOVQ group+40(FP), R9
+	CMPQ R8, $0x01
+	JNE  chunks
+	MOVQ last+56(FP), R9
+
+chunks:
+	SHRQ $0x05, R9
+	JZ   blockdone
+
+chunk:
+	VMOVUPS     (SI), Y4
+	VMOVUPS     32(SI), Y5
+	VFMADD231PS (DI), Y4, Y0
+	VFMADD231PS 32(DI), Y5, Y1
+	VMOVUPS     64(SI), Y4
+	VMOVUPS     96(SI), Y5
+	VFMADD231PS 64(DI), Y4, Y2
+	VFMADD231PS 96(DI), Y5, Y3
+	ADDQ        $0x80, SI
+	ADDQ        $0x00000080, DI
+	DECQ        R9
+	JNZ         chunk
+
+blockdone:
+	DECQ         R8
+	JNZ          block
+	VADDPS       Y2, Y0, Y0
+	VADDPS       Y3, Y1, Y1
+	VADDPS       Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (BX)
+	ADDQ         $0x04, BX
+	ADDQ         rowBytes+24(FP), CX
+	DECQ         DX
+	JNZ          row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotF32x2AVX2(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, FMA3
+TEXT ·packedDotF32x2AVX2(SB), NOSPLIT, $0-80
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	MOVQ  w+16(FP), DX
+	MOVQ  rows+32(FP), BX
+	MOVQ  c+64(FP), SI
+	MOVQ  ldc+72(FP), DI
+	SHLQ  $0x02, DI
+	TESTQ BX, BX
+	JZ    done
+
+row:
+	MOVQ   DX, R8
+	MOVQ   AX, R9
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	MOVQ   blocks+48(FP), R10
+
+block:
+	MOVQ group+40(FP), R11
+	CMPQ R10, $0x01
+	JNE  chunks
+	MOVQ last+56(FP), R11
+
+chunks:
+	SHRQ $0x05, R11
+	JZ   blockdone
+
+chunk:
+	VMOVUPS     (R8), Y8
+	VMOVUPS     32(R8), Y9
+	VFMADD231PS (R9), Y8, Y0
+	VFMADD231PS 32(R9), Y9, Y1
+	VFMADD231PS (R9)(CX*1), Y8, Y4
+	VFMADD231PS 32(R9)(CX*1), Y9, Y5
+	VMOVUPS     64(R8), Y8
+	VMOVUPS     96(R8), Y9
+	VFMADD231PS 64(R9), Y8, Y2
+	VFMADD231PS 96(R9), Y9, Y3
+	VFMADD231PS 64(R9)(CX*1), Y8, Y6
+	VFMADD231PS 96(R9)(CX*1), Y9, Y7
+	ADDQ        $0x80, R8
+	ADDQ        $0x00000080, R9
+	DECQ        R11
+	JNZ         chunk
+
+blockdone:
+	DECQ         R10
+	JNZ          block
+	VADDPS       Y2, Y0, Y0
+	VADDPS       Y3, Y1, Y1
+	VADDPS       Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (SI)
+	VADDPS       Y6, Y4, Y4
+	VADDPS       Y7, Y5, Y5
+	VADDPS       Y5, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (SI)(DI*1)
+	ADDQ         $0x04, SI
+	ADDQ         rowBytes+24(FP), DX
+	DECQ         BX
+	JNZ          row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotF32x3AVX2(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, FMA3
+TEXT ·packedDotF32x3AVX2(SB), NOSPLIT, $0-80
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	MOVQ  w+16(FP), DX
+	MOVQ  rows+32(FP), BX
+	MOVQ  c+64(FP), SI
+	MOVQ  ldc+72(FP), DI
+	SHLQ  $0x02, DI
+	TESTQ BX, BX
+	JZ    done
+
+row:
+	MOVQ   DX, R8
+	MOVQ   AX, R9
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	MOVQ   blocks+48(FP), R10
+
+block:
+	MOVQ group+40(FP), R11
+	CMPQ R10, $0x01
+	JNE  chunks
+	MOVQ last+56(FP), R11
+
+chunks:
+	SHRQ $0x05, R11
+	JZ   blockdone
+
+chunk:
+	VMOVUPS     (R8), Y6
+	VMOVUPS     32(R8), Y7
+	VFMADD231PS (R9), Y6, Y0
+	VFMADD231PS 32(R9), Y7, Y1
+	VFMADD231PS (R9)(CX*1), Y6, Y2
+	VFMADD231PS 32(R9)(CX*1), Y7, Y3
+	VFMADD231PS (R9)(CX*2), Y6, Y4
+	VFMADD231PS 32(R9)(CX*2), Y7, Y5
+	VMOVUPS     64(R8), Y6
+	VMOVUPS     96(R8), Y7
+	VFMADD231PS 64(R9), Y6, Y0
+	VFMADD231PS 96(R9), Y7, Y1
+	VFMADD231PS 64(R9)(CX*1), Y6, Y2
+	VFMADD231PS 96(R9)(CX*1), Y7, Y3
+	VFMADD231PS 64(R9)(CX*2), Y6, Y4
+	VFMADD231PS 96(R9)(CX*2), Y7, Y5
+	ADDQ        $0x80, R8
+	ADDQ        $0x00000080, R9
+	DECQ        R11
+	JNZ         chunk
+
+blockdone:
+	DECQ         R10
+	JNZ          block
+	VADDPS       Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (SI)
+	VADDPS       Y3, Y2, Y2
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (SI)(DI*1)
+	VADDPS       Y5, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (SI)(DI*2)
+	ADDQ         $0x04, SI
+	ADDQ         rowBytes+24(FP), DX
+	DECQ         BX
+	JNZ          row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedDotF32x4AVX2(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, FMA3
+TEXT ·packedDotF32x4AVX2(SB), NOSPLIT, $0-80
+	MOVQ  a+0(FP), AX
+	MOVQ  lda+8(FP), CX
+	SHLQ  $0x02, CX
+	LEAQ  (CX)(CX*2), DX
+	MOVQ  w+16(FP), BX
+	MOVQ  rows+32(FP), SI
+	MOVQ  c+64(FP), DI
+	MOVQ  ldc+72(FP), R8
+	SHLQ  $0x02, R8
+	LEAQ  (R8)(R8*2), R9
+	TESTQ SI, SI
+	JZ    done
+
+row:
+	MOVQ   BX, R10
+	MOVQ   AX, R11
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	MOVQ   blocks+48(FP), R12
+
+block:
+	MOVQ group+40(FP), R13
+	CMPQ R12, $0x01
+	JNE  chunks
+	MOVQ last+56(FP), R13
+
+chunks:
+	SHRQ $0x05, R13
+	JZ   blockdone
+
+chunk:
+	VMOVUPS     (R10), Y8
+	VMOVUPS     32(R10), Y9
+	VFMADD231PS (R11), Y8, Y0
+	VFMADD231PS 32(R11), Y9, Y1
+	VFMADD231PS (R11)(CX*1), Y8, Y2
+	VFMADD231PS 32(R11)(CX*1), Y9, Y3
+	VFMADD231PS (R11)(CX*2), Y8, Y4
+	VFMADD231PS 32(R11)(CX*2), Y9, Y5
+	VFMADD231PS (R11)(DX*1), Y8, Y6
+	VFMADD231PS 32(R11)(DX*1), Y9, Y7
+	VMOVUPS     64(R10), Y8
+	VMOVUPS     96(R10), Y9
+	VFMADD231PS 64(R11), Y8, Y0
+	VFMADD231PS 96(R11), Y9, Y1
+	VFMADD231PS 64(R11)(CX*1), Y8, Y2
+	VFMADD231PS 96(R11)(CX*1), Y9, Y3
+	VFMADD231PS 64(R11)(CX*2), Y8, Y4
+	VFMADD231PS 96(R11)(CX*2), Y9, Y5
+	VFMADD231PS 64(R11)(DX*1), Y8, Y6
+	VFMADD231PS 96(R11)(DX*1), Y9, Y7
+	ADDQ        $0x80, R10
+	ADDQ        $0x00000080, R11
+	DECQ        R13
+	JNZ         chunk
+
+blockdone:
+	DECQ         R12
+	JNZ          block
+	VADDPS       Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (DI)
+	VADDPS       Y3, Y2, Y2
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (DI)(R8*1)
+	VADDPS       Y5, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (DI)(R8*2)
+	VADDPS       Y7, Y6, Y6
+	VEXTRACTF128 $0x01, Y6, X0
+	VADDPS       X0, X6, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (DI)(R9*1)
+	ADDQ         $0x04, DI
+	ADDQ         rowBytes+24(FP), BX
+	DECQ         SI
+	JNZ          row
+
+done:
+	VZEROUPPER
+	RET

@@ -39,6 +39,7 @@ const (
 	pkQ4_0                // ggml Q4_0
 	pkF16                 // float16, widened
 	pkBF16                // bfloat16, widened
+	pkF32                 // float32 (the float GEMM's few-row products)
 	pkKinds
 )
 
@@ -51,7 +52,7 @@ type pkFormat struct {
 	zp     bool
 	f16    bool
 	split  bool   // Q4_0: byte j of a block holds elements j (low nibble) and j+16
-	wide   string // "F16" or "BF16": 16-bit floats, one block a row without scale
+	wide   string // "F16", "BF16" or "F32": floats, one block a row without scale
 }
 
 var pkFormats = [pkKinds]pkFormat{
@@ -67,6 +68,7 @@ var pkFormats = [pkKinds]pkFormat{
 	pkQ4_0:  {name: "Q4_0", bits: 4, f16: true, split: true},
 	pkF16:   {name: "F16", bits: 16, wide: "F16"},
 	pkBF16:  {name: "BF16", bits: 16, wide: "BF16"},
+	pkF32:   {name: "F32", bits: 32, wide: "F32"},
 }
 
 // hdr is the size of a block's scale and zero point.
@@ -118,6 +120,8 @@ func packedLayout(f backend.PackedFormat, k int) (pkLayout, bool) {
 			return pkLayout{pkF16, k, 1, k}, true
 		case gguf.TypeBF16:
 			return pkLayout{pkBF16, k, 1, k}, true
+		case gguf.TypeF32:
+			return pkLayout{pkF32, k, 1, k}, true
 		}
 		if k%32 != 0 {
 			return pkLayout{}, false
@@ -149,6 +153,11 @@ func (p *pkFormat) decodeBlock(dst []float32, blk []byte) {
 	case "BF16":
 		for i := range dst {
 			dst[i] = half.BFloat16ToFloat32(binary.LittleEndian.Uint16(blk[2*i:]))
+		}
+		return
+	case "F32":
+		for i := range dst {
+			dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(blk[4*i:]))
 		}
 		return
 	}

@@ -243,3 +243,23 @@ func packedDotBF16x3AVX2(a *float32, lda int, w *byte, rowBytes int, rows int, g
 // packed BF16 row j (at w + j·rowBytes), for i < 4 and j < rows: blocks blocks,
 // the first blocks−1 of group elements, of the last its first last&^31.
 func packedDotBF16x4AVX2(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotF32x1AVX2 sets c[i·ldc+j] to the dot product of row i of a (stride lda) with
+// packed F32 row j (at w + j·rowBytes), for i < 1 and j < rows: blocks blocks,
+// the first blocks−1 of group elements, of the last its first last&^31.
+func packedDotF32x1AVX2(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotF32x2AVX2 sets c[i·ldc+j] to the dot product of row i of a (stride lda) with
+// packed F32 row j (at w + j·rowBytes), for i < 2 and j < rows: blocks blocks,
+// the first blocks−1 of group elements, of the last its first last&^31.
+func packedDotF32x2AVX2(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotF32x3AVX2 sets c[i·ldc+j] to the dot product of row i of a (stride lda) with
+// packed F32 row j (at w + j·rowBytes), for i < 3 and j < rows: blocks blocks,
+// the first blocks−1 of group elements, of the last its first last&^31.
+func packedDotF32x3AVX2(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedDotF32x4AVX2 sets c[i·ldc+j] to the dot product of row i of a (stride lda) with
+// packed F32 row j (at w + j·rowBytes), for i < 4 and j < rows: blocks blocks,
+// the first blocks−1 of group elements, of the last its first last&^31.
+func packedDotF32x4AVX2(a *float32, lda int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)

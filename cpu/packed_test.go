@@ -51,7 +51,7 @@ func packedCases() []packedCase {
 			cs = append(cs, packedCase{t, k})
 		}
 	}
-	for _, t := range []gguf.Type{gguf.TypeF16, gguf.TypeBF16} {
+	for _, t := range []gguf.Type{gguf.TypeF16, gguf.TypeBF16, gguf.TypeF32} {
 		for _, k := range []int{7, 32, 100, 2048} {
 			cs = append(cs, packedCase{t, k})
 		}
@@ -73,6 +73,14 @@ func randPacked(rnd *rand.Rand, f backend.PackedFormat, n, k int) []byte {
 	}
 	switch f := f.(type) {
 	case gguf.Type:
+		if f == gguf.TypeF32 {
+			// Magnitudes 2^-60 to 2^40, so that no sum overflows.
+			for i := 0; i < len(data); i += 4 {
+				u := rnd.Uint32()&0x807FFFFF | uint32(127-60+rnd.IntN(100))<<23
+				binary.LittleEndian.PutUint32(data[i:], u)
+			}
+			return data
+		}
 		if f == gguf.TypeF16 || f == gguf.TypeBF16 {
 			// Every finite float16 (subnormals too); bfloat16 of magnitudes
 			// 2^-60 to 2^40, so that no sum overflows.
@@ -204,7 +212,11 @@ func TestPackedDotExact(t *testing.T) {
 		// Scales 1 or 2 (float32 and float16 alike), zero points kept;
 		// 16-bit floats small integers.
 		rf, isRF := f.(quant.RowFormat)
-		if p := &pkFormats[l.kind]; p.wide != "" {
+		if p := &pkFormats[l.kind]; p.wide == "F32" {
+			for i := 0; i < len(data); i += 4 {
+				binary.LittleEndian.PutUint32(data[i:], math.Float32bits(float32(rnd.IntN(9)-4)))
+			}
+		} else if p.wide != "" {
 			for i := 0; i < len(data); i += 2 {
 				v := float32(rnd.IntN(9) - 4)
 				h := uint16(math.Float32bits(v) >> 16) // exact in bfloat16

@@ -47,7 +47,7 @@ type spec struct {
 	zp     bool   // an int32 zero point follows the scale
 	f16    bool   // the scale is float16 (ggml), else float32
 	split  bool   // ggml Q4_0's nibble order, codes q − 8
-	wide   string // "F16" or "BF16": 16-bit floats, no blocks, widened exactly
+	wide   string // "F16", "BF16" or "F32": floats, no blocks, widened exactly (F32: loaded)
 }
 
 func (s spec) hdr() int {
@@ -75,6 +75,7 @@ var specs = []spec{
 	{name: "Q4_0", bits: 4, f16: true, split: true},
 	{name: "F16", bits: 16, wide: "F16"},
 	{name: "BF16", bits: 16, wide: "BF16"},
+	{name: "F32", bits: 32, wide: "F32"},
 }
 
 var (
@@ -217,6 +218,9 @@ func dot(s spec, m int) {
 		case s.wide == "F16":
 			VCVTPH2PS(Mem{Base: p, Disp: 32 * h}, w0)
 			VCVTPH2PS(Mem{Base: p, Disp: 32*h + 16}, w1)
+		case s.wide == "F32":
+			VMOVUPS(Mem{Base: p, Disp: 64 * h}, w0)
+			VMOVUPS(Mem{Base: p, Disp: 64*h + 32}, w1)
 		case s.wide == "BF16":
 			// A bfloat16 is the high half of its float32.
 			VPMOVZXWD(Mem{Base: p, Disp: 32 * h}, w0)
