@@ -779,7 +779,11 @@ func (su *setup) quantizeWeight(opt Options, it *plan.Item, wt []float32, rows, 
 	}
 	fit := su.fitter(opt, it)
 	if opt.Method.usesGPTQ() {
-		res, err := gptq.QuantizeFactored(wt, rows, cols, f, opt.Scheme, fit, opt.GPTQ)
+		g := opt.GPTQ
+		if g.Gemm == nil {
+			g.Gemm = cpu.GemmF32 // the block updates on the SIMD kernels
+		}
+		res, err := gptq.QuantizeFactored(wt, rows, cols, f, opt.Scheme, fit, g)
 		if err != nil {
 			return nil, nil, false, err
 		}

@@ -46,7 +46,6 @@ import (
 	"gonum.org/v1/gonum/blas/blas64"
 	"gonum.org/v1/gonum/lapack/lapack64"
 
-	"github.com/quantkit/quantkit/cpu"
 	"github.com/quantkit/quantkit/quant"
 )
 
@@ -171,6 +170,25 @@ type Options struct {
 	Damp          float64 // fraction of the mean diagonal added to it; 0 means 0.01
 	ActOrder      bool    // process columns by descending H_jj (static groups)
 	UpdatedScales bool    // fit group scales on the updated weights (per-group schemes only)
+	// Gemm is the float32 GEMM of the block updates, C[m×n] = A[m×k]·B[n×k]ᵀ
+	// as cpu.GemmF32 computes it (any summation order); nil runs a plain
+	// loop. quant stays free of the backends: the caller hands its kernel
+	// in (job/llmq passes cpu.GemmF32).
+	Gemm func(m, n, k int, a, b, c []float32) `json:"-"`
+}
+
+// gemmLoop is Options.Gemm's default: C = A·Bᵀ in float32, summed in
+// order.
+func gemmLoop(m, n, k int, a, b, c []float32) {
+	for i := range m {
+		for j := range n {
+			var s float32
+			for p, x := range a[i*k : (i+1)*k] {
+				s += x * b[j*k+p]
+			}
+			c[i*n+j] = s
+		}
+	}
 }
 
 // Result is a quantized weight.
@@ -504,7 +522,11 @@ func QuantizeFactored(w []float32, rows, cols int, f *Factor, s quant.Scheme, fi
 				copy(e[r*n:(r+1)*n], Err1[r*bs:r*bs+n])
 			}
 		}
-		cpu.GemmF32(rows, m, n, e, ut, upd)
+		gemm := opt.Gemm
+		if gemm == nil {
+			gemm = gemmLoop
+		}
+		gemm(rows, m, n, e, ut, upd)
 		for r := range rows {
 			dst := W[r*cols+i2 : (r+1)*cols]
 			for t, v := range upd[r*m : (r+1)*m] {
