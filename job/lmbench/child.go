@@ -1,7 +1,6 @@
 package lmbench
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -11,11 +10,11 @@ import (
 	"os"
 	"os/exec"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/quantkit/quantkit/energy"
+	"github.com/quantkit/quantkit/internal/procmem"
 )
 
 // ChildEnv is set in the environment of the child processes Run starts:
@@ -120,31 +119,10 @@ func lastLines(s string, n int) string {
 // kernel does not allow the reset (the mark would be the process's).
 func inProcessRSS(fn func()) (peak int64, ok bool) {
 	debug.FreeOSMemory()
-	if os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) != nil {
+	if !procmem.ResetPeak() {
 		fn()
 		return 0, false
 	}
 	fn()
-	return procStatus("VmHWM"), true
-}
-
-// procStatus is a "kB" field of /proc/self/status in bytes, 0 where there
-// is none.
-func procStatus(field string) int64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		k, v, ok := strings.Cut(s.Text(), ":")
-		if ok && k == field {
-			n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			if err == nil {
-				return n << 10
-			}
-		}
-	}
-	return 0
+	return procmem.Status("VmHWM"), true
 }

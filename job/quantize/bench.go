@@ -1,7 +1,6 @@
 package quantize
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -10,8 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -19,6 +16,7 @@ import (
 	"github.com/quantkit/quantkit/cpu"
 	"github.com/quantkit/quantkit/internal/atomicfile"
 	"github.com/quantkit/quantkit/internal/inputerr"
+	"github.com/quantkit/quantkit/internal/procmem"
 	"github.com/quantkit/quantkit/model/checkpoint"
 	"github.com/quantkit/quantkit/model/plan"
 	"github.com/quantkit/quantkit/model/synth"
@@ -268,7 +266,7 @@ func readWriteBaseline(files []string, out int64, dir string) (float64, error) {
 // (VmHWM) is reset where it can be, and RSS sampled every 5 ms besides.
 func peakRSS(fn func()) int64 {
 	debug.FreeOSMemory()
-	reset := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil
+	reset := procmem.ResetPeak()
 	var peak int64
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -278,7 +276,7 @@ func peakRSS(fn func()) int64 {
 		t := time.NewTicker(5 * time.Millisecond)
 		defer t.Stop()
 		for {
-			peak = max(peak, procStatus("VmRSS"))
+			peak = max(peak, procmem.Status("VmRSS"))
 			select {
 			case <-done:
 				return
@@ -290,28 +288,7 @@ func peakRSS(fn func()) int64 {
 	close(done)
 	wg.Wait()
 	if reset {
-		peak = max(peak, procStatus("VmHWM"))
+		peak = max(peak, procmem.Status("VmHWM"))
 	}
 	return peak
-}
-
-// procStatus is a "kB" field of /proc/self/status in bytes, 0 where there
-// is none.
-func procStatus(field string) int64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		k, v, ok := strings.Cut(s.Text(), ":")
-		if ok && k == field {
-			n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			if err == nil {
-				return n << 10
-			}
-		}
-	}
-	return 0
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/quantkit/quantkit/internal/atomicfile"
 	"github.com/quantkit/quantkit/internal/cpuinfo"
 	"github.com/quantkit/quantkit/internal/inputerr"
+	"github.com/quantkit/quantkit/internal/procmem"
 	"github.com/quantkit/quantkit/internal/units"
 	"github.com/quantkit/quantkit/model/ggufmix"
 )
@@ -355,8 +356,8 @@ func runMeasured(ctx context.Context, args, env []string, out string) (measuredR
 	}
 	// The child's ru_maxrss starts at this process's peak: bring that down
 	// to what is resident now (clear_refs 5 resets the high-water mark).
-	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
-	m.floor = procStatus("VmHWM")
+	procmem.ResetPeak()
+	m.floor = procmem.Status("VmHWM")
 	st, err := runChild(ctx, args, env)
 	if err != nil {
 		return m, err
