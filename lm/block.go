@@ -114,7 +114,6 @@ func NewBlock(b backend.Backend, c Config, index int, l *Layer) (*Block, error) 
 	if err := l.validate(c); err != nil {
 		return nil, fmt.Errorf("lm: layer %d: %w", index, err)
 	}
-	h := c.Hidden
 	freqs, scale, err := c.ropeTable(0)
 	if err != nil {
 		return nil, err
@@ -123,45 +122,10 @@ func NewBlock(b backend.Backend, c Config, index int, l *Layer) (*Block, error) 
 		ropeQ: &backend.Rotary{Heads: c.Heads, Dim: c.HeadDim, Freqs: freqs, Scale: scale},
 		ropeK: &backend.Rotary{Heads: c.KVHeads, Dim: c.HeadDim, Freqs: freqs, Scale: scale},
 	}
-	var errs []error
-	put := func(x []float32) backend.Buffer {
-		if x == nil || len(errs) > 0 {
-			return nil
-		}
-		buf, owned, err := backend.Place(b, x)
-		if err != nil {
-			errs = append(errs, err)
-			return nil
-		}
-		if owned {
-			k.owned = append(k.owned, buf)
-		}
-		return buf
-	}
-	k.d = deviceLayer{
-		attnNorm: put(l.AttnNorm), mlpNorm: put(l.MLPNorm),
-		q: put(l.Q), k: put(l.K), v: put(l.V), o: put(l.O),
-		gate: put(l.Gate), up: put(l.Up), down: put(l.Down),
-		qBias: put(l.QBias), kBias: put(l.KBias), vBias: put(l.VBias), oBias: put(l.OBias),
-	}
-	if l.Packed != nil {
-		qd, kvd, ff := c.QDim(), c.KVDim(), c.Intermediate
-		shapes := [7][2]int{{qd, h}, {kvd, h}, {kvd, h}, {h, qd}, {ff, h}, {ff, h}, {h, ff}}
-		for j, pw := range l.Packed.list() {
-			if pw == nil || len(errs) > 0 {
-				continue
-			}
-			buf, owned, err := backend.Place(b, pw.Data)
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			if owned {
-				k.owned = append(k.owned, buf)
-			}
-			k.d.pk[j] = &backend.Packed{N: shapes[j][0], K: shapes[j][1], Format: pw.Format, Data: buf}
-		}
-	}
+	p := &placer{b: b}
+	k.d = p.layer(c, l)
+	k.owned = p.owned
+	errs := []error{p.err}
 	if err := errors.Join(errs...); err != nil {
 		return nil, errors.Join(fmt.Errorf("lm: layer %d: %w", index, err), k.Close())
 	}

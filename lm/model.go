@@ -233,88 +233,110 @@ func New(b backend.Backend, c Config, w *Weights) (*Model, error) {
 		ropeQ: &backend.Rotary{Heads: c.Heads, Dim: c.HeadDim, Freqs: freqs, Scale: scale},
 		ropeK: &backend.Rotary{Heads: c.KVHeads, Dim: c.HeadDim, Freqs: freqs, Scale: scale},
 	}
-	var errs []error
-	// put places a host tensor on b: in place where b's buffers are host
-	// memory, else uploaded to a buffer Close frees.
-	put := func(x any) backend.Buffer {
-		if len(errs) > 0 {
-			return nil
-		}
-		buf, owned, err := backend.Place(b, x)
-		if err != nil {
-			errs = append(errs, err)
-			return nil
-		}
-		if owned {
-			m.owned = append(m.owned, buf)
-		}
-		return buf
-	}
-	up := func(x []float32) backend.Buffer {
-		if x == nil {
-			return nil
-		}
-		return put(x)
-	}
-	// packed places a packed weight [rows, cols], or keeps it nil.
-	packed := func(w *PackedWeight, rows, cols int) *backend.Packed {
-		if w == nil {
-			return nil
-		}
-		data := put(w.Data)
-		if data == nil {
-			return nil
-		}
-		return &backend.Packed{N: rows, K: cols, Format: w.Format, Data: data}
-	}
-	h, qd, kvd, ff := c.Hidden, c.QDim(), c.KVDim(), c.Intermediate
-	m.embed, m.norm = up(w.Embed), up(w.Norm)
+	p := &placer{b: b}
+	h := c.Hidden
+	m.embed, m.norm = p.f32(w.Embed), p.f32(w.Norm)
 	m.embedPacked = w.EmbedPacked
 	switch {
 	case w.LMHead != nil:
-		m.head = up(w.LMHead)
+		m.head = p.f32(w.LMHead)
 	case w.LMHeadPacked != nil:
-		m.headPacked = packed(w.LMHeadPacked, c.Vocab, h)
+		m.headPacked = p.packed(w.LMHeadPacked, c.Vocab, h)
 	case w.EmbedPacked != nil:
-		m.headPacked = packed(w.EmbedPacked, c.Vocab, h)
+		m.headPacked = p.packed(w.EmbedPacked, c.Vocab, h)
 	default:
 		m.head = m.embed
 	}
-	shapes := [7][2]int{{qd, h}, {kvd, h}, {kvd, h}, {h, qd}, {ff, h}, {ff, h}, {h, ff}}
 	for i := range w.Layers {
 		l := &w.Layers[i]
-		m.layers[i] = deviceLayer{
-			attnNorm: up(l.AttnNorm), mlpNorm: up(l.MLPNorm),
-			q: up(l.Q), k: up(l.K), v: up(l.V), o: up(l.O),
-			gate: up(l.Gate), up: up(l.Up), down: up(l.Down),
-			qBias: up(l.QBias), kBias: up(l.KBias), vBias: up(l.VBias), oBias: up(l.OBias),
-		}
+		m.layers[i] = p.layer(c, l)
 		if l.Int8 != nil {
 			for j, w := range l.Int8.list() {
-				if w != nil && len(errs) == 0 {
+				if w != nil && p.err == nil {
 					ib, owned, err := placeInt8(b, w)
 					if err != nil {
-						errs = append(errs, err)
+						p.err = err
 						continue
 					}
 					if owned {
-						m.owned = append(m.owned, ib.codes)
+						p.owned = append(p.owned, ib.codes)
 					}
 					m.layers[i].i8[j] = ib
 					m.int8 = true
 				}
 			}
 		}
-		if l.Packed != nil {
-			for j, w := range l.Packed.list() {
-				m.layers[i].pk[j] = packed(w, shapes[j][0], shapes[j][1])
-			}
-		}
 	}
+	m.owned = p.owned
+	errs := []error{p.err}
 	if err := errors.Join(errs...); err != nil {
 		return nil, errors.Join(fmt.Errorf("lm: %w", err), m.Close())
 	}
 	return m, nil
+}
+
+// placer puts host tensors on a backend (backend.Place: in place where its
+// buffers are host memory, else uploaded), keeping the buffers it
+// allocated, which their owner frees, and the first error, after which it
+// places nothing more.
+type placer struct {
+	b     backend.Backend
+	owned []backend.Buffer
+	err   error
+}
+
+// put places x ([]float32 or []byte).
+func (p *placer) put(x any) backend.Buffer {
+	if p.err != nil {
+		return nil
+	}
+	buf, owned, err := backend.Place(p.b, x)
+	if err != nil {
+		p.err = err
+		return nil
+	}
+	if owned {
+		p.owned = append(p.owned, buf)
+	}
+	return buf
+}
+
+// f32 places x, or gives nil for a nil x (an absent bias).
+func (p *placer) f32(x []float32) backend.Buffer {
+	if x == nil {
+		return nil
+	}
+	return p.put(x)
+}
+
+// packed places a packed weight [rows, cols], or gives nil for nil.
+func (p *placer) packed(w *PackedWeight, rows, cols int) *backend.Packed {
+	if w == nil {
+		return nil
+	}
+	data := p.put(w.Data)
+	if data == nil {
+		return nil
+	}
+	return &backend.Packed{N: rows, K: cols, Format: w.Format, Data: data}
+}
+
+// layer places l's float and packed tensors (not its int8 ones).
+func (p *placer) layer(c Config, l *Layer) deviceLayer {
+	d := deviceLayer{
+		attnNorm: p.f32(l.AttnNorm), mlpNorm: p.f32(l.MLPNorm),
+		q: p.f32(l.Q), k: p.f32(l.K), v: p.f32(l.V), o: p.f32(l.O),
+		gate: p.f32(l.Gate), up: p.f32(l.Up), down: p.f32(l.Down),
+		qBias: p.f32(l.QBias), kBias: p.f32(l.KBias), vBias: p.f32(l.VBias), oBias: p.f32(l.OBias),
+	}
+	if l.Packed != nil {
+		h, qd, kvd, ff := c.Hidden, c.QDim(), c.KVDim(), c.Intermediate
+		shapes := [7][2]int{{qd, h}, {kvd, h}, {kvd, h}, {h, qd}, {ff, h}, {ff, h}, {h, ff}}
+		for j, w := range l.Packed.list() {
+			d.pk[j] = p.packed(w, shapes[j][0], shapes[j][1])
+		}
+	}
+	return d
 }
 
 // Close frees the model's buffers on its backend and releases what its
