@@ -18,3 +18,15 @@ func kErrsAVX2(groups int, xm, x, w *[32]float32, iscale, scale, vmin *[kLanes]f
 func q6TrialsAVX2(x, w, wx *[16]float32, iscale *[kLanes]float32, sumLX, sumL2 *[kLanes]float32) {
 	q6TrialsGo(kLanes, x, w, wx, iscale, sumLX, sumL2)
 }
+
+func dequantQ4_KAVX2(y *[QK_K]float32, q *[QK_K / 2]byte, qh *[QK_K / 8]byte, s, m *[8]float32) {
+	panic("gguf: no AVX2 kernels in this build")
+}
+
+func dequantQ5_KAVX2(y *[QK_K]float32, q *[QK_K / 2]byte, qh *[QK_K / 8]byte, s, m *[8]float32) {
+	panic("gguf: no AVX2 kernels in this build")
+}
+
+func dequantQ6_KAVX2(y *[QK_K]float32, b *[blockQ6_KSize]byte, s *[QK_K / 16]float32) {
+	panic("gguf: no AVX2 kernels in this build")
+}

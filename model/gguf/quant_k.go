@@ -493,6 +493,16 @@ func q6SumsAny(x, w, wx *[16]float32, iscale float32) (sumLX, sumL2 float32) {
 // multiple of QK_K or src is too short.
 func DequantizeQ4_K(dst []float32, src []byte) {
 	nb := blocks("DequantizeQ4_K", len(dst), QK_K, len(src), blockQ4_KSize)
+	if useAVX2 {
+		dequantizeQ4_KAVX2(dst, src, nb)
+		return
+	}
+	dequantizeQ4_KGo(dst, src, nb)
+}
+
+// dequantizeQ4_KGo is DequantizeQ4_K for nb blocks in pure Go, the scalar
+// transcription of ggml's loop and the reference of the AVX2 kernel.
+func dequantizeQ4_KGo(dst []float32, src []byte, nb int) {
 	for i := range nb {
 		b := src[i*blockQ4_KSize : (i+1)*blockQ4_KSize]
 		d := fp32(binary.LittleEndian.Uint16(b[0:]))
@@ -520,6 +530,16 @@ func DequantizeQ4_K(dst []float32, src []byte) {
 // src is too short.
 func DequantizeQ5_K(dst []float32, src []byte) {
 	nb := blocks("DequantizeQ5_K", len(dst), QK_K, len(src), blockQ5_KSize)
+	if useAVX2 {
+		dequantizeQ5_KAVX2(dst, src, nb)
+		return
+	}
+	dequantizeQ5_KGo(dst, src, nb)
+}
+
+// dequantizeQ5_KGo is DequantizeQ5_K for nb blocks in pure Go, the scalar
+// transcription of ggml's loop and the reference of the AVX2 kernel.
+func dequantizeQ5_KGo(dst []float32, src []byte, nb int) {
 	for i := range nb {
 		b := src[i*blockQ5_KSize : (i+1)*blockQ5_KSize]
 		d := fp32(binary.LittleEndian.Uint16(b[0:]))
@@ -558,6 +578,16 @@ func DequantizeQ5_K(dst []float32, src []byte) {
 // of QK_K or src is too short.
 func DequantizeQ6_K(dst []float32, src []byte) {
 	nb := blocks("DequantizeQ6_K", len(dst), QK_K, len(src), blockQ6_KSize)
+	if useAVX2 {
+		dequantizeQ6_KAVX2(dst, src, nb)
+		return
+	}
+	dequantizeQ6_KGo(dst, src, nb)
+}
+
+// dequantizeQ6_KGo is DequantizeQ6_K for nb blocks in pure Go, the scalar
+// transcription of ggml's loop and the reference of the AVX2 kernel.
+func dequantizeQ6_KGo(dst []float32, src []byte, nb int) {
 	for i := range nb {
 		b := src[i*blockQ6_KSize : (i+1)*blockQ6_KSize]
 		d := fp32(binary.LittleEndian.Uint16(b[blockQ6_KSize-2:]))
