@@ -4,7 +4,7 @@
 
 package cpu
 
-// gemmS8Dot1x4AVX2 is, with VPMOVSXBW, VPMADDWD and VPADDD (AVX2), for 1 rows of A
+// gemmS8Dot1x4AVX2 is, with VPMOVSXBW, VPMADDWD and VPADDD (AVX2), for m = 1 rows of A
 // and 4 rows of B where they lie (a[r*lda+p] = A[r, p], b[j*ldb+p] = B[j, p])
 // and k = 16·kv (kv ≥ 0),
 //
@@ -23,7 +23,7 @@ package cpu
 //go:noescape
 func gemmS8Dot1x4AVX2(kv int, a *int8, lda int, b *int8, ldb int, c *int32)
 
-// gemmS8Dot2x4AVX2 is, with VPMOVSXBW, VPMADDWD and VPADDD (AVX2), for 2 rows of A
+// gemmS8Dot2x4AVX2 is, with VPMOVSXBW, VPMADDWD and VPADDD (AVX2), for m = 2 rows of A
 // and 4 rows of B where they lie (a[r*lda+p] = A[r, p], b[j*ldb+p] = B[j, p])
 // and k = 16·kv (kv ≥ 0),
 //
@@ -42,7 +42,7 @@ func gemmS8Dot1x4AVX2(kv int, a *int8, lda int, b *int8, ldb int, c *int32)
 //go:noescape
 func gemmS8Dot2x4AVX2(kv int, a *int8, lda int, b *int8, ldb int, c *int32)
 
-// gemmS8Dot3x2AVX2 is, with VPMOVSXBW, VPMADDWD and VPADDD (AVX2), for 3 rows of A
+// gemmS8Dot3x2AVX2 is, with VPMOVSXBW, VPMADDWD and VPADDD (AVX2), for m = 3 rows of A
 // and 2 rows of B where they lie (a[r*lda+p] = A[r, p], b[j*ldb+p] = B[j, p])
 // and k = 16·kv (kv ≥ 0),
 //
@@ -61,7 +61,7 @@ func gemmS8Dot2x4AVX2(kv int, a *int8, lda int, b *int8, ldb int, c *int32)
 //go:noescape
 func gemmS8Dot3x2AVX2(kv int, a *int8, lda int, b *int8, ldb int, c *int32)
 
-// gemmS8Dot4x2AVX2 is, with VPMOVSXBW, VPMADDWD and VPADDD (AVX2), for 4 rows of A
+// gemmS8Dot4x2AVX2 is, with VPMOVSXBW, VPMADDWD and VPADDD (AVX2), for m = 4 rows of A
 // and 2 rows of B where they lie (a[r*lda+p] = A[r, p], b[j*ldb+p] = B[j, p])
 // and k = 16·kv (kv ≥ 0),
 //
