@@ -11,7 +11,7 @@
 //
 //	cd cpu/_gen && go run ./s8dot    # or make asm
 //
-// The pure-Go twin in package cpu, gemmS8DotGo (gemm_s8dot.go), computes
+// The pure-Go twin in package cpu, gemmS8DotGo (gemm_s8dot_amd64.go), computes
 // the same sums; int32 addition wraps the same whatever its order, so the
 // two agree exactly.
 package main

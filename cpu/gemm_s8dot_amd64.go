@@ -1,3 +1,5 @@
+//go:build !noasm && !gccgo && !safe
+
 package cpu
 
 // gemmS8DotNR is the rows of B the AVX2 int8 dot kernel for m rows of A
