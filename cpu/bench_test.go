@@ -182,6 +182,44 @@ func BenchmarkGemmThin(b *testing.B) {
 	}
 }
 
+// BenchmarkGemmS8Decode runs the int8 GEMMs of a W8A8 decode step (one
+// row of activations, or a batch of four, times a weight matrix, float32
+// out through row and column scales) on the fastest kernels and on the
+// generic ones.
+func BenchmarkGemmS8Decode(b *testing.B) {
+	for _, nk := range [][2]int{{2048, 2048}, {11008, 4096}} {
+		n, k := nk[0], nk[1]
+		bt := benchS8(n * k)
+		cs := make([]float32, n)
+		for i := range cs {
+			cs[i] = 1e-3 * (1 + float32(i%5)/5)
+		}
+		for _, m := range []int{1, 4} {
+			a, cf := benchS8(m*k), make([]float32, m*n)
+			rs := make([]float32, m)
+			for i := range rs {
+				rs[i] = 1e-2
+			}
+			ep := &backend.Epilogue{RowScale: rs, ColScale: cs}
+			for _, generic := range []bool{false, true} {
+				kind := "simd"
+				if generic {
+					kind = "generic"
+				}
+				b.Run(fmt.Sprintf("%s/%dx%dx%d", kind, m, n, k), func(b *testing.B) {
+					defer cpu.ForceGeneric(generic)()
+					for b.Loop() {
+						if err := cpu.GemmS8(m, n, k, a, bt, cf, ep); err != nil {
+							b.Fatal(err)
+						}
+					}
+					reportOps(b, 2*float64(m*n*k), "GOP/s")
+				})
+			}
+		}
+	}
+}
+
 // elemBench is the element count of the streaming benchmarks: 16M
 // float32s, 64 MiB, well past the caches.
 const elemBench = 16 << 20

@@ -110,7 +110,9 @@ func TestGemmS8Extremes(t *testing.T) {
 	}
 	forKernels(t, func(t *testing.T) {
 		for _, f := range fills {
-			for _, sz := range [][3]int{{17, 33, 4099}, {14, 32, 4096}, {6, 16, 2}, {65, 70, 255}, {5, 40, 1}, {1, 33, 4099}, {9, 4, 200}} {
+			for _, sz := range [][3]int{{17, 33, 4099}, {14, 32, 4096}, {6, 16, 2}, {65, 70, 255}, {5, 40, 1}, {1, 33, 4099}, {9, 4, 200},
+				// The dot kernels (m ≤ 4), k around their 16 steps.
+				{1, 7, 16}, {2, 9, 15}, {3, 5, 17}, {4, 37, 4099}, {4, 6, 1}, {3, 11, 4096}} {
 				m, n, k := sz[0], sz[1], sz[2]
 				a, b := make([]int8, m*k), make([]int8, n*k)
 				for i := range a {

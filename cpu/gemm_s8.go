@@ -289,8 +289,8 @@ func (o *s8Out) finishRow(i, j0 int, acc []int32) {
 }
 
 // gemmS8DirectMax is the most rows (of A, or of B) for which the int8
-// GEMM skips packing and runs the dot kernels (gemmS8Thin, AVX-512 VNNI)
-// or gemmS8KernelDirect: packing B costs about as much as multiplying it
+// GEMM skips packing and runs the dot kernels (gemmS8Thin, AVX-512 VNNI
+// or AVX2) or gemmS8KernelDirect: packing B costs about as much as multiplying it
 // by four or five rows of A.
 const gemmS8DirectMax = 4
 
