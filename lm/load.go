@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 
@@ -181,6 +182,16 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, err 
 	var scratch []float32
 	// head names the lm_head matrix when QuantizeHead quantizes it.
 	head := map[string]bool{}
+	// dropScratch lets the scratch go and, when it was large, returns the
+	// freed memory to the system at once (the runtime would keep it
+	// resident until its scavenger got to it).
+	dropScratch := func() {
+		big := 4*cap(scratch)+cap(codeScratch) > 64<<20
+		scratch, codeScratch = nil, nil
+		if big {
+			debug.FreeOSMemory()
+		}
+	}
 	temp := func(name string) []float32 {
 		if _, ok := quantized[name]; ok {
 			return get(name)
@@ -274,10 +285,16 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, err 
 		head["lm_head.weight"], head["model.embed_tokens.weight"] = !h.Tied, h.Tied
 	}
 	w := &Weights{Norm: get("model.norm.weight")}
-	matrix("model.embed_tokens.weight", c.Vocab, H, &w.Embed, &w.EmbedPacked, nil)
+	// The head first: when it is converted (quantized, rounded) it is the
+	// largest matrix through the scratch, which is then given back to the
+	// system before the rest is read, so that it does not stand on top of
+	// the whole model's weights at the peak.
 	if !h.Tied {
 		matrix("lm_head.weight", c.Vocab, H, &w.LMHead, &w.LMHeadPacked, nil)
+		dropScratch()
 	}
+	matrix("model.embed_tokens.weight", c.Vocab, H, &w.Embed, &w.EmbedPacked, nil)
+	dropScratch()
 	for i := range h.Layers {
 		p := fmt.Sprintf("model.layers.%d.", i)
 		l := Layer{
@@ -307,6 +324,7 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, err 
 		}
 		w.Layers = append(w.Layers, l)
 	}
+	dropScratch()
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("lm: %w", err)
 	}
