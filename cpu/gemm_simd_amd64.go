@@ -128,6 +128,9 @@ func simdTasks(mp, np, mr, mc, w int) (rowsPer, colsPer, mb, nb int) {
 
 var poolF32Pack pool[float32]
 
+// poolS8Last holds the int8 GEMM's zero-padded last panel of A.
+var poolS8Last pool[int8]
+
 // gemmF32SIMD computes gemmF32 with the SIMD kernels and reports true, or
 // does nothing and reports false when there are none. GEMMs with a side
 // of at most gemmF32FewRows run the dot kernels (gemmF32Thin) or none.
@@ -160,10 +163,14 @@ func gemmF32SIMD(thr, m, n, k int, a, b, c []float32) bool {
 	})
 	// The kernel reads mr whole rows of A: a partial last panel is
 	// copied, zero-padded.
+	// (From the pool: a tile GEMM of a packed weight's prefill calls this
+	// thousands of times a pass, and a new slice each time was most of
+	// the garbage of a forward pass.)
 	var last []float32
 	if m%mr != 0 {
-		last = make([]float32, mr*k)
-		copy(last, a[(mp-1)*mr*k:])
+		last = poolF32Pack.get(mr * k)
+		defer poolF32Pack.put(last)
+		clear(last[copy(last, a[(mp-1)*mr*k:]):])
 	}
 
 	// Rows of A a multiple of 4 KiB apart share their L1 sets (the 14 the
@@ -330,7 +337,9 @@ func gemmS8SIMD(m, n, k int, a, b []int8, out *s8Out) bool {
 		lda := k
 		var last []int8
 		if m%mr != 0 || k%4 != 0 {
-			last = make([]int8, mr*4*kg)
+			last = poolS8Last.get(mr * 4 * kg)
+			defer poolS8Last.put(last)
+			clear(last)
 			for r := range m - (mp-1)*mr {
 				copy(last[r*4*kg:], a[((mp-1)*mr+r)*k:][:k])
 			}
