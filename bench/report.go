@@ -72,6 +72,17 @@ func ThisMachine() Machine {
 		GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, Go: runtime.Version()}
 }
 
+// String is the machine line of the reports: "AMD EPYC, 2 threads,
+// linux/amd64, go1.26.8, CPU kernels: avx2-fma" (generic for the pure-Go
+// kernels).
+func (m Machine) String() string {
+	kernels := strings.Join(m.CPUFeatures, " ")
+	if kernels == "" {
+		kernels = "generic"
+	}
+	return fmt.Sprintf("%s, %d threads, %s/%s, %s, CPU kernels: %s", m.CPU, m.Threads, m.GOOS, m.GOARCH, m.Go, kernels)
+}
+
 // WriteJSON writes r indented.
 func (r *Report) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
@@ -81,12 +92,7 @@ func (r *Report) WriteJSON(w io.Writer) error {
 
 // WriteTable writes r for people, with energy columns when it has any.
 func (r *Report) WriteTable(w io.Writer) error {
-	kernels := strings.Join(r.Machine.CPUFeatures, " ")
-	if kernels == "" {
-		kernels = "generic"
-	}
-	fmt.Fprintf(w, "%s, %d threads, %s/%s, %s, CPU kernels: %s\n", r.Machine.CPU, r.Machine.Threads, r.Machine.GOOS,
-		r.Machine.GOARCH, r.Machine.Go, kernels)
+	fmt.Fprintln(w, r.Machine)
 	if r.Device != "" {
 		fmt.Fprintf(w, "device: %s\n", r.Device)
 	}

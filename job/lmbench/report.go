@@ -251,12 +251,7 @@ func (r *Report) WriteJSON(w io.Writer) error {
 // rounds with their spread (± half the range), energy columns when any
 // row has energy, and what was measured how below.
 func (r *Report) WriteTable(w io.Writer) error {
-	kernels := strings.Join(r.Machine.CPUFeatures, " ")
-	if kernels == "" {
-		kernels = "generic"
-	}
-	fmt.Fprintf(w, "%s, %d threads, %s/%s, %s, CPU kernels: %s\n", r.Machine.CPU, r.Machine.Threads, r.Machine.GOOS,
-		r.Machine.GOARCH, r.Machine.Go, kernels)
+	fmt.Fprintln(w, r.Machine)
 	backendName := r.Device
 	if len(r.Rows) > 0 && r.Rows[0].Backend != "" {
 		backendName = r.Rows[0].Backend
