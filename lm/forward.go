@@ -111,15 +111,15 @@ func (m *Model) forward(segs []segment, last bool) ([]float32, error) {
 	cfg := m.Config
 	H := cfg.Hidden
 	T := 0
-	seen := map[*Cache]bool{}
-	for _, s := range segs {
+	for i, s := range segs {
 		if s.c == nil || s.c.m != m {
 			return nil, fmt.Errorf("lm: the cache belongs to another model")
 		}
-		if seen[s.c] {
-			return nil, fmt.Errorf("lm: one cache given twice in a batch")
+		for _, o := range segs[:i] { // batches are small: no map per token
+			if o.c == s.c {
+				return nil, fmt.Errorf("lm: one cache given twice in a batch")
+			}
 		}
-		seen[s.c] = true
 		if s.c.n+len(s.tokens) > 1<<31-1 {
 			return nil, fmt.Errorf("lm: position %d past int32", s.c.n+len(s.tokens))
 		}
@@ -196,6 +196,15 @@ func (m *Model) forward(segs []segment, last bool) ([]float32, error) {
 			ropeK = &backend.Rotary{Heads: cfg.KVHeads, Dim: cfg.HeadDim, Freqs: freqs, Scale: scale}
 		}
 	}
+	// rows32[t] = t: a batch's rows of k and v, which Embed copies to
+	// each sequence's cache (made once a pass, not per layer).
+	var rows32 []int32
+	if batch {
+		rows32 = make([]int32, T)
+		for t := range rows32 {
+			rows32[t] = int32(t)
+		}
+	}
 	for li := range m.layers {
 		// One sequence writes its keys and values straight into its
 		// cache; a batch writes them to scratch rows, then into each
@@ -213,10 +222,7 @@ func (m *Model) forward(segs []segment, last bool) ([]float32, error) {
 					continue
 				}
 				if batch {
-					rowIDs := make([]int32, n)
-					for t := range rowIDs {
-						rowIDs[t] = int32(off + t)
-					}
+					rowIDs := rows32[off : off+n]
 					if err := backend.Embed(b, s.c.k[li].Slice(s.c.n*kvd, n*kvd), k, rowIDs, kvd); err != nil {
 						return err
 					}
