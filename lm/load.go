@@ -142,6 +142,11 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, err 
 	if err != nil {
 		return nil, fmt.Errorf("lm: %s: %w", ck.Dir(), err)
 	}
+	var names []string // sorted, for releasePrefix
+	for _, t := range ck.Tensors() {
+		names = append(names, t.Name)
+	}
+	slices.Sort(names)
 	var errs []error
 	// codeScratch holds a quantized weight's codes while they are
 	// converted (dequantized, packed, quantized), one weight at a time.
@@ -218,7 +223,7 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, err 
 			// The model holds its own copy of what it reads from the
 			// mapping (codes, scales): the pages go, so that resident
 			// memory is the model's, not the file's twice.
-			defer releasePrefix(ck, name)
+			defer releasePrefix(ck, names, name)
 		}
 		if dec, ok := quantized[name]; ok && !opt.Float32 {
 			codes, p, err := dec(codeScratch)
@@ -369,12 +374,11 @@ func quantizeInto(b backend.Backend, name string, x []float32, rows, cols int, s
 
 // releasePrefix releases the pages of every tensor of ck whose name
 // begins with name: a quantized weight's codes, scales and zero points
-// (name.weight_packed, name.weight_scale, ...).
-func releasePrefix(ck *checkpoint.Checkpoint, name string) {
-	for _, t := range ck.Tensors() {
-		if strings.HasPrefix(t.Name, name) {
-			ck.Release(t.Name)
-		}
+// (name.weight_packed, name.weight_scale, ...). names are ck's tensor
+// names, sorted, where those of one weight stand together.
+func releasePrefix(ck *checkpoint.Checkpoint, names []string, name string) {
+	for i, _ := slices.BinarySearch(names, name); i < len(names) && strings.HasPrefix(names[i], name); i++ {
+		ck.Release(names[i])
 	}
 }
 
