@@ -370,8 +370,8 @@ func runQuantizeLLM(c *cli.Context) error {
 		if a := opt.Alpha; !(a > 0 && a <= 1) {
 			return fail(fmt.Errorf("--alpha %g: not in (0, 1]", a))
 		}
-		if s := opt.Scheme; !c.IsSet(quantW8A8Flag.Name) {
-			opt.W8A8 = s.Bits == 8 && s.Symmetric && s.Granularity == quant.PerChannel && s.Axis == 0 && opt.Format == plan.CompressedTensors
+		if !c.IsSet(quantW8A8Flag.Name) {
+			opt.W8A8 = method.DefaultW8A8(opt.Scheme, opt.Format)
 		}
 	}
 	if method.NeedsData() {

@@ -31,6 +31,16 @@ func (m Method) smooths() bool {
 	return m == AWQ || m == AWQGPTQ || m == SmoothQuant || m == SmoothQuantGPTQ
 }
 
+// DefaultW8A8 is Options.W8A8's default for method m writing scheme s in
+// format f: W8A8 (llm-compressor's form) for smoothquant and
+// smoothquant+gptq with int8 symmetric per-channel weights in
+// compressed-tensors, which is what SmoothQuant is for; weight-only
+// otherwise.
+func (m Method) DefaultW8A8(s quant.Scheme, f plan.Format) bool {
+	return (m == SmoothQuant || m == SmoothQuantGPTQ) &&
+		s.Bits == 8 && s.Symmetric && s.Granularity == quant.PerChannel && s.Axis == 0 && f == plan.CompressedTensors
+}
+
 // Smoothing is what a smoothing method chose for one input of one layer.
 type Smoothing struct {
 	Layer int    `json:"layer"`

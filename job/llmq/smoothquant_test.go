@@ -6,6 +6,8 @@ import (
 
 	"github.com/quantkit/quantkit/cpu"
 	"github.com/quantkit/quantkit/lm"
+	"github.com/quantkit/quantkit/model/plan"
+	"github.com/quantkit/quantkit/quant"
 )
 
 // TestSmoothQuantStatistics checks SmoothQuant's statistics against a
@@ -89,6 +91,31 @@ func TestSmoothQuantStatistics(t *testing.T) {
 			if math.Abs(float64(s[j])-want) > 1e-6*want {
 				t.Errorf("α %g: channel %d: s %g, want %g", alpha, j, s[j], want)
 			}
+		}
+	}
+}
+
+// TestDefaultW8A8: smoothquant (alone or with gptq) writes W8A8 by
+// default exactly for int8 symmetric per-channel compressed-tensors;
+// other methods, schemes and formats stay weight-only.
+func TestDefaultW8A8(t *testing.T) {
+	int4 := quant.Scheme{Bits: 4, Signed: true, Symmetric: true, Granularity: quant.PerGroup, GroupSize: 32}
+	asym := quant.Scheme{Bits: 8, Granularity: quant.PerChannel}
+	for _, c := range []struct {
+		m    Method
+		s    quant.Scheme
+		f    plan.Format
+		want bool
+	}{
+		{SmoothQuant, quant.Int8PerChannel, plan.CompressedTensors, true},
+		{SmoothQuantGPTQ, quant.Int8PerChannel, plan.CompressedTensors, true},
+		{GPTQ, quant.Int8PerChannel, plan.CompressedTensors, false},
+		{SmoothQuant, int4, plan.CompressedTensors, false},
+		{SmoothQuant, asym, plan.CompressedTensors, false},
+		{SmoothQuant, quant.Int8PerChannel, plan.CompressedTensorsPacked, false},
+	} {
+		if got := c.m.DefaultW8A8(c.s, c.f); got != c.want {
+			t.Errorf("%s %v %s: W8A8 by default %v, want %v", c.m, c.s, c.f, got, c.want)
 		}
 	}
 }
