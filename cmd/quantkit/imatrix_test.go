@@ -52,7 +52,7 @@ func TestImatrixCommand(t *testing.T) {
 
 	withFile, withCalib, without := filepath.Join(dir, "a.gguf"), filepath.Join(dir, "b.gguf"), filepath.Join(dir, "c.gguf")
 	mustRun(t, "quantize", in, "--format", "gguf", "--type", "Q4_0", "--imatrix", m, "-o", withFile)
-	mustRun(t, "quantize", in, "--format", "gguf", "--type", "Q4_0", "--calib", text, "--calib-len", "64", "--calib-samples", "8", "-o", withCalib)
+	mustRun(t, "quantize", in, "--format", "gguf", "--type", "Q4_0", "--calib", text, "--calib-ctx", "64", "--calib-chunks", "8", "-o", withCalib)
 	mustRun(t, "quantize", in, "--format", "gguf", "--type", "Q4_0", "-o", without)
 	a, b, c := openGGUF(t, withFile), openGGUF(t, withCalib), openGGUF(t, without)
 	differ := 0
@@ -79,6 +79,30 @@ func TestImatrixCommand(t *testing.T) {
 		t.Errorf("quantize.imatrix.chunks_count %d, want 8", n)
 	}
 
+	// Windows: --calib-samples/--calib-len/--seed select as imatrix's do.
+	wm, wq, wc := filepath.Join(dir, "w.gguf"), filepath.Join(dir, "wq.gguf"), filepath.Join(dir, "wc.gguf")
+	mustRun(t, "imatrix", in, "--calib", text, "--calib-samples", "4", "--calib-len", "48", "--seed", "2", "-o", wm)
+	mustRun(t, "quantize", in, "--format", "gguf", "--type", "Q4_0", "--imatrix", wm, "-o", wq)
+	mustRun(t, "quantize", in, "--format", "gguf", "--type", "Q4_0", "--calib", text, "--calib-samples", "4", "--calib-len", "48", "--seed", "2", "-o", wc)
+	p, q := openGGUF(t, wq), openGGUF(t, wc)
+	same := 0
+	for _, ti := range p.Tensors() {
+		x, _ := p.Bytes(ti.Name)
+		y, err := q.Bytes(ti.Name)
+		if err != nil || !bytes.Equal(x, y) {
+			t.Errorf("%s: windows: --calib's bytes differ from --imatrix's (%v)", ti.Name, err)
+		}
+		if z, _ := a.Bytes(ti.Name); bytes.Equal(y, z) {
+			same++
+		}
+	}
+	if same == len(p.Tensors()) {
+		t.Error("windows and chunks gave the same tensors: the selection flags were ignored")
+	}
+	if n, _ := q.Uint32("quantize.imatrix.chunks_count"); n != 4 {
+		t.Errorf("windows: quantize.imatrix.chunks_count %d, want 4", n)
+	}
+
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -89,7 +113,10 @@ func TestImatrixCommand(t *testing.T) {
 		{[]string{"imatrix", in, "--calib", text, "-c", "4096", "-o", filepath.Join(dir, "y.gguf")}, "fewer than the 8192"},
 		{[]string{"imatrix", in, "--calib", text, "--format", "bin", "-o", filepath.Join(dir, "y.gguf")}, "want gguf or dat"},
 		{[]string{"quantize", in, "--format", "gguf", "--type", "Q4_0", "--calib", text, "--imatrix", m, "-o", filepath.Join(dir, "y.gguf")}, "give one"},
-		{[]string{"quantize", in, "--format", "gguf", "--type", "Q4_0", "--calib", text, "--seed", "3", "-o", filepath.Join(dir, "y.gguf")}, "--seed does not apply"},
+		{[]string{"quantize", in, "--format", "gguf", "--type", "Q4_0", "--calib", text, "--seed", "3", "--calib-ctx", "64", "-o", filepath.Join(dir, "y.gguf")}, "--calib-ctx cuts"},
+		{[]string{"quantize", in, "--format", "gguf", "--type", "Q4_0", "--calib", text, "--calib-samples", "0", "-o", filepath.Join(dir, "y.gguf")}, "must be positive"},
+		{[]string{"quantize", in, "--format", "gguf", "--type", "Q4_0", "--calib-ctx", "64", "-o", filepath.Join(dir, "y.gguf")}, "applies with --calib"},
+		{[]string{"quantize", in, "--scheme", "int4", "--method", "gptq", "--calib", text, "--calib-ctx", "64", "-o", filepath.Join(dir, "y")}, "--calib-ctx does not apply"},
 		{[]string{"quantize", in, "--format", "gguf", "--type", "Q4_0", "--calib-len", "64", "-o", filepath.Join(dir, "y.gguf")}, "applies with --calib"},
 	} {
 		out, err := run(t, tc.args...)

@@ -41,8 +41,8 @@ var (
 	quantAlphaFlag    = &cli.Float64Flag{Name: "alpha", Value: llmq.DefaultAlpha, Usage: "smoothquant: migration strength α in (0, 1], s_j = max|X_j|^α / max|W_j|^(1−α)"}
 	quantW8A8Flag     = &cli.BoolFlag{Name: "w8a8", Usage: "write W8A8 as llm-compressor does: int8 per-channel weights with dynamic per-token int8 input activations in the quantization_config (vLLM and quantkit lm run it in int8); needs --scheme int8 --format compressed-tensors", DefaultText: "true for smoothquant with int8 per-channel weights, else false"}
 	quantCalibFlag    = &cli.StringFlag{Name: "calib", Usage: "the calibrated methods' data: `FILE` of plain text, JSONL with a \"text\" field, or .npy token ids (int32/int64)"}
-	quantCalibNFlag   = &cli.IntFlag{Name: "calib-samples", Value: llmq.DefaultSamples, Usage: "calibration sequences (with --format gguf: the most chunks the importance matrix reads)"}
-	quantCalibTFlag   = &cli.IntFlag{Name: "calib-len", Value: llmq.DefaultSeqLen, Usage: "tokens a calibration sequence (with --format gguf: the chunk size of the importance matrix, 512 when not given)"}
+	quantCalibNFlag   = &cli.IntFlag{Name: "calib-samples", Value: llmq.DefaultSamples, Usage: "calibration windows (seeded random offsets in the tokenized --calib text)"}
+	quantCalibTFlag   = &cli.IntFlag{Name: "calib-len", Value: llmq.DefaultSeqLen, Usage: "tokens a calibration window"}
 	quantSeedFlag     = &cli.Uint64Flag{Name: "seed", Usage: "seed of the calibration windows", DefaultText: "0, the same windows every run"}
 	quantActOrderFlag = &cli.BoolFlag{Name: "actorder", Value: true, Usage: "gptq: process columns by descending Hessian diagonal (static groups; --actorder=false: in order)"}
 	quantGPTQScales   = &cli.StringFlag{Name: "gptq-scales", Value: "mse", Usage: "gptq: how group or channel scales are fitted: mse (the clipping search of --method mse, llm-compressor's mse observer) or minmax (llm-compressor's default observer)"}
@@ -139,6 +139,12 @@ var quantizeCommand = &cli.Command{
 		"type, --pure and every tensor's type and part), and `quantkit merge OUT/part-* -o F.gguf`\n" +
 		"writes the file one run would write, byte for byte. Not for gguf-q8_0 and gguf-q4_0.\n" +
 		"\n" +
+		"Importance matrices (--format gguf): --imatrix FILE quantizes with llama-imatrix's file;\n" +
+		"--calib FILE computes one on IN first, as `quantkit imatrix` does: the text cut in chunks of\n" +
+		"--calib-ctx tokens (512), at most --calib-chunks of them, as llama-imatrix cuts it; or, with\n" +
+		"--calib-samples N, --calib-len T or --seed S, N windows of T tokens at seeded offsets, the\n" +
+		"selection every calibrated --method takes.\n" +
+		"\n" +
 		"--eval FILE measures, once OUT is written, what quantizing cost on the text in FILE, as\n" +
 		"`quantkit lm eval --ref IN OUT --text FILE` does: OUT's perplexity and the mean, 99th\n" +
 		"percentile and max of KL(IN‖OUT) and top-1 agreement, in windows of --eval-ctx tokens\n" +
@@ -197,7 +203,7 @@ var quantizeCommand = &cli.Command{
 	Flags: []cli.Flag{quantOutFlag, quantSchemeFlag, quantGranFlag, quantSymFlag, quantAsymFlag, quantFormatFlag,
 		quantInclFlag, quantExclFlag, ckptDeviceFlag, ckptWorkFlag, quantDryFlag, jsonFlag, jsonOutFlag, quantForceFlag,
 		quantSizeFlag, quantShardFlag, quantNonFinFlag, quantTypeFlag, quantPureFlag, quantImatrixFlag, quantEvalFlag, quantEvalCtxFlag,
-		quantMethodFlag, quantCalibFlag, quantCalibNFlag, quantCalibTFlag, quantSeedFlag, quantActOrderFlag, quantUpdatedFlag,
+		quantMethodFlag, quantCalibFlag, quantCalibNFlag, quantCalibTFlag, quantSeedFlag, quantCalibCtxFlag, quantCalibChunksFlag, quantActOrderFlag, quantUpdatedFlag,
 		quantGPTQScales, quantGPTQSeq, quantGPTQDamp,
 		quantAlphaFlag, quantW8A8Flag},
 	Action: runQuantize,
@@ -313,7 +319,7 @@ func calibrated(c *cli.Context) bool {
 	if c.String(quantMethodFlag.Name) != string(llmq.RTN) {
 		return true
 	}
-	for _, f := range []cli.Flag{quantCalibFlag, quantCalibNFlag, quantCalibTFlag, quantSeedFlag, quantActOrderFlag, quantUpdatedFlag, quantAlphaFlag, quantW8A8Flag, quantGPTQScales, quantGPTQSeq, quantGPTQDamp} {
+	for _, f := range []cli.Flag{quantCalibFlag, quantCalibNFlag, quantCalibTFlag, quantSeedFlag, quantCalibCtxFlag, quantCalibChunksFlag, quantActOrderFlag, quantUpdatedFlag, quantAlphaFlag, quantW8A8Flag, quantGPTQScales, quantGPTQSeq, quantGPTQDamp} {
 		if c.IsSet(f.Names()[0]) {
 			return true
 		}
@@ -331,7 +337,7 @@ func runQuantizeLLM(c *cli.Context) error {
 	if f := c.String(quantFormatFlag.Name); f == ggufFormat || plan.IsGGUF(plan.Format(f)) || f == string(plan.Safetensors) {
 		return fail(fmt.Errorf("--method %s writes compressed-tensors (or compressed-tensors-packed), not --format %s", method, f))
 	}
-	for _, f := range []cli.Flag{quantInclFlag, quantExclFlag, quantShardFlag, quantNonFinFlag, ckptWorkFlag} {
+	for _, f := range []cli.Flag{quantInclFlag, quantExclFlag, quantShardFlag, quantNonFinFlag, ckptWorkFlag, quantCalibCtxFlag, quantCalibChunksFlag} {
 		if name := f.Names()[0]; c.IsSet(name) {
 			return fail(fmt.Errorf("--%s does not apply to --method %s", name, method))
 		}
