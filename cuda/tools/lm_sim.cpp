@@ -27,6 +27,7 @@
 // ulp or two, within the bounds), timing, and hardware behaviour beyond the
 // CUDA programming model (memory ordering across a barrier is assumed).
 #include "../lm.cuh"
+#include "sim.h"
 
 #include <cmath>
 #include <cstdio>
@@ -37,165 +38,12 @@
 #include <string>
 #include <vector>
 
-static int failures = 0;
-static long long checks = 0;
-#define CHECK(cond, ...)                                                   \
-    do {                                                                   \
-        ++checks;                                                          \
-        if (!(cond)) {                                                     \
-            if (++failures <= 30) {                                        \
-                std::printf("FAIL %s:%d: ", __FILE__, __LINE__);           \
-                std::printf(__VA_ARGS__);                                  \
-                std::printf("\n");                                         \
-            }                                                              \
-        }                                                                  \
-    } while (0)
-
-// ---------------------------------------------------------------------------
-// Emulation state: the block and thread running, the phase of the block.
-
-static int g_block = -1, g_thread = -1, g_phase = 0;
-static const char* g_kernel = "";
-
-static int gid() { return g_block * 1024 + g_thread; }
-
-// A buffer, global or shared, with per-element access records.
-template <class T>
-struct Arr {
-    std::string name;
-    bool shared = false;
-    std::vector<T> v;
-    std::vector<int> writer, wphase, reader, rphase;
-    std::vector<char> rmulti, written;
-    // forbid(i) is true when the running thread must not read element i.
-    std::function<bool(long long)> forbid;
-
-    Arr(std::string n, size_t size, bool sh = false) : name(std::move(n)), shared(sh), v(size) { reset(); }
-    Arr(std::string n, const std::vector<T>& data) : name(std::move(n)), v(data) { reset(); }
-    void reset() {
-        const size_t n = v.size();
-        writer.assign(n, -1);
-        wphase.assign(n, -1);
-        reader.assign(n, -1);
-        rphase.assign(n, -1);
-        rmulti.assign(n, 0);
-        written.assign(n, 0);
-    }
-    bool in(long long i) const { return i >= 0 && i < (long long)v.size(); }
-
-    T read(long long i) {
-        if (!in(i)) {
-            CHECK(false, "%s: block %d thread %d reads %s[%lld] of %zu", g_kernel, g_block, g_thread, name.c_str(), i,
-                  v.size());
-            return T();
-        }
-        CHECK(g_thread >= 0, "%s: %s read outside a thread", g_kernel, name.c_str());
-        if (forbid && forbid(i))
-            CHECK(false, "%s: block %d thread %d reads %s[%lld], which it must not", g_kernel, g_block, g_thread,
-                  name.c_str(), i);
-        if (shared) {
-            CHECK(written[i], "%s: block %d thread %d reads %s[%lld] before any write", g_kernel, g_block, g_thread,
-                  name.c_str(), i);
-            CHECK(!(wphase[i] == g_phase && writer[i] != g_thread),
-                  "%s: race on %s[%lld]: thread %d reads what thread %d wrote in phase %d", g_kernel, name.c_str(), i,
-                  g_thread, writer[i], g_phase);
-            if (rphase[i] == g_phase && reader[i] != g_thread) rmulti[i] = 1;
-            if (rphase[i] != g_phase) rmulti[i] = 0;
-            reader[i] = g_thread;
-            rphase[i] = g_phase;
-        } else {
-            CHECK(writer[i] == -1 || writer[i] == gid(),
-                  "%s: block %d thread %d reads %s[%lld], which block %d thread %d wrote", g_kernel, g_block,
-                  g_thread, name.c_str(), i, writer[i] / 1024, writer[i] % 1024);
-        }
-        return v[i];
-    }
-    void write(long long i, T x) {
-        if (!in(i)) {
-            CHECK(false, "%s: block %d thread %d writes %s[%lld] of %zu", g_kernel, g_block, g_thread, name.c_str(),
-                  i, v.size());
-            return;
-        }
-        CHECK(g_thread >= 0, "%s: %s written outside a thread", g_kernel, name.c_str());
-        if (shared) {
-            CHECK(!(wphase[i] == g_phase && writer[i] != g_thread),
-                  "%s: race on %s[%lld]: threads %d and %d write in phase %d", g_kernel, name.c_str(), i, writer[i],
-                  g_thread, g_phase);
-            CHECK(!(rphase[i] == g_phase && (reader[i] != g_thread || rmulti[i])),
-                  "%s: race on %s[%lld]: thread %d writes what thread %d read in phase %d", g_kernel, name.c_str(),
-                  i, g_thread, reader[i], g_phase);
-            writer[i] = g_thread;
-            wphase[i] = g_phase;
-        } else {
-            CHECK(writer[i] == -1 || writer[i] == gid(),
-                  "%s: %s[%lld] written by block %d thread %d and block %d thread %d", g_kernel, name.c_str(), i,
-                  writer[i] / 1024, writer[i] % 1024, g_block, g_thread);
-            writer[i] = gid();
-        }
-        written[i] = 1;
-        v[i] = x;
-    }
-};
-
-// A checked pointer into an Arr (null when a is).
-template <class T>
-struct Ptr {
-    Arr<T>* a = nullptr;
-    long long off = 0;
-    bool ro = false;
-
-    struct Ref {
-        Arr<T>* a;
-        long long i;
-        bool ro;
-        operator T() const { return a->read(i); }
-        Ref& operator=(T x) {
-            CHECK(!ro, "%s: block %d thread %d writes read-only %s", g_kernel, g_block, g_thread, a->name.c_str());
-            a->write(i, x);
-            return *this;
-        }
-        Ref& operator=(const Ref& o) { return *this = (T)o; }
-    };
-    Ref operator[](long long i) const { return Ref{a, off + i, ro}; }
-    Ptr operator+(long long d) const { return Ptr{a, off + d, ro}; }
-};
-template <class T>
-Ptr<T> rw(Arr<T>& a) { return Ptr<T>{&a, 0, false}; }
-template <class T>
-Ptr<T> ro(Arr<T>& a) { return Ptr<T>{&a, 0, true}; }
-
-// The host context of lm.cuh's bodies.
-template <class T>
-T poison();
-template <>
-float poison<float>() { return std::nanf("0x5a5a"); }
-template <>
-unsigned poison<unsigned>() { return 0xdeadbeefu; }
-template <>
-int poison<int>() { return -0x21524111; }
-
-struct HostBlock {
-    int nt;
-    template <class T>
-    struct Reg {
-        std::vector<T> v;
-        T& operator[](int t) { return v[t]; }
-    };
-    template <class T>
-    Reg<T> reg() const { return Reg<T>{std::vector<T>(nt, poison<T>())}; }
-    int threads() const { return nt; }
-    template <class F>
-    void each(F f) {
-        for (int t = 0; t < nt; ++t) {
-            g_thread = t;
-            f(t);
-        }
-        g_thread = -1;
-    }
-    void sync() { ++g_phase; }
+// The host context of lm.cuh's bodies: sim.h's block with the warp
+// reduction and the uniform-value check lm.cuh uses.
+struct HostBlock : HostBlockBase {
     template <class T, class Op>
     void warp_reduce(Reg<T>& r, Op op) {
-        CHECK(nt % LM_WARP == 0, "%s: block of %d threads is not whole warps", g_kernel, nt);
+        CHECK(nt % LM_WARP == 0, "%s: block of %d threads is not whole warps", g_kernel.c_str(), nt);
         for (int w = 0; w < nt / LM_WARP; ++w)
             for (int o = LM_WARP / 2; o > 0; o >>= 1) {
                 T next[LM_WARP];
@@ -209,7 +57,8 @@ struct HostBlock {
             T a = r[0], b = r[t];
             bool same = std::memcmp(&a, &b, sizeof(T)) == 0 || (a == b); // ±0 alike
             if constexpr (std::is_same_v<T, float>) same = same || (a != a && b != b);
-            CHECK(same, "%s: block %d: the uniform value differs between threads 0 and %d", g_kernel, g_block, t);
+            CHECK(same, "%s: block %d: the uniform value differs between threads 0 and %d", g_kernel.c_str(),
+                  g_block, t);
         }
         return r[0];
     }
@@ -218,14 +67,7 @@ struct HostBlock {
 // Runs body(blk, block) for blocks [0, blocks), fresh phases per block.
 template <class F>
 void launch(const char* name, long long blocks, int threads, F body) {
-    g_kernel = name;
-    for (long long b = 0; b < blocks; ++b) {
-        g_block = (int)b;
-        g_phase = 0;
-        HostBlock blk{threads};
-        body(blk, (int)b);
-    }
-    g_block = -1;
+    launch_blocks<HostBlock>(name, blocks, threads, body);
 }
 
 // ---------------------------------------------------------------------------

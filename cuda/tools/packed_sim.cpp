@@ -28,6 +28,7 @@
 // model (memory ordering across a barrier is assumed), and the device's
 // fmaf is taken to be the host's (both IEEE fused multiply-add).
 #include "../packed.cuh"
+#include "sim.h"
 
 #include <climits>
 #include <cmath>
@@ -38,150 +39,11 @@
 #include <string>
 #include <vector>
 
-static int failures = 0;
-static long long checks = 0;
-#define CHECK(cond, ...)                                                   \
-    do {                                                                   \
-        ++checks;                                                          \
-        if (!(cond)) {                                                     \
-            if (++failures <= 30) {                                        \
-                std::printf("FAIL %s:%d: ", __FILE__, __LINE__);           \
-                std::printf(__VA_ARGS__);                                  \
-                std::printf("\n");                                         \
-            }                                                              \
-        }                                                                  \
-    } while (0)
-
-static int g_block = -1, g_thread = -1, g_phase = 0;
-static std::string g_kernel;
-
-static long long gid() { return (long long)g_block * 1024 + g_thread; }
-
-// A buffer, global or shared, at a simulated device address, with
-// per-element access records.
-template <class T>
-struct Arr {
-    std::string name;
-    bool shared = false;
-    unsigned long long addr = 0x10000; // of element 0
-    std::vector<T> v;
-    std::vector<long long> writer;
-    std::vector<int> wphase, reader, rphase;
-    std::vector<char> rmulti, written;
-
-    Arr(std::string n, size_t size, bool sh = false) : name(std::move(n)), shared(sh), v(size) { reset(); }
-    Arr(std::string n, const std::vector<T>& data, unsigned long long a) : name(std::move(n)), addr(a), v(data) {
-        reset();
-    }
-    void reset() {
-        const size_t n = v.size();
-        writer.assign(n, -1);
-        wphase.assign(n, -1);
-        reader.assign(n, -1);
-        rphase.assign(n, -1);
-        rmulti.assign(n, 0);
-        written.assign(n, 0);
-    }
-    bool in(long long i) const { return i >= 0 && i < (long long)v.size(); }
-
-    T read(long long i) {
-        if (!in(i)) {
-            CHECK(false, "%s: block %d thread %d reads %s[%lld] of %zu", g_kernel.c_str(), g_block, g_thread,
-                  name.c_str(), i, v.size());
-            return T();
-        }
-        CHECK(g_thread >= 0, "%s: %s read outside a thread", g_kernel.c_str(), name.c_str());
-        if (shared) {
-            CHECK(written[i], "%s: block %d thread %d reads %s[%lld] before any write", g_kernel.c_str(), g_block,
-                  g_thread, name.c_str(), i);
-            CHECK(!(wphase[i] == g_phase && writer[i] != g_thread),
-                  "%s: race on %s[%lld]: thread %d reads what thread %lld wrote in phase %d", g_kernel.c_str(),
-                  name.c_str(), i, g_thread, writer[i], g_phase);
-            if (rphase[i] == g_phase && reader[i] != g_thread) rmulti[i] = 1;
-            if (rphase[i] != g_phase) rmulti[i] = 0;
-            reader[i] = g_thread;
-            rphase[i] = g_phase;
-        }
-        return v[i];
-    }
-    void write(long long i, T x) {
-        if (!in(i)) {
-            CHECK(false, "%s: block %d thread %d writes %s[%lld] of %zu", g_kernel.c_str(), g_block, g_thread,
-                  name.c_str(), i, v.size());
-            return;
-        }
-        CHECK(g_thread >= 0, "%s: %s written outside a thread", g_kernel.c_str(), name.c_str());
-        if (shared) {
-            CHECK(!(wphase[i] == g_phase && writer[i] != g_thread),
-                  "%s: race on %s[%lld]: threads %lld and %d write in phase %d", g_kernel.c_str(), name.c_str(), i,
-                  writer[i], g_thread, g_phase);
-            CHECK(!(rphase[i] == g_phase && (reader[i] != g_thread || rmulti[i])),
-                  "%s: race on %s[%lld]: thread %d writes what thread %d read in phase %d", g_kernel.c_str(),
-                  name.c_str(), i, g_thread, reader[i], g_phase);
-            writer[i] = g_thread;
-            wphase[i] = g_phase;
-        } else {
-            CHECK(writer[i] == -1, "%s: %s[%lld] written by block %lld thread %lld and block %d thread %d",
-                  g_kernel.c_str(), name.c_str(), i, writer[i] / 1024, writer[i] % 1024, g_block, g_thread);
-            writer[i] = gid();
-        }
-        written[i] = 1;
-        v[i] = x;
-    }
-};
-
-// A checked pointer into an Arr.
-template <class T>
-struct Ptr {
-    Arr<T>* a = nullptr;
-    long long off = 0;
-    bool ro = false;
-
-    struct Ref {
-        Arr<T>* a;
-        long long i;
-        bool ro;
-        operator T() const { return a->read(i); }
-        Ref& operator=(T x) {
-            CHECK(!ro, "%s: block %d thread %d writes read-only %s", g_kernel.c_str(), g_block, g_thread,
-                  a->name.c_str());
-            a->write(i, x);
-            return *this;
-        }
-    };
-    Ref operator[](long long i) const { return Ref{a, off + i, ro}; }
-};
-template <class T>
-Ptr<T> rw(Arr<T>& a) { return Ptr<T>{&a, 0, false}; }
-template <class T>
-Ptr<T> ro(Arr<T>& a) { return Ptr<T>{&a, 0, true}; }
-
 // Load statistics: which widths the kernels chose.
 static long long n_ld128, n_ld64, n_ld32, n_ld8, n_ldf4, n_ldf1;
 
 // The host context of packed.cuh's bodies.
-struct HostBlock {
-    int nt;
-    template <class T>
-    struct Reg {
-        std::vector<T> v;
-        T& operator[](int t) { return v[t]; }
-    };
-    template <class T>
-    Reg<T> reg() const {
-        T poison;
-        std::memset(&poison, 0x7f, sizeof poison); // NaN-ish floats: a missed initialization shows
-        return Reg<T>{std::vector<T>(nt, poison)};
-    }
-    template <class F>
-    void each(F f) {
-        for (int t = 0; t < nt; ++t) {
-            g_thread = t;
-            f(t);
-        }
-        g_thread = -1;
-    }
-    void sync() { ++g_phase; }
+struct HostBlock : HostBlockBase {
     void warp_sum(Reg<PkAcc>& r, int m) {
         CHECK(nt % PK_WARP == 0, "%s: block of %d threads is not whole warps", g_kernel.c_str(), nt);
         for (int w = 0; w < nt / PK_WARP; ++w)
@@ -394,7 +256,7 @@ static void run(const Format& f, int m, int n, int k, bool gemv) {
         for (int b = 0; b < blocks; ++b) {
             g_block = b;
             g_phase = 0;
-            HostBlock blk{PK_GEMV_THREADS};
+            HostBlock blk{{PK_GEMV_THREADS}};
             if (f.bits == 8)
                 pk_gemv_body<8>(blk, b, ro(W), ro(A), rw(C), pf, m, n);
             else
@@ -412,7 +274,7 @@ static void run(const Format& f, int m, int n, int k, bool gemv) {
                 g_phase = 0;
                 As.reset();
                 Ws.reset();
-                HostBlock blk{PK_GEMM_THREADS};
+                HostBlock blk{{PK_GEMM_THREADS}};
                 if (f.bits == 8)
                     pk_gemm_body<8>(blk, x, y, ro(W), ro(A), rw(C), pf, m, n, rw(As), rw(Ws));
                 else
