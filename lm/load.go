@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/quantkit/quantkit/backend"
+	"github.com/quantkit/quantkit/internal/mmap"
 	"github.com/quantkit/quantkit/model/checkpoint"
 	"github.com/quantkit/quantkit/model/ctensors"
 	"github.com/quantkit/quantkit/model/gguf"
@@ -115,11 +116,16 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, err 
 		return nil, err
 	}
 	// The model may keep 16-bit weights in the checkpoint's mapping: then
-	// it closes the checkpoint itself.
+	// it closes the checkpoint itself. The weights it keeps otherwise go
+	// into arena (arena.go), which it frees on Close.
 	mapped := false
+	arena := new(mmap.Arena)
 	defer func() {
 		if !mapped || err != nil {
 			ck.Close()
+		}
+		if err != nil {
+			arena.Free()
 		}
 	}()
 	c, h, err := parseHFConfig(ck.Dir(), ck.Config())
@@ -238,17 +244,18 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, err 
 			}
 			if opt.Int8 && i8 != nil {
 				if w := asInt8(codes, p); w != nil {
-					*i8 = w
+					*i8 = keepInt8(arena, w)
 					return
 				}
 			}
 			if rf, rows, err := quant.PackRows(codes, p); err == nil && backend.Packs(b, rf) {
-				*pk = &PackedWeight{Format: rf, Data: rows}
+				*pk = &PackedWeight{Format: rf, Data: keepBytes(arena, rows)}
 				return
 			}
 			if *f, err = dequantize(codes, p); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", name, err))
 			}
+			*f = keepF32(arena, *f)
 			return
 		}
 		if opt.Quantize != nil && (i8 != nil || head[name]) {
@@ -256,14 +263,14 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, err 
 			if x == nil {
 				return
 			}
-			if err := quantizeInto(b, name, x, rows, cols, *opt.Quantize, opt.Int8 && i8 != nil, &codeScratch, f, pk, i8); err != nil {
+			if err := quantizeInto(b, arena, name, x, rows, cols, *opt.Quantize, opt.Int8 && i8 != nil, &codeScratch, f, pk, i8); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", ck.Dir(), err))
 			}
 			return
 		}
 		if opt.BF16 && backend.Packs(b, gguf.TypeBF16) {
 			if x := temp(name); x != nil {
-				data := make([]byte, 2*len(x))
+				data := arenaBytes(arena, 2*len(x))
 				if err := gguf.EncodeFloat32(data, x, gguf.TypeBF16); err != nil {
 					errs = append(errs, fmt.Errorf("%s: %s: %w", ck.Dir(), name, err))
 				}
@@ -282,7 +289,15 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, err 
 				return
 			}
 		}
-		*f = get(name)
+		if info, ok := ck.Tensor(name); ok && info.DType == "F32" && !opt.BF16 && quantized[name] == nil {
+			x, err := ck.Float32Into(name, arenaF32(arena, rows*cols)) // no heap copy on the way
+			if err != nil {
+				errs = append(errs, err)
+			}
+			*f = x
+			return
+		}
+		*f = keepF32(arena, get(name))
 	}
 	H, qd, kvd, ff := c.Hidden, c.QDim(), c.KVDim(), c.Intermediate
 	if opt.QuantizeHead {
@@ -334,8 +349,11 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, err 
 		return nil, fmt.Errorf("lm: %w", err)
 	}
 	m, err = New(b, c, w)
-	if err == nil && mapped {
-		m.closers = append(m.closers, ck.Close)
+	if err == nil {
+		m.closers = append(m.closers, arena.Free)
+		if mapped {
+			m.closers = append(m.closers, ck.Close)
+		}
 	}
 	return m, err
 }
@@ -345,7 +363,7 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, err 
 // int8 asks for W8A8 and s is int8 symmetric per channel, else into *pk
 // (packed rows; *f, dequantized, where the layout has no rows or b does
 // not multiply by them). The codes go through *codeScratch, reused.
-func quantizeInto(b backend.Backend, name string, x []float32, rows, cols int, s quant.Scheme, int8 bool,
+func quantizeInto(b backend.Backend, arena *mmap.Arena, name string, x []float32, rows, cols int, s quant.Scheme, int8 bool,
 	codeScratch *[]byte, f *[]float32, pk **PackedWeight, i8 **Int8Weight) error {
 	p, err := quant.FitMinMax(s, x, []int{rows, cols})
 	if err != nil {
@@ -360,15 +378,16 @@ func quantizeInto(b backend.Backend, name string, x []float32, rows, cols int, s
 	}
 	if int8 {
 		if w := asInt8(codes, p); w != nil {
-			*i8 = w
+			*i8 = keepInt8(arena, w)
 			return nil
 		}
 	}
 	if rf, data, err := quant.PackRows(codes, p); err == nil && backend.Packs(b, rf) {
-		*pk = &PackedWeight{Format: rf, Data: data}
+		*pk = &PackedWeight{Format: rf, Data: keepBytes(arena, data)}
 		return nil
 	}
 	*f, err = dequantize(codes, p)
+	*f = keepF32(arena, *f)
 	return err
 }
 
@@ -411,9 +430,13 @@ func LoadGGUFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, er
 		return nil, err
 	}
 	mapped := false
+	arena := new(mmap.Arena) // the copies the model keeps (arena.go)
 	defer func() {
 		if !mapped || err != nil {
 			f.Close()
+		}
+		if err != nil {
+			arena.Free()
 		}
 	}()
 	arch, _ := f.String("general.architecture")
@@ -476,7 +499,7 @@ func LoadGGUFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, er
 			errs = append(errs, err)
 			return nil
 		}
-		dst := make([]float32, info.Len())
+		dst := arenaF32(arena, int(info.Len()))
 		if err := gguf.DecodeFloat32(dst, src, info.Type); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %s: %w", path, name, err))
 		}
@@ -513,9 +536,8 @@ func LoadGGUFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, er
 		if info.Type == gguf.TypeF32 || opt.Float32 || !info.Type.CanDecode() || !backend.Packs(b, info.Type) {
 			*x = get(name)
 			if heads > 0 && *x != nil {
-				dst := make([]float32, len(*x))
-				llamacpp.UnpermuteQK(dst, *x, rows, heads)
-				*x = dst
+				// In place through a transient copy: *x is the arena's.
+				llamacpp.UnpermuteQK(*x, slices.Clone(*x), rows, heads)
 			}
 			return
 		}
@@ -525,7 +547,7 @@ func LoadGGUFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, er
 			return
 		}
 		if heads > 0 {
-			dst := make([]byte, len(data))
+			dst := arenaBytes(arena, len(data))
 			llamacpp.UnpermuteQKBytes(dst, data, rows, heads)
 			data = dst
 			f.Release(name) // the reordered copy is the model's
@@ -591,8 +613,11 @@ func LoadGGUFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, er
 		return nil, fmt.Errorf("lm: %w", err)
 	}
 	m, err = New(b, c, w)
-	if err == nil && mapped {
-		m.closers = append(m.closers, f.Close)
+	if err == nil {
+		m.closers = append(m.closers, arena.Free)
+		if mapped {
+			m.closers = append(m.closers, f.Close)
+		}
 	}
 	return m, err
 }

@@ -19,3 +19,8 @@ func mapFile(f *os.File, n int) ([]byte, error) {
 func unmap(b []byte) error { return nil }
 
 func release(b []byte) {}
+
+// mapAnon fails: Arena allocates on the Go heap instead.
+func mapAnon(n int) ([]byte, error) {
+	return nil, fmt.Errorf("mmap: anonymous memory: %w on this platform", errors.ErrUnsupported)
+}

@@ -22,3 +22,8 @@ func unmap(b []byte) error { return unix.Munmap(b) }
 // resident set. An error (the kernel refusing the advice) costs only
 // memory, so it is ignored.
 func release(b []byte) { unix.Madvise(b, unix.MADV_DONTNEED) }
+
+// mapAnon maps n > 0 bytes of zeroed private memory, read-write.
+func mapAnon(n int) ([]byte, error) {
+	return unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
+}
