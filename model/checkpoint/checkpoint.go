@@ -328,6 +328,16 @@ func (c *Checkpoint) Float32Into(name string, dst []float32) ([]float32, error) 
 	return x, c.Explain(err)
 }
 
+// Float32RangeInto converts elements [lo, hi) of the named tensor into
+// dst, as safetensors.File.Float32RangeInto.
+func (c *Checkpoint) Float32RangeInto(name string, lo, hi int, dst []float32) error {
+	i, ok := c.where[name]
+	if !ok {
+		return fmt.Errorf("checkpoint: %s: no tensor %q", c.dir, name)
+	}
+	return c.Explain(fault.Catch(func() error { return c.shards[i].Float32RangeInto(name, lo, hi, dst) }))
+}
+
 // Metadata returns a copy of the __metadata__ of the first shard
 // (transformers writes the same, {"format": "pt"}, into every shard).
 func (c *Checkpoint) Metadata() map[string]string {

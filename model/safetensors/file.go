@@ -233,3 +233,37 @@ func (f *File) Float32Into(name string, dst []float32) ([]float32, error) {
 	d.toFloat32(out, b)
 	return out, nil
 }
+
+// Float32RangeInto converts elements [lo, hi) of the named tensor, in
+// row-major order, into dst[:hi-lo], as Float32Into converts the whole
+// tensor, and lets the pages it read leave resident memory (Release of
+// that range), so that a large tensor read block by block has one block
+// resident at a time, not every page read so far. An F32 tensor is read
+// with pread and does not touch the mapping at all.
+func (f *File) Float32RangeInto(name string, lo, hi int, dst []float32) error {
+	b, err := f.Bytes(name)
+	if err != nil {
+		return err
+	}
+	t := f.tensors[f.index[name]]
+	d := lookupDType(t.DType)
+	if n := len(b) / d.size; lo < 0 || hi < lo || hi > n || len(dst) < hi-lo {
+		return fmt.Errorf("safetensors: %s: %s: elements [%d, %d) of %d into %d", f.path, name, lo, hi, n, len(dst))
+	}
+	out := dst[:hi-lo]
+	if len(out) == 0 {
+		return nil
+	}
+	b = b[lo*d.size : hi*d.size]
+	if t.DType == "F32" && littleEndianHost && f.osf != nil {
+		raw := unsafe.Slice((*byte)(unsafe.Pointer(&out[0])), len(b))
+		if _, err := f.osf.ReadAt(raw, f.offset+t.Begin+int64(lo*d.size)); err == nil {
+			return nil
+		}
+	}
+	d.toFloat32(out, b)
+	if f.region != nil {
+		f.region.Release(f.offset+t.Begin+int64(lo*d.size), f.offset+t.Begin+int64(hi*d.size))
+	}
+	return nil
+}

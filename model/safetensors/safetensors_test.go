@@ -149,6 +149,26 @@ func TestRoundTripAllDTypes(t *testing.T) {
 					t.Errorf("Float32Into(%q, small buffer) = %v, %v; want %v", src.Name, into, err, want[src.Name])
 				}
 			}
+			// Float32RangeInto converts any range to what Float32 gives
+			// there, and refuses ranges outside the tensor.
+			w := want[src.Name]
+			for _, r := range [][2]int{{0, len(w)}, {len(w) / 3, len(w) - len(w)/4}, {len(w), len(w)}} {
+				part := make([]float32, r[1]-r[0]+1)
+				part[len(part)-1] = 7
+				if err := f.Float32RangeInto(src.Name, r[0], r[1], part); err != nil || !slices.Equal(part[:r[1]-r[0]], w[r[0]:r[1]]) || part[len(part)-1] != 7 {
+					t.Errorf("Float32RangeInto(%q, %d, %d) = %v, %v; want %v", src.Name, r[0], r[1], part, err, w[r[0]:r[1]])
+				}
+			}
+			for _, r := range [][2]int{{-1, 1}, {1, 0}, {0, len(w) + 1}} {
+				if err := f.Float32RangeInto(src.Name, r[0], r[1], make([]float32, len(w)+2)); err == nil {
+					t.Errorf("Float32RangeInto(%q, %d, %d) of %d elements: no error", src.Name, r[0], r[1], len(w))
+				}
+			}
+			if len(w) > 0 {
+				if err := f.Float32RangeInto(src.Name, 0, len(w), make([]float32, len(w)-1)); err == nil {
+					t.Errorf("Float32RangeInto(%q) into a short buffer: no error", src.Name)
+				}
+			}
 			if info.Len() != int64(len(want[src.Name])) {
 				t.Errorf("%s: Len() = %d", src.Name, info.Len())
 			}
