@@ -79,3 +79,73 @@ func TestWeightsOffHeap(t *testing.T) {
 		}
 	}
 }
+
+// TestQuantizeRowsBlocks loads a float checkpoint quantized at load with
+// blocks of a few rows (quantizeRows) and checks every weight against
+// quantizeInto on the whole matrix: the same int8 codes and scales, the
+// same packed bytes, for W8A8, int4 per group (a partial last group) and
+// asymmetric int8 per channel.
+func TestQuantizeRowsBlocks(t *testing.T) {
+	c := Config{Vocab: 300, Hidden: 96, Intermediate: 200, Layers: 1, Heads: 4, KVHeads: 2, HeadDim: 24,
+		RMSNormEps: 1e-5, RopeTheta: 10000, BOS: 1, EOS: 2}
+	w := randomModel(rand.New(rand.NewPCG(7, 8)), c, false, false)
+	dir := writeHF(t, hfConfig("LlamaForCausalLM", "llama", c, false), c, w)
+	b := cpu.New()
+	defer func(n int) { quantizeRowsBlock = n }(quantizeRowsBlock)
+	quantizeRowsBlock = 7*96 + 5 // 7 rows of the hidden-wide matrices, 3 of the down projection
+	int8s := quant.Int8PerChannel
+	int4g := quant.Scheme{Bits: 4, Signed: true, Symmetric: true, Granularity: quant.PerGroup, GroupSize: 64}
+	asym := quant.Scheme{Bits: 8, Signed: false, Symmetric: false, Granularity: quant.PerChannel}
+	for _, tc := range []struct {
+		name string
+		opt  LoadOptions
+	}{
+		{"w8a8", LoadOptions{Quantize: &int8s, Int8: true, QuantizeHead: true}},
+		{"int4 g64", LoadOptions{Quantize: &int4g, QuantizeHead: true}},
+		{"uint8 asym", LoadOptions{Quantize: &asym, QuantizeHead: true}},
+	} {
+		m, err := LoadHFWith(b, dir, tc.opt)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		check := func(what string, x []float32, rows, cols int, pk *PackedWeight, i8 *Int8Weight) {
+			t.Helper()
+			var wf []float32
+			var wpk *PackedWeight
+			var wi8 *Int8Weight
+			var scratch []byte
+			if err := quantizeInto(b, nil, what, x, rows, cols, *tc.opt.Quantize, tc.opt.Int8, &scratch, &wf, &wpk, &wi8); err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case wi8 != nil:
+				if i8 == nil || !slices.Equal(i8.Codes, wi8.Codes) || !slices.Equal(i8.Scales, wi8.Scales) {
+					t.Errorf("%s: %s: int8 weight differs from the whole matrix's quantization", tc.name, what)
+				}
+			case wpk != nil:
+				if pk == nil || pk.Format != wpk.Format || !slices.Equal(pk.Data, wpk.Data) {
+					t.Errorf("%s: %s: packed rows differ from the whole matrix's quantization", tc.name, what)
+				}
+			default:
+				t.Fatalf("%s: %s: the scheme neither packs nor runs as int8 here", tc.name, what)
+			}
+		}
+		l, got := w.Layers[0], m.Weights.Layers[0]
+		pk, i8 := got.Packed, got.Int8
+		if pk == nil {
+			pk = &PackedLayer{}
+		}
+		if i8 == nil {
+			i8 = &Int8Layer{}
+		}
+		H, q, kv, ff := c.Hidden, c.QDim(), c.KVDim(), c.Intermediate
+		check("q", l.Q, q, H, pk.Q, i8.Q)
+		check("k", l.K, kv, H, pk.K, i8.K)
+		check("o", l.O, H, q, pk.O, i8.O)
+		check("down", l.Down, H, ff, pk.Down, i8.Down)
+		if !tc.opt.Int8 {
+			check("lm_head", w.LMHead, c.Vocab, H, m.Weights.LMHeadPacked, nil)
+		}
+		m.Close()
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"unsafe"
 
 	"github.com/quantkit/quantkit/backend"
 	"github.com/quantkit/quantkit/internal/mmap"
@@ -259,6 +260,12 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, err 
 			return
 		}
 		if opt.Quantize != nil && (i8 != nil || head[name]) {
+			if _, q := quantized[name]; !q && rowWise(*opt.Quantize) {
+				if err := quantizeRows(b, arena, ck, name, rows, cols, *opt.Quantize, opt.Int8 && i8 != nil, &scratch, &codeScratch, f, pk, i8); err != nil {
+					errs = append(errs, fmt.Errorf("%s: %w", ck.Dir(), err))
+				}
+				return
+			}
 			x := temp(name)
 			if x == nil {
 				return
@@ -378,17 +385,116 @@ func quantizeInto(b backend.Backend, arena *mmap.Arena, name string, x []float32
 	}
 	if int8 {
 		if w := asInt8(codes, p); w != nil {
-			*i8 = keepInt8(arena, w)
+			*i8 = w
+			if arena != nil {
+				*i8 = keepInt8(arena, w)
+			}
 			return nil
 		}
 	}
 	if rf, data, err := quant.PackRows(codes, p); err == nil && backend.Packs(b, rf) {
-		*pk = &PackedWeight{Format: rf, Data: keepBytes(arena, data)}
+		if arena != nil {
+			data = keepBytes(arena, data)
+		}
+		*pk = &PackedWeight{Format: rf, Data: data}
 		return nil
 	}
-	*f, err = dequantize(codes, p)
-	*f = keepF32(arena, *f)
+	if *f, err = dequantize(codes, p); err == nil && arena != nil {
+		*f = keepF32(arena, *f)
+	}
 	return err
+}
+
+// rowWise reports whether s gives each row of a [rows, cols] weight
+// scales of its own (per channel on axis 0, or per group), so that the
+// weight can be quantized a block of rows at a time with the same result.
+func rowWise(s quant.Scheme) bool {
+	return s.Granularity == quant.PerGroup || s.Granularity == quant.PerChannel && s.Axis == 0
+}
+
+// quantizeRowsBlock is the float32s a block of rows holds at most (16 MB;
+// a variable for the tests).
+var quantizeRowsBlock = 4 << 20
+
+// quantizeRows is quantizeInto for a row-wise scheme (rowWise), reading
+// the float weight name [rows, cols] from ck a block of rows at a time
+// into *scratch (checkpoint.Float32RangeInto, which lets the block's pages
+// go), so that only one block of float32 is in memory whatever the
+// matrix's size (the lm_head of a large vocabulary is gigabytes). The
+// result is what quantizeInto gives for the whole matrix, byte for byte:
+// each row's scales depend on that row alone. The output goes straight
+// into arena.
+func quantizeRows(b backend.Backend, arena *mmap.Arena, ck *checkpoint.Checkpoint, name string, rows, cols int, s quant.Scheme,
+	int8 bool, scratch *[]float32, codeScratch *[]byte, f *[]float32, pk **PackedWeight, i8 **Int8Weight) error {
+	block := max(1, quantizeRowsBlock/cols)
+	var (
+		out    *Int8Weight     // int8
+		format quant.RowFormat // packed rows
+		data   []byte
+		fl     []float32 // neither: dequantized
+	)
+	for r0 := 0; r0 < rows; r0 += block {
+		r1 := min(rows, r0+block)
+		n := (r1 - r0) * cols
+		if cap(*scratch) < n {
+			*scratch = make([]float32, n)
+		}
+		x := (*scratch)[:n]
+		if err := ck.Float32RangeInto(name, r0*cols, r1*cols, x); err != nil {
+			return err
+		}
+		var bf []float32
+		var bpk *PackedWeight
+		var bi8 *Int8Weight
+		if err := quantizeInto(b, nil, name, x, r1-r0, cols, s, int8, codeScratch, &bf, &bpk, &bi8); err != nil {
+			return err
+		}
+		switch {
+		case bi8 != nil:
+			if r0 == 0 {
+				out = &Int8Weight{Codes: int8View(arenaBytes(arena, rows*cols)), Scales: make([]float32, 0, rows)}
+			}
+			if out == nil {
+				return fmt.Errorf("%s: rows %d to %d quantized otherwise than the first", name, r0, r1)
+			}
+			copy(out.Codes[r0*cols:], bi8.Codes)
+			out.Scales = append(out.Scales, bi8.Scales...)
+		case bpk != nil:
+			rf, ok := bpk.Format.(quant.RowFormat)
+			if r0 == 0 && ok {
+				format, data = rf, arenaBytes(arena, rows*len(bpk.Data)/(r1-r0))
+			}
+			if data == nil || rf != format {
+				return fmt.Errorf("%s: rows %d to %d packed as %v, the first as %v", name, r0, r1, bpk.Format, format)
+			}
+			copy(data[r0*(len(data)/rows):], bpk.Data)
+		default:
+			if r0 == 0 {
+				fl = arenaF32(arena, rows*cols)
+			}
+			if fl == nil {
+				return fmt.Errorf("%s: rows %d to %d quantized otherwise than the first", name, r0, r1)
+			}
+			copy(fl[r0*cols:], bf)
+		}
+	}
+	switch {
+	case out != nil:
+		*i8 = out
+	case data != nil:
+		*pk = &PackedWeight{Format: format, Data: data}
+	default:
+		*f = fl
+	}
+	return nil
+}
+
+// int8View is b as int8s.
+func int8View(b []byte) []int8 {
+	if len(b) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*int8)(unsafe.Pointer(&b[0])), len(b))
 }
 
 // releasePrefix releases the pages of every tensor of ck whose name
