@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/quantkit/quantkit/cpu"
+	"github.com/quantkit/quantkit/model/gguf"
 	"github.com/quantkit/quantkit/quant"
 )
 
@@ -147,5 +148,23 @@ func TestQuantizeRowsBlocks(t *testing.T) {
 			check("lm_head", w.LMHead, c.Vocab, H, m.Weights.LMHeadPacked, nil)
 		}
 		m.Close()
+	}
+	// BF16 at load, read in the same blocks: the whole matrix's rounding.
+	m, err := LoadHFWith(b, dir, LoadOptions{BF16: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	for name, x := range map[string]struct {
+		w  []float32
+		pk *PackedWeight
+	}{"down": {w.Layers[0].Down, m.Weights.Layers[0].Packed.Down}, "lm_head": {w.LMHead, m.Weights.LMHeadPacked}} {
+		want := make([]byte, 2*len(x.w))
+		if err := gguf.EncodeFloat32(want, x.w, gguf.TypeBF16); err != nil {
+			t.Fatal(err)
+		}
+		if x.pk == nil || x.pk.Format != gguf.TypeBF16 || !slices.Equal(x.pk.Data, want) {
+			t.Errorf("bf16 %s: not the whole matrix rounded to bfloat16", name)
+		}
 	}
 }

@@ -276,6 +276,28 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, err 
 			return
 		}
 		if opt.BF16 && backend.Packs(b, gguf.TypeBF16) {
+			if _, q := quantized[name]; !q {
+				// A block of rows at a time, as quantizeRows reads.
+				data := arenaBytes(arena, 2*rows*cols)
+				block := max(1, quantizeRowsBlock/cols) * cols
+				for lo := 0; lo < rows*cols; lo += block {
+					hi := min(rows*cols, lo+block)
+					if cap(scratch) < hi-lo {
+						scratch = make([]float32, hi-lo)
+					}
+					x := scratch[:hi-lo]
+					err := ck.Float32RangeInto(name, lo, hi, x)
+					if err == nil {
+						err = gguf.EncodeFloat32(data[2*lo:2*hi], x, gguf.TypeBF16)
+					}
+					if err != nil {
+						errs = append(errs, fmt.Errorf("%s: %s: %w", ck.Dir(), name, err))
+						return
+					}
+				}
+				*pk = &PackedWeight{Format: gguf.TypeBF16, Data: data}
+				return
+			}
 			if x := temp(name); x != nil {
 				data := arenaBytes(arena, 2*len(x))
 				if err := gguf.EncodeFloat32(data, x, gguf.TypeBF16); err != nil {
