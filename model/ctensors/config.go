@@ -207,6 +207,36 @@ func SetInputActivations(qc map[string]any, a Activations) error {
 	return nil
 }
 
+// ActOrderWeight is compressed-tensors' actorder "weight" (alias
+// "static"), what GPTQ with activation order writes: the columns were
+// quantized in order of decreasing Hessian diagonal, but each group keeps
+// its columns in their original order, so the checkpoint needs no g_idx
+// tensor and loads as any group-quantized one. ("group" reorders the
+// groups too and needs a g_idx; quantkit does not write it.)
+const ActOrderWeight = "weight"
+
+// SetWeightsActOrder records in the weights arguments of qc, a
+// quantization_config QuantizationConfig returned, the activation
+// ordering its weights were quantized with: "actorder": order, or null
+// when order is "".
+func SetWeightsActOrder(qc map[string]any, order string) error {
+	groups, _ := qc["config_groups"].(map[string]any)
+	g, _ := groups["group_0"].(map[string]any)
+	w, _ := g["weights"].(map[string]any)
+	if w == nil {
+		return errors.New("ctensors: quantization_config has no weights in config group group_0")
+	}
+	if order != "" && order != ActOrderWeight {
+		return fmt.Errorf("ctensors: actorder %q: only %q (static activation order, no g_idx) is written", order, ActOrderWeight)
+	}
+	var v any // null
+	if order != "" {
+		v = order
+	}
+	w["actorder"] = v
+	return nil
+}
+
 // ReadConfig reads the quantization_config of config.json: one written by
 // QuantizationConfig, or by llm-compressor with a single config group of
 // integer weights. ok is false when config.json has none. Missing weight

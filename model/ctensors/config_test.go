@@ -258,3 +258,40 @@ func TestW8A8ConfigRoundTrip(t *testing.T) {
 		t.Error("SetInputActivations took a map without a config group")
 	}
 }
+
+// TestActOrderConfig checks the actorder key GPTQ's checkpoints carry:
+// "weight" in the weights arguments (beside the others, unchanged), null
+// when cleared, read back as the same scheme; other orders are refused.
+func TestActOrderConfig(t *testing.T) {
+	qc, err := QuantizationConfig(quant.Int4PerGroup128, PackQuantized, []string{"lm_head"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := SetWeightsActOrder(qc, ActOrderWeight); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := UpdateConfig([]byte(`{}`), qc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `"weights":{"actorder":"weight","dynamic":false,"group_size":128,"num_bits":4,"observer":"minmax","strategy":"group","symmetric":true,"type":"int"}`
+	if compact := strings.Join(strings.Fields(string(cfg)), ""); !strings.Contains(compact, want) {
+		t.Errorf("config.json\n%s\nwant weights %s", cfg, want)
+	}
+	if c, ok, err := ReadConfig(cfg); err != nil || !ok || c.Scheme != quant.Int4PerGroup128 {
+		t.Errorf("read back %+v %v %v", c, ok, err)
+	}
+	if err := SetWeightsActOrder(qc, ""); err != nil {
+		t.Fatal(err)
+	}
+	w := qc["config_groups"].(map[string]any)["group_0"].(map[string]any)["weights"].(map[string]any)
+	if v, ok := w["actorder"]; !ok || v != nil {
+		t.Errorf("cleared actorder %v (present %v), want null", v, ok)
+	}
+	if err := SetWeightsActOrder(qc, "group"); err == nil {
+		t.Error(`actorder "group" accepted without a g_idx`)
+	}
+	if err := SetWeightsActOrder(map[string]any{}, ActOrderWeight); err == nil {
+		t.Error("SetWeightsActOrder took a map without weights")
+	}
+}
