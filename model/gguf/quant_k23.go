@@ -72,14 +72,14 @@ func quantizeQ3_KImportance(dst []byte, x, qw []float32) {
 
 // k23Scratch is the working memory of the Q2_K and Q3_K quantizers.
 type k23Scratch struct {
-	L              [QK_K]uint8
-	scales, mins   [QK_K / 16]float32
-	sw             [QK_K / 16]float32
-	weight         [16]float32
-	Ls, Lm         [QK_K / 16]uint8
-	L8             [QK_K]int8
-	Ls8            [QK_K / 16]int8
-	laux           [16]uint8
+	L            [QK_K]uint8
+	scales, mins [QK_K / 16]float32
+	sw           [QK_K / 16]float32
+	weight       [16]float32
+	Ls, Lm       [QK_K / 16]uint8
+	L8           [QK_K]int8
+	Ls8          [QK_K / 16]int8
+	laux         [16]uint8
 }
 
 // quantizeQ2_K quantizes one super-block x into y: quantize_row_q2_K_ref
