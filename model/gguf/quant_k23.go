@@ -298,12 +298,6 @@ func makeQKX16(x, w *[16]float32, L, laux *[16]uint8, nmax int32, rmin, rdelta f
 		*L = [16]uint8{}
 		return 0, -vmin
 	}
-	errOf := func(diff float32) float32 {
-		if useMAD {
-			return abs32(diff)
-		}
-		return float32(diff * diff)
-	}
 	iscale := float32(nmax) / (vmax - vmin)
 	scale = 1 / iscale
 	var best float32
@@ -311,7 +305,7 @@ func makeQKX16(x, w *[16]float32, L, laux *[16]uint8, nmax int32, rmin, rdelta f
 		l := nearestInt(float32(iscale * (v - vmin)))
 		L[i] = uint8(max(0, min(nmax, l)))
 		diff := float32(float32(scale*float32(L[i]))+vmin) - v
-		best += float32(w[i] * errOf(diff))
+		best += float32(w[i] * k23Err(diff, useMAD))
 	}
 	if nstep < 1 {
 		return scale, -vmin
@@ -334,7 +328,7 @@ func makeQKX16(x, w *[16]float32, L, laux *[16]uint8, nmax int32, rmin, rdelta f
 		var cur float32
 		for i, v := range x {
 			diff := float32(float32(thisScale*float32(laux[i]))+thisMin) - v
-			cur += float32(w[i] * errOf(diff))
+			cur += float32(w[i] * k23Err(diff, useMAD))
 		}
 		if cur < best {
 			*L = *laux
@@ -344,6 +338,15 @@ func makeQKX16(x, w *[16]float32, L, laux *[16]uint8, nmax int32, rmin, rdelta f
 		}
 	}
 	return scale, -vmin
+}
+
+// k23Err is make_qkx2_quants' error of one weight: |diff| (use_mad) or
+// diff².
+func k23Err(diff float32, useMAD bool) float32 {
+	if useMAD {
+		return abs32(diff)
+	}
+	return float32(diff * diff)
 }
 
 // makeQ3 is ggml's make_q3_quants(16, 4, x, L, true): codes −4..3 from the

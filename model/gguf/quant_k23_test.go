@@ -334,3 +334,8 @@ func TestK23ImportanceSteers(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkQuantizeQ2_K_1M(b *testing.B)   { benchQuantK(b, QuantizeQ2_K, blockQ2_KSize) }
+func BenchmarkQuantizeQ3_K_1M(b *testing.B)   { benchQuantK(b, QuantizeQ3_K, blockQ3_KSize) }
+func BenchmarkDequantizeQ2_K_1M(b *testing.B) { benchDequant(b, TypeQ2_K) }
+func BenchmarkDequantizeQ3_K_1M(b *testing.B) { benchDequant(b, TypeQ3_K) }
