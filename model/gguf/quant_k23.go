@@ -310,15 +310,27 @@ func makeQKX16(x, w *[16]float32, L, laux *[16]uint8, nmax int32, rmin, rdelta f
 	if nstep < 1 {
 		return scale, -vmin
 	}
+	// A trial's sums, fit and error depend only on its codes, so a trial
+	// whose codes equal the previous trial's cannot win (it did not, or
+	// it set best to exactly its own error) and is skipped: neighbouring
+	// trial scales mostly round to the same codes.
+	var prev [16]uint8
+	havePrev := false
 	for is := 0; is <= nstep; is++ {
 		iscale = (float32(rmin+float32(rdelta*float32(is))) + float32(nmax)) / (vmax - vmin)
+		for i, v := range x {
+			laux[i] = uint8(max(0, min(nmax, nearestInt(float32(iscale*(v-vmin))))))
+		}
+		if havePrev && *laux == prev {
+			continue
+		}
+		prev, havePrev = *laux, true
 		var sumL, sumL2, sumXL float32
 		for i, v := range x {
-			l := max(0, min(nmax, nearestInt(float32(iscale*(v-vmin)))))
-			laux[i] = uint8(l)
-			wl := float32(w[i] * float32(l))
+			fl := float32(laux[i])
+			wl := float32(w[i] * fl)
 			sumL += wl
-			sumL2 += float32(wl * float32(l))
+			sumL2 += float32(wl * fl)
 			sumXL += float32(wl * v)
 		}
 		thisScale, thisMin, ok := kScaleMin(sumW, sumX, sumL, sumL2, sumXL)
