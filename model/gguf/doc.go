@@ -30,8 +30,8 @@
 // BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K
 // both ways; I8, I16, I32, I64 and F64 to float32). Every type ggml still
 // writes to files has a row, so files of any of them open and their raw
-// bytes can be read and copied; ids ggml has removed (4, 5, 31–33, 36–38) and unknown ids
-// are rejected.
+// bytes can be read and copied; ids ggml has removed (4, 5, 31–33,
+// 36–38) and unknown ids are rejected.
 //
 // The quantizers (QuantizeQ4_0 … QuantizeQ6_K, and EncodeFloat32) give the
 // bytes of ggml's reference quantizers (quantize_row_*_ref, what
