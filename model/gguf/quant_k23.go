@@ -428,26 +428,25 @@ func makeQ3(x *[16]float32, L *[16]int8) float32 {
 func DequantizeQ2_K(dst []float32, src []byte) {
 	nb := blocks("DequantizeQ2_K", len(dst), QK_K, len(src), blockQ2_KSize)
 	for i := range nb {
-		b := src[i*blockQ2_KSize : (i+1)*blockQ2_KSize]
+		b := (*[blockQ2_KSize]byte)(src[i*blockQ2_KSize:])
 		d := fp32(binary.LittleEndian.Uint16(b[blockQ2_KSize-4:]))
 		dmin := fp32(binary.LittleEndian.Uint16(b[blockQ2_KSize-2:]))
-		sc := b[:QK_K/16]
-		q := b[QK_K/16 : QK_K/16+QK_K/4]
-		y := dst[i*QK_K : (i+1)*QK_K]
-		is := 0
-		for n := 0; n < QK_K; n += 128 {
-			for shift := uint(0); shift < 8; shift += 2 {
+		y := (*[QK_K]float32)(dst[i*QK_K:])
+		// Weight 128n + 32k + l: bits 2k of qs[32n+l], sub-block
+		// 8n + 2k + l/16.
+		for n := range 2 {
+			q := (*[32]byte)(b[QK_K/16+32*n:])
+			for k := range 4 {
+				shift := uint(2 * k)
+				yk := (*[32]float32)(y[128*n+32*k:])
 				for h := range 2 {
-					s := sc[is]
-					is++
+					s := b[8*n+2*k+h]
 					dl, ml := float32(d*float32(s&0xf)), float32(dmin*float32(s>>4))
-					for l, c := range q[16*h : 16*h+16] {
-						y[l] = float32(dl*float32(c>>shift&3)) - ml
+					for l := 16 * h; l < 16*h+16; l++ {
+						yk[l] = float32(dl*float32(q[l]>>shift&3)) - ml
 					}
-					y = y[16:]
 				}
 			}
-			q = q[32:]
 		}
 	}
 }
@@ -458,32 +457,33 @@ func DequantizeQ2_K(dst []float32, src []byte) {
 // if len(dst) is not a multiple of QK_K or src is too short.
 func DequantizeQ3_K(dst []float32, src []byte) {
 	nb := blocks("DequantizeQ3_K", len(dst), QK_K, len(src), blockQ3_KSize)
+	var dl [QK_K / 16]float32
 	for i := range nb {
-		b := src[i*blockQ3_KSize : (i+1)*blockQ3_KSize]
+		b := (*[blockQ3_KSize]byte)(src[i*blockQ3_KSize:])
 		d := fp32(binary.LittleEndian.Uint16(b[blockQ3_KSize-2:]))
-		hm := b[:QK_K/8]
-		q := b[QK_K/8 : QK_K/8+QK_K/4]
+		hm := (*[QK_K / 8]byte)(b[:QK_K/8])
 		sc := b[QK_K/8+QK_K/4 : QK_K/8+QK_K/4+12]
-		y := dst[i*QK_K : (i+1)*QK_K]
-		is := 0
-		m := uint8(1)
-		for n := 0; n < QK_K; n += 128 {
-			for shift := uint(0); shift < 8; shift += 2 {
-				for h := range 2 {
-					dl := float32(d * float32(q3Scale(sc, is)))
-					is++
-					for l, c := range q[16*h : 16*h+16] {
-						v := int8(c >> shift & 3)
-						if hm[16*h+l]&m == 0 {
-							v -= 4
-						}
-						y[l] = dl * float32(v)
-					}
-					y = y[16:]
+		for j := range dl {
+			dl[j] = float32(d * float32(q3Scale(sc, j)))
+		}
+		y := (*[QK_K]float32)(dst[i*QK_K:])
+		// Weight 128n + 32k + l: low bits 2k of qs[32n+l], third bit
+		// 4n+k of hmask[l], sub-block 8n + 2k + l/16.
+		for n := range 2 {
+			q := (*[32]byte)(b[QK_K/8+32*n:])
+			for k := range 4 {
+				shift, bit := uint(2*k), uint(4*n+k)
+				yk := (*[32]float32)(y[128*n+32*k:])
+				d0, d1 := dl[8*n+2*k], dl[8*n+2*k+1]
+				for l := range 16 {
+					v := int32(q[l]>>shift&3) - 4 + 4*int32(hm[l]>>bit&1)
+					yk[l] = d0 * float32(v)
 				}
-				m <<= 1
+				for l := 16; l < 32; l++ {
+					v := int32(q[l]>>shift&3) - 4 + 4*int32(hm[l]>>bit&1)
+					yk[l] = d1 * float32(v)
+				}
 			}
-			q = q[32:]
 		}
 	}
 }
