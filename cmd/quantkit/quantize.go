@@ -26,7 +26,7 @@ var (
 	quantSymFlag    = &cli.BoolFlag{Name: "symmetric", Usage: "symmetric quantization, zero point 0 (the default)", DisableDefaultText: true}
 	quantAsymFlag   = &cli.BoolFlag{Name: "asymmetric", Usage: "asymmetric quantization, with zero points"}
 	quantFormatFlag = &cli.StringFlag{Name: "format", Value: string(plan.CompressedTensors), Usage: "compressed-tensors, compressed-tensors-packed (int8 too pack-quantized, as vLLM loads weight-only int8), safetensors, gguf (a GGUF file llama.cpp runs, from a GGUF or a Llama-family checkpoint, with one of llama-quantize's --type mixes), gguf-q8_0 or gguf-q4_0 (Hugging Face names: a tensor container for other tools, not a model llama.cpp runs)"}
-	quantTypeFlag   = &cli.StringFlag{Name: "type", Usage: "with --format gguf: llama-quantize's `TYPE`: " + strings.Join(ggufmix.Names(), ", ") + " (Q4_K, Q5_K: the _M mixes)"}
+	quantTypeFlag   = &cli.StringFlag{Name: "type", Usage: "with --format gguf: llama-quantize's `TYPE`: " + strings.Join(ggufmix.Names(), ", ") + " (Q3_K, Q4_K, Q5_K: the _M mixes)"}
 	quantPureFlag   = &cli.BoolFlag{Name: "pure", Usage: "with --format gguf: every quantized tensor gets TYPE's base type, as llama-quantize --pure (rows that are not whole blocks still fall back)"}
 	quantInclFlag   = &cli.StringFlag{Name: "include", Usage: "quantize exactly the 2-D floating-point tensors whose names match `REGEX` (replaces the default rule)"}
 	quantExclFlag   = &cli.StringFlag{Name: "exclude", Usage: "keep the tensors whose names match `REGEX`"}
@@ -105,8 +105,12 @@ var quantizeCommand = &cli.Command{
 		"1-D tensors, the expert router and positional tables are copied); output.weight gets Q6_K\n" +
 		"(Q8_0 in Q8_0); in Q4_K_M and Q5_K_M attn_v and ffn_down get Q6_K in the layers\n" +
 		"use_more_bits picks (the first and last eighth, every third between), Q4_K_S gives Q5_K to\n" +
-		"the first 4 attn_v and the first eighth of ffn_down; a type whose blocks do not divide a\n" +
-		"tensor's rows falls back (Q4_K to Q5_0, Q5_K to Q5_1, Q6_K to Q8_0, then F16). --pure\n" +
+		"the first 4 attn_v and the first eighth of ffn_down; Q2_K gives Q3_K to attn_output,\n" +
+		"ffn_down and attn_v (Q4_K with 4 or more query heads per KV head), Q3_K_M gives Q5_K to\n" +
+		"the first 2 attn_v and the first sixteenth of ffn_down and Q4_K to the other attn_v,\n" +
+		"ffn_down and attn_output, Q3_K_L gives Q5_K to all three; a type whose blocks do not\n" +
+		"divide a tensor's rows falls back (Q2_K and Q3_K to Q4_0, Q4_K to Q5_0, Q5_K to Q5_1,\n" +
+		"Q6_K to Q8_0, then F16). --pure\n" +
 		"skips the rules but not the fallbacks. Every key-value (tokenizer included) is carried\n" +
 		"over, general.file_type and general.quantization_version (2) are set, the tensors are\n" +
 		"written in llama-quantize's order (by layer, then name), aligned to general.alignment (32\n" +

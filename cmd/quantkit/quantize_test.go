@@ -258,7 +258,7 @@ func TestQuantizeGGUF(t *testing.T) {
 		want string
 	}{
 		{[]string{"quantize", in, "-o", out, "--format", "gguf"}, "--format gguf needs --type"},
-		{[]string{"quantize", in, "-o", out, "--format", "gguf", "--type", "Q3_K_M"}, `--type: unknown type "Q3_K_M"`},
+		{[]string{"quantize", in, "-o", out, "--format", "gguf", "--type", "Q2_K_S"}, `--type: unknown type "Q2_K_S"`},
 		{[]string{"quantize", in, "-o", out, "--format", "gguf", "--type", "Q8_0", "--scheme", "int4"}, "--scheme does not apply to --format gguf"},
 		{[]string{"quantize", in, "-o", out, "--format", "gguf", "--type", "Q8_0", "--allow-nonfinite"}, "--allow-nonfinite does not apply"},
 		{[]string{"quantize", in, "-o", out, "--type", "Q8_0"}, "--type applies to --format gguf only"},

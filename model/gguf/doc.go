@@ -27,11 +27,11 @@
 // Tensor types are ggml's (enum ggml_type), described by one table with a
 // row per type: name, elements per block, bytes per block and, where this
 // package implements them, conversions to and from float32 (F32, F16,
-// BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K both ways; I8,
-// I16, I32, I64 and F64 to float32). Every type ggml still writes to files
-// has a row, so files of any of them open and their raw bytes can be read
-// and copied; ids ggml has removed (4, 5, 31–33, 36–38) and unknown ids
-// are rejected.
+// BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K
+// both ways; I8, I16, I32, I64 and F64 to float32). Every type ggml still
+// writes to files has a row, so files of any of them open and their raw
+// bytes can be read and copied; ids ggml has removed (4, 5, 31–33,
+// 36–38) and unknown ids are rejected.
 //
 // The quantizers (QuantizeQ4_0 … QuantizeQ6_K, and EncodeFloat32) give the
 // bytes of ggml's reference quantizers (quantize_row_*_ref, what
@@ -40,7 +40,8 @@
 // rounded before it is added (no fused multiply-adds on any platform),
 // roundf's ties away from zero for Q8_0, the (int8_t)(x·id + 8.5f)-style
 // truncations of Q4_0/Q4_1/Q5_0/Q5_1, nearest_int's round-to-even trick
-// and make_qkx2_quants/make_qx_quants' trial scales for the K-quants, and
+// and make_qkx2_quants/make_qx_quants/make_q3_quants' trial scales and
+// refinements for the K-quants, and
 // scales rounded to float16 to nearest, ties to even. F16 and BF16 round
 // to nearest even as ggml does; NaNs become ggml's quiet NaNs (F16: 0x7e00
 // with the sign; BF16: the top bits with the quiet bit set). The

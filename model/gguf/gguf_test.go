@@ -148,9 +148,9 @@ func allTensors() ([]Tensor, map[string][]float32) {
 	binary.LittleEndian.PutUint16(q4k[2:], 0x3800)
 	q4kf := make([]float32, 256)
 	DequantizeQ4_K(q4kf, q4k)
-	q3k := make([]byte, 110)
-	for i := range q3k {
-		q3k[i] = byte(i * 5)
+	iq3s := make([]byte, 110)
+	for i := range iq3s {
+		iq3s[i] = byte(i * 5)
 	}
 	ts := []Tensor{
 		{"f32", TypeF32, []int{3, 2}, f32bytes(1, 2, 3, 4, 5, -6)},
@@ -162,7 +162,7 @@ func allTensors() ([]Tensor, map[string][]float32) {
 		{"i32", TypeI32, []int{2}, []byte{0, 0xff, 0xff, 0xff, 7, 0, 0, 0}},
 		{"scalar", TypeF32, []int{}, f32bytes(42)},
 		{"q4_k", TypeQ4_K, []int{256}, q4k},
-		{"q3_k", TypeQ3_K, []int{256}, q3k},
+		{"iq3_s", TypeIQ3_S, []int{256}, iq3s},
 	}
 	want := map[string][]float32{
 		"f32":    {1, 2, 3, 4, 5, -6},

@@ -15,7 +15,7 @@ import (
 // importanceTypes are the types whose EncodeRowsImportance must equal
 // ggml_quantize_chunk with an importance matrix byte for byte: those that
 // use it, and Q8_0, F16 and BF16, which ignore it.
-var importanceTypes = []Type{TypeQ4_0, TypeQ4_1, TypeQ5_0, TypeQ5_1, TypeQ4_K, TypeQ5_K, TypeQ6_K, TypeQ8_0, TypeF16, TypeBF16}
+var importanceTypes = []Type{TypeQ4_0, TypeQ4_1, TypeQ5_0, TypeQ5_1, TypeQ2_K, TypeQ3_K, TypeQ4_K, TypeQ5_K, TypeQ6_K, TypeQ8_0, TypeF16, TypeBF16}
 
 // TestEncodeImportanceMatchesGGML quantizes, for every importance vector of
 // importanceSets, the adversarial rows, random heavy-tailed rows and

@@ -124,9 +124,9 @@ func TestOpenAccepts(t *testing.T) {
 				t.Errorf("Float32 of Q6_K: %d values, %v", len(v), err)
 			}
 		}},
-		{"unconverted K-quant", data(gg(3, 1, 0).tensor("k", TypeQ3_K, 0, 512).pad(32), 220), func(t *testing.T, f *File) {
-			if _, err := f.Float32("k"); err == nil || !strings.Contains(err.Error(), `tensor "k": conversion of Q3_K to float32 not supported`) {
-				t.Errorf("Float32 of Q3_K: %v", err)
+		{"unconverted i-quant", data(gg(3, 1, 0).tensor("k", TypeIQ3_S, 0, 512).pad(32), 220), func(t *testing.T, f *File) {
+			if _, err := f.Float32("k"); err == nil || !strings.Contains(err.Error(), `tensor "k": conversion of IQ3_S to float32 not supported`) {
+				t.Errorf("Float32 of IQ3_S: %v", err)
 			}
 		}},
 		{"nested arrays 8 deep", gg(3, 0, 1).kv("deep", ValueArray).

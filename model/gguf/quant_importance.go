@@ -17,6 +17,8 @@ var importanceQuantizers = [...]func(dst []byte, x, qw []float32){
 	TypeQ4_1: quantizeQ4_1Importance,
 	TypeQ5_0: quantizeQ5_0Importance,
 	TypeQ5_1: quantizeQ5_1Importance,
+	TypeQ2_K: quantizeQ2_KImportance,
+	TypeQ3_K: quantizeQ3_KImportance,
 	TypeQ4_K: quantizeQ4_KImportance,
 	TypeQ5_K: quantizeQ5_KImportance,
 	TypeQ6_K: quantizeQ6_KImportance,
@@ -42,12 +44,13 @@ func (t Type) UsesImportance() bool {
 // For each row, the types weigh element j of the row by
 //
 //	Q4_0, Q4_1, Q5_0, Q5_1:  importance[j]·√(σ² + x[j]²), σ² = Σx²/cols over the row
-//	Q4_K, Q5_K:              importance[j]·√(σ² + x[j]²), σ² = 2·Σx²/256 over the super-block
+//	Q2_K:                    importance[j]·√(σ² + x[j]²), σ² = Σx²/256 over the super-block
+//	Q3_K, Q4_K, Q5_K:        importance[j]·√(σ² + x[j]²), σ² = 2·Σx²/256 over the super-block
 //	Q6_K:                    importance[j]
 //
 // in their searches for the scales (make_qx_quants, make_qkx3_quants and
 // make_qp_quants for the K-quants' sub-block scales, in place of the
-// unweighted quantizers' x² and |x|+rms weights).
+// unweighted quantizers' x², |x| and |x|+rms weights).
 //
 // It fails if t has no encoder, cols is not a positive multiple of t's
 // block size, len(src) is not a whole number of rows, len(importance) is
@@ -358,14 +361,20 @@ func (s *kScratch) scalesMinsImportance(x *[QK_K]float32, hdr []byte, qw []float
 	s.requantize(x, hdr, nmax)
 }
 
-// makeQP is ggml's make_qp_quants(8, 63, x, L, w): 6-bit codes L for the
-// non-negative values x (a super-block's scales or minimums) and their
-// scale, chosen by weighted squared error over nine trial scales, then
-// refined a code at a time (up to five passes) for the least-squares fit.
-// L is uint8 as in ggml: a negative code wraps, and the sums use the
-// wrapped value where ggml does.
+// makeQP is ggml's make_qp_quants(8, 63, x, L, w), Q4_K's and Q5_K's
+// quantizer of a super-block's scales or minimums (makeQPN).
 func makeQP(x *[QK_K / 32]float32, L *[QK_K / 32]uint8, w *[QK_K / 32]float32) float32 {
-	const nmax = 63
+	return makeQPN(x[:], L[:], w[:], 63)
+}
+
+// makeQPN is ggml's make_qp_quants(len(x), nmax, x, L, w): codes 0..nmax
+// in L for the non-negative values x (a super-block's scales or minimums)
+// and their scale, chosen by weighted squared error over nine trial
+// scales, then refined a code at a time (up to five passes) for the
+// least-squares fit. L is uint8 as in ggml: a negative code wraps, and the
+// sums use the wrapped value where ggml does.
+func makeQPN(x []float32, L []uint8, w []float32, nmax int32) float32 {
+	L, w = L[:len(x)], w[:len(x)]
 	var vmax float32
 	for _, v := range x {
 		if !(vmax > v) { // MAX(max, x[i])
@@ -373,10 +382,10 @@ func makeQP(x *[QK_K / 32]float32, L *[QK_K / 32]uint8, w *[QK_K / 32]float32) f
 		}
 	}
 	if vmax < groupMaxEps {
-		*L = [QK_K / 32]uint8{}
+		clear(L)
 		return 0
 	}
-	iscale := nmax / vmax
+	iscale := float32(nmax) / vmax
 	for i, v := range x {
 		L[i] = uint8(nearestInt(float32(iscale * v)))
 	}
@@ -390,7 +399,7 @@ func makeQP(x *[QK_K / 32]float32, L *[QK_K / 32]uint8, w *[QK_K / 32]float32) f
 		if is == 0 {
 			continue
 		}
-		iscaleIs := (float32(0.1*float32(is)) + nmax) / vmax
+		iscaleIs := (float32(0.1*float32(is)) + float32(nmax)) / vmax
 		scaleIs := 1 / iscaleIs
 		var mse float32
 		for i, v := range x {

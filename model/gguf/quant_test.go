@@ -480,9 +480,9 @@ func TestEncodeDecodeFloat32(t *testing.T) {
 		err  error
 		want string
 	}{
-		{"decode unsupported", DecodeFloat32(make([]float32, 256), make([]byte, 110), TypeQ3_K), "gguf: conversion of Q3_K to float32 not supported (supported: F32 F16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K I8 I16 I32 I64 F64 BF16)"},
-		{"encode unsupported", EncodeFloat32(make([]byte, 4), make([]float32, 1), TypeI32), "gguf: conversion of float32 to I32 not supported (supported: F32 F16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K BF16)"},
-		{"encode unknown", EncodeFloat32(nil, nil, 4), "gguf: conversion of float32 to type 4 (Q4_2, removed from ggml) not supported (supported: F32 F16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K BF16)"},
+		{"decode unsupported", DecodeFloat32(make([]float32, 256), make([]byte, 110), TypeIQ3_S), "gguf: conversion of IQ3_S to float32 not supported (supported: F32 F16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K I8 I16 I32 I64 F64 BF16)"},
+		{"encode unsupported", EncodeFloat32(make([]byte, 4), make([]float32, 1), TypeI32), "gguf: conversion of float32 to I32 not supported (supported: F32 F16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K BF16)"},
+		{"encode unknown", EncodeFloat32(nil, nil, 4), "gguf: conversion of float32 to type 4 (Q4_2, removed from ggml) not supported (supported: F32 F16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K BF16)"},
 		{"decode partial block", DecodeFloat32(make([]float32, 40), make([]byte, 100), TypeQ8_0), "gguf: Q8_0: 40 elements are not a multiple of the block size 32"},
 		{"decode short", DecodeFloat32(make([]float32, 64), make([]byte, 67), TypeQ8_0), "gguf: 67 bytes of Q8_0 hold fewer than 64 elements"},
 		{"encode short", EncodeFloat32(make([]byte, 7), make([]float32, 2), TypeF32), "gguf: 2 elements of F32 need 8 bytes, dst has 7"},

@@ -101,7 +101,7 @@ func refQuantizer(t *testing.T) *ggmlRef {
 
 // refTypes are the types whose EncodeFloat32 must equal ggml_quantize_chunk
 // byte for byte.
-var refTypes = []Type{TypeF16, TypeBF16, TypeQ4_0, TypeQ4_1, TypeQ5_0, TypeQ5_1, TypeQ8_0, TypeQ4_K, TypeQ5_K, TypeQ6_K}
+var refTypes = []Type{TypeF16, TypeBF16, TypeQ4_0, TypeQ4_1, TypeQ5_0, TypeQ5_1, TypeQ8_0, TypeQ2_K, TypeQ3_K, TypeQ4_K, TypeQ5_K, TypeQ6_K}
 
 // TestEncodeMatchesGGML quantizes the adversarial rows (and 64 random
 // heavy-tailed ones per length) of 256, 512 and 4096 values with

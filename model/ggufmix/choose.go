@@ -91,6 +91,15 @@ func (m Model) is70B() bool {
 	return false
 }
 
+// gqa is llama.cpp's n_gqa(): query heads per KV head (0 without KV
+// heads).
+func (m Model) gqa() int {
+	if m.HeadsKV == 0 {
+		return 0
+	}
+	return m.Heads / m.HeadsKV
+}
+
 // Choice is the type one tensor gets, and why.
 type Choice struct {
 	// Type is the tensor's type in the output: its input type where it is
@@ -426,6 +435,16 @@ func (s *state) rule(t Tensor, base gguf.Type) (gguf.Type, string, error) {
 			what = map[tensorCategory]string{catAttnQKV: "attn_qkv", catAttnKVB: "attn_kv_b"}[cat] + " (holding V)"
 		}
 		switch {
+		case mix == Q2_K && s.model.gqa() >= 4:
+			set(gguf.TypeQ4_K, "%s in Q2_K with %d query heads per KV head (4 or more)", what, s.model.gqa())
+		case mix == Q2_K:
+			set(gguf.TypeQ3_K, "%s in Q2_K", what)
+		case mix == Q3_K_M && i < 2:
+			set(gguf.TypeQ5_K, "%s %d of %d: the first 2 in Q3_K_M", what, i, n)
+		case mix == Q3_K_M:
+			set(gguf.TypeQ4_K, "%s in Q3_K_M after the first 2", what)
+		case mix == Q3_K_L:
+			set(gguf.TypeQ5_K, "%s in Q3_K_L", what)
 		case (mix == Q4_K_M || mix == Q5_K_M) && useMoreBits(i, n):
 			set(gguf.TypeQ6_K, "%s %d of %d, a use_more_bits layer, in %s", what, i, n, mix)
 		case mix == Q4_K_S && i < 4:
@@ -449,6 +468,18 @@ func (s *state) rule(t Tensor, base gguf.Type) (gguf.Type, string, error) {
 		}
 		more := useMoreBits(i, n)
 		switch {
+		case mix == Q2_K:
+			set(gguf.TypeQ3_K, "ffn_down in Q2_K")
+		case mix == Q3_K_M && i < n/16:
+			set(gguf.TypeQ5_K, "ffn_down in layer %d of %d, the first 1/16, in Q3_K_M", i, n)
+		case mix == Q3_K_M && (!falcon || more):
+			set(gguf.TypeQ4_K, "ffn_down in layer %d of %d in Q3_K_M", i, n)
+		case mix == Q3_K_M:
+			set(gguf.TypeQ3_K, "ffn_down in layer %d of %d, not a use_more_bits layer, of Falcon in Q3_K_M", i, n)
+		case mix == Q3_K_L && falcon:
+			set(gguf.TypeQ4_K, "ffn_down of Falcon in Q3_K_L")
+		case mix == Q3_K_L:
+			set(gguf.TypeQ5_K, "ffn_down in Q3_K_L")
 		case mix == Q4_K_M && falcon:
 			switch {
 			case i < n/16:
@@ -474,8 +505,22 @@ func (s *state) rule(t Tensor, base gguf.Type) (gguf.Type, string, error) {
 		}
 		s.iFFNDown++
 	case cat == catAttnOutput:
-		if !falcon && eightExperts && (mix == Q4_K_S || mix == Q4_K_M) {
-			set(gguf.TypeQ5_K, "attn_output of an 8-expert model in %s", mix)
+		switch {
+		case falcon:
+			if mix == Q3_K_L {
+				set(gguf.TypeQ4_K, "attn_output of Falcon in Q3_K_L")
+			}
+		case eightExperts:
+			switch mix {
+			case Q2_K, Q3_K_S, Q3_K_M, Q4_K_S, Q4_K_M:
+				set(gguf.TypeQ5_K, "attn_output of an 8-expert model in %s", mix)
+			}
+		case mix == Q2_K:
+			set(gguf.TypeQ3_K, "attn_output in Q2_K")
+		case mix == Q3_K_M:
+			set(gguf.TypeQ4_K, "attn_output in Q3_K_M")
+		case mix == Q3_K_L:
+			set(gguf.TypeQ5_K, "attn_output in Q3_K_L")
 		}
 	case cat == catFFNGate:
 		if _, _, err := s.layerInfo(s.iFFNGate, s.nFFN, t.Name); err != nil {

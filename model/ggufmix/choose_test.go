@@ -318,20 +318,20 @@ func TestOrder(t *testing.T) {
 }
 
 func TestParseMix(t *testing.T) {
-	for name, want := range map[string]Mix{"q4_k_m": Q4_K_M, "Q4_K": Q4_K_M, "Q5_K": Q5_K_M, "q8_0": Q8_0, "F16": F16, "bf16": BF16, "F32": F32} {
+	for name, want := range map[string]Mix{"q4_k_m": Q4_K_M, "Q4_K": Q4_K_M, "q3_k": Q3_K_M, "Q3_K_S": Q3_K_S, "Q3_K_L": Q3_K_L, "Q2_K": Q2_K, "Q5_K": Q5_K_M, "q8_0": Q8_0, "F16": F16, "bf16": BF16, "F32": F32} {
 		if m, err := ParseMix(name); err != nil || m != want {
 			t.Errorf("ParseMix(%q) = %v, %v; want %v", name, m, err, want)
 		}
 	}
-	if _, err := ParseMix("Q3_K_M"); err == nil || !strings.Contains(err.Error(), "Q4_K_M") {
-		t.Errorf("ParseMix(Q3_K_M): %v", err)
+	if _, err := ParseMix("Q2_K_S"); err == nil || !strings.Contains(err.Error(), "Q4_K_M") || !strings.Contains(err.Error(), "Q3_K_L") {
+		t.Errorf("ParseMix(Q2_K_S): %v", err)
 	}
 	for _, m := range Mixes() {
 		if m2, err := ParseMix(m.String()); err != nil || m2 != m {
 			t.Errorf("%v does not parse back: %v %v", m, m2, err)
 		}
 	}
-	if Q4_K_M.FileType() != 15 || Q8_0.FileType() != 7 || Q4_0.FileType() != 2 || BF16.FileType() != 32 {
+	if Q4_K_M.FileType() != 15 || Q8_0.FileType() != 7 || Q4_0.FileType() != 2 || BF16.FileType() != 32 || Q2_K.FileType() != 10 || Q3_K_S.FileType() != 11 || Q3_K_M.FileType() != 12 || Q3_K_L.FileType() != 13 {
 		t.Error("file types are not llama_ftype's")
 	}
 }

@@ -1,5 +1,5 @@
 // Package ggufmix chooses each tensor's type in a GGUF file quantized to
-// one of llama-quantize's mixes (Q4_K_M, Q5_K_M, Q6_K, Q8_0, Q4_0…): a
+// one of llama-quantize's mixes (Q4_K_M, Q3_K_M, Q2_K, Q6_K, Q8_0, Q4_0…): a
 // port of llama.cpp's llama_tensor_get_type and the rules around it in
 // src/llama-quant.cpp, as bundled with node-llama-cpp 3.21.1 (llama.cpp
 // release v0.4.0), so that a file quantkit writes has the types
@@ -22,9 +22,16 @@
 //     base type; attn_v (and attn_qkv, attn_kv_b) and ffn_down get Q6_K in
 //     Q4_K_M and Q5_K_M in the layers use_more_bits picks (the first and
 //     last eighth and every third layer between); Q4_K_S gives Q5_K to the
-//     first four attn_v and the first eighth of ffn_down; a 70B model's
+//     first four attn_v and the first eighth of ffn_down; Q2_K gives Q3_K
+//     to attn_output, ffn_down and attn_v (Q4_K where there are 4 or more
+//     query heads per KV head); Q3_K_M gives Q5_K to the first two attn_v
+//     and the first sixteenth of ffn_down, Q4_K to the other attn_v,
+//     ffn_down (Falcon: use_more_bits layers only) and attn_output;
+//     Q3_K_L gives Q5_K to attn_v, attn_output and ffn_down (Falcon: Q4_K
+//     to ffn_down and attn_output); a 70B model's
 //     attn_v is at least Q5_K; an 8-expert model's attn_v and attn_k are
-//     Q8_0 and its attn_output Q5_K in Q4_K_S/Q4_K_M.
+//     Q8_0 and its attn_output Q5_K in Q2_K, Q3_K_S, Q3_K_M, Q4_K_S and
+//     Q4_K_M.
 //   - Then tensor_type_fallback: a type whose block does not divide the
 //     row length (ne[0]) falls back, Q4_K to Q5_0, Q5_K to Q5_1, Q6_K to
 //     Q8_0 (and Q2_K/Q3_K to Q4_0), and to F16 where that does not divide

@@ -20,6 +20,10 @@ const (
 	Q8_0   Mix = 7  // LLAMA_FTYPE_MOSTLY_Q8_0
 	Q5_0   Mix = 8  // LLAMA_FTYPE_MOSTLY_Q5_0
 	Q5_1   Mix = 9  // LLAMA_FTYPE_MOSTLY_Q5_1
+	Q2_K   Mix = 10 // LLAMA_FTYPE_MOSTLY_Q2_K
+	Q3_K_S Mix = 11 // LLAMA_FTYPE_MOSTLY_Q3_K_S
+	Q3_K_M Mix = 12 // LLAMA_FTYPE_MOSTLY_Q3_K_M
+	Q3_K_L Mix = 13 // LLAMA_FTYPE_MOSTLY_Q3_K_L
 	Q4_K_S Mix = 14 // LLAMA_FTYPE_MOSTLY_Q4_K_S
 	Q4_K_M Mix = 15 // LLAMA_FTYPE_MOSTLY_Q4_K_M
 	Q5_K_S Mix = 16 // LLAMA_FTYPE_MOSTLY_Q5_K_S
@@ -43,6 +47,10 @@ var mixes = []mixRow{
 	{Q4_1, "Q4_1", gguf.TypeQ4_1, "5 bpw: blocks of 32, a scale and a minimum each; output.weight Q6_K"},
 	{Q5_0, "Q5_0", gguf.TypeQ5_0, "5.5 bpw: blocks of 32; output.weight Q6_K"},
 	{Q5_1, "Q5_1", gguf.TypeQ5_1, "6 bpw: blocks of 32 with minimums; output.weight Q6_K"},
+	{Q2_K, "Q2_K", gguf.TypeQ2_K, "Q2_K; Q3_K for attn_output and ffn_down, attn_v Q3_K (Q4_K with 4+ query heads per KV head); output.weight Q6_K"},
+	{Q3_K_S, "Q3_K_S", gguf.TypeQ3_K, "Q3_K; output.weight Q6_K"},
+	{Q3_K_M, "Q3_K_M", gguf.TypeQ3_K, "Q3_K; attn_v Q5_K in the first 2 layers, Q4_K after; attn_output Q4_K; ffn_down Q5_K in the first 1/16, Q4_K after; output.weight Q6_K"},
+	{Q3_K_L, "Q3_K_L", gguf.TypeQ3_K, "Q3_K; Q5_K for attn_v, attn_output and ffn_down; output.weight Q6_K"},
 	{Q4_K_S, "Q4_K_S", gguf.TypeQ4_K, "Q4_K; Q5_K for the first 4 attn_v and the first 1/8 of ffn_down; output.weight Q6_K"},
 	{Q4_K_M, "Q4_K_M", gguf.TypeQ4_K, "Q4_K; Q6_K for attn_v and ffn_down in use_more_bits layers and output.weight"},
 	{Q5_K_S, "Q5_K_S", gguf.TypeQ5_K, "Q5_K; output.weight Q6_K"},
@@ -55,7 +63,7 @@ var mixes = []mixRow{
 }
 
 // aliases are llama-quantize's other names for mixes.
-var aliases = map[string]Mix{"Q4_K": Q4_K_M, "Q5_K": Q5_K_M}
+var aliases = map[string]Mix{"Q3_K": Q3_K_M, "Q4_K": Q4_K_M, "Q5_K": Q5_K_M}
 
 func (m Mix) row() *mixRow {
 	for i := range mixes {
@@ -117,7 +125,8 @@ func Names() []string {
 }
 
 // ParseMix returns the mix named name, as llama-quantize reads its type
-// argument: any case, Q4_K and Q5_K meaning Q4_K_M and Q5_K_M.
+// argument: any case, Q3_K, Q4_K and Q5_K meaning Q3_K_M, Q4_K_M and
+// Q5_K_M.
 func ParseMix(name string) (Mix, error) {
 	up := strings.ToUpper(name)
 	if m, ok := aliases[up]; ok {
@@ -128,7 +137,7 @@ func ParseMix(name string) (Mix, error) {
 			return r.mix, nil
 		}
 	}
-	return 0, fmt.Errorf("unknown type %q: llama-quantize's types here are %s (Q4_K and Q5_K mean Q4_K_M and Q5_K_M)", name, strings.Join(Names(), ", "))
+	return 0, fmt.Errorf("unknown type %q: llama-quantize's types here are %s (Q3_K, Q4_K and Q5_K mean Q3_K_M, Q4_K_M and Q5_K_M)", name, strings.Join(Names(), ", "))
 }
 
 // quantized is ggml_is_quantized: every type but the float and integer

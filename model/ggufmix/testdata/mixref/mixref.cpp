@@ -40,7 +40,8 @@ int main() {
         {"Q4_0", LLAMA_FTYPE_MOSTLY_Q4_0}, {"Q4_1", LLAMA_FTYPE_MOSTLY_Q4_1}, {"Q5_0", LLAMA_FTYPE_MOSTLY_Q5_0},
         {"Q5_1", LLAMA_FTYPE_MOSTLY_Q5_1}, {"Q8_0", LLAMA_FTYPE_MOSTLY_Q8_0}, {"Q4_K_S", LLAMA_FTYPE_MOSTLY_Q4_K_S},
         {"Q4_K_M", LLAMA_FTYPE_MOSTLY_Q4_K_M}, {"Q5_K_S", LLAMA_FTYPE_MOSTLY_Q5_K_S}, {"Q5_K_M", LLAMA_FTYPE_MOSTLY_Q5_K_M},
-        {"Q6_K", LLAMA_FTYPE_MOSTLY_Q6_K},
+        {"Q6_K", LLAMA_FTYPE_MOSTLY_Q6_K}, {"Q2_K", LLAMA_FTYPE_MOSTLY_Q2_K}, {"Q3_K_S", LLAMA_FTYPE_MOSTLY_Q3_K_S},
+        {"Q3_K_M", LLAMA_FTYPE_MOSTLY_Q3_K_M}, {"Q3_K_L", LLAMA_FTYPE_MOSTLY_Q3_K_L},
     };
     printf("model %s %u %u %u %u\n", arch.c_str(), n_layer, n_head, n_head_kv, n_expert);
     for (auto & x : ts) printf("tensor %s %lld %lld %lld %lld\n", x.name.c_str(), x.ne[0], x.ne[1], x.ne[2], x.ne[3]);

@@ -11,6 +11,8 @@ def llama(f, L, dim, ff, vocab, heads, kv, tied=False, arch="llama", extra=()):
     for e in extra: print(e, file=f)
 llama(open("stories260k.in","w"), 5, 64, 172, 512, 8, 4)
 llama(open("llama7b.in","w"), 32, 4096, 11008, 32000, 32, 32)
+# Llama 3 8B: GQA with 4 query heads per KV head (Q2_K's attn_v rule), no 70B rule
+llama(open("llama3_8b.in","w"), 32, 4096, 14336, 128256, 32, 8)
 llama(open("llama70b.in","w"), 80, 8192, 28672, 128256, 64, 8, extra=["rope_freqs.weight 64 1 1 1"])
 # a small Llama whose shapes divide 256, with tied embeddings, and the edge cases of the quantize rule
 llama(open("small.in","w"), 12, 256, 768, 1024, 4, 2, tied=True, extra=[
