@@ -65,7 +65,7 @@ func TestImatrixQuantizeMatchesLlamaQuantize(t *testing.T) {
 	for _, c := range []struct {
 		typ  string
 		pure bool
-	}{{"Q4_K_M", true}, {"Q4_K_M", false}, {"Q5_K_M", false}, {"Q6_K", true}, {"Q4_1", true}, {"Q5_1", true}, {"Q4_0", false}, {"Q5_0", false}} {
+	}{{"Q4_K_M", true}, {"Q4_K_M", false}, {"Q5_K_M", false}, {"Q6_K", true}, {"Q4_1", true}, {"Q5_1", true}, {"Q4_0", false}, {"Q5_0", false}, {"Q2_K", false}, {"Q2_K", true}, {"Q3_K_S", false}, {"Q3_K_M", false}, {"Q3_K_L", false}, {"Q3_K_M", true}} {
 		name := c.typ
 		if c.pure {
 			name += "-pure"
