@@ -6,6 +6,7 @@ import (
 
 	"github.com/quantkit/quantkit/cpu"
 	"github.com/quantkit/quantkit/lm"
+	"github.com/quantkit/quantkit/quant/clip"
 )
 
 // bruteAWQ is AWQ's search written out in float64 for one input: x̄ and
@@ -87,7 +88,7 @@ func TestAWQAgainstBruteForce(t *testing.T) {
 	}
 	orig := w.Layers[0]
 	layer := orig
-	got, err := awqLayer(b, c, 0, &layer, x, seqs, T, 16, naiveQDQ)
+	res, err := awqLayer(b, c, 0, &layer, x, seqs, T, 16, naiveQuant)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,6 +196,7 @@ func TestAWQAgainstBruteForce(t *testing.T) {
 	want["o"] = bruteAWQ(a, [][]float32{orig.O}, qd, func(s []float64) float64 {
 		return mse(linear(a, qdqScaled(orig.O, H, qd, s), H, qd), refO)
 	})
+	got := res.choices
 	if len(got) != 4 {
 		t.Fatalf("%d searches, want 4: %+v", len(got), got)
 	}
@@ -219,4 +221,9 @@ func TestAWQAgainstBruteForce(t *testing.T) {
 			t.Errorf("%s: AWQ's losses %.6g (rtn %.6g), here %.6g (rtn %.6g)", ch.Input, ch.Loss, ch.RTNLoss, losses[idx], losses[20])
 		}
 	}
+}
+
+// naiveQuant is naiveQDQ as an awqQuant that does not clip.
+func naiveQuant(w []float32, rows, cols int, _ *clip.Gram) ([]float32, error) {
+	return naiveQDQ(w, rows, cols)
 }

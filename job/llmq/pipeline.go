@@ -162,6 +162,9 @@ type setup struct {
 	layer map[int]int // plan item → its layer, for the layers' items
 	rep   *Report
 	calib *Calibration
+	// fits replace the method's scale fit for these tensors (by name):
+	// AWQ's output-error clip, set by smooth.
+	fits map[string]gptq.Fit
 }
 
 // projNames are the projections' module names in lm.Layer's order.
@@ -741,6 +744,9 @@ func addGram(b backend.Backend, h *gptq.Hessian, xt []float32, cols, n int) erro
 // fitter is the scale fit of the method, rounding scales to the item's
 // scale dtype as the checkpoint stores them.
 func (su *setup) fitter(opt Options, it *plan.Item) gptq.Fit {
+	if f := su.fits[it.Name]; f != nil {
+		return f
+	}
 	s := opt.Scheme
 	round := func(p *quant.Params) error {
 		if it.ScaleDType == "F32" {

@@ -16,6 +16,8 @@ import (
 	"github.com/quantkit/quantkit/model/gguf"
 	"github.com/quantkit/quantkit/model/plan"
 	"github.com/quantkit/quantkit/quant"
+	"github.com/quantkit/quantkit/quant/clip"
+	"github.com/quantkit/quantkit/quant/gptq"
 )
 
 // DefaultAlpha is SmoothQuant's migration strength when Options.Alpha is
@@ -98,14 +100,23 @@ type qdqFunc func(w []float32, rows, cols int) ([]float32, error)
 // layer's inputs are collected on x, the scales chosen and folded in.
 // It returns the checkpoint names of the kept tensors it changed (norms,
 // v_proj's bias) with their new values, to be written instead of the
-// input's.
+// input's. For awq it also sets su.fits: the output-error clip of every
+// projection but q and k, on its scaled calibration inputs.
 func (su *setup) smooth(opt Options, b backend.Backend, l int, layer *lm.Layer, x []float32, items []int) (map[string][]float32, error) {
-	var qdq qdqFunc
+	var q awqQuant
+	var rs func(float32) float32
 	for _, i := range items {
 		if it := &su.p.Items[i]; it.Action == plan.Quantize && projIndex(it.Name) >= 0 {
 			fit := su.fitter(opt, it)
-			qdq = func(w []float32, rows, cols int) ([]float32, error) {
-				p, err := fit(w, []int{rows, cols})
+			rs = scaleRounder(it.ScaleDType)
+			q = func(w []float32, rows, cols int, g *clip.Gram) ([]float32, error) {
+				var p *quant.Params
+				var err error
+				if g != nil && opt.Method == AWQ {
+					p, err = clip.FitOutput(opt.Scheme, w, rows, cols, g, clip.Options{RoundScale: rs})
+				} else {
+					p, err = fit(w, []int{rows, cols})
+				}
 				if err != nil {
 					return nil, err
 				}
@@ -130,14 +141,36 @@ func (su *setup) smooth(opt Options, b backend.Backend, l int, layer *lm.Layer, 
 		}
 		res, err = smoothQuantLayer(b, su.cfg, l, layer, x, c.Samples, c.SeqLen, alpha)
 	default:
-		if qdq == nil {
+		if q == nil {
 			return nil, fmt.Errorf("layer %d: AWQ: no projection of the layer is quantized", l)
 		}
 		group := 0
 		if opt.Scheme.Granularity == quant.PerGroup {
 			group = opt.Scheme.GroupSize
 		}
-		res, err = awqLayer(b, su.cfg, l, layer, x, c.Samples, c.SeqLen, group, qdq)
+		var r *awqResult
+		if r, err = awqLayer(b, su.cfg, l, layer, x, c.Samples, c.SeqLen, group, q); err != nil {
+			break
+		}
+		res = r.choices
+		if opt.Method != AWQ {
+			break
+		}
+		su.fits = map[string]gptq.Fit{} // this layer's only
+		for _, i := range items {
+			it := &su.p.Items[i]
+			j := projIndex(it.Name)
+			if it.Action != plan.Quantize || j < 2 { // not q or k (nor another tensor)
+				continue
+			}
+			g := r.grams[projInput[j]]
+			su.fits[it.Name] = func(w []float32, shape []int) (*quant.Params, error) {
+				if len(shape) != 2 {
+					return nil, fmt.Errorf("AWQ's clip takes a [rows, cols] weight, not %v", shape)
+				}
+				return clip.FitOutput(opt.Scheme, w, shape[0], shape[1], g, clip.Options{RoundScale: rs})
+			}
+		}
 	}
 	if err != nil {
 		return nil, err
@@ -149,6 +182,21 @@ func (su *setup) smooth(opt Options, b backend.Backend, l int, layer *lm.Layer, 
 		changed[names[11]] = layer.VBias
 	}
 	return changed, nil
+}
+
+// scaleRounder rounds a scale as a checkpoint of scale dtype dt stores
+// it (ctensors.RoundScales; NaN when it cannot), the identity for F32.
+func scaleRounder(dt string) func(float32) float32 {
+	return func(v float32) float32 {
+		if dt == "F32" {
+			return v
+		}
+		p := &quant.Params{Scales: []float32{v}}
+		if ctensors.RoundScales(p, dt) != nil {
+			return float32(math.NaN())
+		}
+		return p.Scales[0]
+	}
 }
 
 // encodeAs encodes x in the dtype (F32, F16, BF16) of the checkpoint's

@@ -100,7 +100,7 @@ func foldAll(t *testing.T, b backend.Backend, c lm.Config, w *lm.Weights, ids []
 		if method == SmoothQuant {
 			_, err = smoothQuantLayer(b, c, l, &layer, x, seqs, T, 0.5)
 		} else {
-			_, err = awqLayer(b, c, l, &layer, x, seqs, T, 16, naiveQDQ)
+			_, err = awqLayer(b, c, l, &layer, x, seqs, T, 16, naiveQuant)
 		}
 		if err != nil {
 			t.Fatal(err)
