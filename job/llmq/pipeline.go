@@ -69,7 +69,8 @@ type Options struct {
 	// BlockSize.
 	GPTQ gptq.Options
 	// Alpha is SmoothQuant's migration strength in (0, 1]; 0 means
-	// DefaultAlpha.
+	// chosen per layer and input by the quantized output error
+	// (smoothQuantLayer).
 	Alpha float64
 	// W8A8 declares dynamic per-token int8 input activations in the
 	// quantization_config (ctensors.DynamicTokenInt8), as llm-compressor's

@@ -20,10 +20,6 @@ import (
 	"github.com/quantkit/quantkit/quant/gptq"
 )
 
-// DefaultAlpha is SmoothQuant's migration strength when Options.Alpha is
-// 0, the paper's and llm-compressor's default.
-const DefaultAlpha = 0.5
-
 // usesGPTQ reports whether m quantizes with GPTQ (after its smoothing).
 func (m Method) usesGPTQ() bool { return m == GPTQ || m == AWQGPTQ || m == SmoothQuantGPTQ }
 
@@ -51,8 +47,9 @@ type Smoothing struct {
 	// weight term when XOnly); SmoothQuant's α.
 	Ratio float64 `json:"ratio"`
 	XOnly bool    `json:"x_only,omitempty"`
-	// Loss and RTNLoss are AWQ's block output error (mean squared) with
-	// the chosen scales and with none (plain round to nearest).
+	// Loss and RTNLoss are the searched output error (mean squared; AWQ's
+	// of the block, SmoothQuant's of the Linears) with the chosen scales
+	// and with none (s = 1).
 	Loss    float64 `json:"loss,omitempty"`
 	RTNLoss float64 `json:"rtn_loss,omitempty"`
 }
@@ -142,11 +139,12 @@ func (su *setup) smooth(opt Options, b backend.Backend, l int, layer *lm.Layer, 
 	var err error
 	switch opt.Method {
 	case SmoothQuant, SmoothQuantGPTQ:
-		alpha := opt.Alpha
-		if alpha == 0 {
-			alpha = DefaultAlpha
+		if q == nil && opt.Alpha == 0 {
+			return nil, fmt.Errorf("layer %d: SmoothQuant: no projection of the layer is quantized", l)
 		}
-		res, err = smoothQuantLayer(b, su.cfg, l, layer, x, c.Samples, c.SeqLen, alpha)
+		res, err = smoothQuantLayer(b, su.cfg, l, layer, x, c.Samples, c.SeqLen, opt.Alpha, func(w []float32, rows, cols int) ([]float32, error) {
+			return q(w, rows, cols, nil)
+		}, opt.W8A8)
 	default:
 		if q == nil {
 			return nil, fmt.Errorf("layer %d: AWQ: no projection of the layer is quantized", l)

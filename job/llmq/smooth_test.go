@@ -98,7 +98,7 @@ func foldAll(t *testing.T, b backend.Backend, c lm.Config, w *lm.Weights, ids []
 	for l := range w.Layers {
 		layer := w.Layers[l]
 		if method == SmoothQuant {
-			_, err = smoothQuantLayer(b, c, l, &layer, x, seqs, T, 0.5)
+			_, err = smoothQuantLayer(b, c, l, &layer, x, seqs, T, 0.5, nil, false)
 		} else {
 			_, err = awqLayer(b, c, l, &layer, x, seqs, T, 16, naiveQuant)
 		}
