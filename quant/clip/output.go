@@ -165,17 +165,17 @@ func FitOutput(s quant.Scheme, w []float32, rows, cols int, gram *Gram, opt Opti
 			for j, v := range vals {
 				e[j] = float64(v) - float64(quant.DequantizeValue(quant.QuantizeValue(v, sc, zp, qmin, qmax), sc, zp))
 			}
-			var l float64
+			var l float64 // eᵀGe from G's upper triangle
 			for a := range m {
 				if e[a] == 0 {
 					continue
 				}
-				row := blk[a*m : (a+1)*m]
+				row := blk[a*m+a+1 : (a+1)*m]
 				var d float64
 				for b, v := range row {
-					d += v * e[b]
+					d += v * e[a+1+b]
 				}
-				l += e[a] * d
+				l += e[a] * (blk[a*m+a]*e[a] + 2*d)
 			}
 			if l < best {
 				best, bs, bz = l, sc, zp
