@@ -188,10 +188,18 @@ var quantizeCommand = &cli.Command{
 		"        the output error of what consumes them (attention output for q/k/v, MLP output for\n" +
 		"        gate/up, down_proj's for down, o_proj's for o when there is no grouped attention)\n" +
 		"        on the first 4096 calibration tokens; folded into the norms, up_proj and v_proj,\n" +
-		"        so OUT is a plain checkpoint; then rtn (awq+gptq: then gptq).\n" +
-		"  smoothquant  s_j = max|X_j|^α / max|W_j|^(1−α) (--alpha) between input_layernorm and\n" +
-		"        q/k/v and between post_attention_layernorm and gate/up, folded into the norms;\n" +
-		"        then rtn (smoothquant+gptq: gptq). With the default --scheme int8 it writes W8A8\n" +
+		"        so OUT is a plain checkpoint. Then, as AutoAWQ's auto_clip, every projection but\n" +
+		"        q/k gets per row and group the clipping max (1, 0.95, …, 0.55 of its max |W|) of\n" +
+		"        least output error on the scaled calibration inputs, q/k mse's clip, and rtn; the\n" +
+		"        search measures each candidate with that same quantizer (awq+gptq: gptq instead,\n" +
+		"        with --gptq-scales, which the search then uses).\n" +
+		"  smoothquant  s_j = max|X_j|^α / max|W_j|^(1−α), folded into the norms (and into up_proj\n" +
+		"        and v_proj's rows). By default α is chosen per layer and input, of no smoothing\n" +
+		"        and α = 0.05, 0.1, …, 1, by the output error of the quantized projections (W8A8:\n" +
+		"        int8 weights and per-token int8 activations) on the calibration inputs, at\n" +
+		"        q/k/v, gate/up, down and o (o when there is no grouped attention); --alpha fixes\n" +
+		"        α at q/k/v and gate/up (llm-compressor's mappings). Then rtn (smoothquant+gptq:\n" +
+		"        gptq). With the default --scheme int8 it writes W8A8\n" +
 		"        (--w8a8, also for rtn and gptq): quantization_config declares dynamic per-token\n" +
 		"        int8 activations, which vLLM and `quantkit lm` run with int8 GEMMs.",
 	Flags: []cli.Flag{quantOutFlag, quantSchemeFlag, quantGranFlag, quantSymFlag, quantAsymFlag, quantFormatFlag,
