@@ -38,7 +38,7 @@ var (
 
 	// Calibrated quantization (job/llmq).
 	quantMethodFlag   = &cli.StringFlag{Name: "method", Value: "rtn", Usage: "rtn, mse, gptq, awq, awq+gptq, smoothquant or smoothquant+gptq (see CALIBRATED QUANTIZATION)"}
-	quantAlphaFlag    = &cli.Float64Flag{Name: "alpha", Usage: "smoothquant: a fixed migration strength α in (0, 1], s_j = max|X_j|^α / max|W_j|^(1−α), at q/k/v and gate/up (default: chosen per layer and input, of none and α = 0.05, 0.1, …, 1, by the quantized Linears' output error on the calibration data, also at down and o)"}
+	quantAlphaFlag    = &cli.Float64Flag{Name: "alpha", Usage: "smoothquant: a fixed migration strength α in (0, 1], s_j = max|X_j|^α / max|W_j|^(1−α), at q/k/v and gate/up; by default α is chosen per layer and input, of none and α = 0.05, 0.1, …, 1, by the quantized Linears' output error on the calibration data, also at down and o", DefaultText: "searched"}
 	quantW8A8Flag     = &cli.BoolFlag{Name: "w8a8", Usage: "write W8A8 as llm-compressor does: int8 per-channel weights with dynamic per-token int8 input activations in the quantization_config (vLLM and quantkit lm run it in int8); needs --scheme int8 --format compressed-tensors", DefaultText: "true for smoothquant with int8 per-channel weights, else false"}
 	quantCalibFlag    = &cli.StringFlag{Name: "calib", Usage: "the calibrated methods' data: `FILE` of plain text, JSONL with a \"text\" field, or .npy token ids (int32/int64)"}
 	quantCalibNFlag   = &cli.IntFlag{Name: "calib-samples", Value: llmq.DefaultSamples, Usage: "calibration sequences (with --format gguf: the most chunks the importance matrix reads)"}
