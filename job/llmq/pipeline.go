@@ -131,7 +131,7 @@ type Report struct {
 	Layers       int             `json:"layers"`
 	Calibration  *Calibration    `json:"calibration"` // nil for the data-free methods
 	GPTQ         *gptq.Options   `json:"gptq,omitempty"`
-	Scales       string          `json:"scales"`               // minmax or mse (the scale fit)
+	Scales       string          `json:"scales"`               // minmax, mse or awq-clip (the scale fit)
 	Sequential   bool            `json:"sequential,omitempty"` // gptq: Options.Sequential
 	Memory       Memory          `json:"memory_estimate"`
 	Totals       quantize.Totals `json:"totals"`
@@ -281,6 +281,9 @@ func newReport(opt Options, su *setup) *Report {
 	rep.Scales = "minmax"
 	if opt.Method == MSE || opt.Method.usesGPTQ() && !opt.MinMaxScales {
 		rep.Scales = "mse"
+	}
+	if opt.Method == AWQ {
+		rep.Scales = "awq-clip" // smooth.go: the output-error clip, mse for q/k
 	}
 	if opt.Method.usesGPTQ() {
 		g := opt.GPTQ
