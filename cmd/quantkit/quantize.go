@@ -38,7 +38,7 @@ var (
 
 	// Calibrated quantization (job/llmq).
 	quantMethodFlag   = &cli.StringFlag{Name: "method", Value: "rtn", Usage: "rtn, mse, gptq, awq, awq+gptq, smoothquant or smoothquant+gptq (see CALIBRATED QUANTIZATION)"}
-	quantAlphaFlag    = &cli.Float64Flag{Name: "alpha", Value: llmq.DefaultAlpha, Usage: "smoothquant: migration strength α in (0, 1], s_j = max|X_j|^α / max|W_j|^(1−α)"}
+	quantAlphaFlag    = &cli.Float64Flag{Name: "alpha", Usage: "smoothquant: a fixed migration strength α in (0, 1], s_j = max|X_j|^α / max|W_j|^(1−α), at q/k/v and gate/up; by default α is chosen per layer and input, of none and α = 0.05, 0.1, …, 1, by the quantized Linears' output error on the calibration data, also at down and o", DefaultText: "searched"}
 	quantW8A8Flag     = &cli.BoolFlag{Name: "w8a8", Usage: "write W8A8 as llm-compressor does: int8 per-channel weights with dynamic per-token int8 input activations in the quantization_config (vLLM and quantkit lm run it in int8); needs --scheme int8 --format compressed-tensors", DefaultText: "true for smoothquant with int8 per-channel weights, else false"}
 	quantCalibFlag    = &cli.StringFlag{Name: "calib", Usage: "the calibrated methods' data: `FILE` of plain text, JSONL with a \"text\" field, or .npy token ids (int32/int64)"}
 	quantCalibNFlag   = &cli.IntFlag{Name: "calib-samples", Value: llmq.DefaultSamples, Usage: "calibration windows (seeded random offsets in the tokenized --calib text)"}
@@ -198,10 +198,18 @@ var quantizeCommand = &cli.Command{
 		"        the output error of what consumes them (attention output for q/k/v, MLP output for\n" +
 		"        gate/up, down_proj's for down, o_proj's for o when there is no grouped attention)\n" +
 		"        on the first 4096 calibration tokens; folded into the norms, up_proj and v_proj,\n" +
-		"        so OUT is a plain checkpoint; then rtn (awq+gptq: then gptq).\n" +
-		"  smoothquant  s_j = max|X_j|^α / max|W_j|^(1−α) (--alpha) between input_layernorm and\n" +
-		"        q/k/v and between post_attention_layernorm and gate/up, folded into the norms;\n" +
-		"        then rtn (smoothquant+gptq: gptq). With the default --scheme int8 it writes W8A8\n" +
+		"        so OUT is a plain checkpoint. Then, as AutoAWQ's auto_clip, every projection but\n" +
+		"        q/k gets per row and group the clipping max (1, 0.95, …, 0.55 of its max |W|) of\n" +
+		"        least output error on the scaled calibration inputs, q/k mse's clip, and rtn; the\n" +
+		"        search measures each candidate with that same quantizer (awq+gptq: gptq instead,\n" +
+		"        with --gptq-scales, which the search then uses).\n" +
+		"  smoothquant  s_j = max|X_j|^α / max|W_j|^(1−α), folded into the norms (and into up_proj\n" +
+		"        and v_proj's rows). By default α is chosen per layer and input, of no smoothing\n" +
+		"        and α = 0.05, 0.1, …, 1, by the output error of the quantized projections (W8A8:\n" +
+		"        int8 weights and per-token int8 activations) on the calibration inputs, at\n" +
+		"        q/k/v, gate/up, down and o (o when there is no grouped attention); --alpha fixes\n" +
+		"        α at q/k/v and gate/up (llm-compressor's mappings). Then rtn (smoothquant+gptq:\n" +
+		"        gptq). With the default --scheme int8 it writes W8A8\n" +
 		"        (--w8a8, also for rtn and gptq): quantization_config declares dynamic per-token\n" +
 		"        int8 activations, which vLLM and `quantkit lm` run with int8 GEMMs.",
 	Flags: []cli.Flag{quantOutFlag, quantSchemeFlag, quantGranFlag, quantSymFlag, quantAsymFlag, quantFormatFlag,
@@ -376,9 +384,11 @@ func runQuantizeLLM(c *cli.Context) error {
 	opt := llmq.Options{Input: q.Input, Output: q.Output, Format: q.Plan.Format, Scheme: q.Plan.Scheme, Method: method,
 		ShardSize: q.ShardSize, Force: q.Force, Log: c.App.ErrWriter, W8A8: c.Bool(quantW8A8Flag.Name)}
 	if smoothQuant {
-		opt.Alpha = c.Float64(quantAlphaFlag.Name)
-		if a := opt.Alpha; !(a > 0 && a <= 1) {
-			return fail(fmt.Errorf("--alpha %g: not in (0, 1]", a))
+		if c.IsSet(quantAlphaFlag.Name) {
+			opt.Alpha = c.Float64(quantAlphaFlag.Name)
+			if a := opt.Alpha; !(a > 0 && a <= 1) {
+				return fail(fmt.Errorf("--alpha %g: not in (0, 1]", a))
+			}
 		}
 		if !c.IsSet(quantW8A8Flag.Name) {
 			opt.W8A8 = method.DefaultW8A8(opt.Scheme, opt.Format)

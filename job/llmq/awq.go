@@ -6,6 +6,7 @@ import (
 
 	"github.com/quantkit/quantkit/backend"
 	"github.com/quantkit/quantkit/lm"
+	"github.com/quantkit/quantkit/quant/clip"
 )
 
 // AWQGrid is the number of ratios AWQ searches, r = i/AWQGrid for
@@ -107,10 +108,28 @@ func awqSearch(xMean, wMean []float64, loss func(s []float32) (float64, error)) 
 	return best, choice, nil
 }
 
+// awqQuant is how AWQ's searches quantize a scaled weight W·s [rows,
+// cols], returning it dequantized: g, when not nil, is the Gram of the
+// Linear's calibration inputs divided by s (their columns by s[j]), for
+// the output-error clip (clip.FitOutput, AutoAWQ's auto_clip); nil for q
+// and k, which AutoAWQ does not clip ("due to qk bmm, it is hard to clip
+// precisely"), and for a quantizer that does not clip.
+type awqQuant func(w []float32, rows, cols int, g *clip.Gram) ([]float32, error)
+
+// awqResult is what awqLayer chose for one layer.
+type awqResult struct {
+	choices []Smoothing
+	// grams are the Grams of the scaled inputs (the calibration inputs
+	// divided by the chosen scales), by lm.LinearInput, for the final
+	// clip of v, o, gate, up and down: the layer quantized computes what
+	// the searches measured.
+	grams [4]*clip.Gram
+}
+
 // awqLayer chooses AWQ's scales for layer li's four scalable inputs on
 // its float weights and the calibration hidden states x (seqs sequences
 // of T tokens, left as they are), then folds them in (the layer computes
-// the same function in float):
+// the same function in float), as AutoAWQ's search_best_scale does:
 //   - q/k/v, against input_layernorm: the loss is the attention output's
 //     error (the block run with the MLP's weights zero, whose output is
 //     x + attention(x)), as AutoAWQ inspects self_attn;
@@ -121,30 +140,43 @@ func awqSearch(xMean, wMean []float64, loss func(s []float32) (float64, error)) 
 //     columns (no grouped-query attention): o_proj's output error.
 //
 // The four searches see the original weights and inputs; each candidate
-// replaces the scaled Linears W by qdq(W·s)/s. group is the scheme's
-// group size (0 per channel), for w̄.
-func awqLayer(b backend.Backend, cfg lm.Config, li int, l *lm.Layer, x []float32, seqs, T, group int, qdq qdqFunc) ([]Smoothing, error) {
+// replaces the scaled Linears W by q(W·s)/s, q the quantizer the output
+// gets: with the output-error clip, on the inputs divided by s, for every
+// Linear but q and k. group is the scheme's group size (0 per channel),
+// for w̄ and the Grams.
+func awqLayer(b backend.Backend, cfg lm.Config, li int, l *lm.Layer, x []float32, seqs, T, group int, q awqQuant) (*awqResult, error) {
 	keep := max(1, min(seqs, AWQMaxRows/T))
 	st, err := collectInputs(b, cfg, li, l, x, seqs, T, keep)
 	if err != nil {
 		return nil, err
 	}
 	H, qd, kvd, ff := cfg.Hidden, cfg.QDim(), cfg.KVDim(), cfg.Intermediate
+	var grams [4]*clip.Gram
+	for in, cols := range [4]int{H, qd, H, ff} {
+		if grams[in], err = clip.NewGram(st.keep[in], len(st.keep[in])/cols, cols, group); err != nil {
+			return nil, err
+		}
+	}
 	xs := x[:keep*T*H]
-	scaled := func(w []float32, rows, cols int, s []float32) ([]float32, error) {
-		q, err := qdq(scaleColumns(nil, w, cols, s), rows, cols)
+	// scaled is q(W·s)/s, clipped on input in's Gram divided by s when clipped.
+	scaled := func(w []float32, rows, cols int, s []float32, in lm.LinearInput, clipped bool) ([]float32, error) {
+		var g *clip.Gram
+		if clipped {
+			g = grams[in].Scaled(s)
+		}
+		out, err := q(scaleColumns(nil, w, cols, s), rows, cols, g)
 		if err != nil {
 			return nil, err
 		}
-		for i := range q {
-			q[i] /= s[i%cols]
+		for i := range out {
+			out[i] /= s[i%cols]
 		}
-		return q, nil
+		return out, nil
 	}
-	var res []Smoothing
+	res := &awqResult{}
 	note := func(in string, c Smoothing) {
 		c.Layer, c.Input = li, in
-		res = append(res, c)
+		res.choices = append(res.choices, c)
 	}
 
 	// q/k/v: the attention alone.
@@ -158,13 +190,13 @@ func awqLayer(b backend.Backend, cfg lm.Config, li int, l *lm.Layer, x []float32
 	sQKV, c, err := awqSearch(st.mean(lm.QKVInput), AWQWeightMean([][]float32{l.Q, l.K, l.V}, H, group), func(s []float32) (float64, error) {
 		a := attn
 		var err error
-		if a.Q, err = scaled(l.Q, qd, H, s); err != nil {
+		if a.Q, err = scaled(l.Q, qd, H, s, lm.QKVInput, false); err != nil {
 			return 0, err
 		}
-		if a.K, err = scaled(l.K, kvd, H, s); err != nil {
+		if a.K, err = scaled(l.K, kvd, H, s, lm.QKVInput, false); err != nil {
 			return 0, err
 		}
-		if a.V, err = scaled(l.V, kvd, H, s); err != nil {
+		if a.V, err = scaled(l.V, kvd, H, s, lm.QKVInput, true); err != nil {
 			return 0, err
 		}
 		out, err := runBlock(b, cfg, li, &a, xs, keep, T)
@@ -187,10 +219,10 @@ func awqLayer(b backend.Backend, cfg lm.Config, li int, l *lm.Layer, x []float32
 	sGU, c, err := awqSearch(st.mean(lm.GateUpInput), AWQWeightMean([][]float32{l.Gate, l.Up}, H, group), func(s []float32) (float64, error) {
 		m := mlp
 		var err error
-		if m.Gate, err = scaled(l.Gate, ff, H, s); err != nil {
+		if m.Gate, err = scaled(l.Gate, ff, H, s, lm.GateUpInput, true); err != nil {
 			return 0, err
 		}
-		if m.Up, err = scaled(l.Up, ff, H, s); err != nil {
+		if m.Up, err = scaled(l.Up, ff, H, s, lm.GateUpInput, true); err != nil {
 			return 0, err
 		}
 		out, err := runBlock(b, cfg, li, &m, refA, keep, T)
@@ -210,7 +242,7 @@ func awqLayer(b backend.Backend, cfg lm.Config, li int, l *lm.Layer, x []float32
 			return nil, err
 		}
 		s, c, err := awqSearch(st.mean(in), AWQWeightMean([][]float32{w}, cols, group), func(s []float32) (float64, error) {
-			q, err := scaled(w, rows, cols, s)
+			q, err := scaled(w, rows, cols, s, in, true)
 			if err != nil {
 				return 0, err
 			}
@@ -241,12 +273,17 @@ func awqLayer(b backend.Backend, cfg lm.Config, li int, l *lm.Layer, x []float32
 	l.Gate, l.Up = scaleColumns(nil, l.Gate, H, sGU), scaleColumns(nil, l.Up, H, sGU)
 	l.Up = divideRows(l.Up, H, sDown)
 	l.Down = scaleColumns(nil, l.Down, ff, sDown)
+	res.grams[lm.QKVInput] = grams[lm.QKVInput].Scaled(sQKV)
+	res.grams[lm.GateUpInput] = grams[lm.GateUpInput].Scaled(sGU)
+	res.grams[lm.DownInput] = grams[lm.DownInput].Scaled(sDown)
+	res.grams[lm.OInput] = grams[lm.OInput]
 	if sO != nil {
 		l.V = divideRows(l.V, H, sO)
 		if l.VBias != nil {
 			l.VBias = divided(l.VBias, sO)
 		}
 		l.O = scaleColumns(nil, l.O, qd, sO)
+		res.grams[lm.OInput] = grams[lm.OInput].Scaled(sO)
 	}
 	return res, nil
 }

@@ -6,6 +6,8 @@ import (
 
 	"github.com/quantkit/quantkit/cpu"
 	"github.com/quantkit/quantkit/lm"
+	"github.com/quantkit/quantkit/quant"
+	"github.com/quantkit/quantkit/quant/clip"
 )
 
 // bruteAWQ is AWQ's search written out in float64 for one input: x̄ and
@@ -69,12 +71,82 @@ func qdqScaled(w []float32, rows, cols int, s []float64) []float32 {
 	return q
 }
 
+// clipQDQScaled is W·s quantized as clip.FitOutput's brute force, then
+// divided by s: for each row and group of 16 columns, of the clipping
+// maxima r·max|W·s| (r = 1, 0.95, …, 0.55) the one whose codes
+// (symmetric int4, scale max/7, codes −7…7) give the least output error
+// Σ_t (Σ_j x[t][j]/s_j·(W·s − q)[j])² on the rows xs, in float64.
+func clipQDQScaled(w []float32, rows, cols int, s []float64, xs [][]float64) []float32 {
+	out := make([]float32, len(w))
+	for r := range rows {
+		for g0 := 0; g0 < cols; g0 += 16 {
+			g1 := min(g0+16, cols)
+			ws := make([]float64, g1-g0)
+			mx := 0.0
+			for j := range ws {
+				ws[j] = float64(float32(float64(w[r*cols+g0+j]) * s[g0+j]))
+				mx = math.Max(mx, math.Abs(ws[j]))
+			}
+			best := math.Inf(1)
+			for i := range 10 {
+				scale := float64(float32((1 - float64(i)*0.05) * mx / 7))
+				q := make([]float64, len(ws))
+				for j, v := range ws {
+					q[j] = math.Max(-7, math.Min(7, math.RoundToEven(float64(float32(v/scale))))) * scale
+				}
+				e := 0.0
+				for _, x := range xs {
+					d := 0.0
+					for j := range ws {
+						d += x[g0+j] / s[g0+j] * (ws[j] - q[j])
+					}
+					e += d * d
+				}
+				if e < best {
+					best = e
+					for j := range q {
+						out[r*cols+g0+j] = float32(q[j] / s[g0+j])
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// clipQuant is the awqQuant of the test: naiveQDQ without a Gram,
+// clip.FitOutput on it for int4 symmetric groups of 16 otherwise.
+func clipQuant(t *testing.T) awqQuant {
+	sch, err := quant.ParseScheme("int4-sym-group16")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(w []float32, rows, cols int, g *clip.Gram) ([]float32, error) {
+		if g == nil {
+			return naiveQDQ(w, rows, cols)
+		}
+		p, err := clip.FitOutput(sch, w, rows, cols, g, clip.Options{})
+		if err != nil {
+			return nil, err
+		}
+		codes := make([]byte, sch.PackedLen(len(w)))
+		if err := quant.Quantize(codes, w, p); err != nil {
+			return nil, err
+		}
+		y := make([]float32, len(w))
+		return y, quant.Dequantize(y, codes, p)
+	}
+}
+
 // TestAWQAgainstBruteForce runs awqLayer on a small random layer (no
 // grouped attention, so all four searches run) and checks each choice
 // against a brute-force search over the same grid with the same losses
 // written in the test: x̄ from the norms computed here, the down input
 // as silu(gate)·up computed here, losses in float64 (the attention and
-// MLP outputs from lm.Block, the down and o outputs by plain loops).
+// MLP outputs from lm.Block, the down and o outputs by plain loops), and
+// every Linear but q and k clipped by its output error (clipQDQScaled,
+// AutoAWQ's auto_clip) on the inputs computed here. The Grams awqLayer
+// returns for the final clip must be those of the folded layer's inputs.
 func TestAWQAgainstBruteForce(t *testing.T) {
 	b := cpu.New()
 	c := smallConfig(1, 4)
@@ -87,7 +159,7 @@ func TestAWQAgainstBruteForce(t *testing.T) {
 	}
 	orig := w.Layers[0]
 	layer := orig
-	got, err := awqLayer(b, c, 0, &layer, x, seqs, T, 16, naiveQDQ)
+	res, err := awqLayer(b, c, 0, &layer, x, seqs, T, 16, clipQuant(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,9 +218,10 @@ func TestAWQAgainstBruteForce(t *testing.T) {
 	attn.Gate, attn.Up, attn.Down = zero(ff*H), zero(ff*H), zero(ff*H)
 	refA := block(attn, x, nil)
 	want := map[string][]float64{}
-	want["q/k/v"] = bruteAWQ(rms(x, orig.AttnNorm), [][]float32{orig.Q, orig.K, orig.V}, H, func(s []float64) float64 {
+	xn := rms(x, orig.AttnNorm)
+	want["q/k/v"] = bruteAWQ(xn, [][]float32{orig.Q, orig.K, orig.V}, H, func(s []float64) float64 {
 		a := attn
-		a.Q, a.K, a.V = qdqScaled(orig.Q, qd, H, s), qdqScaled(orig.K, qd, H, s), qdqScaled(orig.V, qd, H, s)
+		a.Q, a.K, a.V = qdqScaled(orig.Q, qd, H, s), qdqScaled(orig.K, qd, H, s), clipQDQScaled(orig.V, qd, H, s, xn)
 		return mse(block(a, x, nil), refA)
 	})
 	// gate/up against the MLP output, on the residual after attention.
@@ -159,7 +232,7 @@ func TestAWQAgainstBruteForce(t *testing.T) {
 	hn := rms(refA, orig.MLPNorm)
 	want["gate/up"] = bruteAWQ(hn, [][]float32{orig.Gate, orig.Up}, H, func(s []float64) float64 {
 		m := mlp
-		m.Gate, m.Up = qdqScaled(orig.Gate, ff, H, s), qdqScaled(orig.Up, ff, H, s)
+		m.Gate, m.Up = clipQDQScaled(orig.Gate, ff, H, s, hn), clipQDQScaled(orig.Up, ff, H, s, hn)
 		return mse(block(m, refA, nil), refM)
 	})
 	// down against its output: its input silu(gate)·up, computed here.
@@ -175,7 +248,7 @@ func TestAWQAgainstBruteForce(t *testing.T) {
 	}
 	refD := linear(d, orig.Down, H, ff)
 	want["down"] = bruteAWQ(d, [][]float32{orig.Down}, ff, func(s []float64) float64 {
-		return mse(linear(d, qdqScaled(orig.Down, H, ff, s), H, ff), refD)
+		return mse(linear(d, clipQDQScaled(orig.Down, H, ff, s, d), H, ff), refD)
 	})
 	// o against its output: its input, the attention, from a tap.
 	var a [][]float64
@@ -193,8 +266,9 @@ func TestAWQAgainstBruteForce(t *testing.T) {
 	})
 	refO := linear(a, orig.O, H, qd)
 	want["o"] = bruteAWQ(a, [][]float32{orig.O}, qd, func(s []float64) float64 {
-		return mse(linear(a, qdqScaled(orig.O, H, qd, s), H, qd), refO)
+		return mse(linear(a, clipQDQScaled(orig.O, H, qd, s, a), H, qd), refO)
 	})
+	got := res.choices
 	if len(got) != 4 {
 		t.Fatalf("%d searches, want 4: %+v", len(got), got)
 	}
@@ -219,4 +293,38 @@ func TestAWQAgainstBruteForce(t *testing.T) {
 			t.Errorf("%s: AWQ's losses %.6g (rtn %.6g), here %.6g (rtn %.6g)", ch.Input, ch.Loss, ch.RTNLoss, losses[idx], losses[20])
 		}
 	}
+	// The Grams of the folded layer's inputs, from a tap, in float64.
+	var grams [4][]float64
+	block(layer, x, func(in lm.LinearInput, rows []float32, n, cols int) error {
+		if grams[in] == nil {
+			grams[in] = make([]float64, cols*cols)
+		}
+		for r := range n {
+			for i := range cols {
+				for j := range cols {
+					grams[in][i*cols+j] += float64(rows[r*cols+i]) * float64(rows[r*cols+j])
+				}
+			}
+		}
+		return nil
+	})
+	for in, g := range res.grams {
+		cols := g.Cols
+		for bi, blk := range g.Blocks {
+			m := min(16, cols-bi*16)
+			for i := range m {
+				for j := range m {
+					want := grams[in][(bi*16+i)*cols+bi*16+j]
+					if got := blk[i*m+j]; math.Abs(got-want) > 1e-4*(math.Abs(want)+1) {
+						t.Fatalf("%s: Gram block %d (%d, %d): %g, the folded layer's inputs give %g", lm.LinearInput(in), bi, i, j, got, want)
+					}
+				}
+			}
+		}
+	}
+}
+
+// naiveQuant is naiveQDQ as an awqQuant that does not clip.
+func naiveQuant(w []float32, rows, cols int, _ *clip.Gram) ([]float32, error) {
+	return naiveQDQ(w, rows, cols)
 }

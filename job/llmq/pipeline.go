@@ -69,7 +69,8 @@ type Options struct {
 	// BlockSize.
 	GPTQ gptq.Options
 	// Alpha is SmoothQuant's migration strength in (0, 1]; 0 means
-	// DefaultAlpha.
+	// chosen per layer and input by the quantized output error
+	// (smoothQuantLayer).
 	Alpha float64
 	// W8A8 declares dynamic per-token int8 input activations in the
 	// quantization_config (ctensors.DynamicTokenInt8), as llm-compressor's
@@ -130,7 +131,7 @@ type Report struct {
 	Layers       int             `json:"layers"`
 	Calibration  *Calibration    `json:"calibration"` // nil for the data-free methods
 	GPTQ         *gptq.Options   `json:"gptq,omitempty"`
-	Scales       string          `json:"scales"`               // minmax or mse (the scale fit)
+	Scales       string          `json:"scales"`               // minmax, mse or awq-clip (the scale fit)
 	Sequential   bool            `json:"sequential,omitempty"` // gptq: Options.Sequential
 	Memory       Memory          `json:"memory_estimate"`
 	Totals       quantize.Totals `json:"totals"`
@@ -162,6 +163,9 @@ type setup struct {
 	layer map[int]int // plan item → its layer, for the layers' items
 	rep   *Report
 	calib *Calibration
+	// fits replace the method's scale fit for these tensors (by name):
+	// AWQ's output-error clip, set by smooth.
+	fits map[string]gptq.Fit
 }
 
 // projNames are the projections' module names in lm.Layer's order.
@@ -277,6 +281,9 @@ func newReport(opt Options, su *setup) *Report {
 	rep.Scales = "minmax"
 	if opt.Method == MSE || opt.Method.usesGPTQ() && !opt.MinMaxScales {
 		rep.Scales = "mse"
+	}
+	if opt.Method == AWQ {
+		rep.Scales = "awq-clip" // smooth.go: the output-error clip, mse for q/k
 	}
 	if opt.Method.usesGPTQ() {
 		g := opt.GPTQ
@@ -741,6 +748,9 @@ func addGram(b backend.Backend, h *gptq.Hessian, xt []float32, cols, n int) erro
 // fitter is the scale fit of the method, rounding scales to the item's
 // scale dtype as the checkpoint stores them.
 func (su *setup) fitter(opt Options, it *plan.Item) gptq.Fit {
+	if f := su.fits[it.Name]; f != nil {
+		return f
+	}
 	s := opt.Scheme
 	round := func(p *quant.Params) error {
 		if it.ScaleDType == "F32" {

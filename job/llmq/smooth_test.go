@@ -74,6 +74,30 @@ func naiveQDQ(w []float32, rows, cols int) ([]float32, error) {
 	return out, nil
 }
 
+// smoothQuantSearch is SmoothQuant with α searched (Options.Alpha 0), for
+// the tests.
+const smoothQuantSearch Method = "smoothquant (α searched)"
+
+// naiveInt8QDQ is int8 symmetric per-row round to nearest: scale
+// max|row|/127, codes −127…127, in float64.
+func naiveInt8QDQ(w []float32, rows, cols int) ([]float32, error) {
+	out := make([]float32, len(w))
+	for r := range rows {
+		row := w[r*cols : (r+1)*cols]
+		mx := 0.0
+		for _, v := range row {
+			mx = math.Max(mx, math.Abs(float64(v)))
+		}
+		scale := float64(float32(mx / 127))
+		for j, v := range row {
+			if scale > 0 {
+				out[r*cols+j] = float32(math.Max(-127, math.Min(127, math.RoundToEven(float64(float32(float64(v)/scale))))) * scale)
+			}
+		}
+	}
+	return out, nil
+}
+
 func randomIDs(seed uint64, n, vocab int) []int {
 	r := rand.New(rand.NewPCG(seed, 2))
 	ids := make([]int, n)
@@ -97,10 +121,13 @@ func foldAll(t *testing.T, b backend.Backend, c lm.Config, w *lm.Weights, ids []
 	out.Layers = make([]lm.Layer, len(w.Layers))
 	for l := range w.Layers {
 		layer := w.Layers[l]
-		if method == SmoothQuant {
-			_, err = smoothQuantLayer(b, c, l, &layer, x, seqs, T, 0.5)
-		} else {
-			_, err = awqLayer(b, c, l, &layer, x, seqs, T, 16, naiveQDQ)
+		switch method {
+		case SmoothQuant:
+			_, err = smoothQuantLayer(b, c, l, &layer, x, seqs, T, 0.5, nil, false)
+		case smoothQuantSearch:
+			_, err = smoothQuantLayer(b, c, l, &layer, x, seqs, T, 0, naiveInt8QDQ, true)
+		default:
+			_, err = awqLayer(b, c, l, &layer, x, seqs, T, 16, naiveQuant)
 		}
 		if err != nil {
 			t.Fatal(err)
@@ -118,8 +145,10 @@ func foldAll(t *testing.T, b backend.Backend, c lm.Config, w *lm.Weights, ids []
 // folded scales leave the float model's function unchanged: logits of
 // the folded and original models on a sequence agree within float32
 // tolerance, on stories260K and on a random model with activation
-// outliers (biases, and AWQ's v→o fold, which stories260K's grouped
-// attention skips). The scales must also have changed the weights.
+// outliers (biases, and AWQ's and SmoothQuant's search's v→o fold, which
+// stories260K's grouped attention skips). SmoothQuant runs with α 0.5
+// and with its search (smoothQuantSearch, which also folds up→down). The
+// scales must also have changed the weights.
 func TestFoldedModelEqualsOriginal(t *testing.T) {
 	b := cpu.New()
 	sm, err := lm.LoadHFWith(b, stories, lm.LoadOptions{Float32: true})
@@ -135,7 +164,7 @@ func TestFoldedModelEqualsOriginal(t *testing.T) {
 		{"stories260K", sm.Config, sm.Weights},
 		{"random", smallConfig(2, 4), randomWeights(smallConfig(2, 4), 1)},
 	} {
-		for _, method := range []Method{SmoothQuant, AWQ} {
+		for _, method := range []Method{SmoothQuant, smoothQuantSearch, AWQ} {
 			c := tc.c
 			ids := randomIDs(3, 4*24, c.Vocab)
 			folded := foldAll(t, b, c, tc.w, ids, 4, 24, method)

@@ -1,0 +1,190 @@
+package clip
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/quantkit/quantkit/quant"
+)
+
+// Gram is the block-diagonal part of XᵀX for inputs X [n, Cols] of a
+// Linear quantized in groups of Group columns (the last one ragged):
+// block b is X_bᵀX_b for the columns [b·Group, min((b+1)·Group, Cols)),
+// row-major, in float64. It is what FitOutput needs to measure a
+// group's output error on every input row without the rows themselves.
+type Gram struct {
+	Cols, Group int
+	Blocks      [][]float64
+}
+
+// NewGram is the Gram of the n rows of x [n, cols] for groups of group
+// columns (group ≤ 0 or > cols: one block of every column, per channel).
+func NewGram(x []float32, n, cols, group int) (*Gram, error) {
+	if n < 0 || cols <= 0 || len(x) != n*cols {
+		return nil, fmt.Errorf("clip: Gram of %d values as %d rows of %d", len(x), n, cols)
+	}
+	if group <= 0 || group > cols {
+		group = cols
+	}
+	g := &Gram{Cols: cols, Group: group}
+	for j0 := 0; j0 < cols; j0 += group {
+		m := min(group, cols-j0)
+		blk := make([]float64, m*m)
+		for r := range n {
+			row := x[r*cols+j0 : r*cols+j0+m]
+			for i, a := range row {
+				if a == 0 {
+					continue
+				}
+				fa := float64(a)
+				out := blk[i*m : (i+1)*m]
+				for j := i; j < m; j++ {
+					out[j] += fa * float64(row[j])
+				}
+			}
+		}
+		for i := range m { // mirror the upper triangle
+			for j := i + 1; j < m; j++ {
+				blk[j*m+i] = blk[i*m+j]
+			}
+		}
+		g.Blocks = append(g.Blocks, blk)
+	}
+	return g, nil
+}
+
+// Scaled is the Gram of X with column j divided by s[j]: block entries
+// G[i][j]/(s_i·s_j). AWQ's candidates divide a Linear's input by its
+// scales and multiply the weight's columns by them.
+func (g *Gram) Scaled(s []float32) *Gram {
+	out := &Gram{Cols: g.Cols, Group: g.Group, Blocks: make([][]float64, len(g.Blocks))}
+	for b, blk := range g.Blocks {
+		j0 := b * g.Group
+		m := min(g.Group, g.Cols-j0)
+		nb := make([]float64, m*m)
+		for i := range m {
+			si := float64(s[j0+i])
+			for j := range m {
+				nb[i*m+j] = blk[i*m+j] / (si * float64(s[j0+j]))
+			}
+		}
+		out.Blocks[b] = nb
+	}
+	return out
+}
+
+// OutputDefaults are FitOutput's grid when Options leaves it zero:
+// AutoAWQ's auto_clip (n_grid 20, max_shrink 0.5: the ratios 1, 0.95, …,
+// 0.55).
+const (
+	OutputSteps    = 9
+	OutputMinRatio = 0.55
+)
+
+// FitOutput is FitMSE with each run's error measured on the Linear's
+// outputs instead of its weights: for row r of w [rows, cols] and a group
+// g of its columns (the whole row per channel), the ratio (of the grid
+// 1 − i/Steps·(1 − MinRatio), i = 0…Steps; OutputSteps and
+// OutputMinRatio when zero) whose round-to-nearest codes ŵ minimise
+//
+//	Σ_t (Σ_{j∈g} x[t,j]·(w[r,j] − ŵ[r,j]))² = eᵀ G_g e
+//
+// over the calibration inputs x whose Gram g is (AutoAWQ's auto_clip,
+// the search of a clipping max per output channel and group by the
+// output error, on every input row rather than a sample of 512). Ratio 1
+// (min-max) is tried first and kept unless another is strictly better.
+// The scheme must group along the columns of a [rows, cols] weight (per
+// channel on axis 0, or per group) and the weight must be finite.
+func FitOutput(s quant.Scheme, w []float32, rows, cols int, gram *Gram, opt Options) (*quant.Params, error) {
+	if rows <= 0 || cols <= 0 || len(w) != rows*cols {
+		return nil, fmt.Errorf("clip: %d values are not a [%d, %d] weight", len(w), rows, cols)
+	}
+	group := cols
+	switch {
+	case s.Granularity == quant.PerGroup && s.GroupSize > 0:
+		group = min(s.GroupSize, cols)
+	case s.Granularity == quant.PerChannel && s.Axis == 0:
+	default:
+		return nil, fmt.Errorf("clip: output-error fit takes per-channel (axis 0) or per-group weights, not %v", s)
+	}
+	if gram == nil || gram.Cols != cols || gram.Group != group {
+		return nil, fmt.Errorf("clip: the Gram's groups do not match the weight's %d columns in groups of %d", cols, group)
+	}
+	for i, v := range w {
+		if v != v || math.IsInf(float64(v), 0) {
+			return nil, fmt.Errorf("clip: weight value %d is %g", i, v)
+		}
+	}
+	p, err := quant.FitMinMax(s, w, []int{rows, cols})
+	if err != nil {
+		return nil, err
+	}
+	steps, lowest := opt.Steps, opt.MinRatio
+	if steps <= 0 {
+		steps = OutputSteps
+	}
+	if lowest == 0 {
+		lowest = OutputMinRatio
+	}
+	if !(lowest > 0 && lowest <= 1) {
+		return nil, fmt.Errorf("clip: minimum ratio %g outside (0, 1]", lowest)
+	}
+	round := opt.RoundScale
+	if round == nil {
+		round = func(v float32) float32 { return v }
+	}
+	qmin, qmax := s.QMin(), s.QMax()
+	e := make([]float64, group)
+	var ferr error
+	p.Runs(func(start, end, k int) {
+		if ferr != nil {
+			return
+		}
+		j0 := start % cols
+		if j0%group != 0 || end-start != min(group, cols-j0) {
+			ferr = fmt.Errorf("clip: parameter run [%d, %d) is not one group of a row", start, end)
+			return
+		}
+		vals := w[start:end]
+		blk, m := gram.Blocks[j0/group], end-start
+		lo, hi := float32(0), float32(0)
+		for _, v := range vals {
+			lo, hi = min(lo, v), max(hi, v)
+		}
+		best := math.Inf(1)
+		var bs float32
+		var bz int32
+		for i := 0; i <= steps; i++ {
+			r := 1 - float64(i)/float64(steps)*(1-lowest)
+			sc, zp := s.ScaleZeroPoint(float32(r*float64(lo)), float32(r*float64(hi)))
+			sc = round(sc)
+			if !(sc > 0) || math.IsInf(float64(sc), 0) {
+				ferr = fmt.Errorf("clip: scale %g for ratio %g", sc, r)
+				return
+			}
+			for j, v := range vals {
+				e[j] = float64(v) - float64(quant.DequantizeValue(quant.QuantizeValue(v, sc, zp, qmin, qmax), sc, zp))
+			}
+			var l float64 // eᵀGe from G's upper triangle
+			for a := range m {
+				if e[a] == 0 {
+					continue
+				}
+				row := blk[a*m+a+1 : (a+1)*m]
+				var d float64
+				for b, v := range row {
+					d += v * e[a+1+b]
+				}
+				l += e[a] * (blk[a*m+a]*e[a] + 2*d)
+			}
+			if l < best {
+				best, bs, bz = l, sc, zp
+			}
+		}
+		p.Scales[k], p.ZeroPoints[k] = bs, bz
+	})
+	if ferr != nil {
+		return nil, ferr
+	}
+	return p, nil
+}

@@ -1,0 +1,147 @@
+package clip
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/quantkit/quantkit/quant"
+)
+
+// outputError is Σ_t (Σ_j x[t,j]·(w[r,j] − ŵ[r,j]))² over the columns
+// [j0, j1) of row r, from the input rows themselves, in float64.
+func outputError(x []float32, n, cols int, w, q []float32, r, j0, j1 int) float64 {
+	var e float64
+	for t := range n {
+		var d float64
+		for j := j0; j < j1; j++ {
+			d += float64(x[t*cols+j]) * (float64(w[r*cols+j]) - float64(q[r*cols+j]))
+		}
+		e += d * d
+	}
+	return e
+}
+
+// TestFitOutputAgainstBruteForce checks FitOutput, per group and per
+// channel, symmetric and not, against a search written here: for each
+// row and group, every ratio of the grid, its scale from ScaleZeroPoint,
+// the output error from the input rows (not the Gram); FitOutput's
+// choice must reach the least error, and never be worse than min-max.
+func TestFitOutputAgainstBruteForce(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 7))
+	rows, cols, n := 6, 40, 50
+	w := make([]float32, rows*cols)
+	for i := range w {
+		w[i] = float32(rng.NormFloat64())
+		if rng.IntN(15) == 0 {
+			w[i] *= 4
+		}
+	}
+	x := make([]float32, n*cols)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64() * (1 + float64(i%cols%5))) // channels of unequal size
+	}
+	for _, name := range []string{"int4-sym-group16", "int4-asym-group16", "int4-sym-channel", "int4-sym-group8"} {
+		s, err := quant.ParseScheme(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		group := cols
+		if s.Granularity == quant.PerGroup {
+			group = s.GroupSize
+		}
+		g, err := NewGram(x, n, cols, group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := FitOutput(s, w, rows, cols, g, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := dequant(t, w, p)
+		mm, err := quant.FitMinMax(s, w, []int{rows, cols})
+		if err != nil {
+			t.Fatal(err)
+		}
+		qm := dequant(t, w, mm)
+		clipped := 0
+		for r := range rows {
+			for j0 := 0; j0 < cols; j0 += group {
+				j1 := min(j0+group, cols)
+				got := outputError(x, n, cols, w, q, r, j0, j1)
+				lo, hi := float32(0), float32(0)
+				for _, v := range w[r*cols+j0 : r*cols+j1] {
+					lo, hi = min(lo, v), max(hi, v)
+				}
+				best := math.Inf(1)
+				qb := make([]float32, len(w))
+				for i := 0; i <= OutputSteps; i++ {
+					ratio := 1 - float64(i)/OutputSteps*(1-OutputMinRatio)
+					sc, zp := s.ScaleZeroPoint(float32(ratio*float64(lo)), float32(ratio*float64(hi)))
+					for j := j0; j < j1; j++ {
+						qb[r*cols+j] = quant.DequantizeValue(quant.QuantizeValue(w[r*cols+j], sc, zp, s.QMin(), s.QMax()), sc, zp)
+					}
+					best = math.Min(best, outputError(x, n, cols, w, qb, r, j0, j1))
+				}
+				if math.Abs(got-best) > 1e-9*best {
+					t.Errorf("%s: row %d group %d: output error %g, brute force %g", name, r, j0/group, got, best)
+				}
+				if m := outputError(x, n, cols, w, qm, r, j0, j1); got > m*(1+1e-12) {
+					t.Errorf("%s: row %d group %d: output error %g above min-max's %g", name, r, j0/group, got, m)
+				} else if got < m {
+					clipped++
+				}
+			}
+		}
+		if clipped == 0 {
+			t.Errorf("%s: no group clipped", name)
+		}
+	}
+}
+
+// TestGramScaled checks Gram.Scaled against the Gram of the divided rows.
+func TestGramScaled(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	n, cols := 9, 11
+	x := make([]float32, n*cols)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	s := make([]float32, cols)
+	xs := make([]float32, len(x))
+	for j := range s {
+		s[j] = float32(0.5 + rng.Float64())
+	}
+	for i, v := range x {
+		xs[i] = v / s[i%cols]
+	}
+	g, err := NewGram(x, n, cols, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := NewGram(xs, n, cols, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := g.Scaled(s)
+	for b, blk := range want.Blocks {
+		for i, v := range blk {
+			if math.Abs(got.Blocks[b][i]-v) > 1e-5*(1+math.Abs(v)) {
+				t.Fatalf("block %d entry %d: %g, want %g", b, i, got.Blocks[b][i], v)
+			}
+		}
+	}
+}
+
+func dequant(t *testing.T, w []float32, p *quant.Params) []float32 {
+	t.Helper()
+	codes := make([]byte, p.Scheme.PackedLen(len(w)))
+	y := make([]float32, len(w))
+	if err := quant.Quantize(codes, w, p); err != nil {
+		t.Fatal(err)
+	}
+	if err := quant.Dequantize(y, codes, p); err != nil {
+		t.Fatal(err)
+	}
+	return y
+}
