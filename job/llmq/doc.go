@@ -46,11 +46,17 @@
 //
 // awq searches AutoAWQ's per-input-channel scales (a grid of ratios, with
 // and without the weight term, each scored by the output error of the
-// block that consumes the input) and smoothquant SmoothQuant's (max|X|^α /
-// max|W|^(1−α)); both fold their scales into the preceding norm (or
-// up_proj, v_proj) so the output stays a plain checkpoint, and compose with
-// gptq (awq+gptq, smoothquant+gptq). Options.W8A8 (smoothquant's default)
-// writes llm-compressor's W8A8: int8 per-channel weights and dynamic
-// per-token int8 input activations in the quantization_config, which lm
-// then runs in int8.
+// block that consumes the input), then clips every projection but q/k per
+// row and group by its output error on the scaled calibration inputs
+// (clip.FitOutput, AutoAWQ's auto_clip; q/k take mse's clip), the search
+// scoring its candidates with that quantizer. smoothquant chooses α per
+// layer and input (no smoothing, or 0.05…1) by the quantized projections'
+// output error, W8A8 included, at q/k/v, gate/up, down (against up_proj)
+// and o (against v_proj, without grouped attention), or takes a fixed
+// Options.Alpha at q/k/v and gate/up. Both fold their scales into the
+// preceding norm (or up_proj, v_proj) so the output stays a plain
+// checkpoint, and compose with gptq (awq+gptq, smoothquant+gptq).
+// Options.W8A8 (smoothquant's default) writes llm-compressor's W8A8: int8
+// per-channel weights and dynamic per-token int8 input activations in the
+// quantization_config, which lm then runs in int8.
 package llmq
