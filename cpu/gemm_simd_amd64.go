@@ -307,6 +307,17 @@ func gemmF32SIMDBlock(kern *f32Kern, ip0, ip1, jp0, jp1, m, n, k, kcMax int, a, 
 					continue
 				}
 				kern.fn(kc, &pa[off], lda, pb, &tile[0], nr, false)
+				if rs == 1 && !acc {
+					// A transposed C (Cᵀ = B·Aᵀ): a column of the
+					// tile is a run of C, stored column by column.
+					for q := range cols {
+						cq := c[i+(j+q)*cs : i+(j+q)*cs+rows]
+						for r := range cq {
+							cq[r] = tile[r*nr+q]
+						}
+					}
+					continue
+				}
 				for r := range rows {
 					for q, v := range tile[r*nr : r*nr+cols] {
 						x := &c[(i+r)*rs+(j+q)*cs]
