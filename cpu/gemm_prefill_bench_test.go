@@ -42,3 +42,28 @@ func benchRandF32(n int, seed uint64) []float32 {
 	}
 	return x
 }
+
+// BenchmarkGemmF32Decode times GemmF32 with one row of A (a decode
+// step's GEMV) against weights of the 150M model's shapes, cycling
+// through enough copies of the weight (about 128 MiB) that each call
+// reads it from memory, as a decode step does; GB/s is the weight bytes
+// read per second.
+func BenchmarkGemmF32Decode(b *testing.B) {
+	for _, s := range [][2]int{{576, 576}, {1536, 576}, {576, 1536}, {49152, 576}} {
+		n, k := s[0], s[1]
+		copies := max(1, (128<<20)/(4*n*k))
+		ws := make([][]float32, copies)
+		for i := range ws {
+			ws[i] = benchRandF32(n*k, uint64(i))
+		}
+		a, c := benchRandF32(k, 99), make([]float32, n)
+		b.Run(fmt.Sprintf("1x%dx%d", n, k), func(b *testing.B) {
+			i := 0
+			for b.Loop() {
+				GemmF32(1, n, k, a, ws[i%copies], c)
+				i++
+			}
+			b.ReportMetric(4*float64(n*k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+		})
+	}
+}
