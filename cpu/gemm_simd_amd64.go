@@ -172,18 +172,19 @@ func gemmF32SIMD(thr, m, n, k int, a, b, c []float32) bool {
 	// shared machine), BenchmarkGemmF32Prefill, best of 4 interleaved
 	// runs: 128×576×576 2.14 → 1.15 ms, 128×1536×576 5.0 → 3.4 ms,
 	// 128×576×1536 4.3 → 3.0 ms, 512×1536×576 24 → 16 ms, 128×2048×2048
-	// 36 → 13 ms; 128×192×576 the same.
+	// 36 → 13 ms; 128×192×576 the same. Only the AVX2 kernel swaps so:
+	// the AVX-512 one (14 rows of the weight at once, copied at a 4 KiB
+	// stride) was not measured.
 	kc := gemmF32SIMDKC
 	copyA := 4*k%4096 == 0
 	switch {
 	case n < kern.nr && m > n:
 		m, n, a, b = n, m, b, a
 		rs, cs = 1, m
-	case !gemmF32PackWeights && kern.nr <= m && m < n && m <= gemmF32SwapMaxRows:
+	case !gemmF32PackWeights && kern == &f32AVX2 && kern.nr <= m && m < n && m <= gemmF32SwapMaxRows:
 		m, n, a, b = n, m, b, a
 		rs, cs = 1, m
-		kc = k
-		copyA = copyA && kern.mr > 8
+		kc, copyA = k, false
 	}
 	mr, nr := kern.mr, kern.nr
 	mp, np := ceilDiv(m, mr), ceilDiv(n, nr)
