@@ -14,7 +14,8 @@ import (
 // packed the smaller operand, for a comparison in one run.
 func BenchmarkGemmF32Prefill(b *testing.B) {
 	for _, s := range [][3]int{{128, 576, 576}, {128, 192, 576}, {128, 1536, 576}, {128, 576, 1536},
-		{512, 1536, 576}, {128, 2048, 2048}, {32, 576, 576}} {
+		{512, 1536, 576}, {128, 2048, 2048}, {32, 576, 576},
+		{256, 1536, 576}, {512, 576, 1536}, {512, 2048, 2048}} {
 		m, n, k := s[0], s[1], s[2]
 		a, w, c := benchRandF32(m*k, 1), benchRandF32(n*k, 2), make([]float32, m*n)
 		for _, packB := range []bool{true, false} {
