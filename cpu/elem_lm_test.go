@@ -122,7 +122,8 @@ func TestRoPEMatchesTwin(t *testing.T) {
 		heads, dim  int
 		interleaved bool
 		scale       float32
-	}{{1, 2, false, 0}, {9, 64, false, 0}, {3, 64, true, 0}, {4, 128, false, 1.25}, {2, 6, true, 0.5}} {
+	}{{1, 2, false, 0}, {9, 64, false, 0}, {3, 64, true, 0}, {4, 128, false, 1.25}, {2, 6, true, 0.5},
+		{2, 256, false, 0}, {1, 258, true, 0}, {1, 512, false, 0}} {
 		name := fmt.Sprintf("h%d_d%d_il%v_s%g", c.heads, c.dim, c.interleaved, c.scale)
 		freqs := make([]float32, c.dim/2)
 		for i := range freqs {

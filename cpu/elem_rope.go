@@ -16,7 +16,13 @@ func ropeF32(dst, x []float32, r *backend.Rotary, pos []int32) {
 	if scale == 0 {
 		scale = 1
 	}
-	cs := make([]float32, 2*len(r.Freqs))
+	var small [256]float32 // head dimensions up to 256 without an allocation
+	var cs []float32
+	if 2*len(r.Freqs) <= len(small) {
+		cs = small[:2*len(r.Freqs)]
+	} else {
+		cs = make([]float32, 2*len(r.Freqs))
+	}
 	cos, sin := cs[:len(r.Freqs)], cs[len(r.Freqs):]
 	for t, p := range pos {
 		for i, f := range r.Freqs {
