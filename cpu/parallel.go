@@ -133,15 +133,19 @@ func helper() {
 // caller's own processor (runnext), and the idle processor that is woken
 // to steal it waits a few µs before stealing from a running one (a
 // usleep that timer slack makes 50 µs and more on Linux), after a futex
-// wake of its thread. Measured on a 2-vCPU virtual machine, a parallel
-// call of two 100 µs tasks after a 10 µs serial gap took 175-200 µs, the
-// helper joining after about 70 µs or not at all, so that the GEMVs of a
-// small model's decode step (50-200 µs each, hundreds a token) ran
-// mostly on the caller alone. A helper that polls instead joins at once;
-// OpenMP's threads, which llama.cpp uses, spin the same way between ops.
-// Polling costs a processor while it lasts, and on a machine with more
-// runnable threads than cores it can lose: a helper descheduled in the
-// middle of a task makes the caller wait. Hence a setting.
+// wake of its thread. Measured on a 2-vCPU virtual machine (shared, load
+// average 8-10), a parallel call of two 100 µs tasks after a 10 µs
+// serial gap took 175-200 µs, the helper joining after 70 µs at best or
+// not at all; the profile of a decode step shows the usleep under
+// runqgrab. So the GEMVs of a small model's decode step (50-200 µs each,
+// about 160 a token at 150M) run mostly on the caller alone. A helper
+// that polls instead joins at once; OpenMP's threads, which llama.cpp
+// uses, spin the same way between ops. Polling costs a processor while
+// it lasts, and with more runnable threads than cores it loses: a helper
+// descheduled in the middle of a task makes the caller wait (on that
+// loaded VM, 200 µs of polling made the 150M decode step 1.6 times
+// slower). Hence a setting, off by default, to measure on a quiet
+// machine.
 
 var spinSetting atomic.Int64 // time.Duration
 
