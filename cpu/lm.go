@@ -15,11 +15,21 @@ import (
 
 var _ backend.LMOps = (*Backend)(nil)
 
+// operandNames name f32s's operands in its errors (formatted once, not
+// on every call of a decode step's ops).
+var operandNames = [...]string{"operand 1", "operand 2", "operand 3", "operand 4"}
+
 // f32s returns the memory of F32 cpu buffers, in order.
 func f32s(op string, bufs ...backend.Buffer) ([][]float32, error) {
 	out := make([][]float32, len(bufs))
 	for i, b := range bufs {
-		cb, err := buf(op, fmt.Sprintf("operand %d", i+1), b, backend.F32)
+		var name string
+		if i < len(operandNames) {
+			name = operandNames[i]
+		} else {
+			name = fmt.Sprintf("operand %d", i+1)
+		}
+		cb, err := buf(op, name, b, backend.F32)
 		if err != nil {
 			return nil, err
 		}
