@@ -32,6 +32,16 @@ DATA attnNegInf<>+24(SB)/4, $0xff800000
 DATA attnNegInf<>+28(SB)/4, $0xff800000
 GLOBL attnNegInf<>(SB), RODATA|NOPTR, $32
 
+DATA attnPosInf<>+0(SB)/4, $0x7f800000
+DATA attnPosInf<>+4(SB)/4, $0x7f800000
+DATA attnPosInf<>+8(SB)/4, $0x7f800000
+DATA attnPosInf<>+12(SB)/4, $0x7f800000
+DATA attnPosInf<>+16(SB)/4, $0x7f800000
+DATA attnPosInf<>+20(SB)/4, $0x7f800000
+DATA attnPosInf<>+24(SB)/4, $0x7f800000
+DATA attnPosInf<>+28(SB)/4, $0x7f800000
+GLOBL attnPosInf<>(SB), RODATA|NOPTR, $32
+
 DATA attnExpLo<>+0(SB)/4, $0xc2b0c0a5
 DATA attnExpLo<>+4(SB)/4, $0xc2b0c0a5
 DATA attnExpLo<>+8(SB)/4, $0xc2b0c0a5
@@ -473,6 +483,96 @@ tj:
 
 tstore:
 	VMASKMOVPS Y2, Y1, (AX)
+
+done:
+	VZEROUPPER
+	RET
+
+// func swigluAVX2(dst []float32, gate []float32, up []float32)
+// Requires: AVX, AVX2, FMA3
+TEXT ·swigluAVX2(SB), NOSPLIT, $0-72
+	MOVQ    dst_base+0(FP), AX
+	MOVQ    dst_len+8(FP), CX
+	MOVQ    gate_base+24(FP), DX
+	MOVQ    up_base+48(FP), BX
+	VMOVUPS attnExpLo<>+0(SB), Y0
+	VMOVUPS attnExpHi<>+0(SB), Y1
+	VMOVUPS attnPosInf<>+0(SB), Y2
+	VXORPS  Y3, Y3, Y3
+
+loop:
+	CMPQ         CX, $0x08
+	JL           tail
+	VMOVUPS      (DX), Y4
+	VSUBPS       Y4, Y3, Y5
+	VCMPPS       $0x1e, Y1, Y5, Y6
+	VMAXPS       Y5, Y0, Y5
+	VMINPS       Y5, Y1, Y5
+	VMOVUPS      attnHalf<>+0(SB), Y7
+	VFMADD231PS  attnLog2e<>+0(SB), Y5, Y7
+	VROUNDPS     $0x01, Y7, Y7
+	VFNMADD231PS attnExpC1<>+0(SB), Y7, Y5
+	VFNMADD231PS attnExpC2<>+0(SB), Y7, Y5
+	VMOVUPS      attnExpP0<>+0(SB), Y8
+	VFMADD213PS  attnExpP1<>+0(SB), Y5, Y8
+	VFMADD213PS  attnExpP2<>+0(SB), Y5, Y8
+	VFMADD213PS  attnExpP3<>+0(SB), Y5, Y8
+	VFMADD213PS  attnExpP4<>+0(SB), Y5, Y8
+	VFMADD213PS  attnExpP5<>+0(SB), Y5, Y8
+	VMULPS       Y5, Y5, Y9
+	VFMADD213PS  Y5, Y9, Y8
+	VADDPS       attnOne<>+0(SB), Y8, Y8
+	VCVTTPS2DQ   Y7, Y5
+	VPADDD       attnBias127<>+0(SB), Y5, Y5
+	VPSLLD       $0x17, Y5, Y5
+	VMULPS       Y5, Y8, Y5
+	VBLENDVPS    Y6, Y2, Y5, Y5
+	VADDPS       attnOne<>+0(SB), Y5, Y5
+	VDIVPS       Y5, Y4, Y4
+	VMULPS       (BX), Y4, Y4
+	VMOVUPS      Y4, (AX)
+	ADDQ         $0x20, AX
+	ADDQ         $0x20, DX
+	ADDQ         $0x20, BX
+	SUBQ         $0x08, CX
+	JMP          loop
+
+tail:
+	TESTQ        CX, CX
+	JZ           done
+	MOVQ         $0x00000008, SI
+	SUBQ         CX, SI
+	LEAQ         attnTailMask<>+0(SB), CX
+	VMOVUPS      (CX)(SI*4), Y4
+	VMASKMOVPS   (DX), Y4, Y5
+	VMASKMOVPS   (BX), Y4, Y6
+	VSUBPS       Y5, Y3, Y3
+	VCMPPS       $0x1e, Y1, Y3, Y7
+	VMAXPS       Y3, Y0, Y3
+	VMINPS       Y3, Y1, Y3
+	VMOVUPS      attnHalf<>+0(SB), Y0
+	VFMADD231PS  attnLog2e<>+0(SB), Y3, Y0
+	VROUNDPS     $0x01, Y0, Y0
+	VFNMADD231PS attnExpC1<>+0(SB), Y0, Y3
+	VFNMADD231PS attnExpC2<>+0(SB), Y0, Y3
+	VMOVUPS      attnExpP0<>+0(SB), Y1
+	VFMADD213PS  attnExpP1<>+0(SB), Y3, Y1
+	VFMADD213PS  attnExpP2<>+0(SB), Y3, Y1
+	VFMADD213PS  attnExpP3<>+0(SB), Y3, Y1
+	VFMADD213PS  attnExpP4<>+0(SB), Y3, Y1
+	VFMADD213PS  attnExpP5<>+0(SB), Y3, Y1
+	VMULPS       Y3, Y3, Y8
+	VFMADD213PS  Y3, Y8, Y1
+	VADDPS       attnOne<>+0(SB), Y1, Y1
+	VCVTTPS2DQ   Y0, Y0
+	VPADDD       attnBias127<>+0(SB), Y0, Y0
+	VPSLLD       $0x17, Y0, Y0
+	VMULPS       Y0, Y1, Y3
+	VBLENDVPS    Y7, Y2, Y3, Y3
+	VADDPS       attnOne<>+0(SB), Y3, Y3
+	VDIVPS       Y3, Y5, Y5
+	VMULPS       Y6, Y5, Y5
+	VMASKMOVPS   Y5, Y4, (AX)
 
 done:
 	VZEROUPPER

@@ -15,3 +15,5 @@ func attnExpAVX2(s []float32, m float32) float32 { return attnExpGo(s, m) }
 func attnAccumAVX2(o, p, v []float32, stride int, f float32) {
 	attnAccumGo(o, p, v, stride, f)
 }
+
+func swigluAVX2(dst, gate, up []float32) { swigluGo(dst, gate, up) }

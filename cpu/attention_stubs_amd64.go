@@ -12,3 +12,6 @@ func attnExpAVX2(s []float32, m float32) float32
 
 // attnAccumAVX2 is attnAccum: o[i] = f·o[i] + Σ_j p[j]·v[j·stride+i].
 func attnAccumAVX2(o []float32, p []float32, v []float32, stride int, f float32)
+
+// swigluAVX2 is swigluGo: dst[i] = g/(1+exp(−g))·up[i], g = gate[i], exp(−g) = +Inf past ExpHi.
+func swigluAVX2(dst []float32, gate []float32, up []float32)

@@ -48,6 +48,11 @@ func gemmSizes(rnd *rand.Rand, random int) [][3]int {
 	s = append(s, [3]int{33, 70, 4099}, [3]int{15, 17, 4099}, [3]int{70, 65, 2053})
 	// Rows a multiple of 4 KiB long (the float32 GEMM copies A then).
 	s = append(s, [3]int{43, 70, 2048}, [3]int{15, 33, 1024}, [3]int{200, 40, 1024})
+	// A prefill's shape: fewer rows in A than in B, so that A is packed
+	// and B read in place (with k unblocked), over several tasks.
+	s = append(s, [3]int{130, 301, 577}, [3]int{66, 700, 1536})
+	// A decode step's GEMV: rows of B in many chunks, the last partial.
+	s = append(s, [3]int{1, 1001, 577}, [3]int{2, 515, 64})
 	// One side of at most four rows (the dot kernels), with k around
 	// their vectors of 16 and 64.
 	for _, k := range []int{1, 15, 16, 17, 63, 64, 65, 128, 1000, 4099} {

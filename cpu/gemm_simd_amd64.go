@@ -128,6 +128,16 @@ func simdTasks(mp, np, mr, mc, w int) (rowsPer, colsPer, mb, nb int) {
 
 var poolF32Pack pool[float32]
 
+// gemmF32PackWeights, when true, makes gemmF32SIMD pack B whatever the
+// sizes, as it did before it packed the smaller operand: for the
+// benchmarks that compare the two (BenchmarkGemmF32Prefill).
+var gemmF32PackWeights = false
+
+// gemmF32SwapMaxRows is the most rows of A for which gemmF32SIMD packs A
+// instead of a larger B. Past it packing B costs little beside the
+// multiply-adds (1/m of them), and the blocked path is measured.
+const gemmF32SwapMaxRows = 512
+
 // poolS8Last holds the int8 GEMM's zero-padded last panel of A.
 var poolS8Last pool[int8]
 
@@ -146,9 +156,35 @@ func gemmF32SIMD(thr, m, n, k int, a, b, c []float32) bool {
 		}
 		return gemmF32Thin(thr, m, n, k, a, b, c, rs, cs)
 	}
-	if n < kern.nr && m > n { // Cᵀ = B·Aᵀ fills the tiles better
+	// Cᵀ = B·Aᵀ fills the tiles better when C has fewer columns than a
+	// tile and more rows.
+	//
+	// It is also the cheaper product when B has more rows than A and A
+	// has a few hundred (a prefill: B a weight, A a prompt's
+	// activations): B is packed on every call, one pass over it as long
+	// as a sixth of the kernel's work at 128 rows; with the roles
+	// swapped only the activations are packed and the weight is read in
+	// place. There k is not blocked (the tiles then go through the tile
+	// buffer, to a transposed C, once rather than once per block; the
+	// packed panel of nr activation rows, 16·k floats with AVX2, streams
+	// from L2), and the rows of the weight are not copied at a stride of
+	// 4 KiB (6 rows fit L1's ways). Measured on a 2-core AMD EPYC (AVX2,
+	// shared machine), BenchmarkGemmF32Prefill, best of 4 interleaved
+	// runs: 128×576×576 2.14 → 1.15 ms, 128×1536×576 5.0 → 3.4 ms,
+	// 128×576×1536 4.3 → 3.0 ms, 512×1536×576 24 → 16 ms, 128×2048×2048
+	// 36 → 13 ms; 128×192×576 the same. Only the AVX2 kernel swaps so:
+	// the AVX-512 one (14 rows of the weight at once, copied at a 4 KiB
+	// stride) was not measured.
+	kc := gemmF32SIMDKC
+	copyA := 4*k%4096 == 0
+	switch {
+	case n < kern.nr && m > n:
 		m, n, a, b = n, m, b, a
 		rs, cs = 1, m
+	case !gemmF32PackWeights && kern == &f32AVX2 && kern.nr <= m && m < n && m <= gemmF32SwapMaxRows:
+		m, n, a, b = n, m, b, a
+		rs, cs = 1, m
+		kc, copyA = k, false
 	}
 	mr, nr := kern.mr, kern.nr
 	mp, np := ceilDiv(m, mr), ceilDiv(n, nr)
@@ -175,14 +211,14 @@ func gemmF32SIMD(thr, m, n, k int, a, b, c []float32) bool {
 
 	// Rows of A a multiple of 4 KiB apart share their L1 sets (the 14 the
 	// kernel reads at once would fill one): those are copied, a block of
-	// k at a time, to rows of the block's length (2 KiB). Measured on an
-	// AMD EPYC ("Turin", Zen 5) with blocks of 256 steps, 1024³ and 2048³
-	// ran 5-7% faster; at 512³ (2 KiB rows) the copy cost 2-4%.
-	copyA := 4*k%4096 == 0
+	// k at a time, to rows of the block's length (2 KiB), copyA above.
+	// Measured on an AMD EPYC ("Turin", Zen 5) with blocks of 256 steps,
+	// 1024³ and 2048³ ran 5-7% faster; at 512³ (2 KiB rows) the copy
+	// cost 2-4%.
 	rowsPer, colsPer, mb, nb := simdTasks(mp, np, mr, gemmF32SIMDMC, w)
 	parallelTasks(w, mb*nb, func(_, t int) {
 		ip0, jp0 := t/nb*rowsPer, t%nb*colsPer
-		gemmF32SIMDBlock(kern, ip0, min(ip0+rowsPer, mp), jp0, min(jp0+colsPer, np), m, n, k, a, last, bp, c, rs, cs, copyA)
+		gemmF32SIMDBlock(kern, ip0, min(ip0+rowsPer, mp), jp0, min(jp0+colsPer, np), m, n, k, kc, a, last, bp, c, rs, cs, copyA)
 	})
 	return true
 }
@@ -229,18 +265,19 @@ const packBlock = 16
 // row-major C straight from the kernel, the others through a tile
 // buffer.
 //
-// last, when not nil, is the last row panel of A, padded. With copyA the
-// rows of A are read from a copy of the block, kc values a row.
-func gemmF32SIMDBlock(kern *f32Kern, ip0, ip1, jp0, jp1, m, n, k int, a, last, bp, c []float32, rs, cs int, copyA bool) {
+// k goes in blocks of kcMax steps. last, when not nil, is the last row
+// panel of A, padded. With copyA the rows of A are read from a copy of
+// the block, a block of k a row.
+func gemmF32SIMDBlock(kern *f32Kern, ip0, ip1, jp0, jp1, m, n, k, kcMax int, a, last, bp, c []float32, rs, cs int, copyA bool) {
 	mr, nr := kern.mr, kern.nr
 	var tile [gemmTileMax]float32
 	var blk []float32
 	if copyA {
-		blk = poolF32Pack.get((ip1 - ip0) * mr * min(gemmF32SIMDKC, k))
+		blk = poolF32Pack.get((ip1 - ip0) * mr * min(kcMax, k))
 		defer poolF32Pack.put(blk)
 	}
-	for k0 := 0; k0 < k; k0 += gemmF32SIMDKC {
-		kc := min(gemmF32SIMDKC, k-k0)
+	for k0 := 0; k0 < k; k0 += kcMax {
+		kc := min(kcMax, k-k0)
 		acc := k0 > 0
 		if copyA {
 			for r := range (ip1 - ip0) * mr {
@@ -271,6 +308,17 @@ func gemmF32SIMDBlock(kern *f32Kern, ip0, ip1, jp0, jp1, m, n, k int, a, last, b
 					continue
 				}
 				kern.fn(kc, &pa[off], lda, pb, &tile[0], nr, false)
+				if rs == 1 && !acc {
+					// A transposed C (Cᵀ = B·Aᵀ): a column of the
+					// tile is a run of C, stored column by column.
+					for q := range cols {
+						cq := c[i+(j+q)*cs : i+(j+q)*cs+rows]
+						for r := range cq {
+							cq[r] = tile[r*nr+q]
+						}
+					}
+					continue
+				}
 				for r := range rows {
 					for q, v := range tile[r*nr : r*nr+cols] {
 						x := &c[(i+r)*rs+(j+q)*cs]

@@ -19,3 +19,6 @@ func epilogueF32SIMD(dst []float32, acc []int32, rowScale float32, colScales []f
 func epilogueS8SIMD(dst []int8, acc []int32, rowScale float32, colScales []float32, colScale float32, bias []float32, lastScale, biasAll float32, relu bool, outScale float32, zeroPoint int32) bool {
 	return false
 }
+
+// gemmF32PackWeights is the amd64 benchmarks' switch; it has no effect here.
+var gemmF32PackWeights = false

@@ -9,16 +9,27 @@ import (
 // The CPU backend runs the operations of backend.LMOps with the generic
 // Go twins of package backend on its buffers' memory, except attention,
 // which has kernels of its own (attention.go) and runs on Threads()
-// goroutines; the others are single passes over memory and run on the
-// caller's goroutine.
+// goroutines, SwiGLU (a vectorized exp, elem_swiglu.go) and RoPE (each
+// position's rotation computed once for all heads); the others are
+// single passes over memory and run on the caller's goroutine.
 
 var _ backend.LMOps = (*Backend)(nil)
+
+// operandNames name f32s's operands in its errors (formatted once, not
+// on every call of a decode step's ops).
+var operandNames = [...]string{"operand 1", "operand 2", "operand 3", "operand 4"}
 
 // f32s returns the memory of F32 cpu buffers, in order.
 func f32s(op string, bufs ...backend.Buffer) ([][]float32, error) {
 	out := make([][]float32, len(bufs))
 	for i, b := range bufs {
-		cb, err := buf(op, fmt.Sprintf("operand %d", i+1), b, backend.F32)
+		var name string
+		if i < len(operandNames) {
+			name = operandNames[i]
+		} else {
+			name = fmt.Sprintf("operand %d", i+1)
+		}
+		cb, err := buf(op, name, b, backend.F32)
 		if err != nil {
 			return nil, err
 		}
@@ -40,7 +51,8 @@ func (*Backend) RMSNorm(dst, x, weight backend.Buffer, rows, cols int, eps float
 	return nil
 }
 
-// RoPE is backend.RoPEF32 on cpu buffers; dst may be x.
+// RoPE is backend.RoPEF32 on cpu buffers, bit for bit (ropeF32); dst may
+// be x.
 func (*Backend) RoPE(dst, x backend.Buffer, r *backend.Rotary, pos []int32) error {
 	s, err := f32s("RoPE", dst, x)
 	if err != nil {
@@ -49,11 +61,13 @@ func (*Backend) RoPE(dst, x backend.Buffer, r *backend.Rotary, pos []int32) erro
 	if err := backend.CheckRoPE(len(s[0]), len(s[1]), r, pos); err != nil {
 		return fmt.Errorf("cpu: %w", err)
 	}
-	backend.RoPEF32(s[0], s[1], r, pos)
+	ropeF32(s[0], s[1], r, pos)
 	return nil
 }
 
-// SwiGLU is backend.SwiGLUF32 on cpu buffers; dst may be gate or up.
+// SwiGLU is backend.SwiGLUF32 on cpu buffers, within the twin's error
+// bound rather than bit for bit: exp as attention computes it,
+// vectorized (swiglu). dst may be gate or up.
 func (*Backend) SwiGLU(dst, gate, up backend.Buffer) error {
 	s, err := f32s("SwiGLU", dst, gate, up)
 	if err != nil {
@@ -62,7 +76,7 @@ func (*Backend) SwiGLU(dst, gate, up backend.Buffer) error {
 	if err := backend.CheckSwiGLU(len(s[0]), len(s[1]), len(s[2])); err != nil {
 		return fmt.Errorf("cpu: %w", err)
 	}
-	backend.SwiGLUF32(s[0], s[1], s[2])
+	swiglu(s[0], s[1], s[2])
 	return nil
 }
 

@@ -1,9 +1,11 @@
 package cpu
 
 import (
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 var threadSetting atomic.Int64
@@ -114,10 +116,76 @@ func ensureHelpers(n int) {
 	}
 }
 
-// helper is a parked goroutine of the pool: it runs the jobs offered to it.
+// helper is a parked goroutine of the pool: it runs the jobs offered to
+// it, polling for the next one for the spin time (SetSpin) before it
+// parks on the channel.
 func helper() {
-	for j := range helpers.offers {
+	for {
+		j := spinForOffer()
+		if j == nil {
+			j = <-helpers.offers
+		}
 		j.help()
+	}
+}
+
+// A parked helper is slow to wake: the caller's send readies it onto the
+// caller's own processor (runnext), and the idle processor that is woken
+// to steal it waits a few µs before stealing from a running one (a
+// usleep that timer slack makes 50 µs and more on Linux), after a futex
+// wake of its thread. Measured on a 2-vCPU virtual machine (shared, load
+// average 8-10), a parallel call of two 100 µs tasks after a 10 µs
+// serial gap took 175-200 µs, the helper joining after 70 µs at best or
+// not at all; the profile of a decode step shows the usleep under
+// runqgrab. So the GEMVs of a small model's decode step (50-200 µs each,
+// about 160 a token at 150M) run mostly on the caller alone. A helper
+// that polls instead joins at once; OpenMP's threads, which llama.cpp
+// uses, spin the same way between ops. Polling costs a processor while
+// it lasts, and with more runnable threads than cores it loses: a helper
+// descheduled in the middle of a task makes the caller wait (on that
+// loaded VM, 200 µs of polling made the 150M decode step 1.6 times
+// slower). Hence a setting, off by default, to measure on a quiet
+// machine.
+
+var spinSetting atomic.Int64 // time.Duration
+
+func init() {
+	if v := os.Getenv("QUANTKIT_SPIN"); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			spinSetting.Store(int64(d))
+		}
+	}
+}
+
+// SetSpin sets how long a helper goroutine of the kernels' pool, its
+// task done, polls for the next parallel call before it parks, and
+// returns the previous setting; 0 (the default, unless the environment
+// variable QUANTKIT_SPIN holds a duration such as "200us") parks at
+// once. A spin of about 200 µs spans the serial gaps of a decode step,
+// so that its parallel calls start on every thread without a wake-up;
+// it spends that processor time polling after the last call.
+func SetSpin(d time.Duration) (previous time.Duration) {
+	return time.Duration(spinSetting.Swap(int64(max(d, 0))))
+}
+
+// spinForOffer polls the offers for the spin time, yielding the
+// processor between polls, and returns the first it takes, or nil.
+func spinForOffer() *job {
+	d := time.Duration(spinSetting.Load())
+	if d <= 0 {
+		return nil
+	}
+	deadline := time.Now().Add(d)
+	for i := 1; ; i++ {
+		select {
+		case j := <-helpers.offers:
+			return j
+		default:
+		}
+		if i%32 == 0 && time.Now().After(deadline) {
+			return nil
+		}
+		runtime.Gosched()
 	}
 }
 

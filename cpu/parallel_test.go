@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestParallelTasksRunsEachOnce checks that every task runs exactly once,
@@ -155,5 +156,34 @@ func BenchmarkParallelTasksSmall(b *testing.B) {
 				parallelTasks(w, 2*w, func(_, t int) { sink.Add(int64(t)) })
 			}
 		})
+	}
+}
+
+// TestParallelSpin checks SetSpin's previous values and that calls with
+// polling helpers still run every task once, also when calls follow one
+// another faster than the spin time (the helpers take the offers while
+// polling) and when a stale offer is left.
+func TestParallelSpin(t *testing.T) {
+	prev := SetSpin(5 * time.Millisecond)
+	defer SetSpin(prev)
+	if got := SetSpin(3 * time.Millisecond); got != 5*time.Millisecond {
+		t.Fatalf("SetSpin returned %v, want 5ms", got)
+	}
+	if got := SetSpin(-1); got != 3*time.Millisecond {
+		t.Fatalf("SetSpin returned %v, want 3ms", got)
+	}
+	if got := SetSpin(2 * time.Millisecond); got != 0 {
+		t.Fatalf("SetSpin(-1) stored %v, want 0", got)
+	}
+	for range 200 {
+		for _, tasks := range []int{1, 2, 7, 64} {
+			counts := make([]atomic.Int32, tasks)
+			parallelTasks(4, tasks, func(_, task int) { counts[task].Add(1) })
+			for i := range counts {
+				if c := counts[i].Load(); c != 1 {
+					t.Fatalf("%d tasks: task %d ran %d times", tasks, i, c)
+				}
+			}
+		}
 	}
 }

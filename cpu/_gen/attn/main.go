@@ -1,7 +1,8 @@
 // Command attn generates the attention kernels of package cpu (AVX2 and
 // FMA): the scaled dot products of a query with a run of key rows, the
 // exponentials of a run of scores less their maximum, and the weighted
-// sum of a run of value rows into an accumulator. Each kernel takes whole
+// sum of a run of value rows into an accumulator; and, sharing their
+// exponential, the gated activation of the MLP (SwiGLU). Each kernel takes whole
 // rows of any length: the last len%8 elements go through masked loads
 // and stores (VMASKMOVPS), which neither read nor write past a row.
 //
@@ -31,6 +32,7 @@ func main() {
 	dots()
 	expSum()
 	accum()
+	swiglu()
 	Generate()
 }
 
@@ -38,6 +40,7 @@ func main() {
 var (
 	tailMask Mem // eight dwords of all ones then eight of zeros
 	negInf   Mem // -Inf in four floats
+	posInf   Mem // +Inf in eight floats
 	expLo    Mem // the smallest argument of exp, below which it is 0
 	expHi    Mem // the largest argument of exp kept finite
 	log2e    Mem
@@ -67,6 +70,7 @@ func consts() {
 		DATA(4*i, U32(v))
 	}
 	negInf = splatF("attnNegInf", float32(math.Inf(-1)))
+	posInf = splatF("attnPosInf", float32(math.Inf(1)))
 	expLo = splatF("attnExpLo", ExpLo)
 	expHi = splatF("attnExpHi", ExpHi)
 	log2e = splatF("attnLog2e", Log2e)
@@ -402,6 +406,63 @@ func accum() {
 	JMP(LabelRef("tj"))
 	Label("tstore")
 	VMASKMOVPS(acc, mask, Mem{Base: op})
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
+// swiglu: dst[i] = g / (1 + exp(−g)) · up[i], g = gate[i], with exp as
+// exp computes it except that it is +Inf where −g > ExpHi (where float32
+// exp overflows, as the Go twin's math.Exp rounded to float32 does, near
+// enough: the silu of such a g is below 2^−119 in magnitude), so that
+// silu is −0 there, and NaN for g = −Inf, as in the twin. dst may be
+// gate or up.
+func swiglu() {
+	TEXT("swigluAVX2", NOSPLIT, "func(dst, gate, up []float32)")
+	Doc("swigluAVX2 is swigluGo: dst[i] = g/(1+exp(−g))·up[i], g = gate[i], exp(−g) = +Inf past ExpHi.")
+	dp := Load(Param("dst").Base(), GP64())
+	n := Load(Param("dst").Len(), GP64())
+	gp := Load(Param("gate").Base(), GP64())
+	up := Load(Param("up").Base(), GP64())
+	c := expRegs{YMM(), YMM()}
+	VMOVUPS(expLo, c.lo)
+	VMOVUPS(expHi, c.hi)
+	inf, zero := YMM(), YMM()
+	VMOVUPS(posInf, inf)
+	VXORPS(zero, zero, zero)
+	// silu replaces g (kept in x) with silu(g)·u, u a register or memory.
+	silu := func(g VecVirtual, u Op) {
+		x := YMM()
+		VSUBPS(g, zero, x) // −g
+		over := YMM()
+		VCMPPS(U8(0x1E), c.hi, x, over) // −g > ExpHi (false for NaN)
+		exp(x, c)
+		VBLENDVPS(over, inf, x, x)
+		VADDPS(one, x, x)
+		VDIVPS(x, g, g)
+		VMULPS(u, g, g)
+	}
+	Label("loop")
+	CMPQ(n, U8(8))
+	JL(LabelRef("tail"))
+	g := YMM()
+	VMOVUPS(Mem{Base: gp}, g)
+	silu(g, Mem{Base: up})
+	VMOVUPS(g, Mem{Base: dp})
+	ADDQ(U8(32), dp)
+	ADDQ(U8(32), gp)
+	ADDQ(U8(32), up)
+	SUBQ(U8(8), n)
+	JMP(LabelRef("loop"))
+	Label("tail")
+	TESTQ(n, n)
+	JZ(LabelRef("done"))
+	mask := maskFor(n)
+	gt, ut := YMM(), YMM()
+	VMASKMOVPS(Mem{Base: gp}, mask, gt)
+	VMASKMOVPS(Mem{Base: up}, mask, ut)
+	silu(gt, ut)
+	VMASKMOVPS(gt, mask, Mem{Base: dp})
 	Label("done")
 	VZEROUPPER()
 	RET()
