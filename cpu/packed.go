@@ -17,6 +17,9 @@ const packedTileBytes = 1 << 20
 // every build.
 var poolPackedTile pool[float32]
 
+// poolPackedQ8 holds the quantized activations of the integer kernels.
+var poolPackedQ8 pool[byte]
+
 // Packs reports true: the CPU runs every PackedFormat, decoding tiles of
 // rows with the format's own DecodeRows.
 func (*Backend) Packs(backend.PackedFormat) bool { return true }
@@ -76,8 +79,14 @@ var (
 // in a format with fused kernels (quant.RowFormat's int8/uint8/int4/uint4
 // with and without zero points, gguf Q8_0, Q4_0, F16 and BF16), each thread takes a
 // contiguous range of rows of W and computes their dot products with the
-// rows of a straight from the packed bytes (packed_kernels.go), so that
-// the weight streams through once at the width it is stored in.
+// rows of a straight from the packed bytes, so that the weight streams
+// through once at the width it is stored in. For the integer formats
+// (all but F16 and BF16; groups a multiple of 32 where a row has several)
+// the rows of a are first rounded to 8 bits in blocks of 32, once per
+// call, and the products summed in integers (packedq8.go, as llama.cpp
+// does): the result differs from the exact one by the rounding of the
+// activations (see backend.PackedGemmer). SetExactPacked(true) keeps the
+// float kernels (packed_kernels.go), which widen each code to float32.
 //
 // Otherwise (prefill, and the other formats) each task decodes a tile of rows of W
 // (packedTileBytes of float32, so that it stays in L2, at most a share of
@@ -98,6 +107,17 @@ func GemmPacked(m, n, k int, a []float32, f backend.PackedFormat, data []byte, c
 		return
 	}
 	if l, ok := packedLayout(f, k); ok && m <= packedFusedRows {
+		if l.q8() && !exactPacked.Load() {
+			lay := newQ8Layout(l, k)
+			x := poolPackedQ8.get(m * lay.ldx)
+			defer poolPackedQ8.put(x)
+			quantizeQ8(x, a, m, k, l, lay)
+			thr := workers(n, m*n*k, gemmMinWork)
+			parallelRange(thr, n, 8, func(_, lo, hi int) {
+				packedDotQ8(l, m, n, x, lay, data, rb, c, lo, hi)
+			})
+			return
+		}
 		var ak []float32
 		if l.evenOdd() && packedKernelFor(l, m) != nil {
 			ak = poolPackedTile.get(m * k)

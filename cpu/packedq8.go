@@ -1,0 +1,317 @@
+package cpu
+
+import (
+	"encoding/binary"
+	"math"
+	"os"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/quantkit/quantkit/internal/half"
+)
+
+// The integer kernels of GemmPacked for few rows of A (a language model's
+// decode step), as llama.cpp runs its quantized weights: each row of A is
+// rounded once per call to 8-bit codes in blocks of 32 (quantizeQ8, the
+// activation format llama.cpp calls Q8_0), and each 32-value chunk of a
+// weight row is multiplied by it in integers, exactly, then scaled by the
+// weight block's scale times the chunk's activation scale in float32.
+// packedq8_amd64.s (made by _gen/packedq8) has them with AVX2
+// (VPSIGNB, VPMADDUBSW, VPMADDWD); packedDotQ8Go is their Go twin. The
+// integer products read the codes at the width they are stored in, where
+// the float kernels (packed_kernels.go) widen every code to float32 and
+// so are bound by the conversions on processors without AVX-512.
+//
+// The result differs from the float product by the rounding of the
+// activations: with d = max|x|/127 over a block of 32 values of a row
+// and x ≈ q·d, |q| ≤ 127, each output moves by at most
+// Σ_blocks (d/2)·Σ_{p in block}|w_p| (plus the rounding of the float
+// sums), a relative error of about 1/254 of the block's largest
+// activation, as with llama.cpp's Q8_0, Q4_0 and K-quant dot products.
+// SetExactPacked(true) (or QUANTKIT_EXACT_PACKED=1) keeps the float
+// kernels, whose result is GemmPackedF32's up to the order of the sums.
+
+// exactPacked says GemmPacked keeps the activations in float32.
+var exactPacked atomic.Bool
+
+func init() {
+	if v := os.Getenv("QUANTKIT_EXACT_PACKED"); v != "" && v != "0" {
+		exactPacked.Store(true)
+	}
+}
+
+// SetExactPacked makes GemmPacked (the function and the Backend's method)
+// multiply packed weights by float32 activations on every path (on), as
+// backend.GemmPackedF32 does up to the order of the sums, or (off, the
+// default) by activations rounded to 8 bits in blocks of 32 for decode
+// steps of at most four rows, with integer dot products (faster; see
+// backend.PackedGemmer for the error allowed). It returns the previous
+// setting. The environment variable QUANTKIT_EXACT_PACKED=1 sets it at
+// start-up. It must not be called while GemmPacked runs.
+func SetExactPacked(on bool) (prev bool) { return exactPacked.Swap(on) }
+
+// q8Rec is the size of a chunk of activations: 32 int8 codes, then their
+// scale (float32).
+const q8Rec = 36
+
+// q8Layout is where quantizeQ8 puts a row of activations: kc records of
+// q8Rec bytes, then, at byte sums, one float32 per weight block (the sum
+// over the block's whole chunks of d·Σq, for the formats whose codes are
+// offset); rows ldx bytes apart.
+type q8Layout struct{ kc, sums, ldx int }
+
+func newQ8Layout(l pkLayout, k int) q8Layout {
+	kc := (k + 31) / 32
+	return q8Layout{kc: kc, sums: q8Rec * kc, ldx: q8Rec*kc + 4*l.blocks}
+}
+
+// q8Kernels reports whether the integer kernels run layout l: the
+// quant.RowFormat and ggml Q8_0 / Q4_0 block formats, every block but
+// the last a whole number of chunks of 32.
+func (l pkLayout) q8() bool {
+	return l.kind < pkF16 && (l.blocks == 1 || l.group%32 == 0)
+}
+
+// q8Offset is c of a code's true value s + c where the kernels take the
+// code as s: 128 for uint8 (the kernels' signed bytes are q − 128).
+func (p *pkFormat) q8Offset() int32 {
+	if p.bits == 8 && !p.signed {
+		return 128
+	}
+	return 0
+}
+
+// q8Pos is the place in its chunk's record of element e of a whole chunk:
+// the 4-bit quant.RowFormat kernels take the even elements, then the odd
+// ones (the low nibbles of sixteen bytes, then the high ones).
+func q8Pos(evenOdd bool, e int) int {
+	if evenOdd {
+		return e/2 + 16*(e%2)
+	}
+	return e
+}
+
+// quantizeQ8 writes the m rows of a [m, k] to dst (m·lay.ldx bytes) as
+// the integer kernels of layout l take them. Each chunk t of 32 values
+// (the last one shorter when 32 does not divide k) gets the scale
+// d = max|x|/127 and the codes q = round(x/d) (half away from zero,
+// computed as round(x·(1/d)) in float32 as llama.cpp's quantize_row_q8_0;
+// all 0 where d is 0), zero-padded to 32; a chunk holding a NaN or an
+// infinity gets the scale NaN, which the products carry to the output.
+func quantizeQ8(dst []byte, a []float32, m, k int, l pkLayout, lay q8Layout) {
+	evenOdd := l.evenOdd()
+	gc := l.group / 32 // chunks a whole block (blocks > 1)
+	for i := range m {
+		row := a[i*k : (i+1)*k]
+		out := dst[i*lay.ldx : (i+1)*lay.ldx]
+		sx := make([]int32, 0, 256)
+		for t := range lay.kc {
+			x := row[32*t : min(32*t+32, k)]
+			rec := out[q8Rec*t : q8Rec*(t+1)]
+			var amax float32
+			finite := true
+			for _, v := range x {
+				v = float32(math.Abs(float64(v)))
+				if v > amax {
+					amax = v
+				} else if !(v <= amax) {
+					finite = false // NaN
+				}
+			}
+			d := amax / 127
+			if !finite || math.IsInf(float64(amax), 0) {
+				d = float32(math.NaN())
+			}
+			var id float32
+			if d != 0 && d == d {
+				id = 1 / d
+			}
+			clear(rec[:32])
+			whole := len(x) == 32
+			var s int32
+			for e, v := range x {
+				f := float64(v * id)
+				var q int32
+				if f >= 0 {
+					q = int32(f + 0.5)
+				} else {
+					q = int32(f - 0.5)
+				}
+				s += q
+				pos := e
+				if whole {
+					pos = q8Pos(evenOdd, e)
+				}
+				rec[pos] = byte(int8(q))
+			}
+			binary.LittleEndian.PutUint32(rec[32:], math.Float32bits(d))
+			sx = append(sx, s)
+		}
+		// Block sums over the chunks the kernels take (whole ones).
+		for b := range l.blocks {
+			t0, t1 := b*gc, (b+1)*gc
+			if b == l.blocks-1 {
+				t1 = t0 + l.last/32
+			}
+			var s float64
+			for t := t0; t < t1; t++ {
+				d := math.Float32frombits(binary.LittleEndian.Uint32(out[q8Rec*t+32:]))
+				s += float64(d) * float64(sx[t])
+			}
+			binary.LittleEndian.PutUint32(out[lay.sums+4*b:], math.Float32bits(float32(s)))
+		}
+	}
+}
+
+// q8BlockCodes writes the true codes (before the zero point) of the n
+// values of the block at blk in format p to dst, and returns its scale
+// and zero point.
+func (p *pkFormat) q8BlockCodes(dst []int32, blk []byte, n int) (sc float32, zp int32) {
+	if p.f16 {
+		sc = half.Float16ToFloat32(binary.LittleEndian.Uint16(blk))
+	} else {
+		sc = math.Float32frombits(binary.LittleEndian.Uint32(blk))
+	}
+	if p.zp {
+		zp = int32(binary.LittleEndian.Uint32(blk[4:]))
+	}
+	codes := blk[p.hdr():]
+	switch {
+	case p.split:
+		for j := range 16 {
+			dst[j] = int32(codes[j]&0x0F) - 8
+			dst[j+16] = int32(codes[j]>>4) - 8
+		}
+	case p.bits == 8 && p.signed:
+		for e := range n {
+			dst[e] = int32(int8(codes[e]))
+		}
+	case p.bits == 8:
+		for e := range n {
+			dst[e] = int32(codes[e])
+		}
+	default:
+		for e := range n {
+			lo, hi := nibbles(codes[e/2], p.signed)
+			if e%2 == 0 {
+				dst[e] = lo
+			} else {
+				dst[e] = hi
+			}
+		}
+	}
+	return sc, zp
+}
+
+// packedDotQ8Go is the Go twin of the integer kernels, on whole rows: for
+// i < m and j < rows, c[i·ldc+j] is the dot product of activation row i
+// (x, as quantizeQ8 lays it out) with row j of w (at j·rowBytes), with
+// the kernels' sums: per chunk of 32, float32(Σ s·q)·(scale·d), s the
+// code as the kernels take it, then per block c·scale·(its sum), c the
+// offset minus the zero point; then the last chunk past last&^31
+// (packedTailQ8Go).
+func packedDotQ8Go(l pkLayout, m int, x []byte, lay q8Layout, w []byte, rowBytes, rows int, c []float32, ldc int) {
+	p := &pkFormats[l.kind]
+	evenOdd := l.evenOdd()
+	off := p.q8Offset()
+	codes := make([]int32, l.group)
+	var buf [packedFusedRows]float32
+	acc := buf[:m]
+	for j := range rows {
+		row := w[j*rowBytes:]
+		clear(acc)
+		for b := range l.blocks {
+			n := l.group
+			if b == l.blocks-1 {
+				n = l.last
+			}
+			bb := p.blockBytes(n)
+			sc, zp := p.q8BlockCodes(codes, row, n)
+			row = row[bb:]
+			cdw := float32(off-zp) * sc
+			for i := range m {
+				xi := x[i*lay.ldx:]
+				for t := range n / 32 {
+					rec := xi[q8Rec*(b*l.group/32+t):]
+					var s int32
+					for e := range 32 {
+						s += (codes[32*t+e] - off) * int32(int8(rec[q8Pos(evenOdd, e)]))
+					}
+					d := math.Float32frombits(binary.LittleEndian.Uint32(rec[32:]))
+					acc[i] += float32(s) * (sc * d)
+				}
+				if off != 0 || p.zp {
+					acc[i] += math.Float32frombits(binary.LittleEndian.Uint32(xi[lay.sums+4*b:])) * cdw
+				}
+			}
+		}
+		for i := range m {
+			c[i*ldc+j] = acc[i]
+		}
+	}
+	packedTailQ8Go(l, m, x, lay, w, rowBytes, rows, c, ldc)
+}
+
+// packedTailQ8Go adds to c[i·ldc+j] the terms of the values past
+// last&^31 of each row's last block, which the kernels leave: the
+// integer sum Σ (q − zero point)·x over them, times scale·d of the
+// activations' last chunk.
+func packedTailQ8Go(l pkLayout, m int, x []byte, lay q8Layout, w []byte, rowBytes, rows int, c []float32, ldc int) {
+	from := l.last &^ 31
+	if from == l.last {
+		return
+	}
+	p := &pkFormats[l.kind]
+	codes := make([]int32, l.last)
+	bb := p.blockBytes(l.last)
+	t := lay.kc - 1
+	for j := range rows {
+		sc, zp := p.q8BlockCodes(codes, w[j*rowBytes+rowBytes-bb:], l.last)
+		for i := range m {
+			rec := x[i*lay.ldx+q8Rec*t:]
+			var s int32
+			for e := from; e < l.last; e++ {
+				s += (codes[e] - zp) * int32(int8(rec[e-from]))
+			}
+			d := math.Float32frombits(binary.LittleEndian.Uint32(rec[32:]))
+			c[i*ldc+j] += float32(s) * (sc * d)
+		}
+	}
+}
+
+// packedQ8Kernel is the signature of the integer kernels
+// (packedq8_amd64.s).
+type packedQ8Kernel func(x *byte, ldx, sums int, w *byte, rowBytes, rows, group, blocks, last int, c *float32, ldc int)
+
+// packedQ8KernelFor returns the assembly kernel for l and m rows, or nil
+// where there is none or the processor lacks its extensions.
+func packedQ8KernelFor(l pkLayout, m int) packedQ8Kernel {
+	if !use.AVX2FMA || m < 1 || m > packedFusedRows || !l.q8() {
+		return nil
+	}
+	if pkFormats[l.kind].f16 && !hasF16C {
+		return nil
+	}
+	return packedQ8Kernels[l.kind][m-1]
+}
+
+// packedDotQ8 computes rows [j0, j1) of the integer product: c[i·n+j]
+// for i < m, from the activations x that quantizeQ8 wrote, with the
+// assembly kernel where there is one (and the Go twin for the values of
+// the last block past its whole chunks), else the twin.
+func packedDotQ8(l pkLayout, m, n int, x []byte, lay q8Layout, w []byte, rowBytes int, c []float32, j0, j1 int) {
+	rows := j1 - j0
+	if rows <= 0 {
+		return
+	}
+	wr := w[j0*rowBytes : j1*rowBytes]
+	kern := packedQ8KernelFor(l, m)
+	if kern == nil {
+		packedDotQ8Go(l, m, x, lay, wr, rowBytes, rows, c[j0:], n)
+		return
+	}
+	_ = x[m*lay.ldx-1]
+	_ = c[(m-1)*n+j1-1]
+	kern(unsafe.SliceData(x), lay.ldx, lay.sums, &wr[0], rowBytes, rows, l.group, l.blocks, l.last, &c[j0], n)
+	packedTailQ8Go(l, m, x, lay, wr, rowBytes, rows, c[j0:], n)
+}
