@@ -50,9 +50,9 @@ func init() {
 // start-up. It must not be called while GemmPacked runs.
 func SetExactPacked(on bool) (prev bool) { return exactPacked.Swap(on) }
 
-// q8Rec is the size of a chunk of activations: 32 int8 codes, then their
-// scale (float32).
-const q8Rec = 36
+// q8Rec is the size of a chunk of activations: 32 int8 codes, their
+// scale (float32) and their sum (int32).
+const q8Rec = 40
 
 // q8Layout is where quantizeQ8 puts a row of activations: kc records of
 // q8Rec bytes, then, at byte sums, one float32 per weight block (the sum
@@ -73,10 +73,15 @@ func (l pkLayout) q8() bool {
 }
 
 // q8Offset is c of a code's true value s + c where the kernels take the
-// code as s: 128 for uint8 (the kernels' signed bytes are q − 128).
+// code as s (before the zero point): 128 for uint8 (the kernels' signed
+// bytes are q − 128), −8 for the int4 quant.RowFormat (taken unsigned,
+// q + 8).
 func (p *pkFormat) q8Offset() int32 {
-	if p.bits == 8 && !p.signed {
+	switch {
+	case p.bits == 8 && !p.signed:
 		return 128
+	case p.bits == 4 && p.signed && !p.split:
+		return -8
 	}
 	return 0
 }
@@ -145,6 +150,7 @@ func quantizeQ8(dst []byte, a []float32, m, k int, l pkLayout, lay q8Layout) {
 				rec[pos] = byte(int8(q))
 			}
 			binary.LittleEndian.PutUint32(rec[32:], math.Float32bits(d))
+			binary.LittleEndian.PutUint32(rec[36:], uint32(s))
 			sx = append(sx, s)
 		}
 		// Block sums over the chunks the kernels take (whole ones).

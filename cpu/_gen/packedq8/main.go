@@ -6,20 +6,22 @@
 //
 //	cd cpu/_gen && go run ./packedq8    # or make asm
 //
-// For each chunk of 32 values, the weight codes are brought to signed
-// bytes s (q itself, q − 128 for uint8, q − 8 for ggml Q4_0), the sign
-// trick makes them unsigned (VPSIGNB: |s|, and the activation codes x
-// times the sign of s), VPMADDUBSW and VPMADDWD sum the 32 products
-// s·x into eight int32 lanes (exactly: |x| ≤ 127, |s| ≤ 128, so a pair
-// of products stays inside int16), which are converted to float32 and
-// multiply-added with the block's weight scale times the chunk's
-// activation scale. Where the weight's true code is s + c (c = 128 for
-// uint8, c = −zero point, or both), each block adds c·scale·Σ(d_x·Σx)
-// once, from the activation's per-block sums.
+// For each chunk of 32 values, the 8-bit and ggml Q4_0 weight codes are
+// brought to signed bytes s (q itself, q − 128 for uint8, q − 8 for
+// Q4_0) and the sign trick makes them unsigned (VPSIGNB: |s|, and the
+// activation codes x times the sign of s); the 4-bit quant.RowFormat
+// codes are taken unsigned (s = q, q + 8 for int4). VPMADDUBSW and
+// VPMADDWD sum the 32 products s·x into eight int32 lanes (exactly:
+// |x| ≤ 127, |s| ≤ 128, so a pair of products stays inside int16), which
+// are converted to float32 and multiply-added with the block's weight
+// scale times the chunk's activation scale. Where the weight's true code
+// is s + c (c = 128 for uint8, −8 for int4, minus the zero point), each
+// block adds c·scale·Σ(d_x·Σx) once, from the activation's per-block
+// sums. Chunks go two a pass, into two sets of accumulators.
 //
-// The activations of one row (stride ldx bytes) are kc records of 36
-// bytes, chunk t at 36t: 32 int8 codes, then the chunk's scale d_x
-// (float32); then, at byte sums, one float32 per weight block: the sum
+// The activations of one row (stride ldx bytes) are kc records of 40
+// bytes, chunk t at 40t: 32 int8 codes, the chunk's scale d_x (float32)
+// and the sum of its codes Σx (int32); then, at byte sums, one float32 per weight block: the sum
 // over the block's whole chunks of d_x·Σx. The 4-bit quant.RowFormat
 // kernels take each chunk's codes in the order of its even elements,
 // then its odd ones (a byte's low nibble, then its high one). A kernel
@@ -31,7 +33,6 @@ package main
 
 import (
 	"fmt"
-	"math"
 	"os"
 
 	. "github.com/mmcloughlin/avo/build"
@@ -59,14 +60,25 @@ func (s spec) hdr() int {
 	return 4
 }
 
-// offset is the c of the true code s + c that the format's own (without
-// zero point) adds: 128 for uint8, whose codes are taken as q − 128.
+// offset is the c of the true code s + c that the format itself (its
+// zero point aside) adds to the code s the kernel multiplies: 128 for
+// uint8 (taken as signed q − 128), −8 for the int4 quant.RowFormat (taken
+// as unsigned q + 8).
 func (s spec) offset() int32 {
-	if s.bits == 8 && !s.signed {
+	switch {
+	case s.bits == 8 && !s.signed:
 		return 128
+	case s.bits == 4 && s.signed && !s.split:
+		return -8
 	}
 	return 0
 }
+
+// unsigned says the kernel takes the codes as unsigned bytes, straight
+// into VPMADDUBSW (the 4-bit ones, 0..15; Q4_0's q + 8, whose 8·Σx it
+// subtracts from each chunk's sum), rather than as signed ones made
+// unsigned by the sign trick.
+func (s spec) unsigned() bool { return s.bits == 4 }
 
 var specs = []spec{
 	{name: "RF8S", bits: 8, signed: true},
@@ -84,9 +96,10 @@ var specs = []spec{
 var (
 	lowNibble Mem // 0x0F in every byte
 	eight     Mem // 0x08 in every byte
+	flip      Mem // 0x88 in every byte
+	shifts    Mem // dword shift counts 0 (low lane) and 4 (high lane)
 	signBit   Mem // 0x80 in every byte
 	ones      Mem // 1 in every int16
-	f128      Mem // float32 128
 )
 
 // paramMem is the memory of an argument, read where it lies.
@@ -113,10 +126,13 @@ func main() {
 	ConstraintExpr("!noasm,!gccgo,!safe")
 	lowNibble = splat("pkqLowNibble", 0x0F0F0F0F)
 	eight = splat("pkqEight", 0x08080808)
+	flip = splat("pkqFlip", 0x88888888)
+	shifts = GLOBL("pkqShifts", RODATA|NOPTR)
+	for i := range 8 {
+		DATA(4*i, U32(uint32(4*(i/4))))
+	}
 	signBit = splat("pkqSignBit", 0x80808080)
 	ones = splat("pkqOnes", 0x00010001)
-	f128 = GLOBL("pkqF128", RODATA|NOPTR)
-	DATA(0, U32(math.Float32bits(128)))
 	for _, s := range specs {
 		for m := 1; m <= 4; m++ {
 			dot(s, m)
@@ -161,124 +177,186 @@ func dot(s spec, m int) {
 		return Mem{Base: ap, Index: ld3, Scale: 1, Disp: d}
 	}
 
-	acc := make([]VecVirtual, m)
-	for r := range acc {
-		acc[r] = YMM()
+	// Two sets of accumulators, for even and odd chunks: two chains of
+	// multiply-adds a row.
+	acc := [2][]VecVirtual{make([]VecVirtual, m), make([]VecVirtual, m)}
+	for h := range acc {
+		for r := range acc[h] {
+			acc[h][r] = YMM()
+		}
 	}
 	one := YMM()
 	VMOVDQU(ones, one)
-	dw := YMM()
+	p, ap := GP64(), GP64()
+
+	// scale loads the block scale at p+disp, broadcast, into a new
+	// register; for one row of a ggml format, times the scale of the
+	// activation chunk at ap+xd (scaled says so).
+	scale := func(disp, xd int) (v VecVirtual, scaled bool) {
+		v = YMM()
+		if !s.f16 {
+			VBROADCASTSS(Mem{Base: p, Disp: disp}, v)
+			return v, false
+		}
+		VCVTPH2PS(Mem{Base: p, Disp: disp}, v.AsX())
+		if m == 1 {
+			VMULSS(arow(ap, 0, xd+32), v.AsX(), v.AsX())
+		}
+		VBROADCASTSS(v.AsX(), v)
+		return v, m == 1
+	}
+
+	// chunk multiplies the 32 codes at p+wd by the activation chunk at
+	// ap+xd of each row, into accumulator set h, with the block scale dw.
+	chunk := func(wd, xd, h int, dw VecVirtual, scaled bool) {
+		sw := YMM()
+		switch {
+		case s.bits == 8:
+			VMOVDQU(Mem{Base: p, Disp: wd}, sw)
+			if !s.signed {
+				VPXOR(signBit, sw, sw) // q − 128
+			}
+		default:
+			// Sixteen bytes: low nibbles to the low lane, high ones to the
+			// high lane (elements 0..15, 16..31 for Q4_0; the even then the
+			// odd elements for quant.RowFormat).
+			VBROADCASTI128(Mem{Base: p, Disp: wd}, sw)
+			if s.signed && !s.split {
+				VPXOR(flip, sw, sw) // q + 8, both nibbles
+			}
+			VPSRLVD(shifts, sw, sw)
+			VPAND(lowNibble, sw, sw)
+		}
+		var aw VecVirtual
+		if !s.unsigned() {
+			aw = YMM()
+			VPSIGNB(sw, sw, aw) // |s|
+		}
+		for r := range m {
+			xr := YMM()
+			if s.unsigned() {
+				VPMADDUBSW(arow(ap, r, xd), sw, xr)
+			} else {
+				VMOVDQU(arow(ap, r, xd), xr)
+				VPSIGNB(sw, xr, xr) // x·sign(s)
+				VPMADDUBSW(xr, aw, xr)
+			}
+			VPMADDWD(one, xr, xr)
+			if s.split {
+				// Q4_0's codes are q + 8: take 8·Σx off, Σx a lane.
+				t := YMM()
+				VPBROADCASTD(arow(ap, r, xd+36), t)
+				VPSUBD(t, xr, xr)
+			}
+			VCVTDQ2PS(xr, xr)
+			sc := dw
+			if !scaled {
+				sc = YMM()
+				VBROADCASTSS(arow(ap, r, xd+32), sc)
+				VMULPS(dw, sc, sc)
+			}
+			VFMADD231PS(sc, xr, acc[h][r])
+		}
+	}
+	cb := 4 * s.bits // bytes of a chunk's codes
 
 	Label("row")
-	p, ap := GP64(), GP64()
 	MOVQ(rowp, p)
 	MOVQ(x0, ap)
-	var bp GPVirtual
-	if corr {
-		bp = GP64()
-		MOVQ(x0, bp)
-		ADDQ(paramMem("sums"), bp)
-	}
-	for _, a := range acc {
-		VXORPS(a, a, a)
+	for h := range acc {
+		for _, a := range acc[h] {
+			VXORPS(a, a, a)
+		}
 	}
 	nb := Load(Param("blocks"), GP64())
-	nch := GP64()
 
-	Label("block")
 	if s.f16 {
-		MOVWLZX(Mem{Base: p}, nch.As32())
-		t := XMM()
-		VMOVD(nch.As32(), t)
-		VCVTPH2PS(t, t)
-		VBROADCASTSS(t, dw)
+		// ggml: blocks of one chunk, two a pass.
+		bb := s.hdr() + cb
+		SUBQ(U8(2), nb)
+		JB(LabelRef("one"))
+		Label("pair")
+		for h := range 2 {
+			dw, scaled := scale(h*bb, h*q8Rec)
+			chunk(h*bb+s.hdr(), h*q8Rec, h, dw, scaled)
+		}
+		ADDQ(U8(2*bb), p)
+		ADDQ(U8(2*q8Rec), ap)
+		SUBQ(U8(2), nb)
+		JAE(LabelRef("pair"))
+		Label("one")
+		CMPQ(nb, I8(-1))
+		JNE(LabelRef("sum"))
+		dw, scaled := scale(0, 0)
+		chunk(s.hdr(), 0, 0, dw, scaled)
 	} else {
-		VBROADCASTSS(Mem{Base: p}, dw)
-	}
-	// cdw is c·scale in lane 0, zeros elsewhere.
-	var cdw VecVirtual
-	if corr {
-		cdw = YMM()
-		if s.zp {
+		var bp GPVirtual
+		if corr {
+			bp = GP64()
+			MOVQ(x0, bp)
+			ADDQ(paramMem("sums"), bp)
+		}
+		nch := GP64()
+		Label("block")
+		dw, _ := scale(0, 0)
+		// cdw is c·scale in lane 0, zeros elsewhere.
+		var cdw VecVirtual
+		if corr {
+			cdw = YMM()
 			MOVL(U32(uint32(s.offset())), nch.As32())
-			SUBL(Mem{Base: p, Disp: 4}, nch.As32())
+			if s.zp {
+				SUBL(Mem{Base: p, Disp: 4}, nch.As32())
+			}
 			VXORPS(cdw, cdw, cdw)
 			VCVTSI2SSL(nch.As32(), cdw.AsX(), cdw.AsX())
-		} else {
-			VMOVSS(f128, cdw.AsX())
+			VMULSS(dw.AsX(), cdw.AsX(), cdw.AsX())
 		}
-		VMULSS(dw.AsX(), cdw.AsX(), cdw.AsX())
-	}
-	ADDQ(U8(s.hdr()), p)
-	// Chunks of 32 in this block: group's, or last's in the row's last.
-	Load(Param("group"), nch)
-	CMPQ(nb, U8(1))
-	JNE(LabelRef("chunks"))
-	Load(Param("last"), nch)
-	Label("chunks")
-	SHRQ(U8(5), nch)
-	JZ(LabelRef("blockdone"))
+		ADDQ(U8(s.hdr()), p)
+		// Chunks of 32 in this block: group's, or last's in the row's last;
+		// two a pass, then one if odd.
+		Load(Param("group"), nch)
+		CMPQ(nb, U8(1))
+		JNE(LabelRef("chunks"))
+		Load(Param("last"), nch)
+		Label("chunks")
+		SHRQ(U8(5), nch)
+		SUBQ(U8(2), nch)
+		JB(LabelRef("odd"))
+		Label("chunk2")
+		chunk(0, 0, 0, dw, false)
+		chunk(cb, q8Rec, 1, dw, false)
+		ADDQ(U8(2*cb), p)
+		ADDQ(U8(2*q8Rec), ap)
+		SUBQ(U8(2), nch)
+		JAE(LabelRef("chunk2"))
+		Label("odd")
+		CMPQ(nch, I8(-1))
+		JNE(LabelRef("blockdone"))
+		chunk(0, 0, 0, dw, false)
+		ADDQ(U8(cb), p)
+		ADDQ(U8(q8Rec), ap)
 
-	Label("chunk")
-	sw, aw := YMM(), YMM()
-	switch {
-	case s.bits == 8:
-		VMOVDQU(Mem{Base: p}, sw)
-		if !s.signed {
-			VPXOR(signBit, sw, sw) // q − 128
+		Label("blockdone")
+		if corr {
+			for r := range m {
+				t := YMM()
+				VBROADCASTSS(arow(bp, r, 0), t)
+				VFMADD231PS(t, cdw, acc[1][r])
+			}
+			ADDQ(U8(4), bp)
 		}
-	default:
-		// Sixteen bytes: low nibbles to the low lane, high ones to the
-		// high lane (elements 0..15, 16..31 for Q4_0; the even then the
-		// odd elements for quant.RowFormat).
-		t := XMM()
-		VMOVDQU(Mem{Base: p}, sw.AsX())
-		VPSRLW(U8(4), sw.AsX(), t)
-		VINSERTI128(U8(1), t, sw, sw)
-		VPAND(lowNibble, sw, sw)
-		switch {
-		case s.split:
-			VPSUBB(eight, sw, sw) // q − 8
-		case s.signed:
-			VPXOR(eight, sw, sw) // sign-extend the nibble
-			VPSUBB(eight, sw, sw)
-		}
+		DECQ(nb)
+		JNZ(LabelRef("block"))
 	}
-	VPSIGNB(sw, sw, aw) // |s|
-	for r := range m {
-		xr, sc := YMM(), YMM()
-		VMOVDQU(arow(ap, r, 0), xr)
-		VPSIGNB(sw, xr, xr) // x·sign(s)
-		VPMADDUBSW(xr, aw, xr)
-		VPMADDWD(one, xr, xr)
-		VCVTDQ2PS(xr, xr)
-		VBROADCASTSS(arow(ap, r, 32), sc)
-		VMULPS(dw, sc, sc)
-		VFMADD231PS(sc, xr, acc[r])
-	}
-	ADDQ(U8(4*s.bits), p)
-	ADDQ(U8(36), ap)
-	DECQ(nch)
-	JNZ(LabelRef("chunk"))
 
-	Label("blockdone")
-	if corr {
-		for r := range m {
-			t := YMM()
-			VBROADCASTSS(arow(bp, r, 0), t)
-			VFMADD231PS(t, cdw, acc[r])
-		}
-		ADDQ(U8(4), bp)
-	}
-	DECQ(nb)
-	JNZ(LabelRef("block"))
-
-	// Sum each row's accumulator and store the row's dot product.
-	ldc := nch
+	// Sum each row's accumulators and store the row's dot product.
+	Label("sum")
+	ldc := GP64()
 	Load(Param("ldc"), ldc)
 	SHLQ(U8(2), ldc)
 	for r := range m {
-		y := acc[r]
+		y := acc[0][r]
+		VADDPS(acc[1][r], y, y)
 		t := XMM()
 		VEXTRACTF128(U8(1), y, t)
 		VADDPS(t, y.AsX(), t)
@@ -311,3 +389,6 @@ func dot(s spec, m int) {
 	VZEROUPPER()
 	RET()
 }
+
+// q8Rec is the size of an activation chunk's record: 32 codes, a scale.
+const q8Rec = 40
