@@ -97,61 +97,34 @@ func q8Pos(evenOdd bool, e int) int {
 }
 
 // quantizeQ8 writes the m rows of a [m, k] to dst (m·lay.ldx bytes) as
-// the integer kernels of layout l take them. Each chunk t of 32 values
+// the integer kernels of layout l take them. Each chunk of 32 values
 // (the last one shorter when 32 does not divide k) gets the scale
-// d = max|x|/127 and the codes q = round(x/d) (half away from zero,
-// computed as round(x·(1/d)) in float32 as llama.cpp's quantize_row_q8_0;
-// all 0 where d is 0), zero-padded to 32; a chunk holding a NaN or an
-// infinity gets the scale NaN, which the products carry to the output.
+// d = max|x|/127 and the codes q = round(x·(1/d)) (in float32, to nearest
+// even, as llama.cpp's AVX2 quantize_row_q8_0; all 0 where d is 0),
+// zero-padded to 32, and their sum; a chunk holding a NaN or an infinity
+// gets the scale NaN and codes 0, which carries the NaN to the products.
+// The whole chunks go through the assembly (quantizeQ8Chunks) where the
+// processor has it.
 func quantizeQ8(dst []byte, a []float32, m, k int, l pkLayout, lay q8Layout) {
 	evenOdd := l.evenOdd()
 	gc := l.group / 32 // chunks a whole block (blocks > 1)
+	whole := k / 32
 	for i := range m {
 		row := a[i*k : (i+1)*k]
 		out := dst[i*lay.ldx : (i+1)*lay.ldx]
-		sx := make([]int32, 0, 256)
-		for t := range lay.kc {
-			x := row[32*t : min(32*t+32, k)]
-			rec := out[q8Rec*t : q8Rec*(t+1)]
-			var amax float32
-			finite := true
-			for _, v := range x {
-				v = float32(math.Abs(float64(v)))
-				if v > amax {
-					amax = v
-				} else if !(v <= amax) {
-					finite = false // NaN
-				}
+		if whole > 0 && use.AVX2FMA && quantizeQ8Asm {
+			if evenOdd {
+				quantizeQ8ChunksEvenOddAVX2(&row[0], whole, &out[0])
+			} else {
+				quantizeQ8ChunksAVX2(&row[0], whole, &out[0])
 			}
-			d := amax / 127
-			if !finite || math.IsInf(float64(amax), 0) {
-				d = float32(math.NaN())
+		} else {
+			for t := range whole {
+				quantizeQ8Chunk(out[q8Rec*t:q8Rec*(t+1)], row[32*t:32*t+32], evenOdd)
 			}
-			var id float32
-			if d != 0 && d == d {
-				id = 1 / d
-			}
-			clear(rec[:32])
-			whole := len(x) == 32
-			var s int32
-			for e, v := range x {
-				f := float64(v * id)
-				var q int32
-				if f >= 0 {
-					q = int32(f + 0.5)
-				} else {
-					q = int32(f - 0.5)
-				}
-				s += q
-				pos := e
-				if whole {
-					pos = q8Pos(evenOdd, e)
-				}
-				rec[pos] = byte(int8(q))
-			}
-			binary.LittleEndian.PutUint32(rec[32:], math.Float32bits(d))
-			binary.LittleEndian.PutUint32(rec[36:], uint32(s))
-			sx = append(sx, s)
+		}
+		if whole < lay.kc {
+			quantizeQ8Chunk(out[q8Rec*whole:q8Rec*(whole+1)], row[32*whole:], false)
 		}
 		// Block sums over the chunks the kernels take (whole ones).
 		for b := range l.blocks {
@@ -161,12 +134,46 @@ func quantizeQ8(dst []byte, a []float32, m, k int, l pkLayout, lay q8Layout) {
 			}
 			var s float64
 			for t := t0; t < t1; t++ {
-				d := math.Float32frombits(binary.LittleEndian.Uint32(out[q8Rec*t+32:]))
-				s += float64(d) * float64(sx[t])
+				rec := out[q8Rec*t:]
+				d := math.Float32frombits(binary.LittleEndian.Uint32(rec[32:]))
+				s += float64(d) * float64(int32(binary.LittleEndian.Uint32(rec[36:])))
 			}
 			binary.LittleEndian.PutUint32(out[lay.sums+4*b:], math.Float32bits(float32(s)))
 		}
 	}
+}
+
+// quantizeQ8Chunk writes the record of the chunk x (at most 32 values) to
+// rec: codes (the even elements first where evenOdd and x is whole),
+// scale and sum, as quantizeQ8 says.
+func quantizeQ8Chunk(rec []byte, x []float32, evenOdd bool) {
+	var amax uint32 // bits of max|x|: non-negative floats order as their bits
+	for _, v := range x {
+		amax = max(amax, math.Float32bits(v)&0x7FFFFFFF)
+	}
+	clear(rec[:32])
+	if amax > 0x7F7FFFFF { // NaN or infinity
+		binary.LittleEndian.PutUint32(rec[32:], 0x7FC00000)
+		binary.LittleEndian.PutUint32(rec[36:], 0)
+		return
+	}
+	d := math.Float32frombits(amax) / 127
+	var id float32
+	if d != 0 {
+		id = 1 / d
+	}
+	var s int32
+	for e, v := range x {
+		q := int32(math.RoundToEven(float64(v * id)))
+		s += q
+		pos := e
+		if len(x) == 32 {
+			pos = q8Pos(evenOdd, e)
+		}
+		rec[pos] = byte(int8(q))
+	}
+	binary.LittleEndian.PutUint32(rec[32:], math.Float32bits(d))
+	binary.LittleEndian.PutUint32(rec[36:], uint32(s))
 }
 
 // q8BlockCodes writes the true codes (before the zero point) of the n

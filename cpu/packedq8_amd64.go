@@ -16,3 +16,7 @@ var packedQ8Kernels = [pkF16][packedFusedRows]packedQ8Kernel{
 	pkQ8_0:  {packedQ8Q8_0x1AVX2, packedQ8Q8_0x2AVX2, packedQ8Q8_0x3AVX2, packedQ8Q8_0x4AVX2},
 	pkQ4_0:  {packedQ8Q4_0x1AVX2, packedQ8Q4_0x2AVX2, packedQ8Q4_0x3AVX2, packedQ8Q4_0x4AVX2},
 }
+
+// quantizeQ8Asm says the assembly quantizes the activations' whole chunks
+// (where use.AVX2FMA).
+const quantizeQ8Asm = true

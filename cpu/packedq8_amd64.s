@@ -64,6 +64,76 @@ DATA pkqOnes<>+24(SB)/4, $0x00010001
 DATA pkqOnes<>+28(SB)/4, $0x00010001
 GLOBL pkqOnes<>(SB), RODATA|NOPTR, $32
 
+DATA pkqAbs<>+0(SB)/4, $0x7fffffff
+DATA pkqAbs<>+4(SB)/4, $0x7fffffff
+DATA pkqAbs<>+8(SB)/4, $0x7fffffff
+DATA pkqAbs<>+12(SB)/4, $0x7fffffff
+DATA pkqAbs<>+16(SB)/4, $0x7fffffff
+DATA pkqAbs<>+20(SB)/4, $0x7fffffff
+DATA pkqAbs<>+24(SB)/4, $0x7fffffff
+DATA pkqAbs<>+28(SB)/4, $0x7fffffff
+GLOBL pkqAbs<>(SB), RODATA|NOPTR, $32
+
+DATA pkqMaxFinite<>+0(SB)/4, $0x7f7fffff
+DATA pkqMaxFinite<>+4(SB)/4, $0x7f7fffff
+DATA pkqMaxFinite<>+8(SB)/4, $0x7f7fffff
+DATA pkqMaxFinite<>+12(SB)/4, $0x7f7fffff
+DATA pkqMaxFinite<>+16(SB)/4, $0x7f7fffff
+DATA pkqMaxFinite<>+20(SB)/4, $0x7f7fffff
+DATA pkqMaxFinite<>+24(SB)/4, $0x7f7fffff
+DATA pkqMaxFinite<>+28(SB)/4, $0x7f7fffff
+GLOBL pkqMaxFinite<>(SB), RODATA|NOPTR, $32
+
+DATA pkqF127<>+0(SB)/4, $0x42fe0000
+GLOBL pkqF127<>(SB), RODATA|NOPTR, $4
+
+DATA pkqF1<>+0(SB)/4, $0x3f800000
+GLOBL pkqF1<>(SB), RODATA|NOPTR, $4
+
+DATA pkqNatural<>+0(SB)/4, $0x00000000
+DATA pkqNatural<>+4(SB)/4, $0x00000004
+DATA pkqNatural<>+8(SB)/4, $0x00000001
+DATA pkqNatural<>+12(SB)/4, $0x00000005
+DATA pkqNatural<>+16(SB)/4, $0x00000002
+DATA pkqNatural<>+20(SB)/4, $0x00000006
+DATA pkqNatural<>+24(SB)/4, $0x00000003
+DATA pkqNatural<>+28(SB)/4, $0x00000007
+GLOBL pkqNatural<>(SB), RODATA|NOPTR, $32
+
+DATA pkqEvenOdd<>+0(SB)/1, $0x00
+DATA pkqEvenOdd<>+1(SB)/1, $0x02
+DATA pkqEvenOdd<>+2(SB)/1, $0x04
+DATA pkqEvenOdd<>+3(SB)/1, $0x06
+DATA pkqEvenOdd<>+4(SB)/1, $0x08
+DATA pkqEvenOdd<>+5(SB)/1, $0x0a
+DATA pkqEvenOdd<>+6(SB)/1, $0x0c
+DATA pkqEvenOdd<>+7(SB)/1, $0x0e
+DATA pkqEvenOdd<>+8(SB)/1, $0x01
+DATA pkqEvenOdd<>+9(SB)/1, $0x03
+DATA pkqEvenOdd<>+10(SB)/1, $0x05
+DATA pkqEvenOdd<>+11(SB)/1, $0x07
+DATA pkqEvenOdd<>+12(SB)/1, $0x09
+DATA pkqEvenOdd<>+13(SB)/1, $0x0b
+DATA pkqEvenOdd<>+14(SB)/1, $0x0d
+DATA pkqEvenOdd<>+15(SB)/1, $0x0f
+DATA pkqEvenOdd<>+16(SB)/1, $0x00
+DATA pkqEvenOdd<>+17(SB)/1, $0x02
+DATA pkqEvenOdd<>+18(SB)/1, $0x04
+DATA pkqEvenOdd<>+19(SB)/1, $0x06
+DATA pkqEvenOdd<>+20(SB)/1, $0x08
+DATA pkqEvenOdd<>+21(SB)/1, $0x0a
+DATA pkqEvenOdd<>+22(SB)/1, $0x0c
+DATA pkqEvenOdd<>+23(SB)/1, $0x0e
+DATA pkqEvenOdd<>+24(SB)/1, $0x01
+DATA pkqEvenOdd<>+25(SB)/1, $0x03
+DATA pkqEvenOdd<>+26(SB)/1, $0x05
+DATA pkqEvenOdd<>+27(SB)/1, $0x07
+DATA pkqEvenOdd<>+28(SB)/1, $0x09
+DATA pkqEvenOdd<>+29(SB)/1, $0x0b
+DATA pkqEvenOdd<>+30(SB)/1, $0x0d
+DATA pkqEvenOdd<>+31(SB)/1, $0x0f
+GLOBL pkqEvenOdd<>(SB), RODATA|NOPTR, $32
+
 // func packedQ8RF8Sx1AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
 // Requires: AVX, AVX2, FMA3
 TEXT ·packedQ8RF8Sx1AVX2(SB), NOSPLIT, $0-88
@@ -6057,3 +6127,177 @@ sum:
 done:
 	VZEROUPPER
 	RET
+
+// func quantizeQ8ChunksAVX2(x *float32, chunks int, dst *byte)
+// Requires: AVX, AVX2
+TEXT ·quantizeQ8ChunksAVX2(SB), NOSPLIT, $0-24
+	MOVQ  x+0(FP), AX
+	MOVQ  chunks+8(FP), CX
+	MOVQ  dst+16(FP), DX
+	TESTQ CX, CX
+	JZ    done
+
+chunk:
+	VMOVUPS      (AX), Y1
+	VANDPS       pkqAbs<>+0(SB), Y1, Y2
+	VPCMPGTD     pkqMaxFinite<>+0(SB), Y2, Y0
+	VMOVUPS      32(AX), Y3
+	VANDPS       pkqAbs<>+0(SB), Y3, Y4
+	VPCMPGTD     pkqMaxFinite<>+0(SB), Y4, Y5
+	VPOR         Y5, Y0, Y0
+	VMOVUPS      64(AX), Y5
+	VANDPS       pkqAbs<>+0(SB), Y5, Y6
+	VPCMPGTD     pkqMaxFinite<>+0(SB), Y6, Y7
+	VPOR         Y7, Y0, Y0
+	VMOVUPS      96(AX), Y7
+	VANDPS       pkqAbs<>+0(SB), Y7, Y8
+	VPCMPGTD     pkqMaxFinite<>+0(SB), Y8, Y9
+	VPOR         Y9, Y0, Y0
+	VPTEST       Y0, Y0
+	JNZ          bad
+	VMAXPS       Y4, Y2, Y2
+	VMAXPS       Y8, Y6, Y6
+	VMAXPS       Y6, Y2, Y2
+	VEXTRACTF128 $0x01, Y2, X0
+	VMAXPS       X0, X2, X0
+	VMOVHLPS     X0, X0, X2
+	VMAXPS       X2, X0, X0
+	VMOVSHDUP    X0, X2
+	VMAXSS       X2, X0, X0
+	VDIVSS       pkqF127<>+0(SB), X0, X0
+	VMOVSS       X0, 32(DX)
+	VMOVSS       pkqF1<>+0(SB), X2
+	VDIVSS       X0, X2, X2
+	VXORPS       X4, X4, X4
+	VCMPSS       $0x04, X4, X0, X4
+	VANDPS       X4, X2, X2
+	VBROADCASTSS X2, Y2
+	VMULPS       Y2, Y1, Y1
+	VCVTPS2DQ    Y1, Y1
+	VMULPS       Y2, Y3, Y3
+	VCVTPS2DQ    Y3, Y3
+	VMULPS       Y2, Y5, Y5
+	VCVTPS2DQ    Y5, Y5
+	VMULPS       Y2, Y7, Y7
+	VCVTPS2DQ    Y7, Y7
+	VPADDD       Y3, Y1, Y2
+	VPADDD       Y5, Y2, Y2
+	VPADDD       Y7, Y2, Y2
+	VEXTRACTI128 $0x01, Y2, X0
+	VPADDD       X2, X0, X0
+	VPSHUFD      $0x4e, X0, X2
+	VPADDD       X2, X0, X0
+	VPSHUFD      $0xb1, X0, X2
+	VPADDD       X2, X0, X0
+	VMOVD        X0, 36(DX)
+	VPACKSSDW    Y3, Y1, Y1
+	VPACKSSDW    Y7, Y5, Y5
+	VPACKSSWB    Y5, Y1, Y1
+	VMOVDQU      pkqNatural<>+0(SB), Y0
+	VPERMD       Y1, Y0, Y1
+	VMOVDQU      Y1, (DX)
+
+next:
+	ADDQ $0x80, AX
+	ADDQ $0x28, DX
+	DECQ CX
+	JNZ  chunk
+
+done:
+	VZEROUPPER
+	RET
+
+bad:
+	VXORPS  Y0, Y0, Y0
+	VMOVDQU Y0, (DX)
+	MOVL    $0x7fc00000, 32(DX)
+	MOVL    $0x00000000, 36(DX)
+	JMP     next
+
+// func quantizeQ8ChunksEvenOddAVX2(x *float32, chunks int, dst *byte)
+// Requires: AVX, AVX2
+TEXT ·quantizeQ8ChunksEvenOddAVX2(SB), NOSPLIT, $0-24
+	MOVQ  x+0(FP), AX
+	MOVQ  chunks+8(FP), CX
+	MOVQ  dst+16(FP), DX
+	TESTQ CX, CX
+	JZ    done
+
+chunk:
+	VMOVUPS      (AX), Y1
+	VANDPS       pkqAbs<>+0(SB), Y1, Y2
+	VPCMPGTD     pkqMaxFinite<>+0(SB), Y2, Y0
+	VMOVUPS      32(AX), Y3
+	VANDPS       pkqAbs<>+0(SB), Y3, Y4
+	VPCMPGTD     pkqMaxFinite<>+0(SB), Y4, Y5
+	VPOR         Y5, Y0, Y0
+	VMOVUPS      64(AX), Y5
+	VANDPS       pkqAbs<>+0(SB), Y5, Y6
+	VPCMPGTD     pkqMaxFinite<>+0(SB), Y6, Y7
+	VPOR         Y7, Y0, Y0
+	VMOVUPS      96(AX), Y7
+	VANDPS       pkqAbs<>+0(SB), Y7, Y8
+	VPCMPGTD     pkqMaxFinite<>+0(SB), Y8, Y9
+	VPOR         Y9, Y0, Y0
+	VPTEST       Y0, Y0
+	JNZ          bad
+	VMAXPS       Y4, Y2, Y2
+	VMAXPS       Y8, Y6, Y6
+	VMAXPS       Y6, Y2, Y2
+	VEXTRACTF128 $0x01, Y2, X0
+	VMAXPS       X0, X2, X0
+	VMOVHLPS     X0, X0, X2
+	VMAXPS       X2, X0, X0
+	VMOVSHDUP    X0, X2
+	VMAXSS       X2, X0, X0
+	VDIVSS       pkqF127<>+0(SB), X0, X0
+	VMOVSS       X0, 32(DX)
+	VMOVSS       pkqF1<>+0(SB), X2
+	VDIVSS       X0, X2, X2
+	VXORPS       X4, X4, X4
+	VCMPSS       $0x04, X4, X0, X4
+	VANDPS       X4, X2, X2
+	VBROADCASTSS X2, Y2
+	VMULPS       Y2, Y1, Y1
+	VCVTPS2DQ    Y1, Y1
+	VMULPS       Y2, Y3, Y3
+	VCVTPS2DQ    Y3, Y3
+	VMULPS       Y2, Y5, Y5
+	VCVTPS2DQ    Y5, Y5
+	VMULPS       Y2, Y7, Y7
+	VCVTPS2DQ    Y7, Y7
+	VPADDD       Y3, Y1, Y2
+	VPADDD       Y5, Y2, Y2
+	VPADDD       Y7, Y2, Y2
+	VEXTRACTI128 $0x01, Y2, X0
+	VPADDD       X2, X0, X0
+	VPSHUFD      $0x4e, X0, X2
+	VPADDD       X2, X0, X0
+	VPSHUFD      $0xb1, X0, X2
+	VPADDD       X2, X0, X0
+	VMOVD        X0, 36(DX)
+	VPACKSSDW    Y3, Y1, Y1
+	VPACKSSDW    Y7, Y5, Y5
+	VPACKSSWB    Y5, Y1, Y1
+	VMOVDQU      pkqNatural<>+0(SB), Y0
+	VPERMD       Y1, Y0, Y1
+	VPSHUFB      pkqEvenOdd<>+0(SB), Y1, Y1
+	VPERMQ       $0xd8, Y1, Y1
+	VMOVDQU      Y1, (DX)
+
+next:
+	ADDQ $0x80, AX
+	ADDQ $0x28, DX
+	DECQ CX
+	JNZ  chunk
+
+done:
+	VZEROUPPER
+	RET
+
+bad:
+	VXORPS  Y0, Y0, Y0
+	VMOVDQU Y0, (DX)
+	MOVL    $0x7fc00000, 32(DX)
+	MOVL    $0x00000000, 36(DX)
+	JMP     next

@@ -243,3 +243,15 @@ func packedQ8Q4_0x3AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows 
 // w + j·rowBytes), for i < 4 and j < rows: blocks blocks, the first blocks−1
 // of group elements, of the last its first last&^31.
 func packedQ8Q4_0x4AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// quantizeQ8ChunksAVX2 writes chunks records of 40 bytes to dst, one for each
+// 32 values of x: the codes round(v·(1/d)) (to nearest even) in order, the
+// scale d = max|v|/127 (float32) and the sum of the codes (int32); a chunk
+// holding a NaN or an infinity gets d = NaN and codes 0.
+func quantizeQ8ChunksAVX2(x *float32, chunks int, dst *byte)
+
+// quantizeQ8ChunksEvenOddAVX2 writes chunks records of 40 bytes to dst, one for each
+// 32 values of x: the codes round(v·(1/d)) (to nearest even) even elements first, then odd ones, the
+// scale d = max|v|/127 (float32) and the sum of the codes (int32); a chunk
+// holding a NaN or an infinity gets d = NaN and codes 0.
+func quantizeQ8ChunksEvenOddAVX2(x *float32, chunks int, dst *byte)

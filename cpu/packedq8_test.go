@@ -20,7 +20,7 @@ import (
 // packed_test.go.
 
 // refQ8 rounds the values of one block of activations as llama.cpp's
-// quantize_row_q8_0 (in float32, roundf): d = max|x|/127, q = round(x·(1/d)).
+// quantize_row_q8_0 (in float32, to nearest even as its AVX2 code): d = max|x|/127, q = round(x·(1/d)).
 func refQ8(x []float32) (q []int32, d float32) {
 	var amax float64
 	for _, v := range x {
@@ -33,7 +33,7 @@ func refQ8(x []float32) (q []int32, d float32) {
 	}
 	q = make([]int32, len(x))
 	for p, v := range x {
-		q[p] = int32(math.Round(float64(v * id)))
+		q[p] = int32(math.RoundToEven(float64(v * id)))
 	}
 	return q, d
 }
@@ -95,8 +95,20 @@ func TestQuantizeQ8(t *testing.T) {
 		}
 		clear(a[:min(k, 40)]) // an all-zero chunk
 		lay := newQ8Layout(l, k)
-		x := make([]byte, m*lay.ldx)
-		quantizeQ8(x, a, m, k, l, lay)
+		for _, set := range KernelSets() {
+			x := make([]byte, m*lay.ldx)
+			restore := UseKernelSet(set)
+			quantizeQ8(x, a, m, k, l, lay)
+			restore()
+			checkQuantizeQ8(t, fmt.Sprintf("%v k=%d %s", pc.f, k, set), x, a, m, k, l, lay)
+		}
+	}
+}
+
+// checkQuantizeQ8 checks the records and block sums in x against refQ8.
+func checkQuantizeQ8(t *testing.T, what string, x []byte, a []float32, m, k int, l pkLayout, lay q8Layout) {
+	t.Helper()
+	{
 		for i := range m {
 			row := x[i*lay.ldx:]
 			var sums []float64
@@ -105,7 +117,7 @@ func TestQuantizeQ8(t *testing.T) {
 				q, d := refQ8(blk)
 				rec := row[q8Rec*c:]
 				if got := math.Float32frombits(binary.LittleEndian.Uint32(rec[32:])); got != d {
-					t.Fatalf("%v k=%d row %d chunk %d: scale %g, want %g", pc.f, k, i, c, got, d)
+					t.Fatalf("%s row %d chunk %d: scale %g, want %g", what, i, c, got, d)
 				}
 				var s int32
 				for e := range 32 {
@@ -118,8 +130,11 @@ func TestQuantizeQ8(t *testing.T) {
 						pos = q8Pos(l.evenOdd(), e)
 					}
 					if got := int32(int8(rec[pos])); got != want {
-						t.Fatalf("%v k=%d row %d chunk %d: code %d is %d, want %d", pc.f, k, i, c, e, got, want)
+						t.Fatalf("%s row %d chunk %d: code %d is %d, want %d", what, i, c, e, got, want)
 					}
+				}
+				if got := int32(binary.LittleEndian.Uint32(rec[36:])); got != s {
+					t.Fatalf("%s row %d chunk %d: sum of codes %d, want %d", what, i, c, got, s)
 				}
 				sums = append(sums, float64(d)*float64(s))
 			}
@@ -133,7 +148,7 @@ func TestQuantizeQ8(t *testing.T) {
 					want += sums[b*l.group/32+c]
 				}
 				if got := math.Float32frombits(binary.LittleEndian.Uint32(row[lay.sums+4*b:])); got != float32(want) {
-					t.Fatalf("%v k=%d row %d block %d: sum %g, want %g", pc.f, k, i, b, got, want)
+					t.Fatalf("%s row %d block %d: sum %g, want %g", what, i, b, got, want)
 				}
 			}
 		}

@@ -98,6 +98,11 @@ var (
 	eight     Mem // 0x08 in every byte
 	flip      Mem // 0x88 in every byte
 	shifts    Mem // dword shift counts 0 (low lane) and 4 (high lane)
+	absMask   Mem // 0x7FFFFFFF in every dword
+	maxFinite Mem // the largest finite float32's bits in every dword
+	f127, f1  Mem // float32 127 and 1
+	natural   Mem // VPERMD indices that put VPACKSSWB's dwords in order
+	evenOdd   Mem // VPSHUFB indices: a lane's even bytes, then its odd ones
 	signBit   Mem // 0x80 in every byte
 	ones      Mem // 1 in every int16
 )
@@ -133,11 +138,29 @@ func main() {
 	}
 	signBit = splat("pkqSignBit", 0x80808080)
 	ones = splat("pkqOnes", 0x00010001)
+	absMask = splat("pkqAbs", 0x7FFFFFFF)
+	maxFinite = splat("pkqMaxFinite", 0x7F7FFFFF)
+	f127 = GLOBL("pkqF127", RODATA|NOPTR)
+	DATA(0, U32(0x42FE0000)) // 127
+	f1 = GLOBL("pkqF1", RODATA|NOPTR)
+	DATA(0, U32(0x3F800000)) // 1
+	natural = GLOBL("pkqNatural", RODATA|NOPTR)
+	for i, v := range []uint32{0, 4, 1, 5, 2, 6, 3, 7} {
+		DATA(4*i, U32(v))
+	}
+	evenOdd = GLOBL("pkqEvenOdd", RODATA|NOPTR)
+	for l := range 2 {
+		for i := range 16 {
+			DATA(16*l+i, U8(2*(i%8)+i/8))
+		}
+	}
 	for _, s := range specs {
 		for m := 1; m <= 4; m++ {
 			dot(s, m)
 		}
 	}
+	quantize(false)
+	quantize(true)
 	Generate()
 }
 
@@ -392,3 +415,107 @@ func dot(s spec, m int) {
 
 // q8Rec is the size of an activation chunk's record: 32 codes, a scale.
 const q8Rec = 40
+
+// quantize generates quantizeQ8ChunksAVX2 (eo false) or
+// quantizeQ8ChunksEvenOddAVX2 (eo true).
+func quantize(eo bool) {
+	name := "quantizeQ8ChunksAVX2"
+	order := "in order"
+	if eo {
+		name = "quantizeQ8ChunksEvenOddAVX2"
+		order = "even elements first, then odd ones"
+	}
+	TEXT(name, NOSPLIT, "func(x *float32, chunks int, dst *byte)")
+	Doc(fmt.Sprintf("%s writes chunks records of 40 bytes to dst, one for each", name),
+		"32 values of x: the codes round(v·(1/d)) (to nearest even) "+order+", the",
+		"scale d = max|v|/127 (float32) and the sum of the codes (int32); a chunk",
+		"holding a NaN or an infinity gets d = NaN and codes 0.")
+	xp := Load(Param("x"), GP64())
+	n := Load(Param("chunks"), GP64())
+	dp := Load(Param("dst"), GP64())
+	TESTQ(n, n)
+	JZ(LabelRef("done"))
+	Label("chunk")
+	v := make([]VecVirtual, 4)
+	a := make([]VecVirtual, 4)
+	bad := YMM()
+	for i := range v {
+		v[i], a[i] = YMM(), YMM()
+		VMOVUPS(Mem{Base: xp, Disp: 32 * i}, v[i])
+		VANDPS(absMask, v[i], a[i])
+		if i == 0 {
+			VPCMPGTD(maxFinite, a[i], bad)
+		} else {
+			t := YMM()
+			VPCMPGTD(maxFinite, a[i], t)
+			VPOR(t, bad, bad)
+		}
+	}
+	VPTEST(bad, bad)
+	JNZ(LabelRef("bad"))
+	VMAXPS(a[1], a[0], a[0])
+	VMAXPS(a[3], a[2], a[2])
+	VMAXPS(a[2], a[0], a[0])
+	h := XMM()
+	VEXTRACTF128(U8(1), a[0], h)
+	VMAXPS(h, a[0].AsX(), h)
+	t := XMM()
+	VMOVHLPS(h, h, t)
+	VMAXPS(t, h, h)
+	VMOVSHDUP(h, t)
+	VMAXSS(t, h, h)
+	d := XMM()
+	VDIVSS(f127, h, d) // d = amax/127
+	VMOVSS(d, Mem{Base: dp, Disp: 32})
+	id := YMM()
+	VMOVSS(f1, id.AsX())
+	VDIVSS(d, id.AsX(), id.AsX()) // 1/d
+	z := XMM()
+	VXORPS(z, z, z)
+	VCMPSS(U8(4), z, d, z) // d ≠ 0
+	VANDPS(z, id.AsX(), id.AsX())
+	VBROADCASTSS(id.AsX(), id)
+	for i := range v {
+		VMULPS(id, v[i], v[i])
+		VCVTPS2DQ(v[i], v[i]) // to nearest even
+	}
+	sum := YMM()
+	VPADDD(v[1], v[0], sum)
+	VPADDD(v[2], sum, sum)
+	VPADDD(v[3], sum, sum)
+	sx := XMM()
+	VEXTRACTI128(U8(1), sum, sx)
+	VPADDD(sum.AsX(), sx, sx)
+	VPSHUFD(U8(0x4E), sx, t)
+	VPADDD(t, sx, sx)
+	VPSHUFD(U8(0xB1), sx, t)
+	VPADDD(t, sx, sx)
+	VMOVD(sx, Mem{Base: dp, Disp: 36})
+	VPACKSSDW(v[1], v[0], v[0])
+	VPACKSSDW(v[3], v[2], v[2])
+	VPACKSSWB(v[2], v[0], v[0])
+	perm := YMM()
+	VMOVDQU(natural, perm)
+	VPERMD(v[0], perm, v[0])
+	if eo {
+		VPSHUFB(evenOdd, v[0], v[0])
+		VPERMQ(U8(0xD8), v[0], v[0]) // qwords 0, 2, 1, 3
+	}
+	VMOVDQU(v[0], Mem{Base: dp})
+	Label("next")
+	ADDQ(U8(128), xp)
+	ADDQ(U8(q8Rec), dp)
+	DECQ(n)
+	JNZ(LabelRef("chunk"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+
+	Label("bad")
+	zero := YMM()
+	VXORPS(zero, zero, zero)
+	VMOVDQU(zero, Mem{Base: dp})
+	MOVL(U32(0x7FC00000), Mem{Base: dp, Disp: 32}) // NaN
+	MOVL(U32(0), Mem{Base: dp, Disp: 36})
+	JMP(LabelRef("next"))
+}
