@@ -81,7 +81,8 @@ var (
 // contiguous range of rows of W and computes their dot products with the
 // rows of a straight from the packed bytes, so that the weight streams
 // through once at the width it is stored in. For the integer formats
-// (all but F16 and BF16; groups a multiple of 32 where a row has several)
+// (all but F16 and BF16, and ggml Q6_K too; groups a multiple of 32
+// where a row has several)
 // the rows of a are first rounded to 8 bits in blocks of 32, once per
 // call, and the products summed in integers (packedq8.go, as llama.cpp
 // does): the result differs from the exact one by the rounding of the
@@ -106,18 +107,18 @@ func GemmPacked(m, n, k int, a []float32, f backend.PackedFormat, data []byte, c
 	if m == 0 || n == 0 {
 		return
 	}
+	if l, ok := q8LayoutOf(f, k); ok && m <= packedFusedRows && !exactPacked.Load() {
+		lay := newQ8Layout(l, k)
+		x := poolPackedQ8.get(m * lay.ldx)
+		defer poolPackedQ8.put(x)
+		quantizeQ8(x, a, m, k, l, lay)
+		thr := workers(n, m*n*k, gemmMinWork)
+		parallelRange(thr, n, 8, func(_, lo, hi int) {
+			packedDotQ8(l, m, n, x, lay, data, rb, c, lo, hi)
+		})
+		return
+	}
 	if l, ok := packedLayout(f, k); ok && m <= packedFusedRows {
-		if l.q8() && !exactPacked.Load() {
-			lay := newQ8Layout(l, k)
-			x := poolPackedQ8.get(m * lay.ldx)
-			defer poolPackedQ8.put(x)
-			quantizeQ8(x, a, m, k, l, lay)
-			thr := workers(n, m*n*k, gemmMinWork)
-			parallelRange(thr, n, 8, func(_, lo, hi int) {
-				packedDotQ8(l, m, n, x, lay, data, rb, c, lo, hi)
-			})
-			return
-		}
 		var ak []float32
 		if l.evenOdd() && packedKernelFor(l, m) != nil {
 			ak = poolPackedTile.get(m * k)

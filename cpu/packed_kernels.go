@@ -40,6 +40,7 @@ const (
 	pkF16                 // float16, widened
 	pkBF16                // bfloat16, widened
 	pkF32                 // float32 (the float GEMM's few-row products)
+	pkQ6_K                // ggml Q6_K: integer kernels only (packedq8.go)
 	pkKinds
 )
 
@@ -69,6 +70,7 @@ var pkFormats = [pkKinds]pkFormat{
 	pkF16:   {name: "F16", bits: 16, wide: "F16"},
 	pkBF16:  {name: "BF16", bits: 16, wide: "BF16"},
 	pkF32:   {name: "F32", bits: 32, wide: "F32"},
+	pkQ6_K:  {name: "Q6_K", bits: 6, f16: true},
 }
 
 // hdr is the size of a block's scale and zero point.

@@ -7,7 +7,9 @@ import (
 	"sync/atomic"
 	"unsafe"
 
+	"github.com/quantkit/quantkit/backend"
 	"github.com/quantkit/quantkit/internal/half"
+	"github.com/quantkit/quantkit/model/gguf"
 )
 
 // The integer kernels of GemmPacked for few rows of A (a language model's
@@ -65,11 +67,25 @@ func newQ8Layout(l pkLayout, k int) q8Layout {
 	return q8Layout{kc: kc, sums: q8Rec * kc, ldx: q8Rec*kc + 4*l.blocks}
 }
 
-// q8Kernels reports whether the integer kernels run layout l: the
+// q8 reports whether the integer kernels run layout l: the
 // quant.RowFormat and ggml Q8_0 / Q4_0 block formats, every block but
-// the last a whole number of chunks of 32.
+// the last a whole number of chunks of 32, and Q6_K.
 func (l pkLayout) q8() bool {
-	return l.kind < pkF16 && (l.blocks == 1 || l.group%32 == 0)
+	return l.kind < pkF16 && (l.blocks == 1 || l.group%32 == 0) || l.kind == pkQ6_K
+}
+
+// q8LayoutOf returns the layout of rows of k values in format f for the
+// integer kernels, or false when they do not run f: packedLayout's where
+// q8 says so, and ggml Q6_K in super-blocks of 256.
+func q8LayoutOf(f backend.PackedFormat, k int) (pkLayout, bool) {
+	if f == gguf.TypeQ6_K {
+		if k <= 0 || k%256 != 0 {
+			return pkLayout{}, false
+		}
+		return pkLayout{pkQ6_K, 256, k / 256, 256}, true
+	}
+	l, ok := packedLayout(f, k)
+	return l, ok && l.q8()
 }
 
 // q8Offset is c of a code's true value s + c where the kernels take the
@@ -224,6 +240,10 @@ func (p *pkFormat) q8BlockCodes(dst []int32, blk []byte, n int) (sc float32, zp 
 // offset minus the zero point; then the last chunk past last&^31
 // (packedTailQ8Go).
 func packedDotQ8Go(l pkLayout, m int, x []byte, lay q8Layout, w []byte, rowBytes, rows int, c []float32, ldc int) {
+	if l.kind == pkQ6_K {
+		packedDotQ6_KGo(l, m, x, lay, w, rowBytes, rows, c, ldc)
+		return
+	}
 	p := &pkFormats[l.kind]
 	evenOdd := l.evenOdd()
 	off := p.q8Offset()
@@ -265,13 +285,56 @@ func packedDotQ8Go(l pkLayout, m int, x []byte, lay q8Layout, w []byte, rowBytes
 	packedTailQ8Go(l, m, x, lay, w, rowBytes, rows, c, ldc)
 }
 
+// packedDotQ6_KGo is packedDotQ8Go for Q6_K: per chunk of 32,
+// float32(Σ scale·(q − 32)·x)·(d·d_x), the scale of each 16 values.
+func packedDotQ6_KGo(l pkLayout, m int, x []byte, lay q8Layout, w []byte, rowBytes, rows int, c []float32, ldc int) {
+	var q [256]int32
+	var sc [16]int32
+	var buf [packedFusedRows]float32
+	acc := buf[:m]
+	for j := range rows {
+		row := w[j*rowBytes:]
+		clear(acc)
+		for b := range l.blocks {
+			blk := row[210*b : 210*(b+1)]
+			d := half.Float16ToFloat32(binary.LittleEndian.Uint16(blk[208:]))
+			for h := range 2 {
+				ql, qh := blk[64*h:], blk[128+32*h:]
+				for e := range 32 {
+					q[128*h+e] = int32(ql[e]&0x0F|(qh[e]&3)<<4) - 32
+					q[128*h+e+32] = int32(ql[e+32]&0x0F|(qh[e]>>2&3)<<4) - 32
+					q[128*h+e+64] = int32(ql[e]>>4|(qh[e]>>4&3)<<4) - 32
+					q[128*h+e+96] = int32(ql[e+32]>>4|(qh[e]>>6&3)<<4) - 32
+				}
+			}
+			for i := range sc {
+				sc[i] = int32(int8(blk[192+i]))
+			}
+			for i := range m {
+				for t := range 8 {
+					rec := x[i*lay.ldx+q8Rec*(8*b+t):]
+					var s int32
+					for e := range 32 {
+						s += sc[2*t+e/16] * q[32*t+e] * int32(int8(rec[e]))
+					}
+					dx := math.Float32frombits(binary.LittleEndian.Uint32(rec[32:]))
+					acc[i] += float32(s) * (d * dx)
+				}
+			}
+		}
+		for i := range m {
+			c[i*ldc+j] = acc[i]
+		}
+	}
+}
+
 // packedTailQ8Go adds to c[i·ldc+j] the terms of the values past
 // last&^31 of each row's last block, which the kernels leave: the
 // integer sum Σ (q − zero point)·x over them, times scale·d of the
 // activations' last chunk.
 func packedTailQ8Go(l pkLayout, m int, x []byte, lay q8Layout, w []byte, rowBytes, rows int, c []float32, ldc int) {
 	from := l.last &^ 31
-	if from == l.last {
+	if from == l.last || l.kind == pkQ6_K {
 		return
 	}
 	p := &pkFormats[l.kind]

@@ -4,7 +4,7 @@ package cpu
 
 // packedQ8Kernels are the integer kernels of packedq8_amd64.s, by format
 // and number of rows of A (1 to packedFusedRows).
-var packedQ8Kernels = [pkF16][packedFusedRows]packedQ8Kernel{
+var packedQ8Kernels = [pkKinds][packedFusedRows]packedQ8Kernel{
 	pkRF8S:  {packedQ8RF8Sx1AVX2, packedQ8RF8Sx2AVX2, packedQ8RF8Sx3AVX2, packedQ8RF8Sx4AVX2},
 	pkRF8U:  {packedQ8RF8Ux1AVX2, packedQ8RF8Ux2AVX2, packedQ8RF8Ux3AVX2, packedQ8RF8Ux4AVX2},
 	pkRF8SZ: {packedQ8RF8SZx1AVX2, packedQ8RF8SZx2AVX2, packedQ8RF8SZx3AVX2, packedQ8RF8SZx4AVX2},
@@ -15,6 +15,7 @@ var packedQ8Kernels = [pkF16][packedFusedRows]packedQ8Kernel{
 	pkRF4UZ: {packedQ8RF4UZx1AVX2, packedQ8RF4UZx2AVX2, packedQ8RF4UZx3AVX2, packedQ8RF4UZx4AVX2},
 	pkQ8_0:  {packedQ8Q8_0x1AVX2, packedQ8Q8_0x2AVX2, packedQ8Q8_0x3AVX2, packedQ8Q8_0x4AVX2},
 	pkQ4_0:  {packedQ8Q4_0x1AVX2, packedQ8Q4_0x2AVX2, packedQ8Q4_0x3AVX2, packedQ8Q4_0x4AVX2},
+	pkQ6_K:  {packedQ8Q6_Kx1AVX2, packedQ8Q6_Kx2AVX2, packedQ8Q6_Kx3AVX2, packedQ8Q6_Kx4AVX2},
 }
 
 // quantizeQ8Asm says the assembly quantizes the activations' whole chunks

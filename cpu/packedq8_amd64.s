@@ -6128,6 +6128,1356 @@ done:
 	VZEROUPPER
 	RET
 
+DATA pkqMask30<>+0(SB)/4, $0x30303030
+DATA pkqMask30<>+4(SB)/4, $0x30303030
+DATA pkqMask30<>+8(SB)/4, $0x30303030
+DATA pkqMask30<>+12(SB)/4, $0x30303030
+DATA pkqMask30<>+16(SB)/4, $0x30303030
+DATA pkqMask30<>+20(SB)/4, $0x30303030
+DATA pkqMask30<>+24(SB)/4, $0x30303030
+DATA pkqMask30<>+28(SB)/4, $0x30303030
+GLOBL pkqMask30<>(SB), RODATA|NOPTR, $32
+
+DATA pkqThirtyTwo<>+0(SB)/4, $0x20202020
+DATA pkqThirtyTwo<>+4(SB)/4, $0x20202020
+DATA pkqThirtyTwo<>+8(SB)/4, $0x20202020
+DATA pkqThirtyTwo<>+12(SB)/4, $0x20202020
+DATA pkqThirtyTwo<>+16(SB)/4, $0x20202020
+DATA pkqThirtyTwo<>+20(SB)/4, $0x20202020
+DATA pkqThirtyTwo<>+24(SB)/4, $0x20202020
+DATA pkqThirtyTwo<>+28(SB)/4, $0x20202020
+GLOBL pkqThirtyTwo<>(SB), RODATA|NOPTR, $32
+
+DATA pkqQ6Shuf<>+0(SB)/1, $0x00
+DATA pkqQ6Shuf<>+1(SB)/1, $0x00
+DATA pkqQ6Shuf<>+2(SB)/1, $0x00
+DATA pkqQ6Shuf<>+3(SB)/1, $0x00
+DATA pkqQ6Shuf<>+4(SB)/1, $0x00
+DATA pkqQ6Shuf<>+5(SB)/1, $0x00
+DATA pkqQ6Shuf<>+6(SB)/1, $0x00
+DATA pkqQ6Shuf<>+7(SB)/1, $0x00
+DATA pkqQ6Shuf<>+8(SB)/1, $0x01
+DATA pkqQ6Shuf<>+9(SB)/1, $0x01
+DATA pkqQ6Shuf<>+10(SB)/1, $0x01
+DATA pkqQ6Shuf<>+11(SB)/1, $0x01
+DATA pkqQ6Shuf<>+12(SB)/1, $0x01
+DATA pkqQ6Shuf<>+13(SB)/1, $0x01
+DATA pkqQ6Shuf<>+14(SB)/1, $0x01
+DATA pkqQ6Shuf<>+15(SB)/1, $0x01
+DATA pkqQ6Shuf<>+16(SB)/1, $0x02
+DATA pkqQ6Shuf<>+17(SB)/1, $0x02
+DATA pkqQ6Shuf<>+18(SB)/1, $0x02
+DATA pkqQ6Shuf<>+19(SB)/1, $0x02
+DATA pkqQ6Shuf<>+20(SB)/1, $0x02
+DATA pkqQ6Shuf<>+21(SB)/1, $0x02
+DATA pkqQ6Shuf<>+22(SB)/1, $0x02
+DATA pkqQ6Shuf<>+23(SB)/1, $0x02
+DATA pkqQ6Shuf<>+24(SB)/1, $0x03
+DATA pkqQ6Shuf<>+25(SB)/1, $0x03
+DATA pkqQ6Shuf<>+26(SB)/1, $0x03
+DATA pkqQ6Shuf<>+27(SB)/1, $0x03
+DATA pkqQ6Shuf<>+28(SB)/1, $0x03
+DATA pkqQ6Shuf<>+29(SB)/1, $0x03
+DATA pkqQ6Shuf<>+30(SB)/1, $0x03
+DATA pkqQ6Shuf<>+31(SB)/1, $0x03
+DATA pkqQ6Shuf<>+32(SB)/1, $0x04
+DATA pkqQ6Shuf<>+33(SB)/1, $0x04
+DATA pkqQ6Shuf<>+34(SB)/1, $0x04
+DATA pkqQ6Shuf<>+35(SB)/1, $0x04
+DATA pkqQ6Shuf<>+36(SB)/1, $0x04
+DATA pkqQ6Shuf<>+37(SB)/1, $0x04
+DATA pkqQ6Shuf<>+38(SB)/1, $0x04
+DATA pkqQ6Shuf<>+39(SB)/1, $0x04
+DATA pkqQ6Shuf<>+40(SB)/1, $0x05
+DATA pkqQ6Shuf<>+41(SB)/1, $0x05
+DATA pkqQ6Shuf<>+42(SB)/1, $0x05
+DATA pkqQ6Shuf<>+43(SB)/1, $0x05
+DATA pkqQ6Shuf<>+44(SB)/1, $0x05
+DATA pkqQ6Shuf<>+45(SB)/1, $0x05
+DATA pkqQ6Shuf<>+46(SB)/1, $0x05
+DATA pkqQ6Shuf<>+47(SB)/1, $0x05
+DATA pkqQ6Shuf<>+48(SB)/1, $0x06
+DATA pkqQ6Shuf<>+49(SB)/1, $0x06
+DATA pkqQ6Shuf<>+50(SB)/1, $0x06
+DATA pkqQ6Shuf<>+51(SB)/1, $0x06
+DATA pkqQ6Shuf<>+52(SB)/1, $0x06
+DATA pkqQ6Shuf<>+53(SB)/1, $0x06
+DATA pkqQ6Shuf<>+54(SB)/1, $0x06
+DATA pkqQ6Shuf<>+55(SB)/1, $0x06
+DATA pkqQ6Shuf<>+56(SB)/1, $0x07
+DATA pkqQ6Shuf<>+57(SB)/1, $0x07
+DATA pkqQ6Shuf<>+58(SB)/1, $0x07
+DATA pkqQ6Shuf<>+59(SB)/1, $0x07
+DATA pkqQ6Shuf<>+60(SB)/1, $0x07
+DATA pkqQ6Shuf<>+61(SB)/1, $0x07
+DATA pkqQ6Shuf<>+62(SB)/1, $0x07
+DATA pkqQ6Shuf<>+63(SB)/1, $0x07
+DATA pkqQ6Shuf<>+64(SB)/1, $0x08
+DATA pkqQ6Shuf<>+65(SB)/1, $0x08
+DATA pkqQ6Shuf<>+66(SB)/1, $0x08
+DATA pkqQ6Shuf<>+67(SB)/1, $0x08
+DATA pkqQ6Shuf<>+68(SB)/1, $0x08
+DATA pkqQ6Shuf<>+69(SB)/1, $0x08
+DATA pkqQ6Shuf<>+70(SB)/1, $0x08
+DATA pkqQ6Shuf<>+71(SB)/1, $0x08
+DATA pkqQ6Shuf<>+72(SB)/1, $0x09
+DATA pkqQ6Shuf<>+73(SB)/1, $0x09
+DATA pkqQ6Shuf<>+74(SB)/1, $0x09
+DATA pkqQ6Shuf<>+75(SB)/1, $0x09
+DATA pkqQ6Shuf<>+76(SB)/1, $0x09
+DATA pkqQ6Shuf<>+77(SB)/1, $0x09
+DATA pkqQ6Shuf<>+78(SB)/1, $0x09
+DATA pkqQ6Shuf<>+79(SB)/1, $0x09
+DATA pkqQ6Shuf<>+80(SB)/1, $0x0a
+DATA pkqQ6Shuf<>+81(SB)/1, $0x0a
+DATA pkqQ6Shuf<>+82(SB)/1, $0x0a
+DATA pkqQ6Shuf<>+83(SB)/1, $0x0a
+DATA pkqQ6Shuf<>+84(SB)/1, $0x0a
+DATA pkqQ6Shuf<>+85(SB)/1, $0x0a
+DATA pkqQ6Shuf<>+86(SB)/1, $0x0a
+DATA pkqQ6Shuf<>+87(SB)/1, $0x0a
+DATA pkqQ6Shuf<>+88(SB)/1, $0x0b
+DATA pkqQ6Shuf<>+89(SB)/1, $0x0b
+DATA pkqQ6Shuf<>+90(SB)/1, $0x0b
+DATA pkqQ6Shuf<>+91(SB)/1, $0x0b
+DATA pkqQ6Shuf<>+92(SB)/1, $0x0b
+DATA pkqQ6Shuf<>+93(SB)/1, $0x0b
+DATA pkqQ6Shuf<>+94(SB)/1, $0x0b
+DATA pkqQ6Shuf<>+95(SB)/1, $0x0b
+DATA pkqQ6Shuf<>+96(SB)/1, $0x0c
+DATA pkqQ6Shuf<>+97(SB)/1, $0x0c
+DATA pkqQ6Shuf<>+98(SB)/1, $0x0c
+DATA pkqQ6Shuf<>+99(SB)/1, $0x0c
+DATA pkqQ6Shuf<>+100(SB)/1, $0x0c
+DATA pkqQ6Shuf<>+101(SB)/1, $0x0c
+DATA pkqQ6Shuf<>+102(SB)/1, $0x0c
+DATA pkqQ6Shuf<>+103(SB)/1, $0x0c
+DATA pkqQ6Shuf<>+104(SB)/1, $0x0d
+DATA pkqQ6Shuf<>+105(SB)/1, $0x0d
+DATA pkqQ6Shuf<>+106(SB)/1, $0x0d
+DATA pkqQ6Shuf<>+107(SB)/1, $0x0d
+DATA pkqQ6Shuf<>+108(SB)/1, $0x0d
+DATA pkqQ6Shuf<>+109(SB)/1, $0x0d
+DATA pkqQ6Shuf<>+110(SB)/1, $0x0d
+DATA pkqQ6Shuf<>+111(SB)/1, $0x0d
+DATA pkqQ6Shuf<>+112(SB)/1, $0x0e
+DATA pkqQ6Shuf<>+113(SB)/1, $0x0e
+DATA pkqQ6Shuf<>+114(SB)/1, $0x0e
+DATA pkqQ6Shuf<>+115(SB)/1, $0x0e
+DATA pkqQ6Shuf<>+116(SB)/1, $0x0e
+DATA pkqQ6Shuf<>+117(SB)/1, $0x0e
+DATA pkqQ6Shuf<>+118(SB)/1, $0x0e
+DATA pkqQ6Shuf<>+119(SB)/1, $0x0e
+DATA pkqQ6Shuf<>+120(SB)/1, $0x0f
+DATA pkqQ6Shuf<>+121(SB)/1, $0x0f
+DATA pkqQ6Shuf<>+122(SB)/1, $0x0f
+DATA pkqQ6Shuf<>+123(SB)/1, $0x0f
+DATA pkqQ6Shuf<>+124(SB)/1, $0x0f
+DATA pkqQ6Shuf<>+125(SB)/1, $0x0f
+DATA pkqQ6Shuf<>+126(SB)/1, $0x0f
+DATA pkqQ6Shuf<>+127(SB)/1, $0x0f
+GLOBL pkqQ6Shuf<>(SB), RODATA|NOPTR, $128
+
+// func packedQ8Q6_Kx1AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·packedQ8Q6_Kx1AVX2(SB), NOSPLIT, $0-88
+	MOVQ  x+0(FP), AX
+	MOVQ  ldx+8(FP), CX
+	MOVQ  w+24(FP), CX
+	MOVQ  rows+40(FP), DX
+	MOVQ  c+72(FP), BX
+	TESTQ DX, DX
+	JZ    done
+
+row:
+	MOVQ   CX, SI
+	MOVQ   AX, DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	MOVQ   blocks+56(FP), R8
+
+block:
+	VCVTPH2PS    202(SI), X2
+	VPERMILPS    $0xff, X2, X2
+	VBROADCASTSS X2, Y2
+	VMOVDQU      192(SI), X3
+	VMOVDQU      (SI), Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y4
+	VMOVDQU      128(SI), Y5
+	VPSLLW       $0x04, Y5, Y5
+	VPAND        pkqMask30<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSUBB       pkqThirtyTwo<>+0(SB), Y4, Y4
+	VPSIGNB      Y4, Y4, Y5
+	VPSHUFB      pkqQ6Shuf<>+0(SB), X3, X6
+	VPMOVSXBW    X6, Y6
+	VMOVDQU      (DI), Y7
+	VPSIGNB      Y4, Y7, Y7
+	VPMADDUBSW   Y7, Y5, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS 32(DI), Y4
+	VMULPS       Y2, Y4, Y4
+	VFMADD231PS  Y4, Y7, Y0
+	VMOVDQU      32(SI), Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y4
+	VMOVDQU      128(SI), Y5
+	VPSLLW       $0x02, Y5, Y5
+	VPAND        pkqMask30<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSUBB       pkqThirtyTwo<>+0(SB), Y4, Y4
+	VPSIGNB      Y4, Y4, Y5
+	VPSHUFB      pkqQ6Shuf<>+16(SB), X3, X6
+	VPMOVSXBW    X6, Y6
+	VMOVDQU      40(DI), Y7
+	VPSIGNB      Y4, Y7, Y7
+	VPMADDUBSW   Y7, Y5, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS 72(DI), Y4
+	VMULPS       Y2, Y4, Y4
+	VFMADD231PS  Y4, Y7, Y1
+	VMOVDQU      (SI), Y4
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y4
+	VMOVDQU      128(SI), Y5
+	VPAND        pkqMask30<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSUBB       pkqThirtyTwo<>+0(SB), Y4, Y4
+	VPSIGNB      Y4, Y4, Y5
+	VPSHUFB      pkqQ6Shuf<>+32(SB), X3, X6
+	VPMOVSXBW    X6, Y6
+	VMOVDQU      80(DI), Y7
+	VPSIGNB      Y4, Y7, Y7
+	VPMADDUBSW   Y7, Y5, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS 112(DI), Y4
+	VMULPS       Y2, Y4, Y4
+	VFMADD231PS  Y4, Y7, Y0
+	VMOVDQU      32(SI), Y4
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y4
+	VMOVDQU      128(SI), Y5
+	VPSRLW       $0x02, Y5, Y5
+	VPAND        pkqMask30<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSUBB       pkqThirtyTwo<>+0(SB), Y4, Y4
+	VPSIGNB      Y4, Y4, Y5
+	VPSHUFB      pkqQ6Shuf<>+48(SB), X3, X6
+	VPMOVSXBW    X6, Y6
+	VMOVDQU      120(DI), Y7
+	VPSIGNB      Y4, Y7, Y7
+	VPMADDUBSW   Y7, Y5, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS 152(DI), Y4
+	VMULPS       Y2, Y4, Y4
+	VFMADD231PS  Y4, Y7, Y1
+	VMOVDQU      64(SI), Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y4
+	VMOVDQU      160(SI), Y5
+	VPSLLW       $0x04, Y5, Y5
+	VPAND        pkqMask30<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSUBB       pkqThirtyTwo<>+0(SB), Y4, Y4
+	VPSIGNB      Y4, Y4, Y5
+	VPSHUFB      pkqQ6Shuf<>+64(SB), X3, X6
+	VPMOVSXBW    X6, Y6
+	VMOVDQU      160(DI), Y7
+	VPSIGNB      Y4, Y7, Y7
+	VPMADDUBSW   Y7, Y5, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS 192(DI), Y4
+	VMULPS       Y2, Y4, Y4
+	VFMADD231PS  Y4, Y7, Y0
+	VMOVDQU      96(SI), Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y4
+	VMOVDQU      160(SI), Y5
+	VPSLLW       $0x02, Y5, Y5
+	VPAND        pkqMask30<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSUBB       pkqThirtyTwo<>+0(SB), Y4, Y4
+	VPSIGNB      Y4, Y4, Y5
+	VPSHUFB      pkqQ6Shuf<>+80(SB), X3, X6
+	VPMOVSXBW    X6, Y6
+	VMOVDQU      200(DI), Y7
+	VPSIGNB      Y4, Y7, Y7
+	VPMADDUBSW   Y7, Y5, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS 232(DI), Y4
+	VMULPS       Y2, Y4, Y4
+	VFMADD231PS  Y4, Y7, Y1
+	VMOVDQU      64(SI), Y4
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y4
+	VMOVDQU      160(SI), Y5
+	VPAND        pkqMask30<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSUBB       pkqThirtyTwo<>+0(SB), Y4, Y4
+	VPSIGNB      Y4, Y4, Y5
+	VPSHUFB      pkqQ6Shuf<>+96(SB), X3, X6
+	VPMOVSXBW    X6, Y6
+	VMOVDQU      240(DI), Y7
+	VPSIGNB      Y4, Y7, Y7
+	VPMADDUBSW   Y7, Y5, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS 272(DI), Y4
+	VMULPS       Y2, Y4, Y4
+	VFMADD231PS  Y4, Y7, Y0
+	VMOVDQU      96(SI), Y4
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y4
+	VMOVDQU      160(SI), Y5
+	VPSRLW       $0x02, Y5, Y5
+	VPAND        pkqMask30<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSUBB       pkqThirtyTwo<>+0(SB), Y4, Y4
+	VPSIGNB      Y4, Y4, Y5
+	VPSHUFB      pkqQ6Shuf<>+112(SB), X3, X3
+	VPMOVSXBW    X3, Y3
+	VMOVDQU      280(DI), Y6
+	VPSIGNB      Y4, Y6, Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VPMADDWD     Y3, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS 312(DI), Y3
+	VMULPS       Y2, Y3, Y3
+	VFMADD231PS  Y3, Y6, Y1
+	ADDQ         $0x000000d2, SI
+	ADDQ         $0x00000140, DI
+	DECQ         R8
+	JNZ          block
+	MOVQ         ldc+80(FP), SI
+	SHLQ         $0x02, SI
+	VADDPS       Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (BX)
+	ADDQ         $0x04, BX
+	ADDQ         rowBytes+32(FP), CX
+	DECQ         DX
+	JNZ          row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedQ8Q6_Kx2AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·packedQ8Q6_Kx2AVX2(SB), NOSPLIT, $0-88
+	MOVQ  x+0(FP), AX
+	MOVQ  ldx+8(FP), CX
+	MOVQ  w+24(FP), DX
+	MOVQ  rows+40(FP), BX
+	MOVQ  c+72(FP), SI
+	TESTQ BX, BX
+	JZ    done
+
+row:
+	MOVQ   DX, DI
+	MOVQ   AX, R8
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	MOVQ   blocks+56(FP), R9
+
+block:
+	VCVTPH2PS    202(DI), X4
+	VPERMILPS    $0xff, X4, X4
+	VBROADCASTSS X4, Y4
+	VMOVDQU      192(DI), X5
+	VMOVDQU      (DI), Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y6
+	VMOVDQU      128(DI), Y7
+	VPSLLW       $0x04, Y7, Y7
+	VPAND        pkqMask30<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBB       pkqThirtyTwo<>+0(SB), Y6, Y6
+	VPSIGNB      Y6, Y6, Y7
+	VPSHUFB      pkqQ6Shuf<>+0(SB), X5, X8
+	VPMOVSXBW    X8, Y8
+	VMOVDQU      (R8), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 32(R8), Y10
+	VMULPS       Y4, Y10, Y10
+	VFMADD231PS  Y10, Y9, Y0
+	VMOVDQU      (R8)(CX*1), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 32(R8)(CX*1), Y6
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y9, Y1
+	VMOVDQU      32(DI), Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y6
+	VMOVDQU      128(DI), Y7
+	VPSLLW       $0x02, Y7, Y7
+	VPAND        pkqMask30<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBB       pkqThirtyTwo<>+0(SB), Y6, Y6
+	VPSIGNB      Y6, Y6, Y7
+	VPSHUFB      pkqQ6Shuf<>+16(SB), X5, X8
+	VPMOVSXBW    X8, Y8
+	VMOVDQU      40(R8), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 72(R8), Y10
+	VMULPS       Y4, Y10, Y10
+	VFMADD231PS  Y10, Y9, Y2
+	VMOVDQU      40(R8)(CX*1), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 72(R8)(CX*1), Y6
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y9, Y3
+	VMOVDQU      (DI), Y6
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y6
+	VMOVDQU      128(DI), Y7
+	VPAND        pkqMask30<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBB       pkqThirtyTwo<>+0(SB), Y6, Y6
+	VPSIGNB      Y6, Y6, Y7
+	VPSHUFB      pkqQ6Shuf<>+32(SB), X5, X8
+	VPMOVSXBW    X8, Y8
+	VMOVDQU      80(R8), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 112(R8), Y10
+	VMULPS       Y4, Y10, Y10
+	VFMADD231PS  Y10, Y9, Y0
+	VMOVDQU      80(R8)(CX*1), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 112(R8)(CX*1), Y6
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y9, Y1
+	VMOVDQU      32(DI), Y6
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y6
+	VMOVDQU      128(DI), Y7
+	VPSRLW       $0x02, Y7, Y7
+	VPAND        pkqMask30<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBB       pkqThirtyTwo<>+0(SB), Y6, Y6
+	VPSIGNB      Y6, Y6, Y7
+	VPSHUFB      pkqQ6Shuf<>+48(SB), X5, X8
+	VPMOVSXBW    X8, Y8
+	VMOVDQU      120(R8), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 152(R8), Y10
+	VMULPS       Y4, Y10, Y10
+	VFMADD231PS  Y10, Y9, Y2
+	VMOVDQU      120(R8)(CX*1), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 152(R8)(CX*1), Y6
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y9, Y3
+	VMOVDQU      64(DI), Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y6
+	VMOVDQU      160(DI), Y7
+	VPSLLW       $0x04, Y7, Y7
+	VPAND        pkqMask30<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBB       pkqThirtyTwo<>+0(SB), Y6, Y6
+	VPSIGNB      Y6, Y6, Y7
+	VPSHUFB      pkqQ6Shuf<>+64(SB), X5, X8
+	VPMOVSXBW    X8, Y8
+	VMOVDQU      160(R8), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 192(R8), Y10
+	VMULPS       Y4, Y10, Y10
+	VFMADD231PS  Y10, Y9, Y0
+	VMOVDQU      160(R8)(CX*1), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 192(R8)(CX*1), Y6
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y9, Y1
+	VMOVDQU      96(DI), Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y6
+	VMOVDQU      160(DI), Y7
+	VPSLLW       $0x02, Y7, Y7
+	VPAND        pkqMask30<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBB       pkqThirtyTwo<>+0(SB), Y6, Y6
+	VPSIGNB      Y6, Y6, Y7
+	VPSHUFB      pkqQ6Shuf<>+80(SB), X5, X8
+	VPMOVSXBW    X8, Y8
+	VMOVDQU      200(R8), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 232(R8), Y10
+	VMULPS       Y4, Y10, Y10
+	VFMADD231PS  Y10, Y9, Y2
+	VMOVDQU      200(R8)(CX*1), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 232(R8)(CX*1), Y6
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y9, Y3
+	VMOVDQU      64(DI), Y6
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y6
+	VMOVDQU      160(DI), Y7
+	VPAND        pkqMask30<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBB       pkqThirtyTwo<>+0(SB), Y6, Y6
+	VPSIGNB      Y6, Y6, Y7
+	VPSHUFB      pkqQ6Shuf<>+96(SB), X5, X8
+	VPMOVSXBW    X8, Y8
+	VMOVDQU      240(R8), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 272(R8), Y10
+	VMULPS       Y4, Y10, Y10
+	VFMADD231PS  Y10, Y9, Y0
+	VMOVDQU      240(R8)(CX*1), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 272(R8)(CX*1), Y6
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y9, Y1
+	VMOVDQU      96(DI), Y6
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y6
+	VMOVDQU      160(DI), Y7
+	VPSRLW       $0x02, Y7, Y7
+	VPAND        pkqMask30<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBB       pkqThirtyTwo<>+0(SB), Y6, Y6
+	VPSIGNB      Y6, Y6, Y7
+	VPSHUFB      pkqQ6Shuf<>+112(SB), X5, X5
+	VPMOVSXBW    X5, Y5
+	VMOVDQU      280(R8), Y8
+	VPSIGNB      Y6, Y8, Y8
+	VPMADDUBSW   Y8, Y7, Y8
+	VPMADDWD     Y5, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS 312(R8), Y9
+	VMULPS       Y4, Y9, Y9
+	VFMADD231PS  Y9, Y8, Y2
+	VMOVDQU      280(R8)(CX*1), Y8
+	VPSIGNB      Y6, Y8, Y8
+	VPMADDUBSW   Y8, Y7, Y8
+	VPMADDWD     Y5, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS 312(R8)(CX*1), Y5
+	VMULPS       Y4, Y5, Y5
+	VFMADD231PS  Y5, Y8, Y3
+	ADDQ         $0x000000d2, DI
+	ADDQ         $0x00000140, R8
+	DECQ         R9
+	JNZ          block
+	MOVQ         ldc+80(FP), DI
+	SHLQ         $0x02, DI
+	VADDPS       Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X2, X0, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VMOVSS       X2, (SI)
+	VADDPS       Y3, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (SI)(DI*1)
+	ADDQ         $0x04, SI
+	ADDQ         rowBytes+32(FP), DX
+	DECQ         BX
+	JNZ          row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedQ8Q6_Kx3AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·packedQ8Q6_Kx3AVX2(SB), NOSPLIT, $0-88
+	MOVQ  x+0(FP), AX
+	MOVQ  ldx+8(FP), CX
+	MOVQ  w+24(FP), DX
+	MOVQ  rows+40(FP), BX
+	MOVQ  c+72(FP), SI
+	TESTQ BX, BX
+	JZ    done
+
+row:
+	MOVQ   DX, DI
+	MOVQ   AX, R8
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	MOVQ   blocks+56(FP), R9
+
+block:
+	VCVTPH2PS    202(DI), X3
+	VPERMILPS    $0xff, X3, X3
+	VBROADCASTSS X3, Y3
+	VMOVDQU      192(DI), X4
+	VMOVDQU      (DI), Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y5
+	VMOVDQU      128(DI), Y6
+	VPSLLW       $0x04, Y6, Y6
+	VPAND        pkqMask30<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSUBB       pkqThirtyTwo<>+0(SB), Y5, Y5
+	VPSIGNB      Y5, Y5, Y6
+	VPSHUFB      pkqQ6Shuf<>+0(SB), X4, X7
+	VPMOVSXBW    X7, Y7
+	VMOVDQU      (R8), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS 32(R8), Y9
+	VMULPS       Y3, Y9, Y9
+	VFMADD231PS  Y9, Y8, Y0
+	VMOVDQU      (R8)(CX*1), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS 32(R8)(CX*1), Y9
+	VMULPS       Y3, Y9, Y9
+	VFMADD231PS  Y9, Y8, Y1
+	VMOVDQU      (R8)(CX*2), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS 32(R8)(CX*2), Y5
+	VMULPS       Y3, Y5, Y5
+	VFMADD231PS  Y5, Y8, Y2
+	VMOVDQU      32(DI), Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y5
+	VMOVDQU      128(DI), Y6
+	VPSLLW       $0x02, Y6, Y6
+	VPAND        pkqMask30<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSUBB       pkqThirtyTwo<>+0(SB), Y5, Y5
+	VPSIGNB      Y5, Y5, Y6
+	VPSHUFB      pkqQ6Shuf<>+16(SB), X4, X7
+	VPMOVSXBW    X7, Y7
+	VMOVDQU      40(R8), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS 72(R8), Y9
+	VMULPS       Y3, Y9, Y9
+	VFMADD231PS  Y9, Y8, Y0
+	VMOVDQU      40(R8)(CX*1), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS 72(R8)(CX*1), Y9
+	VMULPS       Y3, Y9, Y9
+	VFMADD231PS  Y9, Y8, Y1
+	VMOVDQU      40(R8)(CX*2), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS 72(R8)(CX*2), Y5
+	VMULPS       Y3, Y5, Y5
+	VFMADD231PS  Y5, Y8, Y2
+	VMOVDQU      (DI), Y5
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y5
+	VMOVDQU      128(DI), Y6
+	VPAND        pkqMask30<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSUBB       pkqThirtyTwo<>+0(SB), Y5, Y5
+	VPSIGNB      Y5, Y5, Y6
+	VPSHUFB      pkqQ6Shuf<>+32(SB), X4, X7
+	VPMOVSXBW    X7, Y7
+	VMOVDQU      80(R8), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS 112(R8), Y9
+	VMULPS       Y3, Y9, Y9
+	VFMADD231PS  Y9, Y8, Y0
+	VMOVDQU      80(R8)(CX*1), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS 112(R8)(CX*1), Y9
+	VMULPS       Y3, Y9, Y9
+	VFMADD231PS  Y9, Y8, Y1
+	VMOVDQU      80(R8)(CX*2), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS 112(R8)(CX*2), Y5
+	VMULPS       Y3, Y5, Y5
+	VFMADD231PS  Y5, Y8, Y2
+	VMOVDQU      32(DI), Y5
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y5
+	VMOVDQU      128(DI), Y6
+	VPSRLW       $0x02, Y6, Y6
+	VPAND        pkqMask30<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSUBB       pkqThirtyTwo<>+0(SB), Y5, Y5
+	VPSIGNB      Y5, Y5, Y6
+	VPSHUFB      pkqQ6Shuf<>+48(SB), X4, X7
+	VPMOVSXBW    X7, Y7
+	VMOVDQU      120(R8), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS 152(R8), Y9
+	VMULPS       Y3, Y9, Y9
+	VFMADD231PS  Y9, Y8, Y0
+	VMOVDQU      120(R8)(CX*1), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS 152(R8)(CX*1), Y9
+	VMULPS       Y3, Y9, Y9
+	VFMADD231PS  Y9, Y8, Y1
+	VMOVDQU      120(R8)(CX*2), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS 152(R8)(CX*2), Y5
+	VMULPS       Y3, Y5, Y5
+	VFMADD231PS  Y5, Y8, Y2
+	VMOVDQU      64(DI), Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y5
+	VMOVDQU      160(DI), Y6
+	VPSLLW       $0x04, Y6, Y6
+	VPAND        pkqMask30<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSUBB       pkqThirtyTwo<>+0(SB), Y5, Y5
+	VPSIGNB      Y5, Y5, Y6
+	VPSHUFB      pkqQ6Shuf<>+64(SB), X4, X7
+	VPMOVSXBW    X7, Y7
+	VMOVDQU      160(R8), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS 192(R8), Y9
+	VMULPS       Y3, Y9, Y9
+	VFMADD231PS  Y9, Y8, Y0
+	VMOVDQU      160(R8)(CX*1), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS 192(R8)(CX*1), Y9
+	VMULPS       Y3, Y9, Y9
+	VFMADD231PS  Y9, Y8, Y1
+	VMOVDQU      160(R8)(CX*2), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS 192(R8)(CX*2), Y5
+	VMULPS       Y3, Y5, Y5
+	VFMADD231PS  Y5, Y8, Y2
+	VMOVDQU      96(DI), Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y5
+	VMOVDQU      160(DI), Y6
+	VPSLLW       $0x02, Y6, Y6
+	VPAND        pkqMask30<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSUBB       pkqThirtyTwo<>+0(SB), Y5, Y5
+	VPSIGNB      Y5, Y5, Y6
+	VPSHUFB      pkqQ6Shuf<>+80(SB), X4, X7
+	VPMOVSXBW    X7, Y7
+	VMOVDQU      200(R8), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS 232(R8), Y9
+	VMULPS       Y3, Y9, Y9
+	VFMADD231PS  Y9, Y8, Y0
+	VMOVDQU      200(R8)(CX*1), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS 232(R8)(CX*1), Y9
+	VMULPS       Y3, Y9, Y9
+	VFMADD231PS  Y9, Y8, Y1
+	VMOVDQU      200(R8)(CX*2), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS 232(R8)(CX*2), Y5
+	VMULPS       Y3, Y5, Y5
+	VFMADD231PS  Y5, Y8, Y2
+	VMOVDQU      64(DI), Y5
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y5
+	VMOVDQU      160(DI), Y6
+	VPAND        pkqMask30<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSUBB       pkqThirtyTwo<>+0(SB), Y5, Y5
+	VPSIGNB      Y5, Y5, Y6
+	VPSHUFB      pkqQ6Shuf<>+96(SB), X4, X7
+	VPMOVSXBW    X7, Y7
+	VMOVDQU      240(R8), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS 272(R8), Y9
+	VMULPS       Y3, Y9, Y9
+	VFMADD231PS  Y9, Y8, Y0
+	VMOVDQU      240(R8)(CX*1), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS 272(R8)(CX*1), Y9
+	VMULPS       Y3, Y9, Y9
+	VFMADD231PS  Y9, Y8, Y1
+	VMOVDQU      240(R8)(CX*2), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS 272(R8)(CX*2), Y5
+	VMULPS       Y3, Y5, Y5
+	VFMADD231PS  Y5, Y8, Y2
+	VMOVDQU      96(DI), Y5
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y5
+	VMOVDQU      160(DI), Y6
+	VPSRLW       $0x02, Y6, Y6
+	VPAND        pkqMask30<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSUBB       pkqThirtyTwo<>+0(SB), Y5, Y5
+	VPSIGNB      Y5, Y5, Y6
+	VPSHUFB      pkqQ6Shuf<>+112(SB), X4, X4
+	VPMOVSXBW    X4, Y4
+	VMOVDQU      280(R8), Y7
+	VPSIGNB      Y5, Y7, Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPMADDWD     Y4, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS 312(R8), Y8
+	VMULPS       Y3, Y8, Y8
+	VFMADD231PS  Y8, Y7, Y0
+	VMOVDQU      280(R8)(CX*1), Y7
+	VPSIGNB      Y5, Y7, Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPMADDWD     Y4, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS 312(R8)(CX*1), Y8
+	VMULPS       Y3, Y8, Y8
+	VFMADD231PS  Y8, Y7, Y1
+	VMOVDQU      280(R8)(CX*2), Y7
+	VPSIGNB      Y5, Y7, Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPMADDWD     Y4, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS 312(R8)(CX*2), Y4
+	VMULPS       Y3, Y4, Y4
+	VFMADD231PS  Y4, Y7, Y2
+	ADDQ         $0x000000d2, DI
+	ADDQ         $0x00000140, R8
+	DECQ         R9
+	JNZ          block
+	MOVQ         ldc+80(FP), DI
+	SHLQ         $0x02, DI
+	VEXTRACTF128 $0x01, Y0, X3
+	VADDPS       X3, X0, X3
+	VMOVHLPS     X3, X3, X0
+	VADDPS       X0, X3, X3
+	VMOVSHDUP    X3, X0
+	VADDSS       X0, X3, X3
+	VMOVSS       X3, (SI)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (SI)(DI*1)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (SI)(DI*2)
+	ADDQ         $0x04, SI
+	ADDQ         rowBytes+32(FP), DX
+	DECQ         BX
+	JNZ          row
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedQ8Q6_Kx4AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·packedQ8Q6_Kx4AVX2(SB), NOSPLIT, $0-88
+	MOVQ  x+0(FP), AX
+	MOVQ  ldx+8(FP), CX
+	LEAQ  (CX)(CX*2), DX
+	MOVQ  w+24(FP), BX
+	MOVQ  rows+40(FP), SI
+	MOVQ  c+72(FP), DI
+	TESTQ SI, SI
+	JZ    done
+
+row:
+	MOVQ   BX, R8
+	MOVQ   AX, R9
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	MOVQ   blocks+56(FP), R10
+
+block:
+	VCVTPH2PS    202(R8), X4
+	VPERMILPS    $0xff, X4, X4
+	VBROADCASTSS X4, Y4
+	VMOVDQU      192(R8), X5
+	VMOVDQU      (R8), Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y6
+	VMOVDQU      128(R8), Y7
+	VPSLLW       $0x04, Y7, Y7
+	VPAND        pkqMask30<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBB       pkqThirtyTwo<>+0(SB), Y6, Y6
+	VPSIGNB      Y6, Y6, Y7
+	VPSHUFB      pkqQ6Shuf<>+0(SB), X5, X8
+	VPMOVSXBW    X8, Y8
+	VMOVDQU      (R9), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 32(R9), Y10
+	VMULPS       Y4, Y10, Y10
+	VFMADD231PS  Y10, Y9, Y0
+	VMOVDQU      (R9)(CX*1), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 32(R9)(CX*1), Y10
+	VMULPS       Y4, Y10, Y10
+	VFMADD231PS  Y10, Y9, Y1
+	VMOVDQU      (R9)(CX*2), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 32(R9)(CX*2), Y10
+	VMULPS       Y4, Y10, Y10
+	VFMADD231PS  Y10, Y9, Y2
+	VMOVDQU      (R9)(DX*1), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 32(R9)(DX*1), Y6
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y9, Y3
+	VMOVDQU      32(R8), Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y6
+	VMOVDQU      128(R8), Y7
+	VPSLLW       $0x02, Y7, Y7
+	VPAND        pkqMask30<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBB       pkqThirtyTwo<>+0(SB), Y6, Y6
+	VPSIGNB      Y6, Y6, Y7
+	VPSHUFB      pkqQ6Shuf<>+16(SB), X5, X8
+	VPMOVSXBW    X8, Y8
+	VMOVDQU      40(R9), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 72(R9), Y10
+	VMULPS       Y4, Y10, Y10
+	VFMADD231PS  Y10, Y9, Y0
+	VMOVDQU      40(R9)(CX*1), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 72(R9)(CX*1), Y10
+	VMULPS       Y4, Y10, Y10
+	VFMADD231PS  Y10, Y9, Y1
+	VMOVDQU      40(R9)(CX*2), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 72(R9)(CX*2), Y10
+	VMULPS       Y4, Y10, Y10
+	VFMADD231PS  Y10, Y9, Y2
+	VMOVDQU      40(R9)(DX*1), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 72(R9)(DX*1), Y6
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y9, Y3
+	VMOVDQU      (R8), Y6
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y6
+	VMOVDQU      128(R8), Y7
+	VPAND        pkqMask30<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBB       pkqThirtyTwo<>+0(SB), Y6, Y6
+	VPSIGNB      Y6, Y6, Y7
+	VPSHUFB      pkqQ6Shuf<>+32(SB), X5, X8
+	VPMOVSXBW    X8, Y8
+	VMOVDQU      80(R9), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 112(R9), Y10
+	VMULPS       Y4, Y10, Y10
+	VFMADD231PS  Y10, Y9, Y0
+	VMOVDQU      80(R9)(CX*1), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 112(R9)(CX*1), Y10
+	VMULPS       Y4, Y10, Y10
+	VFMADD231PS  Y10, Y9, Y1
+	VMOVDQU      80(R9)(CX*2), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 112(R9)(CX*2), Y10
+	VMULPS       Y4, Y10, Y10
+	VFMADD231PS  Y10, Y9, Y2
+	VMOVDQU      80(R9)(DX*1), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 112(R9)(DX*1), Y6
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y9, Y3
+	VMOVDQU      32(R8), Y6
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y6
+	VMOVDQU      128(R8), Y7
+	VPSRLW       $0x02, Y7, Y7
+	VPAND        pkqMask30<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBB       pkqThirtyTwo<>+0(SB), Y6, Y6
+	VPSIGNB      Y6, Y6, Y7
+	VPSHUFB      pkqQ6Shuf<>+48(SB), X5, X8
+	VPMOVSXBW    X8, Y8
+	VMOVDQU      120(R9), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 152(R9), Y10
+	VMULPS       Y4, Y10, Y10
+	VFMADD231PS  Y10, Y9, Y0
+	VMOVDQU      120(R9)(CX*1), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 152(R9)(CX*1), Y10
+	VMULPS       Y4, Y10, Y10
+	VFMADD231PS  Y10, Y9, Y1
+	VMOVDQU      120(R9)(CX*2), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 152(R9)(CX*2), Y10
+	VMULPS       Y4, Y10, Y10
+	VFMADD231PS  Y10, Y9, Y2
+	VMOVDQU      120(R9)(DX*1), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 152(R9)(DX*1), Y6
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y9, Y3
+	VMOVDQU      64(R8), Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y6
+	VMOVDQU      160(R8), Y7
+	VPSLLW       $0x04, Y7, Y7
+	VPAND        pkqMask30<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBB       pkqThirtyTwo<>+0(SB), Y6, Y6
+	VPSIGNB      Y6, Y6, Y7
+	VPSHUFB      pkqQ6Shuf<>+64(SB), X5, X8
+	VPMOVSXBW    X8, Y8
+	VMOVDQU      160(R9), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 192(R9), Y10
+	VMULPS       Y4, Y10, Y10
+	VFMADD231PS  Y10, Y9, Y0
+	VMOVDQU      160(R9)(CX*1), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 192(R9)(CX*1), Y10
+	VMULPS       Y4, Y10, Y10
+	VFMADD231PS  Y10, Y9, Y1
+	VMOVDQU      160(R9)(CX*2), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 192(R9)(CX*2), Y10
+	VMULPS       Y4, Y10, Y10
+	VFMADD231PS  Y10, Y9, Y2
+	VMOVDQU      160(R9)(DX*1), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 192(R9)(DX*1), Y6
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y9, Y3
+	VMOVDQU      96(R8), Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y6
+	VMOVDQU      160(R8), Y7
+	VPSLLW       $0x02, Y7, Y7
+	VPAND        pkqMask30<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBB       pkqThirtyTwo<>+0(SB), Y6, Y6
+	VPSIGNB      Y6, Y6, Y7
+	VPSHUFB      pkqQ6Shuf<>+80(SB), X5, X8
+	VPMOVSXBW    X8, Y8
+	VMOVDQU      200(R9), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 232(R9), Y10
+	VMULPS       Y4, Y10, Y10
+	VFMADD231PS  Y10, Y9, Y0
+	VMOVDQU      200(R9)(CX*1), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 232(R9)(CX*1), Y10
+	VMULPS       Y4, Y10, Y10
+	VFMADD231PS  Y10, Y9, Y1
+	VMOVDQU      200(R9)(CX*2), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 232(R9)(CX*2), Y10
+	VMULPS       Y4, Y10, Y10
+	VFMADD231PS  Y10, Y9, Y2
+	VMOVDQU      200(R9)(DX*1), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 232(R9)(DX*1), Y6
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y9, Y3
+	VMOVDQU      64(R8), Y6
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y6
+	VMOVDQU      160(R8), Y7
+	VPAND        pkqMask30<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBB       pkqThirtyTwo<>+0(SB), Y6, Y6
+	VPSIGNB      Y6, Y6, Y7
+	VPSHUFB      pkqQ6Shuf<>+96(SB), X5, X8
+	VPMOVSXBW    X8, Y8
+	VMOVDQU      240(R9), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 272(R9), Y10
+	VMULPS       Y4, Y10, Y10
+	VFMADD231PS  Y10, Y9, Y0
+	VMOVDQU      240(R9)(CX*1), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 272(R9)(CX*1), Y10
+	VMULPS       Y4, Y10, Y10
+	VFMADD231PS  Y10, Y9, Y1
+	VMOVDQU      240(R9)(CX*2), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 272(R9)(CX*2), Y10
+	VMULPS       Y4, Y10, Y10
+	VFMADD231PS  Y10, Y9, Y2
+	VMOVDQU      240(R9)(DX*1), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 272(R9)(DX*1), Y6
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y9, Y3
+	VMOVDQU      96(R8), Y6
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y6
+	VMOVDQU      160(R8), Y7
+	VPSRLW       $0x02, Y7, Y7
+	VPAND        pkqMask30<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBB       pkqThirtyTwo<>+0(SB), Y6, Y6
+	VPSIGNB      Y6, Y6, Y7
+	VPSHUFB      pkqQ6Shuf<>+112(SB), X5, X5
+	VPMOVSXBW    X5, Y5
+	VMOVDQU      280(R9), Y8
+	VPSIGNB      Y6, Y8, Y8
+	VPMADDUBSW   Y8, Y7, Y8
+	VPMADDWD     Y5, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS 312(R9), Y9
+	VMULPS       Y4, Y9, Y9
+	VFMADD231PS  Y9, Y8, Y0
+	VMOVDQU      280(R9)(CX*1), Y8
+	VPSIGNB      Y6, Y8, Y8
+	VPMADDUBSW   Y8, Y7, Y8
+	VPMADDWD     Y5, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS 312(R9)(CX*1), Y9
+	VMULPS       Y4, Y9, Y9
+	VFMADD231PS  Y9, Y8, Y1
+	VMOVDQU      280(R9)(CX*2), Y8
+	VPSIGNB      Y6, Y8, Y8
+	VPMADDUBSW   Y8, Y7, Y8
+	VPMADDWD     Y5, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS 312(R9)(CX*2), Y9
+	VMULPS       Y4, Y9, Y9
+	VFMADD231PS  Y9, Y8, Y2
+	VMOVDQU      280(R9)(DX*1), Y8
+	VPSIGNB      Y6, Y8, Y8
+	VPMADDUBSW   Y8, Y7, Y8
+	VPMADDWD     Y5, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS 312(R9)(DX*1), Y5
+	VMULPS       Y4, Y5, Y5
+	VFMADD231PS  Y5, Y8, Y3
+	ADDQ         $0x000000d2, R8
+	ADDQ         $0x00000140, R9
+	DECQ         R10
+	JNZ          block
+	MOVQ         ldc+80(FP), R8
+	SHLQ         $0x02, R8
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X4
+	VMOVHLPS     X4, X4, X0
+	VADDPS       X0, X4, X4
+	VMOVSHDUP    X4, X0
+	VADDSS       X0, X4, X4
+	VMOVSS       X4, (DI)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (DI)(R8*1)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (DI)(R8*2)
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	LEAQ         (R8)(R8*2), R8
+	VMOVSS       X0, (DI)(R8*1)
+	ADDQ         $0x04, DI
+	ADDQ         rowBytes+32(FP), BX
+	DECQ         SI
+	JNZ          row
+
+done:
+	VZEROUPPER
+	RET
+
 // func quantizeQ8ChunksAVX2(x *float32, chunks int, dst *byte)
 // Requires: AVX, AVX2
 TEXT ·quantizeQ8ChunksAVX2(SB), NOSPLIT, $0-24

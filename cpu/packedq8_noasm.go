@@ -4,7 +4,7 @@ package cpu
 
 // Without the assembly the integer product runs packedDotQ8Go.
 
-var packedQ8Kernels [pkF16][packedFusedRows]packedQ8Kernel
+var packedQ8Kernels [pkKinds][packedFusedRows]packedQ8Kernel
 
 const quantizeQ8Asm = false
 

@@ -78,14 +78,43 @@ func checkQ8(t *testing.T, what string, m, n, k int, a []float32, f backend.Pack
 	}
 }
 
+// q8Cases are packedCases with the formats only the integer kernels run.
+func q8Cases() []packedCase {
+	cs := packedCases()
+	for _, k := range []int{256, 512, 2048} {
+		cs = append(cs, packedCase{gguf.TypeQ6_K, k})
+	}
+	return cs
+}
+
+// randPackedQ8 is randPacked, with Q6_K: random bytes, and d every
+// finite float16.
+func randPackedQ8(rnd *rand.Rand, f backend.PackedFormat, n, k int) []byte {
+	if f != gguf.TypeQ6_K {
+		return randPacked(rnd, f, n, k)
+	}
+	data := make([]byte, n*k/256*210)
+	for i := range data {
+		data[i] = byte(rnd.Uint32())
+	}
+	for o := 0; o < len(data); o += 210 {
+		h := uint16(rnd.Uint32())
+		for h&0x7C00 == 0x7C00 {
+			h = uint16(rnd.Uint32())
+		}
+		binary.LittleEndian.PutUint16(data[o+208:], h)
+	}
+	return data
+}
+
 // TestQuantizeQ8 holds quantizeQ8's codes, scales and block sums to refQ8,
 // on random rows with runs of zeros, huge and tiny values, at lengths
 // around the chunks of 32 and for both code orders.
 func TestQuantizeQ8(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(5, 5))
-	for _, pc := range packedCases() {
-		l, _ := packedLayout(pc.f, pc.k)
-		if !l.q8() {
+	for _, pc := range q8Cases() {
+		l, ok := q8LayoutOf(pc.f, pc.k)
+		if !ok {
 			continue
 		}
 		k, m := pc.k, 3
@@ -158,13 +187,13 @@ func checkQuantizeQ8(t *testing.T, what string, x []byte, a []float32, m, k int,
 func TestPackedDotQ8(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(6, 6))
 	const n = 13
-	for _, pc := range packedCases() {
+	for _, pc := range q8Cases() {
 		f, k := pc.f, pc.k
-		l, _ := packedLayout(f, k)
-		if !l.q8() {
+		l, ok := q8LayoutOf(f, k)
+		if !ok {
 			continue
 		}
-		data := randPacked(rnd, f, n, k)
+		data := randPackedQ8(rnd, f, n, k)
 		rb, _ := f.RowBytes(k)
 		lay := newQ8Layout(l, k)
 		for m := 1; m <= packedFusedRows; m++ {
@@ -204,16 +233,27 @@ func TestPackedDotQ8(t *testing.T) {
 func TestPackedDotQ8Exact(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(7, 7))
 	const n = 5
-	for _, pc := range packedCases() {
+	for _, pc := range q8Cases() {
 		f, k := pc.f, pc.k
-		l, _ := packedLayout(f, k)
-		if !l.q8() || k > 260 {
+		l, ok := q8LayoutOf(f, k)
+		if !ok || k > 260 {
 			continue
 		}
-		data := randPacked(rnd, f, n, k)
+		data := randPackedQ8(rnd, f, n, k)
 		rb, _ := f.RowBytes(k)
 		p := &pkFormats[l.kind]
 		for r := range n {
+			if l.kind == pkQ6_K {
+				// d 1 or 2, scales −4..4.
+				for b := range l.blocks {
+					blk := data[r*rb+210*b:]
+					for i := range 16 {
+						blk[192+i] = byte(int8(rnd.IntN(9) - 4))
+					}
+					binary.LittleEndian.PutUint16(blk[208:], 0x3C00+uint16(rnd.IntN(2))<<10)
+				}
+				continue
+			}
 			row := data[r*rb : (r+1)*rb]
 			for b := range l.blocks {
 				cnt := l.group
@@ -281,9 +321,10 @@ func TestGemmPackedQ8(t *testing.T) {
 		{quant.RowFormat{Bits: 8, Group: 64, Symmetric: false}, 320},
 		{gguf.TypeQ4_0, 512},
 		{gguf.TypeQ8_0, 512},
+		{gguf.TypeQ6_K, 768},
 	} {
 		const n = 301
-		data := randPacked(rnd, pc.f, n, pc.k)
+		data := randPackedQ8(rnd, pc.f, n, pc.k)
 		w := make([]float32, n*pc.k)
 		pc.f.DecodeRows(w, data, pc.k)
 		for m := 1; m <= packedFusedRows; m++ {

@@ -103,6 +103,9 @@ var (
 	f127, f1  Mem // float32 127 and 1
 	natural   Mem // VPERMD indices that put VPACKSSWB's dwords in order
 	evenOdd   Mem // VPSHUFB indices: a lane's even bytes, then its odd ones
+	mask30    Mem // 0x30 in every byte
+	thirtyTwo Mem // 0x20 in every byte
+	q6Shuf    Mem // eight VPSHUFB controls: the scales of chunk g's two halves, eight bytes each
 	signBit   Mem // 0x80 in every byte
 	ones      Mem // 1 in every int16
 )
@@ -158,6 +161,17 @@ func main() {
 		for m := 1; m <= 4; m++ {
 			dot(s, m)
 		}
+	}
+	mask30 = splat("pkqMask30", 0x30303030)
+	thirtyTwo = splat("pkqThirtyTwo", 0x20202020)
+	q6Shuf = GLOBL("pkqQ6Shuf", RODATA|NOPTR)
+	for g := range 8 {
+		for i := range 16 {
+			DATA(16*g+i, U8(2*g+i/8))
+		}
+	}
+	for m := 1; m <= 4; m++ {
+		dotQ6K(m)
 	}
 	quantize(false)
 	quantize(true)
@@ -518,4 +532,151 @@ func quantize(eo bool) {
 	MOVL(U32(0x7FC00000), Mem{Base: dp, Disp: 32}) // NaN
 	MOVL(U32(0), Mem{Base: dp, Disp: 36})
 	JMP(LabelRef("next"))
+}
+
+// dotQ6K generates packedQ8Q6_Kx<m>AVX2, for ggml's Q6_K: super-blocks of
+// 256 values, 210 bytes: ql[128] (low four bits), qh[64] (high two),
+// sixteen int8 scales of 16 values each, float16 d; value
+// d·scale·(q − 32). Chunk c of the 32 in each half h of 128 values has
+// the low bits of ql[64h + 32(c&1):][:32] (the high nibbles for c ≥ 2)
+// and the bits 2c, 2c+1 of qh[32h:][:32], in order, and the scales
+// 8h + 2c (its first 16 values) and 8h + 2c + 1: VPMADDWD multiplies the
+// pair sums by them, so that a chunk's int32 lanes are Σ scale·(q−32)·x.
+func dotQ6K(m int) {
+	name := fmt.Sprintf("packedQ8Q6_Kx%dAVX2", m)
+	TEXT(name, NOSPLIT, "func(x *byte, ldx, sums int, w *byte, rowBytes, rows, group, blocks, last int, c *float32, ldc int)")
+	Doc(fmt.Sprintf("%s sets c[i·ldc+j] to the dot product of quantized activation row i", name),
+		"(at x + i·ldx) with packed Q6_K row j (at w + j·rowBytes), for",
+		fmt.Sprintf("i < %d and j < rows: blocks super-blocks of 256 (sums, group and last unused).", m))
+	x0 := Load(Param("x"), GP64())
+	ld := Load(Param("ldx"), GP64())
+	var ld3 GPVirtual
+	if m == 4 {
+		ld3 = GP64()
+		LEAQ(Mem{Base: ld, Index: ld, Scale: 2}, ld3)
+	}
+	rowp := Load(Param("w"), GP64())
+	nrow := Load(Param("rows"), GP64())
+	cp := Load(Param("c"), GP64())
+	TESTQ(nrow, nrow)
+	JZ(LabelRef("done"))
+	arow := func(ap GPVirtual, r, d int) Mem {
+		switch r {
+		case 0:
+			return Mem{Base: ap, Disp: d}
+		case 1:
+			return Mem{Base: ap, Index: ld, Scale: 1, Disp: d}
+		case 2:
+			return Mem{Base: ap, Index: ld, Scale: 2, Disp: d}
+		}
+		return Mem{Base: ap, Index: ld3, Scale: 1, Disp: d}
+	}
+	sets := 2
+	if m > 2 {
+		sets = 1
+	}
+	acc := make([][]VecVirtual, sets)
+	for h := range acc {
+		acc[h] = make([]VecVirtual, m)
+		for r := range acc[h] {
+			acc[h][r] = YMM()
+		}
+	}
+	p, ap := GP64(), GP64()
+	Label("row")
+	MOVQ(rowp, p)
+	MOVQ(x0, ap)
+	for h := range acc {
+		for _, a := range acc[h] {
+			VXORPS(a, a, a)
+		}
+	}
+	nb := Load(Param("blocks"), GP64())
+	Label("block")
+	dw := YMM()
+	VCVTPH2PS(Mem{Base: p, Disp: 208 - 6}, dw.AsX()) // d is the fourth of these four halves
+	VPERMILPS(U8(0xFF), dw.AsX(), dw.AsX())
+	VBROADCASTSS(dw.AsX(), dw)
+	scales := XMM()
+	VMOVDQU(Mem{Base: p, Disp: 192}, scales)
+	for h := range 2 {
+		for c := range 4 {
+			g := 4*h + c
+			q, t := YMM(), YMM()
+			VMOVDQU(Mem{Base: p, Disp: 64*h + 32*(c&1)}, q)
+			if c >= 2 {
+				VPSRLW(U8(4), q, q)
+			}
+			VPAND(lowNibble, q, q)
+			VMOVDQU(Mem{Base: p, Disp: 128 + 32*h}, t)
+			switch sh := 4 - 2*c; {
+			case sh > 0:
+				VPSLLW(U8(sh), t, t)
+			case sh < 0:
+				VPSRLW(U8(-sh), t, t)
+			}
+			VPAND(mask30, t, t)
+			VPOR(t, q, q)
+			VPSUBB(thirtyTwo, q, q) // q − 32
+			aw := YMM()
+			VPSIGNB(q, q, aw) // |q − 32|
+			sc16 := YMM()
+			VPSHUFB(q6Shuf.Offset(16*g), scales, sc16.AsX())
+			VPMOVSXBW(sc16.AsX(), sc16)
+			for r := range m {
+				xr, sc := YMM(), YMM()
+				VMOVDQU(arow(ap, r, q8Rec*g), xr)
+				VPSIGNB(q, xr, xr)
+				VPMADDUBSW(xr, aw, xr)
+				VPMADDWD(sc16, xr, xr)
+				VCVTDQ2PS(xr, xr)
+				VBROADCASTSS(arow(ap, r, q8Rec*g+32), sc)
+				VMULPS(dw, sc, sc)
+				VFMADD231PS(sc, xr, acc[g%sets][r])
+			}
+		}
+	}
+	ADDQ(U32(210), p)
+	ADDQ(U32(8*q8Rec), ap)
+	DECQ(nb)
+	JNZ(LabelRef("block"))
+
+	ldc := GP64()
+	Load(Param("ldc"), ldc)
+	SHLQ(U8(2), ldc)
+	for r := range m {
+		y := acc[0][r]
+		if sets == 2 {
+			VADDPS(acc[1][r], y, y)
+		}
+		t := XMM()
+		VEXTRACTF128(U8(1), y, t)
+		VADDPS(t, y.AsX(), t)
+		u := XMM()
+		VMOVHLPS(t, t, u)
+		VADDPS(u, t, t)
+		VMOVSHDUP(t, u)
+		VADDSS(u, t, t)
+		var dst Mem
+		switch r {
+		case 0:
+			dst = Mem{Base: cp}
+		case 1:
+			dst = Mem{Base: cp, Index: ldc, Scale: 1}
+		case 2:
+			dst = Mem{Base: cp, Index: ldc, Scale: 2}
+		default:
+			l3 := GP64()
+			LEAQ(Mem{Base: ldc, Index: ldc, Scale: 2}, l3)
+			dst = Mem{Base: cp, Index: l3, Scale: 1}
+		}
+		VMOVSS(t, dst)
+	}
+	ADDQ(U8(4), cp)
+	ADDQ(paramMem("rowBytes"), rowp)
+	DECQ(nrow)
+	JNZ(LabelRef("row"))
+	Label("done")
+	VZEROUPPER()
+	RET()
 }
