@@ -71,16 +71,22 @@ func newQ8Layout(l pkLayout, k int) q8Layout {
 // quant.RowFormat and ggml Q8_0 / Q4_0 block formats, every block but
 // the last a whole number of chunks of 32, and Q6_K.
 func (l pkLayout) q8() bool {
-	return l.kind < pkF16 && (l.blocks == 1 || l.group%32 == 0) || l.kind == pkQ6_K
+	return l.kind < pkF16 && (l.blocks == 1 || l.group%32 == 0) || l.kind == pkQ6_K || l.kind == pkQ4_K
 }
 
 // q8LayoutOf returns the layout of rows of k values in format f for the
 // integer kernels, or false when they do not run f: packedLayout's where
-// q8 says so, and ggml Q6_K in super-blocks of 256.
+// q8 says so, ggml Q6_K in super-blocks of 256, and ggml Q4_K in blocks
+// of 32 (its sub-blocks: the kernels take the activations' sum of each).
 func q8LayoutOf(f backend.PackedFormat, k int) (pkLayout, bool) {
-	if f == gguf.TypeQ6_K {
+	switch f {
+	case gguf.TypeQ6_K, gguf.TypeQ4_K:
 		if k <= 0 || k%256 != 0 {
 			return pkLayout{}, false
+		}
+		if f == gguf.TypeQ4_K {
+			// Blocks of one chunk, for quantizeQ8's sums of each.
+			return pkLayout{pkQ4_K, 32, k / 32, 32}, true
 		}
 		return pkLayout{pkQ6_K, 256, k / 256, 256}, true
 	}
@@ -240,8 +246,12 @@ func (p *pkFormat) q8BlockCodes(dst []int32, blk []byte, n int) (sc float32, zp 
 // offset minus the zero point; then the last chunk past last&^31
 // (packedTailQ8Go).
 func packedDotQ8Go(l pkLayout, m int, x []byte, lay q8Layout, w []byte, rowBytes, rows int, c []float32, ldc int) {
-	if l.kind == pkQ6_K {
+	switch l.kind {
+	case pkQ6_K:
 		packedDotQ6_KGo(l, m, x, lay, w, rowBytes, rows, c, ldc)
+		return
+	case pkQ4_K:
+		packedDotQ4_KGo(l, m, x, lay, w, rowBytes, rows, c, ldc)
 		return
 	}
 	p := &pkFormats[l.kind]
@@ -328,13 +338,63 @@ func packedDotQ6_KGo(l pkLayout, m int, x []byte, lay q8Layout, w []byte, rowByt
 	}
 }
 
+// packedDotQ4_KGo is packedDotQ8Go for Q4_K: per sub-block j of 32 (one
+// chunk), float32(Σ q·x)·(d_x·(d·scale_j)), and per super-block
+// (d_x·Σx)·(dmin·min_j) of each taken off.
+func packedDotQ4_KGo(l pkLayout, m int, x []byte, lay q8Layout, w []byte, rowBytes, rows int, c []float32, ldc int) {
+	var buf [packedFusedRows]float32
+	acc := buf[:m]
+	for j := range rows {
+		row := w[j*rowBytes:]
+		clear(acc)
+		for b := range l.blocks / 8 {
+			blk := row[144*b : 144*(b+1)]
+			d := half.Float16ToFloat32(binary.LittleEndian.Uint16(blk))
+			dmin := half.Float16ToFloat32(binary.LittleEndian.Uint16(blk[2:]))
+			q := blk[16:]
+			for i := range m {
+				xi := x[i*lay.ldx:]
+				for sb := range 8 {
+					sc, mn := q4KScaleMin(sb, blk[4:16])
+					rec := xi[q8Rec*(8*b+sb):]
+					var s int32
+					for e := range 32 {
+						v := q[32*(sb/2)+e]
+						if sb%2 == 0 {
+							v &= 0x0F
+						} else {
+							v >>= 4
+						}
+						s += int32(v) * int32(int8(rec[e]))
+					}
+					dx := math.Float32frombits(binary.LittleEndian.Uint32(rec[32:]))
+					sum := math.Float32frombits(binary.LittleEndian.Uint32(xi[lay.sums+4*(8*b+sb):]))
+					acc[i] += float32(s)*(dx*(d*float32(sc))) - sum*(dmin*float32(mn))
+				}
+			}
+		}
+		for i := range m {
+			c[i*ldc+j] = acc[i]
+		}
+	}
+}
+
+// q4KScaleMin is ggml's get_scale_min_k4: the 6-bit scale and min of
+// sub-block j from the twelve bytes q.
+func q4KScaleMin(j int, q []byte) (sc, mn uint8) {
+	if j < 4 {
+		return q[j] & 63, q[j+4] & 63
+	}
+	return q[j+4]&0xF | q[j-4]>>6<<4, q[j+4]>>4 | q[j]>>6<<4
+}
+
 // packedTailQ8Go adds to c[i·ldc+j] the terms of the values past
 // last&^31 of each row's last block, which the kernels leave: the
 // integer sum Σ (q − zero point)·x over them, times scale·d of the
 // activations' last chunk.
 func packedTailQ8Go(l pkLayout, m int, x []byte, lay q8Layout, w []byte, rowBytes, rows int, c []float32, ldc int) {
 	from := l.last &^ 31
-	if from == l.last || l.kind == pkQ6_K {
+	if from == l.last || l.kind >= pkF16 {
 		return
 	}
 	p := &pkFormats[l.kind]

@@ -16,6 +16,7 @@ var packedQ8Kernels = [pkKinds][packedFusedRows]packedQ8Kernel{
 	pkQ8_0:  {packedQ8Q8_0x1AVX2, packedQ8Q8_0x2AVX2, packedQ8Q8_0x3AVX2, packedQ8Q8_0x4AVX2},
 	pkQ4_0:  {packedQ8Q4_0x1AVX2, packedQ8Q4_0x2AVX2, packedQ8Q4_0x3AVX2, packedQ8Q4_0x4AVX2},
 	pkQ6_K:  {packedQ8Q6_Kx1AVX2, packedQ8Q6_Kx2AVX2, packedQ8Q6_Kx3AVX2, packedQ8Q6_Kx4AVX2},
+	pkQ4_K:  {packedQ8Q4_Kx1AVX2, packedQ8Q4_Kx2AVX2, packedQ8Q4_Kx3AVX2, packedQ8Q4_Kx4AVX2},
 }
 
 // quantizeQ8Asm says the assembly quantizes the activations' whole chunks

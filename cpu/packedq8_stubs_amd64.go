@@ -264,6 +264,30 @@ func packedQ8Q6_Kx3AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows 
 // i < 4 and j < rows: blocks super-blocks of 256 (sums, group and last unused).
 func packedQ8Q6_Kx4AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
 
+// packedQ8Q4_Kx1AVX2 sets c[i·ldc+j] to the dot product of quantized activation row i
+// (at x + i·ldx, its per-chunk sums at byte sums of it) with packed Q4_K row j
+// (at w + j·rowBytes), for i < 1 and j < rows: blocks/8 super-blocks of 256
+// (group and last unused).
+func packedQ8Q4_Kx1AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedQ8Q4_Kx2AVX2 sets c[i·ldc+j] to the dot product of quantized activation row i
+// (at x + i·ldx, its per-chunk sums at byte sums of it) with packed Q4_K row j
+// (at w + j·rowBytes), for i < 2 and j < rows: blocks/8 super-blocks of 256
+// (group and last unused).
+func packedQ8Q4_Kx2AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedQ8Q4_Kx3AVX2 sets c[i·ldc+j] to the dot product of quantized activation row i
+// (at x + i·ldx, its per-chunk sums at byte sums of it) with packed Q4_K row j
+// (at w + j·rowBytes), for i < 3 and j < rows: blocks/8 super-blocks of 256
+// (group and last unused).
+func packedQ8Q4_Kx3AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedQ8Q4_Kx4AVX2 sets c[i·ldc+j] to the dot product of quantized activation row i
+// (at x + i·ldx, its per-chunk sums at byte sums of it) with packed Q4_K row j
+// (at w + j·rowBytes), for i < 4 and j < rows: blocks/8 super-blocks of 256
+// (group and last unused).
+func packedQ8Q4_Kx4AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
 // quantizeQ8ChunksAVX2 writes chunks records of 40 bytes to dst, one for each
 // 32 values of x: the codes round(v·(1/d)) (to nearest even) in order, the
 // scale d = max|v|/127 (float32) and the sum of the codes (int32); a chunk

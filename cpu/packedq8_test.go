@@ -82,14 +82,31 @@ func checkQ8(t *testing.T, what string, m, n, k int, a []float32, f backend.Pack
 func q8Cases() []packedCase {
 	cs := packedCases()
 	for _, k := range []int{256, 512, 2048} {
-		cs = append(cs, packedCase{gguf.TypeQ6_K, k})
+		cs = append(cs, packedCase{gguf.TypeQ6_K, k}, packedCase{gguf.TypeQ4_K, k})
 	}
 	return cs
 }
 
-// randPackedQ8 is randPacked, with Q6_K: random bytes, and d every
-// finite float16.
+// randPackedQ8 is randPacked, with Q6_K and Q4_K: random bytes, and d
+// (and dmin) every finite float16.
 func randPackedQ8(rnd *rand.Rand, f backend.PackedFormat, n, k int) []byte {
+	if f == gguf.TypeQ4_K {
+		// Random bytes; d and dmin every finite float16.
+		data := make([]byte, n*k/256*144)
+		for i := range data {
+			data[i] = byte(rnd.Uint32())
+		}
+		for o := 0; o < len(data); o += 144 {
+			for h := 0; h < 4; h += 2 {
+				v := uint16(rnd.Uint32())
+				for v&0x7C00 == 0x7C00 {
+					v = uint16(rnd.Uint32())
+				}
+				binary.LittleEndian.PutUint16(data[o+h:], v)
+			}
+		}
+		return data
+	}
 	if f != gguf.TypeQ6_K {
 		return randPacked(rnd, f, n, k)
 	}
@@ -243,6 +260,15 @@ func TestPackedDotQ8Exact(t *testing.T) {
 		rb, _ := f.RowBytes(k)
 		p := &pkFormats[l.kind]
 		for r := range n {
+			if l.kind == pkQ4_K {
+				// d 1 or 2, dmin 1, mins and scales random.
+				for b := range l.blocks / 8 {
+					blk := data[r*rb+144*b:]
+					binary.LittleEndian.PutUint16(blk, 0x3C00+uint16(rnd.IntN(2))<<10)
+					binary.LittleEndian.PutUint16(blk[2:], 0x3C00)
+				}
+				continue
+			}
 			if l.kind == pkQ6_K {
 				// d 1 or 2, scales −4..4.
 				for b := range l.blocks {
@@ -322,6 +348,7 @@ func TestGemmPackedQ8(t *testing.T) {
 		{gguf.TypeQ4_0, 512},
 		{gguf.TypeQ8_0, 512},
 		{gguf.TypeQ6_K, 768},
+		{gguf.TypeQ4_K, 512},
 	} {
 		const n = 301
 		data := randPackedQ8(rnd, pc.f, n, pc.k)

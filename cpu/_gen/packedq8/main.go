@@ -106,6 +106,9 @@ var (
 	mask30    Mem // 0x30 in every byte
 	thirtyTwo Mem // 0x20 in every byte
 	q6Shuf    Mem // eight VPSHUFB controls: the scales of chunk g's two halves, eight bytes each
+	k4Shift   Mem // Q4_K scale unpacking (ggml's utmp): per-dword shifts,
+	k4Low     Mem // masks of the low bits
+	k4High    Mem // and of the high bits
 	signBit   Mem // 0x80 in every byte
 	ones      Mem // 1 in every int16
 )
@@ -117,6 +120,14 @@ func paramMem(name string) Mem {
 		panic(err)
 	}
 	return b.Addr
+}
+
+func dwords(name string, v ...uint32) Mem {
+	m := GLOBL(name, RODATA|NOPTR)
+	for i, x := range v {
+		DATA(4*i, U32(x))
+	}
+	return m
 }
 
 func splat(name string, v uint32) Mem {
@@ -172,6 +183,12 @@ func main() {
 	}
 	for m := 1; m <= 4; m++ {
 		dotQ6K(m)
+	}
+	k4Shift = dwords("pkqK4Shift", 0, 0, 0, 4)
+	k4Low = dwords("pkqK4Low", 0x3F3F3F3F, 0x0F0F0F0F, 0x3F3F3F3F, 0x0F0F0F0F)
+	k4High = dwords("pkqK4High", 0, 0x03030303, 0, 0x03030303)
+	for m := 1; m <= 4; m++ {
+		dotQ4K(m)
 	}
 	quantize(false)
 	quantize(true)
@@ -638,6 +655,176 @@ func dotQ6K(m int) {
 	}
 	ADDQ(U32(210), p)
 	ADDQ(U32(8*q8Rec), ap)
+	DECQ(nb)
+	JNZ(LabelRef("block"))
+
+	ldc := GP64()
+	Load(Param("ldc"), ldc)
+	SHLQ(U8(2), ldc)
+	for r := range m {
+		y := acc[0][r]
+		if sets == 2 {
+			VADDPS(acc[1][r], y, y)
+		}
+		t := XMM()
+		VEXTRACTF128(U8(1), y, t)
+		VADDPS(t, y.AsX(), t)
+		u := XMM()
+		VMOVHLPS(t, t, u)
+		VADDPS(u, t, t)
+		VMOVSHDUP(t, u)
+		VADDSS(u, t, t)
+		var dst Mem
+		switch r {
+		case 0:
+			dst = Mem{Base: cp}
+		case 1:
+			dst = Mem{Base: cp, Index: ldc, Scale: 1}
+		case 2:
+			dst = Mem{Base: cp, Index: ldc, Scale: 2}
+		default:
+			l3 := GP64()
+			LEAQ(Mem{Base: ldc, Index: ldc, Scale: 2}, l3)
+			dst = Mem{Base: cp, Index: l3, Scale: 1}
+		}
+		VMOVSS(t, dst)
+	}
+	ADDQ(U8(4), cp)
+	ADDQ(paramMem("rowBytes"), rowp)
+	DECQ(nrow)
+	JNZ(LabelRef("row"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
+// dotQ4K generates packedQ8Q4_Kx<m>AVX2, for ggml's Q4_K: super-blocks of
+// 256 values, 144 bytes: float16 d and dmin, twelve bytes of eight 6-bit
+// scales and mins, then qs[128]; value d·scale_j·q − dmin·min_j in
+// sub-block j of 32 (the low nibbles of qs[32i:][:32] are sub-block 2i,
+// the high ones 2i+1, in order). Each sub-block is one activation chunk:
+// it adds float32(Σ q·x)·(d_x·d·scale_j) and, once a super-block, the
+// eight d_x·Σx of its chunks (the activations' per-chunk sums, at byte
+// sums) times dmin·min_j are taken off.
+func dotQ4K(m int) {
+	name := fmt.Sprintf("packedQ8Q4_Kx%dAVX2", m)
+	TEXT(name, NOSPLIT, "func(x *byte, ldx, sums int, w *byte, rowBytes, rows, group, blocks, last int, c *float32, ldc int)")
+	Doc(fmt.Sprintf("%s sets c[i·ldc+j] to the dot product of quantized activation row i", name),
+		"(at x + i·ldx, its per-chunk sums at byte sums of it) with packed Q4_K row j",
+		fmt.Sprintf("(at w + j·rowBytes), for i < %d and j < rows: blocks/8 super-blocks of 256", m),
+		"(group and last unused).")
+	x0 := Load(Param("x"), GP64())
+	ld := Load(Param("ldx"), GP64())
+	var ld3 GPVirtual
+	if m == 4 {
+		ld3 = GP64()
+		LEAQ(Mem{Base: ld, Index: ld, Scale: 2}, ld3)
+	}
+	rowp := Load(Param("w"), GP64())
+	nrow := Load(Param("rows"), GP64())
+	cp := Load(Param("c"), GP64())
+	TESTQ(nrow, nrow)
+	JZ(LabelRef("done"))
+	arow := func(ap GPVirtual, r, d int) Mem {
+		switch r {
+		case 0:
+			return Mem{Base: ap, Disp: d}
+		case 1:
+			return Mem{Base: ap, Index: ld, Scale: 1, Disp: d}
+		case 2:
+			return Mem{Base: ap, Index: ld, Scale: 2, Disp: d}
+		}
+		return Mem{Base: ap, Index: ld3, Scale: 1, Disp: d}
+	}
+	sets := 2
+	if m > 2 {
+		sets = 1
+	}
+	acc := make([][]VecVirtual, sets)
+	for h := range acc {
+		acc[h] = make([]VecVirtual, m)
+		for r := range acc[h] {
+			acc[h][r] = YMM()
+		}
+	}
+	one := YMM()
+	VMOVDQU(ones, one)
+	local := AllocLocal(32)
+	p, ap, sp := GP64(), GP64(), GP64()
+	Label("row")
+	MOVQ(rowp, p)
+	MOVQ(x0, ap)
+	MOVQ(x0, sp)
+	ADDQ(paramMem("sums"), sp)
+	for h := range acc {
+		for _, a := range acc[h] {
+			VXORPS(a, a, a)
+		}
+	}
+	nb := Load(Param("blocks"), GP64())
+	SHRQ(U8(3), nb)
+	Label("block")
+	// d and dmin.
+	dd := XMM()
+	VCVTPH2PS(Mem{Base: p}, dd)
+	dv, dm := YMM(), YMM()
+	VBROADCASTSS(dd, dv)
+	VMOVSHDUP(dd, dd)
+	VBROADCASTSS(dd, dm)
+	// Scales and mins: ggml's utmp, dwords [u0&3f, u2&0f | (u0>>6&3)<<4,
+	// u1&3f, u2>>4&0f | (u1>>6&3)<<4] of u = the twelve bytes.
+	u, a, b := XMM(), XMM(), XMM()
+	VMOVDQU(Mem{Base: p, Disp: 4}, u)
+	VPSHUFD(U8(0x98), u, a) // u0 u2 u1 u2
+	VPSRLVD(k4Shift, a, a)
+	VPAND(k4Low, a, a)
+	VPSHUFD(U8(0x50), u, b) // u0 u0 u1 u1
+	VPSRLD(U8(6), b, b)
+	VPAND(k4High, b, b)
+	VPSLLD(U8(4), b, b)
+	VPOR(b, a, a)
+	sc, mn := YMM(), YMM()
+	VPMOVZXBD(a, sc)
+	VCVTDQ2PS(sc, sc)
+	VMULPS(dv, sc, sc)
+	VMOVUPS(sc, local)
+	VPSHUFD(U8(0x0E), a, a)
+	VPMOVZXBD(a, mn)
+	VCVTDQ2PS(mn, mn)
+	VMULPS(dm, mn, mn)
+	for r := range m {
+		t := YMM()
+		VMOVUPS(arow(sp, r, 0), t)
+		VFNMADD231PS(t, mn, acc[0][r]) // − dmin·min_j·d_x·Σx
+	}
+	for i := range 4 {
+		q := YMM()
+		VMOVDQU(Mem{Base: p, Disp: 16 + 32*i}, q)
+		for h := range 2 {
+			j := 2*i + h
+			w := YMM()
+			if h == 0 {
+				VPAND(lowNibble, q, w)
+			} else {
+				VPSRLW(U8(4), q, w)
+				VPAND(lowNibble, w, w)
+			}
+			sj := YMM()
+			VBROADCASTSS(local.Offset(4*j), sj)
+			for r := range m {
+				xr, s := YMM(), YMM()
+				VPMADDUBSW(arow(ap, r, q8Rec*j), w, xr)
+				VPMADDWD(one, xr, xr)
+				VCVTDQ2PS(xr, xr)
+				VBROADCASTSS(arow(ap, r, q8Rec*j+32), s)
+				VMULPS(sj, s, s)
+				VFMADD231PS(s, xr, acc[j%sets][r])
+			}
+		}
+	}
+	ADDQ(U32(144), p)
+	ADDQ(U32(8*q8Rec), ap)
+	ADDQ(U8(32), sp)
 	DECQ(nb)
 	JNZ(LabelRef("block"))
 
