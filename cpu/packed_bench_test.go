@@ -79,7 +79,7 @@ func benchGemmPacked(b *testing.B, packedBenchSizes [][3]int) {
 // BenchmarkGemmPackedQ8 runs the decode step's products of a 1B Llama
 // (one row of A; 2048→2048, 2048→5632 and 5632→2048) per format with
 // float activations (float: SetExactPacked(true), the kernels that widen
-// each code) and with activations rounded to 8 bits (int8: the integer
+// each code, or for the K-quants the tiles decoded to float) and with activations rounded to 8 bits (int8: the integer
 // kernels, the default), interleaved in one run: GB/s is weight bytes
 // streamed per second, x_float the integer path's speed over the float
 // path's.
@@ -92,6 +92,8 @@ func BenchmarkGemmPackedQ8(b *testing.B) {
 		quant.RowFormat{Bits: 8, Signed: true, Symmetric: true}, // per channel: Group set to k
 		quant.RowFormat{Bits: 4, Signed: true, Symmetric: true, Group: 128},
 		quant.RowFormat{Bits: 4, Symmetric: false, Group: 128},
+		gguf.TypeQ6_K,
+		gguf.TypeQ4_K,
 	}
 	for _, sz := range [][3]int{{1, 2048, 2048}, {1, 5632, 2048}, {1, 2048, 5632}} {
 		m, n, k := sz[0], sz[1], sz[2]
@@ -106,7 +108,7 @@ func BenchmarkGemmPackedQ8(b *testing.B) {
 				rf.Group = k
 				f = rf
 			}
-			data := randPacked(rnd, f, n, k)
+			data := randPackedQ8(rnd, f, n, k)
 			var floatNs float64
 			for _, path := range []string{"float", "int8"} {
 				b.Run(fmt.Sprintf("%v/%s/m=%d/n=%d/k=%d", f, path, m, n, k), func(b *testing.B) {
