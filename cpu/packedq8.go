@@ -18,8 +18,11 @@ import (
 // activation format llama.cpp calls Q8_0), and each 32-value chunk of a
 // weight row is multiplied by it in integers, exactly, then scaled by the
 // weight block's scale times the chunk's activation scale in float32.
-// packedq8_amd64.s (made by _gen/packedq8) has them with AVX2
-// (VPSIGNB, VPMADDUBSW, VPMADDWD); packedDotQ8Go is their Go twin. The
+// Formats: quant.RowFormat int8/uint8/int4/uint4, with or without zero
+// points (groups a multiple of 32 where a row has several), ggml Q8_0,
+// Q4_0, Q4_K and Q6_K. packedq8_amd64.s (made by _gen/packedq8) has them
+// with AVX2 (VPSIGNB, VPMADDUBSW, VPMADDWD) and quantizes the activations
+// there too; packedDotQ8Go and quantizeQ8Chunk are their Go twins. The
 // integer products read the codes at the width they are stored in, where
 // the float kernels (packed_kernels.go) widen every code to float32 and
 // so are bound by the conversions on processors without AVX-512.
