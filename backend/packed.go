@@ -73,7 +73,7 @@ type PackedGemmer interface {
 	//
 	// (W's row decoded), a few float32 roundings of each x more, and the
 	// rounding of the sums: backendtest.ActQ8Bound. The cpu backend does
-	// so for decode steps (m ≤ 4) over its integer formats, unless told
+	// so for decode steps (m ≤ 8) over its integer formats, unless told
 	// to keep float activations (cpu.SetExactPacked).
 	GemmPacked(m int, a Buffer, w *Packed, c Buffer) error
 }

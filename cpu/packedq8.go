@@ -49,11 +49,15 @@ func init() {
 // multiply packed weights by float32 activations on every path (on), as
 // backend.GemmPackedF32 does up to the order of the sums, or (off, the
 // default) by activations rounded to 8 bits in blocks of 32 for decode
-// steps of at most four rows, with integer dot products (faster; see
+// steps of at most eight rows, with integer dot products (faster; see
 // backend.PackedGemmer for the error allowed). It returns the previous
 // setting. The environment variable QUANTKIT_EXACT_PACKED=1 sets it at
 // start-up. It must not be called while GemmPacked runs.
 func SetExactPacked(on bool) (prev bool) { return exactPacked.Swap(on) }
+
+// packedQ8Rows is the most rows of A the integer kernels take: past
+// packedFusedRows they run on groups of rows, a tile of W at a time.
+const packedQ8Rows = 2 * packedFusedRows
 
 // q8Rec is the size of a chunk of activations: 32 int8 codes, their
 // scale (float32) and their sum (int32).
