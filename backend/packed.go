@@ -62,6 +62,19 @@ type PackedGemmer interface {
 	Packs(f PackedFormat) bool
 	// GemmPacked is GemmPackedF32 on buffers (a and c F32): c [m, w.N] =
 	// a [m, w.K] · Wᵀ, where W is w decoded.
+	//
+	// It may round the activations to 8 bits first, as llama.cpp does to
+	// multiply by quantized weights with integer dot products: each block
+	// of 32 consecutive values of a row of a (the last one shorter) as
+	// q·d, d = max|x|/127 over the block, q = round(x/d) in [−127, 127].
+	// An output then differs from GemmPackedF32's by at most
+	//
+	//	Σ_blocks (d/2)·Σ_{p in block} |w_p|
+	//
+	// (W's row decoded), a few float32 roundings of each x more, and the
+	// rounding of the sums: backendtest.ActQ8Bound. The cpu backend does
+	// so for decode steps (m ≤ 8) over its integer formats, unless told
+	// to keep float activations (cpu.SetExactPacked).
 	GemmPacked(m int, a Buffer, w *Packed, c Buffer) error
 }
 
@@ -76,8 +89,10 @@ func Packs(b Backend, f PackedFormat) bool {
 
 // GemmPacked computes c [m, w.N] = a [m, w.K] · Wᵀ on b, where W is the
 // packed weight w decoded (GemmPackedF32). It calls b's method when b
-// packs w.Format, and otherwise runs the twin on the buffers' host memory,
-// or on host copies moved with Download and Upload.
+// packs w.Format, which may round the activations to 8 bits
+// (PackedGemmer says how far that moves the result), and otherwise runs
+// the twin on the buffers' host memory, or on host copies moved with
+// Download and Upload.
 func GemmPacked(b Backend, m int, a Buffer, w *Packed, c Buffer) error {
 	if err := w.Check(); err != nil {
 		return fmt.Errorf("gemm packed: %w", err)
@@ -119,8 +134,10 @@ func GemmPacked(b Backend, m int, a Buffer, w *Packed, c Buffer) error {
 //
 // Implementations may sum in another order (blocks, SIMD lanes, fused
 // multiply-adds) and so differ from it by rounding only, as GemmF32 may;
-// they must decode to exactly the values f.DecodeRows gives. It panics
-// when the lengths do not match.
+// they must decode to exactly the values f.DecodeRows gives. It is the
+// exact reference: a PackedGemmer may also round the activations to 8
+// bits, within the bound its doc states. It panics when the lengths do
+// not match.
 func GemmPackedF32(m, n, k int, a []float32, f PackedFormat, data []byte, c []float32) {
 	rb, err := f.RowBytes(k)
 	if err != nil {

@@ -17,6 +17,9 @@ const packedTileBytes = 1 << 20
 // every build.
 var poolPackedTile pool[float32]
 
+// poolPackedQ8 holds the quantized activations of the integer kernels.
+var poolPackedQ8 pool[byte]
+
 // Packs reports true: the CPU runs every PackedFormat, decoding tiles of
 // rows with the format's own DecodeRows.
 func (*Backend) Packs(backend.PackedFormat) bool { return true }
@@ -74,10 +77,19 @@ var (
 //
 // For at most packedFusedRows rows of a (a language model's decode step)
 // in a format with fused kernels (quant.RowFormat's int8/uint8/int4/uint4
-// with and without zero points, gguf Q8_0, Q4_0, F16 and BF16), each thread takes a
-// contiguous range of rows of W and computes their dot products with the
-// rows of a straight from the packed bytes (packed_kernels.go), so that
-// the weight streams through once at the width it is stored in.
+// with and without zero points, gguf Q8_0, Q4_0, F16 and BF16), each
+// thread takes a contiguous range of rows of W and computes their dot
+// products with the rows of a straight from the packed bytes, so that the
+// weight streams through once at the width it is stored in. For the
+// integer formats (all those but F16 and BF16, groups a multiple of 32
+// where a row has several, and ggml Q4_K and Q6_K too) and up to
+// packedQ8Rows rows of a, the rows of a are first rounded to 8 bits in
+// blocks of 32, once per call, and the products summed in integers
+// (packedq8.go, as llama.cpp does; past packedFusedRows rows, in groups of
+// rows over tiles of W that stay in L2): the result differs from the
+// exact one by the rounding of the activations (see
+// backend.PackedGemmer). SetExactPacked(true) keeps the float kernels
+// (packed_kernels.go), which widen each code to float32.
 //
 // Otherwise (prefill, and the other formats) each task decodes a tile of rows of W
 // (packedTileBytes of float32, so that it stays in L2, at most a share of
@@ -95,6 +107,29 @@ func GemmPacked(m, n, k int, a []float32, f backend.PackedFormat, data []byte, c
 		panic(fmt.Sprintf("cpu: GemmPacked: lengths %d, %d, %d for m=%d n=%d k=%d, %d bytes a row", len(a), len(data), len(c), m, n, k, rb))
 	}
 	if m == 0 || n == 0 {
+		return
+	}
+	if l, ok := q8LayoutOf(f, k); ok && m <= packedQ8Rows && !exactPacked.Load() {
+		lay := newQ8Layout(l, k)
+		x := poolPackedQ8.get(m * lay.ldx)
+		defer poolPackedQ8.put(x)
+		quantizeQ8(x, a, m, k, l, lay)
+		thr := workers(n, m*n*k, gemmMinWork)
+		parallelRange(thr, n, 8, func(_, lo, hi int) {
+			if m <= packedFusedRows {
+				packedDotQ8(l, m, n, x, lay, data, rb, c, lo, hi)
+				return
+			}
+			// Groups of packedFusedRows rows of a over a tile of W
+			// that stays in L2 between them.
+			tr := max(8, packedTileBytes/4/rb)
+			for j := lo; j < hi; j += tr {
+				for i := 0; i < m; i += packedFusedRows {
+					mg := min(packedFusedRows, m-i)
+					packedDotQ8(l, mg, n, x[i*lay.ldx:], lay, data, rb, c[i*n:], j, min(j+tr, hi))
+				}
+			}
+		})
 		return
 	}
 	if l, ok := packedLayout(f, k); ok && m <= packedFusedRows {

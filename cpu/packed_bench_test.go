@@ -75,3 +75,56 @@ func benchGemmPacked(b *testing.B, packedBenchSizes [][3]int) {
 		}
 	}
 }
+
+// BenchmarkGemmPackedQ8 runs the decode step's products of a 1B Llama
+// (one row of A; 2048→2048, 2048→5632 and 5632→2048) per format with
+// float activations (float: SetExactPacked(true), the kernels that widen
+// each code, or for the K-quants the tiles decoded to float) and with activations rounded to 8 bits (int8: the integer
+// kernels, the default), interleaved in one run: GB/s is weight bytes
+// streamed per second, x_float the integer path's speed over the float
+// path's.
+//
+//	go test ./cpu -run - -bench GemmPackedQ8 -benchtime 50x -count 3
+func BenchmarkGemmPackedQ8(b *testing.B) {
+	formats := []backend.PackedFormat{
+		gguf.TypeQ8_0,
+		gguf.TypeQ4_0,
+		quant.RowFormat{Bits: 8, Signed: true, Symmetric: true}, // per channel: Group set to k
+		quant.RowFormat{Bits: 4, Signed: true, Symmetric: true, Group: 128},
+		quant.RowFormat{Bits: 4, Symmetric: false, Group: 128},
+		gguf.TypeQ6_K,
+		gguf.TypeQ4_K,
+	}
+	for _, sz := range [][3]int{{1, 2048, 2048}, {1, 5632, 2048}, {1, 2048, 5632}} {
+		m, n, k := sz[0], sz[1], sz[2]
+		rnd := rand.New(rand.NewPCG(1, 1))
+		a := make([]float32, m*k)
+		for i := range a {
+			a[i] = float32(rnd.NormFloat64())
+		}
+		c := make([]float32, m*n)
+		for _, f := range formats {
+			if rf, ok := f.(quant.RowFormat); ok && rf.Group == 0 {
+				rf.Group = k
+				f = rf
+			}
+			data := randPackedQ8(rnd, f, n, k)
+			var floatNs float64
+			for _, path := range []string{"float", "int8"} {
+				b.Run(fmt.Sprintf("%v/%s/m=%d/n=%d/k=%d", f, path, m, n, k), func(b *testing.B) {
+					defer SetExactPacked(SetExactPacked(path == "float"))
+					for b.Loop() {
+						GemmPacked(m, n, k, a, f, data, c)
+					}
+					ns := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+					b.ReportMetric(float64(len(data))/ns, "GB/s")
+					if path == "float" {
+						floatNs = ns
+					} else if floatNs > 0 {
+						b.ReportMetric(floatNs/ns, "x_float")
+					}
+				})
+			}
+		}
+	}
+}

@@ -40,6 +40,8 @@ const (
 	pkF16                 // float16, widened
 	pkBF16                // bfloat16, widened
 	pkF32                 // float32 (the float GEMM's few-row products)
+	pkQ6_K                // ggml Q6_K: integer kernels only (packedq8.go)
+	pkQ4_K                // ggml Q4_K: integer kernels only
 	pkKinds
 )
 
@@ -69,6 +71,8 @@ var pkFormats = [pkKinds]pkFormat{
 	pkF16:   {name: "F16", bits: 16, wide: "F16"},
 	pkBF16:  {name: "BF16", bits: 16, wide: "BF16"},
 	pkF32:   {name: "F32", bits: 32, wide: "F32"},
+	pkQ6_K:  {name: "Q6_K", bits: 6, f16: true},
+	pkQ4_K:  {name: "Q4_K", bits: 4, f16: true},
 }
 
 // hdr is the size of a block's scale and zero point.
@@ -274,7 +278,7 @@ type packedKernel func(a *float32, lda int, w *byte, rowBytes, rows, group, bloc
 // through packedEvenOdd (the 4-bit quant.RowFormat ones).
 func (l pkLayout) evenOdd() bool {
 	p := &pkFormats[l.kind]
-	return p.bits == 4 && !p.split
+	return p.bits == 4 && !p.split && l.kind < pkF16
 }
 
 // packedEvenOdd writes a [m, k] to dst with each whole run of sixteen

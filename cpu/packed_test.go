@@ -277,12 +277,13 @@ func TestPackedDotExact(t *testing.T) {
 	}
 }
 
-// TestGemmPackedFused runs the exported GemmPacked at the decode sizes on
-// two threads (each a range of rows) and past packedFusedRows (the tile
-// path), on every kernel set.
+// TestGemmPackedFused runs the exported GemmPacked with float activations
+// (SetExactPacked) at the decode sizes on two threads (each a range of
+// rows) and past packedFusedRows (the tile path), on every kernel set.
 func TestGemmPackedFused(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(3, 3))
 	defer SetThreads(SetThreads(2))
+	defer SetExactPacked(SetExactPacked(true))
 	for _, pc := range []packedCase{
 		{quant.RowFormat{Bits: 8, Signed: true, Symmetric: true, Group: 512}, 512},
 		{quant.RowFormat{Bits: 4, Signed: true, Symmetric: true, Group: 32}, 512},

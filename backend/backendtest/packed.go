@@ -1,6 +1,7 @@
 package backendtest
 
 import (
+	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -60,8 +61,10 @@ func packWeights(t *testing.T, rnd *rand.Rand, i, n, k int) (backend.PackedForma
 }
 
 // RunGemmPacked checks backend.GemmPacked on b (b's PackedGemmer method
-// where it has one, else the host twin through b's buffers) against a float64 product with the weights the format itself
-// decodes to.
+// where it has one, else the host twin through b's buffers) against a
+// float64 product with the weights the format itself decodes to, within
+// the rounding of the sums and of 8-bit activations (ActQ8Bound), which
+// backend.PackedGemmer allows.
 func RunGemmPacked(t *testing.T, b backend.Backend) {
 	rnd := rand.New(rand.NewPCG(7, 7))
 	for i := range packedFormats {
@@ -87,6 +90,34 @@ func RunGemmPacked(t *testing.T, b backend.Backend) {
 	})
 }
 
+// ActQ8Bound is how far the dot product of an activation row a with a
+// decoded weight row w may move when a backend rounds a to 8 bits before
+// multiplying, as backend.PackedGemmer allows: with d_t = max|a_p|/127
+// over block t of 32 consecutive values (the last one shorter), each a_p
+// is replaced by q·d_t, |q| ≤ 127, q = round(a_p/d_t) computed in float32,
+// which is off by at most d_t/2 plus three roundings of a_p, so
+//
+//	|Δ| ≤ Σ_t Σ_{p in t} |w_p|·(d_t/2 + 3·Unit·|a_p|)
+//
+// The products of the rounded values are then summed as GemmF32's are:
+// a backend's output may lie GemmF32Bound(k, abs + ActQ8Bound) +
+// ActQ8Bound from the exact product (abs its Σ|a·w|).
+func ActQ8Bound(a, w []float32) float64 {
+	var bound float64
+	for t := 0; t < len(a); t += 32 {
+		blk := a[t:min(t+32, len(a))]
+		var amax float64
+		for _, v := range blk {
+			amax = max(amax, math.Abs(float64(v)))
+		}
+		d := amax / 127
+		for p, v := range blk {
+			bound += math.Abs(float64(w[t+p])) * (d/2 + 3*Unit*math.Abs(float64(v)))
+		}
+	}
+	return bound
+}
+
 func checkGemmPacked(t *testing.T, b backend.Backend, m, n, k int, a []float32, f backend.PackedFormat, data []byte) {
 	t.Helper()
 	dec := make([]float32, n*k)
@@ -103,9 +134,12 @@ func checkGemmPacked(t *testing.T, b backend.Backend, m, n, k int, a []float32, 
 	bad := mismatches{t: t}
 	for i := range m {
 		for j := range n {
-			ref, abs := dot64(a[i*k:(i+1)*k], dec[j*k:(j+1)*k])
-			if g := got[i*n+j]; !closeTo(g, ref, GemmF32Bound(k, abs)) {
-				if !bad.add("C[%d,%d] = %v, want %v within %.3g", i, j, g, ref, GemmF32Bound(k, abs)) {
+			ai, wj := a[i*k:(i+1)*k], dec[j*k:(j+1)*k]
+			ref, abs := dot64(ai, wj)
+			aq := ActQ8Bound(ai, wj)
+			bound := GemmF32Bound(k, abs+aq) + aq
+			if g := got[i*n+j]; !closeTo(g, ref, bound) {
+				if !bad.add("C[%d,%d] = %v, want %v within %.3g", i, j, g, ref, bound) {
 					return
 				}
 			}

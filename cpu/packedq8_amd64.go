@@ -1,0 +1,24 @@
+//go:build !noasm && !gccgo && !safe
+
+package cpu
+
+// packedQ8Kernels are the integer kernels of packedq8_amd64.s, by format
+// and number of rows of A (1 to packedFusedRows).
+var packedQ8Kernels = [pkKinds][packedFusedRows]packedQ8Kernel{
+	pkRF8S:  {packedQ8RF8Sx1AVX2, packedQ8RF8Sx2AVX2, packedQ8RF8Sx3AVX2, packedQ8RF8Sx4AVX2},
+	pkRF8U:  {packedQ8RF8Ux1AVX2, packedQ8RF8Ux2AVX2, packedQ8RF8Ux3AVX2, packedQ8RF8Ux4AVX2},
+	pkRF8SZ: {packedQ8RF8SZx1AVX2, packedQ8RF8SZx2AVX2, packedQ8RF8SZx3AVX2, packedQ8RF8SZx4AVX2},
+	pkRF8UZ: {packedQ8RF8UZx1AVX2, packedQ8RF8UZx2AVX2, packedQ8RF8UZx3AVX2, packedQ8RF8UZx4AVX2},
+	pkRF4S:  {packedQ8RF4Sx1AVX2, packedQ8RF4Sx2AVX2, packedQ8RF4Sx3AVX2, packedQ8RF4Sx4AVX2},
+	pkRF4U:  {packedQ8RF4Ux1AVX2, packedQ8RF4Ux2AVX2, packedQ8RF4Ux3AVX2, packedQ8RF4Ux4AVX2},
+	pkRF4SZ: {packedQ8RF4SZx1AVX2, packedQ8RF4SZx2AVX2, packedQ8RF4SZx3AVX2, packedQ8RF4SZx4AVX2},
+	pkRF4UZ: {packedQ8RF4UZx1AVX2, packedQ8RF4UZx2AVX2, packedQ8RF4UZx3AVX2, packedQ8RF4UZx4AVX2},
+	pkQ8_0:  {packedQ8Q8_0x1AVX2, packedQ8Q8_0x2AVX2, packedQ8Q8_0x3AVX2, packedQ8Q8_0x4AVX2},
+	pkQ4_0:  {packedQ8Q4_0x1AVX2, packedQ8Q4_0x2AVX2, packedQ8Q4_0x3AVX2, packedQ8Q4_0x4AVX2},
+	pkQ6_K:  {packedQ8Q6_Kx1AVX2, packedQ8Q6_Kx2AVX2, packedQ8Q6_Kx3AVX2, packedQ8Q6_Kx4AVX2},
+	pkQ4_K:  {packedQ8Q4_Kx1AVX2, packedQ8Q4_Kx2AVX2, packedQ8Q4_Kx3AVX2, packedQ8Q4_Kx4AVX2},
+}
+
+// quantizeQ8Asm says the assembly quantizes the activations' whole chunks
+// (where use.AVX2FMA).
+const quantizeQ8Asm = true

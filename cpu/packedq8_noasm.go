@@ -1,0 +1,12 @@
+//go:build !amd64 || noasm || gccgo || safe
+
+package cpu
+
+// Without the assembly the integer product runs packedDotQ8Go.
+
+var packedQ8Kernels [pkKinds][packedFusedRows]packedQ8Kernel
+
+const quantizeQ8Asm = false
+
+func quantizeQ8ChunksAVX2(x *float32, chunks int, dst *byte)        { panic("unreachable") }
+func quantizeQ8ChunksEvenOddAVX2(x *float32, chunks int, dst *byte) { panic("unreachable") }
