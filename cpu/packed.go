@@ -82,8 +82,8 @@ var (
 // products with the rows of a straight from the packed bytes, so that the
 // weight streams through once at the width it is stored in. For the
 // integer formats (all those but F16 and BF16, groups a multiple of 32
-// where a row has several, and ggml Q4_K and Q6_K too) and up to
-// packedQ8Rows rows of a, the rows of a are first rounded to 8 bits in
+// where a row has several, and ggml Q4_K and Q6_K too) and any number of
+// rows of a (decode and prefill), the rows of a are first rounded to 8 bits in
 // blocks of 32, once per call, and the products summed in integers
 // (packedq8.go, as llama.cpp does; past packedFusedRows rows, in groups of
 // rows over tiles of W that stay in L2): the result differs from the
@@ -91,7 +91,7 @@ var (
 // backend.PackedGemmer). SetExactPacked(true) keeps the float kernels
 // (packed_kernels.go), which widen each code to float32.
 //
-// Otherwise (prefill, and the other formats) each task decodes a tile of rows of W
+// Otherwise (the other formats, and everything with SetExactPacked) each task decodes a tile of rows of W
 // (packedTileBytes of float32, so that it stays in L2, at most a share of
 // n that keeps every thread busy) into a buffer of its own with
 // f.DecodeRows (SIMD for quant.RowFormat), multiplies a by it with the single-threaded GEMM kernels,

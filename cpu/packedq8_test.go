@@ -333,7 +333,7 @@ func TestPackedDotQ8Exact(t *testing.T) {
 }
 
 // TestGemmPackedQ8 runs the exported GemmPacked at the decode sizes on two
-// threads, m up to packedQ8Rows (groups of rows past packedFusedRows): by
+// threads, m from 1 to 37 (groups of rows past packedFusedRows): by
 // default within ActQ8Bound of the exact product (and not
 // equal to the float kernels' result, which shows the integer path ran),
 // with SetExactPacked(true) within the float bound; and a row holding a
@@ -355,7 +355,7 @@ func TestGemmPackedQ8(t *testing.T) {
 		data := randPackedQ8(rnd, pc.f, n, pc.k)
 		w := make([]float32, n*pc.k)
 		pc.f.DecodeRows(w, data, pc.k)
-		for _, m := range []int{1, 2, 3, 4, 5, packedQ8Rows} {
+		for _, m := range []int{1, 2, 3, 4, 5, 2 * packedFusedRows, 37} {
 			k := pc.k
 			a := make([]float32, m*k)
 			for i := range a {

@@ -13,7 +13,10 @@ import (
 // Q8_0 blocks as Q8_0 and checks that LoadGGUF computes exactly what the
 // F32 model computes with those matrices rounded through Q8_0: the
 // dequantization and the q/k reordering commute (blocks lie within rows).
+// The packed weights are multiplied exactly (cpu.SetExactPacked), as the
+// F32 model multiplies them.
 func TestGGUFQ8_0(t *testing.T) {
+	defer cpu.SetExactPacked(cpu.SetExactPacked(true))
 	src, err := gguf.Open(stories + "stories260K.gguf")
 	if err != nil {
 		t.Fatal(err)

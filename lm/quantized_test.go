@@ -18,8 +18,12 @@ import (
 // format), loads each output with LoadHF and checks its logits: equal
 // to those of the float checkpoint quantize.Dequantize writes from it (the
 // float model on the dequantized weights), and within a stated distance of
-// the original float model's.
+// the original float model's. It runs the packed weights exactly
+// (cpu.SetExactPacked), as the float model multiplies them; the default
+// integer path, whose activations are rounded to 8 bits, must keep the
+// drift bound and all but one of the argmaxes.
 func TestLoadQuantized(t *testing.T) {
+	defer cpu.SetExactPacked(cpu.SetExactPacked(true))
 	b := cpu.New()
 	f32, err := LoadHF(b, stories+"hf")
 	if err != nil {
@@ -116,6 +120,25 @@ func TestLoadQuantized(t *testing.T) {
 			}
 			if drift > tc.drift {
 				t.Errorf("logits differ from the float model's by %g, more than %g", drift, tc.drift)
+			}
+			cpu.SetExactPacked(false)
+			gi, err := mq.Forward(mq.NewCache(), storiesTokens)
+			cpu.SetExactPacked(true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			driftInt, agreeInt := 0.0, 0
+			for i := range gi {
+				driftInt = math.Max(driftInt, math.Abs(float64(gi[i]-want[i])))
+			}
+			for i := range storiesTokens {
+				if argmax(gi[i*V:(i+1)*V]) == argmax(want[i*V:(i+1)*V]) {
+					agreeInt++
+				}
+			}
+			t.Logf("integer path (8-bit activations): vs the float model %.3g, same argmax at %d of %d", driftInt, agreeInt, len(storiesTokens))
+			if driftInt > tc.drift || agreeInt < tc.top1-1 {
+				t.Errorf("integer path: logits %g from the float model's (bound %g), argmax kept at %d positions (want %d)", driftInt, tc.drift, agreeInt, tc.top1-1)
 			}
 		})
 	}

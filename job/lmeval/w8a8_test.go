@@ -114,10 +114,12 @@ func TestOpenW8A8(t *testing.T) {
 
 // TestOpenFloat32 opens stories260K quantized int8 per channel packed (the
 // default) and widened to float32 (OpenOptions.Float32): the weights are
-// kept as they are asked, the logits agree, and Float32 with W8A8 is
+// kept as they are asked, the logits agree (the packed ones multiplied
+// exactly, cpu.SetExactPacked), and Float32 with W8A8 is
 // refused as bad input.
 func TestOpenFloat32(t *testing.T) {
 	b := cpu.New()
+	defer cpu.SetExactPacked(cpu.SetExactPacked(true)) // packed, exactly as widened
 	q8 := quantizeStories(t, quant.Int8PerChannel)
 	packed, err := OpenWith(b, q8, OpenOptions{})
 	if err != nil {
