@@ -27,9 +27,15 @@ func New() *Backend { return &Backend{} }
 func (*Backend) Name() string { return "cpu" }
 
 // Describe names the processor (the model name of /proc/cpuinfo where
-// there is one) and the number of threads kernels use.
+// there is one), the number of threads kernels use and how packed weights
+// are multiplied ("packed: 8-bit activations" by default, "packed: exact"
+// after SetExactPacked(true)).
 func (*Backend) Describe() string {
-	return fmt.Sprintf("%s, %d threads", cpuinfo.Read().Model, Threads())
+	packed := "8-bit activations"
+	if exactPacked.Load() {
+		packed = "exact"
+	}
+	return fmt.Sprintf("%s, %d threads, packed: %s", cpuinfo.Read().Model, Threads(), packed)
 }
 
 // Buffer is memory of the CPU backend: a Go slice of the buffer's type.

@@ -339,8 +339,13 @@ func (p *placer) layer(c Config, l *Layer) deviceLayer {
 	return d
 }
 
+// Device describes the backend the model runs on (backend.Describe): for
+// the CPU, its processor, threads and how packed weights are multiplied.
+func (m *Model) Device() string { return m.b.Describe() }
+
 // Close frees the model's buffers on its backend and releases what its
-// weights are mapped from. The model must not be used afterwards.
+// weights are mapped from (the arena of the weights it keeps, the file
+// mapping). The model must not be used afterwards.
 func (m *Model) Close() error {
 	var errs []error
 	for _, b := range m.owned {

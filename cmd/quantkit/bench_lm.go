@@ -74,13 +74,14 @@ var benchLMCommand = &cli.Command{
 		"`bench --energy`; the idle power is measured once for --idle before the run. J/token is the\n" +
 		"window's energy over its tokens, gross and with the idle power over the window subtracted.\n" +
 		"Where no counter can be read the report says why and measures the rest.",
-	Flags: []cli.Flag{benchLMPrecisionsFlag, benchLMGroupFlag, benchLMHeadFlag, benchLMPromptFlag, benchLMGenFlag, benchLMBatchFlag,
+	Flags: []cli.Flag{benchLMPrecisionsFlag, benchLMGroupFlag, benchLMHeadFlag, benchLMPromptFlag, benchLMGenFlag, benchLMBatchFlag, lmExactFlag,
 		benchLMRoundsFlag, benchLMSeedFlag, benchLMThreadsFlag, benchLMDeviceFlag, benchLMInProcessFlag,
 		benchEnergyFlag, benchMinWindowFlag, benchIntervalFlag, benchIdleFlag, jsonFlag, jsonOutFlag, benchCSVFlag, benchPlotFlag},
 	Action: runBenchLM,
 }
 
 func runBenchLM(c *cli.Context) error {
+	applyExact(c)
 	opt, err := parseBenchLMFlags(c)
 	if err != nil {
 		return badInput(fmt.Errorf("bench lm: %w", err))

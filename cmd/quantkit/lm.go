@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/quantkit/quantkit/backend"
+	"github.com/quantkit/quantkit/cpu"
 	"github.com/quantkit/quantkit/internal/jsonout"
 	"github.com/quantkit/quantkit/job/lmeval"
 )
@@ -28,6 +29,7 @@ var (
 	lmCtxFlag       = &cli.IntFlag{Name: "ctx", Value: 512, Usage: "window length in tokens (the second half of each window is scored)"}
 	lmRefFlag       = &cli.StringFlag{Name: "ref", Usage: "reference `MODEL`: report each model's KL divergence from it and top-1 agreement"}
 	lmW8A8Flag      = &cli.BoolFlag{Name: "w8a8", Usage: "run an int8 per-channel checkpoint (quantkit quantize --scheme int8) as W8A8: the weights stay int8, each token's activations are quantized to int8 with one scale per token, and the matrix products are integer GEMMs; refused for a model without int8 per-channel weights (a float or int4 checkpoint, a GGUF or llama2.c file)"}
+	lmExactFlag     = &cli.BoolFlag{Name: "exact", Usage: "multiply packed (quantized) weights by float32 activations, as their dequantized float copy would be; by default decode and prefill round each activation row to 8 bits in blocks of 32 and use integer dot products (as llama.cpp does: faster, a relative error of about 1/254 of each block's largest activation); the environment variable QUANTKIT_EXACT_PACKED=1 does the same"}
 	lmFloat32Flag   = &cli.BoolFlag{Name: "float32", Usage: "widen every weight to float32 at load (4 bytes a weight, the float32 GEMMs): the float model on the dequantized weights; by default quantized and 16-bit weights stay packed in memory and are decoded a tile at a time inside the matrix products"}
 	lmEvalW8A8Flag  = &cli.BoolFlag{Name: "w8a8", Usage: "run each MODEL that is an int8 per-channel checkpoint as W8A8 (int8 weights, activations quantized to int8 per token, integer GEMMs; named \"MODEL (w8a8)\" in the report); the other MODELs and the --ref run as without the flag; refused when no MODEL has int8 per-channel weights"}
 )
@@ -53,7 +55,7 @@ var lmCommand = &cli.Command{
 			Description: "Greedy by default; --temp T samples from softmax(logits/T), restricted by --top-p.\n" +
 				"The prompt and the text stream to stdout, the timings (prompt and generation\n" +
 				"tokens/s apart) to stderr at the end; --json prints the report instead.\n" + w8a8Help,
-			Flags:  []cli.Flag{lmPromptFlag, lmNFlag, lmTempFlag, lmTopPFlag, lmSeedFlag, lmTokenizerFlag, lmW8A8Flag, lmFloat32Flag, deviceFlag, jsonFlag},
+			Flags:  []cli.Flag{lmPromptFlag, lmNFlag, lmTempFlag, lmTopPFlag, lmSeedFlag, lmTokenizerFlag, lmW8A8Flag, lmFloat32Flag, lmExactFlag, deviceFlag, jsonFlag},
 			Action: runLMGenerate,
 		},
 		{
@@ -70,7 +72,7 @@ var lmCommand = &cli.Command{
 				"In lm eval, --w8a8 applies to each MODEL that has int8 per-channel weights (named\n" +
 				"\"MODEL (w8a8)\"); the others and the --ref run as without it, so that one table compares\n" +
 				"the original with its W8A8 and other quantizations.",
-			Flags:  []cli.Flag{lmEvalTextFlag, lmCtxFlag, lmRefFlag, lmTokenizerFlag, lmEvalW8A8Flag, lmFloat32Flag, deviceFlag, jsonFlag, jsonOutFlag},
+			Flags:  []cli.Flag{lmEvalTextFlag, lmCtxFlag, lmRefFlag, lmTokenizerFlag, lmEvalW8A8Flag, lmFloat32Flag, lmExactFlag, deviceFlag, jsonFlag, jsonOutFlag},
 			Action: runLMEval,
 		},
 	},
@@ -83,7 +85,18 @@ func oneModel(c *cli.Context, what string) (string, error) {
 	return c.Args().First(), nil
 }
 
+// applyExact makes the packed weights' products exact (cpu.SetExactPacked)
+// when --exact is given, in this process and in the child processes it
+// starts (bench lm's), which read QUANTKIT_EXACT_PACKED.
+func applyExact(c *cli.Context) {
+	if c.Bool(lmExactFlag.Name) {
+		os.Setenv("QUANTKIT_EXACT_PACKED", "1")
+		cpu.SetExactPacked(true)
+	}
+}
+
 func runLMGenerate(c *cli.Context) error {
+	applyExact(c)
 	path, err := oneModel(c, "generate")
 	if err != nil {
 		return err
@@ -215,6 +228,7 @@ func tokenize(c *cli.Context, t interface {
 }
 
 func runLMEval(c *cli.Context) error {
+	applyExact(c)
 	if c.NArg() == 0 {
 		return badInput(fmt.Errorf("lm eval: name at least one MODEL"))
 	}

@@ -62,6 +62,10 @@ type ModelEval struct {
 
 // EvalReport is Eval's result.
 type EvalReport struct {
+	// Device is the backend the first model ran on (lm.Model.Device): on
+	// the CPU it says whether packed weights were multiplied exactly or
+	// with 8-bit activations.
+	Device  string      `json:"device"`
 	Ctx     int         `json:"ctx"`
 	Windows int         `json:"windows"`
 	Scored  int         `json:"scored_tokens"` // per model
@@ -71,7 +75,7 @@ type EvalReport struct {
 
 // WriteTable writes one row per model, the reference first.
 func (r *EvalReport) WriteTable(w io.Writer) error {
-	fmt.Fprintf(w, "%d windows of %d tokens, %d tokens scored (the second half of each window)\n", r.Windows, r.Ctx, r.Scored)
+	fmt.Fprintf(w, "%d windows of %d tokens, %d tokens scored (the second half of each window); %s\n", r.Windows, r.Ctx, r.Scored, r.Device)
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "model\tperplexity\tNLL\tmean KL\tp99 KL\tmax KL\ttop-1 agree\t")
 	row := func(m ModelEval, ref bool) {
@@ -143,7 +147,7 @@ func Eval(ctx context.Context, opt EvalOptions) (*EvalReport, error) {
 	}
 	first := opt.Ctx / 2
 	perWindow := opt.Ctx - 1 - first
-	rep := &EvalReport{Ctx: opt.Ctx, Windows: windows, Scored: windows * perWindow}
+	rep := &EvalReport{Ctx: opt.Ctx, Windows: windows, Scored: windows * perWindow, Device: opt.Models[0].Model.Device()}
 
 	type acc struct {
 		nll   float64
