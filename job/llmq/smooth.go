@@ -68,17 +68,26 @@ func checkW8A8(opt Options, ct ctensors.Format) error {
 }
 
 // writeConfig writes config.json into dir: quantize.WriteConfig's, with
-// W8A8's input activations (ctensors.DynamicTokenInt8) when opt.W8A8.
+// W8A8's input activations (ctensors.DynamicTokenInt8) when opt.W8A8 and
+// GPTQ's activation order (actorder "weight") when it used one.
 func (su *setup) writeConfig(opt Options, dir string) error {
-	if !opt.W8A8 {
+	actOrder := opt.Method.usesGPTQ() && opt.GPTQ.ActOrder
+	if !opt.W8A8 && !actOrder {
 		return quantize.WriteConfig(su.ck, su.p, dir)
 	}
 	qc, err := ctensors.QuantizationConfig(su.p.Scheme, su.ct, su.p.Ignore())
 	if err != nil {
 		return err
 	}
-	if err := ctensors.SetInputActivations(qc, ctensors.DynamicTokenInt8); err != nil {
-		return err
+	if opt.W8A8 {
+		if err := ctensors.SetInputActivations(qc, ctensors.DynamicTokenInt8); err != nil {
+			return err
+		}
+	}
+	if actOrder {
+		if err := ctensors.SetWeightsActOrder(qc, ctensors.ActOrderWeight); err != nil {
+			return err
+		}
 	}
 	cfg := su.ck.Config()
 	if cfg == nil {
