@@ -1,0 +1,300 @@
+package gptq
+
+import (
+	"math"
+	"runtime"
+	"sync"
+)
+
+// The factorisations of a Hessian, in float64 on packed lower-triangular
+// storage: row i of an n×n lower-triangular (or symmetric) matrix holds
+// its entries (i, 0..i) at offsets i(i+1)/2 … i(i+1)/2+i, so that a
+// Hessian of n columns costs n(n+1)/2 float64, half of a square one.
+// Both are blocked, as LAPACK's dpotrf and dtrtri are: an unblocked step
+// on a diagonal block of cholBlock columns, then the bulk of the work
+// (the trailing update) as one matrix product A·Bᵀ of long rows, run by
+// ntTile's 4×2 register tile on every core.
+
+// cholBlock is the column block of cholPacked and invLowerPacked: the
+// dot products of the trailing updates are this long.
+const cholBlock = 96
+
+// packedLen is the number of entries of an n×n packed triangle.
+func packedLen(n int) int { return n * (n + 1) / 2 }
+
+// rowOff is the offset of row i in packed lower storage.
+func rowOff(i int) int { return i * (i + 1) / 2 }
+
+// cholPacked factors the symmetric a [n×n, packed lower] in place into
+// its lower Cholesky factor L (a = L·Lᵀ); it reports false, a left
+// partly overwritten, when a is not (numerically) positive definite.
+func cholPacked(a []float64, n int) bool {
+	nb := cholBlock
+	panel := make([]float64, 0, n*nb) // A21, then L21, packed [m, nb]
+	work := make([]float64, 0, n*nb)
+	linv := make([]float64, nb*nb) // L11⁻¹, rows of stride nb
+	for k0 := 0; k0 < n; k0 += nb {
+		k1 := min(k0+nb, n)
+		w := k1 - k0
+		// The diagonal block, its updates done: unblocked.
+		for j := k0; j < k1; j++ {
+			rj := a[rowOff(j)+k0 : rowOff(j)+j+1]
+			d := rj[j-k0]
+			for _, v := range rj[:j-k0] {
+				d -= v * v
+			}
+			if !(d > 0) || math.IsInf(d, 0) {
+				return false
+			}
+			d = math.Sqrt(d)
+			rj[j-k0] = d
+			for i := j + 1; i < k1; i++ {
+				ri := a[rowOff(i)+k0 : rowOff(i)+i+1]
+				s := ri[j-k0]
+				for p, v := range rj[:j-k0] {
+					s -= ri[p] * v
+				}
+				ri[j-k0] = s / d
+			}
+		}
+		if k1 == n {
+			break
+		}
+		m := n - k1
+		// L21 = A21·L11⁻ᵀ, L21[i, j] = Σ_p A21[i, p]·L11⁻¹[j, p]: a product
+		// with the explicit inverse of the small diagonal block.
+		clear(linv)
+		invLowerSmall(linv, nb, func(i int) []float64 { return a[rowOff(k0+i)+k0 : rowOff(k0+i)+k0+i+1] }, w)
+		panel = panel[:m*w]
+		for i := range m {
+			copy(panel[i*w:(i+1)*w], a[rowOff(k1+i)+k0:rowOff(k1+i)+k1])
+		}
+		work = work[:m*w]
+		arows := rowsOf(panel, w, m, func(int) int { return w })
+		brows := rowsOf(linv, nb, w, func(j int) int { return j + 1 })
+		crows := rowsOf(work, w, m, func(int) int { return w })
+		ntProduct(crows, arows, brows, 1, false)
+		for i := range m {
+			copy(a[rowOff(k1+i)+k0:rowOff(k1+i)+k1], work[i*w:(i+1)*w])
+		}
+		// A22 −= L21·L21ᵀ, its lower triangle.
+		lrows := rowsOf(work, w, m, func(int) int { return w })
+		trail := make([][]float64, m)
+		for i := range m {
+			trail[i] = a[rowOff(k1+i)+k1 : rowOff(k1+i)+k1+i+1]
+		}
+		ntProduct(trail, lrows, lrows, -1, true)
+	}
+	return true
+}
+
+// invLowerSmall writes the inverse of the lower-triangular w×w matrix L
+// whose row i (entries 0..i) is row(i) into dst, row-major with stride
+// ld: dst[i*ld+j] = L⁻¹[i, j] for j ≤ i, the rest untouched. It is the
+// textbook forward substitution, column by column of L⁻¹.
+func invLowerSmall(dst []float64, ld int, row func(i int) []float64, w int) {
+	for j := range w {
+		dst[j*ld+j] = 1 / row(j)[j]
+		for i := j + 1; i < w; i++ {
+			ri := row(i)
+			var s float64
+			for p := j; p < i; p++ {
+				s += ri[p] * dst[p*ld+j]
+			}
+			dst[i*ld+j] = -s / ri[i]
+		}
+	}
+}
+
+// invLowerPacked replaces the lower-triangular L [n×n, packed lower] with
+// L⁻¹, in place, block column by block column from the last: with L =
+// [L11 0; L21 L22] and L22⁻¹ already in place, L⁻¹'s block below L11⁻¹
+// is −L22⁻¹·L21·L11⁻¹. It reports false when a diagonal entry is not a
+// positive finite number.
+func invLowerPacked(a []float64, n int) bool {
+	for i := range n {
+		if d := a[rowOff(i)+i]; !(d > 0) || math.IsInf(d, 0) {
+			return false
+		}
+	}
+	nb := cholBlock
+	bt := make([]float64, 0, n*nb) // L21ᵀ [w, m]
+	t := make([]float64, 0, n*nb)  // L22⁻¹·L21 [m, w]
+	minv := make([]float64, nb*nb) // L11⁻¹ rows
+	minvT := make([]float64, nb*nb)
+	last := (n - 1) / nb * nb
+	for k0 := last; k0 >= 0; k0 -= nb {
+		k1 := min(k0+nb, n)
+		w := k1 - k0
+		clear(minv)
+		invLowerSmall(minv, nb, func(i int) []float64 { return a[rowOff(k0+i)+k0 : rowOff(k0+i)+k0+i+1] }, w)
+		if k1 < n {
+			m := n - k1
+			bt = bt[:w*m]
+			for p := range m {
+				for c, v := range a[rowOff(k1+p)+k0 : rowOff(k1+p)+k1] {
+					bt[c*m+p] = v
+				}
+			}
+			// T = L22⁻¹·L21: row i of L22⁻¹ has i+1 entries.
+			t = t[:m*w]
+			arows := make([][]float64, m)
+			for i := range m {
+				arows[i] = a[rowOff(k1+i)+k1 : rowOff(k1+i)+k1+i+1]
+			}
+			ntProduct(rowsOf(t, w, m, func(int) int { return w }), arows, rowsOf(bt, m, w, func(int) int { return m }), 1, false)
+			// L⁻¹'s block = −T·L11⁻¹, (T·L11⁻¹)[i, c] = Σ_p T[i,p]·L11⁻¹[p,c].
+			clear(minvT)
+			for p := range w {
+				for c := 0; c <= p; c++ {
+					minvT[c*nb+p] = minv[p*nb+c]
+				}
+			}
+			crows := make([][]float64, m)
+			for i := range m {
+				crows[i] = a[rowOff(k1+i)+k0 : rowOff(k1+i)+k1]
+			}
+			ntProduct(crows, rowsOf(t, w, m, func(int) int { return w }), rowsOf(minvT, nb, w, func(int) int { return w }), -1, false)
+		}
+		for i := range w {
+			copy(a[rowOff(k0+i)+k0:rowOff(k0+i)+k0+i+1], minv[i*nb:i*nb+i+1])
+		}
+	}
+	return true
+}
+
+// rowsOf is the rows of a row-major buffer with stride ld, row i of
+// length n(i).
+func rowsOf(buf []float64, ld, rows int, n func(i int) int) [][]float64 {
+	out := make([][]float64, rows)
+	for i := range out {
+		out[i] = buf[i*ld : i*ld+n(i)]
+	}
+	return out
+}
+
+// ntProduct is, for every i and every j < len(c[i]), with s the dot
+// product of a[i] and b[j] over their common length:
+//
+//	c[i][j] = s (alpha = 1), −s (alpha = −1, sub false) or c[i][j] − s
+//	(alpha = −1, sub true)
+//
+// the rows of c split between the cores by the work they hold.
+func ntProduct(c, a, b [][]float64, alpha float64, sub bool) {
+	m := len(c)
+	workers := runtime.GOMAXPROCS(0)
+	var total int
+	for i := range c {
+		total += len(c[i]) * len(a[i])
+	}
+	if workers == 1 || total < 1<<16 {
+		ntRows(c, a, b, alpha, sub)
+		return
+	}
+	// Split at rows that are multiples of 4, each part about total/workers.
+	var wg sync.WaitGroup
+	start, acc, part := 0, 0, 1
+	for i := range m {
+		acc += len(c[i]) * len(a[i])
+		if (i+1)%4 == 0 && acc*workers >= total*part && part < workers {
+			r0, r1 := start, i+1
+			wg.Add(1)
+			go func() { defer wg.Done(); ntRows(c[r0:r1], a[r0:r1], b, alpha, sub) }()
+			start, part = i+1, part+1
+		}
+	}
+	ntRows(c[start:], a[start:], b, alpha, sub)
+	wg.Wait()
+}
+
+// ntRows is ntProduct on one core: 4×2 tiles on the dot products' common
+// length, the remainders one by one.
+func ntRows(c, a, b [][]float64, alpha float64, sub bool) {
+	put := func(i, j int, s float64) {
+		switch {
+		case sub:
+			c[i][j] -= s
+		case alpha < 0:
+			c[i][j] = -s
+		default:
+			c[i][j] = s
+		}
+	}
+	m := len(c)
+	i := 0
+	for ; i+4 <= m; i += 4 {
+		nc := len(c[i+3]) // the widest row of the four (c's rows grow or are equal)
+		if len(c[i]) != nc || len(a[i]) != len(a[i+3]) {
+			// rows of different lengths: a triangle's
+			nc = max(len(c[i]), len(c[i+1]), len(c[i+2]), len(c[i+3]))
+		}
+		ka := min(len(a[i]), len(a[i+1]), len(a[i+2]), len(a[i+3]))
+		j := 0
+		for ; j+2 <= nc; j += 2 {
+			k := min(ka, len(b[j]), len(b[j+1]))
+			s := ntTile(a[i][:k], a[i+1][:k], a[i+2][:k], a[i+3][:k], b[j][:k], b[j+1][:k])
+			for r := range 4 {
+				for q := range 2 {
+					if j+q >= len(c[i+r]) {
+						continue
+					}
+					v := s[2*r+q]
+					// the rest of the dot product beyond the tile's length
+					kk := min(len(a[i+r]), len(b[j+q]))
+					for p := k; p < kk; p++ {
+						v += a[i+r][p] * b[j+q][p]
+					}
+					put(i+r, j+q, v)
+				}
+			}
+		}
+		for r := range 4 {
+			for jj := j; jj < len(c[i+r]); jj++ {
+				put(i+r, jj, dot(a[i+r], b[jj]))
+			}
+		}
+	}
+	for ; i < m; i++ {
+		for j := range c[i] {
+			put(i, j, dot(a[i], b[j]))
+		}
+	}
+}
+
+// dot is Σ x[p]·y[p] over their common length.
+func dot(x, y []float64) float64 {
+	n := min(len(x), len(y))
+	x, y = x[:n], y[:n]
+	var s0, s1 float64
+	p := 0
+	for ; p+2 <= n; p += 2 {
+		s0 += x[p] * y[p]
+		s1 += x[p+1] * y[p+1]
+	}
+	if p < n {
+		s0 += x[p] * y[p]
+	}
+	return s0 + s1
+}
+
+// ntTile is the 4×2 block of dot products of a0..a3 with b0, b1 (all of
+// one length), s[2r+q] = a_r·b_q: 8 accumulators in registers, 6 loads for
+// 8 multiply-adds.
+func ntTile(a0, a1, a2, a3, b0, b1 []float64) (s [8]float64) {
+	k := len(a0)
+	a1, a2, a3, b0, b1 = a1[:k], a2[:k], a3[:k], b0[:k], b1[:k]
+	var s00, s01, s10, s11, s20, s21, s30, s31 float64
+	for p, x0 := range a0 {
+		y0, y1 := b0[p], b1[p]
+		x1, x2, x3 := a1[p], a2[p], a3[p]
+		s00 += x0 * y0
+		s01 += x0 * y1
+		s10 += x1 * y0
+		s11 += x1 * y1
+		s20 += x2 * y0
+		s21 += x2 * y1
+		s30 += x3 * y0
+		s31 += x3 * y1
+	}
+	return [8]float64{s00, s01, s10, s11, s20, s21, s30, s31}
+}
