@@ -28,7 +28,10 @@ func rowOff(i int) int { return i * (i + 1) / 2 }
 // cholPacked factors the symmetric a [n×n, packed lower] in place into
 // its lower Cholesky factor L (a = L·Lᵀ); it reports false, a left
 // partly overwritten, when a is not (numerically) positive definite.
-func cholPacked(a []float64, n int) bool {
+// With gemm (C = A·Bᵀ in float32, Options.Gemm) the trailing updates'
+// products are float32 GEMMs subtracted from the float64 a (see
+// syrkF32); without, everything is float64.
+func cholPacked(a []float64, n int, gemm gemmFunc) bool {
 	nb := cholBlock
 	panel := make([]float64, 0, n*nb) // A21, then L21, packed [m, nb]
 	work := make([]float64, 0, n*nb)
@@ -78,6 +81,10 @@ func cholPacked(a []float64, n int) bool {
 			copy(a[rowOff(k1+i)+k0:rowOff(k1+i)+k1], work[i*w:(i+1)*w])
 		}
 		// A22 −= L21·L21ᵀ, its lower triangle.
+		if gemm != nil {
+			syrkF32(a, k1, work, m, w, gemm)
+			continue
+		}
 		lrows := rowsOf(work, w, m, func(int) int { return w })
 		trail := make([][]float64, m)
 		for i := range m {
@@ -110,8 +117,9 @@ func invLowerSmall(dst []float64, ld int, row func(i int) []float64, w int) {
 // L⁻¹, in place, block column by block column from the last: with L =
 // [L11 0; L21 L22] and L22⁻¹ already in place, L⁻¹'s block below L11⁻¹
 // is −L22⁻¹·L21·L11⁻¹. It reports false when a diagonal entry is not a
-// positive finite number.
-func invLowerPacked(a []float64, n int) bool {
+// positive finite number. With gemm, the product L22⁻¹·L21 is float32
+// GEMMs summed in float64 (see trmmF32).
+func invLowerPacked(a []float64, n int, gemm gemmFunc) bool {
 	for i := range n {
 		if d := a[rowOff(i)+i]; !(d > 0) || math.IsInf(d, 0) {
 			return false
@@ -138,11 +146,15 @@ func invLowerPacked(a []float64, n int) bool {
 			}
 			// T = L22⁻¹·L21: row i of L22⁻¹ has i+1 entries.
 			t = t[:m*w]
-			arows := make([][]float64, m)
-			for i := range m {
-				arows[i] = a[rowOff(k1+i)+k1 : rowOff(k1+i)+k1+i+1]
+			if gemm != nil {
+				trmmF32(t, a, k1, n, bt, w, gemm)
+			} else {
+				arows := make([][]float64, m)
+				for i := range m {
+					arows[i] = a[rowOff(k1+i)+k1 : rowOff(k1+i)+k1+i+1]
+				}
+				ntProduct(rowsOf(t, w, m, func(int) int { return w }), arows, rowsOf(bt, m, w, func(int) int { return m }), 1, false)
 			}
-			ntProduct(rowsOf(t, w, m, func(int) int { return w }), arows, rowsOf(bt, m, w, func(int) int { return m }), 1, false)
 			// L⁻¹'s block = −T·L11⁻¹, (T·L11⁻¹)[i, c] = Σ_p T[i,p]·L11⁻¹[p,c].
 			clear(minvT)
 			for p := range w {
@@ -161,6 +173,99 @@ func invLowerPacked(a []float64, n int) bool {
 		}
 	}
 	return true
+}
+
+// gemmFunc is C[m×n] = A[m×k]·B[n×k]ᵀ in float32 (Options.Gemm).
+type gemmFunc func(m, n, k int, a, b, c []float32)
+
+// f32Block is the side of the float32 GEMMs' blocks in syrkF32 and
+// trmmF32, and the most terms one of their float32 sums has before it is
+// added to a float64 total. (A variable for the tests.)
+var f32Block = 512
+
+// syrkF32 is a[k1+i, k1+j] −= Σ_p l[i, p]·l[j, p] for j ≤ i < m (the
+// trailing update of cholPacked from L21 = l [m, w] row-major), as float32
+// GEMMs of f32Block × f32Block blocks on and below the diagonal, each
+// block's products (w ≤ cholBlock terms a sum) subtracted from the
+// float64 a. The rounding is float32's on each panel's contribution, as
+// in torch's float32 Cholesky that the reference GPTQ implementations
+// run, while the sum over the panels, the diagonal blocks and the
+// triangular solves stay float64.
+func syrkF32(a []float64, k1 int, l []float64, m, w int, gemm gemmFunc) {
+	l32 := make([]float32, m*w)
+	for i, v := range l {
+		l32[i] = float32(v)
+	}
+	out := make([]float32, f32Block*f32Block)
+	for i0 := 0; i0 < m; i0 += f32Block {
+		ni := min(f32Block, m-i0)
+		for j0 := 0; j0 <= i0; j0 += f32Block {
+			nj := min(f32Block, m-j0)
+			o := out[:ni*nj]
+			gemm(ni, nj, w, l32[i0*w:(i0+ni)*w], l32[j0*w:(j0+nj)*w], o)
+			for i := range ni {
+				r := k1 + i0 + i
+				hi := min(nj, i0+i-j0+1) // j ≤ i
+				row := a[rowOff(r)+k1+j0 : rowOff(r)+k1+j0+hi]
+				for j, v := range o[i*nj : i*nj+hi] {
+					row[j] -= float64(v)
+				}
+			}
+		}
+	}
+}
+
+// trmmF32 is t[i, c] = Σ_{p ≤ i} M[i, p]·bt[c, p] for i < m = n − k1, c < w,
+// with M = a's trailing triangle from row and column k1 (packed lower)
+// and bt [w, m] row-major: float32 GEMMs of f32Block rows by f32Block
+// terms, each summed into the float64 t.
+func trmmF32(t, a []float64, k1, n int, bt []float64, w int, gemm gemmFunc) {
+	m := n - k1
+	clear(t[:m*w])
+	chunks := (m + f32Block - 1) / f32Block
+	// bt in float32, chunk by chunk: chunk q is [w, f32Block] contiguous.
+	b32 := make([]float32, chunks*w*f32Block)
+	for q := range chunks {
+		p0, p1 := q*f32Block, min((q+1)*f32Block, m)
+		for c := range w {
+			dst := b32[(q*w+c)*f32Block : (q*w+c)*f32Block+p1-p0]
+			for p, v := range bt[c*m+p0 : c*m+p1] {
+				dst[p] = float32(v)
+			}
+		}
+	}
+	a32 := make([]float32, f32Block*f32Block)
+	out := make([]float32, f32Block*w)
+	for r0 := 0; r0 < m; r0 += f32Block {
+		nr := min(f32Block, m-r0)
+		for q := 0; q*f32Block < r0+nr; q++ {
+			p0, p1 := q*f32Block, min((q+1)*f32Block, m)
+			kc := p1 - p0
+			ab := a32[:nr*kc]
+			for i := range nr {
+				r := r0 + i
+				row := ab[i*kc : (i+1)*kc]
+				lim := min(kc, r+1-p0) // entries p ≤ r
+				src := a[rowOff(k1+r)+k1+p0:]
+				for p := range max(lim, 0) {
+					row[p] = float32(src[p])
+				}
+				clear(row[max(lim, 0):])
+			}
+			o := out[:nr*w]
+			bq := b32[q*w*f32Block : (q+1)*w*f32Block]
+			if kc < f32Block { // the last chunk: its rows are kc long
+				bq = make([]float32, w*kc)
+				for c := range w {
+					copy(bq[c*kc:(c+1)*kc], b32[(q*w+c)*f32Block:(q*w+c)*f32Block+kc])
+				}
+			}
+			gemm(nr, w, kc, ab, bq, o)
+			for i, v := range o {
+				t[r0*w+i] += float64(v)
+			}
+		}
+	}
 }
 
 // rowsOf is the rows of a row-major buffer with stride ld, row i of

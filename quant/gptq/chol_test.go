@@ -80,80 +80,98 @@ func naiveChol(a []float64, n int) ([]float64, bool) {
 // recurrence and with gonum's dpotrf and dtrtri, on sizes below, at and
 // across the block size, well and ill conditioned (condition numbers to
 // about 1e9), with dead columns.
+//
+// The float32 path (Options.Gemm's products) is checked the same way at
+// float32's precision, its GEMMs in blocks of 40 so that several blocks
+// and a partial one are summed.
 func TestCholPacked(t *testing.T) {
+	defer func(v int) { f32Block = v }(f32Block)
+	f32Block = 40
 	r := rand.New(rand.NewPCG(1, 1))
 	for _, tc := range []struct {
-		n, k   int
-		scale  float64
-		dead   []int
-		eps    float64
-		relTol float64
+		n, k             int
+		scale            float64
+		dead             []int
+		eps              float64
+		relTol, relTol32 float64
 	}{
-		{1, 3, 1, nil, 0.1, 1e-13},
-		{5, 9, 1, nil, 0.01, 1e-12},
-		{cholBlock, 200, 1, []int{3}, 0.01, 1e-11},
-		{cholBlock + 1, 200, 10, nil, 0.01, 1e-10},
-		{2*cholBlock + 37, 400, 30, []int{0, 100, 2*cholBlock + 36}, 1e-3, 1e-8},
-		{300, 100, 100, []int{7}, 1e-5, 1e-6}, // rank-deficient, held up by eps
+		{1, 3, 1, nil, 0.1, 1e-13, 1e-13},
+		{5, 9, 1, nil, 0.01, 1e-12, 1e-12},
+		{cholBlock, 200, 1, []int{3}, 0.01, 1e-11, 1e-11},
+		{cholBlock + 1, 200, 10, nil, 0.01, 1e-10, 1e-6},
+		{2*cholBlock + 37, 400, 30, []int{0, 100, 2*cholBlock + 36}, 1e-3, 1e-8, 1e-6},
+		// rank-deficient, held up by eps: condition number about 1e9,
+		// where float32 products lose most digits (GPTQ's dampening keeps
+		// its Hessians far better conditioned)
+		{300, 100, 100, []int{7}, 1e-5, 1e-6, 0.1},
 	} {
-		name := fmt.Sprintf("n%d-scale%g-eps%g", tc.n, tc.scale, tc.eps)
 		a := spd(r, tc.n, tc.k, tc.scale, tc.dead, tc.eps)
-		n := tc.n
-		want, ok := naiveChol(a, n)
-		if !ok {
-			t.Fatalf("%s: the naive Cholesky failed", name)
-		}
-		p := pack(a, n)
-		if !cholPacked(p, n) {
-			t.Fatalf("%s: cholPacked failed", name)
-		}
-		var maxL, errL float64
-		for i := range n {
-			for j := 0; j <= i; j++ {
-				maxL = math.Max(maxL, math.Abs(want[i*n+j]))
-				errL = math.Max(errL, math.Abs(p[rowOff(i)+j]-want[i*n+j]))
+		for _, f32 := range []bool{false, true} {
+			name := fmt.Sprintf("n%d-scale%g-eps%g-f32%v", tc.n, tc.scale, tc.eps, f32)
+			n := tc.n
+			var gemm gemmFunc
+			if f32 {
+				// float32 products: the tolerance of float32 sums, scaled by
+				// the conditioning as the float64 one is
+				gemm = gemmLoop
+				tc.relTol = math.Max(tc.relTol, 1e-5) * 1e4
 			}
-		}
-		if errL > tc.relTol*maxL {
-			t.Errorf("%s: L differs from the naive one by %g (max |L| %g)", name, errL, maxL)
-		}
-		// gonum on the same matrix.
-		g := append([]float64(nil), a...)
-		tri, ok := lapack64.Potrf(blas64.Symmetric{N: n, Stride: n, Uplo: blas.Lower, Data: g})
-		if !ok || !lapack64.Trtri(tri) {
-			t.Fatalf("%s: gonum failed", name)
-		}
-		if !invLowerPacked(p, n) {
-			t.Fatalf("%s: invLowerPacked failed", name)
-		}
-		var maxI, errI float64
-		for i := range n {
-			for j := 0; j <= i; j++ {
-				maxI = math.Max(maxI, math.Abs(g[i*n+j]))
-				errI = math.Max(errI, math.Abs(p[rowOff(i)+j]-g[i*n+j]))
+			want, ok := naiveChol(a, n)
+			if !ok {
+				t.Fatalf("%s: the naive Cholesky failed", name)
 			}
-		}
-		if errI > tc.relTol*maxI {
-			t.Errorf("%s: L⁻¹ differs from gonum's by %g (max |L⁻¹| %g)", name, errI, maxI)
-		}
-		// L⁻¹·L = I, from the naive L.
-		var errId float64
-		for i := range n {
-			for j := 0; j <= i; j++ {
-				var s float64
-				for q := j; q <= i; q++ {
-					s += p[rowOff(i)+q] * want[q*n+j]
+			p := pack(a, n)
+			if !cholPacked(p, n, gemm) {
+				t.Fatalf("%s: cholPacked failed", name)
+			}
+			var maxL, errL float64
+			for i := range n {
+				for j := 0; j <= i; j++ {
+					maxL = math.Max(maxL, math.Abs(want[i*n+j]))
+					errL = math.Max(errL, math.Abs(p[rowOff(i)+j]-want[i*n+j]))
 				}
-				if i == j {
-					s--
-				}
-				errId = math.Max(errId, math.Abs(s))
 			}
+			if errL > tc.relTol*maxL {
+				t.Errorf("%s: L differs from the naive one by %g (max |L| %g)", name, errL, maxL)
+			}
+			// gonum on the same matrix.
+			g := append([]float64(nil), a...)
+			tri, ok := lapack64.Potrf(blas64.Symmetric{N: n, Stride: n, Uplo: blas.Lower, Data: g})
+			if !ok || !lapack64.Trtri(tri) {
+				t.Fatalf("%s: gonum failed", name)
+			}
+			if !invLowerPacked(p, n, gemm) {
+				t.Fatalf("%s: invLowerPacked failed", name)
+			}
+			var maxI, errI float64
+			for i := range n {
+				for j := 0; j <= i; j++ {
+					maxI = math.Max(maxI, math.Abs(g[i*n+j]))
+					errI = math.Max(errI, math.Abs(p[rowOff(i)+j]-g[i*n+j]))
+				}
+			}
+			if errI > tc.relTol*maxI {
+				t.Errorf("%s: L⁻¹ differs from gonum's by %g (max |L⁻¹| %g)", name, errI, maxI)
+			}
+			// L⁻¹·L = I, from the naive L.
+			var errId float64
+			for i := range n {
+				for j := 0; j <= i; j++ {
+					var s float64
+					for q := j; q <= i; q++ {
+						s += p[rowOff(i)+q] * want[q*n+j]
+					}
+					if i == j {
+						s--
+					}
+					errId = math.Max(errId, math.Abs(s))
+				}
+			}
+			if errId > tc.relTol*math.Max(1, maxI*maxL) {
+				t.Errorf("%s: ‖L⁻¹·L − I‖max = %g", name, errId)
+			}
+			t.Logf("%s: |ΔL| %.2g of %.2g, |ΔL⁻¹| %.2g of %.2g, |L⁻¹L−I| %.2g", name, errL, maxL, errI, maxI, errId)
 		}
-		if errId > tc.relTol*math.Max(1, maxI*maxL) {
-			t.Errorf("%s: ‖L⁻¹·L − I‖max = %g", name, errId)
-		}
-		t.Logf("%s: |ΔL| %.2g of %.2g, |ΔL⁻¹| %.2g of %.2g, |L⁻¹L−I| %.2g", name, errL, maxL, errI, maxI, errId)
 	}
 }
 
@@ -178,7 +196,7 @@ func TestCholPackedFails(t *testing.T) {
 		a := spd(r, n, 400, 1, nil, 0)
 		tc.edit(a)
 		p := pack(a, n)
-		if cholPacked(p, n) {
+		if cholPacked(p, n, nil) {
 			ok := true
 			for i := range n {
 				if d := p[rowOff(i)+i]; !(d > 1e-6) || math.IsNaN(d) {
@@ -192,7 +210,7 @@ func TestCholPackedFails(t *testing.T) {
 	}
 	p := pack(spd(r, 10, 20, 1, nil, 0.1), 10)
 	p[rowOff(4)+4] = 0
-	if invLowerPacked(p, 10) {
+	if invLowerPacked(p, 10, nil) {
 		t.Error("invLowerPacked inverted a matrix with a zero diagonal")
 	}
 }
@@ -206,7 +224,7 @@ func BenchmarkFactor(b *testing.B) {
 	b.Run(fmt.Sprintf("packed-%d", n), func(b *testing.B) {
 		for b.Loop() {
 			p := pack(a, n)
-			if !cholPacked(p, n) || !invLowerPacked(p, n) {
+			if !cholPacked(p, n, nil) || !invLowerPacked(p, n, nil) {
 				b.Fatal("failed")
 			}
 		}

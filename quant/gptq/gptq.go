@@ -159,10 +159,11 @@ func (h *Hessian) Matrix() []float64 {
 func (h *Hessian) Bytes() int64 { return int64(len(h.sum)) * 8 }
 
 // HessianBytes is the memory a Hessian of cols columns holds, and the
-// most its Factorize holds at once (the Hessian and its factor).
+// most its Factorize holds at once (the Hessian, which becomes the
+// factor, and the scratch).
 func HessianBytes(cols int) (hessian, factorize int64) {
 	b := int64(packedLen(cols)) * 8
-	return b, 2 * b
+	return b, b + int64(packedLen(cols))/8 + int64(2*cholBlock+f32Block)*int64(cols)*8
 }
 
 // Fit computes a weight's quantization parameters (one scale and zero
@@ -177,10 +178,12 @@ type Options struct {
 	Damp          float64 // fraction of the mean diagonal added to it; 0 means 0.01
 	ActOrder      bool    // process columns by descending H_jj (static groups)
 	UpdatedScales bool    // fit group scales on the updated weights (per-group schemes only)
-	// Gemm is the float32 GEMM of the block updates, C[m×n] = A[m×k]·B[n×k]ᵀ
-	// as cpu.GemmF32 computes it (any summation order); nil runs a plain
-	// loop. quant stays free of the backends: the caller hands its kernel
-	// in (job/llmq passes cpu.GemmF32).
+	// Gemm is a float32 GEMM, C[m×n] = A[m×k]·B[n×k]ᵀ as cpu.GemmF32
+	// computes it (any summation order), for QuantizeFactored's lazy
+	// updates and Factorize's trailing updates; nil runs the updates as
+	// plain float32 loops and the factorisation all in float64. quant
+	// stays free of the backends: the caller hands its kernel in
+	// (job/llmq passes cpu.GemmF32).
 	Gemm func(m, n, k int, a, b, c []float32) `json:"-"`
 }
 
@@ -233,11 +236,13 @@ func upOff(j, n int) int { return j*n - j*(j-1)/2 }
 // Bytes is the memory f holds.
 func (f *Factor) Bytes() int64 { return int64(len(f.u))*8 + int64(f.Cols)*9 }
 
-// Factorize computes h's Factor under opt (ActOrder, Damp), consuming h:
-// h must not be used afterwards, and its memory is released as U's is
-// made (HessianBytes says the most it holds). U comes from one Cholesky
-// factorisation and one triangular inverse in float64 (cholPacked,
-// invLowerPacked: blocked, their trailing updates on every core): with J
+// Factorize computes h's Factor under opt (ActOrder, Damp, Gemm),
+// consuming h: U is made in h's memory (HessianBytes), and h must not be
+// used afterwards. U comes from one Cholesky factorisation and one
+// triangular inverse in float64 (cholPacked, invLowerPacked: blocked,
+// their trailing updates on every core; with opt.Gemm the updates'
+// products are float32 GEMMs summed in float64, the precision of the
+// float32 factorisations the reference implementations run): with J
 // the reversal, J·H·J = L·Lᵀ gives H⁻¹ = (J·L⁻¹·J)ᵀ·(J·L⁻¹·J), and J·L⁻¹·J
 // is upper with a positive diagonal, so it is the upper Cholesky factor of
 // H⁻¹ that torch's cholesky, cholesky_inverse, cholesky(upper) chain
@@ -290,25 +295,20 @@ func Factorize(h *Hessian, opt Options) (*Factor, error) {
 	}
 	mean /= float64(n)
 	// A = J·P·H·Pᵀ·J (the processing order reversed), dampened, packed
-	// lower: A[i, k] = H[q_i, q_k].
+	// lower, in H's own memory: A[i, k] = H[q_i, q_k].
 	q := make([]int, n)
 	for i := range q {
 		q[i] = f.perm[n-1-i]
 	}
-	A := make([]float64, packedLen(n))
-	for i, qi := range q {
-		row := A[rowOff(i) : rowOff(i)+i+1]
-		for k, qk := range q[:i] {
-			if qi >= qk {
-				row[k] = scale * H[rowOff(qi)+qk]
-			} else {
-				row[k] = scale * H[rowOff(qk)+qi]
-			}
-		}
-		row[i] = diag[qi] + damp*mean
+	A := H
+	permutePacked(A, n, q)
+	for i := range A {
+		A[i] *= scale
 	}
-	H = nil
-	ok := cholPacked(A, n) && invLowerPacked(A, n)
+	for i, qi := range q {
+		A[rowOff(i)+i] = diag[qi] + damp*mean
+	}
+	ok := cholPacked(A, n, opt.Gemm) && invLowerPacked(A, n, opt.Gemm)
 	// U = J·L⁻¹·J: reversing L⁻¹'s packed rows (lower, row-major) gives
 	// U's packed rows (upper, row-major), row n−1−i of U being row i of
 	// L⁻¹ backwards.
@@ -332,6 +332,41 @@ func Factorize(h *Hessian, opt Options) (*Factor, error) {
 	}
 	f.u = A
 	return f, nil
+}
+
+// permutePacked replaces the symmetric a [n×n, packed lower] with
+// a[q_i, q_k] at (i, k), in place: the map from an entry's (unordered)
+// pair of indices to the pair it takes its value from is a permutation
+// of the pairs, followed cycle by cycle (one bit a pair of scratch).
+func permutePacked(a []float64, n int, q []int) {
+	pos := func(i, k int) int {
+		if i < k {
+			i, k = k, i
+		}
+		return rowOff(i) + k
+	}
+	done := make([]uint64, (packedLen(n)+63)/64)
+	for i := range n {
+		for k := 0; k <= i; k++ {
+			s := rowOff(i) + k
+			if done[s/64]&(1<<(s%64)) != 0 {
+				continue
+			}
+			tmp := a[s]
+			ci, ck, cp := i, k, s
+			for {
+				done[cp/64] |= 1 << (cp % 64)
+				si, sk := q[ci], q[ck]
+				sp := pos(si, sk)
+				if sp == s {
+					a[cp] = tmp
+					break
+				}
+				a[cp] = a[sp]
+				ci, ck, cp = si, sk, sp
+			}
+		}
+	}
 }
 
 // Quantize quantizes w [rows, cols] (row-major, Hugging Face's [out, in])

@@ -270,8 +270,8 @@ func TestAgainstReference(t *testing.T) {
 		{"int4-group-wide", int4g, 16, 2*cholBlock + 50, 32, true, true, 11},
 	} {
 		if tc.cols > 2*cholBlock {
-			defer func(v int) { updateCols = v }(updateCols)
-			updateCols = 40
+			defer func(u, f int) { updateCols, f32Block = u, f }(updateCols, f32Block)
+			updateCols, f32Block = 40, 40
 		}
 		x := correlated(r, 300, tc.cols, tc.dead)
 		w := randomWeight(r, tc.rows, tc.cols)
@@ -279,28 +279,33 @@ func TestAgainstReference(t *testing.T) {
 		if err := h.Add(x, 300); err != nil {
 			t.Fatal(err)
 		}
-		res, err := Quantize(w, tc.rows, tc.cols, h, tc.s, minmax(tc.s), Options{BlockSize: tc.bs, ActOrder: tc.actOrder, UpdatedScales: tc.updated})
-		if err != nil {
-			t.Fatalf("%s: %v", tc.name, err)
-		}
-		if res.Fallback {
-			t.Fatalf("%s: fell back to RTN", tc.name)
-		}
 		bs := tc.bs
 		if bs == 0 {
 			bs = 128
 		}
 		want := referenceGPTQ(w, tc.rows, tc.cols, x, 300, tc.s, tc.actOrder, tc.updated, bs)
-		got := dequant(t, res)
-		differ := 0
-		for i := range got {
-			if math.Abs(got[i]-want[i]) > 1e-6*math.Max(1, math.Abs(want[i])) {
-				differ++
+		var got []float64
+		// Gemm nil: the factorisation in float64; gemmLoop: its trailing
+		// updates' products in float32 (as the pipeline runs it).
+		for _, gemm := range []func(m, n, k int, a, b, c []float32){nil, gemmLoop} {
+			res, err := Quantize(w, tc.rows, tc.cols, h, tc.s, minmax(tc.s), Options{BlockSize: tc.bs, ActOrder: tc.actOrder, UpdatedScales: tc.updated, Gemm: gemm})
+			if err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
 			}
-		}
-		t.Logf("%s: %d of %d values differ from the reference", tc.name, differ, len(got))
-		if differ*500 > len(got) {
-			t.Errorf("%s: %d of %d values differ from the reference", tc.name, differ, len(got))
+			if res.Fallback {
+				t.Fatalf("%s: fell back to RTN", tc.name)
+			}
+			got = dequant(t, res)
+			differ := 0
+			for i := range got {
+				if math.Abs(got[i]-want[i]) > 1e-6*math.Max(1, math.Abs(want[i])) {
+					differ++
+				}
+			}
+			t.Logf("%s (float32 products %v): %d of %d values differ from the reference", tc.name, gemm != nil, differ, len(got))
+			if differ*500 > len(got) {
+				t.Errorf("%s (float32 products %v): %d of %d values differ from the reference", tc.name, gemm != nil, differ, len(got))
+			}
 		}
 		if tc.dead >= 0 {
 			for row := range tc.rows {
