@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"slices"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -142,6 +142,7 @@ type Report struct {
 	ForwardSecs  float64         `json:"forward_seconds"`  // the layer passes (calibration forward)
 	HessianSecs  float64         `json:"hessian_seconds"`  // the statistics: Gram matrices into the Hessians
 	QuantizeSecs float64         `json:"quantize_seconds"` // the methods' own work: factorisations and sweeps
+	FactorSecs   float64         `json:"factorize_seconds"` // of QuantizeSecs, GPTQ's factorisations
 	PerLayer     []LayerTime     `json:"per_layer,omitempty"`
 }
 
@@ -308,11 +309,14 @@ func (su *setup) estimate(method Method, seq bool, n, T int) {
 	m.LayerWeights = 4 * (qd*H + 2*kvd*H + H*qd + 3*ff*H + 2*H + qd + 2*kvd + H)
 	m.Embedding = 4 * int64(c.Vocab) * H
 	if method.NeedsData() {
-		// The Hessians (float64) a stage holds at once; each is
-		// factorised in its own memory.
-		m.Statistics = 8 * (H*H + qd*qd + H*H + ff*ff)
+		// The Hessians (float64, packed triangles) a stage holds at once;
+		// each is factorised in its own memory, one at a time, with a
+		// little scratch.
+		hb := func(cols int64) int64 { b, _ := gptq.HessianBytes(int(cols)); return b }
+		_, fb := gptq.HessianBytes(int(max(H, qd, ff)))
+		m.Statistics = 2*hb(H) + hb(qd) + hb(ff) + fb - hb(max(H, qd, ff))
 		if seq {
-			m.Statistics = 8 * max(H*H, qd*qd, ff*ff)
+			m.Statistics = fb
 		}
 		rows := int64(min(n*T, max(T, calibRows/T*T)))
 		m.Activations = 4 * int64(n) * int64(T) * H
@@ -323,9 +327,9 @@ func (su *setup) estimate(method Method, seq bool, n, T int) {
 		m.Scratch = 4*rows*(3*H+2*qd+2*ff+2*kvd) + 4*rows*H + 12*rows*widest + 8*gramBlock*gramBlock
 	}
 	// The quantized copy of a layer (dequantized weights) and a method's
-	// work for the widest projection (GPTQ's float64 weight and float32
-	// lazy update).
-	work := m.LayerWeights + 12*max(qd*H, ff*H)
+	// work for the widest projection (GPTQ's float64 weight and its
+	// lazy update's float32 scratch of 1024 columns).
+	work := m.LayerWeights + 8*max(qd*H, ff*H) + 4*max(H, ff)*1024
 	m.Total = max(m.Embedding+m.Activations, m.LayerWeights+work+m.Statistics+m.Activations+m.Scratch)
 }
 
@@ -537,57 +541,36 @@ func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x [
 			rep.ForwardSecs += time.Since(t0).Seconds() - hs
 		}
 		t1 := time.Now()
-		var fac [4]*gptq.Factor
+		// One input at a time: its Hessian factorised (in its own memory),
+		// the projections reading it quantized, the factor dropped.
 		for _, in := range stage {
-			if hess[in] != nil && opt.Method.usesGPTQ() {
-				if fac[in], err = gptq.Factorize(hess[in], opt.GPTQ); err != nil {
+			var fac *gptq.Factor
+			if hess[in] != nil {
+				t2 := time.Now()
+				g := opt.GPTQ
+				if g.Gemm == nil {
+					g.Gemm = cpu.GemmF32
+				}
+				if fac, err = gptq.Factorize(hess[in], g); err != nil {
 					return fmt.Errorf("layer %d: %s's Hessian: %w", l, in, err)
 				}
 				hess[in] = nil
+				rep.FactorSecs += time.Since(t2).Seconds()
 			}
-		}
-		var todo []int
-		for _, i := range items {
-			it := &p.Items[i]
-			j := projIndex(it.Name)
-			if it.Action == plan.Quantize && j >= 0 && slices.Contains(stage, projInput[j]) {
-				todo = append(todo, i)
-			}
-		}
-		for _, i := range todo {
-			it := &p.Items[i]
-			j := projIndex(it.Name)
-			wt := *weights[j]
-			rows, cols := it.Shape[0], it.Shape[1]
-			codes, params, fallback, err := su.quantizeWeight(opt, it, wt, rows, cols, fac[projInput[j]])
-			if err != nil {
-				return fmt.Errorf("tensor %q: %w", it.Name, err)
-			}
-			if fallback {
-				msg := fmt.Sprintf("%s: the Hessian (or its inverse) is not positive definite: rounded to nearest; more or more varied calibration data, or a larger dampening, may help", it.Name)
-				rep.Warnings = append(rep.Warnings, msg)
-				if opt.Log != nil {
-					fmt.Fprintln(opt.Log, "quantkit: warning:", msg)
+			for _, i := range items {
+				it := &p.Items[i]
+				j := projIndex(it.Name)
+				if it.Action != plan.Quantize || j < 0 || projInput[j] != in {
+					continue
 				}
-			}
-			y := make([]float32, len(wt))
-			if err := quant.Dequantize(y, codes, params); err != nil {
-				return fmt.Errorf("tensor %q: %w", it.Name, err)
-			}
-			rep.Tensors = append(rep.Tensors, TensorResult{Name: it.Name, SQNR: quant.SQNR(wt, y), Fallback: fallback})
-			*weights[j] = y
-			ts, err := ctensors.EncodeWeight(it.Name, codes, params, su.ct, it.ScaleDType)
-			if err != nil {
-				return err
-			}
-			var out [][]byte
-			for k, t := range ts {
-				if t.Name != it.Outputs[k].Name {
-					return fmt.Errorf("encoded tensor %q where the plan has %q", t.Name, it.Outputs[k].Name)
+				out, err := su.quantizeItem(opt, it, weights[j], fac)
+				if err != nil {
+					return err
 				}
-				out = append(out, t.Data)
+				encoded[i] = out
 			}
-			encoded[i] = out
+			fac = nil
+			runtime.GC() // the factor and the float weights quantized: return their memory before the next
 		}
 		rep.QuantizeSecs += time.Since(t1).Seconds()
 	}
@@ -635,6 +618,45 @@ func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x [
 		rep.ForwardSecs += time.Since(t2).Seconds()
 	}
 	return nil
+}
+
+// quantizeItem quantizes the projection of plan item it, whose weight is
+// *wp, with f (GPTQ's, or nil), replaces *wp with the dequantized weight
+// (the layer the next stages and layer run), records the tensor and
+// returns its encoded output tensors.
+func (su *setup) quantizeItem(opt Options, it *plan.Item, wp *[]float32, f *gptq.Factor) ([][]byte, error) {
+	rep := su.rep
+	wt := *wp
+	rows, cols := it.Shape[0], it.Shape[1]
+	codes, params, fallback, err := su.quantizeWeight(opt, it, wt, rows, cols, f)
+	if err != nil {
+		return nil, fmt.Errorf("tensor %q: %w", it.Name, err)
+	}
+	if fallback {
+		msg := fmt.Sprintf("%s: the Hessian (or its inverse) is not positive definite: rounded to nearest; more or more varied calibration data, or a larger dampening, may help", it.Name)
+		rep.Warnings = append(rep.Warnings, msg)
+		if opt.Log != nil {
+			fmt.Fprintln(opt.Log, "quantkit: warning:", msg)
+		}
+	}
+	y := make([]float32, len(wt))
+	if err := quant.Dequantize(y, codes, params); err != nil {
+		return nil, fmt.Errorf("tensor %q: %w", it.Name, err)
+	}
+	rep.Tensors = append(rep.Tensors, TensorResult{Name: it.Name, SQNR: quant.SQNR(wt, y), Fallback: fallback})
+	*wp = y
+	ts, err := ctensors.EncodeWeight(it.Name, codes, params, su.ct, it.ScaleDType)
+	if err != nil {
+		return nil, err
+	}
+	var out [][]byte
+	for k, t := range ts {
+		if t.Name != it.Outputs[k].Name {
+			return nil, fmt.Errorf("encoded tensor %q where the plan has %q", t.Name, it.Outputs[k].Name)
+		}
+		out = append(out, t.Data)
+	}
+	return out, nil
 }
 
 // calibRows is the most rows (tokens, whole sequences) the pipeline's
@@ -698,8 +720,8 @@ func (su *setup) statistics(b backend.Backend, l int, layer *lm.Layer, x []float
 const gramBlock = 1024
 
 // addGram adds XᵀX to h for xt = Xᵀ [cols, n], as GEMMs on b: the blocks
-// of gramBlock columns on and above the diagonal only (XᵀX is
-// symmetric), each a float32 GEMM over the chunk's n rows (at most
+// of gramBlock columns on and below the diagonal only (XᵀX is symmetric,
+// and h keeps its lower triangle), each a float32 GEMM over the chunk's n rows (at most
 // calibRows: relative rounding about √n·2⁻²⁴, far below the 1 %
 // dampening), summed into h's float64 accumulators across chunks.
 func addGram(b backend.Backend, h *gptq.Hessian, xt []float32, cols, n int) error {
@@ -720,7 +742,7 @@ func addGram(b backend.Backend, h *gptq.Hessian, xt []float32, cols, n int) erro
 	g := make([]float32, bk*bk)
 	for i0 := 0; i0 < cols; i0 += bk {
 		ni := min(bk, cols-i0)
-		for j0 := i0; j0 < cols; j0 += bk {
+		for j0 := 0; j0 <= i0; j0 += bk {
 			nj := min(bk, cols-j0)
 			o := out.Slice(0, ni*nj)
 			if err := b.GemmF32(ni, nj, n, a.Slice(i0*n, ni*n), a.Slice(j0*n, nj*n), o); err != nil {
