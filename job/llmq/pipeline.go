@@ -139,9 +139,9 @@ type Report struct {
 	W8A8         bool            `json:"w8a8"`
 	Warnings     []string        `json:"warnings"`
 	Seconds      float64         `json:"seconds"`
-	ForwardSecs  float64         `json:"forward_seconds"`  // the layer passes (calibration forward)
-	HessianSecs  float64         `json:"hessian_seconds"`  // the statistics: Gram matrices into the Hessians
-	QuantizeSecs float64         `json:"quantize_seconds"` // the methods' own work: factorisations and sweeps
+	ForwardSecs  float64         `json:"forward_seconds"`   // the layer passes (calibration forward)
+	HessianSecs  float64         `json:"hessian_seconds"`   // the statistics: Gram matrices into the Hessians
+	QuantizeSecs float64         `json:"quantize_seconds"`  // the methods' own work: factorisations and sweeps
 	FactorSecs   float64         `json:"factorize_seconds"` // of QuantizeSecs, GPTQ's factorisations
 	PerLayer     []LayerTime     `json:"per_layer,omitempty"`
 }
