@@ -7,8 +7,10 @@ import (
 	"io"
 	"math"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/quantkit/quantkit/backend"
@@ -782,7 +784,9 @@ func (su *setup) fitter(opt Options, it *plan.Item) gptq.Fit {
 			return p.Scales[0]
 		}
 		return func(x []float32, shape []int) (*quant.Params, error) {
-			return clip.FitMSE(s, x, shape, clip.Options{RoundScale: rs})
+			return fitRows(x, shape, func(x []float32, shape []int) (*quant.Params, error) {
+				return clip.FitMSE(s, x, shape, clip.Options{RoundScale: rs})
+			})
 		}
 	}
 	return func(x []float32, shape []int) (*quant.Params, error) {
@@ -792,6 +796,39 @@ func (su *setup) fitter(opt Options, it *plan.Item) gptq.Fit {
 		}
 		return p, round(p)
 	}
+}
+
+// fitRows runs fit, a fit of per-row parameters (per channel along axis
+// 0, or per group) on x [rows, cols], on every core: the rows split into
+// one part a core, each part's parameters its own rows' alone, joined.
+func fitRows(x []float32, shape []int, fit gptq.Fit) (*quant.Params, error) {
+	workers := runtime.GOMAXPROCS(0)
+	if len(shape) != 2 || workers == 1 || shape[0] < 2*workers || len(x) < 1<<16 {
+		return fit(x, shape)
+	}
+	rows, cols := shape[0], shape[1]
+	parts := make([]*quant.Params, workers)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for k := range workers {
+		r0, r1 := rows*k/workers, rows*(k+1)/workers
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			parts[k], errs[k] = fit(x[r0*cols:r1*cols], []int{r1 - r0, cols})
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	p := parts[0]
+	for _, q := range parts[1:] {
+		p.Scales = append(p.Scales, q.Scales...)
+		p.ZeroPoints = append(p.ZeroPoints, q.ZeroPoints...)
+	}
+	p.Shape = slices.Clone(shape)
+	return p, nil
 }
 
 // quantizeWeight quantizes one projection with the method.
