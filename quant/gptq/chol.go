@@ -19,6 +19,11 @@ import (
 // dot products of the trailing updates are this long.
 const cholBlock = 96
 
+// cholBlockF32 is their column block when the products are float32
+// GEMMs (Options.Gemm): longer sums for the GEMMs, fewer conversions.
+// (A variable for the tests.)
+var cholBlockF32 = 256
+
 // packedLen is the number of entries of an n×n packed triangle.
 func packedLen(n int) int { return n * (n + 1) / 2 }
 
@@ -33,6 +38,9 @@ func rowOff(i int) int { return i * (i + 1) / 2 }
 // syrkF32); without, everything is float64.
 func cholPacked(a []float64, n int, gemm gemmFunc) bool {
 	nb := cholBlock
+	if gemm != nil {
+		nb = cholBlockF32
+	}
 	panel := make([]float64, 0, n*nb) // A21, then L21, packed [m, nb]
 	work := make([]float64, 0, n*nb)
 	linv := make([]float64, nb*nb) // L11⁻¹, rows of stride nb
@@ -73,6 +81,20 @@ func cholPacked(a []float64, n int, gemm gemmFunc) bool {
 			copy(panel[i*w:(i+1)*w], a[rowOff(k1+i)+k0:rowOff(k1+i)+k1])
 		}
 		work = work[:m*w]
+		if gemm != nil {
+			// float32 products: L21 rounded to float32 is what the
+			// trailing update multiplies.
+			l32 := productF32(panel, m, linv, nb, w, gemm)
+			for i, v := range l32 {
+				work[i] = float64(v)
+			}
+			for i := range m {
+				copy(a[rowOff(k1+i)+k0:rowOff(k1+i)+k1], work[i*w:(i+1)*w])
+			}
+			// A22 −= L21·L21ᵀ, its lower triangle.
+			syrkF32(a, k1, l32, m, w, gemm)
+			continue
+		}
 		arows := rowsOf(panel, w, m, func(int) int { return w })
 		brows := rowsOf(linv, nb, w, func(j int) int { return j + 1 })
 		crows := rowsOf(work, w, m, func(int) int { return w })
@@ -81,10 +103,6 @@ func cholPacked(a []float64, n int, gemm gemmFunc) bool {
 			copy(a[rowOff(k1+i)+k0:rowOff(k1+i)+k1], work[i*w:(i+1)*w])
 		}
 		// A22 −= L21·L21ᵀ, its lower triangle.
-		if gemm != nil {
-			syrkF32(a, k1, work, m, w, gemm)
-			continue
-		}
 		lrows := rowsOf(work, w, m, func(int) int { return w })
 		trail := make([][]float64, m)
 		for i := range m {
@@ -126,6 +144,9 @@ func invLowerPacked(a []float64, n int, gemm gemmFunc) bool {
 		}
 	}
 	nb := cholBlock
+	if gemm != nil {
+		nb = cholBlockF32
+	}
 	bt := make([]float64, 0, n*nb) // L21ᵀ [w, m]
 	t := make([]float64, 0, n*nb)  // L22⁻¹·L21 [m, w]
 	minv := make([]float64, nb*nb) // L11⁻¹ rows
@@ -162,17 +183,46 @@ func invLowerPacked(a []float64, n int, gemm gemmFunc) bool {
 					minvT[c*nb+p] = minv[p*nb+c]
 				}
 			}
-			crows := make([][]float64, m)
-			for i := range m {
-				crows[i] = a[rowOff(k1+i)+k0 : rowOff(k1+i)+k1]
+			if gemm != nil {
+				o := productF32(t, m, minvT, nb, w, gemm)
+				for i := range m {
+					row := a[rowOff(k1+i)+k0 : rowOff(k1+i)+k1]
+					for c, v := range o[i*w : (i+1)*w] {
+						row[c] = -float64(v)
+					}
+				}
+			} else {
+				crows := make([][]float64, m)
+				for i := range m {
+					crows[i] = a[rowOff(k1+i)+k0 : rowOff(k1+i)+k1]
+				}
+				ntProduct(crows, rowsOf(t, w, m, func(int) int { return w }), rowsOf(minvT, nb, w, func(int) int { return w }), -1, false)
 			}
-			ntProduct(crows, rowsOf(t, w, m, func(int) int { return w }), rowsOf(minvT, nb, w, func(int) int { return w }), -1, false)
 		}
 		for i := range w {
 			copy(a[rowOff(k0+i)+k0:rowOff(k0+i)+k0+i+1], minv[i*nb:i*nb+i+1])
 		}
 	}
 	return true
+}
+
+// productF32 is x·yᵀ [m, w] in float32, a float32 GEMM of x [m, w]
+// (float64, row-major) and the w×w y (float64, rows of stride ld), both
+// rounded to float32.
+func productF32(x []float64, m int, y []float64, ld, w int, gemm gemmFunc) []float32 {
+	x32 := make([]float32, m*w)
+	for i, v := range x[:m*w] {
+		x32[i] = float32(v)
+	}
+	y32 := make([]float32, w*w)
+	for j := range w {
+		for p, v := range y[j*ld : j*ld+w] {
+			y32[j*w+p] = float32(v)
+		}
+	}
+	out := make([]float32, m*w)
+	gemm(m, w, w, x32, y32, out)
+	return out
 }
 
 // gemmFunc is C[m×n] = A[m×k]·B[n×k]ᵀ in float32 (Options.Gemm).
@@ -184,18 +234,14 @@ type gemmFunc func(m, n, k int, a, b, c []float32)
 var f32Block = 512
 
 // syrkF32 is a[k1+i, k1+j] −= Σ_p l[i, p]·l[j, p] for j ≤ i < m (the
-// trailing update of cholPacked from L21 = l [m, w] row-major), as float32
+// trailing update of cholPacked from L21 = l32 [m, w] row-major), as float32
 // GEMMs of f32Block × f32Block blocks on and below the diagonal, each
-// block's products (w ≤ cholBlock terms a sum) subtracted from the
+// block's products (w ≤ cholBlockF32 terms a sum) subtracted from the
 // float64 a. The rounding is float32's on each panel's contribution, as
 // in torch's float32 Cholesky that the reference GPTQ implementations
 // run, while the sum over the panels, the diagonal blocks and the
 // triangular solves stay float64.
-func syrkF32(a []float64, k1 int, l []float64, m, w int, gemm gemmFunc) {
-	l32 := make([]float32, m*w)
-	for i, v := range l {
-		l32[i] = float32(v)
-	}
+func syrkF32(a []float64, k1 int, l32 []float32, m, w int, gemm gemmFunc) {
 	out := make([]float32, f32Block*f32Block)
 	for i0 := 0; i0 < m; i0 += f32Block {
 		ni := min(f32Block, m-i0)

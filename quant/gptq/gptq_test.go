@@ -270,8 +270,8 @@ func TestAgainstReference(t *testing.T) {
 		{"int4-group-wide", int4g, 16, 2*cholBlock + 50, 32, true, true, 11},
 	} {
 		if tc.cols > 2*cholBlock {
-			defer func(u, f int) { updateCols, f32Block = u, f }(updateCols, f32Block)
-			updateCols, f32Block = 40, 40
+			defer func(u, f, b int) { updateCols, f32Block, cholBlockF32 = u, f, b }(updateCols, f32Block, cholBlockF32)
+			updateCols, f32Block, cholBlockF32 = 40, 40, 56
 		}
 		x := correlated(r, 300, tc.cols, tc.dead)
 		w := randomWeight(r, tc.rows, tc.cols)
