@@ -541,6 +541,7 @@ func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x [
 			}
 			rep.HessianSecs += hs
 			rep.ForwardSecs += time.Since(t0).Seconds() - hs
+			runtime.GC() // the pass's block and scratch, before the factorisations
 		}
 		t1 := time.Now()
 		// One input at a time: its Hessian factorised (in its own memory),
@@ -613,6 +614,10 @@ func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x [
 			return err
 		}
 		blk.MaxRows = calibRows
+		// The block holds the weights now: the dequantized layer goes
+		// before the pass's scratch comes.
+		q = lm.Layer{}
+		runtime.GC()
 		err = blk.Forward(x, su.calib.Samples, su.calib.SeqLen, nil)
 		if err := errors.Join(err, blk.Close()); err != nil {
 			return err
@@ -664,8 +669,10 @@ func (su *setup) quantizeItem(opt Options, it *plan.Item, wp *[]float32, f *gptq
 // calibRows is the most rows (tokens, whole sequences) the pipeline's
 // blocks run at once: enough for the GEMMs to run at full speed, few
 // enough that a chunk's activations (about 27·Hidden floats a row for a
-// Llama) stay small beside the calibration hidden states.
-const calibRows = 2048
+// Llama, and the statistics' copies of the widest input) stay small
+// beside the calibration hidden states: at 1B (Hidden 2048, Intermediate
+// 8192) 1024 rows are about 0.3 GB of scratch, 2048 were twice that.
+const calibRows = 1024
 
 // errStatsDone stops a statistics pass once its last input is tapped:
 // the rest of the layer is not needed.
