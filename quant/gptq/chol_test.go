@@ -9,6 +9,8 @@ import (
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas64"
 	"gonum.org/v1/gonum/lapack/lapack64"
+
+	"github.com/quantkit/quantkit/cpu"
 )
 
 // spd returns a random symmetric positive definite n×n matrix (full,
@@ -214,16 +216,25 @@ func TestCholPackedFails(t *testing.T) {
 	}
 }
 
-// BenchmarkFactor times cholPacked then invLowerPacked against gonum's
-// dpotrf then dtrtri on an n×n SPD matrix.
+// BenchmarkFactor times cholPacked then invLowerPacked, all float64 and
+// with float32 products on cpu.GemmF32 (the pipeline's), against gonum's
+// dpotrf then dtrtri (what Factorize ran before) on an n×n SPD matrix.
 func BenchmarkFactor(b *testing.B) {
-	n := 1024
+	n := 2048
 	r := rand.New(rand.NewPCG(1, 1))
 	a := spd(r, n, 64, 1, nil, 0.1)
 	b.Run(fmt.Sprintf("packed-%d", n), func(b *testing.B) {
 		for b.Loop() {
 			p := pack(a, n)
 			if !cholPacked(p, n, nil) || !invLowerPacked(p, n, nil) {
+				b.Fatal("failed")
+			}
+		}
+	})
+	b.Run(fmt.Sprintf("packed-f32-products-%d", n), func(b *testing.B) {
+		for b.Loop() {
+			p := pack(a, n)
+			if !cholPacked(p, n, cpu.GemmF32) || !invLowerPacked(p, n, cpu.GemmF32) {
 				b.Fatal("failed")
 			}
 		}
