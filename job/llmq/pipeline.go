@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -362,6 +363,12 @@ func DryRun(opt Options) (*Report, error) {
 // are marked inputerr.
 func Run(ctx context.Context, opt Options) (*Report, error) {
 	start := time.Now()
+	// The pipeline's heap is a few large float buffers with few pointers
+	// to mark: collecting at 20 % growth instead of Go's 100 % costs
+	// little and keeps the peak near the live set (at 1B, the heap grew
+	// to 1.6 GB over a live 0.9 GB). The setting is the process's: Run
+	// restores it when it returns.
+	defer debug.SetGCPercent(debug.SetGCPercent(gcPercent))
 	su, err := prepare(opt)
 	if err != nil {
 		return nil, err
@@ -507,6 +514,9 @@ func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x [
 	if err != nil {
 		return err
 	}
+	// ReadLayer copied the weights out of the mapped file: its pages may
+	// go (what is written later, the norms, is read again).
+	releaseLayer(ck, l)
 	// The smoothing methods rescale the layer (an equivalent float layer)
 	// before its statistics and quantization.
 	var changed map[string][]float32
@@ -601,11 +611,7 @@ func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x [
 			return err
 		}
 	}
-	for _, name := range lm.LayerTensors(l) {
-		if _, ok := ck.Tensor(name); ok {
-			ck.Release(name)
-		}
-	}
+	releaseLayer(ck, l)
 	// The next layer's inputs, from the quantized layer.
 	if su.calib != nil {
 		t2 := time.Now()
@@ -665,6 +671,18 @@ func (su *setup) quantizeItem(opt Options, it *plan.Item, wp *[]float32, f *gptq
 	}
 	return out, nil
 }
+
+// releaseLayer lets layer l's tensors leave resident memory.
+func releaseLayer(ck *checkpoint.Checkpoint, l int) {
+	for _, name := range lm.LayerTensors(l) {
+		if _, ok := ck.Tensor(name); ok {
+			ck.Release(name)
+		}
+	}
+}
+
+// gcPercent is the garbage collector's growth target while Run runs.
+const gcPercent = 20
 
 // calibRows is the most rows (tokens, whole sequences) the pipeline's
 // blocks run at once: enough for the GEMMs to run at full speed, few
