@@ -15,10 +15,14 @@
 //     group keeps its original columns (g_idx = column / G) and the
 //     scales, fitted before the permutation, stay those of the original
 //     groups;
-//   - λ = Damp (1 %) of the mean diagonal is added to H's diagonal; H⁻¹ is
-//     computed from H's Cholesky factor and factored again, H⁻¹ = UᵀU
-//     (upper U), in float64; if a factorisation fails, U = I, which is
-//     round-to-nearest, and Result.Fallback says so;
+//   - λ = Damp (1 %) of the mean diagonal is added to H's diagonal; H⁻¹'s
+//     upper Cholesky factor U (H⁻¹ = UᵀU) is computed from H's Cholesky
+//     factor by a triangular inverse, blocked, on packed triangles, in
+//     float64 (with Options.Gemm the blocks' products are float32 GEMMs
+//     summed in float64: float32's precision, which the reference
+//     implementations run the whole factorisation in); if a
+//     factorisation fails, U = I, which is round-to-nearest, and
+//     Result.Fallback says so;
 //   - columns are processed in blocks of BlockSize (128): column j is
 //     quantized with its group's parameters, q = Q(w_j), its error
 //     e = (w_j − q)/U_jj is spread over the block's later columns
