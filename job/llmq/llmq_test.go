@@ -18,6 +18,7 @@ import (
 	"github.com/quantkit/quantkit/model/npy"
 	"github.com/quantkit/quantkit/model/plan"
 	"github.com/quantkit/quantkit/quant"
+	"github.com/quantkit/quantkit/quant/clip"
 	"github.com/quantkit/quantkit/tokenizer"
 )
 
@@ -311,5 +312,39 @@ func TestGPTQBeatsRTNOnStories(t *testing.T) {
 	}
 	if kl["gptq"] == kl["gptq-sequential"] {
 		t.Error("the sequential update changed nothing")
+	}
+}
+
+// TestFitRows checks that fitRows (the fit split across the cores by
+// rows) gives the parameters of the fit on the whole weight, per group
+// and per channel, asymmetric, with rows that do not split evenly.
+func TestFitRows(t *testing.T) {
+	for _, name := range []string{"int4-sym-group32", "uint4-asym-group16", "int8-sym-channel"} {
+		s, err := quant.ParseScheme(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, cols := 301, 256
+		x := make([]float32, rows*cols)
+		for i := range x {
+			x[i] = float32((i*7919)%1000-480) / 997 * float32(1+i%13)
+		}
+		fit := func(x []float32, shape []int) (*quant.Params, error) {
+			return clip.FitMSE(s, x, shape, clip.Options{})
+		}
+		want, err := fit(x, []int{rows, cols})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := fitRows(x, []int{rows, cols}, fit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got.Scales, want.Scales) || !slices.Equal(got.ZeroPoints, want.ZeroPoints) || !slices.Equal(got.Shape, want.Shape) {
+			t.Errorf("%s: fitRows's parameters differ from the whole weight's", name)
+		}
+		if err := got.Check(); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
 	}
 }

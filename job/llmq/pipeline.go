@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/quantkit/quantkit/backend"
@@ -140,9 +143,10 @@ type Report struct {
 	W8A8         bool            `json:"w8a8"`
 	Warnings     []string        `json:"warnings"`
 	Seconds      float64         `json:"seconds"`
-	ForwardSecs  float64         `json:"forward_seconds"`  // the layer passes (calibration forward)
-	HessianSecs  float64         `json:"hessian_seconds"`  // the statistics: Gram matrices into the Hessians
-	QuantizeSecs float64         `json:"quantize_seconds"` // the methods' own work: factorisations and sweeps
+	ForwardSecs  float64         `json:"forward_seconds"`   // the layer passes (calibration forward)
+	HessianSecs  float64         `json:"hessian_seconds"`   // the statistics: Gram matrices into the Hessians
+	QuantizeSecs float64         `json:"quantize_seconds"`  // the methods' own work: factorisations and sweeps
+	FactorSecs   float64         `json:"factorize_seconds"` // of QuantizeSecs, GPTQ's factorisations
 	PerLayer     []LayerTime     `json:"per_layer,omitempty"`
 }
 
@@ -315,11 +319,14 @@ func (su *setup) estimate(method Method, seq bool, n, T int) {
 	m.LayerWeights = 4 * (qd*H + 2*kvd*H + H*qd + 3*ff*H + 2*H + qd + 2*kvd + H)
 	m.Embedding = 4 * int64(c.Vocab) * H
 	if method.NeedsData() {
-		// The Hessians (float64) a stage holds at once; each is
-		// factorised in its own memory.
-		m.Statistics = 8 * (H*H + qd*qd + H*H + ff*ff)
+		// The Hessians (float64, packed triangles) a stage holds at once;
+		// each is factorised in its own memory, one at a time, with a
+		// little scratch.
+		hb := func(cols int64) int64 { b, _ := gptq.HessianBytes(int(cols)); return b }
+		_, fb := gptq.HessianBytes(int(max(H, qd, ff)))
+		m.Statistics = 2*hb(H) + hb(qd) + hb(ff) + fb - hb(max(H, qd, ff))
 		if seq {
-			m.Statistics = 8 * max(H*H, qd*qd, ff*ff)
+			m.Statistics = fb
 		}
 		rows := int64(min(n*T, max(T, calibRows/T*T)))
 		m.Activations = 4 * int64(n) * int64(T) * H
@@ -330,9 +337,9 @@ func (su *setup) estimate(method Method, seq bool, n, T int) {
 		m.Scratch = 4*rows*(3*H+2*qd+2*ff+2*kvd) + 4*rows*H + 12*rows*widest + 8*gramBlock*gramBlock
 	}
 	// The quantized copy of a layer (dequantized weights) and a method's
-	// work for the widest projection (GPTQ's float64 weight and float32
-	// lazy update).
-	work := m.LayerWeights + 12*max(qd*H, ff*H)
+	// work for the widest projection (GPTQ's float64 weight and its
+	// lazy update's float32 scratch of 1024 columns).
+	work := m.LayerWeights + 8*max(qd*H, ff*H) + 4*max(H, ff)*1024
 	m.Total = max(m.Embedding+m.Activations, m.LayerWeights+work+m.Statistics+m.Activations+m.Scratch)
 }
 
@@ -363,6 +370,12 @@ func DryRun(opt Options) (*Report, error) {
 // are marked inputerr.
 func Run(ctx context.Context, opt Options) (*Report, error) {
 	start := time.Now()
+	// The pipeline's heap is a few large float buffers with few pointers
+	// to mark: collecting at 20 % growth instead of Go's 100 % costs
+	// little and keeps the peak near the live set (at 1B, the heap grew
+	// to 1.6 GB over a live 0.9 GB). The setting is the process's: Run
+	// restores it when it returns.
+	defer debug.SetGCPercent(debug.SetGCPercent(gcPercent))
 	su, err := prepare(opt)
 	if err != nil {
 		return nil, err
@@ -508,6 +521,9 @@ func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x [
 	if err != nil {
 		return err
 	}
+	// ReadLayer copied the weights out of the mapped file: its pages may
+	// go (what is written later, the norms, is read again).
+	releaseLayer(ck, l)
 	// The smoothing methods rescale the layer (an equivalent float layer)
 	// before its statistics and quantization.
 	var changed map[string][]float32
@@ -542,59 +558,39 @@ func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x [
 			}
 			rep.HessianSecs += hs
 			rep.ForwardSecs += time.Since(t0).Seconds() - hs
+			runtime.GC() // the pass's block and scratch, before the factorisations
 		}
 		t1 := time.Now()
-		var fac [4]*gptq.Factor
+		// One input at a time: its Hessian factorised (in its own memory),
+		// the projections reading it quantized, the factor dropped.
 		for _, in := range stage {
-			if hess[in] != nil && opt.Method.usesGPTQ() {
-				if fac[in], err = gptq.Factorize(hess[in], opt.GPTQ); err != nil {
+			var fac *gptq.Factor
+			if hess[in] != nil {
+				t2 := time.Now()
+				g := opt.GPTQ
+				if g.Gemm == nil {
+					g.Gemm = cpu.GemmF32
+				}
+				if fac, err = gptq.Factorize(hess[in], g); err != nil {
 					return fmt.Errorf("layer %d: %s's Hessian: %w", l, in, err)
 				}
 				hess[in] = nil
+				rep.FactorSecs += time.Since(t2).Seconds()
 			}
-		}
-		var todo []int
-		for _, i := range items {
-			it := &p.Items[i]
-			j := projIndex(it.Name)
-			if it.Action == plan.Quantize && j >= 0 && slices.Contains(stage, projInput[j]) {
-				todo = append(todo, i)
-			}
-		}
-		for _, i := range todo {
-			it := &p.Items[i]
-			j := projIndex(it.Name)
-			wt := *weights[j]
-			rows, cols := it.Shape[0], it.Shape[1]
-			codes, params, fallback, err := su.quantizeWeight(opt, it, wt, rows, cols, fac[projInput[j]])
-			if err != nil {
-				return fmt.Errorf("tensor %q: %w", it.Name, err)
-			}
-			if fallback {
-				msg := fmt.Sprintf("%s: the Hessian (or its inverse) is not positive definite: rounded to nearest; more or more varied calibration data, or a larger dampening, may help", it.Name)
-				rep.Warnings = append(rep.Warnings, msg)
-				if opt.Log != nil {
-					fmt.Fprintln(opt.Log, "quantkit: warning:", msg)
+			for _, i := range items {
+				it := &p.Items[i]
+				j := projIndex(it.Name)
+				if it.Action != plan.Quantize || j < 0 || projInput[j] != in {
+					continue
 				}
-			}
-			y := make([]float32, len(wt))
-			if err := quant.Dequantize(y, codes, params); err != nil {
-				return fmt.Errorf("tensor %q: %w", it.Name, err)
-			}
-			rep.Tensors = append(rep.Tensors, TensorResult{Name: it.Name, SQNR: quant.SQNR(wt, y), Fallback: fallback})
-			*weights[j] = y
-			ts, err := ctensors.EncodeWeight(it.Name, codes, params, su.ct, it.ScaleDType)
-			if err != nil {
-				return err
-			}
-			var out [][]byte
-			for k, t := range ts {
-				if t.Name != it.Outputs[k].Name {
-					return fmt.Errorf("encoded tensor %q where the plan has %q", t.Name, it.Outputs[k].Name)
+				out, err := su.quantizeItem(opt, it, weights[j], fac)
+				if err != nil {
+					return err
 				}
-				out = append(out, t.Data)
+				encoded[i] = out
 			}
-			encoded[i] = out
+			fac = nil
+			runtime.GC() // the factor and the float weights quantized: return their memory before the next
 		}
 		rep.QuantizeSecs += time.Since(t1).Seconds()
 	}
@@ -622,11 +618,7 @@ func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x [
 			return err
 		}
 	}
-	for _, name := range lm.LayerTensors(l) {
-		if _, ok := ck.Tensor(name); ok {
-			ck.Release(name)
-		}
-	}
+	releaseLayer(ck, l)
 	// The next layer's inputs, from the quantized layer.
 	if su.calib != nil {
 		t2 := time.Now()
@@ -635,6 +627,10 @@ func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x [
 			return err
 		}
 		blk.MaxRows = calibRows
+		// The block holds the weights now: the dequantized layer goes
+		// before the pass's scratch comes.
+		q = lm.Layer{}
+		runtime.GC()
 		err = blk.Forward(x, su.calib.Samples, su.calib.SeqLen, nil)
 		if err := errors.Join(err, blk.Close()); err != nil {
 			return err
@@ -644,11 +640,64 @@ func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x [
 	return nil
 }
 
+// quantizeItem quantizes the projection of plan item it, whose weight is
+// *wp, with f (GPTQ's, or nil), replaces *wp with the dequantized weight
+// (the layer the next stages and layer run), records the tensor and
+// returns its encoded output tensors.
+func (su *setup) quantizeItem(opt Options, it *plan.Item, wp *[]float32, f *gptq.Factor) ([][]byte, error) {
+	rep := su.rep
+	wt := *wp
+	rows, cols := it.Shape[0], it.Shape[1]
+	codes, params, fallback, err := su.quantizeWeight(opt, it, wt, rows, cols, f)
+	if err != nil {
+		return nil, fmt.Errorf("tensor %q: %w", it.Name, err)
+	}
+	if fallback {
+		msg := fmt.Sprintf("%s: the Hessian (or its inverse) is not positive definite: rounded to nearest; more or more varied calibration data, or a larger dampening, may help", it.Name)
+		rep.Warnings = append(rep.Warnings, msg)
+		if opt.Log != nil {
+			fmt.Fprintln(opt.Log, "quantkit: warning:", msg)
+		}
+	}
+	y := make([]float32, len(wt))
+	if err := quant.Dequantize(y, codes, params); err != nil {
+		return nil, fmt.Errorf("tensor %q: %w", it.Name, err)
+	}
+	rep.Tensors = append(rep.Tensors, TensorResult{Name: it.Name, SQNR: quant.SQNR(wt, y), Fallback: fallback})
+	*wp = y
+	ts, err := ctensors.EncodeWeight(it.Name, codes, params, su.ct, it.ScaleDType)
+	if err != nil {
+		return nil, err
+	}
+	var out [][]byte
+	for k, t := range ts {
+		if t.Name != it.Outputs[k].Name {
+			return nil, fmt.Errorf("encoded tensor %q where the plan has %q", t.Name, it.Outputs[k].Name)
+		}
+		out = append(out, t.Data)
+	}
+	return out, nil
+}
+
+// releaseLayer lets layer l's tensors leave resident memory.
+func releaseLayer(ck *checkpoint.Checkpoint, l int) {
+	for _, name := range lm.LayerTensors(l) {
+		if _, ok := ck.Tensor(name); ok {
+			ck.Release(name)
+		}
+	}
+}
+
+// gcPercent is the garbage collector's growth target while Run runs.
+const gcPercent = 20
+
 // calibRows is the most rows (tokens, whole sequences) the pipeline's
 // blocks run at once: enough for the GEMMs to run at full speed, few
 // enough that a chunk's activations (about 27·Hidden floats a row for a
-// Llama) stay small beside the calibration hidden states.
-const calibRows = 2048
+// Llama, and the statistics' copies of the widest input) stay small
+// beside the calibration hidden states: at 1B (Hidden 2048, Intermediate
+// 8192) 1024 rows are about 0.3 GB of scratch, 2048 were twice that.
+const calibRows = 1024
 
 // errStatsDone stops a statistics pass once its last input is tapped:
 // the rest of the layer is not needed.
@@ -705,8 +754,8 @@ func (su *setup) statistics(b backend.Backend, l int, layer *lm.Layer, x []float
 const gramBlock = 1024
 
 // addGram adds XᵀX to h for xt = Xᵀ [cols, n], as GEMMs on b: the blocks
-// of gramBlock columns on and above the diagonal only (XᵀX is
-// symmetric), each a float32 GEMM over the chunk's n rows (at most
+// of gramBlock columns on and below the diagonal only (XᵀX is symmetric,
+// and h keeps its lower triangle), each a float32 GEMM over the chunk's n rows (at most
 // calibRows: relative rounding about √n·2⁻²⁴, far below the 1 %
 // dampening), summed into h's float64 accumulators across chunks.
 func addGram(b backend.Backend, h *gptq.Hessian, xt []float32, cols, n int) error {
@@ -727,7 +776,7 @@ func addGram(b backend.Backend, h *gptq.Hessian, xt []float32, cols, n int) erro
 	g := make([]float32, bk*bk)
 	for i0 := 0; i0 < cols; i0 += bk {
 		ni := min(bk, cols-i0)
-		for j0 := i0; j0 < cols; j0 += bk {
+		for j0 := 0; j0 <= i0; j0 += bk {
 			nj := min(bk, cols-j0)
 			o := out.Slice(0, ni*nj)
 			if err := b.GemmF32(ni, nj, n, a.Slice(i0*n, ni*n), a.Slice(j0*n, nj*n), o); err != nil {
@@ -770,7 +819,9 @@ func (su *setup) fitter(opt Options, it *plan.Item) gptq.Fit {
 			return p.Scales[0]
 		}
 		return func(x []float32, shape []int) (*quant.Params, error) {
-			return clip.FitMSE(s, x, shape, clip.Options{RoundScale: rs})
+			return fitRows(x, shape, func(x []float32, shape []int) (*quant.Params, error) {
+				return clip.FitMSE(s, x, shape, clip.Options{RoundScale: rs})
+			})
 		}
 	}
 	return func(x []float32, shape []int) (*quant.Params, error) {
@@ -780,6 +831,39 @@ func (su *setup) fitter(opt Options, it *plan.Item) gptq.Fit {
 		}
 		return p, round(p)
 	}
+}
+
+// fitRows runs fit, a fit of per-row parameters (per channel along axis
+// 0, or per group) on x [rows, cols], on every core: the rows split into
+// one part a core, each part's parameters its own rows' alone, joined.
+func fitRows(x []float32, shape []int, fit gptq.Fit) (*quant.Params, error) {
+	workers := runtime.GOMAXPROCS(0)
+	if len(shape) != 2 || workers == 1 || shape[0] < 2*workers || len(x) < 1<<16 {
+		return fit(x, shape)
+	}
+	rows, cols := shape[0], shape[1]
+	parts := make([]*quant.Params, workers)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for k := range workers {
+		r0, r1 := rows*k/workers, rows*(k+1)/workers
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			parts[k], errs[k] = fit(x[r0*cols:r1*cols], []int{r1 - r0, cols})
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	p := parts[0]
+	for _, q := range parts[1:] {
+		p.Scales = append(p.Scales, q.Scales...)
+		p.ZeroPoints = append(p.ZeroPoints, q.ZeroPoints...)
+	}
+	p.Shape = slices.Clone(shape)
+	return p, nil
 }
 
 // quantizeWeight quantizes one projection with the method.

@@ -15,10 +15,14 @@
 //     group keeps its original columns (g_idx = column / G) and the
 //     scales, fitted before the permutation, stay those of the original
 //     groups;
-//   - λ = Damp (1 %) of the mean diagonal is added to H's diagonal; H⁻¹ is
-//     computed from H's Cholesky factor and factored again, H⁻¹ = UᵀU
-//     (upper U), in float64; if a factorisation fails, U = I, which is
-//     round-to-nearest, and Result.Fallback says so;
+//   - λ = Damp (1 %) of the mean diagonal is added to H's diagonal; H⁻¹'s
+//     upper Cholesky factor U (H⁻¹ = UᵀU) is computed from H's Cholesky
+//     factor by a triangular inverse, blocked, on packed triangles, in
+//     float64 (with Options.Gemm the blocks' products are float32 GEMMs
+//     summed in float64: float32's precision, which the reference
+//     implementations run the whole factorisation in); if a
+//     factorisation fails, U = I, which is round-to-nearest, and
+//     Result.Fallback says so;
 //   - columns are processed in blocks of BlockSize (128): column j is
 //     quantized with its group's parameters, q = Q(w_j), its error
 //     e = (w_j − q)/U_jj is spread over the block's later columns
@@ -42,29 +46,26 @@ import (
 	"slices"
 	"sync"
 
-	"gonum.org/v1/gonum/blas"
-	"gonum.org/v1/gonum/blas/blas64"
-	"gonum.org/v1/gonum/lapack/lapack64"
-
 	"github.com/quantkit/quantkit/quant"
 )
 
 // Hessian accumulates H = 2/n·Σ x xᵀ over the n rows x [Cols] it is given,
-// in float64.
+// in float64. H is symmetric: it keeps its lower triangle only, packed
+// (row i's entries (i, 0..i) one after the other), Cols(Cols+1)/2 values.
 type Hessian struct {
 	Cols int
 	N    int64     // rows added
-	sum  []float64 // Σ x xᵀ, [Cols, Cols]
+	sum  []float64 // Σ x xᵀ, packed lower
 }
 
 // NewHessian returns an empty accumulator for inputs of cols values.
 func NewHessian(cols int) *Hessian {
-	return &Hessian{Cols: cols, sum: make([]float64, cols*cols)}
+	return &Hessian{Cols: cols, sum: make([]float64, packedLen(cols))}
 }
 
 // Add adds rows inputs x [rows, Cols] row-major:
 //
-//	for each row r: for i, j: sum[i,j] += x[r,i]·x[r,j]
+//	for each row r: for j ≤ i: sum[i,j] += x[r,i]·x[r,j]
 func (h *Hessian) Add(x []float32, rows int) error {
 	d := h.Cols
 	if len(x) != rows*d {
@@ -79,51 +80,59 @@ func (h *Hessian) Add(x []float32, rows int) error {
 			if a == 0 {
 				continue
 			}
-			row := h.sum[i*d : (i+1)*d]
-			for j := i; j < d; j++ {
-				row[j] += a * xr[j]
+			row := h.sum[rowOff(i) : rowOff(i)+i+1]
+			for j, b := range xr[:i+1] {
+				row[j] += a * b
 			}
 		}
 	}
-	h.mirror()
 	h.N += int64(rows)
 	return nil
 }
 
 // AddGram adds the Gram matrix g = XᵀX [Cols, Cols] of rows inputs X
-// [rows, Cols] computed elsewhere (a GEMM on a backend).
+// [rows, Cols] computed elsewhere (a GEMM on a backend); its lower
+// triangle is read.
 func (h *Hessian) AddGram(g []float32, rows int) error {
 	if len(g) != h.Cols*h.Cols {
 		return fmt.Errorf("gptq: a Gram matrix of %d values for %d columns", len(g), h.Cols)
 	}
-	for i, v := range g {
-		h.sum[i] += float64(v)
+	if err := h.AddGramBlock(g, 0, h.Cols, 0, h.Cols); err != nil {
+		return err
 	}
 	h.N += int64(rows)
 	return nil
 }
 
 // AddGramBlock adds to H's sum the block g = X[:, i0:i0+ni]ᵀ·X[:, j0:j0+nj]
-// [ni, nj] of a Gram matrix computed elsewhere, and, when the block is off
-// the diagonal (i0 ≠ j0), its transpose at (j0, i0): a caller computing
-// only the blocks with i0 ≤ j0 of a symmetric XᵀX does half the work of
-// AddGram's. The rows are counted by Count, once per X.
+// [ni, nj] of a Gram matrix computed elsewhere: each entry (i, j) to the
+// stored (max(i,j), min(i,j)), but for an entry above the diagonal whose
+// mirror (j, i) lies in the block too (a block on the diagonal), which
+// counts once. A caller computing only the blocks on one side of the
+// diagonal of a symmetric XᵀX (best the lower: i0 ≥ j0, whose rows are
+// H's stored rows) does half the work of AddGram's. The rows are counted
+// by Count, once per X.
 func (h *Hessian) AddGramBlock(g []float32, i0, ni, j0, nj int) error {
 	d := h.Cols
 	if len(g) != ni*nj || i0 < 0 || j0 < 0 || i0+ni > d || j0+nj > d || ni < 0 || nj < 0 {
 		return fmt.Errorf("gptq: a Gram block [%d:%d, %d:%d] of %d values for %d columns", i0, i0+ni, j0, j0+nj, len(g), d)
 	}
-	for i := range ni {
-		row := h.sum[(i0+i)*d+j0 : (i0+i)*d+j0+nj]
-		for j, v := range g[i*nj : (i+1)*nj] {
-			row[j] += float64(v)
-		}
-	}
-	if i0 != j0 {
-		for i := range ni {
-			for j, v := range g[i*nj : (i+1)*nj] {
-				h.sum[(j0+j)*d+i0+i] += float64(v)
+	for a := range ni {
+		i := i0 + a
+		grow := g[a*nj : (a+1)*nj]
+		// (i, j) for j ≤ i: row i of the packed sum, contiguous.
+		if lo, hi := j0, min(j0+nj, i+1); lo < hi {
+			row := h.sum[rowOff(i)+lo : rowOff(i)+hi]
+			for k, v := range grow[lo-j0 : hi-j0] {
+				row[k] += float64(v)
 			}
+		}
+		// (i, j) for j > i, stored at (j, i), unless (j, i) is in the block.
+		for j := max(j0, i+1); j < j0+nj; j++ {
+			if j >= i0 && j < i0+ni && i >= j0 {
+				continue
+			}
+			h.sum[rowOff(j)+i] += float64(grow[j-j0])
 		}
 	}
 	return nil
@@ -132,31 +141,34 @@ func (h *Hessian) AddGramBlock(g []float32, i0, ni, j0, nj int) error {
 // Count adds rows to the number of inputs seen (with AddGramBlock).
 func (h *Hessian) Count(rows int) { h.N += int64(rows) }
 
-// mirror copies the upper triangle of sum to the lower.
-func (h *Hessian) mirror() {
-	d := h.Cols
-	for i := range d {
-		for j := i + 1; j < d; j++ {
-			h.sum[j*d+i] = h.sum[i*d+j]
-		}
-	}
-}
-
-// Matrix is H = 2/N·Σ x xᵀ [Cols, Cols], a new slice (zero when N is 0).
+// Matrix is H = 2/N·Σ x xᵀ [Cols, Cols], square, a new slice (zero when N
+// is 0).
 func (h *Hessian) Matrix() []float64 {
-	out := make([]float64, len(h.sum))
+	d := h.Cols
+	out := make([]float64, d*d)
 	if h.N == 0 {
 		return out
 	}
 	f := 2 / float64(h.N)
-	for i, v := range h.sum {
-		out[i] = f * v
+	for i := range d {
+		for j, v := range h.sum[rowOff(i) : rowOff(i)+i+1] {
+			out[i*d+j] = f * v
+			out[j*d+i] = f * v
+		}
 	}
 	return out
 }
 
 // Bytes is the memory the accumulator holds.
 func (h *Hessian) Bytes() int64 { return int64(len(h.sum)) * 8 }
+
+// HessianBytes is the memory a Hessian of cols columns holds, and the
+// most its Factorize holds at once (the Hessian, which becomes the
+// factor, and the scratch).
+func HessianBytes(cols int) (hessian, factorize int64) {
+	b := int64(packedLen(cols)) * 8
+	return b, b + int64(packedLen(cols))/8 + int64(2*cholBlock+f32Block)*int64(cols)*8
+}
 
 // Fit computes a weight's quantization parameters (one scale and zero
 // point per channel or group) from values x of the given shape, under the
@@ -170,10 +182,12 @@ type Options struct {
 	Damp          float64 // fraction of the mean diagonal added to it; 0 means 0.01
 	ActOrder      bool    // process columns by descending H_jj (static groups)
 	UpdatedScales bool    // fit group scales on the updated weights (per-group schemes only)
-	// Gemm is the float32 GEMM of the block updates, C[m×n] = A[m×k]·B[n×k]ᵀ
-	// as cpu.GemmF32 computes it (any summation order); nil runs a plain
-	// loop. quant stays free of the backends: the caller hands its kernel
-	// in (job/llmq passes cpu.GemmF32).
+	// Gemm is a float32 GEMM, C[m×n] = A[m×k]·B[n×k]ᵀ as cpu.GemmF32
+	// computes it (any summation order), for QuantizeFactored's lazy
+	// updates and Factorize's trailing updates; nil runs the updates as
+	// plain float32 loops and the factorisation all in float64. quant
+	// stays free of the backends: the caller hands its kernel in
+	// (job/llmq passes cpu.GemmF32).
 	Gemm func(m, n, k int, a, b, c []float32) `json:"-"`
 }
 
@@ -190,6 +204,10 @@ func gemmLoop(m, n, k int, a, b, c []float32) {
 		}
 	}
 }
+
+// updateCols is the most columns of W one lazy update's GEMM writes: its
+// scratch is rows × updateCols float32. (A variable for the tests.)
+var updateCols = 1024
 
 // Result is a quantized weight.
 type Result struct {
@@ -210,23 +228,29 @@ type Factor struct {
 	Cols int
 	perm []int     // position j processes original column perm[j]
 	dead []bool    // original column c is dead (H_cc was 0)
-	u    []float64 // U [Cols, Cols], upper; the lower triangle is zero
+	u    []float64 // U [Cols, Cols], upper, packed: row j's (j, j..Cols−1) at upOff(j)
 	// Fallback is set when H was not positive definite (numerically): U
 	// is I, which is round-to-nearest.
 	Fallback bool
 }
 
+// upOff is the offset of row j of an n×n packed upper triangle.
+func upOff(j, n int) int { return j*n - j*(j-1)/2 }
+
 // Bytes is the memory f holds.
 func (f *Factor) Bytes() int64 { return int64(len(f.u))*8 + int64(f.Cols)*9 }
 
-// Factorize computes h's Factor under opt (ActOrder, Damp), consuming h:
-// U is computed in h's own memory, so that a Hessian of n columns costs n²
-// float64 once, and h must not be used afterwards. U comes from one
-// Cholesky factorisation and one triangular inverse in float64 (gonum's
-// LAPACK): with J the reversal, J·H·J = L·Lᵀ gives H⁻¹ = (J·L⁻¹·J)ᵀ·(J·L⁻¹·J),
-// and J·L⁻¹·J is upper with a positive diagonal, so it is the upper
-// Cholesky factor of H⁻¹ that torch's cholesky, cholesky_inverse,
-// cholesky(upper) chain computes in three factorisations.
+// Factorize computes h's Factor under opt (ActOrder, Damp, Gemm),
+// consuming h: U is made in h's memory (HessianBytes), and h must not be
+// used afterwards. U comes from one Cholesky factorisation and one
+// triangular inverse in float64 (cholPacked, invLowerPacked: blocked,
+// their trailing updates on every core; with opt.Gemm the updates'
+// products are float32 GEMMs summed in float64, the precision of the
+// float32 factorisations the reference implementations run): with J
+// the reversal, J·H·J = L·Lᵀ gives H⁻¹ = (J·L⁻¹·J)ᵀ·(J·L⁻¹·J), and J·L⁻¹·J
+// is upper with a positive diagonal, so it is the upper Cholesky factor of
+// H⁻¹ that torch's cholesky, cholesky_inverse, cholesky(upper) chain
+// computes in three factorisations.
 func Factorize(h *Hessian, opt Options) (*Factor, error) {
 	if h == nil || h.sum == nil {
 		return nil, errors.New("gptq: no Hessian (or one already factorised)")
@@ -241,13 +265,13 @@ func Factorize(h *Hessian, opt Options) (*Factor, error) {
 	n := h.Cols
 	H := h.sum
 	h.sum = nil
+	scale := 0.0
 	if h.N > 0 {
-		f := 2 / float64(h.N)
-		for i := range H {
-			H[i] *= f
-		}
-	} else {
-		clear(H)
+		scale = 2 / float64(h.N)
+	}
+	diag := make([]float64, n)
+	for c := range n {
+		diag[c] = scale * H[rowOff(c)+c]
 	}
 	f := &Factor{Cols: n, perm: make([]int, n), dead: make([]bool, n)}
 	for i := range f.perm {
@@ -255,7 +279,7 @@ func Factorize(h *Hessian, opt Options) (*Factor, error) {
 	}
 	if opt.ActOrder {
 		slices.SortStableFunc(f.perm, func(a, b int) int {
-			da, db := H[a*n+a], H[b*n+b]
+			da, db := diag[a], diag[b]
 			switch {
 			case da > db:
 				return -1
@@ -267,78 +291,84 @@ func Factorize(h *Hessian, opt Options) (*Factor, error) {
 	}
 	var mean float64
 	for c := range n {
-		if H[c*n+c] == 0 { // dead input
-			H[c*n+c] = 1
+		if diag[c] == 0 { // dead input
+			diag[c] = 1
 			f.dead[c] = true
 		}
-		mean += H[c*n+c]
+		mean += diag[c]
 	}
 	mean /= float64(n)
-	for c := range n {
-		H[c*n+c] += damp * mean
+	// A = J·P·H·Pᵀ·J (the processing order reversed), dampened, packed
+	// lower, in H's own memory: A[i, k] = H[q_i, q_k].
+	q := make([]int, n)
+	for i := range q {
+		q[i] = f.perm[n-1-i]
 	}
-	// J·P·H·Pᵀ·J: the processing order reversed.
-	rev := make([]int, n)
-	for i := range rev {
-		rev[i] = f.perm[n-1-i]
+	A := H
+	permutePacked(A, n, q)
+	for i := range A {
+		A[i] *= scale
 	}
-	permuteSym(H, n, rev)
-	tri, ok := lapack64.Potrf(blas64.Symmetric{N: n, Stride: n, Uplo: blas.Lower, Data: H})
-	ok = ok && lapack64.Trtri(tri)
-	// U = J·L⁻¹·J: L⁻¹ turned by half a turn; the upper triangle of H
-	// (what Potrf left of it) becomes U's lower triangle, cleared.
-	for i, j := 0, n*n-1; i < j; i, j = i+1, j-1 {
-		H[i], H[j] = H[j], H[i]
+	for i, qi := range q {
+		A[rowOff(i)+i] = diag[qi] + damp*mean
 	}
-	for i := range n {
-		clear(H[i*n : i*n+i])
-		for _, v := range H[i*n+i : (i+1)*n] {
+	ok := cholPacked(A, n, opt.Gemm) && invLowerPacked(A, n, opt.Gemm)
+	// U = J·L⁻¹·J: reversing L⁻¹'s packed rows (lower, row-major) gives
+	// U's packed rows (upper, row-major), row n−1−i of U being row i of
+	// L⁻¹ backwards.
+	slices.Reverse(A)
+	for j := range n {
+		for _, v := range A[upOff(j, n) : upOff(j, n)+n-j] {
 			if math.IsNaN(v) || math.IsInf(v, 0) {
 				ok = false
 			}
 		}
-		if !(H[i*n+i] > 0) {
+		if !(A[upOff(j, n)] > 0) {
 			ok = false
 		}
 	}
 	if !ok {
 		f.Fallback = true
-		clear(H)
+		clear(A)
 		for j := range n {
-			H[j*n+j] = 1
+			A[upOff(j, n)] = 1
 		}
 	}
-	f.u = H
+	f.u = A
 	return f, nil
 }
 
-// permuteSym replaces the symmetric n×n a with a[p[i], p[j]] at (i, j), in
-// place (one row of scratch).
-func permuteSym(a []float64, n int, p []int) {
-	tmp := make([]float64, n)
-	done := make([]bool, n)
-	for s := range n { // rows: row i ← row p[i], cycle by cycle
-		if done[s] {
-			continue
+// permutePacked replaces the symmetric a [n×n, packed lower] with
+// a[q_i, q_k] at (i, k), in place: the map from an entry's (unordered)
+// pair of indices to the pair it takes its value from is a permutation
+// of the pairs, followed cycle by cycle (one bit a pair of scratch).
+func permutePacked(a []float64, n int, q []int) {
+	pos := func(i, k int) int {
+		if i < k {
+			i, k = k, i
 		}
-		copy(tmp, a[s*n:(s+1)*n])
-		i := s
-		for {
-			done[i] = true
-			j := p[i]
-			if j == s {
-				copy(a[i*n:(i+1)*n], tmp)
-				break
-			}
-			copy(a[i*n:(i+1)*n], a[j*n:(j+1)*n])
-			i = j
-		}
+		return rowOff(i) + k
 	}
-	for i := range n { // columns
-		row := a[i*n : (i+1)*n]
-		copy(tmp, row)
-		for j, c := range p {
-			row[j] = tmp[c]
+	done := make([]uint64, (packedLen(n)+63)/64)
+	for i := range n {
+		for k := 0; k <= i; k++ {
+			s := rowOff(i) + k
+			if done[s/64]&(1<<(s%64)) != 0 {
+				continue
+			}
+			tmp := a[s]
+			ci, ck, cp := i, k, s
+			for {
+				done[cp/64] |= 1 << (cp % 64)
+				si, sk := q[ci], q[ck]
+				sp := pos(si, sk)
+				if sp == s {
+					a[cp] = tmp
+					break
+				}
+				a[cp] = a[sp]
+				ci, ck, cp = si, sk, sp
+			}
 		}
 	}
 }
@@ -476,12 +506,13 @@ func QuantizeFactored(w []float32, rows, cols int, f *Factor, s quant.Scheme, fi
 					wv := row[i]
 					code := quant.QuantizeValue(float32(wv), sc, zp, qmin, qmax)
 					quant.PutCode(res.Codes, s.Bits, r*cols+c, code)
-					d := U[j*cols+j]
+					uj := U[upOff(j, cols) : upOff(j, cols)+cols-j] // U[j, j:]
+					d := uj[0]
 					q := float64(quant.DequantizeValue(code, sc, zp))
 					e := (wv - q) / d
 					loss[part] += (wv - q) * (wv - q) / (d * d) / 2
 					Err1[r*bs+i] = float32(e)
-					urow := U[j*cols+j+1 : j*cols+i2]
+					urow := uj[1 : i2-j]
 					tail := row[i+1 : n]
 					for t, u := range urow {
 						tail[t] -= e * u
@@ -506,15 +537,7 @@ func QuantizeFactored(w []float32, rows, cols int, f *Factor, s quant.Scheme, fi
 		}
 		// W[:, i2:] −= Err1 · U[i1:i2, i2:], a float32 GEMM (as the
 		// reference implementations run the whole sweep in float32) into
-		// the float64 W.
-		m := cols - i2
-		ut = slices.Grow(ut[:0], m*n)[:m*n]
-		for i := range n {
-			for t, u := range U[(i1+i)*cols+i2 : (i1+i+1)*cols] {
-				ut[t*n+i] = float32(u)
-			}
-		}
-		upd = slices.Grow(upd[:0], rows*m)[:rows*m]
+		// the float64 W, updateCols columns at a time (a bounded scratch).
 		e := Err1[:rows*bs]
 		if n < bs {
 			e = make([]float32, rows*n)
@@ -526,11 +549,23 @@ func QuantizeFactored(w []float32, rows, cols int, f *Factor, s quant.Scheme, fi
 		if gemm == nil {
 			gemm = gemmLoop
 		}
-		gemm(rows, m, n, e, ut, upd)
-		for r := range rows {
-			dst := W[r*cols+i2 : (r+1)*cols]
-			for t, v := range upd[r*m : (r+1)*m] {
-				dst[t] -= float64(v)
+		for c0 := i2; c0 < cols; c0 += updateCols {
+			c1 := min(c0+updateCols, cols)
+			m := c1 - c0
+			ut = slices.Grow(ut[:0], m*n)[:m*n]
+			for i := range n {
+				j := i1 + i
+				for t, u := range U[upOff(j, cols)+c0-j : upOff(j, cols)+c1-j] { // U[j, c0:c1]
+					ut[t*n+i] = float32(u)
+				}
+			}
+			upd = slices.Grow(upd[:0], rows*m)[:rows*m]
+			gemm(rows, m, n, e, ut, upd)
+			for r := range rows {
+				dst := W[r*cols+c0 : r*cols+c1]
+				for t, v := range upd[r*m : (r+1)*m] {
+					dst[t] -= float64(v)
+				}
 			}
 		}
 	}

@@ -266,35 +266,46 @@ func TestAgainstReference(t *testing.T) {
 		{"uint4-asym-group", asym, 8, 48, 16, true, false, -1},
 		{"int4-group-rows-in-parallel", int4g, 40, 136, 64, true, false, 3},
 		{"uint4-asym-rows-in-parallel-updated", asym, 33, 100, 48, true, true, -1},
+		// three blocks of the factorisations, updates in chunks of 40 columns
+		{"int4-group-wide", int4g, 16, 2*cholBlock + 50, 32, true, true, 11},
 	} {
+		if tc.cols > 2*cholBlock {
+			defer func(u, f, b int) { updateCols, f32Block, cholBlockF32 = u, f, b }(updateCols, f32Block, cholBlockF32)
+			updateCols, f32Block, cholBlockF32 = 40, 40, 56
+		}
 		x := correlated(r, 300, tc.cols, tc.dead)
 		w := randomWeight(r, tc.rows, tc.cols)
 		h := NewHessian(tc.cols)
 		if err := h.Add(x, 300); err != nil {
 			t.Fatal(err)
 		}
-		res, err := Quantize(w, tc.rows, tc.cols, h, tc.s, minmax(tc.s), Options{BlockSize: tc.bs, ActOrder: tc.actOrder, UpdatedScales: tc.updated})
-		if err != nil {
-			t.Fatalf("%s: %v", tc.name, err)
-		}
-		if res.Fallback {
-			t.Fatalf("%s: fell back to RTN", tc.name)
-		}
 		bs := tc.bs
 		if bs == 0 {
 			bs = 128
 		}
 		want := referenceGPTQ(w, tc.rows, tc.cols, x, 300, tc.s, tc.actOrder, tc.updated, bs)
-		got := dequant(t, res)
-		differ := 0
-		for i := range got {
-			if math.Abs(got[i]-want[i]) > 1e-6*math.Max(1, math.Abs(want[i])) {
-				differ++
+		var got []float64
+		// Gemm nil: the factorisation in float64; gemmLoop: its trailing
+		// updates' products in float32 (as the pipeline runs it).
+		for _, gemm := range []func(m, n, k int, a, b, c []float32){nil, gemmLoop} {
+			res, err := Quantize(w, tc.rows, tc.cols, h, tc.s, minmax(tc.s), Options{BlockSize: tc.bs, ActOrder: tc.actOrder, UpdatedScales: tc.updated, Gemm: gemm})
+			if err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
 			}
-		}
-		t.Logf("%s: %d of %d values differ from the reference", tc.name, differ, len(got))
-		if differ*500 > len(got) {
-			t.Errorf("%s: %d of %d values differ from the reference", tc.name, differ, len(got))
+			if res.Fallback {
+				t.Fatalf("%s: fell back to RTN", tc.name)
+			}
+			got = dequant(t, res)
+			differ := 0
+			for i := range got {
+				if math.Abs(got[i]-want[i]) > 1e-6*math.Max(1, math.Abs(want[i])) {
+					differ++
+				}
+			}
+			t.Logf("%s (float32 products %v): %d of %d values differ from the reference", tc.name, gemm != nil, differ, len(got))
+			if differ*500 > len(got) {
+				t.Errorf("%s (float32 products %v): %d of %d values differ from the reference", tc.name, gemm != nil, differ, len(got))
+			}
 		}
 		if tc.dead >= 0 {
 			for row := range tc.rows {
@@ -409,6 +420,57 @@ func TestHessianGram(t *testing.T) {
 	}
 	if err := a.Add(x[:5], 1); err == nil {
 		t.Error("Add took 5 values as a row of 11")
+	}
+}
+
+// TestHessianBlocks checks AddGramBlock against Add: a Gram matrix given
+// as blocks below the diagonal, above it, and straddling it (square and
+// not), each entry of the symmetric XᵀX counted once.
+func TestHessianBlocks(t *testing.T) {
+	r := rand.New(rand.NewPCG(4, 4))
+	const d, n = 23, 30
+	x := correlated(r, n, d, 6)
+	a, b := NewHessian(d), NewHessian(d)
+	if err := a.Add(x, n); err != nil {
+		t.Fatal(err)
+	}
+	gram := func(i0, ni, j0, nj int) []float32 {
+		g := make([]float32, ni*nj)
+		for i := range ni {
+			for j := range nj {
+				var s float64
+				for k := range n {
+					s += float64(x[k*d+i0+i]) * float64(x[k*d+j0+j])
+				}
+				g[i*nj+j] = float32(s)
+			}
+		}
+		return g
+	}
+	// rows 0:10 × all columns (straddling, not square), then rows 10:23 ×
+	// columns 0:10 given as the block above (0:10 × 10:23 is done), then
+	// the square 10:23 on the diagonal.
+	for _, blk := range [][4]int{{0, 10, 0, d}, {10, 13, 10, 13}} {
+		if err := b.AddGramBlock(gram(blk[0], blk[1], blk[2], blk[3]), blk[0], blk[1], blk[2], blk[3]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.Count(n)
+	c := NewHessian(d) // the lower blocks only
+	for _, blk := range [][4]int{{0, 10, 0, 10}, {10, 13, 0, 10}, {10, 13, 10, 13}} {
+		if err := c.AddGramBlock(gram(blk[0], blk[1], blk[2], blk[3]), blk[0], blk[1], blk[2], blk[3]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Count(n)
+	ma, mb, mc := a.Matrix(), b.Matrix(), c.Matrix()
+	for i := range ma {
+		if math.Abs(ma[i]-mb[i]) > 1e-5*math.Max(1, math.Abs(ma[i])) || math.Abs(ma[i]-mc[i]) > 1e-5*math.Max(1, math.Abs(ma[i])) {
+			t.Fatalf("H[%d, %d] = %g by Add, %g and %g by blocks", i/d, i%d, ma[i], mb[i], mc[i])
+		}
+	}
+	if err := b.AddGramBlock(make([]float32, 4), 21, 2, 22, 2); err == nil {
+		t.Error("AddGramBlock took a block past the last column")
 	}
 }
 
