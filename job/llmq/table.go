@@ -38,7 +38,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if r.DryRun {
 		return err
 	}
-	p("time: %.2f s (layer passes %.2f s, Hessians %.2f s, quantizing %.2f s)\n", r.Seconds, r.ForwardSecs, r.HessianSecs, r.QuantizeSecs)
+	p("time: %.2f s (layer passes %.2f s, Hessians %.2f s, quantizing %.2f s", r.Seconds, r.ForwardSecs, r.HessianSecs, r.QuantizeSecs)
+	if r.FactorSecs > 0 {
+		p(" of which factorizing %.2f s", r.FactorSecs)
+	}
+	p(")\n")
 	if len(r.Tensors) > 0 {
 		lo, sum, worst := math.Inf(1), 0.0, ""
 		for _, t := range r.Tensors {
