@@ -168,3 +168,50 @@ func TestQuantizeRowsBlocks(t *testing.T) {
 		}
 	}
 }
+
+// TestCacheReserve checks that a cache reserved for the whole sequence
+// does not grow (no reallocation, no copy) and gives the logits of one
+// that grows by doubling; a negative reservation is refused.
+func TestCacheReserve(t *testing.T) {
+	c := Config{Vocab: 64, Hidden: 32, Intermediate: 48, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 8,
+		RMSNormEps: 1e-5, RopeTheta: 10000, BOS: 1, EOS: 2}
+	m, err := New(cpu.New(), c, randomModel(rand.New(rand.NewPCG(9, 9)), c, true, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	grown, reserved := m.NewCache(), m.NewCache()
+	if err := reserved.Reserve(37); err != nil {
+		t.Fatal(err)
+	}
+	k0 := reserved.k[0]
+	prompt := []int{1, 5, 9, 13, 17, 21, 25, 29, 33, 37, 41, 45, 49, 53, 57, 61, 3, 7}
+	a, err := m.Forward(grown, prompt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := m.Forward(reserved, prompt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 19 {
+		x, err := m.ForwardLast(grown, []int{i + 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		y, err := m.ForwardLast(reserved, []int{i + 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, b = append(a, x...), append(b, y...)
+	}
+	if !slices.Equal(a, b) {
+		t.Error("a reserved cache gives other logits than a growing one")
+	}
+	if reserved.k[0] != k0 || reserved.cap != 37 || grown.cap != 72 { // grown: 18 (the prompt), 36, 72
+		t.Errorf("capacities: reserved %d (buffer replaced %v), grown %d; want 37 (not replaced) and 72", reserved.cap, reserved.k[0] != k0, grown.cap)
+	}
+	if err := reserved.Reserve(-1); err == nil {
+		t.Error("Reserve(-1) accepted")
+	}
+}

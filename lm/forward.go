@@ -35,6 +35,18 @@ func (m *Model) NewCache() *Cache {
 	return &Cache{m: m, k: make([]backend.Buffer, m.Config.Layers), v: make([]backend.Buffer, m.Config.Layers)}
 }
 
+// Reserve makes room for positions positions in the cache at once. The
+// cache otherwise grows by doubling as tokens come, which can leave up to
+// twice the memory the sequence needs and copies the cached keys and
+// values at each growth; a caller that knows the prompt and generation
+// lengths reserves them first.
+func (c *Cache) Reserve(positions int) error {
+	if positions < 0 {
+		return fmt.Errorf("lm: reserve %d positions", positions)
+	}
+	return c.reserve(positions, 0, 0, false)
+}
+
 // Len is the number of positions in the cache: the position of the next token.
 func (c *Cache) Len() int { return c.n }
 

@@ -151,7 +151,12 @@ func measure(ctx context.Context, j *job, src energy.Source) (s *sample, err err
 
 	// Warm-up: the same paths once, untimed.
 	warm := m.NewCache()
-	logits, err := m.ForwardLast(warm, prompt)
+	positions := j.PromptLen + j.Gen
+	err = warm.Reserve(positions)
+	var logits []float32
+	if err == nil {
+		logits, err = m.ForwardLast(warm, prompt)
+	}
 	if err == nil {
 		err = decode(warm, argmax(logits), min(j.Gen, 4))
 	}
@@ -166,6 +171,9 @@ func measure(ctx context.Context, j *job, src energy.Source) (s *sample, err err
 	c := m.NewCache()
 	defer c.Close()
 	t0 = time.Now()
+	if err := c.Reserve(positions); err != nil {
+		return nil, err
+	}
 	logits, err = m.ForwardLast(c, prompt)
 	if err != nil {
 		return nil, err
@@ -259,6 +267,9 @@ func batchDecode(m *lm.Model, j *job, stop func() error) (float64, error) {
 	V := m.Config.Vocab
 	for i := range cs {
 		cs[i] = m.NewCache()
+		if err := cs[i].Reserve(j.PromptLen + j.Gen); err != nil {
+			return 0, err
+		}
 		logits, err := m.ForwardLast(cs[i], Prompt(j.Seed, i+1, j.PromptLen, V))
 		if err != nil {
 			return 0, err

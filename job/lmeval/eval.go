@@ -158,6 +158,9 @@ func Eval(ctx context.Context, opt EvalOptions) (*EvalReport, error) {
 	caches := make([]*lm.Cache, len(all))
 	for i, m := range all {
 		caches[i] = m.Model.NewCache()
+		if err := caches[i].Reserve(opt.Ctx); err != nil {
+			return nil, err
+		}
 	}
 	refLP := make([]float64, perWindow*V) // the reference's log-probabilities in this window
 	lp := make([]float64, V)

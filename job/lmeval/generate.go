@@ -115,6 +115,9 @@ func Generate(ctx context.Context, opt GenerateOptions) (*GenerateReport, error)
 	}
 	rep := &GenerateReport{PromptTokens: len(prompt), StopReason: "length", Tokens: []int{}, WeightBytes: m.Weights.WeightBytes()}
 	cache := m.NewCache()
+	if err := cache.Reserve(len(prompt) + opt.N); err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	logits, err := m.ForwardLast(cache, prompt)
 	if err != nil {
