@@ -211,6 +211,22 @@ func TestCacheReserve(t *testing.T) {
 	if reserved.k[0] != k0 || reserved.cap != 37 || grown.cap != 72 { // grown: 18 (the prompt), 36, 72
 		t.Errorf("capacities: reserved %d (buffer replaced %v), grown %d; want 37 (not replaced) and 72", reserved.cap, reserved.k[0] != k0, grown.cap)
 	}
+	// A batch step over caches reserved to the position it fills, the
+	// first sequence's cache included (its rows are not the batch's).
+	var cs []*Cache
+	for i := range 3 {
+		cc := m.NewCache()
+		if err := cc.Reserve(len(prompt) + 1); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.ForwardLast(cc, prompt[:len(prompt)-i]); err != nil {
+			t.Fatal(err)
+		}
+		cs = append(cs, cc)
+	}
+	if _, err := m.ForwardBatch(cs, []int{4, 5, 6}); err != nil {
+		t.Fatal(err)
+	}
 	if err := reserved.Reserve(-1); err == nil {
 		t.Error("Reserve(-1) accepted")
 	}

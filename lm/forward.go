@@ -221,9 +221,11 @@ func (m *Model) forward(segs []segment, last bool) ([]float32, error) {
 		// One sequence writes its keys and values straight into its
 		// cache; a batch writes them to scratch rows, then into each
 		// sequence's cache.
-		k, v := c.k[li].Slice(c.n*kvd, T*kvd), c.v[li].Slice(c.n*kvd, T*kvd)
+		var k, v backend.Buffer
 		if batch {
 			k, v = c.kt.Slice(0, T*kvd), c.vt.Slice(0, T*kvd)
+		} else {
+			k, v = c.k[li].Slice(c.n*kvd, T*kvd), c.v[li].Slice(c.n*kvd, T*kvd)
 		}
 		p := layerPass{b: b, cfg: cfg, li: li, T: T, pos: pos, ropeQ: ropeQ, ropeK: ropeK,
 			x: x, xn: xn, q: q, k: k, v: v, att: att, proj: proj, gate: gate, up: up, a8: c.a8, as: c.as}
