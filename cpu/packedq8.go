@@ -281,7 +281,7 @@ func packedDotQ8Go(l pkLayout, m int, x []byte, lay q8Layout, w []byte, rowBytes
 			bb := p.blockBytes(n)
 			sc, zp := p.q8BlockCodes(codes, row, n)
 			row = row[bb:]
-			cdw := float32(off-zp) * sc
+			cdw := float32(int64(off)-int64(zp)) * sc // int64: a zero point may be any int32
 			for i := range m {
 				xi := x[i*lay.ldx:]
 				for t := range n / 32 {
@@ -415,9 +415,9 @@ func packedTailQ8Go(l pkLayout, m int, x []byte, lay q8Layout, w []byte, rowByte
 		sc, zp := p.q8BlockCodes(codes, w[j*rowBytes+rowBytes-bb:], l.last)
 		for i := range m {
 			rec := x[i*lay.ldx+q8Rec*t:]
-			var s int32
+			var s int64 // a zero point may be any int32
 			for e := from; e < l.last; e++ {
-				s += (codes[e] - zp) * int32(int8(rec[e-from]))
+				s += (int64(codes[e]) - int64(zp)) * int64(int8(rec[e-from]))
 			}
 			d := math.Float32frombits(binary.LittleEndian.Uint32(rec[32:]))
 			c[i*ldc+j] += float32(s) * (sc * d)

@@ -747,9 +747,9 @@ row:
 
 block:
 	VBROADCASTSS (SI), Y3
-	MOVL         $0x00000080, R10
+	MOVQ         $+128, R10
 	VXORPS       Y4, Y4, Y4
-	VCVTSI2SSL   R10, X4, X4
+	VCVTSI2SSQ   R10, X4, X4
 	VMULSS       X3, X4, X4
 	ADDQ         $0x04, SI
 	MOVQ         group+48(FP), R10
@@ -857,9 +857,9 @@ row:
 
 block:
 	VBROADCASTSS (DI), Y5
-	MOVL         $0x00000080, R11
+	MOVQ         $+128, R11
 	VXORPS       Y6, Y6, Y6
-	VCVTSI2SSL   R11, X6, X6
+	VCVTSI2SSQ   R11, X6, X6
 	VMULSS       X5, X6, X6
 	ADDQ         $0x04, DI
 	MOVQ         group+48(FP), R11
@@ -1003,9 +1003,9 @@ row:
 
 block:
 	VBROADCASTSS (DI), Y7
-	MOVL         $0x00000080, R11
+	MOVQ         $+128, R11
 	VXORPS       Y8, Y8, Y8
-	VCVTSI2SSL   R11, X8, X8
+	VCVTSI2SSQ   R11, X8, X8
 	VMULSS       X7, X8, X8
 	ADDQ         $0x04, DI
 	MOVQ         group+48(FP), R11
@@ -1186,9 +1186,9 @@ row:
 
 block:
 	VBROADCASTSS (R8), Y9
-	MOVL         $0x00000080, R12
+	MOVQ         $+128, R12
 	VXORPS       Y10, Y10, Y10
-	VCVTSI2SSL   R12, X10, X10
+	VCVTSI2SSQ   R12, X10, X10
 	VMULSS       X9, X10, X10
 	ADDQ         $0x04, R8
 	MOVQ         group+48(FP), R12
@@ -1397,10 +1397,11 @@ row:
 
 block:
 	VBROADCASTSS (SI), Y3
-	MOVL         $0x00000000, R10
-	SUBL         4(SI), R10
+	MOVQ         $+0, R10
+	MOVLQSX      4(SI), R11
+	SUBQ         R11, R10
 	VXORPS       Y4, Y4, Y4
-	VCVTSI2SSL   R10, X4, X4
+	VCVTSI2SSQ   R10, X4, X4
 	VMULSS       X3, X4, X4
 	ADDQ         $0x08, SI
 	MOVQ         group+48(FP), R10
@@ -1505,10 +1506,11 @@ row:
 
 block:
 	VBROADCASTSS (DI), Y5
-	MOVL         $0x00000000, R11
-	SUBL         4(DI), R11
+	MOVQ         $+0, R11
+	MOVLQSX      4(DI), R12
+	SUBQ         R12, R11
 	VXORPS       Y6, Y6, Y6
-	VCVTSI2SSL   R11, X6, X6
+	VCVTSI2SSQ   R11, X6, X6
 	VMULSS       X5, X6, X6
 	ADDQ         $0x08, DI
 	MOVQ         group+48(FP), R11
@@ -1649,10 +1651,11 @@ row:
 
 block:
 	VBROADCASTSS (DI), Y7
-	MOVL         $0x00000000, R11
-	SUBL         4(DI), R11
+	MOVQ         $+0, R11
+	MOVLQSX      4(DI), R12
+	SUBQ         R12, R11
 	VXORPS       Y8, Y8, Y8
-	VCVTSI2SSL   R11, X8, X8
+	VCVTSI2SSQ   R11, X8, X8
 	VMULSS       X7, X8, X8
 	ADDQ         $0x08, DI
 	MOVQ         group+48(FP), R11
@@ -1830,10 +1833,11 @@ row:
 
 block:
 	VBROADCASTSS (R8), Y9
-	MOVL         $0x00000000, R12
-	SUBL         4(R8), R12
+	MOVQ         $+0, R12
+	MOVLQSX      4(R8), R13
+	SUBQ         R13, R12
 	VXORPS       Y10, Y10, Y10
-	VCVTSI2SSL   R12, X10, X10
+	VCVTSI2SSQ   R12, X10, X10
 	VMULSS       X9, X10, X10
 	ADDQ         $0x08, R8
 	MOVQ         group+48(FP), R12
@@ -2039,10 +2043,11 @@ row:
 
 block:
 	VBROADCASTSS (SI), Y3
-	MOVL         $0x00000080, R10
-	SUBL         4(SI), R10
+	MOVQ         $+128, R10
+	MOVLQSX      4(SI), R11
+	SUBQ         R11, R10
 	VXORPS       Y4, Y4, Y4
-	VCVTSI2SSL   R10, X4, X4
+	VCVTSI2SSQ   R10, X4, X4
 	VMULSS       X3, X4, X4
 	ADDQ         $0x08, SI
 	MOVQ         group+48(FP), R10
@@ -2150,10 +2155,11 @@ row:
 
 block:
 	VBROADCASTSS (DI), Y5
-	MOVL         $0x00000080, R11
-	SUBL         4(DI), R11
+	MOVQ         $+128, R11
+	MOVLQSX      4(DI), R12
+	SUBQ         R12, R11
 	VXORPS       Y6, Y6, Y6
-	VCVTSI2SSL   R11, X6, X6
+	VCVTSI2SSQ   R11, X6, X6
 	VMULSS       X5, X6, X6
 	ADDQ         $0x08, DI
 	MOVQ         group+48(FP), R11
@@ -2297,10 +2303,11 @@ row:
 
 block:
 	VBROADCASTSS (DI), Y7
-	MOVL         $0x00000080, R11
-	SUBL         4(DI), R11
+	MOVQ         $+128, R11
+	MOVLQSX      4(DI), R12
+	SUBQ         R12, R11
 	VXORPS       Y8, Y8, Y8
-	VCVTSI2SSL   R11, X8, X8
+	VCVTSI2SSQ   R11, X8, X8
 	VMULSS       X7, X8, X8
 	ADDQ         $0x08, DI
 	MOVQ         group+48(FP), R11
@@ -2481,10 +2488,11 @@ row:
 
 block:
 	VBROADCASTSS (R8), Y9
-	MOVL         $0x00000080, R12
-	SUBL         4(R8), R12
+	MOVQ         $+128, R12
+	MOVLQSX      4(R8), R13
+	SUBQ         R13, R12
 	VXORPS       Y10, Y10, Y10
-	VCVTSI2SSL   R12, X10, X10
+	VCVTSI2SSQ   R12, X10, X10
 	VMULSS       X9, X10, X10
 	ADDQ         $0x08, R8
 	MOVQ         group+48(FP), R12
@@ -2693,9 +2701,9 @@ row:
 
 block:
 	VBROADCASTSS (SI), Y3
-	MOVL         $0xfffffff8, R10
+	MOVQ         $-8, R10
 	VXORPS       Y4, Y4, Y4
-	VCVTSI2SSL   R10, X4, X4
+	VCVTSI2SSQ   R10, X4, X4
 	VMULSS       X3, X4, X4
 	ADDQ         $0x04, SI
 	MOVQ         group+48(FP), R10
@@ -2800,9 +2808,9 @@ row:
 
 block:
 	VBROADCASTSS (DI), Y5
-	MOVL         $0xfffffff8, R11
+	MOVQ         $-8, R11
 	VXORPS       Y6, Y6, Y6
-	VCVTSI2SSL   R11, X6, X6
+	VCVTSI2SSQ   R11, X6, X6
 	VMULSS       X5, X6, X6
 	ADDQ         $0x04, DI
 	MOVQ         group+48(FP), R11
@@ -2937,9 +2945,9 @@ row:
 
 block:
 	VBROADCASTSS (DI), Y7
-	MOVL         $0xfffffff8, R11
+	MOVQ         $-8, R11
 	VXORPS       Y8, Y8, Y8
-	VCVTSI2SSL   R11, X8, X8
+	VCVTSI2SSQ   R11, X8, X8
 	VMULSS       X7, X8, X8
 	ADDQ         $0x04, DI
 	MOVQ         group+48(FP), R11
@@ -3105,9 +3113,9 @@ row:
 
 block:
 	VBROADCASTSS (R8), Y9
-	MOVL         $0xfffffff8, R12
+	MOVQ         $-8, R12
 	VXORPS       Y10, Y10, Y10
-	VCVTSI2SSL   R12, X10, X10
+	VCVTSI2SSQ   R12, X10, X10
 	VMULSS       X9, X10, X10
 	ADDQ         $0x04, R8
 	MOVQ         group+48(FP), R12
@@ -3837,10 +3845,11 @@ row:
 
 block:
 	VBROADCASTSS (SI), Y3
-	MOVL         $0xfffffff8, R10
-	SUBL         4(SI), R10
+	MOVQ         $-8, R10
+	MOVLQSX      4(SI), R11
+	SUBQ         R11, R10
 	VXORPS       Y4, Y4, Y4
-	VCVTSI2SSL   R10, X4, X4
+	VCVTSI2SSQ   R10, X4, X4
 	VMULSS       X3, X4, X4
 	ADDQ         $0x08, SI
 	MOVQ         group+48(FP), R10
@@ -3945,10 +3954,11 @@ row:
 
 block:
 	VBROADCASTSS (DI), Y5
-	MOVL         $0xfffffff8, R11
-	SUBL         4(DI), R11
+	MOVQ         $-8, R11
+	MOVLQSX      4(DI), R12
+	SUBQ         R12, R11
 	VXORPS       Y6, Y6, Y6
-	VCVTSI2SSL   R11, X6, X6
+	VCVTSI2SSQ   R11, X6, X6
 	VMULSS       X5, X6, X6
 	ADDQ         $0x08, DI
 	MOVQ         group+48(FP), R11
@@ -4083,10 +4093,11 @@ row:
 
 block:
 	VBROADCASTSS (DI), Y7
-	MOVL         $0xfffffff8, R11
-	SUBL         4(DI), R11
+	MOVQ         $-8, R11
+	MOVLQSX      4(DI), R12
+	SUBQ         R12, R11
 	VXORPS       Y8, Y8, Y8
-	VCVTSI2SSL   R11, X8, X8
+	VCVTSI2SSQ   R11, X8, X8
 	VMULSS       X7, X8, X8
 	ADDQ         $0x08, DI
 	MOVQ         group+48(FP), R11
@@ -4252,10 +4263,11 @@ row:
 
 block:
 	VBROADCASTSS (R8), Y9
-	MOVL         $0xfffffff8, R12
-	SUBL         4(R8), R12
+	MOVQ         $-8, R12
+	MOVLQSX      4(R8), R13
+	SUBQ         R13, R12
 	VXORPS       Y10, Y10, Y10
-	VCVTSI2SSL   R12, X10, X10
+	VCVTSI2SSQ   R12, X10, X10
 	VMULSS       X9, X10, X10
 	ADDQ         $0x08, R8
 	MOVQ         group+48(FP), R12
@@ -4443,10 +4455,11 @@ row:
 
 block:
 	VBROADCASTSS (SI), Y3
-	MOVL         $0x00000000, R10
-	SUBL         4(SI), R10
+	MOVQ         $+0, R10
+	MOVLQSX      4(SI), R11
+	SUBQ         R11, R10
 	VXORPS       Y4, Y4, Y4
-	VCVTSI2SSL   R10, X4, X4
+	VCVTSI2SSQ   R10, X4, X4
 	VMULSS       X3, X4, X4
 	ADDQ         $0x08, SI
 	MOVQ         group+48(FP), R10
@@ -4548,10 +4561,11 @@ row:
 
 block:
 	VBROADCASTSS (DI), Y5
-	MOVL         $0x00000000, R11
-	SUBL         4(DI), R11
+	MOVQ         $+0, R11
+	MOVLQSX      4(DI), R12
+	SUBQ         R12, R11
 	VXORPS       Y6, Y6, Y6
-	VCVTSI2SSL   R11, X6, X6
+	VCVTSI2SSQ   R11, X6, X6
 	VMULSS       X5, X6, X6
 	ADDQ         $0x08, DI
 	MOVQ         group+48(FP), R11
@@ -4683,10 +4697,11 @@ row:
 
 block:
 	VBROADCASTSS (DI), Y7
-	MOVL         $0x00000000, R11
-	SUBL         4(DI), R11
+	MOVQ         $+0, R11
+	MOVLQSX      4(DI), R12
+	SUBQ         R12, R11
 	VXORPS       Y8, Y8, Y8
-	VCVTSI2SSL   R11, X8, X8
+	VCVTSI2SSQ   R11, X8, X8
 	VMULSS       X7, X8, X8
 	ADDQ         $0x08, DI
 	MOVQ         group+48(FP), R11
@@ -4849,10 +4864,11 @@ row:
 
 block:
 	VBROADCASTSS (R8), Y9
-	MOVL         $0x00000000, R12
-	SUBL         4(R8), R12
+	MOVQ         $+0, R12
+	MOVLQSX      4(R8), R13
+	SUBQ         R13, R12
 	VXORPS       Y10, Y10, Y10
-	VCVTSI2SSL   R12, X10, X10
+	VCVTSI2SSQ   R12, X10, X10
 	VMULSS       X9, X10, X10
 	ADDQ         $0x08, R8
 	MOVQ         group+48(FP), R12

@@ -41,7 +41,7 @@ func TestGemmPacked(t *testing.T) {
 // k, partial last blocks, zero points at the ends of the range, every m of
 // the GEMV and the GEMM beyond it, and views at unaligned offsets.
 func TestPackedEdges(t *testing.T) {
-	packedEdges(t, openTest(t))
+	packedEdges(t, openTest(t), false)
 }
 
 // TestGemmPackedErrors checks the method's own validation (called

@@ -101,7 +101,10 @@ func RunGemmPacked(t *testing.T, b backend.Backend) {
 //
 // The products of the rounded values are then summed as GemmF32's are:
 // a backend's output may lie GemmF32Bound(k, abs + ActQ8Bound) +
-// ActQ8Bound from the exact product (abs its Σ|a·w|).
+// ActQ8Bound from the exact product (abs its Σ|a·w|). The bound takes
+// normal scales and zero points within the code range (what quantizers
+// write): a subnormal weight scale times d_t, or a code − zero point that
+// overflows int32 (which the format's decoder wraps), is outside it.
 func ActQ8Bound(a, w []float32) float64 {
 	var bound float64
 	for t := 0; t < len(a); t += 32 {

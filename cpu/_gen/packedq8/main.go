@@ -356,13 +356,16 @@ func dot(s spec, m int) {
 		// cdw is c·scale in lane 0, zeros elsewhere.
 		var cdw VecVirtual
 		if corr {
+			// In 64 bits: a zero point may be any int32.
 			cdw = YMM()
-			MOVL(U32(uint32(s.offset())), nch.As32())
+			MOVQ(I32(int32(s.offset())), nch)
 			if s.zp {
-				SUBL(Mem{Base: p, Disp: 4}, nch.As32())
+				zp := GP64()
+				MOVLQSX(Mem{Base: p, Disp: 4}, zp)
+				SUBQ(zp, nch)
 			}
 			VXORPS(cdw, cdw, cdw)
-			VCVTSI2SSL(nch.As32(), cdw.AsX(), cdw.AsX())
+			VCVTSI2SSQ(nch, cdw.AsX(), cdw.AsX())
 			VMULSS(dw.AsX(), cdw.AsX(), cdw.AsX())
 		}
 		ADDQ(U8(s.hdr()), p)
