@@ -414,7 +414,8 @@ func TestGGUFFileType(t *testing.T) {
 		{int32(0), 0, "ALL_F32"},
 		{uint32(7), 7, "MOSTLY_Q8_0"},
 		{uint32(32), 32, "MOSTLY_BF16"},
-		{uint32(12), 12, "file type 12"}, // Q3_K_M: not a mix quantkit writes
+		{uint32(12), 12, "MOSTLY_Q3_K_M"},
+		{uint32(19), 19, "file type 19"}, // IQ2_XXS: not a mix quantkit writes
 	} {
 		path := filepath.Join(dir, tc.name+".gguf")
 		meta := []gguf.KV{{Key: "general.architecture", Value: "llama"}, {Key: "general.file_type", Value: tc.value}}
