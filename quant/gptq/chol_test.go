@@ -9,8 +9,6 @@ import (
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas64"
 	"gonum.org/v1/gonum/lapack/lapack64"
-
-	"github.com/quantkit/quantkit/cpu"
 )
 
 // spd returns a random symmetric positive definite n×n matrix (full,
@@ -217,7 +215,8 @@ func TestCholPackedFails(t *testing.T) {
 }
 
 // BenchmarkFactor times cholPacked then invLowerPacked, all float64 and
-// with float32 products on cpu.GemmF32 (the pipeline's), against gonum's
+// with float32 products (gemmLoop, standing in for the pipeline's
+// cpu.GemmF32: quant may not import a backend), against gonum's
 // dpotrf then dtrtri (what Factorize ran before) on an n×n SPD matrix.
 func BenchmarkFactor(b *testing.B) {
 	n := 2048
@@ -234,7 +233,7 @@ func BenchmarkFactor(b *testing.B) {
 	b.Run(fmt.Sprintf("packed-f32-products-%d", n), func(b *testing.B) {
 		for b.Loop() {
 			p := pack(a, n)
-			if !cholPacked(p, n, cpu.GemmF32) || !invLowerPacked(p, n, cpu.GemmF32) {
+			if !cholPacked(p, n, gemmLoop) || !invLowerPacked(p, n, gemmLoop) {
 				b.Fatal("failed")
 			}
 		}
