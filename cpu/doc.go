@@ -78,7 +78,8 @@
 // Kernels split their work over Threads() goroutines (GOMAXPROCS unless
 // SetThreads says otherwise), in blocks large enough that no goroutine is
 // started for a tiny task; small inputs run on the calling goroutine.
-// Helpers park between calls; SetSpin (or QUANTKIT_SPIN=200us) makes them
-// poll for that long first, which saves the tens of microseconds a parked
-// helper takes to join on an idle machine and costs CPU on a busy one.
+// Helpers poll for the next call for 200 µs before they park (SetSpin, or
+// QUANTKIT_SPIN=0 to park at once), which saves the tens of microseconds
+// a parked helper takes to join on an idle machine and costs some CPU on
+// a busy one.
 package cpu

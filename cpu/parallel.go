@@ -59,6 +59,7 @@ type job struct {
 	w      int64        // worker indices [0, w) exist
 	next   atomic.Int64 // next task to claim
 	joined atomic.Int64 // worker indices handed out (the caller's is 0)
+	done   atomic.Int64 // tasks finished
 	wg     sync.WaitGroup
 }
 
@@ -70,6 +71,7 @@ func (j *job) run(worker int) {
 			return
 		}
 		j.fn(worker, int(t))
+		j.done.Add(1)
 		j.wg.Done()
 	}
 }
@@ -140,16 +142,27 @@ func helper() {
 // runqgrab. So the GEMVs of a small model's decode step (50-200 µs each,
 // about 160 a token at 150M) run mostly on the caller alone. A helper
 // that polls instead joins at once; OpenMP's threads, which llama.cpp
-// uses, spin the same way between ops. Polling costs a processor while
-// it lasts, and with more runnable threads than cores it loses: a helper
-// descheduled in the middle of a task makes the caller wait (on that
-// loaded VM, 200 µs of polling made the 150M decode step 1.6 times
-// slower). Hence a setting, off by default, to measure on a quiet
-// machine.
+// uses, spin the same way between ops. The caller, its own tasks done,
+// polls too until the helpers' tasks finish rather than parking on the
+// wait group (whose wake-up is as slow). The polling must keep its
+// processor: a runtime.Gosched between polls handed it to the caller's
+// goroutine and left the other processor asleep, which is why a first
+// version lost. Polling costs a processor while it lasts, and with more
+// runnable threads than cores it loses a little: a helper descheduled in
+// the middle of a task makes the caller wait. On a quiet 2-vCPU EPYC VM,
+// 200 µs of polling made the 150M model's int8 and int4 decode 17-30 %
+// faster; with one CPU-bound process beside it, about 10 % slower. So
+// it is on by default, 200 µs, as OpenMP's default wait policy spins for
+// a while before sleeping.
 
 var spinSetting atomic.Int64 // time.Duration
 
+// defaultSpin is the spin time unless SetSpin or QUANTKIT_SPIN says
+// otherwise.
+const defaultSpin = 200 * time.Microsecond
+
 func init() {
+	spinSetting.Store(int64(defaultSpin))
 	if v := os.Getenv("QUANTKIT_SPIN"); v != "" {
 		if d, err := time.ParseDuration(v); err == nil {
 			spinSetting.Store(int64(d))
@@ -159,17 +172,18 @@ func init() {
 
 // SetSpin sets how long a helper goroutine of the kernels' pool, its
 // task done, polls for the next parallel call before it parks, and
-// returns the previous setting; 0 (the default, unless the environment
-// variable QUANTKIT_SPIN holds a duration such as "200us") parks at
-// once. A spin of about 200 µs spans the serial gaps of a decode step,
+// returns the previous setting; 0 parks at once. The default is 200 µs,
+// or the duration the environment variable QUANTKIT_SPIN holds ("0" or
+// "50us"). A spin of about 200 µs spans the serial gaps of a decode step,
 // so that its parallel calls start on every thread without a wake-up;
 // it spends that processor time polling after the last call.
 func SetSpin(d time.Duration) (previous time.Duration) {
 	return time.Duration(spinSetting.Swap(int64(max(d, 0))))
 }
 
-// spinForOffer polls the offers for the spin time, yielding the
-// processor between polls, and returns the first it takes, or nil.
+// spinForOffer polls the offers for the spin time, keeping its
+// processor (a yield would hand it to the caller's goroutine and leave
+// the other processor asleep), and returns the first it takes, or nil.
 func spinForOffer() *job {
 	d := time.Duration(spinSetting.Load())
 	if d <= 0 {
@@ -185,7 +199,22 @@ func spinForOffer() *job {
 		if i%32 == 0 && time.Now().After(deadline) {
 			return nil
 		}
-		runtime.Gosched()
+	}
+}
+
+// spinForDone polls, for the spin time at most, until every task of j is
+// finished, so that a caller whose helpers are still running does not
+// park (and need a wake-up) for the last microseconds of a call.
+func spinForDone(j *job) {
+	d := time.Duration(spinSetting.Load())
+	if d <= 0 {
+		return
+	}
+	deadline := time.Now().Add(d)
+	for i := 1; j.done.Load() < j.tasks; i++ {
+		if i%64 == 0 && time.Now().After(deadline) {
+			return
+		}
 	}
 }
 
@@ -213,6 +242,7 @@ func parallelTasks(w, tasks int, fn func(worker, task int)) {
 		}
 	}
 	j.run(0)
+	spinForDone(j)
 	j.wg.Wait()
 }
 
