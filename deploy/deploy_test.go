@@ -57,11 +57,11 @@ type podSpec struct {
 }
 
 type container struct {
-	Name    string   `yaml:"name"`
-	Image   string   `yaml:"image"`
-	Command []string `yaml:"command"`
-	Args    []string `yaml:"args"`
-	Env     []envVar `yaml:"env"`
+	Name      string   `yaml:"name"`
+	Image     string   `yaml:"image"`
+	Command   []string `yaml:"command"`
+	Args      []string `yaml:"args"`
+	Env       []envVar `yaml:"env"`
 	Resources struct {
 		Requests map[string]string `yaml:"requests"`
 		Limits   map[string]string `yaml:"limits"`

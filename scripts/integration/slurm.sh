@@ -55,6 +55,15 @@ chmod 0711 "$work"
 pids=()
 cleanup() {
 	local rc=$?
+	# Jobs still running (a failure mid-way) end before the daemons do:
+	# their slurmstepd and quantkit would outlive slurmd.
+	if [ -f "${SLURM_CONF:-}" ] && [ -n "$(squeue -h -o %A 2>/dev/null)" ]; then
+		scancel --full --user=root 2>/dev/null || true
+		for _ in $(seq 50); do
+			[ -z "$(squeue -h -o %A 2>/dev/null)" ] && break
+			sleep 0.2
+		done
+	fi
 	for p in "${pids[@]}"; do
 		kill "$p" 2>/dev/null || true
 	done
