@@ -93,6 +93,11 @@ func ResolveShard(text string, getenv func(string) string) (*ShardSpec, string, 
 			return nil, "", inputerr.Mark(fmt.Errorf("auto: %w", err))
 		}
 	}
+	// An array numbered from 1 fails in every task, not only in its last.
+	if hi, err := strconv.Atoi(getenv(EnvSlurmTaskMax)); slurm != "" && err == nil && hi >= count {
+		return bad("%s=%d: the array's tasks go beyond the parts 0..%d (%d parts from %s): number the array from 0 (sbatch --array=0-%d)",
+			EnvSlurmTaskMax, hi, count-1, count, countFrom, count-1)
+	}
 	if index >= count {
 		return bad("%s=%d is not a part index of %d parts (from %s): the index must be in [0, %d)", name, index, count, countFrom, count)
 	}

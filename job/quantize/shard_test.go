@@ -139,6 +139,7 @@ func TestResolveShard(t *testing.T) {
 		{"auto", slurm("0", "4", "0", "3"), ShardSpec{0, 4}, ""},
 		// A rerun of task 2 alone is part 2, given the count either way.
 		{"auto/4", slurm("2", "1", "2", "2"), ShardSpec{2, 4}, "SLURM_ARRAY_TASK_ID=2, 4 parts from --shard auto/4"},
+		{"auto/4", slurm("1", "2", "1", "3"), ShardSpec{1, 4}, ""}, // a rerun of tasks 1 and 3
 		{"auto", slurm("2", "1", "2", "2", EnvShardCount, "4"), ShardSpec{2, 4}, "SLURM_ARRAY_TASK_ID=2, 4 parts from QUANTKIT_SHARD_COUNT=4"},
 		{"auto/4", slurm("2", "1", "2", "2", EnvShardCount, "4"), ShardSpec{2, 4}, ""},
 		{"auto/8", env(EnvK8sIndex, "7"), ShardSpec{7, 8}, "JOB_COMPLETION_INDEX=7, 8 parts from --shard auto/8"},
@@ -174,7 +175,10 @@ func TestResolveShard(t *testing.T) {
 		{"auto", slurm("4", "4", "1", "4"), "number the array from 0 (sbatch --array=0-3)"},
 		{"auto", env(EnvSlurmTaskID, "1"), `SLURM_ARRAY_TASK_COUNT="" is not`},
 		{"auto", slurm("1", "x", "0", "3"), "SLURM_ARRAY_TASK_COUNT=\"x\""},
-		{"auto/4", slurm("4", "5", "0", "4"), "SLURM_ARRAY_TASK_ID=4 is not a part index of 4 parts"},
+		{"auto/4", slurm("4", "5", "0", "4"), "SLURM_ARRAY_TASK_MAX=4: the array's tasks go beyond the parts 0..3"},
+		{"auto/4", env(EnvSlurmTaskID, "4"), "SLURM_ARRAY_TASK_ID=4 is not a part index of 4 parts"},
+		// An array from 1 with the count: every task fails, task 1 too.
+		{"auto/4", slurm("1", "4", "1", "4"), "number the array from 0 (sbatch --array=0-3)"},
 	} {
 		if s, _, err := ResolveShard(tc.text, tc.env); err == nil || !inputerr.Is(err) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("ResolveShard(%q) = %v, %v; want an input error mentioning %q", tc.text, s, err, tc.want)
