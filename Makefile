@@ -48,11 +48,19 @@ bench:
 # prints their environment; then scripts/integration/run.sh runs the tests
 # with build tag integration, in the packages that have them, against
 # build/quantkit. In CI (CI set) a missing piece fails; elsewhere it skips
-# with a message.
+# with a message. Then scripts/integration/slurm.sh (also alone: make
+# integration-slurm) runs deploy/slurm's jobs on a one-node Slurm cluster it
+# starts on this machine (slurm-wlm and munge installed when missing; root
+# only, else it skips): merged parts equal one run byte for byte, also
+# after a task killed mid-run is rerun alone.
 QUANTKIT_CACHE ?= $(HOME)/.cache/quantkit
-.PHONY: integration
+.PHONY: integration integration-slurm
 integration: build
 	QUANTKIT_CACHE="$(QUANTKIT_CACHE)" QUANTKIT_BIN="$(CURDIR)/$(BIN)" GO="$(GO)" ./scripts/integration/run.sh
+	QUANTKIT_BIN="$(CURDIR)/$(BIN)" ./scripts/integration/slurm.sh
+
+integration-slurm: build
+	QUANTKIT_BIN="$(CURDIR)/$(BIN)" ./scripts/integration/slurm.sh
 
 # quantkit's CPU GEMMs beside OpenBLAS sgemm and gonum, and the streaming
 # kernels beside a memmove, in one run on 2 threads (cgo, build tag openblas:

@@ -21,10 +21,12 @@ var mergeCommand = &cli.Command{
 	ArgsUsage: "PART... -o OUT",
 	Description: "Each PART is a part directory (OUT/part-I-of-N of a quantize --shard run) or a parts\n" +
 		"directory holding them. All N parts of the same plan (the same input, flags and quantkit:\n" +
-		"part.json's plan_hash) must be there, once each. The tensors are written in the order one\n" +
-		"unsharded run writes them, with the same shard size (the parts' --shard-size unless\n" +
-		"--shard-size is given), config.json and side files, so the result equals that run's\n" +
-		"output tensor for tensor. OUT is written atomically.\n" +
+		"part.json's plan_hash) must be there, once each, each file as part.json records it (size and\n" +
+		"SHA-256): merge checks every part before it writes, and names each part that is missing, of\n" +
+		"another plan, or changed since quantize wrote it, with the --shard to run again. The tensors\n" +
+		"are written in the order one unsharded run writes them, with the same shard size (the\n" +
+		"parts' --shard-size unless --shard-size is given), config.json and side files, so the\n" +
+		"result equals that run's output byte for byte. OUT is written atomically.\n" +
 		"Parts of quantize --format gguf --shard (part.gguf beside part.json) are joined into the one\n" +
 		".gguf file OUT that the same quantize without --shard writes, byte for byte: the metadata,\n" +
 		"the tensors in its order, each from the part part.json gives it (--shard-size is refused).\n" +

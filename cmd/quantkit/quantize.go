@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -33,7 +34,8 @@ var (
 	quantDryFlag    = &cli.BoolFlag{Name: "dry-run", Usage: "print the plan, sizes and memory estimate; write nothing"}
 	quantForceFlag  = &cli.BoolFlag{Name: "force", Usage: "replace OUT if it exists"}
 	quantSizeFlag   = &cli.StringFlag{Name: "shard-size", Value: "5GB", Usage: "output shards of at most `SIZE` of tensor data (5GB, 500MB, 2GiB)"}
-	quantShardFlag  = &cli.StringFlag{Name: "shard", Usage: "quantize only part `I/N` (I in 0..N-1) into OUT/part-I-of-N; join the parts with merge (not for gguf-q8_0, gguf-q4_0)"}
+	quantShardFlag  = &cli.StringFlag{Name: "shard", Usage: "quantize only part `I/N` (I in 0..N-1) into OUT/part-I-of-N; join the parts with merge (not for gguf-q8_0, gguf-q4_0). " +
+		"auto or auto/N: I (and N) from a Slurm array task or a Kubernetes Indexed Job (see below)"}
 	quantNonFinFlag = &cli.BoolFlag{Name: "allow-nonfinite", Usage: "quantize weights with NaN/Inf (NaN as 0, ±Inf saturated to the largest finite magnitude) instead of failing"}
 
 	// Calibrated quantization (job/llmq).
@@ -142,6 +144,18 @@ var quantizeCommand = &cli.Command{
 		"tensors) and part.json (the plan hash, of the input's header and first and last rows, the\n" +
 		"type, --pure and every tensor's type and part), and `quantkit merge OUT/part-* -o F.gguf`\n" +
 		"writes the file one run would write, byte for byte. Not for gguf-q8_0 and gguf-q4_0.\n" +
+		"part.json also records every file of the part, its size and SHA-256: merge checks them all\n" +
+		"first and names each part that is missing, of another plan, or changed since it was written.\n" +
+		"\n" +
+		"--shard auto (or auto/N) takes the part from the job engine, so that one command serves every\n" +
+		"task of an array (deploy/slurm and deploy/kubernetes hold ready-made jobs):\n" +
+		"  Slurm array     I is SLURM_ARRAY_TASK_ID: number the array from 0 (sbatch --array=0-N-1), so\n" +
+		"                  that a task rerun alone (sbatch --array=K) writes part K again. N is auto/N,\n" +
+		"                  else QUANTKIT_SHARD_COUNT, else SLURM_ARRAY_TASK_COUNT when the array is all\n" +
+		"                  of 0..N-1 (a rerun of some tasks needs N given).\n" +
+		"  Kubernetes      I is JOB_COMPLETION_INDEX of an Indexed Job; N, which a pod is not told, is\n" +
+		"                  auto/N or QUANTKIT_SHARD_COUNT (the Job's completions).\n" +
+		"A missing or malformed variable is an error naming it; the part chosen is printed on stderr.\n" +
 		"\n" +
 		"Importance matrices (--format gguf): --imatrix FILE quantizes with llama-imatrix's file;\n" +
 		"--calib FILE computes one on IN first, as `quantkit imatrix` does: the text cut in chunks of\n" +
@@ -317,10 +331,8 @@ func parseQuantizeFlags(c *cli.Context) (*quantize.Options, error) {
 	if opt.ShardSize, err = parseShardSize(c, quantSizeFlag); err != nil {
 		return nil, err
 	}
-	if v := c.String(quantShardFlag.Name); v != "" {
-		if opt.Shard, err = quantize.ParseShard(v); err != nil {
-			return nil, fmt.Errorf("--shard: %w", err)
-		}
+	if opt.Shard, err = parseShard(c); err != nil {
+		return nil, err
 	}
 	return opt, nil
 }
@@ -427,6 +439,24 @@ func runQuantizeLLM(c *cli.Context) error {
 		return fmt.Errorf("quantize: %w", err)
 	}
 	return nil
+}
+
+// parseShard parses --shard (nil when not given): I/N, or auto or auto/N
+// from the job engine's environment (quantize.ResolveShard), saying which
+// part that is and whence.
+func parseShard(c *cli.Context) (*quantize.ShardSpec, error) {
+	v := c.String(quantShardFlag.Name)
+	if v == "" {
+		return nil, nil
+	}
+	s, from, err := quantize.ResolveShard(v, os.Getenv)
+	if err != nil {
+		return nil, fmt.Errorf("--shard: %w", err)
+	}
+	if from != "" {
+		fmt.Fprintf(c.App.ErrWriter, "quantize: --shard %s is part %d/%d (%s)\n", v, s.Index, s.Count, from)
+	}
+	return s, nil
 }
 
 // parseShardSize parses a --shard-size flag: a positive size.

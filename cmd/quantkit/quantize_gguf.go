@@ -121,10 +121,8 @@ func parseQuantizeGGUFFlags(c *cli.Context) (*quantize.GGUFOptions, error) {
 	if err := ggufCalibImatrix(c, opt, hf); err != nil {
 		return nil, err
 	}
-	if v := c.String(quantShardFlag.Name); v != "" {
-		if opt.Shard, err = quantize.ParseShard(v); err != nil {
-			return nil, fmt.Errorf("--shard: %w", err)
-		}
+	if opt.Shard, err = parseShard(c); err != nil {
+		return nil, err
 	}
 	if hf != "" {
 		src, err := quantize.OpenHFSource(hf)

@@ -392,3 +392,60 @@ func TestQuantizeGGUFQ8NotesLlama(t *testing.T) {
 		}
 	}
 }
+
+// --shard auto takes the part from a Kubernetes Indexed Job's or a Slurm
+// array task's environment, says which on stderr, and names what is
+// missing; the parts merge. GGUF parts take it too.
+func TestQuantizeShardAuto(t *testing.T) {
+	in := synthModel(t)
+	dir := t.TempDir()
+	parts := filepath.Join(dir, "parts")
+	for _, v := range []string{"JOB_COMPLETION_INDEX", "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_MAX", "QUANTKIT_SHARD_COUNT"} {
+		t.Setenv(v, "")
+	}
+	if _, _, err := runSplit(t, "quantize", in, "-o", parts, "--shard", "auto"); err == nil || !errors.Is(err, inputerr.ErrInput) || !strings.Contains(err.Error(), "--shard: auto: neither SLURM_ARRAY_TASK_ID") {
+		t.Errorf("--shard auto outside a job: %v", err)
+	}
+	t.Setenv("JOB_COMPLETION_INDEX", "1")
+	if _, _, err := runSplit(t, "quantize", in, "-o", parts, "--shard", "auto"); err == nil || !strings.Contains(err.Error(), "QUANTKIT_SHARD_COUNT") {
+		t.Errorf("--shard auto without the count: %v", err)
+	}
+	_, stderr, err := runSplit(t, "quantize", in, "-o", parts, "--shard", "auto/2")
+	if err != nil || !strings.Contains(stderr, "--shard auto/2 is part 1/2 (JOB_COMPLETION_INDEX=1, 2 parts from --shard auto/2)") {
+		t.Fatalf("--shard auto/2 in pod 1: %v\n%s", err, stderr)
+	}
+	t.Setenv("JOB_COMPLETION_INDEX", "")
+	for k, v := range map[string]string{"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "2", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_MAX": "1"} {
+		t.Setenv(k, v)
+	}
+	if _, stderr, err := runSplit(t, "quantize", in, "-o", parts, "--shard", "auto"); err != nil || !strings.Contains(stderr, "is part 0/2 (SLURM_ARRAY_TASK_ID=0") {
+		t.Fatalf("--shard auto in task 0: %v\n%s", err, stderr)
+	}
+	mustRun(t, "quantize", in, "-o", filepath.Join(dir, "one"))
+	mustRun(t, "merge", parts, "-o", filepath.Join(dir, "merged"))
+	for _, name := range entries(t, filepath.Join(dir, "one")) {
+		a, _ := os.ReadFile(filepath.Join(dir, "one", name))
+		b, err := os.ReadFile(filepath.Join(dir, "merged", name))
+		if err != nil || !bytes.Equal(a, b) {
+			t.Errorf("merged %s differs from one run's: %v", name, err)
+		}
+	}
+	gparts := filepath.Join(dir, "gguf-parts")
+	if _, stderr, err := runSplit(t, "quantize", "../../testdata/llm/stories260K/stories260K.gguf", "-o", gparts, "--format", "gguf", "--type", "Q8_0", "--shard", "auto"); err != nil ||
+		!strings.Contains(stderr, "is part 0/2") {
+		t.Fatalf("--format gguf --shard auto: %v\n%s", err, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(gparts, "part-0-of-2", "part.gguf")); err != nil {
+		t.Error(err)
+	}
+}
+
+// runSplit is run with stdout and stderr apart.
+func runSplit(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	app := newApp()
+	var out, errOut bytes.Buffer
+	app.Writer, app.ErrWriter = &out, &errOut
+	err = app.Run(resolve(app, append([]string{"quantkit"}, args...), &errOut).Args)
+	return out.String(), errOut.String(), err
+}

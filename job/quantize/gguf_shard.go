@@ -49,6 +49,9 @@ type GGUFPart struct {
 	Pure     bool   `json:"pure"`
 	// Tensors are every output tensor of the whole plan, in output order.
 	Tensors []GGUFPartTensor `json:"tensors"`
+	// Files are the part directory's files (plan.HashPartFiles), which
+	// merge checks before it reads them.
+	Files []plan.PartFile `json:"files"`
 }
 
 // GGUFPartTensor is one output tensor of a GGUF plan and the part that
@@ -246,7 +249,11 @@ func (j *ggufJob) writePart(ctx context.Context, claim *atomicfile.Claim, progre
 	if err != nil {
 		return err
 	}
-	b, err := j.part().Marshal()
+	part := j.part()
+	if part.Files, err = plan.HashPartFiles(tmp.Path); err != nil {
+		return err
+	}
+	b, err := part.Marshal()
 	if err != nil {
 		return err
 	}
@@ -271,17 +278,16 @@ func (p *GGUFPart) Marshal() ([]byte, error) {
 // exactly the fields of GGUFPart, each once; format GGUFPartFormat; a
 // known type; index in [0, count), count in [1, plan.MaxParts]; tensors
 // with unique non-empty names, known types, 1 to gguf.MaxDims dims of a
-// size that does not overflow, and a part in [0, count).
+// size that does not overflow, and a part in [0, count); files as
+// plan.ValidatePartFileList wants them.
 func ParseGGUFPart(data []byte) (*GGUFPart, error) {
 	members, err := jsonobj.Members(data)
 	if err != nil {
 		return nil, err
 	}
-	known := []string{"plan_hash", "index", "count", "format", "type", "pure", "tensors"}
-	for _, m := range members {
-		if !slices.Contains(known, m.Key) {
-			return nil, fmt.Errorf("unknown field %q", m.Key)
-		}
+	known := []string{"plan_hash", "index", "count", "format", "type", "pure", "tensors", "files"}
+	if err := plan.CheckPartFields(members, known); err != nil {
+		return nil, err
 	}
 	if len(members) != len(known) {
 		return nil, fmt.Errorf("%d of the fields %s present, want all", len(members), strings.Join(known, ", "))
@@ -326,6 +332,9 @@ func ParseGGUFPart(data []byte) (*GGUFPart, error) {
 			return nil, fmt.Errorf("tensor %q: %w", t.Name, err)
 		}
 		seen[t.Name] = true
+	}
+	if err := plan.ValidatePartFileList(p.Files); err != nil {
+		return nil, err
 	}
 	return &p, nil
 }
@@ -391,15 +400,9 @@ func mergeGGUF(ctx context.Context, opt MergeOptions, dirs []string, start time.
 	if opt.ShardSize != 0 {
 		return nil, inputerr.Mark(errors.New("--shard-size does not apply to GGUF parts: the merged output is one .gguf file"))
 	}
-	parts := map[int]*ggufPartFile{}
-	defer func() {
-		for _, p := range parts {
-			p.f.Close()
-		}
-	}()
-	var first *ggufPartFile
-	var inputs []string
-	for _, d := range dirs {
+	manifests := make([]*GGUFPart, len(dirs))
+	ids := make([]partID, len(dirs))
+	for i, d := range dirs {
 		info, err := ReadGGUFPart(d)
 		if err != nil {
 			if !isGGUFPart(d) {
@@ -407,17 +410,33 @@ func mergeGGUF(ctx context.Context, opt MergeOptions, dirs []string, start time.
 			}
 			return nil, inputerr.Mark(err)
 		}
-		if first != nil {
-			switch {
-			case info.PlanHash != first.info.PlanHash || info.Count != first.info.Count:
-				return nil, inputerr.Mark(fmt.Errorf("%s is part %d/%d of plan %s, not of plan %s (%d parts) like %s",
-					d, info.Index, info.Count, info.PlanHash, first.info.PlanHash, first.info.Count, first.dir))
-			case !reflect.DeepEqual(info.Tensors, first.info.Tensors) || info.Type != first.info.Type || info.Pure != first.info.Pure:
-				return nil, inputerr.Mark(fmt.Errorf("%s: part.json says plan %s like %s but lists other tensors or types", d, info.PlanHash, first.dir))
+		manifests[i], ids[i] = info, partID{d, info.PlanHash, info.Index, info.Count}
+	}
+	dirs, err := checkPartSet(ids)
+	if err != nil {
+		return nil, err
+	}
+	byIndex := make([]*GGUFPart, len(dirs))
+	files := make([][]plan.PartFile, len(dirs))
+	for _, info := range manifests {
+		byIndex[info.Index], files[info.Index] = info, info.Files
+	}
+	if err := verifyParts(dirs, files); err != nil {
+		return nil, inputerr.Mark(err)
+	}
+	parts := make([]*ggufPartFile, len(dirs))
+	defer func() {
+		for _, p := range parts {
+			if p != nil {
+				p.f.Close()
 			}
 		}
-		if prev := parts[info.Index]; prev != nil {
-			return nil, inputerr.Mark(fmt.Errorf("part %d/%d given twice (%s and %s)", info.Index, info.Count, prev.dir, d))
+	}()
+	var inputs []string
+	for i, d := range dirs {
+		info := byIndex[i]
+		if i > 0 && (!reflect.DeepEqual(info.Tensors, byIndex[0].Tensors) || info.Type != byIndex[0].Type || info.Pure != byIndex[0].Pure) {
+			return nil, inputerr.Mark(fmt.Errorf("%s: part.json says plan %s like %s but lists other tensors or types", d, info.PlanHash, dirs[0]))
 		}
 		path := filepath.Join(d, GGUFPartFile)
 		f, err := gguf.Open(path)
@@ -425,27 +444,20 @@ func mergeGGUF(ctx context.Context, opt MergeOptions, dirs []string, start time.
 			return nil, inputerr.Mark(err)
 		}
 		p := &ggufPartFile{dir: d, info: info, f: f, path: path}
-		parts[info.Index] = p
+		parts[i] = p
 		if p.stat, err = os.Stat(path); err != nil {
 			return nil, err
 		}
 		if err := p.check(); err != nil {
 			return nil, inputerr.Mark(err)
 		}
-		if first == nil {
-			first = p
-		} else if !reflect.DeepEqual(f.Metadata(), first.f.Metadata()) {
-			return nil, inputerr.Mark(fmt.Errorf("%s: its metadata differs from %s's, though both are of plan %s", path, first.path, info.PlanHash))
+		if i > 0 && !reflect.DeepEqual(f.Metadata(), parts[0].f.Metadata()) {
+			return nil, inputerr.Mark(fmt.Errorf("%s: its metadata differs from %s's, though both are of plan %s", path, parts[0].path, info.PlanHash))
 		}
 		inputs = append(inputs, d, path)
 	}
-	rep := &MergeReport{Output: opt.Output, PlanHash: first.info.PlanHash, Format: plan.Format(GGUFPartFormat)}
-	for i := range first.info.Count {
-		if parts[i] == nil {
-			return nil, inputerr.Mark(fmt.Errorf("part %d of %d (of plan %s) is missing", i, first.info.Count, first.info.PlanHash))
-		}
-		rep.Parts = append(rep.Parts, parts[i].dir)
-	}
+	first := parts[0]
+	rep := &MergeReport{Output: opt.Output, PlanHash: first.info.PlanHash, Format: plan.Format(GGUFPartFormat), Parts: dirs}
 	var infos []gguf.TensorInfo
 	for _, t := range first.info.Tensors {
 		ti, _ := parts[t.Part].f.Tensor(t.Name) // there: check

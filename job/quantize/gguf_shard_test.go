@@ -148,6 +148,21 @@ func TestGGUFMergeRefusals(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The same, with part.json's files recorded for the file it holds.
+	rerecorded := filepath.Join(dir, "rerecorded")
+	if err := os.CopyFS(rerecorded, os.DirFS(bad)); err != nil {
+		t.Fatal(err)
+	}
+	info, err := ReadGGUFPart(rerecorded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Files, err = plan.HashPartFiles(rerecorded); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := info.Marshal(); err != nil || os.WriteFile(filepath.Join(rerecorded, plan.PartFileName), b, 0o666) != nil {
+		t.Fatal(err)
+	}
 	out := filepath.Join(dir, "out.gguf")
 	for _, tc := range []struct {
 		name  string
@@ -160,7 +175,8 @@ func TestGGUFMergeRefusals(t *testing.T) {
 		{"two plans", MergeOptions{Parts: []string{p(parts, 0), p(other, 1), p(parts, 2)}}, "not of plan " + reps[0].PlanHash, true},
 		{"checkpoint part", MergeOptions{Parts: []string{p(parts, 0), filepath.Join(ck, "part-0-of-2")}}, "not a GGUF part", true},
 		{"checkpoint first", MergeOptions{Parts: []string{filepath.Join(ck, "part-0-of-2"), p(parts, 0)}}, "is a GGUF part but", true},
-		{"wrong file", MergeOptions{Parts: []string{p(parts, 0), p(parts, 1), bad}}, "holds tensor", true},
+		{"wrong file", MergeOptions{Parts: []string{p(parts, 0), p(parts, 1), bad}}, "part 2/3 (" + bad + ") is not as quantize wrote it", true},
+		{"wrong file, recorded", MergeOptions{Parts: []string{p(parts, 0), p(parts, 1), rerecorded}}, "holds tensor", true},
 		{"shard size", MergeOptions{Parts: []string{parts}, ShardSize: 1 << 20}, "--shard-size does not apply", true},
 	} {
 		tc.opt.Output = out
@@ -173,7 +189,7 @@ func TestGGUFMergeRefusals(t *testing.T) {
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	_, err := Merge(ctx, MergeOptions{Parts: []string{parts}, Output: out, Progress: func(p Progress) {
+	_, err = Merge(ctx, MergeOptions{Parts: []string{parts}, Output: out, Progress: func(p Progress) {
 		if p.TensorsDone == 5 {
 			cancel()
 		}
@@ -181,7 +197,7 @@ func TestGGUFMergeRefusals(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled merge: %v", err)
 	}
-	if got := entries(t, dir); !slices.Equal(got, []string{"bad", "ck", "other", "parts"}) {
+	if got := entries(t, dir); !slices.Equal(got, []string{"bad", "ck", "other", "parts", "rerecorded"}) {
 		t.Errorf("left behind: %v", got)
 	}
 	// The merged output may not be a part.
@@ -283,7 +299,8 @@ func TestGGUFPartOf(t *testing.T) {
 
 func TestParseGGUFPart(t *testing.T) {
 	good := `{"plan_hash": "0123abcd", "index": 1, "count": 2, "format": "gguf", "type": "Q4_K_M", "pure": false,
-		"tensors": [{"name": "a", "type": "Q4_K", "dims": [256, 2], "part": 0}, {"name": "b", "type": "F32", "dims": [4], "part": 1}]}`
+		"tensors": [{"name": "a", "type": "Q4_K", "dims": [256, 2], "part": 0}, {"name": "b", "type": "F32", "dims": [4], "part": 1}],
+		"files": [{"name": "part.gguf", "size": 9, "sha256": "0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f"}]}`
 	if p, err := ParseGGUFPart([]byte(good)); err != nil || p.Index != 1 || len(p.Tensors) != 2 || p.Tensors[0].Dims[0] != 256 {
 		t.Fatalf("%+v, %v", p, err)
 	}
@@ -301,6 +318,11 @@ func TestParseGGUFPart(t *testing.T) {
 		{`"part": 1`, `"part": 2`, "part 2"},
 		{`"part": 1}`, `"part": 1, "x": 0}`, "unknown field"},
 		{`"0123abcd"`, `"XYZ"`, "hexadecimal"},
+		{`"files":`, `"nofiles":`, `unknown field "nofiles"`},
+		{good[strings.Index(good, `,
+		"files"`):], `}`, `no "files"`},
+		{`"size": 9`, `"size": -9`, "negative"},
+		{`"name": "part.gguf"`, `"name": "part.json"`, "not that of a file"},
 	} {
 		if !strings.Contains(good, tc.from) {
 			t.Fatalf("%q not in the part", tc.from)
@@ -381,7 +403,7 @@ func TestGGUFShardMergeSpace(t *testing.T) {
 // FuzzParseGGUFPart: part.json of a GGUF part is refused or parsed, never
 // a panic, and what parses marshals back to what parses the same.
 func FuzzParseGGUFPart(f *testing.F) {
-	f.Add([]byte(`{"plan_hash":"ab","index":0,"count":1,"format":"gguf","type":"Q8_0","pure":false,"tensors":[]}`))
+	f.Add([]byte(`{"plan_hash":"ab","index":0,"count":1,"format":"gguf","type":"Q8_0","pure":false,"tensors":[],"files":[]}`))
 	f.Add([]byte(`{}`))
 	f.Add([]byte(`{"tensors":[{"name":"a","type":"F32","dims":[1],"part":0}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {

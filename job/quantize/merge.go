@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/quantkit/quantkit/internal/atomicfile"
@@ -95,44 +96,45 @@ func Merge(ctx context.Context, opt MergeOptions) (*MergeReport, error) {
 			return nil, inputerr.Mark(fmt.Errorf("%s is a GGUF part but %s is a checkpoint part: merge the parts of one run", d, dirs[0]))
 		}
 	}
-	var first *plan.Part
+	manifests := make([]*plan.Part, len(dirs))
+	ids := make([]partID, len(dirs))
+	for i, d := range dirs {
+		if manifests[i], err = plan.ReadPart(d); err != nil {
+			return nil, inputerr.Mark(err)
+		}
+		ids[i] = partID{d, manifests[i].PlanHash, manifests[i].Index, manifests[i].Count}
+	}
+	if dirs, err = checkPartSet(ids); err != nil {
+		return nil, err
+	}
+	byIndex := make([]*plan.Part, len(dirs))
+	files := make([][]plan.PartFile, len(dirs))
+	for _, info := range manifests {
+		byIndex[info.Index], files[info.Index] = info, info.Files
+	}
+	if err := verifyParts(dirs, files); err != nil {
+		return nil, inputerr.Mark(err)
+	}
+	first := byIndex[0]
 	parts := map[int]*checkpoint.Checkpoint{}
-	dirOf := map[int]string{}
 	defer func() {
 		for _, ck := range parts {
 			ck.Close()
 		}
 	}()
 	var inputs []string // every part's paths, which the output must not hold
-	for _, d := range dirs {
-		info, err := plan.ReadPart(d)
-		if err != nil {
-			return nil, inputerr.Mark(err)
-		}
-		if first == nil {
-			first = info
-		}
-		switch {
-		case info.PlanHash != first.PlanHash || info.Count != first.Count:
-			return nil, inputerr.Mark(fmt.Errorf("%s is part %d/%d of plan %s, not of plan %s (%d parts) like %s",
-				d, info.Index, info.Count, info.PlanHash, first.PlanHash, first.Count, dirs[0]))
-		case parts[info.Index] != nil:
-			return nil, inputerr.Mark(fmt.Errorf("part %d/%d given twice (%s)", info.Index, info.Count, d))
+	for i, d := range dirs {
+		if !slices.Equal(byIndex[i].Tensors, first.Tensors) || byIndex[i].Format != first.Format {
+			return nil, inputerr.Mark(fmt.Errorf("%s: part.json says plan %s like %s but lists other tensors or another format", d, first.PlanHash, dirs[0]))
 		}
 		ck, err := checkpoint.Open(d)
 		if err != nil {
 			return nil, inputerr.Mark(err)
 		}
-		parts[info.Index], dirOf[info.Index] = ck, d
+		parts[i] = ck
 		inputs = append(inputs, output.CheckpointInputs(d, ck)...)
 	}
-	rep := &MergeReport{Output: opt.Output, PlanHash: first.PlanHash, Format: first.Format, ShardSize: opt.ShardSize}
-	for i := range first.Count {
-		if parts[i] == nil {
-			return nil, inputerr.Mark(fmt.Errorf("part %d of %d (of plan %s) is missing", i, first.Count, first.PlanHash))
-		}
-		rep.Parts = append(rep.Parts, dirOf[i])
-	}
+	rep := &MergeReport{Output: opt.Output, PlanHash: first.PlanHash, Format: first.Format, ShardSize: opt.ShardSize, Parts: dirs}
 	if rep.ShardSize == 0 {
 		rep.ShardSize = cmp.Or(first.ShardSize, DefaultShardSize)
 	}

@@ -289,11 +289,7 @@ func writeCheckpointDir(ctx context.Context, ck *checkpoint.Checkpoint, p *plan.
 		return nil, err
 	}
 	if s := opt.Shard; s != nil {
-		b, err := plan.NewPart(p, s.Index, s.Count, shardSize(opt)).Marshal()
-		if err != nil {
-			return nil, err
-		}
-		if err := atomicfile.WriteFile(filepath.Join(tmp.Path, plan.PartFileName), b, 0o666); err != nil {
+		if err := writePart(tmp.Path, plan.NewPart(p, s.Index, s.Count, shardSize(opt))); err != nil {
 			return nil, err
 		}
 	}

@@ -34,10 +34,13 @@ type Part struct {
 	// ShardSize is the run's --shard-size, which merge uses unless told.
 	ShardSize int64    `json:"shard_size"`
 	Tensors   []string `json:"tensors"` // every output tensor of the whole plan, in order
+	// Files are the part directory's files (HashPartFiles), which merge
+	// checks (CheckPartFiles) before it reads them.
+	Files []PartFile `json:"files"`
 }
 
 // NewPart describes part index of count of p, whose output files are
-// split at shardSize bytes.
+// split at shardSize bytes; the caller fills in Files.
 func NewPart(p *Plan, index, count int, shardSize int64) *Part {
 	part := &Part{PlanHash: p.Hash(), Index: index, Count: count, Format: p.Format, ShardSize: shardSize}
 	for _, t := range p.SafetensorsInfos(p.All()) {
@@ -54,18 +57,17 @@ func (p *Part) Marshal() ([]byte, error) {
 
 // ParsePart decodes and checks part.json: an object with exactly the
 // fields of Part, each once, index in [0, count), count in [1, MaxParts],
-// a known format, a non-negative shard size, and tensor names that are
-// non-empty, unique and at most 64 KiB each.
+// a known format, a non-negative shard size, tensor names that are
+// non-empty, unique and at most 64 KiB each, and files as
+// ValidatePartFileList wants them.
 func ParsePart(data []byte) (*Part, error) {
 	members, err := jsonobj.Members(data)
 	if err != nil {
 		return nil, err
 	}
-	known := []string{"plan_hash", "index", "count", "format", "shard_size", "tensors"}
-	for _, m := range members {
-		if !slices.Contains(known, m.Key) {
-			return nil, fmt.Errorf("unknown field %q", m.Key)
-		}
+	known := []string{"plan_hash", "index", "count", "format", "shard_size", "tensors", "files"}
+	if err := CheckPartFields(members, known); err != nil {
+		return nil, err
 	}
 	if len(members) != len(known) {
 		return nil, fmt.Errorf("%d of the fields %s present, want all", len(members), strings.Join(known, ", "))
@@ -99,7 +101,26 @@ func ParsePart(data []byte) (*Part, error) {
 		}
 		seen[name] = true
 	}
+	if err := ValidatePartFileList(p.Files); err != nil {
+		return nil, err
+	}
 	return &p, nil
+}
+
+// CheckPartFields says what is wrong with the fields of a part.json whose
+// known fields are known: a field it does not know, or no "files" (a part
+// written before parts recorded their files, which merge cannot check).
+func CheckPartFields(members []jsonobj.Member, known []string) error {
+	for _, m := range members {
+		if !slices.Contains(known, m.Key) {
+			return fmt.Errorf("unknown field %q", m.Key)
+		}
+	}
+	if !slices.ContainsFunc(members, func(m jsonobj.Member) bool { return m.Key == "files" }) {
+		return errors.New(`no "files" (the part's files, sizes and SHA-256 sums, which merge checks): ` +
+			"written by a quantkit older than that check; quantize this part again")
+	}
+	return nil
 }
 
 // ReadPart reads and checks dir's part.json (ParsePart); errors name the

@@ -1,17 +1,20 @@
 package plan
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/quantkit/quantkit/internal/alloctest"
 )
 
-const goodPart = `{"plan_hash":"0123abcd","index":1,"count":2,"format":"compressed-tensors","shard_size":5000000000,"tensors":["a.weight","b.weight"]}`
+const goodPart = `{"plan_hash":"0123abcd","index":1,"count":2,"format":"compressed-tensors","shard_size":5000000000,"tensors":["a.weight","b.weight"],` +
+	`"files":[{"name":"config.json","size":2,"sha256":"44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"},` +
+	`{"name":"model.safetensors","size":1000,"sha256":"abababababababababababababababababababababababababababababababab"}]}`
 
 func TestParsePart(t *testing.T) {
 	p, err := ParsePart([]byte(goodPart))
-	if err != nil || p.Index != 1 || p.Count != 2 || len(p.Tensors) != 2 || p.ShardSize != 5e9 {
+	if err != nil || p.Index != 1 || p.Count != 2 || len(p.Tensors) != 2 || p.ShardSize != 5e9 || len(p.Files) != 2 || p.Files[1].Size != 1000 {
 		t.Fatalf("ParsePart = %+v, %v", p, err)
 	}
 	b, _ := p.Marshal()
@@ -33,7 +36,17 @@ func TestParsePart(t *testing.T) {
 		{`"plan_hash":"0123abcd",`, `"plan_hash":"0123abcd","plan_hash":"0123abcd",`, "appears twice"},
 		{`"plan_hash":"0123abcd",`, `"plan_hash":"0123abcd","extra":1,`, `unknown field "extra"`},
 		{`"shard_size":5000000000,`, ``, "present, want all"},
-		{`}`, `}{}`, "data after"},
+		{`}]}`, `}]}{}`, "data after"},
+		{`,"files":[`, `,"nofiles":[`, `unknown field "nofiles"`},
+		{`,"files":[{"name":"config.json",`, `,"x":[{"name":"config.json",`, `unknown field "x"`},
+		{`"name":"config.json"`, `"name":"part.json"`, "not that of a file"},
+		{`"name":"config.json"`, `"name":"../config.json"`, "not that of a file"},
+		{`"name":"config.json"`, `"name":".hidden"`, "not that of a file"},
+		{`"name":"config.json"`, `"name":"model.safetensors"`, "listed twice"},
+		{`"name":"config.json"`, `"name":"z.json"`, "not sorted"},
+		{`"size":2`, `"size":-2`, "size -2 is negative"},
+		{`"sha256":"4413`, `"sha256":"4A13`, "not 64 lower-case"},
+		{`"sha256":"4413`, `"sha256":"413`, "not 64 lower-case"},
 	} {
 		bad := strings.Replace(goodPart, tc.old, tc.new, 1)
 		if _, err := ParsePart([]byte(bad)); err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -47,7 +60,7 @@ func TestParsePart(t *testing.T) {
 // encodes back to the same part.
 func FuzzParsePart(f *testing.F) {
 	f.Add([]byte(goodPart))
-	f.Add([]byte(`{"plan_hash":"ff","index":0,"count":1,"format":"safetensors","shard_size":0,"tensors":["x"]}`))
+	f.Add([]byte(`{"plan_hash":"ff","index":0,"count":1,"format":"safetensors","shard_size":0,"tensors":["x"],"files":[]}`))
 	f.Add([]byte(`{"tensors":[` + strings.Repeat(`"x",`, 100) + `"y"]}`))
 	f.Add([]byte(`{"count":99999999999999999999}`))
 	f.Add([]byte(`[]`))
@@ -66,7 +79,7 @@ func FuzzParsePart(f *testing.F) {
 		}
 		q, err := ParsePart(b)
 		if err != nil || q.PlanHash != p.PlanHash || q.Index != p.Index || q.Count != p.Count || q.Format != p.Format ||
-			q.ShardSize != p.ShardSize || strings.Join(q.Tensors, "\x00") != strings.Join(p.Tensors, "\x00") {
+			q.ShardSize != p.ShardSize || strings.Join(q.Tensors, "\x00") != strings.Join(p.Tensors, "\x00") || !slices.Equal(q.Files, p.Files) {
 			t.Fatalf("round trip of %q: %+v, %v", data, q, err)
 		}
 	})
