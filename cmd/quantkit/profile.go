@@ -16,8 +16,9 @@ import (
 )
 
 var (
-	profileGPUFlag = &cli.StringFlag{Name: "gpu", Value: "all", Usage: "GPUs to measure: all, none, or the index N " +
-		"NVML gives one (as nvidia-smi numbers them)"}
+	profileGPUFlag = &cli.StringFlag{Name: "gpu", Value: "visible", Usage: "GPUs to measure: visible (those " +
+		"CUDA_VISIBLE_DEVICES lets the command see, matched by UUID; every GPU when it is unset), all, none, the index N " +
+		"NVML gives one (as nvidia-smi numbers them) or a GPU's UUID"}
 	profileIntervalFlag = &cli.DurationFlag{Name: "interval", Value: energy.DefaultInterval, Usage: "sampling period of " +
 		"power, clocks, temperature, memory used, utilization and throttle reasons"}
 	profileIdleFlag = &cli.DurationFlag{Name: "idle", Value: time.Second, Usage: "measure each source's idle power " +
@@ -34,8 +35,9 @@ var profileCommand = &cli.Command{
 	Usage:     "run a command (a training or serving job) and measure its energy on the GPUs and the CPU",
 	ArgsUsage: "-- COMMAND [ARG...]",
 	Description: "Runs COMMAND with its standard input, output and error passed through untouched, and\n" +
-		"measures its energy on every source there is: each NVIDIA GPU that NVML sees (or the one\n" +
-		"--gpu names) and the CPU packages through Linux RAPL (/sys/class/powercap, readable by\n" +
+		"measures its energy on every source there is: each NVIDIA GPU the command can use (those\n" +
+		"CUDA_VISIBLE_DEVICES names, matched to NVML's by UUID, or every one NVML sees when it is\n" +
+		"unset; --gpu picks others) and the CPU packages through Linux RAPL (/sys/class/powercap, readable by\n" +
 		"root only on Linux 5.10 and later). A source that is not available is named once on\n" +
 		"stderr and the command runs anyway: its duration and exit status are always reported.\n" +
 		"\n" +
@@ -79,7 +81,7 @@ var openEnergySources = energy.OpenSources
 func runProfile(c *cli.Context) error {
 	args := c.Args().Slice()
 	if len(args) == 0 {
-		return badInput(fmt.Errorf("profile: no command to run\nusage: quantkit profile [--gpu N|all|none] " +
+		return badInput(fmt.Errorf("profile: no command to run\nusage: quantkit profile [--gpu visible|all|none|N|UUID] " +
 			"[--interval 100ms] [--idle 1s] [--kill-after 10s] [--csv FILE] [--json] [--json-out FILE] -- COMMAND [ARG...]"))
 	}
 	interval, idle := c.Duration(profileIntervalFlag.Name), c.Duration(profileIdleFlag.Name)
