@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/quantkit/quantkit/energy"
+	"github.com/quantkit/quantkit/energy/monitor"
 	"github.com/quantkit/quantkit/energy/profile"
 	"github.com/quantkit/quantkit/internal/proc"
 )
@@ -51,6 +53,11 @@ var profileCommand = &cli.Command{
 		"cost above the machine standing still. A counter counts its whole device, so other work\n" +
 		"on the same GPU or CPU is counted too.\n" +
 		"\n" +
+		"Jobs: --monitor URL reports the run's energy per source, its duration and the --job and\n" +
+		"--label values (e.g. --job resnet50 --label precision=int8) to a running `quantkit\n" +
+		"monitor`, which counts them in quantkit_job_energy_joules_total and friends for Prometheus;\n" +
+		"--textfile DIR adds them to DIR/" + monitor.TextfileName + " for node_exporter's textfile collector.\n" +
+		"\n" +
 		"Output: a table on stderr after the command ends, so that the command's stdout stays\n" +
 		"clean; --json prints the report as JSON on stdout instead, --json-out FILE writes it to\n" +
 		"FILE beside the table. --csv writes the power curve, t_seconds counting from the\n" +
@@ -69,8 +76,8 @@ var profileCommand = &cli.Command{
 		"\n" +
 		"Exit status: the command's; 128+N when signal N killed it, as a shell reports it; 127\n" +
 		"when the command is not found, 126 when it cannot be executed.",
-	Flags: []cli.Flag{profileGPUFlag, profileIntervalFlag, profileIdleFlag, profileCSVFlag, jsonFlag,
-		jsonOutFlag, profileKillAfterFlag},
+	Flags: append([]cli.Flag{profileGPUFlag, profileIntervalFlag, profileIdleFlag, profileCSVFlag, jsonFlag,
+		jsonOutFlag, profileKillAfterFlag}, jobFlags...),
 	Action: runProfile,
 }
 
@@ -82,7 +89,7 @@ func runProfile(c *cli.Context) error {
 	args := c.Args().Slice()
 	if len(args) == 0 {
 		return badInput(fmt.Errorf("profile: no command to run\nusage: quantkit profile [--gpu visible|all|none|N|UUID] " +
-			"[--interval 100ms] [--idle 1s] [--kill-after 10s] [--csv FILE] [--json] [--json-out FILE] -- COMMAND [ARG...]"))
+			"[--interval 100ms] [--idle 1s] [--kill-after 10s] [--csv FILE] [--json] [--json-out FILE] [--job NAME] [--label K=V] [--monitor URL] [--textfile DIR] -- COMMAND [ARG...]"))
 	}
 	interval, idle := c.Duration(profileIntervalFlag.Name), c.Duration(profileIdleFlag.Name)
 	if interval <= 0 {
@@ -103,6 +110,10 @@ func runProfile(c *cli.Context) error {
 		}
 	}
 	if err := checkJSONOut(c); err != nil {
+		return fmt.Errorf("profile: %w", err)
+	}
+	sink, err := jobSinkFrom(c, filepath.Base(args[0]))
+	if err != nil {
 		return fmt.Errorf("profile: %w", err)
 	}
 	if _, err := proc.LookPath(args[0]); err != nil {
@@ -133,6 +144,9 @@ func runProfile(c *cli.Context) error {
 	outErr := printReport(c, rep, func(io.Writer) error { return rep.WriteTable(stderr) })
 	outErr = errors.Join(outErr, writeSideOutputs(jsonOut(c, rep), sideOutput{flag: profileCSVFlag.Name, path: csvPath,
 		write: func(w io.Writer) error { return profile.WriteCSV(w, rep.Curves) }}))
+	if sink.enabled() {
+		outErr = errors.Join(outErr, sink.send(c.Context, stderr, sink.report(nil, rep.Seconds, jobEnergy(rep))))
+	}
 	if outErr != nil {
 		outErr = fmt.Errorf("profile: %w", outErr)
 	}
@@ -147,6 +161,18 @@ func runProfile(c *cli.Context) error {
 		return &exitStatus{Code: rep.ExitCode}
 	}
 	return nil
+}
+
+// jobEnergy is the energy of rep's sources that have some, as a job
+// report counts it.
+func jobEnergy(rep profile.Report) []monitor.SourceEnergy {
+	var e []monitor.SourceEnergy
+	for _, s := range rep.Sources {
+		if s.Method != profile.MethodNone {
+			e = append(e, monitor.SourceEnergy{Source: monitor.SourceLabel(s.Name), Joules: s.EnergyJ})
+		}
+	}
+	return e
 }
 
 // startFailure is err, with a shell's status (127, 126) when the command
