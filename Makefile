@@ -53,6 +53,7 @@ QUANTKIT_CACHE ?= $(HOME)/.cache/quantkit
 .PHONY: integration
 integration: build
 	QUANTKIT_CACHE="$(QUANTKIT_CACHE)" QUANTKIT_BIN="$(CURDIR)/$(BIN)" GO="$(GO)" ./scripts/integration/run.sh
+	QUANTKIT_BIN="$(CURDIR)/$(BIN)" GO="$(GO)" ./scripts/integration/prometheus.sh
 
 # quantkit's CPU GEMMs beside OpenBLAS sgemm and gonum, and the streaming
 # kernels beside a memmove, in one run on 2 threads (cgo, build tag openblas:
