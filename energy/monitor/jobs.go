@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -92,7 +93,10 @@ func ParseLabels(pairs []string) (map[string]string, error) {
 }
 
 // Jobs are the counters of the jobs reported: energy per source, seconds
-// and runs, per job and label set. It is a prometheus.Collector whose
+// and runs, per job and label set. Each series carries the time it was
+// first reported as its created timestamp (OpenMetrics' _created), from
+// which a Prometheus that ingests created timestamps counts the first run
+// in increase() too; others see a series appear at its first value. It is a prometheus.Collector whose
 // label names are job, precision (always, "" where a job has none), every
 // other label any job was reported with (sorted; "" where a job has none,
 // which Prometheus reads as no label), and, for energy, source. It is safe
@@ -103,6 +107,7 @@ type Jobs struct {
 }
 
 type jobSeries struct {
+	created time.Time // when the series was first reported (OpenMetrics' _created)
 	job     string
 	labels  map[string]string
 	seconds float64
@@ -128,7 +133,7 @@ func (j *Jobs) get(job string, labels map[string]string) *jobSeries {
 	key := seriesKey(job, labels)
 	s := j.series[key]
 	if s == nil {
-		s = &jobSeries{job: job, labels: map[string]string{}, joules: map[string]float64{}}
+		s = &jobSeries{created: time.Now(), job: job, labels: map[string]string{}, joules: map[string]float64{}}
 		for k, v := range labels {
 			if v != "" {
 				s.labels[k] = v
@@ -191,10 +196,13 @@ func (j *Jobs) Collect(ch chan<- prometheus.Metric) {
 		for _, k := range names[2:] {
 			values = append(values, s.labels[k])
 		}
-		ch <- prometheus.MustNewConstMetric(seconds, prometheus.CounterValue, s.seconds, values...)
-		ch <- prometheus.MustNewConstMetric(runs, prometheus.CounterValue, s.runs, values...)
+		counter := func(d *prometheus.Desc, v float64, labels ...string) prometheus.Metric {
+			return prometheus.MustNewConstMetricWithCreatedTimestamp(d, prometheus.CounterValue, v, s.created, labels...)
+		}
+		ch <- counter(seconds, s.seconds, values...)
+		ch <- counter(runs, s.runs, values...)
 		for _, src := range slices.Sorted(maps.Keys(s.joules)) {
-			ch <- prometheus.MustNewConstMetric(energy, prometheus.CounterValue, s.joules[src], append(slices.Clone(values), src)...)
+			ch <- counter(energy, s.joules[src], append(slices.Clone(values), src)...)
 		}
 	}
 }

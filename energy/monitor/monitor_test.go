@@ -439,6 +439,12 @@ func TestHTTP(t *testing.T) {
 	if !strings.Contains(body, `quantkit_job_energy_joules_total{job="bench",precision="int8",source="gpu:0"} 42`) {
 		t.Errorf("the posted job is not exported:\n%s", body)
 	}
+	// OpenMetrics carries when the series began, for created-timestamp
+	// ingestion.
+	_, body = get("/metrics", "application/openmetrics-text;version=1.0.0")
+	if !strings.Contains(body, `quantkit_job_energy_joules_created{job="bench",precision="int8",source="gpu:0"} `) {
+		t.Errorf("no _created for the job's energy:\n%s", body)
+	}
 }
 
 func TestTextfile(t *testing.T) {
