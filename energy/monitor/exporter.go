@@ -200,6 +200,17 @@ func (e *Exporter) system() (telemetry.System, error) {
 	return sys, nil
 }
 
+// dropNVML closes sys if it is still the session, so that the next scrape
+// starts NVML again.
+func (e *Exporter) dropNVML(sys telemetry.System) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.nvml == sys {
+		e.nvml.Close()
+		e.nvml = nil
+	}
+}
+
 // collectGPUs reads every GPU; up is false when NVML or a GPU could not be
 // read. A GPU that went away between scrapes is left out.
 func (e *Exporter) collectGPUs(ch chan<- prometheus.Metric) (up bool) {
@@ -210,7 +221,10 @@ func (e *Exporter) collectGPUs(ch chan<- prometheus.Metric) (up bool) {
 	}
 	n, err := sys.Count()
 	if err != nil {
+		// The session may be what broke (a driver reload): start a new
+		// one at the next scrape.
 		e.problem("nvml", "counting GPUs: "+err.Error())
+		e.dropNVML(sys)
 		return false
 	}
 	driver, _ := sys.DriverVersion()

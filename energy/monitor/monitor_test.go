@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
@@ -511,5 +512,93 @@ func TestJobsURL(t *testing.T) {
 	}
 	if _, err := JobsURL("ftp://h"); err == nil {
 		t.Error("ftp://h accepted")
+	}
+}
+
+// countFails is a System whose Count fails until fixed.
+type countFails struct {
+	*telemetry.Fake
+	broken bool
+}
+
+func (c *countFails) Count() (int, error) {
+	if c.broken {
+		return 0, errors.New("NVML: driver not loaded")
+	}
+	return c.Fake.Count()
+}
+
+// A session that fails is closed and NVML started again at the next scrape.
+func TestNVMLRestarted(t *testing.T) {
+	sys := &countFails{Fake: twoGPUs(), broken: true}
+	opened := 0
+	e := New(Options{OpenNVML: func() (telemetry.System, error) { opened++; return sys, nil }})
+	h := e.Handler()
+	fams := scrape(t, h)
+	expect(t, fams, "quantkit_source_up", map[string]string{"source": "nvml"}, 0)
+	if !sys.Closed {
+		t.Error("the failing session was not closed")
+	}
+	sys.broken = false
+	fams = scrape(t, h)
+	expect(t, fams, "quantkit_source_up", map[string]string{"source": "nvml"}, 1)
+	scrape(t, h)
+	if opened != 2 {
+		t.Errorf("NVML started %d times, want 2 (once more after the failure, then kept)", opened)
+	}
+}
+
+// Scrapes at once, while the counter wraps: every scraper sees the counter
+// never go back, and the last value is the energy the raw readings add up
+// to. (Run with -race.)
+func TestConcurrentScrapes(t *testing.T) {
+	root := raplTree(t)
+	e := newExporter(nil, root, nil)
+	h := e.Handler()
+	pkg := map[string]string{"zone": "package", "index": "0"}
+	const steps, wrap = 200, 1000000.0
+	scrape(t, h) // the counter starts from the first reading: 0.9 J
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 6 {
+		wg.Go(func() {
+			last := 0.0
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				v, _ := find(scrape(t, h), "quantkit_cpu_energy_joules_total", pkg)
+				if v < last {
+					t.Errorf("the counter went back: %v after %v", v, last)
+					return
+				}
+				last = v
+			}
+		})
+	}
+	// Step the raw counter by 0.3 J, wrapping at 1 J, scraping between
+	// steps so that no wrap goes unseen.
+	raw, total := 900000.0, 900000.0
+	for range steps {
+		raw += 300000
+		total += 300000
+		if raw >= wrap {
+			raw -= wrap
+		}
+		// Replaced in one rename: a sysfs read never sees half a number.
+		path := filepath.Join(root, "intel-rapl:0/energy_uj")
+		writeFile(t, path+".new", formatUint(raw))
+		if err := os.Rename(path+".new", path); err != nil {
+			t.Fatal(err)
+		}
+		scrape(t, h)
+	}
+	close(done)
+	wg.Wait()
+	got, _ := find(scrape(t, h), "quantkit_cpu_energy_joules_total", pkg)
+	if d := got - total/1e6; d > 1e-6 || d < -1e-6 {
+		t.Errorf("after %d steps: %v J, want %v J", steps, got, total/1e6)
 	}
 }
