@@ -2,26 +2,32 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"os"
+	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/quantkit/quantkit/backend"
+	"github.com/quantkit/quantkit/energy"
 	"github.com/quantkit/quantkit/energy/monitor"
 )
 
-// The flags with which profile and bench report their energy as a job's:
+// The flags with which profile, bench and lm report their energy as a job's:
 // to a running `quantkit monitor`, or to node_exporter's textfile
 // collector.
 var (
 	jobNameFlag = &cli.StringFlag{Name: "job", Usage: "the job `NAME` under which --monitor and --textfile count " +
-		"the run's energy (default: the command's name)"}
+		"the run's energy (default: the profiled command's name; bench-gemm, bench-lm, lm-eval, ... for quantkit's own)"}
 	jobLabelFlag = &cli.StringSliceFlag{Name: "label", Usage: "a `KEY=VALUE` label of the job's counters, " +
 		"e.g. precision=int8 (repeat for more)"}
 	jobMonitorFlag = &cli.StringFlag{Name: "monitor", Usage: "report the run's energy, per source, to the quantkit " +
-		"monitor at `URL` (http://HOST:9877; POST /jobs) when it ends; a monitor that cannot be reached is a warning"}
+		"monitor at `URL` (http://HOST:9877; POST /jobs) when it ends; a monitor that cannot be reached is a warning " +
+		"(lm: the energy of the device it ran on, from the start to the end, model loading included)"}
 	jobTextfileFlag = &cli.StringFlag{Name: "textfile", Usage: "add the run's energy to `DIR`/" + monitor.TextfileName +
 		" (node_exporter's textfile-collector format, counters kept across runs)"}
 )
@@ -92,4 +98,48 @@ func (s jobSink) send(ctx context.Context, log io.Writer, runs ...monitor.JobRep
 		}
 	}
 	return nil
+}
+
+// openDeviceEnergy opens a device's energy counter; tests replace it.
+var openDeviceEnergy = energy.OpenDevice
+
+// onDeviceAsJob is onDevice, and, when s reports anywhere, the energy of
+// job on its device (energy.OpenDevice: RAPL for cpu, NVML's counter of
+// the card for gpu:N) between its start and its end, reported as one run
+// of s's job when job succeeds. A device without a counter, or a counter
+// that reset meanwhile, is a warning: the run is not reported.
+func onDeviceAsJob(c *cli.Context, s jobSink, job func(b backend.Backend) error) error {
+	if !s.enabled() {
+		return onDevice(c, job)
+	}
+	return onDevice(c, func(b backend.Backend) error {
+		warn := func(format string, a ...any) {
+			fmt.Fprintf(c.App.ErrWriter, "warning: --%s/--%s: the run of %s was not reported: %s\n",
+				jobMonitorFlag.Name, jobTextfileFlag.Name, s.job, fmt.Sprintf(format, a...))
+		}
+		src, closeSrc, err := openDeviceEnergy(b.Name())
+		defer closeSrc()
+		if err != nil {
+			warn("%v", strings.TrimPrefix(err.Error(), "energy: "))
+			return job(b)
+		}
+		start := time.Now()
+		before, errBefore := src.Energy()
+		if err := job(b); err != nil {
+			return err
+		}
+		after, errAfter := src.Energy()
+		seconds := time.Since(start).Seconds()
+		joules, ok := energy.Delta(before, after, src.WrapJ())
+		switch {
+		case errBefore != nil || errAfter != nil:
+			warn("%s: %v", src.Name(), errors.Join(errBefore, errAfter))
+		case !ok:
+			warn("%s: the energy counter went back (a reset)", src.Name())
+		default:
+			return s.send(c.Context, c.App.ErrWriter, s.report(nil, seconds,
+				[]monitor.SourceEnergy{{Source: monitor.SourceLabel(src.Name()), Joules: joules}}))
+		}
+		return nil
+	})
 }

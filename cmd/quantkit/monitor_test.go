@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/quantkit/quantkit/energy"
 	"github.com/quantkit/quantkit/energy/monitor"
@@ -129,5 +130,33 @@ func TestMonitorCommand(t *testing.T) {
 	}
 	if _, err := run(t, "monitor", "extra"); err == nil {
 		t.Error("an argument was accepted")
+	}
+}
+
+// lm generate --monitor reports the energy its device's counter counted
+// from its start to its end.
+func TestLMGenerateReportsToMonitor(t *testing.T) {
+	e := monitor.New(monitor.Options{})
+	srv := httptest.NewServer(e.Handler())
+	defer srv.Close()
+	reads := 0
+	src := energy.NewFakeSource("cpu package-0 (RAPL)")
+	src.EnergyFn = func(time.Duration) (float64, error) { reads++; return []float64{10, 35.5}[min(reads, 2)-1], nil }
+	old := openDeviceEnergy
+	openDeviceEnergy = func(device string) (energy.Source, func(), error) {
+		if device != "cpu" {
+			t.Errorf("opened %q, want the backend's name", device)
+		}
+		return src, func() {}, nil
+	}
+	defer func() { openDeviceEnergy = old }()
+	_, err := run(t, "lm", "generate", "--device", "cpu", "-n", "5", "--label", "precision=fp32", "--monitor", srv.URL,
+		storiesDir+"hf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := get(t, srv.URL+"/metrics")
+	if want := `quantkit_job_energy_joules_total{job="lm-generate",precision="fp32",source="cpu:package-0"} 25.5`; !strings.Contains(body, want) {
+		t.Errorf("no %s in:\n%s", want, body)
 	}
 }
