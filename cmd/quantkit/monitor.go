@@ -35,7 +35,7 @@ var monitorCommand = &cli.Command{
 	Description: "Serves, on --listen (default :9877):\n" +
 		"  GET  /metrics  the metrics, in Prometheus's text format or OpenMetrics (as the scraper asks)\n" +
 		"  GET  /healthz  ok\n" +
-		"  POST /jobs     a job's run as JSON (quantkit profile/bench --monitor send it):\n" +
+		"  POST /jobs     a job's run as JSON (quantkit profile, bench and lm --monitor send it):\n" +
 		"                 {\"job\": \"resnet50\", \"labels\": {\"precision\": \"int8\"}, \"seconds\": 12.5,\n" +
 		"                  \"energy\": [{\"source\": \"gpu:0\", \"joules\": 3120.5}]}\n" +
 		"  GET  /         a page linking to these\n" +

@@ -273,8 +273,10 @@ func collectGPU(ch chan<- prometheus.Metric, sys telemetry.System, i int, driver
 	if w, err := d.PowerDraw(); ok("power", err) {
 		ch <- gauge(descGPUPower, w, with("average")...)
 	}
+	// The instantaneous field is optional: a driver that predates it may
+	// answer with any error, which is not the GPU failing.
 	if r, isR := d.(telemetry.InstantPowerReader); isR {
-		if w, err := r.PowerInstant(); ok("power_instant", err) {
+		if w, err := r.PowerInstant(); err == nil {
 			ch <- gauge(descGPUPower, w, with("instant")...)
 		}
 	}

@@ -215,14 +215,26 @@ func TestGPUDisappears(t *testing.T) {
 	expect(t, fams, "quantkit_gpu_power_watts", map[string]string{"gpu": "0", "reading": "average"}, 312.5)
 	expect(t, fams, "quantkit_source_up", map[string]string{"source": "nvml"}, 1)
 
+	// An optional field that fails is left out, and is no failure.
+	sys.Devices[0].Errs = map[string]error{"power_instant": errors.New("NVML: invalid argument")}
+	fams = scrape(t, h)
+	absent(t, fams, "quantkit_gpu_power_watts", map[string]string{"gpu": "0", "reading": "instant"})
+	expect(t, fams, "quantkit_source_up", map[string]string{"source": "nvml"}, 1)
+
 	sys.Devices[0].Errs = map[string]error{"name": errors.New("NVML: GPU is lost")}
 	fams = scrape(t, h)
 	absent(t, fams, "quantkit_gpu_info", nil)
 	expect(t, fams, "quantkit_source_up", map[string]string{"source": "nvml"}, 0)
+	sys.Devices[0].Errs = map[string]error{"temperature": errors.New("NVML: unknown error")}
+	fams = scrape(t, h)
+	absent(t, fams, "quantkit_gpu_temperature_celsius", nil)
+	expect(t, fams, "quantkit_gpu_power_watts", map[string]string{"gpu": "0", "reading": "average"}, 312.5)
+	expect(t, fams, "quantkit_source_up", map[string]string{"source": "nvml"}, 0) // a field failing is a failure
 	sys.Devices[0].Errs = nil
 	scrape(t, h)
 	scrape(t, h)
-	if got := log.String(); strings.Count(got, "GPU is lost") != 1 || !strings.Contains(got, "readable again") {
+	if got := log.String(); strings.Count(got, "GPU is lost") != 1 || !strings.Contains(got, "temperature: NVML: unknown error") ||
+		!strings.Contains(got, "readable again") {
 		t.Errorf("log: want the reason once, then the recovery:\n%s", got)
 	}
 }

@@ -287,6 +287,19 @@ for dt in fp32 int8; do
 		"$(query "quantkit_job_energy_joules_total{job=\"bench-gemm\",precision=\"$dt\",op=\"gemm\",size=\"48x48x48\"}")" "$reported" 1e-9
 done
 
+# lm generate on the CPU: the package's energy from its start to its end
+# (a short run: this checks the plumbing more than the number).
+"$QK" lm generate --device cpu -n 400 --label precision=fp32 --monitor "http://$mon" \
+	testdata/llm/stories260K/hf >/dev/null 2>&1
+sleep 2.5
+lm_s=$(query 'quantkit_job_seconds_total{job="lm-generate",precision="fp32"}')
+lm_j=$(query 'quantkit_job_energy_joules_total{job="lm-generate",precision="fp32",source="cpu:package-0"}')
+# Between 0 and the fake's power over the run and its files' lag (0.5 s at
+# each end).
+awk -v j="$lm_j" -v s="$lm_s" -v w=$CPU_W 'BEGIN { exit !(j != "" && j > 0 && j <= w * (s + 1)) }' ||
+	die "job lm-generate: $lm_j J in $lm_s s, want between 0 and $CPU_W W x ($lm_s + 1) s"
+log "job lm-generate on cpu:package-0: $lm_j J in $lm_s s (the fake: $CPU_W W): ok"
+
 # --- The Grafana dashboard's queries ---------------------------------------
 # Every query of deploy/monitor/grafana-dashboard.json is valid PromQL and
 # answers; the INT8/FP32 panel gives the ratio of the runs above.
