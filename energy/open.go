@@ -101,8 +101,9 @@ func cudaSource(sys telemetry.System, ordinal int) (Source, error) {
 // UUID: every GPU when it is unset), "none", an index N as NVML and
 // nvidia-smi number the GPUs, or a GPU's UUID (or a prefix that names one).
 // unavailable says, in words fit for a report, why sources are missing (no
-// driver, no GPU, RAPL unreadable); only a gpu that is malformed or names
-// a GPU NVML does not have is an error. close releases what it opened and
+// driver, no GPU, RAPL unreadable) or, for "visible", why every GPU is
+// measured instead (CUDA_VISIBLE_DEVICES names a MIG instance); only a gpu
+// that is malformed or names a GPU NVML does not have is an error. close releases what it opened and
 // is never nil.
 func OpenSources(gpu string) (srcs []Source, close func(), unavailable []string, err error) {
 	return openSources(gpu, OpenNVML, RAPLRootDir())
@@ -131,11 +132,17 @@ func openSources(gpu string, openNVML func() (telemetry.System, error), raplRoot
 			}
 			if gpu != "all" && err == nil {
 				picked, err := pickGPUs(sys, gpus, gpu)
-				if err != nil {
+				switch {
+				case err != nil && gpu == "visible":
+					// The default must not stop the command: every GPU
+					// is measured, the one that works among them.
+					unavailable = append(unavailable, strings.TrimPrefix(err.Error(), "telemetry: ")+"; measuring every GPU")
+				case err != nil:
 					close()
 					return nil, func() {}, nil, err
+				default:
+					gpus = picked
 				}
-				gpus = picked
 			}
 			srcs = append(srcs, gpus...)
 		}

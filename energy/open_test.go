@@ -187,6 +187,13 @@ func TestOpenDeviceCUDAVisible(t *testing.T) {
 	if _, _, _, err := openSources("GPU-ff", nvml, t.TempDir()); err == nil {
 		t.Error("--gpu GPU-ff: opened, want an error")
 	}
+	// A MIG instance: the default measures every GPU and says why.
+	t.Setenv(telemetry.VisibleEnv, "MIG-1234")
+	srcs, done, unavailable, err := openSources("visible", nvml, t.TempDir())
+	done()
+	if err != nil || len(srcs) != 3 || !strings.Contains(strings.Join(unavailable, "; "), "MIG-1234") {
+		t.Errorf("--gpu visible with a MIG instance: %d sources, %q, %v", len(srcs), unavailable, err)
+	}
 }
 
 func TestOpenEnv(t *testing.T) {
