@@ -52,12 +52,15 @@ bench:
 # integration-slurm) runs deploy/slurm's jobs on a one-node Slurm cluster it
 # starts on this machine (slurm-wlm and munge installed when missing; root
 # only, else it skips): merged parts equal one run byte for byte, also
-# after a task killed mid-run is rerun alone.
+# after a task killed mid-run is rerun alone. Then
+# scripts/integration/prometheus.sh: a real Prometheus (Debian's package)
+# scrapes quantkit monitor on fake sources.
 QUANTKIT_CACHE ?= $(HOME)/.cache/quantkit
 .PHONY: integration integration-slurm
 integration: build
 	QUANTKIT_CACHE="$(QUANTKIT_CACHE)" QUANTKIT_BIN="$(CURDIR)/$(BIN)" GO="$(GO)" ./scripts/integration/run.sh
 	QUANTKIT_BIN="$(CURDIR)/$(BIN)" ./scripts/integration/slurm.sh
+	QUANTKIT_BIN="$(CURDIR)/$(BIN)" GO="$(GO)" ./scripts/integration/prometheus.sh
 
 integration-slurm: build
 	QUANTKIT_BIN="$(CURDIR)/$(BIN)" ./scripts/integration/slurm.sh

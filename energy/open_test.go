@@ -2,6 +2,9 @@ package energy
 
 import (
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -132,5 +135,88 @@ func TestOpenSources(t *testing.T) {
 	if err != nil || len(srcs) != 0 || len(unavailable) != 2 || unavailable[0] != "no NVIDIA GPU found (NVML: 0 devices)" ||
 		!strings.HasPrefix(unavailable[1], "CPU energy not available") {
 		t.Errorf("no GPU, no RAPL: %q, %q, %v", names(srcs), unavailable, err)
+	}
+}
+
+// CUDA's device N is read from the card CUDA_VISIBLE_DEVICES makes device
+// N, matched by UUID, whatever the order the variable gives.
+func TestOpenDeviceCUDAVisible(t *testing.T) {
+	fake := &telemetry.Fake{}
+	for i, u := range []string{"GPU-0a", "GPU-1b", "GPU-2c"} {
+		joules := float64(100 * (i + 1))
+		fake.Devices = append(fake.Devices, &telemetry.FakeDevice{NameV: "card", UUIDV: u,
+			EnergyFn: func() float64 { return joules }})
+	}
+	nvml := func() (telemetry.System, error) { return fake, nil }
+	for _, c := range []struct {
+		env    string
+		joules []float64 // of CUDA's devices 0, 1, ...
+	}{
+		{"2,0", []float64{300, 100}},
+		{"GPU-1b,GPU-2c,GPU-0a", []float64{200, 300, 100}},
+		{"GPU-2c,1", []float64{300, 200}},
+	} {
+		t.Setenv(telemetry.VisibleEnv, c.env)
+		for ordinal, want := range c.joules {
+			src, done, err := openDevice(fmt.Sprintf("gpu:%d", ordinal), nvml, t.TempDir())
+			if err != nil {
+				t.Fatalf("%s: gpu:%d: %v", c.env, ordinal, err)
+			}
+			if j, _ := src.Energy(); j != want {
+				t.Errorf("CUDA_VISIBLE_DEVICES=%s: gpu:%d read %v J (%s), want %v J", c.env, ordinal, j, src.Name(), want)
+			}
+			done()
+		}
+		if _, _, err := openDevice(fmt.Sprintf("gpu:%d", len(c.joules)), nvml, t.TempDir()); err == nil {
+			t.Errorf("CUDA_VISIBLE_DEVICES=%s: gpu:%d opened", c.env, len(c.joules))
+		}
+	}
+
+	t.Setenv(telemetry.VisibleEnv, "GPU-2c,GPU-0a")
+	for gpu, want := range map[string]string{"visible": "gpu:2 gpu:0", "GPU-1b": "gpu:1", "GPU-1": "gpu:1", "all": "gpu:0 gpu:1 gpu:2"} {
+		srcs, done, _, err := openSources(gpu, nvml, t.TempDir())
+		var got []string
+		for _, s := range srcs {
+			got = append(got, strings.Fields(s.Name())[0])
+		}
+		if err != nil || strings.Join(got, " ") != want {
+			t.Errorf("--gpu %s: %v, %v; want %s", gpu, got, err, want)
+		}
+		done()
+	}
+	if _, _, _, err := openSources("GPU-ff", nvml, t.TempDir()); err == nil {
+		t.Error("--gpu GPU-ff: opened, want an error")
+	}
+	// A MIG instance: the default measures every GPU and says why.
+	t.Setenv(telemetry.VisibleEnv, "MIG-1234")
+	srcs, done, unavailable, err := openSources("visible", nvml, t.TempDir())
+	done()
+	if err != nil || len(srcs) != 3 || !strings.Contains(strings.Join(unavailable, "; "), "MIG-1234") {
+		t.Errorf("--gpu visible with a MIG instance: %d sources, %q, %v", len(srcs), unavailable, err)
+	}
+}
+
+func TestOpenEnv(t *testing.T) {
+	t.Setenv(RAPLRootEnv, "")
+	if RAPLRootDir() != RAPLRoot {
+		t.Errorf("unset: %s", RAPLRootDir())
+	}
+	t.Setenv(RAPLRootEnv, "/host/powercap")
+	if RAPLRootDir() != "/host/powercap" {
+		t.Errorf("set: %s", RAPLRootDir())
+	}
+	path := filepath.Join(t.TempDir(), "gpus.json")
+	if err := os.WriteFile(path, []byte(`{"gpus":[{"name":"fake","uuid":"GPU-f","energy_j":5}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(telemetry.FakeFileEnv, path)
+	t.Setenv(telemetry.VisibleEnv, "GPU-f")
+	src, done, err := OpenDevice("gpu:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer done()
+	if j, err := src.Energy(); j != 5 || err != nil || src.Name() != "gpu:0 fake" {
+		t.Errorf("%s: %v J, %v", src.Name(), j, err)
 	}
 }

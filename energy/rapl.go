@@ -20,7 +20,9 @@ const RAPLRoot = "/sys/class/powercap"
 // raplPackage matches the package-level domains (intel-rapl:0,
 // intel-rapl:1, ...), not their subdomains (intel-rapl:0:0 for cores,
 // uncore or DRAM), which the package already includes, nor MMIO's
-// intel-rapl-mmio:0, which reads the same package energy again.
+// intel-rapl-mmio:0, which reads the same package energy again. A
+// top-level domain named psys (the platform, on laptops and some
+// desktops) includes the packages too and is left out by RAPLSources.
 var raplPackage = regexp.MustCompile(`^intel-rapl:([0-9]+)$`)
 
 // RAPLSources are the RAPL package domains under root (normally
@@ -52,9 +54,13 @@ func RAPLSources(root string) ([]Source, error) {
 	var domains []domain
 	for _, e := range entries {
 		if m := raplPackage.FindStringSubmatch(e.Name()); m != nil {
+			dir := filepath.Join(root, e.Name())
+			if b, err := os.ReadFile(filepath.Join(dir, "name")); err == nil && strings.TrimSpace(string(b)) == "psys" {
+				continue // the whole platform's energy: the packages' again, and more
+			}
 			n, err := strconv.Atoi(m[1])
 			if err == nil {
-				domains = append(domains, domain{n, filepath.Join(root, e.Name())})
+				domains = append(domains, domain{n, dir})
 			}
 		}
 	}

@@ -39,6 +39,8 @@ func TestRAPLSources(t *testing.T) {
 		"intel-rapl:0:0/name":                "core\n", // a subdomain: skipped
 		"intel-rapl:0:0/energy_uj":           "1\n",
 		"intel-rapl-mmio:0/name":             "package-0\n", // the same energy again: skipped
+		"intel-rapl:3/name":                  "psys\n",      // the platform, packages included: skipped
+		"intel-rapl:3/energy_uj":             "9000000\n",
 		"intel-rapl-mmio:0/energy_uj":        "1\n",
 		"intel-rapl:0:0/max_energy_range_uj": "262143328850\n",
 	})

@@ -30,9 +30,9 @@ var (
 	benchIdleFlag      = &cli.DurationFlag{Name: "idle", Value: 2 * time.Second, Usage: "with --energy: how long to measure idle power before the run"}
 )
 
-// benchOutputFlags are the flags every bench subcommand has.
-var benchOutputFlags = []cli.Flag{deviceFlag, benchMinTimeFlag, benchEnergyFlag, benchMinWindowFlag, benchIntervalFlag,
-	benchIdleFlag, jsonFlag, jsonOutFlag, benchCSVFlag, benchPlotFlag}
+// benchOutputFlags are the flags every kernel bench subcommand has.
+var benchOutputFlags = append([]cli.Flag{deviceFlag, benchMinTimeFlag, benchEnergyFlag, benchMinWindowFlag, benchIntervalFlag,
+	benchIdleFlag, jsonFlag, jsonOutFlag, benchCSVFlag, benchPlotFlag}, jobFlags...)
 
 func flags(fs ...[]cli.Flag) []cli.Flag {
 	var all []cli.Flag
@@ -106,6 +106,10 @@ func runBench(suites ...string) cli.ActionFunc {
 		if err := checkBenchOutputs(c); err != nil {
 			return fmt.Errorf("bench %s: %w", c.Command.Name, err)
 		}
+		sink, err := benchJobSink(c, "bench-"+c.Command.Name)
+		if err != nil {
+			return fmt.Errorf("bench %s: %w", c.Command.Name, err)
+		}
 
 		var rep *bench.Report
 		err = onDevice(c, func(b backend.Backend) error {
@@ -120,6 +124,9 @@ func runBench(suites ...string) cli.ActionFunc {
 			return err
 		}
 		if err := writeBenchReport(c, rep); err != nil {
+			return fmt.Errorf("bench %s: %w", c.Command.Name, err)
+		}
+		if err := sink.send(c.Context, c.App.ErrWriter, benchJobRuns(sink, rep)...); err != nil {
 			return fmt.Errorf("bench %s: %w", c.Command.Name, err)
 		}
 		return nil

@@ -76,7 +76,8 @@ var benchLMCommand = &cli.Command{
 		"Where no counter can be read the report says why and measures the rest.",
 	Flags: []cli.Flag{benchLMPrecisionsFlag, benchLMGroupFlag, benchLMHeadFlag, benchLMPromptFlag, benchLMGenFlag, benchLMBatchFlag, lmExactFlag,
 		benchLMRoundsFlag, benchLMSeedFlag, benchLMThreadsFlag, benchLMDeviceFlag, benchLMInProcessFlag,
-		benchEnergyFlag, benchMinWindowFlag, benchIntervalFlag, benchIdleFlag, jsonFlag, jsonOutFlag, benchCSVFlag, benchPlotFlag},
+		benchEnergyFlag, benchMinWindowFlag, benchIntervalFlag, benchIdleFlag, jsonFlag, jsonOutFlag, benchCSVFlag, benchPlotFlag,
+		jobNameFlag, jobLabelFlag, jobMonitorFlag, jobTextfileFlag},
 	Action: runBenchLM,
 }
 
@@ -87,6 +88,10 @@ func runBenchLM(c *cli.Context) error {
 		return badInput(fmt.Errorf("bench lm: %w", err))
 	}
 	if err := checkBenchOutputs(c); err != nil {
+		return fmt.Errorf("bench lm: %w", err)
+	}
+	sink, err := benchJobSink(c, "bench-lm")
+	if err != nil {
 		return fmt.Errorf("bench lm: %w", err)
 	}
 	var finish func()
@@ -102,6 +107,9 @@ func runBenchLM(c *cli.Context) error {
 	if err := writeSideOutputs(jsonOut(c, rep),
 		sideOutput{flag: benchCSVFlag.Name, path: c.String(benchCSVFlag.Name), write: rep.WriteCSV},
 		sideOutput{flag: benchPlotFlag.Name, path: c.String(benchPlotFlag.Name), save: rep.Plot}); err != nil {
+		return fmt.Errorf("bench lm: %w", err)
+	}
+	if err := sink.send(c.Context, c.App.ErrWriter, benchLMJobRuns(sink, rep)...); err != nil {
 		return fmt.Errorf("bench lm: %w", err)
 	}
 	return nil

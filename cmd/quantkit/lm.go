@@ -55,7 +55,7 @@ var lmCommand = &cli.Command{
 			Description: "Greedy by default; --temp T samples from softmax(logits/T), restricted by --top-p.\n" +
 				"The prompt and the text stream to stdout, the timings (prompt and generation\n" +
 				"tokens/s apart) to stderr at the end; --json prints the report instead.\n" + w8a8Help,
-			Flags:  []cli.Flag{lmPromptFlag, lmNFlag, lmTempFlag, lmTopPFlag, lmSeedFlag, lmTokenizerFlag, lmW8A8Flag, lmFloat32Flag, lmExactFlag, deviceFlag, jsonFlag},
+			Flags:  append([]cli.Flag{lmPromptFlag, lmNFlag, lmTempFlag, lmTopPFlag, lmSeedFlag, lmTokenizerFlag, lmW8A8Flag, lmFloat32Flag, lmExactFlag, deviceFlag, jsonFlag}, jobFlags...),
 			Action: runLMGenerate,
 		},
 		{
@@ -72,7 +72,7 @@ var lmCommand = &cli.Command{
 				"In lm eval, --w8a8 applies to each MODEL that has int8 per-channel weights (named\n" +
 				"\"MODEL (w8a8)\"); the others and the --ref run as without it, so that one table compares\n" +
 				"the original with its W8A8 and other quantizations.",
-			Flags:  []cli.Flag{lmEvalTextFlag, lmCtxFlag, lmRefFlag, lmTokenizerFlag, lmEvalW8A8Flag, lmFloat32Flag, lmExactFlag, deviceFlag, jsonFlag, jsonOutFlag},
+			Flags:  append([]cli.Flag{lmEvalTextFlag, lmCtxFlag, lmRefFlag, lmTokenizerFlag, lmEvalW8A8Flag, lmFloat32Flag, lmExactFlag, deviceFlag, jsonFlag, jsonOutFlag}, jobFlags...),
 			Action: runLMEval,
 		},
 	},
@@ -101,7 +101,11 @@ func runLMGenerate(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	return onDevice(c, func(b backend.Backend) error {
+	sink, err := jobSinkFrom(c, "lm-generate")
+	if err != nil {
+		return fmt.Errorf("lm generate: %w", err)
+	}
+	return onDeviceAsJob(c, sink, func(b backend.Backend) error {
 		open := lmeval.OpenOptions{Tokenizer: c.String(lmTokenizerFlag.Name), Float32: c.Bool(lmFloat32Flag.Name)}
 		if c.Bool(lmW8A8Flag.Name) {
 			open.W8A8 = lmeval.W8A8Required
@@ -246,7 +250,11 @@ func runLMEval(c *cli.Context) error {
 	if strings.TrimSpace(string(data)) == "" {
 		return badInput(fmt.Errorf("lm eval: --text %s: the file is empty", textPath))
 	}
-	return onDevice(c, func(b backend.Backend) error {
+	sink, err := jobSinkFrom(c, "lm-eval")
+	if err != nil {
+		return fmt.Errorf("lm eval: %w", err)
+	}
+	return onDeviceAsJob(c, sink, func(b backend.Backend) error {
 		var opt lmeval.EvalOptions
 		open := func(path string, w8a8 lmeval.W8A8Mode) (*lmeval.Loaded, error) {
 			l, err := lmeval.OpenWith(b, path, lmeval.OpenOptions{Tokenizer: c.String(lmTokenizerFlag.Name), W8A8: w8a8, Float32: c.Bool(lmFloat32Flag.Name)})

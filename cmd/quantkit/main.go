@@ -33,7 +33,7 @@ func newApp() *cli.App {
 		Version:     buildinfo.String(version),
 		HideVersion: true,
 		Commands: withUsageErrors(withInterrupts([]*cli.Command{versionCommand, devicesCommand, calibrateCommand, benchCommand, profileCommand, genCommand,
-			inspectCommand, quantizeCommand, dequantizeCommand, mergeCommand, demoCommand, qatCommand, evalCommand, lmCommand, imatrixCommand}, "profile")),
+			inspectCommand, quantizeCommand, dequantizeCommand, mergeCommand, demoCommand, qatCommand, evalCommand, lmCommand, imatrixCommand, monitorCommand}, "profile", "monitor")),
 		EnableBashCompletion: true,
 		Action:               noCommand,
 		OnUsageError:         onUsageError,

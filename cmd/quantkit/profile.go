@@ -5,19 +5,22 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/quantkit/quantkit/energy"
+	"github.com/quantkit/quantkit/energy/monitor"
 	"github.com/quantkit/quantkit/energy/profile"
 	"github.com/quantkit/quantkit/internal/proc"
 )
 
 var (
-	profileGPUFlag = &cli.StringFlag{Name: "gpu", Value: "all", Usage: "GPUs to measure: all, none, or the index N " +
-		"NVML gives one (as nvidia-smi numbers them)"}
+	profileGPUFlag = &cli.StringFlag{Name: "gpu", Value: "visible", Usage: "GPUs to measure: visible (those " +
+		"CUDA_VISIBLE_DEVICES lets the command see, matched by UUID; every GPU when it is unset), all, none, the index N " +
+		"NVML gives one (as nvidia-smi numbers them) or a GPU's UUID"}
 	profileIntervalFlag = &cli.DurationFlag{Name: "interval", Value: energy.DefaultInterval, Usage: "sampling period of " +
 		"power, clocks, temperature, memory used, utilization and throttle reasons"}
 	profileIdleFlag = &cli.DurationFlag{Name: "idle", Value: time.Second, Usage: "measure each source's idle power " +
@@ -34,8 +37,9 @@ var profileCommand = &cli.Command{
 	Usage:     "run a command (a training or serving job) and measure its energy on the GPUs and the CPU",
 	ArgsUsage: "-- COMMAND [ARG...]",
 	Description: "Runs COMMAND with its standard input, output and error passed through untouched, and\n" +
-		"measures its energy on every source there is: each NVIDIA GPU that NVML sees (or the one\n" +
-		"--gpu names) and the CPU packages through Linux RAPL (/sys/class/powercap, readable by\n" +
+		"measures its energy on every source there is: each NVIDIA GPU the command can use (those\n" +
+		"CUDA_VISIBLE_DEVICES names, matched to NVML's by UUID, or every one NVML sees when it is\n" +
+		"unset; --gpu picks others) and the CPU packages through Linux RAPL (/sys/class/powercap, readable by\n" +
 		"root only on Linux 5.10 and later). A source that is not available is named once on\n" +
 		"stderr and the command runs anyway: its duration and exit status are always reported.\n" +
 		"\n" +
@@ -48,6 +52,11 @@ var profileCommand = &cli.Command{
 		"between samples). The net energy is energy - idle power x duration: what the command\n" +
 		"cost above the machine standing still. A counter counts its whole device, so other work\n" +
 		"on the same GPU or CPU is counted too.\n" +
+		"\n" +
+		"Jobs: --monitor URL reports the run's energy per source, its duration and the --job and\n" +
+		"--label values (e.g. --job resnet50 --label precision=int8) to a running `quantkit\n" +
+		"monitor`, which counts them in quantkit_job_energy_joules_total and friends for Prometheus;\n" +
+		"--textfile DIR adds them to DIR/" + monitor.TextfileName + " for node_exporter's textfile collector.\n" +
 		"\n" +
 		"Output: a table on stderr after the command ends, so that the command's stdout stays\n" +
 		"clean; --json prints the report as JSON on stdout instead, --json-out FILE writes it to\n" +
@@ -67,8 +76,8 @@ var profileCommand = &cli.Command{
 		"\n" +
 		"Exit status: the command's; 128+N when signal N killed it, as a shell reports it; 127\n" +
 		"when the command is not found, 126 when it cannot be executed.",
-	Flags: []cli.Flag{profileGPUFlag, profileIntervalFlag, profileIdleFlag, profileCSVFlag, jsonFlag,
-		jsonOutFlag, profileKillAfterFlag},
+	Flags: append([]cli.Flag{profileGPUFlag, profileIntervalFlag, profileIdleFlag, profileCSVFlag, jsonFlag,
+		jsonOutFlag, profileKillAfterFlag}, jobFlags...),
 	Action: runProfile,
 }
 
@@ -79,8 +88,8 @@ var openEnergySources = energy.OpenSources
 func runProfile(c *cli.Context) error {
 	args := c.Args().Slice()
 	if len(args) == 0 {
-		return badInput(fmt.Errorf("profile: no command to run\nusage: quantkit profile [--gpu N|all|none] " +
-			"[--interval 100ms] [--idle 1s] [--kill-after 10s] [--csv FILE] [--json] [--json-out FILE] -- COMMAND [ARG...]"))
+		return badInput(fmt.Errorf("profile: no command to run\nusage: quantkit profile [--gpu visible|all|none|N|UUID] " +
+			"[--interval 100ms] [--idle 1s] [--kill-after 10s] [--csv FILE] [--json] [--json-out FILE] [--job NAME] [--label K=V] [--monitor URL] [--textfile DIR] -- COMMAND [ARG...]"))
 	}
 	interval, idle := c.Duration(profileIntervalFlag.Name), c.Duration(profileIdleFlag.Name)
 	if interval <= 0 {
@@ -101,6 +110,10 @@ func runProfile(c *cli.Context) error {
 		}
 	}
 	if err := checkJSONOut(c); err != nil {
+		return fmt.Errorf("profile: %w", err)
+	}
+	sink, err := jobSinkFrom(c, filepath.Base(args[0]))
+	if err != nil {
 		return fmt.Errorf("profile: %w", err)
 	}
 	if _, err := proc.LookPath(args[0]); err != nil {
@@ -131,6 +144,9 @@ func runProfile(c *cli.Context) error {
 	outErr := printReport(c, rep, func(io.Writer) error { return rep.WriteTable(stderr) })
 	outErr = errors.Join(outErr, writeSideOutputs(jsonOut(c, rep), sideOutput{flag: profileCSVFlag.Name, path: csvPath,
 		write: func(w io.Writer) error { return profile.WriteCSV(w, rep.Curves) }}))
+	if sink.enabled() {
+		outErr = errors.Join(outErr, sink.send(c.Context, stderr, sink.report(nil, rep.Seconds, jobEnergy(rep))))
+	}
 	if outErr != nil {
 		outErr = fmt.Errorf("profile: %w", outErr)
 	}
@@ -145,6 +161,18 @@ func runProfile(c *cli.Context) error {
 		return &exitStatus{Code: rep.ExitCode}
 	}
 	return nil
+}
+
+// jobEnergy is the energy of rep's sources that have some, as a job
+// report counts it.
+func jobEnergy(rep profile.Report) []monitor.SourceEnergy {
+	var e []monitor.SourceEnergy
+	for _, s := range rep.Sources {
+		if s.Method != profile.MethodNone {
+			e = append(e, monitor.SourceEnergy{Source: monitor.SourceLabel(s.Name), Joules: s.EnergyJ})
+		}
+	}
+	return e
 }
 
 // startFailure is err, with a shell's status (127, 126) when the command

@@ -19,11 +19,15 @@ type FakeDevice struct {
 	TempV             int
 	SMMHz, MemMHz     int
 	UtilGPU, UtilMem  int
-	ThrottleV         []string // active throttle reasons; nil: none
+	ThrottleV         []string       // active throttle reasons; nil: none
+	PCIBusIDV         string         // "": not supported
+	PowerInstantFn    func() float64 // watts, instantaneous; nil: not supported
 	// Errs makes a field fail: its method returns Errs[field] instead of
 	// a reading. Fields are named as in GPU.Missing: "name", "uuid",
 	// "memory", "power", "power_limit", "energy", "temperature",
-	// "clocks", "utilization", "throttle".
+	// "clocks", "utilization", "throttle", and "pci_bus_id",
+	// "power_instant" for the optional readers (PCIBusIDReader,
+	// InstantPowerReader).
 	Errs map[string]error
 }
 

@@ -97,7 +97,7 @@ func (x nvmlDevice) PowerLimit() (float64, error) {
 
 func (x nvmlDevice) TotalEnergy() (float64, error) {
 	mj, ret := x.d.GetTotalEnergyConsumption()
-	return float64(mj) / 1e3, check(ret)
+	return MillijoulesToJoules(mj), check(ret)
 }
 
 func (x nvmlDevice) Temperature() (int, error) {
