@@ -30,7 +30,12 @@
 // lie. GEMMs with at most four rows on one side (matrix-vector products
 // and their like) pack nothing: with AVX-512 (VNNI for int8) the dot
 // kernels read both operands in place, a vector along k at a time, m×4
-// sums reduced across their lanes at the end.
+// sums reduced across their lanes at the end. The int8 GEMM does so up to
+// 32 rows of A (a W8A8 decode step, or a batch of them), with AVX-512
+// VNNI or else AVX2 (VPMADDWD on sign-extended bytes), four rows of A at
+// a time over a tile of B that stays in L2, in parallel from 2^17
+// multiply-adds on: the int8 weights are read where they lie, never
+// packed or copied per call.
 //
 // VPDPBUSD multiplies unsigned bytes by signed ones, so B is packed (or
 // loaded) as B+128 and each sum corrected by −128·Σ_p A[i, p] (summed

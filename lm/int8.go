@@ -28,6 +28,13 @@ type Int8Weight struct {
 //
 // (Epilogue.RowScale = s_x, ColScale = Scales). A bias is then added by
 // backend.Add as on the float path.
+//
+// The codes are held once, in the layout [out, in] they have here (on the
+// cpu backend, this very slice), and every GEMM reads them as they are:
+// on the cpu backend a decode step (up to 32 token rows) runs integer dot
+// products straight from them, in parallel, with no per-call packing of
+// the weight; a prefill's GemmS8 packs them once per call, which
+// the many token rows amortize.
 type Int8Layer struct {
 	Q, K, V, O, Gate, Up, Down *Int8Weight
 }
