@@ -295,12 +295,13 @@ func (o *s8Out) finishRow(i, j0 int, acc []int32) {
 const gemmS8DirectMax = 4
 
 // gemmS8ThinMax is the most rows of A for which the int8 GEMM runs the
-// dot kernels on B where it lies (gemmS8Thin, in groups of at most four
+// row kernels on B where it lies (gemmS8Thin, in groups of at most four
 // rows) rather than packing B (gemmS8SIMD): a W8A8 decode step of one to
-// a few dozen tokens. Measured on decode shapes (2048×2048, 5632×2048,
-// 576×1536; 2 threads, AMD EPYC, AVX-512 VNNI and AVX2 alone), the dot
-// kernels take 0.3–0.5 of the packing GEMM's time at 8 to 16 rows,
-// 0.4–1.1 at 32, and lose from about 48 (BenchmarkGemmS8Decode).
+// a few dozen tokens. Measured on decode shapes (576×576 to 5632×2048),
+// 2 threads, AMD EPYC (Zen 5), on a shared machine (±40% noise): with
+// AVX-512 VNNI the row kernels take 0.14–0.6 of the packing GEMM's time at
+// 8 and 16 rows, 0.2–1.2 at 24 and 32, and win or lose by as much from 64;
+// with AVX2 alone 0.08–0.26 at 8 and 16, 0.14–0.6 at 24 and 32.
 const gemmS8ThinMax = 32
 
 // gemmS8 runs the int8 GEMM into out; the dimensions have been checked.

@@ -594,26 +594,16 @@ func packS8Pairs(dst []int16, src []int8, rows, k, r0, mr int) {
 	}
 }
 
-// GEMMs with at most four rows on one side (matrix-vector products and
-// their like) read both operands where they lie, vectors along k, with
-// the dot kernels: packing the long side would cost more than the
-// product. They need AVX-512 (VNNI for int8); int8 has AVX2 kernels too
-// (s8dot_amd64.s) for processors without AVX-512 VNNI; elsewhere the Go
-// kernels run them. The int8 GEMM runs them up to gemmS8ThinMax rows of
-// A, four at a time (gemmS8Thin, gemm_s8thin_amd64.go).
+// Float32 GEMMs with at most four rows on one side (matrix-vector
+// products and their like) read both operands where they lie, vectors
+// along k, with the dot kernels: packing the long side would cost more
+// than the product. They need AVX-512; elsewhere the Go kernels run
+// them. The int8 GEMM has row kernels of its own for up to gemmS8ThinMax
+// rows of A (gemmS8Thin, gemm_s8thin_amd64.go).
 
-var (
-	f32Dot = [...]func(kv int, tail uint64, a *float32, lda int, b *float32, ldb int, c *float32){
-		nil, gemmF32Dot1x4AVX512, gemmF32Dot2x4AVX512, gemmF32Dot3x4AVX512, gemmF32Dot4x4AVX512,
-	}
-	s8Dot = [...]func(kv int, tail uint64, a *int8, lda int, b *int8, ldb int, c *int32){
-		nil, gemmS8Dot1x4AVX512VNNI, gemmS8Dot2x4AVX512VNNI, gemmS8Dot3x4AVX512VNNI, gemmS8Dot4x4AVX512VNNI,
-	}
-	// s8DotAVX2[m] takes gemmS8DotNR[m] rows of B.
-	s8DotAVX2 = [...]func(kv int, a *int8, lda int, b *int8, ldb int, c *int32){
-		nil, gemmS8Dot1x4AVX2, gemmS8Dot2x4AVX2, gemmS8Dot3x2AVX2, gemmS8Dot4x2AVX2,
-	}
-)
+var f32Dot = [...]func(kv int, tail uint64, a *float32, lda int, b *float32, ldb int, c *float32){
+	nil, gemmF32Dot1x4AVX512, gemmF32Dot2x4AVX512, gemmF32Dot3x4AVX512, gemmF32Dot4x4AVX512,
+}
 
 // gemmDotNR is the rows of B per dot kernel call.
 const gemmDotNR = 4
