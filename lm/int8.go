@@ -3,8 +3,10 @@ package lm
 import (
 	"errors"
 	"fmt"
+	"unsafe"
 
 	"github.com/quantkit/quantkit/backend"
+	"github.com/quantkit/quantkit/internal/mmap"
 	"github.com/quantkit/quantkit/quant"
 )
 
@@ -178,8 +180,11 @@ type LoadOptions struct {
 }
 
 // asInt8 returns the codes of a quantized 2-D weight when its scheme is
-// int8 symmetric per-channel along axis 0, else nil.
-func asInt8(codes []byte, p *quant.Params) *Int8Weight {
+// int8 symmetric per-channel along axis 0, else nil. The codes are copied
+// once (codes may be reused), into a (arenaBytes) when a is not nil, else
+// onto the heap: the model holds one copy of them, which every GEMM reads
+// as it is.
+func asInt8(a *mmap.Arena, codes []byte, p *quant.Params) *Int8Weight {
 	s := p.Scheme
 	if s.Bits != 8 || !s.Signed || !s.Symmetric || s.Granularity != quant.PerChannel || s.Axis != 0 ||
 		len(p.Shape) != 2 || len(p.Scales) != p.Shape[0] || len(codes) != p.Shape[0]*p.Shape[1] {
@@ -190,9 +195,12 @@ func asInt8(codes []byte, p *quant.Params) *Int8Weight {
 			return nil
 		}
 	}
-	w := &Int8Weight{Codes: make([]int8, len(codes)), Scales: p.Scales}
-	for i, c := range codes {
-		w.Codes[i] = int8(c)
+	var c []byte
+	if a != nil {
+		c = arenaBytes(a, len(codes))
+	} else {
+		c = make([]byte, len(codes))
 	}
-	return w
+	copy(c, codes)
+	return &Int8Weight{Codes: unsafe.Slice((*int8)(unsafe.Pointer(unsafe.SliceData(c))), len(c)), Scales: p.Scales}
 }
