@@ -183,18 +183,22 @@ func BenchmarkGemmThin(b *testing.B) {
 }
 
 // BenchmarkGemmS8Decode runs the int8 GEMMs of a W8A8 decode step (one
-// row of activations, or a batch of four, times a weight matrix, float32
-// out through row and column scales) on the fastest kernels and on the
-// generic ones.
+// row of activations, or a batch of 4, 16 or 32, times a weight matrix,
+// float32 out through row and column scales) on the fastest kernels and,
+// for up to four rows, on the generic ones. The shapes are a 1B Llama's
+// (2048×2048, 5632×2048, 2048×5632), a 150M one's largest (1536×576) and
+// a 7B one's (11008×4096).
+//
+//	go test ./cpu -run - -bench GemmS8Decode/simd -count 5
 func BenchmarkGemmS8Decode(b *testing.B) {
-	for _, nk := range [][2]int{{2048, 2048}, {11008, 4096}} {
+	for _, nk := range [][2]int{{2048, 2048}, {5632, 2048}, {2048, 5632}, {1536, 576}, {11008, 4096}} {
 		n, k := nk[0], nk[1]
 		bt := benchS8(n * k)
 		cs := make([]float32, n)
 		for i := range cs {
 			cs[i] = 1e-3 * (1 + float32(i%5)/5)
 		}
-		for _, m := range []int{1, 4} {
+		for _, m := range []int{1, 4, 16, 32} {
 			a, cf := benchS8(m*k), make([]float32, m*n)
 			rs := make([]float32, m)
 			for i := range rs {
@@ -204,6 +208,9 @@ func BenchmarkGemmS8Decode(b *testing.B) {
 			for _, generic := range []bool{false, true} {
 				kind := "simd"
 				if generic {
+					if m > 4 {
+						continue
+					}
 					kind = "generic"
 				}
 				b.Run(fmt.Sprintf("%s/%dx%dx%d", kind, m, n, k), func(b *testing.B) {

@@ -289,14 +289,26 @@ func (o *s8Out) finishRow(i, j0 int, acc []int32) {
 }
 
 // gemmS8DirectMax is the most rows (of A, or of B) for which the int8
-// GEMM skips packing and runs the dot kernels (gemmS8Thin, AVX-512 VNNI
-// or AVX2) or gemmS8KernelDirect: packing B costs about as much as multiplying it
-// by four or five rows of A.
+// GEMM runs gemmS8KernelDirect (Go) where gemmS8Thin cannot run, rather
+// than packing B: packing costs about as much as multiplying B by four or
+// five rows of A.
 const gemmS8DirectMax = 4
+
+// gemmS8ThinMax is the most rows of A for which the int8 GEMM runs the
+// row kernels on B where it lies (gemmS8Thin, in groups of at most four
+// rows) rather than packing B (gemmS8SIMD): a W8A8 decode step of one to
+// a few dozen tokens. Measured on decode shapes (576×576 to 5632×2048),
+// 2 threads, AMD EPYC (Zen 5), on a shared machine (±40% noise): with
+// AVX-512 VNNI the row kernels take 0.14–0.6 of the packing GEMM's time at
+// 8 and 16 rows, 0.2–1.2 at 24 and 32, and win or lose by as much from 64;
+// with AVX2 alone 0.08–0.26 at 8 and 16, 0.14–0.6 at 24 and 32.
+const gemmS8ThinMax = 32
 
 // gemmS8 runs the int8 GEMM into out; the dimensions have been checked.
 // The driver's rows are those of A, or those of B when C has few columns
 // (out.swap), so that the side the kernels block over is the longer one.
+// With few rows of A (at most gemmS8ThinMax, a decode step's tokens) B is
+// read where it lies; otherwise it is packed once per call.
 func gemmS8(m, n, k int, a, b []int8, out *s8Out) {
 	if m == 0 || n == 0 {
 		return
@@ -309,6 +321,9 @@ func gemmS8(m, n, k int, a, b []int8, out *s8Out) {
 		if !gemmS8Thin(m, n, k, a, b, out) {
 			gemmS8Direct(m, n, k, a, b, out)
 		}
+		return
+	}
+	if m <= gemmS8ThinMax && gemmS8Thin(m, n, k, a, b, out) {
 		return
 	}
 	if gemmS8SIMD(m, n, k, a, b, out) {

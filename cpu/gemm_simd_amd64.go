@@ -594,25 +594,16 @@ func packS8Pairs(dst []int16, src []int8, rows, k, r0, mr int) {
 	}
 }
 
-// GEMMs with at most four rows on one side (matrix-vector products and
-// their like) read both operands where they lie, vectors along k, with
-// the dot kernels: packing the long side would cost more than the
-// product. They need AVX-512 (VNNI for int8); int8 has AVX2 kernels too
-// (s8dot_amd64.s) for processors without AVX-512 VNNI; elsewhere the Go
-// kernels run them.
+// Float32 GEMMs with at most four rows on one side (matrix-vector
+// products and their like) read both operands where they lie, vectors
+// along k, with the dot kernels: packing the long side would cost more
+// than the product. They need AVX-512; elsewhere the Go kernels run
+// them. The int8 GEMM has row kernels of its own for up to gemmS8ThinMax
+// rows of A (gemmS8Thin, gemm_s8thin_amd64.go).
 
-var (
-	f32Dot = [...]func(kv int, tail uint64, a *float32, lda int, b *float32, ldb int, c *float32){
-		nil, gemmF32Dot1x4AVX512, gemmF32Dot2x4AVX512, gemmF32Dot3x4AVX512, gemmF32Dot4x4AVX512,
-	}
-	s8Dot = [...]func(kv int, tail uint64, a *int8, lda int, b *int8, ldb int, c *int32){
-		nil, gemmS8Dot1x4AVX512VNNI, gemmS8Dot2x4AVX512VNNI, gemmS8Dot3x4AVX512VNNI, gemmS8Dot4x4AVX512VNNI,
-	}
-	// s8DotAVX2[m] takes gemmS8DotNR[m] rows of B.
-	s8DotAVX2 = [...]func(kv int, a *int8, lda int, b *int8, ldb int, c *int32){
-		nil, gemmS8Dot1x4AVX2, gemmS8Dot2x4AVX2, gemmS8Dot3x2AVX2, gemmS8Dot4x2AVX2,
-	}
-)
+var f32Dot = [...]func(kv int, tail uint64, a *float32, lda int, b *float32, ldb int, c *float32){
+	nil, gemmF32Dot1x4AVX512, gemmF32Dot2x4AVX512, gemmF32Dot3x4AVX512, gemmF32Dot4x4AVX512,
+}
 
 // gemmDotNR is the rows of B per dot kernel call.
 const gemmDotNR = 4
@@ -650,95 +641,6 @@ func gemmF32Thin(thr, m, n, k int, a, b, c []float32, rs, cs int) bool {
 		}
 	})
 	return true
-}
-
-// gemmS8Thin computes gemmS8Direct (m ≤ 4) with the dot kernels (AVX-512
-// VNNI, or else AVX2) and reports true, or reports false when they cannot
-// run.
-func gemmS8Thin(m, n, k int, a, b []int8, out *s8Out) bool {
-	if m < 1 || m >= len(s8Dot) || k == 0 {
-		return false
-	}
-	if !use.AVX512VNNI {
-		if use.AVX2FMA {
-			gemmS8ThinAVX2(m, n, k, a, b, out)
-			return true
-		}
-		return false
-	}
-	fn := s8Dot[m]
-	kv, tail := k/64, uint64(1)<<(k%64)-1
-	var comp [4]int32
-	for r := range m {
-		comp[r] = -128 * sumS8(a[r*k:(r+1)*k])
-	}
-	blocks := ceilDiv(n, gemmDotNR)
-	var last []int8
-	if n%gemmDotNR != 0 {
-		last = make([]int8, gemmDotNR*k)
-		copy(last, b[(blocks-1)*gemmDotNR*k:])
-	}
-	w := workers(blocks, m*n*k, gemmThinMinWork)
-	parallelRange(w, blocks, 1, func(_, lo, hi int) {
-		var t [4 * gemmDotNR]int32
-		for jb := lo; jb < hi; jb++ {
-			j := jb * gemmDotNR
-			pb := b[j*k:]
-			if j+gemmDotNR > n {
-				pb = last
-			}
-			fn(kv, tail, &a[0], k, &pb[0], k, &t[0])
-			cols := min(gemmDotNR, n-j)
-			for r := range m {
-				row := t[r*gemmDotNR : r*gemmDotNR+cols]
-				for q := range row {
-					row[q] += comp[r]
-				}
-				out.finish(r, j, row)
-			}
-		}
-	})
-	return true
-}
-
-// gemmS8ThinAVX2 is gemmS8Thin with the AVX2 dot kernels: each task a
-// contiguous range of blocks of gemmS8DotNR[m] rows of B, the kernel
-// taking the first 16·⌊k/16⌋ steps of k and Go the rest (and the last,
-// partial block of B, through the kernel's Go twin). 1 ≤ m ≤ 4, k ≥ 1.
-func gemmS8ThinAVX2(m, n, k int, a, b []int8, out *s8Out) {
-	fn, nr := s8DotAVX2[m], gemmS8DotNR[m]
-	kv := k / 16
-	k0 := 16 * kv
-	blocks := ceilDiv(n, nr)
-	w := workers(blocks, m*n*k, gemmThinMinWork)
-	parallelRange(w, blocks, 1, func(_, lo, hi int) {
-		var t [4 * 4]int32
-		for jb := lo; jb < hi; jb++ {
-			j := jb * nr
-			cols := min(nr, n-j) // t holds row r at t[r*cols:]
-			if cols == nr {
-				fn(kv, &a[0], k, &b[j*k], k, &t[0])
-			} else {
-				gemmS8DotGo(m, cols, kv, a, k, b[j*k:], k, t[:])
-			}
-			if k0 < k {
-				for r := range m {
-					ar := a[r*k+k0 : (r+1)*k]
-					for q := range cols {
-						bq := b[(j+q)*k+k0 : (j+q+1)*k]
-						s := t[r*cols+q]
-						for p, v := range ar {
-							s += int32(v) * int32(bq[p])
-						}
-						t[r*cols+q] = s
-					}
-				}
-			}
-			for r := range m {
-				out.finish(r, j, t[r*cols:(r+1)*cols])
-			}
-		}
-	})
 }
 
 // epilogueF32SIMD computes, for outputs q < len(acc),

@@ -214,25 +214,6 @@ func epilogueS8AVX512(full int, tail uint16, acc *int32, dst *int8, rowScale flo
 //go:noescape
 func gemmF32Dot1x4AVX512(kv int, tail uint64, a *float32, lda int, b *float32, ldb int, c *float32)
 
-// gemmS8Dot1x4AVX512VNNI is, with VPDPBUSD (AVX-512 VNNI), for 1 rows of A and 4 rows of B
-// where they lie (a[r*lda+p] = A[r, p], b[j*ldb+p] = B[j, p]) and k = 64·kv plus the
-// bits set in the mask tail (the low ones),
-//
-//	for r := range 1 {
-//		for j := range 4 {
-//			var s int32
-//			for p := range k {
-//				s += int32(a[r*lda+p]) * (int32(b[j*ldb+p]) + 128)
-//			}
-//			c[r*4+j] = s
-//		}
-//	}
-//
-// in int32 arithmetic that wraps; kv + tail ≥ 1.
-//
-//go:noescape
-func gemmS8Dot1x4AVX512VNNI(kv int, tail uint64, a *int8, lda int, b *int8, ldb int, c *int32)
-
 // gemmF32Dot2x4AVX512 is, for 2 rows of A and 4 rows of B where they lie
 // (a[r*lda+p] = A[r, p], b[j*ldb+p] = B[j, p]) and k = 16·kv plus the bits set in
 // the mask tail (the low ones), with fused multiply-adds in another order,
@@ -251,25 +232,6 @@ func gemmS8Dot1x4AVX512VNNI(kv int, tail uint64, a *int8, lda int, b *int8, ldb 
 //
 //go:noescape
 func gemmF32Dot2x4AVX512(kv int, tail uint64, a *float32, lda int, b *float32, ldb int, c *float32)
-
-// gemmS8Dot2x4AVX512VNNI is, with VPDPBUSD (AVX-512 VNNI), for 2 rows of A and 4 rows of B
-// where they lie (a[r*lda+p] = A[r, p], b[j*ldb+p] = B[j, p]) and k = 64·kv plus the
-// bits set in the mask tail (the low ones),
-//
-//	for r := range 2 {
-//		for j := range 4 {
-//			var s int32
-//			for p := range k {
-//				s += int32(a[r*lda+p]) * (int32(b[j*ldb+p]) + 128)
-//			}
-//			c[r*4+j] = s
-//		}
-//	}
-//
-// in int32 arithmetic that wraps; kv + tail ≥ 1.
-//
-//go:noescape
-func gemmS8Dot2x4AVX512VNNI(kv int, tail uint64, a *int8, lda int, b *int8, ldb int, c *int32)
 
 // gemmF32Dot3x4AVX512 is, for 3 rows of A and 4 rows of B where they lie
 // (a[r*lda+p] = A[r, p], b[j*ldb+p] = B[j, p]) and k = 16·kv plus the bits set in
@@ -290,25 +252,6 @@ func gemmS8Dot2x4AVX512VNNI(kv int, tail uint64, a *int8, lda int, b *int8, ldb 
 //go:noescape
 func gemmF32Dot3x4AVX512(kv int, tail uint64, a *float32, lda int, b *float32, ldb int, c *float32)
 
-// gemmS8Dot3x4AVX512VNNI is, with VPDPBUSD (AVX-512 VNNI), for 3 rows of A and 4 rows of B
-// where they lie (a[r*lda+p] = A[r, p], b[j*ldb+p] = B[j, p]) and k = 64·kv plus the
-// bits set in the mask tail (the low ones),
-//
-//	for r := range 3 {
-//		for j := range 4 {
-//			var s int32
-//			for p := range k {
-//				s += int32(a[r*lda+p]) * (int32(b[j*ldb+p]) + 128)
-//			}
-//			c[r*4+j] = s
-//		}
-//	}
-//
-// in int32 arithmetic that wraps; kv + tail ≥ 1.
-//
-//go:noescape
-func gemmS8Dot3x4AVX512VNNI(kv int, tail uint64, a *int8, lda int, b *int8, ldb int, c *int32)
-
 // gemmF32Dot4x4AVX512 is, for 4 rows of A and 4 rows of B where they lie
 // (a[r*lda+p] = A[r, p], b[j*ldb+p] = B[j, p]) and k = 16·kv plus the bits set in
 // the mask tail (the low ones), with fused multiply-adds in another order,
@@ -327,22 +270,3 @@ func gemmS8Dot3x4AVX512VNNI(kv int, tail uint64, a *int8, lda int, b *int8, ldb 
 //
 //go:noescape
 func gemmF32Dot4x4AVX512(kv int, tail uint64, a *float32, lda int, b *float32, ldb int, c *float32)
-
-// gemmS8Dot4x4AVX512VNNI is, with VPDPBUSD (AVX-512 VNNI), for 4 rows of A and 4 rows of B
-// where they lie (a[r*lda+p] = A[r, p], b[j*ldb+p] = B[j, p]) and k = 64·kv plus the
-// bits set in the mask tail (the low ones),
-//
-//	for r := range 4 {
-//		for j := range 4 {
-//			var s int32
-//			for p := range k {
-//				s += int32(a[r*lda+p]) * (int32(b[j*ldb+p]) + 128)
-//			}
-//			c[r*4+j] = s
-//		}
-//	}
-//
-// in int32 arithmetic that wraps; kv + tail ≥ 1.
-//
-//go:noescape
-func gemmS8Dot4x4AVX512VNNI(kv int, tail uint64, a *int8, lda int, b *int8, ldb int, c *int32)

@@ -1,10 +1,6 @@
 package lm
 
-import (
-	"unsafe"
-
-	"github.com/quantkit/quantkit/internal/mmap"
-)
+import "github.com/quantkit/quantkit/internal/mmap"
 
 // The loaders put every weight matrix the model keeps in memory of its own
 // (a mmap.Arena, freed by Model.Close) rather than on the Go heap: with
@@ -49,14 +45,4 @@ func keepBytes(a *mmap.Arena, b []byte) []byte {
 		return b
 	}
 	return a.CopyBytes(b)
-}
-
-// keepInt8 moves w's codes into a.
-func keepInt8(a *mmap.Arena, w *Int8Weight) *Int8Weight {
-	if len(w.Codes) < arenaMin {
-		return w
-	}
-	b := unsafe.Slice((*byte)(unsafe.Pointer(&w.Codes[0])), len(w.Codes))
-	c := a.CopyBytes(b)
-	return &Int8Weight{Codes: unsafe.Slice((*int8)(unsafe.Pointer(&c[0])), len(c)), Scales: w.Scales}
 }

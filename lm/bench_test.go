@@ -40,7 +40,7 @@ func benchModel(b *testing.B, params int64, w8a8 bool) *Model {
 		if err := quant.Quantize(codes, *f, p); err != nil {
 			b.Fatal(err)
 		}
-		if *i8 = asInt8(codes, p); *i8 == nil {
+		if *i8 = asInt8(nil, codes, p); *i8 == nil {
 			b.Fatalf("%v is not int8 per channel", p.Scheme)
 		}
 		*f = nil

@@ -3,8 +3,10 @@ package lm
 import (
 	"errors"
 	"fmt"
+	"unsafe"
 
 	"github.com/quantkit/quantkit/backend"
+	"github.com/quantkit/quantkit/internal/mmap"
 	"github.com/quantkit/quantkit/quant"
 )
 
@@ -28,6 +30,13 @@ type Int8Weight struct {
 //
 // (Epilogue.RowScale = s_x, ColScale = Scales). A bias is then added by
 // backend.Add as on the float path.
+//
+// The codes are held once, in the layout [out, in] they have here (on the
+// cpu backend, this very slice), and every GEMM reads them as they are:
+// on the cpu backend a decode step (up to 32 token rows) runs integer dot
+// products straight from them, in parallel, with no per-call packing of
+// the weight; a prefill's GemmS8 packs them once per call, which
+// the many token rows amortize.
 type Int8Layer struct {
 	Q, K, V, O, Gate, Up, Down *Int8Weight
 }
@@ -171,8 +180,11 @@ type LoadOptions struct {
 }
 
 // asInt8 returns the codes of a quantized 2-D weight when its scheme is
-// int8 symmetric per-channel along axis 0, else nil.
-func asInt8(codes []byte, p *quant.Params) *Int8Weight {
+// int8 symmetric per-channel along axis 0, else nil. The codes are copied
+// once (codes may be reused), into a (arenaBytes) when a is not nil, else
+// onto the heap: the model holds one copy of them, which every GEMM reads
+// as it is.
+func asInt8(a *mmap.Arena, codes []byte, p *quant.Params) *Int8Weight {
 	s := p.Scheme
 	if s.Bits != 8 || !s.Signed || !s.Symmetric || s.Granularity != quant.PerChannel || s.Axis != 0 ||
 		len(p.Shape) != 2 || len(p.Scales) != p.Shape[0] || len(codes) != p.Shape[0]*p.Shape[1] {
@@ -183,9 +195,12 @@ func asInt8(codes []byte, p *quant.Params) *Int8Weight {
 			return nil
 		}
 	}
-	w := &Int8Weight{Codes: make([]int8, len(codes)), Scales: p.Scales}
-	for i, c := range codes {
-		w.Codes[i] = int8(c)
+	var c []byte
+	if a != nil {
+		c = arenaBytes(a, len(codes))
+	} else {
+		c = make([]byte, len(codes))
 	}
-	return w
+	copy(c, codes)
+	return &Int8Weight{Codes: unsafe.Slice((*int8)(unsafe.Pointer(unsafe.SliceData(c))), len(c)), Scales: p.Scales}
 }

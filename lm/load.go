@@ -244,8 +244,8 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, err 
 				return
 			}
 			if opt.Int8 && i8 != nil {
-				if w := asInt8(codes, p); w != nil {
-					*i8 = keepInt8(arena, w)
+				if w := asInt8(arena, codes, p); w != nil {
+					*i8 = w
 					return
 				}
 			}
@@ -406,11 +406,8 @@ func quantizeInto(b backend.Backend, arena *mmap.Arena, name string, x []float32
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	if int8 {
-		if w := asInt8(codes, p); w != nil {
+		if w := asInt8(arena, codes, p); w != nil {
 			*i8 = w
-			if arena != nil {
-				*i8 = keepInt8(arena, w)
-			}
 			return nil
 		}
 	}

@@ -53,8 +53,7 @@ func main() {
 	epilogueF32()
 	epilogueS8()
 	for m := 1; m <= 4; m++ {
-		dotKernel(fmt.Sprintf("gemmF32Dot%dx4AVX512", m), m, false)
-		dotKernel(fmt.Sprintf("gemmS8Dot%dx4AVX512VNNI", m), m, true)
+		dotKernel(fmt.Sprintf("gemmF32Dot%dx4AVX512", m), m)
 	}
 
 	Generate()
@@ -505,57 +504,32 @@ func sumS8VNNI() {
 	RET()
 }
 
-// dotKernel emits a kernel for GEMMs with at most four rows on one side,
-// where packing the other would cost more than it saves: m rows of A
-// against four rows of B, both read where they lie, vectors along k (16
-// float32s or 64 int8s), so that every load is a whole cache line, with
-// one accumulator per output reduced across its lanes at the end. The
-// last, partial vector of k is read under a mask.
-//
-// For int8, VPDPBUSD multiplies unsigned by signed bytes: B is flipped to
-// B+128 as it is loaded (one XOR shared by the m rows) and the caller
-// subtracts 128·Σ A[r, ·].
-func dotKernel(name string, m int, s8 bool) {
+// dotKernel emits a float32 kernel for GEMMs with at most four rows on
+// one side, where packing the other would cost more than it saves: m rows
+// of A against four rows of B, both read where they lie, vectors of 16
+// along k, so that every load is a whole cache line, with one accumulator
+// per output reduced across its lanes at the end. The last, partial
+// vector of k is read under a mask. (The int8 GEMM with few rows of A has
+// its own kernels, _gen/s8rows, which read B a row at a time.)
+func dotKernel(name string, m int) {
 	const nr = 4
-	elem := "float32"
-	if s8 {
-		elem = "int8"
-	}
-	TEXT(name, NOSPLIT, fmt.Sprintf("func(kv int, tail uint64, a *%s, lda int, b *%s, ldb int, c *%s)", elem, elem, map[bool]string{false: "float32", true: "int32"}[s8]))
+	TEXT(name, NOSPLIT, "func(kv int, tail uint64, a *float32, lda int, b *float32, ldb int, c *float32)")
 	Pragma("noescape")
-	if s8 {
-		Doc(fmt.Sprintf("%s is, with VPDPBUSD (AVX-512 VNNI), for %d rows of A and 4 rows of B", name, m),
-			"where they lie (a[r*lda+p] = A[r, p], b[j*ldb+p] = B[j, p]) and k = 64·kv plus the",
-			"bits set in the mask tail (the low ones),",
-			"",
-			fmt.Sprintf("\tfor r := range %d {", m),
-			"\t\tfor j := range 4 {",
-			"\t\t\tvar s int32",
-			"\t\t\tfor p := range k {",
-			"\t\t\t\ts += int32(a[r*lda+p]) * (int32(b[j*ldb+p]) + 128)",
-			"\t\t\t}",
-			"\t\t\tc[r*4+j] = s",
-			"\t\t}",
-			"\t}",
-			"",
-			"in int32 arithmetic that wraps; kv + tail ≥ 1.")
-	} else {
-		Doc(fmt.Sprintf("%s is, for %d rows of A and 4 rows of B where they lie", name, m),
-			"(a[r*lda+p] = A[r, p], b[j*ldb+p] = B[j, p]) and k = 16·kv plus the bits set in",
-			"the mask tail (the low ones), with fused multiply-adds in another order,",
-			"",
-			fmt.Sprintf("\tfor r := range %d {", m),
-			"\t\tfor j := range 4 {",
-			"\t\t\tvar s float32",
-			"\t\t\tfor p := range k {",
-			"\t\t\t\ts += a[r*lda+p] * b[j*ldb+p]",
-			"\t\t\t}",
-			"\t\t\tc[r*4+j] = s",
-			"\t\t}",
-			"\t}",
-			"",
-			"kv + tail ≥ 1.")
-	}
+	Doc(fmt.Sprintf("%s is, for %d rows of A and 4 rows of B where they lie", name, m),
+		"(a[r*lda+p] = A[r, p], b[j*ldb+p] = B[j, p]) and k = 16·kv plus the bits set in",
+		"the mask tail (the low ones), with fused multiply-adds in another order,",
+		"",
+		fmt.Sprintf("\tfor r := range %d {", m),
+		"\t\tfor j := range 4 {",
+		"\t\t\tvar s float32",
+		"\t\t\tfor p := range k {",
+		"\t\t\t\ts += a[r*lda+p] * b[j*ldb+p]",
+		"\t\t\t}",
+		"\t\t\tc[r*4+j] = s",
+		"\t\t}",
+		"\t}",
+		"",
+		"kv + tail ≥ 1.")
 	kv, tail, a, lda, b, ldb, c := RCX, RDX, RAX, R9, RBX, R10, RDI
 	Load(Param("kv"), kv)
 	Load(Param("tail"), tail)
@@ -564,24 +538,14 @@ func dotKernel(name string, m int, s8 bool) {
 	Load(Param("b"), b)
 	Load(Param("ldb"), ldb)
 	Load(Param("c"), c)
-	if !s8 {
-		SHLQ(U8(2), lda)
-		SHLQ(U8(2), ldb)
-	}
+	SHLQ(U8(2), lda)
+	SHLQ(U8(2), ldb)
 	ld3 := R11
 	LEAQ(Mem{Base: ldb, Index: ldb, Scale: 2}, ld3)
-	if s8 {
-		KMOVQ(tail, K1)
-	} else {
-		KMOVW(EDX, K1)
-	}
+	KMOVW(EDX, K1)
 	acc := zmm[:m*nr]
 	av := zmm[16 : 16+m]
-	bv, flip := Z20, Z21
-	if s8 {
-		MOVL(U32(0x80808080), R8L)
-		VPBROADCASTD(R8L, flip)
-	}
+	bv := Z20
 	for _, r := range acc {
 		VPXORD(r, r, r)
 	}
@@ -610,37 +574,19 @@ func dotKernel(name string, m int, s8 bool) {
 	body := func(masked bool) {
 		for r := range m {
 			if masked {
-				if s8 {
-					VMOVDQU8_Z(rowA(r), K1, av[r])
-				} else {
-					VMOVUPS_Z(rowA(r), K1, av[r])
-				}
+				VMOVUPS_Z(rowA(r), K1, av[r])
 			} else {
 				VMOVDQU32(rowA(r), av[r])
 			}
 		}
 		for j := range nr {
 			if masked {
-				if s8 {
-					VMOVDQU8_Z(rowB(j), K1, bv)
-				} else {
-					VMOVUPS_Z(rowB(j), K1, bv)
-				}
+				VMOVUPS_Z(rowB(j), K1, bv)
 			} else {
 				VMOVDQU32(rowB(j), bv)
 			}
-			if s8 {
-				VPXORD(flip, bv, bv)
-			}
 			for r := range m {
-				if s8 {
-					Instruction(&ir.Instruction{
-						Opcode: "VPDPBUSD", Operands: []Op{av[r], bv, acc[r*nr+j]},
-						Inputs: []Op{av[r], bv, acc[r*nr+j]}, Outputs: []Op{acc[r*nr+j]}, ISA: []string{"AVX512_VNNI"},
-					})
-				} else {
-					VFMADD231PS(av[r], bv, acc[r*nr+j])
-				}
+				VFMADD231PS(av[r], bv, acc[r*nr+j])
 			}
 		}
 	}
@@ -662,27 +608,15 @@ func dotKernel(name string, m int, s8 bool) {
 	for i, r := range acc {
 		x := r.AsX()
 		y := r.AsY()
-		if s8 {
-			VEXTRACTI64X4(U8(1), r, Y22)
-			VPADDD(Y22, y, y)
-			VEXTRACTI32X4(U8(1), y, X22)
-			VPADDD(X22, x, x)
-			VPSHUFD(U8(0x4e), x, X22)
-			VPADDD(X22, x, x)
-			VPSHUFD(U8(0xb1), x, X22)
-			VPADDD(X22, x, x)
-			VMOVD(x, Mem{Base: c, Disp: 4 * i})
-		} else {
-			VEXTRACTF64X4(U8(1), r, Y22)
-			VADDPS(Y22, y, y)
-			VEXTRACTF32X4(U8(1), y, X22)
-			VADDPS(X22, x, x)
-			VPERMILPS(U8(0x4e), x, X22)
-			VADDPS(X22, x, x)
-			VPERMILPS(U8(0xb1), x, X22)
-			VADDPS(X22, x, x)
-			VMOVSS(x, Mem{Base: c, Disp: 4 * i})
-		}
+		VEXTRACTF64X4(U8(1), r, Y22)
+		VADDPS(Y22, y, y)
+		VEXTRACTF32X4(U8(1), y, X22)
+		VADDPS(X22, x, x)
+		VPERMILPS(U8(0x4e), x, X22)
+		VADDPS(X22, x, x)
+		VPERMILPS(U8(0xb1), x, X22)
+		VADDPS(X22, x, x)
+		VMOVSS(x, Mem{Base: c, Disp: 4 * i})
 	}
 	VZEROUPPER()
 	RET()
