@@ -80,9 +80,10 @@ func benchGemmPacked(b *testing.B, packedBenchSizes [][3]int) {
 // (one row of A; 2048→2048, 2048→5632 and 5632→2048) per format with
 // float activations (float: SetExactPacked(true), the kernels that widen
 // each code, or for the K-quants the tiles decoded to float) and with activations rounded to 8 bits (int8: the integer
-// kernels, the default), interleaved in one run: GB/s is weight bytes
-// streamed per second, x_float the integer path's speed over the float
-// path's.
+// kernels, the default; int8r8: the same on the rows RepackPacked
+// interleaves, for the formats it repacks), interleaved in one run: GB/s
+// is weight bytes streamed per second, x_float the integer path's speed
+// over the float path's.
 //
 //	go test ./cpu -run - -bench GemmPackedQ8 -benchtime 50x -count 3
 func BenchmarkGemmPackedQ8(b *testing.B) {
@@ -109,12 +110,24 @@ func BenchmarkGemmPackedQ8(b *testing.B) {
 				f = rf
 			}
 			data := randPackedQ8(rnd, f, n, k)
+			paths := []string{"float", "int8"}
+			var rep []byte
+			if l, ok := rows8Layout(f, k); ok {
+				rb, _ := f.RowBytes(k)
+				rep = make([]byte, len(data))
+				repackRows8(l, rep, data, n, rb)
+				paths = append(paths, "int8r8")
+			}
 			var floatNs float64
-			for _, path := range []string{"float", "int8"} {
+			for _, path := range paths {
 				b.Run(fmt.Sprintf("%v/%s/m=%d/n=%d/k=%d", f, path, m, n, k), func(b *testing.B) {
 					defer SetExactPacked(SetExactPacked(path == "float"))
 					for b.Loop() {
-						GemmPacked(m, n, k, a, f, data, c)
+						if path == "int8r8" {
+							gemmPacked(m, n, k, a, f, rep, c, true)
+						} else {
+							GemmPacked(m, n, k, a, f, data, c)
+						}
 					}
 					ns := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
 					b.ReportMetric(float64(len(data))/ns, "GB/s")

@@ -96,9 +96,9 @@ func q8LayoutOf(f backend.PackedFormat, k int) (pkLayout, bool) {
 		}
 		if f == gguf.TypeQ4_K {
 			// Blocks of one chunk, for quantizeQ8's sums of each.
-			return pkLayout{pkQ4_K, 32, k / 32, 32}, true
+			return pkLayout{pkQ4_K, 32, k / 32, 32, false}, true
 		}
-		return pkLayout{pkQ6_K, 256, k / 256, 256}, true
+		return pkLayout{pkQ6_K, 256, k / 256, 256, false}, true
 	}
 	l, ok := packedLayout(f, k)
 	return l, ok && l.q8()
@@ -438,6 +438,9 @@ func packedQ8KernelFor(l pkLayout, m int) packedQ8Kernel {
 	if pkFormats[l.kind].f16 && !hasF16C {
 		return nil
 	}
+	if l.rows8 {
+		return packedQ8R8Kernels[l.kind][m-1]
+	}
 	return packedQ8Kernels[l.kind][m-1]
 }
 
@@ -448,6 +451,10 @@ func packedQ8KernelFor(l pkLayout, m int) packedQ8Kernel {
 func packedDotQ8(l pkLayout, m, n int, x []byte, lay q8Layout, w []byte, rowBytes int, c []float32, j0, j1 int) {
 	rows := j1 - j0
 	if rows <= 0 {
+		return
+	}
+	if l.rows8 {
+		packedDotQ8R8(l, m, n, x, lay, w, rowBytes, c, j0, j1)
 		return
 	}
 	wr := w[j0*rowBytes : j1*rowBytes]
