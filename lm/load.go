@@ -377,6 +377,11 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, err 
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("lm: %w", err)
 	}
+	// The backend's row order where it has one: the packed projections
+	// are the arena's (or the heap's) here, never the checkpoint's mapping.
+	if err := repackProjections(b, c, w); err != nil {
+		return nil, err
+	}
 	m, err = New(b, c, w)
 	if err == nil {
 		m.closers = append(m.closers, arena.Free)
@@ -674,15 +679,33 @@ func LoadGGUFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, er
 			errs = append(errs, err)
 			return
 		}
-		if heads > 0 {
+		// The backend's row order, where it has one for the projections
+		// (not the embedding table, decoded row by row): in a copy that
+		// replaces the mapped pages, as the q and k rows' reordering.
+		repack := name != "token_embd.weight" && repacks(b, info.Type, rows, cols)
+		var rerr error
+		switch {
+		case heads > 0:
 			dst := arenaBytes(arena, len(data))
 			llamacpp.UnpermuteQKBytes(dst, data, rows, heads)
 			data = dst
 			f.Release(name) // the reordered copy is the model's
-		} else {
+			if repack {
+				rerr = b.(packedRepacker).RepackPacked(data, data, info.Type, rows, cols)
+			}
+		case repack:
+			dst := arenaBytes(arena, len(data))
+			rerr = b.(packedRepacker).RepackPacked(dst, data, info.Type, rows, cols)
+			data = dst
+			f.Release(name)
+		default:
 			mapped = true
 		}
-		*pk = &PackedWeight{Format: info.Type, Data: data}
+		if rerr != nil {
+			errs = append(errs, fmt.Errorf("%s: %s: %w", path, name, rerr))
+			return
+		}
+		*pk = &PackedWeight{Format: info.Type, Data: data, repacked: repack}
 	}
 	// bias reads an optional bias of rows values (q and k ones
 	// unpermuted as their rows are).
