@@ -50,9 +50,9 @@ func (*Backend) GemmPacked(m int, a backend.Buffer, w *backend.Packed, c backend
 }
 
 // RepacksPacked reports whether RepackPacked puts n rows of k values in
-// format f in a layout of its own: ggml Q4_0 and the symmetric 4-bit
-// quant.RowFormat (int4 and uint4, groups a multiple of 32 where a row
-// has several), at least eight rows, whose rows it interleaves in groups
+// format f in a layout of its own: ggml Q4_0 and the 4-bit
+// quant.RowFormat (int4 and uint4, with or without zero points, groups a
+// multiple of 32 where a row has several), at least eight rows, whose rows it interleaves in groups
 // of eight for kernels that compute eight outputs a pass
 // (packedq8_rows8.go).
 func (*Backend) RepacksPacked(f backend.PackedFormat, n, k int) bool {

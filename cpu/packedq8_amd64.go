@@ -23,9 +23,11 @@ var packedQ8Kernels = [pkKinds][packedFusedRows]packedQ8Kernel{
 // interleaved in groups of eight (packedq8_rows8.go), by format and
 // number of rows of A.
 var packedQ8R8Kernels = [pkKinds][packedFusedRows]packedQ8Kernel{
-	pkRF4S: {packedQ8RF4SR8x1AVX2, packedQ8RF4SR8x2AVX2, packedQ8RF4SR8x3AVX2, packedQ8RF4SR8x4AVX2},
-	pkRF4U: {packedQ8RF4UR8x1AVX2, packedQ8RF4UR8x2AVX2, packedQ8RF4UR8x3AVX2, packedQ8RF4UR8x4AVX2},
-	pkQ4_0: {packedQ8Q4_0R8x1AVX2, packedQ8Q4_0R8x2AVX2, packedQ8Q4_0R8x3AVX2, packedQ8Q4_0R8x4AVX2},
+	pkRF4S:  {packedQ8RF4SR8x1AVX2, packedQ8RF4SR8x2AVX2, packedQ8RF4SR8x3AVX2, packedQ8RF4SR8x4AVX2},
+	pkRF4U:  {packedQ8RF4UR8x1AVX2, packedQ8RF4UR8x2AVX2, packedQ8RF4UR8x3AVX2, packedQ8RF4UR8x4AVX2},
+	pkRF4SZ: {packedQ8RF4SZR8x1AVX2, packedQ8RF4SZR8x2AVX2, packedQ8RF4SZR8x3AVX2, packedQ8RF4SZR8x4AVX2},
+	pkRF4UZ: {packedQ8RF4UZR8x1AVX2, packedQ8RF4UZR8x2AVX2, packedQ8RF4UZR8x3AVX2, packedQ8RF4UZR8x4AVX2},
+	pkQ4_0:  {packedQ8Q4_0R8x1AVX2, packedQ8Q4_0R8x2AVX2, packedQ8Q4_0R8x3AVX2, packedQ8Q4_0R8x4AVX2},
 }
 
 // quantizeQ8Asm says the assembly quantizes the activations' whole chunks

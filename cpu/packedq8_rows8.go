@@ -10,8 +10,8 @@ import (
 	"github.com/quantkit/quantkit/internal/half"
 )
 
-// The integer kernels of the 4-bit formats (ggml Q4_0, the symmetric
-// int4 and uint4 quant.RowFormat) on rows interleaved in groups of eight,
+// The integer kernels of the 4-bit formats (ggml Q4_0, the int4 and
+// uint4 quant.RowFormat) on rows interleaved in groups of eight,
 // as llama.cpp repacks Q4_0 at load (its block_q4_0x8): one pass reads a
 // chunk of 32 values of eight rows (128 bytes of codes), broadcasts the
 // activation codes four at a time to all eight, and ends with the eight
@@ -23,7 +23,8 @@ import (
 //
 // A group of eight rows keeps its bytes (8·rowBytes, so a repacked weight
 // is the size of the original): block after block, the eight rows'
-// scales (the format's float16 or float32, row 0 first), then each whole
+// scales (the format's float16 or float32, row 0 first) and, where it
+// has them, their zero points (int32, row 0 first), then each whole
 // chunk of 32 values of the block as 128 bytes: four words of 32 bytes,
 // byte 4r+i of word w holding row r's unsigned codes u of elements 8w+i
 // (low nibble) and 8w+4+i (high nibble), u = q + 8 for Q4_0 (its stored
@@ -34,11 +35,18 @@ import (
 // _gen/packedq8 (dotRows8); packedDotQ8R8Go is their Go twin.
 
 // rows8Of reports whether the rows of layout l have the interleaved
-// kernels: ggml Q4_0 and the symmetric 4-bit quant.RowFormat, where the
-// integer kernels run them.
+// kernels: ggml Q4_0 and the 4-bit quant.RowFormat, where the integer
+// kernels run them.
 func (l pkLayout) rows8Of() bool {
-	return (l.kind == pkQ4_0 || l.kind == pkRF4S || l.kind == pkRF4U) && l.q8()
+	switch l.kind {
+	case pkQ4_0, pkRF4S, pkRF4U, pkRF4SZ, pkRF4UZ:
+		return l.q8()
+	}
+	return false
 }
+
+// signedCodes says the format's codes are signed (u = q + 8).
+func (l pkLayout) signedCodes() bool { return l.kind == pkRF4S || l.kind == pkRF4SZ }
 
 // rows8Layout returns the layout of rows of k values in format f
 // repacked by repackRows8, or false when f has no interleaved kernels.
@@ -62,7 +70,7 @@ func (l pkLayout) chunkCodes(u *[32]byte, codes []byte, t int) {
 		return
 	}
 	var flip byte // int4: q + 8 is the nibble with its top bit flipped
-	if l.kind == pkRF4S {
+	if l.signedCodes() {
 		flip = 8
 	}
 	for j, b := range codes[16*t : 16*t+16] {
@@ -80,7 +88,7 @@ func (l pkLayout) putChunkCodes(codes []byte, u *[32]byte, t int) {
 		return
 	}
 	var flip byte
-	if l.kind == pkRF4S {
+	if l.signedCodes() {
 		flip = 8
 	}
 	for j := range 16 {
@@ -114,6 +122,7 @@ func rows8Permute(l pkLayout, dst, src []byte, n, rowBytes int, pack bool) {
 	}
 	p := &pkFormats[l.kind]
 	hs := p.hdr()
+	fs := min(hs, 4) // a header's fields: a scale, a zero point
 	bb := p.blockBytes(l.group)
 	tb := l.rows8Tail()
 	buf := make([]byte, 8*rowBytes)
@@ -129,12 +138,15 @@ func rows8Permute(l pkLayout, dst, src []byte, n, rowBytes int, pack bool) {
 			if b == l.blocks-1 {
 				nv = l.last
 			}
+			// The eight scales, then the eight zero points.
 			for r := range 8 {
-				at := r*rowBytes + b*bb
-				if pack {
-					copy(inter[o+hs*r:o+hs*(r+1)], plain[at:at+hs])
-				} else {
-					copy(plain[at:at+hs], inter[o+hs*r:o+hs*(r+1)])
+				for f := 0; f < hs; f += fs {
+					at, to := r*rowBytes+b*bb+f, o+8*f+fs*r
+					if pack {
+						copy(inter[to:to+fs], plain[at:at+fs])
+					} else {
+						copy(plain[at:at+fs], inter[to:to+fs])
+					}
 				}
 			}
 			o += 8 * hs
@@ -206,9 +218,10 @@ func packedDotQ8R8(l pkLayout, m, n int, x []byte, lay q8Layout, w []byte, rowBy
 	}
 }
 
-// rows8Offset is the c of the true code u + c of the interleaved codes u.
+// rows8Offset is the c of the true code u + c of the interleaved codes u
+// (before the zero point).
 func (l pkLayout) rows8Offset() int32 {
-	if l.kind == pkRF4U {
+	if l.kind == pkRF4U || l.kind == pkRF4UZ {
 		return 0
 	}
 	return -8
@@ -226,17 +239,28 @@ func rows8Scales(p *pkFormat, hdr []byte) (sc [8]float32) {
 	return sc
 }
 
+// rows8Zeros reads the eight zero points after the eight scales at hdr
+// (all 0 for a format without them).
+func rows8Zeros(p *pkFormat, hdr []byte) (zp [8]int32) {
+	if p.zp {
+		for r := range zp {
+			zp[r] = int32(binary.LittleEndian.Uint32(hdr[32+4*r:]))
+		}
+	}
+	return zp
+}
+
 // packedDotQ8R8Go is the Go twin of the interleaved kernels: for i < m
 // and j < rows (a multiple of 8), c[i·ldc+j] is the dot product of
 // activation row i with row j of w (groups of eight rows, 8·rowBytes
 // each), with the kernels' sums: per chunk of 32 and row,
 // float32(Σ u·x)·(scale·d_x), then per block c·scale·(the activations'
-// block sum), c the offset; the values past the last block's whole
-// chunks are packedTailQ8R8Go's.
+// block sum), c the offset minus the zero point; the values past the
+// last block's whole chunks are packedTailQ8R8Go's.
 func packedDotQ8R8Go(l pkLayout, m int, x []byte, lay q8Layout, w []byte, rowBytes, rows int, c []float32, ldc int) {
 	p := &pkFormats[l.kind]
 	hs := p.hdr()
-	off := float32(l.rows8Offset())
+	off := l.rows8Offset()
 	for g := 0; g+8 <= rows; g += 8 {
 		grp := w[g*rowBytes : (g+8)*rowBytes]
 		var acc [packedFusedRows][8]float32
@@ -246,7 +270,7 @@ func packedDotQ8R8Go(l pkLayout, m int, x []byte, lay q8Layout, w []byte, rowByt
 			if b == l.blocks-1 {
 				nv = l.last
 			}
-			sc := rows8Scales(p, grp[o:])
+			sc, zp := rows8Scales(p, grp[o:]), rows8Zeros(p, grp[o:])
 			o += 8 * hs
 			for t := range nv / 32 {
 				ch := grp[o : o+128]
@@ -266,11 +290,11 @@ func packedDotQ8R8Go(l pkLayout, m int, x []byte, lay q8Layout, w []byte, rowByt
 				}
 				o += 128
 			}
-			if off != 0 {
+			if off != 0 || p.zp {
 				for i := range m {
 					bs := math.Float32frombits(binary.LittleEndian.Uint32(x[i*lay.ldx+lay.sums+4*b:]))
 					for r := range 8 {
-						acc[i][r] += bs * (off * sc[r])
+						acc[i][r] += bs * (float32(int64(off)-int64(zp[r])) * sc[r]) // int64: a zero point may be any int32
 					}
 				}
 			}
@@ -283,7 +307,8 @@ func packedDotQ8R8Go(l pkLayout, m int, x []byte, lay q8Layout, w []byte, rowByt
 
 // packedTailQ8R8Go is packedTailQ8Go for interleaved rows: it adds to
 // c[i·ldc+j] the terms of the values past last&^31 of each row's last
-// block, Σ q·x over them times scale·d of the activations' last chunk.
+// block, Σ (q − zero point)·x over them times scale·d of the
+// activations' last chunk.
 func packedTailQ8R8Go(l pkLayout, m int, x []byte, lay q8Layout, w []byte, rowBytes, rows int, c []float32, ldc int) {
 	from := l.last &^ 31
 	if from == l.last {
@@ -295,19 +320,19 @@ func packedTailQ8R8Go(l pkLayout, m int, x []byte, lay q8Layout, w []byte, rowBy
 	lastHdr := 8 * (l.blocks - 1) * p.blockBytes(l.group)
 	for g := 0; g+8 <= rows; g += 8 {
 		grp := w[g*rowBytes : (g+8)*rowBytes]
-		sc := rows8Scales(p, grp[lastHdr:])
+		sc, zp := rows8Scales(p, grp[lastHdr:]), rows8Zeros(p, grp[lastHdr:])
 		for r := range 8 {
 			codes := grp[8*rowBytes-8*tb+r*tb:]
 			for i := range m {
 				rec := x[i*lay.ldx+q8Rec*t:]
-				var s int32
+				var s int64 // a zero point may be any int32
 				for e := from; e < l.last; e++ {
 					lo, hi := nibbles(codes[(e-from)/2], p.signed)
 					q := lo
 					if (e-from)%2 == 1 {
 						q = hi
 					}
-					s += q * int32(int8(rec[e-from]))
+					s += (int64(q) - int64(zp[r])) * int64(int8(rec[e-from]))
 				}
 				d := math.Float32frombits(binary.LittleEndian.Uint32(rec[32:]))
 				c[i*ldc+g+r] += float32(s) * (sc[r] * d)

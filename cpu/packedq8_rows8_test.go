@@ -42,10 +42,10 @@ func TestRows8Cases(t *testing.T) {
 			tails++
 		}
 	}
-	if len(kinds) != 3 || tails == 0 {
+	if len(kinds) != 5 || tails == 0 {
 		t.Errorf("rows8 cases cover kinds %v, %d with a partial chunk", kinds, tails)
 	}
-	for _, f := range []backend.PackedFormat{gguf.TypeQ8_0, gguf.TypeQ4_K, quant.RowFormat{Bits: 4, Signed: true, Group: 128}, quant.RowFormat{Bits: 8, Signed: true, Symmetric: true, Group: 128}} {
+	for _, f := range []backend.PackedFormat{gguf.TypeQ8_0, gguf.TypeQ4_K, quant.RowFormat{Bits: 4, Signed: true, Group: 48}, quant.RowFormat{Bits: 8, Signed: true, Symmetric: true, Group: 128}} {
 		if _, ok := rows8Layout(f, 256); ok {
 			t.Errorf("%v: repacked, want its own layout", f)
 		}
@@ -80,13 +80,14 @@ func TestRepackRows8(t *testing.T) {
 				pc.f.DecodeRows(w, src, pc.k)
 				hs := pkFormats[l.kind].hdr()
 				sc := rows8Scales(&pkFormats[l.kind], dst)[3]
+				zp := rows8Zeros(&pkFormats[l.kind], dst)[3]
 				for e := range 32 {
 					v := dst[8*hs+32*(e/8)+4*3+e%4]
 					u := int32(v & 0x0F)
 					if e%8 >= 4 {
 						u = int32(v >> 4)
 					}
-					if got, want := float32(u+l.rows8Offset())*sc, w[3*pc.k+e]; got != want {
+					if got, want := float32(u+l.rows8Offset()-zp)*sc, w[3*pc.k+e]; got != want {
 						t.Fatalf("%s: element %d of row 3 decodes from the interleaved bytes to %g, want %g", name, e, got, want)
 					}
 				}
@@ -236,6 +237,8 @@ func TestGemmPackedRows8(t *testing.T) {
 		{quant.RowFormat{Bits: 4, Signed: true, Symmetric: true, Group: 128}, 512},
 		{quant.RowFormat{Bits: 4, Signed: true, Symmetric: true, Group: 128}, 1000},
 		{quant.RowFormat{Bits: 4, Symmetric: true, Group: 64}, 320},
+		{quant.RowFormat{Bits: 4, Group: 128}, 1000},
+		{quant.RowFormat{Bits: 4, Signed: true, Group: 32}, 96},
 		{quant.RowFormat{Bits: 4, Signed: true, Symmetric: true, Group: 100}, 100},
 		{gguf.TypeQ4_0, 512},
 	} {

@@ -31,7 +31,7 @@ type PackedWeight struct {
 
 // packedRepacker is a backend that keeps some packed weights in a row
 // order of its own, which it multiplies faster (cpu.Backend: Q4_0 and the
-// symmetric 4-bit quant.RowFormat, rows interleaved in groups of eight).
+// 4-bit quant.RowFormat, rows interleaved in groups of eight).
 type packedRepacker interface {
 	// RepacksPacked reports whether RepackPacked reorders n rows of k
 	// values in format f.

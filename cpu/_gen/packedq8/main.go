@@ -883,6 +883,8 @@ func dotQ4K(m int) {
 var r8Specs = []spec{
 	{name: "RF4S", bits: 4, signed: true},
 	{name: "RF4U", bits: 4},
+	{name: "RF4SZ", bits: 4, signed: true, zp: true},
+	{name: "RF4UZ", bits: 4, zp: true},
 	{name: "Q4_0", bits: 4, f16: true, split: true},
 }
 
@@ -892,7 +894,8 @@ var r8Specs = []spec{
 // codes broadcast four at a time and shared by the eight rows.
 //
 // A group of eight rows holds, block after block, the eight rows' scales
-// (float32, or float16 for Q4_0), then each whole chunk of 32 values as
+// (float32, or float16 for Q4_0) and, where the format has them, their
+// int32 zero points, then each whole chunk of 32 values as
 // 128 bytes: four words of 32 bytes, byte 4r+i of word w holding row r's
 // unsigned codes u of elements 8w+i (low nibble) and 8w+4+i (high
 // nibble), u = q + 8 for the signed formats (Q4_0's stored nibble), u = q
@@ -905,8 +908,9 @@ var r8Specs = []spec{
 // summed in int16, exactly (|u·x + u·x| ≤ 2·15·127, eight of them 30480),
 // and VPMADDWD against ones gives row r's Σu·x in lane r. Converted to
 // float32, it is multiply-added with the rows' scales times the chunk's
-// activation scale d_x; the offset c (−8 for the signed formats) adds
-// c·scale·Σ(d_x·Σx) once a block, from the activations' block sums. No
+// activation scale d_x; the offset c (−8 for the signed formats) minus
+// the zero point adds (c − zp)·scale·Σ(d_x·Σx) once a block, from the
+// activations' block sums. No
 // lane is reduced across: the eight rows' results are stored as one
 // vector.
 func dotRows8(s spec, m int) {
@@ -917,7 +921,7 @@ func dotRows8(s spec, m int) {
 		fmt.Sprintf("%s rows interleaved in groups of eight (group g at w + 8g·rowBytes), for i < %d", s.name, m),
 		"and j < rows, a multiple of 8: blocks blocks, the first blocks−1 of group",
 		"elements, of the last its first last&^31.")
-	corr := s.signed || s.split // c = −8
+	corr := s.signed || s.split || s.zp // c = −8, or a zero point
 	x0 := Load(Param("x"), GP64())
 	ld := Load(Param("ldx"), GP64())
 	var ld3 GPVirtual
@@ -975,8 +979,20 @@ func dotRows8(s spec, m int) {
 	}
 	var cdw VecVirtual
 	if corr {
+		// (c − zp)·scale, as c·scale − zp·scale rounded once (exact
+		// but for that rounding where |zp| < 2^24).
 		cdw = YMM()
-		VMULPS(minus8, dw, cdw) // c·scale
+		if s.signed || s.split {
+			VMULPS(minus8, dw, cdw)
+		} else {
+			VXORPS(cdw, cdw, cdw)
+		}
+		if s.zp {
+			z := YMM()
+			VCVTDQ2PS(Mem{Base: p}, z)
+			VFNMADD231PS(z, dw, cdw)
+			ADDQ(U8(32), p)
+		}
 	}
 	Load(Param("group"), nch)
 	CMPQ(nb, U8(1))
