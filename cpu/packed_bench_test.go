@@ -12,8 +12,10 @@ import (
 
 // BenchmarkGemmPacked runs GemmPacked at the decode step's shapes (m rows
 // of A against a weight of n rows of k) for each fused format, after
-// GemmF32 on the same weight widened to float32 (f32, in the same run):
-// GB/s is weight bytes streamed per second, x_f32 the speed over f32's.
+// GemmF32 on the same weight widened to float32 (f32, in the same run),
+// and for the formats RepackPacked interleaves, on the repacked rows too
+// (r8): GB/s is weight bytes streamed per second, x_f32 the speed over
+// f32's.
 //
 //	go test ./cpu -run - -bench GemmPacked -benchtime 20x
 func BenchmarkGemmPacked(b *testing.B) {
@@ -62,16 +64,35 @@ func benchGemmPacked(b *testing.B, packedBenchSizes [][3]int) {
 				f = rf
 			}
 			data := randPacked(rnd, f, n, k)
-			b.Run(fmt.Sprintf("%v/m=%d/n=%d/k=%d", f, m, n, k), func(b *testing.B) {
-				for b.Loop() {
-					GemmPacked(m, n, k, a, f, data, c)
+			var rep []byte // rows interleaved by eight (RepackPacked), where f has them
+			if l, ok := rows8Layout(f, k); ok {
+				rb, _ := f.RowBytes(k)
+				rep = make([]byte, len(data))
+				repackRows8(l, rep, data, n, rb)
+			}
+			for _, r8 := range []bool{false, true} {
+				if r8 && rep == nil {
+					continue
 				}
-				ns := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
-				b.ReportMetric(float64(len(data))/ns, "GB/s")
-				if f32ns > 0 {
-					b.ReportMetric(f32ns/ns, "x_f32")
+				name := fmt.Sprintf("%v/m=%d/n=%d/k=%d", f, m, n, k)
+				if r8 {
+					name = fmt.Sprintf("%v/r8/m=%d/n=%d/k=%d", f, m, n, k)
 				}
-			})
+				b.Run(name, func(b *testing.B) {
+					for b.Loop() {
+						if r8 {
+							gemmPacked(m, n, k, a, f, rep, c, true)
+						} else {
+							GemmPacked(m, n, k, a, f, data, c)
+						}
+					}
+					ns := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+					b.ReportMetric(float64(len(data))/ns, "GB/s")
+					if f32ns > 0 {
+						b.ReportMetric(f32ns/ns, "x_f32")
+					}
+				})
+			}
 		}
 	}
 }

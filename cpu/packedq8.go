@@ -25,7 +25,10 @@ import (
 // there too; packedDotQ8Go and quantizeQ8Chunk are their Go twins. The
 // integer products read the codes at the width they are stored in, where
 // the float kernels (packed_kernels.go) widen every code to float32 and
-// so are bound by the conversions on processors without AVX-512.
+// so are bound by the conversions on processors without AVX-512. The
+// 4-bit formats have kernels on rows repacked in groups of eight too
+// (packedq8_rows8.go), eight outputs a pass; GemmPacked runs them on
+// weights the Backend repacked (RepackPacked, WrapRepacked).
 //
 // The result differs from the float product by the rounding of the
 // activations: with d = max|x|/127 over a block of 32 values of a row
