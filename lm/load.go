@@ -621,6 +621,16 @@ func LoadGGUFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, er
 		return nil, fmt.Errorf("%w (%s)", err, path)
 	}
 	var errs []error
+	// copied names the tensors the model holds copies of, whose mapped
+	// pages are released once read, and once more before the model is
+	// made: the page cache may keep a file in large folios, and a fault
+	// in the next tensor maps the whole folio again, pages of the last
+	// one included.
+	var copied []string
+	release := func(name string) {
+		f.Release(name)
+		copied = append(copied, name)
+	}
 	get := func(name string) []float32 {
 		info, ok := f.Tensor(name)
 		if !ok {
@@ -638,7 +648,7 @@ func LoadGGUFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, er
 		}
 		// The model holds the float32 copy: the mapped pages go, so the
 		// tensor is not resident twice.
-		f.Release(name)
+		release(name)
 		return dst
 	}
 	// llama keeps q and k rows in the interleaved RoPE layout.
@@ -689,7 +699,7 @@ func LoadGGUFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, er
 			dst := arenaBytes(arena, len(data))
 			llamacpp.UnpermuteQKBytes(dst, data, rows, heads)
 			data = dst
-			f.Release(name) // the reordered copy is the model's
+			release(name) // the reordered copy is the model's
 			if repack {
 				rerr = b.(packedRepacker).RepackPacked(data, data, info.Type, rows, cols)
 			}
@@ -697,7 +707,7 @@ func LoadGGUFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, er
 			dst := arenaBytes(arena, len(data))
 			rerr = b.(packedRepacker).RepackPacked(dst, data, info.Type, rows, cols)
 			data = dst
-			f.Release(name)
+			release(name)
 		default:
 			mapped = true
 		}
@@ -762,6 +772,9 @@ func LoadGGUFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, er
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("lm: %w", err)
+	}
+	for _, name := range copied {
+		f.Release(name)
 	}
 	m, err = New(b, c, w)
 	if err == nil {
