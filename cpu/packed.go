@@ -45,6 +45,9 @@ func (*Backend) GemmPacked(m int, a backend.Buffer, w *backend.Packed, c backend
 	if ab.Len() != m*w.K || db.Len() != w.N*rb || cb.Len() != m*w.N {
 		return fmt.Errorf("cpu: GemmPacked: A %d, W %d bytes, C %d elements for m=%d n=%d k=%d", ab.Len(), db.Len(), cb.Len(), m, w.N, w.K)
 	}
+	if _, ok := rows8Layout(w.Format, w.K); db.rows8 && !ok {
+		return fmt.Errorf("cpu: GemmPacked: W from WrapRepacked in %v, which RepackPacked keeps in its own layout", w.Format)
+	}
 	gemmPacked(m, w.N, w.K, ab.f32, w.Format, db.u8, cb.f32, db.rows8)
 	return nil
 }

@@ -305,3 +305,26 @@ func TestGemmPackedRows8(t *testing.T) {
 		}
 	}
 }
+
+// TestRepackPackedRefuses checks the Backend's repacking entry points on
+// what they do not take.
+func TestRepackPackedRefuses(t *testing.T) {
+	be := &Backend{}
+	q4 := gguf.TypeQ4_0
+	if be.RepacksPacked(q4, 7, 64) || be.RepacksPacked(gguf.TypeQ8_0, 64, 64) || !be.RepacksPacked(q4, 8, 64) {
+		t.Error("RepacksPacked: want Q4_0 of 8 rows or more only")
+	}
+	data := make([]byte, 16*36)
+	if err := be.RepackPacked(data, data[:len(data)-1], q4, 16, 64); err == nil {
+		t.Error("RepackPacked of a short source: no error")
+	}
+	if err := be.RepackPacked(data, data, gguf.TypeQ8_0, 16, 64); err == nil {
+		t.Error("RepackPacked of Q8_0: no error")
+	}
+	wb, _ := be.WrapRepacked(make([]byte, 16*68))
+	a, _ := be.Wrap(make([]float32, 64))
+	c, _ := be.Wrap(make([]float32, 16))
+	if err := be.GemmPacked(1, a, &backend.Packed{N: 16, K: 64, Format: gguf.TypeQ8_0, Data: wb}, c); err == nil {
+		t.Error("GemmPacked of Q8_0 rows from WrapRepacked: no error")
+	}
+}

@@ -29,6 +29,10 @@
 // be a whole number of them (group a multiple of 32), and of the last
 // block (last elements) it does the first last&^31; the Go caller adds
 // the rest.
+//
+// The 4-bit formats also have kernels on rows repacked in groups of eight
+// (dotRows8), which compute eight rows' dot products a pass in the eight
+// lanes of one vector.
 package main
 
 import (
