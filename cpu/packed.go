@@ -55,12 +55,15 @@ func (*Backend) GemmPacked(m int, a backend.Buffer, w *backend.Packed, c backend
 // RepacksPacked reports whether RepackPacked puts n rows of k values in
 // format f in a layout of its own: ggml Q4_0 and the 4-bit
 // quant.RowFormat (int4 and uint4, with or without zero points, groups a
-// multiple of 32 where a row has several), at least eight rows, whose rows it interleaves in groups
-// of eight for kernels that compute eight outputs a pass
-// (packedq8_rows8.go).
+// multiple of 32 where a row has several), at least eight rows, whose
+// rows it interleaves in groups of eight for the integer kernels that
+// compute eight outputs a pass (packedq8_rows8.go). It reports false
+// while SetExactPacked is on: the float kernels read the format's own
+// layout (on repacked rows GemmPacked is exact too, but it puts each tile
+// of rows back in order first, which is slow).
 func (*Backend) RepacksPacked(f backend.PackedFormat, n, k int) bool {
 	_, ok := rows8Layout(f, k)
-	return ok && n >= 8
+	return ok && n >= 8 && !exactPacked.Load()
 }
 
 // RepackPacked writes the n rows of k values in format f held by src to

@@ -314,6 +314,12 @@ func TestRepackPackedRefuses(t *testing.T) {
 	if be.RepacksPacked(q4, 7, 64) || be.RepacksPacked(gguf.TypeQ8_0, 64, 64) || !be.RepacksPacked(q4, 8, 64) {
 		t.Error("RepacksPacked: want Q4_0 of 8 rows or more only")
 	}
+	prev := SetExactPacked(true)
+	exact := be.RepacksPacked(q4, 8, 64)
+	SetExactPacked(prev)
+	if exact {
+		t.Error("RepacksPacked with SetExactPacked(true): true, want the format's layout for the float kernels")
+	}
 	data := make([]byte, 16*36)
 	if err := be.RepackPacked(data, data[:len(data)-1], q4, 16, 64); err == nil {
 		t.Error("RepackPacked of a short source: no error")
