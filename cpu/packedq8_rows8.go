@@ -78,6 +78,39 @@ func (l pkLayout) chunkCodes(u *[32]byte, codes []byte, t int) {
 	}
 }
 
+// packChunk writes row r's codes of chunk t of the block whose codes are
+// at codes into the interleaved chunk ch, four bytes of each of its
+// words: byte i of word w holds u of elements 8w+i (low nibble) and
+// 8w+4+i (high nibble), as chunkCodes gives u. It works on four bytes at
+// a time (the repacking runs once per weight, at load).
+func (l pkLayout) packChunk(ch []byte, r int, codes []byte, t int) {
+	le := binary.LittleEndian
+	if l.kind == pkQ4_0 {
+		// Elements 0..15 are the low nibbles of codes[0:16], 16..31 the
+		// high ones.
+		for w := range 2 {
+			a, b := le.Uint32(codes[8*w:]), le.Uint32(codes[8*w+4:])
+			le.PutUint32(ch[32*w+4*r:], a&0x0F0F0F0F|(b&0x0F0F0F0F)<<4)
+			le.PutUint32(ch[32*(w+2)+4*r:], a>>4&0x0F0F0F0F|b&0xF0F0F0F0)
+		}
+		return
+	}
+	var flip uint32 // int4: q + 8, each nibble's top bit flipped
+	if l.signedCodes() {
+		flip = 0x88888888
+	}
+	// Nibble k of the four bytes of word w is element 8w+k: nibbles 0..3
+	// go to the low nibbles of the output bytes, 4..7 to the high ones.
+	spread := func(v uint32) uint32 { // nibble i of v's low 16 bits to byte i
+		v = (v | v<<8) & 0x00FF00FF
+		return (v | v<<4) & 0x0F0F0F0F
+	}
+	for w := range 4 {
+		x := le.Uint32(codes[16*t+4*w:]) ^ flip
+		le.PutUint32(ch[32*w+4*r:], spread(x&0xFFFF)|spread(x>>16)<<4)
+	}
+}
+
 // putChunkCodes is chunkCodes' inverse: it writes the codes u of chunk t
 // back to codes in the format's order.
 func (l pkLayout) putChunkCodes(codes []byte, u *[32]byte, t int) {
@@ -120,6 +153,17 @@ func rows8Permute(l pkLayout, dst, src []byte, n, rowBytes int, pack bool) {
 	if len(src) != n*rowBytes || len(dst) != len(src) {
 		panic(fmt.Sprintf("cpu: repacking %d rows of %d bytes: %d bytes in, %d out", n, rowBytes, len(src), len(dst)))
 	}
+	// The groups are independent: a range of them a thread.
+	groups := n / 8
+	parallelRange(workers(groups, len(src), 1<<20), groups, 1, func(_, lo, hi int) {
+		rows8PermuteGroups(l, dst, src, 8*lo, 8*hi, rowBytes, pack)
+	})
+	n8 := n &^ 7
+	copy(dst[n8*rowBytes:], src[n8*rowBytes:])
+}
+
+// rows8PermuteGroups is rows8Permute on the groups of rows [g0, g1).
+func rows8PermuteGroups(l pkLayout, dst, src []byte, g0, g1, rowBytes int, pack bool) {
 	p := &pkFormats[l.kind]
 	hs := p.hdr()
 	fs := min(hs, 4) // a header's fields: a scale, a zero point
@@ -127,7 +171,7 @@ func rows8Permute(l pkLayout, dst, src []byte, n, rowBytes int, pack bool) {
 	tb := l.rows8Tail()
 	buf := make([]byte, 8*rowBytes)
 	var u [32]byte
-	for g := 0; g+8 <= n; g += 8 {
+	for g := g0; g < g1; g += 8 {
 		plain, inter := src[g*rowBytes:(g+8)*rowBytes], buf // pack: plain → inter
 		if !pack {
 			plain, inter = buf, src[g*rowBytes:(g+8)*rowBytes]
@@ -155,12 +199,7 @@ func rows8Permute(l pkLayout, dst, src []byte, n, rowBytes int, pack bool) {
 				for r := range 8 {
 					codes := plain[r*rowBytes+b*bb+hs:]
 					if pack {
-						l.chunkCodes(&u, codes, t)
-						for w := range 4 {
-							for i := range 4 {
-								ch[32*w+4*r+i] = u[8*w+i] | u[8*w+4+i]<<4
-							}
-						}
+						l.packChunk(ch, r, codes, t)
 					} else {
 						for w := range 4 {
 							for i := range 4 {
@@ -185,8 +224,6 @@ func rows8Permute(l pkLayout, dst, src []byte, n, rowBytes int, pack bool) {
 		}
 		copy(dst[g*rowBytes:(g+8)*rowBytes], buf)
 	}
-	n8 := n &^ 7
-	copy(dst[n8*rowBytes:], src[n8*rowBytes:])
 }
 
 // packedDotQ8R8 is packedDotQ8 for rows interleaved by repackRows8 (the

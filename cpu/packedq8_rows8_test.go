@@ -92,6 +92,25 @@ func TestRepackRows8(t *testing.T) {
 					}
 				}
 			}
+			// packChunk against the codes one by one (chunkCodes).
+			hs := pkFormats[l.kind].hdr()
+			for ct := range l.last / 32 {
+				var u [32]byte
+				got, want := make([]byte, 128), make([]byte, 128)
+				for r := range 8 {
+					codes := src[r*rb+hs:]
+					l.packChunk(got, r, codes, ct)
+					l.chunkCodes(&u, codes, ct)
+					for w := range 4 {
+						for i := range 4 {
+							want[32*w+4*r+i] = u[8*w+i] | u[8*w+4+i]<<4
+						}
+					}
+				}
+				if !bytes.Equal(got, want) {
+					t.Fatalf("%s: packChunk of chunk %d: % x, want % x", name, ct, got, want)
+				}
+			}
 			back := make([]byte, len(dst))
 			unpackRows8(l, back, dst, n, rb)
 			if !bytes.Equal(back, orig) {
@@ -105,6 +124,34 @@ func TestRepackRows8(t *testing.T) {
 			if !bytes.Equal(src, orig) {
 				t.Fatalf("%s: in place, unpackRows8 does not undo repackRows8", name)
 			}
+		}
+	}
+}
+
+// TestRepackRows8Threads repacks a weight large enough to be split over
+// threads and checks that the result is the one-thread one's.
+func TestRepackRows8Threads(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(13, 13))
+	for _, f := range []backend.PackedFormat{gguf.TypeQ4_0, quant.RowFormat{Bits: 4, Group: 128}} {
+		const n, k = 2051, 2048
+		l, _ := rows8Layout(f, k)
+		rb, _ := f.RowBytes(k)
+		src := randPacked(rnd, f, n, k)
+		one, two := make([]byte, len(src)), make([]byte, len(src))
+		prev := SetThreads(1)
+		repackRows8(l, one, src, n, rb)
+		SetThreads(2)
+		if workers(n/8, len(src), 1<<20) < 2 {
+			t.Fatalf("%v: the repacking of %d bytes is not split", f, len(src))
+		}
+		repackRows8(l, two, src, n, rb)
+		SetThreads(prev)
+		if !bytes.Equal(one, two) {
+			t.Errorf("%v: repacked on two threads, the bytes differ from one thread's", f)
+		}
+		unpackRows8(l, two, two, n, rb)
+		if !bytes.Equal(two, src) {
+			t.Errorf("%v: unpackRows8 on two threads does not undo repackRows8", f)
 		}
 	}
 }
