@@ -45,6 +45,9 @@ type Buffer struct {
 	s8  []int8
 	u8  []uint8
 	s32 []int32
+	// rows8 marks a packed weight's bytes in RepackPacked's layout
+	// (WrapRepacked), which GemmPacked reads.
+	rows8 bool
 }
 
 var _ backend.HostBuffer = (*Buffer)(nil)

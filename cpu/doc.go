@@ -81,6 +81,18 @@
 // kernels for a few rows, a tile of W decoded to float32 otherwise).
 // Describe says which is in force.
 //
+// The 4-bit formats (ggml Q4_0, quant.RowFormat int4 and uint4) go
+// faster in an order of their own, as llama.cpp repacks Q4_0 at load:
+// the Backend's RepackPacked permutes a weight's bytes (the same size, so
+// a loader can do it in place) into groups of eight rows whose chunks of
+// 32 values interleave the eight rows' codes, and GemmPacked on a buffer
+// from WrapRepacked runs kernels that compute eight outputs a pass, the
+// activation codes broadcast to the eight rows four at a time and the
+// eight results scaled and stored as one vector (packedq8_rows8.go; the
+// row-by-row 4-bit kernels reduce and scale each row alone, which made
+// them compute-bound). package lm's loaders repack the projections this
+// way on the cpu backend.
+//
 // # Threads
 //
 // Kernels split their work over Threads() goroutines (GOMAXPROCS unless

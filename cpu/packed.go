@@ -45,8 +45,50 @@ func (*Backend) GemmPacked(m int, a backend.Buffer, w *backend.Packed, c backend
 	if ab.Len() != m*w.K || db.Len() != w.N*rb || cb.Len() != m*w.N {
 		return fmt.Errorf("cpu: GemmPacked: A %d, W %d bytes, C %d elements for m=%d n=%d k=%d", ab.Len(), db.Len(), cb.Len(), m, w.N, w.K)
 	}
-	GemmPacked(m, w.N, w.K, ab.f32, w.Format, db.u8, cb.f32)
+	if _, ok := rows8Layout(w.Format, w.K); db.rows8 && !ok {
+		return fmt.Errorf("cpu: GemmPacked: W from WrapRepacked in %v, which RepackPacked keeps in its own layout", w.Format)
+	}
+	gemmPacked(m, w.N, w.K, ab.f32, w.Format, db.u8, cb.f32, db.rows8)
 	return nil
+}
+
+// RepacksPacked reports whether RepackPacked puts n rows of k values in
+// format f in a layout of its own: ggml Q4_0 and the 4-bit
+// quant.RowFormat (int4 and uint4, with or without zero points, groups a
+// multiple of 32 where a row has several), at least eight rows, whose
+// rows it interleaves in groups of eight for the integer kernels that
+// compute eight outputs a pass (packedq8_rows8.go). It reports false
+// while SetExactPacked is on: the float kernels read the format's own
+// layout (on repacked rows GemmPacked is exact too, but it puts each tile
+// of rows back in order first, which is slow).
+func (*Backend) RepacksPacked(f backend.PackedFormat, n, k int) bool {
+	_, ok := rows8Layout(f, k)
+	return ok && n >= 8 && !exactPacked.Load()
+}
+
+// RepackPacked writes the n rows of k values in format f held by src to
+// dst (as long; dst may be src) in the layout that RepacksPacked says
+// GemmPacked multiplies faster: the same bytes, permuted, so the repacked
+// weight takes the memory the original did. The result must be placed
+// with WrapRepacked.
+func (b *Backend) RepackPacked(dst, src []byte, f backend.PackedFormat, n, k int) error {
+	if !b.RepacksPacked(f, n, k) {
+		return fmt.Errorf("cpu: RepackPacked: %v [%d, %d] keeps its own layout", f, n, k)
+	}
+	l, _ := rows8Layout(f, k)
+	rb, _ := f.RowBytes(k)
+	if len(src) != n*rb || len(dst) != len(src) {
+		return fmt.Errorf("cpu: RepackPacked: %v [%d, %d]: %d bytes in, %d out, want %d·%d", f, n, k, len(src), len(dst), n, rb)
+	}
+	repackRows8(l, dst, src, n, rb)
+	return nil
+}
+
+// WrapRepacked is Wrap for the bytes of a weight that RepackPacked wrote:
+// a U8 buffer that GemmPacked reads in the repacked layout (any other
+// operation sees its bytes as they are).
+func (*Backend) WrapRepacked(data []byte) (backend.Buffer, error) {
+	return &Buffer{dt: backend.U8, u8: data, rows8: true}, nil
 }
 
 // Wrap makes a buffer of the host slice x without copying it
@@ -99,6 +141,14 @@ var (
 // which is what a memory-bound decode step needs; the decoding is
 // amortized over the m rows of a.
 func GemmPacked(m, n, k int, a []float32, f backend.PackedFormat, data []byte, c []float32) {
+	gemmPacked(m, n, k, a, f, data, c, false)
+}
+
+// gemmPacked is GemmPacked, on data whose rows RepackPacked interleaved
+// where rows8: the integer kernels run them in that layout, and the
+// float path (SetExactPacked) decodes tiles of rows a multiple of 8 after
+// putting their bytes back in the format's order.
+func gemmPacked(m, n, k int, a []float32, f backend.PackedFormat, data []byte, c []float32, rows8 bool) {
 	rb, err := f.RowBytes(k)
 	if err != nil {
 		panic(fmt.Sprintf("cpu: GemmPacked: %v", err))
@@ -109,7 +159,15 @@ func GemmPacked(m, n, k int, a []float32, f backend.PackedFormat, data []byte, c
 	if m == 0 || n == 0 {
 		return
 	}
-	if l, ok := q8LayoutOf(f, k); ok && m <= packedQ8Rows && !exactPacked.Load() {
+	l, ok := q8LayoutOf(f, k)
+	var l8 pkLayout // the layout of rows8's interleaved groups
+	if rows8 {
+		if l8, ok = rows8Layout(f, k); !ok {
+			panic(fmt.Sprintf("cpu: GemmPacked: %v rows of %d values are never repacked", f, k))
+		}
+		l = l8
+	}
+	if ok && m <= packedQ8Rows && !exactPacked.Load() {
 		lay := newQ8Layout(l, k)
 		x := poolPackedQ8.get(m * lay.ldx)
 		defer poolPackedQ8.put(x)
@@ -122,7 +180,7 @@ func GemmPacked(m, n, k int, a []float32, f backend.PackedFormat, data []byte, c
 			}
 			// Groups of packedFusedRows rows of a over a tile of W
 			// that stays in L2 between them.
-			tr := max(8, packedTileBytes/4/rb)
+			tr := max(8, packedTileBytes/4/rb&^7) // whole groups of rows8
 			for j := lo; j < hi; j += tr {
 				for i := 0; i < m; i += packedFusedRows {
 					mg := min(packedFusedRows, m-i)
@@ -132,7 +190,7 @@ func GemmPacked(m, n, k int, a []float32, f backend.PackedFormat, data []byte, c
 		})
 		return
 	}
-	if l, ok := packedLayout(f, k); ok && m <= packedFusedRows {
+	if l, ok := packedLayout(f, k); ok && m <= packedFusedRows && !rows8 {
 		var ak []float32
 		if l.evenOdd() && packedKernelFor(l, m) != nil {
 			ak = poolPackedTile.get(m * k)
@@ -152,6 +210,9 @@ func GemmPacked(m, n, k int, a []float32, f backend.PackedFormat, data []byte, c
 		tr = min(tr, ceilDiv(n, 2*thr)) // two tiles a thread at least
 	}
 	tr = max(tr, 1)
+	if rows8 {
+		tr = (tr + 7) &^ 7
+	}
 	tiles := ceilDiv(n, tr)
 	scratch := make([][]float32, thr)
 	parallelTasks(thr, tiles, func(worker, t int) {
@@ -163,7 +224,14 @@ func GemmPacked(m, n, k int, a []float32, f backend.PackedFormat, data []byte, c
 			scratch[worker] = s
 		}
 		wt, ct := s[:rows*k], s[tr*k:tr*k+m*rows]
-		decodeRowsFast(f, wt, data[j0*rb:(j0+rows)*rb], k)
+		src := data[j0*rb : (j0+rows)*rb]
+		if rows8 {
+			plain := poolPackedQ8.get(len(src))
+			defer poolPackedQ8.put(plain)
+			unpackRows8(l8, plain, src, rows, rb)
+			src = plain
+		}
+		decodeRowsFast(f, wt, src, k)
 		gemmF32On(1, m, rows, k, a, wt, ct)
 		for i := range m {
 			copy(c[i*n+j0:i*n+j0+rows], ct[i*rows:(i+1)*rows])

@@ -12,8 +12,10 @@ import (
 
 // BenchmarkGemmPacked runs GemmPacked at the decode step's shapes (m rows
 // of A against a weight of n rows of k) for each fused format, after
-// GemmF32 on the same weight widened to float32 (f32, in the same run):
-// GB/s is weight bytes streamed per second, x_f32 the speed over f32's.
+// GemmF32 on the same weight widened to float32 (f32, in the same run),
+// and for the formats RepackPacked interleaves, on the repacked rows too
+// (r8): GB/s is weight bytes streamed per second, x_f32 the speed over
+// f32's.
 //
 //	go test ./cpu -run - -bench GemmPacked -benchtime 20x
 func BenchmarkGemmPacked(b *testing.B) {
@@ -62,16 +64,35 @@ func benchGemmPacked(b *testing.B, packedBenchSizes [][3]int) {
 				f = rf
 			}
 			data := randPacked(rnd, f, n, k)
-			b.Run(fmt.Sprintf("%v/m=%d/n=%d/k=%d", f, m, n, k), func(b *testing.B) {
-				for b.Loop() {
-					GemmPacked(m, n, k, a, f, data, c)
+			var rep []byte // rows interleaved by eight (RepackPacked), where f has them
+			if l, ok := rows8Layout(f, k); ok {
+				rb, _ := f.RowBytes(k)
+				rep = make([]byte, len(data))
+				repackRows8(l, rep, data, n, rb)
+			}
+			for _, r8 := range []bool{false, true} {
+				if r8 && rep == nil {
+					continue
 				}
-				ns := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
-				b.ReportMetric(float64(len(data))/ns, "GB/s")
-				if f32ns > 0 {
-					b.ReportMetric(f32ns/ns, "x_f32")
+				name := fmt.Sprintf("%v/m=%d/n=%d/k=%d", f, m, n, k)
+				if r8 {
+					name = fmt.Sprintf("%v/r8/m=%d/n=%d/k=%d", f, m, n, k)
 				}
-			})
+				b.Run(name, func(b *testing.B) {
+					for b.Loop() {
+						if r8 {
+							gemmPacked(m, n, k, a, f, rep, c, true)
+						} else {
+							GemmPacked(m, n, k, a, f, data, c)
+						}
+					}
+					ns := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+					b.ReportMetric(float64(len(data))/ns, "GB/s")
+					if f32ns > 0 {
+						b.ReportMetric(f32ns/ns, "x_f32")
+					}
+				})
+			}
 		}
 	}
 }
@@ -80,9 +101,10 @@ func benchGemmPacked(b *testing.B, packedBenchSizes [][3]int) {
 // (one row of A; 2048→2048, 2048→5632 and 5632→2048) per format with
 // float activations (float: SetExactPacked(true), the kernels that widen
 // each code, or for the K-quants the tiles decoded to float) and with activations rounded to 8 bits (int8: the integer
-// kernels, the default), interleaved in one run: GB/s is weight bytes
-// streamed per second, x_float the integer path's speed over the float
-// path's.
+// kernels, the default; int8r8: the same on the rows RepackPacked
+// interleaves, for the formats it repacks), interleaved in one run: GB/s
+// is weight bytes streamed per second, x_float the integer path's speed
+// over the float path's.
 //
 //	go test ./cpu -run - -bench GemmPackedQ8 -benchtime 50x -count 3
 func BenchmarkGemmPackedQ8(b *testing.B) {
@@ -109,12 +131,24 @@ func BenchmarkGemmPackedQ8(b *testing.B) {
 				f = rf
 			}
 			data := randPackedQ8(rnd, f, n, k)
+			paths := []string{"float", "int8"}
+			var rep []byte
+			if l, ok := rows8Layout(f, k); ok {
+				rb, _ := f.RowBytes(k)
+				rep = make([]byte, len(data))
+				repackRows8(l, rep, data, n, rb)
+				paths = append(paths, "int8r8")
+			}
 			var floatNs float64
-			for _, path := range []string{"float", "int8"} {
+			for _, path := range paths {
 				b.Run(fmt.Sprintf("%v/%s/m=%d/n=%d/k=%d", f, path, m, n, k), func(b *testing.B) {
 					defer SetExactPacked(SetExactPacked(path == "float"))
 					for b.Loop() {
-						GemmPacked(m, n, k, a, f, data, c)
+						if path == "int8r8" {
+							gemmPacked(m, n, k, a, f, rep, c, true)
+						} else {
+							GemmPacked(m, n, k, a, f, data, c)
+						}
 					}
 					ns := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
 					b.ReportMetric(float64(len(data))/ns, "GB/s")

@@ -92,10 +92,13 @@ func (p *pkFormat) hdr() int {
 func (p *pkFormat) blockBytes(n int) int { return p.hdr() + (n*p.bits+7)/8 }
 
 // pkLayout is a packed weight's rows in a fused format: blocks blocks a
-// row, every one but the last of group values, the last of last.
+// row, every one but the last of group values, the last of last. rows8
+// says the rows are interleaved in groups of eight (repackRows8), for
+// the integer kernels only.
 type pkLayout struct {
 	kind                pkKind
 	group, blocks, last int
+	rows8               bool
 }
 
 // packedLayout returns the fused layout of rows of k values in format f,
@@ -117,24 +120,24 @@ func packedLayout(f backend.PackedFormat, k int) (pkLayout, bool) {
 			kind += 2
 		}
 		blocks := (k + f.Group - 1) / f.Group
-		return pkLayout{kind, f.Group, blocks, k - (blocks-1)*f.Group}, true
+		return pkLayout{kind, f.Group, blocks, k - (blocks-1)*f.Group, false}, true
 	case gguf.Type:
 		switch f {
 		case gguf.TypeF16:
-			return pkLayout{pkF16, k, 1, k}, true
+			return pkLayout{pkF16, k, 1, k, false}, true
 		case gguf.TypeBF16:
-			return pkLayout{pkBF16, k, 1, k}, true
+			return pkLayout{pkBF16, k, 1, k, false}, true
 		case gguf.TypeF32:
-			return pkLayout{pkF32, k, 1, k}, true
+			return pkLayout{pkF32, k, 1, k, false}, true
 		}
 		if k%32 != 0 {
 			return pkLayout{}, false
 		}
 		switch f {
 		case gguf.TypeQ8_0:
-			return pkLayout{pkQ8_0, 32, k / 32, 32}, true
+			return pkLayout{pkQ8_0, 32, k / 32, 32, false}, true
 		case gguf.TypeQ4_0:
-			return pkLayout{pkQ4_0, 32, k / 32, 32}, true
+			return pkLayout{pkQ4_0, 32, k / 32, 32, false}, true
 		}
 	}
 	return pkLayout{}, false
@@ -278,7 +281,7 @@ type packedKernel func(a *float32, lda int, w *byte, rowBytes, rows, group, bloc
 // through packedEvenOdd (the 4-bit quant.RowFormat ones).
 func (l pkLayout) evenOdd() bool {
 	p := &pkFormats[l.kind]
-	return p.bits == 4 && !p.split && l.kind < pkF16
+	return p.bits == 4 && !p.split && l.kind < pkF16 && !l.rows8
 }
 
 // packedEvenOdd writes a [m, k] to dst with each whole run of sixteen

@@ -25,7 +25,10 @@ import (
 // there too; packedDotQ8Go and quantizeQ8Chunk are their Go twins. The
 // integer products read the codes at the width they are stored in, where
 // the float kernels (packed_kernels.go) widen every code to float32 and
-// so are bound by the conversions on processors without AVX-512.
+// so are bound by the conversions on processors without AVX-512. The
+// 4-bit formats have kernels on rows repacked in groups of eight too
+// (packedq8_rows8.go), eight outputs a pass; GemmPacked runs them on
+// weights the Backend repacked (RepackPacked, WrapRepacked).
 //
 // The result differs from the float product by the rounding of the
 // activations: with d = max|x|/127 over a block of 32 values of a row
@@ -96,9 +99,9 @@ func q8LayoutOf(f backend.PackedFormat, k int) (pkLayout, bool) {
 		}
 		if f == gguf.TypeQ4_K {
 			// Blocks of one chunk, for quantizeQ8's sums of each.
-			return pkLayout{pkQ4_K, 32, k / 32, 32}, true
+			return pkLayout{pkQ4_K, 32, k / 32, 32, false}, true
 		}
-		return pkLayout{pkQ6_K, 256, k / 256, 256}, true
+		return pkLayout{pkQ6_K, 256, k / 256, 256, false}, true
 	}
 	l, ok := packedLayout(f, k)
 	return l, ok && l.q8()
@@ -438,6 +441,9 @@ func packedQ8KernelFor(l pkLayout, m int) packedQ8Kernel {
 	if pkFormats[l.kind].f16 && !hasF16C {
 		return nil
 	}
+	if l.rows8 {
+		return packedQ8R8Kernels[l.kind][m-1]
+	}
 	return packedQ8Kernels[l.kind][m-1]
 }
 
@@ -448,6 +454,10 @@ func packedQ8KernelFor(l pkLayout, m int) packedQ8Kernel {
 func packedDotQ8(l pkLayout, m, n int, x []byte, lay q8Layout, w []byte, rowBytes int, c []float32, j0, j1 int) {
 	rows := j1 - j0
 	if rows <= 0 {
+		return
+	}
+	if l.rows8 {
+		packedDotQ8R8(l, m, n, x, lay, w, rowBytes, c, j0, j1)
 		return
 	}
 	wr := w[j0*rowBytes : j1*rowBytes]

@@ -19,6 +19,17 @@ var packedQ8Kernels = [pkKinds][packedFusedRows]packedQ8Kernel{
 	pkQ4_K:  {packedQ8Q4_Kx1AVX2, packedQ8Q4_Kx2AVX2, packedQ8Q4_Kx3AVX2, packedQ8Q4_Kx4AVX2},
 }
 
+// packedQ8R8Kernels are the integer kernels of packedq8_amd64.s on rows
+// interleaved in groups of eight (packedq8_rows8.go), by format and
+// number of rows of A.
+var packedQ8R8Kernels = [pkKinds][packedFusedRows]packedQ8Kernel{
+	pkRF4S:  {packedQ8RF4SR8x1AVX2, packedQ8RF4SR8x2AVX2, packedQ8RF4SR8x3AVX2, packedQ8RF4SR8x4AVX2},
+	pkRF4U:  {packedQ8RF4UR8x1AVX2, packedQ8RF4UR8x2AVX2, packedQ8RF4UR8x3AVX2, packedQ8RF4UR8x4AVX2},
+	pkRF4SZ: {packedQ8RF4SZR8x1AVX2, packedQ8RF4SZR8x2AVX2, packedQ8RF4SZR8x3AVX2, packedQ8RF4SZR8x4AVX2},
+	pkRF4UZ: {packedQ8RF4UZR8x1AVX2, packedQ8RF4UZR8x2AVX2, packedQ8RF4UZR8x3AVX2, packedQ8RF4UZR8x4AVX2},
+	pkQ4_0:  {packedQ8Q4_0R8x1AVX2, packedQ8Q4_0R8x2AVX2, packedQ8Q4_0R8x3AVX2, packedQ8Q4_0R8x4AVX2},
+}
+
 // quantizeQ8Asm says the assembly quantizes the activations' whole chunks
 // (where use.AVX2FMA).
 const quantizeQ8Asm = true

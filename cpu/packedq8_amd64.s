@@ -7494,6 +7494,3014 @@ done:
 	VZEROUPPER
 	RET
 
+DATA pkqMinus8<>+0(SB)/4, $0xc1000000
+DATA pkqMinus8<>+4(SB)/4, $0xc1000000
+DATA pkqMinus8<>+8(SB)/4, $0xc1000000
+DATA pkqMinus8<>+12(SB)/4, $0xc1000000
+DATA pkqMinus8<>+16(SB)/4, $0xc1000000
+DATA pkqMinus8<>+20(SB)/4, $0xc1000000
+DATA pkqMinus8<>+24(SB)/4, $0xc1000000
+DATA pkqMinus8<>+28(SB)/4, $0xc1000000
+GLOBL pkqMinus8<>(SB), RODATA|NOPTR, $32
+
+// func packedQ8RF4SR8x1AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX2, FMA3
+TEXT ·packedQ8RF4SR8x1AVX2(SB), NOSPLIT, $0-88
+	MOVQ x+0(FP), AX
+	MOVQ ldx+8(FP), CX
+	MOVQ w+24(FP), CX
+	MOVQ rows+40(FP), DX
+	MOVQ c+72(FP), BX
+	SHRQ $0x03, DX
+	JZ   done
+
+group:
+	MOVQ   CX, SI
+	MOVQ   AX, DI
+	MOVQ   AX, R8
+	ADDQ   sums+16(FP), R8
+	VXORPS Y0, Y0, Y0
+	MOVQ   blocks+56(FP), R9
+
+block:
+	VMOVUPS (SI), Y1
+	ADDQ    $0x20, SI
+	VMULPS  pkqMinus8<>+0(SB), Y1, Y2
+	MOVQ    group+48(FP), R10
+	CMPQ    R9, $0x01
+	JNE     chunks
+	MOVQ    last+64(FP), R10
+
+chunks:
+	SHRQ $0x05, R10
+	JZ   blockdone
+
+chunk:
+	VMOVDQU      (SI), Y3
+	VPAND        pkqLowNibble<>+0(SB), Y3, Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        pkqLowNibble<>+0(SB), Y3, Y3
+	VPBROADCASTD (DI), Y5
+	VPMADDUBSW   Y5, Y4, Y5
+	VPBROADCASTD 4(DI), Y4
+	VPMADDUBSW   Y4, Y3, Y4
+	VPADDW       Y4, Y5, Y5
+	VMOVDQU      32(SI), Y3
+	VPAND        pkqLowNibble<>+0(SB), Y3, Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        pkqLowNibble<>+0(SB), Y3, Y3
+	VPBROADCASTD 8(DI), Y6
+	VPMADDUBSW   Y6, Y4, Y6
+	VPADDW       Y6, Y5, Y5
+	VPBROADCASTD 12(DI), Y4
+	VPMADDUBSW   Y4, Y3, Y4
+	VPADDW       Y4, Y5, Y5
+	VMOVDQU      64(SI), Y3
+	VPAND        pkqLowNibble<>+0(SB), Y3, Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        pkqLowNibble<>+0(SB), Y3, Y3
+	VPBROADCASTD 16(DI), Y6
+	VPMADDUBSW   Y6, Y4, Y6
+	VPADDW       Y6, Y5, Y5
+	VPBROADCASTD 20(DI), Y4
+	VPMADDUBSW   Y4, Y3, Y4
+	VPADDW       Y4, Y5, Y5
+	VMOVDQU      96(SI), Y3
+	VPAND        pkqLowNibble<>+0(SB), Y3, Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        pkqLowNibble<>+0(SB), Y3, Y3
+	VPBROADCASTD 24(DI), Y6
+	VPMADDUBSW   Y6, Y4, Y6
+	VPADDW       Y6, Y5, Y5
+	VPBROADCASTD 28(DI), Y4
+	VPMADDUBSW   Y4, Y3, Y4
+	VPADDW       Y4, Y5, Y5
+	VPMADDWD     pkqOnes<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS 32(DI), Y3
+	VMULPS       Y1, Y3, Y3
+	VFMADD231PS  Y3, Y5, Y0
+	ADDQ         $0x80, SI
+	ADDQ         $0x28, DI
+	DECQ         R10
+	JNZ          chunk
+
+blockdone:
+	VBROADCASTSS (R8), Y1
+	VFMADD231PS  Y1, Y2, Y0
+	ADDQ         $0x04, R8
+	DECQ         R9
+	JNZ          block
+	MOVQ         ldc+80(FP), SI
+	SHLQ         $0x02, SI
+	VMOVUPS      Y0, (BX)
+	ADDQ         $0x20, BX
+	MOVQ         rowBytes+32(FP), SI
+	SHLQ         $0x03, SI
+	ADDQ         SI, CX
+	DECQ         DX
+	JNZ          group
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedQ8RF4SR8x2AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX2, FMA3
+TEXT ·packedQ8RF4SR8x2AVX2(SB), NOSPLIT, $0-88
+	MOVQ x+0(FP), AX
+	MOVQ ldx+8(FP), CX
+	MOVQ w+24(FP), DX
+	MOVQ rows+40(FP), BX
+	MOVQ c+72(FP), SI
+	SHRQ $0x03, BX
+	JZ   done
+
+group:
+	MOVQ   DX, DI
+	MOVQ   AX, R8
+	MOVQ   AX, R9
+	ADDQ   sums+16(FP), R9
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	MOVQ   blocks+56(FP), R10
+
+block:
+	VMOVUPS (DI), Y2
+	ADDQ    $0x20, DI
+	VMULPS  pkqMinus8<>+0(SB), Y2, Y3
+	MOVQ    group+48(FP), R11
+	CMPQ    R10, $0x01
+	JNE     chunks
+	MOVQ    last+64(FP), R11
+
+chunks:
+	SHRQ $0x05, R11
+	JZ   blockdone
+
+chunk:
+	VMOVDQU      (DI), Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y4
+	VPBROADCASTD (R8), Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VPBROADCASTD 4(R8), Y7
+	VPMADDUBSW   Y7, Y4, Y7
+	VPADDW       Y7, Y6, Y6
+	VPBROADCASTD (R8)(CX*1), Y7
+	VPMADDUBSW   Y7, Y5, Y7
+	VPBROADCASTD 4(R8)(CX*1), Y5
+	VPMADDUBSW   Y5, Y4, Y5
+	VPADDW       Y5, Y7, Y7
+	VMOVDQU      32(DI), Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y4
+	VPBROADCASTD 8(R8), Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPADDW       Y8, Y6, Y6
+	VPBROADCASTD 12(R8), Y8
+	VPMADDUBSW   Y8, Y4, Y8
+	VPADDW       Y8, Y6, Y6
+	VPBROADCASTD 8(R8)(CX*1), Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPADDW       Y8, Y7, Y7
+	VPBROADCASTD 12(R8)(CX*1), Y5
+	VPMADDUBSW   Y5, Y4, Y5
+	VPADDW       Y5, Y7, Y7
+	VMOVDQU      64(DI), Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y4
+	VPBROADCASTD 16(R8), Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPADDW       Y8, Y6, Y6
+	VPBROADCASTD 20(R8), Y8
+	VPMADDUBSW   Y8, Y4, Y8
+	VPADDW       Y8, Y6, Y6
+	VPBROADCASTD 16(R8)(CX*1), Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPADDW       Y8, Y7, Y7
+	VPBROADCASTD 20(R8)(CX*1), Y5
+	VPMADDUBSW   Y5, Y4, Y5
+	VPADDW       Y5, Y7, Y7
+	VMOVDQU      96(DI), Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y4
+	VPBROADCASTD 24(R8), Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPADDW       Y8, Y6, Y6
+	VPBROADCASTD 28(R8), Y8
+	VPMADDUBSW   Y8, Y4, Y8
+	VPADDW       Y8, Y6, Y6
+	VPBROADCASTD 24(R8)(CX*1), Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPADDW       Y8, Y7, Y7
+	VPBROADCASTD 28(R8)(CX*1), Y5
+	VPMADDUBSW   Y5, Y4, Y5
+	VPADDW       Y5, Y7, Y7
+	VPMADDWD     pkqOnes<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS 32(R8), Y4
+	VMULPS       Y2, Y4, Y4
+	VFMADD231PS  Y4, Y6, Y0
+	VPMADDWD     pkqOnes<>+0(SB), Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS 32(R8)(CX*1), Y4
+	VMULPS       Y2, Y4, Y4
+	VFMADD231PS  Y4, Y7, Y1
+	ADDQ         $0x80, DI
+	ADDQ         $0x28, R8
+	DECQ         R11
+	JNZ          chunk
+
+blockdone:
+	VBROADCASTSS (R9), Y2
+	VFMADD231PS  Y2, Y3, Y0
+	VBROADCASTSS (R9)(CX*1), Y2
+	VFMADD231PS  Y2, Y3, Y1
+	ADDQ         $0x04, R9
+	DECQ         R10
+	JNZ          block
+	MOVQ         ldc+80(FP), DI
+	SHLQ         $0x02, DI
+	VMOVUPS      Y0, (SI)
+	VMOVUPS      Y1, (SI)(DI*1)
+	ADDQ         $0x20, SI
+	MOVQ         rowBytes+32(FP), DI
+	SHLQ         $0x03, DI
+	ADDQ         DI, DX
+	DECQ         BX
+	JNZ          group
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedQ8RF4SR8x3AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX2, FMA3
+TEXT ·packedQ8RF4SR8x3AVX2(SB), NOSPLIT, $0-88
+	MOVQ x+0(FP), AX
+	MOVQ ldx+8(FP), CX
+	MOVQ w+24(FP), DX
+	MOVQ rows+40(FP), BX
+	MOVQ c+72(FP), SI
+	SHRQ $0x03, BX
+	JZ   done
+
+group:
+	MOVQ   DX, DI
+	MOVQ   AX, R8
+	MOVQ   AX, R9
+	ADDQ   sums+16(FP), R9
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	MOVQ   blocks+56(FP), R10
+
+block:
+	VMOVUPS (DI), Y3
+	ADDQ    $0x20, DI
+	VMULPS  pkqMinus8<>+0(SB), Y3, Y4
+	MOVQ    group+48(FP), R11
+	CMPQ    R10, $0x01
+	JNE     chunks
+	MOVQ    last+64(FP), R11
+
+chunks:
+	SHRQ $0x05, R11
+	JZ   blockdone
+
+chunk:
+	VMOVDQU      (DI), Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y5
+	VPBROADCASTD (R8), Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPBROADCASTD 4(R8), Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPADDW       Y8, Y7, Y7
+	VPBROADCASTD (R8)(CX*1), Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPBROADCASTD 4(R8)(CX*1), Y9
+	VPMADDUBSW   Y9, Y5, Y9
+	VPADDW       Y9, Y8, Y8
+	VPBROADCASTD (R8)(CX*2), Y9
+	VPMADDUBSW   Y9, Y6, Y9
+	VPBROADCASTD 4(R8)(CX*2), Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VPADDW       Y6, Y9, Y9
+	VMOVDQU      32(DI), Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y5
+	VPBROADCASTD 8(R8), Y10
+	VPMADDUBSW   Y10, Y6, Y10
+	VPADDW       Y10, Y7, Y7
+	VPBROADCASTD 12(R8), Y10
+	VPMADDUBSW   Y10, Y5, Y10
+	VPADDW       Y10, Y7, Y7
+	VPBROADCASTD 8(R8)(CX*1), Y10
+	VPMADDUBSW   Y10, Y6, Y10
+	VPADDW       Y10, Y8, Y8
+	VPBROADCASTD 12(R8)(CX*1), Y10
+	VPMADDUBSW   Y10, Y5, Y10
+	VPADDW       Y10, Y8, Y8
+	VPBROADCASTD 8(R8)(CX*2), Y10
+	VPMADDUBSW   Y10, Y6, Y10
+	VPADDW       Y10, Y9, Y9
+	VPBROADCASTD 12(R8)(CX*2), Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VPADDW       Y6, Y9, Y9
+	VMOVDQU      64(DI), Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y5
+	VPBROADCASTD 16(R8), Y10
+	VPMADDUBSW   Y10, Y6, Y10
+	VPADDW       Y10, Y7, Y7
+	VPBROADCASTD 20(R8), Y10
+	VPMADDUBSW   Y10, Y5, Y10
+	VPADDW       Y10, Y7, Y7
+	VPBROADCASTD 16(R8)(CX*1), Y10
+	VPMADDUBSW   Y10, Y6, Y10
+	VPADDW       Y10, Y8, Y8
+	VPBROADCASTD 20(R8)(CX*1), Y10
+	VPMADDUBSW   Y10, Y5, Y10
+	VPADDW       Y10, Y8, Y8
+	VPBROADCASTD 16(R8)(CX*2), Y10
+	VPMADDUBSW   Y10, Y6, Y10
+	VPADDW       Y10, Y9, Y9
+	VPBROADCASTD 20(R8)(CX*2), Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VPADDW       Y6, Y9, Y9
+	VMOVDQU      96(DI), Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y5
+	VPBROADCASTD 24(R8), Y10
+	VPMADDUBSW   Y10, Y6, Y10
+	VPADDW       Y10, Y7, Y7
+	VPBROADCASTD 28(R8), Y10
+	VPMADDUBSW   Y10, Y5, Y10
+	VPADDW       Y10, Y7, Y7
+	VPBROADCASTD 24(R8)(CX*1), Y10
+	VPMADDUBSW   Y10, Y6, Y10
+	VPADDW       Y10, Y8, Y8
+	VPBROADCASTD 28(R8)(CX*1), Y10
+	VPMADDUBSW   Y10, Y5, Y10
+	VPADDW       Y10, Y8, Y8
+	VPBROADCASTD 24(R8)(CX*2), Y10
+	VPMADDUBSW   Y10, Y6, Y10
+	VPADDW       Y10, Y9, Y9
+	VPBROADCASTD 28(R8)(CX*2), Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VPADDW       Y6, Y9, Y9
+	VPMADDWD     pkqOnes<>+0(SB), Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS 32(R8), Y5
+	VMULPS       Y3, Y5, Y5
+	VFMADD231PS  Y5, Y7, Y0
+	VPMADDWD     pkqOnes<>+0(SB), Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS 32(R8)(CX*1), Y5
+	VMULPS       Y3, Y5, Y5
+	VFMADD231PS  Y5, Y8, Y1
+	VPMADDWD     pkqOnes<>+0(SB), Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 32(R8)(CX*2), Y5
+	VMULPS       Y3, Y5, Y5
+	VFMADD231PS  Y5, Y9, Y2
+	ADDQ         $0x80, DI
+	ADDQ         $0x28, R8
+	DECQ         R11
+	JNZ          chunk
+
+blockdone:
+	VBROADCASTSS (R9), Y3
+	VFMADD231PS  Y3, Y4, Y0
+	VBROADCASTSS (R9)(CX*1), Y3
+	VFMADD231PS  Y3, Y4, Y1
+	VBROADCASTSS (R9)(CX*2), Y3
+	VFMADD231PS  Y3, Y4, Y2
+	ADDQ         $0x04, R9
+	DECQ         R10
+	JNZ          block
+	MOVQ         ldc+80(FP), DI
+	SHLQ         $0x02, DI
+	VMOVUPS      Y0, (SI)
+	VMOVUPS      Y1, (SI)(DI*1)
+	VMOVUPS      Y2, (SI)(DI*2)
+	ADDQ         $0x20, SI
+	MOVQ         rowBytes+32(FP), DI
+	SHLQ         $0x03, DI
+	ADDQ         DI, DX
+	DECQ         BX
+	JNZ          group
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedQ8RF4SR8x4AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX2, FMA3
+TEXT ·packedQ8RF4SR8x4AVX2(SB), NOSPLIT, $0-88
+	MOVQ x+0(FP), AX
+	MOVQ ldx+8(FP), CX
+	LEAQ (CX)(CX*2), DX
+	MOVQ w+24(FP), BX
+	MOVQ rows+40(FP), SI
+	MOVQ c+72(FP), DI
+	SHRQ $0x03, SI
+	JZ   done
+
+group:
+	MOVQ   BX, R8
+	MOVQ   AX, R9
+	MOVQ   AX, R10
+	ADDQ   sums+16(FP), R10
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	MOVQ   blocks+56(FP), R11
+
+block:
+	VMOVUPS (R8), Y4
+	ADDQ    $0x20, R8
+	VMULPS  pkqMinus8<>+0(SB), Y4, Y5
+	MOVQ    group+48(FP), R12
+	CMPQ    R11, $0x01
+	JNE     chunks
+	MOVQ    last+64(FP), R12
+
+chunks:
+	SHRQ $0x05, R12
+	JZ   blockdone
+
+chunk:
+	VMOVDQU      (R8), Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y7
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y6
+	VPBROADCASTD (R9), Y8
+	VPMADDUBSW   Y8, Y7, Y8
+	VPBROADCASTD 4(R9), Y9
+	VPMADDUBSW   Y9, Y6, Y9
+	VPADDW       Y9, Y8, Y8
+	VPBROADCASTD (R9)(CX*1), Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPBROADCASTD 4(R9)(CX*1), Y10
+	VPMADDUBSW   Y10, Y6, Y10
+	VPADDW       Y10, Y9, Y9
+	VPBROADCASTD (R9)(CX*2), Y10
+	VPMADDUBSW   Y10, Y7, Y10
+	VPBROADCASTD 4(R9)(CX*2), Y11
+	VPMADDUBSW   Y11, Y6, Y11
+	VPADDW       Y11, Y10, Y10
+	VPBROADCASTD (R9)(DX*1), Y11
+	VPMADDUBSW   Y11, Y7, Y11
+	VPBROADCASTD 4(R9)(DX*1), Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPADDW       Y7, Y11, Y11
+	VMOVDQU      32(R8), Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y7
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y6
+	VPBROADCASTD 8(R9), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y8, Y8
+	VPBROADCASTD 12(R9), Y12
+	VPMADDUBSW   Y12, Y6, Y12
+	VPADDW       Y12, Y8, Y8
+	VPBROADCASTD 8(R9)(CX*1), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y9, Y9
+	VPBROADCASTD 12(R9)(CX*1), Y12
+	VPMADDUBSW   Y12, Y6, Y12
+	VPADDW       Y12, Y9, Y9
+	VPBROADCASTD 8(R9)(CX*2), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y10, Y10
+	VPBROADCASTD 12(R9)(CX*2), Y12
+	VPMADDUBSW   Y12, Y6, Y12
+	VPADDW       Y12, Y10, Y10
+	VPBROADCASTD 8(R9)(DX*1), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y11, Y11
+	VPBROADCASTD 12(R9)(DX*1), Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPADDW       Y7, Y11, Y11
+	VMOVDQU      64(R8), Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y7
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y6
+	VPBROADCASTD 16(R9), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y8, Y8
+	VPBROADCASTD 20(R9), Y12
+	VPMADDUBSW   Y12, Y6, Y12
+	VPADDW       Y12, Y8, Y8
+	VPBROADCASTD 16(R9)(CX*1), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y9, Y9
+	VPBROADCASTD 20(R9)(CX*1), Y12
+	VPMADDUBSW   Y12, Y6, Y12
+	VPADDW       Y12, Y9, Y9
+	VPBROADCASTD 16(R9)(CX*2), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y10, Y10
+	VPBROADCASTD 20(R9)(CX*2), Y12
+	VPMADDUBSW   Y12, Y6, Y12
+	VPADDW       Y12, Y10, Y10
+	VPBROADCASTD 16(R9)(DX*1), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y11, Y11
+	VPBROADCASTD 20(R9)(DX*1), Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPADDW       Y7, Y11, Y11
+	VMOVDQU      96(R8), Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y7
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y6
+	VPBROADCASTD 24(R9), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y8, Y8
+	VPBROADCASTD 28(R9), Y12
+	VPMADDUBSW   Y12, Y6, Y12
+	VPADDW       Y12, Y8, Y8
+	VPBROADCASTD 24(R9)(CX*1), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y9, Y9
+	VPBROADCASTD 28(R9)(CX*1), Y12
+	VPMADDUBSW   Y12, Y6, Y12
+	VPADDW       Y12, Y9, Y9
+	VPBROADCASTD 24(R9)(CX*2), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y10, Y10
+	VPBROADCASTD 28(R9)(CX*2), Y12
+	VPMADDUBSW   Y12, Y6, Y12
+	VPADDW       Y12, Y10, Y10
+	VPBROADCASTD 24(R9)(DX*1), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y11, Y11
+	VPBROADCASTD 28(R9)(DX*1), Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPADDW       Y7, Y11, Y11
+	VPMADDWD     pkqOnes<>+0(SB), Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS 32(R9), Y6
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y8, Y0
+	VPMADDWD     pkqOnes<>+0(SB), Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 32(R9)(CX*1), Y6
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y9, Y1
+	VPMADDWD     pkqOnes<>+0(SB), Y10, Y10
+	VCVTDQ2PS    Y10, Y10
+	VBROADCASTSS 32(R9)(CX*2), Y6
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y10, Y2
+	VPMADDWD     pkqOnes<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VBROADCASTSS 32(R9)(DX*1), Y6
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y11, Y3
+	ADDQ         $0x80, R8
+	ADDQ         $0x28, R9
+	DECQ         R12
+	JNZ          chunk
+
+blockdone:
+	VBROADCASTSS (R10), Y4
+	VFMADD231PS  Y4, Y5, Y0
+	VBROADCASTSS (R10)(CX*1), Y4
+	VFMADD231PS  Y4, Y5, Y1
+	VBROADCASTSS (R10)(CX*2), Y4
+	VFMADD231PS  Y4, Y5, Y2
+	VBROADCASTSS (R10)(DX*1), Y4
+	VFMADD231PS  Y4, Y5, Y3
+	ADDQ         $0x04, R10
+	DECQ         R11
+	JNZ          block
+	MOVQ         ldc+80(FP), R8
+	SHLQ         $0x02, R8
+	VMOVUPS      Y0, (DI)
+	VMOVUPS      Y1, (DI)(R8*1)
+	VMOVUPS      Y2, (DI)(R8*2)
+	LEAQ         (R8)(R8*2), R8
+	VMOVUPS      Y3, (DI)(R8*1)
+	ADDQ         $0x20, DI
+	MOVQ         rowBytes+32(FP), R8
+	SHLQ         $0x03, R8
+	ADDQ         R8, BX
+	DECQ         SI
+	JNZ          group
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedQ8RF4UR8x1AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX2, FMA3
+TEXT ·packedQ8RF4UR8x1AVX2(SB), NOSPLIT, $0-88
+	MOVQ x+0(FP), AX
+	MOVQ ldx+8(FP), CX
+	MOVQ w+24(FP), CX
+	MOVQ rows+40(FP), DX
+	MOVQ c+72(FP), BX
+	SHRQ $0x03, DX
+	JZ   done
+
+group:
+	MOVQ   CX, SI
+	MOVQ   AX, DI
+	VXORPS Y0, Y0, Y0
+	MOVQ   blocks+56(FP), R8
+
+block:
+	VMOVUPS (SI), Y1
+	ADDQ    $0x20, SI
+	MOVQ    group+48(FP), R9
+	CMPQ    R8, $0x01
+	JNE     chunks
+	MOVQ    last+64(FP), R9
+
+chunks:
+	SHRQ $0x05, R9
+	JZ   blockdone
+
+chunk:
+	VMOVDQU      (SI), Y2
+	VPAND        pkqLowNibble<>+0(SB), Y2, Y3
+	VPSRLW       $0x04, Y2, Y2
+	VPAND        pkqLowNibble<>+0(SB), Y2, Y2
+	VPBROADCASTD (DI), Y4
+	VPMADDUBSW   Y4, Y3, Y4
+	VPBROADCASTD 4(DI), Y3
+	VPMADDUBSW   Y3, Y2, Y3
+	VPADDW       Y3, Y4, Y4
+	VMOVDQU      32(SI), Y2
+	VPAND        pkqLowNibble<>+0(SB), Y2, Y3
+	VPSRLW       $0x04, Y2, Y2
+	VPAND        pkqLowNibble<>+0(SB), Y2, Y2
+	VPBROADCASTD 8(DI), Y5
+	VPMADDUBSW   Y5, Y3, Y5
+	VPADDW       Y5, Y4, Y4
+	VPBROADCASTD 12(DI), Y3
+	VPMADDUBSW   Y3, Y2, Y3
+	VPADDW       Y3, Y4, Y4
+	VMOVDQU      64(SI), Y2
+	VPAND        pkqLowNibble<>+0(SB), Y2, Y3
+	VPSRLW       $0x04, Y2, Y2
+	VPAND        pkqLowNibble<>+0(SB), Y2, Y2
+	VPBROADCASTD 16(DI), Y5
+	VPMADDUBSW   Y5, Y3, Y5
+	VPADDW       Y5, Y4, Y4
+	VPBROADCASTD 20(DI), Y3
+	VPMADDUBSW   Y3, Y2, Y3
+	VPADDW       Y3, Y4, Y4
+	VMOVDQU      96(SI), Y2
+	VPAND        pkqLowNibble<>+0(SB), Y2, Y3
+	VPSRLW       $0x04, Y2, Y2
+	VPAND        pkqLowNibble<>+0(SB), Y2, Y2
+	VPBROADCASTD 24(DI), Y5
+	VPMADDUBSW   Y5, Y3, Y5
+	VPADDW       Y5, Y4, Y4
+	VPBROADCASTD 28(DI), Y3
+	VPMADDUBSW   Y3, Y2, Y3
+	VPADDW       Y3, Y4, Y4
+	VPMADDWD     pkqOnes<>+0(SB), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS 32(DI), Y2
+	VMULPS       Y1, Y2, Y2
+	VFMADD231PS  Y2, Y4, Y0
+	ADDQ         $0x80, SI
+	ADDQ         $0x28, DI
+	DECQ         R9
+	JNZ          chunk
+
+blockdone:
+	DECQ    R8
+	JNZ     block
+	MOVQ    ldc+80(FP), SI
+	SHLQ    $0x02, SI
+	VMOVUPS Y0, (BX)
+	ADDQ    $0x20, BX
+	MOVQ    rowBytes+32(FP), SI
+	SHLQ    $0x03, SI
+	ADDQ    SI, CX
+	DECQ    DX
+	JNZ     group
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedQ8RF4UR8x2AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX2, FMA3
+TEXT ·packedQ8RF4UR8x2AVX2(SB), NOSPLIT, $0-88
+	MOVQ x+0(FP), AX
+	MOVQ ldx+8(FP), CX
+	MOVQ w+24(FP), DX
+	MOVQ rows+40(FP), BX
+	MOVQ c+72(FP), SI
+	SHRQ $0x03, BX
+	JZ   done
+
+group:
+	MOVQ   DX, DI
+	MOVQ   AX, R8
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	MOVQ   blocks+56(FP), R9
+
+block:
+	VMOVUPS (DI), Y2
+	ADDQ    $0x20, DI
+	MOVQ    group+48(FP), R10
+	CMPQ    R9, $0x01
+	JNE     chunks
+	MOVQ    last+64(FP), R10
+
+chunks:
+	SHRQ $0x05, R10
+	JZ   blockdone
+
+chunk:
+	VMOVDQU      (DI), Y3
+	VPAND        pkqLowNibble<>+0(SB), Y3, Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        pkqLowNibble<>+0(SB), Y3, Y3
+	VPBROADCASTD (R8), Y5
+	VPMADDUBSW   Y5, Y4, Y5
+	VPBROADCASTD 4(R8), Y6
+	VPMADDUBSW   Y6, Y3, Y6
+	VPADDW       Y6, Y5, Y5
+	VPBROADCASTD (R8)(CX*1), Y6
+	VPMADDUBSW   Y6, Y4, Y6
+	VPBROADCASTD 4(R8)(CX*1), Y4
+	VPMADDUBSW   Y4, Y3, Y4
+	VPADDW       Y4, Y6, Y6
+	VMOVDQU      32(DI), Y3
+	VPAND        pkqLowNibble<>+0(SB), Y3, Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        pkqLowNibble<>+0(SB), Y3, Y3
+	VPBROADCASTD 8(R8), Y7
+	VPMADDUBSW   Y7, Y4, Y7
+	VPADDW       Y7, Y5, Y5
+	VPBROADCASTD 12(R8), Y7
+	VPMADDUBSW   Y7, Y3, Y7
+	VPADDW       Y7, Y5, Y5
+	VPBROADCASTD 8(R8)(CX*1), Y7
+	VPMADDUBSW   Y7, Y4, Y7
+	VPADDW       Y7, Y6, Y6
+	VPBROADCASTD 12(R8)(CX*1), Y4
+	VPMADDUBSW   Y4, Y3, Y4
+	VPADDW       Y4, Y6, Y6
+	VMOVDQU      64(DI), Y3
+	VPAND        pkqLowNibble<>+0(SB), Y3, Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        pkqLowNibble<>+0(SB), Y3, Y3
+	VPBROADCASTD 16(R8), Y7
+	VPMADDUBSW   Y7, Y4, Y7
+	VPADDW       Y7, Y5, Y5
+	VPBROADCASTD 20(R8), Y7
+	VPMADDUBSW   Y7, Y3, Y7
+	VPADDW       Y7, Y5, Y5
+	VPBROADCASTD 16(R8)(CX*1), Y7
+	VPMADDUBSW   Y7, Y4, Y7
+	VPADDW       Y7, Y6, Y6
+	VPBROADCASTD 20(R8)(CX*1), Y4
+	VPMADDUBSW   Y4, Y3, Y4
+	VPADDW       Y4, Y6, Y6
+	VMOVDQU      96(DI), Y3
+	VPAND        pkqLowNibble<>+0(SB), Y3, Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        pkqLowNibble<>+0(SB), Y3, Y3
+	VPBROADCASTD 24(R8), Y7
+	VPMADDUBSW   Y7, Y4, Y7
+	VPADDW       Y7, Y5, Y5
+	VPBROADCASTD 28(R8), Y7
+	VPMADDUBSW   Y7, Y3, Y7
+	VPADDW       Y7, Y5, Y5
+	VPBROADCASTD 24(R8)(CX*1), Y7
+	VPMADDUBSW   Y7, Y4, Y7
+	VPADDW       Y7, Y6, Y6
+	VPBROADCASTD 28(R8)(CX*1), Y4
+	VPMADDUBSW   Y4, Y3, Y4
+	VPADDW       Y4, Y6, Y6
+	VPMADDWD     pkqOnes<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS 32(R8), Y3
+	VMULPS       Y2, Y3, Y3
+	VFMADD231PS  Y3, Y5, Y0
+	VPMADDWD     pkqOnes<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS 32(R8)(CX*1), Y3
+	VMULPS       Y2, Y3, Y3
+	VFMADD231PS  Y3, Y6, Y1
+	ADDQ         $0x80, DI
+	ADDQ         $0x28, R8
+	DECQ         R10
+	JNZ          chunk
+
+blockdone:
+	DECQ    R9
+	JNZ     block
+	MOVQ    ldc+80(FP), DI
+	SHLQ    $0x02, DI
+	VMOVUPS Y0, (SI)
+	VMOVUPS Y1, (SI)(DI*1)
+	ADDQ    $0x20, SI
+	MOVQ    rowBytes+32(FP), DI
+	SHLQ    $0x03, DI
+	ADDQ    DI, DX
+	DECQ    BX
+	JNZ     group
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedQ8RF4UR8x3AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX2, FMA3
+TEXT ·packedQ8RF4UR8x3AVX2(SB), NOSPLIT, $0-88
+	MOVQ x+0(FP), AX
+	MOVQ ldx+8(FP), CX
+	MOVQ w+24(FP), DX
+	MOVQ rows+40(FP), BX
+	MOVQ c+72(FP), SI
+	SHRQ $0x03, BX
+	JZ   done
+
+group:
+	MOVQ   DX, DI
+	MOVQ   AX, R8
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	MOVQ   blocks+56(FP), R9
+
+block:
+	VMOVUPS (DI), Y3
+	ADDQ    $0x20, DI
+	MOVQ    group+48(FP), R10
+	CMPQ    R9, $0x01
+	JNE     chunks
+	MOVQ    last+64(FP), R10
+
+chunks:
+	SHRQ $0x05, R10
+	JZ   blockdone
+
+chunk:
+	VMOVDQU      (DI), Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y4
+	VPBROADCASTD (R8), Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VPBROADCASTD 4(R8), Y7
+	VPMADDUBSW   Y7, Y4, Y7
+	VPADDW       Y7, Y6, Y6
+	VPBROADCASTD (R8)(CX*1), Y7
+	VPMADDUBSW   Y7, Y5, Y7
+	VPBROADCASTD 4(R8)(CX*1), Y8
+	VPMADDUBSW   Y8, Y4, Y8
+	VPADDW       Y8, Y7, Y7
+	VPBROADCASTD (R8)(CX*2), Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPBROADCASTD 4(R8)(CX*2), Y5
+	VPMADDUBSW   Y5, Y4, Y5
+	VPADDW       Y5, Y8, Y8
+	VMOVDQU      32(DI), Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y4
+	VPBROADCASTD 8(R8), Y9
+	VPMADDUBSW   Y9, Y5, Y9
+	VPADDW       Y9, Y6, Y6
+	VPBROADCASTD 12(R8), Y9
+	VPMADDUBSW   Y9, Y4, Y9
+	VPADDW       Y9, Y6, Y6
+	VPBROADCASTD 8(R8)(CX*1), Y9
+	VPMADDUBSW   Y9, Y5, Y9
+	VPADDW       Y9, Y7, Y7
+	VPBROADCASTD 12(R8)(CX*1), Y9
+	VPMADDUBSW   Y9, Y4, Y9
+	VPADDW       Y9, Y7, Y7
+	VPBROADCASTD 8(R8)(CX*2), Y9
+	VPMADDUBSW   Y9, Y5, Y9
+	VPADDW       Y9, Y8, Y8
+	VPBROADCASTD 12(R8)(CX*2), Y5
+	VPMADDUBSW   Y5, Y4, Y5
+	VPADDW       Y5, Y8, Y8
+	VMOVDQU      64(DI), Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y4
+	VPBROADCASTD 16(R8), Y9
+	VPMADDUBSW   Y9, Y5, Y9
+	VPADDW       Y9, Y6, Y6
+	VPBROADCASTD 20(R8), Y9
+	VPMADDUBSW   Y9, Y4, Y9
+	VPADDW       Y9, Y6, Y6
+	VPBROADCASTD 16(R8)(CX*1), Y9
+	VPMADDUBSW   Y9, Y5, Y9
+	VPADDW       Y9, Y7, Y7
+	VPBROADCASTD 20(R8)(CX*1), Y9
+	VPMADDUBSW   Y9, Y4, Y9
+	VPADDW       Y9, Y7, Y7
+	VPBROADCASTD 16(R8)(CX*2), Y9
+	VPMADDUBSW   Y9, Y5, Y9
+	VPADDW       Y9, Y8, Y8
+	VPBROADCASTD 20(R8)(CX*2), Y5
+	VPMADDUBSW   Y5, Y4, Y5
+	VPADDW       Y5, Y8, Y8
+	VMOVDQU      96(DI), Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y4
+	VPBROADCASTD 24(R8), Y9
+	VPMADDUBSW   Y9, Y5, Y9
+	VPADDW       Y9, Y6, Y6
+	VPBROADCASTD 28(R8), Y9
+	VPMADDUBSW   Y9, Y4, Y9
+	VPADDW       Y9, Y6, Y6
+	VPBROADCASTD 24(R8)(CX*1), Y9
+	VPMADDUBSW   Y9, Y5, Y9
+	VPADDW       Y9, Y7, Y7
+	VPBROADCASTD 28(R8)(CX*1), Y9
+	VPMADDUBSW   Y9, Y4, Y9
+	VPADDW       Y9, Y7, Y7
+	VPBROADCASTD 24(R8)(CX*2), Y9
+	VPMADDUBSW   Y9, Y5, Y9
+	VPADDW       Y9, Y8, Y8
+	VPBROADCASTD 28(R8)(CX*2), Y5
+	VPMADDUBSW   Y5, Y4, Y5
+	VPADDW       Y5, Y8, Y8
+	VPMADDWD     pkqOnes<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS 32(R8), Y4
+	VMULPS       Y3, Y4, Y4
+	VFMADD231PS  Y4, Y6, Y0
+	VPMADDWD     pkqOnes<>+0(SB), Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS 32(R8)(CX*1), Y4
+	VMULPS       Y3, Y4, Y4
+	VFMADD231PS  Y4, Y7, Y1
+	VPMADDWD     pkqOnes<>+0(SB), Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS 32(R8)(CX*2), Y4
+	VMULPS       Y3, Y4, Y4
+	VFMADD231PS  Y4, Y8, Y2
+	ADDQ         $0x80, DI
+	ADDQ         $0x28, R8
+	DECQ         R10
+	JNZ          chunk
+
+blockdone:
+	DECQ    R9
+	JNZ     block
+	MOVQ    ldc+80(FP), DI
+	SHLQ    $0x02, DI
+	VMOVUPS Y0, (SI)
+	VMOVUPS Y1, (SI)(DI*1)
+	VMOVUPS Y2, (SI)(DI*2)
+	ADDQ    $0x20, SI
+	MOVQ    rowBytes+32(FP), DI
+	SHLQ    $0x03, DI
+	ADDQ    DI, DX
+	DECQ    BX
+	JNZ     group
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedQ8RF4UR8x4AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX2, FMA3
+TEXT ·packedQ8RF4UR8x4AVX2(SB), NOSPLIT, $0-88
+	MOVQ x+0(FP), AX
+	MOVQ ldx+8(FP), CX
+	LEAQ (CX)(CX*2), DX
+	MOVQ w+24(FP), BX
+	MOVQ rows+40(FP), SI
+	MOVQ c+72(FP), DI
+	SHRQ $0x03, SI
+	JZ   done
+
+group:
+	MOVQ   BX, R8
+	MOVQ   AX, R9
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	MOVQ   blocks+56(FP), R10
+
+block:
+	VMOVUPS (R8), Y4
+	ADDQ    $0x20, R8
+	MOVQ    group+48(FP), R11
+	CMPQ    R10, $0x01
+	JNE     chunks
+	MOVQ    last+64(FP), R11
+
+chunks:
+	SHRQ $0x05, R11
+	JZ   blockdone
+
+chunk:
+	VMOVDQU      (R8), Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y5
+	VPBROADCASTD (R9), Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPBROADCASTD 4(R9), Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPADDW       Y8, Y7, Y7
+	VPBROADCASTD (R9)(CX*1), Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPBROADCASTD 4(R9)(CX*1), Y9
+	VPMADDUBSW   Y9, Y5, Y9
+	VPADDW       Y9, Y8, Y8
+	VPBROADCASTD (R9)(CX*2), Y9
+	VPMADDUBSW   Y9, Y6, Y9
+	VPBROADCASTD 4(R9)(CX*2), Y10
+	VPMADDUBSW   Y10, Y5, Y10
+	VPADDW       Y10, Y9, Y9
+	VPBROADCASTD (R9)(DX*1), Y10
+	VPMADDUBSW   Y10, Y6, Y10
+	VPBROADCASTD 4(R9)(DX*1), Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VPADDW       Y6, Y10, Y10
+	VMOVDQU      32(R8), Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y5
+	VPBROADCASTD 8(R9), Y11
+	VPMADDUBSW   Y11, Y6, Y11
+	VPADDW       Y11, Y7, Y7
+	VPBROADCASTD 12(R9), Y11
+	VPMADDUBSW   Y11, Y5, Y11
+	VPADDW       Y11, Y7, Y7
+	VPBROADCASTD 8(R9)(CX*1), Y11
+	VPMADDUBSW   Y11, Y6, Y11
+	VPADDW       Y11, Y8, Y8
+	VPBROADCASTD 12(R9)(CX*1), Y11
+	VPMADDUBSW   Y11, Y5, Y11
+	VPADDW       Y11, Y8, Y8
+	VPBROADCASTD 8(R9)(CX*2), Y11
+	VPMADDUBSW   Y11, Y6, Y11
+	VPADDW       Y11, Y9, Y9
+	VPBROADCASTD 12(R9)(CX*2), Y11
+	VPMADDUBSW   Y11, Y5, Y11
+	VPADDW       Y11, Y9, Y9
+	VPBROADCASTD 8(R9)(DX*1), Y11
+	VPMADDUBSW   Y11, Y6, Y11
+	VPADDW       Y11, Y10, Y10
+	VPBROADCASTD 12(R9)(DX*1), Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VPADDW       Y6, Y10, Y10
+	VMOVDQU      64(R8), Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y5
+	VPBROADCASTD 16(R9), Y11
+	VPMADDUBSW   Y11, Y6, Y11
+	VPADDW       Y11, Y7, Y7
+	VPBROADCASTD 20(R9), Y11
+	VPMADDUBSW   Y11, Y5, Y11
+	VPADDW       Y11, Y7, Y7
+	VPBROADCASTD 16(R9)(CX*1), Y11
+	VPMADDUBSW   Y11, Y6, Y11
+	VPADDW       Y11, Y8, Y8
+	VPBROADCASTD 20(R9)(CX*1), Y11
+	VPMADDUBSW   Y11, Y5, Y11
+	VPADDW       Y11, Y8, Y8
+	VPBROADCASTD 16(R9)(CX*2), Y11
+	VPMADDUBSW   Y11, Y6, Y11
+	VPADDW       Y11, Y9, Y9
+	VPBROADCASTD 20(R9)(CX*2), Y11
+	VPMADDUBSW   Y11, Y5, Y11
+	VPADDW       Y11, Y9, Y9
+	VPBROADCASTD 16(R9)(DX*1), Y11
+	VPMADDUBSW   Y11, Y6, Y11
+	VPADDW       Y11, Y10, Y10
+	VPBROADCASTD 20(R9)(DX*1), Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VPADDW       Y6, Y10, Y10
+	VMOVDQU      96(R8), Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y5
+	VPBROADCASTD 24(R9), Y11
+	VPMADDUBSW   Y11, Y6, Y11
+	VPADDW       Y11, Y7, Y7
+	VPBROADCASTD 28(R9), Y11
+	VPMADDUBSW   Y11, Y5, Y11
+	VPADDW       Y11, Y7, Y7
+	VPBROADCASTD 24(R9)(CX*1), Y11
+	VPMADDUBSW   Y11, Y6, Y11
+	VPADDW       Y11, Y8, Y8
+	VPBROADCASTD 28(R9)(CX*1), Y11
+	VPMADDUBSW   Y11, Y5, Y11
+	VPADDW       Y11, Y8, Y8
+	VPBROADCASTD 24(R9)(CX*2), Y11
+	VPMADDUBSW   Y11, Y6, Y11
+	VPADDW       Y11, Y9, Y9
+	VPBROADCASTD 28(R9)(CX*2), Y11
+	VPMADDUBSW   Y11, Y5, Y11
+	VPADDW       Y11, Y9, Y9
+	VPBROADCASTD 24(R9)(DX*1), Y11
+	VPMADDUBSW   Y11, Y6, Y11
+	VPADDW       Y11, Y10, Y10
+	VPBROADCASTD 28(R9)(DX*1), Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VPADDW       Y6, Y10, Y10
+	VPMADDWD     pkqOnes<>+0(SB), Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS 32(R9), Y5
+	VMULPS       Y4, Y5, Y5
+	VFMADD231PS  Y5, Y7, Y0
+	VPMADDWD     pkqOnes<>+0(SB), Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS 32(R9)(CX*1), Y5
+	VMULPS       Y4, Y5, Y5
+	VFMADD231PS  Y5, Y8, Y1
+	VPMADDWD     pkqOnes<>+0(SB), Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 32(R9)(CX*2), Y5
+	VMULPS       Y4, Y5, Y5
+	VFMADD231PS  Y5, Y9, Y2
+	VPMADDWD     pkqOnes<>+0(SB), Y10, Y10
+	VCVTDQ2PS    Y10, Y10
+	VBROADCASTSS 32(R9)(DX*1), Y5
+	VMULPS       Y4, Y5, Y5
+	VFMADD231PS  Y5, Y10, Y3
+	ADDQ         $0x80, R8
+	ADDQ         $0x28, R9
+	DECQ         R11
+	JNZ          chunk
+
+blockdone:
+	DECQ    R10
+	JNZ     block
+	MOVQ    ldc+80(FP), R8
+	SHLQ    $0x02, R8
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(R8*1)
+	VMOVUPS Y2, (DI)(R8*2)
+	LEAQ    (R8)(R8*2), R8
+	VMOVUPS Y3, (DI)(R8*1)
+	ADDQ    $0x20, DI
+	MOVQ    rowBytes+32(FP), R8
+	SHLQ    $0x03, R8
+	ADDQ    R8, BX
+	DECQ    SI
+	JNZ     group
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedQ8RF4SZR8x1AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX2, FMA3
+TEXT ·packedQ8RF4SZR8x1AVX2(SB), NOSPLIT, $0-88
+	MOVQ x+0(FP), AX
+	MOVQ ldx+8(FP), CX
+	MOVQ w+24(FP), CX
+	MOVQ rows+40(FP), DX
+	MOVQ c+72(FP), BX
+	SHRQ $0x03, DX
+	JZ   done
+
+group:
+	MOVQ   CX, SI
+	MOVQ   AX, DI
+	MOVQ   AX, R8
+	ADDQ   sums+16(FP), R8
+	VXORPS Y0, Y0, Y0
+	MOVQ   blocks+56(FP), R9
+
+block:
+	VMOVUPS      (SI), Y1
+	ADDQ         $0x20, SI
+	VMULPS       pkqMinus8<>+0(SB), Y1, Y2
+	VCVTDQ2PS    (SI), Y3
+	VFNMADD231PS Y3, Y1, Y2
+	ADDQ         $0x20, SI
+	MOVQ         group+48(FP), R10
+	CMPQ         R9, $0x01
+	JNE          chunks
+	MOVQ         last+64(FP), R10
+
+chunks:
+	SHRQ $0x05, R10
+	JZ   blockdone
+
+chunk:
+	VMOVDQU      (SI), Y3
+	VPAND        pkqLowNibble<>+0(SB), Y3, Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        pkqLowNibble<>+0(SB), Y3, Y3
+	VPBROADCASTD (DI), Y5
+	VPMADDUBSW   Y5, Y4, Y5
+	VPBROADCASTD 4(DI), Y4
+	VPMADDUBSW   Y4, Y3, Y4
+	VPADDW       Y4, Y5, Y5
+	VMOVDQU      32(SI), Y3
+	VPAND        pkqLowNibble<>+0(SB), Y3, Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        pkqLowNibble<>+0(SB), Y3, Y3
+	VPBROADCASTD 8(DI), Y6
+	VPMADDUBSW   Y6, Y4, Y6
+	VPADDW       Y6, Y5, Y5
+	VPBROADCASTD 12(DI), Y4
+	VPMADDUBSW   Y4, Y3, Y4
+	VPADDW       Y4, Y5, Y5
+	VMOVDQU      64(SI), Y3
+	VPAND        pkqLowNibble<>+0(SB), Y3, Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        pkqLowNibble<>+0(SB), Y3, Y3
+	VPBROADCASTD 16(DI), Y6
+	VPMADDUBSW   Y6, Y4, Y6
+	VPADDW       Y6, Y5, Y5
+	VPBROADCASTD 20(DI), Y4
+	VPMADDUBSW   Y4, Y3, Y4
+	VPADDW       Y4, Y5, Y5
+	VMOVDQU      96(SI), Y3
+	VPAND        pkqLowNibble<>+0(SB), Y3, Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        pkqLowNibble<>+0(SB), Y3, Y3
+	VPBROADCASTD 24(DI), Y6
+	VPMADDUBSW   Y6, Y4, Y6
+	VPADDW       Y6, Y5, Y5
+	VPBROADCASTD 28(DI), Y4
+	VPMADDUBSW   Y4, Y3, Y4
+	VPADDW       Y4, Y5, Y5
+	VPMADDWD     pkqOnes<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS 32(DI), Y3
+	VMULPS       Y1, Y3, Y3
+	VFMADD231PS  Y3, Y5, Y0
+	ADDQ         $0x80, SI
+	ADDQ         $0x28, DI
+	DECQ         R10
+	JNZ          chunk
+
+blockdone:
+	VBROADCASTSS (R8), Y1
+	VFMADD231PS  Y1, Y2, Y0
+	ADDQ         $0x04, R8
+	DECQ         R9
+	JNZ          block
+	MOVQ         ldc+80(FP), SI
+	SHLQ         $0x02, SI
+	VMOVUPS      Y0, (BX)
+	ADDQ         $0x20, BX
+	MOVQ         rowBytes+32(FP), SI
+	SHLQ         $0x03, SI
+	ADDQ         SI, CX
+	DECQ         DX
+	JNZ          group
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedQ8RF4SZR8x2AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX2, FMA3
+TEXT ·packedQ8RF4SZR8x2AVX2(SB), NOSPLIT, $0-88
+	MOVQ x+0(FP), AX
+	MOVQ ldx+8(FP), CX
+	MOVQ w+24(FP), DX
+	MOVQ rows+40(FP), BX
+	MOVQ c+72(FP), SI
+	SHRQ $0x03, BX
+	JZ   done
+
+group:
+	MOVQ   DX, DI
+	MOVQ   AX, R8
+	MOVQ   AX, R9
+	ADDQ   sums+16(FP), R9
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	MOVQ   blocks+56(FP), R10
+
+block:
+	VMOVUPS      (DI), Y2
+	ADDQ         $0x20, DI
+	VMULPS       pkqMinus8<>+0(SB), Y2, Y3
+	VCVTDQ2PS    (DI), Y4
+	VFNMADD231PS Y4, Y2, Y3
+	ADDQ         $0x20, DI
+	MOVQ         group+48(FP), R11
+	CMPQ         R10, $0x01
+	JNE          chunks
+	MOVQ         last+64(FP), R11
+
+chunks:
+	SHRQ $0x05, R11
+	JZ   blockdone
+
+chunk:
+	VMOVDQU      (DI), Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y4
+	VPBROADCASTD (R8), Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VPBROADCASTD 4(R8), Y7
+	VPMADDUBSW   Y7, Y4, Y7
+	VPADDW       Y7, Y6, Y6
+	VPBROADCASTD (R8)(CX*1), Y7
+	VPMADDUBSW   Y7, Y5, Y7
+	VPBROADCASTD 4(R8)(CX*1), Y5
+	VPMADDUBSW   Y5, Y4, Y5
+	VPADDW       Y5, Y7, Y7
+	VMOVDQU      32(DI), Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y4
+	VPBROADCASTD 8(R8), Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPADDW       Y8, Y6, Y6
+	VPBROADCASTD 12(R8), Y8
+	VPMADDUBSW   Y8, Y4, Y8
+	VPADDW       Y8, Y6, Y6
+	VPBROADCASTD 8(R8)(CX*1), Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPADDW       Y8, Y7, Y7
+	VPBROADCASTD 12(R8)(CX*1), Y5
+	VPMADDUBSW   Y5, Y4, Y5
+	VPADDW       Y5, Y7, Y7
+	VMOVDQU      64(DI), Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y4
+	VPBROADCASTD 16(R8), Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPADDW       Y8, Y6, Y6
+	VPBROADCASTD 20(R8), Y8
+	VPMADDUBSW   Y8, Y4, Y8
+	VPADDW       Y8, Y6, Y6
+	VPBROADCASTD 16(R8)(CX*1), Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPADDW       Y8, Y7, Y7
+	VPBROADCASTD 20(R8)(CX*1), Y5
+	VPMADDUBSW   Y5, Y4, Y5
+	VPADDW       Y5, Y7, Y7
+	VMOVDQU      96(DI), Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y4
+	VPBROADCASTD 24(R8), Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPADDW       Y8, Y6, Y6
+	VPBROADCASTD 28(R8), Y8
+	VPMADDUBSW   Y8, Y4, Y8
+	VPADDW       Y8, Y6, Y6
+	VPBROADCASTD 24(R8)(CX*1), Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPADDW       Y8, Y7, Y7
+	VPBROADCASTD 28(R8)(CX*1), Y5
+	VPMADDUBSW   Y5, Y4, Y5
+	VPADDW       Y5, Y7, Y7
+	VPMADDWD     pkqOnes<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS 32(R8), Y4
+	VMULPS       Y2, Y4, Y4
+	VFMADD231PS  Y4, Y6, Y0
+	VPMADDWD     pkqOnes<>+0(SB), Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS 32(R8)(CX*1), Y4
+	VMULPS       Y2, Y4, Y4
+	VFMADD231PS  Y4, Y7, Y1
+	ADDQ         $0x80, DI
+	ADDQ         $0x28, R8
+	DECQ         R11
+	JNZ          chunk
+
+blockdone:
+	VBROADCASTSS (R9), Y2
+	VFMADD231PS  Y2, Y3, Y0
+	VBROADCASTSS (R9)(CX*1), Y2
+	VFMADD231PS  Y2, Y3, Y1
+	ADDQ         $0x04, R9
+	DECQ         R10
+	JNZ          block
+	MOVQ         ldc+80(FP), DI
+	SHLQ         $0x02, DI
+	VMOVUPS      Y0, (SI)
+	VMOVUPS      Y1, (SI)(DI*1)
+	ADDQ         $0x20, SI
+	MOVQ         rowBytes+32(FP), DI
+	SHLQ         $0x03, DI
+	ADDQ         DI, DX
+	DECQ         BX
+	JNZ          group
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedQ8RF4SZR8x3AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX2, FMA3
+TEXT ·packedQ8RF4SZR8x3AVX2(SB), NOSPLIT, $0-88
+	MOVQ x+0(FP), AX
+	MOVQ ldx+8(FP), CX
+	MOVQ w+24(FP), DX
+	MOVQ rows+40(FP), BX
+	MOVQ c+72(FP), SI
+	SHRQ $0x03, BX
+	JZ   done
+
+group:
+	MOVQ   DX, DI
+	MOVQ   AX, R8
+	MOVQ   AX, R9
+	ADDQ   sums+16(FP), R9
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	MOVQ   blocks+56(FP), R10
+
+block:
+	VMOVUPS      (DI), Y3
+	ADDQ         $0x20, DI
+	VMULPS       pkqMinus8<>+0(SB), Y3, Y4
+	VCVTDQ2PS    (DI), Y5
+	VFNMADD231PS Y5, Y3, Y4
+	ADDQ         $0x20, DI
+	MOVQ         group+48(FP), R11
+	CMPQ         R10, $0x01
+	JNE          chunks
+	MOVQ         last+64(FP), R11
+
+chunks:
+	SHRQ $0x05, R11
+	JZ   blockdone
+
+chunk:
+	VMOVDQU      (DI), Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y5
+	VPBROADCASTD (R8), Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPBROADCASTD 4(R8), Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPADDW       Y8, Y7, Y7
+	VPBROADCASTD (R8)(CX*1), Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPBROADCASTD 4(R8)(CX*1), Y9
+	VPMADDUBSW   Y9, Y5, Y9
+	VPADDW       Y9, Y8, Y8
+	VPBROADCASTD (R8)(CX*2), Y9
+	VPMADDUBSW   Y9, Y6, Y9
+	VPBROADCASTD 4(R8)(CX*2), Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VPADDW       Y6, Y9, Y9
+	VMOVDQU      32(DI), Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y5
+	VPBROADCASTD 8(R8), Y10
+	VPMADDUBSW   Y10, Y6, Y10
+	VPADDW       Y10, Y7, Y7
+	VPBROADCASTD 12(R8), Y10
+	VPMADDUBSW   Y10, Y5, Y10
+	VPADDW       Y10, Y7, Y7
+	VPBROADCASTD 8(R8)(CX*1), Y10
+	VPMADDUBSW   Y10, Y6, Y10
+	VPADDW       Y10, Y8, Y8
+	VPBROADCASTD 12(R8)(CX*1), Y10
+	VPMADDUBSW   Y10, Y5, Y10
+	VPADDW       Y10, Y8, Y8
+	VPBROADCASTD 8(R8)(CX*2), Y10
+	VPMADDUBSW   Y10, Y6, Y10
+	VPADDW       Y10, Y9, Y9
+	VPBROADCASTD 12(R8)(CX*2), Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VPADDW       Y6, Y9, Y9
+	VMOVDQU      64(DI), Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y5
+	VPBROADCASTD 16(R8), Y10
+	VPMADDUBSW   Y10, Y6, Y10
+	VPADDW       Y10, Y7, Y7
+	VPBROADCASTD 20(R8), Y10
+	VPMADDUBSW   Y10, Y5, Y10
+	VPADDW       Y10, Y7, Y7
+	VPBROADCASTD 16(R8)(CX*1), Y10
+	VPMADDUBSW   Y10, Y6, Y10
+	VPADDW       Y10, Y8, Y8
+	VPBROADCASTD 20(R8)(CX*1), Y10
+	VPMADDUBSW   Y10, Y5, Y10
+	VPADDW       Y10, Y8, Y8
+	VPBROADCASTD 16(R8)(CX*2), Y10
+	VPMADDUBSW   Y10, Y6, Y10
+	VPADDW       Y10, Y9, Y9
+	VPBROADCASTD 20(R8)(CX*2), Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VPADDW       Y6, Y9, Y9
+	VMOVDQU      96(DI), Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y5
+	VPBROADCASTD 24(R8), Y10
+	VPMADDUBSW   Y10, Y6, Y10
+	VPADDW       Y10, Y7, Y7
+	VPBROADCASTD 28(R8), Y10
+	VPMADDUBSW   Y10, Y5, Y10
+	VPADDW       Y10, Y7, Y7
+	VPBROADCASTD 24(R8)(CX*1), Y10
+	VPMADDUBSW   Y10, Y6, Y10
+	VPADDW       Y10, Y8, Y8
+	VPBROADCASTD 28(R8)(CX*1), Y10
+	VPMADDUBSW   Y10, Y5, Y10
+	VPADDW       Y10, Y8, Y8
+	VPBROADCASTD 24(R8)(CX*2), Y10
+	VPMADDUBSW   Y10, Y6, Y10
+	VPADDW       Y10, Y9, Y9
+	VPBROADCASTD 28(R8)(CX*2), Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VPADDW       Y6, Y9, Y9
+	VPMADDWD     pkqOnes<>+0(SB), Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS 32(R8), Y5
+	VMULPS       Y3, Y5, Y5
+	VFMADD231PS  Y5, Y7, Y0
+	VPMADDWD     pkqOnes<>+0(SB), Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS 32(R8)(CX*1), Y5
+	VMULPS       Y3, Y5, Y5
+	VFMADD231PS  Y5, Y8, Y1
+	VPMADDWD     pkqOnes<>+0(SB), Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 32(R8)(CX*2), Y5
+	VMULPS       Y3, Y5, Y5
+	VFMADD231PS  Y5, Y9, Y2
+	ADDQ         $0x80, DI
+	ADDQ         $0x28, R8
+	DECQ         R11
+	JNZ          chunk
+
+blockdone:
+	VBROADCASTSS (R9), Y3
+	VFMADD231PS  Y3, Y4, Y0
+	VBROADCASTSS (R9)(CX*1), Y3
+	VFMADD231PS  Y3, Y4, Y1
+	VBROADCASTSS (R9)(CX*2), Y3
+	VFMADD231PS  Y3, Y4, Y2
+	ADDQ         $0x04, R9
+	DECQ         R10
+	JNZ          block
+	MOVQ         ldc+80(FP), DI
+	SHLQ         $0x02, DI
+	VMOVUPS      Y0, (SI)
+	VMOVUPS      Y1, (SI)(DI*1)
+	VMOVUPS      Y2, (SI)(DI*2)
+	ADDQ         $0x20, SI
+	MOVQ         rowBytes+32(FP), DI
+	SHLQ         $0x03, DI
+	ADDQ         DI, DX
+	DECQ         BX
+	JNZ          group
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedQ8RF4SZR8x4AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX2, FMA3
+TEXT ·packedQ8RF4SZR8x4AVX2(SB), NOSPLIT, $0-88
+	MOVQ x+0(FP), AX
+	MOVQ ldx+8(FP), CX
+	LEAQ (CX)(CX*2), DX
+	MOVQ w+24(FP), BX
+	MOVQ rows+40(FP), SI
+	MOVQ c+72(FP), DI
+	SHRQ $0x03, SI
+	JZ   done
+
+group:
+	MOVQ   BX, R8
+	MOVQ   AX, R9
+	MOVQ   AX, R10
+	ADDQ   sums+16(FP), R10
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	MOVQ   blocks+56(FP), R11
+
+block:
+	VMOVUPS      (R8), Y4
+	ADDQ         $0x20, R8
+	VMULPS       pkqMinus8<>+0(SB), Y4, Y5
+	VCVTDQ2PS    (R8), Y6
+	VFNMADD231PS Y6, Y4, Y5
+	ADDQ         $0x20, R8
+	MOVQ         group+48(FP), R12
+	CMPQ         R11, $0x01
+	JNE          chunks
+	MOVQ         last+64(FP), R12
+
+chunks:
+	SHRQ $0x05, R12
+	JZ   blockdone
+
+chunk:
+	VMOVDQU      (R8), Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y7
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y6
+	VPBROADCASTD (R9), Y8
+	VPMADDUBSW   Y8, Y7, Y8
+	VPBROADCASTD 4(R9), Y9
+	VPMADDUBSW   Y9, Y6, Y9
+	VPADDW       Y9, Y8, Y8
+	VPBROADCASTD (R9)(CX*1), Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPBROADCASTD 4(R9)(CX*1), Y10
+	VPMADDUBSW   Y10, Y6, Y10
+	VPADDW       Y10, Y9, Y9
+	VPBROADCASTD (R9)(CX*2), Y10
+	VPMADDUBSW   Y10, Y7, Y10
+	VPBROADCASTD 4(R9)(CX*2), Y11
+	VPMADDUBSW   Y11, Y6, Y11
+	VPADDW       Y11, Y10, Y10
+	VPBROADCASTD (R9)(DX*1), Y11
+	VPMADDUBSW   Y11, Y7, Y11
+	VPBROADCASTD 4(R9)(DX*1), Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPADDW       Y7, Y11, Y11
+	VMOVDQU      32(R8), Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y7
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y6
+	VPBROADCASTD 8(R9), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y8, Y8
+	VPBROADCASTD 12(R9), Y12
+	VPMADDUBSW   Y12, Y6, Y12
+	VPADDW       Y12, Y8, Y8
+	VPBROADCASTD 8(R9)(CX*1), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y9, Y9
+	VPBROADCASTD 12(R9)(CX*1), Y12
+	VPMADDUBSW   Y12, Y6, Y12
+	VPADDW       Y12, Y9, Y9
+	VPBROADCASTD 8(R9)(CX*2), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y10, Y10
+	VPBROADCASTD 12(R9)(CX*2), Y12
+	VPMADDUBSW   Y12, Y6, Y12
+	VPADDW       Y12, Y10, Y10
+	VPBROADCASTD 8(R9)(DX*1), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y11, Y11
+	VPBROADCASTD 12(R9)(DX*1), Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPADDW       Y7, Y11, Y11
+	VMOVDQU      64(R8), Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y7
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y6
+	VPBROADCASTD 16(R9), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y8, Y8
+	VPBROADCASTD 20(R9), Y12
+	VPMADDUBSW   Y12, Y6, Y12
+	VPADDW       Y12, Y8, Y8
+	VPBROADCASTD 16(R9)(CX*1), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y9, Y9
+	VPBROADCASTD 20(R9)(CX*1), Y12
+	VPMADDUBSW   Y12, Y6, Y12
+	VPADDW       Y12, Y9, Y9
+	VPBROADCASTD 16(R9)(CX*2), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y10, Y10
+	VPBROADCASTD 20(R9)(CX*2), Y12
+	VPMADDUBSW   Y12, Y6, Y12
+	VPADDW       Y12, Y10, Y10
+	VPBROADCASTD 16(R9)(DX*1), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y11, Y11
+	VPBROADCASTD 20(R9)(DX*1), Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPADDW       Y7, Y11, Y11
+	VMOVDQU      96(R8), Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y7
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y6
+	VPBROADCASTD 24(R9), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y8, Y8
+	VPBROADCASTD 28(R9), Y12
+	VPMADDUBSW   Y12, Y6, Y12
+	VPADDW       Y12, Y8, Y8
+	VPBROADCASTD 24(R9)(CX*1), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y9, Y9
+	VPBROADCASTD 28(R9)(CX*1), Y12
+	VPMADDUBSW   Y12, Y6, Y12
+	VPADDW       Y12, Y9, Y9
+	VPBROADCASTD 24(R9)(CX*2), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y10, Y10
+	VPBROADCASTD 28(R9)(CX*2), Y12
+	VPMADDUBSW   Y12, Y6, Y12
+	VPADDW       Y12, Y10, Y10
+	VPBROADCASTD 24(R9)(DX*1), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y11, Y11
+	VPBROADCASTD 28(R9)(DX*1), Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPADDW       Y7, Y11, Y11
+	VPMADDWD     pkqOnes<>+0(SB), Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS 32(R9), Y6
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y8, Y0
+	VPMADDWD     pkqOnes<>+0(SB), Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 32(R9)(CX*1), Y6
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y9, Y1
+	VPMADDWD     pkqOnes<>+0(SB), Y10, Y10
+	VCVTDQ2PS    Y10, Y10
+	VBROADCASTSS 32(R9)(CX*2), Y6
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y10, Y2
+	VPMADDWD     pkqOnes<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VBROADCASTSS 32(R9)(DX*1), Y6
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y11, Y3
+	ADDQ         $0x80, R8
+	ADDQ         $0x28, R9
+	DECQ         R12
+	JNZ          chunk
+
+blockdone:
+	VBROADCASTSS (R10), Y4
+	VFMADD231PS  Y4, Y5, Y0
+	VBROADCASTSS (R10)(CX*1), Y4
+	VFMADD231PS  Y4, Y5, Y1
+	VBROADCASTSS (R10)(CX*2), Y4
+	VFMADD231PS  Y4, Y5, Y2
+	VBROADCASTSS (R10)(DX*1), Y4
+	VFMADD231PS  Y4, Y5, Y3
+	ADDQ         $0x04, R10
+	DECQ         R11
+	JNZ          block
+	MOVQ         ldc+80(FP), R8
+	SHLQ         $0x02, R8
+	VMOVUPS      Y0, (DI)
+	VMOVUPS      Y1, (DI)(R8*1)
+	VMOVUPS      Y2, (DI)(R8*2)
+	LEAQ         (R8)(R8*2), R8
+	VMOVUPS      Y3, (DI)(R8*1)
+	ADDQ         $0x20, DI
+	MOVQ         rowBytes+32(FP), R8
+	SHLQ         $0x03, R8
+	ADDQ         R8, BX
+	DECQ         SI
+	JNZ          group
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedQ8RF4UZR8x1AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX2, FMA3
+TEXT ·packedQ8RF4UZR8x1AVX2(SB), NOSPLIT, $0-88
+	MOVQ x+0(FP), AX
+	MOVQ ldx+8(FP), CX
+	MOVQ w+24(FP), CX
+	MOVQ rows+40(FP), DX
+	MOVQ c+72(FP), BX
+	SHRQ $0x03, DX
+	JZ   done
+
+group:
+	MOVQ   CX, SI
+	MOVQ   AX, DI
+	MOVQ   AX, R8
+	ADDQ   sums+16(FP), R8
+	VXORPS Y0, Y0, Y0
+	MOVQ   blocks+56(FP), R9
+
+block:
+	VMOVUPS      (SI), Y1
+	ADDQ         $0x20, SI
+	VXORPS       Y2, Y2, Y2
+	VCVTDQ2PS    (SI), Y3
+	VFNMADD231PS Y3, Y1, Y2
+	ADDQ         $0x20, SI
+	MOVQ         group+48(FP), R10
+	CMPQ         R9, $0x01
+	JNE          chunks
+	MOVQ         last+64(FP), R10
+
+chunks:
+	SHRQ $0x05, R10
+	JZ   blockdone
+
+chunk:
+	VMOVDQU      (SI), Y3
+	VPAND        pkqLowNibble<>+0(SB), Y3, Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        pkqLowNibble<>+0(SB), Y3, Y3
+	VPBROADCASTD (DI), Y5
+	VPMADDUBSW   Y5, Y4, Y5
+	VPBROADCASTD 4(DI), Y4
+	VPMADDUBSW   Y4, Y3, Y4
+	VPADDW       Y4, Y5, Y5
+	VMOVDQU      32(SI), Y3
+	VPAND        pkqLowNibble<>+0(SB), Y3, Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        pkqLowNibble<>+0(SB), Y3, Y3
+	VPBROADCASTD 8(DI), Y6
+	VPMADDUBSW   Y6, Y4, Y6
+	VPADDW       Y6, Y5, Y5
+	VPBROADCASTD 12(DI), Y4
+	VPMADDUBSW   Y4, Y3, Y4
+	VPADDW       Y4, Y5, Y5
+	VMOVDQU      64(SI), Y3
+	VPAND        pkqLowNibble<>+0(SB), Y3, Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        pkqLowNibble<>+0(SB), Y3, Y3
+	VPBROADCASTD 16(DI), Y6
+	VPMADDUBSW   Y6, Y4, Y6
+	VPADDW       Y6, Y5, Y5
+	VPBROADCASTD 20(DI), Y4
+	VPMADDUBSW   Y4, Y3, Y4
+	VPADDW       Y4, Y5, Y5
+	VMOVDQU      96(SI), Y3
+	VPAND        pkqLowNibble<>+0(SB), Y3, Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        pkqLowNibble<>+0(SB), Y3, Y3
+	VPBROADCASTD 24(DI), Y6
+	VPMADDUBSW   Y6, Y4, Y6
+	VPADDW       Y6, Y5, Y5
+	VPBROADCASTD 28(DI), Y4
+	VPMADDUBSW   Y4, Y3, Y4
+	VPADDW       Y4, Y5, Y5
+	VPMADDWD     pkqOnes<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS 32(DI), Y3
+	VMULPS       Y1, Y3, Y3
+	VFMADD231PS  Y3, Y5, Y0
+	ADDQ         $0x80, SI
+	ADDQ         $0x28, DI
+	DECQ         R10
+	JNZ          chunk
+
+blockdone:
+	VBROADCASTSS (R8), Y1
+	VFMADD231PS  Y1, Y2, Y0
+	ADDQ         $0x04, R8
+	DECQ         R9
+	JNZ          block
+	MOVQ         ldc+80(FP), SI
+	SHLQ         $0x02, SI
+	VMOVUPS      Y0, (BX)
+	ADDQ         $0x20, BX
+	MOVQ         rowBytes+32(FP), SI
+	SHLQ         $0x03, SI
+	ADDQ         SI, CX
+	DECQ         DX
+	JNZ          group
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedQ8RF4UZR8x2AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX2, FMA3
+TEXT ·packedQ8RF4UZR8x2AVX2(SB), NOSPLIT, $0-88
+	MOVQ x+0(FP), AX
+	MOVQ ldx+8(FP), CX
+	MOVQ w+24(FP), DX
+	MOVQ rows+40(FP), BX
+	MOVQ c+72(FP), SI
+	SHRQ $0x03, BX
+	JZ   done
+
+group:
+	MOVQ   DX, DI
+	MOVQ   AX, R8
+	MOVQ   AX, R9
+	ADDQ   sums+16(FP), R9
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	MOVQ   blocks+56(FP), R10
+
+block:
+	VMOVUPS      (DI), Y2
+	ADDQ         $0x20, DI
+	VXORPS       Y3, Y3, Y3
+	VCVTDQ2PS    (DI), Y4
+	VFNMADD231PS Y4, Y2, Y3
+	ADDQ         $0x20, DI
+	MOVQ         group+48(FP), R11
+	CMPQ         R10, $0x01
+	JNE          chunks
+	MOVQ         last+64(FP), R11
+
+chunks:
+	SHRQ $0x05, R11
+	JZ   blockdone
+
+chunk:
+	VMOVDQU      (DI), Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y4
+	VPBROADCASTD (R8), Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VPBROADCASTD 4(R8), Y7
+	VPMADDUBSW   Y7, Y4, Y7
+	VPADDW       Y7, Y6, Y6
+	VPBROADCASTD (R8)(CX*1), Y7
+	VPMADDUBSW   Y7, Y5, Y7
+	VPBROADCASTD 4(R8)(CX*1), Y5
+	VPMADDUBSW   Y5, Y4, Y5
+	VPADDW       Y5, Y7, Y7
+	VMOVDQU      32(DI), Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y4
+	VPBROADCASTD 8(R8), Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPADDW       Y8, Y6, Y6
+	VPBROADCASTD 12(R8), Y8
+	VPMADDUBSW   Y8, Y4, Y8
+	VPADDW       Y8, Y6, Y6
+	VPBROADCASTD 8(R8)(CX*1), Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPADDW       Y8, Y7, Y7
+	VPBROADCASTD 12(R8)(CX*1), Y5
+	VPMADDUBSW   Y5, Y4, Y5
+	VPADDW       Y5, Y7, Y7
+	VMOVDQU      64(DI), Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y4
+	VPBROADCASTD 16(R8), Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPADDW       Y8, Y6, Y6
+	VPBROADCASTD 20(R8), Y8
+	VPMADDUBSW   Y8, Y4, Y8
+	VPADDW       Y8, Y6, Y6
+	VPBROADCASTD 16(R8)(CX*1), Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPADDW       Y8, Y7, Y7
+	VPBROADCASTD 20(R8)(CX*1), Y5
+	VPMADDUBSW   Y5, Y4, Y5
+	VPADDW       Y5, Y7, Y7
+	VMOVDQU      96(DI), Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y4
+	VPBROADCASTD 24(R8), Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPADDW       Y8, Y6, Y6
+	VPBROADCASTD 28(R8), Y8
+	VPMADDUBSW   Y8, Y4, Y8
+	VPADDW       Y8, Y6, Y6
+	VPBROADCASTD 24(R8)(CX*1), Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPADDW       Y8, Y7, Y7
+	VPBROADCASTD 28(R8)(CX*1), Y5
+	VPMADDUBSW   Y5, Y4, Y5
+	VPADDW       Y5, Y7, Y7
+	VPMADDWD     pkqOnes<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS 32(R8), Y4
+	VMULPS       Y2, Y4, Y4
+	VFMADD231PS  Y4, Y6, Y0
+	VPMADDWD     pkqOnes<>+0(SB), Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS 32(R8)(CX*1), Y4
+	VMULPS       Y2, Y4, Y4
+	VFMADD231PS  Y4, Y7, Y1
+	ADDQ         $0x80, DI
+	ADDQ         $0x28, R8
+	DECQ         R11
+	JNZ          chunk
+
+blockdone:
+	VBROADCASTSS (R9), Y2
+	VFMADD231PS  Y2, Y3, Y0
+	VBROADCASTSS (R9)(CX*1), Y2
+	VFMADD231PS  Y2, Y3, Y1
+	ADDQ         $0x04, R9
+	DECQ         R10
+	JNZ          block
+	MOVQ         ldc+80(FP), DI
+	SHLQ         $0x02, DI
+	VMOVUPS      Y0, (SI)
+	VMOVUPS      Y1, (SI)(DI*1)
+	ADDQ         $0x20, SI
+	MOVQ         rowBytes+32(FP), DI
+	SHLQ         $0x03, DI
+	ADDQ         DI, DX
+	DECQ         BX
+	JNZ          group
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedQ8RF4UZR8x3AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX2, FMA3
+TEXT ·packedQ8RF4UZR8x3AVX2(SB), NOSPLIT, $0-88
+	MOVQ x+0(FP), AX
+	MOVQ ldx+8(FP), CX
+	MOVQ w+24(FP), DX
+	MOVQ rows+40(FP), BX
+	MOVQ c+72(FP), SI
+	SHRQ $0x03, BX
+	JZ   done
+
+group:
+	MOVQ   DX, DI
+	MOVQ   AX, R8
+	MOVQ   AX, R9
+	ADDQ   sums+16(FP), R9
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	MOVQ   blocks+56(FP), R10
+
+block:
+	VMOVUPS      (DI), Y3
+	ADDQ         $0x20, DI
+	VXORPS       Y4, Y4, Y4
+	VCVTDQ2PS    (DI), Y5
+	VFNMADD231PS Y5, Y3, Y4
+	ADDQ         $0x20, DI
+	MOVQ         group+48(FP), R11
+	CMPQ         R10, $0x01
+	JNE          chunks
+	MOVQ         last+64(FP), R11
+
+chunks:
+	SHRQ $0x05, R11
+	JZ   blockdone
+
+chunk:
+	VMOVDQU      (DI), Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y5
+	VPBROADCASTD (R8), Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPBROADCASTD 4(R8), Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPADDW       Y8, Y7, Y7
+	VPBROADCASTD (R8)(CX*1), Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPBROADCASTD 4(R8)(CX*1), Y9
+	VPMADDUBSW   Y9, Y5, Y9
+	VPADDW       Y9, Y8, Y8
+	VPBROADCASTD (R8)(CX*2), Y9
+	VPMADDUBSW   Y9, Y6, Y9
+	VPBROADCASTD 4(R8)(CX*2), Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VPADDW       Y6, Y9, Y9
+	VMOVDQU      32(DI), Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y5
+	VPBROADCASTD 8(R8), Y10
+	VPMADDUBSW   Y10, Y6, Y10
+	VPADDW       Y10, Y7, Y7
+	VPBROADCASTD 12(R8), Y10
+	VPMADDUBSW   Y10, Y5, Y10
+	VPADDW       Y10, Y7, Y7
+	VPBROADCASTD 8(R8)(CX*1), Y10
+	VPMADDUBSW   Y10, Y6, Y10
+	VPADDW       Y10, Y8, Y8
+	VPBROADCASTD 12(R8)(CX*1), Y10
+	VPMADDUBSW   Y10, Y5, Y10
+	VPADDW       Y10, Y8, Y8
+	VPBROADCASTD 8(R8)(CX*2), Y10
+	VPMADDUBSW   Y10, Y6, Y10
+	VPADDW       Y10, Y9, Y9
+	VPBROADCASTD 12(R8)(CX*2), Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VPADDW       Y6, Y9, Y9
+	VMOVDQU      64(DI), Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y5
+	VPBROADCASTD 16(R8), Y10
+	VPMADDUBSW   Y10, Y6, Y10
+	VPADDW       Y10, Y7, Y7
+	VPBROADCASTD 20(R8), Y10
+	VPMADDUBSW   Y10, Y5, Y10
+	VPADDW       Y10, Y7, Y7
+	VPBROADCASTD 16(R8)(CX*1), Y10
+	VPMADDUBSW   Y10, Y6, Y10
+	VPADDW       Y10, Y8, Y8
+	VPBROADCASTD 20(R8)(CX*1), Y10
+	VPMADDUBSW   Y10, Y5, Y10
+	VPADDW       Y10, Y8, Y8
+	VPBROADCASTD 16(R8)(CX*2), Y10
+	VPMADDUBSW   Y10, Y6, Y10
+	VPADDW       Y10, Y9, Y9
+	VPBROADCASTD 20(R8)(CX*2), Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VPADDW       Y6, Y9, Y9
+	VMOVDQU      96(DI), Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y5
+	VPBROADCASTD 24(R8), Y10
+	VPMADDUBSW   Y10, Y6, Y10
+	VPADDW       Y10, Y7, Y7
+	VPBROADCASTD 28(R8), Y10
+	VPMADDUBSW   Y10, Y5, Y10
+	VPADDW       Y10, Y7, Y7
+	VPBROADCASTD 24(R8)(CX*1), Y10
+	VPMADDUBSW   Y10, Y6, Y10
+	VPADDW       Y10, Y8, Y8
+	VPBROADCASTD 28(R8)(CX*1), Y10
+	VPMADDUBSW   Y10, Y5, Y10
+	VPADDW       Y10, Y8, Y8
+	VPBROADCASTD 24(R8)(CX*2), Y10
+	VPMADDUBSW   Y10, Y6, Y10
+	VPADDW       Y10, Y9, Y9
+	VPBROADCASTD 28(R8)(CX*2), Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VPADDW       Y6, Y9, Y9
+	VPMADDWD     pkqOnes<>+0(SB), Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS 32(R8), Y5
+	VMULPS       Y3, Y5, Y5
+	VFMADD231PS  Y5, Y7, Y0
+	VPMADDWD     pkqOnes<>+0(SB), Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS 32(R8)(CX*1), Y5
+	VMULPS       Y3, Y5, Y5
+	VFMADD231PS  Y5, Y8, Y1
+	VPMADDWD     pkqOnes<>+0(SB), Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 32(R8)(CX*2), Y5
+	VMULPS       Y3, Y5, Y5
+	VFMADD231PS  Y5, Y9, Y2
+	ADDQ         $0x80, DI
+	ADDQ         $0x28, R8
+	DECQ         R11
+	JNZ          chunk
+
+blockdone:
+	VBROADCASTSS (R9), Y3
+	VFMADD231PS  Y3, Y4, Y0
+	VBROADCASTSS (R9)(CX*1), Y3
+	VFMADD231PS  Y3, Y4, Y1
+	VBROADCASTSS (R9)(CX*2), Y3
+	VFMADD231PS  Y3, Y4, Y2
+	ADDQ         $0x04, R9
+	DECQ         R10
+	JNZ          block
+	MOVQ         ldc+80(FP), DI
+	SHLQ         $0x02, DI
+	VMOVUPS      Y0, (SI)
+	VMOVUPS      Y1, (SI)(DI*1)
+	VMOVUPS      Y2, (SI)(DI*2)
+	ADDQ         $0x20, SI
+	MOVQ         rowBytes+32(FP), DI
+	SHLQ         $0x03, DI
+	ADDQ         DI, DX
+	DECQ         BX
+	JNZ          group
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedQ8RF4UZR8x4AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX2, FMA3
+TEXT ·packedQ8RF4UZR8x4AVX2(SB), NOSPLIT, $0-88
+	MOVQ x+0(FP), AX
+	MOVQ ldx+8(FP), CX
+	LEAQ (CX)(CX*2), DX
+	MOVQ w+24(FP), BX
+	MOVQ rows+40(FP), SI
+	MOVQ c+72(FP), DI
+	SHRQ $0x03, SI
+	JZ   done
+
+group:
+	MOVQ   BX, R8
+	MOVQ   AX, R9
+	MOVQ   AX, R10
+	ADDQ   sums+16(FP), R10
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	MOVQ   blocks+56(FP), R11
+
+block:
+	VMOVUPS      (R8), Y4
+	ADDQ         $0x20, R8
+	VXORPS       Y5, Y5, Y5
+	VCVTDQ2PS    (R8), Y6
+	VFNMADD231PS Y6, Y4, Y5
+	ADDQ         $0x20, R8
+	MOVQ         group+48(FP), R12
+	CMPQ         R11, $0x01
+	JNE          chunks
+	MOVQ         last+64(FP), R12
+
+chunks:
+	SHRQ $0x05, R12
+	JZ   blockdone
+
+chunk:
+	VMOVDQU      (R8), Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y7
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y6
+	VPBROADCASTD (R9), Y8
+	VPMADDUBSW   Y8, Y7, Y8
+	VPBROADCASTD 4(R9), Y9
+	VPMADDUBSW   Y9, Y6, Y9
+	VPADDW       Y9, Y8, Y8
+	VPBROADCASTD (R9)(CX*1), Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPBROADCASTD 4(R9)(CX*1), Y10
+	VPMADDUBSW   Y10, Y6, Y10
+	VPADDW       Y10, Y9, Y9
+	VPBROADCASTD (R9)(CX*2), Y10
+	VPMADDUBSW   Y10, Y7, Y10
+	VPBROADCASTD 4(R9)(CX*2), Y11
+	VPMADDUBSW   Y11, Y6, Y11
+	VPADDW       Y11, Y10, Y10
+	VPBROADCASTD (R9)(DX*1), Y11
+	VPMADDUBSW   Y11, Y7, Y11
+	VPBROADCASTD 4(R9)(DX*1), Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPADDW       Y7, Y11, Y11
+	VMOVDQU      32(R8), Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y7
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y6
+	VPBROADCASTD 8(R9), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y8, Y8
+	VPBROADCASTD 12(R9), Y12
+	VPMADDUBSW   Y12, Y6, Y12
+	VPADDW       Y12, Y8, Y8
+	VPBROADCASTD 8(R9)(CX*1), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y9, Y9
+	VPBROADCASTD 12(R9)(CX*1), Y12
+	VPMADDUBSW   Y12, Y6, Y12
+	VPADDW       Y12, Y9, Y9
+	VPBROADCASTD 8(R9)(CX*2), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y10, Y10
+	VPBROADCASTD 12(R9)(CX*2), Y12
+	VPMADDUBSW   Y12, Y6, Y12
+	VPADDW       Y12, Y10, Y10
+	VPBROADCASTD 8(R9)(DX*1), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y11, Y11
+	VPBROADCASTD 12(R9)(DX*1), Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPADDW       Y7, Y11, Y11
+	VMOVDQU      64(R8), Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y7
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y6
+	VPBROADCASTD 16(R9), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y8, Y8
+	VPBROADCASTD 20(R9), Y12
+	VPMADDUBSW   Y12, Y6, Y12
+	VPADDW       Y12, Y8, Y8
+	VPBROADCASTD 16(R9)(CX*1), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y9, Y9
+	VPBROADCASTD 20(R9)(CX*1), Y12
+	VPMADDUBSW   Y12, Y6, Y12
+	VPADDW       Y12, Y9, Y9
+	VPBROADCASTD 16(R9)(CX*2), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y10, Y10
+	VPBROADCASTD 20(R9)(CX*2), Y12
+	VPMADDUBSW   Y12, Y6, Y12
+	VPADDW       Y12, Y10, Y10
+	VPBROADCASTD 16(R9)(DX*1), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y11, Y11
+	VPBROADCASTD 20(R9)(DX*1), Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPADDW       Y7, Y11, Y11
+	VMOVDQU      96(R8), Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y7
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y6
+	VPBROADCASTD 24(R9), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y8, Y8
+	VPBROADCASTD 28(R9), Y12
+	VPMADDUBSW   Y12, Y6, Y12
+	VPADDW       Y12, Y8, Y8
+	VPBROADCASTD 24(R9)(CX*1), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y9, Y9
+	VPBROADCASTD 28(R9)(CX*1), Y12
+	VPMADDUBSW   Y12, Y6, Y12
+	VPADDW       Y12, Y9, Y9
+	VPBROADCASTD 24(R9)(CX*2), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y10, Y10
+	VPBROADCASTD 28(R9)(CX*2), Y12
+	VPMADDUBSW   Y12, Y6, Y12
+	VPADDW       Y12, Y10, Y10
+	VPBROADCASTD 24(R9)(DX*1), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y11, Y11
+	VPBROADCASTD 28(R9)(DX*1), Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPADDW       Y7, Y11, Y11
+	VPMADDWD     pkqOnes<>+0(SB), Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS 32(R9), Y6
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y8, Y0
+	VPMADDWD     pkqOnes<>+0(SB), Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 32(R9)(CX*1), Y6
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y9, Y1
+	VPMADDWD     pkqOnes<>+0(SB), Y10, Y10
+	VCVTDQ2PS    Y10, Y10
+	VBROADCASTSS 32(R9)(CX*2), Y6
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y10, Y2
+	VPMADDWD     pkqOnes<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VBROADCASTSS 32(R9)(DX*1), Y6
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y11, Y3
+	ADDQ         $0x80, R8
+	ADDQ         $0x28, R9
+	DECQ         R12
+	JNZ          chunk
+
+blockdone:
+	VBROADCASTSS (R10), Y4
+	VFMADD231PS  Y4, Y5, Y0
+	VBROADCASTSS (R10)(CX*1), Y4
+	VFMADD231PS  Y4, Y5, Y1
+	VBROADCASTSS (R10)(CX*2), Y4
+	VFMADD231PS  Y4, Y5, Y2
+	VBROADCASTSS (R10)(DX*1), Y4
+	VFMADD231PS  Y4, Y5, Y3
+	ADDQ         $0x04, R10
+	DECQ         R11
+	JNZ          block
+	MOVQ         ldc+80(FP), R8
+	SHLQ         $0x02, R8
+	VMOVUPS      Y0, (DI)
+	VMOVUPS      Y1, (DI)(R8*1)
+	VMOVUPS      Y2, (DI)(R8*2)
+	LEAQ         (R8)(R8*2), R8
+	VMOVUPS      Y3, (DI)(R8*1)
+	ADDQ         $0x20, DI
+	MOVQ         rowBytes+32(FP), R8
+	SHLQ         $0x03, R8
+	ADDQ         R8, BX
+	DECQ         SI
+	JNZ          group
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedQ8Q4_0R8x1AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·packedQ8Q4_0R8x1AVX2(SB), NOSPLIT, $0-88
+	MOVQ x+0(FP), AX
+	MOVQ ldx+8(FP), CX
+	MOVQ w+24(FP), CX
+	MOVQ rows+40(FP), DX
+	MOVQ c+72(FP), BX
+	SHRQ $0x03, DX
+	JZ   done
+
+group:
+	MOVQ   CX, SI
+	MOVQ   AX, DI
+	MOVQ   AX, R8
+	ADDQ   sums+16(FP), R8
+	VXORPS Y0, Y0, Y0
+	MOVQ   blocks+56(FP), R9
+
+block:
+	VCVTPH2PS (SI), Y1
+	ADDQ      $0x10, SI
+	VMULPS    pkqMinus8<>+0(SB), Y1, Y2
+	MOVQ      group+48(FP), R10
+	CMPQ      R9, $0x01
+	JNE       chunks
+	MOVQ      last+64(FP), R10
+
+chunks:
+	SHRQ $0x05, R10
+	JZ   blockdone
+
+chunk:
+	VMOVDQU      (SI), Y3
+	VPAND        pkqLowNibble<>+0(SB), Y3, Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        pkqLowNibble<>+0(SB), Y3, Y3
+	VPBROADCASTD (DI), Y5
+	VPMADDUBSW   Y5, Y4, Y5
+	VPBROADCASTD 4(DI), Y4
+	VPMADDUBSW   Y4, Y3, Y4
+	VPADDW       Y4, Y5, Y5
+	VMOVDQU      32(SI), Y3
+	VPAND        pkqLowNibble<>+0(SB), Y3, Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        pkqLowNibble<>+0(SB), Y3, Y3
+	VPBROADCASTD 8(DI), Y6
+	VPMADDUBSW   Y6, Y4, Y6
+	VPADDW       Y6, Y5, Y5
+	VPBROADCASTD 12(DI), Y4
+	VPMADDUBSW   Y4, Y3, Y4
+	VPADDW       Y4, Y5, Y5
+	VMOVDQU      64(SI), Y3
+	VPAND        pkqLowNibble<>+0(SB), Y3, Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        pkqLowNibble<>+0(SB), Y3, Y3
+	VPBROADCASTD 16(DI), Y6
+	VPMADDUBSW   Y6, Y4, Y6
+	VPADDW       Y6, Y5, Y5
+	VPBROADCASTD 20(DI), Y4
+	VPMADDUBSW   Y4, Y3, Y4
+	VPADDW       Y4, Y5, Y5
+	VMOVDQU      96(SI), Y3
+	VPAND        pkqLowNibble<>+0(SB), Y3, Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        pkqLowNibble<>+0(SB), Y3, Y3
+	VPBROADCASTD 24(DI), Y6
+	VPMADDUBSW   Y6, Y4, Y6
+	VPADDW       Y6, Y5, Y5
+	VPBROADCASTD 28(DI), Y4
+	VPMADDUBSW   Y4, Y3, Y4
+	VPADDW       Y4, Y5, Y5
+	VPMADDWD     pkqOnes<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS 32(DI), Y3
+	VMULPS       Y1, Y3, Y3
+	VFMADD231PS  Y3, Y5, Y0
+	ADDQ         $0x80, SI
+	ADDQ         $0x28, DI
+	DECQ         R10
+	JNZ          chunk
+
+blockdone:
+	VBROADCASTSS (R8), Y1
+	VFMADD231PS  Y1, Y2, Y0
+	ADDQ         $0x04, R8
+	DECQ         R9
+	JNZ          block
+	MOVQ         ldc+80(FP), SI
+	SHLQ         $0x02, SI
+	VMOVUPS      Y0, (BX)
+	ADDQ         $0x20, BX
+	MOVQ         rowBytes+32(FP), SI
+	SHLQ         $0x03, SI
+	ADDQ         SI, CX
+	DECQ         DX
+	JNZ          group
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedQ8Q4_0R8x2AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·packedQ8Q4_0R8x2AVX2(SB), NOSPLIT, $0-88
+	MOVQ x+0(FP), AX
+	MOVQ ldx+8(FP), CX
+	MOVQ w+24(FP), DX
+	MOVQ rows+40(FP), BX
+	MOVQ c+72(FP), SI
+	SHRQ $0x03, BX
+	JZ   done
+
+group:
+	MOVQ   DX, DI
+	MOVQ   AX, R8
+	MOVQ   AX, R9
+	ADDQ   sums+16(FP), R9
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	MOVQ   blocks+56(FP), R10
+
+block:
+	VCVTPH2PS (DI), Y2
+	ADDQ      $0x10, DI
+	VMULPS    pkqMinus8<>+0(SB), Y2, Y3
+	MOVQ      group+48(FP), R11
+	CMPQ      R10, $0x01
+	JNE       chunks
+	MOVQ      last+64(FP), R11
+
+chunks:
+	SHRQ $0x05, R11
+	JZ   blockdone
+
+chunk:
+	VMOVDQU      (DI), Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y4
+	VPBROADCASTD (R8), Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VPBROADCASTD 4(R8), Y7
+	VPMADDUBSW   Y7, Y4, Y7
+	VPADDW       Y7, Y6, Y6
+	VPBROADCASTD (R8)(CX*1), Y7
+	VPMADDUBSW   Y7, Y5, Y7
+	VPBROADCASTD 4(R8)(CX*1), Y5
+	VPMADDUBSW   Y5, Y4, Y5
+	VPADDW       Y5, Y7, Y7
+	VMOVDQU      32(DI), Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y4
+	VPBROADCASTD 8(R8), Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPADDW       Y8, Y6, Y6
+	VPBROADCASTD 12(R8), Y8
+	VPMADDUBSW   Y8, Y4, Y8
+	VPADDW       Y8, Y6, Y6
+	VPBROADCASTD 8(R8)(CX*1), Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPADDW       Y8, Y7, Y7
+	VPBROADCASTD 12(R8)(CX*1), Y5
+	VPMADDUBSW   Y5, Y4, Y5
+	VPADDW       Y5, Y7, Y7
+	VMOVDQU      64(DI), Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y4
+	VPBROADCASTD 16(R8), Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPADDW       Y8, Y6, Y6
+	VPBROADCASTD 20(R8), Y8
+	VPMADDUBSW   Y8, Y4, Y8
+	VPADDW       Y8, Y6, Y6
+	VPBROADCASTD 16(R8)(CX*1), Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPADDW       Y8, Y7, Y7
+	VPBROADCASTD 20(R8)(CX*1), Y5
+	VPMADDUBSW   Y5, Y4, Y5
+	VPADDW       Y5, Y7, Y7
+	VMOVDQU      96(DI), Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        pkqLowNibble<>+0(SB), Y4, Y4
+	VPBROADCASTD 24(R8), Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPADDW       Y8, Y6, Y6
+	VPBROADCASTD 28(R8), Y8
+	VPMADDUBSW   Y8, Y4, Y8
+	VPADDW       Y8, Y6, Y6
+	VPBROADCASTD 24(R8)(CX*1), Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPADDW       Y8, Y7, Y7
+	VPBROADCASTD 28(R8)(CX*1), Y5
+	VPMADDUBSW   Y5, Y4, Y5
+	VPADDW       Y5, Y7, Y7
+	VPMADDWD     pkqOnes<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS 32(R8), Y4
+	VMULPS       Y2, Y4, Y4
+	VFMADD231PS  Y4, Y6, Y0
+	VPMADDWD     pkqOnes<>+0(SB), Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS 32(R8)(CX*1), Y4
+	VMULPS       Y2, Y4, Y4
+	VFMADD231PS  Y4, Y7, Y1
+	ADDQ         $0x80, DI
+	ADDQ         $0x28, R8
+	DECQ         R11
+	JNZ          chunk
+
+blockdone:
+	VBROADCASTSS (R9), Y2
+	VFMADD231PS  Y2, Y3, Y0
+	VBROADCASTSS (R9)(CX*1), Y2
+	VFMADD231PS  Y2, Y3, Y1
+	ADDQ         $0x04, R9
+	DECQ         R10
+	JNZ          block
+	MOVQ         ldc+80(FP), DI
+	SHLQ         $0x02, DI
+	VMOVUPS      Y0, (SI)
+	VMOVUPS      Y1, (SI)(DI*1)
+	ADDQ         $0x20, SI
+	MOVQ         rowBytes+32(FP), DI
+	SHLQ         $0x03, DI
+	ADDQ         DI, DX
+	DECQ         BX
+	JNZ          group
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedQ8Q4_0R8x3AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·packedQ8Q4_0R8x3AVX2(SB), NOSPLIT, $0-88
+	MOVQ x+0(FP), AX
+	MOVQ ldx+8(FP), CX
+	MOVQ w+24(FP), DX
+	MOVQ rows+40(FP), BX
+	MOVQ c+72(FP), SI
+	SHRQ $0x03, BX
+	JZ   done
+
+group:
+	MOVQ   DX, DI
+	MOVQ   AX, R8
+	MOVQ   AX, R9
+	ADDQ   sums+16(FP), R9
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	MOVQ   blocks+56(FP), R10
+
+block:
+	VCVTPH2PS (DI), Y3
+	ADDQ      $0x10, DI
+	VMULPS    pkqMinus8<>+0(SB), Y3, Y4
+	MOVQ      group+48(FP), R11
+	CMPQ      R10, $0x01
+	JNE       chunks
+	MOVQ      last+64(FP), R11
+
+chunks:
+	SHRQ $0x05, R11
+	JZ   blockdone
+
+chunk:
+	VMOVDQU      (DI), Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y5
+	VPBROADCASTD (R8), Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPBROADCASTD 4(R8), Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPADDW       Y8, Y7, Y7
+	VPBROADCASTD (R8)(CX*1), Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPBROADCASTD 4(R8)(CX*1), Y9
+	VPMADDUBSW   Y9, Y5, Y9
+	VPADDW       Y9, Y8, Y8
+	VPBROADCASTD (R8)(CX*2), Y9
+	VPMADDUBSW   Y9, Y6, Y9
+	VPBROADCASTD 4(R8)(CX*2), Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VPADDW       Y6, Y9, Y9
+	VMOVDQU      32(DI), Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y5
+	VPBROADCASTD 8(R8), Y10
+	VPMADDUBSW   Y10, Y6, Y10
+	VPADDW       Y10, Y7, Y7
+	VPBROADCASTD 12(R8), Y10
+	VPMADDUBSW   Y10, Y5, Y10
+	VPADDW       Y10, Y7, Y7
+	VPBROADCASTD 8(R8)(CX*1), Y10
+	VPMADDUBSW   Y10, Y6, Y10
+	VPADDW       Y10, Y8, Y8
+	VPBROADCASTD 12(R8)(CX*1), Y10
+	VPMADDUBSW   Y10, Y5, Y10
+	VPADDW       Y10, Y8, Y8
+	VPBROADCASTD 8(R8)(CX*2), Y10
+	VPMADDUBSW   Y10, Y6, Y10
+	VPADDW       Y10, Y9, Y9
+	VPBROADCASTD 12(R8)(CX*2), Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VPADDW       Y6, Y9, Y9
+	VMOVDQU      64(DI), Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y5
+	VPBROADCASTD 16(R8), Y10
+	VPMADDUBSW   Y10, Y6, Y10
+	VPADDW       Y10, Y7, Y7
+	VPBROADCASTD 20(R8), Y10
+	VPMADDUBSW   Y10, Y5, Y10
+	VPADDW       Y10, Y7, Y7
+	VPBROADCASTD 16(R8)(CX*1), Y10
+	VPMADDUBSW   Y10, Y6, Y10
+	VPADDW       Y10, Y8, Y8
+	VPBROADCASTD 20(R8)(CX*1), Y10
+	VPMADDUBSW   Y10, Y5, Y10
+	VPADDW       Y10, Y8, Y8
+	VPBROADCASTD 16(R8)(CX*2), Y10
+	VPMADDUBSW   Y10, Y6, Y10
+	VPADDW       Y10, Y9, Y9
+	VPBROADCASTD 20(R8)(CX*2), Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VPADDW       Y6, Y9, Y9
+	VMOVDQU      96(DI), Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        pkqLowNibble<>+0(SB), Y5, Y5
+	VPBROADCASTD 24(R8), Y10
+	VPMADDUBSW   Y10, Y6, Y10
+	VPADDW       Y10, Y7, Y7
+	VPBROADCASTD 28(R8), Y10
+	VPMADDUBSW   Y10, Y5, Y10
+	VPADDW       Y10, Y7, Y7
+	VPBROADCASTD 24(R8)(CX*1), Y10
+	VPMADDUBSW   Y10, Y6, Y10
+	VPADDW       Y10, Y8, Y8
+	VPBROADCASTD 28(R8)(CX*1), Y10
+	VPMADDUBSW   Y10, Y5, Y10
+	VPADDW       Y10, Y8, Y8
+	VPBROADCASTD 24(R8)(CX*2), Y10
+	VPMADDUBSW   Y10, Y6, Y10
+	VPADDW       Y10, Y9, Y9
+	VPBROADCASTD 28(R8)(CX*2), Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VPADDW       Y6, Y9, Y9
+	VPMADDWD     pkqOnes<>+0(SB), Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS 32(R8), Y5
+	VMULPS       Y3, Y5, Y5
+	VFMADD231PS  Y5, Y7, Y0
+	VPMADDWD     pkqOnes<>+0(SB), Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS 32(R8)(CX*1), Y5
+	VMULPS       Y3, Y5, Y5
+	VFMADD231PS  Y5, Y8, Y1
+	VPMADDWD     pkqOnes<>+0(SB), Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 32(R8)(CX*2), Y5
+	VMULPS       Y3, Y5, Y5
+	VFMADD231PS  Y5, Y9, Y2
+	ADDQ         $0x80, DI
+	ADDQ         $0x28, R8
+	DECQ         R11
+	JNZ          chunk
+
+blockdone:
+	VBROADCASTSS (R9), Y3
+	VFMADD231PS  Y3, Y4, Y0
+	VBROADCASTSS (R9)(CX*1), Y3
+	VFMADD231PS  Y3, Y4, Y1
+	VBROADCASTSS (R9)(CX*2), Y3
+	VFMADD231PS  Y3, Y4, Y2
+	ADDQ         $0x04, R9
+	DECQ         R10
+	JNZ          block
+	MOVQ         ldc+80(FP), DI
+	SHLQ         $0x02, DI
+	VMOVUPS      Y0, (SI)
+	VMOVUPS      Y1, (SI)(DI*1)
+	VMOVUPS      Y2, (SI)(DI*2)
+	ADDQ         $0x20, SI
+	MOVQ         rowBytes+32(FP), DI
+	SHLQ         $0x03, DI
+	ADDQ         DI, DX
+	DECQ         BX
+	JNZ          group
+
+done:
+	VZEROUPPER
+	RET
+
+// func packedQ8Q4_0R8x4AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·packedQ8Q4_0R8x4AVX2(SB), NOSPLIT, $0-88
+	MOVQ x+0(FP), AX
+	MOVQ ldx+8(FP), CX
+	LEAQ (CX)(CX*2), DX
+	MOVQ w+24(FP), BX
+	MOVQ rows+40(FP), SI
+	MOVQ c+72(FP), DI
+	SHRQ $0x03, SI
+	JZ   done
+
+group:
+	MOVQ   BX, R8
+	MOVQ   AX, R9
+	MOVQ   AX, R10
+	ADDQ   sums+16(FP), R10
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	MOVQ   blocks+56(FP), R11
+
+block:
+	VCVTPH2PS (R8), Y4
+	ADDQ      $0x10, R8
+	VMULPS    pkqMinus8<>+0(SB), Y4, Y5
+	MOVQ      group+48(FP), R12
+	CMPQ      R11, $0x01
+	JNE       chunks
+	MOVQ      last+64(FP), R12
+
+chunks:
+	SHRQ $0x05, R12
+	JZ   blockdone
+
+chunk:
+	VMOVDQU      (R8), Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y7
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y6
+	VPBROADCASTD (R9), Y8
+	VPMADDUBSW   Y8, Y7, Y8
+	VPBROADCASTD 4(R9), Y9
+	VPMADDUBSW   Y9, Y6, Y9
+	VPADDW       Y9, Y8, Y8
+	VPBROADCASTD (R9)(CX*1), Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPBROADCASTD 4(R9)(CX*1), Y10
+	VPMADDUBSW   Y10, Y6, Y10
+	VPADDW       Y10, Y9, Y9
+	VPBROADCASTD (R9)(CX*2), Y10
+	VPMADDUBSW   Y10, Y7, Y10
+	VPBROADCASTD 4(R9)(CX*2), Y11
+	VPMADDUBSW   Y11, Y6, Y11
+	VPADDW       Y11, Y10, Y10
+	VPBROADCASTD (R9)(DX*1), Y11
+	VPMADDUBSW   Y11, Y7, Y11
+	VPBROADCASTD 4(R9)(DX*1), Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPADDW       Y7, Y11, Y11
+	VMOVDQU      32(R8), Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y7
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y6
+	VPBROADCASTD 8(R9), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y8, Y8
+	VPBROADCASTD 12(R9), Y12
+	VPMADDUBSW   Y12, Y6, Y12
+	VPADDW       Y12, Y8, Y8
+	VPBROADCASTD 8(R9)(CX*1), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y9, Y9
+	VPBROADCASTD 12(R9)(CX*1), Y12
+	VPMADDUBSW   Y12, Y6, Y12
+	VPADDW       Y12, Y9, Y9
+	VPBROADCASTD 8(R9)(CX*2), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y10, Y10
+	VPBROADCASTD 12(R9)(CX*2), Y12
+	VPMADDUBSW   Y12, Y6, Y12
+	VPADDW       Y12, Y10, Y10
+	VPBROADCASTD 8(R9)(DX*1), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y11, Y11
+	VPBROADCASTD 12(R9)(DX*1), Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPADDW       Y7, Y11, Y11
+	VMOVDQU      64(R8), Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y7
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y6
+	VPBROADCASTD 16(R9), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y8, Y8
+	VPBROADCASTD 20(R9), Y12
+	VPMADDUBSW   Y12, Y6, Y12
+	VPADDW       Y12, Y8, Y8
+	VPBROADCASTD 16(R9)(CX*1), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y9, Y9
+	VPBROADCASTD 20(R9)(CX*1), Y12
+	VPMADDUBSW   Y12, Y6, Y12
+	VPADDW       Y12, Y9, Y9
+	VPBROADCASTD 16(R9)(CX*2), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y10, Y10
+	VPBROADCASTD 20(R9)(CX*2), Y12
+	VPMADDUBSW   Y12, Y6, Y12
+	VPADDW       Y12, Y10, Y10
+	VPBROADCASTD 16(R9)(DX*1), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y11, Y11
+	VPBROADCASTD 20(R9)(DX*1), Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPADDW       Y7, Y11, Y11
+	VMOVDQU      96(R8), Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y7
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        pkqLowNibble<>+0(SB), Y6, Y6
+	VPBROADCASTD 24(R9), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y8, Y8
+	VPBROADCASTD 28(R9), Y12
+	VPMADDUBSW   Y12, Y6, Y12
+	VPADDW       Y12, Y8, Y8
+	VPBROADCASTD 24(R9)(CX*1), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y9, Y9
+	VPBROADCASTD 28(R9)(CX*1), Y12
+	VPMADDUBSW   Y12, Y6, Y12
+	VPADDW       Y12, Y9, Y9
+	VPBROADCASTD 24(R9)(CX*2), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y10, Y10
+	VPBROADCASTD 28(R9)(CX*2), Y12
+	VPMADDUBSW   Y12, Y6, Y12
+	VPADDW       Y12, Y10, Y10
+	VPBROADCASTD 24(R9)(DX*1), Y12
+	VPMADDUBSW   Y12, Y7, Y12
+	VPADDW       Y12, Y11, Y11
+	VPBROADCASTD 28(R9)(DX*1), Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPADDW       Y7, Y11, Y11
+	VPMADDWD     pkqOnes<>+0(SB), Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS 32(R9), Y6
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y8, Y0
+	VPMADDWD     pkqOnes<>+0(SB), Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VBROADCASTSS 32(R9)(CX*1), Y6
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y9, Y1
+	VPMADDWD     pkqOnes<>+0(SB), Y10, Y10
+	VCVTDQ2PS    Y10, Y10
+	VBROADCASTSS 32(R9)(CX*2), Y6
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y10, Y2
+	VPMADDWD     pkqOnes<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VBROADCASTSS 32(R9)(DX*1), Y6
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y11, Y3
+	ADDQ         $0x80, R8
+	ADDQ         $0x28, R9
+	DECQ         R12
+	JNZ          chunk
+
+blockdone:
+	VBROADCASTSS (R10), Y4
+	VFMADD231PS  Y4, Y5, Y0
+	VBROADCASTSS (R10)(CX*1), Y4
+	VFMADD231PS  Y4, Y5, Y1
+	VBROADCASTSS (R10)(CX*2), Y4
+	VFMADD231PS  Y4, Y5, Y2
+	VBROADCASTSS (R10)(DX*1), Y4
+	VFMADD231PS  Y4, Y5, Y3
+	ADDQ         $0x04, R10
+	DECQ         R11
+	JNZ          block
+	MOVQ         ldc+80(FP), R8
+	SHLQ         $0x02, R8
+	VMOVUPS      Y0, (DI)
+	VMOVUPS      Y1, (DI)(R8*1)
+	VMOVUPS      Y2, (DI)(R8*2)
+	LEAQ         (R8)(R8*2), R8
+	VMOVUPS      Y3, (DI)(R8*1)
+	ADDQ         $0x20, DI
+	MOVQ         rowBytes+32(FP), R8
+	SHLQ         $0x03, R8
+	ADDQ         R8, BX
+	DECQ         SI
+	JNZ          group
+
+done:
+	VZEROUPPER
+	RET
+
 DATA pkqK4Shift<>+0(SB)/4, $0x00000000
 DATA pkqK4Shift<>+4(SB)/4, $0x00000000
 DATA pkqK4Shift<>+8(SB)/4, $0x00000000

@@ -4,7 +4,10 @@ package cpu
 
 // Without the assembly the integer product runs packedDotQ8Go.
 
-var packedQ8Kernels [pkKinds][packedFusedRows]packedQ8Kernel
+var (
+	packedQ8Kernels   [pkKinds][packedFusedRows]packedQ8Kernel
+	packedQ8R8Kernels [pkKinds][packedFusedRows]packedQ8Kernel
+)
 
 const quantizeQ8Asm = false
 

@@ -264,6 +264,146 @@ func packedQ8Q6_Kx3AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows 
 // i < 4 and j < rows: blocks super-blocks of 256 (sums, group and last unused).
 func packedQ8Q6_Kx4AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
 
+// packedQ8RF4SR8x1AVX2 sets c[i·ldc+j] to the dot product of quantized activation row i
+// (at x + i·ldx, its block sums at byte sums of it, codes in order) with row j of
+// RF4S rows interleaved in groups of eight (group g at w + 8g·rowBytes), for i < 1
+// and j < rows, a multiple of 8: blocks blocks, the first blocks−1 of group
+// elements, of the last its first last&^31.
+func packedQ8RF4SR8x1AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedQ8RF4SR8x2AVX2 sets c[i·ldc+j] to the dot product of quantized activation row i
+// (at x + i·ldx, its block sums at byte sums of it, codes in order) with row j of
+// RF4S rows interleaved in groups of eight (group g at w + 8g·rowBytes), for i < 2
+// and j < rows, a multiple of 8: blocks blocks, the first blocks−1 of group
+// elements, of the last its first last&^31.
+func packedQ8RF4SR8x2AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedQ8RF4SR8x3AVX2 sets c[i·ldc+j] to the dot product of quantized activation row i
+// (at x + i·ldx, its block sums at byte sums of it, codes in order) with row j of
+// RF4S rows interleaved in groups of eight (group g at w + 8g·rowBytes), for i < 3
+// and j < rows, a multiple of 8: blocks blocks, the first blocks−1 of group
+// elements, of the last its first last&^31.
+func packedQ8RF4SR8x3AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedQ8RF4SR8x4AVX2 sets c[i·ldc+j] to the dot product of quantized activation row i
+// (at x + i·ldx, its block sums at byte sums of it, codes in order) with row j of
+// RF4S rows interleaved in groups of eight (group g at w + 8g·rowBytes), for i < 4
+// and j < rows, a multiple of 8: blocks blocks, the first blocks−1 of group
+// elements, of the last its first last&^31.
+func packedQ8RF4SR8x4AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedQ8RF4UR8x1AVX2 sets c[i·ldc+j] to the dot product of quantized activation row i
+// (at x + i·ldx, its block sums at byte sums of it, codes in order) with row j of
+// RF4U rows interleaved in groups of eight (group g at w + 8g·rowBytes), for i < 1
+// and j < rows, a multiple of 8: blocks blocks, the first blocks−1 of group
+// elements, of the last its first last&^31.
+func packedQ8RF4UR8x1AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedQ8RF4UR8x2AVX2 sets c[i·ldc+j] to the dot product of quantized activation row i
+// (at x + i·ldx, its block sums at byte sums of it, codes in order) with row j of
+// RF4U rows interleaved in groups of eight (group g at w + 8g·rowBytes), for i < 2
+// and j < rows, a multiple of 8: blocks blocks, the first blocks−1 of group
+// elements, of the last its first last&^31.
+func packedQ8RF4UR8x2AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedQ8RF4UR8x3AVX2 sets c[i·ldc+j] to the dot product of quantized activation row i
+// (at x + i·ldx, its block sums at byte sums of it, codes in order) with row j of
+// RF4U rows interleaved in groups of eight (group g at w + 8g·rowBytes), for i < 3
+// and j < rows, a multiple of 8: blocks blocks, the first blocks−1 of group
+// elements, of the last its first last&^31.
+func packedQ8RF4UR8x3AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedQ8RF4UR8x4AVX2 sets c[i·ldc+j] to the dot product of quantized activation row i
+// (at x + i·ldx, its block sums at byte sums of it, codes in order) with row j of
+// RF4U rows interleaved in groups of eight (group g at w + 8g·rowBytes), for i < 4
+// and j < rows, a multiple of 8: blocks blocks, the first blocks−1 of group
+// elements, of the last its first last&^31.
+func packedQ8RF4UR8x4AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedQ8RF4SZR8x1AVX2 sets c[i·ldc+j] to the dot product of quantized activation row i
+// (at x + i·ldx, its block sums at byte sums of it, codes in order) with row j of
+// RF4SZ rows interleaved in groups of eight (group g at w + 8g·rowBytes), for i < 1
+// and j < rows, a multiple of 8: blocks blocks, the first blocks−1 of group
+// elements, of the last its first last&^31.
+func packedQ8RF4SZR8x1AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedQ8RF4SZR8x2AVX2 sets c[i·ldc+j] to the dot product of quantized activation row i
+// (at x + i·ldx, its block sums at byte sums of it, codes in order) with row j of
+// RF4SZ rows interleaved in groups of eight (group g at w + 8g·rowBytes), for i < 2
+// and j < rows, a multiple of 8: blocks blocks, the first blocks−1 of group
+// elements, of the last its first last&^31.
+func packedQ8RF4SZR8x2AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedQ8RF4SZR8x3AVX2 sets c[i·ldc+j] to the dot product of quantized activation row i
+// (at x + i·ldx, its block sums at byte sums of it, codes in order) with row j of
+// RF4SZ rows interleaved in groups of eight (group g at w + 8g·rowBytes), for i < 3
+// and j < rows, a multiple of 8: blocks blocks, the first blocks−1 of group
+// elements, of the last its first last&^31.
+func packedQ8RF4SZR8x3AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedQ8RF4SZR8x4AVX2 sets c[i·ldc+j] to the dot product of quantized activation row i
+// (at x + i·ldx, its block sums at byte sums of it, codes in order) with row j of
+// RF4SZ rows interleaved in groups of eight (group g at w + 8g·rowBytes), for i < 4
+// and j < rows, a multiple of 8: blocks blocks, the first blocks−1 of group
+// elements, of the last its first last&^31.
+func packedQ8RF4SZR8x4AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedQ8RF4UZR8x1AVX2 sets c[i·ldc+j] to the dot product of quantized activation row i
+// (at x + i·ldx, its block sums at byte sums of it, codes in order) with row j of
+// RF4UZ rows interleaved in groups of eight (group g at w + 8g·rowBytes), for i < 1
+// and j < rows, a multiple of 8: blocks blocks, the first blocks−1 of group
+// elements, of the last its first last&^31.
+func packedQ8RF4UZR8x1AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedQ8RF4UZR8x2AVX2 sets c[i·ldc+j] to the dot product of quantized activation row i
+// (at x + i·ldx, its block sums at byte sums of it, codes in order) with row j of
+// RF4UZ rows interleaved in groups of eight (group g at w + 8g·rowBytes), for i < 2
+// and j < rows, a multiple of 8: blocks blocks, the first blocks−1 of group
+// elements, of the last its first last&^31.
+func packedQ8RF4UZR8x2AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedQ8RF4UZR8x3AVX2 sets c[i·ldc+j] to the dot product of quantized activation row i
+// (at x + i·ldx, its block sums at byte sums of it, codes in order) with row j of
+// RF4UZ rows interleaved in groups of eight (group g at w + 8g·rowBytes), for i < 3
+// and j < rows, a multiple of 8: blocks blocks, the first blocks−1 of group
+// elements, of the last its first last&^31.
+func packedQ8RF4UZR8x3AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedQ8RF4UZR8x4AVX2 sets c[i·ldc+j] to the dot product of quantized activation row i
+// (at x + i·ldx, its block sums at byte sums of it, codes in order) with row j of
+// RF4UZ rows interleaved in groups of eight (group g at w + 8g·rowBytes), for i < 4
+// and j < rows, a multiple of 8: blocks blocks, the first blocks−1 of group
+// elements, of the last its first last&^31.
+func packedQ8RF4UZR8x4AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedQ8Q4_0R8x1AVX2 sets c[i·ldc+j] to the dot product of quantized activation row i
+// (at x + i·ldx, its block sums at byte sums of it, codes in order) with row j of
+// Q4_0 rows interleaved in groups of eight (group g at w + 8g·rowBytes), for i < 1
+// and j < rows, a multiple of 8: blocks blocks, the first blocks−1 of group
+// elements, of the last its first last&^31.
+func packedQ8Q4_0R8x1AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedQ8Q4_0R8x2AVX2 sets c[i·ldc+j] to the dot product of quantized activation row i
+// (at x + i·ldx, its block sums at byte sums of it, codes in order) with row j of
+// Q4_0 rows interleaved in groups of eight (group g at w + 8g·rowBytes), for i < 2
+// and j < rows, a multiple of 8: blocks blocks, the first blocks−1 of group
+// elements, of the last its first last&^31.
+func packedQ8Q4_0R8x2AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedQ8Q4_0R8x3AVX2 sets c[i·ldc+j] to the dot product of quantized activation row i
+// (at x + i·ldx, its block sums at byte sums of it, codes in order) with row j of
+// Q4_0 rows interleaved in groups of eight (group g at w + 8g·rowBytes), for i < 3
+// and j < rows, a multiple of 8: blocks blocks, the first blocks−1 of group
+// elements, of the last its first last&^31.
+func packedQ8Q4_0R8x3AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
+// packedQ8Q4_0R8x4AVX2 sets c[i·ldc+j] to the dot product of quantized activation row i
+// (at x + i·ldx, its block sums at byte sums of it, codes in order) with row j of
+// Q4_0 rows interleaved in groups of eight (group g at w + 8g·rowBytes), for i < 4
+// and j < rows, a multiple of 8: blocks blocks, the first blocks−1 of group
+// elements, of the last its first last&^31.
+func packedQ8Q4_0R8x4AVX2(x *byte, ldx int, sums int, w *byte, rowBytes int, rows int, group int, blocks int, last int, c *float32, ldc int)
+
 // packedQ8Q4_Kx1AVX2 sets c[i·ldc+j] to the dot product of quantized activation row i
 // (at x + i·ldx, its per-chunk sums at byte sums of it) with packed Q4_K row j
 // (at w + j·rowBytes), for i < 1 and j < rows: blocks/8 super-blocks of 256

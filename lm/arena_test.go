@@ -124,6 +124,12 @@ func TestQuantizeRowsBlocks(t *testing.T) {
 					t.Errorf("%s: %s: int8 weight differs from the whole matrix's quantization", tc.name, what)
 				}
 			case wpk != nil:
+				if pk != nil && pk.repacked {
+					// In the backend's row order, as the loader leaves it.
+					if err := wpk.repackInPlace(b, rows, cols); err != nil || !wpk.repacked {
+						t.Fatalf("%s: %s: repacked at load, not here (%v)", tc.name, what, err)
+					}
+				}
 				if pk == nil || pk.Format != wpk.Format || !slices.Equal(pk.Data, wpk.Data) {
 					t.Errorf("%s: %s: packed rows differ from the whole matrix's quantization", tc.name, what)
 				}
@@ -133,6 +139,9 @@ func TestQuantizeRowsBlocks(t *testing.T) {
 		}
 		l, got := w.Layers[0], m.Weights.Layers[0]
 		pk, i8 := got.Packed, got.Int8
+		if tc.name == "int4 g64" && (pk == nil || pk.Q == nil || !pk.Q.repacked || !pk.Down.repacked) {
+			t.Errorf("%s: the projections were not put in the cpu backend's row order", tc.name)
+		}
 		if pk == nil {
 			pk = &PackedLayer{}
 		}

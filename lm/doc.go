@@ -27,7 +27,12 @@
 // and LoadOptions.Int8 runs an int8 per-channel checkpoint as W8A8
 // (activations quantized per token, integer GEMMs). On a backend of host
 // memory (cpu) the model uses the loaded slices in place
-// (backend.HostWrapper): every weight is in memory once.
+// (backend.HostWrapper): every weight is in memory once. A backend that
+// multiplies some formats faster in a row order of its own (the cpu
+// backend: Q4_0 and the 4-bit quant.RowFormat, rows interleaved in groups
+// of eight) gets the projections and the lm_head repacked at load, in the
+// memory they take (a GGUF file's mapped tensor is copied in the new order
+// and its pages released).
 //
 // The layer, as transformers' modeling_llama computes it:
 //

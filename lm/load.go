@@ -377,6 +377,11 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, err 
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("lm: %w", err)
 	}
+	// The backend's row order where it has one: the packed projections
+	// are the arena's (or the heap's) here, never the checkpoint's mapping.
+	if err := repackProjections(b, c, w); err != nil {
+		return nil, err
+	}
 	m, err = New(b, c, w)
 	if err == nil {
 		m.closers = append(m.closers, arena.Free)
@@ -613,6 +618,16 @@ func LoadGGUFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, er
 		return nil, fmt.Errorf("%w (%s)", err, path)
 	}
 	var errs []error
+	// copied names the tensors the model holds copies of, whose mapped
+	// pages are released once read, and once more before the model is
+	// made: the page cache may keep a file in large folios, and a fault
+	// in the next tensor maps the whole folio again, pages of the last
+	// one included.
+	var copied []string
+	release := func(name string) {
+		f.Release(name)
+		copied = append(copied, name)
+	}
 	get := func(name string) []float32 {
 		info, ok := f.Tensor(name)
 		if !ok {
@@ -630,7 +645,7 @@ func LoadGGUFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, er
 		}
 		// The model holds the float32 copy: the mapped pages go, so the
 		// tensor is not resident twice.
-		f.Release(name)
+		release(name)
 		return dst
 	}
 	// llama keeps q and k rows in the interleaved RoPE layout.
@@ -671,15 +686,33 @@ func LoadGGUFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, er
 			errs = append(errs, err)
 			return
 		}
-		if heads > 0 {
+		// The backend's row order, where it has one for the projections
+		// (not the embedding table, decoded row by row): in a copy that
+		// replaces the mapped pages, as the q and k rows' reordering.
+		repack := name != "token_embd.weight" && repacks(b, info.Type, rows, cols)
+		var rerr error
+		switch {
+		case heads > 0:
 			dst := arenaBytes(arena, len(data))
 			llamacpp.UnpermuteQKBytes(dst, data, rows, heads)
 			data = dst
-			f.Release(name) // the reordered copy is the model's
-		} else {
+			release(name) // the reordered copy is the model's
+			if repack {
+				rerr = b.(packedRepacker).RepackPacked(data, data, info.Type, rows, cols)
+			}
+		case repack:
+			dst := arenaBytes(arena, len(data))
+			rerr = b.(packedRepacker).RepackPacked(dst, data, info.Type, rows, cols)
+			data = dst
+			release(name)
+		default:
 			mapped = true
 		}
-		*pk = &PackedWeight{Format: info.Type, Data: data}
+		if rerr != nil {
+			errs = append(errs, fmt.Errorf("%s: %s: %w", path, name, rerr))
+			return
+		}
+		*pk = &PackedWeight{Format: info.Type, Data: data, repacked: repack}
 	}
 	// bias reads an optional bias of rows values (q and k ones
 	// unpermuted as their rows are).
@@ -736,6 +769,9 @@ func LoadGGUFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, er
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("lm: %w", err)
+	}
+	for _, name := range copied {
+		f.Release(name)
 	}
 	m, err = New(b, c, w)
 	if err == nil {

@@ -314,8 +314,21 @@ func (p *placer) packed(w *PackedWeight, rows, cols int) *backend.Packed {
 	if w == nil {
 		return nil
 	}
-	data := p.put(w.Data)
-	if data == nil {
+	var data backend.Buffer
+	if p.err != nil {
+		return nil
+	}
+	if w.repacked {
+		// Only the backend that repacked the rows reads them.
+		r, ok := p.b.(packedRepacker)
+		if !ok {
+			p.err = fmt.Errorf("packed %v weight [%d, %d] in another backend's row order", w.Format, rows, cols)
+			return nil
+		}
+		if data, p.err = r.WrapRepacked(w.Data); p.err != nil {
+			return nil
+		}
+	} else if data = p.put(w.Data); data == nil {
 		return nil
 	}
 	return &backend.Packed{N: rows, K: cols, Format: w.Format, Data: data}

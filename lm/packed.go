@@ -15,9 +15,74 @@ import (
 // file's mapping. The GEMMs run on them with backend.GemmPacked, which
 // decodes a tile of rows at a time (bit for bit what dequantizing the
 // whole weight gives), so no float32 copy of the weight is ever made.
+//
+// A loader may have the backend repack a projection's rows into an order
+// of its own that it multiplies faster (the cpu backend interleaves the
+// rows of the 4-bit formats in groups of eight): Data is then the same
+// bytes permuted, which only that backend reads (Model places it with
+// WrapRepacked), and no longer Format's rows.
 type PackedWeight struct {
 	Format backend.PackedFormat
 	Data   []byte
+	// repacked says Data holds the rows in the backend's order
+	// (packedRepacker), not Format's.
+	repacked bool
+}
+
+// packedRepacker is a backend that keeps some packed weights in a row
+// order of its own, which it multiplies faster (cpu.Backend: Q4_0 and the
+// 4-bit quant.RowFormat, rows interleaved in groups of eight).
+type packedRepacker interface {
+	// RepacksPacked reports whether RepackPacked reorders n rows of k
+	// values in format f.
+	RepacksPacked(f backend.PackedFormat, n, k int) bool
+	// RepackPacked writes the rows of src to dst (as long; dst may be
+	// src) in the backend's order.
+	RepackPacked(dst, src []byte, f backend.PackedFormat, n, k int) error
+	// WrapRepacked makes a buffer of the bytes RepackPacked wrote, which
+	// GemmPacked reads in that order.
+	WrapRepacked(data []byte) (backend.Buffer, error)
+}
+
+// repacks reports whether b repacks a weight [rows, cols] of format f.
+func repacks(b backend.Backend, f backend.PackedFormat, rows, cols int) bool {
+	r, ok := b.(packedRepacker)
+	return ok && r.RepacksPacked(f, rows, cols)
+}
+
+// repackInPlace has b repack w [rows, cols] in its own memory, where b
+// repacks its format; w.Data must be writable (the arena's or the heap's,
+// not a file's mapping).
+func (w *PackedWeight) repackInPlace(b backend.Backend, rows, cols int) error {
+	if w == nil || w.repacked || !repacks(b, w.Format, rows, cols) {
+		return nil
+	}
+	if err := b.(packedRepacker).RepackPacked(w.Data, w.Data, w.Format, rows, cols); err != nil {
+		return fmt.Errorf("lm: %w", err)
+	}
+	w.repacked = true
+	return nil
+}
+
+// repackProjections has b repack, in place, the packed projections of w
+// and its lm_head (not the embedding table, whose rows are decoded one by
+// one), all of them in writable memory.
+func repackProjections(b backend.Backend, c Config, w *Weights) error {
+	h, qd, kvd, ff := c.Hidden, c.QDim(), c.KVDim(), c.Intermediate
+	shapes := [7][2]int{{qd, h}, {kvd, h}, {kvd, h}, {h, qd}, {ff, h}, {ff, h}, {h, ff}}
+	for i := range w.Layers {
+		if l := w.Layers[i].Packed; l != nil {
+			for j, pw := range l.list() {
+				if err := pw.repackInPlace(b, shapes[j][0], shapes[j][1]); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if w.LMHeadPacked != w.EmbedPacked {
+		return w.LMHeadPacked.repackInPlace(b, c.Vocab, h)
+	}
+	return nil
 }
 
 // PackedLayer holds a layer's packed projections; nil entries are float32

@@ -29,6 +29,10 @@
 // be a whole number of them (group a multiple of 32), and of the last
 // block (last elements) it does the first last&^31; the Go caller adds
 // the rest.
+//
+// The 4-bit formats also have kernels on rows repacked in groups of eight
+// (dotRows8), which compute eight rows' dot products a pass in the eight
+// lanes of one vector.
 package main
 
 import (
@@ -111,6 +115,7 @@ var (
 	k4High    Mem // and of the high bits
 	signBit   Mem // 0x80 in every byte
 	ones      Mem // 1 in every int16
+	minus8    Mem // float32 −8 in every dword
 )
 
 // paramMem is the memory of an argument, read where it lies.
@@ -183,6 +188,12 @@ func main() {
 	}
 	for m := 1; m <= 4; m++ {
 		dotQ6K(m)
+	}
+	minus8 = splat("pkqMinus8", 0xC1000000)
+	for _, s := range r8Specs {
+		for m := 1; m <= 4; m++ {
+			dotRows8(s, m)
+		}
 	}
 	k4Shift = dwords("pkqK4Shift", 0, 0, 0, 4)
 	k4Low = dwords("pkqK4Low", 0x3F3F3F3F, 0x0F0F0F0F, 0x3F3F3F3F, 0x0F0F0F0F)
@@ -866,6 +877,211 @@ func dotQ4K(m int) {
 	ADDQ(paramMem("rowBytes"), rowp)
 	DECQ(nrow)
 	JNZ(LabelRef("row"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
+// r8Specs are the 4-bit formats with kernels on rows interleaved in groups
+// of eight (dotRows8).
+var r8Specs = []spec{
+	{name: "RF4S", bits: 4, signed: true},
+	{name: "RF4U", bits: 4},
+	{name: "RF4SZ", bits: 4, signed: true, zp: true},
+	{name: "RF4UZ", bits: 4, zp: true},
+	{name: "Q4_0", bits: 4, f16: true, split: true},
+}
+
+// dotRows8 generates packedQ8<name>R8x<m>AVX2, the kernel of the 4-bit
+// formats on rows repacked in groups of eight (package cpu's
+// repackRows8): eight rows' dot products a pass, the activations'
+// codes broadcast four at a time and shared by the eight rows.
+//
+// A group of eight rows holds, block after block, the eight rows' scales
+// (float32, or float16 for Q4_0) and, where the format has them, their
+// int32 zero points, then each whole chunk of 32 values as
+// 128 bytes: four words of 32 bytes, byte 4r+i of word w holding row r's
+// unsigned codes u of elements 8w+i (low nibble) and 8w+4+i (high
+// nibble), u = q + 8 for the signed formats (Q4_0's stored nibble), u = q
+// for uint4; the last block's codes past its whole chunks follow, row
+// after row, in the format's own order (the Go caller takes them).
+//
+// For word w, VPMADDUBSW multiplies the low nibbles by the activation
+// codes 8w..8w+3 broadcast (signed) and the high ones by 8w+4..8w+7: int16
+// pairs of row r in dword r. The eight such products of a chunk are
+// summed in int16, exactly (|u·x + u·x| ≤ 2·15·127, eight of them 30480),
+// and VPMADDWD against ones gives row r's Σu·x in lane r. Converted to
+// float32, it is multiply-added with the rows' scales times the chunk's
+// activation scale d_x; the offset c (−8 for the signed formats) minus
+// the zero point adds (c − zp)·scale·Σ(d_x·Σx) once a block, from the
+// activations' block sums. No
+// lane is reduced across: the eight rows' results are stored as one
+// vector.
+func dotRows8(s spec, m int) {
+	name := fmt.Sprintf("packedQ8%sR8x%dAVX2", s.name, m)
+	TEXT(name, NOSPLIT, "func(x *byte, ldx, sums int, w *byte, rowBytes, rows, group, blocks, last int, c *float32, ldc int)")
+	Doc(fmt.Sprintf("%s sets c[i·ldc+j] to the dot product of quantized activation row i", name),
+		"(at x + i·ldx, its block sums at byte sums of it, codes in order) with row j of",
+		fmt.Sprintf("%s rows interleaved in groups of eight (group g at w + 8g·rowBytes), for i < %d", s.name, m),
+		"and j < rows, a multiple of 8: blocks blocks, the first blocks−1 of group",
+		"elements, of the last its first last&^31.")
+	corr := s.signed || s.split || s.zp // c = −8, or a zero point
+	x0 := Load(Param("x"), GP64())
+	ld := Load(Param("ldx"), GP64())
+	var ld3 GPVirtual
+	if m == 4 {
+		ld3 = GP64()
+		LEAQ(Mem{Base: ld, Index: ld, Scale: 2}, ld3)
+	}
+	rowp := Load(Param("w"), GP64())
+	ngrp := Load(Param("rows"), GP64())
+	cp := Load(Param("c"), GP64())
+	SHRQ(U8(3), ngrp)
+	JZ(LabelRef("done"))
+	arow := func(ap GPVirtual, r, d int) Mem {
+		switch r {
+		case 0:
+			return Mem{Base: ap, Disp: d}
+		case 1:
+			return Mem{Base: ap, Index: ld, Scale: 1, Disp: d}
+		case 2:
+			return Mem{Base: ap, Index: ld, Scale: 2, Disp: d}
+		}
+		return Mem{Base: ap, Index: ld3, Scale: 1, Disp: d}
+	}
+	acc := make([]VecVirtual, m)
+	for r := range acc {
+		acc[r] = YMM()
+	}
+	p, ap := GP64(), GP64()
+	var bp GPVirtual
+	if corr {
+		bp = GP64()
+	}
+
+	Label("group")
+	MOVQ(rowp, p)
+	MOVQ(x0, ap)
+	if corr {
+		MOVQ(x0, bp)
+		ADDQ(paramMem("sums"), bp)
+	}
+	for _, a := range acc {
+		VXORPS(a, a, a)
+	}
+	nb := Load(Param("blocks"), GP64())
+	nch := GP64()
+
+	Label("block")
+	dw := YMM()
+	if s.f16 {
+		VCVTPH2PS(Mem{Base: p}, dw)
+		ADDQ(U8(16), p)
+	} else {
+		VMOVUPS(Mem{Base: p}, dw)
+		ADDQ(U8(32), p)
+	}
+	var cdw VecVirtual
+	if corr {
+		// (c − zp)·scale, as c·scale − zp·scale rounded once (exact
+		// but for that rounding where |zp| < 2^24).
+		cdw = YMM()
+		if s.signed || s.split {
+			VMULPS(minus8, dw, cdw)
+		} else {
+			VXORPS(cdw, cdw, cdw)
+		}
+		if s.zp {
+			z := YMM()
+			VCVTDQ2PS(Mem{Base: p}, z)
+			VFNMADD231PS(z, dw, cdw)
+			ADDQ(U8(32), p)
+		}
+	}
+	Load(Param("group"), nch)
+	CMPQ(nb, U8(1))
+	JNE(LabelRef("chunks"))
+	Load(Param("last"), nch)
+	Label("chunks")
+	SHRQ(U8(5), nch)
+	JZ(LabelRef("blockdone"))
+
+	Label("chunk")
+	sum := make([]VecVirtual, m)
+	for w := range 4 {
+		hi, lo := YMM(), YMM()
+		VMOVDQU(Mem{Base: p, Disp: 32 * w}, hi)
+		VPAND(lowNibble, hi, lo)
+		VPSRLW(U8(4), hi, hi)
+		VPAND(lowNibble, hi, hi)
+		for r := range m {
+			t := YMM()
+			VPBROADCASTD(arow(ap, r, 8*w), t)
+			VPMADDUBSW(t, lo, t)
+			if w == 0 {
+				sum[r] = t
+			} else {
+				VPADDW(t, sum[r], sum[r])
+			}
+			u := YMM()
+			VPBROADCASTD(arow(ap, r, 8*w+4), u)
+			VPMADDUBSW(u, hi, u)
+			VPADDW(u, sum[r], sum[r])
+		}
+	}
+	for r := range m {
+		VPMADDWD(ones, sum[r], sum[r])
+		VCVTDQ2PS(sum[r], sum[r])
+		sc := YMM()
+		VBROADCASTSS(arow(ap, r, 32), sc)
+		VMULPS(dw, sc, sc)
+		VFMADD231PS(sc, sum[r], acc[r])
+	}
+	ADDQ(U8(128), p)
+	ADDQ(U8(q8Rec), ap)
+	DECQ(nch)
+	JNZ(LabelRef("chunk"))
+
+	Label("blockdone")
+	if corr {
+		for r := range m {
+			t := YMM()
+			VBROADCASTSS(arow(bp, r, 0), t)
+			VFMADD231PS(t, cdw, acc[r])
+		}
+		ADDQ(U8(4), bp)
+	}
+	DECQ(nb)
+	JNZ(LabelRef("block"))
+
+	// Row r's eight results, one vector.
+	ldc := GP64()
+	Load(Param("ldc"), ldc)
+	SHLQ(U8(2), ldc)
+	for r := range m {
+		var dst Mem
+		switch r {
+		case 0:
+			dst = Mem{Base: cp}
+		case 1:
+			dst = Mem{Base: cp, Index: ldc, Scale: 1}
+		case 2:
+			dst = Mem{Base: cp, Index: ldc, Scale: 2}
+		default:
+			l3 := GP64()
+			LEAQ(Mem{Base: ldc, Index: ldc, Scale: 2}, l3)
+			dst = Mem{Base: cp, Index: l3, Scale: 1}
+		}
+		VMOVUPS(acc[r], dst)
+	}
+	ADDQ(U8(32), cp)
+	step := GP64()
+	Load(Param("rowBytes"), step)
+	SHLQ(U8(3), step)
+	ADDQ(step, rowp)
+	DECQ(ngrp)
+	JNZ(LabelRef("group"))
+
 	Label("done")
 	VZEROUPPER()
 	RET()
