@@ -338,6 +338,16 @@ func (c *Checkpoint) Float32RangeInto(name string, lo, hi int, dst []float32) er
 	return c.Explain(fault.Catch(func() error { return c.shards[i].Float32RangeInto(name, lo, hi, dst) }))
 }
 
+// ReadTensorAt reads len(dst) bytes of the named tensor's raw data, from
+// byte off of it, as safetensors.File.ReadTensorAt.
+func (c *Checkpoint) ReadTensorAt(name string, dst []byte, off int64) error {
+	i, ok := c.where[name]
+	if !ok {
+		return fmt.Errorf("checkpoint: %s: no tensor %q", c.dir, name)
+	}
+	return c.Explain(fault.Catch(func() error { return c.shards[i].ReadTensorAt(name, dst, off) }))
+}
+
 // Metadata returns a copy of the __metadata__ of the first shard
 // (transformers writes the same, {"format": "pt"}, into every shard).
 func (c *Checkpoint) Metadata() map[string]string {
