@@ -33,7 +33,7 @@ var benchCheckpointCommand = &cli.Command{
 		"Peak RSS is measured for each phase alone (VmHWM reset through /proc/self/clear_refs,\n" +
 		"else sampled) and compared with the largest tensor, which bounds what streaming can do.\n" +
 		"It runs on the CPU, as quantize.",
-	Flags: []cli.Flag{benchCkInputFlag, benchCkParamsFlag, benchCkSchemesFlag, benchCkFormatFlag, benchCkRoundsFlag,
+	Flags: []cli.Flag{benchCkInputFlag, benchCkParamsFlag, benchCkSchemesFlag, benchCkFormatFlag, benchCkRoundsFlag, ckptMemFlag,
 		benchCkWorkdirFlag, ckptWorkFlag, ckptDeviceFlag, jsonFlag, jsonOutFlag},
 	Action: runBenchCheckpoint,
 }
@@ -74,6 +74,10 @@ func parseBenchCheckpointFlags(c *cli.Context) (*quantize.BenchOptions, error) {
 	}
 	if opt.Workers < 0 {
 		return nil, errors.New("--workers must be positive")
+	}
+	var err error
+	if opt.MaxMemory, err = parseMaxMemory(c); err != nil {
+		return nil, err
 	}
 	if plan.IsGGUF(opt.Format) {
 		if c.IsSet(benchCkSchemesFlag.Name) {

@@ -40,8 +40,10 @@ type BenchOptions struct {
 	// directory of their own that is removed after: on the disk to
 	// measure. "" means the system's temporary directory.
 	Workdir string
-	// Workers is Options.Workers of every quantize run.
-	Workers int
+	// Workers is Options.Workers of every quantize run, MaxMemory its
+	// Options.MaxMemory.
+	Workers   int
+	MaxMemory int64
 	// Progress, if not nil, is called as the bench goes: while the input
 	// is generated (done and total in MiB) and at the start of each phase
 	// (done of total phases).
@@ -60,6 +62,7 @@ type BenchReport struct {
 	LargestTensor int64      `json:"largest_tensor_bytes"`
 	Device        string     `json:"device"`
 	Workers       int        `json:"workers"`
+	MaxMemory     int64      `json:"max_memory"` // 0: plan.DefaultMaxMemory
 	Rounds        int        `json:"rounds"`
 	Rows          []BenchRow `json:"rows"`
 }
@@ -79,6 +82,8 @@ type BenchRow struct {
 	QuantizeGBps    float64 `json:"quantize_gb_per_s"` // input bytes per second
 	BaselinePeakRSS int64   `json:"baseline_peak_rss_bytes"`
 	QuantizePeakRSS int64   `json:"quantize_peak_rss_bytes"`
+	// PlannedPeak is the quantize run's planned peak (Report.MemoryEstimate).
+	PlannedPeak int64 `json:"planned_peak_bytes"`
 	// RSSOverLargest is QuantizePeakRSS over the largest tensor's bytes.
 	RSSOverLargest float64 `json:"rss_over_largest_tensor"`
 }
@@ -117,7 +122,7 @@ func Bench(ctx context.Context, opt BenchOptions) (*BenchReport, error) {
 	}
 	defer untrack()
 
-	rep := &BenchReport{Input: opt.Input, Device: Device, Rounds: opt.Rounds, Workers: opt.Workers}
+	rep := &BenchReport{Input: opt.Input, Device: Device, Rounds: opt.Rounds, Workers: opt.Workers, MaxMemory: opt.MaxMemory}
 	if rep.Workers <= 0 {
 		rep.Workers = cpu.Threads()
 	}
@@ -152,12 +157,12 @@ func Bench(ctx context.Context, opt BenchOptions) (*BenchReport, error) {
 	rows := make([]BenchRow, len(opt.Schemes))
 	for i, s := range opt.Schemes {
 		jobs[i] = Options{Input: rep.Input, Output: filepath.Join(work, "out"), Plan: plan.Options{Format: opt.Format, Scheme: s},
-			Workers: opt.Workers, Force: true, Progress: opt.Tensor}
+			Workers: opt.Workers, MaxMemory: opt.MaxMemory, Force: true, Progress: opt.Tensor}
 		sizes, err := DryRun(jobs[i])
 		if err != nil {
 			return nil, err
 		}
-		rows[i] = BenchRow{Scheme: sizes.Scheme, Format: string(sizes.Format), BytesOut: sizes.Totals.BytesOut}
+		rows[i] = BenchRow{Scheme: sizes.Scheme, Format: string(sizes.Format), BytesOut: sizes.Totals.BytesOut, PlannedPeak: sizes.MemoryEstimate}
 	}
 	steps, step := opt.Rounds*len(jobs)*2, 0
 	tick := func(what string) {

@@ -28,6 +28,10 @@ const writerMemory = 2 << 20
 // core, where whole tensors would leave workers waiting for the largest.
 const maxBlockBytes = 8 << 20
 
+// blockSlack is what a block's buffers lose to alignment: each of the
+// five starts 8-byte aligned in the block's one allocation.
+const blockSlack = 64
+
 // minKeptBlock is the smallest block of a kept tensor, in elements.
 const minKeptBlock = 4096
 
@@ -167,7 +171,7 @@ func (p *Plan) Stream(items []int, workers int, maxMemory int64) (*Streaming, er
 	}
 	st := &Streaming{Workers: workers, MaxMemory: maxMemory, Tail: tail, per: make([]int, len(items))}
 	inFlight := int64(workers + 1)
-	perBlock := (maxMemory - ProgramMemory - writerMemory - tail) / inFlight
+	perBlock := (maxMemory-ProgramMemory-writerMemory-tail)/inFlight - blockSlack
 	for i, g := range geos {
 		need := int64(g.minUnits) * g.rowBytes
 		if need > perBlock {
@@ -175,7 +179,7 @@ func (p *Plan) Stream(items []int, workers int, maxMemory int64) (*Streaming, er
 			return nil, fmt.Errorf("plan: a memory budget of %s is too small: tensor %q needs %s for each of the %d blocks in flight "+
 				"with %d workers, and %s for its scales; give at least %s, or fewer workers",
 				mib(maxMemory), it.Name, mib(need), inFlight, workers, mib(tail),
-				mib(ProgramMemory+writerMemory+tail+inFlight*maxNeed(geos)))
+				mib(ProgramMemory+writerMemory+tail+inFlight*(maxNeed(geos)+blockSlack)))
 		}
 		units := g.units()
 		per := units
@@ -187,7 +191,7 @@ func (p *Plan) Stream(items []int, workers int, maxMemory int64) (*Streaming, er
 			per &^= 1
 		}
 		st.per[i] = max(per, 1)
-		st.Block = max(st.Block, int64(min(st.per[i], max(units, 1)))*g.rowBytes)
+		st.Block = max(st.Block, int64(min(st.per[i], max(units, 1)))*g.rowBytes+blockSlack)
 	}
 	st.Peak = ProgramMemory + writerMemory + tail + inFlight*st.Block
 	return st, nil

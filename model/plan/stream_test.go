@@ -155,6 +155,7 @@ func withBlocks(t *testing.T, p *Plan, workers, per int) *Streaming {
 		if g.minUnits == 2 {
 			sch.per[i] = (sch.per[i] + 1) &^ 1
 		}
+		sch.Block = max(sch.Block, int64(sch.per[i])*g.rowBytes+blockSlack)
 	}
 	return sch
 }
@@ -279,7 +280,7 @@ func TestStreamBudget(t *testing.T) {
 		var block, tail int64
 		for i := range p.Items {
 			g, _ := geometryOf(row, p.Scheme, &p.Items[i])
-			block = max(block, int64(min(sch.per[i], max(g.units(), 1)))*g.rowBytes)
+			block = max(block, int64(min(sch.per[i], max(g.units(), 1)))*g.rowBytes+blockSlack)
 			tail = max(tail, g.tail)
 			if in := int64(sch.per[i]) * int64(g.inSize) * int64(max(g.cols, 1)); in > maxBlockBytes && sch.per[i] > g.minUnits {
 				t.Errorf("%s: %s: blocks of %d bytes of input, more than %d", name, p.Items[i].Name, in, maxBlockBytes)

@@ -29,6 +29,7 @@ type streamRun struct {
 	states []itemState
 	blocks []block
 	per    []int // rows (elements) per block of each item
+	block  int   // bytes of a block's scratch
 	stats  []Stats
 	// free holds the scratch of blocks no longer in flight; at most
 	// Workers+1 exist, one per block in flight.
@@ -58,12 +59,60 @@ type itemState struct {
 	nonFinite  int
 }
 
-// scratch are the buffers of one block in flight, recycled.
+// scratch are the buffers of one block in flight, recycled: one
+// allocation of Streaming.Block bytes, carved for each block into its
+// rows as float32 (x, and y dequantized), their raw bytes, codes and
+// encoding, each as large as a full block of the item needs (so that
+// blocks of every size reuse it, and the Go heap holds no garbage of
+// them).
 type scratch struct {
+	buf   []byte
 	x, y  []float32
 	raw   []byte
 	codes []byte
 	enc   []byte
+}
+
+// carve sets s's buffers for the blocks of an item of geometry g, per
+// rows (elements) a block.
+func (s *scratch) carve(r *streamRun, g geometry, it *Item, per int) {
+	off := 0
+	bytes := func(n int) []byte {
+		b := s.buf[off : off+n : off+n]
+		off += (n + 7) &^ 7
+		return b
+	}
+	floats := func(n int) []float32 {
+		b := bytes(4 * n)
+		if n == 0 {
+			return nil
+		}
+		return unsafe.Slice((*float32)(unsafe.Pointer(&b[0])), n)[:0]
+	}
+	s.x, s.y, s.raw, s.codes, s.enc = nil, nil, nil, nil, nil
+	if !g.quantized {
+		s.raw = bytes(per * g.inSize)[:0]
+		if g.convert {
+			s.x, s.enc = floats(per), bytes(4 * per)[:0]
+		}
+		return
+	}
+	n := per * g.cols
+	s.x, s.y = floats(n), floats(n)
+	if it.DType != "F32" || !littleEndianHost {
+		s.raw = bytes(n * g.inSize)[:0]
+	}
+	switch {
+	case r.row.isGGUF:
+		rs, _ := r.row.gguf.RowSize(int64(g.cols))
+		s.enc = bytes(per * int(rs))[:0]
+	default:
+		s.codes = bytes(r.p.Scheme.PackedLen(n))[:0]
+		if r.isCT {
+			nb, _ := ctensors.CodesBytes(it.Shape, per, r.p.Scheme, r.ct)
+			s.enc = bytes(int(nb))[:0]
+		}
+	}
 }
 
 // blockOut is a processed block: the piece of its item's first output,
@@ -101,6 +150,7 @@ func newStreamRun(p *Plan, row *format, items []int, src Source, sink Sink, opt 
 	}
 	r.blocks = sch.blocks(r.geos)
 	r.per = sch.per
+	r.block = int(sch.Block)
 	if cs, ok := sink.(chunkSink); ok {
 		r.sink = cs
 	} else {
@@ -151,7 +201,7 @@ func (r *streamRun) getScratch() *scratch {
 	case s := <-r.free:
 		return s
 	default:
-		return new(scratch)
+		return &scratch{buf: make([]byte, r.block)}
 	}
 }
 
@@ -175,6 +225,7 @@ func (r *streamRun) do(i int) (blockOut, error) {
 	b := r.blocks[i]
 	st := &r.states[b.pos]
 	s := r.getScratch()
+	s.carve(r, r.geos[b.pos], st.it, r.per[b.pos])
 	var out blockOut
 	var err error
 	if r.geos[b.pos].quantized {
@@ -208,6 +259,10 @@ func (r *streamRun) emit(i int, out blockOut) error {
 		}
 	}
 	r.putScratch(out.s)
+	if st.scales == nil && len(out.scales) > 0 && !b.last {
+		np, _ := quant.NumParams(r.p.Scheme, it.Shape)
+		st.scales, st.zeroPoints = make([]float32, 0, np), make([]int32, 0, np)
+	}
 	st.scales = append(st.scales, out.scales...)
 	st.zeroPoints = append(st.zeroPoints, out.zeroPoints...)
 	st.sig += out.sig
