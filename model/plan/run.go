@@ -6,6 +6,7 @@ import (
 	"math"
 	"runtime"
 	"sync"
+	"unsafe"
 
 	"github.com/quantkit/quantkit/internal/fault"
 	"github.com/quantkit/quantkit/quant"
@@ -238,21 +239,35 @@ func Ordered[R any](ctx context.Context, n, workers int, do func(i int) (R, erro
 
 // countNonFinite is the number of NaN and ±Inf values in x. A float32 is
 // not finite when its exponent bits are all ones: adding one to the
-// exponent field then carries into bit 31, so the count needs no branch
-// (four sums, so that the additions do not wait on each other).
+// exponent field then carries into bit 31, so the count needs no branch.
+// Two values are tested in each 64-bit word (the carry of the low one
+// stops at bit 31), in four words at a time, so that the additions do
+// not wait on each other.
 func countNonFinite(x []float32) int {
 	const exp, one = 0x7f800000, 0x00800000
-	var n0, n1, n2, n3 uint32
-	i := 0
-	for ; i+4 <= len(x); i += 4 {
-		v := x[i : i+4 : i+4]
-		n0 += (math.Float32bits(v[0])&exp + one) >> 31
-		n1 += (math.Float32bits(v[1])&exp + one) >> 31
-		n2 += (math.Float32bits(v[2])&exp + one) >> 31
-		n3 += (math.Float32bits(v[3])&exp + one) >> 31
+	n := 0
+	for len(x) > 0 && uintptr(unsafe.Pointer(&x[0]))%8 != 0 {
+		n += int((math.Float32bits(x[0])&exp + one) >> 31)
+		x = x[1:]
 	}
-	n := int(n0) + int(n1) + int(n2) + int(n3)
-	for _, v := range x[i:] {
+	if len(x) >= 8 {
+		const exp2, one2, lanes = exp<<32 | exp, one<<32 | one, 1<<32 | 1
+		w := unsafe.Slice((*uint64)(unsafe.Pointer(&x[0])), len(x)/2)
+		var c0, c1, c2, c3 uint64 // a count in each 32-bit half
+		i := 0
+		for ; i+4 <= len(w); i += 4 {
+			v := w[i : i+4 : i+4]
+			c0 += (v[0]&exp2 + one2) >> 31 & lanes
+			c1 += (v[1]&exp2 + one2) >> 31 & lanes
+			c2 += (v[2]&exp2 + one2) >> 31 & lanes
+			c3 += (v[3]&exp2 + one2) >> 31 & lanes
+		}
+		for _, c := range [4]uint64{c0, c1, c2, c3} {
+			n += int(c&0xffffffff) + int(c>>32)
+		}
+		x = x[2*i:]
+	}
+	for _, v := range x {
 		n += int((math.Float32bits(v)&exp + one) >> 31)
 	}
 	return n

@@ -16,21 +16,24 @@ import (
 // streamRun is one Run: its blocks, the state of each item, and the
 // buffers of the blocks in flight.
 type streamRun struct {
-	p      *Plan
-	row    *format
-	items  []int
-	src    Source
-	sink   chunkSink
-	opt    RunOptions
-	k      Kernels
-	ct     ctensors.Format
-	isCT   bool
-	geos   []geometry
-	states []itemState
-	blocks []block
-	per    []int // rows (elements) per block of each item
-	block  int   // bytes of a block's scratch
-	stats  []Stats
+	p     *Plan
+	row   *format
+	items []int
+	src   Source
+	sink  chunkSink
+	opt   RunOptions
+	k     Kernels
+	ct    ctensors.Format
+	isCT  bool
+	// codesAreCT is set when compressed-tensors stores quant's codes as
+	// they are (int-quantized signed 8-bit: a code is its own byte).
+	codesAreCT bool
+	geos       []geometry
+	states     []itemState
+	blocks     []block
+	per        []int // rows (elements) per block of each item
+	block      int   // bytes of a block's scratch
+	stats      []Stats
 	// free holds the scratch of blocks no longer in flight; at most
 	// Workers+1 exist, one per block in flight.
 	free chan *scratch
@@ -108,7 +111,7 @@ func (s *scratch) carve(r *streamRun, g geometry, it *Item, per int) {
 		s.enc = bytes(per * int(rs))[:0]
 	default:
 		s.codes = bytes(r.p.Scheme.PackedLen(n))[:0]
-		if r.isCT {
+		if r.isCT && !r.codesAreCT {
 			nb, _ := ctensors.CodesBytes(it.Shape, per, r.p.Scheme, r.ct)
 			s.enc = bytes(int(nb))[:0]
 		}
@@ -133,6 +136,10 @@ func newStreamRun(p *Plan, row *format, items []int, src Source, sink Sink, opt 
 	r := &streamRun{p: p, row: row, items: items, src: src, opt: opt, k: opt.Kernels,
 		states: make([]itemState, len(items)), stats: make([]Stats, len(items)), free: make(chan *scratch, sch.Workers+1)}
 	r.ct, r.isCT = CTFormat(p.Format, p.Scheme)
+	if r.isCT {
+		one, err := ctensors.CodesBytes([]int{1, 1}, 1, p.Scheme, r.ct)
+		r.codesAreCT = err == nil && one == 1 && p.Scheme.Bits == 8 && p.Scheme.Signed
+	}
 	r.geos = make([]geometry, len(items))
 	sizes := map[string]int64{}
 	for pos, k := range items {
@@ -590,7 +597,7 @@ func (r *streamRun) quantizeBlock(st *itemState, g geometry, b block, s *scratch
 	}
 	out.sig, out.noise = sqnrSums(x, y)
 	out.piece = s.codes
-	if r.isCT {
+	if r.isCT && !r.codesAreCT {
 		nb, err := ctensors.CodesBytes(it.Shape, rows, sc, r.ct)
 		if err != nil {
 			return blockOut{}, err
