@@ -44,6 +44,9 @@ type BenchOptions struct {
 	// Options.MaxMemory.
 	Workers   int
 	MaxMemory int64
+	// Cold evicts the input's pages from the page cache before each
+	// phase (dropCache), so that both read it from the disk.
+	Cold bool
 	// Progress, if not nil, is called as the bench goes: while the input
 	// is generated (done and total in MiB) and at the start of each phase
 	// (done of total phases).
@@ -63,6 +66,7 @@ type BenchReport struct {
 	Device        string     `json:"device"`
 	Workers       int        `json:"workers"`
 	MaxMemory     int64      `json:"max_memory"` // 0: plan.DefaultMaxMemory
+	Cold          bool       `json:"cold"`
 	Rounds        int        `json:"rounds"`
 	Rows          []BenchRow `json:"rows"`
 }
@@ -122,7 +126,7 @@ func Bench(ctx context.Context, opt BenchOptions) (*BenchReport, error) {
 	}
 	defer untrack()
 
-	rep := &BenchReport{Input: opt.Input, Device: Device, Rounds: opt.Rounds, Workers: opt.Workers, MaxMemory: opt.MaxMemory}
+	rep := &BenchReport{Input: opt.Input, Device: Device, Rounds: opt.Rounds, Workers: opt.Workers, MaxMemory: opt.MaxMemory, Cold: opt.Cold}
 	if rep.Workers <= 0 {
 		rep.Workers = cpu.Threads()
 	}
@@ -175,6 +179,9 @@ func Bench(ctx context.Context, opt BenchOptions) (*BenchReport, error) {
 		for i, j := range jobs {
 			r := &rows[i]
 			tick(r.Scheme + " read+write")
+			if err := evict(opt.Cold, files); err != nil {
+				return nil, err
+			}
 			var secs float64
 			rss := peakRSS(func() { secs, err = readWriteBaseline(files, r.BytesOut, work) })
 			if err != nil {
@@ -184,6 +191,9 @@ func Bench(ctx context.Context, opt BenchOptions) (*BenchReport, error) {
 			r.BaselinePeakRSS = max(r.BaselinePeakRSS, rss)
 
 			tick(r.Scheme + " quantize")
+			if err := evict(opt.Cold, files); err != nil {
+				return nil, err
+			}
 			start := time.Now()
 			rss = peakRSS(func() { _, err = Run(ctx, j) })
 			if err != nil {
@@ -208,6 +218,14 @@ func Bench(ctx context.Context, opt BenchOptions) (*BenchReport, error) {
 	}
 	rep.Rows = rows
 	return rep, nil
+}
+
+// evict drops files from the page cache when cold is set.
+func evict(cold bool, files []string) error {
+	if !cold {
+		return nil
+	}
+	return dropCache(files)
 }
 
 // readWriteBaseline reads every file in files to the end and, at the same

@@ -125,6 +125,9 @@ func (r *BenchReport) WriteTable(out io.Writer) error {
 	if r.MaxMemory > 0 {
 		fmt.Fprintf(w, ", --max-memory %s", units.FormatBytes(r.MaxMemory))
 	}
+	if r.Cold {
+		fmt.Fprint(w, ", input evicted from the page cache before each phase")
+	}
 	fmt.Fprintf(w, ", medians of %d interleaved rounds\n\n", r.Rounds)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scheme\tformat\toutput\tread+write\tquantize\tspeed vs read+write\tGB/s in\tpeak RSS\t÷ largest tensor\t")
