@@ -69,8 +69,10 @@ var quantizeCommand = &cli.Command{
 		"stay resident), min-max fitted (a per-tensor scale after a pass over the whole tensor),\n" +
 		"quantized on the CPU by --workers workers at once, measured (SQNR of the dequantized\n" +
 		"weight against the original) and written in plan order; kept tensors are copied in blocks\n" +
-		"too. --max-memory SIZE (256MiB) sizes the blocks: workers+1 blocks in flight, the scales of\n" +
-		"the tensor being written (they follow its codes in the file), the writers' buffers and 32 MiB\n" +
+		"too. --max-memory SIZE (256MiB) sizes the blocks (at most 256 KiB of input each, so that\n" +
+		"each pass over one finds it in cache): at least workers+1 blocks in flight (up to 64 when the\n" +
+		"budget holds them, so that the workers run ahead of a stalled write), the scales of the\n" +
+		"tensor being written (they follow its codes in the file), the writers' buffers and 32 MiB\n" +
 		"for the program fit in it, whatever the largest tensor; --dry-run prints the planned peak,\n" +
 		"and a budget too small for one block of some tensor is refused, naming it. The output is\n" +
 		"byte for byte what quantizing each tensor whole gives.\n" +
@@ -172,7 +174,7 @@ var quantizeCommand = &cli.Command{
 		"scheme, scale_dtype, outputs: [{name, dtype, shape, bytes}], bytes_in, bytes_out, sqnr_db\n" +
 		"(null when exact or not run), nonfinite}], totals: {tensors, quantized, kept, bytes_in,\n" +
 		"bytes_out, ratio}, memory_estimate (the planned peak), max_memory, stream: {workers, max_memory,\n" +
-		"block_bytes, tail_bytes, peak_bytes}, seconds, gb_per_s, sqnr: {min_db, mean_db, worst:\n" +
+		"in_flight, block_bytes, tail_bytes, peak_bytes}, seconds, gb_per_s, sqnr: {min_db, mean_db, worst:\n" +
 		"[{name, sqnr_db}]} | null}. With --format gguf: {input, output, type, file_type, pure, device,\n" +
 		"workers, dry_run, shard: {index, count} | null, plan_hash, tensors (a part's only, with --shard): [{name, dims (ggml order: row length first), input_type,\n" +
 		"output_type, action: quantize|convert|copy, reason, fallback, bytes_in, bytes_out}], totals:\n" +

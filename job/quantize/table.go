@@ -93,7 +93,7 @@ func (r *Report) writePlan(w *errWriter) {
 	fmt.Fprintf(w, "memory: at most about %s of the %s budget with %d workers", units.FormatBytes(r.MemoryEstimate), units.FormatBytes(r.MaxMemory), r.Workers)
 	if st := r.Stream; st != nil {
 		fmt.Fprintf(w, " (%d blocks of rows in flight, up to %s each, %s for the scales of the tensor being written)",
-			st.Workers+1, units.FormatBytes(st.Block), units.FormatBytes(st.Tail))
+			st.InFlight, units.FormatBytes(st.Block), units.FormatBytes(st.Tail))
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "dry run: nothing written")

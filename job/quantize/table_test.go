@@ -39,7 +39,7 @@ func TestWriteTable(t *testing.T) {
 		},
 		Totals:         Totals{Tensors: 2, Quantized: 1, Kept: 1, BytesIn: 4_002_048, BytesOut: 533_298, Ratio: 0.1333},
 		MemoryEstimate: 40_000_000, MaxMemory: 256 << 20, Seconds: 1.5, GBPerSecond: 0.00267,
-		Stream: &plan.Streaming{Workers: 4, MaxMemory: 256 << 20, Block: 1_500_000, Tail: 100_000, Peak: 40_000_000},
+		Stream: &plan.Streaming{Workers: 4, InFlight: 5, MaxMemory: 256 << 20, Block: 1_500_000, Tail: 100_000, Peak: 40_000_000},
 		SQNR:   &SQNRSummary{MinDB: 38.71, MeanDB: 38.71, Worst: []TensorSQNR{{"model.layers.0.mlp.up_proj.weight", 38.71}}}}
 	dry := *rep
 	dry.DryRun, dry.Device, dry.SQNR = true, "", nil

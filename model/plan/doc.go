@@ -51,7 +51,8 @@
 // writer; a Sink with WriteTensorAt takes each tensor in pieces, as the
 // checkpoint and GGUF writers do). Plan.Stream sizes the blocks to a
 // memory budget (RunOptions.MaxMemory, DefaultMaxMemory by default): at
-// most N+1 blocks are in flight, from being read (pread into a recycled
+// most Streaming.InFlight blocks (N+1, or more when the budget holds
+// them) are in flight, from being read (pread into a recycled
 // buffer, so that no page of the input stays resident) to being written,
 // each its rows as float32, read and dequantized, with their raw bytes,
 // codes and encoding; besides them only the scales of the item being

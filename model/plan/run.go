@@ -139,7 +139,7 @@ func runStream(ctx context.Context, p *Plan, row *format, items []int, src Sourc
 	if err != nil {
 		return nil, err
 	}
-	err = Ordered(ctx, len(r.blocks), opt.Workers, r.do, r.emit)
+	err = OrderedWindow(ctx, len(r.blocks), opt.Workers, sch.InFlight, r.do, r.emit)
 	if ex, ok := src.(interface{ Explain(error) error }); ok {
 		err = ex.Explain(err)
 	}
@@ -163,18 +163,26 @@ func runStream(ctx context.Context, p *Plan, row *format, items []int, src Sourc
 // when ctx is done. A memory fault in do or emit (a memory-mapped input
 // truncated meanwhile) is an error (a *fault.Error), not a crash.
 func Ordered[R any](ctx context.Context, n, workers int, do func(i int) (R, error), emit func(i int, r R) error) error {
+	return OrderedWindow(ctx, n, workers, workers+1, do, emit)
+}
+
+// OrderedWindow is Ordered with at most window results at once (at least
+// workers+1): a window wider than the workers lets them run ahead of an
+// emit that stalls (a write waiting on the disk) by that many results.
+func OrderedWindow[R any](ctx context.Context, n, workers, window int, do func(i int) (R, error), emit func(i int, r R) error) error {
 	if workers < 1 {
 		workers = 1
 	}
+	window = max(window, workers+1)
 	ctx, cancel := context.WithCancel(ctx)
 	type result struct {
 		i   int
 		r   R
 		err error
 	}
-	tokens := make(chan struct{}, workers+1) // one per item in flight
+	tokens := make(chan struct{}, window) // one per item in flight
 	next := make(chan int)
-	results := make(chan result, workers+1)
+	results := make(chan result, window)
 	var wg sync.WaitGroup
 	go func() { // dispatcher
 		defer close(next)

@@ -24,9 +24,14 @@ const ProgramMemory = 32 << 20
 const writerMemory = 2 << 20
 
 // maxBlockBytes caps the input bytes of one block however large the
-// budget: a block of a few MiB keeps every stage in flight on every
-// core, where whole tensors would leave workers waiting for the largest.
-const maxBlockBytes = 8 << 20
+// budget: the passes over a block (read, check, fit, quantize,
+// dequantize, measure, encode) then find it in the core's cache, and
+// blocks of 8 MiB took three times the system time of these (the
+// kernel's page handling of large reads into large buffers).
+const maxBlockBytes = 256 << 10
+
+// maxInFlight caps the blocks in flight a large budget allows.
+const maxInFlight = 64
 
 // blockSlack is what a block's buffers lose to alignment: each of the
 // five starts 8-byte aligned in the block's one allocation.
@@ -38,7 +43,7 @@ const minKeptBlock = 4096
 // Streaming is how Run streams a plan's items within a memory budget:
 // each item in blocks of rows (of elements, for a kept tensor), so that
 // memory is bounded by the budget, not by the largest tensor. At most
-// Workers+1 blocks are in flight, each holding its rows as float32 (read
+// InFlight blocks are in flight, each holding its rows as float32 (read
 // and dequantized), its raw bytes when they are not F32, its codes and
 // their encoding; besides them, the item being written holds the scales
 // and zero points of its blocks so far (its scale tensors follow its
@@ -46,12 +51,15 @@ const minKeptBlock = 4096
 type Streaming struct {
 	Workers   int   `json:"workers"`
 	MaxMemory int64 `json:"max_memory"`
+	// InFlight is the most blocks in flight: Workers+1, or more when the
+	// budget holds more (up to maxInFlight).
+	InFlight int `json:"in_flight"`
 	// Block is the most memory one block in flight holds, Tail the most
 	// an item's parameters and scale tensors hold while it is written.
 	Block int64 `json:"block_bytes"`
 	Tail  int64 `json:"tail_bytes"`
 	// Peak is the memory planned for: ProgramMemory, the writers'
-	// buffers, Tail and Workers+1 blocks. It is at most MaxMemory.
+	// buffers, Tail and InFlight blocks. It is at most MaxMemory.
 	Peak int64 `json:"peak_bytes"`
 	// per is, for each item given (in order), its rows per block, or its
 	// elements per block for a kept item.
@@ -193,7 +201,14 @@ func (p *Plan) Stream(items []int, workers int, maxMemory int64) (*Streaming, er
 		st.per[i] = max(per, 1)
 		st.Block = max(st.Block, int64(min(st.per[i], max(units, 1)))*g.rowBytes+blockSlack)
 	}
-	st.Peak = ProgramMemory + writerMemory + tail + inFlight*st.Block
+	// Blocks smaller than the budget allows: let more of them be in
+	// flight, so that the workers run ahead of a write that stalls.
+	st.InFlight = int(inFlight)
+	if st.Block > 0 {
+		room := (maxMemory - ProgramMemory - writerMemory - tail) / st.Block
+		st.InFlight = int(max(inFlight, min(room, int64(maxInFlight))))
+	}
+	st.Peak = ProgramMemory + writerMemory + tail + int64(st.InFlight)*st.Block
 	return st, nil
 }
 

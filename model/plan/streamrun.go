@@ -35,7 +35,7 @@ type streamRun struct {
 	block      int   // bytes of a block's scratch
 	stats      []Stats
 	// free holds the scratch of blocks no longer in flight; at most
-	// Workers+1 exist, one per block in flight.
+	// Streaming.InFlight exist, one per block in flight.
 	free chan *scratch
 	// bytesDone counts the input bytes of the items written.
 	bytesDone int64
@@ -134,7 +134,7 @@ func newStreamRun(p *Plan, row *format, items []int, src Source, sink Sink, opt 
 		opt.Kernels = ReferenceKernels{}
 	}
 	r := &streamRun{p: p, row: row, items: items, src: src, opt: opt, k: opt.Kernels,
-		states: make([]itemState, len(items)), stats: make([]Stats, len(items)), free: make(chan *scratch, sch.Workers+1)}
+		states: make([]itemState, len(items)), stats: make([]Stats, len(items)), free: make(chan *scratch, sch.InFlight)}
 	r.ct, r.isCT = CTFormat(p.Format, p.Scheme)
 	if r.isCT {
 		one, err := ctensors.CodesBytes([]int{1, 1}, 1, p.Scheme, r.ct)
