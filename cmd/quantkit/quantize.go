@@ -70,7 +70,7 @@ var quantizeCommand = &cli.Command{
 		"quantized on the CPU by --workers workers at once, measured (SQNR of the dequantized\n" +
 		"weight against the original) and written in plan order; kept tensors are copied in blocks\n" +
 		"too. --max-memory SIZE (256MiB) sizes the blocks (at most 256 KiB of input each, so that\n" +
-		"each pass over one finds it in cache): at least workers+1 blocks in flight (up to 64 when the\n" +
+		"each pass over one finds it in cache): at least workers+1 blocks in flight (up to 8 when the\n" +
 		"budget holds them, so that the workers run ahead of a stalled write), the scales of the\n" +
 		"tensor being written (they follow its codes in the file), the writers' buffers and 32 MiB\n" +
 		"for the program fit in it, whatever the largest tensor; --dry-run prints the planned peak,\n" +

@@ -31,7 +31,7 @@ const writerMemory = 2 << 20
 const maxBlockBytes = 256 << 10
 
 // maxInFlight caps the blocks in flight a large budget allows.
-const maxInFlight = 64
+const maxInFlight = 8
 
 // blockSlack is what a block's buffers lose to alignment: each of the
 // five starts 8-byte aligned in the block's one allocation.
@@ -52,7 +52,7 @@ type Streaming struct {
 	Workers   int   `json:"workers"`
 	MaxMemory int64 `json:"max_memory"`
 	// InFlight is the most blocks in flight: Workers+1, or more when the
-	// budget holds more (up to maxInFlight).
+	// budget holds more (up to 8).
 	InFlight int `json:"in_flight"`
 	// Block is the most memory one block in flight holds, Tail the most
 	// an item's parameters and scale tensors hold while it is written.
