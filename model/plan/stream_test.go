@@ -286,10 +286,8 @@ func TestStreamBudget(t *testing.T) {
 				t.Errorf("%s: %s: blocks of %d bytes of input, more than %d", name, p.Items[i].Name, in, maxBlockBytes)
 			}
 		}
-		inFlight := int64(c.workers + 1)
-		if room := (c.budget - ProgramMemory - writerMemory - tail) / block; room > inFlight {
-			inFlight = min(room, maxInFlight)
-		}
+		room := (c.budget - ProgramMemory - writerMemory - tail) / block
+		inFlight := max(int64(c.workers+1), min(room, maxInFlight))
 		peak := ProgramMemory + writerMemory + tail + inFlight*block
 		if sch.Peak != peak || peak > c.budget || sch.Block != block || sch.Tail != tail || int64(sch.InFlight) != inFlight {
 			t.Errorf("%s: peak %d (block %d, tail %d), want %d (%d, %d) within %d", name, sch.Peak, sch.Block, sch.Tail, peak, block, tail, c.budget)
