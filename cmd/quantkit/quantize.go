@@ -69,11 +69,11 @@ var quantizeCommand = &cli.Command{
 		"stay resident), min-max fitted (a per-tensor scale after a pass over the whole tensor),\n" +
 		"quantized on the CPU by --workers workers at once, measured (SQNR of the dequantized\n" +
 		"weight against the original) and written in plan order; kept tensors are copied in blocks\n" +
-		"too. --max-memory SIZE (256MiB) sizes the blocks (at most 256 KiB of input each, so that\n" +
-		"each pass over one finds it in cache): at least workers+1 blocks in flight (up to 8 when the\n" +
-		"budget holds them, so that the workers run ahead of a stalled write), the scales of the\n" +
-		"tensor being written (they follow its codes in the file), the writers' buffers and 32 MiB\n" +
-		"for the program fit in it, whatever the largest tensor; --dry-run prints the planned peak,\n" +
+		"too. --max-memory SIZE (256MiB) sizes the blocks (at most 4 MiB of input each) so that\n" +
+		"workers+1 of them in flight (up to 8 when the budget holds them, for the workers to run\n" +
+		"ahead of a stalled write), the scales of the tensor being written (they follow its codes\n" +
+		"in the file), the writers' buffers and 32 MiB for the program fit in it, whatever the\n" +
+		"largest tensor; the Go heap is held to that peak too. --dry-run prints the planned peak,\n" +
 		"and a budget too small for one block of some tensor is refused, naming it. The output is\n" +
 		"byte for byte what quantizing each tensor whole gives.\n" +
 		"\n" +

@@ -24,11 +24,11 @@ const ProgramMemory = 32 << 20
 const writerMemory = 2 << 20
 
 // maxBlockBytes caps the input bytes of one block however large the
-// budget: the passes over a block (read, check, fit, quantize,
-// dequantize, measure, encode) then find it in the core's cache, and
-// blocks of 8 MiB took three times the system time of these (the
-// kernel's page handling of large reads into large buffers).
-const maxBlockBytes = 256 << 10
+// budget, so that the workers take turns at a tensor rather than wait for
+// the largest. On 2 shared cores 2–8 MiB ran alike; blocks of 256 KiB
+// took two to three times the system time on a checkpoint with rows of
+// 8 KiB.
+const maxBlockBytes = 4 << 20
 
 // maxInFlight caps the blocks in flight a large budget allows.
 const maxInFlight = 8
