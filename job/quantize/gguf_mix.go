@@ -30,8 +30,9 @@ import (
 const GGUFQuantizationVersion = 2
 
 // ggufChunkElems is how many elements a GGUF job converts at once (a
-// block of whole rows, at least one): 4 MiB of float32.
-const ggufChunkElems = 1 << 20
+// block of whole rows, at least one): 4 MiB of float32. A variable for
+// the tests, which make it small.
+var ggufChunkElems int64 = 1 << 20
 
 // GGUFOptions say what RunGGUF writes: a model quantized to one of
 // llama-quantize's mixes, as llama-quantize writes it.
@@ -447,7 +448,8 @@ func ggufMetadata(in gguf.Metadata, mix ggufmix.Mix, extra []gguf.KV) gguf.Metad
 type ggufChunk struct {
 	tensor      int // index into j.infos
 	first, rows int64
-	last        bool // the tensor's last chunk
+	rowBytes    int64 // a row's bytes, for a copy (0: converted)
+	last        bool  // the tensor's last chunk
 	done        chan ggufResult
 }
 
@@ -466,17 +468,19 @@ func (j *ggufJob) chunks() []*ggufChunk {
 		if t.Len() == 0 {
 			rows = 0
 		}
-		if t.Type == j.inputs[i].Type && j.raw != nil {
-			// Copied in one piece, a view of the source.
-			out = append(out, &ggufChunk{tensor: i, rows: rows, last: true})
-			continue
+		per, rowBytes := max(1, ggufChunkElems/cols), int64(0)
+		if t.Type == j.inputs[i].Type && j.raw != nil && rows > 0 {
+			// Copied as views of the source, in blocks of rows of at most
+			// the bytes of a converted chunk's float32, each let go once
+			// written.
+			rowBytes = j.rep.Tensors[i].BytesOut / rows
+			per = max(1, 4*ggufChunkElems/max(rowBytes, 1))
 		}
-		per := max(1, ggufChunkElems/cols)
 		if rows == 0 {
 			out = append(out, &ggufChunk{tensor: i, last: true})
 		}
 		for r := int64(0); r < rows; r += per {
-			out = append(out, &ggufChunk{tensor: i, first: r, rows: min(per, rows-r), last: r+per >= rows})
+			out = append(out, &ggufChunk{tensor: i, first: r, rows: min(per, rows-r), rowBytes: rowBytes, last: r+per >= rows})
 		}
 	}
 	for _, c := range out {
@@ -581,7 +585,8 @@ func (j *ggufJob) convert(ctx context.Context, w *gguf.Writer, final string, pro
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		// A copy's data is a view of the mapped input, read here.
+		// A copy's data is a view of the mapped input, read here, and
+		// let go once written.
 		if err := fault.Catch(func() error { _, err := w.Write(r.data); return err }); err != nil {
 			if fault.Is(err) {
 				if ch, ok := j.src.(changer); ok {
@@ -594,6 +599,8 @@ func (j *ggufJob) convert(ctx context.Context, w *gguf.Writer, final string, pro
 		}
 		if r.buf != nil {
 			pool.Put(r.buf)
+		} else if rr, ok := j.src.(rangeReleaser); ok && c.rowBytes > 0 {
+			rr.ReleaseRange(j.inputs[c.tensor].Name, c.first*c.rowBytes, c.rows*c.rowBytes)
 		}
 		<-slots
 		if c.last {
@@ -626,6 +633,9 @@ func (j *ggufJob) convertChunk(c *ggufChunk, fbuf *[]float32, pool *sync.Pool) g
 		b, err := j.raw.Bytes(in.Name)
 		if err == nil && int64(len(b)) != j.rep.Tensors[c.tensor].BytesOut {
 			err = fmt.Errorf("%s: tensor %q holds %d bytes, its type and dimensions call for %d", j.rep.Input, in.Name, len(b), j.rep.Tensors[c.tensor].BytesOut)
+		}
+		if err == nil && c.rowBytes > 0 {
+			b = b[c.first*c.rowBytes : (c.first+c.rows)*c.rowBytes]
 		}
 		return ggufResult{data: b, err: err}
 	}

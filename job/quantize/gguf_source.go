@@ -48,6 +48,12 @@ type releaser interface {
 	Release(name string)
 }
 
+// rangeReleaser is a releaser that can let part of a tensor's pages go:
+// a tensor copied block by block then holds one block at a time.
+type rangeReleaser interface {
+	ReleaseRange(name string, off, n int64)
+}
+
 // changer is a source that can tell whether its files changed since it
 // opened them: RunGGUF asks before it commits, so that an output never
 // mixes old and new input data.
@@ -99,6 +105,10 @@ func (s *GGUFFile) Close() error { return s.f.Close() }
 
 // Release lets the named tensor's pages leave resident memory.
 func (s *GGUFFile) Release(name string) { s.f.Release(name) }
+
+// ReleaseRange lets bytes [off, off+n) of the named tensor's data leave
+// resident memory.
+func (s *GGUFFile) ReleaseRange(name string, off, n int64) { s.f.ReleaseRange(name, off, n) }
 
 // Changed returns an error naming the file when it is no longer what was
 // opened (another size or modification time, or gone).
