@@ -75,7 +75,8 @@ var quantizeCommand = &cli.Command{
 		"in the file), the writers' buffers and 32 MiB for the program fit in it, whatever the\n" +
 		"largest tensor; the Go heap is held to that peak too. --dry-run prints the planned peak,\n" +
 		"and a budget too small for one block of some tensor is refused, naming it. The output is\n" +
-		"byte for byte what quantizing each tensor whole gives.\n" +
+		"byte for byte what quantizing each tensor whole gives. With --format gguf the blocks (at\n" +
+		"most 1M values, copies included, 2·workers in flight) are sized to --max-memory too.\n" +
 		"\n" +
 		"Formats (--format):\n" +
 		"  compressed-tensors  what llm-compressor writes and vLLM loads: W (int-quantized, int8) or\n" +
@@ -179,7 +180,8 @@ var quantizeCommand = &cli.Command{
 		"workers, dry_run, shard: {index, count} | null, plan_hash, tensors (a part's only, with --shard): [{name, dims (ggml order: row length first), input_type,\n" +
 		"output_type, action: quantize|convert|copy, reason, fallback, bytes_in, bytes_out}], totals:\n" +
 		"{tensors, quantized, converted, copied, fallbacks, elements, bytes_in, bytes_out,\n" +
-		"bits_per_weight, ratio}, unsupported: [types this build cannot encode], seconds, gb_per_s}.\n" +
+		"bits_per_weight, ratio}, memory_estimate, max_memory, unsupported: [types this build cannot encode],\n" +
+		"seconds, gb_per_s}.\n" +
 		"\n" +
 		"CALIBRATED QUANTIZATION (--method mse|gptq|awq|smoothquant…; rtn, the default, is everything above): IN is a float\n" +
 		"Llama, Mistral or Qwen2 checkpoint that `quantkit lm` runs; OUT is compressed-tensors (or\n" +

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/quantkit/quantkit/internal/inputerr"
+	"github.com/quantkit/quantkit/model/ggufmix"
 	"github.com/quantkit/quantkit/model/plan"
 	"github.com/quantkit/quantkit/model/synth"
 )
@@ -123,5 +124,28 @@ func TestRunBudgetTooSmall(t *testing.T) {
 	}
 	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("%s written: %v", out, err)
+	}
+}
+
+// --max-memory sizes the GGUF job's blocks: the plan stays within it, and
+// a budget too small for a row per block in flight is refused.
+func TestGGUFBudget(t *testing.T) {
+	in := filepath.Join(t.TempDir(), "in.gguf")
+	synthLlama(t, in)
+	opt := GGUFOptions{Input: in, Output: filepath.Join(t.TempDir(), "o.gguf"), Mix: ggufmix.Q8_0, Workers: 2}
+	rep, err := PlanGGUF(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.MaxMemory != plan.DefaultMaxMemory || rep.MemoryEstimate != plan.ProgramMemory+2<<20+4*ggufElemBytes*ggufChunkElems {
+		t.Errorf("default: max %d, estimate %d", rep.MaxMemory, rep.MemoryEstimate)
+	}
+	opt.MaxMemory = plan.ProgramMemory + 3<<20
+	if rep, err = PlanGGUF(opt); err != nil || rep.MemoryEstimate > opt.MaxMemory || rep.MemoryEstimate < plan.ProgramMemory+2<<20+4*ggufElemBytes*512 {
+		t.Errorf("%d budget: %v, estimate %d", opt.MaxMemory, err, rep.MemoryEstimate)
+	}
+	opt.MaxMemory = plan.ProgramMemory + 2<<20 + 1000
+	if _, err := PlanGGUF(opt); err == nil || !inputerr.Is(err) || !strings.Contains(err.Error(), "too small") {
+		t.Errorf("a budget too small: %v", err)
 	}
 }
