@@ -298,6 +298,14 @@ func (c *Checkpoint) Release(name string) {
 	}
 }
 
+// ReleaseRange lets bytes [off, off+n) of the named tensor's data leave
+// resident memory, as safetensors.File.ReleaseRange.
+func (c *Checkpoint) ReleaseRange(name string, off, n int64) {
+	if i, ok := c.where[name]; ok {
+		c.shards[i].ReleaseRange(name, off, n)
+	}
+}
+
 // Float32 returns the named tensor converted to float32, as
 // safetensors.File.Float32.
 func (c *Checkpoint) Float32(name string) ([]float32, error) {

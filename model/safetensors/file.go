@@ -297,3 +297,15 @@ func (f *File) ReadTensorAt(name string, dst []byte, off int64) error {
 	}
 	return nil
 }
+
+// ReleaseRange is Release of bytes [off, off+n) of the named tensor's
+// data only (whole pages around them): a tensor read block by block
+// through its mapping lets each block go once it is read.
+func (f *File) ReleaseRange(name string, off, n int64) {
+	i, ok := f.index[name]
+	if !ok || f.region == nil || off < 0 || n <= 0 {
+		return
+	}
+	t := f.tensors[i]
+	f.region.Release(f.offset+t.Begin+off, f.offset+min(t.Begin+off+n, t.End))
+}

@@ -740,6 +740,11 @@ func TestReadTensorAt(t *testing.T) {
 					}
 				}
 			}
+			// Pages let go come back from the file when read again.
+			f.ReleaseRange(x.Name, 1, int64(len(x.Data)))
+			if b, err := f.Bytes(x.Name); err != nil || !bytes.Equal(b, x.Data) {
+				t.Errorf("%s after ReleaseRange: %v %v", x.Name, b, err)
+			}
 			if err := f.ReadTensorAt(x.Name, make([]byte, 1), int64(len(x.Data))); err == nil {
 				t.Errorf("%s: a byte past the end read", x.Name)
 			}
