@@ -135,7 +135,8 @@ func (s *GGUFFile) explain(err error) error {
 // Bytes returns the tensor's data: a view into the mapped file.
 func (s *GGUFFile) Bytes(name string) ([]byte, error) { return s.f.Bytes(name) }
 
-// ReadFloat32 decodes rows of the named tensor (gguf.DecodeFloat32).
+// ReadFloat32 decodes rows of the named tensor (gguf.DecodeFloat32) and
+// lets their pages leave resident memory.
 func (s *GGUFFile) ReadFloat32(name string, first int64, dst []float32) error {
 	t, ok := s.infos[name]
 	if !ok {
@@ -160,6 +161,9 @@ func (s *GGUFFile) ReadFloat32(name string, first int64, dst []float32) error {
 	err = fault.Catch(func() error { return gguf.DecodeFloat32(dst, b[first*row:(first+n)*row], t.Type) })
 	if err != nil && !fault.Is(err) {
 		return fmt.Errorf("%s: tensor %q: %w", s.path, name, err)
+	}
+	if err == nil {
+		s.f.ReleaseRange(name, first*row, n*row) // read: let its pages go
 	}
 	return s.explain(err)
 }
