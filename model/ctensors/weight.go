@@ -181,6 +181,56 @@ func EncodeParams(name string, p *quant.Params, f Format, scaleDType string) ([]
 	return ts, nil
 }
 
+// EncodeParamsRows is EncodeParams for the rows [first, first+rows) of
+// the weight name of the given shape [out, in], from their parameters p
+// (p.Shape is [rows, in]; per-channel or per-group): the pieces of the
+// tensors after the codes that those rows own, in order, so that the
+// pieces of a weight's blocks, concatenated, are EncodeParams's tensors
+// byte for byte. W_shape is whole in the piece of the block at row 0 and
+// empty in the others. A per-tensor scale, and zero points packed across
+// rows (pack-quantized, asymmetric), belong to no block of rows: they are
+// refused.
+func EncodeParamsRows(name string, shape []int, first int, p *quant.Params, f Format, scaleDType string) ([][]byte, error) {
+	out, err := func() ([][]byte, error) {
+		if err := p.Check(); err != nil {
+			return nil, err
+		}
+		l, err := newLayout(name, shape, p.Scheme, f, scaleDType)
+		if err != nil {
+			return nil, err
+		}
+		if p.Scheme.Granularity == quant.PerTensor || l.zeroPointPacked() {
+			return nil, fmt.Errorf("scheme %v in %s has parameters that no block of rows owns", p.Scheme, f)
+		}
+		if len(p.Shape) != 2 || p.Shape[1] != l.in || first < 0 || first+p.Shape[0] > l.out {
+			return nil, fmt.Errorf("rows %d..%d of %v from parameters of shape %v", first, first+p.Shape[0], shape, p.Shape)
+		}
+		lb, err := newLayout(name, p.Shape, p.Scheme, f, scaleDType)
+		if err != nil {
+			return nil, err
+		}
+		ts, err := lb.encodeParams(p)
+		if err != nil {
+			return nil, err
+		}
+		out := make([][]byte, len(ts))
+		for i, t := range ts {
+			out[i] = t.Data
+		}
+		if l.packed { // W_shape: the weight's, once
+			out[0] = nil
+			if first == 0 {
+				out[0] = binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(nil, uint64(l.out)), uint64(l.in))
+			}
+		}
+		return out, nil
+	}()
+	if err != nil {
+		return nil, fmt.Errorf("ctensors: %s: %w", name, err)
+	}
+	return out, nil
+}
+
 // codesBytes is the size of rows rows of the first tensor.
 func (l *layout) codesBytes(rows int) int {
 	if l.packed {

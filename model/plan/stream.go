@@ -129,19 +129,24 @@ func geometryOf(row *format, s quant.Scheme, it *Item) (geometry, error) {
 	if err != nil {
 		return geometry{}, fmt.Errorf("tensor %q: %w", it.Name, err)
 	}
+	var enc int64 // the encoded tensors after the codes
+	for _, o := range it.Outputs[1:] {
+		enc += o.Bytes
+	}
 	if rowLocal(s) && g.rows > 0 {
-		g.rowBytes += 8 * int64(np/g.rows) // the block's scales and zero points
+		// The block's scales and zero points, and their encoding.
+		g.rowBytes += 8*int64(np/g.rows) + (enc+int64(g.rows)-1)/int64(g.rows)
 	}
 	if s.Bits == 4 && g.cols%2 == 1 {
 		g.minUnits = 2
 	}
-	// The item's scales and zero points, their encoding, and for a scheme
-	// fitted over the whole tensor its ranges besides.
-	var enc int64
-	for _, o := range it.Outputs[1:] {
-		enc += o.Bytes
+	// The item's encoded scales and zero points, which each block
+	// encodes; else its scales and zero points besides, and for a scheme
+	// fitted over the whole tensor their ranges too.
+	g.tail = enc
+	if !tailRows(row, s) {
+		g.tail += 8 * int64(np)
 	}
-	g.tail = 8*int64(np) + enc
 	if !rowLocal(s) {
 		g.tail += 8 * int64(np)
 	}

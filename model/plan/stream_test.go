@@ -172,6 +172,7 @@ func TestStreamMatchesWhole(t *testing.T) {
 	}{
 		{CompressedTensors, "int8-sym-channel"}, {CompressedTensors, "int8-sym-tensor"}, {CompressedTensors, "int4-sym-group128"},
 		{CompressedTensors, "int4-asym-group32"}, {CompressedTensors, "int8-asym-tensor"}, {CompressedTensors, "int4-asym-channel"},
+		{CompressedTensors, "int8-asym-channel"}, {CompressedTensors, "int8-asym-group64"}, {CompressedTensorsPacked, "int4-sym-group32"},
 		{CompressedTensorsPacked, "int8-sym-channel"}, {CompressedTensorsPacked, "int4-asym-group16"}, {CompressedTensorsPacked, "int4-sym-tensor"},
 		{Safetensors, "int8-sym-channel"}, {Safetensors, "int4-sym-group128"}, {Safetensors, "int4-asym-tensor"},
 		{Safetensors, "uint8-asym-channel1"}, {Safetensors, "int4-sym-channel1"}, {Safetensors, "uint4-asym-group7"},

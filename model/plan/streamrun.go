@@ -28,12 +28,17 @@ type streamRun struct {
 	// codesAreCT is set when compressed-tensors stores quant's codes as
 	// they are (int-quantized signed 8-bit: a code is its own byte).
 	codesAreCT bool
-	geos       []geometry
-	states     []itemState
-	blocks     []block
-	per        []int // rows (elements) per block of each item
-	block      int   // bytes of a block's scratch
-	stats      []Stats
+	// tailRows is set when each block encodes its own piece of the
+	// tensors after the codes (scales, zero points), so that the item
+	// being written holds them encoded: every row-local scheme but
+	// pack-quantized asymmetric, whose zero points are packed across rows.
+	tailRows bool
+	geos     []geometry
+	states   []itemState
+	blocks   []block
+	per      []int // rows (elements) per block of each item
+	block    int   // bytes of a block's scratch
+	stats    []Stats
 	// free holds the scratch of blocks no longer in flight; at most
 	// Streaming.InFlight exist, one per block in flight.
 	free chan *scratch
@@ -58,6 +63,7 @@ type itemState struct {
 	off        int64 // bytes of the first output written
 	scales     []float32
 	zeroPoints []int32
+	tail       [][]byte // the outputs after the first, encoded (tailRows)
 	sig, noise float64
 	nonFinite  int
 }
@@ -125,6 +131,7 @@ type blockOut struct {
 	piece      []byte
 	scales     []float32 // a row-local block's parameters
 	zeroPoints []int32
+	tail       [][]byte // or their encoding (tailRows)
 	sig, noise float64
 	nonFinite  int
 }
@@ -136,6 +143,7 @@ func newStreamRun(p *Plan, row *format, items []int, src Source, sink Sink, opt 
 	r := &streamRun{p: p, row: row, items: items, src: src, opt: opt, k: opt.Kernels,
 		states: make([]itemState, len(items)), stats: make([]Stats, len(items)), free: make(chan *scratch, sch.InFlight)}
 	r.ct, r.isCT = CTFormat(p.Format, p.Scheme)
+	r.tailRows = tailRows(row, p.Scheme)
 	if r.isCT {
 		one, err := ctensors.CodesBytes([]int{1, 1}, 1, p.Scheme, r.ct)
 		r.codesAreCT = err == nil && one == 1 && p.Scheme.Bits == 8 && p.Scheme.Signed
@@ -270,6 +278,15 @@ func (r *streamRun) emit(i int, out blockOut) error {
 		np, _ := quant.NumParams(r.p.Scheme, it.Shape)
 		st.scales, st.zeroPoints = make([]float32, 0, np), make([]int32, 0, np)
 	}
+	if st.tail == nil && len(out.tail) > 0 {
+		st.tail = make([][]byte, len(out.tail))
+		for j := range st.tail {
+			st.tail[j] = make([]byte, 0, it.Outputs[j+1].Bytes)
+		}
+	}
+	for j, piece := range out.tail {
+		st.tail[j] = append(st.tail[j], piece...)
+	}
 	st.scales = append(st.scales, out.scales...)
 	st.zeroPoints = append(st.zeroPoints, out.zeroPoints...)
 	st.sig += out.sig
@@ -311,7 +328,7 @@ func (r *streamRun) finish(pos int, st *itemState) error {
 	if st.off != it.Outputs[0].Bytes {
 		return fmt.Errorf("plan: tensor %q: %d bytes written of %d", it.Outputs[0].Name, st.off, it.Outputs[0].Bytes)
 	}
-	st.scales, st.zeroPoints, st.global = nil, nil, nil // written: free them
+	st.scales, st.zeroPoints, st.global, st.tail = nil, nil, nil, nil // written: free them
 	return nil
 }
 
@@ -319,6 +336,12 @@ func (r *streamRun) finish(pos int, st *itemState) error {
 func (r *streamRun) tail(st *itemState) ([][]byte, error) {
 	it := st.it
 	s := r.p.Scheme
+	if r.tailRows {
+		if len(st.tail) != len(it.Outputs)-1 {
+			return nil, fmt.Errorf("%d tensors after the codes where the plan has %d", len(st.tail), len(it.Outputs)-1)
+		}
+		return st.tail, nil
+	}
 	p := &quant.Params{Scheme: s, Shape: it.Shape, Scales: st.scales, ZeroPoints: st.zeroPoints}
 	if !rowLocal(s) {
 		p = st.global
@@ -350,6 +373,36 @@ func (r *streamRun) tail(st *itemState) ([][]byte, error) {
 		out = append(out, zp)
 	}
 	return out, nil
+}
+
+// tailRows reports whether each block of a format and scheme encodes its
+// own piece of the tensors after the codes (see streamRun.tailRows).
+func tailRows(row *format, s quant.Scheme) bool {
+	if row.isGGUF || !rowLocal(s) {
+		return false
+	}
+	ct, isCT := CTFormat(row.name, s)
+	return !isCT || s.Symmetric || ct != ctensors.PackQuantized
+}
+
+// tailPieces encodes the parameters p of rows [first, ...) of item it:
+// its pieces of the tensors after the codes.
+func (r *streamRun) tailPieces(it *Item, first int, p *quant.Params) ([][]byte, error) {
+	if r.isCT {
+		return ctensors.EncodeParamsRows(it.Name, it.Shape, first, p, r.ct, it.ScaleDType)
+	}
+	scales := make([]byte, 4*len(p.Scales))
+	for i, v := range p.Scales {
+		binary.LittleEndian.PutUint32(scales[4*i:], math.Float32bits(v))
+	}
+	if p.Scheme.Symmetric {
+		return [][]byte{scales}, nil
+	}
+	zp := make([]byte, 4*len(p.ZeroPoints))
+	for i, v := range p.ZeroPoints {
+		binary.LittleEndian.PutUint32(zp[4*i:], uint32(v))
+	}
+	return [][]byte{scales, zp}, nil
 }
 
 // tensorReaderAt is a Source that reads raw bytes of a tensor into a
@@ -586,7 +639,11 @@ func (r *streamRun) quantizeBlock(st *itemState, g geometry, b block, s *scratch
 				return blockOut{}, err
 			}
 		}
-		out.scales, out.zeroPoints = p.Scales, p.ZeroPoints
+		if !r.tailRows {
+			out.scales, out.zeroPoints = p.Scales, p.ZeroPoints
+		} else if out.tail, err = r.tailPieces(it, b.lo, p); err != nil {
+			return blockOut{}, err
+		}
 	}
 	s.codes = grow(s.codes, sc.PackedLen(n))
 	if err := r.k.Quantize(s.codes, x, p); err != nil {
