@@ -45,9 +45,10 @@ const minKeptBlock = 4096
 // memory is bounded by the budget, not by the largest tensor. At most
 // InFlight blocks are in flight, each holding its rows as float32 (read
 // and dequantized), its raw bytes when they are not F32, its codes and
-// their encoding; besides them, the item being written holds the scales
-// and zero points of its blocks so far (its scale tensors follow its
-// codes in the file) and their encoding.
+// their encoding; besides them, the item being written holds the encoded
+// scales and zero points of its blocks so far (its scale tensors follow
+// its codes in the file): 2 to 8 bytes a parameter, a fraction of the
+// tensor (1/64 of a BF16 weight at int4 group-128), which Tail counts.
 type Streaming struct {
 	Workers   int   `json:"workers"`
 	MaxMemory int64 `json:"max_memory"`
