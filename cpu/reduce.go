@@ -31,6 +31,9 @@ const (
 // assembly where the processor has it.
 func AbsMax(x []float32) float32 {
 	w := workers(len(x), len(x), reduceMinWork)
+	if w == 1 { // a group's scale: no goroutines, nothing allocated
+		return math.Float32frombits(absMaxBits(x))
+	}
 	part := make([]uint32, w)
 	parallelRange(w, len(x), 64, func(worker, lo, hi int) {
 		part[worker] = absMaxBits(x[lo:hi])

@@ -298,7 +298,14 @@ func FitAbsMax(s Scheme, x []float32, shape []int, absMax func([]float32) float3
 	}
 	amax := make([]float32, len(p.Scales))
 	p.Runs(func(start, end, k int) { amax[k] = max(amax[k], absMax(x[start:end])) })
+	qmax := float64(s.QMax())
 	for k, a := range amax {
+		if a >= 0 && a <= math.MaxFloat32 {
+			// ScaleZeroPoint(-a, a) for a finite: its symmetric branch
+			// without the checks, a quarter of a per-group fit.
+			p.Scales[k] = clampScale(float64(a) / qmax)
+			continue
+		}
 		p.Scales[k], p.ZeroPoints[k] = s.ScaleZeroPoint(-a, a)
 	}
 	return p, nil

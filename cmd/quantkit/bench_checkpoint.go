@@ -20,6 +20,7 @@ var (
 	benchCkFormatFlag  = &cli.StringFlag{Name: "format", Value: string(plan.CompressedTensors), Usage: "output format, as quantize --format"}
 	benchCkRoundsFlag  = &cli.IntFlag{Name: "rounds", Value: 3, Usage: "interleaved rounds (baseline, then quantize, for each scheme); medians are reported"}
 	benchCkWorkdirFlag = &cli.StringFlag{Name: "workdir", Usage: "`DIR` for the outputs (and the synthetic input): on the disk you mean to measure; default the system's temporary directory"}
+	benchCkColdFlag    = &cli.BoolFlag{Name: "cold", Usage: "evict the input's files from the page cache (posix_fadvise DONTNEED) before each phase, so that the baseline and quantize both read it from the disk (Linux)"}
 )
 
 var benchCheckpointCommand = &cli.Command{
@@ -33,7 +34,7 @@ var benchCheckpointCommand = &cli.Command{
 		"Peak RSS is measured for each phase alone (VmHWM reset through /proc/self/clear_refs,\n" +
 		"else sampled) and compared with the largest tensor, which bounds what streaming can do.\n" +
 		"It runs on the CPU, as quantize.",
-	Flags: []cli.Flag{benchCkInputFlag, benchCkParamsFlag, benchCkSchemesFlag, benchCkFormatFlag, benchCkRoundsFlag,
+	Flags: []cli.Flag{benchCkInputFlag, benchCkParamsFlag, benchCkSchemesFlag, benchCkFormatFlag, benchCkRoundsFlag, ckptMemFlag, benchCkColdFlag,
 		benchCkWorkdirFlag, ckptWorkFlag, ckptDeviceFlag, jsonFlag, jsonOutFlag},
 	Action: runBenchCheckpoint,
 }
@@ -74,6 +75,11 @@ func parseBenchCheckpointFlags(c *cli.Context) (*quantize.BenchOptions, error) {
 	}
 	if opt.Workers < 0 {
 		return nil, errors.New("--workers must be positive")
+	}
+	opt.Cold = c.Bool(benchCkColdFlag.Name)
+	var err error
+	if opt.MaxMemory, err = parseMaxMemory(c); err != nil {
+		return nil, err
 	}
 	if plan.IsGGUF(opt.Format) {
 		if c.IsSet(benchCkSchemesFlag.Name) {

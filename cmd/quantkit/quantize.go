@@ -67,10 +67,18 @@ var quantizeCommand = &cli.Command{
 		"floating-point *.weight is quantized except embeddings and lm_head, as llm-compressor does\n" +
 		"(see `quantkit inspect`); norms, biases, embeddings and lm_head keep their dtype, byte for\n" +
 		"byte. --include replaces that rule, --exclude keeps what it matches. Then the tensors are\n" +
-		"streamed: read one at a time (memory-mapped), min-max fitted, quantized on the CPU by\n" +
-		"--workers workers at once, measured (SQNR of the dequantized weight against the original)\n" +
-		"and written in plan order. At most workers+1 tensors are in flight, so memory is about\n" +
-		"workers+1 of the largest tensors × (8 bytes a parameter + their output), not the model.\n" +
+		"streamed in blocks of rows: read (pread into recycled buffers, so the input's pages do not\n" +
+		"stay resident), min-max fitted (a per-tensor scale after a pass over the whole tensor),\n" +
+		"quantized on the CPU by --workers workers at once, measured (SQNR of the dequantized\n" +
+		"weight against the original) and written in plan order; kept tensors are copied in blocks\n" +
+		"too. --max-memory SIZE (256MiB) sizes the blocks (at most 4 MiB of input each) so that\n" +
+		"workers+1 of them in flight (up to 8 when the budget holds them, for the workers to run\n" +
+		"ahead of a stalled write), the scales of the tensor being written (they follow its codes\n" +
+		"in the file), the writers' buffers and 32 MiB for the program fit in it, whatever the\n" +
+		"largest tensor; the Go heap is held to that peak too. --dry-run prints the planned peak,\n" +
+		"and a budget too small for one block of some tensor is refused, naming it. The output is\n" +
+		"byte for byte what quantizing each tensor whole gives. With --format gguf the blocks (at\n" +
+		"most 1M values, copies included, 2·workers in flight) are sized to --max-memory too.\n" +
 		"\n" +
 		"Formats (--format):\n" +
 		"  compressed-tensors  what llm-compressor writes and vLLM loads: W (int-quantized, int8) or\n" +
@@ -180,12 +188,14 @@ var quantizeCommand = &cli.Command{
 		"tensors: [{name, dtype, shape, action: quantize|keep, reason,\n" +
 		"scheme, scale_dtype, outputs: [{name, dtype, shape, bytes}], bytes_in, bytes_out, sqnr_db\n" +
 		"(null when exact or not run), nonfinite}], totals: {tensors, quantized, kept, bytes_in,\n" +
-		"bytes_out, ratio}, memory_estimate, seconds, gb_per_s, sqnr: {min_db, mean_db, worst:\n" +
+		"bytes_out, ratio}, memory_estimate (the planned peak), max_memory, stream: {workers, max_memory,\n" +
+		"in_flight, block_bytes, tail_bytes, peak_bytes}, seconds, gb_per_s, sqnr: {min_db, mean_db, worst:\n" +
 		"[{name, sqnr_db}]} | null}. With --format gguf: {input, output, type, file_type, pure, device,\n" +
 		"workers, dry_run, shard: {index, count} | null, plan_hash, tensors (a part's only, with --shard): [{name, dims (ggml order: row length first), input_type,\n" +
 		"output_type, action: quantize|convert|copy, reason, fallback, bytes_in, bytes_out}], totals:\n" +
 		"{tensors, quantized, converted, copied, fallbacks, elements, bytes_in, bytes_out,\n" +
-		"bits_per_weight, ratio}, unsupported: [types this build cannot encode], seconds, gb_per_s}.\n" +
+		"bits_per_weight, ratio}, memory_estimate, max_memory, unsupported: [types this build cannot encode],\n" +
+		"seconds, gb_per_s}.\n" +
 		"\n" +
 		"CALIBRATED QUANTIZATION (--method mse|gptq|awq|smoothquant…; rtn, the default, is everything above): IN is a float\n" +
 		"Llama, Mistral or Qwen2 checkpoint that `quantkit lm` runs; OUT is compressed-tensors (or\n" +
@@ -227,7 +237,7 @@ var quantizeCommand = &cli.Command{
 		"        (--w8a8, also for rtn and gptq): quantization_config declares dynamic per-token\n" +
 		"        int8 activations, which vLLM and `quantkit lm` run with int8 GEMMs.",
 	Flags: []cli.Flag{quantOutFlag, quantSchemeFlag, quantGranFlag, quantSymFlag, quantAsymFlag, quantFormatFlag,
-		quantInclFlag, quantExclFlag, ckptDeviceFlag, ckptWorkFlag, quantDryFlag, jsonFlag, jsonOutFlag, quantForceFlag,
+		quantInclFlag, quantExclFlag, ckptDeviceFlag, ckptWorkFlag, ckptMemFlag, quantDryFlag, jsonFlag, jsonOutFlag, quantForceFlag,
 		quantSizeFlag, quantShardFlag, quantNonFinFlag, quantTypeFlag, quantPureFlag, quantImatrixFlag, quantEvalFlag, quantEvalCtxFlag,
 		quantMethodFlag, quantCalibFlag, quantCalibNFlag, quantCalibTFlag, quantSeedFlag, quantCalibCtxFlag, quantCalibChunksFlag, quantActOrderFlag, quantUpdatedFlag,
 		quantGPTQScales, quantGPTQSeq, quantGPTQDamp,
@@ -327,6 +337,9 @@ func parseQuantizeFlags(c *cli.Context) (*quantize.Options, error) {
 	}
 	if opt.Workers < 0 {
 		return nil, errors.New("--workers must be positive")
+	}
+	if opt.MaxMemory, err = parseMaxMemory(c); err != nil {
+		return nil, err
 	}
 	if opt.ShardSize, err = parseShardSize(c, quantSizeFlag); err != nil {
 		return nil, err

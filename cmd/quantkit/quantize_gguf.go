@@ -112,6 +112,9 @@ func parseQuantizeGGUFFlags(c *cli.Context) (*quantize.GGUFOptions, error) {
 	}
 	opt := &quantize.GGUFOptions{Input: in, Output: c.String(quantOutFlag.Name), Mix: mix, Pure: c.Bool(quantPureFlag.Name),
 		Workers: c.Int(ckptWorkFlag.Name), Force: c.Bool(quantForceFlag.Name), Log: c.App.ErrWriter}
+	if opt.MaxMemory, err = parseMaxMemory(c); err != nil {
+		return nil, err
+	}
 	if path := c.String(quantImatrixFlag.Name); path != "" {
 		if opt.Imatrix, err = imatrix.Read(path); err != nil {
 			return nil, err

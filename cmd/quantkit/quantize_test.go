@@ -120,6 +120,9 @@ func TestCheckpointFlagRefusals(t *testing.T) {
 		{[]string{"bench", "checkpoint", "--input", in, "--device", "gpu:0"}, []string{"memory-bound"}},
 		{[]string{"bench", "checkpoint", "--input", in, "--format", "gguf-q8_0", "--schemes", "int4"}, []string{"--schemes", "gguf-q8_0"}},
 		{[]string{"bench", "checkpoint", "--input", in, "--rounds", "0"}, []string{"--rounds"}},
+		{[]string{"quantize", in, "-o", out, "--max-memory", "0"}, []string{"--max-memory"}},
+		{[]string{"quantize", in, "-o", out, "--max-memory", "20MiB"}, []string{"--max-memory", "too small", "give at least"}},
+		{[]string{"bench", "checkpoint", "--input", in, "--max-memory", "lots"}, []string{"--max-memory"}},
 	} {
 		msg, err := run(t, tc.args...)
 		for _, want := range tc.want {
@@ -448,4 +451,22 @@ func runSplit(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	app.Writer, app.ErrWriter = &out, &errOut
 	err = app.Run(resolve(app, append([]string{"quantkit"}, args...), &errOut).Args)
 	return out.String(), errOut.String(), err
+}
+
+// --max-memory reaches the job: the dry run plans within it and says so.
+func TestQuantizeMaxMemory(t *testing.T) {
+	in := synthModel(t)
+	out := filepath.Join(t.TempDir(), "q")
+	text := mustRun(t, "quantize", in, "-o", out, "--max-memory", "40MiB", "--workers", "2", "--dry-run", "--json")
+	var r quantize.Report
+	if err := json.Unmarshal([]byte(text), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.MaxMemory != 40<<20 || r.Stream == nil || r.MemoryEstimate != r.Stream.Peak || r.MemoryEstimate > 40<<20 || r.Stream.Workers != 2 {
+		t.Errorf("max_memory %d, memory_estimate %d, stream %+v", r.MaxMemory, r.MemoryEstimate, r.Stream)
+	}
+	table := mustRun(t, "quantize", in, "-o", out, "--max-memory", "40MiB", "--dry-run")
+	if !strings.Contains(table, "of the 41.9 MB budget with") {
+		t.Errorf("dry run table:\n%s", table)
+	}
 }

@@ -21,8 +21,14 @@ var (
 	// commands over to the CUDA build.
 	ckptDeviceFlag = &cli.StringFlag{Name: "device", Value: "cpu", Usage: "cpu or auto, which is the same: checkpoint " +
 		"jobs run on the CPU, on every core (they are memory-bound; gpu is refused)"}
-	ckptWorkFlag = &cli.IntFlag{Name: "workers", Usage: "tensors processed at once", DefaultText: "one per core"}
+	ckptWorkFlag = &cli.IntFlag{Name: "workers", Usage: "blocks of rows processed at once", DefaultText: "one per core"}
+	ckptMemFlag  = &cli.StringFlag{Name: "max-memory", Value: "256MiB", Usage: "memory budget `SIZE` (256MiB, 1GiB, 500MB): tensors are streamed in blocks of rows sized so that the blocks in flight, the scales of the tensor being written and the program fit; --dry-run prints the planned peak"}
 )
+
+// parseMaxMemory reads --max-memory.
+func parseMaxMemory(c *cli.Context) (int64, error) {
+	return parseShardSize(c, ckptMemFlag)
+}
 
 // checkCPUDevice accepts --device cpu and auto, and refuses the GPU with
 // the reason.

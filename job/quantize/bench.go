@@ -40,8 +40,13 @@ type BenchOptions struct {
 	// directory of their own that is removed after: on the disk to
 	// measure. "" means the system's temporary directory.
 	Workdir string
-	// Workers is Options.Workers of every quantize run.
-	Workers int
+	// Workers is Options.Workers of every quantize run, MaxMemory its
+	// Options.MaxMemory.
+	Workers   int
+	MaxMemory int64
+	// Cold evicts the input's pages from the page cache before each
+	// phase (dropCache), so that both read it from the disk.
+	Cold bool
 	// Progress, if not nil, is called as the bench goes: while the input
 	// is generated (done and total in MiB) and at the start of each phase
 	// (done of total phases).
@@ -60,6 +65,8 @@ type BenchReport struct {
 	LargestTensor int64      `json:"largest_tensor_bytes"`
 	Device        string     `json:"device"`
 	Workers       int        `json:"workers"`
+	MaxMemory     int64      `json:"max_memory"` // 0: plan.DefaultMaxMemory
+	Cold          bool       `json:"cold"`
 	Rounds        int        `json:"rounds"`
 	Rows          []BenchRow `json:"rows"`
 }
@@ -79,6 +86,8 @@ type BenchRow struct {
 	QuantizeGBps    float64 `json:"quantize_gb_per_s"` // input bytes per second
 	BaselinePeakRSS int64   `json:"baseline_peak_rss_bytes"`
 	QuantizePeakRSS int64   `json:"quantize_peak_rss_bytes"`
+	// PlannedPeak is the quantize run's planned peak (Report.MemoryEstimate).
+	PlannedPeak int64 `json:"planned_peak_bytes"`
 	// RSSOverLargest is QuantizePeakRSS over the largest tensor's bytes.
 	RSSOverLargest float64 `json:"rss_over_largest_tensor"`
 }
@@ -117,7 +126,7 @@ func Bench(ctx context.Context, opt BenchOptions) (*BenchReport, error) {
 	}
 	defer untrack()
 
-	rep := &BenchReport{Input: opt.Input, Device: Device, Rounds: opt.Rounds, Workers: opt.Workers}
+	rep := &BenchReport{Input: opt.Input, Device: Device, Rounds: opt.Rounds, Workers: opt.Workers, MaxMemory: opt.MaxMemory, Cold: opt.Cold}
 	if rep.Workers <= 0 {
 		rep.Workers = cpu.Threads()
 	}
@@ -152,12 +161,12 @@ func Bench(ctx context.Context, opt BenchOptions) (*BenchReport, error) {
 	rows := make([]BenchRow, len(opt.Schemes))
 	for i, s := range opt.Schemes {
 		jobs[i] = Options{Input: rep.Input, Output: filepath.Join(work, "out"), Plan: plan.Options{Format: opt.Format, Scheme: s},
-			Workers: opt.Workers, Force: true, Progress: opt.Tensor}
+			Workers: opt.Workers, MaxMemory: opt.MaxMemory, Force: true, Progress: opt.Tensor}
 		sizes, err := DryRun(jobs[i])
 		if err != nil {
 			return nil, err
 		}
-		rows[i] = BenchRow{Scheme: sizes.Scheme, Format: string(sizes.Format), BytesOut: sizes.Totals.BytesOut}
+		rows[i] = BenchRow{Scheme: sizes.Scheme, Format: string(sizes.Format), BytesOut: sizes.Totals.BytesOut, PlannedPeak: sizes.MemoryEstimate}
 	}
 	steps, step := opt.Rounds*len(jobs)*2, 0
 	tick := func(what string) {
@@ -170,6 +179,9 @@ func Bench(ctx context.Context, opt BenchOptions) (*BenchReport, error) {
 		for i, j := range jobs {
 			r := &rows[i]
 			tick(r.Scheme + " read+write")
+			if err := evict(opt.Cold, files); err != nil {
+				return nil, err
+			}
 			var secs float64
 			rss := peakRSS(func() { secs, err = readWriteBaseline(files, r.BytesOut, work) })
 			if err != nil {
@@ -179,6 +191,9 @@ func Bench(ctx context.Context, opt BenchOptions) (*BenchReport, error) {
 			r.BaselinePeakRSS = max(r.BaselinePeakRSS, rss)
 
 			tick(r.Scheme + " quantize")
+			if err := evict(opt.Cold, files); err != nil {
+				return nil, err
+			}
 			start := time.Now()
 			rss = peakRSS(func() { _, err = Run(ctx, j) })
 			if err != nil {
@@ -203,6 +218,14 @@ func Bench(ctx context.Context, opt BenchOptions) (*BenchReport, error) {
 	}
 	rep.Rows = rows
 	return rep, nil
+}
+
+// evict drops files from the page cache when cold is set.
+func evict(cold bool, files []string) error {
+	if !cold {
+		return nil
+	}
+	return dropCache(files)
 }
 
 // readWriteBaseline reads every file in files to the end and, at the same

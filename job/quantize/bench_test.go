@@ -43,9 +43,11 @@ func TestBench(t *testing.T) {
 	if got := entries(t, work); len(got) != 0 {
 		t.Errorf("left %v in the work directory", got)
 	}
-	// Generated input, removed after.
-	r, err = Bench(context.Background(), BenchOptions{Params: 1e6, Schemes: schemes[:1], Format: plan.CompressedTensors, Rounds: 1, Workdir: work})
-	if err != nil || !r.Generated || r.Params != 1016896 || len(r.Rows) != 1 {
+	// Generated input, removed after; cold, within a budget.
+	r, err = Bench(context.Background(), BenchOptions{Params: 1e6, Schemes: schemes[:1], Format: plan.CompressedTensors, Rounds: 1, Workdir: work,
+		Cold: true, MaxMemory: 64 << 20})
+	if err != nil || !r.Generated || r.Params != 1016896 || len(r.Rows) != 1 || !r.Cold || r.MaxMemory != 64<<20 ||
+		r.Rows[0].PlannedPeak <= 0 || r.Rows[0].PlannedPeak > 64<<20 {
 		t.Fatalf("generated: %v %+v", err, r)
 	}
 	if got := entries(t, work); len(got) != 0 {

@@ -19,7 +19,10 @@
 // pinned host buffers and copies overlapped with the disk.
 //
 // The per-tensor work is model/plan's (plan.Run, with the cpu package's
-// kernels); this package opens the input, claims the output (package
+// kernels), streamed in blocks of rows within Options.MaxMemory whatever
+// the largest tensor (plan.Plan.Stream; the report's memory_estimate is
+// the planned peak, and the Go runtime's memory limit is set to it for
+// the run); this package opens the input, claims the output (package
 // output: existing outputs, outputs that hold the input, free space), and
 // writes everything into a temporary that becomes the output only when
 // complete. Errors about the user's input are marked with inputerr.

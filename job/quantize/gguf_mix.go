@@ -19,6 +19,7 @@ import (
 	"github.com/quantkit/quantkit/internal/fault"
 	"github.com/quantkit/quantkit/internal/inputerr"
 	"github.com/quantkit/quantkit/internal/output"
+	"github.com/quantkit/quantkit/internal/units"
 	"github.com/quantkit/quantkit/model/gguf"
 	"github.com/quantkit/quantkit/model/ggufmix"
 	"github.com/quantkit/quantkit/model/imatrix"
@@ -30,8 +31,9 @@ import (
 const GGUFQuantizationVersion = 2
 
 // ggufChunkElems is how many elements a GGUF job converts at once (a
-// block of whole rows, at least one): 4 MiB of float32.
-const ggufChunkElems = 1 << 20
+// block of whole rows, at least one): 4 MiB of float32. A variable for
+// the tests, which make it small.
+var ggufChunkElems int64 = 1 << 20
 
 // GGUFOptions say what RunGGUF writes: a model quantized to one of
 // llama-quantize's mixes, as llama-quantize writes it.
@@ -70,6 +72,10 @@ type GGUFOptions struct {
 	// Workers is the number of blocks of rows converted at once; 0 means
 	// one per core.
 	Workers int
+	// MaxMemory is the memory budget the blocks are sized to (2·Workers
+	// of them in flight, the program and the writer's buffers); 0 means
+	// plan.DefaultMaxMemory.
+	MaxMemory int64
 	// Force replaces what is at Output (never the input).
 	Force bool
 	// Shard, if not nil, writes only that part's share of the tensors
@@ -103,6 +109,11 @@ type GGUFReport struct {
 	// ggufmix.Order); for a shard, only the part's.
 	Tensors []GGUFTensor `json:"tensors"`
 	Totals  GGUFTotals   `json:"totals"`
+	// MemoryEstimate is the memory planned for, at most MaxMemory: the
+	// program (plan.ProgramMemory), the writer's buffers and 2·Workers
+	// blocks of rows in flight.
+	MemoryEstimate int64 `json:"memory_estimate"`
+	MaxMemory      int64 `json:"max_memory"`
 	// Unsupported lists the output types this build cannot encode yet; a
 	// run is refused while it is not empty.
 	Unsupported []string `json:"unsupported"`
@@ -161,6 +172,9 @@ type ggufJob struct {
 	// importance holds each quantized tensor's importance (columns ×
 	// experts), by name; absent: quantized without.
 	importance map[string][]float32
+
+	// chunkElems is the most elements a block of rows holds (budget).
+	chunkElems int64
 }
 
 // PlanGGUF chooses every tensor's type and reports it, with the sizes,
@@ -390,8 +404,41 @@ func planGGUF(opt GGUFOptions) (*ggufJob, error) {
 		j.restrict(s)
 	}
 	rep.total()
+	if err := j.budget(opt.MaxMemory); err != nil {
+		return nil, err
+	}
 	ok = true
 	return j, nil
+}
+
+// ggufElemBytes is the most memory an element of a block in flight
+// holds: its float32 and its encoding (4 bytes at most, F32), or for a
+// copy its bytes in the input (4·ggufChunkElems at most a block).
+const ggufElemBytes = 8
+
+// budget sizes the blocks of rows to maxMemory (0: plan.DefaultMaxMemory):
+// at most ggufChunkElems elements each, 2·workers of them in flight.
+func (j *ggufJob) budget(maxMemory int64) error {
+	if maxMemory == 0 {
+		maxMemory = plan.DefaultMaxMemory
+	}
+	if maxMemory < 0 {
+		return inputerr.Mark(fmt.Errorf("memory budget %d is negative", maxMemory))
+	}
+	var maxRow int64 = 1
+	for _, t := range j.infos {
+		maxRow = max(maxRow, rowLen(t))
+	}
+	slots := int64(2 * j.rep.Workers)
+	const fixed = plan.ProgramMemory + 2<<20
+	elems := min(ggufChunkElems, (maxMemory-fixed)/(slots*ggufElemBytes))
+	if elems < maxRow { // a block is at least a row
+		return inputerr.Mark(fmt.Errorf("--max-memory: a memory budget of %s is too small for rows of %d values, %d blocks in flight with %d workers; give at least %s",
+			units.FormatBytes(maxMemory), maxRow, slots, j.rep.Workers, units.FormatBytes(fixed+slots*ggufElemBytes*maxRow)))
+	}
+	j.chunkElems = elems
+	j.rep.MaxMemory, j.rep.MemoryEstimate = maxMemory, fixed+slots*ggufElemBytes*elems
+	return nil
 }
 
 func isBlockType(t gguf.Type) bool {
@@ -447,7 +494,8 @@ func ggufMetadata(in gguf.Metadata, mix ggufmix.Mix, extra []gguf.KV) gguf.Metad
 type ggufChunk struct {
 	tensor      int // index into j.infos
 	first, rows int64
-	last        bool // the tensor's last chunk
+	rowBytes    int64 // a row's bytes, for a copy (0: converted)
+	last        bool  // the tensor's last chunk
 	done        chan ggufResult
 }
 
@@ -466,17 +514,19 @@ func (j *ggufJob) chunks() []*ggufChunk {
 		if t.Len() == 0 {
 			rows = 0
 		}
-		if t.Type == j.inputs[i].Type && j.raw != nil {
-			// Copied in one piece, a view of the source.
-			out = append(out, &ggufChunk{tensor: i, rows: rows, last: true})
-			continue
+		per, rowBytes := max(1, j.chunkElems/cols), int64(0)
+		if t.Type == j.inputs[i].Type && j.raw != nil && rows > 0 {
+			// Copied as views of the source, in blocks of rows of at most
+			// the bytes of a converted chunk's float32, each let go once
+			// written.
+			rowBytes = j.rep.Tensors[i].BytesOut / rows
+			per = max(1, 4*j.chunkElems/max(rowBytes, 1))
 		}
-		per := max(1, ggufChunkElems/cols)
 		if rows == 0 {
 			out = append(out, &ggufChunk{tensor: i, last: true})
 		}
 		for r := int64(0); r < rows; r += per {
-			out = append(out, &ggufChunk{tensor: i, first: r, rows: min(per, rows-r), last: r+per >= rows})
+			out = append(out, &ggufChunk{tensor: i, first: r, rows: min(per, rows-r), rowBytes: rowBytes, last: r+per >= rows})
 		}
 	}
 	for _, c := range out {
@@ -581,7 +631,8 @@ func (j *ggufJob) convert(ctx context.Context, w *gguf.Writer, final string, pro
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		// A copy's data is a view of the mapped input, read here.
+		// A copy's data is a view of the mapped input, read here, and
+		// let go once written.
 		if err := fault.Catch(func() error { _, err := w.Write(r.data); return err }); err != nil {
 			if fault.Is(err) {
 				if ch, ok := j.src.(changer); ok {
@@ -594,6 +645,8 @@ func (j *ggufJob) convert(ctx context.Context, w *gguf.Writer, final string, pro
 		}
 		if r.buf != nil {
 			pool.Put(r.buf)
+		} else if rr, ok := j.src.(rangeReleaser); ok && c.rowBytes > 0 {
+			rr.ReleaseRange(j.inputs[c.tensor].Name, c.first*c.rowBytes, c.rows*c.rowBytes)
 		}
 		<-slots
 		if c.last {
@@ -626,6 +679,9 @@ func (j *ggufJob) convertChunk(c *ggufChunk, fbuf *[]float32, pool *sync.Pool) g
 		b, err := j.raw.Bytes(in.Name)
 		if err == nil && int64(len(b)) != j.rep.Tensors[c.tensor].BytesOut {
 			err = fmt.Errorf("%s: tensor %q holds %d bytes, its type and dimensions call for %d", j.rep.Input, in.Name, len(b), j.rep.Tensors[c.tensor].BytesOut)
+		}
+		if err == nil && c.rowBytes > 0 {
+			b = b[c.first*c.rowBytes : (c.first+c.rows)*c.rowBytes]
 		}
 		return ggufResult{data: b, err: err}
 	}

@@ -542,3 +542,60 @@ func TestGGUFReleasesEachTensorOnce(t *testing.T) {
 		t.Errorf("released %v\nwant every tensor once, in output order: %v", src.released, want)
 	}
 }
+
+// rangeCountingSource records the byte ranges RunGGUF lets go of each
+// tensor it copies block by block.
+type rangeCountingSource struct {
+	*GGUFFile
+	mu     sync.Mutex
+	ranges map[string][][2]int64
+}
+
+func (s *rangeCountingSource) ReleaseRange(name string, off, n int64) {
+	s.mu.Lock()
+	s.ranges[name] = append(s.ranges[name], [2]int64{off, n})
+	s.mu.Unlock()
+	s.GGUFFile.ReleaseRange(name, off, n)
+}
+
+// A tensor copied as it is goes in blocks of rows, each let go once
+// written, and the file is byte for byte the one copied whole.
+func TestGGUFCopiesInBlocks(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.gguf")
+	synthLlama(t, in)
+	whole := filepath.Join(dir, "whole.gguf")
+	if _, err := RunGGUF(context.Background(), GGUFOptions{Input: in, Output: whole, Mix: ggufmix.F16, Workers: 2}); err != nil {
+		t.Fatal(err)
+	}
+	defer func(n int64) { ggufChunkElems = n }(ggufChunkElems)
+	ggufChunkElems = 1000 // copies in blocks of at most 4000 bytes
+	f, err := OpenGGUFSource(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &rangeCountingSource{GGUFFile: f, ranges: map[string][][2]int64{}}
+	defer src.Close()
+	out := filepath.Join(dir, "blocks.gguf")
+	rep, err := RunGGUF(context.Background(), GGUFOptions{Input: in, Source: src, Output: out, Mix: ggufmix.F16, Workers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fileDigest(t, out) != fileDigest(t, whole) {
+		t.Error("copied in blocks, the file differs")
+	}
+	for _, tn := range rep.Tensors {
+		rs := src.ranges[tn.Name]
+		var next int64
+		for _, r := range rs {
+			if r[0] != next || r[1] > 4000 {
+				t.Errorf("%s: ranges %v: not consecutive blocks of at most 4000 bytes", tn.Name, rs)
+				break
+			}
+			next += r[1]
+		}
+		if next != tn.BytesOut || tn.BytesOut > 4000 && len(rs) < 2 {
+			t.Errorf("%s: %d bytes let go in %d blocks, of %d", tn.Name, next, len(rs), tn.BytesOut)
+		}
+	}
+}

@@ -48,6 +48,12 @@ type releaser interface {
 	Release(name string)
 }
 
+// rangeReleaser is a releaser that can let part of a tensor's pages go:
+// a tensor copied block by block then holds one block at a time.
+type rangeReleaser interface {
+	ReleaseRange(name string, off, n int64)
+}
+
 // changer is a source that can tell whether its files changed since it
 // opened them: RunGGUF asks before it commits, so that an output never
 // mixes old and new input data.
@@ -100,6 +106,10 @@ func (s *GGUFFile) Close() error { return s.f.Close() }
 // Release lets the named tensor's pages leave resident memory.
 func (s *GGUFFile) Release(name string) { s.f.Release(name) }
 
+// ReleaseRange lets bytes [off, off+n) of the named tensor's data leave
+// resident memory.
+func (s *GGUFFile) ReleaseRange(name string, off, n int64) { s.f.ReleaseRange(name, off, n) }
+
 // Changed returns an error naming the file when it is no longer what was
 // opened (another size or modification time, or gone).
 func (s *GGUFFile) Changed() error {
@@ -125,7 +135,8 @@ func (s *GGUFFile) explain(err error) error {
 // Bytes returns the tensor's data: a view into the mapped file.
 func (s *GGUFFile) Bytes(name string) ([]byte, error) { return s.f.Bytes(name) }
 
-// ReadFloat32 decodes rows of the named tensor (gguf.DecodeFloat32).
+// ReadFloat32 decodes rows of the named tensor (gguf.DecodeFloat32) and
+// lets their pages leave resident memory.
 func (s *GGUFFile) ReadFloat32(name string, first int64, dst []float32) error {
 	t, ok := s.infos[name]
 	if !ok {
@@ -150,6 +161,9 @@ func (s *GGUFFile) ReadFloat32(name string, first int64, dst []float32) error {
 	err = fault.Catch(func() error { return gguf.DecodeFloat32(dst, b[first*row:(first+n)*row], t.Type) })
 	if err != nil && !fault.Is(err) {
 		return fmt.Errorf("%s: tensor %q: %w", s.path, name, err)
+	}
+	if err == nil {
+		s.f.ReleaseRange(name, first*row, n*row) // read: let its pages go
 	}
 	return s.explain(err)
 }

@@ -55,13 +55,22 @@ func (s *HFSource) Metadata() gguf.Metadata {
 // Tensors are the GGUF tensors in convert_hf_to_gguf.py's order.
 func (s *HFSource) Tensors() []gguf.TensorInfo { return s.infos }
 
-// ReadFloat32 reads rows of a tensor (llamacpp.Conversion.ReadRows).
+// ReadFloat32 reads rows of a tensor (llamacpp.Conversion.ReadRows) and
+// lets their input pages go (ReleaseRows).
 func (s *HFSource) ReadFloat32(name string, first int64, dst []float32) error {
 	t, ok := s.byGG[name]
 	if !ok {
 		return fmt.Errorf("%s: no tensor %q", s.c.Input, name)
 	}
-	return s.c.ReadRows(t, int(first), dst)
+	if err := s.c.ReadRows(t, int(first), dst); err != nil {
+		return err
+	}
+	cols := 1
+	if len(t.Dims) > 0 {
+		cols = max(t.Dims[0], 1)
+	}
+	s.c.ReleaseRows(t, int(first), len(dst)/cols) // read: let its pages go
+	return nil
 }
 
 // Paths are the checkpoint's directory and shards, which the output may

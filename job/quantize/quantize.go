@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -28,6 +29,10 @@ import (
 // DefaultShardSize is the most tensor data an output shard holds unless
 // told otherwise: Hugging Face's max_shard_size.
 const DefaultShardSize = 5_000_000_000
+
+// programImage is the code and data of the program, which the Go
+// runtime's memory limit does not count: part of plan.ProgramMemory.
+const programImage = 16 << 20
 
 // Device is the device the checkpoint jobs run on, as reports name it.
 // Quantizing a checkpoint reads and writes every byte once and computes
@@ -61,6 +66,11 @@ type Options struct {
 	// AllowNonFinite quantizes weights holding NaN or ±Inf (NaN as 0, ±Inf
 	// saturated) instead of failing.
 	AllowNonFinite bool
+	// MaxMemory is the memory budget the tensors are streamed in (see
+	// plan.Plan.Stream): blocks of rows sized so that the blocks in
+	// flight, the program and its buffers fit; 0 means
+	// plan.DefaultMaxMemory. Not used by the gguf formats of RunGGUF.
+	MaxMemory int64
 	// Progress, if not nil, is called after each tensor is written.
 	Progress func(Progress)
 	// Log receives notes for the user (a killed run's output removed);
@@ -81,21 +91,26 @@ type Progress struct {
 // Report is what quantize plans and measures; its JSON is the --json
 // output of the command.
 type Report struct {
-	Input          string       `json:"input"`
-	Output         string       `json:"output"`
-	Format         plan.Format  `json:"format"`
-	Scheme         string       `json:"scheme,omitempty"`
-	Device         string       `json:"device,omitempty"` // "cpu" after a run; empty for a dry run
-	Workers        int          `json:"workers"`
-	DryRun         bool         `json:"dry_run"`
-	Shard          *ShardSpec   `json:"shard"`
-	PlanHash       string       `json:"plan_hash"`
-	Tensors        []Tensor     `json:"tensors"`
-	Totals         Totals       `json:"totals"`
-	MemoryEstimate int64        `json:"memory_estimate"`
-	Seconds        float64      `json:"seconds"`
-	GBPerSecond    float64      `json:"gb_per_s"`
-	SQNR           *SQNRSummary `json:"sqnr"`
+	Input    string      `json:"input"`
+	Output   string      `json:"output"`
+	Format   plan.Format `json:"format"`
+	Scheme   string      `json:"scheme,omitempty"`
+	Device   string      `json:"device,omitempty"` // "cpu" after a run; empty for a dry run
+	Workers  int         `json:"workers"`
+	DryRun   bool        `json:"dry_run"`
+	Shard    *ShardSpec  `json:"shard"`
+	PlanHash string      `json:"plan_hash"`
+	Tensors  []Tensor    `json:"tensors"`
+	Totals   Totals      `json:"totals"`
+	// MemoryEstimate is the memory planned for, at most MaxMemory: the
+	// program, the writers' buffers, the blocks in flight and the scales
+	// of the tensor being written (Stream's Peak).
+	MemoryEstimate int64           `json:"memory_estimate"`
+	MaxMemory      int64           `json:"max_memory"`
+	Stream         *plan.Streaming `json:"stream"`
+	Seconds        float64         `json:"seconds"`
+	GBPerSecond    float64         `json:"gb_per_s"`
+	SQNR           *SQNRSummary    `json:"sqnr"`
 }
 
 // ShardSpec is part Index of Count.
@@ -180,7 +195,11 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 	rep.Device = Device
 	start := time.Now()
 	items := itemsOf(p, opt.Shard)
-	ro := plan.RunOptions{Workers: rep.Workers, AllowNonFinite: opt.AllowNonFinite, Kernels: cpu.QuantKernels{}}
+	ro := plan.RunOptions{Workers: rep.Workers, AllowNonFinite: opt.AllowNonFinite, Kernels: cpu.QuantKernels{}, MaxMemory: rep.MaxMemory}
+	// The Go heap's garbage counts too: collect it before it takes the
+	// process past the planned peak, not at twice the live heap. The
+	// runtime's limit leaves out the program's code and data.
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(max(rep.MemoryEstimate-programImage, 16<<20)))
 	ro.Progress = func(item int, done int64, n int) {
 		if opt.Progress != nil {
 			opt.Progress(Progress{Output: rep.Output, Tensor: p.Items[item].Name, BytesDone: done, BytesTotal: rep.Totals.BytesIn,
@@ -215,6 +234,9 @@ func prepare(opt Options) (*checkpoint.Checkpoint, *plan.Plan, *Report, error) {
 	if opt.ShardSize < 0 {
 		return nil, nil, nil, inputerr.Mark(fmt.Errorf("shard size %d is negative", opt.ShardSize))
 	}
+	if opt.MaxMemory < 0 {
+		return nil, nil, nil, inputerr.Mark(fmt.Errorf("memory budget %d is negative", opt.MaxMemory))
+	}
 	if s := opt.Shard; s != nil {
 		if s.Count < 1 || s.Index < 0 || s.Index >= s.Count {
 			return nil, nil, nil, inputerr.Mark(fmt.Errorf("shard %d/%d: not I/N with 0 <= I < N", s.Index, s.Count))
@@ -237,7 +259,13 @@ func prepare(opt Options) (*checkpoint.Checkpoint, *plan.Plan, *Report, error) {
 		ck.Close()
 		return nil, nil, nil, inputerr.Mark(err)
 	}
-	return ck, p, newReport(opt, p), nil
+	rep := newReport(opt, p)
+	if rep.Stream, err = p.Stream(itemsOf(p, opt.Shard), rep.Workers, opt.MaxMemory); err != nil {
+		ck.Close()
+		return nil, nil, nil, inputerr.Mark(fmt.Errorf("--max-memory: %w", err))
+	}
+	rep.MemoryEstimate, rep.MaxMemory = rep.Stream.Peak, rep.Stream.MaxMemory
+	return ck, p, rep, nil
 }
 
 // itemsOf are the plan items a run writes: all, or those of one part.
@@ -392,11 +420,9 @@ func newReport(opt Options, p *plan.Plan) *Report {
 	if !plan.IsGGUF(p.Format) {
 		rep.Scheme = p.Scheme.String()
 	}
-	var sub plan.Plan
 	for _, k := range itemsOf(p, opt.Shard) {
 		it := p.Items[k]
 		rep.Tensors = append(rep.Tensors, Tensor{Item: it})
-		sub.Items = append(sub.Items, it)
 		t := &rep.Totals
 		t.Tensors++
 		if it.Action == plan.Quantize {
@@ -410,7 +436,6 @@ func newReport(opt Options, p *plan.Plan) *Report {
 	if rep.Totals.BytesIn > 0 {
 		rep.Totals.Ratio = float64(rep.Totals.BytesOut) / float64(rep.Totals.BytesIn)
 	}
-	rep.MemoryEstimate = sub.MemoryEstimate(workers)
 	return rep
 }
 

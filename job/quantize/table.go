@@ -90,7 +90,12 @@ func (r *Report) writePlan(w *errWriter) {
 	}
 	fmt.Fprintf(w, "): %d tensors, %d quantized, %d kept; %s → %s (ratio %.3f)\n", r.Totals.Tensors, r.Totals.Quantized, r.Totals.Kept,
 		units.FormatBytes(r.Totals.BytesIn), units.FormatBytes(r.Totals.BytesOut), r.Totals.Ratio)
-	fmt.Fprintf(w, "memory: about %s for tensor data with %d workers (workers+1 largest tensors in flight)\n", units.FormatBytes(r.MemoryEstimate), r.Workers)
+	fmt.Fprintf(w, "memory: at most about %s of the %s budget with %d workers", units.FormatBytes(r.MemoryEstimate), units.FormatBytes(r.MaxMemory), r.Workers)
+	if st := r.Stream; st != nil {
+		fmt.Fprintf(w, " (%d blocks of rows in flight, up to %s each, %s for the scales of the tensor being written)",
+			st.InFlight, units.FormatBytes(st.Block), units.FormatBytes(st.Tail))
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintln(w, "dry run: nothing written")
 }
 
@@ -116,7 +121,14 @@ func (r *BenchReport) WriteTable(out io.Writer) error {
 	w := &errWriter{w: out}
 	fmt.Fprintf(w, "input: %s (%s params, %d tensors, %s; largest tensor %s)\n", r.Input, units.FormatCount(r.Params), r.Tensors,
 		units.FormatBytes(r.BytesIn), units.FormatBytes(r.LargestTensor))
-	fmt.Fprintf(w, "device %s, %d workers, medians of %d interleaved rounds\n\n", r.Device, r.Workers, r.Rounds)
+	fmt.Fprintf(w, "device %s, %d workers", r.Device, r.Workers)
+	if r.MaxMemory > 0 {
+		fmt.Fprintf(w, ", --max-memory %s", units.FormatBytes(r.MaxMemory))
+	}
+	if r.Cold {
+		fmt.Fprint(w, ", input evicted from the page cache before each phase")
+	}
+	fmt.Fprintf(w, ", medians of %d interleaved rounds\n\n", r.Rounds)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scheme\tformat\toutput\tread+write\tquantize\tspeed vs read+write\tGB/s in\tpeak RSS\t÷ largest tensor\t")
 	for _, row := range r.Rows {

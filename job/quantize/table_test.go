@@ -38,8 +38,9 @@ func TestWriteTable(t *testing.T) {
 			{Item: plan.Item{Name: "lm_head.weight", Action: plan.Keep, Reason: "lm_head", BytesIn: 2048, BytesOut: 2048}},
 		},
 		Totals:         Totals{Tensors: 2, Quantized: 1, Kept: 1, BytesIn: 4_002_048, BytesOut: 533_298, Ratio: 0.1333},
-		MemoryEstimate: 40_000_000, Seconds: 1.5, GBPerSecond: 0.00267,
-		SQNR: &SQNRSummary{MinDB: 38.71, MeanDB: 38.71, Worst: []TensorSQNR{{"model.layers.0.mlp.up_proj.weight", 38.71}}}}
+		MemoryEstimate: 40_000_000, MaxMemory: 256 << 20, Seconds: 1.5, GBPerSecond: 0.00267,
+		Stream: &plan.Streaming{Workers: 4, InFlight: 5, MaxMemory: 256 << 20, Block: 1_500_000, Tail: 100_000, Peak: 40_000_000},
+		SQNR:   &SQNRSummary{MinDB: 38.71, MeanDB: 38.71, Worst: []TensorSQNR{{"model.layers.0.mlp.up_proj.weight", 38.71}}}}
 	dry := *rep
 	dry.DryRun, dry.Device, dry.SQNR = true, "", nil
 	bench := &BenchReport{Input: "ck", Params: 1_016_896, Tensors: 75, BytesIn: 4_067_584, LargestTensor: 262_144, Device: "cpu", Workers: 2, Rounds: 3,
@@ -71,7 +72,7 @@ model.layers.0.mlp.up_proj.weight  quantize  int4-sym-group128  4 MB → 531 kB
 lm_head.weight                     keep      lm_head            2.05 kB → 2.05 kB
 
 in → out (compressed-tensors, int4-sym-group128): 2 tensors, 1 quantized, 1 kept; 4 MB → 533 kB (ratio 0.133)
-memory: about 40 MB for tensor data with 4 workers (workers+1 largest tensors in flight)
+memory: at most about 40 MB of the 268 MB budget with 4 workers (5 blocks of rows in flight, up to 1.5 MB each, 100 kB for the scales of the tensor being written)
 dry run: nothing written
 `},
 		{"dequantize", &DequantizeReport{Input: "q", Output: "d", Tensors: 75, Dequantized: map[string]int{"F32": 2, "BF16": 54}}, `q → d: 75 tensors, dequantized 54 BF16, 2 F32

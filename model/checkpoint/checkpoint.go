@@ -298,6 +298,14 @@ func (c *Checkpoint) Release(name string) {
 	}
 }
 
+// ReleaseRange lets bytes [off, off+n) of the named tensor's data leave
+// resident memory, as safetensors.File.ReleaseRange.
+func (c *Checkpoint) ReleaseRange(name string, off, n int64) {
+	if i, ok := c.where[name]; ok {
+		c.shards[i].ReleaseRange(name, off, n)
+	}
+}
+
 // Float32 returns the named tensor converted to float32, as
 // safetensors.File.Float32.
 func (c *Checkpoint) Float32(name string) ([]float32, error) {
@@ -336,6 +344,16 @@ func (c *Checkpoint) Float32RangeInto(name string, lo, hi int, dst []float32) er
 		return fmt.Errorf("checkpoint: %s: no tensor %q", c.dir, name)
 	}
 	return c.Explain(fault.Catch(func() error { return c.shards[i].Float32RangeInto(name, lo, hi, dst) }))
+}
+
+// ReadTensorAt reads len(dst) bytes of the named tensor's raw data, from
+// byte off of it, as safetensors.File.ReadTensorAt.
+func (c *Checkpoint) ReadTensorAt(name string, dst []byte, off int64) error {
+	i, ok := c.where[name]
+	if !ok {
+		return fmt.Errorf("checkpoint: %s: no tensor %q", c.dir, name)
+	}
+	return c.Explain(fault.Catch(func() error { return c.shards[i].ReadTensorAt(name, dst, off) }))
 }
 
 // Metadata returns a copy of the __metadata__ of the first shard

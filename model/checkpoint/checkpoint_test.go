@@ -533,3 +533,57 @@ func TestWriterErrors(t *testing.T) {
 		}
 	})
 }
+
+// WriteTensorAt writes tensors in pieces across shards: the checkpoint
+// reads back as written, and a piece of a tensor whose shard is complete
+// fails.
+func TestWriterPieces(t *testing.T) {
+	data := map[string][]byte{"a": bytes.Repeat([]byte{1, 2, 3, 4}, 10), "b": bytes.Repeat([]byte{5, 6, 7, 8}, 30), "c": {9, 9, 9, 9}}
+	infos := []safetensors.TensorInfo{{Name: "a", DType: "F32", Shape: []int{10}}, {Name: "b", DType: "F32", Shape: []int{30}},
+		{Name: "c", DType: "F32", Shape: []int{1}}}
+	dir := t.TempDir()
+	w, err := Create(dir, infos, 100, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(w.Files()) != 3 {
+		t.Fatalf("shards %v", w.Files())
+	}
+	for _, ti := range infos {
+		b := data[ti.Name]
+		for off := 0; off < len(b); off += 7 {
+			if err := w.WriteTensorAt(ti.Name, int64(off), b[off:min(off+7, len(b))]); err != nil {
+				t.Fatalf("%s at %d: %v", ti.Name, off, err)
+			}
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ck, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ck.Close()
+	for name, want := range data {
+		if got, err := ck.Bytes(name); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: %v %v, want %v", name, got, err, want)
+		}
+		got := make([]byte, 5)
+		if err := ck.ReadTensorAt(name, got[:min(5, len(want)-1)], 1); err != nil || !bytes.Equal(got[:min(5, len(want)-1)], want[1:min(6, len(want))]) {
+			t.Errorf("%s: ReadTensorAt %v %v", name, got, err)
+		}
+	}
+	w, err = Create(t.TempDir(), infos, 100, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"a", "b"} {
+		if err := w.WriteTensorAt(name, 0, data[name]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.WriteTensorAt("a", 0, data["a"]); err == nil || !strings.Contains(err.Error(), "complete") {
+		t.Errorf("a piece of a complete shard: %v", err)
+	}
+}

@@ -184,6 +184,33 @@ func (w *Writer) WriteTensor(name string, data []byte) error {
 	return nil
 }
 
+// WriteTensorAt writes data at byte off of the named tensor, where the
+// data written so far ends (see safetensors.Writer.WriteTensorAt): a tensor
+// written in consecutive pieces, a block of rows at a time. The first
+// piece of a tensor of a later shard finishes the current one.
+func (w *Writer) WriteTensorAt(name string, off int64, data []byte) error {
+	if w.err != nil {
+		return w.err
+	}
+	if w.done {
+		return fmt.Errorf("checkpoint: %s: write after Close", w.dir)
+	}
+	i, ok := w.shardOf[name]
+	if !ok {
+		return w.fail(fmt.Errorf("no tensor %q in the plan", name))
+	}
+	if i < w.cur {
+		return w.fail(fmt.Errorf("tensor %q written out of order: its shard %s is complete", name, w.names[i]))
+	}
+	if err := w.advance(i); err != nil {
+		return err
+	}
+	if err := w.w.WriteTensorAt(name, off, data); err != nil {
+		return w.fail(err)
+	}
+	return nil
+}
+
 // advance finishes shards until shard i is the one being written.
 func (w *Writer) advance(i int) error {
 	for w.cur < i {

@@ -116,34 +116,172 @@ func encodeWeight(name string, codes []byte, p *quant.Params, f Format, scaleDTy
 	if err != nil {
 		return nil, err
 	}
-	s := p.Scheme
-	n := l.out * l.in
-	if want := s.PackedLen(n); len(codes) != want {
-		return nil, fmt.Errorf("%d code bytes for %v under %v, want %d", len(codes), p.Shape, s, want)
+	if want := p.Scheme.PackedLen(l.out * l.in); len(codes) != want {
+		return nil, fmt.Errorf("%d code bytes for %v under %v, want %d", len(codes), p.Shape, p.Scheme, want)
 	}
-	infos := l.infos()
+	first := l.infos()[0]
+	w := safetensors.Tensor{Name: first.Name, DType: first.DType, Shape: first.Shape, Data: make([]byte, l.codesBytes(l.out))}
+	if err := l.encodeCodes(w.Data, codes, l.out); err != nil {
+		return nil, err
+	}
+	rest, err := l.encodeParams(p)
+	if err != nil {
+		return nil, err
+	}
+	return append([]safetensors.Tensor{w}, rest...), nil
+}
+
+// CodesBytes is the size of the first tensor EncodeWeight writes (W, or
+// W_packed) for rows rows of a weight [out, in] under s in format f.
+func CodesBytes(shape []int, rows int, s quant.Scheme, f Format) (int64, error) {
+	l, err := newLayout("", shape, s, f, "F32")
+	if err != nil {
+		return 0, fmt.Errorf("ctensors: %w", err)
+	}
+	return int64(l.codesBytes(rows)), nil
+}
+
+// EncodeCodes writes into dst the rows [r, r+rows) of the first tensor
+// EncodeWeight writes for the weight name of the given shape [out, in]
+// (W, or W_packed): codes holds those rows' codes as quant stores them
+// (PackedLen(rows·in) bytes, starting at the block's first code) and dst
+// CodesBytes(shape, rows) bytes. The rows of W and W_packed are encoded
+// each on its own, so the blocks of a weight, encoded in order, are
+// EncodeWeight's first tensor byte for byte: a weight can be quantized
+// and written a block of rows at a time. EncodeParams gives the tensors
+// that follow.
+func EncodeCodes(dst, codes []byte, name string, shape []int, rows int, s quant.Scheme, f Format) error {
+	l, err := newLayout(name, shape, s, f, "F32")
+	if err == nil {
+		err = l.encodeCodes(dst, codes, rows)
+	}
+	if err != nil {
+		return fmt.Errorf("ctensors: %s: %w", name, err)
+	}
+	return nil
+}
+
+// EncodeParams returns the tensors EncodeWeight writes after the codes
+// (W_shape when packed, W_scale, W_zero_point when asymmetric), in order,
+// from the parameters of the whole weight.
+func EncodeParams(name string, p *quant.Params, f Format, scaleDType string) ([]safetensors.Tensor, error) {
+	ts, err := func() ([]safetensors.Tensor, error) {
+		if err := p.Check(); err != nil {
+			return nil, err
+		}
+		l, err := newLayout(name, p.Shape, p.Scheme, f, scaleDType)
+		if err != nil {
+			return nil, err
+		}
+		return l.encodeParams(p)
+	}()
+	if err != nil {
+		return nil, fmt.Errorf("ctensors: %s: %w", name, err)
+	}
+	return ts, nil
+}
+
+// EncodeParamsRows is EncodeParams for the rows [first, first+rows) of
+// the weight name of the given shape [out, in], from their parameters p
+// (p.Shape is [rows, in]; per-channel or per-group): the pieces of the
+// tensors after the codes that those rows own, in order, so that the
+// pieces of a weight's blocks, concatenated, are EncodeParams's tensors
+// byte for byte. W_shape is whole in the piece of the block at row 0 and
+// empty in the others. A per-tensor scale, and zero points packed across
+// rows (pack-quantized, asymmetric), belong to no block of rows: they are
+// refused.
+func EncodeParamsRows(name string, shape []int, first int, p *quant.Params, f Format, scaleDType string) ([][]byte, error) {
+	out, err := func() ([][]byte, error) {
+		if err := p.Check(); err != nil {
+			return nil, err
+		}
+		l, err := newLayout(name, shape, p.Scheme, f, scaleDType)
+		if err != nil {
+			return nil, err
+		}
+		if p.Scheme.Granularity == quant.PerTensor || l.zeroPointPacked() {
+			return nil, fmt.Errorf("scheme %v in %s has parameters that no block of rows owns", p.Scheme, f)
+		}
+		if len(p.Shape) != 2 || p.Shape[1] != l.in || first < 0 || first+p.Shape[0] > l.out {
+			return nil, fmt.Errorf("rows %d..%d of %v from parameters of shape %v", first, first+p.Shape[0], shape, p.Shape)
+		}
+		lb, err := newLayout(name, p.Shape, p.Scheme, f, scaleDType)
+		if err != nil {
+			return nil, err
+		}
+		ts, err := lb.encodeParams(p)
+		if err != nil {
+			return nil, err
+		}
+		out := make([][]byte, len(ts))
+		for i, t := range ts {
+			out[i] = t.Data
+		}
+		if l.packed { // W_shape: the weight's, once
+			out[0] = nil
+			if first == 0 {
+				out[0] = binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(nil, uint64(l.out)), uint64(l.in))
+			}
+		}
+		return out, nil
+	}()
+	if err != nil {
+		return nil, fmt.Errorf("ctensors: %s: %w", name, err)
+	}
+	return out, nil
+}
+
+// codesBytes is the size of rows rows of the first tensor.
+func (l *layout) codesBytes(rows int) int {
+	if l.packed {
+		return 4 * rows * ceilDiv(l.in, l.perWord())
+	}
+	return rows * l.in
+}
+
+// encodeCodes writes rows rows of the first tensor from their codes.
+func (l *layout) encodeCodes(dst, codes []byte, rows int) error {
+	s := l.s
+	n := rows * l.in
+	if want := s.PackedLen(n); len(codes) != want {
+		return fmt.Errorf("%d code bytes for %d rows of %d under %v, want %d", len(codes), rows, l.in, s, want)
+	}
+	if len(dst) != l.codesBytes(rows) {
+		return fmt.Errorf("%d bytes for %d rows of the encoded codes, want %d", len(dst), rows, l.codesBytes(rows))
+	}
+	code := func(i int) int32 { return quant.Code(codes, s.Bits, true, i) }
+	switch {
+	case l.packed && packedWordsAligned(l.in, s.Bits):
+		packAligned(dst, codes, s.Bits)
+	case l.packed:
+		packRows(dst, code, rows, l.in, s.Bits)
+	case s.Bits == 8:
+		copy(dst, codes) // a signed 8-bit code is its own two's-complement byte
+	default:
+		for i := range n {
+			dst[i] = byte(code(i))
+		}
+	}
+	return nil
+}
+
+// encodeParams returns the tensors after the codes, for parameters p of
+// the whole weight (checked).
+func (l *layout) encodeParams(p *quant.Params) ([]safetensors.Tensor, error) {
+	s := p.Scheme
+	infos := l.infos()[1:]
 	ts := make([]safetensors.Tensor, len(infos))
 	for i, ti := range infos {
 		size, _ := safetensors.DTypeSize(ti.DType)
 		ts[i] = safetensors.Tensor{Name: ti.Name, DType: ti.DType, Shape: ti.Shape, Data: make([]byte, size*int(ti.Len()))}
 	}
-	code := func(i int) int32 { return quant.Code(codes, s.Bits, true, i) }
 	if l.packed {
-		if packedWordsAligned(l.in, s.Bits) {
-			packAligned(ts[0].Data, codes, s.Bits)
-		} else {
-			packRows(ts[0].Data, code, l.out, l.in, s.Bits)
-		}
-		binary.LittleEndian.PutUint64(ts[1].Data, uint64(l.out))
-		binary.LittleEndian.PutUint64(ts[1].Data[8:], uint64(l.in))
-	} else {
-		for i := range n {
-			ts[0].Data[i] = byte(code(i))
-		}
+		binary.LittleEndian.PutUint64(ts[0].Data, uint64(l.out))
+		binary.LittleEndian.PutUint64(ts[0].Data[8:], uint64(l.in))
 	}
-	scales := ts[len(infos)-1]
+	scales := ts[len(ts)-1]
 	if !s.Symmetric {
-		scales = ts[len(infos)-2]
+		scales = ts[len(ts)-2]
 	}
 	d := scaleDTypes[l.scaleDType]
 	for k, v := range p.Scales {
@@ -153,7 +291,7 @@ func encodeWeight(name string, codes []byte, p *quant.Params, f Format, scaleDTy
 		d.encode(scales.Data[k*d.size:], v)
 	}
 	if !s.Symmetric {
-		zp := ts[len(infos)-1].Data
+		zp := ts[len(ts)-1].Data
 		if l.zeroPointPacked() {
 			// Transposed packing: the rows of the packed matrix run along
 			// the output axis, one column per group.

@@ -597,3 +597,68 @@ func TestPackAlignedMatchesPackRows(t *testing.T) {
 		}
 	}
 }
+
+// The pieces EncodeParamsRows gives for the blocks of a weight,
+// concatenated, are EncodeParams's tensors; the parameters no block of
+// rows owns are refused.
+func TestEncodeParamsRows(t *testing.T) {
+	shape := []int{10, 40}
+	x := make([]float32, 400)
+	for i := range x {
+		x[i] = float32(i%17) - 8.5 + float32(i/40)
+	}
+	for _, c := range []struct {
+		scheme string
+		f      Format
+		dtype  string
+	}{
+		{"int8-sym-channel", IntQuantized, "BF16"}, {"int8-asym-group16", IntQuantized, "F32"},
+		{"int4-sym-group16", PackQuantized, "F16"}, {"int8-sym-channel", PackQuantized, "F32"},
+	} {
+		s, err := quant.ParseScheme(c.scheme)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := quant.FitMinMax(s, x, shape)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := RoundScales(p, c.dtype); err != nil {
+			t.Fatal(err)
+		}
+		want, err := EncodeParams("w", p, c.f, c.dtype)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make([][]byte, len(want))
+		for first := 0; first < shape[0]; first += 3 {
+			rows := min(3, shape[0]-first)
+			bp, err := quant.FitMinMax(s, x[first*40:(first+rows)*40], []int{rows, 40})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := RoundScales(bp, c.dtype); err != nil {
+				t.Fatal(err)
+			}
+			pieces, err := EncodeParamsRows("w", shape, first, bp, c.f, c.dtype)
+			if err != nil || len(pieces) != len(want) {
+				t.Fatalf("%s %s: %d pieces, %v", c.scheme, c.f, len(pieces), err)
+			}
+			for i := range pieces {
+				got[i] = append(got[i], pieces[i]...)
+			}
+		}
+		for i := range want {
+			if !bytes.Equal(got[i], want[i].Data) {
+				t.Errorf("%s %s: %s from the blocks differs", c.scheme, c.f, want[i].Name)
+			}
+		}
+	}
+	for _, name := range []string{"int8-sym-tensor", "int4-asym-group16"} {
+		s, _ := quant.ParseScheme(name)
+		p, _ := quant.FitMinMax(s, x[:80], []int{2, 40})
+		if _, err := EncodeParamsRows("w", shape, 0, p, PackQuantized, "F32"); err == nil || !strings.Contains(err.Error(), "no block of rows owns") {
+			t.Errorf("%s pack-quantized: %v", name, err)
+		}
+	}
+}

@@ -215,6 +215,19 @@ func (f *File) Release(name string) {
 	f.region.Release(begin, begin+int64(t.Size))
 }
 
+// ReleaseRange is Release of bytes [off, off+n) of the named tensor's
+// data only: a tensor copied a block at a time lets each block go once it
+// is written.
+func (f *File) ReleaseRange(name string, off, n int64) {
+	i, ok := f.tensors[name]
+	if !ok || f.region == nil || off < 0 || n <= 0 {
+		return
+	}
+	t := f.hdr.tensors[i]
+	begin := int64(f.hdr.dataOffset+t.Offset) + off
+	f.region.Release(begin, min(begin+n, int64(f.hdr.dataOffset+t.Offset+t.Size)))
+}
+
 // Float32 returns the named tensor converted to float32, in memory order
 // (Dims[0] fastest): exact for F32, F16, BF16 and integers up to 2^24 in
 // magnitude; Q8_0 and Q4_0 dequantized as ggml does. Other types fail.

@@ -406,6 +406,29 @@ func (w *Writer) WriteTensor(name string, data []byte) error {
 	return err
 }
 
+// WriteTensorAt writes data at byte off of the named tensor's data, where
+// the data written so far ends: a tensor written in consecutive pieces, a
+// block of rows at a time. The pieces must not run past the tensor's end;
+// the Writer pads after its last piece.
+func (w *Writer) WriteTensorAt(name string, off int64, data []byte) error {
+	if w.err != nil {
+		return w.err
+	}
+	i, ok := w.index[name]
+	if !ok {
+		return w.fail(fmt.Errorf("no tensor %q in the header", name))
+	}
+	t := w.tensors[i]
+	switch {
+	case off < 0 || off > t.Size || int64(len(data)) > t.Size-off:
+		return w.fail(fmt.Errorf("tensor %q: %d bytes at %d run past its %d", name, len(data), off, t.Size))
+	case w.pos != t.Offset+off:
+		return w.fail(fmt.Errorf("tensor %q: piece at byte %d, but the data written so far ends at data section offset %d, not %d", name, off, w.pos, t.Offset+off))
+	}
+	_, err := w.Write(data)
+	return err
+}
+
 // Close finishes the file: if every data byte has been written it flushes,
 // syncs and renames the temporary file to path; otherwise it removes it and
 // fails. After an earlier error it returns that error. For NewWriter it

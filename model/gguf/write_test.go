@@ -329,3 +329,40 @@ func TestWriterStreamErrors(t *testing.T) {
 		t.Error("Close after a failed write succeeded")
 	}
 }
+
+// WriteTensorAt takes each tensor in pieces and writes the file
+// WriteTensor writes, padding included; a piece that does not continue
+// its tensor fails.
+func TestWriterPieces(t *testing.T) {
+	ts, _ := allTensors()
+	meta := allValues()
+	var whole bytes.Buffer
+	if err := Write(&whole, meta, ts); err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []int{1, 7, 100} {
+		var buf bytes.Buffer
+		w, err := NewWriter(&buf, meta, infosOf(ts))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range ts {
+			for off := 0; off < len(x.Data); off += size {
+				if err := w.WriteTensorAt(x.Name, int64(off), x.Data[off:min(off+size, len(x.Data))]); err != nil {
+					t.Fatalf("%s at %d: %v", x.Name, off, err)
+				}
+			}
+		}
+		if err := w.Close(); err != nil || !bytes.Equal(buf.Bytes(), whole.Bytes()) {
+			t.Fatalf("pieces of %d bytes: %v, or a different file", size, err)
+		}
+	}
+	var buf bytes.Buffer
+	w, err := NewWriter(&buf, meta, infosOf(ts))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteTensorAt(ts[0].Name, 1, ts[0].Data[1:]); err == nil || !strings.Contains(err.Error(), "piece at byte 1") {
+		t.Errorf("a gap: %v", err)
+	}
+}

@@ -183,6 +183,29 @@ func (c *Conversion) Release(t *Tensor) {
 	}
 }
 
+// ReleaseRows lets the input pages of rows [first, first+n) of t go, once
+// they are read (ReadRows), so that a tensor converted block by block
+// holds one block of its input at a time, not all it has read. Rows a
+// Q/K permutation takes from elsewhere are left for Release.
+func (c *Conversion) ReleaseRows(t *Tensor, first, n int) {
+	if t.Source == "" || t.QKHeads > 0 || n <= 0 {
+		return
+	}
+	rows := int64(max(t.Rows(), 1))
+	switch {
+	case c.ck != nil:
+		if info, ok := c.ck.Tensor(t.Source); ok {
+			rb := (info.End - info.Begin) / rows
+			c.ck.ReleaseRange(t.Source, int64(first)*rb, int64(n)*rb)
+		}
+	case c.gf != nil:
+		if info, ok := c.gf.Tensor(t.Source); ok {
+			rb := int64(info.Size) / rows
+			c.gf.ReleaseRange(t.Source, int64(first)*rb, int64(n)*rb)
+		}
+	}
+}
+
 // Files are the paths of the files c reads: the Hugging Face
 // checkpoint's directory and its shards, or the GGUF file.
 func (c *Conversion) Files() []string {

@@ -46,18 +46,30 @@
 //
 // # Running it
 //
-// Run processes the items of a plan with N workers and hands the results
-// to a Sink in plan order (an ordered writer). The loops over whole
-// tensors (abs-max, quantize, dequantize) are RunOptions.Kernels, which
-// the job picks (the cpu package's, SIMD on every core) and which must
-// equal ReferenceKernels, package quant's loops, bit for bit: plan
-// imports no backend. Every item is read on its
-// own (one tensor as float32), fitted (quant.FitMinMax), quantized,
-// encoded and measured (SQNR of its dequantized values against the
-// input). At most N+1 items are in flight at once, from being read to
-// being written, so memory is bounded by N+1 of the largest tensors (each
-// as 4-byte floats plus its encoded output), not by the model:
-// MemoryEstimate computes that bound.
+// Run processes the items of a plan a block of rows at a time with N
+// workers and hands the pieces to a Sink in plan order (an ordered
+// writer; a Sink with WriteTensorAt takes each tensor in pieces, as the
+// checkpoint and GGUF writers do). Plan.Stream sizes the blocks to a
+// memory budget (RunOptions.MaxMemory, DefaultMaxMemory by default): at
+// most Streaming.InFlight blocks (N+1, or more when the budget holds
+// them) are in flight, from being read (pread into a recycled
+// buffer, so that no page of the input stays resident) to being written,
+// each its rows as float32, read and dequantized, with their raw bytes,
+// codes and encoding; besides them only the scales of the item being
+// written are held (they follow its codes in the file). Memory is then
+// bounded by the budget, not by the largest tensor; Streaming.Peak is
+// what --dry-run reports. Per-channel and per-group blocks are fitted on
+// their own; a per-tensor scale (or one per column) takes a pass over the
+// whole tensor first, and kept tensors are copied in blocks too. The
+// output is byte for byte what quantizing each tensor whole gives (the
+// tests keep that quantizer as their reference); the SQNR sums are added
+// block by block, so the reported SQNR may differ from the whole
+// tensor's in its last digits.
+//
+// The loops over a block (abs-max, quantize, dequantize) are
+// RunOptions.Kernels, which the job picks (the cpu package's, SIMD on
+// every core) and which must equal ReferenceKernels, package quant's
+// loops, bit for bit: plan imports no backend.
 //
 // Weights with NaN or ±Inf are an error naming the tensor, unless
 // RunOptions.AllowNonFinite: then NaN becomes 0 and ±Inf the tensor's

@@ -390,32 +390,6 @@ func (p *Plan) Part(i, n int) []int {
 // All returns the indices of every item.
 func (p *Plan) All() []int { return p.Part(0, 1) }
 
-// MemoryEstimate is the most memory Run holds for tensor data with the
-// given number of workers: workers+1 items in flight, each the largest of
-// the plan's as float32 input (4 bytes an element, plus a second copy for
-// the dequantized values a quantized item is measured with) and its output.
-func (p *Plan) MemoryEstimate(workers int) int64 {
-	sizes := make([]int64, 0, len(p.Items))
-	for _, it := range p.Items {
-		var n int64 = 1
-		for _, d := range it.Shape {
-			n *= int64(d)
-		}
-		size := it.BytesOut
-		if it.Action == Quantize {
-			size += 8 * n
-		}
-		sizes = append(sizes, size)
-	}
-	slices.Sort(sizes)
-	slices.Reverse(sizes)
-	var total int64
-	for i := 0; i < len(sizes) && i < workers+1; i++ {
-		total += sizes[i]
-	}
-	return total
-}
-
 // SafetensorsInfos describes the output tensors of the given items, in
 // order, for checkpoint.Create.
 func (p *Plan) SafetensorsInfos(items []int) []safetensors.TensorInfo {

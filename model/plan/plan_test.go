@@ -100,7 +100,7 @@ func TestOrdered(t *testing.T) {
 
 func TestSanitize(t *testing.T) {
 	x := []float32{1, -3, float32(nan()), float32(inf(1)), float32(inf(-1))}
-	if n := sanitize(x, true); n != 3 || x[2] != 0 || x[3] != 3 || x[4] != -3 {
+	if n := wholeSanitize(x, true); n != 3 || x[2] != 0 || x[3] != 3 || x[4] != -3 {
 		t.Errorf("sanitize: %d %v", n, x)
 	}
 }

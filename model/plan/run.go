@@ -2,16 +2,13 @@ package plan
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
-	"fmt"
 	"math"
 	"runtime"
 	"sync"
+	"unsafe"
 
 	"github.com/quantkit/quantkit/internal/fault"
-	"github.com/quantkit/quantkit/model/ctensors"
-	"github.com/quantkit/quantkit/model/gguf"
 	"github.com/quantkit/quantkit/quant"
 )
 
@@ -89,9 +86,12 @@ func (ReferenceKernels) Dequantize(x []float32, codes []byte, p *quant.Params) e
 
 // RunOptions tune Run.
 type RunOptions struct {
-	Workers        int  // items processed at once; 0 means GOMAXPROCS
+	Workers        int  // blocks processed at once; 0 means GOMAXPROCS
 	AllowNonFinite bool // quantize weights with NaN/Inf (see the package documentation)
-	// Kernels do the per-tensor loops; nil means ReferenceKernels (slow:
+	// MaxMemory is the memory budget the blocks are sized to (see
+	// Plan.Stream); 0 means DefaultMaxMemory.
+	MaxMemory int64
+	// Kernels do the per-block loops; nil means ReferenceKernels (slow:
 	// a job passes the cpu package's).
 	Kernels Kernels
 	// Progress, if not nil, is called from Run's writing goroutine after
@@ -106,17 +106,13 @@ type Stats struct {
 	NonFinite int     // NaN and ±Inf values replaced (AllowNonFinite)
 }
 
-// encoded is the result of one item.
-type encoded struct {
-	tensors [][]byte // parallel to the item's Outputs
-	stats   Stats
-}
-
 // Run processes the given items of p (indices into p.Items, in the order
 // they are written), reading from src and writing each item's outputs to
-// sink in that order. It returns the stats of every item, in the same
-// order, or the first error (naming the tensor), after which the sink has
-// been partly written and must be aborted by the caller.
+// sink in that order, a block of rows at a time within opt.MaxMemory (see
+// Plan.Stream and the package documentation). It returns the stats of
+// every item, in the same order, or the first error (naming the tensor),
+// after which the sink has been partly written and must be aborted by the
+// caller.
 func Run(ctx context.Context, p *Plan, items []int, src Source, sink Sink, opt RunOptions) ([]Stats, error) {
 	row, err := lookupFormat(p.Format)
 	if err != nil {
@@ -129,31 +125,21 @@ func Run(ctx context.Context, p *Plan, items []int, src Source, sink Sink, opt R
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	stats := make([]Stats, len(items))
-	var bytesDone int64
-	err = Ordered(ctx, len(items), workers, func(i int) (encoded, error) {
-		it := &p.Items[items[i]]
-		r, err := process(row, p.Scheme, it, src, opt)
-		if err != nil {
-			return r, fmt.Errorf("tensor %q: %w", it.Name, err)
-		}
-		r.stats.Item = items[i]
-		return r, nil
-	}, func(i int, r encoded) error {
-		it := &p.Items[items[i]]
-		for j, o := range it.Outputs {
-			if err := sink.WriteTensor(o.Name, r.tensors[j]); err != nil {
-				return err
-			}
-		}
-		release(src, it.Name) // a kept tensor's view is written now
-		stats[i] = r.stats
-		bytesDone += it.BytesIn
-		if opt.Progress != nil {
-			opt.Progress(items[i], bytesDone, i+1)
-		}
-		return nil
-	})
+	sch, err := p.Stream(items, workers, opt.MaxMemory)
+	if err != nil {
+		return nil, err
+	}
+	opt.Workers = workers
+	return runStream(ctx, p, row, items, src, sink, opt, sch)
+}
+
+// runStream is Run with the blocks of sch.
+func runStream(ctx context.Context, p *Plan, row *format, items []int, src Source, sink Sink, opt RunOptions, sch *Streaming) ([]Stats, error) {
+	r, err := newStreamRun(p, row, items, src, sink, opt, sch)
+	if err != nil {
+		return nil, err
+	}
+	err = OrderedWindow(ctx, len(r.blocks), opt.Workers, sch.InFlight, r.do, r.emit)
 	if ex, ok := src.(interface{ Explain(error) error }); ok {
 		err = ex.Explain(err)
 	}
@@ -167,7 +153,7 @@ func Run(ctx context.Context, p *Plan, items []int, src Source, sink Sink, opt R
 			return nil, err
 		}
 	}
-	return stats, nil
+	return r.stats, nil
 }
 
 // Ordered runs do(i) for i in [0, n) on up to workers goroutines and calls
@@ -177,18 +163,26 @@ func Run(ctx context.Context, p *Plan, items []int, src Source, sink Sink, opt R
 // when ctx is done. A memory fault in do or emit (a memory-mapped input
 // truncated meanwhile) is an error (a *fault.Error), not a crash.
 func Ordered[R any](ctx context.Context, n, workers int, do func(i int) (R, error), emit func(i int, r R) error) error {
+	return OrderedWindow(ctx, n, workers, workers+1, do, emit)
+}
+
+// OrderedWindow is Ordered with at most window results at once (at least
+// workers+1): a window wider than the workers lets them run ahead of an
+// emit that stalls (a write waiting on the disk) by that many results.
+func OrderedWindow[R any](ctx context.Context, n, workers, window int, do func(i int) (R, error), emit func(i int, r R) error) error {
 	if workers < 1 {
 		workers = 1
 	}
+	window = max(window, workers+1)
 	ctx, cancel := context.WithCancel(ctx)
 	type result struct {
 		i   int
 		r   R
 		err error
 	}
-	tokens := make(chan struct{}, workers+1) // one per item in flight
+	tokens := make(chan struct{}, window) // one per item in flight
 	next := make(chan int)
-	results := make(chan result, workers+1)
+	results := make(chan result, window)
 	var wg sync.WaitGroup
 	go func() { // dispatcher
 		defer close(next)
@@ -251,137 +245,40 @@ func Ordered[R any](ctx context.Context, n, workers int, do func(i int) (R, erro
 	return nil
 }
 
-// process reads, quantizes, encodes and measures one item.
-func process(row *format, s quant.Scheme, it *Item, src Source, opt RunOptions) (encoded, error) {
-	if it.Action == Keep {
-		return keep(row, it, src)
-	}
-	xb, yb := floatBufs.get(), floatBufs.get()
-	defer floatBufs.put(xb)
-	defer floatBufs.put(yb)
-	x, err := readFloat32(src, it.Name, *xb)
-	if err != nil {
-		return encoded{}, err
-	}
-	*xb = x
-	release(src, it.Name) // x is a copy
-	nonFinite := sanitize(x, opt.AllowNonFinite)
-	if nonFinite > 0 && !opt.AllowNonFinite {
-		return encoded{}, fmt.Errorf("%w: %d NaN or infinite values (--allow-nonfinite quantizes them: NaN as 0, ±Inf saturated)", ErrNonFinite, nonFinite)
-	}
-	y := (*yb)[:0] // dequantized, for the SQNR; every element is written
-	if cap(y) < len(x) {
-		y = make([]float32, len(x))
-	}
-	y = y[:len(x)]
-	*yb = y
-	var tensors [][]byte
-	if row.isGGUF {
-		tensors, err = encodeGGUF(row.gguf, it, x, y)
-	} else {
-		tensors, err = encodeInt(row.name, s, it, x, y, opt.Kernels)
-	}
-	if err != nil {
-		return encoded{}, err
-	}
-	return encoded{tensors: tensors, stats: Stats{SQNR: quant.SQNR(x, y), NonFinite: nonFinite}}, nil
-}
-
-// floatBufs recycles the float32 buffers of process (the tensor read and
-// its dequantized copy): allocating them per tensor cleared every byte
-// first, which cost as much as reading them.
-var floatBufs bufPool
-
-type bufPool struct{ p sync.Pool }
-
-func (b *bufPool) get() *[]float32 {
-	if v, ok := b.p.Get().(*[]float32); ok {
-		return v
-	}
-	return new([]float32)
-}
-
-func (b *bufPool) put(v *[]float32) { b.p.Put(v) }
-
-// readFloat32 reads the named tensor as float32 into buf's memory where
-// the source can (*checkpoint.Checkpoint can), else into a new slice.
-func readFloat32(src Source, name string, buf []float32) ([]float32, error) {
-	if s, ok := src.(interface {
-		Float32Into(name string, dst []float32) ([]float32, error)
-	}); ok {
-		return s.Float32Into(name, buf)
-	}
-	return src.Float32(name)
-}
-
-// sanitize counts the NaN and ±Inf values of x and, when fix is set,
-// replaces NaN with 0 and ±Inf with ± the largest finite |x|.
-func sanitize(x []float32, fix bool) int {
-	n := countNonFinite(x)
-	if n == 0 || !fix {
-		return n
-	}
-	var amax float32
-	for _, v := range x {
-		if a := float32(math.Abs(float64(v))); a > amax && a <= math.MaxFloat32 {
-			amax = a
-		}
-	}
-	for i, v := range x {
-		switch {
-		case math.IsNaN(float64(v)):
-			x[i] = 0
-		case math.IsInf(float64(v), 1):
-			x[i] = amax
-		case math.IsInf(float64(v), -1):
-			x[i] = -amax
-		}
-	}
-	return n
-}
-
 // countNonFinite is the number of NaN and ±Inf values in x. A float32 is
 // not finite when its exponent bits are all ones: adding one to the
-// exponent field then carries into bit 31, so the count needs no branch
-// (four sums, so that the additions do not wait on each other).
+// exponent field then carries into bit 31, so the count needs no branch.
+// Two values are tested in each 64-bit word (the carry of the low one
+// stops at bit 31), in four words at a time, so that the additions do
+// not wait on each other.
 func countNonFinite(x []float32) int {
 	const exp, one = 0x7f800000, 0x00800000
-	var n0, n1, n2, n3 uint32
-	i := 0
-	for ; i+4 <= len(x); i += 4 {
-		v := x[i : i+4 : i+4]
-		n0 += (math.Float32bits(v[0])&exp + one) >> 31
-		n1 += (math.Float32bits(v[1])&exp + one) >> 31
-		n2 += (math.Float32bits(v[2])&exp + one) >> 31
-		n3 += (math.Float32bits(v[3])&exp + one) >> 31
+	n := 0
+	for len(x) > 0 && uintptr(unsafe.Pointer(&x[0]))%8 != 0 {
+		n += int((math.Float32bits(x[0])&exp + one) >> 31)
+		x = x[1:]
 	}
-	n := int(n0) + int(n1) + int(n2) + int(n3)
-	for _, v := range x[i:] {
+	if len(x) >= 8 {
+		const exp2, one2, lanes = exp<<32 | exp, one<<32 | one, 1<<32 | 1
+		w := unsafe.Slice((*uint64)(unsafe.Pointer(&x[0])), len(x)/2)
+		var c0, c1, c2, c3 uint64 // a count in each 32-bit half
+		i := 0
+		for ; i+4 <= len(w); i += 4 {
+			v := w[i : i+4 : i+4]
+			c0 += (v[0]&exp2 + one2) >> 31 & lanes
+			c1 += (v[1]&exp2 + one2) >> 31 & lanes
+			c2 += (v[2]&exp2 + one2) >> 31 & lanes
+			c3 += (v[3]&exp2 + one2) >> 31 & lanes
+		}
+		for _, c := range [4]uint64{c0, c1, c2, c3} {
+			n += int(c&0xffffffff) + int(c>>32)
+		}
+		x = x[2*i:]
+	}
+	for _, v := range x {
 		n += int((math.Float32bits(v)&exp + one) >> 31)
 	}
 	return n
-}
-
-// keep copies a kept tensor: byte for byte, or converted to F32 for a GGUF
-// output that has no type for it.
-func keep(row *format, it *Item, src Source) (encoded, error) {
-	st := Stats{SQNR: math.Inf(1)}
-	if it.Outputs[0].Bytes != it.BytesIn {
-		x, err := src.Float32(it.Name)
-		if err != nil {
-			return encoded{}, err
-		}
-		b := make([]byte, 4*len(x))
-		for i, v := range x {
-			binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(v))
-		}
-		return encoded{tensors: [][]byte{b}, stats: st}, nil
-	}
-	b, err := src.Bytes(it.Name)
-	if err != nil {
-		return encoded{}, err
-	}
-	return encoded{tensors: [][]byte{b}, stats: st}, nil
 }
 
 // fitMinMax is quant.FitMinMax, to the bit; symmetric schemes take their
@@ -393,69 +290,4 @@ func fitMinMax(k Kernels, s quant.Scheme, x []float32, shape []int) (*quant.Para
 		return quant.FitAbsMax(s, x, shape, k.AbsMax)
 	}
 	return quant.FitMinMax(s, x, shape)
-}
-
-// encodeInt quantizes x under s for the compressed-tensors and safetensors
-// formats, writing the dequantized values into y.
-func encodeInt(f Format, s quant.Scheme, it *Item, x, y []float32, k Kernels) ([][]byte, error) {
-	p, err := fitMinMax(k, s, x, it.Shape)
-	if err != nil {
-		return nil, err
-	}
-	if it.ScaleDType != "F32" {
-		if err := ctensors.RoundScales(p, it.ScaleDType); err != nil {
-			return nil, err
-		}
-	}
-	codes := make([]byte, s.PackedLen(len(x)))
-	if err := k.Quantize(codes, x, p); err != nil {
-		return nil, err
-	}
-	if err := k.Dequantize(y, codes, p); err != nil {
-		return nil, err
-	}
-	if ct, ok := CTFormat(f, s); ok {
-		ts, err := ctensors.EncodeWeight(it.Name, codes, p, ct, it.ScaleDType)
-		if err != nil {
-			return nil, err
-		}
-		out := make([][]byte, len(ts))
-		for i, t := range ts {
-			if t.Name != it.Outputs[i].Name {
-				return nil, fmt.Errorf("encoded tensor %q where the plan has %q", t.Name, it.Outputs[i].Name)
-			}
-			out[i] = t.Data
-		}
-		return out, nil
-	}
-	scales := make([]byte, 4*len(p.Scales))
-	for i, v := range p.Scales {
-		binary.LittleEndian.PutUint32(scales[4*i:], math.Float32bits(v))
-	}
-	out := [][]byte{codes, scales}
-	if !s.Symmetric {
-		zp := make([]byte, 4*len(p.ZeroPoints))
-		for i, v := range p.ZeroPoints {
-			binary.LittleEndian.PutUint32(zp[4*i:], uint32(v))
-		}
-		out = append(out, zp)
-	}
-	return out, nil
-}
-
-// encodeGGUF quantizes x into GGUF blocks of type t, writing the
-// dequantized values into y.
-func encodeGGUF(t gguf.Type, it *Item, x, y []float32) ([][]byte, error) {
-	b := make([]byte, it.Outputs[0].Bytes)
-	switch t {
-	case gguf.TypeQ8_0:
-		gguf.QuantizeQ8_0(b, x)
-		gguf.DequantizeQ8_0(y, b)
-	case gguf.TypeQ4_0:
-		gguf.QuantizeQ4_0(b, x)
-		gguf.DequantizeQ4_0(y, b)
-	default:
-		return nil, fmt.Errorf("GGUF type %s not supported", t)
-	}
-	return [][]byte{b}, nil
 }

@@ -70,6 +70,15 @@ func TestCountNonFinite(t *testing.T) {
 			if got := countNonFinite(x); got != want {
 				t.Errorf("n=%d pattern %d: %d non-finite, want %d", n, pattern, got, want)
 			}
+			if n > 0 { // starting at an odd element: not 8-byte aligned
+				want1 := want
+				if v := float64(x[0]); math.IsNaN(v) || math.IsInf(v, 0) {
+					want1--
+				}
+				if got := countNonFinite(x[1:]); got != want1 {
+					t.Errorf("n=%d pattern %d, from element 1: %d non-finite, want %d", n, pattern, got, want1)
+				}
+			}
 		}
 	}
 	// Every NaN payload and both signs.

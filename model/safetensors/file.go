@@ -267,3 +267,45 @@ func (f *File) Float32RangeInto(name string, lo, hi int, dst []float32) error {
 	}
 	return nil
 }
+
+// ReadTensorAt reads len(dst) bytes of the named tensor's raw data, from
+// byte off of it, into dst: with pread when the file is mapped (a kernel
+// copy from the page cache that maps nothing into the process, so a
+// tensor read block by block into one recycled buffer keeps no page of it
+// resident), else copied from memory. It fails if the range runs past the
+// tensor.
+func (f *File) ReadTensorAt(name string, dst []byte, off int64) error {
+	b, err := f.Bytes(name)
+	if err != nil {
+		return err
+	}
+	if off < 0 || off > int64(len(b)) || int64(len(dst)) > int64(len(b))-off {
+		return fmt.Errorf("safetensors: %s: %s: %d bytes at %d of %d", f.path, name, len(dst), off, len(b))
+	}
+	if len(dst) == 0 {
+		return nil
+	}
+	t := f.tensors[f.index[name]]
+	if f.osf != nil {
+		if _, err := f.osf.ReadAt(dst, f.offset+t.Begin+off); err == nil {
+			return nil
+		}
+	}
+	copy(dst, b[off:])
+	if f.region != nil {
+		f.region.Release(f.offset+t.Begin+off, f.offset+t.Begin+off+int64(len(dst)))
+	}
+	return nil
+}
+
+// ReleaseRange is Release of bytes [off, off+n) of the named tensor's
+// data only (whole pages around them): a tensor read block by block
+// through its mapping lets each block go once it is read.
+func (f *File) ReleaseRange(name string, off, n int64) {
+	i, ok := f.index[name]
+	if !ok || f.region == nil || off < 0 || n <= 0 {
+		return
+	}
+	t := f.tensors[i]
+	f.region.Release(f.offset+t.Begin+off, f.offset+min(t.Begin+off+n, t.End))
+}

@@ -661,3 +661,97 @@ func TestOpenSpecialFiles(t *testing.T) {
 		}
 	}
 }
+
+// WriteTensorAt takes each tensor in pieces of any size and writes the
+// file WriteTensor writes; a piece that does not continue its tensor,
+// or runs past it, fails and removes the file.
+func TestWriterPieces(t *testing.T) {
+	ts, _ := allDTypes()
+	var whole bytes.Buffer
+	if err := Write(&whole, ts, map[string]string{"k": "v"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []int{1, 3, 64} {
+		var buf bytes.Buffer
+		w, err := NewWriter(&buf, infosOf(ts), map[string]string{"k": "v"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range ts {
+			for off := 0; off < len(x.Data); off += size {
+				if err := w.WriteTensorAt(x.Name, int64(off), x.Data[off:min(off+size, len(x.Data))]); err != nil {
+					t.Fatalf("%s at %d: %v", x.Name, off, err)
+				}
+			}
+		}
+		if err := w.Close(); err != nil || !bytes.Equal(buf.Bytes(), whole.Bytes()) {
+			t.Fatalf("pieces of %d bytes: %v, or a different file", size, err)
+		}
+	}
+	a, b := ts[0], ts[1]
+	for _, c := range []struct {
+		name  string
+		write func(w *Writer) error
+		want  string
+	}{
+		{"a gap", func(w *Writer) error { return w.WriteTensorAt(a.Name, 1, a.Data[1:]) }, "piece at byte 1"},
+		{"the next tensor first", func(w *Writer) error { return w.WriteTensorAt(b.Name, 0, b.Data) }, "piece at byte 0"},
+		{"past the end", func(w *Writer) error { return w.WriteTensorAt(a.Name, 0, append(slices.Clone(a.Data), 0)) }, "run past"},
+		{"no such tensor", func(w *Writer) error { return w.WriteTensorAt("nope", 0, nil) }, `no tensor "nope"`},
+	} {
+		path := filepath.Join(t.TempDir(), "x.safetensors")
+		w, err := Create(path, infosOf(ts), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.write(w); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want %q", c.name, err, c.want)
+		}
+		if err := w.Close(); err == nil {
+			t.Errorf("%s: Close after the error succeeded", c.name)
+		}
+		if entries, _ := os.ReadDir(filepath.Dir(path)); len(entries) != 0 {
+			t.Errorf("%s: left %v", c.name, entries)
+		}
+	}
+}
+
+// ReadTensorAt reads any range of a tensor's bytes, mapped or read into
+// memory, and refuses a range past the tensor.
+func TestReadTensorAt(t *testing.T) {
+	ts, _ := allDTypes()
+	path := filepath.Join(t.TempDir(), "r.safetensors")
+	if err := WriteFile(path, ts, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, noMmap := range []bool{false, true} {
+		testNoMmap = noMmap
+		f, err := Open(path)
+		testNoMmap = false
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range ts {
+			for lo := 0; lo <= len(x.Data); lo++ {
+				for hi := lo; hi <= len(x.Data); hi++ {
+					dst := make([]byte, hi-lo)
+					if err := f.ReadTensorAt(x.Name, dst, int64(lo)); err != nil || !bytes.Equal(dst, x.Data[lo:hi]) {
+						t.Fatalf("%s [%d, %d) (no mmap %v): %v %v", x.Name, lo, hi, noMmap, dst, err)
+					}
+				}
+			}
+			// Pages let go come back from the file when read again.
+			f.ReleaseRange(x.Name, 1, int64(len(x.Data)))
+			if b, err := f.Bytes(x.Name); err != nil || !bytes.Equal(b, x.Data) {
+				t.Errorf("%s after ReleaseRange: %v %v", x.Name, b, err)
+			}
+			if err := f.ReadTensorAt(x.Name, make([]byte, 1), int64(len(x.Data))); err == nil {
+				t.Errorf("%s: a byte past the end read", x.Name)
+			}
+			if err := f.ReadTensorAt(x.Name, nil, -1); err == nil {
+				t.Errorf("%s: offset -1 read", x.Name)
+			}
+		}
+		f.Close()
+	}
+}
