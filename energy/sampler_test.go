@@ -5,6 +5,7 @@ import (
 	"math"
 	"reflect"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -122,16 +123,32 @@ func TestSamplerDerivedReset(t *testing.T) {
 	s := StartSampler(src, 10*time.Millisecond)
 	time.Sleep(120 * time.Millisecond)
 	samples := s.Stop()
+	// The fake's clock and the sampler's are read a moment apart, which a
+	// loaded machine stretches: each sample's power is checked loosely
+	// (a reset taken as a delta would be -10⁷ W and more), their median
+	// tightly; samples too close together (a late tick) have no power,
+	// like the reset's.
 	noPower := 0
+	var powers []float64
 	for _, smp := range samples {
 		if smp.NoPower {
 			noPower++
-		} else if math.Abs(smp.PowerW-40) > 1 {
-			t.Errorf("sample at %v: %v W, want 40", smp.T, smp.PowerW)
+			continue
+		}
+		powers = append(powers, smp.PowerW)
+		if !(smp.PowerW > 0 && smp.PowerW < 200) {
+			t.Errorf("sample at %v: %v W, want about 40", smp.T, smp.PowerW)
 		}
 	}
-	if noPower < 1 || noPower > 2 { // the reset, and maybe the last
-		t.Errorf("%d of %d samples without power, want 1 or 2", noPower, len(samples))
+	if noPower < 1 || noPower > len(samples)/2 { // the reset, the last, late ticks
+		t.Errorf("%d of %d samples without power, want the reset's and few more", noPower, len(samples))
+	}
+	if len(powers) < 2 {
+		t.Fatalf("%d samples with power of %d", len(powers), len(samples))
+	}
+	slices.Sort(powers)
+	if med := powers[len(powers)/2]; math.Abs(med-40) > 1 {
+		t.Errorf("median power %v W, want 40", med)
 	}
 
 	src = NewFakeSource("blind")
