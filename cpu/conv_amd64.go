@@ -7,8 +7,14 @@ package cpu
 const convMinWork = 1 << 19
 
 // convF32SIMD is ConvF32.Run on the f32 GEMM micro-kernel: A is the
-// weight rows (padded to the kernel's mr), B a panel of nr output pixels
-// gathered from the planes in the weight's (c, u, v) order.
+// weight rows (padded to the kernel's mr), B a panel of nr positions of
+// the output gathered from the planes in the weight's (c, u, v) order.
+//
+// At strides of 1 the positions run over whole rows of the input planes
+// (W columns, of which the last KW−1 are not outputs and are dropped):
+// a window row of consecutive positions is then one contiguous run of a
+// plane across its rows, and a panel row is copied in one piece. Other
+// strides take the output pixels themselves, gathered one by one.
 func convF32SIMD(cv *ConvF32, dst, x []float32, n int) bool {
 	kern := f32Kernel()
 	if kern == nil {
@@ -22,7 +28,13 @@ func convF32SIMD(cv *ConvF32, dst, x []float32, n int) bool {
 		copy(cv.packed, cv.Weight[:cv.OutC*K])
 	}
 	P, opix, plane := n*cv.OH*cv.OW, cv.OH*cv.OW, cv.H*cv.W
-	np := ceilDiv(P, nr)
+	wd := cv.OW // positions per row
+	unit := cv.StrideH == 1 && cv.StrideW == 1
+	if unit {
+		wd = cv.W
+	}
+	D := cv.OH * wd // positions per image
+	np := ceilDiv(n*D, nr)
 	w := workersOf(Threads(), np, P*K*cv.OutC, convMinWork)
 	for len(cv.scratch) < w {
 		cv.scratch = append(cv.scratch, make([]float32, K*nr))
@@ -33,31 +45,67 @@ func convF32SIMD(cv *ConvF32, dst, x []float32, n int) bool {
 			panel = make([]float32, K*nr)
 			cv.scratch[worker] = panel
 		}
-		var offs [gemmTileMax]int
-		off := offs[:nr]
+		var offs, outs [gemmTileMax]int
+		off, at := offs[:nr], outs[:nr]
 		var tile [gemmTileMax]float32
 		for jp := lo; jp < hi; jp++ {
-			p0 := jp * nr
-			live := min(nr, P-p0)
+			// The window origin of each position and the output pixel it
+			// is (−1: none).
+			d := jp * nr
+			i, rem := d/D, d%D
+			oh, ow := rem/wd, rem%wd
+			dense := true // the outputs are consecutive
 			for r := range nr {
-				p := p0 + min(r, live-1) // columns past the end repeat the last
-				i, rem := p/opix, p%opix
-				off[r] = i*plane + rem/cv.OW*cv.StrideH*cv.W + rem%cv.OW*cv.StrideW
+				switch {
+				case i >= n:
+					off[r], at[r] = off[max(r-1, 0)], -1
+				default:
+					off[r] = i*plane + oh*cv.StrideH*cv.W + ow*cv.StrideW
+					at[r] = -1
+					if ow < cv.OW {
+						at[r] = i*opix + oh*cv.OW + ow
+					}
+					if ow++; ow == wd {
+						ow = 0
+						if oh++; oh == cv.OH {
+							oh, i = 0, i+1
+						}
+					}
+				}
+				if at[r] < 0 || r > 0 && at[r] != at[r-1]+1 {
+					dense = false
+				}
 			}
-			gatherPanel(panel[:K*nr], x, off, cv, n*plane)
+			if unit {
+				copyPanel(panel[:K*nr], x, off, cv, n*plane)
+			} else {
+				gatherPanel(panel[:K*nr], x, off, cv, n*plane)
+			}
 			for ip := range mp {
 				kern.fn(K, &cv.packed[ip*mr*K], K, &panel[0], &tile[0], nr, false)
 				for rr := range min(mr, cv.OutC-ip*mr) {
 					o := ip*mr + rr
-					b, row := cv.Bias[o], tile[rr*nr:][:live]
-					out := dst[o*P+p0:][:live]
-					if cv.ReLU {
+					b, row, out := cv.Bias[o], tile[rr*nr:][:nr], dst[o*P:(o+1)*P]
+					switch {
+					case dense && cv.ReLU:
+						y := out[at[0]:][:nr]
 						for r, v := range row {
-							out[r] = max(v+b, 0)
+							y[r] = max(v+b, 0)
 						}
-					} else {
+					case dense:
+						y := out[at[0]:][:nr]
 						for r, v := range row {
-							out[r] = v + b
+							y[r] = v + b
+						}
+					default:
+						for r, v := range row {
+							if k := at[r]; k >= 0 {
+								v += b
+								if cv.ReLU {
+									v = max(v, 0)
+								}
+								out[k] = v
+							}
 						}
 					}
 				}
@@ -82,6 +130,62 @@ func gatherPanel(panel, x []float32, off []int, cv *ConvF32, cstride int) {
 					d[r] = xs[f]
 				}
 				q++
+			}
+		}
+	}
+}
+
+// copyPanel is gatherPanel for positions that run along the rows of the
+// planes: it copies runs of consecutive offsets, a whole panel row at once
+// where the run is the panel. Reads past x (from positions that are not
+// outputs, at the end of the last plane) repeat its last value.
+func copyPanel(panel, x []float32, off []int, cv *ConvF32, cstride int) {
+	nr := len(off)
+	// Runs of consecutive offsets: [r0, r1) reads x from off[r0] on.
+	var runs [gemmTileMax + 1]int
+	nrun := 0
+	for r := range nr {
+		if r == 0 || off[r] != off[r-1]+1 {
+			runs[nrun] = r
+			nrun++
+		}
+	}
+	runs[nrun] = nr
+	q := 0
+	for c := range cv.InC {
+		for u := range cv.KH {
+			for v := range cv.KW {
+				d := panel[q*nr : (q+1)*nr]
+				base := c*cstride + u*cv.W + v
+				q++
+				if nrun == 1 && base+off[0]+nr <= len(x) {
+					src := x[base+off[0]:]
+					switch nr {
+					case 32:
+						*(*[32]float32)(d) = *(*[32]float32)(src)
+						continue
+					case 16:
+						*(*[16]float32)(d) = *(*[16]float32)(src)
+						continue
+					}
+				}
+				for k := range nrun {
+					r0, r1 := runs[k], runs[k+1]
+					s0 := base + off[r0]
+					dd := d[r0:r1]
+					if s0+len(dd) > len(x) {
+						for j := range dd {
+							dd[j] = x[min(s0+j, len(x)-1)]
+						}
+						continue
+					}
+					// Runs are short (at most a panel): a loop beats
+					// memmove's call.
+					src := x[s0 : s0+len(dd)]
+					for j := range dd {
+						dd[j] = src[j]
+					}
+				}
 			}
 		}
 	}

@@ -44,6 +44,7 @@ type Engine struct {
 	layers int       // of the net
 	x      []float32 // the input, NHWC and fake-quantized as needed
 	out    []float32 // the output back in NCHW order
+	planar *planar   // the host CPU's path, when the net is a plain CNN
 }
 
 type stepKind int
@@ -177,6 +178,9 @@ func New(be backend.Backend, net *nn.Net) (*Engine, error) {
 		per = max(per, st.m1*st.k, st.m1*st.n, st.out.Size())
 	}
 	e.batch = max(1, min(maxBatch, nn.MaxSampleSize/per))
+	if e.planar = newPlanar(be, net, shapes, e.act); e.planar != nil {
+		e.batch = e.planar.batch
+	}
 	return e, nil
 }
 
@@ -307,6 +311,10 @@ func (e *Engine) Forward(x []float32, batch int, out []float32) error {
 	}
 	for b0 := 0; b0 < batch; b0 += e.batch {
 		nb := min(e.batch, batch-b0)
+		if e.planar != nil {
+			e.planar.forward(e, x[b0*in:(b0+nb)*in], nb, out[b0*e.outLen:(b0+nb)*e.outLen])
+			continue
+		}
 		if err := e.forward(x[b0*in:(b0+nb)*in], nb, out[b0*e.outLen:(b0+nb)*e.outLen]); err != nil {
 			return err
 		}
