@@ -2,6 +2,8 @@
 
 package cpu
 
+import "math"
+
 // convMinWork is the multiply-adds below which a convolution runs on one
 // goroutine.
 const convMinWork = 1 << 19
@@ -45,35 +47,38 @@ func convF32SIMD(cv *ConvF32, dst, x []float32, n int) bool {
 			panel = make([]float32, K*nr)
 			cv.scratch[worker] = panel
 		}
-		var offs, outs [gemmTileMax]int
-		off, at := offs[:nr], outs[:nr]
+		var offs [gemmTileMax]int
+		off := offs[:nr]
+		// Runs of positions that are consecutive outputs: columns
+		// [segs[k].r0, segs[k].r1) of a tile go to output pixels from
+		// segs[k].at on.
+		type seg struct{ r0, r1, at int }
+		var segBuf [gemmTileMax]seg
 		var tile [gemmTileMax]float32
 		for jp := lo; jp < hi; jp++ {
-			// The window origin of each position and the output pixel it
-			// is (−1: none).
 			d := jp * nr
 			i, rem := d/D, d%D
 			oh, ow := rem/wd, rem%wd
-			dense := true // the outputs are consecutive
+			segs := segBuf[:0]
 			for r := range nr {
-				switch {
-				case i >= n:
-					off[r], at[r] = off[max(r-1, 0)], -1
-				default:
-					off[r] = i*plane + oh*cv.StrideH*cv.W + ow*cv.StrideW
-					at[r] = -1
-					if ow < cv.OW {
-						at[r] = i*opix + oh*cv.OW + ow
-					}
-					if ow++; ow == wd {
-						ow = 0
-						if oh++; oh == cv.OH {
-							oh, i = 0, i+1
-						}
+				if i >= n { // past the last image: repeat, drop
+					off[r] = off[max(r-1, 0)]
+					continue
+				}
+				off[r] = i*plane + oh*cv.StrideH*cv.W + ow*cv.StrideW
+				if ow < cv.OW {
+					at := i*opix + oh*cv.OW + ow
+					if k := len(segs) - 1; k >= 0 && segs[k].r1 == r && segs[k].at+r-segs[k].r0 == at {
+						segs[k].r1++
+					} else {
+						segs = append(segs, seg{r, r + 1, at})
 					}
 				}
-				if at[r] < 0 || r > 0 && at[r] != at[r-1]+1 {
-					dense = false
+				if ow++; ow == wd {
+					ow = 0
+					if oh++; oh == cv.OH {
+						oh, i = 0, i+1
+					}
 				}
 			}
 			if unit {
@@ -86,25 +91,15 @@ func convF32SIMD(cv *ConvF32, dst, x []float32, n int) bool {
 				for rr := range min(mr, cv.OutC-ip*mr) {
 					o := ip*mr + rr
 					b, row, out := cv.Bias[o], tile[rr*nr:][:nr], dst[o*P:(o+1)*P]
-					switch {
-					case dense && cv.ReLU:
-						y := out[at[0]:][:nr]
-						for r, v := range row {
-							y[r] = max(v+b, 0)
-						}
-					case dense:
-						y := out[at[0]:][:nr]
-						for r, v := range row {
-							y[r] = v + b
-						}
-					default:
-						for r, v := range row {
-							if k := at[r]; k >= 0 {
-								v += b
-								if cv.ReLU {
-									v = max(v, 0)
-								}
-								out[k] = v
+					for _, sg := range segs {
+						y, t := out[sg.at:][:sg.r1-sg.r0], row[sg.r0:sg.r1]
+						if cv.ReLU {
+							for r, v := range t {
+								y[r] = relu(v + b)
+							}
+						} else {
+							for r, v := range t {
+								y[r] = v + b
 							}
 						}
 					}
@@ -189,4 +184,13 @@ func copyPanel(panel, x []float32, off []int, cv *ConvF32, cstride int) {
 			}
 		}
 	}
+}
+
+// relu is max(v, 0) without branches (a tile's signs are random, and a
+// branch on them mispredicts half the time): the bits of v where its sign
+// is clear or it is a NaN, else +0.
+func relu(v float32) float32 {
+	u := math.Float32bits(v)
+	keep := uint32(int32(^u)>>31) | uint32(int32(0x7f800000-(u&0x7fffffff))>>31)
+	return math.Float32frombits(u & keep)
 }

@@ -113,3 +113,21 @@ func testConvF32(t *testing.T) {
 		}
 	}
 }
+
+func TestReLUBits(t *testing.T) {
+	nan := float32(math.NaN())
+	for _, v := range []float32{0, 1, -1, 1e-45, -1e-45, float32(math.Inf(1)), float32(math.Inf(-1)), 3.5, -3.5} {
+		if got, want := relu(v), max(v, 0); got != want {
+			t.Errorf("relu(%g) = %g, want %g", v, got, want)
+		}
+	}
+	if got := relu(float32(math.Copysign(0, -1))); math.Signbit(float64(got)) {
+		t.Error("relu(-0) is -0")
+	}
+	if got := relu(nan); got == got {
+		t.Error("relu(NaN) is not NaN")
+	}
+	if got := relu(-nan); got == got {
+		t.Error("relu(-NaN) is not NaN")
+	}
+}
