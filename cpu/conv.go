@@ -25,6 +25,7 @@ type ConvF32 struct {
 	Weight            []float32 // [OutC][InC][KH][KW]
 	Bias              []float32 // [OutC]
 	ReLU              bool
+	Threads           int // goroutines at most; 0: Threads()
 
 	packed  []float32   // Weight with rows padded to the kernel's tile
 	scratch [][]float32 // a panel per worker

@@ -37,7 +37,11 @@ func convF32SIMD(cv *ConvF32, dst, x []float32, n int) bool {
 	}
 	D := cv.OH * wd // positions per image
 	np := ceilDiv(n*D, nr)
-	w := workersOf(Threads(), np, P*K*cv.OutC, convMinWork)
+	thr := cv.Threads
+	if thr <= 0 {
+		thr = Threads()
+	}
+	w := workersOf(thr, np, P*K*cv.OutC, convMinWork)
 	for len(cv.scratch) < w {
 		cv.scratch = append(cv.scratch, make([]float32, K*nr))
 	}

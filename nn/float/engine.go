@@ -45,6 +45,7 @@ type Engine struct {
 	x      []float32 // the input, NHWC and fake-quantized as needed
 	out    []float32 // the output back in NCHW order
 	planar *planar   // the host CPU's path, when the net is a plain CNN
+	net    *nn.Net
 }
 
 type stepKind int
@@ -112,7 +113,7 @@ func New(be backend.Backend, net *nn.Net) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{be: be, shapes: shapes, outLen: shapes[len(shapes)-1].Size(), layers: len(net.Layers)}
+	e := &Engine{be: be, shapes: shapes, outLen: shapes[len(shapes)-1].Size(), layers: len(net.Layers), net: net}
 	q := net.Quant
 	if q != nil {
 		if err := nn.CheckQuant(net); err != nil {
@@ -309,12 +310,12 @@ func (e *Engine) Forward(x []float32, batch int, out []float32) error {
 		return fmt.Errorf("nn: forward of %d samples: %d inputs (want %d) and %d outputs (want %d)",
 			batch, len(x), batch*in, len(out), batch*e.outLen)
 	}
+	if e.planar != nil {
+		e.planar.run(e, e.net, x, batch, out)
+		return nil
+	}
 	for b0 := 0; b0 < batch; b0 += e.batch {
 		nb := min(e.batch, batch-b0)
-		if e.planar != nil {
-			e.planar.forward(e, x[b0*in:(b0+nb)*in], nb, out[b0*e.outLen:(b0+nb)*e.outLen])
-			continue
-		}
 		if err := e.forward(x[b0*in:(b0+nb)*in], nb, out[b0*e.outLen:(b0+nb)*e.outLen]); err != nil {
 			return err
 		}

@@ -154,6 +154,26 @@ func TestFloatEngineChunks(t *testing.T) {
 // BenchmarkFloatEngineMNIST is the float engine on the MNIST model, 256
 // images per call.
 func BenchmarkFloatEngineMNIST(b *testing.B) {
+	benchFloatEngineMNIST(b)
+}
+
+// BenchmarkFloatEnginePaths is BenchmarkFloatEngineMNIST on the GEMM
+// path, the planar path with parallel steps, and the planar path with
+// passes spread over workers (the default).
+func BenchmarkFloatEnginePaths(b *testing.B) {
+	for _, c := range []struct {
+		name          string
+		planar, split bool
+	}{{"gemm", false, false}, {"planar-steps", true, false}, {"planar-passes", true, true}} {
+		b.Run(c.name, func(b *testing.B) {
+			usePlanar, splitPasses = c.planar, c.split
+			defer func() { usePlanar, splitPasses = true, true }()
+			benchFloatEngineMNIST(b)
+		})
+	}
+}
+
+func benchFloatEngineMNIST(b *testing.B) {
 	net, err := onnxnet.Load(nntest.MNISTONNX)
 	if err != nil {
 		b.Fatal(err)

@@ -1,6 +1,9 @@
 package float
 
 import (
+	"sync"
+	"sync/atomic"
+
 	"github.com/quantkit/quantkit/backend"
 	"github.com/quantkit/quantkit/cpu"
 	"github.com/quantkit/quantkit/nn"
@@ -8,8 +11,9 @@ import (
 )
 
 // usePlanar turns the planar path on (tests compare it with the GEMM
-// path).
-var usePlanar = true
+// path), and splitPasses its spreading of passes over workers
+// (benchmarks compare it with parallel steps).
+var usePlanar, splitPasses = true, true
 
 // planar is the Engine's path on the host CPU for a chain of Conv2D,
 // ReLU and MaxPool layers, then a Flatten and Dense, ReLU and Softmax
@@ -33,6 +37,11 @@ type planar struct {
 	x     []float32
 	batch int // samples per pass
 	cap   int
+
+	// serial marks a worker's copy, which runs its steps on its own
+	// goroutine; workers are the copies of a pass split across images.
+	serial  bool
+	workers []*planar
 }
 
 type pstep struct {
@@ -46,6 +55,7 @@ type pstep struct {
 	w, bias []float32 // dense
 	relu    bool      // a following ReLU is fused
 	buf     []float32 // output; nil for in-place steps (relu)
+	tmp     []float32 // a convolution's unpadded output, when its planes are padded
 }
 
 // newPlanar returns the planar path for net, or nil when the net is not
@@ -155,6 +165,9 @@ func (p *planar) grow(batch int) {
 		if st.kind != relu {
 			st.buf = make([]float32, batch*padded(st.out, st.pad))
 		}
+		if st.kind == conv && st.pad != [4]int{} {
+			st.tmp = make([]float32, batch*st.out.Size())
+		}
 	}
 	p.cap = batch
 }
@@ -167,7 +180,7 @@ func (p *planar) forward(e *Engine, x []float32, nb int, out []float32) {
 	toPlanes(cur, x, nb, in, p.inPad)
 	for _, st := range p.steps {
 		if e.actQuantized(st.layer) {
-			kernel.ParallelFor(len(cur), 1, func(lo, hi int) { fakeQuant(cur[lo:hi], e.act[st.layer]) })
+			p.pfor(len(cur), 1, func(lo, hi int) { fakeQuant(cur[lo:hi], e.act[st.layer]) })
 		}
 		var dst []float32
 		if st.buf != nil {
@@ -178,12 +191,12 @@ func (p *planar) forward(e *Engine, x []float32, nb int, out []float32) {
 			if st.pad == [4]int{} {
 				st.conv.Run(dst, cur, nb)
 			} else {
-				tmp := make([]float32, nb*st.out.Size())
+				tmp := st.tmp[:nb*st.out.Size()]
 				st.conv.Run(tmp, cur, nb)
 				repad(dst, tmp, st.out.C*nb, st.out, st.pad)
 			}
 		case pool:
-			poolPlanes(dst, cur, nb, st)
+			poolPlanes(p, dst, cur, nb, st)
 		case relu:
 			for i, v := range cur {
 				cur[i] = max(v, 0)
@@ -254,10 +267,10 @@ func repad(dst, src []float32, planes int, s nn.Shape, pad [4]int) {
 // poolPlanes is the window maximum of nb·C unpadded planes into planes
 // with the padding st.pad; cells outside the image are never chosen, and
 // a NaN in a window is its maximum.
-func poolPlanes(dst, x []float32, nb int, st *pstep) {
+func poolPlanes(pl *planar, dst, x []float32, nb int, st *pstep) {
 	p, in, out := st.pool, st.in, st.out
 	H, W := out.H+st.pad[0]+st.pad[2], out.W+st.pad[1]+st.pad[3]
-	kernel.ParallelFor(in.C*nb, out.H*out.W*p.KH*p.KW, func(k0, k1 int) {
+	pl.pfor(in.C*nb, out.H*out.W*p.KH*p.KW, func(k0, k1 int) {
 		for k := k0; k < k1; k++ {
 			xs, ys := x[k*in.H*in.W:][:in.H*in.W], dst[k*H*W:][:H*W]
 			for oh := range out.H {
@@ -284,4 +297,55 @@ func poolPlanes(dst, x []float32, nb int, st *pstep) {
 			}
 		}
 	})
+}
+
+// pfor is kernel.ParallelFor, or fn(0, n) on a worker's copy.
+func (p *planar) pfor(n, per int, fn func(lo, hi int)) {
+	if p.serial {
+		fn(0, n)
+		return
+	}
+	kernel.ParallelFor(n, per, fn)
+}
+
+// run runs batch samples x into out: passes of p.batch samples, spread
+// over up to cpu.Threads() workers (each a copy of p running its passes
+// on one goroutine) when there are several passes, or one pass at a time
+// with each step parallel inside.
+func (p *planar) run(e *Engine, net *nn.Net, x []float32, batch int, out []float32) {
+	in, k := p.in.Size(), e.outLen
+	passes := (batch + p.batch - 1) / p.batch
+	w := min(cpu.Threads(), passes)
+	if w <= 1 || !splitPasses {
+		for b0 := 0; b0 < batch; b0 += p.batch {
+			nb := min(p.batch, batch-b0)
+			p.forward(e, x[b0*in:(b0+nb)*in], nb, out[b0*k:(b0+nb)*k])
+		}
+		return
+	}
+	for len(p.workers) < w {
+		c := newPlanar(e.be, net, e.shapes, e.act)
+		c.serial = true
+		for _, st := range c.steps {
+			st.conv.Threads = 1
+		}
+		p.workers = append(p.workers, c)
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for _, c := range p.workers[:w] {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				b0 := int(next.Add(1)-1) * p.batch
+				if b0 >= batch {
+					return
+				}
+				nb := min(p.batch, batch-b0)
+				c.forward(e, x[b0*in:(b0+nb)*in], nb, out[b0*k:(b0+nb)*k])
+			}
+		}()
+	}
+	wg.Wait()
 }
