@@ -1,5 +1,7 @@
 package cpu
 
+import "math"
+
 // ConvF32 is a float32 2-D convolution (groups 1, dilation 1) over
 // channel-major planes: the input of n images is InC planes of n images
 // each, x[((c·n)+i)·H·W + h·W + w], with any padding already written into
@@ -70,4 +72,13 @@ func convF32Generic(cv *ConvF32, dst, x []float32, n int) {
 			dst[o*P+p] = s
 		}
 	}
+}
+
+// relu is max(v, 0) without branches (a tile's signs are random, and a
+// branch on them mispredicts half the time): the bits of v where its sign
+// is clear or it is a NaN, else +0.
+func relu(v float32) float32 {
+	u := math.Float32bits(v)
+	keep := uint32(int32(^u)>>31) | uint32(int32(0x7f800000-(u&0x7fffffff))>>31)
+	return math.Float32frombits(u & keep)
 }

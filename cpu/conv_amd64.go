@@ -2,8 +2,6 @@
 
 package cpu
 
-import "math"
-
 // convMinWork is the multiply-adds below which a convolution runs on one
 // goroutine.
 const convMinWork = 1 << 19
@@ -188,13 +186,4 @@ func copyPanel(panel, x []float32, off []int, cv *ConvF32, cstride int) {
 			}
 		}
 	}
-}
-
-// relu is max(v, 0) without branches (a tile's signs are random, and a
-// branch on them mispredicts half the time): the bits of v where its sign
-// is clear or it is a NaN, else +0.
-func relu(v float32) float32 {
-	u := math.Float32bits(v)
-	keep := uint32(int32(^u)>>31) | uint32(int32(0x7f800000-(u&0x7fffffff))>>31)
-	return math.Float32frombits(u & keep)
 }
