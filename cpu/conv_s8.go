@@ -25,8 +25,8 @@ type ConvS8 struct {
 	Offset            []int32 // [OutC] or nil
 	Threads           int     // goroutines at most; 0: Threads()
 
-	packed  []int8   // Weight, rows of KH runs padded to words, rows padded to the kernel's tile
-	init    []int32  // per packed row: the kernel's start value
+	packed  []int8  // Weight, rows of KH runs padded to words, rows padded to the kernel's tile
+	init    []int32 // per packed row: the kernel's start value
 	scratch [][]uint32
 }
 
