@@ -123,3 +123,23 @@ func BenchmarkMNIST(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkMNISTConv compares the integer engine's convolutions as
+// im2col and GemmS8 with cpu.ConvS8 on the MNIST CNN.
+func BenchmarkMNISTConv(b *testing.B) {
+	_, q, x := benchMNIST(b)
+	for _, batch := range []int{1, 256} {
+		for _, direct := range []bool{false, true} {
+			b.Run(fmt.Sprintf("direct=%v/batch=%d", direct, batch), func(b *testing.B) {
+				useDirect = direct
+				defer func() { useDirect = true }()
+				e, err := New(cpu.New(), q)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer e.Close()
+				benchForward(b, e, x, batch)
+			})
+		}
+	}
+}

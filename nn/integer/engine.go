@@ -8,6 +8,7 @@ import (
 	"unsafe"
 
 	"github.com/quantkit/quantkit/backend"
+	"github.com/quantkit/quantkit/cpu"
 	"github.com/quantkit/quantkit/nn"
 	"github.com/quantkit/quantkit/nn/internal/kernel"
 )
@@ -76,6 +77,14 @@ type step struct {
 	a, c    buffer         // GEMM operand and result
 	host    []int8         // output of a step on codes
 	f32     []float32      // output of a float step
+
+	// direct, on the host CPU with an int8 dot-product kernel, runs a
+	// convolution without im2col on its input copied into padded, whose
+	// border holds the zero point's code; sums holds its int32 results
+	// for the epilogue when they are not the step's output.
+	direct *cpu.ConvS8
+	padded []int8
+	sums   []int32
 }
 
 // buffer is a backend buffer and the host slice it is read and written
@@ -164,6 +173,10 @@ var fusePool = true
 // matrix and results stay in cache between the steps that write and read
 // them.
 var maxBatch, hostBatch = 256, 16
+
+// useDirect lets convolutions run as cpu.ConvS8 where it has a kernel
+// (tests and benchmarks compare it with im2col and GemmS8).
+var useDirect = true
 
 // New prepares net, which must be quantized (Quant set), to run
 // on be: weight codes are computed, packed and uploaded once.
@@ -275,6 +288,13 @@ func New(be backend.Backend, net *nn.Net) (*Engine, error) {
 				}
 				st.ep.ColOffset[o] = -za * s
 			}
+			if c, ok := l.(*nn.Conv2D); ok && useDirect && e.host && cpu.ConvS8Fast() {
+				if _, ok := be.(*cpu.Backend); ok {
+					st.direct = &cpu.ConvS8{InC: c.InC, OutC: c.OutC, KH: c.KH, KW: c.KW, StrideH: c.StrideH, StrideW: c.StrideW,
+						H: st.in.H + c.PadT + c.PadB, W: st.in.W + c.PadL + c.PadR, OH: st.out.H, OW: st.out.W,
+						Weight: b, Offset: st.ep.ColOffset}
+				}
+			}
 			if i+1 < len(net.Layers) {
 				if _, ok := net.Layers[i+1].(*nn.ReLU); ok {
 					st.ep.ReLU = true
@@ -381,6 +401,13 @@ func (e *Engine) grow(batch int) error {
 			if st.c, err = alloc(e.be, dt, m*st.n); err != nil {
 				return err
 			}
+			if d := st.direct; d != nil {
+				st.padded = make([]int8, batch*d.H*d.W*d.InC)
+				fill(st.padded, int8(st.zp))
+				if !st.s32 {
+					st.sums = make([]int32, m*st.n)
+				}
+			}
 		default:
 			if st.final {
 				st.f32 = make([]float32, batch*st.out.Size())
@@ -439,6 +466,10 @@ func (e *Engine) forward(x []float32, nb int, out []float32) error {
 		switch st.kind {
 		case conv, dense:
 			m := nb * st.m1
+			if st.direct != nil {
+				codes, f32, sums = e.direct(st, codes, nb)
+				break
+			}
 			a := st.a.host.([]int8)[:m*st.k]
 			if st.kind == conv {
 				im2col(a, codes, nb, st)
@@ -682,4 +713,49 @@ func quantize(x, scale float32, zp int32) int8 {
 	const magic = 0x1.8p23
 	q := int32(float32(float32(v+magic)-magic)) + zp
 	return int8(min(max(q, -128), 127))
+}
+
+// direct runs a convolution step as cpu.ConvS8 on nb samples of NHWC
+// codes x: the codes are copied into the padded buffer, and the sums
+// (zero-point correction included) are the step's int32 output, or go
+// through the epilogue as backend.Epilogue states it, to codes or (the
+// last step) float32.
+func (e *Engine) direct(st *step, x []int8, nb int) (codes []int8, f32 []float32, sums []int32) {
+	d, l, in := st.direct, st.conv, st.in
+	row := in.W * in.C
+	for n := range nb {
+		for h := range in.H {
+			copy(st.padded[((n*d.H+h+l.PadT)*d.W+l.PadL)*in.C:][:row], x[(n*in.H+h)*row:][:row])
+		}
+	}
+	m := nb * st.m1 * st.n
+	if st.s32 {
+		sums = st.c.host.([]int32)[:m]
+		d.Run(sums, st.padded, nb)
+		return nil, nil, sums
+	}
+	acc := st.sums[:m]
+	d.Run(acc, st.padded, nb)
+	ep, n := &st.ep, st.n
+	if st.final {
+		f32 = st.c.host.([]float32)[:m]
+	} else {
+		codes = st.c.host.([]int8)[:m]
+	}
+	kernel.ParallelFor(m/n, n, func(r0, r1 int) {
+		for r := r0; r < r1; r++ {
+			for o, a := range acc[r*n : (r+1)*n] {
+				v := float32(float32(a)*ep.ColScale[o]) + ep.Bias[o]
+				if ep.ReLU {
+					v = max(v, 0)
+				}
+				if f32 != nil {
+					f32[r*n+o] = v
+				} else {
+					codes[r*n+o] = quantize(v, ep.OutScale, ep.OutZeroPoint)
+				}
+			}
+		}
+	})
+	return codes, f32, nil
 }
