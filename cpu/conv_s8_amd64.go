@@ -2,10 +2,7 @@
 
 package cpu
 
-import (
-	"encoding/binary"
-	"unsafe"
-)
+import "unsafe"
 
 // convS8Kernel reports whether an int8 kernel that reads B in words of
 // four codes (VPDPBUSD) is in use.
@@ -88,8 +85,11 @@ func convS8SIMD(cv *ConvS8, dst []int32, x []int8, n int) bool {
 					d := panel[(u*R/4+g)*nr:][:nr]
 					b := u*rowBytes + 4*g
 					if fast {
+						// In bounds (fast): unaligned little-endian loads
+						// without the checks.
+						base := unsafe.Add(unsafe.Pointer(unsafe.SliceData(xb)), b)
 						for r, o := range off {
-							d[r] = binary.LittleEndian.Uint32(xb[o+b:]) ^ 0x80808080
+							d[r] = *(*uint32)(unsafe.Add(base, o)) ^ 0x80808080
 						}
 						continue
 					}
