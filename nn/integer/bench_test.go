@@ -143,3 +143,22 @@ func BenchmarkMNISTConv(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkMNISTSplit compares the integer engine's passes spread over
+// workers with passes one after the other (each step parallel inside) on
+// the MNIST CNN at batch 256.
+func BenchmarkMNISTSplit(b *testing.B) {
+	_, q, x := benchMNIST(b)
+	for _, split := range []bool{false, true} {
+		b.Run(fmt.Sprintf("split=%v", split), func(b *testing.B) {
+			splitPasses = split
+			defer func() { splitPasses = true }()
+			e, err := New(cpu.New(), q)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer e.Close()
+			benchForward(b, e, x, 256)
+		})
+	}
+}

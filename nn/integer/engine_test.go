@@ -451,3 +451,43 @@ func TestInt8EngineDirect(t *testing.T) {
 		t.Fatalf("%d of %d convolutions direct", direct, convs)
 	}
 }
+
+// Passes spread over workers give the logits of passes one after the
+// other, to the bit.
+func TestInt8EngineSplit(t *testing.T) {
+	defer cpu.SetThreads(cpu.SetThreads(3))
+	for ni, mk := range []func(*rand.Rand) *nn.Net{nntest.Net1, nntest.Net2} {
+		net := mk(rand.New(rand.NewPCG(uint64(ni)+7, 7)))
+		data := nntest.Samples(net, 3*hostBatch+5, ni == 1, uint64(ni))
+		st, err := calib.CollectActStats(net, data, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := calib.PTQ(net, st, calib.PTQOptions{Method: "max"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := New(cpu.New(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := nntest.Inputs(data, e.InLen())
+		run := func(split bool) []float32 {
+			splitPasses = split
+			defer func() { splitPasses = true }()
+			out := make([]float32, data.N*e.OutLen())
+			if err := e.Forward(x, data.N, out); err != nil {
+				t.Fatal(err)
+			}
+			return out
+		}
+		want, got := run(false), run(true)
+		if len(e.workers) != 3 {
+			t.Fatalf("%d workers, want 3", len(e.workers))
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("net %d: logits of split passes differ", ni)
+		}
+		e.Close()
+	}
+}
