@@ -54,6 +54,11 @@ type pstep struct {
 	dense   *nn.Dense
 	w, bias []float32 // dense
 	relu    bool      // a following ReLU is fused
+	// A max pool right after a convolution adds the convolution's bias
+	// to its maxima and applies its ReLU (epBias, epReLU), which is
+	// exact (both are monotone) and touches a fraction of the values.
+	epBias []float32
+	epReLU bool
 	buf     []float32 // output; nil for in-place steps (relu)
 	tmp     []float32 // a convolution's unpadded output, when its planes are padded
 }
@@ -121,6 +126,12 @@ func newPlanar(be backend.Backend, net *nn.Net, shapes []nn.Shape, act []nn.ActQ
 	}
 	if !flat {
 		return nil // image outputs go through the GEMM path
+	}
+	for k, st := range p.steps[:len(p.steps)-1] {
+		if next := p.steps[k+1]; st.kind == conv && next.kind == pool && !quantized(next.layer) {
+			next.epBias, next.epReLU = st.conv.Bias, st.conv.ReLU
+			st.conv.Bias, st.conv.ReLU = make([]float32, st.conv.OutC), false
+		}
 	}
 	// Each producer of planes writes the padding of the convolution that
 	// reads them next (past in-place ReLUs).
@@ -293,6 +304,18 @@ func poolPlanes(pl *planar, dst, x []float32, nb int, st *pstep) {
 						}
 					}
 					y[ow] = m
+				}
+			}
+			if st.epBias != nil {
+				b := st.epBias[k/nb]
+				for oh := range out.H {
+					y := ys[(oh+st.pad[0])*W+st.pad[1]:][:out.W]
+					for ow, v := range y {
+						if v += b; st.epReLU && v < 0 {
+							v = 0 // NaN stays
+						}
+						y[ow] = v
+					}
 				}
 			}
 		}
