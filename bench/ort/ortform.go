@@ -15,8 +15,9 @@ import (
 //   - each float bias of a Conv or Gemm whose input and weight are
 //     dequantized becomes INT32 codes round(b/(sa·sw[o])) with a
 //     per-channel DequantizeLinear (scale sa·sw[o], zero point 0, axis 0);
-//   - a Conv or Gemm whose output reaches a QuantizeLinear through Relu
-//     and MaxPool nodes gets that QuantizeLinear → DequantizeLinear pair
+//   - a Conv or Gemm whose output reaches a QuantizeLinear through Relu,
+//     MaxPool, Flatten and Reshape nodes gets that QuantizeLinear →
+//     DequantizeLinear pair
 //     (the same scale and zero point) after itself and after each node of
 //     the chain but the last, so that each operator sits between a
 //     DequantizeLinear and a QuantizeLinear.
@@ -49,6 +50,7 @@ func ortForm(m *onnx.Model) (*onnx.Model, error) {
 		return s, dq, err
 	}
 	after := map[*onnx.Node][]*onnx.Node{} // nodes to insert after a node
+	var first []*onnx.Node                 // nodes to insert at the start
 	for _, n := range g.Node {
 		if (n.OpType != "Conv" && n.OpType != "Gemm") || len(n.Input) < 3 {
 			continue
@@ -85,9 +87,7 @@ func ortForm(m *onnx.Model) (*onnx.Model, error) {
 		dq := &onnx.Node{OpType: "DequantizeLinear", Name: base + "_int32.dequantize", Input: []string{base + "_int32", base + "_int32.scale", base + "_int32.zero_point"},
 			Output: []string{base + "_int32.dequantized"}, Attribute: []*onnx.Attribute{onnx.IntAttr("axis", 0)}}
 		n.Input[2] = dq.Output[0]
-		g.Node = append(g.Node, nil)
-		copy(g.Node[1:], g.Node) // before everything: it reads initializers only
-		g.Node[0] = dq
+		first = append(first, dq) // before everything: it reads initializers only
 
 		// The chain to the next QuantizeLinear.
 		var chain []*onnx.Node
@@ -102,7 +102,7 @@ func ortForm(m *onnx.Model) (*onnx.Model, error) {
 				q = c
 				break
 			}
-			if c.OpType != "Relu" && c.OpType != "MaxPool" {
+			if c.OpType != "Relu" && c.OpType != "MaxPool" && c.OpType != "Flatten" && c.OpType != "Reshape" {
 				break
 			}
 			chain = append(chain, cur)
@@ -125,7 +125,7 @@ func ortForm(m *onnx.Model) (*onnx.Model, error) {
 			after[p] = append(after[p], qn, dn)
 		}
 	}
-	var nodes []*onnx.Node
+	nodes := first
 	for _, n := range g.Node {
 		nodes = append(nodes, n)
 		nodes = append(nodes, after[n]...)
