@@ -29,9 +29,16 @@ type ConvF32 struct {
 	ReLU              bool
 	Threads           int // goroutines at most; 0: Threads()
 
-	packed  []float32   // Weight with rows padded to the kernel's tile
-	scratch [][]float32 // a panel per worker
+	packed  []float32    // Weight with rows padded to the kernel's tile
+	scratch [][]float32  // a panel per worker
+	rows    [][]*float32 // a table of B's row addresses per worker
+	steps   []int        // the offset of each weight step's window cell, for stepsN images
+	stepsN  int
 }
+
+// convInPlace lets ConvF32 read window rows where they lie, where the
+// kernels can (benchmarks and tests turn it off).
+var convInPlace = true
 
 // Run computes the convolution of the n images in x into dst.
 func (cv *ConvF32) Run(dst, x []float32, n int) {

@@ -42,7 +42,29 @@ func convF32SIMD(cv *ConvF32, dst, x []float32, n int) bool {
 	w := workersOf(thr, np, P*K*cv.OutC, convMinWork)
 	for len(cv.scratch) < w {
 		cv.scratch = append(cv.scratch, make([]float32, K*nr))
+		cv.rows = append(cv.rows, make([]*float32, K))
 	}
+	rowKern := convRowKernel(kern)
+	// The offset in x of each weight step's (c, u, v) window cell.
+	if len(cv.steps) != K {
+		cv.steps = make([]int, 0, K)
+		for c := range cv.InC {
+			for u := range cv.KH {
+				for v := range cv.KW {
+					cv.steps = append(cv.steps, c*n*plane+u*cv.W+v)
+				}
+			}
+		}
+		cv.stepsN = n
+	}
+	if cv.stepsN != n {
+		for q := range cv.steps {
+			c, uv := q/(cv.KH*cv.KW), q%(cv.KH*cv.KW)
+			cv.steps[q] = c*n*plane + uv/cv.KW*cv.W + uv%cv.KW
+		}
+		cv.stepsN = n
+	}
+	reach := cv.steps[K-1] + nr // past the last read of a run from offset 0
 	parallelRange(w, np, 1, func(worker, lo, hi int) {
 		panel := cv.scratch[worker]
 		if len(panel) < K*nr {
@@ -83,13 +105,25 @@ func convF32SIMD(cv *ConvF32, dst, x []float32, n int) bool {
 					}
 				}
 			}
-			if unit {
+			// A run of nr consecutive offsets inside x: the kernel reads
+			// the window rows where they lie.
+			inPlace := convInPlace && unit && rowKern != nil && off[nr-1] == off[0]+nr-1 && off[0]+reach <= len(x)
+			if inPlace {
+				rows := cv.rows[worker][:K]
+				for q, o := range cv.steps {
+					rows[q] = &x[o+off[0]]
+				}
+			} else if unit {
 				copyPanel(panel[:K*nr], x, off, cv, n*plane)
 			} else {
 				gatherPanel(panel[:K*nr], x, off, cv, n*plane)
 			}
 			for ip := range mp {
-				kern.fn(K, &cv.packed[ip*mr*K], K, &panel[0], &tile[0], nr, false)
+				if inPlace {
+					rowKern(K, &cv.packed[ip*mr*K], K, &cv.rows[worker][0], &tile[0], nr, false)
+				} else {
+					kern.fn(K, &cv.packed[ip*mr*K], K, &panel[0], &tile[0], nr, false)
+				}
 				for rr := range min(mr, cv.OutC-ip*mr) {
 					o := ip*mr + rr
 					b, row, out := cv.Bias[o], tile[rr*nr:][:nr], dst[o*P:(o+1)*P]
@@ -186,4 +220,16 @@ func copyPanel(panel, x []float32, off []int, cv *ConvF32, cstride int) {
 			}
 		}
 	}
+}
+
+// convRowKernel is the kernel of the f32 GEMM kernel kern's tile that
+// reads B's rows where they lie (cpu/_gen/conv).
+func convRowKernel(kern *f32Kern) func(kc int, a *float32, lda int, b **float32, c *float32, ldc int, accumulate bool) {
+	switch kern {
+	case &f32AVX512:
+		return convF32Kernel14x32AVX512
+	case &f32AVX2:
+		return convF32Kernel6x16AVX2
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -41,10 +42,14 @@ func convRef(x []float32, n, c, h, w int, wt, b []float32, outC, kh, kw, sh, sw,
 // NCHW images, with every kernel set this processor runs.
 func TestConvF32(t *testing.T) {
 	for _, set := range KernelSets() {
-		t.Run(set, func(t *testing.T) {
-			defer UseKernelSet(set)()
-			testConvF32(t)
-		})
+		for _, inPlace := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/inplace=%v", set, inPlace), func(t *testing.T) {
+				defer UseKernelSet(set)()
+				convInPlace = inPlace
+				defer func() { convInPlace = true }()
+				testConvF32(t)
+			})
+		}
 	}
 }
 
