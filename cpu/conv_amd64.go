@@ -34,6 +34,12 @@ func convF32SIMD(cv *ConvF32, dst, x []float32, n int) bool {
 		wd = cv.W
 	}
 	D := cv.OH * wd // positions per image
+	if unit {
+		// Whole panels per image, so that none straddles two images and
+		// every panel's positions are consecutive; the few positions
+		// past the last row are dropped like the columns past OW.
+		D = ceilDiv(D, nr) * nr
+	}
 	np := ceilDiv(n*D, nr)
 	thr := cv.Threads
 	if thr <= 0 {
@@ -90,7 +96,7 @@ func convF32SIMD(cv *ConvF32, dst, x []float32, n int) bool {
 					continue
 				}
 				off[r] = i*plane + oh*cv.StrideH*cv.W + ow*cv.StrideW
-				if ow < cv.OW {
+				if oh < cv.OH && ow < cv.OW {
 					at := i*opix + oh*cv.OW + ow
 					if k := len(segs) - 1; k >= 0 && segs[k].r1 == r && segs[k].at+r-segs[k].r0 == at {
 						segs[k].r1++
@@ -99,10 +105,10 @@ func convF32SIMD(cv *ConvF32, dst, x []float32, n int) bool {
 					}
 				}
 				if ow++; ow == wd {
-					ow = 0
-					if oh++; oh == cv.OH {
-						oh, i = 0, i+1
-					}
+					ow, oh = 0, oh+1
+				}
+				if rem++; rem == D {
+					rem, oh, ow, i = 0, 0, 0, i+1
 				}
 			}
 			// A run of nr consecutive offsets inside x: the kernel reads
