@@ -36,3 +36,29 @@ func BenchmarkConvF32(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkConvS8 is ConvS8 on the MNIST CNN's two convolutions, 16
+// images, one goroutine.
+func BenchmarkConvS8(b *testing.B) {
+	for _, tc := range []struct{ c, h, outC int }{{1, 28, 8}, {8, 14, 16}} {
+		b.Run(fmt.Sprintf("c=%d", tc.c), func(b *testing.B) {
+			const n = 16
+			H := tc.h + 4
+			x := make([]int8, n*H*H*tc.c)
+			for i := range x {
+				x[i] = int8(i%7 - 3)
+			}
+			w := make([]int8, tc.outC*25*tc.c)
+			for i := range w {
+				w[i] = int8(i%5 - 2)
+			}
+			cv := &ConvS8{InC: tc.c, OutC: tc.outC, KH: 5, KW: 5, StrideH: 1, StrideW: 1, H: H, W: H, OH: tc.h, OW: tc.h, Weight: w, Threads: 1}
+			dst := make([]int32, n*tc.h*tc.h*tc.outC)
+			b.ResetTimer()
+			for range b.N {
+				cv.Run(dst, x, n)
+			}
+			b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "images/s")
+		})
+	}
+}
