@@ -71,11 +71,22 @@ func convS8SIMD(cv *ConvS8, dst []int32, x []int8, n int) bool {
 			p0 := jp * nr
 			live := min(nr, P-p0)
 			last := 0
+			// The window origin of each position, stepping along the
+			// output rows (columns past the end repeat the last).
+			i, rem := p0/opix, p0%opix
+			oh, ow := rem/cv.OW, rem%cv.OW
 			for r := range nr {
-				p := p0 + min(r, live-1)
-				i, rem := p/opix, p%opix
-				off[r] = ((i*cv.H+rem/cv.OW*cv.StrideH)*cv.W + rem%cv.OW*cv.StrideW) * C
+				if r >= live {
+					off[r] = off[r-1]
+					continue
+				}
+				off[r] = ((i*cv.H+oh*cv.StrideH)*cv.W + ow*cv.StrideW) * C
 				last = max(last, off[r])
+				if ow++; ow == cv.OW {
+					if ow, oh = 0, oh+1; oh == cv.OH {
+						oh, i = 0, i+1
+					}
+				}
 			}
 			// The words of window row u, group g of position r are the
 			// four codes at off[r] + u·W·C + 4g, offset by 128.
