@@ -59,8 +59,8 @@ type pstep struct {
 	// exact (both are monotone) and touches a fraction of the values.
 	epBias []float32
 	epReLU bool
-	buf     []float32 // output; nil for in-place steps (relu)
-	tmp     []float32 // a convolution's unpadded output, when its planes are padded
+	buf    []float32 // output; nil for in-place steps (relu)
+	tmp    []float32 // a convolution's unpadded output, when its planes are padded
 }
 
 // newPlanar returns the planar path for net, or nil when the net is not
