@@ -102,6 +102,20 @@ bench-llamacpp: build
 	echo "$(GO) run ./bench/llamacpp -quantkit $(BIN) $(LLAMACPP_FLAGS)" && \
 	$(GO) run ./bench/llamacpp -quantkit $(BIN) $(LLAMACPP_FLAGS)
 
+# The MNIST CNN through ONNX Runtime (onnxruntime-node 1.30.0, CPU) and
+# quantkit's float and integer engines on the same ONNX files and threads,
+# images/s at batch 1 and 256 with ratios (issue 21; not part of make
+# test). npm installs onnxruntime-node once into QUANTKIT_CACHE (CPU build
+# only). A longer run: make bench-ort ORT_FLAGS='-rounds 5'
+ORT_FLAGS   ?= -threads 2 -batches 1,256 -rounds 3
+ORT_MODULES := $(QUANTKIT_CACHE)/onnxruntime-node-1.30.0
+.PHONY: bench-ort
+bench-ort:
+	@[ -d "$(ORT_MODULES)/node_modules/onnxruntime-node" ] || { mkdir -p "$(ORT_MODULES)" && \
+		cd "$(ORT_MODULES)" && { [ -f package.json ] || echo '{"private":true}' > package.json; } && \
+		npm install --no-audit --no-fund onnxruntime-node@1.30.0 --onnxruntime-node-install=skip; }
+	$(GO) run ./bench/ort -ort-modules "$(ORT_MODULES)/node_modules" $(ORT_FLAGS)
+
 fmt:
 	gofmt -w $$($(GO) list -f '{{.Dir}}' ./...)
 

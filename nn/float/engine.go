@@ -44,6 +44,8 @@ type Engine struct {
 	layers int       // of the net
 	x      []float32 // the input, NHWC and fake-quantized as needed
 	out    []float32 // the output back in NCHW order
+	planar *planar   // the host CPU's path, when the net is a plain CNN
+	net    *nn.Net
 }
 
 type stepKind int
@@ -111,7 +113,7 @@ func New(be backend.Backend, net *nn.Net) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{be: be, shapes: shapes, outLen: shapes[len(shapes)-1].Size(), layers: len(net.Layers)}
+	e := &Engine{be: be, shapes: shapes, outLen: shapes[len(shapes)-1].Size(), layers: len(net.Layers), net: net}
 	q := net.Quant
 	if q != nil {
 		if err := nn.CheckQuant(net); err != nil {
@@ -177,6 +179,9 @@ func New(be backend.Backend, net *nn.Net) (*Engine, error) {
 		per = max(per, st.m1*st.k, st.m1*st.n, st.out.Size())
 	}
 	e.batch = max(1, min(maxBatch, nn.MaxSampleSize/per))
+	if e.planar = newPlanar(be, net, shapes, e.act); e.planar != nil {
+		e.batch = e.planar.batch
+	}
 	return e, nil
 }
 
@@ -304,6 +309,10 @@ func (e *Engine) Forward(x []float32, batch int, out []float32) error {
 	if batch < 0 || len(x) != batch*in || len(out) != batch*e.outLen {
 		return fmt.Errorf("nn: forward of %d samples: %d inputs (want %d) and %d outputs (want %d)",
 			batch, len(x), batch*in, len(out), batch*e.outLen)
+	}
+	if e.planar != nil {
+		e.planar.run(e, e.net, x, batch, out)
+		return nil
 	}
 	for b0 := 0; b0 < batch; b0 += e.batch {
 		nb := min(e.batch, batch-b0)

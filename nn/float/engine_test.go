@@ -154,6 +154,26 @@ func TestFloatEngineChunks(t *testing.T) {
 // BenchmarkFloatEngineMNIST is the float engine on the MNIST model, 256
 // images per call.
 func BenchmarkFloatEngineMNIST(b *testing.B) {
+	benchFloatEngineMNIST(b)
+}
+
+// BenchmarkFloatEnginePaths is BenchmarkFloatEngineMNIST on the GEMM
+// path, the planar path with parallel steps, and the planar path with
+// passes spread over workers (the default).
+func BenchmarkFloatEnginePaths(b *testing.B) {
+	for _, c := range []struct {
+		name          string
+		planar, split bool
+	}{{"gemm", false, false}, {"planar-steps", true, false}, {"planar-passes", true, true}} {
+		b.Run(c.name, func(b *testing.B) {
+			usePlanar, splitPasses = c.planar, c.split
+			defer func() { usePlanar, splitPasses = true, true }()
+			benchFloatEngineMNIST(b)
+		})
+	}
+}
+
+func benchFloatEngineMNIST(b *testing.B) {
 	net, err := onnxnet.Load(nntest.MNISTONNX)
 	if err != nil {
 		b.Fatal(err)
@@ -184,6 +204,9 @@ func TestFloatEngineCopyingBackend(t *testing.T) {
 	be := &nntest.CopyingBackend{Backend: cpu.New()}
 	rng := rand.New(rand.NewPCG(12, 12))
 	x := nntest.RandSlice(rng, 6*3*9*8, 1)
+	// The same GEMMs on the host (not its planar path).
+	usePlanar = false
+	defer func() { usePlanar = true }()
 	want, err := Forward(cpu.New(), net, x, 6)
 	if err != nil {
 		t.Fatal(err)
@@ -198,5 +221,37 @@ func TestFloatEngineCopyingBackend(t *testing.T) {
 	// Weights of 3 layers, and one GEMM per layer for the whole batch.
 	if be.Uploads != 3+3 || be.Downloads != 3 {
 		t.Errorf("%d Uploads, %d Downloads; want 6 and 3", be.Uploads, be.Downloads)
+	}
+}
+
+// The planar path runs the nets it takes (checked against the naive
+// forward pass by the tests above) and gives the GEMM path's outputs up to
+// float rounding.
+func TestFloatEnginePlanar(t *testing.T) {
+	for _, softmax := range []bool{false, true} {
+		net := nntest.OddNet(rand.New(rand.NewPCG(13, 13)), softmax)
+		e, err := New(cpu.New(), net)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.planar == nil {
+			t.Fatal("the planar path does not take the odd CNN")
+		}
+		x := nntest.RandSlice(rand.New(rand.NewPCG(14, 14)), 7*e.InLen(), 1)
+		got := make([]float32, 7*e.OutLen())
+		if err := e.Forward(x, 7, got); err != nil {
+			t.Fatal(err)
+		}
+		usePlanar = false
+		want, err := Forward(cpu.New(), net, x, 7)
+		usePlanar = true
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, w := range want {
+			if math.Abs(float64(got[i]-w)) > 1e-5*(1+math.Abs(float64(w))) {
+				t.Fatalf("softmax %v: output %d: %g, want %g", softmax, i, got[i], w)
+			}
+		}
 	}
 }

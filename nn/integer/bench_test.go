@@ -123,3 +123,42 @@ func BenchmarkMNIST(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkMNISTConv compares the integer engine's convolutions as
+// im2col and GemmS8 with cpu.ConvS8 on the MNIST CNN.
+func BenchmarkMNISTConv(b *testing.B) {
+	_, q, x := benchMNIST(b)
+	for _, batch := range []int{1, 256} {
+		for _, direct := range []bool{false, true} {
+			b.Run(fmt.Sprintf("direct=%v/batch=%d", direct, batch), func(b *testing.B) {
+				useDirect = direct
+				defer func() { useDirect = true }()
+				e, err := New(cpu.New(), q)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer e.Close()
+				benchForward(b, e, x, batch)
+			})
+		}
+	}
+}
+
+// BenchmarkMNISTSplit compares the integer engine's passes spread over
+// workers with passes one after the other (each step parallel inside) on
+// the MNIST CNN at batch 256.
+func BenchmarkMNISTSplit(b *testing.B) {
+	_, q, x := benchMNIST(b)
+	for _, split := range []bool{false, true} {
+		b.Run(fmt.Sprintf("split=%v", split), func(b *testing.B) {
+			splitPasses = split
+			defer func() { splitPasses = true }()
+			e, err := New(cpu.New(), q)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer e.Close()
+			benchForward(b, e, x, 256)
+		})
+	}
+}

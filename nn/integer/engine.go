@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/quantkit/quantkit/backend"
+	"github.com/quantkit/quantkit/cpu"
 	"github.com/quantkit/quantkit/nn"
 	"github.com/quantkit/quantkit/nn/internal/kernel"
 )
@@ -45,6 +48,13 @@ type Engine struct {
 	// trace, when set (by tests), sees each step's output: codes, or
 	// float32 for the last GEMM and what follows it.
 	trace func(step int, layer int, codes []int8, f32 []float32)
+
+	// On the host, passes of a batch are spread over workers, copies of
+	// the engine (serial) that each run their passes' steps on one
+	// goroutine.
+	net     *nn.Net
+	serial  bool
+	workers []*Engine
 }
 
 type stepKind int
@@ -76,6 +86,15 @@ type step struct {
 	a, c    buffer         // GEMM operand and result
 	host    []int8         // output of a step on codes
 	f32     []float32      // output of a float step
+
+	// direct, on the host CPU with an int8 dot-product kernel, runs a
+	// convolution without im2col on its input copied into padded, whose
+	// border holds the zero point's code; sums holds its int32 results
+	// for the epilogue when they are not the step's output.
+	direct *cpu.ConvS8
+	padded []int8
+	sums   []int32
+	serial bool // the step of a worker's copy: no goroutines of its own
 }
 
 // buffer is a backend buffer and the host slice it is read and written
@@ -165,6 +184,12 @@ var fusePool = true
 // them.
 var maxBatch, hostBatch = 256, 16
 
+// useDirect lets convolutions run as cpu.ConvS8 where it has a kernel
+// (tests and benchmarks compare it with im2col and GemmS8), and
+// splitPasses spreads the passes of a batch over workers on the host
+// (benchmarks compare it with parallel steps).
+var useDirect, splitPasses = true, true
+
 // New prepares net, which must be quantized (Quant set), to run
 // on be: weight codes are computed, packed and uploaded once.
 func New(be backend.Backend, net *nn.Net) (*Engine, error) {
@@ -196,7 +221,7 @@ func New(be backend.Backend, net *nn.Net) (*Engine, error) {
 	if len(weighted) == 0 {
 		return nil, errors.New("nn: integer inference of a net without Conv2D or Dense layers")
 	}
-	e := &Engine{be: be, in: shapes[0], inAct: q.Act[weighted[0]], outLen: shapes[len(shapes)-1].Size()}
+	e := &Engine{be: be, in: shapes[0], inAct: q.Act[weighted[0]], outLen: shapes[len(shapes)-1].Size(), net: net}
 	if probe, err := alloc(be, backend.S8, 1); err == nil {
 		e.host = probe.direct
 		probe.free(be)
@@ -275,6 +300,13 @@ func New(be backend.Backend, net *nn.Net) (*Engine, error) {
 				}
 				st.ep.ColOffset[o] = -za * s
 			}
+			if c, ok := l.(*nn.Conv2D); ok && useDirect && e.host && cpu.ConvS8Fast() {
+				if _, ok := be.(*cpu.Backend); ok {
+					st.direct = &cpu.ConvS8{InC: c.InC, OutC: c.OutC, KH: c.KH, KW: c.KW, StrideH: c.StrideH, StrideW: c.StrideW,
+						H: st.in.H + c.PadT + c.PadB, W: st.in.W + c.PadL + c.PadR, OH: st.out.H, OW: st.out.W,
+						Weight: b, Offset: st.ep.ColOffset}
+				}
+			}
 			if i+1 < len(net.Layers) {
 				if _, ok := net.Layers[i+1].(*nn.ReLU); ok {
 					st.ep.ReLU = true
@@ -350,6 +382,10 @@ func (e *Engine) Close() error {
 		st.a.free(e.be)
 		st.c.free(e.be)
 	}
+	for _, w := range e.workers {
+		w.Close()
+	}
+	e.workers = nil
 	e.cap = 0
 	return nil
 }
@@ -381,6 +417,13 @@ func (e *Engine) grow(batch int) error {
 			if st.c, err = alloc(e.be, dt, m*st.n); err != nil {
 				return err
 			}
+			if d := st.direct; d != nil {
+				st.padded = make([]int8, batch*d.H*d.W*d.InC)
+				fill(st.padded, int8(st.zp))
+				if !st.s32 {
+					st.sums = make([]int32, m*st.n)
+				}
+			}
 		default:
 			if st.final {
 				st.f32 = make([]float32, batch*st.out.Size())
@@ -404,6 +447,9 @@ func (e *Engine) Forward(x []float32, batch int, out []float32) error {
 	pass := maxBatch
 	if e.host {
 		pass = hostBatch
+		if w := min(cpu.Threads(), (batch+pass-1)/pass); w > 1 && splitPasses && e.trace == nil && !e.serial {
+			return e.split(x, batch, out, pass, w)
+		}
 	}
 	for b0 := 0; b0 < batch; b0 += pass {
 		nb := min(pass, batch-b0)
@@ -423,7 +469,7 @@ func (e *Engine) forward(x []float32, nb int, out []float32) error {
 	hw := in.H * in.W
 	codes := e.codes[:nb*in.Size()]
 	s, z := e.inAct.Scale, e.inAct.ZeroPoint
-	kernel.ParallelFor(nb, in.Size(), func(n0, n1 int) {
+	pfor(e.serial, nb, in.Size(), func(n0, n1 int) {
 		for n := n0; n < n1; n++ {
 			xs, cs := x[n*in.Size():(n+1)*in.Size()], codes[n*in.Size():(n+1)*in.Size()]
 			for c := range in.C {
@@ -439,6 +485,10 @@ func (e *Engine) forward(x []float32, nb int, out []float32) error {
 		switch st.kind {
 		case conv, dense:
 			m := nb * st.m1
+			if st.direct != nil {
+				codes, f32, sums = e.direct(st, codes, nb)
+				break
+			}
 			a := st.a.host.([]int8)[:m*st.k]
 			if st.kind == conv {
 				im2col(a, codes, nb, st)
@@ -536,7 +586,7 @@ func im2col(a, x []int8, nb int, st *step) {
 	pad := int8(st.zp)
 	ab, xb := asBytes(a), asBytes(x)
 	wide, words := seg < 8, seg%8 == 0
-	kernel.ParallelFor(nb, st.m1*K, func(n0, n1 int) {
+	pfor(st.serial, nb, st.m1*K, func(n0, n1 int) {
 		for n := n0; n < n1; n++ {
 			xo, ao := n*in.Size(), n*st.m1*K
 			end := ao + st.m1*K // the end of this sample's rows
@@ -596,7 +646,7 @@ func fill(s []int8, v int8) {
 func maxPool(dst, x []int8, nb int, st *step) {
 	l, in, out := st.pool, st.in, st.out
 	C := in.C
-	kernel.ParallelFor(nb, out.Size()*l.KH*l.KW, func(n0, n1 int) {
+	pfor(st.serial, nb, out.Size()*l.KH*l.KW, func(n0, n1 int) {
 		for n := n0; n < n1; n++ {
 			xn, yn := x[n*in.Size():(n+1)*in.Size()], dst[n*out.Size():(n+1)*out.Size()]
 			for oh := range out.H {
@@ -627,7 +677,7 @@ func maxPoolRequant(dst []int8, x []int32, nb int, st *step) {
 	l, in, out := st.pool, st.in, st.out
 	C := in.C
 	ep := &st.from.ep
-	kernel.ParallelFor(nb, out.Size()*l.KH*l.KW, func(n0, n1 int) {
+	pfor(st.serial, nb, out.Size()*l.KH*l.KW, func(n0, n1 int) {
 		var small [64]int32
 		m := small[:min(C, len(small))]
 		if C > len(small) {
@@ -682,4 +732,100 @@ func quantize(x, scale float32, zp int32) int8 {
 	const magic = 0x1.8p23
 	q := int32(float32(float32(v+magic)-magic)) + zp
 	return int8(min(max(q, -128), 127))
+}
+
+// direct runs a convolution step as cpu.ConvS8 on nb samples of NHWC
+// codes x: the codes are copied into the padded buffer, and the sums
+// (zero-point correction included) are the step's int32 output, or go
+// through the epilogue as backend.Epilogue states it, to codes or (the
+// last step) float32.
+func (e *Engine) direct(st *step, x []int8, nb int) (codes []int8, f32 []float32, sums []int32) {
+	d, l, in := st.direct, st.conv, st.in
+	row := in.W * in.C
+	for n := range nb {
+		for h := range in.H {
+			copy(st.padded[((n*d.H+h+l.PadT)*d.W+l.PadL)*in.C:][:row], x[(n*in.H+h)*row:][:row])
+		}
+	}
+	m := nb * st.m1 * st.n
+	if st.s32 {
+		sums = st.c.host.([]int32)[:m]
+		d.Run(sums, st.padded, nb)
+		return nil, nil, sums
+	}
+	acc := st.sums[:m]
+	d.Run(acc, st.padded, nb)
+	ep, n := &st.ep, st.n
+	if st.final {
+		f32 = st.c.host.([]float32)[:m]
+	} else {
+		codes = st.c.host.([]int8)[:m]
+	}
+	pfor(st.serial, m/n, n, func(r0, r1 int) {
+		for r := r0; r < r1; r++ {
+			for o, a := range acc[r*n : (r+1)*n] {
+				v := float32(float32(a)*ep.ColScale[o]) + ep.Bias[o]
+				if ep.ReLU {
+					v = max(v, 0)
+				}
+				if f32 != nil {
+					f32[r*n+o] = v
+				} else {
+					codes[r*n+o] = quantize(v, ep.OutScale, ep.OutZeroPoint)
+				}
+			}
+		}
+	})
+	return codes, f32, nil
+}
+
+// split runs batch samples in passes of pass samples on w workers, each
+// taking the next pass until none is left.
+func (e *Engine) split(x []float32, batch int, out []float32, pass, w int) error {
+	for len(e.workers) < w {
+		c, err := New(e.be, e.net)
+		if err != nil {
+			return err
+		}
+		c.serial = true
+		for _, st := range c.steps {
+			st.serial = true
+			if st.direct != nil {
+				st.direct.Threads = 1
+			}
+		}
+		e.workers = append(e.workers, c)
+	}
+	in := e.in.Size()
+	var next atomic.Int64
+	errs := make([]error, w)
+	var wg sync.WaitGroup
+	for k, c := range e.workers[:w] {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				b0 := int(next.Add(1)-1) * pass
+				if b0 >= batch {
+					return
+				}
+				nb := min(pass, batch-b0)
+				if err := c.forward(x[b0*in:(b0+nb)*in], nb, out[b0*e.outLen:(b0+nb)*e.outLen]); err != nil {
+					errs[k] = err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// pfor is kernel.ParallelFor, or fn(0, n) when serial.
+func pfor(serial bool, n, per int, fn func(lo, hi int)) {
+	if serial {
+		fn(0, n)
+		return
+	}
+	kernel.ParallelFor(n, per, fn)
 }

@@ -409,3 +409,85 @@ func TestInt8Quantize(t *testing.T) {
 		}
 	}
 }
+
+// TestInt8EngineExactGEMM is TestInt8EngineExact with convolutions as
+// im2col and GemmS8 (the path of backends without cpu.ConvS8, and of
+// processors without an int8 dot-product kernel).
+func TestInt8EngineExactGEMM(t *testing.T) {
+	useDirect = false
+	defer func() { useDirect = true }()
+	TestInt8EngineExact(t)
+}
+
+// Where cpu.ConvS8 has a kernel, the host CPU's convolutions use it.
+func TestInt8EngineDirect(t *testing.T) {
+	if !cpu.ConvS8Fast() {
+		t.Skip("no int8 dot-product kernel on this processor")
+	}
+	net := nntest.Net1(rand.New(rand.NewPCG(3, 3)))
+	st, err := calib.CollectActStats(net, nntest.Samples(net, 8, false, 1), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := calib.PTQ(net, st, calib.PTQOptions{Method: "max"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(cpu.New(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	convs, direct := 0, 0
+	for _, s := range e.steps {
+		if s.kind == conv {
+			convs++
+			if s.direct != nil {
+				direct++
+			}
+		}
+	}
+	if convs == 0 || direct != convs {
+		t.Fatalf("%d of %d convolutions direct", direct, convs)
+	}
+}
+
+// Passes spread over workers give the logits of passes one after the
+// other, to the bit.
+func TestInt8EngineSplit(t *testing.T) {
+	defer cpu.SetThreads(cpu.SetThreads(3))
+	for ni, mk := range []func(*rand.Rand) *nn.Net{nntest.Net1, nntest.Net2} {
+		net := mk(rand.New(rand.NewPCG(uint64(ni)+7, 7)))
+		data := nntest.Samples(net, 3*hostBatch+5, ni == 1, uint64(ni))
+		st, err := calib.CollectActStats(net, data, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := calib.PTQ(net, st, calib.PTQOptions{Method: "max"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := New(cpu.New(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := nntest.Inputs(data, e.InLen())
+		run := func(split bool) []float32 {
+			splitPasses = split
+			defer func() { splitPasses = true }()
+			out := make([]float32, data.N*e.OutLen())
+			if err := e.Forward(x, data.N, out); err != nil {
+				t.Fatal(err)
+			}
+			return out
+		}
+		want, got := run(false), run(true)
+		if len(e.workers) != 3 {
+			t.Fatalf("%d workers, want 3", len(e.workers))
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("net %d: logits of split passes differ", ni)
+		}
+		e.Close()
+	}
+}

@@ -1,0 +1,159 @@
+// Command conv generates the convolution micro-kernels of package cpu
+// (conv_kernels_amd64.s and its stubs): the f32 GEMM kernels of
+// cpu/_gen/gemm with B read where it lies, a row of nr values per step
+// of k at an address of its own, so that ConvF32 passes the addresses of
+// window rows in the planes instead of copying them into a panel.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+var (
+	zmm = []VecPhysical{Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z8, Z9, Z10, Z11, Z12, Z13, Z14, Z15,
+		Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23, Z24, Z25, Z26, Z27, Z28, Z29, Z30, Z31}
+	ymm = []VecPhysical{Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7, Y8, Y9, Y10, Y11, Y12, Y13, Y14, Y15}
+)
+
+func main() {
+	if len(os.Args) == 1 {
+		os.Args = append(os.Args, "-out", "../conv_kernels_amd64.s", "-stubs", "../conv_kernels_stubs_amd64.go", "-pkg", "cpu")
+	}
+	ConstraintExpr("!noasm,!gccgo,!safe")
+	kernel("convF32Kernel14x32AVX512", 14, 2, zmm)
+	kernel("convF32Kernel6x16AVX2", 6, 2, ymm)
+	Generate()
+}
+
+// Registers, as cpu/_gen/gemm's kernels use them; rP walks the table of
+// B's row addresses.
+var (
+	rA   = RAX
+	rA9  = R13
+	rLDA = R9
+	rLD3 = R10
+	rLD5 = R11
+	rLD7 = R12
+	rB   = RBX
+	rP   = RDX
+	rK   = RCX
+	rC   = RDI
+	rLDC = RSI
+	rAcc = R8
+)
+
+// rowA addresses element 0 of row r (< 14) of A.
+func rowA(r int) Mem {
+	switch r {
+	case 0:
+		return Mem{Base: rA}
+	case 1, 2, 4, 8:
+		return Mem{Base: rA, Index: rLDA, Scale: uint8(r)}
+	case 3, 6, 12:
+		return Mem{Base: rA, Index: rLD3, Scale: uint8(r / 3)}
+	case 5:
+		return Mem{Base: rA, Index: rLD5, Scale: 1}
+	case 7:
+		return Mem{Base: rA, Index: rLD7, Scale: 1}
+	case 9:
+		return Mem{Base: rA9}
+	case 10, 11, 13:
+		return Mem{Base: rA9, Index: rLDA, Scale: uint8(r - 9)}
+	}
+	panic("row out of range")
+}
+
+// kernel emits an mr×(nv vectors) float32 kernel whose step p loads nv
+// vectors of B from the address b[p].
+func kernel(name string, mr, nv int, v []VecPhysical) {
+	w := int(v[0].Size()) / 4
+	nr := nv * w
+	TEXT(name, NOSPLIT, "func(kc int, a *float32, lda int, b **float32, c *float32, ldc int, accumulate bool)")
+	Pragma("noescape")
+	Doc(fmt.Sprintf("%s is, for %d rows of A where they lie (a[r*lda+p] = A[r, p]) and", name, mr),
+		fmt.Sprintf("rows of B where they lie, step p's %d values from b[p] on (B[j, p] = b[p][j]), with fused", nr),
+		"multiply-adds,",
+		"",
+		fmt.Sprintf("\tfor r := range %d {", mr),
+		fmt.Sprintf("\t\tfor j := range %d {", nr),
+		"\t\t\tvar s float32",
+		"\t\t\tfor p := range kc {",
+		"\t\t\t\ts += a[r*lda+p] * b[p][j]",
+		"\t\t\t}",
+		"\t\t\tif accumulate {",
+		"\t\t\t\tc[r*ldc+j] += s",
+		"\t\t\t} else {",
+		"\t\t\t\tc[r*ldc+j] = s",
+		"\t\t\t}",
+		"\t\t}",
+		"\t}",
+		"",
+		"kc must be at least 1.")
+	n := mr * nv
+	if n+nv+1 > len(v) {
+		panic("tile does not fit the register file")
+	}
+	acc, bv, tv := v[:n], v[n:n+nv], v[n+nv:]
+	Load(Param("kc"), rK)
+	Load(Param("a"), rA)
+	Load(Param("lda"), rLDA)
+	SHLQ(U8(2), rLDA)
+	LEAQ(Mem{Base: rLDA, Index: rLDA, Scale: 2}, rLD3)
+	LEAQ(Mem{Base: rLDA, Index: rLDA, Scale: 4}, rLD5)
+	LEAQ(Mem{Base: rLD3, Index: rLDA, Scale: 4}, rLD7)
+	LEAQ(Mem{Base: rA, Index: rLDA, Scale: 8}, rA9)
+	ADDQ(rLDA, rA9)
+	Load(Param("b"), rP)
+	Load(Param("c"), rC)
+	Load(Param("ldc"), rLDC)
+	SHLQ(U8(2), rLDC)
+	Load(Param("accumulate"), rAcc)
+	for _, r := range acc {
+		VXORPS(r, r, r)
+	}
+	Label(name + "_loop")
+	MOVQ(Mem{Base: rP}, rB)
+	for j, r := range bv {
+		VMOVUPS(Mem{Base: rB, Disp: j * int(r.Size())}, r)
+	}
+	for i := range mr {
+		t := tv[i%len(tv)]
+		VBROADCASTSS(rowA(i), t)
+		for j := range nv {
+			VFMADD231PS(bv[j], t, acc[i*nv+j])
+		}
+	}
+	ADDQ(U8(4), rA)
+	ADDQ(U8(4), rA9)
+	ADDQ(U8(8), rP)
+	DECQ(rK)
+	JNZ(LabelRef(name + "_loop"))
+
+	size := int(acc[0].Size())
+	TESTQ(rAcc, rAcc)
+	JZ(LabelRef(name + "_store"))
+	for i := range mr {
+		for j := range nv {
+			m := Mem{Base: rC, Disp: j * size}
+			VADDPS(m, acc[i*nv+j], acc[i*nv+j])
+			VMOVUPS(acc[i*nv+j], m)
+		}
+		ADDQ(rLDC, rC)
+	}
+	VZEROUPPER()
+	RET()
+	Label(name + "_store")
+	for i := range mr {
+		for j := range nv {
+			VMOVUPS(acc[i*nv+j], Mem{Base: rC, Disp: j * size})
+		}
+		ADDQ(rLDC, rC)
+	}
+	VZEROUPPER()
+	RET()
+}

@@ -1,0 +1,241 @@
+//go:build !noasm && !gccgo && !safe
+
+package cpu
+
+// convMinWork is the multiply-adds below which a convolution runs on one
+// goroutine.
+const convMinWork = 1 << 19
+
+// convF32SIMD is ConvF32.Run on the f32 GEMM micro-kernel: A is the
+// weight rows (padded to the kernel's mr), B a panel of nr positions of
+// the output gathered from the planes in the weight's (c, u, v) order.
+//
+// At strides of 1 the positions run over whole rows of the input planes
+// (W columns, of which the last KW−1 are not outputs and are dropped):
+// a window row of consecutive positions is then one contiguous run of a
+// plane across its rows, and a panel row is copied in one piece. Other
+// strides take the output pixels themselves, gathered one by one.
+func convF32SIMD(cv *ConvF32, dst, x []float32, n int) bool {
+	kern := f32Kernel()
+	if kern == nil {
+		return false
+	}
+	mr, nr := kern.mr, kern.nr
+	K := cv.InC * cv.KH * cv.KW
+	mp := ceilDiv(cv.OutC, mr)
+	if len(cv.packed) != mp*mr*K {
+		cv.packed = make([]float32, mp*mr*K)
+		copy(cv.packed, cv.Weight[:cv.OutC*K])
+	}
+	P, opix, plane := n*cv.OH*cv.OW, cv.OH*cv.OW, cv.H*cv.W
+	wd := cv.OW // positions per row
+	unit := cv.StrideH == 1 && cv.StrideW == 1
+	if unit {
+		wd = cv.W
+	}
+	D := cv.OH * wd // positions per image
+	if unit {
+		// Whole panels per image, so that none straddles two images and
+		// every panel's positions are consecutive; the few positions
+		// past the last row are dropped like the columns past OW.
+		D = ceilDiv(D, nr) * nr
+	}
+	np := ceilDiv(n*D, nr)
+	thr := cv.Threads
+	if thr <= 0 {
+		thr = Threads()
+	}
+	w := workersOf(thr, np, P*K*cv.OutC, convMinWork)
+	for len(cv.scratch) < w {
+		cv.scratch = append(cv.scratch, make([]float32, K*nr))
+		cv.rows = append(cv.rows, make([]*float32, K))
+	}
+	rowKern := convRowKernel(kern)
+	// The offset in x of each weight step's (c, u, v) window cell.
+	if len(cv.steps) != K {
+		cv.steps = make([]int, 0, K)
+		for c := range cv.InC {
+			for u := range cv.KH {
+				for v := range cv.KW {
+					cv.steps = append(cv.steps, c*n*plane+u*cv.W+v)
+				}
+			}
+		}
+		cv.stepsN = n
+	}
+	if cv.stepsN != n {
+		for q := range cv.steps {
+			c, uv := q/(cv.KH*cv.KW), q%(cv.KH*cv.KW)
+			cv.steps[q] = c*n*plane + uv/cv.KW*cv.W + uv%cv.KW
+		}
+		cv.stepsN = n
+	}
+	reach := cv.steps[K-1] + nr // past the last read of a run from offset 0
+	parallelRange(w, np, 1, func(worker, lo, hi int) {
+		panel := cv.scratch[worker]
+		if len(panel) < K*nr {
+			panel = make([]float32, K*nr)
+			cv.scratch[worker] = panel
+		}
+		var offs [gemmTileMax]int
+		off := offs[:nr]
+		// Runs of positions that are consecutive outputs: columns
+		// [segs[k].r0, segs[k].r1) of a tile go to output pixels from
+		// segs[k].at on.
+		type seg struct{ r0, r1, at int }
+		var segBuf [gemmTileMax]seg
+		var tile [gemmTileMax]float32
+		for jp := lo; jp < hi; jp++ {
+			d := jp * nr
+			i, rem := d/D, d%D
+			oh, ow := rem/wd, rem%wd
+			segs := segBuf[:0]
+			for r := range nr {
+				if i >= n { // past the last image: repeat, drop
+					off[r] = off[max(r-1, 0)]
+					continue
+				}
+				off[r] = i*plane + oh*cv.StrideH*cv.W + ow*cv.StrideW
+				if oh < cv.OH && ow < cv.OW {
+					at := i*opix + oh*cv.OW + ow
+					if k := len(segs) - 1; k >= 0 && segs[k].r1 == r && segs[k].at+r-segs[k].r0 == at {
+						segs[k].r1++
+					} else {
+						segs = append(segs, seg{r, r + 1, at})
+					}
+				}
+				if ow++; ow == wd {
+					ow, oh = 0, oh+1
+				}
+				if rem++; rem == D {
+					rem, oh, ow, i = 0, 0, 0, i+1
+				}
+			}
+			// A run of nr consecutive offsets inside x: the kernel reads
+			// the window rows where they lie.
+			inPlace := convInPlace && unit && rowKern != nil && off[nr-1] == off[0]+nr-1 && off[0]+reach <= len(x)
+			if inPlace {
+				rows := cv.rows[worker][:K]
+				for q, o := range cv.steps {
+					rows[q] = &x[o+off[0]]
+				}
+			} else if unit {
+				copyPanel(panel[:K*nr], x, off, cv, n*plane)
+			} else {
+				gatherPanel(panel[:K*nr], x, off, cv, n*plane)
+			}
+			for ip := range mp {
+				if inPlace {
+					rowKern(K, &cv.packed[ip*mr*K], K, &cv.rows[worker][0], &tile[0], nr, false)
+				} else {
+					kern.fn(K, &cv.packed[ip*mr*K], K, &panel[0], &tile[0], nr, false)
+				}
+				for rr := range min(mr, cv.OutC-ip*mr) {
+					o := ip*mr + rr
+					b, row, out := cv.Bias[o], tile[rr*nr:][:nr], dst[o*P:(o+1)*P]
+					for _, sg := range segs {
+						y, t := out[sg.at:][:sg.r1-sg.r0], row[sg.r0:sg.r1]
+						if cv.ReLU {
+							for r, v := range t {
+								y[r] = relu(v + b)
+							}
+						} else {
+							for r, v := range t {
+								y[r] = v + b
+							}
+						}
+					}
+				}
+			}
+		}
+	})
+	return true
+}
+
+// gatherPanel writes the packed panel of nr output pixels whose window
+// origins (in a plane) off holds: panel[q·nr + r] = x[c·cstride +
+// u·W + v + off[r]] for q = (c, u, v).
+func gatherPanel(panel, x []float32, off []int, cv *ConvF32, cstride int) {
+	nr := len(off)
+	q := 0
+	for c := range cv.InC {
+		for u := range cv.KH {
+			for v := range cv.KW {
+				d := panel[q*nr : (q+1)*nr]
+				xs := x[c*cstride+u*cv.W+v:]
+				for r, f := range off {
+					d[r] = xs[f]
+				}
+				q++
+			}
+		}
+	}
+}
+
+// copyPanel is gatherPanel for positions that run along the rows of the
+// planes: it copies runs of consecutive offsets, a whole panel row at once
+// where the run is the panel. Reads past x (from positions that are not
+// outputs, at the end of the last plane) repeat its last value.
+func copyPanel(panel, x []float32, off []int, cv *ConvF32, cstride int) {
+	nr := len(off)
+	// Runs of consecutive offsets: [r0, r1) reads x from off[r0] on.
+	var runs [gemmTileMax + 1]int
+	nrun := 0
+	for r := range nr {
+		if r == 0 || off[r] != off[r-1]+1 {
+			runs[nrun] = r
+			nrun++
+		}
+	}
+	runs[nrun] = nr
+	q := 0
+	for c := range cv.InC {
+		for u := range cv.KH {
+			for v := range cv.KW {
+				d := panel[q*nr : (q+1)*nr]
+				base := c*cstride + u*cv.W + v
+				q++
+				if nrun == 1 && base+off[0]+nr <= len(x) {
+					src := x[base+off[0]:]
+					switch nr {
+					case 32:
+						*(*[32]float32)(d) = *(*[32]float32)(src)
+						continue
+					case 16:
+						*(*[16]float32)(d) = *(*[16]float32)(src)
+						continue
+					}
+				}
+				for k := range nrun {
+					r0, r1 := runs[k], runs[k+1]
+					s0 := base + off[r0]
+					dd := d[r0:r1]
+					if s0+len(dd) > len(x) {
+						for j := range dd {
+							dd[j] = x[min(s0+j, len(x)-1)]
+						}
+						continue
+					}
+					// Runs are short (at most a panel): a loop beats
+					// memmove's call.
+					src := x[s0 : s0+len(dd)]
+					for j := range dd {
+						dd[j] = src[j]
+					}
+				}
+			}
+		}
+	}
+}
+
+// convRowKernel is the kernel of the f32 GEMM kernel kern's tile that
+// reads B's rows where they lie (cpu/_gen/conv).
+func convRowKernel(kern *f32Kern) func(kc int, a *float32, lda int, b **float32, c *float32, ldc int, accumulate bool) {
+	switch kern {
+	case &f32AVX512:
+		return convF32Kernel14x32AVX512
+	case &f32AVX2:
+		return convF32Kernel6x16AVX2
+	}
+	return nil
+}

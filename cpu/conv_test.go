@@ -1,0 +1,138 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// convRef is the convolution of NCHW images (unpadded) with zero padding,
+// in float64.
+func convRef(x []float32, n, c, h, w int, wt, b []float32, outC, kh, kw, sh, sw, pt, pl, oh, ow int, relu bool) []float64 {
+	out := make([]float64, n*outC*oh*ow)
+	for i := range n {
+		for o := range outC {
+			for y := range oh {
+				for z := range ow {
+					s := float64(b[o])
+					for ci := range c {
+						for u := range kh {
+							for v := range kw {
+								ih, iw := y*sh+u-pt, z*sw+v-pl
+								if ih < 0 || ih >= h || iw < 0 || iw >= w {
+									continue
+								}
+								s += float64(wt[((o*c+ci)*kh+u)*kw+v]) * float64(x[((i*c+ci)*h+ih)*w+iw])
+							}
+						}
+					}
+					if relu {
+						s = max(s, 0)
+					}
+					out[((i*outC+o)*oh+y)*ow+z] = s
+				}
+			}
+		}
+	}
+	return out
+}
+
+// TestConvF32 checks ConvF32 against a float64 reference on zero-padded
+// NCHW images, with every kernel set this processor runs.
+func TestConvF32(t *testing.T) {
+	for _, set := range KernelSets() {
+		for _, inPlace := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/inplace=%v", set, inPlace), func(t *testing.T) {
+				defer UseKernelSet(set)()
+				convInPlace = inPlace
+				defer func() { convInPlace = true }()
+				testConvF32(t)
+			})
+		}
+	}
+}
+
+func testConvF32(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	cases := []struct{ n, c, h, w, outC, kh, kw, sh, sw, pad int }{
+		{1, 1, 28, 28, 8, 5, 5, 1, 1, 2},  // the MNIST CNN's first convolution
+		{3, 8, 14, 14, 16, 5, 5, 1, 1, 2}, // and its second, on three images
+		{2, 3, 9, 7, 15, 3, 3, 2, 1, 1},   // a partial row tile, strides
+		{5, 2, 6, 6, 30, 1, 1, 1, 1, 0},   // 1×1, two row tiles
+		{1, 4, 5, 5, 3, 5, 5, 1, 1, 0},    // one output pixel
+	}
+	for _, tc := range cases {
+		for _, relu := range []bool{false, true} {
+			H, W := tc.h+2*tc.pad, tc.w+2*tc.pad
+			oh, ow := (H-tc.kh)/tc.sh+1, (W-tc.kw)/tc.sw+1
+			x := make([]float32, tc.n*tc.c*tc.h*tc.w)
+			for i := range x {
+				x[i] = float32(rng.NormFloat64())
+			}
+			wt := make([]float32, tc.outC*tc.c*tc.kh*tc.kw)
+			for i := range wt {
+				wt[i] = float32(rng.NormFloat64())
+			}
+			b := make([]float32, tc.outC)
+			for i := range b {
+				b[i] = float32(rng.NormFloat64())
+			}
+			// Channel-major padded planes.
+			planes := make([]float32, tc.c*tc.n*H*W)
+			for i := range tc.n {
+				for c := range tc.c {
+					for y := range tc.h {
+						for z := range tc.w {
+							planes[((c*tc.n+i)*H+y+tc.pad)*W+z+tc.pad] = x[((i*tc.c+c)*tc.h+y)*tc.w+z]
+						}
+					}
+				}
+			}
+			want := convRef(x, tc.n, tc.c, tc.h, tc.w, wt, b, tc.outC, tc.kh, tc.kw, tc.sh, tc.sw, tc.pad, tc.pad, oh, ow, relu)
+			cv := &ConvF32{InC: tc.c, OutC: tc.outC, KH: tc.kh, KW: tc.kw, StrideH: tc.sh, StrideW: tc.sw,
+				H: H, W: W, OH: oh, OW: ow, Weight: wt, Bias: b, ReLU: relu}
+			for _, generic := range []bool{false, true} {
+				got := make([]float32, tc.outC*tc.n*oh*ow)
+				for i := range got {
+					got[i] = float32(math.NaN())
+				}
+				if generic {
+					convF32Generic(cv, got, planes, tc.n)
+				} else {
+					cv.Run(got, planes, tc.n)
+				}
+				tol := 1e-4 * float64(tc.c*tc.kh*tc.kw)
+				for i := range tc.n {
+					for o := range tc.outC {
+						for p := range oh * ow {
+							g := float64(got[(o*tc.n+i)*oh*ow+p])
+							wv := want[(i*tc.outC+o)*oh*ow+p]
+							if !(math.Abs(g-wv) <= tol) {
+								t.Fatalf("%+v relu %v generic %v: image %d channel %d pixel %d: %g, want %g", tc, relu, generic, i, o, p, g, wv)
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+func TestReLUBits(t *testing.T) {
+	nan := float32(math.NaN())
+	for _, v := range []float32{0, 1, -1, 1e-45, -1e-45, float32(math.Inf(1)), float32(math.Inf(-1)), 3.5, -3.5} {
+		if got, want := relu(v), max(v, 0); got != want {
+			t.Errorf("relu(%g) = %g, want %g", v, got, want)
+		}
+	}
+	if got := relu(float32(math.Copysign(0, -1))); math.Signbit(float64(got)) {
+		t.Error("relu(-0) is -0")
+	}
+	if got := relu(nan); got == got {
+		t.Error("relu(NaN) is not NaN")
+	}
+	if got := relu(-nan); got == got {
+		t.Error("relu(-NaN) is not NaN")
+	}
+}
