@@ -21,3 +21,6 @@ func (QuantKernels) Quantize(codes []byte, x []float32, p *quant.Params) error {
 func (QuantKernels) Dequantize(x []float32, codes []byte, p *quant.Params) error {
 	return Dequantize(x, codes, p)
 }
+
+// SQNRSums is the package's SQNRSums.
+func (QuantKernels) SQNRSums(x, y []float32) (sig, noise float64) { return SQNRSums(x, y) }
