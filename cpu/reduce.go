@@ -30,7 +30,12 @@ const (
 // patterns of |v| as integers, which order as the values do, in AVX2
 // assembly where the processor has it.
 func AbsMax(x []float32) float32 {
-	w := workers(len(x), len(x), reduceMinWork)
+	return absMaxOn(Threads(), x)
+}
+
+// absMaxOn is AbsMax on threads goroutines at most.
+func absMaxOn(threads int, x []float32) float32 {
+	w := workersOf(threads, len(x), len(x), reduceMinWork)
 	if w == 1 { // a group's scale: no goroutines, nothing allocated
 		return math.Float32frombits(absMaxBits(x))
 	}
