@@ -241,6 +241,42 @@ func TestAbsMax(t *testing.T) {
 	})
 }
 
+func TestSQNRSums(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(3, 1))
+	for _, n := range []int{0, 1, 15, 16, 17, 100, 1<<16 + 5} {
+		x, y := make([]float32, n), make([]float32, n)
+		for i := range x {
+			x[i] = float32(rnd.NormFloat64() * 3)
+			y[i] = x[i] + float32(rnd.NormFloat64()*0.01)
+		}
+		var wantSig, wantNoise float64
+		for i, v := range x {
+			d := float64(v) - float64(y[i])
+			wantSig += float64(v) * float64(v)
+			wantNoise += d * d
+		}
+		sig, noise := cpu.SQNRSums(x, y)
+		for _, c := range []struct {
+			name      string
+			got, want float64
+		}{{"Σx²", sig, wantSig}, {"Σ(x−y)²", noise, wantNoise}} {
+			if math.Abs(c.got-c.want) > 1e-12*c.want {
+				t.Errorf("n=%d: %s = %v, want %v", n, c.name, c.got, c.want)
+			}
+		}
+		if n > 0 {
+			x[rnd.IntN(n)] = float32(math.Inf(-1))
+			if sig, _ := cpu.SQNRSums(x, y); !math.IsInf(sig, 1) {
+				t.Errorf("n=%d with -Inf: Σx² = %v, want +Inf", n, sig)
+			}
+			x[rnd.IntN(n)] = float32(math.NaN())
+			if sig, _ := cpu.SQNRSums(x, y); !math.IsNaN(sig) {
+				t.Errorf("n=%d with NaN: Σx² = %v, want NaN", n, sig)
+			}
+		}
+	}
+}
+
 func TestHistogramAbs(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(1, 1))
 	forThreads(t, func(t *testing.T) {

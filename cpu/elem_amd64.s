@@ -1706,6 +1706,69 @@ reduce:
 	VZEROUPPER
 	RET
 
+// func sqnrSumsAVX2(x []float32, y []float32) (sig float64, noise float64)
+// Requires: AVX, FMA3, SSE2
+TEXT ·sqnrSumsAVX2(SB), NOSPLIT, $0-64
+	MOVQ   x_base+0(FP), AX
+	MOVQ   y_base+24(FP), CX
+	MOVQ   x_len+8(FP), DX
+	VXORPD Y0, Y0, Y0
+	VXORPD Y1, Y1, Y1
+	VXORPD Y2, Y2, Y2
+	VXORPD Y3, Y3, Y3
+	VXORPD Y4, Y4, Y4
+	VXORPD Y5, Y5, Y5
+	VXORPD Y6, Y6, Y6
+	VXORPD Y7, Y7, Y7
+	SHRQ   $0x04, DX
+	JZ     reduce
+
+loop:
+	VCVTPS2PD   (AX), Y8
+	VCVTPS2PD   (CX), Y9
+	VSUBPD      Y9, Y8, Y9
+	VFMADD231PD Y8, Y8, Y0
+	VFMADD231PD Y9, Y9, Y1
+	VCVTPS2PD   16(AX), Y8
+	VCVTPS2PD   16(CX), Y9
+	VSUBPD      Y9, Y8, Y9
+	VFMADD231PD Y8, Y8, Y2
+	VFMADD231PD Y9, Y9, Y3
+	VCVTPS2PD   32(AX), Y8
+	VCVTPS2PD   32(CX), Y9
+	VSUBPD      Y9, Y8, Y9
+	VFMADD231PD Y8, Y8, Y4
+	VFMADD231PD Y9, Y9, Y5
+	VCVTPS2PD   48(AX), Y8
+	VCVTPS2PD   48(CX), Y9
+	VSUBPD      Y9, Y8, Y9
+	VFMADD231PD Y8, Y8, Y6
+	VFMADD231PD Y9, Y9, Y7
+	ADDQ        $0x00000040, AX
+	ADDQ        $0x00000040, CX
+	DECQ        DX
+	JNZ         loop
+
+reduce:
+	VADDPD       Y2, Y0, Y0
+	VADDPD       Y6, Y4, Y4
+	VADDPD       Y4, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPD       X2, X0, X2
+	VUNPCKHPD    X2, X2, X0
+	VADDSD       X0, X2, X2
+	MOVSD        X2, sig+48(FP)
+	VADDPD       Y3, Y1, Y1
+	VADDPD       Y7, Y5, Y5
+	VADDPD       Y5, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPD       X0, X1, X0
+	VUNPCKHPD    X0, X0, X1
+	VADDSD       X1, X0, X0
+	MOVSD        X0, noise+56(FP)
+	VZEROUPPER
+	RET
+
 // func histogramAVX2(x []float32, inv float32, last float32, nb int32, counts []uint32)
 // Requires: AVX, AVX2, SSE
 TEXT ·histogramAVX2(SB), NOSPLIT, $528-64

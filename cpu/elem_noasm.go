@@ -146,3 +146,13 @@ func histogramAVX2(x []float32, inv, last float32, nb int32, counts []uint32) {
 		counts[4*bin+i%4]++
 	}
 }
+
+func sqnrSumsAVX2(x, y []float32) (sig, noise float64) {
+	for i, v := range x[:len(x)&^15] {
+		a := float64(v)
+		d := a - float64(y[i])
+		sig += a * a
+		noise += d * d
+	}
+	return sig, noise
+}

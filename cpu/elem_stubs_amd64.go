@@ -77,6 +77,10 @@ func dequantize4GroupsAVX2(x []float32, codes []byte, sc []float32, zp []int32, 
 // absMaxAVX2 is absMaxBits on len(x)/32 blocks of 32 elements.
 func absMaxAVX2(x []float32) uint32
 
+// sqnrSumsAVX2 is Σx[i]² and Σ(x[i]−y[i])² in float64 over len(x)/16 blocks of 16
+// elements; y holds at least as many.
+func sqnrSumsAVX2(x []float32, y []float32) (sig float64, noise float64)
+
 // histogramAVX2 counts len(x)/128 blocks of 128 elements into counts, four interleaved
 // histograms of nb+1 bins, the last for non-finite values: element i goes to
 // counts[4*bin + i%4], or eight elements of one bin all to counts[4*bin].

@@ -29,11 +29,16 @@ const quantMinWork = 1 << 15
 // p.Scheme.PackedLen(len(x)) bytes. It returns an error when p is invalid
 // or the lengths disagree with it.
 func Quantize(codes []byte, x []float32, p *quant.Params) error {
+	return quantizeOn(Threads(), codes, x, p)
+}
+
+// quantizeOn is Quantize on threads goroutines at most.
+func quantizeOn(threads int, codes []byte, x []float32, p *quant.Params) error {
 	l, err := newQLayout("Quantize", p, len(x), len(codes))
 	if err != nil {
 		return err
 	}
-	w := workers(l.n, l.n, quantMinWork)
+	w := workersOf(threads, l.n, l.n, quantMinWork)
 	parallelRange(w, l.n, 64, func(_, lo, hi int) {
 		l.quantize(codes, x, lo, hi)
 	})
@@ -55,11 +60,16 @@ func Quantize(codes []byte, x []float32, p *quant.Params) error {
 // has it (bit-identical). It returns an error when p is invalid or the
 // lengths disagree with it.
 func Dequantize(x []float32, codes []byte, p *quant.Params) error {
+	return dequantizeOn(Threads(), x, codes, p)
+}
+
+// dequantizeOn is Dequantize on threads goroutines at most.
+func dequantizeOn(threads int, x []float32, codes []byte, p *quant.Params) error {
 	l, err := newQLayout("Dequantize", p, len(x), len(codes))
 	if err != nil {
 		return err
 	}
-	w := workers(l.n, l.n, quantMinWork)
+	w := workersOf(threads, l.n, l.n, quantMinWork)
 	parallelRange(w, l.n, 64, func(_, lo, hi int) {
 		l.dequantize(x, codes, lo, hi)
 	})

@@ -30,7 +30,12 @@ const (
 // patterns of |v| as integers, which order as the values do, in AVX2
 // assembly where the processor has it.
 func AbsMax(x []float32) float32 {
-	w := workers(len(x), len(x), reduceMinWork)
+	return absMaxOn(Threads(), x)
+}
+
+// absMaxOn is AbsMax on threads goroutines at most.
+func absMaxOn(threads int, x []float32) float32 {
+	w := workersOf(threads, len(x), len(x), reduceMinWork)
 	if w == 1 { // a group's scale: no goroutines, nothing allocated
 		return math.Float32frombits(absMaxBits(x))
 	}
@@ -243,3 +248,32 @@ const histCallMax = int(min(1<<32-128, uint64(math.MaxInt)))
 
 // subHistograms holds the counters of histogramAbsAVX2 between calls.
 var subHistograms = sync.Pool{New: func() any { return new([]uint32) }}
+
+// SQNRSums is Σx[i]² and Σ(x[i]−y[i])² over the elements of x (y holds
+// at least as many), each term in float64 from the float32 values exactly;
+// in AVX2 assembly where the processor has it, which adds them up in
+// another order than
+//
+//	for i, v := range x {
+//		a := float64(v)
+//		d := a - float64(y[i])
+//		sig += a * a
+//		noise += d * d
+//	}
+//
+// so that the sums agree with that loop's to rounding (a relative 1e-12
+// or so), not to the bit.
+func SQNRSums(x, y []float32) (sig, noise float64) {
+	y = y[:len(x)]
+	if n := len(x) &^ 15; use.AVX2FMA && n > 0 {
+		sig, noise = sqnrSumsAVX2(x[:n], y[:n])
+		x, y = x[n:], y[n:]
+	}
+	for i, v := range x {
+		a := float64(v)
+		d := a - float64(y[i])
+		sig += a * a
+		noise += d * d
+	}
+	return sig, noise
+}

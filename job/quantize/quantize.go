@@ -195,7 +195,10 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 	rep.Device = Device
 	start := time.Now()
 	items := itemsOf(p, opt.Shard)
-	ro := plan.RunOptions{Workers: rep.Workers, AllowNonFinite: opt.AllowNonFinite, Kernels: cpu.QuantKernels{}, MaxMemory: rep.MaxMemory}
+	// With a block in flight on every core, each kernel call runs on its
+	// block's goroutine.
+	kernels := cpu.QuantKernels{Serial: rep.Workers >= cpu.Threads()}
+	ro := plan.RunOptions{Workers: rep.Workers, AllowNonFinite: opt.AllowNonFinite, Kernels: kernels, MaxMemory: rep.MaxMemory}
 	// The Go heap's garbage counts too: collect it before it takes the
 	// process past the planned peak, not at twice the live heap. The
 	// runtime's limit leaves out the program's code and data.

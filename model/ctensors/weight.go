@@ -315,13 +315,20 @@ func packedWordsAligned(cols, bits int) bool { return cols%(32/bits) == 0 }
 // code offset by 2^(bits-1), which for a two's-complement field is
 // flipping its top bit (quant stores 4-bit codes low nibble first, as a
 // word holds them).
+// Eight bytes go at a time, as one 64-bit word.
 func packAligned(dst, codes []byte, bits int) {
 	flip := byte(0x80)
 	if bits == 4 {
 		flip = 0x88
 	}
-	for i, b := range codes {
-		dst[i] = b ^ flip
+	dst = dst[:len(codes)]
+	flip64 := uint64(flip) * 0x0101010101010101
+	i := 0
+	for ; i+8 <= len(codes); i += 8 {
+		binary.LittleEndian.PutUint64(dst[i:], binary.LittleEndian.Uint64(codes[i:])^flip64)
+	}
+	for ; i < len(codes); i++ {
+		dst[i] = codes[i] ^ flip
 	}
 }
 

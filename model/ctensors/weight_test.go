@@ -578,12 +578,14 @@ func TestDefaultFormat(t *testing.T) {
 	}
 }
 
-// packAligned must give exactly packRows' words where rows fill whole words.
+// packAligned must give exactly packRows' words where rows fill whole words
+// (with and without bytes after the last whole 8).
 func TestPackAlignedMatchesPackRows(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(3, 3))
-	for _, bits := range []int{4, 8} {
+	for _, c := range []struct{ bits, cols int }{{4, 64}, {8, 64}, {4, 72}, {8, 76}} {
+		bits := c.bits
 		s := quant.Scheme{Bits: bits, Signed: true, Symmetric: true}
-		rows, cols := 7, 64
+		rows, cols := 7, c.cols
 		codes := make([]byte, s.PackedLen(rows*cols))
 		for i := range rows * cols {
 			quant.PutCode(codes, bits, i, int32(rnd.IntN(int(2*s.QMax()+2)))-s.QMax()-1)
@@ -593,7 +595,7 @@ func TestPackAlignedMatchesPackRows(t *testing.T) {
 		got := make([]byte, len(codes))
 		packAligned(got, codes, bits)
 		if !bytes.Equal(got, want) {
-			t.Errorf("%d bits: packAligned differs from packRows", bits)
+			t.Errorf("%d bits, %d columns: packAligned differs from packRows", bits, cols)
 		}
 	}
 }

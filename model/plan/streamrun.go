@@ -585,13 +585,15 @@ func minMax(x []float32, mn, mx float32) (float32, float32) {
 }
 
 // quantizeBlock reads, fits, quantizes, measures and encodes rows
-// [b.lo, b.hi) of a quantized item.
+// [b.lo, b.hi) of a quantized item. It first does so without looking for
+// NaN and ±Inf: Σx² of the SQNR is finite exactly when every value is,
+// so only a block whose sum is not (or whose fit failed) is counted,
+// sanitized and done again, and the others are read once less.
 func (r *streamRun) quantizeBlock(st *itemState, g geometry, b block, s *scratch) (blockOut, error) {
 	it := st.it
 	sc := r.p.Scheme
 	per := r.per[b.pos]
-	rows := b.hi - b.lo
-	n := rows * g.cols
+	n := (b.hi - b.lo) * g.cols
 	var gp *quant.Params
 	if !r.row.isGGUF && !rowLocal(sc) {
 		var err error
@@ -600,15 +602,50 @@ func (r *streamRun) quantizeBlock(st *itemState, g geometry, b block, s *scratch
 		}
 	}
 	s.x, s.y = grow(s.x, max(n, per*g.cols)), grow(s.y, max(n, per*g.cols))
-	x, y := s.x[:n], s.y[:n]
+	x := s.x[:n]
 	if err := r.readFloat32(it, g, b.lo*g.cols, x, s); err != nil {
 		return blockOut{}, err
 	}
-	nonFinite, err := r.sanitize(st, g, per, x, s.y, s)
-	if err != nil {
+	out, err := r.quantizeRows(st, g, b, s, gp)
+	if err == nil && !math.IsInf(out.sig, 0) && !math.IsNaN(out.sig) {
+		return out, nil
+	}
+	nonFinite, serr := r.sanitize(st, g, per, x, s.y, s)
+	if serr != nil {
+		return blockOut{}, serr
+	}
+	if nonFinite == 0 {
 		return blockOut{}, err
 	}
-	out := blockOut{nonFinite: nonFinite}
+	if out, err = r.quantizeRows(st, g, b, s, gp); err != nil {
+		return blockOut{}, err
+	}
+	out.nonFinite = nonFinite
+	return out, nil
+}
+
+// sqnrSummer is a Kernels with a faster sqnrSums (cpu.QuantKernels).
+type sqnrSummer interface {
+	SQNRSums(x, y []float32) (sig, noise float64)
+}
+
+// sums are the SQNR sums of x and its dequantized values y.
+func (r *streamRun) sums(x, y []float32) (sig, noise float64) {
+	if k, ok := r.k.(sqnrSummer); ok {
+		return k.SQNRSums(x, y)
+	}
+	return sqnrSums(x, y)
+}
+
+// quantizeRows fits (unless gp holds the tensor's parameters),
+// quantizes, measures and encodes the rows [b.lo, b.hi) read into s.x.
+func (r *streamRun) quantizeRows(st *itemState, g geometry, b block, s *scratch, gp *quant.Params) (blockOut, error) {
+	it := st.it
+	sc := r.p.Scheme
+	rows := b.hi - b.lo
+	n := rows * g.cols
+	x, y := s.x[:n], s.y[:n]
+	var out blockOut
 	if r.row.isGGUF {
 		rs, _ := r.row.gguf.RowSize(int64(g.cols))
 		s.enc = grow(s.enc, rows*int(rs))
@@ -623,11 +660,12 @@ func (r *streamRun) quantizeBlock(st *itemState, g geometry, b block, s *scratch
 		default:
 			return blockOut{}, fmt.Errorf("GGUF type %s not supported", r.row.gguf)
 		}
-		out.sig, out.noise = sqnrSums(x, y)
+		out.sig, out.noise = r.sums(x, y)
 		return out, nil
 	}
 	shape := []int{rows, g.cols}
 	var p *quant.Params
+	var err error
 	if gp != nil {
 		p = &quant.Params{Scheme: sc, Shape: shape, Scales: gp.Scales, ZeroPoints: gp.ZeroPoints}
 	} else {
@@ -652,7 +690,7 @@ func (r *streamRun) quantizeBlock(st *itemState, g geometry, b block, s *scratch
 	if err := r.k.Dequantize(y, s.codes, p); err != nil {
 		return blockOut{}, err
 	}
-	out.sig, out.noise = sqnrSums(x, y)
+	out.sig, out.noise = r.sums(x, y)
 	out.piece = s.codes
 	if r.isCT && !r.codesAreCT {
 		nb, err := ctensors.CodesBytes(it.Shape, rows, sc, r.ct)

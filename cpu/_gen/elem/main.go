@@ -45,6 +45,7 @@ func main() {
 	dequantizeGroups(8, true)
 	dequantizeGroups(4, false)
 	absMax()
+	sqnrSums()
 	histogram()
 
 	Generate()
@@ -650,6 +651,54 @@ func absMax() {
 	r := GP32()
 	VMOVD(h, r)
 	Store(r, ReturnIndex(0))
+	VZEROUPPER()
+	RET()
+}
+
+// sqnrSums adds up Σx² and Σ(x−y)² in float64: each float32 widened
+// exactly (VCVTPS2PD), the difference of two widened floats exact, the
+// products accumulated with FMA in four accumulators of four lanes each.
+func sqnrSums() {
+	TEXT("sqnrSumsAVX2", NOSPLIT, "func(x, y []float32) (sig, noise float64)")
+	Doc("sqnrSumsAVX2 is Σx[i]² and Σ(x[i]−y[i])² in float64 over len(x)/16 blocks of 16",
+		"elements; y holds at least as many.")
+	x := Mem{Base: Load(Param("x").Base(), GP64())}
+	y := Mem{Base: Load(Param("y").Base(), GP64())}
+	n := Load(Param("x").Len(), GP64())
+	var sig, noise [4]VecVirtual
+	for j := range sig {
+		sig[j], noise[j] = YMM(), YMM()
+		VXORPD(sig[j], sig[j], sig[j])
+		VXORPD(noise[j], noise[j], noise[j])
+	}
+	SHRQ(U8(4), n)
+	JZ(LabelRef("reduce"))
+	Label("loop")
+	for j := range sig {
+		a, b := YMM(), YMM()
+		VCVTPS2PD(x.Offset(16*j), a)
+		VCVTPS2PD(y.Offset(16*j), b)
+		VSUBPD(b, a, b) // b = a − b
+		VFMADD231PD(a, a, sig[j])
+		VFMADD231PD(b, b, noise[j])
+	}
+	ADDQ(U32(16*4), x.Base)
+	ADDQ(U32(16*4), y.Base)
+	DECQ(n)
+	JNZ(LabelRef("loop"))
+	Label("reduce")
+	for i, acc := range [][4]VecVirtual{sig, noise} {
+		VADDPD(acc[1], acc[0], acc[0])
+		VADDPD(acc[3], acc[2], acc[2])
+		VADDPD(acc[2], acc[0], acc[0])
+		h := XMM()
+		VEXTRACTF128(U8(1), acc[0], h)
+		VADDPD(h, acc[0].AsX(), h)
+		t := XMM()
+		VUNPCKHPD(h, h, t)
+		VADDSD(t, h, h)
+		Store(h, ReturnIndex(i))
+	}
 	VZEROUPPER()
 	RET()
 }
