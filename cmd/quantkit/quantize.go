@@ -74,7 +74,7 @@ var quantizeCommand = &cli.Command{
 		"too. --max-memory SIZE (256MiB) sizes the blocks (at most 4 MiB of input each) so that\n" +
 		"workers+1 of them in flight (up to 8 when the budget holds them, for the workers to run\n" +
 		"ahead of a stalled write), the scales of the tensor being written (they follow its codes\n" +
-		"in the file), the writers' buffers and 32 MiB for the program fit in it, whatever the\n" +
+		"in the file), the writers' buffers and 40 MiB for the program fit in it, whatever the\n" +
 		"largest tensor; the Go heap is held to that peak too. --dry-run prints the planned peak,\n" +
 		"and a budget too small for one block of some tensor is refused, naming it. The output is\n" +
 		"byte for byte what quantizing each tensor whole gives. With --format gguf the blocks (at\n" +

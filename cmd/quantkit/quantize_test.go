@@ -457,16 +457,16 @@ func runSplit(t *testing.T, args ...string) (stdout, stderr string, err error) {
 func TestQuantizeMaxMemory(t *testing.T) {
 	in := synthModel(t)
 	out := filepath.Join(t.TempDir(), "q")
-	text := mustRun(t, "quantize", in, "-o", out, "--max-memory", "40MiB", "--workers", "2", "--dry-run", "--json")
+	text := mustRun(t, "quantize", in, "-o", out, "--max-memory", "48MiB", "--workers", "2", "--dry-run", "--json")
 	var r quantize.Report
 	if err := json.Unmarshal([]byte(text), &r); err != nil {
 		t.Fatal(err)
 	}
-	if r.MaxMemory != 40<<20 || r.Stream == nil || r.MemoryEstimate != r.Stream.Peak || r.MemoryEstimate > 40<<20 || r.Stream.Workers != 2 {
+	if r.MaxMemory != 48<<20 || r.Stream == nil || r.MemoryEstimate != r.Stream.Peak || r.MemoryEstimate > 48<<20 || r.Stream.Workers != 2 {
 		t.Errorf("max_memory %d, memory_estimate %d, stream %+v", r.MaxMemory, r.MemoryEstimate, r.Stream)
 	}
-	table := mustRun(t, "quantize", in, "-o", out, "--max-memory", "40MiB", "--dry-run")
-	if !strings.Contains(table, "of the 41.9 MB budget with") {
+	table := mustRun(t, "quantize", in, "-o", out, "--max-memory", "48MiB", "--dry-run")
+	if !strings.Contains(table, "of the 50.3 MB budget with") {
 		t.Errorf("dry run table:\n%s", table)
 	}
 }
