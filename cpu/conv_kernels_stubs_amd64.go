@@ -49,3 +49,72 @@ func convF32Kernel14x32AVX512(kc int, a *float32, lda int, b **float32, c *float
 //
 //go:noescape
 func convF32Kernel6x16AVX2(kc int, a *float32, lda int, b **float32, c *float32, ldc int, accumulate bool)
+
+// convF32Kernel8x48AVX512 is, for 8 rows of A where they lie (a[r*lda+p] = A[r, p]) and
+// rows of B where they lie, step p's 48 values from b[p] on (B[j, p] = b[p][j]), with fused
+// multiply-adds,
+//
+//	for r := range 8 {
+//		for j := range 48 {
+//			var s float32
+//			for p := range kc {
+//				s += a[r*lda+p] * b[p][j]
+//			}
+//			if accumulate {
+//				c[r*ldc+j] += s
+//			} else {
+//				c[r*ldc+j] = s
+//			}
+//		}
+//	}
+//
+// kc must be at least 1.
+//
+//go:noescape
+func convF32Kernel8x48AVX512(kc int, a *float32, lda int, b **float32, c *float32, ldc int, accumulate bool)
+
+// convF32Kernel8x32AVX512 is, for 8 rows of A where they lie (a[r*lda+p] = A[r, p]) and
+// rows of B where they lie, step p's 32 values from b[p] on (B[j, p] = b[p][j]), with fused
+// multiply-adds,
+//
+//	for r := range 8 {
+//		for j := range 32 {
+//			var s float32
+//			for p := range kc {
+//				s += a[r*lda+p] * b[p][j]
+//			}
+//			if accumulate {
+//				c[r*ldc+j] += s
+//			} else {
+//				c[r*ldc+j] = s
+//			}
+//		}
+//	}
+//
+// kc must be at least 1.
+//
+//go:noescape
+func convF32Kernel8x32AVX512(kc int, a *float32, lda int, b **float32, c *float32, ldc int, accumulate bool)
+
+// convF32Kernel4x24AVX2 is, for 4 rows of A where they lie (a[r*lda+p] = A[r, p]) and
+// rows of B where they lie, step p's 24 values from b[p] on (B[j, p] = b[p][j]), with fused
+// multiply-adds,
+//
+//	for r := range 4 {
+//		for j := range 24 {
+//			var s float32
+//			for p := range kc {
+//				s += a[r*lda+p] * b[p][j]
+//			}
+//			if accumulate {
+//				c[r*ldc+j] += s
+//			} else {
+//				c[r*ldc+j] = s
+//			}
+//		}
+//	}
+//
+// kc must be at least 1.
+//
+//go:noescape
+func convF32Kernel4x24AVX2(kc int, a *float32, lda int, b **float32, c *float32, ldc int, accumulate bool)

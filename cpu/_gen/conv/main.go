@@ -27,6 +27,11 @@ func main() {
 	ConstraintExpr("!noasm,!gccgo,!safe")
 	kernel("convF32Kernel14x32AVX512", 14, 2, zmm)
 	kernel("convF32Kernel6x16AVX2", 6, 2, ymm)
+	// Few output channels: tiles of 8 (4) rows, the output channels of a
+	// small CNN's convolutions, over wide runs of positions.
+	kernel("convF32Kernel8x48AVX512", 8, 3, zmm)
+	kernel("convF32Kernel8x32AVX512", 8, 2, zmm)
+	kernel("convF32Kernel4x24AVX2", 4, 3, ymm)
 	Generate()
 }
 
