@@ -89,27 +89,53 @@ func convF32SIMD(cv *ConvF32, dst, x []float32, n int) bool {
 		for jp := lo; jp < hi; jp++ {
 			d := jp * nr
 			i, rem := d/D, d%D
-			oh, ow := rem/wd, rem%wd
 			segs := segBuf[:0]
-			for r := range nr {
-				if i >= n { // past the last image: repeat, drop
-					off[r] = off[max(r-1, 0)]
-					continue
+			if unit {
+				// Panels lie whole in an image's rows: the positions are
+				// consecutive offsets, and the outputs among them are the
+				// first OW of each row's.
+				o := i*plane + rem
+				for r := range off {
+					off[r] = o + r
 				}
-				off[r] = i*plane + oh*cv.StrideH*cv.W + ow*cv.StrideW
-				if oh < cv.OH && ow < cv.OW {
-					at := i*opix + oh*cv.OW + ow
-					if k := len(segs) - 1; k >= 0 && segs[k].r1 == r && segs[k].at+r-segs[k].r0 == at {
-						segs[k].r1++
-					} else {
-						segs = append(segs, seg{r, r + 1, at})
+				for p, end := rem, rem+nr; p < end; {
+					oh, ow := p/cv.W, p%cv.W
+					if oh >= cv.OH {
+						break
 					}
+					next := min(end, (oh+1)*cv.W)
+					if ow < cv.OW {
+						sg := seg{p - rem, min(next, oh*cv.W+cv.OW) - rem, i*opix + oh*cv.OW + ow}
+						if k := len(segs) - 1; k >= 0 && segs[k].r1 == sg.r0 && segs[k].at+sg.r0-segs[k].r0 == sg.at {
+							segs[k].r1 = sg.r1
+						} else {
+							segs = append(segs, sg)
+						}
+					}
+					p = next
 				}
-				if ow++; ow == wd {
-					ow, oh = 0, oh+1
-				}
-				if rem++; rem == D {
-					rem, oh, ow, i = 0, 0, 0, i+1
+			} else {
+				oh, ow := rem/wd, rem%wd
+				for r := range nr {
+					if i >= n { // past the last image: repeat, drop
+						off[r] = off[max(r-1, 0)]
+						continue
+					}
+					off[r] = i*plane + oh*cv.StrideH*cv.W + ow*cv.StrideW
+					if oh < cv.OH && ow < cv.OW {
+						at := i*opix + oh*cv.OW + ow
+						if k := len(segs) - 1; k >= 0 && segs[k].r1 == r && segs[k].at+r-segs[k].r0 == at {
+							segs[k].r1++
+						} else {
+							segs = append(segs, seg{r, r + 1, at})
+						}
+					}
+					if ow++; ow == wd {
+						ow, oh = 0, oh+1
+					}
+					if rem++; rem == D {
+						rem, oh, ow, i = 0, 0, 0, i+1
+					}
 				}
 			}
 			// A run of nr consecutive offsets inside x: the kernel reads
