@@ -50,7 +50,6 @@ func convF32SIMD(cv *ConvF32, dst, x []float32, n int) bool {
 	w := workersOf(thr, np, P*K*cv.OutC, convMinWork)
 	for len(cv.scratch) < w {
 		cv.scratch = append(cv.scratch, make([]float32, K*nr))
-		cv.rows = append(cv.rows, make([]*float32, K))
 	}
 	// The offset in x of each weight step's (c, u, v) window cell.
 	if len(cv.steps) != K {
@@ -70,6 +69,12 @@ func convF32SIMD(cv *ConvF32, dst, x []float32, n int) bool {
 			cv.steps[q] = c*n*plane + uv/cv.KW*cv.W + uv%cv.KW
 		}
 		cv.stepsN = n
+	}
+	if len(cv.panelQ) != K || cv.panelQ[K-1] != (K-1)*nr {
+		cv.panelQ = make([]int, K)
+		for q := range cv.panelQ {
+			cv.panelQ[q] = q * nr
+		}
 	}
 	reach := cv.steps[K-1] + nr // past the last read of a run from offset 0
 	parallelRange(w, np, 1, func(worker, lo, hi int) {
@@ -141,27 +146,18 @@ func convF32SIMD(cv *ConvF32, dst, x []float32, n int) bool {
 			// A run of nr consecutive offsets inside x: the kernel reads
 			// the window rows where they lie.
 			inPlace := convInPlace && unit && off[nr-1] == off[0]+nr-1 && off[0]+reach <= len(x)
-			if inPlace {
-				rows := cv.rows[worker][:K]
-				for q, o := range cv.steps {
-					rows[q] = &x[o+off[0]]
-				}
-			} else {
-				if unit {
-					copyPanel(panel[:K*nr], x, off, cv, n*plane)
-				} else {
-					gatherPanel(panel[:K*nr], x, off, cv, n*plane)
-				}
-				if ck.panel == nil {
-					rows := cv.rows[worker][:K]
-					for q := range rows {
-						rows[q] = &panel[q*nr]
-					}
-				}
+			src, srcSteps := &panel[0], &cv.panelQ[0]
+			switch {
+			case inPlace:
+				src, srcSteps = &x[off[0]], &cv.steps[0]
+			case unit:
+				copyPanel(panel[:K*nr], x, off, cv, n*plane)
+			default:
+				gatherPanel(panel[:K*nr], x, off, cv, n*plane)
 			}
 			for ip := range mp {
 				if inPlace || ck.panel == nil {
-					ck.rows(K, &cv.packed[ip*mr*K], K, &cv.rows[worker][0], &tile[0], nr, false)
+					ck.rows(K, &cv.packed[ip*mr*K], K, src, srcSteps, &tile[0], nr, false)
 				} else {
 					ck.panel(K, &cv.packed[ip*mr*K], K, &panel[0], &tile[0], nr, false)
 				}
@@ -267,11 +263,11 @@ func copyPanel(panel, x []float32, off []int, cv *ConvF32, cstride int) {
 }
 
 // convKern is a micro-kernel of ConvF32 and its tile of mr output
-// channels by nr positions: rows reads B's rows at the addresses of a
+// channels by nr positions: rows reads B's rows at the offsets of a
 // table, panel (nil if there is none) a packed panel of B.
 type convKern struct {
 	mr, nr int
-	rows   func(kc int, a *float32, lda int, b **float32, c *float32, ldc int, accumulate bool)
+	rows   func(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, accumulate bool)
 	panel  func(kc int, a *float32, lda int, b, c *float32, ldc int, accumulate bool)
 }
 

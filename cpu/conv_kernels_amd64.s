@@ -4,56 +4,56 @@
 
 #include "textflag.h"
 
-// func convF32Kernel14x32AVX512(kc int, a *float32, lda int, b **float32, c *float32, ldc int, accumulate bool)
+// func convF32Kernel14x32AVX512(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, accumulate bool)
 // Requires: AVX, AVX512DQ, AVX512F
-TEXT ·convF32Kernel14x32AVX512(SB), NOSPLIT, $0-49
-	MOVQ    kc+0(FP), CX
-	MOVQ    a+8(FP), AX
-	MOVQ    lda+16(FP), R9
-	SHLQ    $0x02, R9
-	LEAQ    (R9)(R9*2), R10
-	LEAQ    (R9)(R9*4), R11
-	LEAQ    (R10)(R9*4), R12
-	LEAQ    (AX)(R9*8), R13
-	ADDQ    R9, R13
-	MOVQ    b+24(FP), DX
-	MOVQ    c+32(FP), DI
-	MOVQ    ldc+40(FP), SI
-	SHLQ    $0x02, SI
-	MOVBQZX accumulate+48(FP), R8
-	VXORPS  Z0, Z0, Z0
-	VXORPS  Z1, Z1, Z1
-	VXORPS  Z2, Z2, Z2
-	VXORPS  Z3, Z3, Z3
-	VXORPS  Z4, Z4, Z4
-	VXORPS  Z5, Z5, Z5
-	VXORPS  Z6, Z6, Z6
-	VXORPS  Z7, Z7, Z7
-	VXORPS  Z8, Z8, Z8
-	VXORPS  Z9, Z9, Z9
-	VXORPS  Z10, Z10, Z10
-	VXORPS  Z11, Z11, Z11
-	VXORPS  Z12, Z12, Z12
-	VXORPS  Z13, Z13, Z13
-	VXORPS  Z14, Z14, Z14
-	VXORPS  Z15, Z15, Z15
-	VXORPS  Z16, Z16, Z16
-	VXORPS  Z17, Z17, Z17
-	VXORPS  Z18, Z18, Z18
-	VXORPS  Z19, Z19, Z19
-	VXORPS  Z20, Z20, Z20
-	VXORPS  Z21, Z21, Z21
-	VXORPS  Z22, Z22, Z22
-	VXORPS  Z23, Z23, Z23
-	VXORPS  Z24, Z24, Z24
-	VXORPS  Z25, Z25, Z25
-	VXORPS  Z26, Z26, Z26
-	VXORPS  Z27, Z27, Z27
+TEXT ·convF32Kernel14x32AVX512(SB), NOSPLIT, $0-57
+	MOVQ   kc+0(FP), CX
+	MOVQ   a+8(FP), AX
+	MOVQ   lda+16(FP), R9
+	SHLQ   $0x02, R9
+	LEAQ   (R9)(R9*2), R10
+	LEAQ   (R9)(R9*4), R11
+	LEAQ   (R10)(R9*4), R12
+	LEAQ   (AX)(R9*8), R13
+	ADDQ   R9, R13
+	MOVQ   b+24(FP), BX
+	MOVQ   steps+32(FP), DX
+	MOVQ   c+40(FP), DI
+	MOVQ   ldc+48(FP), SI
+	SHLQ   $0x02, SI
+	VXORPS Z0, Z0, Z0
+	VXORPS Z1, Z1, Z1
+	VXORPS Z2, Z2, Z2
+	VXORPS Z3, Z3, Z3
+	VXORPS Z4, Z4, Z4
+	VXORPS Z5, Z5, Z5
+	VXORPS Z6, Z6, Z6
+	VXORPS Z7, Z7, Z7
+	VXORPS Z8, Z8, Z8
+	VXORPS Z9, Z9, Z9
+	VXORPS Z10, Z10, Z10
+	VXORPS Z11, Z11, Z11
+	VXORPS Z12, Z12, Z12
+	VXORPS Z13, Z13, Z13
+	VXORPS Z14, Z14, Z14
+	VXORPS Z15, Z15, Z15
+	VXORPS Z16, Z16, Z16
+	VXORPS Z17, Z17, Z17
+	VXORPS Z18, Z18, Z18
+	VXORPS Z19, Z19, Z19
+	VXORPS Z20, Z20, Z20
+	VXORPS Z21, Z21, Z21
+	VXORPS Z22, Z22, Z22
+	VXORPS Z23, Z23, Z23
+	VXORPS Z24, Z24, Z24
+	VXORPS Z25, Z25, Z25
+	VXORPS Z26, Z26, Z26
+	VXORPS Z27, Z27, Z27
 
 convF32Kernel14x32AVX512_loop:
-	MOVQ         (DX), BX
-	VMOVUPS      (BX), Z28
-	VMOVUPS      64(BX), Z29
+	MOVQ         (DX), R8
+	VMOVUPS      (BX)(R8*4), Z28
+	VMOVUPS      64(BX)(R8*4), Z29
 	VBROADCASTSS (AX), Z30
 	VFMADD231PS  Z28, Z30, Z0
 	VFMADD231PS  Z29, Z30, Z1
@@ -101,6 +101,7 @@ convF32Kernel14x32AVX512_loop:
 	ADDQ         $0x08, DX
 	DECQ         CX
 	JNZ          convF32Kernel14x32AVX512_loop
+	MOVBQZX      accumulate+56(FP), R8
 	TESTQ        R8, R8
 	JZ           convF32Kernel14x32AVX512_store
 	VADDPS       (DI), Z0, Z0
@@ -222,40 +223,40 @@ convF32Kernel14x32AVX512_store:
 	VZEROUPPER
 	RET
 
-// func convF32Kernel6x16AVX2(kc int, a *float32, lda int, b **float32, c *float32, ldc int, accumulate bool)
+// func convF32Kernel6x16AVX2(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, accumulate bool)
 // Requires: AVX, FMA3
-TEXT ·convF32Kernel6x16AVX2(SB), NOSPLIT, $0-49
-	MOVQ    kc+0(FP), CX
-	MOVQ    a+8(FP), AX
-	MOVQ    lda+16(FP), R9
-	SHLQ    $0x02, R9
-	LEAQ    (R9)(R9*2), R10
-	LEAQ    (R9)(R9*4), R11
-	LEAQ    (R10)(R9*4), R12
-	LEAQ    (AX)(R9*8), R13
-	ADDQ    R9, R13
-	MOVQ    b+24(FP), DX
-	MOVQ    c+32(FP), DI
-	MOVQ    ldc+40(FP), SI
-	SHLQ    $0x02, SI
-	MOVBQZX accumulate+48(FP), R8
-	VXORPS  Y0, Y0, Y0
-	VXORPS  Y1, Y1, Y1
-	VXORPS  Y2, Y2, Y2
-	VXORPS  Y3, Y3, Y3
-	VXORPS  Y4, Y4, Y4
-	VXORPS  Y5, Y5, Y5
-	VXORPS  Y6, Y6, Y6
-	VXORPS  Y7, Y7, Y7
-	VXORPS  Y8, Y8, Y8
-	VXORPS  Y9, Y9, Y9
-	VXORPS  Y10, Y10, Y10
-	VXORPS  Y11, Y11, Y11
+TEXT ·convF32Kernel6x16AVX2(SB), NOSPLIT, $0-57
+	MOVQ   kc+0(FP), CX
+	MOVQ   a+8(FP), AX
+	MOVQ   lda+16(FP), R9
+	SHLQ   $0x02, R9
+	LEAQ   (R9)(R9*2), R10
+	LEAQ   (R9)(R9*4), R11
+	LEAQ   (R10)(R9*4), R12
+	LEAQ   (AX)(R9*8), R13
+	ADDQ   R9, R13
+	MOVQ   b+24(FP), BX
+	MOVQ   steps+32(FP), DX
+	MOVQ   c+40(FP), DI
+	MOVQ   ldc+48(FP), SI
+	SHLQ   $0x02, SI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
 
 convF32Kernel6x16AVX2_loop:
-	MOVQ         (DX), BX
-	VMOVUPS      (BX), Y12
-	VMOVUPS      32(BX), Y13
+	MOVQ         (DX), R8
+	VMOVUPS      (BX)(R8*4), Y12
+	VMOVUPS      32(BX)(R8*4), Y13
 	VBROADCASTSS (AX), Y14
 	VFMADD231PS  Y12, Y14, Y0
 	VFMADD231PS  Y13, Y14, Y1
@@ -279,6 +280,7 @@ convF32Kernel6x16AVX2_loop:
 	ADDQ         $0x08, DX
 	DECQ         CX
 	JNZ          convF32Kernel6x16AVX2_loop
+	MOVBQZX      accumulate+56(FP), R8
 	TESTQ        R8, R8
 	JZ           convF32Kernel6x16AVX2_store
 	VADDPS       (DI), Y0, Y0
@@ -336,53 +338,53 @@ convF32Kernel6x16AVX2_store:
 	VZEROUPPER
 	RET
 
-// func convF32Kernel8x48AVX512(kc int, a *float32, lda int, b **float32, c *float32, ldc int, accumulate bool)
+// func convF32Kernel8x48AVX512(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, accumulate bool)
 // Requires: AVX, AVX512DQ, AVX512F
-TEXT ·convF32Kernel8x48AVX512(SB), NOSPLIT, $0-49
-	MOVQ    kc+0(FP), CX
-	MOVQ    a+8(FP), AX
-	MOVQ    lda+16(FP), R9
-	SHLQ    $0x02, R9
-	LEAQ    (R9)(R9*2), R10
-	LEAQ    (R9)(R9*4), R11
-	LEAQ    (R10)(R9*4), R12
-	LEAQ    (AX)(R9*8), R13
-	ADDQ    R9, R13
-	MOVQ    b+24(FP), DX
-	MOVQ    c+32(FP), DI
-	MOVQ    ldc+40(FP), SI
-	SHLQ    $0x02, SI
-	MOVBQZX accumulate+48(FP), R8
-	VXORPS  Z0, Z0, Z0
-	VXORPS  Z1, Z1, Z1
-	VXORPS  Z2, Z2, Z2
-	VXORPS  Z3, Z3, Z3
-	VXORPS  Z4, Z4, Z4
-	VXORPS  Z5, Z5, Z5
-	VXORPS  Z6, Z6, Z6
-	VXORPS  Z7, Z7, Z7
-	VXORPS  Z8, Z8, Z8
-	VXORPS  Z9, Z9, Z9
-	VXORPS  Z10, Z10, Z10
-	VXORPS  Z11, Z11, Z11
-	VXORPS  Z12, Z12, Z12
-	VXORPS  Z13, Z13, Z13
-	VXORPS  Z14, Z14, Z14
-	VXORPS  Z15, Z15, Z15
-	VXORPS  Z16, Z16, Z16
-	VXORPS  Z17, Z17, Z17
-	VXORPS  Z18, Z18, Z18
-	VXORPS  Z19, Z19, Z19
-	VXORPS  Z20, Z20, Z20
-	VXORPS  Z21, Z21, Z21
-	VXORPS  Z22, Z22, Z22
-	VXORPS  Z23, Z23, Z23
+TEXT ·convF32Kernel8x48AVX512(SB), NOSPLIT, $0-57
+	MOVQ   kc+0(FP), CX
+	MOVQ   a+8(FP), AX
+	MOVQ   lda+16(FP), R9
+	SHLQ   $0x02, R9
+	LEAQ   (R9)(R9*2), R10
+	LEAQ   (R9)(R9*4), R11
+	LEAQ   (R10)(R9*4), R12
+	LEAQ   (AX)(R9*8), R13
+	ADDQ   R9, R13
+	MOVQ   b+24(FP), BX
+	MOVQ   steps+32(FP), DX
+	MOVQ   c+40(FP), DI
+	MOVQ   ldc+48(FP), SI
+	SHLQ   $0x02, SI
+	VXORPS Z0, Z0, Z0
+	VXORPS Z1, Z1, Z1
+	VXORPS Z2, Z2, Z2
+	VXORPS Z3, Z3, Z3
+	VXORPS Z4, Z4, Z4
+	VXORPS Z5, Z5, Z5
+	VXORPS Z6, Z6, Z6
+	VXORPS Z7, Z7, Z7
+	VXORPS Z8, Z8, Z8
+	VXORPS Z9, Z9, Z9
+	VXORPS Z10, Z10, Z10
+	VXORPS Z11, Z11, Z11
+	VXORPS Z12, Z12, Z12
+	VXORPS Z13, Z13, Z13
+	VXORPS Z14, Z14, Z14
+	VXORPS Z15, Z15, Z15
+	VXORPS Z16, Z16, Z16
+	VXORPS Z17, Z17, Z17
+	VXORPS Z18, Z18, Z18
+	VXORPS Z19, Z19, Z19
+	VXORPS Z20, Z20, Z20
+	VXORPS Z21, Z21, Z21
+	VXORPS Z22, Z22, Z22
+	VXORPS Z23, Z23, Z23
 
 convF32Kernel8x48AVX512_loop:
-	MOVQ         (DX), BX
-	VMOVUPS      (BX), Z24
-	VMOVUPS      64(BX), Z25
-	VMOVUPS      128(BX), Z26
+	MOVQ         (DX), R8
+	VMOVUPS      (BX)(R8*4), Z24
+	VMOVUPS      64(BX)(R8*4), Z25
+	VMOVUPS      128(BX)(R8*4), Z26
 	VBROADCASTSS (AX), Z27
 	VFMADD231PS  Z24, Z27, Z0
 	VFMADD231PS  Z25, Z27, Z1
@@ -420,6 +422,7 @@ convF32Kernel8x48AVX512_loop:
 	ADDQ         $0x08, DX
 	DECQ         CX
 	JNZ          convF32Kernel8x48AVX512_loop
+	MOVBQZX      accumulate+56(FP), R8
 	TESTQ        R8, R8
 	JZ           convF32Kernel8x48AVX512_store
 	VADDPS       (DI), Z0, Z0
@@ -517,44 +520,44 @@ convF32Kernel8x48AVX512_store:
 	VZEROUPPER
 	RET
 
-// func convF32Kernel8x32AVX512(kc int, a *float32, lda int, b **float32, c *float32, ldc int, accumulate bool)
+// func convF32Kernel8x32AVX512(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, accumulate bool)
 // Requires: AVX, AVX512DQ, AVX512F
-TEXT ·convF32Kernel8x32AVX512(SB), NOSPLIT, $0-49
-	MOVQ    kc+0(FP), CX
-	MOVQ    a+8(FP), AX
-	MOVQ    lda+16(FP), R9
-	SHLQ    $0x02, R9
-	LEAQ    (R9)(R9*2), R10
-	LEAQ    (R9)(R9*4), R11
-	LEAQ    (R10)(R9*4), R12
-	LEAQ    (AX)(R9*8), R13
-	ADDQ    R9, R13
-	MOVQ    b+24(FP), DX
-	MOVQ    c+32(FP), DI
-	MOVQ    ldc+40(FP), SI
-	SHLQ    $0x02, SI
-	MOVBQZX accumulate+48(FP), R8
-	VXORPS  Z0, Z0, Z0
-	VXORPS  Z1, Z1, Z1
-	VXORPS  Z2, Z2, Z2
-	VXORPS  Z3, Z3, Z3
-	VXORPS  Z4, Z4, Z4
-	VXORPS  Z5, Z5, Z5
-	VXORPS  Z6, Z6, Z6
-	VXORPS  Z7, Z7, Z7
-	VXORPS  Z8, Z8, Z8
-	VXORPS  Z9, Z9, Z9
-	VXORPS  Z10, Z10, Z10
-	VXORPS  Z11, Z11, Z11
-	VXORPS  Z12, Z12, Z12
-	VXORPS  Z13, Z13, Z13
-	VXORPS  Z14, Z14, Z14
-	VXORPS  Z15, Z15, Z15
+TEXT ·convF32Kernel8x32AVX512(SB), NOSPLIT, $0-57
+	MOVQ   kc+0(FP), CX
+	MOVQ   a+8(FP), AX
+	MOVQ   lda+16(FP), R9
+	SHLQ   $0x02, R9
+	LEAQ   (R9)(R9*2), R10
+	LEAQ   (R9)(R9*4), R11
+	LEAQ   (R10)(R9*4), R12
+	LEAQ   (AX)(R9*8), R13
+	ADDQ   R9, R13
+	MOVQ   b+24(FP), BX
+	MOVQ   steps+32(FP), DX
+	MOVQ   c+40(FP), DI
+	MOVQ   ldc+48(FP), SI
+	SHLQ   $0x02, SI
+	VXORPS Z0, Z0, Z0
+	VXORPS Z1, Z1, Z1
+	VXORPS Z2, Z2, Z2
+	VXORPS Z3, Z3, Z3
+	VXORPS Z4, Z4, Z4
+	VXORPS Z5, Z5, Z5
+	VXORPS Z6, Z6, Z6
+	VXORPS Z7, Z7, Z7
+	VXORPS Z8, Z8, Z8
+	VXORPS Z9, Z9, Z9
+	VXORPS Z10, Z10, Z10
+	VXORPS Z11, Z11, Z11
+	VXORPS Z12, Z12, Z12
+	VXORPS Z13, Z13, Z13
+	VXORPS Z14, Z14, Z14
+	VXORPS Z15, Z15, Z15
 
 convF32Kernel8x32AVX512_loop:
-	MOVQ         (DX), BX
-	VMOVUPS      (BX), Z16
-	VMOVUPS      64(BX), Z17
+	MOVQ         (DX), R8
+	VMOVUPS      (BX)(R8*4), Z16
+	VMOVUPS      64(BX)(R8*4), Z17
 	VBROADCASTSS (AX), Z18
 	VFMADD231PS  Z16, Z18, Z0
 	VFMADD231PS  Z17, Z18, Z1
@@ -584,6 +587,7 @@ convF32Kernel8x32AVX512_loop:
 	ADDQ         $0x08, DX
 	DECQ         CX
 	JNZ          convF32Kernel8x32AVX512_loop
+	MOVBQZX      accumulate+56(FP), R8
 	TESTQ        R8, R8
 	JZ           convF32Kernel8x32AVX512_store
 	VADDPS       (DI), Z0, Z0
@@ -657,41 +661,41 @@ convF32Kernel8x32AVX512_store:
 	VZEROUPPER
 	RET
 
-// func convF32Kernel4x24AVX2(kc int, a *float32, lda int, b **float32, c *float32, ldc int, accumulate bool)
+// func convF32Kernel4x24AVX2(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, accumulate bool)
 // Requires: AVX, FMA3
-TEXT ·convF32Kernel4x24AVX2(SB), NOSPLIT, $0-49
-	MOVQ    kc+0(FP), CX
-	MOVQ    a+8(FP), AX
-	MOVQ    lda+16(FP), R9
-	SHLQ    $0x02, R9
-	LEAQ    (R9)(R9*2), R10
-	LEAQ    (R9)(R9*4), R11
-	LEAQ    (R10)(R9*4), R12
-	LEAQ    (AX)(R9*8), R13
-	ADDQ    R9, R13
-	MOVQ    b+24(FP), DX
-	MOVQ    c+32(FP), DI
-	MOVQ    ldc+40(FP), SI
-	SHLQ    $0x02, SI
-	MOVBQZX accumulate+48(FP), R8
-	VXORPS  Y0, Y0, Y0
-	VXORPS  Y1, Y1, Y1
-	VXORPS  Y2, Y2, Y2
-	VXORPS  Y3, Y3, Y3
-	VXORPS  Y4, Y4, Y4
-	VXORPS  Y5, Y5, Y5
-	VXORPS  Y6, Y6, Y6
-	VXORPS  Y7, Y7, Y7
-	VXORPS  Y8, Y8, Y8
-	VXORPS  Y9, Y9, Y9
-	VXORPS  Y10, Y10, Y10
-	VXORPS  Y11, Y11, Y11
+TEXT ·convF32Kernel4x24AVX2(SB), NOSPLIT, $0-57
+	MOVQ   kc+0(FP), CX
+	MOVQ   a+8(FP), AX
+	MOVQ   lda+16(FP), R9
+	SHLQ   $0x02, R9
+	LEAQ   (R9)(R9*2), R10
+	LEAQ   (R9)(R9*4), R11
+	LEAQ   (R10)(R9*4), R12
+	LEAQ   (AX)(R9*8), R13
+	ADDQ   R9, R13
+	MOVQ   b+24(FP), BX
+	MOVQ   steps+32(FP), DX
+	MOVQ   c+40(FP), DI
+	MOVQ   ldc+48(FP), SI
+	SHLQ   $0x02, SI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
 
 convF32Kernel4x24AVX2_loop:
-	MOVQ         (DX), BX
-	VMOVUPS      (BX), Y12
-	VMOVUPS      32(BX), Y13
-	VMOVUPS      64(BX), Y14
+	MOVQ         (DX), R8
+	VMOVUPS      (BX)(R8*4), Y12
+	VMOVUPS      32(BX)(R8*4), Y13
+	VMOVUPS      64(BX)(R8*4), Y14
 	VBROADCASTSS (AX), Y15
 	VFMADD231PS  Y12, Y15, Y0
 	VFMADD231PS  Y13, Y15, Y1
@@ -713,6 +717,7 @@ convF32Kernel4x24AVX2_loop:
 	ADDQ         $0x08, DX
 	DECQ         CX
 	JNZ          convF32Kernel4x24AVX2_loop
+	MOVBQZX      accumulate+56(FP), R8
 	TESTQ        R8, R8
 	JZ           convF32Kernel4x24AVX2_store
 	VADDPS       (DI), Y0, Y0
