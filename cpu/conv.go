@@ -29,10 +29,10 @@ type ConvF32 struct {
 	ReLU              bool
 	Threads           int // goroutines at most; 0: Threads()
 
-	packed  []float32    // Weight with rows padded to the kernel's tile
-	scratch [][]float32  // a panel per worker
-	rows    [][]*float32 // a table of B's row addresses per worker
-	steps   []int        // the offset of each weight step's window cell, for stepsN images
+	packed  []float32   // Weight with rows padded to the kernel's tile
+	scratch [][]float32 // a panel per worker
+	panelQ  []int       // the offset of each weight step's row in a panel
+	steps   []int       // the offset of each weight step's window cell, for stepsN images
 	stepsN  int
 }
 

@@ -6,9 +6,10 @@ package cpu
 // goroutine.
 const convMinWork = 1 << 19
 
-// convF32SIMD is ConvF32.Run on the f32 GEMM micro-kernel: A is the
-// weight rows (padded to the kernel's mr), B a panel of nr positions of
-// the output gathered from the planes in the weight's (c, u, v) order.
+// convF32SIMD is ConvF32.Run on a micro-kernel of the f32 GEMM kernel's
+// instruction set (convKernelFor): A is the weight rows (padded to the
+// kernel's mr), B a panel of nr positions of the output gathered from the
+// planes in the weight's (c, u, v) order.
 //
 // At strides of 1 the positions run over whole rows of the input planes
 // (W columns, of which the last KW−1 are not outputs and are dropped):
@@ -20,7 +21,8 @@ func convF32SIMD(cv *ConvF32, dst, x []float32, n int) bool {
 	if kern == nil {
 		return false
 	}
-	mr, nr := kern.mr, kern.nr
+	ck := convKernelFor(kern, cv, n)
+	mr, nr := ck.mr, ck.nr
 	K := cv.InC * cv.KH * cv.KW
 	mp := ceilDiv(cv.OutC, mr)
 	if len(cv.packed) != mp*mr*K {
@@ -48,9 +50,7 @@ func convF32SIMD(cv *ConvF32, dst, x []float32, n int) bool {
 	w := workersOf(thr, np, P*K*cv.OutC, convMinWork)
 	for len(cv.scratch) < w {
 		cv.scratch = append(cv.scratch, make([]float32, K*nr))
-		cv.rows = append(cv.rows, make([]*float32, K))
 	}
-	rowKern := convRowKernel(kern)
 	// The offset in x of each weight step's (c, u, v) window cell.
 	if len(cv.steps) != K {
 		cv.steps = make([]int, 0, K)
@@ -70,6 +70,12 @@ func convF32SIMD(cv *ConvF32, dst, x []float32, n int) bool {
 		}
 		cv.stepsN = n
 	}
+	if len(cv.panelQ) != K || cv.panelQ[K-1] != (K-1)*nr {
+		cv.panelQ = make([]int, K)
+		for q := range cv.panelQ {
+			cv.panelQ[q] = q * nr
+		}
+	}
 	reach := cv.steps[K-1] + nr // past the last read of a run from offset 0
 	parallelRange(w, np, 1, func(worker, lo, hi int) {
 		panel := cv.scratch[worker]
@@ -88,47 +94,72 @@ func convF32SIMD(cv *ConvF32, dst, x []float32, n int) bool {
 		for jp := lo; jp < hi; jp++ {
 			d := jp * nr
 			i, rem := d/D, d%D
-			oh, ow := rem/wd, rem%wd
 			segs := segBuf[:0]
-			for r := range nr {
-				if i >= n { // past the last image: repeat, drop
-					off[r] = off[max(r-1, 0)]
-					continue
+			if unit {
+				// Panels lie whole in an image's rows: the positions are
+				// consecutive offsets, and the outputs among them are the
+				// first OW of each row's.
+				o := i*plane + rem
+				for r := range off {
+					off[r] = o + r
 				}
-				off[r] = i*plane + oh*cv.StrideH*cv.W + ow*cv.StrideW
-				if oh < cv.OH && ow < cv.OW {
-					at := i*opix + oh*cv.OW + ow
-					if k := len(segs) - 1; k >= 0 && segs[k].r1 == r && segs[k].at+r-segs[k].r0 == at {
-						segs[k].r1++
-					} else {
-						segs = append(segs, seg{r, r + 1, at})
+				for p, end := rem, rem+nr; p < end; {
+					oh, ow := p/cv.W, p%cv.W
+					if oh >= cv.OH {
+						break
 					}
+					next := min(end, (oh+1)*cv.W)
+					if ow < cv.OW {
+						sg := seg{p - rem, min(next, oh*cv.W+cv.OW) - rem, i*opix + oh*cv.OW + ow}
+						if k := len(segs) - 1; k >= 0 && segs[k].r1 == sg.r0 && segs[k].at+sg.r0-segs[k].r0 == sg.at {
+							segs[k].r1 = sg.r1
+						} else {
+							segs = append(segs, sg)
+						}
+					}
+					p = next
 				}
-				if ow++; ow == wd {
-					ow, oh = 0, oh+1
-				}
-				if rem++; rem == D {
-					rem, oh, ow, i = 0, 0, 0, i+1
+			} else {
+				oh, ow := rem/wd, rem%wd
+				for r := range nr {
+					if i >= n { // past the last image: repeat, drop
+						off[r] = off[max(r-1, 0)]
+						continue
+					}
+					off[r] = i*plane + oh*cv.StrideH*cv.W + ow*cv.StrideW
+					if oh < cv.OH && ow < cv.OW {
+						at := i*opix + oh*cv.OW + ow
+						if k := len(segs) - 1; k >= 0 && segs[k].r1 == r && segs[k].at+r-segs[k].r0 == at {
+							segs[k].r1++
+						} else {
+							segs = append(segs, seg{r, r + 1, at})
+						}
+					}
+					if ow++; ow == wd {
+						ow, oh = 0, oh+1
+					}
+					if rem++; rem == D {
+						rem, oh, ow, i = 0, 0, 0, i+1
+					}
 				}
 			}
 			// A run of nr consecutive offsets inside x: the kernel reads
 			// the window rows where they lie.
-			inPlace := convInPlace && unit && rowKern != nil && off[nr-1] == off[0]+nr-1 && off[0]+reach <= len(x)
-			if inPlace {
-				rows := cv.rows[worker][:K]
-				for q, o := range cv.steps {
-					rows[q] = &x[o+off[0]]
-				}
-			} else if unit {
+			inPlace := convInPlace && unit && off[nr-1] == off[0]+nr-1 && off[0]+reach <= len(x)
+			src, srcSteps := &panel[0], &cv.panelQ[0]
+			switch {
+			case inPlace:
+				src, srcSteps = &x[off[0]], &cv.steps[0]
+			case unit:
 				copyPanel(panel[:K*nr], x, off, cv, n*plane)
-			} else {
+			default:
 				gatherPanel(panel[:K*nr], x, off, cv, n*plane)
 			}
 			for ip := range mp {
-				if inPlace {
-					rowKern(K, &cv.packed[ip*mr*K], K, &cv.rows[worker][0], &tile[0], nr, false)
+				if inPlace || ck.panel == nil {
+					ck.rows(K, &cv.packed[ip*mr*K], K, src, srcSteps, &tile[0], nr, false)
 				} else {
-					kern.fn(K, &cv.packed[ip*mr*K], K, &panel[0], &tile[0], nr, false)
+					ck.panel(K, &cv.packed[ip*mr*K], K, &panel[0], &tile[0], nr, false)
 				}
 				for rr := range min(mr, cv.OutC-ip*mr) {
 					o := ip*mr + rr
@@ -198,6 +229,9 @@ func copyPanel(panel, x []float32, off []int, cv *ConvF32, cstride int) {
 				if nrun == 1 && base+off[0]+nr <= len(x) {
 					src := x[base+off[0]:]
 					switch nr {
+					case 48:
+						*(*[48]float32)(d) = *(*[48]float32)(src)
+						continue
 					case 32:
 						*(*[32]float32)(d) = *(*[32]float32)(src)
 						continue
@@ -228,14 +262,55 @@ func copyPanel(panel, x []float32, off []int, cv *ConvF32, cstride int) {
 	}
 }
 
-// convRowKernel is the kernel of the f32 GEMM kernel kern's tile that
-// reads B's rows where they lie (cpu/_gen/conv).
-func convRowKernel(kern *f32Kern) func(kc int, a *float32, lda int, b **float32, c *float32, ldc int, accumulate bool) {
+// convKern is a micro-kernel of ConvF32 and its tile of mr output
+// channels by nr positions: rows reads B's rows at the offsets of a
+// table, panel (nil if there is none) a packed panel of B.
+type convKern struct {
+	mr, nr int
+	rows   func(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, accumulate bool)
+	panel  func(kc int, a *float32, lda int, b, c *float32, ldc int, accumulate bool)
+}
+
+// convFewMaxOut is the most output channels for which ConvF32 takes a
+// kernel of few rows: a few-row tile reads its panel once per mr
+// channels, which many channels would make the larger cost.
+const convFewMaxOut = 16
+
+// convKernelFor is the kernel of the instruction set of the f32 GEMM
+// kernel kern that computes the fewest padded values (output channels
+// rounded up to its mr, positions to its nr) for cv on n images: the GEMM
+// kernel's tile, or, for few output channels, a tile of fewer rows (the 8
+// or 16 channels of a small CNN's convolutions would fill 57 % of the
+// AVX-512 kernel's 14 rows).
+func convKernelFor(kern *f32Kern, cv *ConvF32, n int) convKern {
+	best := convKern{kern.mr, kern.nr, nil, kern.fn}
+	var few []convKern
 	switch kern {
 	case &f32AVX512:
-		return convF32Kernel14x32AVX512
+		best.rows = convF32Kernel14x32AVX512
+		few = []convKern{{8, 48, convF32Kernel8x48AVX512, nil}, {8, 32, convF32Kernel8x32AVX512, nil}}
 	case &f32AVX2:
-		return convF32Kernel6x16AVX2
+		best.rows = convF32Kernel6x16AVX2
+		few = []convKern{{4, 24, convF32Kernel4x24AVX2, nil}}
 	}
-	return nil
+	if cv.OutC > convFewMaxOut {
+		return best
+	}
+	cost := convPadded(cv, n, best.mr, best.nr)
+	for _, k := range few {
+		if c := convPadded(cv, n, k.mr, k.nr); c < cost {
+			best, cost = k, c
+		}
+	}
+	return best
+}
+
+// convPadded is the values that tiles of mr output channels by nr
+// positions compute for cv on n images, padding included.
+func convPadded(cv *ConvF32, n, mr, nr int) int {
+	pos := ceilDiv(n*cv.OH*cv.OW, nr) * nr
+	if cv.StrideH == 1 && cv.StrideW == 1 {
+		pos = n * ceilDiv(cv.OH*cv.W, nr) * nr
+	}
+	return ceilDiv(cv.OutC, mr) * mr * pos
 }

@@ -5,14 +5,14 @@
 package cpu
 
 // convF32Kernel14x32AVX512 is, for 14 rows of A where they lie (a[r*lda+p] = A[r, p]) and
-// rows of B where they lie, step p's 32 values from b[p] on (B[j, p] = b[p][j]), with fused
-// multiply-adds,
+// rows of B where they lie, step p's 32 values from b[steps[p]] on (B[j, p] = b[steps[p]+j]),
+// with fused multiply-adds,
 //
 //	for r := range 14 {
 //		for j := range 32 {
 //			var s float32
 //			for p := range kc {
-//				s += a[r*lda+p] * b[p][j]
+//				s += a[r*lda+p] * b[steps[p]+j]
 //			}
 //			if accumulate {
 //				c[r*ldc+j] += s
@@ -25,17 +25,17 @@ package cpu
 // kc must be at least 1.
 //
 //go:noescape
-func convF32Kernel14x32AVX512(kc int, a *float32, lda int, b **float32, c *float32, ldc int, accumulate bool)
+func convF32Kernel14x32AVX512(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, accumulate bool)
 
 // convF32Kernel6x16AVX2 is, for 6 rows of A where they lie (a[r*lda+p] = A[r, p]) and
-// rows of B where they lie, step p's 16 values from b[p] on (B[j, p] = b[p][j]), with fused
-// multiply-adds,
+// rows of B where they lie, step p's 16 values from b[steps[p]] on (B[j, p] = b[steps[p]+j]),
+// with fused multiply-adds,
 //
 //	for r := range 6 {
 //		for j := range 16 {
 //			var s float32
 //			for p := range kc {
-//				s += a[r*lda+p] * b[p][j]
+//				s += a[r*lda+p] * b[steps[p]+j]
 //			}
 //			if accumulate {
 //				c[r*ldc+j] += s
@@ -48,4 +48,73 @@ func convF32Kernel14x32AVX512(kc int, a *float32, lda int, b **float32, c *float
 // kc must be at least 1.
 //
 //go:noescape
-func convF32Kernel6x16AVX2(kc int, a *float32, lda int, b **float32, c *float32, ldc int, accumulate bool)
+func convF32Kernel6x16AVX2(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, accumulate bool)
+
+// convF32Kernel8x48AVX512 is, for 8 rows of A where they lie (a[r*lda+p] = A[r, p]) and
+// rows of B where they lie, step p's 48 values from b[steps[p]] on (B[j, p] = b[steps[p]+j]),
+// with fused multiply-adds,
+//
+//	for r := range 8 {
+//		for j := range 48 {
+//			var s float32
+//			for p := range kc {
+//				s += a[r*lda+p] * b[steps[p]+j]
+//			}
+//			if accumulate {
+//				c[r*ldc+j] += s
+//			} else {
+//				c[r*ldc+j] = s
+//			}
+//		}
+//	}
+//
+// kc must be at least 1.
+//
+//go:noescape
+func convF32Kernel8x48AVX512(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, accumulate bool)
+
+// convF32Kernel8x32AVX512 is, for 8 rows of A where they lie (a[r*lda+p] = A[r, p]) and
+// rows of B where they lie, step p's 32 values from b[steps[p]] on (B[j, p] = b[steps[p]+j]),
+// with fused multiply-adds,
+//
+//	for r := range 8 {
+//		for j := range 32 {
+//			var s float32
+//			for p := range kc {
+//				s += a[r*lda+p] * b[steps[p]+j]
+//			}
+//			if accumulate {
+//				c[r*ldc+j] += s
+//			} else {
+//				c[r*ldc+j] = s
+//			}
+//		}
+//	}
+//
+// kc must be at least 1.
+//
+//go:noescape
+func convF32Kernel8x32AVX512(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, accumulate bool)
+
+// convF32Kernel4x24AVX2 is, for 4 rows of A where they lie (a[r*lda+p] = A[r, p]) and
+// rows of B where they lie, step p's 24 values from b[steps[p]] on (B[j, p] = b[steps[p]+j]),
+// with fused multiply-adds,
+//
+//	for r := range 4 {
+//		for j := range 24 {
+//			var s float32
+//			for p := range kc {
+//				s += a[r*lda+p] * b[steps[p]+j]
+//			}
+//			if accumulate {
+//				c[r*ldc+j] += s
+//			} else {
+//				c[r*ldc+j] = s
+//			}
+//		}
+//	}
+//
+// kc must be at least 1.
+//
+//go:noescape
+func convF32Kernel4x24AVX2(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, accumulate bool)

@@ -61,6 +61,13 @@ func testConvF32(t *testing.T) {
 		{2, 3, 9, 7, 15, 3, 3, 2, 1, 1},   // a partial row tile, strides
 		{5, 2, 6, 6, 30, 1, 1, 1, 1, 0},   // 1×1, two row tiles
 		{1, 4, 5, 5, 3, 5, 5, 1, 1, 0},    // one output pixel
+		// Few output channels (tiles of 8 or 4 rows), odd sizes.
+		{2, 3, 12, 10, 16, 3, 3, 1, 1, 1}, // 12·12 positions an image, 48-wide tiles
+		{3, 2, 11, 13, 16, 3, 3, 1, 1, 1}, // positions in no tile's multiple
+		{3, 1, 7, 9, 5, 3, 3, 1, 1, 0},    // 5 channels, a partial tile
+		{2, 2, 10, 9, 8, 3, 3, 2, 2, 1},   // strides, 8 channels
+		{5, 3, 9, 17, 12, 1, 3, 1, 1, 0},  // 12 channels
+		{1, 1, 3, 3, 8, 3, 3, 1, 1, 0},    // one output pixel, few channels
 	}
 	for _, tc := range cases {
 		for _, relu := range []bool{false, true} {

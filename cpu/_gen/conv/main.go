@@ -1,8 +1,8 @@
 // Command conv generates the convolution micro-kernels of package cpu
 // (conv_kernels_amd64.s and its stubs): the f32 GEMM kernels of
 // cpu/_gen/gemm with B read where it lies, a row of nr values per step
-// of k at an address of its own, so that ConvF32 passes the addresses of
-// window rows in the planes instead of copying them into a panel.
+// of k at an offset of its own from b, so that ConvF32 passes the offsets
+// of window rows in the planes instead of copying them into a panel.
 package main
 
 import (
@@ -27,11 +27,16 @@ func main() {
 	ConstraintExpr("!noasm,!gccgo,!safe")
 	kernel("convF32Kernel14x32AVX512", 14, 2, zmm)
 	kernel("convF32Kernel6x16AVX2", 6, 2, ymm)
+	// Few output channels: tiles of 8 (4) rows, the output channels of a
+	// small CNN's convolutions, over wide runs of positions.
+	kernel("convF32Kernel8x48AVX512", 8, 3, zmm)
+	kernel("convF32Kernel8x32AVX512", 8, 2, zmm)
+	kernel("convF32Kernel4x24AVX2", 4, 3, ymm)
 	Generate()
 }
 
 // Registers, as cpu/_gen/gemm's kernels use them; rP walks the table of
-// B's row addresses.
+// B's row offsets, and rAcc holds the offset of the step in the loop.
 var (
 	rA   = RAX
 	rA9  = R13
@@ -69,21 +74,21 @@ func rowA(r int) Mem {
 }
 
 // kernel emits an mr×(nv vectors) float32 kernel whose step p loads nv
-// vectors of B from the address b[p].
+// vectors of B from b[steps[p]] on.
 func kernel(name string, mr, nv int, v []VecPhysical) {
 	w := int(v[0].Size()) / 4
 	nr := nv * w
-	TEXT(name, NOSPLIT, "func(kc int, a *float32, lda int, b **float32, c *float32, ldc int, accumulate bool)")
+	TEXT(name, NOSPLIT, "func(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, accumulate bool)")
 	Pragma("noescape")
 	Doc(fmt.Sprintf("%s is, for %d rows of A where they lie (a[r*lda+p] = A[r, p]) and", name, mr),
-		fmt.Sprintf("rows of B where they lie, step p's %d values from b[p] on (B[j, p] = b[p][j]), with fused", nr),
-		"multiply-adds,",
+		fmt.Sprintf("rows of B where they lie, step p's %d values from b[steps[p]] on (B[j, p] = b[steps[p]+j]),", nr),
+		"with fused multiply-adds,",
 		"",
 		fmt.Sprintf("\tfor r := range %d {", mr),
 		fmt.Sprintf("\t\tfor j := range %d {", nr),
 		"\t\t\tvar s float32",
 		"\t\t\tfor p := range kc {",
-		"\t\t\t\ts += a[r*lda+p] * b[p][j]",
+		"\t\t\t\ts += a[r*lda+p] * b[steps[p]+j]",
 		"\t\t\t}",
 		"\t\t\tif accumulate {",
 		"\t\t\t\tc[r*ldc+j] += s",
@@ -108,18 +113,18 @@ func kernel(name string, mr, nv int, v []VecPhysical) {
 	LEAQ(Mem{Base: rLD3, Index: rLDA, Scale: 4}, rLD7)
 	LEAQ(Mem{Base: rA, Index: rLDA, Scale: 8}, rA9)
 	ADDQ(rLDA, rA9)
-	Load(Param("b"), rP)
+	Load(Param("b"), rB)
+	Load(Param("steps"), rP)
 	Load(Param("c"), rC)
 	Load(Param("ldc"), rLDC)
 	SHLQ(U8(2), rLDC)
-	Load(Param("accumulate"), rAcc)
 	for _, r := range acc {
 		VXORPS(r, r, r)
 	}
 	Label(name + "_loop")
-	MOVQ(Mem{Base: rP}, rB)
+	MOVQ(Mem{Base: rP}, rAcc)
 	for j, r := range bv {
-		VMOVUPS(Mem{Base: rB, Disp: j * int(r.Size())}, r)
+		VMOVUPS(Mem{Base: rB, Index: rAcc, Scale: 4, Disp: j * int(r.Size())}, r)
 	}
 	for i := range mr {
 		t := tv[i%len(tv)]
@@ -135,6 +140,7 @@ func kernel(name string, mr, nv int, v []VecPhysical) {
 	JNZ(LabelRef(name + "_loop"))
 
 	size := int(acc[0].Size())
+	Load(Param("accumulate"), rAcc)
 	TESTQ(rAcc, rAcc)
 	JZ(LabelRef(name + "_store"))
 	for i := range mr {
