@@ -45,7 +45,7 @@ func RAPLSources(root string) ([]Source, error) {
 		return nil, unavailable("no RAPL domains under " + root)
 	}
 	if err != nil {
-		return nil, unavailable(describePathError(err))
+		return nil, unavailable(DescribePathError(err))
 	}
 	type domain struct {
 		n   int
@@ -80,7 +80,7 @@ func RAPLSources(root string) ([]Source, error) {
 	case len(srcs) > 0:
 		return srcs, nil
 	case firstErr != nil:
-		return nil, unavailable(describePathError(firstErr))
+		return nil, unavailable(DescribePathError(firstErr))
 	}
 	return nil, unavailable("no RAPL domains under " + root)
 }
@@ -99,7 +99,7 @@ func openRAPL(dir string) (*raplSource, error) {
 		name = strings.TrimSpace(string(b))
 	}
 	s.name = "cpu " + name + " (RAPL)"
-	if uj, err := readMicrojoules(filepath.Join(dir, "max_energy_range_uj")); err == nil {
+	if uj, err := ReadSysfsUint(filepath.Join(dir, "max_energy_range_uj")); err == nil {
 		s.wrap = uj / 1e6
 	}
 	return s, nil
@@ -117,12 +117,13 @@ func (s *raplSource) Power() (float64, error) { return 0, ErrNotSupported }
 func (s *raplSource) State() State            { return State{} }
 
 func (s *raplSource) Energy() (float64, error) {
-	uj, err := readMicrojoules(filepath.Join(s.dir, "energy_uj"))
+	uj, err := ReadSysfsUint(filepath.Join(s.dir, "energy_uj"))
 	return uj / 1e6, err
 }
 
-// readMicrojoules reads a sysfs counter file: one unsigned decimal number.
-func readMicrojoules(path string) (float64, error) {
+// ReadSysfsUint reads a sysfs file holding one unsigned decimal number
+// (a RAPL counter in µJ, or its range).
+func ReadSysfsUint(path string) (float64, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0, err
@@ -134,9 +135,9 @@ func readMicrojoules(path string) (float64, error) {
 	return float64(v), nil
 }
 
-// describePathError is "path: reason" for a *fs.PathError (which would
+// DescribePathError is "path: reason" for a *fs.PathError (which would
 // otherwise read "open path: reason"), else err's text.
-func describePathError(err error) string {
+func DescribePathError(err error) string {
 	var pe *fs.PathError
 	if errors.As(err, &pe) {
 		return pe.Path + ": " + pe.Err.Error()

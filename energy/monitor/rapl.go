@@ -2,13 +2,11 @@ package monitor
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -127,7 +125,7 @@ func (r *raplReader) read() (readings []zoneReading, problems []string) {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, []string{"no RAPL domains under " + r.root}
 		}
-		return nil, []string{pathError(err)}
+		return nil, []string{energy.DescribePathError(err)}
 	}
 	if len(zones) == 0 {
 		return nil, []string{"no RAPL package, dram or psys zone under " + r.root}
@@ -138,38 +136,16 @@ func (r *raplReader) read() (readings []zoneReading, problems []string) {
 		c := r.cnt[z.Dir]
 		if c == nil {
 			c = &zoneCounter{}
-			c.wrap, c.wrapErr = readUint(filepath.Join(z.Dir, "max_energy_range_uj"))
+			c.wrap, c.wrapErr = energy.ReadSysfsUint(filepath.Join(z.Dir, "max_energy_range_uj"))
 			r.cnt[z.Dir] = c
 		}
-		raw, err := readUint(filepath.Join(z.Dir, "energy_uj"))
+		raw, err := energy.ReadSysfsUint(filepath.Join(z.Dir, "energy_uj"))
 		if err != nil {
-			problems = append(problems, pathError(err))
+			problems = append(problems, energy.DescribePathError(err))
 			continue
 		}
 		c.advance(raw)
 		readings = append(readings, zoneReading{z, c.total / 1e6})
 	}
 	return readings, problems
-}
-
-// readUint reads a sysfs file holding one unsigned decimal number.
-func readUint(path string) (float64, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, err
-	}
-	v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("%s: %w", path, err)
-	}
-	return float64(v), nil
-}
-
-// pathError is "path: reason" for a *fs.PathError, else err's text.
-func pathError(err error) string {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Path + ": " + pe.Err.Error()
-	}
-	return err.Error()
 }
