@@ -28,6 +28,9 @@ func TestGemmS8W8A8Decode(t *testing.T) {
 	type shape struct{ n, k int }
 	shapes := []shape{{1001, 577}, {37, 33}, {6, 1}, {2053, 130}, {13, 2053}, {5, 15}}
 	rows := []int{1, 2, 3, 4, 5, 7, 8, 9, 16, 31, 32, 33}
+	if testing.Short() { // the race detector's run: each path once
+		shapes, rows = []shape{{1001, 577}, {37, 33}, {13, 2053}}, []int{1, 5, 33}
+	}
 	forKernels(t, func(t *testing.T) {
 		forThreads(t, func(t *testing.T) {
 			for _, sh := range shapes {

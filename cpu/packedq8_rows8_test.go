@@ -289,7 +289,11 @@ func TestGemmPackedRows8(t *testing.T) {
 		{quant.RowFormat{Bits: 4, Signed: true, Symmetric: true, Group: 100}, 100},
 		{gguf.TypeQ4_0, 512},
 	} {
-		for _, n := range []int{301, 64} {
+		ns := []int{301, 64}
+		if testing.Short() {
+			ns = ns[:1]
+		}
+		for _, n := range ns {
 			data := randPackedQ8(rnd, pc.f, n, pc.k)
 			if !be.RepacksPacked(pc.f, n, pc.k) {
 				t.Fatalf("%v [%d, %d]: not repacked", pc.f, n, pc.k)
@@ -301,7 +305,11 @@ func TestGemmPackedRows8(t *testing.T) {
 			wb, _ := be.WrapRepacked(rep)
 			w := make([]float32, n*pc.k)
 			pc.f.DecodeRows(w, data, pc.k)
-			for _, m := range []int{1, 2, 3, 4, 5, 2 * packedFusedRows, 37} {
+			ms := []int{1, 2, 3, 4, 5, 2 * packedFusedRows, 37}
+			if testing.Short() { // the race detector's run: each path once
+				ms = []int{1, 5, 37}
+			}
+			for _, m := range ms {
 				k := pc.k
 				a := make([]float32, m*k)
 				for i := range a {
