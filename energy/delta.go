@@ -1,6 +1,10 @@
 package energy
 
-import "math"
+import (
+	"errors"
+	"math"
+	"time"
+)
 
 // Delta is after − before of a cumulative counter that wraps to 0 at wrap
 // (0: never wraps). ok is false when the counter went backwards without a
@@ -66,4 +70,30 @@ func peakPower(samples []Sample) (peak float64, n int) {
 		n++
 	}
 	return peak, n
+}
+
+// ErrCounterReset is Around's error when the counter went back while the
+// work ran (a reset, not a wrap).
+var ErrCounterReset = errors.New("the energy counter went back (a reset)")
+
+// Around runs work between two readings of src's energy counter and
+// returns the joules counted (across one wrap) and the seconds taken. A
+// failed work is returned as workErr, with no measurement; err is a
+// reading that failed, or ErrCounterReset.
+func Around(src Source, work func() error) (joules, seconds float64, workErr, err error) {
+	start := time.Now()
+	before, errBefore := src.Energy()
+	if workErr = work(); workErr != nil {
+		return 0, 0, workErr, nil
+	}
+	after, errAfter := src.Energy()
+	seconds = time.Since(start).Seconds()
+	if err := errors.Join(errBefore, errAfter); err != nil {
+		return 0, seconds, nil, err
+	}
+	joules, ok := Delta(before, after, src.WrapJ())
+	if !ok {
+		return 0, seconds, nil, ErrCounterReset
+	}
+	return joules, seconds, nil, nil
 }

@@ -1,6 +1,7 @@
 package energy
 
 import (
+	"errors"
 	"math"
 	"testing"
 	"time"
@@ -72,5 +73,27 @@ func TestWindowHelpers(t *testing.T) {
 	}
 	if got := (Window{Calls: 3, NetEnergyJ: -1}).NetOpsPerJoule(1); got != 0 {
 		t.Errorf("NetOpsPerJoule with negative net energy = %v", got)
+	}
+}
+
+// Around measures the counter over the work, across a wrap, and reports a
+// reset and a failed work as such.
+func TestAround(t *testing.T) {
+	src := NewFakeSource("fake")
+	src.Wrap = 100
+	reads := []float64{90, 30}
+	src.EnergyFn = func(time.Duration) (float64, error) { e := reads[0]; reads = reads[1:]; return e, nil }
+	j, _, workErr, err := Around(src, func() error { return nil })
+	if workErr != nil || err != nil || math.Abs(j-40) > 1e-12 {
+		t.Errorf("across a wrap: %v J, %v, %v; want 40 J", j, workErr, err)
+	}
+	src.Wrap, reads = 0, []float64{90, 30}
+	if _, _, _, err := Around(src, func() error { return nil }); !errors.Is(err, ErrCounterReset) {
+		t.Errorf("a counter that went back: %v", err)
+	}
+	boom := errors.New("boom")
+	reads = []float64{1, 2}
+	if _, _, workErr, _ := Around(src, func() error { return boom }); workErr != boom {
+		t.Errorf("failed work: %v", workErr)
 	}
 }

@@ -2,13 +2,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -123,23 +121,15 @@ func onDeviceAsJob(c *cli.Context, s jobSink, job func(b backend.Backend) error)
 			warn("%v", strings.TrimPrefix(err.Error(), "energy: "))
 			return job(b)
 		}
-		start := time.Now()
-		before, errBefore := src.Energy()
-		if err := job(b); err != nil {
-			return err
-		}
-		after, errAfter := src.Energy()
-		seconds := time.Since(start).Seconds()
-		joules, ok := energy.Delta(before, after, src.WrapJ())
+		joules, seconds, workErr, err := energy.Around(src, func() error { return job(b) })
 		switch {
-		case errBefore != nil || errAfter != nil:
-			warn("%s: %v", src.Name(), errors.Join(errBefore, errAfter))
-		case !ok:
-			warn("%s: the energy counter went back (a reset)", src.Name())
-		default:
-			return s.send(c.Context, c.App.ErrWriter, s.report(nil, seconds,
-				[]monitor.SourceEnergy{{Source: monitor.SourceLabel(src.Name()), Joules: joules}}))
+		case workErr != nil:
+			return workErr
+		case err != nil:
+			warn("%s: %v", src.Name(), err)
+			return nil
 		}
-		return nil
+		return s.send(c.Context, c.App.ErrWriter, s.report(nil, seconds,
+			[]monitor.SourceEnergy{{Source: monitor.SourceLabel(src.Name()), Joules: joules}}))
 	})
 }
