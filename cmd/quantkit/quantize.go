@@ -50,6 +50,7 @@ var (
 	quantGPTQScales   = &cli.StringFlag{Name: "gptq-scales", Value: "mse", Usage: "gptq: how group or channel scales are fitted: mse (the clipping search of --method mse, llm-compressor's mse observer) or minmax (llm-compressor's default observer)"}
 	quantGPTQSeq      = &cli.BoolFlag{Name: "gptq-sequential", Usage: "gptq: quantize a layer's projections in four stages (q/k/v, o, gate/up, down), each input's Hessian collected on the layer with the earlier stages quantized (llm-compressor's sequential update; 4 passes a layer)"}
 	quantGPTQDamp     = &cli.Float64Flag{Name: "gptq-damp", Value: 0.01, Usage: "gptq: dampening, the fraction of the Hessian's mean diagonal added to its diagonal"}
+	quantGPTQAsym     = &cli.BoolFlag{Name: "gptq-asymmetric", Usage: "gptq: target the float model's outputs from the quantized model's inputs (GPTAQ's asymmetric calibration): the float hidden states travel beside the quantized ones (twice their memory, one more forward pass a layer)"}
 	quantUpdatedFlag  = &cli.BoolFlag{Name: "gptq-updated-scales", Usage: "gptq: fit group scales on the error-updated weights (the GPTQ paper) instead of the original ones (llm-compressor)"}
 )
 
@@ -240,7 +241,7 @@ var quantizeCommand = &cli.Command{
 		quantInclFlag, quantExclFlag, ckptDeviceFlag, ckptWorkFlag, ckptMemFlag, quantDryFlag, jsonFlag, jsonOutFlag, quantForceFlag,
 		quantSizeFlag, quantShardFlag, quantNonFinFlag, quantTypeFlag, quantPureFlag, quantImatrixFlag, quantEvalFlag, quantEvalCtxFlag,
 		quantMethodFlag, quantCalibFlag, quantCalibNFlag, quantCalibTFlag, quantSeedFlag, quantCalibCtxFlag, quantCalibChunksFlag, quantActOrderFlag, quantUpdatedFlag,
-		quantGPTQScales, quantGPTQSeq, quantGPTQDamp,
+		quantGPTQScales, quantGPTQSeq, quantGPTQDamp, quantGPTQAsym,
 		quantAlphaFlag, quantW8A8Flag},
 	Action: runQuantize,
 }
@@ -356,7 +357,7 @@ func calibrated(c *cli.Context) bool {
 	if c.String(quantMethodFlag.Name) != string(llmq.RTN) {
 		return true
 	}
-	for _, f := range []cli.Flag{quantCalibFlag, quantCalibNFlag, quantCalibTFlag, quantSeedFlag, quantCalibCtxFlag, quantCalibChunksFlag, quantActOrderFlag, quantUpdatedFlag, quantAlphaFlag, quantW8A8Flag, quantGPTQScales, quantGPTQSeq, quantGPTQDamp} {
+	for _, f := range []cli.Flag{quantCalibFlag, quantCalibNFlag, quantCalibTFlag, quantSeedFlag, quantCalibCtxFlag, quantCalibChunksFlag, quantActOrderFlag, quantUpdatedFlag, quantAlphaFlag, quantW8A8Flag, quantGPTQScales, quantGPTQSeq, quantGPTQDamp, quantGPTQAsym} {
 		if c.IsSet(f.Names()[0]) {
 			return true
 		}
@@ -391,7 +392,7 @@ func runQuantizeLLM(c *cli.Context) error {
 		}
 	}
 	usesGPTQ := method == llmq.GPTQ || method == llmq.AWQGPTQ || method == llmq.SmoothQuantGPTQ
-	for _, f := range []cli.Flag{quantGPTQScales, quantGPTQSeq, quantGPTQDamp} {
+	for _, f := range []cli.Flag{quantGPTQScales, quantGPTQSeq, quantGPTQDamp, quantGPTQAsym} {
 		if name := f.Names()[0]; c.IsSet(name) && !usesGPTQ {
 			return fail(fmt.Errorf("--%s applies to the gptq methods, not %s", name, method))
 		}
@@ -429,6 +430,7 @@ func runQuantizeLLM(c *cli.Context) error {
 		opt.GPTQ.Damp = c.Float64(quantGPTQDamp.Name)
 		opt.MinMaxScales = c.String(quantGPTQScales.Name) == "minmax"
 		opt.Sequential = c.Bool(quantGPTQSeq.Name)
+		opt.Asymmetric = c.Bool(quantGPTQAsym.Name)
 	}
 	ev, err := parseQuantEval(c, opt.Input, string(opt.Format))
 	if err != nil {

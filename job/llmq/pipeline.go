@@ -92,6 +92,11 @@ type Options struct {
 	// sequential update): 4 statistics passes a layer instead of 1, each
 	// stopping at the input it needs.
 	Sequential bool
+	// Asymmetric makes gptq target the float model's outputs from the
+	// quantized model's inputs (GPTAQ's asymmetric calibration, asym.go):
+	// the float hidden states travel beside the quantized ones (twice the
+	// calibration hidden states, one more forward pass a layer).
+	Asymmetric bool
 	// Backend runs the layers and the Hessians' GEMMs; nil means the CPU.
 	Backend backend.Backend
 	// ShardSize is the most tensor data an output file holds; 0 means
@@ -135,7 +140,8 @@ type Report struct {
 	Calibration  *Calibration    `json:"calibration"` // nil for the data-free methods
 	GPTQ         *gptq.Options   `json:"gptq,omitempty"`
 	Scales       string          `json:"scales"`               // minmax, mse or awq-clip (the scale fit)
-	Sequential   bool            `json:"sequential,omitempty"` // gptq: Options.Sequential
+	Sequential   bool            `json:"sequential,omitempty"` // gptq: Options.Sequential (or Asymmetric)
+	Asymmetric   bool            `json:"asymmetric,omitempty"` // gptq: Options.Asymmetric
 	Memory       Memory          `json:"memory_estimate"`
 	Totals       quantize.Totals `json:"totals"`
 	Tensors      []TensorResult  `json:"tensors"`
@@ -292,7 +298,8 @@ func newReport(opt Options, su *setup) *Report {
 	if opt.Method.usesGPTQ() {
 		g := opt.GPTQ
 		rep.GPTQ = &g
-		rep.Sequential = opt.Sequential
+		rep.Sequential = opt.Sequential || opt.Asymmetric
+		rep.Asymmetric = opt.Asymmetric
 	}
 	t := &rep.Totals
 	for _, it := range su.p.Items {
@@ -312,7 +319,8 @@ func newReport(opt Options, su *setup) *Report {
 }
 
 // estimate fills the report's memory estimate for n sequences of T tokens.
-func (su *setup) estimate(method Method, seq bool, n, T int) {
+func (su *setup) estimate(opt Options, n, T int) {
+	method, seq := opt.Method, opt.Sequential || opt.Asymmetric
 	c := su.cfg
 	H, qd, kvd, ff := int64(c.Hidden), int64(c.QDim()), int64(c.KVDim()), int64(c.Intermediate)
 	m := &su.rep.Memory
@@ -335,6 +343,15 @@ func (su *setup) estimate(method Method, seq bool, n, T int) {
 		// tap's copy, its transpose and the backend's copy of it, one
 		// Gram block
 		m.Scratch = 4*rows*(3*H+2*qd+2*ff+2*kvd) + 4*rows*H + 12*rows*widest + 8*gramBlock*gramBlock
+		if opt.Asymmetric && method.usesGPTQ() {
+			// The float hidden states; a second block's scratch and the
+			// float rows of the input; the cross product and
+			// gptq.Asymmetric's work beside the Hessian.
+			m.Activations *= 2
+			cb, ab := gptq.CrossBytes(int(widest))
+			m.Statistics += cb + ab
+			m.Scratch += 4*rows*(3*H+2*qd+2*ff+2*kvd) + 4*rows*widest
+		}
 	}
 	// The quantized copy of a layer (dequantized weights) and a method's
 	// work for the widest projection (GPTQ's float64 weight and its
@@ -359,7 +376,7 @@ func DryRun(opt Options) (*Report, error) {
 	if T == 0 {
 		T = DefaultSeqLen
 	}
-	su.estimate(opt.Method, opt.Sequential, n, T)
+	su.estimate(opt, n, T)
 	su.rep.DryRun = true
 	return su.rep, nil
 }
@@ -395,9 +412,9 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 			return nil, err
 		}
 		rep.Calibration = su.calib
-		su.estimate(opt.Method, opt.Sequential, su.calib.Samples, su.calib.SeqLen)
+		su.estimate(opt, su.calib.Samples, su.calib.SeqLen)
 	} else {
-		su.estimate(opt.Method, false, 0, 0)
+		su.estimate(Options{Method: opt.Method}, 0, 0)
 	}
 	claim, err := output.Claim(opt.Log, opt.Output, opt.Force, rep.Totals.BytesOut, output.CheckpointInputs(opt.Input, ck)...)
 	if err != nil {
@@ -467,6 +484,10 @@ func (su *setup) write(ctx context.Context, opt Options, b backend.Backend, clai
 		}
 		ck.Release("model.embed_tokens.weight")
 	}
+	var xf []float32 // the float model's hidden states (Options.Asymmetric)
+	if x != nil && opt.Asymmetric && opt.Method.usesGPTQ() {
+		xf = slices.Clone(x)
+	}
 	next := first
 	for l := range cfg.Layers {
 		if err := ctx.Err(); err != nil {
@@ -477,7 +498,7 @@ func (su *setup) write(ctx context.Context, opt Options, b backend.Backend, clai
 			items = append(items, su.order[next])
 		}
 		f0, h0, q0 := su.rep.ForwardSecs, su.rep.HessianSecs, su.rep.QuantizeSecs
-		if err := su.doLayer(opt, b, l, items, x, w); err != nil {
+		if err := su.doLayer(opt, b, l, items, x, xf, w); err != nil {
 			return abort(err)
 		}
 		su.rep.PerLayer = append(su.rep.PerLayer, LayerTime{Forward: su.rep.ForwardSecs - f0, Hessian: su.rep.HessianSecs - h0, Quantize: su.rep.QuantizeSecs - q0})
@@ -497,6 +518,32 @@ func (su *setup) write(ctx context.Context, opt Options, b backend.Backend, clai
 	return tmp.Commit()
 }
 
+// asymmetric moves the weights of layer l's projections reading input in
+// (weights, those items quantize) by gptq.Asymmetric, each a copy: the
+// float layer keeps its own. Where the dampened Hessian is not positive
+// definite it warns and leaves them, GPTQ then quantizing them as usual.
+func (su *setup) asymmetric(opt Options, l int, in lm.LinearInput, h *gptq.Hessian, c *gptq.Cross, items []int, weights []*[]float32) {
+	var ws [][]float32
+	for _, i := range items {
+		it := &su.p.Items[i]
+		if j := projIndex(it.Name); it.Action == plan.Quantize && j >= 0 && projInput[j] == in {
+			*weights[j] = slices.Clone(*weights[j])
+			ws = append(ws, *weights[j])
+		}
+	}
+	g := opt.GPTQ
+	if g.Gemm == nil {
+		g.Gemm = cpu.GemmF32
+	}
+	if err := gptq.Asymmetric(h, c, g, ws...); err != nil {
+		msg := fmt.Sprintf("layer %d: %s: %v: quantized without the asymmetric correction", l, in, err)
+		su.rep.Warnings = append(su.rep.Warnings, msg)
+		if opt.Log != nil {
+			fmt.Fprintln(opt.Log, "quantkit: warning:", msg)
+		}
+	}
+}
+
 // stages are the groups of lm.LinearInputs whose projections are
 // quantized together: all four at once (statistics from the float layer,
 // as the GPTQ paper's code does), or, sequentially, in the order the
@@ -505,7 +552,7 @@ func (su *setup) write(ctx context.Context, opt Options, b backend.Backend, clai
 // then gate/up on the residual through the quantized o, then down on the
 // quantized gate/up's activations.
 func stages(opt Options) [][]lm.LinearInput {
-	if opt.Method.usesGPTQ() && opt.Sequential {
+	if opt.Method.usesGPTQ() && (opt.Sequential || opt.Asymmetric) {
 		return [][]lm.LinearInput{{lm.QKVInput}, {lm.OInput}, {lm.GateUpInput}, {lm.DownInput}}
 	}
 	return [][]lm.LinearInput{{lm.QKVInput, lm.OInput, lm.GateUpInput, lm.DownInput}}
@@ -514,7 +561,7 @@ func stages(opt Options) [][]lm.LinearInput {
 // doLayer collects layer l's statistics on x (when the method needs
 // them), quantizes its projections, writes its items and replaces x with
 // the quantized layer's outputs.
-func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x []float32, w *checkpoint.Writer) error {
+func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x, xf []float32, w *checkpoint.Writer) error {
 	ck, p, cfg, rep := su.ck, su.p, su.cfg, su.rep
 	t0 := time.Now()
 	layer, err := lm.ReadLayer(ck, cfg, l)
@@ -540,6 +587,7 @@ func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x [
 	encoded := map[int][][]byte{}
 	for _, stage := range stages(opt) {
 		var hess [4]*gptq.Hessian
+		var cr [4]*gptq.Cross
 		if su.calib != nil && opt.Method.usesGPTQ() {
 			t0 := time.Now()
 			for _, in := range stage {
@@ -551,8 +599,16 @@ func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x [
 					cols = cfg.Intermediate
 				}
 				hess[in] = gptq.NewHessian(cols)
+				if xf != nil {
+					cr[in] = gptq.NewCross(cols)
+				}
 			}
-			hs, err := su.statistics(b, l, &q, x, hess, stage[len(stage)-1])
+			var hs float64
+			if xf != nil {
+				hs, err = su.pairedStatistics(b, l, layer, &q, x, xf, hess, cr, stage[len(stage)-1])
+			} else {
+				hs, err = su.statistics(b, l, &q, x, hess, stage[len(stage)-1])
+			}
 			if err != nil {
 				return err
 			}
@@ -570,6 +626,10 @@ func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x [
 				g := opt.GPTQ
 				if g.Gemm == nil {
 					g.Gemm = cpu.GemmF32
+				}
+				if cr[in] != nil {
+					su.asymmetric(opt, l, in, hess[in], cr[in], items, weights)
+					cr[in] = nil
 				}
 				if fac, err = gptq.Factorize(hess[in], g); err != nil {
 					return fmt.Errorf("layer %d: %s's Hessian: %w", l, in, err)
@@ -619,6 +679,20 @@ func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x [
 		}
 	}
 	releaseLayer(ck, l)
+	// The float model's next hidden states, from the float layer.
+	if xf != nil {
+		t2 := time.Now()
+		blk, err := lm.NewBlock(b, cfg, l, layer)
+		if err != nil {
+			return err
+		}
+		blk.MaxRows = calibRows
+		err = blk.Forward(xf, su.calib.Samples, su.calib.SeqLen, nil)
+		if err := errors.Join(err, blk.Close()); err != nil {
+			return err
+		}
+		rep.ForwardSecs += time.Since(t2).Seconds()
+	}
 	// The next layer's inputs, from the quantized layer.
 	if su.calib != nil {
 		t2 := time.Now()

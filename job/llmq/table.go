@@ -28,8 +28,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 		p("calibration: %s: %s\n", c.Source, c.Selection)
 	}
 	if g := r.GPTQ; g != nil {
-		p("gptq: activation order %v, %s scales from the %s weights, sequential %v\n", g.ActOrder, r.Scales,
-			map[bool]string{false: "original", true: "updated"}[g.UpdatedScales], r.Sequential)
+		p("gptq: activation order %v, %s scales from the %s weights, sequential %v, asymmetric %v\n", g.ActOrder, r.Scales,
+			map[bool]string{false: "original", true: "updated"}[g.UpdatedScales], r.Sequential, r.Asymmetric)
 	}
 	m := r.Memory
 	p("memory estimate: %s (one layer's float weights %s, statistics %s, calibration activations %s, scratch %s; embedding %s before the first layer)\n",

@@ -1,0 +1,152 @@
+package llmq
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/quantkit/quantkit/backend"
+	"github.com/quantkit/quantkit/lm"
+	"github.com/quantkit/quantkit/quant/gptq"
+)
+
+// Asymmetric calibration (Options.Asymmetric; gptq.Asymmetric has the
+// math): the float model's hidden states travel beside the quantized
+// model's, through the float layers; a stage's statistics pass runs the
+// float layer on them, keeping each input's rows, then the partly
+// quantized layer on the quantized hidden states, adding to each input's
+// Hessian its Gram matrix and to its gptq.Cross the product of its rows
+// with the difference from the float rows; before GPTQ quantizes an
+// input's projections, gptq.Asymmetric moves their weights to the ones
+// whose outputs from the quantized inputs best match the float model's.
+// The stages are the sequential ones: a stage's inputs come from the
+// earlier stages as quantized, so each stage corrects only what is left.
+
+// pairedStatistics runs, chunk by chunk of the calibration set, the float
+// layer on xf and layer on x (both left as they are), to last: each input
+// hess has gets its Gram matrix from x's pass and cr the cross product
+// with xf's (see above). It returns the seconds spent on the statistics'
+// GEMMs and sums.
+func (su *setup) pairedStatistics(b backend.Backend, l int, float, layer *lm.Layer, x, xf []float32, hess [4]*gptq.Hessian, cr [4]*gptq.Cross, last lm.LinearInput) (secs float64, err error) {
+	cfg, c := su.cfg, su.calib
+	fb, err := lm.NewBlock(b, cfg, l, float)
+	if err != nil {
+		return 0, err
+	}
+	qb, err := lm.NewBlock(b, cfg, l, layer)
+	if err != nil {
+		return 0, errors.Join(err, fb.Close())
+	}
+	defer func() { err = errors.Join(err, fb.Close(), qb.Close()) }()
+	fb.MaxRows, qb.MaxRows = calibRows, calibRows
+	per := max(1, calibRows/c.SeqLen)
+	H := cfg.Hidden
+	scratch := make([]float32, 0, min(per, c.Samples)*c.SeqLen*H)
+	var floatRows [4][]float32 // each input's float rows in the chunk, transposed [cols, n]
+	ftap := func(in lm.LinearInput, rows []float32, n, cols int) error {
+		if hess[in] != nil {
+			floatRows[in] = transposeRows(floatRows[in], rows, n, cols)
+		}
+		if in == last {
+			return errStatsDone
+		}
+		return nil
+	}
+	var xt []float32
+	qtap := func(in lm.LinearInput, rows []float32, n, cols int) error {
+		if hess[in] != nil {
+			t0 := time.Now()
+			defer func() { secs += time.Since(t0).Seconds() }()
+			xt = transposeRows(xt, rows, n, cols)
+			e := floatRows[in]
+			if len(e) != len(xt) {
+				return fmt.Errorf("layer %d: %s: %d float values paired with %d", l, in, len(e), len(xt))
+			}
+			for i, v := range xt {
+				e[i] -= v
+			}
+			if err := addGram(b, hess[in], xt, cols, n); err != nil {
+				return err
+			}
+			if err := addCross(b, cr[in], xt, e, cols, n); err != nil {
+				return err
+			}
+		}
+		if in == last {
+			return errStatsDone
+		}
+		return nil
+	}
+	for s0 := 0; s0 < c.Samples; s0 += per {
+		k := min(per, c.Samples-s0)
+		for _, pass := range []struct {
+			blk *lm.Block
+			x   []float32
+			tap lm.Tap
+		}{{fb, xf, ftap}, {qb, x, qtap}} {
+			scratch = append(scratch[:0], pass.x[s0*c.SeqLen*H:(s0+k)*c.SeqLen*H]...)
+			if err := pass.blk.Forward(scratch, k, c.SeqLen, pass.tap); err != nil && !errors.Is(err, errStatsDone) {
+				return secs, err
+			}
+		}
+	}
+	return secs, nil
+}
+
+// transposeRows writes rows [n, cols] transposed into dst [cols, n]
+// (reallocated when short) and returns it.
+func transposeRows(dst, rows []float32, n, cols int) []float32 {
+	if cap(dst) < n*cols {
+		dst = make([]float32, n*cols)
+	}
+	dst = dst[:n*cols]
+	for r := range n {
+		for j, v := range rows[r*cols : (r+1)*cols] {
+			dst[j*n+r] = v
+		}
+	}
+	return dst
+}
+
+// addCross adds X_qᵀ·E to c for xt = X_qᵀ and et = Eᵀ [cols, n] (E the
+// float rows less the quantized ones), as GEMMs on b in blocks of
+// gramBlock columns.
+func addCross(b backend.Backend, c *gptq.Cross, xt, et []float32, cols, n int) error {
+	a, err := b.Alloc(backend.F32, 2*cols*n)
+	if err != nil {
+		return err
+	}
+	defer b.Free(a)
+	bk := min(cols, gramBlock)
+	out, err := b.Alloc(backend.F32, bk*bk)
+	if err != nil {
+		return err
+	}
+	defer b.Free(out)
+	xa, ea := a.Slice(0, cols*n), a.Slice(cols*n, cols*n)
+	if err := b.Upload(xa, xt); err != nil {
+		return err
+	}
+	if err := b.Upload(ea, et); err != nil {
+		return err
+	}
+	g := make([]float32, bk*bk)
+	for j0 := 0; j0 < cols; j0 += bk {
+		nj := min(bk, cols-j0)
+		for i0 := 0; i0 < cols; i0 += bk {
+			ni := min(bk, cols-i0)
+			o := out.Slice(0, nj*ni)
+			if err := b.GemmF32(nj, ni, n, xa.Slice(j0*n, nj*n), ea.Slice(i0*n, ni*n), o); err != nil {
+				return err
+			}
+			if err := b.Download(g[:nj*ni], o); err != nil {
+				return err
+			}
+			if err := c.AddBlock(g[:nj*ni], j0, nj, i0, ni); err != nil {
+				return err
+			}
+		}
+	}
+	c.Count(n)
+	return nil
+}

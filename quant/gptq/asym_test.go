@@ -1,0 +1,269 @@
+package gptq
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// asymInputs returns n paired rows of d inputs: x_q, and x_f = x_q plus
+// a perturbation correlated with x_q (as a quantized model's inputs
+// differ from the float model's), input dead in x_q (all zero) when
+// dead ≥ 0.
+func asymInputs(rng *rand.Rand, n, d, dead int) (xf, xq []float32) {
+	xq = make([]float32, n*d)
+	xf = make([]float32, n*d)
+	for r := range n {
+		for j := range d {
+			v := float32(rng.NormFloat64() * (1 + float64(j%3)))
+			if j == dead {
+				v = 0
+			}
+			xq[r*d+j] = v
+		}
+		for j := range d {
+			xf[r*d+j] = xq[r*d+j] + 0.3*xq[r*d+(j+1)%d] + float32(0.1*rng.NormFloat64())
+		}
+	}
+	return xf, xq
+}
+
+// crossOf is Xqᵀ·(Xf − Xq) [d, d] by a float64 loop.
+func crossOf(xf, xq []float32, n, d int) []float32 {
+	g := make([]float32, d*d)
+	for j := range d {
+		for i := range d {
+			var s float64
+			for r := range n {
+				s += float64(xq[r*d+j]) * float64(xf[r*d+i]-xq[r*d+i])
+			}
+			g[j*d+i] = float32(s)
+		}
+	}
+	return g
+}
+
+// solve64 returns A⁻¹·B for A [d, d] and B [d, m], by Gaussian elimination
+// with partial pivoting in float64.
+func solve64(a []float64, b []float64, d, m int) []float64 {
+	a, b = slices.Clone(a), slices.Clone(b)
+	for k := range d {
+		p := k
+		for i := k + 1; i < d; i++ {
+			if math.Abs(a[i*d+k]) > math.Abs(a[p*d+k]) {
+				p = i
+			}
+		}
+		for j := range d {
+			a[k*d+j], a[p*d+j] = a[p*d+j], a[k*d+j]
+		}
+		for j := range m {
+			b[k*m+j], b[p*m+j] = b[p*m+j], b[k*m+j]
+		}
+		for i := k + 1; i < d; i++ {
+			f := a[i*d+k] / a[k*d+k]
+			for j := k; j < d; j++ {
+				a[i*d+j] -= f * a[k*d+j]
+			}
+			for j := range m {
+				b[i*m+j] -= f * b[k*m+j]
+			}
+		}
+	}
+	for k := d - 1; k >= 0; k-- {
+		for j := range m {
+			s := b[k*m+j]
+			for i := k + 1; i < d; i++ {
+				s -= a[k*d+i] * b[i*m+j]
+			}
+			b[k*m+j] = s / a[k*d+k]
+		}
+	}
+	return b
+}
+
+// TestAsymmetricAgainstReference: W' equals W + W·D·(H + λI)⁻¹ computed
+// in float64 from the rows themselves (H = 2/n·XqᵀXq, D = 2/n·(Xf −
+// Xq)ᵀXq, λ = 1 % of the mean diagonal with the dead input counted as
+// 1), the dead input's column zero; with the float inputs equal to the
+// quantized ones W is left as it is.
+func TestAsymmetricAgainstReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	const n, d, rows, dead = 300, 37, 5, 4
+	xf, xq := asymInputs(rng, n, d, dead)
+	w := make([]float32, rows*d)
+	for i := range w {
+		w[i] = float32(rng.NormFloat64())
+	}
+	w2 := make([]float32, 3*d)
+	for i := range w2 {
+		w2[i] = float32(rng.NormFloat64())
+	}
+	h := NewHessian(d)
+	if err := h.Add(xq, n); err != nil {
+		t.Fatal(err)
+	}
+	c := NewCross(d)
+	if err := c.Add(crossOf(xf, xq, n, d), n); err != nil {
+		t.Fatal(err)
+	}
+	// The reference.
+	hm := make([]float64, d*d)
+	dm := make([]float64, d*d) // D [d, d]: D[i, j] = 2/n Σ (xf−xq)[r, i]·xq[r, j]
+	for i := range d {
+		for j := range d {
+			var sh, sd float64
+			for r := range n {
+				sh += float64(xq[r*d+i]) * float64(xq[r*d+j])
+				sd += float64(xf[r*d+i]-xq[r*d+i]) * float64(xq[r*d+j])
+			}
+			hm[i*d+j], dm[i*d+j] = 2*sh/n, 2*sd/n
+		}
+	}
+	mean := 0.0
+	for i := range d {
+		if i == dead {
+			hm[i*d+i] = 1
+		}
+		mean += hm[i*d+i]
+	}
+	mean /= d
+	for i := range d {
+		hm[i*d+i] += 0.01 * mean
+	}
+	want := func(w []float32) []float64 {
+		r := len(w) / d
+		// (W·D·A⁻¹)ᵀ = A⁻¹·(W·D)ᵀ, A symmetric.
+		wdT := make([]float64, d*r)
+		for k := range r {
+			for j := range d {
+				var s float64
+				for i := range d {
+					s += float64(w[k*d+i]) * dm[i*d+j]
+				}
+				wdT[j*r+k] = s
+			}
+		}
+		z := solve64(hm, wdT, d, r)
+		out := make([]float64, len(w))
+		for k := range r {
+			for j := range d {
+				if j != dead {
+					out[k*d+j] = float64(w[k*d+j]) + z[j*r+k]
+				}
+			}
+		}
+		return out
+	}
+	ref, ref2 := want(w), want(w2)
+	orig := slices.Clone(w)
+	if err := Asymmetric(h, c, Options{}, w, w2); err != nil {
+		t.Fatal(err)
+	}
+	moved := 0.0
+	for _, pair := range []struct {
+		got  []float32
+		want []float64
+	}{{w, ref}, {w2, ref2}} {
+		for i, g := range pair.got {
+			if e := math.Abs(float64(g) - pair.want[i]); e > 1e-4*(1+math.Abs(pair.want[i])) {
+				t.Fatalf("W'[%d] = %g, want %g", i, g, pair.want[i])
+			}
+		}
+	}
+	for i := range w {
+		moved = max(moved, math.Abs(float64(w[i]-orig[i])))
+	}
+	if moved < 0.05 {
+		t.Fatalf("the correction moved W by at most %g: the test's inputs do not exercise it", moved)
+	}
+	if h.sum == nil || h.N != n {
+		t.Fatal("Asymmetric consumed the Hessian")
+	}
+
+	// Equal inputs: D = 0, W unchanged (but for the dead column).
+	c0 := NewCross(d)
+	c0.Add(crossOf(xq, xq, n, d), n)
+	w0 := slices.Clone(orig)
+	if err := Asymmetric(h, c0, Options{Gemm: gemmLoop}, w0); err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range w0 {
+		if want := orig[i]; i%d == dead {
+			want = 0
+		} else if v != want {
+			t.Fatalf("equal inputs: W'[%d] = %g, want %g", i, v, want)
+		}
+	}
+}
+
+// TestAsymmetricIsLeastSquares: with a negligible dampening, W'·X_qᵀ is
+// the least-squares fit of W·X_fᵀ on X_q's rows: the residual is
+// orthogonal to every input column, (W·X_fᵀ − W'·X_qᵀ)·X_q ≈ 0, and the
+// output error from X_q is below W's own.
+func TestAsymmetricIsLeastSquares(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	const n, d, rows = 400, 16, 3
+	xf, xq := asymInputs(rng, n, d, -1)
+	w := make([]float32, rows*d)
+	for i := range w {
+		w[i] = float32(rng.NormFloat64())
+	}
+	h := NewHessian(d)
+	h.Add(xq, n)
+	c := NewCross(d)
+	c.Add(crossOf(xf, xq, n, d), n)
+	wp := slices.Clone(w)
+	if err := Asymmetric(h, c, Options{Damp: 1e-9}, wp); err != nil {
+		t.Fatal(err)
+	}
+	errOf := func(v []float32) (sq float64, orth float64) {
+		res := make([]float64, rows*n)
+		for k := range rows {
+			for r := range n {
+				var s float64
+				for j := range d {
+					s += float64(w[k*d+j])*float64(xf[r*d+j]) - float64(v[k*d+j])*float64(xq[r*d+j])
+				}
+				res[k*n+r] = s
+				sq += s * s
+			}
+		}
+		for k := range rows {
+			for j := range d {
+				var s, norm float64
+				for r := range n {
+					s += res[k*n+r] * float64(xq[r*d+j])
+					norm += float64(xq[r*d+j]) * float64(xq[r*d+j])
+				}
+				orth = max(orth, math.Abs(s)/math.Sqrt(norm))
+			}
+		}
+		return sq, orth
+	}
+	e0, _ := errOf(w)
+	e1, orth := errOf(wp)
+	if !(e1 < 0.5*e0) {
+		t.Errorf("output error %g with W', %g with W: want well below", e1, e0)
+	}
+	if orth > 1e-3*math.Sqrt(e1) {
+		t.Errorf("residual not orthogonal to the inputs: %g (error norm %g)", orth, math.Sqrt(e1))
+	}
+}
+
+// TestAsymmetricRefuses mismatched statistics.
+func TestAsymmetricRefuses(t *testing.T) {
+	h := NewHessian(4)
+	h.Add(make([]float32, 8), 2)
+	c := NewCross(4)
+	c.Add(make([]float32, 16), 3)
+	if err := Asymmetric(h, c, Options{}, make([]float32, 8)); err == nil {
+		t.Error("rows counted differently: no error")
+	}
+	c2 := NewCross(4)
+	c2.Add(make([]float32, 16), 2)
+	if err := Asymmetric(h, c2, Options{}, make([]float32, 7)); err == nil {
+		t.Error("a weight of 7 values for 4 inputs: no error")
+	}
+}
