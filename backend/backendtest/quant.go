@@ -21,9 +21,17 @@ func (c quantCase) name() string { return c.s.String() + "/" + sizeName(c.shape.
 // quantCases lists every scheme (8 and 4 bits, signed and unsigned,
 // symmetric and asymmetric; per tensor, per channel on the first, a middle
 // and the last axis, per group of 32, 64 and 128) on empty, unit, odd,
-// ragged and large (1<<20 elements) shapes.
+// ragged and large (1<<20 elements) shapes; with -short (the race run)
+// the large ones are 4 to 8 times smaller, still several times
+// cpu's smallest parallel split.
 func quantCases() []quantCase {
 	var cs []quantCase
+	large := func(full, short []int) []int {
+		if testing.Short() {
+			return short
+		}
+		return full
+	}
 	for _, bits := range []int{8, 4} {
 		for _, signed := range []bool{true, false} {
 			for _, sym := range []bool{true, false} {
@@ -35,11 +43,11 @@ func quantCases() []quantCase {
 				}
 				s := base
 				s.Granularity = quant.PerTensor
-				add(s, []int{0}, []int{}, []int{1}, []int{7}, []int{33}, []int{67, 45}, []int{1 << 20})
+				add(s, []int{0}, []int{}, []int{1}, []int{7}, []int{33}, []int{67, 45}, large([]int{1 << 20}, []int{1 << 17}))
 				s.Granularity = quant.PerChannel
-				add(s, []int{1, 1}, []int{7, 1}, []int{3, 7}, []int{67, 45}, []int{0, 5}, []int{1024, 1024})
+				add(s, []int{1, 1}, []int{7, 1}, []int{3, 7}, []int{67, 45}, []int{0, 5}, large([]int{1024, 1024}, []int{256, 512}))
 				s.Axis = 1
-				add(s, []int{1, 7}, []int{7, 3}, []int{45, 67}, []int{3, 5, 7}, []int{1023, 1025})
+				add(s, []int{1, 7}, []int{7, 3}, []int{45, 67}, []int{3, 5, 7}, large([]int{1023, 1025}, []int{255, 513}))
 				s.Axis = 2
 				add(s, []int{3, 5, 7}, []int{4, 3, 1})
 				for _, g := range []int{32, 64, 128} {
@@ -48,7 +56,7 @@ func quantCases() []quantCase {
 					s.GroupSize = g
 					add(s, []int{1, 1}, []int{3, 7}, []int{5, 100}, []int{3, g + 1}, []int{2, 3*g - 5}, []int{7, g}, []int{0, g})
 					if g == 128 {
-						add(s, []int{512, 2048})
+						add(s, large([]int{512, 2048}, []int{128, 1024}))
 					} else {
 						add(s, []int{1001, 2*g + 3})
 					}
