@@ -10,14 +10,14 @@ import (
 	"github.com/quantkit/quantkit/quant/gptq"
 )
 
-// Asymmetric calibration (Options.Asymmetric; gptq.Asymmetric has the
+// Asymmetric calibration (Options.Asymmetric; gptq.Factor.Asymmetric has the
 // math): the float model's hidden states travel beside the quantized
 // model's, through the float layers; a stage's statistics pass runs the
 // float layer on them, keeping each input's rows, then the partly
 // quantized layer on the quantized hidden states, adding to each input's
 // Hessian its Gram matrix and to its gptq.Cross the product of its rows
 // with the difference from the float rows; before GPTQ quantizes an
-// input's projections, gptq.Asymmetric moves their weights to the ones
+// input's projections, its factor's Asymmetric moves their weights to the ones
 // whose outputs from the quantized inputs best match the float model's.
 // The stages are the sequential ones: a stage's inputs come from the
 // earlier stages as quantized, so each stage corrects only what is left.

@@ -43,7 +43,7 @@
 // each input's Hessian collected on the layer with the earlier stages
 // quantized, as llm-compressor's sequential update does. With
 // Options.Asymmetric (GPTAQ's asymmetric calibration, asym.go and
-// gptq.Asymmetric) the float model's hidden states travel beside the
+// gptq.Factor.Asymmetric) the float model's hidden states travel beside the
 // quantized ones and each stage's weights are first moved to those whose
 // outputs from the quantized inputs best match the float model's, then
 // quantized by GPTQ: on stories260K int4 group 32 (calibration 32 to

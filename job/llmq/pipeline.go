@@ -344,13 +344,15 @@ func (su *setup) estimate(opt Options, n, T int) {
 		// Gram block
 		m.Scratch = 4*rows*(3*H+2*qd+2*ff+2*kvd) + 4*rows*H + 12*rows*widest + 8*gramBlock*gramBlock
 		if opt.Asymmetric && method.usesGPTQ() {
-			// The float hidden states; a second block's scratch and the
-			// float rows of the input; the cross product and
-			// gptq.Asymmetric's work beside the Hessian.
+			// The float hidden states; a second block (its copy of the
+			// float layer, its scratch) and the float rows of the input;
+			// the cross product and Factor.Asymmetric's dense copy of the
+			// factor; the moved weights of the widest input (gate and up)
+			// and their corrections.
 			m.Activations *= 2
 			cb, ab := gptq.CrossBytes(int(widest))
 			m.Statistics += cb + ab
-			m.Scratch += 4*rows*(3*H+2*qd+2*ff+2*kvd) + 4*rows*widest
+			m.Scratch += m.LayerWeights + 4*rows*(3*H+2*qd+2*ff+2*kvd) + 4*rows*widest + 4*5*ff*H
 		}
 	}
 	// The quantized copy of a layer (dequantized weights) and a method's
@@ -519,10 +521,11 @@ func (su *setup) write(ctx context.Context, opt Options, b backend.Backend, clai
 }
 
 // asymmetric moves the weights of layer l's projections reading input in
-// (weights, those items quantize) by gptq.Asymmetric, each a copy: the
-// float layer keeps its own. Where the dampened Hessian is not positive
-// definite it warns and leaves them, GPTQ then quantizing them as usual.
-func (su *setup) asymmetric(opt Options, l int, in lm.LinearInput, h *gptq.Hessian, c *gptq.Cross, items []int, weights []*[]float32) {
+// (weights, those items quantize) by the input's factor (gptq.Factor's
+// Asymmetric), each a copy: the float layer keeps its own. Where the
+// Hessian is not positive definite it warns and leaves them, GPTQ then
+// rounding them to nearest as usual.
+func (su *setup) asymmetric(opt Options, l int, in lm.LinearInput, f *gptq.Factor, c *gptq.Cross, items []int, weights []*[]float32) {
 	var ws [][]float32
 	for _, i := range items {
 		it := &su.p.Items[i]
@@ -535,7 +538,7 @@ func (su *setup) asymmetric(opt Options, l int, in lm.LinearInput, h *gptq.Hessi
 	if g.Gemm == nil {
 		g.Gemm = cpu.GemmF32
 	}
-	if err := gptq.Asymmetric(h, c, g, ws...); err != nil {
+	if err := f.Asymmetric(c, g, ws...); err != nil {
 		msg := fmt.Sprintf("layer %d: %s: %v: quantized without the asymmetric correction", l, in, err)
 		su.rep.Warnings = append(su.rep.Warnings, msg)
 		if opt.Log != nil {
@@ -627,14 +630,14 @@ func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x, 
 				if g.Gemm == nil {
 					g.Gemm = cpu.GemmF32
 				}
-				if cr[in] != nil {
-					su.asymmetric(opt, l, in, hess[in], cr[in], items, weights)
-					cr[in] = nil
-				}
 				if fac, err = gptq.Factorize(hess[in], g); err != nil {
 					return fmt.Errorf("layer %d: %s's Hessian: %w", l, in, err)
 				}
 				hess[in] = nil
+				if cr[in] != nil {
+					su.asymmetric(opt, l, in, fac, cr[in], items, weights)
+					cr[in] = nil
+				}
 				rep.FactorSecs += time.Since(t2).Seconds()
 			}
 			for _, i := range items {

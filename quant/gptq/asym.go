@@ -69,83 +69,65 @@ func (c *Cross) Count(rows int) { c.N += int64(rows) }
 func (c *Cross) Bytes() int64 { return int64(len(c.sum)) * 4 }
 
 // CrossBytes is the memory a Cross of cols columns holds, and the most
-// Asymmetric holds at once beside it and the Hessian.
+// Factor.Asymmetric holds at once beside it and the factor.
 func CrossBytes(cols int) (cross, asymmetric int64) {
 	d := int64(cols)
-	return 4 * d * d, 8*int64(packedLen(cols)) + 4*d*d
+	return 4 * d * d, 4 * d * d
 }
 
 // Asymmetric replaces each weight of ws ([rows, Cols] row-major, all
-// reading the Hessian's input) with W' = W + W·D·(H + λI)⁻¹, λ dampening
-// H as Factorize does (opt.Damp of its mean diagonal, dead inputs counted
-// as 1): the weight GPTQ should quantize (under the same Hessian) for
-// the quantized layer to reproduce the float model's outputs (see
-// above). Only the correction term is regularized, not W. h and c must
-// have counted the same rows; h is left as it is (Factorize takes it
-// next). It fails, changing nothing, when the dampened Hessian is not
-// positive definite.
-func Asymmetric(h *Hessian, c *Cross, opt Options, ws ...[]float32) error {
-	if h == nil || h.sum == nil || c == nil || c.sum == nil {
-		return errors.New("gptq: asymmetric: no statistics")
-	}
-	d := h.Cols
-	if c.Cols != d || c.N != h.N || h.N == 0 {
-		return fmt.Errorf("gptq: asymmetric: a Hessian of %d columns and %d rows with a cross product of %d columns and %d rows", d, h.N, c.Cols, c.N)
+// reading the factor's input) with W' = W + W·D·(H + λI)⁻¹, (H + λI)⁻¹
+// the factor's (dampened as Factorize dampens it, dead inputs counted as
+// 1, their columns of W' zero): the weight QuantizeFactored should
+// quantize for the quantized layer to reproduce the float model's
+// outputs (see above). Only the correction term is regularized, not W.
+// c must have counted the rows of f's Hessian, and is consumed. It fails,
+// changing nothing, on a factor that fell back to round-to-nearest or a
+// correction that is not finite.
+//
+// With J the reversal and Q the processing order, U (upper) is J·L⁻¹·J
+// for Q·(H + λI)·Qᵀ = L·Lᵀ, so (H + λI)⁻¹ = Pᵀ·Uᵀ·U·P with P = J·Q,
+// (P·x)_j = x[perm[j]]: a row m of W·D times it is ((m·Pᵀ)·Uᵀ·U)·P, the
+// columns gathered into processing order, two GEMMs with U, scattered
+// back.
+func (f *Factor) Asymmetric(c *Cross, opt Options, ws ...[]float32) error {
+	d := f.Cols
+	switch {
+	case f.u == nil:
+		return errors.New("gptq: asymmetric: no factor")
+	case c == nil || c.sum == nil:
+		return errors.New("gptq: asymmetric: no cross product")
+	case c.Cols != d || c.N == 0:
+		return fmt.Errorf("gptq: asymmetric: a factor of %d columns with a cross product of %d columns and %d rows", d, c.Cols, c.N)
+	case f.Fallback:
+		return errors.New("gptq: asymmetric: the Hessian is not positive definite")
 	}
 	for _, w := range ws {
 		if len(w)%d != 0 {
 			return fmt.Errorf("gptq: asymmetric: a weight of %d values for %d inputs", len(w), d)
 		}
 	}
-	damp := opt.Damp
-	if damp == 0 {
-		damp = 0.01
-	}
 	gemm := opt.Gemm
 	if gemm == nil {
 		gemm = gemmLoop
 	}
-	// A = H + λI, scaled as H (2/N), packed lower; dead inputs' rows and
-	// columns are zero, their diagonal 1 (+λ).
-	scale := 2 / float64(h.N)
-	a := make([]float64, len(h.sum))
-	dead := make([]bool, d)
-	mean := 0.0
-	for i := range d {
-		v := scale * h.sum[rowOff(i)+i]
-		if v == 0 {
-			v, dead[i] = 1, true
-		}
-		mean += v
+	// Dᵀ scaled as H (2/N), in the cross product's own memory, its rows
+	// in processing order: row j of the product W·D·Pᵀ's operand is
+	// Dᵀ[perm[j], :].
+	dt := c.sum
+	c.sum = nil
+	scale := float32(2 / float64(c.N))
+	for i := range dt {
+		dt[i] *= scale
 	}
-	mean /= float64(d)
-	for i := range a {
-		a[i] = scale * h.sum[i]
-	}
-	for i := range d {
-		if dead[i] {
-			a[rowOff(i)+i] = 1
-		}
-		a[rowOff(i)+i] += damp * mean
-	}
-	if !cholPacked(a, d, opt.Gemm) || !invLowerPacked(a, d, opt.Gemm) {
-		return errors.New("gptq: asymmetric: the dampened Hessian is not positive definite")
-	}
-	// (H + λI)⁻¹ = L⁻ᵀ·L⁻¹. linv holds L⁻¹ dense [d, d] in float32, then
-	// its transpose; dt is D scaled, transposed (Cross's layout).
-	linv := make([]float32, d*d)
-	for i := range d {
-		for j, v := range a[rowOff(i) : rowOff(i)+i+1] {
-			linv[i*d+j] = float32(v)
+	permuteRows(dt, d, f.perm)
+	// U dense [d, d] float32, then its transpose.
+	u := make([]float32, d*d)
+	for j := range d {
+		for k, v := range f.u[upOff(j, d) : upOff(j, d)+d-j] {
+			u[j*d+j+k] = float32(v)
 		}
 	}
-	a = nil
-	dt := make([]float32, d*d)
-	for i, v := range c.sum {
-		dt[i] = float32(scale * float64(v))
-	}
-	// Per weight: M = W·D (M[r, j] = Σ_i W[r, i]·Dᵀ[j, i]), N = M·L⁻ᵀ,
-	// then, L⁻¹ transposed once, the correction N·L⁻¹ = W·D·(H + λI)⁻¹.
 	rowsMax := 0
 	for _, w := range ws {
 		rowsMax = max(rowsMax, len(w)/d)
@@ -155,25 +137,28 @@ func Asymmetric(h *Hessian, c *Cross, opt Options, ws ...[]float32) error {
 	for k, w := range ws {
 		rows := len(w) / d
 		corr[k] = make([]float32, rows*d)
-		gemm(rows, d, d, w, dt, m[:rows*d])
-		gemm(rows, d, d, m[:rows*d], linv, corr[k])
+		gemm(rows, d, d, w, dt, m[:rows*d])      // W·D·Pᵀ
+		gemm(rows, d, d, m[:rows*d], u, corr[k]) // ·Uᵀ
 	}
 	dt = nil
-	transposeSquare(linv, d)
+	transposeSquare(u, d)
 	for k, w := range ws {
 		rows := len(w) / d
-		gemm(rows, d, d, corr[k], linv, m[:rows*d])
-		copy(corr[k], m[:rows*d])
-		for _, v := range corr[k] {
-			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-				return errors.New("gptq: asymmetric: the correction is not finite")
+		gemm(rows, d, d, corr[k], u, m[:rows*d]) // ·U
+		for r := range rows {
+			src, dst := m[r*d:(r+1)*d], corr[k][r*d:(r+1)*d]
+			for j, v := range src {
+				if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+					return errors.New("gptq: asymmetric: the correction is not finite")
+				}
+				dst[f.perm[j]] = v // ·P: back to the original columns
 			}
 		}
 	}
 	for k, w := range ws {
 		for r := range len(w) / d {
 			for j := range d {
-				if dead[j] {
+				if f.dead[j] {
 					w[r*d+j] = 0
 				} else {
 					w[r*d+j] += corr[k][r*d+j]
@@ -182,6 +167,31 @@ func Asymmetric(h *Hessian, c *Cross, opt Options, ws ...[]float32) error {
 		}
 	}
 	return nil
+}
+
+// permuteRows replaces x [d, d] row-major with its rows in the order
+// perm: row j becomes the old row perm[j].
+func permuteRows(x []float32, d int, perm []int) {
+	done := make([]bool, d)
+	tmp := make([]float32, d)
+	for start := range d {
+		if done[start] || perm[start] == start {
+			continue
+		}
+		// Follow the cycle start ← perm[start] ← perm[perm[start]] ….
+		copy(tmp, x[start*d:(start+1)*d])
+		j := start
+		for {
+			done[j] = true
+			src := perm[j]
+			if src == start {
+				copy(x[j*d:(j+1)*d], tmp)
+				break
+			}
+			copy(x[j*d:(j+1)*d], x[src*d:(src+1)*d])
+			j = src
+		}
+	}
 }
 
 // transposeSquare transposes the square x [d, d] in place.

@@ -29,8 +29,9 @@ func asymInputs(rng *rand.Rand, n, d, dead int) (xf, xq []float32) {
 	return xf, xq
 }
 
-// crossOf is Xqᵀ·(Xf − Xq) [d, d] by a float64 loop.
-func crossOf(xf, xq []float32, n, d int) []float32 {
+// crossOf is the Cross of n paired rows, Xqᵀ·(Xf − Xq) [d, d] by a
+// float64 loop.
+func crossOf(xf, xq []float32, n, d int) *Cross {
 	g := make([]float32, d*d)
 	for j := range d {
 		for i := range d {
@@ -41,7 +42,11 @@ func crossOf(xf, xq []float32, n, d int) []float32 {
 			g[j*d+i] = float32(s)
 		}
 	}
-	return g
+	c := NewCross(d)
+	if err := c.Add(g, n); err != nil {
+		panic(err)
+	}
+	return c
 }
 
 // solve64 returns A⁻¹·B for A [d, d] and B [d, m], by Gaussian elimination
@@ -100,14 +105,6 @@ func TestAsymmetricAgainstReference(t *testing.T) {
 	for i := range w2 {
 		w2[i] = float32(rng.NormFloat64())
 	}
-	h := NewHessian(d)
-	if err := h.Add(xq, n); err != nil {
-		t.Fatal(err)
-	}
-	c := NewCross(d)
-	if err := c.Add(crossOf(xf, xq, n, d), n); err != nil {
-		t.Fatal(err)
-	}
 	// The reference.
 	hm := make([]float64, d*d)
 	dm := make([]float64, d*d) // D [d, d]: D[i, j] = 2/n Σ (xf−xq)[r, i]·xq[r, j]
@@ -157,36 +154,37 @@ func TestAsymmetricAgainstReference(t *testing.T) {
 		return out
 	}
 	ref, ref2 := want(w), want(w2)
-	orig := slices.Clone(w)
-	if err := Asymmetric(h, c, Options{}, w, w2); err != nil {
-		t.Fatal(err)
-	}
-	moved := 0.0
-	for _, pair := range []struct {
-		got  []float32
-		want []float64
-	}{{w, ref}, {w2, ref2}} {
-		for i, g := range pair.got {
-			if e := math.Abs(float64(g) - pair.want[i]); e > 1e-4*(1+math.Abs(pair.want[i])) {
-				t.Fatalf("W'[%d] = %g, want %g", i, g, pair.want[i])
+	orig, orig2 := slices.Clone(w), slices.Clone(w2)
+	for _, actOrder := range []bool{false, true} {
+		w, w2 := slices.Clone(orig), slices.Clone(orig2)
+		opt := Options{ActOrder: actOrder}
+		f := factorOf(t, xq, n, d, opt)
+		if err := f.Asymmetric(crossOf(xf, xq, n, d), opt, w, w2); err != nil {
+			t.Fatal(err)
+		}
+		for _, pair := range []struct {
+			got  []float32
+			want []float64
+		}{{w, ref}, {w2, ref2}} {
+			for i, g := range pair.got {
+				if e := math.Abs(float64(g) - pair.want[i]); e > 1e-4*(1+math.Abs(pair.want[i])) {
+					t.Fatalf("act order %v: W'[%d] = %g, want %g", actOrder, i, g, pair.want[i])
+				}
 			}
 		}
-	}
-	for i := range w {
-		moved = max(moved, math.Abs(float64(w[i]-orig[i])))
-	}
-	if moved < 0.05 {
-		t.Fatalf("the correction moved W by at most %g: the test's inputs do not exercise it", moved)
-	}
-	if h.sum == nil || h.N != n {
-		t.Fatal("Asymmetric consumed the Hessian")
+		moved := 0.0
+		for i := range w {
+			moved = max(moved, math.Abs(float64(w[i]-orig[i])))
+		}
+		if moved < 0.05 {
+			t.Fatalf("the correction moved W by at most %g: the test's inputs do not exercise it", moved)
+		}
 	}
 
 	// Equal inputs: D = 0, W unchanged (but for the dead column).
-	c0 := NewCross(d)
-	c0.Add(crossOf(xq, xq, n, d), n)
 	w0 := slices.Clone(orig)
-	if err := Asymmetric(h, c0, Options{Gemm: gemmLoop}, w0); err != nil {
+	opt := Options{ActOrder: true, Gemm: gemmLoop}
+	if err := factorOf(t, xq, n, d, opt).Asymmetric(crossOf(xq, xq, n, d), opt, w0); err != nil {
 		t.Fatal(err)
 	}
 	for i, v := range w0 {
@@ -196,6 +194,20 @@ func TestAsymmetricAgainstReference(t *testing.T) {
 			t.Fatalf("equal inputs: W'[%d] = %g, want %g", i, v, want)
 		}
 	}
+}
+
+// factorOf is the Factor of the Hessian of xq [n, d] under opt.
+func factorOf(t *testing.T, xq []float32, n, d int, opt Options) *Factor {
+	t.Helper()
+	h := NewHessian(d)
+	if err := h.Add(xq, n); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Factorize(h, opt)
+	if err != nil || f.Fallback {
+		t.Fatalf("Factorize: %v, fallback %v", err, f != nil && f.Fallback)
+	}
+	return f
 }
 
 // TestAsymmetricIsLeastSquares: with a negligible dampening, W'·X_qᵀ is
@@ -210,12 +222,9 @@ func TestAsymmetricIsLeastSquares(t *testing.T) {
 	for i := range w {
 		w[i] = float32(rng.NormFloat64())
 	}
-	h := NewHessian(d)
-	h.Add(xq, n)
-	c := NewCross(d)
-	c.Add(crossOf(xf, xq, n, d), n)
 	wp := slices.Clone(w)
-	if err := Asymmetric(h, c, Options{Damp: 1e-9}, wp); err != nil {
+	opt := Options{Damp: 1e-9, ActOrder: true}
+	if err := factorOf(t, xq, n, d, opt).Asymmetric(crossOf(xf, xq, n, d), opt, wp); err != nil {
 		t.Fatal(err)
 	}
 	errOf := func(v []float32) (sq float64, orth float64) {
@@ -252,18 +261,21 @@ func TestAsymmetricIsLeastSquares(t *testing.T) {
 	}
 }
 
-// TestAsymmetricRefuses mismatched statistics.
+// TestAsymmetricRefuses mismatched statistics and a fallen-back factor.
 func TestAsymmetricRefuses(t *testing.T) {
-	h := NewHessian(4)
-	h.Add(make([]float32, 8), 2)
-	c := NewCross(4)
-	c.Add(make([]float32, 16), 3)
-	if err := Asymmetric(h, c, Options{}, make([]float32, 8)); err == nil {
-		t.Error("rows counted differently: no error")
+	rng := rand.New(rand.NewPCG(5, 6))
+	xf, xq := asymInputs(rng, 20, 4, -1)
+	f := factorOf(t, xq, 20, 4, Options{})
+	if err := f.Asymmetric(crossOf(xf[:30], xq[:30], 10, 3), Options{}, make([]float32, 8)); err == nil {
+		t.Error("a cross product of 3 columns for a factor of 4: no error")
 	}
-	c2 := NewCross(4)
-	c2.Add(make([]float32, 16), 2)
-	if err := Asymmetric(h, c2, Options{}, make([]float32, 7)); err == nil {
+	if err := f.Asymmetric(crossOf(xf, xq, 20, 4), Options{}, make([]float32, 7)); err == nil {
 		t.Error("a weight of 7 values for 4 inputs: no error")
+	}
+	bad := *f
+	bad.Fallback = true // as Factorize leaves a Hessian that is not positive definite
+	w := []float32{1, 2, 3, 4}
+	if err := bad.Asymmetric(crossOf(xf, xq, 20, 4), Options{}, w); err == nil || !slices.Equal(w, []float32{1, 2, 3, 4}) {
+		t.Errorf("a fallen-back factor: error %v, weight %v", err, w)
 	}
 }
