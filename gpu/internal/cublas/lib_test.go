@@ -1,0 +1,32 @@
+//go:build cuda
+
+package cublas
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestLoad opens the libraries this machine has (no GPU needed: only the
+// loader and the symbols are checked) and a name no machine has.
+func TestLoad(t *testing.T) {
+	if _, _, err := open([]string{"libquantkit-missing.so.99"}); !strings.Contains(err, "libquantkit-missing.so.99") {
+		t.Errorf("opening a missing library: error %q does not name it", err)
+	}
+	l := Load()
+	if l != Load() {
+		t.Error("Load loaded twice")
+	}
+	if l.Note != "" && !strings.Contains(l.Note, "not found (tried ") && !strings.Contains(l.Note, "lacks") {
+		t.Errorf("Note = %q", l.Note)
+	}
+	if !l.HasCublas() && !l.HasLt() {
+		t.Skipf("neither library on this machine: %s", l.Note)
+	}
+	t.Logf("loaded %q %q; note %q", l.CublasName, l.CublasLtName, l.Note)
+	for _, k := range Kinds {
+		if l.Has(k) != (k.Lt() && l.HasLt() || !k.Lt() && l.HasCublas()) {
+			t.Errorf("%s: Has = %v", k.Name, l.Has(k))
+		}
+	}
+}
