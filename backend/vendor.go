@@ -81,3 +81,11 @@ func CheckVendorGemm(kind VendorGemmKind, m, n, k int, a, b, c Buffer) error {
 	}
 	return nil
 }
+
+// DeviceCopier is implemented by backends with memory of their own that
+// can copy a buffer to another on the device: the bandwidth that
+// memory-bound kernels are measured against. CopyDevice queues the copy
+// of src into dst (same type and length).
+type DeviceCopier interface {
+	CopyDevice(dst, src Buffer) error
+}
