@@ -153,8 +153,8 @@ func Build(tests []TestResult, exitCode int, rep *bench.Report, peers json.RawMe
 		s.Device = rep.Device
 		for _, r := range rep.Results {
 			if r.Op == "gemm" {
-				if r.Device == "cpu" {
-					continue // gonum on the host: no GPU figure
+				if r.Impl == "gonum" {
+					continue // the host's baseline: no GPU figure
 				}
 				s.Gemm = append(s.Gemm, gemmRow(r))
 				if r.Agreement != nil && !r.Agreement.OK {

@@ -87,7 +87,7 @@ var benchCommand = &cli.Command{
 		Usage:  "gemm, quantize and histogram in one report",
 		Flags:  flags([]cli.Flag{benchSizesFlag, benchElemsFlag, benchDTypesFlag, benchBaselineFlag, benchVendorFlag}, benchOutputFlags),
 		Action: runBench("gemm", "quantize", "histogram"),
-	}, benchCheckpointCommand, benchGGUFCommand, benchLMCommand},
+	}, benchCheckpointCommand, benchGGUFCommand, benchLMCommand, benchGPUSummaryCommand},
 }
 
 func runBench(suites ...string) cli.ActionFunc {
