@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -212,6 +214,20 @@ func TestVendorRows(t *testing.T) {
 		if len(r) != len(CSVHeader) {
 			t.Fatalf("CSV row of %d columns, header %d", len(r), len(CSVHeader))
 		}
+	}
+	// The plot has a line per implementation and precision that ran.
+	svg := filepath.Join(t.TempDir(), "r.svg")
+	if err := rep.Plot(svg); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(svg)
+	for _, name := range []string{"cublaslt int8", "cublas bf16", "quantkit fp32"} {
+		if !bytes.Contains(data, []byte(name)) {
+			t.Errorf("plot has no line %q", name)
+		}
+	}
+	if bytes.Contains(data, []byte("cublas fp16")) {
+		t.Error("plot has a line for the GEMM that failed")
 	}
 	col := func(name string) int { return slices.Index(CSVHeader, name) }
 	if recs[2][col("agreement_against")] != "quantkit fp32" || recs[4][col("error")] != "CUBLAS_STATUS_NOT_SUPPORTED" {
