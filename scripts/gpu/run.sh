@@ -22,6 +22,11 @@ B=$(cd "$(dirname "$0")" && pwd)
 OUT=${OUT:-./gpu-results}
 mkdir -p "$OUT"
 Q="$B/quantkit-cuda"
+# cuBLAS is opened at run time from the loader's path and /usr/local/cuda;
+# PyTorch's wheels carry one of their own, tried after those.
+if d=$(python3 -c 'import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], "lib"))' 2>/dev/null); then
+	export QUANTKIT_CUBLAS_PATH="${QUANTKIT_CUBLAS_PATH:+$QUANTKIT_CUBLAS_PATH:}$d"
+fi
 nvidia-smi --query-gpu=name,driver_version,memory.total,power.limit,clocks.max.sm --format=csv | tee "$OUT/gpu.csv"
 
 echo "== 1. correctness: gpu tests =="

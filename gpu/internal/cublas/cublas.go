@@ -21,6 +21,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/quantkit/quantkit/internal/half"
@@ -94,10 +96,56 @@ var (
 	CublasLtNames = []string{"libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so.11", "libcublasLt.so"}
 )
 
-// NotFound is the note of a library that none of names opened: "cuBLAS
-// not found (tried libcublas.so.13, …: <the last loader error>)".
-func NotFound(library string, names []string, lastErr string) string {
+// SearchDirs are the directories tried after the loader's own search
+// (LD_LIBRARY_PATH, the ld.so cache), where CUDA installs keep the
+// libraries without telling the loader: each of $QUANTKIT_CUBLAS_PATH
+// (colon-separated), $CUDA_HOME/lib64, $CUDA_PATH/lib64,
+// /usr/local/cuda/lib64 and /usr/local/cuda/targets/<arch>-linux/lib, in
+// that order, once each.
+func SearchDirs(getenv func(string) string, goarch string) []string {
+	var dirs []string
+	add := func(d string) {
+		if d != "" && !slices.Contains(dirs, d) {
+			dirs = append(dirs, d)
+		}
+	}
+	for _, d := range strings.Split(getenv("QUANTKIT_CUBLAS_PATH"), ":") {
+		add(d)
+	}
+	for _, env := range []string{"CUDA_HOME", "CUDA_PATH"} {
+		if v := getenv(env); v != "" {
+			add(filepath.Join(v, "lib64"))
+		}
+	}
+	add("/usr/local/cuda/lib64")
+	target := "x86_64-linux"
+	if goarch == "arm64" {
+		target = "sbsa-linux"
+	}
+	add("/usr/local/cuda/targets/" + target + "/lib")
+	return dirs
+}
+
+// Candidates are the paths dlopen tries, in order: every name as it is
+// (the loader's search), then every name in each of dirs.
+func Candidates(names, dirs []string) []string {
+	out := slices.Clone(names)
+	for _, d := range dirs {
+		for _, n := range names {
+			out = append(out, filepath.Join(d, n))
+		}
+	}
+	return out
+}
+
+// NotFound is the note of a library that none of the candidates opened:
+// "cuBLAS not found (tried libcublas.so.13, …, libcublas.so, also in
+// /usr/local/cuda/lib64, …: <the last loader error>)".
+func NotFound(library string, names, dirs []string, lastErr string) string {
 	s := fmt.Sprintf("%s not found (tried %s", library, strings.Join(names, ", "))
+	if len(dirs) > 0 {
+		s += ", also in " + strings.Join(dirs, ", ")
+	}
 	if lastErr != "" {
 		s += ": " + lastErr
 	}

@@ -2,6 +2,7 @@ package cublas
 
 import (
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -147,9 +148,32 @@ func TestStatusAndNotFound(t *testing.T) {
 	if got := Status(99).Error(); got != "cublas status 99" {
 		t.Errorf("Status(99) = %q", got)
 	}
-	got := NotFound("cuBLAS", []string{"libcublas.so.13", "libcublas.so"}, "libcublas.so: cannot open shared object file")
+	got := NotFound("cuBLAS", []string{"libcublas.so.13", "libcublas.so"}, nil, "libcublas.so: cannot open shared object file")
 	want := "cuBLAS not found (tried libcublas.so.13, libcublas.so: libcublas.so: cannot open shared object file)"
 	if got != want {
 		t.Errorf("NotFound = %q, want %q", got, want)
+	}
+	got = NotFound("cuBLASLt", []string{"libcublasLt.so.13"}, []string{"/opt/cuda/lib64", "/usr/local/cuda/lib64"}, "")
+	want = "cuBLASLt not found (tried libcublasLt.so.13, also in /opt/cuda/lib64, /usr/local/cuda/lib64)"
+	if got != want {
+		t.Errorf("NotFound = %q, want %q", got, want)
+	}
+}
+
+func TestSearchDirs(t *testing.T) {
+	env := map[string]string{"QUANTKIT_CUBLAS_PATH": "/a:/b::/a", "CUDA_HOME": "/opt/cuda", "CUDA_PATH": "/usr/local/cuda"}
+	got := SearchDirs(func(k string) string { return env[k] }, "amd64")
+	want := []string{"/a", "/b", "/opt/cuda/lib64", "/usr/local/cuda/lib64", "/usr/local/cuda/targets/x86_64-linux/lib"}
+	if !slices.Equal(got, want) {
+		t.Errorf("SearchDirs = %q, want %q", got, want)
+	}
+	got = SearchDirs(func(string) string { return "" }, "arm64")
+	want = []string{"/usr/local/cuda/lib64", "/usr/local/cuda/targets/sbsa-linux/lib"}
+	if !slices.Equal(got, want) {
+		t.Errorf("SearchDirs with no environment on arm64 = %q, want %q", got, want)
+	}
+	c := Candidates([]string{"x.so.1", "x.so"}, []string{"/d"})
+	if want := []string{"x.so.1", "x.so", "/d/x.so.1", "/d/x.so"}; !slices.Equal(c, want) {
+		t.Errorf("Candidates = %q, want %q", c, want)
 	}
 }

@@ -81,6 +81,8 @@ import "C"
 
 import (
 	"fmt"
+	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"unsafe"
@@ -89,7 +91,8 @@ import (
 // Lib is cuBLAS and cuBLASLt as loaded, with the entry points found.
 // Either may be missing: Note says which and why.
 type Lib struct {
-	// CublasName and CublasLtName are the sonames opened ("" when not).
+	// CublasName and CublasLtName are the names opened, a soname or a
+	// path ("" when not).
 	CublasName, CublasLtName string
 	// Note says what could not be loaded, "" when both were.
 	Note string
@@ -105,7 +108,8 @@ var (
 )
 
 // Load opens the libraries once per process (later calls return the same
-// Lib); it never fails: what is missing is in Lib.Note.
+// Lib), trying Candidates of the sonames in SearchDirs; it never fails:
+// what is missing is in Lib.Note.
 func Load() *Lib {
 	loadOnce.Do(func() { loaded = load() })
 	return loaded
@@ -114,8 +118,9 @@ func Load() *Lib {
 func load() *Lib {
 	l := &Lib{}
 	var notes []string
-	if h, name, err := open(CublasNames); err != "" {
-		notes = append(notes, NotFound("cuBLAS", CublasNames, err))
+	dirs := SearchDirs(os.Getenv, runtime.GOARCH)
+	if h, name, err := open(Candidates(CublasNames, dirs)); err != "" {
+		notes = append(notes, NotFound("cuBLAS", CublasNames, dirs, err))
 	} else if miss := l.syms(h, map[string]*unsafe.Pointer{
 		"cublasCreate_v2": &l.create, "cublasDestroy_v2": &l.destroy, "cublasSetStream_v2": &l.setStream,
 		"cublasSetMathMode": &l.setMath, "cublasGetVersion_v2": &l.getVersion, "cublasSgemm_v2": &l.sgemm,
@@ -126,8 +131,8 @@ func load() *Lib {
 	} else {
 		l.CublasName = name
 	}
-	if h, name, err := open(CublasLtNames); err != "" {
-		notes = append(notes, NotFound("cuBLASLt", CublasLtNames, err))
+	if h, name, err := open(Candidates(CublasLtNames, dirs)); err != "" {
+		notes = append(notes, NotFound("cuBLASLt", CublasLtNames, dirs, err))
 	} else if miss := l.syms(h, map[string]*unsafe.Pointer{
 		"cublasLtCreate": &l.ltCreate, "cublasLtDestroy": &l.ltDestroy, "cublasLtMatmulDescCreate": &l.ltDescCreate,
 		"cublasLtMatmulDescDestroy": &l.ltDescDestroy, "cublasLtMatmulDescSetAttribute": &l.ltDescSet,

@@ -30,3 +30,23 @@ func TestLoad(t *testing.T) {
 		}
 	}
 }
+
+// A cuBLAS that is nowhere: a note naming what was tried, cuBLASLt still
+// loaded where it is, and the kinds of the missing library unavailable.
+func TestLoadMissing(t *testing.T) {
+	saved := CublasNames
+	defer func() { CublasNames = saved }()
+	CublasNames = []string{"libquantkit-missing.so.1"}
+	t.Setenv("QUANTKIT_CUBLAS_PATH", "/nonexistent")
+	l := load()
+	if l.HasCublas() || !strings.Contains(l.Note, "cuBLAS not found (tried libquantkit-missing.so.1, also in /nonexistent, ") {
+		t.Errorf("HasCublas %v, note %q", l.HasCublas(), l.Note)
+	}
+	sg, _ := KindNamed("cublas-sgemm")
+	if l.Has(sg) {
+		t.Error("SGEMM available without cuBLAS")
+	}
+	if _, err := (&Handle{lib: l}).Prepare(sg, 4, 4, 4); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Errorf("Prepare without cuBLAS: %v", err)
+	}
+}
