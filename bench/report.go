@@ -294,10 +294,15 @@ func formatSeconds(s float64) string {
 	}
 }
 
+// formatRate is GFLOP/s (GOP/s for integer dtypes), or TFLOP/s (TOP/s)
+// from 10¹² on, as GPU GEMMs run.
 func formatRate(opsPerSec float64, dtype string) string {
-	unit := "GFLOP/s"
-	if strings.HasPrefix(dtype, "int") {
-		unit = "GOP/s"
+	unit, scale := "GFLOP/s", 1e9
+	if opsPerSec >= 1e12 {
+		unit, scale = "TFLOP/s", 1e12
 	}
-	return fmt.Sprintf("%.1f %s", opsPerSec/1e9, unit)
+	if strings.HasPrefix(dtype, "int") {
+		unit = strings.Replace(unit, "FLOP", "OP", 1)
+	}
+	return fmt.Sprintf("%.1f %s", opsPerSec/scale, unit)
 }

@@ -301,6 +301,18 @@ func TestCopyRows(t *testing.T) {
 	}
 }
 
+func TestFormatRate(t *testing.T) {
+	for _, c := range []struct {
+		v     float64
+		dtype string
+		want  string
+	}{{2.5e9, "fp32", "2.5 GFLOP/s"}, {999.94e9, "int8", "999.9 GOP/s"}, {1e12, "bf16", "1.0 TFLOP/s"}, {612.3e12, "int8", "612.3 TOP/s"}} {
+		if got := formatRate(c.v, c.dtype); got != c.want {
+			t.Errorf("formatRate(%g, %s) = %q, want %q", c.v, c.dtype, got, c.want)
+		}
+	}
+}
+
 func TestCompare(t *testing.T) {
 	want := []float32{3, -4, 0}
 	a := CompareF32([]float32{3, -4, 0}, want, "x", 0)
