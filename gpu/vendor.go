@@ -49,11 +49,7 @@ func (b *Backend) VendorGemms() (kinds []backend.VendorGemmKind, note string) {
 }
 
 func vendorKind(lib *cublas.Lib, k cublas.Kind) backend.VendorGemmKind {
-	so := lib.CublasName
-	if k.Lt() {
-		so = lib.CublasLtName
-	}
-	return backend.VendorGemmKind{Name: k.Name, Impl: k.Impl, Precision: k.Precision, Describe: k.Describe() + ", " + so}
+	return backend.VendorGemmKind{Name: k.Name, Impl: k.Impl, Precision: k.Precision, Describe: k.Describe() + ", " + lib.Library(k)}
 }
 
 // vendorGemm is a prepared cuBLAS or cuBLASLt GEMM on this backend.

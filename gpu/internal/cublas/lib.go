@@ -20,7 +20,7 @@ typedef int (*create_fn)(uintptr_t *);
 typedef int (*destroy_fn)(uintptr_t);
 typedef int (*set_stream_fn)(uintptr_t, uintptr_t);
 typedef int (*set_math_fn)(uintptr_t, int);
-typedef int (*get_version_fn)(uintptr_t, int *);
+typedef int (*get_property_fn)(int, int *);
 typedef int (*sgemm_fn)(uintptr_t, int, int, int, int, int, const float *, uintptr_t, int, uintptr_t, int,
 	const float *, uintptr_t, int);
 typedef int (*gemmex_fn)(uintptr_t, int, int, int, int, int, const void *, uintptr_t, int, int, uintptr_t, int, int,
@@ -40,7 +40,7 @@ static int qk_create(void *f, uintptr_t *h) { return ((create_fn)f)(h); }
 static int qk_destroy(void *f, uintptr_t h) { return ((destroy_fn)f)(h); }
 static int qk_set_stream(void *f, uintptr_t h, uintptr_t s) { return ((set_stream_fn)f)(h, s); }
 static int qk_set_math(void *f, uintptr_t h, int m) { return ((set_math_fn)f)(h, m); }
-static int qk_get_version(void *f, uintptr_t h, int *v) { return ((get_version_fn)f)(h, v); }
+static int qk_get_property(void *f, int type, int *v) { return ((get_property_fn)f)(type, v); }
 static size_t qk_lt_version(void *f) { return ((lt_version_fn)f)(); }
 
 static int qk_sgemm(void *f, uintptr_t h, int ta, int tb, int m, int n, int k, float alpha, uintptr_t a, int lda,
@@ -94,12 +94,15 @@ type Lib struct {
 	// CublasName and CublasLtName are the names opened, a soname or a
 	// path ("" when not).
 	CublasName, CublasLtName string
+	// CublasVersion and CublasLtVersion are the libraries' own versions
+	// ("12.8.4").
+	CublasVersion, CublasLtVersion string
 	// Note says what could not be loaded, "" when both were.
 	Note string
 
-	create, destroy, setStream, setMath, getVersion, sgemm, gemmEx unsafe.Pointer
-	ltCreate, ltDestroy, ltDescCreate, ltDescDestroy, ltDescSet    unsafe.Pointer
-	ltLayoutCreate, ltLayoutDestroy, ltMatmul, ltVersion           unsafe.Pointer
+	create, destroy, setStream, setMath, getProperty, sgemm, gemmEx unsafe.Pointer
+	ltCreate, ltDestroy, ltDescCreate, ltDescDestroy, ltDescSet     unsafe.Pointer
+	ltLayoutCreate, ltLayoutDestroy, ltMatmul, ltVersion            unsafe.Pointer
 }
 
 var (
@@ -123,13 +126,18 @@ func load() *Lib {
 		notes = append(notes, NotFound("cuBLAS", CublasNames, dirs, err))
 	} else if miss := l.syms(h, map[string]*unsafe.Pointer{
 		"cublasCreate_v2": &l.create, "cublasDestroy_v2": &l.destroy, "cublasSetStream_v2": &l.setStream,
-		"cublasSetMathMode": &l.setMath, "cublasGetVersion_v2": &l.getVersion, "cublasSgemm_v2": &l.sgemm,
+		"cublasSetMathMode": &l.setMath, "cublasGetProperty": &l.getProperty, "cublasSgemm_v2": &l.sgemm,
 		"cublasGemmEx": &l.gemmEx,
 	}); miss != "" {
 		notes = append(notes, fmt.Sprintf("cuBLAS %s lacks %s", name, miss))
 		l.create = nil
 	} else {
 		l.CublasName = name
+		var v [3]C.int
+		for i := range v {
+			C.qk_get_property(l.getProperty, C.int(i), &v[i]) // MAJOR_VERSION, MINOR_VERSION, PATCH_LEVEL
+		}
+		l.CublasVersion = fmt.Sprintf("%d.%d.%d", v[0], v[1], v[2])
 	}
 	if h, name, err := open(Candidates(CublasLtNames, dirs)); err != "" {
 		notes = append(notes, NotFound("cuBLASLt", CublasLtNames, dirs, err))
@@ -143,6 +151,8 @@ func load() *Lib {
 		l.ltCreate = nil
 	} else {
 		l.CublasLtName = name
+		v := C.qk_lt_version(l.ltVersion) // major·10000 + minor·100 + patch
+		l.CublasLtVersion = fmt.Sprintf("%d.%d.%d", v/10000, v/100%100, v%100)
 	}
 	l.Note = strings.Join(notes, "; ")
 	return l
@@ -205,18 +215,16 @@ func check(what string, r C.int) error {
 // on the OS thread that holds the CUDA context: cuBLAS works in the
 // context current when the handle is made.
 type Handle struct {
-	lib     *Lib
-	blas    C.uintptr_t
-	lt      C.uintptr_t
-	stream  C.uintptr_t
-	Version string // "cuBLAS 12.8.4, cuBLASLt 120804"
+	lib    *Lib
+	blas   C.uintptr_t
+	lt     C.uintptr_t
+	stream C.uintptr_t
 }
 
 // NewHandle makes the handles and binds the cuBLAS one to stream (a
 // CUstream; 0 is the legacy default stream).
 func (l *Lib) NewHandle(stream uintptr) (*Handle, error) {
 	h := &Handle{lib: l, stream: C.uintptr_t(stream)}
-	var vs []string
 	if l.HasCublas() {
 		if err := check("cublasCreate", C.qk_create(l.create, &h.blas)); err != nil {
 			return nil, err
@@ -225,21 +233,26 @@ func (l *Lib) NewHandle(stream uintptr) (*Handle, error) {
 			h.Destroy()
 			return nil, err
 		}
-		var v C.int
-		if C.qk_get_version(l.getVersion, h.blas, &v) == 0 {
-			vs = append(vs, fmt.Sprintf("cuBLAS %d.%d.%d (%s)", v/10000, v/100%100, v%100, l.CublasName))
-		}
 	}
 	if l.HasLt() {
 		if err := check("cublasLtCreate", C.qk_create(l.ltCreate, &h.lt)); err != nil {
 			h.Destroy()
 			return nil, err
 		}
-		v := C.qk_lt_version(l.ltVersion)
-		vs = append(vs, fmt.Sprintf("cuBLASLt %d.%d.%d (%s)", v/10000, v/100%100, v%100, l.CublasLtName))
 	}
-	h.Version = strings.Join(vs, ", ")
 	return h, nil
+}
+
+// Library names the library kind calls, its version and the file:
+// "cuBLASLt 12.8.4 (libcublasLt.so.12)"; "" when it is not loaded.
+func (l *Lib) Library(k Kind) string {
+	switch {
+	case !l.Has(k):
+		return ""
+	case k.Lt():
+		return fmt.Sprintf("cuBLASLt %s (%s)", l.CublasLtVersion, l.CublasLtName)
+	}
+	return fmt.Sprintf("cuBLAS %s (%s)", l.CublasVersion, l.CublasName)
 }
 
 // Destroy frees the handles.

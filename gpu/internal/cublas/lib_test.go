@@ -23,7 +23,12 @@ func TestLoad(t *testing.T) {
 	if !l.HasCublas() && !l.HasLt() {
 		t.Skipf("neither library on this machine: %s", l.Note)
 	}
-	t.Logf("loaded %q %q; note %q", l.CublasName, l.CublasLtName, l.Note)
+	t.Logf("loaded %s, %s; note %q", l.Library(Kinds[0]), l.Library(Kinds[len(Kinds)-1]), l.Note)
+	for _, v := range []string{l.CublasVersion, l.CublasLtVersion} {
+		if v != "" && (strings.HasPrefix(v, "0.") || strings.Count(v, ".") != 2) {
+			t.Errorf("version %q", v)
+		}
+	}
 	for _, k := range Kinds {
 		if l.Has(k) != (k.Lt() && l.HasLt() || !k.Lt() && l.HasCublas()) {
 			t.Errorf("%s: Has = %v", k.Name, l.Has(k))
