@@ -202,9 +202,12 @@ cuda-check:
 vet-cuda:
 	$(GO) vet -tags cuda ./...
 
-# Compiles (never runs: no GPU here) the GPU tests.
+# Compiles (never runs: no GPU here) the GPU tests; runs the cuda-tagged
+# tests that need no GPU: cuBLAS and cuBLASLt opened with dlopen and every
+# entry point found (skipped where neither library is installed).
 cuda-test-compile:
 	$(GO) test -tags cuda -c -o build/gpu.test ./gpu
+	$(GO) test -count=1 -tags cuda ./gpu/internal/cublas
 
 preflight-check: cuda
 	./scripts/preflight-check.sh
