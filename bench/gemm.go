@@ -142,8 +142,8 @@ type gemmEnv struct {
 	bufs  []backend.Buffer
 }
 
-func newGemmEnv(b backend.Backend, dtype string, n int) (env *gemmEnv, err error) {
-	env = &gemmEnv{b: b, dtype: dtype, n: n}
+func newGemmEnv(b backend.Backend, dtype string, n int) (_ *gemmEnv, err error) {
+	env := &gemmEnv{b: b, dtype: dtype, n: n}
 	defer func() {
 		if err != nil {
 			env.free()

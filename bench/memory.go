@@ -142,8 +142,8 @@ type memoryEnv struct {
 	bufs         []backend.Buffer
 }
 
-func newMemoryEnv(b backend.Backend, n int) (e *memoryEnv, err error) {
-	e = &memoryEnv{b: b, counts: make([]int64, quant.DefaultBins)}
+func newMemoryEnv(b backend.Backend, n int) (_ *memoryEnv, err error) {
+	e := &memoryEnv{b: b, counts: make([]int64, quant.DefaultBins)}
 	defer func() {
 		if err != nil {
 			e.free()

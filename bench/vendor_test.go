@@ -301,6 +301,36 @@ func TestCopyRows(t *testing.T) {
 	}
 }
 
+// allocFails is the CPU backend whose allocations fail after the first
+// few, as a GPU's do when out of memory.
+type allocFails struct {
+	*cpu.Backend
+	left int
+}
+
+func (a *allocFails) Alloc(dt backend.DType, n int) (backend.Buffer, error) {
+	if a.left == 0 {
+		return nil, errors.New("out of memory")
+	}
+	a.left--
+	return a.Backend.Alloc(dt, n)
+}
+
+// A failed allocation is an error that says so, never a panic, whichever
+// allocation fails.
+func TestAllocFailure(t *testing.T) {
+	for left := range 4 {
+		o := Options{Suites: []string{"gemm", "histogram"}, Sizes: []int{8}, Elements: []int{100}, DTypes: []string{"int8"}, Timing: quick}
+		if left == 3 {
+			o.Suites = []string{"histogram"}
+		}
+		_, err := Run(context.Background(), &allocFails{Backend: cpu.New(), left: left % 3}, o)
+		if err == nil || !strings.Contains(err.Error(), "out of memory") {
+			t.Errorf("allocation %d fails: %v", left, err)
+		}
+	}
+}
+
 func TestFormatRate(t *testing.T) {
 	for _, c := range []struct {
 		v     float64
