@@ -215,11 +215,12 @@ preflight-check: cuda
 # What CI checks of the CUDA side on a machine without a GPU.
 ci-cuda: cuda-tools ptx-check cuda-check vet-cuda cuda-test-compile preflight-check
 
-# The GPU check: builds into build/gpu-check/ (ignored by git, about 42 MB:
+# The GPU check: builds into build/gpu-check/ (ignored by git, about 40 MB:
 # symbols stripped so that it fits a 64 MiB carry) everything a machine with
 # an NVIDIA GPU needs, Go not among it: quantkit-cuda, the gpu test binary,
 # run.sh and gpu_check.py; then prints the one command to run there. run.sh
-# writes $$OUT/summary.json (README, "The GPU check") sized for under 5 minutes (150 + 150 + 45 s of timeouts; not yet run on a GPU).
+# writes $$OUT/summary.json (README, "The GPU check"); it is sized for under
+# 5 minutes (timeouts of 150 + 150 + 45 s), not yet run on a GPU.
 GPU_CHECK := build/gpu-check
 gpu-check:
 	@rm -rf $(GPU_CHECK) && mkdir -p $(GPU_CHECK)
