@@ -202,9 +202,12 @@ cuda-check:
 vet-cuda:
 	$(GO) vet -tags cuda ./...
 
-# Compiles (never runs: no GPU here) the GPU tests.
+# Compiles (never runs: no GPU here) the GPU tests; runs the cuda-tagged
+# tests that need no GPU: cuBLAS and cuBLASLt opened with dlopen and every
+# entry point found (skipped where neither library is installed).
 cuda-test-compile:
 	$(GO) test -tags cuda -c -o build/gpu.test ./gpu
+	$(GO) test -count=1 -tags cuda ./gpu/internal/cublas
 
 preflight-check: cuda
 	./scripts/preflight-check.sh
@@ -212,8 +215,18 @@ preflight-check: cuda
 # What CI checks of the CUDA side on a machine without a GPU.
 ci-cuda: cuda-tools ptx-check cuda-check vet-cuda cuda-test-compile preflight-check
 
-# Builds what the GPU machine needs into build/ and says how to run it there.
-gpu-check: cuda cuda-test-compile
-	cp scripts/gpu/gpu_check.py scripts/gpu/run.sh build/
-	@echo "On the GPU machine (carry build/), from the repository root:"
-	@echo "  bash build/run.sh   # writes results under \$$OUT (default ./gpu-results)"
+# The GPU check: builds into build/gpu-check/ (ignored by git, about 40 MB:
+# symbols stripped so that it fits a 64 MiB carry) everything a machine with
+# an NVIDIA GPU needs, Go not among it: quantkit-cuda, the gpu test binary,
+# run.sh and gpu_check.py; then prints the one command to run there. run.sh
+# writes $$OUT/summary.json (README, "The GPU check"); it is sized for under
+# 5 minutes (timeouts of 150 + 150 + 45 s), not yet run on a GPU.
+GPU_CHECK := build/gpu-check
+gpu-check:
+	@rm -rf $(GPU_CHECK) && mkdir -p $(GPU_CHECK)
+	$(GO) build -tags cuda -ldflags "$(LDFLAGS) -s -w" -o $(GPU_CHECK)/quantkit-cuda ./cmd/quantkit
+	$(GO) test -tags cuda -ldflags "-s -w" -c -o $(GPU_CHECK)/gpu.test ./gpu
+	cp scripts/gpu/run.sh scripts/gpu/gpu_check.py $(GPU_CHECK)/
+	@du -sh $(GPU_CHECK)
+	@echo "Carry $(GPU_CHECK)/ to the GPU machine; there, from the repository root:"
+	@echo "  OUT=gpu-results bash $(GPU_CHECK)/run.sh   # gpu-results/summary.json, then a short table"

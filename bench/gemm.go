@@ -20,6 +20,9 @@ type GemmOptions struct {
 	// Baseline adds gonum's blas32 Sgemm (C = A·Bᵀ, the same layout) at
 	// each size, run on the host in the same process.
 	Baseline bool
+	// Vendor adds the device vendor's GEMMs (cuBLAS, cuBLASLt) at each
+	// size where the backend has them (backend.VendorGemmer).
+	Vendor bool
 	// Energy, when set, measures each kernel's energy too.
 	Energy *EnergyOptions
 	// Progress, when set, is called before each measurement.
@@ -31,8 +34,12 @@ type GemmOptions struct {
 var GemmDTypes = []string{"fp32", "int8"}
 
 // Gemm measures C[n×n] = A[n×n]·B[n×n]ᵀ on b for each size and dtype, and
-// gonum's Sgemm beside it when asked. Cancelling ctx stops it before the
-// next measurement, with ctx's error.
+// gonum's Sgemm beside it when asked. With opt.Vendor and a backend that
+// has vendor GEMMs (backend.VendorGemmer: cuBLAS, cuBLASLt), each of
+// those runs on the same operands right after quantkit's kernel of the
+// same input type, its result checked against quantkit's (see
+// VendorTolerance). Cancelling ctx stops it before the next measurement,
+// with ctx's error.
 func Gemm(ctx context.Context, b backend.Backend, opt GemmOptions) (*Report, error) {
 	for _, dt := range opt.DTypes {
 		if dt != "fp32" && dt != "int8" {
@@ -40,10 +47,8 @@ func Gemm(ctx context.Context, b backend.Backend, opt GemmOptions) (*Report, err
 		}
 	}
 	rep := &Report{Date: time.Now().UTC(), Machine: ThisMachine(), Device: b.Describe()}
-	total := len(opt.Sizes) * len(opt.DTypes)
-	if opt.Baseline {
-		total += len(opt.Sizes)
-	}
+	vendor, kinds := vendorKinds(b, opt.Vendor, rep)
+	total := gemmCases(opt.Sizes, opt.DTypes, opt.Baseline, kinds)
 	done := 0
 	step := func(what string) error {
 		if err := ctx.Err(); err != nil {
@@ -74,8 +79,13 @@ func Gemm(ctx context.Context, b backend.Backend, opt GemmOptions) (*Report, err
 			if err := step(fmt.Sprintf("quantkit %s %d³", dt, n)); err != nil {
 				return nil, err
 			}
-			sec, reps, e, err := gemmOnce(b, dt, n, opt.Timing, opt.Energy)
+			env, err := newGemmEnv(b, dt, n)
 			if err != nil {
+				return nil, fmt.Errorf("bench: %s GEMM %d³ on %s: %w", dt, n, b.Name(), err)
+			}
+			sec, reps, e, err := measureKernel(b, opt.Timing, opt.Energy, env.run, flops)
+			if err != nil {
+				env.free()
 				return nil, fmt.Errorf("bench: %s GEMM %d³ on %s: %w", dt, n, b.Name(), err)
 			}
 			r := Result{Op: "gemm", Impl: "quantkit", Device: b.Name(), DType: dt, M: n, N: n, K: n, Seconds: sec, Reps: reps, OpsPerSecond: flops / sec, Energy: e}
@@ -83,6 +93,15 @@ func Gemm(ctx context.Context, b backend.Backend, opt GemmOptions) (*Report, err
 				fp32Rate = r.OpsPerSecond
 			}
 			rows = append(rows, r)
+			if vendor != nil {
+				vr, err := vendorGemms(b, vendor, kinds, env, opt, step)
+				rows = append(rows, vr...)
+				if err != nil {
+					env.free()
+					return nil, err
+				}
+			}
+			env.free()
 		}
 		var fp32Energy *EnergyResult
 		for _, r := range rows {
@@ -92,62 +111,87 @@ func Gemm(ctx context.Context, b backend.Backend, opt GemmOptions) (*Report, err
 		}
 		for i := range rows {
 			r := &rows[i]
-			if r.Impl == "quantkit" && r.DType == "int8" && fp32Rate > 0 {
+			if r.Impl != "quantkit" {
+				continue
+			}
+			if r.DType == "int8" && fp32Rate > 0 {
 				r.SpeedupOverFP32 = r.OpsPerSecond / fp32Rate
 			}
 			if r.DType == "int8" && r.Energy != nil && fp32Energy != nil && fp32Energy.JoulesPerCall > 0 {
 				r.Energy.EnergyRatioVsFP32 = r.Energy.JoulesPerCall / fp32Energy.JoulesPerCall
 			}
-			if r.Impl == "quantkit" && baseRate > 0 {
+			if baseRate > 0 {
 				r.VsBaseline = r.OpsPerSecond / baseRate
 			}
 		}
 		rep.Results = append(rep.Results, rows...)
 	}
+	relateToVendors(rep.Results)
 	return rep, nil
 }
 
-func gemmOnce(b backend.Backend, dtype string, n int, t Timing, eo *EnergyOptions) (sec float64, reps int, e *EnergyResult, err error) {
-	rng := rand.New(rand.NewPCG(1, uint64(n)))
-	var bufs []backend.Buffer
+// gemmEnv is one size's operands of one dtype on the device, quantkit's
+// output, and the call of quantkit's kernel.
+type gemmEnv struct {
+	b     backend.Backend
+	dtype string
+	n     int
+	a, bt backend.Buffer
+	c     backend.Buffer
+	run   func() error
+	bufs  []backend.Buffer
+}
+
+func newGemmEnv(b backend.Backend, dtype string, n int) (_ *gemmEnv, err error) {
+	env := &gemmEnv{b: b, dtype: dtype, n: n}
 	defer func() {
-		for _, buf := range bufs {
-			b.Free(buf)
+		if err != nil {
+			env.free()
 		}
 	}()
+	rng := rand.New(rand.NewPCG(1, uint64(n)))
 	alloc := func(dt backend.DType, host any) (backend.Buffer, error) {
 		buf, err := b.Alloc(dt, n*n)
 		if err != nil {
 			return nil, err
 		}
-		bufs = append(bufs, buf)
+		env.bufs = append(env.bufs, buf)
 		if host != nil {
 			err = b.Upload(buf, host)
 		}
 		return buf, err
 	}
-	var run func() error
+	in, out := backend.F32, backend.F32
+	var ha, hb any
 	switch dtype {
 	case "fp32":
-		ha, hb := randF32(rng, n*n), randF32(rng, n*n)
-		a, err1 := alloc(backend.F32, ha)
-		bb, err2 := alloc(backend.F32, hb)
-		c, err3 := alloc(backend.F32, nil)
-		if err := firstErr(err1, err2, err3); err != nil {
-			return 0, 0, nil, err
-		}
-		run = func() error { return b.GemmF32(n, n, n, a, bb, c) }
+		ha, hb = randF32(rng, n*n), randF32(rng, n*n)
 	case "int8":
-		ha, hb := randS8(rng, n*n), randS8(rng, n*n)
-		a, err1 := alloc(backend.S8, ha)
-		bb, err2 := alloc(backend.S8, hb)
-		c, err3 := alloc(backend.S32, nil)
-		if err := firstErr(err1, err2, err3); err != nil {
-			return 0, 0, nil, err
-		}
-		run = func() error { return b.GemmS8(n, n, n, a, bb, c, nil) }
+		in, out = backend.S8, backend.S32
+		ha, hb = randS8(rng, n*n), randS8(rng, n*n)
+	default:
+		return nil, fmt.Errorf("bench: GEMM dtype %q", dtype)
 	}
-	return measureKernel(b, t, eo, run, 2*float64(n)*float64(n)*float64(n))
+	var err1, err2, err3 error
+	env.a, err1 = alloc(in, ha)
+	env.bt, err2 = alloc(in, hb)
+	env.c, err3 = alloc(out, nil)
+	if err := firstErr(err1, err2, err3); err != nil {
+		return nil, err
+	}
+	if dtype == "fp32" {
+		env.run = func() error { return b.GemmF32(n, n, n, env.a, env.bt, env.c) }
+	} else {
+		env.run = func() error { return b.GemmS8(n, n, n, env.a, env.bt, env.c, nil) }
+	}
+	return env, nil
+}
+
+func (env *gemmEnv) free() {
+	for _, buf := range env.bufs {
+		env.b.Free(buf)
+	}
+	env.bufs = nil
 }
 
 // measureOn times run (which queues work on b) with the device's own

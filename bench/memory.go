@@ -36,8 +36,12 @@ func MemoryOpNames() []string {
 
 // MemoryOptions selects what Memory measures.
 type MemoryOptions struct {
-	Sizes    []int // elements
-	Ops      []string
+	Sizes []int // elements
+	Ops   []string
+	// Copy adds a device-to-device copy of the float32 input at each size
+	// (op "copy", 8 bytes an element) where the backend has one
+	// (backend.DeviceCopier), and each kernel's rate over it (VsCopy).
+	Copy     bool
 	Timing   Timing
 	Energy   *EnergyOptions
 	Progress func(done, total int, what string)
@@ -61,7 +65,11 @@ func Memory(ctx context.Context, b backend.Backend, opt MemoryOptions) (*Report,
 		}
 	}
 	rep := &Report{Date: time.Now().UTC(), Machine: ThisMachine(), Device: b.Describe()}
-	done, total := 0, len(opt.Sizes)*len(ops)
+	copier, _ := b.(backend.DeviceCopier)
+	if !opt.Copy {
+		copier = nil
+	}
+	done, total := 0, memoryCases(opt.Sizes, len(ops), copier != nil)
 	for _, n := range opt.Sizes {
 		if n <= 0 {
 			return nil, fmt.Errorf("bench: size %d must be positive", n)
@@ -69,6 +77,25 @@ func Memory(ctx context.Context, b backend.Backend, opt MemoryOptions) (*Report,
 		env, err := newMemoryEnv(b, n)
 		if err != nil {
 			return nil, fmt.Errorf("bench: %d elements on %s: %w", n, b.Name(), err)
+		}
+		if copier != nil {
+			if err := ctx.Err(); err != nil {
+				env.free()
+				return nil, fmt.Errorf("bench: %w", err)
+			}
+			if opt.Progress != nil {
+				opt.Progress(done, total, fmt.Sprintf("copy %d", n))
+			}
+			done++
+			bytes := 8 * float64(n)
+			run := func() error { return copier.CopyDevice(env.y, env.x) }
+			sec, reps, e, err := measureKernel(b, opt.Timing, opt.Energy, run, bytes)
+			if err != nil {
+				env.free()
+				return nil, fmt.Errorf("bench: copy of %d elements on %s: %w", n, b.Name(), err)
+			}
+			rep.Results = append(rep.Results, Result{Op: CopyOp, Impl: "device", Device: b.Name(), DType: "fp32",
+				Elements: n, Seconds: sec, Reps: reps, BytesPerSecond: bytes / sec, Energy: e})
 		}
 		for _, op := range ops {
 			if err := ctx.Err(); err != nil {
@@ -90,7 +117,19 @@ func Memory(ctx context.Context, b backend.Backend, opt MemoryOptions) (*Report,
 		}
 		env.free()
 	}
+	relateToCopy(rep.Results)
 	return rep, nil
+}
+
+// CopyOp is the Op of the device-to-device copy rows.
+const CopyOp = "copy"
+
+// memoryCases is the number of measurements of a memory suite.
+func memoryCases(sizes []int, ops int, copy bool) int {
+	if copy {
+		ops++
+	}
+	return len(sizes) * ops
 }
 
 // memoryEnv holds one size's buffers on the device.
@@ -103,8 +142,8 @@ type memoryEnv struct {
 	bufs         []backend.Buffer
 }
 
-func newMemoryEnv(b backend.Backend, n int) (e *memoryEnv, err error) {
-	e = &memoryEnv{b: b, counts: make([]int64, quant.DefaultBins)}
+func newMemoryEnv(b backend.Backend, n int) (_ *memoryEnv, err error) {
+	e := &memoryEnv{b: b, counts: make([]int64, quant.DefaultBins)}
 	defer func() {
 		if err != nil {
 			e.free()

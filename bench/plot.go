@@ -21,7 +21,8 @@ import (
 // Plot draws r to path (.png or .svg): for GEMMs and for the memory-bound
 // kernels, the rate against the size and, when energy was measured, the
 // work per joule against the size, one line per kernel and dtype (FP32
-// beside INT8).
+// beside INT8, cuBLAS and cuBLASLt beside quantkit, the device copy beside
+// the memory-bound kernels).
 func (r *Report) Plot(path string) error {
 	if err := CheckPlotPath(path); err != nil {
 		return err
@@ -36,8 +37,8 @@ func (r *Report) Plot(path string) error {
 		perJ := &panel{series: map[string]plotter.XYs{}}
 		for _, x := range r.Results {
 			isGemm := x.Op == "gemm"
-			if isGemm != (family == "gemm") {
-				continue
+			if isGemm != (family == "gemm") || x.Error != "" {
+				continue // a vendor GEMM that did not run has no rate
 			}
 			name := x.Impl + " " + x.DType
 			size, v := float64(x.M), x.OpsPerSecond/1e9

@@ -40,6 +40,22 @@ type Result struct {
 	// VsBaseline is this rate over the baseline's FP32 rate at the same
 	// size (0 for the baseline's own rows).
 	VsBaseline float64 `json:"vs_baseline,omitempty"`
+	// VsVendor is, for a GEMM, this rate over the best vendor library's
+	// (cuBLAS, cuBLASLt) of the same precision (DType) at the same size;
+	// 0 when no vendor GEMM of that precision ran.
+	VsVendor float64 `json:"vs_vendor,omitempty"`
+	// VsCopy is, for a memory-bound kernel, its rate over a
+	// device-to-device copy's at the same size (op "copy"); 0 when none
+	// ran.
+	VsCopy float64 `json:"vs_copy,omitempty"`
+	// Describe says how a vendor GEMM was called ("cublasLtMatmul,
+	// CUDA_R_8I inputs, …, libcublasLt.so.12").
+	Describe string `json:"describe,omitempty"`
+	// Agreement is a vendor GEMM's result compared with quantkit's.
+	Agreement *Agreement `json:"agreement,omitempty"`
+	// Error says why a vendor GEMM did not run (its library refused the
+	// size, or failed); the row has no timing then.
+	Error string `json:"error,omitempty"`
 	// Energy is set when the run measured energy.
 	Energy *EnergyResult `json:"energy,omitempty"`
 }
@@ -64,6 +80,9 @@ type Report struct {
 	Results []Result  `json:"results"`
 	// EnergyNote says why energy was not measured when it was asked for.
 	EnergyNote string `json:"energy_note,omitempty"`
+	// VendorNote says which vendor libraries were not found, when vendor
+	// GEMMs were asked for ("cuBLAS not found (tried libcublas.so.13, …)").
+	VendorNote string `json:"vendor_note,omitempty"`
 }
 
 // ThisMachine describes the machine the process runs on.
@@ -96,12 +115,20 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if r.Device != "" {
 		fmt.Fprintf(w, "device: %s\n", r.Device)
 	}
-	withEnergy := false
+	withEnergy, withVendor, withCopy := false, false, false
 	for _, x := range r.Results {
 		withEnergy = withEnergy || x.Energy != nil
+		withVendor = withVendor || x.VsVendor != 0 || x.Error != ""
+		withCopy = withCopy || x.VsCopy != 0
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprint(tw, "op\timpl\tdevice\tdtype\tsize\ttime\trate\tINT8/FP32\tvs baseline\t")
+	if withVendor {
+		fmt.Fprint(tw, "vs vendor\t")
+	}
+	if withCopy {
+		fmt.Fprint(tw, "vs copy\t")
+	}
 	if withEnergy {
 		fmt.Fprint(tw, "power\tJ/call\tnet J/call\tper joule\tINT8/FP32 J\t")
 	}
@@ -111,8 +138,18 @@ func (r *Report) WriteTable(w io.Writer) error {
 		if x.Elements > 0 {
 			size, rate = fmt.Sprint(x.Elements), fmt.Sprintf("%.1f GB/s", x.BytesPerSecond/1e9)
 		}
+		tm := formatSeconds(x.Seconds)
+		if x.Error != "" {
+			tm, rate = "failed", "-"
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t", x.Op, x.Impl, x.Device, x.DType, size,
-			formatSeconds(x.Seconds), rate, ratio(x.SpeedupOverFP32), ratio(x.VsBaseline))
+			tm, rate, ratio(x.SpeedupOverFP32), ratio(x.VsBaseline))
+		if withVendor {
+			fmt.Fprintf(tw, "%s\t", ratio(x.VsVendor))
+		}
+		if withCopy {
+			fmt.Fprintf(tw, "%s\t", ratio(x.VsCopy))
+		}
 		if e := x.Energy; e != nil {
 			unit := "GOP/J"
 			if x.Elements > 0 {
@@ -141,10 +178,47 @@ func (r *Report) WriteTable(w io.Writer) error {
 			}
 		}
 	}
+	r.writeVendorNotes(w)
 	if r.EnergyNote != "" {
 		fmt.Fprintln(w, "energy not measured:", strings.TrimPrefix(r.EnergyNote, "energy: "))
 	}
 	return nil
+}
+
+// writeVendorNotes says how each vendor GEMM was called, how its result
+// compares with quantkit's, why one failed, and which library is missing.
+func (r *Report) writeVendorNotes(w io.Writer) {
+	seen := map[string]bool{}
+	for _, x := range r.Results {
+		if x.Describe != "" && !seen[x.Impl+x.DType] {
+			seen[x.Impl+x.DType] = true
+			fmt.Fprintf(w, "%s %s: %s\n", x.Impl, x.DType, x.Describe)
+		}
+	}
+	for _, x := range r.Results {
+		size := fmt.Sprintf("%d×%d×%d", x.M, x.N, x.K)
+		switch a := x.Agreement; {
+		case x.Error != "":
+			fmt.Fprintf(w, "%s %s %s failed: %s\n", x.Impl, x.DType, size, x.Error)
+		case a == nil:
+		case a.Exact:
+			verdict := "equal"
+			if !a.OK {
+				verdict = fmt.Sprintf("MISMATCH: %d values differ, largest by %.0f", a.Mismatches, a.MaxAbsError)
+			}
+			fmt.Fprintf(w, "%s %s %s against %s: %s\n", x.Impl, x.DType, size, a.Against, verdict)
+		default:
+			verdict := "ok"
+			if !a.OK {
+				verdict = "OUT OF TOLERANCE"
+			}
+			fmt.Fprintf(w, "%s %s %s against %s: relative error %.2g (tolerance %.2g) %s\n", x.Impl, x.DType, size,
+				a.Against, a.RelError, a.Tolerance, verdict)
+		}
+	}
+	if r.VendorNote != "" {
+		fmt.Fprintln(w, "vendor libraries:", r.VendorNote)
+	}
 }
 
 // CSVHeader is the header row of WriteCSV: one row per result, energy
@@ -152,7 +226,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 var CSVHeader = []string{"op", "impl", "device", "dtype", "m", "n", "k", "elements", "seconds", "reps",
 	"ops_per_second", "bytes_per_second", "speedup_over_fp32", "vs_baseline",
 	"energy_source", "energy_method", "avg_power_w", "peak_power_w", "idle_w", "joules_per_call",
-	"net_joules_per_call", "ops_per_joule", "net_ops_per_joule", "energy_ratio_vs_fp32", "peak_memory_bytes"}
+	"net_joules_per_call", "ops_per_joule", "net_ops_per_joule", "energy_ratio_vs_fp32", "peak_memory_bytes",
+	"vs_vendor", "vs_copy", "agreement_against", "agreement_rel_error", "agreement_mismatches", "agreement_ok", "error"}
 
 // WriteCSV writes r as CSV for spreadsheets, with the CSVHeader columns.
 func (r *Report) WriteCSV(w io.Writer) error {
@@ -178,9 +253,15 @@ func (r *Report) WriteCSV(w io.Writer) error {
 				g(e.NetJoulesPerCall), g(e.OpsPerJoule), g(e.NetOpsPerJoule), g(e.EnergyRatioVsFP32),
 				strconv.FormatUint(e.PeakMemoryBytes, 10))
 		} else {
-			row = append(row, make([]string, len(CSVHeader)-len(row))...)
+			row = append(row, make([]string, 11)...)
 		}
-		cw.Write(row)
+		row = append(row, g(x.VsVendor), g(x.VsCopy))
+		if a := x.Agreement; a != nil {
+			row = append(row, a.Against, strconv.FormatFloat(a.RelError, 'g', 6, 64), strconv.Itoa(a.Mismatches), strconv.FormatBool(a.OK))
+		} else {
+			row = append(row, "", "", "", "")
+		}
+		cw.Write(append(row, x.Error))
 	}
 	cw.Flush()
 	return cw.Error()
@@ -190,6 +271,9 @@ func (r *Report) WriteCSV(w io.Writer) error {
 // histogram).
 func (r *Report) Merge(o *Report) {
 	r.Results = append(r.Results, o.Results...)
+	if r.VendorNote == "" {
+		r.VendorNote = o.VendorNote
+	}
 }
 
 func ratio(v float64) string {
@@ -210,10 +294,15 @@ func formatSeconds(s float64) string {
 	}
 }
 
+// formatRate is GFLOP/s (GOP/s for integer dtypes), or TFLOP/s (TOP/s)
+// from 10¹² on, as GPU GEMMs run.
 func formatRate(opsPerSec float64, dtype string) string {
-	unit := "GFLOP/s"
-	if strings.HasPrefix(dtype, "int") {
-		unit = "GOP/s"
+	unit, scale := "GFLOP/s", 1e9
+	if opsPerSec >= 1e12 {
+		unit, scale = "TFLOP/s", 1e12
 	}
-	return fmt.Sprintf("%.1f %s", opsPerSec/1e9, unit)
+	if strings.HasPrefix(dtype, "int") {
+		unit = strings.Replace(unit, "FLOP", "OP", 1)
+	}
+	return fmt.Sprintf("%.1f %s", opsPerSec/scale, unit)
 }

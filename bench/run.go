@@ -30,7 +30,12 @@ type Options struct {
 	DTypes   []string // GEMM element types, of GemmDTypes
 	// Baseline adds gonum's Sgemm beside each GEMM size.
 	Baseline bool
-	Timing   Timing
+	// Vendor adds the device vendor's GEMMs (cuBLAS, cuBLASLt) where the
+	// backend has them, and a device-to-device copy beside the
+	// memory-bound kernels where it has one (see GemmOptions.Vendor and
+	// MemoryOptions.Copy).
+	Vendor bool
+	Timing Timing
 	// Energy, when set, measures each kernel's energy too.
 	Energy *EnergyOptions
 	// MeasureEnergy, when set and Energy is not, has Run measure the
@@ -44,24 +49,44 @@ type Options struct {
 }
 
 // Cases is the number of measurements Run makes with o (each a kernel at a
-// size), the total its Progress counts to.
-func (o Options) Cases() int {
+// size) on a backend without vendor GEMMs or device copies.
+func (o Options) Cases() int { return o.CasesOn(nil) }
+
+// CasesOn is the number of measurements Run makes with o on b, the total
+// its Progress counts to: with o.Vendor, b's vendor GEMMs and device
+// copies count too.
+func (o Options) CasesOn(b backend.Backend) int {
 	n := 0
-	for _, s := range o.Suites {
-		n += o.suiteCases(s)
+	for i, s := range o.Suites {
+		n += o.suiteCases(s, b, o.copySuite(i))
 	}
 	return n
 }
 
-func (o Options) suiteCases(suite string) int {
+// copySuite says whether the i-th suite measures the device copy: the
+// first memory-bound suite does, for every later one.
+func (o Options) copySuite(i int) bool {
+	if !o.Vendor || o.Suites[i] == "gemm" {
+		return false
+	}
+	for _, s := range o.Suites[:i] {
+		if s != "gemm" {
+			return false
+		}
+	}
+	return true
+}
+
+func (o Options) suiteCases(suite string, b backend.Backend, copy bool) int {
 	if suite != "gemm" {
-		return len(o.Elements) * len(suiteOps[suite])
+		_, copier := b.(backend.DeviceCopier)
+		return memoryCases(o.Elements, len(suiteOps[suite]), copy && copier)
 	}
-	n := len(o.Sizes) * len(o.DTypes)
-	if o.Baseline {
-		n += len(o.Sizes)
+	var kinds []backend.VendorGemmKind
+	if vg, ok := b.(backend.VendorGemmer); ok && o.Vendor {
+		kinds, _ = vg.VendorGemms()
 	}
-	return n
+	return gemmCases(o.Sizes, o.DTypes, o.Baseline, kinds)
 }
 
 // EnergySetup is how Run measures energy when it opens the counter
@@ -118,9 +143,9 @@ func Run(ctx context.Context, b backend.Backend, o Options) (*Report, error) {
 		o.Energy, note, done = OpenEnergy(b.Name(), m.Window, m.Idle, m.Log)
 		defer done()
 	}
-	total, base := o.Cases(), 0
+	total, base := o.CasesOn(b), 0
 	var rep *Report
-	for _, s := range o.Suites {
+	for i, s := range o.Suites {
 		var progress func(done, n int, what string)
 		if o.Progress != nil {
 			offset := base
@@ -130,12 +155,12 @@ func Run(ctx context.Context, b backend.Backend, o Options) (*Report, error) {
 		var err error
 		if s == "gemm" {
 			r, err = Gemm(ctx, b, GemmOptions{Sizes: o.Sizes, DTypes: o.DTypes, Timing: o.Timing, Baseline: o.Baseline,
-				Energy: o.Energy, Progress: progress})
+				Vendor: o.Vendor, Energy: o.Energy, Progress: progress})
 		} else {
-			r, err = Memory(ctx, b, MemoryOptions{Sizes: o.Elements, Ops: suiteOps[s], Timing: o.Timing,
+			r, err = Memory(ctx, b, MemoryOptions{Sizes: o.Elements, Ops: suiteOps[s], Copy: o.copySuite(i), Timing: o.Timing,
 				Energy: o.Energy, Progress: progress})
 		}
-		base += o.suiteCases(s)
+		base += o.suiteCases(s, b, o.copySuite(i))
 		if err != nil {
 			return nil, err
 		}
@@ -146,5 +171,6 @@ func Run(ctx context.Context, b backend.Backend, o Options) (*Report, error) {
 		}
 	}
 	rep.EnergyNote = note
+	relateToCopy(rep.Results)
 	return rep, nil
 }

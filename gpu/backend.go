@@ -53,7 +53,8 @@ type Backend struct {
 	events     bool
 	live       map[*allocation]struct{}
 	scratch    scratchBuffers
-	lastLaunch string // the last kernel queued, for errors at synchronization
+	lastLaunch string      // the last kernel queued, for errors at synchronization
+	vendor     vendorState // cuBLAS and cuBLASLt (vendor.go)
 }
 
 var (
@@ -157,6 +158,7 @@ func (b *Backend) teardown() {
 		if b.stream != (cu.Stream{}) {
 			b.stream.Synchronize()
 		}
+		b.vendor.destroy()
 		for a := range b.live {
 			if a.ptr != 0 {
 				cu.MemFree(a.ptr)

@@ -19,6 +19,7 @@ var (
 	benchElemsFlag    = &cli.StringFlag{Name: "elements", Value: "1048576,16777216", Usage: "comma-separated element counts for the memory-bound kernels"}
 	benchDTypesFlag   = &cli.StringFlag{Name: "dtypes", Value: "fp32,int8", Usage: "comma-separated GEMM element types: fp32 (float32), int8 (int8 in, int32 out)"}
 	benchBaselineFlag = &cli.BoolFlag{Name: "baseline", Value: true, Usage: "also measure gonum's Sgemm (same A·Bᵀ layout) on the CPU in the same run"}
+	benchVendorFlag   = &cli.BoolFlag{Name: "vendor", Value: true, Usage: "on a GPU, also measure cuBLAS and cuBLASLt (loaded at run time: SGEMM with TF32 off and on, BF16 and FP16 with float32 accumulation, INT8 to int32) on the same operands, each checked against quantkit's result, and a device-to-device copy beside the memory-bound kernels"}
 	benchMinTimeFlag  = &cli.DurationFlag{Name: "min-time", Value: bench.DefaultTiming.MinTime, Usage: "time each kernel for at least this long (after one warm-up call, and at least 3 calls), however many calls that takes"}
 
 	benchCSVFlag  = &cli.StringFlag{Name: "csv", Usage: "also write the report as CSV to `FILE`.csv (columns: see README)"}
@@ -58,34 +59,41 @@ var benchCommand = &cli.Command{
 		Description: "For each size: the median time of one GEMM, GFLOP/s (FP32) or GOP/s (INT8, a\n" +
 			"multiply-add counting as two operations), INT8's speed-up over FP32, and each\n" +
 			"rate over gonum's Sgemm measured in the same run. INT8 takes int8 A and B and\n" +
-			"writes exact int32 accumulators.",
-		Flags:  flags([]cli.Flag{benchSizesFlag, benchDTypesFlag, benchBaselineFlag}, benchOutputFlags),
+			"writes exact int32 accumulators. On a GPU (--vendor, on by default) cuBLAS and\n" +
+			"cuBLASLt run on the same operands: SGEMM with TF32 off (fp32) and on (tf32),\n" +
+			"BF16 and FP16 inputs with float32 accumulation (cublasGemmEx), INT8 to int32\n" +
+			"(cublasGemmEx and cublasLtMatmul); \"vs vendor\" is each rate over the best\n" +
+			"vendor rate of the same precision, and each vendor result is checked against\n" +
+			"quantkit's (INT8 exactly; floats by relative Frobenius error: fp32 2e-5, tf32\n" +
+			"and fp16 2e-3, bf16 1.5e-2). Where the libraries are missing the report says\n" +
+			"which names it tried.",
+		Flags:  flags([]cli.Flag{benchSizesFlag, benchDTypesFlag, benchBaselineFlag, benchVendorFlag}, benchOutputFlags),
 		Action: runBench("gemm"),
 	}, {
 		Name:  "quantize",
 		Usage: "quantize (int8 per tensor, int4 per group of 128) and dequantize of float32 arrays",
 		Description: "GB/s counts the bytes read plus the bytes written (float32 values and packed codes),\n" +
 			"so that it compares directly with the copy bandwidth of the device.",
-		Flags:  flags([]cli.Flag{benchElemsFlag}, benchOutputFlags),
+		Flags:  flags([]cli.Flag{benchElemsFlag, benchVendorFlag}, benchOutputFlags),
 		Action: runBench("quantize"),
 	}, {
 		Name:        "histogram",
 		Usage:       "the calibration kernels: abs-max and the 2048-bin |x| histogram",
 		Description: "GB/s counts the float32 bytes read.",
-		Flags:       flags([]cli.Flag{benchElemsFlag}, benchOutputFlags),
+		Flags:       flags([]cli.Flag{benchElemsFlag, benchVendorFlag}, benchOutputFlags),
 		Action:      runBench("histogram"),
 	}, {
 		Name:   "all",
 		Usage:  "gemm, quantize and histogram in one report",
-		Flags:  flags([]cli.Flag{benchSizesFlag, benchElemsFlag, benchDTypesFlag, benchBaselineFlag}, benchOutputFlags),
+		Flags:  flags([]cli.Flag{benchSizesFlag, benchElemsFlag, benchDTypesFlag, benchBaselineFlag, benchVendorFlag}, benchOutputFlags),
 		Action: runBench("gemm", "quantize", "histogram"),
-	}, benchCheckpointCommand, benchGGUFCommand, benchLMCommand},
+	}, benchCheckpointCommand, benchGGUFCommand, benchLMCommand, benchGPUSummaryCommand},
 }
 
 func runBench(suites ...string) cli.ActionFunc {
 	return func(c *cli.Context) error {
 		o := bench.Options{Suites: suites, Baseline: c.Bool(benchBaselineFlag.Name), Timing: bench.DefaultTiming,
-			DTypes: list(c, benchDTypesFlag)}
+			DTypes: list(c, benchDTypesFlag), Vendor: c.Bool(benchVendorFlag.Name)}
 		o.Timing.MinTime = c.Duration(benchMinTimeFlag.Name)
 		var err error
 		if o.Sizes, err = intList(c, benchSizesFlag); err != nil {
@@ -113,7 +121,7 @@ func runBench(suites ...string) cli.ActionFunc {
 
 		var rep *bench.Report
 		err = onDevice(c, func(b backend.Backend) error {
-			bar := progress.Start(int64(o.Cases()), "cases")
+			bar := progress.Start(int64(o.CasesOn(b)), "cases")
 			defer bar.Finish()
 			o.Progress = func(done, _ int, what string) { bar.Update(int64(done), what) }
 			var err error

@@ -1,6 +1,6 @@
 """PyTorch peers for quantkit's GPU kernels, timed in the same run.
 
-Reads quantkit's bench JSON reports, measures torch._int_mm (cuBLASLt INT8),
+Reads quantkit's bench JSON reports (its own rows), measures torch._int_mm (cuBLASLt INT8),
 torch.mm on float32 with TF32 off (cuBLAS SGEMM), torch.histc and a
 device-to-device copy at the same sizes with CUDA events (warm-up, then the
 median), prints a table of the ratios and writes everything as JSON.
@@ -59,7 +59,8 @@ def main():
     ours = []
     for path in args.reports:
         with open(path) as f:
-            ours.extend(json.load(f)["results"])
+            # quantkit's own rows (the reports also hold cuBLAS's and the copy's)
+            ours.extend(r for r in json.load(f)["results"] if r.get("impl") == "quantkit")
     dev = torch.cuda.get_device_name()
     print(f"{dev}, torch {torch.__version__}, CUDA {torch.version.cuda}")
     rows, ok = [], True
