@@ -46,6 +46,9 @@ type Backend struct {
 	mods       []cu.Module
 	k          kernels
 	jitInfo    string
+	code       string // which code of the fatbins runs (cuda.CodeName)
+	ccMajor    int    // compute capability
+	ccMinor    int
 	sms        int // multiprocessors
 	maxGridY   int
 	start      cu.Event // Elapsed's events
@@ -132,6 +135,7 @@ func (b *Backend) setup() error {
 	}
 	b.sms, b.maxGridY = attrs[0], attrs[1]
 	major, minor := attrs[2], attrs[3]
+	b.ccMajor, b.ccMinor = major, minor
 	if major < 8 {
 		return b.errorf("compute capability %d.%d: the kernels need 8.0 or newer (Ampere, Hopper, Ada, Blackwell)", major, minor)
 	}
@@ -144,6 +148,7 @@ func (b *Backend) setup() error {
 	if err := b.loadKernels(); err != nil {
 		return b.errorf("%w", err)
 	}
+	b.desc += ", kernels: " + b.code
 	if b.stream, err = cu.MakeStream(cu.NonBlocking); err != nil {
 		return b.errorf("creating a stream: %w", cuErr(err))
 	}
@@ -210,7 +215,7 @@ func (b *Backend) do(fn func() error) error {
 func (b *Backend) Name() string { return b.name }
 
 // Describe is the device's name, memory, compute capability, number of
-// multiprocessors and the driver's CUDA version.
+// multiprocessors, the driver's CUDA version and the kernels' code (Code).
 func (b *Backend) Describe() string { return b.desc }
 
 // Index is the CUDA device number.
@@ -222,6 +227,12 @@ func (b *Backend) DeviceName() string { return b.devName }
 
 // SMs is the number of multiprocessors.
 func (b *Backend) SMs() int { return b.sms }
+
+// Code says which code of the embedded fatbins runs on this GPU: "SASS
+// sm_90" (compiled ahead for its architecture) or "PTX JIT from
+// compute_80" (compiled by the driver at Open, slower to start and not the
+// code make cuda-check inspected).
+func (b *Backend) Code() string { return b.code }
 
 // JITLog is what the JIT compiler said, module by module, when it compiled
 // the kernels (registers, spills), empty when it said nothing.

@@ -185,37 +185,45 @@ const jitLogSize = 16 << 10
 
 // loadKernels loads every module, looks up its functions and raises the
 // dynamic shared memory limit of those that need more than the default.
-// It runs on the owner goroutine with the context current.
+// Each module is the embedded fatbin, from which the driver takes the SASS
+// for this GPU or, where there is none, JIT-compiles the PTX; b.code says
+// which (cuda.CodeName). Should the driver refuse a fatbin, the module's
+// PTX is loaded alone and b.code says so. It runs on the owner goroutine
+// with the context current.
 func (b *Backend) loadKernels() error {
 	optin, err := cudrv.MaxSharedMemoryPerBlockOptin(b.dev)
 	if err != nil {
 		return fmt.Errorf("reading the shared memory limit: %w", cuErr(err))
+	}
+	b.code = cuda.CodeName(b.ccMajor, b.ccMinor)
+	if _, ok := cuda.Code(b.ccMajor, b.ccMinor); !ok {
+		return fmt.Errorf("the embedded kernels have %s", b.code)
 	}
 	for _, m := range b.k.modules() {
 		ptx, err := cuda.PTX(m.file)
 		if err != nil {
 			return err
 		}
-		errLog := &cu.JITErrorLogBuffer{Buffer: make([]byte, jitLogSize)}
-		infoLog := &cu.JITInfoLogBuffer{Buffer: make([]byte, jitLogSize)}
-		mod, err := cu.LoadDataEx(string(ptx), errLog, infoLog)
+		fatbin, err := cuda.Fatbin(m.file)
 		if err != nil {
-			logs := ""
-			if l := cString(errLog.Buffer); l != "" {
-				logs += "\nJIT error log:\n" + l
+			return err
+		}
+		mod, infoLog, err := loadModule(fatbin)
+		if err != nil {
+			var perr error
+			mod, infoLog, perr = loadModule(ptx)
+			if perr != nil {
+				return fmt.Errorf("loading module %s: the fatbin (%d bytes): %w; its PTX (%d bytes): %w", m.file, len(fatbin), err, len(ptx), perr)
 			}
-			if l := cString(infoLog.Buffer); l != "" {
-				logs += "\nJIT info log:\n" + l
-			}
-			return fmt.Errorf("loading module %s (%d bytes of PTX): %w%s", m.file, len(ptx), cuErr(err), logs)
+			b.code = fmt.Sprintf("PTX JIT from compute_%d (the driver refused fatbin %s: %v)", cuda.PTXArch(), m.file, err)
 		}
 		b.mods = append(b.mods, mod)
 		sigs, err := ptxSignatures(ptx)
 		if err != nil {
 			return fmt.Errorf("module %s: %w", m.file, err)
 		}
-		if l := cString(infoLog.Buffer); l != "" {
-			b.jitInfo += m.file + ": " + l + "\n"
+		if infoLog != "" {
+			b.jitInfo += m.file + ": " + infoLog + "\n"
 		}
 		for _, k := range m.funcs {
 			if k.fn, err = mod.Function(k.name); err != nil {
@@ -242,6 +250,27 @@ func (b *Backend) loadKernels() error {
 		}
 	}
 	return nil
+}
+
+// loadModule is cuModuleLoadDataEx of a PTX or fatbin image, with the JIT
+// compiler's info log, and its error log in the error.
+func loadModule(image []byte) (cu.Module, string, error) {
+	errLog := &cu.JITErrorLogBuffer{Buffer: make([]byte, jitLogSize)}
+	infoLog := &cu.JITInfoLogBuffer{Buffer: make([]byte, jitLogSize)}
+	// cu copies the image with C.CString: all its bytes (NULs included) and
+	// a NUL after, into malloc'd memory aligned for the fatbin's header.
+	mod, err := cu.LoadDataEx(string(image), errLog, infoLog)
+	if err != nil {
+		logs := ""
+		if l := cString(errLog.Buffer); l != "" {
+			logs += "\nJIT error log:\n" + l
+		}
+		if l := cString(infoLog.Buffer); l != "" {
+			logs += "\nJIT info log:\n" + l
+		}
+		return cu.Module{}, "", fmt.Errorf("%w%s", cuErr(err), logs)
+	}
+	return mod, cString(infoLog.Buffer), nil
 }
 
 // cString is the NUL-terminated string at the start of buf, without
@@ -393,3 +422,39 @@ func clampGrid(want, limit int) int {
 }
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+// DeviceCode is the code of the embedded kernels one CUDA device runs.
+type DeviceCode struct {
+	Index             int    // CUDA's device number (gpu:N)
+	Name              string // as the driver reports it
+	ComputeCapability string // "9.0"
+	Code              string // cuda.CodeName: "SASS sm_90", "PTX JIT from compute_80"
+}
+
+// KernelCodes lists the CUDA devices and which code of the embedded
+// fatbins the driver runs on each (by compute capability, cuda.Code),
+// without creating a context. Backend.Code says what Open loaded.
+func KernelCodes() ([]DeviceCode, error) {
+	n, err := cu.NumDevices()
+	if err != nil {
+		return nil, fmt.Errorf("gpu: counting CUDA devices: %w", cuErr(err))
+	}
+	var out []DeviceCode
+	for i := 0; i < n; i++ {
+		dev, err := cu.GetDevice(i)
+		if err != nil {
+			return out, fmt.Errorf("gpu:%d: %w", i, cuErr(err))
+		}
+		name, err := dev.Name()
+		if err != nil {
+			return out, fmt.Errorf("gpu:%d: reading the name: %w", i, cuErr(err))
+		}
+		cc, err := dev.Attributes(cu.ComputeCapabilityMajor, cu.ComputeCapabilityMinor)
+		if err != nil {
+			return out, fmt.Errorf("gpu:%d: reading the compute capability: %w", i, cuErr(err))
+		}
+		out = append(out, DeviceCode{Index: i, Name: name, ComputeCapability: fmt.Sprintf("%d.%d", cc[0], cc[1]),
+			Code: cuda.CodeName(cc[0], cc[1])})
+	}
+	return out, nil
+}
