@@ -261,6 +261,58 @@ GEMM_S8_HD int8_t gemm_s8_unpack(uint32_t word, int ni, int h) {
 }
 
 // ---------------------------------------------------------------------------
+// int8 output stores. After the epilogue, lane (g, t) = (lane >> 2, lane & 3)
+// holds, per MMA row tile mi and half hr, the column pairs ni·8 + 2t (ni =
+// 0..3) of one row of its warp tile: four 2-byte "units", packed as above
+// (unit ni = 16 bits at 16·(ni & 1) of word ni >> 1). The quad's 4 lanes
+// hold the row's WN = 32 contiguous bytes between them, but stored as they
+// lie each lane would write 2 bytes per store, 8 bytes of each 32-byte
+// sector per instruction. A transpose of the quad's 4×4 units (3 rounds of
+// shfl.xor) leaves lane t with units ni = t of lanes 0..3, i.e. bytes 8t ..
+// 8t + 7 of the row, which it stores with one 8-byte store: a warp's store
+// then writes 8 rows × 32 bytes, whole sectors.
+//
+// Round r (1, 2, 3): lane t exchanges with lane t ^ r, sending its unit t ^ r
+// (the partner's bytes) of both halves hr at once (hr 0 in the low 16 bits,
+// hr 1 in the high) and putting what it receives, the partner's unit t, at
+// position t ^ r. Its own unit t stays at position t.
+static_assert(GEMM_S8_WN == 32 && GEMM_S8_NI == 4, "the int8 store transposes 4 units of 2 bytes across a quad");
+
+// Unit k (0..3) of the packed pair (w0, w1).
+GEMM_S8_HD uint32_t gemm_s8_unit(uint32_t w0, uint32_t w1, int k) {
+    const uint32_t w = (k & 2) ? w1 : w0;
+    return (k & 1) ? w >> 16 : w & 0xffffu;
+}
+// Puts unit u (16 bits) at position k of the pair (w0, w1), which holds zero
+// there.
+GEMM_S8_HD void gemm_s8_put_unit(uint32_t& w0, uint32_t& w1, int k, uint32_t u) {
+    const uint32_t v = u << (16 * (k & 1));
+    w0 |= (k & 2) ? 0u : v;
+    w1 |= (k & 2) ? v : 0u;
+}
+// The transpose's start: x holds the lane's own unit t of w (per half hr).
+GEMM_S8_HD void gemm_s8_xpose_init(uint32_t (&x)[2][2], const uint32_t (&w)[2][2], int t) {
+    for (int hr = 0; hr < 2; ++hr) {
+        x[hr][0] = x[hr][1] = 0;
+        gemm_s8_put_unit(x[hr][0], x[hr][1], t, gemm_s8_unit(w[hr][0], w[hr][1], t));
+    }
+}
+// What lane t sends in round r.
+GEMM_S8_HD uint32_t gemm_s8_xpose_send(const uint32_t (&w)[2][2], int t, int r) {
+    const int k = t ^ r;
+    return gemm_s8_unit(w[0][0], w[0][1], k) | gemm_s8_unit(w[1][0], w[1][1], k) << 16;
+}
+// Where lane t puts what it received in round r.
+GEMM_S8_HD void gemm_s8_xpose_recv(uint32_t (&x)[2][2], uint32_t got, int t, int r) {
+    const int k = t ^ r;
+    gemm_s8_put_unit(x[0][0], x[0][1], k, got & 0xffffu);
+    gemm_s8_put_unit(x[1][0], x[1][1], k, got >> 16);
+}
+// Column, within the block tile, of the 8 bytes lane stores after the
+// transpose (for every row it holds).
+GEMM_S8_HD int gemm_s8_store8_col(int lane, int warp_n) { return warp_n * GEMM_S8_WN + 8 * (lane & 3); }
+
+// ---------------------------------------------------------------------------
 // 4-byte loads and stores through int8_t pointers (plain on the device,
 // memcpy on a host, where the cast would break C++ aliasing rules).
 GEMM_S8_HD uint32_t gemm_s8_ld32(const int8_t* p) {

@@ -9,7 +9,8 @@
 #    spills in the code the driver loads either);
 #  - each INT8 GEMM kernel's SASS in the fatbin runs on the tensor cores
 #    (IMMA.16832.S8.S8 on every architecture from sm_80 to sm_90), ldmatrix
-#    (LDSM) and cp.async (LDGSTS).
+#    (LDSM) and cp.async (LDGSTS), and gemm_s8_s8 stores its int8 results
+#    8 bytes per lane (STG.E.64; no 2-byte STG.E.U16).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 read -r -a archs <<<"${CUDA_SASS:-80 86 89 90}"
@@ -70,6 +71,13 @@ for a in "${archs[@]}"; do
 			line+=" $n $op"
 			[ "$n" -gt 0 ] || { echo "gemm_s8 sm_$a $fn: no $op in the SASS"; fail=1; }
 		done
+		if [ "$fn" = gemm_s8_s8 ]; then
+			# int8 results: 8-byte stores (STG.E.64), no 2-byte ones.
+			n64=$(grep -c 'STG\.E\.64' "$tmp/sass.txt" || true)
+			n16=$(grep -c 'STG\.E\.U16' "$tmp/sass.txt" || true)
+			line+=" $n64 STG.E.64 $n16 STG.E.U16"
+			[ "$n64" -gt 0 ] && [ "$n16" = 0 ] || { echo "gemm_s8 sm_$a $fn: int8 stores are not 8 bytes wide"; fail=1; }
+		fi
 		echo "$line"
 	done
 done
