@@ -180,9 +180,12 @@ cuda-tools:
 cuda: build
 	$(GO) build -tags cuda -ldflags "$(LDFLAGS)" -o build/quantkit-cuda ./cmd/quantkit
 
-# Regenerates the committed PTX from the .cu sources, the fatbins from the PTX, and cuda/fatbin_gen.go, the list of
+# Regenerates the committed launch constants (cuda/launch.cuh and
+# gpu/constants_gen.go, from the one table in cuda/launch/table.go), the PTX
+# from the .cu sources, the fatbins from the PTX, and cuda/fatbin_gen.go, the list of
 # architectures the fatbins hold.
 ptx:
+	$(GO) run ./cuda/launch/gen
 	@for cu in $(CU_SRC); do n=$$(basename $$cu .cu); \
 		echo "nvcc $$cu -> cuda/ptx/$$n.ptx"; \
 		$(NVCC) $(NVCCFLAGS) -o cuda/ptx/$$n.ptx.tmp $$cu || exit 1; \
@@ -203,12 +206,12 @@ ptx:
 		echo "const ptxArch = $(CUDA_PTX)"; } > cuda/fatbin_gen.go
 	@gofmt -l cuda/fatbin_gen.go | { ! grep .; } || { echo "cuda/fatbin_gen.go is not gofmt-clean"; exit 1; }
 
-# Fails when the committed PTX or fatbins are not what
+# Fails when the committed launch constants, PTX or fatbins are not what
 # the sources generate. nvcc 11.8 writes the same PTX and fatbin bytes for
 # the same input, wherever it runs (checked: two runs, two directories),
 # so the bytes are compared; another nvcc version writes other bytes, and
 # the check then asks for a regeneration with it.
-GENERATED := cuda/ptx cuda/fatbin cuda/fatbin_gen.go
+GENERATED := cuda/ptx cuda/fatbin cuda/fatbin_gen.go cuda/launch.cuh gpu/constants_gen.go
 ptx-check: ptx
 	@git diff --exit-code --stat -- $(GENERATED) || { echo "generated CUDA files are stale: run make ptx and commit"; exit 1; }
 	@test -z "$$(git status --porcelain -- $(GENERATED))" || { echo "generated CUDA files are uncommitted: run make ptx and commit"; git status --short -- $(GENERATED); exit 1; }

@@ -427,7 +427,7 @@ extern "C" __global__ void __launch_bounds__(GEMM_S8_THREADS, GEMM_S8_MIN_BLOCKS
 
 // Copies rows × K bytes of src (row stride K) into rows of Kpad bytes of dst,
 // zero-filling columns K..Kpad-1; see gemm_s8_pad_thread in gemm_s8.cuh.
-extern "C" __global__ void __launch_bounds__(256)
+extern "C" __global__ void __launch_bounds__(PAD_ROWS_THREADS)
     pad_rows_s8(const int8_t* __restrict__ src, int8_t* __restrict__ dst, int rows, int K, int Kpad) {
     gemm_s8_pad_thread(src, dst, rows, K, Kpad, (long long)blockIdx.x * blockDim.x + threadIdx.x,
                        (long long)gridDim.x * blockDim.x);

@@ -1,11 +1,12 @@
 // gemm_s8.cuh — launch constants and index helpers of the INT8 tensor-core
 // GEMM in gemm_s8.cu (see README.md for the kernel ABI).
 //
-// The constants are plain integer #defines because ../gpu/kernels.go mirrors
-// them: launch gemm_s8_* with grid (ceil(N/GEMM_S8_BN), ceil(M/GEMM_S8_BM)),
-// block GEMM_S8_THREADS and GEMM_S8_SMEM bytes of dynamic shared memory
-// (more than 48 KiB: raise CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES to
-// GEMM_S8_SMEM on each of the three functions first).
+// The constants are in launch.cuh, generated with the Go side's from
+// cuda/launch/table.go: launch gemm_s8_* with grid (ceil(N/GEMM_S8_BN),
+// ceil(M/GEMM_S8_BM)), block GEMM_S8_THREADS and GEMM_S8_SMEM bytes of
+// dynamic shared memory (more than 48 KiB: raise
+// CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES to GEMM_S8_SMEM on each of
+// the three functions first).
 //
 // The helpers are __host__ __device__ so that tools/gemm_s8_sim.cpp can check
 // the very index math the kernel runs (swizzle bijection, bank conflicts,
@@ -13,33 +14,20 @@
 // must keep compiling with a plain C++17 host compiler.
 #pragma once
 
+#include "launch.cuh"
+
 #include <stdint.h>
 
-#define GEMM_S8_BM 128      // block tile rows (of A and C)
-#define GEMM_S8_BN 128      // block tile columns (rows of B, columns of C)
-#define GEMM_S8_BK 64       // block tile depth, in int8 elements = bytes
-#define GEMM_S8_STAGES 4    // cp.async pipeline depth
-#define GEMM_S8_THREADS 256 // 8 warps
-// STAGES × (BM + BN) × BK = 4 × 256 × 64 bytes.
-#define GEMM_S8_SMEM 65536
-
+// GEMM_S8_SMEM = STAGES × (BM + BN) × BK = 4 × 256 × 64 bytes.
 // Warps are laid out GEMM_S8_WARPS_M × GEMM_S8_WARPS_N over the block tile;
 // each computes a GEMM_S8_WM × GEMM_S8_WN warp tile, that is
 // GEMM_S8_MI × GEMM_S8_NI tiles of the m16n8k32 MMA.
-#define GEMM_S8_WARPS_M 2
-#define GEMM_S8_WARPS_N 4
-#define GEMM_S8_WM 64
-#define GEMM_S8_WN 32
-#define GEMM_S8_MI 4 // WM / 16
-#define GEMM_S8_NI 4 // WN / 8
-// __launch_bounds__ minimum blocks per SM: caps registers at 128 per thread
-// so that two blocks (16 warps, 2 × 64 KiB of shared memory) fit an SM of
-// sm_80/sm_90 (one on sm_86/sm_89, whose SMs have 100 KiB of shared memory).
-#define GEMM_S8_MIN_BLOCKS 2
-// Thread blocks are rasterized in groups of GEMM_S8_GROUP_M block rows (see
-// gemm_s8_block_map).
-#define GEMM_S8_GROUP_M 8
-
+// GEMM_S8_MIN_BLOCKS, the __launch_bounds__ minimum blocks per SM, caps
+// registers at 128 per thread so that two blocks (16 warps, 2 × 64 KiB of
+// shared memory) fit an SM of sm_80/sm_90 (one on sm_86/sm_89, whose SMs
+// have 100 KiB of shared memory). Thread blocks are rasterized in groups of
+// GEMM_S8_GROUP_M block rows (see gemm_s8_block_map).
+static_assert(GEMM_S8_K_ALIGN == 16, "cp.async copies 16-byte chunks of A and B rows");
 static_assert(GEMM_S8_SMEM == GEMM_S8_STAGES * (GEMM_S8_BM + GEMM_S8_BN) * GEMM_S8_BK, "GEMM_S8_SMEM");
 static_assert(GEMM_S8_THREADS == 32 * GEMM_S8_WARPS_M * GEMM_S8_WARPS_N, "GEMM_S8_THREADS");
 static_assert(GEMM_S8_BM == GEMM_S8_WARPS_M * GEMM_S8_WM && GEMM_S8_BN == GEMM_S8_WARPS_N * GEMM_S8_WN, "warp tiling");

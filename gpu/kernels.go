@@ -15,86 +15,13 @@ import (
 	"github.com/quantkit/quantkit/gpu/internal/cudrv"
 )
 
-// Launch constants of the kernels, mirrored from the headers that define
-// them: each names its #define in its comment, and TestLaunchConstants
-// (constants_test.go, which needs no GPU and no build tag) compares the
-// two.
+// The kernels' launch constants (gemmS8BM, quantThreads, ...) are in
+// constants_gen.go, generated with cuda/launch.cuh from the table of package
+// cuda/launch (make ptx).
 const (
-	// cuda/gemm_s8.cuh: grid (ceil(N/BN), ceil(M/BM)), block THREADS,
-	// SMEM bytes of dynamic shared memory.
-	gemmS8BM      = 128   // GEMM_S8_BM
-	gemmS8BN      = 128   // GEMM_S8_BN
-	gemmS8Threads = 256   // GEMM_S8_THREADS
-	gemmS8Smem    = 65536 // GEMM_S8_SMEM
-	// gemmS8KAlign is the K granularity and the byte alignment of A and B
-	// that gemm_s8_* need (16-byte cp.async rows; cuda/README.md).
-	gemmS8KAlign = 16
-
-	// cuda/gemm_f32.cuh: grid (ceil(N/BN), ceil(M/BM)), block THREADS,
-	// static shared memory only.
-	gemmF32BM      = 128 // GEMM_F32_BM
-	gemmF32BN      = 128 // GEMM_F32_BN
-	gemmF32Threads = 256 // GEMM_F32_THREADS
-
-	// cuda/reduce.cuh: absmax_f32 runs ABSMAX_THREADS threads per block
-	// and clamp(ceil(n/ABSMAX_ELEMS_PER_BLOCK), 1, ABSMAX_BLOCKS_PER_SM·SMs)
-	// blocks; hist_abs_f32 and hist_abs_f32_global HIST_THREADS threads and
-	// clamp(ceil(n/HIST_ELEMS_PER_BLOCK), 1, HIST_BLOCKS_PER_SM·SMs) blocks.
-	// hist_abs_f32 keeps bins·4 bytes of privatized counts in dynamic
-	// shared memory, for at most HIST_SMEM_MAX_BINS bins; more bins go to
-	// hist_abs_f32_global.
-	absMaxThreads       = 256                // ABSMAX_THREADS
-	absMaxBlocksPerSM   = 4                  // ABSMAX_BLOCKS_PER_SM
-	absMaxElemsPerBlock = absMaxThreads * 16 // ABSMAX_ELEMS_PER_BLOCK
-	histThreads         = 512                // HIST_THREADS
-	histBlocksPerSM     = 2                  // HIST_BLOCKS_PER_SM
-	histElemsPerBlock   = histThreads * 64   // HIST_ELEMS_PER_BLOCK
-	histSmemMaxBins     = 12288              // HIST_SMEM_MAX_BINS
-
-	// cuda/common.cuh: quantize_f32 / dequantize_f32 run QUANT_THREADS
-	// threads per block, QUANT_VEC elements per thread per step, on
-	// clamp(ceil(n/(QUANT_THREADS·QUANT_VEC)), 1, QUANT_BLOCKS_PER_SM·SMs)
-	// blocks.
-	quantThreads     = 256 // QUANT_THREADS
-	quantVec         = 8   // QUANT_VEC
-	quantBlocksPerSM = 3   // QUANT_BLOCKS_PER_SM
-
-	// pad_rows_s8 (cuda/gemm_s8.cu) is grid-stride over 4-byte words with
-	// 256 threads per block; it gets at most strideWaves·SMs·(2048/256)
+	// pad_rows_s8 gets at most strideWaves·SMs·(2048/padRowsThreads)
 	// blocks: a few waves of full occupancy.
-	strideThreads = 256
-	strideWaves   = 4
-
-	// cuda/lm.cuh: rmsnorm_f32, softmax_f32 and quantize_rows_s8 run one
-	// block of LM_ROW_THREADS per row; rope_f32 a grid (rows,
-	// ceil((dim/2)/LM_ROPE_CHUNK)) of LM_ROPE_THREADS; swiglu_f32 and
-	// add_f32 are grid-stride, LM_ELEM_THREADS threads on
-	// clamp(ceil(n/LM_ELEM_THREADS), 1, LM_ELEM_BLOCKS_PER_SM·SMs) blocks;
-	// embed_f32 one block of LM_EMBED_THREADS per token; attend_f32 one
-	// block of LM_ATTN_THREADS per (token, head) with (2·dim +
-	// LM_ATTN_CHUNK)·4 bytes of dynamic shared memory, dim at most
-	// LM_ATTN_MAX_DIM. rope_f32's angles stay below 2^LM_ROPE_MAX_ANGLE_LOG2.
-	lmRowThreads       = 256  // LM_ROW_THREADS
-	lmRopeThreads      = 128  // LM_ROPE_THREADS
-	lmRopeChunk        = 64   // LM_ROPE_CHUNK
-	lmElemThreads      = 256  // LM_ELEM_THREADS
-	lmElemBlocksPerSM  = 8    // LM_ELEM_BLOCKS_PER_SM
-	lmEmbedThreads     = 256  // LM_EMBED_THREADS
-	lmAttnThreads      = 128  // LM_ATTN_THREADS
-	lmAttnChunk        = 128  // LM_ATTN_CHUNK
-	lmAttnMaxDim       = 4096 // LM_ATTN_MAX_DIM
-	lmRopeMaxAngleLog2 = 50   // LM_ROPE_MAX_ANGLE_LOG2
-
-	// cuda/packed.cuh: packed_gemv_8/_4 (m ≤ PK_GEMV_MAX_M) run a grid of
-	// ceil(n/PK_GEMV_WARPS) blocks of PK_GEMV_THREADS, a warp per output
-	// column; packed_gemm_8/_4 a grid (ceil(n/PK_GEMM_BN),
-	// ceil(m/PK_GEMM_BM)) of PK_GEMM_THREADS, static shared memory only.
-	pkGemvWarps   = 4                // PK_GEMV_WARPS
-	pkGemvThreads = pkGemvWarps * 32 // PK_GEMV_THREADS
-	pkGemvMaxM    = 8                // PK_GEMV_MAX_M
-	pkGemmBM      = 64               // PK_GEMM_BM
-	pkGemmBN      = 64               // PK_GEMM_BN
-	pkGemmThreads = 256              // PK_GEMM_THREADS
+	strideWaves = 4
 
 	// defaultSmemLimit is the dynamic shared memory a launch may ask for
 	// without raising CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES.
@@ -392,17 +319,17 @@ func (b *Backend) launch(k *kernel, gx, gy, threads, smem int, what string, args
 	return nil
 }
 
-// strideGrid is the number of blocks of strideThreads threads
+// strideGrid is the number of blocks of padRowsThreads threads
 // pad_rows_s8 gets for n items: one item per thread, capped at a few
 // waves.
 func (b *Backend) strideGrid(n int) int {
-	return clampGrid(ceilDiv(n, strideThreads), strideWaves*b.sms*(2048/strideThreads))
+	return clampGrid(ceilDiv(n, padRowsThreads), strideWaves*b.sms*(2048/padRowsThreads))
 }
 
 // quantGrid is the grid of quantize_f32 and dequantize_f32 over n
 // elements (common.cuh's launch contract).
 func (b *Backend) quantGrid(n int) int {
-	return clampGrid(ceilDiv(n, quantThreads*quantVec), quantBlocksPerSM*b.sms)
+	return clampGrid(ceilDiv(n, quantElemsPerBlock), quantBlocksPerSM*b.sms)
 }
 
 // absMaxGrid is the grid of absmax_f32 over n values (reduce.cuh).
