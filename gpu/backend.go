@@ -24,7 +24,8 @@ func init() {
 // of goroutines (their operations run one at a time, in the order they
 // arrive). Kernels run on one stream, in order: GEMMs, Quantize and
 // Dequantize return once queued, Upload, Download, AbsMax and
-// HistogramAbs once done.
+// HistogramAbs once done. UploadAsync and DownloadAsync queue copies
+// from and to AllocPinned memory on two more streams (transfer.go).
 type Backend struct {
 	index int
 	name  string // "gpu:N"
@@ -56,7 +57,8 @@ type Backend struct {
 	events     bool
 	live       map[*allocation]struct{}
 	scratch    scratchBuffers
-	lastLaunch string // the last kernel queued, for errors at synchronization
+	xfer       transfers // staging buffers, pinned allocations, the copy stream
+	lastLaunch string    // the last kernel queued, for errors at synchronization
 }
 
 var (
@@ -160,8 +162,11 @@ func (b *Backend) setup() error {
 func (b *Backend) teardown() {
 	if b.retained {
 		if b.stream != (cu.Stream{}) {
+			b.joinCopies()
 			b.stream.Synchronize()
 		}
+		b.xfer.syncCopies()
+		b.xfer.freeAll()
 		for a := range b.live {
 			if a.ptr != 0 {
 				cu.MemFree(a.ptr)
@@ -245,8 +250,11 @@ func (b *Backend) Synchronize() error {
 	return b.do(b.sync)
 }
 
-// sync waits for the stream, on the owner goroutine.
+// sync waits for the stream and the async copies, on the owner goroutine.
 func (b *Backend) sync() error {
+	if err := b.joinCopies(); err != nil {
+		return err
+	}
 	if err := b.stream.Synchronize(); err != nil {
 		if b.lastLaunch != "" {
 			return b.errorf("synchronizing after %s: %w", b.lastLaunch, cuErr(err))

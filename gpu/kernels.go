@@ -300,6 +300,9 @@ func (b *Backend) launch(k *kernel, gx, gy, threads, smem int, what string, args
 	if len(args) != len(k.params) {
 		return b.errorf("%s %s: launched with %d parameters, the PTX declares %d", k.name, what, len(args), len(k.params))
 	}
+	if err := b.joinCopies(); err != nil {
+		return err
+	}
 	holders := make([]uint64, len(args))
 	params := make([]unsafe.Pointer, len(args))
 	for i, a := range args {
