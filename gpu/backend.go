@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"time"
 
 	"gorgonia.org/cu"
 
@@ -47,8 +48,9 @@ type Backend struct {
 	mods       []cu.Module
 	k          kernels
 	jitInfo    string
-	code       string // which code of the fatbins runs (cuda.CodeName)
-	ccMajor    int    // compute capability
+	code       string        // which code of the fatbins runs (cuda.CodeName)
+	loadTime   time.Duration // loading the modules (a JIT takes seconds, SASS milliseconds)
+	ccMajor    int           // compute capability
 	ccMinor    int
 	sms        int // multiprocessors
 	maxGridY   int
@@ -147,9 +149,11 @@ func (b *Backend) setup() error {
 	}
 	b.desc = fmt.Sprintf("%s, %s, compute capability %d.%d, %d SMs, CUDA driver %s",
 		b.devName, gib(uint64(total)), major, minor, b.sms, driverVersion(cu.Version()))
+	start := time.Now()
 	if err := b.loadKernels(); err != nil {
 		return b.errorf("%w", err)
 	}
+	b.loadTime = time.Since(start)
 	b.desc += ", kernels: " + b.code
 	if b.stream, err = cu.MakeStream(cu.NonBlocking); err != nil {
 		return b.errorf("creating a stream: %w", cuErr(err))
@@ -238,6 +242,10 @@ func (b *Backend) SMs() int { return b.sms }
 // compute_80" (compiled by the driver at Open, slower to start and not the
 // code make cuda-check inspected).
 func (b *Backend) Code() string { return b.code }
+
+// LoadTime is how long Open took to load the kernels: milliseconds for
+// SASS, seconds where the driver JIT-compiled the PTX.
+func (b *Backend) LoadTime() time.Duration { return b.loadTime }
 
 // JITLog is what the JIT compiler said, module by module, when it compiled
 // the kernels (registers, spills), empty when it said nothing.

@@ -4,6 +4,7 @@ package gpu
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"unsafe"
 
@@ -60,10 +61,16 @@ type copyStream struct {
 // AllocPinned allocates n elements of dt in page-locked host memory
 // (cuMemAllocHost), zeroed, as a []float32, []int8, []uint8 or []int32.
 // Upload and Download copy such slices directly, without staging; free
-// releases the memory once the copies queued on it are done.
+// releases the memory once the copies queued on it are done, and Close
+// releases what is left. The slice must not be used after either.
 func (b *Backend) AllocPinned(dt backend.DType, n int) (host any, free func() error, err error) {
-	if n <= 0 {
-		return nil, nil, b.errorf("AllocPinned of %d elements", n)
+	switch dt {
+	case backend.F32, backend.S8, backend.U8, backend.S32:
+	default:
+		return nil, nil, b.errorf("AllocPinned of unknown type %v", dt)
+	}
+	if n <= 0 || n > math.MaxInt/dt.Size() {
+		return nil, nil, b.errorf("AllocPinned of %d %v elements", n, dt)
 	}
 	bytes := n * dt.Size()
 	var p unsafe.Pointer
@@ -86,11 +93,8 @@ func (b *Backend) AllocPinned(dt backend.DType, n int) (host any, free func() er
 		host = unsafe.Slice((*int8)(p), n)
 	case backend.U8:
 		host = unsafe.Slice((*uint8)(p), n)
-	case backend.S32:
-		host = unsafe.Slice((*int32)(p), n)
 	default:
-		b.do(func() error { b.xfer.removePinned(p); return cudrv.MemFreeHost(p) })
-		return nil, nil, b.errorf("AllocPinned of unknown type %v", dt)
+		host = unsafe.Slice((*int32)(p), n)
 	}
 	freed := false
 	free = func() error {
