@@ -70,8 +70,9 @@ var (
 )
 
 // Open opens CUDA device index: it starts the goroutine that owns the
-// device, creates (retains) its primary context, loads and JIT-compiles
-// the kernels of package cuda and creates a stream. The error of a failed
+// device, creates (retains) its primary context, loads the kernels of
+// package cuda (the SASS for the GPU, or the PTX, JIT-compiled, where none
+// fits: Code) and creates a stream. The error of a failed
 // step names the device and, for a kernel that does not compile, carries
 // the JIT compiler's log.
 func Open(index int) (*Backend, error) {

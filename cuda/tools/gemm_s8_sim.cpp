@@ -15,7 +15,10 @@
 //    follows that wait, and no copy may be issued into bytes read in the same
 //    phase), ldmatrix and mma.m16n8k32 per the PTX ISA fragment definitions
 //    (written here independently of the header's derivation), and the
-//    epilogue with its predicated and vectorized stores. Results are compared
+//    epilogue with its predicated and vectorized stores; the int8 output's
+//    quad transpose (shfl.xor emulated lane by lane) and 8-byte stores,
+//    checked against the packed layout, for alignment, and for whole
+//    32-byte sectors per warp store where rows allow. Results are compared
 //    with a naive GEMM and a reference epilogue written from Go's semantics.
 //
 // What it cannot check: anything the hardware does differently from the
