@@ -79,6 +79,7 @@
 #define LM_ATTN_THREADS 128 // attend_f32 threads per (token, head)
 #define LM_ATTN_CHUNK 128 // keys per online-softmax chunk
 #define LM_ATTN_MAX_DIM 4096 // largest head dimension
+#define LM_ATTN_MAX_SMEM 33280 // attend_f32's dynamic shared memory at LM_ATTN_MAX_DIM, bytes ((2 * LM_ATTN_MAX_DIM + LM_ATTN_CHUNK) * 4)
 #define LM_ROPE_MAX_ANGLE_LOG2 50 // rope_f32's angles are below 2^this
 
 // packed.cu: packed_gemv_8/_4 (m ≤ PK_GEMV_MAX_M) grid ceil(n/PK_GEMV_WARPS) of

@@ -50,6 +50,7 @@
 // at most LM_ATTN_MAX_DIM (so that the launch needs no more than the
 // default 48 KiB). The constants are in launch.cuh.
 #define LM_ATTN_SMEM(dim) ((2 * (dim) + LM_ATTN_CHUNK) * 4)
+static_assert(LM_ATTN_SMEM(LM_ATTN_MAX_DIM) == LM_ATTN_MAX_SMEM, "LM_ATTN_MAX_SMEM");
 
 // Every block size is whole warps, at most 32 of them.
 #define LM_WARP 32

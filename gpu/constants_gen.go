@@ -72,16 +72,17 @@ const (
 	// token; attend_f32 one block of LM_ATTN_THREADS per (token, head), (2·dim +
 	// LM_ATTN_CHUNK)·4 bytes of dynamic shared memory, dim ≤ LM_ATTN_MAX_DIM. rope_f32's
 	// angles stay below 2^LM_ROPE_MAX_ANGLE_LOG2.
-	lmRowThreads       = 256  // LM_ROW_THREADS: threads per row
-	lmRopeThreads      = 128  // LM_ROPE_THREADS: rope_f32 threads per block
-	lmRopeChunk        = 64   // LM_ROPE_CHUNK: rotation pairs per rope_f32 block
-	lmElemThreads      = 256  // LM_ELEM_THREADS: swiglu_f32, add_f32 threads per block
-	lmElemBlocksPerSM  = 8    // LM_ELEM_BLOCKS_PER_SM: their grid cap per SM
-	lmEmbedThreads     = 256  // LM_EMBED_THREADS: embed_f32 threads per token
-	lmAttnThreads      = 128  // LM_ATTN_THREADS: attend_f32 threads per (token, head)
-	lmAttnChunk        = 128  // LM_ATTN_CHUNK: keys per online-softmax chunk
-	lmAttnMaxDim       = 4096 // LM_ATTN_MAX_DIM: largest head dimension
-	lmRopeMaxAngleLog2 = 50   // LM_ROPE_MAX_ANGLE_LOG2: rope_f32's angles are below 2^this
+	lmRowThreads       = 256   // LM_ROW_THREADS: threads per row
+	lmRopeThreads      = 128   // LM_ROPE_THREADS: rope_f32 threads per block
+	lmRopeChunk        = 64    // LM_ROPE_CHUNK: rotation pairs per rope_f32 block
+	lmElemThreads      = 256   // LM_ELEM_THREADS: swiglu_f32, add_f32 threads per block
+	lmElemBlocksPerSM  = 8     // LM_ELEM_BLOCKS_PER_SM: their grid cap per SM
+	lmEmbedThreads     = 256   // LM_EMBED_THREADS: embed_f32 threads per token
+	lmAttnThreads      = 128   // LM_ATTN_THREADS: attend_f32 threads per (token, head)
+	lmAttnChunk        = 128   // LM_ATTN_CHUNK: keys per online-softmax chunk
+	lmAttnMaxDim       = 4096  // LM_ATTN_MAX_DIM: largest head dimension
+	lmAttnMaxSmem      = 33280 // LM_ATTN_MAX_SMEM: attend_f32's dynamic shared memory at LM_ATTN_MAX_DIM, bytes ((2 * LM_ATTN_MAX_DIM + LM_ATTN_CHUNK) * 4)
+	lmRopeMaxAngleLog2 = 50    // LM_ROPE_MAX_ANGLE_LOG2: rope_f32's angles are below 2^this
 
 	// packed.cu: packed_gemv_8/_4 (m ≤ PK_GEMV_MAX_M) grid ceil(n/PK_GEMV_WARPS) of
 	// PK_GEMV_THREADS, a warp per output column; packed_gemm_8/_4 grid (ceil(n/PK_GEMM_BN),

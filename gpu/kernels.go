@@ -89,7 +89,7 @@ func (k *kernels) modules() []struct {
 	k.embed = kernel{name: "embed_f32"}
 	k.add = kernel{name: "add_f32"}
 	k.quantizeRows = kernel{name: "quantize_rows_s8"}
-	k.attend = kernel{name: "attend_f32", smem: (2*lmAttnMaxDim + lmAttnChunk) * 4}
+	k.attend = kernel{name: "attend_f32", smem: lmAttnMaxSmem}
 	k.packedGemv8 = kernel{name: "packed_gemv_8"}
 	k.packedGemv4 = kernel{name: "packed_gemv_4"}
 	k.packedGemm8 = kernel{name: "packed_gemm_8"}

@@ -47,6 +47,8 @@ const (
 	quantVec        = 8
 	quantUnroll     = 2
 	pkGemvWarps     = 4
+	lmAttnChunk     = 128
+	lmAttnMaxDim    = 4096
 )
 
 // Table is every constant, in the order the files list them.
@@ -135,8 +137,10 @@ var Table = []Section{
 		{"LM_ELEM_BLOCKS_PER_SM", "lmElemBlocksPerSM", 8, "their grid cap per SM", ""},
 		{"LM_EMBED_THREADS", "lmEmbedThreads", 256, "embed_f32 threads per token", ""},
 		{"LM_ATTN_THREADS", "lmAttnThreads", 128, "attend_f32 threads per (token, head)", ""},
-		{"LM_ATTN_CHUNK", "lmAttnChunk", 128, "keys per online-softmax chunk", ""},
-		{"LM_ATTN_MAX_DIM", "lmAttnMaxDim", 4096, "largest head dimension", ""},
+		{"LM_ATTN_CHUNK", "lmAttnChunk", lmAttnChunk, "keys per online-softmax chunk", ""},
+		{"LM_ATTN_MAX_DIM", "lmAttnMaxDim", lmAttnMaxDim, "largest head dimension", ""},
+		{"LM_ATTN_MAX_SMEM", "lmAttnMaxSmem", (2*lmAttnMaxDim + lmAttnChunk) * 4, "attend_f32's dynamic shared memory at LM_ATTN_MAX_DIM, bytes",
+			"(2 * LM_ATTN_MAX_DIM + LM_ATTN_CHUNK) * 4"},
 		{"LM_ROPE_MAX_ANGLE_LOG2", "lmRopeMaxAngleLog2", 50, "rope_f32's angles are below 2^this", ""},
 	}},
 	{Doc: []string{
