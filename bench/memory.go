@@ -18,6 +18,13 @@ var MemoryOps = []memoryOp{
 	{"quantize-int8", 4 + 1},
 	{"quantize-int4-g128", 4 + 0.5},
 	{"dequantize-int8", 1 + 4},
+	// Host <-> device transfers of float32 arrays (Upload, Download), each
+	// byte counted once, as a link's rate is; timed like the kernels (CUDA
+	// events on a GPU), in rows of their own. A backend with page-locked
+	// host memory (backend.PinnedAllocator) adds a row from and to such
+	// memory, Impl "quantkit-pinned".
+	{"upload", 4},
+	{"download", 4},
 }
 
 type memoryOp struct {
@@ -114,6 +121,15 @@ func Memory(ctx context.Context, b backend.Backend, opt MemoryOptions) (*Report,
 			}
 			rep.Results = append(rep.Results, Result{Op: op.Name, Impl: "quantkit", Device: b.Name(), DType: "fp32",
 				Elements: n, Seconds: sec, Reps: reps, BytesPerSecond: bytes / sec, Energy: e})
+			if run := env.runPinned(op.Name); run != nil {
+				sec, reps, e, err := measureKernel(b, opt.Timing, opt.Energy, run, bytes)
+				if err != nil {
+					env.free()
+					return nil, fmt.Errorf("bench: %s of %d elements from pinned memory on %s: %w", op.Name, n, b.Name(), err)
+				}
+				rep.Results = append(rep.Results, Result{Op: op.Name, Impl: "quantkit-pinned", Device: b.Name(), DType: "fp32",
+					Elements: n, Seconds: sec, Reps: reps, BytesPerSecond: bytes / sec, Energy: e})
+			}
 		}
 		env.free()
 	}
@@ -140,6 +156,9 @@ type memoryEnv struct {
 	counts       []int64
 	width        float32
 	bufs         []backend.Buffer
+	host, out    []float32 // Go slices for upload and download
+	pinned       []float32 // page-locked, when the backend has such memory
+	freePinned   func() error
 }
 
 func newMemoryEnv(b backend.Backend, n int) (_ *memoryEnv, err error) {
@@ -167,6 +186,7 @@ func newMemoryEnv(b backend.Backend, n int) (_ *memoryEnv, err error) {
 	if err = b.Upload(e.x, host); err != nil {
 		return nil, err
 	}
+	e.host, e.out = host, make([]float32, n)
 	if e.p8, err = quant.FitMinMax(quant.Int8PerTensor, host, []int{n}); err != nil {
 		return nil, err
 	}
@@ -193,11 +213,40 @@ func (e *memoryEnv) run(op string) func() error {
 		return func() error { return b.Quantize(e.c4, e.x, e.p4) }
 	case "dequantize-int8":
 		return func() error { return b.Dequantize(e.y, e.c8, e.p8) }
+	case "upload":
+		return func() error { return b.Upload(e.y, e.host) }
+	case "download":
+		return func() error { return b.Download(e.out, e.x) }
 	}
 	panic("bench: memory op " + op)
 }
 
+// runPinned is op from and to page-locked host memory, for the transfer
+// ops on a backend that has it (allocated on first use); nil otherwise.
+func (e *memoryEnv) runPinned(op string) func() error {
+	pa, ok := e.b.(backend.PinnedAllocator)
+	if !ok || (op != "upload" && op != "download") {
+		return nil
+	}
+	if e.pinned == nil {
+		h, free, err := pa.AllocPinned(backend.F32, len(e.host))
+		if err != nil {
+			return func() error { return err }
+		}
+		e.pinned, e.freePinned = h.([]float32), free
+		copy(e.pinned, e.host)
+	}
+	if op == "upload" {
+		return func() error { return e.b.Upload(e.y, e.pinned) }
+	}
+	return func() error { return e.b.Download(e.pinned, e.x) }
+}
+
 func (e *memoryEnv) free() {
+	if e.freePinned != nil {
+		e.freePinned()
+		e.pinned, e.freePinned = nil, nil
+	}
 	for _, buf := range e.bufs {
 		if buf != nil {
 			e.b.Free(buf)

@@ -14,12 +14,13 @@ import (
 )
 
 // Suites are the kernel families Run knows, in the order it runs them.
-var Suites = []string{"gemm", "quantize", "histogram"}
+var Suites = []string{"gemm", "quantize", "histogram", "transfer"}
 
 // suiteOps are the memory-bound kernels of each suite but gemm.
 var suiteOps = map[string][]string{
 	"quantize":  {"quantize-int8", "quantize-int4-g128", "dequantize-int8"},
 	"histogram": {"absmax", "histogram"},
+	"transfer":  {"upload", "download"},
 }
 
 // Options select what Run measures.

@@ -5,12 +5,14 @@
 // be the same wherever `make ptx` runs.
 #pragma once
 
+#include "launch.cuh"
+
 #include <stdint.h>
 
 #define FULL_WARP_MASK 0xffffffffu
 
-// Launch contract of quantize_f32 / dequantize_f32 (quantize.cu), mirrored
-// in ../gpu/kernels.go: block QUANT_THREADS threads (at most; no warp-level
+// Launch contract of quantize_f32 / dequantize_f32 (quantize.cu), with the
+// constants of launch.cuh: block QUANT_THREADS threads (at most; no warp-level
 // code, any smaller block works), no dynamic shared memory, any grid of at
 // least one block (grid-stride). Each thread handles QUANT_UNROLL vectors
 // of QUANT_VEC consecutive elements per pass, so
@@ -18,11 +20,7 @@
 // covers n (elements, not bytes, for 4 bits too) in one pass while keeping
 // every block resident (QUANT_BLOCKS_PER_SM is the occupancy the launch
 // bounds guarantee: at most 80 registers per thread).
-#define QUANT_THREADS 256
-#define QUANT_VEC 8
-#define QUANT_UNROLL 2
-#define QUANT_BLOCKS_PER_SM 3
-#define QUANT_ELEMS_PER_BLOCK (QUANT_THREADS * QUANT_VEC * QUANT_UNROLL)
+static_assert(QUANT_ELEMS_PER_BLOCK == QUANT_THREADS * QUANT_VEC * QUANT_UNROLL, "QUANT_ELEMS_PER_BLOCK");
 
 // Non-negative float bits, |x|: clear the sign.
 static __device__ __forceinline__ unsigned int abs_bits(float v) {

@@ -172,7 +172,7 @@ static __device__ __forceinline__ void gemm_f32_body(const float* __restrict__ A
     }
 }
 
-extern "C" __global__ void __launch_bounds__(GEMM_F32_THREADS, 2)
+extern "C" __global__ void __launch_bounds__(GEMM_F32_THREADS, GEMM_F32_MIN_BLOCKS)
 gemm_f32(const float* __restrict__ A, const float* __restrict__ B, float* __restrict__ C, int M, int N, int K) {
     // Uniform for the whole launch: every thread takes the same path.
     // One copy of the shared tiles for both variants.

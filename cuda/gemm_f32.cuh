@@ -1,4 +1,5 @@
-// Launch constants of gemm_f32 (gemm_f32.cu), mirrored in ../gpu/kernels.go.
+// Launch contract of gemm_f32 (gemm_f32.cu); the constants are in launch.cuh,
+// generated from cuda/launch/table.go with the Go side's.
 //
 //   grid  (ceil(N / GEMM_F32_BN), ceil(M / GEMM_F32_BM)), block GEMM_F32_THREADS,
 //   no dynamic shared memory (GEMM_F32_SMEM bytes of static shared memory).
@@ -8,10 +9,8 @@
 // 16-byte aligned A, B and K % 4 == 0 take the float4 load path.
 #pragma once
 
-#define GEMM_F32_BM 128      // rows of C per block
-#define GEMM_F32_BN 128      // columns of C per block
-#define GEMM_F32_BK 8        // K per shared-memory stage
-#define GEMM_F32_THREADS 256 // 16x16 threads, each an 8x8 tile of C
-#define GEMM_F32_PAD 4       // floats of padding per shared-memory row
+#include "launch.cuh"
+
 // Static shared memory: two stages of As[BK][BM+PAD] and Bs[BK][BN+PAD].
-#define GEMM_F32_SMEM (2 * GEMM_F32_BK * (GEMM_F32_BM + GEMM_F32_PAD + GEMM_F32_BN + GEMM_F32_PAD) * 4)
+static_assert(GEMM_F32_SMEM == 2 * GEMM_F32_BK * (GEMM_F32_BM + GEMM_F32_PAD + GEMM_F32_BN + GEMM_F32_PAD) * 4,
+              "GEMM_F32_SMEM");

@@ -9,7 +9,9 @@
 // thread). A 4-stage cp.async pipeline feeds 64-byte swizzled shared-memory
 // rows (4 × 16 KiB = GEMM_S8_SMEM bytes of dynamic shared memory), read with
 // ldmatrix.x4. The epilogue runs on the accumulators in registers and writes
-// C directly (no int32 matrix is stored first).
+// C directly (no int32 matrix is stored first); int8 results are first
+// exchanged within each quad of lanes so that each lane stores 8 contiguous
+// bytes (store_s8).
 //
 // Requirements (the Go driver checks or arranges them): K % 16 == 0 (the
 // backend pads other K with pad_rows_s8), A and B 16-byte aligned. M, N are
@@ -100,10 +102,6 @@ template <>
 struct Pair<float> {
     using V = float2;
 };
-template <>
-struct Pair<int8_t> {
-    using V = char2;
-};
 
 // Stores C[i][j], C[i][j+1] = v0, v1 (j even, j < N) into row = C + i·N.
 // vec: N is even and C aligned for a pair, so j + 1 < N and the pair store is
@@ -135,6 +133,50 @@ template <>
 struct OutType<OUT_S8> {
     using T = int8_t;
 };
+
+// Stores the int8 results of one thread, packed as gemm_s8_pack holds them
+// (out[mi][hr][w]), after the quad transpose of gemm_s8.cuh: each lane
+// writes 8 contiguous bytes per row, one 8-byte store where N % 8 == 0 and C
+// is 8-byte aligned (whole 32-byte sectors per warp store), else the bytes
+// below N one by one. Every lane of the warp must call it (shuffles).
+static __device__ __forceinline__ void store_s8(int8_t* __restrict__ C, int M, int N, int row0, int col0, int lane,
+                                                int warp_m, int warp_n, uint32_t (&out)[MI][2][NI / 2]) {
+    const int t = lane & 3;
+#pragma unroll
+    for (int mi = 0; mi < MI; ++mi) {
+        uint32_t x[2][2];
+        gemm_s8_xpose_init(x, out[mi], t);
+#pragma unroll
+        for (int r = 1; r < 4; ++r) {
+            const uint32_t got = __shfl_xor_sync(0xffffffffu, gemm_s8_xpose_send(out[mi], t, r), r);
+            gemm_s8_xpose_recv(x, got, t, r);
+        }
+#pragma unroll
+        for (int hr = 0; hr < 2; ++hr) {
+            out[mi][hr][0] = x[hr][0];
+            out[mi][hr][1] = x[hr][1];
+        }
+    }
+    const bool vec8 = (N & 7) == 0 && (reinterpret_cast<uintptr_t>(C) & 7) == 0;
+    const int j = col0 + gemm_s8_store8_col(lane, warp_n);
+    if (j >= N) return;
+#pragma unroll
+    for (int mi = 0; mi < MI; ++mi) {
+#pragma unroll
+        for (int hr = 0; hr < 2; ++hr) {
+            const int i = row0 + gemm_s8_acc_row(lane, warp_m, mi, 2 * hr);
+            if (i >= M) continue;
+            int8_t* p = C + (long long)i * N + j;
+            if (vec8) {
+                *reinterpret_cast<uint2*>(p) = make_uint2(out[mi][hr][0], out[mi][hr][1]);
+            } else {
+#pragma unroll
+                for (int b = 0; b < 8; ++b)
+                    if (j + b < N) p[b] = (int8_t)(uint8_t)(out[mi][hr][b >> 2] >> (8 * (b & 3)));
+            }
+        }
+    }
+}
 
 template <int OUT>
 static __device__ __forceinline__ void gemm_s8_body(const int8_t* __restrict__ A, const int8_t* __restrict__ B,
@@ -263,7 +305,6 @@ static __device__ __forceinline__ void gemm_s8_body(const int8_t* __restrict__ A
     // ---- epilogue, straight from the accumulators. Thread holds rows
     // gemm_s8_acc_row(.., mi, c) for mi < 4, c in {0, 2} and column pairs
     // gemm_s8_acc_col(.., ni, 0) (+1) for ni < 4.
-    const bool vec = (N & 1) == 0 && (reinterpret_cast<uintptr_t>(C) & (2 * sizeof(T) - 1)) == 0;
 
     int jc[NI];
     int32_t off[NI][2];
@@ -337,21 +378,21 @@ static __device__ __forceinline__ void gemm_s8_body(const int8_t* __restrict__ A
             }
         }
     }
+    if constexpr (OUT == OUT_S8) {
+        store_s8(C, M, N, row0, col0, lane, warp_m, warp_n, out);
+    } else {
+        const bool vec = (N & 1) == 0 && (reinterpret_cast<uintptr_t>(C) & (2 * sizeof(T) - 1)) == 0;
 #pragma unroll
-    for (int mi = 0; mi < MI; ++mi) {
+        for (int mi = 0; mi < MI; ++mi) {
 #pragma unroll
-        for (int hr = 0; hr < 2; ++hr) {
-            const int i = row0 + gemm_s8_acc_row(lane, warp_m, mi, 2 * hr);
-            if (i >= M) continue;
-            T* crow = C + (long long)i * N;
+            for (int hr = 0; hr < 2; ++hr) {
+                const int i = row0 + gemm_s8_acc_row(lane, warp_m, mi, 2 * hr);
+                if (i >= M) continue;
+                T* crow = C + (long long)i * N;
 #pragma unroll
-            for (int ni = 0; ni < NI; ++ni) {
-                const int j = jc[ni];
-                if (j >= N) continue;
-                if constexpr (OUT == OUT_S8) {
-                    const uint32_t word = out[mi][hr][gemm_s8_pack_word(ni)];
-                    store_pair(crow, j, N, vec, gemm_s8_unpack(word, ni, 0), gemm_s8_unpack(word, ni, 1));
-                } else {
+                for (int ni = 0; ni < NI; ++ni) {
+                    const int j = jc[ni];
+                    if (j >= N) continue;
                     store_pair(crow, j, N, vec, out[mi][hr][2 * ni], out[mi][hr][2 * ni + 1]);
                 }
             }
@@ -386,7 +427,7 @@ extern "C" __global__ void __launch_bounds__(GEMM_S8_THREADS, GEMM_S8_MIN_BLOCKS
 
 // Copies rows × K bytes of src (row stride K) into rows of Kpad bytes of dst,
 // zero-filling columns K..Kpad-1; see gemm_s8_pad_thread in gemm_s8.cuh.
-extern "C" __global__ void __launch_bounds__(256)
+extern "C" __global__ void __launch_bounds__(PAD_ROWS_THREADS)
     pad_rows_s8(const int8_t* __restrict__ src, int8_t* __restrict__ dst, int rows, int K, int Kpad) {
     gemm_s8_pad_thread(src, dst, rows, K, Kpad, (long long)blockIdx.x * blockDim.x + threadIdx.x,
                        (long long)gridDim.x * blockDim.x);

@@ -1,11 +1,12 @@
 // gemm_s8.cuh — launch constants and index helpers of the INT8 tensor-core
 // GEMM in gemm_s8.cu (see README.md for the kernel ABI).
 //
-// The constants are plain integer #defines because ../gpu/kernels.go mirrors
-// them: launch gemm_s8_* with grid (ceil(N/GEMM_S8_BN), ceil(M/GEMM_S8_BM)),
-// block GEMM_S8_THREADS and GEMM_S8_SMEM bytes of dynamic shared memory
-// (more than 48 KiB: raise CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES to
-// GEMM_S8_SMEM on each of the three functions first).
+// The constants are in launch.cuh, generated with the Go side's from
+// cuda/launch/table.go: launch gemm_s8_* with grid (ceil(N/GEMM_S8_BN),
+// ceil(M/GEMM_S8_BM)), block GEMM_S8_THREADS and GEMM_S8_SMEM bytes of
+// dynamic shared memory (more than 48 KiB: raise
+// CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES to GEMM_S8_SMEM on each of
+// the three functions first).
 //
 // The helpers are __host__ __device__ so that tools/gemm_s8_sim.cpp can check
 // the very index math the kernel runs (swizzle bijection, bank conflicts,
@@ -13,33 +14,20 @@
 // must keep compiling with a plain C++17 host compiler.
 #pragma once
 
+#include "launch.cuh"
+
 #include <stdint.h>
 
-#define GEMM_S8_BM 128      // block tile rows (of A and C)
-#define GEMM_S8_BN 128      // block tile columns (rows of B, columns of C)
-#define GEMM_S8_BK 64       // block tile depth, in int8 elements = bytes
-#define GEMM_S8_STAGES 4    // cp.async pipeline depth
-#define GEMM_S8_THREADS 256 // 8 warps
-// STAGES × (BM + BN) × BK = 4 × 256 × 64 bytes.
-#define GEMM_S8_SMEM 65536
-
+// GEMM_S8_SMEM = STAGES × (BM + BN) × BK = 4 × 256 × 64 bytes.
 // Warps are laid out GEMM_S8_WARPS_M × GEMM_S8_WARPS_N over the block tile;
 // each computes a GEMM_S8_WM × GEMM_S8_WN warp tile, that is
 // GEMM_S8_MI × GEMM_S8_NI tiles of the m16n8k32 MMA.
-#define GEMM_S8_WARPS_M 2
-#define GEMM_S8_WARPS_N 4
-#define GEMM_S8_WM 64
-#define GEMM_S8_WN 32
-#define GEMM_S8_MI 4 // WM / 16
-#define GEMM_S8_NI 4 // WN / 8
-// __launch_bounds__ minimum blocks per SM: caps registers at 128 per thread
-// so that two blocks (16 warps, 2 × 64 KiB of shared memory) fit an SM of
-// sm_80/sm_90 (one on sm_86/sm_89, whose SMs have 100 KiB of shared memory).
-#define GEMM_S8_MIN_BLOCKS 2
-// Thread blocks are rasterized in groups of GEMM_S8_GROUP_M block rows (see
-// gemm_s8_block_map).
-#define GEMM_S8_GROUP_M 8
-
+// GEMM_S8_MIN_BLOCKS, the __launch_bounds__ minimum blocks per SM, caps
+// registers at 128 per thread so that two blocks (16 warps, 2 × 64 KiB of
+// shared memory) fit an SM of sm_80/sm_90 (one on sm_86/sm_89, whose SMs
+// have 100 KiB of shared memory). Thread blocks are rasterized in groups of
+// GEMM_S8_GROUP_M block rows (see gemm_s8_block_map).
+static_assert(GEMM_S8_K_ALIGN == 16, "cp.async copies 16-byte chunks of A and B rows");
 static_assert(GEMM_S8_SMEM == GEMM_S8_STAGES * (GEMM_S8_BM + GEMM_S8_BN) * GEMM_S8_BK, "GEMM_S8_SMEM");
 static_assert(GEMM_S8_THREADS == 32 * GEMM_S8_WARPS_M * GEMM_S8_WARPS_N, "GEMM_S8_THREADS");
 static_assert(GEMM_S8_BM == GEMM_S8_WARPS_M * GEMM_S8_WM && GEMM_S8_BN == GEMM_S8_WARPS_N * GEMM_S8_WN, "warp tiling");
@@ -259,6 +247,58 @@ GEMM_S8_HD uint32_t gemm_s8_pack(uint32_t word, int ni, int h, int8_t q) {
 GEMM_S8_HD int8_t gemm_s8_unpack(uint32_t word, int ni, int h) {
     return (int8_t)(uint8_t)(word >> (8 * (2 * (ni & 1) + h)));
 }
+
+// ---------------------------------------------------------------------------
+// int8 output stores. After the epilogue, lane (g, t) = (lane >> 2, lane & 3)
+// holds, per MMA row tile mi and half hr, the column pairs ni·8 + 2t (ni =
+// 0..3) of one row of its warp tile: four 2-byte "units", packed as above
+// (unit ni = 16 bits at 16·(ni & 1) of word ni >> 1). The quad's 4 lanes
+// hold the row's WN = 32 contiguous bytes between them, but stored as they
+// lie each lane would write 2 bytes per store, 8 bytes of each 32-byte
+// sector per instruction. A transpose of the quad's 4×4 units (3 rounds of
+// shfl.xor) leaves lane t with units ni = t of lanes 0..3, i.e. bytes 8t ..
+// 8t + 7 of the row, which it stores with one 8-byte store: a warp's store
+// then writes 8 rows × 32 bytes, whole sectors.
+//
+// Round r (1, 2, 3): lane t exchanges with lane t ^ r, sending its unit t ^ r
+// (the partner's bytes) of both halves hr at once (hr 0 in the low 16 bits,
+// hr 1 in the high) and putting what it receives, the partner's unit t, at
+// position t ^ r. Its own unit t stays at position t.
+static_assert(GEMM_S8_WN == 32 && GEMM_S8_NI == 4, "the int8 store transposes 4 units of 2 bytes across a quad");
+
+// Unit k (0..3) of the packed pair (w0, w1).
+GEMM_S8_HD uint32_t gemm_s8_unit(uint32_t w0, uint32_t w1, int k) {
+    const uint32_t w = (k & 2) ? w1 : w0;
+    return (k & 1) ? w >> 16 : w & 0xffffu;
+}
+// Puts unit u (16 bits) at position k of the pair (w0, w1), which holds zero
+// there.
+GEMM_S8_HD void gemm_s8_put_unit(uint32_t& w0, uint32_t& w1, int k, uint32_t u) {
+    const uint32_t v = u << (16 * (k & 1));
+    w0 |= (k & 2) ? 0u : v;
+    w1 |= (k & 2) ? v : 0u;
+}
+// The transpose's start: x holds the lane's own unit t of w (per half hr).
+GEMM_S8_HD void gemm_s8_xpose_init(uint32_t (&x)[2][2], const uint32_t (&w)[2][2], int t) {
+    for (int hr = 0; hr < 2; ++hr) {
+        x[hr][0] = x[hr][1] = 0;
+        gemm_s8_put_unit(x[hr][0], x[hr][1], t, gemm_s8_unit(w[hr][0], w[hr][1], t));
+    }
+}
+// What lane t sends in round r.
+GEMM_S8_HD uint32_t gemm_s8_xpose_send(const uint32_t (&w)[2][2], int t, int r) {
+    const int k = t ^ r;
+    return gemm_s8_unit(w[0][0], w[0][1], k) | gemm_s8_unit(w[1][0], w[1][1], k) << 16;
+}
+// Where lane t puts what it received in round r.
+GEMM_S8_HD void gemm_s8_xpose_recv(uint32_t (&x)[2][2], uint32_t got, int t, int r) {
+    const int k = t ^ r;
+    gemm_s8_put_unit(x[0][0], x[0][1], k, got & 0xffffu);
+    gemm_s8_put_unit(x[1][0], x[1][1], k, got >> 16);
+}
+// Column, within the block tile, of the 8 bytes lane stores after the
+// transpose (for every row it holds).
+GEMM_S8_HD int gemm_s8_store8_col(int lane, int warp_n) { return warp_n * GEMM_S8_WN + 8 * (lane & 3); }
 
 // ---------------------------------------------------------------------------
 // 4-byte loads and stores through int8_t pointers (plain on the device,

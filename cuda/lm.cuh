@@ -27,36 +27,30 @@
 // C++17 host compiler.
 #pragma once
 
+#include "launch.cuh"
+
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
 // ---------------------------------------------------------------------------
-// Launch contract, mirrored in ../gpu/kernels.go (TestLaunchConstants
-// compares them).
+// Launch contract. The constants are in launch.cuh, generated with the Go
+// side's from cuda/launch/table.go.
 //
 // rmsnorm_f32, softmax_f32, quantize_rows_s8: grid (rows), block
 // LM_ROW_THREADS, one block per row.
-#define LM_ROW_THREADS 256
 // rope_f32: grid (rows, ceil((dim/2)/LM_ROPE_CHUNK)), block LM_ROPE_THREADS;
 // each block rotates LM_ROPE_CHUNK pairs of every head of one row.
-#define LM_ROPE_THREADS 128
-#define LM_ROPE_CHUNK 64
 // swiglu_f32, add_f32: grid-stride; grid clamp(ceil(n/LM_ELEM_THREADS), 1,
 // LM_ELEM_BLOCKS_PER_SM·SMs), block LM_ELEM_THREADS.
-#define LM_ELEM_THREADS 256
-#define LM_ELEM_BLOCKS_PER_SM 8
 // embed_f32: grid (tokens), block LM_EMBED_THREADS.
-#define LM_EMBED_THREADS 256
 // attend_f32: grid (tokens·heads), block LM_ATTN_THREADS, dynamic shared
 // memory LM_ATTN_SMEM(dim) bytes: q and the output accumulator (dim floats
 // each), then the probabilities of one chunk of LM_ATTN_CHUNK keys. dim is
 // at most LM_ATTN_MAX_DIM (so that the launch needs no more than the
-// default 48 KiB).
-#define LM_ATTN_THREADS 128
-#define LM_ATTN_CHUNK 128
-#define LM_ATTN_MAX_DIM 4096
+// default 48 KiB). The constants are in launch.cuh.
 #define LM_ATTN_SMEM(dim) ((2 * (dim) + LM_ATTN_CHUNK) * 4)
+static_assert(LM_ATTN_SMEM(LM_ATTN_MAX_DIM) == LM_ATTN_MAX_SMEM, "LM_ATTN_MAX_SMEM");
 
 // Every block size is whole warps, at most 32 of them.
 #define LM_WARP 32
@@ -204,7 +198,7 @@ LM_HD double lm_kernel_cos(double x) {
 
 // The largest |angle| lm_sincos reduces correctly: the quadrant count must be
 // an exact integer in double. RoPE's angles are pos·freq < 2^31·freq.
-#define LM_ROPE_MAX_ANGLE_LOG2 50
+// (LM_ROPE_MAX_ANGLE_LOG2 is in launch.cuh: the Go side refuses larger angles.)
 #define LM_ROPE_MAX_ANGLE 0x1p50
 static_assert(LM_ROPE_MAX_ANGLE == (double)(1ull << LM_ROPE_MAX_ANGLE_LOG2), "LM_ROPE_MAX_ANGLE");
 

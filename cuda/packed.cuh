@@ -32,31 +32,24 @@
 // The header compiles with a plain C++17 host compiler.
 #pragma once
 
+#include "launch.cuh"
+
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
 // ---------------------------------------------------------------------------
-// Launch contract, mirrored in ../gpu/kernels.go (TestLaunchConstants
-// compares them).
+// Launch contract. The constants are in launch.cuh, generated with the Go
+// side's from cuda/launch/table.go.
 //
 // packed_gemv_8, packed_gemv_4 (m ≤ PK_GEMV_MAX_M): grid
 // (ceil(n/PK_GEMV_WARPS)), block PK_GEMV_WARPS·32 threads; warp w of block
 // x computes output column j = x·PK_GEMV_WARPS + w for every row of A.
-#define PK_GEMV_WARPS 4
-#define PK_GEMV_THREADS (PK_GEMV_WARPS * 32)
-#define PK_GEMV_MAX_M 8
 // packed_gemm_8, packed_gemm_4 (any m): grid (ceil(n/PK_GEMM_BN),
 // ceil(m/PK_GEMM_BM)), block PK_GEMM_THREADS, static shared memory only.
-#define PK_GEMM_BM 64
-#define PK_GEMM_BN 64
-#define PK_GEMM_BK 32
-#define PK_GEMM_THREADS 256
-
-// Header kinds of a block (the kernels' kind parameter).
-#define PK_HDR_F32 0    // float32 scale; zero point zconst
-#define PK_HDR_F32_ZP 1 // float32 scale, int32 zero point
-#define PK_HDR_F16 2    // float16 scale; zero point zconst
+// PK_HDR_F32, PK_HDR_F32_ZP, PK_HDR_F16: header kinds of a block (the
+// kernels' kind parameter).
+static_assert(PK_GEMV_THREADS == PK_GEMV_WARPS * 32, "PK_GEMV_THREADS");
 
 #define PK_WARP 32
 // Values a GEMV lane decodes per step: 16 bytes of codes.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"time"
 
 	"gorgonia.org/cu"
 
@@ -24,7 +25,8 @@ func init() {
 // of goroutines (their operations run one at a time, in the order they
 // arrive). Kernels run on one stream, in order: GEMMs, Quantize and
 // Dequantize return once queued, Upload, Download, AbsMax and
-// HistogramAbs once done.
+// HistogramAbs once done. UploadAsync and DownloadAsync queue copies
+// from and to AllocPinned memory on two more streams (transfer.go).
 type Backend struct {
 	index int
 	name  string // "gpu:N"
@@ -46,6 +48,10 @@ type Backend struct {
 	mods       []cu.Module
 	k          kernels
 	jitInfo    string
+	code       string        // which code of the fatbins runs (cuda.CodeName)
+	loadTime   time.Duration // loading the modules (a JIT takes seconds, SASS milliseconds)
+	ccMajor    int           // compute capability
+	ccMinor    int
 	sms        int // multiprocessors
 	maxGridY   int
 	start      cu.Event // Elapsed's events
@@ -53,6 +59,7 @@ type Backend struct {
 	events     bool
 	live       map[*allocation]struct{}
 	scratch    scratchBuffers
+	xfer       transfers   // staging buffers, pinned allocations, the copy stream
 	lastLaunch string      // the last kernel queued, for errors at synchronization
 	vendor     vendorState // cuBLAS and cuBLASLt (vendor.go)
 }
@@ -64,8 +71,9 @@ var (
 )
 
 // Open opens CUDA device index: it starts the goroutine that owns the
-// device, creates (retains) its primary context, loads and JIT-compiles
-// the kernels of package cuda and creates a stream. The error of a failed
+// device, creates (retains) its primary context, loads the kernels of
+// package cuda (the SASS for the GPU, or the PTX, JIT-compiled, where none
+// fits: Code) and creates a stream. The error of a failed
 // step names the device and, for a kernel that does not compile, carries
 // the JIT compiler's log.
 func Open(index int) (*Backend, error) {
@@ -133,6 +141,7 @@ func (b *Backend) setup() error {
 	}
 	b.sms, b.maxGridY = attrs[0], attrs[1]
 	major, minor := attrs[2], attrs[3]
+	b.ccMajor, b.ccMinor = major, minor
 	if major < 8 {
 		return b.errorf("compute capability %d.%d: the kernels need 8.0 or newer (Ampere, Hopper, Ada, Blackwell)", major, minor)
 	}
@@ -142,9 +151,12 @@ func (b *Backend) setup() error {
 	}
 	b.desc = fmt.Sprintf("%s, %s, compute capability %d.%d, %d SMs, CUDA driver %s",
 		b.devName, gib(uint64(total)), major, minor, b.sms, driverVersion(cu.Version()))
+	start := time.Now()
 	if err := b.loadKernels(); err != nil {
 		return b.errorf("%w", err)
 	}
+	b.loadTime = time.Since(start)
+	b.desc += ", kernels: " + b.code
 	if b.stream, err = cu.MakeStream(cu.NonBlocking); err != nil {
 		return b.errorf("creating a stream: %w", cuErr(err))
 	}
@@ -156,9 +168,12 @@ func (b *Backend) setup() error {
 func (b *Backend) teardown() {
 	if b.retained {
 		if b.stream != (cu.Stream{}) {
+			b.joinCopies()
 			b.stream.Synchronize()
 		}
 		b.vendor.destroy()
+		b.xfer.syncCopies()
+		b.xfer.freeAll()
 		for a := range b.live {
 			if a.ptr != 0 {
 				cu.MemFree(a.ptr)
@@ -212,7 +227,7 @@ func (b *Backend) do(fn func() error) error {
 func (b *Backend) Name() string { return b.name }
 
 // Describe is the device's name, memory, compute capability, number of
-// multiprocessors and the driver's CUDA version.
+// multiprocessors, the driver's CUDA version and the kernels' code (Code).
 func (b *Backend) Describe() string { return b.desc }
 
 // Index is the CUDA device number.
@@ -225,6 +240,16 @@ func (b *Backend) DeviceName() string { return b.devName }
 // SMs is the number of multiprocessors.
 func (b *Backend) SMs() int { return b.sms }
 
+// Code says which code of the embedded fatbins runs on this GPU: "SASS
+// sm_90" (compiled ahead for its architecture) or "PTX JIT from
+// compute_80" (compiled by the driver at Open, slower to start and not the
+// code make cuda-check inspected).
+func (b *Backend) Code() string { return b.code }
+
+// LoadTime is how long Open took to load the kernels: milliseconds for
+// SASS, seconds where the driver JIT-compiled the PTX.
+func (b *Backend) LoadTime() time.Duration { return b.loadTime }
+
 // JITLog is what the JIT compiler said, module by module, when it compiled
 // the kernels (registers, spills), empty when it said nothing.
 func (b *Backend) JITLog() string { return b.jitInfo }
@@ -236,8 +261,11 @@ func (b *Backend) Synchronize() error {
 	return b.do(b.sync)
 }
 
-// sync waits for the stream, on the owner goroutine.
+// sync waits for the stream and the async copies, on the owner goroutine.
 func (b *Backend) sync() error {
+	if err := b.joinCopies(); err != nil {
+		return err
+	}
 	if err := b.stream.Synchronize(); err != nil {
 		if b.lastLaunch != "" {
 			return b.errorf("synchronizing after %s: %w", b.lastLaunch, cuErr(err))

@@ -213,7 +213,9 @@ func (b *Backend) checkHost(op string, x *Buffer, h any) (unsafe.Pointer, error)
 }
 
 // Upload copies a host slice of the buffer's type and length into dst,
-// after the work queued before, and returns when the copy is done.
+// after the work queued before, and returns when the copy is done: from a
+// slice of AllocPinned memory directly, from another of a MiB or more
+// through page-locked staging buffers (transfer.go).
 func (b *Backend) Upload(dst backend.Buffer, src any) error {
 	x, err := b.own("Upload", "destination", dst)
 	if err != nil {
@@ -224,8 +226,11 @@ func (b *Backend) Upload(dst backend.Buffer, src any) error {
 		return err
 	}
 	return b.do(func() error {
-		if err := cu.MemcpyHtoDAsync(x.ptr(), p, x.Bytes(), b.stream); err != nil {
-			return b.asyncErr(fmt.Sprintf("Upload of %d %v", x.n, x.dt), err)
+		if err := b.joinCopies(); err != nil {
+			return err
+		}
+		if err := b.upload(x.ptr(), p, x.Bytes(), fmt.Sprintf("Upload of %d %v", x.n, x.dt)); err != nil {
+			return err
 		}
 		err := b.sync()
 		// p points into src, which the closure must keep alive until here.
@@ -235,7 +240,8 @@ func (b *Backend) Upload(dst backend.Buffer, src any) error {
 }
 
 // Download copies src into a host slice of its type and length once the
-// work queued before is done.
+// work queued before is done (directly into AllocPinned memory, through
+// the staging buffers into other slices of a MiB or more).
 func (b *Backend) Download(dst any, src backend.Buffer) error {
 	x, err := b.own("Download", "source", src)
 	if err != nil {
@@ -246,10 +252,10 @@ func (b *Backend) Download(dst any, src backend.Buffer) error {
 		return err
 	}
 	return b.do(func() error {
-		if err := cu.MemcpyDtoHAsync(p, x.ptr(), x.Bytes(), b.stream); err != nil {
-			return b.asyncErr(fmt.Sprintf("Download of %d %v", x.n, x.dt), err)
+		if err := b.joinCopies(); err != nil {
+			return err
 		}
-		err := b.sync()
+		err := b.download(p, x.ptr(), x.Bytes(), fmt.Sprintf("Download of %d %v", x.n, x.dt))
 		runtime.KeepAlive(dst)
 		return err
 	})

@@ -1,13 +1,14 @@
 // Package gpu is the CUDA backend of quantkit: a backend.Backend, registered
-// as "gpu", that runs the kernels of package cuda (embedded PTX, compiled by
-// the driver for the GPU at hand) through gorgonia.org/cu.
+// as "gpu", that runs the kernels of package cuda (embedded fatbins: SASS
+// for sm_80, sm_86, sm_89 and sm_90, and PTX the driver compiles for other
+// GPUs) through gorgonia.org/cu.
 //
 // Everything but this comment is built with the cuda build tag only:
 // gorgonia.org/cu links libcuda and exits the process from its init when
 // CUDA cannot start, so the default build leaves it out and this package
 // is empty there. (One test, constants_test.go, runs in the default build:
-// it checks the launch constants of kernels.go against cuda/*.cuh as
-// text.)
+// it checks that constants_gen.go and cuda/launch.cuh are what the table of
+// launch constants in cuda/launch generates.)
 //
 // # Threads
 //
@@ -22,7 +23,12 @@
 // into its allocation: Slice makes views without copying. Alloc zeroes
 // the memory with a cuMemsetD8 queued on the stream; Buffers are not
 // backend.HostBuffers (the host cannot reach them). Upload and Download
-// copy synchronously. Scratch buffers (padded GEMM operands,
+// return once the copy is done; from a MiB up they move Go slices through
+// two page-locked staging buffers in turns, the host copying one chunk
+// while the DMA engine moves the other. AllocPinned gives page-locked host
+// slices, which copies read and write directly, and which UploadAsync and
+// DownloadAsync copy on streams of their own while kernels run
+// (transfer.go). Scratch buffers (padded GEMM operands,
 // epilogue and quantization parameters, reduction results) live as long
 // as the Backend and grow as needed; parameter vectors are uploaded only
 // when they change.

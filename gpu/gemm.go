@@ -204,7 +204,7 @@ func (b *Backend) gemmOperand(s *scratch, src cu.DevicePtr, rows, k, kp int, nam
 		}
 	default:
 		words := int(bytes / 4)
-		if err := b.launch(&b.k.padRowsS8, b.strideGrid(words), 1, strideThreads, 0,
+		if err := b.launch(&b.k.padRowsS8, b.strideGrid(words), 1, padRowsThreads, 0,
 			fmt.Sprintf("rows=%d K=%d Kpad=%d (%s of gemm_s8 %s)", rows, k, kp, name, what),
 			ptrArg(src), ptrArg(p), intArg(rows), intArg(k), intArg(kp)); err != nil {
 			return 0, err

@@ -15,86 +15,13 @@ import (
 	"github.com/quantkit/quantkit/gpu/internal/cudrv"
 )
 
-// Launch constants of the kernels, mirrored from the headers that define
-// them: each names its #define in its comment, and TestLaunchConstants
-// (constants_test.go, which needs no GPU and no build tag) compares the
-// two.
+// The kernels' launch constants (gemmS8BM, quantThreads, ...) are in
+// constants_gen.go, generated with cuda/launch.cuh from the table of package
+// cuda/launch (make ptx).
 const (
-	// cuda/gemm_s8.cuh: grid (ceil(N/BN), ceil(M/BM)), block THREADS,
-	// SMEM bytes of dynamic shared memory.
-	gemmS8BM      = 128   // GEMM_S8_BM
-	gemmS8BN      = 128   // GEMM_S8_BN
-	gemmS8Threads = 256   // GEMM_S8_THREADS
-	gemmS8Smem    = 65536 // GEMM_S8_SMEM
-	// gemmS8KAlign is the K granularity and the byte alignment of A and B
-	// that gemm_s8_* need (16-byte cp.async rows; cuda/README.md).
-	gemmS8KAlign = 16
-
-	// cuda/gemm_f32.cuh: grid (ceil(N/BN), ceil(M/BM)), block THREADS,
-	// static shared memory only.
-	gemmF32BM      = 128 // GEMM_F32_BM
-	gemmF32BN      = 128 // GEMM_F32_BN
-	gemmF32Threads = 256 // GEMM_F32_THREADS
-
-	// cuda/reduce.cuh: absmax_f32 runs ABSMAX_THREADS threads per block
-	// and clamp(ceil(n/ABSMAX_ELEMS_PER_BLOCK), 1, ABSMAX_BLOCKS_PER_SM·SMs)
-	// blocks; hist_abs_f32 and hist_abs_f32_global HIST_THREADS threads and
-	// clamp(ceil(n/HIST_ELEMS_PER_BLOCK), 1, HIST_BLOCKS_PER_SM·SMs) blocks.
-	// hist_abs_f32 keeps bins·4 bytes of privatized counts in dynamic
-	// shared memory, for at most HIST_SMEM_MAX_BINS bins; more bins go to
-	// hist_abs_f32_global.
-	absMaxThreads       = 256                // ABSMAX_THREADS
-	absMaxBlocksPerSM   = 4                  // ABSMAX_BLOCKS_PER_SM
-	absMaxElemsPerBlock = absMaxThreads * 16 // ABSMAX_ELEMS_PER_BLOCK
-	histThreads         = 512                // HIST_THREADS
-	histBlocksPerSM     = 2                  // HIST_BLOCKS_PER_SM
-	histElemsPerBlock   = histThreads * 64   // HIST_ELEMS_PER_BLOCK
-	histSmemMaxBins     = 12288              // HIST_SMEM_MAX_BINS
-
-	// cuda/common.cuh: quantize_f32 / dequantize_f32 run QUANT_THREADS
-	// threads per block, QUANT_VEC elements per thread per step, on
-	// clamp(ceil(n/(QUANT_THREADS·QUANT_VEC)), 1, QUANT_BLOCKS_PER_SM·SMs)
-	// blocks.
-	quantThreads     = 256 // QUANT_THREADS
-	quantVec         = 8   // QUANT_VEC
-	quantBlocksPerSM = 3   // QUANT_BLOCKS_PER_SM
-
-	// pad_rows_s8 (cuda/gemm_s8.cu) is grid-stride over 4-byte words with
-	// 256 threads per block; it gets at most strideWaves·SMs·(2048/256)
+	// pad_rows_s8 gets at most strideWaves·SMs·(2048/padRowsThreads)
 	// blocks: a few waves of full occupancy.
-	strideThreads = 256
-	strideWaves   = 4
-
-	// cuda/lm.cuh: rmsnorm_f32, softmax_f32 and quantize_rows_s8 run one
-	// block of LM_ROW_THREADS per row; rope_f32 a grid (rows,
-	// ceil((dim/2)/LM_ROPE_CHUNK)) of LM_ROPE_THREADS; swiglu_f32 and
-	// add_f32 are grid-stride, LM_ELEM_THREADS threads on
-	// clamp(ceil(n/LM_ELEM_THREADS), 1, LM_ELEM_BLOCKS_PER_SM·SMs) blocks;
-	// embed_f32 one block of LM_EMBED_THREADS per token; attend_f32 one
-	// block of LM_ATTN_THREADS per (token, head) with (2·dim +
-	// LM_ATTN_CHUNK)·4 bytes of dynamic shared memory, dim at most
-	// LM_ATTN_MAX_DIM. rope_f32's angles stay below 2^LM_ROPE_MAX_ANGLE_LOG2.
-	lmRowThreads       = 256  // LM_ROW_THREADS
-	lmRopeThreads      = 128  // LM_ROPE_THREADS
-	lmRopeChunk        = 64   // LM_ROPE_CHUNK
-	lmElemThreads      = 256  // LM_ELEM_THREADS
-	lmElemBlocksPerSM  = 8    // LM_ELEM_BLOCKS_PER_SM
-	lmEmbedThreads     = 256  // LM_EMBED_THREADS
-	lmAttnThreads      = 128  // LM_ATTN_THREADS
-	lmAttnChunk        = 128  // LM_ATTN_CHUNK
-	lmAttnMaxDim       = 4096 // LM_ATTN_MAX_DIM
-	lmRopeMaxAngleLog2 = 50   // LM_ROPE_MAX_ANGLE_LOG2
-
-	// cuda/packed.cuh: packed_gemv_8/_4 (m ≤ PK_GEMV_MAX_M) run a grid of
-	// ceil(n/PK_GEMV_WARPS) blocks of PK_GEMV_THREADS, a warp per output
-	// column; packed_gemm_8/_4 a grid (ceil(n/PK_GEMM_BN),
-	// ceil(m/PK_GEMM_BM)) of PK_GEMM_THREADS, static shared memory only.
-	pkGemvWarps   = 4                // PK_GEMV_WARPS
-	pkGemvThreads = pkGemvWarps * 32 // PK_GEMV_THREADS
-	pkGemvMaxM    = 8                // PK_GEMV_MAX_M
-	pkGemmBM      = 64               // PK_GEMM_BM
-	pkGemmBN      = 64               // PK_GEMM_BN
-	pkGemmThreads = 256              // PK_GEMM_THREADS
+	strideWaves = 4
 
 	// defaultSmemLimit is the dynamic shared memory a launch may ask for
 	// without raising CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES.
@@ -162,7 +89,7 @@ func (k *kernels) modules() []struct {
 	k.embed = kernel{name: "embed_f32"}
 	k.add = kernel{name: "add_f32"}
 	k.quantizeRows = kernel{name: "quantize_rows_s8"}
-	k.attend = kernel{name: "attend_f32", smem: (2*lmAttnMaxDim + lmAttnChunk) * 4}
+	k.attend = kernel{name: "attend_f32", smem: lmAttnMaxSmem}
 	k.packedGemv8 = kernel{name: "packed_gemv_8"}
 	k.packedGemv4 = kernel{name: "packed_gemv_4"}
 	k.packedGemm8 = kernel{name: "packed_gemm_8"}
@@ -185,37 +112,45 @@ const jitLogSize = 16 << 10
 
 // loadKernels loads every module, looks up its functions and raises the
 // dynamic shared memory limit of those that need more than the default.
-// It runs on the owner goroutine with the context current.
+// Each module is the embedded fatbin, from which the driver takes the SASS
+// for this GPU or, where there is none, JIT-compiles the PTX; b.code says
+// which (cuda.CodeName). Should the driver refuse a fatbin, the module's
+// PTX is loaded alone and b.code says so. It runs on the owner goroutine
+// with the context current.
 func (b *Backend) loadKernels() error {
 	optin, err := cudrv.MaxSharedMemoryPerBlockOptin(b.dev)
 	if err != nil {
 		return fmt.Errorf("reading the shared memory limit: %w", cuErr(err))
+	}
+	b.code = cuda.CodeName(b.ccMajor, b.ccMinor)
+	if _, ok := cuda.Code(b.ccMajor, b.ccMinor); !ok {
+		return fmt.Errorf("the embedded kernels have %s", b.code)
 	}
 	for _, m := range b.k.modules() {
 		ptx, err := cuda.PTX(m.file)
 		if err != nil {
 			return err
 		}
-		errLog := &cu.JITErrorLogBuffer{Buffer: make([]byte, jitLogSize)}
-		infoLog := &cu.JITInfoLogBuffer{Buffer: make([]byte, jitLogSize)}
-		mod, err := cu.LoadDataEx(string(ptx), errLog, infoLog)
+		fatbin, err := cuda.Fatbin(m.file)
 		if err != nil {
-			logs := ""
-			if l := cString(errLog.Buffer); l != "" {
-				logs += "\nJIT error log:\n" + l
+			return err
+		}
+		mod, infoLog, err := loadModule(fatbin)
+		if err != nil {
+			var perr error
+			mod, infoLog, perr = loadModule(ptx)
+			if perr != nil {
+				return fmt.Errorf("loading module %s: the fatbin (%d bytes): %w; its PTX (%d bytes): %w", m.file, len(fatbin), err, len(ptx), perr)
 			}
-			if l := cString(infoLog.Buffer); l != "" {
-				logs += "\nJIT info log:\n" + l
-			}
-			return fmt.Errorf("loading module %s (%d bytes of PTX): %w%s", m.file, len(ptx), cuErr(err), logs)
+			b.code = fmt.Sprintf("PTX JIT from compute_%d (the driver refused fatbin %s: %v)", cuda.PTXArch(), m.file, err)
 		}
 		b.mods = append(b.mods, mod)
 		sigs, err := ptxSignatures(ptx)
 		if err != nil {
 			return fmt.Errorf("module %s: %w", m.file, err)
 		}
-		if l := cString(infoLog.Buffer); l != "" {
-			b.jitInfo += m.file + ": " + l + "\n"
+		if infoLog != "" {
+			b.jitInfo += m.file + ": " + infoLog + "\n"
 		}
 		for _, k := range m.funcs {
 			if k.fn, err = mod.Function(k.name); err != nil {
@@ -242,6 +177,27 @@ func (b *Backend) loadKernels() error {
 		}
 	}
 	return nil
+}
+
+// loadModule is cuModuleLoadDataEx of a PTX or fatbin image, with the JIT
+// compiler's info log, and its error log in the error.
+func loadModule(image []byte) (cu.Module, string, error) {
+	errLog := &cu.JITErrorLogBuffer{Buffer: make([]byte, jitLogSize)}
+	infoLog := &cu.JITInfoLogBuffer{Buffer: make([]byte, jitLogSize)}
+	// cu copies the image with C.CString: all its bytes (NULs included) and
+	// a NUL after, into malloc'd memory aligned for the fatbin's header.
+	mod, err := cu.LoadDataEx(string(image), errLog, infoLog)
+	if err != nil {
+		logs := ""
+		if l := cString(errLog.Buffer); l != "" {
+			logs += "\nJIT error log:\n" + l
+		}
+		if l := cString(infoLog.Buffer); l != "" {
+			logs += "\nJIT info log:\n" + l
+		}
+		return cu.Module{}, "", fmt.Errorf("%w%s", cuErr(err), logs)
+	}
+	return mod, cString(infoLog.Buffer), nil
 }
 
 // cString is the NUL-terminated string at the start of buf, without
@@ -344,6 +300,9 @@ func (b *Backend) launch(k *kernel, gx, gy, threads, smem int, what string, args
 	if len(args) != len(k.params) {
 		return b.errorf("%s %s: launched with %d parameters, the PTX declares %d", k.name, what, len(args), len(k.params))
 	}
+	if err := b.joinCopies(); err != nil {
+		return err
+	}
 	holders := make([]uint64, len(args))
 	params := make([]unsafe.Pointer, len(args))
 	for i, a := range args {
@@ -363,17 +322,17 @@ func (b *Backend) launch(k *kernel, gx, gy, threads, smem int, what string, args
 	return nil
 }
 
-// strideGrid is the number of blocks of strideThreads threads
+// strideGrid is the number of blocks of padRowsThreads threads
 // pad_rows_s8 gets for n items: one item per thread, capped at a few
 // waves.
 func (b *Backend) strideGrid(n int) int {
-	return clampGrid(ceilDiv(n, strideThreads), strideWaves*b.sms*(2048/strideThreads))
+	return clampGrid(ceilDiv(n, padRowsThreads), strideWaves*b.sms*(2048/padRowsThreads))
 }
 
 // quantGrid is the grid of quantize_f32 and dequantize_f32 over n
 // elements (common.cuh's launch contract).
 func (b *Backend) quantGrid(n int) int {
-	return clampGrid(ceilDiv(n, quantThreads*quantVec), quantBlocksPerSM*b.sms)
+	return clampGrid(ceilDiv(n, quantElemsPerBlock), quantBlocksPerSM*b.sms)
 }
 
 // absMaxGrid is the grid of absmax_f32 over n values (reduce.cuh).
@@ -393,3 +352,39 @@ func clampGrid(want, limit int) int {
 }
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+// DeviceCode is the code of the embedded kernels one CUDA device runs.
+type DeviceCode struct {
+	Index             int    // CUDA's device number (gpu:N)
+	Name              string // as the driver reports it
+	ComputeCapability string // "9.0"
+	Code              string // cuda.CodeName: "SASS sm_90", "PTX JIT from compute_80"
+}
+
+// KernelCodes lists the CUDA devices and which code of the embedded
+// fatbins the driver runs on each (by compute capability, cuda.Code),
+// without creating a context. Backend.Code says what Open loaded.
+func KernelCodes() ([]DeviceCode, error) {
+	n, err := cu.NumDevices()
+	if err != nil {
+		return nil, fmt.Errorf("gpu: counting CUDA devices: %w", cuErr(err))
+	}
+	var out []DeviceCode
+	for i := 0; i < n; i++ {
+		dev, err := cu.GetDevice(i)
+		if err != nil {
+			return out, fmt.Errorf("gpu:%d: %w", i, cuErr(err))
+		}
+		name, err := dev.Name()
+		if err != nil {
+			return out, fmt.Errorf("gpu:%d: reading the name: %w", i, cuErr(err))
+		}
+		cc, err := dev.Attributes(cu.ComputeCapabilityMajor, cu.ComputeCapabilityMinor)
+		if err != nil {
+			return out, fmt.Errorf("gpu:%d: reading the compute capability: %w", i, cuErr(err))
+		}
+		out = append(out, DeviceCode{Index: i, Name: name, ComputeCapability: fmt.Sprintf("%d.%d", cc[0], cc[1]),
+			Code: cuda.CodeName(cc[0], cc[1])})
+	}
+	return out, nil
+}

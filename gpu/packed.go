@@ -23,12 +23,8 @@ import (
 
 var _ backend.PackedGemmer = (*Backend)(nil)
 
-// Header kinds of cuda/packed.cuh (the kernels' kind parameter).
-const (
-	pkHdrF32   = 0 // PK_HDR_F32
-	pkHdrF32ZP = 1 // PK_HDR_F32_ZP
-	pkHdrF16   = 2 // PK_HDR_F16
-)
+// The header kinds pkHdrF32, pkHdrF32ZP and pkHdrF16 (the kernels' kind
+// parameter) are in constants_gen.go.
 
 // pkMaxGroup is the largest group the kernels take: their block sizes
 // (group·bits/8 bytes) are 32-bit ints.

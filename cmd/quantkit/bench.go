@@ -83,10 +83,18 @@ var benchCommand = &cli.Command{
 		Flags:       flags([]cli.Flag{benchElemsFlag, benchVendorFlag}, benchOutputFlags),
 		Action:      runBench("histogram"),
 	}, {
+		Name:  "transfer",
+		Usage: "host-to-device and device-to-host copies of float32 arrays (Upload, Download)",
+		Description: "GB/s counts each byte moved once. On a GPU the copies are timed with CUDA events like\n" +
+			"the kernels, in rows of their own: from and to Go slices (through page-locked staging\n" +
+			"buffers from 1 MiB up), and, Impl quantkit-pinned, from and to page-locked memory.",
+		Flags:  flags([]cli.Flag{benchElemsFlag}, benchOutputFlags),
+		Action: runBench("transfer"),
+	}, {
 		Name:   "all",
-		Usage:  "gemm, quantize and histogram in one report",
+		Usage:  "gemm, quantize, histogram and transfer in one report",
 		Flags:  flags([]cli.Flag{benchSizesFlag, benchElemsFlag, benchDTypesFlag, benchBaselineFlag, benchVendorFlag}, benchOutputFlags),
-		Action: runBench("gemm", "quantize", "histogram"),
+		Action: runBench("gemm", "quantize", "histogram", "transfer"),
 	}, benchCheckpointCommand, benchGGUFCommand, benchLMCommand, benchGPUSummaryCommand},
 }
 

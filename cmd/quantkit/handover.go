@@ -12,10 +12,14 @@ import (
 
 	"github.com/quantkit/quantkit/gpu/preflight"
 	"github.com/quantkit/quantkit/gpu/telemetry"
+	"github.com/quantkit/quantkit/job/devices"
 )
 
 // cudaBuild says whether this binary has the GPU backend.
 const cudaBuild = false
+
+// cudaKernels is nil: this build has no CUDA kernels (devices.Options).
+var cudaKernels func() ([]devices.KernelCode, error)
 
 // handOver runs the command with quantkit-cuda instead, when the command
 // computes on --device auto or gpu, NVML sees a GPU, and quantkit-cuda sits

@@ -291,13 +291,13 @@ func TestBenchAllCSVPlot(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	for _, op := range []string{"gemm", "quantize-int8", "quantize-int4-g128", "dequantize-int8", "absmax", "histogram"} {
+	for _, op := range []string{"gemm", "quantize-int8", "quantize-int4-g128", "dequantize-int8", "absmax", "histogram", "upload", "download"} {
 		if !strings.Contains(out, op) {
 			t.Errorf("bench all lacks %s:\n%s", op, out)
 		}
 	}
 	data, err := os.ReadFile(csvPath)
-	if err != nil || strings.Count(string(data), "\n") != 1+2+5 {
+	if err != nil || strings.Count(string(data), "\n") != 1+2+5+2 {
 		t.Errorf("CSV (%v):\n%s", err, data)
 	}
 	if st, err := os.Stat(plotPath); err != nil || st.Size() == 0 {

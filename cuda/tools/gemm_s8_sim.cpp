@@ -15,7 +15,10 @@
 //    follows that wait, and no copy may be issued into bytes read in the same
 //    phase), ldmatrix and mma.m16n8k32 per the PTX ISA fragment definitions
 //    (written here independently of the header's derivation), and the
-//    epilogue with its predicated and vectorized stores. Results are compared
+//    epilogue with its predicated and vectorized stores; the int8 output's
+//    quad transpose (shfl.xor emulated lane by lane) and 8-byte stores,
+//    checked against the packed layout, for alignment, and for whole
+//    32-byte sectors per warp store where rows allow. Results are compared
 //    with a naive GEMM and a reference epilogue written from Go's semantics.
 //
 // What it cannot check: anything the hardware does differently from the
@@ -29,6 +32,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <set>
 #include <vector>
 
 static int failures = 0;
@@ -194,6 +198,79 @@ struct Launch {
 
 static bool in_buf(const int8_t* p, size_t n, const int8_t* base, size_t len) {
     return p >= base && p + n <= base + len;
+}
+
+// Sectors and bytes of the int8 stores of every warp store instruction in
+// the 8-byte path, for the coalescing check in run_case.
+static long long s8_store_sectors = 0, s8_store_bytes = 0, s8_full_instrs = 0, s8_instrs = 0;
+
+// gemm_s8.cu's store_s8 for one warp: the quad transpose with shfl.xor
+// emulated lane by lane (every lane sends from its values before the
+// exchange, as the shuffles of one round do), then the stores, 8-byte or
+// byte by byte.
+static void store_s8(const Launch& L, int row0, int col0, int wm, int wn, const uint32_t (&o8w)[32][MI][2][NI / 2]) {
+    const int M = L.M, N = L.N;
+    uint32_t x[32][MI][2][2];
+    for (int mi = 0; mi < MI; ++mi) {
+        for (int lane = 0; lane < 32; ++lane) gemm_s8_xpose_init(x[lane][mi], o8w[lane][mi], lane & 3);
+        for (int r = 1; r < 4; ++r) {
+            uint32_t sent[32];
+            for (int lane = 0; lane < 32; ++lane) sent[lane] = gemm_s8_xpose_send(o8w[lane][mi], lane & 3, r);
+            for (int lane = 0; lane < 32; ++lane) gemm_s8_xpose_recv(x[lane][mi], sent[lane ^ r], lane & 3, r);
+        }
+    }
+    // After the transpose lane (g, t) must hold bytes 8t..8t+7 of its row:
+    // those lane (g, s) held as pair ni = t, for s = 0..3 (independent of
+    // the header's helpers: straight from gemm_s8_unpack's layout).
+    for (int lane = 0; lane < 32; ++lane)
+        for (int mi = 0; mi < MI; ++mi)
+            for (int hr = 0; hr < 2; ++hr)
+                for (int b = 0; b < 8; ++b) {
+                    const int t = lane & 3, s = b >> 1, h = b & 1;
+                    const int8_t want = gemm_s8_unpack(o8w[(lane & ~3) | s][mi][hr][gemm_s8_pack_word(t)], t, h);
+                    const int8_t got = (int8_t)(uint8_t)(x[lane][mi][hr][b >> 2] >> (8 * (b & 3)));
+                    CHECK(got == want, "quad transpose: lane %d mi %d hr %d byte %d", lane, mi, hr, b);
+                }
+    const bool vec8 = (N & 7) == 0 && (L.c_addr & 7) == 0;
+    for (int mi = 0; mi < MI; ++mi)
+        for (int hr = 0; hr < 2; ++hr) {
+            std::set<uintptr_t> sectors; // of this store instruction
+            int bytes = 0, active = 0;
+            for (int lane = 0; lane < 32; ++lane) {
+                const int j = col0 + gemm_s8_store8_col(lane, wn);
+                CHECK(gemm_s8_store8_col(lane, wn) == gemm_s8_acc_col(lane & ~3, wn, lane & 3, 0),
+                      "lane %d stores columns other than the quad's pair tile %d", lane, lane & 3);
+                const int i = row0 + gemm_s8_acc_row(lane, wm, mi, 2 * hr);
+                if (j >= N || i >= M) continue;
+                const size_t e = (size_t)i * N + j;
+                if (vec8) {
+                    CHECK(j + 8 <= N, "8-byte store past N");
+                    CHECK((L.c_addr + e) % 8 == 0, "misaligned 8-byte store");
+                }
+                for (int b = 0; b < 8; ++b) {
+                    if (!vec8 && j + b >= N) continue;
+                    (*L.writes)[e + b]++;
+                    (*L.c8)[e + b] = (int8_t)(uint8_t)(x[lane][mi][hr][b >> 2] >> (8 * (b & 3)));
+                }
+                if (vec8) {
+                    ++active;
+                    bytes += 8;
+                    sectors.insert((L.c_addr + e) / 32);
+                    sectors.insert((L.c_addr + e + 7) / 32);
+                }
+            }
+            // Rows of N % 32 == 0 bytes from a 32-byte aligned C: each quad's
+            // 32 bytes are one whole sector.
+            if (vec8 && N % 32 == 0 && L.c_addr % 32 == 0)
+                CHECK((int)sectors.size() * 32 == bytes, "int8 store of %d bytes touches %d sectors", bytes,
+                      (int)sectors.size());
+            if (vec8 && active > 0) {
+                ++s8_instrs;
+                s8_store_sectors += (long long)sectors.size();
+                s8_store_bytes += bytes;
+                if (active == 32) ++s8_full_instrs;
+            }
+        }
 }
 
 static void emulate_block(const Launch& L, int bx, int by, int gx, int gy) {
@@ -401,6 +478,7 @@ static void emulate_block(const Launch& L, int bx, int by, int gx, int gy) {
     const float relu_floor = gemm_s8_relu_floor(L.relu != 0);
     for (int w = 0; w < THREADS / 32; ++w) {
         const int wm = w / GEMM_S8_WARPS_N, wn = w % GEMM_S8_WARPS_N;
+        uint32_t o8w[32][MI][2][NI / 2]; // the warp's packed int8 results, for the quad transpose
         for (int lane = 0; lane < 32; ++lane) {
             int jc[NI];
             int32_t off[NI][2];
@@ -451,6 +529,10 @@ static void emulate_block(const Launch& L, int bx, int by, int gx, int gy) {
                             }
                         }
                 }
+            if (L.out == 2) {
+                std::memcpy(o8w[lane], o8, sizeof o8);
+                continue; // stored by store_s8 below, once every lane has its values
+            }
             for (int mi = 0; mi < MI; ++mi)
                 for (int hr = 0; hr < 2; ++hr) {
                     const int i = row0 + gemm_s8_acc_row(lane, wm, mi, 2 * hr);
@@ -474,14 +556,11 @@ static void emulate_block(const Launch& L, int bx, int by, int gx, int gy) {
                         } else if (L.out == 1) {
                             (*L.cf)[e] = of[mi][hr][2 * ni];
                             if (second) (*L.cf)[e + 1] = of[mi][hr][2 * ni + 1];
-                        } else {
-                            const uint32_t word = o8[mi][hr][gemm_s8_pack_word(ni)];
-                            (*L.c8)[e] = gemm_s8_unpack(word, ni, 0);
-                            if (second) (*L.c8)[e + 1] = gemm_s8_unpack(word, ni, 1);
                         }
                     }
                 }
         }
+        if (L.out == 2) store_s8(L, row0, col0, wm, wn, o8w);
     }
 }
 
@@ -720,6 +799,15 @@ int main() {
             const bool ep = out != 0 || c.M % 2 == 1;
             run_case(c.M, c.N, c.K, out, ep, 0, rng, c.N % 2);
         }
+    // int8 C 32-byte aligned, N % 32 == 0: whole sectors per warp store.
+    run_case(256, 96, 64, 2, true, 0, rng, 0);
+    run_case(130, 160, 32, 2, true, 32, rng, 1);
+    // N % 8 == 0 but rows not sector aligned; N odd (byte stores).
+    run_case(70, 40, 64, 2, true, 8, rng, 0);
+    run_case(70, 37, 64, 2, true, 0, rng, 1);
+    std::printf("int8 8-byte stores: %lld warp instructions (%lld with all 32 lanes), %lld bytes in %lld sectors (%.0f%% of each sector)\n",
+                s8_instrs, s8_full_instrs, s8_store_bytes, s8_store_sectors,
+                s8_store_sectors ? 100.0 * s8_store_bytes / (32.0 * s8_store_sectors) : 0.0);
     // Misaligned C (a Slice view): scalar stores only.
     run_case(70, 34, 64, 0, true, 4, rng, 0);
     run_case(70, 34, 64, 1, true, 4, rng, 1);

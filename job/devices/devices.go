@@ -17,6 +17,7 @@ import (
 
 	"github.com/quantkit/quantkit/backend"
 	"github.com/quantkit/quantkit/cpu"
+	"github.com/quantkit/quantkit/cuda"
 	"github.com/quantkit/quantkit/gpu/telemetry"
 	"github.com/quantkit/quantkit/internal/cpuinfo"
 )
@@ -27,6 +28,26 @@ type Report struct {
 	Backends []string            `json:"backends"`
 	GPU      *telemetry.Snapshot `json:"gpu,omitempty"`
 	GPUError string              `json:"gpu_error,omitempty"`
+	// CUDAKernels is, in the CUDA build, what the embedded kernels hold
+	// and which of their code each CUDA device runs.
+	CUDAKernels *CUDAKernels `json:"cuda_kernels,omitempty"`
+}
+
+// CUDAKernels describes the CUDA build's kernels: the images of its
+// fatbins and, per CUDA device (CUDA's numbering, which --device gpu:N
+// uses), the code the driver runs there.
+type CUDAKernels struct {
+	Embedded string       `json:"embedded"` // "SASS sm_80 sm_86 sm_89 sm_90, PTX compute_80"
+	Devices  []KernelCode `json:"devices,omitempty"`
+	Error    string       `json:"error,omitempty"` // why the devices could not be listed
+}
+
+// KernelCode is the code one CUDA device runs.
+type KernelCode struct {
+	Index             int    `json:"index"`
+	Name              string `json:"name"`
+	ComputeCapability string `json:"compute_capability"` // "9.0"
+	Code              string `json:"code"`               // "SASS sm_90", "PTX JIT from compute_80"
 }
 
 // CPU describes the host processor.
@@ -48,6 +69,9 @@ type Options struct {
 	// OpenGPUs opens the GPUs' telemetry; nil: telemetry.Open (NVML).
 	// Read closes what it returns.
 	OpenGPUs func() (telemetry.System, error)
+	// CUDAKernels lists the CUDA devices and the code each runs (the CUDA
+	// build sets it); nil: no CUDA kernels in this build.
+	CUDAKernels func() ([]KernelCode, error)
 }
 
 // Read describes this machine. It does not fail: a GPU that cannot be
@@ -58,6 +82,9 @@ func Read(opt Options) Report {
 		CPU: CPU{Model: info.Model, Cores: info.Cores, Threads: runtime.NumCPU(), Arch: runtime.GOARCH,
 			Features: cpu.KernelFeatures(), ProcessorFeatures: cpu.ProcessorFeatures()},
 		Backends: backend.Kinds(),
+	}
+	if opt.CUDAKernels != nil {
+		r.CUDAKernels = readKernels(opt.CUDAKernels)
 	}
 	open := opt.OpenGPUs
 	if open == nil {
@@ -78,6 +105,21 @@ func Read(opt Options) Report {
 	}
 	r.GPU = &snap
 	return r
+}
+
+// readKernels describes the embedded kernels and the devices list finds.
+func readKernels(list func() ([]KernelCode, error)) *CUDAKernels {
+	var sass []string
+	for _, a := range cuda.SASSArchs() {
+		sass = append(sass, fmt.Sprintf("sm_%d", a))
+	}
+	k := &CUDAKernels{Embedded: fmt.Sprintf("SASS %s, PTX compute_%d", strings.Join(sass, " "), cuda.PTXArch())}
+	devs, err := list()
+	k.Devices = devs
+	if err != nil {
+		k.Error = err.Error()
+	}
+	return k
 }
 
 // WriteTable writes r for people: the CPU and its SIMD kernels, the
@@ -126,6 +168,15 @@ func (r Report) WriteTable(w io.Writer) error {
 	}
 	if r.GPUError != "" {
 		fmt.Fprintln(&b, r.GPUError)
+	}
+	if k := r.CUDAKernels; k != nil {
+		fmt.Fprintf(&b, "CUDA kernels in this build: %s\n", k.Embedded)
+		for _, d := range k.Devices {
+			fmt.Fprintf(&b, "  gpu:%d %s (compute capability %s) runs %s\n", d.Index, d.Name, d.ComputeCapability, d.Code)
+		}
+		if k.Error != "" {
+			fmt.Fprintf(&b, "  %s\n", k.Error)
+		}
 	}
 	_, err := w.Write(b.Bytes())
 	return err

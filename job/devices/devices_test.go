@@ -105,3 +105,34 @@ func TestWriteTableNoGPU(t *testing.T) {
 		t.Errorf("got %q, want %q", out.String(), want)
 	}
 }
+
+// The CUDA build lists the fatbins' images and the code each device runs;
+// a device list that fails still reports what is embedded.
+func TestCUDAKernels(t *testing.T) {
+	opt := opener(&telemetry.Fake{}, nil)
+	if r := Read(opt); r.CUDAKernels != nil {
+		t.Errorf("no CUDAKernels option, report %+v", r.CUDAKernels)
+	}
+	opt.CUDAKernels = func() ([]KernelCode, error) {
+		return []KernelCode{{Index: 0, Name: "NVIDIA H100", ComputeCapability: "9.0", Code: "SASS sm_90"}}, nil
+	}
+	r := Read(opt)
+	if r.CUDAKernels == nil || !strings.HasPrefix(r.CUDAKernels.Embedded, "SASS sm_80") ||
+		!strings.HasSuffix(r.CUDAKernels.Embedded, ", PTX compute_80") || len(r.CUDAKernels.Devices) != 1 {
+		t.Fatalf("kernels %+v", r.CUDAKernels)
+	}
+	var out bytes.Buffer
+	if err := r.WriteTable(&out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "gpu:0 NVIDIA H100 (compute capability 9.0) runs SASS sm_90\n") {
+		t.Errorf("table lacks the device's code:\n%s", out.String())
+	}
+	opt.CUDAKernels = func() ([]KernelCode, error) { return nil, errors.New("cuda: no device") }
+	r = Read(opt)
+	out.Reset()
+	r.WriteTable(&out)
+	if r.CUDAKernels.Error != "cuda: no device" || !strings.Contains(out.String(), "CUDA kernels in this build: SASS") {
+		t.Errorf("failed list: %+v\n%s", r.CUDAKernels, out.String())
+	}
+}
