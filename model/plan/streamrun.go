@@ -637,6 +637,47 @@ func (r *streamRun) sums(x, y []float32) (sig, noise float64) {
 	return sqnrSums(x, y)
 }
 
+// groupFitter is a Kernels that fits, quantizes and measures the groups
+// of a symmetric per-group scheme in one pass over each
+// (cpu.QuantKernels): codes and scales bit for bit those of fitMinMax,
+// the scales rounded by round, and Quantize; the SQNR sums to within
+// about 1e-6, relatively, and not finite when x is not (see
+// cpu.FitQuantizeGroups).
+type groupFitter interface {
+	FitQuantizeGroups(codes []byte, scales, x []float32, s quant.Scheme, cols int, round func([]float32) error) (sig, noise float64, err error)
+}
+
+// fitQuantizeGroups fits and quantizes the rows x of shape into codes
+// with gf, rounding the scales to the item's scale dtype, and sets out's
+// SQNR sums. Where gf's sums are not finite it measures again through y
+// (the dequantized rows) in float64, whose Σx² is finite exactly when x
+// is: the fused sums of x/scale may overflow where a scale was rounded
+// far below its group's values.
+func (r *streamRun) fitQuantizeGroups(gf groupFitter, it *Item, x, y []float32, codes []byte, shape []int, out *blockOut) (*quant.Params, error) {
+	sc := r.p.Scheme
+	np, err := quant.NumParams(sc, shape)
+	if err != nil {
+		return nil, err
+	}
+	p := &quant.Params{Scheme: sc, Shape: shape, Scales: make([]float32, np), ZeroPoints: make([]int32, np)}
+	var round func([]float32) error
+	if dt := it.ScaleDType; dt != "F32" {
+		round = func(scales []float32) error { return ctensors.RoundScales(&quant.Params{Scales: scales}, dt) }
+	}
+	sig, noise, err := gf.FitQuantizeGroups(codes, p.Scales, x, sc, shape[1], round)
+	if err != nil {
+		return nil, err
+	}
+	if math.IsInf(sig, 0) || math.IsNaN(sig) || math.IsInf(noise, 0) || math.IsNaN(noise) {
+		if err := r.k.Dequantize(y, codes, p); err != nil {
+			return nil, err
+		}
+		sig, noise = r.sums(x, y)
+	}
+	out.sig, out.noise = sig, noise
+	return p, nil
+}
+
 // quantizeRows fits (unless gp holds the tensor's parameters),
 // quantizes, measures and encodes the rows [b.lo, b.hi) read into s.x.
 func (r *streamRun) quantizeRows(st *itemState, g geometry, b block, s *scratch, gp *quant.Params) (blockOut, error) {
@@ -666,9 +707,17 @@ func (r *streamRun) quantizeRows(st *itemState, g geometry, b block, s *scratch,
 	shape := []int{rows, g.cols}
 	var p *quant.Params
 	var err error
-	if gp != nil {
+	s.codes = grow(s.codes, sc.PackedLen(n))
+	gf, fused := r.k.(groupFitter)
+	fused = fused && gp == nil && sc.Granularity == quant.PerGroup && sc.Symmetric
+	switch {
+	case gp != nil:
 		p = &quant.Params{Scheme: sc, Shape: shape, Scales: gp.Scales, ZeroPoints: gp.ZeroPoints}
-	} else {
+	case fused:
+		if p, err = r.fitQuantizeGroups(gf, it, x, y, s.codes, shape, &out); err != nil {
+			return blockOut{}, err
+		}
+	default:
 		if p, err = fitMinMax(r.k, sc, x, shape); err != nil {
 			return blockOut{}, err
 		}
@@ -677,20 +726,23 @@ func (r *streamRun) quantizeRows(st *itemState, g geometry, b block, s *scratch,
 				return blockOut{}, err
 			}
 		}
+	}
+	if gp == nil {
 		if !r.tailRows {
 			out.scales, out.zeroPoints = p.Scales, p.ZeroPoints
 		} else if out.tail, err = r.tailPieces(it, b.lo, p); err != nil {
 			return blockOut{}, err
 		}
 	}
-	s.codes = grow(s.codes, sc.PackedLen(n))
-	if err := r.k.Quantize(s.codes, x, p); err != nil {
-		return blockOut{}, err
+	if !fused {
+		if err := r.k.Quantize(s.codes, x, p); err != nil {
+			return blockOut{}, err
+		}
+		if err := r.k.Dequantize(y, s.codes, p); err != nil {
+			return blockOut{}, err
+		}
+		out.sig, out.noise = r.sums(x, y)
 	}
-	if err := r.k.Dequantize(y, s.codes, p); err != nil {
-		return blockOut{}, err
-	}
-	out.sig, out.noise = r.sums(x, y)
 	out.piece = s.codes
 	if r.isCT && !r.codesAreCT {
 		nb, err := ctensors.CodesBytes(it.Shape, rows, sc, r.ct)
