@@ -113,15 +113,19 @@ func (f *groupFit) rows(lo, hi int) (sig, noise float64, err error) {
 			err = e
 		}
 	}
+	// The kernels' sums of up to 64 groups at a time: one buffer a call
+	// (an array on the stack would escape through the kernels'
+	// arguments, once a span).
+	buf := make([]float32, 2*64)
 	if f.cols%f.group == 0 {
 		per := max(1, spanBytes/(4*f.group))
 		for k := lo * f.perRow; k < hi*f.perRow && err == nil; k += per {
-			add(f.span(k, min(k+per, hi*f.perRow)))
+			add(f.span(k, min(k+per, hi*f.perRow), buf))
 		}
 		return sig, noise, err
 	}
 	for r := lo; r < hi && err == nil; r++ {
-		add(f.span(r*f.perRow, (r+1)*f.perRow))
+		add(f.span(r*f.perRow, (r+1)*f.perRow, buf))
 	}
 	return sig, noise, err
 }
@@ -133,16 +137,17 @@ func (f *groupFit) bounds(k int) (i, e int) {
 	return i, i + min(f.group, f.cols-g*f.group)
 }
 
-// kernels are the assembly kernels for f's groups: none (nil), AVX2 or
-// AVX-512.
-func (f *groupFit) kernels() (absMax func(amax, x []float32, group int), sums func(dst []byte, x, sc []float32, group int, qmin, qmax int32, sums []float32)) {
+// kernels are the assembly kernels for groups of n elements: none
+// (nil), AVX2 or AVX-512.
+func (f *groupFit) kernels(n int) (absMax func(amax, x []float32, group int), sums func(dst []byte, x, sc []float32, group int, qmin, qmax int32, sums []float32)) {
 	switch {
-	case use.AVX512 && f.group%64 == 0:
+	case n == 0:
+	case use.AVX512 && n%64 == 0:
 		if f.s.Bits == 8 {
 			return absMaxGroupsAVX512, quant8GroupsSumsAVX512
 		}
 		return absMaxGroupsAVX512, quant4GroupsSumsAVX512
-	case use.AVX2FMA && f.group%32 == 0:
+	case use.AVX2FMA && n%32 == 0:
 		if f.s.Bits == 8 {
 			return absMaxGroupsAVX2, quant8GroupsSumsAVX2
 		}
@@ -152,9 +157,10 @@ func (f *groupFit) kernels() (absMax func(amax, x []float32, group int), sums fu
 }
 
 // span does groups [k0, k1), which lie in one row or are all whole: their
-// scales, rounded all at once, then their codes and sums.
-func (f *groupFit) span(k0, k1 int) (sig, noise float64, err error) {
-	absMax, sumsAsm := f.kernels()
+// scales, rounded all at once, then their codes and sums (through buf, of
+// 128 floats).
+func (f *groupFit) span(k0, k1 int, buf []float32) (sig, noise float64, err error) {
+	absMax, sumsAsm := f.kernels(f.group)
 	sc := f.scales[k0:k1]
 	// Whole groups of the span that the kernels take: [k0, kw).
 	kw := k0
@@ -180,33 +186,47 @@ func (f *groupFit) span(k0, k1 int) (sig, noise float64, err error) {
 			return 0, 0, err
 		}
 	}
-	var buf [2 * 64]float32
 	for k := k0; k < kw; {
 		m := min(kw-k, len(buf)/2)
 		i, _ := f.bounds(k)
 		e := i + m*f.group
-		var dst []byte
-		if f.s.Bits == 4 {
-			dst = f.codes[i>>1 : e>>1]
-		} else {
-			dst = f.codes[i:e]
-		}
-		sums := buf[:2*m]
-		sumsAsm(dst, f.x[i:e], f.scales[k:k+m], f.group, f.qmin, f.qmax, sums)
-		for j, s := range f.scales[k : k+m] {
-			_, back := groupPower(s)
-			sig += float64(sums[2*j]) * back
-			noise += float64(sums[2*j+1]) * back
-		}
+		sumsAsm(f.dst(i, e), f.x[i:e], f.scales[k:k+m], f.group, f.qmin, f.qmax, buf[:2*m])
+		sig, noise = f.add(sig, noise, f.scales[k:k+m], buf[:2*m])
 		k += m
 	}
+	// The rest (a row's last, partial group; groups of other sizes; 4-bit
+	// codes that start inside a byte): one at a time, through the
+	// kernels where its length suits them.
 	for k := kw; k < k1; k++ {
 		i, e := f.bounds(k)
+		if _, one := f.kernels(e - i); one != nil && (f.s.Bits == 8 || i&1 == 0) {
+			one(f.dst(i, e), f.x[i:e], f.scales[k:k+1], e-i, f.qmin, f.qmax, buf[:2])
+			sig, noise = f.add(sig, noise, f.scales[k:k+1], buf[:2])
+			continue
+		}
 		sv, sn := quantSumsGo(f.codes, f.x, i, e, f.scales[k], f.s.Bits, float64(f.qmin), float64(f.qmax))
 		sig += sv
 		noise += sn
 	}
 	return sig, noise, nil
+}
+
+// dst are the code bytes of elements [i, e), i even for 4-bit codes.
+func (f *groupFit) dst(i, e int) []byte {
+	if f.s.Bits == 4 {
+		return f.codes[i>>1 : (e+1)>>1]
+	}
+	return f.codes[i:e]
+}
+
+// add adds the kernels' sums of the groups of scales sc to sig and noise.
+func (f *groupFit) add(sig, noise float64, sc, sums []float32) (float64, float64) {
+	for j, s := range sc {
+		_, back := groupPower(s)
+		sig += float64(sums[2*j]) * back
+		noise += float64(sums[2*j+1]) * back
+	}
+	return sig, noise
 }
 
 // groupPower is the power of two m = 2^−min(e, 126), e the exponent of

@@ -80,6 +80,11 @@ type scratch struct {
 	raw   []byte
 	codes []byte
 	enc   []byte
+	// scales and zeroPoints hold a row-local block's parameters where
+	// the kernels fit them in one pass (groupFitter), so that a block
+	// leaves no garbage for the collector to chase.
+	scales     []float32
+	zeroPoints []int32
 }
 
 // carve sets s's buffers for the blocks of an item of geometry g, per
@@ -98,7 +103,7 @@ func (s *scratch) carve(r *streamRun, g geometry, it *Item, per int) {
 		}
 		return unsafe.Slice((*float32)(unsafe.Pointer(&b[0])), n)[:0]
 	}
-	s.x, s.y, s.raw, s.codes, s.enc = nil, nil, nil, nil, nil
+	s.x, s.y, s.raw, s.codes, s.enc, s.scales, s.zeroPoints = nil, nil, nil, nil, nil, nil, nil
 	if !g.quantized {
 		s.raw = bytes(per * g.inSize)[:0]
 		if g.convert {
@@ -120,6 +125,14 @@ func (s *scratch) carve(r *streamRun, g geometry, it *Item, per int) {
 		if r.isCT && !r.codesAreCT {
 			nb, _ := ctensors.CodesBytes(it.Shape, per, r.p.Scheme, r.ct)
 			s.enc = bytes(int(nb))[:0]
+		}
+		// The block's parameters, which geometryOf counts for a
+		// row-local scheme (8 bytes a pair).
+		if np, err := quant.NumParams(r.p.Scheme, []int{per, g.cols}); err == nil && rowLocal(r.p.Scheme) {
+			s.scales = floats(np)
+			if b := bytes(4 * np); np > 0 {
+				s.zeroPoints = unsafe.Slice((*int32)(unsafe.Pointer(&b[0])), np)[:0]
+			}
 		}
 	}
 }
@@ -273,7 +286,6 @@ func (r *streamRun) emit(i int, out blockOut) error {
 			return err
 		}
 	}
-	r.putScratch(out.s)
 	if st.scales == nil && len(out.scales) > 0 && !b.last {
 		np, _ := quant.NumParams(r.p.Scheme, it.Shape)
 		st.scales, st.zeroPoints = make([]float32, 0, np), make([]int32, 0, np)
@@ -289,6 +301,7 @@ func (r *streamRun) emit(i int, out blockOut) error {
 	}
 	st.scales = append(st.scales, out.scales...)
 	st.zeroPoints = append(st.zeroPoints, out.zeroPoints...)
+	r.putScratch(out.s) // out's scales may lie in it
 	st.sig += out.sig
 	st.noise += out.noise
 	st.nonFinite += out.nonFinite
@@ -648,18 +661,21 @@ type groupFitter interface {
 }
 
 // fitQuantizeGroups fits and quantizes the rows x of shape into codes
-// with gf, rounding the scales to the item's scale dtype, and sets out's
+// with gf, the parameters in s, rounding the scales to the item's scale
+// dtype, and sets out's
 // SQNR sums. Where gf's sums are not finite it measures again through y
 // (the dequantized rows) in float64, whose Σx² is finite exactly when x
 // is: the fused sums of x/scale may overflow where a scale was rounded
 // far below its group's values.
-func (r *streamRun) fitQuantizeGroups(gf groupFitter, it *Item, x, y []float32, codes []byte, shape []int, out *blockOut) (*quant.Params, error) {
+func (r *streamRun) fitQuantizeGroups(gf groupFitter, it *Item, x, y []float32, codes []byte, shape []int, s *scratch, out *blockOut) (*quant.Params, error) {
 	sc := r.p.Scheme
 	np, err := quant.NumParams(sc, shape)
 	if err != nil {
 		return nil, err
 	}
-	p := &quant.Params{Scheme: sc, Shape: shape, Scales: make([]float32, np), ZeroPoints: make([]int32, np)}
+	s.scales, s.zeroPoints = grow(s.scales, np), grow(s.zeroPoints, np)
+	clear(s.zeroPoints)
+	p := &quant.Params{Scheme: sc, Shape: shape, Scales: s.scales, ZeroPoints: s.zeroPoints}
 	var round func([]float32) error
 	if dt := it.ScaleDType; dt != "F32" {
 		round = func(scales []float32) error { return ctensors.RoundScales(&quant.Params{Scales: scales}, dt) }
@@ -714,7 +730,7 @@ func (r *streamRun) quantizeRows(st *itemState, g geometry, b block, s *scratch,
 	case gp != nil:
 		p = &quant.Params{Scheme: sc, Shape: shape, Scales: gp.Scales, ZeroPoints: gp.ZeroPoints}
 	case fused:
-		if p, err = r.fitQuantizeGroups(gf, it, x, y, s.codes, shape, &out); err != nil {
+		if p, err = r.fitQuantizeGroups(gf, it, x, y, s.codes, shape, s, &out); err != nil {
 			return blockOut{}, err
 		}
 	default:
