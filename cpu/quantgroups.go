@@ -35,11 +35,6 @@ func FitQuantizeGroups(codes []byte, scales, x []float32, s quant.Scheme, cols i
 	return fitQuantizeGroupsOn(Threads(), codes, scales, x, s, cols, round)
 }
 
-// FitQuantizeGroups is the package's FitQuantizeGroups.
-func (k QuantKernels) FitQuantizeGroups(codes []byte, scales, x []float32, s quant.Scheme, cols int, round func([]float32) error) (sig, noise float64, err error) {
-	return fitQuantizeGroupsOn(k.threads(), codes, scales, x, s, cols, round)
-}
-
 // groupFit is one call of FitQuantizeGroups.
 type groupFit struct {
 	codes      []byte
