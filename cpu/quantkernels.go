@@ -3,10 +3,10 @@ package cpu
 import "github.com/quantkit/quantkit/quant"
 
 // QuantKernels are the whole-tensor loops a checkpoint quantization runs
-// (model/plan's Kernels): AbsMax, Quantize, Dequantize and SQNRSums of
-// this package, SIMD where the processor has it and spread over Threads()
-// cores, each exactly equal to its reference in package quant. The zero
-// value is ready to use.
+// (model/plan's Kernels): AbsMax, Quantize, Dequantize, SQNRSums and
+// FitQuantizeGroups of this package, SIMD where the processor has it and
+// spread over Threads() cores, each exactly equal to its reference in
+// package quant (the sums to rounding). The zero value is ready to use.
 type QuantKernels struct {
 	// Serial runs every call on its caller's goroutine alone, for a
 	// caller that already keeps every core busy with calls of its own
@@ -37,3 +37,8 @@ func (k QuantKernels) Dequantize(x []float32, codes []byte, p *quant.Params) err
 
 // SQNRSums is the package's SQNRSums.
 func (QuantKernels) SQNRSums(x, y []float32) (sig, noise float64) { return SQNRSums(x, y) }
+
+// FitQuantizeGroups is the package's FitQuantizeGroups.
+func (k QuantKernels) FitQuantizeGroups(codes []byte, scales, x []float32, s quant.Scheme, cols int, round func([]float32) error) (sig, noise float64, err error) {
+	return fitQuantizeGroupsOn(k.threads(), codes, scales, x, s, cols, round)
+}

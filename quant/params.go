@@ -298,17 +298,35 @@ func FitAbsMax(s Scheme, x []float32, shape []int, absMax func([]float32) float3
 	}
 	amax := make([]float32, len(p.Scales))
 	p.Runs(func(start, end, k int) { amax[k] = max(amax[k], absMax(x[start:end])) })
+	copy(p.Scales, amax)
+	s.AbsMaxScales(p.Scales)
+	return p, nil
+}
+
+// AbsMaxScales replaces each amax[k], the largest finite |x| of a run of
+// values, with the scale of the symmetric scheme s for that run:
+// ScaleZeroPoint(-amax[k], amax[k])'s, as FitAbsMax and FitMinMax set it.
+func (s Scheme) AbsMaxScales(amax []float32) {
 	qmax := float64(s.QMax())
 	for k, a := range amax {
-		if a >= 0 && a <= math.MaxFloat32 {
-			// ScaleZeroPoint(-a, a) for a finite: its symmetric branch
-			// without the checks, a quarter of a per-group fit.
-			p.Scales[k] = clampScale(float64(a) / qmax)
+		if !(a >= 0 && a <= math.MaxFloat32) {
+			amax[k], _ = s.ScaleZeroPoint(-a, a)
 			continue
 		}
-		p.Scales[k], p.ZeroPoints[k] = s.ScaleZeroPoint(-a, a)
+		// ScaleZeroPoint's symmetric branch without the checks (a
+		// quarter of a per-group fit), and clampScale's bounds as
+		// comparisons: sc is finite, not negative and at most
+		// MaxFloat32 (qmax ≥ 1).
+		sc := float64(a) / qmax
+		switch {
+		case sc == 0:
+			amax[k] = 1
+		case sc < minScale:
+			amax[k] = minScale
+		default:
+			amax[k] = float32(sc)
+		}
 	}
-	return p, nil
 }
 
 // paramsFor is NewParams for x, which must hold shape's elements.

@@ -69,7 +69,10 @@
 // The loops over a block (abs-max, quantize, dequantize) are
 // RunOptions.Kernels, which the job picks (the cpu package's, SIMD on
 // every core) and which must equal ReferenceKernels, package quant's
-// loops, bit for bit: plan imports no backend.
+// loops, bit for bit: plan imports no backend. Kernels that also fit,
+// quantize and measure a symmetric per-group block in one pass over each
+// group (FitQuantizeGroups, as the cpu package's do) are asked to: the
+// same codes and scales, the SQNR sums to rounding.
 //
 // Weights with NaN or ±Inf are an error naming the tensor, unless
 // RunOptions.AllowNonFinite: then NaN becomes 0 and ±Inf the tensor's

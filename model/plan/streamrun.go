@@ -80,6 +80,11 @@ type scratch struct {
 	raw   []byte
 	codes []byte
 	enc   []byte
+	// scales and zeroPoints hold a row-local block's parameters where
+	// the kernels fit them in one pass (groupFitter), so that a block
+	// leaves no garbage for the collector to chase.
+	scales     []float32
+	zeroPoints []int32
 }
 
 // carve sets s's buffers for the blocks of an item of geometry g, per
@@ -98,7 +103,7 @@ func (s *scratch) carve(r *streamRun, g geometry, it *Item, per int) {
 		}
 		return unsafe.Slice((*float32)(unsafe.Pointer(&b[0])), n)[:0]
 	}
-	s.x, s.y, s.raw, s.codes, s.enc = nil, nil, nil, nil, nil
+	s.x, s.y, s.raw, s.codes, s.enc, s.scales, s.zeroPoints = nil, nil, nil, nil, nil, nil, nil
 	if !g.quantized {
 		s.raw = bytes(per * g.inSize)[:0]
 		if g.convert {
@@ -120,6 +125,14 @@ func (s *scratch) carve(r *streamRun, g geometry, it *Item, per int) {
 		if r.isCT && !r.codesAreCT {
 			nb, _ := ctensors.CodesBytes(it.Shape, per, r.p.Scheme, r.ct)
 			s.enc = bytes(int(nb))[:0]
+		}
+		// The block's parameters, which geometryOf counts for a
+		// row-local scheme (8 bytes a pair).
+		if np, err := quant.NumParams(r.p.Scheme, []int{per, g.cols}); err == nil && rowLocal(r.p.Scheme) {
+			s.scales = floats(np)
+			if b := bytes(4 * np); np > 0 {
+				s.zeroPoints = unsafe.Slice((*int32)(unsafe.Pointer(&b[0])), np)[:0]
+			}
 		}
 	}
 }
@@ -273,7 +286,6 @@ func (r *streamRun) emit(i int, out blockOut) error {
 			return err
 		}
 	}
-	r.putScratch(out.s)
 	if st.scales == nil && len(out.scales) > 0 && !b.last {
 		np, _ := quant.NumParams(r.p.Scheme, it.Shape)
 		st.scales, st.zeroPoints = make([]float32, 0, np), make([]int32, 0, np)
@@ -289,6 +301,7 @@ func (r *streamRun) emit(i int, out blockOut) error {
 	}
 	st.scales = append(st.scales, out.scales...)
 	st.zeroPoints = append(st.zeroPoints, out.zeroPoints...)
+	r.putScratch(out.s) // out's scales may lie in it
 	st.sig += out.sig
 	st.noise += out.noise
 	st.nonFinite += out.nonFinite
@@ -637,6 +650,50 @@ func (r *streamRun) sums(x, y []float32) (sig, noise float64) {
 	return sqnrSums(x, y)
 }
 
+// groupFitter is a Kernels that fits, quantizes and measures the groups
+// of a symmetric per-group scheme in one pass over each
+// (cpu.QuantKernels): codes and scales bit for bit those of fitMinMax,
+// the scales rounded by round, and Quantize; the SQNR sums to within
+// about 1e-6, relatively, and not finite when x is not (see
+// cpu.FitQuantizeGroups).
+type groupFitter interface {
+	FitQuantizeGroups(codes []byte, scales, x []float32, s quant.Scheme, cols int, round func([]float32) error) (sig, noise float64, err error)
+}
+
+// fitQuantizeGroups fits and quantizes the rows x of shape into codes
+// with gf, the parameters in s, rounding the scales to the item's scale
+// dtype, and sets out's
+// SQNR sums. Where gf's sums are not finite it measures again through y
+// (the dequantized rows) in float64, whose Σx² is finite exactly when x
+// is: the fused sums of x/scale may overflow where a scale was rounded
+// far below its group's values.
+func (r *streamRun) fitQuantizeGroups(gf groupFitter, it *Item, x, y []float32, codes []byte, shape []int, s *scratch, out *blockOut) (*quant.Params, error) {
+	sc := r.p.Scheme
+	np, err := quant.NumParams(sc, shape)
+	if err != nil {
+		return nil, err
+	}
+	s.scales, s.zeroPoints = grow(s.scales, np), grow(s.zeroPoints, np)
+	clear(s.zeroPoints)
+	p := &quant.Params{Scheme: sc, Shape: shape, Scales: s.scales, ZeroPoints: s.zeroPoints}
+	var round func([]float32) error
+	if dt := it.ScaleDType; dt != "F32" {
+		round = func(scales []float32) error { return ctensors.RoundScales(&quant.Params{Scales: scales}, dt) }
+	}
+	sig, noise, err := gf.FitQuantizeGroups(codes, p.Scales, x, sc, shape[1], round)
+	if err != nil {
+		return nil, err
+	}
+	if math.IsInf(sig, 0) || math.IsNaN(sig) || math.IsInf(noise, 0) || math.IsNaN(noise) {
+		if err := r.k.Dequantize(y, codes, p); err != nil {
+			return nil, err
+		}
+		sig, noise = r.sums(x, y)
+	}
+	out.sig, out.noise = sig, noise
+	return p, nil
+}
+
 // quantizeRows fits (unless gp holds the tensor's parameters),
 // quantizes, measures and encodes the rows [b.lo, b.hi) read into s.x.
 func (r *streamRun) quantizeRows(st *itemState, g geometry, b block, s *scratch, gp *quant.Params) (blockOut, error) {
@@ -666,9 +723,17 @@ func (r *streamRun) quantizeRows(st *itemState, g geometry, b block, s *scratch,
 	shape := []int{rows, g.cols}
 	var p *quant.Params
 	var err error
-	if gp != nil {
+	s.codes = grow(s.codes, sc.PackedLen(n))
+	gf, fused := r.k.(groupFitter)
+	fused = fused && gp == nil && sc.Granularity == quant.PerGroup && sc.Symmetric
+	switch {
+	case gp != nil:
 		p = &quant.Params{Scheme: sc, Shape: shape, Scales: gp.Scales, ZeroPoints: gp.ZeroPoints}
-	} else {
+	case fused:
+		if p, err = r.fitQuantizeGroups(gf, it, x, y, s.codes, shape, s, &out); err != nil {
+			return blockOut{}, err
+		}
+	default:
 		if p, err = fitMinMax(r.k, sc, x, shape); err != nil {
 			return blockOut{}, err
 		}
@@ -677,20 +742,23 @@ func (r *streamRun) quantizeRows(st *itemState, g geometry, b block, s *scratch,
 				return blockOut{}, err
 			}
 		}
+	}
+	if gp == nil {
 		if !r.tailRows {
 			out.scales, out.zeroPoints = p.Scales, p.ZeroPoints
 		} else if out.tail, err = r.tailPieces(it, b.lo, p); err != nil {
 			return blockOut{}, err
 		}
 	}
-	s.codes = grow(s.codes, sc.PackedLen(n))
-	if err := r.k.Quantize(s.codes, x, p); err != nil {
-		return blockOut{}, err
+	if !fused {
+		if err := r.k.Quantize(s.codes, x, p); err != nil {
+			return blockOut{}, err
+		}
+		if err := r.k.Dequantize(y, s.codes, p); err != nil {
+			return blockOut{}, err
+		}
+		out.sig, out.noise = r.sums(x, y)
 	}
-	if err := r.k.Dequantize(y, s.codes, p); err != nil {
-		return blockOut{}, err
-	}
-	out.sig, out.noise = r.sums(x, y)
 	out.piece = s.codes
 	if r.isCT && !r.codesAreCT {
 		nb, err := ctensors.CodesBytes(it.Shape, rows, sc, r.ct)
