@@ -173,6 +173,15 @@ func gemmPacked(m, n, k int, a []float32, f backend.PackedFormat, data []byte, c
 		defer poolPackedQ8.put(x)
 		quantizeQ8(x, a, m, k, l, lay)
 		thr := workers(n, m*n*k, gemmMinWork)
+		if useVNNI(l, m) {
+			negateQ8Sums(x, m, lay)
+			parallelRange(thr, n, vnniCols, func(_, lo, hi int) {
+				tile := poolPackedQ8.get(max(1, l.vnniChunks()) * vnniChunkBytes)
+				defer poolPackedQ8.put(tile)
+				packedDotQ8VNNI(l, m, n, x, lay, data, rb, c, lo, hi, tile)
+			})
+			return
+		}
 		parallelRange(thr, n, 8, func(_, lo, hi int) {
 			if m <= packedFusedRows {
 				packedDotQ8(l, m, n, x, lay, data, rb, c, lo, hi)

@@ -1,0 +1,218 @@
+// Command packedq8vnni generates the AVX-512 VNNI tile kernels of package
+// cpu's GemmPacked for many rows of activations (a prefill) on 8-bit
+// weights (packedq8_vnni.go): ggml Q8_0 and the symmetric int8
+// quant.RowFormat.
+//
+//	cd cpu/_gen && go run ./packedq8vnni    # or make asm
+//
+// The weights of a tile of 32 output columns are first interleaved
+// (packedQ8VNNIPack, or the Go packer): for each chunk t of 32 values,
+// eight steps of 128 bytes, step s holding for each column r (two groups
+// of sixteen, one 512-bit vector each) its codes 4s..4s+3 of the chunk,
+// plus 128 (unsigned bytes); then the 32 columns' scales of the chunk's
+// block (float32). A tile kernel keeps 2×m int32 accumulators (the 32
+// columns of m ≤ 6 activation rows) and m×2 float32 ones: per chunk, the
+// int32 ones start at −128·Σx of their activation row's chunk (which
+// takes off the 128 added to the weights), VPDPBUSD adds the products of
+// the unsigned weight bytes by four activation codes broadcast from
+// memory (exactly: |Σ| ≤ 32·255·127), and the sums are converted to
+// float32 and multiply-added with the column's scale times the chunk's
+// activation scale. The activation codes are read three rows from each
+// of two bases, so that the weight vectors loaded for a step serve all
+// m rows.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/mmcloughlin/avo/ir"
+
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+// lanes holds the dwords 0, 1, …, 15.
+var lanes Mem
+
+// maxRows is the most activation rows a tile kernel takes.
+const maxRows = 6
+
+// chunkBytes is the size of one chunk of a packed tile: eight steps of
+// 128 bytes of codes, then 32 float32 scales.
+const chunkBytes = 8*128 + 32*4
+
+func main() {
+	if len(os.Args) == 1 {
+		os.Args = append(os.Args, "-out", "../packedq8vnni_amd64.s", "-stubs", "../packedq8vnni_stubs_amd64.go", "-pkg", "cpu")
+	}
+	ConstraintExpr("!noasm,!gccgo,!safe")
+	lanes = GLOBL("pkvLanes", RODATA|NOPTR)
+	for i := range 16 {
+		DATA(4*i, U32(uint32(i)))
+	}
+	for m := 1; m <= maxRows; m++ {
+		tile(m)
+	}
+	pack()
+	Generate()
+}
+
+var zmm = []VecPhysical{Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z8, Z9, Z10, Z11, Z12, Z13, Z14, Z15,
+	Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23, Z24, Z25, Z26, Z27, Z28, Z29, Z30, Z31}
+
+// vpdpbusdBcst emits acc += the products of the unsigned bytes of w by the
+// four signed bytes at m, broadcast to every lane. avo v0.5.0 lacks the
+// instruction; Go's assembler knows it.
+func vpdpbusdBcst(m Mem, w, acc VecPhysical) {
+	Instruction(&ir.Instruction{
+		Opcode: "VPDPBUSD.BCST", Operands: []Op{m, w, acc},
+		Inputs: []Op{m, w, acc}, Outputs: []Op{acc}, ISA: []string{"AVX512_VNNI"},
+	})
+}
+
+// tile generates packedQ8VNNIx<m>.
+func tile(m int) {
+	name := fmt.Sprintf("packedQ8VNNIx%d", m)
+	TEXT(name, NOSPLIT, "func(x *byte, ldx int, w *byte, chunks int, c *float32, ldc int)")
+	Doc(fmt.Sprintf("%s sets c[i·ldc+j], for i < %d and j < 32, to the dot product of", name, m),
+		"quantized activation row i (chunks records of 40 bytes at x + i·ldx, each",
+		"holding −128·Σx where the sum of its codes was) with column j of the packed",
+		"tile w (chunks chunks of 1152 bytes), summed a chunk at a time as",
+		"float32(Σ u·x − 128·Σx)·(scale·d_x).")
+
+	x0 := Load(Param("x"), GP64())
+	ld := Load(Param("ldx"), GP64())
+	x3 := GP64()
+	if m > 3 {
+		LEAQ(Mem{Base: x0, Index: ld, Scale: 2}, x3)
+		ADDQ(ld, x3)
+	}
+	wp := Load(Param("w"), GP64())
+	n := Load(Param("chunks"), GP64())
+
+	row := func(i, d int) Mem {
+		base := x0
+		if i >= 3 {
+			base, i = x3, i-3
+		}
+		if i == 0 {
+			return Mem{Base: base, Disp: d}
+		}
+		return Mem{Base: base, Index: ld, Scale: uint8(i), Disp: d}
+	}
+	acc := func(i, g int) VecPhysical { return zmm[2*i+g] }
+	facc := func(i, g int) VecPhysical { return zmm[12+2*i+g] }
+	wv := [2]VecPhysical{Z24, Z25}
+	tmp := Z28
+
+	for i := range m {
+		for g := range 2 {
+			VPXORD(facc(i, g), facc(i, g), facc(i, g))
+		}
+	}
+	TESTQ(n, n)
+	JZ(LabelRef(name + "_store"))
+	Label(name + "_chunk")
+	for i := range m {
+		for g := range 2 {
+			VPBROADCASTD(row(i, 36), acc(i, g))
+		}
+	}
+	for s := range 8 {
+		for g := range 2 {
+			VMOVDQU32(Mem{Base: wp, Disp: 128*s + 64*g}, wv[g])
+		}
+		for i := range m {
+			for g := range 2 {
+				vpdpbusdBcst(row(i, 4*s), wv[g], acc(i, g))
+			}
+		}
+	}
+	for g := range 2 {
+		VMOVUPS(Mem{Base: wp, Disp: 1024 + 64*g}, wv[g])
+	}
+	for i := range m {
+		for g := range 2 {
+			VMULPS_BCST(row(i, 32), wv[g], tmp)
+			VCVTDQ2PS(acc(i, g), acc(i, g))
+			VFMADD231PS(tmp, acc(i, g), facc(i, g))
+		}
+	}
+	ADDQ(U32(40), x0)
+	if m > 3 {
+		ADDQ(U32(40), x3)
+	}
+	ADDQ(U32(chunkBytes), wp)
+	DECQ(n)
+	JNZ(LabelRef(name + "_chunk"))
+
+	Label(name + "_store")
+	cp := Load(Param("c"), GP64())
+	lc := Load(Param("ldc"), GP64())
+	SHLQ(U8(2), lc)
+	for i := range m {
+		for g := range 2 {
+			VMOVUPS(facc(i, g), Mem{Base: cp, Disp: 64 * g})
+		}
+		if i < m-1 {
+			ADDQ(lc, cp)
+		}
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// pack generates packedQ8VNNIPack.
+func pack() {
+	TEXT("packedQ8VNNIPack", NOSPLIT, "func(src *byte, rowBytes int, chunks int, stride int, dst *byte)")
+	Doc("packedQ8VNNIPack writes the codes of chunks chunks of 32 rows of signed",
+		"8-bit weights to the packed tile at dst (chunk t at 1152t, its scales left",
+		"alone): row r's codes of chunk t are the 32 bytes at src + r·rowBytes +",
+		"t·stride, and step s of the chunk gets codes 4s..4s+3 of the rows, plus",
+		"128, column r at 64·(r/16) + 4·(r%16).")
+	src := Load(Param("src"), GP64())
+	rb := Load(Param("rowBytes"), GP64()).(GPVirtual)
+	n := Load(Param("chunks"), GP64())
+	stride := Load(Param("stride"), GP64())
+	dst := Load(Param("dst"), GP64())
+	// Offsets of rows 0..15 (lanes of idx) and of row 16 (hi).
+	idx, sign := Z0, Z1
+	step := Z2
+	hi := GP64()
+	t := GP64()
+	XORQ(t, t)
+	// idx = lane·rowBytes.
+	VPBROADCASTD(rb.As32(), idx)
+	VPMULLD(lanes, idx, idx)
+	MOVQ(rb, hi)
+	SHLQ(U8(4), hi)
+	MOVL(U32(0x80808080), t.As32())
+	VPBROADCASTD(t.As32(), sign)
+	TESTQ(n, n)
+	JZ(LabelRef("pack_done"))
+	Label("pack_chunk")
+	p16 := GP64()
+	LEAQ(Mem{Base: src, Index: hi, Scale: 1}, p16)
+	for s := range 8 {
+		for g := range 2 {
+			base := src
+			if g == 1 {
+				base = p16
+			}
+			KXNORW(K1, K1, K1)
+			VPXORD(step, step, step)
+			VPGATHERDD(Mem{Base: base, Index: idx, Scale: 1, Disp: 4 * s}, K1, step)
+			VPXORD(sign, step, step)
+			VMOVDQU32(step, Mem{Base: dst, Disp: 128*s + 64*g})
+		}
+	}
+	ADDQ(stride, src)
+	ADDQ(U32(chunkBytes), dst)
+	DECQ(n)
+	JNZ(LabelRef("pack_chunk"))
+	Label("pack_done")
+	VZEROUPPER()
+	RET()
+}

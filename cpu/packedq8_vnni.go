@@ -1,0 +1,226 @@
+package cpu
+
+import (
+	"encoding/binary"
+	"math"
+	"unsafe"
+
+	"github.com/quantkit/quantkit/internal/half"
+)
+
+// The integer kernels of GemmPacked for many rows of A (a language model's
+// prefill) on 8-bit weights, ggml Q8_0 and the symmetric int8
+// quant.RowFormat, with AVX-512 VNNI: a tile of 32 output columns at a
+// time, whose weight codes are interleaved once per call into a buffer
+// that stays in L2 (packVNNITile), then multiplied by every row of A,
+// up to six rows a pass, in 32×m int32 accumulators (VPDPBUSD: one
+// 512-bit instruction adds the products of four codes of sixteen columns
+// by four codes of one activation row broadcast to all of them). This is
+// what llama.cpp's repacked Q8_0 GEMM does (block_q8_0x4 and its
+// AVX-512 kernels), with the weights interleaved per call rather than at
+// load, so that the decode step keeps the rows as they are stored.
+//
+// VPDPBUSD multiplies unsigned bytes by signed ones: the weight codes q
+// are stored as u = q + 128 and each chunk's integer sum starts at
+// −128·Σx, which takes the 128 off exactly, so that the sum is
+// Σ q·x in int32, as packedDotQ8Go's. Per chunk of 32 the sum is
+// converted to float32 and multiply-added with the weight block's scale
+// times the chunk's activation scale (one rounding where packedDotQ8Go
+// has two); the values of the last block past its whole chunks are
+// packedTailQ8Go's. The kernels are made by _gen/packedq8vnni;
+// packedQ8VNNIGo and packVNNITileGo are their Go twins.
+
+const (
+	vnniCols       = 32           // output columns of a tile
+	vnniRows       = 6            // most rows of A a tile kernel takes
+	vnniChunkBytes = 8*128 + 32*4 // a chunk of a packed tile: codes, then scales
+)
+
+// vnniMinRows is the fewest rows of A for which GemmPacked runs the VNNI
+// tiles: below it, interleaving the weight costs more than the row
+// kernels lose.
+const vnniMinRows = 16
+
+// vnni reports whether the VNNI tile kernels run layout l: Q8_0 and the
+// symmetric int8 quant.RowFormat, every block but the last a whole number
+// of chunks.
+func (l pkLayout) vnni() bool {
+	return (l.kind == pkQ8_0 || l.kind == pkRF8S) && !l.rows8 && l.q8()
+}
+
+// vnniChunks is the number of whole chunks of 32 values of a row in
+// layout l that the tile kernels take: all but the values of the last
+// block past its whole chunks.
+func (l pkLayout) vnniChunks() int {
+	return (l.blocks-1)*l.group/32 + l.last/32
+}
+
+// useVNNI reports whether GemmPacked runs the VNNI tiles for m rows of A
+// in layout l on this processor.
+func useVNNI(l pkLayout, m int) bool {
+	return use.AVX512VNNI && packedQ8VNNIAsm && m >= vnniMinRows && l.vnni()
+}
+
+// negateQ8Sums replaces the sum Σx of each chunk record of the m rows of
+// x (as quantizeQ8 wrote them) by −128·Σx, where the tile kernels start
+// each chunk's integer sum. The block sums after the records stay.
+func negateQ8Sums(x []byte, m int, lay q8Layout) {
+	for i := range m {
+		row := x[i*lay.ldx:]
+		for t := range lay.kc {
+			rec := row[q8Rec*t+36:]
+			binary.LittleEndian.PutUint32(rec, uint32(-128*int32(binary.LittleEndian.Uint32(rec))))
+		}
+	}
+}
+
+// vnniChunkAt returns where the codes of chunk t of a row in layout l
+// start (bytes from the row's start) and the offset of its block's scale.
+func vnniChunkAt(l pkLayout, t int) (codes, scale int) {
+	if l.kind == pkQ8_0 {
+		return 34*t + 2, 34 * t
+	}
+	if l.blocks == 1 {
+		return 4 + 32*t, 0
+	}
+	gc := l.group / 32
+	b := t / gc
+	bb := 4 + l.group
+	return b*bb + 4 + 32*(t-b*gc), b * bb
+}
+
+// vnniScale reads the block scale at blk.
+func vnniScale(l pkLayout, blk []byte) float32 {
+	if l.kind == pkQ8_0 {
+		return half.Float16ToFloat32(binary.LittleEndian.Uint16(blk))
+	}
+	return math.Float32frombits(binary.LittleEndian.Uint32(blk))
+}
+
+// packVNNITileGo writes to tile (chunks·vnniChunkBytes bytes) the packed
+// tile of the cols ≤ 32 rows of W at w (rowBytes apart) in layout l: for
+// chunk t, step s (of 8) and column r, at t·1152 + 128s + 64·(r/16) +
+// 4·(r%16), the codes 4s..4s+3 of the chunk plus 128, then at
+// t·1152 + 1024 + 4r the scale of the chunk's block; columns past cols
+// get codes 0 (stored 128) and scale 0.
+func packVNNITileGo(l pkLayout, tile, w []byte, rowBytes, cols int) {
+	chunks := l.vnniChunks()
+	for t := range chunks {
+		ct := tile[t*vnniChunkBytes : (t+1)*vnniChunkBytes]
+		co, so := vnniChunkAt(l, t)
+		for r := range vnniCols {
+			var sc float32
+			if r < cols {
+				row := w[r*rowBytes:]
+				sc = vnniScale(l, row[so:])
+				for s := range 8 {
+					v := binary.LittleEndian.Uint32(row[co+4*s:]) ^ 0x80808080
+					binary.LittleEndian.PutUint32(ct[128*s+64*(r/16)+4*(r%16):], v)
+				}
+			} else {
+				for s := range 8 {
+					binary.LittleEndian.PutUint32(ct[128*s+64*(r/16)+4*(r%16):], 0x80808080)
+				}
+			}
+			binary.LittleEndian.PutUint32(ct[1024+4*r:], math.Float32bits(sc))
+		}
+	}
+}
+
+// packVNNITile is packVNNITileGo, with the assembly gathering the codes
+// of a whole tile where the processor has it.
+func packVNNITile(l pkLayout, tile, w []byte, rowBytes, cols int) {
+	chunks := l.vnniChunks()
+	if cols < vnniCols || !use.AVX512VNNI || !packedQ8VNNIAsm || chunks == 0 {
+		packVNNITileGo(l, tile, w, rowBytes, cols)
+		return
+	}
+	_ = tile[chunks*vnniChunkBytes-1]
+	_ = w[(vnniCols-1)*rowBytes+rowBytes-1]
+	switch {
+	case l.kind == pkQ8_0:
+		packedQ8VNNIPack(&w[2], rowBytes, chunks, 34, &tile[0])
+	case l.blocks == 1:
+		packedQ8VNNIPack(&w[4], rowBytes, chunks, 32, &tile[0])
+	default:
+		gc := l.group / 32
+		for t := 0; t < chunks; t += gc {
+			co, _ := vnniChunkAt(l, t)
+			packedQ8VNNIPack(&w[co], rowBytes, min(gc, chunks-t), 32, &tile[t*vnniChunkBytes])
+		}
+	}
+	for t := range chunks {
+		ct := tile[t*vnniChunkBytes+1024 : (t+1)*vnniChunkBytes]
+		_, so := vnniChunkAt(l, t)
+		for r := range vnniCols {
+			binary.LittleEndian.PutUint32(ct[4*r:], math.Float32bits(vnniScale(l, w[r*rowBytes+so:])))
+		}
+	}
+}
+
+// packedQ8VNNIGo is the Go twin of the tile kernels: for i < m and
+// j < 32, c[i·ldc+j] is the sum over the chunks t < chunks of
+// float32(−128·Σx + Σ u·x)·(scale·d_x), u the packed codes of column j,
+// x, d_x and −128·Σx from chunk t's record of activation row i (at
+// x[i·ldx:], as negateQ8Sums left it).
+func packedQ8VNNIGo(m int, x []byte, ldx int, tile []byte, chunks int, c []float32, ldc int) {
+	for i := range m {
+		for j := range vnniCols {
+			var acc float32
+			for t := range chunks {
+				rec := x[i*ldx+q8Rec*t:]
+				ct := tile[t*vnniChunkBytes:]
+				s := int32(binary.LittleEndian.Uint32(rec[36:]))
+				for e := range 32 {
+					s += int32(ct[128*(e/4)+64*(j/16)+4*(j%16)+e%4]) * int32(int8(rec[e]))
+				}
+				d := math.Float32frombits(binary.LittleEndian.Uint32(rec[32:]))
+				sc := math.Float32frombits(binary.LittleEndian.Uint32(ct[1024+4*j:]))
+				acc += float32(s) * (sc * d)
+			}
+			c[i*ldc+j] = acc
+		}
+	}
+}
+
+// packedQ8VNNIRows runs the tile kernel (or its twin) on the m rows of
+// x against tile, into c (ldc apart).
+func packedQ8VNNIRows(m int, x []byte, ldx int, tile []byte, chunks int, c []float32, ldc int) {
+	if !use.AVX512VNNI || !packedQ8VNNIAsm {
+		packedQ8VNNIGo(m, x, ldx, tile, chunks, c, ldc)
+		return
+	}
+	_ = x[(m-1)*ldx+q8Rec*max(chunks, 1)-1]
+	_ = c[(m-1)*ldc+vnniCols-1]
+	_ = tile[max(chunks*vnniChunkBytes, 1)-1]
+	packedQ8VNNIKernels[m-1](unsafe.SliceData(x), ldx, unsafe.SliceData(tile), chunks, &c[0], ldc)
+}
+
+// packedDotQ8VNNI computes columns [j0, j1) of c [m, n] (j0 a multiple of
+// vnniCols or j1 = n) from the activations x (quantizeQ8's, after
+// negateQ8Sums) and the rows of W: a tile of 32 columns at a time packed
+// into tile (a buffer of l.vnniChunks()·vnniChunkBytes), then multiplied by
+// every row of x, vnniRows rows a pass; the last partial tile goes
+// through a buffer of its own. The values past the last block's whole
+// chunks are packedTailQ8Go's.
+func packedDotQ8VNNI(l pkLayout, m, n int, x []byte, lay q8Layout, w []byte, rowBytes int, c []float32, j0, j1 int, tile []byte) {
+	chunks := l.vnniChunks()
+	var part [vnniRows * vnniCols]float32
+	for j := j0; j < j1; j += vnniCols {
+		cols := min(vnniCols, j1-j)
+		packVNNITile(l, tile, w[j*rowBytes:], rowBytes, cols)
+		for i := 0; i < m; i += vnniRows {
+			r := min(vnniRows, m-i)
+			xi := x[i*lay.ldx:]
+			if cols == vnniCols {
+				packedQ8VNNIRows(r, xi, lay.ldx, tile, chunks, c[i*n+j:], n)
+				continue
+			}
+			packedQ8VNNIRows(r, xi, lay.ldx, tile, chunks, part[:], vnniCols)
+			for ii := range r {
+				copy(c[(i+ii)*n+j:(i+ii)*n+j+cols], part[ii*vnniCols:ii*vnniCols+cols])
+			}
+		}
+	}
+	packedTailQ8Go(l, m, x, lay, w[j0*rowBytes:j1*rowBytes], rowBytes, j1-j0, c[j0:], n)
+}
