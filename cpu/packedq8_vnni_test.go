@@ -285,7 +285,7 @@ func BenchmarkGemmPackedQ8Prefill(b *testing.B) {
 		quant.RowFormat{Bits: 8, Signed: true, Symmetric: true}, // per channel: Group set to k
 	}
 	sets := []string{"avx2", "avx512-vnni"}
-	for _, sz := range [][3]int{{512, 2048, 2048}, {512, 8192, 2048}, {512, 2048, 8192}} {
+	for _, sz := range [][3]int{{512, 2048, 2048}, {512, 8192, 2048}, {512, 2048, 8192}, {512, 2048, 256}} {
 		m, n, k := sz[0], sz[1], sz[2]
 		rnd := rand.New(rand.NewPCG(1, 1))
 		a := make([]float32, m*k)
