@@ -178,7 +178,7 @@ func gemmPacked(m, n, k int, a []float32, f backend.PackedFormat, data []byte, c
 		if useVNNI(l, m) {
 			negateQ8Sums(x, m, lay)
 			parallelRange(thr, n, vnniCols, func(_, lo, hi int) {
-				tile := poolPackedQ8.get(max(1, l.vnniChunks()) * vnniChunkBytes)
+				tile := poolPackedQ8.get(l.vnniTileBytes())
 				defer poolPackedQ8.put(tile)
 				packedDotQ8VNNI(l, m, n, x, lay, data, rb, c, lo, hi, tile)
 			})

@@ -33,6 +33,7 @@ import (
 const (
 	vnniCols       = 32           // output columns of a tile
 	vnniRows       = 6            // most rows of A a tile kernel takes
+	vnniCodeBytes  = 8 * 128      // the codes of a chunk of a packed tile
 	vnniChunkBytes = 8*128 + 32*4 // a chunk of a packed tile: codes, then scales
 )
 
@@ -53,6 +54,28 @@ func (l pkLayout) vnni() bool {
 // block past its whole chunks.
 func (l pkLayout) vnniChunks() int {
 	return (l.blocks-1)*l.group/32 + l.last/32
+}
+
+// vnniPerChannel says the rows of l have one scale each (the int8
+// quant.RowFormat per channel): their tiles hold the 32 scales once, after
+// the last chunk, and the kernels apply them at the end.
+func (l pkLayout) vnniPerChannel() bool { return l.kind == pkRF8S && l.blocks == 1 }
+
+// vnniStride is the size of a chunk of a packed tile of layout l.
+func (l pkLayout) vnniStride() int {
+	if l.vnniPerChannel() {
+		return vnniCodeBytes
+	}
+	return vnniChunkBytes
+}
+
+// vnniTileBytes is the size of a packed tile of layout l.
+func (l pkLayout) vnniTileBytes() int {
+	n := l.vnniChunks() * l.vnniStride()
+	if l.vnniPerChannel() {
+		n += 4 * vnniCols
+	}
+	return max(n, 1)
 }
 
 // useVNNI reports whether GemmPacked runs the VNNI tiles for m rows of A
@@ -97,109 +120,134 @@ func vnniScale(l pkLayout, blk []byte) float32 {
 	return math.Float32frombits(binary.LittleEndian.Uint32(blk))
 }
 
-// packVNNITileGo writes to tile (chunks·vnniChunkBytes bytes) the packed
-// tile of the cols ≤ 32 rows of W at w (rowBytes apart) in layout l: for
-// chunk t, step s (of 8) and column r, at t·1152 + 128s + 64·(r/16) +
-// 4·(r%16), the codes 4s..4s+3 of the chunk plus 128, then at
-// t·1152 + 1024 + 4r the scale of the chunk's block; columns past cols
-// get codes 0 (stored 128) and scale 0.
+// packVNNITileGo writes to tile (l.vnniTileBytes()) the packed tile of
+// the cols ≤ 32 rows of W at w (rowBytes apart) in layout l: for chunk t
+// (l.vnniStride() bytes), step s (of 8) and column r, at
+// 128s + 64·(r/16) + 4·(r%16), the codes 4s..4s+3 of the chunk plus 128,
+// then at 1024 + 4r the scale of the chunk's block; or, per channel, the
+// row scales once after the last chunk. Columns past cols get codes 0
+// (stored 128) and scale 0.
 func packVNNITileGo(l pkLayout, tile, w []byte, rowBytes, cols int) {
-	chunks := l.vnniChunks()
+	chunks, stride := l.vnniChunks(), l.vnniStride()
 	for t := range chunks {
-		ct := tile[t*vnniChunkBytes : (t+1)*vnniChunkBytes]
-		co, so := vnniChunkAt(l, t)
+		ct := tile[t*stride : (t+1)*stride]
+		co, _ := vnniChunkAt(l, t)
+		for r := range vnniCols {
+			for s := range 8 {
+				v := uint32(0x80808080)
+				if r < cols {
+					v ^= binary.LittleEndian.Uint32(w[r*rowBytes+co+4*s:])
+				}
+				binary.LittleEndian.PutUint32(ct[128*s+64*(r/16)+4*(r%16):], v)
+			}
+		}
+	}
+	vnniScales(l, tile, w, rowBytes, cols)
+}
+
+// vnniScales writes the scales of the packed tile of the cols ≤ 32 rows
+// at w (packVNNITileGo's), 0 past cols.
+func vnniScales(l pkLayout, tile, w []byte, rowBytes, cols int) {
+	chunks, stride := l.vnniChunks(), l.vnniStride()
+	put := func(at []byte, so int) {
 		for r := range vnniCols {
 			var sc float32
 			if r < cols {
-				row := w[r*rowBytes:]
-				sc = vnniScale(l, row[so:])
-				for s := range 8 {
-					v := binary.LittleEndian.Uint32(row[co+4*s:]) ^ 0x80808080
-					binary.LittleEndian.PutUint32(ct[128*s+64*(r/16)+4*(r%16):], v)
-				}
-			} else {
-				for s := range 8 {
-					binary.LittleEndian.PutUint32(ct[128*s+64*(r/16)+4*(r%16):], 0x80808080)
-				}
+				sc = vnniScale(l, w[r*rowBytes+so:])
 			}
-			binary.LittleEndian.PutUint32(ct[1024+4*r:], math.Float32bits(sc))
+			binary.LittleEndian.PutUint32(at[4*r:], math.Float32bits(sc))
 		}
+	}
+	if l.vnniPerChannel() {
+		put(tile[chunks*stride:], 0)
+		return
+	}
+	for t := range chunks {
+		_, so := vnniChunkAt(l, t)
+		put(tile[t*stride+vnniCodeBytes:], so)
 	}
 }
 
 // packVNNITile is packVNNITileGo, with the assembly gathering the codes
 // of a whole tile where the processor has it.
 func packVNNITile(l pkLayout, tile, w []byte, rowBytes, cols int) {
-	chunks := l.vnniChunks()
+	chunks, stride := l.vnniChunks(), l.vnniStride()
 	if cols < vnniCols || !use.AVX512VNNI || !packedQ8VNNIAsm || chunks == 0 {
 		packVNNITileGo(l, tile, w, rowBytes, cols)
 		return
 	}
-	_ = tile[chunks*vnniChunkBytes-1]
+	_ = tile[l.vnniTileBytes()-1]
 	_ = w[(vnniCols-1)*rowBytes+rowBytes-1]
 	switch {
 	case l.kind == pkQ8_0:
-		packedQ8VNNIPack(&w[2], rowBytes, chunks, 34, &tile[0])
+		packedQ8VNNIPack(&w[2], rowBytes, chunks, 34, &tile[0], stride)
 	case l.blocks == 1:
-		packedQ8VNNIPack(&w[4], rowBytes, chunks, 32, &tile[0])
+		packedQ8VNNIPack(&w[4], rowBytes, chunks, 32, &tile[0], stride)
 	default:
 		gc := l.group / 32
 		for t := 0; t < chunks; t += gc {
 			co, _ := vnniChunkAt(l, t)
-			packedQ8VNNIPack(&w[co], rowBytes, min(gc, chunks-t), 32, &tile[t*vnniChunkBytes])
+			packedQ8VNNIPack(&w[co], rowBytes, min(gc, chunks-t), 32, &tile[t*stride], stride)
 		}
 	}
-	for t := range chunks {
-		ct := tile[t*vnniChunkBytes+1024 : (t+1)*vnniChunkBytes]
-		_, so := vnniChunkAt(l, t)
-		for r := range vnniCols {
-			binary.LittleEndian.PutUint32(ct[4*r:], math.Float32bits(vnniScale(l, w[r*rowBytes+so:])))
-		}
-	}
+	vnniScales(l, tile, w, rowBytes, cols)
 }
 
 // packedQ8VNNIGo is the Go twin of the tile kernels: for i < m and
 // j < 32, c[i·ldc+j] is the sum over the chunks t < chunks of
 // float32(−128·Σx + Σ u·x)·(scale·d_x), u the packed codes of column j,
 // x, d_x and −128·Σx from chunk t's record of activation row i (at
-// x[i·ldx:], as negateQ8Sums left it).
-func packedQ8VNNIGo(m int, x []byte, ldx int, tile []byte, chunks int, c []float32, ldc int) {
+// x[i·ldx:], as negateQ8Sums left it); per channel (l.vnniPerChannel()),
+// scale·Σ_t float32(−128·Σx + Σ u·x)·d_x.
+func packedQ8VNNIGo(l pkLayout, m int, x []byte, ldx int, tile []byte, chunks int, c []float32, ldc int) {
+	stride, pc := l.vnniStride(), l.vnniPerChannel()
 	for i := range m {
 		for j := range vnniCols {
 			var acc float32
 			for t := range chunks {
 				rec := x[i*ldx+q8Rec*t:]
-				ct := tile[t*vnniChunkBytes:]
+				ct := tile[t*stride:]
 				s := int32(binary.LittleEndian.Uint32(rec[36:]))
 				for e := range 32 {
 					s += int32(ct[128*(e/4)+64*(j/16)+4*(j%16)+e%4]) * int32(int8(rec[e]))
 				}
 				d := math.Float32frombits(binary.LittleEndian.Uint32(rec[32:]))
-				sc := math.Float32frombits(binary.LittleEndian.Uint32(ct[1024+4*j:]))
-				acc += float32(s) * (sc * d)
+				if pc {
+					acc += float32(s) * d
+				} else {
+					sc := math.Float32frombits(binary.LittleEndian.Uint32(ct[vnniCodeBytes+4*j:]))
+					acc += float32(s) * (sc * d)
+				}
+			}
+			if pc {
+				acc *= math.Float32frombits(binary.LittleEndian.Uint32(tile[chunks*stride+4*j:]))
 			}
 			c[i*ldc+j] = acc
 		}
 	}
 }
 
-// packedQ8VNNIRows runs the tile kernel (or its twin) on the m rows of
-// x against tile, into c (ldc apart).
-func packedQ8VNNIRows(m int, x []byte, ldx int, tile []byte, chunks int, c []float32, ldc int) {
+// packedQ8VNNIRows runs the tile kernel (or its twin) of layout l on the
+// m rows of x against tile, into c (ldc apart).
+func packedQ8VNNIRows(l pkLayout, m int, x []byte, ldx int, tile []byte, chunks int, c []float32, ldc int) {
 	if !use.AVX512VNNI || !packedQ8VNNIAsm {
-		packedQ8VNNIGo(m, x, ldx, tile, chunks, c, ldc)
+		packedQ8VNNIGo(l, m, x, ldx, tile, chunks, c, ldc)
 		return
 	}
 	_ = x[(m-1)*ldx+q8Rec*max(chunks, 1)-1]
 	_ = c[(m-1)*ldc+vnniCols-1]
-	_ = tile[max(chunks*vnniChunkBytes, 1)-1]
-	packedQ8VNNIKernels[m-1](unsafe.SliceData(x), ldx, unsafe.SliceData(tile), chunks, &c[0], ldc)
+	_ = tile[l.vnniTileBytes()-1]
+	kern := packedQ8VNNIKernels[0]
+	if l.vnniPerChannel() {
+		kern = packedQ8VNNIKernels[1]
+	}
+	kern[m-1](unsafe.SliceData(x), ldx, unsafe.SliceData(tile), chunks, &c[0], ldc)
 }
 
 // packedDotQ8VNNI computes columns [j0, j1) of c [m, n] (j0 a multiple of
 // vnniCols or j1 = n) from the activations x (quantizeQ8's, after
 // negateQ8Sums) and the rows of W: a tile of 32 columns at a time packed
-// into tile (a buffer of l.vnniChunks()·vnniChunkBytes), then multiplied by
+// into tile (a buffer of l.vnniTileBytes()), then multiplied by
 // every row of x, vnniRows rows a pass; the last partial tile goes
 // through a buffer of its own. The values past the last block's whole
 // chunks are packedTailQ8Go's.
@@ -213,10 +261,10 @@ func packedDotQ8VNNI(l pkLayout, m, n int, x []byte, lay q8Layout, w []byte, row
 			r := min(vnniRows, m-i)
 			xi := x[i*lay.ldx:]
 			if cols == vnniCols {
-				packedQ8VNNIRows(r, xi, lay.ldx, tile, chunks, c[i*n+j:], n)
+				packedQ8VNNIRows(l, r, xi, lay.ldx, tile, chunks, c[i*n+j:], n)
 				continue
 			}
-			packedQ8VNNIRows(r, xi, lay.ldx, tile, chunks, part[:], vnniCols)
+			packedQ8VNNIRows(l, r, xi, lay.ldx, tile, chunks, part[:], vnniCols)
 			for ii := range r {
 				copy(c[(i+ii)*n+j:(i+ii)*n+j+cols], part[ii*vnniCols:ii*vnniCols+cols])
 			}

@@ -108,7 +108,7 @@ func TestPackedQ8VNNIExact(t *testing.T) {
 		for _, set := range KernelSets() {
 			restore := UseKernelSet(set)
 			for cols := 1; cols <= vnniCols; cols++ {
-				tile := make([]byte, max(1, chunks)*vnniChunkBytes)
+				tile := make([]byte, l.vnniTileBytes())
 				packVNNITile(l, tile, data, rb, cols)
 				for m := 1; m <= vnniRows; m++ {
 					const ldc = vnniCols + 5
@@ -116,7 +116,7 @@ func TestPackedQ8VNNIExact(t *testing.T) {
 					for i := range c {
 						c[i] = -7
 					}
-					packedQ8VNNIRows(m, x, lay.ldx, tile, chunks, c, ldc)
+					packedQ8VNNIRows(l, m, x, lay.ldx, tile, chunks, c, ldc)
 					for i := range m {
 						for j := range ldc {
 							got := c[i*ldc+j]
@@ -148,7 +148,7 @@ func TestPackVNNITile(t *testing.T) {
 		rb, _ := pc.f.RowBytes(pc.k)
 		data := randPacked(rnd, pc.f, vnniCols+3, pc.k)
 		orig := append([]byte(nil), data...)
-		n := max(1, l.vnniChunks()) * vnniChunkBytes
+		n := l.vnniTileBytes()
 		want := make([]byte, n)
 		packVNNITileGo(l, want, data, rb, vnniCols)
 		for _, set := range KernelSets() {

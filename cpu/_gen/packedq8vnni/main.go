@@ -17,7 +17,11 @@
 // the unsigned weight bytes by four activation codes broadcast from
 // memory (exactly: |Σ| ≤ 32·255·127), and the sums are converted to
 // float32 and multiply-added with the column's scale times the chunk's
-// activation scale. The activation codes are read three rows from each
+// activation scale; where the weight has one scale a row (the int8
+// quant.RowFormat per channel, packedQ8VNNICx<m>), the tile holds the 32
+// scales once after the last chunk, the sums are multiply-added with the
+// activation scale alone and the column scales multiply the results at
+// the end. The activation codes are read three rows from each
 // of two bases, so that the weight vectors loaded for a step serve all
 // m rows.
 package main
@@ -52,8 +56,10 @@ func main() {
 	for i := range 16 {
 		DATA(4*i, U32(uint32(i)))
 	}
-	for m := 1; m <= maxRows; m++ {
-		tile(m)
+	for _, pc := range []bool{false, true} {
+		for m := 1; m <= maxRows; m++ {
+			tile(m, pc)
+		}
 	}
 	pack()
 	Generate()
@@ -72,15 +78,32 @@ func vpdpbusdBcst(m Mem, w, acc VecPhysical) {
 	})
 }
 
-// tile generates packedQ8VNNIx<m>.
-func tile(m int) {
+// tile generates packedQ8VNNIx<m>, or with perChannel (one scale a
+// column for the whole row: the int8 quant.RowFormat per channel)
+// packedQ8VNNICx<m>, whose chunks are 1024 bytes of codes, the 32
+// columns' scales after the last, and which multiply-adds each chunk's
+// sum with the activation scale alone and the column scales at the end.
+func tile(m int, perChannel bool) {
 	name := fmt.Sprintf("packedQ8VNNIx%d", m)
+	cb := chunkBytes
+	if perChannel {
+		name = fmt.Sprintf("packedQ8VNNICx%d", m)
+		cb = 1024
+	}
 	TEXT(name, NOSPLIT, "func(x *byte, ldx int, w *byte, chunks int, c *float32, ldc int)")
-	Doc(fmt.Sprintf("%s sets c[i·ldc+j], for i < %d and j < 32, to the dot product of", name, m),
-		"quantized activation row i (chunks records of 40 bytes at x + i·ldx, each",
-		"holding −128·Σx where the sum of its codes was) with column j of the packed",
-		"tile w (chunks chunks of 1152 bytes), summed a chunk at a time as",
-		"float32(Σ u·x − 128·Σx)·(scale·d_x).")
+	if perChannel {
+		Doc(fmt.Sprintf("%s sets c[i·ldc+j], for i < %d and j < 32, to the dot product of", name, m),
+			"quantized activation row i (chunks records of 40 bytes at x + i·ldx, each",
+			"holding −128·Σx where the sum of its codes was) with column j of the packed",
+			"tile w (chunks chunks of 1024 bytes, then the columns' scales), summed as",
+			"scale·Σ_chunks float32(Σ u·x − 128·Σx)·d_x.")
+	} else {
+		Doc(fmt.Sprintf("%s sets c[i·ldc+j], for i < %d and j < 32, to the dot product of", name, m),
+			"quantized activation row i (chunks records of 40 bytes at x + i·ldx, each",
+			"holding −128·Σx where the sum of its codes was) with column j of the packed",
+			"tile w (chunks chunks of 1152 bytes), summed a chunk at a time as",
+			"float32(Σ u·x − 128·Σx)·(scale·d_x).")
+	}
 
 	x0 := Load(Param("x"), GP64())
 	ld := Load(Param("ldx"), GP64())
@@ -130,25 +153,45 @@ func tile(m int) {
 			}
 		}
 	}
-	for g := range 2 {
-		VMOVUPS(Mem{Base: wp, Disp: 1024 + 64*g}, wv[g])
-	}
-	for i := range m {
+	if perChannel {
+		for i := range m {
+			for g := range 2 {
+				VCVTDQ2PS(acc(i, g), acc(i, g))
+				VFMADD231PS_BCST(row(i, 32), acc(i, g), facc(i, g))
+			}
+		}
+	} else {
 		for g := range 2 {
-			VMULPS_BCST(row(i, 32), wv[g], tmp)
-			VCVTDQ2PS(acc(i, g), acc(i, g))
-			VFMADD231PS(tmp, acc(i, g), facc(i, g))
+			VMOVUPS(Mem{Base: wp, Disp: 1024 + 64*g}, wv[g])
+		}
+		for i := range m {
+			for g := range 2 {
+				VMULPS_BCST(row(i, 32), wv[g], tmp)
+				VCVTDQ2PS(acc(i, g), acc(i, g))
+				VFMADD231PS(tmp, acc(i, g), facc(i, g))
+			}
 		}
 	}
 	ADDQ(U32(40), x0)
 	if m > 3 {
 		ADDQ(U32(40), x3)
 	}
-	ADDQ(U32(chunkBytes), wp)
+	ADDQ(U32(cb), wp)
 	DECQ(n)
 	JNZ(LabelRef(name + "_chunk"))
 
 	Label(name + "_store")
+	if perChannel {
+		// wp is at the scales, after the last chunk.
+		for g := range 2 {
+			VMOVUPS(Mem{Base: wp, Disp: 64 * g}, wv[g])
+		}
+		for i := range m {
+			for g := range 2 {
+				VMULPS(wv[g], facc(i, g), facc(i, g))
+			}
+		}
+	}
 	cp := Load(Param("c"), GP64())
 	lc := Load(Param("ldc"), GP64())
 	SHLQ(U8(2), lc)
@@ -166,9 +209,9 @@ func tile(m int) {
 
 // pack generates packedQ8VNNIPack.
 func pack() {
-	TEXT("packedQ8VNNIPack", NOSPLIT, "func(src *byte, rowBytes int, chunks int, stride int, dst *byte)")
+	TEXT("packedQ8VNNIPack", NOSPLIT, "func(src *byte, rowBytes int, chunks int, stride int, dst *byte, dstStride int)")
 	Doc("packedQ8VNNIPack writes the codes of chunks chunks of 32 rows of signed",
-		"8-bit weights to the packed tile at dst (chunk t at 1152t, its scales left",
+		"8-bit weights to the packed tile at dst (chunk t at t·dstStride, scales left",
 		"alone): row r's codes of chunk t are the 32 bytes at src + r·rowBytes +",
 		"t·stride, and step s of the chunk gets codes 4s..4s+3 of the rows, plus",
 		"128, column r at 64·(r/16) + 4·(r%16).")
@@ -177,6 +220,7 @@ func pack() {
 	n := Load(Param("chunks"), GP64())
 	stride := Load(Param("stride"), GP64())
 	dst := Load(Param("dst"), GP64())
+	dstStride := Load(Param("dstStride"), GP64())
 	// Offsets of rows 0..15 (lanes of idx) and of row 16 (hi).
 	idx, sign := Z0, Z1
 	step := Z2
@@ -209,7 +253,7 @@ func pack() {
 		}
 	}
 	ADDQ(stride, src)
-	ADDQ(U32(chunkBytes), dst)
+	ADDQ(dstStride, dst)
 	DECQ(n)
 	JNZ(LabelRef("pack_chunk"))
 	Label("pack_done")
