@@ -273,7 +273,8 @@ func vnniBounds(l pkLayout, m, n, k int, x []byte, lay q8Layout, data []byte, rb
 }
 
 // BenchmarkGemmPackedQ8Prefill runs a prefill's products of a 1B Llama
-// (512 rows of A; 2048→2048 and 2048→8192, 8192→2048) on 8-bit weights
+// (512 rows of A; 2048→2048 and 2048→8192, 8192→2048; and 256→2048, whose
+// packed tiles stay in L1) on 8-bit weights
 // with the row kernels (avx2: four rows of A a pass) and with the VNNI
 // tiles (avx512-vnni), interleaved in one run: GMAC/s is m·n·k per
 // second.
