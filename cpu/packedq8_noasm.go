@@ -21,3 +21,5 @@ const packedQ8VNNIAsm = false
 func packedQ8VNNIPack(src *byte, rowBytes int, chunks int, stride int, dst *byte, dstStride int) {
 	panic("unreachable")
 }
+
+func packedQ8VNNIPackQ8_0(src *byte, rowBytes int, chunks int, dst *byte) { panic("unreachable") }

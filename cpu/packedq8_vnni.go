@@ -169,7 +169,7 @@ func vnniScales(l pkLayout, tile, w []byte, rowBytes, cols int) {
 }
 
 // packVNNITile is packVNNITileGo, with the assembly gathering the codes
-// of a whole tile where the processor has it.
+// of a whole tile (and Q8_0's scales) where the processor has it.
 func packVNNITile(l pkLayout, tile, w []byte, rowBytes, cols int) {
 	chunks, stride := l.vnniChunks(), l.vnniStride()
 	if cols < vnniCols || !use.AVX512VNNI || !packedQ8VNNIAsm || chunks == 0 {
@@ -180,7 +180,8 @@ func packVNNITile(l pkLayout, tile, w []byte, rowBytes, cols int) {
 	_ = w[(vnniCols-1)*rowBytes+rowBytes-1]
 	switch {
 	case l.kind == pkQ8_0:
-		packedQ8VNNIPack(&w[2], rowBytes, chunks, 34, &tile[0], stride)
+		packedQ8VNNIPackQ8_0(&w[0], rowBytes, chunks, &tile[0])
+		return
 	case l.blocks == 1:
 		packedQ8VNNIPack(&w[4], rowBytes, chunks, 32, &tile[0], stride)
 	default:

@@ -94,3 +94,8 @@ func packedQ8VNNICx6(x *byte, ldx int, w *byte, chunks int, c *float32, ldc int)
 // t·stride, and step s of the chunk gets codes 4s..4s+3 of the rows, plus
 // 128, column r at 64·(r/16) + 4·(r%16).
 func packedQ8VNNIPack(src *byte, rowBytes int, chunks int, stride int, dst *byte, dstStride int)
+
+// packedQ8VNNIPackQ8_0 writes the packed tile of 32 rows of ggml Q8_0 blocks at src
+// (rowBytes apart) to dst, codes and scales (packVNNITileGo's layout) of
+// chunks blocks.
+func packedQ8VNNIPackQ8_0(src *byte, rowBytes int, chunks int, dst *byte)

@@ -61,7 +61,8 @@ func main() {
 			tile(m, pc)
 		}
 	}
-	pack()
+	pack(false)
+	pack(true)
 	Generate()
 }
 
@@ -207,26 +208,45 @@ func tile(m int, perChannel bool) {
 	RET()
 }
 
-// pack generates packedQ8VNNIPack.
-func pack() {
-	TEXT("packedQ8VNNIPack", NOSPLIT, "func(src *byte, rowBytes int, chunks int, stride int, dst *byte, dstStride int)")
-	Doc("packedQ8VNNIPack writes the codes of chunks chunks of 32 rows of signed",
-		"8-bit weights to the packed tile at dst (chunk t at t·dstStride, scales left",
-		"alone): row r's codes of chunk t are the 32 bytes at src + r·rowBytes +",
-		"t·stride, and step s of the chunk gets codes 4s..4s+3 of the rows, plus",
-		"128, column r at 64·(r/16) + 4·(r%16).")
+// prefetchChunks is how many chunks ahead of the one it gathers a packer
+// asks for each row's codes: the 32 rows are 32 streams, more than the
+// hardware prefetchers follow.
+const prefetchChunks = 8
+
+// pack generates packedQ8VNNIPack, or with q8_0 packedQ8VNNIPackQ8_0,
+// which also gathers each chunk's float16 block scales and converts them.
+func pack(q8_0 bool) {
+	name := "packedQ8VNNIPack"
+	if q8_0 {
+		name = "packedQ8VNNIPackQ8_0"
+		TEXT(name, NOSPLIT, "func(src *byte, rowBytes int, chunks int, dst *byte)")
+		Doc(name+" writes the packed tile of 32 rows of ggml Q8_0 blocks at src",
+			"(rowBytes apart) to dst, codes and scales (packVNNITileGo's layout) of",
+			"chunks blocks.")
+	} else {
+		TEXT(name, NOSPLIT, "func(src *byte, rowBytes int, chunks int, stride int, dst *byte, dstStride int)")
+		Doc(name+" writes the codes of chunks chunks of 32 rows of signed",
+			"8-bit weights to the packed tile at dst (chunk t at t·dstStride, scales left",
+			"alone): row r's codes of chunk t are the 32 bytes at src + r·rowBytes +",
+			"t·stride, and step s of the chunk gets codes 4s..4s+3 of the rows, plus",
+			"128, column r at 64·(r/16) + 4·(r%16).")
+	}
 	src := Load(Param("src"), GP64())
 	rb := Load(Param("rowBytes"), GP64()).(GPVirtual)
 	n := Load(Param("chunks"), GP64())
-	stride := Load(Param("stride"), GP64())
 	dst := Load(Param("dst"), GP64())
-	dstStride := Load(Param("dstStride"), GP64())
+	var stride, dstStride Op
+	if q8_0 {
+		stride, dstStride = U32(34), U32(chunkBytes)
+	} else {
+		stride = Load(Param("stride"), GP64())
+		dstStride = Load(Param("dstStride"), GP64())
+	}
 	// Offsets of rows 0..15 (lanes of idx) and of row 16 (hi).
 	idx, sign := Z0, Z1
 	step := Z2
 	hi := GP64()
 	t := GP64()
-	XORQ(t, t)
 	// idx = lane·rowBytes.
 	VPBROADCASTD(rb.As32(), idx)
 	VPMULLD(lanes, idx, idx)
@@ -234,11 +254,29 @@ func pack() {
 	SHLQ(U8(4), hi)
 	MOVL(U32(0x80808080), t.As32())
 	VPBROADCASTD(t.As32(), sign)
+	// The distance prefetched ahead, in bytes.
+	pf := GP64()
+	if q8_0 {
+		MOVQ(U32(34*prefetchChunks), pf)
+	} else {
+		MOVQ(stride, pf)
+		SHLQ(U8(3), pf) // prefetchChunks
+	}
+	q := GP64()
 	TESTQ(n, n)
-	JZ(LabelRef("pack_done"))
-	Label("pack_chunk")
+	JZ(LabelRef(name + "_done"))
+	Label(name + "_chunk")
+	LEAQ(Mem{Base: src, Index: pf, Scale: 1}, q)
+	for range 32 {
+		PREFETCHT0(Mem{Base: q})
+		ADDQ(rb, q)
+	}
 	p16 := GP64()
 	LEAQ(Mem{Base: src, Index: hi, Scale: 1}, p16)
+	codes := 0
+	if q8_0 {
+		codes = 2
+	}
 	for s := range 8 {
 		for g := range 2 {
 			base := src
@@ -247,16 +285,31 @@ func pack() {
 			}
 			KXNORW(K1, K1, K1)
 			VPXORD(step, step, step)
-			VPGATHERDD(Mem{Base: base, Index: idx, Scale: 1, Disp: 4 * s}, K1, step)
+			VPGATHERDD(Mem{Base: base, Index: idx, Scale: 1, Disp: codes + 4*s}, K1, step)
 			VPXORD(sign, step, step)
 			VMOVDQU32(step, Mem{Base: dst, Disp: 128*s + 64*g})
+		}
+	}
+	if q8_0 {
+		// The blocks' float16 scales, in the low half of each dword.
+		for g := range 2 {
+			base := src
+			if g == 1 {
+				base = p16
+			}
+			KXNORW(K1, K1, K1)
+			VPXORD(step, step, step)
+			VPGATHERDD(Mem{Base: base, Index: idx, Scale: 1}, K1, step)
+			VPMOVDW(step, step.AsY())
+			VCVTPH2PS(step.AsY(), step)
+			VMOVUPS(step, Mem{Base: dst, Disp: 1024 + 64*g})
 		}
 	}
 	ADDQ(stride, src)
 	ADDQ(dstStride, dst)
 	DECQ(n)
-	JNZ(LabelRef("pack_chunk"))
-	Label("pack_done")
+	JNZ(LabelRef(name + "_chunk"))
+	Label(name + "_done")
 	VZEROUPPER()
 	RET()
 }
