@@ -277,7 +277,8 @@ func vnniBounds(l pkLayout, m, n, k int, x []byte, lay q8Layout, data []byte, rb
 // packed tiles stay in L1) on 8-bit weights
 // with the row kernels (avx2: four rows of A a pass) and with the VNNI
 // tiles (avx512-vnni), interleaved in one run: GMAC/s is m·n·k per
-// second.
+// second, GMAC/cpu-s per second of the process's CPU time (with -cpu 1 the
+// kernels run on one thread, and a busy machine's time slices drop out).
 //
 //	go test ./cpu -run - -bench GemmPackedQ8Prefill -cpu 1 -count 5
 func BenchmarkGemmPackedQ8Prefill(b *testing.B) {
@@ -306,11 +307,16 @@ func BenchmarkGemmPackedQ8Prefill(b *testing.B) {
 				}
 				b.Run(fmt.Sprintf("%v/%s/m=%d/n=%d/k=%d", f, set, m, n, k), func(b *testing.B) {
 					defer UseKernelSet(set)()
+					cpu0, cpuOK := processCPU()
 					for b.Loop() {
 						GemmPacked(m, n, k, a, f, data, c)
 					}
 					ns := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
 					b.ReportMetric(float64(m)*float64(n)*float64(k)/ns, "GMAC/s")
+					if cpu1, ok := processCPU(); ok && cpuOK {
+						// Per CPU second: steadier on a shared machine.
+						b.ReportMetric(float64(m)*float64(n)*float64(k)*float64(b.N)/float64((cpu1-cpu0).Nanoseconds()), "GMAC/cpu-s")
+					}
 				})
 			}
 		}
