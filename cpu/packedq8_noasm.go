@@ -14,7 +14,7 @@ const quantizeQ8Asm = false
 func quantizeQ8ChunksAVX2(x *float32, chunks int, dst *byte)        { panic("unreachable") }
 func quantizeQ8ChunksEvenOddAVX2(x *float32, chunks int, dst *byte) { panic("unreachable") }
 
-var packedQ8VNNIKernels [2][vnniRows]func(x *byte, ldx int, w *byte, chunks int, c *float32, ldc int)
+var packedQ8VNNIKernels [2][vnniRows]func(x *byte, ldx int, w *byte, chunks int, c *float32, ldc int, groups int)
 
 const packedQ8VNNIAsm = false
 

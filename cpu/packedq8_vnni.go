@@ -231,8 +231,10 @@ func packedQ8VNNIGo(l pkLayout, m int, x []byte, ldx int, tile []byte, chunks in
 	}
 }
 
-// packedQ8VNNIRows runs the tile kernel (or its twin) of layout l on the
-// m rows of x against tile, into c (ldc apart).
+// packedQ8VNNIRows runs the tile kernels of layout l (or their twin) on
+// the m rows of x against tile, into c (ldc apart): the six-row kernel on
+// the whole groups of six, one call for all, then the kernel of the rows
+// left.
 func packedQ8VNNIRows(l pkLayout, m int, x []byte, ldx int, tile []byte, chunks int, c []float32, ldc int) {
 	if !use.AVX512VNNI || !packedQ8VNNIAsm {
 		packedQ8VNNIGo(l, m, x, ldx, tile, chunks, c, ldc)
@@ -241,11 +243,16 @@ func packedQ8VNNIRows(l pkLayout, m int, x []byte, ldx int, tile []byte, chunks 
 	_ = x[(m-1)*ldx+q8Rec*max(chunks, 1)-1]
 	_ = c[(m-1)*ldc+vnniCols-1]
 	_ = tile[l.vnniTileBytes()-1]
-	kern := packedQ8VNNIKernels[0]
+	kern := &packedQ8VNNIKernels[0]
 	if l.vnniPerChannel() {
-		kern = packedQ8VNNIKernels[1]
+		kern = &packedQ8VNNIKernels[1]
 	}
-	kern[m-1](unsafe.SliceData(x), ldx, unsafe.SliceData(tile), chunks, &c[0], ldc)
+	if g := m / vnniRows; g > 0 {
+		kern[vnniRows-1](unsafe.SliceData(x), ldx, unsafe.SliceData(tile), chunks, &c[0], ldc, g)
+	}
+	if r, i := m%vnniRows, m/vnniRows*vnniRows; r > 0 {
+		kern[r-1](&x[i*ldx], ldx, unsafe.SliceData(tile), chunks, &c[i*ldc], ldc, 1)
+	}
 }
 
 // packedDotQ8VNNI computes columns [j0, j1) of c [m, n] (j0 a multiple of
@@ -261,14 +268,13 @@ func packedDotQ8VNNI(l pkLayout, m, n int, x []byte, lay q8Layout, w []byte, row
 	for j := j0; j < j1; j += vnniCols {
 		cols := min(vnniCols, j1-j)
 		packVNNITile(l, tile, w[j*rowBytes:], rowBytes, cols)
+		if cols == vnniCols {
+			packedQ8VNNIRows(l, m, x, lay.ldx, tile, chunks, c[j:], n)
+			continue
+		}
 		for i := 0; i < m; i += vnniRows {
 			r := min(vnniRows, m-i)
-			xi := x[i*lay.ldx:]
-			if cols == vnniCols {
-				packedQ8VNNIRows(l, r, xi, lay.ldx, tile, chunks, c[i*n+j:], n)
-				continue
-			}
-			packedQ8VNNIRows(l, r, xi, lay.ldx, tile, chunks, part[:], vnniCols)
+			packedQ8VNNIRows(l, r, x[i*lay.ldx:], lay.ldx, tile, chunks, part[:], vnniCols)
 			for ii := range r {
 				copy(c[(i+ii)*n+j:(i+ii)*n+j+cols], part[ii*vnniCols:ii*vnniCols+cols])
 			}

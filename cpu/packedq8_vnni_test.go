@@ -73,8 +73,8 @@ func randQ8Records(rnd *rand.Rand, l pkLayout, m, k int) ([]byte, q8Layout) {
 // naive integer loop over the weight codes as stored: with unit scales and
 // at most 16 chunks every sum is an integer below 2^24, so the float32
 // results must be exact. Every tile width (1 to 32 columns) and every
-// number of rows a kernel takes (1 to vnniRows) runs, with guard values
-// around the outputs.
+// number of rows from 1 to two groups of six and one runs, with guard
+// values around the outputs.
 func TestPackedQ8VNNIExact(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(17, 1))
 	for _, pc := range vnniCases() {
@@ -89,11 +89,12 @@ func TestPackedQ8VNNIExact(t *testing.T) {
 		rb, _ := pc.f.RowBytes(pc.k)
 		data := randPacked(rnd, pc.f, vnniCols, pc.k)
 		unitScales(l, data, vnniCols, rb)
-		x, lay := randQ8Records(rnd, l, vnniRows, pc.k)
-		want := make([]float32, vnniRows*vnniCols)
+		const rows = 2*vnniRows + 1 // two groups of six and one row
+		x, lay := randQ8Records(rnd, l, rows, pc.k)
+		want := make([]float32, rows*vnniCols)
 		for j := range vnniCols {
 			row := data[j*rb:]
-			for i := range vnniRows {
+			for i := range rows {
 				var s int32
 				for tc := range chunks {
 					co, _ := vnniChunkAt(l, tc)
@@ -104,13 +105,13 @@ func TestPackedQ8VNNIExact(t *testing.T) {
 				want[i*vnniCols+j] = float32(s)
 			}
 		}
-		negateQ8Sums(x, vnniRows, lay)
+		negateQ8Sums(x, rows, lay)
 		for _, set := range KernelSets() {
 			restore := UseKernelSet(set)
 			for cols := 1; cols <= vnniCols; cols++ {
 				tile := make([]byte, l.vnniTileBytes())
 				packVNNITile(l, tile, data, rb, cols)
-				for m := 1; m <= vnniRows; m++ {
+				for m := 1; m <= rows; m++ {
 					const ldc = vnniCols + 5
 					c := make([]float32, m*ldc)
 					for i := range c {

@@ -8,85 +8,97 @@ package cpu
 // quantized activation row i (chunks records of 40 bytes at x + i·ldx, each
 // holding −128·Σx where the sum of its codes was) with column j of the packed
 // tile w (chunks chunks of 1152 bytes), summed a chunk at a time as
-// float32(Σ u·x − 128·Σx)·(scale·d_x).
-func packedQ8VNNIx1(x *byte, ldx int, w *byte, chunks int, c *float32, ldc int)
+// float32(Σ u·x − 128·Σx)·(scale·d_x); and the same for the groups−1
+// groups of 1 rows after them (groups ≥ 1).
+func packedQ8VNNIx1(x *byte, ldx int, w *byte, chunks int, c *float32, ldc int, groups int)
 
 // packedQ8VNNIx2 sets c[i·ldc+j], for i < 2 and j < 32, to the dot product of
 // quantized activation row i (chunks records of 40 bytes at x + i·ldx, each
 // holding −128·Σx where the sum of its codes was) with column j of the packed
 // tile w (chunks chunks of 1152 bytes), summed a chunk at a time as
-// float32(Σ u·x − 128·Σx)·(scale·d_x).
-func packedQ8VNNIx2(x *byte, ldx int, w *byte, chunks int, c *float32, ldc int)
+// float32(Σ u·x − 128·Σx)·(scale·d_x); and the same for the groups−1
+// groups of 2 rows after them (groups ≥ 1).
+func packedQ8VNNIx2(x *byte, ldx int, w *byte, chunks int, c *float32, ldc int, groups int)
 
 // packedQ8VNNIx3 sets c[i·ldc+j], for i < 3 and j < 32, to the dot product of
 // quantized activation row i (chunks records of 40 bytes at x + i·ldx, each
 // holding −128·Σx where the sum of its codes was) with column j of the packed
 // tile w (chunks chunks of 1152 bytes), summed a chunk at a time as
-// float32(Σ u·x − 128·Σx)·(scale·d_x).
-func packedQ8VNNIx3(x *byte, ldx int, w *byte, chunks int, c *float32, ldc int)
+// float32(Σ u·x − 128·Σx)·(scale·d_x); and the same for the groups−1
+// groups of 3 rows after them (groups ≥ 1).
+func packedQ8VNNIx3(x *byte, ldx int, w *byte, chunks int, c *float32, ldc int, groups int)
 
 // packedQ8VNNIx4 sets c[i·ldc+j], for i < 4 and j < 32, to the dot product of
 // quantized activation row i (chunks records of 40 bytes at x + i·ldx, each
 // holding −128·Σx where the sum of its codes was) with column j of the packed
 // tile w (chunks chunks of 1152 bytes), summed a chunk at a time as
-// float32(Σ u·x − 128·Σx)·(scale·d_x).
-func packedQ8VNNIx4(x *byte, ldx int, w *byte, chunks int, c *float32, ldc int)
+// float32(Σ u·x − 128·Σx)·(scale·d_x); and the same for the groups−1
+// groups of 4 rows after them (groups ≥ 1).
+func packedQ8VNNIx4(x *byte, ldx int, w *byte, chunks int, c *float32, ldc int, groups int)
 
 // packedQ8VNNIx5 sets c[i·ldc+j], for i < 5 and j < 32, to the dot product of
 // quantized activation row i (chunks records of 40 bytes at x + i·ldx, each
 // holding −128·Σx where the sum of its codes was) with column j of the packed
 // tile w (chunks chunks of 1152 bytes), summed a chunk at a time as
-// float32(Σ u·x − 128·Σx)·(scale·d_x).
-func packedQ8VNNIx5(x *byte, ldx int, w *byte, chunks int, c *float32, ldc int)
+// float32(Σ u·x − 128·Σx)·(scale·d_x); and the same for the groups−1
+// groups of 5 rows after them (groups ≥ 1).
+func packedQ8VNNIx5(x *byte, ldx int, w *byte, chunks int, c *float32, ldc int, groups int)
 
 // packedQ8VNNIx6 sets c[i·ldc+j], for i < 6 and j < 32, to the dot product of
 // quantized activation row i (chunks records of 40 bytes at x + i·ldx, each
 // holding −128·Σx where the sum of its codes was) with column j of the packed
 // tile w (chunks chunks of 1152 bytes), summed a chunk at a time as
-// float32(Σ u·x − 128·Σx)·(scale·d_x).
-func packedQ8VNNIx6(x *byte, ldx int, w *byte, chunks int, c *float32, ldc int)
+// float32(Σ u·x − 128·Σx)·(scale·d_x); and the same for the groups−1
+// groups of 6 rows after them (groups ≥ 1).
+func packedQ8VNNIx6(x *byte, ldx int, w *byte, chunks int, c *float32, ldc int, groups int)
 
 // packedQ8VNNICx1 sets c[i·ldc+j], for i < 1 and j < 32, to the dot product of
 // quantized activation row i (chunks records of 40 bytes at x + i·ldx, each
 // holding −128·Σx where the sum of its codes was) with column j of the packed
 // tile w (chunks chunks of 1024 bytes, then the columns' scales), summed as
-// scale·Σ_chunks float32(Σ u·x − 128·Σx)·d_x.
-func packedQ8VNNICx1(x *byte, ldx int, w *byte, chunks int, c *float32, ldc int)
+// scale·Σ_chunks float32(Σ u·x − 128·Σx)·d_x; and the same for the groups−1
+// groups of 1 rows after them (groups ≥ 1).
+func packedQ8VNNICx1(x *byte, ldx int, w *byte, chunks int, c *float32, ldc int, groups int)
 
 // packedQ8VNNICx2 sets c[i·ldc+j], for i < 2 and j < 32, to the dot product of
 // quantized activation row i (chunks records of 40 bytes at x + i·ldx, each
 // holding −128·Σx where the sum of its codes was) with column j of the packed
 // tile w (chunks chunks of 1024 bytes, then the columns' scales), summed as
-// scale·Σ_chunks float32(Σ u·x − 128·Σx)·d_x.
-func packedQ8VNNICx2(x *byte, ldx int, w *byte, chunks int, c *float32, ldc int)
+// scale·Σ_chunks float32(Σ u·x − 128·Σx)·d_x; and the same for the groups−1
+// groups of 2 rows after them (groups ≥ 1).
+func packedQ8VNNICx2(x *byte, ldx int, w *byte, chunks int, c *float32, ldc int, groups int)
 
 // packedQ8VNNICx3 sets c[i·ldc+j], for i < 3 and j < 32, to the dot product of
 // quantized activation row i (chunks records of 40 bytes at x + i·ldx, each
 // holding −128·Σx where the sum of its codes was) with column j of the packed
 // tile w (chunks chunks of 1024 bytes, then the columns' scales), summed as
-// scale·Σ_chunks float32(Σ u·x − 128·Σx)·d_x.
-func packedQ8VNNICx3(x *byte, ldx int, w *byte, chunks int, c *float32, ldc int)
+// scale·Σ_chunks float32(Σ u·x − 128·Σx)·d_x; and the same for the groups−1
+// groups of 3 rows after them (groups ≥ 1).
+func packedQ8VNNICx3(x *byte, ldx int, w *byte, chunks int, c *float32, ldc int, groups int)
 
 // packedQ8VNNICx4 sets c[i·ldc+j], for i < 4 and j < 32, to the dot product of
 // quantized activation row i (chunks records of 40 bytes at x + i·ldx, each
 // holding −128·Σx where the sum of its codes was) with column j of the packed
 // tile w (chunks chunks of 1024 bytes, then the columns' scales), summed as
-// scale·Σ_chunks float32(Σ u·x − 128·Σx)·d_x.
-func packedQ8VNNICx4(x *byte, ldx int, w *byte, chunks int, c *float32, ldc int)
+// scale·Σ_chunks float32(Σ u·x − 128·Σx)·d_x; and the same for the groups−1
+// groups of 4 rows after them (groups ≥ 1).
+func packedQ8VNNICx4(x *byte, ldx int, w *byte, chunks int, c *float32, ldc int, groups int)
 
 // packedQ8VNNICx5 sets c[i·ldc+j], for i < 5 and j < 32, to the dot product of
 // quantized activation row i (chunks records of 40 bytes at x + i·ldx, each
 // holding −128·Σx where the sum of its codes was) with column j of the packed
 // tile w (chunks chunks of 1024 bytes, then the columns' scales), summed as
-// scale·Σ_chunks float32(Σ u·x − 128·Σx)·d_x.
-func packedQ8VNNICx5(x *byte, ldx int, w *byte, chunks int, c *float32, ldc int)
+// scale·Σ_chunks float32(Σ u·x − 128·Σx)·d_x; and the same for the groups−1
+// groups of 5 rows after them (groups ≥ 1).
+func packedQ8VNNICx5(x *byte, ldx int, w *byte, chunks int, c *float32, ldc int, groups int)
 
 // packedQ8VNNICx6 sets c[i·ldc+j], for i < 6 and j < 32, to the dot product of
 // quantized activation row i (chunks records of 40 bytes at x + i·ldx, each
 // holding −128·Σx where the sum of its codes was) with column j of the packed
 // tile w (chunks chunks of 1024 bytes, then the columns' scales), summed as
-// scale·Σ_chunks float32(Σ u·x − 128·Σx)·d_x.
-func packedQ8VNNICx6(x *byte, ldx int, w *byte, chunks int, c *float32, ldc int)
+// scale·Σ_chunks float32(Σ u·x − 128·Σx)·d_x; and the same for the groups−1
+// groups of 6 rows after them (groups ≥ 1).
+func packedQ8VNNICx6(x *byte, ldx int, w *byte, chunks int, c *float32, ldc int, groups int)
 
 // packedQ8VNNIPack writes the codes of chunks chunks of 32 rows of signed
 // 8-bit weights to the packed tile at dst (chunk t at t·dstStride, scales left

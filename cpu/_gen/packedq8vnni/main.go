@@ -91,30 +91,40 @@ func tile(m int, perChannel bool) {
 		name = fmt.Sprintf("packedQ8VNNICx%d", m)
 		cb = 1024
 	}
-	TEXT(name, NOSPLIT, "func(x *byte, ldx int, w *byte, chunks int, c *float32, ldc int)")
+	TEXT(name, NOSPLIT, "func(x *byte, ldx int, w *byte, chunks int, c *float32, ldc int, groups int)")
 	if perChannel {
 		Doc(fmt.Sprintf("%s sets c[i·ldc+j], for i < %d and j < 32, to the dot product of", name, m),
 			"quantized activation row i (chunks records of 40 bytes at x + i·ldx, each",
 			"holding −128·Σx where the sum of its codes was) with column j of the packed",
 			"tile w (chunks chunks of 1024 bytes, then the columns' scales), summed as",
-			"scale·Σ_chunks float32(Σ u·x − 128·Σx)·d_x.")
+			"scale·Σ_chunks float32(Σ u·x − 128·Σx)·d_x; and the same for the groups−1",
+			fmt.Sprintf("groups of %d rows after them (groups ≥ 1).", m))
 	} else {
 		Doc(fmt.Sprintf("%s sets c[i·ldc+j], for i < %d and j < 32, to the dot product of", name, m),
 			"quantized activation row i (chunks records of 40 bytes at x + i·ldx, each",
 			"holding −128·Σx where the sum of its codes was) with column j of the packed",
 			"tile w (chunks chunks of 1152 bytes), summed a chunk at a time as",
-			"float32(Σ u·x − 128·Σx)·(scale·d_x).")
+			"float32(Σ u·x − 128·Σx)·(scale·d_x); and the same for the groups−1",
+			fmt.Sprintf("groups of %d rows after them (groups ≥ 1).", m))
 	}
 
-	x0 := Load(Param("x"), GP64())
+	xg := Load(Param("x"), GP64()) // the group's first row
 	ld := Load(Param("ldx"), GP64())
-	x3 := GP64()
+	cg := Load(Param("c"), GP64())
+	lc := Load(Param("ldc"), GP64())
+	SHLQ(U8(2), lc)
+	groups := Load(Param("groups"), GP64())
+	x0, x3 := GP64(), GP64()
+	wp, n := GP64(), GP64()
+
+	Label(name + "_group")
+	MOVQ(xg, x0)
 	if m > 3 {
 		LEAQ(Mem{Base: x0, Index: ld, Scale: 2}, x3)
 		ADDQ(ld, x3)
 	}
-	wp := Load(Param("w"), GP64())
-	n := Load(Param("chunks"), GP64())
+	Load(Param("w"), wp)
+	Load(Param("chunks"), n)
 
 	row := func(i, d int) Mem {
 		base := x0
@@ -193,17 +203,18 @@ func tile(m int, perChannel bool) {
 			}
 		}
 	}
-	cp := Load(Param("c"), GP64())
-	lc := Load(Param("ldc"), GP64())
-	SHLQ(U8(2), lc)
 	for i := range m {
 		for g := range 2 {
-			VMOVUPS(facc(i, g), Mem{Base: cp, Disp: 64 * g})
+			VMOVUPS(facc(i, g), Mem{Base: cg, Disp: 64 * g})
 		}
-		if i < m-1 {
-			ADDQ(lc, cp)
-		}
+		ADDQ(lc, cg)
 	}
+	// The next group: m rows of x on.
+	for range m {
+		ADDQ(ld, xg)
+	}
+	DECQ(groups)
+	JNZ(LabelRef(name + "_group"))
 	VZEROUPPER()
 	RET()
 }
