@@ -37,3 +37,40 @@ func BenchmarkZZPrefill1B(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*512)/b.Elapsed().Seconds(), "tokens/s")
 }
+
+func BenchmarkZZDecodeHead(b *testing.B) {
+	path := os.Getenv("ZZ_MODEL")
+	if path == "" {
+		b.Skip()
+	}
+	for _, head := range []bool{false, true, false, true} {
+		be := cpu.New()
+		m, err := LoadHFWith(be, path, LoadOptions{QuantizeHead: head})
+		if err != nil {
+			b.Fatal(err)
+		}
+		prompt := make([]int, 16)
+		for i := range prompt {
+			prompt[i] = (i*7919)%m.Config.Vocab + 1
+		}
+		c := m.NewCache()
+		if _, err := m.ForwardLast(c, prompt); err != nil {
+			b.Fatal(err)
+		}
+		name := "f32head"
+		if head {
+			name = "int8head"
+		}
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := m.ForwardLast(c, prompt[3:4]); err != nil {
+					b.Fatal(err)
+				}
+				c.Truncate(16)
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
+		})
+		c.Close()
+		m.Close()
+	}
+}

@@ -6,7 +6,8 @@
 //	cd cpu/_gen && go run ./packedq8vnni    # or make asm
 //
 // The weights of a tile of 32 output columns are first interleaved
-// (packedQ8VNNIPack, or the Go packer): for each chunk t of 32 values,
+// (packedQ8VNNIPack, packedQ8VNNIPackQ8_0, or the Go packer): for each
+// chunk t of 32 values,
 // eight steps of 128 bytes, step s holding for each column r (two groups
 // of sixteen, one 512-bit vector each) its codes 4s..4s+3 of the chunk,
 // plus 128 (unsigned bytes); then the 32 columns' scales of the chunk's
@@ -23,7 +24,10 @@
 // activation scale alone and the column scales multiply the results at
 // the end. The activation codes are read three rows from each
 // of two bases, so that the weight vectors loaded for a step serve all
-// m rows.
+// m rows; a kernel runs groups of m rows one after the other in one call
+// (the Go caller gives it every whole group of six), the tile staying in
+// L2 between them. The packers gather a step of sixteen rows with
+// VPGATHERDD and prefetch the 32 rows ahead.
 package main
 
 import (
