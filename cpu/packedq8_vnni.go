@@ -38,12 +38,13 @@ const (
 )
 
 // vnniMinRows is the fewest rows of A for which GemmPacked runs the VNNI
-// tiles: below it, interleaving the weight costs more than the row
-// kernels lose. Measured on a 2048×2048 Q8_0 weight, one thread, CPU time
-// per call (quantizing the activations included): 5 rows 0.55 ms with the
-// AVX2 row kernels against 0.6 ms packed; 8 rows 0.86 against 0.67; 16
-// rows 1.66 against 0.85 (packing the tile takes about 0.45 ms of it).
-const vnniMinRows = 8
+// tiles: all past the few the decode kernels take (packedFusedRows), which
+// stream the weight once as stored. Measured on a 2048×2048 Q8_0 weight,
+// one thread, CPU time per call (quantizing the activations and packing
+// the tiles included, the packing about 0.17 ms): 5 rows 0.53 ms with
+// the AVX2 row kernels against 0.31 ms in tiles; 8 rows 0.82 against
+// 0.38; 16 rows 1.65 against 0.59.
+const vnniMinRows = packedFusedRows + 1
 
 // vnni reports whether the VNNI tile kernels run layout l: Q8_0 and the
 // symmetric int8 quant.RowFormat, every block but the last a whole number

@@ -41,8 +41,10 @@ import (
 	. "github.com/mmcloughlin/avo/reg"
 )
 
-// lanes holds the dwords 0, 1, …, 15.
-var lanes Mem
+// lanes holds the dwords 0, 1, …, 15; qwordsLo and qwordsHi the
+// VPERMI2Q indices that take the first and second 128-bit lanes of a
+// transposed step from two half-transposed vectors.
+var lanes, qwordsLo, qwordsHi Mem
 
 // maxRows is the most activation rows a tile kernel takes.
 const maxRows = 6
@@ -59,6 +61,14 @@ func main() {
 	lanes = GLOBL("pkvLanes", RODATA|NOPTR)
 	for i := range 16 {
 		DATA(4*i, U32(uint32(i)))
+	}
+	qwordsLo = GLOBL("pkvQwordsLo", RODATA|NOPTR)
+	for i, v := range []uint64{0, 1, 8, 9, 4, 5, 12, 13} {
+		DATA(8*i, U64(v))
+	}
+	qwordsHi = GLOBL("pkvQwordsHi", RODATA|NOPTR)
+	for i, v := range []uint64{2, 3, 10, 11, 6, 7, 14, 15} {
+		DATA(8*i, U64(v))
 	}
 	for _, pc := range []bool{false, true} {
 		for m := 1; m <= maxRows; m++ {
@@ -257,18 +267,20 @@ func pack(q8_0 bool) {
 		stride = Load(Param("stride"), GP64())
 		dstStride = Load(Param("dstStride"), GP64())
 	}
-	// Offsets of rows 0..15 (lanes of idx) and of row 16 (hi).
-	idx, sign := Z0, Z1
-	step := Z2
-	hi := GP64()
-	t := GP64()
-	// idx = lane·rowBytes.
+	idx, sign := Z31, Z30
+	// idx = lane·rowBytes, for the scales' gathers.
 	VPBROADCASTD(rb.As32(), idx)
 	VPMULLD(lanes, idx, idx)
-	MOVQ(rb, hi)
-	SHLQ(U8(4), hi)
+	t := GP64()
 	MOVL(U32(0x80808080), t.As32())
 	VPBROADCASTD(t.As32(), sign)
+	perm := [2]VecPhysical{Z28, Z29}
+	VMOVDQU64(qwordsLo, perm[0])
+	VMOVDQU64(qwordsHi, perm[1])
+	rb3, rb4 := GP64(), GP64()
+	LEAQ(Mem{Base: rb, Index: rb, Scale: 2}, rb3)
+	MOVQ(rb, rb4)
+	SHLQ(U8(2), rb4)
 	// The distance prefetched ahead, in bytes.
 	pf := GP64()
 	if q8_0 {
@@ -286,38 +298,72 @@ func pack(q8_0 bool) {
 		PREFETCHT0(Mem{Base: q})
 		ADDQ(rb, q)
 	}
-	p16 := GP64()
-	LEAQ(Mem{Base: src, Index: hi, Scale: 1}, p16)
 	codes := 0
 	if q8_0 {
 		codes = 2
 	}
-	for s := range 8 {
-		for g := range 2 {
-			base := src
-			if g == 1 {
-				base = p16
+	// A group of sixteen rows at a time: row p (p < 8) in the low half
+	// of Z<p>, row p+8 in its high half; three stages of unpacking and
+	// a permutation of quadwords transpose the 16×8 dwords into the
+	// chunk's eight steps.
+	MOVQ(src, q)
+	rowAt := func(j int) Mem {
+		switch j {
+		case 0:
+			return Mem{Base: q, Disp: codes}
+		case 3:
+			return Mem{Base: q, Index: rb3, Scale: 1, Disp: codes}
+		}
+		return Mem{Base: q, Index: rb, Scale: uint8(j), Disp: codes}
+	}
+	for g := range 2 {
+		for quad := range 4 {
+			for j := range 4 {
+				r := 4*quad + j
+				if r < 8 {
+					VMOVDQU(rowAt(j), zmm[r].AsY())
+				} else {
+					VINSERTI64X4(U8(1), rowAt(j), zmm[r-8], zmm[r-8])
+				}
 			}
-			KXNORW(K1, K1, K1)
-			VPXORD(step, step, step)
-			VPGATHERDD(Mem{Base: base, Index: idx, Scale: 1, Disp: codes + 4*s}, K1, step)
-			VPXORD(sign, step, step)
-			VMOVDQU32(step, Mem{Base: dst, Disp: 128*s + 64*g})
+			ADDQ(rb4, q)
+		}
+		tv := zmm[8:16]
+		uv := zmm[16:24]
+		for pr := range 4 {
+			VPUNPCKLDQ(zmm[2*pr+1], zmm[2*pr], tv[2*pr])
+			VPUNPCKHDQ(zmm[2*pr+1], zmm[2*pr], tv[2*pr+1])
+		}
+		for h := range 2 { // rows 0-3 (t0..t3), rows 4-7 (t4..t7)
+			a := tv[4*h:]
+			VPUNPCKLQDQ(a[2], a[0], uv[4*h])
+			VPUNPCKHQDQ(a[2], a[0], uv[4*h+1])
+			VPUNPCKLQDQ(a[3], a[1], uv[4*h+2])
+			VPUNPCKHQDQ(a[3], a[1], uv[4*h+3])
+		}
+		out := Z24
+		for s := range 8 {
+			e := s % 4
+			VMOVDQA64(perm[s/4], out)
+			VPERMI2Q(uv[4+e], uv[e], out)
+			VPXORD(sign, out, out)
+			VMOVDQU32(out, Mem{Base: dst, Disp: 128*s + 64*g})
 		}
 	}
 	if q8_0 {
 		// The blocks' float16 scales, in the low half of each dword.
+		step := Z25
+		MOVQ(src, q)
 		for g := range 2 {
-			base := src
-			if g == 1 {
-				base = p16
-			}
 			KXNORW(K1, K1, K1)
 			VPXORD(step, step, step)
-			VPGATHERDD(Mem{Base: base, Index: idx, Scale: 1}, K1, step)
+			VPGATHERDD(Mem{Base: q, Index: idx, Scale: 1}, K1, step)
 			VPMOVDW(step, step.AsY())
 			VCVTPH2PS(step.AsY(), step)
 			VMOVUPS(step, Mem{Base: dst, Disp: 1024 + 64*g})
+			if g == 0 {
+				LEAQ(Mem{Base: q, Index: rb4, Scale: 4}, q)
+			}
 		}
 	}
 	ADDQ(stride, src)
