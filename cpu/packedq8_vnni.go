@@ -172,8 +172,8 @@ func vnniScales(l pkLayout, tile, w []byte, rowBytes, cols int) {
 	}
 }
 
-// packVNNITile is packVNNITileGo, with the assembly gathering the codes
-// of a whole tile (and Q8_0's scales) where the processor has it.
+// packVNNITile is packVNNITileGo, with the assembly packing the codes of
+// a whole tile (and Q8_0's scales) where the processor has it.
 func packVNNITile(l pkLayout, tile, w []byte, rowBytes, cols int) {
 	chunks, stride := l.vnniChunks(), l.vnniStride()
 	if cols < vnniCols || !use.AVX512VNNI || !packedQ8VNNIAsm || chunks == 0 {

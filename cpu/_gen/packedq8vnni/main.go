@@ -26,8 +26,9 @@
 // of two bases, so that the weight vectors loaded for a step serve all
 // m rows; a kernel runs groups of m rows one after the other in one call
 // (the Go caller gives it every whole group of six), the tile staying in
-// L2 between them. The packers gather a step of sixteen rows with
-// VPGATHERDD and prefetch the 32 rows ahead.
+// L2 between them. The packers transpose sixteen rows at a time (32 bytes
+// of each, VPUNPCK and VPERMI2Q), gather Q8_0's float16 scales, and
+// prefetch the 32 rows ahead.
 package main
 
 import (
