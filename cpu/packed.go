@@ -128,7 +128,9 @@ var (
 // rows of a (decode and prefill), the rows of a are first rounded to 8 bits in
 // blocks of 32, once per call, and the products summed in integers
 // (packedq8.go, as llama.cpp does; past packedFusedRows rows, in groups of
-// rows over tiles of W that stay in L2): the result differs from the
+// rows over tiles of W that stay in L2, and for Q8_0 and symmetric int8
+// with AVX-512 VNNI from vnniMinRows rows, in tiles of 32 columns of W
+// interleaved per call, packedq8_vnni.go): the result differs from the
 // exact one by the rounding of the activations (see
 // backend.PackedGemmer). SetExactPacked(true) keeps the float kernels
 // (packed_kernels.go), which widen each code to float32.
@@ -173,6 +175,15 @@ func gemmPacked(m, n, k int, a []float32, f backend.PackedFormat, data []byte, c
 		defer poolPackedQ8.put(x)
 		quantizeQ8(x, a, m, k, l, lay)
 		thr := workers(n, m*n*k, gemmMinWork)
+		if useVNNI(l, m) {
+			negateQ8Sums(x, m, lay)
+			parallelRange(thr, n, vnniCols, func(_, lo, hi int) {
+				tile := poolPackedQ8.get(l.vnniTileBytes())
+				defer poolPackedQ8.put(tile)
+				packedDotQ8VNNI(l, m, n, x, lay, data, rb, c, lo, hi, tile)
+			})
+			return
+		}
 		parallelRange(thr, n, 8, func(_, lo, hi int) {
 			if m <= packedFusedRows {
 				packedDotQ8(l, m, n, x, lay, data, rb, c, lo, hi)

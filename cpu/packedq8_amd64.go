@@ -33,3 +33,15 @@ var packedQ8R8Kernels = [pkKinds][packedFusedRows]packedQ8Kernel{
 // quantizeQ8Asm says the assembly quantizes the activations' whole chunks
 // (where use.AVX2FMA).
 const quantizeQ8Asm = true
+
+// packedQ8VNNIKernels are the AVX-512 VNNI tile kernels of
+// packedq8vnni_amd64.s, with a scale per block, then per channel, by
+// number of rows of A (1 to vnniRows).
+var packedQ8VNNIKernels = [2][vnniRows]func(x *byte, ldx int, w *byte, chunks int, c *float32, ldc int, groups int){
+	{packedQ8VNNIx1, packedQ8VNNIx2, packedQ8VNNIx3, packedQ8VNNIx4, packedQ8VNNIx5, packedQ8VNNIx6},
+	{packedQ8VNNICx1, packedQ8VNNICx2, packedQ8VNNICx3, packedQ8VNNICx4, packedQ8VNNICx5, packedQ8VNNICx6},
+}
+
+// packedQ8VNNIAsm says the assembly has the VNNI tile kernels (where
+// use.AVX512VNNI).
+const packedQ8VNNIAsm = true

@@ -170,7 +170,10 @@ type LoadOptions struct {
 	// head is tied to it), with Quantize's scheme, kept packed
 	// (weight-only, also under Int8): as llama.cpp's Q8_0 and Q4_0
 	// quantize output.weight. Without it the head stays float, as
-	// llm-compressor leaves it.
+	// llm-compressor leaves it. On a checkpoint whose projections are
+	// quantized already (Quantize nil) it quantizes a float head as int8
+	// per channel (quant.Int8PerChannel): a decode step then reads a
+	// quarter of the head's float32 bytes.
 	QuantizeHead bool
 	// BF16 rounds the float tensors of a Hugging Face checkpoint to
 	// bfloat16 at load and keeps its matrices (embedding, lm_head and the

@@ -139,15 +139,22 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, err 
 	if opt.Float32 && (opt.BF16 || opt.Quantize != nil || opt.Int8) {
 		return nil, fmt.Errorf("lm: %s: Float32 excludes BF16, Quantize and Int8", ck.Dir())
 	}
-	if opt.QuantizeHead && opt.Quantize == nil {
-		return nil, fmt.Errorf("lm: %s: QuantizeHead without Quantize", ck.Dir())
-	}
 	if !opt.Float32 && declaresW8A8(ck.Config()) {
 		opt.Int8 = true
 	}
 	quantized, err := quantizedWeights(ck)
 	if err != nil {
 		return nil, fmt.Errorf("lm: %s: %w", ck.Dir(), err)
+	}
+	// headScheme quantizes the head where QuantizeHead asks: Quantize's
+	// scheme, or int8 per channel on a checkpoint quantized already.
+	headScheme := opt.Quantize
+	if opt.QuantizeHead && headScheme == nil {
+		if len(quantized) == 0 || opt.Float32 {
+			return nil, fmt.Errorf("lm: %s: QuantizeHead without Quantize on a checkpoint with no quantized weight", ck.Dir())
+		}
+		s := quant.Int8PerChannel
+		headScheme = &s
 	}
 	var names []string // sorted, for releasePrefix
 	for _, t := range ck.Tensors() {
@@ -259,9 +266,15 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, err 
 			*f = keepF32(arena, *f)
 			return
 		}
-		if opt.Quantize != nil && (i8 != nil || head[name]) {
-			if _, q := quantized[name]; !q && rowWise(*opt.Quantize) {
-				if err := quantizeRows(b, arena, ck, name, rows, cols, *opt.Quantize, opt.Int8 && i8 != nil, &scratch, &codeScratch, f, pk, i8); err != nil {
+		scheme := opt.Quantize // of a float projection
+		if head[name] {
+			scheme = headScheme
+		} else if i8 == nil {
+			scheme = nil
+		}
+		if scheme != nil {
+			if _, q := quantized[name]; !q && rowWise(*scheme) {
+				if err := quantizeRows(b, arena, ck, name, rows, cols, *scheme, opt.Int8 && i8 != nil, &scratch, &codeScratch, f, pk, i8); err != nil {
 					errs = append(errs, fmt.Errorf("%s: %w", ck.Dir(), err))
 				}
 				return
@@ -270,7 +283,7 @@ func LoadHFWith(b backend.Backend, path string, opt LoadOptions) (m *Model, err 
 			if x == nil {
 				return
 			}
-			if err := quantizeInto(b, arena, name, x, rows, cols, *opt.Quantize, opt.Int8 && i8 != nil, &codeScratch, f, pk, i8); err != nil {
+			if err := quantizeInto(b, arena, name, x, rows, cols, *scheme, opt.Int8 && i8 != nil, &codeScratch, f, pk, i8); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", ck.Dir(), err))
 			}
 			return

@@ -172,6 +172,70 @@ func TestQuantizeAtLoad(t *testing.T) {
 	}
 }
 
+// TestQuantizeHeadOfQuantized: on a checkpoint whose projections are
+// quantized already (int4 groups of 32, compressed-tensors, as quantkit
+// quantize writes it: the head left float), QuantizeHead without Quantize
+// packs the matrix the head multiplies by as int8 per channel: the
+// weights shrink, the logits stay within 0.5 of the float head's, the
+// argmax kept.
+func TestQuantizeHeadOfQuantized(t *testing.T) {
+	b := cpu.New()
+	s, err := quant.ParseScheme("int4-sym-group32")
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := filepath.Join(t.TempDir(), "q")
+	if _, err := quantize.Run(context.Background(), quantize.Options{Input: stories + "hf", Output: q, Plan: plan.Options{Format: plan.CompressedTensors, Scheme: s}}); err != nil {
+		t.Fatal(err)
+	}
+	plain, err := LoadHF(b, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	hq, err := LoadHFWith(b, q, LoadOptions{QuantizeHead: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hq.Close()
+	w := hq.Weights
+	head := w.LMHeadPacked
+	if head == nil {
+		head = w.EmbedPacked
+	}
+	if w.LMHead != nil || head == nil {
+		t.Fatal("the head was not quantized")
+	}
+	if rf, ok := head.Format.(quant.RowFormat); !ok || rf.Bits != 8 || !rf.Signed || rf.Group != hq.Config.Hidden {
+		t.Errorf("the head is packed as %v, want int8 per channel", head.Format)
+	}
+	if w.WeightBytes() >= plain.Weights.WeightBytes() {
+		t.Errorf("weights %d bytes with the head quantized, %d without", w.WeightBytes(), plain.Weights.WeightBytes())
+	}
+	lp, err := plain.Forward(plain.NewCache(), storiesTokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lq, err := hq.Forward(hq.NewCache(), storiesTokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	worst, top := 0.0, 0
+	V := hq.Config.Vocab
+	for i := range lq {
+		worst = math.Max(worst, math.Abs(float64(lq[i]-lp[i])))
+	}
+	for i := range storiesTokens {
+		if argmax(lq[i*V:(i+1)*V]) == argmax(lp[i*V:(i+1)*V]) {
+			top++
+		}
+	}
+	t.Logf("int8 head over int4 projections: max logit difference %.3g, argmax the same at %d of %d", worst, top, len(storiesTokens))
+	if worst == 0 || worst > 0.5 || top < len(storiesTokens)-1 {
+		t.Errorf("logits differ by %g, argmax the same at %d of %d", worst, top, len(storiesTokens))
+	}
+}
+
 // TestQuantizeHead: QuantizeHead packs the matrix the head multiplies by
 // (stories260K ties it to the embedding, a random model does not) with
 // the projections' scheme: the weights shrink, and the logits move (by
@@ -220,6 +284,6 @@ func TestQuantizeHead(t *testing.T) {
 		t.Errorf("int8 head: logits differ by %g, argmax the same at %d of %d", worst, top, len(storiesTokens))
 	}
 	if _, err := LoadHFWith(b, stories+"hf", LoadOptions{QuantizeHead: true}); err == nil {
-		t.Error("QuantizeHead without Quantize was accepted")
+		t.Error("QuantizeHead without Quantize on a float checkpoint was accepted")
 	}
 }
