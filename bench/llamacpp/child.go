@@ -16,6 +16,10 @@ const (
 	loadGGUF   = "gguf"    // lm.LoadGGUF: the GGUF file in its own block types
 	loadHF     = "hf"      // lm.LoadHFWith: a Hugging Face checkpoint, quantized weights packed (weight-only)
 	loadHFW8A8 = "hf-w8a8" // lm.LoadHFWith with Int8: an int8 per-channel checkpoint as W8A8
+	// loadHFHead and loadHFW8A8Head are the same with QuantizeHead: the
+	// checkpoint's float lm_head int8 per channel at load.
+	loadHFHead     = "hf-head"
+	loadHFW8A8Head = "hf-w8a8-head"
 	// loadGGUFFloat32 is lm.LoadGGUFWith with Float32: the GGUF file's
 	// weights dequantized to float32 at load, the reference its packed
 	// run should match (a diagnosis: `-child -load gguf-f32`).
@@ -63,14 +67,14 @@ func runChild(a childArgs) error {
 	switch a.load {
 	case loadGGUF:
 		m, err = lm.LoadGGUF(b, a.path)
-	case loadHF:
-		m, err = lm.LoadHFWith(b, a.path, lm.LoadOptions{})
-	case loadHFW8A8:
-		m, err = lm.LoadHFWith(b, a.path, lm.LoadOptions{Int8: true})
+	case loadHF, loadHFHead:
+		m, err = lm.LoadHFWith(b, a.path, lm.LoadOptions{QuantizeHead: a.load == loadHFHead})
+	case loadHFW8A8, loadHFW8A8Head:
+		m, err = lm.LoadHFWith(b, a.path, lm.LoadOptions{Int8: true, QuantizeHead: a.load == loadHFW8A8Head})
 	case loadGGUFFloat32:
 		m, err = lm.LoadGGUFWith(b, a.path, lm.LoadOptions{Float32: true})
 	default:
-		return fmt.Errorf("-load %q: want %s, %s, %s or %s", a.load, loadGGUF, loadHF, loadHFW8A8, loadGGUFFloat32)
+		return fmt.Errorf("-load %q: want %s, %s, %s, %s, %s or %s", a.load, loadGGUF, loadHF, loadHFHead, loadHFW8A8, loadHFW8A8Head, loadGGUFFloat32)
 	}
 	if err != nil {
 		return err

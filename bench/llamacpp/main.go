@@ -24,22 +24,25 @@
 // F32, Q8_0 and Q4_0 GGUF files (llama-quantize's mixes: in Q4_0 the output
 // matrix is Q6_K), and quantized by `quantkit quantize --scheme int8` (per
 // channel) and `--scheme int4` (groups of 128) to quantkit's own
-// checkpoints, which keep the embedding and lm_head in float32. All of it
-// is made once into -work and reused.
+// checkpoints, which keep the embedding and lm_head in float32 (quantkit
+// loads their lm_head as int8 per channel unless -quantize-head=false, as
+// llama.cpp's files hold a quantized output matrix). All of it is made
+// once into -work and reused.
 //
 // Each row pairs llama.cpp on a GGUF file with one way quantkit runs the
 // same weights:
 //
 //	F32   GGUF file            lm.LoadGGUF of the F32 file
 //	Q8_0  GGUF file            lm.LoadGGUF of the Q8_0 file (its blocks, packed)
-//	      int8 checkpoint      lm.LoadHFWith of the int8 checkpoint (weight-only)
+//	      int8 checkpoint      lm.LoadHFWith of the int8 checkpoint (weight-only, lm_head int8)
 //	      int8 checkpoint W8A8 the same with LoadOptions.Int8 (int8 activations)
 //	Q4_0  GGUF file            lm.LoadGGUF of the Q4_0 file
 //	      int4 checkpoint      lm.LoadHFWith of the int4 checkpoint (g128)
 //
 // The checkpoints are quantkit's own quantization of the float weights, not
-// llama.cpp's blocks: the same model at the same bit width, with a float32
-// lm_head (which, for a large vocabulary, weighs on decode).
+// llama.cpp's blocks: the same model at the same bit width, the lm_head
+// int8 per channel (8 bits, more than the Q4_0 file's Q6_K; float32 with
+// -quantize-head=false, which for a large vocabulary weighs on decode).
 //
 // Both engines are timed the same way, in a child process each (so each
 // has its own peak RSS, from getrusage): llama.cpp by scripts/integration/
@@ -88,7 +91,7 @@ type options struct {
 	threads, prompt, gen, agree    int
 	rounds, poll                   int
 	kv, precisions                 string
-	checkpoints, best              bool
+	checkpoints, best, head        bool
 }
 
 func main() {
@@ -116,6 +119,7 @@ func main() {
 	flag.StringVar(&o.precisions, "precisions", "f32,q8_0,q4_0", "llama.cpp types to compare: f32, q8_0, q4_0")
 	flag.BoolVar(&o.best, "best", false, "also print the table of each side's fastest round (on a shared machine, the least disturbed)")
 	flag.BoolVar(&o.checkpoints, "checkpoints", true, "also run quantkit's own int8/int4 checkpoints beside the GGUF files")
+	flag.BoolVar(&o.head, "quantize-head", true, "load the checkpoints' float32 lm_head as int8 per channel (lm.LoadOptions.QuantizeHead), as llama.cpp's Q8_0 and Q4_0 files hold their output matrix quantized (Q8_0, Q6_K); false keeps it float32")
 	flag.Parse()
 	child.threads, child.prompt, child.gen, child.agree = o.threads, o.prompt, o.gen, o.agree
 
@@ -171,15 +175,23 @@ func (o options) plans(work string) ([]plan, error) {
 		case "q8_0":
 			q := plan{"Q8_0", filepath.Join(work, "Q8_0.gguf"), []variant{{"GGUF file", loadGGUF, filepath.Join(work, "Q8_0.gguf")}}}
 			if o.checkpoints {
+				hf, w8a8, head := loadHF, loadHFW8A8, ""
+				if o.head {
+					hf, w8a8, head = loadHFHead, loadHFW8A8Head, ", lm_head int8"
+				}
 				q.variants = append(q.variants,
-					variant{"int8 checkpoint", loadHF, filepath.Join(work, "int8")},
-					variant{"int8 checkpoint, W8A8", loadHFW8A8, filepath.Join(work, "int8")})
+					variant{"int8 checkpoint" + head, hf, filepath.Join(work, "int8")},
+					variant{"int8 checkpoint, W8A8" + head, w8a8, filepath.Join(work, "int8")})
 			}
 			ps = append(ps, q)
 		case "q4_0":
 			q := plan{"Q4_0", filepath.Join(work, "Q4_0.gguf"), []variant{{"GGUF file", loadGGUF, filepath.Join(work, "Q4_0.gguf")}}}
 			if o.checkpoints {
-				q.variants = append(q.variants, variant{"int4 checkpoint (g128)", loadHF, filepath.Join(work, "int4")})
+				v := variant{"int4 checkpoint (g128)", loadHF, filepath.Join(work, "int4")}
+				if o.head {
+					v.name, v.load = v.name+", lm_head int8", loadHFHead
+				}
+				q.variants = append(q.variants, v)
 			}
 			ps = append(ps, q)
 		default:

@@ -24,7 +24,7 @@ func init() {
 var (
 	benchLMPrecisionsFlag = &cli.StringFlag{Name: "precisions", Usage: "comma-separated precisions of a float model, of " +
 		strings.Join(lmbench.Precisions, ",") + "; default all (a quantized MODEL runs as it is, or as those of these it holds)"}
-	benchLMHeadFlag      = &cli.BoolFlag{Name: "quantize-head", Usage: "at w8a16, w4a16 and w8a8 quantize the lm_head (the embedding when tied) too, as llama.cpp's Q8_0 and Q4_0 do; without it the head stays float32, as llm-compressor leaves it"}
+	benchLMHeadFlag      = &cli.BoolFlag{Name: "quantize-head", Usage: "at w8a16, w4a16 and w8a8 quantize the lm_head (the embedding when tied) too with the precision's scheme, and in an already quantized checkpoint its float lm_head as int8 per channel, as llama.cpp's Q8_0 and Q4_0 files hold it (Q8_0, Q6_K); without it the head stays float32, as llm-compressor leaves it"}
 	benchLMGroupFlag     = &cli.IntFlag{Name: "group-size", Value: lmbench.DefaultGroupSize, Usage: "w4a16's group: int4 values sharing a scale"}
 	benchLMPromptFlag    = &cli.IntFlag{Name: "prompt-len", Value: 512, Usage: "tokens of the synthetic prompt (prefill, time to first token)"}
 	benchLMGenFlag       = &cli.IntFlag{Name: "gen", Value: 128, Usage: "tokens decoded after the prompt"}

@@ -186,12 +186,12 @@ func cases(in *input, want []string, group int, head bool) ([]precisionCase, err
 		if len(in.Holds) > 0 {
 			p = in.Holds[0]
 		}
-		return []precisionCase{{in: in, Precision: p, Label: fixedLabel(in, p)}}, nil
+		return []precisionCase{{in: in, Precision: p, Label: fixedLabel(in, p, head)}}, nil
 	}
 	var cs []precisionCase
 	for _, p := range want {
 		if slices.Contains(in.Holds, p) {
-			cs = append(cs, precisionCase{in: in, Precision: p, Label: fixedLabel(in, p)})
+			cs = append(cs, precisionCase{in: in, Precision: p, Label: fixedLabel(in, p, head)})
 		}
 	}
 	if len(cs) == 0 {
@@ -217,11 +217,17 @@ func floatLabel(p string, group int) string {
 	return p
 }
 
-func fixedLabel(in *input, p string) string {
+// fixedLabel labels a quantized input run as precision p (or as it is),
+// its float lm_head quantized at load (int8 per channel) when head.
+func fixedLabel(in *input, p string, head bool) string {
+	l := in.Label
 	if in.Format == "hf" && p != "" {
-		return fmt.Sprintf("%s (%s)", in.Label, p)
+		l = fmt.Sprintf("%s (%s)", in.Label, p)
 	}
-	return in.Label
+	if in.Format == "hf" && head {
+		l += ", lm_head int8"
+	}
+	return l
 }
 
 // loadOptions are the lm.LoadOptions of precision p of a float Hugging

@@ -26,9 +26,10 @@ type Options struct {
 	GroupSize int
 	// QuantizeHead quantizes the lm_head (the embedding when tied) too,
 	// with the precision's scheme, at w8a16, w4a16 and w8a8 of a float
-	// checkpoint (lm.LoadOptions.QuantizeHead): as llama.cpp's Q8_0 and
-	// Q4_0 do. Without it the head stays float32, as llm-compressor
-	// leaves it.
+	// checkpoint, and as int8 per channel in an already quantized
+	// checkpoint whose head is float (lm.LoadOptions.QuantizeHead): as
+	// llama.cpp's Q8_0 and Q4_0 files hold it (Q8_0, Q6_K). Without it the
+	// head stays float32, as llm-compressor leaves it.
 	QuantizeHead bool
 	// PromptLen is the synthetic prompt's length (Prompt, seeded by
 	// Seed); Gen the tokens decoded after it; Batch the sequences decoded

@@ -96,11 +96,13 @@ func load(b backend.Backend, j *job) (*lm.Model, error) {
 		return lm.LoadLlama2C(b, j.Path)
 	}
 	opt, err := loadOptions(j.Precision, j.GroupSize, j.Float)
-	if opt.Quantize != nil {
-		opt.QuantizeHead = j.QuantizeHead
-	}
 	if err != nil {
 		return nil, err
+	}
+	// A float checkpoint's head takes the precision's scheme; a quantized
+	// checkpoint's float head int8 per channel (lm.LoadOptions).
+	if opt.Quantize != nil || !j.Float {
+		opt.QuantizeHead = j.QuantizeHead
 	}
 	return lm.LoadHFWith(b, j.Path, opt)
 }
