@@ -4,3 +4,6 @@ package cpu
 
 // Without the amd64 kernels a convolution runs convF32Generic.
 func convF32SIMD(cv *ConvF32, dst, x []float32, n int) bool { return false }
+
+// Without the amd64 kernels no layout but the compact one is written.
+func convWideStrides(cv *ConvF32, n int) (row, img int, ok bool) { return 0, 0, false }

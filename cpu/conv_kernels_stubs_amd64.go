@@ -6,115 +6,115 @@ package cpu
 
 // convF32Kernel14x32AVX512 is, for 14 rows of A where they lie (a[r*lda+p] = A[r, p]) and
 // rows of B where they lie, step p's 32 values from b[steps[p]] on (B[j, p] = b[steps[p]+j]),
-// with fused multiply-adds,
+// with fused multiply-adds, the bias added on the way out,
 //
 //	for r := range 14 {
 //		for j := range 32 {
-//			var s float32
+//			s := bias[r]
 //			for p := range kc {
 //				s += a[r*lda+p] * b[steps[p]+j]
 //			}
-//			if accumulate {
-//				c[r*ldc+j] += s
-//			} else {
-//				c[r*ldc+j] = s
+//			if relu && s < 0 {
+//				s = 0 // NaN stays
 //			}
+//			c[r*ldc+j] = s
 //		}
 //	}
 //
-// kc must be at least 1.
+// kc must be at least 1. (The sum starts from zero and the bias is added
+// last; relu keeps a −0.)
 //
 //go:noescape
-func convF32Kernel14x32AVX512(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, accumulate bool)
+func convF32Kernel14x32AVX512(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, bias *float32, relu bool)
 
 // convF32Kernel6x16AVX2 is, for 6 rows of A where they lie (a[r*lda+p] = A[r, p]) and
 // rows of B where they lie, step p's 16 values from b[steps[p]] on (B[j, p] = b[steps[p]+j]),
-// with fused multiply-adds,
+// with fused multiply-adds, the bias added on the way out,
 //
 //	for r := range 6 {
 //		for j := range 16 {
-//			var s float32
+//			s := bias[r]
 //			for p := range kc {
 //				s += a[r*lda+p] * b[steps[p]+j]
 //			}
-//			if accumulate {
-//				c[r*ldc+j] += s
-//			} else {
-//				c[r*ldc+j] = s
+//			if relu && s < 0 {
+//				s = 0 // NaN stays
 //			}
+//			c[r*ldc+j] = s
 //		}
 //	}
 //
-// kc must be at least 1.
+// kc must be at least 1. (The sum starts from zero and the bias is added
+// last; relu keeps a −0.)
 //
 //go:noescape
-func convF32Kernel6x16AVX2(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, accumulate bool)
+func convF32Kernel6x16AVX2(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, bias *float32, relu bool)
 
 // convF32Kernel8x48AVX512 is, for 8 rows of A where they lie (a[r*lda+p] = A[r, p]) and
 // rows of B where they lie, step p's 48 values from b[steps[p]] on (B[j, p] = b[steps[p]+j]),
-// with fused multiply-adds,
+// with fused multiply-adds, the bias added on the way out,
 //
 //	for r := range 8 {
 //		for j := range 48 {
-//			var s float32
+//			s := bias[r]
 //			for p := range kc {
 //				s += a[r*lda+p] * b[steps[p]+j]
 //			}
-//			if accumulate {
-//				c[r*ldc+j] += s
-//			} else {
-//				c[r*ldc+j] = s
+//			if relu && s < 0 {
+//				s = 0 // NaN stays
 //			}
+//			c[r*ldc+j] = s
 //		}
 //	}
 //
-// kc must be at least 1.
+// kc must be at least 1. (The sum starts from zero and the bias is added
+// last; relu keeps a −0.)
 //
 //go:noescape
-func convF32Kernel8x48AVX512(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, accumulate bool)
+func convF32Kernel8x48AVX512(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, bias *float32, relu bool)
 
 // convF32Kernel8x32AVX512 is, for 8 rows of A where they lie (a[r*lda+p] = A[r, p]) and
 // rows of B where they lie, step p's 32 values from b[steps[p]] on (B[j, p] = b[steps[p]+j]),
-// with fused multiply-adds,
+// with fused multiply-adds, the bias added on the way out,
 //
 //	for r := range 8 {
 //		for j := range 32 {
-//			var s float32
+//			s := bias[r]
 //			for p := range kc {
 //				s += a[r*lda+p] * b[steps[p]+j]
 //			}
-//			if accumulate {
-//				c[r*ldc+j] += s
-//			} else {
-//				c[r*ldc+j] = s
+//			if relu && s < 0 {
+//				s = 0 // NaN stays
 //			}
+//			c[r*ldc+j] = s
 //		}
 //	}
 //
-// kc must be at least 1.
+// kc must be at least 1. (The sum starts from zero and the bias is added
+// last; relu keeps a −0.)
 //
 //go:noescape
-func convF32Kernel8x32AVX512(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, accumulate bool)
+func convF32Kernel8x32AVX512(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, bias *float32, relu bool)
 
 // convF32Kernel4x24AVX2 is, for 4 rows of A where they lie (a[r*lda+p] = A[r, p]) and
 // rows of B where they lie, step p's 24 values from b[steps[p]] on (B[j, p] = b[steps[p]+j]),
-// with fused multiply-adds,
+// with fused multiply-adds, the bias added on the way out,
 //
 //	for r := range 4 {
 //		for j := range 24 {
-//			var s float32
+//			s := bias[r]
 //			for p := range kc {
 //				s += a[r*lda+p] * b[steps[p]+j]
 //			}
-//			if accumulate {
-//				c[r*ldc+j] += s
-//			} else {
-//				c[r*ldc+j] = s
+//			if relu && s < 0 {
+//				s = 0 // NaN stays
 //			}
+//			c[r*ldc+j] = s
 //		}
 //	}
 //
-// kc must be at least 1.
+// kc must be at least 1. (The sum starts from zero and the bias is added
+// last; relu keeps a −0.)
 //
 //go:noescape
-func convF32Kernel4x24AVX2(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, accumulate bool)
+func convF32Kernel4x24AVX2(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, bias *float32, relu bool)

@@ -21,9 +21,11 @@ var usePlanar, splitPasses = true, true
 // [C][n][H][W] (a plane per channel and image), written with the zero
 // padding of the convolution that reads them, so that:
 //
-//   - each Conv2D is a cpu.ConvF32, which gathers its windows straight
-//     into the GEMM kernel's panels (no im2col matrix, no packing pass)
-//     and adds the bias and a following ReLU to the kernel's tiles;
+//   - each Conv2D is a cpu.ConvF32, which reads its windows where they
+//     lie or gathers them into the GEMM kernel's panels (no im2col
+//     matrix, no packing pass) and adds the bias and a following ReLU to
+//     the kernel's tiles; before a MaxPool its planes are wide (the
+//     kernel's tiles stored where they lie, see cpu.ConvF32.OutStrides);
 //   - each MaxPool reads planes and writes the next convolution's padded
 //     planes;
 //   - the Flatten turns the planes into NCHW rows for the Dense layers,
@@ -54,13 +56,8 @@ type pstep struct {
 	dense   *nn.Dense
 	w, bias []float32 // dense
 	relu    bool      // a following ReLU is fused
-	// A max pool right after a convolution adds the convolution's bias
-	// to its maxima and applies its ReLU (epBias, epReLU), which is
-	// exact (both are monotone) and touches a fraction of the values.
-	epBias []float32
-	epReLU bool
-	buf    []float32 // output; nil for in-place steps (relu)
-	tmp    []float32 // a convolution's unpadded output, when its planes are padded
+	buf     []float32 // output; nil for in-place steps (relu)
+	tmp     []float32 // a convolution's unpadded output, when its planes are padded
 }
 
 // newPlanar returns the planar path for net, or nil when the net is not
@@ -128,9 +125,8 @@ func newPlanar(be backend.Backend, net *nn.Net, shapes []nn.Shape, act []nn.ActQ
 		return nil // image outputs go through the GEMM path
 	}
 	for k, st := range p.steps[:len(p.steps)-1] {
-		if next := p.steps[k+1]; st.kind == conv && next.kind == pool && !quantized(next.layer) {
-			next.epBias, next.epReLU = st.conv.Bias, st.conv.ReLU
-			st.conv.Bias, st.conv.ReLU = make([]float32, st.conv.OutC), false
+		if next := p.steps[k+1]; st.kind == conv && next.kind == pool {
+			st.conv.Wide = true // the pool reads wide planes
 		}
 	}
 	// Each producer of planes writes the padding of the convolution that
@@ -167,6 +163,15 @@ func padded(s nn.Shape, pad [4]int) int {
 	return s.C * (s.H + pad[0] + pad[2]) * (s.W + pad[1] + pad[3])
 }
 
+// size is the values of the step's output for batch samples.
+func (st *pstep) size(batch int) int {
+	if st.kind == conv && st.conv.Wide {
+		_, img := st.conv.OutStrides(batch)
+		return st.out.C * batch * img
+	}
+	return batch * padded(st.out, st.pad)
+}
+
 func (p *planar) grow(batch int) {
 	if batch <= p.cap {
 		return
@@ -174,7 +179,7 @@ func (p *planar) grow(batch int) {
 	p.x = make([]float32, batch*padded(p.in, p.inPad))
 	for _, st := range p.steps {
 		if st.kind != relu {
-			st.buf = make([]float32, batch*padded(st.out, st.pad))
+			st.buf = make([]float32, st.size(batch))
 		}
 		if st.kind == conv && st.pad != [4]int{} {
 			st.tmp = make([]float32, batch*st.out.Size())
@@ -189,16 +194,27 @@ func (p *planar) forward(e *Engine, x []float32, nb int, out []float32) {
 	in := p.in
 	cur := p.x[:nb*padded(in, p.inPad)]
 	toPlanes(cur, x, nb, in, p.inPad)
+	// The strides of cur's rows and images' planes (wide after a
+	// convolution that a pool reads).
+	row, img := 0, 0
 	for _, st := range p.steps {
 		if e.actQuantized(st.layer) {
 			p.pfor(len(cur), 1, func(lo, hi int) { fakeQuant(cur[lo:hi], e.act[st.layer]) })
 		}
 		var dst []float32
 		if st.buf != nil {
-			dst = st.buf[:nb*padded(st.out, st.pad)]
+			if n := st.size(nb); len(st.buf) < n {
+				st.buf = make([]float32, n) // another kernel set's layout
+			}
+			dst = st.buf[:st.size(nb)]
 		}
+		prow, pimg := row, img
+		row, img = st.out.W+st.pad[1]+st.pad[3], (st.out.H+st.pad[0]+st.pad[2])*(st.out.W+st.pad[1]+st.pad[3])
 		switch st.kind {
 		case conv:
+			if st.conv.Wide {
+				row, img = st.conv.OutStrides(nb)
+			}
 			if st.pad == [4]int{} {
 				st.conv.Run(dst, cur, nb)
 			} else {
@@ -207,12 +223,12 @@ func (p *planar) forward(e *Engine, x []float32, nb int, out []float32) {
 				repad(dst, tmp, st.out.C*nb, st.out, st.pad)
 			}
 		case pool:
-			poolPlanes(p, dst, cur, nb, st)
+			poolPlanes(p, dst, cur, nb, st, prow, pimg)
 		case relu:
 			for i, v := range cur {
 				cur[i] = max(v, 0)
 			}
-			dst = cur
+			dst, row, img = cur, prow, pimg
 		case flatten:
 			s := st.in
 			hw := s.H * s.W
@@ -275,21 +291,22 @@ func repad(dst, src []float32, planes int, s nn.Shape, pad [4]int) {
 	}
 }
 
-// poolPlanes is the window maximum of nb·C unpadded planes into planes
-// with the padding st.pad; cells outside the image are never chosen, and
-// a NaN in a window is its maximum.
-func poolPlanes(pl *planar, dst, x []float32, nb int, st *pstep) {
+// poolPlanes is the window maximum of nb·C unpadded planes, rows rs
+// apart and planes ps apart, into planes with the padding st.pad; cells
+// outside the image are never chosen, and a NaN in a window is its
+// maximum.
+func poolPlanes(pl *planar, dst, x []float32, nb int, st *pstep, rs, ps int) {
 	p, in, out := st.pool, st.in, st.out
 	H, W := out.H+st.pad[0]+st.pad[2], out.W+st.pad[1]+st.pad[3]
 	pl.pfor(in.C*nb, out.H*out.W*p.KH*p.KW, func(k0, k1 int) {
 		for k := k0; k < k1; k++ {
-			xs, ys := x[k*in.H*in.W:][:in.H*in.W], dst[k*H*W:][:H*W]
+			xs, ys := x[k*ps:][:(in.H-1)*rs+in.W], dst[k*H*W:][:H*W]
 			for oh := range out.H {
 				h0, h1 := max(oh*p.StrideH-p.PadT, 0), min(oh*p.StrideH-p.PadT+p.KH, in.H)
 				y := ys[(oh+st.pad[0])*W+st.pad[1]:][:out.W]
 				if p.KH == 2 && p.KW == 2 && p.StrideW == 2 && p.PadL == 0 && h1-h0 == 2 && 2*out.W <= in.W {
 					// The common 2×2 pool, its windows inside the rows.
-					r0, r1 := xs[h0*in.W:][:2*out.W], xs[(h0+1)*in.W:][:2*out.W]
+					r0, r1 := xs[h0*rs:][:2*out.W], xs[(h0+1)*rs:][:2*out.W]
 					for ow := range y {
 						y[ow] = max(r0[2*ow], r0[2*ow+1], r1[2*ow], r1[2*ow+1])
 					}
@@ -297,25 +314,13 @@ func poolPlanes(pl *planar, dst, x []float32, nb int, st *pstep) {
 				}
 				for ow := range out.W {
 					w0, w1 := max(ow*p.StrideW-p.PadL, 0), min(ow*p.StrideW-p.PadL+p.KW, in.W)
-					m := xs[h0*in.W+w0]
+					m := xs[h0*rs+w0]
 					for h := h0; h < h1; h++ {
-						for _, v := range xs[h*in.W+w0 : h*in.W+w1] {
+						for _, v := range xs[h*rs+w0 : h*rs+w1] {
 							m = max(m, v) // NaN if either is
 						}
 					}
 					y[ow] = m
-				}
-			}
-			if st.epBias != nil {
-				b := st.epBias[k/nb]
-				for oh := range out.H {
-					y := ys[(oh+st.pad[0])*W+st.pad[1]:][:out.W]
-					for ow, v := range y {
-						if v += b; st.epReLU && v < 0 {
-							v = 0 // NaN stays
-						}
-						y[ow] = v
-					}
 				}
 			}
 		}

@@ -78,27 +78,27 @@ func rowA(r int) Mem {
 func kernel(name string, mr, nv int, v []VecPhysical) {
 	w := int(v[0].Size()) / 4
 	nr := nv * w
-	TEXT(name, NOSPLIT, "func(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, accumulate bool)")
+	TEXT(name, NOSPLIT, "func(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, bias *float32, relu bool)")
 	Pragma("noescape")
 	Doc(fmt.Sprintf("%s is, for %d rows of A where they lie (a[r*lda+p] = A[r, p]) and", name, mr),
 		fmt.Sprintf("rows of B where they lie, step p's %d values from b[steps[p]] on (B[j, p] = b[steps[p]+j]),", nr),
-		"with fused multiply-adds,",
+		"with fused multiply-adds, the bias added on the way out,",
 		"",
 		fmt.Sprintf("\tfor r := range %d {", mr),
 		fmt.Sprintf("\t\tfor j := range %d {", nr),
-		"\t\t\tvar s float32",
+		"\t\t\ts := bias[r]",
 		"\t\t\tfor p := range kc {",
 		"\t\t\t\ts += a[r*lda+p] * b[steps[p]+j]",
 		"\t\t\t}",
-		"\t\t\tif accumulate {",
-		"\t\t\t\tc[r*ldc+j] += s",
-		"\t\t\t} else {",
-		"\t\t\t\tc[r*ldc+j] = s",
+		"\t\t\tif relu && s < 0 {",
+		"\t\t\t\ts = 0 // NaN stays",
 		"\t\t\t}",
+		"\t\t\tc[r*ldc+j] = s",
 		"\t\t}",
 		"\t}",
 		"",
-		"kc must be at least 1.")
+		"kc must be at least 1. (The sum starts from zero and the bias is added",
+		"last; relu keeps a −0.)")
 	n := mr * nv
 	if n+nv+1 > len(v) {
 		panic("tile does not fit the register file")
@@ -139,24 +139,33 @@ func kernel(name string, mr, nv int, v []VecPhysical) {
 	DECQ(rK)
 	JNZ(LabelRef(name + "_loop"))
 
+	// The epilogue: B's registers are free, the first holds zero, and a
+	// temporary the broadcast bias of a row.
 	size := int(acc[0].Size())
-	Load(Param("accumulate"), rAcc)
+	zero, t := bv[0], tv[0]
+	VXORPS(zero, zero, zero)
+	Load(Param("bias"), rB)
+	Load(Param("relu"), rAcc)
 	TESTQ(rAcc, rAcc)
 	JZ(LabelRef(name + "_store"))
-	for i := range mr {
-		for j := range nv {
-			m := Mem{Base: rC, Disp: j * size}
-			VADDPS(m, acc[i*nv+j], acc[i*nv+j])
-			VMOVUPS(acc[i*nv+j], m)
-		}
-		ADDQ(rLDC, rC)
-	}
-	VZEROUPPER()
-	RET()
+	store(mr, nv, size, acc, t, zero, true)
 	Label(name + "_store")
+	store(mr, nv, size, acc, t, zero, false)
+}
+
+// store writes the tile's rows to C, each with its bias added and, with
+// relu, the maximum of it and zero (VMAXPS returns its second source,
+// the sum, when either is a NaN), then returns.
+func store(mr, nv, size int, acc []VecPhysical, t, zero VecPhysical, relu bool) {
 	for i := range mr {
+		VBROADCASTSS(Mem{Base: rB, Disp: 4 * i}, t)
 		for j := range nv {
-			VMOVUPS(acc[i*nv+j], Mem{Base: rC, Disp: j * size})
+			a := acc[i*nv+j]
+			VADDPS(t, a, a)
+			if relu {
+				VMAXPS(a, zero, a)
+			}
+			VMOVUPS(a, Mem{Base: rC, Disp: j * size})
 		}
 		ADDQ(rLDC, rC)
 	}
