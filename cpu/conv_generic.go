@@ -7,3 +7,7 @@ func convF32SIMD(cv *ConvF32, dst, x []float32, n int) bool { return false }
 
 // Without the amd64 kernels no layout but the compact one is written.
 func convWideStrides(cv *ConvF32, n int) (row, img int, ok bool) { return 0, 0, false }
+
+// Without the amd64 kernels the max-pool rows run in Go.
+func maxPool2x2RowSIMD(y, r0, r1 []float32) bool { return false }
+func maxIntoSIMD(y, x []float32) bool            { return false }

@@ -1044,3 +1044,144 @@ convF32Kernel4x24AVX2_store:
 	ADDQ         SI, DI
 	VZEROUPPER
 	RET
+
+DATA poolMask<>+0(SB)/4, $0xffffffff
+DATA poolMask<>+4(SB)/4, $0xffffffff
+DATA poolMask<>+8(SB)/4, $0xffffffff
+DATA poolMask<>+12(SB)/4, $0xffffffff
+DATA poolMask<>+16(SB)/4, $0xffffffff
+DATA poolMask<>+20(SB)/4, $0xffffffff
+DATA poolMask<>+24(SB)/4, $0xffffffff
+DATA poolMask<>+28(SB)/4, $0xffffffff
+DATA poolMask<>+32(SB)/4, $0xffffffff
+DATA poolMask<>+36(SB)/4, $0xffffffff
+DATA poolMask<>+40(SB)/4, $0xffffffff
+DATA poolMask<>+44(SB)/4, $0xffffffff
+DATA poolMask<>+48(SB)/4, $0xffffffff
+DATA poolMask<>+52(SB)/4, $0xffffffff
+DATA poolMask<>+56(SB)/4, $0xffffffff
+DATA poolMask<>+60(SB)/4, $0xffffffff
+DATA poolMask<>+64(SB)/4, $0x00000000
+DATA poolMask<>+68(SB)/4, $0x00000000
+DATA poolMask<>+72(SB)/4, $0x00000000
+DATA poolMask<>+76(SB)/4, $0x00000000
+DATA poolMask<>+80(SB)/4, $0x00000000
+DATA poolMask<>+84(SB)/4, $0x00000000
+DATA poolMask<>+88(SB)/4, $0x00000000
+DATA poolMask<>+92(SB)/4, $0x00000000
+DATA poolMask<>+96(SB)/4, $0x00000000
+DATA poolMask<>+100(SB)/4, $0x00000000
+DATA poolMask<>+104(SB)/4, $0x00000000
+DATA poolMask<>+108(SB)/4, $0x00000000
+DATA poolMask<>+112(SB)/4, $0x00000000
+DATA poolMask<>+116(SB)/4, $0x00000000
+DATA poolMask<>+120(SB)/4, $0x00000000
+DATA poolMask<>+124(SB)/4, $0x00000000
+GLOBL poolMask<>(SB), RODATA|NOPTR, $128
+
+// func maxPool2x2RowAVX2(y *float32, r0 *float32, r1 *float32, n int)
+// Requires: AVX, AVX2
+TEXT ·maxPool2x2RowAVX2(SB), NOSPLIT, $0-32
+	MOVQ y+0(FP), DI
+	MOVQ r0+8(FP), SI
+	MOVQ r1+16(FP), DX
+	MOVQ n+24(FP), CX
+	LEAQ poolMask<>+0(SB), AX
+
+maxPool2x2RowAVX2_loop:
+	CMPQ      CX, $0x08
+	JL        maxPool2x2RowAVX2_tail
+	VMOVUPS   (SI), Y0
+	VMOVUPS   32(SI), Y1
+	VMOVUPS   (DX), Y2
+	VMOVUPS   32(DX), Y3
+	VMAXPS    Y2, Y0, Y8
+	VCMPPS    $0x03, Y0, Y0, Y4
+	VBLENDVPS Y4, Y0, Y8, Y8
+	VMAXPS    Y3, Y1, Y9
+	VCMPPS    $0x03, Y1, Y1, Y5
+	VBLENDVPS Y5, Y1, Y9, Y9
+	VSHUFPS   $0x88, Y9, Y8, Y10
+	VSHUFPS   $0xdd, Y9, Y8, Y11
+	VMAXPS    Y11, Y10, Y12
+	VCMPPS    $0x03, Y10, Y10, Y4
+	VBLENDVPS Y4, Y10, Y12, Y12
+	VPERMPD   $0xd8, Y12, Y12
+	VMOVUPS   Y12, (DI)
+	ADDQ      $0x40, SI
+	ADDQ      $0x40, DX
+	ADDQ      $0x20, DI
+	SUBQ      $0x08, CX
+	JMP       maxPool2x2RowAVX2_loop
+
+maxPool2x2RowAVX2_tail:
+	TESTQ      CX, CX
+	JZ         maxPool2x2RowAVX2_done
+	MOVQ       CX, BX
+	SHLQ       $0x03, BX
+	NEGQ       BX
+	VMOVDQU    64(AX)(BX*1), Y6
+	VMOVDQU    96(AX)(BX*1), Y7
+	SARQ       $0x01, BX
+	VMOVDQU    64(AX)(BX*1), Y13
+	VMASKMOVPS (SI), Y6, Y0
+	VMASKMOVPS 32(SI), Y7, Y1
+	VMASKMOVPS (DX), Y6, Y2
+	VMASKMOVPS 32(DX), Y7, Y3
+	VMAXPS     Y2, Y0, Y8
+	VCMPPS     $0x03, Y0, Y0, Y4
+	VBLENDVPS  Y4, Y0, Y8, Y8
+	VMAXPS     Y3, Y1, Y9
+	VCMPPS     $0x03, Y1, Y1, Y5
+	VBLENDVPS  Y5, Y1, Y9, Y9
+	VSHUFPS    $0x88, Y9, Y8, Y10
+	VSHUFPS    $0xdd, Y9, Y8, Y11
+	VMAXPS     Y11, Y10, Y12
+	VCMPPS     $0x03, Y10, Y10, Y4
+	VBLENDVPS  Y4, Y10, Y12, Y12
+	VPERMPD    $0xd8, Y12, Y12
+	VMASKMOVPS Y12, Y13, (DI)
+
+maxPool2x2RowAVX2_done:
+	VZEROUPPER
+	RET
+
+// func maxIntoAVX2(y *float32, x *float32, n int)
+// Requires: AVX
+TEXT ·maxIntoAVX2(SB), NOSPLIT, $0-24
+	MOVQ y+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ n+16(FP), CX
+	LEAQ poolMask<>+0(SB), AX
+
+maxIntoAVX2_loop:
+	CMPQ      CX, $0x08
+	JL        maxIntoAVX2_tail
+	VMOVUPS   (DI), Y0
+	VMOVUPS   (SI), Y1
+	VMAXPS    Y1, Y0, Y2
+	VCMPPS    $0x03, Y0, Y0, Y3
+	VBLENDVPS Y3, Y0, Y2, Y2
+	VMOVUPS   Y2, (DI)
+	ADDQ      $0x20, SI
+	ADDQ      $0x20, DI
+	SUBQ      $0x08, CX
+	JMP       maxIntoAVX2_loop
+
+maxIntoAVX2_tail:
+	TESTQ      CX, CX
+	JZ         maxIntoAVX2_done
+	MOVQ       CX, BX
+	SHLQ       $0x02, BX
+	NEGQ       BX
+	VMOVDQU    64(AX)(BX*1), Y6
+	VMASKMOVPS (DI), Y6, Y0
+	VMASKMOVPS (SI), Y6, Y1
+	VMAXPS     Y1, Y0, Y2
+	VCMPPS     $0x03, Y0, Y0, Y3
+	VBLENDVPS  Y3, Y0, Y2, Y2
+	VMASKMOVPS Y2, Y6, (DI)
+
+maxIntoAVX2_done:
+	VZEROUPPER
+	RET

@@ -118,3 +118,14 @@ func convF32Kernel8x32AVX512(kc int, a *float32, lda int, b *float32, steps *int
 //
 //go:noescape
 func convF32Kernel4x24AVX2(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, bias *float32, relu bool)
+
+// maxPool2x2RowAVX2 is, for j < n, y[j] = max(r0[2j], r0[2j+1], r1[2j], r1[2j+1]),
+// a NaN in a window being its maximum.
+//
+//go:noescape
+func maxPool2x2RowAVX2(y *float32, r0 *float32, r1 *float32, n int)
+
+// maxIntoAVX2 is, for j < n, y[j] = max(y[j], x[j]), a NaN in either being the maximum.
+//
+//go:noescape
+func maxIntoAVX2(y *float32, x *float32, n int)

@@ -299,6 +299,7 @@ func poolPlanes(pl *planar, dst, x []float32, nb int, st *pstep, rs, ps int) {
 	p, in, out := st.pool, st.in, st.out
 	H, W := out.H+st.pad[0]+st.pad[2], out.W+st.pad[1]+st.pad[3]
 	pl.pfor(in.C*nb, out.H*out.W*p.KH*p.KW, func(k0, k1 int) {
+		var fold [256]float32
 		for k := k0; k < k1; k++ {
 			xs, ys := x[k*ps:][:(in.H-1)*rs+in.W], dst[k*H*W:][:H*W]
 			for oh := range out.H {
@@ -306,9 +307,23 @@ func poolPlanes(pl *planar, dst, x []float32, nb int, st *pstep, rs, ps int) {
 				y := ys[(oh+st.pad[0])*W+st.pad[1]:][:out.W]
 				if p.KH == 2 && p.KW == 2 && p.StrideW == 2 && p.PadL == 0 && h1-h0 == 2 && 2*out.W <= in.W {
 					// The common 2×2 pool, its windows inside the rows.
-					r0, r1 := xs[h0*rs:][:2*out.W], xs[(h0+1)*rs:][:2*out.W]
+					cpu.MaxPool2x2Row(y, xs[h0*rs:], xs[(h0+1)*rs:])
+					continue
+				}
+				if in.W <= len(fold) {
+					// The window's rows folded into one, then its columns.
+					m := fold[:in.W]
+					copy(m, xs[h0*rs:][:in.W])
+					for h := h0 + 1; h < h1; h++ {
+						cpu.MaxInto(m, xs[h*rs:])
+					}
 					for ow := range y {
-						y[ow] = max(r0[2*ow], r0[2*ow+1], r1[2*ow], r1[2*ow+1])
+						w0, w1 := max(ow*p.StrideW-p.PadL, 0), min(ow*p.StrideW-p.PadL+p.KW, in.W)
+						v := m[w0]
+						for _, u := range m[w0+1 : w1] {
+							v = max(v, u)
+						}
+						y[ow] = v
 					}
 					continue
 				}

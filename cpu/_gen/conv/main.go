@@ -32,6 +32,7 @@ func main() {
 	kernel("convF32Kernel8x48AVX512", 8, 3, zmm)
 	kernel("convF32Kernel8x32AVX512", 8, 2, zmm)
 	kernel("convF32Kernel4x24AVX2", 4, 3, ymm)
+	pools()
 	Generate()
 }
 
@@ -171,4 +172,112 @@ func store(mr, nv, size int, acc []VecPhysical, t, zero VecPhysical, relu bool) 
 	}
 	VZEROUPPER()
 	RET()
+}
+
+// pools emits the max-pool row kernels (AVX2; a NaN in a window is its
+// maximum), whose last partial vector is read and written with masks
+// from poolMask, so that nothing past a row is touched.
+func pools() {
+	mask := GLOBL("poolMask", RODATA|NOPTR)
+	for i := range 16 {
+		DATA(4*i, U32(0xFFFFFFFF))
+	}
+	for i := 16; i < 32; i++ {
+		DATA(4*i, U32(0))
+	}
+
+	TEXT("maxPool2x2RowAVX2", NOSPLIT, "func(y, r0, r1 *float32, n int)")
+	Pragma("noescape")
+	Doc("maxPool2x2RowAVX2 is, for j < n, y[j] = max(r0[2j], r0[2j+1], r1[2j], r1[2j+1]),",
+		"a NaN in a window being its maximum.")
+	y, a, b, n := RDI, RSI, RDX, RCX
+	Load(Param("y"), y)
+	Load(Param("r0"), a)
+	Load(Param("r1"), b)
+	Load(Param("n"), n)
+	LEAQ(mask, RAX)
+	pool2 := func(load func(m Mem, dst VecPhysical, half int), store func(v VecPhysical)) {
+		load(Mem{Base: a}, Y0, 0)
+		load(Mem{Base: a, Disp: 32}, Y1, 1)
+		load(Mem{Base: b}, Y2, 0)
+		load(Mem{Base: b, Disp: 32}, Y3, 1)
+		nanMax(Y0, Y2, Y8, Y4)
+		nanMax(Y1, Y3, Y9, Y5)
+		// Even and odd columns: per 128-bit lane, m0's then m1's, so
+		// pairs 0 1 4 5 | 2 3 6 7 until VPERMPD puts them in order.
+		VSHUFPS(U8(0x88), Y9, Y8, Y10)
+		VSHUFPS(U8(0xDD), Y9, Y8, Y11)
+		nanMax(Y10, Y11, Y12, Y4)
+		VPERMPD(U8(0xD8), Y12, Y12)
+		store(Y12)
+	}
+	Label("maxPool2x2RowAVX2_loop")
+	CMPQ(n, U8(8))
+	JL(LabelRef("maxPool2x2RowAVX2_tail"))
+	pool2(func(m Mem, dst VecPhysical, _ int) { VMOVUPS(m, dst) }, func(v VecPhysical) { VMOVUPS(v, Mem{Base: y}) })
+	ADDQ(U8(64), a)
+	ADDQ(U8(64), b)
+	ADDQ(U8(32), y)
+	SUBQ(U8(8), n)
+	JMP(LabelRef("maxPool2x2RowAVX2_loop"))
+	Label("maxPool2x2RowAVX2_tail")
+	TESTQ(n, n)
+	JZ(LabelRef("maxPool2x2RowAVX2_done"))
+	// k = n < 8 outputs left: the input masks have 2k ones over two
+	// vectors (poolMask from dword 16−2k, and 8 further on), the output
+	// mask k (from dword 16−k).
+	MOVQ(n, RBX)
+	SHLQ(U8(3), RBX)
+	NEGQ(RBX)
+	VMOVDQU(Mem{Base: RAX, Index: RBX, Scale: 1, Disp: 64}, Y6)
+	VMOVDQU(Mem{Base: RAX, Index: RBX, Scale: 1, Disp: 96}, Y7)
+	SARQ(U8(1), RBX)
+	VMOVDQU(Mem{Base: RAX, Index: RBX, Scale: 1, Disp: 64}, Y13)
+	pool2(func(m Mem, dst VecPhysical, half int) { VMASKMOVPS(m, []VecPhysical{Y6, Y7}[half], dst) },
+		func(v VecPhysical) { VMASKMOVPS(v, Y13, Mem{Base: y}) })
+	Label("maxPool2x2RowAVX2_done")
+	VZEROUPPER()
+	RET()
+
+	TEXT("maxIntoAVX2", NOSPLIT, "func(y, x *float32, n int)")
+	Pragma("noescape")
+	Doc("maxIntoAVX2 is, for j < n, y[j] = max(y[j], x[j]), a NaN in either being the maximum.")
+	Load(Param("y"), y)
+	Load(Param("x"), a)
+	Load(Param("n"), n)
+	LEAQ(mask, RAX)
+	Label("maxIntoAVX2_loop")
+	CMPQ(n, U8(8))
+	JL(LabelRef("maxIntoAVX2_tail"))
+	VMOVUPS(Mem{Base: y}, Y0)
+	VMOVUPS(Mem{Base: a}, Y1)
+	nanMax(Y0, Y1, Y2, Y3)
+	VMOVUPS(Y2, Mem{Base: y})
+	ADDQ(U8(32), a)
+	ADDQ(U8(32), y)
+	SUBQ(U8(8), n)
+	JMP(LabelRef("maxIntoAVX2_loop"))
+	Label("maxIntoAVX2_tail")
+	TESTQ(n, n)
+	JZ(LabelRef("maxIntoAVX2_done"))
+	MOVQ(n, RBX)
+	SHLQ(U8(2), RBX)
+	NEGQ(RBX)
+	VMOVDQU(Mem{Base: RAX, Index: RBX, Scale: 1, Disp: 64}, Y6)
+	VMASKMOVPS(Mem{Base: y}, Y6, Y0)
+	VMASKMOVPS(Mem{Base: a}, Y6, Y1)
+	nanMax(Y0, Y1, Y2, Y3)
+	VMASKMOVPS(Y2, Y6, Mem{Base: y})
+	Label("maxIntoAVX2_done")
+	VZEROUPPER()
+	RET()
+}
+
+// nanMax writes max(p, q) to dst, a NaN in either being the result:
+// VMAXPS returns its second source, q, when either is a NaN, and p's
+// NaNs are blended in after. tmp is clobbered.
+func nanMax(p, q, dst, tmp VecPhysical) {
+	VMAXPS(q, p, dst)
+	VCMPPS(U8(3), p, p, tmp) // unordered: p is a NaN
+	VBLENDVPS(tmp, p, dst, dst)
 }

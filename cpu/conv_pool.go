@@ -1,0 +1,53 @@
+package cpu
+
+// MaxPool2x2Row is one output row of a 2×2 max pool of stride 2 over the
+// input rows r0 and r1:
+//
+//	for j := range y {
+//		y[j] = max(r0[2*j], r0[2*j+1], r1[2*j], r1[2*j+1])
+//	}
+//
+// a NaN in a window being its maximum. r0 and r1 must hold 2·len(y)
+// values.
+func MaxPool2x2Row(y, r0, r1 []float32) {
+	n := len(y)
+	r0, r1 = r0[:2*n], r1[:2*n]
+	if n == 0 {
+		return
+	}
+	if maxPool2x2RowSIMD(y, r0, r1) {
+		return
+	}
+	maxPool2x2RowGo(y, r0, r1)
+}
+
+func maxPool2x2RowGo(y, r0, r1 []float32) {
+	for j := range y {
+		y[j] = max(r0[2*j], r0[2*j+1], r1[2*j], r1[2*j+1])
+	}
+}
+
+// MaxInto is
+//
+//	for j := range y {
+//		y[j] = max(y[j], x[j])
+//	}
+//
+// a NaN in either being the maximum: the rows of a max pool's window
+// folded into one before its columns are. x must hold len(y) values.
+func MaxInto(y, x []float32) {
+	x = x[:len(y)]
+	if len(y) == 0 {
+		return
+	}
+	if maxIntoSIMD(y, x) {
+		return
+	}
+	maxIntoGo(y, x)
+}
+
+func maxIntoGo(y, x []float32) {
+	for j, v := range x {
+		y[j] = max(y[j], v)
+	}
+}

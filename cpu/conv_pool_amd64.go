@@ -1,0 +1,19 @@
+//go:build !noasm && !gccgo && !safe
+
+package cpu
+
+func maxPool2x2RowSIMD(y, r0, r1 []float32) bool {
+	if !use.AVX2FMA {
+		return false
+	}
+	maxPool2x2RowAVX2(&y[0], &r0[0], &r1[0], len(y))
+	return true
+}
+
+func maxIntoSIMD(y, x []float32) bool {
+	if !use.AVX2FMA {
+		return false
+	}
+	maxIntoAVX2(&y[0], &x[0], len(y))
+	return true
+}

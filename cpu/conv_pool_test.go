@@ -1,0 +1,86 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// poolValue is a random value, sometimes one of the awkward ones.
+func poolValue(rng *rand.Rand) float32 {
+	switch rng.IntN(12) {
+	case 0:
+		return float32(math.NaN())
+	case 1:
+		return float32(math.Inf(1 - 2*rng.IntN(2)))
+	case 2:
+		return float32(math.Copysign(0, -1))
+	}
+	return float32(rng.NormFloat64())
+}
+
+// samePool reports whether got is want, a NaN any NaN.
+func samePool(got, want float32) bool {
+	return got == want || got != got && want != want
+}
+
+// TestMaxPoolRows checks MaxPool2x2Row and MaxInto with every kernel set
+// against max over float64 windows (NaN wins), at every length up to 40
+// (all vector tails), with guard values around the outputs and the inputs
+// unchanged.
+func TestMaxPoolRows(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	fmax := func(v ...float32) float32 {
+		m := math.Inf(-1)
+		for _, f := range v {
+			if f != f {
+				return f
+			}
+			m = math.Max(m, float64(f))
+		}
+		return float32(m)
+	}
+	const guard = 9
+	for _, set := range KernelSets() {
+		t.Run(set, func(t *testing.T) {
+			defer UseKernelSet(set)()
+			for n := range 41 {
+				r0, r1, x := make([]float32, 2*n), make([]float32, 2*n), make([]float32, n)
+				for i := range r0 {
+					r0[i], r1[i] = poolValue(rng), poolValue(rng)
+				}
+				for i := range x {
+					x[i] = poolValue(rng)
+				}
+				c0, c1, cx := append([]float32(nil), r0...), append([]float32(nil), r1...), append([]float32(nil), x...)
+				buf := make([]float32, n+2*guard)
+				for i := range buf {
+					buf[i] = float32(i) + 0.25
+				}
+				y := buf[guard : guard+n]
+				MaxPool2x2Row(y, r0, r1)
+				for j := range y {
+					if want := fmax(r0[2*j], r0[2*j+1], r1[2*j], r1[2*j+1]); !samePool(y[j], want) {
+						t.Fatalf("MaxPool2x2Row n=%d: y[%d] = %g, want %g", n, j, y[j], want)
+					}
+				}
+				prev := append([]float32(nil), y...)
+				MaxInto(y, x)
+				for j := range y {
+					if want := fmax(prev[j], x[j]); !samePool(y[j], want) {
+						t.Fatalf("MaxInto n=%d: y[%d] = %g, want %g (max of %g, %g)", n, j, y[j], want, prev[j], x[j])
+					}
+				}
+				for i := range guard {
+					if buf[i] != float32(i)+0.25 || buf[guard+n+i] != float32(guard+n+i)+0.25 {
+						t.Fatalf("n=%d: written outside the row", n)
+					}
+				}
+				if fmt.Sprint(c0, c1, cx) != fmt.Sprint(r0, r1, x) {
+					t.Fatalf("n=%d: inputs changed", n)
+				}
+			}
+		})
+	}
+}
