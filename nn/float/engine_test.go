@@ -154,7 +154,13 @@ func TestFloatEngineChunks(t *testing.T) {
 // BenchmarkFloatEngineMNIST is the float engine on the MNIST model, 256
 // images per call.
 func BenchmarkFloatEngineMNIST(b *testing.B) {
-	benchFloatEngineMNIST(b)
+	benchFloatEngineMNIST(b, 256)
+}
+
+// BenchmarkFloatEngineMNIST1 is BenchmarkFloatEngineMNIST one image at a
+// time (latency).
+func BenchmarkFloatEngineMNIST1(b *testing.B) {
+	benchFloatEngineMNIST(b, 1)
 }
 
 // BenchmarkFloatEnginePaths is BenchmarkFloatEngineMNIST on the GEMM
@@ -168,12 +174,12 @@ func BenchmarkFloatEnginePaths(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			usePlanar, splitPasses = c.planar, c.split
 			defer func() { usePlanar, splitPasses = true, true }()
-			benchFloatEngineMNIST(b)
+			benchFloatEngineMNIST(b, 256)
 		})
 	}
 }
 
-func benchFloatEngineMNIST(b *testing.B) {
+func benchFloatEngineMNIST(b *testing.B, batch int) {
 	net, err := onnxnet.Load(nntest.MNISTONNX)
 	if err != nil {
 		b.Fatal(err)
@@ -183,7 +189,6 @@ func benchFloatEngineMNIST(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer e.Close()
-	const batch = 256
 	rng := rand.New(rand.NewPCG(1, 1))
 	x := make([]float32, batch*784)
 	for i := range x {

@@ -127,6 +127,7 @@ func newPlanar(be backend.Backend, net *nn.Net, shapes []nn.Shape, act []nn.ActQ
 	for k, st := range p.steps[:len(p.steps)-1] {
 		if next := p.steps[k+1]; st.kind == conv && next.kind == pool {
 			st.conv.Wide = true // the pool reads wide planes
+			trimConv(st, next)
 		}
 	}
 	// Each producer of planes writes the padding of the convolution that
@@ -153,6 +154,23 @@ func newPlanar(be backend.Backend, net *nn.Net, shapes []nn.Shape, act []nn.ActQ
 	}
 	p.batch = max(1, min(maxBatch, planarCache/per))
 	return p
+}
+
+// trimConv leaves out of a convolution the last output rows and columns
+// that the max pool after it never reads (a 3×3 pool of stride 3 reads 12
+// of 14 rows): the pool sees the smaller planes.
+func trimConv(cv, pool *pstep) {
+	p := pool.pool
+	if p.PadT != 0 || p.PadL != 0 {
+		return
+	}
+	h, w := (pool.out.H-1)*p.StrideH+p.KH, (pool.out.W-1)*p.StrideW+p.KW
+	if h < cv.conv.OH {
+		cv.conv.OH, pool.in.H = h, h
+	}
+	if w < cv.conv.OW {
+		cv.conv.OW, pool.in.W = w, w
+	}
 }
 
 // planarCache is the values of the largest activation of a pass (128 KiB
@@ -366,6 +384,9 @@ func (p *planar) run(e *Engine, net *nn.Net, x []float32, batch int, out []float
 		}
 		return
 	}
+	// As many passes for each worker, of as many samples as they can
+	// share: 256 samples are 14 passes of 18 or 19, not 13 of 20 (7 and 6).
+	passes = (passes + w - 1) / w * w
 	for len(p.workers) < w {
 		c := newPlanar(e.be, net, e.shapes, e.act)
 		c.serial = true
@@ -381,11 +402,12 @@ func (p *planar) run(e *Engine, net *nn.Net, x []float32, batch int, out []float
 		go func() {
 			defer wg.Done()
 			for {
-				b0 := int(next.Add(1)-1) * p.batch
-				if b0 >= batch {
+				j := int(next.Add(1) - 1)
+				if j >= passes {
 					return
 				}
-				nb := min(p.batch, batch-b0)
+				b0 := j * batch / passes
+				nb := (j+1)*batch/passes - b0
 				c.forward(e, x[b0*in:(b0+nb)*in], nb, out[b0*k:(b0+nb)*k])
 			}
 		}()
