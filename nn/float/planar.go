@@ -131,13 +131,17 @@ func newPlanar(be backend.Backend, net *nn.Net, shapes []nn.Shape, act []nn.ActQ
 		}
 	}
 	// Each producer of planes writes the padding of the convolution that
-	// reads them next (past in-place ReLUs).
+	// reads them next (past in-place ReLUs), less the bottom rows and
+	// right columns that no window of its (trimmed) output reaches.
 	for k, st := range p.steps {
 		if st.kind != conv {
 			continue
 		}
-		l := net.Layers[st.layer].(*nn.Conv2D)
+		l, cv := net.Layers[st.layer].(*nn.Conv2D), &st.conv
 		pad := [4]int{l.PadT, l.PadL, l.PadB, l.PadR}
+		pad[2] = max(0, min(pad[2], (cv.OH-1)*cv.StrideH+cv.KH-st.in.H-pad[0]))
+		pad[3] = max(0, min(pad[3], (cv.OW-1)*cv.StrideW+cv.KW-st.in.W-pad[1]))
+		cv.H, cv.W = st.in.H+pad[0]+pad[2], st.in.W+pad[1]+pad[3]
 		j := k - 1
 		for j >= 0 && p.steps[j].kind == relu {
 			j--
