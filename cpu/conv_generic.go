@@ -11,3 +11,5 @@ func convWideStrides(cv *ConvF32, n int) (row, img int, ok bool) { return 0, 0, 
 // Without the amd64 kernels the max-pool rows run in Go.
 func maxPool2x2RowSIMD(y, r0, r1 []float32) bool { return false }
 func maxIntoSIMD(y, x []float32) bool            { return false }
+
+func maxWindowsSIMD(t, x []float32, rs, kh, kw int) bool { return false }

@@ -1185,3 +1185,47 @@ maxIntoAVX2_tail:
 maxIntoAVX2_done:
 	VZEROUPPER
 	RET
+
+// func maxWindowsAVX2(t *float32, x *float32, rs int, kh int, kw int, n int)
+// Requires: AVX
+TEXT ·maxWindowsAVX2(SB), NOSPLIT, $0-48
+	MOVQ t+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ rs+16(FP), DX
+	SHLQ $0x02, DX
+	MOVQ kh+24(FP), R8
+	MOVQ kw+32(FP), R9
+	MOVQ n+40(FP), CX
+	SHRQ $0x03, CX
+	JZ   maxWindowsAVX2_done
+
+maxWindowsAVX2_vec:
+	VMOVUPS (SI), Y0
+	MOVQ    SI, R10
+	MOVQ    R8, R12
+
+maxWindowsAVX2_row:
+	MOVQ R10, R11
+	MOVQ R9, R13
+
+maxWindowsAVX2_col:
+	VMOVUPS   (R11), Y1
+	VMAXPS    Y1, Y0, Y2
+	VCMPPS    $0x03, Y0, Y0, Y3
+	VBLENDVPS Y3, Y0, Y2, Y2
+	VMOVAPS   Y2, Y0
+	ADDQ      $0x04, R11
+	DECQ      R13
+	JNZ       maxWindowsAVX2_col
+	ADDQ      DX, R10
+	DECQ      R12
+	JNZ       maxWindowsAVX2_row
+	VMOVUPS   Y0, (DI)
+	ADDQ      $0x20, SI
+	ADDQ      $0x20, DI
+	DECQ      CX
+	JNZ       maxWindowsAVX2_vec
+
+maxWindowsAVX2_done:
+	VZEROUPPER
+	RET

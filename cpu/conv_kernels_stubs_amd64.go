@@ -129,3 +129,9 @@ func maxPool2x2RowAVX2(y *float32, r0 *float32, r1 *float32, n int)
 //
 //go:noescape
 func maxIntoAVX2(y *float32, x *float32, n int)
+
+// maxWindowsAVX2 is, for j < n (a multiple of 8), t[j] = the maximum of x[h*rs+j+u]
+// over h < kh and u < kw (both at least 1), a NaN in a window being its maximum.
+//
+//go:noescape
+func maxWindowsAVX2(t *float32, x *float32, rs int, kh int, kw int, n int)

@@ -51,3 +51,37 @@ func maxIntoGo(y, x []float32) {
 		y[j] = max(y[j], v)
 	}
 }
+
+// MaxWindows is the maximum of the kh×kw window (kh, kw ≥ 1) at each of
+// len(t) columns of rows rs apart:
+//
+//	for j := range t {
+//		t[j] = max over h < kh, u < kw of x[h*rs+j+u]
+//	}
+//
+// a NaN in a window being its maximum: a max pool of stride s takes every
+// s-th. x must hold (kh−1)·rs + len(t) + kw − 1 values.
+func MaxWindows(t, x []float32, rs, kh, kw int) {
+	n := len(t)
+	if n == 0 {
+		return
+	}
+	x = x[:(kh-1)*rs+n+kw-1]
+	v := 0
+	if maxWindowsSIMD(t, x, rs, kh, kw) {
+		v = n &^ 7
+	}
+	maxWindowsGo(t[v:], x[v:], rs, kh, kw)
+}
+
+func maxWindowsGo(t, x []float32, rs, kh, kw int) {
+	for j := range t {
+		m := x[j]
+		for h := range kh {
+			for _, v := range x[h*rs+j : h*rs+j+kw] {
+				m = max(m, v)
+			}
+		}
+		t[j] = m
+	}
+}

@@ -17,3 +17,14 @@ func maxIntoSIMD(y, x []float32) bool {
 	maxIntoAVX2(&y[0], &x[0], len(y))
 	return true
 }
+
+// maxWindowsSIMD computes the first len(t) &^ 7 columns of MaxWindows.
+func maxWindowsSIMD(t, x []float32, rs, kh, kw int) bool {
+	if !use.AVX2FMA || kh < 1 || kw < 1 {
+		return false
+	}
+	if n := len(t) &^ 7; n > 0 {
+		maxWindowsAVX2(&t[0], &x[0], rs, kh, kw, n)
+	}
+	return true
+}

@@ -84,3 +84,47 @@ func TestMaxPoolRows(t *testing.T) {
 		})
 	}
 }
+
+// TestMaxWindows checks MaxWindows with every kernel set against max over
+// float64 windows (NaN wins) for window shapes and lengths that cover the
+// vector tails, reading x to its last value.
+func TestMaxWindows(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	for _, set := range KernelSets() {
+		t.Run(set, func(t *testing.T) {
+			defer UseKernelSet(set)()
+			for _, win := range [][2]int{{1, 1}, {2, 2}, {3, 3}, {1, 4}, {4, 1}, {2, 3}} {
+				kh, kw := win[0], win[1]
+				for n := range 27 {
+					rs := n + kw - 1 + rng.IntN(5)
+					x := make([]float32, (kh-1)*rs+n+kw-1)
+					for i := range x {
+						x[i] = poolValue(rng)
+					}
+					buf := make([]float32, n+1)
+					buf[n] = 42
+					MaxWindows(buf[:n], x, rs, kh, kw)
+					for j := range n {
+						want := float32(math.Inf(-1))
+						for h := range kh {
+							for u := range kw {
+								v := x[h*rs+j+u]
+								if v != v || want != want {
+									want = float32(math.NaN())
+								} else {
+									want = max(want, v)
+								}
+							}
+						}
+						if !samePool(buf[j], want) {
+							t.Fatalf("%d×%d windows, n=%d, rows %d apart: t[%d] = %g, want %g", kh, kw, n, rs, j, buf[j], want)
+						}
+					}
+					if buf[n] != 42 {
+						t.Fatalf("%d×%d windows, n=%d: written past t", kh, kw, n)
+					}
+				}
+			}
+		})
+	}
+}

@@ -332,6 +332,21 @@ func poolPlanes(pl *planar, dst, x []float32, nb int, st *pstep, rs, ps int) {
 					cpu.MaxPool2x2Row(y, xs[h0*rs:], xs[(h0+1)*rs:])
 					continue
 				}
+				if cols := (out.W-1)*p.StrideW + 1; p.PadL == 0 && cols+p.KW-1 <= in.W && cols+7 <= len(fold) {
+					// Windows inside the rows: the maxima of the windows
+					// at every column, of which the stride picks; whole
+					// vectors where x holds the values they read.
+					src := x[k*ps+h0*rs:]
+					if n := (cols + 7) &^ 7; (h1-h0-1)*rs+n+p.KW-1 <= len(src) {
+						cols = n
+					}
+					m := fold[:cols]
+					cpu.MaxWindows(m, src, rs, h1-h0, p.KW)
+					for ow := range y {
+						y[ow] = m[ow*p.StrideW]
+					}
+					continue
+				}
 				if in.W <= len(fold) {
 					// The window's rows folded into one, then its columns.
 					m := fold[:in.W]

@@ -33,6 +33,7 @@ func main() {
 	kernel("convF32Kernel8x32AVX512", 8, 2, zmm)
 	kernel("convF32Kernel4x24AVX2", 4, 3, ymm)
 	pools()
+	maxWindows()
 	Generate()
 }
 
@@ -269,6 +270,51 @@ func pools() {
 	nanMax(Y0, Y1, Y2, Y3)
 	VMASKMOVPS(Y2, Y6, Mem{Base: y})
 	Label("maxIntoAVX2_done")
+	VZEROUPPER()
+	RET()
+}
+
+// maxWindows emits maxWindowsAVX2, the maxima of kh×kw windows at each
+// of n columns (n a multiple of 8), eight columns at a time.
+func maxWindows() {
+	TEXT("maxWindowsAVX2", NOSPLIT, "func(t, x *float32, rs, kh, kw, n int)")
+	Pragma("noescape")
+	Doc("maxWindowsAVX2 is, for j < n (a multiple of 8), t[j] = the maximum of x[h*rs+j+u]",
+		"over h < kh and u < kw (both at least 1), a NaN in a window being its maximum.")
+	t, x, rs, kh, kw, n := RDI, RSI, RDX, R8, R9, RCX
+	row, col, h, u := R10, R11, R12, R13
+	Load(Param("t"), t)
+	Load(Param("x"), x)
+	Load(Param("rs"), rs)
+	SHLQ(U8(2), rs)
+	Load(Param("kh"), kh)
+	Load(Param("kw"), kw)
+	Load(Param("n"), n)
+	SHRQ(U8(3), n)
+	JZ(LabelRef("maxWindowsAVX2_done"))
+	Label("maxWindowsAVX2_vec")
+	VMOVUPS(Mem{Base: x}, Y0)
+	MOVQ(x, row)
+	MOVQ(kh, h)
+	Label("maxWindowsAVX2_row")
+	MOVQ(row, col)
+	MOVQ(kw, u)
+	Label("maxWindowsAVX2_col")
+	VMOVUPS(Mem{Base: col}, Y1)
+	nanMax(Y0, Y1, Y2, Y3)
+	VMOVAPS(Y2, Y0)
+	ADDQ(U8(4), col)
+	DECQ(u)
+	JNZ(LabelRef("maxWindowsAVX2_col"))
+	ADDQ(rs, row)
+	DECQ(h)
+	JNZ(LabelRef("maxWindowsAVX2_row"))
+	VMOVUPS(Y0, Mem{Base: t})
+	ADDQ(U8(32), x)
+	ADDQ(U8(32), t)
+	DECQ(n)
+	JNZ(LabelRef("maxWindowsAVX2_vec"))
+	Label("maxWindowsAVX2_done")
 	VZEROUPPER()
 	RET()
 }
