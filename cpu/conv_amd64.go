@@ -109,7 +109,8 @@ func convF32SIMD(cv *ConvF32, dst, x []float32, n int) bool {
 				for r := range off {
 					off[r] = o + r
 				}
-				for p, end := rem, rem+nr; p < end; {
+				// Wide output takes whole tile rows: no runs to find.
+				for p, end := rem, rem+nr; p < end && !wide; {
 					oh, ow := p/cv.W, p%cv.W
 					if oh >= cv.OH {
 						break
