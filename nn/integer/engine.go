@@ -79,6 +79,10 @@ type step struct {
 	final   bool     // GEMM with float32 output; float steps after it
 	s32     bool     // GEMM with int32 output, requantized by the max pool after it
 	from    *step    // for a max pool of int32 sums: the GEMM whose epilogue it applies
+	// sumH and sumW are the rows and columns of the sums a max pool reads
+	// (the pool's input shape, or fewer where the convolution before it
+	// leaves out what no window reaches).
+	sumH, sumW int
 	m1      int      // GEMM rows per sample
 	k, n    int      // GEMM depth and columns
 	ep      backend.Epilogue
@@ -363,7 +367,26 @@ func New(be backend.Backend, net *nn.Net) (*Engine, error) {
 		}
 		e.steps = append(e.steps, st)
 	}
+	for _, st := range e.steps {
+		if st.kind == pool && st.from != nil {
+			trimConv(st)
+		}
+	}
 	return e, nil
+}
+
+// trimConv leaves out of a direct convolution whose sums the max pool st
+// reads the last output rows and columns that no window of the pool
+// reaches (a 3×3 pool of stride 3 reads 12 of 14 rows and columns).
+func trimConv(st *step) {
+	st.sumH, st.sumW = st.in.H, st.in.W
+	d, l := st.from.direct, st.pool
+	if d == nil || l.PadT != 0 || l.PadL != 0 {
+		return
+	}
+	d.OH = min(d.OH, (st.out.H-1)*l.StrideH+l.KH)
+	d.OW = min(d.OW, (st.out.W-1)*l.StrideW+l.KW)
+	st.sumH, st.sumW = d.OH, d.OW
 }
 
 // OutLen is the number of outputs per sample.
@@ -683,18 +706,19 @@ func maxPoolRequant(dst []int8, x []int32, nb int, st *step) {
 		if C > len(small) {
 			m = make([]int32, C)
 		}
+		sz := st.sumH * st.sumW * C
 		for n := n0; n < n1; n++ {
-			xn, yn := x[n*in.Size():(n+1)*in.Size()], dst[n*out.Size():(n+1)*out.Size()]
+			xn, yn := x[n*sz:(n+1)*sz], dst[n*out.Size():(n+1)*out.Size()]
 			for oh := range out.H {
-				h0, h1 := max(0, oh*l.StrideH-l.PadT), min(in.H, oh*l.StrideH-l.PadT+l.KH)
+				h0, h1 := max(0, oh*l.StrideH-l.PadT), min(st.sumH, oh*l.StrideH-l.PadT+l.KH)
 				for ow := range out.W {
-					w0, w1 := max(0, ow*l.StrideW-l.PadL), min(in.W, ow*l.StrideW-l.PadL+l.KW)
+					w0, w1 := max(0, ow*l.StrideW-l.PadL), min(st.sumW, ow*l.StrideW-l.PadL+l.KW)
 					for c := range m {
 						m[c] = math.MinInt32
 					}
 					for ih := h0; ih < h1; ih++ {
 						for iw := w0; iw < w1; iw++ {
-							xs := xn[(ih*in.W+iw)*C:][:C]
+							xs := xn[(ih*st.sumW+iw)*C:][:C]
 							for c, v := range xs {
 								m[c] = max(m[c], v)
 							}
