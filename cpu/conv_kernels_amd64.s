@@ -1086,6 +1086,7 @@ TEXT ·maxPool2x2RowAVX2(SB), NOSPLIT, $0-32
 	MOVQ r0+8(FP), SI
 	MOVQ r1+16(FP), DX
 	MOVQ n+24(FP), CX
+	MOVQ CX, R8
 	LEAQ poolMask<>+0(SB), AX
 
 maxPool2x2RowAVX2_loop:
@@ -1115,8 +1116,35 @@ maxPool2x2RowAVX2_loop:
 	JMP       maxPool2x2RowAVX2_loop
 
 maxPool2x2RowAVX2_tail:
-	TESTQ      CX, CX
-	JZ         maxPool2x2RowAVX2_done
+	TESTQ     CX, CX
+	JZ        maxPool2x2RowAVX2_done
+	CMPQ      R8, $0x08
+	JL        maxPool2x2RowAVX2_masked
+	SUBQ      $0x08, CX
+	LEAQ      (DI)(CX*4), DI
+	SHLQ      $0x03, CX
+	ADDQ      CX, SI
+	ADDQ      CX, DX
+	VMOVUPS   (SI), Y0
+	VMOVUPS   32(SI), Y1
+	VMOVUPS   (DX), Y2
+	VMOVUPS   32(DX), Y3
+	VMAXPS    Y2, Y0, Y8
+	VCMPPS    $0x03, Y0, Y0, Y4
+	VBLENDVPS Y4, Y0, Y8, Y8
+	VMAXPS    Y3, Y1, Y9
+	VCMPPS    $0x03, Y1, Y1, Y5
+	VBLENDVPS Y5, Y1, Y9, Y9
+	VSHUFPS   $0x88, Y9, Y8, Y10
+	VSHUFPS   $0xdd, Y9, Y8, Y11
+	VMAXPS    Y11, Y10, Y12
+	VCMPPS    $0x03, Y10, Y10, Y4
+	VBLENDVPS Y4, Y10, Y12, Y12
+	VPERMPD   $0xd8, Y12, Y12
+	VMOVUPS   Y12, (DI)
+	JMP       maxPool2x2RowAVX2_done
+
+maxPool2x2RowAVX2_masked:
 	MOVQ       CX, BX
 	SHLQ       $0x03, BX
 	NEGQ       BX
@@ -1152,6 +1180,7 @@ TEXT ·maxIntoAVX2(SB), NOSPLIT, $0-24
 	MOVQ y+0(FP), DI
 	MOVQ x+8(FP), SI
 	MOVQ n+16(FP), CX
+	MOVQ CX, R8
 	LEAQ poolMask<>+0(SB), AX
 
 maxIntoAVX2_loop:
@@ -1169,8 +1198,22 @@ maxIntoAVX2_loop:
 	JMP       maxIntoAVX2_loop
 
 maxIntoAVX2_tail:
-	TESTQ      CX, CX
-	JZ         maxIntoAVX2_done
+	TESTQ     CX, CX
+	JZ        maxIntoAVX2_done
+	CMPQ      R8, $0x08
+	JL        maxIntoAVX2_masked
+	SUBQ      $0x08, CX
+	LEAQ      (DI)(CX*4), DI
+	LEAQ      (SI)(CX*4), SI
+	VMOVUPS   (DI), Y0
+	VMOVUPS   (SI), Y1
+	VMAXPS    Y1, Y0, Y2
+	VCMPPS    $0x03, Y0, Y0, Y3
+	VBLENDVPS Y3, Y0, Y2, Y2
+	VMOVUPS   Y2, (DI)
+	JMP       maxIntoAVX2_done
+
+maxIntoAVX2_masked:
 	MOVQ       CX, BX
 	SHLQ       $0x02, BX
 	NEGQ       BX

@@ -176,8 +176,10 @@ func store(mr, nv, size int, acc []VecPhysical, t, zero VecPhysical, relu bool) 
 }
 
 // pools emits the max-pool row kernels (AVX2; a NaN in a window is its
-// maximum), whose last partial vector is read and written with masks
-// from poolMask, so that nothing past a row is touched.
+// maximum). A row's last partial vector is computed again as the row's
+// last whole vector (rewriting some outputs with their own values), or,
+// in rows shorter than a vector, read and written with masks from
+// poolMask: nothing past a row is touched.
 func pools() {
 	mask := GLOBL("poolMask", RODATA|NOPTR)
 	for i := range 16 {
@@ -196,6 +198,7 @@ func pools() {
 	Load(Param("r0"), a)
 	Load(Param("r1"), b)
 	Load(Param("n"), n)
+	MOVQ(n, R8)
 	LEAQ(mask, RAX)
 	pool2 := func(load func(m Mem, dst VecPhysical, half int), store func(v VecPhysical)) {
 		load(Mem{Base: a}, Y0, 0)
@@ -224,6 +227,18 @@ func pools() {
 	Label("maxPool2x2RowAVX2_tail")
 	TESTQ(n, n)
 	JZ(LabelRef("maxPool2x2RowAVX2_done"))
+	// k = n < 8 outputs left of at least 8: the last 8 outputs again,
+	// overlapping ones already written with the same values.
+	CMPQ(R8, U8(8))
+	JL(LabelRef("maxPool2x2RowAVX2_masked"))
+	SUBQ(U8(8), n)
+	LEAQ(Mem{Base: y, Index: n, Scale: 4}, y)
+	SHLQ(U8(3), n)
+	ADDQ(n, a)
+	ADDQ(n, b)
+	pool2(func(m Mem, dst VecPhysical, _ int) { VMOVUPS(m, dst) }, func(v VecPhysical) { VMOVUPS(v, Mem{Base: y}) })
+	JMP(LabelRef("maxPool2x2RowAVX2_done"))
+	Label("maxPool2x2RowAVX2_masked")
 	// k = n < 8 outputs left: the input masks have 2k ones over two
 	// vectors (poolMask from dword 16−2k, and 8 further on), the output
 	// mask k (from dword 16−k).
@@ -246,6 +261,7 @@ func pools() {
 	Load(Param("y"), y)
 	Load(Param("x"), a)
 	Load(Param("n"), n)
+	MOVQ(n, R8)
 	LEAQ(mask, RAX)
 	Label("maxIntoAVX2_loop")
 	CMPQ(n, U8(8))
@@ -261,6 +277,18 @@ func pools() {
 	Label("maxIntoAVX2_tail")
 	TESTQ(n, n)
 	JZ(LabelRef("maxIntoAVX2_done"))
+	// The last 8 again where there are 8: max is idempotent.
+	CMPQ(R8, U8(8))
+	JL(LabelRef("maxIntoAVX2_masked"))
+	SUBQ(U8(8), n)
+	LEAQ(Mem{Base: y, Index: n, Scale: 4}, y)
+	LEAQ(Mem{Base: a, Index: n, Scale: 4}, a)
+	VMOVUPS(Mem{Base: y}, Y0)
+	VMOVUPS(Mem{Base: a}, Y1)
+	nanMax(Y0, Y1, Y2, Y3)
+	VMOVUPS(Y2, Mem{Base: y})
+	JMP(LabelRef("maxIntoAVX2_done"))
+	Label("maxIntoAVX2_masked")
 	MOVQ(n, RBX)
 	SHLQ(U8(2), RBX)
 	NEGQ(RBX)
