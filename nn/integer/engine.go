@@ -453,6 +453,10 @@ func (e *Engine) grow(batch int) error {
 			} else {
 				st.host = make([]int8, batch*st.out.Size())
 			}
+			if st.kind == pool && st.from != nil {
+				// The requantized maxima as values, quantized at once.
+				st.f32 = make([]float32, batch*st.out.Size())
+			}
 		}
 	}
 	e.cap = batch
@@ -493,6 +497,10 @@ func (e *Engine) forward(x []float32, nb int, out []float32) error {
 	codes := e.codes[:nb*in.Size()]
 	s, z := e.inAct.Scale, e.inAct.ZeroPoint
 	pfor(e.serial, nb, in.Size(), func(n0, n1 int) {
+		if in.C == 1 { // NCHW is NHWC
+			cpu.QuantizeS8(codes[n0*hw:n1*hw], x[n0*hw:n1*hw], s, z)
+			return
+		}
 		for n := n0; n < n1; n++ {
 			xs, cs := x[n*in.Size():(n+1)*in.Size()], codes[n*in.Size():(n+1)*in.Size()]
 			for c := range in.C {
@@ -700,6 +708,7 @@ func maxPoolRequant(dst []int8, x []int32, nb int, st *step) {
 	l, in, out := st.pool, st.in, st.out
 	C := in.C
 	ep := &st.from.ep
+	vals := st.f32[:nb*out.Size()] // the values before quantization
 	pfor(st.serial, nb, out.Size()*l.KH*l.KW, func(n0, n1 int) {
 		var small [64]int32
 		m := small[:min(C, len(small))]
@@ -708,7 +717,7 @@ func maxPoolRequant(dst []int8, x []int32, nb int, st *step) {
 		}
 		sz := st.sumH * st.sumW * C
 		for n := n0; n < n1; n++ {
-			xn, yn := x[n*sz:(n+1)*sz], dst[n*out.Size():(n+1)*out.Size()]
+			xn, yn := x[n*sz:(n+1)*sz], vals[n*out.Size():(n+1)*out.Size()]
 			for oh := range out.H {
 				h0, h1 := max(0, oh*l.StrideH-l.PadT), min(st.sumH, oh*l.StrideH-l.PadT+l.KH)
 				for ow := range out.W {
@@ -730,11 +739,13 @@ func maxPoolRequant(dst []int8, x []int32, nb int, st *step) {
 						if ep.ReLU {
 							v = max(v, 0)
 						}
-						y[c] = quantize(v, ep.OutScale, ep.OutZeroPoint)
+						y[c] = v
 					}
 				}
 			}
 		}
+		o0, o1 := n0*out.Size(), n1*out.Size()
+		cpu.QuantizeS8(dst[o0:o1], vals[o0:o1], ep.OutScale, ep.OutZeroPoint)
 	})
 }
 
