@@ -79,10 +79,6 @@ type step struct {
 	final   bool     // GEMM with float32 output; float steps after it
 	s32     bool     // GEMM with int32 output, requantized by the max pool after it
 	from    *step    // for a max pool of int32 sums: the GEMM whose epilogue it applies
-	// sumH and sumW are the rows and columns of the sums a max pool reads
-	// (the pool's input shape, or fewer where the convolution before it
-	// leaves out what no window reaches).
-	sumH, sumW int
 	m1      int      // GEMM rows per sample
 	k, n    int      // GEMM depth and columns
 	ep      backend.Epilogue
@@ -99,6 +95,11 @@ type step struct {
 	padded []int8
 	sums   []int32
 	serial bool // the step of a worker's copy: no goroutines of its own
+
+	// sumH and sumW are the rows and columns of the sums a max pool reads
+	// (the pool's input shape, or fewer where the convolution before it
+	// leaves out what no window reaches).
+	sumH, sumW int
 }
 
 // buffer is a backend buffer and the host slice it is read and written
