@@ -15,7 +15,10 @@ const convMinWork = 1 << 19
 // (W columns, of which the last KW−1 are not outputs and are dropped):
 // a window row of consecutive positions is then one contiguous run of a
 // plane across its rows, and a panel row is copied in one piece. Other
-// strides take the output pixels themselves, gathered one by one.
+// strides take the output pixels themselves, gathered one by one. Where
+// the panel lies in x the kernel reads its rows in place; the kernel
+// adds the bias and the ReLU, and with cv.Wide stores its tiles straight
+// into dst (a tile of nr positions is a run of the wide planes).
 func convF32SIMD(cv *ConvF32, dst, x []float32, n int) bool {
 	kern := f32Kernel()
 	if kern == nil {
