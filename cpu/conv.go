@@ -11,7 +11,10 @@ import "math"
 //	dst[o,i,oh,ow] = Bias[o] + Σ_c Σ_u Σ_v Weight[o,c,u,v] · x[c,i,oh·StrideH+u, ow·StrideW+v]
 //
 // followed by max(·, 0) when ReLU is set. OH and OW must not reach past
-// the planes: (OH−1)·StrideH+KH ≤ H, (OW−1)·StrideW+KW ≤ W.
+// the planes: (OH−1)·StrideH+KH ≤ H, (OW−1)·StrideW+KW ≤ W. The kernels'
+// last tiles run past the planes (their values there are dropped): they
+// read x's capacity past its length where it has some (a few rows' worth
+// lets them read in place), else they copy those tiles' windows.
 //
 // With the amd64 kernels it never materialises the im2col matrix: the
 // window values of each run of the GEMM kernel's columns (output pixels,

@@ -153,9 +153,10 @@ func convF32SIMD(cv *ConvF32, dst, x []float32, n int) bool {
 					}
 				}
 			}
-			// A run of nr consecutive offsets inside x: the kernel reads
-			// the window rows where they lie.
-			inPlace := convInPlace && unit && off[nr-1] == off[0]+nr-1 && off[0]+reach <= len(x)
+			// A run of nr consecutive offsets inside x (or its capacity,
+			// past the last plane): the kernel reads the window rows
+			// where they lie.
+			inPlace := convInPlace && unit && off[nr-1] == off[0]+nr-1 && off[0]+reach <= cap(x)
 			src, srcSteps := &panel[0], &cv.panelQ[0]
 			switch {
 			case inPlace:

@@ -194,14 +194,19 @@ func (st *pstep) size(batch int) int {
 	return batch * padded(st.out, st.pad)
 }
 
+// planarSlack is the values past each buffer of planes that the
+// convolution kernels' last tiles may read instead of copying their
+// windows (see cpu.ConvF32): more than a tile's width and a window row.
+const planarSlack = 256
+
 func (p *planar) grow(batch int) {
 	if batch <= p.cap {
 		return
 	}
-	p.x = make([]float32, batch*padded(p.in, p.inPad))
+	p.x = make([]float32, batch*padded(p.in, p.inPad)+planarSlack)
 	for _, st := range p.steps {
 		if st.kind != relu {
-			st.buf = make([]float32, st.size(batch))
+			st.buf = make([]float32, st.size(batch)+planarSlack)
 		}
 		if st.kind == conv && st.pad != [4]int{} {
 			st.tmp = make([]float32, batch*st.out.Size())
@@ -225,8 +230,8 @@ func (p *planar) forward(e *Engine, x []float32, nb int, out []float32) {
 		}
 		var dst []float32
 		if st.buf != nil {
-			if n := st.size(nb); len(st.buf) < n {
-				st.buf = make([]float32, n) // another kernel set's layout
+			if n := st.size(nb); len(st.buf) < n+planarSlack {
+				st.buf = make([]float32, n+planarSlack) // another kernel set's layout
 			}
 			dst = st.buf[:st.size(nb)]
 		}
