@@ -13,3 +13,5 @@ func maxPool2x2RowSIMD(y, r0, r1 []float32) bool { return false }
 func maxIntoSIMD(y, x []float32) bool            { return false }
 
 func maxWindowsSIMD(t, x []float32, rs, kh, kw int) bool { return false }
+
+func maxWindowsS32SIMD(t, x []int32, rs, kh, kw, step int) bool { return false }

@@ -1272,3 +1272,45 @@ maxWindowsAVX2_col:
 maxWindowsAVX2_done:
 	VZEROUPPER
 	RET
+
+// func maxWindowsS32AVX2(t *int32, x *int32, rs int, kh int, kw int, step int, n int)
+// Requires: AVX, AVX2
+TEXT ·maxWindowsS32AVX2(SB), NOSPLIT, $0-56
+	MOVQ t+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ rs+16(FP), DX
+	SHLQ $0x02, DX
+	MOVQ kh+24(FP), R8
+	MOVQ kw+32(FP), R9
+	MOVQ step+40(FP), BX
+	SHLQ $0x02, BX
+	MOVQ n+48(FP), CX
+	SHRQ $0x03, CX
+	JZ   maxWindowsS32AVX2_done
+
+maxWindowsS32AVX2_vec:
+	VMOVDQU (SI), Y0
+	MOVQ    SI, R10
+	MOVQ    R8, R12
+
+maxWindowsS32AVX2_row:
+	MOVQ R10, R11
+	MOVQ R9, R13
+
+maxWindowsS32AVX2_col:
+	VPMAXSD (R11), Y0, Y0
+	ADDQ    BX, R11
+	DECQ    R13
+	JNZ     maxWindowsS32AVX2_col
+	ADDQ    DX, R10
+	DECQ    R12
+	JNZ     maxWindowsS32AVX2_row
+	VMOVDQU Y0, (DI)
+	ADDQ    $0x20, SI
+	ADDQ    $0x20, DI
+	DECQ    CX
+	JNZ     maxWindowsS32AVX2_vec
+
+maxWindowsS32AVX2_done:
+	VZEROUPPER
+	RET

@@ -135,3 +135,9 @@ func maxIntoAVX2(y *float32, x *float32, n int)
 //
 //go:noescape
 func maxWindowsAVX2(t *float32, x *float32, rs int, kh int, kw int, n int)
+
+// maxWindowsS32AVX2 is, for j < n (a multiple of 8), t[j] = the maximum of x[h*rs+u*step+j]
+// over h < kh and u < kw (both at least 1).
+//
+//go:noescape
+func maxWindowsS32AVX2(t *int32, x *int32, rs int, kh int, kw int, step int, n int)

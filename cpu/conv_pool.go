@@ -85,3 +85,36 @@ func maxWindowsGo(t, x []float32, rs, kh, kw int) {
 		t[j] = m
 	}
 }
+
+// MaxWindowsS32 is MaxWindows for int32 values whose window columns lie
+// step values apart (the pixels of NHWC rows, step their channels):
+//
+//	for j := range t {
+//		t[j] = max over h < kh, u < kw of x[h*rs+u*step+j]
+//	}
+//
+// x must hold (kh−1)·rs + (kw−1)·step + len(t) values.
+func MaxWindowsS32(t, x []int32, rs, kh, kw, step int) {
+	n := len(t)
+	if n == 0 {
+		return
+	}
+	x = x[:(kh-1)*rs+(kw-1)*step+n]
+	v := 0
+	if maxWindowsS32SIMD(t, x, rs, kh, kw, step) {
+		v = n &^ 7
+	}
+	maxWindowsS32Go(t[v:], x[v:], rs, kh, kw, step)
+}
+
+func maxWindowsS32Go(t, x []int32, rs, kh, kw, step int) {
+	for j := range t {
+		m := x[j]
+		for h := range kh {
+			for u := range kw {
+				m = max(m, x[h*rs+u*step+j])
+			}
+		}
+		t[j] = m
+	}
+}

@@ -28,3 +28,15 @@ func maxWindowsSIMD(t, x []float32, rs, kh, kw int) bool {
 	}
 	return true
 }
+
+// maxWindowsS32SIMD computes the first len(t) &^ 7 values of
+// MaxWindowsS32.
+func maxWindowsS32SIMD(t, x []int32, rs, kh, kw, step int) bool {
+	if !use.AVX2FMA || kh < 1 || kw < 1 {
+		return false
+	}
+	if n := len(t) &^ 7; n > 0 {
+		maxWindowsS32AVX2(&t[0], &x[0], rs, kh, kw, step, n)
+	}
+	return true
+}

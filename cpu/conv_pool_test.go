@@ -128,3 +128,49 @@ func TestMaxWindows(t *testing.T) {
 		})
 	}
 }
+
+// TestMaxWindowsS32 checks MaxWindowsS32 with every kernel set against
+// the loop its doc comment states, with extreme values, for window
+// shapes, column steps and lengths that cover the vector tails.
+func TestMaxWindowsS32(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	for _, set := range KernelSets() {
+		t.Run(set, func(t *testing.T) {
+			defer UseKernelSet(set)()
+			for _, win := range [][3]int{{1, 1, 1}, {2, 2, 8}, {3, 3, 16}, {1, 4, 3}, {4, 1, 1}, {2, 3, 5}} {
+				kh, kw, step := win[0], win[1], win[2]
+				for n := range 27 {
+					rs := n + (kw-1)*step + rng.IntN(5)
+					x := make([]int32, (kh-1)*rs+(kw-1)*step+n)
+					for i := range x {
+						switch rng.IntN(8) {
+						case 0:
+							x[i] = math.MinInt32
+						case 1:
+							x[i] = math.MaxInt32
+						default:
+							x[i] = int32(rng.Uint32())
+						}
+					}
+					buf := make([]int32, n+1)
+					buf[n] = 42
+					MaxWindowsS32(buf[:n], x, rs, kh, kw, step)
+					for j := range n {
+						want := int32(math.MinInt32)
+						for h := range kh {
+							for u := range kw {
+								want = max(want, x[h*rs+u*step+j])
+							}
+						}
+						if buf[j] != want {
+							t.Fatalf("%d×%d windows, step %d, n=%d: t[%d] = %d, want %d", kh, kw, step, n, j, buf[j], want)
+						}
+					}
+					if buf[n] != 42 {
+						t.Fatalf("%d×%d windows, n=%d: written past t", kh, kw, n)
+					}
+				}
+			}
+		})
+	}
+}

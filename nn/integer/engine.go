@@ -717,10 +717,35 @@ func maxPoolRequant(dst []int8, x []int32, nb int, st *step) {
 			m = make([]int32, C)
 		}
 		sz := st.sumH * st.sumW * C
+		// Windows inside the rows: the maxima at every pixel of a row
+		// (cpu.MaxWindowsS32), of which the stride picks.
+		cols := (out.W-1)*l.StrideW + 1
+		var wins []int32
+		if l.PadL == 0 && cols+l.KW-1 <= st.sumW {
+			var buf [1024]int32
+			if wins = buf[:]; cols*C > len(buf) {
+				wins = make([]int32, cols*C)
+			}
+			wins = wins[:cols*C]
+		}
 		for n := n0; n < n1; n++ {
 			xn, yn := x[n*sz:(n+1)*sz], vals[n*out.Size():(n+1)*out.Size()]
 			for oh := range out.H {
 				h0, h1 := max(0, oh*l.StrideH-l.PadT), min(st.sumH, oh*l.StrideH-l.PadT+l.KH)
+				if wins != nil && h1 > h0 {
+					cpu.MaxWindowsS32(wins, xn[h0*st.sumW*C:], st.sumW*C, h1-h0, l.KW, C)
+					for ow := range out.W {
+						a, y := wins[ow*l.StrideW*C:][:C], yn[(oh*out.W+ow)*C:][:C]
+						for c := range y {
+							v := float32(float32(a[c])*ep.ColScale[c]) + ep.Bias[c]
+							if ep.ReLU {
+								v = max(v, 0)
+							}
+							y[c] = v
+						}
+					}
+					continue
+				}
 				for ow := range out.W {
 					w0, w1 := max(0, ow*l.StrideW-l.PadL), min(st.sumW, ow*l.StrideW-l.PadL+l.KW)
 					for c := range m {

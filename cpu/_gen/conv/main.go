@@ -34,6 +34,7 @@ func main() {
 	kernel("convF32Kernel4x24AVX2", 4, 3, ymm)
 	pools()
 	maxWindows()
+	maxWindowsS32()
 	Generate()
 }
 
@@ -343,6 +344,51 @@ func maxWindows() {
 	DECQ(n)
 	JNZ(LabelRef("maxWindowsAVX2_vec"))
 	Label("maxWindowsAVX2_done")
+	VZEROUPPER()
+	RET()
+}
+
+// maxWindowsS32 emits maxWindowsS32AVX2, maxWindows for int32 values
+// whose window columns lie step values apart (the pixels of NHWC rows).
+func maxWindowsS32() {
+	TEXT("maxWindowsS32AVX2", NOSPLIT, "func(t, x *int32, rs, kh, kw, step, n int)")
+	Pragma("noescape")
+	Doc("maxWindowsS32AVX2 is, for j < n (a multiple of 8), t[j] = the maximum of x[h*rs+u*step+j]",
+		"over h < kh and u < kw (both at least 1).")
+	t, x, rs, kh, kw, step, n := RDI, RSI, RDX, R8, R9, RBX, RCX
+	row, col, h, u := R10, R11, R12, R13
+	Load(Param("t"), t)
+	Load(Param("x"), x)
+	Load(Param("rs"), rs)
+	SHLQ(U8(2), rs)
+	Load(Param("kh"), kh)
+	Load(Param("kw"), kw)
+	Load(Param("step"), step)
+	SHLQ(U8(2), step)
+	Load(Param("n"), n)
+	SHRQ(U8(3), n)
+	JZ(LabelRef("maxWindowsS32AVX2_done"))
+	Label("maxWindowsS32AVX2_vec")
+	VMOVDQU(Mem{Base: x}, Y0)
+	MOVQ(x, row)
+	MOVQ(kh, h)
+	Label("maxWindowsS32AVX2_row")
+	MOVQ(row, col)
+	MOVQ(kw, u)
+	Label("maxWindowsS32AVX2_col")
+	VPMAXSD(Mem{Base: col}, Y0, Y0)
+	ADDQ(step, col)
+	DECQ(u)
+	JNZ(LabelRef("maxWindowsS32AVX2_col"))
+	ADDQ(rs, row)
+	DECQ(h)
+	JNZ(LabelRef("maxWindowsS32AVX2_row"))
+	VMOVDQU(Y0, Mem{Base: t})
+	ADDQ(U8(32), x)
+	ADDQ(U8(32), t)
+	DECQ(n)
+	JNZ(LabelRef("maxWindowsS32AVX2_vec"))
+	Label("maxWindowsS32AVX2_done")
 	VZEROUPPER()
 	RET()
 }
