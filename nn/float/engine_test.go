@@ -265,7 +265,7 @@ func TestFloatEnginePlanar(t *testing.T) {
 // the last rows and columns of the convolutions before them unread (the
 // convolutions are trimmed and the padding of their inputs cut): odd
 // sizes, pools of stride 2 and 3, against the GEMM path, batches of one
-// and of several passes.
+// and of several passes, with the SIMD kernels and their Go twins.
 func TestFloatEnginePlanarTrim(t *testing.T) {
 	rng := rand.New(rand.NewPCG(15, 15))
 	conv := func(in, out, k, pad int) *nn.Conv2D {
@@ -301,7 +301,12 @@ func TestFloatEnginePlanarTrim(t *testing.T) {
 		if e.planar == nil {
 			t.Fatal("the planar path does not take the net")
 		}
-		for _, n := range []int{1, 3 * e.planar.batch} {
+		for _, c := range []struct {
+			generic bool
+			n       int
+		}{{false, 1}, {false, 3 * e.planar.batch}, {true, 1}, {true, 5}} {
+			restore := cpu.ForceGeneric(c.generic)
+			n := c.n
 			x := nntest.RandSlice(rng, n*e.InLen(), 1)
 			got := make([]float32, n*e.OutLen())
 			if err := e.Forward(x, n, got); err != nil {
@@ -313,9 +318,10 @@ func TestFloatEnginePlanarTrim(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			restore()
 			for i, w := range want {
 				if math.Abs(float64(got[i]-w)) > 1e-4*(1+math.Abs(float64(w))) {
-					t.Fatalf("input %v, %d samples: output %d: %g, want %g", tc.in, n, i, got[i], w)
+					t.Fatalf("input %v, %d samples, generic kernels %v: output %d: %g, want %g", tc.in, n, c.generic, i, got[i], w)
 				}
 			}
 		}
