@@ -285,6 +285,9 @@ func TestFloatEnginePlanarTrim(t *testing.T) {
 		// Odd sizes: 11 → 5 (10 of 11 read), then 5 → 2 of 2×2.
 		{[]int{3, 11, 13}, conv(3, 5, 3, 1), conv(5, 9, 3, 2),
 			&nn.MaxPool{KH: 2, KW: 2, StrideH: 2, StrideW: 2}, &nn.MaxPool{KH: 2, KW: 3, StrideH: 2, StrideW: 2}},
+		// Padded pools (wide planes read window by window, not trimmed).
+		{[]int{2, 9, 10}, conv(2, 4, 3, 1), conv(4, 6, 3, 1),
+			&nn.MaxPool{KH: 3, KW: 2, StrideH: 2, StrideW: 2, PadT: 1, PadL: 1}, &nn.MaxPool{KH: 2, KW: 2, StrideH: 1, StrideW: 1, PadT: 1, PadL: 1}},
 	} {
 		net := &nn.Net{Input: tc.in, InputScale: 1, Layers: []nn.Layer{
 			tc.c1, &nn.ReLU{}, tc.p1, tc.c2, &nn.ReLU{}, tc.p2, &nn.Flatten{}}}
