@@ -21,16 +21,18 @@ func TestConvS8(t *testing.T) {
 
 func testConvS8(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
-	cases := []struct{ n, c, h, w, outC, kh, kw, sh, sw, pad int }{
-		{1, 1, 28, 28, 8, 5, 5, 1, 1, 2},  // the MNIST CNN's first convolution
-		{3, 8, 14, 14, 16, 5, 5, 1, 1, 2}, // and its second
-		{2, 3, 9, 7, 15, 3, 3, 2, 1, 1},   // strides, a partial row tile, 9 codes a row
-		{5, 2, 6, 6, 30, 1, 1, 1, 1, 0},   // 1×1, two row tiles
-		{1, 4, 5, 5, 3, 5, 5, 1, 1, 0},    // one output pixel
+	cases := []struct{ n, c, h, w, outC, kh, kw, sh, sw, pad, trim int }{
+		{1, 1, 28, 28, 8, 5, 5, 1, 1, 2, 0},  // the MNIST CNN's first convolution
+		{3, 8, 14, 14, 16, 5, 5, 1, 1, 2, 0}, // and its second
+		{3, 8, 14, 14, 16, 5, 5, 1, 1, 2, 2}, // trimmed to the 12×12 a 3×3 pool reads
+		{2, 3, 9, 7, 15, 3, 3, 2, 1, 1, 0},   // strides, a partial row tile, 9 codes a row
+		{5, 2, 6, 6, 30, 1, 1, 1, 1, 0, 0},   // 1×1, two row tiles
+		{1, 4, 5, 5, 3, 5, 5, 1, 1, 0, 0},    // one output pixel
 	}
 	for _, tc := range cases {
 		H, W := tc.h+2*tc.pad, tc.w+2*tc.pad
-		oh, ow := (H-tc.kh)/tc.sh+1, (W-tc.kw)/tc.sw+1
+		// Fewer output rows and columns than the planes allow (trim).
+		oh, ow := (H-tc.kh)/tc.sh+1-tc.trim, (W-tc.kw)/tc.sw+1-tc.trim
 		x := make([]int8, tc.n*H*W*tc.c)
 		for i := range x {
 			x[i] = int8(rng.IntN(256) - 128)
