@@ -15,7 +15,10 @@ const convMinWork = 1 << 19
 // (W columns, of which the last KW−1 are not outputs and are dropped):
 // a window row of consecutive positions is then one contiguous run of a
 // plane across its rows, and a panel row is copied in one piece. Other
-// strides take the output pixels themselves, gathered one by one.
+// strides take the output pixels themselves, gathered one by one. Where
+// the panel lies in x the kernel reads its rows in place; the kernel
+// adds the bias and the ReLU, and with cv.Wide stores its tiles straight
+// into dst (a tile of nr positions is a run of the wide planes).
 func convF32SIMD(cv *ConvF32, dst, x []float32, n int) bool {
 	kern := f32Kernel()
 	if kern == nil {
@@ -28,6 +31,8 @@ func convF32SIMD(cv *ConvF32, dst, x []float32, n int) bool {
 	if len(cv.packed) != mp*mr*K {
 		cv.packed = make([]float32, mp*mr*K)
 		copy(cv.packed, cv.Weight[:cv.OutC*K])
+		cv.bias = make([]float32, mp*mr)
+		copy(cv.bias, cv.Bias[:cv.OutC])
 	}
 	P, opix, plane := n*cv.OH*cv.OW, cv.OH*cv.OW, cv.H*cv.W
 	wd := cv.OW // positions per row
@@ -43,6 +48,10 @@ func convF32SIMD(cv *ConvF32, dst, x []float32, n int) bool {
 		D = ceilDiv(D, nr) * nr
 	}
 	np := ceilDiv(n*D, nr)
+	// Wide output planes are the positions themselves, D apart: a tile of
+	// whole rows of output channels is stored where it lies.
+	wide := cv.Wide && unit
+	nD := n * D
 	thr := cv.Threads
 	if thr <= 0 {
 		thr = Threads()
@@ -103,7 +112,8 @@ func convF32SIMD(cv *ConvF32, dst, x []float32, n int) bool {
 				for r := range off {
 					off[r] = o + r
 				}
-				for p, end := rem, rem+nr; p < end; {
+				// Wide output takes whole tile rows: no runs to find.
+				for p, end := rem, rem+nr; p < end && !wide; {
 					oh, ow := p/cv.W, p%cv.W
 					if oh >= cv.OH {
 						break
@@ -143,9 +153,10 @@ func convF32SIMD(cv *ConvF32, dst, x []float32, n int) bool {
 					}
 				}
 			}
-			// A run of nr consecutive offsets inside x: the kernel reads
-			// the window rows where they lie.
-			inPlace := convInPlace && unit && off[nr-1] == off[0]+nr-1 && off[0]+reach <= len(x)
+			// A run of nr consecutive offsets inside x (or its capacity,
+			// past the last plane): the kernel reads the window rows
+			// where they lie.
+			inPlace := convInPlace && unit && off[nr-1] == off[0]+nr-1 && off[0]+reach <= cap(x)
 			src, srcSteps := &panel[0], &cv.panelQ[0]
 			switch {
 			case inPlace:
@@ -156,31 +167,65 @@ func convF32SIMD(cv *ConvF32, dst, x []float32, n int) bool {
 				gatherPanel(panel[:K*nr], x, off, cv, n*plane)
 			}
 			for ip := range mp {
-				if inPlace || ck.panel == nil {
-					ck.rows(K, &cv.packed[ip*mr*K], K, src, srcSteps, &tile[0], nr, false)
-				} else {
-					ck.panel(K, &cv.packed[ip*mr*K], K, &panel[0], &tile[0], nr, false)
+				o0 := ip * mr
+				a := &cv.packed[o0*K]
+				biased := inPlace || ck.panel == nil
+				switch {
+				case biased && wide && o0+mr <= cv.OutC:
+					ck.rows(K, a, K, src, srcSteps, &dst[o0*nD+d], nD, &cv.bias[o0], cv.ReLU)
+					continue
+				case biased:
+					ck.rows(K, a, K, src, srcSteps, &tile[0], nr, &cv.bias[o0], cv.ReLU)
+				default:
+					ck.panel(K, a, K, &panel[0], &tile[0], nr, false)
 				}
-				for rr := range min(mr, cv.OutC-ip*mr) {
-					o := ip*mr + rr
-					b, row, out := cv.Bias[o], tile[rr*nr:][:nr], dst[o*P:(o+1)*P]
+				for rr := range min(mr, cv.OutC-o0) {
+					o := o0 + rr
+					b, row := cv.Bias[o], tile[rr*nr:][:nr]
+					if wide {
+						convEpilogue(dst[o*nD+d:][:nr], row, b, cv.ReLU, biased)
+						continue
+					}
+					out := dst[o*P : (o+1)*P]
 					for _, sg := range segs {
-						y, t := out[sg.at:][:sg.r1-sg.r0], row[sg.r0:sg.r1]
-						if cv.ReLU {
-							for r, v := range t {
-								y[r] = relu(v + b)
-							}
-						} else {
-							for r, v := range t {
-								y[r] = v + b
-							}
-						}
+						convEpilogue(out[sg.at:][:sg.r1-sg.r0], row[sg.r0:sg.r1], b, cv.ReLU, biased)
 					}
 				}
 			}
 		}
 	})
 	return true
+}
+
+// convEpilogue writes a tile row t to y: as it is when biased (the kernel
+// added the bias and applied the ReLU), else with the bias b added and,
+// with relu, the ReLU applied.
+func convEpilogue(y, t []float32, b float32, relu, biased bool) {
+	y = y[:len(t)]
+	switch {
+	case biased:
+		copy(y, t)
+	case relu:
+		for r, v := range t {
+			y[r] = convReLU(v + b)
+		}
+	default:
+		for r, v := range t {
+			y[r] = v + b
+		}
+	}
+}
+
+// convWideStrides is ConvF32.OutStrides with Wide set: at strides of 1,
+// rows W apart and images D apart, the positions of an image rounded up
+// to whole tiles of the kernel Run takes.
+func convWideStrides(cv *ConvF32, n int) (row, img int, ok bool) {
+	kern := f32Kernel()
+	if kern == nil || cv.StrideH != 1 || cv.StrideW != 1 {
+		return 0, 0, false
+	}
+	nr := convKernelFor(kern, cv, n).nr
+	return cv.W, ceilDiv(cv.OH*cv.W, nr) * nr, true
 }
 
 // gatherPanel writes the packed panel of nr output pixels whose window
@@ -264,10 +309,11 @@ func copyPanel(panel, x []float32, off []int, cv *ConvF32, cstride int) {
 
 // convKern is a micro-kernel of ConvF32 and its tile of mr output
 // channels by nr positions: rows reads B's rows at the offsets of a
-// table, panel (nil if there is none) a packed panel of B.
+// table and adds the bias (and the ReLU), panel (nil if there is none) a
+// packed panel of B.
 type convKern struct {
 	mr, nr int
-	rows   func(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, accumulate bool)
+	rows   func(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, bias *float32, relu bool)
 	panel  func(kc int, a *float32, lda int, b, c *float32, ldc int, accumulate bool)
 }
 

@@ -4,9 +4,9 @@
 
 #include "textflag.h"
 
-// func convF32Kernel14x32AVX512(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, accumulate bool)
+// func convF32Kernel14x32AVX512(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, bias *float32, relu bool)
 // Requires: AVX, AVX512DQ, AVX512F
-TEXT ·convF32Kernel14x32AVX512(SB), NOSPLIT, $0-57
+TEXT ·convF32Kernel14x32AVX512(SB), NOSPLIT, $0-65
 	MOVQ   kc+0(FP), CX
 	MOVQ   a+8(FP), AX
 	MOVQ   lda+16(FP), R9
@@ -101,131 +101,217 @@ convF32Kernel14x32AVX512_loop:
 	ADDQ         $0x08, DX
 	DECQ         CX
 	JNZ          convF32Kernel14x32AVX512_loop
-	MOVBQZX      accumulate+56(FP), R8
+	VXORPS       Z28, Z28, Z28
+	MOVQ         bias+56(FP), BX
+	MOVBQZX      relu+64(FP), R8
 	TESTQ        R8, R8
 	JZ           convF32Kernel14x32AVX512_store
-	VADDPS       (DI), Z0, Z0
+	VBROADCASTSS (BX), Z30
+	VADDPS       Z30, Z0, Z0
+	VMAXPS       Z0, Z28, Z0
 	VMOVUPS      Z0, (DI)
-	VADDPS       64(DI), Z1, Z1
+	VADDPS       Z30, Z1, Z1
+	VMAXPS       Z1, Z28, Z1
 	VMOVUPS      Z1, 64(DI)
 	ADDQ         SI, DI
-	VADDPS       (DI), Z2, Z2
+	VBROADCASTSS 4(BX), Z30
+	VADDPS       Z30, Z2, Z2
+	VMAXPS       Z2, Z28, Z2
 	VMOVUPS      Z2, (DI)
-	VADDPS       64(DI), Z3, Z3
+	VADDPS       Z30, Z3, Z3
+	VMAXPS       Z3, Z28, Z3
 	VMOVUPS      Z3, 64(DI)
 	ADDQ         SI, DI
-	VADDPS       (DI), Z4, Z4
+	VBROADCASTSS 8(BX), Z30
+	VADDPS       Z30, Z4, Z4
+	VMAXPS       Z4, Z28, Z4
 	VMOVUPS      Z4, (DI)
-	VADDPS       64(DI), Z5, Z5
+	VADDPS       Z30, Z5, Z5
+	VMAXPS       Z5, Z28, Z5
 	VMOVUPS      Z5, 64(DI)
 	ADDQ         SI, DI
-	VADDPS       (DI), Z6, Z6
+	VBROADCASTSS 12(BX), Z30
+	VADDPS       Z30, Z6, Z6
+	VMAXPS       Z6, Z28, Z6
 	VMOVUPS      Z6, (DI)
-	VADDPS       64(DI), Z7, Z7
+	VADDPS       Z30, Z7, Z7
+	VMAXPS       Z7, Z28, Z7
 	VMOVUPS      Z7, 64(DI)
 	ADDQ         SI, DI
-	VADDPS       (DI), Z8, Z8
+	VBROADCASTSS 16(BX), Z30
+	VADDPS       Z30, Z8, Z8
+	VMAXPS       Z8, Z28, Z8
 	VMOVUPS      Z8, (DI)
-	VADDPS       64(DI), Z9, Z9
+	VADDPS       Z30, Z9, Z9
+	VMAXPS       Z9, Z28, Z9
 	VMOVUPS      Z9, 64(DI)
 	ADDQ         SI, DI
-	VADDPS       (DI), Z10, Z10
+	VBROADCASTSS 20(BX), Z30
+	VADDPS       Z30, Z10, Z10
+	VMAXPS       Z10, Z28, Z10
 	VMOVUPS      Z10, (DI)
-	VADDPS       64(DI), Z11, Z11
+	VADDPS       Z30, Z11, Z11
+	VMAXPS       Z11, Z28, Z11
 	VMOVUPS      Z11, 64(DI)
 	ADDQ         SI, DI
-	VADDPS       (DI), Z12, Z12
+	VBROADCASTSS 24(BX), Z30
+	VADDPS       Z30, Z12, Z12
+	VMAXPS       Z12, Z28, Z12
 	VMOVUPS      Z12, (DI)
-	VADDPS       64(DI), Z13, Z13
+	VADDPS       Z30, Z13, Z13
+	VMAXPS       Z13, Z28, Z13
 	VMOVUPS      Z13, 64(DI)
 	ADDQ         SI, DI
-	VADDPS       (DI), Z14, Z14
+	VBROADCASTSS 28(BX), Z30
+	VADDPS       Z30, Z14, Z14
+	VMAXPS       Z14, Z28, Z14
 	VMOVUPS      Z14, (DI)
-	VADDPS       64(DI), Z15, Z15
+	VADDPS       Z30, Z15, Z15
+	VMAXPS       Z15, Z28, Z15
 	VMOVUPS      Z15, 64(DI)
 	ADDQ         SI, DI
-	VADDPS       (DI), Z16, Z16
+	VBROADCASTSS 32(BX), Z30
+	VADDPS       Z30, Z16, Z16
+	VMAXPS       Z16, Z28, Z16
 	VMOVUPS      Z16, (DI)
-	VADDPS       64(DI), Z17, Z17
+	VADDPS       Z30, Z17, Z17
+	VMAXPS       Z17, Z28, Z17
 	VMOVUPS      Z17, 64(DI)
 	ADDQ         SI, DI
-	VADDPS       (DI), Z18, Z18
+	VBROADCASTSS 36(BX), Z30
+	VADDPS       Z30, Z18, Z18
+	VMAXPS       Z18, Z28, Z18
 	VMOVUPS      Z18, (DI)
-	VADDPS       64(DI), Z19, Z19
+	VADDPS       Z30, Z19, Z19
+	VMAXPS       Z19, Z28, Z19
 	VMOVUPS      Z19, 64(DI)
 	ADDQ         SI, DI
-	VADDPS       (DI), Z20, Z20
+	VBROADCASTSS 40(BX), Z30
+	VADDPS       Z30, Z20, Z20
+	VMAXPS       Z20, Z28, Z20
 	VMOVUPS      Z20, (DI)
-	VADDPS       64(DI), Z21, Z21
+	VADDPS       Z30, Z21, Z21
+	VMAXPS       Z21, Z28, Z21
 	VMOVUPS      Z21, 64(DI)
 	ADDQ         SI, DI
-	VADDPS       (DI), Z22, Z22
+	VBROADCASTSS 44(BX), Z30
+	VADDPS       Z30, Z22, Z22
+	VMAXPS       Z22, Z28, Z22
 	VMOVUPS      Z22, (DI)
-	VADDPS       64(DI), Z23, Z23
+	VADDPS       Z30, Z23, Z23
+	VMAXPS       Z23, Z28, Z23
 	VMOVUPS      Z23, 64(DI)
 	ADDQ         SI, DI
-	VADDPS       (DI), Z24, Z24
+	VBROADCASTSS 48(BX), Z30
+	VADDPS       Z30, Z24, Z24
+	VMAXPS       Z24, Z28, Z24
 	VMOVUPS      Z24, (DI)
-	VADDPS       64(DI), Z25, Z25
+	VADDPS       Z30, Z25, Z25
+	VMAXPS       Z25, Z28, Z25
 	VMOVUPS      Z25, 64(DI)
 	ADDQ         SI, DI
-	VADDPS       (DI), Z26, Z26
+	VBROADCASTSS 52(BX), Z30
+	VADDPS       Z30, Z26, Z26
+	VMAXPS       Z26, Z28, Z26
 	VMOVUPS      Z26, (DI)
-	VADDPS       64(DI), Z27, Z27
+	VADDPS       Z30, Z27, Z27
+	VMAXPS       Z27, Z28, Z27
 	VMOVUPS      Z27, 64(DI)
 	ADDQ         SI, DI
 	VZEROUPPER
 	RET
 
 convF32Kernel14x32AVX512_store:
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	ADDQ    SI, DI
-	VMOVUPS Z2, (DI)
-	VMOVUPS Z3, 64(DI)
-	ADDQ    SI, DI
-	VMOVUPS Z4, (DI)
-	VMOVUPS Z5, 64(DI)
-	ADDQ    SI, DI
-	VMOVUPS Z6, (DI)
-	VMOVUPS Z7, 64(DI)
-	ADDQ    SI, DI
-	VMOVUPS Z8, (DI)
-	VMOVUPS Z9, 64(DI)
-	ADDQ    SI, DI
-	VMOVUPS Z10, (DI)
-	VMOVUPS Z11, 64(DI)
-	ADDQ    SI, DI
-	VMOVUPS Z12, (DI)
-	VMOVUPS Z13, 64(DI)
-	ADDQ    SI, DI
-	VMOVUPS Z14, (DI)
-	VMOVUPS Z15, 64(DI)
-	ADDQ    SI, DI
-	VMOVUPS Z16, (DI)
-	VMOVUPS Z17, 64(DI)
-	ADDQ    SI, DI
-	VMOVUPS Z18, (DI)
-	VMOVUPS Z19, 64(DI)
-	ADDQ    SI, DI
-	VMOVUPS Z20, (DI)
-	VMOVUPS Z21, 64(DI)
-	ADDQ    SI, DI
-	VMOVUPS Z22, (DI)
-	VMOVUPS Z23, 64(DI)
-	ADDQ    SI, DI
-	VMOVUPS Z24, (DI)
-	VMOVUPS Z25, 64(DI)
-	ADDQ    SI, DI
-	VMOVUPS Z26, (DI)
-	VMOVUPS Z27, 64(DI)
-	ADDQ    SI, DI
+	VBROADCASTSS (BX), Z30
+	VADDPS       Z30, Z0, Z0
+	VMOVUPS      Z0, (DI)
+	VADDPS       Z30, Z1, Z1
+	VMOVUPS      Z1, 64(DI)
+	ADDQ         SI, DI
+	VBROADCASTSS 4(BX), Z30
+	VADDPS       Z30, Z2, Z2
+	VMOVUPS      Z2, (DI)
+	VADDPS       Z30, Z3, Z3
+	VMOVUPS      Z3, 64(DI)
+	ADDQ         SI, DI
+	VBROADCASTSS 8(BX), Z30
+	VADDPS       Z30, Z4, Z4
+	VMOVUPS      Z4, (DI)
+	VADDPS       Z30, Z5, Z5
+	VMOVUPS      Z5, 64(DI)
+	ADDQ         SI, DI
+	VBROADCASTSS 12(BX), Z30
+	VADDPS       Z30, Z6, Z6
+	VMOVUPS      Z6, (DI)
+	VADDPS       Z30, Z7, Z7
+	VMOVUPS      Z7, 64(DI)
+	ADDQ         SI, DI
+	VBROADCASTSS 16(BX), Z30
+	VADDPS       Z30, Z8, Z8
+	VMOVUPS      Z8, (DI)
+	VADDPS       Z30, Z9, Z9
+	VMOVUPS      Z9, 64(DI)
+	ADDQ         SI, DI
+	VBROADCASTSS 20(BX), Z30
+	VADDPS       Z30, Z10, Z10
+	VMOVUPS      Z10, (DI)
+	VADDPS       Z30, Z11, Z11
+	VMOVUPS      Z11, 64(DI)
+	ADDQ         SI, DI
+	VBROADCASTSS 24(BX), Z30
+	VADDPS       Z30, Z12, Z12
+	VMOVUPS      Z12, (DI)
+	VADDPS       Z30, Z13, Z13
+	VMOVUPS      Z13, 64(DI)
+	ADDQ         SI, DI
+	VBROADCASTSS 28(BX), Z30
+	VADDPS       Z30, Z14, Z14
+	VMOVUPS      Z14, (DI)
+	VADDPS       Z30, Z15, Z15
+	VMOVUPS      Z15, 64(DI)
+	ADDQ         SI, DI
+	VBROADCASTSS 32(BX), Z30
+	VADDPS       Z30, Z16, Z16
+	VMOVUPS      Z16, (DI)
+	VADDPS       Z30, Z17, Z17
+	VMOVUPS      Z17, 64(DI)
+	ADDQ         SI, DI
+	VBROADCASTSS 36(BX), Z30
+	VADDPS       Z30, Z18, Z18
+	VMOVUPS      Z18, (DI)
+	VADDPS       Z30, Z19, Z19
+	VMOVUPS      Z19, 64(DI)
+	ADDQ         SI, DI
+	VBROADCASTSS 40(BX), Z30
+	VADDPS       Z30, Z20, Z20
+	VMOVUPS      Z20, (DI)
+	VADDPS       Z30, Z21, Z21
+	VMOVUPS      Z21, 64(DI)
+	ADDQ         SI, DI
+	VBROADCASTSS 44(BX), Z30
+	VADDPS       Z30, Z22, Z22
+	VMOVUPS      Z22, (DI)
+	VADDPS       Z30, Z23, Z23
+	VMOVUPS      Z23, 64(DI)
+	ADDQ         SI, DI
+	VBROADCASTSS 48(BX), Z30
+	VADDPS       Z30, Z24, Z24
+	VMOVUPS      Z24, (DI)
+	VADDPS       Z30, Z25, Z25
+	VMOVUPS      Z25, 64(DI)
+	ADDQ         SI, DI
+	VBROADCASTSS 52(BX), Z30
+	VADDPS       Z30, Z26, Z26
+	VMOVUPS      Z26, (DI)
+	VADDPS       Z30, Z27, Z27
+	VMOVUPS      Z27, 64(DI)
+	ADDQ         SI, DI
 	VZEROUPPER
 	RET
 
-// func convF32Kernel6x16AVX2(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, accumulate bool)
+// func convF32Kernel6x16AVX2(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, bias *float32, relu bool)
 // Requires: AVX, FMA3
-TEXT ·convF32Kernel6x16AVX2(SB), NOSPLIT, $0-57
+TEXT ·convF32Kernel6x16AVX2(SB), NOSPLIT, $0-65
 	MOVQ   kc+0(FP), CX
 	MOVQ   a+8(FP), AX
 	MOVQ   lda+16(FP), R9
@@ -280,67 +366,105 @@ convF32Kernel6x16AVX2_loop:
 	ADDQ         $0x08, DX
 	DECQ         CX
 	JNZ          convF32Kernel6x16AVX2_loop
-	MOVBQZX      accumulate+56(FP), R8
+	VXORPS       Y12, Y12, Y12
+	MOVQ         bias+56(FP), BX
+	MOVBQZX      relu+64(FP), R8
 	TESTQ        R8, R8
 	JZ           convF32Kernel6x16AVX2_store
-	VADDPS       (DI), Y0, Y0
+	VBROADCASTSS (BX), Y14
+	VADDPS       Y14, Y0, Y0
+	VMAXPS       Y0, Y12, Y0
 	VMOVUPS      Y0, (DI)
-	VADDPS       32(DI), Y1, Y1
+	VADDPS       Y14, Y1, Y1
+	VMAXPS       Y1, Y12, Y1
 	VMOVUPS      Y1, 32(DI)
 	ADDQ         SI, DI
-	VADDPS       (DI), Y2, Y2
+	VBROADCASTSS 4(BX), Y14
+	VADDPS       Y14, Y2, Y2
+	VMAXPS       Y2, Y12, Y2
 	VMOVUPS      Y2, (DI)
-	VADDPS       32(DI), Y3, Y3
+	VADDPS       Y14, Y3, Y3
+	VMAXPS       Y3, Y12, Y3
 	VMOVUPS      Y3, 32(DI)
 	ADDQ         SI, DI
-	VADDPS       (DI), Y4, Y4
+	VBROADCASTSS 8(BX), Y14
+	VADDPS       Y14, Y4, Y4
+	VMAXPS       Y4, Y12, Y4
 	VMOVUPS      Y4, (DI)
-	VADDPS       32(DI), Y5, Y5
+	VADDPS       Y14, Y5, Y5
+	VMAXPS       Y5, Y12, Y5
 	VMOVUPS      Y5, 32(DI)
 	ADDQ         SI, DI
-	VADDPS       (DI), Y6, Y6
+	VBROADCASTSS 12(BX), Y14
+	VADDPS       Y14, Y6, Y6
+	VMAXPS       Y6, Y12, Y6
 	VMOVUPS      Y6, (DI)
-	VADDPS       32(DI), Y7, Y7
+	VADDPS       Y14, Y7, Y7
+	VMAXPS       Y7, Y12, Y7
 	VMOVUPS      Y7, 32(DI)
 	ADDQ         SI, DI
-	VADDPS       (DI), Y8, Y8
+	VBROADCASTSS 16(BX), Y14
+	VADDPS       Y14, Y8, Y8
+	VMAXPS       Y8, Y12, Y8
 	VMOVUPS      Y8, (DI)
-	VADDPS       32(DI), Y9, Y9
+	VADDPS       Y14, Y9, Y9
+	VMAXPS       Y9, Y12, Y9
 	VMOVUPS      Y9, 32(DI)
 	ADDQ         SI, DI
-	VADDPS       (DI), Y10, Y10
+	VBROADCASTSS 20(BX), Y14
+	VADDPS       Y14, Y10, Y10
+	VMAXPS       Y10, Y12, Y10
 	VMOVUPS      Y10, (DI)
-	VADDPS       32(DI), Y11, Y11
+	VADDPS       Y14, Y11, Y11
+	VMAXPS       Y11, Y12, Y11
 	VMOVUPS      Y11, 32(DI)
 	ADDQ         SI, DI
 	VZEROUPPER
 	RET
 
 convF32Kernel6x16AVX2_store:
-	VMOVUPS Y0, (DI)
-	VMOVUPS Y1, 32(DI)
-	ADDQ    SI, DI
-	VMOVUPS Y2, (DI)
-	VMOVUPS Y3, 32(DI)
-	ADDQ    SI, DI
-	VMOVUPS Y4, (DI)
-	VMOVUPS Y5, 32(DI)
-	ADDQ    SI, DI
-	VMOVUPS Y6, (DI)
-	VMOVUPS Y7, 32(DI)
-	ADDQ    SI, DI
-	VMOVUPS Y8, (DI)
-	VMOVUPS Y9, 32(DI)
-	ADDQ    SI, DI
-	VMOVUPS Y10, (DI)
-	VMOVUPS Y11, 32(DI)
-	ADDQ    SI, DI
+	VBROADCASTSS (BX), Y14
+	VADDPS       Y14, Y0, Y0
+	VMOVUPS      Y0, (DI)
+	VADDPS       Y14, Y1, Y1
+	VMOVUPS      Y1, 32(DI)
+	ADDQ         SI, DI
+	VBROADCASTSS 4(BX), Y14
+	VADDPS       Y14, Y2, Y2
+	VMOVUPS      Y2, (DI)
+	VADDPS       Y14, Y3, Y3
+	VMOVUPS      Y3, 32(DI)
+	ADDQ         SI, DI
+	VBROADCASTSS 8(BX), Y14
+	VADDPS       Y14, Y4, Y4
+	VMOVUPS      Y4, (DI)
+	VADDPS       Y14, Y5, Y5
+	VMOVUPS      Y5, 32(DI)
+	ADDQ         SI, DI
+	VBROADCASTSS 12(BX), Y14
+	VADDPS       Y14, Y6, Y6
+	VMOVUPS      Y6, (DI)
+	VADDPS       Y14, Y7, Y7
+	VMOVUPS      Y7, 32(DI)
+	ADDQ         SI, DI
+	VBROADCASTSS 16(BX), Y14
+	VADDPS       Y14, Y8, Y8
+	VMOVUPS      Y8, (DI)
+	VADDPS       Y14, Y9, Y9
+	VMOVUPS      Y9, 32(DI)
+	ADDQ         SI, DI
+	VBROADCASTSS 20(BX), Y14
+	VADDPS       Y14, Y10, Y10
+	VMOVUPS      Y10, (DI)
+	VADDPS       Y14, Y11, Y11
+	VMOVUPS      Y11, 32(DI)
+	ADDQ         SI, DI
 	VZEROUPPER
 	RET
 
-// func convF32Kernel8x48AVX512(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, accumulate bool)
+// func convF32Kernel8x48AVX512(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, bias *float32, relu bool)
 // Requires: AVX, AVX512DQ, AVX512F
-TEXT ·convF32Kernel8x48AVX512(SB), NOSPLIT, $0-57
+TEXT ·convF32Kernel8x48AVX512(SB), NOSPLIT, $0-65
 	MOVQ   kc+0(FP), CX
 	MOVQ   a+8(FP), AX
 	MOVQ   lda+16(FP), R9
@@ -422,107 +546,173 @@ convF32Kernel8x48AVX512_loop:
 	ADDQ         $0x08, DX
 	DECQ         CX
 	JNZ          convF32Kernel8x48AVX512_loop
-	MOVBQZX      accumulate+56(FP), R8
+	VXORPS       Z24, Z24, Z24
+	MOVQ         bias+56(FP), BX
+	MOVBQZX      relu+64(FP), R8
 	TESTQ        R8, R8
 	JZ           convF32Kernel8x48AVX512_store
-	VADDPS       (DI), Z0, Z0
+	VBROADCASTSS (BX), Z27
+	VADDPS       Z27, Z0, Z0
+	VMAXPS       Z0, Z24, Z0
 	VMOVUPS      Z0, (DI)
-	VADDPS       64(DI), Z1, Z1
+	VADDPS       Z27, Z1, Z1
+	VMAXPS       Z1, Z24, Z1
 	VMOVUPS      Z1, 64(DI)
-	VADDPS       128(DI), Z2, Z2
+	VADDPS       Z27, Z2, Z2
+	VMAXPS       Z2, Z24, Z2
 	VMOVUPS      Z2, 128(DI)
 	ADDQ         SI, DI
-	VADDPS       (DI), Z3, Z3
+	VBROADCASTSS 4(BX), Z27
+	VADDPS       Z27, Z3, Z3
+	VMAXPS       Z3, Z24, Z3
 	VMOVUPS      Z3, (DI)
-	VADDPS       64(DI), Z4, Z4
+	VADDPS       Z27, Z4, Z4
+	VMAXPS       Z4, Z24, Z4
 	VMOVUPS      Z4, 64(DI)
-	VADDPS       128(DI), Z5, Z5
+	VADDPS       Z27, Z5, Z5
+	VMAXPS       Z5, Z24, Z5
 	VMOVUPS      Z5, 128(DI)
 	ADDQ         SI, DI
-	VADDPS       (DI), Z6, Z6
+	VBROADCASTSS 8(BX), Z27
+	VADDPS       Z27, Z6, Z6
+	VMAXPS       Z6, Z24, Z6
 	VMOVUPS      Z6, (DI)
-	VADDPS       64(DI), Z7, Z7
+	VADDPS       Z27, Z7, Z7
+	VMAXPS       Z7, Z24, Z7
 	VMOVUPS      Z7, 64(DI)
-	VADDPS       128(DI), Z8, Z8
+	VADDPS       Z27, Z8, Z8
+	VMAXPS       Z8, Z24, Z8
 	VMOVUPS      Z8, 128(DI)
 	ADDQ         SI, DI
-	VADDPS       (DI), Z9, Z9
+	VBROADCASTSS 12(BX), Z27
+	VADDPS       Z27, Z9, Z9
+	VMAXPS       Z9, Z24, Z9
 	VMOVUPS      Z9, (DI)
-	VADDPS       64(DI), Z10, Z10
+	VADDPS       Z27, Z10, Z10
+	VMAXPS       Z10, Z24, Z10
 	VMOVUPS      Z10, 64(DI)
-	VADDPS       128(DI), Z11, Z11
+	VADDPS       Z27, Z11, Z11
+	VMAXPS       Z11, Z24, Z11
 	VMOVUPS      Z11, 128(DI)
 	ADDQ         SI, DI
-	VADDPS       (DI), Z12, Z12
+	VBROADCASTSS 16(BX), Z27
+	VADDPS       Z27, Z12, Z12
+	VMAXPS       Z12, Z24, Z12
 	VMOVUPS      Z12, (DI)
-	VADDPS       64(DI), Z13, Z13
+	VADDPS       Z27, Z13, Z13
+	VMAXPS       Z13, Z24, Z13
 	VMOVUPS      Z13, 64(DI)
-	VADDPS       128(DI), Z14, Z14
+	VADDPS       Z27, Z14, Z14
+	VMAXPS       Z14, Z24, Z14
 	VMOVUPS      Z14, 128(DI)
 	ADDQ         SI, DI
-	VADDPS       (DI), Z15, Z15
+	VBROADCASTSS 20(BX), Z27
+	VADDPS       Z27, Z15, Z15
+	VMAXPS       Z15, Z24, Z15
 	VMOVUPS      Z15, (DI)
-	VADDPS       64(DI), Z16, Z16
+	VADDPS       Z27, Z16, Z16
+	VMAXPS       Z16, Z24, Z16
 	VMOVUPS      Z16, 64(DI)
-	VADDPS       128(DI), Z17, Z17
+	VADDPS       Z27, Z17, Z17
+	VMAXPS       Z17, Z24, Z17
 	VMOVUPS      Z17, 128(DI)
 	ADDQ         SI, DI
-	VADDPS       (DI), Z18, Z18
+	VBROADCASTSS 24(BX), Z27
+	VADDPS       Z27, Z18, Z18
+	VMAXPS       Z18, Z24, Z18
 	VMOVUPS      Z18, (DI)
-	VADDPS       64(DI), Z19, Z19
+	VADDPS       Z27, Z19, Z19
+	VMAXPS       Z19, Z24, Z19
 	VMOVUPS      Z19, 64(DI)
-	VADDPS       128(DI), Z20, Z20
+	VADDPS       Z27, Z20, Z20
+	VMAXPS       Z20, Z24, Z20
 	VMOVUPS      Z20, 128(DI)
 	ADDQ         SI, DI
-	VADDPS       (DI), Z21, Z21
+	VBROADCASTSS 28(BX), Z27
+	VADDPS       Z27, Z21, Z21
+	VMAXPS       Z21, Z24, Z21
 	VMOVUPS      Z21, (DI)
-	VADDPS       64(DI), Z22, Z22
+	VADDPS       Z27, Z22, Z22
+	VMAXPS       Z22, Z24, Z22
 	VMOVUPS      Z22, 64(DI)
-	VADDPS       128(DI), Z23, Z23
+	VADDPS       Z27, Z23, Z23
+	VMAXPS       Z23, Z24, Z23
 	VMOVUPS      Z23, 128(DI)
 	ADDQ         SI, DI
 	VZEROUPPER
 	RET
 
 convF32Kernel8x48AVX512_store:
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	VMOVUPS Z2, 128(DI)
-	ADDQ    SI, DI
-	VMOVUPS Z3, (DI)
-	VMOVUPS Z4, 64(DI)
-	VMOVUPS Z5, 128(DI)
-	ADDQ    SI, DI
-	VMOVUPS Z6, (DI)
-	VMOVUPS Z7, 64(DI)
-	VMOVUPS Z8, 128(DI)
-	ADDQ    SI, DI
-	VMOVUPS Z9, (DI)
-	VMOVUPS Z10, 64(DI)
-	VMOVUPS Z11, 128(DI)
-	ADDQ    SI, DI
-	VMOVUPS Z12, (DI)
-	VMOVUPS Z13, 64(DI)
-	VMOVUPS Z14, 128(DI)
-	ADDQ    SI, DI
-	VMOVUPS Z15, (DI)
-	VMOVUPS Z16, 64(DI)
-	VMOVUPS Z17, 128(DI)
-	ADDQ    SI, DI
-	VMOVUPS Z18, (DI)
-	VMOVUPS Z19, 64(DI)
-	VMOVUPS Z20, 128(DI)
-	ADDQ    SI, DI
-	VMOVUPS Z21, (DI)
-	VMOVUPS Z22, 64(DI)
-	VMOVUPS Z23, 128(DI)
-	ADDQ    SI, DI
+	VBROADCASTSS (BX), Z27
+	VADDPS       Z27, Z0, Z0
+	VMOVUPS      Z0, (DI)
+	VADDPS       Z27, Z1, Z1
+	VMOVUPS      Z1, 64(DI)
+	VADDPS       Z27, Z2, Z2
+	VMOVUPS      Z2, 128(DI)
+	ADDQ         SI, DI
+	VBROADCASTSS 4(BX), Z27
+	VADDPS       Z27, Z3, Z3
+	VMOVUPS      Z3, (DI)
+	VADDPS       Z27, Z4, Z4
+	VMOVUPS      Z4, 64(DI)
+	VADDPS       Z27, Z5, Z5
+	VMOVUPS      Z5, 128(DI)
+	ADDQ         SI, DI
+	VBROADCASTSS 8(BX), Z27
+	VADDPS       Z27, Z6, Z6
+	VMOVUPS      Z6, (DI)
+	VADDPS       Z27, Z7, Z7
+	VMOVUPS      Z7, 64(DI)
+	VADDPS       Z27, Z8, Z8
+	VMOVUPS      Z8, 128(DI)
+	ADDQ         SI, DI
+	VBROADCASTSS 12(BX), Z27
+	VADDPS       Z27, Z9, Z9
+	VMOVUPS      Z9, (DI)
+	VADDPS       Z27, Z10, Z10
+	VMOVUPS      Z10, 64(DI)
+	VADDPS       Z27, Z11, Z11
+	VMOVUPS      Z11, 128(DI)
+	ADDQ         SI, DI
+	VBROADCASTSS 16(BX), Z27
+	VADDPS       Z27, Z12, Z12
+	VMOVUPS      Z12, (DI)
+	VADDPS       Z27, Z13, Z13
+	VMOVUPS      Z13, 64(DI)
+	VADDPS       Z27, Z14, Z14
+	VMOVUPS      Z14, 128(DI)
+	ADDQ         SI, DI
+	VBROADCASTSS 20(BX), Z27
+	VADDPS       Z27, Z15, Z15
+	VMOVUPS      Z15, (DI)
+	VADDPS       Z27, Z16, Z16
+	VMOVUPS      Z16, 64(DI)
+	VADDPS       Z27, Z17, Z17
+	VMOVUPS      Z17, 128(DI)
+	ADDQ         SI, DI
+	VBROADCASTSS 24(BX), Z27
+	VADDPS       Z27, Z18, Z18
+	VMOVUPS      Z18, (DI)
+	VADDPS       Z27, Z19, Z19
+	VMOVUPS      Z19, 64(DI)
+	VADDPS       Z27, Z20, Z20
+	VMOVUPS      Z20, 128(DI)
+	ADDQ         SI, DI
+	VBROADCASTSS 28(BX), Z27
+	VADDPS       Z27, Z21, Z21
+	VMOVUPS      Z21, (DI)
+	VADDPS       Z27, Z22, Z22
+	VMOVUPS      Z22, 64(DI)
+	VADDPS       Z27, Z23, Z23
+	VMOVUPS      Z23, 128(DI)
+	ADDQ         SI, DI
 	VZEROUPPER
 	RET
 
-// func convF32Kernel8x32AVX512(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, accumulate bool)
+// func convF32Kernel8x32AVX512(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, bias *float32, relu bool)
 // Requires: AVX, AVX512DQ, AVX512F
-TEXT ·convF32Kernel8x32AVX512(SB), NOSPLIT, $0-57
+TEXT ·convF32Kernel8x32AVX512(SB), NOSPLIT, $0-65
 	MOVQ   kc+0(FP), CX
 	MOVQ   a+8(FP), AX
 	MOVQ   lda+16(FP), R9
@@ -587,83 +777,133 @@ convF32Kernel8x32AVX512_loop:
 	ADDQ         $0x08, DX
 	DECQ         CX
 	JNZ          convF32Kernel8x32AVX512_loop
-	MOVBQZX      accumulate+56(FP), R8
+	VXORPS       Z16, Z16, Z16
+	MOVQ         bias+56(FP), BX
+	MOVBQZX      relu+64(FP), R8
 	TESTQ        R8, R8
 	JZ           convF32Kernel8x32AVX512_store
-	VADDPS       (DI), Z0, Z0
+	VBROADCASTSS (BX), Z18
+	VADDPS       Z18, Z0, Z0
+	VMAXPS       Z0, Z16, Z0
 	VMOVUPS      Z0, (DI)
-	VADDPS       64(DI), Z1, Z1
+	VADDPS       Z18, Z1, Z1
+	VMAXPS       Z1, Z16, Z1
 	VMOVUPS      Z1, 64(DI)
 	ADDQ         SI, DI
-	VADDPS       (DI), Z2, Z2
+	VBROADCASTSS 4(BX), Z18
+	VADDPS       Z18, Z2, Z2
+	VMAXPS       Z2, Z16, Z2
 	VMOVUPS      Z2, (DI)
-	VADDPS       64(DI), Z3, Z3
+	VADDPS       Z18, Z3, Z3
+	VMAXPS       Z3, Z16, Z3
 	VMOVUPS      Z3, 64(DI)
 	ADDQ         SI, DI
-	VADDPS       (DI), Z4, Z4
+	VBROADCASTSS 8(BX), Z18
+	VADDPS       Z18, Z4, Z4
+	VMAXPS       Z4, Z16, Z4
 	VMOVUPS      Z4, (DI)
-	VADDPS       64(DI), Z5, Z5
+	VADDPS       Z18, Z5, Z5
+	VMAXPS       Z5, Z16, Z5
 	VMOVUPS      Z5, 64(DI)
 	ADDQ         SI, DI
-	VADDPS       (DI), Z6, Z6
+	VBROADCASTSS 12(BX), Z18
+	VADDPS       Z18, Z6, Z6
+	VMAXPS       Z6, Z16, Z6
 	VMOVUPS      Z6, (DI)
-	VADDPS       64(DI), Z7, Z7
+	VADDPS       Z18, Z7, Z7
+	VMAXPS       Z7, Z16, Z7
 	VMOVUPS      Z7, 64(DI)
 	ADDQ         SI, DI
-	VADDPS       (DI), Z8, Z8
+	VBROADCASTSS 16(BX), Z18
+	VADDPS       Z18, Z8, Z8
+	VMAXPS       Z8, Z16, Z8
 	VMOVUPS      Z8, (DI)
-	VADDPS       64(DI), Z9, Z9
+	VADDPS       Z18, Z9, Z9
+	VMAXPS       Z9, Z16, Z9
 	VMOVUPS      Z9, 64(DI)
 	ADDQ         SI, DI
-	VADDPS       (DI), Z10, Z10
+	VBROADCASTSS 20(BX), Z18
+	VADDPS       Z18, Z10, Z10
+	VMAXPS       Z10, Z16, Z10
 	VMOVUPS      Z10, (DI)
-	VADDPS       64(DI), Z11, Z11
+	VADDPS       Z18, Z11, Z11
+	VMAXPS       Z11, Z16, Z11
 	VMOVUPS      Z11, 64(DI)
 	ADDQ         SI, DI
-	VADDPS       (DI), Z12, Z12
+	VBROADCASTSS 24(BX), Z18
+	VADDPS       Z18, Z12, Z12
+	VMAXPS       Z12, Z16, Z12
 	VMOVUPS      Z12, (DI)
-	VADDPS       64(DI), Z13, Z13
+	VADDPS       Z18, Z13, Z13
+	VMAXPS       Z13, Z16, Z13
 	VMOVUPS      Z13, 64(DI)
 	ADDQ         SI, DI
-	VADDPS       (DI), Z14, Z14
+	VBROADCASTSS 28(BX), Z18
+	VADDPS       Z18, Z14, Z14
+	VMAXPS       Z14, Z16, Z14
 	VMOVUPS      Z14, (DI)
-	VADDPS       64(DI), Z15, Z15
+	VADDPS       Z18, Z15, Z15
+	VMAXPS       Z15, Z16, Z15
 	VMOVUPS      Z15, 64(DI)
 	ADDQ         SI, DI
 	VZEROUPPER
 	RET
 
 convF32Kernel8x32AVX512_store:
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	ADDQ    SI, DI
-	VMOVUPS Z2, (DI)
-	VMOVUPS Z3, 64(DI)
-	ADDQ    SI, DI
-	VMOVUPS Z4, (DI)
-	VMOVUPS Z5, 64(DI)
-	ADDQ    SI, DI
-	VMOVUPS Z6, (DI)
-	VMOVUPS Z7, 64(DI)
-	ADDQ    SI, DI
-	VMOVUPS Z8, (DI)
-	VMOVUPS Z9, 64(DI)
-	ADDQ    SI, DI
-	VMOVUPS Z10, (DI)
-	VMOVUPS Z11, 64(DI)
-	ADDQ    SI, DI
-	VMOVUPS Z12, (DI)
-	VMOVUPS Z13, 64(DI)
-	ADDQ    SI, DI
-	VMOVUPS Z14, (DI)
-	VMOVUPS Z15, 64(DI)
-	ADDQ    SI, DI
+	VBROADCASTSS (BX), Z18
+	VADDPS       Z18, Z0, Z0
+	VMOVUPS      Z0, (DI)
+	VADDPS       Z18, Z1, Z1
+	VMOVUPS      Z1, 64(DI)
+	ADDQ         SI, DI
+	VBROADCASTSS 4(BX), Z18
+	VADDPS       Z18, Z2, Z2
+	VMOVUPS      Z2, (DI)
+	VADDPS       Z18, Z3, Z3
+	VMOVUPS      Z3, 64(DI)
+	ADDQ         SI, DI
+	VBROADCASTSS 8(BX), Z18
+	VADDPS       Z18, Z4, Z4
+	VMOVUPS      Z4, (DI)
+	VADDPS       Z18, Z5, Z5
+	VMOVUPS      Z5, 64(DI)
+	ADDQ         SI, DI
+	VBROADCASTSS 12(BX), Z18
+	VADDPS       Z18, Z6, Z6
+	VMOVUPS      Z6, (DI)
+	VADDPS       Z18, Z7, Z7
+	VMOVUPS      Z7, 64(DI)
+	ADDQ         SI, DI
+	VBROADCASTSS 16(BX), Z18
+	VADDPS       Z18, Z8, Z8
+	VMOVUPS      Z8, (DI)
+	VADDPS       Z18, Z9, Z9
+	VMOVUPS      Z9, 64(DI)
+	ADDQ         SI, DI
+	VBROADCASTSS 20(BX), Z18
+	VADDPS       Z18, Z10, Z10
+	VMOVUPS      Z10, (DI)
+	VADDPS       Z18, Z11, Z11
+	VMOVUPS      Z11, 64(DI)
+	ADDQ         SI, DI
+	VBROADCASTSS 24(BX), Z18
+	VADDPS       Z18, Z12, Z12
+	VMOVUPS      Z12, (DI)
+	VADDPS       Z18, Z13, Z13
+	VMOVUPS      Z13, 64(DI)
+	ADDQ         SI, DI
+	VBROADCASTSS 28(BX), Z18
+	VADDPS       Z18, Z14, Z14
+	VMOVUPS      Z14, (DI)
+	VADDPS       Z18, Z15, Z15
+	VMOVUPS      Z15, 64(DI)
+	ADDQ         SI, DI
 	VZEROUPPER
 	RET
 
-// func convF32Kernel4x24AVX2(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, accumulate bool)
+// func convF32Kernel4x24AVX2(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, bias *float32, relu bool)
 // Requires: AVX, FMA3
-TEXT ·convF32Kernel4x24AVX2(SB), NOSPLIT, $0-57
+TEXT ·convF32Kernel4x24AVX2(SB), NOSPLIT, $0-65
 	MOVQ   kc+0(FP), CX
 	MOVQ   a+8(FP), AX
 	MOVQ   lda+16(FP), R9
@@ -717,56 +957,360 @@ convF32Kernel4x24AVX2_loop:
 	ADDQ         $0x08, DX
 	DECQ         CX
 	JNZ          convF32Kernel4x24AVX2_loop
-	MOVBQZX      accumulate+56(FP), R8
+	VXORPS       Y12, Y12, Y12
+	MOVQ         bias+56(FP), BX
+	MOVBQZX      relu+64(FP), R8
 	TESTQ        R8, R8
 	JZ           convF32Kernel4x24AVX2_store
-	VADDPS       (DI), Y0, Y0
+	VBROADCASTSS (BX), Y15
+	VADDPS       Y15, Y0, Y0
+	VMAXPS       Y0, Y12, Y0
 	VMOVUPS      Y0, (DI)
-	VADDPS       32(DI), Y1, Y1
+	VADDPS       Y15, Y1, Y1
+	VMAXPS       Y1, Y12, Y1
 	VMOVUPS      Y1, 32(DI)
-	VADDPS       64(DI), Y2, Y2
+	VADDPS       Y15, Y2, Y2
+	VMAXPS       Y2, Y12, Y2
 	VMOVUPS      Y2, 64(DI)
 	ADDQ         SI, DI
-	VADDPS       (DI), Y3, Y3
+	VBROADCASTSS 4(BX), Y15
+	VADDPS       Y15, Y3, Y3
+	VMAXPS       Y3, Y12, Y3
 	VMOVUPS      Y3, (DI)
-	VADDPS       32(DI), Y4, Y4
+	VADDPS       Y15, Y4, Y4
+	VMAXPS       Y4, Y12, Y4
 	VMOVUPS      Y4, 32(DI)
-	VADDPS       64(DI), Y5, Y5
+	VADDPS       Y15, Y5, Y5
+	VMAXPS       Y5, Y12, Y5
 	VMOVUPS      Y5, 64(DI)
 	ADDQ         SI, DI
-	VADDPS       (DI), Y6, Y6
+	VBROADCASTSS 8(BX), Y15
+	VADDPS       Y15, Y6, Y6
+	VMAXPS       Y6, Y12, Y6
 	VMOVUPS      Y6, (DI)
-	VADDPS       32(DI), Y7, Y7
+	VADDPS       Y15, Y7, Y7
+	VMAXPS       Y7, Y12, Y7
 	VMOVUPS      Y7, 32(DI)
-	VADDPS       64(DI), Y8, Y8
+	VADDPS       Y15, Y8, Y8
+	VMAXPS       Y8, Y12, Y8
 	VMOVUPS      Y8, 64(DI)
 	ADDQ         SI, DI
-	VADDPS       (DI), Y9, Y9
+	VBROADCASTSS 12(BX), Y15
+	VADDPS       Y15, Y9, Y9
+	VMAXPS       Y9, Y12, Y9
 	VMOVUPS      Y9, (DI)
-	VADDPS       32(DI), Y10, Y10
+	VADDPS       Y15, Y10, Y10
+	VMAXPS       Y10, Y12, Y10
 	VMOVUPS      Y10, 32(DI)
-	VADDPS       64(DI), Y11, Y11
+	VADDPS       Y15, Y11, Y11
+	VMAXPS       Y11, Y12, Y11
 	VMOVUPS      Y11, 64(DI)
 	ADDQ         SI, DI
 	VZEROUPPER
 	RET
 
 convF32Kernel4x24AVX2_store:
-	VMOVUPS Y0, (DI)
-	VMOVUPS Y1, 32(DI)
-	VMOVUPS Y2, 64(DI)
-	ADDQ    SI, DI
-	VMOVUPS Y3, (DI)
-	VMOVUPS Y4, 32(DI)
-	VMOVUPS Y5, 64(DI)
-	ADDQ    SI, DI
-	VMOVUPS Y6, (DI)
-	VMOVUPS Y7, 32(DI)
-	VMOVUPS Y8, 64(DI)
-	ADDQ    SI, DI
-	VMOVUPS Y9, (DI)
-	VMOVUPS Y10, 32(DI)
-	VMOVUPS Y11, 64(DI)
-	ADDQ    SI, DI
+	VBROADCASTSS (BX), Y15
+	VADDPS       Y15, Y0, Y0
+	VMOVUPS      Y0, (DI)
+	VADDPS       Y15, Y1, Y1
+	VMOVUPS      Y1, 32(DI)
+	VADDPS       Y15, Y2, Y2
+	VMOVUPS      Y2, 64(DI)
+	ADDQ         SI, DI
+	VBROADCASTSS 4(BX), Y15
+	VADDPS       Y15, Y3, Y3
+	VMOVUPS      Y3, (DI)
+	VADDPS       Y15, Y4, Y4
+	VMOVUPS      Y4, 32(DI)
+	VADDPS       Y15, Y5, Y5
+	VMOVUPS      Y5, 64(DI)
+	ADDQ         SI, DI
+	VBROADCASTSS 8(BX), Y15
+	VADDPS       Y15, Y6, Y6
+	VMOVUPS      Y6, (DI)
+	VADDPS       Y15, Y7, Y7
+	VMOVUPS      Y7, 32(DI)
+	VADDPS       Y15, Y8, Y8
+	VMOVUPS      Y8, 64(DI)
+	ADDQ         SI, DI
+	VBROADCASTSS 12(BX), Y15
+	VADDPS       Y15, Y9, Y9
+	VMOVUPS      Y9, (DI)
+	VADDPS       Y15, Y10, Y10
+	VMOVUPS      Y10, 32(DI)
+	VADDPS       Y15, Y11, Y11
+	VMOVUPS      Y11, 64(DI)
+	ADDQ         SI, DI
+	VZEROUPPER
+	RET
+
+DATA poolMask<>+0(SB)/4, $0xffffffff
+DATA poolMask<>+4(SB)/4, $0xffffffff
+DATA poolMask<>+8(SB)/4, $0xffffffff
+DATA poolMask<>+12(SB)/4, $0xffffffff
+DATA poolMask<>+16(SB)/4, $0xffffffff
+DATA poolMask<>+20(SB)/4, $0xffffffff
+DATA poolMask<>+24(SB)/4, $0xffffffff
+DATA poolMask<>+28(SB)/4, $0xffffffff
+DATA poolMask<>+32(SB)/4, $0xffffffff
+DATA poolMask<>+36(SB)/4, $0xffffffff
+DATA poolMask<>+40(SB)/4, $0xffffffff
+DATA poolMask<>+44(SB)/4, $0xffffffff
+DATA poolMask<>+48(SB)/4, $0xffffffff
+DATA poolMask<>+52(SB)/4, $0xffffffff
+DATA poolMask<>+56(SB)/4, $0xffffffff
+DATA poolMask<>+60(SB)/4, $0xffffffff
+DATA poolMask<>+64(SB)/4, $0x00000000
+DATA poolMask<>+68(SB)/4, $0x00000000
+DATA poolMask<>+72(SB)/4, $0x00000000
+DATA poolMask<>+76(SB)/4, $0x00000000
+DATA poolMask<>+80(SB)/4, $0x00000000
+DATA poolMask<>+84(SB)/4, $0x00000000
+DATA poolMask<>+88(SB)/4, $0x00000000
+DATA poolMask<>+92(SB)/4, $0x00000000
+DATA poolMask<>+96(SB)/4, $0x00000000
+DATA poolMask<>+100(SB)/4, $0x00000000
+DATA poolMask<>+104(SB)/4, $0x00000000
+DATA poolMask<>+108(SB)/4, $0x00000000
+DATA poolMask<>+112(SB)/4, $0x00000000
+DATA poolMask<>+116(SB)/4, $0x00000000
+DATA poolMask<>+120(SB)/4, $0x00000000
+DATA poolMask<>+124(SB)/4, $0x00000000
+GLOBL poolMask<>(SB), RODATA|NOPTR, $128
+
+// func maxPool2x2RowAVX2(y *float32, r0 *float32, r1 *float32, n int)
+// Requires: AVX, AVX2
+TEXT ·maxPool2x2RowAVX2(SB), NOSPLIT, $0-32
+	MOVQ y+0(FP), DI
+	MOVQ r0+8(FP), SI
+	MOVQ r1+16(FP), DX
+	MOVQ n+24(FP), CX
+	MOVQ CX, R8
+	LEAQ poolMask<>+0(SB), AX
+
+maxPool2x2RowAVX2_loop:
+	CMPQ      CX, $0x08
+	JL        maxPool2x2RowAVX2_tail
+	VMOVUPS   (SI), Y0
+	VMOVUPS   32(SI), Y1
+	VMOVUPS   (DX), Y2
+	VMOVUPS   32(DX), Y3
+	VMAXPS    Y2, Y0, Y8
+	VCMPPS    $0x03, Y0, Y0, Y4
+	VBLENDVPS Y4, Y0, Y8, Y8
+	VMAXPS    Y3, Y1, Y9
+	VCMPPS    $0x03, Y1, Y1, Y5
+	VBLENDVPS Y5, Y1, Y9, Y9
+	VSHUFPS   $0x88, Y9, Y8, Y10
+	VSHUFPS   $0xdd, Y9, Y8, Y11
+	VMAXPS    Y11, Y10, Y12
+	VCMPPS    $0x03, Y10, Y10, Y4
+	VBLENDVPS Y4, Y10, Y12, Y12
+	VPERMPD   $0xd8, Y12, Y12
+	VMOVUPS   Y12, (DI)
+	ADDQ      $0x40, SI
+	ADDQ      $0x40, DX
+	ADDQ      $0x20, DI
+	SUBQ      $0x08, CX
+	JMP       maxPool2x2RowAVX2_loop
+
+maxPool2x2RowAVX2_tail:
+	TESTQ     CX, CX
+	JZ        maxPool2x2RowAVX2_done
+	CMPQ      R8, $0x08
+	JL        maxPool2x2RowAVX2_masked
+	SUBQ      $0x08, CX
+	LEAQ      (DI)(CX*4), DI
+	SHLQ      $0x03, CX
+	ADDQ      CX, SI
+	ADDQ      CX, DX
+	VMOVUPS   (SI), Y0
+	VMOVUPS   32(SI), Y1
+	VMOVUPS   (DX), Y2
+	VMOVUPS   32(DX), Y3
+	VMAXPS    Y2, Y0, Y8
+	VCMPPS    $0x03, Y0, Y0, Y4
+	VBLENDVPS Y4, Y0, Y8, Y8
+	VMAXPS    Y3, Y1, Y9
+	VCMPPS    $0x03, Y1, Y1, Y5
+	VBLENDVPS Y5, Y1, Y9, Y9
+	VSHUFPS   $0x88, Y9, Y8, Y10
+	VSHUFPS   $0xdd, Y9, Y8, Y11
+	VMAXPS    Y11, Y10, Y12
+	VCMPPS    $0x03, Y10, Y10, Y4
+	VBLENDVPS Y4, Y10, Y12, Y12
+	VPERMPD   $0xd8, Y12, Y12
+	VMOVUPS   Y12, (DI)
+	JMP       maxPool2x2RowAVX2_done
+
+maxPool2x2RowAVX2_masked:
+	MOVQ       CX, BX
+	SHLQ       $0x03, BX
+	NEGQ       BX
+	VMOVDQU    64(AX)(BX*1), Y6
+	VMOVDQU    96(AX)(BX*1), Y7
+	SARQ       $0x01, BX
+	VMOVDQU    64(AX)(BX*1), Y13
+	VMASKMOVPS (SI), Y6, Y0
+	VMASKMOVPS 32(SI), Y7, Y1
+	VMASKMOVPS (DX), Y6, Y2
+	VMASKMOVPS 32(DX), Y7, Y3
+	VMAXPS     Y2, Y0, Y8
+	VCMPPS     $0x03, Y0, Y0, Y4
+	VBLENDVPS  Y4, Y0, Y8, Y8
+	VMAXPS     Y3, Y1, Y9
+	VCMPPS     $0x03, Y1, Y1, Y5
+	VBLENDVPS  Y5, Y1, Y9, Y9
+	VSHUFPS    $0x88, Y9, Y8, Y10
+	VSHUFPS    $0xdd, Y9, Y8, Y11
+	VMAXPS     Y11, Y10, Y12
+	VCMPPS     $0x03, Y10, Y10, Y4
+	VBLENDVPS  Y4, Y10, Y12, Y12
+	VPERMPD    $0xd8, Y12, Y12
+	VMASKMOVPS Y12, Y13, (DI)
+
+maxPool2x2RowAVX2_done:
+	VZEROUPPER
+	RET
+
+// func maxIntoAVX2(y *float32, x *float32, n int)
+// Requires: AVX
+TEXT ·maxIntoAVX2(SB), NOSPLIT, $0-24
+	MOVQ y+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ n+16(FP), CX
+	MOVQ CX, R8
+	LEAQ poolMask<>+0(SB), AX
+
+maxIntoAVX2_loop:
+	CMPQ      CX, $0x08
+	JL        maxIntoAVX2_tail
+	VMOVUPS   (DI), Y0
+	VMOVUPS   (SI), Y1
+	VMAXPS    Y1, Y0, Y2
+	VCMPPS    $0x03, Y0, Y0, Y3
+	VBLENDVPS Y3, Y0, Y2, Y2
+	VMOVUPS   Y2, (DI)
+	ADDQ      $0x20, SI
+	ADDQ      $0x20, DI
+	SUBQ      $0x08, CX
+	JMP       maxIntoAVX2_loop
+
+maxIntoAVX2_tail:
+	TESTQ     CX, CX
+	JZ        maxIntoAVX2_done
+	CMPQ      R8, $0x08
+	JL        maxIntoAVX2_masked
+	SUBQ      $0x08, CX
+	LEAQ      (DI)(CX*4), DI
+	LEAQ      (SI)(CX*4), SI
+	VMOVUPS   (DI), Y0
+	VMOVUPS   (SI), Y1
+	VMAXPS    Y1, Y0, Y2
+	VCMPPS    $0x03, Y0, Y0, Y3
+	VBLENDVPS Y3, Y0, Y2, Y2
+	VMOVUPS   Y2, (DI)
+	JMP       maxIntoAVX2_done
+
+maxIntoAVX2_masked:
+	MOVQ       CX, BX
+	SHLQ       $0x02, BX
+	NEGQ       BX
+	VMOVDQU    64(AX)(BX*1), Y6
+	VMASKMOVPS (DI), Y6, Y0
+	VMASKMOVPS (SI), Y6, Y1
+	VMAXPS     Y1, Y0, Y2
+	VCMPPS     $0x03, Y0, Y0, Y3
+	VBLENDVPS  Y3, Y0, Y2, Y2
+	VMASKMOVPS Y2, Y6, (DI)
+
+maxIntoAVX2_done:
+	VZEROUPPER
+	RET
+
+// func maxWindowsAVX2(t *float32, x *float32, rs int, kh int, kw int, n int)
+// Requires: AVX
+TEXT ·maxWindowsAVX2(SB), NOSPLIT, $0-48
+	MOVQ t+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ rs+16(FP), DX
+	SHLQ $0x02, DX
+	MOVQ kh+24(FP), R8
+	MOVQ kw+32(FP), R9
+	MOVQ n+40(FP), CX
+	SHRQ $0x03, CX
+	JZ   maxWindowsAVX2_done
+
+maxWindowsAVX2_vec:
+	VMOVUPS (SI), Y0
+	MOVQ    SI, R10
+	MOVQ    R8, R12
+
+maxWindowsAVX2_row:
+	MOVQ R10, R11
+	MOVQ R9, R13
+
+maxWindowsAVX2_col:
+	VMOVUPS   (R11), Y1
+	VMAXPS    Y1, Y0, Y2
+	VCMPPS    $0x03, Y0, Y0, Y3
+	VBLENDVPS Y3, Y0, Y2, Y2
+	VMOVAPS   Y2, Y0
+	ADDQ      $0x04, R11
+	DECQ      R13
+	JNZ       maxWindowsAVX2_col
+	ADDQ      DX, R10
+	DECQ      R12
+	JNZ       maxWindowsAVX2_row
+	VMOVUPS   Y0, (DI)
+	ADDQ      $0x20, SI
+	ADDQ      $0x20, DI
+	DECQ      CX
+	JNZ       maxWindowsAVX2_vec
+
+maxWindowsAVX2_done:
+	VZEROUPPER
+	RET
+
+// func maxWindowsS32AVX2(t *int32, x *int32, rs int, kh int, kw int, step int, n int)
+// Requires: AVX, AVX2
+TEXT ·maxWindowsS32AVX2(SB), NOSPLIT, $0-56
+	MOVQ t+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ rs+16(FP), DX
+	SHLQ $0x02, DX
+	MOVQ kh+24(FP), R8
+	MOVQ kw+32(FP), R9
+	MOVQ step+40(FP), BX
+	SHLQ $0x02, BX
+	MOVQ n+48(FP), CX
+	SHRQ $0x03, CX
+	JZ   maxWindowsS32AVX2_done
+
+maxWindowsS32AVX2_vec:
+	VMOVDQU (SI), Y0
+	MOVQ    SI, R10
+	MOVQ    R8, R12
+
+maxWindowsS32AVX2_row:
+	MOVQ R10, R11
+	MOVQ R9, R13
+
+maxWindowsS32AVX2_col:
+	VPMAXSD (R11), Y0, Y0
+	ADDQ    BX, R11
+	DECQ    R13
+	JNZ     maxWindowsS32AVX2_col
+	ADDQ    DX, R10
+	DECQ    R12
+	JNZ     maxWindowsS32AVX2_row
+	VMOVDQU Y0, (DI)
+	ADDQ    $0x20, SI
+	ADDQ    $0x20, DI
+	DECQ    CX
+	JNZ     maxWindowsS32AVX2_vec
+
+maxWindowsS32AVX2_done:
 	VZEROUPPER
 	RET

@@ -12,18 +12,17 @@ import (
 // convRowsGo is the Go twin of the convolution kernels that read B's rows
 // where they lie (cpu/_gen/conv): the loop their doc comments state, for
 // a tile of mr rows by nr columns, summed in float64.
-func convRowsGo(mr, nr, kc int, a []float32, lda int, b []float32, steps []int, c []float32, ldc int, accumulate bool) {
+func convRowsGo(mr, nr, kc int, a []float32, lda int, b []float32, steps []int, c []float32, ldc int, bias []float32, relu bool) {
 	for r := range mr {
 		for j := range nr {
-			var s float64
+			s := float64(bias[r])
 			for p := range kc {
 				s += float64(a[r*lda+p]) * float64(b[steps[p]+j])
 			}
-			if accumulate {
-				c[r*ldc+j] += float32(s)
-			} else {
-				c[r*ldc+j] = float32(s)
+			if relu && s < 0 {
+				s = 0
 			}
+			c[r*ldc+j] = float32(s)
 		}
 	}
 }
@@ -37,7 +36,7 @@ func TestConvRowKernels(t *testing.T) {
 	type kern struct {
 		mr, nr int
 		avx512 bool
-		fn     func(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, accumulate bool)
+		fn     func(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, bias *float32, relu bool)
 	}
 	for _, k := range []kern{
 		{14, 32, true, convF32Kernel14x32AVX512},
@@ -64,24 +63,30 @@ func TestConvRowKernels(t *testing.T) {
 				for p := range steps {
 					steps[p] = rnd.IntN(len(buf) - k.nr + 1)
 				}
-				for _, acc := range []bool{false, true} {
+				bias := make([]float32, k.mr)
+				for i := range bias {
+					bias[i] = float32(rnd.NormFloat64())
+				}
+				bias[k.mr-1] = float32(math.NaN())
+				for _, relu := range []bool{false, true} {
 					c := make([]float32, k.mr*ldc)
 					for i := range c {
 						c[i] = float32(i%9) - 4
 					}
 					want := append([]float32(nil), c...)
-					convRowsGo(k.mr, k.nr, kc, a, lda, buf, steps, want, ldc, acc)
-					k.fn(kc, &a[0], lda, &buf[0], &steps[0], &c[0], ldc, acc)
+					convRowsGo(k.mr, k.nr, kc, a, lda, buf, steps, want, ldc, bias, relu)
+					k.fn(kc, &a[0], lda, &buf[0], &steps[0], &c[0], ldc, &bias[0], relu)
 					tol := 1e-5 * float64(kc+4)
 					for i := range c {
 						if i%ldc >= k.nr {
 							if c[i] != float32(i%9)-4 {
-								t.Fatalf("acc %v: c[%d] past the tile written", acc, i)
+								t.Fatalf("relu %v: c[%d] past the tile written", relu, i)
 							}
 							continue
 						}
-						if math.Abs(float64(c[i]-want[i])) > tol {
-							t.Fatalf("acc %v: row %d column %d: %g, want %g", acc, i/ldc, i%ldc, c[i], want[i])
+						g, w := float64(c[i]), float64(want[i])
+						if math.IsNaN(w) != math.IsNaN(g) || math.Abs(g-w) > tol {
+							t.Fatalf("relu %v: row %d column %d: %g, want %g", relu, i/ldc, i%ldc, g, w)
 						}
 					}
 				}

@@ -6,115 +6,138 @@ package cpu
 
 // convF32Kernel14x32AVX512 is, for 14 rows of A where they lie (a[r*lda+p] = A[r, p]) and
 // rows of B where they lie, step p's 32 values from b[steps[p]] on (B[j, p] = b[steps[p]+j]),
-// with fused multiply-adds,
+// with fused multiply-adds, the bias added on the way out,
 //
 //	for r := range 14 {
 //		for j := range 32 {
-//			var s float32
+//			s := bias[r]
 //			for p := range kc {
 //				s += a[r*lda+p] * b[steps[p]+j]
 //			}
-//			if accumulate {
-//				c[r*ldc+j] += s
-//			} else {
-//				c[r*ldc+j] = s
+//			if relu && s < 0 {
+//				s = 0 // NaN stays
 //			}
+//			c[r*ldc+j] = s
 //		}
 //	}
 //
-// kc must be at least 1.
+// kc must be at least 1. (The sum starts from zero and the bias is added
+// last; relu keeps a −0.)
 //
 //go:noescape
-func convF32Kernel14x32AVX512(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, accumulate bool)
+func convF32Kernel14x32AVX512(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, bias *float32, relu bool)
 
 // convF32Kernel6x16AVX2 is, for 6 rows of A where they lie (a[r*lda+p] = A[r, p]) and
 // rows of B where they lie, step p's 16 values from b[steps[p]] on (B[j, p] = b[steps[p]+j]),
-// with fused multiply-adds,
+// with fused multiply-adds, the bias added on the way out,
 //
 //	for r := range 6 {
 //		for j := range 16 {
-//			var s float32
+//			s := bias[r]
 //			for p := range kc {
 //				s += a[r*lda+p] * b[steps[p]+j]
 //			}
-//			if accumulate {
-//				c[r*ldc+j] += s
-//			} else {
-//				c[r*ldc+j] = s
+//			if relu && s < 0 {
+//				s = 0 // NaN stays
 //			}
+//			c[r*ldc+j] = s
 //		}
 //	}
 //
-// kc must be at least 1.
+// kc must be at least 1. (The sum starts from zero and the bias is added
+// last; relu keeps a −0.)
 //
 //go:noescape
-func convF32Kernel6x16AVX2(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, accumulate bool)
+func convF32Kernel6x16AVX2(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, bias *float32, relu bool)
 
 // convF32Kernel8x48AVX512 is, for 8 rows of A where they lie (a[r*lda+p] = A[r, p]) and
 // rows of B where they lie, step p's 48 values from b[steps[p]] on (B[j, p] = b[steps[p]+j]),
-// with fused multiply-adds,
+// with fused multiply-adds, the bias added on the way out,
 //
 //	for r := range 8 {
 //		for j := range 48 {
-//			var s float32
+//			s := bias[r]
 //			for p := range kc {
 //				s += a[r*lda+p] * b[steps[p]+j]
 //			}
-//			if accumulate {
-//				c[r*ldc+j] += s
-//			} else {
-//				c[r*ldc+j] = s
+//			if relu && s < 0 {
+//				s = 0 // NaN stays
 //			}
+//			c[r*ldc+j] = s
 //		}
 //	}
 //
-// kc must be at least 1.
+// kc must be at least 1. (The sum starts from zero and the bias is added
+// last; relu keeps a −0.)
 //
 //go:noescape
-func convF32Kernel8x48AVX512(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, accumulate bool)
+func convF32Kernel8x48AVX512(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, bias *float32, relu bool)
 
 // convF32Kernel8x32AVX512 is, for 8 rows of A where they lie (a[r*lda+p] = A[r, p]) and
 // rows of B where they lie, step p's 32 values from b[steps[p]] on (B[j, p] = b[steps[p]+j]),
-// with fused multiply-adds,
+// with fused multiply-adds, the bias added on the way out,
 //
 //	for r := range 8 {
 //		for j := range 32 {
-//			var s float32
+//			s := bias[r]
 //			for p := range kc {
 //				s += a[r*lda+p] * b[steps[p]+j]
 //			}
-//			if accumulate {
-//				c[r*ldc+j] += s
-//			} else {
-//				c[r*ldc+j] = s
+//			if relu && s < 0 {
+//				s = 0 // NaN stays
 //			}
+//			c[r*ldc+j] = s
 //		}
 //	}
 //
-// kc must be at least 1.
+// kc must be at least 1. (The sum starts from zero and the bias is added
+// last; relu keeps a −0.)
 //
 //go:noescape
-func convF32Kernel8x32AVX512(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, accumulate bool)
+func convF32Kernel8x32AVX512(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, bias *float32, relu bool)
 
 // convF32Kernel4x24AVX2 is, for 4 rows of A where they lie (a[r*lda+p] = A[r, p]) and
 // rows of B where they lie, step p's 24 values from b[steps[p]] on (B[j, p] = b[steps[p]+j]),
-// with fused multiply-adds,
+// with fused multiply-adds, the bias added on the way out,
 //
 //	for r := range 4 {
 //		for j := range 24 {
-//			var s float32
+//			s := bias[r]
 //			for p := range kc {
 //				s += a[r*lda+p] * b[steps[p]+j]
 //			}
-//			if accumulate {
-//				c[r*ldc+j] += s
-//			} else {
-//				c[r*ldc+j] = s
+//			if relu && s < 0 {
+//				s = 0 // NaN stays
 //			}
+//			c[r*ldc+j] = s
 //		}
 //	}
 //
-// kc must be at least 1.
+// kc must be at least 1. (The sum starts from zero and the bias is added
+// last; relu keeps a −0.)
 //
 //go:noescape
-func convF32Kernel4x24AVX2(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, accumulate bool)
+func convF32Kernel4x24AVX2(kc int, a *float32, lda int, b *float32, steps *int, c *float32, ldc int, bias *float32, relu bool)
+
+// maxPool2x2RowAVX2 is, for j < n, y[j] = max(r0[2j], r0[2j+1], r1[2j], r1[2j+1]),
+// a NaN in a window being its maximum.
+//
+//go:noescape
+func maxPool2x2RowAVX2(y *float32, r0 *float32, r1 *float32, n int)
+
+// maxIntoAVX2 is, for j < n, y[j] = max(y[j], x[j]), a NaN in either being the maximum.
+//
+//go:noescape
+func maxIntoAVX2(y *float32, x *float32, n int)
+
+// maxWindowsAVX2 is, for j < n (a multiple of 8), t[j] = the maximum of x[h*rs+j+u]
+// over h < kh and u < kw (both at least 1), a NaN in a window being its maximum.
+//
+//go:noescape
+func maxWindowsAVX2(t *float32, x *float32, rs int, kh int, kw int, n int)
+
+// maxWindowsS32AVX2 is, for j < n (a multiple of 8), t[j] = the maximum of x[h*rs+u*step+j]
+// over h < kh and u < kw (both at least 1).
+//
+//go:noescape
+func maxWindowsS32AVX2(t *int32, x *int32, rs int, kh int, kw int, step int, n int)

@@ -1,5 +1,7 @@
 package cpu
 
+import "unsafe"
+
 // ConvS8 is an int8 convolution (groups 1, dilation 1) of NHWC images
 // whose padding is already written into them (H and W count it, the
 // cells holding whatever code stands for zero), with exact int32 sums
@@ -72,4 +74,18 @@ func convS8Generic(cv *ConvS8, dst []int32, x []int8, n int) {
 			}
 		}
 	}
+}
+
+// QuantizeS8 writes the int8 codes of x under a scale and a zero point,
+// exactly as quant.QuantizeValue does:
+//
+//	for i, v := range x {
+//		dst[i] = int8(quant.QuantizeValue(v, scale, zp, -128, 127))
+//	}
+//
+// with the SIMD quantize kernels where the processor has them (the
+// requantization of an integer CNN's activations, one call a pass).
+func QuantizeS8(dst []int8, x []float32, scale float32, zp int32) {
+	dst = dst[:len(x)]
+	quantize8(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(dst))), len(dst)), x, scale, zp, -128, 127)
 }

@@ -99,24 +99,50 @@ func testConvF32(t *testing.T) {
 			want := convRef(x, tc.n, tc.c, tc.h, tc.w, wt, b, tc.outC, tc.kh, tc.kw, tc.sh, tc.sw, tc.pad, tc.pad, oh, ow, relu)
 			cv := &ConvF32{InC: tc.c, OutC: tc.outC, KH: tc.kh, KW: tc.kw, StrideH: tc.sh, StrideW: tc.sw,
 				H: H, W: W, OH: oh, OW: ow, Weight: wt, Bias: b, ReLU: relu}
-			for _, generic := range []bool{false, true} {
-				got := make([]float32, tc.outC*tc.n*oh*ow)
+			// The planes again with NaNs in their capacity past them, which
+			// the kernels' last tiles may read and must drop.
+			slack := append(append([]float32(nil), planes...), make([]float32, 300)...)[:len(planes)]
+			for i := range slack[len(planes):cap(slack)] {
+				slack[:cap(slack)][len(planes)+i] = float32(math.NaN())
+			}
+			for _, mode := range []struct{ generic, wide, slack bool }{
+				{false, false, false}, {true, false, false}, {false, true, false}, {true, true, false}, {false, false, true}, {false, true, true},
+			} {
+				cv.Wide = mode.wide
+				row, img := cv.OutStrides(tc.n)
+				if !mode.wide && (row != ow || img != oh*ow) || row < ow || img < oh*row-(row-ow) {
+					t.Fatalf("%+v wide %v: strides %d, %d for %d×%d outputs", tc, mode.wide, row, img, oh, ow)
+				}
+				// NaN where no output goes, and guards past the end.
+				const guard = 7
+				got := make([]float32, tc.outC*tc.n*img+guard)
 				for i := range got {
 					got[i] = float32(math.NaN())
 				}
-				if generic {
-					convF32Generic(cv, got, planes, tc.n)
-				} else {
-					cv.Run(got, planes, tc.n)
+				for i := range guard {
+					got[len(got)-guard+i] = float32(i) + 0.5
+				}
+				switch {
+				case mode.generic:
+					convF32Generic(cv, got[:len(got)-guard], planes, tc.n, row, img)
+				case mode.slack:
+					cv.Run(got[:len(got)-guard], slack, tc.n)
+				default:
+					cv.Run(got[:len(got)-guard], planes, tc.n)
+				}
+				for i := range guard {
+					if got[len(got)-guard+i] != float32(i)+0.5 {
+						t.Fatalf("%+v %+v: written past the output", tc, mode)
+					}
 				}
 				tol := 1e-4 * float64(tc.c*tc.kh*tc.kw)
 				for i := range tc.n {
 					for o := range tc.outC {
 						for p := range oh * ow {
-							g := float64(got[(o*tc.n+i)*oh*ow+p])
+							g := float64(got[(o*tc.n+i)*img+p/ow*row+p%ow])
 							wv := want[(i*tc.outC+o)*oh*ow+p]
 							if !(math.Abs(g-wv) <= tol) {
-								t.Fatalf("%+v relu %v generic %v: image %d channel %d pixel %d: %g, want %g", tc, relu, generic, i, o, p, g, wv)
+								t.Fatalf("%+v relu %v %+v: image %d channel %d pixel %d: %g, want %g", tc, relu, mode, i, o, p, g, wv)
 							}
 						}
 					}
@@ -129,17 +155,17 @@ func testConvF32(t *testing.T) {
 func TestReLUBits(t *testing.T) {
 	nan := float32(math.NaN())
 	for _, v := range []float32{0, 1, -1, 1e-45, -1e-45, float32(math.Inf(1)), float32(math.Inf(-1)), 3.5, -3.5} {
-		if got, want := relu(v), max(v, 0); got != want {
-			t.Errorf("relu(%g) = %g, want %g", v, got, want)
+		if got, want := convReLU(v), max(v, 0); got != want {
+			t.Errorf("convReLU(%g) = %g, want %g", v, got, want)
 		}
 	}
-	if got := relu(float32(math.Copysign(0, -1))); math.Signbit(float64(got)) {
-		t.Error("relu(-0) is -0")
+	if got := convReLU(float32(math.Copysign(0, -1))); math.Signbit(float64(got)) {
+		t.Error("convReLU(-0) is -0")
 	}
-	if got := relu(nan); got == got {
-		t.Error("relu(NaN) is not NaN")
+	if got := convReLU(nan); got == got {
+		t.Error("convReLU(NaN) is not NaN")
 	}
-	if got := relu(-nan); got == got {
-		t.Error("relu(-NaN) is not NaN")
+	if got := convReLU(-nan); got == got {
+		t.Error("convReLU(-NaN) is not NaN")
 	}
 }

@@ -154,7 +154,13 @@ func TestFloatEngineChunks(t *testing.T) {
 // BenchmarkFloatEngineMNIST is the float engine on the MNIST model, 256
 // images per call.
 func BenchmarkFloatEngineMNIST(b *testing.B) {
-	benchFloatEngineMNIST(b)
+	benchFloatEngineMNIST(b, 256)
+}
+
+// BenchmarkFloatEngineMNIST1 is BenchmarkFloatEngineMNIST one image at a
+// time (latency).
+func BenchmarkFloatEngineMNIST1(b *testing.B) {
+	benchFloatEngineMNIST(b, 1)
 }
 
 // BenchmarkFloatEnginePaths is BenchmarkFloatEngineMNIST on the GEMM
@@ -168,12 +174,12 @@ func BenchmarkFloatEnginePaths(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			usePlanar, splitPasses = c.planar, c.split
 			defer func() { usePlanar, splitPasses = true, true }()
-			benchFloatEngineMNIST(b)
+			benchFloatEngineMNIST(b, 256)
 		})
 	}
 }
 
-func benchFloatEngineMNIST(b *testing.B) {
+func benchFloatEngineMNIST(b *testing.B, batch int) {
 	net, err := onnxnet.Load(nntest.MNISTONNX)
 	if err != nil {
 		b.Fatal(err)
@@ -183,7 +189,6 @@ func benchFloatEngineMNIST(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer e.Close()
-	const batch = 256
 	rng := rand.New(rand.NewPCG(1, 1))
 	x := make([]float32, batch*784)
 	for i := range x {
@@ -253,5 +258,76 @@ func TestFloatEnginePlanar(t *testing.T) {
 				t.Fatalf("softmax %v: output %d: %g, want %g", softmax, i, got[i], w)
 			}
 		}
+	}
+}
+
+// TestFloatEnginePlanarTrim checks the planar path where max pools leave
+// the last rows and columns of the convolutions before them unread (the
+// convolutions are trimmed and the padding of their inputs cut): odd
+// sizes, pools of stride 2 and 3, against the GEMM path, batches of one
+// and of several passes, with the SIMD kernels and their Go twins.
+func TestFloatEnginePlanarTrim(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 15))
+	conv := func(in, out, k, pad int) *nn.Conv2D {
+		c := &nn.Conv2D{InC: in, OutC: out, KH: k, KW: k, StrideH: 1, StrideW: 1, PadT: pad, PadL: pad, PadB: pad, PadR: pad}
+		c.W, c.B = nntest.RandSlice(rng, out*in*k*k, 0.5), nntest.RandSlice(rng, out, 0.1)
+		return c
+	}
+	for _, tc := range []struct {
+		in     []int
+		c1, c2 *nn.Conv2D
+		p1, p2 *nn.MaxPool
+	}{
+		// The MNIST CNN's shapes, smaller: 14 → 7, then 7 → 2 of 3×3
+		// (6 of 7 rows read).
+		{[]int{1, 14, 14}, conv(1, 8, 5, 2), conv(8, 16, 5, 2),
+			&nn.MaxPool{KH: 2, KW: 2, StrideH: 2, StrideW: 2}, &nn.MaxPool{KH: 3, KW: 3, StrideH: 3, StrideW: 3}},
+		// Odd sizes: 11 → 5 (10 of 11 read), then 5 → 2 of 2×2.
+		{[]int{3, 11, 13}, conv(3, 5, 3, 1), conv(5, 9, 3, 2),
+			&nn.MaxPool{KH: 2, KW: 2, StrideH: 2, StrideW: 2}, &nn.MaxPool{KH: 2, KW: 3, StrideH: 2, StrideW: 2}},
+		// Padded pools (wide planes read window by window, not trimmed).
+		{[]int{2, 9, 10}, conv(2, 4, 3, 1), conv(4, 6, 3, 1),
+			&nn.MaxPool{KH: 3, KW: 2, StrideH: 2, StrideW: 2, PadT: 1, PadL: 1}, &nn.MaxPool{KH: 2, KW: 2, StrideH: 1, StrideW: 1, PadT: 1, PadL: 1}},
+	} {
+		net := &nn.Net{Input: tc.in, InputScale: 1, Layers: []nn.Layer{
+			tc.c1, &nn.ReLU{}, tc.p1, tc.c2, &nn.ReLU{}, tc.p2, &nn.Flatten{}}}
+		shapes, err := nn.Shapes(net)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := shapes[len(shapes)-1].Size()
+		net.Layers = append(net.Layers, &nn.Dense{In: in, Out: 6, W: nntest.RandSlice(rng, 6*in, 0.3), B: nntest.RandSlice(rng, 6, 0.1)})
+		e, err := New(cpu.New(), net)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.planar == nil {
+			t.Fatal("the planar path does not take the net")
+		}
+		for _, c := range []struct {
+			generic bool
+			n       int
+		}{{false, 1}, {false, 3 * e.planar.batch}, {true, 1}, {true, 5}} {
+			restore := cpu.ForceGeneric(c.generic)
+			n := c.n
+			x := nntest.RandSlice(rng, n*e.InLen(), 1)
+			got := make([]float32, n*e.OutLen())
+			if err := e.Forward(x, n, got); err != nil {
+				t.Fatal(err)
+			}
+			usePlanar = false
+			want, err := Forward(cpu.New(), net, x, n)
+			usePlanar = true
+			if err != nil {
+				t.Fatal(err)
+			}
+			restore()
+			for i, w := range want {
+				if math.Abs(float64(got[i]-w)) > 1e-4*(1+math.Abs(float64(w))) {
+					t.Fatalf("input %v, %d samples, generic kernels %v: output %d: %g, want %g", tc.in, n, c.generic, i, got[i], w)
+				}
+			}
+		}
+		e.Close()
 	}
 }

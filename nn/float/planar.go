@@ -21,9 +21,11 @@ var usePlanar, splitPasses = true, true
 // [C][n][H][W] (a plane per channel and image), written with the zero
 // padding of the convolution that reads them, so that:
 //
-//   - each Conv2D is a cpu.ConvF32, which gathers its windows straight
-//     into the GEMM kernel's panels (no im2col matrix, no packing pass)
-//     and adds the bias and a following ReLU to the kernel's tiles;
+//   - each Conv2D is a cpu.ConvF32, which reads its windows where they
+//     lie or gathers them into the GEMM kernel's panels (no im2col
+//     matrix, no packing pass) and adds the bias and a following ReLU to
+//     the kernel's tiles; before a MaxPool its planes are wide (the
+//     kernel's tiles stored where they lie, see cpu.ConvF32.OutStrides);
 //   - each MaxPool reads planes and writes the next convolution's padded
 //     planes;
 //   - the Flatten turns the planes into NCHW rows for the Dense layers,
@@ -54,13 +56,8 @@ type pstep struct {
 	dense   *nn.Dense
 	w, bias []float32 // dense
 	relu    bool      // a following ReLU is fused
-	// A max pool right after a convolution adds the convolution's bias
-	// to its maxima and applies its ReLU (epBias, epReLU), which is
-	// exact (both are monotone) and touches a fraction of the values.
-	epBias []float32
-	epReLU bool
-	buf    []float32 // output; nil for in-place steps (relu)
-	tmp    []float32 // a convolution's unpadded output, when its planes are padded
+	buf     []float32 // output; nil for in-place steps (relu)
+	tmp     []float32 // a convolution's unpadded output, when its planes are padded
 }
 
 // newPlanar returns the planar path for net, or nil when the net is not
@@ -128,19 +125,23 @@ func newPlanar(be backend.Backend, net *nn.Net, shapes []nn.Shape, act []nn.ActQ
 		return nil // image outputs go through the GEMM path
 	}
 	for k, st := range p.steps[:len(p.steps)-1] {
-		if next := p.steps[k+1]; st.kind == conv && next.kind == pool && !quantized(next.layer) {
-			next.epBias, next.epReLU = st.conv.Bias, st.conv.ReLU
-			st.conv.Bias, st.conv.ReLU = make([]float32, st.conv.OutC), false
+		if next := p.steps[k+1]; st.kind == conv && next.kind == pool {
+			st.conv.Wide = true // the pool reads wide planes
+			trimConv(st, next)
 		}
 	}
 	// Each producer of planes writes the padding of the convolution that
-	// reads them next (past in-place ReLUs).
+	// reads them next (past in-place ReLUs), less the bottom rows and
+	// right columns that no window of its (trimmed) output reaches.
 	for k, st := range p.steps {
 		if st.kind != conv {
 			continue
 		}
-		l := net.Layers[st.layer].(*nn.Conv2D)
+		l, cv := net.Layers[st.layer].(*nn.Conv2D), &st.conv
 		pad := [4]int{l.PadT, l.PadL, l.PadB, l.PadR}
+		pad[2] = max(0, min(pad[2], (cv.OH-1)*cv.StrideH+cv.KH-st.in.H-pad[0]))
+		pad[3] = max(0, min(pad[3], (cv.OW-1)*cv.StrideW+cv.KW-st.in.W-pad[1]))
+		cv.H, cv.W = st.in.H+pad[0]+pad[2], st.in.W+pad[1]+pad[3]
 		j := k - 1
 		for j >= 0 && p.steps[j].kind == relu {
 			j--
@@ -159,6 +160,23 @@ func newPlanar(be backend.Backend, net *nn.Net, shapes []nn.Shape, act []nn.ActQ
 	return p
 }
 
+// trimConv leaves out of a convolution the last output rows and columns
+// that the max pool after it never reads (a 3×3 pool of stride 3 reads 12
+// of 14 rows): the pool sees the smaller planes.
+func trimConv(cv, pool *pstep) {
+	p := pool.pool
+	if p.PadT != 0 || p.PadL != 0 {
+		return
+	}
+	h, w := (pool.out.H-1)*p.StrideH+p.KH, (pool.out.W-1)*p.StrideW+p.KW
+	if h < cv.conv.OH {
+		cv.conv.OH, pool.in.H = h, h
+	}
+	if w < cv.conv.OW {
+		cv.conv.OW, pool.in.W = w, w
+	}
+}
+
 // planarCache is the values of the largest activation of a pass (128 KiB
 // values): a pass's working set stays near the L2 cache.
 const planarCache = 1 << 17
@@ -167,14 +185,28 @@ func padded(s nn.Shape, pad [4]int) int {
 	return s.C * (s.H + pad[0] + pad[2]) * (s.W + pad[1] + pad[3])
 }
 
+// size is the values of the step's output for batch samples.
+func (st *pstep) size(batch int) int {
+	if st.kind == conv && st.conv.Wide {
+		_, img := st.conv.OutStrides(batch)
+		return st.out.C * batch * img
+	}
+	return batch * padded(st.out, st.pad)
+}
+
+// planarSlack is the values past each buffer of planes that the
+// convolution kernels' last tiles may read instead of copying their
+// windows (see cpu.ConvF32): more than a tile's width and a window row.
+const planarSlack = 256
+
 func (p *planar) grow(batch int) {
 	if batch <= p.cap {
 		return
 	}
-	p.x = make([]float32, batch*padded(p.in, p.inPad))
+	p.x = make([]float32, batch*padded(p.in, p.inPad)+planarSlack)
 	for _, st := range p.steps {
 		if st.kind != relu {
-			st.buf = make([]float32, batch*padded(st.out, st.pad))
+			st.buf = make([]float32, st.size(batch)+planarSlack)
 		}
 		if st.kind == conv && st.pad != [4]int{} {
 			st.tmp = make([]float32, batch*st.out.Size())
@@ -189,16 +221,27 @@ func (p *planar) forward(e *Engine, x []float32, nb int, out []float32) {
 	in := p.in
 	cur := p.x[:nb*padded(in, p.inPad)]
 	toPlanes(cur, x, nb, in, p.inPad)
+	// The strides of cur's rows and images' planes (wide after a
+	// convolution that a pool reads).
+	row, img := 0, 0
 	for _, st := range p.steps {
 		if e.actQuantized(st.layer) {
 			p.pfor(len(cur), 1, func(lo, hi int) { fakeQuant(cur[lo:hi], e.act[st.layer]) })
 		}
 		var dst []float32
 		if st.buf != nil {
-			dst = st.buf[:nb*padded(st.out, st.pad)]
+			if n := st.size(nb); len(st.buf) < n+planarSlack {
+				st.buf = make([]float32, n+planarSlack) // another kernel set's layout
+			}
+			dst = st.buf[:st.size(nb)]
 		}
+		prow, pimg := row, img
+		row, img = st.out.W+st.pad[1]+st.pad[3], (st.out.H+st.pad[0]+st.pad[2])*(st.out.W+st.pad[1]+st.pad[3])
 		switch st.kind {
 		case conv:
+			if st.conv.Wide {
+				row, img = st.conv.OutStrides(nb)
+			}
 			if st.pad == [4]int{} {
 				st.conv.Run(dst, cur, nb)
 			} else {
@@ -207,12 +250,12 @@ func (p *planar) forward(e *Engine, x []float32, nb int, out []float32) {
 				repad(dst, tmp, st.out.C*nb, st.out, st.pad)
 			}
 		case pool:
-			poolPlanes(p, dst, cur, nb, st)
+			poolPlanes(p, dst, cur, nb, st, prow, pimg)
 		case relu:
 			for i, v := range cur {
 				cur[i] = max(v, 0)
 			}
-			dst = cur
+			dst, row, img = cur, prow, pimg
 		case flatten:
 			s := st.in
 			hw := s.H * s.W
@@ -275,47 +318,66 @@ func repad(dst, src []float32, planes int, s nn.Shape, pad [4]int) {
 	}
 }
 
-// poolPlanes is the window maximum of nb·C unpadded planes into planes
-// with the padding st.pad; cells outside the image are never chosen, and
-// a NaN in a window is its maximum.
-func poolPlanes(pl *planar, dst, x []float32, nb int, st *pstep) {
+// poolPlanes is the window maximum of nb·C unpadded planes, rows rs
+// apart and planes ps apart, into planes with the padding st.pad; cells
+// outside the image are never chosen, and a NaN in a window is its
+// maximum.
+func poolPlanes(pl *planar, dst, x []float32, nb int, st *pstep, rs, ps int) {
 	p, in, out := st.pool, st.in, st.out
 	H, W := out.H+st.pad[0]+st.pad[2], out.W+st.pad[1]+st.pad[3]
 	pl.pfor(in.C*nb, out.H*out.W*p.KH*p.KW, func(k0, k1 int) {
+		var fold [256]float32
 		for k := k0; k < k1; k++ {
-			xs, ys := x[k*in.H*in.W:][:in.H*in.W], dst[k*H*W:][:H*W]
+			xs, ys := x[k*ps:][:(in.H-1)*rs+in.W], dst[k*H*W:][:H*W]
 			for oh := range out.H {
 				h0, h1 := max(oh*p.StrideH-p.PadT, 0), min(oh*p.StrideH-p.PadT+p.KH, in.H)
 				y := ys[(oh+st.pad[0])*W+st.pad[1]:][:out.W]
 				if p.KH == 2 && p.KW == 2 && p.StrideW == 2 && p.PadL == 0 && h1-h0 == 2 && 2*out.W <= in.W {
 					// The common 2×2 pool, its windows inside the rows.
-					r0, r1 := xs[h0*in.W:][:2*out.W], xs[(h0+1)*in.W:][:2*out.W]
+					cpu.MaxPool2x2Row(y, xs[h0*rs:], xs[(h0+1)*rs:])
+					continue
+				}
+				if cols := (out.W-1)*p.StrideW + 1; p.PadL == 0 && cols+p.KW-1 <= in.W && cols+7 <= len(fold) {
+					// Windows inside the rows: the maxima of the windows
+					// at every column, of which the stride picks; whole
+					// vectors where x holds the values they read.
+					src := x[k*ps+h0*rs:]
+					if n := (cols + 7) &^ 7; (h1-h0-1)*rs+n+p.KW-1 <= len(src) {
+						cols = n
+					}
+					m := fold[:cols]
+					cpu.MaxWindows(m, src, rs, h1-h0, p.KW)
 					for ow := range y {
-						y[ow] = max(r0[2*ow], r0[2*ow+1], r1[2*ow], r1[2*ow+1])
+						y[ow] = m[ow*p.StrideW]
+					}
+					continue
+				}
+				if in.W <= len(fold) {
+					// The window's rows folded into one, then its columns.
+					m := fold[:in.W]
+					copy(m, xs[h0*rs:][:in.W])
+					for h := h0 + 1; h < h1; h++ {
+						cpu.MaxInto(m, xs[h*rs:])
+					}
+					for ow := range y {
+						w0, w1 := max(ow*p.StrideW-p.PadL, 0), min(ow*p.StrideW-p.PadL+p.KW, in.W)
+						v := m[w0]
+						for _, u := range m[w0+1 : w1] {
+							v = max(v, u)
+						}
+						y[ow] = v
 					}
 					continue
 				}
 				for ow := range out.W {
 					w0, w1 := max(ow*p.StrideW-p.PadL, 0), min(ow*p.StrideW-p.PadL+p.KW, in.W)
-					m := xs[h0*in.W+w0]
+					m := xs[h0*rs+w0]
 					for h := h0; h < h1; h++ {
-						for _, v := range xs[h*in.W+w0 : h*in.W+w1] {
+						for _, v := range xs[h*rs+w0 : h*rs+w1] {
 							m = max(m, v) // NaN if either is
 						}
 					}
 					y[ow] = m
-				}
-			}
-			if st.epBias != nil {
-				b := st.epBias[k/nb]
-				for oh := range out.H {
-					y := ys[(oh+st.pad[0])*W+st.pad[1]:][:out.W]
-					for ow, v := range y {
-						if v += b; st.epReLU && v < 0 {
-							v = 0 // NaN stays
-						}
-						y[ow] = v
-					}
 				}
 			}
 		}
@@ -346,6 +408,9 @@ func (p *planar) run(e *Engine, net *nn.Net, x []float32, batch int, out []float
 		}
 		return
 	}
+	// As many passes for each worker, of as many samples as they can
+	// share: 256 samples are 14 passes of 18 or 19, not 13 of 20 (7 and 6).
+	passes = (passes + w - 1) / w * w
 	for len(p.workers) < w {
 		c := newPlanar(e.be, net, e.shapes, e.act)
 		c.serial = true
@@ -361,11 +426,12 @@ func (p *planar) run(e *Engine, net *nn.Net, x []float32, batch int, out []float
 		go func() {
 			defer wg.Done()
 			for {
-				b0 := int(next.Add(1)-1) * p.batch
-				if b0 >= batch {
+				j := int(next.Add(1) - 1)
+				if j >= passes {
 					return
 				}
-				nb := min(p.batch, batch-b0)
+				b0 := j * batch / passes
+				nb := (j+1)*batch/passes - b0
 				c.forward(e, x[b0*in:(b0+nb)*in], nb, out[b0*k:(b0+nb)*k])
 			}
 		}()

@@ -95,6 +95,11 @@ type step struct {
 	padded []int8
 	sums   []int32
 	serial bool // the step of a worker's copy: no goroutines of its own
+
+	// sumH and sumW are the rows and columns of the sums a max pool reads
+	// (the pool's input shape, or fewer where the convolution before it
+	// leaves out what no window reaches).
+	sumH, sumW int
 }
 
 // buffer is a backend buffer and the host slice it is read and written
@@ -363,7 +368,26 @@ func New(be backend.Backend, net *nn.Net) (*Engine, error) {
 		}
 		e.steps = append(e.steps, st)
 	}
+	for _, st := range e.steps {
+		if st.kind == pool && st.from != nil {
+			trimConv(st)
+		}
+	}
 	return e, nil
+}
+
+// trimConv leaves out of a direct convolution whose sums the max pool st
+// reads the last output rows and columns that no window of the pool
+// reaches (a 3×3 pool of stride 3 reads 12 of 14 rows and columns).
+func trimConv(st *step) {
+	st.sumH, st.sumW = st.in.H, st.in.W
+	d, l := st.from.direct, st.pool
+	if d == nil || l.PadT != 0 || l.PadL != 0 {
+		return
+	}
+	d.OH = min(d.OH, (st.out.H-1)*l.StrideH+l.KH)
+	d.OW = min(d.OW, (st.out.W-1)*l.StrideW+l.KW)
+	st.sumH, st.sumW = d.OH, d.OW
 }
 
 // OutLen is the number of outputs per sample.
@@ -430,6 +454,10 @@ func (e *Engine) grow(batch int) error {
 			} else {
 				st.host = make([]int8, batch*st.out.Size())
 			}
+			if st.kind == pool && st.from != nil {
+				// The requantized maxima as values, quantized at once.
+				st.f32 = make([]float32, batch*st.out.Size())
+			}
 		}
 	}
 	e.cap = batch
@@ -470,6 +498,10 @@ func (e *Engine) forward(x []float32, nb int, out []float32) error {
 	codes := e.codes[:nb*in.Size()]
 	s, z := e.inAct.Scale, e.inAct.ZeroPoint
 	pfor(e.serial, nb, in.Size(), func(n0, n1 int) {
+		if in.C == 1 { // NCHW is NHWC
+			cpu.QuantizeS8(codes[n0*hw:n1*hw], x[n0*hw:n1*hw], s, z)
+			return
+		}
 		for n := n0; n < n1; n++ {
 			xs, cs := x[n*in.Size():(n+1)*in.Size()], codes[n*in.Size():(n+1)*in.Size()]
 			for c := range in.C {
@@ -677,24 +709,51 @@ func maxPoolRequant(dst []int8, x []int32, nb int, st *step) {
 	l, in, out := st.pool, st.in, st.out
 	C := in.C
 	ep := &st.from.ep
+	vals := st.f32[:nb*out.Size()] // the values before quantization
 	pfor(st.serial, nb, out.Size()*l.KH*l.KW, func(n0, n1 int) {
 		var small [64]int32
 		m := small[:min(C, len(small))]
 		if C > len(small) {
 			m = make([]int32, C)
 		}
+		sz := st.sumH * st.sumW * C
+		// Windows inside the rows: the maxima at every pixel of a row
+		// (cpu.MaxWindowsS32), of which the stride picks.
+		cols := (out.W-1)*l.StrideW + 1
+		var wins []int32
+		if l.PadL == 0 && cols+l.KW-1 <= st.sumW {
+			var buf [1024]int32
+			if wins = buf[:]; cols*C > len(buf) {
+				wins = make([]int32, cols*C)
+			}
+			wins = wins[:cols*C]
+		}
 		for n := n0; n < n1; n++ {
-			xn, yn := x[n*in.Size():(n+1)*in.Size()], dst[n*out.Size():(n+1)*out.Size()]
+			xn, yn := x[n*sz:(n+1)*sz], vals[n*out.Size():(n+1)*out.Size()]
 			for oh := range out.H {
-				h0, h1 := max(0, oh*l.StrideH-l.PadT), min(in.H, oh*l.StrideH-l.PadT+l.KH)
+				h0, h1 := max(0, oh*l.StrideH-l.PadT), min(st.sumH, oh*l.StrideH-l.PadT+l.KH)
+				if wins != nil && h1 > h0 {
+					cpu.MaxWindowsS32(wins, xn[h0*st.sumW*C:], st.sumW*C, h1-h0, l.KW, C)
+					for ow := range out.W {
+						a, y := wins[ow*l.StrideW*C:][:C], yn[(oh*out.W+ow)*C:][:C]
+						for c := range y {
+							v := float32(float32(a[c])*ep.ColScale[c]) + ep.Bias[c]
+							if ep.ReLU {
+								v = max(v, 0)
+							}
+							y[c] = v
+						}
+					}
+					continue
+				}
 				for ow := range out.W {
-					w0, w1 := max(0, ow*l.StrideW-l.PadL), min(in.W, ow*l.StrideW-l.PadL+l.KW)
+					w0, w1 := max(0, ow*l.StrideW-l.PadL), min(st.sumW, ow*l.StrideW-l.PadL+l.KW)
 					for c := range m {
 						m[c] = math.MinInt32
 					}
 					for ih := h0; ih < h1; ih++ {
 						for iw := w0; iw < w1; iw++ {
-							xs := xn[(ih*in.W+iw)*C:][:C]
+							xs := xn[(ih*st.sumW+iw)*C:][:C]
 							for c, v := range xs {
 								m[c] = max(m[c], v)
 							}
@@ -706,11 +765,13 @@ func maxPoolRequant(dst []int8, x []int32, nb int, st *step) {
 						if ep.ReLU {
 							v = max(v, 0)
 						}
-						y[c] = quantize(v, ep.OutScale, ep.OutZeroPoint)
+						y[c] = v
 					}
 				}
 			}
 		}
+		o0, o1 := n0*out.Size(), n1*out.Size()
+		cpu.QuantizeS8(dst[o0:o1], vals[o0:o1], ep.OutScale, ep.OutZeroPoint)
 	})
 }
 
