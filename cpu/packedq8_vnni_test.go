@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/quantkit/quantkit/backend"
+	"github.com/quantkit/quantkit/internal/testenv"
 	"github.com/quantkit/quantkit/model/gguf"
 	"github.com/quantkit/quantkit/quant"
 )
@@ -308,13 +309,13 @@ func BenchmarkGemmPackedQ8Prefill(b *testing.B) {
 				}
 				b.Run(fmt.Sprintf("%v/%s/m=%d/n=%d/k=%d", f, set, m, n, k), func(b *testing.B) {
 					defer UseKernelSet(set)()
-					cpu0, cpuOK := processCPU()
+					cpu0, cpuOK := testenv.ProcessCPU()
 					for b.Loop() {
 						GemmPacked(m, n, k, a, f, data, c)
 					}
 					ns := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
 					b.ReportMetric(float64(m)*float64(n)*float64(k)/ns, "GMAC/s")
-					if cpu1, ok := processCPU(); ok && cpuOK {
+					if cpu1, ok := testenv.ProcessCPU(); ok && cpuOK {
 						// Per CPU second: steadier on a shared machine.
 						b.ReportMetric(float64(m)*float64(n)*float64(k)*float64(b.N)/float64((cpu1-cpu0).Nanoseconds()), "GMAC/cpu-s")
 					}

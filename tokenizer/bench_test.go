@@ -4,6 +4,8 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"github.com/quantkit/quantkit/internal/testenv"
 )
 
 // benchText is about 4 MB of English-like text: words drawn from the
@@ -89,7 +91,7 @@ func BenchmarkEncodeCorpus(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.SetBytes(int64(n))
-			cpu0, ok := processCPU()
+			cpu0, ok := testenv.ProcessCPU()
 			for b.Loop() {
 				// Each pass starts with empty word caches, as a first
 				// encoding of the text would.
@@ -101,7 +103,7 @@ func BenchmarkEncodeCorpus(b *testing.B) {
 			// On a shared machine the wall-clock MB/s undercounts; MB per
 			// CPU second of the process (with -cpu 1, one core's work and
 			// the garbage collector's) does not.
-			if cpu1, ok1 := processCPU(); ok && ok1 && cpu1 > cpu0 {
+			if cpu1, ok1 := testenv.ProcessCPU(); ok && ok1 && cpu1 > cpu0 {
 				b.ReportMetric(float64(n)*float64(b.N)/1e6/(cpu1-cpu0).Seconds(), "MB/cpu-s")
 			}
 		})

@@ -109,43 +109,10 @@ func transposeRows(dst, rows []float32, n, cols int) []float32 {
 }
 
 // addCross adds X_qᵀ·E to c for xt = X_qᵀ and et = Eᵀ [cols, n] (E the
-// float rows less the quantized ones), as GEMMs on b in blocks of
-// gramBlock columns.
+// float rows less the quantized ones), as blockProducts' GEMMs on b.
 func addCross(b backend.Backend, c *gptq.Cross, xt, et []float32, cols, n int) error {
-	a, err := b.Alloc(backend.F32, 2*cols*n)
-	if err != nil {
+	if err := blockProducts(b, xt, et, cols, n, false, c.AddBlock); err != nil {
 		return err
-	}
-	defer b.Free(a)
-	bk := min(cols, gramBlock)
-	out, err := b.Alloc(backend.F32, bk*bk)
-	if err != nil {
-		return err
-	}
-	defer b.Free(out)
-	xa, ea := a.Slice(0, cols*n), a.Slice(cols*n, cols*n)
-	if err := b.Upload(xa, xt); err != nil {
-		return err
-	}
-	if err := b.Upload(ea, et); err != nil {
-		return err
-	}
-	g := make([]float32, bk*bk)
-	for j0 := 0; j0 < cols; j0 += bk {
-		nj := min(bk, cols-j0)
-		for i0 := 0; i0 < cols; i0 += bk {
-			ni := min(bk, cols-i0)
-			o := out.Slice(0, nj*ni)
-			if err := b.GemmF32(nj, ni, n, xa.Slice(j0*n, nj*n), ea.Slice(i0*n, ni*n), o); err != nil {
-				return err
-			}
-			if err := b.Download(g[:nj*ni], o); err != nil {
-				return err
-			}
-			if err := c.AddBlock(g[:nj*ni], j0, nj, i0, ni); err != nil {
-				return err
-			}
-		}
 	}
 	c.Count(n)
 	return nil

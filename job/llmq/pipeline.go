@@ -799,15 +799,7 @@ func (su *setup) statistics(b backend.Backend, l int, layer *lm.Layer, x []float
 		if hess[in] != nil {
 			t0 := time.Now()
 			defer func() { hessSecs += time.Since(t0).Seconds() }()
-			if cap(xt) < n*cols {
-				xt = make([]float32, n*cols)
-			}
-			xt = xt[:n*cols]
-			for r := range n {
-				for j, v := range rows[r*cols : (r+1)*cols] {
-					xt[j*n+r] = v
-				}
-			}
+			xt = transposeRows(xt, rows, n, cols)
 			if err := addGram(b, hess[in], xt, cols, n); err != nil {
 				return err
 			}
@@ -836,7 +828,23 @@ const gramBlock = 1024
 // calibRows: relative rounding about √n·2⁻²⁴, far below the 1 %
 // dampening), summed into h's float64 accumulators across chunks.
 func addGram(b backend.Backend, h *gptq.Hessian, xt []float32, cols, n int) error {
-	a, err := b.Alloc(backend.F32, cols*n)
+	if err := blockProducts(b, xt, nil, cols, n, true, h.AddGramBlock); err != nil {
+		return err
+	}
+	h.Count(n)
+	return nil
+}
+
+// blockProducts computes X·Yᵀ for xt = Xᵀ and yt = Yᵀ [cols, n] (yt nil:
+// Y = X) as GEMMs on b in blocks of gramBlock × gramBlock, those on and
+// below the diagonal only when lower, handing each block g = X[:,
+// r0:r0+nr]ᵀ·Y[:, c0:c0+nc] [nr, nc] to add.
+func blockProducts(b backend.Backend, xt, yt []float32, cols, n int, lower bool, add func(g []float32, r0, nr, c0, nc int) error) error {
+	size := cols * n
+	if yt != nil {
+		size *= 2
+	}
+	a, err := b.Alloc(backend.F32, size)
 	if err != nil {
 		return err
 	}
@@ -847,27 +855,33 @@ func addGram(b backend.Backend, h *gptq.Hessian, xt []float32, cols, n int) erro
 		return err
 	}
 	defer b.Free(out)
-	if err := b.Upload(a, xt); err != nil {
+	xa, ya := a.Slice(0, cols*n), a.Slice(0, cols*n)
+	if err := b.Upload(xa, xt); err != nil {
 		return err
 	}
+	if yt != nil {
+		ya = a.Slice(cols*n, cols*n)
+		if err := b.Upload(ya, yt); err != nil {
+			return err
+		}
+	}
 	g := make([]float32, bk*bk)
-	for i0 := 0; i0 < cols; i0 += bk {
-		ni := min(bk, cols-i0)
-		for j0 := 0; j0 <= i0; j0 += bk {
-			nj := min(bk, cols-j0)
-			o := out.Slice(0, ni*nj)
-			if err := b.GemmF32(ni, nj, n, a.Slice(i0*n, ni*n), a.Slice(j0*n, nj*n), o); err != nil {
+	for r0 := 0; r0 < cols; r0 += bk {
+		nr := min(bk, cols-r0)
+		for c0 := 0; c0 < cols && (!lower || c0 <= r0); c0 += bk {
+			nc := min(bk, cols-c0)
+			o := out.Slice(0, nr*nc)
+			if err := b.GemmF32(nr, nc, n, xa.Slice(r0*n, nr*n), ya.Slice(c0*n, nc*n), o); err != nil {
 				return err
 			}
-			if err := b.Download(g[:ni*nj], o); err != nil {
+			if err := b.Download(g[:nr*nc], o); err != nil {
 				return err
 			}
-			if err := h.AddGramBlock(g[:ni*nj], i0, ni, j0, nj); err != nil {
+			if err := add(g[:nr*nc], r0, nr, c0, nc); err != nil {
 				return err
 			}
 		}
 	}
-	h.Count(n)
 	return nil
 }
 

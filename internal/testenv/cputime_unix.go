@@ -1,16 +1,16 @@
 //go:build unix
 
-package cpu
+package testenv
 
 import (
 	"syscall"
 	"time"
 )
 
-// processCPU is the process's user and system CPU time so far, so that a
+// ProcessCPU is the process's user and system CPU time so far, so that a
 // benchmark on a busy machine can report its speed per CPU second as well
 // as per wall-clock second.
-func processCPU() (time.Duration, bool) {
+func ProcessCPU() (time.Duration, bool) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0, false
