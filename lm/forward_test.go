@@ -270,6 +270,27 @@ func TestForwardAgainstNaive(t *testing.T) {
 				t.Fatal(err)
 			}
 			check("rest through the cache", 5, l)
+			// the prompt in passes of PrefillRows tokens (4 of 13: a
+			// short last pass), all logits and the last row's
+			m.PrefillRows = 4
+			l, err = m.Forward(m.NewCache(), tokens)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(l) != len(tokens)*c.Vocab {
+				t.Fatalf("passes of 4: %d logits for %d tokens", len(l), len(tokens))
+			}
+			check("passes of 4", 0, l)
+			c3 := m.NewCache()
+			l, err = m.ForwardLast(c3, tokens)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(l) != c.Vocab || c3.Len() != len(tokens) {
+				t.Fatalf("ForwardLast in passes of 4: %d logits, cache of %d", len(l), c3.Len())
+			}
+			check("ForwardLast in passes of 4", len(tokens)-1, l)
+			m.PrefillRows = 0
 		})
 	}
 }

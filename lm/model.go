@@ -173,6 +173,14 @@ func (l *Layer) validate(c Config) error {
 // with different Caches.
 type Model struct {
 	Config Config
+	// PrefillRows is the most tokens of one sequence Forward and
+	// ForwardLast run in one pass: a longer prompt runs in passes of
+	// PrefillRows tokens, each appending to the cache (llama.cpp's
+	// micro-batch), so that the activations' scratch (about 10·Hidden +
+	// 2·Intermediate floats a token) stays bounded whatever the prompt's
+	// length. 0 means DefaultPrefillRows; negative, no limit. Not with
+	// dynamic RoPE scaling, whose frequencies depend on a call's length.
+	PrefillRows int
 	// Weights are the host tensors New placed on the backend: on a
 	// backend of host memory (cpu) the very memory the model computes
 	// with, elsewhere host copies it keeps for callers (tests,
