@@ -50,7 +50,7 @@ var (
 	quantGPTQScales   = &cli.StringFlag{Name: "gptq-scales", Value: "mse", Usage: "gptq: how group or channel scales are fitted: mse (the clipping search of --method mse, llm-compressor's mse observer) or minmax (llm-compressor's default observer)"}
 	quantGPTQSeq      = &cli.BoolFlag{Name: "gptq-sequential", Usage: "gptq: quantize a layer's projections in four stages (q/k/v, o, gate/up, down), each input's Hessian collected on the layer with the earlier stages quantized (llm-compressor's sequential update; 4 passes a layer)"}
 	quantGPTQDamp     = &cli.Float64Flag{Name: "gptq-damp", Value: 0.01, Usage: "gptq: dampening, the fraction of the Hessian's mean diagonal added to its diagonal"}
-	quantGPTQAsym     = &cli.BoolFlag{Name: "gptq-asymmetric", Usage: "gptq: target the float model's outputs from the quantized model's inputs (GPTAQ's asymmetric calibration): the float hidden states travel beside the quantized ones (twice their memory, one more forward pass a layer)"}
+	quantGPTQAsym     = &cli.BoolFlag{Name: "gptq-asymmetric", Usage: "gptq: target the float model's outputs from the quantized model's inputs (GPTAQ's asymmetric calibration): the float hidden states travel beside the quantized ones (twice their memory, one more forward pass a layer); implies --gptq-sequential; wants varied calibration text (a few thousand distinct tokens or more)"}
 	quantUpdatedFlag  = &cli.BoolFlag{Name: "gptq-updated-scales", Usage: "gptq: fit group scales on the error-updated weights (the GPTQ paper) instead of the original ones (llm-compressor)"}
 )
 

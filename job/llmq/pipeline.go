@@ -95,7 +95,9 @@ type Options struct {
 	// Asymmetric makes gptq target the float model's outputs from the
 	// quantized model's inputs (GPTAQ's asymmetric calibration, asym.go):
 	// the float hidden states travel beside the quantized ones (twice the
-	// calibration hidden states, one more forward pass a layer).
+	// calibration hidden states, one more forward pass a layer). It
+	// implies Sequential: on the single-stage schedule later projections
+	// would correct errors earlier ones already removed.
 	Asymmetric bool
 	// Backend runs the layers and the Hessians' GEMMs; nil means the CPU.
 	Backend backend.Backend
