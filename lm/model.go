@@ -176,7 +176,7 @@ type Model struct {
 	// PrefillRows is the most tokens of one sequence Forward and
 	// ForwardLast run in one pass: a longer prompt runs in passes of
 	// PrefillRows tokens, each appending to the cache (llama.cpp's
-	// micro-batch), so that the activations' scratch (about 10·Hidden +
+	// micro-batch), so that the activations' scratch (3·Hidden + 2·QDim +
 	// 2·Intermediate floats a token) stays bounded whatever the prompt's
 	// length. 0 means DefaultPrefillRows; negative, no limit. Not with
 	// dynamic RoPE scaling, whose frequencies depend on a call's length.

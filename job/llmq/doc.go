@@ -47,8 +47,8 @@
 // quantized ones and each stage's weights are first moved to those whose
 // outputs from the quantized inputs best match the float model's, then
 // quantized by GPTQ: on stories260K int4 group 32 (calibration 32 to
-// 512 windows of 128 tokens from a 56,000-token stream) mean KL 0.40–0.44
-// of round-to-nearest's, against 0.53–0.58 without; on a 900-token
+// 512 windows of 128 tokens from a 56,000-character stream) mean KL 0.40–0.44
+// of round-to-nearest's, against 0.53–0.60 without; on a 920-token
 // stream the correction overfits and loses. Scales are rounded to the checkpoint's
 // dtype (BF16, F16) before codes are chosen, as quantize rounds them.
 //
