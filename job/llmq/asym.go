@@ -23,11 +23,13 @@ import (
 // earlier stages as quantized, so each stage corrects only what is left.
 
 // pairedStatistics runs, chunk by chunk of the calibration set, the float
-// layer on xf and layer on x (both left as they are), to last: each input
-// hess has gets its Gram matrix from x's pass and cr the cross product
-// with xf's (see above). It returns the seconds spent on the statistics'
-// GEMMs and sums.
-func (su *setup) pairedStatistics(b backend.Backend, l int, float, layer *lm.Layer, x, xf []float32, hess [4]*gptq.Hessian, cr [4]*gptq.Cross, last lm.LinearInput) (secs float64, err error) {
+// layer on xf and layer on x (x left as it is), to last: each input hess
+// has gets its Gram matrix from x's pass and cr the cross product with
+// xf's (see above). With advance (the layer's last stage) the float pass
+// runs the whole layer on xf in place, which then holds the float
+// model's next hidden states; otherwise xf is left as it is. It returns
+// the seconds spent on the statistics' GEMMs and sums.
+func (su *setup) pairedStatistics(b backend.Backend, l int, float, layer *lm.Layer, x, xf []float32, hess [4]*gptq.Hessian, cr [4]*gptq.Cross, last lm.LinearInput, advance bool) (secs float64, err error) {
 	cfg, c := su.cfg, su.calib
 	fb, err := lm.NewBlock(b, cfg, l, float)
 	if err != nil {
@@ -47,7 +49,7 @@ func (su *setup) pairedStatistics(b backend.Backend, l int, float, layer *lm.Lay
 		if hess[in] != nil {
 			floatRows[in] = transposeRows(floatRows[in], rows, n, cols)
 		}
-		if in == last {
+		if in == last && !advance {
 			return errStatsDone
 		}
 		return nil
@@ -79,15 +81,18 @@ func (su *setup) pairedStatistics(b backend.Backend, l int, float, layer *lm.Lay
 	}
 	for s0 := 0; s0 < c.Samples; s0 += per {
 		k := min(per, c.Samples-s0)
-		for _, pass := range []struct {
-			blk *lm.Block
-			x   []float32
-			tap lm.Tap
-		}{{fb, xf, ftap}, {qb, x, qtap}} {
-			scratch = append(scratch[:0], pass.x[s0*c.SeqLen*H:(s0+k)*c.SeqLen*H]...)
-			if err := pass.blk.Forward(scratch, k, c.SeqLen, pass.tap); err != nil && !errors.Is(err, errStatsDone) {
-				return secs, err
-			}
+		rows := func(x []float32) []float32 { return x[s0*c.SeqLen*H : (s0+k)*c.SeqLen*H] }
+		in := rows(xf) // with advance, the layer's output replaces it
+		if !advance {
+			scratch = append(scratch[:0], in...)
+			in = scratch
+		}
+		if err := fb.Forward(in, k, c.SeqLen, ftap); err != nil && !errors.Is(err, errStatsDone) {
+			return secs, err
+		}
+		scratch = append(scratch[:0], rows(x)...)
+		if err := qb.Forward(scratch, k, c.SeqLen, qtap); err != nil && !errors.Is(err, errStatsDone) {
+			return secs, err
 		}
 	}
 	return secs, nil

@@ -590,7 +590,11 @@ func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x, 
 	q := *layer
 	weights := []*[]float32{&q.Q, &q.K, &q.V, &q.O, &q.Gate, &q.Up, &q.Down}
 	encoded := map[int][][]byte{}
-	for _, stage := range stages(opt) {
+	// advanced: the last stage's statistics pass has run the float layer
+	// on xf to its end, in place (pairedStatistics).
+	advanced := false
+	all := stages(opt)
+	for si, stage := range all {
 		var hess [4]*gptq.Hessian
 		var cr [4]*gptq.Cross
 		if su.calib != nil && opt.Method.usesGPTQ() {
@@ -610,7 +614,8 @@ func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x, 
 			}
 			var hs float64
 			if xf != nil {
-				hs, err = su.pairedStatistics(b, l, layer, &q, x, xf, hess, cr, stage[len(stage)-1])
+				advanced = si == len(all)-1
+				hs, err = su.pairedStatistics(b, l, layer, &q, x, xf, hess, cr, stage[len(stage)-1], advanced)
 			} else {
 				hs, err = su.statistics(b, l, &q, x, hess, stage[len(stage)-1])
 			}
@@ -684,8 +689,9 @@ func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x, 
 		}
 	}
 	releaseLayer(ck, l)
-	// The float model's next hidden states, from the float layer.
-	if xf != nil {
+	// The float model's next hidden states, from the float layer (unless
+	// the last statistics pass computed them).
+	if xf != nil && !advanced {
 		t2 := time.Now()
 		blk, err := lm.NewBlock(b, cfg, l, layer)
 		if err != nil {
