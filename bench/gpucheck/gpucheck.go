@@ -32,6 +32,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -127,6 +128,61 @@ func ParseTestLog(r io.Reader) ([]TestResult, error) {
 		return nil, fmt.Errorf("gpucheck: reading the test log: %w", err)
 	}
 	return out, nil
+}
+
+// Files names what BuildFiles reads, each optional (empty: not read).
+type Files struct {
+	TestLog  string // `go test -v` output of the gpu tests
+	ExitCode int    // the gpu tests' exit status
+	Report   string // the bench report's JSON (bench all --json-out)
+	Peers    string // gpu_check.py's JSON
+}
+
+// BuildFiles is Build on the files f names: a file that cannot be read
+// or parsed is a note of the summary, naming it, rather than an error,
+// so that a partial run still gives a summary (which is then not OK
+// where its tests or GEMMs are missing).
+func BuildFiles(f Files) *Summary {
+	var notes []string
+	var tests []TestResult
+	if f.TestLog != "" {
+		r, err := os.Open(f.TestLog)
+		if err == nil {
+			tests, err = ParseTestLog(r)
+			r.Close()
+		}
+		if err != nil {
+			notes = append(notes, fmt.Sprintf("test log %s: %v", f.TestLog, err))
+		}
+	}
+	var rep *bench.Report
+	if f.Report != "" {
+		data, err := os.ReadFile(f.Report)
+		if err == nil {
+			rep = &bench.Report{}
+			if err = json.Unmarshal(data, rep); err != nil {
+				rep, err = nil, fmt.Errorf("%s: %w", f.Report, err)
+			}
+		}
+		if err != nil {
+			notes = append(notes, fmt.Sprintf("bench report: %v", err))
+		}
+	}
+	var peers json.RawMessage
+	if f.Peers != "" {
+		data, err := os.ReadFile(f.Peers)
+		switch {
+		case err != nil:
+			notes = append(notes, fmt.Sprintf("peers: %v", err))
+		case !json.Valid(data):
+			notes = append(notes, fmt.Sprintf("peers: %s is not JSON", f.Peers))
+		default:
+			peers = data
+		}
+	}
+	s := Build(tests, f.ExitCode, rep, peers)
+	s.Notes = append(s.Notes, notes...)
+	return s
 }
 
 // Build is the summary of the test results (and the binary's exit code),

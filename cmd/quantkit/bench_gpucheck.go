@@ -1,13 +1,11 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/quantkit/quantkit/bench"
 	"github.com/quantkit/quantkit/bench/gpucheck"
 	"github.com/quantkit/quantkit/internal/atomicfile"
 )
@@ -49,45 +47,8 @@ func runBenchGPUSummary(c *cli.Context) error {
 	if err := checkOutputFile(gpuSumOutFlag.Name, out, false, ".json"); err != nil {
 		return err
 	}
-	var notes []string
-	var tests []gpucheck.TestResult
-	if path := c.String(gpuSumTestsFlag.Name); path != "" {
-		f, err := os.Open(path)
-		if err == nil {
-			tests, err = gpucheck.ParseTestLog(f)
-			f.Close()
-		}
-		if err != nil {
-			notes = append(notes, fmt.Sprintf("test log %s: %v", path, err))
-		}
-	}
-	var rep *bench.Report
-	if path := c.String(gpuSumReportFlag.Name); path != "" {
-		data, err := os.ReadFile(path)
-		if err == nil {
-			rep = &bench.Report{}
-			if err = json.Unmarshal(data, rep); err != nil {
-				rep, err = nil, fmt.Errorf("%s: %w", path, err)
-			}
-		}
-		if err != nil {
-			notes = append(notes, fmt.Sprintf("bench report: %v", err))
-		}
-	}
-	var peers json.RawMessage
-	if path := c.String(gpuSumPeersFlag.Name); path != "" {
-		data, err := os.ReadFile(path)
-		switch {
-		case err != nil:
-			notes = append(notes, fmt.Sprintf("peers: %v", err))
-		case !json.Valid(data):
-			notes = append(notes, fmt.Sprintf("peers: %s is not JSON", path))
-		default:
-			peers = data
-		}
-	}
-	s := gpucheck.Build(tests, c.Int(gpuSumExitFlag.Name), rep, peers)
-	s.Notes = append(s.Notes, notes...)
+	s := gpucheck.BuildFiles(gpucheck.Files{TestLog: c.String(gpuSumTestsFlag.Name), ExitCode: c.Int(gpuSumExitFlag.Name),
+		Report: c.String(gpuSumReportFlag.Name), Peers: c.String(gpuSumPeersFlag.Name)})
 	if err := s.WriteTable(c.App.Writer); err != nil {
 		return err
 	}
