@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/quantkit/quantkit/cpu/_gen/internal/codes"
+
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
 	. "github.com/mmcloughlin/avo/reg"
@@ -203,32 +205,7 @@ func quantize(bits, mode int) {
 		VPMAXSD(qmin, q[j], q[j])
 		VPMINSD(qmax, q[j], q[j])
 	}
-	// Codes lie in [-128, 255]: the words of VPACKSSDW hold them exactly.
-	a, b := YMM(), YMM()
-	VPACKSSDW(q[1], q[0], a)
-	VPACKSSDW(q[3], q[2], b)
-	if bits == 8 {
-		// The low byte of every word, through an unsigned pack.
-		VPAND(lowBytes, a, a)
-		VPAND(lowBytes, b, b)
-		VPACKUSWB(b, a, a)
-		VPERMD(a, perm, a)
-		VMOVDQU(a, dst)
-	} else {
-		// 4-bit codes lie in [-8, 15]: a signed pack keeps them. Then
-		// the pair of bytes of each word becomes one byte, the even
-		// element in the low nibble.
-		VPACKSSWB(b, a, a)
-		VPERMD(a, perm, a)
-		t := YMM()
-		VPSRLW(U8(4), a, t)
-		VPAND(highNibble, t, t)
-		VPAND(lowNibble, a, a)
-		VPOR(t, a, a)
-		VPACKUSWB(a, a, a)
-		VPERMQ(U8(0x08), a, a)
-		VMOVDQU(a.AsX(), dst)
-	}
+	codes.Pack32(q, bits, codes.Masks{LowBytes: lowBytes, LowNibble: lowNibble, HighNibble: highNibble}, perm, dst)
 	ADDQ(U32(32*4), x.Base)
 	if mode == perElement {
 		ADDQ(U32(32*4), sc.Base)

@@ -19,6 +19,8 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/quantkit/quantkit/cpu/_gen/internal/codes"
+
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
 	. "github.com/mmcloughlin/avo/reg"
@@ -301,27 +303,7 @@ func quantSumsAVX2(bits int) {
 		VFMADD231PS(xv, xv, sv)
 		VFMADD231PS(c, c, sn)
 	}
-	a, b := YMM(), YMM()
-	VPACKSSDW(q[1], q[0], a)
-	VPACKSSDW(q[3], q[2], b)
-	if bits == 8 {
-		VPAND(lowBytes, a, a)
-		VPAND(lowBytes, b, b)
-		VPACKUSWB(b, a, a)
-		VPERMD(a, perm, a)
-		VMOVDQU(a, dst)
-	} else {
-		VPACKSSWB(b, a, a)
-		VPERMD(a, perm, a)
-		t := YMM()
-		VPSRLW(U8(4), a, t)
-		VPAND(highNibble, t, t)
-		VPAND(lowNibble, a, a)
-		VPOR(t, a, a)
-		VPACKUSWB(a, a, a)
-		VPERMQ(U8(0x08), a, a)
-		VMOVDQU(a.AsX(), dst)
-	}
+	codes.Pack32(q, bits, codes.Masks{LowBytes: lowBytes, LowNibble: lowNibble, HighNibble: highNibble}, perm, dst)
 	ADDQ(U32(32*4), x.Base)
 	ADDQ(U32(32*bits/8), dst.Base)
 	DECQ(n)
