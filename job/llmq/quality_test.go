@@ -89,3 +89,62 @@ func TestSmoothingBeatsRTNOnStories(t *testing.T) {
 		t.Errorf("W8A8 mean KL: smoothquant %g, rtn %g: want smoothquant below", kl["smoothquant-w8a8"], kl["rtn-w8a8"])
 	}
 }
+
+// TestAWQOnStories quantizes stories260K to int4 group 32 with rtn, awq
+// (AutoAWQ's: each layer from its float inputs) and awq with
+// Options.Asymmetric (the float model as the target, GPTAQ's correction
+// before each stage's clip and rounding), calibrated on 24 stories it
+// generated (32 windows of 128 tokens) and compared with the float model
+// on 12 others as lm eval --ref does: the asymmetric awq must reach half
+// of rtn's mean KL and beat plain awq, which must beat rtn.
+func TestAWQOnStories(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: about 10 s")
+	}
+	b := cpu.New()
+	ref, err := lmeval.Open(b, stories, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	dir := t.TempDir()
+	calib := filepath.Join(dir, "calib.txt")
+	os.WriteFile(calib, []byte(generated(t, ref.Model, ref.Tokenizer, 300, 24)), 0o666)
+	heldout := generated(t, ref.Model, ref.Tokenizer, 400, 12)
+	var models []lmeval.NamedModel
+	for _, name := range []string{"rtn", "awq", "awq-asymmetric"} {
+		opt := Options{Input: stories, Output: filepath.Join(dir, name), Format: plan.CompressedTensors, Scheme: int4g32(t), Method: RTN}
+		if name != "rtn" {
+			opt.Method, opt.Asymmetric = AWQ, name == "awq-asymmetric"
+			opt.Calib = CalibOptions{Path: calib, Samples: 32, SeqLen: 128, Seed: 1}
+		}
+		rep, err := Run(context.Background(), opt)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if len(rep.Warnings) != 0 || rep.Asymmetric != opt.Asymmetric {
+			t.Errorf("%s: warnings %v, asymmetric %v", name, rep.Warnings, rep.Asymmetric)
+		}
+		q, err := lmeval.Open(b, opt.Output, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer q.Close()
+		models = append(models, lmeval.NamedModel{Name: name, Model: q.Model})
+	}
+	er, err := lmeval.Eval(context.Background(), lmeval.EvalOptions{Models: models, Ref: &lmeval.NamedModel{Name: "float", Model: ref.Model},
+		Text: heldout, Tokenizer: ref.Tokenizer, Ctx: 128})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kl := map[string]float64{}
+	for _, m := range er.Models {
+		if m.KL != nil {
+			kl[m.Name] = m.KL.Mean
+			t.Logf("%s: perplexity %.4f, mean KL %.5f (%.3f of rtn's), top-1 %.3f", m.Name, m.Perplexity, m.KL.Mean, m.KL.Mean/kl["rtn"], m.KL.Top1)
+		}
+	}
+	if a := kl["awq-asymmetric"]; !(a <= 0.5*kl["rtn"]) || !(a < kl["awq"]) || !(kl["awq"] < kl["rtn"]) {
+		t.Errorf("mean KL: awq asymmetric %g, awq %g, rtn %g: want asymmetric at most half of rtn and below awq, awq below rtn", a, kl["awq"], kl["rtn"])
+	}
+}
