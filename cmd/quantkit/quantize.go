@@ -51,7 +51,7 @@ var (
 	quantGPTQSeq      = &cli.BoolFlag{Name: "gptq-sequential", Usage: "gptq: quantize a layer's projections in four stages (q/k/v, o, gate/up, down), each input's Hessian collected on the layer with the earlier stages quantized (llm-compressor's sequential update; 4 passes a layer)"}
 	quantGPTQDamp     = &cli.Float64Flag{Name: "gptq-damp", Value: 0.01, Usage: "gptq: dampening, the fraction of the Hessian's mean diagonal added to its diagonal"}
 	quantGPTQAsym     = &cli.BoolFlag{Name: "gptq-asymmetric", Usage: "gptq: target the float model's outputs from the quantized model's inputs (GPTAQ's asymmetric calibration): the float hidden states travel beside the quantized ones (twice their memory, one more forward pass a layer); implies --gptq-sequential; wants varied calibration text (a few thousand distinct tokens or more)"}
-	quantAWQAsym      = &cli.BoolFlag{Name: "awq-asymmetric", Value: true, Usage: "awq: after the scale search, target the float model's outputs from the quantized model's inputs as --gptq-asymmetric does (the float hidden states beside the quantized ones, the four stages in turn, each stage's scaled weights moved by GPTAQ's correction and clipped on its quantized inputs before rounding to nearest); --awq-asymmetric=false: AutoAWQ's, each layer's projections from its float inputs (half the memory, no Hessians); wants varied calibration text (a few thousand distinct tokens or more)"}
+	quantAWQAsym      = &cli.BoolFlag{Name: "awq-asymmetric", Value: true, Usage: "awq: after the scale search, target the float model's outputs from the quantized model's inputs as --gptq-asymmetric does (the float hidden states beside the quantized ones, the four stages in turn, each stage's scaled weights moved by GPTAQ's correction and clipped on its quantized inputs before rounding to nearest); --awq-asymmetric=false: AutoAWQ's schedule, all of a layer's projections from the float layer's inputs and no float target (half the hidden states' memory, no Hessians); wants varied calibration text (a few thousand distinct tokens or more)"}
 	quantUpdatedFlag  = &cli.BoolFlag{Name: "gptq-updated-scales", Usage: "gptq: fit group scales on the error-updated weights (the GPTQ paper) instead of the original ones (llm-compressor)"}
 )
 
@@ -235,7 +235,8 @@ var quantizeCommand = &cli.Command{
 		"        weights first moved by GPTAQ's correction (as --gptq-asymmetric) and clipped on\n" +
 		"        its inputs from the quantized earlier stages; on stories260K int4 group 32 that\n" +
 		"        takes mean KL from 0.63 to 0.42–0.46 of rtn's. --awq-asymmetric=false is\n" +
-		"        AutoAWQ's (each layer from its float inputs; half the memory, no Hessians).\n" +
+		"        AutoAWQ's schedule (a layer's projections all from the float layer's inputs, no\n" +
+		"        float target; half the hidden states' memory, no Hessians).\n" +
 		"  smoothquant  s_j = max|X_j|^α / max|W_j|^(1−α), folded into the norms (and into up_proj\n" +
 		"        and v_proj's rows). By default α is chosen per layer and input, of no smoothing\n" +
 		"        and α = 0.05, 0.1, …, 1, by the output error of the quantized projections (W8A8:\n" +

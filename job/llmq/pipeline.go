@@ -38,7 +38,8 @@ const (
 	RTN  Method = "rtn"  // round to nearest, min-max scales (quantkit quantize's)
 	MSE  Method = "mse"  // round to nearest, scales from clip.FitMSE (data-free)
 	GPTQ Method = "gptq" // gptq.Quantize with the calibration inputs' Hessians
-	// AWQ scales input channels by AWQ's search (awq.go), then rtn.
+	// AWQ scales input channels by AWQ's search (awq.go), then rtn
+	// (with Options.Asymmetric, after GPTAQ's correction).
 	AWQ     Method = "awq"
 	AWQGPTQ Method = "awq+gptq" // AWQ's scales, then gptq
 	// SmoothQuant migrates activation outliers into the weights
