@@ -66,7 +66,7 @@
 // each stage's scaled weights moved by gptq.Factor.Asymmetric, clipped by
 // their output error on the inputs from the quantized earlier stages, and
 // rounded to nearest: on stories260K int4 group 32, mean KL 0.42–0.46 of
-// round-to-nearest's against 0.61–0.64 without. smoothquant chooses α per
+// round-to-nearest's against 0.61–0.66 without. smoothquant chooses α per
 // layer and input (no smoothing, or 0.05…1) by the quantized projections'
 // output error, W8A8 included, at q/k/v, gate/up, down (against up_proj)
 // and o (against v_proj, without grouped attention), or takes a fixed
