@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,6 +37,20 @@ func TestQuantizeMethods(t *testing.T) {
 	if rep.Method != "gptq" || rep.Calibration.Samples != 4 || rep.Calibration.SeqLen != 64 || len(rep.Tensors) != 35 {
 		t.Errorf("gptq's report: %+v", rep)
 	}
+	// awq targets the float model with --awq-asymmetric only.
+	for _, asym := range []bool{true, false} {
+		args := []string{"quantize", in, "-o", filepath.Join(dir, fmt.Sprint("awq-", asym)), "--scheme", "int4", "--granularity", "group:32",
+			"--method", "awq", "--calib", text, "--calib-samples", "4", "--calib-len", "64", "--json"}
+		if asym {
+			args = append(args, "--awq-asymmetric")
+		}
+		var awq struct {
+			Asymmetric bool `json:"asymmetric"`
+		}
+		if out := mustRun(t, args...); json.Unmarshal([]byte(out), &awq) != nil || awq.Asymmetric != asym {
+			t.Errorf("awq %v: report says asymmetric %v:\n%s", args[7:], awq.Asymmetric, out)
+		}
+	}
 	// smoothquant writes W8A8 by default: llm-compressor's activations.
 	mustRun(t, "quantize", in, "-o", filepath.Join(dir, "sq"), "--method", "smoothquant", "--calib", text, "--calib-samples", "4", "--calib-len", "64")
 	cfg, err := os.ReadFile(filepath.Join(dir, "sq", "config.json"))
@@ -66,6 +81,8 @@ func TestQuantizeMethods(t *testing.T) {
 		{[]string{"--method", "gptq", "--calib", text, "--gptq-damp", "0"}, "not positive"},
 		{[]string{"--method", "awq", "--calib", text, "--gptq-sequential"}, "applies to the gptq methods"},
 		{[]string{"--method", "mse", "--gptq-scales", "minmax"}, "applies to the gptq methods"},
+		{[]string{"--method", "gptq", "--calib", text, "--awq-asymmetric"}, "applies to --method awq"},
+		{[]string{"--method", "awq+gptq", "--calib", text, "--awq-asymmetric=false"}, "applies to --method awq"},
 	} {
 		args := append([]string{"quantize", in, "-o", filepath.Join(dir, "x")}, tc.args...)
 		out, err := run(t, args...)

@@ -136,8 +136,11 @@ type awqResult struct {
 //   - gate/up, against post_attention_layernorm: the MLP output's error
 //     (the block with the attention's weights zero, on x + attention(x));
 //   - down, against up_proj's rows: down_proj's output error;
-//   - o, against v_proj's rows (and bias), only when v's rows are o's
-//     columns (no grouped-query attention): o_proj's output error.
+//   - o, against v_proj's rows (and bias): o_proj's output error. Under
+//     grouped-query attention (which AutoAWQ skips) o's columns of the
+//     query heads sharing a kv head share that kv head's v row's scale
+//     (kvExpand), searched on x̄ and w̄ averaged over them (kvMean): the
+//     function stays the same in float.
 //
 // The four searches see the original weights and inputs; each candidate
 // replaces the scaled Linears W by q(W·s)/s, q the quantizer the output
@@ -233,15 +236,24 @@ func awqLayer(b backend.Backend, cfg lm.Config, li int, l *lm.Layer, x []float32
 	}
 	note(lm.GateUpInput.String(), c)
 
-	// down and o: one Linear's output.
-	linear := func(in lm.LinearInput, w []float32, rows, cols int) ([]float32, error) {
+	// down and o: one Linear's output. expand maps the searched scales
+	// to the Linear's columns (nil: one scale a column); x̄ and w̄ are
+	// averaged over the columns one scale covers (tied).
+	linear := func(in lm.LinearInput, w []float32, rows, cols int, tied func([]float64) []float64, expand func([]float32) []float32) ([]float32, error) {
 		xr := st.keep[in]
 		n := len(xr) / cols
 		ref, err := matmulT(b, xr, n, cols, w, rows)
 		if err != nil {
 			return nil, err
 		}
-		s, c, err := awqSearch(st.mean(in), AWQWeightMean([][]float32{w}, cols, group), func(s []float32) (float64, error) {
+		xMean, wMean := st.mean(in), AWQWeightMean([][]float32{w}, cols, group)
+		if tied != nil {
+			xMean, wMean = tied(xMean), tied(wMean)
+		}
+		s, c, err := awqSearch(xMean, wMean, func(s []float32) (float64, error) {
+			if expand != nil {
+				s = expand(s)
+			}
 			q, err := scaled(w, rows, cols, s, in, true)
 			if err != nil {
 				return 0, err
@@ -255,16 +267,19 @@ func awqLayer(b backend.Backend, cfg lm.Config, li int, l *lm.Layer, x []float32
 		note(in.String(), c)
 		return s, nil
 	}
-	sDown, err := linear(lm.DownInput, l.Down, H, ff)
+	sDown, err := linear(lm.DownInput, l.Down, H, ff, nil, nil)
 	if err != nil {
 		return nil, err
 	}
-	var sO []float32
-	if qd == kvd {
-		if sO, err = linear(lm.OInput, l.O, H, qd); err != nil {
-			return nil, err
-		}
+	// o against v's rows: o's column (head h, d) reads v's row (kv head
+	// h/(Heads/KVHeads), d), so under grouped attention the query heads
+	// sharing a kv head share its scales.
+	sV, err := linear(lm.OInput, l.O, H, qd, func(v []float64) []float64 { return kvMean(cfg, v) },
+		func(s []float32) []float32 { return kvExpand(cfg, s) })
+	if err != nil {
+		return nil, err
 	}
+	sO := kvExpand(cfg, sV)
 
 	// Fold: the preceding norm or Linear divided, the scaled ones multiplied.
 	l.AttnNorm = divided(l.AttnNorm, sQKV)
@@ -276,16 +291,39 @@ func awqLayer(b backend.Backend, cfg lm.Config, li int, l *lm.Layer, x []float32
 	res.grams[lm.QKVInput] = grams[lm.QKVInput].Scaled(sQKV)
 	res.grams[lm.GateUpInput] = grams[lm.GateUpInput].Scaled(sGU)
 	res.grams[lm.DownInput] = grams[lm.DownInput].Scaled(sDown)
-	res.grams[lm.OInput] = grams[lm.OInput]
-	if sO != nil {
-		l.V = divideRows(l.V, H, sO)
-		if l.VBias != nil {
-			l.VBias = divided(l.VBias, sO)
-		}
-		l.O = scaleColumns(nil, l.O, qd, sO)
-		res.grams[lm.OInput] = grams[lm.OInput].Scaled(sO)
+	l.V = divideRows(l.V, H, sV)
+	if l.VBias != nil {
+		l.VBias = divided(l.VBias, sV)
 	}
+	l.O = scaleColumns(nil, l.O, qd, sO)
+	res.grams[lm.OInput] = grams[lm.OInput].Scaled(sO)
 	return res, nil
+}
+
+// kvMean averages v, one value per column of o_proj's input (query head
+// h, dimension d), over the query heads that read each kv head: [KVDim],
+// entry (kv head k, d) the mean over h with h/(Heads/KVHeads) = k.
+func kvMean(cfg lm.Config, v []float64) []float64 {
+	g, hd := cfg.Heads/cfg.KVHeads, cfg.HeadDim
+	out := make([]float64, cfg.KVDim())
+	for h := range cfg.Heads {
+		for d := range hd {
+			out[h/g*hd+d] += v[h*hd+d] / float64(g)
+		}
+	}
+	return out
+}
+
+// kvExpand is s [KVDim] (one value per row of v_proj) as o_proj's input
+// columns [QDim]: column (query head h, d) takes row (h/(Heads/KVHeads),
+// d), the value that the attention carries there.
+func kvExpand(cfg lm.Config, s []float32) []float32 {
+	g, hd := cfg.Heads/cfg.KVHeads, cfg.HeadDim
+	out := make([]float32, cfg.QDim())
+	for h := range cfg.Heads {
+		copy(out[h*hd:(h+1)*hd], s[h/g*hd:(h/g+1)*hd])
+	}
+	return out
 }
 
 // meanSquaredError is Σ(a−b)²/len(a), in float64.

@@ -1,7 +1,9 @@
 package llmq
 
 import (
+	"fmt"
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/quantkit/quantkit/cpu"
@@ -14,13 +16,26 @@ import (
 // w̄ from their definitions, the 2×AWQGrid candidates, and loss on each;
 // it returns every candidate's loss, in awqSearch's order.
 func bruteAWQ(xs [][]float64, ws [][]float32, cols int, loss func(s []float64) float64) []float64 {
-	xbar := make([]float64, cols)
-	for _, row := range xs {
-		for j, v := range row {
-			xbar[j] += math.Abs(v) / float64(len(xs))
+	return bruteAWQTied(xs, ws, cols, nil, loss)
+}
+
+// bruteAWQTied is bruteAWQ with the columns tied: column j takes the
+// scale of tie[j] (nil: its own), computed from x̄ and w̄ averaged over
+// the columns tied to it; loss gets a scale per column.
+func bruteAWQTied(xs [][]float64, ws [][]float32, cols int, tie []int, loss func(s []float64) float64) []float64 {
+	if tie == nil {
+		tie = make([]int, cols)
+		for j := range tie {
+			tie[j] = j
 		}
 	}
-	wbar := make([]float64, cols)
+	xcol := make([]float64, cols)
+	for _, row := range xs {
+		for j, v := range row {
+			xcol[j] += math.Abs(v) / float64(len(xs))
+		}
+	}
+	wcol := make([]float64, cols)
 	rows := 0
 	for _, w := range ws {
 		for r := 0; r < len(w)/cols; r++ {
@@ -31,26 +46,38 @@ func bruteAWQ(xs [][]float64, ws [][]float32, cols int, loss func(s []float64) f
 				for k := g0; k < min(g0+16, cols); k++ {
 					mx = math.Max(mx, math.Abs(float64(w[r*cols+k])))
 				}
-				wbar[j] += math.Abs(float64(w[r*cols+j])) / (mx + 1e-6)
+				wcol[j] += math.Abs(float64(w[r*cols+j])) / (mx + 1e-6)
 			}
 		}
+	}
+	n := slices.Max(tie) + 1
+	xbar, wbar, count := make([]float64, n), make([]float64, n), make([]float64, n)
+	for j, k := range tie {
+		xbar[k] += xcol[j]
+		wbar[k] += wcol[j] / float64(rows)
+		count[k]++
+	}
+	for k := range n {
+		xbar[k] /= count[k]
+		wbar[k] /= count[k]
 	}
 	var losses []float64
 	for _, xOnly := range []bool{false, true} {
 		for i := range 20 {
 			r := float64(i) / 20
-			s := make([]float64, cols)
+			sk := make([]float64, n)
 			lo, hi := math.Inf(1), 0.0
-			for j := range s {
-				s[j] = math.Pow(xbar[j], r)
+			for k := range sk {
+				sk[k] = math.Pow(xbar[k], r)
 				if !xOnly {
-					s[j] /= math.Pow(wbar[j]/float64(rows), 1-r) + 1e-4
+					sk[k] /= math.Pow(wbar[k], 1-r) + 1e-4
 				}
-				s[j] = math.Max(s[j], 1e-4)
-				lo, hi = math.Min(lo, s[j]), math.Max(hi, s[j])
+				sk[k] = math.Max(sk[k], 1e-4)
+				lo, hi = math.Min(lo, sk[k]), math.Max(hi, sk[k])
 			}
-			for j := range s {
-				s[j] /= math.Sqrt(lo * hi)
+			s := make([]float64, cols)
+			for j, k := range tie {
+				s[j] = sk[k] / math.Sqrt(lo*hi)
 			}
 			losses = append(losses, loss(s))
 		}
@@ -138,8 +165,8 @@ func clipQuant(t *testing.T) awqQuant {
 	}
 }
 
-// TestAWQAgainstBruteForce runs awqLayer on a small random layer (no
-// grouped attention, so all four searches run) and checks each choice
+// TestAWQAgainstBruteForce runs awqLayer on a small random layer, with
+// and without grouped attention, and checks each choice
 // against a brute-force search over the same grid with the same losses
 // written in the test: x̄ from the norms computed here, the down input
 // as silu(gate)·up computed here, losses in float64 (the attention and
@@ -147,12 +174,20 @@ func clipQuant(t *testing.T) awqQuant {
 // every Linear but q and k clipped by its output error (clipQDQScaled,
 // AutoAWQ's auto_clip) on the inputs computed here. The Grams awqLayer
 // returns for the final clip must be those of the folded layer's inputs.
+// Under grouped attention o's columns of the query heads sharing a kv
+// head share one scale (its v row's), from x̄ and w̄ averaged over them.
 func TestAWQAgainstBruteForce(t *testing.T) {
+	for _, kvHeads := range []int{4, 2} {
+		t.Run(fmt.Sprintf("kv-heads-%d", kvHeads), func(t *testing.T) { testAWQAgainstBruteForce(t, kvHeads) })
+	}
+}
+
+func testAWQAgainstBruteForce(t *testing.T, kvHeads int) {
 	b := cpu.New()
-	c := smallConfig(1, 4)
+	c := smallConfig(1, kvHeads)
 	w := randomWeights(c, 5)
 	seqs, T := 3, 16
-	H, qd, ff := c.Hidden, c.QDim(), c.Intermediate
+	H, qd, kvd, ff := c.Hidden, c.QDim(), c.KVDim(), c.Intermediate
 	x, err := lm.Embed(w.Embed, H, randomIDs(7, seqs*T, c.Vocab))
 	if err != nil {
 		t.Fatal(err)
@@ -221,12 +256,12 @@ func TestAWQAgainstBruteForce(t *testing.T) {
 	xn := rms(x, orig.AttnNorm)
 	want["q/k/v"] = bruteAWQ(xn, [][]float32{orig.Q, orig.K, orig.V}, H, func(s []float64) float64 {
 		a := attn
-		a.Q, a.K, a.V = qdqScaled(orig.Q, qd, H, s), qdqScaled(orig.K, qd, H, s), clipQDQScaled(orig.V, qd, H, s, xn)
+		a.Q, a.K, a.V = qdqScaled(orig.Q, qd, H, s), qdqScaled(orig.K, kvd, H, s), clipQDQScaled(orig.V, kvd, H, s, xn)
 		return mse(block(a, x, nil), refA)
 	})
 	// gate/up against the MLP output, on the residual after attention.
 	mlp := orig
-	mlp.Q, mlp.K, mlp.V, mlp.O = zero(qd*H), zero(qd*H), zero(qd*H), zero(qd*H)
+	mlp.Q, mlp.K, mlp.V, mlp.O = zero(qd*H), zero(kvd*H), zero(kvd*H), zero(qd*H)
 	mlp.QBias, mlp.KBias, mlp.VBias = nil, nil, nil
 	refM := block(mlp, refA, nil)
 	hn := rms(refA, orig.MLPNorm)
@@ -265,7 +300,12 @@ func TestAWQAgainstBruteForce(t *testing.T) {
 		return nil
 	})
 	refO := linear(a, orig.O, H, qd)
-	want["o"] = bruteAWQ(a, [][]float32{orig.O}, qd, func(s []float64) float64 {
+	tie := make([]int, qd) // o's column (head h, d) reads v's row (h/(heads/kv heads), d)
+	for j := range tie {
+		h, d := j/c.HeadDim, j%c.HeadDim
+		tie[j] = h/(c.Heads/c.KVHeads)*c.HeadDim + d
+	}
+	want["o"] = bruteAWQTied(a, [][]float32{orig.O}, qd, tie, func(s []float64) float64 {
 		return mse(linear(a, clipQDQScaled(orig.O, H, qd, s, a), H, qd), refO)
 	})
 	got := res.choices

@@ -57,7 +57,16 @@
 // block that consumes the input), then clips every projection but q/k per
 // row and group by its output error on the scaled calibration inputs
 // (clip.FitOutput, AutoAWQ's auto_clip; q/k take mse's clip), the search
-// scoring its candidates with that quantizer. smoothquant chooses α per
+// scoring its candidates with that quantizer. Under grouped-query
+// attention, which AutoAWQ leaves unscaled at o, o's columns of the
+// query heads that share a kv head share that head's v row's scale. With
+// Options.Asymmetric (--awq-asymmetric) the scales are chosen
+// as above, then the layer is quantized in the four sequential stages
+// with the float model as the target, as gptq's asymmetric calibration:
+// each stage's scaled weights moved by gptq.Factor.Asymmetric, clipped by
+// their output error on the inputs from the quantized earlier stages, and
+// rounded to nearest: on stories260K int4 group 32, mean KL 0.42–0.46 of
+// round-to-nearest's against 0.61–0.66 without. smoothquant chooses α per
 // layer and input (no smoothing, or 0.05…1) by the quantized projections'
 // output error, W8A8 included, at q/k/v, gate/up, down (against up_proj)
 // and o (against v_proj, without grouped attention), or takes a fixed

@@ -38,7 +38,8 @@ const (
 	RTN  Method = "rtn"  // round to nearest, min-max scales (quantkit quantize's)
 	MSE  Method = "mse"  // round to nearest, scales from clip.FitMSE (data-free)
 	GPTQ Method = "gptq" // gptq.Quantize with the calibration inputs' Hessians
-	// AWQ scales input channels by AWQ's search (awq.go), then rtn.
+	// AWQ scales input channels by AWQ's search (awq.go), then rtn
+	// (with Options.Asymmetric, after GPTAQ's correction).
 	AWQ     Method = "awq"
 	AWQGPTQ Method = "awq+gptq" // AWQ's scales, then gptq
 	// SmoothQuant migrates activation outliers into the weights
@@ -92,12 +93,16 @@ type Options struct {
 	// sequential update): 4 statistics passes a layer instead of 1, each
 	// stopping at the input it needs.
 	Sequential bool
-	// Asymmetric makes gptq target the float model's outputs from the
-	// quantized model's inputs (GPTAQ's asymmetric calibration, asym.go):
-	// the float hidden states travel beside the quantized ones (twice the
-	// calibration hidden states, one more forward pass a layer). It
-	// implies Sequential: on the single-stage schedule later projections
-	// would correct errors earlier ones already removed.
+	// Asymmetric makes gptq and awq target the float model's outputs
+	// from the quantized model's inputs (GPTAQ's asymmetric calibration,
+	// asym.go): the float hidden states travel beside the quantized ones
+	// (twice the calibration hidden states, one more forward pass a
+	// layer). It implies Sequential: on the single-stage schedule later
+	// projections would correct errors earlier ones already removed. awq
+	// chooses its scales as without it, then, stage by stage, moves the
+	// scaled weights as gptq does (gptq.Factor.Asymmetric, which needs the
+	// Hessians of the inputs) and clips them by their output error on the
+	// quantized inputs (the stage's Hessian) before rounding to nearest.
 	Asymmetric bool
 	// Backend runs the layers and the Hessians' GEMMs; nil means the CPU.
 	Backend backend.Backend
@@ -143,7 +148,7 @@ type Report struct {
 	GPTQ         *gptq.Options   `json:"gptq,omitempty"`
 	Scales       string          `json:"scales"`               // minmax, mse or awq-clip (the scale fit)
 	Sequential   bool            `json:"sequential,omitempty"` // gptq: Options.Sequential (or Asymmetric)
-	Asymmetric   bool            `json:"asymmetric,omitempty"` // gptq: Options.Asymmetric
+	Asymmetric   bool            `json:"asymmetric,omitempty"` // gptq, awq: Options.Asymmetric
 	Memory       Memory          `json:"memory_estimate"`
 	Totals       quantize.Totals `json:"totals"`
 	Tensors      []TensorResult  `json:"tensors"`
@@ -178,6 +183,9 @@ type setup struct {
 	// fits replace the method's scale fit for these tensors (by name):
 	// AWQ's output-error clip, set by smooth.
 	fits map[string]gptq.Fit
+	// awqGrams are the Grams of the current layer's scaled inputs that
+	// AWQ's output-error clip (fits) measures on, by lm.LinearInput.
+	awqGrams [4]*clip.Gram
 }
 
 // projNames are the projections' module names in lm.Layer's order.
@@ -301,8 +309,8 @@ func newReport(opt Options, su *setup) *Report {
 		g := opt.GPTQ
 		rep.GPTQ = &g
 		rep.Sequential = opt.Sequential || opt.Asymmetric
-		rep.Asymmetric = opt.Asymmetric
 	}
+	rep.Asymmetric = opt.floatTarget()
 	t := &rep.Totals
 	for _, it := range su.p.Items {
 		t.Tensors++
@@ -345,7 +353,7 @@ func (su *setup) estimate(opt Options, n, T int) {
 		// tap's copy, its transpose and the backend's copy of it, one
 		// Gram block
 		m.Scratch = 4*rows*(3*H+2*qd+2*ff+2*kvd) + 4*rows*H + 12*rows*widest + 8*gramBlock*gramBlock
-		if opt.Asymmetric && method.usesGPTQ() {
+		if opt.floatTarget() {
 			// The float hidden states; a second block (its copy of the
 			// float layer, its scratch) and the float rows of the input;
 			// the cross product and Factor.Asymmetric's dense copy of the
@@ -364,7 +372,7 @@ func (su *setup) estimate(opt Options, n, T int) {
 	// (doLayer): both forms are held for one input's projections at
 	// most, the widest pair gate and up.
 	copies := m.LayerWeights
-	if !(opt.Asymmetric && method.usesGPTQ()) {
+	if !opt.floatTarget() {
 		copies = 4 * max((qd+2*kvd)*H, H*qd, 2*ff*H, H*ff)
 	}
 	work := copies + 8*max(qd*H, ff*H) + 4*max(H, ff)*1024
@@ -496,7 +504,7 @@ func (su *setup) write(ctx context.Context, opt Options, b backend.Backend, clai
 		ck.Release("model.embed_tokens.weight")
 	}
 	var xf []float32 // the float model's hidden states (Options.Asymmetric)
-	if x != nil && opt.Asymmetric && opt.Method.usesGPTQ() {
+	if x != nil && opt.floatTarget() {
 		xf = slices.Clone(x)
 	}
 	next := first
@@ -564,7 +572,7 @@ func (su *setup) asymmetric(opt Options, l int, in lm.LinearInput, f *gptq.Facto
 // then gate/up on the residual through the quantized o, then down on the
 // quantized gate/up's activations.
 func stages(opt Options) [][]lm.LinearInput {
-	if opt.Method.usesGPTQ() && (opt.Sequential || opt.Asymmetric) {
+	if opt.Method.usesGPTQ() && (opt.Sequential || opt.Asymmetric) || opt.floatTarget() {
 		return [][]lm.LinearInput{{lm.QKVInput}, {lm.OInput}, {lm.GateUpInput}, {lm.DownInput}}
 	}
 	return [][]lm.LinearInput{{lm.QKVInput, lm.OInput, lm.GateUpInput, lm.DownInput}}
@@ -609,7 +617,7 @@ func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x, 
 	for si, stage := range all {
 		var hess [4]*gptq.Hessian
 		var cr [4]*gptq.Cross
-		if su.calib != nil && opt.Method.usesGPTQ() {
+		if su.calib != nil && (opt.Method.usesGPTQ() || opt.floatTarget()) {
 			t0 := time.Now()
 			for _, in := range stage {
 				cols := cfg.Hidden
@@ -649,6 +657,11 @@ func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x, 
 				if g.Gemm == nil {
 					g.Gemm = cpu.GemmF32
 				}
+				if opt.Method == AWQ {
+					// The clip measures on the inputs as the quantized
+					// earlier stages give them.
+					su.awqGrams[in] = hessianGram(hess[in], su.awqGrams[in].Group)
+				}
 				if fac, err = gptq.Factorize(hess[in], g); err != nil {
 					return fmt.Errorf("layer %d: %s's Hessian: %w", l, in, err)
 				}
@@ -665,7 +678,11 @@ func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x, 
 				if it.Action != plan.Quantize || j < 0 || projInput[j] != in {
 					continue
 				}
-				out, err := su.quantizeItem(opt, it, weights[j], fac)
+				f := fac
+				if !opt.Method.usesGPTQ() {
+					f = nil // AWQ: the corrected weights rounded to nearest
+				}
+				out, err := su.quantizeItem(opt, it, weights[j], f)
 				if err != nil {
 					return err
 				}
@@ -1016,4 +1033,20 @@ func countNonFinite(x []float32) int {
 		}
 	}
 	return n
+}
+
+// floatTarget reports whether the float model's hidden states travel
+// beside the quantized ones (Options.Asymmetric with gptq or awq).
+func (opt Options) floatTarget() bool {
+	return opt.Asymmetric && (opt.Method.usesGPTQ() || opt.Method == AWQ)
+}
+
+// hessianGram is clip's Gram, in groups of group columns, of the inputs
+// whose sums h holds.
+func hessianGram(h *gptq.Hessian, group int) *clip.Gram {
+	g := &clip.Gram{Cols: h.Cols, Group: group}
+	for j0 := 0; j0 < h.Cols; j0 += group {
+		g.Blocks = append(g.Blocks, h.Block(j0, min(group, h.Cols-j0)))
+	}
+	return g
 }

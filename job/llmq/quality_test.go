@@ -16,8 +16,9 @@ import (
 // TestSmoothingBeatsRTNOnStories quantizes stories260K, calibrated on
 // stories it generated (seeds 100…, sampled) and compared with the float
 // model on others (seeds 200…) as lm eval --ref does: int4 group 32 awq
-// must stay below 0.75 of rtn's mean KL (the issue asks for half; see the
-// figures below). rtn W8A8 and smoothquant W8A8 are measured too:
+// on AutoAWQ's schedule (Options.Asymmetric false: this 900-token stream
+// is too short for the float target, TestAWQOnStories has that) must stay
+// below 0.7 of rtn's mean KL. rtn W8A8 and smoothquant W8A8 are measured too:
 // smoothquant (its α searched per layer and input) must have a lower
 // mean KL than plain W8A8, and both must load as W8A8 (int8 projections)
 // from their config alone.
@@ -79,13 +80,76 @@ func TestSmoothingBeatsRTNOnStories(t *testing.T) {
 			t.Logf("%s: perplexity %.4f, mean KL %.5f, top-1 %.3f", m.Name, m.Perplexity, m.KL.Mean, m.KL.Top1)
 		}
 	}
-	// Measured on cpu: awq 0.66 of rtn's mean KL (0.079 vs 0.120), the
-	// issue's target of half not reached; smoothquant (α searched) 0.00105
-	// vs plain W8A8's 0.00109.
-	if !(kl["awq"] < 0.75*kl["rtn"]) {
-		t.Errorf("int4 g32 mean KL: awq %g, rtn %g: want awq below 0.75·rtn", kl["awq"], kl["rtn"])
+	// Measured on cpu: awq 0.63 of rtn's mean KL (0.0755 vs 0.120; 0.66
+	// before o's scales under grouped attention); smoothquant (α
+	// searched) 0.00105 vs plain W8A8's 0.00109.
+	if !(kl["awq"] < 0.7*kl["rtn"]) {
+		t.Errorf("int4 g32 mean KL: awq %g, rtn %g: want awq below 0.7·rtn", kl["awq"], kl["rtn"])
 	}
 	if !(kl["smoothquant-w8a8"] < kl["rtn-w8a8"]) {
 		t.Errorf("W8A8 mean KL: smoothquant %g, rtn %g: want smoothquant below", kl["smoothquant-w8a8"], kl["rtn-w8a8"])
+	}
+}
+
+// TestAWQOnStories quantizes stories260K to int4 group 32 with rtn, awq
+// (AutoAWQ's: each layer from its float inputs) and awq with
+// Options.Asymmetric (the float model as the target, GPTAQ's correction
+// before each stage's clip and rounding), calibrated on 24 stories it
+// generated (32 windows of 128 tokens) and compared with the float model
+// on 12 others as lm eval --ref does: the asymmetric awq must stay below
+// 0.55 of rtn's mean KL and beat plain awq, which must stay below 0.7.
+// (Measured: 0.50 and 0.64; on bench/RESULTS.md's held-out sets, from a
+// 56,000-character calibration stream, 0.42–0.46 and 0.61–0.66. On these
+// stories GPTQ with the float target measures 0.43,
+// TestAsymmetricGPTQOnStories.)
+func TestAWQOnStories(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: about 10 s")
+	}
+	b := cpu.New()
+	ref, err := lmeval.Open(b, stories, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	dir := t.TempDir()
+	calib := filepath.Join(dir, "calib.txt")
+	os.WriteFile(calib, []byte(generated(t, ref.Model, ref.Tokenizer, 300, 24)), 0o666)
+	heldout := generated(t, ref.Model, ref.Tokenizer, 400, 12)
+	var models []lmeval.NamedModel
+	for _, name := range []string{"rtn", "awq", "awq-asymmetric"} {
+		opt := Options{Input: stories, Output: filepath.Join(dir, name), Format: plan.CompressedTensors, Scheme: int4g32(t), Method: RTN}
+		if name != "rtn" {
+			opt.Method, opt.Asymmetric = AWQ, name == "awq-asymmetric"
+			opt.Calib = CalibOptions{Path: calib, Samples: 32, SeqLen: 128, Seed: 1}
+		}
+		rep, err := Run(context.Background(), opt)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if len(rep.Warnings) != 0 || rep.Asymmetric != opt.Asymmetric {
+			t.Errorf("%s: warnings %v, asymmetric %v", name, rep.Warnings, rep.Asymmetric)
+		}
+		q, err := lmeval.Open(b, opt.Output, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer q.Close()
+		models = append(models, lmeval.NamedModel{Name: name, Model: q.Model})
+	}
+	er, err := lmeval.Eval(context.Background(), lmeval.EvalOptions{Models: models, Ref: &lmeval.NamedModel{Name: "float", Model: ref.Model},
+		Text: heldout, Tokenizer: ref.Tokenizer, Ctx: 128})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kl := map[string]float64{}
+	for _, m := range er.Models {
+		if m.KL != nil {
+			kl[m.Name] = m.KL.Mean
+			t.Logf("%s: perplexity %.4f, mean KL %.5f (%.3f of rtn's), top-1 %.3f", m.Name, m.Perplexity, m.KL.Mean, m.KL.Mean/kl["rtn"], m.KL.Top1)
+		}
+	}
+	if a := kl["awq-asymmetric"]; !(a < 0.55*kl["rtn"]) || !(a < kl["awq"]) || !(kl["awq"] < 0.7*kl["rtn"]) {
+		t.Errorf("mean KL: awq asymmetric %g, awq %g, rtn %g: want asymmetric below 0.55·rtn and below awq, awq below 0.7·rtn", a, kl["awq"], kl["rtn"])
 	}
 }

@@ -183,12 +183,13 @@ func (su *setup) smooth(opt Options, b backend.Backend, l int, layer *lm.Layer, 
 				}
 				continue
 			}
-			g := r.grams[projInput[j]]
+			su.awqGrams = r.grams
+			in := projInput[j]
 			su.fits[it.Name] = func(w []float32, shape []int) (*quant.Params, error) {
 				if len(shape) != 2 {
 					return nil, fmt.Errorf("AWQ's clip takes a [rows, cols] weight, not %v", shape)
 				}
-				return clip.FitOutput(opt.Scheme, w, shape[0], shape[1], g, clip.Options{RoundScale: rs})
+				return clip.FitOutput(opt.Scheme, w, shape[0], shape[1], su.awqGrams[in], clip.Options{RoundScale: rs})
 			}
 		}
 	}

@@ -144,9 +144,10 @@ func foldAll(t *testing.T, b backend.Backend, c lm.Config, w *lm.Weights, ids []
 // TestFoldedModelEqualsOriginal checks that SmoothQuant's and AWQ's
 // folded scales leave the float model's function unchanged: logits of
 // the folded and original models on a sequence agree within float32
-// tolerance, on stories260K and on a random model with activation
+// tolerance, on stories260K and on random models with activation
 // outliers (biases, and AWQ's and SmoothQuant's search's v→o fold, which
-// stories260K's grouped attention skips). SmoothQuant runs with α 0.5
+// SmoothQuant skips under grouped attention and AWQ ties across the
+// query heads sharing a kv head: stories260K and "random grouped"). SmoothQuant runs with α 0.5
 // and with its search (smoothQuantSearch, which also folds up→down). The
 // scales must also have changed the weights.
 func TestFoldedModelEqualsOriginal(t *testing.T) {
@@ -163,6 +164,7 @@ func TestFoldedModelEqualsOriginal(t *testing.T) {
 	}{
 		{"stories260K", sm.Config, sm.Weights},
 		{"random", smallConfig(2, 4), randomWeights(smallConfig(2, 4), 1)},
+		{"random grouped", smallConfig(2, 2), randomWeights(smallConfig(2, 2), 1)},
 	} {
 		for _, method := range []Method{SmoothQuant, smoothQuantSearch, AWQ} {
 			c := tc.c
@@ -176,6 +178,19 @@ func TestFoldedModelEqualsOriginal(t *testing.T) {
 			}
 			if moved < 0.05 {
 				t.Errorf("%s %s: the norms moved by %.3g at most: nothing was scaled", tc.name, method, moved)
+			}
+			if method == AWQ { // o's scales, folded into v's rows, grouped attention or not
+				movedV := 0.0
+				for l := range folded.Layers {
+					for j, v := range folded.Layers[l].V {
+						if w := tc.w.Layers[l].V[j]; w != 0 {
+							movedV = math.Max(movedV, math.Abs(float64(v/w)-1))
+						}
+					}
+				}
+				if movedV < 0.05 {
+					t.Errorf("%s %s: v_proj moved by %.3g at most: o was not scaled", tc.name, method, movedV)
+				}
 			}
 			m0, err := lm.New(b, c, tc.w)
 			if err != nil {

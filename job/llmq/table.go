@@ -31,6 +31,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 		p("gptq: activation order %v, %s scales from the %s weights, sequential %v, asymmetric %v\n", g.ActOrder, r.Scales,
 			map[bool]string{false: "original", true: "updated"}[g.UpdatedScales], r.Sequential, r.Asymmetric)
 	}
+	if r.Method == AWQ {
+		p("awq: the float model as the target (asymmetric) %v\n", r.Asymmetric)
+	}
 	m := r.Memory
 	p("memory estimate: %s (one layer's float weights %s, statistics %s, calibration activations %s, scratch %s; embedding %s before the first layer)\n",
 		units.FormatBytes(m.Total), units.FormatBytes(m.LayerWeights), units.FormatBytes(m.Statistics), units.FormatBytes(m.Activations),

@@ -159,6 +159,19 @@ func (h *Hessian) Matrix() []float64 {
 	return out
 }
 
+// Block is Σ x xᵀ (the sums, not Matrix's 2/N multiple) for the rows
+// and columns [j0, j0+m): an m×m row-major slice, new.
+func (h *Hessian) Block(j0, m int) []float64 {
+	out := make([]float64, m*m)
+	for i := range m {
+		row := h.sum[rowOff(j0+i)+j0:]
+		for j := range i + 1 {
+			out[i*m+j], out[j*m+i] = row[j], row[j]
+		}
+	}
+	return out
+}
+
 // Bytes is the memory the accumulator holds.
 func (h *Hessian) Bytes() int64 { return int64(len(h.sum)) * 8 }
 

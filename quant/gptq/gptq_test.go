@@ -423,6 +423,33 @@ func TestHessianGram(t *testing.T) {
 	}
 }
 
+// TestHessianBlock checks Block against the sums computed here, on
+// diagonal blocks at the start, inside and at the end of the matrix.
+func TestHessianBlock(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 3))
+	const d, n = 19, 23
+	x := correlated(r, n, d, 5)
+	h := NewHessian(d)
+	if err := h.Add(x, n); err != nil {
+		t.Fatal(err)
+	}
+	for _, blk := range [][2]int{{0, 8}, {8, 8}, {16, 3}, {0, d}} {
+		j0, m := blk[0], blk[1]
+		got := h.Block(j0, m)
+		for i := range m {
+			for j := range m {
+				var want float64
+				for k := range n {
+					want += float64(x[k*d+j0+i]) * float64(x[k*d+j0+j])
+				}
+				if math.Abs(got[i*m+j]-want) > 1e-5*math.Max(1, math.Abs(want)) {
+					t.Fatalf("Block(%d, %d)[%d, %d] = %g, want Σ x_i x_j = %g", j0, m, i, j, got[i*m+j], want)
+				}
+			}
+		}
+	}
+}
+
 // TestHessianBlocks checks AddGramBlock against Add: a Gram matrix given
 // as blocks below the diagonal, above it, and straddling it (square and
 // not), each entry of the symmetric XᵀX counted once.
