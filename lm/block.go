@@ -73,6 +73,9 @@ type Tap func(in LinearInput, x []float32, rows, cols int) error
 type Block struct {
 	// MaxRows, when positive, replaces MaxBlockRows.
 	MaxRows int
+	// Part is what of the layer Forward computes: the whole layer (the
+	// zero value), or its attention or its MLP alone.
+	Part BlockPart
 
 	cfg          Config
 	index        int
@@ -87,6 +90,20 @@ type Block struct {
 	x, xn, q, att, proj, gate, up, kk, vv backend.Buffer
 	host                                  []float32 // a tap's copy of rows
 }
+
+// BlockPart chooses what of a decoder layer Block.Forward computes.
+type BlockPart int
+
+const (
+	// WholeLayer: the attention, then the MLP, each added to the residual.
+	WholeLayer BlockPart = iota
+	// AttentionOnly: x + attention(x), what the whole layer computes with
+	// its MLP's weights zero, without running the MLP.
+	AttentionOnly
+	// MLPOnly: x + MLP(x), what the whole layer computes with its
+	// attention's weights zero, without running the attention.
+	MLPOnly
+)
 
 // MaxBlockRows is the most rows (tokens) a Block computes in one backend
 // pass unless Block.MaxRows says otherwise: Forward cuts a larger batch
@@ -187,7 +204,7 @@ func (k *Block) chunk(xh []float32, n, seqLen int, ropeQ, ropeK *backend.Rotary,
 	}
 	kk, vv := k.kk.Slice(0, T*kvd), k.vv.Slice(0, T*kvd)
 	att, q := k.att.Slice(0, T*qd), k.q.Slice(0, T*qd)
-	p := layerPass{b: b, cfg: c, li: k.index, T: T, pos: pos, ropeQ: ropeQ, ropeK: ropeK,
+	p := layerPass{b: b, cfg: c, li: k.index, T: T, part: k.Part, pos: pos, ropeQ: ropeQ, ropeK: ropeK,
 		x: x, xn: k.xn.Slice(0, T*H), q: q, k: kk, v: vv, att: att,
 		proj: k.proj.Slice(0, T*H), gate: k.gate.Slice(0, T*ff), up: k.up.Slice(0, T*ff)}
 	p.attend = func() error {

@@ -260,3 +260,69 @@ func TestBlockTapValues(t *testing.T) {
 		t.Error("NewBlock took a q_proj of 5 values")
 	}
 }
+
+// TestBlockParts checks Block.Part: AttentionOnly computes what the whole
+// layer computes with its MLP's weights zero, MLPOnly what it computes
+// with its attention's weights (and biases) zero, and the two in turn
+// what the whole layer computes, each to the bit (the zero halves add
+// exact zeros).
+func TestBlockParts(t *testing.T) {
+	r := rand.New(rand.NewPCG(8, 3))
+	c := Config{Hidden: 16, Intermediate: 24, Layers: 1, Heads: 4, KVHeads: 2, HeadDim: 4, Vocab: 30, RMSNormEps: 1e-5, RopeTheta: 10000, BOS: -1, EOS: -1}
+	w := randomModel(r, c, true, true)
+	l := w.Layers[0]
+	if l.QBias == nil {
+		t.Fatal("the random layer has no biases: the attention-zero case would not test them")
+	}
+	ids := randomTokens(r, 14, c.Vocab) // 2 sequences of 7
+	x0, err := Embed(w.Embed, c.Hidden, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(l *Layer, part BlockPart, x []float32) []float32 {
+		t.Helper()
+		k, err := NewBlock(cpu.New(), c, 0, l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer k.Close()
+		k.Part = part
+		out := append([]float32(nil), x...)
+		if err := k.Forward(out, 2, 7, nil); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	zeros := func(n int) []float32 { return make([]float32, n) }
+	noMLP := l
+	noMLP.Gate, noMLP.Up, noMLP.Down = zeros(len(l.Gate)), zeros(len(l.Up)), zeros(len(l.Down))
+	noAttn := l
+	noAttn.Q, noAttn.K, noAttn.V, noAttn.O = zeros(len(l.Q)), zeros(len(l.K)), zeros(len(l.V)), zeros(len(l.O))
+	noAttn.QBias, noAttn.KBias, noAttn.VBias, noAttn.OBias = nil, nil, nil, nil
+	same := func(what string, got, want []float32) {
+		t.Helper()
+		for i := range want {
+			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+				t.Errorf("%s: value %d is %g, want %g", what, i, got[i], want[i])
+				return
+			}
+		}
+	}
+	attn := run(&l, AttentionOnly, x0)
+	same("AttentionOnly", attn, run(&noMLP, WholeLayer, x0))
+	same("MLPOnly", run(&l, MLPOnly, x0), run(&noAttn, WholeLayer, x0))
+	whole := run(&l, WholeLayer, x0)
+	same("AttentionOnly then MLPOnly", run(&l, MLPOnly, attn), whole)
+	if slicesEqual(attn, whole) || slicesEqual(attn, x0) {
+		t.Error("the attention alone left x as it was, or equals the whole layer")
+	}
+}
+
+func slicesEqual(a, b []float32) bool {
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return len(a) == len(b)
+}

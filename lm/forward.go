@@ -326,6 +326,7 @@ type layerPass struct {
 	b                                   backend.Backend
 	cfg                                 Config
 	li, T                               int
+	part                                BlockPart // Block.Part (WholeLayer elsewhere)
 	pos                                 []int32
 	ropeQ, ropeK                        *backend.Rotary
 	x, xn, q, k, v, att, proj, gate, up backend.Buffer
@@ -368,30 +369,33 @@ func (p *layerPass) run(d *deviceLayer) error {
 			run(func() error { return p.tap(in, rows, T, cols) })
 		}
 	}
-	run(func() error { return backend.RMSNorm(b, xn, x, d.attnNorm, T, H, eps) })
-	tap(QKVInput, xn, H)
-	proj8(0, T, qd, H, xn, d.q, q)
-	bias(q, d.qBias)
-	proj8(1, T, kvd, H, xn, d.k, k)
-	bias(k, d.kBias)
-	proj8(2, T, kvd, H, xn, d.v, v)
-	bias(v, d.vBias)
-	run(func() error { return backend.RoPE(b, q, q, p.ropeQ, p.pos) })
-	run(func() error { return backend.RoPE(b, k, k, p.ropeK, p.pos) })
-	run(p.attend)
-	tap(OInput, att, qd)
-	proj8(3, T, H, qd, att, d.o, proj)
-	bias(proj, d.oBias)
-	run(func() error { return backend.Add(b, x, x, proj) })
-
-	run(func() error { return backend.RMSNorm(b, xn, x, d.mlpNorm, T, H, eps) })
-	tap(GateUpInput, xn, H)
-	proj8(4, T, ff, H, xn, d.gate, gate)
-	proj8(5, T, ff, H, xn, d.up, up)
-	run(func() error { return backend.SwiGLU(b, gate, gate, up) })
-	tap(DownInput, gate, ff)
-	proj8(6, T, H, ff, gate, d.down, proj)
-	run(func() error { return backend.Add(b, x, x, proj) })
+	if p.part != MLPOnly {
+		run(func() error { return backend.RMSNorm(b, xn, x, d.attnNorm, T, H, eps) })
+		tap(QKVInput, xn, H)
+		proj8(0, T, qd, H, xn, d.q, q)
+		bias(q, d.qBias)
+		proj8(1, T, kvd, H, xn, d.k, k)
+		bias(k, d.kBias)
+		proj8(2, T, kvd, H, xn, d.v, v)
+		bias(v, d.vBias)
+		run(func() error { return backend.RoPE(b, q, q, p.ropeQ, p.pos) })
+		run(func() error { return backend.RoPE(b, k, k, p.ropeK, p.pos) })
+		run(p.attend)
+		tap(OInput, att, qd)
+		proj8(3, T, H, qd, att, d.o, proj)
+		bias(proj, d.oBias)
+		run(func() error { return backend.Add(b, x, x, proj) })
+	}
+	if p.part != AttentionOnly {
+		run(func() error { return backend.RMSNorm(b, xn, x, d.mlpNorm, T, H, eps) })
+		tap(GateUpInput, xn, H)
+		proj8(4, T, ff, H, xn, d.gate, gate)
+		proj8(5, T, ff, H, xn, d.up, up)
+		run(func() error { return backend.SwiGLU(b, gate, gate, up) })
+		tap(DownInput, gate, ff)
+		proj8(6, T, H, ff, gate, d.down, proj)
+		run(func() error { return backend.Add(b, x, x, proj) })
+	}
 	return err
 }
 

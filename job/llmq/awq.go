@@ -131,10 +131,10 @@ type awqResult struct {
 // of T tokens, left as they are), then folds them in (the layer computes
 // the same function in float), as AutoAWQ's search_best_scale does:
 //   - q/k/v, against input_layernorm: the loss is the attention output's
-//     error (the block run with the MLP's weights zero, whose output is
-//     x + attention(x)), as AutoAWQ inspects self_attn;
+//     error (the block's attention alone, lm.AttentionOnly: x +
+//     attention(x)), as AutoAWQ inspects self_attn;
 //   - gate/up, against post_attention_layernorm: the MLP output's error
-//     (the block with the attention's weights zero, on x + attention(x));
+//     (the block's MLP alone, lm.MLPOnly, on x + attention(x));
 //   - down, against up_proj's rows: down_proj's output error;
 //   - o, against v_proj's rows (and bias): o_proj's output error. Under
 //     grouped-query attention (which AutoAWQ skips) o's columns of the
@@ -184,9 +184,7 @@ func awqLayer(b backend.Backend, cfg lm.Config, li int, l *lm.Layer, x []float32
 
 	// q/k/v: the attention alone.
 	attn := *l
-	zff := make([]float32, ff*H)
-	attn.Gate, attn.Up, attn.Down = zff, zff, zff
-	refA, err := runBlock(b, cfg, li, &attn, xs, keep, T)
+	refA, err := runBlock(b, cfg, li, &attn, lm.AttentionOnly, xs, keep, T)
 	if err != nil {
 		return nil, err
 	}
@@ -202,7 +200,7 @@ func awqLayer(b backend.Backend, cfg lm.Config, li int, l *lm.Layer, x []float32
 		if a.V, err = scaled(l.V, kvd, H, s, lm.QKVInput, true); err != nil {
 			return 0, err
 		}
-		out, err := runBlock(b, cfg, li, &a, xs, keep, T)
+		out, err := runBlock(b, cfg, li, &a, lm.AttentionOnly, xs, keep, T)
 		return meanSquaredError(out, refA), err
 	})
 	if err != nil {
@@ -212,10 +210,7 @@ func awqLayer(b backend.Backend, cfg lm.Config, li int, l *lm.Layer, x []float32
 
 	// gate/up: the MLP alone, on the residual stream after the attention.
 	mlp := *l
-	zq, zkv := make([]float32, qd*H), make([]float32, kvd*H)
-	mlp.Q, mlp.K, mlp.V, mlp.O = zq, zkv, zkv, zq
-	mlp.QBias, mlp.KBias, mlp.VBias, mlp.OBias = nil, nil, nil, nil
-	refM, err := runBlock(b, cfg, li, &mlp, refA, keep, T)
+	refM, err := runBlock(b, cfg, li, &mlp, lm.MLPOnly, refA, keep, T)
 	if err != nil {
 		return nil, err
 	}
@@ -228,7 +223,7 @@ func awqLayer(b backend.Backend, cfg lm.Config, li int, l *lm.Layer, x []float32
 		if m.Up, err = scaled(l.Up, ff, H, s, lm.GateUpInput, true); err != nil {
 			return 0, err
 		}
-		out, err := runBlock(b, cfg, li, &m, refA, keep, T)
+		out, err := runBlock(b, cfg, li, &m, lm.MLPOnly, refA, keep, T)
 		return meanSquaredError(out, refM), err
 	})
 	if err != nil {

@@ -308,11 +308,12 @@ func collectInputs(b backend.Backend, cfg lm.Config, li int, layer *lm.Layer, x 
 }
 
 // runBlock is layer l's output on a copy of in (seqs sequences of T).
-func runBlock(b backend.Backend, cfg lm.Config, li int, l *lm.Layer, in []float32, seqs, T int) ([]float32, error) {
+func runBlock(b backend.Backend, cfg lm.Config, li int, l *lm.Layer, part lm.BlockPart, in []float32, seqs, T int) ([]float32, error) {
 	blk, err := lm.NewBlock(b, cfg, li, l)
 	if err != nil {
 		return nil, err
 	}
+	blk.Part = part
 	out := append([]float32(nil), in...)
 	err = blk.Forward(out, seqs, T, nil)
 	return out, errors.Join(err, blk.Close())

@@ -134,7 +134,7 @@ func foldAll(t *testing.T, b backend.Backend, c lm.Config, w *lm.Weights, ids []
 		}
 		out.Layers[l] = layer
 		orig := w.Layers[l]
-		if x, err = runBlock(b, c, l, &orig, x, seqs, T); err != nil {
+		if x, err = runBlock(b, c, l, &orig, lm.WholeLayer, x, seqs, T); err != nil {
 			t.Fatal(err)
 		}
 	}

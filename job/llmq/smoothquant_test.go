@@ -49,7 +49,7 @@ func TestSmoothQuantStatistics(t *testing.T) {
 	}
 	attn := l
 	attn.Gate, attn.Up, attn.Down = make([]float32, ff*H), make([]float32, ff*H), make([]float32, ff*H)
-	h, err := runBlock(b, c, 0, &attn, x, seqs, T)
+	h, err := runBlock(b, c, 0, &attn, lm.WholeLayer, x, seqs, T)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +225,7 @@ func TestSmoothQuantSearchAgainstBruteForce(t *testing.T) {
 	want["q/k/v"] = brute(xn, [][]float32{orig.Q, orig.K, orig.V}, H)
 	attn := orig
 	attn.Gate, attn.Up, attn.Down = make([]float32, ff*H), make([]float32, ff*H), make([]float32, ff*H)
-	h, err := runBlock(b, c, 0, &attn, x, seqs, T)
+	h, err := runBlock(b, c, 0, &attn, lm.WholeLayer, x, seqs, T)
 	if err != nil {
 		t.Fatal(err)
 	}
