@@ -124,7 +124,8 @@ type Memory struct {
 	Activations  int64 `json:"activations"`   // the calibration hidden states [N, T, Hidden] float32
 	Scratch      int64 `json:"scratch"`       // one chunk's activations in the block, tap copies, Gram matrices
 	Embedding    int64 `json:"embedding"`     // the embedding table, read once before the first layer
-	Total        int64 `json:"total"`         // max(Embedding + Activations, the rest summed)
+	Search       int64 `json:"search"`        // AWQ's and SmoothQuant's scale searches: inputs kept, block outputs, a candidate's weights
+	Total        int64 `json:"total"`         // the largest of Embedding + Activations, the quantization's sum, the search's
 }
 
 // TensorResult is one quantized projection.
@@ -340,13 +341,26 @@ func (su *setup) estimate(opt Options, n, T int) {
 		// The Hessians (float64, packed triangles) a stage holds at once;
 		// each is factorised in its own memory, one at a time, with a
 		// little scratch.
+		// (gptq's, and the float target's; the scale searches collect
+		// none.)
 		hb := func(cols int64) int64 { b, _ := gptq.HessianBytes(int(cols)); return b }
 		_, fb := gptq.HessianBytes(int(max(H, qd, ff)))
-		m.Statistics = 2*hb(H) + hb(qd) + hb(ff) + fb - hb(max(H, qd, ff))
-		if seq {
+		switch {
+		case !method.usesGPTQ() && !opt.floatTarget():
+		case seq:
 			m.Statistics = fb
+		default:
+			m.Statistics = 2*hb(H) + hb(qd) + hb(ff) + fb - hb(max(H, qd, ff))
 		}
 		rows := int64(min(n*T, max(T, calibRows/T*T)))
+		if method.smooths() {
+			// AWQ's and SmoothQuant's searches, before the statistics:
+			// the first AWQMaxRows tokens of every input kept, a block's
+			// reference and candidate outputs on them, and a candidate's
+			// gate and up (the scaled copies and their quantized ones).
+			keep := int64(min(n*T, max(T, AWQMaxRows/T*T)))
+			m.Search = 4*keep*(2*H+qd+ff) + 3*4*keep*H + 4*4*ff*H
+		}
 		m.Activations = 4 * int64(n) * int64(T) * H
 		widest := max(H, qd, ff)
 		// the block's scratch, the stats pass's copy of a chunk, the
@@ -376,7 +390,8 @@ func (su *setup) estimate(opt Options, n, T int) {
 		copies = 4 * max((qd+2*kvd)*H, H*qd, 2*ff*H, H*ff)
 	}
 	work := copies + 8*max(qd*H, ff*H) + 4*max(H, ff)*1024
-	m.Total = max(m.Embedding+m.Activations, m.LayerWeights+work+m.Statistics+m.Activations+m.Scratch)
+	m.Total = max(m.Embedding+m.Activations, m.LayerWeights+work+m.Statistics+m.Activations+m.Scratch,
+		m.LayerWeights+m.Search+m.Activations+m.Scratch)
 }
 
 // DryRun plans the run opt describes (the checkpoint's headers, the

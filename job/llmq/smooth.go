@@ -270,6 +270,7 @@ func collectInputs(b backend.Backend, cfg lm.Config, li int, layer *lm.Layer, x 
 	if err != nil {
 		return nil, err
 	}
+	blk.MaxRows = calibRows
 	H := cfg.Hidden
 	st := &inputStats{}
 	keepRows := 0 // of the current chunk
@@ -293,7 +294,7 @@ func collectInputs(b backend.Backend, cfg lm.Config, li int, layer *lm.Layer, x 
 		st.keep[in] = append(st.keep[in], rows[:keepRows*cols]...)
 		return nil
 	}
-	per := max(1, lm.MaxBlockRows/T)
+	per := max(1, calibRows/T)
 	scratch := make([]float32, 0, min(per, seqs)*T*H)
 	for s0 := 0; s0 < seqs && err == nil; s0 += per {
 		k := min(per, seqs-s0)
@@ -307,13 +308,16 @@ func collectInputs(b backend.Backend, cfg lm.Config, li int, layer *lm.Layer, x 
 	return st, nil
 }
 
-// runBlock is layer l's output on a copy of in (seqs sequences of T).
+// runBlock is layer l's output (or part's of it) on a copy of in (seqs
+// sequences of T), in chunks of calibRows rows as the pipeline's passes:
+// a search's thousands of rows at once would hold their activations
+// (27·Hidden floats a row at 1B, 0.45 GB for 4096 rows) for each candidate.
 func runBlock(b backend.Backend, cfg lm.Config, li int, l *lm.Layer, part lm.BlockPart, in []float32, seqs, T int) ([]float32, error) {
 	blk, err := lm.NewBlock(b, cfg, li, l)
 	if err != nil {
 		return nil, err
 	}
-	blk.Part = part
+	blk.Part, blk.MaxRows = part, calibRows
 	out := append([]float32(nil), in...)
 	err = blk.Forward(out, seqs, T, nil)
 	return out, errors.Join(err, blk.Close())

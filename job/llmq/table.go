@@ -35,9 +35,13 @@ func (r *Report) WriteTable(w io.Writer) error {
 		p("awq: the float model as the target (asymmetric) %v\n", r.Asymmetric)
 	}
 	m := r.Memory
-	p("memory estimate: %s (one layer's float weights %s, statistics %s, calibration activations %s, scratch %s; embedding %s before the first layer)\n",
+	search := ""
+	if m.Search > 0 {
+		search = ", scale search " + units.FormatBytes(m.Search)
+	}
+	p("memory estimate: %s (one layer's float weights %s, statistics %s, calibration activations %s, scratch %s%s; embedding %s before the first layer)\n",
 		units.FormatBytes(m.Total), units.FormatBytes(m.LayerWeights), units.FormatBytes(m.Statistics), units.FormatBytes(m.Activations),
-		units.FormatBytes(m.Scratch), units.FormatBytes(m.Embedding))
+		units.FormatBytes(m.Scratch), search, units.FormatBytes(m.Embedding))
 	if r.DryRun {
 		return err
 	}
