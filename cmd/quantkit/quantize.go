@@ -216,8 +216,10 @@ var quantizeCommand = &cli.Command{
 		"        scales from the original weights (--gptq-updated-scales: from the updated ones);\n" +
 		"        a Hessian that is not positive definite falls back to rtn with a warning. The\n" +
 		"        quantized layer computes the next layer's inputs. Memory: one layer's weights, its\n" +
-		"        Hessians, the calibration activations and a chunk's scratch (--dry-run says how\n" +
-		"        much). Not with --include, --exclude, --shard, --allow-nonfinite or the gguf formats.\n" +
+		"        Hessians, the calibration activations and a chunk's scratch (chunks of 512 rows;\n" +
+		"        awq and smoothquant: their searches' 4096 tokens instead of the Hessians; --dry-run\n" +
+		"        says how much). Not with --include, --exclude, --shard, --allow-nonfinite or the\n" +
+		"        gguf formats.\n" +
 		"  awq   AWQ (--calib as gptq): per input channel scales s = x̄^r / w̄^(1−r) (x̄ the mean |x|\n" +
 		"        over the calibration tokens, w̄ the mean |W| normalised by its group's max, as\n" +
 		"        AutoAWQ), r on a grid of 20 in [0, 1), with and without the weight term, chosen by\n" +
