@@ -327,49 +327,9 @@ func TestAsymmetricGPTQOnStories(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: about 10 s")
 	}
-	b := cpu.New()
-	ref, err := lmeval.Open(b, stories, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ref.Close()
-	dir := t.TempDir()
-	calib := filepath.Join(dir, "calib.txt")
-	os.WriteFile(calib, []byte(generated(t, ref.Model, ref.Tokenizer, 300, 24)), 0o666)
-	heldout := generated(t, ref.Model, ref.Tokenizer, 400, 12)
-	var models []lmeval.NamedModel
-	for _, name := range []string{"rtn", "gptq-sequential", "gptq-asymmetric"} {
-		opt := Options{Input: stories, Output: filepath.Join(dir, name), Format: plan.CompressedTensors, Scheme: int4g32(t), Method: RTN}
-		if name != "rtn" {
-			opt.Method, opt.Sequential, opt.Asymmetric = GPTQ, true, name == "gptq-asymmetric"
-			opt.Calib = CalibOptions{Path: calib, Samples: 32, SeqLen: 128, Seed: 1}
-		}
-		rep, err := Run(context.Background(), opt)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		if len(rep.Warnings) != 0 || rep.Asymmetric != opt.Asymmetric {
-			t.Errorf("%s: warnings %v, asymmetric %v", name, rep.Warnings, rep.Asymmetric)
-		}
-		q, err := lmeval.Open(b, opt.Output, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer q.Close()
-		models = append(models, lmeval.NamedModel{Name: name, Model: q.Model})
-	}
-	er, err := lmeval.Eval(context.Background(), lmeval.EvalOptions{Models: models, Ref: &lmeval.NamedModel{Name: "float", Model: ref.Model},
-		Text: heldout, Tokenizer: ref.Tokenizer, Ctx: 128})
-	if err != nil {
-		t.Fatal(err)
-	}
-	kl := map[string]float64{}
-	for _, m := range er.Models {
-		if m.KL != nil {
-			kl[m.Name] = m.KL.Mean
-			t.Logf("%s: perplexity %.4f, mean KL %.5f (%.3f of rtn's), top-1 %.3f", m.Name, m.Perplexity, m.KL.Mean, m.KL.Mean/kl["rtn"], m.KL.Top1)
-		}
-	}
+	kl := storiesKL(t, []string{"rtn", "gptq-sequential", "gptq-asymmetric"}, func(name string, opt *Options) {
+		opt.Method, opt.Sequential, opt.Asymmetric = GPTQ, true, name == "gptq-asymmetric"
+	})
 	if a := kl["gptq-asymmetric"]; !(a <= 0.5*kl["rtn"]) || !(a < kl["gptq-sequential"]) {
 		t.Errorf("mean KL: asymmetric %g, sequential %g, rtn %g: want asymmetric at most half of rtn and below sequential", a, kl["gptq-sequential"], kl["rtn"])
 	}
