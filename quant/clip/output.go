@@ -1,8 +1,13 @@
 package clip
 
 import (
+	"errors"
 	"fmt"
 	"math"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
 
 	"github.com/quantkit/quantkit/quant"
 )
@@ -134,19 +139,27 @@ func FitOutput(s quant.Scheme, w []float32, rows, cols int, gram *Gram, opt Opti
 		round = func(v float32) float32 { return v }
 	}
 	qmin, qmax := s.QMin(), s.QMax()
-	e := make([]float64, group)
+	// The runs (one group of one row each) are independent: gathered,
+	// ordered group by group (each row's in turn, so that a goroutine's
+	// Gram block stays in its cache) and claimed in chunks by a goroutine
+	// a core, each with its own error vector; the result does not depend
+	// on the split.
+	type run struct{ start, end, k int }
+	var runs []run
 	var ferr error
 	p.Runs(func(start, end, k int) {
-		if ferr != nil {
-			return
-		}
 		j0 := start % cols
-		if j0%group != 0 || end-start != min(group, cols-j0) {
+		if ferr == nil && (j0%group != 0 || end-start != min(group, cols-j0)) {
 			ferr = fmt.Errorf("clip: parameter run [%d, %d) is not one group of a row", start, end)
-			return
 		}
-		vals := w[start:end]
-		blk, m := gram.Blocks[j0/group], end-start
+		runs = append(runs, run{start, end, k})
+	})
+	if ferr != nil {
+		return nil, ferr
+	}
+	fit := func(e []float64, r run) error {
+		vals := w[r.start:r.end]
+		blk, m := gram.Blocks[r.start%cols/group], r.end-r.start
 		lo, hi := float32(0), float32(0)
 		for _, v := range vals {
 			lo, hi = min(lo, v), max(hi, v)
@@ -155,12 +168,11 @@ func FitOutput(s quant.Scheme, w []float32, rows, cols int, gram *Gram, opt Opti
 		var bs float32
 		var bz int32
 		for i := 0; i <= steps; i++ {
-			r := 1 - float64(i)/float64(steps)*(1-lowest)
-			sc, zp := s.ScaleZeroPoint(float32(r*float64(lo)), float32(r*float64(hi)))
+			ratio := 1 - float64(i)/float64(steps)*(1-lowest)
+			sc, zp := s.ScaleZeroPoint(float32(ratio*float64(lo)), float32(ratio*float64(hi)))
 			sc = round(sc)
 			if !(sc > 0) || math.IsInf(float64(sc), 0) {
-				ferr = fmt.Errorf("clip: scale %g for ratio %g", sc, r)
-				return
+				return fmt.Errorf("clip: scale %g for ratio %g", sc, ratio)
 			}
 			for j, v := range vals {
 				e[j] = float64(v) - float64(quant.DequantizeValue(quant.QuantizeValue(v, sc, zp, qmin, qmax), sc, zp))
@@ -181,10 +193,36 @@ func FitOutput(s quant.Scheme, w []float32, rows, cols int, gram *Gram, opt Opti
 				best, bs, bz = l, sc, zp
 			}
 		}
-		p.Scales[k], p.ZeroPoints[k] = bs, bz
-	})
-	if ferr != nil {
-		return nil, ferr
+		p.Scales[r.k], p.ZeroPoints[r.k] = bs, bz
+		return nil
+	}
+	slices.SortStableFunc(runs, func(a, b run) int { return a.start%cols - b.start%cols })
+	const chunk = 64
+	workers := min(runtime.GOMAXPROCS(0), (len(runs)+chunk-1)/chunk)
+	errs := make([]error, workers)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for wi := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e := make([]float64, group)
+			for {
+				i0 := int(next.Add(chunk)) - chunk
+				if i0 >= len(runs) {
+					return
+				}
+				for _, r := range runs[i0:min(i0+chunk, len(runs))] {
+					if errs[wi] = fit(e, r); errs[wi] != nil {
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	return p, nil
 }

@@ -145,3 +145,30 @@ func dequant(t *testing.T, w []float32, p *quant.Params) []float32 {
 	}
 	return y
 }
+
+// BenchmarkFitOutput fits a 1B Llama's gate_proj (8192 × 2048, int4 in
+// groups of 128) on the Gram of 512 input rows, as AWQ's search does for
+// each of its candidates; -cpu 1,2 shows the spread over the cores.
+//
+//	go test ./quant/clip -run - -bench FitOutput -cpu 1,2
+func BenchmarkFitOutput(b *testing.B) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	rows, cols, n := 8192, 2048, 512
+	w, x := make([]float32, rows*cols), make([]float32, n*cols)
+	for i := range w {
+		w[i] = float32(rng.NormFloat64())
+	}
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	g, err := NewGram(x, n, cols, 128)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := quant.Scheme{Bits: 4, Signed: true, Symmetric: true, Granularity: quant.PerGroup, GroupSize: 128}
+	for b.Loop() {
+		if _, err := FitOutput(s, w, rows, cols, g, Options{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
