@@ -291,19 +291,7 @@ func TestGPTQBeatsRTNOnStories(t *testing.T) {
 		defer q.Close()
 		models = append(models, lmeval.NamedModel{Name: name, Model: q.Model})
 	}
-	er, err := lmeval.Eval(context.Background(), lmeval.EvalOptions{Models: models, Ref: &lmeval.NamedModel{Name: "float", Model: ref.Model},
-		Text: heldout, Tokenizer: ref.Tokenizer, Ctx: 128})
-	if err != nil {
-		t.Fatal(err)
-	}
-	kl := map[string]float64{}
-	for _, m := range er.Models {
-		if m.KL == nil {
-			continue
-		}
-		kl[m.Name] = m.KL.Mean
-		t.Logf("%s: perplexity %.4f, mean KL %.5f, top-1 %.3f", m.Name, m.Perplexity, m.KL.Mean, m.KL.Top1)
-	}
+	kl := meanKLs(t, ref, models, heldout)
 	for name, v := range kl {
 		t.Logf("%s: mean KL %.3f of rtn's", name, v/kl["rtn"])
 	}

@@ -172,3 +172,39 @@ func BenchmarkFitOutput(b *testing.B) {
 		}
 	}
 }
+
+// TestFitOutputSplit fits a weight of many rows at once, which spreads
+// its runs over goroutines when there are several cores, and row by row
+// (one goroutine each call): every row's scales must be the same.
+func TestFitOutputSplit(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 1))
+	rows, cols, n, group := 300, 96, 40, 32
+	w, x := make([]float32, rows*cols), make([]float32, n*cols)
+	for i := range w {
+		w[i] = float32(rng.NormFloat64())
+	}
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	g, err := NewGram(x, n, cols, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := quant.Scheme{Bits: 4, Signed: true, Symmetric: true, Granularity: quant.PerGroup, GroupSize: group}
+	all, err := FitOutput(s, w, rows, cols, g, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	per := cols / group
+	for r := range rows {
+		one, err := FitOutput(s, w[r*cols:(r+1)*cols], 1, cols, g, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k := range per {
+			if one.Scales[k] != all.Scales[r*per+k] || one.ZeroPoints[k] != all.ZeroPoints[r*per+k] {
+				t.Fatalf("row %d group %d: scale %g alone, %g among all rows", r, k, one.Scales[k], all.Scales[r*per+k])
+			}
+		}
+	}
+}
