@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/quantkit/quantkit/backend"
+	"github.com/quantkit/quantkit/cpu"
 	"github.com/quantkit/quantkit/internal/atomicfile"
 	"github.com/quantkit/quantkit/internal/inputerr"
 	"github.com/quantkit/quantkit/job/quantize"
@@ -126,7 +127,7 @@ func (su *setup) smooth(opt Options, b backend.Backend, l int, layer *lm.Layer, 
 				case opt.Method != AWQ:
 					p, err = fit(w, []int{rows, cols})
 				case g != nil:
-					p, err = clip.FitOutput(opt.Scheme, w, rows, cols, g, clip.Options{RoundScale: rs})
+					p, err = fitOutput(opt.Scheme, w, rows, cols, g, rs)
 				default:
 					p, err = clip.FitMSE(opt.Scheme, w, []int{rows, cols}, clip.Options{RoundScale: rs})
 				}
@@ -189,7 +190,7 @@ func (su *setup) smooth(opt Options, b backend.Backend, l int, layer *lm.Layer, 
 				if len(shape) != 2 {
 					return nil, fmt.Errorf("AWQ's clip takes a [rows, cols] weight, not %v", shape)
 				}
-				return clip.FitOutput(opt.Scheme, w, shape[0], shape[1], su.awqGrams[in], clip.Options{RoundScale: rs})
+				return fitOutput(opt.Scheme, w, shape[0], shape[1], su.awqGrams[in], rs)
 			}
 		}
 	}
@@ -356,4 +357,11 @@ func divided(v, s []float32) []float32 {
 		out[j] = v[j] / s[j]
 	}
 	return out
+}
+
+// fitOutput is AWQ's output-error clip (clip.FitOutput) of w [rows, cols]
+// on the Gram g of its inputs, its errors measured with the CPU's GEMM;
+// rs rounds the scales as the output stores them.
+func fitOutput(s quant.Scheme, w []float32, rows, cols int, g *clip.Gram, rs func(float32) float32) (*quant.Params, error) {
+	return clip.FitOutput(s, w, rows, cols, g, clip.Options{RoundScale: rs, Gemm: cpu.GemmF32})
 }

@@ -15,7 +15,7 @@ import (
 	"github.com/quantkit/quantkit/quant"
 )
 
-// Options tune FitMSE.
+// Options tune FitMSE and FitOutput.
 type Options struct {
 	// Steps is the number of ratios below 1 tried; 0 means 50.
 	Steps int
@@ -25,6 +25,11 @@ type Options struct {
 	// stores it (ctensors.RoundScales to BF16, say) before its error is
 	// measured, so that the choice is made on the scales written.
 	RoundScale func(float32) float32
+	// Gemm, for FitOutput, computes C[m×n] = A[m×k]·B[n×k]ᵀ in float32
+	// (row-major, both operands k-contiguous), as cpu.GemmF32 does; nil
+	// runs a plain Go loop. It may be called from several goroutines at
+	// once.
+	Gemm func(m, n, k int, a, b, c []float32)
 }
 
 // FitMSE is quant.FitMinMax with each parameter pair's range shrunk by the

@@ -86,6 +86,24 @@ const (
 	OutputMinRatio = 0.55
 )
 
+// outputRows is the most runs (rows of one group) FitOutput measures in
+// one GEMM: with the ten ratios, E and F of 128 columns are 160 KiB each.
+const outputRows = 32
+
+// gemmGo is Options.Gemm's default, C[m×n] = A[m×k]·B[n×k]ᵀ in plain Go.
+func gemmGo(m, n, k int, a, b, c []float32) {
+	for i := range m {
+		ar := a[i*k : (i+1)*k]
+		for j := range n {
+			var s float32
+			for p, v := range b[j*k : (j+1)*k] {
+				s += ar[p] * v
+			}
+			c[i*n+j] = s
+		}
+	}
+}
+
 // FitOutput is FitMSE with each run's error measured on the Linear's
 // outputs instead of its weights: for row r of w [rows, cols] and a group
 // g of its columns (the whole row per channel), the ratio (of the grid
@@ -98,6 +116,9 @@ const (
 // the search of a clipping max per output channel and group by the
 // output error, on every input row rather than a sample of 512). Ratio 1
 // (min-max) is tried first and kept unless another is strictly better.
+// The errors are measured as one GEMM a group (Options.Gemm in float32,
+// the dot products with the errors in float64), so that near ties between ratios are
+// decided to float32's precision.
 // The scheme must group along the columns of a [rows, cols] weight (per
 // channel on axis 0, or per group) and the weight must be finite.
 func FitOutput(s quant.Scheme, w []float32, rows, cols int, gram *Gram, opt Options) (*quant.Params, error) {
@@ -138,12 +159,17 @@ func FitOutput(s quant.Scheme, w []float32, rows, cols int, gram *Gram, opt Opti
 	if round == nil {
 		round = func(v float32) float32 { return v }
 	}
+	gemm := opt.Gemm
+	if gemm == nil {
+		gemm = gemmGo
+	}
 	qmin, qmax := s.QMin(), s.QMax()
 	// The runs (one group of one row each) are independent: gathered,
-	// ordered group by group (each row's in turn, so that a goroutine's
-	// Gram block stays in its cache) and claimed in chunks by a goroutine
-	// a core, each with its own error vector; the result does not depend
-	// on the split.
+	// ordered group by group and cut into tasks of at most outputRows
+	// runs of one group, claimed by a goroutine a core. A task's error
+	// vectors, one per run and ratio, are the rows of E [runs·ratios, m];
+	// F = E·G_g is one GEMM and each loss eᵀG_g e the dot product of a row
+	// of E with its row of F.
 	type run struct{ start, end, k int }
 	var runs []run
 	var ferr error
@@ -157,48 +183,71 @@ func FitOutput(s quant.Scheme, w []float32, rows, cols int, gram *Gram, opt Opti
 	if ferr != nil {
 		return nil, ferr
 	}
-	fit := func(e []float64, r run) error {
-		vals := w[r.start:r.end]
-		blk, m := gram.Blocks[r.start%cols/group], r.end-r.start
-		lo, hi := float32(0), float32(0)
-		for _, v := range vals {
-			lo, hi = min(lo, v), max(hi, v)
+	slices.SortStableFunc(runs, func(a, b run) int { return a.start%cols - b.start%cols })
+	var tasks [][]run
+	for i := 0; i < len(runs); {
+		j := i + 1
+		for j < len(runs) && j-i < outputRows && runs[j].start%cols == runs[i].start%cols {
+			j++
 		}
-		best := math.Inf(1)
-		var bs float32
-		var bz int32
-		for i := 0; i <= steps; i++ {
-			ratio := 1 - float64(i)/float64(steps)*(1-lowest)
-			sc, zp := s.ScaleZeroPoint(float32(ratio*float64(lo)), float32(ratio*float64(hi)))
-			sc = round(sc)
-			if !(sc > 0) || math.IsInf(float64(sc), 0) {
-				return fmt.Errorf("clip: scale %g for ratio %g", sc, ratio)
+		tasks = append(tasks, runs[i:j])
+		i = j
+	}
+	blocks := make([][]float32, len(gram.Blocks)) // G in float32, as the GEMM takes it
+	for b, blk := range gram.Blocks {
+		blocks[b] = make([]float32, len(blk))
+		for i, v := range blk {
+			blocks[b][i] = float32(v)
+		}
+	}
+	ratios := steps + 1
+	type scratch struct {
+		e, f   []float32
+		scales []float32
+		zps    []int32
+	}
+	fit := func(sc *scratch, rs []run) error {
+		m := rs[0].end - rs[0].start
+		n := len(rs) * ratios
+		e, f := sc.e[:n*m], sc.f[:n*m]
+		for ri, r := range rs {
+			vals := w[r.start:r.end]
+			lo, hi := float32(0), float32(0)
+			for _, v := range vals {
+				lo, hi = min(lo, v), max(hi, v)
 			}
-			for j, v := range vals {
-				e[j] = float64(v) - float64(quant.DequantizeValue(quant.QuantizeValue(v, sc, zp, qmin, qmax), sc, zp))
-			}
-			var l float64 // eᵀGe from G's upper triangle
-			for a := range m {
-				if e[a] == 0 {
-					continue
+			for i := range ratios {
+				ratio := 1 - float64(i)/float64(steps)*(1-lowest)
+				scale, zp := s.ScaleZeroPoint(float32(ratio*float64(lo)), float32(ratio*float64(hi)))
+				scale = round(scale)
+				if !(scale > 0) || math.IsInf(float64(scale), 0) {
+					return fmt.Errorf("clip: scale %g for ratio %g", scale, ratio)
 				}
-				row := blk[a*m+a+1 : (a+1)*m]
-				var d float64
-				for b, v := range row {
-					d += v * e[a+1+b]
+				row := e[(ri*ratios+i)*m : (ri*ratios+i+1)*m]
+				for j, v := range vals {
+					row[j] = float32(float64(v) - float64(quant.DequantizeValue(quant.QuantizeValue(v, scale, zp, qmin, qmax), scale, zp)))
 				}
-				l += e[a] * (blk[a*m+a]*e[a] + 2*d)
-			}
-			if l < best {
-				best, bs, bz = l, sc, zp
+				sc.scales[ri*ratios+i], sc.zps[ri*ratios+i] = scale, zp
 			}
 		}
-		p.Scales[r.k], p.ZeroPoints[r.k] = bs, bz
+		gemm(n, m, m, e, blocks[rs[0].start%cols/group], f)
+		for ri, r := range rs {
+			best, bi := math.Inf(1), 0
+			for i := range ratios {
+				o := (ri*ratios + i) * m
+				var l float64
+				for j, v := range e[o : o+m] {
+					l += float64(v) * float64(f[o+j])
+				}
+				if l < best {
+					best, bi = l, i
+				}
+			}
+			p.Scales[r.k], p.ZeroPoints[r.k] = sc.scales[ri*ratios+bi], sc.zps[ri*ratios+bi]
+		}
 		return nil
 	}
-	slices.SortStableFunc(runs, func(a, b run) int { return a.start%cols - b.start%cols })
-	const chunk = 64
-	workers := min(runtime.GOMAXPROCS(0), (len(runs)+chunk-1)/chunk)
+	workers := min(runtime.GOMAXPROCS(0), len(tasks))
 	errs := make([]error, workers)
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -206,16 +255,15 @@ func FitOutput(s quant.Scheme, w []float32, rows, cols int, gram *Gram, opt Opti
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			e := make([]float64, group)
+			n := outputRows * ratios
+			sc := &scratch{e: make([]float32, n*group), f: make([]float32, n*group), scales: make([]float32, n), zps: make([]int32, n)}
 			for {
-				i0 := int(next.Add(chunk)) - chunk
-				if i0 >= len(runs) {
+				t := int(next.Add(1)) - 1
+				if t >= len(tasks) {
 					return
 				}
-				for _, r := range runs[i0:min(i0+chunk, len(runs))] {
-					if errs[wi] = fit(e, r); errs[wi] != nil {
-						return
-					}
+				if errs[wi] = fit(sc, tasks[t]); errs[wi] != nil {
+					return
 				}
 			}
 		}()
