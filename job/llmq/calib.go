@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/quantkit/quantkit/internal/inputerr"
@@ -44,6 +45,10 @@ type Calibration struct {
 	SeqLen    int    `json:"seq_len"`
 	Documents int    `json:"documents"` // texts (lines of JSONL), or npy rows
 	Tokens    int    `json:"tokens"`    // in the stream the windows were cut from
+	// Distinct is how many of the stream's positions the windows cover
+	// (overlapping windows of a short text count each position once;
+	// npy rows all count): the calibration set's real size.
+	Distinct  int    `json:"distinct_tokens"`
 	Seed      uint64 `json:"seed"`
 	Selection string `json:"selection"`
 	IDs       []int  `json:"-"` // Samples·SeqLen ids, sequence after sequence
@@ -111,6 +116,7 @@ func LoadCalibration(opt CalibOptions, tok *tokenizer.Tokenizer, bos, eos, vocab
 			for _, r := range pick {
 				c.IDs = append(c.IDs, ids[r*t:r*t+T]...)
 			}
+			c.Distinct = n * T
 			c.Selection = fmt.Sprintf("%d of %d rows drawn without replacement (PCG seed %d), each cut to its first %d ids", n, rows, opt.Seed, T)
 			return c, nil
 		default:
@@ -146,13 +152,26 @@ func LoadCalibration(opt CalibOptions, tok *tokenizer.Tokenizer, bos, eos, vocab
 			opt.Path, len(stream), T))
 	}
 	c.IDs = make([]int, 0, n*T)
-	for range n {
-		off := rng.IntN(len(stream) - T + 1)
-		c.IDs = append(c.IDs, stream[off:off+T]...)
+	offs := make([]int, n)
+	for i := range offs {
+		offs[i] = rng.IntN(len(stream) - T + 1)
+		c.IDs = append(c.IDs, stream[offs[i]:offs[i]+T]...)
 	}
-	c.Selection = fmt.Sprintf("%d windows of %d tokens at uniform random offsets (PCG seed %d) in the %d-token stream of %d documents, each as BOS text EOS",
-		n, T, opt.Seed, len(stream), c.Documents)
+	c.Distinct = covered(offs, T)
+	c.Selection = fmt.Sprintf("%d windows of %d tokens at uniform random offsets (PCG seed %d) in the %d-token stream of %d documents, each as BOS text EOS; %d distinct tokens",
+		n, T, opt.Seed, len(stream), c.Documents, c.Distinct)
 	return c, nil
+}
+
+// covered is the number of positions the windows [off, off+T) cover.
+func covered(offs []int, T int) int {
+	offs = slices.Sorted(slices.Values(offs))
+	n, end := 0, 0
+	for _, o := range offs {
+		n += o + T - max(o, end)
+		end = o + T
+	}
+	return n
 }
 
 // readDocuments reads the texts of a plain text or JSONL file.

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -353,6 +355,55 @@ func TestFitRows(t *testing.T) {
 		}
 		if err := got.Check(); err != nil {
 			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// TestCovered checks covered (the positions windows cover) against a
+// bitmap of the positions, on random windows of a short stream.
+func TestCovered(t *testing.T) {
+	rng := rand.New(rand.NewPCG(2, 5))
+	for range 50 {
+		n, T := 1+rng.IntN(8), 1+rng.IntN(20)
+		offs := make([]int, n)
+		seen := map[int]bool{}
+		for i := range offs {
+			offs[i] = rng.IntN(40)
+			for p := offs[i]; p < offs[i]+T; p++ {
+				seen[p] = true
+			}
+		}
+		if got := covered(slices.Clone(offs), T); got != len(seen) {
+			t.Fatalf("windows of %d at %v: covered %d, want %d", T, offs, got, len(seen))
+		}
+	}
+}
+
+// TestFloatTargetWarnsOnLittleData checks that the float target on
+// fewer distinct calibration tokens than MinFloatTargetTokens warns (4
+// windows of 64 tokens), and that plain GPTQ on the same data does not.
+func TestFloatTargetWarnsOnLittleData(t *testing.T) {
+	ref, err := lmeval.Open(cpu.New(), stories, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	calib := filepath.Join(dir, "calib.txt")
+	os.WriteFile(calib, []byte(generated(t, ref.Model, ref.Tokenizer, 100, 1)), 0o666)
+	ref.Close()
+	for _, asym := range []bool{true, false} {
+		opt := Options{Input: stories, Output: filepath.Join(dir, fmt.Sprint(asym)), Format: plan.CompressedTensors, Scheme: int4g32(t), Method: GPTQ,
+			Calib: CalibOptions{Path: calib, Samples: 4, SeqLen: 64, Seed: 1}, Asymmetric: asym}
+		rep, err := Run(context.Background(), opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := rep.Calibration.Distinct; d <= 0 || d > 4*64 {
+			t.Errorf("%d distinct tokens in 4 windows of 64", d)
+		}
+		warned := slices.ContainsFunc(rep.Warnings, func(w string) bool { return strings.Contains(w, "distinct tokens") })
+		if warned != asym {
+			t.Errorf("asymmetric %v: warnings %q", asym, rep.Warnings)
 		}
 	}
 }
