@@ -116,10 +116,10 @@ func gemmGo(m, n, k int, a, b, c []float32) {
 // the search of a clipping max per output channel and group by the
 // output error, on every input row rather than a sample of 512). Ratio 1
 // (min-max) is tried first and kept unless another is strictly better.
-// The errors are measured as one GEMM a group (Options.Gemm in float32,
-// the dot products with the errors in float64), so that near ties between ratios are
-// decided to float32's precision.
-// The scheme must group along the columns of a [rows, cols] weight (per
+// The errors are measured with one GEMM for many rows of a group
+// (Options.Gemm, float32; the dot products with the errors in float64),
+// so near ties between ratios are decided to float32's precision. The
+// scheme must group along the columns of a [rows, cols] weight (per
 // channel on axis 0, or per group) and the weight must be finite.
 func FitOutput(s quant.Scheme, w []float32, rows, cols int, gram *Gram, opt Options) (*quant.Params, error) {
 	if rows <= 0 || cols <= 0 || len(w) != rows*cols {
