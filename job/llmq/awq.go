@@ -113,7 +113,8 @@ func awqSearch(xMean, wMean []float64, loss func(s []float32) (float64, error)) 
 // Linear's calibration inputs divided by s (their columns by s[j]), for
 // the output-error clip (clip.FitOutput, AutoAWQ's auto_clip); nil for q
 // and k, which AutoAWQ does not clip ("due to qk bmm, it is hard to clip
-// precisely"), and for a quantizer that does not clip.
+// precisely"), and for a quantizer that does not clip. w is the caller's
+// scratch: the result may be w itself, overwritten.
 type awqQuant func(w []float32, rows, cols int, g *clip.Gram) ([]float32, error)
 
 // awqResult is what awqLayer chose for one layer.
@@ -160,6 +161,9 @@ func awqLayer(b backend.Backend, cfg lm.Config, li int, l *lm.Layer, x []float32
 			return nil, err
 		}
 	}
+	// q/k/v's and gate/up's kept rows made their Grams; the searches run
+	// the blocks on x (down and o use their kept rows).
+	st.keep[lm.QKVInput], st.keep[lm.GateUpInput] = nil, nil
 	xs := x[:keep*T*H]
 	// scaled is q(W·s)/s, clipped on input in's Gram divided by s when clipped.
 	scaled := func(w []float32, rows, cols int, s []float32, in lm.LinearInput, clipped bool) ([]float32, error) {

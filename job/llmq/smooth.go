@@ -100,7 +100,8 @@ func (su *setup) writeConfig(opt Options, dir string) error {
 	return atomicfile.WriteFile(filepath.Join(dir, checkpoint.ConfigFileName), cfg, 0o666)
 }
 
-// qdqFunc quantizes a [rows, cols] weight and returns it dequantized.
+// qdqFunc quantizes a [rows, cols] weight and returns it dequantized,
+// possibly in w's own memory (w is the caller's scratch).
 type qdqFunc func(w []float32, rows, cols int) ([]float32, error)
 
 // smooth applies the method's smoothing to layer l (in place): the
@@ -138,8 +139,7 @@ func (su *setup) smooth(opt Options, b backend.Backend, l int, layer *lm.Layer, 
 				if err := quant.Quantize(codes, w, p); err != nil {
 					return nil, err
 				}
-				y := make([]float32, len(w))
-				return y, quant.Dequantize(y, codes, p)
+				return w, quant.Dequantize(w, codes, p) // w is the caller's scratch (awqQuant)
 			}
 			break
 		}
@@ -278,6 +278,7 @@ func collectInputs(b backend.Backend, cfg lm.Config, li int, layer *lm.Layer, x 
 	tap := func(in lm.LinearInput, rows []float32, n, cols int) error {
 		if st.absMax[in] == nil {
 			st.absMax[in], st.absSum[in] = make([]float64, cols), make([]float64, cols)
+			st.keep[in] = make([]float32, 0, min(keepSeqs, seqs)*T*cols) // grown by append, it would overshoot
 		}
 		mx, sum := st.absMax[in], st.absSum[in]
 		for r := range n {
