@@ -150,20 +150,24 @@ type awqResult struct {
 // for w̄ and the Grams.
 func awqLayer(b backend.Backend, cfg lm.Config, li int, l *lm.Layer, x []float32, seqs, T, group int, q awqQuant) (*awqResult, error) {
 	keep := max(1, min(seqs, AWQMaxRows/T))
-	st, err := collectInputs(b, cfg, li, l, x, seqs, T, keep)
+	st, err := collectInputs(b, cfg, li, l, x, seqs, T, keep, false)
 	if err != nil {
 		return nil, err
 	}
 	H, qd, kvd, ff := cfg.Hidden, cfg.QDim(), cfg.KVDim(), cfg.Intermediate
 	var grams [4]*clip.Gram
-	for in, cols := range [4]int{H, qd, H, ff} {
-		if grams[in], err = clip.NewGram(st.keep[in], len(st.keep[in])/cols, cols, group); err != nil {
+	gram := func(in lm.LinearInput, cols int) error {
+		grams[in], err = clip.NewGram(st.keep[in], len(st.keep[in])/cols, cols, group)
+		return err
+	}
+	for in, cols := range map[lm.LinearInput]int{lm.QKVInput: H, lm.OInput: qd, lm.GateUpInput: H} {
+		if err := gram(in, cols); err != nil {
 			return nil, err
 		}
 	}
-	// q/k/v's and gate/up's kept rows made their Grams; the searches run
-	// the blocks on x (down and o use their kept rows).
-	st.keep[lm.QKVInput], st.keep[lm.GateUpInput] = nil, nil
+	// q/k/v's kept rows made their Gram; the searches run the blocks on
+	// x. down's rows come from gate/up's after the gate/up search.
+	st.keep[lm.QKVInput] = nil
 	xs := x[:keep*T*H]
 	// scaled is q(W·s)/s, clipped on input in's Gram divided by s when clipped.
 	scaled := func(w []float32, rows, cols int, s []float32, in lm.LinearInput, clipped bool) ([]float32, error) {
@@ -234,6 +238,13 @@ func awqLayer(b backend.Backend, cfg lm.Config, li int, l *lm.Layer, x []float32
 		return nil, fmt.Errorf("layer %d: gate/up: %w", li, err)
 	}
 	note(lm.GateUpInput.String(), c)
+	if st.keep[lm.DownInput], err = downRows(b, cfg, l, st.keep[lm.GateUpInput]); err != nil {
+		return nil, err
+	}
+	st.keep[lm.GateUpInput] = nil
+	if err := gram(lm.DownInput, ff); err != nil {
+		return nil, err
+	}
 
 	// down and o: one Linear's output. expand maps the searched scales
 	// to the Linear's columns (nil: one scale a column); x̄ and w̄ are
@@ -257,8 +268,7 @@ func awqLayer(b backend.Backend, cfg lm.Config, li int, l *lm.Layer, x []float32
 			if err != nil {
 				return 0, err
 			}
-			out, err := matmulT(b, xr, n, cols, q, rows)
-			return meanSquaredError(out, ref), err
+			return linearError(b, xr, n, cols, q, rows, ref)
 		})
 		if err != nil {
 			return nil, fmt.Errorf("layer %d: %s: %w", li, in, err)
@@ -337,29 +347,80 @@ func meanSquaredError(a, b []float32) float64 {
 
 // matmulT is x [n, k] · wᵀ (w [rows, k]) = [n, rows], on b.
 func matmulT(b backend.Backend, x []float32, n, k int, w []float32, rows int) ([]float32, error) {
-	var bufs [3]backend.Buffer
-	defer func() {
-		for _, buf := range bufs {
-			if buf != nil {
-				b.Free(buf)
-			}
-		}
-	}()
-	var err error
-	for i, size := range []int{n * k, rows * k, n * rows} {
-		if bufs[i], err = b.Alloc(backend.F32, size); err != nil {
-			return nil, err
-		}
-	}
-	if err := b.Upload(bufs[0], x); err != nil {
-		return nil, err
-	}
-	if err := b.Upload(bufs[1], w); err != nil {
-		return nil, err
-	}
-	if err := b.GemmF32(n, rows, k, bufs[0], bufs[1], bufs[2]); err != nil {
-		return nil, err
-	}
 	out := make([]float32, n*rows)
-	return out, b.Download(out, bufs[2])
+	return out, gemmRows(b, x, n, k, w, rows, n, out, nil)
+}
+
+// linearError is the mean squared difference between x·wᵀ (x [n, k], w
+// [rows, k]) and ref [n, rows], in float64, the product formed calibRows
+// rows at a time: a search's candidates need not hold their whole output
+// (4096 × 8192 floats, 134 MB, at a 1B gate_proj).
+func linearError(b backend.Backend, x []float32, n, k int, w []float32, rows int, ref []float32) (float64, error) {
+	var s float64
+	err := gemmRows(b, x, n, k, w, rows, calibRows, nil, func(r0, r1 int, y []float32) {
+		for i, v := range y {
+			d := float64(v) - float64(ref[r0*rows+i])
+			s += d * d
+		}
+	})
+	return s / float64(n*rows), err
+}
+
+// gemmRows computes x [n, k] · wᵀ (w [rows, k]) on b, chunk rows of x at
+// a time, into dst [n, rows] when it is not nil (otherwise into a scratch
+// of chunk rows), and hands each chunk's rows [r0, r1) of the product to
+// use when it is not nil. On a backend of host memory (the CPU) x, w and
+// the output are used in place, not copied.
+func gemmRows(b backend.Backend, x []float32, n, k int, w []float32, rows, chunk int, dst []float32, use func(r0, r1 int, y []float32)) error {
+	wb, wOwned, err := backend.Place(b, w)
+	if err != nil {
+		return err
+	}
+	if wOwned {
+		defer b.Free(wb)
+	}
+	chunk = max(1, min(chunk, n))
+	var scratch []float32
+	if dst == nil {
+		scratch = make([]float32, chunk*rows)
+	}
+	for r0 := 0; r0 < n; r0 += chunk {
+		r1 := min(r0+chunk, n)
+		y := scratch[:min(len(scratch), (r1-r0)*rows)]
+		if dst != nil {
+			y = dst[r0*rows : r1*rows]
+		}
+		if err := gemmChunk(b, x[r0*k:r1*k], r1-r0, k, wb, rows, y); err != nil {
+			return err
+		}
+		if use != nil {
+			use(r0, r1, y)
+		}
+	}
+	return nil
+}
+
+// gemmChunk is y [n, rows] = x [n, k] · wᵀ on b, w already placed.
+func gemmChunk(b backend.Backend, x []float32, n, k int, w backend.Buffer, rows int, y []float32) error {
+	xb, xOwned, err := backend.Place(b, x)
+	if err != nil {
+		return err
+	}
+	if xOwned {
+		defer b.Free(xb)
+	}
+	yb, yOwned, err := backend.Place(b, y)
+	if err != nil {
+		return err
+	}
+	if yOwned {
+		defer b.Free(yb)
+	}
+	if err := b.GemmF32(n, rows, k, xb, w, yb); err != nil {
+		return err
+	}
+	if yOwned {
+		return b.Download(y, yb)
+	}
+	return nil
 }

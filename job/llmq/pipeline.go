@@ -353,13 +353,19 @@ func (su *setup) estimate(opt Options, n, T int) {
 			m.Statistics = 2*hb(H) + hb(qd) + hb(ff) + fb - hb(max(H, qd, ff))
 		}
 		rows := int64(min(n*T, max(T, calibRows/T*T)))
-		if method.smooths() {
-			// AWQ's and SmoothQuant's searches, before the statistics:
-			// the first AWQMaxRows tokens of every input kept, a block's
-			// reference and candidate outputs on them, and a candidate's
-			// gate and up (the scaled copies and their quantized ones).
-			keep := int64(min(n*T, max(T, AWQMaxRows/T*T)))
-			m.Search = 4*keep*(2*H+qd+ff) + 3*4*keep*H + 4*4*ff*H
+		keep := int64(min(n*T, max(T, AWQMaxRows/T*T)))
+		switch {
+		case method == AWQ || method == AWQGPTQ:
+			// AWQ's search at gate/up, its widest: the first AWQMaxRows
+			// tokens of gate/up's and o's inputs kept, the attention's
+			// and the MLP's reference outputs and a candidate's, and a
+			// candidate's gate and up with one of them being scaled.
+			m.Search = 4*keep*(H+qd) + 3*4*keep*H + 3*4*ff*H
+		case method.smooths() && opt.Alpha == 0:
+			// SmoothQuant's α search at gate/up: the kept rows, gate's
+			// and up's reference outputs, the candidate's rows divided
+			// and quantized, and one candidate weight with its codes.
+			m.Search = 4*keep*(H+qd) + 2*4*keep*ff + 4*keep*H + 5*ff*H
 		}
 		m.Activations = 4 * int64(n) * int64(T) * H
 		widest := max(H, qd, ff)
@@ -453,6 +459,14 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 		su.estimate(opt, su.calib.Samples, su.calib.SeqLen)
 	} else {
 		su.estimate(Options{Method: opt.Method}, 0, 0)
+	}
+	// A soft limit on the Go heap at the estimate + 20 %: the collector
+	// and the scavenger (which returns freed pages to the system lazily,
+	// by a share of the heap's goal) keep the process near its planned
+	// peak; were the estimate short, the collector would run more often,
+	// not fail.
+	if t := rep.Memory.Total; t > 0 {
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(t + t/5))
 	}
 	claim, err := output.Claim(opt.Log, opt.Output, opt.Force, rep.Totals.BytesOut, output.CheckpointInputs(opt.Input, ck)...)
 	if err != nil {

@@ -265,8 +265,10 @@ func (st *inputStats) mean(in lm.LinearInput) []float64 {
 // collectInputs runs the float layer on x (seqs sequences of T tokens,
 // left as it is) with a tap that takes the maxima and sums of |x| per
 // column of every projection input, and keeps the rows of the first
-// keepSeqs sequences.
-func collectInputs(b backend.Backend, cfg lm.Config, li int, layer *lm.Layer, x []float32, seqs, T, keepSeqs int) (*inputStats, error) {
+// keepSeqs sequences: of down_proj's input too when keepDown (the
+// searches derive them from gate/up's later, downRows, rather than hold
+// Intermediate floats a row through the gate/up search).
+func collectInputs(b backend.Backend, cfg lm.Config, li int, layer *lm.Layer, x []float32, seqs, T, keepSeqs int, keepDown bool) (*inputStats, error) {
 	blk, err := lm.NewBlock(b, cfg, li, layer)
 	if err != nil {
 		return nil, err
@@ -278,7 +280,9 @@ func collectInputs(b backend.Backend, cfg lm.Config, li int, layer *lm.Layer, x 
 	tap := func(in lm.LinearInput, rows []float32, n, cols int) error {
 		if st.absMax[in] == nil {
 			st.absMax[in], st.absSum[in] = make([]float64, cols), make([]float64, cols)
-			st.keep[in] = make([]float32, 0, min(keepSeqs, seqs)*T*cols) // grown by append, it would overshoot
+			if in != lm.DownInput || keepDown {
+				st.keep[in] = make([]float32, 0, min(keepSeqs, seqs)*T*cols) // grown by append, it would overshoot
+			}
 		}
 		mx, sum := st.absMax[in], st.absSum[in]
 		for r := range n {
@@ -293,7 +297,9 @@ func collectInputs(b backend.Backend, cfg lm.Config, li int, layer *lm.Layer, x 
 		if in == lm.QKVInput {
 			st.rows += n
 		}
-		st.keep[in] = append(st.keep[in], rows[:keepRows*cols]...)
+		if in != lm.DownInput || keepDown {
+			st.keep[in] = append(st.keep[in], rows[:keepRows*cols]...)
+		}
 		return nil
 	}
 	per := max(1, calibRows/T)
@@ -308,6 +314,50 @@ func collectInputs(b backend.Backend, cfg lm.Config, li int, layer *lm.Layer, x 
 		return nil, err
 	}
 	return st, nil
+}
+
+// downRows is down_proj's input silu(x·gateᵀ)·(x·upᵀ) [n, Intermediate]
+// on rows x [n, Hidden] of gate/up's input, as the layer computes it
+// (backend.SwiGLU), calibRows rows at a time.
+func downRows(b backend.Backend, cfg lm.Config, l *lm.Layer, x []float32) ([]float32, error) {
+	H, ff := cfg.Hidden, cfg.Intermediate
+	n := len(x) / H
+	out := make([]float32, n*ff)
+	if err := gemmRows(b, x, n, H, l.Gate, ff, calibRows, out, nil); err != nil {
+		return nil, err
+	}
+	var serr error
+	err := gemmRows(b, x, n, H, l.Up, ff, calibRows, nil, func(r0, r1 int, up []float32) {
+		if serr == nil {
+			g := out[r0*ff : r1*ff]
+			serr = hostOp(b, func(bufs []backend.Buffer) error { return backend.SwiGLU(b, bufs[0], bufs[0], bufs[1]) }, g, up)
+		}
+	})
+	return out, errors.Join(err, serr)
+}
+
+// hostOp runs op on host slices placed on b (backend.Place: themselves on
+// the CPU), and brings the first back.
+func hostOp(b backend.Backend, op func([]backend.Buffer) error, xs ...[]float32) error {
+	bufs := make([]backend.Buffer, len(xs))
+	owned := false
+	for i, x := range xs {
+		buf, o, err := backend.Place(b, x)
+		if err != nil {
+			return err
+		}
+		if o {
+			defer b.Free(buf)
+		}
+		bufs[i], owned = buf, owned || o && i == 0
+	}
+	if err := op(bufs); err != nil {
+		return err
+	}
+	if owned {
+		return b.Download(xs[0], bufs[0])
+	}
+	return nil
 }
 
 // runBlock is layer l's output (or part's of it) on a copy of in (seqs

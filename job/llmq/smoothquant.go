@@ -73,7 +73,7 @@ func smoothQuantLayer(b backend.Backend, cfg lm.Config, li int, l *lm.Layer, x [
 	if alpha == 0 {
 		keep = max(1, min(seqs, AWQMaxRows/T))
 	}
-	st, err := collectInputs(b, cfg, li, l, x, seqs, T, keep)
+	st, err := collectInputs(b, cfg, li, l, x, seqs, T, keep, false)
 	if err != nil {
 		return nil, err
 	}
@@ -86,6 +86,9 @@ func smoothQuantLayer(b backend.Backend, cfg lm.Config, li int, l *lm.Layer, x [
 			return SmoothScales(st.absMax[in], ws, cols, alpha), nil
 		}
 		s, c, err := smoothSearch(b, st.absMax[in], st.keep[in], ws, rows, cols, qdq, act)
+		if in != lm.GateUpInput {
+			st.keep[in] = nil // searched: its rows are not read again
+		}
 		if err != nil {
 			return nil, fmt.Errorf("layer %d: %s: %w", li, in, err)
 		}
@@ -103,6 +106,14 @@ func smoothQuantLayer(b backend.Backend, cfg lm.Config, li int, l *lm.Layer, x [
 	}
 	if s, err = choose(lm.GateUpInput, [][]float32{l.Gate, l.Up}, []int{ff, ff}, H); err != nil {
 		return nil, err
+	}
+	if alpha == 0 {
+		// down's rows, from gate/up's and the layer's gate and up before
+		// they are scaled.
+		if st.keep[lm.DownInput], err = downRows(b, cfg, l, st.keep[lm.GateUpInput]); err != nil {
+			return nil, err
+		}
+		st.keep[lm.GateUpInput] = nil
 	}
 	l.MLPNorm = divided(l.MLPNorm, s)
 	for _, w := range []*[]float32{&l.Gate, &l.Up} {
@@ -167,12 +178,12 @@ func smoothSearch(b backend.Backend, actMax []float64, xs []float32, ws [][]floa
 			if err != nil {
 				return 0, err
 			}
-			out, err := matmulT(b, xq, n, cols, q, rows[i])
+			e, err := linearError(b, xq, n, cols, q, rows[i], refs[i])
 			if err != nil {
 				return 0, err
 			}
-			sum += meanSquaredError(out, refs[i]) * float64(len(out))
-			count += len(out)
+			sum += e * float64(len(refs[i]))
+			count += len(refs[i])
 		}
 		return sum / float64(count), nil
 	}

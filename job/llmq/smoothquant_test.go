@@ -2,6 +2,7 @@ package llmq
 
 import (
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/quantkit/quantkit/cpu"
@@ -28,7 +29,7 @@ func TestSmoothQuantStatistics(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := w.Layers[0]
-	st, err := collectInputs(b, c, 0, &l, x, seqs, T, 2)
+	st, err := collectInputs(b, c, 0, &l, x, seqs, T, 2, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,6 +66,20 @@ func TestSmoothQuantStatistics(t *testing.T) {
 	}
 	if st.rows != seqs*T || len(st.keep[lm.DownInput]) != 2*T*ff {
 		t.Errorf("%d rows seen, %d down values kept; want %d and %d", st.rows, len(st.keep[lm.DownInput]), seqs*T, 2*T*ff)
+	}
+	// down's rows derived from gate/up's (downRows) are the ones the
+	// layer fed down_proj.
+	d, err := downRows(b, c, &l, st.keep[lm.GateUpInput])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range st.keep[lm.DownInput] {
+		if math.Abs(float64(d[i]-v)) > 1e-6*(1+math.Abs(float64(v))) {
+			t.Fatalf("down input value %d: %g derived, %g in the layer", i, d[i], v)
+		}
+	}
+	if st2, err := collectInputs(b, c, 0, &l, x, seqs, T, 2, false); err != nil || st2.keep[lm.DownInput] != nil || !slices.Equal(st2.keep[lm.OInput], st.keep[lm.OInput]) {
+		t.Errorf("without down's rows: %v, %d down values kept", err, len(st2.keep[lm.DownInput]))
 	}
 	// The scales, with the guards.
 	act := append([]float64(nil), st.absMax[lm.QKVInput]...)
