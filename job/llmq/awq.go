@@ -1,6 +1,7 @@
 package llmq
 
 import (
+	"errors"
 	"fmt"
 	"math"
 
@@ -157,13 +158,12 @@ func awqLayer(b backend.Backend, cfg lm.Config, li int, l *lm.Layer, x []float32
 	H, qd, kvd, ff := cfg.Hidden, cfg.QDim(), cfg.KVDim(), cfg.Intermediate
 	var grams [4]*clip.Gram
 	gram := func(in lm.LinearInput, cols int) error {
-		grams[in], err = clip.NewGram(st.keep[in], len(st.keep[in])/cols, cols, group)
+		g, err := clip.NewGram(st.keep[in], len(st.keep[in])/cols, cols, group)
+		grams[in] = g
 		return err
 	}
-	for in, cols := range map[lm.LinearInput]int{lm.QKVInput: H, lm.OInput: qd, lm.GateUpInput: H} {
-		if err := gram(in, cols); err != nil {
-			return nil, err
-		}
+	if err := errors.Join(gram(lm.QKVInput, H), gram(lm.OInput, qd), gram(lm.GateUpInput, H)); err != nil {
+		return nil, err
 	}
 	// q/k/v's kept rows made their Gram; the searches run the blocks on
 	// x. down's rows come from gate/up's after the gate/up search.
