@@ -7,8 +7,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/quantkit/quantkit/cpu"
-	"github.com/quantkit/quantkit/job/lmeval"
 	"github.com/quantkit/quantkit/model/ctensors"
 	"github.com/quantkit/quantkit/model/plan"
 )
@@ -18,14 +16,8 @@ import (
 // quantization_config, a checkpoint without g_idx that reads back as the
 // same scheme), and that GPTQ without it and rtn record none.
 func TestActOrderRecorded(t *testing.T) {
-	ref, err := lmeval.Open(cpu.New(), stories, "")
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
-	calib := filepath.Join(dir, "calib.txt")
-	os.WriteFile(calib, []byte(generated(t, ref.Model, ref.Tokenizer, 100, 1)), 0o666)
-	ref.Close()
+	calib := oneStory(t, dir)
 	for _, c := range []struct {
 		name     string
 		method   Method

@@ -250,6 +250,21 @@ func generated(t *testing.T, m *lm.Model, tok *tokenizer.Tokenizer, seed uint64,
 	return b.String()
 }
 
+// oneStory writes one story stories260K generates (seed 100) to
+// dir/calib.txt and returns its path: a small calibration text.
+func oneStory(t *testing.T, dir string) string {
+	ref, err := lmeval.Open(cpu.New(), stories, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	calib := filepath.Join(dir, "calib.txt")
+	if err := os.WriteFile(calib, []byte(generated(t, ref.Model, ref.Tokenizer, 100, 1)), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	return calib
+}
+
 // TestGPTQBeatsRTNOnStories quantizes stories260K to int4 group 32 with
 // rtn, mse and gptq, calibrating gptq on text the model generated (seeds
 // 100…), and compares each with the float model on other generated text
@@ -383,14 +398,8 @@ func TestCovered(t *testing.T) {
 // fewer distinct calibration tokens than MinFloatTargetTokens warns (4
 // windows of 64 tokens), and that plain GPTQ on the same data does not.
 func TestFloatTargetWarnsOnLittleData(t *testing.T) {
-	ref, err := lmeval.Open(cpu.New(), stories, "")
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
-	calib := filepath.Join(dir, "calib.txt")
-	os.WriteFile(calib, []byte(generated(t, ref.Model, ref.Tokenizer, 100, 1)), 0o666)
-	ref.Close()
+	calib := oneStory(t, dir)
 	for _, asym := range []bool{true, false} {
 		opt := Options{Input: stories, Output: filepath.Join(dir, fmt.Sprint(asym)), Format: plan.CompressedTensors, Scheme: int4g32(t), Method: GPTQ,
 			Calib: CalibOptions{Path: calib, Samples: 4, SeqLen: 64, Seed: 1}, Asymmetric: asym}
