@@ -104,6 +104,22 @@ func gemmGo(m, n, k int, a, b, c []float32) {
 	}
 }
 
+// roundTripErrors sets e[j] = v[j] − ŵ_j, ŵ_j the value quant.QuantizeValue
+// and DequantizeValue give v[j] (finite) for scale and zero point zp,
+// written out: it is what FitOutput spends beside its GEMM.
+func roundTripErrors(e, v []float32, scale float32, zp, qmin, qmax int32) {
+	fzp, lo, hi := float64(zp), float64(qmin), float64(qmax)
+	for j, x := range v {
+		q := math.RoundToEven(float64(x/scale)) + fzp
+		if q <= lo {
+			q = lo
+		} else if q >= hi {
+			q = hi
+		}
+		e[j] = x - float32(q-fzp)*scale
+	}
+}
+
 // FitOutput is FitMSE with each run's error measured on the Linear's
 // outputs instead of its weights: for row r of w [rows, cols] and a group
 // g of its columns (the whole row per channel), the ratio (of the grid
@@ -223,10 +239,7 @@ func FitOutput(s quant.Scheme, w []float32, rows, cols int, gram *Gram, opt Opti
 				if !(scale > 0) || math.IsInf(float64(scale), 0) {
 					return fmt.Errorf("clip: scale %g for ratio %g", scale, ratio)
 				}
-				row := e[(ri*ratios+i)*m : (ri*ratios+i+1)*m]
-				for j, v := range vals {
-					row[j] = float32(float64(v) - float64(quant.DequantizeValue(quant.QuantizeValue(v, scale, zp, qmin, qmax), scale, zp)))
-				}
+				roundTripErrors(e[(ri*ratios+i)*m:(ri*ratios+i+1)*m], vals, scale, zp, qmin, qmax)
 				sc.scales[ri*ratios+i], sc.zps[ri*ratios+i] = scale, zp
 			}
 		}

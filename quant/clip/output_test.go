@@ -231,3 +231,28 @@ func testFitOutputSplit(t *testing.T, gemm func(m, n, k int, a, b, c []float32))
 		}
 	}
 }
+
+// TestRoundTripErrors checks roundTripErrors against quant.QuantizeValue
+// and DequantizeValue, with values past both ends of the range, ties and
+// zero points.
+func TestRoundTripErrors(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 4))
+	v := make([]float32, 500)
+	for i := range v {
+		v[i] = float32(rng.NormFloat64() * 3)
+	}
+	v[0], v[1], v[2] = 0.25, -0.75, 2.5 // ties at scale 0.5 and 1
+	e := make([]float32, len(v))
+	for _, c := range []struct {
+		scale          float32
+		zp, qmin, qmax int32
+	}{{0.5, 0, -8, 7}, {1, 0, -8, 7}, {0.37, 3, 0, 15}, {0.05, -2, -128, 127}} {
+		roundTripErrors(e, v, c.scale, c.zp, c.qmin, c.qmax)
+		for j, x := range v {
+			want := float32(float64(x) - float64(quant.DequantizeValue(quant.QuantizeValue(x, c.scale, c.zp, c.qmin, c.qmax), c.scale, c.zp)))
+			if e[j] != want {
+				t.Fatalf("%+v: value %g: error %g, want %g", c, x, e[j], want)
+			}
+		}
+	}
+}
