@@ -50,14 +50,20 @@ var kernelSizes = [][3]int{
 	{130, 70, 64}, {200, 97, 31},
 }
 
+// TestGemmF32 checks GemmF32 and GemmF32Serial (the caller's goroutine
+// alone) against float64 sums.
 func TestGemmF32(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(1, 1))
 	forThreads(t, func(t *testing.T) {
-		for _, sz := range kernelSizes {
+		for si, sz := range kernelSizes {
 			m, n, k := sz[0], sz[1], sz[2]
 			a, b := randF32(rnd, m*k), randF32(rnd, n*k)
 			c := randF32(rnd, m*n) // overwritten, not accumulated into
-			cpu.GemmF32(m, n, k, a, b, c)
+			if si%2 == 0 {
+				cpu.GemmF32(m, n, k, a, b, c)
+			} else {
+				cpu.GemmF32Serial(m, n, k, a, b, c)
+			}
 			for i := range m {
 				for j := range n {
 					var s, abs float64

@@ -51,6 +51,14 @@ func GemmF32(m, n, k int, a, b, c []float32) {
 	gemmF32On(Threads(), m, n, k, a, b, c)
 }
 
+// GemmF32Serial is GemmF32 on the caller's goroutine alone, for callers
+// that run several at once on goroutines of their own (a nested parallel
+// GEMM would spin for helpers that are busy with the caller's siblings).
+func GemmF32Serial(m, n, k int, a, b, c []float32) {
+	checkGemm("GemmF32Serial", m, n, k, len(a), len(b), len(c))
+	gemmF32On(1, m, n, k, a, b, c)
+}
+
 // gemmF32On is GemmF32 on thr goroutines at most (the caller's among
 // them): 1 runs it on the caller's alone, for callers that parallelize
 // around it.

@@ -414,5 +414,5 @@ func divided(v, s []float32) []float32 {
 // on the Gram g of its inputs, its errors measured with the CPU's GEMM;
 // rs rounds the scales as the output stores them.
 func fitOutput(s quant.Scheme, w []float32, rows, cols int, g *clip.Gram, rs func(float32) float32) (*quant.Params, error) {
-	return clip.FitOutput(s, w, rows, cols, g, clip.Options{RoundScale: rs, Gemm: cpu.GemmF32})
+	return clip.FitOutput(s, w, rows, cols, g, clip.Options{RoundScale: rs, Gemm: cpu.GemmF32Serial})
 }

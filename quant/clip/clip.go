@@ -27,8 +27,9 @@ type Options struct {
 	RoundScale func(float32) float32
 	// Gemm, for FitOutput, computes C[m×n] = A[m×k]·B[n×k]ᵀ in float32
 	// (row-major, both operands k-contiguous), as cpu.GemmF32 does; nil
-	// runs a plain Go loop. It may be called from several goroutines at
-	// once.
+	// runs a plain Go loop. FitOutput calls it from a goroutine a core at
+	// once, so a GEMM on the caller's goroutine alone fits best
+	// (cpu.GemmF32Serial).
 	Gemm func(m, n, k int, a, b, c []float32)
 }
 

@@ -40,7 +40,7 @@ func TestFitOutputAgainstBruteForce(t *testing.T) {
 var gemms = []struct {
 	name string
 	f    func(m, n, k int, a, b, c []float32)
-}{{"go", nil}, {"cpu", cpu.GemmF32}}
+}{{"go", nil}, {"cpu", cpu.GemmF32Serial}}
 
 func testFitOutputAgainstBruteForce(t *testing.T, gemm func(m, n, k int, a, b, c []float32)) {
 	rng := rand.New(rand.NewPCG(5, 7))
@@ -183,7 +183,7 @@ func BenchmarkFitOutput(b *testing.B) {
 	}
 	s := quant.Scheme{Bits: 4, Signed: true, Symmetric: true, Granularity: quant.PerGroup, GroupSize: 128}
 	for b.Loop() {
-		if _, err := FitOutput(s, w, rows, cols, g, Options{Gemm: cpu.GemmF32}); err != nil {
+		if _, err := FitOutput(s, w, rows, cols, g, Options{Gemm: cpu.GemmF32Serial}); err != nil {
 			b.Fatal(err)
 		}
 	}
