@@ -5,7 +5,6 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/quantkit/quantkit/cpu"
 	"github.com/quantkit/quantkit/quant"
 )
 
@@ -36,11 +35,30 @@ func TestFitOutputAgainstBruteForce(t *testing.T) {
 	}
 }
 
-// gemms are the GEMMs FitOutput's tests run it with.
+// gemms are the GEMMs FitOutput's tests run it with: the default and
+// one that sums in another order (by halves of k), as a SIMD kernel may.
+// (job/llmq runs the split test with cpu.GemmF32Serial, which quant may
+// not import.)
 var gemms = []struct {
 	name string
 	f    func(m, n, k int, a, b, c []float32)
-}{{"go", nil}, {"cpu", cpu.GemmF32Serial}}
+}{{"go", nil}, {"halves", gemmHalves}}
+
+func gemmHalves(m, n, k int, a, b, c []float32) {
+	h := k / 2
+	for i := range m {
+		for j := range n {
+			var s0, s1 float32
+			for p := range h {
+				s0 += a[i*k+p] * b[j*k+p]
+			}
+			for p := h; p < k; p++ {
+				s1 += a[i*k+p] * b[j*k+p]
+			}
+			c[i*n+j] = s0 + s1
+		}
+	}
+}
 
 func testFitOutputAgainstBruteForce(t *testing.T, gemm func(m, n, k int, a, b, c []float32)) {
 	rng := rand.New(rand.NewPCG(5, 7))
@@ -159,34 +177,6 @@ func dequant(t *testing.T, w []float32, p *quant.Params) []float32 {
 		t.Fatal(err)
 	}
 	return y
-}
-
-// BenchmarkFitOutput fits a 1B Llama's gate_proj (8192 × 2048, int4 in
-// groups of 128) on the Gram of 512 input rows, as AWQ's search does for
-// each of its candidates, with cpu.GemmF32; -cpu 1,2 shows the spread
-// over the cores.
-//
-//	go test ./quant/clip -run - -bench FitOutput -cpu 1,2
-func BenchmarkFitOutput(b *testing.B) {
-	rng := rand.New(rand.NewPCG(3, 4))
-	rows, cols, n := 8192, 2048, 512
-	w, x := make([]float32, rows*cols), make([]float32, n*cols)
-	for i := range w {
-		w[i] = float32(rng.NormFloat64())
-	}
-	for i := range x {
-		x[i] = float32(rng.NormFloat64())
-	}
-	g, err := NewGram(x, n, cols, 128)
-	if err != nil {
-		b.Fatal(err)
-	}
-	s := quant.Scheme{Bits: 4, Signed: true, Symmetric: true, Granularity: quant.PerGroup, GroupSize: 128}
-	for b.Loop() {
-		if _, err := FitOutput(s, w, rows, cols, g, Options{Gemm: cpu.GemmF32Serial}); err != nil {
-			b.Fatal(err)
-		}
-	}
 }
 
 // TestFitOutputSplit fits a weight of many rows at once, which spreads
