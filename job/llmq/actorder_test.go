@@ -17,7 +17,7 @@ import (
 // same scheme), and that GPTQ without it and rtn record none.
 func TestActOrderRecorded(t *testing.T) {
 	dir := t.TempDir()
-	calib := oneStory(t, dir)
+	_, calib, _ := storiesText(t, dir, 100, 1, 0, 0)
 	for _, c := range []struct {
 		name     string
 		method   Method

@@ -250,19 +250,22 @@ func generated(t *testing.T, m *lm.Model, tok *tokenizer.Tokenizer, seed uint64,
 	return b.String()
 }
 
-// oneStory writes one story stories260K generates (seed 100) to
-// dir/calib.txt and returns its path: a small calibration text.
-func oneStory(t *testing.T, dir string) string {
+// storiesText opens stories260K (closed when the test ends), writes n
+// stories it generates from seed on to dir/calib.txt, and returns the
+// model, that file's path and held stories generated from heldSeed on
+// (see generated).
+func storiesText(t *testing.T, dir string, seed uint64, n int, heldSeed uint64, held int) (*lmeval.Loaded, string, string) {
+	t.Helper()
 	ref, err := lmeval.Open(cpu.New(), stories, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ref.Close()
+	t.Cleanup(func() { ref.Close() })
 	calib := filepath.Join(dir, "calib.txt")
-	if err := os.WriteFile(calib, []byte(generated(t, ref.Model, ref.Tokenizer, 100, 1)), 0o666); err != nil {
+	if err := os.WriteFile(calib, []byte(generated(t, ref.Model, ref.Tokenizer, seed, n)), 0o666); err != nil {
 		t.Fatal(err)
 	}
-	return calib
+	return ref, calib, generated(t, ref.Model, ref.Tokenizer, heldSeed, held)
 }
 
 // TestGPTQBeatsRTNOnStories quantizes stories260K to int4 group 32 with
@@ -274,15 +277,8 @@ func oneStory(t *testing.T, dir string) string {
 // sequential 0.54, mse 0.78 of rtn's.)
 func TestGPTQBeatsRTNOnStories(t *testing.T) {
 	b := cpu.New()
-	ref, err := lmeval.Open(b, stories, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ref.Close()
 	dir := t.TempDir()
-	calib := filepath.Join(dir, "calib.txt")
-	os.WriteFile(calib, []byte(generated(t, ref.Model, ref.Tokenizer, 100, 3)), 0o666)
-	heldout := generated(t, ref.Model, ref.Tokenizer, 200, 3)
+	ref, calib, heldout := storiesText(t, dir, 100, 3, 200, 3)
 	models := []lmeval.NamedModel{}
 	for _, name := range []string{"rtn", "mse", "gptq", "gptq-sequential"} {
 		m, seq := Method(name), false
@@ -399,7 +395,7 @@ func TestCovered(t *testing.T) {
 // windows of 64 tokens), and that plain GPTQ on the same data does not.
 func TestFloatTargetWarnsOnLittleData(t *testing.T) {
 	dir := t.TempDir()
-	calib := oneStory(t, dir)
+	_, calib, _ := storiesText(t, dir, 100, 1, 0, 0)
 	for _, asym := range []bool{true, false} {
 		opt := Options{Input: stories, Output: filepath.Join(dir, fmt.Sprint(asym)), Format: plan.CompressedTensors, Scheme: int4g32(t), Method: GPTQ,
 			Calib: CalibOptions{Path: calib, Samples: 4, SeqLen: 64, Seed: 1}, Asymmetric: asym}

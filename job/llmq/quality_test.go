@@ -2,7 +2,6 @@ package llmq
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -24,15 +23,8 @@ import (
 // from their config alone.
 func TestSmoothingBeatsRTNOnStories(t *testing.T) {
 	b := cpu.New()
-	ref, err := lmeval.Open(b, stories, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ref.Close()
 	dir := t.TempDir()
-	calib := filepath.Join(dir, "calib.txt")
-	os.WriteFile(calib, []byte(generated(t, ref.Model, ref.Tokenizer, 100, 3)), 0o666)
-	heldout := generated(t, ref.Model, ref.Tokenizer, 200, 3)
+	ref, calib, heldout := storiesText(t, dir, 100, 3, 200, 3)
 	cal := CalibOptions{Path: calib, Samples: 16, SeqLen: 128, Seed: 1}
 	runs := []struct {
 		name   string
@@ -112,15 +104,8 @@ func TestAWQOnStories(t *testing.T) {
 func storiesKL(t *testing.T, names []string, set func(name string, opt *Options)) map[string]float64 {
 	t.Helper()
 	b := cpu.New()
-	ref, err := lmeval.Open(b, stories, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ref.Close()
 	dir := t.TempDir()
-	calib := filepath.Join(dir, "calib.txt")
-	os.WriteFile(calib, []byte(generated(t, ref.Model, ref.Tokenizer, 300, 24)), 0o666)
-	heldout := generated(t, ref.Model, ref.Tokenizer, 400, 12)
+	ref, calib, heldout := storiesText(t, dir, 300, 24, 400, 12)
 	var models []lmeval.NamedModel
 	for _, name := range names {
 		opt := Options{Input: stories, Output: filepath.Join(dir, name), Format: plan.CompressedTensors, Scheme: int4g32(t), Method: RTN}
