@@ -402,25 +402,5 @@ func gemmRows(b backend.Backend, x []float32, n, k int, w []float32, rows, chunk
 
 // gemmChunk is y [n, rows] = x [n, k] · wᵀ on b, w already placed.
 func gemmChunk(b backend.Backend, x []float32, n, k int, w backend.Buffer, rows int, y []float32) error {
-	xb, xOwned, err := backend.Place(b, x)
-	if err != nil {
-		return err
-	}
-	if xOwned {
-		defer b.Free(xb)
-	}
-	yb, yOwned, err := backend.Place(b, y)
-	if err != nil {
-		return err
-	}
-	if yOwned {
-		defer b.Free(yb)
-	}
-	if err := b.GemmF32(n, rows, k, xb, w, yb); err != nil {
-		return err
-	}
-	if yOwned {
-		return b.Download(y, yb)
-	}
-	return nil
+	return hostOp(b, func(bufs []backend.Buffer) error { return b.GemmF32(n, rows, k, bufs[1], w, bufs[0]) }, y, x)
 }
