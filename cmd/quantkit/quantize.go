@@ -218,8 +218,8 @@ var quantizeCommand = &cli.Command{
 		"        quantized layer computes the next layer's inputs. Memory: one layer's weights, its\n" +
 		"        Hessians, the calibration activations and a chunk's scratch (chunks of 512 rows;\n" +
 		"        awq and smoothquant: their searches' 4096 tokens instead of the Hessians; --dry-run\n" +
-		"        says how much, and the Go heap is held to that + 20 %). Not with --include, --exclude, --shard, --allow-nonfinite or the\n" +
-		"        gguf formats.\n" +
+		"        says how much, and the Go heap is held to that + 20 %). Not with --include,\n" +
+		"        --exclude, --shard, --allow-nonfinite or the gguf formats.\n" +
 		"  awq   AWQ (--calib as gptq): per input channel scales s = x̄^r / w̄^(1−r) (x̄ the mean |x|\n" +
 		"        over the calibration tokens, w̄ the mean |W| normalised by its group's max, as\n" +
 		"        AutoAWQ), r on a grid of 20 in [0, 1), with and without the weight term, chosen by\n" +
