@@ -297,12 +297,7 @@ func TestGPTQBeatsRTNOnStories(t *testing.T) {
 		if len(rep.Tensors) != 35 || len(rep.Warnings) != 0 {
 			t.Errorf("%s: %d tensors quantized, warnings %v", m, len(rep.Tensors), rep.Warnings)
 		}
-		q, err := lmeval.Open(b, opt.Output, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer q.Close()
-		models = append(models, lmeval.NamedModel{Name: name, Model: q.Model})
+		models = append(models, openNamed(t, b, name, opt.Output))
 	}
 	kl := meanKLs(t, ref, models, heldout)
 	for name, v := range kl {

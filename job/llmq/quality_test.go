@@ -2,6 +2,7 @@ package llmq
 
 import (
 	"context"
+	"github.com/quantkit/quantkit/backend"
 	"path/filepath"
 	"testing"
 
@@ -120,18 +121,25 @@ func storiesKL(t *testing.T, names []string, set func(name string, opt *Options)
 		if len(rep.Warnings) != 0 || rep.Asymmetric != opt.Asymmetric {
 			t.Errorf("%s: warnings %v, asymmetric %v", name, rep.Warnings, rep.Asymmetric)
 		}
-		q, err := lmeval.Open(b, opt.Output, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer q.Close()
-		models = append(models, lmeval.NamedModel{Name: name, Model: q.Model})
+		models = append(models, openNamed(t, b, name, opt.Output))
 	}
 	kl := meanKLs(t, ref, models, heldout)
 	for name, v := range kl {
 		t.Logf("%s: mean KL %.3f of rtn's", name, v/kl["rtn"])
 	}
 	return kl
+}
+
+// openNamed opens the checkpoint at path on b as the model called name
+// (closed when the test ends).
+func openNamed(t *testing.T, b backend.Backend, name, path string) lmeval.NamedModel {
+	t.Helper()
+	q, err := lmeval.Open(b, path, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	return lmeval.NamedModel{Name: name, Model: q.Model}
 }
 
 // meanKLs scores models on text against ref (as lm eval --ref does, at a
