@@ -376,13 +376,17 @@ func (su *setup) estimate(opt Options, n, T int) {
 		if opt.floatTarget() {
 			// The float hidden states; a second block (its copy of the
 			// float layer, its scratch) and the float rows of the input;
-			// the cross product and Factor.Asymmetric's dense copy of the
-			// factor; the moved weights of the widest input (gate and up)
-			// and their corrections.
+			// for the input where it is most, its cross product, the
+			// copies of its projections' weights being moved and
+			// Factor.Asymmetric's corrections and scratch.
 			m.Activations *= 2
-			cb, ab := gptq.CrossBytes(int(widest))
-			m.Statistics += cb + ab
-			m.Scratch += m.LayerWeights + 4*rows*(3*H+2*qd+2*ff+2*kvd) + 4*rows*widest + 4*5*ff*H
+			var most int64
+			for _, in := range [][3]int64{{H, qd + 2*kvd, qd}, {qd, H, H}, {H, 2 * ff, ff}, {ff, H, H}} {
+				cb, ab := gptq.CrossBytes(int(in[0]), int(in[1]), int(in[2]))
+				most = max(most, cb+ab+4*in[0]*in[1])
+			}
+			m.Statistics += most
+			m.Scratch += m.LayerWeights + 4*rows*(3*H+2*qd+2*ff+2*kvd) + 4*rows*widest
 		}
 	}
 	// The quantized copy of a layer (dequantized weights) and a method's

@@ -69,11 +69,18 @@ func (c *Cross) Count(rows int) { c.N += int64(rows) }
 func (c *Cross) Bytes() int64 { return int64(len(c.sum)) * 4 }
 
 // CrossBytes is the memory a Cross of cols columns holds, and the most
-// Factor.Asymmetric holds at once beside it and the factor.
-func CrossBytes(cols int) (cross, asymmetric int64) {
+// Factor.Asymmetric holds at once beside it and the factor for weights of
+// rows rows in all, the widest of them maxRows.
+func CrossBytes(cols, rows, maxRows int) (cross, asymmetric int64) {
 	d := int64(cols)
-	return 4 * d * d, 4 * d * d
+	t := int64(min(asymTile, cols))
+	return 4 * d * d, 4 * (int64(rows)*d + int64(maxRows)*d + t*d + int64(maxRows)*t)
 }
+
+// asymTile is how many rows of U (or of Uᵀ) Asymmetric makes dense for one
+// GEMM: the factor stays packed in float64, and a dense float32 copy of
+// it (4·Cols² bytes: 268 MB for an 8192-wide input) is never held.
+var asymTile = 128
 
 // Asymmetric replaces each weight of ws ([rows, Cols] row-major, all
 // reading the factor's input) with W' = W + W·D·(H + λI)⁻¹, (H + λI)⁻¹
@@ -88,8 +95,9 @@ func CrossBytes(cols int) (cross, asymmetric int64) {
 // With J the reversal and Q the processing order, U (upper) is J·L⁻¹·J
 // for Q·(H + λI)·Qᵀ = L·Lᵀ, so (H + λI)⁻¹ = Pᵀ·Uᵀ·U·P with P = J·Q,
 // (P·x)_j = x[perm[j]]: a row m of W·D times it is ((m·Pᵀ)·Uᵀ·U)·P, the
-// columns gathered into processing order, two GEMMs with U, scattered
-// back.
+// columns gathered into processing order, two products with U, scattered
+// back. The products go asymTile output columns at a time, each a GEMM
+// with those rows of U (or of Uᵀ) made dense.
 func (f *Factor) Asymmetric(c *Cross, opt Options, ws ...[]float32) error {
 	d := f.Cols
 	switch {
@@ -102,10 +110,12 @@ func (f *Factor) Asymmetric(c *Cross, opt Options, ws ...[]float32) error {
 	case f.Fallback:
 		return errors.New("gptq: asymmetric: the Hessian is not positive definite")
 	}
+	rowsMax := 0
 	for _, w := range ws {
 		if len(w)%d != 0 {
 			return fmt.Errorf("gptq: asymmetric: a weight of %d values for %d inputs", len(w), d)
 		}
+		rowsMax = max(rowsMax, len(w)/d)
 	}
 	gemm := opt.Gemm
 	if gemm == nil {
@@ -121,40 +131,78 @@ func (f *Factor) Asymmetric(c *Cross, opt Options, ws ...[]float32) error {
 		dt[i] *= scale
 	}
 	permuteRows(dt, d, f.perm)
-	// U dense [d, d] float32, then its transpose.
-	u := make([]float32, d*d)
-	for j := range d {
-		for k, v := range f.u[upOff(j, d) : upOff(j, d)+d-j] {
-			u[j*d+j+k] = float32(v)
+	bt := min(asymTile, d)
+	tile := make([]float32, bt*d)      // rows j0… of U or of Uᵀ, dense
+	out := make([]float32, rowsMax*bt) // a GEMM's [rows, bt] result
+	// colsOf runs a [rows, d] · tileᵀ GEMM for each tile of output
+	// columns, fill writing the tile's rows, and hands each result to put.
+	colsOf := func(rows int, a []float32, fill func(j0, n int), put func(j0, n int, o []float32) error) error {
+		for j0 := 0; j0 < d; j0 += bt {
+			n := min(bt, d-j0)
+			clear(tile[:n*d])
+			fill(j0, n)
+			o := out[:rows*n]
+			gemm(rows, n, d, a, tile[:n*d], o)
+			if err := put(j0, n, o); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	uRows := func(j0, n int) { // tile row t = U row j0+t (zero left of the diagonal)
+		for t := range n {
+			j := j0 + t
+			for k, v := range f.u[upOff(j, d) : upOff(j, d)+d-j] {
+				tile[t*d+j+k] = float32(v)
+			}
 		}
 	}
-	rowsMax := 0
-	for _, w := range ws {
-		rowsMax = max(rowsMax, len(w)/d)
+	uCols := func(j0, n int) { // tile row t = Uᵀ row j0+t = U column j0+t
+		for i := range min(d, j0+n) {
+			row := f.u[upOff(i, d) : upOff(i, d)+d-i] // U[i, i:]
+			for t := max(0, i-j0); t < n; t++ {
+				tile[t*d+i] = float32(row[j0+t-i])
+			}
+		}
 	}
+	// Each weight's correction in original column order, all computed
+	// before any weight changes; m is the scratch of one weight's steps.
 	m := make([]float32, rowsMax*d)
 	corr := make([][]float32, len(ws))
 	for k, w := range ws {
 		rows := len(w) / d
-		corr[k] = make([]float32, rows*d)
-		gemm(rows, d, d, w, dt, m[:rows*d])      // W·D·Pᵀ
-		gemm(rows, d, d, m[:rows*d], u, corr[k]) // ·Uᵀ
-	}
-	dt = nil
-	transposeSquare(u, d)
-	for k, w := range ws {
-		rows := len(w) / d
-		gemm(rows, d, d, corr[k], u, m[:rows*d]) // ·U
-		for r := range rows {
-			src, dst := m[r*d:(r+1)*d], corr[k][r*d:(r+1)*d]
-			for j, v := range src {
-				if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-					return errors.New("gptq: asymmetric: the correction is not finite")
-				}
-				dst[f.perm[j]] = v // ·P: back to the original columns
+		a, cw := m[:rows*d], make([]float32, rows*d)
+		gemm(rows, d, d, w, dt, a)                                         // W·D·Pᵀ
+		err := colsOf(rows, a, uRows, func(j0, n int, o []float32) error { // ·Uᵀ
+			for r := range rows {
+				copy(cw[r*d+j0:r*d+j0+n], o[r*n:(r+1)*n])
 			}
+			return nil
+		})
+		if err == nil {
+			err = colsOf(rows, cw, uCols, func(j0, n int, o []float32) error { // ·U, then ·P
+				for r := range rows {
+					for t, v := range o[r*n : (r+1)*n] {
+						if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+							return errors.New("gptq: asymmetric: the correction is not finite")
+						}
+						a[r*d+f.perm[j0+t]] = v
+					}
+				}
+				return nil
+			})
+		}
+		if err != nil {
+			return err
+		}
+		// a holds the correction now, cw is free: swap them.
+		corr[k] = a[: rows*d : rows*d]
+		m = cw[:cap(cw)]
+		if len(m) < rowsMax*d {
+			m = make([]float32, rowsMax*d)
 		}
 	}
+	dt = nil
 	for k, w := range ws {
 		for r := range len(w) / d {
 			for j := range d {
@@ -190,15 +238,6 @@ func permuteRows(x []float32, d int, perm []int) {
 			}
 			copy(x[j*d:(j+1)*d], x[src*d:(src+1)*d])
 			j = src
-		}
-	}
-}
-
-// transposeSquare transposes the square x [d, d] in place.
-func transposeSquare(x []float32, d int) {
-	for i := range d {
-		for j := i + 1; j < d; j++ {
-			x[i*d+j], x[j*d+i] = x[j*d+i], x[i*d+j]
 		}
 	}
 }

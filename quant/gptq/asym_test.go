@@ -155,12 +155,30 @@ func TestAsymmetricAgainstReference(t *testing.T) {
 	}
 	ref, ref2 := want(w), want(w2)
 	orig, orig2 := slices.Clone(w), slices.Clone(w2)
-	for _, actOrder := range []bool{false, true} {
+	defer func(t int) { asymTile = t }(asymTile)
+	for _, c := range []struct {
+		actOrder bool
+		tile     int
+	}{{false, 128}, {true, 128}, {true, 5}, {false, 5}} {
+		// Tiles of 5 rows of U: seven GEMMs a product, the last of 2.
+		actOrder := c.actOrder
+		asymTile = c.tile
 		w, w2 := slices.Clone(orig), slices.Clone(orig2)
 		opt := Options{ActOrder: actOrder}
 		f := factorOf(t, xq, n, d, opt)
 		if err := f.Asymmetric(crossOf(xf, xq, n, d), opt, w, w2); err != nil {
 			t.Fatal(err)
+		}
+		if c.tile == 5 {
+			// The tiles change which GEMM computes a value, not its sum.
+			asymTile = 128
+			v, v2 := slices.Clone(orig), slices.Clone(orig2)
+			if err := factorOf(t, xq, n, d, opt).Asymmetric(crossOf(xf, xq, n, d), opt, v, v2); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(v, w) || !slices.Equal(v2, w2) {
+				t.Fatalf("act order %v: tiles of 5 and one tile of 37 give different weights", actOrder)
+			}
 		}
 		for _, pair := range []struct {
 			got  []float32
@@ -168,7 +186,7 @@ func TestAsymmetricAgainstReference(t *testing.T) {
 		}{{w, ref}, {w2, ref2}} {
 			for i, g := range pair.got {
 				if e := math.Abs(float64(g) - pair.want[i]); e > 1e-4*(1+math.Abs(pair.want[i])) {
-					t.Fatalf("act order %v: W'[%d] = %g, want %g", actOrder, i, g, pair.want[i])
+					t.Fatalf("act order %v, tiles of %d: W'[%d] = %g, want %g", actOrder, c.tile, i, g, pair.want[i])
 				}
 			}
 		}
