@@ -16,7 +16,10 @@ import (
 // float layer on them, keeping each input's rows, then the partly
 // quantized layer on the quantized hidden states, adding to each input's
 // Hessian its Gram matrix and to its gptq.Cross the product of its rows
-// with the difference from the float rows; before GPTQ quantizes an
+// with the difference from the float rows (or, where the projections
+// reading the input have fewer rows together than it has columns, as at
+// down_proj, that product already multiplied by their weights: a
+// quarter of the memory at 1B, half the flops); before GPTQ quantizes an
 // input's projections, its factor's Asymmetric moves their weights to the ones
 // whose outputs from the quantized inputs best match the float model's.
 // The stages are the sequential ones: a stage's inputs come from the
@@ -29,7 +32,7 @@ import (
 // runs the whole layer on xf in place, which then holds the float
 // model's next hidden states; otherwise xf is left as it is. It returns
 // the seconds spent on the statistics' GEMMs and sums.
-func (su *setup) pairedStatistics(b backend.Backend, l int, float, layer *lm.Layer, x, xf []float32, hess [4]*gptq.Hessian, cr [4]*gptq.Cross, last lm.LinearInput, advance bool) (secs float64, err error) {
+func (su *setup) pairedStatistics(b backend.Backend, l int, float, layer *lm.Layer, x, xf []float32, hess [4]*gptq.Hessian, cr [4]*gptq.Cross, pw [4][][]float32, last lm.LinearInput, advance bool) (secs float64, err error) {
 	cfg, c := su.cfg, su.calib
 	fb, err := lm.NewBlock(b, cfg, l, float)
 	if err != nil {
@@ -44,9 +47,14 @@ func (su *setup) pairedStatistics(b backend.Backend, l int, float, layer *lm.Lay
 	per := max(1, calibRows/c.SeqLen)
 	H := cfg.Hidden
 	scratch := make([]float32, 0, min(per, c.Samples)*c.SeqLen*H)
-	var floatRows [4][]float32 // each input's float rows in the chunk, transposed [cols, n]
+	// each input's float rows in the chunk, transposed [cols, n], or as
+	// they are [n, cols] for a Cross of products
+	var floatRows [4][]float32
 	ftap := func(in lm.LinearInput, rows []float32, n, cols int) error {
-		if hess[in] != nil {
+		switch {
+		case hess[in] != nil && cr[in].Products():
+			floatRows[in] = append(floatRows[in][:0], rows...)
+		case hess[in] != nil:
 			floatRows[in] = transposeRows(floatRows[in], rows, n, cols)
 		}
 		if in == last && !advance {
@@ -60,17 +68,26 @@ func (su *setup) pairedStatistics(b backend.Backend, l int, float, layer *lm.Lay
 			t0 := time.Now()
 			defer func() { secs += time.Since(t0).Seconds() }()
 			xt = transposeRows(xt, rows, n, cols)
-			e := floatRows[in]
-			if len(e) != len(xt) {
-				return fmt.Errorf("layer %d: %s: %d float values paired with %d", l, in, len(e), len(xt))
+			e, q := floatRows[in], xt
+			if cr[in].Products() {
+				q = rows
 			}
-			for i, v := range xt {
+			if len(e) != len(q) {
+				return fmt.Errorf("layer %d: %s: %d float values paired with %d", l, in, len(e), len(q))
+			}
+			for i, v := range q {
 				e[i] -= v
 			}
 			if err := addGram(b, hess[in], xt, cols, n); err != nil {
 				return err
 			}
-			if err := addCross(b, cr[in], xt, e, cols, n); err != nil {
+			add := addCross
+			if cr[in].Products() {
+				add = func(b backend.Backend, c *gptq.Cross, xt, e []float32, cols, n int) error {
+					return addProducts(b, c, pw[in], e, xt, cols, n)
+				}
+			}
+			if err := add(b, cr[in], xt, e, cols, n); err != nil {
 				return err
 			}
 		}
@@ -111,6 +128,56 @@ func transposeRows(dst, rows []float32, n, cols int) []float32 {
 		}
 	}
 	return dst
+}
+
+// addProducts adds W_k·Eᵀ·X_q to c's products (gptq.NewCrossProducts)
+// for each weight ws[k] [rows_k, cols], for e = E [n, cols] (the float
+// rows less the quantized ones) and xt = X_qᵀ [cols, n], as GEMMs on b:
+// P = W_k·Eᵀ [rows_k, n], then P·X_q gramBlock columns at a time. For
+// rows_k below cols it is fewer flops than X_qᵀ·E, 4·rows_k·cols·n
+// against 2·cols²·n.
+func addProducts(b backend.Backend, c *gptq.Cross, ws [][]float32, e, xt []float32, cols, n int) error {
+	rowsMax := 0
+	for _, w := range ws {
+		rowsMax = max(rowsMax, len(w)/cols)
+	}
+	bk := min(cols, gramBlock)
+	p, err := b.Alloc(backend.F32, rowsMax*n+rowsMax*bk)
+	if err != nil {
+		return err
+	}
+	defer b.Free(p)
+	g := make([]float32, rowsMax*bk)
+	err = hostOp(b, func(bufs []backend.Buffer) error {
+		eb, xb := bufs[0], bufs[1]
+		for k, w := range ws {
+			rows := len(w) / cols
+			pk, out := p.Slice(0, rows*n), p.Slice(rowsMax*n, rows*bk)
+			err := hostOp(b, func(wb []backend.Buffer) error { return b.GemmF32(rows, n, cols, wb[0], eb, pk) }, w)
+			if err != nil {
+				return err
+			}
+			for i0 := 0; i0 < cols; i0 += bk {
+				ni := min(bk, cols-i0)
+				o := out.Slice(0, rows*ni)
+				if err := b.GemmF32(rows, ni, n, pk, xb.Slice(i0*n, ni*n), o); err != nil {
+					return err
+				}
+				if err := b.Download(g[:rows*ni], o); err != nil {
+					return err
+				}
+				if err := c.AddProducts(k, g[:rows*ni], i0, ni); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}, e, xt)
+	if err != nil {
+		return err
+	}
+	c.Count(n)
+	return nil
 }
 
 // addCross adds X_qᵀ·E to c for xt = X_qᵀ and et = Eᵀ [cols, n] (E the

@@ -382,7 +382,7 @@ func (su *setup) estimate(opt Options, n, T int) {
 			m.Activations *= 2
 			var most int64
 			for _, in := range [][3]int64{{H, qd + 2*kvd, qd}, {qd, H, H}, {H, 2 * ff, ff}, {ff, H, H}} {
-				cb, ab := gptq.CrossBytes(int(in[0]), int(in[1]), int(in[2]))
+				cb, ab := gptq.CrossBytes(int(in[0]), int(in[1]), int(in[2]), in[1] < in[0])
 				most = max(most, cb+ab+4*in[0]*in[1])
 			}
 			m.Statistics += most
@@ -581,12 +581,9 @@ func (su *setup) write(ctx context.Context, opt Options, b backend.Backend, clai
 // rounding them to nearest as usual.
 func (su *setup) asymmetric(opt Options, l int, in lm.LinearInput, f *gptq.Factor, c *gptq.Cross, items []int, weights []*[]float32) {
 	var ws [][]float32
-	for _, i := range items {
-		it := &su.p.Items[i]
-		if j := projIndex(it.Name); it.Action == plan.Quantize && j >= 0 && projInput[j] == in {
-			*weights[j] = slices.Clone(*weights[j])
-			ws = append(ws, *weights[j])
-		}
+	for _, w := range su.inputWeights(in, items, weights) {
+		*w = slices.Clone(*w)
+		ws = append(ws, *w)
 	}
 	g := opt.GPTQ
 	if g.Gemm == nil {
@@ -595,6 +592,40 @@ func (su *setup) asymmetric(opt Options, l int, in lm.LinearInput, f *gptq.Facto
 	if err := f.Asymmetric(c, g, ws...); err != nil {
 		su.warn(opt, fmt.Sprintf("layer %d: %s: %v: quantized without the asymmetric correction", l, in, err))
 	}
+}
+
+// inputWeights is the weights of the projections reading input in that
+// items quantize, in items' order: the order asymmetric gives them to
+// gptq.Factor.Asymmetric, and a Cross of products (newCross) takes them.
+func (su *setup) inputWeights(in lm.LinearInput, items []int, weights []*[]float32) []*[]float32 {
+	var ws []*[]float32
+	for _, i := range items {
+		it := &su.p.Items[i]
+		if j := projIndex(it.Name); it.Action == plan.Quantize && j >= 0 && projInput[j] == in {
+			ws = append(ws, weights[j])
+		}
+	}
+	return ws
+}
+
+// newCross is the accumulator of input in's cross product (cols wide)
+// for the asymmetric correction of ws, the weights reading it: their
+// products W·D where their rows together are fewer than cols (down_proj),
+// D itself otherwise; and the weights the products are made with.
+func newCross(cols int, ws []*[]float32) (*gptq.Cross, [][]float32) {
+	rows, total := make([]int, len(ws)), 0
+	for k, w := range ws {
+		rows[k] = len(*w) / cols
+		total += rows[k]
+	}
+	if len(ws) == 0 || total >= cols {
+		return gptq.NewCross(cols), nil
+	}
+	vs := make([][]float32, len(ws))
+	for k, w := range ws {
+		vs[k] = *w
+	}
+	return gptq.NewCrossProducts(cols, rows...), vs
 }
 
 // stages are the groups of lm.LinearInputs whose projections are
@@ -650,6 +681,7 @@ func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x, 
 	for si, stage := range all {
 		var hess [4]*gptq.Hessian
 		var cr [4]*gptq.Cross
+		var pw [4][][]float32 // the weights of a Cross of products
 		if su.calib != nil && (opt.Method.usesGPTQ() || opt.floatTarget()) {
 			t0 := time.Now()
 			for _, in := range stage {
@@ -662,13 +694,13 @@ func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x, 
 				}
 				hess[in] = gptq.NewHessian(cols)
 				if xf != nil {
-					cr[in] = gptq.NewCross(cols)
+					cr[in], pw[in] = newCross(cols, su.inputWeights(in, items, weights))
 				}
 			}
 			var hs float64
 			if xf != nil {
 				advanced = si == len(all)-1
-				hs, err = su.pairedStatistics(b, l, layer, &q, x, xf, hess, cr, stage[len(stage)-1], advanced)
+				hs, err = su.pairedStatistics(b, l, layer, &q, x, xf, hess, cr, pw, stage[len(stage)-1], advanced)
 			} else {
 				hs, err = su.statistics(b, l, &q, x, hess, stage[len(stage)-1])
 			}

@@ -21,16 +21,37 @@ import (
 // the first term free of Q: the objective is GPTQ's on W' under the same
 // H. Asymmetric replaces W with W'; GPTQ then quantizes it as usual.
 
-// Cross accumulates Dᵀ = Σ x_q (x_f − x_q)ᵀ [Cols, Cols] over the rows of
-// a Hessian's inputs, paired with the float model's.
+// Cross accumulates what Asymmetric needs of D = (X_f − X_q)ᵀX_q over
+// the rows of a Hessian's inputs, paired with the float model's: Dᵀ =
+// Σ x_q (x_f − x_q)ᵀ [Cols, Cols] (NewCross), or, for given weights W_k of
+// the input's projections, the products W_k·D [rows_k, Cols]
+// (NewCrossProducts): fewer values where the projections' rows together
+// are fewer than Cols (down_proj's 2048 rows on an 8192-wide input at
+// 1B: a quarter of D).
 type Cross struct {
 	Cols int
-	N    int64     // rows added
-	sum  []float32 // row-major: sum[j, i] = Σ_r x_q[r, j]·(x_f[r, i] − x_q[r, i])
+	N    int64       // rows added
+	sum  []float32   // row-major: sum[j, i] = Σ_r x_q[r, j]·(x_f[r, i] − x_q[r, i])
+	wd   [][]float32 // NewCrossProducts: wd[k] = W_k·D [rows_k, Cols], row-major
 }
 
-// NewCross returns an empty accumulator for inputs of cols values.
+// NewCross returns an empty accumulator of Dᵀ for inputs of cols values.
 func NewCross(cols int) *Cross { return &Cross{Cols: cols, sum: make([]float32, cols*cols)} }
+
+// NewCrossProducts returns an empty accumulator of W_k·D for weights of
+// rows[k] rows reading inputs of cols values: Asymmetric must then be
+// given those weights, in that order, unchanged since the products were
+// added.
+func NewCrossProducts(cols int, rows ...int) *Cross {
+	c := &Cross{Cols: cols, wd: make([][]float32, len(rows))}
+	for k, r := range rows {
+		c.wd[k] = make([]float32, r*cols)
+	}
+	return c
+}
+
+// Products reports whether c holds W_k·D (NewCrossProducts) rather than Dᵀ.
+func (c *Cross) Products() bool { return c != nil && c.wd != nil }
 
 // Add adds g = X_qᵀ·(X_f − X_q) [Cols, Cols] of rows paired inputs,
 // computed elsewhere (a GEMM on a backend).
@@ -50,7 +71,7 @@ func (c *Cross) Add(g []float32, rows int) error {
 // by Count, once per X.
 func (c *Cross) AddBlock(g []float32, j0, nj, i0, ni int) error {
 	d := c.Cols
-	if len(g) != nj*ni || j0 < 0 || i0 < 0 || nj < 0 || ni < 0 || j0+nj > d || i0+ni > d {
+	if c.sum == nil || len(g) != nj*ni || j0 < 0 || i0 < 0 || nj < 0 || ni < 0 || j0+nj > d || i0+ni > d {
 		return fmt.Errorf("gptq: a cross block [%d:%d, %d:%d] of %d values for %d columns", j0, j0+nj, i0, i0+ni, len(g), d)
 	}
 	for a := range nj {
@@ -62,19 +83,50 @@ func (c *Cross) AddBlock(g []float32, j0, nj, i0, ni int) error {
 	return nil
 }
 
+// AddProducts adds to W_k·D the columns [i0, i0+ni) of W_k·(X_f −
+// X_q)ᵀ·X_q, g [rows_k, ni] row-major, computed elsewhere; the rows are
+// counted by Count, once per X.
+func (c *Cross) AddProducts(k int, g []float32, i0, ni int) error {
+	d := c.Cols
+	if k < 0 || k >= len(c.wd) || i0 < 0 || ni < 0 || i0+ni > d || len(g) != len(c.wd[k])/d*ni {
+		return fmt.Errorf("gptq: products [%d][:, %d:%d] of %d values for %d weights of %d columns", k, i0, i0+ni, len(g), len(c.wd), d)
+	}
+	wd := c.wd[k]
+	for r := range len(wd) / d {
+		row := wd[r*d+i0 : r*d+i0+ni]
+		for j, v := range g[r*ni : (r+1)*ni] {
+			row[j] += v
+		}
+	}
+	return nil
+}
+
 // Count adds rows to the number of inputs seen (with AddBlock).
 func (c *Cross) Count(rows int) { c.N += int64(rows) }
 
 // Bytes is the memory the accumulator holds.
-func (c *Cross) Bytes() int64 { return int64(len(c.sum)) * 4 }
+func (c *Cross) Bytes() int64 {
+	n := int64(len(c.sum))
+	for _, w := range c.wd {
+		n += int64(len(w))
+	}
+	return 4 * n
+}
 
 // CrossBytes is the memory a Cross of cols columns holds, and the most
-// Factor.Asymmetric holds at once beside it and the factor for weights of
-// rows rows in all, the widest of them maxRows.
-func CrossBytes(cols, rows, maxRows int) (cross, asymmetric int64) {
-	d := int64(cols)
+// Factor.Asymmetric holds at once beside it and the factor, for weights
+// of rows rows in all, the widest of them maxRows; products says the
+// Cross holds W·D (NewCrossProducts) rather than Dᵀ.
+func CrossBytes(cols, rows, maxRows int, products bool) (cross, asymmetric int64) {
+	d, r, mr := int64(cols), int64(rows), int64(maxRows)
 	t := int64(min(asymTile, cols))
-	return 4 * d * d, 4 * (int64(rows)*d + int64(maxRows)*d + t*d + int64(maxRows)*t)
+	work := t*d + mr*t // a tile of U and a GEMM's result
+	if products {
+		// The products become the corrections in place, beside one
+		// weight's scratch.
+		return 4 * r * d, 4 * (mr*d + work)
+	}
+	return 4 * d * d, 4 * (r*d + mr*d + work)
 }
 
 // asymTile is how many rows of U (or of Uᵀ) Asymmetric makes dense for one
@@ -103,17 +155,22 @@ func (f *Factor) Asymmetric(c *Cross, opt Options, ws ...[]float32) error {
 	switch {
 	case f.u == nil:
 		return errors.New("gptq: asymmetric: no factor")
-	case c == nil || c.sum == nil:
+	case c == nil || c.sum == nil && c.wd == nil:
 		return errors.New("gptq: asymmetric: no cross product")
 	case c.Cols != d || c.N == 0:
 		return fmt.Errorf("gptq: asymmetric: a factor of %d columns with a cross product of %d columns and %d rows", d, c.Cols, c.N)
 	case f.Fallback:
 		return errors.New("gptq: asymmetric: the Hessian is not positive definite")
+	case c.wd != nil && len(ws) != len(c.wd):
+		return fmt.Errorf("gptq: asymmetric: %d weights for products with %d", len(ws), len(c.wd))
 	}
 	rowsMax := 0
-	for _, w := range ws {
+	for k, w := range ws {
 		if len(w)%d != 0 {
 			return fmt.Errorf("gptq: asymmetric: a weight of %d values for %d inputs", len(w), d)
+		}
+		if c.wd != nil && len(c.wd[k]) != len(w) {
+			return fmt.Errorf("gptq: asymmetric: weight %d has %d rows, its product %d", k, len(w)/d, len(c.wd[k])/d)
 		}
 		rowsMax = max(rowsMax, len(w)/d)
 	}
@@ -121,16 +178,30 @@ func (f *Factor) Asymmetric(c *Cross, opt Options, ws ...[]float32) error {
 	if gemm == nil {
 		gemm = gemmLoop
 	}
-	// Dᵀ scaled as H (2/N), in the cross product's own memory, its rows
-	// in processing order: row j of the product W·D·Pᵀ's operand is
-	// Dᵀ[perm[j], :].
-	dt := c.sum
-	c.sum = nil
+	// D scaled as H (2/N), in the cross product's own memory, in
+	// processing order: Dᵀ's rows (row j of the operand of W·D·Pᵀ is
+	// Dᵀ[perm[j], :]), or W·D's columns (W·D·Pᵀ itself).
 	scale := float32(2 / float64(c.N))
-	for i := range dt {
-		dt[i] *= scale
+	dt, wd := c.sum, c.wd
+	c.sum, c.wd = nil, nil
+	for _, x := range append([][]float32{dt}, wd...) {
+		for i := range x {
+			x[i] *= scale
+		}
 	}
-	permuteRows(dt, d, f.perm)
+	if dt != nil {
+		permuteRows(dt, d, f.perm)
+	}
+	tmp := make([]float32, d)
+	for _, x := range wd {
+		for r := range len(x) / d {
+			row := x[r*d : (r+1)*d]
+			for j, p := range f.perm {
+				tmp[j] = row[p]
+			}
+			copy(row, tmp)
+		}
+	}
 	bt := min(asymTile, d)
 	tile := make([]float32, bt*d)      // rows j0… of U or of Uᵀ, dense
 	out := make([]float32, rowsMax*bt) // a GEMM's [rows, bt] result
@@ -166,13 +237,19 @@ func (f *Factor) Asymmetric(c *Cross, opt Options, ws ...[]float32) error {
 		}
 	}
 	// Each weight's correction in original column order, all computed
-	// before any weight changes; m is the scratch of one weight's steps.
-	m := make([]float32, rowsMax*d)
+	// before any weight changes (in W·D's memory with products).
+	scratch := make([]float32, rowsMax*d)
 	corr := make([][]float32, len(ws))
 	for k, w := range ws {
 		rows := len(w) / d
-		a, cw := m[:rows*d], make([]float32, rows*d)
-		gemm(rows, d, d, w, dt, a)                                         // W·D·Pᵀ
+		var a []float32 // W·D·Pᵀ, then the correction
+		if wd != nil {
+			a = wd[k]
+		} else {
+			a = make([]float32, rows*d)
+			gemm(rows, d, d, w, dt, a)
+		}
+		cw := scratch[:rows*d]
 		err := colsOf(rows, a, uRows, func(j0, n int, o []float32) error { // ·Uᵀ
 			for r := range rows {
 				copy(cw[r*d+j0:r*d+j0+n], o[r*n:(r+1)*n])
@@ -195,14 +272,8 @@ func (f *Factor) Asymmetric(c *Cross, opt Options, ws ...[]float32) error {
 		if err != nil {
 			return err
 		}
-		// a holds the correction now, cw is free: swap them.
-		corr[k] = a[: rows*d : rows*d]
-		m = cw[:cap(cw)]
-		if len(m) < rowsMax*d {
-			m = make([]float32, rowsMax*d)
-		}
+		corr[k] = a
 	}
-	dt = nil
 	for k, w := range ws {
 		for r := range len(w) / d {
 			for j := range d {

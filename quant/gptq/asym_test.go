@@ -49,6 +49,37 @@ func crossOf(xf, xq []float32, n, d int) *Cross {
 	return c
 }
 
+// productsOf is the Cross of NewCrossProducts for weights ws of xf and xq
+// [n, d]: W·(Xf − Xq)ᵀ·Xq for each, summed in float64.
+func productsOf(xf, xq []float32, n, d int, ws ...[]float32) *Cross {
+	rows := make([]int, len(ws))
+	for k, w := range ws {
+		rows[k] = len(w) / d
+	}
+	c := NewCrossProducts(d, rows...)
+	for k, w := range ws {
+		g := make([]float32, len(w))
+		for r := range rows[k] {
+			for j := range d {
+				var s float64
+				for t := range n {
+					var we float64 // (W·e_t)[r]
+					for i := range d {
+						we += float64(w[r*d+i]) * float64(xf[t*d+i]-xq[t*d+i])
+					}
+					s += we * float64(xq[t*d+j])
+				}
+				g[r*d+j] = float32(s)
+			}
+		}
+		if err := c.AddProducts(k, g, 0, d); err != nil {
+			panic(err)
+		}
+	}
+	c.Count(n)
+	return c
+}
+
 // solve64 returns A⁻¹·B for A [d, d] and B [d, m], by Gaussian elimination
 // with partial pivoting in float64.
 func solve64(a []float64, b []float64, d, m int) []float64 {
@@ -159,17 +190,22 @@ func TestAsymmetricAgainstReference(t *testing.T) {
 	for _, c := range []struct {
 		actOrder bool
 		tile     int
-	}{{false, 128}, {true, 128}, {true, 5}, {false, 5}} {
+		products bool
+	}{{false, 128, false}, {true, 128, false}, {true, 5, false}, {false, 5, false}, {true, 128, true}, {false, 5, true}} {
 		// Tiles of 5 rows of U: seven GEMMs a product, the last of 2.
 		actOrder := c.actOrder
 		asymTile = c.tile
 		w, w2 := slices.Clone(orig), slices.Clone(orig2)
 		opt := Options{ActOrder: actOrder}
 		f := factorOf(t, xq, n, d, opt)
-		if err := f.Asymmetric(crossOf(xf, xq, n, d), opt, w, w2); err != nil {
+		cr := crossOf(xf, xq, n, d)
+		if c.products {
+			cr = productsOf(xf, xq, n, d, w, w2)
+		}
+		if err := f.Asymmetric(cr, opt, w, w2); err != nil {
 			t.Fatal(err)
 		}
-		if c.tile == 5 {
+		if c.tile == 5 && !c.products {
 			// The tiles change which GEMM computes a value, not its sum.
 			asymTile = 128
 			v, v2 := slices.Clone(orig), slices.Clone(orig2)
@@ -186,7 +222,7 @@ func TestAsymmetricAgainstReference(t *testing.T) {
 		}{{w, ref}, {w2, ref2}} {
 			for i, g := range pair.got {
 				if e := math.Abs(float64(g) - pair.want[i]); e > 1e-4*(1+math.Abs(pair.want[i])) {
-					t.Fatalf("act order %v, tiles of %d: W'[%d] = %g, want %g", actOrder, c.tile, i, g, pair.want[i])
+					t.Fatalf("act order %v, tiles of %d, products %v: W'[%d] = %g, want %g", actOrder, c.tile, c.products, i, g, pair.want[i])
 				}
 			}
 		}
@@ -289,6 +325,19 @@ func TestAsymmetricRefuses(t *testing.T) {
 	}
 	if err := f.Asymmetric(crossOf(xf, xq, 20, 4), Options{}, make([]float32, 7)); err == nil {
 		t.Error("a weight of 7 values for 4 inputs: no error")
+	}
+	w2 := []float32{1, 2, 3, 4, 5, 6, 7, 8}
+	if err := f.Asymmetric(productsOf(xf, xq, 20, 4, w2), Options{}, w2, w2); err == nil {
+		t.Error("products of one weight given two: no error")
+	}
+	if err := f.Asymmetric(productsOf(xf, xq, 20, 4, w2), Options{}, w2[:4]); err == nil || !slices.Equal(w2, []float32{1, 2, 3, 4, 5, 6, 7, 8}) {
+		t.Errorf("products of a 2-row weight given 1 row: error %v, weight %v", err, w2)
+	}
+	if err := NewCrossProducts(4, 2).AddProducts(0, make([]float32, 6), 1, 3); err != nil {
+		t.Errorf("adding columns 1…3 of 2 rows: %v", err)
+	}
+	if err := NewCrossProducts(4, 2).AddProducts(0, make([]float32, 6), 2, 3); err == nil {
+		t.Error("adding columns 2…4 of 4: no error")
 	}
 	bad := *f
 	bad.Fallback = true // as Factorize leaves a Hessian that is not positive definite
