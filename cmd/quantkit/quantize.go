@@ -50,8 +50,8 @@ var (
 	quantGPTQScales   = &cli.StringFlag{Name: "gptq-scales", Value: "mse", Usage: "gptq: how group or channel scales are fitted: mse (the clipping search of --method mse, llm-compressor's mse observer) or minmax (llm-compressor's default observer)"}
 	quantGPTQSeq      = &cli.BoolFlag{Name: "gptq-sequential", Usage: "gptq: quantize a layer's projections in four stages (q/k/v, o, gate/up, down), each input's Hessian collected on the layer with the earlier stages quantized (llm-compressor's sequential update; 4 passes a layer)"}
 	quantGPTQDamp     = &cli.Float64Flag{Name: "gptq-damp", Value: 0.01, Usage: "gptq: dampening, the fraction of the Hessian's mean diagonal added to its diagonal"}
-	quantGPTQAsym     = &cli.BoolFlag{Name: "gptq-asymmetric", Usage: "gptq: target the float model's outputs from the quantized model's inputs (GPTAQ's asymmetric calibration): the float hidden states travel beside the quantized ones (twice their memory, one more forward pass a layer); implies --gptq-sequential; wants varied calibration text (a few thousand distinct tokens or more; warns below 2,500)"}
-	quantAWQAsym      = &cli.BoolFlag{Name: "awq-asymmetric", Usage: "awq: after the scale search, target the float model's outputs from the quantized model's inputs as --gptq-asymmetric does (the float hidden states beside the quantized ones, the four stages in turn, each stage's scaled weights moved by GPTAQ's correction and clipped on its quantized inputs before rounding to nearest; twice the hidden states' memory, and varied calibration text: a few thousand distinct tokens or more, warns below 2,500); without it, AutoAWQ's schedule: all of a layer's projections from the float layer's inputs, no float target"}
+	quantGPTQAsym     = &cli.BoolFlag{Name: "gptq-asymmetric", Usage: "gptq: target the float model's outputs from the quantized model's inputs (GPTAQ's asymmetric calibration): the float hidden states travel beside the quantized ones (as float16 with a power-of-two scale per token: 1.5× the hidden states' memory; one more forward pass a layer); implies --gptq-sequential; wants varied calibration text (a few thousand distinct tokens or more; warns below 2,500)"}
+	quantAWQAsym      = &cli.BoolFlag{Name: "awq-asymmetric", Usage: "awq: after the scale search, target the float model's outputs from the quantized model's inputs as --gptq-asymmetric does (the float hidden states beside the quantized ones, the four stages in turn, each stage's scaled weights moved by GPTAQ's correction and clipped on its quantized inputs before rounding to nearest; 1.5× the hidden states' memory, and varied calibration text: a few thousand distinct tokens or more, warns below 2,500); without it, AutoAWQ's schedule: all of a layer's projections from the float layer's inputs, no float target"}
 	quantUpdatedFlag  = &cli.BoolFlag{Name: "gptq-updated-scales", Usage: "gptq: fit group scales on the error-updated weights (the GPTQ paper) instead of the original ones (llm-compressor)"}
 )
 
@@ -236,7 +236,7 @@ var quantizeCommand = &cli.Command{
 		"        four stages (q/k/v, o, gate/up, down) are quantized in turn, each stage's scaled\n" +
 		"        weights first moved by GPTAQ's correction (as --gptq-asymmetric) and clipped on\n" +
 		"        its inputs from the quantized earlier stages; on stories260K int4 group 32 that\n" +
-		"        takes mean KL from 0.63 to 0.42–0.46 of rtn's (twice the hidden states' memory;\n" +
+		"        takes mean KL from 0.63 to 0.42–0.46 of rtn's (1.5× the hidden states' memory;\n" +
 		"        wants a few thousand distinct calibration tokens or more; warns below 2,500).\n" +
 		"        Without it, the default, AutoAWQ's schedule: a layer's projections all from the\n" +
 		"        float layer's inputs, no float target, no Hessians.\n" +

@@ -29,10 +29,10 @@ import (
 // layer on xf and layer on x (x left as it is), to last: each input hess
 // has gets its Gram matrix from x's pass and cr the cross product with
 // xf's (see above). With advance (the layer's last stage) the float pass
-// runs the whole layer on xf in place, which then holds the float
-// model's next hidden states; otherwise xf is left as it is. It returns
+// runs the whole layer on xf's rows, which then hold the float model's
+// next hidden states; otherwise xf is left as it is. It returns
 // the seconds spent on the statistics' GEMMs and sums.
-func (su *setup) pairedStatistics(b backend.Backend, l int, float, layer *lm.Layer, x, xf []float32, hess [4]*gptq.Hessian, cr [4]*gptq.Cross, pw [4][][]float32, last lm.LinearInput, advance bool) (secs float64, err error) {
+func (su *setup) pairedStatistics(b backend.Backend, l int, float, layer *lm.Layer, x []float32, xf *halfRows, hess [4]*gptq.Hessian, cr [4]*gptq.Cross, pw [4][][]float32, last lm.LinearInput, advance bool) (secs float64, err error) {
 	cfg, c := su.cfg, su.calib
 	fb, err := lm.NewBlock(b, cfg, l, float)
 	if err != nil {
@@ -98,16 +98,14 @@ func (su *setup) pairedStatistics(b backend.Backend, l int, float, layer *lm.Lay
 	}
 	for s0 := 0; s0 < c.Samples; s0 += per {
 		k := min(per, c.Samples-s0)
-		rows := func(x []float32) []float32 { return x[s0*c.SeqLen*H : (s0+k)*c.SeqLen*H] }
-		in := rows(xf) // with advance, the layer's output replaces it
-		if !advance {
-			scratch = append(scratch[:0], in...)
-			in = scratch
-		}
-		if err := fb.Forward(in, k, c.SeqLen, ftap); err != nil && !errors.Is(err, errStatsDone) {
+		scratch = xf.get(s0*c.SeqLen, k*c.SeqLen, scratch)
+		if err := fb.Forward(scratch, k, c.SeqLen, ftap); err != nil && !errors.Is(err, errStatsDone) {
 			return secs, err
 		}
-		scratch = append(scratch[:0], rows(x)...)
+		if advance { // the float layer's outputs, the next hidden states
+			xf.put(s0*c.SeqLen, scratch)
+		}
+		scratch = append(scratch[:0], x[s0*c.SeqLen*H:(s0+k)*c.SeqLen*H]...)
 		if err := qb.Forward(scratch, k, c.SeqLen, qtap); err != nil && !errors.Is(err, errStatsDone) {
 			return secs, err
 		}

@@ -374,12 +374,13 @@ func (su *setup) estimate(opt Options, n, T int) {
 		// Gram block
 		m.Scratch = 4*rows*(3*H+2*qd+2*ff+2*kvd) + 4*rows*H + 12*rows*widest + 8*gramBlock*gramBlock
 		if opt.floatTarget() {
-			// The float hidden states; a second block (its copy of the
+			// The float hidden states (halfRows: float16, half the
+			// quantized ones' bytes); a second block (its copy of the
 			// float layer, its scratch) and the float rows of the input;
 			// for the input where it is most, its cross product, the
 			// copies of its projections' weights being moved and
 			// Factor.Asymmetric's corrections and scratch.
-			m.Activations *= 2
+			m.Activations += 2*int64(n)*int64(T)*H + int64(n)*int64(T)
 			var most int64
 			for _, in := range [][3]int64{{H, qd + 2*kvd, qd}, {qd, H, H}, {H, 2 * ff, ff}, {ff, H, H}} {
 				cb, ab := gptq.CrossBytes(int(in[0]), int(in[1]), int(in[2]), in[1] < in[0])
@@ -540,9 +541,9 @@ func (su *setup) write(ctx context.Context, opt Options, b backend.Backend, clai
 		}
 		ck.Release("model.embed_tokens.weight")
 	}
-	var xf []float32 // the float model's hidden states (Options.Asymmetric)
+	var xf *halfRows // the float model's hidden states (Options.Asymmetric)
 	if x != nil && opt.floatTarget() {
-		xf = slices.Clone(x)
+		xf = newHalfRows(x, cfg.Hidden)
 	}
 	next := first
 	for l := range cfg.Layers {
@@ -645,7 +646,7 @@ func stages(opt Options) [][]lm.LinearInput {
 // doLayer collects layer l's statistics on x (when the method needs
 // them), quantizes its projections, writes its items and replaces x with
 // the quantized layer's outputs.
-func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x, xf []float32, w *checkpoint.Writer) error {
+func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x []float32, xf *halfRows, w *checkpoint.Writer) error {
 	ck, p, cfg, rep := su.ck, su.p, su.cfg, su.rep
 	t0 := time.Now()
 	layer, err := lm.ReadLayer(ck, cfg, l)
@@ -795,7 +796,16 @@ func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x, 
 			return err
 		}
 		blk.MaxRows = calibRows
-		err = blk.Forward(xf, su.calib.Samples, su.calib.SeqLen, nil)
+		c := su.calib
+		per := max(1, calibRows/c.SeqLen)
+		var chunk []float32
+		for s0 := 0; s0 < c.Samples && err == nil; s0 += per {
+			k := min(per, c.Samples-s0)
+			chunk = xf.get(s0*c.SeqLen, k*c.SeqLen, chunk)
+			if err = blk.Forward(chunk, k, c.SeqLen, nil); err == nil {
+				xf.put(s0*c.SeqLen, chunk)
+			}
+		}
 		if err := errors.Join(err, blk.Close()); err != nil {
 			return err
 		}
