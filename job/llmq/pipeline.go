@@ -377,16 +377,15 @@ func (su *setup) estimate(opt Options, n, T int) {
 			// The float hidden states (halfRows: float16, half the
 			// quantized ones' bytes); a second block (its copy of the
 			// float layer, its scratch) and the float rows of the input;
-			// for the input where it is most, its cross product, the
-			// copies of its projections' weights being moved and
-			// Factor.Asymmetric's corrections and scratch.
+			// and for the input where it is most, its factorisation,
+			// its cross product, the copies of its projections' weights
+			// being moved and Factor.Asymmetric's corrections and scratch.
 			m.Activations += 2*int64(n)*int64(T)*H + int64(n)*int64(T)
-			var most int64
 			for _, in := range [][3]int64{{H, qd + 2*kvd, qd}, {qd, H, H}, {H, 2 * ff, ff}, {ff, H, H}} {
+				_, fb := gptq.HessianBytes(int(in[0]))
 				cb, ab := gptq.CrossBytes(int(in[0]), int(in[1]), int(in[2]), in[1] < in[0])
-				most = max(most, cb+ab+4*in[0]*in[1])
+				m.Statistics = max(m.Statistics, fb+cb+ab+4*in[0]*in[1])
 			}
-			m.Statistics += most
 			m.Scratch += m.LayerWeights + 4*rows*(3*H+2*qd+2*ff+2*kvd) + 4*rows*widest
 		}
 	}
