@@ -12,11 +12,9 @@ import (
 // so that the row's largest magnitude lands in [2^14, 2^15). Scaling by a
 // power of two is exact, so a row keeps float16's 11 significant bits
 // relative to its own largest value, and no activation overflows float16's
-// range however large the model's are. What the float target uses of
-// these states is their difference from the quantized model's, a few
-// percent of them; on stories260K the stored states changed the
-// quantized checkpoints' mean KL by less than the calibration windows'
-// seed does (bench/RESULTS.md).
+// range however large the model's are. On stories260K the stored states
+// changed the quantized checkpoints' mean KL by less than the
+// calibration windows' seed does (bench/RESULTS.md).
 type halfRows struct {
 	cols int
 	v    []uint16
