@@ -81,13 +81,13 @@ func (su *setup) pairedStatistics(b backend.Backend, l int, float, layer *lm.Lay
 			if err := addGram(b, hess[in], xt, cols, n); err != nil {
 				return err
 			}
-			add := addCross
+			var err error
 			if cr[in].Products() {
-				add = func(b backend.Backend, c *gptq.Cross, xt, e []float32, cols, n int) error {
-					return addProducts(b, c, pw[in], e, xt, cols, n)
-				}
+				err = addProducts(b, cr[in], pw[in], e, xt, cols, n)
+			} else {
+				err = addCross(b, cr[in], xt, e, cols, n)
 			}
-			if err := add(b, cr[in], xt, e, cols, n); err != nil {
+			if err != nil {
 				return err
 			}
 		}
