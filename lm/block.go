@@ -57,7 +57,8 @@ func (in LinearInput) Projections() []string {
 
 // Tap receives the input rows of projections during Block.Forward: x holds
 // rows×cols float32 values, row-major, one row a token, valid only during
-// the call (the block reuses the memory). It is called once per input
+// the call (the block reuses the memory) and not to be changed (on the
+// CPU it is the block's own memory, which the layer reads on). It is called once per input
 // and chunk of sequences, in the order the layer computes them; an error
 // stops the pass.
 type Tap func(in LinearInput, x []float32, rows, cols int) error
@@ -84,11 +85,39 @@ type Block struct {
 	owned        []backend.Buffer
 	ropeQ, ropeK *backend.Rotary
 
-	// Scratch of the last chunk size: the residual rows x and the
-	// activations, as in Cache, and the keys and values of every row.
+	s *blockScratch // its own, or another block's (ShareScratch)
+}
+
+// blockScratch is a Block's scratch of the last chunk size: the residual
+// rows x and the activations, as in Cache, the keys and values of every
+// row, and a tap's host copy of rows.
+type blockScratch struct {
+	owner                                 *Block
 	rows                                  int
 	x, xn, q, att, proj, gate, up, kk, vv backend.Buffer
-	host                                  []float32 // a tap's copy of rows
+	host                                  []float32
+}
+
+// ShareScratch makes k run in o's scratch (the activations of a chunk)
+// instead of its own: two blocks of one shape that run by turns, as a
+// float layer and its quantized copy do in calibration, then hold one
+// chunk's activations, not two. o frees the scratch when it is closed:
+// close k first, or not use it afterwards. The blocks must not run at
+// once.
+func (k *Block) ShareScratch(o *Block) error {
+	if k.cfg.Hidden != o.cfg.Hidden || k.cfg.QDim() != o.cfg.QDim() || k.cfg.KVDim() != o.cfg.KVDim() || k.cfg.Intermediate != o.cfg.Intermediate || k.b != o.b {
+		return fmt.Errorf("lm: layer %d cannot share layer %d's scratch: another shape or backend", k.index, o.index)
+	}
+	if k.s == nil || o.s == nil {
+		return fmt.Errorf("lm: layer %d: ShareScratch with a closed block", k.index)
+	}
+	if k.s.owner == k {
+		if err := k.s.free(); err != nil {
+			return err
+		}
+	}
+	k.s = o.s
+	return nil
 }
 
 // BlockPart chooses what of a decoder layer Block.Forward computes.
@@ -135,10 +164,11 @@ func NewBlock(b backend.Backend, c Config, index int, l *Layer) (*Block, error) 
 	if err != nil {
 		return nil, err
 	}
-	k := &Block{cfg: c, index: index, b: b,
+	k := &Block{cfg: c, index: index, b: b, s: &blockScratch{},
 		ropeQ: &backend.Rotary{Heads: c.Heads, Dim: c.HeadDim, Freqs: freqs, Scale: scale},
 		ropeK: &backend.Rotary{Heads: c.KVHeads, Dim: c.HeadDim, Freqs: freqs, Scale: scale},
 	}
+	k.s.owner = k
 	p := &placer{b: b}
 	k.d = p.layer(c, l)
 	k.owned = p.owned
@@ -191,22 +221,23 @@ func (k *Block) chunk(xh []float32, n, seqLen int, ropeQ, ropeK *backend.Rotary,
 	c, b := k.cfg, k.b
 	H, qd, kvd, ff := c.Hidden, c.QDim(), c.KVDim(), c.Intermediate
 	T := n * seqLen
-	if err := k.reserve(T); err != nil {
+	ks := k.s
+	if err := ks.reserve(b, c, T); err != nil {
 		return err
 	}
 	pos := make([]int32, T)
 	for i := range pos {
 		pos[i] = int32(i % seqLen)
 	}
-	x := k.x.Slice(0, T*H)
+	x := ks.x.Slice(0, T*H)
 	if err := b.Upload(x, xh); err != nil {
 		return err
 	}
-	kk, vv := k.kk.Slice(0, T*kvd), k.vv.Slice(0, T*kvd)
-	att, q := k.att.Slice(0, T*qd), k.q.Slice(0, T*qd)
+	kk, vv := ks.kk.Slice(0, T*kvd), ks.vv.Slice(0, T*kvd)
+	att, q := ks.att.Slice(0, T*qd), ks.q.Slice(0, T*qd)
 	p := layerPass{b: b, cfg: c, li: k.index, T: T, part: k.Part, pos: pos, ropeQ: ropeQ, ropeK: ropeK,
-		x: x, xn: k.xn.Slice(0, T*H), q: q, k: kk, v: vv, att: att,
-		proj: k.proj.Slice(0, T*H), gate: k.gate.Slice(0, T*ff), up: k.up.Slice(0, T*ff)}
+		x: x, xn: ks.xn.Slice(0, T*H), q: q, k: kk, v: vv, att: att,
+		proj: ks.proj.Slice(0, T*H), gate: ks.gate.Slice(0, T*ff), up: ks.up.Slice(0, T*ff)}
 	p.attend = func() error {
 		a := &backend.Attention{Tokens: seqLen, Heads: c.Heads, KVHeads: c.KVHeads, Dim: c.HeadDim, Window: c.window(k.index)}
 		for s := range n {
@@ -220,10 +251,14 @@ func (k *Block) chunk(xh []float32, n, seqLen int, ropeQ, ropeK *backend.Rotary,
 	}
 	if tap != nil {
 		p.tap = func(in LinearInput, rows backend.Buffer, m, cols int) error {
-			if cap(k.host) < m*cols {
-				k.host = make([]float32, m*cols)
+			if hb, ok := rows.(backend.HostBuffer); ok && len(hb.F32()) >= m*cols {
+				// The backend's memory is the host's (the CPU): no copy.
+				return tap(in, hb.F32()[:m*cols], m, cols)
 			}
-			h := k.host[:m*cols]
+			if cap(ks.host) < m*cols {
+				ks.host = make([]float32, m*cols)
+			}
+			h := ks.host[:m*cols]
 			if err := b.Download(h, rows); err != nil {
 				return err
 			}
@@ -236,51 +271,54 @@ func (k *Block) chunk(xh []float32, n, seqLen int, ropeQ, ropeK *backend.Rotary,
 	return b.Download(xh, x)
 }
 
-// reserve makes the scratch hold T rows.
-func (k *Block) reserve(T int) error {
-	if T <= k.rows {
+// reserve makes the scratch hold T rows of a layer of c on b.
+func (s *blockScratch) reserve(b backend.Backend, c Config, T int) error {
+	if T <= s.rows {
 		return nil
 	}
-	c, b := k.cfg, k.b
-	k.freeScratch()
+	s.free()
 	H, qd, kvd, ff := c.Hidden, c.QDim(), c.KVDim(), c.Intermediate
-	for _, s := range []struct {
+	for _, t := range []struct {
 		buf *backend.Buffer
 		n   int
 	}{
-		{&k.x, T * H}, {&k.xn, T * H}, {&k.q, T * qd}, {&k.att, T * qd}, {&k.proj, T * H},
-		{&k.gate, T * ff}, {&k.up, T * ff}, {&k.kk, T * kvd}, {&k.vv, T * kvd},
+		{&s.x, T * H}, {&s.xn, T * H}, {&s.q, T * qd}, {&s.att, T * qd}, {&s.proj, T * H},
+		{&s.gate, T * ff}, {&s.up, T * ff}, {&s.kk, T * kvd}, {&s.vv, T * kvd},
 	} {
-		nb, err := b.Alloc(backend.F32, s.n)
+		nb, err := b.Alloc(backend.F32, t.n)
 		if err != nil {
-			return errors.Join(err, k.freeScratch())
+			return errors.Join(err, s.free())
 		}
-		*s.buf = nb
+		*t.buf = nb
 	}
-	k.rows = T
+	s.rows = T
 	return nil
 }
 
-// freeScratch frees the scratch buffers.
-func (k *Block) freeScratch() error {
+// free frees the scratch buffers (its owner's backend's).
+func (s *blockScratch) free() error {
 	var errs []error
-	for _, buf := range []*backend.Buffer{&k.x, &k.xn, &k.q, &k.att, &k.proj, &k.gate, &k.up, &k.kk, &k.vv} {
+	for _, buf := range []*backend.Buffer{&s.x, &s.xn, &s.q, &s.att, &s.proj, &s.gate, &s.up, &s.kk, &s.vv} {
 		if *buf != nil {
-			errs = append(errs, k.b.Free(*buf))
+			errs = append(errs, s.owner.b.Free(*buf))
 			*buf = nil
 		}
 	}
-	k.rows = 0
+	s.rows, s.host = 0, nil
 	return errors.Join(errs...)
 }
 
-// Close frees the block's buffers; it must not be used afterwards.
+// Close frees the block's buffers (its scratch, unless another block's,
+// ShareScratch); it must not be used afterwards.
 func (k *Block) Close() error {
-	errs := []error{k.freeScratch()}
+	var errs []error
+	if k.s != nil && k.s.owner == k {
+		errs = append(errs, k.s.free())
+	}
 	for _, buf := range k.owned {
 		errs = append(errs, k.b.Free(buf))
 	}
-	k.owned, k.d, k.host = nil, deviceLayer{}, nil
+	k.owned, k.d, k.s = nil, deviceLayer{}, nil
 	return errors.Join(errs...)
 }
 

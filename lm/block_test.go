@@ -326,3 +326,87 @@ func slicesEqual(a, b []float32) bool {
 	}
 	return len(a) == len(b)
 }
+
+// TestBlockShareScratch: two blocks of different weights running by turns
+// in one scratch (ShareScratch), with taps, give bit for bit what each
+// gives in its own, chunk sizes changing between them (the scratch grows
+// for the larger); a block of another shape is refused; closing the
+// sharer leaves the owner running.
+func TestBlockShareScratch(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 4))
+	c := Config{Hidden: 16, Intermediate: 24, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 4, Vocab: 30, RMSNormEps: 1e-5, RopeTheta: 10000, BOS: -1, EOS: -1}
+	w := randomModel(r, c, true, true)
+	x0, err := Embed(w.Embed, c.Hidden, randomTokens(r, 4*7, c.Vocab)) // 4 sequences of 7
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := cpu.New()
+	newBlock := func(i int) *Block {
+		k, err := NewBlock(b, c, i, &w.Layers[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	var taps []float32
+	tap := func(in LinearInput, x []float32, rows, cols int) error {
+		taps = append(taps, x[:rows*cols]...)
+		return nil
+	}
+	// seqs sequences of x0 through block k, and the rows its tap saw.
+	run := func(k *Block, seqs int) ([]float32, []float32) {
+		t.Helper()
+		taps = nil
+		out := append([]float32(nil), x0[:seqs*7*c.Hidden]...)
+		if err := k.Forward(out, seqs, 7, tap); err != nil {
+			t.Fatal(err)
+		}
+		return out, taps
+	}
+	own0, own1 := newBlock(0), newBlock(1)
+	want0s, tap0s := run(own0, 1)
+	want1, tap1 := run(own1, 4)
+	want0, tap0 := run(own0, 4)
+	own0.Close()
+	own1.Close()
+
+	k0, k1 := newBlock(0), newBlock(1)
+	if err := k1.ShareScratch(k0); err != nil {
+		t.Fatal(err)
+	}
+	if k1.s != k0.s {
+		t.Fatal("not shared")
+	}
+	for _, step := range []struct {
+		k          *Block
+		seqs       int
+		want, taps []float32
+	}{{k0, 1, want0s, tap0s}, {k1, 4, want1, tap1}, {k0, 4, want0, tap0}, {k1, 4, want1, tap1}} {
+		got, gotTaps := run(step.k, step.seqs)
+		if !slicesEqual(got, step.want) || !slicesEqual(gotTaps, step.taps) {
+			t.Errorf("layer %d on %d sequences: the shared scratch changed the outputs or the taps", step.k.index, step.seqs)
+		}
+	}
+	if err := k1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := run(k0, 4); !slicesEqual(got, want0) {
+		t.Error("the owner, after the sharer closed: outputs changed")
+	}
+	if err := k0.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c2 := c
+	c2.Intermediate = 32
+	w2 := randomModel(r, c2, true, true)
+	other, err := NewBlock(b, c2, 0, &w2.Layers[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	k2 := newBlock(0)
+	defer k2.Close()
+	if err := k2.ShareScratch(other); err == nil {
+		t.Error("a block of another shape shared the scratch")
+	}
+}

@@ -37,12 +37,15 @@ func TestQuantizeMethods(t *testing.T) {
 	if rep.Method != "gptq" || rep.Calibration.Samples != 4 || rep.Calibration.SeqLen != 64 || len(rep.Tensors) != 35 {
 		t.Errorf("gptq's report: %+v", rep)
 	}
-	// awq targets the float model with --awq-asymmetric only.
-	for _, asym := range []bool{true, false} {
-		args := []string{"quantize", in, "-o", filepath.Join(dir, fmt.Sprint("awq-", asym)), "--scheme", "int4", "--granularity", "group:32",
+	// awq targets the float model with --awq-asymmetric, not with
+	// --awq-asymmetric=false, and by default only from 2,500 distinct
+	// calibration tokens: not on these 4 × 64.
+	for k, flag := range []string{"--awq-asymmetric", "--awq-asymmetric=false", ""} {
+		asym := k == 0
+		args := []string{"quantize", in, "-o", filepath.Join(dir, fmt.Sprint("awq-", k)), "--scheme", "int4", "--granularity", "group:32",
 			"--method", "awq", "--calib", text, "--calib-samples", "4", "--calib-len", "64", "--json"}
-		if asym {
-			args = append(args, "--awq-asymmetric")
+		if flag != "" {
+			args = append(args, flag)
 		}
 		var awq struct {
 			Asymmetric bool `json:"asymmetric"`

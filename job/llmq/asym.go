@@ -32,7 +32,7 @@ import (
 // runs the whole layer on xf's rows, which then hold the float model's
 // next hidden states; otherwise xf is left as it is. It returns
 // the seconds spent on the statistics' GEMMs and sums.
-func (su *setup) pairedStatistics(b backend.Backend, l int, float, layer *lm.Layer, x []float32, xf *halfRows, hess [4]*gptq.Hessian, cr [4]*gptq.Cross, pw [4][][]float32, last lm.LinearInput, advance bool) (secs float64, err error) {
+func (su *setup) pairedStatistics(b backend.Backend, l int, float, layer *lm.Layer, x, xf *hiddenRows, hess [4]*gptq.Hessian, cr [4]*gptq.Cross, pw [4][][]float32, last lm.LinearInput, advance bool) (secs float64, err error) {
 	cfg, c := su.cfg, su.calib
 	fb, err := lm.NewBlock(b, cfg, l, float)
 	if err != nil {
@@ -42,7 +42,11 @@ func (su *setup) pairedStatistics(b backend.Backend, l int, float, layer *lm.Lay
 	if err != nil {
 		return 0, errors.Join(err, fb.Close())
 	}
-	defer func() { err = errors.Join(err, fb.Close(), qb.Close()) }()
+	defer func() { err = errors.Join(err, qb.Close(), fb.Close()) }()
+	// The two run by turns: one chunk's activations between them.
+	if err := qb.ShareScratch(fb); err != nil {
+		return 0, err
+	}
 	fb.MaxRows, qb.MaxRows = calibRows, calibRows
 	per := max(1, calibRows/c.SeqLen)
 	H := cfg.Hidden
@@ -105,7 +109,7 @@ func (su *setup) pairedStatistics(b backend.Backend, l int, float, layer *lm.Lay
 		if advance { // the float layer's outputs, the next hidden states
 			xf.put(s0*c.SeqLen, scratch)
 		}
-		scratch = append(scratch[:0], x[s0*c.SeqLen*H:(s0+k)*c.SeqLen*H]...)
+		scratch = x.get(s0*c.SeqLen, k*c.SeqLen, scratch)
 		if err := qb.Forward(scratch, k, c.SeqLen, qtap); err != nil && !errors.Is(err, errStatsDone) {
 			return secs, err
 		}

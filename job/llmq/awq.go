@@ -149,7 +149,7 @@ type awqResult struct {
 // gets: with the output-error clip, on the inputs divided by s, for every
 // Linear but q and k. group is the scheme's group size (0 per channel),
 // for w̄ and the Grams.
-func awqLayer(b backend.Backend, cfg lm.Config, li int, l *lm.Layer, x []float32, seqs, T, group int, q awqQuant) (*awqResult, error) {
+func awqLayer(b backend.Backend, cfg lm.Config, li int, l *lm.Layer, x *hiddenRows, seqs, T, group int, q awqQuant) (*awqResult, error) {
 	keep := max(1, min(seqs, AWQMaxRows/T))
 	st, err := collectInputs(b, cfg, li, l, x, seqs, T, keep, false)
 	if err != nil {
@@ -168,7 +168,7 @@ func awqLayer(b backend.Backend, cfg lm.Config, li int, l *lm.Layer, x []float32
 	// q/k/v's kept rows made their Gram; the searches run the blocks on
 	// x. down's rows come from gate/up's after the gate/up search.
 	st.keep[lm.QKVInput] = nil
-	xs := x[:keep*T*H]
+	xs := x.get(0, keep*T, nil)
 	// scaled is q(W·s)/s, clipped on input in's Gram divided by s when clipped.
 	scaled := func(w []float32, rows, cols int, s []float32, in lm.LinearInput, clipped bool) ([]float32, error) {
 		var g *clip.Gram

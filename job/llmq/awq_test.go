@@ -194,7 +194,7 @@ func testAWQAgainstBruteForce(t *testing.T, kvHeads int) {
 	}
 	orig := w.Layers[0]
 	layer := orig
-	res, err := awqLayer(b, c, 0, &layer, x, seqs, T, 16, clipQuant(t))
+	res, err := awqLayer(b, c, 0, &layer, float32Rows(x, c.Hidden), seqs, T, 16, clipQuant(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,7 +49,12 @@
 // quantized by GPTQ: on stories260K int4 group 32 (calibration 32 to
 // 512 windows of 128 tokens from a 56,000-character stream) mean KL 0.40–0.44
 // of round-to-nearest's, against 0.53–0.60 without; on a 920-token
-// stream the correction overfits and loses. Scales are rounded to the checkpoint's
+// stream the correction overfits and loses. It is gptq's default (Auto)
+// when the calibration windows cover MinFloatTargetTokens distinct tokens
+// or more; both streams of hidden states are then held as float16
+// (hiddenRows), together the memory of the float32 activations, and the
+// float layer and its quantized copy run by turns in one block's
+// scratch. Scales are rounded to the checkpoint's
 // dtype (BF16, F16) before codes are chosen, as quantize rounds them.
 //
 // awq searches AutoAWQ's per-input-channel scales (a grid of ratios, with
@@ -60,7 +65,8 @@
 // scoring its candidates with that quantizer. Under grouped-query
 // attention, which AutoAWQ leaves unscaled at o, o's columns of the
 // query heads that share a kv head share that head's v row's scale. With
-// Options.Asymmetric (--awq-asymmetric) the scales are chosen
+// Options.Asymmetric (--awq-asymmetric; by default, Auto, from
+// MinFloatTargetTokens distinct calibration tokens) the scales are chosen
 // as above, then the layer is quantized in the four sequential stages
 // with the float model as the target, as gptq's asymmetric calibration:
 // each stage's scaled weights moved by gptq.Factor.Asymmetric, clipped by

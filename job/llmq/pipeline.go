@@ -96,14 +96,18 @@ type Options struct {
 	// Asymmetric makes gptq and awq target the float model's outputs
 	// from the quantized model's inputs (GPTAQ's asymmetric calibration,
 	// asym.go): the float hidden states travel beside the quantized ones
-	// (twice the calibration hidden states, one more forward pass a
-	// layer). It implies Sequential: on the single-stage schedule later
-	// projections would correct errors earlier ones already removed. awq
-	// chooses its scales as without it, then, stage by stage, moves the
-	// scaled weights as gptq does (gptq.Factor.Asymmetric, which needs the
-	// Hessians of the inputs) and clips them by their output error on the
-	// quantized inputs (the stage's Hessian) before rounding to nearest.
-	Asymmetric bool
+	// (both as float16 then, hiddenRows: the memory of one stream in
+	// float32; one more forward pass a layer). It implies Sequential: on
+	// the single-stage schedule later projections would correct errors
+	// earlier ones already removed. awq chooses its scales as without
+	// it, then, stage by stage, moves the scaled weights as gptq does
+	// (gptq.Factor.Asymmetric, which needs the Hessians of the inputs)
+	// and clips them by their output error on the quantized inputs (the
+	// stage's Hessian) before rounding to nearest. Auto, the zero value,
+	// is On for methods gptq and awq when the calibration windows cover
+	// at least MinFloatTargetTokens distinct tokens (below that the
+	// correction overfits), Off otherwise and for the other methods.
+	Asymmetric Toggle
 	// Backend runs the layers and the Hessians' GEMMs; nil means the CPU.
 	Backend backend.Backend
 	// ShardSize is the most tensor data an output file holds; 0 means
@@ -309,7 +313,7 @@ func newReport(opt Options, su *setup) *Report {
 	if opt.Method.usesGPTQ() {
 		g := opt.GPTQ
 		rep.GPTQ = &g
-		rep.Sequential = opt.Sequential || opt.Asymmetric
+		rep.Sequential = opt.Sequential || opt.Asymmetric == On
 	}
 	rep.Asymmetric = opt.floatTarget()
 	t := &rep.Totals
@@ -331,7 +335,7 @@ func newReport(opt Options, su *setup) *Report {
 
 // estimate fills the report's memory estimate for n sequences of T tokens.
 func (su *setup) estimate(opt Options, n, T int) {
-	method, seq := opt.Method, opt.Sequential || opt.Asymmetric
+	method, seq := opt.Method, opt.Sequential || opt.Asymmetric == On
 	c := su.cfg
 	H, qd, kvd, ff := int64(c.Hidden), int64(c.QDim()), int64(c.KVDim()), int64(c.Intermediate)
 	m := &su.rep.Memory
@@ -371,23 +375,9 @@ func (su *setup) estimate(opt Options, n, T int) {
 		widest := max(H, qd, ff)
 		// the block's scratch, the stats pass's copy of a chunk, the
 		// tap's copy, its transpose and the backend's copy of it, one
-		// Gram block
-		m.Scratch = 4*rows*(3*H+2*qd+2*ff+2*kvd) + 4*rows*H + 12*rows*widest + 8*gramBlock*gramBlock
-		if opt.floatTarget() {
-			// The float hidden states (halfRows: float16, half the
-			// quantized ones' bytes); a second block (its copy of the
-			// float layer, its scratch) and the float rows of the input;
-			// and for the input where it is most, its factorisation,
-			// its cross product, the copies of its projections' weights
-			// being moved and Factor.Asymmetric's corrections and scratch.
-			m.Activations += 2*int64(n)*int64(T)*H + int64(n)*int64(T)
-			for _, in := range [][3]int64{{H, qd + 2*kvd, qd}, {qd, H, H}, {H, 2 * ff, ff}, {ff, H, H}} {
-				_, fb := gptq.HessianBytes(int(in[0]))
-				cb, ab := gptq.CrossBytes(int(in[0]), int(in[1]), int(in[2]), in[1] < in[0])
-				m.Statistics = max(m.Statistics, fb+cb+ab+4*in[0]*in[1])
-			}
-			m.Scratch += m.LayerWeights + 4*rows*(3*H+2*qd+2*ff+2*kvd) + 4*rows*widest
-		}
+		// Gram block, and the CPU GEMM's packed copy of the widest
+		// weight
+		m.Scratch = 4*rows*(3*H+2*qd+2*ff+2*kvd) + 4*rows*H + 12*rows*widest + 8*gramBlock*gramBlock + 4*ff*H
 	}
 	// The quantized copy of a layer (dequantized weights) and a method's
 	// work for the widest projection (GPTQ's float64 weight and its
@@ -395,13 +385,69 @@ func (su *setup) estimate(opt Options, n, T int) {
 	// hidden states each float weight goes as its quantized copy comes
 	// (doLayer): both forms are held for one input's projections at
 	// most, the widest pair gate and up.
-	copies := m.LayerWeights
-	if !opt.floatTarget() {
-		copies = 4 * max((qd+2*kvd)*H, H*qd, 2*ff*H, H*ff)
-	}
+	copies := 4 * max((qd+2*kvd)*H, H*qd, 2*ff*H, H*ff)
 	work := copies + 8*max(qd*H, ff*H) + 4*max(H, ff)*1024
 	m.Total = max(m.Embedding+m.Activations, m.LayerWeights+work+m.Statistics+m.Activations+m.Scratch,
 		m.LayerWeights+m.Search+m.Activations+m.Scratch)
+	if method.NeedsData() && opt.floatTarget() {
+		su.floatTargetPeak(n, T, opt.Scheme.Bits)
+	}
+}
+
+// floatTargetPeak sets the estimate's Activations, Statistics, Scratch
+// and Total for the float target (Options.Asymmetric): both streams of
+// hidden states as float16 (hiddenRows), and the peak of its stages,
+// each input's statistics pass or its quantization, whichever is more:
+//   - the pass: the float layer and its quantized copy (the dequantized
+//     weights quantized so far; those not yet quantized are shared), the
+//     input's Hessian and cross product, and two blocks' scratch (the
+//     float layer's and the quantized one's: their chunk's activations),
+//     the float rows kept and the quantized rows transposed;
+//   - its quantization: the float layer (gone at the last stage, whose
+//     pass ran it to its end), the quantized copy, the factor (in the
+//     Hessian's memory), and either the cross product with
+//     Factor.Asymmetric's scratch or, once that is done, GPTQ's work on
+//     its widest projection and that projection's dequantized weight.
+//
+// The blocks wrap the layers' weights where they are (the CPU) or hold
+// them on the device: they add no copy of them to this process's memory.
+func (su *setup) floatTargetPeak(n, T, bits int) {
+	c, m := su.cfg, &su.rep.Memory
+	H, qd, kvd, ff := int64(c.Hidden), int64(c.QDim()), int64(c.KVDim()), int64(c.Intermediate)
+	rows := int64(min(n*T, max(T, calibRows/T*T)))
+	widest := max(H, qd, ff)
+	m.Activations = 2*2*int64(n)*int64(T)*H + 2*int64(n)*int64(T)
+	// One chunk's activations (the two blocks share them), the chunk's
+	// float32 copy, the float rows kept and the quantized rows transposed,
+	// a Gram block or a cross product's (addProducts), and the CPU GEMM's
+	// packed copy of the widest weight.
+	m.Scratch = 4*rows*(3*H+2*qd+2*ff+2*kvd) + 4*rows*H + 2*4*rows*widest + 8*gramBlock*gramBlock +
+		4*max(H, qd)*(rows+gramBlock) + 4*ff*H
+	// The layer's encoded projections, written when the layer is done.
+	encoded := m.LayerWeights * int64(bits) / 32 * 9 / 8
+	m.Statistics, m.Total = 0, 0
+	// each input: its columns, the rows of the projections reading it,
+	// the widest of them
+	inputs := [][3]int64{{H, qd + 2*kvd, qd}, {qd, H, H}, {H, 2 * ff, ff}, {ff, H, H}}
+	for k, in := range inputs {
+		cols, rws, maxRows := in[0], in[1], in[2]
+		hb, fb := gptq.HessianBytes(int(cols))
+		cb, ab := gptq.CrossBytes(int(cols), int(rws), int(maxRows), rws < cols)
+		m.Statistics = max(m.Statistics, fb+cb+ab)
+		pass := 2*m.LayerWeights + m.Activations + hb + cb + m.Scratch + encoded
+		float := m.LayerWeights
+		if k == len(inputs)-1 {
+			float = 0
+		}
+		gptqWork := 8*maxRows*cols + 4*cols*1024 + 4*maxRows*cols + maxRows*cols
+		quantize := float + m.LayerWeights + m.Activations + fb + max(cb+ab, gptqWork) + encoded
+		m.Total = max(m.Total, pass, quantize)
+	}
+	// Before the first layer: the embedding, the rows it gives (float32)
+	// and their two float16 copies; AWQ's search (one block, on the
+	// quantized rows).
+	m.Total = max(m.Total, m.Embedding+4*int64(n)*int64(T)*H+m.Activations,
+		m.LayerWeights+m.Search+m.Activations+4*rows*(3*H+2*qd+2*ff+2*kvd))
 }
 
 // DryRun plans the run opt describes (the checkpoint's headers, the
@@ -413,16 +459,37 @@ func DryRun(opt Options) (*Report, error) {
 		return nil, err
 	}
 	defer su.ck.Close()
-	n, T := opt.Calib.Samples, opt.Calib.SeqLen
-	if n == 0 {
-		n = DefaultSamples
+	if err := su.loadCalibration(&opt); err != nil {
+		return nil, err
 	}
-	if T == 0 {
-		T = DefaultSeqLen
-	}
-	su.estimate(opt, n, T)
 	su.rep.DryRun = true
 	return su.rep, nil
+}
+
+// loadCalibration tokenizes and cuts the calibration set (when the
+// method needs data), decides opt's Auto options on it and estimates the
+// run's memory.
+func (su *setup) loadCalibration(opt *Options) error {
+	if !opt.Method.NeedsData() {
+		su.estimate(Options{Method: opt.Method}, 0, 0)
+		return nil
+	}
+	ck := su.ck
+	tok, err := lmeval.LoadTokenizer(ck.Dir())
+	if err != nil && !strings.EqualFold(extOf(opt.Calib.Path), ".npy") {
+		return inputerr.Mark(fmt.Errorf("calibration text needs the model's tokenizer: %w", err))
+	}
+	if su.calib, err = LoadCalibration(opt.Calib, tok, su.cfg.BOS, su.cfg.EOS, su.cfg.Vocab); err != nil {
+		return err
+	}
+	su.rep.Calibration = su.calib
+	su.resolveTarget(opt, su.calib.Distinct)
+	if opt.floatTarget() && su.calib.Distinct < MinFloatTargetTokens {
+		su.warn(*opt, fmt.Sprintf("calibration: %s: the windows cover %d distinct tokens; the float target (Asymmetric: --gptq-asymmetric, --awq-asymmetric) overfits below about %d: give more varied text, or leave it off",
+			opt.Calib.Path, su.calib.Distinct, MinFloatTargetTokens))
+	}
+	su.estimate(*opt, su.calib.Samples, su.calib.SeqLen)
+	return nil
 }
 
 // Run quantizes opt.Input into opt.Output layer by layer (see the package
@@ -442,27 +509,13 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 		return nil, err
 	}
 	defer su.ck.Close()
-	ck, cfg, rep := su.ck, su.cfg, su.rep
+	ck, rep := su.ck, su.rep
 	b := opt.Backend
 	if b == nil {
 		b = cpu.New()
 	}
-	if opt.Method.NeedsData() {
-		tok, err := lmeval.LoadTokenizer(ck.Dir())
-		if err != nil && !strings.EqualFold(extOf(opt.Calib.Path), ".npy") {
-			return nil, inputerr.Mark(fmt.Errorf("calibration text needs the model's tokenizer: %w", err))
-		}
-		if su.calib, err = LoadCalibration(opt.Calib, tok, cfg.BOS, cfg.EOS, cfg.Vocab); err != nil {
-			return nil, err
-		}
-		rep.Calibration = su.calib
-		if opt.floatTarget() && su.calib.Distinct < MinFloatTargetTokens {
-			su.warn(opt, fmt.Sprintf("calibration: %s: the windows cover %d distinct tokens; the float target (Asymmetric: --gptq-asymmetric, --awq-asymmetric) overfits below about %d: give more varied text, or leave it off",
-				opt.Calib.Path, su.calib.Distinct, MinFloatTargetTokens))
-		}
-		su.estimate(opt, su.calib.Samples, su.calib.SeqLen)
-	} else {
-		su.estimate(Options{Method: opt.Method}, 0, 0)
+	if err := su.loadCalibration(&opt); err != nil {
+		return nil, err
 	}
 	// A soft limit on the Go heap at the estimate + 20 %: the collector
 	// and the scavenger (which returns freed pages to the system lazily,
@@ -540,10 +593,22 @@ func (su *setup) write(ctx context.Context, opt Options, b backend.Backend, clai
 		}
 		ck.Release("model.embed_tokens.weight")
 	}
-	var xf *halfRows // the float model's hidden states (Options.Asymmetric)
-	if x != nil && opt.floatTarget() {
-		xf = newHalfRows(x, cfg.Hidden)
+	// The quantized model's hidden states, and the float model's for the
+	// float target (Options.Asymmetric), both as float16 then.
+	var xq, xf *hiddenRows
+	switch {
+	case x != nil && opt.floatTarget():
+		xq, xf = float16Rows(x, cfg.Hidden), float16Rows(x, cfg.Hidden)
+		x = nil
+	case x != nil:
+		xq = float32Rows(x, cfg.Hidden)
 	}
+	// The layers: a heap of a few large float buffers, allocated and
+	// freed stage by stage, with few pointers to mark. Collecting at 5 %
+	// growth costs little there (a collection marks in milliseconds) and
+	// keeps the resident peak near the live one. (Run restores the
+	// setting.)
+	debug.SetGCPercent(layerGCPercent)
 	next := first
 	for l := range cfg.Layers {
 		if err := ctx.Err(); err != nil {
@@ -554,7 +619,7 @@ func (su *setup) write(ctx context.Context, opt Options, b backend.Backend, clai
 			items = append(items, su.order[next])
 		}
 		f0, h0, q0 := su.rep.ForwardSecs, su.rep.HessianSecs, su.rep.QuantizeSecs
-		if err := su.doLayer(opt, b, l, items, x, xf, w); err != nil {
+		if err := su.doLayer(opt, b, l, items, xq, xf, w); err != nil {
 			return abort(err)
 		}
 		su.rep.PerLayer = append(su.rep.PerLayer, LayerTime{Forward: su.rep.ForwardSecs - f0, Hessian: su.rep.HessianSecs - h0, Quantize: su.rep.QuantizeSecs - q0})
@@ -636,7 +701,7 @@ func newCross(cols int, ws []*[]float32) (*gptq.Cross, [][]float32) {
 // then gate/up on the residual through the quantized o, then down on the
 // quantized gate/up's activations.
 func stages(opt Options) [][]lm.LinearInput {
-	if opt.Method.usesGPTQ() && (opt.Sequential || opt.Asymmetric) || opt.floatTarget() {
+	if opt.Method.usesGPTQ() && (opt.Sequential || opt.Asymmetric == On) || opt.floatTarget() {
 		return [][]lm.LinearInput{{lm.QKVInput}, {lm.OInput}, {lm.GateUpInput}, {lm.DownInput}}
 	}
 	return [][]lm.LinearInput{{lm.QKVInput, lm.OInput, lm.GateUpInput, lm.DownInput}}
@@ -645,7 +710,7 @@ func stages(opt Options) [][]lm.LinearInput {
 // doLayer collects layer l's statistics on x (when the method needs
 // them), quantizes its projections, writes its items and replaces x with
 // the quantized layer's outputs.
-func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x []float32, xf *halfRows, w *checkpoint.Writer) error {
+func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x, xf *hiddenRows, w *checkpoint.Writer) error {
 	ck, p, cfg, rep := su.ck, su.p, su.cfg, su.rep
 	t0 := time.Now()
 	layer, err := lm.ReadLayer(ck, cfg, l)
@@ -701,6 +766,13 @@ func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x [
 			if xf != nil {
 				advanced = si == len(all)-1
 				hs, err = su.pairedStatistics(b, l, layer, &q, x, xf, hess, cr, pw, stage[len(stage)-1], advanced)
+				if advanced {
+					// The float layer has run its last pass: q holds
+					// what is still read (the weights not quantized yet
+					// are shared), so the float layer goes before the
+					// last stage's factorisation.
+					*layer = lm.Layer{}
+				}
 			} else {
 				hs, err = su.statistics(b, l, &q, x, hess, stage[len(stage)-1])
 			}
@@ -788,42 +860,25 @@ func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x [
 	releaseLayer(ck, l)
 	// The float model's next hidden states, from the float layer (unless
 	// the last statistics pass computed them).
+	c := su.calib
 	if xf != nil && !advanced {
 		t2 := time.Now()
-		blk, err := lm.NewBlock(b, cfg, l, layer)
-		if err != nil {
-			return err
-		}
-		blk.MaxRows = calibRows
-		c := su.calib
-		per := max(1, calibRows/c.SeqLen)
-		var chunk []float32
-		for s0 := 0; s0 < c.Samples && err == nil; s0 += per {
-			k := min(per, c.Samples-s0)
-			chunk = xf.get(s0*c.SeqLen, k*c.SeqLen, chunk)
-			if err = blk.Forward(chunk, k, c.SeqLen, nil); err == nil {
-				xf.put(s0*c.SeqLen, chunk)
-			}
-		}
-		if err := errors.Join(err, blk.Close()); err != nil {
+		if err := forwardBlock(b, cfg, l, layer, xf, c.Samples, c.SeqLen, nil); err != nil {
 			return err
 		}
 		rep.ForwardSecs += time.Since(t2).Seconds()
 	}
 	// The next layer's inputs, from the quantized layer.
-	if su.calib != nil {
+	if c != nil {
 		t2 := time.Now()
-		blk, err := lm.NewBlock(b, cfg, l, &q)
+		*layer = lm.Layer{}
+		err := forwardBlock(b, cfg, l, &q, x, c.Samples, c.SeqLen, func() {
+			// The block holds the weights now: the dequantized layer
+			// goes before the pass's scratch comes.
+			q = lm.Layer{}
+			runtime.GC()
+		})
 		if err != nil {
-			return err
-		}
-		blk.MaxRows = calibRows
-		// The block holds the weights now: the dequantized layer goes
-		// before the pass's scratch comes.
-		q = lm.Layer{}
-		runtime.GC()
-		err = blk.Forward(x, su.calib.Samples, su.calib.SeqLen, nil)
-		if err := errors.Join(err, blk.Close()); err != nil {
 			return err
 		}
 		rep.ForwardSecs += time.Since(t2).Seconds()
@@ -875,8 +930,12 @@ func releaseLayer(ck *checkpoint.Checkpoint, l int) {
 	}
 }
 
-// gcPercent is the garbage collector's growth target while Run runs.
-const gcPercent = 20
+// gcPercent is the garbage collector's growth target while Run runs,
+// layerGCPercent while it runs the layers.
+const (
+	gcPercent      = 20
+	layerGCPercent = 5
+)
 
 // calibRows is the most rows (tokens, whole sequences) the pipeline's
 // blocks run at once: enough for the GEMMs to run at full speed, few
@@ -897,7 +956,7 @@ var errStatsDone = errors.New("llmq: statistics collected")
 // that adds each projection input's Gram matrix to its Hessian (those
 // hess has), up to last, the last input it needs: the pass stops there.
 // It returns the seconds spent on the Hessians (the GEMMs and their sums).
-func (su *setup) statistics(b backend.Backend, l int, layer *lm.Layer, x []float32, hess [4]*gptq.Hessian, last lm.LinearInput) (hessSecs float64, err error) {
+func (su *setup) statistics(b backend.Backend, l int, layer *lm.Layer, x *hiddenRows, hess [4]*gptq.Hessian, last lm.LinearInput) (hessSecs float64, err error) {
 	cfg, c := su.cfg, su.calib
 	blk, err := lm.NewBlock(b, cfg, l, layer)
 	if err != nil {
@@ -924,7 +983,7 @@ func (su *setup) statistics(b backend.Backend, l int, layer *lm.Layer, x []float
 	}
 	for s0 := 0; s0 < c.Samples && err == nil; s0 += per {
 		k := min(per, c.Samples-s0)
-		scratch = append(scratch[:0], x[s0*c.SeqLen*H:(s0+k)*c.SeqLen*H]...)
+		scratch = x.get(s0*c.SeqLen, k*c.SeqLen, scratch)
 		if err = blk.Forward(scratch, k, c.SeqLen, tap); errors.Is(err, errStatsDone) {
 			err = nil
 		}
@@ -1119,10 +1178,44 @@ func (su *setup) warn(opt Options, msg string) {
 // level from about 2,450 tokens (bench/RESULTS.md).
 const MinFloatTargetTokens = 2500
 
+// Toggle is an option that is on, off, or chosen by the pipeline.
+type Toggle int8
+
+const (
+	Auto Toggle = iota // the pipeline chooses (see the option)
+	On
+	Off
+)
+
+// ToggleOf is On for true, Off for false.
+func ToggleOf(on bool) Toggle {
+	if on {
+		return On
+	}
+	return Off
+}
+
 // floatTarget reports whether the float model's hidden states travel
-// beside the quantized ones (Options.Asymmetric with gptq or awq).
+// beside the quantized ones (Options.Asymmetric with gptq or awq), once
+// resolveTarget has decided Auto.
 func (opt Options) floatTarget() bool {
-	return opt.Asymmetric && (opt.Method.usesGPTQ() || opt.Method == AWQ)
+	return opt.Asymmetric == On && (opt.Method.usesGPTQ() || opt.Method == AWQ)
+}
+
+// resolveTarget decides Options.Asymmetric's Auto for a calibration set
+// whose windows cover distinct tokens, and records the choice in the
+// report.
+func (su *setup) resolveTarget(opt *Options, distinct int) {
+	if opt.Asymmetric == Auto {
+		opt.Asymmetric = Off
+		if (opt.Method == GPTQ || opt.Method == AWQ) && distinct >= MinFloatTargetTokens {
+			opt.Asymmetric = On
+		}
+	}
+	if opt.Method.usesGPTQ() {
+		su.rep.Sequential = opt.Sequential || opt.Asymmetric == On
+	}
+	su.rep.Asymmetric = opt.floatTarget()
 }
 
 // hessianGram is clip's Gram, in groups of group columns, of the inputs

@@ -114,7 +114,7 @@ type qdqFunc func(w []float32, rows, cols int) ([]float32, error)
 // k, which AutoAWQ leaves unclipped, the data-free clip of method mse
 // (clip.FitMSE: on stories260K int4 g32, mean KL 0.076 against min-max's
 // 0.079, averaged over three calibration seeds).
-func (su *setup) smooth(opt Options, b backend.Backend, l int, layer *lm.Layer, x []float32, items []int) (map[string][]float32, error) {
+func (su *setup) smooth(opt Options, b backend.Backend, l int, layer *lm.Layer, x *hiddenRows, items []int) (map[string][]float32, error) {
 	var q awqQuant
 	var rs func(float32) float32
 	for _, i := range items {
@@ -268,7 +268,7 @@ func (st *inputStats) mean(in lm.LinearInput) []float64 {
 // keepSeqs sequences: of down_proj's input too when keepDown (the
 // searches derive them from gate/up's later, downRows, rather than hold
 // Intermediate floats a row through the gate/up search).
-func collectInputs(b backend.Backend, cfg lm.Config, li int, layer *lm.Layer, x []float32, seqs, T, keepSeqs int, keepDown bool) (*inputStats, error) {
+func collectInputs(b backend.Backend, cfg lm.Config, li int, layer *lm.Layer, x *hiddenRows, seqs, T, keepSeqs int, keepDown bool) (*inputStats, error) {
 	blk, err := lm.NewBlock(b, cfg, li, layer)
 	if err != nil {
 		return nil, err
@@ -307,7 +307,7 @@ func collectInputs(b backend.Backend, cfg lm.Config, li int, layer *lm.Layer, x 
 	for s0 := 0; s0 < seqs && err == nil; s0 += per {
 		k := min(per, seqs-s0)
 		keepRows = max(0, min(k, keepSeqs-s0)) * T
-		scratch = append(scratch[:0], x[s0*T*H:(s0+k)*T*H]...)
+		scratch = x.get(s0*T, k*T, scratch)
 		err = blk.Forward(scratch, k, T, tap)
 	}
 	if err := errors.Join(err, blk.Close()); err != nil {

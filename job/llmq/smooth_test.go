@@ -123,11 +123,11 @@ func foldAll(t *testing.T, b backend.Backend, c lm.Config, w *lm.Weights, ids []
 		layer := w.Layers[l]
 		switch method {
 		case SmoothQuant:
-			_, err = smoothQuantLayer(b, c, l, &layer, x, seqs, T, 0.5, nil, false)
+			_, err = smoothQuantLayer(b, c, l, &layer, float32Rows(x, c.Hidden), seqs, T, 0.5, nil, false)
 		case smoothQuantSearch:
-			_, err = smoothQuantLayer(b, c, l, &layer, x, seqs, T, 0, naiveInt8QDQ, true)
+			_, err = smoothQuantLayer(b, c, l, &layer, float32Rows(x, c.Hidden), seqs, T, 0, naiveInt8QDQ, true)
 		default:
-			_, err = awqLayer(b, c, l, &layer, x, seqs, T, 16, naiveQuant)
+			_, err = awqLayer(b, c, l, &layer, float32Rows(x, c.Hidden), seqs, T, 16, naiveQuant)
 		}
 		if err != nil {
 			t.Fatal(err)

@@ -68,7 +68,7 @@ const SmoothGrid = 20
 // as SmoothQuant's and Intel Neural Compressor's auto-alpha search do).
 // No smoothing is a candidate, so the calibration error is never above
 // plain W8A8's.
-func smoothQuantLayer(b backend.Backend, cfg lm.Config, li int, l *lm.Layer, x []float32, seqs, T int, alpha float64, qdq qdqFunc, act bool) ([]Smoothing, error) {
+func smoothQuantLayer(b backend.Backend, cfg lm.Config, li int, l *lm.Layer, x *hiddenRows, seqs, T int, alpha float64, qdq qdqFunc, act bool) ([]Smoothing, error) {
 	keep := 0
 	if alpha == 0 {
 		keep = max(1, min(seqs, AWQMaxRows/T))

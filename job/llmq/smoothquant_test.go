@@ -29,7 +29,7 @@ func TestSmoothQuantStatistics(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := w.Layers[0]
-	st, err := collectInputs(b, c, 0, &l, x, seqs, T, 2, true)
+	st, err := collectInputs(b, c, 0, &l, float32Rows(x, c.Hidden), seqs, T, 2, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func TestSmoothQuantStatistics(t *testing.T) {
 			t.Fatalf("down input value %d: %g derived, %g in the layer", i, d[i], v)
 		}
 	}
-	if st2, err := collectInputs(b, c, 0, &l, x, seqs, T, 2, false); err != nil || st2.keep[lm.DownInput] != nil || !slices.Equal(st2.keep[lm.OInput], st.keep[lm.OInput]) {
+	if st2, err := collectInputs(b, c, 0, &l, float32Rows(x, c.Hidden), seqs, T, 2, false); err != nil || st2.keep[lm.DownInput] != nil || !slices.Equal(st2.keep[lm.OInput], st.keep[lm.OInput]) {
 		t.Errorf("without down's rows: %v, %d down values kept", err, len(st2.keep[lm.DownInput]))
 	}
 	// The scales, with the guards.
@@ -155,7 +155,7 @@ func TestSmoothQuantSearchAgainstBruteForce(t *testing.T) {
 	}
 	orig := w.Layers[0]
 	layer := orig
-	got, err := smoothQuantLayer(b, c, 0, &layer, x, seqs, T, 0, naiveInt8QDQ, true)
+	got, err := smoothQuantLayer(b, c, 0, &layer, float32Rows(x, c.Hidden), seqs, T, 0, naiveInt8QDQ, true)
 	if err != nil {
 		t.Fatal(err)
 	}
