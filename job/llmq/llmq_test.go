@@ -318,7 +318,8 @@ func TestGPTQBeatsRTNOnStories(t *testing.T) {
 // 300…, about 7,000 tokens, 32 windows of 128 covering about 3,900
 // distinct) and compared with the float model on 12 others (seeds 400…):
 // the default's mean KL must be at most half of rtn's (the issue's
-// target) and below sequential gptq's. (With a calibration stream of
+// target) and below sequential gptq's. (Measured: 0.480 and 0.639;
+// 0.479 with the quantized hidden states in float32. With a calibration stream of
 // under 1,000 tokens the correction overfits and loses to plain gptq,
 // which Auto then runs: see the package documentation.)
 func TestGPTQDefaultOnStories(t *testing.T) {

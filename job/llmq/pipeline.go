@@ -400,9 +400,10 @@ func (su *setup) estimate(opt Options, n, T int) {
 // each input's statistics pass or its quantization, whichever is more:
 //   - the pass: the float layer and its quantized copy (the dequantized
 //     weights quantized so far; those not yet quantized are shared), the
-//     input's Hessian and cross product, and two blocks' scratch (the
-//     float layer's and the quantized one's: their chunk's activations),
-//     the float rows kept and the quantized rows transposed;
+//     input's Hessian and cross product, the scratch the float block and
+//     the quantized one share (a chunk's activations), the float rows
+//     kept and the quantized rows transposed, and the layer's encoded
+//     projections so far;
 //   - its quantization: the float layer (gone at the last stage, whose
 //     pass ran it to its end), the quantized copy, the factor (in the
 //     Hessian's memory), and either the cross product with

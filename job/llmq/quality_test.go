@@ -80,11 +80,12 @@ func TestSmoothingBeatsRTNOnStories(t *testing.T) {
 // from its float inputs), calibrated on 24 stories it generated (32
 // windows of 128 tokens, about 3,900 distinct) and compared with the
 // float model on 12 others as lm eval --ref does: the default must stay
-// below 0.55 of rtn's mean KL and beat AutoAWQ's schedule, which must
-// stay below 0.7. (Measured: 0.50 and 0.64; on bench/RESULTS.md's
-// held-out sets, from a 56,000-character calibration stream, 0.42–0.46
-// and 0.61–0.66. On these stories GPTQ's default measures 0.43,
-// TestGPTQDefaultOnStories.)
+// below 0.6 of rtn's mean KL and beat AutoAWQ's schedule, which must
+// stay below 0.7. (Measured: 0.544 and 0.640, the default 0.510 with the
+// quantized hidden states in float32 rather than float16; on
+// bench/RESULTS.md's held-out sets, from a 56,000-character calibration
+// stream, 0.46–0.48 and 0.61–0.66 over calibration seeds. On these
+// stories GPTQ's default measures 0.48, TestGPTQDefaultOnStories.)
 func TestAWQOnStories(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: about 10 s")
@@ -96,8 +97,8 @@ func TestAWQOnStories(t *testing.T) {
 		}
 		return name == "awq"
 	})
-	if a := kl["awq"]; !(a < 0.55*kl["rtn"]) || !(a < kl["awq-autoawq"]) || !(kl["awq-autoawq"] < 0.7*kl["rtn"]) {
-		t.Errorf("mean KL: awq %g, on AutoAWQ's schedule %g, rtn %g: want awq below 0.55·rtn and below AutoAWQ's schedule, that below 0.7·rtn", a, kl["awq-autoawq"], kl["rtn"])
+	if a := kl["awq"]; !(a < 0.6*kl["rtn"]) || !(a < kl["awq-autoawq"]) || !(kl["awq-autoawq"] < 0.7*kl["rtn"]) {
+		t.Errorf("mean KL: awq %g, on AutoAWQ's schedule %g, rtn %g: want awq below 0.6·rtn and below AutoAWQ's schedule, that below 0.7·rtn", a, kl["awq-autoawq"], kl["rtn"])
 	}
 }
 
