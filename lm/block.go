@@ -58,9 +58,9 @@ func (in LinearInput) Projections() []string {
 // Tap receives the input rows of projections during Block.Forward: x holds
 // rows×cols float32 values, row-major, one row a token, valid only during
 // the call (the block reuses the memory) and not to be changed (on the
-// CPU it is the block's own memory, which the layer reads on). It is called once per input
-// and chunk of sequences, in the order the layer computes them; an error
-// stops the pass.
+// CPU it is the block's own memory, which the layer reads on). It is
+// called once per input and chunk of sequences, in the order the layer
+// computes them; an error stops the pass.
 type Tap func(in LinearInput, x []float32, rows, cols int) error
 
 // Block is one decoder layer on a backend, run on hidden states held on
