@@ -3,6 +3,7 @@ package llmq
 import (
 	"errors"
 	"math"
+	"slices"
 	"sync"
 
 	"github.com/quantkit/quantkit/backend"
@@ -39,6 +40,11 @@ func float16Rows(x []float32, cols int) *hiddenRows {
 	h := &hiddenRows{cols: cols, v: make([]uint16, len(x)), exp: make([]int8, n)}
 	h.put(0, x)
 	return h
+}
+
+// clone is a copy of h.
+func (h *hiddenRows) clone() *hiddenRows {
+	return &hiddenRows{cols: h.cols, f32: slices.Clone(h.f32), v: slices.Clone(h.v), exp: slices.Clone(h.exp)}
 }
 
 // rows is how many rows h holds.

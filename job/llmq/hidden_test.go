@@ -45,6 +45,14 @@ func TestFloat16Rows(t *testing.T) {
 		}
 	}
 	check(h.get(0, len(scales), nil), x)
+	// A clone holds the same rows and keeps them when h changes.
+	c := h.clone()
+	if !slices.Equal(c.get(0, len(scales), nil), h.get(0, len(scales), nil)) {
+		t.Error("clone: other rows")
+	}
+	h.put(0, make([]float32, cols))
+	check(c.get(0, 1, nil), x[:cols])
+	h.put(0, x[:cols])
 	// One row rewritten at an offset; the others stay.
 	y := make([]float32, cols)
 	for j := range y {

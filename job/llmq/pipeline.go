@@ -599,8 +599,8 @@ func (su *setup) write(ctx context.Context, opt Options, b backend.Backend, clai
 	var xq, xf *hiddenRows
 	switch {
 	case x != nil && opt.floatTarget():
-		xq, xf = float16Rows(x, cfg.Hidden), float16Rows(x, cfg.Hidden)
-		x = nil
+		xq = float16Rows(x, cfg.Hidden)
+		xf, x = xq.clone(), nil
 	case x != nil:
 		xq = float32Rows(x, cfg.Hidden)
 	}
@@ -740,9 +740,6 @@ func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x, 
 	// about once, not in both forms.
 	floats := []*[]float32{&layer.Q, &layer.K, &layer.V, &layer.O, &layer.Gate, &layer.Up, &layer.Down}
 	encoded := map[int][][]byte{}
-	// advanced: the last stage's statistics pass has run the float layer
-	// on xf to its end, in place (pairedStatistics).
-	advanced := false
 	all := stages(opt)
 	for si, stage := range all {
 		var hess [4]*gptq.Hessian
@@ -765,9 +762,12 @@ func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x, 
 			}
 			var hs float64
 			if xf != nil {
-				advanced = si == len(all)-1
-				hs, err = su.pairedStatistics(b, l, layer, &q, x, xf, hess, cr, pw, stage[len(stage)-1], advanced)
-				if advanced {
+				// The float target runs the four stages (stages): the
+				// last one's pass runs the float layer on xf to its end,
+				// in place, giving the float model's next hidden states.
+				advance := si == len(all)-1
+				hs, err = su.pairedStatistics(b, l, layer, &q, x, xf, hess, cr, pw, stage[len(stage)-1], advance)
+				if advance {
 					// The float layer has run its last pass: q holds
 					// what is still read (the weights not quantized yet
 					// are shared), so the float layer goes before the
@@ -859,18 +859,9 @@ func (su *setup) doLayer(opt Options, b backend.Backend, l int, items []int, x, 
 		}
 	}
 	releaseLayer(ck, l)
-	// The float model's next hidden states, from the float layer (unless
-	// the last statistics pass computed them).
-	c := su.calib
-	if xf != nil && !advanced {
-		t2 := time.Now()
-		if err := forwardBlock(b, cfg, l, layer, xf, c.Samples, c.SeqLen, nil); err != nil {
-			return err
-		}
-		rep.ForwardSecs += time.Since(t2).Seconds()
-	}
-	// The next layer's inputs, from the quantized layer.
-	if c != nil {
+	// The next layer's inputs, from the quantized layer (the float
+	// model's came from the last statistics pass).
+	if c := su.calib; c != nil {
 		t2 := time.Now()
 		*layer = lm.Layer{}
 		err := forwardBlock(b, cfg, l, &q, x, c.Samples, c.SeqLen, func() {
